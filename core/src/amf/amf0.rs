@@ -1,0 +1,1 @@
+//! AMF0 (placeholder until the AMF codec lands).

@@ -1,0 +1,1 @@
+//! AMF3 (placeholder until the AMF codec lands).

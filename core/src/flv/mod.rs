@@ -1,0 +1,1 @@
+//! FLV tags: parsing tag headers and classifying audio/video payloads.

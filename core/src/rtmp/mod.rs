@@ -1,0 +1,3 @@
+//! RTMP: the handshake, the chunk stream, protocol-control messages and the message model.
+
+pub mod message;
