@@ -14,3 +14,6 @@ pub mod amf;
 pub mod flv;
 pub mod rng;
 pub mod rtmp;
+pub mod server;
+pub mod testkit;
+pub mod node;

@@ -1,0 +1,94 @@
+//! Decode a 10 KB video message from chunks and fan it out to 1,000 players: the server's
+//! per-message, per-player cost. Prints the cost per player.
+
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use siprtmp_core::node::{ConnId, Input, Node, NodeConfig};
+use siprtmp_core::rtmp::chunk_encoder::encode_fmt0;
+use siprtmp_core::rtmp::client::ClientEvent;
+use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
+use siprtmp_core::testkit::MemoryNet;
+
+const PLAYERS: usize = 1000;
+const PAYLOAD: usize = 10 * 1024;
+
+fn stream_id(events: &[ClientEvent]) -> u32 {
+    events
+        .iter()
+        .find_map(|e| match e {
+            ClientEvent::StreamCreated(id) => Some(*id),
+            _ => None,
+        })
+        .expect("stream created")
+}
+
+/// A node with one publisher on live/bench and `PLAYERS` players, all in memory.
+fn setup(now: Instant) -> (Node, ConnId, Vec<ConnId>) {
+    let mut net = MemoryNet::new(Node::new(NodeConfig::default(), now, 1));
+    let publisher = net.connect(now, "live");
+    let players: Vec<usize> = (0..PLAYERS).map(|_| net.connect(now, "live")).collect();
+    net.pump(now);
+    for &c in std::iter::once(&publisher).chain(&players) {
+        net.clients[c].client.create_stream();
+    }
+    net.pump(now);
+    let id = stream_id(net.events(publisher));
+    net.clients[publisher].client.set_chunk_size(4096);
+    net.clients[publisher].client.publish(id, "bench");
+    for &p in &players {
+        let id = stream_id(net.events(p));
+        net.clients[p].client.play(id, "bench", -2.0);
+    }
+    net.pump(now);
+    // A keyframe first, so that players are not waiting for one.
+    let mut key = vec![0x17, 0x01, 0, 0, 0];
+    key.resize(PAYLOAD, 0xAB);
+    net.clients[publisher]
+        .client
+        .send_media(&RtmpMessage::new(type_id::VIDEO, id, 0, key));
+    net.record_events = false;
+    net.pump(now);
+    let conns = players.iter().map(|&p| net.clients[p].conn).collect();
+    (net.node, net.clients[publisher].conn, conns)
+}
+
+fn fan_out(c: &mut Criterion) {
+    let now = Instant::now();
+    let (mut node, publisher, players) = setup(now);
+    let mut frame = vec![0x27, 0x01, 0, 0, 0];
+    frame.resize(PAYLOAD, 0xCD);
+    // The publisher's chunk stream: one self-contained 10 KB message in 4096-byte chunks.
+    let chunks: Bytes = encode_fmt0(6, &RtmpMessage::new(type_id::VIDEO, 1, 40, frame), 4096);
+    let mut group = c.benchmark_group("fan_out");
+    group.throughput(Throughput::Elements(PLAYERS as u64));
+    group.bench_function("10KB_video_to_1000_players", |b| {
+        b.iter(|| {
+            node.handle(now, Input::Received { conn: publisher, data: BytesMut::from(&chunks[..]) });
+            for &p in &players {
+                let queued = node.queued_bytes(p);
+                node.handle(now, Input::Drained { conn: p, bytes: queued });
+            }
+            while node.poll_output().is_some() {}
+        })
+    });
+    group.finish();
+    // Criterion reports time per iteration and elements (players) per second; say the cost per
+    // player in plain words as well.
+    let start = std::time::Instant::now();
+    let rounds = 200;
+    for _ in 0..rounds {
+        node.handle(now, Input::Received { conn: publisher, data: BytesMut::from(&chunks[..]) });
+        for &p in &players {
+            let queued = node.queued_bytes(p);
+            node.handle(now, Input::Drained { conn: p, bytes: queued });
+        }
+        while node.poll_output().is_some() {}
+    }
+    let per_player = start.elapsed().as_nanos() as f64 / (rounds * PLAYERS) as f64;
+    println!("fan_out: {per_player:.1} ns per player per 10 KB message (decode + queue + drain)");
+}
+
+criterion_group!(benches, fan_out);
+criterion_main!(benches);

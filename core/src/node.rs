@@ -1,0 +1,192 @@
+//! [`Node`]: one event loop's worth of siprtmp behind a single sans-IO API.
+//!
+//! A driver accepts connections, feeds received bytes, drained byte counts and timer expiry in
+//! as [`Input`]s with the current time, and carries out the [`Output`]s it polls: write a
+//! connection's queued segments, close a connection, or log an application [`Event`].
+//!
+//! ```
+//! use std::time::Instant;
+//! use siprtmp_core::node::{Input, Node, NodeConfig, Output};
+//!
+//! let start = Instant::now(); // a driver's clock; the node itself never reads one
+//! let mut node = Node::new(NodeConfig::default(), start, 42);
+//! let conn = node.accept(start, "127.0.0.1:50000".parse().unwrap());
+//! // The client's C0+C1: version 3, then 1536 bytes.
+//! let mut c0c1 = vec![3u8];
+//! c0c1.extend_from_slice(&[0u8; 1536]);
+//! node.handle(start, Input::Received { conn, data: c0c1.as_slice().into() });
+//! let mut wants_write = false;
+//! while let Some(out) = node.poll_output() {
+//!     if let Output::Transmit { conn: c } = out {
+//!         wants_write |= c == conn;
+//!     }
+//! }
+//! assert!(wants_write); // S0+S1+S2 are queued
+//! assert_eq!(node.queued_bytes(conn), 1 + 1536 + 1536);
+//! ```
+
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use crate::server::{RtmpServer, ServerConfig};
+
+/// Identifies one connection for the life of the node (never reused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "c{}", self.0)
+    }
+}
+
+/// What a driver tells the node.
+#[derive(Debug)]
+pub enum Input {
+    /// Bytes read from a connection.
+    Received {
+        /// The connection.
+        conn: ConnId,
+        /// The bytes, handed over without a copy when the node has no partial input pending.
+        data: BytesMut,
+    },
+    /// The kernel took `bytes` bytes of the connection's queued segments.
+    Drained {
+        /// The connection.
+        conn: ConnId,
+        /// How many bytes were written.
+        bytes: usize,
+    },
+    /// The connection is gone (peer closed, error, or after an [`Output::Close`]).
+    Closed {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// The deadline from [`Node::poll_timeout`] has passed.
+    Timeout,
+}
+
+/// What the node asks a driver to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// The connection has queued bytes: write them ([`Node::io_slices`]) when the socket is
+    /// writable, then report [`Input::Drained`]. Emitted once each time the queue goes from
+    /// empty to non-empty.
+    Transmit {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Write what is still queued if it goes without blocking, then close the connection and
+    /// report [`Input::Closed`].
+    Close {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Something an operator or embedding application may want to know.
+    Event(Event),
+}
+
+/// Application events, for logs and for embedding applications.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A client's `connect` was accepted.
+    Connected {
+        /// The connection.
+        conn: ConnId,
+        /// The application (scope) it connected to.
+        app: String,
+    },
+    /// A live stream began.
+    PublishStarted {
+        /// The publishing connection.
+        conn: ConnId,
+        /// The stream's key: `app/name`.
+        stream: String,
+    },
+    /// A live stream ended.
+    PublishStopped {
+        /// The publishing connection.
+        conn: ConnId,
+        /// The stream's key: `app/name`.
+        stream: String,
+    },
+    /// A player started watching a stream.
+    PlayStarted {
+        /// The playing connection.
+        conn: ConnId,
+        /// The stream's key: `app/name`.
+        stream: String,
+    },
+    /// A connection was closed by the server, with the reason.
+    Closing {
+        /// The connection.
+        conn: ConnId,
+        /// Why (a protocol error, a slow player, an idle timeout...).
+        reason: String,
+    },
+}
+
+/// Settings of a node.
+#[derive(Debug, Clone, Default)]
+pub struct NodeConfig {
+    /// The RTMP server application's settings.
+    pub server: ServerConfig,
+}
+
+/// One event loop's worth of siprtmp: today the live RTMP server.
+#[derive(Debug)]
+pub struct Node {
+    server: RtmpServer,
+}
+
+impl Node {
+    /// A node whose RTMP timestamps count from `epoch` and whose randomness comes from `seed`.
+    pub fn new(config: NodeConfig, epoch: Instant, seed: u64) -> Self {
+        Self {
+            server: RtmpServer::new(config.server, epoch, seed),
+        }
+    }
+
+    /// Registers a newly accepted TCP connection from `peer`.
+    pub fn accept(&mut self, now: Instant, peer: SocketAddr) -> ConnId {
+        self.server.accept(now, peer)
+    }
+
+    /// Feeds one input at time `now`.
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Received { conn, data } => self.server.received(now, conn, data),
+            Input::Drained { conn, bytes } => self.server.drained(now, conn, bytes),
+            Input::Closed { conn } => self.server.closed(conn),
+            Input::Timeout => self.server.timeout(now),
+        }
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.server.poll_output()
+    }
+
+    /// The earliest deadline at which [`Input::Timeout`] must be fed, if any.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.server.poll_timeout()
+    }
+
+    /// Fills `slices` with the connection's queued segments; returns how many were filled.
+    pub fn io_slices<'a>(&'a self, conn: ConnId, slices: &mut [IoSlice<'a>]) -> usize {
+        self.server.io_slices(conn, slices)
+    }
+
+    /// Bytes queued for the connection and not yet drained.
+    pub fn queued_bytes(&self, conn: ConnId) -> usize {
+        self.server.queued_bytes(conn)
+    }
+
+    /// Number of live connections.
+    pub fn connection_count(&self) -> usize {
+        self.server.connection_count()
+    }
+}

@@ -1,0 +1,289 @@
+//! [`RtmpClient`]: the client side of one RTMP connection as a sans-IO machine.
+//!
+//! Used by the load generators, the benchmarks, the simulation harness and the gateway's
+//! tests (the VideoPhone role). It does the handshake, `connect`, `createStream`, `publish` and
+//! `play`, sends media, acknowledges and answers pings, and reports what the server sends as
+//! [`ClientEvent`]s.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+
+use super::chunk_decoder::{ChunkDecoder, ChunkLimits};
+use super::chunk_encoder::ChunkEncoder;
+use super::command::{Command, CommandError};
+use super::control::{ProtocolControl, UserControl};
+use super::handshake::{ClientHandshake, HandshakeError};
+use super::message::{type_id, RtmpMessage};
+use crate::amf::Value;
+use crate::rng::SeededRng;
+
+/// What the server told the client.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientEvent {
+    /// The handshake finished; `connect` has been sent.
+    HandshakeDone,
+    /// `connect` was answered with `_result`.
+    Connected,
+    /// `connect` was refused (`_error`), with the info object's code.
+    ConnectRejected(String),
+    /// `createStream` returned this message stream id.
+    StreamCreated(u32),
+    /// `onStatus` on a stream: (stream id, code).
+    Status(u32, String),
+    /// Audio, video or data on a stream.
+    Media(RtmpMessage),
+    /// Any other command from the server.
+    Command(Command),
+}
+
+/// Why the client gave up on the connection.
+#[derive(Debug)]
+pub enum ClientError {
+    /// The handshake failed.
+    Handshake(HandshakeError),
+    /// The chunk stream was malformed.
+    Chunk(String),
+    /// A command could not be decoded.
+    Command(CommandError),
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::Handshake(e) => write!(f, "handshake: {e}"),
+            ClientError::Chunk(e) => write!(f, "chunk stream: {e}"),
+            ClientError::Command(e) => write!(f, "command: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// Chunk stream ids the client sends on.
+const CSID_CONTROL: u32 = 2;
+const CSID_COMMAND: u32 = 3;
+const CSID_AUDIO: u32 = 4;
+const CSID_VIDEO: u32 = 6;
+const CSID_DATA: u32 = 5;
+
+/// The client side of an RTMP connection.
+///
+/// ```
+/// use siprtmp_core::rtmp::client::RtmpClient;
+/// use siprtmp_core::rng::SeededRng;
+/// let mut client = RtmpClient::new(&mut SeededRng::new(1), "live", "rtmp://127.0.0.1/live");
+/// let c0c1 = client.take_output().unwrap();
+/// assert_eq!(c0c1.len(), 1 + 1536);
+/// ```
+#[derive(Debug)]
+pub struct RtmpClient {
+    handshake: Option<ClientHandshake>,
+    decoder: ChunkDecoder,
+    encoder: ChunkEncoder,
+    out: VecDeque<Bytes>,
+    events: VecDeque<ClientEvent>,
+    app: String,
+    tc_url: String,
+    next_transaction: f64,
+    connect_transaction: f64,
+    pending_create: VecDeque<f64>,
+    rx_bytes: u64,
+    acked: u64,
+    window: u32,
+    chunk_size: u32,
+}
+
+impl RtmpClient {
+    /// A client for `app` at `tc_url`; C0+C1 are queued at once.
+    pub fn new(rng: &mut SeededRng, app: &str, tc_url: &str) -> Self {
+        let (handshake, c0c1) = ClientHandshake::new(rng, 0, false);
+        let mut out = VecDeque::new();
+        out.push_back(c0c1);
+        Self {
+            handshake: Some(handshake),
+            decoder: ChunkDecoder::new(ChunkLimits::default()),
+            encoder: ChunkEncoder::new(),
+            out,
+            events: VecDeque::new(),
+            app: app.to_owned(),
+            tc_url: tc_url.to_owned(),
+            next_transaction: 2.0,
+            connect_transaction: 1.0,
+            pending_create: VecDeque::new(),
+            rx_bytes: 0,
+            acked: 0,
+            window: 0,
+            chunk_size: 128,
+        }
+    }
+
+    /// Asks for a larger outgoing chunk size (sent as Set Chunk Size).
+    pub fn set_chunk_size(&mut self, size: u32) {
+        self.chunk_size = size;
+        self.send(CSID_CONTROL, &ProtocolControl::SetChunkSize(size).to_message());
+        self.encoder.set_chunk_size(size);
+    }
+
+    /// Bytes to send, in order.
+    pub fn take_output(&mut self) -> Option<Bytes> {
+        self.out.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    fn send(&mut self, csid: u32, msg: &RtmpMessage) {
+        let mut buf = BytesMut::with_capacity(msg.payload.len() + 16);
+        self.encoder.encode(csid, msg, &mut buf);
+        self.out.push_back(buf.freeze());
+    }
+
+    fn send_command(&mut self, stream_id: u32, cmd: Command) {
+        let csid = if stream_id == 0 { CSID_COMMAND } else { CSID_DATA };
+        self.send(csid, &cmd.to_message(stream_id));
+    }
+
+    fn transaction(&mut self) -> f64 {
+        let t = self.next_transaction;
+        self.next_transaction += 1.0;
+        t
+    }
+
+    /// Sends `createStream`; [`ClientEvent::StreamCreated`] follows.
+    pub fn create_stream(&mut self) {
+        let t = self.transaction();
+        self.pending_create.push_back(t);
+        self.send_command(0, Command::new("createStream", t, Value::Null, vec![]));
+    }
+
+    /// Sends `publish(name, "live")` on `stream_id`.
+    pub fn publish(&mut self, stream_id: u32, name: &str) {
+        let t = self.transaction();
+        let args = vec![Value::string(name), Value::string("live")];
+        self.send_command(stream_id, Command::new("publish", t, Value::Null, args));
+    }
+
+    /// Sends `play(name, start)` on `stream_id`.
+    pub fn play(&mut self, stream_id: u32, name: &str, start: f64) {
+        let t = self.transaction();
+        let args = vec![Value::string(name), Value::Number(start)];
+        self.send_command(stream_id, Command::new("play", t, Value::Null, args));
+    }
+
+    /// Sends any command on `stream_id` (with a fresh transaction id).
+    pub fn call(&mut self, stream_id: u32, name: &str, args: Vec<Value>) {
+        let t = self.transaction();
+        self.send_command(stream_id, Command::new(name, t, Value::Null, args));
+    }
+
+    /// Sends an audio, video or data message (its stream id and timestamp as given).
+    pub fn send_media(&mut self, msg: &RtmpMessage) {
+        let csid = match msg.type_id {
+            type_id::AUDIO => CSID_AUDIO,
+            type_id::VIDEO => CSID_VIDEO,
+            _ => CSID_DATA,
+        };
+        self.send(csid, msg);
+    }
+
+    /// Feeds bytes from the server.
+    pub fn received(&mut self, buf: &mut BytesMut) -> Result<(), ClientError> {
+        self.rx_bytes += buf.len() as u64;
+        if let Some(handshake) = &mut self.handshake {
+            if let Some(c2) = handshake.receive(buf).map_err(ClientError::Handshake)? {
+                self.out.push_back(c2);
+            }
+            if !handshake.is_complete() {
+                return Ok(());
+            }
+            self.handshake = None;
+            self.events.push_back(ClientEvent::HandshakeDone);
+            let object = Value::object([
+                ("app", Value::string(self.app.clone())),
+                ("flashVer", Value::string("LNX 9,0,124,2")),
+                ("tcUrl", Value::string(self.tc_url.clone())),
+                ("fpad", Value::Boolean(false)),
+                ("capabilities", Value::Number(15.0)),
+                ("audioCodecs", Value::Number(4071.0)),
+                ("videoCodecs", Value::Number(252.0)),
+                ("videoFunction", Value::Number(1.0)),
+                ("objectEncoding", Value::Number(0.0)),
+            ]);
+            let t = self.connect_transaction;
+            self.send_command(0, Command::new("connect", t, object, vec![]));
+        }
+        while let Some(msg) = self
+            .decoder
+            .decode(buf)
+            .map_err(|e| ClientError::Chunk(e.to_string()))?
+        {
+            self.handle(msg)?;
+        }
+        if self.window > 0 && self.rx_bytes - self.acked >= u64::from(self.window) {
+            self.acked = self.rx_bytes;
+            let ack = ProtocolControl::Acknowledgement(self.rx_bytes as u32).to_message();
+            self.send(CSID_CONTROL, &ack);
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, msg: RtmpMessage) -> Result<(), ClientError> {
+        match msg.type_id {
+            type_id::SET_CHUNK_SIZE | type_id::WINDOW_ACK_SIZE | type_id::ABORT => {
+                match ProtocolControl::parse(&msg) {
+                    Ok(ProtocolControl::SetChunkSize(n)) => self
+                        .decoder
+                        .set_chunk_size(n)
+                        .map_err(|e| ClientError::Chunk(e.to_string()))?,
+                    Ok(ProtocolControl::WindowAckSize(n)) => self.window = n,
+                    Ok(ProtocolControl::Abort(csid)) => self.decoder.abort(csid),
+                    _ => {}
+                }
+            }
+            type_id::USER_CONTROL => {
+                if let Ok(UserControl::PingRequest(stamp)) = UserControl::parse(&msg.payload) {
+                    self.send(CSID_CONTROL, &UserControl::PingResponse(stamp).to_message());
+                }
+            }
+            type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0 | type_id::DATA_AMF3 => {
+                self.events.push_back(ClientEvent::Media(msg))
+            }
+            type_id::COMMAND_AMF0 | type_id::COMMAND_AMF3 => {
+                let cmd = Command::parse(&msg).map_err(ClientError::Command)?;
+                self.handle_command(msg.stream_id, cmd);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn handle_command(&mut self, stream_id: u32, cmd: Command) {
+        let code = |v: Option<&Value>| {
+            v.and_then(|o| o.get("code"))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        };
+        match cmd.name.as_str() {
+            "_result" if cmd.transaction_id == self.connect_transaction => {
+                self.events.push_back(ClientEvent::Connected)
+            }
+            "_error" if cmd.transaction_id == self.connect_transaction => self
+                .events
+                .push_back(ClientEvent::ConnectRejected(code(cmd.args.first()))),
+            "_result" if self.pending_create.front() == Some(&cmd.transaction_id) => {
+                self.pending_create.pop_front();
+                let id = cmd.args.first().and_then(Value::as_f64).unwrap_or(0.0);
+                self.events.push_back(ClientEvent::StreamCreated(id as u32));
+            }
+            "onStatus" => {
+                let code = code(cmd.args.first());
+                self.events.push_back(ClientEvent::Status(stream_id, code));
+            }
+            _ => self.events.push_back(ClientEvent::Command(cmd)),
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! NetConnection and NetStream calls from clients: `connect`, `createStream`, `publish`,
+//! `play`, `pause`, `deleteStream` and the rest, answered with `_result`, `_error` and
+//! `onStatus` as Flash Media Server does.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::live_stream::Player;
+use super::session::{Session, StreamRole};
+use super::RtmpServer;
+use crate::amf::Value;
+use crate::node::{ConnId, Event, Output};
+use crate::rtmp::command::{data_message, status_object, Command};
+use crate::rtmp::control::{ProtocolControl, UserControl};
+
+/// Most NetStreams one connection may create.
+const MAX_STREAMS_PER_CONNECTION: usize = 64;
+/// Longest stream or application name accepted.
+const MAX_NAME_LEN: usize = 1024;
+
+/// The stream name without its query string (`name?token=...`).
+pub(crate) fn bare_stream_name(name: &str) -> &str {
+    name.split('?').next().unwrap_or("")
+}
+
+/// The application from `connect`: its `app` field, else the path of `tcUrl`; no query
+/// string, no trailing slash.
+fn application_name(command_object: &Value) -> Option<String> {
+    let from_app = command_object.get("app").and_then(Value::as_str);
+    let from_url = || {
+        let url = command_object.get("tcUrl").and_then(Value::as_str)?;
+        let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+        after_scheme.split_once('/').map(|(_, path)| path)
+    };
+    let raw = from_app.filter(|a| !a.is_empty()).or_else(from_url)?;
+    let app = raw.split('?').next().unwrap_or("").trim_end_matches('/');
+    (!app.is_empty() && app.len() <= MAX_NAME_LEN).then(|| app.to_owned())
+}
+
+fn result(transaction_id: f64, args: Vec<Value>) -> Command {
+    Command::new("_result", transaction_id, Value::Null, args)
+}
+
+impl RtmpServer {
+    pub(super) fn handle_command(&mut self, now: Instant, conn: ConnId, stream_id: u32, cmd: Command) {
+        let Some(session) = self.sessions.get(conn) else {
+            return;
+        };
+        let connected = session.app.is_some();
+        if !connected && cmd.name != "connect" {
+            return self.close(conn, format!("'{}' before connect", cmd.name));
+        }
+        match cmd.name.as_str() {
+            "connect" => self.connect(conn, cmd),
+            "createStream" => self.create_stream(conn, cmd),
+            "releaseStream" | "FCSubscribe" | "_checkbw" => self.answer(conn, &cmd, vec![]),
+            "FCPublish" => self.fc_publish(conn, &cmd, "onFCPublish", "NetStream.Publish.Start"),
+            "FCUnpublish" => {
+                self.fc_publish(conn, &cmd, "onFCUnpublish", "NetStream.Unpublish.Success")
+            }
+            "publish" => self.publish(now, conn, stream_id, cmd),
+            "play" => self.play(conn, stream_id, cmd),
+            "pause" | "pauseRaw" => self.pause(conn, stream_id, cmd),
+            "receiveAudio" | "receiveVideo" => self.receive_media(conn, stream_id, cmd),
+            "closeStream" => self.close_stream(conn, stream_id, false),
+            "deleteStream" => {
+                let id = cmd.args.first().and_then(Value::as_f64).unwrap_or(0.0);
+                if id >= 1.0 && id <= f64::from(u32::MAX) {
+                    self.close_stream(conn, id as u32, true);
+                }
+            }
+            "getStreamLength" => self.answer(conn, &cmd, vec![Value::Number(0.0)]),
+            // Answers to calls we made (none that need handling) and keep-alives.
+            "_result" | "_error" | "onBWDone" | "_checkbwDone" => {}
+            _ => self.call_failed(conn, &cmd),
+        }
+    }
+
+    /// `_result(txn, null, args...)` in the encoding the call came in.
+    fn answer(&mut self, conn: ConnId, cmd: &Command, args: Vec<Value>) {
+        if let Some(session) = self.sessions.get_mut(conn) {
+            let notify = session.send_command(0, result(cmd.transaction_id, args), cmd.amf3);
+            self.transmit_if(conn, notify);
+        }
+    }
+
+    fn call_failed(&mut self, conn: ConnId, cmd: &Command) {
+        if let Some(session) = self.sessions.get_mut(conn) {
+            let info = status_object(
+                "error",
+                "NetConnection.Call.Failed",
+                &format!("Method not found ({}).", cmd.name),
+            );
+            let error = Command::new("_error", cmd.transaction_id, Value::Null, vec![info]);
+            let notify = session.send_command(0, error, cmd.amf3);
+            self.transmit_if(conn, notify);
+        }
+    }
+
+    fn connect(&mut self, conn: ConnId, cmd: Command) {
+        let config = &self.config;
+        let Some(session) = self.sessions.get_mut(conn) else {
+            return;
+        };
+        if session.app.is_some() {
+            return self.call_failed(conn, &cmd);
+        }
+        let Some(app) = application_name(&cmd.command_object) else {
+            let info = status_object("error", "NetConnection.Connect.Rejected", "No application.");
+            let error = Command::new("_error", cmd.transaction_id, Value::Null, vec![info]);
+            let notify = session.send_command(0, error, cmd.amf3);
+            self.transmit_if(conn, notify);
+            return self.close(conn, "connect without an application".into());
+        };
+        let encoding = cmd
+            .command_object
+            .get("objectEncoding")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
+        session.object_encoding = if encoding == 3.0 { 3.0 } else { 0.0 };
+        session.app = Some(app.clone());
+        let mut notify = session.send_control(ProtocolControl::WindowAckSize(config.window_ack_size));
+        notify |= session.send_control(ProtocolControl::SetPeerBandwidth {
+            size: config.peer_bandwidth,
+            limit_type: 2,
+        });
+        notify |= session.send_control(ProtocolControl::SetChunkSize(config.chunk_size));
+        let properties = Value::object([
+            ("fmsVer", Value::string("FMS/3,5,7,7009")),
+            ("capabilities", Value::Number(31.0)),
+            ("mode", Value::Number(1.0)),
+        ]);
+        let mut info = status_object("status", "NetConnection.Connect.Success", "Connection succeeded.");
+        if let Value::Object { properties, .. } = &mut info {
+            properties.push(("objectEncoding".into(), Value::Number(session.object_encoding)));
+        }
+        let answer = Command::new("_result", cmd.transaction_id, properties, vec![info]);
+        notify |= session.send_command(0, answer, cmd.amf3);
+        self.transmit_if(conn, notify);
+        self.outputs
+            .push_back(Output::Event(Event::Connected { conn, app }));
+    }
+
+    fn create_stream(&mut self, conn: ConnId, cmd: Command) {
+        let Some(session) = self.sessions.get_mut(conn) else {
+            return;
+        };
+        if session.streams.len() >= MAX_STREAMS_PER_CONNECTION {
+            return self.call_failed(conn, &cmd);
+        }
+        let id = session.next_stream_id;
+        session.next_stream_id += 1;
+        session.set_role(id, StreamRole::Idle);
+        self.answer(conn, &cmd, vec![Value::Number(f64::from(id))]);
+    }
+
+    fn fc_publish(&mut self, conn: ConnId, cmd: &Command, callback: &str, code: &str) {
+        let name = cmd.args.first().and_then(Value::as_str).unwrap_or("");
+        if let Some(session) = self.sessions.get_mut(conn) {
+            let info = status_object("status", code, name);
+            let notify = session.send_command(0, Command::new(callback, 0.0, Value::Null, vec![info]), cmd.amf3);
+            self.transmit_if(conn, notify);
+        }
+        self.answer(conn, cmd, vec![]);
+    }
+
+    /// The live stream key for `name` in the connection's application, or `None` for a bad name.
+    fn stream_key(session: &Session, name: &str) -> Option<Arc<str>> {
+        let app = session.app.as_deref()?;
+        let name = bare_stream_name(name);
+        if name.is_empty() || name.len() > MAX_NAME_LEN {
+            return None;
+        }
+        Some(Arc::from(format!("{app}/{name}")))
+    }
+
+    /// Sends `onStatus` on `stream_id` and tells the driver.
+    fn status(&mut self, conn: ConnId, stream_id: u32, level: &str, code: &str, description: &str) {
+        if let Some(session) = self.sessions.get_mut(conn) {
+            let notify = session.send_status(stream_id, level, code, description);
+            self.transmit_if(conn, notify);
+        }
+    }
+
+    fn publish(&mut self, _now: Instant, conn: ConnId, stream_id: u32, cmd: Command) {
+        let Some(session) = self.sessions.get(conn) else {
+            return;
+        };
+        let name = cmd.args.first().and_then(Value::as_str).unwrap_or("").to_owned();
+        if session.role(stream_id) != Some(&StreamRole::Idle) {
+            return self.status(conn, stream_id, "error", "NetStream.Publish.BadName", "Stream is busy or not created.");
+        }
+        let Some(key) = Self::stream_key(session, &name) else {
+            return self.status(conn, stream_id, "error", "NetStream.Publish.BadName", "Invalid stream name.");
+        };
+        let stream = self.live.entry(key.clone()).or_default();
+        if stream.publisher.is_some() {
+            return self.status(conn, stream_id, "error", "NetStream.Publish.BadName", &format!("{name} is already being published."));
+        }
+        stream.publisher = Some((conn, stream_id));
+        let waiting: Vec<(ConnId, u32)> =
+            stream.players.iter().map(|p| (p.conn, p.stream_id)).collect();
+        if let Some(session) = self.sessions.get_mut(conn) {
+            session.set_role(stream_id, StreamRole::Publishing(key.clone()));
+            let mut notify = session.send_user_control(UserControl::StreamBegin(stream_id));
+            notify |= session.send_status(stream_id, "status", "NetStream.Publish.Start", &format!("{name} is now published."));
+            self.transmit_if(conn, notify);
+        }
+        for (player, player_stream) in waiting {
+            self.status(player, player_stream, "status", "NetStream.Play.PublishNotify", &format!("{name} is now published."));
+            if let Some(p) = self.live.get_mut(&*key).and_then(|s| s.player_mut(player, player_stream)) {
+                p.need_keyframe = true;
+            }
+        }
+        self.outputs.push_back(Output::Event(Event::PublishStarted {
+            conn,
+            stream: key.to_string(),
+        }));
+    }
+
+    fn play(&mut self, conn: ConnId, stream_id: u32, cmd: Command) {
+        let Some(session) = self.sessions.get(conn) else {
+            return;
+        };
+        let name = cmd.args.first().and_then(Value::as_str).unwrap_or("").to_owned();
+        let start = cmd.args.get(1).and_then(Value::as_f64).unwrap_or(-2.0);
+        let reset = cmd.args.get(3).and_then(Value::as_bool).unwrap_or(true);
+        let Some(role) = session.role(stream_id).cloned() else {
+            return self.status(conn, stream_id, "error", "NetStream.Play.Failed", "Stream not created.");
+        };
+        let Some(key) = Self::stream_key(session, &name) else {
+            return self.status(conn, stream_id, "error", "NetStream.Play.StreamNotFound", "Invalid stream name.");
+        };
+        let chunk_size = session.encoder.chunk_size();
+        if role != StreamRole::Idle {
+            // A new play on the same NetStream replaces what it was doing.
+            if let Some(session) = self.sessions.get_mut(conn) {
+                session.set_role(stream_id, StreamRole::Idle);
+            }
+            self.end_role(conn, stream_id, role);
+        }
+        let live = self.live.get(&*key).is_some_and(|s| s.publisher.is_some());
+        if !live && start >= 0.0 {
+            // A recorded stream was asked for and there is none.
+            return self.status(conn, stream_id, "error", "NetStream.Play.StreamNotFound", &format!("{name} not found."));
+        }
+        let Some(session) = self.sessions.get_mut(conn) else {
+            return;
+        };
+        session.set_role(stream_id, StreamRole::Playing(key.clone()));
+        let mut notify = session.send_user_control(UserControl::StreamBegin(stream_id));
+        if reset {
+            notify |= session.send_status(stream_id, "status", "NetStream.Play.Reset", &format!("Playing and resetting {name}."));
+        }
+        notify |= session.send_status(stream_id, "status", "NetStream.Play.Start", &format!("Started playing {name}."));
+        let access = data_message(stream_id, 0, &[Value::string("|RtmpSampleAccess"), Value::Boolean(true), Value::Boolean(true)]);
+        notify |= session.send_message(super::session::csid::STATUS, &access);
+        self.transmit_if(conn, notify);
+        self.live.entry(key.clone()).or_default().players.push(Player {
+            conn,
+            stream_id,
+            chunk_size,
+            paused: false,
+            receive_audio: true,
+            receive_video: true,
+            need_keyframe: true,
+        });
+        if live {
+            self.status(conn, stream_id, "status", "NetStream.Play.PublishNotify", &format!("{name} is now published."));
+            self.start_player(conn, stream_id, &key);
+        }
+        self.outputs.push_back(Output::Event(Event::PlayStarted {
+            conn,
+            stream: key.to_string(),
+        }));
+    }
+
+    /// The live stream a player plays on `stream_id`, if any.
+    fn played_key(&self, conn: ConnId, stream_id: u32) -> Option<Arc<str>> {
+        match self.sessions.get(conn)?.role(stream_id)? {
+            StreamRole::Playing(key) => Some(key.clone()),
+            _ => None,
+        }
+    }
+
+    fn pause(&mut self, conn: ConnId, stream_id: u32, cmd: Command) {
+        let pause = cmd.args.first().and_then(Value::as_bool).unwrap_or(true);
+        let Some(key) = self.played_key(conn, stream_id) else {
+            return self.status(conn, stream_id, "error", "NetStream.Pause.Failed", "Not playing.");
+        };
+        if let Some(player) = self.live.get_mut(&*key).and_then(|s| s.player_mut(conn, stream_id)) {
+            player.paused = pause;
+            // Live resumes at the next keyframe: the frames in between were never sent.
+            player.need_keyframe |= !pause;
+        }
+        let (code, what) = if pause {
+            ("NetStream.Pause.Notify", "Paused")
+        } else {
+            ("NetStream.Unpause.Notify", "Unpaused")
+        };
+        self.status(conn, stream_id, "status", code, &format!("{what} live stream."));
+    }
+
+    fn receive_media(&mut self, conn: ConnId, stream_id: u32, cmd: Command) {
+        let on = cmd.args.first().and_then(Value::as_bool).unwrap_or(true);
+        let Some(key) = self.played_key(conn, stream_id) else {
+            return;
+        };
+        if let Some(player) = self.live.get_mut(&*key).and_then(|s| s.player_mut(conn, stream_id)) {
+            if cmd.name == "receiveAudio" {
+                player.receive_audio = on;
+            } else {
+                player.need_keyframe |= on && !player.receive_video;
+                player.receive_video = on;
+            }
+        }
+    }
+
+    /// `closeStream` (the stream stays created) or `deleteStream` (it is gone).
+    fn close_stream(&mut self, conn: ConnId, stream_id: u32, delete: bool) {
+        let Some(session) = self.sessions.get_mut(conn) else {
+            return;
+        };
+        let Some(role) = session.role(stream_id).cloned() else {
+            return;
+        };
+        if delete {
+            session.streams.retain(|(id, _)| *id != stream_id);
+        } else {
+            session.set_role(stream_id, StreamRole::Idle);
+        }
+        let was_publishing = matches!(role, StreamRole::Publishing(_));
+        self.end_role(conn, stream_id, role);
+        if was_publishing {
+            self.status(conn, stream_id, "status", "NetStream.Unpublish.Success", "Stream is now unpublished.");
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! [`ServerConfig`]: every limit and timer of the live RTMP server, with production defaults.
+
+use std::time::Duration;
+
+use crate::rtmp::chunk_decoder::ChunkLimits;
+
+/// Settings of the RTMP server application. `Default` gives safe production values.
+///
+/// ```
+/// use siprtmp_core::server::ServerConfig;
+/// let config = ServerConfig { player_hard_backlog: 256 * 1024, ..ServerConfig::default() };
+/// assert!(config.player_soft_backlog < config.player_hard_backlog);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Outgoing chunk size announced to every client right after `connect`.
+    pub chunk_size: u32,
+    /// Window acknowledgement size announced to clients.
+    pub window_ack_size: u32,
+    /// Peer bandwidth announced to clients (dynamic limit).
+    pub peer_bandwidth: u32,
+    /// Bounds on what a peer may make the chunk decoder hold.
+    pub chunk_limits: ChunkLimits,
+    /// Backlog (bytes queued but not yet taken by the kernel) past which a player's non-key
+    /// video is dropped until the next keyframe.
+    pub player_soft_backlog: usize,
+    /// Backlog past which a player (or any connection) is disconnected.
+    pub player_hard_backlog: usize,
+    /// Largest amount of media (bytes) the cache of the current GOP may hold per stream; past
+    /// it the cache is dropped until the next keyframe (late players then wait for it).
+    pub max_gop_cache_bytes: usize,
+    /// A client silent for this long is sent a ping.
+    pub ping_interval: Duration,
+    /// A client silent for `ping_interval + dead_timeout` is closed as dead.
+    pub dead_timeout: Duration,
+    /// A handshake not finished within this time is closed.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            chunk_size: 4096,
+            window_ack_size: 2_500_000,
+            peer_bandwidth: 2_500_000,
+            chunk_limits: ChunkLimits::default(),
+            player_soft_backlog: 1024 * 1024,
+            player_hard_backlog: 8 * 1024 * 1024,
+            max_gop_cache_bytes: 32 * 1024 * 1024,
+            ping_interval: Duration::from_secs(30),
+            dead_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}

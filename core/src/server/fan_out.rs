@@ -1,0 +1,168 @@
+//! Delivering published media to players: the hot path.
+//!
+//! A published message is chunk-encoded once per (chunk size, message stream id) and the same
+//! `Bytes` is queued on every player; per-player work is a backlog check and a queue push.
+//! Backpressure: past the soft backlog limit a player's non-key video is dropped until the next
+//! keyframe; past the hard limit the player is disconnected. The publisher and the other players
+//! never wait for a slow one.
+
+use std::sync::Arc;
+
+use smallvec::SmallVec;
+
+use super::live_stream::{media_kind, MediaKind, SharedMessage};
+use super::session::StreamRole;
+use super::RtmpServer;
+use crate::node::{ConnId, Event, Output};
+use crate::rtmp::control::UserControl;
+use crate::rtmp::message::{type_id, RtmpMessage};
+
+impl RtmpServer {
+    /// The live stream key `conn` publishes on message stream `stream_id`, if any.
+    fn published_key(&self, conn: ConnId, stream_id: u32) -> Option<Arc<str>> {
+        match self.sessions.get(conn)?.role(stream_id)? {
+            StreamRole::Publishing(key) => Some(key.clone()),
+            _ => None,
+        }
+    }
+
+    /// Audio, video or data from a publisher: fan out and cache.
+    pub(super) fn publish_message(&mut self, conn: ConnId, msg: RtmpMessage) {
+        let Some(key) = self.published_key(conn, msg.stream_id) else {
+            return; // media on a stream that is not publishing: ignored
+        };
+        let kind = media_kind(&msg);
+        let (soft, hard, max_gop) = (
+            self.config.player_soft_backlog,
+            self.config.player_hard_backlog,
+            self.config.max_gop_cache_bytes,
+        );
+        let Some(stream) = self.live.get_mut(&*key) else {
+            return;
+        };
+        let mut shared = SharedMessage::new(msg);
+        let is_video = shared.msg.type_id == type_id::VIDEO;
+        let mut evict: SmallVec<[ConnId; 4]> = SmallVec::new();
+        for player in stream.players.iter_mut() {
+            let wanted = match shared.msg.type_id {
+                type_id::AUDIO => player.receive_audio,
+                type_id::VIDEO => player.receive_video,
+                _ => true,
+            };
+            if player.paused || !wanted {
+                continue;
+            }
+            let Some(session) = self.sessions.get_mut(player.conn) else {
+                continue;
+            };
+            let backlog = session.out.queued_bytes();
+            if backlog > hard {
+                evict.push(player.conn);
+                continue;
+            }
+            if is_video {
+                match kind {
+                    MediaKind::Keyframe if player.need_keyframe => {
+                        if backlog > soft {
+                            continue;
+                        }
+                        player.need_keyframe = false;
+                    }
+                    MediaKind::InterFrame => {
+                        if backlog > soft {
+                            player.need_keyframe = true;
+                        }
+                        if player.need_keyframe {
+                            continue;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let bytes = shared.encoded(player.chunk_size, player.stream_id);
+            if session.queue(bytes) {
+                self.outputs.push_back(Output::Transmit { conn: player.conn });
+            }
+        }
+        stream.cache(kind, &shared, max_gop);
+        for player in evict {
+            if let Some(session) = self.sessions.get_mut(player) {
+                session.out.clear();
+            }
+            self.close(player, format!("player backlog above {hard} bytes"));
+        }
+    }
+
+    /// New metadata from a publisher: replaces the cached copy and goes to every player.
+    pub(super) fn publish_metadata(&mut self, conn: ConnId, msg: RtmpMessage) {
+        let Some(key) = self.published_key(conn, msg.stream_id) else {
+            return;
+        };
+        if let Some(stream) = self.live.get_mut(&*key) {
+            stream.metadata = Some(SharedMessage::new(msg.clone()));
+        }
+        self.publish_message(conn, msg);
+    }
+
+    /// Sends a joining player what it needs to start decoding at once: metadata, decoder
+    /// configuration, and the GOP since the last keyframe. Without a cached GOP the player
+    /// waits for the next keyframe.
+    pub(super) fn start_player(&mut self, conn: ConnId, stream_id: u32, key: &str) {
+        let Some(stream) = self.live.get_mut(key) else {
+            return;
+        };
+        let Some(session) = self.sessions.get_mut(conn) else {
+            return;
+        };
+        let chunk_size = session.encoder.chunk_size();
+        let mut notify = false;
+        let cached = stream
+            .metadata
+            .iter_mut()
+            .chain(stream.video_config.iter_mut())
+            .chain(stream.audio_config.iter_mut())
+            .chain(stream.gop.iter_mut());
+        for shared in cached {
+            notify |= session.queue(shared.encoded(chunk_size, stream_id));
+        }
+        let has_gop = !stream.gop.is_empty();
+        if let Some(player) = stream.player_mut(conn, stream_id) {
+            player.need_keyframe = !has_gop;
+        }
+        self.transmit_if(conn, notify);
+    }
+
+    /// The publisher of `key` stopped: players are told and keep waiting for a new publisher.
+    pub(super) fn unpublish(&mut self, conn: ConnId, stream_id: u32, key: &Arc<str>) {
+        let Some(stream) = self.live.get_mut(&**key) else {
+            return;
+        };
+        if stream.publisher != Some((conn, stream_id)) {
+            return;
+        }
+        stream.publisher = None;
+        stream.clear_cache();
+        let players: SmallVec<[(ConnId, u32); 8]> =
+            stream.players.iter().map(|p| (p.conn, p.stream_id)).collect();
+        if stream.is_unused() {
+            self.live.remove(&**key);
+        }
+        for (player, player_stream) in players {
+            if let Some(session) = self.sessions.get_mut(player) {
+                let mut notify =
+                    session.send_user_control(UserControl::StreamEof(player_stream));
+                notify |= session.send_status(
+                    player_stream,
+                    "status",
+                    "NetStream.Play.UnpublishNotify",
+                    &format!("{key} is now unpublished."),
+                );
+                self.transmit_if(player, notify);
+            }
+        }
+        self.outputs.push_back(Output::Event(Event::PublishStopped {
+            conn,
+            stream: key.to_string(),
+        }));
+    }
+}

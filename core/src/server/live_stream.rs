@@ -1,0 +1,178 @@
+//! [`LiveStream`]: one published live stream: its publisher, its players, and what a player
+//! joining late needs to start decoding at once (metadata, decoder configuration, and the
+//! group of pictures since the last keyframe).
+
+use bytes::Bytes;
+use smallvec::SmallVec;
+
+use crate::flv::media::{classify_audio, classify_video};
+use crate::node::ConnId;
+use crate::rtmp::chunk_encoder::encode_fmt0;
+use crate::rtmp::message::{type_id, RtmpMessage};
+
+use super::session::csid;
+
+/// A player of a live stream and its per-player delivery state.
+#[derive(Debug, Clone)]
+pub(crate) struct Player {
+    pub conn: ConnId,
+    pub stream_id: u32,
+    pub chunk_size: u32,
+    pub paused: bool,
+    pub receive_audio: bool,
+    pub receive_video: bool,
+    /// Drop video until a keyframe (just joined without a cached GOP, resumed, or fell
+    /// behind past the soft backlog limit).
+    pub need_keyframe: bool,
+}
+
+/// A media or data message as published, with its chunk encodings shared by every player that
+/// has the same chunk size and message stream id.
+#[derive(Debug, Clone)]
+pub(crate) struct SharedMessage {
+    pub msg: RtmpMessage,
+    encodings: SmallVec<[(u32, u32, Bytes); 1]>,
+}
+
+impl SharedMessage {
+    pub fn new(msg: RtmpMessage) -> Self {
+        Self {
+            msg,
+            encodings: SmallVec::new(),
+        }
+    }
+
+    /// The chunk stream id this kind of message travels on.
+    fn csid(&self) -> u32 {
+        match self.msg.type_id {
+            type_id::AUDIO => csid::AUDIO,
+            type_id::VIDEO => csid::VIDEO,
+            _ => csid::DATA,
+        }
+    }
+
+    /// The message chunk-encoded for (chunk size, stream id), encoding it on first use only.
+    pub fn encoded(&mut self, chunk_size: u32, stream_id: u32) -> Bytes {
+        if let Some((_, _, bytes)) = self
+            .encodings
+            .iter()
+            .find(|(c, s, _)| *c == chunk_size && *s == stream_id)
+        {
+            return bytes.clone();
+        }
+        let mut msg = self.msg.clone();
+        msg.stream_id = stream_id;
+        let bytes = encode_fmt0(self.csid(), &msg, chunk_size);
+        self.encodings.push((chunk_size, stream_id, bytes.clone()));
+        bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.msg.payload.len()
+    }
+}
+
+/// How a published media message changes what the stream caches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MediaKind {
+    /// Decoder configuration (AVC/HEVC/AAC sequence header): cached, sent to every player.
+    Config,
+    /// A video keyframe: starts a new cached GOP; a player waiting for one may start here.
+    Keyframe,
+    /// Any other video frame: droppable under backpressure.
+    InterFrame,
+    /// Audio or data: never dropped.
+    Other,
+}
+
+pub(crate) fn media_kind(msg: &RtmpMessage) -> MediaKind {
+    match msg.type_id {
+        type_id::VIDEO => match classify_video(&msg.payload) {
+            Some(v) if v.sequence_header => MediaKind::Config,
+            Some(v) if v.keyframe => MediaKind::Keyframe,
+            Some(v) if v.command_frame => MediaKind::Other,
+            _ => MediaKind::InterFrame,
+        },
+        type_id::AUDIO => match classify_audio(&msg.payload) {
+            Some(a) if a.sequence_header => MediaKind::Config,
+            _ => MediaKind::Other,
+        },
+        _ => MediaKind::Other,
+    }
+}
+
+/// One live stream, keyed by `app/name` in the server's registry.
+#[derive(Debug, Default)]
+pub(crate) struct LiveStream {
+    /// The publishing connection and its message stream id.
+    pub publisher: Option<(ConnId, u32)>,
+    pub players: Vec<Player>,
+    /// `onMetaData` (without the `@setDataFrame` wrapper).
+    pub metadata: Option<SharedMessage>,
+    pub video_config: Option<SharedMessage>,
+    pub audio_config: Option<SharedMessage>,
+    /// Everything since the last keyframe, keyframe first (empty until one arrives).
+    pub gop: Vec<SharedMessage>,
+    gop_bytes: usize,
+}
+
+impl LiveStream {
+    /// Records a published message in the caches, given its kind.
+    pub fn cache(&mut self, kind: MediaKind, shared: &SharedMessage, max_gop_bytes: usize) {
+        match kind {
+            MediaKind::Config => {
+                if shared.msg.type_id == type_id::VIDEO {
+                    self.video_config = Some(shared.clone());
+                } else {
+                    self.audio_config = Some(shared.clone());
+                }
+            }
+            MediaKind::Keyframe => {
+                self.gop.clear();
+                self.gop_bytes = 0;
+                self.push_gop(shared, max_gop_bytes);
+            }
+            MediaKind::InterFrame | MediaKind::Other => {
+                if !self.gop.is_empty() && shared.msg.type_id != type_id::DATA_AMF0 {
+                    self.push_gop(shared, max_gop_bytes);
+                }
+            }
+        }
+    }
+
+    fn push_gop(&mut self, shared: &SharedMessage, max_gop_bytes: usize) {
+        self.gop_bytes += shared.len();
+        if self.gop_bytes > max_gop_bytes {
+            // A GOP too long to hold: late players will wait for the next keyframe instead.
+            self.gop.clear();
+            self.gop_bytes = 0;
+            return;
+        }
+        self.gop.push(shared.clone());
+    }
+
+    /// Forgets everything cached from the previous publisher.
+    pub fn clear_cache(&mut self) {
+        self.metadata = None;
+        self.video_config = None;
+        self.audio_config = None;
+        self.gop.clear();
+        self.gop_bytes = 0;
+    }
+
+    pub fn player_mut(&mut self, conn: ConnId, stream_id: u32) -> Option<&mut Player> {
+        self.players
+            .iter_mut()
+            .find(|p| p.conn == conn && p.stream_id == stream_id)
+    }
+
+    pub fn remove_player(&mut self, conn: ConnId, stream_id: u32) {
+        self.players
+            .retain(|p| !(p.conn == conn && p.stream_id == stream_id));
+    }
+
+    /// True when nobody publishes or plays it any more.
+    pub fn is_unused(&self) -> bool {
+        self.publisher.is_none() && self.players.is_empty()
+    }
+}

@@ -1,0 +1,384 @@
+//! The live RTMP media server application: sessions, the registry of live streams, timers,
+//! and the outputs a driver carries out.
+//!
+//! [`RtmpServer`] is driven through [`crate::node::Node`]; the files beside this one each own
+//! one part of it: [`session`] (one connection), [`commands`] (NetConnection and NetStream
+//! calls), [`fan_out`] (delivering published media to players, with backpressure) and
+//! [`live_stream`] (per-stream caches).
+
+mod commands;
+mod config;
+mod fan_out;
+mod live_stream;
+mod send_queue;
+mod session;
+mod session_table;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+pub use config::ServerConfig;
+pub use send_queue::SendQueue;
+
+use crate::node::{ConnId, Event, Output};
+use crate::rng::SeededRng;
+use crate::rtmp::aggregate::split_aggregate;
+use crate::rtmp::command::{message_values, Command};
+use crate::rtmp::control::{ProtocolControl, UserControl};
+use crate::rtmp::handshake::ServerHandshake;
+use crate::rtmp::message::{type_id, RtmpMessage};
+use live_stream::LiveStream;
+use session::{Phase, Session, StreamRole};
+use session_table::SessionTable;
+
+/// The RTMP server application state machine.
+#[derive(Debug)]
+pub struct RtmpServer {
+    config: ServerConfig,
+    epoch: Instant,
+    rng: SeededRng,
+    sessions: SessionTable,
+    live: HashMap<Arc<str>, LiveStream>,
+    outputs: VecDeque<Output>,
+    timers: BinaryHeap<Reverse<(Instant, u64)>>,
+}
+
+impl RtmpServer {
+    /// A server with `config`, timestamps counted from `epoch`, randomness from `seed`.
+    pub fn new(config: ServerConfig, epoch: Instant, seed: u64) -> Self {
+        Self {
+            config,
+            epoch,
+            rng: SeededRng::new(seed),
+            sessions: SessionTable::default(),
+            live: HashMap::new(),
+            outputs: VecDeque::new(),
+            timers: BinaryHeap::new(),
+        }
+    }
+
+    fn millis_since_epoch(&self, now: Instant) -> u32 {
+        now.saturating_duration_since(self.epoch).as_millis() as u32
+    }
+
+    /// Registers an accepted connection.
+    pub fn accept(&mut self, now: Instant, peer: SocketAddr) -> ConnId {
+        let id = self.sessions.next_id();
+        let time = self.millis_since_epoch(now);
+        let handshake = ServerHandshake::new(&mut self.rng, time);
+        let session = Session::new(id, peer, handshake, self.config.chunk_limits.clone(), now);
+        self.sessions.insert(session);
+        self.timers
+            .push(Reverse((now + self.config.handshake_timeout, id.0)));
+        id
+    }
+
+    /// Bytes arrived on `conn`.
+    pub fn received(&mut self, now: Instant, conn: ConnId, data: BytesMut) {
+        let Some(session) = self.sessions.get_mut(conn) else {
+            return;
+        };
+        if matches!(session.phase, Phase::Closing) {
+            return;
+        }
+        session.last_rx = now;
+        session.ping_sent = false;
+        session.rx_bytes += data.len() as u64;
+        if session.rx.is_empty() {
+            session.rx = data;
+        } else {
+            session.rx.extend_from_slice(&data);
+        }
+        if let Phase::Handshake(handshake) = &mut session.phase {
+            match handshake.receive(&mut session.rx) {
+                Ok(reply) => {
+                    let complete = handshake.is_complete();
+                    if let Some(bytes) = reply {
+                        if session.queue(bytes) {
+                            self.outputs.push_back(Output::Transmit { conn });
+                        }
+                    }
+                    if !complete {
+                        return;
+                    }
+                    session.phase = Phase::Active;
+                }
+                Err(e) => {
+                    self.close(conn, format!("handshake failed: {e}"));
+                    return;
+                }
+            }
+        }
+        self.decode_messages(now, conn);
+        self.acknowledge(conn);
+    }
+
+    fn decode_messages(&mut self, now: Instant, conn: ConnId) {
+        loop {
+            let Some(session) = self.sessions.get_mut(conn) else {
+                return;
+            };
+            if !session.is_active() {
+                return;
+            }
+            match session.decoder.decode(&mut session.rx) {
+                Ok(Some(msg)) => self.handle_message(now, conn, msg),
+                Ok(None) => return,
+                Err(e) => {
+                    self.close(conn, format!("chunk stream error: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends an Acknowledgement once the peer's window of bytes has arrived.
+    fn acknowledge(&mut self, conn: ConnId) {
+        let Some(session) = self.sessions.get_mut(conn) else {
+            return;
+        };
+        if session.peer_window == 0
+            || session.rx_bytes - session.rx_bytes_acked < u64::from(session.peer_window)
+        {
+            return;
+        }
+        session.rx_bytes_acked = session.rx_bytes;
+        let sequence = session.rx_bytes as u32;
+        if session.send_control(ProtocolControl::Acknowledgement(sequence)) {
+            self.outputs.push_back(Output::Transmit { conn });
+        }
+    }
+
+    /// Dispatches one message by its type (never by chunk stream id).
+    fn handle_message(&mut self, now: Instant, conn: ConnId, msg: RtmpMessage) {
+        match msg.type_id {
+            type_id::SET_CHUNK_SIZE
+            | type_id::ABORT
+            | type_id::ACKNOWLEDGEMENT
+            | type_id::WINDOW_ACK_SIZE
+            | type_id::SET_PEER_BANDWIDTH => self.handle_protocol_control(conn, &msg),
+            type_id::USER_CONTROL => self.handle_user_control(conn, &msg),
+            type_id::AUDIO | type_id::VIDEO => self.publish_message(conn, msg),
+            type_id::DATA_AMF0 | type_id::DATA_AMF3 => self.handle_data(conn, msg),
+            type_id::COMMAND_AMF0 | type_id::COMMAND_AMF3 => match Command::parse(&msg) {
+                Ok(cmd) => self.handle_command(now, conn, msg.stream_id, cmd),
+                Err(e) => self.close(conn, format!("bad command: {e}")),
+            },
+            type_id::AGGREGATE => match split_aggregate(&msg) {
+                Ok(parts) => {
+                    for part in parts {
+                        match part.type_id {
+                            type_id::AUDIO | type_id::VIDEO => self.publish_message(conn, part),
+                            type_id::DATA_AMF0 | type_id::DATA_AMF3 => self.handle_data(conn, part),
+                            _ => {}
+                        }
+                    }
+                }
+                Err(e) => self.close(conn, format!("bad aggregate message: {e}")),
+            },
+            // Shared objects and unknown types are not supported: ignored, as FMS peers expect.
+            _ => {}
+        }
+    }
+
+    fn handle_protocol_control(&mut self, conn: ConnId, msg: &RtmpMessage) {
+        let control = match ProtocolControl::parse(msg) {
+            Ok(c) => c,
+            Err(e) => return self.close(conn, format!("bad protocol control message: {e}")),
+        };
+        let Some(session) = self.sessions.get_mut(conn) else {
+            return;
+        };
+        match control {
+            ProtocolControl::SetChunkSize(size) => {
+                if let Err(e) = session.decoder.set_chunk_size(size) {
+                    self.close(conn, format!("bad chunk size: {e}"));
+                }
+            }
+            ProtocolControl::Abort(csid) => session.decoder.abort(csid),
+            ProtocolControl::WindowAckSize(size) => session.peer_window = size,
+            ProtocolControl::Acknowledgement(_) | ProtocolControl::SetPeerBandwidth { .. } => {}
+        }
+    }
+
+    fn handle_user_control(&mut self, conn: ConnId, msg: &RtmpMessage) {
+        let Ok(event) = UserControl::parse(&msg.payload) else {
+            return self.close(conn, "bad user control message".into());
+        };
+        if let UserControl::PingRequest(stamp) = event {
+            if let Some(session) = self.sessions.get_mut(conn) {
+                if session.send_user_control(UserControl::PingResponse(stamp)) {
+                    self.outputs.push_back(Output::Transmit { conn });
+                }
+            }
+        }
+    }
+
+    /// `@setDataFrame` / `onMetaData` from a publisher: cached and forwarded as `onMetaData`.
+    fn handle_data(&mut self, conn: ConnId, msg: RtmpMessage) {
+        let Ok(values) = message_values(&msg) else {
+            return self.close(conn, "malformed data message".into());
+        };
+        let values = match values.first().and_then(|v| v.as_str()) {
+            Some("@setDataFrame") => values[1..].to_vec(),
+            Some("onMetaData") => values,
+            // Other data messages are forwarded as they are.
+            _ => return self.publish_message(conn, msg),
+        };
+        let forwarded = crate::rtmp::command::data_message(msg.stream_id, msg.timestamp, &values);
+        self.publish_metadata(conn, forwarded);
+    }
+
+    /// The kernel took `bytes` of `conn`'s queue.
+    pub fn drained(&mut self, _now: Instant, conn: ConnId, bytes: usize) {
+        if let Some(session) = self.sessions.get_mut(conn) {
+            session.out.advance(bytes);
+            if session.out.is_empty() {
+                session.transmit_pending = false;
+            } else if !session.transmit_pending {
+                session.transmit_pending = true;
+                self.outputs.push_back(Output::Transmit { conn });
+            }
+        }
+    }
+
+    /// The connection is gone.
+    pub fn closed(&mut self, conn: ConnId) {
+        let closing = match self.sessions.get(conn) {
+            Some(session) => matches!(session.phase, Phase::Closing),
+            None => return,
+        };
+        if !closing {
+            self.detach(conn);
+        }
+        self.sessions.remove(conn);
+    }
+
+    /// Closes `conn` from the server side: its streams end, and the driver is told to close.
+    pub(crate) fn close(&mut self, conn: ConnId, reason: String) {
+        let Some(session) = self.sessions.get(conn) else {
+            return;
+        };
+        if matches!(session.phase, Phase::Closing) {
+            return;
+        }
+        self.detach(conn);
+        if let Some(session) = self.sessions.get_mut(conn) {
+            session.phase = Phase::Closing;
+        }
+        self.outputs.push_back(Output::Event(Event::Closing { conn, reason }));
+        self.outputs.push_back(Output::Close { conn });
+    }
+
+    /// Ends everything `conn` publishes or plays.
+    fn detach(&mut self, conn: ConnId) {
+        let Some(session) = self.sessions.get_mut(conn) else {
+            return;
+        };
+        let streams = std::mem::take(&mut session.streams);
+        for (stream_id, role) in streams {
+            self.end_role(conn, stream_id, role);
+        }
+    }
+
+    /// Timers that are due.
+    pub fn timeout(&mut self, now: Instant) {
+        while let Some(Reverse((deadline, raw))) = self.timers.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            self.timers.pop();
+            self.check_liveness(now, ConnId(raw));
+        }
+    }
+
+    /// Handshake timeout, idle ping, dead-peer close; re-arms the connection's one timer.
+    fn check_liveness(&mut self, now: Instant, conn: ConnId) {
+        let ping_stamp = self.millis_since_epoch(now);
+        let config = &self.config;
+        let Some(session) = self.sessions.get_mut(conn) else {
+            return;
+        };
+        let idle = now.saturating_duration_since(session.last_rx);
+        let next = match session.phase {
+            Phase::Closing => return,
+            Phase::Handshake(_) => {
+                if idle >= config.handshake_timeout {
+                    return self.close(conn, "handshake timed out".into());
+                }
+                session.last_rx + config.handshake_timeout
+            }
+            Phase::Active => {
+                if idle >= config.ping_interval + config.dead_timeout {
+                    return self.close(conn, format!("peer silent for {} s", idle.as_secs()));
+                }
+                if idle >= config.ping_interval {
+                    if !session.ping_sent {
+                        session.ping_sent = true;
+                        if session.send_user_control(UserControl::PingRequest(ping_stamp)) {
+                            self.outputs.push_back(Output::Transmit { conn });
+                        }
+                    }
+                    session.last_rx + config.ping_interval + config.dead_timeout
+                } else {
+                    session.last_rx + config.ping_interval
+                }
+            }
+        };
+        self.timers.push(Reverse((next, conn.0)));
+    }
+
+    /// The next output for the driver.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// The earliest timer deadline.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// The connection's queued segments as I/O slices.
+    pub fn io_slices<'a>(&'a self, conn: ConnId, slices: &mut [IoSlice<'a>]) -> usize {
+        self.sessions
+            .get(conn)
+            .map_or(0, |s| s.out.io_slices(slices))
+    }
+
+    /// Bytes queued for `conn`.
+    pub fn queued_bytes(&self, conn: ConnId) -> usize {
+        self.sessions.get(conn).map_or(0, |s| s.out.queued_bytes())
+    }
+
+    /// Connections currently known.
+    pub fn connection_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub(crate) fn transmit_if(&mut self, conn: ConnId, needed: bool) {
+        if needed {
+            self.outputs.push_back(Output::Transmit { conn });
+        }
+    }
+
+    fn end_role(&mut self, conn: ConnId, stream_id: u32, role: StreamRole) {
+        match role {
+            StreamRole::Idle => {}
+            StreamRole::Publishing(key) => self.unpublish(conn, stream_id, &key),
+            StreamRole::Playing(key) => {
+                if let Some(stream) = self.live.get_mut(&*key) {
+                    stream.remove_player(conn, stream_id);
+                    if stream.is_unused() {
+                        self.live.remove(&*key);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! [`Session`]: the server side of one RTMP connection: handshake, chunk stream state, the
+//! send queue, and the NetStreams the client created.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use smallvec::SmallVec;
+
+use super::send_queue::SendQueue;
+use crate::amf::Value;
+use crate::node::ConnId;
+use crate::rtmp::chunk_decoder::{ChunkDecoder, ChunkLimits};
+use crate::rtmp::chunk_encoder::ChunkEncoder;
+use crate::rtmp::command::{status_object, Command};
+use crate::rtmp::control::{ProtocolControl, UserControl};
+use crate::rtmp::handshake::ServerHandshake;
+use crate::rtmp::message::RtmpMessage;
+
+/// Chunk stream ids the server sends on. Control and commands use the session's stateful
+/// encoder; audio, video and data use self-contained fmt-0 chunks shared between players.
+pub(crate) mod csid {
+    pub const CONTROL: u32 = 2;
+    pub const COMMAND: u32 = 3;
+    pub const AUDIO: u32 = 4;
+    pub const STATUS: u32 = 5;
+    pub const VIDEO: u32 = 6;
+    pub const DATA: u32 = 8;
+}
+
+/// What a NetStream of this connection is doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StreamRole {
+    /// Created, not yet publishing or playing.
+    Idle,
+    /// Publishing the live stream with this key.
+    Publishing(Arc<str>),
+    /// Playing the live stream with this key.
+    Playing(Arc<str>),
+}
+
+/// Where the connection is in its life.
+#[derive(Debug)]
+pub(crate) enum Phase {
+    Handshake(Box<ServerHandshake>),
+    /// Handshake done; waiting for or past `connect`.
+    Active,
+    /// The server asked the driver to close it; waiting for [`crate::node::Input::Closed`].
+    Closing,
+}
+
+/// One RTMP connection, server side.
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub id: ConnId,
+    pub peer: SocketAddr,
+    pub phase: Phase,
+    pub rx: BytesMut,
+    pub decoder: ChunkDecoder,
+    pub encoder: ChunkEncoder,
+    pub out: SendQueue,
+    /// A `Transmit` was emitted and the queue has not been emptied since.
+    pub transmit_pending: bool,
+    /// The application (scope) from `connect`, once connected.
+    pub app: Option<String>,
+    /// `connect` asked for AMF3 object encoding.
+    pub object_encoding: f64,
+    pub streams: SmallVec<[(u32, StreamRole); 2]>,
+    pub next_stream_id: u32,
+    pub last_rx: Instant,
+    pub ping_sent: bool,
+    pub rx_bytes: u64,
+    pub rx_bytes_acked: u64,
+    /// The peer's window acknowledgement size: we acknowledge every this many bytes.
+    pub peer_window: u32,
+}
+
+impl Session {
+    pub fn new(
+        id: ConnId,
+        peer: SocketAddr,
+        handshake: ServerHandshake,
+        limits: ChunkLimits,
+        now: Instant,
+    ) -> Self {
+        Self {
+            id,
+            peer,
+            phase: Phase::Handshake(Box::new(handshake)),
+            rx: BytesMut::new(),
+            decoder: ChunkDecoder::new(limits),
+            encoder: ChunkEncoder::new(),
+            out: SendQueue::default(),
+            transmit_pending: false,
+            app: None,
+            object_encoding: 0.0,
+            streams: SmallVec::new(),
+            next_stream_id: 1,
+            last_rx: now,
+            ping_sent: false,
+            rx_bytes: 0,
+            rx_bytes_acked: 0,
+            peer_window: 0,
+        }
+    }
+
+    /// Queues raw bytes. Returns true when the queue went from empty to non-empty and no
+    /// `Transmit` is outstanding, i.e. the driver must be told.
+    pub fn queue(&mut self, bytes: Bytes) -> bool {
+        self.out.push(bytes);
+        if !self.transmit_pending && !self.out.is_empty() {
+            self.transmit_pending = true;
+            return true;
+        }
+        false
+    }
+
+    /// Encodes `msg` on `csid` with the session's stateful encoder and queues it.
+    pub fn send_message(&mut self, csid: u32, msg: &RtmpMessage) -> bool {
+        let mut buf = BytesMut::with_capacity(msg.payload.len() + 32);
+        self.encoder.encode(csid, msg, &mut buf);
+        self.queue(buf.freeze())
+    }
+
+    pub fn send_control(&mut self, control: ProtocolControl) -> bool {
+        if let ProtocolControl::SetChunkSize(size) = control {
+            self.encoder.set_chunk_size(size);
+        }
+        self.send_message(csid::CONTROL, &control.to_message())
+    }
+
+    pub fn send_user_control(&mut self, event: UserControl) -> bool {
+        self.send_message(csid::CONTROL, &event.to_message())
+    }
+
+    /// Sends a command on message stream `stream_id`, in the encoding the client used.
+    pub fn send_command(&mut self, stream_id: u32, mut command: Command, amf3: bool) -> bool {
+        command.amf3 = amf3;
+        let csid = if stream_id == 0 {
+            csid::COMMAND
+        } else {
+            csid::STATUS
+        };
+        self.send_message(csid, &command.to_message(stream_id))
+    }
+
+    /// `onStatus(0, null, {level, code, description})` on `stream_id`.
+    pub fn send_status(&mut self, stream_id: u32, level: &str, code: &str, description: &str) -> bool {
+        let mut info = status_object(level, code, description);
+        if let Value::Object { properties, .. } = &mut info {
+            properties.push(("details".into(), Value::string(description)));
+        }
+        let cmd = Command::new("onStatus", 0.0, Value::Null, vec![info]);
+        self.send_command(stream_id, cmd, false)
+    }
+
+    pub fn role(&self, stream_id: u32) -> Option<&StreamRole> {
+        self.streams
+            .iter()
+            .find(|(id, _)| *id == stream_id)
+            .map(|(_, role)| role)
+    }
+
+    pub fn set_role(&mut self, stream_id: u32, role: StreamRole) {
+        if let Some(slot) = self.streams.iter_mut().find(|(id, _)| *id == stream_id) {
+            slot.1 = role;
+        } else {
+            self.streams.push((stream_id, role));
+        }
+    }
+
+    pub fn is_active(&self) -> bool {
+        matches!(self.phase, Phase::Active)
+    }
+}

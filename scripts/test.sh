@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs the whole test suite. First installs, when missing, the real peers the interop tests
+# talk to (Debian packages): ffmpeg/ffprobe and rtmpdump.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
+command -v rtmpdump >/dev/null 2>&1 || missing+=(rtmpdump)
+if ((${#missing[@]})); then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo=sudo
+    echo "installing test peers: ${missing[*]}"
+    $sudo apt-get update
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "${missing[@]}"
+fi
+
+cargo test --workspace --locked

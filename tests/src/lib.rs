@@ -1,0 +1,29 @@
+//! Test harness for the black-box suites: a server on loopback in this process, real peers
+//! (ffmpeg, ffprobe, rtmpdump) as child processes with deadlines, and a blocking RTMP client
+//! built on the core's client machine.
+
+pub mod peers;
+pub mod probe;
+pub mod server;
+pub mod tcp_client;
+
+/// The shared test media directory (`../shared/media` beside the repository).
+pub fn media(name: &str) -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let candidates = [root.join("../shared/media"), root.join("shared/media")];
+    for dir in candidates {
+        let path = dir.join(name);
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!("test media {name} not found under ../shared/media");
+}
+
+/// A fresh scratch directory for one test's output files.
+pub fn scratch_dir(test: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}

@@ -1,0 +1,112 @@
+//! Real peers as child processes: ffmpeg publishers and players, rtmpdump players. Every child
+//! has a deadline and is killed on drop, so a hung peer fails a test instead of hanging it.
+
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process that is killed when dropped.
+pub struct Peer {
+    pub name: String,
+    child: Child,
+}
+
+impl Peer {
+    fn spawn(name: &str, command: &mut Command) -> Self {
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e} (run scripts/test.sh to install peers)"));
+        Self {
+            name: name.to_owned(),
+            child,
+        }
+    }
+
+    /// Waits for exit up to `timeout`; `None` if it is still running.
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for exit and returns its stderr, panicking with it if the peer failed or hung.
+    pub fn finish(mut self, timeout: Duration) -> String {
+        let status = self.wait(timeout);
+        if status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let mut err = String::new();
+        if let Some(mut stderr) = self.child.stderr.take() {
+            use std::io::Read;
+            let _ = stderr.read_to_string(&mut err);
+        }
+        match status {
+            Some(s) if s.success() => err,
+            Some(s) => panic!("{} exited with {s}: {err}", self.name),
+            None => panic!("{} did not finish within {timeout:?}: {err}", self.name),
+        }
+    }
+
+    /// Stops (SIGSTOP) or resumes (SIGCONT) the process: a player that stops reading.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `ffmpeg -re -i FILE -c copy -f flv URL`: publishes a file in real time.
+pub fn ffmpeg_publish(file: &Path, url: &str) -> Peer {
+    Peer::spawn(
+        "ffmpeg publisher",
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
+            .arg(file)
+            .args(["-c", "copy", "-f", "flv", url]),
+    )
+}
+
+/// `ffmpeg -i URL -c copy -copyts -f flv OUT`: a player that saves what it receives.
+pub fn ffmpeg_play(url: &str, out: &Path) -> Peer {
+    Peer::spawn(
+        "ffmpeg player",
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-i", url])
+            .args(["-c", "copy", "-copyts", "-f", "flv"])
+            .arg(out),
+    )
+}
+
+/// `rtmpdump --live -r URL -o OUT`: another client stack that saves what it receives.
+pub fn rtmpdump_play(url: &str, out: &Path) -> Peer {
+    Peer::spawn(
+        "rtmpdump player",
+        Command::new("rtmpdump")
+            .args(["-q", "--live", "-r", url, "-o"])
+            .arg(out),
+    )
+}

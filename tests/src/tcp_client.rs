@@ -1,0 +1,91 @@
+//! A blocking RTMP client over a std `TcpStream`, built on the core's [`RtmpClient`] machine:
+//! enough to script a player that connects, plays and then misbehaves (stops reading, sends
+//! garbage) in tests.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use siprtmp_core::rng::SeededRng;
+use siprtmp_core::rtmp::client::{ClientEvent, RtmpClient};
+
+/// A connected client.
+pub struct TcpRtmpClient {
+    pub socket: TcpStream,
+    pub machine: RtmpClient,
+    buf: BytesMut,
+}
+
+impl TcpRtmpClient {
+    /// Connects to `addr`, with `recv_buffer` as SO_RCVBUF if given (set before connecting so
+    /// the TCP window stays small).
+    pub fn connect(addr: SocketAddr, app: &str, recv_buffer: Option<usize>) -> Self {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        if let Some(size) = recv_buffer {
+            socket.set_recv_buffer_size(size).unwrap();
+        }
+        socket.connect(&addr.into()).unwrap();
+        let socket: TcpStream = socket.into();
+        socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let machine = RtmpClient::new(&mut SeededRng::new(3), app, &format!("rtmp://{addr}/{app}"));
+        let mut client = Self {
+            socket,
+            machine,
+            buf: BytesMut::new(),
+        };
+        client.flush();
+        client
+    }
+
+    /// Writes everything the machine queued.
+    pub fn flush(&mut self) {
+        while let Some(bytes) = self.machine.take_output() {
+            self.socket.write_all(&bytes).unwrap();
+        }
+    }
+
+    /// Reads and processes until an event matching `pred` arrives (or `timeout`).
+    pub fn until(&mut self, timeout: Duration, pred: impl Fn(&ClientEvent) -> bool) -> Option<ClientEvent> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            while let Some(event) = self.machine.poll_event() {
+                if pred(&event) {
+                    return Some(event);
+                }
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            match self.socket.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    self.machine.received(&mut self.buf).ok()?;
+                    self.flush();
+                }
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Handshake, connect, createStream and play `name`; returns once Play.Start arrives.
+    pub fn play(addr: SocketAddr, app: &str, name: &str, recv_buffer: Option<usize>) -> Self {
+        let mut client = Self::connect(addr, app, recv_buffer);
+        let t = Duration::from_secs(5);
+        client.until(t, |e| *e == ClientEvent::Connected).expect("connected");
+        client.machine.create_stream();
+        client.flush();
+        let Some(ClientEvent::StreamCreated(id)) = client.until(t, |e| matches!(e, ClientEvent::StreamCreated(_))) else {
+            panic!("no stream created");
+        };
+        client.machine.play(id, name, -2.0);
+        client.flush();
+        client
+            .until(t, |e| matches!(e, ClientEvent::Status(_, code) if code == "NetStream.Play.Start"))
+            .expect("Play.Start");
+        client
+    }
+}
