@@ -13,7 +13,7 @@
 //! The digest may sit in one of two layouts, distinguished by where its offset bytes are:
 //! bytes `8..12` (digest somewhere in `12..772`) or bytes `772..776` (digest somewhere in
 //! `776..1536`). Implementations disagree on which to call "scheme 0" and which "scheme 1", so
-//! this module names them by their offset position ([`DigestLayout`]).
+//! this module names them by their offset position (`DigestLayout`).
 //!
 //! Neither machine touches a socket, a clock or global randomness: the caller passes in the
 //! time and a [`SeededRng`], feeds received bytes through a `BytesMut` and sends what comes back.
@@ -571,8 +571,20 @@ mod tests {
         assert_eq!(SERVER_KEY[67], 0xAE);
     }
 
-    /// Expected values computed independently with Python's hmac/hashlib (see the commit that
-    /// introduced this test): C1 pattern i*13+7, S1 pattern i*17+1, signed body i*31+5.
+    /// Expected values computed independently with Python's `hmac`/`hashlib`:
+    ///
+    /// ```text
+    /// H = lambda k, d: hmac.new(k, d, hashlib.sha256).digest()
+    /// pk, sk = b"Genuine Adobe Flash Player 001", b"Genuine Adobe Flash Media Server 001"
+    /// c1 = bytearray((i*13+7) % 256 for i in range(1536)); c1[0:8] = bytes([0,0,0,0,0x80,0,7,2])
+    /// p = 12 + sum(c1[8:12]) % 728                            # 534
+    /// d = H(pk, c1[:p] + c1[p+32:])                           # C1 digest
+    /// s1 = bytearray((i*17+1) % 256 for i in range(1536)); s1[4:8] = bytes([13,14,10,13])
+    /// q = 776 + sum(s1[772:776]) % 728                        # 1154
+    /// d1 = H(sk, s1[:q] + s1[q+32:])                          # S1 digest
+    /// body = bytes((i*31+5) % 256 for i in range(1504))
+    /// H(H(sk + tail, d), body); H(H(pk + tail, d1), body)     # S2 and C2 signatures
+    /// ```
     #[test]
     fn digest_and_signature_match_independent_vectors() {
         let mut c1 = pattern(13, 7);
