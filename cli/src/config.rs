@@ -87,8 +87,14 @@ impl RtmpSection {
 }
 
 /// The listening address from flags, else the file, else 0.0.0.0:1935.
-pub fn listen_addr(flag_host: Option<IpAddr>, flag_port: Option<u16>, file: &FileConfig) -> SocketAddr {
-    let host = flag_host.or(file.host).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+pub fn listen_addr(
+    flag_host: Option<IpAddr>,
+    flag_port: Option<u16>,
+    file: &FileConfig,
+) -> SocketAddr {
+    let host = flag_host
+        .or(file.host)
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let port = flag_port.or(file.port).unwrap_or(1935);
     SocketAddr::new(host, port)
 }

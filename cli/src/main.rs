@@ -76,17 +76,23 @@ fn run(flags: Flags) -> Result<(), String> {
         listen,
         send_buffer: file.rtmp.send_buffer,
         seed: file.seed.unwrap_or_else(seed_from_os),
+        events: None,
     };
     match flags.runtime {
         Runtime::Mio => {
             let driver = MioDriver::bind(driver_config, node_config)
                 .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
             let bound = driver.local_addr().map_err(|e| e.to_string())?;
-            tracing::info!("RTMP listening on {bound} (runtime mio, root {})", root.display());
+            tracing::info!(
+                "RTMP listening on {bound} (runtime mio, root {})",
+                root.display()
+            );
             let stopper = driver.stopper();
-            let mut signals =
-                signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-                    .map_err(|e| format!("signal handlers: {e}"))?;
+            let mut signals = signal_hook::iterator::Signals::new([
+                signal_hook::consts::SIGINT,
+                signal_hook::consts::SIGTERM,
+            ])
+            .map_err(|e| format!("signal handlers: {e}"))?;
             std::thread::spawn(move || {
                 if let Some(signal) = signals.forever().next() {
                     tracing::info!("signal {signal}: shutting down");

@@ -98,6 +98,8 @@ pub enum Event {
         conn: ConnId,
         /// The application (scope) it connected to.
         app: String,
+        /// The client's address.
+        peer: std::net::SocketAddr,
     },
     /// A live stream began.
     PublishStarted {

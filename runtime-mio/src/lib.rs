@@ -27,7 +27,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use siprtmp_core::node::{ConnId, Input, Node, NodeConfig, Output, Event};
+use siprtmp_core::node::{ConnId, Event, Input, Node, NodeConfig, Output};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
@@ -166,10 +166,17 @@ impl MioDriver {
                 }
             }
             if stop {
-                tracing::info!("shutting down: closing {} connections", self.connections.len());
+                tracing::info!(
+                    "shutting down: closing {} connections",
+                    self.connections.len()
+                );
                 return Ok(());
             }
-            if self.node.poll_timeout().is_some_and(|deadline| deadline <= now) {
+            if self
+                .node
+                .poll_timeout()
+                .is_some_and(|deadline| deadline <= now)
+            {
                 self.node.handle(now, Input::Timeout);
             }
             self.process_outputs(now);
@@ -187,13 +194,23 @@ impl MioDriver {
                     }
                     let conn = self.node.accept(now, peer);
                     let interest = Interest::READABLE | Interest::WRITABLE;
-                    if let Err(e) = self.poll.registry().register(&mut socket, token(conn), interest) {
+                    if let Err(e) =
+                        self.poll
+                            .registry()
+                            .register(&mut socket, token(conn), interest)
+                    {
                         tracing::warn!("register {peer}: {e}");
                         self.node.handle(now, Input::Closed { conn });
                         continue;
                     }
                     tracing::debug!("{conn}: accepted {peer}");
-                    self.connections.insert(conn, Connection { socket, dirty: false });
+                    self.connections.insert(
+                        conn,
+                        Connection {
+                            socket,
+                            dirty: false,
+                        },
+                    );
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -341,9 +358,15 @@ fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 
 fn log_event(event: &Event) {
     match event {
-        Event::Connected { conn, app } => tracing::info!("{conn}: connected to app '{app}'"),
-        Event::PublishStarted { conn, stream } => tracing::info!("{conn}: publish started: {stream}"),
-        Event::PublishStopped { conn, stream } => tracing::info!("{conn}: publish stopped: {stream}"),
+        Event::Connected { conn, app, peer } => {
+            tracing::info!("{conn}: {peer} connected to app '{app}'")
+        }
+        Event::PublishStarted { conn, stream } => {
+            tracing::info!("{conn}: publish started: {stream}")
+        }
+        Event::PublishStopped { conn, stream } => {
+            tracing::info!("{conn}: publish stopped: {stream}")
+        }
         Event::PlayStarted { conn, stream } => tracing::info!("{conn}: play started: {stream}"),
         Event::Closing { conn, reason } => tracing::info!("{conn}: closing: {reason}"),
     }

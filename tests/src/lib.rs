@@ -22,7 +22,11 @@ pub fn media(name: &str) -> std::path::PathBuf {
 
 /// A fresh scratch directory for one test's output files.
 pub fn scratch_dir(test: &str) -> std::path::PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(test);
+    // Under target/ so CI's clean clone starts empty; the variable is set for test binaries.
+    let root = std::env::var_os("CARGO_TARGET_TMPDIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("siprtmp-tests"));
+    let dir = root.join(test);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create scratch dir");
     dir

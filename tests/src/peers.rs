@@ -18,7 +18,9 @@ impl Peer {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e} (run scripts/test.sh to install peers)"));
+            .unwrap_or_else(|e| {
+                panic!("cannot start {name}: {e} (run scripts/test.sh to install peers)")
+            });
         Self {
             name: name.to_owned(),
             child,

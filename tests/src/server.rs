@@ -48,7 +48,12 @@ impl TestServer {
     }
 
     /// Waits (up to `timeout`) until `count` events matching `pred` have been seen in total.
-    pub fn wait_for(&mut self, count: usize, timeout: Duration, pred: impl Fn(&Event) -> bool) -> bool {
+    pub fn wait_for(
+        &mut self,
+        count: usize,
+        timeout: Duration,
+        pred: impl Fn(&Event) -> bool,
+    ) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
             if self.seen.iter().filter(|e| pred(e)).count() >= count {

@@ -21,13 +21,16 @@ impl TcpRtmpClient {
     /// Connects to `addr`, with `recv_buffer` as SO_RCVBUF if given (set before connecting so
     /// the TCP window stays small).
     pub fn connect(addr: SocketAddr, app: &str, recv_buffer: Option<usize>) -> Self {
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
         if let Some(size) = recv_buffer {
             socket.set_recv_buffer_size(size).unwrap();
         }
         socket.connect(&addr.into()).unwrap();
         let socket: TcpStream = socket.into();
-        socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         let machine = RtmpClient::new(&mut SeededRng::new(3), app, &format!("rtmp://{addr}/{app}"));
         let mut client = Self {
             socket,
@@ -46,7 +49,11 @@ impl TcpRtmpClient {
     }
 
     /// Reads and processes until an event matching `pred` arrives (or `timeout`).
-    pub fn until(&mut self, timeout: Duration, pred: impl Fn(&ClientEvent) -> bool) -> Option<ClientEvent> {
+    pub fn until(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&ClientEvent) -> bool,
+    ) -> Option<ClientEvent> {
         let deadline = Instant::now() + timeout;
         loop {
             while let Some(event) = self.machine.poll_event() {
@@ -65,7 +72,11 @@ impl TcpRtmpClient {
                     self.machine.received(&mut self.buf).ok()?;
                     self.flush();
                 }
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
                 Err(_) => return None,
             }
         }
@@ -75,16 +86,23 @@ impl TcpRtmpClient {
     pub fn play(addr: SocketAddr, app: &str, name: &str, recv_buffer: Option<usize>) -> Self {
         let mut client = Self::connect(addr, app, recv_buffer);
         let t = Duration::from_secs(5);
-        client.until(t, |e| *e == ClientEvent::Connected).expect("connected");
+        client
+            .until(t, |e| *e == ClientEvent::Connected)
+            .expect("connected");
         client.machine.create_stream();
         client.flush();
-        let Some(ClientEvent::StreamCreated(id)) = client.until(t, |e| matches!(e, ClientEvent::StreamCreated(_))) else {
+        let Some(ClientEvent::StreamCreated(id)) =
+            client.until(t, |e| matches!(e, ClientEvent::StreamCreated(_)))
+        else {
             panic!("no stream created");
         };
         client.machine.play(id, name, -2.0);
         client.flush();
         client
-            .until(t, |e| matches!(e, ClientEvent::Status(_, code) if code == "NetStream.Play.Start"))
+            .until(
+                t,
+                |e| matches!(e, ClientEvent::Status(_, code) if code == "NetStream.Play.Start"),
+            )
             .expect("Play.Start");
         client
     }

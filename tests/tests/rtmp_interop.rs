@@ -26,8 +26,14 @@ fn is_publish_started(e: &Event) -> bool {
 /// Asserts that `got` holds every packet of `source` from its first packet's timestamp on,
 /// in order, with identical payloads.
 fn assert_receives_all_from_join(who: &str, source: &[Packet], got: &[Packet]) {
-    let first_video = got.iter().find(|p| p.kind == "video").unwrap_or_else(|| panic!("{who}: no video"));
-    assert!(first_video.keyframe, "{who}: first video frame is not a keyframe: {first_video:?}");
+    let first_video = got
+        .iter()
+        .find(|p| p.kind == "video")
+        .unwrap_or_else(|| panic!("{who}: no video"));
+    assert!(
+        first_video.keyframe,
+        "{who}: first video frame is not a keyframe: {first_video:?}"
+    );
     let join = got.first().map_or(0, |p| p.pts);
     for kind in ["audio", "video"] {
         let expected: Vec<(&i64, &String)> = source
@@ -40,8 +46,15 @@ fn assert_receives_all_from_join(who: &str, source: &[Packet], got: &[Packet]) {
             .filter(|p| p.kind == kind)
             .map(|p| (&p.pts, &p.hash))
             .collect();
-        assert_eq!(expected.len(), received.len(), "{who}: {kind} packet count from {join} ms on");
-        assert!(expected == received, "{who}: {kind} packets differ from the source");
+        assert_eq!(
+            expected.len(),
+            received.len(),
+            "{who}: {kind} packet count from {join} ms on"
+        );
+        assert!(
+            expected == received,
+            "{who}: {kind} packets differ from the source"
+        );
     }
 }
 
@@ -54,10 +67,16 @@ fn publish_and_watch(file: &str, test: &str) {
 
     let early_ffmpeg = ffmpeg_play(&url, &dir.join("ffmpeg.flv"));
     let early_rtmpdump = rtmpdump_play(&url, &dir.join("rtmpdump.flv"));
-    assert!(server.wait_for(2, STARTUP, is_play_started), "players did not start");
+    assert!(
+        server.wait_for(2, STARTUP, is_play_started),
+        "players did not start"
+    );
 
     let publisher = ffmpeg_publish(&source_path, &url);
-    assert!(server.wait_for(1, STARTUP, is_publish_started), "publish did not start");
+    assert!(
+        server.wait_for(1, STARTUP, is_publish_started),
+        "publish did not start"
+    );
     // The late player joins 5 s into the stream: it must start on a keyframe from the cache.
     std::thread::sleep(Duration::from_secs(5));
     let late = ffmpeg_play(&url, &dir.join("late.flv"));
@@ -71,11 +90,22 @@ fn publish_and_watch(file: &str, test: &str) {
     let early_b = packets(&dir.join("rtmpdump.flv"));
     let late_c = packets(&dir.join("late.flv"));
     for (who, got) in [("ffmpeg", &early_a), ("rtmpdump", &early_b)] {
-        assert_eq!(count(got, "video"), count(&source, "video"), "{who}: video frames");
-        assert_eq!(count(got, "audio"), count(&source, "audio"), "{who}: audio frames");
+        assert_eq!(
+            count(got, "video"),
+            count(&source, "video"),
+            "{who}: video frames"
+        );
+        assert_eq!(
+            count(got, "audio"),
+            count(&source, "audio"),
+            "{who}: audio frames"
+        );
         assert_receives_all_from_join(who, &source, got);
     }
-    assert!(late_c.first().is_some_and(|p| p.pts >= 3000), "late player joined late");
+    assert!(
+        late_c.first().is_some_and(|p| p.pts >= 3000),
+        "late player joined late"
+    );
     assert_receives_all_from_join("late ffmpeg", &source, &late_c);
 }
 
@@ -109,7 +139,10 @@ fn a_player_that_never_reads_is_dropped_and_does_not_harm_the_others() {
 
     let good = ffmpeg_play(&url, &dir.join("good.flv"));
     let stalled = TcpRtmpClient::play(server.addr, "live", "s1", Some(4096));
-    assert!(server.wait_for(2, STARTUP, is_play_started), "players did not start");
+    assert!(
+        server.wait_for(2, STARTUP, is_play_started),
+        "players did not start"
+    );
     let publisher = ffmpeg_publish(&source_path, &url);
     publisher.finish(PUBLISH_TIME);
     good.finish(STARTUP);
@@ -117,10 +150,15 @@ fn a_player_that_never_reads_is_dropped_and_does_not_harm_the_others() {
     let got = packets(&dir.join("good.flv"));
     assert_receives_all_from_join("reading player", &source, &got);
     assert_eq!(count(&got, "video"), count(&source, "video"));
-    let dropped = server.events().iter().any(|e| {
-        matches!(e, Event::Closing { reason, .. } if reason.contains("backlog"))
-    });
-    assert!(dropped, "the stalled player was not disconnected: {:?}", server.events());
+    let dropped = server
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::Closing { reason, .. } if reason.contains("backlog")));
+    assert!(
+        dropped,
+        "the stalled player was not disconnected: {:?}",
+        server.events()
+    );
     let rss_growth = rss_kib().saturating_sub(rss_before);
     assert!(rss_growth < 32 * 1024, "memory grew by {rss_growth} KiB");
     drop(stalled);
@@ -143,9 +181,13 @@ fn bad_bytes_from_one_client_close_only_that_client() {
     // A client that connects, then announces a 16 MiB video message: beyond the largest
     // message the server accepts.
     let mut bad = TcpRtmpClient::connect(server.addr, "live", None);
-    bad.until(Duration::from_secs(5), |e| *e == siprtmp_core::rtmp::client::ClientEvent::Connected)
-        .expect("bad client connected");
-    bad.socket.write_all(&[0x04, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0x09, 1, 0, 0, 0]).unwrap();
+    bad.until(Duration::from_secs(5), |e| {
+        *e == siprtmp_core::rtmp::client::ClientEvent::Connected
+    })
+    .expect("bad client connected");
+    bad.socket
+        .write_all(&[0x04, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0x09, 1, 0, 0, 0])
+        .unwrap();
     let closed = server.wait_for(1, STARTUP, |e| matches!(e, Event::Closing { .. }));
     assert!(closed, "the misbehaving client was not closed");
     publisher.finish(PUBLISH_TIME);

@@ -121,7 +121,10 @@ impl RtmpClient {
     /// Asks for a larger outgoing chunk size (sent as Set Chunk Size).
     pub fn set_chunk_size(&mut self, size: u32) {
         self.chunk_size = size;
-        self.send(CSID_CONTROL, &ProtocolControl::SetChunkSize(size).to_message());
+        self.send(
+            CSID_CONTROL,
+            &ProtocolControl::SetChunkSize(size).to_message(),
+        );
         self.encoder.set_chunk_size(size);
     }
 
@@ -142,7 +145,11 @@ impl RtmpClient {
     }
 
     fn send_command(&mut self, stream_id: u32, cmd: Command) {
-        let csid = if stream_id == 0 { CSID_COMMAND } else { CSID_DATA };
+        let csid = if stream_id == 0 {
+            CSID_COMMAND
+        } else {
+            CSID_DATA
+        };
         self.send(csid, &cmd.to_message(stream_id));
     }
 

@@ -42,7 +42,13 @@ fn result(transaction_id: f64, args: Vec<Value>) -> Command {
 }
 
 impl RtmpServer {
-    pub(super) fn handle_command(&mut self, now: Instant, conn: ConnId, stream_id: u32, cmd: Command) {
+    pub(super) fn handle_command(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        stream_id: u32,
+        cmd: Command,
+    ) {
         let Some(session) = self.sessions.get(conn) else {
             return;
         };
@@ -119,7 +125,8 @@ impl RtmpServer {
             .unwrap_or(0.0);
         session.object_encoding = if encoding == 3.0 { 3.0 } else { 0.0 };
         session.app = Some(app.clone());
-        let mut notify = session.send_control(ProtocolControl::WindowAckSize(config.window_ack_size));
+        let mut notify =
+            session.send_control(ProtocolControl::WindowAckSize(config.window_ack_size));
         notify |= session.send_control(ProtocolControl::SetPeerBandwidth {
             size: config.peer_bandwidth,
             limit_type: 2,
@@ -130,15 +137,23 @@ impl RtmpServer {
             ("capabilities", Value::Number(31.0)),
             ("mode", Value::Number(1.0)),
         ]);
-        let mut info = status_object("status", "NetConnection.Connect.Success", "Connection succeeded.");
+        let mut info = status_object(
+            "status",
+            "NetConnection.Connect.Success",
+            "Connection succeeded.",
+        );
         if let Value::Object { properties, .. } = &mut info {
-            properties.push(("objectEncoding".into(), Value::Number(session.object_encoding)));
+            properties.push((
+                "objectEncoding".into(),
+                Value::Number(session.object_encoding),
+            ));
         }
         let answer = Command::new("_result", cmd.transaction_id, properties, vec![info]);
         notify |= session.send_command(0, answer, cmd.amf3);
+        let peer = session.peer;
         self.transmit_if(conn, notify);
         self.outputs
-            .push_back(Output::Event(Event::Connected { conn, app }));
+            .push_back(Output::Event(Event::Connected { conn, app, peer }));
     }
 
     fn create_stream(&mut self, conn: ConnId, cmd: Command) {
@@ -158,7 +173,11 @@ impl RtmpServer {
         let name = cmd.args.first().and_then(Value::as_str).unwrap_or("");
         if let Some(session) = self.sessions.get_mut(conn) {
             let info = status_object("status", code, name);
-            let notify = session.send_command(0, Command::new(callback, 0.0, Value::Null, vec![info]), cmd.amf3);
+            let notify = session.send_command(
+                0,
+                Command::new(callback, 0.0, Value::Null, vec![info]),
+                cmd.amf3,
+            );
             self.transmit_if(conn, notify);
         }
         self.answer(conn, cmd, vec![]);
@@ -186,29 +205,70 @@ impl RtmpServer {
         let Some(session) = self.sessions.get(conn) else {
             return;
         };
-        let name = cmd.args.first().and_then(Value::as_str).unwrap_or("").to_owned();
+        let name = cmd
+            .args
+            .first()
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         if session.role(stream_id) != Some(&StreamRole::Idle) {
-            return self.status(conn, stream_id, "error", "NetStream.Publish.BadName", "Stream is busy or not created.");
+            return self.status(
+                conn,
+                stream_id,
+                "error",
+                "NetStream.Publish.BadName",
+                "Stream is busy or not created.",
+            );
         }
         let Some(key) = Self::stream_key(session, &name) else {
-            return self.status(conn, stream_id, "error", "NetStream.Publish.BadName", "Invalid stream name.");
+            return self.status(
+                conn,
+                stream_id,
+                "error",
+                "NetStream.Publish.BadName",
+                "Invalid stream name.",
+            );
         };
         let stream = self.live.entry(key.clone()).or_default();
         if stream.publisher.is_some() {
-            return self.status(conn, stream_id, "error", "NetStream.Publish.BadName", &format!("{name} is already being published."));
+            return self.status(
+                conn,
+                stream_id,
+                "error",
+                "NetStream.Publish.BadName",
+                &format!("{name} is already being published."),
+            );
         }
         stream.publisher = Some((conn, stream_id));
-        let waiting: Vec<(ConnId, u32)> =
-            stream.players.iter().map(|p| (p.conn, p.stream_id)).collect();
+        let waiting: Vec<(ConnId, u32)> = stream
+            .players
+            .iter()
+            .map(|p| (p.conn, p.stream_id))
+            .collect();
         if let Some(session) = self.sessions.get_mut(conn) {
             session.set_role(stream_id, StreamRole::Publishing(key.clone()));
             let mut notify = session.send_user_control(UserControl::StreamBegin(stream_id));
-            notify |= session.send_status(stream_id, "status", "NetStream.Publish.Start", &format!("{name} is now published."));
+            notify |= session.send_status(
+                stream_id,
+                "status",
+                "NetStream.Publish.Start",
+                &format!("{name} is now published."),
+            );
             self.transmit_if(conn, notify);
         }
         for (player, player_stream) in waiting {
-            self.status(player, player_stream, "status", "NetStream.Play.PublishNotify", &format!("{name} is now published."));
-            if let Some(p) = self.live.get_mut(&*key).and_then(|s| s.player_mut(player, player_stream)) {
+            self.status(
+                player,
+                player_stream,
+                "status",
+                "NetStream.Play.PublishNotify",
+                &format!("{name} is now published."),
+            );
+            if let Some(p) = self
+                .live
+                .get_mut(&*key)
+                .and_then(|s| s.player_mut(player, player_stream))
+            {
                 p.need_keyframe = true;
             }
         }
@@ -222,14 +282,31 @@ impl RtmpServer {
         let Some(session) = self.sessions.get(conn) else {
             return;
         };
-        let name = cmd.args.first().and_then(Value::as_str).unwrap_or("").to_owned();
+        let name = cmd
+            .args
+            .first()
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         let start = cmd.args.get(1).and_then(Value::as_f64).unwrap_or(-2.0);
         let reset = cmd.args.get(3).and_then(Value::as_bool).unwrap_or(true);
         let Some(role) = session.role(stream_id).cloned() else {
-            return self.status(conn, stream_id, "error", "NetStream.Play.Failed", "Stream not created.");
+            return self.status(
+                conn,
+                stream_id,
+                "error",
+                "NetStream.Play.Failed",
+                "Stream not created.",
+            );
         };
         let Some(key) = Self::stream_key(session, &name) else {
-            return self.status(conn, stream_id, "error", "NetStream.Play.StreamNotFound", "Invalid stream name.");
+            return self.status(
+                conn,
+                stream_id,
+                "error",
+                "NetStream.Play.StreamNotFound",
+                "Invalid stream name.",
+            );
         };
         let chunk_size = session.encoder.chunk_size();
         if role != StreamRole::Idle {
@@ -242,7 +319,13 @@ impl RtmpServer {
         let live = self.live.get(&*key).is_some_and(|s| s.publisher.is_some());
         if !live && start >= 0.0 {
             // A recorded stream was asked for and there is none.
-            return self.status(conn, stream_id, "error", "NetStream.Play.StreamNotFound", &format!("{name} not found."));
+            return self.status(
+                conn,
+                stream_id,
+                "error",
+                "NetStream.Play.StreamNotFound",
+                &format!("{name} not found."),
+            );
         }
         let Some(session) = self.sessions.get_mut(conn) else {
             return;
@@ -250,23 +333,51 @@ impl RtmpServer {
         session.set_role(stream_id, StreamRole::Playing(key.clone()));
         let mut notify = session.send_user_control(UserControl::StreamBegin(stream_id));
         if reset {
-            notify |= session.send_status(stream_id, "status", "NetStream.Play.Reset", &format!("Playing and resetting {name}."));
+            notify |= session.send_status(
+                stream_id,
+                "status",
+                "NetStream.Play.Reset",
+                &format!("Playing and resetting {name}."),
+            );
         }
-        notify |= session.send_status(stream_id, "status", "NetStream.Play.Start", &format!("Started playing {name}."));
-        let access = data_message(stream_id, 0, &[Value::string("|RtmpSampleAccess"), Value::Boolean(true), Value::Boolean(true)]);
+        notify |= session.send_status(
+            stream_id,
+            "status",
+            "NetStream.Play.Start",
+            &format!("Started playing {name}."),
+        );
+        let access = data_message(
+            stream_id,
+            0,
+            &[
+                Value::string("|RtmpSampleAccess"),
+                Value::Boolean(true),
+                Value::Boolean(true),
+            ],
+        );
         notify |= session.send_message(super::session::csid::STATUS, &access);
         self.transmit_if(conn, notify);
-        self.live.entry(key.clone()).or_default().players.push(Player {
-            conn,
-            stream_id,
-            chunk_size,
-            paused: false,
-            receive_audio: true,
-            receive_video: true,
-            need_keyframe: true,
-        });
+        self.live
+            .entry(key.clone())
+            .or_default()
+            .players
+            .push(Player {
+                conn,
+                stream_id,
+                chunk_size,
+                paused: false,
+                receive_audio: true,
+                receive_video: true,
+                need_keyframe: true,
+            });
         if live {
-            self.status(conn, stream_id, "status", "NetStream.Play.PublishNotify", &format!("{name} is now published."));
+            self.status(
+                conn,
+                stream_id,
+                "status",
+                "NetStream.Play.PublishNotify",
+                &format!("{name} is now published."),
+            );
             self.start_player(conn, stream_id, &key);
         }
         self.outputs.push_back(Output::Event(Event::PlayStarted {
@@ -286,9 +397,19 @@ impl RtmpServer {
     fn pause(&mut self, conn: ConnId, stream_id: u32, cmd: Command) {
         let pause = cmd.args.first().and_then(Value::as_bool).unwrap_or(true);
         let Some(key) = self.played_key(conn, stream_id) else {
-            return self.status(conn, stream_id, "error", "NetStream.Pause.Failed", "Not playing.");
+            return self.status(
+                conn,
+                stream_id,
+                "error",
+                "NetStream.Pause.Failed",
+                "Not playing.",
+            );
         };
-        if let Some(player) = self.live.get_mut(&*key).and_then(|s| s.player_mut(conn, stream_id)) {
+        if let Some(player) = self
+            .live
+            .get_mut(&*key)
+            .and_then(|s| s.player_mut(conn, stream_id))
+        {
             player.paused = pause;
             // Live resumes at the next keyframe: the frames in between were never sent.
             player.need_keyframe |= !pause;
@@ -298,7 +419,13 @@ impl RtmpServer {
         } else {
             ("NetStream.Unpause.Notify", "Unpaused")
         };
-        self.status(conn, stream_id, "status", code, &format!("{what} live stream."));
+        self.status(
+            conn,
+            stream_id,
+            "status",
+            code,
+            &format!("{what} live stream."),
+        );
     }
 
     fn receive_media(&mut self, conn: ConnId, stream_id: u32, cmd: Command) {
@@ -306,7 +433,11 @@ impl RtmpServer {
         let Some(key) = self.played_key(conn, stream_id) else {
             return;
         };
-        if let Some(player) = self.live.get_mut(&*key).and_then(|s| s.player_mut(conn, stream_id)) {
+        if let Some(player) = self
+            .live
+            .get_mut(&*key)
+            .and_then(|s| s.player_mut(conn, stream_id))
+        {
             if cmd.name == "receiveAudio" {
                 player.receive_audio = on;
             } else {
@@ -332,7 +463,13 @@ impl RtmpServer {
         let was_publishing = matches!(role, StreamRole::Publishing(_));
         self.end_role(conn, stream_id, role);
         if was_publishing {
-            self.status(conn, stream_id, "status", "NetStream.Unpublish.Success", "Stream is now unpublished.");
+            self.status(
+                conn,
+                stream_id,
+                "status",
+                "NetStream.Unpublish.Success",
+                "Stream is now unpublished.",
+            );
         }
     }
 }

@@ -81,7 +81,8 @@ impl RtmpServer {
             }
             let bytes = shared.encoded(player.chunk_size, player.stream_id);
             if session.queue(bytes) {
-                self.outputs.push_back(Output::Transmit { conn: player.conn });
+                self.outputs
+                    .push_back(Output::Transmit { conn: player.conn });
             }
         }
         stream.cache(kind, &shared, max_gop);
@@ -142,15 +143,17 @@ impl RtmpServer {
         }
         stream.publisher = None;
         stream.clear_cache();
-        let players: SmallVec<[(ConnId, u32); 8]> =
-            stream.players.iter().map(|p| (p.conn, p.stream_id)).collect();
+        let players: SmallVec<[(ConnId, u32); 8]> = stream
+            .players
+            .iter()
+            .map(|p| (p.conn, p.stream_id))
+            .collect();
         if stream.is_unused() {
             self.live.remove(&**key);
         }
         for (player, player_stream) in players {
             if let Some(session) = self.sessions.get_mut(player) {
-                let mut notify =
-                    session.send_user_control(UserControl::StreamEof(player_stream));
+                let mut notify = session.send_user_control(UserControl::StreamEof(player_stream));
                 notify |= session.send_status(
                     player_stream,
                     "status",

@@ -272,7 +272,8 @@ impl RtmpServer {
         if let Some(session) = self.sessions.get_mut(conn) {
             session.phase = Phase::Closing;
         }
-        self.outputs.push_back(Output::Event(Event::Closing { conn, reason }));
+        self.outputs
+            .push_back(Output::Event(Event::Closing { conn, reason }));
         self.outputs.push_back(Output::Close { conn });
     }
 

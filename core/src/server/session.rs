@@ -146,7 +146,13 @@ impl Session {
     }
 
     /// `onStatus(0, null, {level, code, description})` on `stream_id`.
-    pub fn send_status(&mut self, stream_id: u32, level: &str, code: &str, description: &str) -> bool {
+    pub fn send_status(
+        &mut self,
+        stream_id: u32,
+        level: &str,
+        code: &str,
+        description: &str,
+    ) -> bool {
         let mut info = status_object(level, code, description);
         if let Value::Object { properties, .. } = &mut info {
             properties.push(("details".into(), Value::string(description)));
