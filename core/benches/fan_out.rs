@@ -65,10 +65,22 @@ fn fan_out(c: &mut Criterion) {
     group.throughput(Throughput::Elements(PLAYERS as u64));
     group.bench_function("10KB_video_to_1000_players", |b| {
         b.iter(|| {
-            node.handle(now, Input::Received { conn: publisher, data: BytesMut::from(&chunks[..]) });
+            node.handle(
+                now,
+                Input::Received {
+                    conn: publisher,
+                    data: BytesMut::from(&chunks[..]),
+                },
+            );
             for &p in &players {
                 let queued = node.queued_bytes(p);
-                node.handle(now, Input::Drained { conn: p, bytes: queued });
+                node.handle(
+                    now,
+                    Input::Drained {
+                        conn: p,
+                        bytes: queued,
+                    },
+                );
             }
             while node.poll_output().is_some() {}
         })
@@ -79,10 +91,22 @@ fn fan_out(c: &mut Criterion) {
     let start = std::time::Instant::now();
     let rounds = 200;
     for _ in 0..rounds {
-        node.handle(now, Input::Received { conn: publisher, data: BytesMut::from(&chunks[..]) });
+        node.handle(
+            now,
+            Input::Received {
+                conn: publisher,
+                data: BytesMut::from(&chunks[..]),
+            },
+        );
         for &p in &players {
             let queued = node.queued_bytes(p);
-            node.handle(now, Input::Drained { conn: p, bytes: queued });
+            node.handle(
+                now,
+                Input::Drained {
+                    conn: p,
+                    bytes: queued,
+                },
+            );
         }
         while node.poll_output().is_some() {}
     }

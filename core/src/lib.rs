@@ -12,8 +12,8 @@
 
 pub mod amf;
 pub mod flv;
+pub mod node;
 pub mod rng;
 pub mod rtmp;
 pub mod server;
 pub mod testkit;
-pub mod node;

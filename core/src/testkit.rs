@@ -95,7 +95,8 @@ impl MemoryNet {
                     }
                     moved = true;
                     let data = BytesMut::from(&bytes[..]);
-                    self.node.handle(now, Input::Received { conn: c.conn, data });
+                    self.node
+                        .handle(now, Input::Received { conn: c.conn, data });
                 }
             }
             while let Some(out) = self.node.poll_output() {

@@ -137,7 +137,11 @@ mod tests {
 
     #[test]
     fn aac_config_versus_raw() {
-        assert!(classify_audio(&[0xAF, 0x00, 0x12, 0x10]).unwrap().sequence_header);
+        assert!(
+            classify_audio(&[0xAF, 0x00, 0x12, 0x10])
+                .unwrap()
+                .sequence_header
+        );
         assert!(!classify_audio(&[0xAF, 0x01, 0x21]).unwrap().sequence_header);
         assert!(!classify_audio(&[0xB2, 0x00]).unwrap().sequence_header);
     }
