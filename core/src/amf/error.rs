@@ -12,7 +12,8 @@ pub enum AmfError {
     UnknownMarker(u8),
     /// A string was not valid UTF-8.
     InvalidUtf8,
-    /// A reference index pointed outside its table.
+    /// A reference index pointed outside its table, or at a value still being decoded (a cycle,
+    /// which the tree-shaped [`Value`](super::Value) cannot hold).
     BadReference(u32),
     /// Nesting deeper than the decoder allows.
     TooDeep,
@@ -20,6 +21,15 @@ pub enum AmfError {
     LengthTooLarge(u64),
     /// A value that cannot be represented in the target format.
     Unrepresentable(&'static str),
+    /// A marker the format defines but that cannot appear where it was found: AMF0's
+    /// object-end outside an object, or its reserved movieclip and recordset markers.
+    UnexpectedMarker(u8),
+    /// An AMF3 externalizable object of this class: its body is written by the class itself,
+    /// so nothing can be decoded without knowing that class.
+    Externalizable(String),
+    /// References (which cost a byte or two on the wire) would copy more data than a decoder
+    /// allows for one message: a "billion laughs" expansion.
+    ExpansionTooLarge,
 }
 
 impl fmt::Display for AmfError {
@@ -32,6 +42,18 @@ impl fmt::Display for AmfError {
             AmfError::TooDeep => write!(f, "AMF values nested too deeply"),
             AmfError::LengthTooLarge(n) => write!(f, "AMF length {n} exceeds the input"),
             AmfError::Unrepresentable(what) => write!(f, "cannot encode {what} in this AMF format"),
+            AmfError::UnexpectedMarker(m) => {
+                write!(f, "AMF type marker 0x{m:02x} is not allowed here")
+            }
+            AmfError::Externalizable(class) => {
+                write!(
+                    f,
+                    "AMF3 externalizable object of class {class:?} cannot be decoded"
+                )
+            }
+            AmfError::ExpansionTooLarge => {
+                write!(f, "AMF references expand beyond the allowed size")
+            }
         }
     }
 }

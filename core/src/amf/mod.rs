@@ -7,6 +7,7 @@
 pub mod amf0;
 pub mod amf3;
 mod error;
+mod reader;
 mod value;
 
 pub use error::AmfError;
