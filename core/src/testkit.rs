@@ -38,6 +38,8 @@ pub struct MemoryClient {
     pub events: Vec<ClientEvent>,
     /// Set once the node closed the connection.
     pub closed: bool,
+    /// A muted client neither sends nor reads: a peer that went silent (or a frozen reader).
+    pub muted: bool,
     inbox: BytesMut,
 }
 
@@ -74,6 +76,7 @@ impl MemoryNet {
             client,
             events: Vec::new(),
             closed: false,
+            muted: false,
             inbox: BytesMut::new(),
         });
         self.clients.len() - 1
@@ -88,7 +91,7 @@ impl MemoryNet {
     pub fn pump(&mut self, now: Instant) {
         loop {
             let mut moved = false;
-            for c in &mut self.clients {
+            for c in self.clients.iter_mut().filter(|c| !c.muted) {
                 while let Some(bytes) = c.client.take_output() {
                     if c.closed {
                         continue;
@@ -108,7 +111,7 @@ impl MemoryNet {
                 }
             }
             for c in &mut self.clients {
-                if c.closed {
+                if c.closed || c.muted {
                     continue;
                 }
                 let drained = drain_into(&mut self.node, now, c.conn, &mut c.inbox);

@@ -461,7 +461,17 @@ impl RtmpServer {
             session.set_role(stream_id, StreamRole::Idle);
         }
         let was_publishing = matches!(role, StreamRole::Publishing(_));
+        let was_playing = matches!(role, StreamRole::Playing(_));
         self.end_role(conn, stream_id, role);
+        if was_playing && !delete {
+            self.status(
+                conn,
+                stream_id,
+                "status",
+                "NetStream.Play.Stop",
+                "Stopped playing.",
+            );
+        }
         if was_publishing {
             self.status(
                 conn,

@@ -8,7 +8,7 @@ use crate::rtmp::chunk_decoder::ChunkLimits;
 ///
 /// ```
 /// use siprtmp_core::server::ServerConfig;
-/// let config = ServerConfig { player_hard_backlog: 256 * 1024, ..ServerConfig::default() };
+/// let config = ServerConfig { player_hard_backlog: 4 * 1024 * 1024, ..ServerConfig::default() };
 /// assert!(config.player_soft_backlog < config.player_hard_backlog);
 /// ```
 #[derive(Debug, Clone)]

@@ -26,10 +26,11 @@ use bytes::BytesMut;
 pub use config::ServerConfig;
 pub use send_queue::SendQueue;
 
+use crate::amf::Value;
 use crate::node::{ConnId, Event, Output};
 use crate::rng::SeededRng;
 use crate::rtmp::aggregate::split_aggregate;
-use crate::rtmp::command::{message_values, Command};
+use crate::rtmp::command::{message_values, status_object, Command};
 use crate::rtmp::control::{ProtocolControl, UserControl};
 use crate::rtmp::handshake::ServerHandshake;
 use crate::rtmp::message::{type_id, RtmpMessage};
@@ -87,7 +88,11 @@ impl RtmpServer {
         if matches!(session.phase, Phase::Closing) {
             return;
         }
-        session.last_rx = now;
+        // During the handshake `last_rx` stays at the accept time, so the handshake timeout
+        // bounds the whole handshake, not the gap between bytes (no slow-loris).
+        if session.is_active() {
+            session.last_rx = now;
+        }
         session.ping_sent = false;
         session.rx_bytes += data.len() as u64;
         if session.rx.is_empty() {
@@ -108,6 +113,7 @@ impl RtmpServer {
                         return;
                     }
                     session.phase = Phase::Active;
+                    session.last_rx = now;
                 }
                 Err(e) => {
                     self.close(conn, format!("handshake failed: {e}"));
@@ -270,6 +276,12 @@ impl RtmpServer {
         }
         self.detach(conn);
         if let Some(session) = self.sessions.get_mut(conn) {
+            if session.is_active() && session.app.is_some() {
+                // Best effort: the driver writes what it can before it closes the socket.
+                let info = status_object("status", "NetConnection.Connect.Closed", &reason);
+                let closed = Command::new("onStatus", 0.0, Value::Null, vec![info]);
+                session.send_command(0, closed, false);
+            }
             session.phase = Phase::Closing;
         }
         self.outputs
