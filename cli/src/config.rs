@@ -56,7 +56,7 @@ fn secs(value: Option<f64>, default: Duration) -> Result<Duration, String> {
 impl RtmpSection {
     pub fn node_config(&self) -> Result<NodeConfig, String> {
         let d = ServerConfig::default();
-        let mut limits = d.chunk_limits.clone();
+        let mut limits = d.chunk_limits;
         if let Some(v) = self.max_message_size {
             limits.max_message_size = v;
         }

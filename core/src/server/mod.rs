@@ -73,7 +73,7 @@ impl RtmpServer {
         let id = self.sessions.next_id();
         let time = self.millis_since_epoch(now);
         let handshake = ServerHandshake::new(&mut self.rng, time);
-        let session = Session::new(id, peer, handshake, self.config.chunk_limits.clone(), now);
+        let session = Session::new(id, peer, handshake, self.config.chunk_limits, now);
         self.sessions.insert(session);
         self.timers
             .push(Reverse((now + self.config.handshake_timeout, id.0)));
