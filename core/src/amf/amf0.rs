@@ -55,6 +55,13 @@ const AVMPLUS: u8 = 0x11;
 /// Errors leave the tables in an unspecified (but safe) state: drop the decoder with the
 /// message.
 ///
+/// Limits against hostile input: values nest at most 64 containers deep
+/// ([`AmfError::TooDeep`]); declared lengths and counts larger than the bytes left are
+/// [`AmfError::LengthTooLarge`] before anything is allocated; and the copies references make
+/// (into and out of the reference tables) may total about 32 MiB of decoded values per decoder
+/// ([`AmfError::ExpansionTooLarge`]). A reference to a value still being decoded (a cycle) is
+/// [`AmfError::BadReference`].
+///
 /// ```
 /// use siprtmp_core::amf::{amf0::Amf0Decoder, Value};
 /// // An object {a: true}, then reference 0 (that same object).

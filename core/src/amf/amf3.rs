@@ -21,7 +21,7 @@
 //! | Array                | `StrictArray` (no named part, including `[]`), `EcmaArray` (no dense part), `MixedArray` (both) |
 //! | Object               | `Object`: `class_name` is `None` for the empty class name       |
 //! | ByteArray            | `ByteArray`                                                      |
-//! | Vector.<int/uint/Number/Object> | `VectorInt` / `VectorUint` / `VectorDouble` / `VectorObject` |
+//! | `Vector.<int/uint/Number/Object>` | `VectorInt` / `VectorUint` / `VectorDouble` / `VectorObject` |
 //! | Dictionary           | `Dictionary`                                                     |
 
 use std::collections::HashMap;
@@ -143,6 +143,13 @@ enum Header {
 ///
 /// Errors leave the tables in an unspecified (but safe) state: drop the decoder with the
 /// message.
+///
+/// Limits against hostile input: values nest at most 64 containers deep
+/// ([`AmfError::TooDeep`]); declared lengths and counts larger than the bytes left are
+/// [`AmfError::LengthTooLarge`] before anything is allocated; and the copies references make
+/// (into and out of the reference tables) may total about 32 MiB of decoded values per decoder
+/// ([`AmfError::ExpansionTooLarge`]). A reference to a value still being decoded (a cycle) is
+/// [`AmfError::BadReference`].
 ///
 /// ```
 /// use siprtmp_core::amf::{amf3::Amf3Decoder, Value};
@@ -1097,7 +1104,7 @@ mod tests {
         b.push(0x01);
         b.push(STRING);
         write_u29((60_000 << 1) | 1, &mut b);
-        b.extend(std::iter::repeat(b'x').take(60_000));
+        b.extend(vec![b'x'; 60_000]);
         for _ in 0..1000 {
             b.extend([STRING, 0x00]);
         }
