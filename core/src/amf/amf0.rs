@@ -55,6 +55,13 @@ const AVMPLUS: u8 = 0x11;
 /// Errors leave the tables in an unspecified (but safe) state: drop the decoder with the
 /// message.
 ///
+/// Limits against hostile input: values nest at most 64 containers deep
+/// ([`AmfError::TooDeep`]); declared lengths and counts larger than the bytes left are
+/// [`AmfError::LengthTooLarge`] before anything is allocated; and the copies references make
+/// (into and out of the reference tables) may total about 32 MiB of decoded values per decoder
+/// ([`AmfError::ExpansionTooLarge`]). A reference to a value still being decoded (a cycle) is
+/// [`AmfError::BadReference`].
+///
 /// ```
 /// use siprtmp_core::amf::{amf0::Amf0Decoder, Value};
 /// // An object {a: true}, then reference 0 (that same object).
@@ -356,4 +363,297 @@ fn write_properties(properties: &[(String, Value)], out: &mut Vec<u8>) {
         encode(value, out);
     }
     out.extend_from_slice(&[0x00, 0x00, OBJECT_END]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_one(bytes: &[u8]) -> Result<Value, AmfError> {
+        let mut input = bytes;
+        let v = Amf0Decoder::new().decode(&mut input)?;
+        assert!(input.is_empty(), "trailing bytes: {input:?}");
+        Ok(v)
+    }
+
+    fn enc(v: &Value) -> Vec<u8> {
+        encode_all(std::slice::from_ref(v))
+    }
+
+    /// The command an RTMP encoder (FMLE, ffmpeg) sends first, byte for byte.
+    #[test]
+    fn rtmp_connect_command() {
+        let bytes = [
+            &[0x02, 0x00, 0x07][..],
+            b"connect",
+            &[0x00, 0x3F, 0xF0, 0, 0, 0, 0, 0, 0], // transaction id 1
+            &[0x03],
+            &[0x00, 0x03],
+            b"app",
+            &[0x02, 0x00, 0x04],
+            b"live",
+            &[0x00, 0x04],
+            b"type",
+            &[0x02, 0x00, 0x0A],
+            b"nonprivate",
+            &[0x00, 0x08],
+            b"flashVer",
+            &[0x02, 0x00, 0x1F],
+            b"FMLE/3.0 (compatible; FMSc/1.0)",
+            &[0x00, 0x05],
+            b"tcUrl",
+            &[0x02, 0x00, 0x15],
+            b"rtmp://localhost/live",
+            &[0x00, 0x00, 0x09],
+        ]
+        .concat();
+        let values = vec![
+            Value::string("connect"),
+            Value::Number(1.0),
+            Value::object([
+                ("app", Value::string("live")),
+                ("type", Value::string("nonprivate")),
+                ("flashVer", Value::string("FMLE/3.0 (compatible; FMSc/1.0)")),
+                ("tcUrl", Value::string("rtmp://localhost/live")),
+            ]),
+        ];
+        assert_eq!(decode_all(&bytes), Ok(values.clone()));
+        assert_eq!(encode_all(&values), bytes);
+        // The transaction id is usually built as an integer: same bytes.
+        assert_eq!(enc(&Value::Integer(1)), enc(&Value::Number(1.0)));
+    }
+
+    #[test]
+    fn scalars() {
+        assert_eq!(decode_one(&[0x01, 0x00]), Ok(Value::Boolean(false)));
+        assert_eq!(decode_one(&[0x01, 0x02]), Ok(Value::Boolean(true)));
+        assert_eq!(enc(&Value::Boolean(true)), [0x01, 0x01]);
+        assert_eq!(
+            decode_all(&[0x05, 0x06, 0x0D]),
+            Ok(vec![Value::Null, Value::Undefined, Value::Unsupported])
+        );
+        let date = Value::Date {
+            millis: 1_000.0,
+            timezone: -60,
+        };
+        let bytes = [0x0B, 0x40, 0x8F, 0x40, 0, 0, 0, 0, 0, 0xFF, 0xC4];
+        assert_eq!(enc(&date), bytes);
+        assert_eq!(decode_one(&bytes), Ok(date));
+        let xml = [0x0F, 0, 0, 0, 4, b'<', b'a', b'/', b'>'];
+        assert_eq!(decode_one(&xml), Ok(Value::XmlDocument("<a/>".into())));
+        assert_eq!(enc(&Value::Xml("<a/>".into())), xml);
+        assert_eq!(
+            decode_one(&[0x0C, 0, 0, 0, 2, b'h', b'i']),
+            Ok(Value::string("hi"))
+        );
+    }
+
+    #[test]
+    fn long_strings_switch_marker() {
+        let short = "x".repeat(65_535);
+        let long = "x".repeat(65_536);
+        let b = enc(&Value::string(short.clone()));
+        assert_eq!(&b[..3], [0x02, 0xFF, 0xFF]);
+        assert_eq!(decode_one(&b), Ok(Value::string(short)));
+        let b = enc(&Value::string(long.clone()));
+        assert_eq!(&b[..5], [0x0C, 0x00, 0x01, 0x00, 0x00]);
+        assert_eq!(decode_one(&b), Ok(Value::string(long)));
+    }
+
+    #[test]
+    fn typed_object_and_arrays() {
+        let typed = Value::Object {
+            class_name: Some("C".into()),
+            properties: vec![("a".into(), Value::Null)],
+        };
+        let bytes = [
+            0x10, 0x00, 0x01, b'C', 0x00, 0x01, b'a', 0x05, 0x00, 0x00, 0x09,
+        ];
+        assert_eq!(enc(&typed), bytes);
+        assert_eq!(decode_one(&bytes), Ok(typed));
+        let strict = Value::StrictArray(vec![Value::Boolean(true), Value::Null]);
+        let bytes = [0x0A, 0, 0, 0, 2, 0x01, 0x01, 0x05];
+        assert_eq!(enc(&strict), bytes);
+        assert_eq!(decode_one(&bytes), Ok(strict));
+        let ecma = Value::EcmaArray(vec![("duration".into(), Value::Number(0.0))]);
+        let bytes = [
+            &[0x08, 0, 0, 0, 1, 0x00, 0x08][..],
+            b"duration",
+            &[0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0x00, 0x00, 0x09],
+        ]
+        .concat();
+        assert_eq!(enc(&ecma), bytes);
+        assert_eq!(decode_one(&bytes), Ok(ecma));
+    }
+
+    #[test]
+    fn ecma_count_is_only_a_hint() {
+        // Count 0 (ffmpeg-style metadata with a wrong count) and count 2^32 - 1: the end
+        // marker decides, and nothing is allocated for the count.
+        for count in [[0, 0, 0, 0], [0xFF, 0xFF, 0xFF, 0xFF]] {
+            let mut b = vec![0x08];
+            b.extend(count);
+            b.extend([
+                0x00, 0x01, b'a', 0x05, 0x00, 0x01, b'b', 0x06, 0x00, 0x00, 0x09,
+            ]);
+            assert_eq!(
+                decode_one(&b),
+                Ok(Value::EcmaArray(vec![
+                    ("a".into(), Value::Null),
+                    ("b".into(), Value::Undefined)
+                ]))
+            );
+        }
+        // Without its end marker the array is cut short.
+        assert_eq!(
+            decode_one(&[0x08, 0, 0, 0, 1, 0x00, 0x01, b'a', 0x05]),
+            Err(AmfError::UnexpectedEof)
+        );
+    }
+
+    #[test]
+    fn empty_property_name_is_not_the_end() {
+        // "" followed by a value other than object-end is an ordinary property.
+        let v = Value::object([("", Value::Null)]);
+        let bytes = [0x03, 0x00, 0x00, 0x05, 0x00, 0x00, 0x09];
+        assert_eq!(enc(&v), bytes);
+        assert_eq!(decode_one(&bytes), Ok(v));
+    }
+
+    #[test]
+    fn references() {
+        // [{a: true}, ref 1]: index 0 is the strict array itself, which began first.
+        let bytes = [
+            0x0A, 0, 0, 0, 2, 0x03, 0x00, 0x01, b'a', 0x01, 0x01, 0x00, 0x00, 0x09, 0x07, 0x00,
+            0x01,
+        ];
+        let inner = Value::object([("a", Value::Boolean(true))]);
+        assert_eq!(
+            decode_one(&bytes),
+            Ok(Value::StrictArray(vec![inner.clone(), inner]))
+        );
+        // Self-reference (a cycle) and a reference past the table.
+        assert_eq!(
+            decode_one(&[0x0A, 0, 0, 0, 1, 0x07, 0x00, 0x00]),
+            Err(AmfError::BadReference(0))
+        );
+        assert_eq!(
+            decode_one(&[0x07, 0x00, 0x05]),
+            Err(AmfError::BadReference(5))
+        );
+        // Strings and dates are not in the table: the ECMA array after them is index 0.
+        assert_eq!(
+            decode_all(&[0x02, 0x00, 0x00, 0x08, 0, 0, 0, 0, 0x00, 0x00, 0x09, 0x07, 0x00, 0x00]),
+            Ok(vec![
+                Value::string(""),
+                Value::EcmaArray(vec![]),
+                Value::EcmaArray(vec![])
+            ])
+        );
+    }
+
+    #[test]
+    fn reserved_and_unknown_markers() {
+        for m in [0x04, 0x09, 0x0E] {
+            assert_eq!(decode_one(&[m]), Err(AmfError::UnexpectedMarker(m)));
+        }
+        assert_eq!(decode_one(&[0x12]), Err(AmfError::UnknownMarker(0x12)));
+        assert_eq!(decode_one(&[]), Err(AmfError::UnexpectedEof));
+    }
+
+    #[test]
+    fn hostile_lengths() {
+        assert_eq!(
+            decode_one(&[0x0A, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
+            Err(AmfError::LengthTooLarge(0xFFFF_FFFF))
+        );
+        assert_eq!(
+            decode_one(&[0x0C, 0x7F, 0, 0, 0, b'a']),
+            Err(AmfError::LengthTooLarge(0x7F00_0000))
+        );
+        assert_eq!(
+            decode_one(&[0x02, 0x00, 0x02, 0xC3, 0x28]),
+            Err(AmfError::InvalidUtf8)
+        );
+        let nested = |n: usize| {
+            let mut b = [0x0A, 0, 0, 0, 1].repeat(n);
+            b.push(0x05);
+            b
+        };
+        assert!(decode_one(&nested(64)).is_ok());
+        assert_eq!(decode_one(&nested(65)), Err(AmfError::TooDeep));
+    }
+
+    #[test]
+    fn reference_expansion_is_capped() {
+        // Arrays that each hold two references to the previous one: 2^40 copies of null
+        // from about 450 bytes.
+        let mut b = vec![0x0A, 0, 0, 0, 41, 0x0A, 0, 0, 0, 2, 0x05, 0x05];
+        for k in 1..=40u16 {
+            b.extend([0x0A, 0, 0, 0, 2, 0x07]);
+            b.extend(k.to_be_bytes());
+            b.push(0x07);
+            b.extend(k.to_be_bytes());
+        }
+        assert_eq!(decode_one(&b), Err(AmfError::ExpansionTooLarge));
+    }
+
+    #[test]
+    fn avmplus_switch() {
+        assert_eq!(
+            decode_one(&[0x11, 0x04, 0x81, 0x00]),
+            Ok(Value::Integer(128))
+        );
+        // The AMF3 tables persist across switches of one message: the second switch refers
+        // to the string the first one read.
+        assert_eq!(
+            decode_all(&[0x11, 0x06, 0x03, b'a', 0x11, 0x06, 0x00]),
+            Ok(vec![Value::string("a"), Value::string("a")])
+        );
+        // A switch inside an AMF0 object.
+        let v = Value::object([("data", Value::ByteArray(vec![7]))]);
+        let bytes = [
+            &[0x03, 0x00, 0x04][..],
+            b"data",
+            &[0x11, 0x0C, 0x03, 0x07, 0x00, 0x00, 0x09],
+        ]
+        .concat();
+        assert_eq!(enc(&v), bytes);
+        assert_eq!(decode_one(&bytes), Ok(v));
+        // Nesting counts across the switch.
+        let mut deep = [0x0A, 0, 0, 0, 1].repeat(64);
+        deep.extend([0x11, 0x09, 0x03, 0x01, 0x01]);
+        assert_eq!(decode_one(&deep), Err(AmfError::TooDeep));
+    }
+
+    #[test]
+    fn amf3_only_values_switch_without_references() {
+        let values = [
+            Value::MixedArray {
+                associative: vec![("k".into(), Value::string("k"))],
+                dense: vec![Value::Integer(-5)],
+            },
+            Value::VectorObject("k".into(), vec![Value::string("k")], true),
+            Value::Dictionary(vec![(Value::string("k"), Value::Number(1.5))], false),
+            Value::VectorInt(vec![i32::MIN], false),
+            Value::VectorUint(vec![u32::MAX], true),
+            Value::VectorDouble(vec![-0.25], false),
+        ];
+        let bytes = encode_all(&values);
+        assert_eq!(bytes[0], AVMPLUS);
+        // Every "k" is written inline, so each switch decodes on its own, too.
+        assert_eq!(bytes.windows(2).filter(|w| w == &[0x03, b'k']).count(), 5);
+        assert_eq!(decode_all(&bytes), Ok(values.to_vec()));
+        for v in &values {
+            assert_eq!(decode_one(&enc(v)).as_ref(), Ok(v));
+        }
+    }
+
+    #[test]
+    fn long_names_switch_to_amf3() {
+        let v = Value::object([("n".repeat(70_000), Value::Null)]);
+        let b = enc(&v);
+        assert_eq!(b[0], AVMPLUS);
+        assert_eq!(decode_one(&b), Ok(v));
+    }
 }

@@ -21,7 +21,7 @@
 //! | Array                | `StrictArray` (no named part, including `[]`), `EcmaArray` (no dense part), `MixedArray` (both) |
 //! | Object               | `Object`: `class_name` is `None` for the empty class name       |
 //! | ByteArray            | `ByteArray`                                                      |
-//! | Vector.<int/uint/Number/Object> | `VectorInt` / `VectorUint` / `VectorDouble` / `VectorObject` |
+//! | `Vector.<int/uint/Number/Object>` | `VectorInt` / `VectorUint` / `VectorDouble` / `VectorObject` |
 //! | Dictionary           | `Dictionary`                                                     |
 
 use std::collections::HashMap;
@@ -143,6 +143,13 @@ enum Header {
 ///
 /// Errors leave the tables in an unspecified (but safe) state: drop the decoder with the
 /// message.
+///
+/// Limits against hostile input: values nest at most 64 containers deep
+/// ([`AmfError::TooDeep`]); declared lengths and counts larger than the bytes left are
+/// [`AmfError::LengthTooLarge`] before anything is allocated; and the copies references make
+/// (into and out of the reference tables) may total about 32 MiB of decoded values per decoder
+/// ([`AmfError::ExpansionTooLarge`]). A reference to a value still being decoded (a cycle) is
+/// [`AmfError::BadReference`].
 ///
 /// ```
 /// use siprtmp_core::amf::{amf3::Amf3Decoder, Value};
@@ -736,4 +743,427 @@ fn write_vector_header(marker: u8, len: usize, fixed: bool, out: &mut Vec<u8>) {
     out.push(marker);
     write_inline_len(len, out);
     out.push(u8::from(fixed));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_one(bytes: &[u8]) -> Result<Value, AmfError> {
+        let mut input = bytes;
+        let v = Amf3Decoder::new().decode(&mut input)?;
+        assert!(input.is_empty(), "trailing bytes: {input:?}");
+        Ok(v)
+    }
+
+    fn enc(v: &Value) -> Vec<u8> {
+        encode_all(std::slice::from_ref(v))
+    }
+
+    fn obj(class: Option<&str>, props: &[(&str, Value)]) -> Value {
+        Value::Object {
+            class_name: class.map(str::to_owned),
+            properties: props
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        }
+    }
+
+    /// The U29 boundaries of the AMF3 specification (section 1.3.1) with their exact bytes.
+    #[test]
+    fn u29_integer_boundaries() {
+        let cases: &[(i32, &[u8])] = &[
+            (0, &[0x00]),
+            (127, &[0x7F]),
+            (128, &[0x81, 0x00]),
+            (16383, &[0xFF, 0x7F]),
+            (16384, &[0x81, 0x80, 0x00]),
+            ((1 << 21) - 1, &[0xFF, 0xFF, 0x7F]),
+            (1 << 21, &[0x80, 0xC0, 0x80, 0x00]),
+            ((1 << 28) - 1, &[0xBF, 0xFF, 0xFF, 0xFF]),
+            (-1, &[0xFF, 0xFF, 0xFF, 0xFF]),
+            (-(1 << 28), &[0xC0, 0x80, 0x80, 0x00]),
+        ];
+        for &(n, bytes) in cases {
+            let mut expected = vec![INTEGER];
+            expected.extend_from_slice(bytes);
+            assert_eq!(enc(&Value::Integer(n)), expected, "encoding {n}");
+            assert_eq!(decode_one(&expected), Ok(Value::Integer(n)), "decoding {n}");
+        }
+    }
+
+    #[test]
+    fn integers_outside_29_bits_become_doubles() {
+        for n in [1 << 28, -(1 << 28) - 1, i32::MAX, i32::MIN] {
+            let mut expected = vec![DOUBLE];
+            expected.extend_from_slice(&f64::from(n).to_be_bytes());
+            assert_eq!(enc(&Value::Integer(n)), expected);
+            assert_eq!(decode_one(&expected), Ok(Value::Number(f64::from(n))));
+        }
+    }
+
+    #[test]
+    fn scalars() {
+        assert_eq!(
+            decode_all(&[0x00, 0x01, 0x02, 0x03]).unwrap(),
+            [
+                Value::Undefined,
+                Value::Null,
+                Value::Boolean(false),
+                Value::Boolean(true)
+            ]
+        );
+        let bytes = [0x05, 0x40, 0x09, 0x21, 0xFB, 0x54, 0x44, 0x2D, 0x18];
+        assert_eq!(decode_one(&bytes), Ok(Value::Number(std::f64::consts::PI)));
+        assert_eq!(enc(&Value::Number(std::f64::consts::PI)), bytes);
+        // A whole number stays a double: Number and Integer are distinct values.
+        assert_eq!(enc(&Value::Number(1.0))[0], DOUBLE);
+        assert_eq!(enc(&Value::Unsupported), [UNDEFINED]);
+    }
+
+    #[test]
+    fn string_references() {
+        // ["abc", ref 0, "", ""]: the empty string is always inline and never enters the table.
+        let bytes = [
+            0x09, 0x09, 0x01, 0x06, 0x07, b'a', b'b', b'c', 0x06, 0x00, 0x06, 0x01, 0x06, 0x01,
+        ];
+        let v = Value::StrictArray(vec![
+            Value::string("abc"),
+            Value::string("abc"),
+            Value::string(""),
+            Value::string(""),
+        ]);
+        assert_eq!(decode_one(&bytes), Ok(v.clone()));
+        assert_eq!(enc(&v), bytes);
+        // Reference 1 when only one string has been seen.
+        assert_eq!(
+            decode_one(&[0x09, 0x05, 0x01, 0x06, 0x03, b'x', 0x06, 0x02]),
+            Err(AmfError::BadReference(1))
+        );
+    }
+
+    #[test]
+    fn member_names_share_the_string_table() {
+        // {a: "a"}: the value "a" is string reference 0 (the member name came first).
+        let v = obj(None, &[("a", Value::string("a"))]);
+        let bytes = [0x0A, 0x0B, 0x01, 0x03, b'a', 0x06, 0x00, 0x01];
+        assert_eq!(enc(&v), bytes);
+        assert_eq!(decode_one(&bytes), Ok(v));
+    }
+
+    #[test]
+    fn typed_objects_and_trait_references() {
+        // [Foo{x: 1}, Foo{x: 2}]: sealed traits with one member, then traits reference 0.
+        let bytes = [
+            0x09, 0x05, 0x01, // dense array of 2, no associative part
+            0x0A, 0x13, 0x07, b'F', b'o', b'o', 0x03, b'x', 0x04, 0x01, // Foo{x: 1}
+            0x0A, 0x01, 0x04, 0x02, // traits ref 0, x: 2
+        ];
+        let v = Value::StrictArray(vec![
+            obj(Some("Foo"), &[("x", Value::Integer(1))]),
+            obj(Some("Foo"), &[("x", Value::Integer(2))]),
+        ]);
+        assert_eq!(decode_one(&bytes), Ok(v.clone()));
+        assert_eq!(enc(&v), bytes);
+        // A different member list is a different set of traits: written inline (its names are
+        // string references), and it becomes traits 1.
+        let other = Value::StrictArray(vec![
+            obj(Some("Foo"), &[("x", Value::Integer(1))]),
+            obj(Some("Foo"), &[("y", Value::Null), ("x", Value::Null)]),
+            obj(Some("Foo"), &[("y", Value::Null), ("x", Value::Null)]),
+        ]);
+        let bytes = enc(&other);
+        assert_eq!(
+            &bytes[13..],
+            [0x0A, 0x23, 0x00, 0x03, b'y', 0x02, 0x01, 0x01, 0x0A, 0x05, 0x01, 0x01]
+        );
+        assert_eq!(decode_one(&bytes), Ok(other));
+        assert_eq!(
+            decode_one(&[0x0A, 0x05, 0x01]),
+            Err(AmfError::BadReference(1))
+        );
+    }
+
+    #[test]
+    fn dynamic_object_with_sealed_and_dynamic_members() {
+        // Traits: dynamic, one sealed member "s", class "C"; then s=true; dynamic d=false.
+        let bytes = [
+            0x0A, 0x1B, 0x03, b'C', 0x03, b's', 0x03, 0x03, b'd', 0x02, 0x01,
+        ];
+        let v = obj(
+            Some("C"),
+            &[("s", Value::Boolean(true)), ("d", Value::Boolean(false))],
+        );
+        assert_eq!(decode_one(&bytes), Ok(v));
+    }
+
+    #[test]
+    fn anonymous_object_with_an_empty_name_is_sealed() {
+        let v = obj(None, &[("", Value::Null), ("a", Value::Null)]);
+        let bytes = enc(&v);
+        assert_eq!(bytes, [0x0A, 0x23, 0x01, 0x01, 0x03, b'a', 0x01, 0x01]);
+        assert_eq!(decode_one(&bytes), Ok(v));
+    }
+
+    #[test]
+    fn object_references_and_cycles() {
+        // [{a: null}, ref 1]: index 0 is the array itself, which began first.
+        let bytes = [
+            0x09, 0x05, 0x01, 0x0A, 0x0B, 0x01, 0x03, b'a', 0x01, 0x01, 0x0A, 0x02,
+        ];
+        let inner = obj(None, &[("a", Value::Null)]);
+        assert_eq!(
+            decode_one(&bytes),
+            Ok(Value::StrictArray(vec![inner.clone(), inner]))
+        );
+        // [ref 0]: the array refers to itself, which a tree cannot hold.
+        assert_eq!(
+            decode_one(&[0x09, 0x03, 0x01, 0x09, 0x00]),
+            Err(AmfError::BadReference(0))
+        );
+        // Dates, byte arrays and XML share the object table.
+        let bytes = [
+            0x09, 0x0B, 0x01, // 5 dense items
+            0x08, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, // date 0 (object 1)
+            0x0C, 0x03, 0xAB, // byte array [0xAB] (object 2)
+            0x0B, 0x03, b'x', // XML "x" (object 3)
+            0x0C, 0x04, // reference 2
+            0x08, 0x02, // reference 1
+        ];
+        let date = Value::Date {
+            millis: 0.0,
+            timezone: 0,
+        };
+        assert_eq!(
+            decode_one(&bytes),
+            Ok(Value::StrictArray(vec![
+                date.clone(),
+                Value::ByteArray(vec![0xAB]),
+                Value::Xml("x".into()),
+                Value::ByteArray(vec![0xAB]),
+                date,
+            ]))
+        );
+    }
+
+    #[test]
+    fn array_shapes() {
+        assert_eq!(
+            decode_one(&[0x09, 0x01, 0x01]),
+            Ok(Value::StrictArray(vec![]))
+        );
+        assert_eq!(enc(&Value::StrictArray(vec![])), [0x09, 0x01, 0x01]);
+        let ecma = Value::EcmaArray(vec![("k".into(), Value::Integer(5))]);
+        let bytes = [0x09, 0x01, 0x03, b'k', 0x04, 0x05, 0x01];
+        assert_eq!(enc(&ecma), bytes);
+        assert_eq!(decode_one(&bytes), Ok(ecma));
+        let mixed = Value::MixedArray {
+            associative: vec![("k".into(), Value::Null)],
+            dense: vec![Value::Boolean(true)],
+        };
+        let bytes = [0x09, 0x03, 0x03, b'k', 0x01, 0x01, 0x03];
+        assert_eq!(enc(&mixed), bytes);
+        assert_eq!(decode_one(&bytes), Ok(mixed));
+        // Empty names cannot be written in the associative part: they are skipped.
+        let skipped = Value::EcmaArray(vec![("".into(), Value::Null), ("k".into(), Value::Null)]);
+        assert_eq!(
+            decode_one(&enc(&skipped)),
+            Ok(Value::EcmaArray(vec![("k".into(), Value::Null)]))
+        );
+    }
+
+    #[test]
+    fn date_xml_bytearray() {
+        let date = Value::Date {
+            millis: 1_700_000_000_000.0,
+            timezone: 0,
+        };
+        let mut bytes = vec![0x08, 0x01];
+        bytes.extend_from_slice(&1_700_000_000_000f64.to_be_bytes());
+        assert_eq!(enc(&date), bytes);
+        assert_eq!(decode_one(&bytes), Ok(date));
+        // The time zone is not part of AMF3.
+        let zoned = Value::Date {
+            millis: 1.0,
+            timezone: 60,
+        };
+        assert_eq!(
+            decode_one(&enc(&zoned)),
+            Ok(Value::Date {
+                millis: 1.0,
+                timezone: 0
+            })
+        );
+        let doc = Value::XmlDocument("<a/>".into());
+        assert_eq!(enc(&doc), [0x07, 0x09, b'<', b'a', b'/', b'>']);
+        assert_eq!(decode_one(&enc(&doc)), Ok(doc));
+        let ba = Value::ByteArray(vec![1, 2, 3]);
+        assert_eq!(enc(&ba), [0x0C, 0x07, 1, 2, 3]);
+        assert_eq!(decode_one(&enc(&ba)), Ok(ba));
+    }
+
+    #[test]
+    fn vectors_and_dictionary() {
+        let bytes = [0x0D, 0x05, 0x00, 0, 0, 0, 1, 0xFF, 0xFF, 0xFF, 0xFF];
+        let v = Value::VectorInt(vec![1, -1], false);
+        assert_eq!(decode_one(&bytes), Ok(v.clone()));
+        assert_eq!(enc(&v), bytes);
+        let v = Value::VectorUint(vec![0xFFFF_FFFF], true);
+        assert_eq!(enc(&v), [0x0E, 0x03, 0x01, 0xFF, 0xFF, 0xFF, 0xFF]);
+        assert_eq!(decode_one(&enc(&v)), Ok(v));
+        let v = Value::VectorDouble(vec![0.5], false);
+        assert_eq!(enc(&v), [0x0F, 0x03, 0x00, 0x3F, 0xE0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(decode_one(&enc(&v)), Ok(v));
+        let v = Value::VectorObject("*".into(), vec![Value::Null, Value::string("*")], false);
+        // The second "*" is a reference to the type name.
+        assert_eq!(enc(&v), [0x10, 0x05, 0x00, 0x03, b'*', 0x01, 0x06, 0x00]);
+        assert_eq!(decode_one(&enc(&v)), Ok(v));
+        let v = Value::Dictionary(
+            vec![
+                (Value::Integer(1), Value::string("one")),
+                (Value::Null, Value::Null),
+            ],
+            true,
+        );
+        assert_eq!(
+            enc(&v),
+            [0x11, 0x05, 0x01, 0x04, 0x01, 0x06, 0x07, b'o', b'n', b'e', 0x01, 0x01]
+        );
+        assert_eq!(decode_one(&enc(&v)), Ok(v));
+    }
+
+    #[test]
+    fn externalizable_is_an_error() {
+        // Inline traits with the externalizable bit (0b0111), class "Foo".
+        assert_eq!(
+            decode_one(&[0x0A, 0x07, 0x07, b'F', b'o', b'o', 0x00]),
+            Err(AmfError::Externalizable("Foo".into()))
+        );
+    }
+
+    #[test]
+    fn hostile_lengths_and_encodings() {
+        // String of 2^28 - 1 bytes declared, 1 present.
+        assert_eq!(
+            decode_one(&[0x06, 0xFF, 0xFF, 0xFF, 0xFF, b'a']),
+            Err(AmfError::LengthTooLarge((1 << 28) - 1))
+        );
+        // Array of 2^27 items declared, none present.
+        assert_eq!(
+            decode_one(&[0x09, 0xC0, 0x80, 0x80, 0x01, 0x01]),
+            Err(AmfError::LengthTooLarge(1 << 27))
+        );
+        // Vector.<Number> of 2 declared, 8 bytes present.
+        assert_eq!(
+            decode_one(&[0x0F, 0x05, 0x00, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(AmfError::LengthTooLarge(2))
+        );
+        // Dictionary of 3 pairs declared, 4 bytes present.
+        assert_eq!(
+            decode_one(&[0x11, 0x07, 0x00, 1, 1, 1, 1]),
+            Err(AmfError::LengthTooLarge(3))
+        );
+        assert_eq!(
+            decode_one(&[0x06, 0x05, 0xC3, 0x28]),
+            Err(AmfError::InvalidUtf8)
+        );
+        assert_eq!(decode_one(&[0x12]), Err(AmfError::UnknownMarker(0x12)));
+        assert_eq!(decode_one(&[0x04, 0x80]), Err(AmfError::UnexpectedEof));
+    }
+
+    #[test]
+    fn nesting_is_capped() {
+        // 64 nested one-item arrays around null decode; 65 do not.
+        let nested = |n: usize| {
+            let mut b = [0x09, 0x03, 0x01].repeat(n);
+            b.push(0x01);
+            b
+        };
+        assert!(decode_one(&nested(64)).is_ok());
+        assert_eq!(decode_one(&nested(65)), Err(AmfError::TooDeep));
+    }
+
+    #[test]
+    fn references_cannot_deepen_past_the_cap() {
+        // An outer array whose item 0 is 63 nested arrays (objects 1..=63), then an item that
+        // wraps a reference to object 1: the copy would sit one level deeper than the cap.
+        let mut b = vec![0x09, 0x05, 0x01]; // 2 dense items
+        b.extend([0x09, 0x03, 0x01].repeat(63));
+        b.push(0x01);
+        // Object 64: [ref 1] is 1 (outer) + 1 + 63 = 65 levels.
+        b.extend([0x09, 0x03, 0x01, 0x09, 0x02]);
+        assert_eq!(decode_one(&b), Err(AmfError::TooDeep));
+    }
+
+    #[test]
+    fn reference_expansion_is_capped() {
+        // A 60000-byte string, then 1000 references to it: 60 MB from 62 kB.
+        let mut b = vec![0x09];
+        write_u29((1001 << 1) | 1, &mut b);
+        b.push(0x01);
+        b.push(STRING);
+        write_u29((60_000 << 1) | 1, &mut b);
+        b.extend(vec![b'x'; 60_000]);
+        for _ in 0..1000 {
+            b.extend([STRING, 0x00]);
+        }
+        assert_eq!(decode_one(&b), Err(AmfError::ExpansionTooLarge));
+
+        // Arrays that each hold two references to the previous one: doubling per 7 bytes.
+        let mut b = vec![0x09];
+        write_u29((40 << 1) | 1, &mut b);
+        b.extend([0x01, 0x09, 0x05, 0x01, 0x01, 0x01, 0x01]); // object 1: [null, null]
+        for k in 1..40u32 {
+            b.extend([0x09, 0x05, 0x01]);
+            for _ in 0..2 {
+                b.push(ARRAY);
+                write_u29(k << 1, &mut b);
+            }
+        }
+        assert_eq!(decode_one(&b), Err(AmfError::ExpansionTooLarge));
+    }
+
+    #[test]
+    fn tables_persist_across_calls() {
+        let bytes = encode_all(&[
+            obj(Some("P"), &[("n", Value::string("a"))]),
+            obj(Some("P"), &[("n", Value::string("a"))]),
+        ]);
+        // Second value: object, traits ref 0, string ref 2 ("a" after "P" and "n").
+        assert_eq!(&bytes[bytes.len() - 4..], [0x0A, 0x01, 0x06, 0x04]);
+        let mut input = &bytes[..];
+        let mut d = Amf3Decoder::new();
+        d.decode(&mut input).unwrap();
+        assert_eq!(input, [0x0A, 0x01, 0x06, 0x04]);
+        assert_eq!(
+            d.decode(&mut input),
+            Ok(obj(Some("P"), &[("n", Value::string("a"))]))
+        );
+        // A fresh decoder cannot resolve those references.
+        assert_eq!(
+            Amf3Decoder::new().decode(&mut &bytes[bytes.len() - 4..]),
+            Err(AmfError::BadReference(0))
+        );
+    }
+
+    #[test]
+    fn reference_free_encoder() {
+        let mut out = Vec::new();
+        let mut e = Amf3Encoder::without_references();
+        let v = Value::StrictArray(vec![
+            obj(Some("P"), &[("n", Value::string("n"))]),
+            obj(Some("P"), &[("n", Value::string("n"))]),
+        ]);
+        e.encode(&v, &mut out);
+        assert_eq!(
+            out,
+            [
+                0x09, 0x05, 0x01, //
+                0x0A, 0x13, 0x03, b'P', 0x03, b'n', 0x06, 0x03, b'n', //
+                0x0A, 0x13, 0x03, b'P', 0x03, b'n', 0x06, 0x03, b'n',
+            ]
+        );
+        assert_eq!(decode_one(&out), Ok(v));
+    }
 }
