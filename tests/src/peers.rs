@@ -12,7 +12,8 @@ pub struct Peer {
 }
 
 impl Peer {
-    fn spawn(name: &str, command: &mut Command) -> Self {
+    /// Starts `command` as a peer named `name` (stderr captured for failure messages).
+    pub fn spawn_command(name: &str, command: &mut Command) -> Self {
         let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -83,7 +84,7 @@ impl Drop for Peer {
 
 /// `ffmpeg -re -i FILE -c copy -f flv URL`: publishes a file in real time.
 pub fn ffmpeg_publish(file: &Path, url: &str) -> Peer {
-    Peer::spawn(
+    Peer::spawn_command(
         "ffmpeg publisher",
         Command::new("ffmpeg")
             .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
@@ -94,7 +95,7 @@ pub fn ffmpeg_publish(file: &Path, url: &str) -> Peer {
 
 /// `ffmpeg -i URL -c copy -copyts -f flv OUT`: a player that saves what it receives.
 pub fn ffmpeg_play(url: &str, out: &Path) -> Peer {
-    Peer::spawn(
+    Peer::spawn_command(
         "ffmpeg player",
         Command::new("ffmpeg")
             .args(["-hide_banner", "-loglevel", "error", "-y", "-i", url])
@@ -105,7 +106,7 @@ pub fn ffmpeg_play(url: &str, out: &Path) -> Peer {
 
 /// `rtmpdump --live -r URL -o OUT`: another client stack that saves what it receives.
 pub fn rtmpdump_play(url: &str, out: &Path) -> Peer {
-    Peer::spawn(
+    Peer::spawn_command(
         "rtmpdump player",
         Command::new("rtmpdump")
             .args(["-q", "--live", "-r", url, "-o"])

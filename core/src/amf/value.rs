@@ -49,13 +49,13 @@ pub enum Value {
     Xml(String),
     /// AMF3 ByteArray.
     ByteArray(Vec<u8>),
-    /// AMF3 Vector.<int>, with its fixed flag.
+    /// AMF3 `Vector.<int>`, with its fixed flag.
     VectorInt(Vec<i32>, bool),
-    /// AMF3 Vector.<uint>, with its fixed flag.
+    /// AMF3 `Vector.<uint>`, with its fixed flag.
     VectorUint(Vec<u32>, bool),
-    /// AMF3 Vector.<Number>, with its fixed flag.
+    /// AMF3 `Vector.<Number>`, with its fixed flag.
     VectorDouble(Vec<f64>, bool),
-    /// AMF3 Vector.<Object>: type name, fixed flag, items.
+    /// AMF3 `Vector.<Object>`: type name, fixed flag, items.
     VectorObject(String, Vec<Value>, bool),
     /// AMF3 Dictionary: weak-keys flag and key/value pairs.
     Dictionary(Vec<(Value, Value)>, bool),

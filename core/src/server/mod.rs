@@ -2,9 +2,9 @@
 //! and the outputs a driver carries out.
 //!
 //! [`RtmpServer`] is driven through [`crate::node::Node`]; the files beside this one each own
-//! one part of it: [`session`] (one connection), [`commands`] (NetConnection and NetStream
-//! calls), [`fan_out`] (delivering published media to players, with backpressure) and
-//! [`live_stream`] (per-stream caches).
+//! one part of it: `session` (one connection), `commands` (NetConnection and NetStream
+//! calls), `fan_out` (delivering published media to players, with backpressure) and
+//! `live_stream` (per-stream caches).
 
 mod commands;
 mod config;
