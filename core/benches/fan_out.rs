@@ -61,6 +61,20 @@ fn fan_out(c: &mut Criterion) {
     frame.resize(PAYLOAD, 0xCD);
     // The publisher's chunk stream: one self-contained 10 KB message in 4096-byte chunks.
     let chunks: Bytes = encode_fmt0(6, &RtmpMessage::new(type_id::VIDEO, 1, 40, frame), 4096);
+    // The measured work is real: one round queues the whole frame for every player.
+    node.handle(
+        now,
+        Input::Received {
+            conn: publisher,
+            data: BytesMut::from(&chunks[..]),
+        },
+    );
+    let queued: usize = players.iter().map(|&p| node.queued_bytes(p)).sum();
+    assert!(queued >= PLAYERS * PAYLOAD, "every player got the frame ({queued} bytes)");
+    for &p in &players {
+        let bytes = node.queued_bytes(p);
+        node.handle(now, Input::Drained { conn: p, bytes });
+    }
     let mut group = c.benchmark_group("fan_out");
     group.throughput(Throughput::Elements(PLAYERS as u64));
     group.bench_function("10KB_video_to_1000_players", |b| {
