@@ -14,3 +14,5 @@ pub mod amf;
 pub mod flv;
 pub mod rng;
 pub mod rtmp;
+
+pub mod sdp;
