@@ -14,5 +14,5 @@ pub mod amf;
 pub mod flv;
 pub mod rng;
 pub mod rtmp;
-
+pub mod rtp;
 pub mod sdp;

@@ -43,7 +43,12 @@ impl RtpMap {
         if parts.next().is_some() {
             return None;
         }
-        Some(RtpMap { payload_type, encoding_name, clock_rate, channels })
+        Some(RtpMap {
+            payload_type,
+            encoding_name,
+            clock_rate,
+            channels,
+        })
     }
 
     /// The RFC 3551 meaning of a static payload type (0..=34), used when an offer lists a
@@ -76,13 +81,19 @@ impl RtpMap {
             34 => ("H263", 90000, None),
             _ => return None,
         };
-        Some(RtpMap { payload_type, encoding_name: name.into(), clock_rate: rate, channels })
+        Some(RtpMap {
+            payload_type,
+            encoding_name: name.into(),
+            clock_rate: rate,
+            channels,
+        })
     }
 
     /// Whether `self` and `other` name the same codec: encoding name (case-insensitive), clock
     /// rate and channel count (an absent count means one channel), payload type ignored.
     pub fn same_codec(&self, other: &RtpMap) -> bool {
-        self.encoding_name.eq_ignore_ascii_case(&other.encoding_name)
+        self.encoding_name
+            .eq_ignore_ascii_case(&other.encoding_name)
             && self.clock_rate == other.clock_rate
             && self.channels.unwrap_or(1) == other.channels.unwrap_or(1)
     }
@@ -90,7 +101,11 @@ impl RtpMap {
 
 impl fmt::Display for RtpMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}/{}", self.payload_type, self.encoding_name, self.clock_rate)?;
+        write!(
+            f,
+            "{} {}/{}",
+            self.payload_type, self.encoding_name, self.clock_rate
+        )?;
         if let Some(c) = self.channels {
             write!(f, "/{c}")?;
         }
@@ -135,7 +150,10 @@ impl Fmtp {
                 None => (p.to_owned(), None),
             })
             .collect();
-        Some(Fmtp { payload_type, params })
+        Some(Fmtp {
+            payload_type,
+            params,
+        })
     }
 
     /// The value of parameter `key` (case-insensitive), if present with a value.
@@ -192,7 +210,9 @@ pub struct TelephoneEvents {
 
 impl TelephoneEvents {
     /// The events RFC 4733 assumes when no `fmtp` is given: the DTMF digits 0-15.
-    pub const DTMF: TelephoneEvents = TelephoneEvents { bits: [0xFFFF, 0, 0, 0] };
+    pub const DTMF: TelephoneEvents = TelephoneEvents {
+        bits: [0xFFFF, 0, 0, 0],
+    };
 
     /// Parses a comma-separated list of event codes and ranges.
     pub fn parse(list: &str) -> Option<Self> {
@@ -306,7 +326,10 @@ impl Direction {
 
     /// The first direction attribute in `attrs`, if any.
     pub fn from_attributes(attrs: &[Attribute]) -> Option<Self> {
-        attrs.iter().filter(|a| a.value.is_none()).find_map(|a| Self::from_name(&a.name))
+        attrs
+            .iter()
+            .filter(|a| a.value.is_none())
+            .find_map(|a| Self::from_name(&a.name))
     }
 
     /// The same stream seen from the other end: `sendonly` <-> `recvonly`.
@@ -337,7 +360,10 @@ impl Direction {
     /// The direction that sends only if both `self` and `other` allow sending, and receives
     /// only if both allow receiving.
     pub fn intersect(self, other: Direction) -> Direction {
-        match (self.sends() && other.sends(), self.receives() && other.receives()) {
+        match (
+            self.sends() && other.sends(),
+            self.receives() && other.receives(),
+        ) {
             (true, true) => Direction::SendRecv,
             (true, false) => Direction::SendOnly,
             (false, true) => Direction::RecvOnly,
@@ -417,7 +443,10 @@ mod tests {
         assert!(RtpMap::parse("96 PCMU").is_none());
         assert!(RtpMap::parse("96 PCMU/8000/1/2").is_none());
         assert!(RtpMap::parse("96 /8000").is_none());
-        assert_eq!(RtpMap::parse("97 opus/48000/2").unwrap().to_string(), "97 opus/48000/2");
+        assert_eq!(
+            RtpMap::parse("97 opus/48000/2").unwrap().to_string(),
+            "97 opus/48000/2"
+        );
     }
 
     #[test]
@@ -429,7 +458,10 @@ mod tests {
         let h = Fmtp::parse("96 packetization-mode=1;profile-level-id=42e01f").unwrap();
         assert_eq!(h.get("PACKETIZATION-MODE"), Some("1"));
         assert_eq!(h.telephone_events(), None);
-        assert_eq!(Fmtp::parse("18 annexb=no").unwrap().to_string(), "18 annexb=no");
+        assert_eq!(
+            Fmtp::parse("18 annexb=no").unwrap().to_string(),
+            "18 annexb=no"
+        );
         assert!(Fmtp::parse("x 1").is_none());
     }
 
@@ -442,27 +474,52 @@ mod tests {
         assert_eq!(a.intersect(&b).to_string(), "10-15,32");
         assert!(TelephoneEvents::parse("5-3").is_none());
         assert!(TelephoneEvents::parse("0-256").is_none());
-        assert!(TelephoneEvents::parse("16").unwrap().intersect(&TelephoneEvents::DTMF).is_empty());
-        assert_eq!(TelephoneEvents::parse("0-255").unwrap().to_string(), "0-255");
+        assert!(TelephoneEvents::parse("16")
+            .unwrap()
+            .intersect(&TelephoneEvents::DTMF)
+            .is_empty());
+        assert_eq!(
+            TelephoneEvents::parse("0-255").unwrap().to_string(),
+            "0-255"
+        );
     }
 
     #[test]
     fn direction_attributes() {
-        let mut attrs = vec![Attribute::new("rtpmap", "0 PCMU/8000"), Attribute::flag("sendonly")];
-        assert_eq!(Direction::from_attributes(&attrs), Some(Direction::SendOnly));
+        let mut attrs = vec![
+            Attribute::new("rtpmap", "0 PCMU/8000"),
+            Attribute::flag("sendonly"),
+        ];
+        assert_eq!(
+            Direction::from_attributes(&attrs),
+            Some(Direction::SendOnly)
+        );
         Direction::Inactive.set_in(&mut attrs);
         assert_eq!(attrs.len(), 2);
-        assert_eq!(Direction::from_attributes(&attrs), Some(Direction::Inactive));
-        assert_eq!(Direction::from_attributes(&[]).unwrap_or_default(), Direction::SendRecv);
-        assert_eq!(Direction::SendRecv.intersect(Direction::RecvOnly), Direction::RecvOnly);
-        assert_eq!(Direction::SendOnly.intersect(Direction::RecvOnly), Direction::Inactive);
+        assert_eq!(
+            Direction::from_attributes(&attrs),
+            Some(Direction::Inactive)
+        );
+        assert_eq!(
+            Direction::from_attributes(&[]).unwrap_or_default(),
+            Direction::SendRecv
+        );
+        assert_eq!(
+            Direction::SendRecv.intersect(Direction::RecvOnly),
+            Direction::RecvOnly
+        );
+        assert_eq!(
+            Direction::SendOnly.intersect(Direction::RecvOnly),
+            Direction::Inactive
+        );
     }
 
     #[test]
     fn media_codecs_use_static_table() {
         let mut m = MediaDescription::new("audio", 4000, "RTP/AVP");
         m.formats = vec!["8".into(), "96".into(), "101".into(), "x".into()];
-        m.attributes.push(Attribute::new("rtpmap", "101 telephone-event/8000"));
+        m.attributes
+            .push(Attribute::new("rtpmap", "101 telephone-event/8000"));
         m.attributes.push(Attribute::new("ptime", "20"));
         let names: Vec<String> = m.codecs().into_iter().map(|c| c.encoding_name).collect();
         assert_eq!(names, ["PCMA", "telephone-event"]);

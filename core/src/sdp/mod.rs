@@ -17,5 +17,5 @@ pub use offer_answer::{
 };
 pub use session::{
     Attribute, Bandwidth, Connection, MediaDescription, Origin, Repeat, SdpError,
-    SessionDescription, Timing, TimeZoneAdjustment,
+    SessionDescription, TimeZoneAdjustment, Timing,
 };

@@ -73,7 +73,10 @@ impl Codec {
     }
 
     fn fmtp_with(&self, payload_type: u8) -> Fmtp {
-        Fmtp { payload_type, params: self.fmtp.clone() }
+        Fmtp {
+            payload_type,
+            params: self.fmtp.clone(),
+        }
     }
 }
 
@@ -208,7 +211,8 @@ fn rejected(offered: &MediaDescription) -> MediaDescription {
 
 /// The packetization mode of an H.264 fmtp (RFC 6184: 0 when absent).
 fn packetization_mode(fmtp: Option<&Fmtp>) -> &str {
-    fmtp.and_then(|f| f.get("packetization-mode")).unwrap_or("0")
+    fmtp.and_then(|f| f.get("packetization-mode"))
+        .unwrap_or("0")
 }
 
 /// Offered formats of an m-line: (payload type, codec, fmtp).
@@ -238,19 +242,29 @@ fn answer_media(
                     || local_fmtp.get("packetization-mode").is_none()
                     || packetization_mode(f.as_ref()) == packetization_mode(Some(&local_fmtp)))
         });
-        let Some((pt, offered_map, offered_fmtp)) = found else { continue };
-        let map = RtpMap { payload_type: *pt, ..offered_map.clone() };
+        let Some((pt, offered_map, offered_fmtp)) = found else {
+            continue;
+        };
+        let map = RtpMap {
+            payload_type: *pt,
+            ..offered_map.clone()
+        };
         let fmtp = if is_telephone_event(&map) {
             let theirs = offered_fmtp
                 .as_ref()
                 .and_then(Fmtp::telephone_events)
                 .unwrap_or(TelephoneEvents::DTMF);
-            let ours = local_fmtp.telephone_events().unwrap_or(TelephoneEvents::DTMF);
+            let ours = local_fmtp
+                .telephone_events()
+                .unwrap_or(TelephoneEvents::DTMF);
             let common = theirs.intersect(&ours);
             if common.is_empty() {
                 continue;
             }
-            Some(Fmtp { payload_type: *pt, params: vec![(common.to_string(), None)] })
+            Some(Fmtp {
+                payload_type: *pt,
+                params: vec![(common.to_string(), None)],
+            })
         } else if is_h264(&map) {
             offered_fmtp.clone()
         } else if !codec.fmtp.is_empty() {
@@ -274,7 +288,10 @@ fn answer_media(
     if let Some(p) = cap.ptime {
         m.attributes.push(Attribute::new("ptime", p.to_string()));
     }
-    offered_dir.reversed().intersect(cap.direction).set_in(&mut m.attributes);
+    offered_dir
+        .reversed()
+        .intersect(cap.direction)
+        .set_in(&mut m.attributes);
     Some(m)
 }
 
@@ -314,7 +331,9 @@ pub fn answer(
     origin: &Origin,
 ) -> Result<SessionDescription, NoMatch> {
     if offer.media.is_empty() {
-        return Err(NoMatch { reason: "offer has no media" });
+        return Err(NoMatch {
+            reason: "offer has no media",
+        });
     }
     let mut sdp = base_description(local, origin);
     let mut used = vec![false; local.media.len()];
@@ -345,7 +364,9 @@ pub fn answer(
         }
     }
     if accepted == 0 {
-        return Err(NoMatch { reason: "no common codec on any offered stream" });
+        return Err(NoMatch {
+            reason: "no common codec on any offered stream",
+        });
     }
     Ok(sdp)
 }
@@ -370,7 +391,8 @@ pub fn create_offer(local: &LocalCapabilities, origin: &Origin) -> SessionDescri
         let mut m = MediaDescription::new(cap.kind.clone(), cap.port, "RTP/AVP");
         for codec in &cap.codecs {
             m.formats.push(codec.payload_type.to_string());
-            m.attributes.push(Attribute::new("rtpmap", codec.rtpmap().to_string()));
+            m.attributes
+                .push(Attribute::new("rtpmap", codec.rtpmap().to_string()));
             if !codec.fmtp.is_empty() {
                 let f = codec.fmtp_with(codec.payload_type);
                 m.attributes.push(Attribute::new("fmtp", f.to_string()));
@@ -399,9 +421,14 @@ pub fn create_offer(local: &LocalCapabilities, origin: &Origin) -> SessionDescri
 pub fn reoffer(previous: &SessionDescription, hold: bool) -> SessionDescription {
     let mut sdp = previous.clone();
     sdp.origin.session_version = sdp.origin.session_version.wrapping_add(1);
-    let dir = if hold { Direction::SendOnly } else { Direction::SendRecv };
+    let dir = if hold {
+        Direction::SendOnly
+    } else {
+        Direction::SendRecv
+    };
     // A session-level direction would apply to lines without their own; per-line is clearer.
-    sdp.attributes.retain(|a| a.value.is_some() || Direction::from_name(&a.name).is_none());
+    sdp.attributes
+        .retain(|a| a.value.is_some() || Direction::from_name(&a.name).is_none());
     for m in sdp.media.iter_mut().filter(|m| m.port != 0) {
         dir.set_in(&mut m.attributes);
     }
@@ -416,11 +443,15 @@ pub fn process_answer(
     answer: &SessionDescription,
 ) -> Result<Vec<Option<NegotiatedMedia>>, NoMatch> {
     if offer.media.len() != answer.media.len() {
-        return Err(NoMatch { reason: "answer m-line count differs from the offer" });
+        return Err(NoMatch {
+            reason: "answer m-line count differs from the offer",
+        });
     }
     let media = negotiated_media(offer, answer, false);
     if media.iter().all(Option::is_none) {
-        return Err(NoMatch { reason: "answer accepted no stream" });
+        return Err(NoMatch {
+            reason: "answer accepted no stream",
+        });
     }
     Ok(media)
 }
@@ -434,7 +465,9 @@ pub fn negotiated_media(
     local_is_answer: bool,
 ) -> Vec<Option<NegotiatedMedia>> {
     let n = local.media.len().min(remote.media.len());
-    (0..n).map(|i| negotiate_line(local, remote, local_is_answer, i)).collect()
+    (0..n)
+        .map(|i| negotiate_line(local, remote, local_is_answer, i))
+        .collect()
 }
 
 fn negotiate_line(
@@ -472,7 +505,10 @@ fn negotiate_line(
     Some(NegotiatedMedia {
         index,
         kind: l.media.clone(),
-        codec: RtpMap { payload_type: payload_types.send, ..codec.clone() },
+        codec: RtpMap {
+            payload_type: payload_types.send,
+            ..codec.clone()
+        },
         payload_types,
         fmtp: fmtp.clone(),
         telephone_event,
@@ -510,8 +546,7 @@ mod tests {
                     vec![
                         Codec::new(0, "PCMU", 8000, None),
                         Codec::new(8, "PCMA", 8000, None),
-                        Codec::new(101, "telephone-event", 8000, None)
-                            .with_param("0-15", None),
+                        Codec::new(101, "telephone-event", 8000, None).with_param("0-15", None),
                     ],
                 ),
                 MediaCapability::new(
@@ -525,7 +560,8 @@ mod tests {
     }
 
     fn sdp(body: &str) -> SessionDescription {
-        let head = "v=0\r\no=- 100 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\nt=0 0\r\n";
+        let head =
+            "v=0\r\no=- 100 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\nt=0 0\r\n";
         format!("{head}{body}").parse().unwrap()
     }
 
@@ -537,8 +573,20 @@ mod tests {
                          m=audio 6002 RTP/AVP 18 8 0\r\n\
                          m=application 6004 UDP/BFCP *\r\n");
         let ans = answer(&offer, &local(), &origin()).unwrap();
-        let lines: Vec<(&str, u16)> = ans.media.iter().map(|m| (m.media.as_str(), m.port)).collect();
-        assert_eq!(lines, [("video", 4002), ("audio", 0), ("audio", 4000), ("application", 0)]);
+        let lines: Vec<(&str, u16)> = ans
+            .media
+            .iter()
+            .map(|m| (m.media.as_str(), m.port))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                ("video", 4002),
+                ("audio", 0),
+                ("audio", 4000),
+                ("application", 0)
+            ]
+        );
         // Local preference order, offered numbers; G.729 dropped.
         assert_eq!(ans.media[2].formats, ["0", "8"]);
         // H.264 keeps the offer's payload type and fmtp.
@@ -593,14 +641,18 @@ mod tests {
 
     #[test]
     fn telephone_event_ranges_intersect() {
-        let offer = sdp("m=audio 6000 RTP/AVP 0 100\r\na=rtpmap:100 telephone-event/8000\r\n\
-                         a=fmtp:100 0-11,16\r\n");
+        let offer = sdp(
+            "m=audio 6000 RTP/AVP 0 100\r\na=rtpmap:100 telephone-event/8000\r\n\
+                         a=fmtp:100 0-11,16\r\n",
+        );
         let ans = answer(&offer, &local(), &origin()).unwrap();
         assert_eq!(ans.media[0].formats, ["0", "100"]);
         assert_eq!(ans.media[0].fmtp(100).unwrap().to_string(), "100 0-11");
         // Disjoint ranges: telephone-event dropped, the call still accepted.
-        let offer = sdp("m=audio 6000 RTP/AVP 0 100\r\na=rtpmap:100 telephone-event/8000\r\n\
-                         a=fmtp:100 16\r\n");
+        let offer = sdp(
+            "m=audio 6000 RTP/AVP 0 100\r\na=rtpmap:100 telephone-event/8000\r\n\
+                         a=fmtp:100 16\r\n",
+        );
         let ans = answer(&offer, &local(), &origin()).unwrap();
         assert_eq!(ans.media[0].formats, ["0"]);
         // No fmtp in the offer means 0-15.
@@ -614,15 +666,32 @@ mod tests {
         let ours = create_offer(&local(), &origin());
         assert_eq!(ours.media.len(), 2);
         assert_eq!(ours.media[0].formats, ["0", "8", "101"]);
-        assert_eq!(ours.media[1].fmtp(96).unwrap().get("packetization-mode"), Some("1"));
+        assert_eq!(
+            ours.media[1].fmtp(96).unwrap().get("packetization-mode"),
+            Some("1")
+        );
         // The remote answers PCMA first, with its own telephone-event number and address.
-        let theirs = sdp("m=audio 7000 RTP/AVP 8 102\r\na=rtpmap:102 telephone-event/8000\r\n\
-                          a=ptime:30\r\nm=video 0 RTP/AVP 96\r\n");
+        let theirs = sdp(
+            "m=audio 7000 RTP/AVP 8 102\r\na=rtpmap:102 telephone-event/8000\r\n\
+                          a=ptime:30\r\nm=video 0 RTP/AVP 96\r\n",
+        );
         let media = process_answer(&ours, &theirs).unwrap();
         let audio = media[0].as_ref().unwrap();
         assert_eq!(audio.codec.encoding_name, "PCMA");
-        assert_eq!(audio.payload_types, PayloadTypes { send: 8, receive: 8 });
-        assert_eq!(audio.telephone_event, Some(PayloadTypes { send: 102, receive: 101 }));
+        assert_eq!(
+            audio.payload_types,
+            PayloadTypes {
+                send: 8,
+                receive: 8
+            }
+        );
+        assert_eq!(
+            audio.telephone_event,
+            Some(PayloadTypes {
+                send: 102,
+                receive: 101
+            })
+        );
         assert_eq!(audio.remote, Some("198.51.100.7:7000".parse().unwrap()));
         assert_eq!(audio.ptime, Some(30));
         assert_eq!(audio.direction, Direction::SendRecv);
@@ -630,29 +699,53 @@ mod tests {
 
         let held = reoffer(&ours, true);
         assert_eq!(held.origin.session_version, 2);
-        assert!(held.media.iter().all(|m| m.direction() == Some(Direction::SendOnly)));
+        assert!(held
+            .media
+            .iter()
+            .all(|m| m.direction() == Some(Direction::SendOnly)));
         let resumed = reoffer(&held, false);
         assert_eq!(resumed.origin.session_version, 3);
-        assert!(resumed.media.iter().all(|m| m.direction() == Some(Direction::SendRecv)));
+        assert!(resumed
+            .media
+            .iter()
+            .all(|m| m.direction() == Some(Direction::SendRecv)));
         // The remote answers our hold with recvonly: we send, they do not.
         let hold_answer = sdp("m=audio 7000 RTP/AVP 8\r\na=recvonly\r\nm=video 0 RTP/AVP 96\r\n");
         let media = process_answer(&held, &hold_answer).unwrap();
         assert_eq!(media[0].as_ref().unwrap().direction, Direction::SendOnly);
 
         assert!(process_answer(&ours, &sdp("m=audio 7000 RTP/AVP 8\r\n")).is_err());
-        assert!(process_answer(&ours, &sdp("m=audio 0 RTP/AVP 8\r\nm=video 0 RTP/AVP 9\r\n")).is_err());
+        assert!(process_answer(
+            &ours,
+            &sdp("m=audio 0 RTP/AVP 8\r\nm=video 0 RTP/AVP 9\r\n")
+        )
+        .is_err());
     }
 
     #[test]
     fn answerer_side_negotiation_uses_the_offer_numbers() {
-        let offer = sdp("m=audio 6000 RTP/AVP 8 0 110\r\na=rtpmap:110 telephone-event/8000\r\n\
-                         a=sendonly\r\n");
+        let offer = sdp(
+            "m=audio 6000 RTP/AVP 8 0 110\r\na=rtpmap:110 telephone-event/8000\r\n\
+                         a=sendonly\r\n",
+        );
         let ans = answer(&offer, &local(), &origin()).unwrap();
         let media = negotiated_media(&ans, &offer, true);
         let audio = media[0].as_ref().unwrap();
         assert_eq!(audio.codec.encoding_name, "PCMU");
-        assert_eq!(audio.payload_types, PayloadTypes { send: 0, receive: 0 });
-        assert_eq!(audio.telephone_event, Some(PayloadTypes { send: 110, receive: 110 }));
+        assert_eq!(
+            audio.payload_types,
+            PayloadTypes {
+                send: 0,
+                receive: 0
+            }
+        );
+        assert_eq!(
+            audio.telephone_event,
+            Some(PayloadTypes {
+                send: 110,
+                receive: 110
+            })
+        );
         assert_eq!(audio.direction, Direction::RecvOnly);
     }
 

@@ -176,12 +176,18 @@ pub struct Attribute {
 impl Attribute {
     /// A `name:value` attribute.
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Attribute { name: name.into(), value: Some(value.into()) }
+        Attribute {
+            name: name.into(),
+            value: Some(value.into()),
+        }
     }
 
     /// A property attribute (no value), such as `sendrecv`.
     pub fn flag(name: impl Into<String>) -> Self {
-        Attribute { name: name.into(), value: None }
+        Attribute {
+            name: name.into(),
+            value: None,
+        }
     }
 }
 
@@ -288,7 +294,11 @@ impl SessionDescription {
             phones: Vec::new(),
             connection: None,
             bandwidths: Vec::new(),
-            timings: vec![Timing { start: 0, stop: 0, repeats: Vec::new() }],
+            timings: vec![Timing {
+                start: 0,
+                stop: 0,
+                repeats: Vec::new(),
+            }],
             time_zones: Vec::new(),
             key: None,
             attributes: Vec::new(),
@@ -304,7 +314,11 @@ impl SessionDescription {
     /// The connection that applies to media section `index`: its own first `c=` line, else
     /// the session-level one.
     pub fn media_connection(&self, index: usize) -> Option<&Connection> {
-        self.media.get(index)?.connections.first().or(self.connection.as_ref())
+        self.media
+            .get(index)?
+            .connections
+            .first()
+            .or(self.connection.as_ref())
     }
 
     /// Parses a session description. Lines may end in CRLF or a bare LF; blank lines are
@@ -331,7 +345,10 @@ impl std::str::FromStr for SessionDescription {
 }
 
 fn find_attribute<'a>(attrs: &'a [Attribute], name: &str) -> Option<Option<&'a str>> {
-    attrs.iter().find(|a| a.name == name).map(|a| a.value.as_deref())
+    attrs
+        .iter()
+        .find(|a| a.name == name)
+        .map(|a| a.value.as_deref())
 }
 
 /// The parser's partial result: the session section until the first `m=`.
@@ -419,7 +436,10 @@ impl Parser {
         match kind {
             'v' => {
                 let v = value.parse::<u32>().ok().filter(|&v| v == 0);
-                let v = v.ok_or(SdpError::BadField { line: n, what: "version" })?;
+                let v = v.ok_or(SdpError::BadField {
+                    line: n,
+                    what: "version",
+                })?;
                 set_once(&mut self.version, v, n, kind)
             }
             'o' => set_once(&mut self.origin, parse_origin(value, n)?, n, kind),
@@ -444,13 +464,23 @@ impl Parser {
                 let mut num = || -> Result<u64, SdpError> {
                     it.next()
                         .and_then(|t| t.parse().ok())
-                        .ok_or(SdpError::BadField { line: n, what: "time" })
+                        .ok_or(SdpError::BadField {
+                            line: n,
+                            what: "time",
+                        })
                 };
                 let (start, stop) = (num()?, num()?);
                 if it.next().is_some() {
-                    return Err(SdpError::BadField { line: n, what: "time" });
+                    return Err(SdpError::BadField {
+                        line: n,
+                        what: "time",
+                    });
                 }
-                self.timings.push(Timing { start, stop, repeats: Vec::new() });
+                self.timings.push(Timing {
+                    start,
+                    stop,
+                    repeats: Vec::new(),
+                });
                 Ok(())
             }
             'r' => {
@@ -459,23 +489,37 @@ impl Parser {
                     .last_mut()
                     .ok_or(SdpError::UnexpectedLine { line: n, kind })?;
                 let mut it = tokens(value).map(str::to_owned);
-                let bad = SdpError::BadField { line: n, what: "repeat" };
+                let bad = SdpError::BadField {
+                    line: n,
+                    what: "repeat",
+                };
                 let interval = it.next().ok_or(bad.clone())?;
                 let duration = it.next().ok_or(bad)?;
-                timing.repeats.push(Repeat { interval, duration, offsets: it.collect() });
+                timing.repeats.push(Repeat {
+                    interval,
+                    duration,
+                    offsets: it.collect(),
+                });
                 Ok(())
             }
             'z' => {
                 let parts: Vec<&str> = tokens(value).collect();
-                if parts.is_empty() || parts.len() % 2 != 0 {
-                    return Err(SdpError::BadField { line: n, what: "time zone" });
+                if parts.is_empty() || parts.len() & 1 != 0 {
+                    return Err(SdpError::BadField {
+                        line: n,
+                        what: "time zone",
+                    });
                 }
                 let mut adjustments = Vec::with_capacity(parts.len() / 2);
                 for pair in parts.chunks_exact(2) {
-                    let time = pair[0]
-                        .parse()
-                        .map_err(|_| SdpError::BadField { line: n, what: "time zone" })?;
-                    adjustments.push(TimeZoneAdjustment { time, offset: pair[1].to_owned() });
+                    let time = pair[0].parse().map_err(|_| SdpError::BadField {
+                        line: n,
+                        what: "time zone",
+                    })?;
+                    adjustments.push(TimeZoneAdjustment {
+                        time,
+                        offset: pair[1].to_owned(),
+                    });
                 }
                 set_once(&mut self.time_zones, adjustments, n, kind)
             }
@@ -529,9 +573,15 @@ impl Parser {
 fn parse_origin(value: &str, n: usize) -> Result<Origin, SdpError> {
     let parts: Vec<&str> = tokens(value).take(7).collect();
     if parts.len() != 6 {
-        return Err(SdpError::BadField { line: n, what: "origin" });
+        return Err(SdpError::BadField {
+            line: n,
+            what: "origin",
+        });
     }
-    let num = |s: &str, what| s.parse::<u64>().map_err(|_| SdpError::BadField { line: n, what });
+    let num = |s: &str, what| {
+        s.parse::<u64>()
+            .map_err(|_| SdpError::BadField { line: n, what })
+    };
     Ok(Origin {
         username: parts[0].to_owned(),
         session_id: num(parts[1], "session id")?,
@@ -545,7 +595,10 @@ fn parse_origin(value: &str, n: usize) -> Result<Origin, SdpError> {
 fn parse_connection(value: &str, n: usize) -> Result<Connection, SdpError> {
     let parts: Vec<&str> = tokens(value).take(4).collect();
     if parts.len() != 3 {
-        return Err(SdpError::BadField { line: n, what: "connection" });
+        return Err(SdpError::BadField {
+            line: n,
+            what: "connection",
+        });
     }
     Ok(Connection {
         nettype: parts[0].to_owned(),
@@ -555,13 +608,19 @@ fn parse_connection(value: &str, n: usize) -> Result<Connection, SdpError> {
 }
 
 fn parse_bandwidth(value: &str, n: usize) -> Result<Bandwidth, SdpError> {
-    let bad = SdpError::BadField { line: n, what: "bandwidth" };
+    let bad = SdpError::BadField {
+        line: n,
+        what: "bandwidth",
+    };
     let (bwtype, bw) = value.split_once(':').ok_or(bad.clone())?;
     if bwtype.is_empty() || bwtype.contains(' ') {
         return Err(bad);
     }
     let bandwidth = bw.trim().parse().map_err(|_| bad)?;
-    Ok(Bandwidth { bwtype: bwtype.to_owned(), bandwidth })
+    Ok(Bandwidth {
+        bwtype: bwtype.to_owned(),
+        bandwidth,
+    })
 }
 
 fn parse_attribute(value: &str) -> Attribute {
@@ -722,7 +781,10 @@ mod tests {
         assert_eq!(sdp.media.len(), 2);
         assert_eq!(sdp.media[1].media, "video");
         assert_eq!(sdp.media[1].port, 51372);
-        assert_eq!(sdp.media[1].attributes, [Attribute::new("rtpmap", "99 h263-1998/90000")]);
+        assert_eq!(
+            sdp.media[1].attributes,
+            [Attribute::new("rtpmap", "99 h263-1998/90000")]
+        );
         // Serializing gives CRLF and the same content.
         let out = sdp.to_string();
         assert_eq!(out, RFC_EXAMPLE.replace('\n', "\r\n"));
@@ -738,7 +800,13 @@ mod tests {
                     a=fmtp:\r\n";
         let sdp: SessionDescription = text.parse().unwrap();
         assert_eq!(sdp.timings[0].repeats[0].offsets, ["0", "25h"]);
-        assert_eq!(sdp.time_zones[1], TimeZoneAdjustment { time: 2898848070, offset: "0".into() });
+        assert_eq!(
+            sdp.time_zones[1],
+            TimeZoneAdjustment {
+                time: 2898848070,
+                offset: "0".into()
+            }
+        );
         assert_eq!(sdp.media[0].port_count, Some(2));
         assert_eq!(sdp.media[0].connections.len(), 2);
         assert_eq!(sdp.media[0].attributes[1], Attribute::new("fmtp", ""));
@@ -751,21 +819,48 @@ mod tests {
         let bad = |extra: &str| SessionDescription::parse(format!("{head}{extra}").as_bytes());
         assert_eq!(bad("garbage\r\n"), Err(SdpError::MalformedLine(4)));
         assert_eq!(bad("A=x\r\n"), Err(SdpError::MalformedLine(4)));
-        assert_eq!(bad("x=y\r\n"), Err(SdpError::UnexpectedLine { line: 4, kind: 'x' }));
-        assert_eq!(bad("s=again\r\n"), Err(SdpError::UnexpectedLine { line: 4, kind: 's' }));
+        assert_eq!(
+            bad("x=y\r\n"),
+            Err(SdpError::UnexpectedLine { line: 4, kind: 'x' })
+        );
+        assert_eq!(
+            bad("s=again\r\n"),
+            Err(SdpError::UnexpectedLine { line: 4, kind: 's' })
+        );
         assert_eq!(
             bad("m=audio 1 RTP/AVP 0\r\nt=0 0\r\n"),
             Err(SdpError::UnexpectedLine { line: 5, kind: 't' })
         );
-        assert_eq!(bad("m=audio 70000 RTP/AVP 0\r\n"), Err(SdpError::BadField { line: 4, what: "port" }));
-        assert_eq!(bad("r=1 2\r\n"), Err(SdpError::UnexpectedLine { line: 4, kind: 'r' }));
+        assert_eq!(
+            bad("m=audio 70000 RTP/AVP 0\r\n"),
+            Err(SdpError::BadField {
+                line: 4,
+                what: "port"
+            })
+        );
+        assert_eq!(
+            bad("r=1 2\r\n"),
+            Err(SdpError::UnexpectedLine { line: 4, kind: 'r' })
+        );
         assert!(SessionDescription::parse(b"o=- 1 1 IN IP4 1.1.1.1\r\n").is_err());
-        assert_eq!(SessionDescription::parse(b"v=0\r\n"), Err(SdpError::MissingLine('o')));
-        assert_eq!(SessionDescription::parse(b"v=0\r\n\xff"), Err(SdpError::InvalidUtf8));
+        assert_eq!(
+            SessionDescription::parse(b"v=0\r\n"),
+            Err(SdpError::MissingLine('o'))
+        );
+        assert_eq!(
+            SessionDescription::parse(b"v=0\r\n\xff"),
+            Err(SdpError::InvalidUtf8)
+        );
         let long = format!("{head}a={}\r\n", "x".repeat(MAX_LINE_LEN));
-        assert_eq!(SessionDescription::parse(long.as_bytes()), Err(SdpError::LineTooLong(4)));
+        assert_eq!(
+            SessionDescription::parse(long.as_bytes()),
+            Err(SdpError::LineTooLong(4))
+        );
         let many = format!("{head}{}", "a=x\n".repeat(MAX_LINES));
-        assert_eq!(SessionDescription::parse(many.as_bytes()), Err(SdpError::TooManyLines));
+        assert_eq!(
+            SessionDescription::parse(many.as_bytes()),
+            Err(SdpError::TooManyLines)
+        );
         let huge = vec![b'a'; MAX_SDP_LEN + 1];
         assert_eq!(SessionDescription::parse(&huge), Err(SdpError::TooLong));
     }
@@ -776,7 +871,10 @@ mod tests {
                     m=audio 1 RTP/AVP 0\r\nm=audio 2 RTP/AVP 0\r\nc=IN IP4 9.9.9.9\r\n";
         let sdp: SessionDescription = text.parse().unwrap();
         assert!(sdp.media_connection(0).unwrap().is_hold());
-        assert_eq!(sdp.media_connection(1).unwrap().ip(), Some([9, 9, 9, 9].into()));
+        assert_eq!(
+            sdp.media_connection(1).unwrap().ip(),
+            Some([9, 9, 9, 9].into())
+        );
         assert!(sdp.media_connection(2).is_none());
     }
 
@@ -802,7 +900,12 @@ mod tests {
     }
     fn media() -> impl Strategy<Value = MediaDescription> {
         (
-            (token(), any::<u16>(), proptest::option::of(any::<u16>()), token()),
+            (
+                token(),
+                any::<u16>(),
+                proptest::option::of(any::<u16>()),
+                token(),
+            ),
             proptest::collection::vec(token(), 0..4),
             proptest::option::of(text()),
             proptest::collection::vec(conn(), 0..2),
@@ -810,20 +913,30 @@ mod tests {
             proptest::option::of(text()),
             proptest::collection::vec(attr(), 0..4),
         )
-            .prop_map(|((media, port, port_count, proto), formats, information, connections, bandwidths, key, attributes)| {
-                MediaDescription {
-                    media,
-                    port,
-                    port_count,
-                    proto,
+            .prop_map(
+                |(
+                    (media, port, port_count, proto),
                     formats,
                     information,
                     connections,
                     bandwidths,
                     key,
                     attributes,
-                }
-            })
+                )| {
+                    MediaDescription {
+                        media,
+                        port,
+                        port_count,
+                        proto,
+                        formats,
+                        information,
+                        connections,
+                        bandwidths,
+                        key,
+                        attributes,
+                    }
+                },
+            )
     }
     fn timing() -> impl Strategy<Value = Timing> {
         (
@@ -831,52 +944,92 @@ mod tests {
             any::<u64>(),
             proptest::collection::vec(
                 (token(), token(), proptest::collection::vec(token(), 0..3)).prop_map(
-                    |(interval, duration, offsets)| Repeat { interval, duration, offsets },
+                    |(interval, duration, offsets)| Repeat {
+                        interval,
+                        duration,
+                        offsets,
+                    },
                 ),
                 0..2,
             ),
         )
-            .prop_map(|(start, stop, repeats)| Timing { start, stop, repeats })
+            .prop_map(|(start, stop, repeats)| Timing {
+                start,
+                stop,
+                repeats,
+            })
     }
     fn sdp() -> impl Strategy<Value = SessionDescription> {
         (
-            (token(), any::<u64>(), any::<u64>(), token(), token(), token()),
-            (text(), proptest::option::of(text()), proptest::option::of(text())),
-            (proptest::collection::vec(text(), 0..2), proptest::collection::vec(text(), 0..2)),
-            (proptest::option::of(conn()), proptest::collection::vec(bw(), 0..2)),
+            (
+                token(),
+                any::<u64>(),
+                any::<u64>(),
+                token(),
+                token(),
+                token(),
+            ),
+            (
+                text(),
+                proptest::option::of(text()),
+                proptest::option::of(text()),
+            ),
+            (
+                proptest::collection::vec(text(), 0..2),
+                proptest::collection::vec(text(), 0..2),
+            ),
+            (
+                proptest::option::of(conn()),
+                proptest::collection::vec(bw(), 0..2),
+            ),
             proptest::collection::vec(timing(), 0..3),
             proptest::collection::vec(
-                (any::<u64>(), token()).prop_map(|(time, offset)| TimeZoneAdjustment { time, offset }),
+                (any::<u64>(), token())
+                    .prop_map(|(time, offset)| TimeZoneAdjustment { time, offset }),
                 0..3,
             ),
-            (proptest::option::of(text()), proptest::collection::vec(attr(), 0..4)),
+            (
+                proptest::option::of(text()),
+                proptest::collection::vec(attr(), 0..4),
+            ),
             proptest::collection::vec(media(), 0..4),
         )
-            .prop_map(|(o, (s, i, u), (emails, phones), (connection, bandwidths), timings, time_zones, (key, attributes), media)| {
-                SessionDescription {
-                    version: 0,
-                    origin: Origin {
-                        username: o.0,
-                        session_id: o.1,
-                        session_version: o.2,
-                        nettype: o.3,
-                        addrtype: o.4,
-                        address: o.5,
-                    },
-                    session_name: s,
-                    information: i,
-                    uri: u,
-                    emails,
-                    phones,
-                    connection,
-                    bandwidths,
+            .prop_map(
+                |(
+                    o,
+                    (s, i, u),
+                    (emails, phones),
+                    (connection, bandwidths),
                     timings,
                     time_zones,
-                    key,
-                    attributes,
+                    (key, attributes),
                     media,
-                }
-            })
+                )| {
+                    SessionDescription {
+                        version: 0,
+                        origin: Origin {
+                            username: o.0,
+                            session_id: o.1,
+                            session_version: o.2,
+                            nettype: o.3,
+                            addrtype: o.4,
+                            address: o.5,
+                        },
+                        session_name: s,
+                        information: i,
+                        uri: u,
+                        emails,
+                        phones,
+                        connection,
+                        bandwidths,
+                        timings,
+                        time_zones,
+                        key,
+                        attributes,
+                        media,
+                    }
+                },
+            )
     }
 
     proptest! {
