@@ -36,6 +36,8 @@ const UDP_IP_OVERHEAD: usize = 28;
 
 /// Minimum RTCP interval (RFC 3550 6.2).
 pub const RTCP_MIN_INTERVAL: Duration = Duration::from_secs(5);
+/// Cap on the deterministic interval in seconds, against absurd parameters (one day).
+const MAX_DETERMINISTIC_INTERVAL: f64 = 86_400.0;
 /// e - 3/2: compensates the randomisation's bias towards shorter intervals (RFC 3550 A.7).
 const COMPENSATION: f64 = std::f64::consts::E - 1.5;
 
@@ -354,6 +356,8 @@ pub fn rtcp_interval(p: &IntervalParams, rng: &mut SeededRng) -> Duration {
     if t.is_nan() || t < min {
         t = min;
     }
+    // Absurd inputs (an infinite average size) must not overflow the Duration below.
+    t = t.min(MAX_DETERMINISTIC_INTERVAL);
     // A uniform factor in [0.5, 1.5) from 53 random bits.
     let factor = 0.5 + (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
     Duration::from_secs_f64(t * factor / COMPENSATION)
@@ -1008,10 +1012,16 @@ mod tests {
         let a = rtcp_interval(&p, &mut SeededRng::new(5));
         let b = rtcp_interval(&p, &mut SeededRng::new(5));
         assert_eq!(a, b);
-        // Zero bandwidth falls back to the minimum instead of dividing by zero.
+        // Zero bandwidth falls back to the minimum instead of dividing by zero; infinite or
+        // NaN sizes do not panic.
         p.rtcp_bandwidth = 0.0;
         let t = rtcp_interval(&p, &mut rng).as_secs_f64();
         assert!(t < 5.0 * hi);
+        p.rtcp_bandwidth = 400.0;
+        p.avg_rtcp_size = f64::INFINITY;
+        assert!(rtcp_interval(&p, &mut rng).as_secs_f64() < 86_400.0 * hi);
+        p.avg_rtcp_size = f64::NAN;
+        assert!(rtcp_interval(&p, &mut rng).as_secs_f64() < 5.0 * hi);
     }
 
     #[test]

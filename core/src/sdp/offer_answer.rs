@@ -523,6 +523,7 @@ fn negotiate_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn origin() -> Origin {
         Origin {
@@ -758,5 +759,28 @@ mod tests {
         assert_eq!(audio.remote, None);
         assert_eq!(audio.remote_host, "0.0.0.0");
         assert_eq!(audio.direction, Direction::RecvOnly);
+    }
+
+    proptest! {
+        /// Hostile but parseable offers: answering never panics, and an answer re-parses.
+        #[test]
+        fn answering_arbitrary_offers_never_panics(lines in proptest::collection::vec(
+            prop_oneof![
+                "m=(audio|video|text) [0-9]{1,5} RTP/AVPF?( [0-9*]{1,3}){0,4}",
+                "a=(rtpmap|fmtp):[0-9]{1,3} [ -~]{0,20}",
+                "a=(sendonly|recvonly|inactive|sendrecv|ptime:[0-9]{0,3})",
+                "c=IN IP[46] [0-9.:]{1,15}",
+            ],
+            0..12,
+        )) {
+            if let Ok(offer) = format!("v=0\r\no=- 1 1 IN IP4 1.1.1.1\r\ns=-\r\n{}", lines.join("\r\n")).parse::<SessionDescription>() {
+                if let Ok(ans) = answer(&offer, &local(), &origin()) {
+                    prop_assert_eq!(ans.media.len(), offer.media.len());
+                    prop_assert_eq!(ans.to_string().parse::<SessionDescription>(), Ok(ans.clone()));
+                    let _ = negotiated_media(&ans, &offer, true);
+                    let _ = process_answer(&offer, &ans);
+                }
+            }
+        }
     }
 }
