@@ -10,10 +10,10 @@ pub mod attributes;
 pub mod offer_answer;
 pub mod session;
 
-pub use attributes::{Direction, Fmtp, RtpMap};
+pub use attributes::{Direction, Fmtp, RtpMap, TelephoneEvents};
 pub use offer_answer::{
-    answer, create_offer, process_answer, reoffer, Codec, LocalCapabilities, MediaCapability,
-    NegotiatedMedia, NoMatch,
+    answer, create_offer, negotiated_media, process_answer, reoffer, Codec, LocalCapabilities,
+    MediaCapability, NegotiatedMedia, NoMatch, PayloadTypes,
 };
 pub use session::{
     Attribute, Bandwidth, Connection, MediaDescription, Origin, Repeat, SdpError,
