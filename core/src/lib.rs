@@ -15,5 +15,7 @@ pub mod flv;
 pub mod node;
 pub mod rng;
 pub mod rtmp;
+pub mod rtp;
+pub mod sdp;
 pub mod server;
 pub mod testkit;
