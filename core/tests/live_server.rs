@@ -400,3 +400,91 @@ fn garbage_from_one_client_closes_only_that_client() {
     f.send(p, s, type_id::VIDEO, 0, &keyframe(1));
     assert_eq!(f.media(player), vec![(type_id::VIDEO, 0, keyframe(1))]);
 }
+
+#[test]
+fn an_amf3_connect_is_answered_in_amf3_with_object_encoding_3() {
+    let mut f = Fixture::new();
+    let c = f.net.connect(f.now, "live");
+    f.net.clients[c].client.set_object_encoding(3.0);
+    f.pump();
+    assert!(f.events(c).contains(&ClientEvent::Connected));
+    let (amf3, info) = f.net.clients[c].client.connect_info().cloned().unwrap();
+    assert!(amf3, "the answer to an AMF3 connect is an AMF3 command");
+    assert_eq!(
+        info.get("code").and_then(Value::as_str),
+        Some("NetConnection.Connect.Success")
+    );
+    assert_eq!(
+        info.get("objectEncoding").and_then(Value::as_f64),
+        Some(3.0)
+    );
+    // And an AMF0 client is told 0.
+    let d = f.net.connect(f.now, "live");
+    f.pump();
+    let (amf3, info) = f.net.clients[d].client.connect_info().cloned().unwrap();
+    assert!(!amf3);
+    assert_eq!(
+        info.get("objectEncoding").and_then(Value::as_f64),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn a_backlogged_player_skips_to_the_next_keyframe_then_is_dropped_past_the_hard_limit() {
+    let now = Instant::now();
+    let mut config = NodeConfig::default();
+    config.server.player_soft_backlog = 20_000;
+    config.server.player_hard_backlog = 100_000;
+    let mut f = Fixture {
+        net: MemoryNet::new(Node::new(config, now, 7)),
+        now,
+    };
+    let (p, s) = f.publisher("cam");
+    let (slow, _) = f.player("cam");
+    let (fast, _) = f.player("cam");
+    let slow_conn = f.net.clients[slow].conn;
+    f.net.clients[slow].muted = true;
+    let frame = |first: u8, n: u8| {
+        let mut v = vec![first, 0x01, 0, 0, 0, n];
+        v.resize(10_000, n);
+        v
+    };
+    let mut sent = Vec::new();
+    let mut send = |f: &mut Fixture, t: u32, payload: Vec<u8>| {
+        f.send(p, s, type_id::VIDEO, t, &payload);
+        sent.push((type_id::VIDEO, t, payload));
+    };
+    send(&mut f, 0, frame(0x17, 0)); // queued: 10 KB
+    send(&mut f, 40, frame(0x27, 1)); // queued: 20 KB, at the soft limit
+    let before = f.net.node.queued_bytes(slow_conn);
+    send(&mut f, 80, frame(0x27, 2)); // past soft: dropped
+    send(&mut f, 120, frame(0x17, 3)); // still past soft: even a keyframe waits
+    assert_eq!(
+        f.net.node.queued_bytes(slow_conn),
+        before,
+        "non-key video dropped"
+    );
+    // The reader catches up: it resumes at the next keyframe, not at an inter frame.
+    f.net.clients[slow].muted = false;
+    f.pump();
+    send(&mut f, 160, frame(0x27, 4));
+    send(&mut f, 200, frame(0x17, 5));
+    let got: Vec<u32> = f.media(slow).iter().map(|m| m.1).collect();
+    assert_eq!(got, vec![0, 40, 200]);
+    // Frozen again: audio keeps queueing until the hard limit closes it.
+    f.net.clients[slow].muted = true;
+    for t in 0..200u32 {
+        f.send(p, s, type_id::AUDIO, 240 + t, &vec![0xaf; 1000]);
+        if f.net.clients[slow].closed {
+            break;
+        }
+    }
+    assert!(f.net.clients[slow].closed, "dropped past the hard limit");
+    // The other player got every video frame.
+    let fast_video: Vec<_> = f
+        .media(fast)
+        .into_iter()
+        .filter(|m| m.0 == type_id::VIDEO)
+        .collect();
+    assert_eq!(fast_video, sent);
+}

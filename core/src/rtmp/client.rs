@@ -87,6 +87,8 @@ pub struct RtmpClient {
     tc_url: String,
     next_transaction: f64,
     connect_transaction: f64,
+    object_encoding: f64,
+    connect_info: Option<(bool, Value)>,
     pending_create: VecDeque<f64>,
     rx_bytes: u64,
     acked: u64,
@@ -110,6 +112,8 @@ impl RtmpClient {
             tc_url: tc_url.to_owned(),
             next_transaction: 2.0,
             connect_transaction: 1.0,
+            object_encoding: 0.0,
+            connect_info: None,
             pending_create: VecDeque::new(),
             rx_bytes: 0,
             acked: 0,
@@ -126,6 +130,18 @@ impl RtmpClient {
             &ProtocolControl::SetChunkSize(size).to_message(),
         );
         self.encoder.set_chunk_size(size);
+    }
+
+    /// Asks for AMF3 (`3.0`) or AMF0 (`0.0`, the default) in `connect`; call before the
+    /// handshake completes. With 3, `connect` itself goes out as an AMF3 command (type 17).
+    pub fn set_object_encoding(&mut self, encoding: f64) {
+        self.object_encoding = encoding;
+    }
+
+    /// The server's answer to `connect`: whether it came as an AMF3 command, and its info
+    /// object (`code`, `objectEncoding`...).
+    pub fn connect_info(&self) -> Option<&(bool, Value)> {
+        self.connect_info.as_ref()
     }
 
     /// Bytes to send, in order.
@@ -217,10 +233,13 @@ impl RtmpClient {
                 ("audioCodecs", Value::Number(4071.0)),
                 ("videoCodecs", Value::Number(252.0)),
                 ("videoFunction", Value::Number(1.0)),
-                ("objectEncoding", Value::Number(0.0)),
+                ("objectEncoding", Value::Number(self.object_encoding)),
             ]);
             let t = self.connect_transaction;
-            self.send_command(0, Command::new("connect", t, object, vec![]));
+            let mut connect = Command::new("connect", t, object, vec![]);
+            // Flash Player sends connect as an AMF3 command when it asks for AMF3.
+            connect.amf3 = self.object_encoding == 3.0;
+            self.send_command(0, connect);
         }
         while let Some(msg) = self
             .decoder
@@ -276,6 +295,8 @@ impl RtmpClient {
         };
         match cmd.name.as_str() {
             "_result" if cmd.transaction_id == self.connect_transaction => {
+                let info = cmd.args.first().cloned().unwrap_or(Value::Null);
+                self.connect_info = Some((cmd.amf3, info));
                 self.events.push_back(ClientEvent::Connected)
             }
             "_error" if cmd.transaction_id == self.connect_transaction => self
