@@ -14,3 +14,4 @@ pub mod amf;
 pub mod flv;
 pub mod rng;
 pub mod rtmp;
+pub mod sip;
