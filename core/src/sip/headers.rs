@@ -475,7 +475,7 @@ mod tests {
     #[test]
     fn multi_value_splitting() {
         let mut h = Headers::new();
-        h.push("Contact", r#""Doe, John" <sip:j@x;a=1,2>;q=0.5, <sip:k@y>"#);
+        h.push("Contact", r#""Doe, John" <sip:j,k@x;a=1>;q=0.5, <sip:k@y>"#);
         h.push("m", "sip:l@z;expires=60");
         h.push("Allow", "INVITE, ACK,BYE");
         h.push("WWW-Authenticate", r#"Digest realm="a", nonce="b", qop="auth,auth-int""#);
