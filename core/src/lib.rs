@@ -18,4 +18,5 @@ pub mod rtmp;
 pub mod rtp;
 pub mod sdp;
 pub mod server;
+pub mod sip;
 pub mod testkit;
