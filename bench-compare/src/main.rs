@@ -40,7 +40,11 @@ struct Flags {
     out: PathBuf,
     /// Servers to measure, comma-separated: siprtmp runtimes and `nginx`. Runtimes the
     /// siprtmp binary does not accept are skipped with a note.
-    #[arg(long, value_delimiter = ',', default_value = "mio,tokio,threads,async-std,nginx")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "mio,tokio,threads,async-std,nginx"
+    )]
     runtimes: Vec<String>,
     /// Player counts [default: 0,1,5,20,100,1000; quick: 0,5,20].
     #[arg(long, value_delimiter = ',')]
@@ -110,7 +114,9 @@ fn main() -> ExitCode {
 
 fn default_server_bin() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let dir = exe.parent().ok_or("no directory for the current executable")?;
+    let dir = exe
+        .parent()
+        .ok_or("no directory for the current executable")?;
     // Next to us (target/<profile>/), or one up when we run as a test's deps/ binary.
     [dir.join("siprtmp"), dir.join("../siprtmp")]
         .into_iter()
@@ -147,10 +153,13 @@ fn load_scenario(name: &str, media_dir: &std::path::Path) -> Result<Scenario, St
 
 fn run(flags: Flags) -> Result<bool, String> {
     let quick = flags.quick;
-    let players = flags
-        .players
-        .clone()
-        .unwrap_or_else(|| if quick { vec![0, 5, 20] } else { vec![0, 1, 5, 20, 100, 1000] });
+    let players = flags.players.clone().unwrap_or_else(|| {
+        if quick {
+            vec![0, 5, 20]
+        } else {
+            vec![0, 1, 5, 20, 100, 1000]
+        }
+    });
     let timing = Timing {
         warmup: secs(flags.warmup.unwrap_or(if quick { 0.5 } else { 3.0 }))?,
         window: secs(flags.window.unwrap_or(if quick { 2.0 } else { 10.0 }))?,
@@ -199,7 +208,8 @@ fn run(flags: Flags) -> Result<bool, String> {
     for name in &flags.runtimes {
         let kind = if name == "nginx" {
             if bins.nginx.is_none() {
-                notes.push("nginx-rtmp skipped: nginx or libnginx-mod-rtmp is not installed".into());
+                notes
+                    .push("nginx-rtmp skipped: nginx or libnginx-mod-rtmp is not installed".into());
                 continue;
             }
             ServerKind::Nginx

@@ -83,7 +83,15 @@ pub fn run_point(
         timing.setup_timeout,
     )?;
     let io = |e: std::io::Error| format!("load generator: {e}");
-    load.run_until(Instant::now() + timing.warmup).map_err(io)?;
+    // Every player must be past its first video keyframe before the window opens.
+    let key_gap = scenario
+        .media
+        .max_keyframe_gap()
+        .map_or(Duration::ZERO, |ms| {
+            Duration::from_millis(u64::from(ms) + 500)
+        });
+    let warmup = timing.warmup.max(key_gap);
+    load.run_until(Instant::now() + warmup).map_err(io)?;
 
     let s0 = procstat::sample(&pid)?;
     let l0 = procstat::sample("self")?;

@@ -2,7 +2,6 @@
 //! down, servers across, the original Python figures as the baseline), `results.csv` with
 //! every point of every repeat, and one SVG plot per scenario and reader kind.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -28,11 +27,22 @@ struct Curve {
     rss_fit: Option<Line>,
 }
 
-fn curve(results: &[&PointResult], players: &[usize]) -> Curve {
+/// Which CPU figure a table uses.
+type CpuOf = fn(&PointResult) -> f64;
+
+fn by_ticks(r: &PointResult) -> f64 {
+    r.server_cpu
+}
+
+fn by_schedstat(r: &PointResult) -> f64 {
+    r.server_cpu_ns
+}
+
+fn curve(results: &[&PointResult], players: &[usize], cpu_of: CpuOf) -> Curve {
     let mut points = Vec::new();
     for &n in players {
         let at: Vec<&&PointResult> = results.iter().filter(|r| r.players == n).collect();
-        let cpu = median(&at.iter().map(|r| r.server_cpu).collect::<Vec<_>>());
+        let cpu = median(&at.iter().map(|r| cpu_of(r)).collect::<Vec<_>>());
         let loader = median(&at.iter().map(|r| r.loader_cpu).collect::<Vec<_>>());
         let rss = median(&at.iter().map(|r| r.peak_rss_kib as f64).collect::<Vec<_>>());
         if let (Some(cpu), Some(loader), Some(rss)) = (cpu, loader, rss) {
@@ -78,12 +88,9 @@ pub fn write_all(
     write("results.csv", &csv(results))?;
     let mut md = String::new();
     header(&mut md, info);
-    let mut summary: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut summary_cols = Vec::new();
     for scenario in &info.scenarios {
         for &reader in &info.readers {
             let name = format!("{}-{}", scenario.name, reader.name());
-            summary_cols.push(format!("{} / {}", scenario.name, reader.name()));
             let _ = writeln!(
                 md,
                 "\n## {}, {}\n\n{}; {}. Server CPU in % of one core (MHz-equivalent), median of {} repeat(s).\n",
@@ -103,22 +110,10 @@ pub fn write_all(
                             &r.server == s && r.scenario == scenario.name && r.reader == reader
                         })
                         .collect();
-                    (s.clone(), curve(&mine, &info.players))
+                    (s.clone(), curve(&mine, &info.players, by_ticks))
                 })
                 .collect();
             table(&mut md, info, &curves);
-            for (server, c) in &curves {
-                let cell = match (c.points.iter().find(|p| p.0 == 0), c.fit) {
-                    (pub0, Some(fit)) => format!(
-                        "{} / {}",
-                        pub0.map_or("-".into(), |p| mhz(info, p.1)),
-                        mhz(info, fit.slope)
-                    ),
-                    (Some(p), None) => format!("{} / -", mhz(info, p.1)),
-                    (None, None) => "- / -".into(),
-                };
-                summary.entry(server.clone()).or_default().push(cell);
-            }
             let svg_name = format!("cpu-{name}.svg");
             let series: Vec<Series> = curves
                 .iter()
@@ -143,7 +138,20 @@ pub fn write_all(
             let _ = writeln!(md, "\n![CPU vs players, {name}]({svg_name})");
         }
     }
-    summary_table(&mut md, info, &summary, &summary_cols);
+    summary_table(
+        &mut md,
+        info,
+        results,
+        "Summary: MHz per publisher / MHz per player",
+        by_ticks,
+    );
+    summary_table(
+        &mut md,
+        info,
+        results,
+        "Cross-check: the same from on-CPU nanoseconds (/proc/PID/task/*/schedstat)",
+        by_schedstat,
+    );
     memory_table(&mut md, info, results);
     let _ = writeln!(md, "\n## Delivery\n");
     let sent: u64 = results.iter().map(|r| r.delivery.sent).sum();
@@ -184,8 +192,9 @@ fn header(md: &mut String, info: &RunInfo) {
          the server's utime+stime (/proc/PID/stat) is read over a {:.1} s window. Every \
          player counts the frames of the window it received (a sequence number rides in each \
          frame) against the frames sent. Per publisher = CPU at N = 0; per player = slope of a \
-         least-squares line through the medians over N (as the original did). Player counts: \
-         {:?}.\n",
+         least-squares line through the medians over N (as the original did). With video, the \
+         warm-up lasts at least one keyframe interval + 0.5 s, because nginx-rtmp holds a new \
+         player's video until the next keyframe. Player counts: {:?}.\n",
         info.timing.warmup.as_secs_f64(),
         info.timing.window.as_secs_f64(),
         info.players
@@ -250,20 +259,43 @@ fn table(md: &mut String, info: &RunInfo, curves: &[(String, Curve)]) {
 fn summary_table(
     md: &mut String,
     info: &RunInfo,
-    summary: &BTreeMap<String, Vec<String>>,
-    cols: &[String],
+    results: &[PointResult],
+    title: &str,
+    cpu_of: CpuOf,
 ) {
     let _ = writeln!(
         md,
-        "\n## Summary: MHz per publisher / MHz per player\n\nPublisher = measured at N = 0; \
-         player = least-squares slope over N.\n"
+        "\n## {title}\n\nPublisher = measured at N = 0; player = least-squares slope over N.\n"
     );
+    let mut cols = Vec::new();
+    for scenario in &info.scenarios {
+        for reader in &info.readers {
+            cols.push(format!("{} / {}", scenario.name, reader.name()));
+        }
+    }
     let _ = writeln!(md, "| server | {} |", cols.join(" | "));
     let _ = writeln!(md, "|---|{}", "---:|".repeat(cols.len()));
-    for s in &info.servers {
-        if let Some(cells) = summary.get(s) {
-            let _ = writeln!(md, "| {s} | {} |", cells.join(" | "));
+    for server in &info.servers {
+        let mut cells = Vec::new();
+        for scenario in &info.scenarios {
+            for &reader in &info.readers {
+                let mine: Vec<&PointResult> = results
+                    .iter()
+                    .filter(|r| {
+                        &r.server == server && r.scenario == scenario.name && r.reader == reader
+                    })
+                    .collect();
+                let c = curve(&mine, &info.players, cpu_of);
+                let publisher = c
+                    .points
+                    .iter()
+                    .find(|p| p.0 == 0)
+                    .map_or("-".into(), |p| mhz(info, p.1));
+                let player = c.fit.map_or("-".into(), |f| mhz(info, f.slope));
+                cells.push(format!("{publisher} / {player}"));
+            }
         }
+        let _ = writeln!(md, "| {server} | {} |", cells.join(" | "));
     }
     let gevent = format!("{} / {}", PYTHON_GEVENT.0, PYTHON_GEVENT.1);
     let multi = format!(
@@ -304,7 +336,7 @@ fn memory_table(md: &mut String, info: &RunInfo, results: &[PointResult]) {
                     .iter()
                     .filter(|r| &r.server == s && r.scenario == scenario.name)
                     .collect();
-                curve(&mine, &info.players)
+                curve(&mine, &info.players, by_ticks)
             })
             .collect();
         for &n in &info.players {

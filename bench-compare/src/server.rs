@@ -167,7 +167,10 @@ pub fn start(kind: &ServerKind, bins: &Binaries) -> Result<Running, String> {
             return Ok(running);
         }
         if Instant::now() >= deadline {
-            return Err(format!("{} did not listen on {addr} within 5 s", kind.label()));
+            return Err(format!(
+                "{} did not listen on {addr} within 5 s",
+                kind.label()
+            ));
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -38,7 +38,11 @@ fn quick_mode_delivers_every_frame() {
         "bench-compare --quick failed ({}):\n{stderr}",
         output.status
     );
-    assert!(started.elapsed() < Duration::from_secs(60), "quick mode took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "quick mode took {:?}",
+        started.elapsed()
+    );
 
     let report = std::fs::read_to_string(out.join("report.md")).expect("report.md");
     assert!(report.contains("| mio |"), "{report}");
@@ -51,10 +55,16 @@ fn quick_mode_delivers_every_frame() {
         let f: Vec<&str> = line.split(',').collect();
         let (sent, min_received) = (f[10], f[11]);
         assert_eq!(sent, min_received, "lost frames: {line}");
-        assert!(sent.parse::<u64>().unwrap() > 50, "too few frames in a window: {line}");
+        assert!(
+            sent.parse::<u64>().unwrap() > 50,
+            "too few frames in a window: {line}"
+        );
     }
     for plot in ["cpu-audio-reader.svg", "cpu-audio-bulk.svg"] {
         let svg = std::fs::read_to_string(out.join(plot)).expect(plot);
-        assert!(svg.starts_with("<svg") && svg.contains("<polyline"), "{plot}");
+        assert!(
+            svg.starts_with("<svg") && svg.contains("<polyline"),
+            "{plot}"
+        );
     }
 }

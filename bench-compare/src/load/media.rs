@@ -98,6 +98,21 @@ impl MediaLoop {
         n as f64 * 1000.0 / f64::from(self.period)
     }
 
+    /// The longest time between two video keyframes (across the loop's wrap), if the
+    /// stream has video. A server may hold back a new player's video until the next keyframe
+    /// (nginx-rtmp does), so the warm-up must be at least this long.
+    pub fn max_keyframe_gap(&self) -> Option<u32> {
+        let keys: Vec<u32> = self
+            .frames
+            .iter()
+            .filter(|f| f.type_id == 9 && f.counted && f.body[0] >> 4 == 1)
+            .map(|f| f.timestamp)
+            .collect();
+        let first = *keys.first()?;
+        let wrap = first + self.period - keys[keys.len() - 1];
+        Some(keys.windows(2).map(|w| w[1] - w[0]).fold(wrap, u32::max))
+    }
+
     /// The message at `cursor` with its stream timestamp, and whether it is counted.
     pub fn at(&self, cursor: Cursor) -> (&LoopFrame, u32) {
         let frame = &self.frames[cursor.index];
@@ -192,5 +207,7 @@ mod tests {
             ]
         );
         assert!((media.counted_per_second() - 75.0).abs() < 1e-9);
+        // One keyframe at 10 ms in a 40 ms loop.
+        assert_eq!(media.max_keyframe_gap(), Some(40));
     }
 }
