@@ -154,3 +154,163 @@ pub fn drain_into(node: &mut Node, now: Instant, conn: ConnId, into: &mut BytesM
         total += bytes;
     }
 }
+
+/// A synthetic audio/video stream for tests, benchmarks and simulations: an AVC and an AAC
+/// sequence header at 0 ms, then 12 fps video with a keyframe every 2 s (each frame's payload
+/// says its index) and an audio frame every 20 ms, in timestamp order.
+///
+/// ```
+/// use std::time::Duration;
+/// let msgs = siprtmp_core::testkit::synthetic_av(1, Duration::from_secs(2));
+/// assert_eq!(msgs.iter().filter(|m| m.type_id == 9).count(), 1 + 24);
+/// assert_eq!(msgs.iter().filter(|m| m.type_id == 8).count(), 1 + 100);
+/// ```
+pub fn synthetic_av(
+    stream_id: u32,
+    duration: std::time::Duration,
+) -> Vec<crate::rtmp::message::RtmpMessage> {
+    use crate::rtmp::message::{type_id, RtmpMessage};
+    let total_ms = duration.as_millis() as u32;
+    let mut msgs = vec![
+        RtmpMessage::new(
+            type_id::VIDEO,
+            stream_id,
+            0,
+            vec![0x17, 0x00, 0, 0, 0, 1, 0x42, 0xc0, 0x1e],
+        ),
+        RtmpMessage::new(type_id::AUDIO, stream_id, 0, vec![0xaf, 0x00, 0x12, 0x10]),
+    ];
+    let frames = total_ms * 12 / 1000;
+    let mut video = (0..frames).map(|i| {
+        let t = i * 1000 / 12;
+        let key = i % 24 == 0;
+        let mut body = vec![if key { 0x17 } else { 0x27 }, 0x01, 0, 0, 0];
+        body.extend_from_slice(&i.to_be_bytes());
+        // Keyframes are larger, as in real streams.
+        body.resize(if key { 6000 } else { 900 }, (i % 251) as u8);
+        RtmpMessage::new(type_id::VIDEO, stream_id, t, body)
+    });
+    let mut audio = (0..total_ms / 20).map(|i| {
+        let mut body = vec![0xaf, 0x01];
+        body.extend_from_slice(&i.to_be_bytes());
+        body.resize(60, 0x11);
+        RtmpMessage::new(type_id::AUDIO, stream_id, i * 20, body)
+    });
+    let (mut v, mut a) = (video.next(), audio.next());
+    loop {
+        match (v.take(), a.take()) {
+            (Some(x), Some(y)) if x.timestamp <= y.timestamp => {
+                msgs.push(x);
+                a = Some(y);
+                v = video.next();
+            }
+            (x, Some(y)) => {
+                msgs.push(y);
+                v = x;
+                a = audio.next();
+            }
+            (Some(x), None) => {
+                msgs.push(x);
+                v = video.next();
+            }
+            (None, None) => return msgs,
+        }
+    }
+}
+
+/// Checks, message by message, what a player receives against what was published: the codec
+/// configurations, then every frame from one point on (a keyframe, for a player that joined
+/// late), in order and byte-identical. Stream ids are ignored (each player has its own).
+/// Incremental, so that long runs need not keep what players received.
+#[derive(Debug)]
+pub struct MediaChecker {
+    frames: Vec<(u8, u32, bytes::Bytes)>,
+    configs: usize,
+    next: Option<usize>,
+    checked: usize,
+    error: Option<String>,
+}
+
+impl MediaChecker {
+    /// A checker against the `published` messages.
+    pub fn new(published: &[crate::rtmp::message::RtmpMessage]) -> Self {
+        let frames = published
+            .iter()
+            .filter(|m| is_media(m) && !is_config(m))
+            .map(|m| (m.type_id, m.timestamp, m.payload.clone()))
+            .collect();
+        Self {
+            frames,
+            configs: 0,
+            next: None,
+            checked: 0,
+            error: None,
+        }
+    }
+
+    /// One message the player received (non-media messages are ignored).
+    pub fn check(&mut self, msg: &crate::rtmp::message::RtmpMessage) {
+        if self.error.is_some() || !is_media(msg) {
+            return;
+        }
+        if is_config(msg) {
+            self.configs += 1;
+            return;
+        }
+        let key = (msg.type_id, msg.timestamp, msg.payload.clone());
+        let index = match self.next {
+            Some(i) => i,
+            None => match self.frames.iter().position(|f| *f == key) {
+                Some(i) => i,
+                None => {
+                    self.error = Some(format!("first frame at {} ms never published", key.1));
+                    return;
+                }
+            },
+        };
+        if self.frames.get(index) != Some(&key) {
+            self.error = Some(format!(
+                "frame {index} differs or is missing (got {} ms)",
+                key.1
+            ));
+            return;
+        }
+        self.next = Some(index + 1);
+        self.checked += 1;
+    }
+
+    /// The verdict once publishing is over: how many frames matched, or what went wrong.
+    pub fn finish(&self) -> Result<usize, String> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        if self.configs < 2 {
+            return Err(format!(
+                "{} codec configurations received, want 2",
+                self.configs
+            ));
+        }
+        match self.next {
+            None => Err("no frames received".into()),
+            Some(n) if n != self.frames.len() => {
+                Err(format!("stopped after frame {n} of {}", self.frames.len()))
+            }
+            Some(_) => Ok(self.checked),
+        }
+    }
+}
+
+fn is_media(m: &crate::rtmp::message::RtmpMessage) -> bool {
+    use crate::rtmp::message::type_id;
+    m.type_id == type_id::AUDIO || m.type_id == type_id::VIDEO
+}
+
+fn is_config(m: &crate::rtmp::message::RtmpMessage) -> bool {
+    use crate::flv::media::{classify_audio, classify_video};
+    use crate::rtmp::message::type_id;
+    match m.type_id {
+        type_id::VIDEO => classify_video(&m.payload).is_some_and(|v| v.sequence_header),
+        type_id::AUDIO => classify_audio(&m.payload).is_some_and(|a| a.sequence_header),
+        _ => false,
+    }
+}
