@@ -767,7 +767,12 @@ pub fn new_request(spec: NewRequest, sent_by: &SentBy, rng: &mut SeededRng) -> R
 ///     Call-ID: a84b4c76e66710\r\nCSeq: 231 BYE\r\nContent-Length: 0\r\n\r\n"[..]
 /// );
 /// ```
-pub fn make_response(request: &Request, status: u16, reason: &str, to_tag: Option<&str>) -> Response {
+pub fn make_response(
+    request: &Request,
+    status: u16,
+    reason: &str,
+    to_tag: Option<&str>,
+) -> Response {
     let mut resp = Response {
         status,
         reason: reason.into(),
@@ -836,7 +841,8 @@ pub fn cancel_for(invite: &Request) -> Result<Request, DialogError> {
     let seq = h.cseq()?.seq;
     let mut req = new_request_shell(Method::Cancel, invite.uri.clone());
     req.headers.push("Via", top_via);
-    req.headers.push_owned("Max-Forwards".into(), MAX_FORWARDS.to_string());
+    req.headers
+        .push_owned("Max-Forwards".into(), MAX_FORWARDS.to_string());
     for r in h.get_all("Route") {
         req.headers.push("Route", r);
     }
@@ -844,10 +850,832 @@ pub fn cancel_for(invite: &Request) -> Result<Request, DialogError> {
     req.headers.push("To", required("To")?);
     req.headers.push("From", required("From")?);
     req.headers.push("Call-ID", h.call_id()?);
-    req.headers.push_owned("CSeq".into(), format!("{seq} CANCEL"));
+    req.headers
+        .push_owned("CSeq".into(), format!("{seq} CANCEL"));
     req.headers.push("Content-Length", "0");
     Ok(req)
 }
 
 #[cfg(test)]
-mod tests {}
+mod tests {
+    use super::*;
+    use crate::sip::{expand_compact, parse_datagram, same_header, Headers, SipMessage};
+
+    /// Parses a fixture written with `\n` line ends (folded lines allowed).
+    fn parse(text: &str) -> SipMessage {
+        parse_datagram(text.replace('\n', "\r\n").as_bytes()).unwrap()
+    }
+
+    fn req(text: &str) -> Request {
+        match parse(text) {
+            SipMessage::Request(r) => r,
+            SipMessage::Response(_) => panic!("expected a request"),
+        }
+    }
+
+    fn resp(text: &str) -> Response {
+        match parse(text) {
+            SipMessage::Response(r) => r,
+            SipMessage::Request(_) => panic!("expected a response"),
+        }
+    }
+
+    /// Every header but Via as (full lower-case name, value), sorted: RFC 3261 does not
+    /// give header order any meaning apart from Via/Route/Record-Route among themselves.
+    fn header_set(h: &Headers) -> Vec<(String, String)> {
+        let mut v: Vec<_> = h
+            .iter()
+            .filter(|x| !same_header(&x.name, "Via"))
+            .map(|x| {
+                (
+                    expand_compact(&x.name).to_ascii_lowercase(),
+                    x.value.clone(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Serialises `built`, re-parses it and compares it with the RFC message `expected`:
+    /// same start line, same non-Via headers, Vias equal but for a fresh branch and rport
+    /// (when `fresh_branch`).
+    fn assert_matches_rfc(built: SipMessage, expected: &str, fresh_branch: bool) {
+        let wire = built.to_bytes();
+        let got = parse_datagram(&wire).unwrap();
+        let want = parse(expected);
+        let start = |m: &SipMessage| {
+            String::from_utf8_lossy(&m.to_bytes())
+                .lines()
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(start(&got), start(&want));
+        assert_eq!(header_set(got.headers()), header_set(want.headers()));
+        let (mut gv, wv) = (
+            got.headers().vias().unwrap(),
+            want.headers().vias().unwrap(),
+        );
+        if fresh_branch {
+            assert_eq!(gv.len(), 1);
+            let branch = gv[0].branch().unwrap().to_string();
+            assert!(branch.starts_with(BRANCH_MAGIC) && branch != wv[0].branch().unwrap());
+            assert_eq!(gv[0].rport(), Some(crate::sip::RPort::Requested));
+            gv[0].params = wv[0].params.clone();
+        }
+        assert_eq!(gv, wv);
+    }
+
+    // RFC 3261 section 24.2 (session setup through two proxies). SDP bodies are elided,
+    // so Content-Length is 0 where the RFC shows 142 or 131.
+    const F1: &str = "INVITE sip:bob@biloxi.com SIP/2.0
+Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bKnashds8
+Max-Forwards: 70
+To: Bob <sip:bob@biloxi.com>
+From: Alice <sip:alice@atlanta.com>;tag=1928301774
+Call-ID: a84b4c76e66710
+CSeq: 314159 INVITE
+Contact: <sip:alice@pc33.atlanta.com>
+Content-Type: application/sdp
+Content-Length: 0
+
+";
+    const F2: &str = "SIP/2.0 100 Trying
+Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bKnashds8
+ ;received=192.0.2.1
+To: Bob <sip:bob@biloxi.com>
+From: Alice <sip:alice@atlanta.com>;tag=1928301774
+Call-ID: a84b4c76e66710
+CSeq: 314159 INVITE
+Content-Length: 0
+
+";
+    const F5: &str = "INVITE sip:bob@192.0.2.4 SIP/2.0
+Via: SIP/2.0/UDP server10.biloxi.com;branch=z9hG4bK4b43c2ff8.1
+Via: SIP/2.0/UDP bigbox3.site3.atlanta.com;branch=z9hG4bK77ef4c2312983.1
+ ;received=192.0.2.2
+Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bKnashds8
+ ;received=192.0.2.1
+Max-Forwards: 68
+To: Bob <sip:bob@biloxi.com>
+From: Alice <sip:alice@atlanta.com>;tag=1928301774
+Call-ID: a84b4c76e66710
+CSeq: 314159 INVITE
+Contact: <sip:alice@pc33.atlanta.com>
+Content-Type: application/sdp
+Content-Length: 0
+
+";
+    const F6: &str = "SIP/2.0 180 Ringing
+Via: SIP/2.0/UDP server10.biloxi.com;branch=z9hG4bK4b43c2ff8.1
+ ;received=192.0.2.3
+Via: SIP/2.0/UDP bigbox3.site3.atlanta.com;branch=z9hG4bK77ef4c2312983.1
+ ;received=192.0.2.2
+Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bKnashds8
+ ;received=192.0.2.1
+To: Bob <sip:bob@biloxi.com>;tag=a6c85cf
+From: Alice <sip:alice@atlanta.com>;tag=1928301774
+Call-ID: a84b4c76e66710
+Contact: <sip:bob@192.0.2.4>
+CSeq: 314159 INVITE
+Content-Length: 0
+
+";
+    const F9: &str = "SIP/2.0 200 OK
+Via: SIP/2.0/UDP server10.biloxi.com;branch=z9hG4bK4b43c2ff8.1
+ ;received=192.0.2.3
+Via: SIP/2.0/UDP bigbox3.site3.atlanta.com;branch=z9hG4bK77ef4c2312983.1
+ ;received=192.0.2.2
+Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bKnashds8
+ ;received=192.0.2.1
+To: Bob <sip:bob@biloxi.com>;tag=a6c85cf
+From: Alice <sip:alice@atlanta.com>;tag=1928301774
+Call-ID: a84b4c76e66710
+CSeq: 314159 INVITE
+Contact: <sip:bob@192.0.2.4>
+Content-Type: application/sdp
+Content-Length: 0
+
+";
+    const F11: &str = "SIP/2.0 200 OK
+Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bKnashds8
+ ;received=192.0.2.1
+To: Bob <sip:bob@biloxi.com>;tag=a6c85cf
+From: Alice <sip:alice@atlanta.com>;tag=1928301774
+Call-ID: a84b4c76e66710
+CSeq: 314159 INVITE
+Contact: <sip:bob@192.0.2.4>
+Content-Type: application/sdp
+Content-Length: 0
+
+";
+    const F12: &str = "ACK sip:bob@192.0.2.4 SIP/2.0
+Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bKnashds9
+Max-Forwards: 70
+To: Bob <sip:bob@biloxi.com>;tag=a6c85cf
+From: Alice <sip:alice@atlanta.com>;tag=1928301774
+Call-ID: a84b4c76e66710
+CSeq: 314159 ACK
+Content-Length: 0
+
+";
+    const F13: &str = "BYE sip:alice@pc33.atlanta.com SIP/2.0
+Via: SIP/2.0/UDP 192.0.2.4;branch=z9hG4bKnashds10
+Max-Forwards: 70
+From: Bob <sip:bob@biloxi.com>;tag=a6c85cf
+To: Alice <sip:alice@atlanta.com>;tag=1928301774
+Call-ID: a84b4c76e66710
+CSeq: 231 BYE
+Content-Length: 0
+
+";
+    const F14: &str = "SIP/2.0 200 OK
+Via: SIP/2.0/UDP 192.0.2.4;branch=z9hG4bKnashds10
+From: Bob <sip:bob@biloxi.com>;tag=a6c85cf
+To: Alice <sip:alice@atlanta.com>;tag=1928301774
+Call-ID: a84b4c76e66710
+CSeq: 231 BYE
+Content-Length: 0
+
+";
+    // RFC 3261 section 24.1, registration.
+    const REGISTER_F1: &str = "REGISTER sip:registrar.biloxi.com SIP/2.0
+Via: SIP/2.0/UDP bobspc.biloxi.com:5060;branch=z9hG4bKnashds7
+Max-Forwards: 70
+To: Bob <sip:bob@biloxi.com>
+From: Bob <sip:bob@biloxi.com>;tag=456248
+Call-ID: 843817637684230@998sdasdh09
+CSeq: 1826 REGISTER
+Contact: <sip:bob@192.0.2.4>
+Expires: 7200
+Content-Length: 0
+
+";
+
+    /// What a server transport does on receipt (18.2.1): `received` on the top Via.
+    fn stamp_received(r: &mut Request, addr: &str) {
+        let first = r
+            .headers
+            .iter()
+            .position(|h| same_header(&h.name, "Via"))
+            .unwrap();
+        let mut h: Vec<_> = r.headers.iter().cloned().collect();
+        h[first].value.push_str(&format!(";received={addr}"));
+        let mut hs = Headers::new();
+        for x in h {
+            hs.push_owned(x.name, x.value);
+        }
+        r.headers = hs;
+        r.raw = None;
+    }
+
+    fn udp(host: &str) -> SentBy {
+        SentBy::new("UDP", Host::parse(host).unwrap(), None)
+    }
+
+    #[test]
+    fn responses_match_rfc3261_24_2() {
+        // F2: the atlanta proxy's 100 to Alice's INVITE.
+        let mut f1 = req(F1);
+        stamp_received(&mut f1, "192.0.2.1");
+        assert_matches_rfc(
+            SipMessage::Response(make_response(&f1, 100, "Trying", None)),
+            F2,
+            false,
+        );
+        // F6 and F9: Bob answers F5.
+        let mut f5 = req(F5);
+        stamp_received(&mut f5, "192.0.2.3");
+        let mut ringing = make_response(&f5, 180, "Ringing", Some("a6c85cf"));
+        ringing.headers.push("Contact", "<sip:bob@192.0.2.4>");
+        assert_matches_rfc(SipMessage::Response(ringing), F6, false);
+        let mut ok = make_response(&f5, 200, "OK", Some("a6c85cf"));
+        ok.headers.push("Contact", "<sip:bob@192.0.2.4>");
+        ok.headers.push("Content-Type", "application/sdp");
+        assert_matches_rfc(SipMessage::Response(ok), F9, false);
+        // F14, byte for byte.
+        let ok = make_response(&req(F13), 200, "OK", None);
+        assert_eq!(SipMessage::Response(ok).to_bytes(), parse(F14).to_bytes());
+    }
+
+    #[test]
+    fn uac_dialog_from_f11_builds_ack_f12_and_accepts_bye_f13() {
+        let mut alice = Dialog::uac(&req(F1), &resp(F11)).unwrap();
+        assert_eq!(alice.state(), DialogState::Confirmed);
+        assert!(alice.is_uac() && !alice.secure());
+        assert_eq!(
+            alice.id(),
+            DialogId {
+                call_id: "a84b4c76e66710".into(),
+                local_tag: "1928301774".into(),
+                remote_tag: "a6c85cf".into()
+            }
+        );
+        assert_eq!(alice.remote_target().to_string(), "sip:bob@192.0.2.4");
+        assert_eq!(
+            alice.local_uri().to_string(),
+            "\"Alice\" <sip:alice@atlanta.com>"
+        );
+        assert_eq!(
+            alice.local_contact().to_string(),
+            "<sip:alice@pc33.atlanta.com>"
+        );
+        assert!(alice.route_set().is_empty());
+        assert_eq!(
+            (alice.local_cseq(), alice.remote_cseq()),
+            (Some(314159), None)
+        );
+
+        let mut rng = SeededRng::new(11);
+        let ack = alice.ack_for_2xx(314159, None, &udp("pc33.atlanta.com"), &mut rng);
+        // The RFC writes `Alice` unquoted; we quote display names, which is equivalent.
+        let f12 = F12
+            .replace("Alice <", "\"Alice\" <")
+            .replace("Bob <", "\"Bob\" <");
+        assert_matches_rfc(SipMessage::Request(ack), &f12, true);
+        assert_eq!(alice.local_cseq(), Some(314159));
+
+        // Bob hangs up (F13): in order (first remote CSeq), and it ends the dialog.
+        alice.on_request(&req(F13)).unwrap();
+        assert_eq!(alice.remote_cseq(), Some(231));
+        assert_eq!(alice.state(), DialogState::Terminated);
+        assert_eq!(
+            alice.request(Method::Bye, &udp("pc33.atlanta.com"), &mut rng),
+            Err(DialogError::Terminated)
+        );
+    }
+
+    #[test]
+    fn uas_dialog_from_f5_builds_bye_f13() {
+        let mut bob = Dialog::uas(
+            &req(F5),
+            "a6c85cf",
+            "<sip:bob@192.0.2.4>".parse().unwrap(),
+            DialogState::Confirmed,
+        )
+        .unwrap();
+        assert!(!bob.is_uac());
+        assert_eq!(
+            bob.remote_target().to_string(),
+            "sip:alice@pc33.atlanta.com"
+        );
+        assert_eq!((bob.local_cseq(), bob.remote_cseq()), (None, Some(314159)));
+        // Bob's CSeq space starts at 231 in the RFC.
+        bob.set_local_cseq(230);
+        let mut rng = SeededRng::new(12);
+        let bye = bob
+            .request(Method::Bye, &udp("192.0.2.4"), &mut rng)
+            .unwrap();
+        let f13 = F13
+            .replace("Alice <", "\"Alice\" <")
+            .replace("Bob <", "\"Bob\" <");
+        assert_matches_rfc(SipMessage::Request(bye), &f13, true);
+        assert_eq!(bob.local_cseq(), Some(231));
+    }
+
+    #[test]
+    fn register_matches_rfc3261_24_1() {
+        let mut rng = SeededRng::new(13);
+        let mut spec = NewRequest::new(
+            Method::Register,
+            "sip:registrar.biloxi.com".parse().unwrap(),
+            "Bob <sip:bob@biloxi.com>;tag=456248".parse().unwrap(),
+            "Bob <sip:bob@biloxi.com>".parse().unwrap(),
+            1826,
+        );
+        spec.call_id = Some("843817637684230@998sdasdh09".into());
+        spec.contact = Some("<sip:bob@192.0.2.4>".parse().unwrap());
+        let sent_by = SentBy::new("UDP", Host::Domain("bobspc.biloxi.com".into()), Some(5060));
+        let mut r = new_request(spec, &sent_by, &mut rng);
+        r.headers.push("Expires", "7200");
+        let expected = REGISTER_F1.replace("Bob <", "\"Bob\" <");
+        assert_matches_rfc(SipMessage::Request(r), &expected, true);
+
+        // Defaults: generated Call-ID and From tag, distinct per request.
+        let spec = NewRequest::new(
+            Method::Options,
+            "sip:carol@chicago.com".parse().unwrap(),
+            "<sip:alice@atlanta.com>".parse().unwrap(),
+            "<sip:carol@chicago.com>".parse().unwrap(),
+            1,
+        );
+        let a = new_request(spec.clone(), &udp("192.0.2.1"), &mut rng);
+        let b = new_request(spec, &udp("192.0.2.1"), &mut rng);
+        assert!(a.headers.call_id().unwrap().ends_with("@192.0.2.1"));
+        assert_ne!(a.headers.call_id().unwrap(), b.headers.call_id().unwrap());
+        assert_ne!(
+            a.headers.from().unwrap().tag(),
+            b.headers.from().unwrap().tag()
+        );
+        assert_eq!(a.headers.to().unwrap().tag(), None);
+    }
+
+    /// The RFC 3261 16.12.1.1 topology: U1 -> P1 -> P2 -> U2, both proxies record-route.
+    const RR_INVITE: &str = "INVITE sip:callee@u2.domain.com SIP/2.0
+Via: SIP/2.0/UDP p2.domain.com;branch=z9hG4bKp2
+Via: SIP/2.0/UDP p1.example.com;branch=z9hG4bKp1
+Via: SIP/2.0/UDP u1.example.com;branch=z9hG4bKu1
+Max-Forwards: 68
+Record-Route: <sip:p2.domain.com;lr>
+Record-Route: <sip:p1.example.com;lr>
+To: <sip:callee@domain.com>
+From: <sip:caller@example.com>;tag=u1tag
+Call-ID: rr-call@u1.example.com
+CSeq: 1 INVITE
+Contact: <sip:caller@u1.example.com>
+Content-Length: 0
+
+";
+
+    #[test]
+    fn route_set_order_uas_versus_uac() {
+        let mut rng = SeededRng::new(14);
+        let invite = req(RR_INVITE);
+        let mut callee = Dialog::uas(
+            &invite,
+            "u2tag",
+            "<sip:callee@u2.domain.com>".parse().unwrap(),
+            DialogState::Confirmed,
+        )
+        .unwrap();
+        let names = |r: &[Uri]| r.iter().map(|u| u.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            names(callee.route_set()),
+            ["sip:p2.domain.com;lr", "sip:p1.example.com;lr"]
+        );
+        let bye = callee
+            .request(Method::Bye, &udp("u2.domain.com"), &mut rng)
+            .unwrap();
+        assert_eq!(bye.uri.to_string(), "sip:caller@u1.example.com");
+        let routes: Vec<_> = bye
+            .headers
+            .routes()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.uri)
+            .collect();
+        assert_eq!(
+            names(&routes),
+            ["sip:p2.domain.com;lr", "sip:p1.example.com;lr"]
+        );
+        let first = bye.headers.cseq().unwrap().seq;
+        assert!((1..1 << 31).contains(&first), "{first}");
+
+        // The 200 carries the Record-Route back; the caller reverses it.
+        let mut ok = make_response(&invite, 200, "OK", Some("u2tag"));
+        ok.headers.push("Contact", "<sip:callee@u2.domain.com>");
+        assert_eq!(ok.headers.record_routes().unwrap().len(), 2);
+        // The caller's own INVITE had one Via and no Record-Route.
+        let mut sent = invite.clone();
+        sent.headers.remove("Record-Route");
+        let caller = Dialog::uac(&sent, &ok).unwrap();
+        assert_eq!(
+            names(caller.route_set()),
+            ["sip:p1.example.com;lr", "sip:p2.domain.com;lr"]
+        );
+        assert_eq!(
+            caller.remote_target().to_string(),
+            "sip:callee@u2.domain.com"
+        );
+    }
+
+    #[test]
+    fn strict_routing_per_rfc3261_12_2_1_1() {
+        // "if the remote target is sip:user@remoteua and the route set contains
+        //  <sip:proxy1>,<sip:proxy2>,<sip:proxy3;lr>,<sip:proxy4>" the request is
+        // "METHOD sip:proxy1" with "Route: <sip:proxy2>,<sip:proxy3;lr>,<sip:proxy4>,
+        //  <sip:user@remoteua>".
+        let invite = req(&RR_INVITE
+            .replace(
+                "Record-Route: <sip:p2.domain.com;lr>\nRecord-Route: <sip:p1.example.com;lr>",
+                "Record-Route: <sip:proxy1;method=INVITE?x=y>,<sip:proxy2>,<sip:proxy3;lr>,<sip:proxy4>",
+            )
+            .replace("Contact: <sip:caller@u1.example.com>", "Contact: <sip:user@remoteua>"));
+        let mut d = Dialog::uas(
+            &invite,
+            "t",
+            "<sip:me@here>".parse().unwrap(),
+            DialogState::Confirmed,
+        )
+        .unwrap();
+        let mut rng = SeededRng::new(15);
+        let r = d.request(Method::Info, &udp("here"), &mut rng).unwrap();
+        // method parameter and URI headers are not allowed in a Request-URI.
+        assert_eq!(r.uri.to_string(), "sip:proxy1");
+        let routes: Vec<String> = r
+            .headers
+            .routes()
+            .unwrap()
+            .iter()
+            .map(|x| x.uri.to_string())
+            .collect();
+        assert_eq!(
+            routes,
+            [
+                "sip:proxy2",
+                "sip:proxy3;lr",
+                "sip:proxy4",
+                "sip:user@remoteua"
+            ]
+        );
+        // INFO is not a target refresh: no Contact.
+        assert!(r.headers.get("Contact").is_none());
+        let reinvite = d.request(Method::Invite, &udp("here"), &mut rng).unwrap();
+        assert_eq!(reinvite.headers.get("Contact"), Some("<sip:me@here>"));
+        assert_eq!(
+            reinvite.headers.cseq().unwrap().seq,
+            r.headers.cseq().unwrap().seq + 1
+        );
+    }
+
+    #[test]
+    fn cseq_ordering_and_target_refresh_on_the_uas_side() {
+        let mut bob = Dialog::uas(
+            &req(F5),
+            "a6c85cf",
+            "<sip:bob@192.0.2.4>".parse().unwrap(),
+            DialogState::Confirmed,
+        )
+        .unwrap();
+        let in_dialog = |method: &str, seq: u32, extra: &str| {
+            req(&format!(
+                "{method} sip:bob@192.0.2.4 SIP/2.0
+Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK{seq}{method}
+To: Bob <sip:bob@biloxi.com>;tag=a6c85cf
+From: Alice <sip:alice@atlanta.com>;tag=1928301774
+Call-ID: a84b4c76e66710
+CSeq: {seq} {method}
+{extra}Content-Length: 0
+
+"
+            ))
+        };
+        // The ACK for the 2xx repeats the INVITE's number; not an ordering violation.
+        bob.on_request(&in_dialog("ACK", 314159, "")).unwrap();
+        let old = bob.on_request(&in_dialog("INFO", 314158, "")).unwrap_err();
+        assert_eq!(
+            old,
+            DialogError::CSeqOutOfOrder {
+                received: 314158,
+                remote: 314159
+            }
+        );
+        assert_eq!(old.status(), (500, "Server Internal Error"));
+        bob.on_request(&in_dialog("INFO", 314160, "")).unwrap();
+        assert_eq!(bob.remote_cseq(), Some(314160));
+        // A re-INVITE with a new Contact moves the remote target.
+        bob.on_request(&in_dialog(
+            "INVITE",
+            314161,
+            "Contact: <sip:alice@192.0.2.99:5070>\n",
+        ))
+        .unwrap();
+        assert_eq!(bob.remote_target().to_string(), "sip:alice@192.0.2.99:5070");
+        // An INFO with a Contact does not.
+        bob.on_request(&in_dialog(
+            "INFO",
+            314162,
+            "Contact: <sip:elsewhere@192.0.2.1>\n",
+        ))
+        .unwrap();
+        assert_eq!(bob.remote_target().to_string(), "sip:alice@192.0.2.99:5070");
+        assert_eq!(
+            bob.on_request(&in_dialog("INFO", 314161, ""))
+                .unwrap_err()
+                .status()
+                .0,
+            500
+        );
+        // A request of another dialog: 481.
+        let other = req(&F13.replace("tag=a6c85cf", "tag=zzz"));
+        let e = bob.on_request(&other).unwrap_err();
+        assert_eq!((e.clone(), e.status().0), (DialogError::Mismatch, 481));
+        assert_eq!(bob.state(), DialogState::Confirmed);
+    }
+
+    #[test]
+    fn uac_local_cseq_and_method_rules() {
+        let mut alice = Dialog::uac(&req(F1), &resp(F11)).unwrap();
+        let mut rng = SeededRng::new(16);
+        let s = udp("pc33.atlanta.com");
+        let seqs: Vec<u32> = [Method::Info, Method::Update, Method::Invite]
+            .into_iter()
+            .map(|m| {
+                alice
+                    .request(m, &s, &mut rng)
+                    .unwrap()
+                    .headers
+                    .cseq()
+                    .unwrap()
+                    .seq
+            })
+            .collect();
+        assert_eq!(seqs, [314160, 314161, 314162]);
+        assert_eq!(
+            alice.request(Method::Ack, &s, &mut rng),
+            Err(DialogError::WrongMethod)
+        );
+        assert_eq!(
+            alice.request(Method::Cancel, &s, &mut rng),
+            Err(DialogError::WrongMethod)
+        );
+        // ACK for the re-INVITE's 2xx: its CSeq number, body carried, local CSeq unchanged.
+        let ack = alice.ack_for_2xx(314162, Some(Bytes::from_static(b"v=0\r\n")), &s, &mut rng);
+        assert_eq!(ack.headers.get("CSeq"), Some("314162 ACK"));
+        assert_eq!(ack.headers.content_type(), Some("application/sdp"));
+        let wire = SipMessage::Request(ack).to_bytes();
+        let back = parse_datagram(&wire).unwrap();
+        assert_eq!(&back.body()[..], b"v=0\r\n");
+        assert_eq!(alice.local_cseq(), Some(314162));
+        alice.set_local_cseq(u32::MAX);
+        assert_eq!(
+            alice.request(Method::Bye, &s, &mut rng),
+            Err(DialogError::CSeqExhausted)
+        );
+        // 2xx to a re-INVITE with a new Contact refreshes the target; 481 ends the dialog.
+        let refreshed = F11
+            .replace("314159 INVITE", "314162 INVITE")
+            .replace("<sip:bob@192.0.2.4>", "<sip:bob@192.0.2.44>");
+        alice.on_response(&resp(&refreshed)).unwrap();
+        assert_eq!(alice.remote_target().to_string(), "sip:bob@192.0.2.44");
+        let gone = F11
+            .replace("200 OK", "481 Call/Transaction Does Not Exist")
+            .replace("INVITE", "BYE");
+        alice.on_response(&resp(&gone)).unwrap();
+        assert_eq!(alice.state(), DialogState::Terminated);
+    }
+
+    #[test]
+    fn early_dialog_confirmed_by_2xx_with_recomputed_route_set() {
+        let f1 = req(F1);
+        let ringing = resp(
+            &F11.replace("200 OK", "180 Ringing")
+                .replace("Contact: <sip:bob@192.0.2.4>\n", "")
+                .replace("Call-ID", "Record-Route: <sip:p1.atlanta.com;lr>\nCall-ID"),
+        );
+        let mut d = Dialog::uac(&f1, &ringing).unwrap();
+        assert_eq!(d.state(), DialogState::Early);
+        // No Contact in the 180: the Request-URI stands in as remote target.
+        assert_eq!(d.remote_target().to_string(), "sip:bob@biloxi.com");
+        assert_eq!(d.route_set().len(), 1);
+        // A fork answering with another tag is another dialog.
+        let forked = resp(&F11.replace("a6c85cf", "f0rk"));
+        assert_eq!(d.on_response(&forked), Err(DialogError::Mismatch));
+        assert!(Dialog::uac(&f1, &forked).is_ok());
+        // The 200 confirms and recomputes the route set from its own Record-Route.
+        let ok = resp(&F11.replace(
+            "Call-ID",
+            "Record-Route: <sip:p2.biloxi.com;lr>, <sip:p1.atlanta.com;lr>\nCall-ID",
+        ));
+        d.on_response(&ok).unwrap();
+        assert_eq!(d.state(), DialogState::Confirmed);
+        let routes: Vec<String> = d.route_set().iter().map(|u| u.to_string()).collect();
+        assert_eq!(routes, ["sip:p1.atlanta.com;lr", "sip:p2.biloxi.com;lr"]);
+        assert_eq!(d.remote_target().to_string(), "sip:bob@192.0.2.4");
+    }
+
+    #[test]
+    fn dialog_creation_errors_and_secure_flag() {
+        let f1 = req(F1);
+        assert_eq!(
+            Dialog::uac(&f1, &resp(&F11.replace("200 OK", "486 Busy Here"))),
+            Err(DialogError::NotDialogCreating)
+        );
+        assert_eq!(
+            Dialog::uac(&f1, &resp(F2)),
+            Err(DialogError::NotDialogCreating)
+        );
+        assert_eq!(
+            Dialog::uac(&f1, &resp(&F11.replace(";tag=a6c85cf", ""))),
+            Err(DialogError::MissingToTag)
+        );
+        assert_eq!(
+            Dialog::uac(
+                &f1,
+                &resp(&F11.replace("Contact: <sip:bob@192.0.2.4>\n", ""))
+            ),
+            Err(DialogError::MissingContact)
+        );
+        assert_eq!(
+            Dialog::uac(&f1, &resp(&F11.replace("a84b4c76e66710", "other"))),
+            Err(DialogError::Mismatch)
+        );
+        assert_eq!(
+            Dialog::uac(&req(F13), &resp(F14)),
+            Err(DialogError::NotDialogCreating)
+        );
+        let contact: NameAddr = "<sip:bob@192.0.2.4>".parse().unwrap();
+        assert_eq!(
+            Dialog::uas(
+                &req(&F5.replace("Contact: <sip:alice@pc33.atlanta.com>\n", "")),
+                "t",
+                contact.clone(),
+                DialogState::Early
+            ),
+            Err(DialogError::MissingContact)
+        );
+        let sips = req(&F5.replace("INVITE sip:bob@192.0.2.4", "INVITE sips:bob@192.0.2.4"));
+        let mut d = Dialog::uas(&sips, "t", contact, DialogState::Early).unwrap();
+        assert!(d.secure());
+        assert_eq!(d.state(), DialogState::Early);
+        d.confirm();
+        assert_eq!(d.state(), DialogState::Confirmed);
+    }
+
+    #[test]
+    fn cancel_construction() {
+        let invite = req(&F1.replace(
+            "Max-Forwards: 70",
+            "Route: <sip:p1.atlanta.com;lr>\nRoute: <sip:p2.biloxi.com;lr>\nMax-Forwards: 70\nProxy-Authorization: Digest username=\"a\"",
+        ));
+        let cancel = cancel_for(&invite).unwrap();
+        let expected = "CANCEL sip:bob@biloxi.com SIP/2.0
+Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bKnashds8
+Max-Forwards: 70
+Route: <sip:p1.atlanta.com;lr>
+Route: <sip:p2.biloxi.com;lr>
+To: Bob <sip:bob@biloxi.com>
+From: Alice <sip:alice@atlanta.com>;tag=1928301774
+Call-ID: a84b4c76e66710
+CSeq: 314159 CANCEL
+Content-Length: 0
+
+";
+        assert_eq!(
+            SipMessage::Request(cancel).to_bytes(),
+            parse(expected).to_bytes()
+        );
+        // Only the top Via, even when the INVITE (as a proxy would hold it) has several.
+        let cancel = cancel_for(&req(F5)).unwrap();
+        assert_eq!(cancel.headers.vias().unwrap().len(), 1);
+        assert_eq!(
+            cancel.headers.top_via().unwrap().branch(),
+            Some("z9hG4bK4b43c2ff8.1")
+        );
+        assert_eq!(cancel_for(&req(F13)), Err(DialogError::WrongMethod));
+    }
+
+    #[test]
+    fn make_response_rules() {
+        let invite = req(RR_INVITE);
+        // 100: no tag, no Record-Route; Timestamp echoed.
+        let mut with_ts = invite.clone();
+        with_ts.headers.push("Timestamp", "54");
+        let trying = make_response(&with_ts, 100, "Trying", None);
+        assert_eq!(trying.headers.get("Timestamp"), Some("54"));
+        assert!(trying.headers.get("Record-Route").is_none());
+        assert_eq!(trying.headers.to().unwrap().tag(), None);
+        // 180 and 200 copy Record-Route in order; a 486 does not.
+        for status in [180, 200] {
+            let r = make_response(&invite, status, "x", Some("t1"));
+            let rr: Vec<String> = r
+                .headers
+                .record_routes()
+                .unwrap()
+                .iter()
+                .map(|x| x.uri.to_string())
+                .collect();
+            assert_eq!(rr, ["sip:p2.domain.com;lr", "sip:p1.example.com;lr"]);
+            assert_eq!(r.headers.to().unwrap().tag(), Some("t1"));
+            assert_eq!(r.headers.vias().unwrap().len(), 3);
+        }
+        assert!(make_response(&invite, 486, "Busy Here", Some("t1"))
+            .headers
+            .get("Record-Route")
+            .is_none());
+        // In-dialog: the existing To tag is kept, Record-Route not copied.
+        let reinvite = req(&RR_INVITE.replace(
+            "To: <sip:callee@domain.com>",
+            "To: <sip:callee@domain.com>;tag=old",
+        ));
+        let r = make_response(&reinvite, 200, "OK", Some("new"));
+        assert_eq!(r.headers.to().unwrap().tag(), Some("old"));
+        assert!(r.headers.get("Record-Route").is_none());
+        // Compact forms survive, with their order.
+        let compact = req("OPTIONS sip:x@y SIP/2.0
+v: SIP/2.0/UDP a;branch=z9hG4bK1
+v: SIP/2.0/UDP b;branch=z9hG4bK2
+t: <sip:x@y>
+f: <sip:me@z>;tag=1
+i: abc
+CSeq: 7 OPTIONS
+l: 0
+
+");
+        let r = make_response(&compact, 200, "OK", Some("9"));
+        let names: Vec<&str> = r.headers.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["v", "v", "t", "f", "i", "CSeq", "Content-Length"]);
+        assert_eq!(r.headers.get("To"), Some("<sip:x@y>;tag=9"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn generated_dialog_requests_reparse(
+            seed in proptest::num::u64::ANY,
+            caller_tag in "[a-zA-Z0-9]{1,12}",
+            callee_tag in "[a-zA-Z0-9.!~*-]{1,12}",
+            call_id in "[a-zA-Z0-9]{1,16}(@[a-z0-9.]{1,12})?",
+            hops in proptest::collection::vec(("[a-z]{1,8}", proptest::bool::ANY), 0..4),
+            methods in proptest::collection::vec(0usize..4, 1..6),
+            start in 0u32..(1 << 31),
+        ) {
+            let mut rng = SeededRng::new(seed);
+            let rr: String = hops
+                .iter()
+                .map(|(h, lr)| format!("Record-Route: <sip:{h}.example.net{}>\n", if *lr { ";lr" } else { "" }))
+                .collect();
+            let invite = req(&format!(
+                "INVITE sip:callee@example.org SIP/2.0
+Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx
+{rr}To: <sip:callee@example.org>
+From: \"Caller\" <sip:caller@example.com>;tag={caller_tag}
+Call-ID: {call_id}
+CSeq: {start} INVITE
+Contact: <sip:caller@192.0.2.1>
+Content-Length: 0
+
+"));
+            let mut uas = Dialog::uas(&invite, &callee_tag, "<sip:callee@192.0.2.2>".parse().unwrap(), DialogState::Confirmed).unwrap();
+            let mut ok = make_response(&invite, 200, "OK", Some(&callee_tag));
+            ok.headers.push("Contact", "<sip:callee@192.0.2.2>");
+            // Round trip the 200 through bytes, as the caller would receive it.
+            let SipMessage::Response(ok) = parse_datagram(&SipMessage::Response(ok).to_bytes()).unwrap() else { unreachable!() };
+            let mut uac = Dialog::uac(&invite, &ok).unwrap();
+            let mut reversed = uas.route_set().to_vec();
+            reversed.reverse();
+            proptest::prop_assert_eq!(uac.route_set(), &reversed[..]);
+
+            let all = [Method::Bye, Method::Invite, Method::Info, Method::Update];
+            let mut last = start;
+            for &m in &methods {
+                let r = uac.request(all[m].clone(), &udp("192.0.2.1"), &mut rng).unwrap();
+                let SipMessage::Request(back) = parse_datagram(&SipMessage::Request(r.clone()).to_bytes()).unwrap() else { unreachable!() };
+                proptest::prop_assert_eq!(back.headers.call_id().unwrap(), call_id.as_str());
+                let (from, to) = (back.headers.from().unwrap(), back.headers.to().unwrap());
+                proptest::prop_assert_eq!(from.tag(), Some(caller_tag.as_str()));
+                proptest::prop_assert_eq!(to.tag(), Some(callee_tag.as_str()));
+                let cseq = back.headers.cseq().unwrap();
+                proptest::prop_assert_eq!(cseq.seq, last + 1);
+                proptest::prop_assert_eq!(&cseq.method, &all[m]);
+                last = cseq.seq;
+                // Loose or strict, the route plus Request-URI visit the same hops.
+                let mut visited: Vec<String> = back.headers.routes().unwrap().iter().map(|x| x.uri.to_string()).collect();
+                let loose = uac.route_set().first().filter(|u| !u.as_sip().unwrap().params.contains("lr")).is_none();
+                if loose {
+                    visited.push(back.uri.to_string());
+                } else {
+                    visited.insert(0, back.uri.to_string());
+                }
+                let mut expected: Vec<String> = uac.route_set().iter().map(|u| u.to_string()).collect();
+                expected.push("sip:callee@192.0.2.2".into());
+                proptest::prop_assert_eq!(visited, expected);
+                // And the callee accepts it in order.
+                proptest::prop_assert!(uas.on_request(&back).is_ok());
+                if all[m] == Method::Bye {
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -237,7 +237,9 @@ fn parse_auth_params(value: &str) -> Result<Vec<RawParam<'_>>, DigestError> {
 fn check_unique(params: &[RawParam<'_>], known: &[&str]) -> Result<(), DigestError> {
     for (n, p) in params.iter().enumerate() {
         if known.iter().any(|k| k.eq_ignore_ascii_case(p.name))
-            && params[..n].iter().any(|q| q.name.eq_ignore_ascii_case(p.name))
+            && params[..n]
+                .iter()
+                .any(|q| q.name.eq_ignore_ascii_case(p.name))
         {
             return Err(DigestError::DuplicateParam(p.name.to_ascii_lowercase()));
         }
@@ -300,7 +302,15 @@ impl Challenge {
         let raw = parse_auth_params(value)?;
         check_unique(
             &raw,
-            &["realm", "nonce", "opaque", "algorithm", "qop", "stale", "domain"],
+            &[
+                "realm",
+                "nonce",
+                "opaque",
+                "algorithm",
+                "qop",
+                "stale",
+                "domain",
+            ],
         )?;
         let (mut realm, mut nonce) = (None, None);
         let mut c = Challenge::new("", "", Algorithm::Md5);
@@ -313,8 +323,8 @@ impl Challenge {
                 "domain" => c.domain = Some(value),
                 "stale" => c.stale = value.eq_ignore_ascii_case("true"),
                 "algorithm" => {
-                    c.algorithm = Algorithm::parse(&value)
-                        .ok_or(DigestError::UnsupportedAlgorithm(value))?;
+                    c.algorithm =
+                        Algorithm::parse(&value).ok_or(DigestError::UnsupportedAlgorithm(value))?;
                 }
                 "qop" => {
                     c.qop = value
@@ -394,7 +404,11 @@ fn push_token_param(s: &mut String, name: &str, value: &str) {
     s.push('=');
     // Token values come from this module (algorithm, qop, nc) and are always tokens; the
     // filter only guards against a caller smuggling a separator through.
-    s.extend(value.chars().filter(|c| c.is_ascii() && is_token_char(*c as u8)));
+    s.extend(
+        value
+            .chars()
+            .filter(|c| c.is_ascii() && is_token_char(*c as u8)),
+    );
 }
 
 /// A username and password, optionally bound to one realm.
@@ -509,7 +523,13 @@ fn compute_response(i: &ResponseInputs<'_>) -> String {
     let ha2 = match i.qop {
         Some(Qop::AuthInt) => {
             let body = a.hex(&[r.body]);
-            a.hex(&[r.method.as_bytes(), b":", r.uri.as_bytes(), b":", body.as_bytes()])
+            a.hex(&[
+                r.method.as_bytes(),
+                b":",
+                r.uri.as_bytes(),
+                b":",
+                body.as_bytes(),
+            ])
         }
         _ => a.hex(&[r.method.as_bytes(), b":", r.uri.as_bytes()]),
     };
@@ -527,7 +547,13 @@ fn compute_response(i: &ResponseInputs<'_>) -> String {
             b":",
             ha2.as_bytes(),
         ]),
-        None => a.hex(&[ha1.as_bytes(), b":", i.nonce.as_bytes(), b":", ha2.as_bytes()]),
+        None => a.hex(&[
+            ha1.as_bytes(),
+            b":",
+            i.nonce.as_bytes(),
+            b":",
+            ha2.as_bytes(),
+        ]),
     }
 }
 
@@ -626,8 +652,16 @@ impl Authorization {
         check_unique(
             &raw,
             &[
-                "username", "realm", "nonce", "uri", "response", "algorithm", "cnonce",
-                "opaque", "qop", "nc",
+                "username",
+                "realm",
+                "nonce",
+                "uri",
+                "response",
+                "algorithm",
+                "cnonce",
+                "opaque",
+                "qop",
+                "nc",
             ],
         )?;
         let mut a = Authorization {
@@ -661,8 +695,8 @@ impl Authorization {
                 (3, _) => a.uri = value,
                 (4, _) => a.response = value,
                 (_, "algorithm") => {
-                    a.algorithm = Algorithm::parse(&value)
-                        .ok_or(DigestError::UnsupportedAlgorithm(value))?;
+                    a.algorithm =
+                        Algorithm::parse(&value).ok_or(DigestError::UnsupportedAlgorithm(value))?;
                 }
                 (_, "cnonce") => a.cnonce = Some(value),
                 (_, "opaque") => a.opaque = Some(value),
@@ -688,7 +722,9 @@ impl Authorization {
             }
         }
         if a.qop.is_some() && (a.cnonce.is_none() || a.nc.is_none()) {
-            return Err(DigestError::MissingParam("cnonce and nc (required with qop)"));
+            return Err(DigestError::MissingParam(
+                "cnonce and nc (required with qop)",
+            ));
         }
         Ok(a)
     }
@@ -1041,10 +1077,21 @@ mod tests {
     use super::*;
     use crate::sip::{parse_datagram, Method, SipMessage};
 
-    fn answer(challenge: &str, user: &str, pw: &str, method: &str, uri: &str, cnonce: &str) -> Authorization {
+    fn answer(
+        challenge: &str,
+        user: &str,
+        pw: &str,
+        method: &str,
+        uri: &str,
+        cnonce: &str,
+    ) -> Authorization {
         // The header parser unfolds line breaks into spaces before values reach us.
         let c = Challenge::parse(&challenge.replace('\n', " ")).unwrap();
-        let req = DigestRequest { method, uri, body: b"" };
+        let req = DigestRequest {
+            method,
+            uri,
+            body: b"",
+        };
         Authorization::answer(&c, &Credentials::new(user, pw), &req, cnonce, 1).unwrap()
     }
 
@@ -1064,12 +1111,19 @@ mod tests {
         );
         assert_eq!(a.response, "6629fae49393a05397450978507c4ef1");
         assert_eq!(a.qop, Some(Qop::Auth));
-        assert_eq!(a.opaque.as_deref(), Some("5ccc069c403ebaf9f0171e9517f40e41"));
+        assert_eq!(
+            a.opaque.as_deref(),
+            Some("5ccc069c403ebaf9f0171e9517f40e41")
+        );
         let v = a.to_string();
         assert!(v.contains(r#"cnonce="0a4f113b""#), "{v}");
         assert!(v.contains("nc=00000001"), "{v}");
         // And it verifies as the server.
-        assert!(verify(&Authorization::parse(&v).unwrap(), &Method::from_token("GET"), "Circle Of Life"));
+        assert!(verify(
+            &Authorization::parse(&v).unwrap(),
+            &Method::from_token("GET"),
+            "Circle Of Life"
+        ));
     }
 
     const RFC7616_CHALLENGE: &str = r#"Digest
@@ -1083,7 +1137,10 @@ mod tests {
     fn rfc7616_section_3_9_1_md5_and_sha256() {
         for (alg, expected) in [
             ("MD5", "8ca523f5e9506fed4657c9700eebdbec"),
-            ("SHA-256", "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"),
+            (
+                "SHA-256",
+                "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1",
+            ),
         ] {
             let a = answer(
                 &RFC7616_CHALLENGE.replace("ALG", alg),
@@ -1109,15 +1166,28 @@ mod tests {
                 r#"Digest realm="atlanta.example.com", nonce="ea9c8e88df84f1cec4341ae6cbe5a359", algorithm={alg}, qop="auth""#
             ))
             .unwrap();
-            let req = DigestRequest { method: "REGISTER", uri: "sip:atlanta.example.com", body: b"" };
-            Authorization::answer(&c, &Credentials::new("alice", "zanzibar"), &req, "0a4f113b", 2)
-                .unwrap()
+            let req = DigestRequest {
+                method: "REGISTER",
+                uri: "sip:atlanta.example.com",
+                body: b"",
+            };
+            Authorization::answer(
+                &c,
+                &Credentials::new("alice", "zanzibar"),
+                &req,
+                "0a4f113b",
+                2,
+            )
+            .unwrap()
         };
         let a = sess("MD5-sess");
         assert_eq!(a.response, "83592776de5d8dff57e13ba4d8c0a579");
         assert!(verify(&a, &Method::Register, "zanzibar"));
         let a = sess("SHA-256-sess");
-        assert_eq!(a.response, "a782a83f44c1516e70b801aade0641c031eb6661e4dd75dd8ab23988ae87d31b");
+        assert_eq!(
+            a.response,
+            "a782a83f44c1516e70b801aade0641c031eb6661e4dd75dd8ab23988ae87d31b"
+        );
         assert!(verify(&a, &Method::Register, "zanzibar"));
 
         // RFC 2069 style: no qop, no cnonce, no nc.
@@ -1143,11 +1213,27 @@ mod tests {
             uri: "sip:bob@biloxi.example.com",
             body: b"v=0\r\n",
         };
-        let a = Authorization::answer(&c, &Credentials::new("bob", "zanzibar"), &req, "0a4f113b", 1)
-            .unwrap();
+        let a = Authorization::answer(
+            &c,
+            &Credentials::new("bob", "zanzibar"),
+            &req,
+            "0a4f113b",
+            1,
+        )
+        .unwrap();
         assert_eq!(a.response, "65f0f13c30207685b17ccbdc54902464");
-        assert!(verify_with_body(&a, &Method::Invite, "zanzibar", b"v=0\r\n"));
-        assert!(!verify_with_body(&a, &Method::Invite, "zanzibar", b"v=1\r\n"));
+        assert!(verify_with_body(
+            &a,
+            &Method::Invite,
+            "zanzibar",
+            b"v=0\r\n"
+        ));
+        assert!(!verify_with_body(
+            &a,
+            &Method::Invite,
+            "zanzibar",
+            b"v=1\r\n"
+        ));
     }
 
     #[test]
@@ -1163,10 +1249,22 @@ mod tests {
         assert!(c.qop.is_empty());
         assert_eq!(c.params, vec![("foo".into(), "bar".into())]);
         // Round trip through Display.
-        assert_eq!(Challenge::parse(&c.to_string()).unwrap(), Challenge { params: vec![("foo".into(), "bar".into())], ..c });
+        assert_eq!(
+            Challenge::parse(&c.to_string()).unwrap(),
+            Challenge {
+                params: vec![("foo".into(), "bar".into())],
+                ..c
+            }
+        );
 
-        assert_eq!(Challenge::parse(r#"Basic realm="x""#), Err(DigestError::NotDigest));
-        assert_eq!(Challenge::parse(r#"Digest nonce="x""#), Err(DigestError::MissingParam("realm")));
+        assert_eq!(
+            Challenge::parse(r#"Basic realm="x""#),
+            Err(DigestError::NotDigest)
+        );
+        assert_eq!(
+            Challenge::parse(r#"Digest nonce="x""#),
+            Err(DigestError::MissingParam("realm"))
+        );
         assert_eq!(
             Challenge::parse(r#"Digest realm="x", nonce="1", nonce="2""#),
             Err(DigestError::DuplicateParam("nonce".into()))
@@ -1250,12 +1348,16 @@ mod tests {
         for c in challenges {
             m.headers_mut().push(header, &c.to_string());
         }
-        let SipMessage::Response(r) = m else { unreachable!() };
+        let SipMessage::Response(r) = m else {
+            unreachable!()
+        };
         r
     }
 
     fn ok() -> Response {
-        let SipMessage::Response(r) = SipMessage::response(200, "OK") else { unreachable!() };
+        let SipMessage::Response(r) = SipMessage::response(200, "OK") else {
+            unreachable!()
+        };
         r
     }
 
@@ -1263,7 +1365,11 @@ mod tests {
     fn registrar_accepts(req: &Request, nonce: &str, password: &str) -> bool {
         req.headers.get_all("Authorization").any(|v| {
             Authorization::parse(v)
-                .map(|a| a.nonce == nonce && a.uri == req.uri.to_string() && verify(&a, &req.method, password))
+                .map(|a| {
+                    a.nonce == nonce
+                        && a.uri == req.uri.to_string()
+                        && verify(&a, &req.method, password)
+                })
                 .unwrap_or(false)
         })
     }
@@ -1275,14 +1381,22 @@ mod tests {
         store.add(Credentials::new("bob", "wrong"));
         let mut client = DigestClient::new(store);
         let mut req = register();
-        let ch = challenge_response(401, "WWW-Authenticate", &[Challenge::new("biloxi.com", "n1", Algorithm::Md5)]);
-        let AuthAction::Retry(h) = client.on_response(&req, &ch, &mut rng) else { panic!() };
+        let ch = challenge_response(
+            401,
+            "WWW-Authenticate",
+            &[Challenge::new("biloxi.com", "n1", Algorithm::Md5)],
+        );
+        let AuthAction::Retry(h) = client.on_response(&req, &ch, &mut rng) else {
+            panic!()
+        };
         apply_credentials(&mut req, h);
         assert!(!registrar_accepts(&req, "n1", "zanzibar"));
         // The registrar challenges again with the same nonce and stale=false.
         assert_eq!(
             client.on_response(&req, &ch, &mut rng),
-            AuthAction::GiveUp(AuthFailure::Rejected { realm: "biloxi.com".into() })
+            AuthAction::GiveUp(AuthFailure::Rejected {
+                realm: "biloxi.com".into()
+            })
         );
     }
 
@@ -1294,8 +1408,14 @@ mod tests {
         let mut client = DigestClient::new(store);
         let mut req = register();
         assert!(client.credentials_for(&req).is_empty());
-        let ch = challenge_response(401, "WWW-Authenticate", &[Challenge::new("biloxi.com", "n1", Algorithm::Sha256)]);
-        let AuthAction::Retry(h) = client.on_response(&req, &ch, &mut rng) else { panic!() };
+        let ch = challenge_response(
+            401,
+            "WWW-Authenticate",
+            &[Challenge::new("biloxi.com", "n1", Algorithm::Sha256)],
+        );
+        let AuthAction::Retry(h) = client.on_response(&req, &ch, &mut rng) else {
+            panic!()
+        };
         apply_credentials(&mut req, h);
         assert!(registrar_accepts(&req, "n1", "zanzibar"));
         let first = Authorization::parse(req.headers.get("Authorization").unwrap()).unwrap();
@@ -1305,7 +1425,9 @@ mod tests {
         let mut stale = Challenge::new("biloxi.com", "n2", Algorithm::Sha256);
         stale.stale = true;
         let ch2 = challenge_response(401, "WWW-Authenticate", &[stale]);
-        let AuthAction::Retry(h) = client.on_response(&req, &ch2, &mut rng) else { panic!() };
+        let AuthAction::Retry(h) = client.on_response(&req, &ch2, &mut rng) else {
+            panic!()
+        };
         apply_credentials(&mut req, h);
         assert!(registrar_accepts(&req, "n2", "zanzibar"));
         assert_eq!(client.on_response(&req, &ok(), &mut rng), AuthAction::None);
@@ -1319,8 +1441,15 @@ mod tests {
 
         // Much later the nonce expired and the server sends a fresh one without stale: the
         // cycle was closed by the 200, so this is a first challenge, not a rejection.
-        let ch3 = challenge_response(401, "WWW-Authenticate", &[Challenge::new("biloxi.com", "n3", Algorithm::Sha256)]);
-        assert!(matches!(client.on_response(&req, &ch3, &mut rng), AuthAction::Retry(_)));
+        let ch3 = challenge_response(
+            401,
+            "WWW-Authenticate",
+            &[Challenge::new("biloxi.com", "n3", Algorithm::Sha256)],
+        );
+        assert!(matches!(
+            client.on_response(&req, &ch3, &mut rng),
+            AuthAction::Retry(_)
+        ));
     }
 
     #[test]
@@ -1337,18 +1466,32 @@ mod tests {
         let mut m = challenge_response(
             407,
             "Proxy-Authenticate",
-            &[Challenge::new("proxy", "p1", Algorithm::Sha256), Challenge::new("proxy", "p1", Algorithm::Md5)],
+            &[
+                Challenge::new("proxy", "p1", Algorithm::Sha256),
+                Challenge::new("proxy", "p1", Algorithm::Md5),
+            ],
         );
-        m.headers.push_front("Proxy-Authenticate", r#"Digest realm="proxy", nonce="p0", algorithm=SHA-512-256"#);
-        let AuthAction::Retry(h) = client.on_response(&req, &m, &mut rng) else { panic!() };
+        m.headers.push_front(
+            "Proxy-Authenticate",
+            r#"Digest realm="proxy", nonce="p0", algorithm=SHA-512-256"#,
+        );
+        let AuthAction::Retry(h) = client.on_response(&req, &m, &mut rng) else {
+            panic!()
+        };
         assert_eq!(h.len(), 1);
         assert_eq!(h[0].name, "Proxy-Authorization");
         let a = Authorization::parse(&h[0].value).unwrap();
         assert_eq!(a.algorithm, Algorithm::Sha256);
         apply_credentials(&mut req, h);
 
-        let ch = challenge_response(401, "WWW-Authenticate", &[Challenge::new("home", "h1", Algorithm::Md5)]);
-        let AuthAction::Retry(h) = client.on_response(&req, &ch, &mut rng) else { panic!() };
+        let ch = challenge_response(
+            401,
+            "WWW-Authenticate",
+            &[Challenge::new("home", "h1", Algorithm::Md5)],
+        );
+        let AuthAction::Retry(h) = client.on_response(&req, &ch, &mut rng) else {
+            panic!()
+        };
         apply_credentials(&mut req, h);
         assert_eq!(req.headers.get_all("Proxy-Authorization").count(), 1);
         assert!(registrar_accepts(&req, "h1", "pw-home"));
@@ -1356,14 +1499,23 @@ mod tests {
         assert!(verify(&pa, &Method::Register, "pw-proxy"));
         assert_eq!(pa.nc, Some(2));
 
-        let ch = challenge_response(401, "WWW-Authenticate", &[Challenge::new("elsewhere", "e", Algorithm::Md5)]);
+        let ch = challenge_response(
+            401,
+            "WWW-Authenticate",
+            &[Challenge::new("elsewhere", "e", Algorithm::Md5)],
+        );
         assert_eq!(
             client.on_response(&req, &ch, &mut rng),
-            AuthAction::GiveUp(AuthFailure::NoCredentials { realm: "elsewhere".into() })
+            AuthAction::GiveUp(AuthFailure::NoCredentials {
+                realm: "elsewhere".into()
+            })
         );
         let mut m = challenge_response(401, "WWW-Authenticate", &[]);
         m.headers.push("WWW-Authenticate", r#"Basic realm="x""#);
-        assert_eq!(client.on_response(&req, &m, &mut rng), AuthAction::GiveUp(AuthFailure::NoUsableChallenge));
+        assert_eq!(
+            client.on_response(&req, &m, &mut rng),
+            AuthAction::GiveUp(AuthFailure::NoUsableChallenge)
+        );
     }
 
     #[test]
@@ -1378,7 +1530,10 @@ mod tests {
             let mut c = Challenge::new("r", &format!("n{n}"), Algorithm::Md5);
             c.stale = n > 0;
             let ch = challenge_response(401, "WWW-Authenticate", &[c]);
-            outcomes.push(matches!(client.on_response(&req, &ch, &mut rng), AuthAction::Retry(_)));
+            outcomes.push(matches!(
+                client.on_response(&req, &ch, &mut rng),
+                AuthAction::Retry(_)
+            ));
         }
         assert_eq!(outcomes, vec![true, true, true, true, false, false]);
     }
