@@ -251,10 +251,10 @@ fn check_unique(params: &[RawParam<'_>], known: &[&str]) -> Result<(), DigestErr
 ///
 /// ```
 /// use siprtmp_core::sip::{Algorithm, Challenge};
-/// let c = Challenge::parse(
-///     r#"Digest realm="atlanta.example.com", nonce="ea9c8e88df84f1cec4341ae6cbe5a359",
-///        opaque="", algorithm=md5-sess, qop="auth,auth-int", stale=TRUE, x-ext="a\"b""#,
-/// )
+/// let c = Challenge::parse(concat!(
+///     r#"Digest realm="atlanta.example.com", nonce="ea9c8e88df84f1cec4341ae6cbe5a359", "#,
+///     r#"opaque="", algorithm=md5-sess, qop="auth,auth-int", stale=TRUE, x-ext="a\"b""#,
+/// ))
 /// .unwrap();
 /// assert_eq!(c.realm, "atlanta.example.com");
 /// assert_eq!(c.algorithm, Algorithm::Md5Sess);
@@ -1159,8 +1159,13 @@ mod tests {
 
     #[test]
     fn session_variants_and_no_qop_match_independent_computation() {
-        // Expected values computed with Python's hashlib (see the module tests' history):
-        // HA1 = H(H(user:realm:pw):nonce:cnonce), nc=00000002.
+        // Expected values computed independently with Python's hashlib:
+        //   H = lambda s, a: hashlib.new(a, s.encode()).hexdigest()
+        //   ha1 = H(H("alice:atlanta.example.com:zanzibar", a) + ":" + nonce + ":0a4f113b", a)
+        //   ha2 = H("REGISTER:sip:atlanta.example.com", a)
+        //   H(f"{ha1}:{nonce}:00000002:0a4f113b:auth:{ha2}", a)   # a = "md5" / "sha256"
+        // and likewise for the no-qop (H(ha1:nonce:ha2)) and auth-int (HA2 over
+        // method:uri:H(body)) cases below.
         let sess = |alg: &str| {
             let c = Challenge::parse(&format!(
                 r#"Digest realm="atlanta.example.com", nonce="ea9c8e88df84f1cec4341ae6cbe5a359", algorithm={alg}, qop="auth""#
@@ -1398,6 +1403,21 @@ mod tests {
                 realm: "biloxi.com".into()
             })
         );
+        // A fresh nonce without stale=true after our answer is a rejection too.
+        let mut client = DigestClient::new(client.store().clone());
+        assert!(matches!(
+            client.on_response(&req, &ch, &mut rng),
+            AuthAction::Retry(_)
+        ));
+        let ch2 = challenge_response(
+            401,
+            "WWW-Authenticate",
+            &[Challenge::new("biloxi.com", "n2", Algorithm::Md5)],
+        );
+        assert!(matches!(
+            client.on_response(&req, &ch2, &mut rng),
+            AuthAction::GiveUp(AuthFailure::Rejected { .. })
+        ));
     }
 
     #[test]

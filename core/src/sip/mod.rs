@@ -49,7 +49,8 @@ mod uri;
 mod via;
 
 pub use dialog::{
-    cancel_for, make_response, new_request, Dialog, DialogError, DialogState, NewRequest, SentBy,
+    cancel_for, make_response, new_request, Dialog, DialogError, DialogId, DialogState, NewRequest,
+    SentBy,
 };
 pub use digest::{
     Algorithm, AuthAction, AuthFailure, Authorization, Challenge, ChallengeKind, CredentialStore,
