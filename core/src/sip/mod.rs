@@ -1,7 +1,8 @@
 //! # SIP message layer (RFC 3261)
 //!
-//! Parsing and serialising SIP requests and responses, nothing more: no transactions, no
-//! dialogs, no transports. Bytes in, [`SipMessage`] out, and back.
+//! Parsing and serialising SIP requests and responses; on top of that, pure helpers for
+//! Digest authentication ([`digest`]) and dialogs and request/response construction
+//! ([`dialog`]). No transports. Bytes in, [`SipMessage`] out, and back.
 //!
 //! - [`parse_datagram`] parses one UDP datagram; [`StreamFramer`] frames messages out of a
 //!   TCP/TLS byte stream by Content-Length. Both are bounded by [`ParseLimits`] and return a
@@ -35,6 +36,8 @@
 //! assert_eq!(&msg.body()[..], b"v=0\n");
 //! ```
 
+pub mod dialog;
+pub mod digest;
 mod error;
 mod headers;
 mod lex;
@@ -45,6 +48,14 @@ mod parser;
 mod uri;
 mod via;
 
+pub use dialog::{
+    cancel_for, make_response, new_request, Dialog, DialogError, DialogId, DialogState, NewRequest,
+    SentBy,
+};
+pub use digest::{
+    Algorithm, AuthAction, AuthFailure, Authorization, Challenge, ChallengeKind, CredentialStore,
+    Credentials, DigestClient, DigestError, DigestRequest, Qop,
+};
 pub use error::{Limit, SipError};
 pub use headers::{expand_compact, is_list_header, same_header, CSeq, Contacts, Header, Headers};
 pub use message::{Method, Request, Response, SipMessage};
