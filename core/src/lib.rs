@@ -12,6 +12,7 @@
 
 pub mod amf;
 pub mod flv;
+pub mod media;
 pub mod node;
 pub mod rng;
 pub mod rtmp;
