@@ -25,6 +25,6 @@ pub use audio::{AudioError, RtmpToRtpAudio, RtpAudioCodec, RtpAudioFormat, RtpTo
 pub use avc_config::{AvcConfigError, AvcDecoderConfig};
 //TODO pub use flv_tunnel::{FlvTunnelError, FlvTunnelReceiver, FlvTunnelSender};
 //TODO pub use h264_depacketizer::{H264Depacketizer, H264DepacketizerConfig};
-//TODO pub use h264_packetizer::{H264Error, H264Packetizer, H264PacketizerConfig};
+pub use h264_packetizer::{H264Error, H264Packetizer, H264PacketizerConfig};
 pub use payload::RtpPayload;
 pub use timestamp::{rtmp_to_rtp, RtpTimeline};
