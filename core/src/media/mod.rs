@@ -23,7 +23,7 @@ pub mod timestamp;
 
 pub use audio::{AudioError, RtmpToRtpAudio, RtpAudioCodec, RtpAudioFormat, RtpToRtmpAudio};
 pub use avc_config::{AvcConfigError, AvcDecoderConfig};
-//TODO pub use flv_tunnel::{FlvTunnelError, FlvTunnelReceiver, FlvTunnelSender};
+pub use flv_tunnel::{FlvTunnelError, FlvTunnelReceiver, FlvTunnelSender};
 pub use h264_depacketizer::{H264Depacketizer, H264DepacketizerConfig};
 pub use h264_packetizer::{H264Error, H264Packetizer, H264PacketizerConfig};
 pub use payload::RtpPayload;
