@@ -113,7 +113,10 @@ impl fmt::Display for AudioError {
         match self {
             AudioError::Empty => f.write_str("empty audio message"),
             AudioError::CodecMismatch { flv_sound_format } => {
-                write!(f, "FLV sound format {flv_sound_format} is not the RTP codec")
+                write!(
+                    f,
+                    "FLV sound format {flv_sound_format} is not the RTP codec"
+                )
             }
             AudioError::Speex(e) => write!(f, "Speex: {e}"),
         }
@@ -250,7 +253,12 @@ impl RtpToRtmpAudio {
         let mut body = BytesMut::with_capacity(1 + packet.payload.len());
         body.put_u8(self.format.codec.flv_header());
         body.put_slice(&packet.payload);
-        Some(RtmpMessage::new(type_id::AUDIO, 0, timestamp, body.freeze()))
+        Some(RtmpMessage::new(
+            type_id::AUDIO,
+            0,
+            timestamp,
+            body.freeze(),
+        ))
     }
 }
 
@@ -323,7 +331,10 @@ mod tests {
         assert_eq!(rx.translate(&pkt(10, 167, 2), 0).unwrap().timestamp, 5020);
         // A new play re-anchors too.
         rx.reset();
-        assert_eq!(rx.translate(&pkt(11, 327, 2), 9000).unwrap().timestamp, 9000);
+        assert_eq!(
+            rx.translate(&pkt(11, 327, 2), 9000).unwrap().timestamp,
+            9000
+        );
         // Other payload types (telephone-event 101) are not audio.
         let mut dtmf = pkt(12, 327, 2);
         dtmf.payload_type = 101;

@@ -308,8 +308,13 @@ mod tests {
         out.iter()
             .enumerate()
             .map(|(i, p)| {
-                let mut pkt =
-                    RtpPacket::new(97, first_seq.wrapping_add(i as u16), p.timestamp, 1, p.to_bytes());
+                let mut pkt = RtpPacket::new(
+                    97,
+                    first_seq.wrapping_add(i as u16),
+                    p.timestamp,
+                    1,
+                    p.to_bytes(),
+                );
                 pkt.marker = p.marker;
                 pkt
             })
@@ -341,7 +346,8 @@ mod tests {
         assert_eq!(out.iter().filter(|p| p.marker).count(), 1);
         // Empty body: the header alone.
         out.clear();
-        tx.push(&RtmpMessage::new(8, 0, 0, Bytes::new()), &mut out).unwrap();
+        tx.push(&RtmpMessage::new(8, 0, 0, Bytes::new()), &mut out)
+            .unwrap();
         assert_eq!((out.len(), out[0].len(), out[0].marker), (1, 8, true));
     }
 

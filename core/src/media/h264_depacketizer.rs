@@ -216,8 +216,14 @@ impl H264Depacketizer {
         }
         let next = self.next_sequence.unwrap_or(packet.sequence);
         let key = |s: u16| s.wrapping_sub(next);
-        let at = self.held.partition_point(|h| key(h.sequence) < key(packet.sequence));
-        if self.held.get(at).is_some_and(|h| h.sequence == packet.sequence) {
+        let at = self
+            .held
+            .partition_point(|h| key(h.sequence) < key(packet.sequence));
+        if self
+            .held
+            .get(at)
+            .is_some_and(|h| h.sequence == packet.sequence)
+        {
             return; // duplicate of a held packet
         }
         self.held.insert(at, held);
@@ -248,11 +254,10 @@ impl H264Depacketizer {
     /// since the start, and the last request (if any) was at least
     /// `keyframe_request_interval` ago. Answering `true` counts as making the request.
     pub fn keyframe_needed(&mut self, now: Instant) -> bool {
-        let due = self
-            .last_request
-            .map_or(true, |t| {
-                now.saturating_duration_since(t) >= self.config.keyframe_request_interval
-            });
+        let due = match self.last_request {
+            Some(t) => now.saturating_duration_since(t) >= self.config.keyframe_request_interval,
+            None => true,
+        };
         if self.received && self.keyframe_wanted && due {
             self.last_request = Some(now);
             return true;
@@ -477,7 +482,9 @@ impl H264Depacketizer {
                 return;
             };
             if self.sent_config.as_ref() != Some(&(sps.clone(), pps.clone())) {
-                let Some(cfg) = AvcDecoderConfig::from_parameter_sets(vec![sps.clone()], vec![pps.clone()]) else {
+                let Some(cfg) =
+                    AvcDecoderConfig::from_parameter_sets(vec![sps.clone()], vec![pps.clone()])
+                else {
                     self.keyframe_wanted = true;
                     return;
                 };
@@ -487,7 +494,12 @@ impl H264Depacketizer {
                     self.keyframe_wanted = true;
                     return;
                 }
-                self.output.push_back(RtmpMessage::new(type_id::VIDEO, 0, timestamp, body.freeze()));
+                self.output.push_back(RtmpMessage::new(
+                    type_id::VIDEO,
+                    0,
+                    timestamp,
+                    body.freeze(),
+                ));
                 self.sent_config = Some((sps, pps));
             }
             self.waiting_for_keyframe = false;
@@ -495,8 +507,12 @@ impl H264Depacketizer {
             frame.body[0] = 0x17;
         }
         debug_assert!(frame.body.len() > FLV_HEADER_LEN);
-        self.output
-            .push_back(RtmpMessage::new(type_id::VIDEO, 0, timestamp, frame.body.freeze()));
+        self.output.push_back(RtmpMessage::new(
+            type_id::VIDEO,
+            0,
+            timestamp,
+            frame.body.freeze(),
+        ));
     }
 }
 
@@ -597,7 +613,10 @@ mod tests {
         assert_eq!((&cfg.sps[0][..], &cfg.pps[0][..]), (SPS, PPS));
         assert_eq!(&out[0].payload[..5], &[0x17, 0, 0, 0, 0]);
         assert_eq!(&out[1].payload[..5], &[0x17, 1, 0, 0, 0]);
-        assert_eq!(nals_of(&out[1].payload), vec![vec![0x65, 0x88, 1, 2, 3, 4, 5]]);
+        assert_eq!(
+            nals_of(&out[1].payload),
+            vec![vec![0x65, 0x88, 1, 2, 3, 4, 5]]
+        );
         assert_eq!((out[0].timestamp, out[1].timestamp), (500, 500));
         assert_eq!(out[2].payload[0], 0x27);
         assert_eq!(out[2].timestamp, 540);

@@ -135,10 +135,7 @@ impl AvcTag {
 
 /// Splits length-prefixed NAL units (`length_size` of 1 to 4 bytes) into slices of `data`,
 /// skipping empty ones. Validates everything before returning anything.
-pub fn split_nal_units(
-    data: &Bytes,
-    length_size: u8,
-) -> Result<SmallVec<[Bytes; 8]>, H264Error> {
+pub fn split_nal_units(data: &Bytes, length_size: u8) -> Result<SmallVec<[Bytes; 8]>, H264Error> {
     let size = usize::from(length_size.clamp(1, 4));
     let mut at = 0;
     let mut nals = SmallVec::new();
@@ -379,7 +376,10 @@ mod tests {
         let mut p = H264Packetizer::new(H264PacketizerConfig::default(), 0);
         let mut out = Vec::new();
         p.push(&seq_header(), 0, &mut out).unwrap();
-        assert_eq!(p.push(&tag(false, 0, &[&nal(0x41, 50)]), 0, &mut out), Ok(0));
+        assert_eq!(
+            p.push(&tag(false, 0, &[&nal(0x41, 50)]), 0, &mut out),
+            Ok(0)
+        );
         assert!(!p.started());
     }
 
@@ -408,7 +408,8 @@ mod tests {
         assert!(!out[0].marker && !out[1].marker && out[2].marker);
         // The next keyframe repeats the parameter sets; a delta frame does not.
         out.clear();
-        p.push(&tag(false, 0, &[&nal(0x41, 100)]), 40, &mut out).unwrap();
+        p.push(&tag(false, 0, &[&nal(0x41, 100)]), 40, &mut out)
+            .unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].body[0], 0x41);
         assert_eq!(out[0].timestamp, 40 * 90);
@@ -459,10 +460,12 @@ mod tests {
     fn composition_time_and_base_in_the_timestamp() {
         let mut p = H264Packetizer::new(H264PacketizerConfig::default(), 1000);
         let mut out = Vec::new();
-        p.push(&tag(true, 80, &[&nal(0x65, 10)]), 40, &mut out).unwrap();
+        p.push(&tag(true, 80, &[&nal(0x65, 10)]), 40, &mut out)
+            .unwrap();
         assert_eq!(out[0].timestamp, 1000 + 120 * 90);
         out.clear();
-        p.push(&tag(false, -40, &[&nal(0x41, 10)]), 40, &mut out).unwrap();
+        p.push(&tag(false, -40, &[&nal(0x41, 10)]), 40, &mut out)
+            .unwrap();
         assert_eq!(out[0].timestamp, 1000);
     }
 

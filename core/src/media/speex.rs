@@ -478,7 +478,12 @@ mod tests {
             Err(SpeexError::InvalidSubmode(6))
         );
         // Three layers.
-        let parts: Vec<_> = nb(0).into_iter().chain(wb(0)).chain(wb(0)).chain(wb(0)).collect();
+        let parts: Vec<_> = nb(0)
+            .into_iter()
+            .chain(wb(0))
+            .chain(wb(0))
+            .chain(wb(0))
+            .collect();
         assert_eq!(
             wideband_to_narrowband(&build(&parts), &mut out),
             Err(SpeexError::TooManyLayers)
@@ -493,7 +498,10 @@ mod tests {
             wideband_to_narrowband(&[0b0111_1111], &mut out),
             Err(SpeexError::NoFrames)
         );
-        assert_eq!(wideband_to_narrowband(&[], &mut out), Err(SpeexError::NoFrames));
+        assert_eq!(
+            wideband_to_narrowband(&[], &mut out),
+            Err(SpeexError::NoFrames)
+        );
         assert!(out.is_empty());
     }
 

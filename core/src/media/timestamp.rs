@@ -13,7 +13,7 @@
 /// ```
 /// use siprtmp_core::media::rtmp_to_rtp;
 /// assert_eq!(rtmp_to_rtp(20, 8000, 1000), 1160);
-/// assert_eq!(rtmp_to_rtp(1000, 90_000, u32::MAX), 89_999_999);
+/// assert_eq!(rtmp_to_rtp(1000, 90_000, u32::MAX), 89_999);
 /// ```
 pub fn rtmp_to_rtp(rtmp_ms: u32, clock_rate: u32, base: u32) -> u32 {
     let units = u64::from(rtmp_ms) * u64::from(clock_rate) / 1000;
@@ -78,7 +78,10 @@ impl RtpTimeline {
         // The signed 32-bit difference is the shortest way round the wrap.
         a.offset += i64::from(rtp.wrapping_sub(a.last_rtp) as i32);
         a.last_rtp = rtp;
-        let ms = a.offset.saturating_mul(1000).div_euclid(i64::from(self.clock_rate));
+        let ms = a
+            .offset
+            .saturating_mul(1000)
+            .div_euclid(i64::from(self.clock_rate));
         let t = i64::from(a.rtmp_ms) + ms;
         // RTMP time wraps at 2^32 ms like the RTP clock does.
         if t < 0 {
