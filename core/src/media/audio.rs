@@ -265,6 +265,20 @@ impl RtpToRtmpAudio {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_bodies_never_panic(data in proptest::collection::vec(any::<u8>(), 0..120)) {
+            let body = Bytes::from(data);
+            for format in [SPEEX_WB, SPEEX_NB, RtpAudioFormat::PCMU, RtpAudioFormat::PCMA] {
+                let mut tx = RtmpToRtpAudio::new(format, 0);
+                if let Ok(p) = tx.translate(&body, 0) {
+                    prop_assert!(p.body.len() < body.len());
+                }
+            }
+        }
+    }
 
     const SPEEX_WB: RtpAudioFormat = RtpAudioFormat {
         codec: RtpAudioCodec::SpeexWideband,
