@@ -173,7 +173,8 @@ impl AsyncStdDriver {
             if deadline != armed {
                 timer = deadline.map(|at| {
                     let wait = at.saturating_duration_since(Instant::now());
-                    Box::pin(async_std::task::sleep(wait)) as Pin<Box<dyn Future<Output = ()> + Send>>
+                    Box::pin(async_std::task::sleep(wait))
+                        as Pin<Box<dyn Future<Output = ()> + Send>>
                 });
                 armed = deadline;
             }
@@ -306,7 +307,11 @@ async fn read_loop(conn: ConnId, stream: TcpStream, tx: Sender<Message>) {
         match (&stream).read(&mut buf).await {
             Ok(0) => break,
             Ok(n) => {
-                if tx.send(Message::Received(conn, buf.split_to(n))).await.is_err() {
+                if tx
+                    .send(Message::Received(conn, buf.split_to(n)))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }

@@ -146,7 +146,11 @@ impl<T: Transport> NodeHost<T> {
     /// After a batch of inputs: fires the node's timer if due, carries out its outputs, and
     /// gives each dirty connection one vectored write.
     pub fn turn(&mut self, now: Instant) {
-        if self.node.poll_timeout().is_some_and(|deadline| deadline <= now) {
+        if self
+            .node
+            .poll_timeout()
+            .is_some_and(|deadline| deadline <= now)
+        {
             self.node.handle(now, Input::Timeout);
         }
         self.process_outputs(now);

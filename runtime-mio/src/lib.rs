@@ -152,7 +152,10 @@ impl MioDriver {
                     let conn = self.host.accept(now, peer, MioConnection(socket));
                     let interest = Interest::READABLE | Interest::WRITABLE;
                     let registered = match self.host.transport_mut(conn) {
-                        Some(c) => self.poll.registry().register(&mut c.0, token(conn), interest),
+                        Some(c) => self
+                            .poll
+                            .registry()
+                            .register(&mut c.0, token(conn), interest),
                         None => continue,
                     };
                     if let Err(e) = registered {

@@ -65,7 +65,11 @@ fn scratch(scenario: &str, runtime: Runtime) -> PathBuf {
 /// The connection the server gave the client whose local address is `client`.
 fn conn_of(server: &mut TestServer, client: SocketAddr) -> ConnId {
     assert!(
-        server.wait_for(1, STARTUP, |e| matches!(e, Event::Connected { peer, .. } if *peer == client)),
+        server.wait_for(
+            1,
+            STARTUP,
+            |e| matches!(e, Event::Connected { peer, .. } if *peer == client)
+        ),
         "no Connected event for {client}"
     );
     server
@@ -116,7 +120,11 @@ fn assert_receives_all_from_join(who: &str, source: &[Packet], got: &[Packet]) {
 /// Asserts that `got` is the whole of `source`, frame for frame.
 fn assert_receives_everything(who: &str, source: &[Packet], got: &[Packet]) {
     for kind in ["audio", "video"] {
-        assert_eq!(count(got, kind), count(source, kind), "{who}: {kind} frames");
+        assert_eq!(
+            count(got, kind),
+            count(source, kind),
+            "{who}: {kind} frames"
+        );
     }
     assert_receives_all_from_join(who, source, got);
 }
@@ -147,7 +155,10 @@ fn ffmpeg_publish_reaches_every_player(runtime: Runtime) {
     let passed_join = watcher.until(STARTUP, |e| {
         matches!(e, ClientEvent::Media(m) if m.type_id == type_id::VIDEO && m.timestamp >= LATE_JOIN_MS)
     });
-    assert!(passed_join.is_some(), "the stream never reached {LATE_JOIN_MS} ms");
+    assert!(
+        passed_join.is_some(),
+        "the stream never reached {LATE_JOIN_MS} ms"
+    );
     let late = ffmpeg_play(&url, &dir.join("late.flv"));
 
     publisher.finish(PUBLISH_TIME);
@@ -190,7 +201,11 @@ fn bad_bytes_close_only_that_client(runtime: Runtime) {
         .write_all(&[0x04, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0x09, 1, 0, 0, 0])
         .unwrap();
     assert!(
-        server.wait_for(1, STARTUP, |e| matches!(e, Event::Closing { conn, .. } if *conn == bad_conn)),
+        server.wait_for(
+            1,
+            STARTUP,
+            |e| matches!(e, Event::Closing { conn, .. } if *conn == bad_conn)
+        ),
         "the misbehaving client was not closed"
     );
     publisher.finish(PUBLISH_TIME);
@@ -203,7 +218,9 @@ fn bad_bytes_close_only_that_client(runtime: Runtime) {
         .filter(|e| matches!(e, Event::Closing { .. }))
         .collect();
     assert!(
-        closed.iter().all(|e| matches!(e, Event::Closing { conn, .. } if *conn == bad_conn)),
+        closed
+            .iter()
+            .all(|e| matches!(e, Event::Closing { conn, .. } if *conn == bad_conn)),
         "someone else was closed: {closed:?}"
     );
 }
@@ -236,7 +253,11 @@ fn stalled_player_is_dropped_and_harms_nobody(runtime: Runtime) {
     let dropped = server.wait_for(1, PUBLISH_TIME, |e| {
         matches!(e, Event::Closing { conn, reason } if *conn == stalled_conn && reason.contains("backlog"))
     });
-    assert!(dropped, "the stalled player was not disconnected: {:?}", server.events());
+    assert!(
+        dropped,
+        "the stalled player was not disconnected: {:?}",
+        server.events()
+    );
     publisher.finish(PUBLISH_TIME);
     reader.finish(STARTUP);
     assert_receives_everything("reading player", &source, &packets(&dir.join("reader.flv")));
@@ -300,7 +321,10 @@ fn silent_client_is_closed_by_the_ping_timeout(runtime: Runtime) {
         .iter()
         .filter(|e| matches!(e, Event::Closing { conn, .. } if *conn == answering_conn))
         .collect();
-    assert!(closings.is_empty(), "the answering client was closed: {closings:?}");
+    assert!(
+        closings.is_empty(),
+        "the answering client was closed: {closings:?}"
+    );
     drop((silent, answering));
 }
 
@@ -333,8 +357,9 @@ fn amf0_name(payload: &[u8]) -> String {
     match payload {
         [0x02, hi, lo, rest @ ..] => {
             let len = usize::from(u16::from_be_bytes([*hi, *lo]));
-            rest.get(..len)
-                .map_or("?".into(), |name| String::from_utf8_lossy(name).into_owned())
+            rest.get(..len).map_or("?".into(), |name| {
+                String::from_utf8_lossy(name).into_owned()
+            })
         }
         _ => "?".into(),
     }
@@ -364,42 +389,93 @@ fn status_codes_and_media_are_the_same(runtime: Runtime) {
     let mut server = TestServer::start_on(runtime, NodeConfig::default(), None);
     let media: Vec<RtmpMessage> = vec![
         // AVC sequence header, keyframe, AAC sequence header, AAC frame, inter frame.
-        RtmpMessage::new(type_id::VIDEO, 1, 0, Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x0d])),
-        RtmpMessage::new(type_id::VIDEO, 1, 0, Bytes::from_static(&[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65])),
-        RtmpMessage::new(type_id::AUDIO, 1, 0, Bytes::from_static(&[0xaf, 0, 0x12, 0x10])),
-        RtmpMessage::new(type_id::AUDIO, 1, 23, Bytes::from_static(&[0xaf, 1, 0x21, 0x10, 0x04])),
-        RtmpMessage::new(type_id::VIDEO, 1, 83, Bytes::from_static(&[0x27, 1, 0, 0, 0, 0, 0, 0, 1, 0x41])),
+        RtmpMessage::new(
+            type_id::VIDEO,
+            1,
+            0,
+            Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x0d]),
+        ),
+        RtmpMessage::new(
+            type_id::VIDEO,
+            1,
+            0,
+            Bytes::from_static(&[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65]),
+        ),
+        RtmpMessage::new(
+            type_id::AUDIO,
+            1,
+            0,
+            Bytes::from_static(&[0xaf, 0, 0x12, 0x10]),
+        ),
+        RtmpMessage::new(
+            type_id::AUDIO,
+            1,
+            23,
+            Bytes::from_static(&[0xaf, 1, 0x21, 0x10, 0x04]),
+        ),
+        RtmpMessage::new(
+            type_id::VIDEO,
+            1,
+            83,
+            Bytes::from_static(&[0x27, 1, 0, 0, 0, 0, 0, 0, 1, 0x41]),
+        ),
     ];
     let player_log = RefCell::new(Vec::new());
     let publisher_log = RefCell::new(Vec::new());
 
     let mut player = TcpRtmpClient::connect(server.addr, "live", None);
-    record(&mut player, &player_log, &media, |e| *e == ClientEvent::Connected);
+    record(&mut player, &player_log, &media, |e| {
+        *e == ClientEvent::Connected
+    });
     player.machine.create_stream();
     player.flush();
-    record(&mut player, &player_log, &media, |e| matches!(e, ClientEvent::StreamCreated(_)));
+    record(&mut player, &player_log, &media, |e| {
+        matches!(e, ClientEvent::StreamCreated(_))
+    });
     player.machine.play(1, "s1", -2.0);
     player.flush();
-    record(&mut player, &player_log, &media, is_status("NetStream.Play.Start"));
+    record(
+        &mut player,
+        &player_log,
+        &media,
+        is_status("NetStream.Play.Start"),
+    );
 
     let mut publisher = TcpRtmpClient::connect(server.addr, "live", None);
-    record(&mut publisher, &publisher_log, &media, |e| *e == ClientEvent::Connected);
+    record(&mut publisher, &publisher_log, &media, |e| {
+        *e == ClientEvent::Connected
+    });
     publisher.machine.create_stream();
     publisher.flush();
-    record(&mut publisher, &publisher_log, &media, |e| matches!(e, ClientEvent::StreamCreated(_)));
+    record(&mut publisher, &publisher_log, &media, |e| {
+        matches!(e, ClientEvent::StreamCreated(_))
+    });
     publisher.machine.publish(1, "s1");
     publisher.flush();
-    record(&mut publisher, &publisher_log, &media, is_status("NetStream.Publish.Start"));
+    record(
+        &mut publisher,
+        &publisher_log,
+        &media,
+        is_status("NetStream.Publish.Start"),
+    );
     for message in &media {
         publisher.machine.send_media(message);
     }
     publisher.flush();
     let last = media.len() - 1;
-    record(&mut player, &player_log, &media, |e| {
-        matches!(e, ClientEvent::Media(m) if m.payload == media[last].payload)
-    });
+    record(
+        &mut player,
+        &player_log,
+        &media,
+        |e| matches!(e, ClientEvent::Media(m) if m.payload == media[last].payload),
+    );
     drop(publisher);
-    record(&mut player, &player_log, &media, is_status("NetStream.Play.UnpublishNotify"));
+    record(
+        &mut player,
+        &player_log,
+        &media,
+        is_status("NetStream.Play.UnpublishNotify"),
+    );
 
     assert_eq!(
         publisher_log.into_inner(),
@@ -443,7 +519,13 @@ fn status_codes_and_media_are_the_same(runtime: Runtime) {
         .collect();
     assert_eq!(
         kinds,
-        ["connected", "play started", "connected", "publish started", "publish stopped"],
+        [
+            "connected",
+            "play started",
+            "connected",
+            "publish started",
+            "publish stopped"
+        ],
         "server events"
     );
 }
