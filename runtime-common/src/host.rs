@@ -249,3 +249,147 @@ impl<T: Transport> NodeHost<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use siprtmp_core::node::NodeConfig;
+
+    /// A socket whose kernel buffer takes `budget` more bytes, then says `WouldBlock` (or
+    /// fails, or takes nothing, as told).
+    #[derive(Default)]
+    struct FakeSocket {
+        budget: usize,
+        written: Vec<u8>,
+        writes: usize,
+        fail: bool,
+        zero: bool,
+    }
+
+    impl Transport for FakeSocket {
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.writes += 1;
+            if self.fail {
+                return Err(io::ErrorKind::ConnectionReset.into());
+            }
+            if self.zero {
+                return Ok(0);
+            }
+            if self.budget == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut n = 0;
+            for buf in bufs {
+                let take = buf.len().min(self.budget - n);
+                self.written.extend_from_slice(&buf[..take]);
+                n += take;
+            }
+            self.budget -= n;
+            Ok(n)
+        }
+    }
+
+    /// S0+S1+S2: what the node queues in answer to a C0+C1.
+    const HANDSHAKE_REPLY: usize = 1 + 1536 + 1536;
+
+    fn host_with_handshake(socket: FakeSocket) -> (NodeHost<FakeSocket>, ConnId, Instant) {
+        let now = Instant::now();
+        let mut host = NodeHost::new(Node::new(NodeConfig::default(), now, 9), None);
+        let conn = host.accept(now, "127.0.0.1:4000".parse().unwrap(), socket);
+        let mut c0c1 = vec![3u8];
+        c0c1.extend_from_slice(&[0; 1536]);
+        host.received(now, conn, c0c1.as_slice().into());
+        (host, conn, now)
+    }
+
+    #[test]
+    fn a_full_socket_waits_for_writable_then_resumes_where_it_stopped() {
+        let socket = FakeSocket {
+            budget: 1000,
+            ..FakeSocket::default()
+        };
+        let (mut host, conn, now) = host_with_handshake(socket);
+        host.turn(now);
+        // One partial write, a second attempt that hits WouldBlock, and no busy retry.
+        assert_eq!(host.transport_mut(conn).unwrap().writes, 2);
+        assert_eq!(host.node().queued_bytes(conn), HANDSHAKE_REPLY - 1000);
+        assert!(!host.has_pending_writes());
+        host.turn(now);
+        assert_eq!(
+            host.transport_mut(conn).unwrap().writes,
+            2,
+            "wrote without being told"
+        );
+
+        host.transport_mut(conn).unwrap().budget = 10_000;
+        host.writable(conn);
+        host.turn(now);
+        let socket = host.transport_mut(conn).unwrap();
+        assert_eq!(socket.written.len(), HANDSHAKE_REPLY);
+        assert_eq!(socket.written[0], 3, "S0 first: the bytes go out in order");
+        assert_eq!(host.node().queued_bytes(conn), 0);
+    }
+
+    #[test]
+    fn a_write_that_takes_nothing_is_retried_on_the_next_turn() {
+        let socket = FakeSocket {
+            zero: true,
+            ..FakeSocket::default()
+        };
+        let (mut host, conn, now) = host_with_handshake(socket);
+        host.turn(now);
+        assert!(host.has_pending_writes());
+        let socket = host.transport_mut(conn).unwrap();
+        socket.zero = false;
+        socket.budget = usize::MAX;
+        host.turn(now);
+        assert!(!host.has_pending_writes());
+        assert_eq!(host.node().queued_bytes(conn), 0);
+    }
+
+    #[test]
+    fn a_write_error_removes_the_connection_and_hands_back_its_transport() {
+        let socket = FakeSocket {
+            fail: true,
+            ..FakeSocket::default()
+        };
+        let (mut host, conn, now) = host_with_handshake(socket);
+        host.turn(now);
+        let closed: Vec<ConnId> = host.take_closed().map(|(c, _)| c).collect();
+        assert_eq!(closed, [conn]);
+        assert_eq!(host.connection_count(), 0);
+        assert_eq!(host.node().connection_count(), 0);
+        // Late input for the gone connection is ignored.
+        host.received(now, conn, BytesMut::from(&b"late"[..]));
+        host.writable(conn);
+        host.turn(now);
+        assert!(!host.has_pending_writes());
+    }
+
+    #[test]
+    fn a_peer_close_tells_the_node_and_hands_back_the_transport() {
+        let (mut host, conn, now) = host_with_handshake(FakeSocket::default());
+        host.peer_closed(now, conn);
+        assert_eq!(host.take_closed().count(), 1);
+        assert_eq!(host.node().connection_count(), 0);
+        host.peer_closed(now, conn);
+        assert_eq!(host.take_closed().count(), 0, "closed twice");
+    }
+
+    #[test]
+    fn a_handshake_deadline_closes_through_the_host() {
+        let (mut host, conn, now) = host_with_handshake(FakeSocket {
+            budget: usize::MAX,
+            ..FakeSocket::default()
+        });
+        host.turn(now);
+        let deadline = host.poll_timeout().expect("handshake deadline");
+        host.turn(deadline);
+        let closed: Vec<ConnId> = host.take_closed().map(|(c, _)| c).collect();
+        assert_eq!(
+            closed,
+            [conn],
+            "an unfinished handshake is closed at its deadline"
+        );
+    }
+}
