@@ -1,13 +1,65 @@
-//! A server under test: the mio driver on an ephemeral loopback port, in a thread, with its
-//! application events observable.
+//! A server under test: any of the four drivers on an ephemeral loopback port, in a thread,
+//! with its application events observable.
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::mpsc::{channel, Receiver};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use siprtmp_core::node::{Event, NodeConfig};
-use siprtmp_mio::{DriverConfig, MioDriver, Stopper};
+use siprtmp_driver_common::{DriverConfig, Stopper};
+
+/// The drivers a [`TestServer`] can run on; the conformance suite runs every scenario on each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// `siprtmp-mio`: one thread, one mio Poll.
+    Mio,
+    /// `siprtmp-tokio`: a current-thread tokio runtime.
+    Tokio,
+    /// `siprtmp-threads`: blocking sockets, reader and writer threads per connection.
+    Threads,
+    /// `siprtmp-async-std`: async-std (discontinued upstream, kept for the comparison).
+    AsyncStd,
+}
+
+impl Runtime {
+    /// Every driver.
+    pub const ALL: [Runtime; 4] = [
+        Runtime::Mio,
+        Runtime::Tokio,
+        Runtime::Threads,
+        Runtime::AsyncStd,
+    ];
+
+    /// Binds the driver, reports its address and stopper over `ready`, then runs it.
+    fn serve(
+        self,
+        config: DriverConfig,
+        node: NodeConfig,
+        ready: std::sync::mpsc::Sender<io::Result<(SocketAddr, Stopper)>>,
+    ) -> io::Result<()> {
+        macro_rules! serve {
+            ($driver:ty) => {{
+                let driver = match <$driver>::bind(config, node) {
+                    Ok(driver) => driver,
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                        return Ok(());
+                    }
+                };
+                let _ = ready.send(driver.local_addr().map(|a| (a, driver.stopper())));
+                driver.run()
+            }};
+        }
+        match self {
+            Runtime::Mio => serve!(siprtmp_mio::MioDriver),
+            Runtime::Tokio => serve!(siprtmp_tokio::TokioDriver),
+            Runtime::Threads => serve!(siprtmp_threads::ThreadsDriver),
+            Runtime::AsyncStd => serve!(siprtmp_async_std::AsyncStdDriver),
+        }
+    }
+}
 
 /// A running server; stopped and joined on drop.
 pub struct TestServer {
@@ -20,8 +72,13 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts a server with `node` settings and an optional `SO_SNDBUF`.
+    /// Starts a mio server with `node` settings and an optional `SO_SNDBUF`.
     pub fn start(node: NodeConfig, send_buffer: Option<usize>) -> Self {
+        Self::start_on(Runtime::Mio, node, send_buffer)
+    }
+
+    /// Starts a server on `runtime` with `node` settings and an optional `SO_SNDBUF`.
+    pub fn start_on(runtime: Runtime, node: NodeConfig, send_buffer: Option<usize>) -> Self {
         let (tx, events) = channel();
         let config = DriverConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -29,10 +86,17 @@ impl TestServer {
             seed: 7,
             events: Some(tx),
         };
-        let driver = MioDriver::bind(config, node).expect("bind test server");
-        let addr = driver.local_addr().unwrap();
-        let stopper = driver.stopper();
-        let thread = std::thread::spawn(move || driver.run().expect("driver run"));
+        let (ready_tx, ready) = channel();
+        // Each driver is built on the thread that runs it (so none needs to be `Send`); the
+        // test only needs its address and stopper back.
+        let thread = std::thread::Builder::new()
+            .name(format!("{runtime:?} server"))
+            .spawn(move || runtime.serve(config, node, ready_tx).expect("driver run"))
+            .expect("spawn server thread");
+        let (addr, stopper) = ready
+            .recv_timeout(Duration::from_secs(10))
+            .expect("server thread started")
+            .expect("bind test server");
         Self {
             addr,
             events,
