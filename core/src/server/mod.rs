@@ -73,10 +73,11 @@ impl RtmpServer {
         let id = self.sessions.next_id();
         let time = self.millis_since_epoch(now);
         let handshake = ServerHandshake::new(&mut self.rng, time);
-        let session = Session::new(id, peer, handshake, self.config.chunk_limits, now);
+        let mut session = Session::new(id, peer, handshake, self.config.chunk_limits, now);
+        let deadline = now + self.config.handshake_timeout;
+        session.next_check = deadline;
         self.sessions.insert(session);
-        self.timers
-            .push(Reverse((now + self.config.handshake_timeout, id.0)));
+        self.timers.push(Reverse((deadline, id.0)));
         id
     }
 
@@ -114,6 +115,9 @@ impl RtmpServer {
                     }
                     session.phase = Phase::Active;
                     session.last_rx = now;
+                    // From now on the ping schedule applies, not the handshake deadline.
+                    session.next_check = now + self.config.ping_interval;
+                    self.timers.push(Reverse((session.next_check, conn.0)));
                 }
                 Err(e) => {
                     self.close(conn, format!("handshake failed: {e}"));
@@ -307,7 +311,14 @@ impl RtmpServer {
                 break;
             }
             self.timers.pop();
-            self.check_liveness(now, ConnId(raw));
+            // A connection has one live timer; entries it replaced are skipped.
+            let current = self
+                .sessions
+                .get(ConnId(raw))
+                .is_some_and(|s| s.next_check == deadline);
+            if current {
+                self.check_liveness(now, ConnId(raw));
+            }
         }
     }
 
@@ -344,6 +355,7 @@ impl RtmpServer {
                 }
             }
         };
+        session.next_check = next;
         self.timers.push(Reverse((next, conn.0)));
     }
 

@@ -69,6 +69,8 @@ pub(crate) struct Session {
     pub streams: SmallVec<[(u32, StreamRole); 2]>,
     pub next_stream_id: u32,
     pub last_rx: Instant,
+    /// The deadline of the connection's one live timer entry (older entries are stale).
+    pub next_check: Instant,
     pub ping_sent: bool,
     pub rx_bytes: u64,
     pub rx_bytes_acked: u64,
@@ -98,6 +100,7 @@ impl Session {
             streams: SmallVec::new(),
             next_stream_id: 1,
             last_rx: now,
+            next_check: now,
             ping_sent: false,
             rx_bytes: 0,
             rx_bytes_acked: 0,
