@@ -36,6 +36,7 @@
 //! assert_eq!(&msg.body()[..], b"v=0\n");
 //! ```
 
+mod client_transaction;
 pub mod dialog;
 pub mod digest;
 mod error;
@@ -45,6 +46,12 @@ mod message;
 mod name_addr;
 mod params;
 mod parser;
+mod server_transaction;
+mod timers;
+mod transaction;
+mod transaction_key;
+mod transaction_layer;
+mod transport;
 mod uri;
 mod via;
 
@@ -62,5 +69,12 @@ pub use message::{Method, Request, Response, SipMessage};
 pub use name_addr::NameAddr;
 pub use params::Params;
 pub use parser::{parse_datagram, parse_datagram_with, ParseLimits, StreamFramer};
+pub use timers::{TimerConfig, TimerKind};
+pub use transaction::{TransactionEvent, TransactionId, TransactionState, Transmit, TxError};
+pub use transaction_layer::{Incoming, TransactionConfig, TransactionLayer};
+pub use transport::{
+    fill_received, fill_received_in, response_destination, response_is_ours, sent_by_of, stamp_via,
+    Destination, Transport, DEFAULT_PORT,
+};
 pub use uri::{Host, Scheme, SipUri, Uri};
 pub use via::{RPort, Via};
