@@ -617,6 +617,40 @@ fn two_xx_without_ack_reports_no_ack_after_64_t1() {
     );
 }
 
+#[test]
+fn ack_for_2xx_reusing_the_invite_branch_is_passed_up_too() {
+    let Answered {
+        mut b,
+        sid,
+        invite,
+        ok,
+        t0,
+        ..
+    } = answered_call();
+    let branch = as_request(&invite.bytes)
+        .headers
+        .top_via()
+        .unwrap()
+        .branch()
+        .unwrap()
+        .to_string();
+    let ack = ack_for(&as_response(&ok.bytes), &branch);
+    assert_eq!(
+        b.handle_incoming(
+            t0 + ms(100),
+            SipMessage::Request(ack),
+            Transport::Udp,
+            addr(ALICE)
+        ),
+        Incoming::AckFor2xx(sid)
+    );
+    assert!(
+        matches!(&events(&mut b)[..], [TransactionEvent::AckFor2xx { invite, .. }] if *invite == sid)
+    );
+    let (tx, _) = run(&mut b, t0, t0 + Duration::from_secs(60));
+    assert!(tx.is_empty());
+}
+
 /// An RFC 2543 INVITE: the branch has no magic cookie.
 fn rfc2543_request(method: &str, cseq_method: &str, to_tag: Option<&str>) -> Request {
     let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();

@@ -2,7 +2,10 @@
 //!
 //! Parsing and serialising SIP requests and responses; on top of that, pure helpers for
 //! Digest authentication ([`digest`]) and dialogs and request/response construction
-//! ([`dialog`]). No transports. Bytes in, [`SipMessage`] out, and back.
+//! ([`dialog`]), the transport rules of RFC 3261 18 / RFC 3581 (Via stamping, `received`,
+//! `rport`, where responses go: [`stamp_via`], [`fill_received`], [`response_destination`]),
+//! and the sans-IO [`TransactionLayer`] running the four RFC 3261 17 / RFC 6026 transaction
+//! machines on an injected clock. No sockets. Bytes in, [`SipMessage`] out, and back.
 //!
 //! - [`parse_datagram`] parses one UDP datagram; [`StreamFramer`] frames messages out of a
 //!   TCP/TLS byte stream by Content-Length. Both are bounded by [`ParseLimits`] and return a

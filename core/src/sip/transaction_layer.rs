@@ -487,6 +487,9 @@ impl TransactionLayer {
         request: Request,
     ) -> Incoming {
         let is_ack = request.method == Method::Ack;
+        // An ACK for a 2xx that reuses the INVITE's branch (some UAs do) lands here too.
+        let ack_for_2xx =
+            is_ack && self.entries.get(&id).map(Entry::state) == Some(TransactionState::Accepted);
         let next = self.drive(id, now, |e, fx| match &mut e.machine {
             Machine::InviteServer(t) if is_ack => t.on_ack(fx, request),
             Machine::InviteServer(t) => t.on_invite(fx),
@@ -496,7 +499,11 @@ impl TransactionLayer {
         if next == Some(Next::Terminate) {
             self.remove(id);
         }
-        Incoming::Matched(id)
+        if ack_for_2xx {
+            Incoming::AckFor2xx(id)
+        } else {
+            Incoming::Matched(id)
+        }
     }
 
     /// An ACK with no transaction of its own: the ACK for a 2xx (matched by dialog), or a
