@@ -2,7 +2,10 @@
 //!
 //! Parsing and serialising SIP requests and responses; on top of that, pure helpers for
 //! Digest authentication ([`digest`]) and dialogs and request/response construction
-//! ([`dialog`]). No transports. Bytes in, [`SipMessage`] out, and back.
+//! ([`dialog`]), the transport rules of RFC 3261 18 / RFC 3581 (Via stamping, `received`,
+//! `rport`, where responses go: [`stamp_via`], [`fill_received`], [`response_destination`]),
+//! and the sans-IO [`TransactionLayer`] running the four RFC 3261 17 / RFC 6026 transaction
+//! machines on an injected clock. No sockets. Bytes in, [`SipMessage`] out, and back.
 //!
 //! - [`parse_datagram`] parses one UDP datagram; [`StreamFramer`] frames messages out of a
 //!   TCP/TLS byte stream by Content-Length. Both are bounded by [`ParseLimits`] and return a
@@ -36,6 +39,7 @@
 //! assert_eq!(&msg.body()[..], b"v=0\n");
 //! ```
 
+mod client_transaction;
 pub mod dialog;
 pub mod digest;
 mod error;
@@ -45,6 +49,12 @@ mod message;
 mod name_addr;
 mod params;
 mod parser;
+mod server_transaction;
+mod timers;
+mod transaction;
+mod transaction_key;
+mod transaction_layer;
+mod transport;
 mod uri;
 mod via;
 
@@ -62,5 +72,12 @@ pub use message::{Method, Request, Response, SipMessage};
 pub use name_addr::NameAddr;
 pub use params::Params;
 pub use parser::{parse_datagram, parse_datagram_with, ParseLimits, StreamFramer};
+pub use timers::{TimerConfig, TimerKind};
+pub use transaction::{TransactionEvent, TransactionId, TransactionState, Transmit, TxError};
+pub use transaction_layer::{Incoming, TransactionConfig, TransactionLayer};
+pub use transport::{
+    fill_received, fill_received_in, response_destination, response_is_ours, sent_by_of, stamp_via,
+    Destination, Transport, DEFAULT_PORT,
+};
 pub use uri::{Host, Scheme, SipUri, Uri};
 pub use via::{RPort, Via};
