@@ -99,6 +99,7 @@
 
 pub mod amf;
 pub mod flv;
+pub mod gateway;
 pub mod media;
 pub mod node;
 pub mod rng;
