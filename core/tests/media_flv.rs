@@ -2,7 +2,6 @@
 //! (packetize every video tag, depacketize in order and shuffled) and Speex wideband to
 //! narrowband on every audio tag.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -13,33 +12,9 @@ use siprtmp_core::media::{
 };
 use siprtmp_core::rng::SeededRng;
 use siprtmp_core::rtp::RtpPacket;
+use support::{flv_tags, media};
 
-fn media(name: &str) -> Bytes {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for dir in ["../../shared/media", "../shared/media"] {
-        let p = root.join(dir).join(name);
-        if let Ok(data) = std::fs::read(&p) {
-            return Bytes::from(data);
-        }
-    }
-    panic!("test media {name} not found under ../../shared/media");
-}
-
-/// (tag type, timestamp, body) of every tag of an FLV file.
-fn flv_tags(file: &Bytes) -> Vec<(u8, u32, Bytes)> {
-    assert_eq!(&file[..3], b"FLV");
-    let mut at = u32::from_be_bytes(file[5..9].try_into().unwrap()) as usize + 4;
-    let mut tags = Vec::new();
-    while at + 11 <= file.len() {
-        let kind = file[at];
-        let size = u32::from_be_bytes([0, file[at + 1], file[at + 2], file[at + 3]]) as usize;
-        let ts = u32::from_be_bytes([file[at + 7], file[at + 4], file[at + 5], file[at + 6]]);
-        let body = file.slice(at + 11..at + 11 + size);
-        tags.push((kind, ts, body));
-        at += 11 + size + 4;
-    }
-    tags
-}
+mod support;
 
 /// NAL units of an AVC NALU tag body (4-byte lengths), without parameter sets.
 fn nals(body: &[u8]) -> Vec<Vec<u8>> {

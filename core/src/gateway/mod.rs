@@ -11,3 +11,4 @@
 
 pub mod client_api;
 pub mod codecs;
+pub mod media_bridge;
