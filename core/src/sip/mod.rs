@@ -55,6 +55,7 @@ mod transaction;
 mod transaction_key;
 mod transaction_layer;
 mod transport;
+pub mod ua;
 mod uri;
 mod via;
 
@@ -79,5 +80,6 @@ pub use transport::{
     fill_received, fill_received_in, response_destination, response_is_ours, sent_by_of, stamp_via,
     Destination, Transport, DEFAULT_PORT,
 };
+pub use ua::{CallId, UaConfig, UaError, UaEvent, UaStats, UserAgent};
 pub use uri::{Host, Scheme, SipUri, Uri};
 pub use via::{RPort, Via};
