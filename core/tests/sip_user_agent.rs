@@ -898,3 +898,50 @@ proptest! {
         ua.handle_timeout(now + Duration::from_secs(100));
     }
 }
+
+#[test]
+fn invite_answers_one_proxy_challenge() {
+    let mut a = config("sip:alice@127.0.0.1", ALICE);
+    a.credentials = Some(Credentials::new("alice", "secret"));
+    let mut alice = UserAgent::new(a, 5);
+    let now = Instant::now();
+    let call = alice
+        .invite(now, bob_uri(), Bytes::from_static(b"v=0\r\n"))
+        .unwrap();
+    let (_, first) = alice.poll_transmit().unwrap();
+    let SipMessage::Request(first) = parse_datagram(&first).unwrap() else {
+        panic!()
+    };
+    let challenge = |req: &Request| {
+        let mut r = make_response(req, 407, "Proxy Authentication Required", Some("px"));
+        let c = Challenge::new("proxy.test", "n0nce", Algorithm::Md5);
+        r.headers.push("Proxy-Authenticate", &c.to_string());
+        SipMessage::Response(r).to_bytes()
+    };
+    alice.handle_datagram(now, addr(BOB), challenge(&first));
+    // The transaction ACKs the 407, then the retry goes out with credentials and CSeq 2.
+    let mut sent = Vec::new();
+    while let Some((_, d)) = alice.poll_transmit() {
+        sent.push(parse_datagram(&d).unwrap());
+    }
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0].method(), Some(&Method::Ack));
+    let SipMessage::Request(retry) = sent[1].clone() else {
+        panic!()
+    };
+    assert_eq!(retry.method, Method::Invite);
+    assert_eq!(retry.headers.cseq().unwrap().seq, 2);
+    assert_eq!(
+        retry.headers.call_id().unwrap(),
+        first.headers.call_id().unwrap()
+    );
+    let auth = Authorization::parse(retry.headers.get("Proxy-Authorization").unwrap()).unwrap();
+    assert!(digest::verify(&auth, &Method::Invite, "secret"));
+    assert_eq!(alice.poll_event(), None);
+    // A second challenge is final: Rejected with 407.
+    alice.handle_datagram(now, addr(BOB), challenge(&retry));
+    assert!(matches!(
+        alice.poll_event(),
+        Some(UaEvent::Rejected { call: c, status: 407, .. }) if c == call
+    ));
+}
