@@ -71,7 +71,14 @@ fn deliver(
     got: &mut Vec<FromFarEnd>,
 ) {
     for d in rtp.drain(..) {
-        b.from_far_end(now, d.leg, d.rtcp, d.datagram.to_bytes(), got);
+        b.from_far_end(
+            now,
+            d.leg,
+            d.rtcp,
+            d.destination,
+            d.datagram.to_bytes(),
+            got,
+        );
     }
 }
 

@@ -118,6 +118,10 @@ pub struct MediaBridge {
     epoch: Instant,
     last_audio_rtp: u32,
     scratch: Vec<RtpPayload>,
+    /// False while the far end holds the call (we must not send).
+    sending: bool,
+    /// Whether each leg has latched to the source of the far end's first packet.
+    latched: [bool; 2],
 }
 
 impl std::fmt::Debug for MediaBridge {
@@ -214,7 +218,38 @@ impl MediaBridge {
             epoch: now,
             last_audio_rtp: 0,
             scratch: Vec::new(),
+            sending: true,
+            latched: [false; 2],
         })
+    }
+
+    /// Stops (on hold) or resumes sending to the far end.
+    pub fn set_sending(&mut self, sending: bool) {
+        self.sending = sending;
+    }
+
+    /// Where `leg`'s RTP goes.
+    pub fn remote(&self, leg: Leg) -> Option<SocketAddr> {
+        match leg {
+            Leg::Audio => self.audio.as_ref().map(|a| a.setup.remote),
+            Leg::Video => self.video.as_ref().map(|v| v.setup.remote),
+        }
+    }
+
+    /// Sends `leg`'s RTP somewhere else (a re-INVITE moved it).
+    pub fn set_remote(&mut self, leg: Leg, remote: SocketAddr) {
+        match leg {
+            Leg::Audio => {
+                if let Some(a) = &mut self.audio {
+                    a.setup.remote = remote;
+                }
+            }
+            Leg::Video => {
+                if let Some(v) = &mut self.video {
+                    v.setup.remote = remote;
+                }
+            }
+        }
     }
 
     /// Milliseconds since the bridge started: the clock of the client's `remote` stream.
@@ -224,6 +259,9 @@ impl MediaBridge {
 
     /// A message the client published on `local`: the RTP packets it becomes.
     pub fn from_client(&mut self, now: Instant, msg: &RtmpMessage, out: &mut Vec<OutgoingRtp>) {
+        if !self.sending {
+            return;
+        }
         match msg.type_id {
             type_id::AUDIO => {
                 let Some(leg) = &mut self.audio else { return };
@@ -293,10 +331,18 @@ impl MediaBridge {
         now: Instant,
         leg: Leg,
         rtcp: bool,
+        source: SocketAddr,
         data: Bytes,
         out: &mut Vec<FromFarEnd>,
     ) {
         let rtmp_now = self.rtmp_now(now);
+        // Symmetric RTP (peers behind NAT): the first valid RTP packet on a leg decides where
+        // that leg's media goes, whatever the SDP said.
+        let slot = leg as usize;
+        if !rtcp && !self.latched[slot] && RtpPacket::parse(data.clone()).is_ok() {
+            self.latched[slot] = true;
+            self.set_remote(leg, source);
+        }
         if rtcp {
             match leg {
                 Leg::Audio => {
@@ -328,7 +374,7 @@ impl MediaBridge {
                     return;
                 }
                 if packet.payload_type != a.setup.receive_pt
-                    || a.session.receive(now, &packet) != ReceiveOutcome::Accepted
+                    || !accept(&mut a.session, now, &packet)
                 {
                     return;
                 }
@@ -339,7 +385,7 @@ impl MediaBridge {
             Leg::Video => {
                 let Some(v) = &mut self.video else { return };
                 if packet.payload_type != v.setup.receive_pt
-                    || v.session.receive(now, &packet) != ReceiveOutcome::Accepted
+                    || !accept(&mut v.session, now, &packet)
                 {
                     return;
                 }
@@ -382,7 +428,7 @@ impl MediaBridge {
 
     /// Due work: telephone-event packets, RTCP reports, and video frames held for reordering.
     pub fn poll(&mut self, now: Instant, out: &mut Vec<OutgoingRtp>, back: &mut Vec<FromFarEnd>) {
-        if let (Some(a), Some((pt, _))) = (&mut self.audio, self.dtmf) {
+        if let (Some(a), Some((pt, _)), true) = (&mut self.audio, self.dtmf, self.sending) {
             let mut i = 0;
             while i < self.dtmf_pending.len() {
                 if self.dtmf_pending[i].0 > now {
@@ -448,6 +494,12 @@ impl MediaBridge {
             }
         }
     }
+}
+
+/// Whether to use a packet from the far end. Echo peers (sipp's `-rtp_echo`, test rigs) send
+/// our own packets back with our SSRC: that is their stream, not an SSRC collision.
+fn accept(session: &mut RtpSession, now: Instant, packet: &RtpPacket) -> bool {
+    packet.ssrc == session.ssrc() || session.receive(now, packet) == ReceiveOutcome::Accepted
 }
 
 fn rtcp(leg: Leg, remote: SocketAddr, report: Bytes) -> OutgoingRtp {

@@ -9,6 +9,7 @@
 //! The per-connection call machine that joins these to the SIP user agent
 //! ([`crate::sip`]) and the media translators ([`crate::media`]) is being built on top.
 
+pub mod call_session;
 pub mod client_api;
 pub mod codecs;
 pub mod media_bridge;
