@@ -70,7 +70,10 @@ fn fan_out(c: &mut Criterion) {
         },
     );
     let queued: usize = players.iter().map(|&p| node.queued_bytes(p)).sum();
-    assert!(queued >= PLAYERS * PAYLOAD, "every player got the frame ({queued} bytes)");
+    assert!(
+        queued >= PLAYERS * PAYLOAD,
+        "every player got the frame ({queued} bytes)"
+    );
     for &p in &players {
         let bytes = node.queued_bytes(p);
         node.handle(now, Input::Drained { conn: p, bytes });

@@ -11,9 +11,11 @@
 #![forbid(unsafe_code)]
 
 pub mod amf;
+pub mod decision;
 pub mod flv;
 pub mod node;
 pub mod rng;
 pub mod rtmp;
 pub mod server;
+pub mod storage;
 pub mod testkit;

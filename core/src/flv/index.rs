@@ -170,11 +170,15 @@ impl FileScanner {
             tag_type::SCRIPT => self.summary.metadata.is_none(),
             tag_type::VIDEO => {
                 self.summary.video_config.is_none()
-                    && first.and_then(classify_video).is_some_and(|v| v.sequence_header)
+                    && first
+                        .and_then(classify_video)
+                        .is_some_and(|v| v.sequence_header)
             }
             tag_type::AUDIO => {
                 self.summary.audio_config.is_none()
-                    && first.and_then(classify_audio).is_some_and(|a| a.sequence_header)
+                    && first
+                        .and_then(classify_audio)
+                        .is_some_and(|a| a.sequence_header)
             }
             _ => false,
         }
@@ -186,8 +190,8 @@ impl FileScanner {
         if self.done || offset != self.next {
             return Ok(());
         }
-        let at_eof = offset + data.len() as u64 >= self.size
-            || data.len() < SCAN_BLOCK.max(self.need);
+        let at_eof =
+            offset + data.len() as u64 >= self.size || data.len() < SCAN_BLOCK.max(self.need);
         if !self.header_done {
             let Some(header) = FileHeader::parse(data)? else {
                 self.done = true;
@@ -263,8 +267,7 @@ impl FileScanner {
                 self.media(header.timestamp);
                 if keep {
                     self.summary.video_config = Some(tag());
-                } else if classify_video(first).is_some_and(|v| v.keyframe && !v.sequence_header)
-                {
+                } else if classify_video(first).is_some_and(|v| v.keyframe && !v.sequence_header) {
                     self.summary.index.push(header.timestamp, self.next);
                 }
             }
@@ -345,7 +348,10 @@ mod tests {
         assert_eq!(s.first_tag, 13);
         assert_eq!(&s.metadata.unwrap().body[..], b"meta");
         assert_eq!(&s.video_config.unwrap().body[..], &[0x17, 0x00, 1, 2]);
-        assert_eq!(s.audio_config.unwrap().offset, 13 + meta.len() as u64 + avc.len() as u64);
+        assert_eq!(
+            s.audio_config.unwrap().offset,
+            13 + meta.len() as u64 + avc.len() as u64
+        );
         assert_eq!(s.index.entries(), &[(0, key1), (80, key2)]);
         assert_eq!(s.last_timestamp, 80);
         assert_eq!(s.end, end);

@@ -75,7 +75,10 @@ pub fn locate(body: &[u8]) -> MetadataBody {
     };
     let mut input = body;
     let mut decoder = Amf0Decoder::new();
-    if decoder.decode(&mut input).ok().and_then(|v| v.as_str().map(str::to_owned))
+    if decoder
+        .decode(&mut input)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
         != Some("onMetaData".to_owned())
     {
         return found;
@@ -87,7 +90,9 @@ pub fn locate(body: &[u8]) -> MetadataBody {
         _ => return found,
     }
     loop {
-        let Some(len) = input.get(..2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        let Some(len) = input
+            .get(..2)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
         else {
             return found;
         };

@@ -7,9 +7,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::tag::{
-    FileHeader, FlvError, TagHeader, PREVIOUS_TAG_SIZE_LEN, TAG_HEADER_LEN,
-};
+use super::tag::{FileHeader, FlvError, TagHeader, PREVIOUS_TAG_SIZE_LEN, TAG_HEADER_LEN};
 
 /// One tag read from a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,7 +178,10 @@ mod tests {
         let mut r = FlvReader::new(100);
         r.push(&file);
         let tag = r.next_tag().unwrap().unwrap();
-        assert_eq!((tag.offset, tag.timestamp, &tag.body[..]), (16, 7, &[1][..]));
+        assert_eq!(
+            (tag.offset, tag.timestamp, &tag.body[..]),
+            (16, 7, &[1][..])
+        );
         assert_eq!(r.next_tag().unwrap(), None);
         assert_eq!(r.wanted_offset(), file.len() as u64);
     }
