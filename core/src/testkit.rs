@@ -102,7 +102,9 @@ impl MemoryFs {
                 let growth = end.saturating_sub(contents.len());
                 let room = self.capacity.map_or(usize::MAX, |c| c.saturating_sub(used));
                 let fits = if growth > room {
-                    data.len() - (growth - room)
+                    (contents.len() + room)
+                        .saturating_sub(offset)
+                        .min(data.len())
                 } else {
                     data.len()
                 };
@@ -145,6 +147,8 @@ pub struct MemoryClient {
     pub closed: bool,
     /// A muted client neither sends nor reads: a peer that went silent (or a frozen reader).
     pub muted: bool,
+    /// Every byte the node sent this client, when [`MemoryNet::keep_raw`] is set.
+    pub raw: Vec<u8>,
     inbox: BytesMut,
 }
 
@@ -162,6 +166,8 @@ pub struct MemoryNet {
     pub fs: MemoryFs,
     /// Events the node emitted, in order (when `record_events` is set).
     pub node_events: Vec<Event>,
+    /// Keep a copy of the bytes each client receives (in [`MemoryClient::raw`]).
+    pub keep_raw: bool,
 }
 
 impl MemoryNet {
@@ -174,6 +180,7 @@ impl MemoryNet {
             record_events: true,
             fs: MemoryFs::default(),
             node_events: Vec::new(),
+            keep_raw: false,
         }
     }
 
@@ -222,6 +229,7 @@ impl MemoryNet {
             events: Vec::new(),
             closed: false,
             muted: false,
+            raw: Vec::new(),
             inbox: BytesMut::new(),
         });
         self.clients.len() - 1
@@ -251,6 +259,20 @@ impl MemoryNet {
                 match out {
                     Output::Close { conn } => {
                         if let Some(c) = self.clients.iter_mut().find(|c| c.conn == conn) {
+                            // As a driver does: what is queued is written before the close.
+                            if !c.muted && !c.closed {
+                                let before = c.inbox.len();
+                                drain_into(&mut self.node, now, c.conn, &mut c.inbox);
+                                if self.keep_raw {
+                                    c.raw.extend_from_slice(&c.inbox[before..]);
+                                }
+                                let _ = c.client.received(&mut c.inbox);
+                                while let Some(event) = c.client.poll_event() {
+                                    if self.record_events {
+                                        c.events.push(event);
+                                    }
+                                }
+                            }
                             c.closed = true;
                         }
                         self.node.handle(now, Input::Closed { conn });
@@ -269,9 +291,13 @@ impl MemoryNet {
                 if c.closed || c.muted {
                     continue;
                 }
+                let before = c.inbox.len();
                 let drained = drain_into(&mut self.node, now, c.conn, &mut c.inbox);
                 if drained == 0 {
                     continue;
+                }
+                if self.keep_raw {
+                    c.raw.extend_from_slice(&c.inbox[before..]);
                 }
                 moved = true;
                 if c.client.received(&mut c.inbox).is_err() {

@@ -268,11 +268,10 @@ impl Recorder {
         };
         if kind == type_id::VIDEO {
             match classify_video(payload) {
-                Some(v) if v.sequence_header => {
-                    if self.summary.video_config.is_none() {
-                        self.summary.video_config = Some(tag());
-                    }
+                Some(v) if v.sequence_header && self.summary.video_config.is_none() => {
+                    self.summary.video_config = Some(tag());
                 }
+                Some(v) if v.sequence_header => {}
                 Some(v) if v.keyframe => self.summary.index.push(file_ts, tag_at),
                 _ => {}
             }

@@ -438,7 +438,7 @@ impl RtmpServer {
             let due = vod.clock.0 + Duration::from_millis(ahead.saturating_sub(burst));
             if due > now {
                 vod.peeked = Some(tag);
-                if vod.timer.map_or(true, |t| t > due) {
+                if vod.timer.is_none_or(|t| t > due) {
                     vod.timer = Some(due);
                     self.timers
                         .push(std::cmp::Reverse((due, Timer::Vod(file.0))));
