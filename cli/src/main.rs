@@ -1,6 +1,7 @@
 //! The `siprtmp` binary: parses flags and the optional config file, sets up logging, and runs
 //! the node on the chosen driver until SIGINT or SIGTERM.
 
+mod auth;
 mod config;
 
 use std::net::IpAddr;
@@ -37,6 +38,10 @@ struct Flags {
     /// TOML configuration file; flags override it.
     #[arg(short = 'c', long = "config")]
     config: Option<PathBuf>,
+    /// Record every publish to this application to ROOT/APP/NAME.flv (repeatable; the same
+    /// as `record = "all"` in `[apps.APP]`).
+    #[arg(long = "record-all", value_name = "APP")]
+    record_all: Vec<String>,
     /// Event loop to run on.
     #[arg(long, value_enum, default_value_t = Runtime::Mio)]
     runtime: Runtime,
@@ -71,17 +76,23 @@ fn run(flags: Flags) -> Result<(), String> {
         .clone()
         .or_else(|| file.root.clone())
         .unwrap_or_else(|| PathBuf::from("media"));
-    let node_config = file.rtmp.node_config()?;
+    let node_config = file.node_config(&flags.record_all)?;
+    let rules = file.rules()?;
     let driver_config = DriverConfig {
         listen,
         send_buffer: file.rtmp.send_buffer,
         seed: file.seed.unwrap_or_else(seed_from_os),
         events: None,
+        root: root.clone(),
     };
     match flags.runtime {
         Runtime::Mio => {
-            let driver = MioDriver::bind(driver_config, node_config)
+            let mut driver = MioDriver::bind(driver_config, node_config)
                 .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            if rules.is_active() {
+                let mut authorizer = auth::Authorizer::new(rules);
+                driver = driver.with_decider(Box::new(move |event| authorizer.on_event(event)));
+            }
             let bound = driver.local_addr().map_err(|e| e.to_string())?;
             tracing::info!(
                 "RTMP listening on {bound} (runtime mio, root {})",

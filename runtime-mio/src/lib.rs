@@ -4,9 +4,13 @@
 //! moves bytes, drained counts and timer expiry between sockets and the node; every protocol
 //! decision is the node's.
 //!
-//! Per wake-up: read every readable socket to `WouldBlock` and feed the bytes in; fire the
-//! node's timer if due; then write each connection that has queued segments with one `writev`
-//! and report how many bytes the kernel took.
+//! Per wake-up: read every readable socket to `WouldBlock` and feed the bytes in; feed the
+//! completed file requests in; fire the node's timer if due; then write each connection that
+//! has queued segments with one `writev` and report how many bytes the kernel took.
+//!
+//! File requests (recording, video on demand) run on a background thread ([`file_io`]) that
+//! wakes the poll when they complete. Decisions ([`Event::Decide`]) are answered by the
+//! decider installed with [`MioDriver::with_decider`] (everything is accepted without one).
 //!
 //! ```no_run
 //! use siprtmp_mio::{MioDriver, DriverConfig};
@@ -18,16 +22,29 @@
 //! driver.run().unwrap();
 //! ```
 
+pub mod file_io;
+
 use std::collections::HashMap;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use siprtmp_core::node::{ConnId, Event, Input, Node, NodeConfig, Output};
+use siprtmp_core::node::{ConnId, Decision, Event, Input, Node, NodeConfig, Output, RequestId};
+
+use file_io::FileExecutor;
+
+/// Answers [`Event::Decide`] events: it sees every event (to count connections, say) and
+/// returns an answer for the decisions it can make at once.
+pub type Decider = Box<dyn FnMut(&Event) -> Option<(RequestId, Decision)> + Send>;
+
+/// How long a stopping driver waits for file requests (recordings being finished) to complete.
+const SHUTDOWN_FILE_GRACE: Duration = Duration::from_secs(5);
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
@@ -48,6 +65,8 @@ pub struct DriverConfig {
     pub seed: u64,
     /// Where application events go besides the log (for embedding applications and tests).
     pub events: Option<std::sync::mpsc::Sender<Event>>,
+    /// Directory that recorded and played files live under.
+    pub root: PathBuf,
 }
 
 impl Default for DriverConfig {
@@ -57,6 +76,7 @@ impl Default for DriverConfig {
             send_buffer: None,
             seed: 0x5eed,
             events: None,
+            root: PathBuf::from("media"),
         }
     }
 }
@@ -65,11 +85,14 @@ impl Default for DriverConfig {
 #[derive(Clone)]
 pub struct Stopper {
     waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
 }
 
 impl Stopper {
-    /// Asks the driver to close every connection and return from [`MioDriver::run`].
+    /// Asks the driver to close every connection, finish its files and return from
+    /// [`MioDriver::run`].
     pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
         // A failed wake means the poll is gone already: nothing left to stop.
         let _ = self.waker.wake();
     }
@@ -92,6 +115,9 @@ pub struct MioDriver {
     read_buf: BytesMut,
     /// Connections marked dirty since the last flush (each once).
     dirty: Vec<ConnId>,
+    files: FileExecutor,
+    decider: Option<Decider>,
+    stop: Arc<AtomicBool>,
 }
 
 fn token(conn: ConnId) -> Token {
@@ -108,6 +134,10 @@ impl MioDriver {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let node = Node::new(node_config, Instant::now(), config.seed);
+        let files_waker = waker.clone();
+        let files = FileExecutor::start(config.root.clone(), move || {
+            let _ = files_waker.wake();
+        })?;
         Ok(Self {
             poll,
             listener,
@@ -117,7 +147,17 @@ impl MioDriver {
             config,
             read_buf: BytesMut::zeroed(READ_CHUNK),
             dirty: Vec::new(),
+            files,
+            decider: None,
+            stop: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Installs the decider that answers [`Event::Decide`] (use with
+    /// [`NodeConfig::decisions`] on).
+    pub fn with_decider(mut self, decider: Decider) -> Self {
+        self.decider = Some(decider);
+        self
     }
 
     /// The address actually bound (useful with port 0).
@@ -129,6 +169,7 @@ impl MioDriver {
     pub fn stopper(&self) -> Stopper {
         Stopper {
             waker: self.waker.clone(),
+            stop: self.stop.clone(),
         }
     }
 
@@ -149,11 +190,10 @@ impl MioDriver {
                 Err(e) => return Err(e),
             }
             let now = Instant::now();
-            let mut stop = false;
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(now),
-                    WAKER => stop = true,
+                    WAKER => {}
                     Token(raw) => {
                         let conn = ConnId(raw as u64);
                         if event.is_readable() || event.is_read_closed() {
@@ -165,13 +205,11 @@ impl MioDriver {
                     }
                 }
             }
-            if stop {
-                tracing::info!(
-                    "shutting down: closing {} connections",
-                    self.connections.len()
-                );
+            if self.stop.load(Ordering::SeqCst) {
+                self.shutdown(now);
                 return Ok(());
             }
+            self.file_completions(now);
             if self
                 .node
                 .poll_timeout()
@@ -182,6 +220,42 @@ impl MioDriver {
             self.process_outputs(now);
             self.flush_dirty(now);
             self.process_outputs(now);
+        }
+    }
+
+    /// Feeds completed file requests in.
+    fn file_completions(&mut self, now: Instant) {
+        while let Some((file, result)) = self.files.try_completion() {
+            self.node.handle(now, Input::FileDone { file, result });
+        }
+    }
+
+    /// Closes every connection, then lets the node finish its files (recordings get their
+    /// metadata patched) for up to [`SHUTDOWN_FILE_GRACE`].
+    fn shutdown(&mut self, now: Instant) {
+        tracing::info!(
+            "shutting down: closing {} connections",
+            self.connections.len()
+        );
+        let conns: Vec<ConnId> = self.connections.keys().copied().collect();
+        for conn in conns {
+            self.drop_connection(now, conn);
+        }
+        let deadline = Instant::now() + SHUTDOWN_FILE_GRACE;
+        loop {
+            self.process_outputs(now);
+            if self.files.outstanding() == 0 {
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !self.files.wait_idle(left) {
+                tracing::warn!(
+                    "{} file requests unfinished at exit",
+                    self.files.outstanding()
+                );
+                return;
+            }
+            self.file_completions(Instant::now());
         }
     }
 
@@ -269,8 +343,19 @@ impl MioDriver {
                     self.write(now, conn);
                     self.drop_connection(now, conn);
                 }
+                Output::File(request) => self.files.submit(request),
                 Output::Event(event) => {
                     log_event(&event);
+                    let answer = match (&mut self.decider, &event) {
+                        (Some(decider), _) => decider(&event),
+                        (None, Event::Decide { request, .. }) => Some((*request, Decision::Accept)),
+                        (None, _) => None,
+                    };
+                    if let Some((request, decision)) = answer {
+                        if let Err(e) = self.node.decide(now, request, decision) {
+                            tracing::warn!("decision {request}: {e}");
+                        }
+                    }
                     if let Some(sink) = &self.config.events {
                         // A dropped receiver only means nobody listens any more.
                         let _ = sink.send(event);
@@ -369,5 +454,25 @@ fn log_event(event: &Event) {
         }
         Event::PlayStarted { conn, stream } => tracing::info!("{conn}: play started: {stream}"),
         Event::Closing { conn, reason } => tracing::info!("{conn}: closing: {reason}"),
+        Event::Disconnected { conn } => tracing::debug!("{conn}: disconnected"),
+        Event::Decide { request, question } => {
+            tracing::debug!("{request}: asking the application: {question:?}")
+        }
+        Event::RecordStarted { conn, stream, path } => {
+            tracing::info!("{conn}: recording {stream} to {path}")
+        }
+        Event::RecordStopped {
+            stream,
+            path,
+            bytes,
+            duration_ms,
+            error,
+        } => match error {
+            None => tracing::info!(
+                "recording of {stream} ended: {path}, {bytes} bytes, {} s",
+                f64::from(*duration_ms) / 1000.0
+            ),
+            Some(e) => tracing::warn!("recording of {stream} to {path} failed: {e}"),
+        },
     }
 }

@@ -22,12 +22,26 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server with `node` settings and an optional `SO_SNDBUF`.
     pub fn start(node: NodeConfig, send_buffer: Option<usize>) -> Self {
+        Self::start_in(
+            node,
+            send_buffer,
+            std::env::temp_dir().join("siprtmp-tests-media"),
+        )
+    }
+
+    /// Starts a server whose recorded and played files live under `root`.
+    pub fn start_in(
+        node: NodeConfig,
+        send_buffer: Option<usize>,
+        root: std::path::PathBuf,
+    ) -> Self {
         let (tx, events) = channel();
         let config = DriverConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             send_buffer,
             seed: 7,
             events: Some(tx),
+            root,
         };
         let driver = MioDriver::bind(config, node).expect("bind test server");
         let addr = driver.local_addr().unwrap();
