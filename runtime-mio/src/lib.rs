@@ -352,6 +352,9 @@ impl MioDriver {
                         (None, _) => None,
                     };
                     if let Some((request, decision)) = answer {
+                        if decision != Decision::Accept {
+                            tracing::info!("{request}: {decision:?}");
+                        }
                         if let Err(e) = self.node.decide(now, request, decision) {
                             tracing::warn!("decision {request}: {e}");
                         }

@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use siprtmp_core::node::{Event, NodeConfig};
-use siprtmp_mio::{DriverConfig, MioDriver, Stopper};
+use siprtmp_mio::{Decider, DriverConfig, MioDriver, Stopper};
 
 /// A running server; stopped and joined on drop.
 pub struct TestServer {
@@ -35,6 +35,16 @@ impl TestServer {
         send_buffer: Option<usize>,
         root: std::path::PathBuf,
     ) -> Self {
+        Self::start_with(node, send_buffer, root, None)
+    }
+
+    /// Starts a server with files under `root` and `decider` answering its decisions.
+    pub fn start_with(
+        node: NodeConfig,
+        send_buffer: Option<usize>,
+        root: std::path::PathBuf,
+        decider: Option<Decider>,
+    ) -> Self {
         let (tx, events) = channel();
         let config = DriverConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -43,7 +53,10 @@ impl TestServer {
             events: Some(tx),
             root,
         };
-        let driver = MioDriver::bind(config, node).expect("bind test server");
+        let mut driver = MioDriver::bind(config, node).expect("bind test server");
+        if let Some(decider) = decider {
+            driver = driver.with_decider(decider);
+        }
         let addr = driver.local_addr().unwrap();
         let stopper = driver.stopper();
         let thread = std::thread::spawn(move || driver.run().expect("driver run"));

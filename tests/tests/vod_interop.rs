@@ -1,13 +1,14 @@
 //! Recording and video on demand with peers nobody here wrote: ffmpeg publishes (as `live`,
 //! which the application records), ffprobe checks the recorded FLV against what ffmpeg itself
 //! writes for the same input (every frame, identical payloads, the duration), then ffmpeg and
-//! rtmpdump play the file back at the same time and receive every frame of it.
+//! rtmpdump play the file back at the same time and receive every frame of it. Also: an
+//! application decider refusing ffmpeg's publish (bad token), with nothing recorded.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use siprtmp_core::node::{Event, NodeConfig};
+use siprtmp_core::node::{Decision, Event, NodeConfig, Question};
 use siprtmp_core::server::{AppConfig, RecordPolicy, ServerConfig};
 use siprtmp_tests::peers::{ffmpeg_play, Peer};
 use siprtmp_tests::probe::{count, duration, packets, Packet};
@@ -127,4 +128,66 @@ fn ffmpeg_publish_is_recorded_and_ffmpeg_and_rtmpdump_play_it_back_h264_aac() {
 #[test]
 fn ffmpeg_publish_is_recorded_and_ffmpeg_and_rtmpdump_play_it_back_h264_speex() {
     record_then_play("h264_speex16k_320x240_12fps_20s.flv", "vod_h264_speex");
+}
+
+/// `ffmpeg -re -t SECONDS -i FILE -c copy -f flv URL`.
+fn ffmpeg_publish_for(source: &Path, url: &str, seconds: &str) -> Peer {
+    Peer::spawn_command(
+        "ffmpeg publisher",
+        Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-re",
+                "-t",
+                seconds,
+                "-i",
+            ])
+            .arg(source)
+            .args(["-c", "copy", "-f", "flv", url]),
+    )
+}
+
+/// A decider that wants `?token=good` on publishes: ffmpeg with a wrong token is refused
+/// (`NetStream.Publish.Denied`, ffmpeg fails) and nothing is recorded; with the right one the
+/// stream is recorded.
+#[test]
+fn a_publish_refused_by_the_application_records_nothing() {
+    let source = media("h264_speex16k_320x240_12fps_20s.flv");
+    let dir = scratch_dir("vod_refused");
+    let root = dir.join("media");
+    let mut server_config = ServerConfig::default();
+    server_config.apps.insert(
+        "vod".into(),
+        AppConfig {
+            record: RecordPolicy::All,
+        },
+    );
+    let node = NodeConfig {
+        server: server_config,
+        decisions: true,
+    };
+    let decider = Box::new(|event: &Event| match event {
+        Event::Decide {
+            request,
+            question: Question::Publish { query, .. },
+        } if query != "token=good" => Some((*request, Decision::Reject("bad token".into()))),
+        Event::Decide { request, .. } => Some((*request, Decision::Accept)),
+        _ => None,
+    });
+    let mut server = TestServer::start_with(node, None, root.clone(), Some(decider));
+    let mut refused = ffmpeg_publish_for(&source, &server.url("vod/clip?token=bad"), "1");
+    let status = refused.wait(STARTUP).expect("refused ffmpeg exits");
+    assert!(!status.success(), "ffmpeg should fail when refused");
+    assert!(!root.join("vod/clip.flv").exists(), "nothing recorded");
+    let published = server
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::PublishStarted { .. }));
+    assert!(!published);
+    let url = server.url("vod/clip?token=good");
+    ffmpeg_publish_for(&source, &url, "1").finish(REAL_TIME);
+    assert!(server.wait_for(1, STARTUP, |e| matches!(e, Event::RecordStopped { .. })));
+    assert!(count(&packets(&root.join("vod/clip.flv")), "video") >= 10);
 }
