@@ -5,8 +5,10 @@
 //! [`Transport`] per connection, and carries out the node's outputs: a `Transmit` marks the
 //! connection dirty, each dirty connection gets one vectored write per turn with the drained
 //! count fed back, a `Close` writes what goes without blocking and then drops the transport,
-//! an `Event` is logged and forwarded. The driver hands dropped transports back to its event
-//! loop with [`NodeHost::take_closed`] (to deregister or cancel a reader task).
+//! a `File` request goes to the [`FileExecutor`] (whose completions come back as
+//! `Input::FileDone` on the next turn), an `Event` goes to the [`EventRouter`] (logged,
+//! answered if it is a decision, forwarded). The driver hands dropped transports back to its
+//! event loop with [`NodeHost::take_closed`] (to deregister or cancel a reader task).
 
 use std::collections::HashMap;
 use std::io::{self, IoSlice};
@@ -15,9 +17,11 @@ use std::sync::mpsc::Sender;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use siprtmp_core::node::{ConnId, Event, Input, Node, Output};
+use siprtmp_core::node::{ConnId, Event, FileError, Input, Node, Output};
+use siprtmp_core::storage::FileErrorKind;
 
-use crate::events::deliver_event;
+use crate::events::{Decider, EventRouter};
+use crate::file_io::{FileExecutor, SHUTDOWN_FILE_GRACE};
 
 /// Most segments handed to one vectored write (Linux `IOV_MAX` is 1024).
 pub const MAX_IOVECS: usize = 512;
@@ -72,19 +76,39 @@ pub struct NodeHost<T> {
     dirty: Vec<ConnId>,
     /// Transports dropped by the node or by errors, for the driver to dispose of.
     closed: Vec<(ConnId, T)>,
-    events: Option<Sender<Event>>,
+    /// Runs the node's file requests; without one they fail at once.
+    files: Option<FileExecutor>,
+    router: EventRouter,
 }
 
 impl<T: Transport> NodeHost<T> {
-    /// Hosts `node`, forwarding its events to `events` if given.
+    /// Hosts `node`, forwarding its events to `events` if given. Without
+    /// [`Self::with_files`], its file requests fail; without [`Self::with_decider`], its
+    /// decisions are accepted.
     pub fn new(node: Node, events: Option<Sender<Event>>) -> Self {
         Self {
             node,
             conns: HashMap::new(),
             dirty: Vec::new(),
             closed: Vec::new(),
-            events,
+            files: None,
+            router: EventRouter::new(events, None),
         }
+    }
+
+    /// Runs the node's file requests on `files` (whose wake-up must make the driver take a
+    /// [`Self::turn`]).
+    pub fn with_files(mut self, files: FileExecutor) -> Self {
+        self.files = Some(files);
+        self
+    }
+
+    /// Answers the node's [`Event::Decide`]s with `decider` (if given).
+    pub fn with_decider(mut self, decider: Option<Decider>) -> Self {
+        if let Some(decider) = decider {
+            self.router.set_decider(decider);
+        }
+        self
     }
 
     /// The node (for queries such as [`Node::queued_bytes`]).
@@ -143,9 +167,12 @@ impl<T: Transport> NodeHost<T> {
         self.conns.len()
     }
 
-    /// After a batch of inputs: fires the node's timer if due, carries out its outputs, and
-    /// gives each dirty connection one vectored write.
+    /// After a batch of inputs: feeds completed file requests in, fires the node's timer if
+    /// due, carries out its outputs, and gives each dirty connection one vectored write.
     pub fn turn(&mut self, now: Instant) {
+        if let Some(files) = &mut self.files {
+            files.feed(&mut self.node, now);
+        }
         if self
             .node
             .poll_timeout()
@@ -164,10 +191,23 @@ impl<T: Transport> NodeHost<T> {
         self.closed.drain(..)
     }
 
-    /// Removes every connection (on shutdown), returning their transports.
-    pub fn drain_connections(&mut self) -> Vec<(ConnId, T)> {
+    /// On stop: removes every connection (the node is told each one closed, so recordings
+    /// end), then lets the file executor finish what that asks for (for up to
+    /// [`SHUTDOWN_FILE_GRACE`]). Returns the transports for the driver to dispose of. Blocks
+    /// while files finish: the loop has stopped serving.
+    pub fn shutdown(&mut self, now: Instant) -> Vec<(ConnId, T)> {
         self.dirty.clear();
-        self.conns.drain().map(|(c, s)| (c, s.transport)).collect()
+        let open: Vec<(ConnId, T)> = self.conns.drain().map(|(c, s)| (c, s.transport)).collect();
+        for (conn, _) in &open {
+            self.node.handle(now, Input::Closed { conn: *conn });
+        }
+        let mut transports: Vec<(ConnId, T)> = self.closed.drain(..).collect();
+        transports.extend(open);
+        match &mut self.files {
+            Some(files) => files.finish(&mut self.node, &mut self.router, SHUTDOWN_FILE_GRACE),
+            None => self.process_outputs(now),
+        }
+        transports
     }
 
     fn process_outputs(&mut self, now: Instant) {
@@ -178,7 +218,15 @@ impl<T: Transport> NodeHost<T> {
                     self.write(now, conn);
                     self.remove(now, conn);
                 }
-                Output::Event(event) => deliver_event(self.events.as_ref(), event),
+                Output::File(request) => match &mut self.files {
+                    Some(files) => files.submit(request),
+                    None => {
+                        let result = Err(FileError::new(FileErrorKind::Other, "no file storage"));
+                        let file = request.file;
+                        self.node.handle(now, Input::FileDone { file, result });
+                    }
+                },
+                Output::Event(event) => self.router.route(&mut self.node, now, event),
             }
         }
     }

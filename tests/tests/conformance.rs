@@ -239,6 +239,7 @@ fn stalled_player_is_dropped_and_harms_nobody(runtime: Runtime) {
             player_hard_backlog: 24 * 1024,
             ..ServerConfig::default()
         },
+        ..NodeConfig::default()
     };
     let mut server = TestServer::start_on(runtime, config, Some(8 * 1024));
     let url = server.url("live/s1");
@@ -280,6 +281,7 @@ fn silent_client_is_closed_by_the_ping_timeout(runtime: Runtime) {
             handshake_timeout: Duration::from_millis(450),
             ..ServerConfig::default()
         },
+        ..NodeConfig::default()
     };
     let mut server = TestServer::start_on(runtime, config, None);
 
@@ -515,6 +517,10 @@ fn status_codes_and_media_are_the_same(runtime: Runtime) {
             Event::PublishStopped { .. } => "publish stopped",
             Event::PlayStarted { .. } => "play started",
             Event::Closing { .. } => "closing",
+            Event::Disconnected { .. } => "disconnected",
+            Event::Decide { .. } => "decide",
+            Event::RecordStarted { .. } => "record started",
+            Event::RecordStopped { .. } => "record stopped",
         })
         .collect();
     assert_eq!(
@@ -524,7 +530,8 @@ fn status_codes_and_media_are_the_same(runtime: Runtime) {
             "play started",
             "connected",
             "publish started",
-            "publish stopped"
+            "publish stopped",
+            "disconnected",
         ],
         "server events"
     );
