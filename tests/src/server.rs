@@ -184,6 +184,18 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// Stops the server, waits for its `run` to return, and gives back every event it sent
+    /// (those emitted while shutting down included).
+    pub fn stop(mut self) -> Vec<Event> {
+        self.stopper.stop();
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("server thread");
+        }
+        self.events().to_vec()
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.stopper.stop();

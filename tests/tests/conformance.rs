@@ -716,6 +716,59 @@ fn a_publish_refused_by_the_decider_records_nothing(runtime: Runtime) {
     );
 }
 
+/// A publish being recorded when the server is stopped: `run` returns only once the recording
+/// is finished, with every byte it counted on disk.
+fn stopping_the_server_finishes_the_recording(runtime: Runtime) {
+    let dir = scratch("stop", runtime);
+    let root = dir.join("media");
+    let mut server =
+        TestServer::start_on_with(runtime, recording_node(false), None, root.clone(), None);
+    let mut publisher = TcpRtmpClient::connect(server.addr, "vod", None);
+    publisher
+        .until(STARTUP, |e| *e == ClientEvent::Connected)
+        .expect("connected");
+    publisher.machine.create_stream();
+    publisher.flush();
+    let Some(ClientEvent::StreamCreated(id)) =
+        publisher.until(STARTUP, |e| matches!(e, ClientEvent::StreamCreated(_)))
+    else {
+        panic!("no stream created");
+    };
+    publisher.machine.publish(id, "live-at-stop");
+    publisher.flush();
+    publisher
+        .until(STARTUP, is_status("NetStream.Record.Start"))
+        .expect("recording started");
+    for i in 0..50u32 {
+        let payload: &[u8] = if i == 0 {
+            &[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65]
+        } else {
+            &[0x27, 1, 0, 0, 0, 0, 0, 0, 1, 0x41]
+        };
+        let message = RtmpMessage::new(type_id::VIDEO, id, i * 40, Bytes::copy_from_slice(payload));
+        publisher.machine.send_media(&message);
+    }
+    publisher.flush();
+    assert!(server.wait_for(1, STARTUP, |e| matches!(e, Event::RecordStarted { .. })));
+    let events = server.stop();
+    let stopped = events.iter().find_map(|e| match e {
+        Event::RecordStopped {
+            path, bytes, error, ..
+        } => Some((path.clone(), *bytes, error.clone())),
+        _ => None,
+    });
+    let (path, bytes, error) = stopped.unwrap_or_else(|| panic!("no RecordStopped: {events:?}"));
+    assert_eq!((path.as_str(), &error), ("vod/live-at-stop.flv", &None));
+    let file = std::fs::read(root.join(&path)).expect("recorded file");
+    assert_eq!(
+        file.len() as u64,
+        bytes,
+        "the file is complete when run returns"
+    );
+    assert!(file.starts_with(b"FLV\x01"));
+    drop(publisher);
+}
+
 /// One module per driver, each with every scenario as a test (`cargo test mio::`, ...).
 macro_rules! conformance {
     ($($module:ident => $runtime:ident),* $(,)?) => {$(
@@ -755,6 +808,11 @@ macro_rules! conformance {
             #[test]
             fn a_publish_refused_by_the_decider_records_nothing() {
                 super::a_publish_refused_by_the_decider_records_nothing(Runtime::$runtime);
+            }
+
+            #[test]
+            fn stopping_the_server_finishes_the_recording() {
+                super::stopping_the_server_finishes_the_recording(Runtime::$runtime);
             }
         }
     )*};
