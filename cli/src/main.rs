@@ -1,6 +1,7 @@
 //! The `siprtmp` binary: parses flags and the optional config file, sets up logging, and runs
 //! the node on the chosen driver until SIGINT or SIGTERM.
 
+mod auth;
 mod config;
 
 use std::net::{IpAddr, SocketAddr};
@@ -9,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use config::FileConfig;
-use siprtmp_driver_common::{DriverConfig, Stopper};
+use siprtmp_driver_common::{Decider, DriverConfig, Stopper};
 
 /// Which event loop runs the node.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -51,6 +52,10 @@ struct Flags {
     /// TOML configuration file; flags override it.
     #[arg(short = 'c', long = "config")]
     config: Option<PathBuf>,
+    /// Record every publish to this application to ROOT/APP/NAME.flv (repeatable; the same
+    /// as `record = "all"` in `[apps.APP]`).
+    #[arg(long = "record-all", value_name = "APP")]
+    record_all: Vec<String>,
     /// Event loop to run on.
     #[arg(long, value_enum, default_value_t = Runtime::Mio)]
     runtime: Runtime,
@@ -85,12 +90,19 @@ fn run(flags: Flags) -> Result<(), String> {
         .clone()
         .or_else(|| file.root.clone())
         .unwrap_or_else(|| PathBuf::from("media"));
-    let node_config = file.rtmp.node_config()?;
+    let node_config = file.node_config(&flags.record_all)?;
+    let rules = file.rules()?;
+    // The access rules answer the node's decisions, under every runtime alike.
+    let decider: Option<Decider> = rules.is_active().then(|| {
+        let mut authorizer = auth::Authorizer::new(rules);
+        Box::new(move |event: &siprtmp_core::node::Event| authorizer.on_event(event)) as Decider
+    });
     let driver_config = DriverConfig {
         listen,
         send_buffer: file.rtmp.send_buffer,
         seed: file.seed.unwrap_or_else(seed_from_os),
         events: None,
+        root: root.clone(),
     };
     let runtime = flags.runtime;
     let serve = |bound: SocketAddr, stopper: Stopper| -> Result<(), String> {
@@ -104,8 +116,11 @@ fn run(flags: Flags) -> Result<(), String> {
     // Each driver has the same shape: bind, report, run until a signal stops it.
     macro_rules! run_driver {
         ($driver:ty) => {{
-            let driver = <$driver>::bind(driver_config, node_config)
+            let mut driver = <$driver>::bind(driver_config, node_config)
                 .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            if let Some(decider) = decider {
+                driver = driver.with_decider(decider);
+            }
             let bound = driver.local_addr().map_err(|e| e.to_string())?;
             serve(bound, driver.stopper())?;
             driver.run().map_err(|e| format!("event loop: {e}"))

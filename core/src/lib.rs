@@ -98,6 +98,7 @@
 #![forbid(unsafe_code)]
 
 pub mod amf;
+pub mod decision;
 pub mod flv;
 pub mod gateway;
 pub mod media;
@@ -109,4 +110,5 @@ pub mod sdp;
 pub mod server;
 pub mod sim;
 pub mod sip;
+pub mod storage;
 pub mod testkit;

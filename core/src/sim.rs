@@ -35,6 +35,7 @@ use bytes::{Bytes, BytesMut};
 use crate::node::{ConnId, Input, Node, NodeConfig, Output};
 use crate::rng::SeededRng;
 use crate::rtmp::client::{ClientEvent, RtmpClient};
+use crate::testkit::MemoryFs;
 
 /// The simulated network's behaviour.
 #[derive(Debug, Clone)]
@@ -102,6 +103,8 @@ pub struct SimNet {
     pub clients: Vec<SimClient>,
     /// Keep client events (off for long runs that only count).
     pub record_events: bool,
+    /// The disk that recordings and played files live on (requests run at once).
+    pub fs: MemoryFs,
     config: SimConfig,
     now: Instant,
     rng: SeededRng,
@@ -123,6 +126,7 @@ impl SimNet {
             node,
             clients: Vec::new(),
             record_events: true,
+            fs: MemoryFs::default(),
             config,
             now,
             rng,
@@ -288,6 +292,11 @@ impl SimNet {
                         c.closed = true;
                     }
                     self.node.handle(self.now, Input::Closed { conn });
+                }
+                Output::File(request) => {
+                    let result = self.fs.execute(&request);
+                    let file = request.file;
+                    self.node.handle(self.now, Input::FileDone { file, result });
                 }
                 Output::Event(_) => {}
             }

@@ -1,9 +1,10 @@
-//! In-memory wiring of [`RtmpClient`]s to a [`Node`], with no sockets: the base of the
-//! benchmarks, the simulation harness and the embedding example.
+//! In-memory wiring of [`RtmpClient`]s to a [`Node`], with no sockets and no disk: the base of
+//! the benchmarks, the simulation harness and the embedding example.
 //!
 //! [`MemoryNet::pump`] moves bytes both ways until nothing moves: client output becomes
 //! `Input::Received`, and the node's queued segments are "drained" into the client as if the
-//! kernel had taken them at once.
+//! kernel had taken them at once. File requests run against a [`MemoryFs`], at once or, with
+//! [`MemoryFs::hold`], when the test releases them (a slow disk).
 //!
 //! ```
 //! use std::time::Instant;
@@ -18,14 +19,120 @@
 //! assert!(net.events(player).contains(&ClientEvent::Connected));
 //! ```
 
+use std::collections::{HashMap, VecDeque};
 use std::io::IoSlice;
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
-use crate::node::{ConnId, Input, Node, Output};
+use crate::node::{ConnId, Event, Input, Node, Output};
 use crate::rng::SeededRng;
 use crate::rtmp::client::{ClientEvent, RtmpClient};
+use crate::storage::{
+    is_safe_relative_path, FileError, FileErrorKind, FileId, FileOp, FileReply, FileRequest,
+    OpenMode,
+};
+
+/// An in-memory file system that executes a node's file requests, with an optional capacity
+/// (a disk that fills up) and an optional hold on requests (a disk that is slow).
+#[derive(Debug, Default)]
+pub struct MemoryFs {
+    /// The files, by relative path.
+    pub files: HashMap<String, Vec<u8>>,
+    /// Total bytes the disk holds; a write past it stores what fits and fails with
+    /// [`FileErrorKind::NoSpace`], as a real full disk does.
+    pub capacity: Option<usize>,
+    /// Keep requests in [`MemoryFs::held`] instead of running them at once.
+    pub hold: bool,
+    /// Requests waiting while [`MemoryFs::hold`] is set.
+    pub held: VecDeque<FileRequest>,
+    /// Every request executed so far, in order.
+    pub log: Vec<FileRequest>,
+    open: HashMap<FileId, (String, OpenMode)>,
+}
+
+impl MemoryFs {
+    /// Bytes stored over all files.
+    pub fn used(&self) -> usize {
+        self.files.values().map(Vec::len).sum()
+    }
+
+    /// Runs one request.
+    pub fn execute(&mut self, request: &FileRequest) -> Result<FileReply, FileError> {
+        self.log.push(request.clone());
+        let file = request.file;
+        let not_open = || FileError::new(FileErrorKind::Other, "file not open");
+        match &request.op {
+            FileOp::Open { path, mode } => {
+                if !is_safe_relative_path(path) {
+                    return Err(FileError::new(FileErrorKind::Denied, "unsafe path"));
+                }
+                match mode {
+                    OpenMode::Read if !self.files.contains_key(path) => {
+                        return Err(FileError::new(FileErrorKind::NotFound, "no such file"));
+                    }
+                    OpenMode::Read => {}
+                    OpenMode::Create => {
+                        self.files.insert(path.clone(), Vec::new());
+                    }
+                    OpenMode::Append => {
+                        self.files.entry(path.clone()).or_default();
+                    }
+                }
+                self.open.insert(file, (path.clone(), *mode));
+                let size = self.files[path].len() as u64;
+                Ok(FileReply::Opened { size })
+            }
+            FileOp::Read { offset, len } => {
+                let (path, _) = self.open.get(&file).ok_or_else(not_open)?;
+                let data = &self.files[path];
+                let start = (*offset as usize).min(data.len());
+                let end = start.saturating_add(*len).min(data.len());
+                Ok(FileReply::Read(Bytes::copy_from_slice(&data[start..end])))
+            }
+            FileOp::Write { offset, data } => {
+                let used = self.used();
+                let (path, mode) = self.open.get(&file).ok_or_else(not_open)?;
+                if *mode == OpenMode::Read {
+                    return Err(FileError::new(FileErrorKind::Denied, "opened read-only"));
+                }
+                let contents = self.files.get_mut(path).ok_or_else(not_open)?;
+                let offset = *offset as usize;
+                let end = offset + data.len();
+                let growth = end.saturating_sub(contents.len());
+                let room = self.capacity.map_or(usize::MAX, |c| c.saturating_sub(used));
+                let fits = if growth > room {
+                    (contents.len() + room)
+                        .saturating_sub(offset)
+                        .min(data.len())
+                } else {
+                    data.len()
+                };
+                if contents.len() < offset + fits {
+                    contents.resize(offset + fits, 0);
+                }
+                contents[offset..offset + fits].copy_from_slice(&data[..fits]);
+                if fits < data.len() {
+                    return Err(FileError::new(
+                        FileErrorKind::NoSpace,
+                        "No space left on device",
+                    ));
+                }
+                Ok(FileReply::Done)
+            }
+            FileOp::Truncate { len } => {
+                let (path, _) = self.open.get(&file).ok_or_else(not_open)?;
+                let contents = self.files.get_mut(path).ok_or_else(not_open)?;
+                contents.truncate(*len as usize);
+                Ok(FileReply::Done)
+            }
+            FileOp::Close => {
+                self.open.remove(&file);
+                Ok(FileReply::Done)
+            }
+        }
+    }
+}
 
 /// One in-memory client connection.
 #[derive(Debug)]
@@ -40,6 +147,8 @@ pub struct MemoryClient {
     pub closed: bool,
     /// A muted client neither sends nor reads: a peer that went silent (or a frozen reader).
     pub muted: bool,
+    /// Every byte the node sent this client, when [`MemoryNet::keep_raw`] is set.
+    pub raw: Vec<u8>,
     inbox: BytesMut,
 }
 
@@ -53,6 +162,12 @@ pub struct MemoryNet {
     rng: SeededRng,
     /// Keep client events (disable for benchmarks that only count bytes).
     pub record_events: bool,
+    /// The disk the node's file requests run against.
+    pub fs: MemoryFs,
+    /// Events the node emitted, in order (when `record_events` is set).
+    pub node_events: Vec<Event>,
+    /// Keep a copy of the bytes each client receives (in [`MemoryClient::raw`]).
+    pub keep_raw: bool,
 }
 
 impl MemoryNet {
@@ -63,7 +178,44 @@ impl MemoryNet {
             clients: Vec::new(),
             rng: SeededRng::new(99),
             record_events: true,
+            fs: MemoryFs::default(),
+            node_events: Vec::new(),
+            keep_raw: false,
         }
+    }
+
+    /// Runs up to `count` held file requests (see [`MemoryFs::hold`]) and reports them done.
+    pub fn release_files(&mut self, now: Instant, count: usize) {
+        for _ in 0..count {
+            let Some(request) = self.fs.held.pop_front() else {
+                break;
+            };
+            let result = self.fs.execute(&request);
+            self.node.handle(
+                now,
+                Input::FileDone {
+                    file: request.file,
+                    result,
+                },
+            );
+        }
+        self.pump(now);
+    }
+
+    /// Moves virtual time from `*now` to `until`, firing every node timer on the way at its
+    /// deadline and pumping after each.
+    pub fn run_until(&mut self, now: &mut Instant, until: Instant) {
+        self.pump(*now);
+        while let Some(deadline) = self.node.poll_timeout() {
+            if deadline > until {
+                break;
+            }
+            *now = deadline.max(*now);
+            self.node.handle(*now, Input::Timeout);
+            self.pump(*now);
+        }
+        *now = until.max(*now);
+        self.pump(*now);
     }
 
     /// Connects a new client to `app`; returns its index.
@@ -77,6 +229,7 @@ impl MemoryNet {
             events: Vec::new(),
             closed: false,
             muted: false,
+            raw: Vec::new(),
             inbox: BytesMut::new(),
         });
         self.clients.len() - 1
@@ -103,20 +256,48 @@ impl MemoryNet {
                 }
             }
             while let Some(out) = self.node.poll_output() {
-                if let Output::Close { conn } = out {
-                    if let Some(c) = self.clients.iter_mut().find(|c| c.conn == conn) {
-                        c.closed = true;
+                match out {
+                    Output::Close { conn } => {
+                        if let Some(c) = self.clients.iter_mut().find(|c| c.conn == conn) {
+                            // As a driver does: what is queued is written before the close.
+                            if !c.muted && !c.closed {
+                                let before = c.inbox.len();
+                                drain_into(&mut self.node, now, c.conn, &mut c.inbox);
+                                if self.keep_raw {
+                                    c.raw.extend_from_slice(&c.inbox[before..]);
+                                }
+                                let _ = c.client.received(&mut c.inbox);
+                                while let Some(event) = c.client.poll_event() {
+                                    if self.record_events {
+                                        c.events.push(event);
+                                    }
+                                }
+                            }
+                            c.closed = true;
+                        }
+                        self.node.handle(now, Input::Closed { conn });
                     }
-                    self.node.handle(now, Input::Closed { conn });
+                    Output::File(request) if self.fs.hold => self.fs.held.push_back(request),
+                    Output::File(request) => {
+                        let result = self.fs.execute(&request);
+                        let file = request.file;
+                        self.node.handle(now, Input::FileDone { file, result });
+                    }
+                    Output::Event(event) if self.record_events => self.node_events.push(event),
+                    Output::Event(_) | Output::Transmit { .. } => {}
                 }
             }
             for c in &mut self.clients {
                 if c.closed || c.muted {
                     continue;
                 }
+                let before = c.inbox.len();
                 let drained = drain_into(&mut self.node, now, c.conn, &mut c.inbox);
                 if drained == 0 {
                     continue;
+                }
+                if self.keep_raw {
+                    c.raw.extend_from_slice(&c.inbox[before..]);
                 }
                 moved = true;
                 if c.client.received(&mut c.inbox).is_err() {

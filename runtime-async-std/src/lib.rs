@@ -9,9 +9,10 @@
 //!
 //! - one **node task**, run by `async_std::task::block_on` on the thread that calls
 //!   [`AsyncStdDriver::run`], owns the node. It waits for a control message (stop, a writable
-//!   socket), a message from a reader, a new connection from the listener, or the node's
-//!   deadline; then drains whatever else is queued and takes one [`NodeHost::turn`]: timer,
-//!   outputs, one vectored write per dirty connection with the drained count fed back.
+//!   socket, completed file requests), a message from a reader, a new connection from the
+//!   listener, or the node's deadline; then drains whatever else is queued and takes one
+//!   [`NodeHost::turn`]: file completions, timer, outputs, one vectored write per dirty
+//!   connection with the drained count fed back.
 //! - one **reader task** per connection, on async-std's executor, reads into a `BytesMut` and
 //!   sends the bytes to the node task over a bounded channel (a fast publisher waits on the
 //!   channel, so memory stays bounded), then a `Closed` message at end of stream.
@@ -19,6 +20,13 @@
 //! Writes never wait: the node task polls `poll_write_vectored` on the shared `&TcpStream`
 //! with a per-connection waker; `Pending` means async-std's reactor will call that waker when
 //! the socket drains, and the waker posts the connection's id back to the node task.
+//!
+//! File requests (recording, video on demand) run on the driver's background file thread
+//! ([`siprtmp_driver_common::FileExecutor`], files under [`DriverConfig::root`]), never on the
+//! executor; after each batch of completions it posts a control message to the node task.
+//! Decisions are answered by the decider installed with [`AsyncStdDriver::with_decider`]
+//! (everything is accepted without one). On stop, every connection is closed and recordings
+//! are finished before [`AsyncStdDriver::run`] returns.
 //!
 //! ```no_run
 //! use siprtmp_async_std::{AsyncStdDriver, DriverConfig};
@@ -44,9 +52,9 @@ use async_std::net::{TcpListener, TcpStream};
 use async_std::stream::Stream;
 use bytes::BytesMut;
 use siprtmp_core::node::{ConnId, Node, NodeConfig};
-use siprtmp_driver_common::{bind_listener, configure_stream, NodeHost, Transport};
+use siprtmp_driver_common::{bind_listener, configure_stream, FileExecutor, NodeHost, Transport};
 
-pub use siprtmp_driver_common::{DriverConfig, Stopper};
+pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper};
 
 /// Read buffer granularity: one allocation serves many reads.
 const READ_CHUNK: usize = 64 * 1024;
@@ -61,10 +69,13 @@ enum Message {
     Closed(ConnId),
 }
 
-/// What wakers and the stopper tell the node task (never refused: the channel is unbounded,
-/// and each connection's waker fires at most once per `WouldBlock`).
+/// What wakers, the file thread and the stopper tell the node task (never refused: the
+/// channel is unbounded, each connection's waker fires at most once per `WouldBlock`, and the
+/// file thread posts once per batch of completions).
 enum Control {
     Writable(ConnId),
+    /// File requests completed (the turn feeds them in).
+    Files,
     Stop,
 }
 
@@ -121,6 +132,8 @@ pub struct AsyncStdDriver {
     config: DriverConfig,
     control_tx: Sender<Control>,
     control_rx: Receiver<Control>,
+    files: FileExecutor,
+    decider: Option<Decider>,
 }
 
 impl AsyncStdDriver {
@@ -129,13 +142,27 @@ impl AsyncStdDriver {
         let listener = bind_listener(config.listen, true)?;
         let node = Node::new(node_config, Instant::now(), config.seed);
         let (control_tx, control_rx) = channel::unbounded();
+        let files_tx = control_tx.clone();
+        let files = FileExecutor::start(config.root.clone(), move || {
+            // Closed: the driver has returned; nobody waits for the completion.
+            let _ = files_tx.try_send(Control::Files);
+        })?;
         Ok(Self {
             listener,
             node,
             config,
             control_tx,
             control_rx,
+            files,
+            decider: None,
         })
+    }
+
+    /// Installs the decider that answers [`siprtmp_core::node::Event::Decide`] (use with
+    /// [`NodeConfig::decisions`] on).
+    pub fn with_decider(mut self, decider: Decider) -> Self {
+        self.decider = Some(decider);
+        self
     }
 
     /// The address actually bound (useful with port 0).
@@ -161,7 +188,9 @@ impl AsyncStdDriver {
     async fn node_task(self) -> io::Result<()> {
         let listener = TcpListener::from(self.listener);
         let send_buffer = self.config.send_buffer;
-        let mut host: NodeHost<AsyncStdConnection> = NodeHost::new(self.node, self.config.events);
+        let mut host: NodeHost<AsyncStdConnection> = NodeHost::new(self.node, self.config.events)
+            .with_files(self.files)
+            .with_decider(self.decider);
         let (tx, rx) = channel::bounded(CHANNEL_DEPTH);
         let mut rx = pin!(rx);
         let mut control = pin!(self.control_rx);
@@ -208,11 +237,16 @@ impl AsyncStdDriver {
             let now = Instant::now();
             match woke {
                 Woke::Control(Control::Stop) => {
-                    let connections = host.drain_connections();
-                    tracing::info!("shutting down: closing {} connections", connections.len());
+                    tracing::info!(
+                        "shutting down: closing {} connections",
+                        host.connection_count()
+                    );
+                    // Dropping the transports shuts the sockets down, which ends the readers.
+                    drop(host.shutdown(now));
                     return Ok(());
                 }
                 Woke::Control(Control::Writable(conn)) => host.writable(conn),
+                Woke::Control(Control::Files) => {}
                 Woke::Again => {}
                 Woke::Message(message) => handle(&mut host, now, message),
                 Woke::Accepted(Ok(stream)) => {
@@ -231,6 +265,7 @@ impl AsyncStdDriver {
             while let Ok(c) = control.try_recv() {
                 match c {
                     Control::Writable(conn) => host.writable(conn),
+                    Control::Files => {}
                     // Put it back for the wait above, which handles it first.
                     Control::Stop => {
                         let _ = self.control_tx.try_send(Control::Stop);

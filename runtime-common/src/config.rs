@@ -1,12 +1,15 @@
-//! [`DriverConfig`]: the socket-level settings every driver takes (the node's own settings are
-//! [`siprtmp_core::node::NodeConfig`]).
+//! [`DriverConfig`]: the settings every driver takes besides the node's own
+//! ([`siprtmp_core::node::NodeConfig`]): sockets, seed, event channel, file root. The
+//! application's decider is not a setting (it is not `Clone`): each driver takes it with
+//! `with_decider`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::mpsc::Sender;
 
 use siprtmp_core::node::Event;
 
-/// Socket-level settings of a driver.
+/// Settings of a driver.
 ///
 /// ```
 /// use siprtmp_driver_common::DriverConfig;
@@ -24,6 +27,9 @@ pub struct DriverConfig {
     pub seed: u64,
     /// Where application events go besides the log (for embedding applications and tests).
     pub events: Option<Sender<Event>>,
+    /// Directory that recorded and played files live under (the node's file paths are
+    /// relative to it).
+    pub root: PathBuf,
 }
 
 impl Default for DriverConfig {
@@ -33,6 +39,7 @@ impl Default for DriverConfig {
             send_buffer: None,
             seed: 0x5eed,
             events: None,
+            root: PathBuf::from("media"),
         }
     }
 }

@@ -5,8 +5,10 @@
 //! [`Transport`] per connection, and carries out the node's outputs: a `Transmit` marks the
 //! connection dirty, each dirty connection gets one vectored write per turn with the drained
 //! count fed back, a `Close` writes what goes without blocking and then drops the transport,
-//! an `Event` is logged and forwarded. The driver hands dropped transports back to its event
-//! loop with [`NodeHost::take_closed`] (to deregister or cancel a reader task).
+//! a `File` request goes to the [`FileExecutor`] (whose completions come back as
+//! `Input::FileDone` on the next turn), an `Event` goes to the [`EventRouter`] (logged,
+//! answered if it is a decision, forwarded). The driver hands dropped transports back to its
+//! event loop with [`NodeHost::take_closed`] (to deregister or cancel a reader task).
 
 use std::collections::HashMap;
 use std::io::{self, IoSlice};
@@ -15,9 +17,11 @@ use std::sync::mpsc::Sender;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use siprtmp_core::node::{ConnId, Event, Input, Node, Output};
+use siprtmp_core::node::{ConnId, Event, FileError, Input, Node, Output};
+use siprtmp_core::storage::FileErrorKind;
 
-use crate::events::deliver_event;
+use crate::events::{Decider, EventRouter};
+use crate::file_io::{FileExecutor, SHUTDOWN_FILE_GRACE};
 
 /// Most segments handed to one vectored write (Linux `IOV_MAX` is 1024).
 pub const MAX_IOVECS: usize = 512;
@@ -72,19 +76,39 @@ pub struct NodeHost<T> {
     dirty: Vec<ConnId>,
     /// Transports dropped by the node or by errors, for the driver to dispose of.
     closed: Vec<(ConnId, T)>,
-    events: Option<Sender<Event>>,
+    /// Runs the node's file requests; without one they fail at once.
+    files: Option<FileExecutor>,
+    router: EventRouter,
 }
 
 impl<T: Transport> NodeHost<T> {
-    /// Hosts `node`, forwarding its events to `events` if given.
+    /// Hosts `node`, forwarding its events to `events` if given. Without
+    /// [`Self::with_files`], its file requests fail; without [`Self::with_decider`], its
+    /// decisions are accepted.
     pub fn new(node: Node, events: Option<Sender<Event>>) -> Self {
         Self {
             node,
             conns: HashMap::new(),
             dirty: Vec::new(),
             closed: Vec::new(),
-            events,
+            files: None,
+            router: EventRouter::new(events, None),
         }
+    }
+
+    /// Runs the node's file requests on `files` (whose wake-up must make the driver take a
+    /// [`Self::turn`]).
+    pub fn with_files(mut self, files: FileExecutor) -> Self {
+        self.files = Some(files);
+        self
+    }
+
+    /// Answers the node's [`Event::Decide`]s with `decider` (if given).
+    pub fn with_decider(mut self, decider: Option<Decider>) -> Self {
+        if let Some(decider) = decider {
+            self.router.set_decider(decider);
+        }
+        self
     }
 
     /// The node (for queries such as [`Node::queued_bytes`]).
@@ -143,9 +167,12 @@ impl<T: Transport> NodeHost<T> {
         self.conns.len()
     }
 
-    /// After a batch of inputs: fires the node's timer if due, carries out its outputs, and
-    /// gives each dirty connection one vectored write.
+    /// After a batch of inputs: feeds completed file requests in, fires the node's timer if
+    /// due, carries out its outputs, and gives each dirty connection one vectored write.
     pub fn turn(&mut self, now: Instant) {
+        if let Some(files) = &mut self.files {
+            files.feed(&mut self.node, now);
+        }
         if self
             .node
             .poll_timeout()
@@ -164,10 +191,23 @@ impl<T: Transport> NodeHost<T> {
         self.closed.drain(..)
     }
 
-    /// Removes every connection (on shutdown), returning their transports.
-    pub fn drain_connections(&mut self) -> Vec<(ConnId, T)> {
+    /// On stop: removes every connection (the node is told each one closed, so recordings
+    /// end), then lets the file executor finish what that asks for (for up to
+    /// [`SHUTDOWN_FILE_GRACE`]). Returns the transports for the driver to dispose of. Blocks
+    /// while files finish: the loop has stopped serving.
+    pub fn shutdown(&mut self, now: Instant) -> Vec<(ConnId, T)> {
         self.dirty.clear();
-        self.conns.drain().map(|(c, s)| (c, s.transport)).collect()
+        let open: Vec<(ConnId, T)> = self.conns.drain().map(|(c, s)| (c, s.transport)).collect();
+        for (conn, _) in &open {
+            self.node.handle(now, Input::Closed { conn: *conn });
+        }
+        let mut transports: Vec<(ConnId, T)> = self.closed.drain(..).collect();
+        transports.extend(open);
+        match &mut self.files {
+            Some(files) => files.finish(&mut self.node, &mut self.router, SHUTDOWN_FILE_GRACE),
+            None => self.process_outputs(now),
+        }
+        transports
     }
 
     fn process_outputs(&mut self, now: Instant) {
@@ -178,7 +218,15 @@ impl<T: Transport> NodeHost<T> {
                     self.write(now, conn);
                     self.remove(now, conn);
                 }
-                Output::Event(event) => deliver_event(self.events.as_ref(), event),
+                Output::File(request) => match &mut self.files {
+                    Some(files) => files.submit(request),
+                    None => {
+                        let result = Err(FileError::new(FileErrorKind::Other, "no file storage"));
+                        let file = request.file;
+                        self.node.handle(now, Input::FileDone { file, result });
+                    }
+                },
+                Output::Event(event) => self.router.route(&mut self.node, now, event),
             }
         }
     }
@@ -253,7 +301,12 @@ impl<T: Transport> NodeHost<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use siprtmp_core::node::NodeConfig;
+    use bytes::Bytes;
+    use siprtmp_core::node::{Decision, NodeConfig, Question};
+    use siprtmp_core::rng::SeededRng;
+    use siprtmp_core::rtmp::client::{ClientEvent, RtmpClient};
+    use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
+    use siprtmp_core::server::{AppConfig, RecordPolicy, ServerConfig};
 
     /// A socket whose kernel buffer takes `budget` more bytes, then says `WouldBlock` (or
     /// fails, or takes nothing, as told).
@@ -374,6 +427,195 @@ mod tests {
         assert_eq!(host.node().connection_count(), 0);
         host.peer_closed(now, conn);
         assert_eq!(host.take_closed().count(), 0, "closed twice");
+    }
+
+    /// A client machine wired to a host through a [`FakeSocket`] that takes everything.
+    struct Wired {
+        host: NodeHost<FakeSocket>,
+        conn: ConnId,
+        client: RtmpClient,
+        inbox: BytesMut,
+    }
+
+    impl Wired {
+        fn new(host: NodeHost<FakeSocket>, app: &str) -> Self {
+            let mut host = host;
+            let socket = FakeSocket {
+                budget: usize::MAX,
+                ..FakeSocket::default()
+            };
+            let conn = host.accept(Instant::now(), "127.0.0.1:4000".parse().unwrap(), socket);
+            let client = RtmpClient::new(&mut SeededRng::new(2), app, "rtmp://127.0.0.1/app");
+            Self {
+                host,
+                conn,
+                client,
+                inbox: BytesMut::new(),
+            }
+        }
+
+        /// Moves bytes both ways until the client sees an event matching `pred`.
+        fn until(&mut self, pred: impl Fn(&ClientEvent) -> bool) -> ClientEvent {
+            for _ in 0..100 {
+                let now = Instant::now();
+                while let Some(bytes) = self.client.take_output() {
+                    self.host
+                        .received(now, self.conn, BytesMut::from(&bytes[..]));
+                }
+                self.host.turn(now);
+                if let Some(socket) = self.host.transport_mut(self.conn) {
+                    self.inbox
+                        .extend_from_slice(&std::mem::take(&mut socket.written));
+                }
+                self.client.received(&mut self.inbox).expect("client input");
+                while let Some(event) = self.client.poll_event() {
+                    if pred(&event) {
+                        return event;
+                    }
+                }
+            }
+            panic!("the client never saw the event");
+        }
+
+        fn publish(&mut self, name: &str) -> (u32, ClientEvent) {
+            self.until(|e| *e == ClientEvent::Connected);
+            self.client.create_stream();
+            let ClientEvent::StreamCreated(id) =
+                self.until(|e| matches!(e, ClientEvent::StreamCreated(_)))
+            else {
+                unreachable!()
+            };
+            self.client.publish(id, name);
+            (id, self.until(|e| matches!(e, ClientEvent::Status(..))))
+        }
+    }
+
+    fn recording_node(decisions: bool) -> Node {
+        let mut server = ServerConfig::default();
+        server.apps.insert(
+            "live".into(),
+            AppConfig {
+                record: RecordPolicy::All,
+            },
+        );
+        let config = NodeConfig { server, decisions };
+        Node::new(config, Instant::now(), 5)
+    }
+
+    fn scratch(test: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("siprtmp-host-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn a_recording_runs_on_the_executor_and_is_finished_at_shutdown() {
+        let root = scratch("record");
+        let (woken_tx, woken) = std::sync::mpsc::channel();
+        let files = FileExecutor::start(root.clone(), move || {
+            let _ = woken_tx.send(());
+        })
+        .unwrap();
+        let (events_tx, events) = std::sync::mpsc::channel();
+        let host = NodeHost::new(recording_node(false), Some(events_tx)).with_files(files);
+        let mut wired = Wired::new(host, "live");
+        let (id, status) = wired.publish("cam");
+        assert_eq!(
+            status,
+            ClientEvent::Status(id, "NetStream.Publish.Start".into())
+        );
+        for (timestamp, payload) in [
+            (0, &[0x17u8, 0, 0, 0, 0, 1, 0x64, 0, 0x0d][..]),
+            (0, &[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65][..]),
+            (40, &[0x27, 1, 0, 0, 0, 0, 0, 0, 1, 0x41][..]),
+        ] {
+            let message = RtmpMessage::new(
+                type_id::VIDEO,
+                id,
+                timestamp,
+                Bytes::copy_from_slice(payload),
+            );
+            wired.client.send_media(&message);
+        }
+        // The open and the first writes complete on the file thread, which wakes the driver;
+        // the next turn feeds the completions in.
+        wired.until(|e| matches!(e, ClientEvent::Status(_, c) if c == "NetStream.Record.Start"));
+        woken
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("the file thread woke the driver");
+        wired.host.turn(Instant::now());
+        assert!(root.join("live/cam.flv").exists());
+
+        let transports = wired.host.shutdown(Instant::now());
+        assert_eq!(transports.len(), 1);
+        let events: Vec<Event> = events.try_iter().collect();
+        let stopped = events.iter().find_map(|e| match e {
+            Event::RecordStopped {
+                path, error, bytes, ..
+            } => Some((path.clone(), error.clone(), *bytes)),
+            _ => None,
+        });
+        let (path, error, bytes) = stopped.expect("the recording ended at shutdown");
+        assert_eq!((path.as_str(), error), ("live/cam.flv", None));
+        let file = std::fs::read(root.join(&path)).unwrap();
+        assert_eq!(
+            file.len() as u64,
+            bytes,
+            "every byte reached the disk before shutdown returned"
+        );
+        assert!(file.starts_with(b"FLV\x01"));
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn without_an_executor_a_recording_fails_and_the_stream_goes_on() {
+        let (events_tx, events) = std::sync::mpsc::channel();
+        let host = NodeHost::new(recording_node(false), Some(events_tx));
+        let mut wired = Wired::new(host, "live");
+        let (id, status) = wired.publish("cam");
+        assert_eq!(
+            status,
+            ClientEvent::Status(id, "NetStream.Publish.Start".into())
+        );
+        wired.until(|e| matches!(e, ClientEvent::Status(_, c) if c.starts_with("NetStream.Record.") && c != "NetStream.Record.Start"));
+        assert!(events
+            .try_iter()
+            .any(|e| matches!(e, Event::RecordStopped { error: Some(_), .. })));
+        assert_eq!(
+            wired.host.connection_count(),
+            1,
+            "the publisher stays connected"
+        );
+    }
+
+    #[test]
+    fn the_decider_answers_decisions_and_refusals_reach_the_client() {
+        let decider: Decider = Box::new(|event| match event {
+            Event::Decide {
+                request,
+                question: Question::Publish { name, .. },
+            } if name == "secret" => Some((*request, Decision::Reject("not you".into()))),
+            Event::Decide { request, .. } => Some((*request, Decision::Accept)),
+            _ => None,
+        });
+        let host = NodeHost::new(recording_node(true), None).with_decider(Some(decider));
+        let mut wired = Wired::new(host, "other");
+        let (id, status) = wired.publish("secret");
+        assert_eq!(
+            status,
+            ClientEvent::Status(id, "NetStream.Publish.Denied".into())
+        );
+    }
+
+    #[test]
+    fn without_a_decider_every_decision_is_accepted() {
+        let host = NodeHost::new(recording_node(true), None);
+        let mut wired = Wired::new(host, "other");
+        let (id, status) = wired.publish("anything");
+        assert_eq!(
+            status,
+            ClientEvent::Status(id, "NetStream.Publish.Start".into())
+        );
     }
 
     #[test]

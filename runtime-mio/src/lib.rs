@@ -6,9 +6,16 @@
 //! node's outputs, one `writev` per dirty connection) is [`siprtmp_driver_common::NodeHost`].
 //!
 //! Per wake-up: read every readable socket to `WouldBlock` and feed the bytes in; mark
-//! writable sockets dirty; then [`NodeHost::turn`]: fire the node's timer if due, and write
-//! each connection that has queued segments with one `writev`, reporting how many bytes the
-//! kernel took.
+//! writable sockets dirty; then [`NodeHost::turn`]: feed completed file requests in, fire the
+//! node's timer if due, and write each connection that has queued segments with one `writev`,
+//! reporting how many bytes the kernel took.
+//!
+//! File requests (recording, video on demand) run on the driver's background file thread
+//! ([`siprtmp_driver_common::FileExecutor`], files under [`DriverConfig::root`]), which wakes
+//! the poll through the same `mio::Waker` as the [`Stopper`] when requests complete.
+//! Decisions ([`siprtmp_core::node::Event::Decide`]) are answered by the decider installed
+//! with [`MioDriver::with_decider`] (everything is accepted without one). On stop, every
+//! connection is closed and recordings are finished before [`MioDriver::run`] returns.
 //!
 //! ```no_run
 //! use siprtmp_mio::{MioDriver, DriverConfig};
@@ -22,6 +29,7 @@
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,9 +37,9 @@ use bytes::BytesMut;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use siprtmp_core::node::{ConnId, Node, NodeConfig};
-use siprtmp_driver_common::{bind_listener, configure_stream, NodeHost, Transport};
+use siprtmp_driver_common::{bind_listener, configure_stream, FileExecutor, NodeHost, Transport};
 
-pub use siprtmp_driver_common::{DriverConfig, Stopper};
+pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
@@ -56,6 +64,9 @@ pub struct MioDriver {
     host: NodeHost<MioConnection>,
     config: DriverConfig,
     read_buf: BytesMut,
+    /// Set by the [`Stopper`] before it wakes the poll (the waker also reports file
+    /// completions).
+    stop: Arc<AtomicBool>,
 }
 
 fn token(conn: ConnId) -> Token {
@@ -72,14 +83,27 @@ impl MioDriver {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let node = Node::new(node_config, Instant::now(), config.seed);
+        let files_waker = waker.clone();
+        let files = FileExecutor::start(config.root.clone(), move || {
+            // A failed wake means the poll is gone: nobody is waiting for the completion.
+            let _ = files_waker.wake();
+        })?;
         Ok(Self {
             poll,
             listener,
             waker,
-            host: NodeHost::new(node, config.events.clone()),
+            host: NodeHost::new(node, config.events.clone()).with_files(files),
             config,
             read_buf: BytesMut::zeroed(READ_CHUNK),
+            stop: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Installs the decider that answers [`siprtmp_core::node::Event::Decide`] (use with
+    /// [`NodeConfig::decisions`] on).
+    pub fn with_decider(mut self, decider: Decider) -> Self {
+        self.host = self.host.with_decider(Some(decider));
+        self
     }
 
     /// The address actually bound (useful with port 0).
@@ -90,8 +114,10 @@ impl MioDriver {
     /// A handle that stops [`Self::run`].
     pub fn stopper(&self) -> Stopper {
         let waker = self.waker.clone();
-        // A failed wake means the poll is gone already: nothing left to stop.
+        let stop = self.stop.clone();
         Stopper::new(move || {
+            stop.store(true, Ordering::SeqCst);
+            // A failed wake means the poll is gone already: nothing left to stop.
             let _ = waker.wake();
         })
     }
@@ -113,11 +139,11 @@ impl MioDriver {
                 Err(e) => return Err(e),
             }
             let now = Instant::now();
-            let mut stop = false;
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(now),
-                    WAKER => stop = true,
+                    // Stop (checked below) or file completions (fed in by the turn).
+                    WAKER => {}
                     Token(raw) => {
                         let conn = ConnId(raw as u64);
                         if event.is_readable() || event.is_read_closed() {
@@ -129,11 +155,14 @@ impl MioDriver {
                     }
                 }
             }
-            if stop {
+            if self.stop.load(Ordering::SeqCst) {
                 tracing::info!(
                     "shutting down: closing {} connections",
                     self.host.connection_count()
                 );
+                for (_, mut c) in self.host.shutdown(now) {
+                    let _ = self.poll.registry().deregister(&mut c.0);
+                }
                 return Ok(());
             }
             self.host.turn(now);

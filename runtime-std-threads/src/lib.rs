@@ -10,7 +10,15 @@
 //!   count;
 //! - the **node thread** (the caller of [`ThreadsDriver::run`]) owns the node: it waits on the
 //!   channel with `recv_timeout` until the node's deadline, feeds each message in, and hands
-//!   each connection with queued bytes its next batch.
+//!   each connection with queued bytes its next batch;
+//! - a **file thread** ([`siprtmp_driver_common::FileExecutor`], files under
+//!   [`DriverConfig::root`]) runs the node's file requests (recording, video on demand) and,
+//!   after each batch of completions, posts a wake-up on the node thread's channel; the node
+//!   thread feeds the completions in on its next turn.
+//!
+//! Decisions are answered on the node thread by the decider installed with
+//! [`ThreadsDriver::with_decider`] (everything is accepted without one). On stop, every
+//! connection is closed and recordings are finished before [`ThreadsDriver::run`] returns.
 //!
 //! A slow reader blocks only its own writer thread. The node counts the batch in flight as
 //! still queued until the writer reports it written, so its backpressure (drop to keyframes,
@@ -43,11 +51,12 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use siprtmp_core::node::{ConnId, Input, Node, NodeConfig, Output};
 use siprtmp_driver_common::{
-    bind_listener, configure_stream, deliver_event, shutdown_stream, MAX_IOVECS,
+    bind_listener, configure_stream, shutdown_stream, EventRouter, FileExecutor, MAX_IOVECS,
+    SHUTDOWN_FILE_GRACE,
 };
 use workers::{spawn_reader, spawn_writer, Job, Message};
 
-pub use siprtmp_driver_common::{DriverConfig, Stopper};
+pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper};
 
 /// Messages the node thread may have pending before readers wait.
 const CHANNEL_DEPTH: usize = 1024;
@@ -78,6 +87,8 @@ pub struct ThreadsDriver {
     tx: SyncSender<Message>,
     rx: Receiver<Message>,
     stop: Arc<AtomicBool>,
+    files: FileExecutor,
+    decider: Option<Decider>,
 }
 
 impl ThreadsDriver {
@@ -86,6 +97,12 @@ impl ThreadsDriver {
         let listener = bind_listener(config.listen, false)?;
         let node = Node::new(node_config, Instant::now(), config.seed);
         let (tx, rx) = mpsc::sync_channel(CHANNEL_DEPTH);
+        let files_tx = tx.clone();
+        let files = FileExecutor::start(config.root.clone(), move || {
+            // A full channel means the node thread has messages to handle and takes a turn
+            // (feeding completions in) after them anyway; a closed one, that it has gone.
+            let _ = files_tx.try_send(Message::Files);
+        })?;
         Ok(Self {
             listener,
             node,
@@ -93,7 +110,16 @@ impl ThreadsDriver {
             tx,
             rx,
             stop: Arc::new(AtomicBool::new(false)),
+            files,
+            decider: None,
         })
+    }
+
+    /// Installs the decider that answers [`siprtmp_core::node::Event::Decide`] (use with
+    /// [`NodeConfig::decisions`] on).
+    pub fn with_decider(mut self, decider: Decider) -> Self {
+        self.decider = Some(decider);
+        self
     }
 
     /// The address actually bound (useful with port 0).
@@ -129,19 +155,29 @@ impl ThreadsDriver {
             connections: HashMap::new(),
             dirty: Vec::new(),
             tx: self.tx,
-            events: self.config.events,
+            files: self.files,
+            router: EventRouter::new(self.config.events, self.decider),
         };
         node_thread.run(&self.rx, &self.stop);
         let connections = std::mem::take(&mut node_thread.connections);
         tracing::info!("shutting down: closing {} connections", connections.len());
-        // Dropping the receiver releases an acceptor blocked on a full channel.
-        drop(self.rx);
-        drop(node_thread);
         let mut threads = Vec::new();
-        for (_, c) in connections {
+        let now = Instant::now();
+        for (conn, c) in connections {
             shutdown_stream(&c.stream);
             threads.extend(c.threads);
+            node_thread.node.handle(now, Input::Closed { conn });
         }
+        // Recordings end with the connections: let their last writes and metadata land.
+        let NodeThread {
+            mut node,
+            mut files,
+            mut router,
+            ..
+        } = node_thread;
+        files.finish(&mut node, &mut router, SHUTDOWN_FILE_GRACE);
+        // Dropping the receiver releases an acceptor blocked on a full channel.
+        drop(self.rx);
         // Wake the acceptor out of `accept`; it sees the stop flag.
         if wake_acceptor(addr) {
             let _ = acceptor.join();
@@ -203,7 +239,10 @@ struct NodeThread {
     dirty: Vec<ConnId>,
     /// Handed to new reader and writer threads.
     tx: SyncSender<Message>,
-    events: Option<Sender<siprtmp_core::node::Event>>,
+    /// Runs the node's file requests; wakes this thread with [`Message::Files`].
+    files: FileExecutor,
+    /// Logs events, answers decisions, forwards events to the embedding application.
+    router: EventRouter,
 }
 
 impl NodeThread {
@@ -236,6 +275,7 @@ impl NodeThread {
                 }
             }
             let now = Instant::now();
+            self.files.feed(&mut self.node, now);
             if self.node.poll_timeout().is_some_and(|d| d <= now) {
                 self.node.handle(now, Input::Timeout);
             }
@@ -265,6 +305,8 @@ impl NodeThread {
             }
             // The loop checks the flag.
             Message::Stop => {}
+            // The turn feeds completions in.
+            Message::Files => {}
         }
     }
 
@@ -308,7 +350,8 @@ impl NodeThread {
             match output {
                 Output::Transmit { conn } => self.mark_dirty(conn),
                 Output::Close { conn } => self.close(now, conn),
-                Output::Event(event) => deliver_event(self.events.as_ref(), event),
+                Output::File(request) => self.files.submit(request),
+                Output::Event(event) => self.router.route(&mut self.node, now, event),
             }
         }
     }

@@ -30,6 +30,8 @@ pub(crate) enum Message {
     WriteFailed(ConnId),
     /// Wake up and look at the stop flag.
     Stop,
+    /// The file thread completed requests: take a turn to feed them in.
+    Files,
 }
 
 /// What the node thread asks a writer thread to do.

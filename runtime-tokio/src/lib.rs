@@ -8,10 +8,10 @@
 //! Tasks, all on the thread that calls [`TokioDriver::run`]:
 //!
 //! - one **node task** owns the node. It waits (`select!`) for a stop request, a writable
-//!   socket, a message from a reader, a new connection, or the node's deadline
-//!   (`sleep_until`); then it drains whatever else is already queued and takes one
-//!   [`NodeHost::turn`]: timer, outputs, one `try_write_vectored` per dirty connection with the
-//!   drained count fed back.
+//!   socket, a message from a reader, a new connection, completed file requests, or the
+//!   node's deadline (`sleep_until`); then it drains whatever else is already queued and takes
+//!   one [`NodeHost::turn`]: file completions, timer, outputs, one `try_write_vectored` per
+//!   dirty connection with the drained count fed back.
 //! - one **reader task** per connection reads into a `BytesMut` and sends the bytes to the node
 //!   task over a bounded channel (a publisher faster than the node waits on the channel, so
 //!   memory stays bounded), then a `Closed` message at end of stream.
@@ -39,12 +39,12 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use siprtmp_core::node::{ConnId, Node, NodeConfig};
-use siprtmp_driver_common::{bind_listener, configure_stream, NodeHost, Transport};
+use siprtmp_driver_common::{bind_listener, configure_stream, FileExecutor, NodeHost, Transport};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
-pub use siprtmp_driver_common::{DriverConfig, Stopper};
+pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper};
 
 /// Read buffer granularity: one allocation serves many reads.
 const READ_CHUNK: usize = 64 * 1024;
@@ -125,6 +125,10 @@ pub struct TokioDriver {
     node: Node,
     config: DriverConfig,
     stop: Arc<Notify>,
+    files: FileExecutor,
+    /// Notified by the file thread after each batch of completions.
+    files_ready: Arc<Notify>,
+    decider: Option<Decider>,
 }
 
 impl TokioDriver {
@@ -132,12 +136,26 @@ impl TokioDriver {
     pub fn bind(config: DriverConfig, node_config: NodeConfig) -> io::Result<Self> {
         let listener = bind_listener(config.listen, true)?;
         let node = Node::new(node_config, Instant::now(), config.seed);
+        let files_ready = Arc::new(Notify::new());
+        let notify = files_ready.clone();
+        // `notify_one` keeps a permit if the node task is busy, so no completion is missed.
+        let files = FileExecutor::start(config.root.clone(), move || notify.notify_one())?;
         Ok(Self {
             listener,
             node,
             config,
             stop: Arc::new(Notify::new()),
+            files,
+            files_ready,
+            decider: None,
         })
+    }
+
+    /// Installs the decider that answers [`siprtmp_core::node::Event::Decide`] (use with
+    /// [`NodeConfig::decisions`] on).
+    pub fn with_decider(mut self, decider: Decider) -> Self {
+        self.decider = Some(decider);
+        self
     }
 
     /// The address actually bound (useful with port 0).
@@ -164,7 +182,9 @@ impl TokioDriver {
     async fn node_task(self) -> io::Result<()> {
         let listener = TcpListener::from_std(self.listener)?;
         let send_buffer = self.config.send_buffer;
-        let mut host: NodeHost<TokioConnection> = NodeHost::new(self.node, self.config.events);
+        let mut host: NodeHost<TokioConnection> = NodeHost::new(self.node, self.config.events)
+            .with_files(self.files)
+            .with_decider(self.decider);
         let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
         let (writable_tx, mut writable_rx) = mpsc::unbounded_channel();
         let sleep = tokio::time::sleep(Duration::from_secs(3600));
@@ -191,6 +211,7 @@ impl TokioDriver {
                     _ = self.stop.notified() => Woke::Stop,
                     Some(conn) = writable_rx.recv() => Woke::Writable(conn),
                     Some(message) = rx.recv() => Woke::Message(message),
+                    _ = self.files_ready.notified() => Woke::Again,
                     accepted = listener.accept() => Woke::Accepted(accepted),
                     _ = &mut sleep, if armed.is_some() => Woke::Again,
                 }
@@ -198,8 +219,12 @@ impl TokioDriver {
             let now = Instant::now();
             match woke {
                 Woke::Stop => {
-                    let connections = host.drain_connections();
-                    tracing::info!("shutting down: closing {} connections", connections.len());
+                    tracing::info!(
+                        "shutting down: closing {} connections",
+                        host.connection_count()
+                    );
+                    // Dropping the transports cancels the reader tasks.
+                    drop(host.shutdown(now));
                     return Ok(());
                 }
                 Woke::Again => {}

@@ -4,6 +4,11 @@
 //! same under every driver; the scenarios check it against the source media and fixed
 //! transcripts rather than against one another.
 //!
+//! Recording, playback of recorded files and application decisions are core behaviour too:
+//! every driver runs the node's file requests on a background thread and answers its
+//! decisions through the embedding application's decider, so those scenarios run on each
+//! driver as well.
+//!
 //! Loopback only. Every wait is for an event (a server event, a client event, a peer's exit)
 //! with a deadline; the only fixed durations are scenario parameters (how long a client
 //! stays alive while pings are due), never waits hoping that something has happened.
@@ -15,12 +20,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use siprtmp_core::node::{ConnId, Event, NodeConfig};
+use siprtmp_core::node::{ConnId, Decision, Event, NodeConfig, Question};
 use siprtmp_core::rtmp::client::ClientEvent;
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
-use siprtmp_core::server::ServerConfig;
+use siprtmp_core::server::{AppConfig, RecordPolicy, ServerConfig};
 use siprtmp_tests::peers::{ffmpeg_play, ffmpeg_publish, rtmpdump_play, Peer};
-use siprtmp_tests::probe::{count, packets, Packet};
+use siprtmp_tests::probe::{count, duration, packets, Packet};
 use siprtmp_tests::server::{Runtime, TestServer};
 use siprtmp_tests::tcp_client::TcpRtmpClient;
 use siprtmp_tests::{media, scratch_dir};
@@ -239,6 +244,7 @@ fn stalled_player_is_dropped_and_harms_nobody(runtime: Runtime) {
             player_hard_backlog: 24 * 1024,
             ..ServerConfig::default()
         },
+        ..NodeConfig::default()
     };
     let mut server = TestServer::start_on(runtime, config, Some(8 * 1024));
     let url = server.url("live/s1");
@@ -280,6 +286,7 @@ fn silent_client_is_closed_by_the_ping_timeout(runtime: Runtime) {
             handshake_timeout: Duration::from_millis(450),
             ..ServerConfig::default()
         },
+        ..NodeConfig::default()
     };
     let mut server = TestServer::start_on(runtime, config, None);
 
@@ -515,6 +522,10 @@ fn status_codes_and_media_are_the_same(runtime: Runtime) {
             Event::PublishStopped { .. } => "publish stopped",
             Event::PlayStarted { .. } => "play started",
             Event::Closing { .. } => "closing",
+            Event::Disconnected { .. } => "disconnected",
+            Event::Decide { .. } => "decide",
+            Event::RecordStarted { .. } => "record started",
+            Event::RecordStopped { .. } => "record stopped",
         })
         .collect();
     assert_eq!(
@@ -524,10 +535,238 @@ fn status_codes_and_media_are_the_same(runtime: Runtime) {
             "play started",
             "connected",
             "publish started",
-            "publish stopped"
+            "publish stopped",
+            "disconnected",
         ],
         "server events"
     );
+}
+
+/// Node settings with application `vod` recording every publish, and decisions on if asked.
+fn recording_node(decisions: bool) -> NodeConfig {
+    let mut server = ServerConfig::default();
+    server.apps.insert(
+        "vod".into(),
+        AppConfig {
+            record: RecordPolicy::All,
+        },
+    );
+    NodeConfig { server, decisions }
+}
+
+/// ffmpeg publishes a 4 s clip to an application that records everything; the recorded file
+/// holds every frame of the clip (ffprobe: timestamps and payload hashes) and its duration;
+/// then an ffmpeg player plays the recording back from the file and receives every frame.
+fn ffmpeg_publish_is_recorded_and_played_back(runtime: Runtime) {
+    let dir = scratch("record", runtime);
+    let clip = clip("h264_aac_320x240_12fps_20s.flv", &dir);
+    let source = packets(&clip);
+    let root = dir.join("media");
+    let mut server =
+        TestServer::start_on_with(runtime, recording_node(false), None, root.clone(), None);
+    let url = server.url("vod/clip");
+
+    ffmpeg_publish(&clip, &url).finish(PUBLISH_TIME);
+    assert!(
+        server.wait_for(1, STARTUP, |e| matches!(e, Event::RecordStopped { .. })),
+        "the recording did not stop: {:?}",
+        server.events()
+    );
+    let stopped = server
+        .events()
+        .iter()
+        .find_map(|e| match e {
+            Event::RecordStopped { path, error, .. } => Some((path.clone(), error.clone())),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(stopped, ("vod/clip.flv".to_owned(), None));
+    let recorded_path = root.join("vod/clip.flv");
+    let recorded = packets(&recorded_path);
+    assert_receives_everything("recorded file", &source, &recorded);
+    let (want, got) = (duration(&clip), duration(&recorded_path));
+    assert!(
+        (want - got).abs() <= 0.5,
+        "recorded duration {got} s, clip {want} s"
+    );
+
+    let played = dir.join("played.flv");
+    ffmpeg_play(&url, &played).finish(PUBLISH_TIME);
+    assert_receives_everything("file player", &recorded, &packets(&played));
+}
+
+/// With decisions on, a decider that wants `?token=good` refuses a publish with a bad token
+/// (`NetStream.Publish.Denied`, nothing recorded, no publish event), refuses a connect to an
+/// unknown application, and lets the right token publish and be recorded.
+fn a_publish_refused_by_the_decider_records_nothing(runtime: Runtime) {
+    let dir = scratch("refused", runtime);
+    let root = dir.join("media");
+    let decider = Box::new(|event: &Event| match event {
+        Event::Decide {
+            request,
+            question: Question::Connect { app, .. },
+        } if app != "vod" => Some((*request, Decision::Reject("no such app".into()))),
+        Event::Decide {
+            request,
+            question: Question::Publish { query, .. },
+        } if query != "token=good" => Some((*request, Decision::Reject("bad token".into()))),
+        Event::Decide { request, .. } => Some((*request, Decision::Accept)),
+        _ => None,
+    });
+    let mut server = TestServer::start_on_with(
+        runtime,
+        recording_node(true),
+        None,
+        root.clone(),
+        Some(decider),
+    );
+    let t = STARTUP;
+
+    let mut stranger = TcpRtmpClient::connect(server.addr, "other", None);
+    let rejected = stranger.until(t, |e| {
+        matches!(e, ClientEvent::Connected | ClientEvent::ConnectRejected(_))
+    });
+    assert!(
+        matches!(rejected, Some(ClientEvent::ConnectRejected(_))),
+        "connect to an unknown app: {rejected:?}"
+    );
+
+    let publish = |name: &str| {
+        let mut client = TcpRtmpClient::connect(server.addr, "vod", None);
+        client
+            .until(t, |e| *e == ClientEvent::Connected)
+            .expect("connected");
+        client.machine.create_stream();
+        client.flush();
+        let Some(ClientEvent::StreamCreated(id)) =
+            client.until(t, |e| matches!(e, ClientEvent::StreamCreated(_)))
+        else {
+            panic!("no stream created");
+        };
+        client.machine.publish(id, name);
+        client.flush();
+        let status = client.until(t, |e| matches!(e, ClientEvent::Status(..)));
+        (client, id, status)
+    };
+
+    let (refused, _, status) = publish("clip?token=bad");
+    assert!(
+        matches!(&status, Some(ClientEvent::Status(_, code)) if code == "NetStream.Publish.Denied"),
+        "bad token: {status:?}"
+    );
+    drop(refused);
+    assert!(
+        !root.join("vod/clip.flv").exists(),
+        "a refused publish was recorded"
+    );
+
+    let (mut accepted, id, status) = publish("clip?token=good");
+    assert!(
+        matches!(&status, Some(ClientEvent::Status(_, code)) if code == "NetStream.Publish.Start"),
+        "good token: {status:?}"
+    );
+    // An AVC sequence header and a keyframe, so the recording has media.
+    for (timestamp, payload) in [
+        (0, &[0x17u8, 0, 0, 0, 0, 1, 0x64, 0, 0x0d][..]),
+        (0, &[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65][..]),
+        (40, &[0x27, 1, 0, 0, 0, 0, 0, 0, 1, 0x41][..]),
+    ] {
+        let message = RtmpMessage::new(
+            type_id::VIDEO,
+            id,
+            timestamp,
+            Bytes::copy_from_slice(payload),
+        );
+        accepted.machine.send_media(&message);
+    }
+    accepted.flush();
+    assert!(
+        server.wait_for(1, t, |e| matches!(e, Event::RecordStarted { .. })),
+        "the accepted publish was not recorded"
+    );
+    drop(accepted);
+    assert!(
+        server.wait_for(1, t, |e| matches!(e, Event::RecordStopped { .. })),
+        "the recording did not stop"
+    );
+    let file = std::fs::read(root.join("vod/clip.flv")).expect("recorded file");
+    assert!(file.starts_with(b"FLV\x01"), "not an FLV file");
+
+    let events = server.events();
+    let publishes = events
+        .iter()
+        .filter(|e| matches!(e, Event::PublishStarted { .. }))
+        .count();
+    assert_eq!(publishes, 1, "only the good token publishes: {events:?}");
+    let questions: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Decide { question, .. } => Some(match question {
+                Question::Connect { .. } => "connect",
+                Question::Publish { .. } => "publish",
+                Question::Play { .. } => "play",
+            }),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        questions,
+        ["connect", "connect", "publish", "connect", "publish"],
+        "the decider was asked about every connect and publish"
+    );
+}
+
+/// A publish being recorded when the server is stopped: `run` returns only once the recording
+/// is finished, with every byte it counted on disk.
+fn stopping_the_server_finishes_the_recording(runtime: Runtime) {
+    let dir = scratch("stop", runtime);
+    let root = dir.join("media");
+    let mut server =
+        TestServer::start_on_with(runtime, recording_node(false), None, root.clone(), None);
+    let mut publisher = TcpRtmpClient::connect(server.addr, "vod", None);
+    publisher
+        .until(STARTUP, |e| *e == ClientEvent::Connected)
+        .expect("connected");
+    publisher.machine.create_stream();
+    publisher.flush();
+    let Some(ClientEvent::StreamCreated(id)) =
+        publisher.until(STARTUP, |e| matches!(e, ClientEvent::StreamCreated(_)))
+    else {
+        panic!("no stream created");
+    };
+    publisher.machine.publish(id, "live-at-stop");
+    publisher.flush();
+    publisher
+        .until(STARTUP, is_status("NetStream.Record.Start"))
+        .expect("recording started");
+    for i in 0..50u32 {
+        let payload: &[u8] = if i == 0 {
+            &[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65]
+        } else {
+            &[0x27, 1, 0, 0, 0, 0, 0, 0, 1, 0x41]
+        };
+        let message = RtmpMessage::new(type_id::VIDEO, id, i * 40, Bytes::copy_from_slice(payload));
+        publisher.machine.send_media(&message);
+    }
+    publisher.flush();
+    assert!(server.wait_for(1, STARTUP, |e| matches!(e, Event::RecordStarted { .. })));
+    let events = server.stop();
+    let stopped = events.iter().find_map(|e| match e {
+        Event::RecordStopped {
+            path, bytes, error, ..
+        } => Some((path.clone(), *bytes, error.clone())),
+        _ => None,
+    });
+    let (path, bytes, error) = stopped.unwrap_or_else(|| panic!("no RecordStopped: {events:?}"));
+    assert_eq!((path.as_str(), &error), ("vod/live-at-stop.flv", &None));
+    let file = std::fs::read(root.join(&path)).expect("recorded file");
+    assert_eq!(
+        file.len() as u64,
+        bytes,
+        "the file is complete when run returns"
+    );
+    assert!(file.starts_with(b"FLV\x01"));
+    drop(publisher);
 }
 
 /// One module per driver, each with every scenario as a test (`cargo test mio::`, ...).
@@ -559,6 +798,21 @@ macro_rules! conformance {
             #[test]
             fn status_codes_and_media_are_the_same() {
                 super::status_codes_and_media_are_the_same(Runtime::$runtime);
+            }
+
+            #[test]
+            fn ffmpeg_publish_is_recorded_and_played_back() {
+                super::ffmpeg_publish_is_recorded_and_played_back(Runtime::$runtime);
+            }
+
+            #[test]
+            fn a_publish_refused_by_the_decider_records_nothing() {
+                super::a_publish_refused_by_the_decider_records_nothing(Runtime::$runtime);
+            }
+
+            #[test]
+            fn stopping_the_server_finishes_the_recording() {
+                super::stopping_the_server_finishes_the_recording(Runtime::$runtime);
             }
         }
     )*};

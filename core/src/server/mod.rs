@@ -8,11 +8,14 @@
 
 mod commands;
 mod config;
+mod decisions;
 mod fan_out;
 mod live_stream;
+mod recorder;
 mod send_queue;
 mod session;
 mod session_table;
+mod vod;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -23,10 +26,12 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
-pub use config::ServerConfig;
+pub use config::{AppConfig, RecordPolicy, ServerConfig};
 pub use send_queue::SendQueue;
 
 use crate::amf::Value;
+use crate::decision::RequestId;
+use crate::flv::index::FileSummary;
 use crate::node::{ConnId, Event, Output};
 use crate::rng::SeededRng;
 use crate::rtmp::aggregate::split_aggregate;
@@ -34,9 +39,26 @@ use crate::rtmp::command::{message_values, status_object, Command};
 use crate::rtmp::control::{ProtocolControl, UserControl};
 use crate::rtmp::handshake::ServerHandshake;
 use crate::rtmp::message::{type_id, RtmpMessage};
+use crate::storage::{FileError, FileId, FileReply};
+use decisions::Pending;
 use live_stream::LiveStream;
+use recorder::{Recorder, RecorderNote};
 use session::{Phase, Session, StreamRole};
 use session_table::SessionTable;
+use vod::VodPlayer;
+
+/// What a timer is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Timer {
+    /// Handshake deadline, ping and dead-peer checks of a connection (its raw id).
+    Connection(u64),
+    /// The next tag of a file player is due (its raw file id).
+    Vod(u64),
+}
+
+/// Most bytes a connection may send while a decision about it is pending (it is not read
+/// meanwhile; past this it is closed).
+const MAX_INPUT_WHILE_AWAITING: usize = 1024 * 1024;
 
 /// The RTMP server application state machine.
 #[derive(Debug)]
@@ -47,7 +69,16 @@ pub struct RtmpServer {
     sessions: SessionTable,
     live: HashMap<Arc<str>, LiveStream>,
     outputs: VecDeque<Output>,
-    timers: BinaryHeap<Reverse<(Instant, u64)>>,
+    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    decisions: bool,
+    pending: HashMap<RequestId, Pending>,
+    next_request: u64,
+    next_file: u64,
+    recorders: HashMap<FileId, Recorder>,
+    vods: HashMap<FileId, VodPlayer>,
+    /// What files hold (keyframe index, metadata, configs), by path, with the size it was
+    /// computed for.
+    file_cache: HashMap<String, (u64, Arc<FileSummary>)>,
 }
 
 impl RtmpServer {
@@ -61,6 +92,56 @@ impl RtmpServer {
             live: HashMap::new(),
             outputs: VecDeque::new(),
             timers: BinaryHeap::new(),
+            decisions: false,
+            pending: HashMap::new(),
+            next_request: 0,
+            next_file: 0,
+            recorders: HashMap::new(),
+            vods: HashMap::new(),
+            file_cache: HashMap::new(),
+        }
+    }
+
+    /// With `on`, connects, publishes and plays wait for [`Self::decide`].
+    pub fn with_decisions(mut self, on: bool) -> Self {
+        self.decisions = on;
+        self
+    }
+
+    fn next_file_id(&mut self) -> FileId {
+        self.next_file += 1;
+        FileId(self.next_file)
+    }
+
+    /// A file request completed.
+    pub fn file_done(&mut self, now: Instant, file: FileId, result: Result<FileReply, FileError>) {
+        if self.vods.contains_key(&file) {
+            return self.vod_file_done(now, file, result);
+        }
+        let Some(recorder) = self.recorders.get_mut(&file) else {
+            return; // a file already forgotten (a player that left): nothing to do
+        };
+        match recorder.on_done(result, &mut self.outputs) {
+            RecorderNote::Nothing => {}
+            RecorderNote::Failed(error) => {
+                self.recording_failed(file, "NetStream.Record.Failed", &error)
+            }
+            RecorderNote::NoAccess(error) => {
+                self.recording_failed(file, "NetStream.Record.NoAccess", &error)
+            }
+            RecorderNote::Closed => {
+                let Some(recorder) = self.recorders.remove(&file) else {
+                    return;
+                };
+                self.cache_summary(recorder.path.clone(), recorder.bytes(), recorder.summary());
+                self.outputs.push_back(Output::Event(Event::RecordStopped {
+                    stream: recorder.stream.to_string(),
+                    path: recorder.path.clone(),
+                    bytes: recorder.bytes(),
+                    duration_ms: recorder.duration_ms(),
+                    error: recorder.error.clone(),
+                }));
+            }
         }
     }
 
@@ -77,7 +158,8 @@ impl RtmpServer {
         let deadline = now + self.config.handshake_timeout;
         session.next_check = deadline;
         self.sessions.insert(session);
-        self.timers.push(Reverse((deadline, id.0)));
+        self.timers
+            .push(Reverse((deadline, Timer::Connection(id.0))));
         id
     }
 
@@ -101,6 +183,12 @@ impl RtmpServer {
         } else {
             session.rx.extend_from_slice(&data);
         }
+        if session.awaiting.is_some() {
+            if session.rx.len() > MAX_INPUT_WHILE_AWAITING {
+                self.close(conn, "too much input while a decision is pending".into());
+            }
+            return;
+        }
         if let Phase::Handshake(handshake) = &mut session.phase {
             match handshake.receive(&mut session.rx) {
                 Ok(reply) => {
@@ -117,7 +205,8 @@ impl RtmpServer {
                     session.last_rx = now;
                     // From now on the ping schedule applies, not the handshake deadline.
                     session.next_check = now + self.config.ping_interval;
-                    self.timers.push(Reverse((session.next_check, conn.0)));
+                    self.timers
+                        .push(Reverse((session.next_check, Timer::Connection(conn.0))));
                 }
                 Err(e) => {
                     self.close(conn, format!("handshake failed: {e}"));
@@ -134,7 +223,7 @@ impl RtmpServer {
             let Some(session) = self.sessions.get_mut(conn) else {
                 return;
             };
-            if !session.is_active() {
+            if !session.is_active() || session.awaiting.is_some() {
                 return;
             }
             match session.decoder.decode(&mut session.rx) {
@@ -242,11 +331,11 @@ impl RtmpServer {
             _ => return self.publish_message(conn, msg),
         };
         let forwarded = crate::rtmp::command::data_message(msg.stream_id, msg.timestamp, &values);
-        self.publish_metadata(conn, forwarded);
+        self.publish_metadata(conn, forwarded, values.get(1));
     }
 
     /// The kernel took `bytes` of `conn`'s queue.
-    pub fn drained(&mut self, _now: Instant, conn: ConnId, bytes: usize) {
+    pub fn drained(&mut self, now: Instant, conn: ConnId, bytes: usize) {
         if let Some(session) = self.sessions.get_mut(conn) {
             session.out.advance(bytes);
             if session.out.is_empty() {
@@ -254,6 +343,9 @@ impl RtmpServer {
             } else if !session.transmit_pending {
                 session.transmit_pending = true;
                 self.outputs.push_back(Output::Transmit { conn });
+            }
+            if !self.vods.is_empty() {
+                self.vod_drained(now, conn);
             }
         }
     }
@@ -268,6 +360,8 @@ impl RtmpServer {
             self.detach(conn);
         }
         self.sessions.remove(conn);
+        self.outputs
+            .push_back(Output::Event(Event::Disconnected { conn }));
     }
 
     /// Closes `conn` from the server side: its streams end, and the driver is told to close.
@@ -298,6 +392,9 @@ impl RtmpServer {
         let Some(session) = self.sessions.get_mut(conn) else {
             return;
         };
+        if let Some(request) = session.awaiting.take() {
+            self.pending.remove(&request);
+        }
         let streams = std::mem::take(&mut session.streams);
         for (stream_id, role) in streams {
             self.end_role(conn, stream_id, role);
@@ -306,18 +403,23 @@ impl RtmpServer {
 
     /// Timers that are due.
     pub fn timeout(&mut self, now: Instant) {
-        while let Some(Reverse((deadline, raw))) = self.timers.peek().copied() {
+        while let Some(Reverse((deadline, timer))) = self.timers.peek().copied() {
             if deadline > now {
                 break;
             }
             self.timers.pop();
-            // A connection has one live timer; entries it replaced are skipped.
-            let current = self
-                .sessions
-                .get(ConnId(raw))
-                .is_some_and(|s| s.next_check == deadline);
-            if current {
-                self.check_liveness(now, ConnId(raw));
+            match timer {
+                Timer::Connection(raw) => {
+                    // A connection has one live timer; entries it replaced are skipped.
+                    let current = self
+                        .sessions
+                        .get(ConnId(raw))
+                        .is_some_and(|s| s.next_check == deadline);
+                    if current {
+                        self.check_liveness(now, ConnId(raw));
+                    }
+                }
+                Timer::Vod(raw) => self.vod_timer(now, FileId(raw)),
             }
         }
     }
@@ -356,7 +458,7 @@ impl RtmpServer {
             }
         };
         session.next_check = next;
-        self.timers.push(Reverse((next, conn.0)));
+        self.timers.push(Reverse((next, Timer::Connection(conn.0))));
     }
 
     /// The next output for the driver.
@@ -404,6 +506,7 @@ impl RtmpServer {
                     }
                 }
             }
+            StreamRole::Vod(file) => self.end_vod(file),
         }
     }
 }
