@@ -112,3 +112,4 @@ pub mod sim;
 pub mod sip;
 pub mod storage;
 pub mod testkit;
+pub mod udp;

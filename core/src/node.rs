@@ -37,6 +37,7 @@ use bytes::BytesMut;
 pub use crate::decision::{DecideError, Decision, PublishMode, Question, RequestId};
 use crate::server::{RtmpServer, ServerConfig};
 pub use crate::storage::{FileError, FileId, FileReply, FileRequest};
+pub use crate::udp::{SocketId, UdpCommand, UdpEvent};
 
 /// Identifies one connection for the life of the node (never reused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -79,6 +80,8 @@ pub enum Input {
         /// The reply, or why it failed.
         result: Result<FileReply, FileError>,
     },
+    /// Something happened on a UDP socket the node asked for ([`Output::Udp`]).
+    Udp(UdpEvent),
 }
 
 /// What the node asks a driver to do.
@@ -99,6 +102,8 @@ pub enum Output {
     },
     /// Run a file operation off the event-loop thread and report [`Input::FileDone`].
     File(FileRequest),
+    /// Open, use or close a UDP socket (the gateway's SIP and RTP); see [`crate::udp`].
+    Udp(UdpCommand),
     /// Something an operator or embedding application may want to know.
     Event(Event),
 }
@@ -135,6 +140,14 @@ pub enum Event {
         conn: ConnId,
         /// The stream's key: `app/name`.
         stream: String,
+    },
+    /// Something the gateway wants in the logs about a client (a refused call, a lost
+    /// registration).
+    Gateway {
+        /// The client's connection.
+        conn: ConnId,
+        /// What happened.
+        message: String,
     },
     /// A connection was closed by the server, with the reason.
     Closing {
@@ -217,6 +230,7 @@ impl Node {
             Input::Drained { conn, bytes } => self.server.drained(now, conn, bytes),
             Input::Closed { conn } => self.server.closed(conn),
             Input::Timeout => self.server.timeout(now),
+            Input::Udp(event) => self.server.udp(now, event),
             Input::FileDone { file, result } => self.server.file_done(now, file, result),
         }
     }

@@ -298,6 +298,13 @@ impl SimNet {
                     let file = request.file;
                     self.node.handle(self.now, Input::FileDone { file, result });
                 }
+                Output::Udp(crate::udp::UdpCommand::Bind { socket, .. }) => {
+                    // The simulated network carries TCP only: a gateway cannot bind here.
+                    let result = Err("no UDP in this simulation".to_owned());
+                    let event = crate::udp::UdpEvent::Bound { socket, result };
+                    self.node.handle(self.now, Input::Udp(event));
+                }
+                Output::Udp(_) => {}
                 Output::Event(_) => {}
             }
         }

@@ -105,6 +105,7 @@ pub fn log_event(event: &Event) {
         }
         Event::PlayStarted { conn, stream } => tracing::info!("{conn}: play started: {stream}"),
         Event::Closing { conn, reason } => tracing::info!("{conn}: closing: {reason}"),
+        Event::Gateway { conn, message } => tracing::info!("{conn}: gateway: {message}"),
         Event::Disconnected { conn } => tracing::debug!("{conn}: disconnected"),
         Event::Decide { request, question } => {
             tracing::debug!("{request}: asking the application: {question:?}")

@@ -145,7 +145,7 @@ impl FileExecutor {
                 match output {
                     Output::File(request) => self.submit(request),
                     Output::Event(event) => router.route(node, now, event),
-                    Output::Transmit { .. } | Output::Close { .. } => {}
+                    Output::Transmit { .. } | Output::Close { .. } | Output::Udp(_) => {}
                 }
             }
             if self.outstanding() == 0 {

@@ -226,6 +226,11 @@ impl<T: Transport> NodeHost<T> {
                         self.node.handle(now, Input::FileDone { file, result });
                     }
                 },
+                Output::Udp(command) => {
+                    if let Some(event) = crate::udp_unsupported(command) {
+                        self.node.handle(now, Input::Udp(event));
+                    }
+                }
                 Output::Event(event) => self.router.route(&mut self.node, now, event),
             }
         }

@@ -43,3 +43,19 @@ pub use file_io::{Completion, FileExecutor, SHUTDOWN_FILE_GRACE};
 pub use host::{NodeHost, Transport, MAX_IOVECS};
 pub use socket::{bind_listener, configure_stream, shutdown_stream};
 pub use stopper::Stopper;
+
+/// The answer of a driver without UDP sockets to the node's UDP commands: binds fail with a
+/// clear reason (the gateway then refuses its connects), nothing else happens.
+pub fn udp_unsupported(
+    command: siprtmp_core::node::UdpCommand,
+) -> Option<siprtmp_core::node::UdpEvent> {
+    match command {
+        siprtmp_core::node::UdpCommand::Bind { socket, .. } => {
+            Some(siprtmp_core::node::UdpEvent::Bound {
+                socket,
+                result: Err("this driver has no UDP sockets".into()),
+            })
+        }
+        _ => None,
+    }
+}

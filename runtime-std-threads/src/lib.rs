@@ -351,6 +351,11 @@ impl NodeThread {
                 Output::Transmit { conn } => self.mark_dirty(conn),
                 Output::Close { conn } => self.close(now, conn),
                 Output::File(request) => self.files.submit(request),
+                Output::Udp(command) => {
+                    if let Some(event) = siprtmp_driver_common::udp_unsupported(command) {
+                        self.node.handle(now, Input::Udp(event));
+                    }
+                }
                 Output::Event(event) => self.router.route(&mut self.node, now, event),
             }
         }

@@ -526,6 +526,7 @@ fn status_codes_and_media_are_the_same(runtime: Runtime) {
             Event::Decide { .. } => "decide",
             Event::RecordStarted { .. } => "record started",
             Event::RecordStopped { .. } => "record stopped",
+            Event::Gateway { .. } => "gateway",
         })
         .collect();
     assert_eq!(

@@ -105,6 +105,9 @@ impl RtmpServer {
         if !connected && cmd.name != "connect" {
             return self.close(conn, format!("'{}' before connect", cmd.name));
         }
+        if self.gateway_command(now, conn, &cmd) {
+            return;
+        }
         match cmd.name.as_str() {
             "connect" => self.connect(conn, cmd),
             "createStream" => self.create_stream(conn, cmd),
@@ -112,6 +115,12 @@ impl RtmpServer {
             "FCPublish" => self.fc_publish(conn, &cmd, "onFCPublish", "NetStream.Publish.Start"),
             "FCUnpublish" => {
                 self.fc_publish(conn, &cmd, "onFCUnpublish", "NetStream.Unpublish.Success")
+            }
+            "publish" if self.is_gateway_conn(conn) => {
+                self.gateway_publish(conn, stream_id, &first_string(&cmd));
+            }
+            "play" if self.is_gateway_conn(conn) => {
+                self.gateway_play(now, conn, stream_id, &first_string(&cmd));
             }
             "publish" => self.publish(now, conn, stream_id, cmd),
             "play" => self.play(now, conn, stream_id, cmd),
@@ -146,7 +155,7 @@ impl RtmpServer {
         }
     }
 
-    fn call_failed(&mut self, conn: ConnId, cmd: &Command) {
+    pub(super) fn call_failed(&mut self, conn: ConnId, cmd: &Command) {
         if let Some(session) = self.sessions.get_mut(conn) {
             let info = status_object(
                 "error",
@@ -203,6 +212,15 @@ impl RtmpServer {
 
     /// `connect` accepted: window, bandwidth and chunk size, then `_result`.
     pub(super) fn accept_connect(&mut self, conn: ConnId, cmd: Command) {
+        // The gateway holds its connects until its sockets (and REGISTER) are ready, then
+        // comes back here.
+        if !self.is_gateway_conn(conn) {
+            if let Some(app) = application_name(&cmd.command_object) {
+                if self.gateway_connect(conn, &app, cmd.clone()) {
+                    return;
+                }
+            }
+        }
         let config = &self.config;
         let Some(session) = self.sessions.get_mut(conn) else {
             return;

@@ -47,6 +47,9 @@ pub struct ServerConfig {
     /// Bytes a recording may have waiting for the disk before it is stopped (a disk that does
     /// not keep up must not make the server hold the stream in memory).
     pub max_record_backlog: usize,
+    /// The SIP-RTMP gateway, when enabled (`None`: connects to its application are ordinary
+    /// RTMP connects).
+    pub gateway: Option<super::gateway_host::GatewayNodeConfig>,
 }
 
 /// Whether an application records what is published to it.
@@ -91,6 +94,7 @@ impl Default for ServerConfig {
             vod_burst: Duration::from_millis(500),
             vod_read_size: 64 * 1024,
             max_record_backlog: 16 * 1024 * 1024,
+            gateway: None,
         }
     }
 }

@@ -10,6 +10,7 @@ mod commands;
 mod config;
 mod decisions;
 mod fan_out;
+mod gateway_host;
 mod live_stream;
 mod recorder;
 mod send_queue;
@@ -27,6 +28,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 
 pub use config::{AppConfig, RecordPolicy, ServerConfig};
+pub use gateway_host::GatewayNodeConfig;
 pub use send_queue::SendQueue;
 
 use crate::amf::Value;
@@ -54,6 +56,8 @@ pub(crate) enum Timer {
     Connection(u64),
     /// The next tag of a file player is due (its raw file id).
     Vod(u64),
+    /// A gateway session has work due (the raw id of its RTMP connection).
+    Gateway(u64),
 }
 
 /// Most bytes a connection may send while a decision about it is pending (it is not read
@@ -79,11 +83,16 @@ pub struct RtmpServer {
     /// What files hold (keyframe index, metadata, configs), by path, with the size it was
     /// computed for.
     file_cache: HashMap<String, (u64, Arc<FileSummary>)>,
+    /// The SIP-RTMP gateway's sessions and sockets, when enabled.
+    gateway: Option<gateway_host::GatewayHost>,
+    /// The latest time an input brought (for work started by a close, which has none).
+    last_now: Instant,
 }
 
 impl RtmpServer {
     /// A server with `config`, timestamps counted from `epoch`, randomness from `seed`.
     pub fn new(config: ServerConfig, epoch: Instant, seed: u64) -> Self {
+        let config_gateway = config.gateway.clone().map(gateway_host::GatewayHost::new);
         Self {
             config,
             epoch,
@@ -99,6 +108,8 @@ impl RtmpServer {
             recorders: HashMap::new(),
             vods: HashMap::new(),
             file_cache: HashMap::new(),
+            gateway: config_gateway,
+            last_now: epoch,
         }
     }
 
@@ -115,6 +126,7 @@ impl RtmpServer {
 
     /// A file request completed.
     pub fn file_done(&mut self, now: Instant, file: FileId, result: Result<FileReply, FileError>) {
+        self.last_now = self.last_now.max(now);
         if self.vods.contains_key(&file) {
             return self.vod_file_done(now, file, result);
         }
@@ -165,6 +177,7 @@ impl RtmpServer {
 
     /// Bytes arrived on `conn`.
     pub fn received(&mut self, now: Instant, conn: ConnId, data: BytesMut) {
+        self.last_now = self.last_now.max(now);
         let Some(session) = self.sessions.get_mut(conn) else {
             return;
         };
@@ -263,7 +276,11 @@ impl RtmpServer {
             | type_id::WINDOW_ACK_SIZE
             | type_id::SET_PEER_BANDWIDTH => self.handle_protocol_control(conn, &msg),
             type_id::USER_CONTROL => self.handle_user_control(conn, &msg),
-            type_id::AUDIO | type_id::VIDEO => self.publish_message(conn, msg),
+            type_id::AUDIO | type_id::VIDEO => {
+                if !self.gateway_media(now, conn, &msg) {
+                    self.publish_message(conn, msg);
+                }
+            }
             type_id::DATA_AMF0 | type_id::DATA_AMF3 => self.handle_data(conn, msg),
             type_id::COMMAND_AMF0 | type_id::COMMAND_AMF3 => match Command::parse(&msg) {
                 Ok(cmd) => self.handle_command(now, conn, msg.stream_id, cmd),
@@ -336,6 +353,7 @@ impl RtmpServer {
 
     /// The kernel took `bytes` of `conn`'s queue.
     pub fn drained(&mut self, now: Instant, conn: ConnId, bytes: usize) {
+        self.last_now = self.last_now.max(now);
         if let Some(session) = self.sessions.get_mut(conn) {
             session.out.advance(bytes);
             if session.out.is_empty() {
@@ -359,6 +377,7 @@ impl RtmpServer {
         if !closing {
             self.detach(conn);
         }
+        self.gateway_closed(self.last_now, conn);
         self.sessions.remove(conn);
         self.outputs
             .push_back(Output::Event(Event::Disconnected { conn }));
@@ -373,6 +392,7 @@ impl RtmpServer {
             return;
         }
         self.detach(conn);
+        self.gateway_closed(self.last_now, conn);
         if let Some(session) = self.sessions.get_mut(conn) {
             if session.is_active() && session.app.is_some() {
                 // Best effort: the driver writes what it can before it closes the socket.
@@ -403,6 +423,7 @@ impl RtmpServer {
 
     /// Timers that are due.
     pub fn timeout(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
         while let Some(Reverse((deadline, timer))) = self.timers.peek().copied() {
             if deadline > now {
                 break;
@@ -420,6 +441,7 @@ impl RtmpServer {
                     }
                 }
                 Timer::Vod(raw) => self.vod_timer(now, FileId(raw)),
+                Timer::Gateway(raw) => self.gateway_timer(now, ConnId(raw), deadline),
             }
         }
     }
