@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. First installs, when missing, the real peers the interop tests
-# talk to (Debian packages): ffmpeg/ffprobe and rtmpdump.
+# talk to (Debian packages): ffmpeg/ffprobe, rtmpdump and sipp (sip-tester).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +8,7 @@ missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v rtmpdump >/dev/null 2>&1 || missing+=(rtmpdump)
+command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 if ((${#missing[@]})); then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo=sudo

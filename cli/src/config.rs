@@ -1,12 +1,15 @@
 //! The configuration file (TOML) and how flags override it.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 use siprtmp_core::node::NodeConfig;
-use siprtmp_core::server::ServerConfig;
+use siprtmp_core::server::{AppConfig, RecordPolicy, ServerConfig};
+
+use crate::auth::{IpNet, Rules};
 
 /// Everything the config file may set; every field is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -18,6 +21,45 @@ pub struct FileConfig {
     pub seed: Option<u64>,
     #[serde(default)]
     pub rtmp: RtmpSection,
+    #[serde(default)]
+    pub auth: AuthSection,
+    /// `[apps.<name>]`: per-application recording and allow lists.
+    #[serde(default)]
+    pub apps: HashMap<String, AppSection>,
+}
+
+/// `[auth]`: who may connect, publish and play.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// Secret a publisher must give as `name?token=...`.
+    pub publish_token: Option<String>,
+    /// Secret a player must give as `name?token=...`.
+    pub play_token: Option<String>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+}
+
+/// `record = "all" | "off"`.
+#[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordSetting {
+    All,
+    #[default]
+    Off,
+}
+
+/// `[apps.<name>]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSection {
+    /// Record every publish to this application (ffmpeg and OBS always publish as `live`).
+    #[serde(default)]
+    pub record: RecordSetting,
+    /// Addresses or blocks (`10.0.0.0/8`) that may publish; absent: anyone.
+    pub publish_allow: Option<Vec<String>>,
+    /// Addresses or blocks that may play; absent: anyone.
+    pub play_allow: Option<Vec<String>>,
 }
 
 /// `[rtmp]`: the server's limits and timers.
@@ -78,11 +120,68 @@ impl RtmpSection {
             ping_interval: secs(self.ping_interval_secs, d.ping_interval)?,
             dead_timeout: secs(self.dead_timeout_secs, d.dead_timeout)?,
             handshake_timeout: secs(self.handshake_timeout_secs, d.handshake_timeout)?,
+            ..d
         };
         if server.player_soft_backlog > server.player_hard_backlog {
             return Err("player_soft_backlog must not exceed player_hard_backlog".into());
         }
-        Ok(NodeConfig { server })
+        Ok(NodeConfig {
+            server,
+            ..NodeConfig::default()
+        })
+    }
+}
+
+impl FileConfig {
+    /// The node's settings: `[rtmp]` limits, per-application recording, and decisions on
+    /// when any access rule is set.
+    pub fn node_config(&self, record_all: &[String]) -> Result<NodeConfig, String> {
+        let mut config = self.rtmp.node_config()?;
+        for (app, section) in &self.apps {
+            if section.record == RecordSetting::All {
+                config.server.apps.insert(
+                    app.clone(),
+                    AppConfig {
+                        record: RecordPolicy::All,
+                    },
+                );
+            }
+        }
+        for app in record_all {
+            config.server.apps.insert(
+                app.clone(),
+                AppConfig {
+                    record: RecordPolicy::All,
+                },
+            );
+        }
+        config.decisions = self.rules()?.is_active();
+        Ok(config)
+    }
+
+    /// The access rules of `[auth]` and `[apps.*]`.
+    pub fn rules(&self) -> Result<Rules, String> {
+        let parse = |list: &Option<Vec<String>>| -> Result<Option<Vec<IpNet>>, String> {
+            list.as_ref()
+                .map(|l| l.iter().map(|s| s.parse()).collect())
+                .transpose()
+        };
+        let mut rules = Rules {
+            publish_token: self.auth.publish_token.clone(),
+            play_token: self.auth.play_token.clone(),
+            max_connections: self.auth.max_connections,
+            max_connections_per_ip: self.auth.max_connections_per_ip,
+            ..Rules::default()
+        };
+        for (app, section) in &self.apps {
+            if let Some(nets) = parse(&section.publish_allow)? {
+                rules.publish_allow.insert(app.clone(), nets);
+            }
+            if let Some(nets) = parse(&section.play_allow)? {
+                rules.play_allow.insert(app.clone(), nets);
+            }
+        }
+        Ok(rules)
     }
 }
 
@@ -97,4 +196,37 @@ pub fn listen_addr(
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let port = flag_port.or(file.port).unwrap_or(1935);
     SocketAddr::new(host, port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apps_and_auth_sections_become_node_settings_and_rules() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            [auth]
+            publish_token = "s3cret"
+            max_connections_per_ip = 4
+            [apps.live]
+            record = "all"
+            publish_allow = ["127.0.0.1", "10.0.0.0/8"]
+            "#,
+        )
+        .unwrap();
+        let node = file.node_config(&["tv".to_string()]).unwrap();
+        assert_eq!(node.server.app("live").record, RecordPolicy::All);
+        assert_eq!(node.server.app("tv").record, RecordPolicy::All);
+        assert_eq!(node.server.app("other").record, RecordPolicy::Off);
+        assert!(node.decisions);
+        let rules = file.rules().unwrap();
+        assert_eq!(rules.publish_allow["live"].len(), 2);
+        let plain: FileConfig = toml::from_str("[apps.live]\nrecord = \"all\"").unwrap();
+        assert!(
+            !plain.node_config(&[]).unwrap().decisions,
+            "no rules, no questions"
+        );
+        assert!(toml::from_str::<FileConfig>("[apps.live]\nrecord = \"sometimes\"").is_err());
+    }
 }

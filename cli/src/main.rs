@@ -1,21 +1,36 @@
 //! The `siprtmp` binary: parses flags and the optional config file, sets up logging, and runs
 //! the node on the chosen driver until SIGINT or SIGTERM.
 
+mod auth;
 mod config;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use config::FileConfig;
-use siprtmp_mio::{DriverConfig, MioDriver};
+use siprtmp_driver_common::{Decider, DriverConfig, Stopper};
 
 /// Which event loop runs the node.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Runtime {
     /// One thread, one mio Poll.
     Mio,
+    /// A current-thread tokio runtime.
+    Tokio,
+    /// Blocking sockets: a reader and a writer thread per connection, one node thread.
+    Threads,
+    /// async-std (discontinued upstream; kept for the runtime comparison).
+    AsyncStd,
+}
+
+impl Runtime {
+    /// The name the `--runtime` flag takes.
+    fn name(self) -> String {
+        self.to_possible_value()
+            .map_or_else(|| format!("{self:?}"), |v| v.get_name().to_owned())
+    }
 }
 
 /// RTMP media server (live publish/play) with a sans-IO core.
@@ -37,6 +52,10 @@ struct Flags {
     /// TOML configuration file; flags override it.
     #[arg(short = 'c', long = "config")]
     config: Option<PathBuf>,
+    /// Record every publish to this application to ROOT/APP/NAME.flv (repeatable; the same
+    /// as `record = "all"` in `[apps.APP]`).
+    #[arg(long = "record-all", value_name = "APP")]
+    record_all: Vec<String>,
     /// Event loop to run on.
     #[arg(long, value_enum, default_value_t = Runtime::Mio)]
     runtime: Runtime,
@@ -71,37 +90,64 @@ fn run(flags: Flags) -> Result<(), String> {
         .clone()
         .or_else(|| file.root.clone())
         .unwrap_or_else(|| PathBuf::from("media"));
-    let node_config = file.rtmp.node_config()?;
+    let node_config = file.node_config(&flags.record_all)?;
+    let rules = file.rules()?;
+    // The access rules answer the node's decisions, under every runtime alike.
+    let decider: Option<Decider> = rules.is_active().then(|| {
+        let mut authorizer = auth::Authorizer::new(rules);
+        Box::new(move |event: &siprtmp_core::node::Event| authorizer.on_event(event)) as Decider
+    });
     let driver_config = DriverConfig {
         listen,
         send_buffer: file.rtmp.send_buffer,
         seed: file.seed.unwrap_or_else(seed_from_os),
         events: None,
+        root: root.clone(),
     };
-    match flags.runtime {
-        Runtime::Mio => {
-            let driver = MioDriver::bind(driver_config, node_config)
+    let runtime = flags.runtime;
+    let serve = |bound: SocketAddr, stopper: Stopper| -> Result<(), String> {
+        tracing::info!(
+            "RTMP listening on {bound} (runtime {}, root {})",
+            runtime.name(),
+            root.display()
+        );
+        stop_on_signals(stopper)
+    };
+    // Each driver has the same shape: bind, report, run until a signal stops it.
+    macro_rules! run_driver {
+        ($driver:ty) => {{
+            let mut driver = <$driver>::bind(driver_config, node_config)
                 .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            if let Some(decider) = decider {
+                driver = driver.with_decider(decider);
+            }
             let bound = driver.local_addr().map_err(|e| e.to_string())?;
-            tracing::info!(
-                "RTMP listening on {bound} (runtime mio, root {})",
-                root.display()
-            );
-            let stopper = driver.stopper();
-            let mut signals = signal_hook::iterator::Signals::new([
-                signal_hook::consts::SIGINT,
-                signal_hook::consts::SIGTERM,
-            ])
-            .map_err(|e| format!("signal handlers: {e}"))?;
-            std::thread::spawn(move || {
-                if let Some(signal) = signals.forever().next() {
-                    tracing::info!("signal {signal}: shutting down");
-                    stopper.stop();
-                }
-            });
+            serve(bound, driver.stopper())?;
             driver.run().map_err(|e| format!("event loop: {e}"))
-        }
+        }};
     }
+    match runtime {
+        Runtime::Mio => run_driver!(siprtmp_mio::MioDriver),
+        Runtime::Tokio => run_driver!(siprtmp_tokio::TokioDriver),
+        Runtime::Threads => run_driver!(siprtmp_threads::ThreadsDriver),
+        Runtime::AsyncStd => run_driver!(siprtmp_async_std::AsyncStdDriver),
+    }
+}
+
+/// Stops the driver on the first SIGINT or SIGTERM (from a thread of its own).
+fn stop_on_signals(stopper: Stopper) -> Result<(), String> {
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| format!("signal handlers: {e}"))?;
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            tracing::info!("signal {signal}: shutting down");
+            stopper.stop();
+        }
+    });
+    Ok(())
 }
 
 /// A seed for identifiers and handshake bytes that differs per run.

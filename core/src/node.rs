@@ -1,8 +1,11 @@
 //! [`Node`]: one event loop's worth of siprtmp behind a single sans-IO API.
 //!
-//! A driver accepts connections, feeds received bytes, drained byte counts and timer expiry in
-//! as [`Input`]s with the current time, and carries out the [`Output`]s it polls: write a
-//! connection's queued segments, close a connection, or log an application [`Event`].
+//! A driver accepts connections, feeds received bytes, drained byte counts, file completions
+//! and timer expiry in as [`Input`]s with the current time, and carries out the [`Output`]s it
+//! polls: write a connection's queued segments, close a connection, run a file request (see
+//! [`crate::storage`] for the executor's contract), or log an application [`Event`]. With
+//! [`NodeConfig::decisions`] on, [`Event::Decide`] asks the embedding application a question
+//! that [`Node::decide`] answers later.
 //!
 //! ```
 //! use std::time::Instant;
@@ -31,7 +34,10 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
+pub use crate::decision::{DecideError, Decision, PublishMode, Question, RequestId};
 use crate::server::{RtmpServer, ServerConfig};
+pub use crate::storage::{FileError, FileId, FileReply, FileRequest};
+pub use crate::udp::{SocketId, UdpCommand, UdpEvent};
 
 /// Identifies one connection for the life of the node (never reused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -67,6 +73,15 @@ pub enum Input {
     },
     /// The deadline from [`Node::poll_timeout`] has passed.
     Timeout,
+    /// A file request ([`Output::File`]) completed.
+    FileDone {
+        /// The file.
+        file: FileId,
+        /// The reply, or why it failed.
+        result: Result<FileReply, FileError>,
+    },
+    /// Something happened on a UDP socket the node asked for ([`Output::Udp`]).
+    Udp(UdpEvent),
 }
 
 /// What the node asks a driver to do.
@@ -85,6 +100,10 @@ pub enum Output {
         /// The connection.
         conn: ConnId,
     },
+    /// Run a file operation off the event-loop thread and report [`Input::FileDone`].
+    File(FileRequest),
+    /// Open, use or close a UDP socket (the gateway's SIP and RTP); see [`crate::udp`].
+    Udp(UdpCommand),
     /// Something an operator or embedding application may want to know.
     Event(Event),
 }
@@ -122,12 +141,55 @@ pub enum Event {
         /// The stream's key: `app/name`.
         stream: String,
     },
+    /// Something the gateway wants in the logs about a client (a refused call, a lost
+    /// registration).
+    Gateway {
+        /// The client's connection.
+        conn: ConnId,
+        /// What happened.
+        message: String,
+    },
     /// A connection was closed by the server, with the reason.
     Closing {
         /// The connection.
         conn: ConnId,
         /// Why (a protocol error, a slow player, an idle timeout...).
         reason: String,
+    },
+    /// A connection is gone (whoever closed it); the last event about it.
+    Disconnected {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// The embedding application must answer `question` with [`Node::decide`].
+    Decide {
+        /// The id to answer with.
+        request: RequestId,
+        /// What is asked.
+        question: Question,
+    },
+    /// A published stream started being recorded to `path` (relative to the file root).
+    RecordStarted {
+        /// The publishing connection.
+        conn: ConnId,
+        /// The stream's key: `app/name`.
+        stream: String,
+        /// The file.
+        path: String,
+    },
+    /// A recording ended and its file is closed.
+    RecordStopped {
+        /// The stream's key: `app/name`.
+        stream: String,
+        /// The file.
+        path: String,
+        /// Bytes in the file.
+        bytes: u64,
+        /// Timestamp of its last media tag, in milliseconds.
+        duration_ms: u32,
+        /// Why it ended early (a full disk, a write error), or `None` when the publisher
+        /// stopped.
+        error: Option<String>,
     },
 }
 
@@ -136,6 +198,10 @@ pub enum Event {
 pub struct NodeConfig {
     /// The RTMP server application's settings.
     pub server: ServerConfig,
+    /// Ask the embedding application about every connect, publish and play
+    /// ([`Event::Decide`], answered with [`Node::decide`]). Off (the default), everything
+    /// that is well-formed is accepted at once.
+    pub decisions: bool,
 }
 
 /// One event loop's worth of siprtmp: today the live RTMP server.
@@ -148,7 +214,7 @@ impl Node {
     /// A node whose RTMP timestamps count from `epoch` and whose randomness comes from `seed`.
     pub fn new(config: NodeConfig, epoch: Instant, seed: u64) -> Self {
         Self {
-            server: RtmpServer::new(config.server, epoch, seed),
+            server: RtmpServer::new(config.server, epoch, seed).with_decisions(config.decisions),
         }
     }
 
@@ -164,7 +230,29 @@ impl Node {
             Input::Drained { conn, bytes } => self.server.drained(now, conn, bytes),
             Input::Closed { conn } => self.server.closed(conn),
             Input::Timeout => self.server.timeout(now),
+            Input::Udp(event) => self.server.udp(now, event),
+            Input::FileDone { file, result } => self.server.file_done(now, file, result),
         }
+    }
+
+    /// Answers the [`Event::Decide`] with id `request`. Rejections send the client the
+    /// matching status (`NetConnection.Connect.Rejected`, `NetStream.Publish.Denied`,
+    /// `NetStream.Play.Failed`); a redirect is only valid for a connect.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use siprtmp_core::node::{Decision, DecideError, Node, NodeConfig, RequestId};
+    /// let mut node = Node::new(NodeConfig { decisions: true, ..NodeConfig::default() }, Instant::now(), 1);
+    /// let unknown = node.decide(Instant::now(), RequestId(9), Decision::Accept);
+    /// assert_eq!(unknown, Err(DecideError::UnknownRequest(RequestId(9))));
+    /// ```
+    pub fn decide(
+        &mut self,
+        now: Instant,
+        request: RequestId,
+        decision: Decision,
+    ) -> Result<(), DecideError> {
+        self.server.decide(now, request, decision)
     }
 
     /// The next thing to do, if any.

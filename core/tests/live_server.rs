@@ -488,3 +488,29 @@ fn a_backlogged_player_skips_to_the_next_keyframe_then_is_dropped_past_the_hard_
         .collect();
     assert_eq!(fast_video, sent);
 }
+
+#[test]
+fn the_first_ping_follows_the_ping_interval_not_the_handshake_timeout() {
+    let now = Instant::now();
+    let mut config = NodeConfig::default();
+    config.server.ping_interval = Duration::from_millis(500);
+    config.server.dead_timeout = Duration::from_millis(500);
+    config.server.handshake_timeout = Duration::from_secs(10);
+    let mut f = Fixture {
+        net: MemoryNet::new(Node::new(config, now, 7)),
+        now,
+    };
+    let (silent, _) = f.client_with_stream();
+    f.net.clients[silent].muted = true;
+    let deadline = f.net.node.poll_timeout().expect("a liveness timer");
+    assert!(
+        deadline <= f.now + Duration::from_millis(500),
+        "next check within the ping interval"
+    );
+    f.advance(Duration::from_millis(600));
+    f.advance(Duration::from_millis(600));
+    assert!(
+        f.net.clients[silent].closed,
+        "closed after ping + dead timeout, long before 10 s"
+    );
+}

@@ -1504,7 +1504,10 @@ m=audio 49217 RTP/AVP 0
 #[test]
 fn rfc4475_invalid_and_semantic_messages() {
     let cases = other_cases();
-    assert_eq!(cases.iter().filter(|c| c.0.starts_with("3.1.2.")).count(), 19);
+    assert_eq!(
+        cases.iter().filter(|c| c.0.starts_with("3.1.2.")).count(),
+        19
+    );
     for (section, bytes, outcome) in cases {
         let result = parse_datagram(&bytes);
         match outcome {

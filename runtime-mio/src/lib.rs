@@ -2,11 +2,20 @@
 //!
 //! Runs a [`siprtmp_core::node::Node`] on one thread with one `mio::Poll`. The driver only
 //! moves bytes, drained counts and timer expiry between sockets and the node; every protocol
-//! decision is the node's.
+//! decision is the node's, and everything that does not depend on mio (carrying out the
+//! node's outputs, one `writev` per dirty connection) is [`siprtmp_driver_common::NodeHost`].
 //!
-//! Per wake-up: read every readable socket to `WouldBlock` and feed the bytes in; fire the
-//! node's timer if due; then write each connection that has queued segments with one `writev`
-//! and report how many bytes the kernel took.
+//! Per wake-up: read every readable socket to `WouldBlock` and feed the bytes in; mark
+//! writable sockets dirty; then [`NodeHost::turn`]: feed completed file requests in, fire the
+//! node's timer if due, and write each connection that has queued segments with one `writev`,
+//! reporting how many bytes the kernel took.
+//!
+//! File requests (recording, video on demand) run on the driver's background file thread
+//! ([`siprtmp_driver_common::FileExecutor`], files under [`DriverConfig::root`]), which wakes
+//! the poll through the same `mio::Waker` as the [`Stopper`] when requests complete.
+//! Decisions ([`siprtmp_core::node::Event::Decide`]) are answered by the decider installed
+//! with [`MioDriver::with_decider`] (everything is accepted without one). On stop, every
+//! connection is closed and recordings are finished before [`MioDriver::run`] returns.
 //!
 //! ```no_run
 //! use siprtmp_mio::{MioDriver, DriverConfig};
@@ -18,67 +27,33 @@
 //! driver.run().unwrap();
 //! ```
 
-use std::collections::HashMap;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use siprtmp_core::node::{ConnId, Event, Input, Node, NodeConfig, Output};
+use siprtmp_core::node::{ConnId, Node, NodeConfig};
+use siprtmp_driver_common::{bind_listener, configure_stream, FileExecutor, NodeHost, Transport};
+
+pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 /// Read buffer granularity: one allocation serves many reads.
 const READ_CHUNK: usize = 64 * 1024;
-/// Most segments handed to one `writev` (Linux IOV_MAX is 1024).
-const MAX_IOVECS: usize = 512;
 
-/// Socket-level settings of the driver.
-#[derive(Debug, Clone)]
-pub struct DriverConfig {
-    /// Address to listen on for RTMP.
-    pub listen: SocketAddr,
-    /// `SO_SNDBUF` for accepted sockets; `None` leaves the kernel's autotuning on. A small value
-    /// makes backpressure visible to the node sooner (the kernel holds less).
-    pub send_buffer: Option<usize>,
-    /// Seed for the node's random generator.
-    pub seed: u64,
-    /// Where application events go besides the log (for embedding applications and tests).
-    pub events: Option<std::sync::mpsc::Sender<Event>>,
-}
+/// A connection's socket; writability comes back as a mio event.
+struct MioConnection(TcpStream);
 
-impl Default for DriverConfig {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 1935)),
-            send_buffer: None,
-            seed: 0x5eed,
-            events: None,
-        }
+impl Transport for MioConnection {
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        // On WouldBlock, the edge-triggered WRITABLE registration reports the socket again.
+        self.0.write_vectored(bufs)
     }
-}
-
-/// Stops a running driver from another thread or a signal handler thread.
-#[derive(Clone)]
-pub struct Stopper {
-    waker: Arc<Waker>,
-}
-
-impl Stopper {
-    /// Asks the driver to close every connection and return from [`MioDriver::run`].
-    pub fn stop(&self) {
-        // A failed wake means the poll is gone already: nothing left to stop.
-        let _ = self.waker.wake();
-    }
-}
-
-struct Connection {
-    socket: TcpStream,
-    /// The node queued bytes the socket has not taken yet.
-    dirty: bool,
 }
 
 /// The mio event loop around one node.
@@ -86,12 +61,12 @@ pub struct MioDriver {
     poll: Poll,
     listener: TcpListener,
     waker: Arc<Waker>,
-    node: Node,
-    connections: HashMap<ConnId, Connection>,
+    host: NodeHost<MioConnection>,
     config: DriverConfig,
     read_buf: BytesMut,
-    /// Connections marked dirty since the last flush (each once).
-    dirty: Vec<ConnId>,
+    /// Set by the [`Stopper`] before it wakes the poll (the waker also reports file
+    /// completions).
+    stop: Arc<AtomicBool>,
 }
 
 fn token(conn: ConnId) -> Token {
@@ -102,22 +77,33 @@ impl MioDriver {
     /// Binds the listening socket and builds the node.
     pub fn bind(config: DriverConfig, node_config: NodeConfig) -> io::Result<Self> {
         let poll = Poll::new()?;
-        let listener = bind_listener(config.listen)?;
+        let listener = bind_listener(config.listen, true)?;
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let node = Node::new(node_config, Instant::now(), config.seed);
+        let files_waker = waker.clone();
+        let files = FileExecutor::start(config.root.clone(), move || {
+            // A failed wake means the poll is gone: nobody is waiting for the completion.
+            let _ = files_waker.wake();
+        })?;
         Ok(Self {
             poll,
             listener,
             waker,
-            node,
-            connections: HashMap::new(),
+            host: NodeHost::new(node, config.events.clone()).with_files(files),
             config,
             read_buf: BytesMut::zeroed(READ_CHUNK),
-            dirty: Vec::new(),
+            stop: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Installs the decider that answers [`siprtmp_core::node::Event::Decide`] (use with
+    /// [`NodeConfig::decisions`] on).
+    pub fn with_decider(mut self, decider: Decider) -> Self {
+        self.host = self.host.with_decider(Some(decider));
+        self
     }
 
     /// The address actually bound (useful with port 0).
@@ -127,21 +113,25 @@ impl MioDriver {
 
     /// A handle that stops [`Self::run`].
     pub fn stopper(&self) -> Stopper {
-        Stopper {
-            waker: self.waker.clone(),
-        }
+        let waker = self.waker.clone();
+        let stop = self.stop.clone();
+        Stopper::new(move || {
+            stop.store(true, Ordering::SeqCst);
+            // A failed wake means the poll is gone already: nothing left to stop.
+            let _ = waker.wake();
+        })
     }
 
     /// Runs until stopped.
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = if self.dirty.is_empty() {
-                self.node
+            let timeout = if self.host.has_pending_writes() {
+                Some(std::time::Duration::ZERO)
+            } else {
+                self.host
                     .poll_timeout()
                     .map(|deadline| deadline.saturating_duration_since(Instant::now()))
-            } else {
-                Some(std::time::Duration::ZERO)
             };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
@@ -149,68 +139,60 @@ impl MioDriver {
                 Err(e) => return Err(e),
             }
             let now = Instant::now();
-            let mut stop = false;
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(now),
-                    WAKER => stop = true,
+                    // Stop (checked below) or file completions (fed in by the turn).
+                    WAKER => {}
                     Token(raw) => {
                         let conn = ConnId(raw as u64);
                         if event.is_readable() || event.is_read_closed() {
                             self.read_all(now, conn);
                         }
                         if event.is_writable() {
-                            self.mark_dirty(conn);
+                            self.host.writable(conn);
                         }
                     }
                 }
             }
-            if stop {
+            if self.stop.load(Ordering::SeqCst) {
                 tracing::info!(
                     "shutting down: closing {} connections",
-                    self.connections.len()
+                    self.host.connection_count()
                 );
+                for (_, mut c) in self.host.shutdown(now) {
+                    let _ = self.poll.registry().deregister(&mut c.0);
+                }
                 return Ok(());
             }
-            if self
-                .node
-                .poll_timeout()
-                .is_some_and(|deadline| deadline <= now)
-            {
-                self.node.handle(now, Input::Timeout);
-            }
-            self.process_outputs(now);
-            self.flush_dirty(now);
-            self.process_outputs(now);
+            self.host.turn(now);
+            self.deregister_closed();
         }
     }
 
     fn accept_all(&mut self, now: Instant) {
         loop {
             match self.listener.accept() {
-                Ok((mut socket, peer)) => {
-                    if let Err(e) = self.configure(&socket) {
+                Ok((socket, peer)) => {
+                    if let Err(e) = configure_stream(&socket, self.config.send_buffer) {
                         tracing::warn!("socket options for {peer}: {e}");
                     }
-                    let conn = self.node.accept(now, peer);
+                    // The token is the node's id for the connection, so register after accept.
+                    let conn = self.host.accept(now, peer, MioConnection(socket));
                     let interest = Interest::READABLE | Interest::WRITABLE;
-                    if let Err(e) =
-                        self.poll
+                    let registered = match self.host.transport_mut(conn) {
+                        Some(c) => self
+                            .poll
                             .registry()
-                            .register(&mut socket, token(conn), interest)
-                    {
+                            .register(&mut c.0, token(conn), interest),
+                        None => continue,
+                    };
+                    if let Err(e) = registered {
                         tracing::warn!("register {peer}: {e}");
-                        self.node.handle(now, Input::Closed { conn });
-                        continue;
+                        self.host.peer_closed(now, conn);
+                        // Never registered: nothing to deregister.
+                        self.host.take_closed().for_each(drop);
                     }
-                    tracing::debug!("{conn}: accepted {peer}");
-                    self.connections.insert(
-                        conn,
-                        Connection {
-                            socket,
-                            dirty: false,
-                        },
-                    );
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -223,17 +205,9 @@ impl MioDriver {
         }
     }
 
-    fn configure(&self, socket: &TcpStream) -> io::Result<()> {
-        socket.set_nodelay(true)?;
-        if let Some(size) = self.config.send_buffer {
-            socket2::SockRef::from(socket).set_send_buffer_size(size)?;
-        }
-        Ok(())
-    }
-
     fn read_all(&mut self, now: Instant, conn: ConnId) {
         loop {
-            let Some(c) = self.connections.get_mut(&conn) else {
+            let Some(c) = self.host.transport_mut(conn) else {
                 return;
             };
             // `read_buf` is kept initialised to its full length, so it is zeroed once per
@@ -241,133 +215,29 @@ impl MioDriver {
             if self.read_buf.len() < READ_CHUNK / 4 {
                 self.read_buf = BytesMut::zeroed(READ_CHUNK);
             }
-            match c.socket.read(&mut self.read_buf) {
+            match c.0.read(&mut self.read_buf) {
                 Ok(0) => {
-                    self.drop_connection(now, conn);
+                    self.host.peer_closed(now, conn);
                     return;
                 }
                 Ok(n) => {
                     let data = self.read_buf.split_to(n);
-                    self.node.handle(now, Input::Received { conn, data });
+                    self.host.received(now, conn, data);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     tracing::debug!("{conn}: read error: {e}");
-                    self.drop_connection(now, conn);
+                    self.host.peer_closed(now, conn);
                     return;
                 }
             }
         }
     }
 
-    fn process_outputs(&mut self, now: Instant) {
-        while let Some(output) = self.node.poll_output() {
-            match output {
-                Output::Transmit { conn } => self.mark_dirty(conn),
-                Output::Close { conn } => {
-                    self.write(now, conn);
-                    self.drop_connection(now, conn);
-                }
-                Output::Event(event) => {
-                    log_event(&event);
-                    if let Some(sink) = &self.config.events {
-                        // A dropped receiver only means nobody listens any more.
-                        let _ = sink.send(event);
-                    }
-                }
-            }
+    fn deregister_closed(&mut self) {
+        for (_, mut c) in self.host.take_closed() {
+            let _ = self.poll.registry().deregister(&mut c.0);
         }
-    }
-
-    fn mark_dirty(&mut self, conn: ConnId) {
-        if let Some(c) = self.connections.get_mut(&conn) {
-            if !c.dirty {
-                c.dirty = true;
-                self.dirty.push(conn);
-            }
-        }
-    }
-
-    fn flush_dirty(&mut self, now: Instant) {
-        let mut dirty = std::mem::take(&mut self.dirty);
-        for conn in dirty.drain(..) {
-            if let Some(c) = self.connections.get_mut(&conn) {
-                c.dirty = false;
-                self.write(now, conn);
-            }
-        }
-        // Keep the list's allocation for the next wake-up.
-        if self.dirty.is_empty() {
-            self.dirty = dirty;
-        }
-    }
-
-    /// One `writev` of the connection's queued segments (a second only if the first was
-    /// partial, to reach `WouldBlock` so that mio reports writability again).
-    fn write(&mut self, now: Instant, conn: ConnId) {
-        for _ in 0..2 {
-            let Some(c) = self.connections.get_mut(&conn) else {
-                return;
-            };
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let count = self.node.io_slices(conn, &mut slices);
-            if count == 0 {
-                return;
-            }
-            let total: usize = slices[..count].iter().map(|s| s.len()).sum();
-            match c.socket.write_vectored(&slices[..count]) {
-                Ok(n) => {
-                    self.node.handle(now, Input::Drained { conn, bytes: n });
-                    if n == total && self.node.queued_bytes(conn) == 0 {
-                        return;
-                    }
-                }
-                // Wait for the writable event.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    tracing::debug!("{conn}: write error: {e}");
-                    self.drop_connection(now, conn);
-                    return;
-                }
-            }
-        }
-        // Still queued without having seen WouldBlock (more than MAX_IOVECS segments, or two
-        // partial writes): try again on the next turn of the loop.
-        self.mark_dirty(conn);
-    }
-
-    fn drop_connection(&mut self, now: Instant, conn: ConnId) {
-        if let Some(mut c) = self.connections.remove(&conn) {
-            let _ = self.poll.registry().deregister(&mut c.socket);
-            self.node.handle(now, Input::Closed { conn });
-        }
-    }
-}
-
-fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let domain = socket2::Domain::for_address(addr);
-    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    Ok(socket.into())
-}
-
-fn log_event(event: &Event) {
-    match event {
-        Event::Connected { conn, app, peer } => {
-            tracing::info!("{conn}: {peer} connected to app '{app}'")
-        }
-        Event::PublishStarted { conn, stream } => {
-            tracing::info!("{conn}: publish started: {stream}")
-        }
-        Event::PublishStopped { conn, stream } => {
-            tracing::info!("{conn}: publish stopped: {stream}")
-        }
-        Event::PlayStarted { conn, stream } => tracing::info!("{conn}: play started: {stream}"),
-        Event::Closing { conn, reason } => tracing::info!("{conn}: closing: {reason}"),
     }
 }

@@ -5,6 +5,7 @@
 pub mod peers;
 pub mod probe;
 pub mod server;
+pub mod sip_runner;
 pub mod tcp_client;
 
 /// The shared test media directory (`../shared/media` beside the repository).

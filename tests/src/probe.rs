@@ -51,3 +51,23 @@ pub fn packets(file: &Path) -> Vec<Packet> {
 pub fn count(packets: &[Packet], kind: &str) -> usize {
     packets.iter().filter(|p| p.kind == kind).count()
 }
+
+/// The container duration ffprobe reports for `file`, in seconds.
+pub fn duration(file: &Path) -> f64 {
+    let output = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(file)
+        .output()
+        .expect("run ffprobe");
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no duration for {}", file.display()))
+}

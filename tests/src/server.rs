@@ -1,13 +1,76 @@
-//! A server under test: the mio driver on an ephemeral loopback port, in a thread, with its
-//! application events observable.
+//! A server under test: any of the four drivers on an ephemeral loopback port, in a thread,
+//! with its application events observable.
 
+use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::mpsc::{channel, Receiver};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use siprtmp_core::node::{Event, NodeConfig};
-use siprtmp_mio::{DriverConfig, MioDriver, Stopper};
+use siprtmp_driver_common::{Decider, DriverConfig, Stopper};
+
+/// The drivers a [`TestServer`] can run on; the conformance suite runs every scenario on each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// `siprtmp-mio`: one thread, one mio Poll.
+    Mio,
+    /// `siprtmp-tokio`: a current-thread tokio runtime.
+    Tokio,
+    /// `siprtmp-threads`: blocking sockets, reader and writer threads per connection.
+    Threads,
+    /// `siprtmp-async-std`: async-std (discontinued upstream, kept for the comparison).
+    AsyncStd,
+}
+
+impl Runtime {
+    /// Every driver.
+    pub const ALL: [Runtime; 4] = [
+        Runtime::Mio,
+        Runtime::Tokio,
+        Runtime::Threads,
+        Runtime::AsyncStd,
+    ];
+
+    /// Binds the driver (with `decider`, if any), reports its address and stopper over
+    /// `ready`, then runs it.
+    fn serve(
+        self,
+        config: DriverConfig,
+        node: NodeConfig,
+        decider: Option<Decider>,
+        ready: std::sync::mpsc::Sender<io::Result<(SocketAddr, Stopper)>>,
+    ) -> io::Result<()> {
+        macro_rules! serve {
+            ($driver:ty) => {{
+                let mut driver = match <$driver>::bind(config, node) {
+                    Ok(driver) => driver,
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                        return Ok(());
+                    }
+                };
+                if let Some(decider) = decider {
+                    driver = driver.with_decider(decider);
+                }
+                let _ = ready.send(driver.local_addr().map(|a| (a, driver.stopper())));
+                driver.run()
+            }};
+        }
+        match self {
+            Runtime::Mio => serve!(siprtmp_mio::MioDriver),
+            Runtime::Tokio => serve!(siprtmp_tokio::TokioDriver),
+            Runtime::Threads => serve!(siprtmp_threads::ThreadsDriver),
+            Runtime::AsyncStd => serve!(siprtmp_async_std::AsyncStdDriver),
+        }
+    }
+}
+
+/// Where servers started without a root of their own keep files.
+fn default_root() -> PathBuf {
+    std::env::temp_dir().join("siprtmp-tests-media")
+}
 
 /// A running server; stopped and joined on drop.
 pub struct TestServer {
@@ -20,19 +83,64 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts a server with `node` settings and an optional `SO_SNDBUF`.
+    /// Starts a mio server with `node` settings and an optional `SO_SNDBUF`.
     pub fn start(node: NodeConfig, send_buffer: Option<usize>) -> Self {
+        Self::start_on(Runtime::Mio, node, send_buffer)
+    }
+
+    /// Starts a server on `runtime` with `node` settings and an optional `SO_SNDBUF` (files
+    /// under a shared scratch root).
+    pub fn start_on(runtime: Runtime, node: NodeConfig, send_buffer: Option<usize>) -> Self {
+        Self::start_on_with(runtime, node, send_buffer, default_root(), None)
+    }
+
+    /// Starts a mio server whose recorded and played files live under `root`.
+    pub fn start_in(node: NodeConfig, send_buffer: Option<usize>, root: PathBuf) -> Self {
+        Self::start_with(node, send_buffer, root, None)
+    }
+
+    /// Starts a mio server with files under `root` and `decider` answering its decisions.
+    pub fn start_with(
+        node: NodeConfig,
+        send_buffer: Option<usize>,
+        root: PathBuf,
+        decider: Option<Decider>,
+    ) -> Self {
+        Self::start_on_with(Runtime::Mio, node, send_buffer, root, decider)
+    }
+
+    /// Starts a server on `runtime` with `node` settings, an optional `SO_SNDBUF`, files under
+    /// `root`, and `decider` (if any) answering its decisions.
+    pub fn start_on_with(
+        runtime: Runtime,
+        node: NodeConfig,
+        send_buffer: Option<usize>,
+        root: PathBuf,
+        decider: Option<Decider>,
+    ) -> Self {
         let (tx, events) = channel();
         let config = DriverConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             send_buffer,
             seed: 7,
             events: Some(tx),
+            root,
         };
-        let driver = MioDriver::bind(config, node).expect("bind test server");
-        let addr = driver.local_addr().unwrap();
-        let stopper = driver.stopper();
-        let thread = std::thread::spawn(move || driver.run().expect("driver run"));
+        let (ready_tx, ready) = channel();
+        // Each driver is built on the thread that runs it (so none needs to be `Send`); the
+        // test only needs its address and stopper back.
+        let thread = std::thread::Builder::new()
+            .name(format!("{runtime:?} server"))
+            .spawn(move || {
+                runtime
+                    .serve(config, node, decider, ready_tx)
+                    .expect("driver run")
+            })
+            .expect("spawn server thread");
+        let (addr, stopper) = ready
+            .recv_timeout(Duration::from_secs(10))
+            .expect("server thread started")
+            .expect("bind test server");
         Self {
             addr,
             events,
@@ -73,6 +181,18 @@ impl TestServer {
             self.seen.push(event);
         }
         &self.seen
+    }
+}
+
+impl TestServer {
+    /// Stops the server, waits for its `run` to return, and gives back every event it sent
+    /// (those emitted while shutting down included).
+    pub fn stop(mut self) -> Vec<Event> {
+        self.stopper.stop();
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("server thread");
+        }
+        self.events().to_vec()
     }
 }
 

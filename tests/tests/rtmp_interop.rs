@@ -132,6 +132,7 @@ fn a_player_that_never_reads_is_dropped_and_does_not_harm_the_others() {
             player_hard_backlog: 64 * 1024,
             ..ServerConfig::default()
         },
+        ..NodeConfig::default()
     };
     let mut server = TestServer::start(config, Some(8 * 1024));
     let url = server.url("live/s1");

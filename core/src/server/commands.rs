@@ -5,13 +5,18 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::decisions::Pending;
 use super::live_stream::Player;
+use super::recorder::Recorder;
 use super::session::{Session, StreamRole};
-use super::RtmpServer;
+use super::vod::PlayRequest;
+use super::{RecordPolicy, RtmpServer};
 use crate::amf::Value;
+use crate::decision::{PublishMode, Question};
 use crate::node::{ConnId, Event, Output};
 use crate::rtmp::command::{data_message, status_object, Command};
 use crate::rtmp::control::{ProtocolControl, UserControl};
+use crate::storage::media_path;
 
 /// Most NetStreams one connection may create.
 const MAX_STREAMS_PER_CONNECTION: usize = 64;
@@ -21,6 +26,50 @@ const MAX_NAME_LEN: usize = 1024;
 /// The stream name without its query string (`name?token=...`).
 pub(crate) fn bare_stream_name(name: &str) -> &str {
     name.split('?').next().unwrap_or("")
+}
+
+/// The query string of a stream name (after the first `?`), or "".
+fn stream_query(name: &str) -> &str {
+    name.split_once('?').map_or("", |(_, query)| query)
+}
+
+/// The first argument of a command as a string (the stream name of publish and play).
+fn first_string(cmd: &Command) -> String {
+    cmd.args
+        .first()
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// The publishing type: `live` (or anything else), `record` or `append`.
+fn publish_mode(cmd: &Command) -> PublishMode {
+    match cmd.args.get(1).and_then(Value::as_str) {
+        Some("record") => PublishMode::Record,
+        Some("append") => PublishMode::Append,
+        _ => PublishMode::Live,
+    }
+}
+
+/// Which kind of stream `play`'s start argument asks for. On the wire it is in milliseconds
+/// (Flash Player, ffmpeg and rtmpdump all send milliseconds; -2000 and -1000 are how librtmp
+/// and ffmpeg spell -2 and -1).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum PlayStart {
+    /// -2 (the default): live if published, else the file, else wait for a publisher.
+    Any,
+    /// -1: live only.
+    LiveOnly,
+    /// A position in ms: the file only.
+    Recorded(u32),
+}
+
+fn play_start(cmd: &Command) -> PlayStart {
+    match cmd.args.get(1).and_then(Value::as_f64) {
+        Some(s) if s == -1.0 || s == -1000.0 => PlayStart::LiveOnly,
+        Some(s) if s >= 0.0 => PlayStart::Recorded(s.min(f64::from(u32::MAX)) as u32),
+        _ => PlayStart::Any,
+    }
 }
 
 /// The application from `connect`: its `app` field, else the path of `tcUrl`; no query
@@ -56,6 +105,9 @@ impl RtmpServer {
         if !connected && cmd.name != "connect" {
             return self.close(conn, format!("'{}' before connect", cmd.name));
         }
+        if self.gateway_command(now, conn, &cmd) {
+            return;
+        }
         match cmd.name.as_str() {
             "connect" => self.connect(conn, cmd),
             "createStream" => self.create_stream(conn, cmd),
@@ -64,9 +116,19 @@ impl RtmpServer {
             "FCUnpublish" => {
                 self.fc_publish(conn, &cmd, "onFCUnpublish", "NetStream.Unpublish.Success")
             }
+            "publish" if self.is_gateway_conn(conn) => {
+                self.gateway_publish(conn, stream_id, &first_string(&cmd));
+            }
+            "play" if self.is_gateway_conn(conn) => {
+                self.gateway_play(now, conn, stream_id, &first_string(&cmd));
+            }
             "publish" => self.publish(now, conn, stream_id, cmd),
-            "play" => self.play(conn, stream_id, cmd),
-            "pause" | "pauseRaw" => self.pause(conn, stream_id, cmd),
+            "play" => self.play(now, conn, stream_id, cmd),
+            "pause" | "pauseRaw" => self.pause(now, conn, stream_id, cmd),
+            "seek" => {
+                let target = cmd.args.first().and_then(Value::as_f64).unwrap_or(0.0);
+                self.vod_seek(now, conn, stream_id, target);
+            }
             "receiveAudio" | "receiveVideo" => self.receive_media(conn, stream_id, cmd),
             "closeStream" => self.close_stream(conn, stream_id, false),
             "deleteStream" => {
@@ -75,7 +137,10 @@ impl RtmpServer {
                     self.close_stream(conn, id as u32, true);
                 }
             }
-            "getStreamLength" => self.answer(conn, &cmd, vec![Value::Number(0.0)]),
+            "getStreamLength" => {
+                let seconds = self.stream_length(conn, &first_string(&cmd));
+                self.answer(conn, &cmd, vec![Value::Number(seconds)]);
+            }
             // Answers to calls we made (none that need handling) and keep-alives.
             "_result" | "_error" | "onBWDone" | "_checkbwDone" => {}
             _ => self.call_failed(conn, &cmd),
@@ -90,7 +155,7 @@ impl RtmpServer {
         }
     }
 
-    fn call_failed(&mut self, conn: ConnId, cmd: &Command) {
+    pub(super) fn call_failed(&mut self, conn: ConnId, cmd: &Command) {
         if let Some(session) = self.sessions.get_mut(conn) {
             let info = status_object(
                 "error",
@@ -103,8 +168,20 @@ impl RtmpServer {
         }
     }
 
+    /// Duration in seconds of the file `name` would play, when known (0 otherwise).
+    fn stream_length(&self, conn: ConnId, name: &str) -> f64 {
+        let Some(app) = self.sessions.get(conn).and_then(|s| s.app.as_deref()) else {
+            return 0.0;
+        };
+        media_path(app, bare_stream_name(name))
+            .ok()
+            .and_then(|path| self.file_cache.get(&path))
+            .map_or(0.0, |(_, summary)| {
+                f64::from(summary.last_timestamp) / 1000.0
+            })
+    }
+
     fn connect(&mut self, conn: ConnId, cmd: Command) {
-        let config = &self.config;
         let Some(session) = self.sessions.get_mut(conn) else {
             return;
         };
@@ -112,11 +189,44 @@ impl RtmpServer {
             return self.call_failed(conn, &cmd);
         }
         let Some(app) = application_name(&cmd.command_object) else {
-            let info = status_object("error", "NetConnection.Connect.Rejected", "No application.");
-            let error = Command::new("_error", cmd.transaction_id, Value::Null, vec![info]);
-            let notify = session.send_command(0, error, cmd.amf3);
-            self.transmit_if(conn, notify);
-            return self.close(conn, "connect without an application".into());
+            return self.reject_connect(conn, &cmd, "No application.", None);
+        };
+        if self.decisions {
+            let question = Question::Connect {
+                conn,
+                peer: session.peer,
+                app,
+                tc_url: cmd
+                    .command_object
+                    .get("tcUrl")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                args: std::iter::once(cmd.command_object.clone())
+                    .chain(cmd.args.iter().cloned())
+                    .collect(),
+            };
+            return self.ask(question, Pending::Connect { conn, cmd });
+        }
+        self.accept_connect(conn, cmd);
+    }
+
+    /// `connect` accepted: window, bandwidth and chunk size, then `_result`.
+    pub(super) fn accept_connect(&mut self, conn: ConnId, cmd: Command) {
+        // The gateway holds its connects until its sockets (and REGISTER) are ready, then
+        // comes back here.
+        if !self.is_gateway_conn(conn) {
+            if let Some(app) = application_name(&cmd.command_object) {
+                if self.gateway_connect(conn, &app, cmd.clone()) {
+                    return;
+                }
+            }
+        }
+        let config = &self.config;
+        let Some(session) = self.sessions.get_mut(conn) else {
+            return;
+        };
+        let Some(app) = application_name(&cmd.command_object) else {
+            return;
         };
         let encoding = cmd
             .command_object
@@ -194,51 +304,125 @@ impl RtmpServer {
     }
 
     /// Sends `onStatus` on `stream_id` and tells the driver.
-    fn status(&mut self, conn: ConnId, stream_id: u32, level: &str, code: &str, description: &str) {
+    pub(super) fn status(
+        &mut self,
+        conn: ConnId,
+        stream_id: u32,
+        level: &str,
+        code: &str,
+        description: &str,
+    ) {
         if let Some(session) = self.sessions.get_mut(conn) {
             let notify = session.send_status(stream_id, level, code, description);
             self.transmit_if(conn, notify);
         }
     }
 
-    fn publish(&mut self, _now: Instant, conn: ConnId, stream_id: u32, cmd: Command) {
+    /// Why `conn` may not publish `name` on `stream_id` (the `Publish.BadName` description).
+    fn publish_problem(
+        &self,
+        conn: ConnId,
+        stream_id: u32,
+        name: &str,
+        mode: PublishMode,
+    ) -> Option<String> {
+        let session = self.sessions.get(conn)?;
+        if session.role(stream_id) != Some(&StreamRole::Idle) {
+            return Some("Stream is busy or not created.".into());
+        }
+        let Some(key) = Self::stream_key(session, name) else {
+            return Some("Invalid stream name.".into());
+        };
+        if self.recording_path(session, name, mode).is_err() {
+            return Some("Invalid stream name for a file.".into());
+        }
+        if self.live.get(&*key).is_some_and(|s| s.publisher.is_some()) {
+            return Some(format!("{name} is already being published."));
+        }
+        None
+    }
+
+    /// The file a publish records to: `Ok(None)` when it is not recorded.
+    fn recording_path(
+        &self,
+        session: &Session,
+        name: &str,
+        mode: PublishMode,
+    ) -> Result<Option<(String, bool)>, ()> {
+        let app = session.app.as_deref().ok_or(())?;
+        let append = match (mode, self.config.app(app).record) {
+            (PublishMode::Live, RecordPolicy::Off) => return Ok(None),
+            (PublishMode::Append, _) => true,
+            _ => false,
+        };
+        let path = media_path(app, bare_stream_name(name)).map_err(|_| ())?;
+        Ok(Some((path, append)))
+    }
+
+    fn publish(&mut self, now: Instant, conn: ConnId, stream_id: u32, cmd: Command) {
+        let name = first_string(&cmd);
+        let mode = publish_mode(&cmd);
+        if let Some(problem) = self.publish_problem(conn, stream_id, &name, mode) {
+            return self.status(
+                conn,
+                stream_id,
+                "error",
+                "NetStream.Publish.BadName",
+                &problem,
+            );
+        }
+        if self.decisions {
+            let Some(session) = self.sessions.get(conn) else {
+                return;
+            };
+            let question = Question::Publish {
+                conn,
+                peer: session.peer,
+                app: session.app.clone().unwrap_or_default(),
+                name: bare_stream_name(&name).to_owned(),
+                query: stream_query(&name).to_owned(),
+                mode,
+            };
+            return self.ask(
+                question,
+                Pending::Publish {
+                    conn,
+                    stream_id,
+                    cmd,
+                },
+            );
+        }
+        self.begin_publish(now, conn, stream_id, &cmd);
+    }
+
+    /// `publish` accepted: the stream goes live (and is recorded when asked or configured).
+    pub(super) fn begin_publish(
+        &mut self,
+        _now: Instant,
+        conn: ConnId,
+        stream_id: u32,
+        cmd: &Command,
+    ) {
+        let name = first_string(cmd);
+        let mode = publish_mode(cmd);
+        // Checked again: the name may have been taken while the application decided.
+        if let Some(problem) = self.publish_problem(conn, stream_id, &name, mode) {
+            return self.status(
+                conn,
+                stream_id,
+                "error",
+                "NetStream.Publish.BadName",
+                &problem,
+            );
+        }
         let Some(session) = self.sessions.get(conn) else {
             return;
         };
-        let name = cmd
-            .args
-            .first()
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
-        if session.role(stream_id) != Some(&StreamRole::Idle) {
-            return self.status(
-                conn,
-                stream_id,
-                "error",
-                "NetStream.Publish.BadName",
-                "Stream is busy or not created.",
-            );
-        }
         let Some(key) = Self::stream_key(session, &name) else {
-            return self.status(
-                conn,
-                stream_id,
-                "error",
-                "NetStream.Publish.BadName",
-                "Invalid stream name.",
-            );
+            return;
         };
+        let recording = self.recording_path(session, &name, mode).ok().flatten();
         let stream = self.live.entry(key.clone()).or_default();
-        if stream.publisher.is_some() {
-            return self.status(
-                conn,
-                stream_id,
-                "error",
-                "NetStream.Publish.BadName",
-                &format!("{name} is already being published."),
-            );
-        }
         stream.publisher = Some((conn, stream_id));
         let waiting: Vec<(ConnId, u32)> = stream
             .players
@@ -276,21 +460,86 @@ impl RtmpServer {
             conn,
             stream: key.to_string(),
         }));
+        if let Some((path, append)) = recording {
+            self.start_recording(conn, stream_id, key, path, append);
+        }
     }
 
-    fn play(&mut self, conn: ConnId, stream_id: u32, cmd: Command) {
+    fn start_recording(
+        &mut self,
+        conn: ConnId,
+        stream_id: u32,
+        key: Arc<str>,
+        path: String,
+        append: bool,
+    ) {
+        if self.recorders.values().any(|r| r.path == path) {
+            let text = format!("{path} is still being written.");
+            return self.status(conn, stream_id, "error", "NetStream.Record.NoAccess", &text);
+        }
+        let file = self.next_file_id();
+        self.file_cache.remove(&path);
+        let recorder = Recorder::start(
+            file,
+            conn,
+            stream_id,
+            key.clone(),
+            path.clone(),
+            append,
+            self.config.max_record_backlog,
+            self.config.chunk_limits.max_message_size as usize,
+            &mut self.outputs,
+        );
+        self.recorders.insert(file, recorder);
+        if let Some(stream) = self.live.get_mut(&*key) {
+            stream.recorder = Some(file);
+        }
+        self.status(
+            conn,
+            stream_id,
+            "status",
+            "NetStream.Record.Start",
+            &format!("Recording {path}."),
+        );
+        self.outputs.push_back(Output::Event(Event::RecordStarted {
+            conn,
+            stream: key.to_string(),
+            path,
+        }));
+    }
+
+    /// A recording stopped early: the publisher is told, the live stream goes on unrecorded.
+    pub(super) fn recording_failed(
+        &mut self,
+        file: crate::storage::FileId,
+        code: &str,
+        error: &str,
+    ) {
+        let Some(recorder) = self.recorders.get(&file) else {
+            return;
+        };
+        let (conn, stream_id, key) = (recorder.conn, recorder.stream_id, recorder.stream.clone());
+        if let Some(stream) = self.live.get_mut(&*key) {
+            if stream.recorder == Some(file) {
+                stream.recorder = None;
+            }
+        }
+        let publishing = self
+            .sessions
+            .get(conn)
+            .and_then(|s| s.role(stream_id))
+            .is_some_and(|role| *role == StreamRole::Publishing(key.clone()));
+        if publishing {
+            self.status(conn, stream_id, "error", code, error);
+        }
+    }
+
+    fn play(&mut self, now: Instant, conn: ConnId, stream_id: u32, cmd: Command) {
         let Some(session) = self.sessions.get(conn) else {
             return;
         };
-        let name = cmd
-            .args
-            .first()
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
-        let start = cmd.args.get(1).and_then(Value::as_f64).unwrap_or(-2.0);
-        let reset = cmd.args.get(3).and_then(Value::as_bool).unwrap_or(true);
-        let Some(role) = session.role(stream_id).cloned() else {
+        let name = first_string(&cmd);
+        if session.role(stream_id).is_none() {
             return self.status(
                 conn,
                 stream_id,
@@ -298,8 +547,8 @@ impl RtmpServer {
                 "NetStream.Play.Failed",
                 "Stream not created.",
             );
-        };
-        let Some(key) = Self::stream_key(session, &name) else {
+        }
+        if Self::stream_key(session, &name).is_none() {
             return self.status(
                 conn,
                 stream_id,
@@ -307,8 +556,51 @@ impl RtmpServer {
                 "NetStream.Play.StreamNotFound",
                 "Invalid stream name.",
             );
+        }
+        if self.decisions {
+            let question = Question::Play {
+                conn,
+                peer: session.peer,
+                app: session.app.clone().unwrap_or_default(),
+                name: bare_stream_name(&name).to_owned(),
+                query: stream_query(&name).to_owned(),
+            };
+            return self.ask(
+                question,
+                Pending::Play {
+                    conn,
+                    stream_id,
+                    cmd,
+                },
+            );
+        }
+        self.begin_play(now, conn, stream_id, &cmd);
+    }
+
+    /// `play` accepted: the live stream, or the file, or waiting for a publisher.
+    pub(super) fn begin_play(&mut self, now: Instant, conn: ConnId, stream_id: u32, cmd: &Command) {
+        let Some(session) = self.sessions.get(conn) else {
+            return;
         };
-        let chunk_size = session.encoder.chunk_size();
+        let name = first_string(cmd);
+        let start = play_start(cmd);
+        let len = cmd
+            .args
+            .get(2)
+            .and_then(Value::as_f64)
+            .filter(|l| *l >= 0.0)
+            .map(|l| l.min(f64::from(u32::MAX)) as u32);
+        let reset = cmd.args.get(3).and_then(Value::as_bool).unwrap_or(true);
+        let Some(role) = session.role(stream_id).cloned() else {
+            return;
+        };
+        let Some(key) = Self::stream_key(session, &name) else {
+            return;
+        };
+        let path = session
+            .app
+            .as_deref()
+            .and_then(|app| media_path(app, bare_stream_name(&name)).ok());
         if role != StreamRole::Idle {
             // A new play on the same NetStream replaces what it was doing.
             if let Some(session) = self.sessions.get_mut(conn) {
@@ -317,8 +609,20 @@ impl RtmpServer {
             self.end_role(conn, stream_id, role);
         }
         let live = self.live.get(&*key).is_some_and(|s| s.publisher.is_some());
-        if !live && start >= 0.0 {
-            // A recorded stream was asked for and there is none.
+        let (from, fall_back_to_live) = match start {
+            PlayStart::LiveOnly => {
+                return self.begin_live_play(conn, stream_id, &key, &name, reset)
+            }
+            PlayStart::Any if live => {
+                return self.begin_live_play(conn, stream_id, &key, &name, reset)
+            }
+            PlayStart::Any => (0, true),
+            PlayStart::Recorded(from) => (from, false),
+        };
+        let Some(path) = path else {
+            if fall_back_to_live {
+                return self.begin_live_play(conn, stream_id, &key, &name, reset);
+            }
             return self.status(
                 conn,
                 stream_id,
@@ -326,10 +630,33 @@ impl RtmpServer {
                 "NetStream.Play.StreamNotFound",
                 &format!("{name} not found."),
             );
-        }
+        };
+        let request = PlayRequest {
+            name: bare_stream_name(&name).to_owned(),
+            key,
+            path,
+            start: from,
+            len,
+            reset,
+            fall_back_to_live,
+        };
+        self.start_vod(now, conn, stream_id, request);
+    }
+
+    /// Joins (or waits for) the live stream `key`.
+    pub(super) fn begin_live_play(
+        &mut self,
+        conn: ConnId,
+        stream_id: u32,
+        key: &Arc<str>,
+        name: &str,
+        reset: bool,
+    ) {
+        let live = self.live.get(&**key).is_some_and(|s| s.publisher.is_some());
         let Some(session) = self.sessions.get_mut(conn) else {
             return;
         };
+        let chunk_size = session.encoder.chunk_size();
         session.set_role(stream_id, StreamRole::Playing(key.clone()));
         let mut notify = session.send_user_control(UserControl::StreamBegin(stream_id));
         if reset {
@@ -378,7 +705,7 @@ impl RtmpServer {
                 "NetStream.Play.PublishNotify",
                 &format!("{name} is now published."),
             );
-            self.start_player(conn, stream_id, &key);
+            self.start_player(conn, stream_id, key);
         }
         self.outputs.push_back(Output::Event(Event::PlayStarted {
             conn,
@@ -394,8 +721,13 @@ impl RtmpServer {
         }
     }
 
-    fn pause(&mut self, conn: ConnId, stream_id: u32, cmd: Command) {
+    fn pause(&mut self, now: Instant, conn: ConnId, stream_id: u32, cmd: Command) {
         let pause = cmd.args.first().and_then(Value::as_bool).unwrap_or(true);
+        if let Some(StreamRole::Vod(file)) = self.sessions.get(conn).and_then(|s| s.role(stream_id))
+        {
+            let file = *file;
+            return self.vod_pause(now, conn, stream_id, file, pause);
+        }
         let Some(key) = self.played_key(conn, stream_id) else {
             return self.status(
                 conn,

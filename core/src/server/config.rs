@@ -1,5 +1,6 @@
 //! [`ServerConfig`]: every limit and timer of the live RTMP server, with production defaults.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::rtmp::chunk_decoder::ChunkLimits;
@@ -35,6 +36,45 @@ pub struct ServerConfig {
     pub dead_timeout: Duration,
     /// A handshake not finished within this time is closed.
     pub handshake_timeout: Duration,
+    /// Per-application settings, by application name; applications not listed get
+    /// [`AppConfig::default`].
+    pub apps: HashMap<String, AppConfig>,
+    /// How far ahead of its timestamps a file being played may be sent (a small burst fills
+    /// the player's buffer at once; the rest is paced by the tags' timestamps).
+    pub vod_burst: Duration,
+    /// Size of each read of a file being played.
+    pub vod_read_size: usize,
+    /// Bytes a recording may have waiting for the disk before it is stopped (a disk that does
+    /// not keep up must not make the server hold the stream in memory).
+    pub max_record_backlog: usize,
+    /// The SIP-RTMP gateway, when enabled (`None`: connects to its application are ordinary
+    /// RTMP connects).
+    pub gateway: Option<super::gateway_host::GatewayNodeConfig>,
+}
+
+/// Whether an application records what is published to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecordPolicy {
+    /// Only publishes of type `record` or `append` are recorded.
+    #[default]
+    Off,
+    /// Every publish is recorded (as `record`, or `append` when asked), as nginx-rtmp's
+    /// `record all`: encoders such as ffmpeg and OBS always publish as `live`.
+    All,
+}
+
+/// Settings of one application (scope).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppConfig {
+    /// Recording of publishes.
+    pub record: RecordPolicy,
+}
+
+impl ServerConfig {
+    /// The settings of application `app`.
+    pub fn app(&self, app: &str) -> AppConfig {
+        self.apps.get(app).cloned().unwrap_or_default()
+    }
 }
 
 impl Default for ServerConfig {
@@ -50,6 +90,11 @@ impl Default for ServerConfig {
             ping_interval: Duration::from_secs(30),
             dead_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
+            apps: HashMap::new(),
+            vod_burst: Duration::from_millis(500),
+            vod_read_size: 64 * 1024,
+            max_record_backlog: 16 * 1024 * 1024,
+            gateway: None,
         }
     }
 }

@@ -13,6 +13,8 @@ use smallvec::SmallVec;
 use super::live_stream::{media_kind, MediaKind, SharedMessage};
 use super::session::StreamRole;
 use super::RtmpServer;
+use crate::amf::Value;
+use crate::flv::metadata::properties_of;
 use crate::node::{ConnId, Event, Output};
 use crate::rtmp::control::UserControl;
 use crate::rtmp::message::{type_id, RtmpMessage};
@@ -31,6 +33,9 @@ impl RtmpServer {
         let Some(key) = self.published_key(conn, msg.stream_id) else {
             return; // media on a stream that is not publishing: ignored
         };
+        if matches!(msg.type_id, type_id::AUDIO | type_id::VIDEO) {
+            self.record_media(&key, &msg);
+        }
         let kind = media_kind(&msg);
         let (soft, hard, max_gop) = (
             self.config.player_soft_backlog,
@@ -94,11 +99,36 @@ impl RtmpServer {
         }
     }
 
-    /// New metadata from a publisher: replaces the cached copy and goes to every player.
-    pub(super) fn publish_metadata(&mut self, conn: ConnId, msg: RtmpMessage) {
+    /// Writes an audio or video message to the stream's recording, if it has one.
+    fn record_media(&mut self, key: &str, msg: &RtmpMessage) {
+        let Some(file) = self.live.get(key).and_then(|s| s.recorder) else {
+            return;
+        };
+        let Some(recorder) = self.recorders.get_mut(&file) else {
+            return;
+        };
+        let failed = recorder.on_media(msg.type_id, msg.timestamp, &msg.payload, &mut self.outputs);
+        if let Some(error) = failed {
+            self.recording_failed(file, "NetStream.Record.Failed", &error);
+        }
+    }
+
+    /// New metadata from a publisher: replaces the cached copy and goes to every player (and
+    /// into the recording, before its first media).
+    pub(super) fn publish_metadata(
+        &mut self,
+        conn: ConnId,
+        msg: RtmpMessage,
+        metadata: Option<&Value>,
+    ) {
         let Some(key) = self.published_key(conn, msg.stream_id) else {
             return;
         };
+        if let Some(file) = self.live.get(&*key).and_then(|s| s.recorder) {
+            if let Some(recorder) = self.recorders.get_mut(&file) {
+                recorder.on_metadata(&properties_of(metadata), &mut self.outputs);
+            }
+        }
         if let Some(stream) = self.live.get_mut(&*key) {
             stream.metadata = Some(SharedMessage::new(msg.clone()));
         }
@@ -143,6 +173,7 @@ impl RtmpServer {
         }
         stream.publisher = None;
         stream.clear_cache();
+        let recorder = stream.recorder.take();
         let players: SmallVec<[(ConnId, u32); 8]> = stream
             .players
             .iter()
@@ -161,6 +192,13 @@ impl RtmpServer {
                     &format!("{key} is now unpublished."),
                 );
                 self.transmit_if(player, notify);
+            }
+        }
+        if let Some(file) = recorder {
+            if let Some(recorder) = self.recorders.get_mut(&file) {
+                recorder.finish(&mut self.outputs);
+                let text = format!("Stopped recording {}.", recorder.path);
+                self.status(conn, stream_id, "status", "NetStream.Record.Stop", &text);
             }
         }
         self.outputs.push_back(Output::Event(Event::PublishStopped {

@@ -114,6 +114,8 @@ pub(crate) struct LiveStream {
     /// Everything since the last keyframe, keyframe first (empty until one arrives).
     pub gop: Vec<SharedMessage>,
     gop_bytes: usize,
+    /// The recording of this stream, while one runs.
+    pub recorder: Option<crate::storage::FileId>,
 }
 
 impl LiveStream {

@@ -8,11 +8,15 @@
 
 mod commands;
 mod config;
+mod decisions;
 mod fan_out;
+mod gateway_host;
 mod live_stream;
+mod recorder;
 mod send_queue;
 mod session;
 mod session_table;
+mod vod;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -23,10 +27,13 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
-pub use config::ServerConfig;
+pub use config::{AppConfig, RecordPolicy, ServerConfig};
+pub use gateway_host::GatewayNodeConfig;
 pub use send_queue::SendQueue;
 
 use crate::amf::Value;
+use crate::decision::RequestId;
+use crate::flv::index::FileSummary;
 use crate::node::{ConnId, Event, Output};
 use crate::rng::SeededRng;
 use crate::rtmp::aggregate::split_aggregate;
@@ -34,9 +41,28 @@ use crate::rtmp::command::{message_values, status_object, Command};
 use crate::rtmp::control::{ProtocolControl, UserControl};
 use crate::rtmp::handshake::ServerHandshake;
 use crate::rtmp::message::{type_id, RtmpMessage};
+use crate::storage::{FileError, FileId, FileReply};
+use decisions::Pending;
 use live_stream::LiveStream;
+use recorder::{Recorder, RecorderNote};
 use session::{Phase, Session, StreamRole};
 use session_table::SessionTable;
+use vod::VodPlayer;
+
+/// What a timer is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Timer {
+    /// Handshake deadline, ping and dead-peer checks of a connection (its raw id).
+    Connection(u64),
+    /// The next tag of a file player is due (its raw file id).
+    Vod(u64),
+    /// A gateway session has work due (the raw id of its RTMP connection).
+    Gateway(u64),
+}
+
+/// Most bytes a connection may send while a decision about it is pending (it is not read
+/// meanwhile; past this it is closed).
+const MAX_INPUT_WHILE_AWAITING: usize = 1024 * 1024;
 
 /// The RTMP server application state machine.
 #[derive(Debug)]
@@ -47,12 +73,26 @@ pub struct RtmpServer {
     sessions: SessionTable,
     live: HashMap<Arc<str>, LiveStream>,
     outputs: VecDeque<Output>,
-    timers: BinaryHeap<Reverse<(Instant, u64)>>,
+    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    decisions: bool,
+    pending: HashMap<RequestId, Pending>,
+    next_request: u64,
+    next_file: u64,
+    recorders: HashMap<FileId, Recorder>,
+    vods: HashMap<FileId, VodPlayer>,
+    /// What files hold (keyframe index, metadata, configs), by path, with the size it was
+    /// computed for.
+    file_cache: HashMap<String, (u64, Arc<FileSummary>)>,
+    /// The SIP-RTMP gateway's sessions and sockets, when enabled.
+    gateway: Option<gateway_host::GatewayHost>,
+    /// The latest time an input brought (for work started by a close, which has none).
+    last_now: Instant,
 }
 
 impl RtmpServer {
     /// A server with `config`, timestamps counted from `epoch`, randomness from `seed`.
     pub fn new(config: ServerConfig, epoch: Instant, seed: u64) -> Self {
+        let config_gateway = config.gateway.clone().map(gateway_host::GatewayHost::new);
         Self {
             config,
             epoch,
@@ -61,6 +101,59 @@ impl RtmpServer {
             live: HashMap::new(),
             outputs: VecDeque::new(),
             timers: BinaryHeap::new(),
+            decisions: false,
+            pending: HashMap::new(),
+            next_request: 0,
+            next_file: 0,
+            recorders: HashMap::new(),
+            vods: HashMap::new(),
+            file_cache: HashMap::new(),
+            gateway: config_gateway,
+            last_now: epoch,
+        }
+    }
+
+    /// With `on`, connects, publishes and plays wait for [`Self::decide`].
+    pub fn with_decisions(mut self, on: bool) -> Self {
+        self.decisions = on;
+        self
+    }
+
+    fn next_file_id(&mut self) -> FileId {
+        self.next_file += 1;
+        FileId(self.next_file)
+    }
+
+    /// A file request completed.
+    pub fn file_done(&mut self, now: Instant, file: FileId, result: Result<FileReply, FileError>) {
+        self.last_now = self.last_now.max(now);
+        if self.vods.contains_key(&file) {
+            return self.vod_file_done(now, file, result);
+        }
+        let Some(recorder) = self.recorders.get_mut(&file) else {
+            return; // a file already forgotten (a player that left): nothing to do
+        };
+        match recorder.on_done(result, &mut self.outputs) {
+            RecorderNote::Nothing => {}
+            RecorderNote::Failed(error) => {
+                self.recording_failed(file, "NetStream.Record.Failed", &error)
+            }
+            RecorderNote::NoAccess(error) => {
+                self.recording_failed(file, "NetStream.Record.NoAccess", &error)
+            }
+            RecorderNote::Closed => {
+                let Some(recorder) = self.recorders.remove(&file) else {
+                    return;
+                };
+                self.cache_summary(recorder.path.clone(), recorder.bytes(), recorder.summary());
+                self.outputs.push_back(Output::Event(Event::RecordStopped {
+                    stream: recorder.stream.to_string(),
+                    path: recorder.path.clone(),
+                    bytes: recorder.bytes(),
+                    duration_ms: recorder.duration_ms(),
+                    error: recorder.error.clone(),
+                }));
+            }
         }
     }
 
@@ -73,15 +166,18 @@ impl RtmpServer {
         let id = self.sessions.next_id();
         let time = self.millis_since_epoch(now);
         let handshake = ServerHandshake::new(&mut self.rng, time);
-        let session = Session::new(id, peer, handshake, self.config.chunk_limits, now);
+        let mut session = Session::new(id, peer, handshake, self.config.chunk_limits, now);
+        let deadline = now + self.config.handshake_timeout;
+        session.next_check = deadline;
         self.sessions.insert(session);
         self.timers
-            .push(Reverse((now + self.config.handshake_timeout, id.0)));
+            .push(Reverse((deadline, Timer::Connection(id.0))));
         id
     }
 
     /// Bytes arrived on `conn`.
     pub fn received(&mut self, now: Instant, conn: ConnId, data: BytesMut) {
+        self.last_now = self.last_now.max(now);
         let Some(session) = self.sessions.get_mut(conn) else {
             return;
         };
@@ -100,6 +196,12 @@ impl RtmpServer {
         } else {
             session.rx.extend_from_slice(&data);
         }
+        if session.awaiting.is_some() {
+            if session.rx.len() > MAX_INPUT_WHILE_AWAITING {
+                self.close(conn, "too much input while a decision is pending".into());
+            }
+            return;
+        }
         if let Phase::Handshake(handshake) = &mut session.phase {
             match handshake.receive(&mut session.rx) {
                 Ok(reply) => {
@@ -114,6 +216,10 @@ impl RtmpServer {
                     }
                     session.phase = Phase::Active;
                     session.last_rx = now;
+                    // From now on the ping schedule applies, not the handshake deadline.
+                    session.next_check = now + self.config.ping_interval;
+                    self.timers
+                        .push(Reverse((session.next_check, Timer::Connection(conn.0))));
                 }
                 Err(e) => {
                     self.close(conn, format!("handshake failed: {e}"));
@@ -130,7 +236,7 @@ impl RtmpServer {
             let Some(session) = self.sessions.get_mut(conn) else {
                 return;
             };
-            if !session.is_active() {
+            if !session.is_active() || session.awaiting.is_some() {
                 return;
             }
             match session.decoder.decode(&mut session.rx) {
@@ -170,6 +276,8 @@ impl RtmpServer {
             | type_id::WINDOW_ACK_SIZE
             | type_id::SET_PEER_BANDWIDTH => self.handle_protocol_control(conn, &msg),
             type_id::USER_CONTROL => self.handle_user_control(conn, &msg),
+            // A gateway client's media goes to its call, never to the live fan-out.
+            type_id::AUDIO | type_id::VIDEO if self.gateway_media(now, conn, &msg) => {}
             type_id::AUDIO | type_id::VIDEO => self.publish_message(conn, msg),
             type_id::DATA_AMF0 | type_id::DATA_AMF3 => self.handle_data(conn, msg),
             type_id::COMMAND_AMF0 | type_id::COMMAND_AMF3 => match Command::parse(&msg) {
@@ -238,11 +346,12 @@ impl RtmpServer {
             _ => return self.publish_message(conn, msg),
         };
         let forwarded = crate::rtmp::command::data_message(msg.stream_id, msg.timestamp, &values);
-        self.publish_metadata(conn, forwarded);
+        self.publish_metadata(conn, forwarded, values.get(1));
     }
 
     /// The kernel took `bytes` of `conn`'s queue.
-    pub fn drained(&mut self, _now: Instant, conn: ConnId, bytes: usize) {
+    pub fn drained(&mut self, now: Instant, conn: ConnId, bytes: usize) {
+        self.last_now = self.last_now.max(now);
         if let Some(session) = self.sessions.get_mut(conn) {
             session.out.advance(bytes);
             if session.out.is_empty() {
@@ -250,6 +359,9 @@ impl RtmpServer {
             } else if !session.transmit_pending {
                 session.transmit_pending = true;
                 self.outputs.push_back(Output::Transmit { conn });
+            }
+            if !self.vods.is_empty() {
+                self.vod_drained(now, conn);
             }
         }
     }
@@ -263,7 +375,10 @@ impl RtmpServer {
         if !closing {
             self.detach(conn);
         }
+        self.gateway_closed(self.last_now, conn);
         self.sessions.remove(conn);
+        self.outputs
+            .push_back(Output::Event(Event::Disconnected { conn }));
     }
 
     /// Closes `conn` from the server side: its streams end, and the driver is told to close.
@@ -275,6 +390,7 @@ impl RtmpServer {
             return;
         }
         self.detach(conn);
+        self.gateway_closed(self.last_now, conn);
         if let Some(session) = self.sessions.get_mut(conn) {
             if session.is_active() && session.app.is_some() {
                 // Best effort: the driver writes what it can before it closes the socket.
@@ -294,6 +410,9 @@ impl RtmpServer {
         let Some(session) = self.sessions.get_mut(conn) else {
             return;
         };
+        if let Some(request) = session.awaiting.take() {
+            self.pending.remove(&request);
+        }
         let streams = std::mem::take(&mut session.streams);
         for (stream_id, role) in streams {
             self.end_role(conn, stream_id, role);
@@ -302,12 +421,26 @@ impl RtmpServer {
 
     /// Timers that are due.
     pub fn timeout(&mut self, now: Instant) {
-        while let Some(Reverse((deadline, raw))) = self.timers.peek().copied() {
+        self.last_now = self.last_now.max(now);
+        while let Some(Reverse((deadline, timer))) = self.timers.peek().copied() {
             if deadline > now {
                 break;
             }
             self.timers.pop();
-            self.check_liveness(now, ConnId(raw));
+            match timer {
+                Timer::Connection(raw) => {
+                    // A connection has one live timer; entries it replaced are skipped.
+                    let current = self
+                        .sessions
+                        .get(ConnId(raw))
+                        .is_some_and(|s| s.next_check == deadline);
+                    if current {
+                        self.check_liveness(now, ConnId(raw));
+                    }
+                }
+                Timer::Vod(raw) => self.vod_timer(now, FileId(raw)),
+                Timer::Gateway(raw) => self.gateway_timer(now, ConnId(raw), deadline),
+            }
         }
     }
 
@@ -344,7 +477,8 @@ impl RtmpServer {
                 }
             }
         };
-        self.timers.push(Reverse((next, conn.0)));
+        session.next_check = next;
+        self.timers.push(Reverse((next, Timer::Connection(conn.0))));
     }
 
     /// The next output for the driver.
@@ -392,6 +526,7 @@ impl RtmpServer {
                     }
                 }
             }
+            StreamRole::Vod(file) => self.end_vod(file),
         }
     }
 }

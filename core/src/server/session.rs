@@ -10,6 +10,7 @@ use smallvec::SmallVec;
 
 use super::send_queue::SendQueue;
 use crate::amf::Value;
+use crate::decision::RequestId;
 use crate::node::ConnId;
 use crate::rtmp::chunk_decoder::{ChunkDecoder, ChunkLimits};
 use crate::rtmp::chunk_encoder::ChunkEncoder;
@@ -17,6 +18,7 @@ use crate::rtmp::command::{status_object, Command};
 use crate::rtmp::control::{ProtocolControl, UserControl};
 use crate::rtmp::handshake::ServerHandshake;
 use crate::rtmp::message::RtmpMessage;
+use crate::storage::FileId;
 
 /// Chunk stream ids the server sends on. Control and commands use the session's stateful
 /// encoder; audio, video and data use self-contained fmt-0 chunks shared between players.
@@ -38,6 +40,8 @@ pub(crate) enum StreamRole {
     Publishing(Arc<str>),
     /// Playing the live stream with this key.
     Playing(Arc<str>),
+    /// Playing (or opening) a file: the video-on-demand player with this file id.
+    Vod(FileId),
 }
 
 /// Where the connection is in its life.
@@ -69,11 +73,16 @@ pub(crate) struct Session {
     pub streams: SmallVec<[(u32, StreamRole); 2]>,
     pub next_stream_id: u32,
     pub last_rx: Instant,
+    /// The deadline of the connection's one live timer entry (older entries are stale).
+    pub next_check: Instant,
     pub ping_sent: bool,
     pub rx_bytes: u64,
     pub rx_bytes_acked: u64,
     /// The peer's window acknowledgement size: we acknowledge every this many bytes.
     pub peer_window: u32,
+    /// A decision the application has not made yet: the connection's messages are not read
+    /// until it is.
+    pub awaiting: Option<RequestId>,
 }
 
 impl Session {
@@ -98,10 +107,12 @@ impl Session {
             streams: SmallVec::new(),
             next_stream_id: 1,
             last_rx: now,
+            next_check: now,
             ping_sent: false,
             rx_bytes: 0,
             rx_bytes_acked: 0,
             peer_window: 0,
+            awaiting: None,
         }
     }
 

@@ -478,7 +478,10 @@ mod tests {
         h.push("Contact", r#""Doe, John" <sip:j,k@x;a=1>;q=0.5, <sip:k@y>"#);
         h.push("m", "sip:l@z;expires=60");
         h.push("Allow", "INVITE, ACK,BYE");
-        h.push("WWW-Authenticate", r#"Digest realm="a", nonce="b", qop="auth,auth-int""#);
+        h.push(
+            "WWW-Authenticate",
+            r#"Digest realm="a", nonce="b", qop="auth,auth-int""#,
+        );
         h.push("Date", "Sat, 13 Nov 2010 23:29:00 GMT");
         h.push("X-Unknown", "a, b");
         assert_eq!(h.values("Allow"), vec!["INVITE", "ACK", "BYE"]);
@@ -509,7 +512,13 @@ mod tests {
         h.push("Max-Forwards", "0068");
         h.push("Expires", "4294967295");
         h.push("l", "150");
-        assert_eq!(h.cseq().unwrap(), CSeq { seq: 9, method: Method::Invite });
+        assert_eq!(
+            h.cseq().unwrap(),
+            CSeq {
+                seq: 9,
+                method: Method::Invite
+            }
+        );
         assert_eq!(h.max_forwards().unwrap(), Some(68));
         assert_eq!(h.expires().unwrap(), Some(u32::MAX));
         assert_eq!(h.content_length().unwrap(), Some(150));
@@ -536,7 +545,10 @@ mod tests {
         h.push("B", "2");
         h.push("Via", "y");
         h.set("VIA", "z");
-        let names: Vec<_> = h.iter().map(|x| (x.name.as_str(), x.value.as_str())).collect();
+        let names: Vec<_> = h
+            .iter()
+            .map(|x| (x.name.as_str(), x.value.as_str()))
+            .collect();
         assert_eq!(names, vec![("A", "1"), ("v", "z"), ("B", "2")]);
         assert_eq!(h.remove("a"), 1);
         h.push_front("Via", "top");

@@ -310,7 +310,10 @@ impl SipMessage {
 /// breaks, and a value set by the application must not be able to inject header lines.
 fn push_line_safe(out: &mut String, s: &str) {
     if s.contains(['\r', '\n']) {
-        out.extend(s.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }));
+        out.extend(
+            s.chars()
+                .map(|c| if c == '\r' || c == '\n' { ' ' } else { c }),
+        );
     } else {
         out.push_str(s);
     }

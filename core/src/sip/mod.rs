@@ -1,7 +1,11 @@
 //! # SIP message layer (RFC 3261)
 //!
-//! Parsing and serialising SIP requests and responses, nothing more: no transactions, no
-//! dialogs, no transports. Bytes in, [`SipMessage`] out, and back.
+//! Parsing and serialising SIP requests and responses; on top of that, pure helpers for
+//! Digest authentication ([`digest`]) and dialogs and request/response construction
+//! ([`dialog`]), the transport rules of RFC 3261 18 / RFC 3581 (Via stamping, `received`,
+//! `rport`, where responses go: [`stamp_via`], [`fill_received`], [`response_destination`]),
+//! and the sans-IO [`TransactionLayer`] running the four RFC 3261 17 / RFC 6026 transaction
+//! machines on an injected clock. No sockets. Bytes in, [`SipMessage`] out, and back.
 //!
 //! - [`parse_datagram`] parses one UDP datagram; [`StreamFramer`] frames messages out of a
 //!   TCP/TLS byte stream by Content-Length. Both are bounded by [`ParseLimits`] and return a
@@ -35,6 +39,9 @@
 //! assert_eq!(&msg.body()[..], b"v=0\n");
 //! ```
 
+mod client_transaction;
+pub mod dialog;
+pub mod digest;
 mod error;
 mod headers;
 mod lex;
@@ -42,14 +49,37 @@ mod message;
 mod name_addr;
 mod params;
 mod parser;
+mod server_transaction;
+mod timers;
+mod transaction;
+mod transaction_key;
+mod transaction_layer;
+mod transport;
+pub mod ua;
 mod uri;
 mod via;
 
+pub use dialog::{
+    cancel_for, make_response, new_request, Dialog, DialogError, DialogId, DialogState, NewRequest,
+    SentBy,
+};
+pub use digest::{
+    Algorithm, AuthAction, AuthFailure, Authorization, Challenge, ChallengeKind, CredentialStore,
+    Credentials, DigestClient, DigestError, DigestRequest, Qop,
+};
 pub use error::{Limit, SipError};
 pub use headers::{expand_compact, is_list_header, same_header, CSeq, Contacts, Header, Headers};
 pub use message::{Method, Request, Response, SipMessage};
 pub use name_addr::NameAddr;
 pub use params::Params;
 pub use parser::{parse_datagram, parse_datagram_with, ParseLimits, StreamFramer};
+pub use timers::{TimerConfig, TimerKind};
+pub use transaction::{TransactionEvent, TransactionId, TransactionState, Transmit, TxError};
+pub use transaction_layer::{Incoming, TransactionConfig, TransactionLayer};
+pub use transport::{
+    fill_received, fill_received_in, response_destination, response_is_ours, sent_by_of, stamp_via,
+    Destination, Transport, DEFAULT_PORT,
+};
+pub use ua::{CallId, UaConfig, UaError, UaEvent, UaStats, UserAgent};
 pub use uri::{Host, Scheme, SipUri, Uri};
 pub use via::{RPort, Via};

@@ -80,7 +80,7 @@ impl NameAddr {
             match s.find('<') {
                 // A `<` after the first `;` would sit inside a parameter of an addr-spec,
                 // where it is not allowed anyway; treat only an earlier one as name-addr.
-                Some(i) if s.find(';').map_or(true, |semi| i < semi) => {
+                Some(i) if !matches!(s.find(';'), Some(semi) if semi < i) => {
                     let name = s[..i].trim_end();
                     // `*(token LWS)`: tokens separated by whitespace. RFC 4475 3.1.1.6 asks
                     // us to accept `caller<sip:...>` with no LWS before `<`.
@@ -162,7 +162,9 @@ mod tests {
         let a = na(r#""J Rosenberg \\\""       <sip:jdrosen@example.com>  ;  tag = 98asjd8"#);
         assert_eq!(a.display_name.as_deref(), Some(r#"J Rosenberg \""#));
         assert_eq!(a.tag(), Some("98asjd8"));
-        let a = na(r#""Quoted string \"\"" <sip:jdrosen@example.com> ; newparam = newvalue ; secondparam ; q = 0.33"#);
+        let a = na(
+            r#""Quoted string \"\"" <sip:jdrosen@example.com> ; newparam = newvalue ; secondparam ; q = 0.33"#,
+        );
         assert_eq!(a.display_name.as_deref(), Some(r#"Quoted string """#));
         assert_eq!(a.params.len(), 3);
         assert_eq!(a.params.value("q"), Some("0.33"));
@@ -173,7 +175,10 @@ mod tests {
         let a = na("caller<sip:caller@example.com>;tag=323");
         assert_eq!(a.display_name.as_deref(), Some("caller"));
         let a = na("token1~` token2'+_ token3*%!.- <sip:mundane@example.com>;tag=_token~1'+`*%!-.");
-        assert_eq!(a.display_name.as_deref(), Some("token1~` token2'+_ token3*%!.-"));
+        assert_eq!(
+            a.display_name.as_deref(),
+            Some("token1~` token2'+_ token3*%!.-")
+        );
         assert_eq!(a.tag(), Some("_token~1'+`*%!-."));
         assert!(NameAddr::parse("Watson, Thomas <sip:t.watson@example.org>").is_err());
     }
@@ -185,7 +190,10 @@ mod tests {
         assert_eq!(a.params.get("unknownparam"), Some(None));
         let a = na("<sip:+19725552222@gw1.example.net;unknownparam>");
         assert!(a.params.is_empty());
-        assert_eq!(a.uri.as_sip().unwrap().params.get("unknownparam"), Some(None));
+        assert_eq!(
+            a.uri.as_sip().unwrap().params.get("unknownparam"),
+            Some(None)
+        );
         let a = na("sip:+16505552222@ss1.example.net;user=phone");
         assert_eq!(a.params.value("user"), Some("phone"));
     }

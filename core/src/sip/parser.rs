@@ -94,7 +94,9 @@ pub fn parse_datagram_with(data: &[u8], limits: &ParseLimits) -> Result<SipMessa
 
 /// Number of CR/LF bytes at the start (keep-alive pings and stray line ends before a message).
 fn leading_crlf(data: &[u8]) -> usize {
-    data.iter().take_while(|&&b| b == b'\r' || b == b'\n').count()
+    data.iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count()
 }
 
 /// Incremental search for the blank line ending the header section, enforcing line, header
@@ -207,9 +209,7 @@ impl Head {
 /// Parses and validates the header section (start line through the blank line).
 fn parse_head(head: &[u8]) -> Result<Head, SipError> {
     let text = std::str::from_utf8(head).map_err(|_| SipError::InvalidUtf8)?;
-    let mut lines = text
-        .split('\n')
-        .map(|l| l.strip_suffix('\r').unwrap_or(l));
+    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
     let start = parse_start_line(lines.next().unwrap_or(""))?;
 
     let mut headers = Headers::with_capacity(16);
@@ -258,7 +258,7 @@ fn check_version(v: &str) -> Result<(), SipError> {
         return Ok(());
     }
     let well_formed = v.len() > 4
-        && v[..4].eq_ignore_ascii_case("SIP/")
+        && v.as_bytes()[..4].eq_ignore_ascii_case(b"SIP/")
         && v[4..].split_once('.').is_some_and(|(a, b)| {
             !a.is_empty()
                 && !b.is_empty()
@@ -273,7 +273,8 @@ fn check_version(v: &str) -> Result<(), SipError> {
 }
 
 fn parse_start_line(line: &str) -> Result<StartLine, SipError> {
-    if line.len() >= 4 && line[..4].eq_ignore_ascii_case("SIP/") {
+    // Compare bytes: the line may hold multi-byte UTF-8 where a str slice would panic.
+    if line.len() >= 4 && line.as_bytes()[..4].eq_ignore_ascii_case(b"SIP/") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
         let (version, rest) = line
             .split_once(' ')
@@ -461,14 +462,32 @@ mod tests {
     #[test]
     fn start_line_errors() {
         let cases: [(&[u8], SipError); 8] = [
-            (b"INVITE  sip:a@b SIP/2.0\r\n\r\n", SipError::BadStartLine("")),
-            (b"INVITE sip:a@b SIP/2.0 \r\n\r\n", SipError::BadStartLine("")),
+            (
+                b"INVITE  sip:a@b SIP/2.0\r\n\r\n",
+                SipError::BadStartLine(""),
+            ),
+            (
+                b"INVITE sip:a@b SIP/2.0 \r\n\r\n",
+                SipError::BadStartLine(""),
+            ),
             (b"INVITE <sip:a@b> SIP/2.0\r\n\r\n", SipError::BadUri("")),
-            (b"OPTIONS sip:a@b SIP/7.0\r\n\r\n", SipError::UnsupportedVersion("SIP/7.0".into())),
-            (b"SIP/2.0 4294967301 big\r\n\r\n", SipError::BadStartLine("")),
+            (
+                b"OPTIONS sip:a@b SIP/7.0\r\n\r\n",
+                SipError::UnsupportedVersion("SIP/7.0".into()),
+            ),
+            (
+                b"SIP/2.0 4294967301 big\r\n\r\n",
+                SipError::BadStartLine(""),
+            ),
             (b"SIP/2.0 099 low\r\n\r\n", SipError::BadStartLine("")),
-            (b"INVITE sip:a@b?Route=x SIP/2.0\r\n\r\n", SipError::BadStartLine("")),
-            (b"INVITE sip:a@b HTTP/1.1\r\n\r\n", SipError::BadStartLine("")),
+            (
+                b"INVITE sip:a@b?Route=x SIP/2.0\r\n\r\n",
+                SipError::BadStartLine(""),
+            ),
+            (
+                b"INVITE sip:a@b HTTP/1.1\r\n\r\n",
+                SipError::BadStartLine(""),
+            ),
         ];
         for (input, want) in cases {
             let got = parse_datagram(input).unwrap_err();
@@ -481,7 +500,22 @@ mod tests {
         }
         assert_eq!(parse_datagram(b""), Err(SipError::Incomplete));
         assert_eq!(parse_datagram(b"\r\n\r\n"), Err(SipError::Incomplete));
-        assert_eq!(parse_datagram(b"OPTIONS sip:a@b SIP/2.0\r\nX: y\r\n"), Err(SipError::Incomplete));
+        assert_eq!(
+            parse_datagram(b"OPTIONS sip:a@b SIP/2.0\r\nX: y\r\n"),
+            Err(SipError::Incomplete)
+        );
+    }
+
+    #[test]
+    fn multibyte_start_line_is_an_error_not_a_panic() {
+        // Found by proptest: byte 4 falls inside a two-byte character.
+        for input in [
+            "o~_\u{5af} folded\r\n\r\n",
+            "SIP\u{5af}/2.0 200 OK\r\n\r\n",
+            "\u{e9}\u{e9} x SIP/2.0\r\n\r\n",
+        ] {
+            assert!(parse_datagram(input.as_bytes()).is_err(), "{input:?}");
+        }
     }
 
     #[test]
@@ -510,21 +544,39 @@ mod tests {
             max_message: 100,
         };
         let p = |b: &[u8]| parse_datagram_with(b, &small).unwrap_err();
-        assert_eq!(p(b"OPTIONS sip:a@b SIP/2.0\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n"), SipError::LimitExceeded(Limit::Headers));
-        assert_eq!(p(b"OPTIONS sip:a@b SIP/2.0\r\nA: 0123456789012345678901234567890123456789\r\n\r\n"), SipError::LimitExceeded(Limit::Line));
-        assert_eq!(p(b"OPTIONS sip:a@b SIP/2.0\r\nl: 5\r\n\r\n12345"), SipError::LimitExceeded(Limit::Body));
-        assert_eq!(p(b"OPTIONS sip:a@b SIP/2.0\r\n\r\n12345"), SipError::LimitExceeded(Limit::Body));
+        assert_eq!(
+            p(b"OPTIONS sip:a@b SIP/2.0\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n"),
+            SipError::LimitExceeded(Limit::Headers)
+        );
+        assert_eq!(
+            p(b"OPTIONS sip:a@b SIP/2.0\r\nA: 0123456789012345678901234567890123456789\r\n\r\n"),
+            SipError::LimitExceeded(Limit::Line)
+        );
+        assert_eq!(
+            p(b"OPTIONS sip:a@b SIP/2.0\r\nl: 5\r\n\r\n12345"),
+            SipError::LimitExceeded(Limit::Body)
+        );
+        assert_eq!(
+            p(b"OPTIONS sip:a@b SIP/2.0\r\n\r\n12345"),
+            SipError::LimitExceeded(Limit::Body)
+        );
         // A stream peer that never sends a newline is cut off at max_line.
         let mut f = StreamFramer::new(small);
         let mut buf = BytesMut::from(&[b'A'; 41][..]);
-        assert_eq!(f.push(&mut buf).unwrap_err(), SipError::LimitExceeded(Limit::Line));
+        assert_eq!(
+            f.push(&mut buf).unwrap_err(),
+            SipError::LimitExceeded(Limit::Line)
+        );
     }
 
     #[test]
     fn stream_requires_content_length() {
         let mut f = StreamFramer::default();
         let mut buf = BytesMut::from(&b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID: x\r\n\r\n"[..]);
-        assert_eq!(f.push(&mut buf).unwrap_err(), SipError::MissingContentLength);
+        assert_eq!(
+            f.push(&mut buf).unwrap_err(),
+            SipError::MissingContentLength
+        );
     }
 
     #[test]

@@ -181,9 +181,7 @@ impl SipUri {
                 .map(|i| i + 1)
                 .ok_or(SipError::BadUri("unterminated IPv6 reference"))?
         } else {
-            hostpart
-                .find([':', ';', '?'])
-                .unwrap_or(hostpart.len())
+            hostpart.find([':', ';', '?']).unwrap_or(hostpart.len())
         };
         let host = Host::parse(&hostpart[..host_end])?;
         let mut i = host_end;
@@ -330,8 +328,7 @@ impl Uri {
         {
             return Err(SipError::BadUri("bad scheme"));
         }
-        if s
-            .bytes()
+        if s.bytes()
             .any(|b| b <= b' ' || b == 0x7f || matches!(b, b'<' | b'>' | b'"'))
         {
             return Err(SipError::BadUri("forbidden character in URI"));
@@ -402,8 +399,14 @@ mod tests {
     fn userinfo_with_unusual_characters() {
         // RFC 4475 3.1.1.2: user and password use every legal odd character.
         let u = sip("sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com");
-        assert_eq!(u.user.as_deref(), Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"));
-        assert_eq!(u.password.as_deref(), Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"));
+        assert_eq!(
+            u.user.as_deref(),
+            Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*")
+        );
+        assert_eq!(
+            u.password.as_deref(),
+            Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)")
+        );
         assert_eq!(u.host, Host::Domain("example.com".into()));
         assert!(u.params.is_empty());
     }
@@ -415,8 +418,14 @@ mod tests {
         let u = sip("sip:cal%6Cer@host5.example.net;%6C%72;n%61me=v%61lue%25%34%31");
         assert_eq!(u.params.get("%6C%72"), Some(None));
         assert_eq!(u.params.value("n%61me"), Some("v%61lue%25%34%31"));
-        assert_eq!(u.to_string(), "sip:cal%6Cer@host5.example.net;%6C%72;n%61me=v%61lue%25%34%31");
-        assert_eq!(sip("sip:null-%00-null@example.com").user_decoded().unwrap(), b"null-\0-null");
+        assert_eq!(
+            u.to_string(),
+            "sip:cal%6Cer@host5.example.net;%6C%72;n%61me=v%61lue%25%34%31"
+        );
+        assert_eq!(
+            sip("sip:null-%00-null@example.com").user_decoded().unwrap(),
+            b"null-\0-null"
+        );
         assert!(Uri::parse("sip:a%2@example.com").is_err());
     }
 
@@ -443,8 +452,14 @@ mod tests {
                 ("x".to_string(), String::new())
             ]
         );
-        assert_eq!(u.to_string(), "sip:alice@192.0.2.4:5060;transport=udp?Route=%3Csip:example.com%3E&x=");
-        assert_eq!(sip("SIP:ALICE@AtLanTa.CoM").to_string(), "sip:ALICE@AtLanTa.CoM");
+        assert_eq!(
+            u.to_string(),
+            "sip:alice@192.0.2.4:5060;transport=udp?Route=%3Csip:example.com%3E&x="
+        );
+        assert_eq!(
+            sip("SIP:ALICE@AtLanTa.CoM").to_string(),
+            "sip:ALICE@AtLanTa.CoM"
+        );
     }
 
     #[test]

@@ -120,7 +120,9 @@ impl Via {
             s[i..].find(']').ok_or("unterminated IPv6 reference")? + i + 1
         } else {
             let mut j = i;
-            while j < b.len() && (b[j].is_ascii_alphanumeric() || matches!(b[j], b'-' | b'.' | b'_')) {
+            while j < b.len()
+                && (b[j].is_ascii_alphanumeric() || matches!(b[j], b'-' | b'.' | b'_'))
+            {
                 j += 1;
             }
             j
@@ -189,13 +191,34 @@ mod tests {
     fn lws_everywhere() {
         // RFC 4475 3.1.1.1, after unfolding.
         let v = Via::parse("SIP  /   2.0  /UDP    192.0.2.2;branch=390skdjuw").unwrap();
-        assert_eq!((v.protocol_name.as_str(), v.protocol_version.as_str()), ("SIP", "2.0"));
+        assert_eq!(
+            (v.protocol_name.as_str(), v.protocol_version.as_str()),
+            ("SIP", "2.0")
+        );
         assert_eq!(v.transport, "UDP");
         assert_eq!(v.host, Host::Ipv4("192.0.2.2".parse().unwrap()));
         assert_eq!(v.branch(), Some("390skdjuw"));
-        let v = Via::parse("SIP  / 2.0  / TCP     spindle.example.com   ;  branch  =   z9hG4bK9ikj8").unwrap();
+        let v =
+            Via::parse("SIP  / 2.0  / TCP     spindle.example.com   ;  branch  =   z9hG4bK9ikj8")
+                .unwrap();
         assert_eq!(v.host, Host::Domain("spindle.example.com".into()));
         assert_eq!(v.branch(), Some("z9hG4bK9ikj8"));
+    }
+
+    #[test]
+    fn ipv6_sent_by() {
+        let v = Via::parse(
+            "SIP/2.0/TCP [2001:db8::9:1] : 5061 ;branch=z9hG4bKx;received=[2001:db8::2]",
+        )
+        .unwrap();
+        assert_eq!(v.host, Host::Ipv6("2001:db8::9:1".parse().unwrap()));
+        assert_eq!(v.port, Some(5061));
+        assert_eq!(v.received(), Some("[2001:db8::2]"));
+        let v = Via::parse("SIP/2.0/UDP [::1]").unwrap();
+        assert_eq!(v.host, Host::Ipv6(std::net::Ipv6Addr::LOCALHOST));
+        assert_eq!(v.to_string(), "SIP/2.0/UDP [::1]");
+        assert!(Via::parse("SIP/2.0/UDP [::g]").is_err());
+        assert!(Via::parse("SIP/2.0/UDP ::1").is_err());
     }
 
     #[test]

@@ -1,0 +1,798 @@
+//! [`GatewaySession`]: one RTMP client of the gateway as a single-line SIP phone.
+//!
+//! It joins the client API ([`super::client_api`]) to a SIP [`UserAgent`] and, during a call,
+//! to a [`MediaBridge`]: the client's calls become SIP requests and responses, SIP events
+//! become the client's callbacks, the client's `local` stream becomes RTP and the far end's RTP
+//! becomes the client's `remote` stream. Sans-IO like everything in core: datagrams and time in,
+//! [`GatewayOutput`]s out. The caller owns the sockets (one SIP socket and the RTP/RTCP
+//! sockets of the ports given at creation) and the RTMP connection.
+//!
+//! What the original gateway left out is done here: 180 Ringing on an incoming INVITE; 488
+//! before alerting when no codec matches; CANCEL of a pending outgoing INVITE and rejection of
+//! a pending incoming one when the client disconnects; hold and resume understood from
+//! sendonly/recvonly/inactive as well as `c=0.0.0.0`; `o=` version incremented on every offer.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::rng::SeededRng;
+use crate::rtmp::message::RtmpMessage;
+use crate::sdp::offer_answer::{answer, create_offer, negotiated_media, process_answer, reoffer};
+use crate::sdp::{Direction, LocalCapabilities, NegotiatedMedia, Origin, SessionDescription};
+use crate::sip::digest::Credentials;
+use crate::sip::ua::{CallId, UaConfig, UaEvent, UserAgent};
+use crate::sip::TimerConfig;
+use crate::sip::{SipUri, Uri};
+
+use super::client_api::{ClientCall, ClientCallback, ConnectRequest};
+use super::codecs::{capabilities, legacy_tokens, CodecToken};
+use super::media_bridge::{BridgeSetup, FromFarEnd, Leg, LegSetup, MediaBridge, OutgoingRtp};
+
+/// Settings shared by every gateway session.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Where REGISTER goes (default: the AOR's domain when it is an IP address).
+    pub registrar: Option<SocketAddr>,
+    /// Outbound proxy for every out-of-dialog request.
+    pub outbound_proxy: Option<SocketAddr>,
+    /// The address advertised in Via, Contact and SDP instead of the bound one (`--ext-ip`).
+    pub advertised_ip: Option<IpAddr>,
+    /// REGISTER lifetime asked for, seconds.
+    pub register_expires: u32,
+    /// SIP transaction timers.
+    pub timers: TimerConfig,
+    /// RTP payload size limit (video).
+    pub mtu: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            registrar: None,
+            outbound_proxy: None,
+            advertised_ip: None,
+            register_expires: 3600,
+            timers: TimerConfig::default(),
+            mtu: 1200,
+        }
+    }
+}
+
+/// The local sockets of one session, bound by the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionSockets {
+    /// The SIP socket's bound address.
+    pub sip: SocketAddr,
+    /// RTP port of the audio leg (RTCP on the next port).
+    pub audio_port: u16,
+    /// RTP port of the video leg (RTCP on the next port).
+    pub video_port: u16,
+}
+
+/// What the session asks of its caller.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GatewayOutput {
+    /// Answer the client's deferred `connect`: success, or rejection with the SIP final
+    /// response as description (`401 Unauthorized`).
+    ConnectResult(Result<(), String>),
+    /// Call a callback on the client.
+    Callback(ClientCallback),
+    /// A message for the client's `remote` stream (the caller sets the stream id).
+    RemoteMedia(RtmpMessage),
+    /// Send a SIP datagram from the session's SIP socket.
+    SipSend {
+        /// Destination.
+        destination: SocketAddr,
+        /// The message.
+        data: Bytes,
+    },
+    /// Send RTP or RTCP from the leg's socket.
+    Rtp(OutgoingRtp),
+    /// Something the operator should see in the logs (a failed refresh, a refused call).
+    Notice(String),
+}
+
+/// The one call a session may have.
+// One per session and never on the media path: boxing the descriptions buys nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+enum CallState {
+    /// We sent an INVITE.
+    Outgoing {
+        call: CallId,
+        tokens: Vec<CodecToken>,
+        report_tokens: bool,
+        offer: SessionDescription,
+    },
+    /// An INVITE came in and the client was told (`invited`).
+    Incoming {
+        call: CallId,
+        offer: SessionDescription,
+        from: String,
+        to: String,
+    },
+    /// Answered either way.
+    Established {
+        call: CallId,
+        local: SessionDescription,
+        tokens: Vec<CodecToken>,
+        /// Our re-INVITE for hold/resume waits for its answer.
+        pending_offer: Option<SessionDescription>,
+    },
+}
+
+impl CallState {
+    fn id(&self) -> CallId {
+        match self {
+            CallState::Outgoing { call, .. }
+            | CallState::Incoming { call, .. }
+            | CallState::Established { call, .. } => *call,
+        }
+    }
+}
+
+/// One gateway client: see the module documentation.
+pub struct GatewaySession {
+    ua: UserAgent,
+    config: GatewayConfig,
+    sockets: SessionSockets,
+    narrowband: bool,
+    rng: SeededRng,
+    session_id: u64,
+    sdp_version: u64,
+    call: Option<CallState>,
+    bridge: Option<MediaBridge>,
+    connect_pending: bool,
+    outputs: VecDeque<GatewayOutput>,
+    rtp_out: Vec<OutgoingRtp>,
+    from_far: Vec<FromFarEnd>,
+    cname: String,
+}
+
+impl std::fmt::Debug for GatewaySession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewaySession")
+            .field("aor", &self.ua.config().aor)
+            .field("call", &self.call)
+            .finish()
+    }
+}
+
+/// Why a session could not start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayError {
+    /// The address of record is not a SIP URI.
+    BadAddress(String),
+}
+
+impl std::fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GatewayError::BadAddress(a) => write!(f, "'{a}' is not a SIP address"),
+        }
+    }
+}
+
+/// The client's destination as a URI: `bob@host[:port]` gets the `sip:` scheme.
+fn sip_uri(address: &str) -> Option<Uri> {
+    let address = address.trim();
+    let has_scheme = ["sip:", "sips:", "tel:"]
+        .iter()
+        .any(|s| address.len() >= s.len() && address[..s.len()].eq_ignore_ascii_case(s));
+    let text = if has_scheme {
+        address.to_owned()
+    } else {
+        format!("sip:{address}")
+    };
+    Uri::parse(&text).ok()
+}
+
+impl GatewaySession {
+    /// A session for a client that connected with `request`. With a password it registers
+    /// first, and [`GatewayOutput::ConnectResult`] follows the registrar's answer; without one
+    /// the connect succeeds at once.
+    pub fn new(
+        now: Instant,
+        request: &ConnectRequest,
+        config: GatewayConfig,
+        sockets: SessionSockets,
+        seed: u64,
+    ) -> Result<Self, GatewayError> {
+        let aor: SipUri = format!("sip:{}", request.aor)
+            .parse()
+            .map_err(|_| GatewayError::BadAddress(request.aor.clone()))?;
+        let mut ua_config = UaConfig::new(aor.clone(), sockets.sip);
+        ua_config.display_name = request.display_name.clone();
+        ua_config.advertised = config
+            .advertised_ip
+            .map(|ip| SocketAddr::new(ip, sockets.sip.port()));
+        ua_config.registrar = config.registrar;
+        ua_config.outbound_proxy = config.outbound_proxy;
+        ua_config.register_expires = config.register_expires;
+        ua_config.timers = config.timers;
+        ua_config.max_calls = 1;
+        ua_config.user_agent = "siprtmp gateway".into();
+        if let Some(pass) = &request.auth_pass {
+            let user = request
+                .auth_name
+                .clone()
+                .or_else(|| aor.user.clone())
+                .unwrap_or_default();
+            ua_config.credentials = Some(Credentials::new(&user, pass));
+        }
+        let mut rng = SeededRng::new(seed);
+        let mut session = Self {
+            ua: UserAgent::new(ua_config, rng.next_u64()),
+            session_id: rng.next_u64() >> 1,
+            sdp_version: 0,
+            config,
+            sockets,
+            narrowband: request.narrowband,
+            rng,
+            call: None,
+            bridge: None,
+            connect_pending: false,
+            outputs: VecDeque::new(),
+            rtp_out: Vec::new(),
+            from_far: Vec::new(),
+            cname: request.aor.clone(),
+        };
+        if request.auth_pass.is_some() {
+            session.connect_pending = true;
+            session.ua.register(now);
+        } else {
+            session
+                .outputs
+                .push_back(GatewayOutput::ConnectResult(Ok(())));
+        }
+        session.pump(now);
+        Ok(session)
+    }
+
+    /// The address media and Contact are advertised at.
+    fn media_ip(&self) -> IpAddr {
+        self.config.advertised_ip.unwrap_or(self.sockets.sip.ip())
+    }
+
+    fn origin(&mut self) -> Origin {
+        self.sdp_version += 1;
+        let ip = self.media_ip();
+        Origin {
+            username: "-".into(),
+            session_id: self.session_id,
+            session_version: self.sdp_version,
+            nettype: "IN".into(),
+            addrtype: if ip.is_ipv4() { "IP4" } else { "IP6" }.into(),
+            address: ip.to_string(),
+        }
+    }
+
+    fn caps(&self, tokens: &[CodecToken]) -> LocalCapabilities {
+        capabilities(
+            tokens,
+            self.media_ip(),
+            self.sockets.audio_port,
+            self.sockets.video_port,
+        )
+    }
+
+    /// Every codec the gateway can bridge: what an incoming offer is checked against.
+    fn all_tokens(&self) -> Vec<CodecToken> {
+        let speex = if self.narrowband {
+            [CodecToken::Narrowband, CodecToken::Wideband]
+        } else {
+            [CodecToken::Wideband, CodecToken::Narrowband]
+        };
+        let mut all = speex.to_vec();
+        all.extend([
+            CodecToken::Pcmu,
+            CodecToken::Pcma,
+            CodecToken::Dtmf,
+            CodecToken::H264,
+            CodecToken::Flv,
+        ]);
+        all
+    }
+
+    /// A call from the client (already answered with `_result` by the caller).
+    pub fn client_call(&mut self, now: Instant, call: ClientCall) {
+        match call {
+            ClientCall::Invite { dest, codecs } => self.invite(now, &dest, codecs),
+            ClientCall::Accept { codecs } => self.accept(now, codecs),
+            ClientCall::Reject { status, reason } => {
+                if let Some(CallState::Incoming { call, .. }) = self.call.take() {
+                    let _ = self.ua.reject(now, call, status, &reason);
+                }
+            }
+            ClientCall::Bye => self.hang_up(now),
+            ClientCall::SendDtmf(digit) => {
+                if let Some(bridge) = &mut self.bridge {
+                    bridge.send_dtmf(now, digit);
+                }
+            }
+            ClientCall::Hold(hold) => self.hold(now, hold),
+        }
+        self.pump(now);
+    }
+
+    fn invite(&mut self, now: Instant, dest: &str, codecs: Vec<CodecToken>) {
+        if self.call.is_some() {
+            self.callback(ClientCallback::Rejected("486 Busy Here".into()));
+            return;
+        }
+        let Some(target) = sip_uri(dest) else {
+            self.callback(ClientCallback::Rejected("400 Bad Destination".into()));
+            return;
+        };
+        let report_tokens = !codecs.is_empty();
+        let tokens = if codecs.is_empty() {
+            legacy_tokens(self.narrowband)
+        } else {
+            codecs
+        };
+        let origin = self.origin();
+        let offer = create_offer(&self.caps(&tokens), &origin);
+        match self.ua.invite(now, target, Bytes::from(offer.serialize())) {
+            Ok(call) => {
+                self.call = Some(CallState::Outgoing {
+                    call,
+                    tokens,
+                    report_tokens,
+                    offer,
+                })
+            }
+            Err(e) => self.callback(ClientCallback::Rejected(format!("500 {e}"))),
+        }
+    }
+
+    fn accept(&mut self, now: Instant, codecs: Vec<CodecToken>) {
+        let Some(CallState::Incoming { call, offer, .. }) = self.call.take() else {
+            return;
+        };
+        let report_tokens = !codecs.is_empty();
+        let tokens = if codecs.is_empty() {
+            legacy_tokens(self.narrowband)
+        } else {
+            codecs
+        };
+        let origin = self.origin();
+        let local = match answer(&offer, &self.caps(&tokens), &origin) {
+            Ok(local) => local,
+            Err(_) => {
+                let _ = self.ua.reject(now, call, 488, "Not Acceptable Here");
+                self.callback(ClientCallback::Rejected("488 Not Acceptable Here".into()));
+                return;
+            }
+        };
+        if self
+            .ua
+            .answer(now, call, Bytes::from(local.serialize()))
+            .is_err()
+        {
+            return;
+        }
+        let negotiated = negotiated_media(&local, &offer, true);
+        self.start_media(now, call, local, tokens, &negotiated, report_tokens);
+    }
+
+    fn hang_up(&mut self, now: Instant) {
+        match self.call.take() {
+            Some(CallState::Incoming { call, .. }) => {
+                let _ = self.ua.reject(now, call, 603, "Decline");
+            }
+            Some(state) => {
+                let _ = self.ua.hangup(now, state.id());
+                self.stop_media(now);
+            }
+            None => {}
+        }
+    }
+
+    fn hold(&mut self, now: Instant, hold: bool) {
+        let Some(CallState::Established {
+            call,
+            local,
+            pending_offer,
+            ..
+        }) = &mut self.call
+        else {
+            return;
+        };
+        if pending_offer.is_some() {
+            return;
+        }
+        let offer = reoffer(local, hold);
+        if self
+            .ua
+            .reinvite(now, *call, Bytes::from(offer.serialize()))
+            .is_ok()
+        {
+            *pending_offer = Some(offer);
+        }
+    }
+
+    /// The bridge for a negotiated call, and the `accepted` callback.
+    fn start_media(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        local: SessionDescription,
+        tokens: Vec<CodecToken>,
+        negotiated: &[Option<NegotiatedMedia>],
+        report_tokens: bool,
+    ) {
+        let setup = bridge_setup(negotiated, self.config.mtu);
+        let audio = setup.audio.as_ref().map(|l| l.codec);
+        let video = setup.video.as_ref().map(|l| l.codec);
+        self.bridge = MediaBridge::new(&setup, &self.cname, &mut self.rng, now);
+        self.call = Some(CallState::Established {
+            call,
+            local,
+            tokens,
+            pending_offer: None,
+        });
+        let codecs = report_tokens.then_some((audio, video));
+        self.callback(ClientCallback::Accepted { codecs });
+    }
+
+    fn stop_media(&mut self, now: Instant) {
+        if let Some(mut bridge) = self.bridge.take() {
+            for rtp in bridge.close(now) {
+                self.outputs.push_back(GatewayOutput::Rtp(rtp));
+            }
+        }
+    }
+
+    fn callback(&mut self, callback: ClientCallback) {
+        self.outputs.push_back(GatewayOutput::Callback(callback));
+    }
+
+    /// A message the client published on `local`.
+    pub fn client_media(&mut self, now: Instant, msg: &RtmpMessage) {
+        if let Some(bridge) = &mut self.bridge {
+            bridge.from_client(now, msg, &mut self.rtp_out);
+            for rtp in self.rtp_out.drain(..) {
+                self.outputs.push_back(GatewayOutput::Rtp(rtp));
+            }
+        }
+    }
+
+    /// The client (re)started playing `remote`: its timestamps restart.
+    pub fn remote_play_started(&mut self, now: Instant) {
+        if let Some(bridge) = &mut self.bridge {
+            bridge.reset_playback(now);
+        }
+    }
+
+    /// A datagram on the session's SIP socket.
+    pub fn sip_datagram(&mut self, now: Instant, source: SocketAddr, data: Bytes) {
+        self.ua.handle_datagram(now, source, data);
+        self.pump(now);
+    }
+
+    /// A datagram on one of the RTP (or RTCP) sockets.
+    pub fn rtp_datagram(
+        &mut self,
+        now: Instant,
+        leg: Leg,
+        rtcp: bool,
+        source: SocketAddr,
+        data: Bytes,
+    ) {
+        let Some(bridge) = &mut self.bridge else {
+            return;
+        };
+        bridge.from_far_end(now, leg, rtcp, source, data, &mut self.from_far);
+        self.deliver_far_end();
+        self.request_keyframe(now);
+    }
+
+    fn deliver_far_end(&mut self) {
+        for item in self.from_far.drain(..) {
+            self.outputs.push_back(match item {
+                FromFarEnd::Media(msg) => GatewayOutput::RemoteMedia(msg),
+                FromFarEnd::Dtmf(d) => GatewayOutput::Callback(ClientCallback::Dtmf(d)),
+            });
+        }
+    }
+
+    /// Asks the far end for a keyframe with SIP INFO (picture_fast_update), understood by
+    /// phones old and new, at most once a second (the bridge rate-limits).
+    fn request_keyframe(&mut self, now: Instant) {
+        let Some(CallState::Established { call, .. }) = &self.call else {
+            return;
+        };
+        let call = *call;
+        if self.bridge.as_mut().is_some_and(|b| b.keyframe_needed(now)) {
+            let body = Bytes::from_static(
+                b"<?xml version=\"1.0\" encoding=\"utf-8\" ?>\r\n<media_control><vc_primitive><to_encoder><picture_fast_update/></to_encoder></vc_primitive></media_control>\r\n",
+            );
+            let _ = self
+                .ua
+                .send_info(now, call, "application/media_control+xml", body);
+            self.pump(now);
+        }
+    }
+
+    /// The earliest time [`GatewaySession::handle_timeout`] has work.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        let ua = self.ua.poll_timeout();
+        let bridge = self.bridge.as_ref().and_then(MediaBridge::poll_timeout);
+        ua.into_iter().chain(bridge).min()
+    }
+
+    /// Timers: SIP retransmissions and refreshes, DTMF packets, RTCP reports.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.ua.handle_timeout(now);
+        if let Some(bridge) = &mut self.bridge {
+            bridge.poll(now, &mut self.rtp_out, &mut self.from_far);
+            for rtp in self.rtp_out.drain(..) {
+                self.outputs.push_back(GatewayOutput::Rtp(rtp));
+            }
+            self.deliver_far_end();
+        }
+        self.pump(now);
+    }
+
+    /// The client went away: CANCEL or BYE the call, refuse a pending incoming one, and
+    /// unregister.
+    pub fn close(&mut self, now: Instant) {
+        match self.call.take() {
+            Some(CallState::Incoming { call, .. }) => {
+                let _ = self.ua.reject(now, call, 480, "Temporarily Unavailable");
+            }
+            Some(state) => {
+                let _ = self.ua.hangup(now, state.id());
+            }
+            None => {}
+        }
+        self.stop_media(now);
+        if self.ua.is_registered() {
+            self.ua.unregister(now);
+        }
+        self.pump(now);
+    }
+
+    /// The next output.
+    pub fn poll_output(&mut self) -> Option<GatewayOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// Moves the user agent's datagrams and events into outputs.
+    fn pump(&mut self, now: Instant) {
+        loop {
+            while let Some((destination, data)) = self.ua.poll_transmit() {
+                self.outputs
+                    .push_back(GatewayOutput::SipSend { destination, data });
+            }
+            let Some(event) = self.ua.poll_event() else {
+                return;
+            };
+            self.on_ua_event(now, event);
+        }
+    }
+
+    fn on_ua_event(&mut self, now: Instant, event: UaEvent) {
+        match event {
+            UaEvent::Registered { .. } => {
+                if std::mem::take(&mut self.connect_pending) {
+                    self.outputs.push_back(GatewayOutput::ConnectResult(Ok(())));
+                }
+            }
+            UaEvent::RegistrationFailed { status, reason } => {
+                let text = format!("{status} {reason}");
+                if std::mem::take(&mut self.connect_pending) {
+                    self.outputs
+                        .push_back(GatewayOutput::ConnectResult(Err(text)));
+                } else {
+                    self.outputs
+                        .push_back(GatewayOutput::Notice(format!("registration lost: {text}")));
+                }
+            }
+            UaEvent::Unregistered => {}
+            UaEvent::IncomingCall {
+                call,
+                from,
+                to,
+                offer,
+            } => self.incoming(now, call, from.to_string(), to.to_string(), offer),
+            UaEvent::Ringing { call } => {
+                if self.call.as_ref().map(CallState::id) == Some(call) {
+                    self.callback(ClientCallback::Ringing("180 Ringing".into()));
+                }
+            }
+            UaEvent::Answered { call, answer } => self.answered(now, call, answer),
+            UaEvent::Rejected {
+                call,
+                status,
+                reason,
+            } => {
+                if self.call.as_ref().map(CallState::id) == Some(call) {
+                    self.call = None;
+                    self.callback(ClientCallback::Rejected(format!("{status} {reason}")));
+                }
+            }
+            UaEvent::Cancelled { call } => {
+                if let Some(CallState::Incoming { from, to, .. }) =
+                    self.call.take_if(|c| c.id() == call)
+                {
+                    self.callback(ClientCallback::Cancelled { from, to });
+                }
+            }
+            UaEvent::Ended { call } => {
+                if self.call.as_ref().map(CallState::id) == Some(call) {
+                    self.call = None;
+                    self.stop_media(now);
+                    self.callback(ClientCallback::Byed);
+                }
+            }
+            UaEvent::ReInvite { call, offer } => self.reinvited(now, call, offer),
+            UaEvent::ReInviteFailed { .. } => {
+                if let Some(CallState::Established { pending_offer, .. }) = &mut self.call {
+                    *pending_offer = None;
+                }
+            }
+            UaEvent::Info { .. } => {}
+        }
+    }
+
+    fn incoming(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        from: String,
+        to: String,
+        offer: Option<Bytes>,
+    ) {
+        if self.call.is_some() {
+            let _ = self.ua.reject(now, call, 486, "Busy Here");
+            return;
+        }
+        let offer = offer.and_then(|o| SessionDescription::parse(&o).ok());
+        let Some(offer) = offer else {
+            // Offerless INVITEs (offer in the ACK) are not bridged.
+            let _ = self.ua.reject(now, call, 488, "Not Acceptable Here");
+            return;
+        };
+        // Refuse before alerting when nothing in the offer can be bridged.
+        let origin = self.origin();
+        if answer(&offer, &self.caps(&self.all_tokens()), &origin).is_err() {
+            let _ = self.ua.reject(now, call, 488, "Not Acceptable Here");
+            self.outputs.push_back(GatewayOutput::Notice(format!(
+                "refused a call from {from}: no common codec"
+            )));
+            return;
+        }
+        let _ = self.ua.ringing(now, call);
+        self.call = Some(CallState::Incoming {
+            call,
+            offer,
+            from: from.clone(),
+            to: to.clone(),
+        });
+        self.callback(ClientCallback::Invited { from, to });
+    }
+
+    fn answered(&mut self, now: Instant, call: CallId, answer_body: Bytes) {
+        let Ok(remote) = SessionDescription::parse(&answer_body) else {
+            let _ = self.ua.hangup(now, call);
+            return;
+        };
+        match self.call.take() {
+            Some(CallState::Outgoing {
+                call: c,
+                tokens,
+                report_tokens,
+                offer,
+            }) if c == call => match process_answer(&offer, &remote) {
+                Ok(negotiated) => {
+                    self.start_media(now, call, offer, tokens, &negotiated, report_tokens)
+                }
+                Err(_) => {
+                    let _ = self.ua.hangup(now, call);
+                    self.callback(ClientCallback::Rejected("488 Not Acceptable Here".into()));
+                }
+            },
+            Some(CallState::Established {
+                call: c,
+                tokens,
+                pending_offer: Some(offer),
+                ..
+            }) if c == call => {
+                // Our hold/resume re-INVITE was answered: the new offer is the session.
+                self.call = Some(CallState::Established {
+                    call,
+                    local: offer,
+                    tokens,
+                    pending_offer: None,
+                });
+            }
+            other => self.call = other,
+        }
+    }
+
+    fn reinvited(&mut self, now: Instant, call: CallId, offer: Bytes) {
+        let Some(CallState::Established { tokens, .. }) = &self.call else {
+            let _ = self.ua.reject(now, call, 488, "Not Acceptable Here");
+            return;
+        };
+        let tokens = tokens.clone();
+        let Ok(offer) = SessionDescription::parse(&offer) else {
+            let _ = self.ua.reject(now, call, 488, "Not Acceptable Here");
+            return;
+        };
+        let origin = self.origin();
+        let Ok(local) = answer(&offer, &self.caps(&tokens), &origin) else {
+            let _ = self.ua.reject(now, call, 488, "Not Acceptable Here");
+            return;
+        };
+        if self
+            .ua
+            .answer(now, call, Bytes::from(local.serialize()))
+            .is_err()
+        {
+            return;
+        }
+        // Hold: the far end stops sending to us (sendonly/inactive, or c=0.0.0.0).
+        let direction = offer
+            .media
+            .first()
+            .and_then(|m| m.direction())
+            .unwrap_or_default();
+        let zeroed = offer.media_connection(0).is_some_and(|c| c.is_hold());
+        let held = zeroed || matches!(direction, Direction::SendOnly | Direction::Inactive);
+        let negotiated = negotiated_media(&local, &offer, true);
+        if let Some(bridge) = &mut self.bridge {
+            // We may send only if the far end receives: its offer is sendrecv or recvonly.
+            let far_receives = matches!(direction, Direction::SendRecv | Direction::RecvOnly);
+            bridge.set_sending(!zeroed && far_receives);
+            for (leg, m) in [(Leg::Audio, "audio"), (Leg::Video, "video")] {
+                let remote = negotiated
+                    .iter()
+                    .flatten()
+                    .find(|n| n.kind == m)
+                    .and_then(|n| n.remote);
+                if let Some(remote) = remote.filter(|r| !r.ip().is_unspecified()) {
+                    bridge.set_remote(leg, remote);
+                }
+            }
+        }
+        if let Some(CallState::Established { local: l, .. }) = &mut self.call {
+            *l = local;
+        }
+        self.callback(ClientCallback::Holded(held));
+    }
+}
+
+/// The bridge setup from what was negotiated per m-line.
+fn bridge_setup(negotiated: &[Option<NegotiatedMedia>], mtu: usize) -> BridgeSetup {
+    let mut setup = BridgeSetup {
+        audio: None,
+        dtmf: None,
+        video: None,
+        mtu,
+    };
+    for m in negotiated.iter().flatten() {
+        let Some(codec) = CodecToken::from_rtpmap(&m.codec.encoding_name, m.codec.clock_rate)
+        else {
+            continue;
+        };
+        let Some(remote) = m.remote else { continue };
+        let leg = LegSetup {
+            codec,
+            send_pt: m.payload_types.send,
+            receive_pt: m.payload_types.receive,
+            remote,
+        };
+        if m.kind == "audio" && setup.audio.is_none() && !codec.is_video() {
+            setup.dtmf = m.telephone_event.map(|t| (t.send, t.receive));
+            setup.audio = Some(leg);
+        } else if m.kind == "video" && setup.video.is_none() && codec.is_video() {
+            setup.video = Some(leg);
+        }
+    }
+    setup
+}

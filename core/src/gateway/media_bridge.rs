@@ -1,0 +1,535 @@
+//! [`MediaBridge`]: one call's media, both ways, between the RTMP client's streams and the
+//! far end's RTP: the client's `local` stream becomes RTP per the negotiated codecs, and RTP
+//! from the far end becomes the messages of the client's `remote` stream. No transcoding.
+//!
+//! Audio: Speex wideband passes through (or loses its wideband layer for a narrowband peer),
+//! G.711 passes through. Video: H.264 per RFC 6184, or the x-flv tunnel to another gateway.
+//! Telephone-events (RFC 4733) go out from `sendDTMF` and come in as `dtmf` callbacks. RTP
+//! timestamps come from the RTMP timestamps; RTMP timestamps on the way back are anchored at
+//! the first packet. Each leg has its own RTP session (SSRC, sequence, RTCP reports).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::media::audio::{RtmpToRtpAudio, RtpAudioCodec, RtpAudioFormat, RtpToRtmpAudio};
+use crate::media::flv_tunnel::{FlvTunnelReceiver, FlvTunnelSender};
+use crate::media::h264_depacketizer::{H264Depacketizer, H264DepacketizerConfig};
+use crate::media::h264_packetizer::{H264Packetizer, H264PacketizerConfig};
+use crate::media::payload::RtpPayload;
+use crate::rng::SeededRng;
+use crate::rtmp::message::{type_id, RtmpMessage};
+use crate::rtp::dtmf::{encode_digit, DtmfReceiver};
+use crate::rtp::packet::RtpPacket;
+use crate::rtp::session::{ReceiveOutcome, RtpDatagram, RtpSession, RtpSessionConfig};
+
+use super::codecs::CodecToken;
+
+/// Which media line a packet belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leg {
+    /// The audio m-line (and its telephone-events).
+    Audio,
+    /// The video m-line.
+    Video,
+}
+
+/// One negotiated media line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegSetup {
+    /// The codec, as a client token.
+    pub codec: CodecToken,
+    /// Payload type we send with.
+    pub send_pt: u8,
+    /// Payload type we expect to receive.
+    pub receive_pt: u8,
+    /// Where the far end wants RTP (RTCP goes to the next port).
+    pub remote: SocketAddr,
+}
+
+/// The negotiated call: which legs exist and how they are coded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeSetup {
+    /// The audio line, if accepted.
+    pub audio: Option<LegSetup>,
+    /// Telephone-event payload types (send, receive) on the audio line.
+    pub dtmf: Option<(u8, u8)>,
+    /// The video line, if accepted.
+    pub video: Option<LegSetup>,
+    /// The RTP payload size limit for video.
+    pub mtu: usize,
+}
+
+/// A datagram for the driver to send from the leg's RTP (or RTCP) socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingRtp {
+    /// The leg whose socket sends it.
+    pub leg: Leg,
+    /// True for RTCP (sent to the remote port + 1).
+    pub rtcp: bool,
+    /// Destination.
+    pub destination: SocketAddr,
+    /// Header and payload (the payload shared with the RTMP message where possible).
+    pub datagram: RtpDatagram,
+}
+
+enum VideoOut {
+    H264(H264Packetizer),
+    Tunnel(FlvTunnelSender),
+}
+
+enum VideoIn {
+    H264(Box<H264Depacketizer>),
+    Tunnel(FlvTunnelReceiver),
+}
+
+struct AudioLeg {
+    setup: LegSetup,
+    session: RtpSession,
+    out: RtmpToRtpAudio,
+    back: RtpToRtmpAudio,
+}
+
+struct VideoLeg {
+    setup: LegSetup,
+    session: RtpSession,
+    out: VideoOut,
+    back: VideoIn,
+}
+
+/// What came back from the far end for the client.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FromFarEnd {
+    /// A message for the client's `remote` stream (its stream id is set by the caller).
+    Media(RtmpMessage),
+    /// A telephone-event digit.
+    Dtmf(char),
+}
+
+/// One call's media translation. See the module documentation.
+pub struct MediaBridge {
+    audio: Option<AudioLeg>,
+    video: Option<VideoLeg>,
+    dtmf: Option<(u8, u8)>,
+    dtmf_rx: DtmfReceiver,
+    /// Telephone-event packets waiting for their send time.
+    dtmf_pending: Vec<(Instant, bool, Bytes, u32)>,
+    epoch: Instant,
+    last_audio_rtp: u32,
+    scratch: Vec<RtpPayload>,
+    /// False while the far end holds the call (we must not send).
+    sending: bool,
+    /// Whether each leg has latched to the source of the far end's first packet.
+    latched: [bool; 2],
+}
+
+impl std::fmt::Debug for MediaBridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaBridge")
+            .field("audio", &self.audio.as_ref().map(|a| &a.setup))
+            .field("video", &self.video.as_ref().map(|v| &v.setup))
+            .field("dtmf", &self.dtmf)
+            .finish()
+    }
+}
+
+fn audio_format(token: CodecToken, payload_type: u8) -> Option<RtpAudioFormat> {
+    let codec = match token {
+        CodecToken::Wideband => RtpAudioCodec::SpeexWideband,
+        CodecToken::Narrowband => RtpAudioCodec::SpeexNarrowband,
+        CodecToken::Pcmu => RtpAudioCodec::Pcmu,
+        CodecToken::Pcma => RtpAudioCodec::Pcma,
+        _ => return None,
+    };
+    Some(RtpAudioFormat {
+        codec,
+        payload_type,
+    })
+}
+
+fn session(rng: &mut SeededRng, now: Instant, clock_rate: u32, cname: &str) -> RtpSession {
+    let mut config = RtpSessionConfig::new(clock_rate, cname);
+    // A call's peer is known from SDP: believe its first packet.
+    config.min_sequential = 1;
+    RtpSession::new(config, rng, now)
+}
+
+impl MediaBridge {
+    /// A bridge for the negotiated `setup`; `cname` names us in RTCP. `None` when the audio
+    /// leg names a video codec (or the reverse): the negotiation was inconsistent.
+    pub fn new(
+        setup: &BridgeSetup,
+        cname: &str,
+        rng: &mut SeededRng,
+        now: Instant,
+    ) -> Option<Self> {
+        let audio = match &setup.audio {
+            Some(leg) => {
+                let send = audio_format(leg.codec, leg.send_pt)?;
+                let receive = audio_format(leg.codec, leg.receive_pt)?;
+                Some(AudioLeg {
+                    setup: leg.clone(),
+                    session: session(rng, now, send.codec.clock_rate(), cname),
+                    out: RtmpToRtpAudio::new(send, 0),
+                    back: RtpToRtmpAudio::new(receive),
+                })
+            }
+            None => None,
+        };
+        let video = match &setup.video {
+            Some(leg) => {
+                let (out, back, clock) = match leg.codec {
+                    CodecToken::H264 => (
+                        VideoOut::H264(H264Packetizer::new(
+                            H264PacketizerConfig {
+                                mtu: setup.mtu,
+                                ..H264PacketizerConfig::default()
+                            },
+                            0,
+                        )),
+                        VideoIn::H264(Box::new(H264Depacketizer::new(
+                            H264DepacketizerConfig::default(),
+                        ))),
+                        90_000,
+                    ),
+                    CodecToken::Flv => (
+                        VideoOut::Tunnel(FlvTunnelSender::new(setup.mtu, 0)),
+                        VideoIn::Tunnel(FlvTunnelReceiver::new(8 * 1024 * 1024)),
+                        1000,
+                    ),
+                    _ => return None,
+                };
+                Some(VideoLeg {
+                    setup: leg.clone(),
+                    session: session(rng, now, clock, cname),
+                    out,
+                    back,
+                })
+            }
+            None => None,
+        };
+        Some(Self {
+            audio,
+            video,
+            dtmf: setup.dtmf,
+            dtmf_rx: DtmfReceiver::default(),
+            dtmf_pending: Vec::new(),
+            epoch: now,
+            last_audio_rtp: 0,
+            scratch: Vec::new(),
+            sending: true,
+            latched: [false; 2],
+        })
+    }
+
+    /// Stops (on hold) or resumes sending to the far end.
+    pub fn set_sending(&mut self, sending: bool) {
+        self.sending = sending;
+    }
+
+    /// Where `leg`'s RTP goes.
+    pub fn remote(&self, leg: Leg) -> Option<SocketAddr> {
+        match leg {
+            Leg::Audio => self.audio.as_ref().map(|a| a.setup.remote),
+            Leg::Video => self.video.as_ref().map(|v| v.setup.remote),
+        }
+    }
+
+    /// Sends `leg`'s RTP somewhere else (a re-INVITE moved it).
+    pub fn set_remote(&mut self, leg: Leg, remote: SocketAddr) {
+        match leg {
+            Leg::Audio => {
+                if let Some(a) = &mut self.audio {
+                    a.setup.remote = remote;
+                }
+            }
+            Leg::Video => {
+                if let Some(v) = &mut self.video {
+                    v.setup.remote = remote;
+                }
+            }
+        }
+    }
+
+    /// Milliseconds since the bridge started: the clock of the client's `remote` stream.
+    fn rtmp_now(&self, now: Instant) -> u32 {
+        now.saturating_duration_since(self.epoch).as_millis() as u32
+    }
+
+    /// A message the client published on `local`: the RTP packets it becomes.
+    pub fn from_client(&mut self, now: Instant, msg: &RtmpMessage, out: &mut Vec<OutgoingRtp>) {
+        if !self.sending {
+            return;
+        }
+        match msg.type_id {
+            type_id::AUDIO => {
+                let Some(leg) = &mut self.audio else { return };
+                // A frame the negotiated codec cannot carry (the client switched codecs) is
+                // dropped: no transcoding.
+                let Ok(payload) = leg.out.translate(&msg.payload, msg.timestamp) else {
+                    return;
+                };
+                self.last_audio_rtp = payload.timestamp;
+                if let Ok(datagram) = send(&mut leg.session, now, leg.setup.send_pt, payload) {
+                    out.push(OutgoingRtp {
+                        leg: Leg::Audio,
+                        rtcp: false,
+                        destination: leg.setup.remote,
+                        datagram,
+                    });
+                }
+            }
+            type_id::VIDEO => {
+                let Some(leg) = &mut self.video else { return };
+                self.scratch.clear();
+                let ok = match &mut leg.out {
+                    VideoOut::H264(p) => p
+                        .push(&msg.payload, msg.timestamp, &mut self.scratch)
+                        .is_ok(),
+                    VideoOut::Tunnel(t) => t.push(msg, &mut self.scratch).is_ok(),
+                };
+                if !ok {
+                    return;
+                }
+                for payload in self.scratch.drain(..) {
+                    if let Ok(datagram) = send(&mut leg.session, now, leg.setup.send_pt, payload) {
+                        out.push(OutgoingRtp {
+                            leg: Leg::Video,
+                            rtcp: false,
+                            destination: leg.setup.remote,
+                            datagram,
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Schedules an RFC 4733 event for `digit` (160 ms), sent from [`MediaBridge::poll`].
+    /// False when no telephone-event was negotiated or the digit is not a DTMF digit.
+    pub fn send_dtmf(&mut self, now: Instant, digit: char) -> bool {
+        if self.dtmf.is_none() || self.audio.is_none() {
+            return false;
+        }
+        let Ok(packets) = encode_digit(digit, Duration::from_millis(160), 10, 8000) else {
+            return false;
+        };
+        // The event shares the audio clock; it starts at the current audio position.
+        let start = self.last_audio_rtp;
+        for p in packets {
+            self.dtmf_pending
+                .push((now + p.send_at, p.marker, p.payload, start));
+        }
+        true
+    }
+
+    /// An RTP (or RTCP, on the odd port) datagram from the far end on `leg`.
+    pub fn from_far_end(
+        &mut self,
+        now: Instant,
+        leg: Leg,
+        rtcp: bool,
+        source: SocketAddr,
+        data: Bytes,
+        out: &mut Vec<FromFarEnd>,
+    ) {
+        let rtmp_now = self.rtmp_now(now);
+        // Symmetric RTP (peers behind NAT): the first valid RTP packet on a leg decides where
+        // that leg's media goes, whatever the SDP said.
+        let slot = leg as usize;
+        if !rtcp && !self.latched[slot] && RtpPacket::parse(data.clone()).is_ok() {
+            self.latched[slot] = true;
+            self.set_remote(leg, source);
+        }
+        if rtcp {
+            match leg {
+                Leg::Audio => {
+                    if let Some(a) = &mut self.audio {
+                        let _ = a.session.receive_rtcp(now, data);
+                    }
+                }
+                Leg::Video => {
+                    if let Some(v) = &mut self.video {
+                        let _ = v.session.receive_rtcp(now, data);
+                    }
+                }
+            }
+            return;
+        }
+        let Ok(packet) = RtpPacket::parse(data) else {
+            return;
+        };
+        match leg {
+            Leg::Audio => {
+                let Some(a) = &mut self.audio else { return };
+                if self.dtmf.is_some_and(|(_, rx)| rx == packet.payload_type) {
+                    if let Ok(Some(event)) = self.dtmf_rx.receive(packet.timestamp, &packet.payload)
+                    {
+                        if let Some(d) = event.digit {
+                            out.push(FromFarEnd::Dtmf(d));
+                        }
+                    }
+                    return;
+                }
+                if packet.payload_type != a.setup.receive_pt
+                    || !accept(&mut a.session, now, &packet)
+                {
+                    return;
+                }
+                if let Some(msg) = a.back.translate(&packet, rtmp_now) {
+                    out.push(FromFarEnd::Media(msg));
+                }
+            }
+            Leg::Video => {
+                let Some(v) = &mut self.video else { return };
+                if packet.payload_type != v.setup.receive_pt
+                    || !accept(&mut v.session, now, &packet)
+                {
+                    return;
+                }
+                match &mut v.back {
+                    VideoIn::H264(d) => {
+                        d.push(now, rtmp_now, &packet);
+                        while let Some(msg) = d.poll_message() {
+                            out.push(FromFarEnd::Media(msg));
+                        }
+                    }
+                    VideoIn::Tunnel(t) => {
+                        if let Ok(Some(msg)) = t.push(&packet) {
+                            out.push(FromFarEnd::Media(msg));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the far end should be asked for a keyframe now (at most once a second).
+    pub fn keyframe_needed(&mut self, now: Instant) -> bool {
+        match self.video.as_mut().map(|v| &mut v.back) {
+            Some(VideoIn::H264(d)) => d.keyframe_needed(now),
+            _ => false,
+        }
+    }
+
+    /// The earliest time [`MediaBridge::poll`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let dtmf = self.dtmf_pending.iter().map(|p| p.0).min();
+        let audio = self.audio.as_ref().and_then(|a| a.session.poll_timeout());
+        let video = self.video.as_ref().and_then(|v| v.session.poll_timeout());
+        let depack = match self.video.as_ref().map(|v| &v.back) {
+            Some(VideoIn::H264(d)) => d.poll_timeout(),
+            _ => None,
+        };
+        [dtmf, audio, video, depack].into_iter().flatten().min()
+    }
+
+    /// Due work: telephone-event packets, RTCP reports, and video frames held for reordering.
+    pub fn poll(&mut self, now: Instant, out: &mut Vec<OutgoingRtp>, back: &mut Vec<FromFarEnd>) {
+        if let (Some(a), Some((pt, _)), true) = (&mut self.audio, self.dtmf, self.sending) {
+            let mut i = 0;
+            while i < self.dtmf_pending.len() {
+                if self.dtmf_pending[i].0 > now {
+                    i += 1;
+                    continue;
+                }
+                let (_, marker, payload, start) = self.dtmf_pending.remove(i);
+                let payload = RtpPayload::new(start, marker, payload);
+                if let Ok(datagram) = send(&mut a.session, now, pt, payload) {
+                    out.push(OutgoingRtp {
+                        leg: Leg::Audio,
+                        rtcp: false,
+                        destination: a.setup.remote,
+                        datagram,
+                    });
+                }
+            }
+        }
+        if let Some(a) = &mut self.audio {
+            if a.session.poll_timeout().is_some_and(|t| t <= now) {
+                if let Some(report) = a.session.handle_timeout(now) {
+                    out.push(rtcp(Leg::Audio, a.setup.remote, report));
+                }
+            }
+        }
+        if let Some(v) = &mut self.video {
+            if v.session.poll_timeout().is_some_and(|t| t <= now) {
+                if let Some(report) = v.session.handle_timeout(now) {
+                    out.push(rtcp(Leg::Video, v.setup.remote, report));
+                }
+            }
+            if let VideoIn::H264(d) = &mut v.back {
+                d.handle_timeout(now);
+                while let Some(msg) = d.poll_message() {
+                    back.push(FromFarEnd::Media(msg));
+                }
+            }
+        }
+    }
+
+    /// RTCP BYE for every leg, when the call ends.
+    pub fn close(&mut self, now: Instant) -> Vec<OutgoingRtp> {
+        let mut out = Vec::new();
+        if let Some(a) = &mut self.audio {
+            out.push(rtcp(Leg::Audio, a.setup.remote, a.session.close(now, None)));
+        }
+        if let Some(v) = &mut self.video {
+            out.push(rtcp(Leg::Video, v.setup.remote, v.session.close(now, None)));
+        }
+        out
+    }
+
+    /// The client started a new play of `remote`: timestamps restart from the next packet.
+    pub fn reset_playback(&mut self, now: Instant) {
+        self.epoch = now;
+        if let Some(a) = &mut self.audio {
+            a.back.reset();
+        }
+        if let Some(v) = &mut self.video {
+            match &mut v.back {
+                VideoIn::H264(d) => d.reset(),
+                VideoIn::Tunnel(t) => t.reset(),
+            }
+        }
+    }
+}
+
+/// Whether to use a packet from the far end. Echo peers (sipp's `-rtp_echo`, test rigs) send
+/// our own packets back with our SSRC: that is their stream, not an SSRC collision.
+fn accept(session: &mut RtpSession, now: Instant, packet: &RtpPacket) -> bool {
+    packet.ssrc == session.ssrc() || session.receive(now, packet) == ReceiveOutcome::Accepted
+}
+
+fn rtcp(leg: Leg, remote: SocketAddr, report: Bytes) -> OutgoingRtp {
+    let destination = SocketAddr::new(remote.ip(), remote.port().wrapping_add(1));
+    OutgoingRtp {
+        leg,
+        rtcp: true,
+        destination,
+        datagram: RtpDatagram {
+            header: Default::default(),
+            payload: report,
+        },
+    }
+}
+
+/// Sends `payload` on `session`: the payload-format header (FU-A, tunnel) follows the RTP
+/// header in the same small buffer, the body stays shared.
+fn send(
+    session: &mut RtpSession,
+    now: Instant,
+    payload_type: u8,
+    payload: RtpPayload,
+) -> Result<RtpDatagram, crate::rtp::packet::RtpError> {
+    let mut datagram = session.send(
+        now,
+        payload_type,
+        payload.timestamp,
+        payload.marker,
+        payload.body,
+    )?;
+    datagram.header.extend_from_slice(&payload.header);
+    Ok(datagram)
+}

@@ -1,0 +1,30 @@
+//! Media translation between the RTMP side (FLV audio/video tag bodies) and the SIP side (RTP
+//! payloads) of the gateway. No transcoding: payloads are passed through, re-framed, or (for
+//! Speex wideband to narrowband) trimmed at the bit level.
+//!
+//! - [`payload`]: [`RtpPayload`], what every RTMP→RTP translator produces (a small header
+//!   buffer plus a zero-copy body).
+//! - [`timestamp`]: RTMP milliseconds to RTP clock units and back ([`RtpTimeline`]).
+//! - [`speex`]: the Speex bit-stream walker and the wideband→narrowband layer stripper.
+//! - [`audio`]: Speex and G.711 audio in both directions.
+//! - [`avc_config`]: the AVCDecoderConfigurationRecord (FLV AVC sequence header).
+//! - [`h264_packetizer`]: FLV AVC tags to RFC 6184 RTP payloads.
+//! - [`h264_depacketizer`]: RFC 6184 RTP packets back to FLV AVC tags.
+//! - [`flv_tunnel`]: whole RTMP media messages carried over RTP between two gateways.
+
+pub mod audio;
+pub mod avc_config;
+pub mod flv_tunnel;
+pub mod h264_depacketizer;
+pub mod h264_packetizer;
+pub mod payload;
+pub mod speex;
+pub mod timestamp;
+
+pub use audio::{AudioError, RtmpToRtpAudio, RtpAudioCodec, RtpAudioFormat, RtpToRtmpAudio};
+pub use avc_config::{AvcConfigError, AvcDecoderConfig};
+pub use flv_tunnel::{FlvTunnelError, FlvTunnelReceiver, FlvTunnelSender};
+pub use h264_depacketizer::{H264Depacketizer, H264DepacketizerConfig};
+pub use h264_packetizer::{H264Error, H264Packetizer, H264PacketizerConfig};
+pub use payload::RtpPayload;
+pub use timestamp::{rtmp_to_rtp, RtpTimeline};

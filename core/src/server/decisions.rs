@@ -1,0 +1,167 @@
+//! Two-phase decisions in the server: asking ([`crate::node::Event::Decide`]) while the
+//! connection's input waits, and carrying out the answer from [`RtmpServer::decide`].
+
+use std::time::Instant;
+
+use super::RtmpServer;
+use crate::amf::Value;
+use crate::decision::{DecideError, Decision, Question, RequestId};
+use crate::node::{ConnId, Event, Output};
+use crate::rtmp::command::{status_object, Command};
+
+/// A question asked and not yet answered, with what is needed to carry on.
+#[derive(Debug)]
+pub(crate) enum Pending {
+    Connect {
+        conn: ConnId,
+        cmd: Command,
+    },
+    Publish {
+        conn: ConnId,
+        stream_id: u32,
+        cmd: Command,
+    },
+    Play {
+        conn: ConnId,
+        stream_id: u32,
+        cmd: Command,
+    },
+}
+
+impl Pending {
+    fn conn(&self) -> ConnId {
+        match self {
+            Pending::Connect { conn, .. }
+            | Pending::Publish { conn, .. }
+            | Pending::Play { conn, .. } => *conn,
+        }
+    }
+}
+
+impl RtmpServer {
+    /// Asks the application; the connection's messages wait until it answers.
+    pub(super) fn ask(&mut self, question: Question, pending: Pending) {
+        let conn = pending.conn();
+        let Some(session) = self.sessions.get_mut(conn) else {
+            return;
+        };
+        self.next_request += 1;
+        let request = RequestId(self.next_request);
+        session.awaiting = Some(request);
+        self.pending.insert(request, pending);
+        self.outputs
+            .push_back(Output::Event(Event::Decide { request, question }));
+    }
+
+    /// The application's answer to `request`.
+    pub fn decide(
+        &mut self,
+        now: Instant,
+        request: RequestId,
+        decision: Decision,
+    ) -> Result<(), DecideError> {
+        let Some(pending) = self.pending.get(&request) else {
+            return Err(DecideError::UnknownRequest(request));
+        };
+        if matches!(decision, Decision::Redirect(_)) && !matches!(pending, Pending::Connect { .. })
+        {
+            return Err(DecideError::RedirectNotAllowed(request));
+        }
+        let pending = self.pending.remove(&request).expect("checked above");
+        let conn = pending.conn();
+        if let Some(session) = self.sessions.get_mut(conn) {
+            session.awaiting = None;
+        }
+        match (pending, decision) {
+            (Pending::Connect { conn, cmd }, Decision::Accept) => self.accept_connect(conn, cmd),
+            (Pending::Connect { conn, cmd }, Decision::Reject(reason)) => {
+                self.reject_connect(conn, &cmd, &reason, None)
+            }
+            (Pending::Connect { conn, cmd }, Decision::Redirect(url)) => {
+                self.reject_connect(conn, &cmd, "Redirected.", Some(&url))
+            }
+            (
+                Pending::Publish {
+                    conn,
+                    stream_id,
+                    cmd,
+                },
+                Decision::Accept,
+            ) => self.begin_publish(now, conn, stream_id, &cmd),
+            (
+                Pending::Publish {
+                    conn, stream_id, ..
+                },
+                refusal,
+            ) => {
+                let reason = reason_of(refusal);
+                self.status(
+                    conn,
+                    stream_id,
+                    "error",
+                    "NetStream.Publish.Denied",
+                    &reason,
+                );
+            }
+            (
+                Pending::Play {
+                    conn,
+                    stream_id,
+                    cmd,
+                },
+                Decision::Accept,
+            ) => self.begin_play(now, conn, stream_id, &cmd),
+            (
+                Pending::Play {
+                    conn, stream_id, ..
+                },
+                refusal,
+            ) => {
+                let reason = reason_of(refusal);
+                self.status(conn, stream_id, "error", "NetStream.Play.Failed", &reason);
+            }
+        }
+        // Messages that arrived meanwhile are read now.
+        self.decode_messages(now, conn);
+        self.acknowledge(conn);
+        Ok(())
+    }
+
+    /// `_error` with `NetConnection.Connect.Rejected` (and a redirect target), then close.
+    pub(super) fn reject_connect(
+        &mut self,
+        conn: ConnId,
+        cmd: &Command,
+        reason: &str,
+        redirect: Option<&str>,
+    ) {
+        let Some(session) = self.sessions.get_mut(conn) else {
+            return;
+        };
+        let mut info = status_object("error", "NetConnection.Connect.Rejected", reason);
+        if let (Some(url), Value::Object { properties, .. }) = (redirect, &mut info) {
+            properties.push((
+                "ex".into(),
+                Value::object([
+                    ("code", Value::Number(302.0)),
+                    ("redirect", Value::string(url)),
+                ]),
+            ));
+        }
+        let error = Command::new("_error", cmd.transaction_id, Value::Null, vec![info]);
+        let notify = session.send_command(0, error, cmd.amf3);
+        self.transmit_if(conn, notify);
+        let why = match redirect {
+            Some(url) => format!("connect redirected to {url}"),
+            None => format!("connect rejected: {reason}"),
+        };
+        self.close(conn, why);
+    }
+}
+
+fn reason_of(decision: Decision) -> String {
+    match decision {
+        Decision::Reject(reason) => reason,
+        Decision::Accept | Decision::Redirect(_) => String::new(),
+    }
+}

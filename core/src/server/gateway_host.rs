@@ -1,0 +1,624 @@
+//! The gateway inside the RTMP server: connections to the gateway application (`sip` by
+//! default, `rtmp://host/sip/<user@domain>`) each get a [`GatewaySession`] and the UDP sockets
+//! it needs, asked of the driver with `Output::Udp` and reported back with `Input::Udp`.
+//!
+//! The connect is held until the sockets are bound and, with a password, until the REGISTER
+//! completes. Then the client's calls (`invite`, `accept`...) go to the session, its `local`
+//! stream feeds the session instead of the live fan-out (never recorded, never played by
+//! anyone else), and its `remote` stream carries what comes back. When the client leaves, the
+//! call is cancelled or hung up and the AOR unregistered; the SIP socket stays open until
+//! those transactions finish (at most [`LINGER`]).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use smallvec::SmallVec;
+
+use crate::amf::Value;
+use crate::gateway::call_session::{GatewayConfig, GatewayOutput, GatewaySession, SessionSockets};
+use crate::gateway::client_api::{ClientCall, ConnectRequest};
+use crate::gateway::media_bridge::Leg;
+use crate::node::{ConnId, Event, Output};
+use crate::rtmp::command::Command;
+use crate::rtmp::control::UserControl;
+use crate::rtmp::message::{type_id, RtmpMessage};
+use crate::udp::{SocketId, UdpCommand, UdpEvent};
+
+use super::session::csid;
+use super::{RtmpServer, Timer};
+
+/// How long the SIP socket of a departed client stays open for its last transactions.
+pub const LINGER: Duration = Duration::from_secs(32);
+
+/// Binding attempts for a session's RTP ports before the connect is refused.
+const MAX_PORT_TRIES: u32 = 16;
+
+/// The gateway's settings in the node.
+#[derive(Debug, Clone)]
+pub struct GatewayNodeConfig {
+    /// The RTMP application of the gateway.
+    pub app: String,
+    /// Local address to bind SIP and RTP sockets on (`--int-ip`); a concrete address, since it
+    /// is also what Via, Contact and SDP say unless `session.advertised_ip` is set.
+    pub bind_ip: IpAddr,
+    /// RTP ports are taken from this range, four per session (audio RTP/RTCP, video RTP/RTCP).
+    pub rtp_ports: (u16, u16),
+    /// Registrar, proxy, `--ext-ip`, timers...
+    pub session: GatewayConfig,
+}
+
+impl Default for GatewayNodeConfig {
+    fn default() -> Self {
+        Self {
+            app: "sip".into(),
+            bind_ip: IpAddr::from([127, 0, 0, 1]),
+            rtp_ports: (16000, 17999),
+            session: GatewayConfig::default(),
+        }
+    }
+}
+
+/// What a socket is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Sip,
+    Rtp(Leg, bool),
+}
+
+const MEDIA_ROLES: [Role; 4] = [
+    Role::Rtp(Leg::Audio, false),
+    Role::Rtp(Leg::Audio, true),
+    Role::Rtp(Leg::Video, false),
+    Role::Rtp(Leg::Video, true),
+];
+
+#[derive(Debug)]
+enum State {
+    /// Waiting for the driver to bind the sockets.
+    Binding {
+        request: ConnectRequest,
+        tries: u32,
+    },
+    Active(Box<GatewaySession>),
+    /// The client left; the SIP socket stays for the last transactions.
+    Lingering(Box<GatewaySession>, Instant),
+}
+
+/// One gateway client in the server.
+#[derive(Debug)]
+pub(super) struct GatewayConn {
+    state: State,
+    connect: Command,
+    sockets: Vec<(SocketId, Role, Option<SocketAddr>)>,
+    base_port: u16,
+    local_stream: Option<u32>,
+    remote_stream: Option<u32>,
+    /// The deadline of the connection's live timer entry.
+    next_timer: Option<Instant>,
+}
+
+/// Everything the server keeps for the gateway.
+#[derive(Debug)]
+pub(super) struct GatewayHost {
+    config: GatewayNodeConfig,
+    pub(super) conns: HashMap<ConnId, GatewayConn>,
+    sockets: HashMap<SocketId, ConnId>,
+    next_socket: u64,
+    next_port: u16,
+}
+
+impl GatewayHost {
+    pub fn new(config: GatewayNodeConfig) -> Self {
+        let next_port = config.rtp_ports.0 & !1;
+        Self {
+            config,
+            conns: HashMap::new(),
+            sockets: HashMap::new(),
+            next_socket: 1,
+            next_port,
+        }
+    }
+
+    /// Whether `app` (from connect) belongs to the gateway.
+    pub fn owns_app(&self, app: &str) -> bool {
+        app == self.config.app
+            || app
+                .strip_prefix(self.config.app.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
+    }
+
+    /// The next block of four ports, cycling through the range.
+    fn take_ports(&mut self) -> u16 {
+        let (lo, hi) = self.config.rtp_ports;
+        let lo = lo & !1;
+        if self.next_port < lo || u32::from(self.next_port) + 3 > u32::from(hi) {
+            self.next_port = lo;
+        }
+        let base = self.next_port;
+        self.next_port = self.next_port.wrapping_add(4);
+        base
+    }
+
+    fn new_socket(&mut self, conn: ConnId) -> SocketId {
+        let id = SocketId(self.next_socket);
+        self.next_socket += 1;
+        self.sockets.insert(id, conn);
+        id
+    }
+}
+
+/// The calls a gateway client may make on the gateway (everything else is RTMP's own, or
+/// refused as on any connection).
+const GATEWAY_CALLS: [&str; 6] = ["invite", "accept", "reject", "bye", "sendDTMF", "hold"];
+
+impl RtmpServer {
+    fn gateway_conn(&mut self, conn: ConnId) -> Option<&mut GatewayConn> {
+        self.gateway.as_mut()?.conns.get_mut(&conn)
+    }
+
+    pub(super) fn is_gateway_conn(&self, conn: ConnId) -> bool {
+        self.gateway
+            .as_ref()
+            .is_some_and(|g| g.conns.contains_key(&conn))
+    }
+
+    /// A connect to the gateway application: parse it and ask for the sockets; the connect is
+    /// answered once they are bound (and the REGISTER, if any, completed).
+    pub(super) fn gateway_connect(&mut self, conn: ConnId, app: &str, cmd: Command) -> bool {
+        let Some(gateway) = self.gateway.as_mut() else {
+            return false;
+        };
+        if !gateway.owns_app(app) {
+            return false;
+        }
+        let request = match ConnectRequest::parse(app, &cmd.args) {
+            Ok(r) => r,
+            Err(e) => {
+                self.reject_connect(conn, &cmd, &e.to_string(), None);
+                return true;
+            }
+        };
+        gateway.conns.insert(
+            conn,
+            GatewayConn {
+                state: State::Binding { request, tries: 0 },
+                connect: cmd,
+                sockets: Vec::new(),
+                base_port: 0,
+                local_stream: None,
+                remote_stream: None,
+                next_timer: None,
+            },
+        );
+        self.bind_sockets(conn, true);
+        true
+    }
+
+    /// Asks for the SIP socket (when `sip`) and a fresh block of RTP ports.
+    fn bind_sockets(&mut self, conn: ConnId, sip: bool) {
+        let Some(gateway) = self.gateway.as_mut() else {
+            return;
+        };
+        let ip = gateway.config.bind_ip;
+        let base = gateway.take_ports();
+        let mut binds = Vec::new();
+        if sip {
+            binds.push((gateway.new_socket(conn), Role::Sip, SocketAddr::new(ip, 0)));
+        }
+        for (i, role) in MEDIA_ROLES.into_iter().enumerate() {
+            let port = base + i as u16;
+            binds.push((gateway.new_socket(conn), role, SocketAddr::new(ip, port)));
+        }
+        let Some(gw) = gateway.conns.get_mut(&conn) else {
+            return;
+        };
+        gw.base_port = base;
+        for (socket, role, addr) in binds {
+            gw.sockets.push((socket, role, None));
+            self.outputs
+                .push_back(Output::Udp(UdpCommand::Bind { socket, addr }));
+        }
+    }
+
+    /// Input from the driver about a UDP socket.
+    pub fn udp(&mut self, now: Instant, event: UdpEvent) {
+        let socket = match &event {
+            UdpEvent::Bound { socket, .. } | UdpEvent::Datagram { socket, .. } => *socket,
+        };
+        let Some(conn) = self
+            .gateway
+            .as_ref()
+            .and_then(|g| g.sockets.get(&socket).copied())
+        else {
+            return;
+        };
+        match event {
+            UdpEvent::Bound { result, .. } => self.socket_bound(now, conn, socket, result),
+            UdpEvent::Datagram { source, data, .. } => {
+                let Some(gw) = self.gateway_conn(conn) else {
+                    return;
+                };
+                let role = gw.sockets.iter().find(|s| s.0 == socket).map(|s| s.1);
+                let session = match &mut gw.state {
+                    State::Active(s) | State::Lingering(s, _) => s,
+                    State::Binding { .. } => return,
+                };
+                match role {
+                    Some(Role::Sip) => session.sip_datagram(now, source, data),
+                    Some(Role::Rtp(leg, rtcp)) => {
+                        session.rtp_datagram(now, leg, rtcp, source, data)
+                    }
+                    None => return,
+                }
+                self.gateway_pump(now, conn);
+            }
+        }
+    }
+
+    fn socket_bound(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        socket: SocketId,
+        result: Result<SocketAddr, String>,
+    ) {
+        let Some(gw) = self.gateway_conn(conn) else {
+            return;
+        };
+        let Some(index) = gw.sockets.iter().position(|s| s.0 == socket) else {
+            return;
+        };
+        let role = gw.sockets[index].1;
+        match result {
+            Ok(addr) => gw.sockets[index].2 = Some(addr),
+            Err(e) => {
+                let State::Binding { tries, .. } = &mut gw.state else {
+                    return;
+                };
+                *tries += 1;
+                let give_up = role == Role::Sip || *tries >= MAX_PORT_TRIES;
+                // Drop this block of media sockets and try the next one.
+                let media: Vec<SocketId> = gw
+                    .sockets
+                    .iter()
+                    .filter(|s| s.1 != Role::Sip)
+                    .map(|s| s.0)
+                    .collect();
+                gw.sockets.retain(|s| s.1 == Role::Sip);
+                for s in media {
+                    self.unbind(s);
+                }
+                if give_up {
+                    let cmd = self.gateway_conn(conn).map(|g| g.connect.clone());
+                    self.drop_gateway(conn);
+                    if let Some(cmd) = cmd {
+                        self.reject_connect(
+                            conn,
+                            &cmd,
+                            &format!("503 cannot bind sockets: {e}"),
+                            None,
+                        );
+                    }
+                } else {
+                    self.bind_sockets(conn, false);
+                }
+                return;
+            }
+        }
+        let all_bound = gw.sockets.len() == 5 && gw.sockets.iter().all(|s| s.2.is_some());
+        if !all_bound {
+            return;
+        }
+        let State::Binding { request, .. } = &gw.state else {
+            return;
+        };
+        let sip = gw
+            .sockets
+            .iter()
+            .find(|s| s.1 == Role::Sip)
+            .and_then(|s| s.2)
+            .expect("bound");
+        let sockets = SessionSockets {
+            sip,
+            audio_port: gw.base_port,
+            video_port: gw.base_port + 2,
+        };
+        let request = request.clone();
+        let config = self
+            .gateway
+            .as_ref()
+            .map(|g| g.config.session.clone())
+            .unwrap_or_default();
+        let seed = self.rng.next_u64();
+        match GatewaySession::new(now, &request, config, sockets, seed) {
+            Ok(session) => {
+                if let Some(gw) = self.gateway_conn(conn) {
+                    gw.state = State::Active(Box::new(session));
+                }
+                self.gateway_pump(now, conn);
+            }
+            Err(e) => {
+                let cmd = self.gateway_conn(conn).map(|g| g.connect.clone());
+                self.drop_gateway(conn);
+                if let Some(cmd) = cmd {
+                    self.reject_connect(conn, &cmd, &e.to_string(), None);
+                }
+            }
+        }
+    }
+
+    fn unbind(&mut self, socket: SocketId) {
+        if let Some(g) = self.gateway.as_mut() {
+            g.sockets.remove(&socket);
+        }
+        self.outputs
+            .push_back(Output::Udp(UdpCommand::Unbind { socket }));
+    }
+
+    /// Forgets a gateway connection and closes its sockets.
+    fn drop_gateway(&mut self, conn: ConnId) {
+        let Some(gw) = self.gateway.as_mut().and_then(|g| g.conns.remove(&conn)) else {
+            return;
+        };
+        for (socket, ..) in gw.sockets {
+            self.unbind(socket);
+        }
+    }
+
+    /// A call from a gateway client that is not one of RTMP's own; true when handled.
+    pub(super) fn gateway_command(&mut self, now: Instant, conn: ConnId, cmd: &Command) -> bool {
+        if !self.is_gateway_conn(conn) || !GATEWAY_CALLS.contains(&cmd.name.as_str()) {
+            return false;
+        }
+        match ClientCall::parse(&cmd.name, &cmd.args) {
+            Ok(call) => {
+                // Answered at once, as the original gateway did; the outcome comes as callbacks.
+                let answer = Command::new("_result", cmd.transaction_id, Value::Null, vec![]);
+                if let Some(session) = self.sessions.get_mut(conn) {
+                    let notify = session.send_command(0, answer, cmd.amf3);
+                    self.transmit_if(conn, notify);
+                }
+                if let Some(State::Active(session)) = self.gateway_conn(conn).map(|g| &mut g.state)
+                {
+                    session.client_call(now, call);
+                }
+                self.gateway_pump(now, conn);
+            }
+            Err(_) => self.call_failed(conn, cmd),
+        }
+        true
+    }
+
+    /// `publish` on a gateway connection: only `local`, which feeds the call.
+    pub(super) fn gateway_publish(&mut self, conn: ConnId, stream_id: u32, name: &str) -> bool {
+        let Some(gw) = self.gateway_conn(conn) else {
+            return false;
+        };
+        let (level, code) = if name == "local" {
+            gw.local_stream = Some(stream_id);
+            ("status", "NetStream.Publish.Start")
+        } else {
+            ("error", "NetStream.Publish.BadName")
+        };
+        if let Some(session) = self.sessions.get_mut(conn) {
+            let mut notify = session.send_user_control(UserControl::StreamBegin(stream_id));
+            notify |= session.send_status(stream_id, level, code, name);
+            self.transmit_if(conn, notify);
+        }
+        true
+    }
+
+    /// `play` on a gateway connection: only `remote`, which carries the far end's media.
+    pub(super) fn gateway_play(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        stream_id: u32,
+        name: &str,
+    ) -> bool {
+        let Some(gw) = self.gateway_conn(conn) else {
+            return false;
+        };
+        if name != "remote" {
+            self.status(
+                conn,
+                stream_id,
+                "error",
+                "NetStream.Play.StreamNotFound",
+                name,
+            );
+            return true;
+        }
+        gw.remote_stream = Some(stream_id);
+        if let State::Active(session) = &mut gw.state {
+            session.remote_play_started(now);
+        }
+        if let Some(session) = self.sessions.get_mut(conn) {
+            let mut notify = session.send_user_control(UserControl::StreamBegin(stream_id));
+            notify |= session.send_status(stream_id, "status", "NetStream.Play.Reset", name);
+            notify |= session.send_status(stream_id, "status", "NetStream.Play.Start", name);
+            self.transmit_if(conn, notify);
+        }
+        true
+    }
+
+    /// Audio or video from a gateway client: to the call, if it is on `local`.
+    pub(super) fn gateway_media(&mut self, now: Instant, conn: ConnId, msg: &RtmpMessage) -> bool {
+        let Some(gw) = self.gateway_conn(conn) else {
+            return false;
+        };
+        if gw.local_stream == Some(msg.stream_id) {
+            if let State::Active(session) = &mut gw.state {
+                session.client_media(now, msg);
+            }
+            self.gateway_pump(now, conn);
+        }
+        true
+    }
+
+    /// The client left: end its call, unregister, keep the SIP socket for a while.
+    pub(super) fn gateway_closed(&mut self, now: Instant, conn: ConnId) {
+        let Some(gw) = self.gateway_conn(conn) else {
+            return;
+        };
+        let state = std::mem::replace(
+            &mut gw.state,
+            State::Binding {
+                request: ConnectRequest::parse("sip/x@x", &[]).expect("constant"),
+                tries: 0,
+            },
+        );
+        match state {
+            State::Active(mut session) => {
+                session.close(now);
+                gw.state = State::Lingering(session, now + LINGER);
+                // The media sockets go now; SIP stays for the goodbyes.
+                let media: Vec<SocketId> = gw
+                    .sockets
+                    .iter()
+                    .filter(|s| s.1 != Role::Sip)
+                    .map(|s| s.0)
+                    .collect();
+                gw.sockets.retain(|s| s.1 == Role::Sip);
+                gw.local_stream = None;
+                gw.remote_stream = None;
+                for s in media {
+                    self.unbind(s);
+                }
+                self.gateway_pump(now, conn);
+            }
+            other => {
+                gw.state = other;
+                if !matches!(gw.state, State::Lingering(..)) {
+                    self.drop_gateway(conn);
+                }
+            }
+        }
+    }
+
+    /// A gateway connection's timer fired.
+    pub(super) fn gateway_timer(&mut self, now: Instant, conn: ConnId, deadline: Instant) {
+        let Some(gw) = self.gateway_conn(conn) else {
+            return;
+        };
+        if gw.next_timer != Some(deadline) {
+            return; // replaced by a later one
+        }
+        gw.next_timer = None;
+        match &mut gw.state {
+            State::Active(session) => session.handle_timeout(now),
+            State::Lingering(session, until) => {
+                session.handle_timeout(now);
+                if now >= *until {
+                    self.drop_gateway(conn);
+                    return;
+                }
+            }
+            State::Binding { .. } => return,
+        }
+        self.gateway_pump(now, conn);
+    }
+
+    /// Carries out what a session asks for and re-arms its timer.
+    fn gateway_pump(&mut self, now: Instant, conn: ConnId) {
+        loop {
+            let Some(gw) = self.gateway_conn(conn) else {
+                return;
+            };
+            let output = match &mut gw.state {
+                State::Active(s) | State::Lingering(s, _) => s.poll_output(),
+                State::Binding { .. } => None,
+            };
+            let Some(output) = output else { break };
+            self.gateway_output(now, conn, output);
+        }
+        let Some(gw) = self.gateway_conn(conn) else {
+            return;
+        };
+        let next = match &mut gw.state {
+            State::Active(s) => s.poll_timeout(),
+            State::Lingering(s, until) => Some(s.poll_timeout().map_or(*until, |t| t.min(*until))),
+            State::Binding { .. } => None,
+        };
+        if next.is_some() && next != gw.next_timer {
+            gw.next_timer = next;
+            if let Some(t) = next {
+                self.timers
+                    .push(std::cmp::Reverse((t, Timer::Gateway(conn.0))));
+            }
+        }
+    }
+
+    fn socket_for(&mut self, conn: ConnId, role: Role) -> Option<SocketId> {
+        self.gateway_conn(conn)?
+            .sockets
+            .iter()
+            .find(|s| s.1 == role)
+            .map(|s| s.0)
+    }
+
+    fn gateway_output(&mut self, _now: Instant, conn: ConnId, output: GatewayOutput) {
+        match output {
+            GatewayOutput::ConnectResult(Ok(())) => {
+                if let Some(cmd) = self.gateway_conn(conn).map(|g| g.connect.clone()) {
+                    self.accept_connect(conn, cmd);
+                }
+            }
+            GatewayOutput::ConnectResult(Err(reason)) => {
+                if let Some(cmd) = self.gateway_conn(conn).map(|g| g.connect.clone()) {
+                    self.drop_gateway(conn);
+                    self.reject_connect(conn, &cmd, &reason, None);
+                }
+            }
+            GatewayOutput::Callback(callback) => {
+                let (name, args) = callback.to_call();
+                let amf3 = self.gateway_conn(conn).is_some_and(|g| g.connect.amf3);
+                if let Some(session) = self.sessions.get_mut(conn) {
+                    let cmd = Command::new(name, 0.0, Value::Null, args);
+                    let notify = session.send_command(0, cmd, amf3);
+                    self.transmit_if(conn, notify);
+                }
+            }
+            GatewayOutput::RemoteMedia(mut msg) => {
+                let Some(stream) = self.gateway_conn(conn).and_then(|g| g.remote_stream) else {
+                    return;
+                };
+                msg.stream_id = stream;
+                let channel = if msg.type_id == type_id::VIDEO {
+                    csid::VIDEO
+                } else {
+                    csid::AUDIO
+                };
+                if let Some(session) = self.sessions.get_mut(conn) {
+                    let notify = session.send_message(channel, &msg);
+                    self.transmit_if(conn, notify);
+                }
+            }
+            GatewayOutput::SipSend { destination, data } => {
+                if let Some(socket) = self.socket_for(conn, Role::Sip) {
+                    self.outputs.push_back(Output::Udp(UdpCommand::SendTo {
+                        socket,
+                        destination,
+                        head: SmallVec::new(),
+                        body: data,
+                    }));
+                }
+            }
+            GatewayOutput::Rtp(rtp) => {
+                if let Some(socket) = self.socket_for(conn, Role::Rtp(rtp.leg, rtp.rtcp)) {
+                    self.outputs.push_back(Output::Udp(UdpCommand::SendTo {
+                        socket,
+                        destination: rtp.destination,
+                        head: SmallVec::from_slice(&rtp.datagram.header),
+                        body: rtp.datagram.payload,
+                    }));
+                }
+            }
+            GatewayOutput::Notice(message) => {
+                self.outputs
+                    .push_back(Output::Event(Event::Gateway { conn, message }));
+            }
+        }
+    }
+}

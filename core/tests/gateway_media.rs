@@ -1,0 +1,225 @@
+//! One call's media through two gateway bridges facing each other: what the first client
+//! publishes reaches the second client's `remote` stream unchanged (Speex, G.711, H.264, the
+//! x-flv tunnel), and DTMF digits arrive once.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use siprtmp_core::gateway::codecs::CodecToken;
+use siprtmp_core::gateway::media_bridge::{
+    BridgeSetup, FromFarEnd, LegSetup, MediaBridge, OutgoingRtp,
+};
+use siprtmp_core::media::AvcDecoderConfig;
+use siprtmp_core::rng::SeededRng;
+use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
+use support::{flv_tags, media};
+
+mod support;
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn setup(audio: Option<CodecToken>, video: Option<CodecToken>, remote_base: u16) -> BridgeSetup {
+    let pt = |t: CodecToken| t.codec().payload_type;
+    BridgeSetup {
+        audio: audio.map(|t| LegSetup {
+            codec: t,
+            send_pt: pt(t),
+            receive_pt: pt(t),
+            remote: addr(remote_base),
+        }),
+        dtmf: Some((101, 101)),
+        video: video.map(|t| LegSetup {
+            codec: t,
+            send_pt: pt(t),
+            receive_pt: pt(t),
+            remote: addr(remote_base + 2),
+        }),
+        mtu: 1200,
+    }
+}
+
+/// Publishes `msgs` into bridge A in real (virtual) time, carries every RTP datagram to
+/// bridge B, and returns what B gives its client.
+fn carry(
+    a: &mut MediaBridge,
+    b: &mut MediaBridge,
+    start: Instant,
+    msgs: &[RtmpMessage],
+) -> Vec<FromFarEnd> {
+    let mut rtp = Vec::new();
+    let mut got = Vec::new();
+    for m in msgs {
+        let now = start + Duration::from_millis(u64::from(m.timestamp));
+        a.from_client(now, m, &mut rtp);
+        deliver(b, now, &mut rtp, &mut got);
+    }
+    let end =
+        start + Duration::from_millis(u64::from(msgs.last().map_or(0, |m| m.timestamp)) + 500);
+    let mut back = Vec::new();
+    b.poll(end, &mut Vec::new(), &mut back);
+    got.extend(back);
+    got
+}
+
+fn deliver(
+    b: &mut MediaBridge,
+    now: Instant,
+    rtp: &mut Vec<OutgoingRtp>,
+    got: &mut Vec<FromFarEnd>,
+) {
+    for d in rtp.drain(..) {
+        b.from_far_end(
+            now,
+            d.leg,
+            d.rtcp,
+            d.destination,
+            d.datagram.to_bytes(),
+            got,
+        );
+    }
+}
+
+fn messages(file: &str, kind: u8) -> Vec<RtmpMessage> {
+    flv_tags(&media(file))
+        .into_iter()
+        .filter(|(k, _, _)| *k == kind)
+        .map(|(k, ts, body)| RtmpMessage::new(k, 1, ts, body))
+        .collect()
+}
+
+fn bridges(
+    audio: Option<CodecToken>,
+    video: Option<CodecToken>,
+) -> (MediaBridge, MediaBridge, Instant) {
+    let now = Instant::now();
+    let mut rng = SeededRng::new(5);
+    let a = MediaBridge::new(&setup(audio, video, 6000), "a@gw", &mut rng, now).unwrap();
+    let b = MediaBridge::new(&setup(audio, video, 7000), "b@gw", &mut rng, now).unwrap();
+    (a, b, now)
+}
+
+#[test]
+fn speex_wideband_passes_through_byte_for_byte() {
+    let (mut a, mut b, start) = bridges(Some(CodecToken::Wideband), None);
+    let sent = messages("speex16k_audio_20s.flv", type_id::AUDIO);
+    let got = carry(&mut a, &mut b, start, &sent);
+    let bodies: Vec<Bytes> = got
+        .iter()
+        .filter_map(|g| match g {
+            FromFarEnd::Media(m) if m.type_id == type_id::AUDIO => Some(m.payload.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(bodies.len(), sent.len());
+    for (s, g) in sent.iter().zip(&bodies) {
+        assert_eq!(g[0], 0xB2, "FLV Speex 16 kHz header");
+        assert_eq!(&g[1..], &s.payload[1..], "Speex frames unchanged");
+    }
+    // Timestamps follow the publisher's clock: 20 s of audio stays 20 s.
+    let last = got.iter().rev().find_map(|g| match g {
+        FromFarEnd::Media(m) => Some(m.timestamp),
+        _ => None,
+    });
+    let span = last.unwrap();
+    assert!((19_000..=20_500).contains(&span), "{span}");
+}
+
+#[test]
+fn g711_passes_through_with_the_original_flv_headers() {
+    for (token, header, flv_format) in
+        [(CodecToken::Pcmu, 0x82u8, 8u8), (CodecToken::Pcma, 0x72, 7)]
+    {
+        let (mut a, mut b, start) = bridges(Some(token), None);
+        let sent: Vec<RtmpMessage> = (0..50u32)
+            .map(|i| {
+                let mut body = vec![(flv_format << 4) | 0x02];
+                body.extend((0..160).map(|j| (i as u8).wrapping_add(j as u8)));
+                RtmpMessage::new(type_id::AUDIO, 1, i * 20, body)
+            })
+            .collect();
+        let got = carry(&mut a, &mut b, start, &sent);
+        let audio: Vec<&RtmpMessage> = got
+            .iter()
+            .filter_map(|g| match g {
+                FromFarEnd::Media(m) => Some(m),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(audio.len(), 50, "{token:?}");
+        for (s, g) in sent.iter().zip(audio) {
+            assert_eq!(g.payload[0], header, "{token:?}");
+            assert_eq!(&g.payload[1..], &s.payload[1..]);
+        }
+    }
+}
+
+#[test]
+fn h264_frames_arrive_as_the_same_nal_units_with_a_sequence_header_first() {
+    let (mut a, mut b, start) = bridges(None, Some(CodecToken::H264));
+    let sent = messages("h264_speex16k_320x240_12fps_20s.flv", type_id::VIDEO);
+    let got = carry(&mut a, &mut b, start, &sent);
+    let video: Vec<&RtmpMessage> = got
+        .iter()
+        .filter_map(|g| match g {
+            FromFarEnd::Media(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        video[0].payload[..2],
+        [0x17, 0x00],
+        "AVC sequence header first"
+    );
+    let config = AvcDecoderConfig::parse(&video[0].payload.slice(5..)).unwrap();
+    assert!(!config.sps.is_empty() && !config.pps.is_empty());
+    assert_eq!(video[1].payload[0], 0x17, "then a keyframe");
+    // Every coded frame of the source (AVC packet type 1; not its end-of-sequence tag)
+    // arrives.
+    let frames = sent.iter().filter(|m| m.payload[1] == 1).count();
+    assert_eq!(video.iter().filter(|m| m.payload[1] == 1).count(), frames);
+}
+
+#[test]
+fn the_flv_tunnel_carries_whole_messages() {
+    let (mut a, mut b, start) = bridges(None, Some(CodecToken::Flv));
+    let sent = messages("h264_speex16k_320x240_12fps_20s.flv", type_id::VIDEO);
+    let got = carry(&mut a, &mut b, start, &sent);
+    let bodies: Vec<Bytes> = got
+        .iter()
+        .filter_map(|g| match g {
+            FromFarEnd::Media(m) => Some(m.payload.clone()),
+            _ => None,
+        })
+        .collect();
+    let expected: Vec<Bytes> = sent.iter().map(|m| m.payload.clone()).collect();
+    assert_eq!(bodies, expected);
+}
+
+#[test]
+fn a_dtmf_digit_arrives_once() {
+    let (mut a, mut b, start) = bridges(Some(CodecToken::Pcmu), None);
+    assert!(a.send_dtmf(start, '7'));
+    let mut got = Vec::new();
+    let mut now = start;
+    while let Some(t) = a
+        .poll_timeout()
+        .filter(|t| *t <= start + Duration::from_secs(2))
+    {
+        now = now.max(t);
+        let mut rtp = Vec::new();
+        a.poll(now, &mut rtp, &mut Vec::new());
+        // RTCP reports go to B too; only the digits matter here.
+        deliver(&mut b, now, &mut rtp, &mut got);
+    }
+    let digits: Vec<char> = got
+        .iter()
+        .filter_map(|g| match g {
+            FromFarEnd::Dtmf(d) => Some(*d),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(digits, vec!['7']);
+}

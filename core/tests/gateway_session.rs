@@ -1,0 +1,375 @@
+//! A gateway client's calls end to end in memory and virtual time: the gateway session on one
+//! side, a SIP user agent with an RTP echo as the far end, datagrams carried between them.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use siprtmp_core::gateway::call_session::{
+    GatewayConfig, GatewayOutput, GatewaySession, SessionSockets,
+};
+use siprtmp_core::gateway::client_api::{ClientCall, ClientCallback, ConnectRequest};
+use siprtmp_core::gateway::codecs::CodecToken;
+use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
+use siprtmp_core::rtp::RtpPacket;
+use siprtmp_core::sdp::offer_answer::{answer, create_offer, reoffer};
+use siprtmp_core::sdp::{Codec, LocalCapabilities, MediaCapability, Origin, SessionDescription};
+use siprtmp_core::sip::ua::{CallId, UaConfig, UaEvent, UserAgent};
+use siprtmp_core::sip::Uri;
+
+const GW_SIP: &str = "10.0.0.1:5060";
+const FAR_SIP: &str = "10.0.0.2:5060";
+const FAR_RTP: &str = "10.0.0.2:6000";
+
+fn a(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn far_caps(codecs: Vec<Codec>) -> LocalCapabilities {
+    LocalCapabilities {
+        address: a(FAR_RTP).ip(),
+        session_name: "far".into(),
+        media: vec![MediaCapability::new("audio", a(FAR_RTP).port(), codecs)],
+    }
+}
+
+fn origin(version: u64) -> Origin {
+    Origin {
+        username: "-".into(),
+        session_id: 42,
+        session_version: version,
+        nettype: "IN".into(),
+        addrtype: "IP4".into(),
+        address: "10.0.0.2".into(),
+    }
+}
+
+fn pcmu_dtmf() -> Vec<Codec> {
+    vec![
+        Codec::new(0, "PCMU", 8000, None),
+        Codec::new(101, "telephone-event", 8000, None).with_param("0-15", None),
+    ]
+}
+
+/// The gateway session, the far-end UA, and what each side saw.
+struct Call {
+    now: Instant,
+    gw: GatewaySession,
+    far: UserAgent,
+    callbacks: Vec<ClientCallback>,
+    connect: Vec<Result<(), String>>,
+    remote_media: Vec<RtmpMessage>,
+    far_events: Vec<UaEvent>,
+    /// RTP packets the far end received (it echoes each one back).
+    far_rtp: Vec<RtpPacket>,
+    echo: bool,
+}
+
+impl Call {
+    fn new() -> Self {
+        let now = Instant::now();
+        let request = ConnectRequest::parse("sip/alice@10.0.0.1", &[]).unwrap();
+        let sockets = SessionSockets {
+            sip: a(GW_SIP),
+            audio_port: 4000,
+            video_port: 4002,
+        };
+        let gw = GatewaySession::new(now, &request, GatewayConfig::default(), sockets, 1).unwrap();
+        let far_config = UaConfig::new("sip:bob@10.0.0.2".parse().unwrap(), a(FAR_SIP));
+        let mut call = Self {
+            now,
+            gw,
+            far: UserAgent::new(far_config, 2),
+            callbacks: Vec::new(),
+            connect: Vec::new(),
+            remote_media: Vec::new(),
+            far_events: Vec::new(),
+            far_rtp: Vec::new(),
+            echo: true,
+        };
+        call.pump();
+        call
+    }
+
+    /// Carries everything both ways until quiet.
+    fn pump(&mut self) {
+        for _ in 0..1000 {
+            let mut moved = false;
+            while let Some(out) = self.gw.poll_output() {
+                moved = true;
+                match out {
+                    GatewayOutput::ConnectResult(r) => self.connect.push(r),
+                    GatewayOutput::Callback(cb) => self.callbacks.push(cb),
+                    GatewayOutput::RemoteMedia(m) => self.remote_media.push(m),
+                    GatewayOutput::SipSend { destination, data } => {
+                        assert_eq!(destination, a(FAR_SIP));
+                        self.far.handle_datagram(self.now, a(GW_SIP), data);
+                    }
+                    GatewayOutput::Rtp(rtp) => {
+                        if rtp.rtcp || rtp.destination != a(FAR_RTP) {
+                            continue;
+                        }
+                        let bytes = rtp.datagram.to_bytes();
+                        self.far_rtp.push(RtpPacket::parse(bytes.clone()).unwrap());
+                        if self.echo {
+                            let leg = rtp.leg;
+                            self.gw
+                                .rtp_datagram(self.now, leg, false, a(FAR_RTP), bytes);
+                        }
+                    }
+                    GatewayOutput::Notice(_) => {}
+                }
+            }
+            while let Some((destination, data)) = self.far.poll_transmit() {
+                moved = true;
+                assert_eq!(destination, a(GW_SIP));
+                self.gw.sip_datagram(self.now, a(FAR_SIP), data);
+            }
+            while let Some(event) = self.far.poll_event() {
+                moved = true;
+                self.far_events.push(event);
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("no quiet");
+    }
+
+    fn advance(&mut self, by: Duration) {
+        let end = self.now + by;
+        loop {
+            let next = [self.gw.poll_timeout(), self.far.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min()
+                .filter(|t| *t <= end);
+            let Some(t) = next else { break };
+            self.now = self.now.max(t);
+            self.gw.handle_timeout(self.now);
+            self.far.handle_timeout(self.now);
+            self.pump();
+        }
+        self.now = end;
+    }
+
+    fn client(&mut self, call: ClientCall) {
+        self.gw.client_call(self.now, call);
+        self.pump();
+    }
+
+    fn far_incoming(&self) -> Option<(CallId, Bytes)> {
+        self.far_events.iter().find_map(|e| match e {
+            UaEvent::IncomingCall { call, offer, .. } => Some((*call, offer.clone().unwrap())),
+            _ => None,
+        })
+    }
+
+    /// The client calls bob; bob answers PCMU + telephone-event.
+    fn outgoing_established(&mut self) -> CallId {
+        self.client(ClientCall::Invite {
+            dest: "bob@10.0.0.2:5060".into(),
+            codecs: vec![CodecToken::Pcmu, CodecToken::Dtmf],
+        });
+        let (call, offer) = self.far_incoming().expect("far end got the INVITE");
+        let offer = SessionDescription::parse(&offer).unwrap();
+        self.far.ringing(self.now, call).unwrap();
+        self.pump();
+        let ans = answer(&offer, &far_caps(pcmu_dtmf()), &origin(1)).unwrap();
+        self.far
+            .answer(self.now, call, Bytes::from(ans.serialize()))
+            .unwrap();
+        self.pump();
+        call
+    }
+}
+
+fn pcmu_frames(n: u32) -> Vec<RtmpMessage> {
+    (0..n)
+        .map(|i| {
+            let mut body = vec![0x82];
+            body.extend((0..160).map(|j| (i as u8) ^ (j as u8)));
+            RtmpMessage::new(type_id::AUDIO, 1, i * 20, body)
+        })
+        .collect()
+}
+
+#[test]
+fn connect_without_a_password_succeeds_at_once() {
+    let call = Call::new();
+    assert_eq!(call.connect, vec![Ok(())]);
+}
+
+#[test]
+fn an_outgoing_call_rings_connects_carries_media_and_ends() {
+    let mut c = Call::new();
+    let far_call = c.outgoing_established();
+    assert_eq!(
+        c.callbacks[0],
+        ClientCallback::Ringing("180 Ringing".into())
+    );
+    assert_eq!(
+        c.callbacks[1],
+        ClientCallback::Accepted {
+            codecs: Some((Some(CodecToken::Pcmu), None))
+        }
+    );
+    // The client publishes 2 s of G.711 on `local`; the far end echoes every RTP packet.
+    let frames = pcmu_frames(100);
+    for f in &frames {
+        c.now += Duration::from_millis(20);
+        c.gw.client_media(c.now, f);
+        c.pump();
+    }
+    assert_eq!(c.far_rtp.len(), 100);
+    assert!(c.far_rtp.iter().all(|p| p.payload_type == 0));
+    // RTP timestamps follow the RTMP ones: 160 samples per 20 ms frame.
+    let step = c.far_rtp[1].timestamp.wrapping_sub(c.far_rtp[0].timestamp);
+    assert_eq!(step, 160);
+    assert_eq!(
+        c.remote_media.len(),
+        100,
+        "every echoed frame reaches `remote`"
+    );
+    for (sent, got) in frames.iter().zip(&c.remote_media) {
+        assert_eq!(
+            got.payload, sent.payload,
+            "G.711 byte for byte, 0x82 header"
+        );
+    }
+    c.client(ClientCall::Bye);
+    assert!(c.far_events.contains(&UaEvent::Ended { call: far_call }));
+}
+
+#[test]
+fn an_incoming_call_is_offered_to_the_client_and_answered_with_its_codecs() {
+    let mut c = Call::new();
+    let offer = create_offer(&far_caps(pcmu_dtmf()), &origin(1));
+    let target = Uri::parse("sip:alice@10.0.0.1:5060").unwrap();
+    let far_call = c
+        .far
+        .invite(c.now, target, Bytes::from(offer.serialize()))
+        .unwrap();
+    c.pump();
+    assert!(
+        matches!(&c.callbacks[..], [ClientCallback::Invited { .. }]),
+        "{:?}",
+        c.callbacks
+    );
+    assert!(
+        c.far_events.contains(&UaEvent::Ringing { call: far_call }),
+        "180 Ringing sent"
+    );
+    c.client(ClientCall::Accept {
+        codecs: vec![CodecToken::Pcmu, CodecToken::Dtmf],
+    });
+    assert!(c
+        .far_events
+        .iter()
+        .any(|e| matches!(e, UaEvent::Answered { call, .. } if *call == far_call)));
+    // DTMF from the client reaches the far end as RFC 4733 events, and echoed back, the
+    // client gets a dtmf callback once.
+    c.client(ClientCall::SendDtmf('5'));
+    c.advance(Duration::from_millis(500));
+    assert!(c
+        .far_rtp
+        .iter()
+        .any(|p| p.payload_type == 101 && p.payload[0] == 5));
+    assert_eq!(
+        c.callbacks
+            .iter()
+            .filter(|cb| **cb == ClientCallback::Dtmf('5'))
+            .count(),
+        1
+    );
+    // The far end hangs up: byed.
+    c.far.hangup(c.now, far_call).unwrap();
+    c.pump();
+    assert_eq!(c.callbacks.last(), Some(&ClientCallback::Byed));
+}
+
+#[test]
+fn an_offer_with_no_common_codec_is_refused_with_488_before_alerting() {
+    let mut c = Call::new();
+    let offer = create_offer(
+        &far_caps(vec![Codec::new(111, "opus", 48000, Some(2))]),
+        &origin(1),
+    );
+    let target = Uri::parse("sip:alice@10.0.0.1:5060").unwrap();
+    let far_call = c
+        .far
+        .invite(c.now, target, Bytes::from(offer.serialize()))
+        .unwrap();
+    c.pump();
+    assert!(c.callbacks.is_empty(), "the client is never told");
+    assert!(c
+        .far_events
+        .iter()
+        .any(|e| matches!(e, UaEvent::Rejected { call, status: 488, .. } if *call == far_call)));
+}
+
+#[test]
+fn the_client_leaving_cancels_a_ringing_call() {
+    let mut c = Call::new();
+    c.client(ClientCall::Invite {
+        dest: "sip:bob@10.0.0.2:5060".into(),
+        codecs: vec![],
+    });
+    let (far_call, offer) = c.far_incoming().unwrap();
+    // The legacy offer: Speex 16 kHz, telephone-event, x-flv video.
+    let offer = String::from_utf8(offer.to_vec()).unwrap();
+    assert!(
+        offer.contains("speex/16000") && offer.contains("x-flv/1000"),
+        "{offer}"
+    );
+    c.far.ringing(c.now, far_call).unwrap();
+    c.pump();
+    c.gw.close(c.now);
+    c.pump();
+    assert!(c
+        .far_events
+        .contains(&UaEvent::Cancelled { call: far_call }));
+}
+
+#[test]
+fn the_far_end_holding_and_resuming_is_reported() {
+    let mut c = Call::new();
+    let far_call = c.outgoing_established();
+    let local = create_offer(&far_caps(pcmu_dtmf()), &origin(2));
+    let hold = reoffer(&local, true);
+    c.far
+        .reinvite(c.now, far_call, Bytes::from(hold.serialize()))
+        .unwrap();
+    c.pump();
+    assert_eq!(c.callbacks.last(), Some(&ClientCallback::Holded(true)));
+    // On hold the gateway does not send the client's media.
+    let before = c.far_rtp.len();
+    c.gw.client_media(c.now, &pcmu_frames(1)[0]);
+    c.pump();
+    assert_eq!(c.far_rtp.len(), before);
+    let resume = reoffer(&hold, false);
+    c.far
+        .reinvite(c.now, far_call, Bytes::from(resume.serialize()))
+        .unwrap();
+    c.pump();
+    assert_eq!(c.callbacks.last(), Some(&ClientCallback::Holded(false)));
+    c.gw.client_media(c.now, &pcmu_frames(1)[0]);
+    c.pump();
+    assert_eq!(c.far_rtp.len(), before + 1);
+}
+
+#[test]
+fn a_busy_far_end_is_reported_as_rejected() {
+    let mut c = Call::new();
+    c.client(ClientCall::Invite {
+        dest: "bob@10.0.0.2:5060".into(),
+        codecs: vec![CodecToken::Pcmu],
+    });
+    let (far_call, _) = c.far_incoming().unwrap();
+    c.far.reject(c.now, far_call, 486, "Busy Here").unwrap();
+    c.pump();
+    assert_eq!(
+        c.callbacks.last(),
+        Some(&ClientCallback::Rejected("486 Busy Here".into()))
+    );
+}

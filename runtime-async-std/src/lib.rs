@@ -1,0 +1,361 @@
+//! # siprtmp-async-std
+//!
+//! Runs a [`siprtmp_core::node::Node`] on async-std. **async-std is discontinued upstream**
+//! (its authors point to `smol`; tokio is the other choice); this driver exists because the
+//! benchmark compares runtimes, async-std among them. New embeddings should use the tokio or
+//! mio driver.
+//!
+//! The shape is the tokio driver's:
+//!
+//! - one **node task**, run by `async_std::task::block_on` on the thread that calls
+//!   [`AsyncStdDriver::run`], owns the node. It waits for a control message (stop, a writable
+//!   socket, completed file requests), a message from a reader, a new connection from the
+//!   listener, or the node's deadline; then drains whatever else is queued and takes one
+//!   [`NodeHost::turn`]: file completions, timer, outputs, one vectored write per dirty
+//!   connection with the drained count fed back.
+//! - one **reader task** per connection, on async-std's executor, reads into a `BytesMut` and
+//!   sends the bytes to the node task over a bounded channel (a fast publisher waits on the
+//!   channel, so memory stays bounded), then a `Closed` message at end of stream.
+//!
+//! Writes never wait: the node task polls `poll_write_vectored` on the shared `&TcpStream`
+//! with a per-connection waker; `Pending` means async-std's reactor will call that waker when
+//! the socket drains, and the waker posts the connection's id back to the node task.
+//!
+//! File requests (recording, video on demand) run on the driver's background file thread
+//! ([`siprtmp_driver_common::FileExecutor`], files under [`DriverConfig::root`]), never on the
+//! executor; after each batch of completions it posts a control message to the node task.
+//! Decisions are answered by the decider installed with [`AsyncStdDriver::with_decider`]
+//! (everything is accepted without one). On stop, every connection is closed and recordings
+//! are finished before [`AsyncStdDriver::run`] returns.
+//!
+//! ```no_run
+//! use siprtmp_async_std::{AsyncStdDriver, DriverConfig};
+//! use siprtmp_core::node::NodeConfig;
+//! let config = DriverConfig { listen: "127.0.0.1:1935".parse().unwrap(), ..DriverConfig::default() };
+//! let driver = AsyncStdDriver::bind(config, NodeConfig::default()).unwrap();
+//! let stop = driver.stopper();
+//! std::thread::spawn(move || { std::thread::sleep(std::time::Duration::from_secs(1)); stop.stop(); });
+//! driver.run().unwrap();
+//! ```
+
+use std::future::{poll_fn, Future};
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::pin::{pin, Pin};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use async_std::channel::{self, Receiver, Sender};
+use async_std::io::{ReadExt, Write};
+use async_std::net::{TcpListener, TcpStream};
+use async_std::stream::Stream;
+use bytes::BytesMut;
+use siprtmp_core::node::{ConnId, Node, NodeConfig};
+use siprtmp_driver_common::{bind_listener, configure_stream, FileExecutor, NodeHost, Transport};
+
+pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper};
+
+/// Read buffer granularity: one allocation serves many reads.
+const READ_CHUNK: usize = 64 * 1024;
+/// Reader messages the node task may have pending before readers wait.
+const CHANNEL_DEPTH: usize = 1024;
+/// Messages handled per turn before the node writes (bounds latency under a flood).
+const BATCH: usize = 256;
+
+/// What reader tasks tell the node task.
+enum Message {
+    Received(ConnId, BytesMut),
+    Closed(ConnId),
+}
+
+/// What wakers, the file thread and the stopper tell the node task (never refused: the
+/// channel is unbounded, each connection's waker fires at most once per `WouldBlock`, and the
+/// file thread posts once per batch of completions).
+enum Control {
+    Writable(ConnId),
+    /// File requests completed (the turn feeds them in).
+    Files,
+    Stop,
+}
+
+/// Posts a connection's id to the node task when the reactor finds its socket writable again.
+struct WritableWaker {
+    conn: ConnId,
+    tx: Sender<Control>,
+}
+
+impl Wake for WritableWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // A closed channel means the node task is gone: nobody to tell.
+        let _ = self.tx.try_send(Control::Writable(self.conn));
+    }
+}
+
+/// A connection as the node task holds it; dropping it shuts the socket down, which ends the
+/// reader task (async-std cannot cancel a task synchronously).
+struct AsyncStdConnection {
+    stream: TcpStream,
+    /// Set right after the host names the connection, before its first write.
+    writable: Option<Waker>,
+}
+
+impl Transport for AsyncStdConnection {
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let Some(writable) = &self.writable else {
+            return Ok(0);
+        };
+        let mut cx = Context::from_waker(writable);
+        let mut stream = &self.stream;
+        match Pin::new(&mut stream).poll_write_vectored(&mut cx, bufs) {
+            Poll::Ready(result) => result,
+            // The reactor holds the waker: the promise `Transport` asks for.
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
+impl Drop for AsyncStdConnection {
+    fn drop(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// The async-std driver around one node.
+pub struct AsyncStdDriver {
+    listener: std::net::TcpListener,
+    node: Node,
+    config: DriverConfig,
+    control_tx: Sender<Control>,
+    control_rx: Receiver<Control>,
+    files: FileExecutor,
+    decider: Option<Decider>,
+}
+
+impl AsyncStdDriver {
+    /// Binds the listening socket and builds the node.
+    pub fn bind(config: DriverConfig, node_config: NodeConfig) -> io::Result<Self> {
+        let listener = bind_listener(config.listen, true)?;
+        let node = Node::new(node_config, Instant::now(), config.seed);
+        let (control_tx, control_rx) = channel::unbounded();
+        let files_tx = control_tx.clone();
+        let files = FileExecutor::start(config.root.clone(), move || {
+            // Closed: the driver has returned; nobody waits for the completion.
+            let _ = files_tx.try_send(Control::Files);
+        })?;
+        Ok(Self {
+            listener,
+            node,
+            config,
+            control_tx,
+            control_rx,
+            files,
+            decider: None,
+        })
+    }
+
+    /// Installs the decider that answers [`siprtmp_core::node::Event::Decide`] (use with
+    /// [`NodeConfig::decisions`] on).
+    pub fn with_decider(mut self, decider: Decider) -> Self {
+        self.decider = Some(decider);
+        self
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// A handle that stops [`Self::run`], from any thread.
+    pub fn stopper(&self) -> Stopper {
+        let tx = self.control_tx.clone();
+        Stopper::new(move || {
+            // Closed: the driver has returned already.
+            let _ = tx.try_send(Control::Stop);
+        })
+    }
+
+    /// Runs the node task on the calling thread (readers on async-std's executor) until
+    /// stopped.
+    pub fn run(self) -> io::Result<()> {
+        async_std::task::block_on(self.node_task())
+    }
+
+    async fn node_task(self) -> io::Result<()> {
+        let listener = TcpListener::from(self.listener);
+        let send_buffer = self.config.send_buffer;
+        let mut host: NodeHost<AsyncStdConnection> = NodeHost::new(self.node, self.config.events)
+            .with_files(self.files)
+            .with_decider(self.decider);
+        let (tx, rx) = channel::bounded(CHANNEL_DEPTH);
+        let mut rx = pin!(rx);
+        let mut control = pin!(self.control_rx);
+        let mut incoming = pin!(listener.incoming());
+        let mut timer: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
+        let mut armed: Option<Instant> = None;
+        loop {
+            let deadline = host.poll_timeout();
+            if deadline != armed {
+                timer = deadline.map(|at| {
+                    let wait = at.saturating_duration_since(Instant::now());
+                    Box::pin(async_std::task::sleep(wait))
+                        as Pin<Box<dyn Future<Output = ()> + Send>>
+                });
+                armed = deadline;
+            }
+            let pending_writes = host.has_pending_writes();
+            // One wait over every source, in priority order (control first, new connections
+            // before data so a busy publisher cannot starve accept).
+            let woke = poll_fn(|cx| {
+                if let Poll::Ready(Some(c)) = control.as_mut().poll_next(cx) {
+                    return Poll::Ready(Woke::Control(c));
+                }
+                if let Poll::Ready(Some(a)) = incoming.as_mut().poll_next(cx) {
+                    return Poll::Ready(Woke::Accepted(a));
+                }
+                if let Poll::Ready(Some(m)) = rx.as_mut().poll_next(cx) {
+                    return Poll::Ready(Woke::Message(m));
+                }
+                if let Some(t) = timer.as_mut() {
+                    if t.as_mut().poll(cx).is_ready() {
+                        timer = None;
+                        armed = None;
+                        return Poll::Ready(Woke::Again);
+                    }
+                }
+                if pending_writes {
+                    // Writes left over from the last turn: go on without waiting.
+                    return Poll::Ready(Woke::Again);
+                }
+                Poll::Pending
+            })
+            .await;
+            let now = Instant::now();
+            match woke {
+                Woke::Control(Control::Stop) => {
+                    tracing::info!(
+                        "shutting down: closing {} connections",
+                        host.connection_count()
+                    );
+                    // Dropping the transports shuts the sockets down, which ends the readers.
+                    drop(host.shutdown(now));
+                    return Ok(());
+                }
+                Woke::Control(Control::Writable(conn)) => host.writable(conn),
+                Woke::Control(Control::Files) => {}
+                Woke::Again => {}
+                Woke::Message(message) => handle(&mut host, now, message),
+                Woke::Accepted(Ok(stream)) => {
+                    if let Err(e) = configure_stream(&stream, send_buffer) {
+                        tracing::warn!("socket options: {e}");
+                    }
+                    accept(&mut host, now, stream, &tx, &self.control_tx);
+                }
+                Woke::Accepted(Err(e)) => {
+                    // EMFILE and friends: back off rather than spin on the listener.
+                    tracing::warn!("accept: {e}");
+                    async_std::task::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            // Take whatever else is already waiting, then write once per connection.
+            while let Ok(c) = control.try_recv() {
+                match c {
+                    Control::Writable(conn) => host.writable(conn),
+                    Control::Files => {}
+                    // Put it back for the wait above, which handles it first.
+                    Control::Stop => {
+                        let _ = self.control_tx.try_send(Control::Stop);
+                        break;
+                    }
+                }
+            }
+            for _ in 0..BATCH {
+                match rx.try_recv() {
+                    Ok(message) => handle(&mut host, now, message),
+                    Err(_) => break,
+                }
+            }
+            host.turn(Instant::now());
+            host.take_closed().for_each(drop);
+        }
+    }
+}
+
+/// Why the node task woke up.
+enum Woke {
+    Control(Control),
+    Again,
+    Message(Message),
+    Accepted(io::Result<TcpStream>),
+}
+
+fn handle(host: &mut NodeHost<AsyncStdConnection>, now: Instant, message: Message) {
+    match message {
+        Message::Received(conn, data) => host.received(now, conn, data),
+        Message::Closed(conn) => host.peer_closed(now, conn),
+    }
+}
+
+fn accept(
+    host: &mut NodeHost<AsyncStdConnection>,
+    now: Instant,
+    stream: TcpStream,
+    tx: &Sender<Message>,
+    control_tx: &Sender<Control>,
+) {
+    let peer = match stream.peer_addr() {
+        Ok(peer) => peer,
+        Err(e) => {
+            tracing::debug!("accepted a connection already gone: {e}");
+            return;
+        }
+    };
+    let transport = AsyncStdConnection {
+        stream: stream.clone(),
+        writable: None,
+    };
+    let conn = host.accept(now, peer, transport);
+    let Some(transport) = host.transport_mut(conn) else {
+        return;
+    };
+    // The node names the connection; the waker and the reader need that name.
+    transport.writable = Some(Waker::from(Arc::new(WritableWaker {
+        conn,
+        tx: control_tx.clone(),
+    })));
+    async_std::task::spawn(read_loop(conn, stream, tx.clone()));
+}
+
+/// Reads `conn` until end of stream or error, sending what arrives to the node task.
+async fn read_loop(conn: ConnId, stream: TcpStream, tx: Sender<Message>) {
+    // Kept initialised to its full length, so it is zeroed once per READ_CHUNK received, not
+    // once per read.
+    let mut buf = BytesMut::zeroed(READ_CHUNK);
+    loop {
+        if buf.len() < READ_CHUNK / 4 {
+            buf = BytesMut::zeroed(READ_CHUNK);
+        }
+        match (&stream).read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => {
+                if tx
+                    .send(Message::Received(conn, buf.split_to(n)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::debug!("{conn}: read error: {e}");
+                break;
+            }
+        }
+    }
+    let _ = tx.send(Message::Closed(conn)).await;
+}

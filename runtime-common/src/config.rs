@@ -1,0 +1,45 @@
+//! [`DriverConfig`]: the settings every driver takes besides the node's own
+//! ([`siprtmp_core::node::NodeConfig`]): sockets, seed, event channel, file root. The
+//! application's decider is not a setting (it is not `Clone`): each driver takes it with
+//! `with_decider`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::mpsc::Sender;
+
+use siprtmp_core::node::Event;
+
+/// Settings of a driver.
+///
+/// ```
+/// use siprtmp_driver_common::DriverConfig;
+/// let config = DriverConfig { listen: "127.0.0.1:0".parse().unwrap(), ..DriverConfig::default() };
+/// assert_eq!(config.send_buffer, None);
+/// ```
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// Address to listen on for RTMP.
+    pub listen: SocketAddr,
+    /// `SO_SNDBUF` for accepted sockets; `None` leaves the kernel's autotuning on. A small value
+    /// makes backpressure visible to the node sooner (the kernel holds less).
+    pub send_buffer: Option<usize>,
+    /// Seed for the node's random generator.
+    pub seed: u64,
+    /// Where application events go besides the log (for embedding applications and tests).
+    pub events: Option<Sender<Event>>,
+    /// Directory that recorded and played files live under (the node's file paths are
+    /// relative to it).
+    pub root: PathBuf,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 1935)),
+            send_buffer: None,
+            seed: 0x5eed,
+            events: None,
+            root: PathBuf::from("media"),
+        }
+    }
+}

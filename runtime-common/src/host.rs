@@ -1,0 +1,642 @@
+//! [`NodeHost`]: the half of an event-loop driver that does not depend on the event loop.
+//!
+//! mio, tokio and async-std differ in how they learn that a socket is readable or writable and
+//! how they sleep; they do not differ in what to do next. The host owns the [`Node`] and one
+//! [`Transport`] per connection, and carries out the node's outputs: a `Transmit` marks the
+//! connection dirty, each dirty connection gets one vectored write per turn with the drained
+//! count fed back, a `Close` writes what goes without blocking and then drops the transport,
+//! a `File` request goes to the [`FileExecutor`] (whose completions come back as
+//! `Input::FileDone` on the next turn), an `Event` goes to the [`EventRouter`] (logged,
+//! answered if it is a decision, forwarded). The driver hands dropped transports back to its
+//! event loop with [`NodeHost::take_closed`] (to deregister or cancel a reader task).
+
+use std::collections::HashMap;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::sync::mpsc::Sender;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use siprtmp_core::node::{ConnId, Event, FileError, Input, Node, Output};
+use siprtmp_core::storage::FileErrorKind;
+
+use crate::events::{Decider, EventRouter};
+use crate::file_io::{FileExecutor, SHUTDOWN_FILE_GRACE};
+
+/// Most segments handed to one vectored write (Linux `IOV_MAX` is 1024).
+pub const MAX_IOVECS: usize = 512;
+
+/// A connection's socket as the host sees it: something that takes bytes without waiting.
+pub trait Transport {
+    /// Writes as much of `bufs` as the socket takes now, without waiting.
+    ///
+    /// `Err(WouldBlock)` is a promise: the driver will call [`NodeHost::writable`] for this
+    /// connection once the socket can take more. `Ok(0)` means nothing was taken and no such
+    /// promise is made; the host then tries again on the next turn.
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+}
+
+struct Slot<T> {
+    transport: T,
+    /// On the dirty list already.
+    dirty: bool,
+}
+
+/// A [`Node`] with its connections' transports: everything an event-loop driver does besides
+/// waiting.
+///
+/// ```
+/// use std::io::{self, IoSlice};
+/// use std::time::Instant;
+/// use siprtmp_core::node::{Node, NodeConfig};
+/// use siprtmp_driver_common::{NodeHost, Transport};
+///
+/// /// A socket that takes everything: collects what the node sends.
+/// struct Sink(Vec<u8>);
+/// impl Transport for Sink {
+///     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+///         bufs.iter().for_each(|b| self.0.extend_from_slice(b));
+///         Ok(bufs.iter().map(|b| b.len()).sum())
+///     }
+/// }
+///
+/// let now = Instant::now();
+/// let mut host = NodeHost::new(Node::new(NodeConfig::default(), now, 1), None);
+/// let conn = host.accept(now, "127.0.0.1:5000".parse().unwrap(), Sink(Vec::new()));
+/// let mut c0c1 = vec![3u8];
+/// c0c1.extend_from_slice(&[0; 1536]);
+/// host.received(now, conn, c0c1.as_slice().into());
+/// host.turn(now); // one writev of S0+S1+S2
+/// assert_eq!(host.node().queued_bytes(conn), 0);
+/// ```
+pub struct NodeHost<T> {
+    node: Node,
+    conns: HashMap<ConnId, Slot<T>>,
+    /// Connections marked dirty since the last flush (each once).
+    dirty: Vec<ConnId>,
+    /// Transports dropped by the node or by errors, for the driver to dispose of.
+    closed: Vec<(ConnId, T)>,
+    /// Runs the node's file requests; without one they fail at once.
+    files: Option<FileExecutor>,
+    router: EventRouter,
+}
+
+impl<T: Transport> NodeHost<T> {
+    /// Hosts `node`, forwarding its events to `events` if given. Without
+    /// [`Self::with_files`], its file requests fail; without [`Self::with_decider`], its
+    /// decisions are accepted.
+    pub fn new(node: Node, events: Option<Sender<Event>>) -> Self {
+        Self {
+            node,
+            conns: HashMap::new(),
+            dirty: Vec::new(),
+            closed: Vec::new(),
+            files: None,
+            router: EventRouter::new(events, None),
+        }
+    }
+
+    /// Runs the node's file requests on `files` (whose wake-up must make the driver take a
+    /// [`Self::turn`]).
+    pub fn with_files(mut self, files: FileExecutor) -> Self {
+        self.files = Some(files);
+        self
+    }
+
+    /// Answers the node's [`Event::Decide`]s with `decider` (if given).
+    pub fn with_decider(mut self, decider: Option<Decider>) -> Self {
+        if let Some(decider) = decider {
+            self.router.set_decider(decider);
+        }
+        self
+    }
+
+    /// The node (for queries such as [`Node::queued_bytes`]).
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Registers an accepted connection and its transport.
+    pub fn accept(&mut self, now: Instant, peer: SocketAddr, transport: T) -> ConnId {
+        let conn = self.node.accept(now, peer);
+        tracing::debug!("{conn}: accepted {peer}");
+        self.conns.insert(
+            conn,
+            Slot {
+                transport,
+                dirty: false,
+            },
+        );
+        conn
+    }
+
+    /// The transport of `conn`, if it is live (for reading from it).
+    pub fn transport_mut(&mut self, conn: ConnId) -> Option<&mut T> {
+        self.conns.get_mut(&conn).map(|slot| &mut slot.transport)
+    }
+
+    /// Bytes read from `conn` (ignored if the connection is already gone).
+    pub fn received(&mut self, now: Instant, conn: ConnId, data: BytesMut) {
+        if self.conns.contains_key(&conn) {
+            self.node.handle(now, Input::Received { conn, data });
+        }
+    }
+
+    /// The peer closed `conn`, or reading from it failed.
+    pub fn peer_closed(&mut self, now: Instant, conn: ConnId) {
+        self.remove(now, conn);
+    }
+
+    /// `conn`'s socket can take bytes again (after a `WouldBlock`).
+    pub fn writable(&mut self, conn: ConnId) {
+        self.mark_dirty(conn);
+    }
+
+    /// The node's next deadline.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.node.poll_timeout()
+    }
+
+    /// Connections still to be written: the driver must not sleep before the next turn.
+    pub fn has_pending_writes(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    /// Live connections.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// After a batch of inputs: feeds completed file requests in, fires the node's timer if
+    /// due, carries out its outputs, and gives each dirty connection one vectored write.
+    pub fn turn(&mut self, now: Instant) {
+        if let Some(files) = &mut self.files {
+            files.feed(&mut self.node, now);
+        }
+        if self
+            .node
+            .poll_timeout()
+            .is_some_and(|deadline| deadline <= now)
+        {
+            self.node.handle(now, Input::Timeout);
+        }
+        self.process_outputs(now);
+        self.flush_dirty(now);
+        // Drained counts can release more work (a resumed player, a close).
+        self.process_outputs(now);
+    }
+
+    /// Transports dropped since the last call, for the driver to deregister or cancel.
+    pub fn take_closed(&mut self) -> std::vec::Drain<'_, (ConnId, T)> {
+        self.closed.drain(..)
+    }
+
+    /// On stop: removes every connection (the node is told each one closed, so recordings
+    /// end), then lets the file executor finish what that asks for (for up to
+    /// [`SHUTDOWN_FILE_GRACE`]). Returns the transports for the driver to dispose of. Blocks
+    /// while files finish: the loop has stopped serving.
+    pub fn shutdown(&mut self, now: Instant) -> Vec<(ConnId, T)> {
+        self.dirty.clear();
+        let open: Vec<(ConnId, T)> = self.conns.drain().map(|(c, s)| (c, s.transport)).collect();
+        for (conn, _) in &open {
+            self.node.handle(now, Input::Closed { conn: *conn });
+        }
+        let mut transports: Vec<(ConnId, T)> = self.closed.drain(..).collect();
+        transports.extend(open);
+        match &mut self.files {
+            Some(files) => files.finish(&mut self.node, &mut self.router, SHUTDOWN_FILE_GRACE),
+            None => self.process_outputs(now),
+        }
+        transports
+    }
+
+    fn process_outputs(&mut self, now: Instant) {
+        while let Some(output) = self.node.poll_output() {
+            match output {
+                Output::Transmit { conn } => self.mark_dirty(conn),
+                Output::Close { conn } => {
+                    self.write(now, conn);
+                    self.remove(now, conn);
+                }
+                Output::File(request) => match &mut self.files {
+                    Some(files) => files.submit(request),
+                    None => {
+                        let result = Err(FileError::new(FileErrorKind::Other, "no file storage"));
+                        let file = request.file;
+                        self.node.handle(now, Input::FileDone { file, result });
+                    }
+                },
+                Output::Udp(command) => {
+                    if let Some(event) = crate::udp_unsupported(command) {
+                        self.node.handle(now, Input::Udp(event));
+                    }
+                }
+                Output::Event(event) => self.router.route(&mut self.node, now, event),
+            }
+        }
+    }
+
+    fn mark_dirty(&mut self, conn: ConnId) {
+        if let Some(slot) = self.conns.get_mut(&conn) {
+            if !slot.dirty {
+                slot.dirty = true;
+                self.dirty.push(conn);
+            }
+        }
+    }
+
+    fn flush_dirty(&mut self, now: Instant) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for conn in dirty.drain(..) {
+            if let Some(slot) = self.conns.get_mut(&conn) {
+                slot.dirty = false;
+                self.write(now, conn);
+            }
+        }
+        // Keep the list's allocation for the next turn.
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+
+    /// One vectored write of the connection's queued segments (a second only if the first was
+    /// partial, to reach `WouldBlock`, which is what arms the writable notification).
+    fn write(&mut self, now: Instant, conn: ConnId) {
+        for _ in 0..2 {
+            let Some(slot) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let count = self.node.io_slices(conn, &mut slices);
+            if count == 0 {
+                return;
+            }
+            let total: usize = slices[..count].iter().map(|s| s.len()).sum();
+            match slot.transport.write_vectored(&slices[..count]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.node.handle(now, Input::Drained { conn, bytes: n });
+                    if n == total && self.node.queued_bytes(conn) == 0 {
+                        return;
+                    }
+                }
+                // The transport will report writability.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::debug!("{conn}: write error: {e}");
+                    self.remove(now, conn);
+                    return;
+                }
+            }
+        }
+        // Still queued without a writability promise (more than MAX_IOVECS segments, two
+        // partial writes, or `Ok(0)`): try again on the next turn.
+        self.mark_dirty(conn);
+    }
+
+    fn remove(&mut self, now: Instant, conn: ConnId) {
+        if let Some(slot) = self.conns.remove(&conn) {
+            self.closed.push((conn, slot.transport));
+            self.node.handle(now, Input::Closed { conn });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use siprtmp_core::node::{Decision, NodeConfig, Question};
+    use siprtmp_core::rng::SeededRng;
+    use siprtmp_core::rtmp::client::{ClientEvent, RtmpClient};
+    use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
+    use siprtmp_core::server::{AppConfig, RecordPolicy, ServerConfig};
+
+    /// A socket whose kernel buffer takes `budget` more bytes, then says `WouldBlock` (or
+    /// fails, or takes nothing, as told).
+    #[derive(Default)]
+    struct FakeSocket {
+        budget: usize,
+        written: Vec<u8>,
+        writes: usize,
+        fail: bool,
+        zero: bool,
+    }
+
+    impl Transport for FakeSocket {
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.writes += 1;
+            if self.fail {
+                return Err(io::ErrorKind::ConnectionReset.into());
+            }
+            if self.zero {
+                return Ok(0);
+            }
+            if self.budget == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut n = 0;
+            for buf in bufs {
+                let take = buf.len().min(self.budget - n);
+                self.written.extend_from_slice(&buf[..take]);
+                n += take;
+            }
+            self.budget -= n;
+            Ok(n)
+        }
+    }
+
+    /// S0+S1+S2: what the node queues in answer to a C0+C1.
+    const HANDSHAKE_REPLY: usize = 1 + 1536 + 1536;
+
+    fn host_with_handshake(socket: FakeSocket) -> (NodeHost<FakeSocket>, ConnId, Instant) {
+        let now = Instant::now();
+        let mut host = NodeHost::new(Node::new(NodeConfig::default(), now, 9), None);
+        let conn = host.accept(now, "127.0.0.1:4000".parse().unwrap(), socket);
+        let mut c0c1 = vec![3u8];
+        c0c1.extend_from_slice(&[0; 1536]);
+        host.received(now, conn, c0c1.as_slice().into());
+        (host, conn, now)
+    }
+
+    #[test]
+    fn a_full_socket_waits_for_writable_then_resumes_where_it_stopped() {
+        let socket = FakeSocket {
+            budget: 1000,
+            ..FakeSocket::default()
+        };
+        let (mut host, conn, now) = host_with_handshake(socket);
+        host.turn(now);
+        // One partial write, a second attempt that hits WouldBlock, and no busy retry.
+        assert_eq!(host.transport_mut(conn).unwrap().writes, 2);
+        assert_eq!(host.node().queued_bytes(conn), HANDSHAKE_REPLY - 1000);
+        assert!(!host.has_pending_writes());
+        host.turn(now);
+        assert_eq!(
+            host.transport_mut(conn).unwrap().writes,
+            2,
+            "wrote without being told"
+        );
+
+        host.transport_mut(conn).unwrap().budget = 10_000;
+        host.writable(conn);
+        host.turn(now);
+        let socket = host.transport_mut(conn).unwrap();
+        assert_eq!(socket.written.len(), HANDSHAKE_REPLY);
+        assert_eq!(socket.written[0], 3, "S0 first: the bytes go out in order");
+        assert_eq!(host.node().queued_bytes(conn), 0);
+    }
+
+    #[test]
+    fn a_write_that_takes_nothing_is_retried_on_the_next_turn() {
+        let socket = FakeSocket {
+            zero: true,
+            ..FakeSocket::default()
+        };
+        let (mut host, conn, now) = host_with_handshake(socket);
+        host.turn(now);
+        assert!(host.has_pending_writes());
+        let socket = host.transport_mut(conn).unwrap();
+        socket.zero = false;
+        socket.budget = usize::MAX;
+        host.turn(now);
+        assert!(!host.has_pending_writes());
+        assert_eq!(host.node().queued_bytes(conn), 0);
+    }
+
+    #[test]
+    fn a_write_error_removes_the_connection_and_hands_back_its_transport() {
+        let socket = FakeSocket {
+            fail: true,
+            ..FakeSocket::default()
+        };
+        let (mut host, conn, now) = host_with_handshake(socket);
+        host.turn(now);
+        let closed: Vec<ConnId> = host.take_closed().map(|(c, _)| c).collect();
+        assert_eq!(closed, [conn]);
+        assert_eq!(host.connection_count(), 0);
+        assert_eq!(host.node().connection_count(), 0);
+        // Late input for the gone connection is ignored.
+        host.received(now, conn, BytesMut::from(&b"late"[..]));
+        host.writable(conn);
+        host.turn(now);
+        assert!(!host.has_pending_writes());
+    }
+
+    #[test]
+    fn a_peer_close_tells_the_node_and_hands_back_the_transport() {
+        let (mut host, conn, now) = host_with_handshake(FakeSocket::default());
+        host.peer_closed(now, conn);
+        assert_eq!(host.take_closed().count(), 1);
+        assert_eq!(host.node().connection_count(), 0);
+        host.peer_closed(now, conn);
+        assert_eq!(host.take_closed().count(), 0, "closed twice");
+    }
+
+    /// A client machine wired to a host through a [`FakeSocket`] that takes everything.
+    struct Wired {
+        host: NodeHost<FakeSocket>,
+        conn: ConnId,
+        client: RtmpClient,
+        inbox: BytesMut,
+    }
+
+    impl Wired {
+        fn new(host: NodeHost<FakeSocket>, app: &str) -> Self {
+            let mut host = host;
+            let socket = FakeSocket {
+                budget: usize::MAX,
+                ..FakeSocket::default()
+            };
+            let conn = host.accept(Instant::now(), "127.0.0.1:4000".parse().unwrap(), socket);
+            let client = RtmpClient::new(&mut SeededRng::new(2), app, "rtmp://127.0.0.1/app");
+            Self {
+                host,
+                conn,
+                client,
+                inbox: BytesMut::new(),
+            }
+        }
+
+        /// Moves bytes both ways until the client sees an event matching `pred`.
+        fn until(&mut self, pred: impl Fn(&ClientEvent) -> bool) -> ClientEvent {
+            for _ in 0..100 {
+                let now = Instant::now();
+                while let Some(bytes) = self.client.take_output() {
+                    self.host
+                        .received(now, self.conn, BytesMut::from(&bytes[..]));
+                }
+                self.host.turn(now);
+                if let Some(socket) = self.host.transport_mut(self.conn) {
+                    self.inbox
+                        .extend_from_slice(&std::mem::take(&mut socket.written));
+                }
+                self.client.received(&mut self.inbox).expect("client input");
+                while let Some(event) = self.client.poll_event() {
+                    if pred(&event) {
+                        return event;
+                    }
+                }
+            }
+            panic!("the client never saw the event");
+        }
+
+        fn publish(&mut self, name: &str) -> (u32, ClientEvent) {
+            self.until(|e| *e == ClientEvent::Connected);
+            self.client.create_stream();
+            let ClientEvent::StreamCreated(id) =
+                self.until(|e| matches!(e, ClientEvent::StreamCreated(_)))
+            else {
+                unreachable!()
+            };
+            self.client.publish(id, name);
+            (id, self.until(|e| matches!(e, ClientEvent::Status(..))))
+        }
+    }
+
+    fn recording_node(decisions: bool) -> Node {
+        let mut server = ServerConfig::default();
+        server.apps.insert(
+            "live".into(),
+            AppConfig {
+                record: RecordPolicy::All,
+            },
+        );
+        let config = NodeConfig { server, decisions };
+        Node::new(config, Instant::now(), 5)
+    }
+
+    fn scratch(test: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("siprtmp-host-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn a_recording_runs_on_the_executor_and_is_finished_at_shutdown() {
+        let root = scratch("record");
+        let (woken_tx, woken) = std::sync::mpsc::channel();
+        let files = FileExecutor::start(root.clone(), move || {
+            let _ = woken_tx.send(());
+        })
+        .unwrap();
+        let (events_tx, events) = std::sync::mpsc::channel();
+        let host = NodeHost::new(recording_node(false), Some(events_tx)).with_files(files);
+        let mut wired = Wired::new(host, "live");
+        let (id, status) = wired.publish("cam");
+        assert_eq!(
+            status,
+            ClientEvent::Status(id, "NetStream.Publish.Start".into())
+        );
+        for (timestamp, payload) in [
+            (0, &[0x17u8, 0, 0, 0, 0, 1, 0x64, 0, 0x0d][..]),
+            (0, &[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65][..]),
+            (40, &[0x27, 1, 0, 0, 0, 0, 0, 0, 1, 0x41][..]),
+        ] {
+            let message = RtmpMessage::new(
+                type_id::VIDEO,
+                id,
+                timestamp,
+                Bytes::copy_from_slice(payload),
+            );
+            wired.client.send_media(&message);
+        }
+        // The open and the first writes complete on the file thread, which wakes the driver;
+        // the next turn feeds the completions in.
+        wired.until(|e| matches!(e, ClientEvent::Status(_, c) if c == "NetStream.Record.Start"));
+        woken
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("the file thread woke the driver");
+        wired.host.turn(Instant::now());
+        assert!(root.join("live/cam.flv").exists());
+
+        let transports = wired.host.shutdown(Instant::now());
+        assert_eq!(transports.len(), 1);
+        let events: Vec<Event> = events.try_iter().collect();
+        let stopped = events.iter().find_map(|e| match e {
+            Event::RecordStopped {
+                path, error, bytes, ..
+            } => Some((path.clone(), error.clone(), *bytes)),
+            _ => None,
+        });
+        let (path, error, bytes) = stopped.expect("the recording ended at shutdown");
+        assert_eq!((path.as_str(), error), ("live/cam.flv", None));
+        let file = std::fs::read(root.join(&path)).unwrap();
+        assert_eq!(
+            file.len() as u64,
+            bytes,
+            "every byte reached the disk before shutdown returned"
+        );
+        assert!(file.starts_with(b"FLV\x01"));
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn without_an_executor_a_recording_fails_and_the_stream_goes_on() {
+        let (events_tx, events) = std::sync::mpsc::channel();
+        let host = NodeHost::new(recording_node(false), Some(events_tx));
+        let mut wired = Wired::new(host, "live");
+        let (id, status) = wired.publish("cam");
+        assert_eq!(
+            status,
+            ClientEvent::Status(id, "NetStream.Publish.Start".into())
+        );
+        wired.until(|e| matches!(e, ClientEvent::Status(_, c) if c.starts_with("NetStream.Record.") && c != "NetStream.Record.Start"));
+        assert!(events
+            .try_iter()
+            .any(|e| matches!(e, Event::RecordStopped { error: Some(_), .. })));
+        assert_eq!(
+            wired.host.connection_count(),
+            1,
+            "the publisher stays connected"
+        );
+    }
+
+    #[test]
+    fn the_decider_answers_decisions_and_refusals_reach_the_client() {
+        let decider: Decider = Box::new(|event| match event {
+            Event::Decide {
+                request,
+                question: Question::Publish { name, .. },
+            } if name == "secret" => Some((*request, Decision::Reject("not you".into()))),
+            Event::Decide { request, .. } => Some((*request, Decision::Accept)),
+            _ => None,
+        });
+        let host = NodeHost::new(recording_node(true), None).with_decider(Some(decider));
+        let mut wired = Wired::new(host, "other");
+        let (id, status) = wired.publish("secret");
+        assert_eq!(
+            status,
+            ClientEvent::Status(id, "NetStream.Publish.Denied".into())
+        );
+    }
+
+    #[test]
+    fn without_a_decider_every_decision_is_accepted() {
+        let host = NodeHost::new(recording_node(true), None);
+        let mut wired = Wired::new(host, "other");
+        let (id, status) = wired.publish("anything");
+        assert_eq!(
+            status,
+            ClientEvent::Status(id, "NetStream.Publish.Start".into())
+        );
+    }
+
+    #[test]
+    fn a_handshake_deadline_closes_through_the_host() {
+        let (mut host, conn, now) = host_with_handshake(FakeSocket {
+            budget: usize::MAX,
+            ..FakeSocket::default()
+        });
+        host.turn(now);
+        let deadline = host.poll_timeout().expect("handshake deadline");
+        host.turn(deadline);
+        let closed: Vec<ConnId> = host.take_closed().map(|(c, _)| c).collect();
+        assert_eq!(
+            closed,
+            [conn],
+            "an unfinished handshake is closed at its deadline"
+        );
+    }
+}

@@ -1,0 +1,49 @@
+//! Socket setup shared by the drivers: the listening socket (`SO_REUSEADDR`, a deep backlog)
+//! and per-connection options (`TCP_NODELAY`, `SO_SNDBUF`), applied through `socket2` because
+//! no runtime exposes all of them.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+
+#[cfg(unix)]
+use std::os::fd::AsFd as AsSocket;
+#[cfg(windows)]
+use std::os::windows::io::AsSocket;
+
+/// Pending connections the kernel may hold before `accept`.
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// Binds a TCP listener on `addr` with `SO_REUSEADDR`, in non-blocking mode if `nonblocking`
+/// (the event-loop drivers) or blocking (the thread-per-connection driver).
+///
+/// ```
+/// let listener = siprtmp_driver_common::bind_listener("127.0.0.1:0".parse().unwrap(), false).unwrap();
+/// assert_ne!(listener.local_addr().unwrap().port(), 0);
+/// ```
+pub fn bind_listener(addr: SocketAddr, nonblocking: bool) -> io::Result<TcpListener> {
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(nonblocking)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Sets `TCP_NODELAY` (media is latency-bound and already batched into one `writev`) and,
+/// if given, `SO_SNDBUF` on an accepted socket of any runtime.
+pub fn configure_stream<S: AsSocket>(socket: &S, send_buffer: Option<usize>) -> io::Result<()> {
+    let socket = socket2::SockRef::from(socket);
+    socket.set_nodelay(true)?;
+    if let Some(size) = send_buffer {
+        socket.set_send_buffer_size(size)?;
+    }
+    Ok(())
+}
+
+/// Shuts both directions of a socket down now, whoever else holds a handle to it: a reader
+/// blocked on it sees end of stream, a writer gets an error. Errors (already closed) are
+/// ignored.
+pub fn shutdown_stream<S: AsSocket>(socket: &S) {
+    let _ = socket2::SockRef::from(socket).shutdown(std::net::Shutdown::Both);
+}

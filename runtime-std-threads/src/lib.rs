@@ -1,0 +1,438 @@
+//! # siprtmp-threads
+//!
+//! Runs a [`siprtmp_core::node::Node`] with blocking std sockets and no async anywhere:
+//!
+//! - an **acceptor thread** blocks in `accept` and hands each connection to the node thread;
+//! - a **reader thread** per connection blocks in `read` and sends the bytes to the node
+//!   thread over a bounded `std::sync::mpsc` channel;
+//! - a **writer thread** per connection blocks in `write_all` on batches the node thread
+//!   copies out of the connection's queue, and reports each written batch back as a drained
+//!   count;
+//! - the **node thread** (the caller of [`ThreadsDriver::run`]) owns the node: it waits on the
+//!   channel with `recv_timeout` until the node's deadline, feeds each message in, and hands
+//!   each connection with queued bytes its next batch;
+//! - a **file thread** ([`siprtmp_driver_common::FileExecutor`], files under
+//!   [`DriverConfig::root`]) runs the node's file requests (recording, video on demand) and,
+//!   after each batch of completions, posts a wake-up on the node thread's channel; the node
+//!   thread feeds the completions in on its next turn.
+//!
+//! Decisions are answered on the node thread by the decider installed with
+//! [`ThreadsDriver::with_decider`] (everything is accepted without one). On stop, every
+//! connection is closed and recordings are finished before [`ThreadsDriver::run`] returns.
+//!
+//! A slow reader blocks only its own writer thread. The node counts the batch in flight as
+//! still queued until the writer reports it written, so its backpressure (drop to keyframes,
+//! disconnect past the hard limit) sees the true backlog, exactly as under the event-loop
+//! drivers. The price of the model is one copy per byte written: the node's queue is shared
+//! `Bytes`, but [`siprtmp_core::node::Node`] lends it out only as `IoSlice`s, which cannot
+//! leave the node thread.
+//!
+//! ```no_run
+//! use siprtmp_threads::{DriverConfig, ThreadsDriver};
+//! use siprtmp_core::node::NodeConfig;
+//! let config = DriverConfig { listen: "127.0.0.1:1935".parse().unwrap(), ..DriverConfig::default() };
+//! let driver = ThreadsDriver::bind(config, NodeConfig::default()).unwrap();
+//! let stop = driver.stopper();
+//! std::thread::spawn(move || { std::thread::sleep(std::time::Duration::from_secs(1)); stop.stop(); });
+//! driver.run().unwrap();
+//! ```
+
+mod workers;
+
+use std::collections::HashMap;
+use std::io::{self, IoSlice};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use siprtmp_core::node::{ConnId, Input, Node, NodeConfig, Output};
+use siprtmp_driver_common::{
+    bind_listener, configure_stream, shutdown_stream, EventRouter, FileExecutor, MAX_IOVECS,
+    SHUTDOWN_FILE_GRACE,
+};
+use workers::{spawn_reader, spawn_writer, Job, Message};
+
+pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper};
+
+/// Messages the node thread may have pending before readers wait.
+const CHANNEL_DEPTH: usize = 1024;
+/// Messages handled per turn before the node thread writes.
+const BATCH: usize = 256;
+/// Largest batch copied to a writer thread at once.
+const WRITE_BATCH: usize = 256 * 1024;
+/// Largest tail written on close.
+const CLOSE_TAIL: usize = 64 * 1024;
+
+/// A connection as the node thread holds it.
+struct Connection {
+    /// A handle for shutting the socket down under the reader and the writer.
+    stream: TcpStream,
+    jobs: Sender<Job>,
+    /// Bytes handed to the writer and not yet reported written.
+    in_flight: usize,
+    /// On the dirty list already.
+    dirty: bool,
+    threads: [JoinHandle<()>; 2],
+}
+
+/// The thread-per-connection driver around one node.
+pub struct ThreadsDriver {
+    listener: TcpListener,
+    node: Node,
+    config: DriverConfig,
+    tx: SyncSender<Message>,
+    rx: Receiver<Message>,
+    stop: Arc<AtomicBool>,
+    files: FileExecutor,
+    decider: Option<Decider>,
+}
+
+impl ThreadsDriver {
+    /// Binds the listening socket and builds the node.
+    pub fn bind(config: DriverConfig, node_config: NodeConfig) -> io::Result<Self> {
+        let listener = bind_listener(config.listen, false)?;
+        let node = Node::new(node_config, Instant::now(), config.seed);
+        let (tx, rx) = mpsc::sync_channel(CHANNEL_DEPTH);
+        let files_tx = tx.clone();
+        let files = FileExecutor::start(config.root.clone(), move || {
+            // A full channel means the node thread has messages to handle and takes a turn
+            // (feeding completions in) after them anyway; a closed one, that it has gone.
+            let _ = files_tx.try_send(Message::Files);
+        })?;
+        Ok(Self {
+            listener,
+            node,
+            config,
+            tx,
+            rx,
+            stop: Arc::new(AtomicBool::new(false)),
+            files,
+            decider: None,
+        })
+    }
+
+    /// Installs the decider that answers [`siprtmp_core::node::Event::Decide`] (use with
+    /// [`NodeConfig::decisions`] on).
+    pub fn with_decider(mut self, decider: Decider) -> Self {
+        self.decider = Some(decider);
+        self
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// A handle that stops [`Self::run`], from any thread.
+    pub fn stopper(&self) -> Stopper {
+        let stop = self.stop.clone();
+        let tx = self.tx.clone();
+        Stopper::new(move || {
+            stop.store(true, Ordering::SeqCst);
+            // A full channel means the node thread is busy and will see the flag anyway.
+            let _ = tx.try_send(Message::Stop);
+        })
+    }
+
+    /// Runs the node on the calling thread until stopped.
+    pub fn run(self) -> io::Result<()> {
+        let addr = self.listener.local_addr()?;
+        let acceptor = {
+            let listener = self.listener;
+            let tx = self.tx.clone();
+            let stop = self.stop.clone();
+            let send_buffer = self.config.send_buffer;
+            std::thread::Builder::new()
+                .name("rtmp-accept".into())
+                .spawn(move || accept_loop(listener, tx, stop, send_buffer))?
+        };
+        let mut node_thread = NodeThread {
+            node: self.node,
+            connections: HashMap::new(),
+            dirty: Vec::new(),
+            tx: self.tx,
+            files: self.files,
+            router: EventRouter::new(self.config.events, self.decider),
+        };
+        node_thread.run(&self.rx, &self.stop);
+        let connections = std::mem::take(&mut node_thread.connections);
+        tracing::info!("shutting down: closing {} connections", connections.len());
+        let mut threads = Vec::new();
+        let now = Instant::now();
+        for (conn, c) in connections {
+            shutdown_stream(&c.stream);
+            threads.extend(c.threads);
+            node_thread.node.handle(now, Input::Closed { conn });
+        }
+        // Recordings end with the connections: let their last writes and metadata land.
+        let NodeThread {
+            mut node,
+            mut files,
+            mut router,
+            ..
+        } = node_thread;
+        files.finish(&mut node, &mut router, SHUTDOWN_FILE_GRACE);
+        // Dropping the receiver releases an acceptor blocked on a full channel.
+        drop(self.rx);
+        // Wake the acceptor out of `accept`; it sees the stop flag.
+        if wake_acceptor(addr) {
+            let _ = acceptor.join();
+        }
+        // Shut down sockets make both workers return promptly.
+        for thread in threads {
+            let _ = thread.join();
+        }
+        Ok(())
+    }
+}
+
+/// Connects to the listener so that a blocked `accept` returns.
+fn wake_acceptor(addr: SocketAddr) -> bool {
+    let mut target = addr;
+    if target.ip().is_unspecified() {
+        target.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    TcpStream::connect_timeout(&target, Duration::from_secs(1)).is_ok()
+}
+
+fn accept_loop(
+    listener: TcpListener,
+    tx: SyncSender<Message>,
+    stop: Arc<AtomicBool>,
+    send_buffer: Option<usize>,
+) {
+    loop {
+        let accepted = listener.accept();
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        match accepted {
+            Ok((stream, peer)) => {
+                if let Err(e) = configure_stream(&stream, send_buffer) {
+                    tracing::warn!("socket options for {peer}: {e}");
+                }
+                if tx.send(Message::Accepted(stream, peer)).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                // EMFILE and friends: back off rather than spin.
+                tracing::warn!("accept: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// The node and what the node thread knows about each connection.
+struct NodeThread {
+    node: Node,
+    connections: HashMap<ConnId, Connection>,
+    dirty: Vec<ConnId>,
+    /// Handed to new reader and writer threads.
+    tx: SyncSender<Message>,
+    /// Runs the node's file requests; wakes this thread with [`Message::Files`].
+    files: FileExecutor,
+    /// Logs events, answers decisions, forwards events to the embedding application.
+    router: EventRouter,
+}
+
+impl NodeThread {
+    fn run(&mut self, rx: &Receiver<Message>, stop: &AtomicBool) {
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let first = match self.node.poll_timeout() {
+                Some(deadline) => {
+                    match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                        Ok(message) => Some(message),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+                None => match rx.recv() {
+                    Ok(message) => Some(message),
+                    Err(_) => return,
+                },
+            };
+            let now = Instant::now();
+            if let Some(message) = first {
+                self.handle(now, message);
+                for _ in 0..BATCH {
+                    match rx.try_recv() {
+                        Ok(message) => self.handle(now, message),
+                        Err(_) => break,
+                    }
+                }
+            }
+            let now = Instant::now();
+            self.files.feed(&mut self.node, now);
+            if self.node.poll_timeout().is_some_and(|d| d <= now) {
+                self.node.handle(now, Input::Timeout);
+            }
+            self.process_outputs(now);
+            self.flush_dirty(now);
+            self.process_outputs(now);
+        }
+    }
+
+    fn handle(&mut self, now: Instant, message: Message) {
+        match message {
+            Message::Accepted(stream, peer) => self.accept(now, stream, peer),
+            Message::Received(conn, data) => {
+                if self.connections.contains_key(&conn) {
+                    self.node.handle(now, Input::Received { conn, data });
+                }
+            }
+            Message::Closed(conn) | Message::WriteFailed(conn) => self.remove(now, conn, true),
+            Message::Drained(conn, bytes) => {
+                if let Some(c) = self.connections.get_mut(&conn) {
+                    c.in_flight -= bytes;
+                    self.node.handle(now, Input::Drained { conn, bytes });
+                    if self.node.queued_bytes(conn) > 0 {
+                        self.mark_dirty(conn);
+                    }
+                }
+            }
+            // The loop checks the flag.
+            Message::Stop => {}
+            // The turn feeds completions in.
+            Message::Files => {}
+        }
+    }
+
+    fn accept(&mut self, now: Instant, stream: TcpStream, peer: SocketAddr) {
+        let (Ok(read_half), Ok(write_half)) = (stream.try_clone(), stream.try_clone()) else {
+            tracing::warn!("{peer}: cannot duplicate the socket");
+            return;
+        };
+        let conn = self.node.accept(now, peer);
+        let (jobs, job_rx) = mpsc::channel();
+        let threads = spawn_reader(conn, read_half, self.tx.clone()).and_then(|reader| {
+            let writer = spawn_writer(conn, write_half, job_rx, self.tx.clone());
+            if writer.is_err() {
+                shutdown_stream(&stream);
+            }
+            Ok([reader, writer?])
+        });
+        match threads {
+            Ok(threads) => {
+                tracing::debug!("{conn}: accepted {peer}");
+                self.connections.insert(
+                    conn,
+                    Connection {
+                        stream,
+                        jobs,
+                        in_flight: 0,
+                        dirty: false,
+                        threads,
+                    },
+                );
+            }
+            Err(e) => {
+                tracing::warn!("{peer}: cannot start connection threads: {e}");
+                self.node.handle(now, Input::Closed { conn });
+            }
+        }
+    }
+
+    fn process_outputs(&mut self, now: Instant) {
+        while let Some(output) = self.node.poll_output() {
+            match output {
+                Output::Transmit { conn } => self.mark_dirty(conn),
+                Output::Close { conn } => self.close(now, conn),
+                Output::File(request) => self.files.submit(request),
+                Output::Udp(command) => {
+                    if let Some(event) = siprtmp_driver_common::udp_unsupported(command) {
+                        self.node.handle(now, Input::Udp(event));
+                    }
+                }
+                Output::Event(event) => self.router.route(&mut self.node, now, event),
+            }
+        }
+    }
+
+    fn mark_dirty(&mut self, conn: ConnId) {
+        if let Some(c) = self.connections.get_mut(&conn) {
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push(conn);
+            }
+        }
+    }
+
+    fn flush_dirty(&mut self, now: Instant) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for conn in dirty.drain(..) {
+            let Some(c) = self.connections.get_mut(&conn) else {
+                continue;
+            };
+            c.dirty = false;
+            // One batch in flight per connection: the writer reports it, then gets the next.
+            if c.in_flight > 0 {
+                continue;
+            }
+            let batch = copy_queued(&self.node, conn, WRITE_BATCH);
+            if batch.is_empty() {
+                continue;
+            }
+            c.in_flight = batch.len();
+            if c.jobs.send(Job::Write(batch.freeze())).is_err() {
+                self.remove(now, conn, true);
+            }
+        }
+        // Keep the list's allocation for the next turn.
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+
+    /// The node's `Close`: the writer sends what is left if it is idle, else the socket is
+    /// shut down at once (a writer blocked on a peer that does not read would never get to it).
+    fn close(&mut self, now: Instant, conn: ConnId) {
+        let Some(c) = self.connections.get(&conn) else {
+            return;
+        };
+        // The writer shuts the socket down after its last write; otherwise do it here.
+        let handed_over = c.in_flight == 0 && {
+            let tail = copy_queued(&self.node, conn, CLOSE_TAIL).freeze();
+            c.jobs.send(Job::Close(tail)).is_ok()
+        };
+        self.remove(now, conn, !handed_over);
+    }
+
+    /// Forgets `conn` and tells the node. Its threads end on their own: the reader at the
+    /// shutdown or end of stream, the writer when its job sender drops (or after its last job).
+    fn remove(&mut self, now: Instant, conn: ConnId, shutdown: bool) {
+        if let Some(c) = self.connections.remove(&conn) {
+            if shutdown {
+                shutdown_stream(&c.stream);
+            }
+            self.node.handle(now, Input::Closed { conn });
+        }
+    }
+}
+
+/// Copies up to `max` bytes from the front of the connection's queue.
+fn copy_queued(node: &Node, conn: ConnId, max: usize) -> BytesMut {
+    let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+    let count = node.io_slices(conn, &mut slices);
+    let mut out = BytesMut::with_capacity(node.queued_bytes(conn).min(max));
+    for slice in &slices[..count] {
+        let take = slice.len().min(max - out.len());
+        out.extend_from_slice(&slice[..take]);
+        if out.len() == max {
+            break;
+        }
+    }
+    out
+}

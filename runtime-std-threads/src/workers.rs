@@ -1,0 +1,124 @@
+//! The per-connection threads and the messages they exchange with the node thread: a reader
+//! that blocks in `read` and forwards the bytes, and a writer that blocks in `write` on the
+//! batches the node thread hands it and reports how many bytes the kernel took.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::thread::{self, JoinHandle};
+
+use bytes::{Bytes, BytesMut};
+use siprtmp_core::node::ConnId;
+
+/// Read buffer granularity: one allocation serves many reads.
+const READ_CHUNK: usize = 64 * 1024;
+/// Stack of a reader or writer thread: their buffers live on the heap, so a small stack keeps
+/// thousands of connections affordable.
+const WORKER_STACK: usize = 256 * 1024;
+
+/// What the other threads tell the node thread.
+pub(crate) enum Message {
+    /// The acceptor thread accepted a connection.
+    Accepted(TcpStream, SocketAddr),
+    /// A reader thread read bytes.
+    Received(ConnId, BytesMut),
+    /// A reader thread saw end of stream or an error.
+    Closed(ConnId),
+    /// A writer thread wrote a whole batch of this many bytes.
+    Drained(ConnId, usize),
+    /// A writer thread failed to write (the peer is gone).
+    WriteFailed(ConnId),
+    /// Wake up and look at the stop flag.
+    Stop,
+    /// The file thread completed requests: take a turn to feed them in.
+    Files,
+}
+
+/// What the node thread asks a writer thread to do.
+pub(crate) enum Job {
+    /// Write all of it (blocking), then report [`Message::Drained`].
+    Write(Bytes),
+    /// Write what goes without blocking, then shut the connection down and exit.
+    Close(Bytes),
+}
+
+/// Starts the reader thread of `conn`.
+pub(crate) fn spawn_reader(
+    conn: ConnId,
+    stream: TcpStream,
+    tx: SyncSender<Message>,
+) -> io::Result<JoinHandle<()>> {
+    thread::Builder::new()
+        .name(format!("rtmp-read-{conn}"))
+        .stack_size(WORKER_STACK)
+        .spawn(move || read_loop(conn, stream, tx))
+}
+
+/// Starts the writer thread of `conn`.
+pub(crate) fn spawn_writer(
+    conn: ConnId,
+    stream: TcpStream,
+    jobs: Receiver<Job>,
+    tx: SyncSender<Message>,
+) -> io::Result<JoinHandle<()>> {
+    thread::Builder::new()
+        .name(format!("rtmp-write-{conn}"))
+        .stack_size(WORKER_STACK)
+        .spawn(move || write_loop(conn, stream, jobs, tx))
+}
+
+fn read_loop(conn: ConnId, mut stream: TcpStream, tx: SyncSender<Message>) {
+    // Kept initialised to its full length, so it is zeroed once per READ_CHUNK received, not
+    // once per read.
+    let mut buf = BytesMut::zeroed(READ_CHUNK);
+    loop {
+        if buf.len() < READ_CHUNK / 4 {
+            buf = BytesMut::zeroed(READ_CHUNK);
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                // Blocks while the node thread is behind: a fast publisher waits here, so the
+                // channel, not memory, absorbs the difference.
+                if tx.send(Message::Received(conn, buf.split_to(n))).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::debug!("{conn}: read error: {e}");
+                break;
+            }
+        }
+    }
+    let _ = tx.send(Message::Closed(conn));
+}
+
+fn write_loop(conn: ConnId, mut stream: TcpStream, jobs: Receiver<Job>, tx: SyncSender<Message>) {
+    // Ends when the node thread drops the job sender (connection removed or shutdown).
+    while let Ok(job) = jobs.recv() {
+        match job {
+            Job::Write(batch) => match stream.write_all(&batch) {
+                Ok(()) => {
+                    if tx.send(Message::Drained(conn, batch.len())).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!("{conn}: write error: {e}");
+                    let _ = tx.send(Message::WriteFailed(conn));
+                    return;
+                }
+            },
+            Job::Close(last) => {
+                // Non-blocking for this last write only: a closing peer that does not read
+                // must not keep the thread. The reader is about to be shut down anyway.
+                if !last.is_empty() && stream.set_nonblocking(true).is_ok() {
+                    let _ = stream.write(&last);
+                }
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+        }
+    }
+}
