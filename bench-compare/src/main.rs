@@ -31,7 +31,7 @@ use server::{Binaries, ServerKind};
 #[derive(Debug, Parser)]
 #[command(name = "bench-compare", version, about)]
 struct Flags {
-    /// Short run (< 60 s): 0, 5 and 20 players, Speex only, 2 s windows, 1 repeat; exits
+    /// Short run (< 60 s): 0, 5 and 20 players, Speex only, 1.2 s windows, 1 repeat; exits
     /// non-zero unless every player received every frame sent during each window.
     #[arg(long)]
     quick: bool,
@@ -49,10 +49,10 @@ struct Flags {
     /// Player counts [default: 0,1,5,20,100,1000; quick: 0,5,20].
     #[arg(long, value_delimiter = ',')]
     players: Option<Vec<usize>>,
-    /// Measurement window in seconds [default: 10; quick: 2].
+    /// Measurement window in seconds [default: 10; quick: 1.2].
     #[arg(long)]
     window: Option<f64>,
-    /// Warm-up before each window in seconds [default: 3; quick: 0.5].
+    /// Warm-up before each window in seconds [default: 3; quick: 0.4].
     #[arg(long)]
     warmup: Option<f64>,
     /// Repeats; the report takes medians [default: 3; quick: 1].
@@ -161,8 +161,8 @@ fn run(flags: Flags) -> Result<bool, String> {
         }
     });
     let timing = Timing {
-        warmup: secs(flags.warmup.unwrap_or(if quick { 0.5 } else { 3.0 }))?,
-        window: secs(flags.window.unwrap_or(if quick { 2.0 } else { 10.0 }))?,
+        warmup: secs(flags.warmup.unwrap_or(if quick { 0.4 } else { 3.0 }))?,
+        window: secs(flags.window.unwrap_or(if quick { 1.2 } else { 10.0 }))?,
         setup_timeout: Duration::from_secs(30),
         drain_timeout: Duration::from_secs(5),
     };
