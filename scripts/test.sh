@@ -9,6 +9,9 @@ command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v rtmpdump >/dev/null 2>&1 || missing+=(rtmpdump)
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
+# bench-compare's quick mode measures nginx-rtmp beside siprtmp.
+command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+[ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || missing+=(libnginx-mod-rtmp)
 if ((${#missing[@]})); then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo=sudo
