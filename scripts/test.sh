@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. First installs, when missing, the real peers the interop tests
-# talk to (Debian packages): ffmpeg/ffprobe, rtmpdump and sipp (sip-tester).
+# talk to (Debian packages): ffmpeg/ffprobe, rtmpdump, sipp (sip-tester), and nginx with its rtmp
+# module (bench-compare quick mode).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
