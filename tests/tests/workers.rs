@@ -7,7 +7,7 @@
 //! connection's addresses, which a test cannot choose for ffmpeg. So players keep connecting
 //! (ffmpeg and rtmpdump in turn) until every worker has one; each connection's worker is read
 //! from the worker number its connection id carries. With two workers, 3 players are needed
-//! on average, and the cap of 12 fails by chance once in 2048 runs.
+//! on average, and the cap of 16 fails by chance once in 32768 runs.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -23,7 +23,7 @@ use siprtmp_tests::{media, scratch_dir};
 const STARTUP: Duration = Duration::from_secs(15);
 const PUBLISH_TIME: Duration = Duration::from_secs(30);
 const WORKERS: usize = 2;
-const MAX_PLAYERS: usize = 12;
+const MAX_PLAYERS: usize = 16;
 
 /// The first 4 s of a test clip (two GOPs), stream-copied into `dir`.
 fn clip(file: &str, dir: &Path) -> PathBuf {
