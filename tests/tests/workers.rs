@@ -87,10 +87,10 @@ fn ffmpeg_publish_reaches_players_on_every_worker(runtime: Runtime) {
     while players.len() < MAX_PLAYERS {
         let i = players.len();
         let out = dir.join(format!("player{i}.flv"));
-        let (name, peer) = if i % 2 == 0 {
-            (format!("ffmpeg player {i}"), ffmpeg_play(&url, &out))
-        } else {
-            (format!("rtmpdump player {i}"), rtmpdump_play(&url, &out))
+        // Both client stacks, in turn.
+        let (name, peer) = match i % 2 {
+            0 => (format!("ffmpeg player {i}"), ffmpeg_play(&url, &out)),
+            _ => (format!("rtmpdump player {i}"), rtmpdump_play(&url, &out)),
         };
         players.push((name, peer, out));
         assert!(

@@ -220,6 +220,9 @@ impl RtmpServer {
     /// A published message goes to every subscribed worker: one relay message each, sharing
     /// the payload and the encodings made so far.
     pub(super) fn relay_media(&mut self, key: &Arc<str>, shared: &SharedMessage, metadata: bool) {
+        if self.relay.is_none() {
+            return; // a lone node: no second lookup on the hot path
+        }
         let Some(stream) = self.live.get(&**key) else {
             return;
         };
