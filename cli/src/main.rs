@@ -3,6 +3,7 @@
 
 mod auth;
 mod config;
+mod workers;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -59,6 +60,10 @@ struct Flags {
     /// Event loop to run on.
     #[arg(long, value_enum, default_value_t = Runtime::Mio)]
     runtime: Runtime,
+    /// Nodes to run, one per thread, sharing the port (SO_REUSEPORT) and their live streams
+    /// (mio and tokio only).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: u16,
 }
 
 fn main() -> ExitCode {
@@ -92,6 +97,7 @@ fn run(flags: Flags) -> Result<(), String> {
         .unwrap_or_else(|| PathBuf::from("media"));
     let node_config = file.node_config(&flags.record_all)?;
     let rules = file.rules()?;
+    let worker_rules = rules.clone();
     // The access rules answer the node's decisions, under every runtime alike.
     let decider: Option<Decider> = rules.is_active().then(|| {
         let mut authorizer = auth::Authorizer::new(rules);
@@ -113,6 +119,17 @@ fn run(flags: Flags) -> Result<(), String> {
         );
         stop_on_signals(stopper)
     };
+    if flags.workers > 1 {
+        let count = usize::from(flags.workers);
+        return workers::run(
+            runtime,
+            count,
+            driver_config,
+            node_config,
+            worker_rules,
+            serve,
+        );
+    }
     // Each driver has the same shape: bind, report, run until a signal stops it.
     macro_rules! run_driver {
         ($driver:ty) => {{

@@ -103,6 +103,7 @@ pub mod flv;
 pub mod gateway;
 pub mod media;
 pub mod node;
+pub mod relay;
 pub mod rng;
 pub mod rtmp;
 pub mod rtp;

@@ -35,6 +35,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 
 pub use crate::decision::{DecideError, Decision, PublishMode, Question, RequestId};
+pub use crate::relay::{RelayIn, RelayOut, WorkerId};
 use crate::server::{RtmpServer, ServerConfig};
 pub use crate::storage::{FileError, FileId, FileReply, FileRequest};
 pub use crate::udp::{SocketId, UdpCommand, UdpEvent};
@@ -43,9 +44,27 @@ pub use crate::udp::{SocketId, UdpCommand, UdpEvent};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
 
+impl ConnId {
+    /// The worker whose node made this id (always worker 0 for a node that is not one of a
+    /// group; see [`Node::with_relay`]).
+    ///
+    /// ```
+    /// use siprtmp_core::node::ConnId;
+    /// use siprtmp_core::relay::WorkerId;
+    /// assert_eq!(ConnId(1).worker(), WorkerId(0));
+    /// assert_eq!(ConnId((3 << 56) | 1).worker(), WorkerId(3));
+    /// ```
+    pub fn worker(self) -> WorkerId {
+        WorkerId((self.0 >> 56) as u8)
+    }
+}
+
 impl std::fmt::Display for ConnId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "c{}", self.0)
+        match self.worker() {
+            WorkerId(0) => write!(f, "c{}", self.0),
+            worker => write!(f, "{worker}c{}", self.0 & ((1 << 56) - 1)),
+        }
     }
 }
 
@@ -82,6 +101,9 @@ pub enum Input {
     },
     /// Something happened on a UDP socket the node asked for ([`Output::Udp`]).
     Udp(UdpEvent),
+    /// From the relay between workers (only for a node made a worker with
+    /// [`Node::with_relay`]); see [`crate::relay`].
+    Relay(RelayIn),
 }
 
 /// What the node asks a driver to do.
@@ -106,6 +128,9 @@ pub enum Output {
     Udp(UdpCommand),
     /// Something an operator or embedding application may want to know.
     Event(Event),
+    /// For the relay between workers (only from a node made a worker with
+    /// [`Node::with_relay`]); see [`crate::relay`].
+    Relay(RelayOut),
 }
 
 /// Application events, for logs and for embedding applications.
@@ -232,7 +257,28 @@ impl Node {
             Input::Timeout => self.server.timeout(now),
             Input::Udp(event) => self.server.udp(now, event),
             Input::FileDone { file, result } => self.server.file_done(now, file, result),
+            Input::Relay(input) => self.server.relay_input(now, input),
         }
+    }
+
+    /// Makes this node worker `worker` of a group whose nodes share live streams through the
+    /// driver's relay ([`crate::relay`]): its publishes are claimed from the group's registry
+    /// and announced, its players may watch streams published on other workers, and its
+    /// connection ids carry `worker` (unique across the group). Call before the first
+    /// [`Node::accept`].
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use siprtmp_core::node::{Node, NodeConfig};
+    /// use siprtmp_core::relay::WorkerId;
+    /// let now = Instant::now();
+    /// let mut node = Node::new(NodeConfig::default(), now, 1).with_relay(WorkerId(2));
+    /// let conn = node.accept(now, "127.0.0.1:50000".parse().unwrap());
+    /// assert_eq!(conn.worker(), WorkerId(2));
+    /// ```
+    pub fn with_relay(mut self, worker: WorkerId) -> Self {
+        self.server.enable_relay(worker);
+        self
     }
 
     /// Answers the [`Event::Decide`] with id `request`. Rejections send the client the

@@ -304,8 +304,8 @@ impl SimNet {
                     let event = crate::udp::UdpEvent::Bound { socket, result };
                     self.node.handle(self.now, Input::Udp(event));
                 }
-                Output::Udp(_) => {}
-                Output::Event(_) => {}
+                // A lone node: nothing is ever relayed.
+                Output::Udp(_) | Output::Event(_) | Output::Relay(_) => {}
             }
         }
     }

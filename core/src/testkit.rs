@@ -170,6 +170,9 @@ pub struct MemoryNet {
     pub keep_raw: bool,
     /// The UDP network the node's sockets live on.
     pub udp: MemoryUdp,
+    /// What the node asked of the relay between workers (a node made a worker with
+    /// [`Node::with_relay`]), in order, for the test to carry out.
+    pub relay_out: Vec<crate::relay::RelayOut>,
 }
 
 /// An in-memory UDP network for the node's sockets (the gateway's SIP and RTP): the node's
@@ -290,6 +293,7 @@ impl MemoryNet {
             node_events: Vec::new(),
             keep_raw: false,
             udp: MemoryUdp::default(),
+            relay_out: Vec::new(),
         }
     }
 
@@ -402,6 +406,7 @@ impl MemoryNet {
                             self.node.handle(now, Input::Udp(event));
                         }
                     }
+                    Output::Relay(out) => self.relay_out.push(out),
                     Output::Event(event) if self.record_events => self.node_events.push(event),
                     Output::Event(_) | Output::Transmit { .. } => {}
                 }

@@ -145,7 +145,11 @@ impl FileExecutor {
                 match output {
                     Output::File(request) => self.submit(request),
                     Output::Event(event) => router.route(node, now, event),
-                    Output::Transmit { .. } | Output::Close { .. } | Output::Udp(_) => {}
+                    // Relay messages at shutdown are dropped: the whole group of workers is stopping.
+                    Output::Transmit { .. }
+                    | Output::Close { .. }
+                    | Output::Udp(_)
+                    | Output::Relay(_) => {}
                 }
             }
             if self.outstanding() == 0 {

@@ -22,6 +22,7 @@ use siprtmp_core::storage::FileErrorKind;
 
 use crate::events::{Decider, EventRouter};
 use crate::file_io::{FileExecutor, SHUTDOWN_FILE_GRACE};
+use crate::relay::RelayLink;
 
 /// Most segments handed to one vectored write (Linux `IOV_MAX` is 1024).
 pub const MAX_IOVECS: usize = 512;
@@ -79,6 +80,8 @@ pub struct NodeHost<T> {
     /// Runs the node's file requests; without one they fail at once.
     files: Option<FileExecutor>,
     router: EventRouter,
+    /// The relay to the other workers of a group, when the node is one.
+    relay: Option<RelayLink>,
 }
 
 impl<T: Transport> NodeHost<T> {
@@ -93,7 +96,15 @@ impl<T: Transport> NodeHost<T> {
             closed: Vec::new(),
             files: None,
             router: EventRouter::new(events, None),
+            relay: None,
         }
+    }
+
+    /// Carries the node's relay messages over `relay` (for a node made a worker with
+    /// `Node::with_relay`; the link's waker must make the driver take a [`Self::turn`]).
+    pub fn with_relay(mut self, relay: Option<RelayLink>) -> Self {
+        self.relay = relay;
+        self
     }
 
     /// Runs the node's file requests on `files` (whose wake-up must make the driver take a
@@ -173,6 +184,9 @@ impl<T: Transport> NodeHost<T> {
         if let Some(files) = &mut self.files {
             files.feed(&mut self.node, now);
         }
+        if let Some(relay) = &mut self.relay {
+            relay.feed(&mut self.node, now);
+        }
         if self
             .node
             .poll_timeout()
@@ -232,6 +246,10 @@ impl<T: Transport> NodeHost<T> {
                     }
                 }
                 Output::Event(event) => self.router.route(&mut self.node, now, event),
+                Output::Relay(out) => match &mut self.relay {
+                    Some(relay) => relay.execute(&mut self.node, now, out),
+                    None => crate::relay::without_link(&mut self.node, now, out),
+                },
             }
         }
     }

@@ -16,7 +16,9 @@
 //! - [`NodeHost`] and [`Transport`]: the node plus its connections, its file executor and its
 //!   event router, carrying out every [`siprtmp_core::node::Output`] for the event-loop
 //!   drivers (the thread driver writes from writer threads and keeps its own bookkeeping, but
-//!   uses the same executor and router).
+//!   uses the same executor and router);
+//! - [`Workers`], [`WorkerDriver`] and [`RelayLink`]: several nodes on several threads sharing
+//!   one port (`SO_REUSEPORT`) and their live streams (the relay between workers).
 //!
 //! The event loops differ only in how they wait; a turn of any of them is:
 //!
@@ -34,15 +36,19 @@ mod config;
 mod events;
 mod file_io;
 mod host;
+mod relay;
 mod socket;
 mod stopper;
+mod workers;
 
 pub use config::DriverConfig;
 pub use events::{log_event, Decider, EventRouter};
 pub use file_io::{Completion, FileExecutor, SHUTDOWN_FILE_GRACE};
 pub use host::{NodeHost, Transport, MAX_IOVECS};
+pub use relay::RelayLink;
 pub use socket::{bind_listener, configure_stream, shutdown_stream};
 pub use stopper::Stopper;
+pub use workers::{bind_shared_listeners, WorkerDriver, WorkerSeat, Workers};
 
 /// The answer of a driver without UDP sockets to the node's UDP commands: binds fail with a
 /// clear reason (the gateway then refuses its connects), nothing else happens.

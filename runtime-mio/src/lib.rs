@@ -17,6 +17,9 @@
 //! with [`MioDriver::with_decider`] (everything is accepted without one). On stop, every
 //! connection is closed and recordings are finished before [`MioDriver::run`] returns.
 //!
+//! Several workers (one driver per thread, sharing the port and their live streams) run with
+//! [`siprtmp_driver_common::Workers`]; see [`worker`].
+//!
 //! ```no_run
 //! use siprtmp_mio::{MioDriver, DriverConfig};
 //! use siprtmp_core::node::NodeConfig;
@@ -37,9 +40,13 @@ use bytes::BytesMut;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use siprtmp_core::node::{ConnId, Node, NodeConfig};
-use siprtmp_driver_common::{bind_listener, configure_stream, FileExecutor, NodeHost, Transport};
+use siprtmp_driver_common::{
+    bind_listener, configure_stream, FileExecutor, NodeHost, RelayLink, Transport,
+};
 
 pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper};
+
+pub mod worker;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
@@ -76,13 +83,32 @@ fn token(conn: ConnId) -> Token {
 impl MioDriver {
     /// Binds the listening socket and builds the node.
     pub fn bind(config: DriverConfig, node_config: NodeConfig) -> io::Result<Self> {
-        let poll = Poll::new()?;
         let listener = bind_listener(config.listen, true)?;
+        Self::build(config, node_config, listener, None)
+    }
+
+    /// Builds the driver around a bound non-blocking `listener`; with `relay`, its node is
+    /// one worker of a group (see [`worker`]).
+    fn build(
+        config: DriverConfig,
+        node_config: NodeConfig,
+        listener: std::net::TcpListener,
+        relay: Option<RelayLink>,
+    ) -> io::Result<Self> {
+        let poll = Poll::new()?;
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let node = Node::new(node_config, Instant::now(), config.seed);
+        let mut node = Node::new(node_config, Instant::now(), config.seed);
+        if let Some(relay) = &relay {
+            node = node.with_relay(relay.worker());
+            // Other workers' messages wake the poll like file completions; the turn feeds both.
+            let relay_waker = waker.clone();
+            relay.set_waker(move || {
+                let _ = relay_waker.wake();
+            });
+        }
         let files_waker = waker.clone();
         let files = FileExecutor::start(config.root.clone(), move || {
             // A failed wake means the poll is gone: nobody is waiting for the completion.
@@ -92,7 +118,9 @@ impl MioDriver {
             poll,
             listener,
             waker,
-            host: NodeHost::new(node, config.events.clone()).with_files(files),
+            host: NodeHost::new(node, config.events.clone())
+                .with_files(files)
+                .with_relay(relay),
             config,
             read_buf: BytesMut::zeroed(READ_CHUNK),
             stop: Arc::new(AtomicBool::new(false)),

@@ -357,6 +357,8 @@ impl NodeThread {
                     }
                 }
                 Output::Event(event) => self.router.route(&mut self.node, now, event),
+                // This driver runs one node, never a worker of a group: nothing is relayed.
+                Output::Relay(_) => {}
             }
         }
     }

@@ -39,12 +39,16 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use siprtmp_core::node::{ConnId, Node, NodeConfig};
-use siprtmp_driver_common::{bind_listener, configure_stream, FileExecutor, NodeHost, Transport};
+use siprtmp_driver_common::{
+    bind_listener, configure_stream, FileExecutor, NodeHost, RelayLink, Transport,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
 pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper};
+
+pub mod worker;
 
 /// Read buffer granularity: one allocation serves many reads.
 const READ_CHUNK: usize = 64 * 1024;
@@ -126,17 +130,37 @@ pub struct TokioDriver {
     config: DriverConfig,
     stop: Arc<Notify>,
     files: FileExecutor,
-    /// Notified by the file thread after each batch of completions.
+    /// Notified by the file thread after each batch of completions (and by other workers
+    /// when they send this one relay messages).
     files_ready: Arc<Notify>,
     decider: Option<Decider>,
+    relay: Option<RelayLink>,
 }
 
 impl TokioDriver {
     /// Binds the listening socket and builds the node (the runtime is built by [`Self::run`]).
     pub fn bind(config: DriverConfig, node_config: NodeConfig) -> io::Result<Self> {
         let listener = bind_listener(config.listen, true)?;
-        let node = Node::new(node_config, Instant::now(), config.seed);
+        Self::build(config, node_config, listener, None)
+    }
+
+    /// Builds the driver around a bound non-blocking `listener`; with `relay`, its node is
+    /// one worker of a group (see [`worker`]).
+    fn build(
+        config: DriverConfig,
+        node_config: NodeConfig,
+        listener: std::net::TcpListener,
+        relay: Option<RelayLink>,
+    ) -> io::Result<Self> {
+        let mut node = Node::new(node_config, Instant::now(), config.seed);
         let files_ready = Arc::new(Notify::new());
+        if let Some(relay) = &relay {
+            node = node.with_relay(relay.worker());
+            // Other workers' messages wake the node task like file completions; its turn
+            // feeds both.
+            let notify = files_ready.clone();
+            relay.set_waker(move || notify.notify_one());
+        }
         let notify = files_ready.clone();
         // `notify_one` keeps a permit if the node task is busy, so no completion is missed.
         let files = FileExecutor::start(config.root.clone(), move || notify.notify_one())?;
@@ -148,6 +172,7 @@ impl TokioDriver {
             files,
             files_ready,
             decider: None,
+            relay,
         })
     }
 
@@ -184,7 +209,8 @@ impl TokioDriver {
         let send_buffer = self.config.send_buffer;
         let mut host: NodeHost<TokioConnection> = NodeHost::new(self.node, self.config.events)
             .with_files(self.files)
-            .with_decider(self.decider);
+            .with_decider(self.decider)
+            .with_relay(self.relay);
         let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
         let (writable_tx, mut writable_rx) = mpsc::unbounded_channel();
         let sleep = tokio::time::sleep(Duration::from_secs(3600));

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use siprtmp_core::node::{Event, NodeConfig};
-use siprtmp_driver_common::{Decider, DriverConfig, Stopper};
+use siprtmp_driver_common::{Decider, DriverConfig, Stopper, Workers};
 
 /// The drivers a [`TestServer`] can run on; the conformance suite runs every scenario on each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +141,42 @@ impl TestServer {
             .recv_timeout(Duration::from_secs(10))
             .expect("server thread started")
             .expect("bind test server");
+        Self {
+            addr,
+            events,
+            seen: Vec::new(),
+            stopper,
+            thread: Some(thread),
+        }
+    }
+
+    /// Starts `workers` nodes of `runtime` (mio or tokio) on one port, sharing their live
+    /// streams ([`siprtmp_driver_common::Workers`]); each event's connection id tells which
+    /// worker emitted it ([`siprtmp_core::node::ConnId::worker`]).
+    pub fn start_workers(runtime: Runtime, node: NodeConfig, workers: usize) -> Self {
+        let (tx, events) = channel();
+        let config = DriverConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            send_buffer: None,
+            seed: 7,
+            events: Some(tx),
+            root: default_root(),
+        };
+        let started = match runtime {
+            Runtime::Mio => {
+                Workers::start::<siprtmp_mio::MioDriver>(config, node, workers, |_, _| None)
+            }
+            Runtime::Tokio => {
+                Workers::start::<siprtmp_tokio::TokioDriver>(config, node, workers, |_, _| None)
+            }
+            other => panic!("{other:?} does not run as several workers"),
+        };
+        let group = started.expect("start workers");
+        let (addr, stopper) = (group.local_addr(), group.stopper());
+        let thread = std::thread::Builder::new()
+            .name(format!("{runtime:?} workers"))
+            .spawn(move || group.join().expect("workers run"))
+            .expect("spawn workers thread");
         Self {
             addr,
             events,

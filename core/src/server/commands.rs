@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use smallvec::SmallVec;
+
 use super::decisions::Pending;
 use super::live_stream::Player;
 use super::recorder::Recorder;
@@ -34,7 +36,7 @@ fn stream_query(name: &str) -> &str {
 }
 
 /// The first argument of a command as a string (the stream name of publish and play).
-fn first_string(cmd: &Command) -> String {
+pub(super) fn first_string(cmd: &Command) -> String {
     cmd.args
         .first()
         .and_then(Value::as_str)
@@ -43,7 +45,7 @@ fn first_string(cmd: &Command) -> String {
 }
 
 /// The publishing type: `live` (or anything else), `record` or `append`.
-fn publish_mode(cmd: &Command) -> PublishMode {
+pub(super) fn publish_mode(cmd: &Command) -> PublishMode {
     match cmd.args.get(1).and_then(Value::as_str) {
         Some("record") => PublishMode::Record,
         Some("append") => PublishMode::Append,
@@ -294,7 +296,7 @@ impl RtmpServer {
     }
 
     /// The live stream key for `name` in the connection's application, or `None` for a bad name.
-    fn stream_key(session: &Session, name: &str) -> Option<Arc<str>> {
+    pub(super) fn stream_key(session: &Session, name: &str) -> Option<Arc<str>> {
         let app = session.app.as_deref()?;
         let name = bare_stream_name(name);
         if name.is_empty() || name.len() > MAX_NAME_LEN {
@@ -319,7 +321,7 @@ impl RtmpServer {
     }
 
     /// Why `conn` may not publish `name` on `stream_id` (the `Publish.BadName` description).
-    fn publish_problem(
+    pub(super) fn publish_problem(
         &self,
         conn: ConnId,
         stream_id: u32,
@@ -396,6 +398,7 @@ impl RtmpServer {
     }
 
     /// `publish` accepted: the stream goes live (and is recorded when asked or configured).
+    /// In a group of workers, once the group's registry has given this worker the name.
     pub(super) fn begin_publish(
         &mut self,
         _now: Instant,
@@ -415,6 +418,17 @@ impl RtmpServer {
                 &problem,
             );
         }
+        if self.relay.is_some() {
+            return self.claim_publish(conn, stream_id, cmd);
+        }
+        self.go_live(conn, stream_id, cmd);
+    }
+
+    /// The publish goes live: players waiting for it are told, it is recorded if asked, and
+    /// (in a group of workers) announced to the other workers.
+    pub(super) fn go_live(&mut self, conn: ConnId, stream_id: u32, cmd: &Command) {
+        let name = first_string(cmd);
+        let mode = publish_mode(cmd);
         let Some(session) = self.sessions.get(conn) else {
             return;
         };
@@ -424,11 +438,6 @@ impl RtmpServer {
         let recording = self.recording_path(session, &name, mode).ok().flatten();
         let stream = self.live.entry(key.clone()).or_default();
         stream.publisher = Some((conn, stream_id));
-        let waiting: Vec<(ConnId, u32)> = stream
-            .players
-            .iter()
-            .map(|p| (p.conn, p.stream_id))
-            .collect();
         if let Some(session) = self.sessions.get_mut(conn) {
             session.set_role(stream_id, StreamRole::Publishing(key.clone()));
             let mut notify = session.send_user_control(UserControl::StreamBegin(stream_id));
@@ -440,6 +449,28 @@ impl RtmpServer {
             );
             self.transmit_if(conn, notify);
         }
+        self.notify_published(&key, &name);
+        self.outputs.push_back(Output::Event(Event::PublishStarted {
+            conn,
+            stream: key.to_string(),
+        }));
+        self.announce(&key, bare_stream_name(&name));
+        if let Some((path, append)) = recording {
+            self.start_recording(conn, stream_id, key, path, append);
+        }
+    }
+
+    /// Tells the players waiting for `key` that it is published (here or on another worker);
+    /// they start at its next keyframe.
+    pub(super) fn notify_published(&mut self, key: &Arc<str>, name: &str) {
+        let Some(stream) = self.live.get_mut(&**key) else {
+            return;
+        };
+        let mut waiting: SmallVec<[(ConnId, u32); 8]> = SmallVec::new();
+        for player in &mut stream.players {
+            player.need_keyframe = true;
+            waiting.push((player.conn, player.stream_id));
+        }
         for (player, player_stream) in waiting {
             self.status(
                 player,
@@ -448,20 +479,6 @@ impl RtmpServer {
                 "NetStream.Play.PublishNotify",
                 &format!("{name} is now published."),
             );
-            if let Some(p) = self
-                .live
-                .get_mut(&*key)
-                .and_then(|s| s.player_mut(player, player_stream))
-            {
-                p.need_keyframe = true;
-            }
-        }
-        self.outputs.push_back(Output::Event(Event::PublishStarted {
-            conn,
-            stream: key.to_string(),
-        }));
-        if let Some((path, append)) = recording {
-            self.start_recording(conn, stream_id, key, path, append);
         }
     }
 
@@ -608,7 +625,7 @@ impl RtmpServer {
             }
             self.end_role(conn, stream_id, role);
         }
-        let live = self.live.get(&*key).is_some_and(|s| s.publisher.is_some());
+        let live = self.live.get(&*key).is_some_and(|s| s.is_live());
         let (from, fall_back_to_live) = match start {
             PlayStart::LiveOnly => {
                 return self.begin_live_play(conn, stream_id, &key, &name, reset)
@@ -652,7 +669,7 @@ impl RtmpServer {
         name: &str,
         reset: bool,
     ) {
-        let live = self.live.get(&**key).is_some_and(|s| s.publisher.is_some());
+        let live = self.live.get(&**key).is_some_and(|s| s.is_live());
         let Some(session) = self.sessions.get_mut(conn) else {
             return;
         };
@@ -697,6 +714,7 @@ impl RtmpServer {
                 receive_video: true,
                 need_keyframe: true,
             });
+        self.subscribe_if_remote(key);
         if live {
             self.status(
                 conn,

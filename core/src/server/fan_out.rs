@@ -30,22 +30,36 @@ impl RtmpServer {
 
     /// Audio, video or data from a publisher: fan out and cache.
     pub(super) fn publish_message(&mut self, conn: ConnId, msg: RtmpMessage) {
+        self.publish_shared(conn, msg, false);
+    }
+
+    /// A message from a publisher (`metadata`: its `onMetaData`): recorded, delivered to the
+    /// players here, cached, and relayed to the workers subscribed to it.
+    fn publish_shared(&mut self, conn: ConnId, msg: RtmpMessage, metadata: bool) {
         let Some(key) = self.published_key(conn, msg.stream_id) else {
             return; // media on a stream that is not publishing: ignored
         };
         if matches!(msg.type_id, type_id::AUDIO | type_id::VIDEO) {
             self.record_media(&key, &msg);
         }
-        let kind = media_kind(&msg);
+        let mut shared = SharedMessage::new(msg);
+        self.deliver(&key, &mut shared, metadata);
+        // After the players here, so the relayed copy carries their chunk encodings.
+        self.relay_media(&key, &shared, metadata);
+    }
+
+    /// Delivers a published message (from a publisher here or relayed from another worker)
+    /// to the stream's players, then caches it for late players.
+    pub(super) fn deliver(&mut self, key: &str, shared: &mut SharedMessage, metadata: bool) {
+        let kind = media_kind(&shared.msg);
         let (soft, hard, max_gop) = (
             self.config.player_soft_backlog,
             self.config.player_hard_backlog,
             self.config.max_gop_cache_bytes,
         );
-        let Some(stream) = self.live.get_mut(&*key) else {
+        let Some(stream) = self.live.get_mut(key) else {
             return;
         };
-        let mut shared = SharedMessage::new(msg);
         let is_video = shared.msg.type_id == type_id::VIDEO;
         let mut evict: SmallVec<[ConnId; 4]> = SmallVec::new();
         for player in stream.players.iter_mut() {
@@ -90,7 +104,10 @@ impl RtmpServer {
                     .push_back(Output::Transmit { conn: player.conn });
             }
         }
-        stream.cache(kind, &shared, max_gop);
+        if metadata {
+            stream.metadata = Some(shared.clone());
+        }
+        stream.cache(kind, shared, max_gop);
         for player in evict {
             if let Some(session) = self.sessions.get_mut(player) {
                 session.out.clear();
@@ -129,10 +146,7 @@ impl RtmpServer {
                 recorder.on_metadata(&properties_of(metadata), &mut self.outputs);
             }
         }
-        if let Some(stream) = self.live.get_mut(&*key) {
-            stream.metadata = Some(SharedMessage::new(msg.clone()));
-        }
-        self.publish_message(conn, msg);
+        self.publish_shared(conn, msg, true);
     }
 
     /// Sends a joining player what it needs to start decoding at once: metadata, decoder
@@ -172,8 +186,30 @@ impl RtmpServer {
             return;
         }
         stream.publisher = None;
-        stream.clear_cache();
         let recorder = stream.recorder.take();
+        self.end_publication(key);
+        self.withdraw(key);
+        if let Some(file) = recorder {
+            if let Some(recorder) = self.recorders.get_mut(&file) {
+                recorder.finish(&mut self.outputs);
+                let text = format!("Stopped recording {}.", recorder.path);
+                self.status(conn, stream_id, "status", "NetStream.Record.Stop", &text);
+            }
+        }
+        self.outputs.push_back(Output::Event(Event::PublishStopped {
+            conn,
+            stream: key.to_string(),
+        }));
+    }
+
+    /// The stream's publisher (here or on another worker) is gone: the cache is forgotten,
+    /// the players are told and keep waiting for a new publisher, and the stream is forgotten
+    /// if nobody plays it.
+    pub(super) fn end_publication(&mut self, key: &Arc<str>) {
+        let Some(stream) = self.live.get_mut(&**key) else {
+            return;
+        };
+        stream.clear_cache();
         let players: SmallVec<[(ConnId, u32); 8]> = stream
             .players
             .iter()
@@ -194,16 +230,5 @@ impl RtmpServer {
                 self.transmit_if(player, notify);
             }
         }
-        if let Some(file) = recorder {
-            if let Some(recorder) = self.recorders.get_mut(&file) {
-                recorder.finish(&mut self.outputs);
-                let text = format!("Stopped recording {}.", recorder.path);
-                self.status(conn, stream_id, "status", "NetStream.Record.Stop", &text);
-            }
-        }
-        self.outputs.push_back(Output::Event(Event::PublishStopped {
-            conn,
-            stream: key.to_string(),
-        }));
     }
 }

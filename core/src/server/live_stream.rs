@@ -7,6 +7,7 @@ use smallvec::SmallVec;
 
 use crate::flv::media::{classify_audio, classify_video};
 use crate::node::ConnId;
+use crate::relay::WorkerId;
 use crate::rtmp::chunk_encoder::encode_fmt0;
 use crate::rtmp::message::{type_id, RtmpMessage};
 
@@ -101,11 +102,39 @@ pub(crate) fn media_kind(msg: &RtmpMessage) -> MediaKind {
     }
 }
 
+/// A stream published on another worker, as this worker knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RemotePublisher {
+    /// The worker that publishes it.
+    pub worker: WorkerId,
+    /// Its number for the publication.
+    pub publication: u64,
+    /// Where this worker's subscription stands.
+    pub subscription: Subscription,
+}
+
+/// This worker's subscription to a remote stream's media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Subscription {
+    /// Not subscribed (no players here): media that still arrives is dropped.
+    None,
+    /// Asked with this number; media is dropped until the matching `Subscribed` arrives.
+    Pending(u64),
+    /// Media flows.
+    Active,
+}
+
 /// One live stream, keyed by `app/name` in the server's registry.
 #[derive(Debug, Default)]
 pub(crate) struct LiveStream {
     /// The publishing connection and its message stream id.
     pub publisher: Option<(ConnId, u32)>,
+    /// The worker that publishes it, when another worker does.
+    pub remote: Option<RemotePublisher>,
+    /// For a local publication in a group of workers: its number and the workers subscribed
+    /// to its media.
+    pub publication: u64,
+    pub subscribers: SmallVec<[WorkerId; 4]>,
     pub players: Vec<Player>,
     /// `onMetaData` (without the `@setDataFrame` wrapper).
     pub metadata: Option<SharedMessage>,
@@ -173,8 +202,13 @@ impl LiveStream {
             .retain(|p| !(p.conn == conn && p.stream_id == stream_id));
     }
 
+    /// True while someone publishes it, here or on another worker.
+    pub fn is_live(&self) -> bool {
+        self.publisher.is_some() || self.remote.is_some()
+    }
+
     /// True when nobody publishes or plays it any more.
     pub fn is_unused(&self) -> bool {
-        self.publisher.is_none() && self.players.is_empty()
+        !self.is_live() && self.players.is_empty()
     }
 }

@@ -13,6 +13,7 @@ mod fan_out;
 mod gateway_host;
 mod live_stream;
 mod recorder;
+mod relay;
 mod send_queue;
 mod session;
 mod session_table;
@@ -30,6 +31,8 @@ use bytes::BytesMut;
 pub use config::{AppConfig, RecordPolicy, ServerConfig};
 pub use gateway_host::GatewayNodeConfig;
 pub use send_queue::SendQueue;
+
+pub(crate) use live_stream::SharedMessage;
 
 use crate::amf::Value;
 use crate::decision::RequestId;
@@ -87,6 +90,8 @@ pub struct RtmpServer {
     gateway: Option<gateway_host::GatewayHost>,
     /// The latest time an input brought (for work started by a close, which has none).
     last_now: Instant,
+    /// The relay to the other workers of a group, when this node is one.
+    relay: Option<relay::RelayState>,
 }
 
 impl RtmpServer {
@@ -110,6 +115,7 @@ impl RtmpServer {
             file_cache: HashMap::new(),
             gateway: config_gateway,
             last_now: epoch,
+            relay: None,
         }
     }
 
@@ -523,6 +529,8 @@ impl RtmpServer {
                     stream.remove_player(conn, stream_id);
                     if stream.is_unused() {
                         self.live.remove(&*key);
+                    } else if stream.players.is_empty() {
+                        self.unsubscribe_if_remote(&key);
                     }
                 }
             }

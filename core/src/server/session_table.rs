@@ -1,7 +1,9 @@
 //! [`SessionTable`]: sessions indexed by [`ConnId`] in O(1), without hashing.
 //!
-//! A `ConnId` packs a slot index (low 32 bits) and that slot's generation (high 32 bits), so
-//! an id of a closed connection never finds the slot's next occupant.
+//! A `ConnId` packs a slot index (low 32 bits), that slot's generation (the next 24 bits, so
+//! an id of a closed connection never finds the slot's next occupant until the slot has been
+//! reused 2^24 times) and the node's worker number (the top 8 bits, 0 for a lone node, so ids
+//! are unique across the workers of a group).
 
 use super::session::Session;
 use crate::node::ConnId;
@@ -11,16 +13,32 @@ pub(crate) struct SessionTable {
     slots: Vec<(u32, Option<Session>)>,
     free: Vec<u32>,
     len: usize,
+    /// The worker number, in place (top 8 bits).
+    tag: u64,
 }
 
+/// The generation bits of an id, in place.
+const GENERATION_MASK: u64 = 0x00FF_FFFF << 32;
+
 impl SessionTable {
+    /// Ids from now on carry `worker` in their top byte.
+    pub fn set_worker(&mut self, worker: u8) {
+        self.tag = u64::from(worker) << 56;
+    }
+
+    /// Whether `id` names `slot`'s current occupant (same generation, same worker).
+    fn matches(&self, generation: u32, id: ConnId) -> bool {
+        id.0 & !(GENERATION_MASK | 0xFFFF_FFFF) == self.tag
+            && (u64::from(generation) << 32) & GENERATION_MASK == id.0 & GENERATION_MASK
+    }
+
     /// The id the next inserted session will get.
     pub fn next_id(&self) -> ConnId {
         let (index, generation) = match self.free.last() {
             Some(&i) => (i, self.slots[i as usize].0),
             None => (self.slots.len() as u32, 0),
         };
-        ConnId((u64::from(generation) << 32) | u64::from(index))
+        ConnId(self.tag | ((u64::from(generation) << 32) & GENERATION_MASK) | u64::from(index))
     }
 
     /// Inserts a session built for the id [`Self::next_id`] returned.
@@ -39,7 +57,7 @@ impl SessionTable {
 
     fn slot(&self, id: ConnId) -> Option<&(u32, Option<Session>)> {
         let slot = self.slots.get((id.0 & 0xFFFF_FFFF) as usize)?;
-        (u64::from(slot.0) == id.0 >> 32).then_some(slot)
+        self.matches(slot.0, id).then_some(slot)
     }
 
     pub fn get(&self, id: ConnId) -> Option<&Session> {
@@ -47,19 +65,19 @@ impl SessionTable {
     }
 
     pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Session> {
-        let slot = self.slots.get_mut((id.0 & 0xFFFF_FFFF) as usize)?;
-        if u64::from(slot.0) != id.0 >> 32 {
+        let generation = self.slots.get((id.0 & 0xFFFF_FFFF) as usize)?.0;
+        if !self.matches(generation, id) {
             return None;
         }
-        slot.1.as_mut()
+        self.slots[(id.0 & 0xFFFF_FFFF) as usize].1.as_mut()
     }
 
     pub fn remove(&mut self, id: ConnId) -> Option<Session> {
         let index = (id.0 & 0xFFFF_FFFF) as u32;
-        let slot = self.slots.get_mut(index as usize)?;
-        if u64::from(slot.0) != id.0 >> 32 {
+        if !self.matches(self.slots.get(index as usize)?.0, id) {
             return None;
         }
+        let slot = &mut self.slots[index as usize];
         let session = slot.1.take()?;
         slot.0 = slot.0.wrapping_add(1);
         self.free.push(index);

@@ -1,0 +1,38 @@
+//! The tokio driver as one worker of a group ([`siprtmp_driver_common::Workers`]): its own
+//! thread, current-thread runtime and node, a listening socket sharing the port with the
+//! other workers', and the relay to them woken through the node task's `Notify`.
+//!
+//! ```no_run
+//! use siprtmp_core::node::NodeConfig;
+//! use siprtmp_driver_common::{DriverConfig, Workers};
+//! use siprtmp_tokio::TokioDriver;
+//! let config = DriverConfig { listen: "127.0.0.1:1935".parse().unwrap(), ..DriverConfig::default() };
+//! let workers = Workers::start::<TokioDriver>(config, NodeConfig::default(), 2, |_, _| None).unwrap();
+//! workers.stopper().stop();
+//! workers.join().unwrap();
+//! ```
+
+use std::io;
+
+use siprtmp_core::node::NodeConfig;
+use siprtmp_driver_common::{Decider, DriverConfig, Stopper, WorkerDriver, WorkerSeat};
+
+use crate::TokioDriver;
+
+impl WorkerDriver for TokioDriver {
+    fn bind_worker(config: DriverConfig, node: NodeConfig, seat: WorkerSeat) -> io::Result<Self> {
+        TokioDriver::build(config, node, seat.listener, Some(seat.relay))
+    }
+
+    fn with_decider(self, decider: Decider) -> Self {
+        TokioDriver::with_decider(self, decider)
+    }
+
+    fn stopper(&self) -> Stopper {
+        TokioDriver::stopper(self)
+    }
+
+    fn run(self) -> io::Result<()> {
+        TokioDriver::run(self)
+    }
+}
