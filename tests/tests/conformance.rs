@@ -527,6 +527,7 @@ fn status_codes_and_media_are_the_same(runtime: Runtime) {
             Event::RecordStarted { .. } => "record started",
             Event::RecordStopped { .. } => "record stopped",
             Event::Gateway { .. } => "gateway",
+            Event::GatewayBound { .. } => "gateway-bound",
         })
         .collect();
     assert_eq!(
