@@ -218,7 +218,8 @@ impl<T: Transport> NodeHost<T> {
     }
 
     /// On stop: removes every connection (the node is told each one closed, so recordings
-    /// end), then lets the file executor finish what that asks for (for up to
+    /// end and gateway calls are hung up, their SIP goodbyes sent once), then lets the file
+    /// executor finish what that asks for (for up to
     /// [`SHUTDOWN_FILE_GRACE`]). Returns the transports for the driver to dispose of. Blocks
     /// while files finish: the loop has stopped serving.
     pub fn shutdown(&mut self, now: Instant) -> Vec<(ConnId, T)> {
@@ -229,9 +230,11 @@ impl<T: Transport> NodeHost<T> {
         }
         let mut transports: Vec<(ConnId, T)> = self.closed.drain(..).collect();
         transports.extend(open);
-        match &mut self.files {
-            Some(files) => files.finish(&mut self.node, &mut self.router, SHUTDOWN_FILE_GRACE),
-            None => self.process_outputs(now),
+        // What the closes ask for now: file requests queued, and the gateway's goodbyes (CANCEL,
+        // BYE, un-REGISTER) sent once while the UDP sockets are still open.
+        self.process_outputs(now);
+        if let Some(files) = &mut self.files {
+            files.finish(&mut self.node, &mut self.router, SHUTDOWN_FILE_GRACE);
         }
         transports
     }

@@ -130,6 +130,8 @@ pub struct UdpExecutor {
     registry: Registry,
     /// The node's sockets: the id, the token and the socket.
     sockets: HashMap<SocketId, (Token, Arc<UdpSocket>)>,
+    /// The same sockets by token (for readiness in the driver's poll).
+    tokens: HashMap<Token, SocketId>,
     next_token: usize,
     mode: Mode,
     stats: Arc<UdpStats>,
@@ -155,6 +157,7 @@ impl UdpExecutor {
         Ok(Self {
             registry,
             sockets: HashMap::new(),
+            tokens: HashMap::new(),
             next_token: 0,
             mode: Mode::Thread {
                 table,
@@ -173,6 +176,7 @@ impl UdpExecutor {
         Self {
             registry,
             sockets: HashMap::new(),
+            tokens: HashMap::new(),
             next_token: UDP_TOKEN_BASE,
             mode: Mode::Driver {
                 buf: BytesMut::new(),
@@ -244,11 +248,13 @@ impl UdpExecutor {
                 let udp = Arc::new(udp);
                 table.insert(token, (socket, udp.clone()));
                 self.sockets.insert(socket, (token, udp));
+                self.tokens.insert(token, socket);
             }
             Mode::Driver { .. } => {
                 self.registry
                     .register(&mut udp, token, Interest::READABLE)?;
                 self.sockets.insert(socket, (token, Arc::new(udp)));
+                self.tokens.insert(token, socket);
             }
         }
         Ok(local)
@@ -282,6 +288,7 @@ impl UdpExecutor {
         let Some((token, udp)) = self.sockets.remove(&socket) else {
             return;
         };
+        self.tokens.remove(&token);
         if let Mode::Thread { table, .. } = &self.mode {
             table
                 .lock()
@@ -330,12 +337,11 @@ impl UdpExecutor {
         let Mode::Driver { buf } = &mut self.mode else {
             return false;
         };
-        let Some((socket, udp)) = self
-            .sockets
-            .iter()
-            .find(|(_, (t, _))| *t == token)
-            .map(|(s, (_, u))| (*s, u.clone()))
-        else {
+        let found = self.tokens.get(&token).and_then(|socket| {
+            let (_, udp) = self.sockets.get(socket)?;
+            Some((*socket, udp.clone()))
+        });
+        let Some((socket, udp)) = found else {
             return token.0 >= UDP_TOKEN_BASE;
         };
         let mut fed = 0;

@@ -181,6 +181,8 @@ impl ThreadsDriver {
             threads.extend(c.threads);
             node_thread.node.handle(now, Input::Closed { conn });
         }
+        // What the closes ask for: file requests queued, the gateway's SIP goodbyes sent once.
+        node_thread.process_outputs(now);
         // Recordings end with the connections: let their last writes and metadata land.
         let NodeThread {
             mut node,
