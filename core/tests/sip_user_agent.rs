@@ -945,3 +945,117 @@ fn invite_answers_one_proxy_challenge() {
         Some(UaEvent::Rejected { call: c, status: 407, .. }) if c == call
     ));
 }
+
+/// Two user agents joined by one TCP connection, delivered a few bytes at a time.
+struct TcpPair {
+    now: Instant,
+    alice: UserAgent,
+    bob: UserAgent,
+    /// Bytes in flight each way, and what each side's connection buffer holds.
+    to_bob: bytes::BytesMut,
+    to_alice: bytes::BytesMut,
+    bob_in: bytes::BytesMut,
+    alice_in: bytes::BytesMut,
+    wire: Vec<Bytes>,
+    alice_events: Vec<UaEvent>,
+    bob_events: Vec<UaEvent>,
+}
+
+impl TcpPair {
+    fn pump(&mut self) {
+        loop {
+            let mut moved = false;
+            while let Some((to, data)) = self.alice.poll_transmit() {
+                assert_eq!(to, addr(BOB));
+                self.wire.push(data.clone());
+                self.to_bob.extend_from_slice(&data);
+            }
+            while let Some((to, data)) = self.bob.poll_transmit() {
+                assert_eq!(to, addr(ALICE));
+                self.wire.push(data.clone());
+                self.to_alice.extend_from_slice(&data);
+            }
+            while !self.to_bob.is_empty() || !self.to_alice.is_empty() {
+                moved = true;
+                let n = self.to_bob.len().min(7);
+                self.bob_in.extend_from_slice(&self.to_bob.split_to(n));
+                assert!(self
+                    .bob
+                    .handle_stream(self.now, addr(ALICE), &mut self.bob_in));
+                let n = self.to_alice.len().min(7);
+                self.alice_in.extend_from_slice(&self.to_alice.split_to(n));
+                assert!(self
+                    .alice
+                    .handle_stream(self.now, addr(BOB), &mut self.alice_in));
+            }
+            while let Some(e) = self.bob.poll_event() {
+                moved = true;
+                self.bob_events.push(e);
+            }
+            while let Some(e) = self.alice.poll_event() {
+                moved = true;
+                self.alice_events.push(e);
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+}
+
+/// SIP over TCP: both user agents use the stream transport; every message goes through the
+/// stream framer in pieces of 7 bytes (as TCP may deliver them), Via says TCP, and nothing is
+/// retransmitted (reliable transport).
+#[test]
+fn a_call_over_tcp_frames_messages_from_a_byte_stream() {
+    let mut alice_config = config("sip:alice@127.0.0.1", ALICE);
+    alice_config.transport = Transport::Tcp;
+    let mut bob_config = config("sip:bob@127.0.0.1", BOB);
+    bob_config.transport = Transport::Tcp;
+    let mut p = TcpPair {
+        now: Instant::now(),
+        alice: UserAgent::new(alice_config, 1),
+        bob: UserAgent::new(bob_config, 2),
+        to_bob: bytes::BytesMut::new(),
+        to_alice: bytes::BytesMut::new(),
+        bob_in: bytes::BytesMut::new(),
+        alice_in: bytes::BytesMut::new(),
+        wire: Vec::new(),
+        alice_events: Vec::new(),
+        bob_events: Vec::new(),
+    };
+    let offer = create_offer(&capabilities(4000), &origin(1)).to_string();
+    let a = p
+        .alice
+        .invite(p.now, bob_uri(), Bytes::from(offer.clone()))
+        .unwrap();
+    p.pump();
+    let b = expect_incoming(p.bob_events.first().cloned());
+    let ans = answer(&offer.parse().unwrap(), &capabilities(5000), &origin(2)).unwrap();
+    p.bob
+        .answer(p.now, b, Bytes::from(ans.to_string()))
+        .unwrap();
+    p.pump();
+    assert!(p
+        .alice_events
+        .iter()
+        .any(|e| matches!(e, UaEvent::Answered { call, .. } if *call == a)));
+    // A minute of virtual time: on TCP nothing is retransmitted.
+    let sent = p.wire.len();
+    for _ in 0..120 {
+        p.now += Duration::from_millis(500);
+        let now = p.now;
+        p.alice.handle_timeout(now);
+        p.bob.handle_timeout(now);
+        p.pump();
+    }
+    assert_eq!(p.wire.len(), sent, "no retransmissions over TCP");
+    let invite = String::from_utf8(p.wire[0].to_vec()).unwrap();
+    assert!(
+        invite.contains("Via: SIP/2.0/TCP 127.0.0.1:5070;"),
+        "{invite}"
+    );
+    p.alice.hangup(p.now, a).unwrap();
+    p.pump();
+    assert!(p.bob_events.contains(&UaEvent::Ended { call: b }));
+}

@@ -276,11 +276,9 @@ impl RtmpServer {
             | type_id::WINDOW_ACK_SIZE
             | type_id::SET_PEER_BANDWIDTH => self.handle_protocol_control(conn, &msg),
             type_id::USER_CONTROL => self.handle_user_control(conn, &msg),
-            type_id::AUDIO | type_id::VIDEO => {
-                if !self.gateway_media(now, conn, &msg) {
-                    self.publish_message(conn, msg);
-                }
-            }
+            // A gateway client's media goes to its call, never to the live fan-out.
+            type_id::AUDIO | type_id::VIDEO if self.gateway_media(now, conn, &msg) => {}
+            type_id::AUDIO | type_id::VIDEO => self.publish_message(conn, msg),
             type_id::DATA_AMF0 | type_id::DATA_AMF3 => self.handle_data(conn, msg),
             type_id::COMMAND_AMF0 | type_id::COMMAND_AMF3 => match Command::parse(&msg) {
                 Ok(cmd) => self.handle_command(now, conn, msg.stream_id, cmd),

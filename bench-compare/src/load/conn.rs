@@ -1,0 +1,225 @@
+//! One load-generator connection: a non-blocking mio `TcpStream` driving an [`RtmpClient`]
+//! machine, with the role-specific steps (publish or play) and the player's frame counter.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+
+use bytes::{Bytes, BytesMut};
+use mio::net::TcpStream;
+use siprtmp_core::rtmp::client::{ClientEvent, RtmpClient};
+
+use super::media::read_tag;
+
+/// Where a connection is in its setup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Handshake and `connect` in progress.
+    Connecting,
+    /// `createStream` sent.
+    CreatingStream,
+    /// `publish` or `play` sent, waiting for its Start status.
+    Starting,
+    /// Publishing or playing.
+    Running,
+}
+
+/// The sequence range a player counts: `lo..=hi` (hi is `u32::MAX` while the window is open).
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// First sequence number sent in the window (`u32::MAX` before it opens).
+    pub lo: u32,
+    /// Last sequence number sent in the window.
+    pub hi: u32,
+}
+
+/// One connection of the load generator.
+pub struct Conn {
+    stream: TcpStream,
+    machine: RtmpClient,
+    inbuf: BytesMut,
+    out: VecDeque<Bytes>,
+    /// Bytes of `out.front()` already written.
+    out_offset: usize,
+    /// Publisher (true) or player.
+    pub publisher: bool,
+    /// Setup progress.
+    pub phase: Phase,
+    /// The stream id `createStream` returned.
+    stream_id: u32,
+    /// Frames of the window received (players).
+    pub counted: u64,
+    /// Window frames that arrived out of order or twice (players).
+    pub disorder: u64,
+    last_seq: Option<u32>,
+    /// Why the connection failed, if it did.
+    pub failed: Option<String>,
+}
+
+impl Conn {
+    /// Wraps a connecting socket and queues the handshake.
+    pub fn new(stream: TcpStream, machine: RtmpClient, publisher: bool) -> Self {
+        let mut conn = Self {
+            stream,
+            machine,
+            inbuf: BytesMut::with_capacity(8 * 1024),
+            out: VecDeque::new(),
+            out_offset: 0,
+            publisher,
+            phase: Phase::Connecting,
+            stream_id: 0,
+            counted: 0,
+            disorder: 0,
+            last_seq: None,
+            failed: None,
+        };
+        conn.collect_output();
+        conn
+    }
+
+    /// Sets SO_RCVLOWAT: the kernel reports the socket readable only once `bytes` are queued
+    /// (a player that reads in bulk, as a buffering media player does).
+    pub fn set_recv_low_water(&self, bytes: i32) -> io::Result<()> {
+        // SAFETY: a valid open descriptor, and a pointer to an int of the size passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVLOWAT,
+                std::ptr::addr_of!(bytes).cast(),
+                std::mem::size_of::<i32>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    /// Queues a media message (publisher) and writes what the socket takes.
+    pub fn send_media(&mut self, msg: &siprtmp_core::rtmp::message::RtmpMessage) {
+        let mut msg = msg.clone();
+        msg.stream_id = self.stream_id;
+        self.machine.send_media(&msg);
+        self.collect_output();
+        self.flush();
+    }
+
+    fn collect_output(&mut self) {
+        while let Some(bytes) = self.machine.take_output() {
+            self.out.push_back(bytes);
+        }
+    }
+
+    /// Writes queued bytes until the socket would block.
+    pub fn flush(&mut self) {
+        while let Some(front) = self.out.front() {
+            match self.stream.write(&front[self.out_offset..]) {
+                Ok(0) => {
+                    self.fail("write returned 0".into());
+                    return;
+                }
+                Ok(n) => {
+                    self.out_offset += n;
+                    if self.out_offset == front.len() {
+                        self.out.pop_front();
+                        self.out_offset = 0;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // Still connecting: the writable event will come.
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.fail(format!("write: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, why: String) {
+        if self.failed.is_none() {
+            self.failed = Some(why);
+        }
+    }
+
+    /// Reads until the socket would block, runs the machine and the setup steps, and counts
+    /// window frames. `name` is the stream name to publish or play.
+    pub fn read(&mut self, scratch: &mut [u8], name: &str, window: Window) {
+        if self.failed.is_some() {
+            return;
+        }
+        loop {
+            match self.stream.read(scratch) {
+                Ok(0) => {
+                    self.fail("closed by the server".into());
+                    break;
+                }
+                Ok(n) => self.inbuf.extend_from_slice(&scratch[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.fail(format!("read: {e}"));
+                    break;
+                }
+            }
+        }
+        if self.inbuf.is_empty() {
+            return;
+        }
+        if let Err(e) = self.machine.received(&mut self.inbuf) {
+            self.fail(format!("protocol: {e}"));
+            return;
+        }
+        while let Some(event) = self.machine.poll_event() {
+            self.on_event(event, name, window);
+        }
+        self.collect_output();
+        self.flush();
+    }
+
+    fn on_event(&mut self, event: ClientEvent, name: &str, window: Window) {
+        match event {
+            ClientEvent::Media(msg) => {
+                if let Some(seq) = read_tag(&msg.payload) {
+                    if seq >= window.lo && seq <= window.hi {
+                        self.counted += 1;
+                        if self.last_seq.is_some_and(|last| seq <= last) {
+                            self.disorder += 1;
+                        }
+                    }
+                    self.last_seq = Some(seq);
+                }
+            }
+            ClientEvent::Connected => {
+                if self.publisher {
+                    // As ffmpeg does: large chunks for the media it sends.
+                    self.machine.set_chunk_size(4096);
+                }
+                self.machine.create_stream();
+                self.phase = Phase::CreatingStream;
+            }
+            ClientEvent::ConnectRejected(code) => self.fail(format!("connect rejected: {code}")),
+            ClientEvent::StreamCreated(id) => {
+                self.stream_id = id;
+                if self.publisher {
+                    self.machine.publish(id, name);
+                } else {
+                    self.machine.play(id, name, -2.0);
+                }
+                self.phase = Phase::Starting;
+            }
+            ClientEvent::Status(_, code) => match code.as_str() {
+                "NetStream.Publish.Start" | "NetStream.Play.Start" => self.phase = Phase::Running,
+                c if c.ends_with("Failed") || c.ends_with("BadName") || c.ends_with("Rejected") => {
+                    self.fail(format!("status {c}"))
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+}

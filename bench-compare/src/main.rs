@@ -1,0 +1,340 @@
+//! `bench-compare`: repeats the original project's CPU measurement (CPU per publisher and per
+//! player of an RTMP server) for `siprtmp` under each runtime and for nginx-rtmp in the same
+//! run, with one Rust load generator, and writes a markdown report and SVG plots.
+//!
+//! Order of work: for each repeat, scenario, reader kind and player count, every server is
+//! measured in turn (so slow drifts of the machine spread over all servers); the report takes
+//! medians over repeats and fits CPU against players by least squares.
+
+mod flv;
+mod load;
+mod measure;
+mod procstat;
+mod report;
+mod server;
+mod stats;
+mod svg;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use load::generator::ReaderKind;
+use load::media::MediaLoop;
+use measure::{PointResult, Scenario, Timing};
+use server::{Binaries, ServerKind};
+
+/// CPU per publisher and per player: siprtmp under each runtime against nginx-rtmp.
+#[derive(Debug, Parser)]
+#[command(name = "bench-compare", version, about)]
+struct Flags {
+    /// Short run (< 60 s): 0, 5 and 20 players, Speex only, 1.2 s windows, 1 repeat; exits
+    /// non-zero unless every player received every frame sent during each window.
+    #[arg(long)]
+    quick: bool,
+    /// Directory for report.md, results.csv and the SVG plots.
+    #[arg(long, default_value = "bench-compare-out")]
+    out: PathBuf,
+    /// Servers to measure, comma-separated: siprtmp runtimes and `nginx`. Runtimes the
+    /// siprtmp binary does not accept are skipped with a note.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "mio,tokio,threads,async-std,nginx"
+    )]
+    runtimes: Vec<String>,
+    /// Player counts [default: 0,1,5,20,100,1000; quick: 0,5,20].
+    #[arg(long, value_delimiter = ',')]
+    players: Option<Vec<usize>>,
+    /// Measurement window in seconds [default: 10; quick: 1.2].
+    #[arg(long)]
+    window: Option<f64>,
+    /// Warm-up before each window in seconds [default: 3; quick: 0.4].
+    #[arg(long)]
+    warmup: Option<f64>,
+    /// Repeats; the report takes medians [default: 3; quick: 1].
+    #[arg(long)]
+    repeats: Option<usize>,
+    /// Scenarios, comma-separated: `audio` (Speex 16 kHz) and `av` (H.264 320x240 12 fps +
+    /// Speex) [default: audio,av; quick: audio].
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Option<Vec<String>>,
+    /// Reader kinds, comma-separated: `reader` (reads every message) and `bulk`
+    /// (SO_RCVLOWAT 16 KiB).
+    #[arg(long, value_delimiter = ',', default_value = "reader,bulk")]
+    readers: Vec<String>,
+    /// The siprtmp binary [default: `siprtmp` next to this binary].
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// Directory holding speex16k_audio_20s.flv and h264_speex16k_320x240_12fps_20s.flv.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/media"))]
+    media_dir: PathBuf,
+}
+
+/// Everything the run decided before measuring, for the report.
+pub struct RunInfo {
+    /// The command line.
+    pub command: String,
+    /// Servers measured, in order.
+    pub servers: Vec<String>,
+    /// Notes (skipped servers, assumptions).
+    pub notes: Vec<String>,
+    /// Scenarios measured.
+    pub scenarios: Vec<Scenario>,
+    /// Reader kinds measured.
+    pub readers: Vec<ReaderKind>,
+    /// Player counts.
+    pub players: Vec<usize>,
+    /// Repeats.
+    pub repeats: usize,
+    /// Phase lengths.
+    pub timing: Timing,
+    /// Core clock, MHz (`None`: unknown, MHz columns omitted).
+    pub core_mhz: Option<f64>,
+    /// CPU model.
+    pub cpu_model: String,
+    /// Logical CPUs.
+    pub cpus: usize,
+}
+
+fn main() -> ExitCode {
+    let flags = Flags::parse();
+    match run(flags) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(2),
+        Err(e) => {
+            eprintln!("bench-compare: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn default_server_bin() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let dir = exe
+        .parent()
+        .ok_or("no directory for the current executable")?;
+    // Next to us (target/<profile>/), or one up when we run as a test's deps/ binary.
+    [dir.join("siprtmp"), dir.join("../siprtmp")]
+        .into_iter()
+        .find(|p| p.exists())
+        .ok_or_else(|| {
+            format!(
+                "no siprtmp binary next to {}; build it (cargo build -p siprtmp) or pass --server-bin",
+                exe.display()
+            )
+        })
+}
+
+fn load_scenario(name: &str, media_dir: &std::path::Path) -> Result<Scenario, String> {
+    let (file, description) = match name {
+        "audio" => (
+            "speex16k_audio_20s.flv",
+            "Speex 16 kHz audio only (50 messages/s)",
+        ),
+        "av" => (
+            "h264_speex16k_320x240_12fps_20s.flv",
+            "H.264 320x240 12 fps + Speex 16 kHz (62 messages/s)",
+        ),
+        other => return Err(format!("unknown scenario {other:?} (audio, av)")),
+    };
+    let path = media_dir.join(file);
+    let data = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let tags = flv::parse_tags(&data).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Scenario {
+        name: name.to_owned(),
+        description: description.to_owned(),
+        media: Arc::new(MediaLoop::new(tags)?),
+    })
+}
+
+fn run(flags: Flags) -> Result<bool, String> {
+    let quick = flags.quick;
+    let players = flags.players.clone().unwrap_or_else(|| {
+        if quick {
+            vec![0, 5, 20]
+        } else {
+            vec![0, 1, 5, 20, 100, 1000]
+        }
+    });
+    let timing = Timing {
+        warmup: secs(flags.warmup.unwrap_or(if quick { 0.4 } else { 3.0 }))?,
+        window: secs(flags.window.unwrap_or(if quick { 1.2 } else { 10.0 }))?,
+        setup_timeout: Duration::from_secs(30),
+        drain_timeout: Duration::from_secs(5),
+    };
+    let repeats = flags.repeats.unwrap_or(if quick { 1 } else { 3 }).max(1);
+    let scenario_names = flags.scenarios.clone().unwrap_or_else(|| {
+        if quick {
+            vec!["audio".into()]
+        } else {
+            vec!["audio".into(), "av".into()]
+        }
+    });
+    let scenarios = scenario_names
+        .iter()
+        .map(|n| load_scenario(n, &flags.media_dir))
+        .collect::<Result<Vec<_>, _>>()?;
+    let readers = flags
+        .readers
+        .iter()
+        .map(|r| match r.as_str() {
+            "reader" => Ok(ReaderKind::Eager),
+            "bulk" => Ok(ReaderKind::Bulk),
+            other => Err(format!("unknown reader kind {other:?} (reader, bulk)")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let bins = Binaries {
+        siprtmp: match &flags.server_bin {
+            Some(p) => p.clone(),
+            None => default_server_bin()?,
+        },
+        nginx: server::find_nginx(),
+    };
+
+    let mut notes = Vec::new();
+    let (clk_tck, tick_note) = procstat::clock_ticks();
+    notes.extend(tick_note);
+    let (core_mhz, cpu_model) = procstat::core_mhz();
+    if core_mhz.is_none() {
+        notes.push("no \"cpu MHz\" in /proc/cpuinfo: MHz figures omitted".into());
+    }
+
+    // Which servers can run here: try each once.
+    let mut servers = Vec::new();
+    for name in &flags.runtimes {
+        let kind = if name == "nginx" {
+            if bins.nginx.is_none() {
+                notes
+                    .push("nginx-rtmp skipped: nginx or libnginx-mod-rtmp is not installed".into());
+                continue;
+            }
+            ServerKind::Nginx
+        } else {
+            ServerKind::Siprtmp(name.clone())
+        };
+        match server::start(&kind, &bins) {
+            Ok(running) => {
+                running.stop();
+                servers.push(kind);
+            }
+            Err(e) => {
+                let note = format!("{} skipped: {e}", kind.label());
+                eprintln!("bench-compare: {note}");
+                notes.push(note);
+            }
+        }
+    }
+    if servers.is_empty() {
+        return Err("no server to measure".into());
+    }
+
+    let total = repeats * scenarios.len() * readers.len() * players.len() * servers.len();
+    let mut results: Vec<PointResult> = Vec::with_capacity(total);
+    let mut failures = Vec::new();
+    let started = Instant::now();
+    let mut done = 0;
+    for repeat in 0..repeats {
+        for scenario in &scenarios {
+            for &reader in &readers {
+                for &n in &players {
+                    for kind in &servers {
+                        done += 1;
+                        progress(&format!(
+                            "[{done}/{total}] {:.0}s repeat {} {} {} N={n} {} ...",
+                            started.elapsed().as_secs_f64(),
+                            repeat + 1,
+                            scenario.name,
+                            reader.name(),
+                            kind.label()
+                        ));
+                        let point = measure::run_point(
+                            kind, &bins, scenario, reader, n, repeat, timing, clk_tck,
+                        );
+                        match point {
+                            Ok(r) => {
+                                if !r.delivery.is_complete() {
+                                    failures.push(format!(
+                                        "{} {} {} N={n} repeat {}: {} of {n} players complete, \
+                                         fewest frames {} of {}{}",
+                                        r.server,
+                                        r.scenario,
+                                        reader.name(),
+                                        repeat + 1,
+                                        r.delivery.complete,
+                                        r.delivery.min_received,
+                                        r.delivery.sent,
+                                        r.delivery
+                                            .failure
+                                            .as_ref()
+                                            .map(|f| format!(" ({f})"))
+                                            .unwrap_or_default()
+                                    ));
+                                }
+                                progress(&format!(
+                                    "[{done}/{total}] {} {} N={n} {}: {:.2}% core, loader {:.1}%, frames {}/{}",
+                                    scenario.name,
+                                    reader.name(),
+                                    kind.label(),
+                                    r.server_cpu,
+                                    r.loader_cpu,
+                                    r.delivery.min_received,
+                                    r.delivery.sent
+                                ));
+                                results.push(r);
+                            }
+                            Err(e) => failures.push(format!(
+                                "{} {} {} N={n} repeat {}: {e}",
+                                kind.label(),
+                                scenario.name,
+                                reader.name(),
+                                repeat + 1
+                            )),
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!();
+
+    let info = RunInfo {
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        servers: servers.iter().map(ServerKind::label).collect(),
+        notes,
+        scenarios,
+        readers,
+        players,
+        repeats,
+        timing,
+        core_mhz,
+        cpu_model,
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    std::fs::create_dir_all(&flags.out).map_err(|e| format!("{}: {e}", flags.out.display()))?;
+    report::write_all(&flags.out, &info, &results, &failures)?;
+    eprintln!(
+        "bench-compare: {} points in {:.0} s; report in {}",
+        results.len(),
+        started.elapsed().as_secs_f64(),
+        flags.out.join("report.md").display()
+    );
+    for f in &failures {
+        eprintln!("bench-compare: FAILED {f}");
+    }
+    Ok(failures.is_empty())
+}
+
+fn secs(s: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(s).map_err(|e| format!("bad duration {s}: {e}"))
+}
+
+/// One progress line on stderr, rewritten in place.
+fn progress(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "\r\x1b[2K{line}");
+    let _ = err.flush();
+}

@@ -1,0 +1,195 @@
+//! The servers under test as child processes: `siprtmp --runtime R` and nginx with the RTMP
+//! module (one process: `master_process off`, so the measured PID is the one doing the work).
+//! Each point gets a fresh process on a fresh port, so peak RSS belongs to that point.
+
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// A server implementation to measure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerKind {
+    /// `siprtmp --runtime <name>`.
+    Siprtmp(String),
+    /// nginx with ngx_rtmp_module.
+    Nginx,
+}
+
+impl ServerKind {
+    /// The name used in flags, tables and plots.
+    pub fn label(&self) -> String {
+        match self {
+            ServerKind::Siprtmp(r) => r.clone(),
+            ServerKind::Nginx => "nginx-rtmp".into(),
+        }
+    }
+}
+
+/// Where the binaries are.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    /// The `siprtmp` binary.
+    pub siprtmp: PathBuf,
+    /// nginx and the RTMP module, if installed.
+    pub nginx: Option<(PathBuf, PathBuf)>,
+}
+
+/// A running server; killed when dropped.
+pub struct Running {
+    child: Child,
+    /// Its RTMP address.
+    pub addr: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Running {
+    /// The PID to measure.
+    pub fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    /// Stops the server with SIGTERM (SIGKILL after 3 s) and removes its directory.
+    pub fn stop(mut self) {
+        self.terminate();
+    }
+
+    fn terminate(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let pid = self.child.id() as libc::pid_t;
+            // SAFETY: kill(2) on our own child's pid; no memory is involved.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+/// Finds nginx and its RTMP module (`dpkg -L libnginx-mod-rtmp`, then the usual path).
+pub fn find_nginx() -> Option<(PathBuf, PathBuf)> {
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())?;
+    let from_dpkg = Command::new("dpkg")
+        .args(["-L", "libnginx-mod-rtmp"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.ends_with("/ngx_rtmp_module.so"))
+                .map(PathBuf::from)
+        });
+    let module = from_dpkg
+        .or_else(|| Some(PathBuf::from("/usr/lib/nginx/modules/ngx_rtmp_module.so")))
+        .filter(|p| p.exists())?;
+    Some((nginx, module))
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+fn scratch_dir(label: &str) -> Result<PathBuf, String> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "bench-compare-{}-{label}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Starts `kind` on a free loopback port and waits until it accepts connections.
+pub fn start(kind: &ServerKind, bins: &Binaries) -> Result<Running, String> {
+    let port = free_port()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let dir = scratch_dir(&kind.label())?;
+    let log_path = dir.join("server.log");
+    let log = File::create(&log_path).map_err(|e| e.to_string())?;
+    let mut command = match kind {
+        ServerKind::Siprtmp(runtime) => {
+            let mut c = Command::new(&bins.siprtmp);
+            c.args(["-i", "127.0.0.1", "-p", &port.to_string(), "-r"])
+                .arg(&dir)
+                .args(["--runtime", runtime])
+                .env("RUST_LOG", "warn");
+            c
+        }
+        ServerKind::Nginx => {
+            let (nginx, module) = bins.nginx.clone().ok_or("nginx is not installed")?;
+            let conf = dir.join("nginx.conf");
+            std::fs::write(&conf, nginx_conf(&module, &dir, port)).map_err(|e| e.to_string())?;
+            let mut c = Command::new(nginx);
+            c.arg("-c")
+                .arg(&conf)
+                .arg("-p")
+                .arg(&dir)
+                .arg("-e")
+                .arg(dir.join("error.log"));
+            c
+        }
+    };
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", kind.label()))?;
+    let mut running = Running { child, addr, dir };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(Some(status)) = running.child.try_wait() {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let first = log.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+            return Err(format!("{} exited ({status}): {first}", kind.label()));
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            return Ok(running);
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{} did not listen on {addr} within 5 s",
+                kind.label()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A minimal single-process nginx-rtmp configuration (see ../shared/PEERS.md).
+fn nginx_conf(module: &Path, dir: &Path, port: u16) -> String {
+    format!(
+        "load_module {module};\n\
+         daemon off;\n\
+         master_process off;\n\
+         worker_processes 1;\n\
+         worker_rlimit_nofile 16384;\n\
+         pid {dir}/nginx.pid;\n\
+         error_log {dir}/error.log warn;\n\
+         events {{ worker_connections 8192; }}\n\
+         rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n\
+         \x20   application live {{ live on; record off; }} }} }}\n",
+        module = module.display(),
+        dir = dir.display(),
+    )
+}

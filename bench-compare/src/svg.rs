@@ -1,0 +1,190 @@
+//! Line plots as hand-written SVG: one line per server, players on a log(1+N) axis (the
+//! counts run from 0 to 1000), CPU on a linear axis from zero.
+
+use std::fmt::Write as _;
+
+/// One line of a plot.
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// Legend text.
+    pub label: String,
+    /// (players, value) points in increasing player order.
+    pub points: Vec<(usize, f64)>,
+}
+
+const WIDTH: f64 = 640.0;
+const HEIGHT: f64 = 400.0;
+const LEFT: f64 = 70.0;
+const RIGHT: f64 = 160.0;
+const TOP: f64 = 40.0;
+const BOTTOM: f64 = 50.0;
+const COLOURS: [&str; 6] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
+];
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A "nice" step (1, 2 or 5 times a power of ten) giving about five ticks up to `max`.
+fn tick_step(max: f64) -> f64 {
+    let raw = max / 5.0;
+    let power = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * power)
+        .find(|&s| s >= raw)
+        .unwrap_or(10.0 * power)
+}
+
+/// The SVG document for `series`.
+pub fn plot(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
+    let mut xs: Vec<usize> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .collect();
+    xs.sort_unstable();
+    xs.dedup();
+    let y_max = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .fold(0.0f64, f64::max)
+        .max(1e-3);
+    let step = tick_step(y_max);
+    let y_top = (y_max / step).ceil() * step;
+    let x_top = ((*xs.last().unwrap_or(&1) + 1) as f64).ln().max(1e-9);
+    let plot_w = WIDTH - LEFT - RIGHT;
+    let plot_h = HEIGHT - TOP - BOTTOM;
+    let px = |n: usize| LEFT + ((n + 1) as f64).ln() / x_top * plot_w;
+    let py = |v: f64| TOP + plot_h - v / y_top * plot_h;
+
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="22" text-anchor="middle" font-size="14">{}</text>"#,
+        LEFT + plot_w / 2.0,
+        escape(title)
+    );
+    // Grid and y ticks.
+    let mut v = 0.0;
+    while v <= y_top + step / 2.0 {
+        let y = py(v);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+            LEFT + plot_w,
+            LEFT - 6.0,
+            y + 4.0,
+            format_tick(v, step)
+        );
+        v += step;
+    }
+    for &n in &xs {
+        let x = px(n);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#eee"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{n}</text>"##,
+            TOP + plot_h,
+            TOP + plot_h + 16.0
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="black"/>"#
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{} (log scale of 1+N)</text>"#,
+        LEFT + plot_w / 2.0,
+        HEIGHT - 12.0,
+        escape(x_label)
+    );
+    let _ = writeln!(
+        s,
+        r#"<text transform="translate(18 {:.1}) rotate(-90)" text-anchor="middle">{}</text>"#,
+        TOP + plot_h / 2.0,
+        escape(y_label)
+    );
+    for (i, line) in series.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        let pts: Vec<String> = line
+            .points
+            .iter()
+            .map(|&(n, v)| format!("{:.1},{:.1}", px(n), py(v)))
+            .collect();
+        let _ = writeln!(
+            s,
+            r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
+            pts.join(" ")
+        );
+        for &(n, v) in &line.points {
+            let _ = writeln!(
+                s,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{colour}"/>"#,
+                px(n),
+                py(v)
+            );
+        }
+        let ly = TOP + 10.0 + i as f64 * 20.0;
+        let lx = LEFT + plot_w + 12.0;
+        let _ = writeln!(
+            s,
+            r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{colour}" stroke-width="2"/><text x="{}" y="{}">{}</text>"#,
+            lx + 20.0,
+            lx + 26.0,
+            ly + 4.0,
+            escape(&line.label)
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn format_tick(v: f64, step: f64) -> String {
+    let decimals = if step >= 1.0 {
+        0
+    } else {
+        (-step.log10().floor()) as usize
+    };
+    format!("{v:.decimals$}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_nice() {
+        assert_eq!(tick_step(10.0), 2.0);
+        assert_eq!(tick_step(0.7), 0.2);
+        assert_eq!(tick_step(48.0), 10.0);
+        assert_eq!(format_tick(0.4, 0.2), "0.4");
+    }
+
+    #[test]
+    fn a_plot_has_a_line_per_series_and_escapes_labels() {
+        let series = vec![
+            Series {
+                label: "a<b".into(),
+                points: vec![(0, 1.0), (5, 2.0), (1000, 9.0)],
+            },
+            Series {
+                label: "nginx".into(),
+                points: vec![(0, 0.5), (1000, 3.0)],
+            },
+        ];
+        let svg = plot("t", "players", "%", &series);
+        assert!(svg.starts_with("<svg"));
+        assert!(svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert!(svg.contains("a&lt;b"));
+        assert!(!svg.contains("NaN"));
+    }
+}

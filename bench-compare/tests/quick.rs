@@ -1,0 +1,70 @@
+//! Runs `bench-compare --quick` against `siprtmp --runtime mio` (and nginx-rtmp when it is
+//! installed): the run must finish, every player must receive every frame published during
+//! each window (the binary exits non-zero otherwise), and the report and plots must be written.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The debug `siprtmp` binary that `cargo test --workspace` builds next to ours.
+fn siprtmp_bin() -> PathBuf {
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_bench-compare"));
+    let bin = bench.with_file_name("siprtmp");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test --workspace` or `cargo build -p siprtmp` first",
+        bin.display()
+    );
+    bin
+}
+
+#[test]
+fn quick_mode_delivers_every_frame() {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-compare-quick");
+    let _ = std::fs::remove_dir_all(&out);
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_bench-compare"))
+        .arg("--quick")
+        .args(["--runtimes", "mio,nginx"])
+        .arg("--server-bin")
+        .arg(siprtmp_bin())
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run bench-compare");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "bench-compare --quick failed ({}):\n{stderr}",
+        output.status
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "quick mode took {:?}",
+        started.elapsed()
+    );
+
+    let report = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+    assert!(report.contains("| mio |"), "{report}");
+    assert!(report.contains("No failures."), "{report}");
+    assert!(report.contains("Python gevent"), "{report}");
+    let csv = std::fs::read_to_string(out.join("results.csv")).expect("results.csv");
+    // Header plus 3 player counts x 2 reader kinds for mio alone at least.
+    assert!(csv.lines().count() > 6, "{csv}");
+    for line in csv.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (sent, min_received) = (f[10], f[11]);
+        assert_eq!(sent, min_received, "lost frames: {line}");
+        assert!(
+            sent.parse::<u64>().unwrap() > 50,
+            "too few frames in a window: {line}"
+        );
+    }
+    for plot in ["cpu-audio-reader.svg", "cpu-audio-bulk.svg"] {
+        let svg = std::fs::read_to_string(out.join(plot)).expect(plot);
+        assert!(
+            svg.starts_with("<svg") && svg.contains("<polyline"),
+            "{plot}"
+        );
+    }
+}
