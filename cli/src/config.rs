@@ -10,6 +10,7 @@ use siprtmp_core::node::NodeConfig;
 use siprtmp_core::server::{AppConfig, RecordPolicy, ServerConfig};
 
 use crate::auth::{IpNet, Rules};
+use crate::gateway::GatewaySection;
 
 /// Everything the config file may set; every field is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -26,6 +27,9 @@ pub struct FileConfig {
     /// `[apps.<name>]`: per-application recording and allow lists.
     #[serde(default)]
     pub apps: HashMap<String, AppSection>,
+    /// `[gateway]`: the SIP-RTMP gateway.
+    #[serde(default)]
+    pub gateway: GatewaySection,
 }
 
 /// `[auth]`: who may connect, publish and play.

@@ -3,6 +3,7 @@
 
 mod auth;
 mod config;
+mod gateway;
 mod workers;
 
 use std::net::{IpAddr, SocketAddr};
@@ -34,7 +35,8 @@ impl Runtime {
     }
 }
 
-/// RTMP media server (live publish/play) with a sans-IO core.
+/// RTMP media server (live publish/play, recording, video on demand) and SIP-RTMP gateway,
+/// with a sans-IO core.
 #[derive(Debug, Parser)]
 #[command(name = "siprtmp", version, about)]
 struct Flags {
@@ -64,6 +66,29 @@ struct Flags {
     /// (mio and tokio only).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     workers: u16,
+    /// Run the SIP-RTMP gateway (app `sip`) even if the config file turns it off; it is on by
+    /// default.
+    #[arg(long, conflicts_with = "no_gateway")]
+    gateway: bool,
+    /// Turn the SIP-RTMP gateway off.
+    #[arg(long)]
+    no_gateway: bool,
+    /// Local address for the gateway's SIP and RTP sockets [default: the address used to reach
+    /// the proxy or registrar, else the machine's primary address, else 127.0.0.1].
+    #[arg(long = "int-ip", value_name = "IP")]
+    int_ip: Option<IpAddr>,
+    /// Address to advertise in SIP and SDP instead of --int-ip (behind NAT).
+    #[arg(long = "ext-ip", value_name = "IP")]
+    ext_ip: Option<IpAddr>,
+    /// SIP registrar for clients that connect with a password [default: the AOR's domain].
+    #[arg(long, value_name = "HOST:PORT")]
+    registrar: Option<String>,
+    /// Outbound proxy for the gateway's SIP requests.
+    #[arg(long, value_name = "HOST:PORT")]
+    proxy: Option<String>,
+    /// RTP port range of the gateway, four ports per client [default: 16000-17999].
+    #[arg(long = "rtp-ports", value_name = "LO-HI")]
+    rtp_ports: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -95,7 +120,30 @@ fn run(flags: Flags) -> Result<(), String> {
         .clone()
         .or_else(|| file.root.clone())
         .unwrap_or_else(|| PathBuf::from("media"));
-    let node_config = file.node_config(&flags.record_all)?;
+    let mut node_config = file.node_config(&flags.record_all)?;
+    let gateway_flags = gateway::GatewayFlags {
+        on: flags.gateway,
+        off: flags.no_gateway,
+        int_ip: flags.int_ip,
+        ext_ip: flags.ext_ip,
+        registrar: flags.registrar.clone(),
+        proxy: flags.proxy.clone(),
+        rtp_ports: flags.rtp_ports.clone(),
+    };
+    node_config.server.gateway = gateway::node_config(&file.gateway, &gateway_flags)?;
+    let gateway_line = node_config.server.gateway.as_ref().map(|g| {
+        let show = |a: Option<SocketAddr>| a.map_or_else(|| "none".to_owned(), |a| a.to_string());
+        format!(
+            "SIP-RTMP gateway on rtmp://host/{}/<user@domain>: SIP and RTP on {} (advertised {}), RTP ports {}-{}, registrar {}, proxy {}",
+            g.app,
+            g.bind_ip,
+            g.session.advertised_ip.unwrap_or(g.bind_ip),
+            g.rtp_ports.0,
+            g.rtp_ports.1,
+            show(g.session.registrar),
+            show(g.session.outbound_proxy),
+        )
+    });
     let rules = file.rules()?;
     let worker_rules = rules.clone();
     // The access rules answer the node's decisions, under every runtime alike.
@@ -117,6 +165,9 @@ fn run(flags: Flags) -> Result<(), String> {
             runtime.name(),
             root.display()
         );
+        if let Some(line) = &gateway_line {
+            tracing::info!("{line}");
+        }
         stop_on_signals(stopper)
     };
     if flags.workers > 1 {

@@ -174,6 +174,18 @@ pub enum Event {
         /// What happened.
         message: String,
     },
+    /// A gateway client's UDP sockets are bound (its `connect` is answered next, or after its
+    /// REGISTER): where SIP requests for it go, and the first of its four RTP ports.
+    GatewayBound {
+        /// The client's connection.
+        conn: ConnId,
+        /// Its address of record (`user@domain`).
+        aor: String,
+        /// The bound address of its SIP socket.
+        sip: SocketAddr,
+        /// Its audio RTP port (audio RTCP, video RTP and video RTCP follow).
+        rtp_port: u16,
+    },
     /// A connection was closed by the server, with the reason.
     Closing {
         /// The connection.

@@ -24,6 +24,10 @@
 //! File requests (recording, video on demand) run on the driver's background file thread
 //! ([`siprtmp_driver_common::FileExecutor`], files under [`DriverConfig::root`]), never on the
 //! executor; after each batch of completions it posts a control message to the node task.
+//! The node's UDP sockets (the SIP-RTMP gateway's SIP and RTP) are
+//! [`siprtmp_driver_common::UdpExecutor`]'s: binds and vectored sends happen in the node task
+//! without waiting; its receive thread queues datagrams and posts a control message, and the
+//! next turn feeds them in.
 //! Decisions are answered by the decider installed with [`AsyncStdDriver::with_decider`]
 //! (everything is accepted without one). On stop, every connection is closed and recordings
 //! are finished before [`AsyncStdDriver::run`] returns.
@@ -52,9 +56,11 @@ use async_std::net::{TcpListener, TcpStream};
 use async_std::stream::Stream;
 use bytes::BytesMut;
 use siprtmp_core::node::{ConnId, Node, NodeConfig};
-use siprtmp_driver_common::{bind_listener, configure_stream, FileExecutor, NodeHost, Transport};
+use siprtmp_driver_common::{
+    bind_listener, configure_stream, FileExecutor, NodeHost, Transport, UdpExecutor,
+};
 
-pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper};
+pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper, UdpStats};
 
 /// Read buffer granularity: one allocation serves many reads.
 const READ_CHUNK: usize = 64 * 1024;
@@ -76,6 +82,8 @@ enum Control {
     Writable(ConnId),
     /// File requests completed (the turn feeds them in).
     Files,
+    /// Datagrams arrived (the turn feeds them in).
+    Udp,
     Stop,
 }
 
@@ -133,6 +141,7 @@ pub struct AsyncStdDriver {
     control_tx: Sender<Control>,
     control_rx: Receiver<Control>,
     files: FileExecutor,
+    udp: UdpExecutor,
     decider: Option<Decider>,
 }
 
@@ -147,6 +156,11 @@ impl AsyncStdDriver {
             // Closed: the driver has returned; nobody waits for the completion.
             let _ = files_tx.try_send(Control::Files);
         })?;
+        let udp_tx = control_tx.clone();
+        let udp = UdpExecutor::start(move || {
+            // Closed: the driver has returned; the datagrams are of no use any more.
+            let _ = udp_tx.try_send(Control::Udp);
+        })?;
         Ok(Self {
             listener,
             node,
@@ -154,6 +168,7 @@ impl AsyncStdDriver {
             control_tx,
             control_rx,
             files,
+            udp,
             decider: None,
         })
     }
@@ -168,6 +183,11 @@ impl AsyncStdDriver {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The UDP executor's counters (sockets open, datagrams sent and dropped...).
+    pub fn udp_stats(&self) -> Arc<UdpStats> {
+        self.udp.stats()
     }
 
     /// A handle that stops [`Self::run`], from any thread.
@@ -190,6 +210,7 @@ impl AsyncStdDriver {
         let send_buffer = self.config.send_buffer;
         let mut host: NodeHost<AsyncStdConnection> = NodeHost::new(self.node, self.config.events)
             .with_files(self.files)
+            .with_udp(self.udp)
             .with_decider(self.decider);
         let (tx, rx) = channel::bounded(CHANNEL_DEPTH);
         let mut rx = pin!(rx);
@@ -246,7 +267,7 @@ impl AsyncStdDriver {
                     return Ok(());
                 }
                 Woke::Control(Control::Writable(conn)) => host.writable(conn),
-                Woke::Control(Control::Files) => {}
+                Woke::Control(Control::Files | Control::Udp) => {}
                 Woke::Again => {}
                 Woke::Message(message) => handle(&mut host, now, message),
                 Woke::Accepted(Ok(stream)) => {
@@ -265,7 +286,7 @@ impl AsyncStdDriver {
             while let Ok(c) = control.try_recv() {
                 match c {
                     Control::Writable(conn) => host.writable(conn),
-                    Control::Files => {}
+                    Control::Files | Control::Udp => {}
                     // Put it back for the wait above, which handles it first.
                     Control::Stop => {
                         let _ = self.control_tx.try_send(Control::Stop);

@@ -106,6 +106,12 @@ pub fn log_event(event: &Event) {
         Event::PlayStarted { conn, stream } => tracing::info!("{conn}: play started: {stream}"),
         Event::Closing { conn, reason } => tracing::info!("{conn}: closing: {reason}"),
         Event::Gateway { conn, message } => tracing::info!("{conn}: gateway: {message}"),
+        Event::GatewayBound {
+            conn,
+            aor,
+            sip,
+            rtp_port,
+        } => tracing::info!("{conn}: gateway client {aor}: SIP on {sip}, RTP from port {rtp_port}"),
         Event::Disconnected { conn } => tracing::debug!("{conn}: disconnected"),
         Event::Decide { request, question } => {
             tracing::debug!("{request}: asking the application: {question:?}")

@@ -6,7 +6,9 @@
 //! connection dirty, each dirty connection gets one vectored write per turn with the drained
 //! count fed back, a `Close` writes what goes without blocking and then drops the transport,
 //! a `File` request goes to the [`FileExecutor`] (whose completions come back as
-//! `Input::FileDone` on the next turn), an `Event` goes to the [`EventRouter`] (logged,
+//! `Input::FileDone` on the next turn), a `Udp` command to the [`UdpExecutor`] (binds
+//! answered at once, datagrams fed in on the next turn or when the driver reports a readable
+//! UDP token), an `Event` goes to the [`EventRouter`] (logged,
 //! answered if it is a decision, forwarded). The driver hands dropped transports back to its
 //! event loop with [`NodeHost::take_closed`] (to deregister or cancel a reader task).
 
@@ -17,12 +19,13 @@ use std::sync::mpsc::Sender;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use siprtmp_core::node::{ConnId, Event, FileError, Input, Node, Output};
+use siprtmp_core::node::{ConnId, Event, FileError, Input, Node, Output, UdpCommand, UdpEvent};
 use siprtmp_core::storage::FileErrorKind;
 
 use crate::events::{Decider, EventRouter};
 use crate::file_io::{FileExecutor, SHUTDOWN_FILE_GRACE};
 use crate::relay::RelayLink;
+use crate::udp::UdpExecutor;
 
 /// Most segments handed to one vectored write (Linux `IOV_MAX` is 1024).
 pub const MAX_IOVECS: usize = 512;
@@ -79,6 +82,8 @@ pub struct NodeHost<T> {
     closed: Vec<(ConnId, T)>,
     /// Runs the node's file requests; without one they fail at once.
     files: Option<FileExecutor>,
+    /// Opens the node's UDP sockets; without one its binds fail.
+    udp: Option<UdpExecutor>,
     router: EventRouter,
     /// The relay to the other workers of a group, when the node is one.
     relay: Option<RelayLink>,
@@ -95,6 +100,7 @@ impl<T: Transport> NodeHost<T> {
             dirty: Vec::new(),
             closed: Vec::new(),
             files: None,
+            udp: None,
             router: EventRouter::new(events, None),
             relay: None,
         }
@@ -112,6 +118,23 @@ impl<T: Transport> NodeHost<T> {
     pub fn with_files(mut self, files: FileExecutor) -> Self {
         self.files = Some(files);
         self
+    }
+
+    /// Gives the node UDP sockets through `udp` (in own-thread mode its wake-up must make the
+    /// driver take a [`Self::turn`]; in driver's-poll mode the driver reports readable UDP
+    /// tokens with [`Self::udp_readable`]).
+    pub fn with_udp(mut self, udp: UdpExecutor) -> Self {
+        self.udp = Some(udp);
+        self
+    }
+
+    /// A UDP token from the driver's poll is readable: its datagrams go to the node now.
+    /// Returns false if `token` is not a UDP token.
+    pub fn udp_readable(&mut self, now: Instant, token: mio::Token) -> bool {
+        match &mut self.udp {
+            Some(udp) => udp.readable(&mut self.node, now, token),
+            None => false,
+        }
     }
 
     /// Answers the node's [`Event::Decide`]s with `decider` (if given).
@@ -187,6 +210,9 @@ impl<T: Transport> NodeHost<T> {
         if let Some(relay) = &mut self.relay {
             relay.feed(&mut self.node, now);
         }
+        if let Some(udp) = &mut self.udp {
+            udp.feed(&mut self.node, now);
+        }
         if self
             .node
             .poll_timeout()
@@ -206,7 +232,8 @@ impl<T: Transport> NodeHost<T> {
     }
 
     /// On stop: removes every connection (the node is told each one closed, so recordings
-    /// end), then lets the file executor finish what that asks for (for up to
+    /// end and gateway calls are hung up, their SIP goodbyes sent once), then lets the file
+    /// executor finish what that asks for (for up to
     /// [`SHUTDOWN_FILE_GRACE`]). Returns the transports for the driver to dispose of. Blocks
     /// while files finish: the loop has stopped serving.
     pub fn shutdown(&mut self, now: Instant) -> Vec<(ConnId, T)> {
@@ -217,9 +244,11 @@ impl<T: Transport> NodeHost<T> {
         }
         let mut transports: Vec<(ConnId, T)> = self.closed.drain(..).collect();
         transports.extend(open);
-        match &mut self.files {
-            Some(files) => files.finish(&mut self.node, &mut self.router, SHUTDOWN_FILE_GRACE),
-            None => self.process_outputs(now),
+        // What the closes ask for now: file requests queued, and the gateway's goodbyes (CANCEL,
+        // BYE, un-REGISTER) sent once while the UDP sockets are still open.
+        self.process_outputs(now);
+        if let Some(files) = &mut self.files {
+            files.finish(&mut self.node, &mut self.router, SHUTDOWN_FILE_GRACE);
         }
         transports
     }
@@ -240,11 +269,10 @@ impl<T: Transport> NodeHost<T> {
                         self.node.handle(now, Input::FileDone { file, result });
                     }
                 },
-                Output::Udp(command) => {
-                    if let Some(event) = crate::udp_unsupported(command) {
-                        self.node.handle(now, Input::Udp(event));
-                    }
-                }
+                Output::Udp(command) => match &mut self.udp {
+                    Some(udp) => udp.execute(&mut self.node, now, command),
+                    None => refuse_udp(&mut self.node, now, command),
+                },
                 Output::Event(event) => self.router.route(&mut self.node, now, event),
                 Output::Relay(out) => match &mut self.relay {
                     Some(relay) => relay.execute(&mut self.node, now, out),
@@ -318,6 +346,15 @@ impl<T: Transport> NodeHost<T> {
             self.closed.push((conn, slot.transport));
             self.node.handle(now, Input::Closed { conn });
         }
+    }
+}
+
+/// Without a UDP executor: binds fail with a clear reason (the gateway then refuses its
+/// connects), nothing else happens.
+fn refuse_udp(node: &mut Node, now: Instant, command: UdpCommand) {
+    if let UdpCommand::Bind { socket, .. } = command {
+        let result = Err("this host has no UDP sockets".into());
+        node.handle(now, Input::Udp(UdpEvent::Bound { socket, result }));
     }
 }
 

@@ -11,12 +11,15 @@
 //! - [`FileExecutor`]: the node's file requests (recording, video on demand) on one
 //!   background thread per driver, completions fed back as `Input::FileDone` after a wake-up
 //!   the driver supplies;
+//! - [`UdpExecutor`]: the node's UDP sockets (the gateway's SIP and RTP): binds and vectored
+//!   sends on the event-loop thread (never blocking), receiving either on a background thread
+//!   (datagrams queued, the driver woken as for files) or in the driver's own mio poll;
 //! - [`bind_listener`], [`configure_stream`], [`shutdown_stream`]: socket options through
 //!   `socket2`;
-//! - [`NodeHost`] and [`Transport`]: the node plus its connections, its file executor and its
-//!   event router, carrying out every [`siprtmp_core::node::Output`] for the event-loop
-//!   drivers (the thread driver writes from writer threads and keeps its own bookkeeping, but
-//!   uses the same executor and router);
+//! - [`NodeHost`] and [`Transport`]: the node plus its connections, its file and UDP
+//!   executors and its event router, carrying out every [`siprtmp_core::node::Output`] for
+//!   the event-loop drivers (the thread driver writes from writer threads and keeps its own
+//!   bookkeeping, but uses the same executors and router);
 //! - [`Workers`], [`WorkerDriver`] and [`RelayLink`]: several nodes on several threads sharing
 //!   one port (`SO_REUSEPORT`) and their live streams (the relay between workers).
 //!
@@ -24,9 +27,11 @@
 //!
 //! ```text
 //! wait for: readable sockets, a new connection, a writable socket, the node's deadline,
-//!           the file executor's wake-up, stop
-//! host.received(..) / host.accept(..) / host.writable(..) / host.peer_closed(..) for each
-//! host.turn(now)          // file completions, timer if due, outputs, one writev per dirty
+//!           the file or UDP executor's wake-up, a readable UDP socket, stop
+//! host.received(..) / host.accept(..) / host.writable(..) / host.peer_closed(..) /
+//! host.udp_readable(..) for each
+//! host.turn(now)          // file completions, queued datagrams, timer if due, outputs
+//!                         // (binds and sends of UDP at once), one writev per dirty
 //!                         // connection
 //! for t in host.take_closed() { dispose of t }
 //! on stop: host.shutdown(now) // close everything, let recordings finish
@@ -39,6 +44,7 @@ mod host;
 mod relay;
 mod socket;
 mod stopper;
+mod udp;
 mod workers;
 
 pub use config::DriverConfig;
@@ -48,20 +54,5 @@ pub use host::{NodeHost, Transport, MAX_IOVECS};
 pub use relay::RelayLink;
 pub use socket::{bind_listener, configure_stream, shutdown_stream};
 pub use stopper::Stopper;
+pub use udp::{UdpExecutor, UdpStats, UDP_TOKEN_BASE};
 pub use workers::{bind_shared_listeners, WorkerDriver, WorkerSeat, Workers};
-
-/// The answer of a driver without UDP sockets to the node's UDP commands: binds fail with a
-/// clear reason (the gateway then refuses its connects), nothing else happens.
-pub fn udp_unsupported(
-    command: siprtmp_core::node::UdpCommand,
-) -> Option<siprtmp_core::node::UdpEvent> {
-    match command {
-        siprtmp_core::node::UdpCommand::Bind { socket, .. } => {
-            Some(siprtmp_core::node::UdpEvent::Bound {
-                socket,
-                result: Err("this driver has no UDP sockets".into()),
-            })
-        }
-        _ => None,
-    }
-}

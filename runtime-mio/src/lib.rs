@@ -13,6 +13,10 @@
 //! File requests (recording, video on demand) run on the driver's background file thread
 //! ([`siprtmp_driver_common::FileExecutor`], files under [`DriverConfig::root`]), which wakes
 //! the poll through the same `mio::Waker` as the [`Stopper`] when requests complete.
+//! The node's UDP sockets (the SIP-RTMP gateway's SIP and RTP) live in the same poll:
+//! [`siprtmp_driver_common::UdpExecutor`] registers them under tokens from
+//! [`UDP_TOKEN_BASE`] up, and a readable one is drained straight into the node, with no thread
+//! hop; sends are non-blocking vectored `sendmsg`s from the loop.
 //! Decisions ([`siprtmp_core::node::Event::Decide`]) are answered by the decider installed
 //! with [`MioDriver::with_decider`] (everything is accepted without one). On stop, every
 //! connection is closed and recordings are finished before [`MioDriver::run`] returns.
@@ -41,10 +45,11 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use siprtmp_core::node::{ConnId, Node, NodeConfig};
 use siprtmp_driver_common::{
-    bind_listener, configure_stream, FileExecutor, NodeHost, RelayLink, Transport,
+    bind_listener, configure_stream, FileExecutor, NodeHost, RelayLink, Transport, UdpExecutor,
+    UDP_TOKEN_BASE,
 };
 
-pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper};
+pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper, UdpStats};
 
 pub mod worker;
 
@@ -74,6 +79,7 @@ pub struct MioDriver {
     /// Set by the [`Stopper`] before it wakes the poll (the waker also reports file
     /// completions).
     stop: Arc<AtomicBool>,
+    udp_stats: Arc<UdpStats>,
 }
 
 fn token(conn: ConnId) -> Token {
@@ -114,13 +120,17 @@ impl MioDriver {
             // A failed wake means the poll is gone: nobody is waiting for the completion.
             let _ = files_waker.wake();
         })?;
+        let udp = UdpExecutor::with_registry(poll.registry().try_clone()?);
+        let udp_stats = udp.stats();
         Ok(Self {
             poll,
             listener,
             waker,
             host: NodeHost::new(node, config.events.clone())
                 .with_files(files)
-                .with_relay(relay),
+                .with_relay(relay)
+                .with_udp(udp),
+            udp_stats,
             config,
             read_buf: BytesMut::zeroed(READ_CHUNK),
             stop: Arc::new(AtomicBool::new(false)),
@@ -137,6 +147,11 @@ impl MioDriver {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The UDP executor's counters (sockets open, datagrams sent and dropped...).
+    pub fn udp_stats(&self) -> Arc<UdpStats> {
+        self.udp_stats.clone()
     }
 
     /// A handle that stops [`Self::run`].
@@ -172,6 +187,9 @@ impl MioDriver {
                     LISTENER => self.accept_all(now),
                     // Stop (checked below) or file completions (fed in by the turn).
                     WAKER => {}
+                    Token(raw) if raw >= UDP_TOKEN_BASE => {
+                        self.host.udp_readable(now, Token(raw));
+                    }
                     Token(raw) => {
                         let conn = ConnId(raw as u64);
                         if event.is_readable() || event.is_read_closed() {

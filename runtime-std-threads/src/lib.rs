@@ -51,12 +51,12 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use siprtmp_core::node::{ConnId, Input, Node, NodeConfig, Output};
 use siprtmp_driver_common::{
-    bind_listener, configure_stream, shutdown_stream, EventRouter, FileExecutor, MAX_IOVECS,
-    SHUTDOWN_FILE_GRACE,
+    bind_listener, configure_stream, shutdown_stream, EventRouter, FileExecutor, UdpExecutor,
+    MAX_IOVECS, SHUTDOWN_FILE_GRACE,
 };
 use workers::{spawn_reader, spawn_writer, Job, Message};
 
-pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper};
+pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper, UdpStats};
 
 /// Messages the node thread may have pending before readers wait.
 const CHANNEL_DEPTH: usize = 1024;
@@ -88,6 +88,7 @@ pub struct ThreadsDriver {
     rx: Receiver<Message>,
     stop: Arc<AtomicBool>,
     files: FileExecutor,
+    udp: UdpExecutor,
     decider: Option<Decider>,
 }
 
@@ -103,6 +104,11 @@ impl ThreadsDriver {
             // (feeding completions in) after them anyway; a closed one, that it has gone.
             let _ = files_tx.try_send(Message::Files);
         })?;
+        let udp_tx = tx.clone();
+        let udp = UdpExecutor::start(move || {
+            // As for files: a full channel means a turn is coming anyway.
+            let _ = udp_tx.try_send(Message::Files);
+        })?;
         Ok(Self {
             listener,
             node,
@@ -111,6 +117,7 @@ impl ThreadsDriver {
             rx,
             stop: Arc::new(AtomicBool::new(false)),
             files,
+            udp,
             decider: None,
         })
     }
@@ -125,6 +132,11 @@ impl ThreadsDriver {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The UDP executor's counters (sockets open, datagrams sent and dropped...).
+    pub fn udp_stats(&self) -> Arc<UdpStats> {
+        self.udp.stats()
     }
 
     /// A handle that stops [`Self::run`], from any thread.
@@ -156,6 +168,7 @@ impl ThreadsDriver {
             dirty: Vec::new(),
             tx: self.tx,
             files: self.files,
+            udp: self.udp,
             router: EventRouter::new(self.config.events, self.decider),
         };
         node_thread.run(&self.rx, &self.stop);
@@ -168,6 +181,8 @@ impl ThreadsDriver {
             threads.extend(c.threads);
             node_thread.node.handle(now, Input::Closed { conn });
         }
+        // What the closes ask for: file requests queued, the gateway's SIP goodbyes sent once.
+        node_thread.process_outputs(now);
         // Recordings end with the connections: let their last writes and metadata land.
         let NodeThread {
             mut node,
@@ -241,6 +256,8 @@ struct NodeThread {
     tx: SyncSender<Message>,
     /// Runs the node's file requests; wakes this thread with [`Message::Files`].
     files: FileExecutor,
+    /// The node's UDP sockets; wakes this thread with [`Message::Files`] too.
+    udp: UdpExecutor,
     /// Logs events, answers decisions, forwards events to the embedding application.
     router: EventRouter,
 }
@@ -276,6 +293,7 @@ impl NodeThread {
             }
             let now = Instant::now();
             self.files.feed(&mut self.node, now);
+            self.udp.feed(&mut self.node, now);
             if self.node.poll_timeout().is_some_and(|d| d <= now) {
                 self.node.handle(now, Input::Timeout);
             }
@@ -351,11 +369,7 @@ impl NodeThread {
                 Output::Transmit { conn } => self.mark_dirty(conn),
                 Output::Close { conn } => self.close(now, conn),
                 Output::File(request) => self.files.submit(request),
-                Output::Udp(command) => {
-                    if let Some(event) = siprtmp_driver_common::udp_unsupported(command) {
-                        self.node.handle(now, Input::Udp(event));
-                    }
-                }
+                Output::Udp(command) => self.udp.execute(&mut self.node, now, command),
                 Output::Event(event) => self.router.route(&mut self.node, now, event),
                 // This driver runs one node, never a worker of a group: nothing is relayed.
                 Output::Relay(_) => {}

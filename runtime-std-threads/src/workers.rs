@@ -30,7 +30,8 @@ pub(crate) enum Message {
     WriteFailed(ConnId),
     /// Wake up and look at the stop flag.
     Stop,
-    /// The file thread completed requests: take a turn to feed them in.
+    /// The file thread completed requests or the UDP thread queued datagrams: take a turn to
+    /// feed them in.
     Files,
 }
 

@@ -16,6 +16,11 @@
 //!   task over a bounded channel (a publisher faster than the node waits on the channel, so
 //!   memory stays bounded), then a `Closed` message at end of stream.
 //!
+//! The node's UDP sockets (the SIP-RTMP gateway's SIP and RTP) are
+//! [`siprtmp_driver_common::UdpExecutor`]'s: binds and vectored sends happen in the node task
+//! without waiting, and its receive thread queues datagrams and wakes the node task through
+//! the same `Notify` as file completions; the next turn feeds them in.
+//!
 //! Writes never wait: the node writes from its own queue with `try_write_vectored`, and after
 //! a `WouldBlock` arms `poll_write_ready` with a per-connection waker that posts the
 //! connection's id back to the node task when the socket drains. A slow player therefore
@@ -40,13 +45,13 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use siprtmp_core::node::{ConnId, Node, NodeConfig};
 use siprtmp_driver_common::{
-    bind_listener, configure_stream, FileExecutor, NodeHost, RelayLink, Transport,
+    bind_listener, configure_stream, FileExecutor, NodeHost, RelayLink, Transport, UdpExecutor,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
-pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper};
+pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper, UdpStats};
 
 pub mod worker;
 
@@ -130,8 +135,9 @@ pub struct TokioDriver {
     config: DriverConfig,
     stop: Arc<Notify>,
     files: FileExecutor,
-    /// Notified by the file thread after each batch of completions (and by other workers
-    /// when they send this one relay messages).
+    udp: UdpExecutor,
+    /// Notified by the file and UDP threads after each batch of completions or datagrams (and
+    /// by other workers when they send this one relay messages).
     files_ready: Arc<Notify>,
     decider: Option<Decider>,
     relay: Option<RelayLink>,
@@ -164,12 +170,15 @@ impl TokioDriver {
         let notify = files_ready.clone();
         // `notify_one` keeps a permit if the node task is busy, so no completion is missed.
         let files = FileExecutor::start(config.root.clone(), move || notify.notify_one())?;
+        let notify = files_ready.clone();
+        let udp = UdpExecutor::start(move || notify.notify_one())?;
         Ok(Self {
             listener,
             node,
             config,
             stop: Arc::new(Notify::new()),
             files,
+            udp,
             files_ready,
             decider: None,
             relay,
@@ -186,6 +195,11 @@ impl TokioDriver {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The UDP executor's counters (sockets open, datagrams sent and dropped...).
+    pub fn udp_stats(&self) -> Arc<UdpStats> {
+        self.udp.stats()
     }
 
     /// A handle that stops [`Self::run`], from any thread.
@@ -209,6 +223,7 @@ impl TokioDriver {
         let send_buffer = self.config.send_buffer;
         let mut host: NodeHost<TokioConnection> = NodeHost::new(self.node, self.config.events)
             .with_files(self.files)
+            .with_udp(self.udp)
             .with_decider(self.decider)
             .with_relay(self.relay);
         let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);

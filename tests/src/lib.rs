@@ -1,11 +1,14 @@
 //! Test harness for the black-box suites: a server on loopback in this process, real peers
 //! (ffmpeg, ffprobe, rtmpdump) as child processes with deadlines, and a blocking RTMP client
-//! built on the core's client machine.
+//! built on the core's client machine; the SIP-RTMP gateway's
+//! phone and sipp as its far end.
 
+pub mod gateway;
 pub mod peers;
 pub mod probe;
 pub mod server;
 pub mod sip_runner;
+pub mod sipp;
 pub mod tcp_client;
 
 /// The shared test media directory (`../shared/media` beside the repository).

@@ -5,11 +5,12 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::mpsc::{channel, Receiver};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use siprtmp_core::node::{Event, NodeConfig};
-use siprtmp_driver_common::{Decider, DriverConfig, Stopper, Workers};
+use siprtmp_driver_common::{Decider, DriverConfig, Stopper, UdpStats, Workers};
 
 /// The drivers a [`TestServer`] can run on; the conformance suite runs every scenario on each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +41,7 @@ impl Runtime {
         config: DriverConfig,
         node: NodeConfig,
         decider: Option<Decider>,
-        ready: std::sync::mpsc::Sender<io::Result<(SocketAddr, Stopper)>>,
+        ready: std::sync::mpsc::Sender<io::Result<(SocketAddr, Stopper, Arc<UdpStats>)>>,
     ) -> io::Result<()> {
         macro_rules! serve {
             ($driver:ty) => {{
@@ -54,7 +55,11 @@ impl Runtime {
                 if let Some(decider) = decider {
                     driver = driver.with_decider(decider);
                 }
-                let _ = ready.send(driver.local_addr().map(|a| (a, driver.stopper())));
+                let _ = ready.send(
+                    driver
+                        .local_addr()
+                        .map(|a| (a, driver.stopper(), driver.udp_stats())),
+                );
                 driver.run()
             }};
         }
@@ -75,6 +80,8 @@ fn default_root() -> PathBuf {
 /// A running server; stopped and joined on drop.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The driver's UDP counters (the gateway's sockets).
+    pub udp: Arc<UdpStats>,
     events: Receiver<Event>,
     /// Events already received while waiting for others.
     seen: Vec<Event>,
@@ -137,12 +144,13 @@ impl TestServer {
                     .expect("driver run")
             })
             .expect("spawn server thread");
-        let (addr, stopper) = ready
+        let (addr, stopper, udp) = ready
             .recv_timeout(Duration::from_secs(10))
             .expect("server thread started")
             .expect("bind test server");
         Self {
             addr,
+            udp,
             events,
             seen: Vec::new(),
             stopper,
@@ -179,6 +187,8 @@ impl TestServer {
             .expect("spawn workers thread");
         Self {
             addr,
+            // Each worker has its own UDP counters; the group's are not gathered here.
+            udp: Arc::new(UdpStats::default()),
             events,
             seen: Vec::new(),
             stopper,

@@ -527,6 +527,7 @@ fn status_codes_and_media_are_the_same(runtime: Runtime) {
             Event::RecordStarted { .. } => "record started",
             Event::RecordStopped { .. } => "record stopped",
             Event::Gateway { .. } => "gateway",
+            Event::GatewayBound { .. } => "gateway-bound",
         })
         .collect();
     assert_eq!(
@@ -770,6 +771,27 @@ fn stopping_the_server_finishes_the_recording(runtime: Runtime) {
     drop(publisher);
 }
 
+/// The gateway's scenario (1) on this driver: a phone calls a sipp UAS that echoes RTP and
+/// gets 2 s of Speex 16 kHz back byte for byte (the driver's UDP sockets carry SIP and RTP).
+fn gateway_call_echoes_speex(runtime: Runtime) {
+    // sipp SIP port, sipp media port, gateway RTP range: distinct per driver, below the
+    // ephemeral port range.
+    let ports = match runtime {
+        Runtime::Mio => (26060, 26100, 26200),
+        Runtime::Tokio => (26360, 26400, 26500),
+        Runtime::Threads => (26660, 26700, 26800),
+        Runtime::AsyncStd => (25560, 25600, 25700),
+    };
+    let name = format!("conformance-gateway-{runtime:?}");
+    siprtmp_tests::gateway::echo_call(
+        runtime,
+        &name,
+        siprtmp_tests::gateway::EchoMedia::Wideband,
+        100,
+        ports,
+    );
+}
+
 /// One module per driver, each with every scenario as a test (`cargo test mio::`, ...).
 macro_rules! conformance {
     ($($module:ident => $runtime:ident),* $(,)?) => {$(
@@ -814,6 +836,11 @@ macro_rules! conformance {
             #[test]
             fn stopping_the_server_finishes_the_recording() {
                 super::stopping_the_server_finishes_the_recording(Runtime::$runtime);
+            }
+
+            #[test]
+            fn gateway_call_echoes_speex() {
+                super::gateway_call_echoes_speex(Runtime::$runtime);
             }
         }
     )*};

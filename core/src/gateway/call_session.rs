@@ -556,6 +556,15 @@ impl GatewaySession {
         self.pump(now);
     }
 
+    /// After [`GatewaySession::close`]: nothing is left to do (no call, no transaction, no
+    /// output), so the SIP socket can go.
+    pub fn is_finished(&self) -> bool {
+        self.call.is_none()
+            && self.ua.call_count() == 0
+            && self.ua.transaction_count() == 0
+            && self.outputs.is_empty()
+    }
+
     /// The next output.
     pub fn poll_output(&mut self) -> Option<GatewayOutput> {
         self.outputs.pop_front()

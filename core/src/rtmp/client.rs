@@ -89,6 +89,7 @@ pub struct RtmpClient {
     connect_transaction: f64,
     object_encoding: f64,
     connect_info: Option<(bool, Value)>,
+    connect_args: Vec<Value>,
     pending_create: VecDeque<f64>,
     rx_bytes: u64,
     acked: u64,
@@ -114,6 +115,7 @@ impl RtmpClient {
             connect_transaction: 1.0,
             object_encoding: 0.0,
             connect_info: None,
+            connect_args: Vec::new(),
             pending_create: VecDeque::new(),
             rx_bytes: 0,
             acked: 0,
@@ -138,8 +140,23 @@ impl RtmpClient {
         self.object_encoding = encoding;
     }
 
-    /// The server's answer to `connect`: whether it came as an AMF3 command, and its info
-    /// object (`code`, `objectEncoding`...).
+    /// Arguments sent after `connect`'s command object (the gateway's authName, authPass,
+    /// displayName, rate); call before the handshake completes.
+    ///
+    /// ```
+    /// use siprtmp_core::amf::Value;
+    /// use siprtmp_core::rtmp::client::RtmpClient;
+    /// use siprtmp_core::rng::SeededRng;
+    /// let mut client = RtmpClient::new(&mut SeededRng::new(1), "sip/alice@example.net", "rtmp://h/sip/alice@example.net");
+    /// client.set_connect_args(vec![Value::string("alice"), Value::string("secret")]);
+    /// ```
+    pub fn set_connect_args(&mut self, args: Vec<Value>) {
+        self.connect_args = args;
+    }
+
+    /// The server's answer to `connect`, accepted (`_result`) or refused (`_error`): whether
+    /// it came as an AMF3 command, and its info object (`code`, `description`,
+    /// `objectEncoding`...).
     pub fn connect_info(&self) -> Option<&(bool, Value)> {
         self.connect_info.as_ref()
     }
@@ -236,7 +253,7 @@ impl RtmpClient {
                 ("objectEncoding", Value::Number(self.object_encoding)),
             ]);
             let t = self.connect_transaction;
-            let mut connect = Command::new("connect", t, object, vec![]);
+            let mut connect = Command::new("connect", t, object, self.connect_args.clone());
             // Flash Player sends connect as an AMF3 command when it asks for AMF3.
             connect.amf3 = self.object_encoding == 3.0;
             self.send_command(0, connect);
@@ -299,9 +316,12 @@ impl RtmpClient {
                 self.connect_info = Some((cmd.amf3, info));
                 self.events.push_back(ClientEvent::Connected)
             }
-            "_error" if cmd.transaction_id == self.connect_transaction => self
-                .events
-                .push_back(ClientEvent::ConnectRejected(code(cmd.args.first()))),
+            "_error" if cmd.transaction_id == self.connect_transaction => {
+                let info = cmd.args.first().cloned().unwrap_or(Value::Null);
+                self.events
+                    .push_back(ClientEvent::ConnectRejected(code(Some(&info))));
+                self.connect_info = Some((cmd.amf3, info));
+            }
             "_result" if self.pending_create.front() == Some(&cmd.transaction_id) => {
                 self.pending_create.pop_front();
                 let id = cmd.args.first().and_then(Value::as_f64).unwrap_or(0.0);

@@ -325,6 +325,13 @@ impl RtmpServer {
             video_port: gw.base_port + 2,
         };
         let request = request.clone();
+        let audio_port = sockets.audio_port;
+        self.outputs.push_back(Output::Event(Event::GatewayBound {
+            conn,
+            aor: request.aor.clone(),
+            sip,
+            rtp_port: audio_port,
+        }));
         let config = self
             .gateway
             .as_ref()
@@ -532,6 +539,14 @@ impl RtmpServer {
             };
             let Some(output) = output else { break };
             self.gateway_output(now, conn, output);
+        }
+        let Some(gw) = self.gateway_conn(conn) else {
+            return;
+        };
+        // A departed client's SIP socket goes as soon as its last transaction has ended.
+        if matches!(&gw.state, State::Lingering(s, _) if s.is_finished()) {
+            self.drop_gateway(conn);
+            return;
         }
         let Some(gw) = self.gateway_conn(conn) else {
             return;

@@ -1,0 +1,288 @@
+//! The SIP-RTMP gateway's settings: the `[gateway]` section of the config file, the flags
+//! that override it (`--gateway`/`--no-gateway`, `--int-ip`, `--ext-ip`, `--registrar`,
+//! `--proxy`, `--rtp-ports`), and the default local address.
+//!
+//! The gateway is on by default: it needs no setup, and opens sockets only for clients that
+//! connect to its application (`sip`). Its SIP and RTP sockets bind on `--int-ip`, which is
+//! also the address Via, Contact and SDP carry unless `--ext-ip` says otherwise (behind NAT).
+//! Without `--int-ip`, the address is the one this machine would send from towards the
+//! registrar or outbound proxy when one is set, else towards the Internet (the machine's
+//! primary address), else 127.0.0.1; finding it is a routing lookup (`connect` on a UDP
+//! socket), no packet is sent.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+
+use serde::Deserialize;
+use siprtmp_core::gateway::call_session::GatewayConfig;
+use siprtmp_core::server::GatewayNodeConfig;
+
+/// The SIP port when `HOST` is given without one.
+const SIP_PORT: u16 = 5060;
+
+/// `[gateway]`: every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    /// `false` turns the gateway off (default on).
+    pub enabled: Option<bool>,
+    /// RTMP application of the gateway (default `sip`).
+    pub app: Option<String>,
+    /// Local address for SIP and RTP sockets (`--int-ip`).
+    pub int_ip: Option<IpAddr>,
+    /// Address advertised in SIP and SDP instead (`--ext-ip`).
+    pub ext_ip: Option<IpAddr>,
+    /// `HOST[:PORT]` of the registrar (`--registrar`).
+    pub registrar: Option<String>,
+    /// `HOST[:PORT]` of the outbound proxy (`--proxy`).
+    pub proxy: Option<String>,
+    /// `LO-HI`, the RTP port range (`--rtp-ports`), four ports per client.
+    pub rtp_ports: Option<String>,
+    /// REGISTER lifetime asked for, seconds (default 3600).
+    pub register_expires: Option<u32>,
+    /// Largest RTP payload for video, bytes (default 1200).
+    pub mtu: Option<usize>,
+}
+
+/// The gateway flags as parsed (each overrides its `[gateway]` key).
+#[derive(Debug, Default, Clone)]
+pub struct GatewayFlags {
+    /// `--gateway`: on, whatever the file says.
+    pub on: bool,
+    /// `--no-gateway`: off.
+    pub off: bool,
+    pub int_ip: Option<IpAddr>,
+    pub ext_ip: Option<IpAddr>,
+    pub registrar: Option<String>,
+    pub proxy: Option<String>,
+    pub rtp_ports: Option<String>,
+}
+
+/// `HOST[:PORT]` (port 5060 when absent; a name is resolved now) as a socket address.
+pub fn parse_host_port(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Ok(ip) = text.trim_matches(['[', ']']).parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, SIP_PORT));
+    }
+    let with_port = if text.contains(':') {
+        text.to_owned()
+    } else {
+        format!("{text}:{SIP_PORT}")
+    };
+    with_port
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {text}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{text} has no address"))
+}
+
+/// `LO-HI` as an inclusive port range with room for at least one client (four ports).
+pub fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("bad port range {text:?}: expected LO-HI, e.g. 16000-17999");
+    let (lo, hi) = text.split_once('-').ok_or_else(bad)?;
+    let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
+    let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
+    if lo == 0 || u32::from(lo & !1) + 3 > u32::from(hi) {
+        return Err(format!(
+            "port range {text:?} must hold four ports from an even one"
+        ));
+    }
+    Ok((lo, hi))
+}
+
+/// The local address this machine sends from towards `target` (a routing lookup: `connect`
+/// on a UDP socket sends nothing), if there is a route.
+fn source_address_towards(target: SocketAddr) -> Option<IpAddr> {
+    let any: SocketAddr = match target {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = UdpSocket::bind(any).ok()?;
+    socket.connect(target).ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
+}
+
+/// The default `--int-ip`: see the module documentation.
+pub fn default_int_ip(towards: Option<SocketAddr>) -> IpAddr {
+    // A documentation address (TEST-NET-1) stands for "the Internet": only the route to it
+    // is looked up.
+    let internet = SocketAddr::from(([192, 0, 2, 1], SIP_PORT));
+    towards
+        .and_then(source_address_towards)
+        .or_else(|| source_address_towards(internet))
+        .unwrap_or(IpAddr::from(Ipv4Addr::LOCALHOST))
+}
+
+/// The node's gateway settings from the file and the flags; `None` when it is off.
+pub fn node_config(
+    file: &GatewaySection,
+    flags: &GatewayFlags,
+) -> Result<Option<GatewayNodeConfig>, String> {
+    let enabled = if flags.on {
+        true
+    } else if flags.off {
+        false
+    } else {
+        file.enabled.unwrap_or(true)
+    };
+    if !enabled {
+        return Ok(None);
+    }
+    let registrar = flags
+        .registrar
+        .as_deref()
+        .or(file.registrar.as_deref())
+        .map(parse_host_port)
+        .transpose()?;
+    let proxy = flags
+        .proxy
+        .as_deref()
+        .or(file.proxy.as_deref())
+        .map(parse_host_port)
+        .transpose()?;
+    let defaults = GatewayNodeConfig::default();
+    let rtp_ports = match flags.rtp_ports.as_deref().or(file.rtp_ports.as_deref()) {
+        Some(text) => parse_port_range(text)?,
+        None => defaults.rtp_ports,
+    };
+    let bind_ip = match flags.int_ip.or(file.int_ip) {
+        Some(ip) if ip.is_unspecified() => {
+            return Err("--int-ip must be a concrete local address (it is advertised)".into())
+        }
+        Some(ip) => ip,
+        None => default_int_ip(proxy.or(registrar)),
+    };
+    let session_defaults = GatewayConfig::default();
+    Ok(Some(GatewayNodeConfig {
+        app: file.app.clone().unwrap_or(defaults.app),
+        bind_ip,
+        rtp_ports,
+        session: GatewayConfig {
+            registrar,
+            outbound_proxy: proxy,
+            advertised_ip: flags.ext_ip.or(file.ext_ip),
+            register_expires: file
+                .register_expires
+                .unwrap_or(session_defaults.register_expires),
+            mtu: file.mtu.unwrap_or(session_defaults.mtu),
+            ..session_defaults
+        },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_and_ranges() {
+        assert_eq!(
+            parse_host_port("10.1.2.3").unwrap(),
+            "10.1.2.3:5060".parse().unwrap()
+        );
+        assert_eq!(
+            parse_host_port("10.1.2.3:5070").unwrap(),
+            "10.1.2.3:5070".parse().unwrap()
+        );
+        assert_eq!(
+            parse_host_port("[::1]").unwrap(),
+            "[::1]:5060".parse().unwrap()
+        );
+        assert_eq!(
+            parse_host_port("localhost:5062").unwrap().port(),
+            5062,
+            "names are resolved"
+        );
+        assert_eq!(parse_port_range("16000-17999").unwrap(), (16000, 17999));
+        assert!(parse_port_range("16000").is_err());
+        assert!(parse_port_range("17000-16000").is_err());
+        assert!(
+            parse_port_range("16000-16002").is_err(),
+            "fewer than four ports"
+        );
+        assert!(parse_port_range("0-100").is_err());
+    }
+
+    #[test]
+    fn flags_override_the_file_and_the_gateway_is_on_by_default() {
+        let file: GatewaySection = toml::from_str(
+            r#"
+            int_ip = "127.0.0.1"
+            ext_ip = "203.0.113.7"
+            registrar = "127.0.0.1:5070"
+            rtp_ports = "20000-20099"
+            "#,
+        )
+        .unwrap();
+        let config = node_config(&file, &GatewayFlags::default())
+            .unwrap()
+            .expect("on by default");
+        assert_eq!(config.app, "sip");
+        assert_eq!(config.bind_ip, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(config.rtp_ports, (20000, 20099));
+        assert_eq!(
+            config.session.registrar,
+            Some("127.0.0.1:5070".parse().unwrap())
+        );
+        assert_eq!(
+            config.session.advertised_ip,
+            Some(IpAddr::from([203, 0, 113, 7]))
+        );
+        let flags = GatewayFlags {
+            rtp_ports: Some("30000-30003".into()),
+            proxy: Some("127.0.0.2".into()),
+            ..GatewayFlags::default()
+        };
+        let config = node_config(&file, &flags).unwrap().unwrap();
+        assert_eq!(config.rtp_ports, (30000, 30003));
+        assert_eq!(
+            config.session.outbound_proxy,
+            Some("127.0.0.2:5060".parse().unwrap())
+        );
+        let off = GatewayFlags {
+            off: true,
+            ..GatewayFlags::default()
+        };
+        assert!(node_config(&file, &off).unwrap().is_none());
+        let disabled: GatewaySection = toml::from_str("enabled = false").unwrap();
+        assert!(node_config(&disabled, &GatewayFlags::default())
+            .unwrap()
+            .is_none());
+        let forced = GatewayFlags {
+            on: true,
+            ..GatewayFlags::default()
+        };
+        assert!(node_config(&disabled, &forced).unwrap().is_some());
+        let unspecified = GatewayFlags {
+            int_ip: Some(IpAddr::from([0, 0, 0, 0])),
+            ..GatewayFlags::default()
+        };
+        assert!(node_config(&file, &unspecified).is_err());
+    }
+
+    #[test]
+    fn the_example_file_parses_with_its_gateway_section() {
+        let text = include_str!("../../siprtmp.example.toml");
+        let file: crate::config::FileConfig = toml::from_str(text).unwrap();
+        let flags = GatewayFlags {
+            int_ip: Some(IpAddr::from([127, 0, 0, 1])),
+            ..GatewayFlags::default()
+        };
+        let config = node_config(&file.gateway, &flags).unwrap().unwrap();
+        assert_eq!(
+            (config.app.as_str(), config.rtp_ports),
+            ("sip", (16000, 17999))
+        );
+    }
+
+    #[test]
+    fn the_default_address_is_the_route_towards_the_sip_server() {
+        // Loopback is always routed through a loopback address.
+        let ip = default_int_ip(Some("127.0.0.1:5060".parse().unwrap()));
+        assert!(ip.is_loopback(), "{ip}");
+        // Without a target: the primary address, or loopback without any route.
+        assert!(!default_int_ip(None).is_unspecified());
+    }
+}

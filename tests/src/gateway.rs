@@ -1,0 +1,438 @@
+//! The SIP-RTMP gateway from the RTMP side, for the interop and conformance suites: a
+//! [`Phone`] plays the Flash VideoPhone (connect to `sip/<aor>` with the gateway's arguments,
+//! the calls `invite`, `accept`, `bye`..., the callbacks, `local` published and `remote`
+//! played), on the core's client machine over a std `TcpStream`; plus the node settings of a
+//! gateway on loopback, audio frames read from the shared FLV and raw G.711 media, and the
+//! check that an echo came back byte for byte.
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use siprtmp_core::amf::Value;
+use siprtmp_core::node::NodeConfig;
+use siprtmp_core::rng::SeededRng;
+use siprtmp_core::rtmp::client::{ClientEvent, RtmpClient};
+use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
+use siprtmp_core::server::{GatewayNodeConfig, ServerConfig};
+
+/// A node whose gateway (app `sip`) binds on 127.0.0.1 and takes RTP ports from
+/// `rtp_ports` (four per client).
+pub fn gateway_node(rtp_ports: (u16, u16)) -> NodeConfig {
+    NodeConfig {
+        server: ServerConfig {
+            gateway: Some(GatewayNodeConfig {
+                bind_ip: IpAddr::from([127, 0, 0, 1]),
+                rtp_ports,
+                ..GatewayNodeConfig::default()
+            }),
+            ..ServerConfig::default()
+        },
+        ..NodeConfig::default()
+    }
+}
+
+/// A string argument.
+pub fn s(text: &str) -> Value {
+    Value::string(text)
+}
+
+/// The audio tags of an FLV file: (timestamp in ms, payload with its 1-byte FLV header).
+pub fn flv_audio(path: &Path) -> Vec<(u32, Bytes)> {
+    let data = std::fs::read(path).expect("read FLV");
+    assert!(data.starts_with(b"FLV"), "not an FLV file");
+    let header = u32::from_be_bytes(data[5..9].try_into().unwrap()) as usize;
+    let mut at = header + 4;
+    let mut out = Vec::new();
+    while at + 11 <= data.len() {
+        let kind = data[at] & 0x1f;
+        let size = u32::from_be_bytes([0, data[at + 1], data[at + 2], data[at + 3]]) as usize;
+        let ts = u32::from_be_bytes([data[at + 7], data[at + 4], data[at + 5], data[at + 6]]);
+        let body = at + 11;
+        if body + size > data.len() {
+            break;
+        }
+        if kind == 8 && size > 1 {
+            out.push((ts, Bytes::copy_from_slice(&data[body..body + size])));
+        }
+        at = body + size + 4;
+    }
+    out
+}
+
+/// 20 ms G.711 frames of a raw 8 kHz file as FLV audio payloads: header `header` (0x82 for
+/// mu-law, 0x72 for A-law) then 160 samples.
+pub fn g711_frames(path: &Path, header: u8, count: usize) -> Vec<(u32, Bytes)> {
+    let data = std::fs::read(path).expect("read G.711");
+    data.chunks_exact(160)
+        .take(count)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let mut payload = Vec::with_capacity(161);
+            payload.push(header);
+            payload.extend_from_slice(chunk);
+            (i as u32 * 20, Bytes::from(payload))
+        })
+        .collect()
+}
+
+/// How many of `sent` came back in `got`, in order, comparing from byte `from` on (1: after
+/// the FLV header); and how many of `got` matched nothing sent.
+pub fn echo_matches(sent: &[Bytes], got: &[Bytes], from: usize) -> (usize, usize) {
+    let mut next = 0;
+    let (mut matched, mut stray) = (0, 0);
+    for g in got {
+        let found = sent[next..]
+            .iter()
+            .position(|s| s.len() > from && g.len() > from && s[from..] == g[from..]);
+        match found {
+            Some(i) => {
+                matched += 1;
+                next += i + 1;
+            }
+            None => stray += 1,
+        }
+    }
+    (matched, stray)
+}
+
+/// A gateway client: the Flash VideoPhone's role.
+pub struct Phone {
+    socket: TcpStream,
+    machine: RtmpClient,
+    buf: BytesMut,
+    /// Events not yet waited for.
+    events: VecDeque<ClientEvent>,
+    /// Audio and video received on `remote`.
+    pub remote_media: Vec<RtmpMessage>,
+    local: Option<u32>,
+    remote: Option<u32>,
+}
+
+impl Phone {
+    /// Connects to `rtmp://addr/sip/<aor>` with the connect arguments `args` (authName,
+    /// authPass, displayName, rate). `Err` holds the rejection's description.
+    pub fn connect(addr: SocketAddr, aor: &str, args: Vec<Value>) -> Result<Self, String> {
+        let app = format!("sip/{aor}");
+        let socket = TcpStream::connect(addr).expect("connect to the server");
+        socket.set_nodelay(true).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(5)))
+            .unwrap();
+        let mut machine = RtmpClient::new(
+            &mut SeededRng::new(3),
+            &app,
+            &format!("rtmp://{addr}/{app}"),
+        );
+        machine.set_connect_args(args);
+        let mut phone = Self {
+            socket,
+            machine,
+            buf: BytesMut::new(),
+            events: VecDeque::new(),
+            remote_media: Vec::new(),
+            local: None,
+            remote: None,
+        };
+        phone.flush();
+        let outcome = phone.wait(Duration::from_secs(15), |e| {
+            matches!(e, ClientEvent::Connected | ClientEvent::ConnectRejected(_))
+        });
+        match outcome {
+            Some(ClientEvent::Connected) => Ok(phone),
+            Some(_) => {
+                let info = phone.machine.connect_info().map(|(_, v)| v.clone());
+                let description = info
+                    .as_ref()
+                    .and_then(|v| v.get("description"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned();
+                Err(description)
+            }
+            None => Err("no answer to connect".into()),
+        }
+    }
+
+    /// The client's local address (the server's `Event::Connected` peer).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.socket.local_addr().unwrap()
+    }
+
+    fn flush(&mut self) {
+        while let Some(bytes) = self.machine.take_output() {
+            self.socket.write_all(&bytes).expect("write to the server");
+        }
+    }
+
+    /// Reads what the server sent (waiting at most the socket's 5 ms read timeout); false
+    /// when the connection is gone.
+    pub fn pump(&mut self) -> bool {
+        let mut chunk = [0u8; 64 * 1024];
+        match self.socket.read(&mut chunk) {
+            Ok(0) => return false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                if self.machine.received(&mut self.buf).is_err() {
+                    return false;
+                }
+                self.flush();
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return false,
+        }
+        while let Some(event) = self.machine.poll_event() {
+            match event {
+                ClientEvent::Media(m) if Some(m.stream_id) == self.remote => {
+                    self.remote_media.push(m)
+                }
+                other => self.events.push_back(other),
+            }
+        }
+        true
+    }
+
+    /// The first event matching `pred`, waiting up to `timeout` (taken from the backlog).
+    pub fn wait(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&ClientEvent) -> bool,
+    ) -> Option<ClientEvent> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(i) = self.events.iter().position(&pred) {
+                return self.events.remove(i);
+            }
+            if Instant::now() >= deadline || !self.pump() {
+                return self
+                    .events
+                    .iter()
+                    .position(&pred)
+                    .and_then(|i| self.events.remove(i));
+            }
+        }
+    }
+
+    /// The arguments of the gateway's next callback `name` (`ringing`, `accepted`...), waiting
+    /// up to `timeout`.
+    pub fn callback(&mut self, name: &str, timeout: Duration) -> Option<Vec<Value>> {
+        match self.wait(
+            timeout,
+            |e| matches!(e, ClientEvent::Command(c) if c.name == name),
+        ) {
+            Some(ClientEvent::Command(c)) => Some(c.args),
+            _ => None,
+        }
+    }
+
+    /// The names of the callbacks received and not yet waited for.
+    pub fn pending_callbacks(&mut self) -> Vec<String> {
+        self.pump();
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                ClientEvent::Command(c) => Some(c.name.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Calls `name(args...)` on the gateway.
+    pub fn call(&mut self, name: &str, args: Vec<Value>) {
+        self.machine.call(0, name, args);
+        self.flush();
+    }
+
+    /// createStream twice: publishes `local` and plays `remote`.
+    pub fn open_streams(&mut self) {
+        let t = Duration::from_secs(10);
+        let create = |phone: &mut Self| {
+            phone.machine.create_stream();
+            phone.flush();
+            match phone.wait(t, |e| matches!(e, ClientEvent::StreamCreated(_))) {
+                Some(ClientEvent::StreamCreated(id)) => id,
+                other => panic!("no stream created: {other:?}"),
+            }
+        };
+        let local = create(self);
+        self.machine.publish(local, "local");
+        self.flush();
+        self.wait(
+            t,
+            |e| matches!(e, ClientEvent::Status(_, c) if c == "NetStream.Publish.Start"),
+        )
+        .expect("Publish.Start for local");
+        self.local = Some(local);
+        let remote = create(self);
+        self.remote = Some(remote);
+        self.machine.play(remote, "remote", -2.0);
+        self.flush();
+        self.wait(
+            t,
+            |e| matches!(e, ClientEvent::Status(_, c) if c == "NetStream.Play.Start"),
+        )
+        .expect("Play.Start for remote");
+    }
+
+    /// Publishes `frames` on `local` in real time (each at its timestamp), reading the
+    /// server in between; then keeps reading for `linger`.
+    pub fn stream_audio(&mut self, frames: &[(u32, Bytes)], linger: Duration) {
+        let local = self.local.expect("open_streams first");
+        let start = Instant::now();
+        let first = frames.first().map_or(0, |f| f.0);
+        for (ts, payload) in frames {
+            let due = start + Duration::from_millis(u64::from(ts - first));
+            while Instant::now() < due {
+                self.pump();
+            }
+            let msg = RtmpMessage::new(type_id::AUDIO, local, ts - first, payload.clone());
+            self.machine.send_media(&msg);
+            self.flush();
+        }
+        let end = Instant::now() + linger;
+        while Instant::now() < end {
+            self.pump();
+        }
+    }
+
+    /// Audio payloads received on `remote` so far.
+    pub fn remote_audio(&self) -> Vec<Bytes> {
+        self.remote_media
+            .iter()
+            .filter(|m| m.type_id == type_id::AUDIO)
+            .map(|m| m.payload.clone())
+            .collect()
+    }
+}
+
+/// What the far end is offered and what the phone publishes in [`echo_call`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EchoMedia {
+    /// `["wideband", "dtmf"]`, Speex 16 kHz from the shared FLV.
+    Wideband,
+    /// `["narrowband"]`, Speex 8 kHz from the shared FLV.
+    Narrowband,
+    /// `["pcmu"]`, G.711 mu-law with FLV header 0x82 (compared whole, header included).
+    Pcmu,
+}
+
+impl EchoMedia {
+    fn tokens(self) -> Vec<Value> {
+        match self {
+            EchoMedia::Wideband => vec![s("wideband"), s("dtmf")],
+            EchoMedia::Narrowband => vec![s("narrowband")],
+            EchoMedia::Pcmu => vec![s("pcmu")],
+        }
+    }
+
+    fn frames(self, count: usize) -> Vec<(u32, Bytes)> {
+        let mut frames = match self {
+            EchoMedia::Wideband => flv_audio(&crate::media("speex16k_audio_20s.flv")),
+            EchoMedia::Narrowband => flv_audio(&crate::media("speex8k_audio_20s.flv")),
+            EchoMedia::Pcmu => g711_frames(&crate::media("pcmu_8k_20s.ul"), 0x82, count),
+        };
+        frames.truncate(count);
+        assert_eq!(frames.len(), count, "not enough audio in the test media");
+        frames
+    }
+
+    /// Where the comparison starts: Speex after the FLV header, G.711 whole.
+    fn compare_from(self) -> usize {
+        match self {
+            EchoMedia::Pcmu => 0,
+            _ => 1,
+        }
+    }
+}
+
+/// Scenario (1) of the gateway suite, on any driver: a phone connects to a gateway node (no
+/// password), invites a sipp UAS that answers with the first offered codec and echoes RTP
+/// (`uas_echo_any.xml -rtp_echo`), gets `ringing` and `accepted`, publishes `frames` audio
+/// frames in real time on `local`, and must get at least 99 % of them back on `remote`, byte
+/// for byte; then `bye`, and sipp must exit 0 with one successful call. `ports` is
+/// (sipp's SIP port, sipp's media port, the gateway's first RTP port): distinct per test.
+pub fn echo_call(
+    runtime: crate::server::Runtime,
+    name: &str,
+    media: EchoMedia,
+    frames: usize,
+    ports: (u16, u16, u16),
+) {
+    let (sip_port, media_port, rtp_lo) = ports;
+    let dir = crate::scratch_dir(name);
+    let server =
+        crate::server::TestServer::start_on(runtime, gateway_node((rtp_lo, rtp_lo + 99)), None);
+    let sipp = crate::sipp::start(
+        "sipp uas (echo)",
+        &dir,
+        Some(sip_port),
+        &[
+            "-sf".into(),
+            crate::sipp::scenario("uas_echo_any.xml")
+                .display()
+                .to_string(),
+            "-p".into(),
+            sip_port.to_string(),
+            "-mp".into(),
+            media_port.to_string(),
+            "-rtp_echo".into(),
+            "-m".into(),
+            "1".into(),
+        ],
+    );
+    let t = Duration::from_secs(10);
+    let mut phone = Phone::connect(server.addr, "alice@127.0.0.1", vec![]).expect("connect");
+    let mut invite = vec![s(&format!("sip:service@127.0.0.1:{sip_port}"))];
+    invite.extend(media.tokens());
+    phone.call("invite", invite);
+    let ringing = phone.callback("ringing", t).expect("ringing callback");
+    assert_eq!(ringing, vec![s("180 Ringing")]);
+    let accepted = phone.callback("accepted", t).expect("accepted callback");
+    let expected = match media {
+        EchoMedia::Wideband => "wideband",
+        EchoMedia::Narrowband => "narrowband",
+        EchoMedia::Pcmu => "pcmu",
+    };
+    assert_eq!(
+        accepted.first(),
+        Some(&s(expected)),
+        "accepted({accepted:?})"
+    );
+    phone.open_streams();
+    let sent = media.frames(frames);
+    let started = Instant::now();
+    phone.stream_audio(&sent, Duration::from_millis(600));
+    let sent: Vec<Bytes> = sent.into_iter().map(|f| f.1).collect();
+    let got = phone.remote_audio();
+    let (matched, stray) = echo_matches(&sent, &got, media.compare_from());
+    eprintln!(
+        "{name} on {runtime:?}: sent {} frames in {:?}, received {} on remote, {matched} matched, {stray} stray",
+        sent.len(),
+        started.elapsed(),
+        got.len()
+    );
+    assert_eq!(
+        stray, 0,
+        "every echoed frame is one that was sent, byte for byte"
+    );
+    assert!(
+        matched * 100 >= sent.len() * 99,
+        "only {matched} of {} frames came back",
+        sent.len()
+    );
+    phone.call("bye", vec![]);
+    sipp.finish(Duration::from_secs(20));
+    assert_eq!(
+        crate::sipp::totals(&dir),
+        (1, 0),
+        "sipp: one successful call"
+    );
+    assert!(phone.pending_callbacks().iter().all(|c| c != "rejected"));
+}

@@ -1,0 +1,74 @@
+//! sipp (Debian `sip-tester`) as a far end: started with a global timeout that counts as an
+//! error and its statistics file, killed on drop (it is a [`Peer`]), scenarios found in the
+//! repository's `tests/sipp/` or the shared `../shared/sipp/`.
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::peers::Peer;
+
+/// A free UDP port on loopback (bound and released; sipp binds it right after).
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The scenario file `name`, from `tests/sipp/` or else `../shared/sipp/`.
+pub fn scenario(name: &str) -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = here.join("..");
+    [
+        here.join("sipp"),
+        root.join("../shared/sipp"),
+        root.join("shared/sipp"),
+    ]
+    .into_iter()
+    .map(|d| d.join(name))
+    .find(|p| p.exists())
+    .unwrap_or_else(|| panic!("sipp scenario {name} not found"))
+}
+
+/// Starts sipp on loopback in `dir` (its logs and `stats.csv` go there) with `args` after the
+/// common ones (`-nostdin`, addresses, a 60 s global timeout that fails it, statistics).
+/// When `port` is given (its `-p`), waits up to 5 s until sipp has bound it.
+pub fn start(name: &str, dir: &Path, port: Option<u16>, args: &[String]) -> Peer {
+    let peer = Peer::spawn_command(
+        name,
+        Command::new("sipp")
+            .current_dir(dir)
+            .args(["-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1"])
+            .args(["-timeout", "60s", "-timeout_error"])
+            .args(["-trace_stat", "-stf", "stats.csv", "-fd", "1"])
+            .args(args),
+    );
+    if let Some(port) = port {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // Bound by sipp once our own bind fails.
+        while UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            assert!(Instant::now() < deadline, "{name} did not bind port {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    peer
+}
+
+/// (successful, failed) calls from the last line of sipp's statistics file in `dir`.
+pub fn totals(dir: &Path) -> (u64, u64) {
+    let text = std::fs::read_to_string(dir.join("stats.csv")).expect("sipp stats file");
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines.next().expect("stats header").split(';').collect();
+    let last: Vec<&str> = lines.next_back().expect("stats line").split(';').collect();
+    let column = |name: &str| -> u64 {
+        let i = header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("no {name} column"));
+        last[i].trim().parse().unwrap()
+    };
+    (column("SuccessfulCall(C)"), column("FailedCall(C)"))
+}

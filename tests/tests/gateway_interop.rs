@@ -1,0 +1,512 @@
+//! The SIP-RTMP gateway end to end with real peers: the node on the mio driver (real UDP
+//! sockets through the driver's `UdpExecutor`), the project's own RTMP client as the Flash
+//! VideoPhone ([`Phone`]), and sipp (Debian `sip-tester`) as the SIP far end, all on loopback.
+//!
+//! Every wait has a deadline; sipp runs with a global timeout that fails it and is killed on
+//! drop, and its statistics file gives the successful and failed call counts. Ports: each test
+//! has its own sipp SIP and media ports and gateway RTP range (21xxx-25xxx, below the ephemeral range; sipp's own client
+//! ports are chosen free), so the tests run in parallel.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use siprtmp_core::node::{Event, NodeConfig};
+use siprtmp_tests::gateway::{
+    echo_call, echo_matches, g711_frames, gateway_node, s, EchoMedia, Phone,
+};
+use siprtmp_tests::server::{Runtime, TestServer};
+use siprtmp_tests::{media, scratch_dir, sipp};
+
+const T: Duration = Duration::from_secs(10);
+const AOR: &str = "alice@127.0.0.1";
+
+/// The gateway's SIP address for the client whose AOR is `aor` (from `Event::GatewayBound`).
+fn gateway_sip(server: &mut TestServer, aor: &str) -> SocketAddr {
+    let is = |e: &Event| matches!(e, Event::GatewayBound { aor: a, .. } if a == aor);
+    assert!(server.wait_for(1, T, is), "no GatewayBound event for {aor}");
+    server
+        .events()
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            Event::GatewayBound { aor: a, sip, .. } if a == aor => Some(*sip),
+            _ => None,
+        })
+        .unwrap()
+}
+
+/// Waits until the driver has closed every UDP socket it opened; returns how long that took.
+fn assert_no_udp_socket_left(server: &TestServer, within: Duration) -> Duration {
+    let start = Instant::now();
+    while server.udp.open() > 0 && start.elapsed() < within {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        server.udp.open(),
+        0,
+        "UDP sockets still open {within:?} after the last call: {:?}",
+        server.udp
+    );
+    start.elapsed()
+}
+
+/// A gateway node for the load tests, with SIP timers for loopback: T1 = 50 ms (the RTT is
+/// microseconds) and T4 = 500 ms, so a departed client's last transactions (64·T1 for an
+/// answered INVITE, T4 for a BYE) end, and its SIP socket closes, within seconds rather than
+/// the half minute that real networks need.
+fn loopback_gateway_node(rtp_ports: (u16, u16)) -> NodeConfig {
+    let mut node = gateway_node(rtp_ports);
+    if let Some(g) = node.server.gateway.as_mut() {
+        g.session.timers.t1 = Duration::from_millis(50);
+        g.session.timers.t4 = Duration::from_millis(500);
+    }
+    node
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|a| a.to_string()).collect()
+}
+
+#[test]
+fn a_call_to_sipp_echoes_speex_wideband_byte_for_byte() {
+    // 5 s of Speex 16 kHz (250 frames).
+    let ports = (21060, 21100, 21200);
+    echo_call(
+        Runtime::Mio,
+        "gw-echo-wideband",
+        EchoMedia::Wideband,
+        250,
+        ports,
+    );
+}
+
+#[test]
+fn a_call_to_sipp_echoes_speex_narrowband_byte_for_byte() {
+    let ports = (21360, 21400, 21500);
+    echo_call(
+        Runtime::Mio,
+        "gw-echo-narrowband",
+        EchoMedia::Narrowband,
+        150,
+        ports,
+    );
+}
+
+#[test]
+fn a_call_to_sipp_echoes_g711_with_its_flv_header() {
+    let ports = (21660, 21700, 21800);
+    echo_call(Runtime::Mio, "gw-echo-pcmu", EchoMedia::Pcmu, 150, ports);
+}
+
+#[test]
+fn sipp_calls_the_client_which_accepts_hears_its_echo_and_is_byed() {
+    let dir = scratch_dir("gw-incoming");
+    let mut server = TestServer::start(gateway_node((22200, 22299)), None);
+    let mut phone = Phone::connect(server.addr, AOR, vec![]).expect("connect");
+    let sip = gateway_sip(&mut server, AOR);
+    let sipp = sipp::start(
+        "sipp uac (echo)",
+        &dir,
+        None,
+        &[
+            sip.to_string(),
+            "-s".into(),
+            "alice".into(),
+            "-sf".into(),
+            sipp::scenario("uac_echo_pcmu.xml").display().to_string(),
+            "-p".into(),
+            sipp::free_udp_port().to_string(),
+            "-mp".into(),
+            "22100".into(),
+            "-rtp_echo".into(),
+            "-d".into(),
+            "4000".into(),
+            "-m".into(),
+            "1".into(),
+        ],
+    );
+    let invited = phone.callback("invited", T).expect("invited callback");
+    assert_eq!(invited.len(), 2, "invited(from, to): {invited:?}");
+    let from = invited[0].as_str().unwrap_or_default().to_owned();
+    assert!(from.contains("sipp@127.0.0.1"), "from: {from}");
+    phone.open_streams();
+    phone.call("accept", vec![s("pcmu")]);
+    // sipp hangs up 4 s after its ACK; 2 s of G.711 fit well before.
+    let sent = g711_frames(&media("pcmu_8k_20s.ul"), 0x82, 100);
+    phone.stream_audio(&sent, Duration::from_millis(500));
+    let sent: Vec<Bytes> = sent.into_iter().map(|f| f.1).collect();
+    let got = phone.remote_audio();
+    let (matched, stray) = echo_matches(&sent, &got, 0);
+    eprintln!(
+        "incoming call: {} sent, {} received, {matched} matched",
+        sent.len(),
+        got.len()
+    );
+    assert_eq!(stray, 0);
+    assert!(matched >= 99, "only {matched} of 100 frames came back");
+    assert!(phone.callback("byed", T).is_some(), "sipp's BYE gives byed");
+    sipp.finish(Duration::from_secs(20));
+    assert_eq!(sipp::totals(&dir), (1, 0));
+}
+
+#[test]
+fn hanging_up_while_ringing_sends_cancel() {
+    let dir = scratch_dir("gw-cancel");
+    let server = TestServer::start(gateway_node((22400, 22499)), None);
+    let port = 22360;
+    let sipp = sipp::start(
+        "sipp uas (ring, cancel)",
+        &dir,
+        Some(port),
+        &args(&[
+            "-sf",
+            &sipp::scenario("uas_ring_cancel.xml").display().to_string(),
+            "-p",
+            &port.to_string(),
+            "-m",
+            "1",
+        ]),
+    );
+    let mut phone = Phone::connect(server.addr, AOR, vec![]).expect("connect");
+    phone.call(
+        "invite",
+        vec![s(&format!("sip:service@127.0.0.1:{port}")), s("pcmu")],
+    );
+    assert!(phone.callback("ringing", T).is_some());
+    phone.call("bye", vec![]);
+    sipp.finish(Duration::from_secs(20));
+    assert_eq!(
+        sipp::totals(&dir),
+        (1, 0),
+        "sipp saw CANCEL, sent 487, got its ACK"
+    );
+    assert!(!phone.pending_callbacks().contains(&"accepted".to_string()));
+}
+
+#[test]
+fn rejecting_an_incoming_call_sends_the_clients_status() {
+    let dir = scratch_dir("gw-reject");
+    let mut server = TestServer::start(gateway_node((22600, 22699)), None);
+    let mut phone = Phone::connect(server.addr, AOR, vec![]).expect("connect");
+    let sip = gateway_sip(&mut server, AOR);
+    let sipp = sipp::start(
+        "sipp uac (expects 486)",
+        &dir,
+        None,
+        &[
+            sip.to_string(),
+            "-s".into(),
+            "alice".into(),
+            "-sf".into(),
+            sipp::scenario("uac_expect_486.xml").display().to_string(),
+            "-p".into(),
+            sipp::free_udp_port().to_string(),
+            "-m".into(),
+            "1".into(),
+        ],
+    );
+    assert!(phone.callback("invited", T).is_some());
+    phone.call("reject", vec![s("486 Busy Here")]);
+    sipp.finish(Duration::from_secs(20));
+    assert_eq!(sipp::totals(&dir), (1, 0), "sipp got 486 Busy Here");
+}
+
+#[test]
+fn hold_and_resume_send_re_invites_with_the_direction() {
+    let dir = scratch_dir("gw-hold");
+    let server = TestServer::start(gateway_node((22800, 22899)), None);
+    let port = 22760;
+    let sipp = sipp::start(
+        "sipp uas (hold)",
+        &dir,
+        Some(port),
+        &args(&[
+            "-sf",
+            &sipp::scenario("uas_hold.xml").display().to_string(),
+            "-p",
+            &port.to_string(),
+            "-mp",
+            "22700",
+            "-m",
+            "1",
+        ]),
+    );
+    let mut phone = Phone::connect(server.addr, AOR, vec![]).expect("connect");
+    phone.call(
+        "invite",
+        vec![s(&format!("sip:service@127.0.0.1:{port}")), s("pcmu")],
+    );
+    assert!(phone.callback("accepted", T).is_some());
+    // Each re-INVITE is answered by sipp at once; the pauses only keep them in order.
+    phone.call("hold", vec![siprtmp_core::amf::Value::Boolean(true)]);
+    std::thread::sleep(Duration::from_millis(400));
+    phone.call("hold", vec![siprtmp_core::amf::Value::Boolean(false)]);
+    std::thread::sleep(Duration::from_millis(400));
+    phone.call("bye", vec![]);
+    sipp.finish(Duration::from_secs(20));
+    assert_eq!(
+        sipp::totals(&dir),
+        (1, 0),
+        "sipp saw a=sendonly, then a=sendrecv, then BYE"
+    );
+}
+
+/// An RTP packet's payload type, marker and payload (no CSRCs or extensions are expected).
+fn rtp(packet: &[u8]) -> Option<(u8, bool, u32, &[u8])> {
+    if packet.len() < 12 || packet[0] >> 6 != 2 {
+        return None;
+    }
+    let ts = u32::from_be_bytes(packet[4..8].try_into().unwrap());
+    Some((packet[1] & 0x7f, packet[1] & 0x80 != 0, ts, &packet[12..]))
+}
+
+#[test]
+fn dtmf_goes_out_as_rfc4733_and_comes_back_as_a_callback() {
+    let dir = scratch_dir("gw-dtmf");
+    let server = TestServer::start(gateway_node((23000, 23099)), None);
+    // The far end's RTP is this socket: sipp only signals.
+    let far = UdpSocket::bind("127.0.0.1:0").unwrap();
+    far.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let far_port = far.local_addr().unwrap().port();
+    let port = 22960;
+    let sipp = sipp::start(
+        "sipp uas (dtmf)",
+        &dir,
+        Some(port),
+        &args(&[
+            "-sf",
+            &sipp::scenario("uas_dtmf.xml").display().to_string(),
+            "-p",
+            &port.to_string(),
+            "-key",
+            "rtp_port",
+            &far_port.to_string(),
+            "-m",
+            "1",
+        ]),
+    );
+    let mut phone = Phone::connect(server.addr, AOR, vec![]).expect("connect");
+    phone.call(
+        "invite",
+        vec![
+            s(&format!("sip:service@127.0.0.1:{port}")),
+            s("pcmu"),
+            s("dtmf"),
+        ],
+    );
+    let accepted = phone.callback("accepted", T).expect("accepted");
+    assert_eq!(accepted.first(), Some(&s("pcmu")));
+    phone.call("sendDTMF", vec![s("5")]);
+    // Collect the telephone-event packets until the end packets have come.
+    let mut events = Vec::new();
+    let mut gateway_rtp = None;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 1500];
+    while Instant::now() < deadline {
+        let Ok((n, from)) = far.recv_from(&mut buf) else {
+            if events.iter().any(|(_, _, end, _)| *end) {
+                break;
+            }
+            continue;
+        };
+        if let Some((101, marker, ts, payload)) = rtp(&buf[..n]) {
+            gateway_rtp = Some(from);
+            assert!(payload.len() >= 4, "a telephone-event payload is 4 bytes");
+            events.push((payload[0], marker, payload[1] & 0x80 != 0, ts));
+        }
+    }
+    eprintln!("telephone-event packets: {events:?}");
+    assert!(!events.is_empty(), "no RFC 4733 packet arrived");
+    assert!(events.iter().all(|e| e.0 == 5), "every packet is event 5");
+    assert!(events[0].1, "the first packet has the marker bit");
+    assert!(events.iter().any(|e| e.2), "an end packet was sent");
+    assert!(
+        events.iter().all(|e| e.3 == events[0].3),
+        "one event, one timestamp"
+    );
+
+    // The far end sends digit 7 back: the client hears dtmf("7").
+    let to = gateway_rtp.unwrap();
+    for (seq, end) in [(100u16, false), (101, true), (102, true), (103, true)] {
+        let mut packet = vec![0x80, 101 | if seq == 100 { 0x80 } else { 0 }];
+        packet.extend_from_slice(&seq.to_be_bytes());
+        packet.extend_from_slice(&16000u32.to_be_bytes());
+        packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        packet.extend_from_slice(&[7, if end { 0x8a } else { 0x0a }, 0x03, 0x20]);
+        far.send_to(&packet, to).unwrap();
+    }
+    let dtmf = phone.callback("dtmf", T).expect("dtmf callback");
+    assert_eq!(dtmf, vec![s("7")]);
+    assert!(
+        phone.callback("dtmf", Duration::from_millis(300)).is_none(),
+        "one digit, reported once"
+    );
+    phone.call("bye", vec![]);
+    sipp.finish(Duration::from_secs(20));
+    assert_eq!(sipp::totals(&dir), (1, 0));
+}
+
+#[test]
+fn registration_with_digest_decides_the_connect() {
+    let dir = scratch_dir("gw-register");
+    let port = 23160;
+    let sipp = sipp::start(
+        "sipp registrar",
+        &dir,
+        Some(port),
+        &args(&[
+            "-sf",
+            &sipp::scenario("uas_register_401.xml").display().to_string(),
+            "-p",
+            &port.to_string(),
+            "-m",
+            "2",
+        ]),
+    );
+    let mut node: NodeConfig = gateway_node((23200, 23299));
+    if let Some(g) = node.server.gateway.as_mut() {
+        g.session.registrar = Some(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    let server = TestServer::start(node, None);
+    let good = Phone::connect(server.addr, AOR, vec![s("alice"), s("secret"), s("Alice")]);
+    assert!(good.is_ok(), "registered client connects: {:?}", good.err());
+    let bad = Phone::connect(server.addr, AOR, vec![s("alice"), s("wrong")]);
+    assert_eq!(
+        bad.err().as_deref(),
+        Some("403 Forbidden"),
+        "the rejection's description is the registrar's answer"
+    );
+    sipp.finish(Duration::from_secs(20));
+    assert_eq!(sipp::totals(&dir), (2, 0));
+}
+
+/// One short call through the echoing sipp: invite, accepted, three G.711 frames out and at
+/// least one back, bye. Returns an error instead of panicking (for the load tests' counts).
+fn short_call(
+    server: SocketAddr,
+    aor: &str,
+    sipp_port: u16,
+    frames: usize,
+) -> Result<usize, String> {
+    let mut phone = Phone::connect(server, aor, vec![])?;
+    let invite = vec![s(&format!("sip:service@127.0.0.1:{sipp_port}")), s("pcmu")];
+    phone.call("invite", invite);
+    phone.callback("accepted", T).ok_or("no accepted")?;
+    phone.open_streams();
+    let sent = g711_frames(&media("pcmu_8k_20s.ul"), 0x82, frames);
+    phone.stream_audio(&sent, Duration::ZERO);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while phone.remote_audio().len() < frames && Instant::now() < deadline {
+        phone.pump();
+    }
+    let sent: Vec<Bytes> = sent.into_iter().map(|f| f.1).collect();
+    let (matched, stray) = echo_matches(&sent, &phone.remote_audio(), 0);
+    if stray > 0 {
+        return Err(format!("{stray} echoed frames match nothing sent"));
+    }
+    phone.call("bye", vec![]);
+    // The client leaves right after its bye, as a browser tab closing would.
+    Ok(matched)
+}
+
+#[test]
+fn a_hundred_sequential_calls_leave_no_socket_behind() {
+    let dir = scratch_dir("gw-sequential");
+    let server = TestServer::start(loopback_gateway_node((24000, 24399)), None);
+    let port = 23960;
+    let sipp = sipp::start(
+        "sipp uas (100 calls)",
+        &dir,
+        Some(port),
+        &args(&[
+            "-sf",
+            &sipp::scenario("uas_echo_any.xml").display().to_string(),
+            "-p",
+            &port.to_string(),
+            "-mp",
+            "23900",
+            "-rtp_echo",
+            "-m",
+            "100",
+        ]),
+    );
+    let start = Instant::now();
+    let mut echoed = 0;
+    for i in 0..100 {
+        match short_call(server.addr, AOR, port, 3) {
+            Ok(matched) => echoed += matched,
+            Err(e) => panic!("call {i} failed: {e}"),
+        }
+    }
+    let calls = start.elapsed();
+    let drained = assert_no_udp_socket_left(&server, Duration::from_secs(15));
+    sipp.finish(Duration::from_secs(30));
+    let totals = sipp::totals(&dir);
+    eprintln!(
+        "100 sequential calls in {calls:?}, {echoed} of 300 frames echoed; sipp {totals:?}; all sockets closed {drained:?} after the last call; udp {:?}",
+        server.udp
+    );
+    assert_eq!(totals, (100, 0));
+    assert!(echoed >= 297, "echoed {echoed} of 300");
+    // Five sockets per client; a port another program holds costs a retry with the next block.
+    let bound = server.udp.bound.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(bound >= 500, "bound {bound}");
+}
+
+#[test]
+fn fifty_concurrent_calls_leave_no_socket_behind() {
+    let dir = scratch_dir("gw-concurrent");
+    let server = TestServer::start(loopback_gateway_node((25000, 25399)), None);
+    let port = 24960;
+    let sipp = sipp::start(
+        "sipp uas (50 concurrent)",
+        &dir,
+        Some(port),
+        &args(&[
+            "-sf",
+            &sipp::scenario("uas_echo_any.xml").display().to_string(),
+            "-p",
+            &port.to_string(),
+            "-mp",
+            "24900",
+            "-rtp_echo",
+            "-m",
+            "50",
+        ]),
+    );
+    let start = Instant::now();
+    let barrier = Arc::new(Barrier::new(50));
+    let addr = server.addr;
+    let calls: Vec<_> = (0..50)
+        .map(|i| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                // One second of G.711 each, all at once.
+                short_call(addr, &format!("user{i}@127.0.0.1"), port, 50)
+            })
+        })
+        .collect();
+    let mut echoed = 0;
+    let mut failures = Vec::new();
+    for (i, call) in calls.into_iter().enumerate() {
+        match call.join().expect("call thread") {
+            Ok(matched) => echoed += matched,
+            Err(e) => failures.push(format!("call {i}: {e}")),
+        }
+    }
+    let calls = start.elapsed();
+    let drained = assert_no_udp_socket_left(&server, Duration::from_secs(15));
+    sipp.finish(Duration::from_secs(30));
+    let totals = sipp::totals(&dir);
+    eprintln!(
+        "50 concurrent calls in {calls:?}, {echoed} of 2500 frames echoed; sipp {totals:?}; all sockets closed {drained:?} after the last call; udp {:?}",
+        server.udp
+    );
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(totals, (50, 0));
+    assert!(echoed * 100 >= 2500 * 99, "echoed {echoed} of 2500");
+}
