@@ -41,6 +41,9 @@ pub struct GatewaySection {
     pub register_expires: Option<u32>,
     /// Largest RTP payload for video, bytes (default 1200).
     pub mtu: Option<usize>,
+    /// A newer connection for an address of record replaces the older one (default true);
+    /// false refuses the newer one.
+    pub replace_existing: Option<bool>,
 }
 
 /// The gateway flags as parsed (each overrides its `[gateway]` key).
@@ -169,6 +172,7 @@ pub fn node_config(
             mtu: file.mtu.unwrap_or(session_defaults.mtu),
             ..session_defaults
         },
+        replace_existing: file.replace_existing.unwrap_or(defaults.replace_existing),
     }))
 }
 

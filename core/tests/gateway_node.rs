@@ -366,3 +366,40 @@ fn calls_complete_over_a_lossy_reordering_network_and_replay_by_seed() {
         assert_eq!(lossy_call(seed).0, trace, "seed {seed} replays identically");
     }
 }
+
+#[test]
+fn a_newer_connection_for_the_same_address_replaces_the_older() {
+    let mut w = World::new((22000, 22099));
+    let first = w.net.connect(w.now, "sip/alice@10.0.0.1");
+    w.pump();
+    assert!(w.net.events(first).contains(&ClientEvent::Connected));
+    let second = w.net.connect(w.now, "sip/Alice@10.0.0.1");
+    w.pump();
+    assert!(
+        w.net.clients[first].closed,
+        "the older connection is closed"
+    );
+    assert!(w.net.events(second).contains(&ClientEvent::Connected));
+}
+
+#[test]
+fn with_replacement_off_the_newer_connection_is_refused() {
+    let now = Instant::now();
+    let mut config = NodeConfig::default();
+    config.server.gateway = Some(GatewayNodeConfig {
+        bind_ip: "10.0.0.1".parse().unwrap(),
+        rtp_ports: (22100, 22199),
+        replace_existing: false,
+        ..GatewayNodeConfig::default()
+    });
+    let mut net = MemoryNet::new(Node::new(config, now, 9));
+    let first = net.connect(now, "sip/alice@10.0.0.1");
+    net.pump(now);
+    let second = net.connect(now, "sip/alice@10.0.0.1");
+    net.pump(now);
+    assert!(!net.clients[first].closed);
+    assert!(matches!(
+        net.events(second).last(),
+        Some(ClientEvent::ConnectRejected(_))
+    ));
+}

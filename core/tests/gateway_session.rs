@@ -373,3 +373,64 @@ fn a_busy_far_end_is_reported_as_rejected() {
         Some(&ClientCallback::Rejected("486 Busy Here".into()))
     );
 }
+
+#[test]
+fn a_failed_registration_refresh_is_reported_to_the_client() {
+    use siprtmp_core::sip::{make_response, parse_datagram, SipMessage};
+    let mut now = Instant::now();
+    let request = ConnectRequest::parse(
+        "sip/alice@10.0.0.1",
+        &[
+            siprtmp_core::amf::Value::string("alice"),
+            siprtmp_core::amf::Value::string("secret"),
+        ],
+    )
+    .unwrap();
+    let config = GatewayConfig {
+        registrar: Some(a(FAR_SIP)),
+        register_expires: 60,
+        ..GatewayConfig::default()
+    };
+    let sockets = SessionSockets {
+        sip: a(GW_SIP),
+        audio_port: 4000,
+        video_port: 4002,
+    };
+    let mut gw = GatewaySession::new(now, &request, config, sockets, 1).unwrap();
+    let mut outputs = Vec::new();
+    let drain = |gw: &mut GatewaySession, outputs: &mut Vec<GatewayOutput>| {
+        while let Some(o) = gw.poll_output() {
+            outputs.push(o);
+        }
+    };
+    drain(&mut gw, &mut outputs);
+    // The registrar accepts the first REGISTER for 60 s.
+    let register = outputs
+        .iter()
+        .find_map(|o| match o {
+            GatewayOutput::SipSend { data, .. } => Some(data.clone()),
+            _ => None,
+        })
+        .expect("REGISTER sent");
+    let SipMessage::Request(register) = parse_datagram(&register).unwrap() else {
+        panic!("not a request");
+    };
+    let mut ok = make_response(&register, 200, "OK", Some("reg1"));
+    ok.headers.push("Expires", "60");
+    gw.sip_datagram(now, a(FAR_SIP), SipMessage::Response(ok).to_bytes());
+    outputs.clear();
+    drain(&mut gw, &mut outputs);
+    assert!(outputs.contains(&GatewayOutput::ConnectResult(Ok(()))));
+    // Then it goes silent: the refresh times out and the client hears about it.
+    let end = now + Duration::from_secs(120);
+    while let Some(t) = gw.poll_timeout().filter(|t| *t <= end) {
+        now = now.max(t);
+        gw.handle_timeout(now);
+        drain(&mut gw, &mut outputs);
+    }
+    let lost = outputs.iter().find_map(|o| match o {
+        GatewayOutput::Callback(ClientCallback::RegistrationFailed(r)) => Some(r.clone()),
+        _ => None,
+    });
+    assert_eq!(lost.as_deref(), Some("408 Request Timeout"), "{outputs:?}");
+}

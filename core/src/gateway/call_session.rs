@@ -597,6 +597,8 @@ impl GatewaySession {
                     self.outputs
                         .push_back(GatewayOutput::ConnectResult(Err(text)));
                 } else {
+                    // The client is told: it no longer receives calls.
+                    self.callback(ClientCallback::RegistrationFailed(text.clone()));
                     self.outputs
                         .push_back(GatewayOutput::Notice(format!("registration lost: {text}")));
                 }

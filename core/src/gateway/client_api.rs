@@ -235,6 +235,9 @@ pub enum ClientCallback {
     Holded(bool),
     /// `dtmf(digit)`: a telephone-event arrived.
     Dtmf(char),
+    /// `registrationFailed(reason)`: a registration refresh failed (e.g. `408 Request
+    /// Timeout`); incoming calls no longer reach the client.
+    RegistrationFailed(String),
 }
 
 impl ClientCallback {
@@ -264,6 +267,9 @@ impl ClientCallback {
             ClientCallback::Byed => ("byed", vec![]),
             ClientCallback::Holded(on) => ("holded", vec![Value::Boolean(*on)]),
             ClientCallback::Dtmf(digit) => ("dtmf", vec![Value::string(digit.to_string())]),
+            ClientCallback::RegistrationFailed(reason) => {
+                ("registrationFailed", vec![Value::string(reason.clone())])
+            }
         }
     }
 }

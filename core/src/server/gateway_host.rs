@@ -46,6 +46,10 @@ pub struct GatewayNodeConfig {
     pub rtp_ports: (u16, u16),
     /// Registrar, proxy, `--ext-ip`, timers...
     pub session: GatewayConfig,
+    /// A newer connection for an address of record already connected replaces the older
+    /// one (closed, its call ended, as a phone moved to another device); when false the newer
+    /// one is refused instead.
+    pub replace_existing: bool,
 }
 
 impl Default for GatewayNodeConfig {
@@ -55,6 +59,7 @@ impl Default for GatewayNodeConfig {
             bind_ip: IpAddr::from([127, 0, 0, 1]),
             rtp_ports: (16000, 17999),
             session: GatewayConfig::default(),
+            replace_existing: true,
         }
     }
 }
@@ -96,6 +101,8 @@ pub(super) struct GatewayConn {
     remote_stream: Option<u32>,
     /// The deadline of the connection's live timer entry.
     next_timer: Option<Instant>,
+    /// The address of record, lower-cased: one live connection per address.
+    aor: String,
 }
 
 /// Everything the server keeps for the gateway.
@@ -179,9 +186,31 @@ impl RtmpServer {
                 return true;
             }
         };
+        let aor = request.aor.to_ascii_lowercase();
+        let replace = gateway.config.replace_existing;
+        let older: Vec<ConnId> = gateway
+            .conns
+            .iter()
+            .filter(|(c, g)| {
+                **c != conn && g.aor == aor && !matches!(g.state, State::Lingering(..))
+            })
+            .map(|(c, _)| *c)
+            .collect();
+        if !older.is_empty() && !replace {
+            let reason = format!("486 {aor} is already connected");
+            self.reject_connect(conn, &cmd, &reason, None);
+            return true;
+        }
+        for old in older {
+            self.close(old, format!("replaced by a newer connection for {aor}"));
+        }
+        let Some(gateway) = self.gateway.as_mut() else {
+            return false;
+        };
         gateway.conns.insert(
             conn,
             GatewayConn {
+                aor,
                 state: State::Binding { request, tries: 0 },
                 connect: cmd,
                 sockets: Vec::new(),
