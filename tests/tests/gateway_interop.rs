@@ -4,8 +4,9 @@
 //!
 //! Every wait has a deadline; sipp runs with a global timeout that fails it and is killed on
 //! drop, and its statistics file gives the successful and failed call counts. Ports: each test
-//! has its own sipp SIP and media ports and gateway RTP range (21xxx-25xxx, below the ephemeral range; sipp's own client
-//! ports are chosen free), so the tests run in parallel.
+//! has its own sipp SIP and media ports and gateway RTP range (21xxx-25xxx and 27xxx, below
+//! the ephemeral range; sipp's own client ports are chosen free), so the tests run in
+//! parallel.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
