@@ -42,20 +42,30 @@ pub fn s(text: &str) -> Value {
 
 /// The audio tags of an FLV file: (timestamp in ms, payload with its 1-byte FLV header).
 pub fn flv_audio(path: &Path) -> Vec<(u32, Bytes)> {
+    flv_tags(path, type_id::AUDIO)
+}
+
+/// The video tags of an FLV file: (timestamp in ms, payload with its FLV video header).
+pub fn flv_video(path: &Path) -> Vec<(u32, Bytes)> {
+    flv_tags(path, type_id::VIDEO)
+}
+
+/// The non-empty tags of kind `kind` (8 audio, 9 video) of an FLV file, in file order.
+fn flv_tags(path: &Path, kind: u8) -> Vec<(u32, Bytes)> {
     let data = std::fs::read(path).expect("read FLV");
     assert!(data.starts_with(b"FLV"), "not an FLV file");
     let header = u32::from_be_bytes(data[5..9].try_into().unwrap()) as usize;
     let mut at = header + 4;
     let mut out = Vec::new();
     while at + 11 <= data.len() {
-        let kind = data[at] & 0x1f;
+        let tag = data[at] & 0x1f;
         let size = u32::from_be_bytes([0, data[at + 1], data[at + 2], data[at + 3]]) as usize;
         let ts = u32::from_be_bytes([data[at + 7], data[at + 4], data[at + 5], data[at + 6]]);
         let body = at + 11;
         if body + size > data.len() {
             break;
         }
-        if kind == 8 && size > 1 {
+        if tag == kind && size > 1 {
             out.push((ts, Bytes::copy_from_slice(&data[body..body + size])));
         }
         at = body + size + 4;
@@ -281,9 +291,21 @@ impl Phone {
         .expect("Play.Start for remote");
     }
 
-    /// Publishes `frames` on `local` in real time (each at its timestamp), reading the
+    /// Publishes audio `frames` on `local` in real time (each at its timestamp), reading the
     /// server in between; then keeps reading for `linger`.
     pub fn stream_audio(&mut self, frames: &[(u32, Bytes)], linger: Duration) {
+        self.stream(type_id::AUDIO, frames, linger);
+    }
+
+    /// Publishes video `frames` (FLV video tag bodies) on `local` like
+    /// [`Phone::stream_audio`].
+    pub fn stream_video(&mut self, frames: &[(u32, Bytes)], linger: Duration) {
+        self.stream(type_id::VIDEO, frames, linger);
+    }
+
+    /// Publishes `frames` of message type `kind` on `local` in real time, timestamps made
+    /// relative to the first frame's.
+    fn stream(&mut self, kind: u8, frames: &[(u32, Bytes)], linger: Duration) {
         let local = self.local.expect("open_streams first");
         let start = Instant::now();
         let first = frames.first().map_or(0, |f| f.0);
@@ -292,7 +314,7 @@ impl Phone {
             while Instant::now() < due {
                 self.pump();
             }
-            let msg = RtmpMessage::new(type_id::AUDIO, local, ts - first, payload.clone());
+            let msg = RtmpMessage::new(kind, local, ts - first, payload.clone());
             self.machine.send_media(&msg);
             self.flush();
         }

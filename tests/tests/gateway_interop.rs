@@ -4,17 +4,19 @@
 //!
 //! Every wait has a deadline; sipp runs with a global timeout that fails it and is killed on
 //! drop, and its statistics file gives the successful and failed call counts. Ports: each test
-//! has its own sipp SIP and media ports and gateway RTP range (21xxx-25xxx, below the ephemeral range; sipp's own client
-//! ports are chosen free), so the tests run in parallel.
+//! has its own sipp SIP and media ports and gateway RTP range (21xxx-25xxx and 27xxx, below
+//! the ephemeral range; sipp's own client ports are chosen free), so the tests run in
+//! parallel.
 
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use siprtmp_core::node::{Event, NodeConfig};
 use siprtmp_tests::gateway::{
-    echo_call, echo_matches, g711_frames, gateway_node, s, EchoMedia, Phone,
+    echo_call, echo_matches, flv_video, g711_frames, gateway_node, s, EchoMedia, Phone,
 };
 use siprtmp_tests::server::{Runtime, TestServer};
 use siprtmp_tests::{media, scratch_dir, sipp};
@@ -509,4 +511,297 @@ fn fifty_concurrent_calls_leave_no_socket_behind() {
     assert!(failures.is_empty(), "{failures:?}");
     assert_eq!(totals, (50, 0));
     assert!(echoed * 100 >= 2500 * 99, "echoed {echoed} of 2500");
+}
+
+/// An RTP packet as the H.264 far end sees it (no CSRCs or extensions are expected).
+#[derive(Debug)]
+struct RtpPacket {
+    payload_type: u8,
+    marker: bool,
+    sequence: u16,
+    timestamp: u32,
+    ssrc: u32,
+    payload: Vec<u8>,
+}
+
+impl RtpPacket {
+    fn parse(packet: &[u8]) -> RtpPacket {
+        assert!(packet.len() > 12, "an RTP packet with a payload");
+        assert_eq!(
+            packet[0], 0x80,
+            "RTP version 2, no padding, extension or CSRC"
+        );
+        RtpPacket {
+            payload_type: packet[1] & 0x7f,
+            marker: packet[1] & 0x80 != 0,
+            sequence: u16::from_be_bytes([packet[2], packet[3]]),
+            timestamp: u32::from_be_bytes(packet[4..8].try_into().unwrap()),
+            ssrc: u32::from_be_bytes(packet[8..12].try_into().unwrap()),
+            payload: packet[12..].to_vec(),
+        }
+    }
+}
+
+/// The SPS and PPS of an FLV AVC sequence header (the tag body: 5-byte video header, then an
+/// AVCDecoderConfigurationRecord), and its NAL length size.
+fn avc_parameter_sets(tag: &[u8]) -> (Vec<Vec<u8>>, usize) {
+    assert_eq!(tag[..2], [0x17, 0], "an AVC sequence header");
+    let config = &tag[5..];
+    let length_size = usize::from(config[4] & 3) + 1;
+    let mut sets = Vec::new();
+    let mut at = 5;
+    // SPS count in the low 5 bits, then the PPS count as a whole byte.
+    for mask in [0x1f, 0xff] {
+        let count = config[at] & mask;
+        at += 1;
+        for _ in 0..count {
+            let len = usize::from(u16::from_be_bytes([config[at], config[at + 1]]));
+            sets.push(config[at + 2..at + 2 + len].to_vec());
+            at += 2 + len;
+        }
+    }
+    (sets, length_size)
+}
+
+/// The NAL units of an FLV AVC NALU tag body, split on their `length_size`-byte prefixes.
+fn avcc_nal_units(tag: &[u8], length_size: usize) -> Vec<Vec<u8>> {
+    assert_eq!(tag[1], 1, "an AVC NALU tag");
+    let data = &tag[5..];
+    let mut nals = Vec::new();
+    let mut at = 0;
+    while at < data.len() {
+        let len = data[at..at + length_size]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        at += length_size;
+        nals.push(data[at..at + len].to_vec());
+        at += len;
+    }
+    nals
+}
+
+/// The NAL units of one frame's RTP packets (RFC 6184 packetization mode 1: single NAL unit,
+/// STAP-A and FU-A packets), checking the F bit, the STAP-A sizes and the FU-A start, end and
+/// reserved bits along the way.
+fn depacketize(frame: &[RtpPacket]) -> Vec<Vec<u8>> {
+    let mut nals = Vec::new();
+    let mut fragmented: Option<Vec<u8>> = None;
+    for packet in frame {
+        let b = &packet.payload;
+        assert_eq!(b[0] & 0x80, 0, "forbidden_zero_bit set: {:02x}", b[0]);
+        let kind = b[0] & 0x1f;
+        if kind != 28 {
+            assert!(
+                fragmented.is_none(),
+                "an FU-A interrupted before its end bit"
+            );
+        }
+        match kind {
+            1..=23 => nals.push(b.clone()),
+            24 => {
+                let mut at = 1;
+                while at < b.len() {
+                    assert!(at + 2 <= b.len(), "STAP-A size runs past the packet");
+                    let len = usize::from(u16::from_be_bytes([b[at], b[at + 1]]));
+                    at += 2;
+                    assert!(len > 0 && at + len <= b.len(), "STAP-A NAL size {len}");
+                    nals.push(b[at..at + len].to_vec());
+                    at += len;
+                }
+            }
+            28 => {
+                assert!(b.len() > 2, "an FU-A carries data");
+                let (start, end) = (b[1] & 0x80 != 0, b[1] & 0x40 != 0);
+                assert!(!(start && end), "an FU-A with both start and end bits");
+                assert_eq!(b[1] & 0x20, 0, "FU header reserved bit");
+                // The NAL header: F and NRI from the FU indicator, the type from the FU header.
+                let header = (b[0] & 0xe0) | (b[1] & 0x1f);
+                match &fragmented {
+                    None => {
+                        assert!(start, "an FU-A fragment without a start");
+                        fragmented = Some(vec![header]);
+                    }
+                    Some(nal) => {
+                        assert!(!start, "a start bit inside an FU-A");
+                        assert_eq!(nal[0], header, "the NAL header changes inside an FU-A");
+                    }
+                }
+                let nal = fragmented.as_mut().unwrap();
+                nal.extend_from_slice(&b[2..]);
+                if end {
+                    nals.push(fragmented.take().unwrap());
+                }
+            }
+            other => panic!("packet type {other} is not allowed in packetization mode 1"),
+        }
+    }
+    assert!(fragmented.is_none(), "the frame ends inside an FU-A");
+    nals
+}
+
+#[test]
+fn an_h264_call_reaches_the_rtp_side_as_valid_nal_units() {
+    let dir = scratch_dir("gw-h264");
+    let (sip_port, media_port, video_port) = (27460, 27500, 27560);
+    // The far end's video RTP is this socket: sipp only signals (and takes the audio).
+    let far = UdpSocket::bind(("127.0.0.1", video_port)).unwrap();
+    far.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let server = TestServer::start(gateway_node((27600, 27699)), None);
+    let sipp = sipp::start(
+        "sipp uas (h264)",
+        &dir,
+        Some(sip_port),
+        &args(&[
+            "-sf",
+            &sipp::scenario("uas_h264.xml").display().to_string(),
+            "-p",
+            &sip_port.to_string(),
+            "-mp",
+            &media_port.to_string(),
+            "-key",
+            "video_port",
+            &video_port.to_string(),
+            "-m",
+            "1",
+        ]),
+    );
+    let mut phone = Phone::connect(server.addr, AOR, vec![]).expect("connect");
+    phone.call(
+        "invite",
+        vec![
+            s(&format!("sip:service@127.0.0.1:{sip_port}")),
+            s("pcmu"),
+            s("h264"),
+        ],
+    );
+    let accepted = phone.callback("accepted", T).expect("accepted");
+    assert_eq!(accepted, vec![s("pcmu"), s("h264")]);
+    phone.open_streams();
+
+    // A reader thread keeps the socket drained while the phone publishes in real time.
+    let stop = Arc::new(AtomicBool::new(false));
+    let collector = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut packets = Vec::new();
+            let mut buf = [0u8; 2048];
+            let deadline = Instant::now() + Duration::from_secs(12);
+            while Instant::now() < deadline {
+                match far.recv_from(&mut buf) {
+                    Ok((n, _)) => packets.push(buf[..n].to_vec()),
+                    Err(_) if stop.load(Ordering::SeqCst) => break,
+                    Err(_) => {}
+                }
+            }
+            packets
+        })
+    };
+    // The sequence header, then the frames of the first 3 s.
+    let tags: Vec<(u32, Bytes)> = flv_video(&media("h264_speex16k_320x240_12fps_20s.flv"))
+        .into_iter()
+        .take_while(|(ts, _)| *ts <= 3000)
+        .collect();
+    let started = Instant::now();
+    phone.stream_video(&tags, Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    let packets: Vec<RtpPacket> = collector
+        .join()
+        .unwrap()
+        .iter()
+        .map(|p| RtpPacket::parse(p))
+        .collect();
+
+    // What each frame should become: its NAL units, after the SPS and PPS for a keyframe.
+    let (parameter_sets, length_size) = avc_parameter_sets(&tags[0].1);
+    assert_eq!(parameter_sets.len(), 2, "one SPS and one PPS");
+    let expected: Vec<(u32, Vec<Vec<u8>>)> = tags[1..]
+        .iter()
+        .map(|(ts, tag)| {
+            let mut nals = if tag[0] >> 4 == 1 {
+                parameter_sets.clone()
+            } else {
+                Vec::new()
+            };
+            nals.extend(avcc_nal_units(tag, length_size));
+            (*ts, nals)
+        })
+        .collect();
+
+    // The packets, in order and without loss, grouped into frames by timestamp.
+    assert!(!packets.is_empty(), "no RTP arrived on the video port");
+    let mut frames: Vec<Vec<RtpPacket>> = Vec::new();
+    for (i, packet) in packets.into_iter().enumerate() {
+        assert_eq!(packet.payload_type, 99, "packet {i}: payload type");
+        if let Some(previous) = frames.last().and_then(|f| f.last()) {
+            assert_eq!(
+                packet.sequence,
+                previous.sequence.wrapping_add(1),
+                "packet {i}: sequence numbers are consecutive"
+            );
+            assert_eq!(packet.ssrc, previous.ssrc, "packet {i}: one SSRC");
+        }
+        match frames.last_mut() {
+            Some(frame) if frame[0].timestamp == packet.timestamp => frame.push(packet),
+            _ => frames.push(vec![packet]),
+        }
+    }
+    let kinds: Vec<Vec<u8>> = frames
+        .iter()
+        .map(|f| f.iter().map(|p| p.payload[0] & 0x1f).collect())
+        .collect();
+    eprintln!(
+        "h264: {} tags sent in {:?}, {} frames received, packet types per frame: {kinds:?}",
+        expected.len(),
+        started.elapsed(),
+        frames.len()
+    );
+    assert_eq!(
+        frames.len(),
+        expected.len(),
+        "one RTP timestamp per FLV frame"
+    );
+
+    // The first packets carry the SPS and PPS, alone or in a STAP-A.
+    let first = &frames[0][0].payload;
+    assert!(
+        matches!(first[0] & 0x1f, 7 | 24),
+        "the first packet is an SPS or a STAP-A, not type {}",
+        first[0] & 0x1f
+    );
+    let first_nals = depacketize(&frames[0]);
+    assert_eq!(first_nals[0][0] & 0x1f, 7, "SPS first");
+    assert_eq!(first_nals[1][0] & 0x1f, 8, "then PPS");
+
+    let (ts0, rtp0) = (expected[0].0, frames[0][0].timestamp);
+    for (i, (frame, (ts, nals))) in frames.iter().zip(&expected).enumerate() {
+        let markers: Vec<bool> = frame.iter().map(|p| p.marker).collect();
+        let mut want = vec![false; frame.len()];
+        *want.last_mut().unwrap() = true;
+        assert_eq!(
+            markers, want,
+            "frame {i}: the marker on its last packet only"
+        );
+        assert_eq!(
+            frame[0].timestamp.wrapping_sub(rtp0),
+            90 * (ts - ts0),
+            "frame {i}: RTP timestamp advances 90 kHz × the FLV delta"
+        );
+        let got = depacketize(frame);
+        assert_eq!(got.len(), nals.len(), "frame {i}: NAL unit count");
+        for (j, (g, w)) in got.iter().zip(nals).enumerate() {
+            assert!(
+                g == w,
+                "frame {i} NAL {j}: differs ({} vs {} bytes)",
+                g.len(),
+                w.len()
+            );
+        }
+    }
+    // The media really exercised the fragmentation path.
+    assert!(kinds.iter().flatten().any(|&k| k == 28), "no FU-A was sent");
+
+    phone.call("bye", vec![]);
+    sipp.finish(Duration::from_secs(20));
+    assert_eq!(sipp::totals(&dir), (1, 0));
 }
