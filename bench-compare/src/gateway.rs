@@ -4,7 +4,7 @@
 //! the loader), then the echo check and the server's peak RSS.
 
 use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -126,7 +126,7 @@ pub fn sipp_available() -> Result<(), String> {
 pub fn run_point(
     kind: &ServerKind,
     bins: &Binaries,
-    sipp_scenario: &PathBuf,
+    sipp_scenario: &Path,
     media: &Arc<MediaLoop>,
     calls: usize,
     repeat: usize,

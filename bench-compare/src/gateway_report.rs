@@ -17,8 +17,10 @@ const PYTHON_GEVENT_CALL: f64 = 66.0;
 const MULTITASK_FACTOR: (f64, f64) = (1.5, 2.0);
 
 /// Medians over repeats of one server at each call count: (calls, CPU %, RSS KiB, sipp %,
-/// loader %).
-fn medians(points: &[&GatewayPoint], calls: &[usize]) -> Vec<(usize, f64, f64, f64, f64)> {
+/// loader %, schedstat CPU %).
+type Medians = (usize, f64, f64, f64, f64, f64);
+
+fn medians(points: &[&GatewayPoint], calls: &[usize]) -> Vec<Medians> {
     calls
         .iter()
         .filter_map(|&n| {
@@ -31,6 +33,7 @@ fn medians(points: &[&GatewayPoint], calls: &[usize]) -> Vec<(usize, f64, f64, f
                 m(|p| p.peak_rss_kib as f64)?,
                 m(|p| p.sipp_cpu)?,
                 m(|p| p.loader_cpu)?,
+                m(|p| p.server_cpu_ns)?,
             ))
         })
         .collect()
@@ -39,6 +42,43 @@ fn medians(points: &[&GatewayPoint], calls: &[usize]) -> Vec<(usize, f64, f64, f
 fn mhz(info: &RunInfo, pct: f64) -> String {
     info.core_mhz
         .map_or("-".into(), |m| format!("{:.1}", pct / 100.0 * m))
+}
+
+/// Each server's medians, in `info.servers` order (servers without a point left out).
+fn per_server(
+    info: &RunInfo,
+    calls: &[usize],
+    points: &[GatewayPoint],
+) -> Vec<(String, Vec<Medians>)> {
+    info.servers
+        .iter()
+        .map(|s| {
+            let mine: Vec<&GatewayPoint> = points.iter().filter(|p| &p.server == s).collect();
+            (s.clone(), medians(&mine, calls))
+        })
+        .filter(|(_, m)| !m.is_empty())
+        .collect()
+}
+
+/// Least-squares slope of `y` over the call counts.
+fn slope(m: &[Medians], y: fn(&Medians) -> f64) -> Option<f64> {
+    least_squares(&m.iter().map(|p| (p.0 as f64, y(p))).collect::<Vec<_>>()).map(|l| l.slope)
+}
+
+/// One line per server for the terminal: MHz per call beside the original's figure.
+pub fn summary_lines(info: &RunInfo, calls: &[usize], points: &[GatewayPoint]) -> Vec<String> {
+    per_server(info, calls, points)
+        .iter()
+        .map(|(s, m)| match slope(m, |p| p.1) {
+            Some(k) => format!(
+                "gateway {s}: {} MHz per call ({k:.3} % of a core); original: {PYTHON_GEVENT_CALL:.0} MHz under gevent, {:.0}-{:.0} under multitask",
+                mhz(info, k),
+                PYTHON_GEVENT_CALL * MULTITASK_FACTOR.0,
+                PYTHON_GEVENT_CALL * MULTITASK_FACTOR.1
+            ),
+            None => format!("gateway {s}: one call count only, no per-call slope"),
+        })
+        .collect()
 }
 
 /// The markdown section for `points` (servers in `info.servers` order, `calls` as measured).
@@ -64,15 +104,7 @@ pub fn section(info: &RunInfo, calls: &[usize], points: &[GatewayPoint]) -> Stri
         info.repeats,
         calls
     );
-    let per_server: Vec<(String, Vec<(usize, f64, f64, f64, f64)>)> = info
-        .servers
-        .iter()
-        .map(|s| {
-            let mine: Vec<&GatewayPoint> = points.iter().filter(|p| &p.server == s).collect();
-            (s.clone(), medians(&mine, calls))
-        })
-        .filter(|(_, m)| !m.is_empty())
-        .collect();
+    let per_server = per_server(info, calls, points);
 
     // Server CPU by calls.
     let _ = write!(md, "| calls |");
@@ -102,7 +134,7 @@ pub fn section(info: &RunInfo, calls: &[usize], points: &[GatewayPoint]) -> Stri
     // Summary: slope per call, RSS per call.
     let _ = writeln!(
         md,
-        "\n| server | MHz per call | % core per call | fixed part, % core | peak RSS per call, KiB | peak RSS at {} call(s), MiB |\n|---|---:|---:|---:|---:|---:|",
+        "\n| server | MHz per call | % core per call | (schedstat cross-check) | fixed part, % core | peak RSS per call, KiB | peak RSS at {} call(s), MiB |\n|---|---:|---:|---:|---:|---:|---:|",
         calls.iter().max().copied().unwrap_or(0)
     );
     for (s, m) in &per_server {
@@ -113,9 +145,10 @@ pub fn section(info: &RunInfo, calls: &[usize], points: &[GatewayPoint]) -> Stri
             Some(f) => {
                 let _ = writeln!(
                     md,
-                    "| siprtmp ({s}) | {} | {:.3} | {:.2} | {} | {top:.1} |",
+                    "| siprtmp ({s}) | {} | {:.3} | {} | {:.2} | {} | {top:.1} |",
                     mhz(info, f.slope),
                     f.slope,
+                    slope(m, |p| p.5).map_or("-".into(), |k| format!("{k:.3}")),
                     f.intercept,
                     rss.map_or("-".into(), |r| format!("{:.1}", r.slope)),
                 );
@@ -123,15 +156,15 @@ pub fn section(info: &RunInfo, calls: &[usize], points: &[GatewayPoint]) -> Stri
             None => {
                 let _ = writeln!(
                     md,
-                    "| siprtmp ({s}) | - (needs two call counts) | - | - | - | {top:.1} |"
+                    "| siprtmp ({s}) | - (needs two call counts) | - | - | - | - | {top:.1} |"
                 );
             }
         }
     }
     let _ = writeln!(
         md,
-        "| Python, gevent (original, Core 2 Duo 2.13 GHz) | {PYTHON_GEVENT_CALL:.0} | | | | |\n\
-         | Python, multitask (original) | {:.0}-{:.0} | | | | |",
+        "| Python, gevent (original, Core 2 Duo 2.13 GHz) | {PYTHON_GEVENT_CALL:.0} | | | | | |\n\
+         | Python, multitask (original) | {:.0}-{:.0} | | | | | |",
         PYTHON_GEVENT_CALL * MULTITASK_FACTOR.0,
         PYTHON_GEVENT_CALL * MULTITASK_FACTOR.1
     );

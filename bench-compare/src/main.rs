@@ -314,6 +314,44 @@ fn run(flags: Flags) -> Result<bool, String> {
             }
         }
     }
+    // Quick mode's smoke test of the gateway: one call on mio (about 2 s).
+    let mut gateway_points = Vec::new();
+    let mio = ServerKind::Siprtmp("mio".into());
+    if quick && servers.contains(&mio) {
+        match gateway::sipp_available() {
+            Err(e) => notes.push(format!("gateway point skipped: {e}")),
+            Ok(()) => {
+                progress("gateway calls=1 mio ...");
+                let point = gateway::run_point(
+                    &mio,
+                    &bins,
+                    &flags.sipp_scenario,
+                    &scenarios[0].media,
+                    1,
+                    0,
+                    timing,
+                    clk_tck,
+                );
+                match point {
+                    Ok(p) if p.echo.all_at_least(gateway::MIN_ECHO) => gateway_points.push(p),
+                    Ok(p) => {
+                        failures.push(format!(
+                            "mio gateway calls=1: {} of {} frames echoed{}",
+                            p.echo.echoed(),
+                            p.echo.sent(),
+                            p.echo
+                                .failure
+                                .as_ref()
+                                .map(|f| format!(" ({f})"))
+                                .unwrap_or_default()
+                        ));
+                        gateway_points.push(p);
+                    }
+                    Err(e) => failures.push(format!("mio gateway calls=1: {e}")),
+                }
+            }
+        }
+    }
     eprintln!();
 
     let info = RunInfo {
@@ -331,6 +369,17 @@ fn run(flags: Flags) -> Result<bool, String> {
     };
     std::fs::create_dir_all(&flags.out).map_err(|e| format!("{}: {e}", flags.out.display()))?;
     report::write_all(&flags.out, &info, &results, &failures)?;
+    if !gateway_points.is_empty() {
+        let gw_info = RunInfo {
+            servers: vec![mio.label()],
+            ..info
+        };
+        let path = flags.out.join("report.md");
+        let mut md = std::fs::read_to_string(&path).map_err(|e| format!("report.md: {e}"))?;
+        md.push_str(&gateway_report::section(&gw_info, &[1], &gateway_points));
+        std::fs::write(&path, md).map_err(|e| format!("report.md: {e}"))?;
+        gateway_report::write_files(&flags.out, &gw_info, &[1], &gateway_points)?;
+    }
     eprintln!(
         "bench-compare: {} points in {:.0} s; report in {}",
         results.len(),
@@ -482,6 +531,9 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
     md.push_str(&report::failures_section(&failures));
     std::fs::write(flags.out.join("report.md"), md).map_err(|e| format!("report.md: {e}"))?;
     gateway_report::write_files(&flags.out, &info, &calls, &points)?;
+    for line in gateway_report::summary_lines(&info, &calls, &points) {
+        eprintln!("bench-compare: {line}");
+    }
     eprintln!(
         "bench-compare: {} gateway points in {:.0} s; report in {}",
         points.len(),

@@ -290,3 +290,49 @@ fn sent_in(window: Window) -> u64 {
     }
     u64::from(window.hi + 1 - window.lo)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_counts_and_the_worst_call() {
+        let closed = |lo, next: u32| Window { lo, hi: next - 1 };
+        assert_eq!(sent_in(closed(1, 251)), 250);
+        assert_eq!(sent_in(closed(7, 7)), 0, "closed before a frame went");
+        assert_eq!(
+            sent_in(Window {
+                lo: 3,
+                hi: u32::MAX
+            }),
+            0,
+            "still open"
+        );
+        let summary = EchoSummary {
+            calls: vec![
+                CallCount {
+                    sent: 250,
+                    echoed: 250,
+                    disorder: 0,
+                },
+                CallCount {
+                    sent: 250,
+                    echoed: 247,
+                    disorder: 1,
+                },
+            ],
+            failure: None,
+        };
+        assert_eq!((summary.sent(), summary.echoed()), (500, 497));
+        assert!((summary.worst_ratio() - 0.988).abs() < 1e-9);
+        assert!(!summary.all_at_least(MIN));
+        assert!(summary.all_at_least(0.98));
+        let failed = EchoSummary {
+            failure: Some("closed".into()),
+            ..summary
+        };
+        assert!(!failed.all_at_least(0.0));
+    }
+
+    const MIN: f64 = 0.99;
+}
