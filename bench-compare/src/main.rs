@@ -7,6 +7,8 @@
 //! medians over repeats and fits CPU against players by least squares.
 
 mod flv;
+mod gateway;
+mod gateway_report;
 mod load;
 mod measure;
 mod procstat;
@@ -72,6 +74,16 @@ struct Flags {
     /// Directory holding speex16k_audio_20s.flv and h264_speex16k_320x240_12fps_20s.flv.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/media"))]
     media_dir: PathBuf,
+    /// Measure the SIP-RTMP gateway instead: CPU per concurrent call (Speex 16 kHz to an
+    /// echoing sipp), per runtime (`nginx` does not apply and is skipped).
+    #[arg(long)]
+    gateway: bool,
+    /// Concurrent call counts of `--gateway` [default: 1,10,100; quick: 1,10].
+    #[arg(long, value_delimiter = ',')]
+    calls: Option<Vec<usize>>,
+    /// The sipp scenario of the far end (answers every call, echoes RTP with -rtp_echo).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/sipp/uas_echo_any.xml"))]
+    sipp_scenario: PathBuf,
 }
 
 /// Everything the run decided before measuring, for the report.
@@ -152,6 +164,9 @@ fn load_scenario(name: &str, media_dir: &std::path::Path) -> Result<Scenario, St
 }
 
 fn run(flags: Flags) -> Result<bool, String> {
+    if flags.gateway {
+        return run_gateway(flags);
+    }
     let quick = flags.quick;
     let players = flags.players.clone().unwrap_or_else(|| {
         if quick {
@@ -299,6 +314,44 @@ fn run(flags: Flags) -> Result<bool, String> {
             }
         }
     }
+    // Quick mode's smoke test of the gateway: one call on mio (about 2 s).
+    let mut gateway_points = Vec::new();
+    let mio = ServerKind::Siprtmp("mio".into());
+    if quick && servers.contains(&mio) {
+        match gateway::sipp_available() {
+            Err(e) => notes.push(format!("gateway point skipped: {e}")),
+            Ok(()) => {
+                progress("gateway calls=1 mio ...");
+                let point = gateway::run_point(
+                    &mio,
+                    &bins,
+                    &flags.sipp_scenario,
+                    &scenarios[0].media,
+                    1,
+                    0,
+                    timing,
+                    clk_tck,
+                );
+                match point {
+                    Ok(p) if p.echo.all_at_least(gateway::MIN_ECHO) => gateway_points.push(p),
+                    Ok(p) => {
+                        failures.push(format!(
+                            "mio gateway calls=1: {} of {} frames echoed{}",
+                            p.echo.echoed(),
+                            p.echo.sent(),
+                            p.echo
+                                .failure
+                                .as_ref()
+                                .map(|f| format!(" ({f})"))
+                                .unwrap_or_default()
+                        ));
+                        gateway_points.push(p);
+                    }
+                    Err(e) => failures.push(format!("mio gateway calls=1: {e}")),
+                }
+            }
+        }
+    }
     eprintln!();
 
     let info = RunInfo {
@@ -316,6 +369,17 @@ fn run(flags: Flags) -> Result<bool, String> {
     };
     std::fs::create_dir_all(&flags.out).map_err(|e| format!("{}: {e}", flags.out.display()))?;
     report::write_all(&flags.out, &info, &results, &failures)?;
+    if !gateway_points.is_empty() {
+        let gw_info = RunInfo {
+            servers: vec![mio.label()],
+            ..info
+        };
+        let path = flags.out.join("report.md");
+        let mut md = std::fs::read_to_string(&path).map_err(|e| format!("report.md: {e}"))?;
+        md.push_str(&gateway_report::section(&gw_info, &[1], &gateway_points));
+        std::fs::write(&path, md).map_err(|e| format!("report.md: {e}"))?;
+        gateway_report::write_files(&flags.out, &gw_info, &[1], &gateway_points)?;
+    }
     eprintln!(
         "bench-compare: {} points in {:.0} s; report in {}",
         results.len(),
@@ -337,4 +401,147 @@ fn progress(line: &str) {
     let mut err = std::io::stderr().lock();
     let _ = write!(err, "\r\x1b[2K{line}");
     let _ = err.flush();
+}
+
+/// `--gateway`: CPU per concurrent call for each siprtmp runtime.
+fn run_gateway(flags: Flags) -> Result<bool, String> {
+    let quick = flags.quick;
+    let calls =
+        flags
+            .calls
+            .clone()
+            .unwrap_or_else(|| if quick { vec![1, 10] } else { vec![1, 10, 100] });
+    let timing = Timing {
+        warmup: secs(flags.warmup.unwrap_or(if quick { 0.4 } else { 3.0 }))?,
+        window: secs(flags.window.unwrap_or(if quick { 1.2 } else { 10.0 }))?,
+        setup_timeout: Duration::from_secs(60),
+        drain_timeout: Duration::from_secs(5),
+    };
+    let repeats = flags.repeats.unwrap_or(if quick { 1 } else { 3 }).max(1);
+    let scenario = load_scenario("audio", &flags.media_dir)?;
+    gateway::sipp_available()?;
+    let bins = Binaries {
+        siprtmp: match &flags.server_bin {
+            Some(p) => p.clone(),
+            None => default_server_bin()?,
+        },
+        nginx: None,
+    };
+    let mut notes = Vec::new();
+    let (clk_tck, tick_note) = procstat::clock_ticks();
+    notes.extend(tick_note);
+    let (core_mhz, cpu_model) = procstat::core_mhz();
+    let mut servers = Vec::new();
+    for name in &flags.runtimes {
+        if name == "nginx" {
+            notes.push("nginx-rtmp skipped: it has no SIP gateway".into());
+            continue;
+        }
+        let kind = ServerKind::Siprtmp(name.clone());
+        match server::start(&kind, &bins) {
+            Ok(running) => {
+                running.stop();
+                servers.push(kind);
+            }
+            Err(e) => notes.push(format!("{} skipped: {e}", kind.label())),
+        }
+    }
+    if servers.is_empty() {
+        return Err("no server to measure".into());
+    }
+    let total = repeats * calls.len() * servers.len();
+    let mut points = Vec::with_capacity(total);
+    let mut failures = Vec::new();
+    let started = Instant::now();
+    let mut done = 0;
+    for repeat in 0..repeats {
+        for &n in &calls {
+            for kind in &servers {
+                done += 1;
+                progress(&format!(
+                    "[{done}/{total}] {:.0}s repeat {} gateway calls={n} {} ...",
+                    started.elapsed().as_secs_f64(),
+                    repeat + 1,
+                    kind.label()
+                ));
+                match gateway::run_point(
+                    kind,
+                    &bins,
+                    &flags.sipp_scenario,
+                    &scenario.media,
+                    n,
+                    repeat,
+                    timing,
+                    clk_tck,
+                ) {
+                    Ok(p) => {
+                        if !p.echo.all_at_least(gateway::MIN_ECHO) {
+                            failures.push(format!(
+                                "{} calls={n} repeat {}: worst call got {:.1} % of its frames back ({} of {} in all){}",
+                                p.server,
+                                repeat + 1,
+                                p.echo.worst_ratio() * 100.0,
+                                p.echo.echoed(),
+                                p.echo.sent(),
+                                p.echo.failure.as_ref().map(|f| format!(" ({f})")).unwrap_or_default()
+                            ));
+                        }
+                        progress(&format!(
+                            "[{done}/{total}] gateway calls={n} {}: {:.2}% core, sipp {:.1}%, loader {:.1}%, echoed {}/{}",
+                            p.server, p.server_cpu, p.sipp_cpu, p.loader_cpu, p.echo.echoed(), p.echo.sent()
+                        ));
+                        points.push(p);
+                    }
+                    Err(e) => failures.push(format!(
+                        "{} calls={n} repeat {}: {e}",
+                        kind.label(),
+                        repeat + 1
+                    )),
+                }
+            }
+        }
+    }
+    eprintln!();
+    let info = RunInfo {
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        servers: servers.iter().map(ServerKind::label).collect(),
+        notes,
+        scenarios: vec![scenario],
+        readers: vec![ReaderKind::Eager],
+        players: Vec::new(),
+        repeats,
+        timing,
+        core_mhz,
+        cpu_model,
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    std::fs::create_dir_all(&flags.out).map_err(|e| format!("{}: {e}", flags.out.display()))?;
+    let mut md = String::from("# bench-compare --gateway: CPU per SIP-RTMP call\n\n");
+    md.push_str(&format!("Command: `{}`\n\n", info.command));
+    md.push_str(&format!(
+        "Machine: {} logical CPU(s), {}, core clock {} (MHz-equivalent = % of one core x this clock).\n",
+        info.cpus,
+        info.cpu_model,
+        info.core_mhz.map_or("unknown".into(), |m| format!("{m:.0} MHz"))
+    ));
+    for n in &info.notes {
+        md.push_str(&format!("\n- {n}"));
+    }
+    md.push_str(&gateway_report::section(&info, &calls, &points));
+    md.push_str(&report::failures_section(&failures));
+    std::fs::write(flags.out.join("report.md"), md).map_err(|e| format!("report.md: {e}"))?;
+    gateway_report::write_files(&flags.out, &info, &calls, &points)?;
+    for line in gateway_report::summary_lines(&info, &calls, &points) {
+        eprintln!("bench-compare: {line}");
+    }
+    eprintln!(
+        "bench-compare: {} gateway points in {:.0} s; report in {}",
+        points.len(),
+        started.elapsed().as_secs_f64(),
+        flags.out.join("report.md").display()
+    );
+    for f in &failures {
+        eprintln!("bench-compare: FAILED {f}");
+    }
+    Ok(failures.is_empty())
 }

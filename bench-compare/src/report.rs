@@ -162,6 +162,13 @@ pub fn write_all(
          ({sent} frames published in windows in total; per-point counts in results.csv).",
         results.len()
     );
+    md.push_str(&failures_section(failures));
+    write("report.md", &md)
+}
+
+/// "No failures." or the list of failures.
+pub fn failures_section(failures: &[String]) -> String {
+    let mut md = String::new();
     if failures.is_empty() {
         let _ = writeln!(md, "\nNo failures.");
     } else {
@@ -170,7 +177,7 @@ pub fn write_all(
             let _ = writeln!(md, "- {f}");
         }
     }
-    write("report.md", &md)
+    md
 }
 
 fn header(md: &mut String, info: &RunInfo) {

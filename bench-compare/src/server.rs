@@ -121,6 +121,11 @@ fn scratch_dir(label: &str) -> Result<PathBuf, String> {
 
 /// Starts `kind` on a free loopback port and waits until it accepts connections.
 pub fn start(kind: &ServerKind, bins: &Binaries) -> Result<Running, String> {
+    start_with(kind, bins, &[])
+}
+
+/// [`start`] with extra command-line arguments for siprtmp (the gateway's flags).
+pub fn start_with(kind: &ServerKind, bins: &Binaries, extra: &[String]) -> Result<Running, String> {
     let port = free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let dir = scratch_dir(&kind.label())?;
@@ -132,6 +137,7 @@ pub fn start(kind: &ServerKind, bins: &Binaries) -> Result<Running, String> {
             c.args(["-i", "127.0.0.1", "-p", &port.to_string(), "-r"])
                 .arg(&dir)
                 .args(["--runtime", runtime])
+                .args(extra)
                 .env("RUST_LOG", "warn");
             c
         }

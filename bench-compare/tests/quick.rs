@@ -1,6 +1,7 @@
 //! Runs `bench-compare --quick` against `siprtmp --runtime mio` (and nginx-rtmp when it is
 //! installed): the run must finish, every player must receive every frame published during
-//! each window (the binary exits non-zero otherwise), and the report and plots must be written.
+//! each window (the binary exits non-zero otherwise), and the report and plots must be written;
+//! with sipp installed, the one-call gateway point must get its frames echoed back.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -66,5 +67,17 @@ fn quick_mode_delivers_every_frame() {
             svg.starts_with("<svg") && svg.contains("<polyline"),
             "{plot}"
         );
+    }
+
+    // The gateway smoke point (one call on mio through an echoing sipp), when sipp is here.
+    if Command::new("sipp").arg("-v").output().is_ok() {
+        assert!(report.contains("## SIP-RTMP gateway"), "{report}");
+        let csv = std::fs::read_to_string(out.join("gateway.csv")).expect("gateway.csv");
+        let point = csv.lines().nth(1).expect("one gateway point");
+        let f: Vec<&str> = point.split(',').collect();
+        let (sent, echoed) = (f[9].parse::<u64>().unwrap(), f[10].parse::<u64>().unwrap());
+        assert!(sent > 50, "too few frames in the window: {point}");
+        assert!(echoed * 100 >= sent * 99, "frames not echoed: {point}");
+        assert!(out.join("cpu-gateway.svg").exists());
     }
 }

@@ -1,5 +1,6 @@
 //! One load-generator connection: a non-blocking mio `TcpStream` driving an [`RtmpClient`]
-//! machine, with the role-specific steps (publish or play) and the player's frame counter.
+//! machine, with the role-specific steps (publish, play, or a gateway call: invite, then
+//! publish `local` and play `remote`) and the frame counter of what it plays.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -7,6 +8,7 @@ use std::os::fd::AsRawFd;
 
 use bytes::{Bytes, BytesMut};
 use mio::net::TcpStream;
+use siprtmp_core::amf::Value;
 use siprtmp_core::rtmp::client::{ClientEvent, RtmpClient};
 
 use super::media::read_tag;
@@ -16,6 +18,8 @@ use super::media::read_tag;
 pub enum Phase {
     /// Handshake and `connect` in progress.
     Connecting,
+    /// A gateway caller: `invite` sent, waiting for `accepted`.
+    Inviting,
     /// `createStream` sent.
     CreatingStream,
     /// `publish` or `play` sent, waiting for its Start status.
@@ -45,8 +49,12 @@ pub struct Conn {
     pub publisher: bool,
     /// Setup progress.
     pub phase: Phase,
-    /// The stream id `createStream` returned.
+    /// The stream id `createStream` returned (a caller's: the `local` one it publishes).
     stream_id: u32,
+    /// A gateway caller: the `invite` arguments (destination, codec tokens).
+    invite: Option<Vec<Value>>,
+    /// A gateway caller: the stream id playing `remote` (media on others is not counted).
+    remote_id: Option<u32>,
     /// Frames of the window received (players).
     pub counted: u64,
     /// Window frames that arrived out of order or twice (players).
@@ -68,6 +76,8 @@ impl Conn {
             publisher,
             phase: Phase::Connecting,
             stream_id: 0,
+            invite: None,
+            remote_id: None,
             counted: 0,
             disorder: 0,
             last_seq: None,
@@ -75,6 +85,12 @@ impl Conn {
         };
         conn.collect_output();
         conn
+    }
+
+    /// Makes this connection a gateway caller: once connected it calls `invite(args...)`,
+    /// and once `accepted` it publishes `local` and plays `remote` (it must be a publisher).
+    pub fn set_invite(&mut self, args: Vec<Value>) {
+        self.invite = Some(args);
     }
 
     /// Sets SO_RCVLOWAT: the kernel reports the socket readable only once `bytes` are queued
@@ -184,6 +200,9 @@ impl Conn {
     fn on_event(&mut self, event: ClientEvent, name: &str, window: Window) {
         match event {
             ClientEvent::Media(msg) => {
+                if self.invite.is_some() && Some(msg.stream_id) != self.remote_id {
+                    return;
+                }
                 if let Some(seq) = read_tag(&msg.payload) {
                     if seq >= window.lo && seq <= window.hi {
                         self.counted += 1;
@@ -195,12 +214,38 @@ impl Conn {
                 }
             }
             ClientEvent::Connected => {
+                if let Some(args) = self.invite.clone() {
+                    // The Flash VideoPhone's chunk size stays at 128: its frames are small.
+                    self.machine.call(0, "invite", args);
+                    self.phase = Phase::Inviting;
+                    return;
+                }
                 if self.publisher {
                     // As ffmpeg does: large chunks for the media it sends.
                     self.machine.set_chunk_size(4096);
                 }
                 self.machine.create_stream();
                 self.phase = Phase::CreatingStream;
+            }
+            ClientEvent::Command(c) if self.invite.is_some() => match c.name.as_str() {
+                "accepted" if self.phase == Phase::Inviting => {
+                    self.machine.create_stream();
+                    self.phase = Phase::CreatingStream;
+                }
+                "rejected" | "byed" | "cancelled" => {
+                    self.fail(format!("call ended: {}({:?})", c.name, c.args))
+                }
+                _ => {}
+            },
+            ClientEvent::StreamCreated(id) if self.invite.is_some() => {
+                if self.phase == Phase::CreatingStream {
+                    self.stream_id = id;
+                    self.machine.publish(id, "local");
+                } else {
+                    self.remote_id = Some(id);
+                    self.machine.play(id, "remote", -2.0);
+                }
+                self.phase = Phase::Starting;
             }
             ClientEvent::ConnectRejected(code) => self.fail(format!("connect rejected: {code}")),
             ClientEvent::StreamCreated(id) => {
@@ -213,6 +258,10 @@ impl Conn {
                 self.phase = Phase::Starting;
             }
             ClientEvent::Status(_, code) => match code.as_str() {
+                // A caller opens `remote` once `local` publishes.
+                "NetStream.Publish.Start" if self.invite.is_some() => {
+                    self.machine.create_stream();
+                }
                 "NetStream.Publish.Start" | "NetStream.Play.Start" => self.phase = Phase::Running,
                 c if c.ends_with("Failed") || c.ends_with("BadName") || c.ends_with("Rejected") => {
                     self.fail(format!("status {c}"))

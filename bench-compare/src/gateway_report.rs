@@ -1,0 +1,258 @@
+//! The gateway scenario's written results: a markdown section (CPU by number of calls per
+//! runtime, MHz per call as the least-squares slope beside the original's 66 MHz per Speex
+//! call, peak RSS per call, frames sent vs echoed), `gateway.csv` with every point of every
+//! repeat, and `cpu-gateway.svg` (CPU vs calls).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::gateway::{GatewayPoint, MIN_ECHO};
+use crate::stats::{least_squares, median};
+use crate::svg::{self, Series};
+use crate::RunInfo;
+
+/// The original gateway (Python, gevent, 2.13 GHz Core 2 Duo): MHz per Speex call.
+const PYTHON_GEVENT_CALL: f64 = 66.0;
+/// The older "multitask" scheduler cost 1.5-2x as much.
+const MULTITASK_FACTOR: (f64, f64) = (1.5, 2.0);
+
+/// Medians over repeats of one server at each call count: (calls, CPU %, RSS KiB, sipp %,
+/// loader %, schedstat CPU %).
+type Medians = (usize, f64, f64, f64, f64, f64);
+
+fn medians(points: &[&GatewayPoint], calls: &[usize]) -> Vec<Medians> {
+    calls
+        .iter()
+        .filter_map(|&n| {
+            let at: Vec<&&GatewayPoint> = points.iter().filter(|p| p.calls == n).collect();
+            let m =
+                |f: fn(&GatewayPoint) -> f64| median(&at.iter().map(|p| f(p)).collect::<Vec<_>>());
+            Some((
+                n,
+                m(|p| p.server_cpu)?,
+                m(|p| p.peak_rss_kib as f64)?,
+                m(|p| p.sipp_cpu)?,
+                m(|p| p.loader_cpu)?,
+                m(|p| p.server_cpu_ns)?,
+            ))
+        })
+        .collect()
+}
+
+fn mhz(info: &RunInfo, pct: f64) -> String {
+    info.core_mhz
+        .map_or("-".into(), |m| format!("{:.1}", pct / 100.0 * m))
+}
+
+/// Each server's medians, in `info.servers` order (servers without a point left out).
+fn per_server(
+    info: &RunInfo,
+    calls: &[usize],
+    points: &[GatewayPoint],
+) -> Vec<(String, Vec<Medians>)> {
+    info.servers
+        .iter()
+        .map(|s| {
+            let mine: Vec<&GatewayPoint> = points.iter().filter(|p| &p.server == s).collect();
+            (s.clone(), medians(&mine, calls))
+        })
+        .filter(|(_, m)| !m.is_empty())
+        .collect()
+}
+
+/// Least-squares slope of `y` over the call counts.
+fn slope(m: &[Medians], y: fn(&Medians) -> f64) -> Option<f64> {
+    least_squares(&m.iter().map(|p| (p.0 as f64, y(p))).collect::<Vec<_>>()).map(|l| l.slope)
+}
+
+/// One line per server for the terminal: MHz per call beside the original's figure.
+pub fn summary_lines(info: &RunInfo, calls: &[usize], points: &[GatewayPoint]) -> Vec<String> {
+    per_server(info, calls, points)
+        .iter()
+        .map(|(s, m)| match slope(m, |p| p.1) {
+            Some(k) => format!(
+                "gateway {s}: {} MHz per call ({k:.3} % of a core); original: {PYTHON_GEVENT_CALL:.0} MHz under gevent, {:.0}-{:.0} under multitask",
+                mhz(info, k),
+                PYTHON_GEVENT_CALL * MULTITASK_FACTOR.0,
+                PYTHON_GEVENT_CALL * MULTITASK_FACTOR.1
+            ),
+            None => format!("gateway {s}: one call count only, no per-call slope"),
+        })
+        .collect()
+}
+
+/// The markdown section for `points` (servers in `info.servers` order, `calls` as measured).
+pub fn section(info: &RunInfo, calls: &[usize], points: &[GatewayPoint]) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "\n## SIP-RTMP gateway: CPU per call\n\n\
+         Each point: a fresh `siprtmp --int-ip 127.0.0.1 --rtp-ports 26000-29999` and a fresh \
+         sipp UAS (`uas_echo_any.xml -rtp_echo`: answers every call with the first offered \
+         codec and sends every RTP packet back). The load generator (one mio thread) places N \
+         calls, each its own RTMP client `rtmp://127.0.0.1/sip/callerI@127.0.0.1`: \
+         `invite(\"sip:echo@127.0.0.1:PORT\", \"wideband\")`, `accepted`, publish `local`, \
+         play `remote`, then Speex 16 kHz frames of speex16k_audio_20s.flv (one message per \
+         20 ms, looped, a sequence number in each frame's last 8 bytes). After {:.1} s of \
+         warm-up the server's utime+stime is read over a {:.1} s window; every call counts \
+         which of its window's frames came back on `remote` (RTMP -> RTP -> sipp -> RTP -> \
+         RTMP) and must get at least {:.0} % of them. MHz per call = least-squares slope of \
+         the medians (of {} repeat(s)) over N = {:?}.\n",
+        info.timing.warmup.as_secs_f64(),
+        info.timing.window.as_secs_f64(),
+        MIN_ECHO * 100.0,
+        info.repeats,
+        calls
+    );
+    let per_server = per_server(info, calls, points);
+
+    // Server CPU by calls.
+    let _ = write!(md, "| calls |");
+    for (s, _) in &per_server {
+        let _ = write!(md, " {s}: % core (MHz) |");
+    }
+    let _ = write!(md, " Python gevent (original), MHz |\n|---:|");
+    for _ in &per_server {
+        let _ = write!(md, "---:|");
+    }
+    let _ = writeln!(md, "---:|");
+    for &n in calls {
+        let _ = write!(md, "| {n} |");
+        for (_, m) in &per_server {
+            match m.iter().find(|p| p.0 == n) {
+                Some(p) => {
+                    let _ = write!(md, " {:.2} ({}) |", p.1, mhz(info, p.1));
+                }
+                None => {
+                    let _ = write!(md, " - |");
+                }
+            }
+        }
+        let _ = writeln!(md, " {:.0} |", PYTHON_GEVENT_CALL * n as f64);
+    }
+
+    // Summary: slope per call, RSS per call.
+    let _ = writeln!(
+        md,
+        "\n| server | MHz per call | % core per call | (schedstat cross-check) | fixed part, % core | peak RSS per call, KiB | peak RSS at {} call(s), MiB |\n|---|---:|---:|---:|---:|---:|---:|",
+        calls.iter().max().copied().unwrap_or(0)
+    );
+    for (s, m) in &per_server {
+        let fit = least_squares(&m.iter().map(|p| (p.0 as f64, p.1)).collect::<Vec<_>>());
+        let rss = least_squares(&m.iter().map(|p| (p.0 as f64, p.2)).collect::<Vec<_>>());
+        let top = m.last().map_or(0.0, |p| p.2 / 1024.0);
+        match fit {
+            Some(f) => {
+                let _ = writeln!(
+                    md,
+                    "| siprtmp ({s}) | {} | {:.3} | {} | {:.2} | {} | {top:.1} |",
+                    mhz(info, f.slope),
+                    f.slope,
+                    slope(m, |p| p.5).map_or("-".into(), |k| format!("{k:.3}")),
+                    f.intercept,
+                    rss.map_or("-".into(), |r| format!("{:.1}", r.slope)),
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    md,
+                    "| siprtmp ({s}) | - (needs two call counts) | - | - | - | - | {top:.1} |"
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        md,
+        "| Python, gevent (original, Core 2 Duo 2.13 GHz) | {PYTHON_GEVENT_CALL:.0} | | | | | |\n\
+         | Python, multitask (original) | {:.0}-{:.0} | | | | | |",
+        PYTHON_GEVENT_CALL * MULTITASK_FACTOR.0,
+        PYTHON_GEVENT_CALL * MULTITASK_FACTOR.1
+    );
+
+    // Echo check and the other processes' CPU.
+    let _ = writeln!(
+        md,
+        "\nFrames sent vs echoed back in the window (all calls of each point and repeat), \
+         and the CPU of the far end (sipp) and of the loader, % of one core:\n\n\
+         | server | calls | repeat | sent | echoed | worst call | out of order | sipp % | loader % |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for p in points {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {:.1} % | {} | {:.1} | {:.1} |",
+            p.server,
+            p.calls,
+            p.repeat + 1,
+            p.echo.sent(),
+            p.echo.echoed(),
+            p.echo.worst_ratio() * 100.0,
+            p.echo.calls.iter().map(|c| c.disorder).sum::<u64>(),
+            p.sipp_cpu,
+            p.loader_cpu
+        );
+    }
+    let _ = writeln!(md, "\n![Server CPU vs calls](cpu-gateway.svg)");
+    md
+}
+
+/// Every point of every repeat.
+fn csv(points: &[GatewayPoint]) -> String {
+    let mut out = String::from(
+        "server,calls,repeat,window_secs,server_cpu_pct,server_cpu_schedstat_pct,sipp_cpu_pct,loader_cpu_pct,peak_rss_kib,frames_sent,frames_echoed,worst_call_ratio,failure\n",
+    );
+    for p in points {
+        let _ = writeln!(
+            out,
+            "{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{},{:.4},{}",
+            p.server,
+            p.calls,
+            p.repeat + 1,
+            p.window_secs,
+            p.server_cpu,
+            p.server_cpu_ns,
+            p.sipp_cpu,
+            p.loader_cpu,
+            p.peak_rss_kib,
+            p.echo.sent(),
+            p.echo.echoed(),
+            p.echo.worst_ratio(),
+            p.echo.failure.as_deref().unwrap_or("").replace(',', ";")
+        );
+    }
+    out
+}
+
+/// Writes gateway.csv and cpu-gateway.svg into `dir`.
+pub fn write_files(
+    dir: &Path,
+    info: &RunInfo,
+    calls: &[usize],
+    points: &[GatewayPoint],
+) -> Result<(), String> {
+    let write = |name: &str, text: &str| {
+        std::fs::write(dir.join(name), text).map_err(|e| format!("{name}: {e}"))
+    };
+    write("gateway.csv", &csv(points))?;
+    let series: Vec<Series> = info
+        .servers
+        .iter()
+        .map(|s| {
+            let mine: Vec<&GatewayPoint> = points.iter().filter(|p| &p.server == s).collect();
+            Series {
+                label: s.clone(),
+                points: medians(&mine, calls).iter().map(|p| (p.0, p.1)).collect(),
+            }
+        })
+        .filter(|s| !s.points.is_empty())
+        .collect();
+    write(
+        "cpu-gateway.svg",
+        &svg::plot(
+            "Server CPU vs concurrent calls: SIP-RTMP gateway, Speex 16 kHz echo",
+            "calls",
+            "% of one core",
+            &series,
+        ),
+    )
+}

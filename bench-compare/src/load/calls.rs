@@ -1,0 +1,338 @@
+//! [`CallLoad`]: N concurrent SIP-RTMP gateway calls from one thread and one mio `Poll`. Each
+//! call is one RTMP connection to `rtmp://HOST/sip/<user>@127.0.0.1` that invites the far end
+//! (an echoing sipp), publishes its own looped Speex stream on `local` (paced in real time
+//! from its own publish start, sequence-tagged as the RTMP scenarios' frames are) and plays
+//! `remote`, counting which of its own window frames came back.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use siprtmp_core::amf::Value;
+use siprtmp_core::rng::SeededRng;
+use siprtmp_core::rtmp::client::RtmpClient;
+use siprtmp_core::rtmp::message::RtmpMessage;
+
+use super::conn::{Conn, Phase, Window};
+use super::media::{tag_payload, Cursor, MediaLoop};
+
+/// Calls in setup at once: each costs the gateway a SIP socket, RTP sockets and an INVITE
+/// transaction, so they join a few at a time.
+const MAX_SETTING_UP: usize = 16;
+
+/// Sent and echoed frames of one call over the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallCount {
+    /// Frames the call published during the window.
+    pub sent: u64,
+    /// Of those, frames that came back on `remote`.
+    pub echoed: u64,
+    /// Window frames that came back out of order or twice.
+    pub disorder: u64,
+}
+
+/// The echo check over all calls.
+#[derive(Debug, Clone, Default)]
+pub struct EchoSummary {
+    /// Per call, in call order.
+    pub calls: Vec<CallCount>,
+    /// The first connection failure, if any.
+    pub failure: Option<String>,
+}
+
+impl EchoSummary {
+    /// Frames sent by all calls.
+    pub fn sent(&self) -> u64 {
+        self.calls.iter().map(|c| c.sent).sum()
+    }
+
+    /// Frames echoed back to all calls.
+    pub fn echoed(&self) -> u64 {
+        self.calls.iter().map(|c| c.echoed).sum()
+    }
+
+    /// The lowest echoed/sent ratio of any call (1.0 with no calls).
+    pub fn worst_ratio(&self) -> f64 {
+        self.calls
+            .iter()
+            .map(|c| c.echoed as f64 / c.sent.max(1) as f64)
+            .fold(1.0, f64::min)
+    }
+
+    /// Whether every call got at least `ratio` of its window frames back and none failed.
+    pub fn all_at_least(&self, ratio: f64) -> bool {
+        self.failure.is_none() && self.worst_ratio() >= ratio
+    }
+}
+
+/// One call's sender state.
+struct Sender {
+    /// When its `local` stream's timestamp 0 was sent (set once it publishes and plays).
+    start: Option<Instant>,
+    cursor: Cursor,
+    next_seq: u32,
+    window: Window,
+}
+
+/// The gateway calls of one measurement point.
+pub struct CallLoad {
+    poll: Poll,
+    events: Events,
+    conns: Vec<Conn>,
+    senders: Vec<Sender>,
+    addr: SocketAddr,
+    media: Arc<MediaLoop>,
+    rng: SeededRng,
+    scratch: Vec<u8>,
+}
+
+impl CallLoad {
+    /// Places `calls` calls through the gateway at `addr` to `dest` (a SIP URI) offering
+    /// `codecs`, and runs until every call publishes and plays, or `timeout` passes.
+    pub fn start(
+        addr: SocketAddr,
+        dest: &str,
+        codecs: &[&str],
+        media: Arc<MediaLoop>,
+        calls: usize,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let mut load = Self {
+            poll: Poll::new().map_err(|e| e.to_string())?,
+            events: Events::with_capacity(1024),
+            conns: Vec::with_capacity(calls),
+            senders: Vec::with_capacity(calls),
+            addr,
+            media,
+            rng: SeededRng::new(29),
+            scratch: vec![0; 64 * 1024],
+        };
+        let mut invite = vec![Value::string(dest)];
+        invite.extend(codecs.iter().map(|c| Value::string(*c)));
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(why) = load.conns.iter().find_map(|c| c.failed.clone()) {
+                return Err(why);
+            }
+            let running = load.senders.iter().filter(|s| s.start.is_some()).count();
+            if running == calls {
+                return Ok(load);
+            }
+            let setting_up = load.conns.len() - running;
+            let left = calls - load.conns.len();
+            for _ in 0..MAX_SETTING_UP.saturating_sub(setting_up).min(left) {
+                load.connect(invite.clone())
+                    .map_err(|e| format!("connect: {e}"))?;
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "setup timed out: {running} of {calls} calls running"
+                ));
+            }
+            load.step(deadline.min(Instant::now() + Duration::from_millis(20)))
+                .map_err(|e| e.to_string())?;
+        }
+    }
+
+    fn connect(&mut self, invite: Vec<Value>) -> io::Result<()> {
+        let mut stream = TcpStream::connect(self.addr)?;
+        stream.set_nodelay(true)?;
+        let i = self.conns.len();
+        self.poll.registry().register(
+            &mut stream,
+            Token(i),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        // Each call is its own gateway client (its own SIP socket and RTP ports).
+        let app = format!("sip/caller{i}@127.0.0.1");
+        let url = format!("rtmp://{}/{app}", self.addr);
+        let machine = RtmpClient::new(&mut self.rng, &app, &url);
+        let mut conn = Conn::new(stream, machine, true);
+        conn.set_invite(invite);
+        self.conns.push(conn);
+        self.senders.push(Sender {
+            start: None,
+            cursor: Cursor::default(),
+            next_seq: 1,
+            window: Window {
+                lo: u32::MAX,
+                hi: u32::MAX,
+            },
+        });
+        Ok(())
+    }
+
+    /// Runs the calls until `until`.
+    pub fn run_until(&mut self, until: Instant) -> io::Result<()> {
+        while Instant::now() < until {
+            self.step(until)?;
+        }
+        Ok(())
+    }
+
+    /// Starts counting: each call's frames sent from now on are the window's.
+    pub fn open_window(&mut self) {
+        for s in &mut self.senders {
+            s.window = Window {
+                lo: s.next_seq,
+                hi: u32::MAX,
+            };
+        }
+    }
+
+    /// Stops counting: frames sent from now on are not the window's.
+    pub fn close_window(&mut self) {
+        for s in &mut self.senders {
+            s.window.hi = s.next_seq - 1;
+        }
+    }
+
+    /// After [`CallLoad::close_window`], keeps the calls going until every call has its
+    /// window's frames back or `timeout` passes, and counts.
+    pub fn drain(&mut self, timeout: Duration) -> io::Result<EchoSummary> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.step(Instant::now() + Duration::from_millis(10))?;
+            let done = self
+                .conns
+                .iter()
+                .zip(&self.senders)
+                .all(|(c, s)| c.counted >= sent_in(s.window) || c.failed.is_some());
+            if done || Instant::now() >= deadline {
+                break;
+            }
+        }
+        Ok(EchoSummary {
+            calls: self
+                .conns
+                .iter()
+                .zip(&self.senders)
+                .map(|(c, s)| CallCount {
+                    sent: sent_in(s.window),
+                    echoed: c.counted.min(sent_in(s.window)),
+                    disorder: c.disorder,
+                })
+                .collect(),
+            failure: self.conns.iter().find_map(|c| c.failed.clone()),
+        })
+    }
+
+    /// Sends the frames that are due, waits for socket events up to `until` (or the next
+    /// frame), and handles them.
+    fn step(&mut self, until: Instant) -> io::Result<()> {
+        let now = Instant::now();
+        let next_frame = self.send_due(now);
+        let wake = next_frame.map_or(until, |t| t.min(until));
+        match self
+            .poll
+            .poll(&mut self.events, Some(wake.saturating_duration_since(now)))
+        {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        for event in self.events.iter() {
+            let i = event.token().0;
+            let (Some(conn), Some(sender)) = (self.conns.get_mut(i), self.senders.get_mut(i))
+            else {
+                continue;
+            };
+            if event.is_writable() {
+                conn.flush();
+            }
+            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                conn.read(&mut self.scratch, "", sender.window);
+                if conn.phase == Phase::Running && sender.start.is_none() {
+                    sender.start = Some(Instant::now());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends every call's due frames; returns when the next one is due.
+    fn send_due(&mut self, now: Instant) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        for (conn, s) in self.conns.iter_mut().zip(&mut self.senders) {
+            let Some(start) = s.start else { continue };
+            if conn.failed.is_some() {
+                continue;
+            }
+            loop {
+                let (frame, ts) = self.media.at(s.cursor);
+                let due = start + Duration::from_millis(u64::from(ts));
+                if due > now {
+                    next = Some(next.map_or(due, |n| n.min(due)));
+                    break;
+                }
+                let payload = if frame.counted {
+                    let seq = s.next_seq;
+                    s.next_seq += 1;
+                    tag_payload(&frame.body, seq)
+                } else {
+                    frame.body.clone()
+                };
+                conn.send_media(&RtmpMessage::new(frame.type_id, 0, ts, payload));
+                self.media.advance(&mut s.cursor);
+            }
+        }
+        next
+    }
+}
+
+/// Frames a call sent in `window` (0 before it opened).
+fn sent_in(window: Window) -> u64 {
+    if window.lo == u32::MAX || window.hi == u32::MAX {
+        return 0;
+    }
+    u64::from(window.hi + 1 - window.lo)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_counts_and_the_worst_call() {
+        let closed = |lo, next: u32| Window { lo, hi: next - 1 };
+        assert_eq!(sent_in(closed(1, 251)), 250);
+        assert_eq!(sent_in(closed(7, 7)), 0, "closed before a frame went");
+        assert_eq!(
+            sent_in(Window {
+                lo: 3,
+                hi: u32::MAX
+            }),
+            0,
+            "still open"
+        );
+        let summary = EchoSummary {
+            calls: vec![
+                CallCount {
+                    sent: 250,
+                    echoed: 250,
+                    disorder: 0,
+                },
+                CallCount {
+                    sent: 250,
+                    echoed: 247,
+                    disorder: 1,
+                },
+            ],
+            failure: None,
+        };
+        assert_eq!((summary.sent(), summary.echoed()), (500, 497));
+        assert!((summary.worst_ratio() - 0.988).abs() < 1e-9);
+        assert!(!summary.all_at_least(MIN));
+        assert!(summary.all_at_least(0.98));
+        let failed = EchoSummary {
+            failure: Some("closed".into()),
+            ..summary
+        };
+        assert!(!failed.all_at_least(0.0));
+    }
+
+    const MIN: f64 = 0.99;
+}
