@@ -495,39 +495,36 @@ impl RtmpServer {
 
     /// The client left: end its call, unregister, keep the SIP socket for a while.
     pub(super) fn gateway_closed(&mut self, now: Instant, conn: ConnId) {
-        let Some(gw) = self.gateway_conn(conn) else {
+        let Some(mut gw) = self.gateway.as_mut().and_then(|g| g.conns.remove(&conn)) else {
             return;
         };
-        let state = std::mem::replace(
-            &mut gw.state,
-            State::Binding {
-                request: ConnectRequest::parse("sip/x@x", &[]).expect("constant"),
-                tries: 0,
-            },
-        );
-        match state {
+        match gw.state {
             State::Active(mut session) => {
                 session.close(now);
                 gw.state = State::Lingering(session, now + LINGER);
                 // The media sockets go now; SIP stays for the goodbyes.
-                let media: Vec<SocketId> = gw
-                    .sockets
-                    .iter()
-                    .filter(|s| s.1 != Role::Sip)
-                    .map(|s| s.0)
-                    .collect();
-                gw.sockets.retain(|s| s.1 == Role::Sip);
+                let (sip, media): (Vec<_>, Vec<_>) =
+                    gw.sockets.into_iter().partition(|s| s.1 == Role::Sip);
+                gw.sockets = sip;
                 gw.local_stream = None;
                 gw.remote_stream = None;
-                for s in media {
-                    self.unbind(s);
+                for (socket, ..) in media {
+                    self.unbind(socket);
+                }
+                if let Some(g) = self.gateway.as_mut() {
+                    g.conns.insert(conn, gw);
                 }
                 self.gateway_pump(now, conn);
             }
-            other => {
-                gw.state = other;
-                if !matches!(gw.state, State::Lingering(..)) {
-                    self.drop_gateway(conn);
+            State::Lingering(..) => {
+                if let Some(g) = self.gateway.as_mut() {
+                    g.conns.insert(conn, gw);
+                }
+            }
+            // Still binding: nothing was said on SIP yet, so everything closes now.
+            State::Binding { .. } => {
+                for (socket, ..) in gw.sockets {
+                    self.unbind(socket);
                 }
             }
         }
