@@ -71,3 +71,38 @@ pub fn duration(file: &Path) -> f64 {
         .parse()
         .unwrap_or_else(|_| panic!("no duration for {}", file.display()))
 }
+
+/// Asserts that `got` holds every packet of `source` from its first packet's timestamp on,
+/// in order, with identical payloads, starting on a keyframe (a player that joined live).
+pub fn assert_receives_all_from_join(who: &str, source: &[Packet], got: &[Packet]) {
+    let first_video = got
+        .iter()
+        .find(|p| p.kind == "video")
+        .unwrap_or_else(|| panic!("{who}: no video"));
+    assert!(
+        first_video.keyframe,
+        "{who}: first video frame is not a keyframe: {first_video:?}"
+    );
+    let join = got.first().map_or(0, |p| p.pts);
+    for kind in ["audio", "video"] {
+        let expected: Vec<(&i64, &String)> = source
+            .iter()
+            .filter(|p| p.kind == kind && p.pts >= join)
+            .map(|p| (&p.pts, &p.hash))
+            .collect();
+        let received: Vec<(&i64, &String)> = got
+            .iter()
+            .filter(|p| p.kind == kind)
+            .map(|p| (&p.pts, &p.hash))
+            .collect();
+        assert_eq!(
+            expected.len(),
+            received.len(),
+            "{who}: {kind} packet count from {join} ms on"
+        );
+        assert!(
+            expected == received,
+            "{who}: {kind} packets differ from the source"
+        );
+    }
+}

@@ -25,7 +25,7 @@ use siprtmp_core::rtmp::client::ClientEvent;
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
 use siprtmp_core::server::{AppConfig, RecordPolicy, ServerConfig};
 use siprtmp_tests::peers::{ffmpeg_play, ffmpeg_publish, rtmpdump_play, Peer};
-use siprtmp_tests::probe::{count, duration, packets, Packet};
+use siprtmp_tests::probe::{assert_receives_all_from_join, count, duration, packets, Packet};
 use siprtmp_tests::server::{Runtime, TestServer};
 use siprtmp_tests::tcp_client::TcpRtmpClient;
 use siprtmp_tests::{media, scratch_dir};
@@ -85,41 +85,6 @@ fn conn_of(server: &mut TestServer, client: SocketAddr) -> ConnId {
             _ => None,
         })
         .unwrap()
-}
-
-/// Asserts that `got` holds every packet of `source` from its first packet's timestamp on,
-/// in order, with identical payloads, starting on a keyframe.
-fn assert_receives_all_from_join(who: &str, source: &[Packet], got: &[Packet]) {
-    let first_video = got
-        .iter()
-        .find(|p| p.kind == "video")
-        .unwrap_or_else(|| panic!("{who}: no video"));
-    assert!(
-        first_video.keyframe,
-        "{who}: first video frame is not a keyframe: {first_video:?}"
-    );
-    let join = got.first().map_or(0, |p| p.pts);
-    for kind in ["audio", "video"] {
-        let expected: Vec<(&i64, &String)> = source
-            .iter()
-            .filter(|p| p.kind == kind && p.pts >= join)
-            .map(|p| (&p.pts, &p.hash))
-            .collect();
-        let received: Vec<(&i64, &String)> = got
-            .iter()
-            .filter(|p| p.kind == kind)
-            .map(|p| (&p.pts, &p.hash))
-            .collect();
-        assert_eq!(
-            expected.len(),
-            received.len(),
-            "{who}: {kind} packet count from {join} ms on"
-        );
-        assert!(
-            expected == received,
-            "{who}: {kind} packets differ from the source"
-        );
-    }
 }
 
 /// Asserts that `got` is the whole of `source`, frame for frame.

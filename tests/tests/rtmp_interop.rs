@@ -6,7 +6,7 @@ use std::time::Duration;
 use siprtmp_core::node::{Event, NodeConfig};
 use siprtmp_core::server::ServerConfig;
 use siprtmp_tests::peers::{ffmpeg_play, ffmpeg_publish, rtmpdump_play};
-use siprtmp_tests::probe::{count, packets, Packet};
+use siprtmp_tests::probe::{assert_receives_all_from_join, count, packets};
 use siprtmp_tests::server::TestServer;
 use siprtmp_tests::tcp_client::TcpRtmpClient;
 use siprtmp_tests::{media, scratch_dir};
@@ -21,41 +21,6 @@ fn is_play_started(e: &Event) -> bool {
 
 fn is_publish_started(e: &Event) -> bool {
     matches!(e, Event::PublishStarted { .. })
-}
-
-/// Asserts that `got` holds every packet of `source` from its first packet's timestamp on,
-/// in order, with identical payloads.
-fn assert_receives_all_from_join(who: &str, source: &[Packet], got: &[Packet]) {
-    let first_video = got
-        .iter()
-        .find(|p| p.kind == "video")
-        .unwrap_or_else(|| panic!("{who}: no video"));
-    assert!(
-        first_video.keyframe,
-        "{who}: first video frame is not a keyframe: {first_video:?}"
-    );
-    let join = got.first().map_or(0, |p| p.pts);
-    for kind in ["audio", "video"] {
-        let expected: Vec<(&i64, &String)> = source
-            .iter()
-            .filter(|p| p.kind == kind && p.pts >= join)
-            .map(|p| (&p.pts, &p.hash))
-            .collect();
-        let received: Vec<(&i64, &String)> = got
-            .iter()
-            .filter(|p| p.kind == kind)
-            .map(|p| (&p.pts, &p.hash))
-            .collect();
-        assert_eq!(
-            expected.len(),
-            received.len(),
-            "{who}: {kind} packet count from {join} ms on"
-        );
-        assert!(
-            expected == received,
-            "{who}: {kind} packets differ from the source"
-        );
-    }
 }
 
 fn publish_and_watch(file: &str, test: &str) {
