@@ -353,6 +353,33 @@ impl MemoryNet {
         &self.clients[index].events
     }
 
+    /// The `onStatus` codes client `index` received, in order.
+    pub fn statuses(&self, index: usize) -> Vec<String> {
+        self.events(index)
+            .iter()
+            .filter_map(|e| match e {
+                ClientEvent::Status(_, code) => Some(code.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The audio and video client `index` received: (type, timestamp, payload).
+    pub fn media(&self, index: usize) -> Vec<(u8, u32, Vec<u8>)> {
+        use crate::rtmp::message::type_id;
+        self.events(index)
+            .iter()
+            .filter_map(|e| match e {
+                ClientEvent::Media(m)
+                    if m.type_id == type_id::AUDIO || m.type_id == type_id::VIDEO =>
+                {
+                    Some((m.type_id, m.timestamp, m.payload.to_vec()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Moves bytes until quiet.
     pub fn pump(&mut self, now: Instant) {
         loop {

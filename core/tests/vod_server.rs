@@ -164,28 +164,11 @@ impl Fixture {
     }
 
     fn statuses(&self, c: usize) -> Vec<String> {
-        self.events(c)
-            .iter()
-            .filter_map(|e| match e {
-                ClientEvent::Status(_, code) => Some(code.clone()),
-                _ => None,
-            })
-            .collect()
+        self.net.statuses(c)
     }
 
-    /// Audio and video received: (type, timestamp, payload).
     fn media(&self, c: usize) -> Vec<(u8, u32, Vec<u8>)> {
-        self.events(c)
-            .iter()
-            .filter_map(|e| match e {
-                ClientEvent::Media(m)
-                    if m.type_id == type_id::AUDIO || m.type_id == type_id::VIDEO =>
-                {
-                    Some((m.type_id, m.timestamp, m.payload.to_vec()))
-                }
-                _ => None,
-            })
-            .collect()
+        self.net.media(c)
     }
 
     /// Names of the data messages received (`onMetaData`, `onPlayStatus`...), with their
