@@ -8,7 +8,18 @@
 //! Without `--int-ip`, the address is the one this machine would send from towards the
 //! registrar or outbound proxy when one is set, else towards the Internet (the machine's
 //! primary address), else 127.0.0.1; finding it is a routing lookup (`connect` on a UDP
-//! socket), no packet is sent.
+//! socket), no packet is sent. `--int-ip 0.0.0.0` (or `::`) binds every local address; what
+//! is advertised is then `--ext-ip`, or else that routed address, never the wildcard (which
+//! SDP would read as "on hold").
+//!
+//! | `--int-ip` | `--ext-ip` | binds on | Via, Contact, SDP say |
+//! |---|---|---|---|
+//! | - | - | routed address | routed address |
+//! | A | - | A | A |
+//! | - | E | routed address | E |
+//! | A | E | A | E |
+//! | 0.0.0.0 | - | every address | routed address |
+//! | 0.0.0.0 | E | every address | E |
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 
@@ -150,12 +161,18 @@ pub fn node_config(
         Some(text) => parse_port_range(text)?,
         None => defaults.rtp_ports,
     };
-    let bind_ip = match flags.int_ip.or(file.int_ip) {
-        Some(ip) if ip.is_unspecified() => {
-            return Err("--int-ip must be a concrete local address (it is advertised)".into())
-        }
-        Some(ip) => ip,
-        None => default_int_ip(proxy.or(registrar)),
+    let ext_ip = flags.ext_ip.or(file.ext_ip);
+    if ext_ip.is_some_and(|ip| ip.is_unspecified()) {
+        return Err("--ext-ip must be an address peers can reach, not a wildcard".into());
+    }
+    let int_ip = flags.int_ip.or(file.int_ip);
+    let bind_ip = int_ip.unwrap_or_else(|| default_int_ip(proxy.or(registrar)));
+    // A wildcard bind says nothing about where peers should send: advertise the routed
+    // address unless --ext-ip names one.
+    let advertised_ip = match ext_ip {
+        Some(ip) => Some(ip),
+        None if bind_ip.is_unspecified() => Some(default_int_ip(proxy.or(registrar))),
+        None => None,
     };
     let session_defaults = GatewayConfig::default();
     Ok(Some(GatewayNodeConfig {
@@ -165,7 +182,7 @@ pub fn node_config(
         session: GatewayConfig {
             registrar,
             outbound_proxy: proxy,
-            advertised_ip: flags.ext_ip.or(file.ext_ip),
+            advertised_ip,
             register_expires: file
                 .register_expires
                 .unwrap_or(session_defaults.register_expires),
@@ -259,11 +276,50 @@ mod tests {
             ..GatewayFlags::default()
         };
         assert!(node_config(&disabled, &forced).unwrap().is_some());
-        let unspecified = GatewayFlags {
-            int_ip: Some(IpAddr::from([0, 0, 0, 0])),
+        let wildcard_ext = GatewayFlags {
+            ext_ip: Some(IpAddr::from([0, 0, 0, 0])),
             ..GatewayFlags::default()
         };
-        assert!(node_config(&file, &unspecified).is_err());
+        assert!(node_config(&file, &wildcard_ext).is_err());
+    }
+
+    /// Every combination of `--int-ip` and `--ext-ip` (the table in the module doc): what the
+    /// sockets bind on and what SIP and SDP advertise.
+    #[test]
+    fn int_ip_and_ext_ip_in_every_combination() {
+        let file = GatewaySection {
+            proxy: Some("127.0.0.1:5070".into()),
+            ..GatewaySection::default()
+        };
+        let routed = default_int_ip(Some("127.0.0.1:5070".parse().unwrap()));
+        let a = IpAddr::from([127, 0, 0, 9]);
+        let e = IpAddr::from([203, 0, 113, 7]);
+        let any4 = IpAddr::from([0, 0, 0, 0]);
+        let any6 = IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED);
+        let cases = [
+            (None, None, routed, routed),
+            (Some(a), None, a, a),
+            (None, Some(e), routed, e),
+            (Some(a), Some(e), a, e),
+            (Some(any4), None, any4, routed),
+            (Some(any4), Some(e), any4, e),
+            (Some(any6), Some(e), any6, e),
+        ];
+        for (int_ip, ext_ip, binds, says) in cases {
+            let flags = GatewayFlags {
+                int_ip,
+                ext_ip,
+                ..GatewayFlags::default()
+            };
+            let config = node_config(&file, &flags).unwrap().unwrap();
+            let advertised = config.session.advertised_ip.unwrap_or(config.bind_ip);
+            assert_eq!(
+                (config.bind_ip, advertised),
+                (binds, says),
+                "--int-ip {int_ip:?} --ext-ip {ext_ip:?}"
+            );
+            assert!(!advertised.is_unspecified());
+        }
     }
 
     #[test]

@@ -74,7 +74,8 @@ struct Flags {
     #[arg(long)]
     no_gateway: bool,
     /// Local address for the gateway's SIP and RTP sockets [default: the address used to reach
-    /// the proxy or registrar, else the machine's primary address, else 127.0.0.1].
+    /// the proxy or registrar, else the machine's primary address, else 127.0.0.1]; 0.0.0.0
+    /// binds every address (then --ext-ip, or that routed address, is advertised).
     #[arg(long = "int-ip", value_name = "IP")]
     int_ip: Option<IpAddr>,
     /// Address to advertise in SIP and SDP instead of --int-ip (behind NAT).

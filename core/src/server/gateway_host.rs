@@ -39,8 +39,9 @@ const MAX_PORT_TRIES: u32 = 16;
 pub struct GatewayNodeConfig {
     /// The RTMP application of the gateway.
     pub app: String,
-    /// Local address to bind SIP and RTP sockets on (`--int-ip`); a concrete address, since it
-    /// is also what Via, Contact and SDP say unless `session.advertised_ip` is set.
+    /// Local address to bind SIP and RTP sockets on (`--int-ip`). It is also what Via, Contact
+    /// and SDP say unless `session.advertised_ip` is set, so a wildcard (`0.0.0.0`, `::`)
+    /// needs `advertised_ip`: SDP would read a wildcard connection address as "on hold".
     pub bind_ip: IpAddr,
     /// RTP ports are taken from this range, four per session (audio RTP/RTCP, video RTP/RTCP).
     pub rtp_ports: (u16, u16),
