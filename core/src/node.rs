@@ -328,6 +328,28 @@ impl Node {
         self.server.io_slices(conn, slices)
     }
 
+    /// The connection's queued segments, front first: the same shared `Bytes` the queue
+    /// holds (cloning one is a reference-count increment), for a driver that writes from
+    /// another thread and so cannot borrow [`Node::io_slices`]. Report what was written with
+    /// [`Input::Drained`], as for `io_slices`.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use siprtmp_core::node::{Input, Node, NodeConfig};
+    ///
+    /// let now = Instant::now();
+    /// let mut node = Node::new(NodeConfig::default(), now, 7);
+    /// let conn = node.accept(now, "127.0.0.1:50000".parse().unwrap());
+    /// let mut c0c1 = vec![3u8];
+    /// c0c1.extend_from_slice(&[0u8; 1536]);
+    /// node.handle(now, Input::Received { conn, data: c0c1.as_slice().into() });
+    /// let queued: usize = node.queued_segments(conn).map(|s| s.len()).sum();
+    /// assert_eq!(queued, node.queued_bytes(conn));
+    /// ```
+    pub fn queued_segments(&self, conn: ConnId) -> impl Iterator<Item = &bytes::Bytes> {
+        self.server.queued_segments(conn)
+    }
+
     /// Bytes queued for the connection and not yet drained.
     pub fn queued_bytes(&self, conn: ConnId) -> usize {
         self.server.queued_bytes(conn)

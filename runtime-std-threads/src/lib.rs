@@ -23,9 +23,10 @@
 //! A slow reader blocks only its own writer thread. The node counts the batch in flight as
 //! still queued until the writer reports it written, so its backpressure (drop to keyframes,
 //! disconnect past the hard limit) sees the true backlog, exactly as under the event-loop
-//! drivers. The price of the model is one copy per byte written: the node's queue is shared
-//! `Bytes`, but [`siprtmp_core::node::Node`] lends it out only as `IoSlice`s, which cannot
-//! leave the node thread.
+//! drivers. Writer threads get the node's queued segments themselves
+//! ([`siprtmp_core::node::Node::queued_segments`]: shared `Bytes`, a reference count each),
+//! so no byte is copied on the way out; the model's price is a thread hop per batch and a
+//! pair of threads per connection.
 //!
 //! ```no_run
 //! use siprtmp_threads::{DriverConfig, ThreadsDriver};
@@ -40,7 +41,7 @@
 mod workers;
 
 use std::collections::HashMap;
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
@@ -48,13 +49,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use siprtmp_core::node::{ConnId, Input, Node, NodeConfig, Output};
 use siprtmp_driver_common::{
     bind_listener, configure_stream, shutdown_stream, EventRouter, FileExecutor, UdpExecutor,
     MAX_IOVECS, SHUTDOWN_FILE_GRACE,
 };
-use workers::{spawn_reader, spawn_writer, Job, Message};
+use workers::{spawn_reader, spawn_writer, Batch, Job, Message};
 
 pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper, UdpStats};
 
@@ -397,12 +397,12 @@ impl NodeThread {
             if c.in_flight > 0 {
                 continue;
             }
-            let batch = copy_queued(&self.node, conn, WRITE_BATCH);
+            let batch = queued_batch(&self.node, conn, WRITE_BATCH);
             if batch.is_empty() {
                 continue;
             }
             c.in_flight = batch.len();
-            if c.jobs.send(Job::Write(batch.freeze())).is_err() {
+            if c.jobs.send(Job::Write(batch)).is_err() {
                 self.remove(now, conn, true);
             }
         }
@@ -420,7 +420,7 @@ impl NodeThread {
         };
         // The writer shuts the socket down after its last write; otherwise do it here.
         let handed_over = c.in_flight == 0 && {
-            let tail = copy_queued(&self.node, conn, CLOSE_TAIL).freeze();
+            let tail = queued_batch(&self.node, conn, CLOSE_TAIL);
             c.jobs.send(Job::Close(tail)).is_ok()
         };
         self.remove(now, conn, !handed_over);
@@ -438,17 +438,58 @@ impl NodeThread {
     }
 }
 
-/// Copies up to `max` bytes from the front of the connection's queue.
-fn copy_queued(node: &Node, conn: ConnId, max: usize) -> BytesMut {
-    let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-    let count = node.io_slices(conn, &mut slices);
-    let mut out = BytesMut::with_capacity(node.queued_bytes(conn).min(max));
-    for slice in &slices[..count] {
-        let take = slice.len().min(max - out.len());
-        out.extend_from_slice(&slice[..take]);
-        if out.len() == max {
+/// Up to `max` bytes from the front of the connection's queue, as shared segments (the last
+/// one sliced if it crosses `max`): the writer thread gets the node's own `Bytes`, not a copy.
+fn queued_batch(node: &Node, conn: ConnId, max: usize) -> Batch {
+    let mut batch = Batch::default();
+    for segment in node.queued_segments(conn).take(MAX_IOVECS) {
+        let room = max - batch.len();
+        if segment.len() <= room {
+            batch.push(segment.clone());
+        } else {
+            batch.push(segment.slice(..room));
+        }
+        if batch.len() == max {
             break;
         }
     }
-    out
+    batch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node with the handshake's S0+S1+S2 (3,073 bytes) queued for one connection.
+    fn node_with_queued_handshake() -> (Node, ConnId) {
+        let now = Instant::now();
+        let mut node = Node::new(NodeConfig::default(), now, 1);
+        let conn = node.accept(now, "127.0.0.1:50000".parse().unwrap());
+        let mut c0c1 = vec![3u8];
+        c0c1.extend_from_slice(&[0u8; 1536]);
+        node.handle(
+            now,
+            Input::Received {
+                conn,
+                data: c0c1.as_slice().into(),
+            },
+        );
+        (node, conn)
+    }
+
+    #[test]
+    fn a_batch_is_the_front_of_the_queue_cut_at_its_limit() {
+        let (node, conn) = node_with_queued_handshake();
+        let queued: Vec<u8> = node
+            .queued_segments(conn)
+            .flat_map(|s| s.iter().copied())
+            .collect();
+        assert_eq!(queued.len(), 3073);
+        for max in [1, 1000, 1537, 3073, 10_000] {
+            let batch = queued_batch(&node, conn, max);
+            let bytes: Vec<u8> = batch.segments().flat_map(|s| s.iter().copied()).collect();
+            assert_eq!(batch.len(), max.min(3073));
+            assert_eq!(bytes, queued[..max.min(3073)], "max {max}");
+        }
+    }
 }

@@ -2,13 +2,14 @@
 //! that blocks in `read` and forwards the bytes, and a writer that blocks in `write` on the
 //! batches the node thread hands it and reports how many bytes the kernel took.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::thread::{self, JoinHandle};
 
 use bytes::{Bytes, BytesMut};
 use siprtmp_core::node::ConnId;
+use smallvec::SmallVec;
 
 /// Read buffer granularity: one allocation serves many reads.
 const READ_CHUNK: usize = 64 * 1024;
@@ -38,9 +39,69 @@ pub(crate) enum Message {
 /// What the node thread asks a writer thread to do.
 pub(crate) enum Job {
     /// Write all of it (blocking), then report [`Message::Drained`].
-    Write(Bytes),
+    Write(Batch),
     /// Write what goes without blocking, then shut the connection down and exit.
-    Close(Bytes),
+    Close(Batch),
+}
+
+/// Segments from the front of a connection's queue, shared with the node (each one a
+/// reference-count increment, never a copy of the bytes), and their total length.
+#[derive(Default)]
+pub(crate) struct Batch {
+    segments: SmallVec<[Bytes; BATCH_INLINE]>,
+    len: usize,
+}
+
+/// Segments a batch holds without a heap allocation: a turn's worth of media messages for one
+/// player at steady state.
+const BATCH_INLINE: usize = 32;
+
+impl Batch {
+    /// Appends a segment.
+    pub(crate) fn push(&mut self, segment: Bytes) {
+        self.len += segment.len();
+        self.segments.push(segment);
+    }
+
+    /// Total bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The segments, front first.
+    #[cfg(test)]
+    pub(crate) fn segments(&self) -> impl Iterator<Item = &Bytes> {
+        self.segments.iter()
+    }
+
+    /// True when it holds no bytes.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Writes every byte (blocking), one `writev` per call of the kernel.
+    fn write_all(&self, stream: &mut TcpStream) -> io::Result<()> {
+        let mut slices: SmallVec<[IoSlice<'_>; BATCH_INLINE]> =
+            self.segments.iter().map(|s| IoSlice::new(s)).collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            match stream.write_vectored(rest) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut rest, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// One vectored write of what goes without blocking (the caller made the socket
+    /// non-blocking).
+    fn write_once(&self, stream: &mut TcpStream) {
+        let slices: SmallVec<[IoSlice<'_>; BATCH_INLINE]> =
+            self.segments.iter().map(|s| IoSlice::new(s)).collect();
+        let _ = stream.write_vectored(&slices);
+    }
 }
 
 /// Starts the reader thread of `conn`.
@@ -99,7 +160,7 @@ fn write_loop(conn: ConnId, mut stream: TcpStream, jobs: Receiver<Job>, tx: Sync
     // Ends when the node thread drops the job sender (connection removed or shutdown).
     while let Ok(job) = jobs.recv() {
         match job {
-            Job::Write(batch) => match stream.write_all(&batch) {
+            Job::Write(batch) => match batch.write_all(&mut stream) {
                 Ok(()) => {
                     if tx.send(Message::Drained(conn, batch.len())).is_err() {
                         return;
@@ -115,7 +176,7 @@ fn write_loop(conn: ConnId, mut stream: TcpStream, jobs: Receiver<Job>, tx: Sync
                 // Non-blocking for this last write only: a closing peer that does not read
                 // must not keep the thread. The reader is about to be shut down anyway.
                 if !last.is_empty() && stream.set_nonblocking(true).is_ok() {
-                    let _ = stream.write(&last);
+                    last.write_once(&mut stream);
                 }
                 let _ = stream.shutdown(std::net::Shutdown::Both);
                 return;

@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 pub use config::{AppConfig, RecordPolicy, ServerConfig};
 pub use gateway_host::GatewayNodeConfig;
@@ -502,6 +502,14 @@ impl RtmpServer {
         self.sessions
             .get(conn)
             .map_or(0, |s| s.out.io_slices(slices))
+    }
+
+    /// The segments queued for `conn`, front first (none for an unknown connection).
+    pub fn queued_segments(&self, conn: ConnId) -> impl Iterator<Item = &Bytes> {
+        self.sessions
+            .get(conn)
+            .into_iter()
+            .flat_map(|s| s.out.segments())
     }
 
     /// Bytes queued for `conn`.
