@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. First installs, when missing, the real peers the interop tests
 # talk to (Debian packages): ffmpeg/ffprobe, rtmpdump, sipp (sip-tester), and nginx with its rtmp
-# module (bench-compare quick mode).
+# module and the Python port of the original server, rtmplite3 from PyPI (bench-compare quick
+# mode measures both beside siprtmp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,12 +14,24 @@ command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 # bench-compare's quick mode measures nginx-rtmp beside siprtmp.
 command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || missing+=(libnginx-mod-rtmp)
+# rtmplite3 goes into its own virtualenv (bench-compare looks there): Python 3 with venv.
+rtmplite_venv="${XDG_CACHE_HOME:-$HOME/.cache}/siprtmp/rtmplite3"
+if ! command -v rtmplite3 >/dev/null 2>&1 && [ ! -x "$rtmplite_venv/bin/rtmplite3" ]; then
+    command -v python3 >/dev/null 2>&1 || missing+=(python3)
+    python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+fi
 if ((${#missing[@]})); then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo=sudo
     echo "installing test peers: ${missing[*]}"
     $sudo apt-get update
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "${missing[@]}"
+fi
+
+if ! command -v rtmplite3 >/dev/null 2>&1 && [ ! -x "$rtmplite_venv/bin/rtmplite3" ]; then
+    echo "installing rtmplite3 into $rtmplite_venv"
+    python3 -m venv "$rtmplite_venv"
+    "$rtmplite_venv/bin/pip" install --quiet 'rtmplite3==0.4.0'
 fi
 
 cargo test --workspace --locked

@@ -40,14 +40,19 @@ struct Flags {
     /// Directory for report.md, results.csv and the SVG plots.
     #[arg(long, default_value = "bench-compare-out")]
     out: PathBuf,
-    /// Servers to measure, comma-separated: siprtmp runtimes and `nginx`. Runtimes the
-    /// siprtmp binary does not accept are skipped with a note.
+    /// Servers to measure, comma-separated: siprtmp runtimes, `nginx` and `rtmplite3` (the
+    /// original server's Python 3 port). Runtimes the siprtmp binary does not accept, and
+    /// peers not installed, are skipped with a note.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "mio,tokio,threads,async-std,nginx"
+        default_value = "mio,tokio,threads,async-std,nginx,rtmplite3"
     )]
     runtimes: Vec<String>,
+    /// Most players rtmplite3 is measured with: larger points are skipped with a note (the
+    /// original spent 12 MHz of a Core 2 per player, so 1,000 players are beyond one core).
+    #[arg(long, default_value_t = 100)]
+    rtmplite_max_players: usize,
     /// Player counts [default: 0,1,5,20,100,1000; quick: 0,5,20].
     #[arg(long, value_delimiter = ',')]
     players: Option<Vec<usize>>,
@@ -208,6 +213,7 @@ fn run(flags: Flags) -> Result<bool, String> {
             None => default_server_bin()?,
         },
         nginx: server::find_nginx(),
+        rtmplite: server::find_rtmplite(),
     };
 
     let mut notes = Vec::new();
@@ -228,6 +234,15 @@ fn run(flags: Flags) -> Result<bool, String> {
                 continue;
             }
             ServerKind::Nginx
+        } else if name == "rtmplite3" {
+            if bins.rtmplite.is_none() {
+                notes.push(
+                    "rtmplite3 skipped: not installed (scripts/test.sh installs it from PyPI)"
+                        .into(),
+                );
+                continue;
+            }
+            ServerKind::Rtmplite
         } else {
             ServerKind::Siprtmp(name.clone())
         };
@@ -246,6 +261,14 @@ fn run(flags: Flags) -> Result<bool, String> {
     if servers.is_empty() {
         return Err("no server to measure".into());
     }
+    if servers.contains(&ServerKind::Rtmplite)
+        && players.iter().any(|&n| n > flags.rtmplite_max_players)
+    {
+        notes.push(format!(
+            "rtmplite3 measured up to {} players only (--rtmplite-max-players)",
+            flags.rtmplite_max_players
+        ));
+    }
 
     let total = repeats * scenarios.len() * readers.len() * players.len() * servers.len();
     let mut results: Vec<PointResult> = Vec::with_capacity(total);
@@ -258,6 +281,9 @@ fn run(flags: Flags) -> Result<bool, String> {
                 for &n in &players {
                     for kind in &servers {
                         done += 1;
+                        if *kind == ServerKind::Rtmplite && n > flags.rtmplite_max_players {
+                            continue;
+                        }
                         progress(&format!(
                             "[{done}/{total}] {:.0}s repeat {} {} {} N={n} {} ...",
                             started.elapsed().as_secs_f64(),
@@ -426,6 +452,7 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
             None => default_server_bin()?,
         },
         nginx: None,
+        rtmplite: None,
     };
     let mut notes = Vec::new();
     let (clk_tck, tick_note) = procstat::clock_ticks();

@@ -1,5 +1,7 @@
-//! The servers under test as child processes: `siprtmp --runtime R` and nginx with the RTMP
-//! module (one process: `master_process off`, so the measured PID is the one doing the work).
+//! The servers under test as child processes: `siprtmp --runtime R`, nginx with the RTMP
+//! module (one process: `master_process off`, so the measured PID is the one doing the work),
+//! and rtmplite3, the Python 3 port of the original project's RTMP server (one process on the
+//! original's generator-based `multitask` scheduler).
 //! Each point gets a fresh process on a fresh port, so peak RSS belongs to that point.
 
 use std::fs::File;
@@ -16,6 +18,8 @@ pub enum ServerKind {
     Siprtmp(String),
     /// nginx with ngx_rtmp_module.
     Nginx,
+    /// rtmplite3 (PyPI), the original RTMP server ported to Python 3.
+    Rtmplite,
 }
 
 impl ServerKind {
@@ -24,6 +28,7 @@ impl ServerKind {
         match self {
             ServerKind::Siprtmp(r) => r.clone(),
             ServerKind::Nginx => "nginx-rtmp".into(),
+            ServerKind::Rtmplite => "rtmplite3".into(),
         }
     }
 }
@@ -35,6 +40,8 @@ pub struct Binaries {
     pub siprtmp: PathBuf,
     /// nginx and the RTMP module, if installed.
     pub nginx: Option<(PathBuf, PathBuf)>,
+    /// The `rtmplite3` script, if installed.
+    pub rtmplite: Option<PathBuf>,
 }
 
 /// A running server; killed when dropped.
@@ -103,6 +110,25 @@ pub fn find_nginx() -> Option<(PathBuf, PathBuf)> {
     Some((nginx, module))
 }
 
+/// Finds the `rtmplite3` script: `$RTMPLITE3`, then `PATH`, then the virtualenv that
+/// scripts/test.sh installs it into (`${XDG_CACHE_HOME:-~/.cache}/siprtmp/rtmplite3`).
+pub fn find_rtmplite() -> Option<PathBuf> {
+    let from_env = std::env::var_os("RTMPLITE3").map(PathBuf::from);
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("rtmplite3"))
+            .find(|p| p.exists())
+    });
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
+    let venv = cache.map(|c| c.join("siprtmp/rtmplite3/bin/rtmplite3"));
+    [from_env, on_path, venv]
+        .into_iter()
+        .flatten()
+        .find(|p| p.exists())
+}
+
 fn free_port() -> Result<u16, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
@@ -139,6 +165,14 @@ pub fn start_with(kind: &ServerKind, bins: &Binaries, extra: &[String]) -> Resul
                 .args(["--runtime", runtime])
                 .args(extra)
                 .env("RUST_LOG", "warn");
+            c
+        }
+        ServerKind::Rtmplite => {
+            let script = bins.rtmplite.clone().ok_or("rtmplite3 is not installed")?;
+            let mut c = Command::new(script);
+            // -r: where it would write recordings (none: nothing asks it to record).
+            c.args(["-i", "127.0.0.1", "-p", &port.to_string(), "-r"])
+                .arg(format!("{}/", dir.display()));
             c
         }
         ServerKind::Nginx => {

@@ -1,5 +1,5 @@
-//! Runs `bench-compare --quick` against `siprtmp --runtime mio` (and nginx-rtmp when it is
-//! installed): the run must finish, every player must receive every frame published during
+//! Runs `bench-compare --quick` against `siprtmp --runtime mio` (and nginx-rtmp and
+//! rtmplite3 when they are installed; scripts/test.sh installs both): the run must finish, every player must receive every frame published during
 //! each window (the binary exits non-zero otherwise), and the report and plots must be written;
 //! with sipp installed, the one-call gateway point must get its frames echoed back.
 
@@ -26,7 +26,7 @@ fn quick_mode_delivers_every_frame() {
     let started = Instant::now();
     let output = Command::new(env!("CARGO_BIN_EXE_bench-compare"))
         .arg("--quick")
-        .args(["--runtimes", "mio,nginx"])
+        .args(["--runtimes", "mio,nginx,rtmplite3"])
         .arg("--server-bin")
         .arg(siprtmp_bin())
         .arg("--out")
@@ -47,6 +47,11 @@ fn quick_mode_delivers_every_frame() {
 
     let report = std::fs::read_to_string(out.join("report.md")).expect("report.md");
     assert!(report.contains("| mio |"), "{report}");
+    if report.contains("rtmplite3 skipped") {
+        eprintln!("rtmplite3 is not installed: measured without it");
+    } else {
+        assert!(report.contains("| rtmplite3 |"), "{report}");
+    }
     assert!(report.contains("No failures."), "{report}");
     assert!(report.contains("Python gevent"), "{report}");
     let csv = std::fs::read_to_string(out.join("results.csv")).expect("results.csv");
