@@ -187,7 +187,7 @@ pub enum Event {
         conn: ConnId,
         /// Its address of record (`user@domain`).
         aor: String,
-        /// The bound address of its SIP socket.
+        /// The bound address of its SIP socket (with SIP over TCP, of its SIP listener).
         sip: SocketAddr,
         /// Its audio RTP port (audio RTCP, video RTP and video RTCP follow).
         rtp_port: u16,

@@ -410,11 +410,14 @@ impl MemoryTcp {
                 if addr.port() == 0 {
                     addr.set_port(self.port());
                 }
-                let result = if self.listeners.contains_key(&addr) {
-                    Err(format!("{addr}: address in use"))
-                } else {
-                    self.listeners.insert(addr, listener);
-                    Ok(addr)
+                let result = match self.listeners.entry(addr) {
+                    std::collections::hash_map::Entry::Occupied(_) => {
+                        Err(format!("{addr}: address in use"))
+                    }
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(listener);
+                        Ok(addr)
+                    }
                 };
                 self.inbound
                     .push_back(TcpEvent::Listening { listener, result });
