@@ -1,6 +1,6 @@
 //! The SIP-RTMP gateway's settings: the `[gateway]` section of the config file, the flags
 //! that override it (`--gateway`/`--no-gateway`, `--int-ip`, `--ext-ip`, `--registrar`,
-//! `--proxy`, `--rtp-ports`), and the default local address.
+//! `--proxy`, `--rtp-ports`, `--sip-transport`), and the default local address.
 //!
 //! The gateway is on by default: it needs no setup, and opens sockets only for clients that
 //! connect to its application (`sip`). Its SIP and RTP sockets bind on `--int-ip`, which is
@@ -20,12 +20,17 @@
 //! | A | E | A | E |
 //! | 0.0.0.0 | - | every address | routed address |
 //! | 0.0.0.0 | E | every address | E |
+//!
+//! SIP goes over UDP by default; with `transport = "tcp"` (`--sip-transport tcp`) each client
+//! listens for SIP on a TCP port of its own on `--int-ip` and opens TCP connections to its
+//! registrar, proxy and call targets; RTP stays on UDP.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 
 use serde::Deserialize;
 use siprtmp_core::gateway::call_session::GatewayConfig;
 use siprtmp_core::server::GatewayNodeConfig;
+use siprtmp_core::sip::Transport;
 
 /// The SIP port when `HOST` is given without one.
 const SIP_PORT: u16 = 5060;
@@ -55,6 +60,8 @@ pub struct GatewaySection {
     /// A newer connection for an address of record replaces the older one (default true);
     /// false refuses the newer one.
     pub replace_existing: Option<bool>,
+    /// What SIP goes over: `udp` (default) or `tcp` (`--sip-transport`).
+    pub transport: Option<String>,
 }
 
 /// The gateway flags as parsed (each overrides its `[gateway]` key).
@@ -69,6 +76,17 @@ pub struct GatewayFlags {
     pub registrar: Option<String>,
     pub proxy: Option<String>,
     pub rtp_ports: Option<String>,
+    /// `--sip-transport`.
+    pub transport: Option<String>,
+}
+
+/// `udp` or `tcp` (any case) as the SIP transport.
+pub fn parse_transport(text: &str) -> Result<Transport, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "udp" => Ok(Transport::Udp),
+        "tcp" => Ok(Transport::Tcp),
+        _ => Err(format!("bad SIP transport {text:?}: expected udp or tcp")),
+    }
 }
 
 /// `HOST[:PORT]` (port 5060 when absent; a name is resolved now) as a socket address.
@@ -175,6 +193,10 @@ pub fn node_config(
         None => None,
     };
     let session_defaults = GatewayConfig::default();
+    let transport = match flags.transport.as_deref().or(file.transport.as_deref()) {
+        Some(text) => parse_transport(text)?,
+        None => session_defaults.transport,
+    };
     Ok(Some(GatewayNodeConfig {
         app: file.app.clone().unwrap_or(defaults.app),
         bind_ip,
@@ -187,6 +209,7 @@ pub fn node_config(
                 .register_expires
                 .unwrap_or(session_defaults.register_expires),
             mtu: file.mtu.unwrap_or(session_defaults.mtu),
+            transport,
             ..session_defaults
         },
         replace_existing: file.replace_existing.unwrap_or(defaults.replace_existing),
@@ -262,6 +285,18 @@ mod tests {
             config.session.outbound_proxy,
             Some("127.0.0.2:5060".parse().unwrap())
         );
+        assert_eq!(config.session.transport, Transport::Udp, "UDP by default");
+        let tcp_file: GatewaySection = toml::from_str(r#"transport = "tcp""#).unwrap();
+        let config = node_config(&tcp_file, &flags).unwrap().unwrap();
+        assert_eq!(config.session.transport, Transport::Tcp);
+        let udp_flag = GatewayFlags {
+            transport: Some("UDP".into()),
+            ..flags.clone()
+        };
+        let config = node_config(&tcp_file, &udp_flag).unwrap().unwrap();
+        assert_eq!(config.session.transport, Transport::Udp, "the flag wins");
+        let sctp: GatewaySection = toml::from_str(r#"transport = "sctp""#).unwrap();
+        assert!(node_config(&sctp, &flags).is_err());
         let off = GatewayFlags {
             off: true,
             ..GatewayFlags::default()

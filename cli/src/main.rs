@@ -90,6 +90,11 @@ struct Flags {
     /// RTP port range of the gateway, four ports per client [default: 16000-17999].
     #[arg(long = "rtp-ports", value_name = "LO-HI")]
     rtp_ports: Option<String>,
+    /// What the gateway's SIP goes over: udp, or tcp (each client listens on a TCP port of its
+    /// own and connects to its registrar, proxy and call targets; RTP stays UDP)
+    /// [default: udp].
+    #[arg(long = "sip-transport", value_name = "udp|tcp")]
+    sip_transport: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -130,13 +135,15 @@ fn run(flags: Flags) -> Result<(), String> {
         registrar: flags.registrar.clone(),
         proxy: flags.proxy.clone(),
         rtp_ports: flags.rtp_ports.clone(),
+        transport: flags.sip_transport.clone(),
     };
     node_config.server.gateway = gateway::node_config(&file.gateway, &gateway_flags)?;
     let gateway_line = node_config.server.gateway.as_ref().map(|g| {
         let show = |a: Option<SocketAddr>| a.map_or_else(|| "none".to_owned(), |a| a.to_string());
         format!(
-            "SIP-RTMP gateway on rtmp://host/{}/<user@domain>: SIP and RTP on {} (advertised {}), RTP ports {}-{}, registrar {}, proxy {}",
+            "SIP-RTMP gateway on rtmp://host/{}/<user@domain>: SIP over {} and RTP on {} (advertised {}), RTP ports {}-{}, registrar {}, proxy {}",
             g.app,
+            g.session.transport.as_str(),
             g.bind_ip,
             g.session.advertised_ip.unwrap_or(g.bind_ip),
             g.rtp_ports.0,

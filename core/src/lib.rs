@@ -112,5 +112,6 @@ pub mod server;
 pub mod sim;
 pub mod sip;
 pub mod storage;
+pub mod tcp;
 pub mod testkit;
 pub mod udp;

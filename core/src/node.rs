@@ -38,6 +38,7 @@ pub use crate::decision::{DecideError, Decision, PublishMode, Question, RequestI
 pub use crate::relay::{RelayIn, RelayOut, WorkerId};
 use crate::server::{RtmpServer, ServerConfig};
 pub use crate::storage::{FileError, FileId, FileReply, FileRequest};
+pub use crate::tcp::{ListenerId, StreamId, TcpCommand, TcpEvent};
 pub use crate::udp::{SocketId, UdpCommand, UdpEvent};
 
 /// Identifies one connection for the life of the node (never reused).
@@ -101,6 +102,8 @@ pub enum Input {
     },
     /// Something happened on a UDP socket the node asked for ([`Output::Udp`]).
     Udp(UdpEvent),
+    /// Something happened on a TCP stream or listener the node asked for ([`Output::Tcp`]).
+    Tcp(TcpEvent),
     /// From the relay between workers (only for a node made a worker with
     /// [`Node::with_relay`]); see [`crate::relay`].
     Relay(RelayIn),
@@ -126,6 +129,9 @@ pub enum Output {
     File(FileRequest),
     /// Open, use or close a UDP socket (the gateway's SIP and RTP); see [`crate::udp`].
     Udp(UdpCommand),
+    /// Open, use or close a TCP stream or listener of the node's own (the gateway's SIP over
+    /// TCP); see [`crate::tcp`].
+    Tcp(TcpCommand),
     /// Something an operator or embedding application may want to know.
     Event(Event),
     /// For the relay between workers (only from a node made a worker with
@@ -181,7 +187,7 @@ pub enum Event {
         conn: ConnId,
         /// Its address of record (`user@domain`).
         aor: String,
-        /// The bound address of its SIP socket.
+        /// The bound address of its SIP socket (with SIP over TCP, of its SIP listener).
         sip: SocketAddr,
         /// Its audio RTP port (audio RTCP, video RTP and video RTCP follow).
         rtp_port: u16,
@@ -268,6 +274,7 @@ impl Node {
             Input::Closed { conn } => self.server.closed(conn),
             Input::Timeout => self.server.timeout(now),
             Input::Udp(event) => self.server.udp(now, event),
+            Input::Tcp(event) => self.server.tcp(now, event),
             Input::FileDone { file, result } => self.server.file_done(now, file, result),
             Input::Relay(input) => self.server.relay_input(now, input),
         }

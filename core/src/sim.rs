@@ -304,6 +304,23 @@ impl SimNet {
                     let event = crate::udp::UdpEvent::Bound { socket, result };
                     self.node.handle(self.now, Input::Udp(event));
                 }
+                Output::Tcp(command) => {
+                    // Nor TCP of the node's own: listens and connects fail.
+                    let error = "no TCP of the node's own in this simulation".to_owned();
+                    let event = match command {
+                        crate::tcp::TcpCommand::Listen { listener, .. } => {
+                            crate::tcp::TcpEvent::Listening {
+                                listener,
+                                result: Err(error),
+                            }
+                        }
+                        crate::tcp::TcpCommand::Connect { stream, .. } => {
+                            crate::tcp::TcpEvent::ConnectFailed { stream, error }
+                        }
+                        _ => continue,
+                    };
+                    self.node.handle(self.now, Input::Tcp(event));
+                }
                 // A lone node: nothing is ever relayed.
                 Output::Udp(_) | Output::Event(_) | Output::Relay(_) => {}
             }

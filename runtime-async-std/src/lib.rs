@@ -27,7 +27,8 @@
 //! The node's UDP sockets (the SIP-RTMP gateway's SIP and RTP) are
 //! [`siprtmp_driver_common::UdpExecutor`]'s: binds and vectored sends happen in the node task
 //! without waiting; its receive thread queues datagrams and posts a control message, and the
-//! next turn feeds them in.
+//! next turn feeds them in. The node's own TCP (the gateway's SIP over TCP) runs on
+//! [`siprtmp_driver_common::TcpExecutor`]'s I/O thread, which posts the same control message.
 //! Decisions are answered by the decider installed with [`AsyncStdDriver::with_decider`]
 //! (everything is accepted without one). On stop, every connection is closed and recordings
 //! are finished before [`AsyncStdDriver::run`] returns.
@@ -57,10 +58,10 @@ use async_std::stream::Stream;
 use bytes::BytesMut;
 use siprtmp_core::node::{ConnId, Node, NodeConfig};
 use siprtmp_driver_common::{
-    bind_listener, configure_stream, FileExecutor, NodeHost, Transport, UdpExecutor,
+    bind_listener, configure_stream, FileExecutor, NodeHost, TcpExecutor, Transport, UdpExecutor,
 };
 
-pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper, UdpStats};
+pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper, TcpStats, UdpStats};
 
 /// Read buffer granularity: one allocation serves many reads.
 const READ_CHUNK: usize = 64 * 1024;
@@ -142,6 +143,7 @@ pub struct AsyncStdDriver {
     control_rx: Receiver<Control>,
     files: FileExecutor,
     udp: UdpExecutor,
+    tcp: TcpExecutor,
     decider: Option<Decider>,
 }
 
@@ -161,6 +163,10 @@ impl AsyncStdDriver {
             // Closed: the driver has returned; the datagrams are of no use any more.
             let _ = udp_tx.try_send(Control::Udp);
         })?;
+        let tcp_tx = control_tx.clone();
+        let tcp = TcpExecutor::start(move || {
+            let _ = tcp_tx.try_send(Control::Udp);
+        })?;
         Ok(Self {
             listener,
             node,
@@ -169,6 +175,7 @@ impl AsyncStdDriver {
             control_rx,
             files,
             udp,
+            tcp,
             decider: None,
         })
     }
@@ -188,6 +195,11 @@ impl AsyncStdDriver {
     /// The UDP executor's counters (sockets open, datagrams sent and dropped...).
     pub fn udp_stats(&self) -> Arc<UdpStats> {
         self.udp.stats()
+    }
+
+    /// The TCP executor's counters (the node's own connections and listeners).
+    pub fn tcp_stats(&self) -> Arc<TcpStats> {
+        self.tcp.stats()
     }
 
     /// A handle that stops [`Self::run`], from any thread.
@@ -211,6 +223,7 @@ impl AsyncStdDriver {
         let mut host: NodeHost<AsyncStdConnection> = NodeHost::new(self.node, self.config.events)
             .with_files(self.files)
             .with_udp(self.udp)
+            .with_tcp(self.tcp)
             .with_decider(self.decider);
         let (tx, rx) = channel::bounded(CHANNEL_DEPTH);
         let mut rx = pin!(rx);

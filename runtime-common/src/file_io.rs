@@ -149,6 +149,7 @@ impl FileExecutor {
                     Output::Transmit { .. }
                     | Output::Close { .. }
                     | Output::Udp(_)
+                    | Output::Tcp(_)
                     | Output::Relay(_) => {}
                 }
             }

@@ -8,7 +8,8 @@
 //! a `File` request goes to the [`FileExecutor`] (whose completions come back as
 //! `Input::FileDone` on the next turn), a `Udp` command to the [`UdpExecutor`] (binds
 //! answered at once, datagrams fed in on the next turn or when the driver reports a readable
-//! UDP token), an `Event` goes to the [`EventRouter`] (logged,
+//! UDP token), a `Tcp` command to the [`TcpExecutor`] (its events fed in on a later turn),
+//! an `Event` goes to the [`EventRouter`] (logged,
 //! answered if it is a decision, forwarded). The driver hands dropped transports back to its
 //! event loop with [`NodeHost::take_closed`] (to deregister or cancel a reader task).
 
@@ -19,12 +20,15 @@ use std::sync::mpsc::Sender;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use siprtmp_core::node::{ConnId, Event, FileError, Input, Node, Output, UdpCommand, UdpEvent};
+use siprtmp_core::node::{
+    ConnId, Event, FileError, Input, Node, Output, TcpCommand, TcpEvent, UdpCommand, UdpEvent,
+};
 use siprtmp_core::storage::FileErrorKind;
 
 use crate::events::{Decider, EventRouter};
 use crate::file_io::{FileExecutor, SHUTDOWN_FILE_GRACE};
 use crate::relay::RelayLink;
+use crate::tcp::TcpExecutor;
 use crate::udp::UdpExecutor;
 
 /// Most segments handed to one vectored write (Linux `IOV_MAX` is 1024).
@@ -84,6 +88,8 @@ pub struct NodeHost<T> {
     files: Option<FileExecutor>,
     /// Opens the node's UDP sockets; without one its binds fail.
     udp: Option<UdpExecutor>,
+    /// Opens the node's own TCP connections and listeners; without one they fail.
+    tcp: Option<TcpExecutor>,
     router: EventRouter,
     /// The relay to the other workers of a group, when the node is one.
     relay: Option<RelayLink>,
@@ -101,6 +107,7 @@ impl<T: Transport> NodeHost<T> {
             closed: Vec::new(),
             files: None,
             udp: None,
+            tcp: None,
             router: EventRouter::new(events, None),
             relay: None,
         }
@@ -125,6 +132,13 @@ impl<T: Transport> NodeHost<T> {
     /// tokens with [`Self::udp_readable`]).
     pub fn with_udp(mut self, udp: UdpExecutor) -> Self {
         self.udp = Some(udp);
+        self
+    }
+
+    /// Gives the node TCP connections and listeners of its own through `tcp` (whose wake-up
+    /// must make the driver take a [`Self::turn`]).
+    pub fn with_tcp(mut self, tcp: TcpExecutor) -> Self {
+        self.tcp = Some(tcp);
         self
     }
 
@@ -213,6 +227,9 @@ impl<T: Transport> NodeHost<T> {
         if let Some(udp) = &mut self.udp {
             udp.feed(&mut self.node, now);
         }
+        if let Some(tcp) = &mut self.tcp {
+            tcp.feed(&mut self.node, now);
+        }
         if self
             .node
             .poll_timeout()
@@ -272,6 +289,10 @@ impl<T: Transport> NodeHost<T> {
                 Output::Udp(command) => match &mut self.udp {
                     Some(udp) => udp.execute(&mut self.node, now, command),
                     None => refuse_udp(&mut self.node, now, command),
+                },
+                Output::Tcp(command) => match &mut self.tcp {
+                    Some(tcp) => tcp.execute(command),
+                    None => refuse_tcp(&mut self.node, now, command),
                 },
                 Output::Event(event) => self.router.route(&mut self.node, now, event),
                 Output::Relay(out) => match &mut self.relay {
@@ -356,6 +377,21 @@ fn refuse_udp(node: &mut Node, now: Instant, command: UdpCommand) {
         let result = Err("this host has no UDP sockets".into());
         node.handle(now, Input::Udp(UdpEvent::Bound { socket, result }));
     }
+}
+
+/// Without a TCP executor: listens and connects fail with a clear reason, nothing else
+/// happens.
+pub(crate) fn refuse_tcp(node: &mut Node, now: Instant, command: TcpCommand) {
+    let error = "this host has no TCP of the node's own".to_owned();
+    let event = match command {
+        TcpCommand::Listen { listener, .. } => TcpEvent::Listening {
+            listener,
+            result: Err(error),
+        },
+        TcpCommand::Connect { stream, .. } => TcpEvent::ConnectFailed { stream, error },
+        _ => return,
+    };
+    node.handle(now, Input::Tcp(event));
 }
 
 #[cfg(test)]

@@ -14,6 +14,9 @@
 //! - [`UdpExecutor`]: the node's UDP sockets (the gateway's SIP and RTP): binds and vectored
 //!   sends on the event-loop thread (never blocking), receiving either on a background thread
 //!   (datagrams queued, the driver woken as for files) or in the driver's own mio poll;
+//! - [`TcpExecutor`]: the node's own TCP connections and listeners (the gateway's SIP over
+//!   TCP) on one I/O thread, commands handed over without blocking, events fed back after a
+//!   wake-up as for files;
 //! - [`bind_listener`], [`configure_stream`], [`shutdown_stream`]: socket options through
 //!   `socket2`;
 //! - [`NodeHost`] and [`Transport`]: the node plus its connections, its file and UDP
@@ -44,6 +47,7 @@ mod host;
 mod relay;
 mod socket;
 mod stopper;
+mod tcp;
 mod udp;
 mod workers;
 
@@ -54,5 +58,6 @@ pub use host::{NodeHost, Transport, MAX_IOVECS};
 pub use relay::RelayLink;
 pub use socket::{bind_listener, configure_stream, shutdown_stream};
 pub use stopper::Stopper;
+pub use tcp::{TcpExecutor, TcpStats, MAX_QUEUED_SEND, MAX_READ_AHEAD};
 pub use udp::{UdpExecutor, UdpStats, UDP_TOKEN_BASE};
 pub use workers::{bind_shared_listeners, WorkerDriver, WorkerSeat, Workers};

@@ -16,7 +16,9 @@
 //! The node's UDP sockets (the SIP-RTMP gateway's SIP and RTP) live in the same poll:
 //! [`siprtmp_driver_common::UdpExecutor`] registers them under tokens from
 //! [`UDP_TOKEN_BASE`] up, and a readable one is drained straight into the node, with no thread
-//! hop; sends are non-blocking vectored `sendmsg`s from the loop.
+//! hop; sends are non-blocking vectored `sendmsg`s from the loop. The node's own TCP (the
+//! gateway's SIP over TCP) runs on [`siprtmp_driver_common::TcpExecutor`]'s I/O thread, which
+//! wakes the poll through the same waker when it has events for the node.
 //! Decisions ([`siprtmp_core::node::Event::Decide`]) are answered by the decider installed
 //! with [`MioDriver::with_decider`] (everything is accepted without one). On stop, every
 //! connection is closed and recordings are finished before [`MioDriver::run`] returns.
@@ -45,11 +47,11 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use siprtmp_core::node::{ConnId, Node, NodeConfig};
 use siprtmp_driver_common::{
-    bind_listener, configure_stream, FileExecutor, NodeHost, RelayLink, Transport, UdpExecutor,
-    UDP_TOKEN_BASE,
+    bind_listener, configure_stream, FileExecutor, NodeHost, RelayLink, TcpExecutor, Transport,
+    UdpExecutor, UDP_TOKEN_BASE,
 };
 
-pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper, UdpStats};
+pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper, TcpStats, UdpStats};
 
 pub mod worker;
 
@@ -80,6 +82,7 @@ pub struct MioDriver {
     /// completions).
     stop: Arc<AtomicBool>,
     udp_stats: Arc<UdpStats>,
+    tcp_stats: Arc<TcpStats>,
 }
 
 fn token(conn: ConnId) -> Token {
@@ -122,6 +125,11 @@ impl MioDriver {
         })?;
         let udp = UdpExecutor::with_registry(poll.registry().try_clone()?);
         let udp_stats = udp.stats();
+        let tcp_waker = waker.clone();
+        let tcp = TcpExecutor::start(move || {
+            let _ = tcp_waker.wake();
+        })?;
+        let tcp_stats = tcp.stats();
         Ok(Self {
             poll,
             listener,
@@ -129,8 +137,10 @@ impl MioDriver {
             host: NodeHost::new(node, config.events.clone())
                 .with_files(files)
                 .with_relay(relay)
-                .with_udp(udp),
+                .with_udp(udp)
+                .with_tcp(tcp),
             udp_stats,
+            tcp_stats,
             config,
             read_buf: BytesMut::zeroed(READ_CHUNK),
             stop: Arc::new(AtomicBool::new(false)),
@@ -152,6 +162,11 @@ impl MioDriver {
     /// The UDP executor's counters (sockets open, datagrams sent and dropped...).
     pub fn udp_stats(&self) -> Arc<UdpStats> {
         self.udp_stats.clone()
+    }
+
+    /// The TCP executor's counters (the node's own connections and listeners).
+    pub fn tcp_stats(&self) -> Arc<TcpStats> {
+        self.tcp_stats.clone()
     }
 
     /// A handle that stops [`Self::run`].

@@ -14,7 +14,10 @@
 //! - a **file thread** ([`siprtmp_driver_common::FileExecutor`], files under
 //!   [`DriverConfig::root`]) runs the node's file requests (recording, video on demand) and,
 //!   after each batch of completions, posts a wake-up on the node thread's channel; the node
-//!   thread feeds the completions in on its next turn.
+//!   thread feeds the completions in on its next turn;
+//! - the node's UDP sockets and its own TCP (the SIP-RTMP gateway's SIP and RTP) run on the
+//!   [`siprtmp_driver_common::UdpExecutor`] and [`siprtmp_driver_common::TcpExecutor`]
+//!   threads, which post the same wake-up.
 //!
 //! Decisions are answered on the node thread by the decider installed with
 //! [`ThreadsDriver::with_decider`] (everything is accepted without one). On stop, every
@@ -51,12 +54,12 @@ use std::time::{Duration, Instant};
 
 use siprtmp_core::node::{ConnId, Input, Node, NodeConfig, Output};
 use siprtmp_driver_common::{
-    bind_listener, configure_stream, shutdown_stream, EventRouter, FileExecutor, UdpExecutor,
-    MAX_IOVECS, SHUTDOWN_FILE_GRACE,
+    bind_listener, configure_stream, shutdown_stream, EventRouter, FileExecutor, TcpExecutor,
+    UdpExecutor, MAX_IOVECS, SHUTDOWN_FILE_GRACE,
 };
 use workers::{spawn_reader, spawn_writer, Batch, Job, Message};
 
-pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper, UdpStats};
+pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper, TcpStats, UdpStats};
 
 /// Messages the node thread may have pending before readers wait.
 const CHANNEL_DEPTH: usize = 1024;
@@ -89,6 +92,7 @@ pub struct ThreadsDriver {
     stop: Arc<AtomicBool>,
     files: FileExecutor,
     udp: UdpExecutor,
+    tcp: TcpExecutor,
     decider: Option<Decider>,
 }
 
@@ -109,6 +113,10 @@ impl ThreadsDriver {
             // As for files: a full channel means a turn is coming anyway.
             let _ = udp_tx.try_send(Message::Files);
         })?;
+        let tcp_tx = tx.clone();
+        let tcp = TcpExecutor::start(move || {
+            let _ = tcp_tx.try_send(Message::Files);
+        })?;
         Ok(Self {
             listener,
             node,
@@ -118,6 +126,7 @@ impl ThreadsDriver {
             stop: Arc::new(AtomicBool::new(false)),
             files,
             udp,
+            tcp,
             decider: None,
         })
     }
@@ -137,6 +146,11 @@ impl ThreadsDriver {
     /// The UDP executor's counters (sockets open, datagrams sent and dropped...).
     pub fn udp_stats(&self) -> Arc<UdpStats> {
         self.udp.stats()
+    }
+
+    /// The TCP executor's counters (the node's own connections and listeners).
+    pub fn tcp_stats(&self) -> Arc<TcpStats> {
+        self.tcp.stats()
     }
 
     /// A handle that stops [`Self::run`], from any thread.
@@ -169,6 +183,7 @@ impl ThreadsDriver {
             tx: self.tx,
             files: self.files,
             udp: self.udp,
+            tcp: self.tcp,
             router: EventRouter::new(self.config.events, self.decider),
         };
         node_thread.run(&self.rx, &self.stop);
@@ -258,6 +273,8 @@ struct NodeThread {
     files: FileExecutor,
     /// The node's UDP sockets; wakes this thread with [`Message::Files`] too.
     udp: UdpExecutor,
+    /// The node's own TCP (the gateway's SIP over TCP); wakes this thread the same way.
+    tcp: TcpExecutor,
     /// Logs events, answers decisions, forwards events to the embedding application.
     router: EventRouter,
 }
@@ -294,6 +311,7 @@ impl NodeThread {
             let now = Instant::now();
             self.files.feed(&mut self.node, now);
             self.udp.feed(&mut self.node, now);
+            self.tcp.feed(&mut self.node, now);
             if self.node.poll_timeout().is_some_and(|d| d <= now) {
                 self.node.handle(now, Input::Timeout);
             }
@@ -370,6 +388,7 @@ impl NodeThread {
                 Output::Close { conn } => self.close(now, conn),
                 Output::File(request) => self.files.submit(request),
                 Output::Udp(command) => self.udp.execute(&mut self.node, now, command),
+                Output::Tcp(command) => self.tcp.execute(command),
                 Output::Event(event) => self.router.route(&mut self.node, now, event),
                 // This driver runs one node, never a worker of a group: nothing is relayed.
                 Output::Relay(_) => {}

@@ -45,13 +45,14 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use siprtmp_core::node::{ConnId, Node, NodeConfig};
 use siprtmp_driver_common::{
-    bind_listener, configure_stream, FileExecutor, NodeHost, RelayLink, Transport, UdpExecutor,
+    bind_listener, configure_stream, FileExecutor, NodeHost, RelayLink, TcpExecutor, Transport,
+    UdpExecutor,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
-pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper, UdpStats};
+pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper, TcpStats, UdpStats};
 
 pub mod worker;
 
@@ -136,7 +137,8 @@ pub struct TokioDriver {
     stop: Arc<Notify>,
     files: FileExecutor,
     udp: UdpExecutor,
-    /// Notified by the file and UDP threads after each batch of completions or datagrams (and
+    tcp: TcpExecutor,
+    /// Notified by the file, UDP and TCP threads after each batch of completions or datagrams (and
     /// by other workers when they send this one relay messages).
     files_ready: Arc<Notify>,
     decider: Option<Decider>,
@@ -172,6 +174,8 @@ impl TokioDriver {
         let files = FileExecutor::start(config.root.clone(), move || notify.notify_one())?;
         let notify = files_ready.clone();
         let udp = UdpExecutor::start(move || notify.notify_one())?;
+        let notify = files_ready.clone();
+        let tcp = TcpExecutor::start(move || notify.notify_one())?;
         Ok(Self {
             listener,
             node,
@@ -179,6 +183,7 @@ impl TokioDriver {
             stop: Arc::new(Notify::new()),
             files,
             udp,
+            tcp,
             files_ready,
             decider: None,
             relay,
@@ -200,6 +205,11 @@ impl TokioDriver {
     /// The UDP executor's counters (sockets open, datagrams sent and dropped...).
     pub fn udp_stats(&self) -> Arc<UdpStats> {
         self.udp.stats()
+    }
+
+    /// The TCP executor's counters (the node's own connections and listeners).
+    pub fn tcp_stats(&self) -> Arc<TcpStats> {
+        self.tcp.stats()
     }
 
     /// A handle that stops [`Self::run`], from any thread.
@@ -224,6 +234,7 @@ impl TokioDriver {
         let mut host: NodeHost<TokioConnection> = NodeHost::new(self.node, self.config.events)
             .with_files(self.files)
             .with_udp(self.udp)
+            .with_tcp(self.tcp)
             .with_decider(self.decider)
             .with_relay(self.relay);
         let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);

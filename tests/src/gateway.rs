@@ -18,6 +18,7 @@ use siprtmp_core::rng::SeededRng;
 use siprtmp_core::rtmp::client::{ClientEvent, RtmpClient};
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
 use siprtmp_core::server::{GatewayNodeConfig, ServerConfig};
+use siprtmp_core::sip::Transport;
 
 /// A node whose gateway (app `sip`) binds on 127.0.0.1 and takes RTP ports from
 /// `rtp_ports` (four per client).
@@ -33,6 +34,15 @@ pub fn gateway_node(rtp_ports: (u16, u16)) -> NodeConfig {
         },
         ..NodeConfig::default()
     }
+}
+
+/// [`gateway_node`] with the gateway's SIP over `transport`.
+pub fn gateway_node_over(transport: Transport, rtp_ports: (u16, u16)) -> NodeConfig {
+    let mut node = gateway_node(rtp_ports);
+    if let Some(g) = node.server.gateway.as_mut() {
+        g.session.transport = transport;
+    }
+    node
 }
 
 /// A string argument.
@@ -387,11 +397,29 @@ pub fn echo_call(
     frames: usize,
     ports: (u16, u16, u16),
 ) {
+    echo_call_over(Transport::Udp, runtime, name, media, frames, ports);
+}
+
+/// [`echo_call`] with the gateway's SIP over `transport` (sipp with `-t t1` for TCP; RTP is
+/// UDP either way). Over TCP, once the phone has left, the driver must have closed every
+/// connection and listener it opened for it.
+pub fn echo_call_over(
+    transport: Transport,
+    runtime: crate::server::Runtime,
+    name: &str,
+    media: EchoMedia,
+    frames: usize,
+    ports: (u16, u16, u16),
+) {
     let (sip_port, media_port, rtp_lo) = ports;
     let dir = crate::scratch_dir(name);
-    let server =
-        crate::server::TestServer::start_on(runtime, gateway_node((rtp_lo, rtp_lo + 99)), None);
-    let sipp = crate::sipp::start(
+    let node = gateway_node_over(transport, (rtp_lo, rtp_lo + 99));
+    let server = crate::server::TestServer::start_on(runtime, node, None);
+    let start = match transport {
+        Transport::Udp => crate::sipp::start,
+        Transport::Tcp => crate::sipp::start_tcp,
+    };
+    let sipp = start(
         "sipp uas (echo)",
         &dir,
         Some(sip_port),
@@ -457,4 +485,23 @@ pub fn echo_call(
         "sipp: one successful call"
     );
     assert!(phone.pending_callbacks().iter().all(|c| c != "rejected"));
+    if transport == Transport::Tcp {
+        assert!(
+            server.tcp.opened.load(std::sync::atomic::Ordering::Relaxed) >= 1,
+            "SIP went over TCP"
+        );
+        drop(phone);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while (server.tcp.open_streams() > 0 || server.tcp.open_listeners() > 0)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            (server.tcp.open_streams(), server.tcp.open_listeners()),
+            (0, 0),
+            "{runtime:?}: TCP left open after the phone left: {:?}",
+            server.tcp
+        );
+    }
 }

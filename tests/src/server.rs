@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use siprtmp_core::node::{Event, NodeConfig};
-use siprtmp_driver_common::{Decider, DriverConfig, Stopper, UdpStats, Workers};
+use siprtmp_driver_common::{Decider, DriverConfig, Stopper, TcpStats, UdpStats, Workers};
 
 /// The drivers a [`TestServer`] can run on; the conformance suite runs every scenario on each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +41,7 @@ impl Runtime {
         config: DriverConfig,
         node: NodeConfig,
         decider: Option<Decider>,
-        ready: std::sync::mpsc::Sender<io::Result<(SocketAddr, Stopper, Arc<UdpStats>)>>,
+        ready: std::sync::mpsc::Sender<io::Result<Ready>>,
     ) -> io::Result<()> {
         macro_rules! serve {
             ($driver:ty) => {{
@@ -58,7 +58,7 @@ impl Runtime {
                 let _ = ready.send(
                     driver
                         .local_addr()
-                        .map(|a| (a, driver.stopper(), driver.udp_stats())),
+                        .map(|a| (a, driver.stopper(), driver.udp_stats(), driver.tcp_stats())),
                 );
                 driver.run()
             }};
@@ -72,6 +72,9 @@ impl Runtime {
     }
 }
 
+/// What a started driver reports: its address, stopper, and UDP and TCP counters.
+type Ready = (SocketAddr, Stopper, Arc<UdpStats>, Arc<TcpStats>);
+
 /// Where servers started without a root of their own keep files.
 fn default_root() -> PathBuf {
     std::env::temp_dir().join("siprtmp-tests-media")
@@ -82,6 +85,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// The driver's UDP counters (the gateway's sockets).
     pub udp: Arc<UdpStats>,
+    /// The driver's counters of the node's own TCP (the gateway's SIP over TCP).
+    pub tcp: Arc<TcpStats>,
     events: Receiver<Event>,
     /// Events already received while waiting for others.
     seen: Vec<Event>,
@@ -144,13 +149,14 @@ impl TestServer {
                     .expect("driver run")
             })
             .expect("spawn server thread");
-        let (addr, stopper, udp) = ready
+        let (addr, stopper, udp, tcp) = ready
             .recv_timeout(Duration::from_secs(10))
             .expect("server thread started")
             .expect("bind test server");
         Self {
             addr,
             udp,
+            tcp,
             events,
             seen: Vec::new(),
             stopper,
@@ -189,6 +195,7 @@ impl TestServer {
             addr,
             // Each worker has its own UDP counters; the group's are not gathered here.
             udp: Arc::new(UdpStats::default()),
+            tcp: Arc::new(TcpStats::default()),
             events,
             seen: Vec::new(),
             stopper,

@@ -2,7 +2,7 @@
 //! error and its statistics file, killed on drop (it is a [`Peer`]), scenarios found in the
 //! repository's `tests/sipp/` or the shared `../shared/sipp/`.
 
-use std::net::UdpSocket;
+use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -37,6 +37,17 @@ pub fn scenario(name: &str) -> PathBuf {
 /// common ones (`-nostdin`, addresses, a 60 s global timeout that fails it, statistics).
 /// When `port` is given (its `-p`), waits up to 5 s until sipp has bound it.
 pub fn start(name: &str, dir: &Path, port: Option<u16>, args: &[String]) -> Peer {
+    start_on(name, dir, port, args, false)
+}
+
+/// [`start`] with SIP over TCP (`-t t1`: one connection per peer, reused both ways); with
+/// `port`, waits until sipp listens on that TCP port.
+pub fn start_tcp(name: &str, dir: &Path, port: Option<u16>, args: &[String]) -> Peer {
+    start_on(name, dir, port, args, true)
+}
+
+fn start_on(name: &str, dir: &Path, port: Option<u16>, args: &[String], tcp: bool) -> Peer {
+    let transport: &[&str] = if tcp { &["-t", "t1"] } else { &[] };
     let peer = Peer::spawn_command(
         name,
         Command::new("sipp")
@@ -44,12 +55,18 @@ pub fn start(name: &str, dir: &Path, port: Option<u16>, args: &[String]) -> Peer
             .args(["-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1"])
             .args(["-timeout", "60s", "-timeout_error"])
             .args(["-trace_stat", "-stf", "stats.csv", "-fd", "1"])
+            .args(transport)
             .args(args),
     );
     if let Some(port) = port {
         let deadline = Instant::now() + Duration::from_secs(5);
-        // Bound by sipp once our own bind fails.
-        while UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        // Bound by sipp once our own bind fails (a listening TCP port cannot be bound even
+        // with SO_REUSEADDR, which std sets).
+        let free = || match tcp {
+            true => TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            false => UdpSocket::bind(("127.0.0.1", port)).is_ok(),
+        };
+        while free() {
             assert!(Instant::now() < deadline, "{name} did not bind port {port}");
             std::thread::sleep(Duration::from_millis(20));
         }

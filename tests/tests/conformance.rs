@@ -757,6 +757,27 @@ fn gateway_call_echoes_speex(runtime: Runtime) {
     );
 }
 
+/// The same call with the gateway's SIP over TCP (sipp `-t t1`): the driver's TCP executor
+/// carries the INVITE, the answer and the BYE, its UDP sockets the RTP; every connection and
+/// listener is closed once the phone has left.
+fn gateway_call_over_tcp_echoes_speex(runtime: Runtime) {
+    let ports = match runtime {
+        Runtime::Mio => (28160, 28200, 28300),
+        Runtime::Tokio => (28460, 28500, 28600),
+        Runtime::Threads => (28760, 28800, 28900),
+        Runtime::AsyncStd => (29060, 29100, 29200),
+    };
+    let name = format!("conformance-gateway-tcp-{runtime:?}");
+    siprtmp_tests::gateway::echo_call_over(
+        siprtmp_core::sip::Transport::Tcp,
+        runtime,
+        &name,
+        siprtmp_tests::gateway::EchoMedia::Wideband,
+        100,
+        ports,
+    );
+}
+
 /// One module per driver, each with every scenario as a test (`cargo test mio::`, ...).
 macro_rules! conformance {
     ($($module:ident => $runtime:ident),* $(,)?) => {$(
@@ -806,6 +827,11 @@ macro_rules! conformance {
             #[test]
             fn gateway_call_echoes_speex() {
                 super::gateway_call_echoes_speex(Runtime::$runtime);
+            }
+
+            #[test]
+            fn gateway_call_over_tcp_echoes_speex() {
+                super::gateway_call_over_tcp_echoes_speex(Runtime::$runtime);
             }
         }
     )*};

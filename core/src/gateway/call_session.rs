@@ -7,6 +7,12 @@
 //! [`GatewayOutput`]s out. The caller owns the sockets (one SIP socket and the RTP/RTCP
 //! sockets of the ports given at creation) and the RTMP connection.
 //!
+//! SIP goes over UDP or TCP ([`GatewayConfig::transport`]); media is RTP over UDP either way.
+//! Over TCP the caller owns the connections: it opens one to each destination of
+//! [`GatewayOutput::SipSend`] it has none to (or reuses the one the far end opened), feeds what
+//! arrives with [`GatewaySession::sip_stream`], and reports a connection that failed or
+//! closed with [`GatewaySession::sip_stream_failed`], which fails the transactions using it.
+//!
 //! What the original gateway left out is done here: 180 Ringing on an incoming INVITE; 488
 //! before alerting when no codec matches; CANCEL of a pending outgoing INVITE and rejection of
 //! a pending incoming one when the client disconnects; hold and resume understood from
@@ -16,7 +22,7 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::rng::SeededRng;
 use crate::rtmp::message::RtmpMessage;
@@ -25,6 +31,7 @@ use crate::sdp::{Direction, LocalCapabilities, NegotiatedMedia, Origin, SessionD
 use crate::sip::digest::Credentials;
 use crate::sip::ua::{CallId, UaConfig, UaEvent, UserAgent};
 use crate::sip::TimerConfig;
+use crate::sip::Transport;
 use crate::sip::{SipUri, Uri};
 
 use super::client_api::{ClientCall, ClientCallback, ConnectRequest};
@@ -46,6 +53,9 @@ pub struct GatewayConfig {
     pub timers: TimerConfig,
     /// RTP payload size limit (video).
     pub mtu: usize,
+    /// What SIP is carried over: UDP (the default) or TCP (`;transport=tcp` in Via and
+    /// Contact, connections opened by the caller; see the module documentation).
+    pub transport: Transport,
 }
 
 impl Default for GatewayConfig {
@@ -57,6 +67,7 @@ impl Default for GatewayConfig {
             register_expires: 3600,
             timers: TimerConfig::default(),
             mtu: 1200,
+            transport: Transport::Udp,
         }
     }
 }
@@ -64,7 +75,7 @@ impl Default for GatewayConfig {
 /// The local sockets of one session, bound by the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionSockets {
-    /// The SIP socket's bound address.
+    /// The SIP socket's bound address (over TCP: the address the session listens on).
     pub sip: SocketAddr,
     /// RTP port of the audio leg (RTCP on the next port).
     pub audio_port: u16,
@@ -82,7 +93,8 @@ pub enum GatewayOutput {
     Callback(ClientCallback),
     /// A message for the client's `remote` stream (the caller sets the stream id).
     RemoteMedia(RtmpMessage),
-    /// Send a SIP datagram from the session's SIP socket.
+    /// Send a SIP message: a datagram from the session's SIP socket, or over TCP on the
+    /// connection to `destination` (opened first if there is none).
     SipSend {
         /// Destination.
         destination: SocketAddr,
@@ -150,6 +162,9 @@ pub struct GatewaySession {
     rtp_out: Vec<OutgoingRtp>,
     from_far: Vec<FromFarEnd>,
     cname: String,
+    /// While a failed TCP connection's transactions are being failed: why it failed, told to
+    /// the client instead of a bare "503 Service Unavailable".
+    stream_failure: Option<String>,
 }
 
 impl std::fmt::Debug for GatewaySession {
@@ -214,6 +229,7 @@ impl GatewaySession {
         ua_config.register_expires = config.register_expires;
         ua_config.timers = config.timers;
         ua_config.max_calls = 1;
+        ua_config.transport = config.transport;
         ua_config.user_agent = "siprtmp gateway".into();
         if let Some(pass) = &request.auth_pass {
             let user = request
@@ -239,6 +255,7 @@ impl GatewaySession {
             rtp_out: Vec::new(),
             from_far: Vec::new(),
             cname: request.aor.clone(),
+            stream_failure: None,
         };
         if request.auth_pass.is_some() {
             session.connect_pending = true;
@@ -473,6 +490,34 @@ impl GatewaySession {
         self.pump(now);
     }
 
+    /// Bytes from the TCP connection to (or from) `peer`; whole messages are taken off the
+    /// front of `buf`, a partial one stays for the next call. `false` when the bytes are not
+    /// SIP: the caller closes the connection and reports it with
+    /// [`GatewaySession::sip_stream_failed`].
+    pub fn sip_stream(&mut self, now: Instant, peer: SocketAddr, buf: &mut BytesMut) -> bool {
+        let ok = self.ua.handle_stream(now, peer, buf);
+        self.pump(now);
+        ok
+    }
+
+    /// The TCP connection to `peer` could not be opened or has closed (`error` says why):
+    /// the transactions that were using it fail at once, the client told why (a REGISTER in
+    /// progress rejects the connect, an INVITE is `rejected`, a BYE ends the call).
+    pub fn sip_stream_failed(&mut self, now: Instant, peer: SocketAddr, error: &str) {
+        self.stream_failure = Some(format!("SIP over TCP to {peer}: {error}"));
+        self.ua.stream_failed(now, peer);
+        self.pump(now);
+        self.stream_failure = None;
+    }
+
+    /// `status reason`, or for a 503 caused by a failed TCP connection, what failed.
+    fn final_text(&self, status: u16, reason: &str) -> String {
+        match &self.stream_failure {
+            Some(failure) if status == 503 => format!("503 {failure}"),
+            _ => format!("{status} {reason}"),
+        }
+    }
+
     /// A datagram on one of the RTP (or RTCP) sockets.
     pub fn rtp_datagram(
         &mut self,
@@ -592,7 +637,7 @@ impl GatewaySession {
                 }
             }
             UaEvent::RegistrationFailed { status, reason } => {
-                let text = format!("{status} {reason}");
+                let text = self.final_text(status, &reason);
                 if std::mem::take(&mut self.connect_pending) {
                     self.outputs
                         .push_back(GatewayOutput::ConnectResult(Err(text)));
@@ -623,7 +668,8 @@ impl GatewaySession {
             } => {
                 if self.call.as_ref().map(CallState::id) == Some(call) {
                     self.call = None;
-                    self.callback(ClientCallback::Rejected(format!("{status} {reason}")));
+                    let text = self.final_text(status, &reason);
+                    self.callback(ClientCallback::Rejected(text));
                 }
             }
             UaEvent::Cancelled { call } => {

@@ -8,6 +8,10 @@
 //! anyone else), and its `remote` stream carries what comes back. When the client leaves, the
 //! call is cancelled or hung up and the AOR unregistered; the SIP socket stays open until
 //! those transactions finish (at most [`LINGER`]).
+//!
+//! With SIP over TCP (`session.transport`), the client's SIP socket is a TCP listener instead
+//! (its Via and Contact address), and its SIP goes over connections opened as needed; see
+//! [`sip_tcp`].
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -23,9 +27,14 @@ use crate::node::{ConnId, Event, Output};
 use crate::rtmp::command::Command;
 use crate::rtmp::control::UserControl;
 use crate::rtmp::message::{type_id, RtmpMessage};
+use crate::sip::Transport;
+use crate::tcp::{ListenerId, StreamId};
 use crate::udp::{SocketId, UdpCommand, UdpEvent};
 
 use super::session::csid;
+use sip_tcp::SipStreams;
+
+mod sip_tcp;
 use super::{RtmpServer, Timer};
 
 /// How long the SIP socket of a departed client stays open for its last transactions.
@@ -45,7 +54,7 @@ pub struct GatewayNodeConfig {
     pub bind_ip: IpAddr,
     /// RTP ports are taken from this range, four per session (audio RTP/RTCP, video RTP/RTCP).
     pub rtp_ports: (u16, u16),
-    /// Registrar, proxy, `--ext-ip`, timers...
+    /// Registrar, proxy, `--ext-ip`, timers, SIP transport (UDP or TCP)...
     pub session: GatewayConfig,
     /// A newer connection for an address of record already connected replaces the older
     /// one (closed, its call ended, as a phone moved to another device); when false the newer
@@ -104,6 +113,8 @@ pub(super) struct GatewayConn {
     next_timer: Option<Instant>,
     /// The address of record, lower-cased: one live connection per address.
     aor: String,
+    /// SIP over TCP: the listener and connections (`None` over UDP).
+    sip_tcp: Option<SipStreams>,
 }
 
 /// Everything the server keeps for the gateway.
@@ -114,6 +125,10 @@ pub(super) struct GatewayHost {
     sockets: HashMap<SocketId, ConnId>,
     next_socket: u64,
     next_port: u16,
+    /// SIP over TCP: whose each listener and stream is.
+    listeners: HashMap<ListenerId, ConnId>,
+    streams: HashMap<StreamId, ConnId>,
+    next_tcp_id: u64,
 }
 
 impl GatewayHost {
@@ -125,6 +140,9 @@ impl GatewayHost {
             sockets: HashMap::new(),
             next_socket: 1,
             next_port,
+            listeners: HashMap::new(),
+            streams: HashMap::new(),
+            next_tcp_id: 1,
         }
     }
 
@@ -146,6 +164,11 @@ impl GatewayHost {
         let base = self.next_port;
         self.next_port = self.next_port.wrapping_add(4);
         base
+    }
+
+    /// Whether SIP goes over TCP.
+    fn tcp(&self) -> bool {
+        self.config.session.transport == Transport::Tcp
     }
 
     fn new_socket(&mut self, conn: ConnId) -> SocketId {
@@ -219,6 +242,7 @@ impl RtmpServer {
                 local_stream: None,
                 remote_stream: None,
                 next_timer: None,
+                sip_tcp: None,
             },
         );
         self.bind_sockets(conn, true);
@@ -233,7 +257,8 @@ impl RtmpServer {
         let ip = gateway.config.bind_ip;
         let base = gateway.take_ports();
         let mut binds = Vec::new();
-        if sip {
+        let tcp = gateway.tcp();
+        if sip && !tcp {
             binds.push((gateway.new_socket(conn), Role::Sip, SocketAddr::new(ip, 0)));
         }
         for (i, role) in MEDIA_ROLES.into_iter().enumerate() {
@@ -248,6 +273,9 @@ impl RtmpServer {
             gw.sockets.push((socket, role, None));
             self.outputs
                 .push_back(Output::Udp(UdpCommand::Bind { socket, addr }));
+        }
+        if sip && tcp {
+            self.sip_listen(conn, SocketAddr::new(ip, 0));
         }
     }
 
@@ -301,7 +329,10 @@ impl RtmpServer {
         };
         let role = gw.sockets[index].1;
         match result {
-            Ok(addr) => gw.sockets[index].2 = Some(addr),
+            Ok(addr) => {
+                gw.sockets[index].2 = Some(addr);
+                self.start_session_if_bound(now, conn);
+            }
             Err(e) => {
                 let State::Binding { tries, .. } = &mut gw.state else {
                     return;
@@ -333,22 +364,31 @@ impl RtmpServer {
                 } else {
                     self.bind_sockets(conn, false);
                 }
-                return;
             }
         }
-        let all_bound = gw.sockets.len() == 5 && gw.sockets.iter().all(|s| s.2.is_some());
-        if !all_bound {
+    }
+
+    /// Once every socket is bound (and, over TCP, the SIP listener listens): the session.
+    fn start_session_if_bound(&mut self, now: Instant, conn: ConnId) {
+        let Some(gw) = self.gateway_conn(conn) else {
             return;
-        }
+        };
+        let sip = match &gw.sip_tcp {
+            Some(tcp) => tcp.local,
+            None => gw
+                .sockets
+                .iter()
+                .find(|s| s.1 == Role::Sip)
+                .and_then(|s| s.2),
+        };
+        let media_bound = gw.sockets.iter().filter(|s| s.1 != Role::Sip).count() == 4
+            && gw.sockets.iter().all(|s| s.2.is_some());
+        let (Some(sip), true) = (sip, media_bound) else {
+            return;
+        };
         let State::Binding { request, .. } = &gw.state else {
             return;
         };
-        let sip = gw
-            .sockets
-            .iter()
-            .find(|s| s.1 == Role::Sip)
-            .and_then(|s| s.2)
-            .expect("bound");
         let sockets = SessionSockets {
             sip,
             audio_port: gw.base_port,
@@ -400,6 +440,9 @@ impl RtmpServer {
         };
         for (socket, ..) in gw.sockets {
             self.unbind(socket);
+        }
+        if let Some(tcp) = gw.sip_tcp {
+            self.close_sip_streams(tcp);
         }
     }
 
@@ -527,6 +570,9 @@ impl RtmpServer {
                 for (socket, ..) in gw.sockets {
                     self.unbind(socket);
                 }
+                if let Some(tcp) = gw.sip_tcp {
+                    self.close_sip_streams(tcp);
+                }
             }
         }
     }
@@ -638,7 +684,9 @@ impl RtmpServer {
                 }
             }
             GatewayOutput::SipSend { destination, data } => {
-                if let Some(socket) = self.socket_for(conn, Role::Sip) {
+                if self.gateway_conn(conn).is_some_and(|g| g.sip_tcp.is_some()) {
+                    self.sip_tcp_send(conn, destination, data);
+                } else if let Some(socket) = self.socket_for(conn, Role::Sip) {
                     self.outputs.push_back(Output::Udp(UdpCommand::SendTo {
                         socket,
                         destination,

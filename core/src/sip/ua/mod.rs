@@ -357,6 +357,9 @@ pub struct UserAgent {
     acks: HashMap<TransactionId, (Request, SocketAddr)>,
     events: VecDeque<UaEvent>,
     framers: HashMap<SocketAddr, StreamFramer>,
+    /// Where each live transaction's messages go, so that a failed TCP connection fails the
+    /// transactions that were using it ([`UserAgent::stream_failed`]).
+    destinations: HashMap<TransactionId, SocketAddr>,
     stats: UaStats,
 }
 
@@ -388,6 +391,7 @@ impl UserAgent {
             acks: HashMap::new(),
             events: VecDeque::new(),
             framers: HashMap::new(),
+            destinations: HashMap::new(),
             stats: UaStats::default(),
         }
     }
@@ -463,6 +467,42 @@ impl UserAgent {
         self.framers.remove(&peer);
     }
 
+    /// The TCP connection to `peer` could not be opened, or broke: forget its framing state
+    /// and end every live transaction whose messages go there as a transport error (RFC 3261
+    /// 17.1.4), reported like a 503: a REGISTER as [`UaEvent::RegistrationFailed`], an INVITE
+    /// as [`UaEvent::Rejected`], an in-dialog request as the end of its call. Without this
+    /// they would wait for their timeouts (32 s), since nothing is retransmitted over TCP.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use bytes::Bytes;
+    /// use siprtmp_core::sip::{Transport, UaConfig, UaEvent, UserAgent};
+    /// let mut config = UaConfig::new("sip:alice@127.0.0.1".parse().unwrap(), "127.0.0.1:5070".parse().unwrap());
+    /// config.transport = Transport::Tcp;
+    /// let mut alice = UserAgent::new(config, 1);
+    /// let now = Instant::now();
+    /// let call = alice.invite(now, "sip:bob@127.0.0.1:5080".parse().unwrap(), Bytes::new()).unwrap();
+    /// let (to, _invite) = alice.poll_transmit().unwrap();
+    /// alice.stream_failed(now, to); // connection refused
+    /// assert!(matches!(alice.poll_event(), Some(UaEvent::Rejected { call: c, status: 503, .. }) if c == call));
+    /// ```
+    pub fn stream_failed(&mut self, now: Instant, peer: SocketAddr) {
+        self.framers.remove(&peer);
+        let mut failed: Vec<TransactionId> = self
+            .destinations
+            .iter()
+            .filter(|(_, d)| **d == peer)
+            .map(|(id, _)| *id)
+            .collect();
+        // In the order they started, so that a replay gives the same events.
+        failed.sort_unstable();
+        for id in failed {
+            self.destinations.remove(&id);
+            self.layer.handle_transport_error(now, id);
+        }
+        self.pump(now);
+    }
+
     fn handle_message(
         &mut self,
         now: Instant,
@@ -502,7 +542,12 @@ impl UserAgent {
     pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Bytes)> {
         while let Some(t) = self.layer.poll_transmit() {
             match t.destination {
-                Destination::Addr(a) => return Some((a, t.bytes)),
+                Destination::Addr(a) => {
+                    if let Some(id) = t.transaction {
+                        self.destinations.insert(id, a);
+                    }
+                    return Some((a, t.bytes));
+                }
                 Destination::Host { .. } => self.stats.unroutable += 1,
             }
         }
@@ -540,6 +585,7 @@ impl UserAgent {
                     self.on_client_failure(now, id, 503, "Service Unavailable")
                 }
                 TransactionEvent::Terminated { id } => {
+                    self.destinations.remove(&id);
                     self.owners.remove(&id);
                     self.acks.remove(&id);
                 }

@@ -1,0 +1,168 @@
+//! TCP as the node asks for it: connections the node opens itself and listeners it asks for
+//! (the gateway's SIP over TCP), as opposed to the RTMP connections the driver accepts on its
+//! own listener and feeds as `Input::Received`. The node asks with [`TcpCommand`]s (carried by
+//! `Output::Tcp`); what happens on those sockets comes back as [`TcpEvent`]s (`Input::Tcp`).
+//!
+//! The driver's contract:
+//! - Never block the event loop: connects are non-blocking, sends are buffered.
+//! - `Connect`: start a connection to `remote` (from `local_ip`, port chosen by the kernel,
+//!   when given) and report exactly one of `Connected` (with the local address) or
+//!   `ConnectFailed` (with the reason). No connect timeout is required of the driver: the node
+//!   closes a stream it has stopped waiting for.
+//! - `Send`: queue the bytes for the stream and write them in order as the socket takes
+//!   them. **A `Send` on a stream that is still connecting is queued too**, and written once
+//!   the connection is up (so the node may send right after `Connect`); if the connect fails,
+//!   the queued bytes are dropped with the `ConnectFailed`. The queue is bounded
+//!   ([`MAX_QUEUED_SEND`] at least): a stream whose peer does not read is closed, reported as
+//!   `Closed` with an error, rather than buffering without end. A `Send` for a stream the
+//!   driver does not know (closed, failed) is ignored.
+//! - `Close`: write what is queued if it goes without blocking, then close; nothing more is
+//!   reported for the stream.
+//! - `Listen`: bind and listen on `addr` (port 0: any free port), answered with `Listening`
+//!   (the bound address, or why it failed). Each accepted connection is reported as
+//!   `Accepted` with a stream id **the driver chooses**, with the top bit set
+//!   ([`StreamId::is_accepted`]), so it never collides with the ids the node chooses for its
+//!   connects (top bit clear). `Unlisten` closes the listener; streams it accepted stay.
+//! - Every read is fed as `Received` (any split: the node frames the bytes itself), in
+//!   order. The peer closing, or a read or write error, is reported once as `Closed`.
+//!   The driver bounds what it reads ahead of the node.
+//!
+//! ```
+//! use siprtmp_core::tcp::StreamId;
+//! assert!(!StreamId(7).is_accepted());
+//! assert!(StreamId::accepted(7).is_accepted());
+//! assert_eq!(StreamId::accepted(7).to_string(), "a7");
+//! ```
+
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::{Bytes, BytesMut};
+
+/// The least a driver buffers for a stream's unsent bytes before closing it.
+pub const MAX_QUEUED_SEND: usize = 1 << 20;
+
+/// One TCP stream: chosen by the node for its connects, by the driver (top bit set) for
+/// accepted connections. Unique for the life of the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamId(pub u64);
+
+impl StreamId {
+    const ACCEPTED: u64 = 1 << 63;
+
+    /// The id of the `n`th connection a driver accepted.
+    pub fn accepted(n: u64) -> StreamId {
+        StreamId(n | Self::ACCEPTED)
+    }
+
+    /// Whether the driver chose this id (an accepted connection).
+    pub fn is_accepted(self) -> bool {
+        self.0 & Self::ACCEPTED != 0
+    }
+}
+
+impl std::fmt::Display for StreamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_accepted() {
+            write!(f, "a{}", self.0 & !Self::ACCEPTED)
+        } else {
+            write!(f, "t{}", self.0)
+        }
+    }
+}
+
+/// One TCP listener the node asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ListenerId(pub u64);
+
+impl std::fmt::Display for ListenerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "l{}", self.0)
+    }
+}
+
+/// What the node asks of the driver's TCP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TcpCommand {
+    /// Open a connection and report [`TcpEvent::Connected`] or [`TcpEvent::ConnectFailed`].
+    Connect {
+        /// The node's name for it (top bit clear).
+        stream: StreamId,
+        /// Where to.
+        remote: SocketAddr,
+        /// The local address to connect from (any port), or the kernel's choice.
+        local_ip: Option<IpAddr>,
+    },
+    /// Queue bytes for the stream (also while it is still connecting).
+    Send {
+        /// The stream.
+        stream: StreamId,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// Close the stream after writing what goes without blocking.
+    Close {
+        /// The stream.
+        stream: StreamId,
+    },
+    /// Listen on `addr` and report [`TcpEvent::Listening`].
+    Listen {
+        /// The node's name for it.
+        listener: ListenerId,
+        /// Where (port 0 picks a free one).
+        addr: SocketAddr,
+    },
+    /// Stop listening.
+    Unlisten {
+        /// The listener.
+        listener: ListenerId,
+    },
+}
+
+/// What the driver reports about the node's TCP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TcpEvent {
+    /// A connect succeeded.
+    Connected {
+        /// The stream.
+        stream: StreamId,
+        /// Its local address.
+        local: SocketAddr,
+    },
+    /// A connect failed (refused, unreachable, ...); the stream is gone.
+    ConnectFailed {
+        /// The stream.
+        stream: StreamId,
+        /// Why.
+        error: String,
+    },
+    /// The answer to [`TcpCommand::Listen`].
+    Listening {
+        /// The listener.
+        listener: ListenerId,
+        /// The bound address, or why listening failed.
+        result: Result<SocketAddr, String>,
+    },
+    /// A listener accepted a connection.
+    Accepted {
+        /// The listener.
+        listener: ListenerId,
+        /// The new stream (an id the driver chose, [`StreamId::is_accepted`]).
+        stream: StreamId,
+        /// The peer's address.
+        remote: SocketAddr,
+    },
+    /// Bytes read from a stream.
+    Received {
+        /// The stream.
+        stream: StreamId,
+        /// The bytes.
+        data: BytesMut,
+    },
+    /// The stream is gone: the peer closed it, or an error (given) ended it.
+    Closed {
+        /// The stream.
+        stream: StreamId,
+        /// What went wrong, `None` for an orderly close by the peer.
+        error: Option<String>,
+    },
+}
