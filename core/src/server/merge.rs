@@ -56,10 +56,9 @@ impl FlushSchedule {
     /// Puts `conn` on the list with `deadline` (from [`Self::deadline`], so never earlier than
     /// the entries already listed).
     pub fn hold(&mut self, deadline: Instant, conn: ConnId) {
-        debug_assert!(self
-            .entries
-            .back()
-            .map_or(true, |(last, _)| *last <= deadline));
+        if let Some((last, _)) = self.entries.back() {
+            debug_assert!(*last <= deadline, "deadlines are appended in order");
+        }
         self.entries.push_back((deadline, conn));
     }
 
