@@ -40,13 +40,14 @@ struct Flags {
     /// Directory for report.md, results.csv and the SVG plots.
     #[arg(long, default_value = "bench-compare-out")]
     out: PathBuf,
-    /// Servers to measure, comma-separated: siprtmp runtimes, `nginx` and `rtmplite3` (the
+    /// Servers to measure, comma-separated: siprtmp runtimes, a runtime with `-merged`
+    /// (siprtmp with `--merge-writes 100`, e.g. `mio-merged`), `nginx` and `rtmplite3` (the
     /// original server's Python 3 port). Runtimes the siprtmp binary does not accept, and
     /// peers not installed, are skipped with a note.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "mio,tokio,threads,async-std,nginx,rtmplite3"
+        default_value = "mio,mio-merged,tokio,threads,async-std,nginx,rtmplite3"
     )]
     runtimes: Vec<String>,
     /// Most players rtmplite3 is measured with: larger points are skipped with a note (the
@@ -249,6 +250,13 @@ fn run(flags: Flags) -> Result<bool, String> {
         match server::start(&kind, &bins) {
             Ok(running) => {
                 running.stop();
+                if let Some((runtime, Some(ms))) = kind.siprtmp_runtime() {
+                    notes.push(format!(
+                        "{}: siprtmp --runtime {runtime} --merge-writes {ms} (merged writes: \
+                         a player's media is held up to {ms} ms and written in one writev)",
+                        kind.label()
+                    ));
+                }
                 servers.push(kind);
             }
             Err(e) => {
@@ -462,6 +470,12 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
     for name in &flags.runtimes {
         if name == "nginx" {
             notes.push("nginx-rtmp skipped: it has no SIP gateway".into());
+            continue;
+        }
+        if name.ends_with(server::MERGED_SUFFIX) {
+            notes.push(format!(
+                "{name} skipped: merged writes apply to live players, not to gateway calls"
+            ));
             continue;
         }
         let kind = ServerKind::Siprtmp(name.clone());

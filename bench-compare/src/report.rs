@@ -145,6 +145,7 @@ pub fn write_all(
         "Summary: MHz per publisher / MHz per player",
         by_ticks,
     );
+    ratio_table(&mut md, info, results);
     summary_table(
         &mut md,
         info,
@@ -322,6 +323,49 @@ fn summary_table(
         "| Python multitask (original) | {} |",
         vec![multi; cols.len()].join(" | ")
     );
+}
+
+/// CPU per player of each server as a multiple of nginx-rtmp's (tracker issue 7 asks for at
+/// most 0.5x with merged writes); nothing without nginx-rtmp in the run.
+fn ratio_table(md: &mut String, info: &RunInfo, results: &[PointResult]) {
+    const NGINX: &str = "nginx-rtmp";
+    if !info.servers.iter().any(|s| s == NGINX) {
+        return;
+    }
+    let slope = |server: &str, scenario: &str, reader: ReaderKind| -> Option<f64> {
+        let mine: Vec<&PointResult> = results
+            .iter()
+            .filter(|r| r.server == server && r.scenario == scenario && r.reader == reader)
+            .collect();
+        curve(&mine, &info.players, by_ticks).fit.map(|f| f.slope)
+    };
+    let _ = writeln!(
+        md,
+        "\n## CPU per player relative to nginx-rtmp\n\nEach server's per-player slope divided \
+         by nginx-rtmp's in the same run (below 1: cheaper than nginx-rtmp).\n"
+    );
+    let mut cols = Vec::new();
+    for scenario in &info.scenarios {
+        for reader in &info.readers {
+            cols.push(format!("{} / {}", scenario.name, reader.name()));
+        }
+    }
+    let _ = writeln!(md, "| server | {} |", cols.join(" | "));
+    let _ = writeln!(md, "|---|{}", "---:|".repeat(cols.len()));
+    for server in info.servers.iter().filter(|s| *s != NGINX) {
+        let mut cells = Vec::new();
+        for scenario in &info.scenarios {
+            for &reader in &info.readers {
+                let mine = slope(server, &scenario.name, reader);
+                let theirs = slope(NGINX, &scenario.name, reader);
+                cells.push(match (mine, theirs) {
+                    (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+                    _ => "-".into(),
+                });
+            }
+        }
+        let _ = writeln!(md, "| {server} | {} |", cells.join(" | "));
+    }
 }
 
 fn memory_table(md: &mut String, info: &RunInfo, results: &[PointResult]) {

@@ -1,6 +1,7 @@
-//! The servers under test as child processes: `siprtmp --runtime R`, nginx with the RTMP
-//! module (one process: `master_process off`, so the measured PID is the one doing the work),
-//! and rtmplite3, the Python 3 port of the original project's RTMP server (one process on the
+//! The servers under test as child processes: `siprtmp --runtime R` (named `R`, or
+//! `R-merged` for `siprtmp --runtime R --merge-writes 100`), nginx with the RTMP module (one
+//! process: `master_process off`, so the measured PID is the one doing the work), and
+//! rtmplite3, the Python 3 port of the original project's RTMP server (one process on the
 //! original's generator-based `multitask` scheduler).
 //! Each point gets a fresh process on a fresh port, so peak RSS belongs to that point.
 
@@ -11,10 +12,18 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// Ending of a server name that runs siprtmp with merged writes: `mio-merged` is
+/// `siprtmp --runtime mio --merge-writes MERGED_WINDOW_MS`.
+pub const MERGED_SUFFIX: &str = "-merged";
+
+/// The merge window of a `-merged` server, in milliseconds (SRS's default `mw_latency`).
+pub const MERGED_WINDOW_MS: u64 = 100;
+
 /// A server implementation to measure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerKind {
-    /// `siprtmp --runtime <name>`.
+    /// `siprtmp --runtime <name>`, or with merged writes when the name ends in
+    /// [`MERGED_SUFFIX`].
     Siprtmp(String),
     /// nginx with ngx_rtmp_module.
     Nginx,
@@ -29,6 +38,17 @@ impl ServerKind {
             ServerKind::Siprtmp(r) => r.clone(),
             ServerKind::Nginx => "nginx-rtmp".into(),
             ServerKind::Rtmplite => "rtmplite3".into(),
+        }
+    }
+
+    /// For siprtmp: the runtime and, with merged writes, the window in milliseconds.
+    pub fn siprtmp_runtime(&self) -> Option<(&str, Option<u64>)> {
+        match self {
+            ServerKind::Siprtmp(name) => Some(match name.strip_suffix(MERGED_SUFFIX) {
+                Some(runtime) => (runtime, Some(MERGED_WINDOW_MS)),
+                None => (name.as_str(), None),
+            }),
+            ServerKind::Nginx | ServerKind::Rtmplite => None,
         }
     }
 }
@@ -158,13 +178,16 @@ pub fn start_with(kind: &ServerKind, bins: &Binaries, extra: &[String]) -> Resul
     let log_path = dir.join("server.log");
     let log = File::create(&log_path).map_err(|e| e.to_string())?;
     let mut command = match kind {
-        ServerKind::Siprtmp(runtime) => {
+        ServerKind::Siprtmp(_) => {
+            let (runtime, merge_ms) = kind.siprtmp_runtime().unwrap_or(("mio", None));
             let mut c = Command::new(&bins.siprtmp);
             c.args(["-i", "127.0.0.1", "-p", &port.to_string(), "-r"])
                 .arg(&dir)
-                .args(["--runtime", runtime])
-                .args(extra)
-                .env("RUST_LOG", "warn");
+                .args(["--runtime", runtime]);
+            if let Some(ms) = merge_ms {
+                c.args(["--merge-writes", &ms.to_string()]);
+            }
+            c.args(extra).env("RUST_LOG", "warn");
             c
         }
         ServerKind::Rtmplite => {
@@ -232,4 +255,19 @@ fn nginx_conf(module: &Path, dir: &Path, port: u16) -> String {
         module = module.display(),
         dir = dir.display(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_merged_name_runs_its_runtime_with_merged_writes() {
+        let merged = ServerKind::Siprtmp("mio-merged".into());
+        assert_eq!(merged.siprtmp_runtime(), Some(("mio", Some(100))));
+        assert_eq!(merged.label(), "mio-merged");
+        let plain = ServerKind::Siprtmp("tokio".into());
+        assert_eq!(plain.siprtmp_runtime(), Some(("tokio", None)));
+        assert_eq!(ServerKind::Nginx.siprtmp_runtime(), None);
+    }
 }

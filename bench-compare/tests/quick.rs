@@ -1,7 +1,9 @@
-//! Runs `bench-compare --quick` against `siprtmp --runtime mio` (and nginx-rtmp and
-//! rtmplite3 when they are installed; scripts/test.sh installs both): the run must finish, every player must receive every frame published during
-//! each window (the binary exits non-zero otherwise), and the report and plots must be written;
-//! with sipp installed, the one-call gateway point must get its frames echoed back.
+//! Runs `bench-compare --quick` against `siprtmp --runtime mio`, the same with merged writes
+//! (`mio-merged`: `--merge-writes 100`), nginx-rtmp and rtmplite3 (when they are installed;
+//! scripts/test.sh installs both): the run must finish, every player must receive every frame
+//! published during each window (the binary exits non-zero otherwise), and the report and
+//! plots must be written; with sipp installed, the one-call gateway point must get its frames
+//! echoed back.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -26,7 +28,7 @@ fn quick_mode_delivers_every_frame() {
     let started = Instant::now();
     let output = Command::new(env!("CARGO_BIN_EXE_bench-compare"))
         .arg("--quick")
-        .args(["--runtimes", "mio,nginx,rtmplite3"])
+        .args(["--runtimes", "mio,mio-merged,nginx,rtmplite3"])
         .arg("--server-bin")
         .arg(siprtmp_bin())
         .arg("--out")
@@ -52,6 +54,8 @@ fn quick_mode_delivers_every_frame() {
     } else {
         assert!(report.contains("| rtmplite3 |"), "{report}");
     }
+    // Merged writes (--merge-writes 100) are measured beside plain mio and deliver every frame.
+    assert!(report.contains("| mio-merged |"), "{report}");
     assert!(report.contains("No failures."), "{report}");
     assert!(report.contains("Python gevent"), "{report}");
     let csv = std::fs::read_to_string(out.join("results.csv")).expect("results.csv");

@@ -82,6 +82,9 @@ pub struct RtmpSection {
     pub handshake_timeout_secs: Option<f64>,
     /// SO_SNDBUF for client sockets, in bytes (default: the kernel's autotuning).
     pub send_buffer: Option<usize>,
+    /// Merged writes: hold a player's media up to this many milliseconds so that several
+    /// messages leave in one write (0 or absent: off).
+    pub merge_writes_ms: Option<u64>,
 }
 
 impl FileConfig {
@@ -89,6 +92,20 @@ impl FileConfig {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+/// Longest merge window accepted, in milliseconds (past a second, players stall).
+pub const MAX_MERGE_WRITES_MS: u64 = 1000;
+
+/// The merged-writes window for `ms` milliseconds: 0 is off.
+pub fn merge_window(ms: u64) -> Result<Option<Duration>, String> {
+    match ms {
+        0 => Ok(None),
+        1..=MAX_MERGE_WRITES_MS => Ok(Some(Duration::from_millis(ms))),
+        _ => Err(format!(
+            "merge writes {ms} ms is outside 0..={MAX_MERGE_WRITES_MS} (0: off)"
+        )),
     }
 }
 
@@ -124,6 +141,7 @@ impl RtmpSection {
             ping_interval: secs(self.ping_interval_secs, d.ping_interval)?,
             dead_timeout: secs(self.dead_timeout_secs, d.dead_timeout)?,
             handshake_timeout: secs(self.handshake_timeout_secs, d.handshake_timeout)?,
+            merge_writes: merge_window(self.merge_writes_ms.unwrap_or(0))?,
             ..d
         };
         if server.player_soft_backlog > server.player_hard_backlog {
@@ -232,5 +250,18 @@ mod tests {
             "no rules, no questions"
         );
         assert!(toml::from_str::<FileConfig>("[apps.live]\nrecord = \"sometimes\"").is_err());
+    }
+
+    #[test]
+    fn merge_writes_ms_sets_the_window_and_zero_turns_it_off() {
+        let merged: FileConfig = toml::from_str("[rtmp]\nmerge_writes_ms = 100").unwrap();
+        let window = merged.node_config(&[]).unwrap().server.merge_writes;
+        assert_eq!(window, Some(Duration::from_millis(100)));
+        let off: FileConfig = toml::from_str("[rtmp]\nmerge_writes_ms = 0").unwrap();
+        assert_eq!(off.node_config(&[]).unwrap().server.merge_writes, None);
+        let default = FileConfig::default();
+        assert_eq!(default.node_config(&[]).unwrap().server.merge_writes, None);
+        let long: FileConfig = toml::from_str("[rtmp]\nmerge_writes_ms = 5000").unwrap();
+        assert!(long.node_config(&[]).is_err());
     }
 }

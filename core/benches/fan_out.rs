@@ -1,11 +1,17 @@
 //! Decode a 10 KB video message from chunks and fan it out to 1,000 players: the server's
 //! per-message, per-player cost. Prints the cost per player.
+//!
+//! Then 20 ms audio messages to 1,000 players as a driver runs them (virtual time advancing
+//! 20 ms a round, the node's timer fired when due, one write per `Transmit`), without and with
+//! merged writes (`ServerConfig::merge_writes`, 100 ms): prints the cost per player per message
+//! and the writes per player per second. In memory a write is nearly free; on a socket each is
+//! a `writev`, which is what merging saves.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use siprtmp_core::node::{ConnId, Input, Node, NodeConfig};
+use siprtmp_core::node::{ConnId, Input, Node, NodeConfig, Output};
 use siprtmp_core::rtmp::chunk_encoder::encode_fmt0;
 use siprtmp_core::rtmp::client::ClientEvent;
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
@@ -25,8 +31,8 @@ fn stream_id(events: &[ClientEvent]) -> u32 {
 }
 
 /// A node with one publisher on live/bench and `PLAYERS` players, all in memory.
-fn setup(now: Instant) -> (Node, ConnId, Vec<ConnId>) {
-    let mut net = MemoryNet::new(Node::new(NodeConfig::default(), now, 1));
+fn setup(now: Instant, config: NodeConfig) -> (Node, ConnId, Vec<ConnId>) {
+    let mut net = MemoryNet::new(Node::new(config, now, 1));
     let publisher = net.connect(now, "live");
     let players: Vec<usize> = (0..PLAYERS).map(|_| net.connect(now, "live")).collect();
     net.pump(now);
@@ -56,7 +62,7 @@ fn setup(now: Instant) -> (Node, ConnId, Vec<ConnId>) {
 
 fn fan_out(c: &mut Criterion) {
     let now = Instant::now();
-    let (mut node, publisher, players) = setup(now);
+    let (mut node, publisher, players) = setup(now, NodeConfig::default());
     let mut frame = vec![0x27, 0x01, 0, 0, 0];
     frame.resize(PAYLOAD, 0xCD);
     // The publisher's chunk stream: one self-contained 10 KB message in 4096-byte chunks.
@@ -131,5 +137,87 @@ fn fan_out(c: &mut Criterion) {
     println!("fan_out: {per_player:.1} ns per player per 10 KB message (decode + queue + drain)");
 }
 
-criterion_group!(benches, fan_out);
+/// Audio messages between rounds of a driver.
+const AUDIO_EVERY: Duration = Duration::from_millis(20);
+
+/// One round of a driver at virtual time `now`: the publisher's chunks arrive, the node's timer
+/// fires if due, and each connection the node asks to write is written in full. Returns the
+/// writes.
+fn driver_round(
+    node: &mut Node,
+    now: Instant,
+    publisher: ConnId,
+    chunks: &Bytes,
+    dirty: &mut Vec<ConnId>,
+) -> usize {
+    node.handle(
+        now,
+        Input::Received {
+            conn: publisher,
+            data: BytesMut::from(&chunks[..]),
+        },
+    );
+    if node.poll_timeout().is_some_and(|deadline| deadline <= now) {
+        node.handle(now, Input::Timeout);
+    }
+    while let Some(out) = node.poll_output() {
+        if let Output::Transmit { conn } = out {
+            dirty.push(conn);
+        }
+    }
+    let writes = dirty.len();
+    for conn in dirty.drain(..) {
+        let bytes = node.queued_bytes(conn);
+        node.handle(now, Input::Drained { conn, bytes });
+    }
+    writes
+}
+
+fn audio(c: &mut Criterion) {
+    let mut group = c.benchmark_group("fan_out");
+    group.throughput(Throughput::Elements(PLAYERS as u64));
+    for (name, merge) in [
+        ("20ms_audio_to_1000_players", None),
+        (
+            "20ms_audio_to_1000_players_merged_100ms",
+            Some(Duration::from_millis(100)),
+        ),
+    ] {
+        let start = Instant::now();
+        let mut config = NodeConfig::default();
+        config.server.merge_writes = merge;
+        // Virtual time runs for hours here: no pings, no dead-peer closes.
+        config.server.ping_interval = Duration::from_secs(1 << 30);
+        let (mut node, publisher, players) = setup(start, config);
+        let mut payload = vec![0xaf, 0x01];
+        payload.resize(200, 0x5a);
+        let chunks = encode_fmt0(4, &RtmpMessage::new(type_id::AUDIO, 1, 40, payload), 4096);
+        let mut dirty = Vec::with_capacity(PLAYERS);
+        let mut now = start;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                now += AUDIO_EVERY;
+                driver_round(&mut node, now, publisher, &chunks, &mut dirty)
+            })
+        });
+        let rounds = 2000;
+        let mut writes = 0;
+        let timer = std::time::Instant::now();
+        for _ in 0..rounds {
+            now += AUDIO_EVERY;
+            writes += driver_round(&mut node, now, publisher, &chunks, &mut dirty);
+        }
+        let per_player = timer.elapsed().as_nanos() as f64 / (rounds * PLAYERS) as f64;
+        let virtual_secs = (AUDIO_EVERY * rounds as u32).as_secs_f64();
+        let writes_per_sec = writes as f64 / PLAYERS as f64 / virtual_secs;
+        assert!(players.iter().all(|&p| node.queued_bytes(p) < 64 * 1024));
+        println!(
+            "{name}: {per_player:.1} ns per player per message; {writes_per_sec:.1} writes per \
+             player per second"
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, fan_out, audio);
 criterion_main!(benches);

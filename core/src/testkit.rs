@@ -149,6 +149,10 @@ pub struct MemoryClient {
     pub muted: bool,
     /// Every byte the node sent this client, when [`MemoryNet::keep_raw`] is set.
     pub raw: Vec<u8>,
+    /// Writes to this client that moved bytes (each a `writev` for a real driver).
+    pub writes: usize,
+    /// The node asked for a write ([`Output::Transmit`]) not yet carried out.
+    wants_write: bool,
     inbox: BytesMut,
 }
 
@@ -175,6 +179,9 @@ pub struct MemoryNet {
     /// What the node asked of the relay between workers (a node made a worker with
     /// [`Node::with_relay`]), in order, for the test to carry out.
     pub relay_out: Vec<crate::relay::RelayOut>,
+    /// Write to a client only when the node asked ([`Output::Transmit`]), as a real driver
+    /// does, instead of whenever something is queued (for tests of when writes happen).
+    pub transmit_driven: bool,
 }
 
 /// An in-memory UDP network for the node's sockets (the gateway's SIP and RTP): the node's
@@ -445,6 +452,7 @@ impl MemoryNet {
             udp: MemoryUdp::default(),
             tcp: MemoryTcp::default(),
             relay_out: Vec::new(),
+            transmit_driven: false,
         }
     }
 
@@ -494,6 +502,8 @@ impl MemoryNet {
             closed: false,
             muted: false,
             raw: Vec::new(),
+            writes: 0,
+            wants_write: false,
             inbox: BytesMut::new(),
         });
         self.clients.len() - 1
@@ -594,18 +604,25 @@ impl MemoryNet {
                     }
                     Output::Relay(out) => self.relay_out.push(out),
                     Output::Event(event) if self.record_events => self.node_events.push(event),
-                    Output::Event(_) | Output::Transmit { .. } => {}
+                    Output::Transmit { conn } => {
+                        if let Some(c) = self.clients.iter_mut().find(|c| c.conn == conn) {
+                            c.wants_write = true;
+                        }
+                    }
+                    Output::Event(_) => {}
                 }
             }
             for c in &mut self.clients {
-                if c.closed || c.muted {
+                if c.closed || c.muted || (self.transmit_driven && !c.wants_write) {
                     continue;
                 }
+                c.wants_write = false;
                 let before = c.inbox.len();
                 let drained = drain_into(&mut self.node, now, c.conn, &mut c.inbox);
                 if drained == 0 {
                     continue;
                 }
+                c.writes += 1;
                 if self.keep_raw {
                     c.raw.extend_from_slice(&c.inbox[before..]);
                 }

@@ -24,10 +24,14 @@ fn is_publish_started(e: &Event) -> bool {
 }
 
 fn publish_and_watch(file: &str, test: &str) {
+    publish_and_watch_on(NodeConfig::default(), file, test);
+}
+
+fn publish_and_watch_on(config: NodeConfig, file: &str, test: &str) {
     let source_path = media(file);
     let source = packets(&source_path);
     let dir = scratch_dir(test);
-    let mut server = TestServer::start(NodeConfig::default(), None);
+    let mut server = TestServer::start(config, None);
     let url = server.url("live/s1");
 
     let early_ffmpeg = ffmpeg_play(&url, &dir.join("ffmpeg.flv"));
@@ -82,6 +86,20 @@ fn ffmpeg_publishes_h264_aac_and_three_players_receive_every_frame() {
 #[test]
 fn ffmpeg_publishes_h264_speex_and_three_players_receive_every_frame() {
     publish_and_watch("h264_speex16k_320x240_12fps_20s.flv", "h264_speex");
+}
+
+/// Merged writes (`--merge-writes 100`): media leaves in batches of up to 100 ms, and ffmpeg
+/// and rtmpdump, early and late, still receive every frame, in order.
+#[test]
+fn with_merged_writes_three_players_receive_every_frame() {
+    let config = NodeConfig {
+        server: ServerConfig {
+            merge_writes: Some(Duration::from_millis(100)),
+            ..ServerConfig::default()
+        },
+        ..NodeConfig::default()
+    };
+    publish_and_watch_on(config, "h264_aac_320x240_12fps_20s.flv", "h264_aac_merged");
 }
 
 /// A player that stops reading neither delays the publisher nor the other players, and is

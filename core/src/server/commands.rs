@@ -469,6 +469,7 @@ impl RtmpServer {
         let mut waiting: SmallVec<[(ConnId, u32); 8]> = SmallVec::new();
         for player in &mut stream.players {
             player.need_keyframe = true;
+            player.flush_next = true;
             waiting.push((player.conn, player.stream_id));
         }
         for (player, player_stream) in waiting {
@@ -713,6 +714,7 @@ impl RtmpServer {
                 receive_audio: true,
                 receive_video: true,
                 need_keyframe: true,
+                flush_next: true,
             });
         self.subscribe_if_remote(key);
         if live {
@@ -763,6 +765,7 @@ impl RtmpServer {
             player.paused = pause;
             // Live resumes at the next keyframe: the frames in between were never sent.
             player.need_keyframe |= !pause;
+            player.flush_next |= !pause;
         }
         let (code, what) = if pause {
             ("NetStream.Pause.Notify", "Paused")

@@ -11,6 +11,13 @@ use crate::rtmp::chunk_decoder::ChunkLimits;
 /// use siprtmp_core::server::ServerConfig;
 /// let config = ServerConfig { player_hard_backlog: 4 * 1024 * 1024, ..ServerConfig::default() };
 /// assert!(config.player_soft_backlog < config.player_hard_backlog);
+///
+/// // Merged writes, as SRS does: up to 100 ms of media per player per write.
+/// let merged = ServerConfig {
+///     merge_writes: Some(std::time::Duration::from_millis(100)),
+///     ..ServerConfig::default()
+/// };
+/// assert_eq!(merged.merge_max_bytes, 64 * 1024);
 /// ```
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -47,6 +54,15 @@ pub struct ServerConfig {
     /// Bytes a recording may have waiting for the disk before it is stopped (a disk that does
     /// not keep up must not make the server hold the stream in memory).
     pub max_record_backlog: usize,
+    /// Merged writes: when set, live media for a player is held for up to this long so that
+    /// several messages leave in one write (as SRS's `mw_latency`), trading that much latency
+    /// for far fewer system calls per player. Commands, status, control messages and the
+    /// first media after a play or resume still go out at once. `None` (the default): every
+    /// message is written as soon as it arrives.
+    pub merge_writes: Option<Duration>,
+    /// With merged writes, held media bytes past which a player's queue is written at once,
+    /// without waiting for the rest of the window (so bulk video does not pile up in memory).
+    pub merge_max_bytes: usize,
     /// The SIP-RTMP gateway, when enabled (`None`: connects to its application are ordinary
     /// RTMP connects).
     pub gateway: Option<super::gateway_host::GatewayNodeConfig>,
@@ -94,6 +110,8 @@ impl Default for ServerConfig {
             vod_burst: Duration::from_millis(500),
             vod_read_size: 64 * 1024,
             max_record_backlog: 16 * 1024 * 1024,
+            merge_writes: None,
+            merge_max_bytes: 64 * 1024,
             gateway: None,
         }
     }

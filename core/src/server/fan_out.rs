@@ -5,13 +5,17 @@
 //! Backpressure: past the soft backlog limit a player's non-key video is dropped until the next
 //! keyframe; past the hard limit the player is disconnected. The publisher and the other players
 //! never wait for a slow one.
+//!
+//! With merged writes on (`ServerConfig::merge_writes`), media for an idle player is held
+//! (see `merge`) instead of being signalled at once, except a player's first media after a play,
+//! a resume or a new publisher, and the keyframe it was waiting for.
 
 use std::sync::Arc;
 
 use smallvec::SmallVec;
 
 use super::live_stream::{media_kind, MediaKind, SharedMessage};
-use super::session::StreamRole;
+use super::session::{Held, StreamRole};
 use super::RtmpServer;
 use crate::amf::Value;
 use crate::flv::metadata::properties_of;
@@ -60,9 +64,16 @@ impl RtmpServer {
         let Some(stream) = self.live.get_mut(key) else {
             return;
         };
+        // One deadline for every player this message is held on.
+        let last_now = self.last_now;
+        let mut merge = self.merge.as_mut().map(|m| {
+            let deadline = m.deadline(last_now);
+            (m, deadline)
+        });
         let is_video = shared.msg.type_id == type_id::VIDEO;
         let mut evict: SmallVec<[ConnId; 4]> = SmallVec::new();
         for player in stream.players.iter_mut() {
+            let mut at_once = player.flush_next;
             let wanted = match shared.msg.type_id {
                 type_id::AUDIO => player.receive_audio,
                 type_id::VIDEO => player.receive_video,
@@ -86,6 +97,7 @@ impl RtmpServer {
                             continue;
                         }
                         player.need_keyframe = false;
+                        at_once = true;
                     }
                     MediaKind::InterFrame => {
                         if backlog > soft {
@@ -99,7 +111,21 @@ impl RtmpServer {
                 }
             }
             let bytes = shared.encoded(player.chunk_size, player.stream_id);
-            if session.queue(bytes) {
+            player.flush_next = false;
+            let transmit = match &mut merge {
+                Some((schedule, deadline)) if !at_once => {
+                    match session.queue_held(bytes, *deadline, schedule.max_bytes()) {
+                        Held::Nothing => false,
+                        Held::Started => {
+                            schedule.hold(*deadline, player.conn);
+                            false
+                        }
+                        Held::Transmit => true,
+                    }
+                }
+                _ => session.queue(bytes),
+            };
+            if transmit {
                 self.outputs
                     .push_back(Output::Transmit { conn: player.conn });
             }

@@ -25,6 +25,9 @@ pub(crate) struct Player {
     /// Drop video until a keyframe (just joined without a cached GOP, resumed, or fell
     /// behind past the soft backlog limit).
     pub need_keyframe: bool,
+    /// With merged writes: the next message goes out at once, not held (the first after a
+    /// play, a resume or a new publisher, when the viewer is waiting for the picture).
+    pub flush_next: bool,
 }
 
 /// A media or data message as published, with its chunk encodings shared by every player that

@@ -3,8 +3,9 @@
 //!
 //! [`RtmpServer`] is driven through [`crate::node::Node`]; the files beside this one each own
 //! one part of it: `session` (one connection), `commands` (NetConnection and NetStream
-//! calls), `fan_out` (delivering published media to players, with backpressure) and
-//! `live_stream` (per-stream caches).
+//! calls), `fan_out` (delivering published media to players, with backpressure),
+//! `live_stream` (per-stream caches) and `merge` (merged writes: media held for a window so
+//! that several messages leave in one write).
 
 mod commands;
 mod config;
@@ -12,6 +13,7 @@ mod decisions;
 mod fan_out;
 mod gateway_host;
 mod live_stream;
+mod merge;
 mod recorder;
 mod relay;
 mod send_queue;
@@ -47,6 +49,7 @@ use crate::rtmp::message::{type_id, RtmpMessage};
 use crate::storage::{FileError, FileId, FileReply};
 use decisions::Pending;
 use live_stream::LiveStream;
+use merge::FlushSchedule;
 use recorder::{Recorder, RecorderNote};
 use session::{Phase, Session, StreamRole};
 use session_table::SessionTable;
@@ -92,12 +95,17 @@ pub struct RtmpServer {
     last_now: Instant,
     /// The relay to the other workers of a group, when this node is one.
     relay: Option<relay::RelayState>,
+    /// Players whose media is held for merged writes, when enabled.
+    merge: Option<FlushSchedule>,
 }
 
 impl RtmpServer {
     /// A server with `config`, timestamps counted from `epoch`, randomness from `seed`.
     pub fn new(config: ServerConfig, epoch: Instant, seed: u64) -> Self {
         let config_gateway = config.gateway.clone().map(gateway_host::GatewayHost::new);
+        let merge = config
+            .merge_writes
+            .map(|window| FlushSchedule::new(window, config.merge_max_bytes));
         Self {
             config,
             epoch,
@@ -116,6 +124,7 @@ impl RtmpServer {
             gateway: config_gateway,
             last_now: epoch,
             relay: None,
+            merge,
         }
     }
 
@@ -362,7 +371,9 @@ impl RtmpServer {
             session.out.advance(bytes);
             if session.out.is_empty() {
                 session.transmit_pending = false;
-            } else if !session.transmit_pending {
+                // Held media written along with something else: nothing is held any more.
+                session.hold_deadline = None;
+            } else if !session.transmit_pending && session.hold_deadline.is_none() {
                 session.transmit_pending = true;
                 self.outputs.push_back(Output::Transmit { conn });
             }
@@ -448,6 +459,27 @@ impl RtmpServer {
                 Timer::Gateway(raw) => self.gateway_timer(now, ConnId(raw), deadline),
             }
         }
+        self.flush_held(now);
+    }
+
+    /// Merged writes: emits the `Transmit` of every connection whose held media is due.
+    fn flush_held(&mut self, now: Instant) {
+        let Some(merge) = &mut self.merge else {
+            return;
+        };
+        while let Some((deadline, conn)) = merge.pop_due(now) {
+            let Some(session) = self.sessions.get_mut(conn) else {
+                continue; // gone since
+            };
+            // A stale entry: the connection transmitted (and maybe held again) since.
+            if session.hold_deadline != Some(deadline) {
+                continue;
+            }
+            session.hold_deadline = None;
+            if session.transmit_now() {
+                self.outputs.push_back(Output::Transmit { conn });
+            }
+        }
     }
 
     /// Handshake timeout, idle ping, dead-peer close; re-arms the connection's one timer.
@@ -494,7 +526,12 @@ impl RtmpServer {
 
     /// The earliest timer deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((t, _))| *t)
+        let timer = self.timers.peek().map(|Reverse((t, _))| *t);
+        let flush = self.merge.as_ref().and_then(FlushSchedule::next_deadline);
+        match (timer, flush) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The connection's queued segments as I/O slices.

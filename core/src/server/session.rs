@@ -31,6 +31,17 @@ pub(crate) mod csid {
     pub const DATA: u32 = 8;
 }
 
+/// What queueing media under merged writes asks of the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Held {
+    /// Nothing: the bytes are held with earlier ones, or join a write under way.
+    Nothing,
+    /// A hold began: put the connection on the flush schedule at the deadline given.
+    Started,
+    /// Too much is held: emit the connection's `Transmit` now.
+    Transmit,
+}
+
 /// What a NetStream of this connection is doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum StreamRole {
@@ -66,6 +77,9 @@ pub(crate) struct Session {
     pub out: SendQueue,
     /// A `Transmit` was emitted and the queue has not been emptied since.
     pub transmit_pending: bool,
+    /// Merged writes: media is queued but held back, and its `Transmit` is due at this
+    /// deadline (the session's live entry in the node's flush schedule).
+    pub hold_deadline: Option<Instant>,
     /// The application (scope) from `connect`, once connected.
     pub app: Option<String>,
     /// `connect` asked for AMF3 object encoding.
@@ -102,6 +116,7 @@ impl Session {
             encoder: ChunkEncoder::new(),
             out: SendQueue::default(),
             transmit_pending: false,
+            hold_deadline: None,
             app: None,
             object_encoding: 0.0,
             streams: SmallVec::new(),
@@ -120,11 +135,35 @@ impl Session {
     /// `Transmit` is outstanding, i.e. the driver must be told.
     pub fn queue(&mut self, bytes: Bytes) -> bool {
         self.out.push(bytes);
+        self.transmit_now()
+    }
+
+    /// Marks a `Transmit` as emitted if one is needed (something queued and none
+    /// outstanding); returns whether it is. Anything held goes with it.
+    pub fn transmit_now(&mut self) -> bool {
         if !self.transmit_pending && !self.out.is_empty() {
             self.transmit_pending = true;
+            self.hold_deadline = None;
             return true;
         }
         false
+    }
+
+    /// Queues media under merged writes: held until `deadline` unless a write is already
+    /// under way (the bytes join it) or more than `max_bytes` are queued (written at once).
+    pub fn queue_held(&mut self, bytes: Bytes, deadline: Instant, max_bytes: usize) -> Held {
+        self.out.push(bytes);
+        if self.transmit_pending || self.out.is_empty() {
+            Held::Nothing
+        } else if self.out.queued_bytes() > max_bytes {
+            self.transmit_now();
+            Held::Transmit
+        } else if self.hold_deadline.is_none() {
+            self.hold_deadline = Some(deadline);
+            Held::Started
+        } else {
+            Held::Nothing
+        }
     }
 
     /// Encodes `msg` on `csid` with the session's stateful encoder and queues it.

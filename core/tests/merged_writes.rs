@@ -1,0 +1,318 @@
+//! Merged writes (`ServerConfig::merge_writes`), in memory and in virtual time, with clients
+//! written only when the node asks (as a real driver does): every message still arrives, in
+//! order and within the window; commands and status are not held; a player gets about one
+//! write per window instead of one per message; and a frozen player is still dropped at the
+//! backlog limit without holding up the others.
+
+use std::time::{Duration, Instant};
+
+use siprtmp_core::amf::Value;
+use siprtmp_core::node::{Event, Input, Node, NodeConfig};
+use siprtmp_core::rtmp::client::ClientEvent;
+use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
+use siprtmp_core::testkit::MemoryNet;
+
+const WINDOW: Duration = Duration::from_millis(100);
+const AUDIO_EVERY: Duration = Duration::from_millis(20);
+
+/// A node (merged writes per `merge`) driven by Transmit, with the time each client received
+/// each of its media messages.
+struct Fixture {
+    net: MemoryNet,
+    now: Instant,
+    /// Per client: when each media message it has received arrived.
+    arrivals: Vec<Vec<Instant>>,
+}
+
+impl Fixture {
+    fn new(merge: Option<Duration>) -> Self {
+        let mut config = NodeConfig::default();
+        config.server.merge_writes = merge;
+        Self::with_config(config)
+    }
+
+    fn with_config(config: NodeConfig) -> Self {
+        let now = Instant::now();
+        let mut net = MemoryNet::new(Node::new(config, now, 5));
+        net.transmit_driven = true;
+        Self {
+            net,
+            now,
+            arrivals: Vec::new(),
+        }
+    }
+
+    fn pump(&mut self) {
+        self.net.pump(self.now);
+        self.record_arrivals();
+    }
+
+    /// Notes the arrival time of media that came in since the last look.
+    fn record_arrivals(&mut self) {
+        self.arrivals.resize(self.net.clients.len(), Vec::new());
+        for (c, arrivals) in self.arrivals.iter_mut().enumerate() {
+            let count = self.net.media(c).len();
+            while arrivals.len() < count {
+                arrivals.push(self.now);
+            }
+        }
+    }
+
+    /// Moves virtual time to `until`, firing each node timer at its own deadline.
+    fn advance_to(&mut self, until: Instant) {
+        while let Some(deadline) = self.net.node.poll_timeout() {
+            if deadline > until {
+                break;
+            }
+            self.now = deadline.max(self.now);
+            self.net.node.handle(self.now, Input::Timeout);
+            self.pump();
+        }
+        self.now = until.max(self.now);
+        self.pump();
+    }
+
+    fn client_with_stream(&mut self) -> (usize, u32) {
+        let c = self.net.connect(self.now, "live");
+        self.pump();
+        self.net.clients[c].client.create_stream();
+        self.pump();
+        let id = self
+            .net
+            .events(c)
+            .iter()
+            .find_map(|e| match e {
+                ClientEvent::StreamCreated(id) => Some(*id),
+                _ => None,
+            })
+            .expect("stream created at once");
+        (c, id)
+    }
+
+    fn publisher(&mut self) -> (usize, u32) {
+        let (c, id) = self.client_with_stream();
+        self.net.clients[c].client.publish(id, "cam");
+        self.pump();
+        assert_eq!(
+            self.net.statuses(c).last().map(String::as_str),
+            Some("NetStream.Publish.Start")
+        );
+        (c, id)
+    }
+
+    fn player(&mut self) -> (usize, u32) {
+        let (c, id) = self.client_with_stream();
+        self.net.clients[c].client.play(id, "cam", -2.0);
+        self.pump();
+        assert!(
+            self.net
+                .statuses(c)
+                .contains(&"NetStream.Play.Start".to_string()),
+            "play is answered at once"
+        );
+        (c, id)
+    }
+
+    fn send(&mut self, (c, stream): (usize, u32), type_id: u8, timestamp: u32, payload: Vec<u8>) {
+        let msg = RtmpMessage::new(type_id, stream, timestamp, payload);
+        self.net.clients[c].client.send_media(&msg);
+        self.pump();
+    }
+}
+
+fn aac(n: u32) -> Vec<u8> {
+    let mut v = vec![0xaf, 0x01];
+    v.extend_from_slice(&n.to_be_bytes());
+    v.resize(160, n as u8);
+    v
+}
+
+/// Media as a client saw it: (type, timestamp, payload).
+type Media = Vec<(u8, u32, Vec<u8>)>;
+
+/// One second of 50 messages/s audio to `players` players; returns what was sent (type,
+/// timestamp, payload) and when, and the writes each player got during that second.
+fn one_second_of_audio(
+    f: &mut Fixture,
+    publisher: (usize, u32),
+    players: &[usize],
+) -> (Media, Vec<Instant>, Vec<usize>) {
+    let writes_before: Vec<usize> = players.iter().map(|&p| f.net.clients[p].writes).collect();
+    let start = f.now;
+    let mut sent = Vec::new();
+    let mut sent_at = Vec::new();
+    for i in 0..50u32 {
+        f.advance_to(start + AUDIO_EVERY * i);
+        f.send(publisher, type_id::AUDIO, i * 20, aac(i));
+        sent.push((type_id::AUDIO, i * 20, aac(i)));
+        sent_at.push(f.now);
+    }
+    f.advance_to(start + Duration::from_secs(1));
+    let writes = players
+        .iter()
+        .zip(writes_before)
+        .map(|(&p, before)| f.net.clients[p].writes - before)
+        .collect();
+    // Whatever is still held leaves within the window.
+    f.advance_to(start + Duration::from_secs(1) + WINDOW);
+    (sent, sent_at, writes)
+}
+
+#[test]
+fn every_message_arrives_in_order_within_the_window_in_about_one_write_per_window() {
+    let mut f = Fixture::new(Some(WINDOW));
+    let publisher = f.publisher();
+    let players: Vec<usize> = (0..3).map(|_| f.player().0).collect();
+    let (sent, sent_at, writes) = one_second_of_audio(&mut f, publisher, &players);
+    for &p in &players {
+        assert_eq!(f.net.media(p), sent, "player {p}: every message, in order");
+        for (i, (&arrived, &published)) in f.arrivals[p].iter().zip(&sent_at).enumerate() {
+            let waited = arrived - published;
+            assert!(waited <= WINDOW, "message {i} waited {waited:?}");
+        }
+        // Held, not sent one by one: most messages waited a while.
+        let held = f.arrivals[p]
+            .iter()
+            .zip(&sent_at)
+            .filter(|(a, s)| **a > **s)
+            .count();
+        assert!(held >= 40, "only {held} of 50 messages were held");
+    }
+    // About one write per window (the first message after play goes at once), not 50.
+    for w in writes {
+        assert!((9..=11).contains(&w), "{w} writes in one second");
+    }
+}
+
+#[test]
+fn without_merging_every_message_is_a_write_of_its_own() {
+    let mut f = Fixture::new(None);
+    let publisher = f.publisher();
+    let players: Vec<usize> = (0..2).map(|_| f.player().0).collect();
+    let (sent, sent_at, writes) = one_second_of_audio(&mut f, publisher, &players);
+    for &p in &players {
+        assert_eq!(f.net.media(p), sent);
+        assert_eq!(f.arrivals[p], sent_at, "no message waits");
+    }
+    assert_eq!(writes, vec![50, 50]);
+}
+
+#[test]
+fn the_first_media_after_play_and_commands_and_status_are_not_held() {
+    let mut f = Fixture::new(Some(WINDOW));
+    let publisher = f.publisher();
+    let (player, player_stream) = f.player();
+    // The player's first media goes at once.
+    f.send(publisher, type_id::AUDIO, 0, aac(0));
+    assert_eq!(f.net.media(player).len(), 1);
+    // The next is held...
+    f.advance_to(f.now + AUDIO_EVERY);
+    f.send(publisher, type_id::AUDIO, 20, aac(1));
+    assert_eq!(f.net.media(player).len(), 1, "held");
+    // ... but a command's answer is not, and the held media leaves with it.
+    f.net.clients[player].client.create_stream();
+    f.pump();
+    let created = f
+        .net
+        .events(player)
+        .iter()
+        .filter(|e| matches!(e, ClientEvent::StreamCreated(_)))
+        .count();
+    assert_eq!(created, 2, "_result at once");
+    assert_eq!(f.net.media(player).len(), 2);
+    // Status too: pause is answered at once, and so is the resume; the first media after the
+    // resume is not held either.
+    f.net.clients[player].client.call(
+        player_stream,
+        "pause",
+        vec![Value::Boolean(true), Value::Number(20.0)],
+    );
+    f.pump();
+    assert_eq!(
+        f.net.statuses(player).last().map(String::as_str),
+        Some("NetStream.Pause.Notify")
+    );
+    f.net.clients[player].client.call(
+        player_stream,
+        "pause",
+        vec![Value::Boolean(false), Value::Number(20.0)],
+    );
+    f.pump();
+    assert_eq!(
+        f.net.statuses(player).last().map(String::as_str),
+        Some("NetStream.Unpause.Notify")
+    );
+    f.advance_to(f.now + AUDIO_EVERY);
+    f.send(publisher, type_id::AUDIO, 40, aac(2));
+    assert_eq!(
+        f.net.media(player).len(),
+        3,
+        "first media after resume at once"
+    );
+    // A late player with a cached GOP gets it at once as well.
+    let mut key = vec![0x17, 0x01, 0, 0, 0];
+    key.resize(2000, 7);
+    f.send(publisher, type_id::VIDEO, 60, key.clone());
+    let (late, _) = f.player();
+    let late_video: Vec<_> = f
+        .net
+        .media(late)
+        .into_iter()
+        .filter(|m| m.0 == type_id::VIDEO)
+        .collect();
+    assert_eq!(late_video, vec![(type_id::VIDEO, 60, key)]);
+}
+
+#[test]
+fn held_bytes_past_the_size_limit_are_written_at_once() {
+    let mut config = NodeConfig::default();
+    config.server.merge_writes = Some(WINDOW);
+    config.server.merge_max_bytes = 64 * 1024;
+    let mut f = Fixture::with_config(config);
+    let publisher = f.publisher();
+    let (player, _) = f.player();
+    let frame = |first: u8, n: u8| {
+        let mut v = vec![first, 0x01, 0, 0, 0, n];
+        v.resize(30_000, n);
+        v
+    };
+    f.send(publisher, type_id::VIDEO, 0, frame(0x17, 0)); // the awaited keyframe: at once
+    assert_eq!(f.net.media(player).len(), 1);
+    f.send(publisher, type_id::VIDEO, 40, frame(0x27, 1)); // 30 KB held
+    f.send(publisher, type_id::VIDEO, 80, frame(0x27, 2)); // 60 KB held
+    assert_eq!(f.net.media(player).len(), 1, "held below the limit");
+    f.send(publisher, type_id::VIDEO, 120, frame(0x27, 3)); // 90 KB: past 64 KiB
+    assert_eq!(f.net.media(player).len(), 4, "written without waiting");
+}
+
+#[test]
+fn a_frozen_player_is_still_dropped_at_the_hard_limit_and_others_get_everything() {
+    let mut config = NodeConfig::default();
+    config.server.merge_writes = Some(WINDOW);
+    config.server.player_soft_backlog = 20_000;
+    config.server.player_hard_backlog = 100_000;
+    let mut f = Fixture::with_config(config);
+    let publisher = f.publisher();
+    let (slow, _) = f.player();
+    let (fast, _) = f.player();
+    f.net.clients[slow].muted = true;
+    let slow_conn = f.net.clients[slow].conn;
+    let start = f.now;
+    let mut sent = Vec::new();
+    for i in 0..200u32 {
+        f.advance_to(start + AUDIO_EVERY * i);
+        let mut payload = aac(i);
+        payload.resize(1000, 1);
+        f.send(publisher, type_id::AUDIO, i * 20, payload.clone());
+        sent.push((type_id::AUDIO, i * 20, payload));
+    }
+    f.advance_to(f.now + WINDOW);
+    assert!(f.net.clients[slow].closed, "dropped past the hard limit");
+    let reason = f.net.node_events.iter().find_map(|e| match e {
+        Event::Closing { conn, reason } if *conn == slow_conn => Some(reason.clone()),
+        _ => None,
+    });
+    assert!(reason.is_some_and(|r| r.contains("backlog")));
+    assert_eq!(f.net.media(fast), sent, "the other player got everything");
+    assert!(!f.net.clients[fast].closed);
+}
