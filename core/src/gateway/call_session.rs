@@ -150,6 +150,11 @@ pub struct GatewaySession {
     rtp_out: Vec<OutgoingRtp>,
     from_far: Vec<FromFarEnd>,
     cname: String,
+    /// The user agent's next deadline, while nothing but media has happened since it was
+    /// asked: the server asks after every packet, and media never moves a SIP timer (the
+    /// answer walks the transaction timers, keyed by branch, so it is not free). Cleared by
+    /// [`GatewaySession::pump`], which every path that touches the user agent ends with.
+    ua_timeout: Option<Option<Instant>>,
 }
 
 impl std::fmt::Debug for GatewaySession {
@@ -239,6 +244,7 @@ impl GatewaySession {
             rtp_out: Vec::new(),
             from_far: Vec::new(),
             cname: request.aor.clone(),
+            ua_timeout: None,
         };
         if request.auth_pass.is_some() {
             session.connect_pending = true;
@@ -519,7 +525,10 @@ impl GatewaySession {
 
     /// The earliest time [`GatewaySession::handle_timeout`] has work.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        let ua = self.ua.poll_timeout();
+        let ua = match self.ua_timeout {
+            Some(known) => known,
+            None => *self.ua_timeout.insert(self.ua.poll_timeout()),
+        };
         let bridge = self.bridge.as_ref().and_then(MediaBridge::poll_timeout);
         ua.into_iter().chain(bridge).min()
     }
@@ -572,6 +581,7 @@ impl GatewaySession {
 
     /// Moves the user agent's datagrams and events into outputs.
     fn pump(&mut self, now: Instant) {
+        self.ua_timeout = None;
         loop {
             while let Some((destination, data)) = self.ua.poll_transmit() {
                 self.outputs
