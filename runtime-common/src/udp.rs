@@ -57,7 +57,7 @@ pub const UDP_TOKEN_BASE: usize = 1 << (usize::BITS - 2);
 /// of 50 calls' audio and video).
 pub const QUEUE_DEPTH: usize = 16 * 1024;
 /// Datagrams one receive call asks for (Linux `recvmmsg`).
-pub const RECV_BATCH: usize = 16;
+pub const RECV_BATCH: usize = 8;
 /// Datagrams one send call carries at most (Linux `sendmmsg`).
 const SEND_BATCH: usize = 32;
 /// Receive buffer allocation: many datagrams share one.
@@ -558,6 +558,9 @@ struct Reader {
     /// Where each slot of a batched receive puts what does not fit in its `SLOT` bytes.
     #[cfg(target_os = "linux")]
     overflow: Vec<u8>,
+    /// Where a batched receive writes the sources (kept: not zeroed again per call).
+    #[cfg(target_os = "linux")]
+    names: Box<[libc::sockaddr_storage; RECV_BATCH]>,
 }
 
 impl Default for Reader {
@@ -566,6 +569,9 @@ impl Default for Reader {
             buf: BytesMut::new(),
             #[cfg(target_os = "linux")]
             overflow: vec![0; RECV_BATCH * (MAX_DATAGRAM - SLOT)],
+            // SAFETY: all-zero bytes are a valid `sockaddr_storage` (family AF_UNSPEC).
+            #[cfg(target_os = "linux")]
+            names: Box::new(unsafe { std::mem::zeroed() }),
         }
     }
 }
@@ -595,7 +601,7 @@ impl Reader {
                         overflow.next().unwrap_or_default(),
                     ]
                 });
-                recv_batch(udp.as_raw_fd(), &mut slots, &mut got)
+                recv_batch(udp.as_raw_fd(), &mut slots, &mut self.names, &mut got)
             };
             *calls += 1;
             let count = match result {
@@ -667,18 +673,18 @@ impl Reader {
 }
 
 /// One `recvmmsg(2)` of up to `slots.len()` datagrams from `fd`, without waiting. Datagram
-/// `i` lands in `slots[i][0]` and, past its length, in `slots[i][1]`; `got[i]` receives its
-/// length and source. Returns how many datagrams arrived (at least one), or the error
+/// `i` lands in `slots[i][0]` and, past its length, in `slots[i][1]`, its source in
+/// `names[i]`; `got[i]` receives its length and source. Returns how many datagrams arrived (at least one), or the error
 /// (`WouldBlock` when the socket is empty).
 #[cfg(target_os = "linux")]
 fn recv_batch(
     fd: std::os::fd::RawFd,
     slots: &mut [[&mut [u8]; 2]; RECV_BATCH],
+    names: &mut [libc::sockaddr_storage; RECV_BATCH],
     got: &mut [(usize, Option<SocketAddr>); RECV_BATCH],
 ) -> io::Result<usize> {
-    // SAFETY: all-zero bytes are a valid value of these plain C structs (null pointers, zero
+    // SAFETY: all-zero bytes are a valid value of this plain C struct (null pointers, zero
     // lengths and flags).
-    let mut names: [libc::sockaddr_storage; RECV_BATCH] = unsafe { std::mem::zeroed() };
     let mut headers: [libc::mmsghdr; RECV_BATCH] = unsafe { std::mem::zeroed() };
     let mut iovecs = [[libc::iovec {
         iov_base: std::ptr::null_mut(),
@@ -696,7 +702,7 @@ fn recv_batch(
         header.msg_iovlen = 2;
     }
     // SAFETY: every header points at live memory owned by this frame or borrowed mutably for
-    // it: its name at `names[i]` with `msg_namelen` its size, its two iovecs at `iovecs[i]`,
+    // it: its name at `names[i]` (borrowed) with `msg_namelen` its size, its two iovecs at `iovecs[i]`,
     // which point into the `slots[i]` slices with their lengths. The kernel writes at most
     // those lengths and the message count into `headers`, and none of it is used after the
     // call returns except through those same borrows. MSG_DONTWAIT: it never blocks.
