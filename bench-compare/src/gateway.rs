@@ -1,7 +1,7 @@
 //! The gateway scenario's measurement point: a fresh `siprtmp` with its SIP-RTMP gateway on
 //! loopback, a fresh sipp UAS that answers every call and echoes its RTP, N calls from the
-//! load generator ([`CallLoad`]), a warm-up, the CPU window of the server (and of sipp and
-//! the loader), then the echo check and the server's peak RSS.
+//! load generator ([`CallLoad`]) in one codec ([`GatewayCodec`]), a warm-up, the CPU window
+//! of the server (and of sipp and the loader), then the echo check and the server's peak RSS.
 
 use std::net::UdpSocket;
 use std::path::Path;
@@ -9,14 +9,79 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::load::calls::{CallLoad, EchoSummary};
+use crate::flv;
+use crate::load::calls::{CallLoad, EchoSummary, SeqPlan};
 use crate::load::media::MediaLoop;
 use crate::measure::Timing;
 use crate::procstat;
 use crate::server::{self, Binaries, ServerKind};
 
-/// Codec tokens every call offers: Speex 16 kHz only.
-pub const CODECS: [&str; 1] = ["wideband"];
+/// What the calls of a point speak: the codec token every call offers (alone) and the file
+/// its frames come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayCodec {
+    /// Speex 16 kHz (`wideband`, what Flash sends), passed through both ways.
+    Wideband,
+    /// Speex 8 kHz (`narrowband`): the gateway walks each frame to strip wideband layers on
+    /// the way out (there are none in this file: it rewrites each frame's padding only).
+    Narrowband,
+}
+
+impl GatewayCodec {
+    /// From its `--codecs` name: the client's codec token.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "wideband" => Ok(Self::Wideband),
+            "narrowband" => Ok(Self::Narrowband),
+            other => Err(format!("unknown codec {other:?} (wideband, narrowband)")),
+        }
+    }
+
+    /// The token the calls offer in `invite`.
+    pub fn token(self) -> &'static str {
+        match self {
+            Self::Wideband => "wideband",
+            Self::Narrowband => "narrowband",
+        }
+    }
+
+    /// For reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Wideband => "Speex 16 kHz",
+            Self::Narrowband => "Speex 8 kHz",
+        }
+    }
+
+    /// The media file in `--media-dir`.
+    pub fn media_file(self) -> &'static str {
+        match self {
+            Self::Wideband => "speex16k_audio_20s.flv",
+            Self::Narrowband => "speex8k_audio_20s.flv",
+        }
+    }
+
+    /// Sequence numbers for the frames' tags (the last 8 bytes, the number's low byte
+    /// last). The narrowband rewrite keeps every bit of a frame but redoes the padding after
+    /// it: in the 8 kHz file each packet is one 300-bit frame (mode 5) in 38 bytes, so the
+    /// last byte's low 4 bits are padding and come back as `0111` (a 0, then 1s). Numbers
+    /// that end in those bits (7, 23, 39...) come back unchanged.
+    pub fn seq_plan(self) -> SeqPlan {
+        match self {
+            Self::Wideband => SeqPlan::CONSECUTIVE,
+            Self::Narrowband => SeqPlan { first: 7, step: 16 },
+        }
+    }
+
+    /// The looped media of the calls, from `media_dir`.
+    pub fn load_media(self, media_dir: &Path) -> Result<Arc<MediaLoop>, String> {
+        let path = media_dir.join(self.media_file());
+        let data = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let tags = flv::parse_tags(&data).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Arc::new(MediaLoop::new(tags)?))
+    }
+}
+
 /// Share of its window frames every call must get back.
 pub const MIN_ECHO: f64 = 0.99;
 /// The gateway's RTP ports (four per call), below the ephemeral range.
@@ -27,6 +92,8 @@ const SIPP_MEDIA_PORTS: std::ops::Range<u16> = 25000..25998;
 /// What one gateway point measured.
 #[derive(Debug, Clone)]
 pub struct GatewayPoint {
+    /// What the calls spoke.
+    pub codec: GatewayCodec,
     /// Number of concurrent calls.
     pub calls: usize,
     /// Server label (the runtime).
@@ -47,6 +114,13 @@ pub struct GatewayPoint {
     pub peak_rss_kib: u64,
     /// Frames sent and echoed, per call.
     pub echo: EchoSummary,
+}
+
+impl GatewayPoint {
+    /// The curve the point belongs to: runtime and codec.
+    pub fn series(&self) -> String {
+        format!("{}, {}", self.server, self.codec.label())
+    }
 }
 
 /// sipp as the far end; killed when dropped.
@@ -109,6 +183,39 @@ fn start_sipp(scenario: &Path) -> Result<Sipp, String> {
     Ok(sipp)
 }
 
+/// Raises the soft limit of open files to the hard one (sipp, the server and the loader
+/// inherit it: a call costs the server a TCP and five UDP sockets, the loader a TCP socket).
+/// Returns a note when even the hard limit is below `needed`.
+pub fn raise_fd_limit(needed: u64) -> Option<String> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) writes one `rlimit` into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Some(format!(
+            "cannot read the open-file limit: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            ..limit
+        };
+        // SAFETY: setrlimit(2) reads one `rlimit` from the struct we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    (limit.rlim_cur < needed as libc::rlim_t).then(|| {
+        format!(
+            "open-file limit {} is below the {needed} the largest point needs (raise `ulimit -n`)",
+            limit.rlim_cur
+        )
+    })
+}
+
 /// Checks that sipp is installed (for the run's notes).
 pub fn sipp_available() -> Result<(), String> {
     Command::new("sipp")
@@ -127,6 +234,7 @@ pub fn run_point(
     kind: &ServerKind,
     bins: &Binaries,
     sipp_scenario: &Path,
+    codec: GatewayCodec,
     media: &Arc<MediaLoop>,
     calls: usize,
     repeat: usize,
@@ -156,8 +264,9 @@ pub fn run_point(
     let mut load = CallLoad::start(
         srv.addr,
         &dest,
-        &CODECS,
+        &[codec.token()],
         media.clone(),
+        codec.seq_plan(),
         calls,
         timing.setup_timeout,
     )?;
@@ -185,6 +294,7 @@ pub fn run_point(
     let pct_ticks = |a: u64, b: u64| (b - a) as f64 / clk_tck as f64 / secs * 100.0;
     let pct_ns = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1e9 / secs * 100.0;
     Ok(GatewayPoint {
+        codec,
         calls,
         server: kind.label(),
         repeat,
@@ -196,4 +306,63 @@ pub fn run_point(
         peak_rss_kib,
         echo,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::media::{read_tag, tag_payload};
+    use bytes::BytesMut;
+    use siprtmp_core::media::speex::wideband_to_narrowband;
+
+    /// A 38-byte narrowband packet as the 8 kHz file has them: one mode-5 frame (300 bits:
+    /// wideband flag 0, mode 0101, then 295 bits of codec data), padded with 0111.
+    fn mode5_packet() -> Vec<u8> {
+        let mut p: Vec<u8> = (0..38u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
+        p[0] = (p[0] & 0x07) | (5 << 3);
+        p[37] = (p[37] & 0xf0) | 0x07;
+        p
+    }
+
+    #[test]
+    fn narrowband_tags_come_back_from_the_gateways_rewrite_unchanged() {
+        let plan = GatewayCodec::Narrowband.seq_plan();
+        for k in 0..64u32 {
+            let seq = plan.first + k * plan.step;
+            // The FLV body: audio header byte, then the Speex packet with its tag.
+            let mut body = vec![0xb2];
+            body.extend(mode5_packet());
+            let tagged = tag_payload(&body, seq);
+            let mut out = BytesMut::new();
+            assert_eq!(wideband_to_narrowband(&tagged[1..], &mut out), Ok(1));
+            assert_eq!(&out[..], &tagged[1..], "seq {seq}");
+            assert_eq!(read_tag(&tagged), Some(seq));
+        }
+        // Any other number loses its tag: the padding comes back as 0111.
+        let tagged = tag_payload(&[[0xb2].as_slice(), &mode5_packet()].concat(), 8);
+        let mut out = BytesMut::new();
+        wideband_to_narrowband(&tagged[1..], &mut out).unwrap();
+        assert_ne!(&out[..], &tagged[1..]);
+    }
+
+    #[test]
+    fn the_codec_files_are_the_shared_media_and_frames_are_what_the_plan_assumes() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/media");
+        if !dir.join(GatewayCodec::Narrowband.media_file()).exists() {
+            eprintln!("skipped: no shared media at {}", dir.display());
+            return;
+        }
+        let data = std::fs::read(dir.join(GatewayCodec::Narrowband.media_file())).unwrap();
+        let tags = flv::parse_tags(&data).unwrap();
+        let audio: Vec<_> = tags.iter().filter(|t| t.type_id == 8).collect();
+        assert!(!audio.is_empty());
+        // One mode-5 frame (first bit 0, mode 5) in 38 bytes, after the FLV audio byte.
+        assert!(audio
+            .iter()
+            .all(|t| t.body.len() == 39 && t.body[1] >> 3 == 5));
+        for codec in [GatewayCodec::Wideband, GatewayCodec::Narrowband] {
+            assert!(codec.load_media(&dir).is_ok());
+            assert_eq!(GatewayCodec::parse(codec.token()), Ok(codec));
+        }
+    }
 }

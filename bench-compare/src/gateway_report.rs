@@ -1,5 +1,5 @@
 //! The gateway scenario's written results: a markdown section (CPU by number of calls per
-//! runtime, MHz per call as the least-squares slope beside the original's 66 MHz per Speex
+//! runtime and codec, MHz per call as the least-squares slope beside the original's 66 MHz per Speex
 //! call, peak RSS per call, frames sent vs echoed), `gateway.csv` with every point of every
 //! repeat, and `cpu-gateway.svg` (CPU vs calls).
 
@@ -44,17 +44,30 @@ fn mhz(info: &RunInfo, pct: f64) -> String {
         .map_or("-".into(), |m| format!("{:.1}", pct / 100.0 * m))
 }
 
-/// Each server's medians, in `info.servers` order (servers without a point left out).
+/// The curves (runtime and codec, [`GatewayPoint::series`]) in the order they were measured.
+fn series(points: &[GatewayPoint]) -> Vec<String> {
+    let mut all: Vec<String> = Vec::new();
+    for p in points {
+        let s = p.series();
+        if !all.contains(&s) {
+            all.push(s);
+        }
+    }
+    all
+}
+
+/// Each curve's medians, in measuring order (curves without a point left out).
 fn per_server(
-    info: &RunInfo,
+    _info: &RunInfo,
     calls: &[usize],
     points: &[GatewayPoint],
 ) -> Vec<(String, Vec<Medians>)> {
-    info.servers
-        .iter()
+    series(points)
+        .into_iter()
         .map(|s| {
-            let mine: Vec<&GatewayPoint> = points.iter().filter(|p| &p.server == s).collect();
-            (s.clone(), medians(&mine, calls))
+            let mine: Vec<&GatewayPoint> = points.iter().filter(|p| p.series() == s).collect();
+            let m = medians(&mine, calls);
+            (s, m)
         })
         .filter(|(_, m)| !m.is_empty())
         .collect()
@@ -91,9 +104,11 @@ pub fn section(info: &RunInfo, calls: &[usize], points: &[GatewayPoint]) -> Stri
          sipp UAS (`uas_echo_any.xml -rtp_echo`: answers every call with the first offered \
          codec and sends every RTP packet back). The load generator (one mio thread) places N \
          calls, each its own RTMP client `rtmp://127.0.0.1/sip/callerI@127.0.0.1`: \
-         `invite(\"sip:echo@127.0.0.1:PORT\", \"wideband\")`, `accepted`, publish `local`, \
-         play `remote`, then Speex 16 kHz frames of speex16k_audio_20s.flv (one message per \
-         20 ms, looped, a sequence number in each frame's last 8 bytes). After {:.1} s of \
+         `invite(\"sip:echo@127.0.0.1:PORT\", CODEC)`, `accepted`, publish `local`, \
+         play `remote`, then the Speex frames of the codec's file (`wideband`: Speex 16 kHz, \
+         speex16k_audio_20s.flv; `narrowband`: Speex 8 kHz, speex8k_audio_20s.flv, which the \
+         gateway walks frame by frame on the way out), one message per 20 ms, looped, a \
+         sequence number in each frame's last 8 bytes. After {:.1} s of \
          warm-up the server's utime+stime is read over a {:.1} s window; every call counts \
          which of its window's frames came back on `remote` (RTMP -> RTP -> sipp -> RTP -> \
          RTMP) and must get at least {:.0} % of them. MHz per call = least-squares slope of \
@@ -199,12 +214,12 @@ pub fn section(info: &RunInfo, calls: &[usize], points: &[GatewayPoint]) -> Stri
 /// Every point of every repeat.
 fn csv(points: &[GatewayPoint]) -> String {
     let mut out = String::from(
-        "server,calls,repeat,window_secs,server_cpu_pct,server_cpu_schedstat_pct,sipp_cpu_pct,loader_cpu_pct,peak_rss_kib,frames_sent,frames_echoed,worst_call_ratio,failure\n",
+        "server,calls,repeat,window_secs,server_cpu_pct,server_cpu_schedstat_pct,sipp_cpu_pct,loader_cpu_pct,peak_rss_kib,frames_sent,frames_echoed,worst_call_ratio,failure,codec\n",
     );
     for p in points {
         let _ = writeln!(
             out,
-            "{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{},{:.4},{}",
+            "{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{},{:.4},{},{}",
             p.server,
             p.calls,
             p.repeat + 1,
@@ -217,7 +232,8 @@ fn csv(points: &[GatewayPoint]) -> String {
             p.echo.sent(),
             p.echo.echoed(),
             p.echo.worst_ratio(),
-            p.echo.failure.as_deref().unwrap_or("").replace(',', ";")
+            p.echo.failure.as_deref().unwrap_or("").replace(',', ";"),
+            p.codec.token()
         );
     }
     out
@@ -234,22 +250,17 @@ pub fn write_files(
         std::fs::write(dir.join(name), text).map_err(|e| format!("{name}: {e}"))
     };
     write("gateway.csv", &csv(points))?;
-    let series: Vec<Series> = info
-        .servers
-        .iter()
-        .map(|s| {
-            let mine: Vec<&GatewayPoint> = points.iter().filter(|p| &p.server == s).collect();
-            Series {
-                label: s.clone(),
-                points: medians(&mine, calls).iter().map(|p| (p.0, p.1)).collect(),
-            }
+    let series: Vec<Series> = per_server(info, calls, points)
+        .into_iter()
+        .map(|(label, m)| Series {
+            label,
+            points: m.iter().map(|p| (p.0, p.1)).collect(),
         })
-        .filter(|s| !s.points.is_empty())
         .collect();
     write(
         "cpu-gateway.svg",
         &svg::plot(
-            "Server CPU vs concurrent calls: SIP-RTMP gateway, Speex 16 kHz echo",
+            "Server CPU vs concurrent calls: SIP-RTMP gateway, Speex echo",
             "calls",
             "% of one core",
             &series,

@@ -80,13 +80,18 @@ struct Flags {
     /// Directory holding speex16k_audio_20s.flv and h264_speex16k_320x240_12fps_20s.flv.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/media"))]
     media_dir: PathBuf,
-    /// Measure the SIP-RTMP gateway instead: CPU per concurrent call (Speex 16 kHz to an
-    /// echoing sipp), per runtime (`nginx` does not apply and is skipped).
+    /// Measure the SIP-RTMP gateway instead: CPU per concurrent call (Speex to an echoing
+    /// sipp), per runtime (`nginx` does not apply and is skipped).
     #[arg(long)]
     gateway: bool,
-    /// Concurrent call counts of `--gateway` [default: 1,10,100; quick: 1,10].
+    /// Concurrent call counts of `--gateway` [default: 1,10,100,1000; quick: 1,10].
     #[arg(long, value_delimiter = ',')]
     calls: Option<Vec<usize>>,
+    /// Codecs of `--gateway`, comma-separated: `wideband` (Speex 16 kHz,
+    /// speex16k_audio_20s.flv) and `narrowband` (Speex 8 kHz, speex8k_audio_20s.flv)
+    /// [default: wideband,narrowband; quick: wideband].
+    #[arg(long, value_delimiter = ',')]
+    codecs: Option<Vec<String>>,
     /// The sipp scenario of the far end (answers every call, echoes RTP with -rtp_echo).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/sipp/uas_echo_any.xml"))]
     sipp_scenario: PathBuf,
@@ -360,6 +365,7 @@ fn run(flags: Flags) -> Result<bool, String> {
                     &mio,
                     &bins,
                     &flags.sipp_scenario,
+                    gateway::GatewayCodec::Wideband,
                     &scenarios[0].media,
                     1,
                     0,
@@ -440,11 +446,13 @@ fn progress(line: &str) {
 /// `--gateway`: CPU per concurrent call for each siprtmp runtime.
 fn run_gateway(flags: Flags) -> Result<bool, String> {
     let quick = flags.quick;
-    let calls =
-        flags
-            .calls
-            .clone()
-            .unwrap_or_else(|| if quick { vec![1, 10] } else { vec![1, 10, 100] });
+    let calls = flags.calls.clone().unwrap_or_else(|| {
+        if quick {
+            vec![1, 10]
+        } else {
+            vec![1, 10, 100, 1000]
+        }
+    });
     let timing = Timing {
         warmup: secs(flags.warmup.unwrap_or(if quick { 0.4 } else { 3.0 }))?,
         window: secs(flags.window.unwrap_or(if quick { 1.2 } else { 10.0 }))?,
@@ -452,7 +460,26 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
         drain_timeout: Duration::from_secs(5),
     };
     let repeats = flags.repeats.unwrap_or(if quick { 1 } else { 3 }).max(1);
-    let scenario = load_scenario("audio", &flags.media_dir)?;
+    let codec_names = flags.codecs.clone().unwrap_or_else(|| {
+        let all: &[&str] = if quick {
+            &["wideband"]
+        } else {
+            &["wideband", "narrowband"]
+        };
+        all.iter().map(|s| s.to_string()).collect()
+    });
+    let mut codecs = Vec::new();
+    let mut scenarios = Vec::new();
+    for name in &codec_names {
+        let codec = gateway::GatewayCodec::parse(name)?;
+        let media = codec.load_media(&flags.media_dir)?;
+        scenarios.push(Scenario {
+            name: codec.token().to_owned(),
+            description: format!("{} ({})", codec.label(), codec.media_file()),
+            media: media.clone(),
+        });
+        codecs.push((codec, media));
+    }
     gateway::sipp_available()?;
     let bins = Binaries {
         siprtmp: match &flags.server_bin {
@@ -465,6 +492,9 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
     let mut notes = Vec::new();
     let (clk_tck, tick_note) = procstat::clock_ticks();
     notes.extend(tick_note);
+    // Per call the server holds a TCP and five UDP sockets, the loader a TCP socket.
+    let most = calls.iter().max().copied().unwrap_or(0) as u64;
+    notes.extend(gateway::raise_fd_limit(most * 8 + 256));
     let (core_mhz, cpu_model) = procstat::core_mhz();
     let mut servers = Vec::new();
     for name in &flags.runtimes {
@@ -490,54 +520,60 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
     if servers.is_empty() {
         return Err("no server to measure".into());
     }
-    let total = repeats * calls.len() * servers.len();
+    let total = repeats * codecs.len() * calls.len() * servers.len();
     let mut points = Vec::with_capacity(total);
     let mut failures = Vec::new();
     let started = Instant::now();
     let mut done = 0;
     for repeat in 0..repeats {
-        for &n in &calls {
-            for kind in &servers {
-                done += 1;
-                progress(&format!(
-                    "[{done}/{total}] {:.0}s repeat {} gateway calls={n} {} ...",
-                    started.elapsed().as_secs_f64(),
-                    repeat + 1,
-                    kind.label()
-                ));
-                match gateway::run_point(
-                    kind,
-                    &bins,
-                    &flags.sipp_scenario,
-                    &scenario.media,
-                    n,
-                    repeat,
-                    timing,
-                    clk_tck,
-                ) {
-                    Ok(p) => {
-                        if !p.echo.all_at_least(gateway::MIN_ECHO) {
-                            failures.push(format!(
-                                "{} calls={n} repeat {}: worst call got {:.1} % of its frames back ({} of {} in all){}",
-                                p.server,
-                                repeat + 1,
-                                p.echo.worst_ratio() * 100.0,
-                                p.echo.echoed(),
-                                p.echo.sent(),
-                                p.echo.failure.as_ref().map(|f| format!(" ({f})")).unwrap_or_default()
+        for (codec, media) in &codecs {
+            for &n in &calls {
+                for kind in &servers {
+                    done += 1;
+                    progress(&format!(
+                        "[{done}/{total}] {:.0}s repeat {} gateway {} calls={n} {} ...",
+                        started.elapsed().as_secs_f64(),
+                        repeat + 1,
+                        codec.token(),
+                        kind.label()
+                    ));
+                    let point = gateway::run_point(
+                        kind,
+                        &bins,
+                        &flags.sipp_scenario,
+                        *codec,
+                        media,
+                        n,
+                        repeat,
+                        timing,
+                        clk_tck,
+                    );
+                    match point {
+                        Ok(p) => {
+                            if !p.echo.all_at_least(gateway::MIN_ECHO) {
+                                failures.push(format!(
+                                    "{} calls={n} repeat {}: worst call got {:.1} % of its frames back ({} of {} in all){}",
+                                    p.series(),
+                                    repeat + 1,
+                                    p.echo.worst_ratio() * 100.0,
+                                    p.echo.echoed(),
+                                    p.echo.sent(),
+                                    p.echo.failure.as_ref().map(|f| format!(" ({f})")).unwrap_or_default()
+                                ));
+                            }
+                            progress(&format!(
+                                "[{done}/{total}] gateway calls={n} {}: {:.2}% core, sipp {:.1}%, loader {:.1}%, echoed {}/{}",
+                                p.series(), p.server_cpu, p.sipp_cpu, p.loader_cpu, p.echo.echoed(), p.echo.sent()
                             ));
+                            points.push(p);
                         }
-                        progress(&format!(
-                            "[{done}/{total}] gateway calls={n} {}: {:.2}% core, sipp {:.1}%, loader {:.1}%, echoed {}/{}",
-                            p.server, p.server_cpu, p.sipp_cpu, p.loader_cpu, p.echo.echoed(), p.echo.sent()
-                        ));
-                        points.push(p);
+                        Err(e) => failures.push(format!(
+                            "{} {} calls={n} repeat {}: {e}",
+                            kind.label(),
+                            codec.token(),
+                            repeat + 1
+                        )),
                     }
-                    Err(e) => failures.push(format!(
-                        "{} calls={n} repeat {}: {e}",
-                        kind.label(),
-                        repeat + 1
-                    )),
                 }
             }
         }
@@ -547,7 +583,7 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         servers: servers.iter().map(ServerKind::label).collect(),
         notes,
-        scenarios: vec![scenario],
+        scenarios,
         readers: vec![ReaderKind::Eager],
         players: Vec::new(),
         repeats,

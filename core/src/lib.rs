@@ -101,6 +101,7 @@ pub mod amf;
 pub mod decision;
 pub mod flv;
 pub mod gateway;
+pub mod id_hash;
 pub mod media;
 pub mod node;
 pub mod relay;

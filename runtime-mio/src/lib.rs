@@ -208,7 +208,7 @@ impl MioDriver {
                     Token(raw) => {
                         let conn = ConnId(raw as u64);
                         if event.is_readable() || event.is_read_closed() {
-                            self.read_all(now, conn);
+                            self.read_all(now, conn, event.is_read_closed());
                         }
                         if event.is_writable() {
                             self.host.writable(conn);
@@ -266,7 +266,11 @@ impl MioDriver {
         }
     }
 
-    fn read_all(&mut self, now: Instant, conn: ConnId) {
+    /// Reads what `conn` has. A read that fills less than the buffer emptied the socket, so
+    /// it ends the loop without the `WouldBlock` read that would prove it: with epoll's
+    /// edge-triggered registration (mio's), data arriving later raises a new event. Not when
+    /// the peer closed: its end of stream raised no event of its own, so it is read now.
+    fn read_all(&mut self, now: Instant, conn: ConnId, closed: bool) {
         loop {
             let Some(c) = self.host.transport_mut(conn) else {
                 return;
@@ -282,8 +286,12 @@ impl MioDriver {
                     return;
                 }
                 Ok(n) => {
+                    let drained = n < self.read_buf.len();
                     let data = self.read_buf.split_to(n);
                     self.host.received(now, conn, data);
+                    if drained && !closed && cfg!(target_os = "linux") {
+                        return;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -394,6 +394,8 @@ impl NodeThread {
                 Output::Relay(_) => {}
             }
         }
+        // The datagrams of this batch, a socket's run in one call.
+        self.udp.flush();
     }
 
     fn mark_dirty(&mut self, conn: ConnId) {

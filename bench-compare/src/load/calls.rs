@@ -3,6 +3,11 @@
 //! (an echoing sipp), publishes its own looped Speex stream on `local` (paced in real time
 //! from its own publish start, sequence-tagged as the RTMP scenarios' frames are) and plays
 //! `remote`, counting which of its own window frames came back.
+//!
+//! The sequence numbers a call tags its frames with are every `step`-th from `first`
+//! ([`SeqPlan`]): all of them for Speex 16 kHz; for Speex 8 kHz only those whose last byte
+//! ends in the bits the gateway's narrowband rewrite pads a frame with (see
+//! `gateway::GatewayCodec::seq_plan`), so the tag survives the round trip byte for byte.
 
 use std::io;
 use std::net::SocketAddr;
@@ -68,6 +73,20 @@ impl EchoSummary {
     }
 }
 
+/// Which sequence numbers tag a call's frames: `first`, `first + step`, ...
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqPlan {
+    /// The first frame's number.
+    pub first: u32,
+    /// The distance between two frames' numbers (at least 1).
+    pub step: u32,
+}
+
+impl SeqPlan {
+    /// 1, 2, 3...
+    pub const CONSECUTIVE: SeqPlan = SeqPlan { first: 1, step: 1 };
+}
+
 /// One call's sender state.
 struct Sender {
     /// When its `local` stream's timestamp 0 was sent (set once it publishes and plays).
@@ -75,6 +94,10 @@ struct Sender {
     cursor: Cursor,
     next_seq: u32,
     window: Window,
+    /// Frames sent while the window was open.
+    window_sent: u64,
+    /// Whether the window is open.
+    counting: bool,
 }
 
 /// The gateway calls of one measurement point.
@@ -87,16 +110,19 @@ pub struct CallLoad {
     media: Arc<MediaLoop>,
     rng: SeededRng,
     scratch: Vec<u8>,
+    seq: SeqPlan,
 }
 
 impl CallLoad {
     /// Places `calls` calls through the gateway at `addr` to `dest` (a SIP URI) offering
-    /// `codecs`, and runs until every call publishes and plays, or `timeout` passes.
+    /// `codecs`, tagging frames per `seq`, and runs until every call publishes and plays, or
+    /// `timeout` passes.
     pub fn start(
         addr: SocketAddr,
         dest: &str,
         codecs: &[&str],
         media: Arc<MediaLoop>,
+        seq: SeqPlan,
         calls: usize,
         timeout: Duration,
     ) -> Result<Self, String> {
@@ -109,6 +135,10 @@ impl CallLoad {
             media,
             rng: SeededRng::new(29),
             scratch: vec![0; 64 * 1024],
+            seq: SeqPlan {
+                step: seq.step.max(1),
+                ..seq
+            },
         };
         let mut invite = vec![Value::string(dest)];
         invite.extend(codecs.iter().map(|c| Value::string(*c)));
@@ -156,11 +186,13 @@ impl CallLoad {
         self.senders.push(Sender {
             start: None,
             cursor: Cursor::default(),
-            next_seq: 1,
+            next_seq: self.seq.first,
             window: Window {
                 lo: u32::MAX,
                 hi: u32::MAX,
             },
+            window_sent: 0,
+            counting: false,
         });
         Ok(())
     }
@@ -180,13 +212,17 @@ impl CallLoad {
                 lo: s.next_seq,
                 hi: u32::MAX,
             };
+            s.window_sent = 0;
+            s.counting = true;
         }
     }
 
     /// Stops counting: frames sent from now on are not the window's.
     pub fn close_window(&mut self) {
         for s in &mut self.senders {
-            s.window.hi = s.next_seq - 1;
+            // The last number sent (below `lo` when none was: the window then counts none).
+            s.window.hi = s.next_seq.saturating_sub(self.seq.step);
+            s.counting = false;
         }
     }
 
@@ -200,7 +236,7 @@ impl CallLoad {
                 .conns
                 .iter()
                 .zip(&self.senders)
-                .all(|(c, s)| c.counted >= sent_in(s.window) || c.failed.is_some());
+                .all(|(c, s)| c.counted >= s.window_sent || c.failed.is_some());
             if done || Instant::now() >= deadline {
                 break;
             }
@@ -211,8 +247,8 @@ impl CallLoad {
                 .iter()
                 .zip(&self.senders)
                 .map(|(c, s)| CallCount {
-                    sent: sent_in(s.window),
-                    echoed: c.counted.min(sent_in(s.window)),
+                    sent: s.window_sent,
+                    echoed: c.counted.min(s.window_sent),
                     disorder: c.disorder,
                 })
                 .collect(),
@@ -270,7 +306,10 @@ impl CallLoad {
                 }
                 let payload = if frame.counted {
                     let seq = s.next_seq;
-                    s.next_seq += 1;
+                    s.next_seq += self.seq.step;
+                    if s.counting {
+                        s.window_sent += 1;
+                    }
                     tag_payload(&frame.body, seq)
                 } else {
                     frame.body.clone()
@@ -283,31 +322,12 @@ impl CallLoad {
     }
 }
 
-/// Frames a call sent in `window` (0 before it opened).
-fn sent_in(window: Window) -> u64 {
-    if window.lo == u32::MAX || window.hi == u32::MAX {
-        return 0;
-    }
-    u64::from(window.hi + 1 - window.lo)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn window_counts_and_the_worst_call() {
-        let closed = |lo, next: u32| Window { lo, hi: next - 1 };
-        assert_eq!(sent_in(closed(1, 251)), 250);
-        assert_eq!(sent_in(closed(7, 7)), 0, "closed before a frame went");
-        assert_eq!(
-            sent_in(Window {
-                lo: 3,
-                hi: u32::MAX
-            }),
-            0,
-            "still open"
-        );
+    fn the_worst_call_decides() {
         let summary = EchoSummary {
             calls: vec![
                 CallCount {

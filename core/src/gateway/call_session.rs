@@ -165,6 +165,11 @@ pub struct GatewaySession {
     /// While a failed TCP connection's transactions are being failed: why it failed, told to
     /// the client instead of a bare "503 Service Unavailable".
     stream_failure: Option<String>,
+    /// The user agent's next deadline, while nothing but media has happened since it was
+    /// asked: the server asks after every packet, and media never moves a SIP timer (the
+    /// answer walks the transaction timers, keyed by branch, so it is not free). Cleared by
+    /// [`GatewaySession::pump`], which every path that touches the user agent ends with.
+    ua_timeout: Option<Option<Instant>>,
 }
 
 impl std::fmt::Debug for GatewaySession {
@@ -256,6 +261,7 @@ impl GatewaySession {
             from_far: Vec::new(),
             cname: request.aor.clone(),
             stream_failure: None,
+            ua_timeout: None,
         };
         if request.auth_pass.is_some() {
             session.connect_pending = true;
@@ -564,7 +570,10 @@ impl GatewaySession {
 
     /// The earliest time [`GatewaySession::handle_timeout`] has work.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        let ua = self.ua.poll_timeout();
+        let ua = match self.ua_timeout {
+            Some(known) => known,
+            None => *self.ua_timeout.insert(self.ua.poll_timeout()),
+        };
         let bridge = self.bridge.as_ref().and_then(MediaBridge::poll_timeout);
         ua.into_iter().chain(bridge).min()
     }
@@ -617,6 +626,7 @@ impl GatewaySession {
 
     /// Moves the user agent's datagrams and events into outputs.
     fn pump(&mut self, now: Instant) {
+        self.ua_timeout = None;
         loop {
             while let Some((destination, data)) = self.ua.poll_transmit() {
                 self.outputs

@@ -13,7 +13,6 @@
 //! (its Via and Contact address), and its SIP goes over connections opened as needed; see
 //! [`sip_tcp`].
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -23,6 +22,7 @@ use crate::amf::Value;
 use crate::gateway::call_session::{GatewayConfig, GatewayOutput, GatewaySession, SessionSockets};
 use crate::gateway::client_api::{ClientCall, ConnectRequest};
 use crate::gateway::media_bridge::Leg;
+use crate::id_hash::IdHashMap;
 use crate::node::{ConnId, Event, Output};
 use crate::rtmp::command::Command;
 use crate::rtmp::control::UserControl;
@@ -118,16 +118,20 @@ pub(super) struct GatewayConn {
 }
 
 /// Everything the server keeps for the gateway.
+///
+/// Both maps are looked up for every media packet, and their keys are ids the node hands out
+/// itself: they hash with [`IdHashMap`]'s multiply, not SipHash.
 #[derive(Debug)]
 pub(super) struct GatewayHost {
     config: GatewayNodeConfig,
-    pub(super) conns: HashMap<ConnId, GatewayConn>,
-    sockets: HashMap<SocketId, ConnId>,
+    pub(super) conns: IdHashMap<ConnId, GatewayConn>,
+    /// Each socket's connection and what the socket is for.
+    sockets: IdHashMap<SocketId, (ConnId, Role)>,
     next_socket: u64,
     next_port: u16,
     /// SIP over TCP: whose each listener and stream is.
-    listeners: HashMap<ListenerId, ConnId>,
-    streams: HashMap<StreamId, ConnId>,
+    listeners: IdHashMap<ListenerId, ConnId>,
+    streams: IdHashMap<StreamId, ConnId>,
     next_tcp_id: u64,
 }
 
@@ -136,12 +140,12 @@ impl GatewayHost {
         let next_port = config.rtp_ports.0 & !1;
         Self {
             config,
-            conns: HashMap::new(),
-            sockets: HashMap::new(),
+            conns: IdHashMap::default(),
+            sockets: IdHashMap::default(),
             next_socket: 1,
             next_port,
-            listeners: HashMap::new(),
-            streams: HashMap::new(),
+            listeners: IdHashMap::default(),
+            streams: IdHashMap::default(),
             next_tcp_id: 1,
         }
     }
@@ -171,10 +175,10 @@ impl GatewayHost {
         self.config.session.transport == Transport::Tcp
     }
 
-    fn new_socket(&mut self, conn: ConnId) -> SocketId {
+    fn new_socket(&mut self, conn: ConnId, role: Role) -> SocketId {
         let id = SocketId(self.next_socket);
         self.next_socket += 1;
-        self.sockets.insert(id, conn);
+        self.sockets.insert(id, (conn, role));
         id
     }
 }
@@ -259,11 +263,16 @@ impl RtmpServer {
         let mut binds = Vec::new();
         let tcp = gateway.tcp();
         if sip && !tcp {
-            binds.push((gateway.new_socket(conn), Role::Sip, SocketAddr::new(ip, 0)));
+            let socket = gateway.new_socket(conn, Role::Sip);
+            binds.push((socket, Role::Sip, SocketAddr::new(ip, 0)));
         }
         for (i, role) in MEDIA_ROLES.into_iter().enumerate() {
             let port = base + i as u16;
-            binds.push((gateway.new_socket(conn), role, SocketAddr::new(ip, port)));
+            binds.push((
+                gateway.new_socket(conn, role),
+                role,
+                SocketAddr::new(ip, port),
+            ));
         }
         let Some(gw) = gateway.conns.get_mut(&conn) else {
             return;
@@ -284,7 +293,7 @@ impl RtmpServer {
         let socket = match &event {
             UdpEvent::Bound { socket, .. } | UdpEvent::Datagram { socket, .. } => *socket,
         };
-        let Some(conn) = self
+        let Some((conn, role)) = self
             .gateway
             .as_ref()
             .and_then(|g| g.sockets.get(&socket).copied())
@@ -297,17 +306,13 @@ impl RtmpServer {
                 let Some(gw) = self.gateway_conn(conn) else {
                     return;
                 };
-                let role = gw.sockets.iter().find(|s| s.0 == socket).map(|s| s.1);
                 let session = match &mut gw.state {
                     State::Active(s) | State::Lingering(s, _) => s,
                     State::Binding { .. } => return,
                 };
                 match role {
-                    Some(Role::Sip) => session.sip_datagram(now, source, data),
-                    Some(Role::Rtp(leg, rtcp)) => {
-                        session.rtp_datagram(now, leg, rtcp, source, data)
-                    }
-                    None => return,
+                    Role::Sip => session.sip_datagram(now, source, data),
+                    Role::Rtp(leg, rtcp) => session.rtp_datagram(now, leg, rtcp, source, data),
                 }
                 self.gateway_pump(now, conn);
             }
@@ -616,15 +621,12 @@ impl RtmpServer {
         let Some(gw) = self.gateway_conn(conn) else {
             return;
         };
-        // A departed client's SIP socket goes as soon as its last transaction has ended.
-        if matches!(&gw.state, State::Lingering(s, _) if s.is_finished()) {
-            self.drop_gateway(conn);
-            return;
-        }
-        let Some(gw) = self.gateway_conn(conn) else {
-            return;
-        };
         let next = match &mut gw.state {
+            // A departed client's SIP socket goes as soon as its last transaction has ended.
+            State::Lingering(s, _) if s.is_finished() => {
+                self.drop_gateway(conn);
+                return;
+            }
             State::Active(s) => s.poll_timeout(),
             State::Lingering(s, until) => Some(s.poll_timeout().map_or(*until, |t| t.min(*until))),
             State::Binding { .. } => None,
