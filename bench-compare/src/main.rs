@@ -255,12 +255,18 @@ fn run(flags: Flags) -> Result<bool, String> {
         match server::start(&kind, &bins) {
             Ok(running) => {
                 running.stop();
-                if let Some((runtime, Some(ms))) = kind.siprtmp_runtime() {
-                    notes.push(format!(
-                        "{}: siprtmp --runtime {runtime} --merge-writes {ms} (merged writes: \
-                         a player's media is held up to {ms} ms and written in one writev)",
-                        kind.label()
-                    ));
+                if let Some(o) = kind.siprtmp_options() {
+                    if let Some(ms) = o.merge_ms {
+                        notes.push(format!(
+                            "{}: siprtmp --runtime {} --merge-writes {ms} (merged writes: a \
+                             player's media is held up to {ms} ms and written in one writev)",
+                            kind.label(),
+                            o.runtime
+                        ));
+                    }
+                    if o.nodelay {
+                        notes.push(format!("{}: with --tcp-nodelay", kind.label()));
+                    }
                 }
                 servers.push(kind);
             }

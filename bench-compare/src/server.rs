@@ -19,11 +19,26 @@ pub const MERGED_SUFFIX: &str = "-merged";
 /// The merge window of a `-merged` server, in milliseconds (SRS's default `mw_latency`).
 pub const MERGED_WINDOW_MS: u64 = 100;
 
+/// Ending of a server name that runs siprtmp with `--tcp-nodelay` (after `-merged` if both:
+/// `mio-merged-nodelay`).
+pub const NODELAY_SUFFIX: &str = "-nodelay";
+
+/// How a siprtmp server under test runs, from its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SiprtmpOptions<'a> {
+    /// `--runtime`.
+    pub runtime: &'a str,
+    /// `--merge-writes`, when merged.
+    pub merge_ms: Option<u64>,
+    /// `--tcp-nodelay`.
+    pub nodelay: bool,
+}
+
 /// A server implementation to measure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerKind {
-    /// `siprtmp --runtime <name>`, or with merged writes when the name ends in
-    /// [`MERGED_SUFFIX`].
+    /// `siprtmp --runtime <name>`, with merged writes and/or `TCP_NODELAY` when the name ends
+    /// in [`MERGED_SUFFIX`] and/or [`NODELAY_SUFFIX`].
     Siprtmp(String),
     /// nginx with ngx_rtmp_module.
     Nginx,
@@ -41,15 +56,24 @@ impl ServerKind {
         }
     }
 
-    /// For siprtmp: the runtime and, with merged writes, the window in milliseconds.
-    pub fn siprtmp_runtime(&self) -> Option<(&str, Option<u64>)> {
-        match self {
-            ServerKind::Siprtmp(name) => Some(match name.strip_suffix(MERGED_SUFFIX) {
-                Some(runtime) => (runtime, Some(MERGED_WINDOW_MS)),
-                None => (name.as_str(), None),
-            }),
-            ServerKind::Nginx | ServerKind::Rtmplite => None,
-        }
+    /// For siprtmp: the runtime and options its name asks for.
+    pub fn siprtmp_options(&self) -> Option<SiprtmpOptions<'_>> {
+        let ServerKind::Siprtmp(name) = self else {
+            return None;
+        };
+        let (rest, nodelay) = match name.strip_suffix(NODELAY_SUFFIX) {
+            Some(rest) => (rest, true),
+            None => (name.as_str(), false),
+        };
+        let (runtime, merge_ms) = match rest.strip_suffix(MERGED_SUFFIX) {
+            Some(runtime) => (runtime, Some(MERGED_WINDOW_MS)),
+            None => (rest, None),
+        };
+        Some(SiprtmpOptions {
+            runtime,
+            merge_ms,
+            nodelay,
+        })
     }
 }
 
@@ -179,13 +203,16 @@ pub fn start_with(kind: &ServerKind, bins: &Binaries, extra: &[String]) -> Resul
     let log = File::create(&log_path).map_err(|e| e.to_string())?;
     let mut command = match kind {
         ServerKind::Siprtmp(_) => {
-            let (runtime, merge_ms) = kind.siprtmp_runtime().unwrap_or(("mio", None));
+            let options = kind.siprtmp_options().expect("a siprtmp server");
             let mut c = Command::new(&bins.siprtmp);
             c.args(["-i", "127.0.0.1", "-p", &port.to_string(), "-r"])
                 .arg(&dir)
-                .args(["--runtime", runtime]);
-            if let Some(ms) = merge_ms {
+                .args(["--runtime", options.runtime]);
+            if let Some(ms) = options.merge_ms {
                 c.args(["--merge-writes", &ms.to_string()]);
+            }
+            if options.nodelay {
+                c.arg("--tcp-nodelay");
             }
             c.args(extra).env("RUST_LOG", "warn");
             c
@@ -263,11 +290,21 @@ mod tests {
 
     #[test]
     fn a_merged_name_runs_its_runtime_with_merged_writes() {
-        let merged = ServerKind::Siprtmp("mio-merged".into());
-        assert_eq!(merged.siprtmp_runtime(), Some(("mio", Some(100))));
-        assert_eq!(merged.label(), "mio-merged");
-        let plain = ServerKind::Siprtmp("tokio".into());
-        assert_eq!(plain.siprtmp_runtime(), Some(("tokio", None)));
-        assert_eq!(ServerKind::Nginx.siprtmp_runtime(), None);
+        let options = |name: &str| {
+            let kind = ServerKind::Siprtmp(name.into());
+            kind.siprtmp_options()
+                .map(|o| (o.runtime.to_owned(), o.merge_ms, o.nodelay))
+        };
+        assert_eq!(
+            options("mio-merged"),
+            Some(("mio".into(), Some(100), false))
+        );
+        assert_eq!(options("tokio"), Some(("tokio".into(), None, false)));
+        assert_eq!(options("mio-nodelay"), Some(("mio".into(), None, true)));
+        assert_eq!(
+            options("mio-merged-nodelay"),
+            Some(("mio".into(), Some(100), true))
+        );
+        assert_eq!(ServerKind::Nginx.siprtmp_options(), None);
     }
 }

@@ -82,6 +82,8 @@ pub struct RtmpSection {
     pub handshake_timeout_secs: Option<f64>,
     /// SO_SNDBUF for client sockets, in bytes (default: the kernel's autotuning).
     pub send_buffer: Option<usize>,
+    /// TCP_NODELAY on client sockets (default off: Nagle's algorithm on).
+    pub tcp_nodelay: Option<bool>,
     /// Merged writes: hold a player's media up to this many milliseconds so that several
     /// messages leave in one write (0 or absent: off).
     pub merge_writes_ms: Option<u64>,

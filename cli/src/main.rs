@@ -100,6 +100,12 @@ struct Flags {
     /// player; 0 turns it off [default: `merge_writes_ms` in the config file, else off].
     #[arg(long = "merge-writes", value_name = "MS")]
     merge_writes: Option<u64>,
+    /// TCP_NODELAY on client sockets: each write leaves at once instead of waiting for the
+    /// previous one's acknowledgement (Nagle). Lower latency for small messages; costs more
+    /// CPU with players that read in bulk unless merged writes are on [default: off, or
+    /// `tcp_nodelay` in `[rtmp]`].
+    #[arg(long = "tcp-nodelay")]
+    tcp_nodelay: bool,
 }
 
 fn main() -> ExitCode {
@@ -170,6 +176,7 @@ fn run(flags: Flags) -> Result<(), String> {
     let driver_config = DriverConfig {
         listen,
         send_buffer: file.rtmp.send_buffer,
+        tcp_nodelay: flags.tcp_nodelay || file.rtmp.tcp_nodelay.unwrap_or(false),
         seed: file.seed.unwrap_or_else(seed_from_os),
         events: None,
         root: root.clone(),

@@ -220,6 +220,7 @@ impl AsyncStdDriver {
     async fn node_task(self) -> io::Result<()> {
         let listener = TcpListener::from(self.listener);
         let send_buffer = self.config.send_buffer;
+        let nodelay = self.config.tcp_nodelay;
         let mut host: NodeHost<AsyncStdConnection> = NodeHost::new(self.node, self.config.events)
             .with_files(self.files)
             .with_udp(self.udp)
@@ -284,7 +285,7 @@ impl AsyncStdDriver {
                 Woke::Again => {}
                 Woke::Message(message) => handle(&mut host, now, message),
                 Woke::Accepted(Ok(stream)) => {
-                    if let Err(e) = configure_stream(&stream, send_buffer) {
+                    if let Err(e) = configure_stream(&stream, send_buffer, nodelay) {
                         tracing::warn!("socket options: {e}");
                     }
                     accept(&mut host, now, stream, &tx, &self.control_tx);

@@ -23,6 +23,12 @@ pub struct DriverConfig {
     /// `SO_SNDBUF` for accepted sockets; `None` leaves the kernel's autotuning on. A small value
     /// makes backpressure visible to the node sooner (the kernel holds less).
     pub send_buffer: Option<usize>,
+    /// `TCP_NODELAY` on accepted sockets. Off by default, as nginx-rtmp: Nagle's algorithm
+    /// lets the kernel coalesce a bulk reader's small writes (see
+    /// [`crate::configure_stream`]); on, each write leaves at once, which saves a small
+    /// message the wait for the previous one's acknowledgement (latency) and, with merged
+    /// writes, costs nothing in segments.
+    pub tcp_nodelay: bool,
     /// Seed for the node's random generator.
     pub seed: u64,
     /// Where application events go besides the log (for embedding applications and tests).
@@ -37,6 +43,7 @@ impl Default for DriverConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 1935)),
             send_buffer: None,
+            tcp_nodelay: false,
             seed: 0x5eed,
             events: None,
             root: PathBuf::from("media"),

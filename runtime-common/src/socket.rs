@@ -30,18 +30,22 @@ pub fn bind_listener(addr: SocketAddr, nonblocking: bool) -> io::Result<TcpListe
     Ok(socket.into())
 }
 
-/// Leaves Nagle's algorithm on (as nginx-rtmp does) and sets `SO_SNDBUF` if given, on an
-/// accepted socket of any runtime.
+/// Sets `TCP_NODELAY` as asked (default off: Nagle's algorithm on, as nginx-rtmp does) and
+/// `SO_SNDBUF` if given, on an accepted socket of any runtime.
 ///
-/// Why not `TCP_NODELAY`: with it every per-message `writev` to a player becomes its own TCP
+/// Why Nagle on by default: with it every per-message `writev` to a player becomes its own TCP
 /// segment, and a player that reads in bulk (`SO_RCVLOWAT`) made the server pay 1.12 MHz per
 /// player against nginx-rtmp's 0.25; with Nagle the kernel coalesces them and we pay 0.29
 /// (`bench-compare --runtimes mio,nginx --players 0,200,500 --window 5 --repeats 1
 /// --scenarios audio --readers bulk`, one run, same machine). Players that read every message
 /// cost the same either way (0.78 vs nginx-rtmp's 0.77 MHz).
-pub fn configure_stream<S: AsSocket>(socket: &S, send_buffer: Option<usize>) -> io::Result<()> {
+pub fn configure_stream<S: AsSocket>(
+    socket: &S,
+    send_buffer: Option<usize>,
+    nodelay: bool,
+) -> io::Result<()> {
     let socket = socket2::SockRef::from(socket);
-    socket.set_nodelay(false)?;
+    socket.set_nodelay(nodelay)?;
     if let Some(size) = send_buffer {
         socket.set_send_buffer_size(size)?;
     }

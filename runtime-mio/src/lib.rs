@@ -235,7 +235,9 @@ impl MioDriver {
         loop {
             match self.listener.accept() {
                 Ok((socket, peer)) => {
-                    if let Err(e) = configure_stream(&socket, self.config.send_buffer) {
+                    if let Err(e) =
+                        configure_stream(&socket, self.config.send_buffer, self.config.tcp_nodelay)
+                    {
                         tracing::warn!("socket options for {peer}: {e}");
                     }
                     // The token is the node's id for the connection, so register after accept.

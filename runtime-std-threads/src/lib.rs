@@ -171,10 +171,10 @@ impl ThreadsDriver {
             let listener = self.listener;
             let tx = self.tx.clone();
             let stop = self.stop.clone();
-            let send_buffer = self.config.send_buffer;
+            let options = (self.config.send_buffer, self.config.tcp_nodelay);
             std::thread::Builder::new()
                 .name("rtmp-accept".into())
-                .spawn(move || accept_loop(listener, tx, stop, send_buffer))?
+                .spawn(move || accept_loop(listener, tx, stop, options))?
         };
         let mut node_thread = NodeThread {
             node: self.node,
@@ -236,7 +236,7 @@ fn accept_loop(
     listener: TcpListener,
     tx: SyncSender<Message>,
     stop: Arc<AtomicBool>,
-    send_buffer: Option<usize>,
+    (send_buffer, nodelay): (Option<usize>, bool),
 ) {
     loop {
         let accepted = listener.accept();
@@ -245,7 +245,7 @@ fn accept_loop(
         }
         match accepted {
             Ok((stream, peer)) => {
-                if let Err(e) = configure_stream(&stream, send_buffer) {
+                if let Err(e) = configure_stream(&stream, send_buffer, nodelay) {
                     tracing::warn!("socket options for {peer}: {e}");
                 }
                 if tx.send(Message::Accepted(stream, peer)).is_err() {

@@ -231,6 +231,7 @@ impl TokioDriver {
     async fn node_task(self) -> io::Result<()> {
         let listener = TcpListener::from_std(self.listener)?;
         let send_buffer = self.config.send_buffer;
+        let nodelay = self.config.tcp_nodelay;
         let mut host: NodeHost<TokioConnection> = NodeHost::new(self.node, self.config.events)
             .with_files(self.files)
             .with_udp(self.udp)
@@ -283,7 +284,7 @@ impl TokioDriver {
                 Woke::Writable(conn) => host.writable(conn),
                 Woke::Message(message) => handle(&mut host, now, message),
                 Woke::Accepted(Ok((stream, peer))) => {
-                    if let Err(e) = configure_stream(&stream, send_buffer) {
+                    if let Err(e) = configure_stream(&stream, send_buffer, nodelay) {
                         tracing::warn!("socket options for {peer}: {e}");
                     }
                     accept(&mut host, now, stream, peer, &tx, &writable_tx);

@@ -137,6 +137,7 @@ impl TestServer {
             seed: 7,
             events: Some(tx),
             root,
+            ..DriverConfig::default()
         };
         let (ready_tx, ready) = channel();
         // Each driver is built on the thread that runs it (so none needs to be `Send`); the
@@ -175,6 +176,7 @@ impl TestServer {
             seed: 7,
             events: Some(tx),
             root: default_root(),
+            ..DriverConfig::default()
         };
         let started = match runtime {
             Runtime::Mio => {
