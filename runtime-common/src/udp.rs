@@ -976,6 +976,12 @@ mod tests {
         buf[0]
     }
 
+    /// Datagrams per socket in a burst: few enough that each socket's default receive buffer
+    /// holds them all even if the receiver is descheduled for the whole burst (a loaded CI
+    /// machine), since a UDP socket past its buffer drops, and the test is about batching and
+    /// order, not about the kernel's buffer.
+    const PER_SOCKET: usize = 16;
+
     /// A burst of `per_socket` datagrams to each of `sockets` sockets, interleaved, with a
     /// few longer than a receive slot; returns what was sent, per socket.
     fn burst(peer: &std::net::UdpSocket, to: &[SocketAddr], per_socket: usize) -> Vec<Vec<Bytes>> {
@@ -1008,11 +1014,12 @@ mod tests {
             .map(|i| bind(&mut udp, &mut node, 100 + i, "127.0.0.1:0"))
             .collect();
         let peer = peer();
-        let sent = burst(&peer, &addrs, 50);
+        let sent = burst(&peer, &addrs, PER_SOCKET);
         let mut got: Vec<Vec<Bytes>> = vec![Vec::new(); sockets as usize];
         let mut events = Events::with_capacity(64);
         let deadline = Instant::now() + Duration::from_secs(5);
-        while got.iter().map(Vec::len).sum::<usize>() < 40 * 50 && Instant::now() < deadline {
+        while got.iter().map(Vec::len).sum::<usize>() < 40 * PER_SOCKET && Instant::now() < deadline
+        {
             poll.poll(&mut events, Some(Duration::from_millis(100)))
                 .unwrap();
             for event in events.iter() {
@@ -1024,10 +1031,13 @@ mod tests {
         }
         assert_eq!(got, sent);
         let stats = udp.stats();
-        assert_eq!(stats.received.load(Ordering::Relaxed), 2000);
+        assert_eq!(
+            stats.received.load(Ordering::Relaxed),
+            40 * PER_SOCKET as u64
+        );
         if cfg!(target_os = "linux") {
             // Batched: far fewer receive calls than datagrams.
-            assert!(stats.receive_calls.load(Ordering::Relaxed) < 1000);
+            assert!(stats.receive_calls.load(Ordering::Relaxed) < 40 * PER_SOCKET as u64 / 2);
         }
     }
 
@@ -1043,10 +1053,11 @@ mod tests {
             .map(|i| bind(&mut udp, &mut node, 100 + i, "127.0.0.1:0"))
             .collect();
         let peer = peer();
-        let sent = burst(&peer, &addrs, 50);
+        let sent = burst(&peer, &addrs, PER_SOCKET);
         let mut got: Vec<Vec<Bytes>> = vec![Vec::new(); 40];
         let deadline = Instant::now() + Duration::from_secs(5);
-        while got.iter().map(Vec::len).sum::<usize>() < 40 * 50 && Instant::now() < deadline {
+        while got.iter().map(Vec::len).sum::<usize>() < 40 * PER_SOCKET && Instant::now() < deadline
+        {
             let _ = woken.recv_timeout(Duration::from_millis(100));
             udp.feed_with(|socket, _, data| got[(socket.0 - 100) as usize].push(data));
         }
