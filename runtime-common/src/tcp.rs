@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use mio::net::{TcpListener, TcpStream};
@@ -42,6 +42,10 @@ const READ_CHUNK: usize = 16 * 1024;
 const WAKE: Token = Token(0);
 /// Most slices handed to one vectored write.
 const MAX_SLICES: usize = 64;
+/// How long a connect may wait for the peer's answer before it is reported failed: a host
+/// that drops SYNs (down, firewalled) would otherwise leave the connect pending until the
+/// kernel gives up (minutes), and the SIP transaction only until its own Timer B/F (32 s).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the executor did, for metrics and for tests that check nothing leaks.
 #[derive(Debug, Default)]
@@ -136,6 +140,15 @@ impl TcpExecutor {
     /// Starts the I/O thread, which calls `wake` after each batch of events it queued (the
     /// driver then takes a turn and calls [`Self::feed`]).
     pub fn start(wake: impl Fn() + Send + 'static) -> io::Result<Self> {
+        Self::start_with_connect_timeout(wake, CONNECT_TIMEOUT)
+    }
+
+    /// [`Self::start`] with another limit than [`CONNECT_TIMEOUT`] on how long a connect may
+    /// wait for its answer.
+    pub fn start_with_connect_timeout(
+        wake: impl Fn() + Send + 'static,
+        connect_timeout: Duration,
+    ) -> io::Result<Self> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         let (commands, inbox) = mpsc::channel();
@@ -159,6 +172,7 @@ impl TcpExecutor {
                         accepted: 0,
                         paused: Vec::new(),
                         queued: false,
+                        connect_timeout,
                     }
                     .run(&wake)
                 })?
@@ -245,6 +259,8 @@ struct Conn {
     socket: TcpStream,
     /// Waiting for the connect's outcome.
     connecting: bool,
+    /// When a connect still waiting is given up.
+    connect_deadline: Instant,
     /// Bytes not yet written, in order.
     out: VecDeque<Bytes>,
     out_bytes: usize,
@@ -300,13 +316,22 @@ struct IoThread {
     paused: Vec<Token>,
     /// Events queued since the last wake-up.
     queued: bool,
+    /// See [`CONNECT_TIMEOUT`].
+    connect_timeout: Duration,
 }
 
 impl IoThread {
     fn run(mut self, wake: &dyn Fn()) {
         let mut events = Events::with_capacity(256);
         loop {
-            if let Err(e) = self.poll.poll(&mut events, None) {
+            // Connects are few (SIP signalling): a scan per turn finds the next deadline.
+            let timeout = self
+                .streams
+                .values()
+                .filter(|c| c.connecting)
+                .map(|c| c.connect_deadline.saturating_duration_since(Instant::now()))
+                .min();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -336,6 +361,7 @@ impl IoThread {
             for token in std::mem::take(&mut self.paused) {
                 self.read(token);
             }
+            self.expire_connects(Instant::now());
             if std::mem::take(&mut self.queued) {
                 wake();
             }
@@ -373,6 +399,7 @@ impl IoThread {
                             id: stream,
                             socket,
                             connecting: true,
+                            connect_deadline: Instant::now() + self.connect_timeout,
                             out: VecDeque::new(),
                             out_bytes: 0,
                         },
@@ -431,6 +458,24 @@ impl IoThread {
         }
     }
 
+    /// Reports every connect past its deadline as failed, and forgets it.
+    fn expire_connects(&mut self, now: Instant) {
+        let expired: Vec<Token> = self
+            .streams
+            .iter()
+            .filter(|(_, c)| c.connecting && c.connect_deadline <= now)
+            .map(|(&token, _)| token)
+            .collect();
+        for token in expired {
+            if let Some(mut conn) = self.streams.remove(&token) {
+                let _ = self.poll.registry().deregister(&mut conn.socket);
+                self.stream_tokens.remove(&conn.id);
+                let error = format!("connect timed out after {:?}", self.connect_timeout);
+                self.connect_failed(conn.id, error);
+            }
+        }
+    }
+
     fn connect_failed(&mut self, stream: StreamId, error: String) {
         TcpStats::add(&self.shared.stats.connect_failed, 1);
         self.report(TcpEvent::ConnectFailed { stream, error });
@@ -478,6 +523,7 @@ impl IoThread {
                             id: stream,
                             socket,
                             connecting: false,
+                            connect_deadline: Instant::now(),
                             out: VecDeque::new(),
                             out_bytes: 0,
                         },
@@ -687,6 +733,45 @@ mod tests {
         });
         assert_eq!(tcp.stats().open_streams(), 0);
         assert_eq!(tcp.stats().bytes_sent.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_connect_that_gets_no_answer_fails_after_the_connect_timeout() {
+        // A listener whose accept queue is full: Linux drops further SYNs, so a connect to
+        // it waits for an answer that never comes, like one to a host that is down.
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        socket.listen(0).unwrap();
+        let silent = socket.local_addr().unwrap().as_socket().unwrap();
+        let mut fillers = Vec::new();
+        while let Ok(s) = std::net::TcpStream::connect_timeout(&silent, Duration::from_millis(200))
+        {
+            fillers.push(s);
+            assert!(fillers.len() < 64, "the accept queue never filled");
+        }
+        let (tx, woken) = mpsc::channel();
+        let mut tcp = TcpExecutor::start_with_connect_timeout(
+            move || {
+                let _ = tx.send(());
+            },
+            Duration::from_millis(300),
+        )
+        .unwrap();
+        let mut node = node();
+        let started = Instant::now();
+        tcp.execute(TcpCommand::Connect {
+            stream: StreamId(1),
+            remote: silent,
+            local_ip: None,
+        });
+        until(&mut tcp, &woken, &mut node, |s| {
+            s.connect_failed.load(Ordering::Relaxed) == 1
+        });
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert_eq!(tcp.stats().open_streams(), 0);
     }
 
     #[test]
