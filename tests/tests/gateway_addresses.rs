@@ -9,10 +9,11 @@
 //! it binds the wildcard). sipp answers to where requests come from and `-rtp_echo` echoes
 //! to the source of each packet, as a NAT'd far end would have to; the wildcard case also
 //! proves the advertised address reaches the gateway's SIP socket with an OPTIONS sent to it.
+//! An IPv6 `--int-ip` is checked the same way against sipp on `::1` (`IN IP6` in the SDP).
 //! The rows of the full table (every flag combination -> bind and advertised address) are unit
 //! tests of the flags in `cli/src/gateway.rs`.
 //!
-//! Ports: sipp SIP/media and gateway RTP ranges in 20xxx, apart from the other suites.
+//! Ports: sipp SIP/media and gateway RTP ranges in 19xxx and 20xxx, apart from the other suites.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::Path;
@@ -81,15 +82,37 @@ fn header<'a>(message: &'a str, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {name} header in:\n{message}"))
 }
 
-/// A call from a phone on `server` to a sipp UAS echoing RTP: 3 s of Speex 16 kHz must come
-/// back byte for byte. Returns the INVITE as sipp received it.
+/// A call from a phone on `server` to a sipp UAS echoing RTP on 127.0.0.1: 3 s of Speex
+/// 16 kHz must come back byte for byte. Returns the INVITE as sipp received it.
 fn echo_call(server: &TestServer, name: &str, sip_port: u16, media_port: u16) -> String {
+    echo_call_at(
+        server,
+        name,
+        IpAddr::from([127, 0, 0, 1]),
+        sip_port,
+        media_port,
+    )
+}
+
+/// [`echo_call`] with sipp on `sipp_ip`.
+fn echo_call_at(
+    server: &TestServer,
+    name: &str,
+    sipp_ip: IpAddr,
+    sip_port: u16,
+    media_port: u16,
+) -> String {
     let dir = scratch_dir(name);
     let sipp = sipp::start(
         "sipp uas (echo)",
         &dir,
-        Some(sip_port),
+        None,
         &[
+            // After sipp::start's own loopback addresses: the last ones count.
+            "-i".into(),
+            sipp_ip.to_string(),
+            "-mi".into(),
+            sipp_ip.to_string(),
             "-sf".into(),
             sipp::scenario("uas_echo_any.xml").display().to_string(),
             "-p".into(),
@@ -102,8 +125,18 @@ fn echo_call(server: &TestServer, name: &str, sip_port: u16, media_port: u16) ->
             "1".into(),
         ],
     );
+    let deadline = Instant::now() + T;
+    // Bound by sipp once our own bind fails.
+    while UdpSocket::bind((sipp_ip, sip_port)).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "sipp did not bind {sipp_ip}:{sip_port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut phone = Phone::connect(server.addr, AOR, vec![]).expect("connect");
-    let target = format!("sip:service@127.0.0.1:{sip_port}");
+    // host:port as SIP writes it ([v6]:port).
+    let target = format!("sip:service@{}", SocketAddr::new(sipp_ip, sip_port));
     phone.call("invite", vec![s(&target), s("wideband")]);
     phone.callback("accepted", T).expect("accepted callback");
     phone.open_streams();
@@ -127,15 +160,17 @@ fn echo_call(server: &TestServer, name: &str, sip_port: u16, media_port: u16) ->
 /// Asserts that Via, Contact, `o=` and `c=` of `invite` all carry `ip`, with the SIP port
 /// `sip_port` in Via and Contact.
 fn assert_advertises(invite: &str, ip: IpAddr, sip_port: u16) {
-    let at = format!("{ip}:{sip_port}");
+    // host:port as SIP writes it ([v6]:port).
+    let at = SocketAddr::new(ip, sip_port).to_string();
+    let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
     let via = header(invite, "Via");
     assert!(via.starts_with(&format!("SIP/2.0/UDP {at}")), "Via: {via}");
     let contact = header(invite, "Contact");
     assert!(contact.contains(&format!("@{at}")), "Contact: {contact}");
     let origin = invite.lines().find(|l| l.starts_with("o=")).unwrap();
-    assert!(origin.ends_with(&format!("IN IP4 {ip}")), "{origin}");
+    assert!(origin.ends_with(&format!("IN {family} {ip}")), "{origin}");
     let connection = invite.lines().find(|l| l.starts_with("c=")).unwrap();
-    assert_eq!(connection.trim(), format!("c=IN IP4 {ip}"));
+    assert_eq!(connection.trim(), format!("c=IN {family} {ip}"));
 }
 
 #[test]
@@ -203,4 +238,14 @@ fn a_wildcard_int_ip_binds_every_address_and_the_ext_ip_reaches_it() {
     };
     assert!(answer.starts_with("SIP/2.0 200"), "answer: {answer}");
     drop(phone);
+}
+
+#[test]
+fn an_ipv6_int_ip_is_bound_and_advertised_to_an_ipv6_far_end() {
+    let bind = IpAddr::from(std::net::Ipv6Addr::LOCALHOST);
+    let mut server = TestServer::start(node(bind, None, 19800), None);
+    let invite = echo_call_at(&server, "gw-addr-v6", bind, 19960, 19980);
+    let sip = bound_sip(&mut server, AOR);
+    assert_eq!(sip.ip(), bind);
+    assert_advertises(&invite, bind, sip.port());
 }
