@@ -81,10 +81,9 @@ enum Message {
 /// file thread posts once per batch of completions).
 enum Control {
     Writable(ConnId),
-    /// File requests completed (the turn feeds them in).
-    Files,
-    /// Datagrams arrived (the turn feeds them in).
-    Udp,
+    /// An executor (files, UDP, the node's TCP) has completions or data: the turn feeds
+    /// them in.
+    Executors,
     Stop,
 }
 
@@ -156,16 +155,16 @@ impl AsyncStdDriver {
         let files_tx = control_tx.clone();
         let files = FileExecutor::start(config.root.clone(), move || {
             // Closed: the driver has returned; nobody waits for the completion.
-            let _ = files_tx.try_send(Control::Files);
+            let _ = files_tx.try_send(Control::Executors);
         })?;
         let udp_tx = control_tx.clone();
         let udp = UdpExecutor::start(move || {
             // Closed: the driver has returned; the datagrams are of no use any more.
-            let _ = udp_tx.try_send(Control::Udp);
+            let _ = udp_tx.try_send(Control::Executors);
         })?;
         let tcp_tx = control_tx.clone();
         let tcp = TcpExecutor::start(move || {
-            let _ = tcp_tx.try_send(Control::Udp);
+            let _ = tcp_tx.try_send(Control::Executors);
         })?;
         Ok(Self {
             listener,
@@ -281,7 +280,7 @@ impl AsyncStdDriver {
                     return Ok(());
                 }
                 Woke::Control(Control::Writable(conn)) => host.writable(conn),
-                Woke::Control(Control::Files | Control::Udp) => {}
+                Woke::Control(Control::Executors) => {}
                 Woke::Again => {}
                 Woke::Message(message) => handle(&mut host, now, message),
                 Woke::Accepted(Ok(stream)) => {
@@ -300,7 +299,7 @@ impl AsyncStdDriver {
             while let Ok(c) = control.try_recv() {
                 match c {
                     Control::Writable(conn) => host.writable(conn),
-                    Control::Files | Control::Udp => {}
+                    Control::Executors => {}
                     // Put it back for the wait above, which handles it first.
                     Control::Stop => {
                         let _ = self.control_tx.try_send(Control::Stop);

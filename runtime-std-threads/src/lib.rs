@@ -106,16 +106,16 @@ impl ThreadsDriver {
         let files = FileExecutor::start(config.root.clone(), move || {
             // A full channel means the node thread has messages to handle and takes a turn
             // (feeding completions in) after them anyway; a closed one, that it has gone.
-            let _ = files_tx.try_send(Message::Files);
+            let _ = files_tx.try_send(Message::Executors);
         })?;
         let udp_tx = tx.clone();
         let udp = UdpExecutor::start(move || {
             // As for files: a full channel means a turn is coming anyway.
-            let _ = udp_tx.try_send(Message::Files);
+            let _ = udp_tx.try_send(Message::Executors);
         })?;
         let tcp_tx = tx.clone();
         let tcp = TcpExecutor::start(move || {
-            let _ = tcp_tx.try_send(Message::Files);
+            let _ = tcp_tx.try_send(Message::Executors);
         })?;
         Ok(Self {
             listener,
@@ -269,9 +269,9 @@ struct NodeThread {
     dirty: Vec<ConnId>,
     /// Handed to new reader and writer threads.
     tx: SyncSender<Message>,
-    /// Runs the node's file requests; wakes this thread with [`Message::Files`].
+    /// Runs the node's file requests; wakes this thread with [`Message::Executors`].
     files: FileExecutor,
-    /// The node's UDP sockets; wakes this thread with [`Message::Files`] too.
+    /// The node's UDP sockets; wakes this thread with [`Message::Executors`] too.
     udp: UdpExecutor,
     /// The node's own TCP (the gateway's SIP over TCP); wakes this thread the same way.
     tcp: TcpExecutor,
@@ -342,7 +342,7 @@ impl NodeThread {
             // The loop checks the flag.
             Message::Stop => {}
             // The turn feeds completions in.
-            Message::Files => {}
+            Message::Executors => {}
         }
     }
 

@@ -31,9 +31,9 @@ pub(crate) enum Message {
     WriteFailed(ConnId),
     /// Wake up and look at the stop flag.
     Stop,
-    /// The file thread completed requests or the UDP thread queued datagrams: take a turn to
-    /// feed them in.
-    Files,
+    /// An executor (files, UDP, the node's TCP) has completions or data: take a turn to feed
+    /// them in.
+    Executors,
 }
 
 /// What the node thread asks a writer thread to do.
