@@ -45,6 +45,26 @@ pub fn gateway_node_over(transport: Transport, rtp_ports: (u16, u16)) -> NodeCon
     node
 }
 
+/// The bound address of the gateway's SIP socket for the client whose AOR is `aor` (from
+/// `Event::GatewayBound`; waits up to 10 s for it).
+pub fn gateway_sip(server: &mut crate::server::TestServer, aor: &str) -> SocketAddr {
+    use siprtmp_core::node::Event;
+    let is = |e: &Event| matches!(e, Event::GatewayBound { aor: a, .. } if a == aor);
+    assert!(
+        server.wait_for(1, Duration::from_secs(10), is),
+        "no GatewayBound event for {aor}"
+    );
+    server
+        .events()
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            Event::GatewayBound { aor: a, sip, .. } if a == aor => Some(*sip),
+            _ => None,
+        })
+        .unwrap()
+}
+
 /// A string argument.
 pub fn s(text: &str) -> Value {
     Value::string(text)

@@ -18,6 +18,11 @@ pub fn free_udp_port() -> u16 {
         .port()
 }
 
+/// Owned command-line arguments from string slices.
+pub fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|a| a.to_string()).collect()
+}
+
 /// The scenario file `name`, from `tests/sipp/` or else `../shared/sipp/`.
 pub fn scenario(name: &str) -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -20,8 +20,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use siprtmp_core::node::{Event, NodeConfig};
-use siprtmp_tests::gateway::{echo_matches, flv_audio, gateway_node, s, Phone};
+use siprtmp_core::node::NodeConfig;
+use siprtmp_tests::gateway::{echo_matches, flv_audio, gateway_node, gateway_sip, s, Phone};
 use siprtmp_tests::server::TestServer;
 use siprtmp_tests::{media, scratch_dir, sipp};
 
@@ -37,20 +37,6 @@ fn node(bind: IpAddr, advertised: Option<IpAddr>, rtp_lo: u16) -> NodeConfig {
     gateway.bind_ip = bind;
     gateway.session.advertised_ip = advertised;
     node
-}
-
-/// The bound SIP address of the client `aor` (from `Event::GatewayBound`).
-fn bound_sip(server: &mut TestServer, aor: &str) -> SocketAddr {
-    let is = |e: &Event| matches!(e, Event::GatewayBound { aor: a, .. } if a == aor);
-    assert!(server.wait_for(1, T, is), "no GatewayBound event for {aor}");
-    server
-        .events()
-        .iter()
-        .find_map(|e| match e {
-            Event::GatewayBound { aor: a, sip, .. } if a == aor => Some(*sip),
-            _ => None,
-        })
-        .unwrap()
 }
 
 /// The first INVITE sipp received, from its `-trace_msg` log in `dir`.
@@ -178,7 +164,7 @@ fn int_ip_alone_is_bound_and_advertised() {
     let bind = IpAddr::from([127, 0, 0, 1]);
     let mut server = TestServer::start(node(bind, None, 20200), None);
     let invite = echo_call(&server, "gw-addr-int", 20060, 20100);
-    let sip = bound_sip(&mut server, AOR);
+    let sip = gateway_sip(&mut server, AOR);
     assert_eq!(sip.ip(), bind);
     assert_advertises(&invite, bind, sip.port());
 }
@@ -188,7 +174,7 @@ fn int_ip_and_ext_ip_bind_one_and_advertise_the_other() {
     let bind = IpAddr::from([127, 0, 0, 1]);
     let mut server = TestServer::start(node(bind, Some(EXT), 20500), None);
     let invite = echo_call(&server, "gw-addr-int-ext", 20360, 20400);
-    let sip = bound_sip(&mut server, AOR);
+    let sip = gateway_sip(&mut server, AOR);
     assert_eq!(sip.ip(), bind, "sockets bind on --int-ip");
     assert_advertises(&invite, EXT, sip.port());
 }
@@ -198,13 +184,13 @@ fn a_wildcard_int_ip_binds_every_address_and_the_ext_ip_reaches_it() {
     let bind = IpAddr::from([0, 0, 0, 0]);
     let mut server = TestServer::start(node(bind, Some(EXT), 20800), None);
     let invite = echo_call(&server, "gw-addr-any-ext", 20660, 20700);
-    let sip = bound_sip(&mut server, AOR);
+    let sip = gateway_sip(&mut server, AOR);
     assert_eq!(sip.ip(), bind, "sockets bind on the wildcard");
     assert_advertises(&invite, EXT, sip.port());
 
     // The advertised address reaches the gateway: an OPTIONS sent to EXT:port is answered.
     let phone = Phone::connect(server.addr, "bob@127.0.0.1", vec![]).expect("connect");
-    let bob_sip = bound_sip(&mut server, "bob@127.0.0.1");
+    let bob_sip = gateway_sip(&mut server, "bob@127.0.0.1");
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
         .set_read_timeout(Some(Duration::from_millis(200)))
@@ -245,7 +231,7 @@ fn an_ipv6_int_ip_is_bound_and_advertised_to_an_ipv6_far_end() {
     let bind = IpAddr::from(std::net::Ipv6Addr::LOCALHOST);
     let mut server = TestServer::start(node(bind, None, 19800), None);
     let invite = echo_call_at(&server, "gw-addr-v6", bind, 19960, 19980);
-    let sip = bound_sip(&mut server, AOR);
+    let sip = gateway_sip(&mut server, AOR);
     assert_eq!(sip.ip(), bind);
     assert_advertises(&invite, bind, sip.port());
 }

@@ -14,30 +14,15 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use siprtmp_core::node::{Event, NodeConfig};
+use siprtmp_core::node::NodeConfig;
 use siprtmp_tests::gateway::{
-    echo_call, echo_matches, flv_video, g711_frames, gateway_node, s, EchoMedia, Phone,
+    echo_call, echo_matches, flv_video, g711_frames, gateway_node, gateway_sip, s, EchoMedia, Phone,
 };
 use siprtmp_tests::server::{Runtime, TestServer};
 use siprtmp_tests::{media, scratch_dir, sipp};
 
 const T: Duration = Duration::from_secs(10);
 const AOR: &str = "alice@127.0.0.1";
-
-/// The gateway's SIP address for the client whose AOR is `aor` (from `Event::GatewayBound`).
-fn gateway_sip(server: &mut TestServer, aor: &str) -> SocketAddr {
-    let is = |e: &Event| matches!(e, Event::GatewayBound { aor: a, .. } if a == aor);
-    assert!(server.wait_for(1, T, is), "no GatewayBound event for {aor}");
-    server
-        .events()
-        .iter()
-        .rev()
-        .find_map(|e| match e {
-            Event::GatewayBound { aor: a, sip, .. } if a == aor => Some(*sip),
-            _ => None,
-        })
-        .unwrap()
-}
 
 /// Waits until the driver has closed every UDP socket it opened; returns how long that took.
 fn assert_no_udp_socket_left(server: &TestServer, within: Duration) -> Duration {
@@ -65,10 +50,6 @@ fn loopback_gateway_node(rtp_ports: (u16, u16)) -> NodeConfig {
         g.session.timers.t4 = Duration::from_millis(500);
     }
     node
-}
-
-fn args(list: &[&str]) -> Vec<String> {
-    list.iter().map(|a| a.to_string()).collect()
 }
 
 #[test]
@@ -162,7 +143,7 @@ fn hanging_up_while_ringing_sends_cancel() {
         "sipp uas (ring, cancel)",
         &dir,
         Some(port),
-        &args(&[
+        &sipp::args(&[
             "-sf",
             &sipp::scenario("uas_ring_cancel.xml").display().to_string(),
             "-p",
@@ -224,7 +205,7 @@ fn hold_and_resume_send_re_invites_with_the_direction() {
         "sipp uas (hold)",
         &dir,
         Some(port),
-        &args(&[
+        &sipp::args(&[
             "-sf",
             &sipp::scenario("uas_hold.xml").display().to_string(),
             "-p",
@@ -278,7 +259,7 @@ fn dtmf_goes_out_as_rfc4733_and_comes_back_as_a_callback() {
         "sipp uas (dtmf)",
         &dir,
         Some(port),
-        &args(&[
+        &sipp::args(&[
             "-sf",
             &sipp::scenario("uas_dtmf.xml").display().to_string(),
             "-p",
@@ -359,7 +340,7 @@ fn registration_with_digest_decides_the_connect() {
         "sipp registrar",
         &dir,
         Some(port),
-        &args(&[
+        &sipp::args(&[
             "-sf",
             &sipp::scenario("uas_register_401.xml").display().to_string(),
             "-p",
@@ -423,7 +404,7 @@ fn a_hundred_sequential_calls_leave_no_socket_behind() {
         "sipp uas (100 calls)",
         &dir,
         Some(port),
-        &args(&[
+        &sipp::args(&[
             "-sf",
             &sipp::scenario("uas_echo_any.xml").display().to_string(),
             "-p",
@@ -467,7 +448,7 @@ fn fifty_concurrent_calls_leave_no_socket_behind() {
         "sipp uas (50 concurrent)",
         &dir,
         Some(port),
-        &args(&[
+        &sipp::args(&[
             "-sf",
             &sipp::scenario("uas_echo_any.xml").display().to_string(),
             "-p",
@@ -652,7 +633,7 @@ fn an_h264_call_reaches_the_rtp_side_as_valid_nal_units() {
         "sipp uas (h264)",
         &dir,
         Some(sip_port),
-        &args(&[
+        &sipp::args(&[
             "-sf",
             &sipp::scenario("uas_h264.xml").display().to_string(),
             "-p",

@@ -22,10 +22,6 @@ use siprtmp_tests::{media, scratch_dir, sipp};
 const T: Duration = Duration::from_secs(10);
 const AOR: &str = "alice@127.0.0.1";
 
-fn args(list: &[&str]) -> Vec<String> {
-    list.iter().map(|a| a.to_string()).collect()
-}
-
 /// A TCP port on loopback with nothing listening (bound, then released).
 fn closed_tcp_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -60,7 +56,7 @@ fn a_call_over_tcp_is_echoed_and_the_far_ends_bye_comes_on_the_same_connection()
         "sipp uas over tcp (echo, then BYE)",
         &dir,
         Some(port),
-        &args(&[
+        &sipp::args(&[
             "-sf",
             &sipp::scenario("uas_pcmu_hangup.xml").display().to_string(),
             "-p",
@@ -110,7 +106,7 @@ fn a_registration_over_tcp_answers_the_digest_challenge() {
         "sipp registrar over tcp",
         &dir,
         Some(port),
-        &args(&[
+        &sipp::args(&[
             "-sf",
             &sipp::scenario("uas_register_401.xml").display().to_string(),
             "-p",
