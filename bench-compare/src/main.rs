@@ -41,7 +41,7 @@ struct Flags {
     #[arg(long, default_value = "bench-compare-out")]
     out: PathBuf,
     /// Servers to measure, comma-separated: siprtmp runtimes, a runtime with `-merged`
-    /// (siprtmp with `--merge-writes 100`, e.g. `mio-merged`), `nginx` and `rtmplite3` (the
+    /// (siprtmp with `--merge-writes 100`, e.g. `mio-merged`; `-mergedN` for an N ms window), `nginx` and `rtmplite3` (the
     /// original server's Python 3 port). Runtimes the siprtmp binary does not accept, and
     /// peers not installed, are skipped with a note.
     #[arg(
@@ -506,12 +506,6 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
     for name in &flags.runtimes {
         if name == "nginx" {
             notes.push("nginx-rtmp skipped: it has no SIP gateway".into());
-            continue;
-        }
-        if name.ends_with(server::MERGED_SUFFIX) {
-            notes.push(format!(
-                "{name} skipped: merged writes apply to live players, not to gateway calls"
-            ));
             continue;
         }
         let kind = ServerKind::Siprtmp(name.clone());

@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Ending of a server name that runs siprtmp with merged writes: `mio-merged` is
-/// `siprtmp --runtime mio --merge-writes MERGED_WINDOW_MS`.
+/// `siprtmp --runtime mio --merge-writes MERGED_WINDOW_MS`, `mio-merged20` the same with a
+/// 20 ms window.
 pub const MERGED_SUFFIX: &str = "-merged";
 
 /// The merge window of a `-merged` server, in milliseconds (SRS's default `mw_latency`).
@@ -65,8 +66,16 @@ impl ServerKind {
             Some(rest) => (rest, true),
             None => (name.as_str(), false),
         };
-        let (runtime, merge_ms) = match rest.strip_suffix(MERGED_SUFFIX) {
-            Some(runtime) => (runtime, Some(MERGED_WINDOW_MS)),
+        let merged = rest.rfind(MERGED_SUFFIX).and_then(|at| {
+            let window = &rest[at + MERGED_SUFFIX.len()..];
+            let ms = match window {
+                "" => MERGED_WINDOW_MS,
+                digits => digits.parse().ok()?,
+            };
+            Some((&rest[..at], ms))
+        });
+        let (runtime, merge_ms) = match merged {
+            Some((runtime, ms)) => (runtime, Some(ms)),
             None => (rest, None),
         };
         Some(SiprtmpOptions {
@@ -298,6 +307,10 @@ mod tests {
         assert_eq!(
             options("mio-merged"),
             Some(("mio".into(), Some(100), false))
+        );
+        assert_eq!(
+            options("tokio-merged20"),
+            Some(("tokio".into(), Some(20), false))
         );
         assert_eq!(options("tokio"), Some(("tokio".into(), None, false)));
         assert_eq!(options("mio-nodelay"), Some(("mio".into(), None, true)));

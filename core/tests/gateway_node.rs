@@ -40,8 +40,17 @@ struct World {
 
 impl World {
     fn new(rtp_ports: (u16, u16)) -> Self {
+        let mut w = Self::with_merge(rtp_ports, None);
+        w.net.transmit_driven = false;
+        w
+    }
+
+    /// With `merge_writes` set as given; the client is then written only when the node asks
+    /// (as a real driver does), so that holding media shows in its write count.
+    fn with_merge(rtp_ports: (u16, u16), merge: Option<Duration>) -> Self {
         let now = Instant::now();
         let mut config = NodeConfig::default();
+        config.server.merge_writes = merge;
         config.server.gateway = Some(GatewayNodeConfig {
             bind_ip: "10.0.0.1".parse().unwrap(),
             rtp_ports,
@@ -51,9 +60,11 @@ impl World {
             UaConfig::new("sip:bob@10.0.0.2".parse().unwrap(), a(FAR_SIP)),
             3,
         );
+        let mut net = MemoryNet::new(Node::new(config, now, 9));
+        net.transmit_driven = true;
         Self {
             now,
-            net: MemoryNet::new(Node::new(config, now, 9)),
+            net,
             far,
             far_events: Vec::new(),
             echoed: 0,
@@ -178,9 +189,9 @@ impl World {
     }
 }
 
-#[test]
-fn a_client_calls_through_the_node_and_hears_its_echo() {
-    let mut w = World::new((20000, 20099));
+/// Connects client `sip/alice`, calls bob (PCMU), and publishes `local` and plays `remote`
+/// once accepted; returns the client's index.
+fn established_call(w: &mut World) -> usize {
     let c = w.net.connect(w.now, "sip/alice@10.0.0.1");
     w.pump();
     assert!(
@@ -216,21 +227,19 @@ fn a_client_calls_through_the_node_and_hears_its_echo() {
     client.publish(1, "local");
     client.play(2, "remote", -2.0);
     w.pump();
-    let frames: Vec<RtmpMessage> = (0..50u32)
-        .map(|i| {
-            let mut body = vec![0x82];
-            body.extend((0..160).map(|j| (i as u8).wrapping_mul(3) ^ j as u8));
-            RtmpMessage::new(type_id::AUDIO, 1, i * 20, body)
-        })
-        .collect();
-    for f in &frames {
-        w.now += Duration::from_millis(20);
-        w.net.clients[c].client.send_media(f);
-        w.pump();
-    }
-    assert_eq!(w.echoed, 50, "every frame went out as RTP");
-    let back: Vec<Bytes> = w
-        .net
+    c
+}
+
+/// Speex-like audio frame `i` for stream 1, 20 ms apart.
+fn frame(i: u32) -> RtmpMessage {
+    let mut body = vec![0x82];
+    body.extend((0..160).map(|j| (i as u8).wrapping_mul(3) ^ j as u8));
+    RtmpMessage::new(type_id::AUDIO, 1, i * 20, body)
+}
+
+/// The payloads the client got back on `remote`.
+fn echoes(w: &World, c: usize) -> Vec<Bytes> {
+    w.net
         .events(c)
         .iter()
         .filter_map(|e| match e {
@@ -239,7 +248,21 @@ fn a_client_calls_through_the_node_and_hears_its_echo() {
             }
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn a_client_calls_through_the_node_and_hears_its_echo() {
+    let mut w = World::new((20000, 20099));
+    let c = established_call(&mut w);
+    let frames: Vec<RtmpMessage> = (0..50u32).map(frame).collect();
+    for f in &frames {
+        w.now += Duration::from_millis(20);
+        w.net.clients[c].client.send_media(f);
+        w.pump();
+    }
+    assert_eq!(w.echoed, 50, "every frame went out as RTP");
+    let back = echoes(&w, c);
     assert_eq!(back.len(), 50, "every echo reached `remote`");
     for (sent, got) in frames.iter().zip(&back) {
         assert_eq!(got, &sent.payload);
@@ -259,6 +282,71 @@ fn a_client_calls_through_the_node_and_hears_its_echo() {
     assert_eq!(w.net.udp.open_sockets(), 1);
     w.advance(Duration::from_secs(40));
     assert_eq!(w.net.udp.open_sockets(), 0, "no socket leaked");
+}
+
+/// One second of 20 ms frames through an echoing far end with merged writes set to `merge`:
+/// how many writes the client got in that second, and the longest any echo waited in the
+/// node (from the RTP datagram's arrival to the write that carried it).
+fn one_second_of_echo(merge: Option<Duration>) -> (usize, Duration) {
+    let mut w = World::with_merge((20000, 20099), merge);
+    let c = established_call(&mut w);
+    let writes_before = w.net.clients[c].writes;
+    let start = w.now;
+    let mut arrived_at = Vec::new();
+    let mut longest = Duration::ZERO;
+    // Node timers (flushes among them) fire at their own deadlines; the far end echoes at
+    // once, so an echo reaching the client at the moment its frame left waited for nothing.
+    let run_timers_until = |w: &mut World, until: Instant, arrived_at: &mut Vec<Instant>| {
+        while let Some(deadline) = w.net.node.poll_timeout() {
+            if deadline > until {
+                break;
+            }
+            w.now = deadline.max(w.now);
+            w.net.node.handle(w.now, Input::Timeout);
+            w.pump();
+            arrived_at.resize(echoes(w, c).len(), w.now);
+        }
+        w.now = until;
+    };
+    for i in 0..50u32 {
+        let sent_at = start + Duration::from_millis(20 * u64::from(i));
+        run_timers_until(&mut w, sent_at, &mut arrived_at);
+        w.net.clients[c].client.send_media(&frame(i));
+        w.pump();
+        arrived_at.resize(echoes(&w, c).len(), w.now);
+    }
+    // Let the last hold run out.
+    let end = w.now + Duration::from_millis(200);
+    run_timers_until(&mut w, end, &mut arrived_at);
+    let back = echoes(&w, c);
+    assert_eq!(back.len(), 50, "every echo reached `remote`");
+    for (i, got) in back.iter().enumerate() {
+        assert_eq!(got, &frame(i as u32).payload, "echo {i} in order");
+        let sent_at = start + Duration::from_millis(20 * i as u64);
+        longest = longest.max(arrived_at[i] - sent_at);
+    }
+    (w.net.clients[c].writes - writes_before, longest)
+}
+
+#[test]
+fn with_merged_writes_the_far_ends_media_reaches_the_client_in_a_few_writes() {
+    let (writes, longest) = one_second_of_echo(None);
+    assert!(
+        writes >= 50,
+        "one write per echoed frame without merging: {writes}"
+    );
+    assert_eq!(longest, Duration::ZERO, "nothing held without merging");
+
+    let window = Duration::from_millis(100);
+    let (writes, longest) = one_second_of_echo(Some(window));
+    assert!(
+        (9..=12).contains(&writes),
+        "about one write per 100 ms window, not one per frame: {writes}"
+    );
+    assert!(
+        longest <= window,
+        "no echo held longer than the window: {longest:?}"
+    );
 }
 
 #[test]

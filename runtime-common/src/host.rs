@@ -52,6 +52,10 @@ struct Slot<T> {
     transport: T,
     /// On the dirty list already.
     dirty: bool,
+    /// The last write met `WouldBlock`: the next writability report resumes writing. Other
+    /// reports (epoll repeats `EPOLLOUT` with every read event) are ignored, so that media held
+    /// for merged writes is not written early because the peer sent something.
+    blocked: bool,
 }
 
 /// A [`Node`] with its connections' transports: everything an event-loop driver does besides
@@ -178,6 +182,7 @@ impl<T: Transport> NodeHost<T> {
             Slot {
                 transport,
                 dirty: false,
+                blocked: false,
             },
         );
         conn
@@ -200,9 +205,14 @@ impl<T: Transport> NodeHost<T> {
         self.remove(now, conn);
     }
 
-    /// `conn`'s socket can take bytes again (after a `WouldBlock`).
+    /// `conn`'s socket can take bytes again (after a `WouldBlock`; reports without one
+    /// before are ignored: the node says when it has something to write).
     pub fn writable(&mut self, conn: ConnId) {
-        self.mark_dirty(conn);
+        if let Some(slot) = self.conns.get_mut(&conn) {
+            if std::mem::take(&mut slot.blocked) {
+                self.mark_dirty(conn);
+            }
+        }
     }
 
     /// The node's next deadline.
@@ -368,7 +378,12 @@ impl<T: Transport> NodeHost<T> {
                     }
                 }
                 // The transport will report writability.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Some(slot) = self.conns.get_mut(&conn) {
+                        slot.blocked = true;
+                    }
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     tracing::debug!("{conn}: write error: {e}");
@@ -423,6 +438,7 @@ mod tests {
     use siprtmp_core::rtmp::client::{ClientEvent, RtmpClient};
     use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
     use siprtmp_core::server::{AppConfig, RecordPolicy, ServerConfig};
+    use std::time::Duration;
 
     /// A socket whose kernel buffer takes `budget` more bytes, then says `WouldBlock` (or
     /// fails, or takes nothing, as told).
@@ -721,6 +737,70 @@ mod tests {
             status,
             ClientEvent::Status(id, "NetStream.Publish.Denied".into())
         );
+    }
+
+    /// The gateway's pattern: one connection publishes and plays. With merged writes, media
+    /// for its player is held; the publisher's next message makes epoll report the socket
+    /// writable again (`EPOLLOUT` comes with every event), which must not write the held bytes.
+    #[test]
+    fn a_writability_report_without_a_would_block_does_not_write_held_media() {
+        let mut config = NodeConfig::default();
+        config.server.merge_writes = Some(Duration::from_millis(100));
+        let host = NodeHost::new(Node::new(config, Instant::now(), 9), None);
+        let mut wired = Wired::new(host, "live");
+        let (publishing, _) = wired.publish("s");
+        wired.client.create_stream();
+        let ClientEvent::StreamCreated(playing) =
+            wired.until(|e| matches!(e, ClientEvent::StreamCreated(_)))
+        else {
+            unreachable!()
+        };
+        wired.client.play(playing, "s", -1.0);
+        wired
+            .until(|e| matches!(e, ClientEvent::Status(_, code) if code == "NetStream.Play.Start"));
+        let frame =
+            |i: u32| RtmpMessage::new(type_id::AUDIO, publishing, i * 20, vec![0xb2, i as u8]);
+        // The first media after a play goes at once; the second is held.
+        wired.client.send_media(&frame(0));
+        wired.until(|e| {
+            matches!(e, ClientEvent::Media(m) if m.stream_id == playing && m.type_id == type_id::AUDIO)
+        });
+
+        let start = Instant::now();
+        let conn = wired.conn;
+        for i in 1..=3u32 {
+            let now = start + Duration::from_millis(20 * u64::from(i));
+            wired.client.send_media(&frame(i));
+            while let Some(bytes) = wired.client.take_output() {
+                wired.host.received(now, conn, BytesMut::from(&bytes[..]));
+            }
+            wired.host.writable(conn);
+            wired.host.turn(now);
+            let socket = wired.host.transport_mut(conn).unwrap();
+            assert!(
+                socket.written.is_empty(),
+                "frame {i}'s echo was written before its window"
+            );
+        }
+        let writes = wired.host.transport_mut(conn).unwrap().writes;
+        wired.host.turn(start + Duration::from_millis(20 + 100));
+        let socket = wired.host.transport_mut(conn).unwrap();
+        assert_eq!(
+            socket.writes,
+            writes + 1,
+            "the held frames leave in one write"
+        );
+        wired
+            .inbox
+            .extend_from_slice(&std::mem::take(&mut socket.written));
+        wired.client.received(&mut wired.inbox).unwrap();
+        let mut got = Vec::new();
+        while let Some(event) = wired.client.poll_event() {
+            if let ClientEvent::Media(m) = event {
+                got.push(m.payload[1]);
+            }
+        }
+        assert_eq!(got, [1, 2, 3]);
     }
 
     #[test]

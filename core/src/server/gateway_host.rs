@@ -290,6 +290,7 @@ impl RtmpServer {
 
     /// Input from the driver about a UDP socket.
     pub fn udp(&mut self, now: Instant, event: UdpEvent) {
+        self.last_now = self.last_now.max(now);
         let socket = match &event {
             UdpEvent::Bound { socket, .. } | UdpEvent::Datagram { socket, .. } => *socket,
         };
@@ -680,10 +681,7 @@ impl RtmpServer {
                 } else {
                     csid::AUDIO
                 };
-                if let Some(session) = self.sessions.get_mut(conn) {
-                    let notify = session.send_message(channel, &msg);
-                    self.transmit_if(conn, notify);
-                }
+                self.send_media(conn, channel, &msg);
             }
             GatewayOutput::SipSend { destination, data } => {
                 if self.gateway_conn(conn).is_some_and(|g| g.sip_tcp.is_some()) {

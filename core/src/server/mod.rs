@@ -51,7 +51,7 @@ use decisions::Pending;
 use live_stream::LiveStream;
 use merge::FlushSchedule;
 use recorder::{Recorder, RecorderNote};
-use session::{Phase, Session, StreamRole};
+use session::{Held, Phase, Session, StreamRole};
 use session_table::SessionTable;
 use vod::VodPlayer;
 
@@ -557,6 +557,31 @@ impl RtmpServer {
     /// Connections currently known.
     pub fn connection_count(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// Sends a media message to one connection (the gateway's far-end media): at once, or
+    /// held for the merge window when merged writes are on, as live players' media is.
+    pub(crate) fn send_media(&mut self, conn: ConnId, csid: u32, msg: &RtmpMessage) {
+        let last_now = self.last_now;
+        let Some(session) = self.sessions.get_mut(conn) else {
+            return;
+        };
+        let bytes = session.encode(csid, msg);
+        let transmit = match &mut self.merge {
+            Some(schedule) => {
+                let deadline = schedule.deadline(last_now);
+                match session.queue_held(bytes, deadline, schedule.max_bytes()) {
+                    Held::Nothing => false,
+                    Held::Started => {
+                        schedule.hold(deadline, conn);
+                        false
+                    }
+                    Held::Transmit => true,
+                }
+            }
+            None => session.queue(bytes),
+        };
+        self.transmit_if(conn, transmit);
     }
 
     pub(crate) fn transmit_if(&mut self, conn: ConnId, needed: bool) {

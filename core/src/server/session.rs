@@ -168,9 +168,15 @@ impl Session {
 
     /// Encodes `msg` on `csid` with the session's stateful encoder and queues it.
     pub fn send_message(&mut self, csid: u32, msg: &RtmpMessage) -> bool {
+        let bytes = self.encode(csid, msg);
+        self.queue(bytes)
+    }
+
+    /// Encodes `msg` on `csid` with the session's stateful encoder, without queueing it.
+    pub fn encode(&mut self, csid: u32, msg: &RtmpMessage) -> Bytes {
         let mut buf = BytesMut::with_capacity(msg.payload.len() + 32);
         self.encoder.encode(csid, msg, &mut buf);
-        self.queue(buf.freeze())
+        buf.freeze()
     }
 
     pub fn send_control(&mut self, control: ProtocolControl) -> bool {
