@@ -26,8 +26,9 @@
 //! executor; after each batch of completions it posts a control message to the node task.
 //! The node's UDP sockets (the SIP-RTMP gateway's SIP and RTP) are
 //! [`siprtmp_driver_common::UdpExecutor`]'s: binds and vectored sends happen in the node task
-//! without waiting; its receive thread queues datagrams and posts a control message, and the
-//! next turn feeds them in. The node's own TCP (the gateway's SIP over TCP) runs on
+//! without waiting. They are registered in a [`UdpPoll`] whose descriptor async-std's reactor
+//! (async-io) watches; when it turns readable the node task drains the ready sockets straight
+//! into the node, with no receive thread or channel in the way. The node's own TCP (the gateway's SIP over TCP) runs on
 //! [`siprtmp_driver_common::TcpExecutor`]'s I/O thread, which posts the same control message.
 //! Decisions are answered by the decider installed with [`AsyncStdDriver::with_decider`]
 //! (everything is accepted without one). On stop, every connection is closed and recordings
@@ -59,6 +60,7 @@ use bytes::BytesMut;
 use siprtmp_core::node::{ConnId, Node, NodeConfig};
 use siprtmp_driver_common::{
     bind_listener, configure_stream, FileExecutor, NodeHost, TcpExecutor, Transport, UdpExecutor,
+    UdpPoll,
 };
 
 pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper, TcpStats, UdpStats};
@@ -81,7 +83,7 @@ enum Message {
 /// file thread posts once per batch of completions).
 enum Control {
     Writable(ConnId),
-    /// An executor (files, UDP, the node's TCP) has completions or data: the turn feeds
+    /// An executor (files, the node's TCP) has completions or data: the turn feeds
     /// them in.
     Executors,
     Stop,
@@ -142,6 +144,8 @@ pub struct AsyncStdDriver {
     control_rx: Receiver<Control>,
     files: FileExecutor,
     udp: UdpExecutor,
+    /// The UDP sockets' poll, watched by async-std's reactor.
+    udp_poll: UdpPoll,
     tcp: TcpExecutor,
     decider: Option<Decider>,
 }
@@ -157,11 +161,7 @@ impl AsyncStdDriver {
             // Closed: the driver has returned; nobody waits for the completion.
             let _ = files_tx.try_send(Control::Executors);
         })?;
-        let udp_tx = control_tx.clone();
-        let udp = UdpExecutor::start(move || {
-            // Closed: the driver has returned; the datagrams are of no use any more.
-            let _ = udp_tx.try_send(Control::Executors);
-        })?;
+        let (udp_poll, udp) = UdpPoll::new()?;
         let tcp_tx = control_tx.clone();
         let tcp = TcpExecutor::start(move || {
             let _ = tcp_tx.try_send(Control::Executors);
@@ -174,6 +174,7 @@ impl AsyncStdDriver {
             control_rx,
             files,
             udp,
+            udp_poll,
             tcp,
             decider: None,
         })
@@ -225,6 +226,7 @@ impl AsyncStdDriver {
             .with_udp(self.udp)
             .with_tcp(self.tcp)
             .with_decider(self.decider);
+        let mut udp_poll = async_io::Async::new(self.udp_poll)?;
         let (tx, rx) = channel::bounded(CHANNEL_DEPTH);
         let mut rx = pin!(rx);
         let mut control = pin!(self.control_rx);
@@ -254,6 +256,11 @@ impl AsyncStdDriver {
                 if let Poll::Ready(Some(m)) = rx.as_mut().poll_next(cx) {
                     return Poll::Ready(Woke::Message(m));
                 }
+                // Ready once per event; the next poll re-arms it (level-triggered), so a
+                // datagram that arrives during the drain is seen.
+                if let Poll::Ready(ready) = udp_poll.poll_readable(cx) {
+                    return Poll::Ready(Woke::Udp(ready));
+                }
                 if let Some(t) = timer.as_mut() {
                     if t.as_mut().poll(cx).is_ready() {
                         timer = None;
@@ -281,6 +288,14 @@ impl AsyncStdDriver {
                 }
                 Woke::Control(Control::Writable(conn)) => host.writable(conn),
                 Woke::Control(Control::Executors) => {}
+                Woke::Udp(ready) => {
+                    // SAFETY: draining neither closes nor replaces the poll's descriptor.
+                    let drained =
+                        ready.and_then(|()| unsafe { udp_poll.get_mut() }.drain(&mut host, now));
+                    if let Err(e) = drained {
+                        tracing::warn!("UDP poll: {e}");
+                    }
+                }
                 Woke::Again => {}
                 Woke::Message(message) => handle(&mut host, now, message),
                 Woke::Accepted(Ok(stream)) => {
@@ -323,6 +338,8 @@ impl AsyncStdDriver {
 enum Woke {
     Control(Control),
     Again,
+    /// The UDP poll turned readable (or its registration failed).
+    Udp(io::Result<()>),
     Message(Message),
     Accepted(io::Result<TcpStream>),
 }

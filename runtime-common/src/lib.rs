@@ -14,6 +14,8 @@
 //! - [`UdpExecutor`]: the node's UDP sockets (the gateway's SIP and RTP): binds and vectored
 //!   sends on the event-loop thread (never blocking), receiving either on a background thread
 //!   (datagrams queued, the driver woken as for files) or in the driver's own mio poll;
+//! - [`UdpPoll`]: those sockets in a poll of their own whose descriptor an async runtime's
+//!   reactor watches, so the tokio and async-std drivers receive without a thread;
 //! - [`TcpExecutor`]: the node's own TCP connections and listeners (the gateway's SIP over
 //!   TCP) on one I/O thread, commands handed over without blocking, events fed back after a
 //!   wake-up as for files;
@@ -49,6 +51,7 @@ mod socket;
 mod stopper;
 mod tcp;
 mod udp;
+mod udp_poll;
 mod workers;
 
 pub use config::DriverConfig;
@@ -60,4 +63,5 @@ pub use socket::{bind_listener, configure_stream, shutdown_stream};
 pub use stopper::Stopper;
 pub use tcp::{TcpExecutor, TcpStats, MAX_QUEUED_SEND, MAX_READ_AHEAD};
 pub use udp::{UdpExecutor, UdpStats, UDP_TOKEN_BASE};
+pub use udp_poll::UdpPoll;
 pub use workers::{bind_shared_listeners, WorkerDriver, WorkerSeat, Workers};

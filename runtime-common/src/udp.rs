@@ -18,11 +18,12 @@
 //!   of one wake-up as one batch on a bounded channel (past [`QUEUE_DEPTH`] datagrams waiting
 //!   it drops and counts, as the kernel would), and calls the driver's wake-up once per batch,
 //!   the file executor's pattern. The driver feeds the batches in on its next turn
-//!   ([`UdpExecutor::feed`]). Used by the tokio, async-std and thread drivers.
+//!   ([`UdpExecutor::feed`]). Used by the thread driver.
 //! - **driver's poll** ([`UdpExecutor::with_registry`]): the sockets are registered in the
 //!   driver's own `mio::Poll` under tokens at and above [`UDP_TOKEN_BASE`]; the driver calls
 //!   [`UdpExecutor::readable`] for such a token, which drains the socket straight into the
-//!   node: no thread, no queue, no wake-up. Used by the mio driver.
+//!   node: no thread, no queue, no wake-up. Used by the mio driver, and by the tokio and
+//!   async-std drivers through a poll of its own ([`crate::UdpPoll`]) that their reactor watches.
 //!
 //! Draining a socket on Linux is `recvmmsg` of up to [`RECV_BATCH`] datagrams per call, and
 //! a call that returns fewer than it asked for ends the drain: the socket was empty, and with

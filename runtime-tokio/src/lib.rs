@@ -18,8 +18,9 @@
 //!
 //! The node's UDP sockets (the SIP-RTMP gateway's SIP and RTP) are
 //! [`siprtmp_driver_common::UdpExecutor`]'s: binds and vectored sends happen in the node task
-//! without waiting, and its receive thread queues datagrams and wakes the node task through
-//! the same `Notify` as file completions; the next turn feeds them in.
+//! without waiting. They are registered in a [`UdpPoll`] whose descriptor tokio's reactor
+//! watches (`AsyncFd`): when it turns readable the node task drains the ready sockets straight
+//! into the node, with no receive thread, channel or cross-thread wake-up in the way.
 //!
 //! Writes never wait: the node writes from its own queue with `try_write_vectored`, and after
 //! a `WouldBlock` arms `poll_write_ready` with a per-connection waker that posts the
@@ -46,8 +47,10 @@ use bytes::BytesMut;
 use siprtmp_core::node::{ConnId, Node, NodeConfig};
 use siprtmp_driver_common::{
     bind_listener, configure_stream, FileExecutor, NodeHost, RelayLink, TcpExecutor, Transport,
-    UdpExecutor,
+    UdpExecutor, UdpPoll,
 };
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
@@ -137,6 +140,8 @@ pub struct TokioDriver {
     stop: Arc<Notify>,
     files: FileExecutor,
     udp: UdpExecutor,
+    /// The UDP sockets' poll, watched by tokio's reactor.
+    udp_poll: UdpPoll,
     tcp: TcpExecutor,
     /// Notified by the file, UDP and TCP threads after each batch of completions or datagrams (and
     /// by other workers when they send this one relay messages).
@@ -172,8 +177,7 @@ impl TokioDriver {
         let notify = files_ready.clone();
         // `notify_one` keeps a permit if the node task is busy, so no completion is missed.
         let files = FileExecutor::start(config.root.clone(), move || notify.notify_one())?;
-        let notify = files_ready.clone();
-        let udp = UdpExecutor::start(move || notify.notify_one())?;
+        let (udp_poll, udp) = UdpPoll::new()?;
         let notify = files_ready.clone();
         let tcp = TcpExecutor::start(move || notify.notify_one())?;
         Ok(Self {
@@ -183,6 +187,7 @@ impl TokioDriver {
             stop: Arc::new(Notify::new()),
             files,
             udp,
+            udp_poll,
             tcp,
             files_ready,
             decider: None,
@@ -238,6 +243,10 @@ impl TokioDriver {
             .with_tcp(self.tcp)
             .with_decider(self.decider)
             .with_relay(self.relay);
+        // SAFETY: the descriptor is the poll's own; `UdpPoll` keeps it open and never replaces
+        // it while the `AsyncFd` owns the poll (it is closed only when both are dropped).
+        let mut udp_poll =
+            unsafe { AsyncFd::register_with_interest(self.udp_poll, Interest::READABLE)? };
         let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
         let (writable_tx, mut writable_rx) = mpsc::unbounded_channel();
         let sleep = tokio::time::sleep(Duration::from_secs(3600));
@@ -264,6 +273,11 @@ impl TokioDriver {
                     _ = self.stop.notified() => Woke::Stop,
                     Some(conn) = writable_rx.recv() => Woke::Writable(conn),
                     Some(message) = rx.recv() => Woke::Message(message),
+                    // Cleared before the drain: a datagram arriving during it raises it again.
+                    Ok(mut ready) = udp_poll.readable() => {
+                        ready.clear_ready();
+                        Woke::Udp
+                    }
                     _ = self.files_ready.notified() => Woke::Again,
                     accepted = listener.accept() => Woke::Accepted(accepted),
                     _ = &mut sleep, if armed.is_some() => Woke::Again,
@@ -281,6 +295,11 @@ impl TokioDriver {
                     return Ok(());
                 }
                 Woke::Again => {}
+                Woke::Udp => {
+                    if let Err(e) = udp_poll.get_mut().drain(&mut host, now) {
+                        tracing::warn!("UDP poll: {e}");
+                    }
+                }
                 Woke::Writable(conn) => host.writable(conn),
                 Woke::Message(message) => handle(&mut host, now, message),
                 Woke::Accepted(Ok((stream, peer))) => {
@@ -315,6 +334,8 @@ impl TokioDriver {
 enum Woke {
     Stop,
     Again,
+    /// A UDP socket is readable.
+    Udp,
     Writable(ConnId),
     Message(Message),
     Accepted(io::Result<(TcpStream, SocketAddr)>),
