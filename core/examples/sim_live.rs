@@ -20,7 +20,13 @@ fn main() {
         .map(|i| Duration::from_millis(i * 60_000 / players.max(1)))
         .collect();
     let started = Instant::now();
-    let run = run_live(NodeConfig::default(), SimConfig::default(), &media, &joins);
+    let run = run_live(
+        NodeConfig::default(),
+        SimConfig::default(),
+        started,
+        &media,
+        &joins,
+    );
     let wall = started.elapsed();
     let mut frames = 0;
     for (i, verdict) in run.players.iter().enumerate() {

@@ -5,17 +5,19 @@
 //! a latency plus random jitter; a "lost" segment arrives one retransmission timeout later and,
 //! as on TCP, holds back everything behind it in that direction (head-of-line blocking). The
 //! node is driven exactly as a driver would drive it: `Received`, `Drained`, `Timeout`,
-//! `Closed`. Nothing reads a clock: the run is a function of the seed, byte for byte, and
+//! `Closed`. Nothing reads a clock: virtual time starts at the `origin` the caller passes
+//! (only differences from it matter), the run is a function of the seed, byte for byte, and
 //! [`SimNet::trace_hash`] proves it.
 //!
 //! ```
-//! use std::time::Duration;
+//! use std::time::{Duration, Instant};
 //! use siprtmp_core::node::NodeConfig;
 //! use siprtmp_core::rtmp::client::ClientEvent;
 //! use siprtmp_core::sim::{SimConfig, SimNet};
 //!
 //! let run = |seed| {
-//!     let mut sim = SimNet::new(NodeConfig::default(), SimConfig { seed, ..SimConfig::default() });
+//!     let config = SimConfig { seed, ..SimConfig::default() };
+//!     let mut sim = SimNet::new(NodeConfig::default(), config, Instant::now());
 //!     let c = sim.connect("live");
 //!     sim.run_for(Duration::from_secs(1));
 //!     assert!(sim.events(c).contains(&ClientEvent::Connected));
@@ -117,9 +119,10 @@ pub struct SimNet {
 }
 
 impl SimNet {
-    /// A simulation of a fresh node with `node_config`.
-    pub fn new(node_config: NodeConfig, config: SimConfig) -> Self {
-        let now = Instant::now();
+    /// A simulation of a fresh node with `node_config`, virtual time starting at `origin`
+    /// (any instant: the run depends only on time since it, so equal seeds replay equally).
+    pub fn new(node_config: NodeConfig, config: SimConfig, origin: Instant) -> Self {
+        let now = origin;
         let mut rng = SeededRng::new(config.seed);
         let node = Node::new(node_config, now, rng.next_u64());
         Self {
@@ -406,14 +409,14 @@ pub struct LiveRun {
 /// ([`MediaChecker`](crate::testkit::MediaChecker)).
 ///
 /// ```
-/// use std::time::Duration;
+/// use std::time::{Duration, Instant};
 /// use siprtmp_core::node::NodeConfig;
 /// use siprtmp_core::sim::{run_live, SimConfig};
 /// use siprtmp_core::testkit::synthetic_av;
 ///
 /// let media = synthetic_av(1, Duration::from_secs(5));
 /// let joins = [Duration::ZERO, Duration::from_millis(2500)];
-/// let run = run_live(NodeConfig::default(), SimConfig::default(), &media, &joins);
+/// let run = run_live(NodeConfig::default(), SimConfig::default(), Instant::now(), &media, &joins);
 /// for verdict in &run.players {
 ///     assert!(verdict.is_ok(), "{verdict:?}");
 /// }
@@ -421,11 +424,12 @@ pub struct LiveRun {
 pub fn run_live(
     node_config: NodeConfig,
     sim_config: SimConfig,
+    origin: Instant,
     media: &[crate::rtmp::message::RtmpMessage],
     joins: &[Duration],
 ) -> LiveRun {
     use crate::testkit::MediaChecker;
-    let mut sim = SimNet::new(node_config, sim_config);
+    let mut sim = SimNet::new(node_config, sim_config, origin);
     let settle = Duration::from_secs(2);
     let publisher = sim.connect("live");
     sim.run_for(settle);

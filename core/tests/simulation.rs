@@ -1,7 +1,7 @@
 //! Deterministic simulation: a publisher and players over a seeded network with latency,
 //! jitter, loss (retransmissions) and random segmentation, in virtual time.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use siprtmp_core::node::NodeConfig;
 use siprtmp_core::sim::{run_live, SimConfig};
@@ -22,7 +22,13 @@ fn lossy(seed: u64) -> SimConfig {
 fn every_player_gets_every_frame_from_its_join_point_over_a_lossy_network() {
     let media = synthetic_av(1, Duration::from_secs(20));
     let joins: Vec<Duration> = (0..8).map(|i| Duration::from_millis(i * 2300)).collect();
-    let run = run_live(NodeConfig::default(), lossy(11), &media, &joins);
+    let run = run_live(
+        NodeConfig::default(),
+        lossy(11),
+        Instant::now(),
+        &media,
+        &joins,
+    );
     for (i, verdict) in run.players.iter().enumerate() {
         let frames = verdict
             .as_ref()
@@ -38,9 +44,27 @@ fn every_player_gets_every_frame_from_its_join_point_over_a_lossy_network() {
 fn the_same_seed_replays_identically_and_another_seed_differs() {
     let media = synthetic_av(1, Duration::from_secs(6));
     let joins = [Duration::ZERO, Duration::from_secs(3)];
-    let a = run_live(NodeConfig::default(), lossy(3), &media, &joins);
-    let b = run_live(NodeConfig::default(), lossy(3), &media, &joins);
-    let c = run_live(NodeConfig::default(), lossy(4), &media, &joins);
+    let a = run_live(
+        NodeConfig::default(),
+        lossy(3),
+        Instant::now(),
+        &media,
+        &joins,
+    );
+    let b = run_live(
+        NodeConfig::default(),
+        lossy(3),
+        Instant::now(),
+        &media,
+        &joins,
+    );
+    let c = run_live(
+        NodeConfig::default(),
+        lossy(4),
+        Instant::now(),
+        &media,
+        &joins,
+    );
     assert_eq!(a.trace_hash, b.trace_hash);
     assert_eq!(a.delivered_bytes, b.delivered_bytes);
     assert_ne!(a.trace_hash, c.trace_hash);
