@@ -270,13 +270,14 @@ impl Conn {
     /// Writes what the socket takes now.
     fn flush(&mut self, stats: &TcpStats) -> io::Result<()> {
         while !self.out.is_empty() {
-            let slices: Vec<IoSlice<'_>> = self
-                .out
-                .iter()
-                .take(MAX_SLICES)
-                .map(|b| IoSlice::new(b))
-                .collect();
-            match self.socket.write_vectored(&slices) {
+            // On the stack: no allocation per write.
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let mut count = 0;
+            for (slot, bytes) in slices.iter_mut().zip(&self.out) {
+                *slot = IoSlice::new(bytes);
+                count += 1;
+            }
+            match self.socket.write_vectored(&slices[..count]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(mut n) => {
                     TcpStats::add(&stats.bytes_sent, n as u64);
