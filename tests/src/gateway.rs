@@ -431,9 +431,22 @@ pub fn echo_call_over(
     frames: usize,
     ports: (u16, u16, u16),
 ) {
-    let (sip_port, media_port, rtp_lo) = ports;
+    let node = gateway_node_over(transport, (ports.2, ports.2 + 99));
+    echo_call_on(node, transport, runtime, name, media, frames, ports);
+}
+
+/// [`echo_call_over`] on a node configured as given (its gateway's RTP ports from `ports.2`).
+pub fn echo_call_on(
+    node: NodeConfig,
+    transport: Transport,
+    runtime: crate::server::Runtime,
+    name: &str,
+    media: EchoMedia,
+    frames: usize,
+    ports: (u16, u16, u16),
+) {
+    let (sip_port, media_port, _) = ports;
     let dir = crate::scratch_dir(name);
-    let node = gateway_node_over(transport, (rtp_lo, rtp_lo + 99));
     let server = crate::server::TestServer::start_on(runtime, node, None);
     let start = match transport {
         Transport::Udp => crate::sipp::start,

@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use siprtmp_core::node::NodeConfig;
+use siprtmp_core::sip::Transport;
 use siprtmp_tests::gateway::{
-    echo_call, echo_matches, flv_video, g711_frames, gateway_node, gateway_sip, s, EchoMedia, Phone,
+    echo_call, echo_call_on, echo_matches, flv_video, g711_frames, gateway_node, gateway_sip, s,
+    EchoMedia, Phone,
 };
 use siprtmp_tests::server::{Runtime, TestServer};
 use siprtmp_tests::{media, scratch_dir, sipp};
@@ -75,6 +77,30 @@ fn a_call_to_sipp_echoes_speex_narrowband_byte_for_byte() {
         150,
         ports,
     );
+}
+
+/// Merged writes hold the echo for the client up to the window: every frame must still come
+/// back, the last ones included. (That the client's own frames, which make epoll report its
+/// socket writable, do not defeat the hold is runtime-common's host test.)
+#[test]
+fn with_merged_writes_every_echoed_frame_still_reaches_the_client() {
+    for (runtime, ports) in [
+        (Runtime::Mio, (23460, 23500, 23600)),
+        (Runtime::Tokio, (23760, 23800, 23860)),
+    ] {
+        let mut node = gateway_node((ports.2, ports.2 + 99));
+        node.server.merge_writes = Some(Duration::from_millis(100));
+        let name = format!("gw-echo-merged-{runtime:?}");
+        echo_call_on(
+            node,
+            Transport::Udp,
+            runtime,
+            &name,
+            EchoMedia::Wideband,
+            150,
+            ports,
+        );
+    }
 }
 
 #[test]
