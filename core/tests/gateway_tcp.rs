@@ -510,6 +510,56 @@ fn the_far_end_calls_a_client_directly_on_its_listener() {
         .any(|e| matches!(e, UaEvent::Ended { call: x } if *x == call)));
 }
 
+/// RFC 3261 18.2.2: when the connection a request came in on is gone by the time the answer
+/// is ready, the answer goes on a new connection to the request's Via (the address it came
+/// from, the port in its sent-by), not to the closed connection's ephemeral port.
+#[test]
+fn an_answer_whose_connection_broke_goes_to_the_via_on_a_new_connection() {
+    let mut w = World::new((20300, 20399));
+    let c = w.client(None);
+    assert!(w.net.events(c).contains(&ClientEvent::Connected));
+    let listener = w.net.tcp.node_listeners()[0];
+    let offer = create_offer(&bob_caps(), &bob_origin());
+    let target = format!("sip:alice@{listener};transport=tcp")
+        .parse()
+        .unwrap();
+    let call = w
+        .bob
+        .invite(w.now, target, Bytes::from(offer.serialize()))
+        .unwrap();
+    w.pump();
+    assert!(w.commands(c).iter().any(|(n, _)| n == "invited"));
+    // Bob's connection (from his ephemeral port) breaks while the client's phone rings.
+    let from_bob = w.bob_streams();
+    assert_eq!(from_bob.len(), 1);
+    w.net
+        .tcp
+        .close(from_bob[0], Some("Connection reset by peer"));
+    w.pump();
+
+    w.net.clients[c]
+        .client
+        .call(0, "accept", vec![Value::string("pcmu")]);
+    w.pump();
+    let now_open = w.bob_streams();
+    assert_eq!(now_open.len(), 1, "one new connection: {:?}", w.wire);
+    let (_, peer) = w.net.tcp.addresses(now_open[0]).unwrap();
+    assert_eq!(
+        peer,
+        a(BOB),
+        "to Bob's sent-by (his listener), not {}",
+        a(BOB_OUT)
+    );
+    assert!(
+        w.bob_events
+            .iter()
+            .any(|e| matches!(e, UaEvent::Answered { call: x, .. } if *x == call)),
+        "Bob got the 200: {:?}",
+        w.bob_events
+    );
+    assert_eq!(w.media(c, 10), 10, "the call is up");
+}
+
 #[test]
 fn a_refused_or_broken_connection_reaches_the_client_as_a_clear_refusal() {
     // The registrar refuses the connection: the connect is rejected with why.

@@ -16,7 +16,8 @@
 //!
 //! The work is split by concern: this file owns the configuration, the public vocabulary
 //! and the event pump; [`registration`] the REGISTER cycle; [`call`] the per-call state;
-//! [`uac`] and [`uas`] the two sides of INVITE and the in-dialog requests.
+//! [`uac`] and [`uas`] the two sides of INVITE and the in-dialog requests; [`response_route`]
+//! where responses go over TCP once their request's connection is gone.
 //!
 //! ```
 //! use std::time::Instant;
@@ -63,6 +64,7 @@
 
 mod call;
 mod registration;
+mod response_route;
 mod uac;
 mod uas;
 
@@ -87,6 +89,7 @@ use crate::rng::SeededRng;
 
 use call::Call;
 use registration::Registration;
+use response_route::ResponseRoutes;
 
 /// The methods this user agent handles, for `Allow` headers.
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";
@@ -360,6 +363,8 @@ pub struct UserAgent {
     /// Where each live transaction's messages go, so that a failed TCP connection fails the
     /// transactions that were using it ([`UserAgent::stream_failed`]).
     destinations: HashMap<TransactionId, SocketAddr>,
+    /// Where server transactions' responses go when their request's connection is gone.
+    response_routes: ResponseRoutes,
     stats: UaStats,
 }
 
@@ -392,6 +397,7 @@ impl UserAgent {
             events: VecDeque::new(),
             framers: HashMap::new(),
             destinations: HashMap::new(),
+            response_routes: ResponseRoutes::default(),
             stats: UaStats::default(),
         }
     }
@@ -488,10 +494,12 @@ impl UserAgent {
     /// ```
     pub fn stream_failed(&mut self, now: Instant, peer: SocketAddr) {
         self.framers.remove(&peer);
+        self.response_routes.connection_lost(peer);
+        // Server transactions with somewhere else to answer (their Via) carry on.
         let mut failed: Vec<TransactionId> = self
             .destinations
             .iter()
-            .filter(|(_, d)| **d == peer)
+            .filter(|(id, d)| **d == peer && !self.response_routes.reroutes(**id))
             .map(|(id, _)| *id)
             .collect();
         // In the order they started, so that a replay gives the same events.
@@ -542,8 +550,9 @@ impl UserAgent {
     pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Bytes)> {
         while let Some(t) = self.layer.poll_transmit() {
             match t.destination {
-                Destination::Addr(a) => {
+                Destination::Addr(mut a) => {
                     if let Some(id) = t.transaction {
+                        a = self.response_routes.route(id, a);
                         self.destinations.insert(id, a);
                     }
                     return Some((a, t.bytes));
@@ -567,8 +576,12 @@ impl UserAgent {
                     id,
                     request,
                     source,
-                    ..
-                } => self.on_request(now, id, request, source),
+                    transport,
+                } => {
+                    self.response_routes
+                        .request(id, &request, transport, source);
+                    self.on_request(now, id, request, source)
+                }
                 TransactionEvent::Cancel {
                     id,
                     invite,
@@ -586,6 +599,7 @@ impl UserAgent {
                 }
                 TransactionEvent::Terminated { id } => {
                     self.destinations.remove(&id);
+                    self.response_routes.forget(id);
                     self.owners.remove(&id);
                     self.acks.remove(&id);
                 }
