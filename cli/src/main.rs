@@ -95,9 +95,10 @@ struct Flags {
     /// [default: udp].
     #[arg(long = "sip-transport", value_name = "udp|tcp")]
     sip_transport: Option<String>,
-    /// Merged writes: hold each player's live media up to MS milliseconds (1-1000; 100 is
-    /// SRS's default) so that several messages leave in one write, for far less CPU per
-    /// player; 0 turns it off [default: `merge_writes_ms` in the config file, else off].
+    /// Merged writes: hold each player's live media (and a gateway call's far-end media) up to
+    /// MS milliseconds (1-1000; 100 is SRS's default) so that several messages leave in one
+    /// write, for far less CPU per player; 0 turns it off [default: `merge_writes_ms` in the
+    /// config file, else off].
     #[arg(long = "merge-writes", value_name = "MS")]
     merge_writes: Option<u64>,
     /// TCP_NODELAY on client sockets: each write leaves at once instead of waiting for the

@@ -109,7 +109,7 @@ fn speex_wideband_passes_through_byte_for_byte() {
     let bodies: Vec<Bytes> = got
         .iter()
         .filter_map(|g| match g {
-            FromFarEnd::Media(m) if m.type_id == type_id::AUDIO => Some(m.payload.clone()),
+            FromFarEnd::Media(m) if m.type_id == type_id::AUDIO => Some(m.to_message(0).payload),
             _ => None,
         })
         .collect();
@@ -141,10 +141,10 @@ fn g711_passes_through_with_the_original_flv_headers() {
             })
             .collect();
         let got = carry(&mut a, &mut b, start, &sent);
-        let audio: Vec<&RtmpMessage> = got
+        let audio: Vec<RtmpMessage> = got
             .iter()
             .filter_map(|g| match g {
-                FromFarEnd::Media(m) => Some(m),
+                FromFarEnd::Media(m) => Some(m.to_message(0)),
                 _ => None,
             })
             .collect();
@@ -161,10 +161,10 @@ fn h264_frames_arrive_as_the_same_nal_units_with_a_sequence_header_first() {
     let (mut a, mut b, start) = bridges(None, Some(CodecToken::H264));
     let sent = messages("h264_speex16k_320x240_12fps_20s.flv", type_id::VIDEO);
     let got = carry(&mut a, &mut b, start, &sent);
-    let video: Vec<&RtmpMessage> = got
+    let video: Vec<RtmpMessage> = got
         .iter()
         .filter_map(|g| match g {
-            FromFarEnd::Media(m) => Some(m),
+            FromFarEnd::Media(m) => Some(m.to_message(0)),
             _ => None,
         })
         .collect();
@@ -190,7 +190,7 @@ fn the_flv_tunnel_carries_whole_messages() {
     let bodies: Vec<Bytes> = got
         .iter()
         .filter_map(|g| match g {
-            FromFarEnd::Media(m) => Some(m.payload.clone()),
+            FromFarEnd::Media(m) => Some(m.to_message(0).payload),
             _ => None,
         })
         .collect();

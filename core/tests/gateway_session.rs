@@ -100,7 +100,7 @@ impl Call {
                 match out {
                     GatewayOutput::ConnectResult(r) => self.connect.push(r),
                     GatewayOutput::Callback(cb) => self.callbacks.push(cb),
-                    GatewayOutput::RemoteMedia(m) => self.remote_media.push(m),
+                    GatewayOutput::RemoteMedia(m) => self.remote_media.push(m.to_message(0)),
                     GatewayOutput::SipSend { destination, data } => {
                         assert_eq!(destination, a(FAR_SIP));
                         self.far.handle_datagram(self.now, a(GW_SIP), data);

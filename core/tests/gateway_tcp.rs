@@ -18,7 +18,7 @@ use siprtmp_core::sdp::{Codec, LocalCapabilities, MediaCapability, Origin, Sessi
 use siprtmp_core::server::GatewayNodeConfig;
 use siprtmp_core::sip::digest::{self, Algorithm};
 use siprtmp_core::sip::{
-    make_response, sent_by_of, Authorization, Challenge, Destination, Method, ParseLimits,
+    make_response, sent_by_of, Authorization, CallId, Challenge, Destination, Method, ParseLimits,
     SipMessage, StreamFramer, TransactionConfig, TransactionEvent, TransactionLayer, Transport,
     UaConfig, UaEvent, UserAgent,
 };
@@ -290,6 +290,23 @@ impl World {
         }
     }
 
+    /// A client without a password, and Bob's INVITE to it on its listener (pumped through).
+    fn bob_calls_a_client(&mut self) -> (usize, CallId) {
+        let c = self.client(None);
+        assert!(self.net.events(c).contains(&ClientEvent::Connected));
+        let listener = self.net.tcp.node_listeners()[0];
+        let offer = create_offer(&bob_caps(), &bob_origin());
+        let target = format!("sip:alice@{listener};transport=tcp")
+            .parse()
+            .unwrap();
+        let call = self
+            .bob
+            .invite(self.now, target, Bytes::from(offer.serialize()))
+            .unwrap();
+        self.pump();
+        (c, call)
+    }
+
     /// A client for `alice@10.0.0.1`, with a password (registers first) or without.
     fn client(&mut self, password: Option<&str>) -> usize {
         let c = self.net.connect(self.now, "sip/alice@10.0.0.1");
@@ -470,18 +487,7 @@ fn a_registered_client_calls_over_tcp_and_the_far_ends_bye_comes_on_the_same_con
 #[test]
 fn the_far_end_calls_a_client_directly_on_its_listener() {
     let mut w = World::new((20100, 20199));
-    let c = w.client(None);
-    assert!(w.net.events(c).contains(&ClientEvent::Connected));
-    let listener = w.net.tcp.node_listeners()[0];
-    let offer = create_offer(&bob_caps(), &bob_origin());
-    let target = format!("sip:alice@{listener};transport=tcp")
-        .parse()
-        .unwrap();
-    let call = w
-        .bob
-        .invite(w.now, target, Bytes::from(offer.serialize()))
-        .unwrap();
-    w.pump();
+    let (c, call) = w.bob_calls_a_client();
     assert!(
         w.commands(c).iter().any(|(n, _)| n == "invited"),
         "{:?}",
@@ -516,18 +522,7 @@ fn the_far_end_calls_a_client_directly_on_its_listener() {
 #[test]
 fn an_answer_whose_connection_broke_goes_to_the_via_on_a_new_connection() {
     let mut w = World::new((20300, 20399));
-    let c = w.client(None);
-    assert!(w.net.events(c).contains(&ClientEvent::Connected));
-    let listener = w.net.tcp.node_listeners()[0];
-    let offer = create_offer(&bob_caps(), &bob_origin());
-    let target = format!("sip:alice@{listener};transport=tcp")
-        .parse()
-        .unwrap();
-    let call = w
-        .bob
-        .invite(w.now, target, Bytes::from(offer.serialize()))
-        .unwrap();
-    w.pump();
+    let (c, call) = w.bob_calls_a_client();
     assert!(w.commands(c).iter().any(|(n, _)| n == "invited"));
     // Bob's connection (from his ephemeral port) breaks while the client's phone rings.
     let from_bob = w.bob_streams();

@@ -24,6 +24,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::media::frame::MediaFrame;
 use crate::rng::SeededRng;
 use crate::rtmp::message::RtmpMessage;
 use crate::sdp::offer_answer::{answer, create_offer, negotiated_media, process_answer, reoffer};
@@ -91,8 +92,9 @@ pub enum GatewayOutput {
     ConnectResult(Result<(), String>),
     /// Call a callback on the client.
     Callback(ClientCallback),
-    /// A message for the client's `remote` stream (the caller sets the stream id).
-    RemoteMedia(RtmpMessage),
+    /// Media for the client's `remote` stream (the caller sets the stream): a tag header and
+    /// a body shared with the received datagram.
+    RemoteMedia(MediaFrame),
     /// Send a SIP message: a datagram from the session's SIP socket, or over TCP on the
     /// connection to `destination` (opened first if there is none).
     SipSend {

@@ -15,6 +15,7 @@ use bytes::Bytes;
 
 use crate::media::audio::{RtmpToRtpAudio, RtpAudioCodec, RtpAudioFormat, RtpToRtmpAudio};
 use crate::media::flv_tunnel::{FlvTunnelReceiver, FlvTunnelSender};
+use crate::media::frame::MediaFrame;
 use crate::media::h264_depacketizer::{H264Depacketizer, H264DepacketizerConfig};
 use crate::media::h264_packetizer::{H264Packetizer, H264PacketizerConfig};
 use crate::media::payload::RtpPayload;
@@ -101,8 +102,9 @@ struct VideoLeg {
 /// What came back from the far end for the client.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FromFarEnd {
-    /// A message for the client's `remote` stream (its stream id is set by the caller).
-    Media(RtmpMessage),
+    /// Media for the client's `remote` stream (the caller sets the stream): audio as the
+    /// FLV header byte and the RTP payload itself, video as the assembled tag.
+    Media(MediaFrame),
     /// A telephone-event digit.
     Dtmf(char),
 }
@@ -393,12 +395,12 @@ impl MediaBridge {
                     VideoIn::H264(d) => {
                         d.push(now, rtmp_now, &packet);
                         while let Some(msg) = d.poll_message() {
-                            out.push(FromFarEnd::Media(msg));
+                            out.push(FromFarEnd::Media(msg.into()));
                         }
                     }
                     VideoIn::Tunnel(t) => {
                         if let Ok(Some(msg)) = t.push(&packet) {
-                            out.push(FromFarEnd::Media(msg));
+                            out.push(FromFarEnd::Media(msg.into()));
                         }
                     }
                 }
@@ -463,7 +465,7 @@ impl MediaBridge {
             if let VideoIn::H264(d) = &mut v.back {
                 d.handle_timeout(now);
                 while let Some(msg) = d.poll_message() {
-                    back.push(FromFarEnd::Media(msg));
+                    back.push(FromFarEnd::Media(msg.into()));
                 }
             }
         }

@@ -12,13 +12,14 @@
 
 use std::fmt;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
+use super::frame::MediaFrame;
 use super::payload::RtpPayload;
 use super::speex::{self, SpeexError};
 use super::timestamp::{rtmp_to_rtp, RtpTimeline};
 use crate::flv::media::audio_codec;
-use crate::rtmp::message::{type_id, RtmpMessage};
+use crate::rtmp::message::type_id;
 use crate::rtp::RtpPacket;
 
 /// An RTP audio codec the gateway can bridge to Flash without transcoding.
@@ -194,7 +195,8 @@ impl RtmpToRtpAudio {
     }
 }
 
-/// RTP→RTMP audio: RTP packets of one negotiated format to RTMP audio messages.
+/// RTP→RTMP audio: RTP packets of one negotiated format to RTMP audio frames (the FLV sound
+/// header byte, then the RTP payload itself, not copied).
 ///
 /// ```
 /// use bytes::Bytes;
@@ -206,8 +208,9 @@ impl RtmpToRtpAudio {
 /// let m1 = rx.translate(&p1, 700).unwrap();
 /// let m2 = rx.translate(&p2, 731).unwrap();
 /// assert_eq!((m1.timestamp, m2.timestamp), (700, 720)); // anchored, then RTP deltas
-/// assert_eq!(m1.payload[0], 0x72);
-/// assert_eq!(m1.payload.len(), 161);
+/// assert_eq!(&m1.header[..], [0x72]);
+/// assert_eq!(m1.body, p1.payload); // the same bytes, shared
+/// assert_eq!(m1.len(), 161);
 /// ```
 #[derive(Debug, Clone)]
 pub struct RtpToRtmpAudio {
@@ -237,11 +240,11 @@ impl RtpToRtmpAudio {
         self.ssrc = None;
     }
 
-    /// The RTMP audio message (stream id 0: the caller sets the stream it publishes on) for
-    /// `packet`, or `None` when the packet is of another payload type (telephone-event,
-    /// comfort noise...) or empty. `rtmp_now_ms` is the RTMP stream time now, used to anchor
-    /// the first packet and again after an SSRC change.
-    pub fn translate(&mut self, packet: &RtpPacket, rtmp_now_ms: u32) -> Option<RtmpMessage> {
+    /// The RTMP audio frame for `packet` (the caller sets the stream it goes out on), or
+    /// `None` when the packet is of another payload type (telephone-event, comfort noise...)
+    /// or empty. `rtmp_now_ms` is the RTMP stream time now, used to anchor the first packet
+    /// and again after an SSRC change.
+    pub fn translate(&mut self, packet: &RtpPacket, rtmp_now_ms: u32) -> Option<MediaFrame> {
         if packet.payload_type != self.format.payload_type || packet.payload.is_empty() {
             return None;
         }
@@ -250,14 +253,12 @@ impl RtpToRtmpAudio {
             self.ssrc = Some(packet.ssrc);
         }
         let timestamp = self.timeline.to_rtmp(packet.timestamp, rtmp_now_ms);
-        let mut body = BytesMut::with_capacity(1 + packet.payload.len());
-        body.put_u8(self.format.codec.flv_header());
-        body.put_slice(&packet.payload);
-        Some(RtmpMessage::new(
+        let header = [self.format.codec.flv_header()];
+        Some(MediaFrame::new(
             type_id::AUDIO,
-            0,
             timestamp,
-            body.freeze(),
+            &header,
+            packet.payload.clone(),
         ))
     }
 }
@@ -338,7 +339,7 @@ mod tests {
         let pkt = |seq, ts, ssrc| RtpPacket::new(0, seq, ts, ssrc, Bytes::from_static(&[1, 2]));
         let m = rx.translate(&pkt(1, 100, 1), 1000).unwrap();
         assert_eq!((m.type_id, m.timestamp), (type_id::AUDIO, 1000));
-        assert_eq!(&m.payload[..], &[0x82, 1, 2]);
+        assert_eq!(&m.to_message(1).payload[..], &[0x82, 1, 2]);
         assert_eq!(rx.translate(&pkt(2, 260, 1), 0).unwrap().timestamp, 1020);
         // New SSRC: re-anchored at the time given.
         assert_eq!(rx.translate(&pkt(9, 7, 2), 5000).unwrap().timestamp, 5000);
@@ -358,7 +359,12 @@ mod tests {
         let mut p = pkt(1, 0, 3);
         p.payload_type = 97;
         let m = rx.translate(&p, 0).unwrap();
-        assert_eq!(m.payload[0], 0xB2);
+        assert_eq!(&m.header[..], [0xB2]);
+        assert_eq!(
+            m.body.as_ptr(),
+            p.payload.as_ptr(),
+            "the RTP payload is not copied"
+        );
         p.timestamp = 320;
         assert_eq!(rx.translate(&p, 0).unwrap().timestamp, 20); // 16 kHz clock
     }

@@ -5,6 +5,8 @@
 //! - [`payload`]: [`RtpPayload`], what every RTMP→RTP translator produces (a small header
 //!   buffer plus a zero-copy body).
 //! - [`timestamp`]: RTMP milliseconds to RTP clock units and back ([`RtpTimeline`]).
+//! - [`frame`]: [`MediaFrame`], what every RTP→RTMP translator produces (a tag header plus
+//!   a zero-copy body).
 //! - [`speex`]: the Speex bit-stream walker and the wideband→narrowband layer stripper.
 //! - [`audio`]: Speex and G.711 audio in both directions.
 //! - [`avc_config`]: the AVCDecoderConfigurationRecord (FLV AVC sequence header).
@@ -15,6 +17,7 @@
 pub mod audio;
 pub mod avc_config;
 pub mod flv_tunnel;
+pub mod frame;
 pub mod h264_depacketizer;
 pub mod h264_packetizer;
 pub mod payload;
@@ -24,6 +27,7 @@ pub mod timestamp;
 pub use audio::{AudioError, RtmpToRtpAudio, RtpAudioCodec, RtpAudioFormat, RtpToRtmpAudio};
 pub use avc_config::{AvcConfigError, AvcDecoderConfig};
 pub use flv_tunnel::{FlvTunnelError, FlvTunnelReceiver, FlvTunnelSender};
+pub use frame::MediaFrame;
 pub use h264_depacketizer::{H264Depacketizer, H264DepacketizerConfig};
 pub use h264_packetizer::{H264Error, H264Packetizer, H264PacketizerConfig};
 pub use payload::RtpPayload;

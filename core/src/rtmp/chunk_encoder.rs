@@ -22,6 +22,10 @@ use super::message::RtmpMessage;
 /// 4-byte extended timestamp.
 pub const MAX_CHUNK_HEADER: usize = 18;
 
+/// Room [`ChunkEncoder::encode_parts`] reserves in its scratch buffer at a time: the headers
+/// of a few hundred audio messages per allocation.
+const SCRATCH_BLOCK: usize = 4096;
+
 /// What the encoder remembers of the last message on one chunk stream.
 #[derive(Debug, Clone, Copy)]
 struct LastHeader {
@@ -89,11 +93,101 @@ impl ChunkEncoder {
     /// Appends `msg`, cut into chunks on chunk stream `csid`, to `out`.
     pub fn encode(&mut self, csid: u32, msg: &RtmpMessage, out: &mut BytesMut) {
         let length = msg.payload.len() as u32;
+        let (fmt, field) = self.header(csid, msg.type_id, msg.stream_id, msg.timestamp, length);
+        write_chunks(fmt, csid, field, msg, self.chunk_size, out);
+    }
+
+    /// Encodes a message whose payload is `prefix` followed by `body` (a media tag's header
+    /// and the media it carries) without copying `body`: the chunk headers and `prefix` are
+    /// written into `scratch` and split off it, and `emit` gets the wire segments in order
+    /// (those header bytes, then slices of `body`, alternating when the message spans
+    /// several chunks). `scratch` is a reusable buffer: it allocates only when it runs out of
+    /// room, not per message.
+    ///
+    /// ```
+    /// use bytes::{Bytes, BytesMut};
+    /// use siprtmp_core::rtmp::chunk_decoder::{ChunkDecoder, ChunkLimits};
+    /// use siprtmp_core::rtmp::chunk_encoder::ChunkEncoder;
+    ///
+    /// let mut encoder = ChunkEncoder::new();
+    /// let (mut scratch, mut wire) = (BytesMut::new(), BytesMut::new());
+    /// let body = Bytes::from(vec![7u8; 300]);
+    /// let mut segments = 0;
+    /// encoder.encode_parts(4, 8, 1, 20, &[0xb2], &body, &mut scratch, |segment| {
+    ///     wire.extend_from_slice(&segment);
+    ///     segments += 1;
+    /// });
+    /// assert_eq!(segments, 6); // 128-byte chunks: 3 headers, 3 slices of `body`
+    /// let msg = ChunkDecoder::new(ChunkLimits::default()).decode(&mut wire).unwrap().unwrap();
+    /// assert_eq!((msg.timestamp, msg.payload.len(), msg.payload[0]), (20, 301, 0xb2));
+    /// ```
+    #[allow(clippy::too_many_arguments)]
+    pub fn encode_parts(
+        &mut self,
+        csid: u32,
+        type_id: u8,
+        stream_id: u32,
+        timestamp: u32,
+        prefix: &[u8],
+        body: &Bytes,
+        scratch: &mut BytesMut,
+        mut emit: impl FnMut(Bytes),
+    ) {
+        let length = (prefix.len() + body.len()) as u32;
+        let (fmt, field) = self.header(csid, type_id, stream_id, timestamp, length);
+        let extended = field >= 0xFF_FFFF;
+        if scratch.capacity() - scratch.len() < MAX_CHUNK_HEADER + prefix.len() {
+            // A fresh block for many messages' headers (the old one lives on in the segments
+            // already split off it).
+            scratch.reserve(SCRATCH_BLOCK.max(MAX_CHUNK_HEADER + prefix.len()));
+        }
+        write_message_header(fmt, csid, field, length, type_id, stream_id, scratch);
+        let chunk = self.chunk_size as usize;
+        // Offsets into the message's payload, `prefix` then `body`.
+        let mut at = 0;
+        let total = length as usize;
+        loop {
+            let end = (at + chunk).min(total);
+            if at < prefix.len() {
+                scratch.extend_from_slice(&prefix[at..end.min(prefix.len())]);
+            }
+            let (from, to) = (at.max(prefix.len()), end.max(prefix.len()));
+            if from < to {
+                emit(scratch.split().freeze());
+                emit(body.slice(from - prefix.len()..to - prefix.len()));
+            }
+            at = end;
+            if at >= total {
+                break;
+            }
+            if scratch.capacity() - scratch.len() < MAX_CHUNK_HEADER + prefix.len() {
+                scratch.reserve(SCRATCH_BLOCK);
+            }
+            write_basic_header(3, csid, scratch);
+            if extended {
+                scratch.put_u32(field);
+            }
+        }
+        if !scratch.is_empty() {
+            emit(scratch.split().freeze());
+        }
+    }
+
+    /// The header format and timestamp field for the next message on `csid`, remembered for
+    /// the one after.
+    fn header(
+        &mut self,
+        csid: u32,
+        type_id: u8,
+        stream_id: u32,
+        timestamp: u32,
+        length: u32,
+    ) -> (u8, u32) {
         let previous = self.last.iter().position(|l| l.csid == csid);
         let (fmt, field) = match previous.map(|i| self.last[i]) {
-            Some(last) if last.stream_id == msg.stream_id && msg.timestamp >= last.timestamp => {
-                let delta = msg.timestamp - last.timestamp;
-                if last.type_id != msg.type_id || last.length != length {
+            Some(last) if last.stream_id == stream_id && timestamp >= last.timestamp => {
+                let delta = timestamp - last.timestamp;
+                if last.type_id != type_id || last.length != length {
                     (1, delta)
                 } else if last.field_is_delta && last.timestamp_field == delta {
                     (3, delta)
@@ -101,14 +195,14 @@ impl ChunkEncoder {
                     (2, delta)
                 }
             }
-            _ => (0, msg.timestamp),
+            _ => (0, timestamp),
         };
         let record = LastHeader {
             csid,
-            type_id: msg.type_id,
-            stream_id: msg.stream_id,
+            type_id,
+            stream_id,
             length,
-            timestamp: msg.timestamp,
+            timestamp,
             timestamp_field: field,
             field_is_delta: fmt != 0,
         };
@@ -116,7 +210,7 @@ impl ChunkEncoder {
             Some(i) => self.last[i] = record,
             None => self.last.push(record),
         }
-        write_chunks(fmt, csid, field, msg, self.chunk_size, out);
+        (fmt, field)
     }
 }
 
@@ -157,6 +251,33 @@ fn write_basic_header(fmt: u8, csid: u32, out: &mut BytesMut) {
     }
 }
 
+/// A message's first chunk header: basic header, the format's message header fields and the
+/// extended timestamp when the field needs one.
+fn write_message_header(
+    fmt: u8,
+    csid: u32,
+    timestamp_field: u32,
+    length: u32,
+    type_id: u8,
+    stream_id: u32,
+    out: &mut BytesMut,
+) {
+    write_basic_header(fmt, csid, out);
+    if fmt < 3 {
+        out.put_uint(u64::from(timestamp_field.min(0xFF_FFFF)), 3);
+    }
+    if fmt < 2 {
+        out.put_uint(u64::from(length), 3);
+        out.put_u8(type_id);
+    }
+    if fmt == 0 {
+        out.put_u32_le(stream_id);
+    }
+    if timestamp_field >= 0xFF_FFFF {
+        out.put_u32(timestamp_field);
+    }
+}
+
 fn write_chunks(
     fmt: u8,
     csid: u32,
@@ -166,21 +287,15 @@ fn write_chunks(
     out: &mut BytesMut,
 ) {
     let extended = timestamp_field >= 0xFF_FFFF;
-    let field24 = timestamp_field.min(0xFF_FFFF);
-    write_basic_header(fmt, csid, out);
-    if fmt < 3 {
-        out.put_uint(u64::from(field24), 3);
-    }
-    if fmt < 2 {
-        out.put_uint(msg.payload.len() as u64, 3);
-        out.put_u8(msg.type_id);
-    }
-    if fmt == 0 {
-        out.put_u32_le(msg.stream_id);
-    }
-    if extended {
-        out.put_u32(timestamp_field);
-    }
+    write_message_header(
+        fmt,
+        csid,
+        timestamp_field,
+        msg.payload.len() as u32,
+        msg.type_id,
+        msg.stream_id,
+        out,
+    );
     let mut chunks = msg.payload.chunks(chunk_size as usize);
     if let Some(first) = chunks.next() {
         out.extend_from_slice(first);
@@ -191,5 +306,60 @@ fn write_chunks(
             out.put_u32(timestamp_field);
         }
         out.extend_from_slice(chunk);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// `encode_parts` puts exactly `encode`'s bytes on the wire (same header compression,
+        /// same chunking), for any split of the payload into prefix and body, any chunk size
+        /// and any run of messages on one chunk stream.
+        #[test]
+        fn parts_encode_to_the_same_bytes_as_a_whole_message(
+            chunk_size in 1u32..300,
+            messages in proptest::collection::vec(
+                (0usize..4, proptest::collection::vec(any::<u8>(), 0..700), 0u32..3, any::<bool>()),
+                1..6,
+            ),
+        ) {
+            let (mut whole, mut parts) = (ChunkEncoder::new(), ChunkEncoder::new());
+            whole.set_chunk_size(chunk_size);
+            parts.set_chunk_size(chunk_size);
+            let (mut expected, mut wire, mut scratch) =
+                (BytesMut::new(), BytesMut::new(), BytesMut::new());
+            let mut timestamp = 0u32;
+            for (prefix_len, payload, step, huge) in messages {
+                timestamp += step * 20;
+                let stamp = if huge { timestamp + 0xFF_FFFF } else { timestamp };
+                let split = prefix_len.min(payload.len());
+                let msg = RtmpMessage::new(8, 1, stamp, payload.clone());
+                whole.encode(4, &msg, &mut expected);
+                let body = Bytes::copy_from_slice(&payload[split..]);
+                parts.encode_parts(4, 8, 1, stamp, &payload[..split], &body, &mut scratch, |s| {
+                    wire.extend_from_slice(&s)
+                });
+            }
+            prop_assert_eq!(wire, expected);
+        }
+    }
+
+    /// The body is never copied: every segment holding media bytes is a slice of `body`.
+    #[test]
+    fn body_segments_share_the_bodys_memory() {
+        let mut encoder = ChunkEncoder::new();
+        let mut scratch = BytesMut::new();
+        let body = Bytes::from(vec![1u8; 1000]);
+        let range = body.as_ptr() as usize..body.as_ptr() as usize + body.len();
+        let mut from_body = 0;
+        encoder.encode_parts(4, 8, 1, 0, &[0xb2], &body, &mut scratch, |segment| {
+            if range.contains(&(segment.as_ptr() as usize)) {
+                from_body += segment.len();
+            }
+        });
+        assert_eq!(from_body, body.len());
     }
 }

@@ -56,7 +56,8 @@ pub struct ServerConfig {
     pub max_record_backlog: usize,
     /// Merged writes: when set, live media for a player is held for up to this long so that
     /// several messages leave in one write (as SRS's `mw_latency`), trading that much latency
-    /// for far fewer system calls per player. Commands, status, control messages and the
+    /// for far fewer system calls per player. The gateway's far-end media to its RTMP client is
+    /// held the same way. Commands, status, control messages and the
     /// first media after a play or resume still go out at once. `None` (the default): every
     /// message is written as soon as it arrives.
     pub merge_writes: Option<Duration>,

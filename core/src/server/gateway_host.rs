@@ -671,17 +671,16 @@ impl RtmpServer {
                     self.transmit_if(conn, notify);
                 }
             }
-            GatewayOutput::RemoteMedia(mut msg) => {
+            GatewayOutput::RemoteMedia(frame) => {
                 let Some(stream) = self.gateway_conn(conn).and_then(|g| g.remote_stream) else {
                     return;
                 };
-                msg.stream_id = stream;
-                let channel = if msg.type_id == type_id::VIDEO {
+                let channel = if frame.type_id == type_id::VIDEO {
                     csid::VIDEO
                 } else {
                     csid::AUDIO
                 };
-                self.send_media(conn, channel, &msg);
+                self.send_media(conn, channel, stream, &frame);
             }
             GatewayOutput::SipSend { destination, data } => {
                 if self.gateway_conn(conn).is_some_and(|g| g.sip_tcp.is_some()) {

@@ -39,6 +39,7 @@ pub(crate) use live_stream::SharedMessage;
 use crate::amf::Value;
 use crate::decision::RequestId;
 use crate::flv::index::FileSummary;
+use crate::media::frame::MediaFrame;
 use crate::node::{ConnId, Event, Output};
 use crate::rng::SeededRng;
 use crate::rtmp::aggregate::split_aggregate;
@@ -559,28 +560,38 @@ impl RtmpServer {
         self.sessions.len()
     }
 
-    /// Sends a media message to one connection (the gateway's far-end media): at once, or
-    /// held for the merge window when merged writes are on, as live players' media is.
-    pub(crate) fn send_media(&mut self, conn: ConnId, csid: u32, msg: &RtmpMessage) {
+    /// Sends a media frame to one connection on `stream_id` (the gateway's far-end media),
+    /// its body not copied: at once, or held for the merge window when merged writes are on,
+    /// as live players' media is.
+    pub(crate) fn send_media(
+        &mut self,
+        conn: ConnId,
+        csid: u32,
+        stream_id: u32,
+        frame: &MediaFrame,
+    ) {
         let last_now = self.last_now;
         let Some(session) = self.sessions.get_mut(conn) else {
             return;
         };
-        let bytes = session.encode(csid, msg);
-        let transmit = match &mut self.merge {
-            Some(schedule) => {
-                let deadline = schedule.deadline(last_now);
-                match session.queue_held(bytes, deadline, schedule.max_bytes()) {
-                    Held::Nothing => false,
-                    Held::Started => {
-                        schedule.hold(deadline, conn);
-                        false
+        let segments = session.encode_frame(csid, stream_id, frame);
+        let mut transmit = false;
+        for bytes in segments {
+            transmit |= match &mut self.merge {
+                Some(schedule) => {
+                    let deadline = schedule.deadline(last_now);
+                    match session.queue_held(bytes, deadline, schedule.max_bytes()) {
+                        Held::Nothing => false,
+                        Held::Started => {
+                            schedule.hold(deadline, conn);
+                            false
+                        }
+                        Held::Transmit => true,
                     }
-                    Held::Transmit => true,
                 }
-            }
-            None => session.queue(bytes),
-        };
+                None => session.queue(bytes),
+            };
+        }
         self.transmit_if(conn, transmit);
     }
 

@@ -11,6 +11,7 @@ use smallvec::SmallVec;
 use super::send_queue::SendQueue;
 use crate::amf::Value;
 use crate::decision::RequestId;
+use crate::media::frame::MediaFrame;
 use crate::node::ConnId;
 use crate::rtmp::chunk_decoder::{ChunkDecoder, ChunkLimits};
 use crate::rtmp::chunk_encoder::ChunkEncoder;
@@ -74,6 +75,9 @@ pub(crate) struct Session {
     pub rx: BytesMut,
     pub decoder: ChunkDecoder,
     pub encoder: ChunkEncoder,
+    /// Where [`Session::encode_frame`] writes chunk headers (split off per message, so one
+    /// allocation serves many).
+    scratch: BytesMut,
     pub out: SendQueue,
     /// A `Transmit` was emitted and the queue has not been emptied since.
     pub transmit_pending: bool,
@@ -114,6 +118,7 @@ impl Session {
             rx: BytesMut::new(),
             decoder: ChunkDecoder::new(limits),
             encoder: ChunkEncoder::new(),
+            scratch: BytesMut::new(),
             out: SendQueue::default(),
             transmit_pending: false,
             hold_deadline: None,
@@ -173,10 +178,33 @@ impl Session {
     }
 
     /// Encodes `msg` on `csid` with the session's stateful encoder, without queueing it.
-    pub fn encode(&mut self, csid: u32, msg: &RtmpMessage) -> Bytes {
+    fn encode(&mut self, csid: u32, msg: &RtmpMessage) -> Bytes {
         let mut buf = BytesMut::with_capacity(msg.payload.len() + 32);
         self.encoder.encode(csid, msg, &mut buf);
         buf.freeze()
+    }
+
+    /// Encodes `frame` on `csid` and message stream `stream_id` as wire segments to queue in
+    /// order: chunk headers and the tag header from the session's scratch buffer, the body as
+    /// slices of the frame's own (no copy, and no allocation for a one-chunk message).
+    pub fn encode_frame(
+        &mut self,
+        csid: u32,
+        stream_id: u32,
+        frame: &MediaFrame,
+    ) -> SmallVec<[Bytes; 4]> {
+        let mut segments = SmallVec::new();
+        self.encoder.encode_parts(
+            csid,
+            frame.type_id,
+            stream_id,
+            frame.timestamp,
+            &frame.header,
+            &frame.body,
+            &mut self.scratch,
+            |segment| segments.push(segment),
+        );
+        segments
     }
 
     pub fn send_control(&mut self, control: ProtocolControl) -> bool {
