@@ -5,16 +5,18 @@
 //! decision is the node's, and carrying out its outputs is [`NodeHost`] (shared with the mio
 //! and async-std drivers).
 //!
-//! Tasks, all on the thread that calls [`TokioDriver::run`]:
+//! One **node task**, on the thread that calls [`TokioDriver::run`], owns the node and does
+//! every read and write itself. It waits (`select!`) for a stop request, a readable or
+//! writable socket (ids posted by per-connection wakers), a new connection, completed file
+//! requests, or the node's deadline (`sleep_until`); then it drains whatever else is already
+//! queued and takes one [`NodeHost::turn`]: file completions, timer, outputs, one
+//! `try_write_vectored` per dirty connection with the drained count fed back.
 //!
-//! - one **node task** owns the node. It waits (`select!`) for a stop request, a writable
-//!   socket, a message from a reader, a new connection, completed file requests, or the
-//!   node's deadline (`sleep_until`); then it drains whatever else is already queued and takes
-//!   one [`NodeHost::turn`]: file completions, timer, outputs, one `try_write_vectored` per
-//!   dirty connection with the drained count fed back.
-//! - one **reader task** per connection reads into a `BytesMut` and sends the bytes to the node
-//!   task over a bounded channel (a publisher faster than the node waits on the channel, so
-//!   memory stays bounded), then a `Closed` message at end of stream.
+//! Reads: `poll_read_ready` with the connection's waker, `try_read_buf` into one shared
+//! `BytesMut`, until `WouldBlock`, at most [`READS_PER_TURN`] reads per connection per turn
+//! (then it is read again at the end of the turn), so one publisher cannot starve the others,
+//! and a fast one is read only as fast as the node handles its data. (A reader task per
+//! connection, as before, cost a task switch and a channel message per read.)
 //!
 //! The node's UDP sockets (the SIP-RTMP gateway's SIP and RTP) are
 //! [`siprtmp_driver_common::UdpExecutor`]'s: binds and vectored sends happen in the node task
@@ -37,6 +39,7 @@
 //! driver.run().unwrap();
 //! ```
 
+use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,7 +56,6 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
-use tokio::task::JoinHandle;
 
 pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper, TcpStats, UdpStats};
 
@@ -61,54 +63,67 @@ pub mod worker;
 
 /// Read buffer granularity: one allocation serves many reads.
 const READ_CHUNK: usize = 64 * 1024;
-/// Reader messages the node task may have pending before readers wait.
-const CHANNEL_DEPTH: usize = 1024;
-/// Messages handled per turn before the node writes (bounds latency under a flood).
-const BATCH: usize = 256;
+/// Reads of one connection per turn before the node writes and serves the others (bounds
+/// latency under a flood).
+pub const READS_PER_TURN: usize = 4;
 
-/// What reader tasks tell the node task.
-enum Message {
-    Received(ConnId, BytesMut),
-    Closed(ConnId),
+/// A socket tokio found ready, posted to the node task by the connection's waker.
+#[derive(Clone, Copy)]
+enum SocketReady {
+    Readable(ConnId),
+    Writable(ConnId),
 }
 
-/// Posts a connection's id to the node task when tokio finds its socket writable again.
-struct WritableWaker {
-    conn: ConnId,
-    tx: mpsc::UnboundedSender<ConnId>,
+/// Posts `ready` to the node task when tokio calls it.
+struct ConnWaker {
+    ready: SocketReady,
+    tx: mpsc::UnboundedSender<SocketReady>,
 }
 
-impl Wake for WritableWaker {
+impl ConnWaker {
+    fn waker(ready: SocketReady, tx: &mpsc::UnboundedSender<SocketReady>) -> Waker {
+        Waker::from(Arc::new(Self {
+            ready,
+            tx: tx.clone(),
+        }))
+    }
+}
+
+impl Wake for ConnWaker {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
         // A closed channel means the node task is gone: nobody to tell.
-        let _ = self.tx.send(self.conn);
+        let _ = self.tx.send(self.ready);
     }
 }
 
-/// A connection as the node task holds it; dropping it ends the reader task.
+/// A connection as the node task holds it; dropping it closes the socket.
 struct TokioConnection {
-    stream: Arc<TcpStream>,
-    /// Set right after the host names the connection, before its first write.
-    writable: Option<Waker>,
-    /// Set right after the host names the connection.
-    reader: Option<JoinHandle<()>>,
+    stream: TcpStream,
+    /// Set right after the host names the connection, before its first read or write.
+    wakers: Option<ConnWakers>,
+}
+
+/// The wakers tokio calls for one connection.
+struct ConnWakers {
+    readable: Waker,
+    writable: Waker,
 }
 
 impl Transport for TokioConnection {
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         // A few rounds at most: `try_write_vectored` clears tokio's readiness on WouldBlock,
         // so `poll_write_ready` is Pending unless the socket drained in between.
-        let Some(writable) = &self.writable else {
+        let Some(wakers) = &self.wakers else {
             return Ok(0);
         };
         for _ in 0..4 {
             match self.stream.try_write_vectored(bufs) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let mut cx = Context::from_waker(writable);
+                    let mut cx = Context::from_waker(&wakers.writable);
                     match self.stream.poll_write_ready(&mut cx) {
                         Poll::Pending => return Err(io::ErrorKind::WouldBlock.into()),
                         Poll::Ready(Ok(())) => continue,
@@ -119,16 +134,6 @@ impl Transport for TokioConnection {
             }
         }
         Ok(0)
-    }
-}
-
-impl Drop for TokioConnection {
-    fn drop(&mut self) {
-        // The reader holds the other reference to the socket; once it is cancelled the socket
-        // closes.
-        if let Some(reader) = &self.reader {
-            reader.abort();
-        }
     }
 }
 
@@ -247,8 +252,8 @@ impl TokioDriver {
         // it while the `AsyncFd` owns the poll (it is closed only when both are dropped).
         let mut udp_poll =
             unsafe { AsyncFd::register_with_interest(self.udp_poll, Interest::READABLE)? };
-        let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
-        let (writable_tx, mut writable_rx) = mpsc::unbounded_channel();
+        let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+        let mut reads = Reads::default();
         let sleep = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(sleep);
         let mut armed: Option<Instant> = None;
@@ -260,8 +265,8 @@ impl TokioDriver {
                 }
                 armed = deadline;
             }
-            let woke = if host.has_pending_writes() {
-                // Writes left over from the last turn: let the readers run, then go on.
+            let woke = if host.has_pending_writes() || !reads.again.is_empty() {
+                // Writes or reads left over from the last turn: let the others run, then go on.
                 tokio::select! {
                     biased;
                     _ = self.stop.notified() => Woke::Stop,
@@ -271,8 +276,7 @@ impl TokioDriver {
                 tokio::select! {
                     biased;
                     _ = self.stop.notified() => Woke::Stop,
-                    Some(conn) = writable_rx.recv() => Woke::Writable(conn),
-                    Some(message) = rx.recv() => Woke::Message(message),
+                    Some(ready) = ready_rx.recv() => Woke::Socket(ready),
                     // Cleared before the drain: a datagram arriving during it raises it again.
                     Ok(mut ready) = udp_poll.readable() => {
                         ready.clear_ready();
@@ -290,7 +294,6 @@ impl TokioDriver {
                         "shutting down: closing {} connections",
                         host.connection_count()
                     );
-                    // Dropping the transports cancels the reader tasks.
                     drop(host.shutdown(now));
                     return Ok(());
                 }
@@ -300,13 +303,15 @@ impl TokioDriver {
                         tracing::warn!("UDP poll: {e}");
                     }
                 }
-                Woke::Writable(conn) => host.writable(conn),
-                Woke::Message(message) => handle(&mut host, now, message),
+                Woke::Socket(ready) => reads.ready(&mut host, now, ready),
                 Woke::Accepted(Ok((stream, peer))) => {
                     if let Err(e) = configure_stream(&stream, send_buffer, nodelay) {
                         tracing::warn!("socket options for {peer}: {e}");
                     }
-                    accept(&mut host, now, stream, peer, &tx, &writable_tx);
+                    if let Some(conn) = accept(&mut host, now, stream, peer, &ready_tx) {
+                        // Data may be there already; reading also arms tokio's waker.
+                        reads.read(&mut host, now, conn);
+                    }
                 }
                 Woke::Accepted(Err(e)) => {
                     // EMFILE and friends: back off rather than spin on the listener.
@@ -315,15 +320,10 @@ impl TokioDriver {
                 }
             }
             // Take whatever else is already waiting, then write once per connection.
-            while let Ok(conn) = writable_rx.try_recv() {
-                host.writable(conn);
+            while let Ok(ready) = ready_rx.try_recv() {
+                reads.ready(&mut host, now, ready);
             }
-            for _ in 0..BATCH {
-                match rx.try_recv() {
-                    Ok(message) => handle(&mut host, now, message),
-                    Err(_) => break,
-                }
-            }
+            reads.again(&mut host, now);
             host.turn(Instant::now());
             host.take_closed().for_each(drop);
         }
@@ -336,70 +336,111 @@ enum Woke {
     Again,
     /// A UDP socket is readable.
     Udp,
-    Writable(ConnId),
-    Message(Message),
+    Socket(SocketReady),
     Accepted(io::Result<(TcpStream, SocketAddr)>),
 }
 
-fn handle(host: &mut NodeHost<TokioConnection>, now: Instant, message: Message) {
-    match message {
-        Message::Received(conn, data) => host.received(now, conn, data),
-        Message::Closed(conn) => host.peer_closed(now, conn),
+/// The node task's reading: one buffer for every connection, and the connections that were
+/// still delivering when their turn's share ran out.
+struct Reads {
+    buf: BytesMut,
+    /// Read again at the end of this turn (tokio still holds them ready, so no wake-up will
+    /// come for them).
+    again: VecDeque<ConnId>,
+}
+
+impl Default for Reads {
+    fn default() -> Self {
+        Self {
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            again: VecDeque::new(),
+        }
     }
 }
 
+impl Reads {
+    /// A waker's report: read the connection, or resume its write.
+    fn ready(&mut self, host: &mut NodeHost<TokioConnection>, now: Instant, ready: SocketReady) {
+        match ready {
+            SocketReady::Readable(conn) => self.read(host, now, conn),
+            SocketReady::Writable(conn) => host.writable(conn),
+        }
+    }
+
+    /// Reads `conn` until tokio holds its waker (`WouldBlock`, then `Pending`), the peer is
+    /// gone, or [`READS_PER_TURN`] reads were taken (then it is queued for [`Self::again`]).
+    fn read(&mut self, host: &mut NodeHost<TokioConnection>, now: Instant, conn: ConnId) {
+        let mut reads = 0;
+        while reads < READS_PER_TURN {
+            let Some(c) = host.transport_mut(conn) else {
+                return; // closed meanwhile: a stale wake-up
+            };
+            let Some(wakers) = &c.wakers else {
+                return;
+            };
+            let mut cx = Context::from_waker(&wakers.readable);
+            match c.stream.poll_read_ready(&mut cx) {
+                Poll::Pending => return,
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => {
+                    tracing::debug!("{conn}: read error: {e}");
+                    host.peer_closed(now, conn);
+                    return;
+                }
+            }
+            if self.buf.capacity() < READ_CHUNK / 4 {
+                self.buf = BytesMut::with_capacity(READ_CHUNK);
+            }
+            match c.stream.try_read_buf(&mut self.buf) {
+                Ok(0) => {
+                    host.peer_closed(now, conn);
+                    return;
+                }
+                Ok(_) => {
+                    reads += 1;
+                    host.received(now, conn, self.buf.split());
+                }
+                // Readiness cleared: the next `poll_read_ready` leaves the waker.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::debug!("{conn}: read error: {e}");
+                    host.peer_closed(now, conn);
+                    return;
+                }
+            }
+        }
+        self.again.push_back(conn);
+    }
+
+    /// Gives each connection queued by [`Self::read`] its next share.
+    fn again(&mut self, host: &mut NodeHost<TokioConnection>, now: Instant) {
+        for _ in 0..self.again.len() {
+            if let Some(conn) = self.again.pop_front() {
+                self.read(host, now, conn);
+            }
+        }
+    }
+}
+
+/// Takes an accepted connection into the host; returns its id.
 fn accept(
     host: &mut NodeHost<TokioConnection>,
     now: Instant,
     stream: TcpStream,
     peer: SocketAddr,
-    tx: &mpsc::Sender<Message>,
-    writable_tx: &mpsc::UnboundedSender<ConnId>,
-) {
-    let stream = Arc::new(stream);
-    // The node names the connection; the reader and the waker need that name, so they are
-    // attached once the host has it.
+    ready_tx: &mpsc::UnboundedSender<SocketReady>,
+) -> Option<ConnId> {
     let transport = TokioConnection {
-        stream: stream.clone(),
-        writable: None,
-        reader: None,
+        stream,
+        wakers: None,
     };
     let conn = host.accept(now, peer, transport);
-    let Some(transport) = host.transport_mut(conn) else {
-        return;
-    };
-    transport.writable = Some(Waker::from(Arc::new(WritableWaker {
-        conn,
-        tx: writable_tx.clone(),
-    })));
-    transport.reader = Some(tokio::spawn(read_loop(conn, stream, tx.clone())));
-}
-
-/// Reads `conn` until end of stream or error, sending what arrives to the node task.
-async fn read_loop(conn: ConnId, stream: Arc<TcpStream>, tx: mpsc::Sender<Message>) {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    loop {
-        if buf.capacity() < READ_CHUNK / 4 {
-            buf = BytesMut::with_capacity(READ_CHUNK);
-        }
-        if let Err(e) = stream.readable().await {
-            tracing::debug!("{conn}: read error: {e}");
-            break;
-        }
-        match stream.try_read_buf(&mut buf) {
-            Ok(0) => break,
-            Ok(_) => {
-                if tx.send(Message::Received(conn, buf.split())).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                tracing::debug!("{conn}: read error: {e}");
-                break;
-            }
-        }
-    }
-    let _ = tx.send(Message::Closed(conn)).await;
+    let transport = host.transport_mut(conn)?;
+    // The node names the connection; the wakers need that name.
+    transport.wakers = Some(ConnWakers {
+        readable: ConnWaker::waker(SocketReady::Readable(conn), ready_tx),
+        writable: ConnWaker::waker(SocketReady::Writable(conn), ready_tx),
+    });
+    Some(conn)
 }
