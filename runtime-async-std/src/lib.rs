@@ -49,7 +49,6 @@
 //! driver.run().unwrap();
 //! ```
 
-use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
@@ -62,20 +61,15 @@ use async_std::channel::{self, Receiver, Sender};
 use async_std::io::{Read, Write};
 use async_std::net::{TcpListener, TcpStream};
 use async_std::stream::Stream;
-use bytes::BytesMut;
 use siprtmp_core::node::{ConnId, Node, NodeConfig};
 use siprtmp_driver_common::{
-    bind_listener, configure_stream, FileExecutor, NodeHost, TcpExecutor, Transport, UdpExecutor,
-    UdpPoll,
+    bind_listener, configure_stream, FileExecutor, NodeHost, NodeReads, TcpExecutor, Transport,
+    UdpExecutor, UdpPoll,
 };
 
-pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper, TcpStats, UdpStats};
-
-/// Read buffer granularity: one allocation serves many reads.
-const READ_CHUNK: usize = 64 * 1024;
-/// Reads of one connection per turn before the node writes and serves the others (bounds
-/// latency under a flood).
-pub const READS_PER_TURN: usize = 4;
+pub use siprtmp_driver_common::{
+    Decider, DriverConfig, Stopper, TcpStats, UdpStats, READS_PER_TURN,
+};
 
 /// What wakers, the file thread and the stopper tell the node task (never refused: the
 /// channel is unbounded, each connection's waker fires at most once per `WouldBlock`, and the
@@ -134,6 +128,18 @@ struct AsyncStdConnection {
 struct ConnWakers {
     readable: Waker,
     writable: Waker,
+}
+
+impl AsyncStdConnection {
+    /// One non-blocking read; `Pending` leaves the readable waker with the reactor.
+    fn poll_read(&mut self, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let Some(wakers) = &self.wakers else {
+            return Poll::Pending; // named right after accept, before the first read
+        };
+        let mut cx = Context::from_waker(&wakers.readable);
+        let mut stream = &self.stream;
+        Pin::new(&mut stream).poll_read(&mut cx, buf)
+    }
 }
 
 impl Transport for AsyncStdConnection {
@@ -248,7 +254,7 @@ impl AsyncStdDriver {
             .with_tcp(self.tcp)
             .with_decider(self.decider);
         let mut udp_poll = async_io::Async::new(self.udp_poll)?;
-        let mut reads = Reads::default();
+        let mut reads = NodeReads::default();
         let mut control = pin!(self.control_rx);
         let mut incoming = pin!(listener.incoming());
         let mut timer: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
@@ -263,7 +269,7 @@ impl AsyncStdDriver {
                 });
                 armed = deadline;
             }
-            let pending_writes = host.has_pending_writes() || !reads.again.is_empty();
+            let pending_writes = host.has_pending_writes() || reads.has_more();
             // One wait over every source, in priority order (control first, new connections
             // before data so a busy publisher cannot starve accept).
             let woke = poll_fn(|cx| {
@@ -303,7 +309,9 @@ impl AsyncStdDriver {
                     drop(host.shutdown(now));
                     return Ok(());
                 }
-                Woke::Control(Control::Readable(conn)) => reads.read(&mut host, now, conn),
+                Woke::Control(Control::Readable(conn)) => {
+                    reads.read(&mut host, now, conn, AsyncStdConnection::poll_read)
+                }
                 Woke::Control(Control::Writable(conn)) => host.writable(conn),
                 Woke::Control(Control::Executors) => {}
                 Woke::Udp(ready) => {
@@ -321,7 +329,7 @@ impl AsyncStdDriver {
                     }
                     if let Some(conn) = accept(&mut host, now, stream, &self.control_tx) {
                         // Data may be there already; reading also arms the reactor.
-                        reads.read(&mut host, now, conn);
+                        reads.read(&mut host, now, conn, AsyncStdConnection::poll_read);
                     }
                 }
                 Woke::Accepted(Err(e)) => {
@@ -333,7 +341,9 @@ impl AsyncStdDriver {
             // Take whatever else is already waiting, then write once per connection.
             while let Ok(c) = control.try_recv() {
                 match c {
-                    Control::Readable(conn) => reads.read(&mut host, now, conn),
+                    Control::Readable(conn) => {
+                        reads.read(&mut host, now, conn, AsyncStdConnection::poll_read)
+                    }
                     Control::Writable(conn) => host.writable(conn),
                     Control::Executors => {}
                     // Put it back for the wait above, which handles it first.
@@ -343,7 +353,7 @@ impl AsyncStdDriver {
                     }
                 }
             }
-            reads.again(&mut host, now);
+            reads.again(&mut host, now, AsyncStdConnection::poll_read);
             host.turn(Instant::now());
             host.take_closed().for_each(drop);
         }
@@ -357,69 +367,6 @@ enum Woke {
     /// The UDP poll turned readable (or its registration failed).
     Udp(io::Result<()>),
     Accepted(io::Result<TcpStream>),
-}
-
-/// The node task's reading: one buffer for every connection, and the connections that were
-/// still delivering when their turn's share ran out.
-struct Reads {
-    /// Kept initialised to its full length, so it is zeroed once per READ_CHUNK received, not
-    /// once per read.
-    buf: BytesMut,
-    /// Read again at the end of this turn (they have not met `Pending`, so no waker is armed).
-    again: VecDeque<ConnId>,
-}
-
-impl Default for Reads {
-    fn default() -> Self {
-        Self {
-            buf: BytesMut::zeroed(READ_CHUNK),
-            again: VecDeque::new(),
-        }
-    }
-}
-
-impl Reads {
-    /// Reads `conn` until the reactor holds its waker (`Pending`), the peer is gone, or
-    /// [`READS_PER_TURN`] reads were taken (then it is queued for [`Self::again`]).
-    fn read(&mut self, host: &mut NodeHost<AsyncStdConnection>, now: Instant, conn: ConnId) {
-        for _ in 0..READS_PER_TURN {
-            let Some(c) = host.transport_mut(conn) else {
-                return; // closed meanwhile: a stale wake-up
-            };
-            let Some(wakers) = &c.wakers else {
-                return;
-            };
-            if self.buf.len() < READ_CHUNK / 4 {
-                self.buf = BytesMut::zeroed(READ_CHUNK);
-            }
-            let mut cx = Context::from_waker(&wakers.readable);
-            let mut stream = &c.stream;
-            match Pin::new(&mut stream).poll_read(&mut cx, &mut self.buf) {
-                Poll::Pending => return,
-                Poll::Ready(Ok(0)) => {
-                    host.peer_closed(now, conn);
-                    return;
-                }
-                Poll::Ready(Ok(n)) => host.received(now, conn, self.buf.split_to(n)),
-                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Poll::Ready(Err(e)) => {
-                    tracing::debug!("{conn}: read error: {e}");
-                    host.peer_closed(now, conn);
-                    return;
-                }
-            }
-        }
-        self.again.push_back(conn);
-    }
-
-    /// Gives each connection queued by [`Self::read`] its next share.
-    fn again(&mut self, host: &mut NodeHost<AsyncStdConnection>, now: Instant) {
-        for _ in 0..self.again.len() {
-            if let Some(conn) = self.again.pop_front() {
-                self.read(host, now, conn);
-            }
-        }
-    }
 }
 
 /// Takes an accepted connection into the host; returns its id.

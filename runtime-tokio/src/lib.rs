@@ -12,11 +12,10 @@
 //! queued and takes one [`NodeHost::turn`]: file completions, timer, outputs, one
 //! `try_write_vectored` per dirty connection with the drained count fed back.
 //!
-//! Reads: `poll_read_ready` with the connection's waker, `try_read_buf` into one shared
-//! `BytesMut`, until `WouldBlock`, at most [`READS_PER_TURN`] reads per connection per turn
-//! (then it is read again at the end of the turn), so one publisher cannot starve the others,
-//! and a fast one is read only as fast as the node handles its data. (A reader task per
-//! connection, as before, cost a task switch and a channel message per read.)
+//! Reads: `poll_read_ready` with the connection's waker and `try_read`, by
+//! [`NodeReads`] (at most [`READS_PER_TURN`] reads per connection per turn, so one publisher
+//! cannot starve the others). A reader task per connection, as before, cost a task switch
+//! and a channel message per read.
 //!
 //! The node's UDP sockets (the SIP-RTMP gateway's SIP and RTP) are
 //! [`siprtmp_driver_common::UdpExecutor`]'s: binds and vectored sends happen in the node task
@@ -39,33 +38,27 @@
 //! driver.run().unwrap();
 //! ```
 
-use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use siprtmp_core::node::{ConnId, Node, NodeConfig};
 use siprtmp_driver_common::{
-    bind_listener, configure_stream, FileExecutor, NodeHost, RelayLink, TcpExecutor, Transport,
-    UdpExecutor, UdpPoll,
+    bind_listener, configure_stream, FileExecutor, NodeHost, NodeReads, RelayLink, TcpExecutor,
+    Transport, UdpExecutor, UdpPoll,
 };
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 
-pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper, TcpStats, UdpStats};
+pub use siprtmp_driver_common::{
+    Decider, DriverConfig, Stopper, TcpStats, UdpStats, READS_PER_TURN,
+};
 
 pub mod worker;
-
-/// Read buffer granularity: one allocation serves many reads.
-const READ_CHUNK: usize = 64 * 1024;
-/// Reads of one connection per turn before the node writes and serves the others (bounds
-/// latency under a flood).
-pub const READS_PER_TURN: usize = 4;
 
 /// A socket tokio found ready, posted to the node task by the connection's waker.
 #[derive(Clone, Copy)]
@@ -111,6 +104,28 @@ struct TokioConnection {
 struct ConnWakers {
     readable: Waker,
     writable: Waker,
+}
+
+impl TokioConnection {
+    /// One non-blocking read; `Pending` leaves the readable waker with tokio.
+    fn poll_read(&mut self, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let Some(wakers) = &self.wakers else {
+            return Poll::Pending; // named right after accept, before the first read
+        };
+        let mut cx = Context::from_waker(&wakers.readable);
+        loop {
+            match self.stream.poll_read_ready(&mut cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {}
+            }
+            match self.stream.try_read(buf) {
+                // Readiness cleared: the next `poll_read_ready` leaves the waker.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                result => return Poll::Ready(result),
+            }
+        }
+    }
 }
 
 impl Transport for TokioConnection {
@@ -253,7 +268,7 @@ impl TokioDriver {
         let mut udp_poll =
             unsafe { AsyncFd::register_with_interest(self.udp_poll, Interest::READABLE)? };
         let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
-        let mut reads = Reads::default();
+        let mut reads = NodeReads::default();
         let sleep = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(sleep);
         let mut armed: Option<Instant> = None;
@@ -265,7 +280,7 @@ impl TokioDriver {
                 }
                 armed = deadline;
             }
-            let woke = if host.has_pending_writes() || !reads.again.is_empty() {
+            let woke = if host.has_pending_writes() || reads.has_more() {
                 // Writes or reads left over from the last turn: let the others run, then go on.
                 tokio::select! {
                     biased;
@@ -303,14 +318,14 @@ impl TokioDriver {
                         tracing::warn!("UDP poll: {e}");
                     }
                 }
-                Woke::Socket(ready) => reads.ready(&mut host, now, ready),
+                Woke::Socket(ready) => socket_ready(&mut host, &mut reads, now, ready),
                 Woke::Accepted(Ok((stream, peer))) => {
                     if let Err(e) = configure_stream(&stream, send_buffer, nodelay) {
                         tracing::warn!("socket options for {peer}: {e}");
                     }
                     if let Some(conn) = accept(&mut host, now, stream, peer, &ready_tx) {
                         // Data may be there already; reading also arms tokio's waker.
-                        reads.read(&mut host, now, conn);
+                        reads.read(&mut host, now, conn, TokioConnection::poll_read);
                     }
                 }
                 Woke::Accepted(Err(e)) => {
@@ -321,9 +336,9 @@ impl TokioDriver {
             }
             // Take whatever else is already waiting, then write once per connection.
             while let Ok(ready) = ready_rx.try_recv() {
-                reads.ready(&mut host, now, ready);
+                socket_ready(&mut host, &mut reads, now, ready);
             }
-            reads.again(&mut host, now);
+            reads.again(&mut host, now, TokioConnection::poll_read);
             host.turn(Instant::now());
             host.take_closed().for_each(drop);
         }
@@ -340,86 +355,16 @@ enum Woke {
     Accepted(io::Result<(TcpStream, SocketAddr)>),
 }
 
-/// The node task's reading: one buffer for every connection, and the connections that were
-/// still delivering when their turn's share ran out.
-struct Reads {
-    buf: BytesMut,
-    /// Read again at the end of this turn (tokio still holds them ready, so no wake-up will
-    /// come for them).
-    again: VecDeque<ConnId>,
-}
-
-impl Default for Reads {
-    fn default() -> Self {
-        Self {
-            buf: BytesMut::with_capacity(READ_CHUNK),
-            again: VecDeque::new(),
-        }
-    }
-}
-
-impl Reads {
-    /// A waker's report: read the connection, or resume its write.
-    fn ready(&mut self, host: &mut NodeHost<TokioConnection>, now: Instant, ready: SocketReady) {
-        match ready {
-            SocketReady::Readable(conn) => self.read(host, now, conn),
-            SocketReady::Writable(conn) => host.writable(conn),
-        }
-    }
-
-    /// Reads `conn` until tokio holds its waker (`WouldBlock`, then `Pending`), the peer is
-    /// gone, or [`READS_PER_TURN`] reads were taken (then it is queued for [`Self::again`]).
-    fn read(&mut self, host: &mut NodeHost<TokioConnection>, now: Instant, conn: ConnId) {
-        let mut reads = 0;
-        while reads < READS_PER_TURN {
-            let Some(c) = host.transport_mut(conn) else {
-                return; // closed meanwhile: a stale wake-up
-            };
-            let Some(wakers) = &c.wakers else {
-                return;
-            };
-            let mut cx = Context::from_waker(&wakers.readable);
-            match c.stream.poll_read_ready(&mut cx) {
-                Poll::Pending => return,
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(e)) => {
-                    tracing::debug!("{conn}: read error: {e}");
-                    host.peer_closed(now, conn);
-                    return;
-                }
-            }
-            if self.buf.capacity() < READ_CHUNK / 4 {
-                self.buf = BytesMut::with_capacity(READ_CHUNK);
-            }
-            match c.stream.try_read_buf(&mut self.buf) {
-                Ok(0) => {
-                    host.peer_closed(now, conn);
-                    return;
-                }
-                Ok(_) => {
-                    reads += 1;
-                    host.received(now, conn, self.buf.split());
-                }
-                // Readiness cleared: the next `poll_read_ready` leaves the waker.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    tracing::debug!("{conn}: read error: {e}");
-                    host.peer_closed(now, conn);
-                    return;
-                }
-            }
-        }
-        self.again.push_back(conn);
-    }
-
-    /// Gives each connection queued by [`Self::read`] its next share.
-    fn again(&mut self, host: &mut NodeHost<TokioConnection>, now: Instant) {
-        for _ in 0..self.again.len() {
-            if let Some(conn) = self.again.pop_front() {
-                self.read(host, now, conn);
-            }
-        }
+/// A waker's report: read the connection, or resume its write.
+fn socket_ready(
+    host: &mut NodeHost<TokioConnection>,
+    reads: &mut NodeReads,
+    now: Instant,
+    ready: SocketReady,
+) {
+    match ready {
+        SocketReady::Readable(conn) => reads.read(host, now, conn, TokioConnection::poll_read),
+        SocketReady::Writable(conn) => host.writable(conn),
     }
 }
 
