@@ -54,7 +54,7 @@ use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_std::channel::{self, Receiver, Sender};
@@ -63,8 +63,8 @@ use async_std::net::{TcpListener, TcpStream};
 use async_std::stream::Stream;
 use siprtmp_core::node::{ConnId, Node, NodeConfig};
 use siprtmp_driver_common::{
-    bind_listener, configure_stream, FileExecutor, NodeHost, NodeReads, TcpExecutor, Transport,
-    UdpExecutor, UdpPoll,
+    bind_listener, configure_stream, ConnWakers, FileExecutor, NodeHost, NodeReads, SocketReady,
+    TcpExecutor, Transport, UdpExecutor, UdpPoll,
 };
 
 pub use siprtmp_driver_common::{
@@ -75,46 +75,12 @@ pub use siprtmp_driver_common::{
 /// channel is unbounded, each connection's waker fires at most once per `WouldBlock`, and the
 /// file thread posts once per batch of completions).
 enum Control {
-    Readable(ConnId),
-    Writable(ConnId),
+    /// From a connection's waker.
+    Socket(SocketReady),
     /// An executor (files, the node's TCP) has completions or data: the turn feeds
     /// them in.
     Executors,
     Stop,
-}
-
-/// Posts a connection's id to the node task when the reactor finds its socket readable
-/// (`readable`) or writable again.
-struct ConnWaker {
-    conn: ConnId,
-    readable: bool,
-    tx: Sender<Control>,
-}
-
-impl ConnWaker {
-    fn waker(conn: ConnId, readable: bool, tx: &Sender<Control>) -> Waker {
-        Waker::from(Arc::new(Self {
-            conn,
-            readable,
-            tx: tx.clone(),
-        }))
-    }
-}
-
-impl Wake for ConnWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        let message = if self.readable {
-            Control::Readable(self.conn)
-        } else {
-            Control::Writable(self.conn)
-        };
-        // A closed channel means the node task is gone: nobody to tell.
-        let _ = self.tx.try_send(message);
-    }
 }
 
 /// A connection as the node task holds it; dropping it shuts the socket down.
@@ -122,12 +88,6 @@ struct AsyncStdConnection {
     stream: TcpStream,
     /// Set right after the host names the connection, before its first read or write.
     wakers: Option<ConnWakers>,
-}
-
-/// The wakers the reactor calls for one connection.
-struct ConnWakers {
-    readable: Waker,
-    writable: Waker,
 }
 
 impl AsyncStdConnection {
@@ -309,10 +269,9 @@ impl AsyncStdDriver {
                     drop(host.shutdown(now));
                     return Ok(());
                 }
-                Woke::Control(Control::Readable(conn)) => {
-                    reads.read(&mut host, now, conn, AsyncStdConnection::poll_read)
+                Woke::Control(Control::Socket(ready)) => {
+                    socket_ready(&mut host, &mut reads, now, ready)
                 }
-                Woke::Control(Control::Writable(conn)) => host.writable(conn),
                 Woke::Control(Control::Executors) => {}
                 Woke::Udp(ready) => {
                     // SAFETY: draining neither closes nor replaces the poll's descriptor.
@@ -341,10 +300,7 @@ impl AsyncStdDriver {
             // Take whatever else is already waiting, then write once per connection.
             while let Ok(c) = control.try_recv() {
                 match c {
-                    Control::Readable(conn) => {
-                        reads.read(&mut host, now, conn, AsyncStdConnection::poll_read)
-                    }
-                    Control::Writable(conn) => host.writable(conn),
+                    Control::Socket(ready) => socket_ready(&mut host, &mut reads, now, ready),
                     Control::Executors => {}
                     // Put it back for the wait above, which handles it first.
                     Control::Stop => {
@@ -369,6 +325,19 @@ enum Woke {
     Accepted(io::Result<TcpStream>),
 }
 
+/// A waker's report: read the connection, or resume its write.
+fn socket_ready(
+    host: &mut NodeHost<AsyncStdConnection>,
+    reads: &mut NodeReads,
+    now: Instant,
+    ready: SocketReady,
+) {
+    match ready {
+        SocketReady::Readable(conn) => reads.read(host, now, conn, AsyncStdConnection::poll_read),
+        SocketReady::Writable(conn) => host.writable(conn),
+    }
+}
+
 /// Takes an accepted connection into the host; returns its id.
 fn accept(
     host: &mut NodeHost<AsyncStdConnection>,
@@ -390,9 +359,10 @@ fn accept(
     let conn = host.accept(now, peer, transport);
     let transport = host.transport_mut(conn)?;
     // The node names the connection; the wakers need that name.
-    transport.wakers = Some(ConnWakers {
-        readable: ConnWaker::waker(conn, true, control_tx),
-        writable: ConnWaker::waker(conn, false, control_tx),
-    });
+    let control_tx = control_tx.clone();
+    transport.wakers = Some(ConnWakers::new(conn, move |ready| {
+        // A closed channel means the node task is gone: nobody to tell.
+        let _ = control_tx.try_send(Control::Socket(ready));
+    }));
     Some(conn)
 }

@@ -43,6 +43,7 @@
 //! ```
 
 mod config;
+mod conn_wakers;
 mod events;
 mod file_io;
 mod host;
@@ -56,6 +57,7 @@ mod udp_poll;
 mod workers;
 
 pub use config::DriverConfig;
+pub use conn_wakers::{ConnWakers, SocketReady};
 pub use events::{log_event, Decider, EventRouter};
 pub use file_io::{Completion, FileExecutor, SHUTDOWN_FILE_GRACE};
 pub use host::{NodeHost, Transport, MAX_IOVECS};

@@ -41,13 +41,13 @@
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use siprtmp_core::node::{ConnId, Node, NodeConfig};
 use siprtmp_driver_common::{
-    bind_listener, configure_stream, FileExecutor, NodeHost, NodeReads, RelayLink, TcpExecutor,
-    Transport, UdpExecutor, UdpPoll,
+    bind_listener, configure_stream, ConnWakers, FileExecutor, NodeHost, NodeReads, RelayLink,
+    SocketReady, TcpExecutor, Transport, UdpExecutor, UdpPoll,
 };
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -60,50 +60,11 @@ pub use siprtmp_driver_common::{
 
 pub mod worker;
 
-/// A socket tokio found ready, posted to the node task by the connection's waker.
-#[derive(Clone, Copy)]
-enum SocketReady {
-    Readable(ConnId),
-    Writable(ConnId),
-}
-
-/// Posts `ready` to the node task when tokio calls it.
-struct ConnWaker {
-    ready: SocketReady,
-    tx: mpsc::UnboundedSender<SocketReady>,
-}
-
-impl ConnWaker {
-    fn waker(ready: SocketReady, tx: &mpsc::UnboundedSender<SocketReady>) -> Waker {
-        Waker::from(Arc::new(Self {
-            ready,
-            tx: tx.clone(),
-        }))
-    }
-}
-
-impl Wake for ConnWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        // A closed channel means the node task is gone: nobody to tell.
-        let _ = self.tx.send(self.ready);
-    }
-}
-
 /// A connection as the node task holds it; dropping it closes the socket.
 struct TokioConnection {
     stream: TcpStream,
     /// Set right after the host names the connection, before its first read or write.
     wakers: Option<ConnWakers>,
-}
-
-/// The wakers tokio calls for one connection.
-struct ConnWakers {
-    readable: Waker,
-    writable: Waker,
 }
 
 impl TokioConnection {
@@ -383,9 +344,10 @@ fn accept(
     let conn = host.accept(now, peer, transport);
     let transport = host.transport_mut(conn)?;
     // The node names the connection; the wakers need that name.
-    transport.wakers = Some(ConnWakers {
-        readable: ConnWaker::waker(SocketReady::Readable(conn), ready_tx),
-        writable: ConnWaker::waker(SocketReady::Writable(conn), ready_tx),
-    });
+    let ready_tx = ready_tx.clone();
+    transport.wakers = Some(ConnWakers::new(conn, move |ready| {
+        // A closed channel means the node task is gone: nobody to tell.
+        let _ = ready_tx.send(ready);
+    }));
     Some(conn)
 }
