@@ -241,7 +241,8 @@ pub fn run_point(
     timing: Timing,
     clk_tck: u64,
 ) -> Result<GatewayPoint, String> {
-    if calls * 4 > usize::from(RTP_PORTS.1 - RTP_PORTS.0 + 1) {
+    let shared = kind.siprtmp_options().is_some_and(|o| o.shared_rtp_ports);
+    if !shared && calls * 4 > usize::from(RTP_PORTS.1 - RTP_PORTS.0 + 1) {
         return Err(format!(
             "{calls} calls need more RTP ports than {}-{}",
             RTP_PORTS.0, RTP_PORTS.1

@@ -267,6 +267,13 @@ fn run(flags: Flags) -> Result<bool, String> {
                     if o.nodelay {
                         notes.push(format!("{}: with --tcp-nodelay", kind.label()));
                     }
+                    if o.shared_rtp_ports {
+                        notes.push(format!(
+                            "{}: with --shared-rtp-ports (every call's RTP on four shared \
+                             ports, told apart by address and SSRC)",
+                            kind.label()
+                        ));
+                    }
                 }
                 servers.push(kind);
             }

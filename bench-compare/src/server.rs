@@ -1,5 +1,6 @@
 //! The servers under test as child processes: `siprtmp --runtime R` (named `R`, or
-//! `R-merged` for `siprtmp --runtime R --merge-writes 100`), nginx with the RTMP module (one
+//! `R-merged` for `siprtmp --runtime R --merge-writes 100`, `R-shared` for the gateway's
+//! `--shared-rtp-ports`), nginx with the RTMP module (one
 //! process: `master_process off`, so the measured PID is the one doing the work), and
 //! rtmplite3, the Python 3 port of the original project's RTMP server (one process on the
 //! original's generator-based `multitask` scheduler).
@@ -24,6 +25,10 @@ pub const MERGED_WINDOW_MS: u64 = 100;
 /// `mio-merged-nodelay`).
 pub const NODELAY_SUFFIX: &str = "-nodelay";
 
+/// Ending of a server name that runs siprtmp with `--shared-rtp-ports` (every gateway call's
+/// media on four shared ports; last if combined: `mio-merged-shared`, `mio-nodelay-shared`).
+pub const SHARED_SUFFIX: &str = "-shared";
+
 /// How a siprtmp server under test runs, from its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SiprtmpOptions<'a> {
@@ -33,6 +38,8 @@ pub struct SiprtmpOptions<'a> {
     pub merge_ms: Option<u64>,
     /// `--tcp-nodelay`.
     pub nodelay: bool,
+    /// `--shared-rtp-ports`.
+    pub shared_rtp_ports: bool,
 }
 
 /// A server implementation to measure.
@@ -62,9 +69,13 @@ impl ServerKind {
         let ServerKind::Siprtmp(name) = self else {
             return None;
         };
-        let (rest, nodelay) = match name.strip_suffix(NODELAY_SUFFIX) {
+        let (rest, shared_rtp_ports) = match name.strip_suffix(SHARED_SUFFIX) {
             Some(rest) => (rest, true),
             None => (name.as_str(), false),
+        };
+        let (rest, nodelay) = match rest.strip_suffix(NODELAY_SUFFIX) {
+            Some(rest) => (rest, true),
+            None => (rest, false),
         };
         let merged = rest.rfind(MERGED_SUFFIX).and_then(|at| {
             let window = &rest[at + MERGED_SUFFIX.len()..];
@@ -82,6 +93,7 @@ impl ServerKind {
             runtime,
             merge_ms,
             nodelay,
+            shared_rtp_ports,
         })
     }
 }
@@ -220,6 +232,9 @@ pub fn start_with(kind: &ServerKind, bins: &Binaries, extra: &[String]) -> Resul
             if let Some(ms) = options.merge_ms {
                 c.args(["--merge-writes", &ms.to_string()]);
             }
+            if options.shared_rtp_ports {
+                c.arg("--shared-rtp-ports");
+            }
             if options.nodelay {
                 c.arg("--tcp-nodelay");
             }
@@ -304,6 +319,11 @@ mod tests {
             kind.siprtmp_options()
                 .map(|o| (o.runtime.to_owned(), o.merge_ms, o.nodelay))
         };
+        let shared = |name: &str| {
+            let kind = ServerKind::Siprtmp(name.into());
+            kind.siprtmp_options()
+                .map(|o| (o.runtime.to_owned(), o.merge_ms, o.shared_rtp_ports))
+        };
         assert_eq!(
             options("mio-merged"),
             Some(("mio".into(), Some(100), false))
@@ -318,6 +338,12 @@ mod tests {
             options("mio-merged-nodelay"),
             Some(("mio".into(), Some(100), true))
         );
+        assert_eq!(shared("mio-shared"), Some(("mio".into(), None, true)));
+        assert_eq!(
+            shared("tokio-merged-shared"),
+            Some(("tokio".into(), Some(100), true))
+        );
+        assert_eq!(shared("mio-merged"), Some(("mio".into(), Some(100), false)));
         assert_eq!(ServerKind::Nginx.siprtmp_options(), None);
     }
 }

@@ -1,6 +1,7 @@
 //! The SIP-RTMP gateway's settings: the `[gateway]` section of the config file, the flags
 //! that override it (`--gateway`/`--no-gateway`, `--int-ip`, `--ext-ip`, `--registrar`,
-//! `--proxy`, `--rtp-ports`, `--sip-transport`), and the default local address.
+//! `--proxy`, `--rtp-ports`, `--shared-rtp-ports`, `--sip-transport`), and the default local
+//! address.
 //!
 //! The gateway is on by default: it needs no setup, and opens sockets only for clients that
 //! connect to its application (`sip`). Its SIP and RTP sockets bind on `--int-ip`, which is
@@ -53,6 +54,9 @@ pub struct GatewaySection {
     pub proxy: Option<String>,
     /// `LO-HI`, the RTP port range (`--rtp-ports`), four ports per client.
     pub rtp_ports: Option<String>,
+    /// Every call's media on the same four ports, the first free block of the range
+    /// (`--shared-rtp-ports`, default false).
+    pub shared_rtp_ports: Option<bool>,
     /// REGISTER lifetime asked for, seconds (default 3600).
     pub register_expires: Option<u32>,
     /// Largest RTP payload for video, bytes (default 1200).
@@ -76,6 +80,8 @@ pub struct GatewayFlags {
     pub registrar: Option<String>,
     pub proxy: Option<String>,
     pub rtp_ports: Option<String>,
+    /// `--shared-rtp-ports`: on, whatever the file says.
+    pub shared_rtp_ports: bool,
     /// `--sip-transport`.
     pub transport: Option<String>,
 }
@@ -201,6 +207,8 @@ pub fn node_config(
         app: file.app.clone().unwrap_or(defaults.app),
         bind_ip,
         rtp_ports,
+        shared_rtp_ports: flags.shared_rtp_ports
+            || file.shared_rtp_ports.unwrap_or(defaults.shared_rtp_ports),
         session: GatewayConfig {
             registrar,
             outbound_proxy: proxy,
@@ -281,6 +289,24 @@ mod tests {
         };
         let config = node_config(&file, &flags).unwrap().unwrap();
         assert_eq!(config.rtp_ports, (30000, 30003));
+        assert!(!config.shared_rtp_ports, "four ports per client by default");
+        let shared_file: GatewaySection = toml::from_str("shared_rtp_ports = true").unwrap();
+        assert!(
+            node_config(&shared_file, &flags)
+                .unwrap()
+                .unwrap()
+                .shared_rtp_ports
+        );
+        let shared_flag = GatewayFlags {
+            shared_rtp_ports: true,
+            ..flags.clone()
+        };
+        assert!(
+            node_config(&file, &shared_flag)
+                .unwrap()
+                .unwrap()
+                .shared_rtp_ports
+        );
         assert_eq!(
             config.session.outbound_proxy,
             Some("127.0.0.2:5060".parse().unwrap())

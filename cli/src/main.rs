@@ -90,6 +90,12 @@ struct Flags {
     /// RTP port range of the gateway, four ports per client [default: 16000-17999].
     #[arg(long = "rtp-ports", value_name = "LO-HI")]
     rtp_ports: Option<String>,
+    /// Every call's media on the same four ports (the first free block of --rtp-ports),
+    /// told apart by the far end's address and SSRC: fewer system calls per packet and no
+    /// limit on clients from the port range. Far ends must send media from the address their
+    /// SDP gives (no latching onto NATed sources) [default: four ports per client].
+    #[arg(long = "shared-rtp-ports")]
+    shared_rtp_ports: bool,
     /// What the gateway's SIP goes over: udp, or tcp (each client listens on a TCP port of its
     /// own and connects to its registrar, proxy and call targets; RTP stays UDP)
     /// [default: udp].
@@ -150,19 +156,21 @@ fn run(flags: Flags) -> Result<(), String> {
         registrar: flags.registrar.clone(),
         proxy: flags.proxy.clone(),
         rtp_ports: flags.rtp_ports.clone(),
+        shared_rtp_ports: flags.shared_rtp_ports,
         transport: flags.sip_transport.clone(),
     };
     node_config.server.gateway = gateway::node_config(&file.gateway, &gateway_flags)?;
     let gateway_line = node_config.server.gateway.as_ref().map(|g| {
         let show = |a: Option<SocketAddr>| a.map_or_else(|| "none".to_owned(), |a| a.to_string());
         format!(
-            "SIP-RTMP gateway on rtmp://host/{}/<user@domain>: SIP over {} and RTP on {} (advertised {}), RTP ports {}-{}, registrar {}, proxy {}",
+            "SIP-RTMP gateway on rtmp://host/{}/<user@domain>: SIP over {} and RTP on {} (advertised {}), RTP ports {}-{}{}, registrar {}, proxy {}",
             g.app,
             g.session.transport.as_str(),
             g.bind_ip,
             g.session.advertised_ip.unwrap_or(g.bind_ip),
             g.rtp_ports.0,
             g.rtp_ports.1,
+            if g.shared_rtp_ports { " (shared by every call)" } else { "" },
             show(g.session.registrar),
             show(g.session.outbound_proxy),
         )

@@ -48,12 +48,24 @@ impl World {
     /// With `merge_writes` set as given; the client is then written only when the node asks
     /// (as a real driver does), so that holding media shows in its write count.
     fn with_merge(rtp_ports: (u16, u16), merge: Option<Duration>) -> Self {
+        Self::with_options(rtp_ports, merge, false)
+    }
+
+    /// Every call's media on the same four ports (`shared_rtp_ports`).
+    fn with_shared_ports(rtp_ports: (u16, u16)) -> Self {
+        let mut w = Self::with_options(rtp_ports, None, true);
+        w.net.transmit_driven = false;
+        w
+    }
+
+    fn with_options(rtp_ports: (u16, u16), merge: Option<Duration>, shared: bool) -> Self {
         let now = Instant::now();
         let mut config = NodeConfig::default();
         config.server.merge_writes = merge;
         config.server.gateway = Some(GatewayNodeConfig {
             bind_ip: "10.0.0.1".parse().unwrap(),
             rtp_ports,
+            shared_rtp_ports: shared,
             ..GatewayNodeConfig::default()
         });
         let far = UserAgent::new(
@@ -192,16 +204,23 @@ impl World {
 /// Connects client `sip/alice`, calls bob (PCMU), and publishes `local` and plays `remote`
 /// once accepted; returns the client's index.
 fn established_call(w: &mut World) -> usize {
-    let c = w.net.connect(w.now, "sip/alice@10.0.0.1");
-    w.pump();
-    assert!(
-        w.net.events(c).contains(&ClientEvent::Connected),
-        "connect answered once bound"
-    );
+    let c = call_as(w, "alice");
     assert_eq!(
         w.net.udp.open_sockets(),
         5,
         "SIP plus RTP/RTCP for audio and video"
+    );
+    c
+}
+
+/// Connects client `sip/USER`, calls bob (PCMU), and publishes `local` and plays `remote`
+/// once accepted; returns the client's index.
+fn call_as(w: &mut World, user: &str) -> usize {
+    let c = w.net.connect(w.now, &format!("sip/{user}@10.0.0.1"));
+    w.pump();
+    assert!(
+        w.net.events(c).contains(&ClientEvent::Connected),
+        "connect answered once bound"
     );
 
     let client = &mut w.net.clients[c].client;
@@ -228,6 +247,87 @@ fn established_call(w: &mut World) -> usize {
     client.play(2, "remote", -2.0);
     w.pump();
     c
+}
+
+#[test]
+fn with_shared_ports_calls_to_one_far_end_each_hear_their_own_echo() {
+    let mut w = World::with_shared_ports((23000, 23099));
+    let alice = call_as(&mut w, "alice");
+    let carol = call_as(&mut w, "carol");
+    // Both calls' media goes to bob's one RTP address and comes back from it: only the
+    // SSRC tells them apart.
+    assert_eq!(
+        w.net.udp.open_sockets(),
+        6,
+        "a SIP socket per client and four shared media sockets, not four per client"
+    );
+    for i in 0..30u32 {
+        w.now += Duration::from_millis(20);
+        w.net.clients[alice].client.send_media(&frame(i));
+        w.net.clients[carol].client.send_media(&frame(100 + i));
+        w.pump();
+    }
+    assert_eq!(w.echoed, 60, "every frame of both calls went out as RTP");
+    for (c, first) in [(alice, 0), (carol, 100)] {
+        let back = echoes(&w, c);
+        let expected: Vec<Bytes> = (first..first + 30).map(|i| frame(i).payload).collect();
+        assert_eq!(back.len(), expected.len(), "client {c}: every echo");
+        assert_eq!(back, expected, "each client hears its own frames, in order");
+    }
+
+    // A stranger's packets on the shared port reach nobody and harm no call.
+    let shared_audio = SocketAddr::new("10.0.0.1".parse().unwrap(), 23000);
+    let mut stranger = vec![0x80, 0, 0, 1, 0, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef];
+    stranger.extend_from_slice(&[0xff; 160]);
+    w.net
+        .udp
+        .send(a("10.0.0.66:6000"), shared_audio, Bytes::from(stranger));
+    w.pump();
+    for c in [alice, carol] {
+        assert_eq!(echoes(&w, c).len(), 30, "nothing from a stranger");
+    }
+    w.now += Duration::from_millis(20);
+    w.net.clients[carol].client.send_media(&frame(130));
+    w.pump();
+    assert_eq!(echoes(&w, carol).last(), Some(&frame(130).payload));
+
+    // Alice leaves: her call ends, the shared sockets stay for carol's.
+    let conn = w.net.clients[alice].conn;
+    w.net.node.handle(w.now, Input::Closed { conn });
+    w.pump();
+    w.now += Duration::from_millis(20);
+    w.net.clients[carol].client.send_media(&frame(131));
+    w.pump();
+    assert_eq!(echoes(&w, carol).last(), Some(&frame(131).payload));
+    assert_eq!(echoes(&w, alice).len(), 30);
+    w.advance(Duration::from_secs(40));
+    assert_eq!(
+        w.net.udp.open_sockets(),
+        5,
+        "alice's SIP socket went after its last transaction; the shared ones stay"
+    );
+}
+
+#[test]
+fn with_shared_ports_a_client_that_cannot_get_them_is_refused() {
+    let mut w = World::with_shared_ports((30000, 30003));
+    w.net
+        .udp
+        .taken
+        .insert(SocketAddr::new("10.0.0.1".parse().unwrap(), 30002));
+    let c = w.net.connect(w.now, "sip/alice@10.0.0.1");
+    w.pump();
+    let rejected = w.net.events(c).iter().any(|e| {
+        matches!(e, ClientEvent::ConnectRejected(code) if code == "NetConnection.Connect.Rejected")
+    });
+    assert!(rejected, "{:?}", w.net.events(c));
+    assert_eq!(w.net.udp.open_sockets(), 0, "nothing left bound");
+    // Once the port is free, the next client gets the shared ports.
+    w.net.udp.taken.clear();
+    let c = w.net.connect(w.now, "sip/carol@10.0.0.1");
+    w.pump();
+    assert!(w.net.events(c).contains(&ClientEvent::Connected));
+    assert_eq!(w.net.udp.open_sockets(), 5);
 }
 
 /// Speex-like audio frame `i` for stream 1, 20 ms apart.

@@ -526,6 +526,17 @@ impl GatewaySession {
         }
     }
 
+    /// Where the far end's media for `leg` comes from and goes to (its SDP address, or
+    /// where its first packet came from), while a call has media.
+    pub fn media_remote(&self, leg: Leg) -> Option<SocketAddr> {
+        self.bridge.as_ref()?.remote(leg)
+    }
+
+    /// The SSRC we send `leg` with, while a call has media.
+    pub fn media_ssrc(&self, leg: Leg) -> Option<u32> {
+        self.bridge.as_ref()?.ssrc(leg)
+    }
+
     /// A datagram on one of the RTP (or RTCP) sockets.
     pub fn rtp_datagram(
         &mut self,

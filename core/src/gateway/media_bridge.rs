@@ -28,7 +28,7 @@ use crate::rtp::session::{ReceiveOutcome, RtpDatagram, RtpSession, RtpSessionCon
 use super::codecs::CodecToken;
 
 /// Which media line a packet belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Leg {
     /// The audio m-line (and its telephone-events).
     Audio,
@@ -235,6 +235,14 @@ impl MediaBridge {
         match leg {
             Leg::Audio => self.audio.as_ref().map(|a| a.setup.remote),
             Leg::Video => self.video.as_ref().map(|v| v.setup.remote),
+        }
+    }
+
+    /// The SSRC we send `leg` with.
+    pub fn ssrc(&self, leg: Leg) -> Option<u32> {
+        match leg {
+            Leg::Audio => self.audio.as_ref().map(|a| a.session.ssrc()),
+            Leg::Video => self.video.as_ref().map(|v| v.session.ssrc()),
         }
     }
 

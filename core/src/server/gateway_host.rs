@@ -32,8 +32,10 @@ use crate::tcp::{ListenerId, StreamId};
 use crate::udp::{SocketId, UdpCommand, UdpEvent};
 
 use super::session::csid;
+use media_routes::MediaRoutes;
 use sip_tcp::SipStreams;
 
+mod media_routes;
 mod sip_tcp;
 use super::{RtmpServer, Timer};
 
@@ -54,6 +56,12 @@ pub struct GatewayNodeConfig {
     pub bind_ip: IpAddr,
     /// RTP ports are taken from this range, four per session (audio RTP/RTCP, video RTP/RTCP).
     pub rtp_ports: (u16, u16),
+    /// Every call's media on the same four ports (the first free block of `rtp_ports`),
+    /// told apart by the far end's address and SSRC (see `media_routes`), instead of four
+    /// ports per session: fewer system calls per packet (one `recvmmsg`/`sendmmsg` carries
+    /// many calls) and no port limit on the number of clients. Far ends must send from the
+    /// address their SDP gives: an unknown source cannot be latched onto (NAT).
+    pub shared_rtp_ports: bool,
     /// Registrar, proxy, `--ext-ip`, timers, SIP transport (UDP or TCP)...
     pub session: GatewayConfig,
     /// A newer connection for an address of record already connected replaces the older
@@ -68,6 +76,7 @@ impl Default for GatewayNodeConfig {
             app: "sip".into(),
             bind_ip: IpAddr::from([127, 0, 0, 1]),
             rtp_ports: (16000, 17999),
+            shared_rtp_ports: false,
             session: GatewayConfig::default(),
             replace_existing: true,
         }
@@ -115,6 +124,29 @@ pub(super) struct GatewayConn {
     aor: String,
     /// SIP over TCP: the listener and connections (`None` over UDP).
     sip_tcp: Option<SipStreams>,
+    /// With shared RTP ports: the far-end addresses (audio, video) this connection's call is
+    /// routed from in [`GatewayHost::routes`].
+    routed: [Option<SocketAddr>; 2],
+}
+
+/// With `shared_rtp_ports`: the four sockets (in [`MEDIA_ROLES`] order) every call uses.
+#[derive(Debug)]
+struct SharedPorts {
+    sockets: [(SocketId, Option<SocketAddr>); 4],
+    base_port: u16,
+    /// Blocks of ports tried so far.
+    tries: u32,
+}
+
+impl SharedPorts {
+    fn is_bound(&self) -> bool {
+        self.sockets.iter().all(|s| s.1.is_some())
+    }
+
+    fn role(&self, socket: SocketId) -> Option<(usize, Role)> {
+        let i = self.sockets.iter().position(|s| s.0 == socket)?;
+        Some((i, MEDIA_ROLES[i]))
+    }
 }
 
 /// Everything the server keeps for the gateway.
@@ -133,6 +165,10 @@ pub(super) struct GatewayHost {
     listeners: IdHashMap<ListenerId, ConnId>,
     streams: IdHashMap<StreamId, ConnId>,
     next_tcp_id: u64,
+    /// With shared RTP ports: the shared sockets, once asked for.
+    shared: Option<SharedPorts>,
+    /// With shared RTP ports: whose call each far-end address is.
+    routes: MediaRoutes,
 }
 
 impl GatewayHost {
@@ -147,6 +183,8 @@ impl GatewayHost {
             listeners: IdHashMap::default(),
             streams: IdHashMap::default(),
             next_tcp_id: 1,
+            shared: None,
+            routes: MediaRoutes::default(),
         }
     }
 
@@ -173,6 +211,13 @@ impl GatewayHost {
     /// Whether SIP goes over TCP.
     fn tcp(&self) -> bool {
         self.config.session.transport == Transport::Tcp
+    }
+
+    /// The shared socket for `role`, with shared RTP ports.
+    fn shared_socket(&self, role: Role) -> Option<SocketId> {
+        let shared = self.shared.as_ref()?;
+        let i = MEDIA_ROLES.iter().position(|r| *r == role)?;
+        Some(shared.sockets[i].0)
     }
 
     fn new_socket(&mut self, conn: ConnId, role: Role) -> SocketId {
@@ -247,6 +292,7 @@ impl RtmpServer {
                 remote_stream: None,
                 next_timer: None,
                 sip_tcp: None,
+                routed: [None; 2],
             },
         );
         self.bind_sockets(conn, true);
@@ -259,21 +305,29 @@ impl RtmpServer {
             return;
         };
         let ip = gateway.config.bind_ip;
-        let base = gateway.take_ports();
+        let shared = gateway.config.shared_rtp_ports;
+        let base = if shared { 0 } else { gateway.take_ports() };
         let mut binds = Vec::new();
         let tcp = gateway.tcp();
         if sip && !tcp {
             let socket = gateway.new_socket(conn, Role::Sip);
             binds.push((socket, Role::Sip, SocketAddr::new(ip, 0)));
         }
-        for (i, role) in MEDIA_ROLES.into_iter().enumerate() {
-            let port = base + i as u16;
-            binds.push((
-                gateway.new_socket(conn, role),
-                role,
-                SocketAddr::new(ip, port),
-            ));
+        if !shared {
+            for (i, role) in MEDIA_ROLES.into_iter().enumerate() {
+                let port = base + i as u16;
+                binds.push((
+                    gateway.new_socket(conn, role),
+                    role,
+                    SocketAddr::new(ip, port),
+                ));
+            }
+        } else if gateway.shared.is_none() {
+            self.bind_shared(0);
         }
+        let Some(gateway) = self.gateway.as_mut() else {
+            return;
+        };
         let Some(gw) = gateway.conns.get_mut(&conn) else {
             return;
         };
@@ -288,12 +342,148 @@ impl RtmpServer {
         }
     }
 
+    /// With shared RTP ports: asks for the shared sockets on the next block of ports.
+    fn bind_shared(&mut self, tries: u32) {
+        let Some(gateway) = self.gateway.as_mut() else {
+            return;
+        };
+        let ip = gateway.config.bind_ip;
+        let base_port = gateway.take_ports();
+        let mut sockets = [(SocketId(0), None); 4];
+        for (i, s) in sockets.iter_mut().enumerate() {
+            s.0 = SocketId(gateway.next_socket + i as u64);
+        }
+        gateway.next_socket += 4;
+        gateway.shared = Some(SharedPorts {
+            sockets,
+            base_port,
+            tries,
+        });
+        for (i, (socket, _)) in sockets.into_iter().enumerate() {
+            let addr = SocketAddr::new(ip, base_port + i as u16);
+            self.outputs
+                .push_back(Output::Udp(UdpCommand::Bind { socket, addr }));
+        }
+    }
+
+    /// A shared socket bound, failed to bind, or received a datagram.
+    fn shared_udp(&mut self, now: Instant, index: usize, role: Role, event: UdpEvent) {
+        let Some(gateway) = self.gateway.as_mut() else {
+            return;
+        };
+        match event {
+            UdpEvent::Bound {
+                result: Ok(addr), ..
+            } => {
+                let Some(shared) = gateway.shared.as_mut() else {
+                    return;
+                };
+                shared.sockets[index].1 = Some(addr);
+                if shared.is_bound() {
+                    let waiting: Vec<ConnId> = gateway
+                        .conns
+                        .iter()
+                        .filter(|(_, g)| matches!(g.state, State::Binding { .. }))
+                        .map(|(c, _)| *c)
+                        .collect();
+                    for conn in waiting {
+                        self.start_session_if_bound(now, conn);
+                    }
+                }
+            }
+            UdpEvent::Bound { result: Err(e), .. } => {
+                let Some(shared) = gateway.shared.take() else {
+                    return;
+                };
+                for (socket, _) in shared.sockets {
+                    self.outputs
+                        .push_back(Output::Udp(UdpCommand::Unbind { socket }));
+                }
+                let tries = shared.tries + 1;
+                if tries < MAX_PORT_TRIES {
+                    self.bind_shared(tries);
+                    return;
+                }
+                // No free block: refuse everyone waiting; the next connect starts over.
+                let waiting: Vec<ConnId> = gateway
+                    .conns
+                    .iter()
+                    .filter(|(_, g)| matches!(g.state, State::Binding { .. }))
+                    .map(|(c, _)| *c)
+                    .collect();
+                for conn in waiting {
+                    let cmd = self.gateway_conn(conn).map(|g| g.connect.clone());
+                    self.drop_gateway(conn);
+                    if let Some(cmd) = cmd {
+                        let reason = format!("503 cannot bind shared RTP ports: {e}");
+                        self.reject_connect(conn, &cmd, &reason, None);
+                    }
+                }
+            }
+            UdpEvent::Datagram { source, data, .. } => {
+                let Role::Rtp(leg, rtcp) = role else {
+                    return;
+                };
+                let conns = &gateway.conns;
+                let own_ssrc = |conn: ConnId| match &conns.get(&conn)?.state {
+                    State::Active(s) => s.media_ssrc(leg),
+                    _ => None,
+                };
+                let Some(conn) = gateway.routes.route(leg, rtcp, source, &data, own_ssrc) else {
+                    return;
+                };
+                if let Some(State::Active(session)) = self.gateway_conn(conn).map(|g| &mut g.state)
+                {
+                    session.rtp_datagram(now, leg, rtcp, source, data);
+                    self.gateway_pump(now, conn);
+                }
+            }
+        }
+    }
+
+    /// With shared RTP ports: points the routes at where `conn`'s call now expects media
+    /// from (nowhere once the call or the client is gone).
+    fn sync_routes(&mut self, conn: ConnId) {
+        let Some(gateway) = self.gateway.as_mut() else {
+            return;
+        };
+        if !gateway.config.shared_rtp_ports {
+            return;
+        }
+        let Some(gw) = gateway.conns.get_mut(&conn) else {
+            return;
+        };
+        for (i, leg) in [Leg::Audio, Leg::Video].into_iter().enumerate() {
+            let current = match &gw.state {
+                State::Active(s) => s.media_remote(leg),
+                _ => None,
+            };
+            if gw.routed[i] != current {
+                if let Some(old) = gw.routed[i] {
+                    gateway.routes.remove(leg, old, conn);
+                }
+                if let Some(new) = current {
+                    gateway.routes.insert(leg, new, conn);
+                }
+                gw.routed[i] = current;
+            }
+        }
+    }
+
     /// Input from the driver about a UDP socket.
     pub fn udp(&mut self, now: Instant, event: UdpEvent) {
         self.last_now = self.last_now.max(now);
         let socket = match &event {
             UdpEvent::Bound { socket, .. } | UdpEvent::Datagram { socket, .. } => *socket,
         };
+        if let Some((index, role)) = self
+            .gateway
+            .as_ref()
+            .and_then(|g| g.shared.as_ref()?.role(socket))
+        {
+            self.shared_udp(now, index, role, event);
+            return;
+        }
         let Some((conn, role)) = self
             .gateway
             .as_ref()
@@ -376,6 +566,12 @@ impl RtmpServer {
 
     /// Once every socket is bound (and, over TCP, the SIP listener listens): the session.
     fn start_session_if_bound(&mut self, now: Instant, conn: ConnId) {
+        // With shared RTP ports, the session's media ports are the shared ones.
+        let shared = self.gateway.as_ref().and_then(|g| {
+            g.config
+                .shared_rtp_ports
+                .then(|| g.shared.as_ref().map(|s| (s.is_bound(), s.base_port)))
+        });
         let Some(gw) = self.gateway_conn(conn) else {
             return;
         };
@@ -387,8 +583,15 @@ impl RtmpServer {
                 .find(|s| s.1 == Role::Sip)
                 .and_then(|s| s.2),
         };
-        let media_bound = gw.sockets.iter().filter(|s| s.1 != Role::Sip).count() == 4
-            && gw.sockets.iter().all(|s| s.2.is_some());
+        let (media_bound, base_port) = match shared {
+            Some(Some(bound_and_base)) => bound_and_base,
+            Some(None) => (false, 0),
+            None => (
+                gw.sockets.iter().filter(|s| s.1 != Role::Sip).count() == 4
+                    && gw.sockets.iter().all(|s| s.2.is_some()),
+                gw.base_port,
+            ),
+        };
         let (Some(sip), true) = (sip, media_bound) else {
             return;
         };
@@ -397,8 +600,8 @@ impl RtmpServer {
         };
         let sockets = SessionSockets {
             sip,
-            audio_port: gw.base_port,
-            video_port: gw.base_port + 2,
+            audio_port: base_port,
+            video_port: base_port + 2,
         };
         let request = request.clone();
         let audio_port = sockets.audio_port;
@@ -441,9 +644,17 @@ impl RtmpServer {
 
     /// Forgets a gateway connection and closes its sockets.
     fn drop_gateway(&mut self, conn: ConnId) {
-        let Some(gw) = self.gateway.as_mut().and_then(|g| g.conns.remove(&conn)) else {
+        let Some(gateway) = self.gateway.as_mut() else {
             return;
         };
+        let Some(gw) = gateway.conns.remove(&conn) else {
+            return;
+        };
+        for (i, leg) in [Leg::Audio, Leg::Video].into_iter().enumerate() {
+            if let Some(remote) = gw.routed[i] {
+                gateway.routes.remove(leg, remote, conn);
+            }
+        }
         for (socket, ..) in gw.sockets {
             self.unbind(socket);
         }
@@ -619,6 +830,7 @@ impl RtmpServer {
             let Some(output) = output else { break };
             self.gateway_output(now, conn, output);
         }
+        self.sync_routes(conn);
         let Some(gw) = self.gateway_conn(conn) else {
             return;
         };
@@ -642,6 +854,11 @@ impl RtmpServer {
     }
 
     fn socket_for(&mut self, conn: ConnId, role: Role) -> Option<SocketId> {
+        if role != Role::Sip {
+            if let Some(socket) = self.gateway.as_ref().and_then(|g| g.shared_socket(role)) {
+                return Some(socket);
+            }
+        }
         self.gateway_conn(conn)?
             .sockets
             .iter()

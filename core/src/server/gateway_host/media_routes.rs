@@ -1,0 +1,240 @@
+//! [`MediaRoutes`]: which call a datagram on a shared RTP port belongs to.
+//!
+//! With `shared_rtp_ports`, every call's media uses the same four sockets (audio RTP/RTCP,
+//! video RTP/RTCP) instead of four of its own, so that one `recvmmsg` or `sendmmsg` carries
+//! many calls' packets and a thousand calls do not need four thousand ports. The price is
+//! demultiplexing: a datagram is matched to a call by where it came from, the far end's RTP
+//! address for that leg (from its SDP, RTCP from the port above it). Far ends that share an
+//! address (a media relay, a test rig answering every call from one port) are told apart by
+//! SSRC: a packet carrying the SSRC a call sends with (an echo of our own stream) or the one
+//! learned from that far end's first packet goes to that call; an SSRC nobody knows goes to
+//! the first call at that address that has not learned one yet, which learns it.
+//!
+//! What no call expects is dropped: unlike a call's own port, a shared port cannot latch onto
+//! an unknown source (symmetric RTP for far ends behind NAT), because nothing says whose it
+//! is. The per-call ports (the default) keep that.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use smallvec::SmallVec;
+
+use crate::gateway::media_bridge::Leg;
+use crate::node::ConnId;
+
+/// A call listening at an address, and the SSRC learned from that address for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Route {
+    conn: ConnId,
+    learned_ssrc: Option<u32>,
+}
+
+/// The calls expecting media from each far-end address, per leg. See the module documentation.
+///
+/// Keys come off the wire (SDP), so the map keeps the standard, randomly keyed hasher.
+#[derive(Debug, Default)]
+pub(crate) struct MediaRoutes {
+    by_source: HashMap<(Leg, SocketAddr), SmallVec<[Route; 2]>>,
+}
+
+impl MediaRoutes {
+    /// `conn` expects `leg`'s media from `remote`.
+    pub fn insert(&mut self, leg: Leg, remote: SocketAddr, conn: ConnId) {
+        let routes = self.by_source.entry((leg, remote)).or_default();
+        if !routes.iter().any(|r| r.conn == conn) {
+            routes.push(Route {
+                conn,
+                learned_ssrc: None,
+            });
+        }
+    }
+
+    /// `conn` no longer expects `leg`'s media from `remote`.
+    pub fn remove(&mut self, leg: Leg, remote: SocketAddr, conn: ConnId) {
+        if let Some(routes) = self.by_source.get_mut(&(leg, remote)) {
+            routes.retain(|r| r.conn != conn);
+            if routes.is_empty() {
+                self.by_source.remove(&(leg, remote));
+            }
+        }
+    }
+
+    /// Addresses with at least one call.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.by_source.len()
+    }
+
+    /// The call a datagram from `source` on `leg`'s RTP (or RTCP) port is for, if any.
+    /// `own_ssrc` gives the SSRC a call sends `leg` with.
+    pub fn route(
+        &mut self,
+        leg: Leg,
+        rtcp: bool,
+        source: SocketAddr,
+        data: &[u8],
+        own_ssrc: impl Fn(ConnId) -> Option<u32>,
+    ) -> Option<ConnId> {
+        let key = if rtcp {
+            // RTCP comes from the port above the far end's RTP port.
+            (
+                leg,
+                SocketAddr::new(source.ip(), source.port().checked_sub(1)?),
+            )
+        } else {
+            (leg, source)
+        };
+        let routes = self.by_source.get_mut(&key)?;
+        // The sender's SSRC: RTP's fixed header has it at bytes 8..12, RTCP's SR and RR
+        // (the first report of a compound packet) at 4..8.
+        let at = if rtcp { 4 } else { 8 };
+        let ssrc = data
+            .get(at..at + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        if let [only] = routes.as_mut_slice() {
+            // One call at this address: it is the call's, whatever the SSRC; learn it so
+            // that a second call at the same address can be told apart.
+            if !rtcp && ssrc.is_some() && own_ssrc(only.conn) != ssrc {
+                only.learned_ssrc = ssrc;
+            }
+            return Some(only.conn);
+        }
+        let ssrc = ssrc?;
+        if let Some(r) = routes
+            .iter()
+            .find(|r| r.learned_ssrc == Some(ssrc) || own_ssrc(r.conn) == Some(ssrc))
+        {
+            return Some(r.conn);
+        }
+        if rtcp {
+            return None;
+        }
+        let fresh = routes.iter_mut().find(|r| r.learned_ssrc.is_none())?;
+        fresh.learned_ssrc = Some(ssrc);
+        Some(fresh.conn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever arrives, from wherever, routing answers without panicking, and only
+        /// with a call that was routed.
+        #[test]
+        fn arbitrary_datagrams_route_to_a_routed_call_or_nowhere(
+            data in proptest::collection::vec(any::<u8>(), 0..64),
+            port in any::<u16>(),
+            rtcp in any::<bool>(),
+            calls in 0u64..4,
+        ) {
+            let mut routes = MediaRoutes::default();
+            let far = SocketAddr::new([10, 0, 0, 1].into(), port);
+            for conn in 0..calls {
+                routes.insert(Leg::Audio, far, ConnId(conn));
+            }
+            for source in [far, SocketAddr::new(far.ip(), port.wrapping_add(1))] {
+                if let Some(conn) = routes.route(Leg::Audio, rtcp, source, &data, |c| Some(c.0 as u32)) {
+                    prop_assert!(conn.0 < calls);
+                }
+            }
+        }
+    }
+
+    fn rtp(ssrc: u32) -> Vec<u8> {
+        let mut p = vec![0x80, 96, 0, 1, 0, 0, 0, 0];
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p
+    }
+
+    /// A receiver report from `ssrc`, no report blocks.
+    fn rtcp(ssrc: u32) -> Vec<u8> {
+        let mut p = vec![0x80, 201, 0, 1];
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn none(_: ConnId) -> Option<u32> {
+        None
+    }
+
+    #[test]
+    fn far_ends_at_different_addresses_get_their_own_calls_media() {
+        let mut routes = MediaRoutes::default();
+        routes.insert(Leg::Audio, addr("10.0.0.1:4000"), ConnId(1));
+        routes.insert(Leg::Audio, addr("10.0.0.2:4000"), ConnId(2));
+        let from = |r: &mut MediaRoutes, s| r.route(Leg::Audio, false, addr(s), &rtp(9), none);
+        assert_eq!(from(&mut routes, "10.0.0.1:4000"), Some(ConnId(1)));
+        assert_eq!(from(&mut routes, "10.0.0.2:4000"), Some(ConnId(2)));
+        // An address nobody expects, and another leg of an expected one: nobody's.
+        assert_eq!(from(&mut routes, "10.0.0.3:4000"), None);
+        let video = routes.route(Leg::Video, false, addr("10.0.0.1:4000"), &rtp(9), none);
+        assert_eq!(video, None);
+        // RTCP from the port above.
+        let report = routes.route(Leg::Audio, true, addr("10.0.0.2:4001"), &rtcp(9), none);
+        assert_eq!(report, Some(ConnId(2)));
+    }
+
+    #[test]
+    fn calls_sharing_a_far_end_address_are_told_apart_by_ssrc() {
+        let mut routes = MediaRoutes::default();
+        let relay = addr("10.0.0.9:5000");
+        for conn in 1..=3 {
+            routes.insert(Leg::Audio, relay, ConnId(conn));
+        }
+        // An echo of call 2's own stream goes to call 2.
+        let own = |c: ConnId| Some(1000 + c.0 as u32);
+        assert_eq!(
+            routes.route(Leg::Audio, false, relay, &rtp(1002), own),
+            Some(ConnId(2))
+        );
+        // Unknown SSRCs are learned by the calls that have none, in order.
+        assert_eq!(
+            routes.route(Leg::Audio, false, relay, &rtp(77), own),
+            Some(ConnId(1))
+        );
+        assert_eq!(
+            routes.route(Leg::Audio, false, relay, &rtp(88), own),
+            Some(ConnId(2))
+        );
+        assert_eq!(
+            routes.route(Leg::Audio, false, relay, &rtp(77), own),
+            Some(ConnId(1))
+        );
+        assert_eq!(
+            routes.route(Leg::Audio, false, relay, &rtp(99), own),
+            Some(ConnId(3))
+        );
+        // Every call has learned one: a fourth SSRC is nobody's, and so is a runt.
+        assert_eq!(routes.route(Leg::Audio, false, relay, &rtp(55), own), None);
+        assert_eq!(routes.route(Leg::Audio, false, relay, &[0x80], own), None);
+        // RTCP never teaches an SSRC, but follows a learned one.
+        assert_eq!(
+            routes.route(Leg::Audio, true, addr("10.0.0.9:5001"), &rtcp(88), own),
+            Some(ConnId(2))
+        );
+    }
+
+    #[test]
+    fn a_removed_call_gets_nothing_and_the_last_removal_forgets_the_address() {
+        let mut routes = MediaRoutes::default();
+        let far = addr("[::1]:6000");
+        routes.insert(Leg::Video, far, ConnId(1));
+        routes.insert(Leg::Video, far, ConnId(1));
+        routes.insert(Leg::Video, far, ConnId(2));
+        routes.remove(Leg::Video, far, ConnId(1));
+        assert_eq!(
+            routes.route(Leg::Video, false, far, &rtp(5), none),
+            Some(ConnId(2))
+        );
+        routes.remove(Leg::Video, far, ConnId(2));
+        assert_eq!(routes.len(), 0);
+        assert_eq!(routes.route(Leg::Video, false, far, &rtp(5), none), None);
+    }
+}
