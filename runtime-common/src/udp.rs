@@ -58,7 +58,7 @@ pub const UDP_TOKEN_BASE: usize = 1 << (usize::BITS - 2);
 /// of 50 calls' audio and video).
 pub const QUEUE_DEPTH: usize = 16 * 1024;
 /// Datagrams one receive call asks for (Linux `recvmmsg`).
-pub const RECV_BATCH: usize = 8;
+pub const RECV_BATCH: usize = 32;
 /// Datagrams one send call carries at most (Linux `sendmmsg`).
 const SEND_BATCH: usize = 32;
 /// Receive buffer allocation: many datagrams share one.

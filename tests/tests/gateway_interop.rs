@@ -400,12 +400,33 @@ fn short_call(
     sipp_port: u16,
     frames: usize,
 ) -> Result<usize, String> {
+    short_call_marked(server, aor, sipp_port, frames, None)
+}
+
+/// [`short_call`], with every frame's last byte set to `mark` when given, so that a frame
+/// echoed to the wrong call counts as stray.
+fn short_call_marked(
+    server: SocketAddr,
+    aor: &str,
+    sipp_port: u16,
+    frames: usize,
+    mark: Option<u8>,
+) -> Result<usize, String> {
     let mut phone = Phone::connect(server, aor, vec![])?;
     let invite = vec![s(&format!("sip:service@127.0.0.1:{sipp_port}")), s("pcmu")];
     phone.call("invite", invite);
     phone.callback("accepted", T).ok_or("no accepted")?;
     phone.open_streams();
-    let sent = g711_frames(&media("pcmu_8k_20s.ul"), 0x82, frames);
+    let mut sent = g711_frames(&media("pcmu_8k_20s.ul"), 0x82, frames);
+    if let Some(mark) = mark {
+        for (_, frame) in &mut sent {
+            let mut marked = frame.to_vec();
+            if let Some(last) = marked.last_mut() {
+                *last = mark;
+            }
+            *frame = Bytes::from(marked);
+        }
+    }
     phone.stream_audio(&sent, Duration::ZERO);
     let deadline = Instant::now() + Duration::from_secs(3);
     while phone.remote_audio().len() < frames && Instant::now() < deadline {
@@ -518,6 +539,78 @@ fn fifty_concurrent_calls_leave_no_socket_behind() {
     assert!(failures.is_empty(), "{failures:?}");
     assert_eq!(totals, (50, 0));
     assert!(echoed * 100 >= 2500 * 99, "echoed {echoed} of 2500");
+}
+
+/// With `--shared-rtp-ports`, concurrent calls to one sipp (which echoes every call from its
+/// one media port, so only the SSRC tells them apart) each hear their own frames and no
+/// other call's, under every runtime; the four shared sockets outlive the clients.
+#[test]
+fn with_shared_rtp_ports_concurrent_calls_each_hear_only_their_own_echo() {
+    for (runtime, port, media_port) in [
+        (Runtime::Mio, 27460, 27400),
+        (Runtime::Tokio, 27560, 27500),
+        (Runtime::Threads, 27660, 27600),
+        (Runtime::AsyncStd, 27760, 27700),
+    ] {
+        let dir = scratch_dir(&format!("gw-shared-{runtime:?}"));
+        let mut node = loopback_gateway_node((media_port + 50, media_port + 53));
+        if let Some(g) = node.server.gateway.as_mut() {
+            g.shared_rtp_ports = true;
+        }
+        let server = TestServer::start_on(runtime, node, None);
+        let sipp = sipp::start(
+            "sipp uas (10 concurrent, shared RTP ports)",
+            &dir,
+            Some(port),
+            &sipp::args(&[
+                "-sf",
+                &sipp::scenario("uas_echo_any.xml").display().to_string(),
+                "-p",
+                &port.to_string(),
+                "-mp",
+                &media_port.to_string(),
+                "-rtp_echo",
+                "-m",
+                "10",
+            ]),
+        );
+        let barrier = Arc::new(Barrier::new(10));
+        let addr = server.addr;
+        let calls: Vec<_> = (0..10u8)
+            .map(|i| {
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let aor = format!("user{i}@127.0.0.1");
+                    short_call_marked(addr, &aor, port, 50, Some(i))
+                })
+            })
+            .collect();
+        let mut echoed = 0;
+        let mut failures = Vec::new();
+        for (i, call) in calls.into_iter().enumerate() {
+            match call.join().expect("call thread") {
+                Ok(matched) => echoed += matched,
+                Err(e) => failures.push(format!("call {i}: {e}")),
+            }
+        }
+        sipp.finish(Duration::from_secs(30));
+        let totals = sipp::totals(&dir);
+        assert!(failures.is_empty(), "{runtime:?}: {failures:?}");
+        assert_eq!(totals, (10, 0), "{runtime:?}");
+        assert!(echoed * 100 >= 500 * 99, "{runtime:?}: echoed {echoed} of 500");
+        // Clients gone: their SIP sockets close, the shared media sockets stay.
+        let start = Instant::now();
+        while server.udp.open() > 4 && start.elapsed() < Duration::from_secs(15) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(server.udp.open(), 4, "{runtime:?}: {:?}", server.udp);
+        assert_eq!(
+            server.udp.bound.load(Ordering::Relaxed),
+            14,
+            "{runtime:?}: ten SIP sockets and four shared media sockets, not forty"
+        );
+    }
 }
 
 /// An RTP packet as the H.264 far end sees it (no CSRCs or extensions are expected).
