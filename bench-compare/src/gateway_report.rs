@@ -17,8 +17,9 @@ const PYTHON_GEVENT_CALL: f64 = 66.0;
 const MULTITASK_FACTOR: (f64, f64) = (1.5, 2.0);
 
 /// Medians over repeats of one server at each call count: (calls, CPU %, RSS KiB, sipp %,
-/// loader %, schedstat CPU %).
-type Medians = (usize, f64, f64, f64, f64, f64);
+/// loader %, schedstat CPU %, whether every call of every repeat got [`MIN_ECHO`] of its
+/// frames back).
+type Medians = (usize, f64, f64, f64, f64, f64, bool);
 
 fn medians(points: &[&GatewayPoint], calls: &[usize]) -> Vec<Medians> {
     calls
@@ -34,6 +35,7 @@ fn medians(points: &[&GatewayPoint], calls: &[usize]) -> Vec<Medians> {
                 m(|p| p.sipp_cpu)?,
                 m(|p| p.loader_cpu)?,
                 m(|p| p.server_cpu_ns)?,
+                at.iter().all(|p| p.echo.all_at_least(MIN_ECHO)),
             ))
         })
         .collect()
@@ -73,9 +75,26 @@ fn per_server(
         .collect()
 }
 
-/// Least-squares slope of `y` over the call counts.
+/// Least-squares fit of CPU (`y`) over the call counts the server kept up with: where calls
+/// lost frames, the machine was saturated (server, loader and sipp share two cores), CPU
+/// cannot grow with the load, and fitting it would flatten the slope.
+fn cpu_fit(m: &[Medians], y: fn(&Medians) -> f64) -> Option<crate::stats::Line> {
+    let kept: Vec<(f64, f64)> = m
+        .iter()
+        .filter(|p| p.6)
+        .map(|p| (p.0 as f64, y(p)))
+        .collect();
+    least_squares(&kept)
+}
+
+/// The slope of [`cpu_fit`].
 fn slope(m: &[Medians], y: fn(&Medians) -> f64) -> Option<f64> {
-    least_squares(&m.iter().map(|p| (p.0 as f64, y(p))).collect::<Vec<_>>()).map(|l| l.slope)
+    cpu_fit(m, y).map(|l| l.slope)
+}
+
+/// Call counts left out of the fit, for the report.
+fn saturated(m: &[Medians]) -> Vec<usize> {
+    m.iter().filter(|p| !p.6).map(|p| p.0).collect()
 }
 
 /// One line per server for the terminal: MHz per call beside the original's figure.
@@ -84,8 +103,12 @@ pub fn summary_lines(info: &RunInfo, calls: &[usize], points: &[GatewayPoint]) -
         .iter()
         .map(|(s, m)| match slope(m, |p| p.1) {
             Some(k) => format!(
-                "gateway {s}: {} MHz per call ({k:.3} % of a core); original: {PYTHON_GEVENT_CALL:.0} MHz under gevent, {:.0}-{:.0} under multitask",
+                "gateway {s}: {} MHz per call ({k:.3} % of a core{}); original: {PYTHON_GEVENT_CALL:.0} MHz under gevent, {:.0}-{:.0} under multitask",
                 mhz(info, k),
+                match saturated(m).as_slice() {
+                    [] => String::new(),
+                    lost => format!("; {lost:?} calls lost frames, not fitted"),
+                },
                 PYTHON_GEVENT_CALL * MULTITASK_FACTOR.0,
                 PYTHON_GEVENT_CALL * MULTITASK_FACTOR.1
             ),
@@ -112,7 +135,8 @@ pub fn section(info: &RunInfo, calls: &[usize], points: &[GatewayPoint]) -> Stri
          warm-up the server's utime+stime is read over a {:.1} s window; every call counts \
          which of its window's frames came back on `remote` (RTMP -> RTP -> sipp -> RTP -> \
          RTMP) and must get at least {:.0} % of them. MHz per call = least-squares slope of \
-         the medians (of {} repeat(s)) over N = {:?}.\n",
+         the medians (of {} repeat(s)) over N = {:?}, leaving out the call counts where a call \
+         got less back (the two cores were saturated: see the last table).\n",
         info.timing.warmup.as_secs_f64(),
         info.timing.window.as_secs_f64(),
         MIN_ECHO * 100.0,
@@ -153,14 +177,18 @@ pub fn section(info: &RunInfo, calls: &[usize], points: &[GatewayPoint]) -> Stri
         calls.iter().max().copied().unwrap_or(0)
     );
     for (s, m) in &per_server {
-        let fit = least_squares(&m.iter().map(|p| (p.0 as f64, p.1)).collect::<Vec<_>>());
+        let fit = cpu_fit(m, |p| p.1);
         let rss = least_squares(&m.iter().map(|p| (p.0 as f64, p.2)).collect::<Vec<_>>());
         let top = m.last().map_or(0.0, |p| p.2 / 1024.0);
         match fit {
             Some(f) => {
                 let _ = writeln!(
                     md,
-                    "| siprtmp ({s}) | {} | {:.3} | {} | {:.2} | {} | {top:.1} |",
+                    "| siprtmp ({s}){} | {} | {:.3} | {} | {:.2} | {} | {top:.1} |",
+                    match saturated(m).as_slice() {
+                        [] => String::new(),
+                        lost => format!(", {lost:?} calls not fitted"),
+                    },
                     mhz(info, f.slope),
                     f.slope,
                     slope(m, |p| p.5).map_or("-".into(), |k| format!("{k:.3}")),
@@ -266,4 +294,26 @@ pub fn write_files(
             &series,
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_counts_that_lost_frames_stay_out_of_the_cpu_fit() {
+        // 0.2 % of a core per call up to 100 calls, then saturated at 1000.
+        let m: Vec<Medians> = vec![
+            (1, 1.0, 0.0, 0.0, 0.0, 1.0, true),
+            (10, 2.8, 0.0, 0.0, 0.0, 2.8, true),
+            (100, 20.8, 0.0, 0.0, 0.0, 20.8, true),
+            (1000, 92.0, 0.0, 0.0, 0.0, 92.0, false),
+        ];
+        let k = slope(&m, |p| p.1).unwrap();
+        assert!((k - 0.2).abs() < 1e-9, "{k}");
+        assert_eq!(saturated(&m), vec![1000]);
+        // Fitting the saturated point too would have flattened it to less than half.
+        let all: Vec<(f64, f64)> = m.iter().map(|p| (p.0 as f64, p.1)).collect();
+        assert!(least_squares(&all).unwrap().slope < 0.1);
+    }
 }

@@ -226,7 +226,9 @@ impl MemoryUdp {
     fn execute(&mut self, command: crate::udp::UdpCommand) -> Vec<crate::udp::UdpEvent> {
         use crate::udp::{UdpCommand, UdpEvent};
         match command {
-            UdpCommand::Bind { socket, mut addr } => {
+            UdpCommand::Bind {
+                socket, mut addr, ..
+            } => {
                 if addr.port() == 0 {
                     self.next_port = self.next_port.max(40000) + 1;
                     addr.set_port(self.next_port);

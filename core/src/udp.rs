@@ -35,6 +35,10 @@ pub enum UdpCommand {
         socket: SocketId,
         /// Where to bind (port 0 picks a free one).
         addr: SocketAddr,
+        /// The receive buffer to ask the system for (`SO_RCVBUF`), for a socket that many
+        /// calls share and whose bursts would overflow the default; `None` keeps the default.
+        /// The system may give less (Linux caps it at `net.core.rmem_max`).
+        receive_buffer: Option<usize>,
     },
     /// Send one datagram, `head` then `body`.
     SendTo {

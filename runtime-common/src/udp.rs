@@ -147,7 +147,8 @@ enum Mode {
 /// let mut node = Node::new(NodeConfig::default(), Instant::now(), 1);
 /// // The node asks for a socket; the answer goes straight back into the node.
 /// let socket = SocketId(1);
-/// udp.execute(&mut node, Instant::now(), UdpCommand::Bind { socket, addr: "127.0.0.1:0".parse().unwrap() });
+/// let addr = "127.0.0.1:0".parse().unwrap();
+/// udp.execute(&mut node, Instant::now(), UdpCommand::Bind { socket, addr, receive_buffer: None });
 /// let addr = udp.local_addr(socket).unwrap();
 /// // A datagram to it wakes the driver, which feeds it in on its next turn.
 /// std::net::UdpSocket::bind("127.0.0.1:0").unwrap().send_to(b"hello", addr).unwrap();
@@ -264,8 +265,14 @@ impl UdpExecutor {
     /// `SendTo` waits for [`Self::flush`].
     pub fn execute(&mut self, node: &mut Node, now: Instant, command: UdpCommand) {
         match command {
-            UdpCommand::Bind { socket, addr } => {
-                let result = self.bind(socket, addr).map_err(|e| e.to_string());
+            UdpCommand::Bind {
+                socket,
+                addr,
+                receive_buffer,
+            } => {
+                let result = self
+                    .bind(socket, addr, receive_buffer)
+                    .map_err(|e| e.to_string());
                 match &result {
                     Ok(_) => UdpStats::add(&self.stats.bound, 1),
                     Err(e) => {
@@ -284,7 +291,12 @@ impl UdpExecutor {
         }
     }
 
-    fn bind(&mut self, socket: SocketId, addr: SocketAddr) -> io::Result<SocketAddr> {
+    fn bind(
+        &mut self,
+        socket: SocketId,
+        addr: SocketAddr,
+        receive_buffer: Option<usize>,
+    ) -> io::Result<SocketAddr> {
         if self.by_id.contains_key(&socket) {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
@@ -297,6 +309,12 @@ impl UdpExecutor {
             Some(socket2::Protocol::UDP),
         )?;
         raw.set_nonblocking(true)?;
+        if let Some(size) = receive_buffer {
+            // Less than asked (the system's cap) is still a working socket.
+            if let Err(e) = raw.set_recv_buffer_size(size) {
+                tracing::debug!("{socket}: receive buffer {size}: {e}");
+            }
+        }
         // No SO_REUSEADDR: a port in use must fail, so the node moves to the next block.
         raw.bind(&addr.into())?;
         let mut udp = UdpSocket::from_std(raw.into());
@@ -869,7 +887,15 @@ mod tests {
     fn bind(udp: &mut UdpExecutor, node: &mut Node, id: u64, addr: &str) -> SocketAddr {
         let socket = SocketId(id);
         let addr = addr.parse().unwrap();
-        udp.execute(node, Instant::now(), UdpCommand::Bind { socket, addr });
+        udp.execute(
+            node,
+            Instant::now(),
+            UdpCommand::Bind {
+                socket,
+                addr,
+                receive_buffer: None,
+            },
+        );
         udp.local_addr(socket).expect("bound")
     }
 
@@ -1067,6 +1093,29 @@ mod tests {
     }
 
     #[test]
+    fn a_bind_that_asks_for_a_receive_buffer_gets_more_than_the_default() {
+        let mut udp =
+            UdpExecutor::with_registry(Poll::new().unwrap().registry().try_clone().unwrap());
+        let mut node = node();
+        bind(&mut udp, &mut node, 1, "127.0.0.1:0");
+        let addr = "127.0.0.1:0".parse().unwrap();
+        let big = UdpCommand::Bind {
+            socket: SocketId(2),
+            addr,
+            receive_buffer: Some(8 << 20),
+        };
+        udp.execute(&mut node, Instant::now(), big);
+        let size = |id| {
+            let socket = udp.socket(SocketId(id)).expect("bound");
+            socket2::SockRef::from(&**socket)
+                .recv_buffer_size()
+                .unwrap()
+        };
+        // Capped by the system (net.core.rmem_max), but above the default whatever the cap.
+        assert!(size(2) > size(1), "{} vs default {}", size(2), size(1));
+    }
+
+    #[test]
     fn a_taken_port_fails_the_bind_and_unbind_frees_the_port() {
         let mut udp = UdpExecutor::start(|| {}).unwrap();
         let mut node = node();
@@ -1077,6 +1126,7 @@ mod tests {
             UdpCommand::Bind {
                 socket: SocketId(2),
                 addr: first,
+                receive_buffer: None,
             },
         );
         assert_eq!(udp.local_addr(SocketId(2)), None);

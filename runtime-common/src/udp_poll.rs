@@ -138,7 +138,15 @@ mod tests {
         let mut node = Node::new(NodeConfig::default(), now, 1);
         let socket = SocketId(7);
         let addr = "127.0.0.1:0".parse().unwrap();
-        udp.execute(&mut node, now, UdpCommand::Bind { socket, addr });
+        udp.execute(
+            &mut node,
+            now,
+            UdpCommand::Bind {
+                socket,
+                addr,
+                receive_buffer: None,
+            },
+        );
         let local = udp.local_addr(socket).expect("bound");
         let stats = udp.stats();
         let mut host: NodeHost<NoSocket> = NodeHost::new(node, None).with_udp(udp);

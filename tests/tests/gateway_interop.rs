@@ -598,7 +598,10 @@ fn with_shared_rtp_ports_concurrent_calls_each_hear_only_their_own_echo() {
         let totals = sipp::totals(&dir);
         assert!(failures.is_empty(), "{runtime:?}: {failures:?}");
         assert_eq!(totals, (10, 0), "{runtime:?}");
-        assert!(echoed * 100 >= 500 * 99, "{runtime:?}: echoed {echoed} of 500");
+        assert!(
+            echoed * 100 >= 500 * 99,
+            "{runtime:?}: echoed {echoed} of 500"
+        );
         // Clients gone: their SIP sockets close, the shared media sockets stay.
         let start = Instant::now();
         while server.udp.open() > 4 && start.elapsed() < Duration::from_secs(15) {

@@ -12,6 +12,11 @@
 //! With SIP over TCP (`session.transport`), the client's SIP socket is a TCP listener instead
 //! (its Via and Contact address), and its SIP goes over connections opened as needed; see
 //! [`sip_tcp`].
+//!
+//! With `shared_rtp_ports`, a client gets no media sockets of its own: the host binds four
+//! for everyone on the first connect (its SDP says their ports), sends every call's RTP from
+//! them, and hands each datagram to the call [`media_routes`] names; they stay open for the
+//! life of the node.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -44,6 +49,11 @@ pub const LINGER: Duration = Duration::from_secs(32);
 
 /// Binding attempts for a session's RTP ports before the connect is refused.
 const MAX_PORT_TRIES: u32 = 16;
+
+/// The receive buffer asked for a shared RTP socket: it queues every call's packets, where a
+/// call's own socket would queue one call's (Linux's default, about 208 KiB, is a few
+/// milliseconds of a thousand calls; the system may cap what it grants).
+const SHARED_RECEIVE_BUFFER: usize = 8 * 1024 * 1024;
 
 /// The gateway's settings in the node.
 #[derive(Debug, Clone)]
@@ -124,9 +134,9 @@ pub(super) struct GatewayConn {
     aor: String,
     /// SIP over TCP: the listener and connections (`None` over UDP).
     sip_tcp: Option<SipStreams>,
-    /// With shared RTP ports: the far-end addresses (audio, video) this connection's call is
-    /// routed from in [`GatewayHost::routes`].
-    routed: [Option<SocketAddr>; 2],
+    /// With shared RTP ports: the far-end address (audio, video) this connection's call is
+    /// routed from in [`GatewayHost::routes`], and the SSRC it sends that leg with.
+    routed: [Option<(SocketAddr, Option<u32>)>; 2],
 }
 
 /// With `shared_rtp_ports`: the four sockets (in [`MEDIA_ROLES`] order) every call uses.
@@ -334,8 +344,11 @@ impl RtmpServer {
         gw.base_port = base;
         for (socket, role, addr) in binds {
             gw.sockets.push((socket, role, None));
-            self.outputs
-                .push_back(Output::Udp(UdpCommand::Bind { socket, addr }));
+            self.outputs.push_back(Output::Udp(UdpCommand::Bind {
+                socket,
+                addr,
+                receive_buffer: None,
+            }));
         }
         if sip && tcp {
             self.sip_listen(conn, SocketAddr::new(ip, 0));
@@ -361,8 +374,11 @@ impl RtmpServer {
         });
         for (i, (socket, _)) in sockets.into_iter().enumerate() {
             let addr = SocketAddr::new(ip, base_port + i as u16);
-            self.outputs
-                .push_back(Output::Udp(UdpCommand::Bind { socket, addr }));
+            self.outputs.push_back(Output::Udp(UdpCommand::Bind {
+                socket,
+                addr,
+                receive_buffer: Some(SHARED_RECEIVE_BUFFER),
+            }));
         }
     }
 
@@ -424,12 +440,7 @@ impl RtmpServer {
                 let Role::Rtp(leg, rtcp) = role else {
                     return;
                 };
-                let conns = &gateway.conns;
-                let own_ssrc = |conn: ConnId| match &conns.get(&conn)?.state {
-                    State::Active(s) => s.media_ssrc(leg),
-                    _ => None,
-                };
-                let Some(conn) = gateway.routes.route(leg, rtcp, source, &data, own_ssrc) else {
+                let Some(conn) = gateway.routes.route(leg, rtcp, source, &data) else {
                     return;
                 };
                 if let Some(State::Active(session)) = self.gateway_conn(conn).map(|g| &mut g.state)
@@ -442,7 +453,7 @@ impl RtmpServer {
     }
 
     /// With shared RTP ports: points the routes at where `conn`'s call now expects media
-    /// from (nowhere once the call or the client is gone).
+    /// from and the SSRC it sends with (nowhere once the call or the client is gone).
     fn sync_routes(&mut self, conn: ConnId) {
         let Some(gateway) = self.gateway.as_mut() else {
             return;
@@ -455,15 +466,15 @@ impl RtmpServer {
         };
         for (i, leg) in [Leg::Audio, Leg::Video].into_iter().enumerate() {
             let current = match &gw.state {
-                State::Active(s) => s.media_remote(leg),
+                State::Active(s) => s.media_remote(leg).map(|r| (r, s.media_ssrc(leg))),
                 _ => None,
             };
             if gw.routed[i] != current {
-                if let Some(old) = gw.routed[i] {
+                if let Some((old, _)) = gw.routed[i] {
                     gateway.routes.remove(leg, old, conn);
                 }
-                if let Some(new) = current {
-                    gateway.routes.insert(leg, new, conn);
+                if let Some((new, own_ssrc)) = current {
+                    gateway.routes.insert(leg, new, conn, own_ssrc);
                 }
                 gw.routed[i] = current;
             }
@@ -651,7 +662,7 @@ impl RtmpServer {
             return;
         };
         for (i, leg) in [Leg::Audio, Leg::Video].into_iter().enumerate() {
-            if let Some(remote) = gw.routed[i] {
+            if let Some((remote, _)) = gw.routed[i] {
                 gateway.routes.remove(leg, remote, conn);
             }
         }

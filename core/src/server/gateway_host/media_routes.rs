@@ -22,40 +22,77 @@ use smallvec::SmallVec;
 use crate::gateway::media_bridge::Leg;
 use crate::node::ConnId;
 
-/// A call listening at an address, and the SSRC learned from that address for it.
+/// A call listening at an address: the SSRC it sends with, and the one learned from that
+/// address for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Route {
     conn: ConnId,
+    own_ssrc: Option<u32>,
     learned_ssrc: Option<u32>,
+}
+
+/// The calls expecting media from one address, and which of them each known SSRC is for
+/// (so that a busy relay address costs one lookup per packet, not a scan of its calls).
+#[derive(Debug, Default)]
+struct Group {
+    routes: SmallVec<[Route; 2]>,
+    by_ssrc: HashMap<u32, ConnId>,
+}
+
+impl Group {
+    fn forget_ssrc(&mut self, ssrc: Option<u32>, conn: ConnId) {
+        if let Some(ssrc) = ssrc {
+            if self.by_ssrc.get(&ssrc) == Some(&conn) {
+                self.by_ssrc.remove(&ssrc);
+            }
+        }
+    }
+
+    fn learn(&mut self, index: usize, ssrc: u32) {
+        let route = &mut self.routes[index];
+        let (conn, old) = (route.conn, route.learned_ssrc.replace(ssrc));
+        self.forget_ssrc(old, conn);
+        self.by_ssrc.entry(ssrc).or_insert(conn);
+    }
 }
 
 /// The calls expecting media from each far-end address, per leg. See the module documentation.
 ///
-/// Keys come off the wire (SDP), so the map keeps the standard, randomly keyed hasher.
+/// Keys come off the wire (SDP, RTP), so the maps keep the standard, randomly keyed hasher.
 #[derive(Debug, Default)]
 pub(crate) struct MediaRoutes {
-    by_source: HashMap<(Leg, SocketAddr), SmallVec<[Route; 2]>>,
+    by_source: HashMap<(Leg, SocketAddr), Group>,
 }
 
 impl MediaRoutes {
-    /// `conn` expects `leg`'s media from `remote`.
-    pub fn insert(&mut self, leg: Leg, remote: SocketAddr, conn: ConnId) {
-        let routes = self.by_source.entry((leg, remote)).or_default();
-        if !routes.iter().any(|r| r.conn == conn) {
-            routes.push(Route {
-                conn,
-                learned_ssrc: None,
-            });
+    /// `conn` expects `leg`'s media from `remote`, and sends it with `own_ssrc`.
+    pub fn insert(&mut self, leg: Leg, remote: SocketAddr, conn: ConnId, own_ssrc: Option<u32>) {
+        let group = self.by_source.entry((leg, remote)).or_default();
+        if group.routes.iter().any(|r| r.conn == conn) {
+            return;
+        }
+        group.routes.push(Route {
+            conn,
+            own_ssrc,
+            learned_ssrc: None,
+        });
+        if let Some(ssrc) = own_ssrc {
+            group.by_ssrc.entry(ssrc).or_insert(conn);
         }
     }
 
     /// `conn` no longer expects `leg`'s media from `remote`.
     pub fn remove(&mut self, leg: Leg, remote: SocketAddr, conn: ConnId) {
-        if let Some(routes) = self.by_source.get_mut(&(leg, remote)) {
-            routes.retain(|r| r.conn != conn);
-            if routes.is_empty() {
-                self.by_source.remove(&(leg, remote));
-            }
+        let Some(group) = self.by_source.get_mut(&(leg, remote)) else {
+            return;
+        };
+        if let Some(i) = group.routes.iter().position(|r| r.conn == conn) {
+            let route = group.routes.remove(i);
+            group.forget_ssrc(route.own_ssrc, conn);
+            group.forget_ssrc(route.learned_ssrc, conn);
+        }
+        if group.routes.is_empty() {
+            self.by_source.remove(&(leg, remote));
         }
     }
 
@@ -66,14 +103,12 @@ impl MediaRoutes {
     }
 
     /// The call a datagram from `source` on `leg`'s RTP (or RTCP) port is for, if any.
-    /// `own_ssrc` gives the SSRC a call sends `leg` with.
     pub fn route(
         &mut self,
         leg: Leg,
         rtcp: bool,
         source: SocketAddr,
         data: &[u8],
-        own_ssrc: impl Fn(ConnId) -> Option<u32>,
     ) -> Option<ConnId> {
         let key = if rtcp {
             // RTCP comes from the port above the far end's RTP port.
@@ -84,34 +119,35 @@ impl MediaRoutes {
         } else {
             (leg, source)
         };
-        let routes = self.by_source.get_mut(&key)?;
+        let group = self.by_source.get_mut(&key)?;
         // The sender's SSRC: RTP's fixed header has it at bytes 8..12, RTCP's SR and RR
         // (the first report of a compound packet) at 4..8.
         let at = if rtcp { 4 } else { 8 };
         let ssrc = data
             .get(at..at + 4)
             .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-        if let [only] = routes.as_mut_slice() {
+        if let [only] = group.routes.as_slice() {
             // One call at this address: it is the call's, whatever the SSRC; learn it so
             // that a second call at the same address can be told apart.
-            if !rtcp && ssrc.is_some() && own_ssrc(only.conn) != ssrc {
-                only.learned_ssrc = ssrc;
+            let conn = only.conn;
+            let new = ssrc
+                .filter(|s| !rtcp && only.own_ssrc != Some(*s) && only.learned_ssrc != Some(*s));
+            if let Some(ssrc) = new {
+                group.learn(0, ssrc);
             }
-            return Some(only.conn);
+            return Some(conn);
         }
         let ssrc = ssrc?;
-        if let Some(r) = routes
-            .iter()
-            .find(|r| r.learned_ssrc == Some(ssrc) || own_ssrc(r.conn) == Some(ssrc))
-        {
-            return Some(r.conn);
+        if let Some(conn) = group.by_ssrc.get(&ssrc) {
+            return Some(*conn);
         }
         if rtcp {
             return None;
         }
-        let fresh = routes.iter_mut().find(|r| r.learned_ssrc.is_none())?;
-        fresh.learned_ssrc = Some(ssrc);
-        Some(fresh.conn)
+        // A new SSRC: the first call here without one learns it (once per call).
+        let fresh = group.routes.iter().position(|r| r.learned_ssrc.is_none())?;
+        group.learn(fresh, ssrc);
+        Some(group.routes[fresh].conn)
     }
 }
 
@@ -133,10 +169,10 @@ mod tests {
             let mut routes = MediaRoutes::default();
             let far = SocketAddr::new([10, 0, 0, 1].into(), port);
             for conn in 0..calls {
-                routes.insert(Leg::Audio, far, ConnId(conn));
+                routes.insert(Leg::Audio, far, ConnId(conn), Some(conn as u32));
             }
             for source in [far, SocketAddr::new(far.ip(), port.wrapping_add(1))] {
-                if let Some(conn) = routes.route(Leg::Audio, rtcp, source, &data, |c| Some(c.0 as u32)) {
+                if let Some(conn) = routes.route(Leg::Audio, rtcp, source, &data) {
                     prop_assert!(conn.0 < calls);
                 }
             }
@@ -160,24 +196,20 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn none(_: ConnId) -> Option<u32> {
-        None
-    }
-
     #[test]
     fn far_ends_at_different_addresses_get_their_own_calls_media() {
         let mut routes = MediaRoutes::default();
-        routes.insert(Leg::Audio, addr("10.0.0.1:4000"), ConnId(1));
-        routes.insert(Leg::Audio, addr("10.0.0.2:4000"), ConnId(2));
-        let from = |r: &mut MediaRoutes, s| r.route(Leg::Audio, false, addr(s), &rtp(9), none);
+        routes.insert(Leg::Audio, addr("10.0.0.1:4000"), ConnId(1), Some(1));
+        routes.insert(Leg::Audio, addr("10.0.0.2:4000"), ConnId(2), Some(2));
+        let from = |r: &mut MediaRoutes, s| r.route(Leg::Audio, false, addr(s), &rtp(9));
         assert_eq!(from(&mut routes, "10.0.0.1:4000"), Some(ConnId(1)));
         assert_eq!(from(&mut routes, "10.0.0.2:4000"), Some(ConnId(2)));
         // An address nobody expects, and another leg of an expected one: nobody's.
         assert_eq!(from(&mut routes, "10.0.0.3:4000"), None);
-        let video = routes.route(Leg::Video, false, addr("10.0.0.1:4000"), &rtp(9), none);
+        let video = routes.route(Leg::Video, false, addr("10.0.0.1:4000"), &rtp(9));
         assert_eq!(video, None);
         // RTCP from the port above.
-        let report = routes.route(Leg::Audio, true, addr("10.0.0.2:4001"), &rtcp(9), none);
+        let report = routes.route(Leg::Audio, true, addr("10.0.0.2:4001"), &rtcp(9));
         assert_eq!(report, Some(ConnId(2)));
     }
 
@@ -186,37 +218,36 @@ mod tests {
         let mut routes = MediaRoutes::default();
         let relay = addr("10.0.0.9:5000");
         for conn in 1..=3 {
-            routes.insert(Leg::Audio, relay, ConnId(conn));
+            routes.insert(Leg::Audio, relay, ConnId(conn), Some(1000 + conn as u32));
         }
         // An echo of call 2's own stream goes to call 2.
-        let own = |c: ConnId| Some(1000 + c.0 as u32);
         assert_eq!(
-            routes.route(Leg::Audio, false, relay, &rtp(1002), own),
+            routes.route(Leg::Audio, false, relay, &rtp(1002)),
             Some(ConnId(2))
         );
         // Unknown SSRCs are learned by the calls that have none, in order.
         assert_eq!(
-            routes.route(Leg::Audio, false, relay, &rtp(77), own),
+            routes.route(Leg::Audio, false, relay, &rtp(77)),
             Some(ConnId(1))
         );
         assert_eq!(
-            routes.route(Leg::Audio, false, relay, &rtp(88), own),
+            routes.route(Leg::Audio, false, relay, &rtp(88)),
             Some(ConnId(2))
         );
         assert_eq!(
-            routes.route(Leg::Audio, false, relay, &rtp(77), own),
+            routes.route(Leg::Audio, false, relay, &rtp(77)),
             Some(ConnId(1))
         );
         assert_eq!(
-            routes.route(Leg::Audio, false, relay, &rtp(99), own),
+            routes.route(Leg::Audio, false, relay, &rtp(99)),
             Some(ConnId(3))
         );
         // Every call has learned one: a fourth SSRC is nobody's, and so is a runt.
-        assert_eq!(routes.route(Leg::Audio, false, relay, &rtp(55), own), None);
-        assert_eq!(routes.route(Leg::Audio, false, relay, &[0x80], own), None);
+        assert_eq!(routes.route(Leg::Audio, false, relay, &rtp(55)), None);
+        assert_eq!(routes.route(Leg::Audio, false, relay, &[0x80]), None);
         // RTCP never teaches an SSRC, but follows a learned one.
         assert_eq!(
-            routes.route(Leg::Audio, true, addr("10.0.0.9:5001"), &rtcp(88), own),
+            routes.route(Leg::Audio, true, addr("10.0.0.9:5001"), &rtcp(88)),
             Some(ConnId(2))
         );
     }
@@ -225,16 +256,32 @@ mod tests {
     fn a_removed_call_gets_nothing_and_the_last_removal_forgets_the_address() {
         let mut routes = MediaRoutes::default();
         let far = addr("[::1]:6000");
-        routes.insert(Leg::Video, far, ConnId(1));
-        routes.insert(Leg::Video, far, ConnId(1));
-        routes.insert(Leg::Video, far, ConnId(2));
+        routes.insert(Leg::Video, far, ConnId(1), Some(11));
+        routes.insert(Leg::Video, far, ConnId(1), Some(11));
+        routes.insert(Leg::Video, far, ConnId(2), Some(22));
+        routes.insert(Leg::Video, far, ConnId(3), Some(33));
+        // Call 1 learns SSRC 5, then leaves: its SSRCs are forgotten with it.
+        assert_eq!(
+            routes.route(Leg::Video, false, far, &rtp(5)),
+            Some(ConnId(1))
+        );
         routes.remove(Leg::Video, far, ConnId(1));
         assert_eq!(
-            routes.route(Leg::Video, false, far, &rtp(5), none),
+            routes.route(Leg::Video, false, far, &rtp(11)),
+            Some(ConnId(2))
+        );
+        assert_eq!(
+            routes.route(Leg::Video, false, far, &rtp(5)),
+            Some(ConnId(3))
+        );
+        routes.remove(Leg::Video, far, ConnId(3));
+        // One call left: everything from the address is its.
+        assert_eq!(
+            routes.route(Leg::Video, false, far, &rtp(5)),
             Some(ConnId(2))
         );
         routes.remove(Leg::Video, far, ConnId(2));
         assert_eq!(routes.len(), 0);
-        assert_eq!(routes.route(Leg::Video, false, far, &rtp(5), none), None);
+        assert_eq!(routes.route(Leg::Video, false, far, &rtp(5)), None);
     }
 }
