@@ -20,6 +20,7 @@ use siprtmp_tests::gateway::{
     echo_call, echo_call_on, echo_matches, flv_video, g711_frames, gateway_node, gateway_sip, s,
     EchoMedia, Phone,
 };
+use siprtmp_tests::peers::Peer;
 use siprtmp_tests::server::{Runtime, TestServer};
 use siprtmp_tests::{media, scratch_dir, sipp};
 
@@ -392,6 +393,26 @@ fn registration_with_digest_decides_the_connect() {
     assert_eq!(sipp::totals(&dir), (2, 0));
 }
 
+/// sipp answering `calls` calls on `port` and echoing their RTP from `media_port`.
+fn echo_uas(name: &str, dir: &std::path::Path, port: u16, media_port: u16, calls: u32) -> Peer {
+    sipp::start(
+        name,
+        dir,
+        Some(port),
+        &sipp::args(&[
+            "-sf",
+            &sipp::scenario("uas_echo_any.xml").display().to_string(),
+            "-p",
+            &port.to_string(),
+            "-mp",
+            &media_port.to_string(),
+            "-rtp_echo",
+            "-m",
+            &calls.to_string(),
+        ]),
+    )
+}
+
 /// One short call through the echoing sipp: invite, accepted, three G.711 frames out and at
 /// least one back, bye. Returns an error instead of panicking (for the load tests' counts).
 fn short_call(
@@ -447,22 +468,7 @@ fn a_hundred_sequential_calls_leave_no_socket_behind() {
     let dir = scratch_dir("gw-sequential");
     let server = TestServer::start(loopback_gateway_node((24000, 24399)), None);
     let port = 23960;
-    let sipp = sipp::start(
-        "sipp uas (100 calls)",
-        &dir,
-        Some(port),
-        &sipp::args(&[
-            "-sf",
-            &sipp::scenario("uas_echo_any.xml").display().to_string(),
-            "-p",
-            &port.to_string(),
-            "-mp",
-            "23900",
-            "-rtp_echo",
-            "-m",
-            "100",
-        ]),
-    );
+    let sipp = echo_uas("sipp uas (100 calls)", &dir, port, 23900, 100);
     let start = Instant::now();
     let mut echoed = 0;
     for i in 0..100 {
@@ -491,22 +497,7 @@ fn fifty_concurrent_calls_leave_no_socket_behind() {
     let dir = scratch_dir("gw-concurrent");
     let server = TestServer::start(loopback_gateway_node((25000, 25399)), None);
     let port = 24960;
-    let sipp = sipp::start(
-        "sipp uas (50 concurrent)",
-        &dir,
-        Some(port),
-        &sipp::args(&[
-            "-sf",
-            &sipp::scenario("uas_echo_any.xml").display().to_string(),
-            "-p",
-            &port.to_string(),
-            "-mp",
-            "24900",
-            "-rtp_echo",
-            "-m",
-            "50",
-        ]),
-    );
+    let sipp = echo_uas("sipp uas (50 concurrent)", &dir, port, 24900, 50);
     let start = Instant::now();
     let barrier = Arc::new(Barrier::new(50));
     let addr = server.addr;
@@ -558,21 +549,12 @@ fn with_shared_rtp_ports_concurrent_calls_each_hear_only_their_own_echo() {
             g.shared_rtp_ports = true;
         }
         let server = TestServer::start_on(runtime, node, None);
-        let sipp = sipp::start(
+        let sipp = echo_uas(
             "sipp uas (10 concurrent, shared RTP ports)",
             &dir,
-            Some(port),
-            &sipp::args(&[
-                "-sf",
-                &sipp::scenario("uas_echo_any.xml").display().to_string(),
-                "-p",
-                &port.to_string(),
-                "-mp",
-                &media_port.to_string(),
-                "-rtp_echo",
-                "-m",
-                "10",
-            ]),
+            port,
+            media_port,
+            10,
         );
         let barrier = Arc::new(Barrier::new(10));
         let addr = server.addr;

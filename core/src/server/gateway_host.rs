@@ -223,6 +223,16 @@ impl GatewayHost {
         self.config.session.transport == Transport::Tcp
     }
 
+    /// The connections still waiting for their sockets (with shared RTP ports, for the
+    /// shared ones).
+    fn binding_conns(&self) -> Vec<ConnId> {
+        self.conns
+            .iter()
+            .filter(|(_, g)| matches!(g.state, State::Binding { .. }))
+            .map(|(c, _)| *c)
+            .collect()
+    }
+
     /// The shared socket for `role`, with shared RTP ports.
     fn shared_socket(&self, role: Role) -> Option<SocketId> {
         let shared = self.shared.as_ref()?;
@@ -396,13 +406,7 @@ impl RtmpServer {
                 };
                 shared.sockets[index].1 = Some(addr);
                 if shared.is_bound() {
-                    let waiting: Vec<ConnId> = gateway
-                        .conns
-                        .iter()
-                        .filter(|(_, g)| matches!(g.state, State::Binding { .. }))
-                        .map(|(c, _)| *c)
-                        .collect();
-                    for conn in waiting {
+                    for conn in gateway.binding_conns() {
                         self.start_session_if_bound(now, conn);
                     }
                 }
@@ -421,13 +425,7 @@ impl RtmpServer {
                     return;
                 }
                 // No free block: refuse everyone waiting; the next connect starts over.
-                let waiting: Vec<ConnId> = gateway
-                    .conns
-                    .iter()
-                    .filter(|(_, g)| matches!(g.state, State::Binding { .. }))
-                    .map(|(c, _)| *c)
-                    .collect();
-                for conn in waiting {
+                for conn in gateway.binding_conns() {
                     let cmd = self.gateway_conn(conn).map(|g| g.connect.clone());
                     self.drop_gateway(conn);
                     if let Some(cmd) = cmd {
