@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use siprtmp_core::amf::Value;
-use siprtmp_core::node::{Input, Node, NodeConfig};
+use siprtmp_core::node::{Event, Input, Node, NodeConfig};
 use siprtmp_core::rng::SeededRng;
 use siprtmp_core::rtmp::client::ClientEvent;
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
@@ -306,6 +306,67 @@ fn with_shared_ports_calls_to_one_far_end_each_hear_their_own_echo() {
         5,
         "alice's SIP socket went after its last transaction; the shared ones stay"
     );
+}
+
+/// Alice and carol, both clients of the gateway, call each other: with shared ports both
+/// calls' media goes to the shared port itself, and each must hear the other, not itself.
+#[test]
+fn with_shared_ports_two_clients_of_the_gateway_call_each_other() {
+    let mut w = World::with_shared_ports((23100, 23199));
+    let alice = w.net.connect(w.now, "sip/alice@10.0.0.1");
+    let carol = w.net.connect(w.now, "sip/carol@10.0.0.1");
+    w.pump();
+    let carol_sip = w
+        .net
+        .node_events
+        .iter()
+        .find_map(|e| match e {
+            Event::GatewayBound { aor, sip, .. } if aor.starts_with("carol") => Some(*sip),
+            _ => None,
+        })
+        .expect("carol's SIP socket");
+    for c in [alice, carol] {
+        w.net.clients[c].client.create_stream();
+        w.net.clients[c].client.create_stream();
+    }
+    w.pump();
+    let to_carol = format!("carol@{carol_sip}");
+    w.net.clients[alice].client.call(
+        0,
+        "invite",
+        vec![Value::string(&to_carol), Value::string("pcmu")],
+    );
+    w.pump();
+    assert!(w.commands(carol).iter().any(|(n, _)| n == "invited"));
+    w.net.clients[carol]
+        .client
+        .call(0, "accept", vec![Value::string("pcmu")]);
+    w.pump();
+    for c in [alice, carol] {
+        assert!(
+            w.commands(c).iter().any(|(n, _)| n == "accepted"),
+            "{:?}",
+            w.commands(c)
+        );
+        let client = &mut w.net.clients[c].client;
+        client.publish(1, "local");
+        client.play(2, "remote", -2.0);
+    }
+    w.pump();
+    for i in 0..20u32 {
+        w.now += Duration::from_millis(20);
+        w.net.clients[alice].client.send_media(&frame(i));
+        w.net.clients[carol].client.send_media(&frame(100 + i));
+        w.pump();
+    }
+    assert_eq!(w.echoed, 0, "nothing left the gateway");
+    let from = |first: u32| {
+        (first..first + 20)
+            .map(|i| frame(i).payload)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(echoes(&w, alice), from(100), "alice hears carol");
+    assert_eq!(echoes(&w, carol), from(0), "carol hears alice");
 }
 
 #[test]

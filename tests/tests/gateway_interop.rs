@@ -598,6 +598,65 @@ fn with_shared_rtp_ports_concurrent_calls_each_hear_only_their_own_echo() {
     }
 }
 
+/// With `--shared-rtp-ports`, two clients of the gateway call each other (no SIP server:
+/// alice invites carol's SIP socket): both calls' RTP goes to the shared port itself, over
+/// real sockets, and each client hears the other's frames, not its own.
+#[test]
+fn with_shared_rtp_ports_two_clients_of_the_gateway_hear_each_other() {
+    let mut node = loopback_gateway_node((27850, 27853));
+    if let Some(g) = node.server.gateway.as_mut() {
+        g.shared_rtp_ports = true;
+    }
+    let mut server = TestServer::start(node, None);
+    let mut alice = Phone::connect(server.addr, "alice@127.0.0.1", vec![]).expect("alice");
+    let mut carol = Phone::connect(server.addr, "carol@127.0.0.1", vec![]).expect("carol");
+    let carol_sip = gateway_sip(&mut server, "carol@127.0.0.1");
+    alice.call(
+        "invite",
+        vec![s(&format!("sip:carol@{carol_sip}")), s("pcmu")],
+    );
+    carol.callback("invited", T).expect("carol is invited");
+    carol.call("accept", vec![s("pcmu")]);
+    alice
+        .callback("accepted", T)
+        .expect("alice's call is accepted");
+    carol
+        .callback("accepted", T)
+        .expect("carol's call is accepted");
+    alice.open_streams();
+    carol.open_streams();
+    let frames = g711_frames(&media("pcmu_8k_20s.ul"), 0x82, 100);
+    let (from_alice, from_carol) = frames.split_at(50);
+    // One at a time (each streams in real time); the other's echo waits in its socket.
+    alice.stream_audio(from_alice, Duration::ZERO);
+    carol.stream_audio(from_carol, Duration::ZERO);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while (alice.remote_audio().len() < 50 || carol.remote_audio().len() < 50)
+        && Instant::now() < deadline
+    {
+        alice.pump();
+        carol.pump();
+    }
+    let sent = |f: &[(u32, Bytes)]| f.iter().map(|f| f.1.clone()).collect::<Vec<_>>();
+    for (name, phone, expected) in [
+        ("alice", &alice, sent(from_carol)),
+        ("carol", &carol, sent(from_alice)),
+    ] {
+        let got = phone.remote_audio();
+        let (matched, stray) = echo_matches(&expected, &got, 0);
+        assert_eq!(stray, 0, "{name} heard frames the other did not send");
+        assert!(
+            matched >= 49,
+            "{name} heard {matched} of the other's 50 frames"
+        );
+    }
+    assert_eq!(
+        server.udp.open(),
+        6,
+        "two SIP sockets and the four shared ones"
+    );
+}
+
 /// An RTP packet as the H.264 far end sees it (no CSRCs or extensions are expected).
 #[derive(Debug)]
 struct RtpPacket {

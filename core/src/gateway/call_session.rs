@@ -157,6 +157,9 @@ pub struct GatewaySession {
     rng: SeededRng,
     session_id: u64,
     sdp_version: u64,
+    /// The SDP session id (`o=`) of the far end of the call with media, which tells the
+    /// gateway that two of its own clients are calling each other.
+    peer_session_id: Option<u64>,
     call: Option<CallState>,
     bridge: Option<MediaBridge>,
     connect_pending: bool,
@@ -251,6 +254,7 @@ impl GatewaySession {
             ua: UserAgent::new(ua_config, rng.next_u64()),
             session_id: rng.next_u64() >> 1,
             sdp_version: 0,
+            peer_session_id: None,
             config,
             sockets,
             narrowband: request.narrowband,
@@ -400,6 +404,7 @@ impl GatewaySession {
             return;
         }
         let negotiated = negotiated_media(&local, &offer, true);
+        self.peer_session_id = Some(offer.origin.session_id);
         self.start_media(now, call, local, tokens, &negotiated, report_tokens);
     }
 
@@ -464,6 +469,7 @@ impl GatewaySession {
     }
 
     fn stop_media(&mut self, now: Instant) {
+        self.peer_session_id = None;
         if let Some(mut bridge) = self.bridge.take() {
             for rtp in bridge.close(now) {
                 self.outputs.push_back(GatewayOutput::Rtp(rtp));
@@ -530,6 +536,16 @@ impl GatewaySession {
     /// where its first packet came from), while a call has media.
     pub fn media_remote(&self, leg: Leg) -> Option<SocketAddr> {
         self.bridge.as_ref()?.remote(leg)
+    }
+
+    /// Our SDP session id (`o=`), the same in every offer and answer of this client.
+    pub fn sdp_session_id(&self) -> u64 {
+        self.session_id
+    }
+
+    /// The far end's SDP session id, while a call has media.
+    pub fn peer_sdp_session_id(&self) -> Option<u64> {
+        self.bridge.as_ref().and(self.peer_session_id)
     }
 
     /// The SSRC we send `leg` with, while a call has media.
@@ -769,6 +785,7 @@ impl GatewaySession {
                 offer,
             }) if c == call => match process_answer(&offer, &remote) {
                 Ok(negotiated) => {
+                    self.peer_session_id = Some(remote.origin.session_id);
                     self.start_media(now, call, offer, tokens, &negotiated, report_tokens)
                 }
                 Err(_) => {

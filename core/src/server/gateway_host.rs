@@ -37,7 +37,7 @@ use crate::tcp::{ListenerId, StreamId};
 use crate::udp::{SocketId, UdpCommand, UdpEvent};
 
 use super::session::csid;
-use media_routes::MediaRoutes;
+use media_routes::{Expect, MediaRoutes};
 use sip_tcp::SipStreams;
 
 mod media_routes;
@@ -134,9 +134,12 @@ pub(super) struct GatewayConn {
     aor: String,
     /// SIP over TCP: the listener and connections (`None` over UDP).
     sip_tcp: Option<SipStreams>,
-    /// With shared RTP ports: the far-end address (audio, video) this connection's call is
-    /// routed from in [`GatewayHost::routes`], and the SSRC it sends that leg with.
-    routed: [Option<(SocketAddr, Option<u32>)>; 2],
+    /// With shared RTP ports: the address (audio, video) this connection's call is routed
+    /// from in [`GatewayHost::routes`], and what it takes from there.
+    routed: [Option<(SocketAddr, Expect)>; 2],
+    /// With shared RTP ports, when the call is to another client of this gateway: that
+    /// client's connection (found once by SDP session id, then checked).
+    hairpin_peer: Option<ConnId>,
 }
 
 /// With `shared_rtp_ports`: the four sockets (in [`MEDIA_ROLES`] order) every call uses.
@@ -233,6 +236,36 @@ impl GatewayHost {
             .collect()
     }
 
+    /// With shared RTP ports, when `remote` (a call's media address from SDP) is the shared
+    /// RTP port of `leg` itself (as bound, or as advertised): that port's bound address.
+    fn own_media_address(&self, leg: Leg, remote: SocketAddr) -> Option<SocketAddr> {
+        let index = MEDIA_ROLES
+            .iter()
+            .position(|r| *r == Role::Rtp(leg, false))?;
+        let own = self.shared.as_ref()?.sockets[index].1?;
+        let advertised = self.config.session.advertised_ip;
+        let ours = remote.ip() == own.ip() || Some(remote.ip()) == advertised;
+        (ours && remote.port() == own.port()).then_some(own)
+    }
+
+    /// The client whose SDP session `conn`'s call is connected to (`cached`, if it still
+    /// is; else looked for among the clients, once per call).
+    fn hairpin_peer(&self, conn: ConnId, cached: Option<ConnId>) -> Option<ConnId> {
+        let State::Active(session) = &self.conns.get(&conn)?.state else {
+            return None;
+        };
+        let wanted = session.peer_sdp_session_id()?;
+        let is_peer =
+            |g: &GatewayConn| matches!(&g.state, State::Active(s) if s.sdp_session_id() == wanted);
+        if let Some(c) = cached.filter(|c| self.conns.get(c).is_some_and(is_peer)) {
+            return Some(c);
+        }
+        self.conns
+            .iter()
+            .find(|(c, g)| **c != conn && is_peer(g))
+            .map(|(c, _)| *c)
+    }
+
     /// The shared socket for `role`, with shared RTP ports.
     fn shared_socket(&self, role: Role) -> Option<SocketId> {
         let shared = self.shared.as_ref()?;
@@ -313,6 +346,7 @@ impl RtmpServer {
                 next_timer: None,
                 sip_tcp: None,
                 routed: [None; 2],
+                hairpin_peer: None,
             },
         );
         self.bind_sockets(conn, true);
@@ -451,7 +485,7 @@ impl RtmpServer {
     }
 
     /// With shared RTP ports: points the routes at where `conn`'s call now expects media
-    /// from and the SSRC it sends with (nowhere once the call or the client is gone).
+    /// from and what SSRCs it takes (nowhere once the call or the client is gone).
     fn sync_routes(&mut self, conn: ConnId) {
         let Some(gateway) = self.gateway.as_mut() else {
             return;
@@ -459,22 +493,48 @@ impl RtmpServer {
         if !gateway.config.shared_rtp_ports {
             return;
         }
+        let Some(gw) = gateway.conns.get(&conn) else {
+            return;
+        };
+        let mut wanted = [None; 2];
+        let mut peer = None;
+        if let State::Active(session) = &gw.state {
+            for (i, leg) in [Leg::Audio, Leg::Video].into_iter().enumerate() {
+                let Some(remote) = session.media_remote(leg) else {
+                    continue;
+                };
+                wanted[i] = Some(match gateway.own_media_address(leg, remote) {
+                    // A call to another client of ours: its media comes from our own port.
+                    Some(own) => {
+                        peer = peer.or_else(|| gateway.hairpin_peer(conn, gw.hairpin_peer));
+                        let ssrc = peer.and_then(|p| match &gateway.conns.get(&p)?.state {
+                            State::Active(s) => s.media_ssrc(leg),
+                            _ => None,
+                        });
+                        (own, Expect::Peer { ssrc })
+                    }
+                    None => (
+                        remote,
+                        Expect::FarEnd {
+                            own_ssrc: session.media_ssrc(leg),
+                        },
+                    ),
+                });
+            }
+        }
         let Some(gw) = gateway.conns.get_mut(&conn) else {
             return;
         };
+        gw.hairpin_peer = peer;
         for (i, leg) in [Leg::Audio, Leg::Video].into_iter().enumerate() {
-            let current = match &gw.state {
-                State::Active(s) => s.media_remote(leg).map(|r| (r, s.media_ssrc(leg))),
-                _ => None,
-            };
-            if gw.routed[i] != current {
+            if gw.routed[i] != wanted[i] {
                 if let Some((old, _)) = gw.routed[i] {
                     gateway.routes.remove(leg, old, conn);
                 }
-                if let Some((new, own_ssrc)) = current {
-                    gateway.routes.insert(leg, new, conn, own_ssrc);
+                if let Some((new, expect)) = wanted[i] {
+                    gateway.routes.insert(leg, new, conn, expect);
                 }
-                gw.routed[i] = current;
+                gw.routed[i] = wanted[i];
             }
         }
     }

@@ -10,6 +10,12 @@
 //! learned from that far end's first packet goes to that call; an SSRC nobody knows goes to
 //! the first call at that address that has not learned one yet, which learns it.
 //!
+//! A call between two clients of this gateway (hairpin) sends its media to the shared port
+//! itself, so both calls expect media from the same address, our own; there the call's own
+//! SSRC means the packet came from it, not back to it. Such a route is pinned to the SSRC of
+//! the peer call (found by the SDP session ids the two calls exchanged): only that SSRC
+//! reaches it, and it never learns another.
+//!
 //! What no call expects is dropped: unlike a call's own port, a shared port cannot latch onto
 //! an unknown source (symmetric RTP for far ends behind NAT), because nothing says whose it
 //! is. The per-call ports (the default) keep that.
@@ -22,13 +28,30 @@ use smallvec::SmallVec;
 use crate::gateway::media_bridge::Leg;
 use crate::node::ConnId;
 
+/// What a call expects from an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expect {
+    /// A far end: its own SSRC echoed back, or whatever SSRC it learns.
+    FarEnd {
+        /// The SSRC the call sends the leg with.
+        own_ssrc: Option<u32>,
+    },
+    /// Another call of this gateway (hairpin): only the SSRC that call sends with (unknown
+    /// until its media starts).
+    Peer {
+        /// The peer call's SSRC for the leg.
+        ssrc: Option<u32>,
+    },
+}
+
 /// A call listening at an address: the SSRC it sends with, and the one learned from that
-/// address for it.
+/// address for it (or, pinned, the only one it takes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Route {
     conn: ConnId,
     own_ssrc: Option<u32>,
     learned_ssrc: Option<u32>,
+    pinned: bool,
 }
 
 /// The calls expecting media from one address, and which of them each known SSRC is for
@@ -65,18 +88,28 @@ pub(crate) struct MediaRoutes {
 }
 
 impl MediaRoutes {
-    /// `conn` expects `leg`'s media from `remote`, and sends it with `own_ssrc`.
-    pub fn insert(&mut self, leg: Leg, remote: SocketAddr, conn: ConnId, own_ssrc: Option<u32>) {
+    /// `conn` expects `leg`'s media from `remote`, as `expect` says.
+    pub fn insert(&mut self, leg: Leg, remote: SocketAddr, conn: ConnId, expect: Expect) {
         let group = self.by_source.entry((leg, remote)).or_default();
         if group.routes.iter().any(|r| r.conn == conn) {
             return;
         }
-        group.routes.push(Route {
-            conn,
-            own_ssrc,
-            learned_ssrc: None,
-        });
-        if let Some(ssrc) = own_ssrc {
+        let route = match expect {
+            Expect::FarEnd { own_ssrc } => Route {
+                conn,
+                own_ssrc,
+                learned_ssrc: None,
+                pinned: false,
+            },
+            Expect::Peer { ssrc } => Route {
+                conn,
+                own_ssrc: None,
+                learned_ssrc: ssrc,
+                pinned: true,
+            },
+        };
+        group.routes.push(route);
+        for ssrc in [route.own_ssrc, route.learned_ssrc].into_iter().flatten() {
             group.by_ssrc.entry(ssrc).or_insert(conn);
         }
     }
@@ -126,7 +159,7 @@ impl MediaRoutes {
         let ssrc = data
             .get(at..at + 4)
             .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-        if let [only] = group.routes.as_slice() {
+        if let [only @ Route { pinned: false, .. }] = group.routes.as_slice() {
             // One call at this address: it is the call's, whatever the SSRC; learn it so
             // that a second call at the same address can be told apart.
             let conn = only.conn;
@@ -145,7 +178,10 @@ impl MediaRoutes {
             return None;
         }
         // A new SSRC: the first call here without one learns it (once per call).
-        let fresh = group.routes.iter().position(|r| r.learned_ssrc.is_none())?;
+        let fresh = group
+            .routes
+            .iter()
+            .position(|r| r.learned_ssrc.is_none() && !r.pinned)?;
         group.learn(fresh, ssrc);
         Some(group.routes[fresh].conn)
     }
@@ -169,7 +205,7 @@ mod tests {
             let mut routes = MediaRoutes::default();
             let far = SocketAddr::new([10, 0, 0, 1].into(), port);
             for conn in 0..calls {
-                routes.insert(Leg::Audio, far, ConnId(conn), Some(conn as u32));
+                routes.insert(Leg::Audio, far, ConnId(conn), far_end(conn as u32));
             }
             for source in [far, SocketAddr::new(far.ip(), port.wrapping_add(1))] {
                 if let Some(conn) = routes.route(Leg::Audio, rtcp, source, &data) {
@@ -196,11 +232,46 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn far_end(own: u32) -> Expect {
+        Expect::FarEnd {
+            own_ssrc: Some(own),
+        }
+    }
+
+    #[test]
+    fn hairpin_calls_take_only_their_peers_ssrc() {
+        // Alice (1) and bob (2) call each other through the gateway, carol (3) and dave (4)
+        // too: all four expect media from the gateway's own shared port.
+        let mut routes = MediaRoutes::default();
+        let own = addr("10.0.0.1:16000");
+        let peers = [(1, 22), (2, 11), (3, 44), (4, 33)];
+        for (conn, peer_ssrc) in peers {
+            let ssrc = Some(peer_ssrc);
+            routes.insert(Leg::Audio, own, ConnId(conn), Expect::Peer { ssrc });
+        }
+        // Each call's packets (its own SSRC) reach its peer, whatever the order.
+        for (sender, receiver) in [(44, 3), (11, 2), (22, 1), (33, 4)] {
+            let to = routes.route(Leg::Audio, false, own, &rtp(sender));
+            assert_eq!(to, Some(ConnId(receiver)), "SSRC {sender}");
+        }
+        // A stranger's SSRC is nobody's: pinned routes never learn.
+        assert_eq!(routes.route(Leg::Audio, false, own, &rtp(99)), None);
+        // Alone at the address, a pinned route still takes only its peer's SSRC.
+        for conn in 2..=4 {
+            routes.remove(Leg::Audio, own, ConnId(conn));
+        }
+        assert_eq!(routes.route(Leg::Audio, false, own, &rtp(11)), None);
+        assert_eq!(
+            routes.route(Leg::Audio, false, own, &rtp(22)),
+            Some(ConnId(1))
+        );
+    }
+
     #[test]
     fn far_ends_at_different_addresses_get_their_own_calls_media() {
         let mut routes = MediaRoutes::default();
-        routes.insert(Leg::Audio, addr("10.0.0.1:4000"), ConnId(1), Some(1));
-        routes.insert(Leg::Audio, addr("10.0.0.2:4000"), ConnId(2), Some(2));
+        routes.insert(Leg::Audio, addr("10.0.0.1:4000"), ConnId(1), far_end(1));
+        routes.insert(Leg::Audio, addr("10.0.0.2:4000"), ConnId(2), far_end(2));
         let from = |r: &mut MediaRoutes, s| r.route(Leg::Audio, false, addr(s), &rtp(9));
         assert_eq!(from(&mut routes, "10.0.0.1:4000"), Some(ConnId(1)));
         assert_eq!(from(&mut routes, "10.0.0.2:4000"), Some(ConnId(2)));
@@ -218,7 +289,7 @@ mod tests {
         let mut routes = MediaRoutes::default();
         let relay = addr("10.0.0.9:5000");
         for conn in 1..=3 {
-            routes.insert(Leg::Audio, relay, ConnId(conn), Some(1000 + conn as u32));
+            routes.insert(Leg::Audio, relay, ConnId(conn), far_end(1000 + conn as u32));
         }
         // An echo of call 2's own stream goes to call 2.
         assert_eq!(
@@ -256,10 +327,10 @@ mod tests {
     fn a_removed_call_gets_nothing_and_the_last_removal_forgets_the_address() {
         let mut routes = MediaRoutes::default();
         let far = addr("[::1]:6000");
-        routes.insert(Leg::Video, far, ConnId(1), Some(11));
-        routes.insert(Leg::Video, far, ConnId(1), Some(11));
-        routes.insert(Leg::Video, far, ConnId(2), Some(22));
-        routes.insert(Leg::Video, far, ConnId(3), Some(33));
+        routes.insert(Leg::Video, far, ConnId(1), far_end(11));
+        routes.insert(Leg::Video, far, ConnId(1), far_end(11));
+        routes.insert(Leg::Video, far, ConnId(2), far_end(22));
+        routes.insert(Leg::Video, far, ConnId(3), far_end(33));
         // Call 1 learns SSRC 5, then leaves: its SSRCs are forgotten with it.
         assert_eq!(
             routes.route(Leg::Video, false, far, &rtp(5)),
