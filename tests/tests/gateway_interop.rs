@@ -499,26 +499,8 @@ fn fifty_concurrent_calls_leave_no_socket_behind() {
     let port = 24960;
     let sipp = echo_uas("sipp uas (50 concurrent)", &dir, port, 24900, 50);
     let start = Instant::now();
-    let barrier = Arc::new(Barrier::new(50));
-    let addr = server.addr;
-    let calls: Vec<_> = (0..50)
-        .map(|i| {
-            let barrier = barrier.clone();
-            std::thread::spawn(move || {
-                barrier.wait();
-                // One second of G.711 each, all at once.
-                short_call(addr, &format!("user{i}@127.0.0.1"), port, 50)
-            })
-        })
-        .collect();
-    let mut echoed = 0;
-    let mut failures = Vec::new();
-    for (i, call) in calls.into_iter().enumerate() {
-        match call.join().expect("call thread") {
-            Ok(matched) => echoed += matched,
-            Err(e) => failures.push(format!("call {i}: {e}")),
-        }
-    }
+    // One second of G.711 each, all at once.
+    let (echoed, failures) = concurrent_calls(server.addr, port, 50, false);
     let calls = start.elapsed();
     let drained = assert_no_udp_socket_left(&server, Duration::from_secs(15));
     sipp.finish(Duration::from_secs(30));
@@ -530,6 +512,46 @@ fn fifty_concurrent_calls_leave_no_socket_behind() {
     assert!(failures.is_empty(), "{failures:?}");
     assert_eq!(totals, (50, 0));
     assert!(echoed * 100 >= 2500 * 99, "echoed {echoed} of 2500");
+}
+
+/// `calls` short calls of 50 frames at once, each from its own client (`userI@...`) and
+/// thread, to the echoing sipp on `sipp_port`, each call's frames marked with its index when
+/// `marked`: the frames echoed in all, and what failed.
+fn concurrent_calls(
+    server: SocketAddr,
+    sipp_port: u16,
+    calls: u8,
+    marked: bool,
+) -> (usize, Vec<String>) {
+    let barrier = Arc::new(Barrier::new(usize::from(calls)));
+    let threads: Vec<_> = (0..calls)
+        .map(|i| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                let aor = format!("user{i}@127.0.0.1");
+                short_call_marked(server, &aor, sipp_port, 50, marked.then_some(i))
+            })
+        })
+        .collect();
+    let mut echoed = 0;
+    let mut failures = Vec::new();
+    for (i, call) in threads.into_iter().enumerate() {
+        match call.join().expect("call thread") {
+            Ok(matched) => echoed += matched,
+            Err(e) => failures.push(format!("call {i}: {e}")),
+        }
+    }
+    (echoed, failures)
+}
+
+/// [`loopback_gateway_node`] with every call's media on the four ports of `rtp_ports`.
+fn shared_ports_node(rtp_ports: (u16, u16)) -> NodeConfig {
+    let mut node = loopback_gateway_node(rtp_ports);
+    if let Some(g) = node.server.gateway.as_mut() {
+        g.shared_rtp_ports = true;
+    }
+    node
 }
 
 /// With `--shared-rtp-ports`, concurrent calls to one sipp (which echoes every call from its
@@ -544,10 +566,7 @@ fn with_shared_rtp_ports_concurrent_calls_each_hear_only_their_own_echo() {
         (Runtime::AsyncStd, 27760, 27700),
     ] {
         let dir = scratch_dir(&format!("gw-shared-{runtime:?}"));
-        let mut node = loopback_gateway_node((media_port + 50, media_port + 53));
-        if let Some(g) = node.server.gateway.as_mut() {
-            g.shared_rtp_ports = true;
-        }
+        let node = shared_ports_node((media_port + 50, media_port + 53));
         let server = TestServer::start_on(runtime, node, None);
         let sipp = echo_uas(
             "sipp uas (10 concurrent, shared RTP ports)",
@@ -556,26 +575,7 @@ fn with_shared_rtp_ports_concurrent_calls_each_hear_only_their_own_echo() {
             media_port,
             10,
         );
-        let barrier = Arc::new(Barrier::new(10));
-        let addr = server.addr;
-        let calls: Vec<_> = (0..10u8)
-            .map(|i| {
-                let barrier = barrier.clone();
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    let aor = format!("user{i}@127.0.0.1");
-                    short_call_marked(addr, &aor, port, 50, Some(i))
-                })
-            })
-            .collect();
-        let mut echoed = 0;
-        let mut failures = Vec::new();
-        for (i, call) in calls.into_iter().enumerate() {
-            match call.join().expect("call thread") {
-                Ok(matched) => echoed += matched,
-                Err(e) => failures.push(format!("call {i}: {e}")),
-            }
-        }
+        let (echoed, failures) = concurrent_calls(server.addr, port, 10, true);
         sipp.finish(Duration::from_secs(30));
         let totals = sipp::totals(&dir);
         assert!(failures.is_empty(), "{runtime:?}: {failures:?}");
@@ -603,11 +603,7 @@ fn with_shared_rtp_ports_concurrent_calls_each_hear_only_their_own_echo() {
 /// real sockets, and each client hears the other's frames, not its own.
 #[test]
 fn with_shared_rtp_ports_two_clients_of_the_gateway_hear_each_other() {
-    let mut node = loopback_gateway_node((27850, 27853));
-    if let Some(g) = node.server.gateway.as_mut() {
-        g.shared_rtp_ports = true;
-    }
-    let mut server = TestServer::start(node, None);
+    let mut server = TestServer::start(shared_ports_node((27850, 27853)), None);
     let mut alice = Phone::connect(server.addr, "alice@127.0.0.1", vec![]).expect("alice");
     let mut carol = Phone::connect(server.addr, "carol@127.0.0.1", vec![]).expect("carol");
     let carol_sip = gateway_sip(&mut server, "carol@127.0.0.1");
