@@ -242,9 +242,7 @@ fn call_as(w: &mut World, user: &str) -> usize {
         .expect("accepted");
     assert_eq!(accepted.1, vec![Value::string("pcmu"), Value::Null]);
 
-    let client = &mut w.net.clients[c].client;
-    client.publish(1, "local");
-    client.play(2, "remote", -2.0);
+    open_media(w, c);
     w.pump();
     c
 }
@@ -348,9 +346,7 @@ fn with_shared_ports_two_clients_of_the_gateway_call_each_other() {
             "{:?}",
             w.commands(c)
         );
-        let client = &mut w.net.clients[c].client;
-        client.publish(1, "local");
-        client.play(2, "remote", -2.0);
+        open_media(&mut w, c);
     }
     w.pump();
     for i in 0..20u32 {
@@ -389,6 +385,13 @@ fn with_shared_ports_a_client_that_cannot_get_them_is_refused() {
     w.pump();
     assert!(w.net.events(c).contains(&ClientEvent::Connected));
     assert_eq!(w.net.udp.open_sockets(), 5);
+}
+
+/// Client `c` publishes `local` (stream 1) and plays `remote` (stream 2).
+fn open_media(w: &mut World, c: usize) {
+    let client = &mut w.net.clients[c].client;
+    client.publish(1, "local");
+    client.play(2, "remote", -2.0);
 }
 
 /// Speex-like audio frame `i` for stream 1, 20 ms apart.
@@ -577,9 +580,7 @@ fn lossy_call(seed: u64) -> (u64, usize, bool) {
         "seed {seed}: {:?}",
         w.commands(c)
     );
-    let client = &mut w.net.clients[c].client;
-    client.publish(1, "local");
-    client.play(2, "remote", -2.0);
+    open_media(&mut w, c);
     w.pump();
     for i in 0..100u32 {
         w.now += Duration::from_millis(20);
