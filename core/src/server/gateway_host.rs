@@ -137,9 +137,10 @@ pub(super) struct GatewayConn {
     /// With shared RTP ports: the address (audio, video) this connection's call is routed
     /// from in [`GatewayHost::routes`], and what it takes from there.
     routed: [Option<(SocketAddr, Expect)>; 2],
-    /// With shared RTP ports, when the call is to another client of this gateway: that
-    /// client's connection (found once by SDP session id, then checked).
-    hairpin_peer: Option<ConnId>,
+    /// With shared RTP ports, when the call's media is addressed to our own shared port: the
+    /// SDP session id of its far end and the client of ours that has it, if any (looked for
+    /// once per session id, so a far end that is not ours costs no scan per packet).
+    hairpin_peer: Option<(u64, Option<ConnId>)>,
 }
 
 /// With `shared_rtp_ports`: the four sockets (in [`MEDIA_ROLES`] order) every call uses.
@@ -248,22 +249,32 @@ impl GatewayHost {
         (ours && remote.port() == own.port()).then_some(own)
     }
 
-    /// The client whose SDP session `conn`'s call is connected to (`cached`, if it still
-    /// is; else looked for among the clients, once per call).
-    fn hairpin_peer(&self, conn: ConnId, cached: Option<ConnId>) -> Option<ConnId> {
+    /// The SDP session `conn`'s call is connected to and the client of ours that has it:
+    /// `cached` while it is still right, else looked for among the clients.
+    fn hairpin_peer(
+        &self,
+        conn: ConnId,
+        cached: Option<(u64, Option<ConnId>)>,
+    ) -> Option<(u64, Option<ConnId>)> {
         let State::Active(session) = &self.conns.get(&conn)?.state else {
             return None;
         };
         let wanted = session.peer_sdp_session_id()?;
         let is_peer =
             |g: &GatewayConn| matches!(&g.state, State::Active(s) if s.sdp_session_id() == wanted);
-        if let Some(c) = cached.filter(|c| self.conns.get(c).is_some_and(is_peer)) {
-            return Some(c);
+        if let Some((id, found)) = cached.filter(|c| c.0 == wanted) {
+            // Not ours when last looked for (a client's session id never changes), or ours
+            // and still there.
+            if found.is_none_or(|c| self.conns.get(&c).is_some_and(is_peer)) {
+                return Some((id, found));
+            }
         }
-        self.conns
+        let found = self
+            .conns
             .iter()
             .find(|(c, g)| **c != conn && is_peer(g))
-            .map(|(c, _)| *c)
+            .map(|(c, _)| *c);
+        Some((wanted, found))
     }
 
     /// The shared socket for `role`, with shared RTP ports.
@@ -507,7 +518,7 @@ impl RtmpServer {
                     // A call to another client of ours: its media comes from our own port.
                     Some(own) => {
                         peer = peer.or_else(|| gateway.hairpin_peer(conn, gw.hairpin_peer));
-                        let ssrc = peer.and_then(|p| match &gateway.conns.get(&p)?.state {
+                        let ssrc = peer.and_then(|(_, p)| match &gateway.conns.get(&p?)?.state {
                             State::Active(s) => s.media_ssrc(leg),
                             _ => None,
                         });
