@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. First installs, when missing, the real peers the interop tests
-# talk to (Debian packages): ffmpeg/ffprobe, rtmpdump, sipp (sip-tester), and nginx with its rtmp
+# talk to (Debian packages): ffmpeg/ffprobe, rtmpdump, sipp (sip-tester), Kamailio, and nginx with its rtmp
 # module and the Python port of the original server, rtmplite3 from PyPI (bench-compare quick
 # mode measures both beside siprtmp).
 set -euo pipefail
@@ -11,6 +11,8 @@ command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v rtmpdump >/dev/null 2>&1 || missing+=(rtmpdump)
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
+# The registrar and proxy of tests/tests/kamailio_interop.rs.
+command -v kamailio >/dev/null 2>&1 || missing+=(kamailio)
 # bench-compare's quick mode measures nginx-rtmp beside siprtmp.
 command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || missing+=(libnginx-mod-rtmp)
