@@ -3,8 +3,9 @@
 //! routing proxy, no authentication). Two RTMP clients connect with credentials, so the
 //! gateway REGISTERs each with Kamailio; one calls the other by address of record through the
 //! proxy (lookup, Record-Route, ACK and BYE routed back through it), both hear each other, and
-//! the hang-up reaches the other side. sipp plays registrar and far end elsewhere; this is the
-//! one test where a SIP server nobody here wrote routes the calls.
+//! the hang-up reaches the other side; once with per-client RTP ports, once with shared ones.
+//! sipp plays registrar and far end elsewhere; this is the one test where a SIP server nobody
+//! here wrote routes the calls.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
@@ -139,25 +140,39 @@ request_route {{
 fn two_clients_registered_with_kamailio_call_each_other_through_it() {
     let dir = scratch_dir("gw-kamailio");
     let kamailio = Kamailio::start(&dir, KAMAILIO_PORT);
+    // Per-client RTP ports, then every call on the shared ones (the two calls' media then
+    // meets on the gateway's own port, paired by the SDP that crossed Kamailio).
+    for (shared, rtp_ports) in [(false, (27900, 27949)), (true, (27950, 27953))] {
+        call_through_kamailio(shared, rtp_ports);
+    }
+    drop(kamailio);
+}
+
+/// Alice and carol (`aliceN`, `carolN`: fresh names per gateway, so Kamailio's location table
+/// holds one contact each) register, call, talk and hang up.
+fn call_through_kamailio(shared_rtp_ports: bool, rtp_ports: (u16, u16)) {
     let proxy = SocketAddr::from(([127, 0, 0, 1], KAMAILIO_PORT));
-    let mut node = gateway_node((27900, 27949));
+    let mut node = gateway_node(rtp_ports);
     if let Some(g) = node.server.gateway.as_mut() {
         g.session.registrar = Some(proxy);
         g.session.outbound_proxy = Some(proxy);
+        g.shared_rtp_ports = shared_rtp_ports;
     }
     let server = TestServer::start(node, None);
+    let n = u8::from(shared_rtp_ports);
+    let (alice_aor, carol_aor) = (format!("alice{n}@127.0.0.1"), format!("carol{n}@127.0.0.1"));
     // With credentials the connect waits for the REGISTER's answer (Kamailio's 200 OK).
     let credentials = |user: &str| vec![s(user), s("secret"), s(user)];
-    let mut alice = Phone::connect(server.addr, "alice@127.0.0.1", credentials("alice"))
-        .expect("alice registered");
-    let mut carol = Phone::connect(server.addr, "carol@127.0.0.1", credentials("carol"))
-        .expect("carol registered");
+    let mut alice =
+        Phone::connect(server.addr, &alice_aor, credentials("alice")).expect("alice registered");
+    let mut carol =
+        Phone::connect(server.addr, &carol_aor, credentials("carol")).expect("carol registered");
 
     // By address of record: only Kamailio's location table knows where carol is.
-    alice.call("invite", vec![s("sip:carol@127.0.0.1"), s("pcmu")]);
+    alice.call("invite", vec![s(&format!("sip:{carol_aor}")), s("pcmu")]);
     let invited = carol.callback("invited", T).expect("carol is invited");
     assert!(
-        format!("{invited:?}").contains("alice@127.0.0.1"),
+        format!("{invited:?}").contains(&alice_aor),
         "the caller is alice: {invited:?}"
     );
     carol.call("accept", vec![s("pcmu")]);
@@ -196,5 +211,4 @@ fn two_clients_registered_with_kamailio_call_each_other_through_it() {
     carol
         .callback("byed", T)
         .expect("carol is told the call ended");
-    drop(kamailio);
 }
