@@ -538,3 +538,35 @@ pub fn echo_call_on(
         );
     }
 }
+
+/// Two phones in a call (both `accepted`) talk: each publishes 50 G.711 frames of its own on
+/// `local`, one after the other (each streams in real time; the other's audio waits in its
+/// socket), and each must hear at least 49 of the other's and none that the other did not send
+/// (its own, or another call's).
+pub fn assert_phones_hear_each_other(alice: &mut Phone, carol: &mut Phone) {
+    alice.open_streams();
+    carol.open_streams();
+    let frames = g711_frames(&crate::media("pcmu_8k_20s.ul"), 0x82, 100);
+    let (from_alice, from_carol) = frames.split_at(50);
+    alice.stream_audio(from_alice, Duration::ZERO);
+    carol.stream_audio(from_carol, Duration::ZERO);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while (alice.remote_audio().len() < 50 || carol.remote_audio().len() < 50)
+        && Instant::now() < deadline
+    {
+        alice.pump();
+        carol.pump();
+    }
+    let sent = |f: &[(u32, Bytes)]| f.iter().map(|f| f.1.clone()).collect::<Vec<_>>();
+    for (name, phone, expected) in [
+        ("alice", &*alice, sent(from_carol)),
+        ("carol", &*carol, sent(from_alice)),
+    ] {
+        let (matched, stray) = echo_matches(&expected, &phone.remote_audio(), 0);
+        assert_eq!(stray, 0, "{name} heard frames the other did not send");
+        assert!(
+            matched >= 49,
+            "{name} heard {matched} of the other's 50 frames"
+        );
+    }
+}

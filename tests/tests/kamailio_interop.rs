@@ -12,10 +12,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use siprtmp_tests::gateway::{echo_matches, g711_frames, gateway_node, s, Phone};
+use siprtmp_tests::gateway::{assert_phones_hear_each_other, gateway_node, s, Phone};
+use siprtmp_tests::scratch_dir;
 use siprtmp_tests::server::TestServer;
-use siprtmp_tests::{media, scratch_dir};
 
 const T: Duration = Duration::from_secs(10);
 const KAMAILIO_PORT: u16 = 27960;
@@ -183,28 +182,7 @@ fn call_through_kamailio(shared_rtp_ports: bool, rtp_ports: (u16, u16)) {
         .callback("accepted", T)
         .expect("carol's call is accepted");
 
-    alice.open_streams();
-    carol.open_streams();
-    let frames = g711_frames(&media("pcmu_8k_20s.ul"), 0x82, 100);
-    let (from_alice, from_carol) = frames.split_at(50);
-    alice.stream_audio(from_alice, Duration::ZERO);
-    carol.stream_audio(from_carol, Duration::ZERO);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while (alice.remote_audio().len() < 50 || carol.remote_audio().len() < 50)
-        && Instant::now() < deadline
-    {
-        alice.pump();
-        carol.pump();
-    }
-    let sent = |f: &[(u32, Bytes)]| f.iter().map(|f| f.1.clone()).collect::<Vec<_>>();
-    for (name, phone, expected) in [
-        ("alice", &alice, sent(from_carol)),
-        ("carol", &carol, sent(from_alice)),
-    ] {
-        let (matched, stray) = echo_matches(&expected, &phone.remote_audio(), 0);
-        assert_eq!(stray, 0, "{name} heard frames the other did not send");
-        assert!(matched >= 49, "{name} heard {matched} of 50 frames");
-    }
+    assert_phones_hear_each_other(&mut alice, &mut carol);
 
     // Alice hangs up: the BYE follows the recorded route through Kamailio to carol.
     alice.call("bye", vec![]);
