@@ -17,8 +17,8 @@ use bytes::Bytes;
 use siprtmp_core::node::NodeConfig;
 use siprtmp_core::sip::Transport;
 use siprtmp_tests::gateway::{
-    echo_call, echo_call_on, echo_matches, flv_video, g711_frames, gateway_node, gateway_sip, s,
-    EchoMedia, Phone,
+    assert_phones_hear_each_other, echo_call, echo_call_on, echo_matches, flv_video, g711_frames,
+    gateway_node, gateway_sip, s, EchoMedia, Phone,
 };
 use siprtmp_tests::peers::Peer;
 use siprtmp_tests::server::{Runtime, TestServer};
@@ -619,33 +619,7 @@ fn with_shared_rtp_ports_two_clients_of_the_gateway_hear_each_other() {
     carol
         .callback("accepted", T)
         .expect("carol's call is accepted");
-    alice.open_streams();
-    carol.open_streams();
-    let frames = g711_frames(&media("pcmu_8k_20s.ul"), 0x82, 100);
-    let (from_alice, from_carol) = frames.split_at(50);
-    // One at a time (each streams in real time); the other's echo waits in its socket.
-    alice.stream_audio(from_alice, Duration::ZERO);
-    carol.stream_audio(from_carol, Duration::ZERO);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while (alice.remote_audio().len() < 50 || carol.remote_audio().len() < 50)
-        && Instant::now() < deadline
-    {
-        alice.pump();
-        carol.pump();
-    }
-    let sent = |f: &[(u32, Bytes)]| f.iter().map(|f| f.1.clone()).collect::<Vec<_>>();
-    for (name, phone, expected) in [
-        ("alice", &alice, sent(from_carol)),
-        ("carol", &carol, sent(from_alice)),
-    ] {
-        let got = phone.remote_audio();
-        let (matched, stray) = echo_matches(&expected, &got, 0);
-        assert_eq!(stray, 0, "{name} heard frames the other did not send");
-        assert!(
-            matched >= 49,
-            "{name} heard {matched} of the other's 50 frames"
-        );
-    }
+    assert_phones_hear_each_other(&mut alice, &mut carol);
     assert_eq!(
         server.udp.open(),
         6,
