@@ -539,6 +539,18 @@ pub fn echo_call_on(
     }
 }
 
+/// `callee`, invited by `caller`, accepts with PCMU; both wait (10 s at most) for `accepted`.
+pub fn accept_pcmu(caller: &mut Phone, callee: &mut Phone) {
+    let t = Duration::from_secs(10);
+    callee.call("accept", vec![s("pcmu")]);
+    caller
+        .callback("accepted", t)
+        .expect("the caller's call is accepted");
+    callee
+        .callback("accepted", t)
+        .expect("the callee's call is accepted");
+}
+
 /// Two phones in a call (both `accepted`) talk: each publishes 50 G.711 frames of its own on
 /// `local`, one after the other (each streams in real time; the other's audio waits in its
 /// socket), and each must hear at least 49 of the other's and none that the other did not send

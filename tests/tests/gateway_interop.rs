@@ -17,8 +17,8 @@ use bytes::Bytes;
 use siprtmp_core::node::NodeConfig;
 use siprtmp_core::sip::Transport;
 use siprtmp_tests::gateway::{
-    assert_phones_hear_each_other, echo_call, echo_call_on, echo_matches, flv_video, g711_frames,
-    gateway_node, gateway_sip, s, EchoMedia, Phone,
+    accept_pcmu, assert_phones_hear_each_other, echo_call, echo_call_on, echo_matches, flv_video,
+    g711_frames, gateway_node, gateway_sip, s, EchoMedia, Phone,
 };
 use siprtmp_tests::peers::Peer;
 use siprtmp_tests::server::{Runtime, TestServer};
@@ -612,13 +612,7 @@ fn with_shared_rtp_ports_two_clients_of_the_gateway_hear_each_other() {
         vec![s(&format!("sip:carol@{carol_sip}")), s("pcmu")],
     );
     carol.callback("invited", T).expect("carol is invited");
-    carol.call("accept", vec![s("pcmu")]);
-    alice
-        .callback("accepted", T)
-        .expect("alice's call is accepted");
-    carol
-        .callback("accepted", T)
-        .expect("carol's call is accepted");
+    accept_pcmu(&mut alice, &mut carol);
     assert_phones_hear_each_other(&mut alice, &mut carol);
     assert_eq!(
         server.udp.open(),

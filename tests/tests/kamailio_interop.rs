@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use siprtmp_tests::gateway::{assert_phones_hear_each_other, gateway_node, s, Phone};
+use siprtmp_tests::gateway::{accept_pcmu, assert_phones_hear_each_other, gateway_node, s, Phone};
 use siprtmp_tests::scratch_dir;
 use siprtmp_tests::server::TestServer;
 
@@ -174,13 +174,7 @@ fn call_through_kamailio(shared_rtp_ports: bool, rtp_ports: (u16, u16)) {
         format!("{invited:?}").contains(&alice_aor),
         "the caller is alice: {invited:?}"
     );
-    carol.call("accept", vec![s("pcmu")]);
-    alice
-        .callback("accepted", T)
-        .expect("alice's call is accepted");
-    carol
-        .callback("accepted", T)
-        .expect("carol's call is accepted");
+    accept_pcmu(&mut alice, &mut carol);
 
     assert_phones_hear_each_other(&mut alice, &mut carol);
 
