@@ -124,9 +124,19 @@ impl GatewayPoint {
 }
 
 /// sipp as the far end; killed when dropped.
-struct Sipp {
+pub struct Sipp {
     child: Child,
+    /// Its SIP port on 127.0.0.1.
     port: u16,
+    /// Its RTP echo port on 127.0.0.1.
+    pub media_port: u16,
+}
+
+impl Sipp {
+    /// The PID to measure.
+    pub fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
 }
 
 impl Drop for Sipp {
@@ -150,7 +160,9 @@ fn free_media_port() -> Result<u16, String> {
         .ok_or_else(|| "no free sipp media port in 25000-25999".into())
 }
 
-fn start_sipp(scenario: &Path) -> Result<Sipp, String> {
+/// Starts sipp with `scenario` on free ports of 127.0.0.1, echoing RTP (`-rtp_echo`: whatever
+/// arrives on its media port goes back to its source, call or no call).
+pub fn start_sipp(scenario: &Path) -> Result<Sipp, String> {
     let port = free_udp_port()?;
     let media = free_media_port()?;
     let child = Command::new("sipp")
@@ -166,7 +178,11 @@ fn start_sipp(scenario: &Path) -> Result<Sipp, String> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot start sipp: {e}"))?;
-    let mut sipp = Sipp { child, port };
+    let mut sipp = Sipp {
+        child,
+        port,
+        media_port: media,
+    };
     // Up once its SIP port is taken.
     let deadline = Instant::now() + Duration::from_secs(5);
     while UdpSocket::bind(("127.0.0.1", port)).is_ok() {
@@ -260,7 +276,7 @@ pub fn run_point(
     .collect();
     let srv = server::start_with(kind, bins, &extra)?;
     let pid = srv.pid();
-    let sipp_pid = sipp.child.id().to_string();
+    let sipp_pid = sipp.pid();
     let dest = format!("sip:echo@127.0.0.1:{}", sipp.port);
     let mut load = CallLoad::start(
         srv.addr,
@@ -271,40 +287,109 @@ pub fn run_point(
         calls,
         timing.setup_timeout,
     )?;
+    let window = measure_window(&mut load, &pid, &sipp_pid, timing, clk_tck)?;
+    let peak_rss_kib = procstat::peak_rss_kib(&pid).unwrap_or(0);
+    drop(load);
+    srv.stop();
+    drop(sipp);
+    Ok(window.point(codec, calls, kind.label(), repeat, peak_rss_kib))
+}
+
+/// The calls of a point, as the measurement drives them: [`CallLoad`] through the gateway,
+/// or the floor's clients (`crate::floor`).
+pub trait EchoLoad {
+    /// Keeps the calls going until `until`.
+    fn run_until(&mut self, until: Instant) -> std::io::Result<()>;
+    /// Starts counting each call's frames.
+    fn open_window(&mut self);
+    /// Stops counting.
+    fn close_window(&mut self);
+    /// Waits up to `timeout` for the window's frames to come back, and counts them.
+    fn drain(&mut self, timeout: Duration) -> std::io::Result<EchoSummary>;
+}
+
+impl EchoLoad for CallLoad {
+    fn run_until(&mut self, until: Instant) -> std::io::Result<()> {
+        CallLoad::run_until(self, until)
+    }
+    fn open_window(&mut self) {
+        CallLoad::open_window(self)
+    }
+    fn close_window(&mut self) {
+        CallLoad::close_window(self)
+    }
+    fn drain(&mut self, timeout: Duration) -> std::io::Result<EchoSummary> {
+        CallLoad::drain(self, timeout)
+    }
+}
+
+/// What one window measured, before the point is labelled.
+pub struct WindowMeasure {
+    server_cpu: f64,
+    server_cpu_ns: f64,
+    sipp_cpu: f64,
+    loader_cpu: f64,
+    window_secs: f64,
+    echo: EchoSummary,
+}
+
+impl WindowMeasure {
+    /// The point these figures belong to.
+    pub fn point(
+        self,
+        codec: GatewayCodec,
+        calls: usize,
+        server: String,
+        repeat: usize,
+        peak_rss_kib: u64,
+    ) -> GatewayPoint {
+        GatewayPoint {
+            codec,
+            calls,
+            server,
+            repeat,
+            server_cpu: self.server_cpu,
+            server_cpu_ns: self.server_cpu_ns,
+            sipp_cpu: self.sipp_cpu,
+            loader_cpu: self.loader_cpu,
+            window_secs: self.window_secs,
+            peak_rss_kib,
+            echo: self.echo,
+        }
+    }
+}
+
+/// The warm-up, then the CPU window of the server `pid`, of sipp and of this process (the
+/// loader), then the echo check.
+pub fn measure_window(
+    load: &mut impl EchoLoad,
+    pid: &str,
+    sipp_pid: &str,
+    timing: Timing,
+    clk_tck: u64,
+) -> Result<WindowMeasure, String> {
     let io = |e: std::io::Error| format!("load generator: {e}");
     load.run_until(Instant::now() + timing.warmup).map_err(io)?;
-
-    let s0 = procstat::sample(&pid)?;
-    let p0 = procstat::sample(&sipp_pid)?;
+    let s0 = procstat::sample(pid)?;
+    let p0 = procstat::sample(sipp_pid)?;
     let l0 = procstat::sample("self")?;
     let t0 = Instant::now();
     load.open_window();
     load.run_until(t0 + timing.window).map_err(io)?;
     load.close_window();
-    let s1 = procstat::sample(&pid)?;
-    let p1 = procstat::sample(&sipp_pid)?;
+    let s1 = procstat::sample(pid)?;
+    let p1 = procstat::sample(sipp_pid)?;
     let l1 = procstat::sample("self")?;
     let secs = t0.elapsed().as_secs_f64();
-
     let echo = load.drain(timing.drain_timeout).map_err(io)?;
-    let peak_rss_kib = procstat::peak_rss_kib(&pid).unwrap_or(0);
-    drop(load);
-    srv.stop();
-    drop(sipp);
-
     let pct_ticks = |a: u64, b: u64| (b - a) as f64 / clk_tck as f64 / secs * 100.0;
     let pct_ns = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1e9 / secs * 100.0;
-    Ok(GatewayPoint {
-        codec,
-        calls,
-        server: kind.label(),
-        repeat,
+    Ok(WindowMeasure {
         server_cpu: pct_ticks(s0.ticks, s1.ticks),
         server_cpu_ns: pct_ns(s0.on_cpu_ns, s1.on_cpu_ns),
         sipp_cpu: pct_ticks(p0.ticks, p1.ticks),
         loader_cpu: pct_ticks(l0.ticks, l1.ticks),
         window_secs: secs,
-        peak_rss_kib,
         echo,
     })
 }

@@ -6,6 +6,7 @@
 //! measured in turn (so slow drifts of the machine spread over all servers); the report takes
 //! medians over repeats and fits CPU against players by least squares.
 
+mod floor;
 mod flv;
 mod gateway;
 mod gateway_report;
@@ -95,6 +96,16 @@ struct Flags {
     /// The sipp scenario of the far end (answers every call, echoes RTP with -rtp_echo).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/sipp/uas_echo_any.xml"))]
     sipp_scenario: PathBuf,
+    /// Internal: run as the gateway floor's server, sending RTP to this address (see
+    /// `floor`); bench-compare starts itself so for `--runtimes floor`.
+    #[arg(long, hide = true)]
+    floor_server: Option<std::net::SocketAddr>,
+    /// Internal: the floor server's merge window in ms.
+    #[arg(long, hide = true)]
+    floor_merge_ms: Option<u64>,
+    /// Internal: the floor server's poll interval in ms.
+    #[arg(long, hide = true)]
+    floor_tick_ms: Option<u64>,
 }
 
 /// Everything the run decided before measuring, for the report.
@@ -175,6 +186,12 @@ fn load_scenario(name: &str, media_dir: &std::path::Path) -> Result<Scenario, St
 }
 
 fn run(flags: Flags) -> Result<bool, String> {
+    if let Some(far_end) = flags.floor_server {
+        let merge = flags.floor_merge_ms.map(Duration::from_millis);
+        let tick = flags.floor_tick_ms.map(Duration::from_millis);
+        floor::server::serve(far_end, merge, tick).map_err(|e| format!("floor server: {e}"))?;
+        return Ok(true);
+    }
     if flags.gateway {
         return run_gateway(flags);
     }
@@ -456,7 +473,22 @@ fn progress(line: &str) {
     let _ = err.flush();
 }
 
-/// `--gateway`: CPU per concurrent call for each siprtmp runtime.
+/// A server of `--gateway`: siprtmp under a runtime, or the kernel floor ([`floor`]).
+enum GatewayServer {
+    Siprtmp(ServerKind),
+    Floor(floor::FloorKind),
+}
+
+impl GatewayServer {
+    fn label(&self) -> String {
+        match self {
+            GatewayServer::Siprtmp(kind) => kind.label(),
+            GatewayServer::Floor(floor) => floor.label(),
+        }
+    }
+}
+
+/// `--gateway`: CPU per concurrent call for each siprtmp runtime (and the floor, if asked).
 fn run_gateway(flags: Flags) -> Result<bool, String> {
     let quick = flags.quick;
     let calls = flags.calls.clone().unwrap_or_else(|| {
@@ -515,11 +547,15 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
             notes.push("nginx-rtmp skipped: it has no SIP gateway".into());
             continue;
         }
+        if let Some(floor) = floor::FloorKind::parse(name) {
+            servers.push(GatewayServer::Floor(floor));
+            continue;
+        }
         let kind = ServerKind::Siprtmp(name.clone());
         match server::start(&kind, &bins) {
             Ok(running) => {
                 running.stop();
-                servers.push(kind);
+                servers.push(GatewayServer::Siprtmp(kind));
             }
             Err(e) => notes.push(format!("{} skipped: {e}", kind.label())),
         }
@@ -544,17 +580,29 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
                         codec.token(),
                         kind.label()
                     ));
-                    let point = gateway::run_point(
-                        kind,
-                        &bins,
-                        &flags.sipp_scenario,
-                        *codec,
-                        media,
-                        n,
-                        repeat,
-                        timing,
-                        clk_tck,
-                    );
+                    let point = match kind {
+                        GatewayServer::Siprtmp(kind) => gateway::run_point(
+                            kind,
+                            &bins,
+                            &flags.sipp_scenario,
+                            *codec,
+                            media,
+                            n,
+                            repeat,
+                            timing,
+                            clk_tck,
+                        ),
+                        GatewayServer::Floor(floor) => floor::run_point(
+                            *floor,
+                            &flags.sipp_scenario,
+                            *codec,
+                            media,
+                            n,
+                            repeat,
+                            timing,
+                            clk_tck,
+                        ),
+                    };
                     match point {
                         Ok(p) => {
                             if !p.echo.all_at_least(gateway::MIN_ECHO) {
@@ -588,7 +636,7 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
     eprintln!();
     let info = RunInfo {
         command: std::env::args().collect::<Vec<_>>().join(" "),
-        servers: servers.iter().map(ServerKind::label).collect(),
+        servers: servers.iter().map(GatewayServer::label).collect(),
         notes,
         scenarios,
         readers: vec![ReaderKind::Eager],

@@ -47,6 +47,7 @@ mod conn_wakers;
 mod events;
 mod file_io;
 mod host;
+pub mod mmsg;
 mod node_reads;
 mod relay;
 mod socket;
