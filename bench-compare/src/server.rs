@@ -29,6 +29,21 @@ pub const NODELAY_SUFFIX: &str = "-nodelay";
 /// media on four shared ports; last if combined: `mio-merged-shared`, `mio-nodelay-shared`).
 pub const SHARED_SUFFIX: &str = "-shared";
 
+/// Ending of a server name that runs siprtmp with `--poll-interval N` (wake-up moderation,
+/// mio only; last of all: `mio-merged-shared-tick20`). The gateway floor takes it too.
+pub const TICK_SUFFIX: &str = "-tick";
+
+/// `name` without a `-tickN` ending, and N; `None` when the ending is malformed.
+pub fn strip_tick(name: &str) -> Option<(&str, Option<u64>)> {
+    match name.rfind(TICK_SUFFIX) {
+        Some(at) => Some((
+            &name[..at],
+            Some(name[at + TICK_SUFFIX.len()..].parse().ok()?),
+        )),
+        None => Some((name, None)),
+    }
+}
+
 /// How a siprtmp server under test runs, from its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SiprtmpOptions<'a> {
@@ -40,6 +55,8 @@ pub struct SiprtmpOptions<'a> {
     pub nodelay: bool,
     /// `--shared-rtp-ports`.
     pub shared_rtp_ports: bool,
+    /// `--poll-interval`.
+    pub poll_interval_ms: Option<u64>,
 }
 
 /// A server implementation to measure.
@@ -69,9 +86,10 @@ impl ServerKind {
         let ServerKind::Siprtmp(name) = self else {
             return None;
         };
-        let (rest, shared_rtp_ports) = match name.strip_suffix(SHARED_SUFFIX) {
+        let (rest, poll_interval_ms) = strip_tick(name)?;
+        let (rest, shared_rtp_ports) = match rest.strip_suffix(SHARED_SUFFIX) {
             Some(rest) => (rest, true),
-            None => (name.as_str(), false),
+            None => (rest, false),
         };
         let (rest, nodelay) = match rest.strip_suffix(NODELAY_SUFFIX) {
             Some(rest) => (rest, true),
@@ -94,6 +112,7 @@ impl ServerKind {
             merge_ms,
             nodelay,
             shared_rtp_ports,
+            poll_interval_ms,
         })
     }
 }
@@ -238,6 +257,9 @@ pub fn start_with(kind: &ServerKind, bins: &Binaries, extra: &[String]) -> Resul
             if options.nodelay {
                 c.arg("--tcp-nodelay");
             }
+            if let Some(ms) = options.poll_interval_ms {
+                c.args(["--poll-interval", &ms.to_string()]);
+            }
             c.args(extra).env("RUST_LOG", "warn");
             c
         }
@@ -344,6 +366,17 @@ mod tests {
             Some(("tokio".into(), Some(100), true))
         );
         assert_eq!(shared("mio-merged"), Some(("mio".into(), Some(100), false)));
+        let tick = |name: &str| {
+            let kind = ServerKind::Siprtmp(name.into());
+            kind.siprtmp_options()
+                .map(|o| (o.runtime.to_owned(), o.shared_rtp_ports, o.poll_interval_ms))
+        };
+        assert_eq!(
+            tick("mio-merged-shared-tick20"),
+            Some(("mio".into(), true, Some(20)))
+        );
+        assert_eq!(tick("mio-tick5"), Some(("mio".into(), false, Some(5))));
+        assert_eq!(tick("mio-tickx"), None);
         assert_eq!(ServerKind::Nginx.siprtmp_options(), None);
     }
 }

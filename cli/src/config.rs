@@ -20,6 +20,9 @@ pub struct FileConfig {
     pub port: Option<u16>,
     pub root: Option<PathBuf>,
     pub seed: Option<u64>,
+    /// Wake-up moderation of the mio runtime: poll at most once per this many milliseconds
+    /// (0 or absent: off).
+    pub poll_interval_ms: Option<u64>,
     #[serde(default)]
     pub rtmp: RtmpSection,
     #[serde(default)]
@@ -99,6 +102,20 @@ impl FileConfig {
 
 /// Longest merge window accepted, in milliseconds (past a second, players stall).
 pub const MAX_MERGE_WRITES_MS: u64 = 1000;
+
+/// Longest poll interval accepted, in milliseconds (every hop waits up to it).
+pub const MAX_POLL_INTERVAL_MS: u64 = 100;
+
+/// The mio loop's poll interval for `ms` milliseconds: 0 is off.
+pub fn poll_interval(ms: u64) -> Result<Option<Duration>, String> {
+    match ms {
+        0 => Ok(None),
+        1..=MAX_POLL_INTERVAL_MS => Ok(Some(Duration::from_millis(ms))),
+        _ => Err(format!(
+            "poll interval {ms} ms is outside 0..={MAX_POLL_INTERVAL_MS} (0: off)"
+        )),
+    }
+}
 
 /// The merged-writes window for `ms` milliseconds: 0 is off.
 pub fn merge_window(ms: u64) -> Result<Option<Duration>, String> {
@@ -252,6 +269,15 @@ mod tests {
             "no rules, no questions"
         );
         assert!(toml::from_str::<FileConfig>("[apps.live]\nrecord = \"sometimes\"").is_err());
+    }
+
+    #[test]
+    fn poll_interval_ms_is_read_and_bounded() {
+        let file: FileConfig = toml::from_str("poll_interval_ms = 20").unwrap();
+        assert_eq!(file.poll_interval_ms, Some(20));
+        assert_eq!(poll_interval(20), Ok(Some(Duration::from_millis(20))));
+        assert_eq!(poll_interval(0), Ok(None));
+        assert!(poll_interval(MAX_POLL_INTERVAL_MS + 1).is_err());
     }
 
     #[test]

@@ -141,6 +141,7 @@ pub struct AsyncStdDriver {
 impl AsyncStdDriver {
     /// Binds the listening socket and builds the node.
     pub fn bind(config: DriverConfig, node_config: NodeConfig) -> io::Result<Self> {
+        config.refuse_poll_interval("async-std")?;
         let listener = bind_listener(config.listen, true)?;
         let node = Node::new(node_config, Instant::now(), config.seed);
         let (control_tx, control_rx) = channel::unbounded();

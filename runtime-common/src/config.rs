@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::mpsc::Sender;
+use std::time::Duration;
 
 use siprtmp_core::node::Event;
 
@@ -36,6 +37,35 @@ pub struct DriverConfig {
     /// Directory that recorded and played files live under (the node's file paths are
     /// relative to it).
     pub root: PathBuf,
+    /// Wake-up moderation (the mio driver; others refuse it): the event loop takes the
+    /// kernel's readiness events at most once per interval and sleeps in between, so that one
+    /// wake-up handles what many connections sent meanwhile instead of one wake-up each.
+    /// Every hop waits up to the interval more (client to far end, far end to client, timers),
+    /// for markedly less CPU per connection when many are busy (see bench-compare's gateway
+    /// floor, `-tickN`); an idle server still sleeps until something arrives. `None`: every
+    /// event is handled as it comes.
+    pub poll_interval: Option<Duration>,
+}
+
+impl DriverConfig {
+    /// For a driver without wake-up moderation: an `Unsupported` error naming `driver` when
+    /// [`DriverConfig::poll_interval`] asks for it, rather than ignoring the setting.
+    ///
+    /// ```
+    /// use siprtmp_driver_common::DriverConfig;
+    /// let moderated = DriverConfig { poll_interval: Some(std::time::Duration::from_millis(10)), ..DriverConfig::default() };
+    /// assert!(moderated.refuse_poll_interval("tokio").is_err());
+    /// assert!(DriverConfig::default().refuse_poll_interval("tokio").is_ok());
+    /// ```
+    pub fn refuse_poll_interval(&self, driver: &str) -> std::io::Result<()> {
+        match self.poll_interval {
+            None => Ok(()),
+            Some(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                format!("the {driver} driver has no poll interval (only mio moderates wake-ups)"),
+            )),
+        }
+    }
 }
 
 impl Default for DriverConfig {
@@ -47,6 +77,7 @@ impl Default for DriverConfig {
             seed: 0x5eed,
             events: None,
             root: PathBuf::from("media"),
+            poll_interval: None,
         }
     }
 }

@@ -5,6 +5,9 @@
 //! decision is the node's, and everything that does not depend on mio (carrying out the
 //! node's outputs, one `writev` per dirty connection) is [`siprtmp_driver_common::NodeHost`].
 //!
+//! With [`DriverConfig::poll_interval`], the loop polls at most once per interval and sleeps
+//! in between (wake-up moderation: fewer, fuller wake-ups, at up to the interval of latency).
+//!
 //! Per wake-up: read every readable socket to `WouldBlock` and feed the bytes in; mark
 //! writable sockets dirty; then [`NodeHost::turn`]: feed completed file requests in, fire the
 //! node's timer if due, and write each connection that has queued segments with one `writev`,
@@ -183,7 +186,18 @@ impl MioDriver {
     /// Runs until stopped.
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        let mut last_poll = Instant::now();
         loop {
+            if let Some(interval) = self.config.poll_interval {
+                // Wake-up moderation: what arrives meanwhile waits in the kernel's buffers and
+                // is taken in one wake-up. Only a loop that came round sooner than the interval
+                // sleeps: one that blocked in the poll for longer goes straight on.
+                let since = last_poll.elapsed();
+                if since < interval {
+                    std::thread::sleep(interval - since);
+                }
+                last_poll = Instant::now();
+            }
             let timeout = if self.host.has_pending_writes() {
                 Some(std::time::Duration::ZERO)
             } else {

@@ -99,6 +99,7 @@ pub struct ThreadsDriver {
 impl ThreadsDriver {
     /// Binds the listening socket and builds the node.
     pub fn bind(config: DriverConfig, node_config: NodeConfig) -> io::Result<Self> {
+        config.refuse_poll_interval("threads")?;
         let listener = bind_listener(config.listen, false)?;
         let node = Node::new(node_config, Instant::now(), config.seed);
         let (tx, rx) = mpsc::sync_channel(CHANNEL_DEPTH);

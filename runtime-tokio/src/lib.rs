@@ -146,6 +146,7 @@ impl TokioDriver {
         listener: std::net::TcpListener,
         relay: Option<RelayLink>,
     ) -> io::Result<Self> {
+        config.refuse_poll_interval("tokio")?;
         let mut node = Node::new(node_config, Instant::now(), config.seed);
         let files_ready = Arc::new(Notify::new());
         if let Some(relay) = &relay {

@@ -130,15 +130,29 @@ impl TestServer {
         root: PathBuf,
         decider: Option<Decider>,
     ) -> Self {
+        Self::start_configured(runtime, node, decider, |config| {
+            config.send_buffer = send_buffer;
+            config.root = root;
+        })
+    }
+
+    /// Starts a server on `runtime` with `node` settings, `decider` (if any), and the driver
+    /// settings that `configure` makes (on loopback, port 0, files under a shared root).
+    pub fn start_configured(
+        runtime: Runtime,
+        node: NodeConfig,
+        decider: Option<Decider>,
+        configure: impl FnOnce(&mut DriverConfig),
+    ) -> Self {
         let (tx, events) = channel();
-        let config = DriverConfig {
+        let mut config = DriverConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
-            send_buffer,
             seed: 7,
             events: Some(tx),
-            root,
+            root: default_root(),
             ..DriverConfig::default()
         };
+        configure(&mut config);
         let (ready_tx, ready) = channel();
         // Each driver is built on the thread that runs it (so none needs to be `Send`); the
         // test only needs its address and stopper back.

@@ -31,7 +31,7 @@ use crate::gateway::{self, GatewayCodec, GatewayPoint};
 use crate::load::media::MediaLoop;
 use crate::measure::Timing;
 use crate::procstat;
-use crate::server::{MERGED_SUFFIX, MERGED_WINDOW_MS};
+use crate::server::{strip_tick, MERGED_SUFFIX, MERGED_WINDOW_MS, TICK_SUFFIX};
 
 /// Bytes before each record's payload: its length, big-endian.
 pub const RECORD_HEADER: usize = 2;
@@ -39,9 +39,6 @@ pub const RECORD_HEADER: usize = 2;
 pub const RTP_HEADER: usize = 12;
 /// The server name of the floor.
 pub const FLOOR: &str = "floor";
-
-/// Ending of a floor name that polls at most once per N ms: `floor-merged-tick20`.
-pub const TICK_SUFFIX: &str = "-tick";
 
 /// A floor to measure: `floor` (written per wake-up) or `floor-merged[N]` (N ms, default
 /// 100, as siprtmp's `-merged` servers), either with `-tickM` (polls at most every M ms).
@@ -57,13 +54,7 @@ impl FloorKind {
     /// From a `--runtimes` name; `None` when the name is not a floor's.
     pub fn parse(name: &str) -> Option<Self> {
         let rest = name.strip_prefix(FLOOR)?;
-        let (rest, tick_ms) = match rest.rfind(TICK_SUFFIX) {
-            Some(at) => (
-                &rest[..at],
-                Some(rest[at + TICK_SUFFIX.len()..].parse().ok()?),
-            ),
-            None => (rest, None),
-        };
+        let (rest, tick_ms) = strip_tick(rest)?;
         if rest.is_empty() {
             return Some(Self {
                 merge_ms: None,
