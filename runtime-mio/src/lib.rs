@@ -187,13 +187,16 @@ impl MioDriver {
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         let mut last_poll = Instant::now();
+        // Whether the last poll filled `events`: more sockets are ready than one poll reports.
+        let mut events_full = false;
         loop {
             if let Some(interval) = self.config.poll_interval {
                 // Wake-up moderation: what arrives meanwhile waits in the kernel's buffers and
                 // is taken in one wake-up. Only a loop that came round sooner than the interval
-                // sleeps: one that blocked in the poll for longer goes straight on.
+                // sleeps: one that blocked in the poll for longer goes straight on, and so does
+                // one whose last poll could not report every ready socket.
                 let since = last_poll.elapsed();
-                if since < interval {
+                if since < interval && !events_full {
                     std::thread::sleep(interval - since);
                 }
                 last_poll = Instant::now();
@@ -211,6 +214,8 @@ impl MioDriver {
                 Err(e) => return Err(e),
             }
             let now = Instant::now();
+            events_full =
+                self.config.poll_interval.is_some() && events.iter().count() >= events.capacity();
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(now),

@@ -3,6 +3,7 @@
 //! socket towards the far end on the other, making the system calls the gateway makes for the
 //! same traffic (see [`super`] for what it leaves out):
 //!
+//! - client sockets keep Nagle's algorithm on (siprtmp's default);
 //! - a readable client is read until a read comes back short (the mio driver's rule), and
 //!   every complete record becomes an RTP datagram (12-byte header, the record's payload);
 //! - the datagrams of one wake-up leave in `sendmmsg` batches
@@ -152,7 +153,9 @@ impl Floor {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
-                    stream.set_nodelay(true)?;
+                    // Nagle stays on, as on siprtmp's client sockets by default (its
+                    // `--tcp-nodelay` is off): a write while the previous one is unacknowledged
+                    // waits and joins the next, which the unmerged floor relies on as siprtmp does.
                     let token = Token(self.clients.len());
                     self.poll.registry().register(
                         &mut stream,
