@@ -12,14 +12,19 @@ pub struct Series {
     pub points: Vec<(usize, f64)>,
 }
 
-const WIDTH: f64 = 640.0;
+const PLOT_WIDTH: f64 = 410.0;
 const HEIGHT: f64 = 400.0;
 const LEFT: f64 = 70.0;
-const RIGHT: f64 = 160.0;
+/// Room right of the plot for the legend: at least this, more for long labels.
+const MIN_RIGHT: f64 = 160.0;
+/// Legend characters are about this wide at font size 12.
+const CHAR_WIDTH: f64 = 7.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 50.0;
-const COLOURS: [&str; 6] = [
-    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
+/// Line colours; past the last one, lines start over dashed.
+const COLOURS: [&str; 10] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf",
 ];
 
 fn escape(text: &str) -> String {
@@ -55,7 +60,10 @@ pub fn plot(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Str
     let step = tick_step(y_max);
     let y_top = (y_max / step).ceil() * step;
     let x_top = ((*xs.last().unwrap_or(&1) + 1) as f64).ln().max(1e-9);
-    let plot_w = WIDTH - LEFT - RIGHT;
+    let longest = series.iter().map(|s| s.label.chars().count()).max();
+    let right = MIN_RIGHT.max(40.0 + CHAR_WIDTH * longest.unwrap_or(0) as f64);
+    let plot_w = PLOT_WIDTH;
+    let width = LEFT + plot_w + right;
     let plot_h = HEIGHT - TOP - BOTTOM;
     let px = |n: usize| LEFT + ((n + 1) as f64).ln() / x_top * plot_w;
     let py = |v: f64| TOP + plot_h - v / y_top * plot_h;
@@ -63,7 +71,7 @@ pub fn plot(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Str
     let mut s = String::new();
     let _ = writeln!(
         s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{HEIGHT}" viewBox="0 0 {width} {HEIGHT}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
@@ -114,6 +122,11 @@ pub fn plot(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Str
     );
     for (i, line) in series.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
+        let dash = if i >= COLOURS.len() {
+            r#" stroke-dasharray="6,3""#
+        } else {
+            ""
+        };
         let pts: Vec<String> = line
             .points
             .iter()
@@ -121,7 +134,7 @@ pub fn plot(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Str
             .collect();
         let _ = writeln!(
             s,
-            r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
+            r#"<polyline fill="none" stroke="{colour}"{dash} stroke-width="2" points="{}"/>"#,
             pts.join(" ")
         );
         for &(n, v) in &line.points {
@@ -136,7 +149,7 @@ pub fn plot(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Str
         let lx = LEFT + plot_w + 12.0;
         let _ = writeln!(
             s,
-            r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{colour}" stroke-width="2"/><text x="{}" y="{}">{}</text>"#,
+            r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{colour}"{dash} stroke-width="2"/><text x="{}" y="{}">{}</text>"#,
             lx + 20.0,
             lx + 26.0,
             ly + 4.0,
@@ -186,5 +199,26 @@ mod tests {
         assert_eq!(svg.matches("<polyline").count(), 2);
         assert!(svg.contains("a&lt;b"));
         assert!(!svg.contains("NaN"));
+    }
+
+    #[test]
+    fn long_labels_widen_the_legend_and_many_series_stay_distinct() {
+        let series: Vec<Series> = (0..12)
+            .map(|i| Series {
+                label: format!("mio-merged-shared-tick20, Speex 16 kHz #{i}"),
+                points: vec![(1, 1.0), (100, 2.0 + f64::from(i))],
+            })
+            .collect();
+        let svg = plot("t", "calls", "%", &series);
+        let width: f64 = svg
+            .split("width=\"")
+            .nth(1)
+            .and_then(|w| w.split('"').next())
+            .and_then(|w| w.parse().ok())
+            .unwrap();
+        // The longest label (41 characters) fits right of the plot.
+        assert!(width >= LEFT + PLOT_WIDTH + 41.0 * CHAR_WIDTH, "{width}");
+        // Ten colours, then the first two again, dashed (their line and legend entry).
+        assert_eq!(svg.matches("stroke-dasharray").count(), 4);
     }
 }
