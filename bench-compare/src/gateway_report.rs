@@ -177,6 +177,12 @@ pub fn section(info: &RunInfo, calls: &[usize], points: &[GatewayPoint]) -> Stri
         calls.iter().max().copied().unwrap_or(0)
     );
     for (s, m) in &per_server {
+        // The floor's rows are not siprtmp: they are what the kernel takes (crate::floor).
+        let name = if s.starts_with(crate::floor::FLOOR) {
+            format!("kernel floor ({s})")
+        } else {
+            format!("siprtmp ({s})")
+        };
         let fit = cpu_fit(m, |p| p.1);
         let rss = least_squares(&m.iter().map(|p| (p.0 as f64, p.2)).collect::<Vec<_>>());
         let top = m.last().map_or(0.0, |p| p.2 / 1024.0);
@@ -184,7 +190,7 @@ pub fn section(info: &RunInfo, calls: &[usize], points: &[GatewayPoint]) -> Stri
             Some(f) => {
                 let _ = writeln!(
                     md,
-                    "| siprtmp ({s}){} | {} | {:.3} | {} | {:.2} | {} | {top:.1} |",
+                    "| {name}{} | {} | {:.3} | {} | {:.2} | {} | {top:.1} |",
                     match saturated(m).as_slice() {
                         [] => String::new(),
                         lost => format!(", {lost:?} calls not fitted"),
@@ -199,7 +205,7 @@ pub fn section(info: &RunInfo, calls: &[usize], points: &[GatewayPoint]) -> Stri
             None => {
                 let _ = writeln!(
                     md,
-                    "| siprtmp ({s}) | - (needs two call counts) | - | - | - | - | {top:.1} |"
+                    "| {name} | - (needs two call counts) | - | - | - | - | {top:.1} |"
                 );
             }
         }
