@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::flv;
 use crate::load::calls::{CallLoad, EchoSummary, SeqPlan};
+use crate::load::echo_load::EchoLoad;
 use crate::load::media::MediaLoop;
 use crate::measure::Timing;
 use crate::procstat;
@@ -293,34 +294,6 @@ pub fn run_point(
     srv.stop();
     drop(sipp);
     Ok(window.point(codec, calls, kind.label(), repeat, peak_rss_kib))
-}
-
-/// The calls of a point, as the measurement drives them: [`CallLoad`] through the gateway,
-/// or the floor's clients (`crate::floor`).
-pub trait EchoLoad {
-    /// Keeps the calls going until `until`.
-    fn run_until(&mut self, until: Instant) -> std::io::Result<()>;
-    /// Starts counting each call's frames.
-    fn open_window(&mut self);
-    /// Stops counting.
-    fn close_window(&mut self);
-    /// Waits up to `timeout` for the window's frames to come back, and counts them.
-    fn drain(&mut self, timeout: Duration) -> std::io::Result<EchoSummary>;
-}
-
-impl EchoLoad for CallLoad {
-    fn run_until(&mut self, until: Instant) -> std::io::Result<()> {
-        CallLoad::run_until(self, until)
-    }
-    fn open_window(&mut self) {
-        CallLoad::open_window(self)
-    }
-    fn close_window(&mut self) {
-        CallLoad::close_window(self)
-    }
-    fn drain(&mut self, timeout: Duration) -> std::io::Result<EchoSummary> {
-        CallLoad::drain(self, timeout)
-    }
 }
 
 /// What one window measured, before the point is labelled.

@@ -545,6 +545,31 @@ fn concurrent_calls(
     (echoed, failures)
 }
 
+/// Ten concurrent calls through `server` to an echoing sipp (SIP on `port`, media on
+/// `media_port`, files in `dir`), each frame marked with its call: every call must succeed,
+/// sipp must count ten calls and no failure, and 99 % of the 500 frames must come back to
+/// their own call (`what` names the case in failures).
+fn ten_calls_each_hear_their_own_echo(
+    server: &TestServer,
+    dir: &std::path::Path,
+    port: u16,
+    media_port: u16,
+    what: &str,
+) {
+    let sipp = echo_uas(
+        &format!("sipp uas (10 concurrent, {what})"),
+        dir,
+        port,
+        media_port,
+        10,
+    );
+    let (echoed, failures) = concurrent_calls(server.addr, port, 10, true);
+    sipp.finish(Duration::from_secs(30));
+    assert!(failures.is_empty(), "{what}: {failures:?}");
+    assert_eq!(sipp::totals(dir), (10, 0), "{what}");
+    assert!(echoed * 100 >= 500 * 99, "{what}: echoed {echoed} of 500");
+}
+
 /// [`loopback_gateway_node`] with every call's media on the four ports of `rtp_ports`.
 fn shared_ports_node(rtp_ports: (u16, u16)) -> NodeConfig {
     let mut node = loopback_gateway_node(rtp_ports);
@@ -568,21 +593,12 @@ fn with_shared_rtp_ports_concurrent_calls_each_hear_only_their_own_echo() {
         let dir = scratch_dir(&format!("gw-shared-{runtime:?}"));
         let node = shared_ports_node((media_port + 50, media_port + 53));
         let server = TestServer::start_on(runtime, node, None);
-        let sipp = echo_uas(
-            "sipp uas (10 concurrent, shared RTP ports)",
+        ten_calls_each_hear_their_own_echo(
+            &server,
             &dir,
             port,
             media_port,
-            10,
-        );
-        let (echoed, failures) = concurrent_calls(server.addr, port, 10, true);
-        sipp.finish(Duration::from_secs(30));
-        let totals = sipp::totals(&dir);
-        assert!(failures.is_empty(), "{runtime:?}: {failures:?}");
-        assert_eq!(totals, (10, 0), "{runtime:?}");
-        assert!(
-            echoed * 100 >= 500 * 99,
-            "{runtime:?}: echoed {echoed} of 500"
+            &format!("{runtime:?}"),
         );
         // Clients gone: their SIP sockets close, the shared media sockets stay.
         let start = Instant::now();
@@ -611,18 +627,7 @@ fn with_a_poll_interval_concurrent_calls_each_hear_all_of_their_own_echo() {
     let server = TestServer::start_configured(Runtime::Mio, node, None, |config| {
         config.poll_interval = Some(Duration::from_millis(20));
     });
-    let sipp = echo_uas(
-        "sipp uas (10 concurrent, poll interval)",
-        &dir,
-        port,
-        media_port,
-        10,
-    );
-    let (echoed, failures) = concurrent_calls(server.addr, port, 10, true);
-    sipp.finish(Duration::from_secs(30));
-    assert!(failures.is_empty(), "{failures:?}");
-    assert_eq!(sipp::totals(&dir), (10, 0));
-    assert!(echoed * 100 >= 500 * 99, "echoed {echoed} of 500");
+    ten_calls_each_hear_their_own_echo(&server, &dir, port, media_port, "poll interval");
 }
 
 /// The drivers without wake-up moderation refuse a poll interval rather than ignore it.

@@ -13,8 +13,8 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use super::RECORD_HEADER;
-use crate::load::calls::{CallCount, EchoSummary, SeqPlan};
-use crate::load::conn::Window;
+use crate::load::calls::SeqPlan;
+use crate::load::echo_load::{EchoLoad, Received, SendTally};
 use crate::load::media::{read_tag, tag_payload, Cursor, MediaLoop};
 
 /// One client's state.
@@ -22,10 +22,7 @@ struct Client {
     stream: TcpStream,
     start: Instant,
     cursor: Cursor,
-    next_seq: u32,
-    window: Window,
-    window_sent: u64,
-    counting: bool,
+    tally: SendTally,
     /// Unsent bytes (the socket took less than a whole record).
     output: Vec<u8>,
     /// Received bytes not yet parsed into records.
@@ -71,13 +68,7 @@ impl FloorLoad {
                 stream,
                 start: now + Duration::from_millis(20) * i as u32 / calls.max(1) as u32,
                 cursor: Cursor::default(),
-                next_seq: seq.first,
-                window: Window {
-                    lo: u32::MAX,
-                    hi: u32::MAX,
-                },
-                window_sent: 0,
-                counting: false,
+                tally: SendTally::new(seq),
                 output: Vec::new(),
                 input: Vec::with_capacity(4096),
                 counted: 0,
@@ -96,62 +87,6 @@ impl FloorLoad {
                 ..seq
             },
             scratch: vec![0; 64 * 1024],
-        })
-    }
-
-    /// Runs the clients until `until`.
-    pub fn run_until(&mut self, until: Instant) -> io::Result<()> {
-        while Instant::now() < until {
-            self.step(until)?;
-        }
-        Ok(())
-    }
-
-    /// Starts counting: each client's frames sent from now on are the window's.
-    pub fn open_window(&mut self) {
-        for c in &mut self.clients {
-            c.window = Window {
-                lo: c.next_seq,
-                hi: u32::MAX,
-            };
-            c.window_sent = 0;
-            c.counting = true;
-        }
-    }
-
-    /// Stops counting: frames sent from now on are not the window's.
-    pub fn close_window(&mut self) {
-        for c in &mut self.clients {
-            c.window.hi = c.next_seq.saturating_sub(self.seq.step);
-            c.counting = false;
-        }
-    }
-
-    /// After [`FloorLoad::close_window`], runs until every client has its window's frames
-    /// back or `timeout` passes, and counts.
-    pub fn drain(&mut self, timeout: Duration) -> io::Result<EchoSummary> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            self.step(Instant::now() + Duration::from_millis(10))?;
-            let done = self
-                .clients
-                .iter()
-                .all(|c| c.counted >= c.window_sent || c.failed.is_some());
-            if done || Instant::now() >= deadline {
-                break;
-            }
-        }
-        Ok(EchoSummary {
-            calls: self
-                .clients
-                .iter()
-                .map(|c| CallCount {
-                    sent: c.window_sent,
-                    echoed: c.counted.min(c.window_sent),
-                    disorder: c.disorder,
-                })
-                .collect(),
-            failure: self.clients.iter().find_map(|c| c.failed.clone()),
         })
     }
 
@@ -195,12 +130,7 @@ impl FloorLoad {
                 if frame.type_id != 8 || !frame.counted {
                     continue;
                 }
-                let seq = c.next_seq;
-                c.next_seq += self.seq.step;
-                if c.counting {
-                    c.window_sent += 1;
-                }
-                let payload = tag_payload(&frame.body, seq);
+                let payload = tag_payload(&frame.body, c.tally.take(self.seq));
                 c.output
                     .extend_from_slice(&(payload.len() as u16).to_be_bytes());
                 c.output.extend_from_slice(&payload);
@@ -208,6 +138,33 @@ impl FloorLoad {
             }
         }
         next
+    }
+}
+
+impl EchoLoad for FloorLoad {
+    fn step(&mut self, until: Instant) -> io::Result<()> {
+        FloorLoad::step(self, until)
+    }
+
+    fn plan(&self) -> SeqPlan {
+        self.seq
+    }
+
+    fn tallies(&mut self) -> Vec<&mut SendTally> {
+        self.clients.iter_mut().map(|c| &mut c.tally).collect()
+    }
+
+    fn calls(&self) -> Vec<(&SendTally, Received, Option<&String>)> {
+        self.clients
+            .iter()
+            .map(|c| {
+                let received = Received {
+                    counted: c.counted,
+                    disorder: c.disorder,
+                };
+                (&c.tally, received, c.failed.as_ref())
+            })
+            .collect()
     }
 }
 
@@ -248,7 +205,7 @@ impl Client {
                 break;
             };
             if let Some(seq) = read_tag(payload) {
-                if seq >= self.window.lo && seq <= self.window.hi {
+                if seq >= self.tally.window.lo && seq <= self.tally.window.hi {
                     self.counted += 1;
                     if self.last_seq.is_some_and(|last| seq <= last) {
                         self.disorder += 1;

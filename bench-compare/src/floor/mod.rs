@@ -25,7 +25,6 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use crate::gateway::{self, GatewayCodec, GatewayPoint};
 use crate::load::media::MediaLoop;
@@ -155,21 +154,6 @@ pub fn run_point(
     drop(srv);
     drop(sipp);
     Ok(window.point(codec, calls, kind.label(), repeat, peak_rss_kib))
-}
-
-impl gateway::EchoLoad for load::FloorLoad {
-    fn run_until(&mut self, until: Instant) -> std::io::Result<()> {
-        load::FloorLoad::run_until(self, until)
-    }
-    fn open_window(&mut self) {
-        load::FloorLoad::open_window(self)
-    }
-    fn close_window(&mut self) {
-        load::FloorLoad::close_window(self)
-    }
-    fn drain(&mut self, timeout: Duration) -> std::io::Result<crate::load::calls::EchoSummary> {
-        load::FloorLoad::drain(self, timeout)
-    }
 }
 
 #[cfg(test)]

@@ -21,7 +21,8 @@ use siprtmp_core::rng::SeededRng;
 use siprtmp_core::rtmp::client::RtmpClient;
 use siprtmp_core::rtmp::message::RtmpMessage;
 
-use super::conn::{Conn, Phase, Window};
+use super::conn::{Conn, Phase};
+use super::echo_load::{EchoLoad, Received, SendTally};
 use super::media::{tag_payload, Cursor, MediaLoop};
 
 /// Calls in setup at once: each costs the gateway a SIP socket, RTP sockets and an INVITE
@@ -92,12 +93,7 @@ struct Sender {
     /// When its `local` stream's timestamp 0 was sent (set once it publishes and plays).
     start: Option<Instant>,
     cursor: Cursor,
-    next_seq: u32,
-    window: Window,
-    /// Frames sent while the window was open.
-    window_sent: u64,
-    /// Whether the window is open.
-    counting: bool,
+    tally: SendTally,
 }
 
 /// The gateway calls of one measurement point.
@@ -186,74 +182,9 @@ impl CallLoad {
         self.senders.push(Sender {
             start: None,
             cursor: Cursor::default(),
-            next_seq: self.seq.first,
-            window: Window {
-                lo: u32::MAX,
-                hi: u32::MAX,
-            },
-            window_sent: 0,
-            counting: false,
+            tally: SendTally::new(self.seq),
         });
         Ok(())
-    }
-
-    /// Runs the calls until `until`.
-    pub fn run_until(&mut self, until: Instant) -> io::Result<()> {
-        while Instant::now() < until {
-            self.step(until)?;
-        }
-        Ok(())
-    }
-
-    /// Starts counting: each call's frames sent from now on are the window's.
-    pub fn open_window(&mut self) {
-        for s in &mut self.senders {
-            s.window = Window {
-                lo: s.next_seq,
-                hi: u32::MAX,
-            };
-            s.window_sent = 0;
-            s.counting = true;
-        }
-    }
-
-    /// Stops counting: frames sent from now on are not the window's.
-    pub fn close_window(&mut self) {
-        for s in &mut self.senders {
-            // The last number sent (below `lo` when none was: the window then counts none).
-            s.window.hi = s.next_seq.saturating_sub(self.seq.step);
-            s.counting = false;
-        }
-    }
-
-    /// After [`CallLoad::close_window`], keeps the calls going until every call has its
-    /// window's frames back or `timeout` passes, and counts.
-    pub fn drain(&mut self, timeout: Duration) -> io::Result<EchoSummary> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            self.step(Instant::now() + Duration::from_millis(10))?;
-            let done = self
-                .conns
-                .iter()
-                .zip(&self.senders)
-                .all(|(c, s)| c.counted >= s.window_sent || c.failed.is_some());
-            if done || Instant::now() >= deadline {
-                break;
-            }
-        }
-        Ok(EchoSummary {
-            calls: self
-                .conns
-                .iter()
-                .zip(&self.senders)
-                .map(|(c, s)| CallCount {
-                    sent: s.window_sent,
-                    echoed: c.counted.min(s.window_sent),
-                    disorder: c.disorder,
-                })
-                .collect(),
-            failure: self.conns.iter().find_map(|c| c.failed.clone()),
-        })
     }
 
     /// Sends the frames that are due, waits for socket events up to `until` (or the next
@@ -280,7 +211,7 @@ impl CallLoad {
                 conn.flush();
             }
             if event.is_readable() || event.is_read_closed() || event.is_error() {
-                conn.read(&mut self.scratch, "", sender.window);
+                conn.read(&mut self.scratch, "", sender.tally.window);
                 if conn.phase == Phase::Running && sender.start.is_none() {
                     sender.start = Some(Instant::now());
                 }
@@ -305,12 +236,7 @@ impl CallLoad {
                     break;
                 }
                 let payload = if frame.counted {
-                    let seq = s.next_seq;
-                    s.next_seq += self.seq.step;
-                    if s.counting {
-                        s.window_sent += 1;
-                    }
-                    tag_payload(&frame.body, seq)
+                    tag_payload(&frame.body, s.tally.take(self.seq))
                 } else {
                     frame.body.clone()
                 };
@@ -319,6 +245,34 @@ impl CallLoad {
             }
         }
         next
+    }
+}
+
+impl EchoLoad for CallLoad {
+    fn step(&mut self, until: Instant) -> io::Result<()> {
+        CallLoad::step(self, until)
+    }
+
+    fn plan(&self) -> SeqPlan {
+        self.seq
+    }
+
+    fn tallies(&mut self) -> Vec<&mut SendTally> {
+        self.senders.iter_mut().map(|s| &mut s.tally).collect()
+    }
+
+    fn calls(&self) -> Vec<(&SendTally, Received, Option<&String>)> {
+        self.conns
+            .iter()
+            .zip(&self.senders)
+            .map(|(c, s)| {
+                let received = Received {
+                    counted: c.counted,
+                    disorder: c.disorder,
+                };
+                (&s.tally, received, c.failed.as_ref())
+            })
+            .collect()
     }
 }
 

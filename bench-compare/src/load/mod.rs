@@ -3,5 +3,6 @@
 
 pub mod calls;
 pub mod conn;
+pub mod echo_load;
 pub mod generator;
 pub mod media;
