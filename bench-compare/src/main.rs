@@ -291,6 +291,13 @@ fn run(flags: Flags) -> Result<bool, String> {
                             kind.label()
                         ));
                     }
+                    if let Some(ms) = o.poll_interval_ms {
+                        notes.push(format!(
+                            "{}: with --poll-interval {ms} (socket events taken at most \
+                             every {ms} ms)",
+                            kind.label()
+                        ));
+                    }
                 }
                 servers.push(kind);
             }
