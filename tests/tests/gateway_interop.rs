@@ -620,7 +620,7 @@ fn with_shared_rtp_ports_concurrent_calls_each_hear_only_their_own_echo() {
 /// in the kernel's buffers, and one wake-up takes it all).
 #[test]
 fn with_a_poll_interval_concurrent_calls_each_hear_all_of_their_own_echo() {
-    let (port, media_port) = (27860, 27800);
+    let (port, media_port) = (29460, 29400);
     let dir = scratch_dir("gw-poll-interval");
     let mut node = shared_ports_node((media_port + 50, media_port + 53));
     node.server.merge_writes = Some(Duration::from_millis(100));
