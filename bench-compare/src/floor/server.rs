@@ -56,7 +56,8 @@ struct Floor {
     poll: Poll,
     listener: TcpListener,
     udp: UdpSocket,
-    far_end: socket2::SockAddr,
+    /// The far end's address once per slot of a `sendmmsg` batch (built once, not per batch).
+    far_end: [socket2::SockAddr; SEND_BATCH],
     merge: Option<Duration>,
     tick: Option<Duration>,
     clients: Vec<Client>,
@@ -96,7 +97,7 @@ pub fn serve(
         poll,
         listener,
         udp,
-        far_end: far_end.into(),
+        far_end: std::array::from_fn(|_| far_end.into()),
         merge,
         tick,
         clients: Vec::new(),
@@ -221,8 +222,10 @@ impl Floor {
 
     /// Sends this wake-up's datagrams to the far end, `SEND_BATCH` per `sendmmsg`.
     fn send_datagrams(&mut self) {
+        if self.ends.is_empty() {
+            return;
+        }
         let sock = socket2::SockRef::from(&self.udp);
-        let addrs: [socket2::SockAddr; SEND_BATCH] = std::array::from_fn(|_| self.far_end.clone());
         let mut start = 0;
         let mut sent = 0;
         while sent < self.ends.len() {
@@ -234,7 +237,7 @@ impl Floor {
                 from = end;
             }
             // A full socket buffer drops the rest of the batch, as the gateway does.
-            let went = send_batch(&sock, &batch[..n], &addrs[..n])
+            let went = send_batch(&sock, &batch[..n], &self.far_end[..n])
                 .unwrap_or(n)
                 .max(1);
             start = self.ends[sent + went - 1];
