@@ -106,6 +106,9 @@ struct Flags {
     /// Internal: the floor server's poll interval in ms.
     #[arg(long, hide = true)]
     floor_tick_ms: Option<u64>,
+    /// Internal: the floor server sends with UDP GSO.
+    #[arg(long, hide = true)]
+    floor_gso: bool,
 }
 
 /// Everything the run decided before measuring, for the report.
@@ -189,7 +192,8 @@ fn run(flags: Flags) -> Result<bool, String> {
     if let Some(far_end) = flags.floor_server {
         let merge = flags.floor_merge_ms.map(Duration::from_millis);
         let tick = flags.floor_tick_ms.map(Duration::from_millis);
-        floor::server::serve(far_end, merge, tick).map_err(|e| format!("floor server: {e}"))?;
+        floor::server::serve(far_end, merge, tick, flags.floor_gso)
+            .map_err(|e| format!("floor server: {e}"))?;
         return Ok(true);
     }
     if flags.gateway {
@@ -297,6 +301,9 @@ fn run(flags: Flags) -> Result<bool, String> {
                              every {ms} ms)",
                             kind.label()
                         ));
+                    }
+                    if !o.udp_gso {
+                        notes.push(format!("{}: with --no-udp-gso", kind.label()));
                     }
                 }
                 servers.push(kind);

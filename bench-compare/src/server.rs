@@ -29,6 +29,14 @@ pub const NODELAY_SUFFIX: &str = "-nodelay";
 /// media on four shared ports; last if combined: `mio-merged-shared`, `mio-nodelay-shared`).
 pub const SHARED_SUFFIX: &str = "-shared";
 
+/// Ending of a floor's name that sends its RTP with UDP GSO (before `-tickN`, last
+/// otherwise); siprtmp does by default.
+pub const GSO_SUFFIX: &str = "-gso";
+
+/// Ending of a server name that runs siprtmp with `--no-udp-gso` (before `-tickN`, last
+/// otherwise: `mio-merged-shared-nogso-tick20`).
+pub const NOGSO_SUFFIX: &str = "-nogso";
+
 /// Ending of a server name that runs siprtmp with `--poll-interval N` (wake-up moderation,
 /// mio only; last of all: `mio-merged-shared-tick20`). The gateway floor takes it too.
 pub const TICK_SUFFIX: &str = "-tick";
@@ -57,6 +65,8 @@ pub struct SiprtmpOptions<'a> {
     pub shared_rtp_ports: bool,
     /// `--poll-interval`.
     pub poll_interval_ms: Option<u64>,
+    /// Not `--no-udp-gso`.
+    pub udp_gso: bool,
 }
 
 /// A server implementation to measure.
@@ -87,6 +97,10 @@ impl ServerKind {
             return None;
         };
         let (rest, poll_interval_ms) = strip_tick(name)?;
+        let (rest, udp_gso) = match rest.strip_suffix(NOGSO_SUFFIX) {
+            Some(rest) => (rest, false),
+            None => (rest, true),
+        };
         let (rest, shared_rtp_ports) = match rest.strip_suffix(SHARED_SUFFIX) {
             Some(rest) => (rest, true),
             None => (rest, false),
@@ -113,6 +127,7 @@ impl ServerKind {
             nodelay,
             shared_rtp_ports,
             poll_interval_ms,
+            udp_gso,
         })
     }
 }
@@ -260,6 +275,9 @@ pub fn start_with(kind: &ServerKind, bins: &Binaries, extra: &[String]) -> Resul
             if let Some(ms) = options.poll_interval_ms {
                 c.args(["--poll-interval", &ms.to_string()]);
             }
+            if !options.udp_gso {
+                c.arg("--no-udp-gso");
+            }
             c.args(extra).env("RUST_LOG", "warn");
             c
         }
@@ -376,6 +394,16 @@ mod tests {
             Some(("mio".into(), true, Some(20)))
         );
         assert_eq!(tick("mio-tick5"), Some(("mio".into(), false, Some(5))));
+        let gso = |name: &str| {
+            let kind = ServerKind::Siprtmp(name.into());
+            kind.siprtmp_options()
+                .map(|o| (o.runtime.to_owned(), o.shared_rtp_ports, o.udp_gso))
+        };
+        assert_eq!(gso("mio-shared"), Some(("mio".into(), true, true)));
+        assert_eq!(
+            gso("mio-merged-shared-nogso-tick20"),
+            Some(("mio".into(), true, false))
+        );
         assert_eq!(tick("mio-tickx"), None);
         assert_eq!(ServerKind::Nginx.siprtmp_options(), None);
     }

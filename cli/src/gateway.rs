@@ -66,6 +66,9 @@ pub struct GatewaySection {
     pub replace_existing: Option<bool>,
     /// What SIP goes over: `udp` (default) or `tcp` (`--sip-transport`).
     pub transport: Option<String>,
+    /// UDP GSO for the gateway's sends where the kernel has it (default true;
+    /// `--no-udp-gso`).
+    pub udp_gso: Option<bool>,
 }
 
 /// The gateway flags as parsed (each overrides its `[gateway]` key).

@@ -119,6 +119,12 @@ struct Flags {
     /// call with many calls; 0 turns it off [default: `poll_interval_ms`, else off].
     #[arg(long = "poll-interval", value_name = "MS")]
     poll_interval: Option<u64>,
+    /// Send the gateway's UDP one datagram at a time, without UDP GSO. GSO (on by default
+    /// where the kernel has it) sends datagrams of equal length to one destination, queued in
+    /// one turn, as one segmented message the kernel walks through its stack once; the far
+    /// end receives the same datagrams [default: GSO on, or `udp_gso` in `[gateway]`].
+    #[arg(long = "no-udp-gso")]
+    no_udp_gso: bool,
 }
 
 fn main() -> ExitCode {
@@ -204,6 +210,7 @@ fn run(flags: Flags) -> Result<(), String> {
         events: None,
         root: root.clone(),
         poll_interval,
+        udp_gso: !flags.no_udp_gso && file.gateway.udp_gso.unwrap_or(true),
     };
     let runtime = flags.runtime;
     let merge_line = node_config

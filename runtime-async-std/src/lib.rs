@@ -150,7 +150,8 @@ impl AsyncStdDriver {
             // Closed: the driver has returned; nobody waits for the completion.
             let _ = files_tx.try_send(Control::Executors);
         })?;
-        let (udp_poll, udp) = UdpPoll::new()?;
+        let (udp_poll, mut udp) = UdpPoll::new()?;
+        udp.set_gso(config.udp_gso);
         let tcp_tx = control_tx.clone();
         let tcp = TcpExecutor::start(move || {
             let _ = tcp_tx.try_send(Control::Executors);

@@ -45,6 +45,13 @@ pub struct DriverConfig {
     /// floor, `-tickN`); an idle server still sleeps until something arrives. `None`: every
     /// event is handled as it comes.
     pub poll_interval: Option<Duration>,
+    /// UDP GSO for the gateway's RTP and SIP (Linux; on by default): a run of datagrams of
+    /// equal length to one destination, queued in one turn, leaves as one segmented message
+    /// that the kernel cuts into the same datagrams at the last moment, so the stack is
+    /// walked once for the run (every call's audio frame through a shared RTP port to one
+    /// far end). The far end sees no difference; a system without it is detected and the
+    /// datagrams go one by one. Off: every datagram walks the stack on its own.
+    pub udp_gso: bool,
 }
 
 impl DriverConfig {
@@ -78,6 +85,7 @@ impl Default for DriverConfig {
             events: None,
             root: PathBuf::from("media"),
             poll_interval: None,
+            udp_gso: true,
         }
     }
 }

@@ -55,6 +55,7 @@ mod stopper;
 mod tcp;
 mod udp;
 mod udp_poll;
+mod udp_send;
 mod workers;
 
 pub use config::DriverConfig;

@@ -119,6 +119,155 @@ pub fn send_batch(
     Ok(sent as usize)
 }
 
+/// Datagrams one segmented message carries at most: the kernel's `UDP_MAX_SEGMENTS` (64 before
+/// Linux 6.9, 128 since; the lower is taken).
+pub const GSO_SEGMENTS: usize = 64;
+/// Bytes one segmented message carries at most (a UDP datagram's limit, with room for headers).
+pub const GSO_BYTES: usize = 65_000;
+/// Datagrams one [`send_segmented`] call carries at most, over all its groups.
+pub const GSO_BATCH: usize = 256;
+
+/// Datagrams to one address that the kernel may send as one segmented message (UDP GSO):
+/// every datagram as long as the first except the last, which may be shorter.
+#[derive(Clone, Copy)]
+pub struct SegmentGroup<'a> {
+    /// Where they all go.
+    pub addr: &'a socket2::SockAddr,
+    /// Head and body of each, in order.
+    pub datagrams: &'a [(&'a [u8], &'a [u8])],
+}
+
+impl SegmentGroup<'_> {
+    /// Whether `datagrams` meets the kernel's rules for one segmented message: at most
+    /// [`GSO_SEGMENTS`] of them and [`GSO_BYTES`] in all, each as long as the first but the
+    /// last, which is no longer. A group of one always does.
+    pub fn is_valid(&self) -> bool {
+        match self.datagrams.split_last() {
+            None => false,
+            Some((last, rest)) => {
+                (0..rest.len()).all(|i| extends_segment_group(&rest[..i], datagram_len(&rest[i])))
+                    && extends_segment_group(rest, datagram_len(last))
+            }
+        }
+    }
+}
+
+/// Whether a datagram of `len` bytes may follow `group` in one segmented message (see
+/// [`SegmentGroup`]): it is no longer than the first, the group's last is as long as the
+/// first, and the limits hold. Any datagram may start a group; an empty one joins none.
+pub fn extends_segment_group(group: &[(&[u8], &[u8])], len: usize) -> bool {
+    let (Some(first), Some(last)) = (group.first(), group.last()) else {
+        return true;
+    };
+    let size = datagram_len(first);
+    size > 0
+        && datagram_len(last) == size
+        && len <= size
+        && group.len() < GSO_SEGMENTS
+        && (group.len() + 1) * size <= GSO_BYTES
+}
+
+/// A two-part datagram's length.
+fn datagram_len(datagram: &(&[u8], &[u8])) -> usize {
+    datagram.0.len() + datagram.1.len()
+}
+
+/// One `sendmmsg(2)` whose messages are `groups`, each sent as one UDP GSO message (a
+/// `UDP_SEGMENT` control message with the first datagram's length; the kernel cuts it into
+/// the datagrams again) when it holds more than one datagram, without waiting. Every group
+/// must be [`SegmentGroup::is_valid`]. Returns how many groups went: at least one, unless
+/// the first failed; a call carries [`SEND_BATCH`] groups and [`GSO_BATCH`] datagrams at
+/// most, the caller sends the rest with the next. A kernel or route without UDP GSO fails
+/// the first multi-datagram group (`EIO`, `EINVAL`, `ENOPROTOOPT`); the caller then sends
+/// them one by one.
+#[cfg(target_os = "linux")]
+pub fn send_segmented(
+    sock: &socket2::SockRef<'_>,
+    groups: &[SegmentGroup<'_>],
+) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    debug_assert!(
+        groups.iter().all(SegmentGroup::is_valid),
+        "a group the kernel refuses"
+    );
+    /// `CMSG_SPACE(sizeof(u16))` on 64-bit Linux: a 16-byte header and the value, padded.
+    const CONTROL_WORDS: usize = 3;
+    // SAFETY: all-zero bytes are a valid value of `mmsghdr` (null pointers, zero lengths).
+    let mut headers: [libc::mmsghdr; SEND_BATCH] = unsafe { std::mem::zeroed() };
+    let mut iovecs = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; 2 * GSO_BATCH];
+    // u64 words: the alignment a `cmsghdr` needs.
+    let mut controls = [[0u64; CONTROL_WORDS]; SEND_BATCH];
+    let mut firsts = [0usize; SEND_BATCH];
+    let mut used = 0;
+    let mut n = 0;
+    for group in groups.iter().take(SEND_BATCH) {
+        let count = group.datagrams.len();
+        if count == 0 || used + count > GSO_BATCH {
+            break;
+        }
+        let first = used;
+        for &(head, body) in group.datagrams {
+            for (iov, part) in iovecs[used * 2..used * 2 + 2].iter_mut().zip([head, body]) {
+                // The kernel only reads from a send's iovecs; the `*mut` is what the C type says.
+                iov.iov_base = part.as_ptr() as *mut libc::c_void;
+                iov.iov_len = part.len();
+            }
+            used += 1;
+        }
+        let header = &mut headers[n].msg_hdr;
+        header.msg_name = group.addr.as_ptr() as *mut libc::c_void;
+        header.msg_namelen = group.addr.len();
+        // Its iovecs' pointer is set once all are written (below).
+        firsts[n] = first * 2;
+        header.msg_iovlen = count * 2;
+        if count > 1 {
+            let size = group.datagrams[0].0.len() + group.datagrams[0].1.len();
+            let control = &mut controls[n];
+            header.msg_control = control.as_mut_ptr().cast();
+            header.msg_controllen = std::mem::size_of_val(control);
+            // SAFETY: `msg_control` points at `control`, big enough for one `cmsghdr` and a
+            // u16 (`CMSG_SPACE(2)`) and aligned for it; `CMSG_FIRSTHDR` and `CMSG_DATA` stay
+            // inside it.
+            unsafe {
+                let cmsg = libc::CMSG_FIRSTHDR(header);
+                (*cmsg).cmsg_level = libc::SOL_UDP;
+                (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as usize;
+                std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), size as u16);
+            }
+        }
+        n += 1;
+    }
+    if n == 0 {
+        return Ok(0);
+    }
+    let base = iovecs.as_mut_ptr();
+    for (header, &first) in headers[..n].iter_mut().zip(&firsts) {
+        // `wrapping_add` stays inside `iovecs`: the index is below `2 * used`.
+        header.msg_hdr.msg_iov = base.wrapping_add(first);
+    }
+    // SAFETY: the first `n` headers point at live memory for the whole call: names at each
+    // group's address (a valid socket address of `len()` bytes), iovecs into `iovecs` (which
+    // point at the borrowed head and body slices with their lengths, and which no later write
+    // moves), control messages at `controls[i]`. The kernel reads those and writes only
+    // `msg_len` into `headers`. MSG_DONTWAIT: it never blocks.
+    let sent = unsafe {
+        libc::sendmmsg(
+            sock.as_raw_fd(),
+            headers.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sent as usize)
+}
+
 /// Without `sendmmsg`: the first datagram alone (the caller goes on with the rest).
 #[cfg(not(target_os = "linux"))]
 pub fn send_batch(

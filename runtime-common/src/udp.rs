@@ -6,9 +6,11 @@
 //! `Unbind` sends what is queued for the socket, forgets it and closes it. The driver calls
 //! [`UdpExecutor::flush`] once it has carried out a batch of the node's outputs: the queued
 //! datagrams go out then, each socket's run of consecutive datagrams in one `sendmmsg` on
-//! Linux (an H.264 frame's fragments), a lone one in one `sendmsg`, always with head and body
-//! as two `IoSlice`s (the body, often a media payload shared with the RTMP side, is never
-//! copied). A full socket buffer drops the datagram and counts it.
+//! Linux (an H.264 frame's fragments), datagrams of equal length to one destination as one
+//! UDP GSO message (every call's audio frame through a shared RTP port), a lone one in one
+//! `sendmsg`, always with head and body as two iovecs (the body, often a media payload shared
+//! with the RTMP side, is never copied); see [`crate::udp_send`]. A full socket buffer drops
+//! the datagram and counts it.
 //!
 //! Receiving needs readiness, which each driver learns differently. Two modes share the same
 //! socket table and the same reader:
@@ -36,7 +38,7 @@
 //! After `Unbind`, nothing more is reported for the socket: the table forgets it at once and
 //! datagrams already queued for it are dropped when fed.
 
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
@@ -52,7 +54,8 @@ use siprtmp_core::node::{Input, Node, SocketId, UdpCommand, UdpEvent};
 
 #[cfg(target_os = "linux")]
 use crate::mmsg::recv_batch;
-use crate::mmsg::{send_batch, RECV_BATCH, SEND_BATCH};
+use crate::mmsg::{GSO_BATCH, RECV_BATCH};
+use crate::udp_send::UdpSender;
 
 /// Tokens at and above this one are UDP sockets when the executor shares a driver's poll
 /// ([`UdpExecutor::with_registry`]); connection tokens (the node's connection ids) stay below.
@@ -85,6 +88,8 @@ pub struct UdpStats {
     pub sent: AtomicU64,
     /// Send calls made (a `sendmmsg` of several datagrams is one).
     pub send_calls: AtomicU64,
+    /// Datagrams of [`Self::sent`] that left in UDP GSO messages of two or more.
+    pub segmented: AtomicU64,
     /// Datagrams dropped because the socket buffer was full (`WouldBlock`).
     pub send_dropped: AtomicU64,
     /// Sends that failed otherwise (unreachable destination...).
@@ -103,7 +108,7 @@ impl UdpStats {
         self.bound.load(Ordering::Relaxed) - self.unbound.load(Ordering::Relaxed)
     }
 
-    fn add(counter: &AtomicU64, n: u64) {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
         if n > 0 {
             counter.fetch_add(n, Ordering::Relaxed);
         }
@@ -170,8 +175,8 @@ pub struct UdpExecutor {
     token_base: usize,
     /// Datagrams to send at the next [`Self::flush`], with their socket's slot.
     pending: Vec<(usize, UdpCommand)>,
-    /// Destination addresses of one batched send (kept for its allocation).
-    addrs: Vec<socket2::SockAddr>,
+    /// Sends each socket's run of datagrams.
+    sender: UdpSender,
     mode: Mode,
     stats: Arc<UdpStats>,
 }
@@ -240,7 +245,7 @@ impl UdpExecutor {
             by_id: IdHashMap::default(),
             token_base,
             pending: Vec::new(),
-            addrs: Vec::new(),
+            sender: UdpSender::new(),
             mode,
             stats,
         }
@@ -384,7 +389,7 @@ impl UdpExecutor {
         while start < pending.len() {
             let slot = pending[start].0;
             let mut end = start + 1;
-            while end < pending.len() && pending[end].0 == slot && end - start < SEND_BATCH {
+            while end < pending.len() && pending[end].0 == slot && end - start < GSO_BATCH {
                 end += 1;
             }
             self.send_run(slot, &pending[start..end]);
@@ -399,54 +404,21 @@ impl UdpExecutor {
 
     /// Sends `run`, datagrams all from the socket in `slot`.
     fn send_run(&mut self, slot: usize, run: &[(usize, UdpCommand)]) {
-        let Some((socket, udp)) = &self.slots[slot] else {
-            return;
-        };
-        self.addrs.clear();
-        let mut datagrams: [(&[u8], &[u8]); SEND_BATCH] = [(&[], &[]); SEND_BATCH];
-        let mut n = 0;
-        for (_, command) in run {
-            if let UdpCommand::SendTo {
-                destination,
-                head,
-                body,
-                ..
-            } = command
-            {
-                self.addrs.push(socket2::SockAddr::from(*destination));
-                datagrams[n] = (head, body);
-                n += 1;
-            }
+        if let Some((socket, udp)) = &self.slots[slot] {
+            self.sender.send_run(udp, *socket, run, &self.stats);
         }
-        let sock = socket2::SockRef::from(&**udp);
-        let mut done = 0;
-        while done < n {
-            let result = if n - done == 1 {
-                let (head, body) = datagrams[done];
-                let slices = [IoSlice::new(head), IoSlice::new(body)];
-                sock.send_to_vectored(&slices, &self.addrs[done]).map(|_| 1)
-            } else {
-                send_batch(&sock, &datagrams[done..n], &self.addrs[done..n])
-            };
-            UdpStats::add(&self.stats.send_calls, 1);
-            match result {
-                Ok(sent) => {
-                    UdpStats::add(&self.stats.sent, sent as u64);
-                    done += sent.max(1);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // UDP semantics: a full buffer loses the datagram, the loop never waits.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    UdpStats::add(&self.stats.send_dropped, 1);
-                    done += 1;
-                }
-                Err(e) => {
-                    UdpStats::add(&self.stats.send_errors, 1);
-                    tracing::debug!("{socket}: send to {:?}: {e}", self.addrs[done].as_socket());
-                    done += 1;
-                }
-            }
-        }
+    }
+
+    /// Turns UDP GSO on (the default on Linux) or off: whether a run of datagrams of equal
+    /// length to one destination leaves as one segmented message (see [`crate::mmsg`]).
+    /// Without it every datagram makes its own way through the kernel's stack.
+    pub fn set_gso(&mut self, on: bool) {
+        self.sender.set_gso(on);
+    }
+
+    /// Whether runs leave as GSO messages: asked for, and not refused by the system so far.
+    pub fn gso(&self) -> bool {
+        self.sender.gso()
     }
 
     /// Own-thread mode: feeds every queued datagram of a still-open socket into `node` (a

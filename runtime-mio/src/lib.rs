@@ -126,7 +126,8 @@ impl MioDriver {
             // A failed wake means the poll is gone: nobody is waiting for the completion.
             let _ = files_waker.wake();
         })?;
-        let udp = UdpExecutor::with_registry(poll.registry().try_clone()?);
+        let mut udp = UdpExecutor::with_registry(poll.registry().try_clone()?);
+        udp.set_gso(config.udp_gso);
         let udp_stats = udp.stats();
         let tcp_waker = waker.clone();
         let tcp = TcpExecutor::start(move || {

@@ -110,10 +110,11 @@ impl ThreadsDriver {
             let _ = files_tx.try_send(Message::Executors);
         })?;
         let udp_tx = tx.clone();
-        let udp = UdpExecutor::start(move || {
+        let mut udp = UdpExecutor::start(move || {
             // As for files: a full channel means a turn is coming anyway.
             let _ = udp_tx.try_send(Message::Executors);
         })?;
+        udp.set_gso(config.udp_gso);
         let tcp_tx = tx.clone();
         let tcp = TcpExecutor::start(move || {
             let _ = tcp_tx.try_send(Message::Executors);

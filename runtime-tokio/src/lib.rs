@@ -159,7 +159,8 @@ impl TokioDriver {
         let notify = files_ready.clone();
         // `notify_one` keeps a permit if the node task is busy, so no completion is missed.
         let files = FileExecutor::start(config.root.clone(), move || notify.notify_one())?;
-        let (udp_poll, udp) = UdpPoll::new()?;
+        let (udp_poll, mut udp) = UdpPoll::new()?;
+        udp.set_gso(config.udp_gso);
         let notify = files_ready.clone();
         let tcp = TcpExecutor::start(move || notify.notify_one())?;
         Ok(Self {

@@ -30,7 +30,7 @@ use crate::gateway::{self, GatewayCodec, GatewayPoint};
 use crate::load::media::MediaLoop;
 use crate::measure::Timing;
 use crate::procstat;
-use crate::server::{strip_tick, MERGED_SUFFIX, MERGED_WINDOW_MS, TICK_SUFFIX};
+use crate::server::{strip_tick, GSO_SUFFIX, MERGED_SUFFIX, MERGED_WINDOW_MS, TICK_SUFFIX};
 
 /// Bytes before each record's payload: its length, big-endian.
 pub const RECORD_HEADER: usize = 2;
@@ -40,13 +40,16 @@ pub const RTP_HEADER: usize = 12;
 pub const FLOOR: &str = "floor";
 
 /// A floor to measure: `floor` (written per wake-up) or `floor-merged[N]` (N ms, default
-/// 100, as siprtmp's `-merged` servers), either with `-tickM` (polls at most every M ms).
+/// 100, as siprtmp's `-merged` servers), either with `-gso` (UDP GSO sends) and then
+/// `-tickM` (polls at most every M ms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FloorKind {
     /// The merge window, when merged.
     pub merge_ms: Option<u64>,
     /// The poll interval, when ticking.
     pub tick_ms: Option<u64>,
+    /// Whether datagrams of equal length leave as UDP GSO messages (`-gso`).
+    pub gso: bool,
 }
 
 impl FloorKind {
@@ -54,10 +57,15 @@ impl FloorKind {
     pub fn parse(name: &str) -> Option<Self> {
         let rest = name.strip_prefix(FLOOR)?;
         let (rest, tick_ms) = strip_tick(rest)?;
+        let (rest, gso) = match rest.strip_suffix(GSO_SUFFIX) {
+            Some(rest) => (rest, true),
+            None => (rest, false),
+        };
         if rest.is_empty() {
             return Some(Self {
                 merge_ms: None,
                 tick_ms,
+                gso,
             });
         }
         let window = rest.strip_prefix(MERGED_SUFFIX)?;
@@ -68,6 +76,7 @@ impl FloorKind {
         Some(Self {
             merge_ms: Some(merge_ms),
             tick_ms,
+            gso,
         })
     }
 
@@ -82,7 +91,8 @@ impl FloorKind {
             .tick_ms
             .map(|ms| format!("{TICK_SUFFIX}{ms}"))
             .unwrap_or_default();
-        format!("{FLOOR}{merged}{tick}")
+        let gso = if self.gso { GSO_SUFFIX } else { "" };
+        format!("{FLOOR}{merged}{gso}{tick}")
     }
 }
 
@@ -110,6 +120,9 @@ fn start_server(kind: FloorKind, far_end: std::net::SocketAddr) -> Result<FloorP
     }
     if let Some(ms) = kind.tick_ms {
         command.arg("--floor-tick-ms").arg(ms.to_string());
+    }
+    if kind.gso {
+        command.arg("--floor-gso");
     }
     let mut child = command
         .stdin(Stdio::null())
@@ -168,9 +181,12 @@ mod tests {
             ("floor-merged20", Some(20), None),
             ("floor-tick10", None, Some(10)),
             ("floor-merged-tick20", Some(100), Some(20)),
+            ("floor-merged-gso-tick20", Some(100), Some(20)),
+            ("floor-gso", None, None),
         ] {
             let kind = FloorKind::parse(name).unwrap();
             assert_eq!((kind.merge_ms, kind.tick_ms), (merge_ms, tick_ms), "{name}");
+            assert_eq!(kind.gso, name.contains("-gso"), "{name}");
             assert_eq!(kind.label(), name);
         }
         for name in [
@@ -180,6 +196,7 @@ mod tests {
             "mio-merged",
             "floor-tick",
             "floor-tickx",
+            "floor-tick20-gso",
         ] {
             assert_eq!(FloorKind::parse(name), None, "{name}");
         }

@@ -7,7 +7,9 @@
 //! - a readable client is read until a read comes back short (the mio driver's rule), and
 //!   every complete record becomes an RTP datagram (12-byte header, the record's payload);
 //! - the datagrams of one wake-up leave in `sendmmsg` batches
-//!   ([`siprtmp_driver_common::mmsg::send_batch`], the gateway's own call);
+//!   ([`siprtmp_driver_common::mmsg::send_batch`], the gateway's own call), or with `-gso`
+//!   each run of equal-length datagrams as one UDP GSO message
+//!   ([`siprtmp_driver_common::mmsg::send_segmented`], as the gateway does by default);
 //! - the UDP socket (8 MiB receive buffer, as the gateway's shared RTP ports ask) is drained
 //!   with `recvmmsg` ([`siprtmp_driver_common::mmsg::recv_batch`]); each datagram goes back to
 //!   the client its SSRC names, as a record;
@@ -27,7 +29,10 @@ use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
-use siprtmp_driver_common::mmsg::{recv_batch, send_batch, RECV_BATCH, SEND_BATCH};
+use siprtmp_driver_common::mmsg::{
+    extends_segment_group, recv_batch, send_batch, send_segmented, SegmentGroup, GSO_BATCH,
+    RECV_BATCH, SEND_BATCH,
+};
 
 use super::{RECORD_HEADER, RTP_HEADER};
 
@@ -60,6 +65,8 @@ struct Floor {
     far_end: [socket2::SockAddr; SEND_BATCH],
     merge: Option<Duration>,
     tick: Option<Duration>,
+    /// Runs of equal-length datagrams leave as one UDP GSO message each.
+    gso: bool,
     clients: Vec<Client>,
     /// Datagrams built this wake-up, back to back, with their ends.
     datagrams: Vec<u8>,
@@ -78,6 +85,7 @@ pub fn serve(
     far_end: SocketAddr,
     merge: Option<Duration>,
     tick: Option<Duration>,
+    gso: bool,
 ) -> io::Result<()> {
     let poll = Poll::new()?;
     let mut listener = TcpListener::bind("127.0.0.1:0".parse().expect("a literal address"))?;
@@ -100,6 +108,7 @@ pub fn serve(
         far_end: std::array::from_fn(|_| far_end.into()),
         merge,
         tick,
+        gso,
         clients: Vec::new(),
         datagrams: Vec::with_capacity(64 * 1024),
         ends: Vec::with_capacity(1024),
@@ -225,6 +234,10 @@ impl Floor {
         if self.ends.is_empty() {
             return;
         }
+        if self.gso {
+            self.send_segmented();
+            return;
+        }
         let sock = socket2::SockRef::from(&self.udp);
         let mut start = 0;
         let mut sent = 0;
@@ -242,6 +255,47 @@ impl Floor {
                 .max(1);
             start = self.ends[sent + went - 1];
             sent += went;
+        }
+        self.datagrams.clear();
+        self.ends.clear();
+    }
+
+    /// Sends this wake-up's datagrams to the far end with UDP GSO: each run of datagrams of
+    /// equal length (the last may be shorter) as one message, `SEND_BATCH` messages per
+    /// `sendmmsg`.
+    fn send_segmented(&mut self) {
+        let sock = socket2::SockRef::from(&self.udp);
+        let mut parts: [(&[u8], &[u8]); GSO_BATCH] = [(&[], &[]); GSO_BATCH];
+        let mut sent = 0;
+        while sent < self.ends.len() {
+            // This call's datagrams, then its groups.
+            let n = (self.ends.len() - sent).min(GSO_BATCH);
+            let mut from = if sent == 0 { 0 } else { self.ends[sent - 1] };
+            for (part, &end) in parts.iter_mut().zip(&self.ends[sent..sent + n]) {
+                *part = (&self.datagrams[from..end], &[]);
+                from = end;
+            }
+            let mut groups = [SegmentGroup {
+                addr: &self.far_end[0],
+                datagrams: &[],
+            }; SEND_BATCH];
+            let mut count = 0;
+            let mut at = 0;
+            while at < n && count < SEND_BATCH {
+                let mut end = at + 1;
+                while end < n && extends_segment_group(&parts[at..end], parts[end].0.len()) {
+                    end += 1;
+                }
+                groups[count].datagrams = &parts[at..end];
+                count += 1;
+                at = end;
+            }
+            // A failed send drops its group, as a full socket buffer does.
+            let went = send_segmented(&sock, &groups[..count]).unwrap_or(1).max(1);
+            sent += groups[..went]
+                .iter()
+                .map(|g| g.datagrams.len())
+                .sum::<usize>();
         }
         self.datagrams.clear();
         self.ends.clear();
