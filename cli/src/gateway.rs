@@ -227,6 +227,11 @@ pub fn node_config(
     }))
 }
 
+/// Whether the gateway's UDP sends use GSO: on unless `--no-udp-gso` or `udp_gso = false`.
+pub fn udp_gso(file: &GatewaySection, no_udp_gso: bool) -> bool {
+    !no_udp_gso && file.udp_gso.unwrap_or(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,6 +320,10 @@ mod tests {
             Some("127.0.0.2:5060".parse().unwrap())
         );
         assert_eq!(config.session.transport, Transport::Udp, "UDP by default");
+        assert!(udp_gso(&file, false), "UDP GSO on by default");
+        assert!(!udp_gso(&file, true), "--no-udp-gso");
+        let no_gso: GatewaySection = toml::from_str("udp_gso = false").unwrap();
+        assert!(!udp_gso(&no_gso, false), "udp_gso = false");
         let tcp_file: GatewaySection = toml::from_str(r#"transport = "tcp""#).unwrap();
         let config = node_config(&tcp_file, &flags).unwrap().unwrap();
         assert_eq!(config.session.transport, Transport::Tcp);

@@ -175,7 +175,7 @@ fn run(flags: Flags) -> Result<(), String> {
     let gateway_line = node_config.server.gateway.as_ref().map(|g| {
         let show = |a: Option<SocketAddr>| a.map_or_else(|| "none".to_owned(), |a| a.to_string());
         format!(
-            "SIP-RTMP gateway on rtmp://host/{}/<user@domain>: SIP over {} and RTP on {} (advertised {}), RTP ports {}-{}{}, registrar {}, proxy {}",
+            "SIP-RTMP gateway on rtmp://host/{}/<user@domain>: SIP over {} and RTP on {} (advertised {}), RTP ports {}-{}{}, UDP GSO {}, registrar {}, proxy {}",
             g.app,
             g.session.transport.as_str(),
             g.bind_ip,
@@ -183,6 +183,7 @@ fn run(flags: Flags) -> Result<(), String> {
             g.rtp_ports.0,
             g.rtp_ports.1,
             if g.shared_rtp_ports { " (shared by every call)" } else { "" },
+            if gateway::udp_gso(&file.gateway, flags.no_udp_gso) { "on" } else { "off" },
             show(g.session.registrar),
             show(g.session.outbound_proxy),
         )
@@ -210,7 +211,7 @@ fn run(flags: Flags) -> Result<(), String> {
         events: None,
         root: root.clone(),
         poll_interval,
-        udp_gso: !flags.no_udp_gso && file.gateway.udp_gso.unwrap_or(true),
+        udp_gso: gateway::udp_gso(&file.gateway, flags.no_udp_gso),
     };
     let runtime = flags.runtime;
     let merge_line = node_config

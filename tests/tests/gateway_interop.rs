@@ -617,7 +617,9 @@ fn with_shared_rtp_ports_concurrent_calls_each_hear_only_their_own_echo() {
 /// With wake-up moderation (`--poll-interval 20`, mio), merged writes and shared ports, the
 /// configuration that costs the least CPU per call: concurrent calls each still hear every
 /// frame of their own echo and none of another call's (what arrives between two polls waits
-/// in the kernel's buffers, and one wake-up takes it all).
+/// in the kernel's buffers, and one wake-up takes it all). The calls' frames of one wake-up
+/// leave through the shared port as UDP GSO messages (Linux), which sipp receives as the
+/// separate datagrams they were.
 #[test]
 fn with_a_poll_interval_concurrent_calls_each_hear_all_of_their_own_echo() {
     let (port, media_port) = (29460, 29400);
@@ -628,6 +630,14 @@ fn with_a_poll_interval_concurrent_calls_each_hear_all_of_their_own_echo() {
         config.poll_interval = Some(Duration::from_millis(20));
     });
     ten_calls_each_hear_their_own_echo(&server, &dir, port, media_port, "poll interval");
+    if cfg!(target_os = "linux") {
+        let segmented = server.udp.segmented.load(Ordering::Relaxed);
+        assert!(
+            segmented > 0,
+            "no datagram left in a GSO message: {:?}",
+            server.udp
+        );
+    }
 }
 
 /// The drivers without wake-up moderation refuse a poll interval rather than ignore it.
