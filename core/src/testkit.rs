@@ -182,6 +182,8 @@ pub struct MemoryNet {
     /// Write to a client only when the node asked ([`Output::Transmit`]), as a real driver
     /// does, instead of whenever something is queued (for tests of when writes happen).
     pub transmit_driven: bool,
+    /// Where what the clients send is delivered from.
+    arena: Arena,
 }
 
 /// An in-memory UDP network for the node's sockets (the gateway's SIP and RTP): the node's
@@ -199,6 +201,31 @@ pub struct MemoryUdp {
         std::collections::VecDeque<(std::net::SocketAddr, std::net::SocketAddr, bytes::Bytes)>,
     inbound: std::collections::VecDeque<(std::net::SocketAddr, std::net::SocketAddr, bytes::Bytes)>,
     next_port: u16,
+    arena: Arena,
+}
+
+/// Received bytes as the drivers hand them to the node: carved from a shared block (a
+/// driver's read buffer, a UDP reader's chunk), so that the node's zero-copy splits and clones
+/// of them cost here what they cost in production. (A fresh `Vec` per delivery would make
+/// each clone allocate, and the benchmarks would measure the harness.)
+#[derive(Debug, Default)]
+struct Arena(BytesMut);
+
+impl Arena {
+    /// Bytes that fit in one block, as drivers allocate them.
+    const BLOCK: usize = 64 * 1024;
+
+    /// `parts`, joined, in the arena's block.
+    fn carve(&mut self, parts: &[&[u8]]) -> BytesMut {
+        let len = parts.iter().map(|p| p.len()).sum::<usize>();
+        if self.0.capacity() < len {
+            self.0.reserve(len.max(Self::BLOCK));
+        }
+        for part in parts {
+            self.0.extend_from_slice(part);
+        }
+        self.0.split()
+    }
 }
 
 impl MemoryUdp {
@@ -251,10 +278,7 @@ impl MemoryUdp {
                 let Some(from) = self.addresses.get(&socket).copied() else {
                     return Vec::new();
                 };
-                let mut data = bytes::BytesMut::with_capacity(head.len() + body.len());
-                data.extend_from_slice(&head);
-                data.extend_from_slice(&body);
-                let data = data.freeze();
+                let data = self.arena.carve(&[&head, &body]).freeze();
                 match self.bound.get(&destination) {
                     Some(&to) => vec![UdpEvent::Datagram {
                         socket: to,
@@ -455,6 +479,7 @@ impl MemoryNet {
             tcp: MemoryTcp::default(),
             relay_out: Vec::new(),
             transmit_driven: false,
+            arena: Arena::default(),
         }
     }
 
@@ -561,7 +586,7 @@ impl MemoryNet {
                         continue;
                     }
                     moved = true;
-                    let data = BytesMut::from(&bytes[..]);
+                    let data = self.arena.carve(&[&bytes]);
                     self.node
                         .handle(now, Input::Received { conn: c.conn, data });
                 }
