@@ -103,13 +103,26 @@ pub fn send_batch(
     }
     // SAFETY: the first `n` headers point at live memory for the whole call: names at
     // `addrs[i]` (a valid socket address of `len()` bytes), iovecs at `iovecs[i]`, which
-    // point at the borrowed head and body slices with their lengths. The kernel reads those
-    // and writes only `msg_len` into `headers`. MSG_DONTWAIT: it never blocks.
+    // point at the borrowed head and body slices with their lengths.
+    unsafe { send_headers(sock.as_raw_fd(), &mut headers[..n]) }
+}
+
+/// `sendmmsg(2)` of `headers` on `fd`, without waiting: how many went, or the error.
+///
+/// # Safety
+/// Every header must point at memory that stays live and unchanged for the call: its name
+/// (`msg_namelen` bytes), its iovecs (`msg_iovlen` of them, each at `iov_len` readable
+/// bytes) and its control data (`msg_controllen` bytes, or none). The kernel only reads them,
+/// and writes each header's `msg_len`.
+#[cfg(target_os = "linux")]
+unsafe fn send_headers(fd: std::os::fd::RawFd, headers: &mut [libc::mmsghdr]) -> io::Result<usize> {
+    // SAFETY: the headers are as the caller promises; `headers.len()` of them are writable
+    // for `msg_len`. MSG_DONTWAIT: it never blocks.
     let sent = unsafe {
         libc::sendmmsg(
-            sock.as_raw_fd(),
+            fd,
             headers.as_mut_ptr(),
-            n as libc::c_uint,
+            headers.len() as libc::c_uint,
             libc::MSG_DONTWAIT,
         )
     };
@@ -252,20 +265,8 @@ pub fn send_segmented(
     // SAFETY: the first `n` headers point at live memory for the whole call: names at each
     // group's address (a valid socket address of `len()` bytes), iovecs into `iovecs` (which
     // point at the borrowed head and body slices with their lengths, and which no later write
-    // moves), control messages at `controls[i]`. The kernel reads those and writes only
-    // `msg_len` into `headers`. MSG_DONTWAIT: it never blocks.
-    let sent = unsafe {
-        libc::sendmmsg(
-            sock.as_raw_fd(),
-            headers.as_mut_ptr(),
-            n as libc::c_uint,
-            libc::MSG_DONTWAIT,
-        )
-    };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(sent as usize)
+    // moves), control messages at `controls[i]`.
+    unsafe { send_headers(sock.as_raw_fd(), &mut headers[..n]) }
 }
 
 /// Without `sendmmsg`: the first datagram alone (the caller goes on with the rest).

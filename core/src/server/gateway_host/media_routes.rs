@@ -97,9 +97,8 @@ impl std::hash::Hash for SourceKey {
         // flow info and scope, also compared, are left out, which only widens a bucket).
         let leg = u64::from(self.leg == Leg::Video);
         match self.addr {
-            SocketAddr::V4(v4) => state.write_u64(
-                u64::from(v4.ip().to_bits()) << 32 | u64::from(v4.port()) << 1 | leg,
-            ),
+            SocketAddr::V4(v4) => state
+                .write_u64(u64::from(v4.ip().to_bits()) << 32 | u64::from(v4.port()) << 1 | leg),
             SocketAddr::V6(v6) => {
                 state.write_u128(v6.ip().to_bits());
                 state.write_u64(1 << 32 | u64::from(v6.port()) << 1 | leg);
