@@ -7,7 +7,8 @@ use std::process::Command;
 
 /// The gateway's kernel floor (`--runtimes floor...`, the gateway's system calls with no
 /// protocol, see bench-compare/src/floor) echoes every frame of every call, written per
-/// wake-up and merged with a poll tick, so its figures compare with the gateway's.
+/// wake-up and merged with GSO sends and a poll tick, so its figures compare with the
+/// gateway's.
 #[test]
 fn the_gateway_floor_echoes_every_frame_of_every_call() {
     if Command::new("sipp").arg("-v").output().is_err() {
@@ -17,7 +18,7 @@ fn the_gateway_floor_echoes_every_frame_of_every_call() {
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-compare-floor");
     let _ = std::fs::remove_dir_all(&out);
     let output = Command::new(env!("CARGO_BIN_EXE_bench-compare"))
-        .args(["--gateway", "--runtimes", "floor,floor-merged-tick20"])
+        .args(["--gateway", "--runtimes", "floor,floor-merged-gso-tick20"])
         .args(["--calls", "1,10", "--codecs", "wideband,narrowband"])
         .args(["--window", "1", "--warmup", "0.3", "--repeats", "1"])
         .arg("--out")
@@ -36,7 +37,7 @@ fn the_gateway_floor_echoes_every_frame_of_every_call() {
     // 2 floors x 2 call counts x 2 codecs.
     assert_eq!(rows.len(), 8, "{csv}");
     for f in &rows {
-        assert!(f[0] == "floor" || f[0] == "floor-merged-tick20", "{f:?}");
+        assert!(f[0] == "floor" || f[0] == "floor-merged-gso-tick20", "{f:?}");
         let calls: u64 = f[1].parse().unwrap();
         let (sent, echoed) = (f[9].parse::<u64>().unwrap(), f[10].parse::<u64>().unwrap());
         // A second of 50 frames per call, less the frames in flight at its ends.
