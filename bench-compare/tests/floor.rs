@@ -37,7 +37,10 @@ fn the_gateway_floor_echoes_every_frame_of_every_call() {
     // 2 floors x 2 call counts x 2 codecs.
     assert_eq!(rows.len(), 8, "{csv}");
     for f in &rows {
-        assert!(f[0] == "floor" || f[0] == "floor-merged-gso-tick20", "{f:?}");
+        assert!(
+            f[0] == "floor" || f[0] == "floor-merged-gso-tick20",
+            "{f:?}"
+        );
         let calls: u64 = f[1].parse().unwrap();
         let (sent, echoed) = (f[9].parse::<u64>().unwrap(), f[10].parse::<u64>().unwrap());
         // A second of 50 frames per call, less the frames in flight at its ends.

@@ -12,10 +12,12 @@
 //! - the groups of a run go in one `sendmmsg`, up to [`SEND_BATCH`] groups and [`GSO_BATCH`]
 //!   datagrams a call.
 //!
-//! A kernel or route that cannot segment (no `UDP_SEGMENT`, a device without checksum
-//! offload, a segment over the path MTU) fails the group; its datagrams are then sent one by
-//! one, and on a sign that the system lacks the feature (`EIO`, `ENOPROTOOPT`,
-//! `EOPNOTSUPP`) the sender stops asking. Without GSO (turned off, or not Linux) a run is
+//! Whether the kernel has GSO at all (Linux 4.18 and later) is asked once per process, with
+//! the `UDP_SEGMENT` socket option on a probe socket: an older kernel would not fail a group
+//! but ignore the control message and send it as one large datagram. A route that cannot
+//! segment (a device without checksum offload, a segment over the path MTU) fails the group;
+//! its datagrams are then sent one by one, and on a sign that the system lacks the feature
+//! (`EIO`, `ENOPROTOOPT`, `EOPNOTSUPP`) the sender stops asking. Without GSO (turned off, or not Linux) a run is
 //! `sendmmsg` of up to [`SEND_BATCH`] datagrams (a lone one `sendmsg`), as before GSO.
 //!
 //! Head and body are always two iovecs: a media payload is never copied. A full socket
@@ -49,13 +51,13 @@ impl UdpSender {
         Self {
             addrs: Vec::new(),
             groups: Vec::new(),
-            gso: cfg!(target_os = "linux"),
+            gso: system_has_gso(),
         }
     }
 
     /// Turns GSO on (where the system has it) or off.
     pub(crate) fn set_gso(&mut self, on: bool) {
-        self.gso = on && cfg!(target_os = "linux");
+        self.gso = on && system_has_gso();
     }
 
     /// Whether runs go as GSO groups now.
@@ -175,6 +177,38 @@ impl UdpSender {
     }
 }
 
+/// Whether this kernel segments UDP (Linux 4.18 and later), asked once per process: a kernel
+/// that knows `UDP_SEGMENT` accepts it as a socket option. The answer matters beyond speed:
+/// a kernel without it would ignore the control message and send a group as one large
+/// datagram.
+fn system_has_gso() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        static HAS_GSO: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *HAS_GSO.get_or_init(|| {
+            use std::os::fd::AsRawFd;
+            let Ok(probe) = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
+            else {
+                return false;
+            };
+            let off: libc::c_int = 0;
+            // SAFETY: a valid socket, a known level and option, and an `int` of the right size.
+            let set = unsafe {
+                libc::setsockopt(
+                    probe.as_raw_fd(),
+                    libc::SOL_UDP,
+                    libc::UDP_SEGMENT,
+                    (&off as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            set == 0
+        })
+    }
+    #[cfg(not(target_os = "linux"))]
+    false
+}
+
 /// Whether a GSO message failed because it was one (the datagrams may go one by one).
 #[cfg(target_os = "linux")]
 fn cannot_segment(e: &io::Error) -> bool {
@@ -281,6 +315,13 @@ mod tests {
                 buf[..n].to_vec()
             })
             .collect()
+    }
+
+    #[test]
+    fn this_kernel_is_found_to_segment() {
+        // Linux 4.18 and later (every supported distribution) has UDP GSO.
+        assert_eq!(system_has_gso(), cfg!(target_os = "linux"));
+        assert_eq!(UdpSender::new().gso(), cfg!(target_os = "linux"));
     }
 
     #[test]
