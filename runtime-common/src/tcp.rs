@@ -143,7 +143,7 @@ impl TcpExecutor {
         Self::start_with_connect_timeout(wake, CONNECT_TIMEOUT)
     }
 
-    /// [`Self::start`] with another limit than [`CONNECT_TIMEOUT`] on how long a connect may
+    /// [`Self::start`] with another limit than `CONNECT_TIMEOUT` on how long a connect may
     /// wait for its answer.
     pub fn start_with_connect_timeout(
         wake: impl Fn() + Send + 'static,
