@@ -604,7 +604,7 @@ impl GatewaySession {
             None => *self.ua_timeout.insert(self.ua.poll_timeout()),
         };
         let bridge = self.bridge.as_ref().and_then(MediaBridge::poll_timeout);
-        ua.into_iter().chain(bridge).min()
+        crate::gateway::media_bridge::earliest(ua, bridge)
     }
 
     /// Timers: SIP retransmissions and refreshes, DTMF packets, RTCP reports.

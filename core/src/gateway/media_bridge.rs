@@ -426,14 +426,19 @@ impl MediaBridge {
 
     /// The earliest time [`MediaBridge::poll`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let dtmf = self.dtmf_pending.iter().map(|p| p.0).min();
-        let audio = self.audio.as_ref().and_then(|a| a.session.poll_timeout());
-        let video = self.video.as_ref().and_then(|v| v.session.poll_timeout());
-        let depack = match self.video.as_ref().map(|v| &v.back) {
-            Some(VideoIn::H264(d)) => d.poll_timeout(),
-            _ => None,
-        };
-        [dtmf, audio, video, depack].into_iter().flatten().min()
+        // Asked after every packet of the call: plain comparisons, the common case (audio
+        // only, no DTMF pending) in two.
+        let mut next = self.audio.as_ref().and_then(|a| a.session.poll_timeout());
+        for pending in &self.dtmf_pending {
+            next = earliest(next, Some(pending.0));
+        }
+        if let Some(video) = &self.video {
+            next = earliest(next, video.session.poll_timeout());
+            if let VideoIn::H264(depacketizer) = &video.back {
+                next = earliest(next, depacketizer.poll_timeout());
+            }
+        }
+        next
     }
 
     /// Due work: telephone-event packets, RTCP reports, and video frames held for reordering.
@@ -542,4 +547,13 @@ fn send(
     )?;
     datagram.header.extend_from_slice(&payload.header);
     Ok(datagram)
+}
+
+/// The earlier of two optional deadlines.
+pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
 }
