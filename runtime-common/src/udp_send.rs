@@ -191,22 +191,37 @@ fn system_has_gso() -> bool {
             else {
                 return false;
             };
-            let off: libc::c_int = 0;
-            // SAFETY: a valid socket, a known level and option, and an `int` of the right size.
-            let set = unsafe {
-                libc::setsockopt(
-                    probe.as_raw_fd(),
-                    libc::SOL_UDP,
-                    libc::UDP_SEGMENT,
-                    (&off as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            set == 0
+            set_int_option(probe.as_raw_fd(), libc::SOL_UDP, libc::UDP_SEGMENT, 0).is_ok()
         })
     }
     #[cfg(not(target_os = "linux"))]
     false
+}
+
+/// `setsockopt` of an `int` option (socket2 has no setter for the UDP ones).
+#[cfg(target_os = "linux")]
+fn set_int_option(
+    fd: std::os::fd::RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: `value` is an `int` that lives for the call, passed with its size; the kernel
+    // checks the descriptor, level and name and only reads the value.
+    let set = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if set == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Whether a GSO message failed because it was one (the datagrams may go one by one).
@@ -369,18 +384,8 @@ mod tests {
     fn a_refused_gso_message_is_sent_one_by_one() {
         use std::os::fd::AsRawFd;
         let (udp, far) = (sender_socket(), receiver());
-        let one: libc::c_int = 1;
-        // SAFETY: a valid socket, option and `int` value of the right size.
-        let set = unsafe {
-            libc::setsockopt(
-                udp.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_NO_CHECK,
-                (&one as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(set, 0, "SO_NO_CHECK");
+        set_int_option(udp.as_raw_fd(), libc::SOL_SOCKET, libc::SO_NO_CHECK, 1)
+            .expect("SO_NO_CHECK");
         let to = far.local_addr().unwrap();
         let run: Vec<_> = (0..10).map(|i| datagram(to, i, 54)).collect();
         let stats = UdpStats::default();
