@@ -17,8 +17,8 @@
 //! but ignore the control message and send it as one large datagram. A route that cannot
 //! segment (a device without checksum offload, a segment over the path MTU) fails the group;
 //! its datagrams are then sent one by one, and on a sign that the system lacks the feature
-//! (`EIO`, `ENOPROTOOPT`, `EOPNOTSUPP`) the sender stops asking. Without GSO (turned off, or not Linux) a run is
-//! `sendmmsg` of up to [`SEND_BATCH`] datagrams (a lone one `sendmsg`), as before GSO.
+//! (`EIO`, `ENOPROTOOPT`, `EOPNOTSUPP`) the sender stops asking. Without GSO (turned off, or
+//! not Linux) a run is `sendmmsg` of up to [`SEND_BATCH`] datagrams (a lone one `sendmsg`).
 //!
 //! Head and body are always two iovecs: a media payload is never copied. A full socket
 //! buffer drops what did not fit and counts it, as UDP does.
