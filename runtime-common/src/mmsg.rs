@@ -16,8 +16,8 @@ pub const SEND_BATCH: usize = 32;
 
 /// One `recvmmsg(2)` of up to `slots.len()` datagrams from `fd`, without waiting. Datagram
 /// `i` lands in `slots[i][0]` and, past its length, in `slots[i][1]`, its source in
-/// `names[i]`; `got[i]` receives its length and source. Returns how many datagrams arrived (at least one), or the error
-/// (`WouldBlock` when the socket is empty).
+/// `names[i]`; `got[i]` receives its length and source. Returns how many datagrams arrived
+/// (at least one), or the error (`WouldBlock` when the socket is empty).
 #[cfg(target_os = "linux")]
 pub fn recv_batch(
     fd: std::os::fd::RawFd,
@@ -44,8 +44,8 @@ pub fn recv_batch(
         header.msg_iovlen = 2;
     }
     // SAFETY: every header points at live memory owned by this frame or borrowed mutably for
-    // it: its name at `names[i]` (borrowed) with `msg_namelen` its size, its two iovecs at `iovecs[i]`,
-    // which point into the `slots[i]` slices with their lengths. The kernel writes at most
+    // it: its name at `names[i]` (borrowed) with `msg_namelen` its size, its two iovecs at
+    // `iovecs[i]`, which point into the `slots[i]` slices with their lengths. The kernel writes at most
     // those lengths and the message count into `headers`, and none of it is used after the
     // call returns except through those same borrows. MSG_DONTWAIT: it never blocks.
     let n = unsafe {

@@ -1,7 +1,7 @@
 //! The gateway inside the node, in memory and virtual time, for the tests and benchmarks
 //! that need a call: a [`World`] holds the node (behind a [`MemoryNet`]) and a far-end SIP
-//! user agent (bob) that answers every call with PCMU (or, [`World::wideband`], Speex 16 kHz) and echoes every RTP datagram;
-//! [`call_as`] connects an RTMP client to `sip/USER` and calls bob through it.
+//! user agent (bob) that answers every call with PCMU (or, [`World::wideband`], Speex 16 kHz)
+//! and echoes every RTP datagram; [`call_as`] connects an RTMP client to `sip/USER` and calls bob through it.
 //!
 //! Included by path (`#[path = ...] mod gateway_world;`) from core/tests/gateway_node.rs and
 //! core/benches/gateway_call.rs; each uses part of it.
@@ -233,8 +233,8 @@ pub fn established_call(w: &mut World) -> usize {
     c
 }
 
-/// Connects client `sip/USER`, calls bob (the world's codec), and publishes `local` and plays `remote`
-/// once accepted; returns the client's index.
+/// Connects client `sip/USER`, calls bob (the world's codec), and publishes `local` and plays
+/// `remote` once accepted; returns the client's index.
 pub fn call_as(w: &mut World, user: &str) -> usize {
     let c = w.net.connect(w.now, &format!("sip/{user}@10.0.0.1"));
     w.pump();
