@@ -244,20 +244,37 @@ pub fn sipp_available() -> Result<(), String> {
         .map_err(|e| format!("sipp is not installed ({e}); `apt-get install sip-tester`"))
 }
 
+/// What one gateway point runs, whichever server it measures (siprtmp or the floor).
+pub struct PointSpec<'a> {
+    /// The far end: sipp with this scenario.
+    pub sipp_scenario: &'a Path,
+    pub codec: GatewayCodec,
+    /// The codec's frames, looped.
+    pub media: &'a Arc<MediaLoop>,
+    pub calls: usize,
+    /// Which repeat (for the label).
+    pub repeat: usize,
+    pub timing: Timing,
+    /// The kernel's clock ticks per second (/proc CPU times).
+    pub clk_tck: u64,
+}
+
 /// Runs one gateway point; `Err` if a process or the call setup failed (frames not echoed is
 /// not an error here: it is in the result).
-#[allow(clippy::too_many_arguments)]
 pub fn run_point(
     kind: &ServerKind,
     bins: &Binaries,
-    sipp_scenario: &Path,
-    codec: GatewayCodec,
-    media: &Arc<MediaLoop>,
-    calls: usize,
-    repeat: usize,
-    timing: Timing,
-    clk_tck: u64,
+    spec: &PointSpec<'_>,
 ) -> Result<GatewayPoint, String> {
+    let &PointSpec {
+        sipp_scenario,
+        codec,
+        media,
+        calls,
+        repeat,
+        timing,
+        clk_tck,
+    } = spec;
     let shared = kind.siprtmp_options().is_some_and(|o| o.shared_rtp_ports);
     if !shared && calls * 4 > usize::from(RTP_PORTS.1 - RTP_PORTS.0 + 1) {
         return Err(format!(

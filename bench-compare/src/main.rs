@@ -405,17 +405,16 @@ fn run(flags: Flags) -> Result<bool, String> {
             Err(e) => notes.push(format!("gateway point skipped: {e}")),
             Ok(()) => {
                 progress("gateway calls=1 mio ...");
-                let point = gateway::run_point(
-                    &mio,
-                    &bins,
-                    &flags.sipp_scenario,
-                    gateway::GatewayCodec::Wideband,
-                    &scenarios[0].media,
-                    1,
-                    0,
+                let spec = gateway::PointSpec {
+                    sipp_scenario: &flags.sipp_scenario,
+                    codec: gateway::GatewayCodec::Wideband,
+                    media: &scenarios[0].media,
+                    calls: 1,
+                    repeat: 0,
                     timing,
                     clk_tck,
-                );
+                };
+                let point = gateway::run_point(&mio, &bins, &spec);
                 match point {
                     Ok(p) if p.echo.all_at_least(gateway::MIN_ECHO) => gateway_points.push(p),
                     Ok(p) => {
@@ -594,28 +593,18 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
                         codec.token(),
                         kind.label()
                     ));
+                    let spec = gateway::PointSpec {
+                        sipp_scenario: &flags.sipp_scenario,
+                        codec: *codec,
+                        media,
+                        calls: n,
+                        repeat,
+                        timing,
+                        clk_tck,
+                    };
                     let point = match kind {
-                        GatewayServer::Siprtmp(kind) => gateway::run_point(
-                            kind,
-                            &bins,
-                            &flags.sipp_scenario,
-                            *codec,
-                            media,
-                            n,
-                            repeat,
-                            timing,
-                            clk_tck,
-                        ),
-                        GatewayServer::Floor(floor) => floor::run_point(
-                            *floor,
-                            &flags.sipp_scenario,
-                            *codec,
-                            media,
-                            n,
-                            repeat,
-                            timing,
-                            clk_tck,
-                        ),
+                        GatewayServer::Siprtmp(kind) => gateway::run_point(kind, &bins, &spec),
+                        GatewayServer::Floor(floor) => floor::run_point(*floor, &spec),
                     };
                     match point {
                         Ok(p) => {

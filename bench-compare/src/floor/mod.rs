@@ -22,13 +22,9 @@ pub mod load;
 pub mod server;
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 
-use crate::gateway::{self, GatewayCodec, GatewayPoint};
-use crate::load::media::MediaLoop;
-use crate::measure::Timing;
+use crate::gateway::{self, GatewayPoint, PointSpec};
 use crate::procstat;
 use crate::server::{strip_tick, GSO_SUFFIX, MERGED_SUFFIX, MERGED_WINDOW_MS, TICK_SUFFIX};
 
@@ -144,17 +140,16 @@ fn start_server(kind: FloorKind, far_end: std::net::SocketAddr) -> Result<FloorP
 }
 
 /// Runs one floor point: sipp echoing, the floor server, `calls` clients sending `media`.
-#[allow(clippy::too_many_arguments)]
-pub fn run_point(
-    kind: FloorKind,
-    sipp_scenario: &Path,
-    codec: GatewayCodec,
-    media: &Arc<MediaLoop>,
-    calls: usize,
-    repeat: usize,
-    timing: Timing,
-    clk_tck: u64,
-) -> Result<GatewayPoint, String> {
+pub fn run_point(kind: FloorKind, spec: &PointSpec<'_>) -> Result<GatewayPoint, String> {
+    let &PointSpec {
+        sipp_scenario,
+        codec,
+        media,
+        calls,
+        repeat,
+        timing,
+        clk_tck,
+    } = spec;
     let sipp = gateway::start_sipp(sipp_scenario)?;
     let far_end = ([127, 0, 0, 1], sipp.media_port).into();
     let srv = start_server(kind, far_end)?;
