@@ -75,6 +75,23 @@ impl UdpSender {
     ) {
         self.addrs.clear();
         self.groups.clear();
+        let sock = socket2::SockRef::from(udp);
+        if let [(
+            _,
+            UdpCommand::SendTo {
+                destination,
+                head,
+                body,
+                ..
+            },
+        )] = run
+        {
+            // A lone datagram (every send with a socket per call, every RTCP report): one
+            // `sendmsg`, without building a batch (its table is 8 KiB).
+            self.addrs.push(socket2::SockAddr::from(*destination));
+            send_each(&sock, socket, &[(head, body)], &self.addrs, stats);
+            return;
+        }
         let mut datagrams: [(&[u8], &[u8]); GSO_BATCH] = [(&[], &[]); GSO_BATCH];
         let mut n = 0;
         let mut last: Option<SocketAddr> = None;
@@ -102,7 +119,6 @@ impl UdpSender {
             last = Some(*destination);
             n += 1;
         }
-        let sock = socket2::SockRef::from(udp);
         if !self.gso {
             send_each(&sock, socket, &datagrams[..n], &self.addrs, stats);
             return;
@@ -339,6 +355,21 @@ mod tests {
         assert_eq!(UdpSender::new().gso(), cfg!(target_os = "linux"));
     }
 
+    /// Sends `run` with `sender` from `udp` and checks that `far` receives each datagram of
+    /// it, whole and in order; returns the sender's counters.
+    fn send_and_check_arrival(
+        sender: &mut UdpSender,
+        udp: &UdpSocket,
+        far: &std::net::UdpSocket,
+        run: &[(usize, UdpCommand)],
+    ) -> UdpStats {
+        let stats = UdpStats::default();
+        sender.send_run(udp, SocketId(1), run, &stats);
+        let expected: Vec<Vec<u8>> = run.iter().map(bytes_of).collect();
+        assert_eq!(receive(far, run.len()), expected);
+        stats
+    }
+
     #[test]
     fn equal_datagrams_to_one_far_end_leave_in_one_call_and_arrive_one_by_one() {
         let (udp, far) = (sender_socket(), receiver());
@@ -347,11 +378,8 @@ mod tests {
         // (64 at most per message), one call.
         let mut run: Vec<_> = (0..100).map(|i| datagram(to, i, 54)).collect();
         run.push(datagram(to, 100, 20));
-        let stats = UdpStats::default();
         let mut sender = UdpSender::new();
-        sender.send_run(&udp, SocketId(1), &run, &stats);
-        let expected: Vec<Vec<u8>> = run.iter().map(bytes_of).collect();
-        assert_eq!(receive(&far, run.len()), expected);
+        let stats = send_and_check_arrival(&mut sender, &udp, &far, &run);
         assert_eq!(stats.sent.load(Ordering::Relaxed), 101);
         if cfg!(target_os = "linux") {
             assert_eq!(stats.send_calls.load(Ordering::Relaxed), 1);
@@ -365,12 +393,9 @@ mod tests {
         let (udp, far) = (sender_socket(), receiver());
         let to = far.local_addr().unwrap();
         let run: Vec<_> = (0..40).map(|i| datagram(to, i, 54)).collect();
-        let stats = UdpStats::default();
         let mut sender = UdpSender::new();
         sender.set_gso(false);
-        sender.send_run(&udp, SocketId(1), &run, &stats);
-        let expected: Vec<Vec<u8>> = run.iter().map(bytes_of).collect();
-        assert_eq!(receive(&far, run.len()), expected);
+        let stats = send_and_check_arrival(&mut sender, &udp, &far, &run);
         assert_eq!(stats.segmented.load(Ordering::Relaxed), 0);
         if cfg!(target_os = "linux") {
             assert_eq!(stats.send_calls.load(Ordering::Relaxed), 2);
@@ -388,11 +413,7 @@ mod tests {
             .expect("SO_NO_CHECK");
         let to = far.local_addr().unwrap();
         let run: Vec<_> = (0..10).map(|i| datagram(to, i, 54)).collect();
-        let stats = UdpStats::default();
-        let mut sender = UdpSender::new();
-        sender.send_run(&udp, SocketId(1), &run, &stats);
-        let expected: Vec<Vec<u8>> = run.iter().map(bytes_of).collect();
-        assert_eq!(receive(&far, run.len()), expected);
+        let stats = send_and_check_arrival(&mut UdpSender::new(), &udp, &far, &run);
         assert_eq!(stats.sent.load(Ordering::Relaxed), 10);
         assert_eq!(stats.segmented.load(Ordering::Relaxed), 0);
         assert_eq!(stats.send_errors.load(Ordering::Relaxed), 0);
