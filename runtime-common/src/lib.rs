@@ -49,6 +49,8 @@ mod file_io;
 mod host;
 pub mod mmsg;
 mod node_reads;
+#[cfg(target_os = "linux")]
+mod recv_slot;
 mod relay;
 mod socket;
 mod stopper;

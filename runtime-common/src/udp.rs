@@ -55,6 +55,8 @@ use siprtmp_core::node::{Input, Node, SocketId, UdpCommand, UdpEvent};
 #[cfg(target_os = "linux")]
 use crate::mmsg::recv_batch;
 use crate::mmsg::{GSO_BATCH, RECV_BATCH};
+#[cfg(target_os = "linux")]
+use crate::recv_slot::{RecvSlot, SLOT_MIN};
 use crate::udp_send::UdpSender;
 
 /// Tokens at and above this one are UDP sockets when the executor shares a driver's poll
@@ -68,10 +70,6 @@ pub const QUEUE_DEPTH: usize = 16 * 1024;
 const RECV_CHUNK: usize = 256 * 1024;
 /// Room for one datagram (the largest UDP payload is 65507 bytes).
 const MAX_DATAGRAM: usize = 64 * 1024;
-/// Each slot of a batched receive lands this much in the shared buffer (RTP from a 1500-byte
-/// MTU fits); a longer datagram's rest lands in the slot's overflow and is joined up, the one
-/// case where received bytes are copied.
-const SLOT: usize = 2048;
 /// The receive thread's own waker (stop).
 const STOP: Token = Token(usize::MAX);
 
@@ -546,7 +544,12 @@ fn put<T>(slots: &mut Vec<Option<T>>, slot: usize, value: Option<T>) {
 /// `RECV_CHUNK` allocation with its neighbours.
 struct Reader {
     buf: BytesMut,
-    /// Where each slot of a batched receive puts what does not fit in its `SLOT` bytes.
+    /// How much of `buf` each datagram of a batched receive lands in; a longer datagram's
+    /// rest lands in its slot's overflow and is joined up, the one case where received bytes
+    /// are copied.
+    #[cfg(target_os = "linux")]
+    slot: RecvSlot,
+    /// Where each slot of a batched receive puts what does not fit in the slot.
     #[cfg(target_os = "linux")]
     overflow: Vec<u8>,
     /// Where a batched receive writes the sources (kept: not zeroed again per call).
@@ -559,7 +562,9 @@ impl Default for Reader {
         Self {
             buf: BytesMut::new(),
             #[cfg(target_os = "linux")]
-            overflow: vec![0; RECV_BATCH * (MAX_DATAGRAM - SLOT)],
+            slot: RecvSlot::default(),
+            #[cfg(target_os = "linux")]
+            overflow: vec![0; RECV_BATCH * (MAX_DATAGRAM - SLOT_MIN)],
             // SAFETY: all-zero bytes are a valid `sockaddr_storage` (family AF_UNSPEC).
             #[cfg(target_os = "linux")]
             names: Box::new(unsafe { std::mem::zeroed() }),
@@ -579,13 +584,14 @@ impl Reader {
     ) {
         use std::os::fd::AsRawFd;
         loop {
-            if self.buf.len() < RECV_BATCH * SLOT {
+            let slot = self.slot.size();
+            if self.buf.len() < RECV_BATCH * slot {
                 self.buf = BytesMut::zeroed(RECV_CHUNK);
             }
             let mut got = [(0usize, None); RECV_BATCH];
             let result = {
-                let mut primary = self.buf.chunks_mut(SLOT);
-                let mut overflow = self.overflow.chunks_mut(MAX_DATAGRAM - SLOT);
+                let mut primary = self.buf.chunks_mut(slot);
+                let mut overflow = self.overflow.chunks_mut(MAX_DATAGRAM - slot);
                 let mut slots: [[&mut [u8]; 2]; RECV_BATCH] = std::array::from_fn(|_| {
                     [
                         primary.next().unwrap_or_default(),
@@ -606,22 +612,24 @@ impl Reader {
                     return;
                 }
             };
-            // Slot i starts at i * SLOT; the bytes between one datagram's end and the next
+            // Slot i starts at i * slot; the bytes between one datagram's end and the next
             // slot are skipped (and stay unused in the chunk).
             let mut at = 0;
+            let mut longest = 0;
             for (i, &(len, source)) in got[..count].iter().enumerate() {
-                self.buf.advance(i * SLOT - at);
-                at = i * SLOT;
-                let data = if len <= SLOT {
+                self.buf.advance(i * slot - at);
+                at = i * slot;
+                longest = longest.max(len);
+                let data = if len <= slot {
                     at += len;
                     self.buf.split_to(len).freeze()
                 } else {
                     let mut joined = Vec::with_capacity(len);
-                    joined.extend_from_slice(&self.buf[..SLOT]);
-                    let rest = i * (MAX_DATAGRAM - SLOT);
-                    joined.extend_from_slice(&self.overflow[rest..rest + len - SLOT]);
-                    self.buf.advance(SLOT);
-                    at += SLOT;
+                    joined.extend_from_slice(&self.buf[..slot]);
+                    let rest = i * (MAX_DATAGRAM - slot);
+                    joined.extend_from_slice(&self.overflow[rest..rest + len - slot]);
+                    self.buf.advance(slot);
+                    at += slot;
                     Bytes::from(joined)
                 };
                 // The kernel always names the source of a datagram on an unconnected socket.
@@ -629,6 +637,7 @@ impl Reader {
                     deliver(source, data);
                 }
             }
+            self.slot.observe(longest);
             if count < RECV_BATCH {
                 return;
             }
@@ -732,6 +741,7 @@ fn receive_thread(mut poll: Poll, shared: Shared, wake: impl Fn()) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::recv_slot::SLOT_MAX;
     use siprtmp_core::node::NodeConfig;
     use std::time::Duration;
 
@@ -775,6 +785,60 @@ mod tests {
         let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         peer
+    }
+
+    /// Sends `lengths` from `peer` to `to` (each datagram's bytes say its index), drains them
+    /// with `reader` and checks each arrived whole, in order, from `peer`.
+    #[cfg(target_os = "linux")]
+    fn send_and_drain(
+        reader: &mut Reader,
+        peer: &std::net::UdpSocket,
+        socket: &UdpSocket,
+        lengths: &[usize],
+    ) {
+        let to = socket.local_addr().unwrap();
+        let sent: Vec<Vec<u8>> = lengths
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| (0..len).map(|j| (i * 31 + j) as u8).collect())
+            .collect();
+        for data in &sent {
+            peer.send_to(data, to).unwrap();
+        }
+        let mut got = Vec::new();
+        let mut calls = 0;
+        reader.drain(socket, &mut calls, |source, data| {
+            assert_eq!(source, peer.local_addr().unwrap());
+            got.push(data.to_vec());
+        });
+        assert_eq!(got, sent);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn receive_slots_shrink_for_audio_and_a_longer_datagram_still_arrives_whole() {
+        use crate::recv_slot::SHRINK_AFTER;
+        let socket = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let peer = peer();
+        let mut reader = Reader::default();
+        // Full batches of Speex-sized RTP until the slot has shrunk.
+        for _ in 0..SHRINK_AFTER {
+            send_and_drain(&mut reader, &peer, &socket, &[60; RECV_BATCH]);
+        }
+        assert_eq!(reader.slot.size(), SLOT_MIN);
+        reader.buf = BytesMut::zeroed(RECV_CHUNK);
+        let before = reader.buf.len();
+        send_and_drain(&mut reader, &peer, &socket, &[60; RECV_BATCH]);
+        assert!(
+            before - reader.buf.len() <= RECV_BATCH * SLOT_MIN,
+            "a batch of audio takes {} bytes of the buffer",
+            before - reader.buf.len()
+        );
+        // Video and a jumbo datagram among audio: longer than the slot, joined from the
+        // overflow, whole and in order; the slot grows at once.
+        send_and_drain(&mut reader, &peer, &socket, &[60, 1400, 60, 9000, 60, 300]);
+        assert_eq!(reader.slot.size(), SLOT_MAX);
+        send_and_drain(&mut reader, &peer, &socket, &[1400; RECV_BATCH]);
     }
 
     #[test]
@@ -872,7 +936,7 @@ mod tests {
             for (i, addr) in to.iter().enumerate() {
                 // Every 7th datagram is longer than a slot (the joined-up path).
                 let len = if seq % 7 == 3 {
-                    SLOT + 100 + i
+                    SLOT_MAX + 100 + i
                 } else {
                     20 + seq % 50
                 };
