@@ -481,7 +481,9 @@ impl GatewaySession {
         self.outputs.push_back(GatewayOutput::Callback(callback));
     }
 
-    /// A message the client published on `local`.
+    /// A message the client published on `local`: RTP outputs, nothing else. It moves no
+    /// timer ([`Self::poll_timeout`]) and no media address, so a host need not ask for them
+    /// again after it (the RTMP server's gateway host relies on this on every frame).
     pub fn client_media(&mut self, now: Instant, msg: &RtmpMessage) {
         if let Some(bridge) = &mut self.bridge {
             bridge.from_client(now, msg, &mut self.rtp_out);

@@ -827,9 +827,20 @@ impl RtmpServer {
         };
         if gw.local_stream == Some(msg.stream_id) {
             if let State::Active(session) = &mut gw.state {
+                // Media from the client only turns into RTP: it moves no timer and no media
+                // address, so the routes and the timer need no second look (they cost cache
+                // misses on every frame of every call).
+                #[cfg(debug_assertions)]
+                let before = (session.poll_timeout(), session.media_remote(Leg::Audio));
                 session.client_media(now, msg);
+                #[cfg(debug_assertions)]
+                debug_assert_eq!(
+                    before,
+                    (session.poll_timeout(), session.media_remote(Leg::Audio)),
+                    "client media moved a timer or a media address"
+                );
             }
-            self.gateway_pump(now, conn);
+            self.gateway_outputs(now, conn);
         }
         true
     }
@@ -899,17 +910,7 @@ impl RtmpServer {
 
     /// Carries out what a session asks for and re-arms its timer.
     fn gateway_pump(&mut self, now: Instant, conn: ConnId) {
-        loop {
-            let Some(gw) = self.gateway_conn(conn) else {
-                return;
-            };
-            let output = match &mut gw.state {
-                State::Active(s) | State::Lingering(s, _) => s.poll_output(),
-                State::Binding { .. } => None,
-            };
-            let Some(output) = output else { break };
-            self.gateway_output(now, conn, output);
-        }
+        self.gateway_outputs(now, conn);
         self.sync_routes(conn);
         let Some(gw) = self.gateway_conn(conn) else {
             return;
@@ -930,6 +931,21 @@ impl RtmpServer {
                 self.timers
                     .push(std::cmp::Reverse((t, Timer::Gateway(conn.0))));
             }
+        }
+    }
+
+    /// Carries out what the session of `conn` has to do (sends, callbacks, media).
+    fn gateway_outputs(&mut self, now: Instant, conn: ConnId) {
+        loop {
+            let Some(gw) = self.gateway_conn(conn) else {
+                return;
+            };
+            let output = match &mut gw.state {
+                State::Active(s) | State::Lingering(s, _) => s.poll_output(),
+                State::Binding { .. } => None,
+            };
+            let Some(output) = output else { break };
+            self.gateway_output(now, conn, output);
         }
     }
 
