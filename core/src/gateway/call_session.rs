@@ -555,7 +555,11 @@ impl GatewaySession {
         self.bridge.as_ref()?.ssrc(leg)
     }
 
-    /// A datagram on one of the RTP (or RTCP) sockets.
+    /// A datagram on one of the RTP (or RTCP) sockets. True when it could only produce media
+    /// and callbacks for the client: an audio RTP packet of an audio-only call whose far end's
+    /// address is latched moves no timer ([`Self::poll_timeout`]) and no media address, so a
+    /// host need not ask for them again (the RTMP server's gateway host relies on this on
+    /// every frame). RTCP, video and the first packet (which latches) may move them.
     pub fn rtp_datagram(
         &mut self,
         now: Instant,
@@ -563,13 +567,19 @@ impl GatewaySession {
         rtcp: bool,
         source: SocketAddr,
         data: Bytes,
-    ) {
+    ) -> bool {
         let Some(bridge) = &mut self.bridge else {
-            return;
+            return true;
         };
+        let settled = leg == Leg::Audio && !rtcp && bridge.audio_only_and_latched();
         bridge.from_far_end(now, leg, rtcp, source, data, &mut self.from_far);
         self.deliver_far_end();
+        if settled {
+            // No video: no keyframe to ask for.
+            return true;
+        }
         self.request_keyframe(now);
+        false
     }
 
     fn deliver_far_end(&mut self) {

@@ -424,6 +424,13 @@ impl MediaBridge {
         }
     }
 
+    /// Whether the call is audio only and its audio has latched onto the far end's address
+    /// (see [`MediaBridge::from_far_end`]): then an audio RTP packet moves neither a timer nor
+    /// a media address.
+    pub fn audio_only_and_latched(&self) -> bool {
+        self.video.is_none() && self.latched[Leg::Audio as usize]
+    }
+
     /// The earliest time [`MediaBridge::poll`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         // Asked after every packet of the call: plain comparisons, the common case (audio

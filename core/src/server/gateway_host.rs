@@ -21,6 +21,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use smallvec::SmallVec;
 
 use crate::amf::Value;
@@ -488,8 +489,11 @@ impl RtmpServer {
                 };
                 if let Some(State::Active(session)) = self.gateway_conn(conn).map(|g| &mut g.state)
                 {
-                    session.rtp_datagram(now, leg, rtcp, source, data);
-                    self.gateway_pump(now, conn);
+                    if session_rtp(session, now, leg, rtcp, source, data) {
+                        self.gateway_outputs(now, conn);
+                    } else {
+                        self.gateway_pump(now, conn);
+                    }
                 }
             }
         }
@@ -581,11 +585,18 @@ impl RtmpServer {
                     State::Active(s) | State::Lingering(s, _) => s,
                     State::Binding { .. } => return,
                 };
-                match role {
-                    Role::Sip => session.sip_datagram(now, source, data),
-                    Role::Rtp(leg, rtcp) => session.rtp_datagram(now, leg, rtcp, source, data),
+                let settled = match role {
+                    Role::Sip => {
+                        session.sip_datagram(now, source, data);
+                        false
+                    }
+                    Role::Rtp(leg, rtcp) => session_rtp(session, now, leg, rtcp, source, data),
+                };
+                if settled {
+                    self.gateway_outputs(now, conn);
+                } else {
+                    self.gateway_pump(now, conn);
                 }
-                self.gateway_pump(now, conn);
             }
         }
     }
@@ -1023,4 +1034,28 @@ impl RtmpServer {
             }
         }
     }
+}
+
+/// Hands an RTP or RTCP datagram to `session`; true when routes and timers need no second
+/// look (see [`GatewaySession::rtp_datagram`]), which debug builds check.
+fn session_rtp(
+    session: &mut GatewaySession,
+    now: Instant,
+    leg: Leg,
+    rtcp: bool,
+    source: SocketAddr,
+    data: Bytes,
+) -> bool {
+    #[cfg(debug_assertions)]
+    let before = (session.poll_timeout(), session.media_remote(leg));
+    let settled = session.rtp_datagram(now, leg, rtcp, source, data);
+    #[cfg(debug_assertions)]
+    if settled {
+        debug_assert_eq!(
+            before,
+            (session.poll_timeout(), session.media_remote(leg)),
+            "a settled RTP packet moved a timer or a media address"
+        );
+    }
+    settled
 }
