@@ -75,9 +75,6 @@ pub(crate) struct Session {
     pub rx: BytesMut,
     pub decoder: ChunkDecoder,
     pub encoder: ChunkEncoder,
-    /// Where [`Session::encode_frame`] writes chunk headers (split off per message, so one
-    /// allocation serves many).
-    scratch: BytesMut,
     pub out: SendQueue,
     /// A `Transmit` was emitted and the queue has not been emptied since.
     pub transmit_pending: bool,
@@ -118,7 +115,6 @@ impl Session {
             rx: BytesMut::new(),
             decoder: ChunkDecoder::new(limits),
             encoder: ChunkEncoder::new(),
-            scratch: BytesMut::new(),
             out: SendQueue::default(),
             transmit_pending: false,
             hold_deadline: None,
@@ -185,13 +181,15 @@ impl Session {
     }
 
     /// Encodes `frame` on `csid` and message stream `stream_id` as wire segments to queue in
-    /// order: chunk headers and the tag header from the session's scratch buffer, the body as
+    /// order: chunk headers and the tag header split off `headers` (the server's, shared by
+    /// every session), the body as
     /// slices of the frame's own (no copy, and no allocation for a one-chunk message).
     pub fn encode_frame(
         &mut self,
         csid: u32,
         stream_id: u32,
         frame: &MediaFrame,
+        headers: &mut BytesMut,
     ) -> SmallVec<[Bytes; 4]> {
         let mut segments = SmallVec::new();
         self.encoder.encode_parts(
@@ -201,7 +199,7 @@ impl Session {
             frame.timestamp,
             &frame.header,
             &frame.body,
-            &mut self.scratch,
+            headers,
             |segment| segments.push(segment),
         );
         segments
