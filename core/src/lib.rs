@@ -116,3 +116,4 @@ pub mod storage;
 pub mod tcp;
 pub mod testkit;
 pub mod udp;
+pub mod wire_hash;
