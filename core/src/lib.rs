@@ -17,7 +17,7 @@
 //! ```
 //! use std::io::{ErrorKind, IoSlice, Read, Write};
 //! use std::net::{TcpListener, TcpStream};
-//! use std::time::Instant;
+//! use std::time::{Duration, Instant};
 //! use bytes::BytesMut;
 //! use siprtmp_core::node::{Input, Node, NodeConfig, Output};
 //! use siprtmp_core::rng::SeededRng;
@@ -35,7 +35,9 @@
 //! let mut client = RtmpClient::new(&mut SeededRng::new(1), "live", &format!("rtmp://{addr}/live"));
 //! let (mut client_in, mut connected) = (BytesMut::new(), false);
 //!
-//! for _ in 0..10_000 {
+//! // Until the client is connected (a generous bound: a loaded machine may take a while).
+//! let deadline = Instant::now() + Duration::from_secs(30);
+//! while Instant::now() < deadline {
 //!     let now = Instant::now();
 //!     if let Ok((socket, peer)) = listener.accept() {
 //!         socket.set_nonblocking(true).unwrap();

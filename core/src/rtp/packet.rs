@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use smallvec::SmallVec;
 
 /// The RTP version this code speaks.
@@ -162,15 +162,21 @@ impl RtpPacket {
             }
             end -= usize::from(padding);
         }
+        let (sequence, timestamp, ssrc) =
+            (u16::from_be_bytes([data[2], data[3]]), be32(4), be32(8));
+        // The datagram becomes the payload in place: no reference count taken and dropped.
+        let mut payload = data;
+        payload.truncate(end);
+        payload.advance(offset);
         Ok(RtpPacket {
             marker: b1 & 0x80 != 0,
             payload_type: b1 & 0x7f,
-            sequence: u16::from_be_bytes([data[2], data[3]]),
-            timestamp: be32(4),
-            ssrc: be32(8),
+            sequence,
+            timestamp,
+            ssrc,
             csrcs,
             extension,
-            payload: data.slice(offset..end),
+            payload,
             padding,
         })
     }
