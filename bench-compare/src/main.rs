@@ -43,8 +43,9 @@ struct Flags {
     out: PathBuf,
     /// Servers to measure, comma-separated: siprtmp runtimes, a runtime with `-merged`
     /// (siprtmp with `--merge-writes 100`, e.g. `mio-merged`; `-mergedN` for an N ms window), `nginx` and `rtmplite3` (the
-    /// original server's Python 3 port). Runtimes the siprtmp binary does not accept, and
-    /// peers not installed, are skipped with a note.
+    /// original server's Python 3 port); `base:` before a siprtmp name runs `--baseline-bin`.
+    /// Runtimes the siprtmp binary does not accept, and peers not installed, are skipped with
+    /// a note.
     #[arg(
         long,
         value_delimiter = ',',
@@ -78,6 +79,12 @@ struct Flags {
     /// The siprtmp binary [default: `siprtmp` next to this binary].
     #[arg(long)]
     server_bin: Option<PathBuf>,
+    /// A second siprtmp binary, typically the build before a change: servers named
+    /// `base:<name>` (e.g. `--runtimes base:mio,mio`) run it with the options of `<name>`, in
+    /// the same run as the others and alternating with them, so that before and after meet
+    /// the same machine.
+    #[arg(long)]
+    baseline_bin: Option<PathBuf>,
     /// Directory holding speex16k_audio_20s.flv and h264_speex16k_320x240_12fps_20s.flv.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/media"))]
     media_dir: PathBuf,
@@ -239,6 +246,7 @@ fn run(flags: Flags) -> Result<bool, String> {
             Some(p) => p.clone(),
             None => default_server_bin()?,
         },
+        baseline: flags.baseline_bin.clone(),
         nginx: server::find_nginx(),
         rtmplite: server::find_rtmplite(),
     };
@@ -544,6 +552,7 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
             Some(p) => p.clone(),
             None => default_server_bin()?,
         },
+        baseline: flags.baseline_bin.clone(),
         nginx: None,
         rtmplite: None,
     };

@@ -37,6 +37,11 @@ pub const GSO_SUFFIX: &str = "-gso";
 /// otherwise: `mio-merged-shared-nogso-tick20`).
 pub const NOGSO_SUFFIX: &str = "-nogso";
 
+/// Start of a server name that runs the `--baseline-bin` binary instead of `--server-bin`
+/// with the options the rest of the name asks for (`base:mio-merged-shared-tick20`): the
+/// build before a change, measured in the same run as the build after it.
+pub const BASELINE_PREFIX: &str = "base:";
+
 /// Ending of a server name that runs siprtmp with `--poll-interval N` (wake-up moderation,
 /// mio only; last of all: `mio-merged-shared-tick20`). The gateway floor takes it too.
 pub const TICK_SUFFIX: &str = "-tick";
@@ -67,6 +72,8 @@ pub struct SiprtmpOptions<'a> {
     pub poll_interval_ms: Option<u64>,
     /// Not `--no-udp-gso`.
     pub udp_gso: bool,
+    /// Runs [`Binaries::baseline`] (the name starts with [`BASELINE_PREFIX`]).
+    pub baseline: bool,
 }
 
 /// A server implementation to measure.
@@ -95,6 +102,10 @@ impl ServerKind {
     pub fn siprtmp_options(&self) -> Option<SiprtmpOptions<'_>> {
         let ServerKind::Siprtmp(name) = self else {
             return None;
+        };
+        let (name, baseline) = match name.strip_prefix(BASELINE_PREFIX) {
+            Some(rest) => (rest, true),
+            None => (name.as_str(), false),
         };
         let (rest, poll_interval_ms) = strip_tick(name)?;
         let (rest, udp_gso) = match rest.strip_suffix(NOGSO_SUFFIX) {
@@ -128,6 +139,7 @@ impl ServerKind {
             shared_rtp_ports,
             poll_interval_ms,
             udp_gso,
+            baseline,
         })
     }
 }
@@ -137,10 +149,26 @@ impl ServerKind {
 pub struct Binaries {
     /// The `siprtmp` binary.
     pub siprtmp: PathBuf,
+    /// The siprtmp binary of the `base:` servers (`--baseline-bin`), if given.
+    pub baseline: Option<PathBuf>,
     /// nginx and the RTMP module, if installed.
     pub nginx: Option<(PathBuf, PathBuf)>,
     /// The `rtmplite3` script, if installed.
     pub rtmplite: Option<PathBuf>,
+}
+
+/// The binary a siprtmp server runs: `--baseline-bin`'s for a `base:` name.
+fn siprtmp_binary<'a>(
+    options: &SiprtmpOptions<'_>,
+    bins: &'a Binaries,
+) -> Result<&'a PathBuf, String> {
+    if options.baseline {
+        bins.baseline
+            .as_ref()
+            .ok_or_else(|| format!("a {BASELINE_PREFIX} server needs --baseline-bin"))
+    } else {
+        Ok(&bins.siprtmp)
+    }
 }
 
 /// A running server; killed when dropped.
@@ -251,6 +279,9 @@ pub fn start(kind: &ServerKind, bins: &Binaries) -> Result<Running, String> {
 
 /// [`start`] with extra command-line arguments for siprtmp (the gateway's flags).
 pub fn start_with(kind: &ServerKind, bins: &Binaries, extra: &[String]) -> Result<Running, String> {
+    if let Some(options) = kind.siprtmp_options() {
+        siprtmp_binary(&options, bins)?;
+    }
     let port = free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let dir = scratch_dir(&kind.label())?;
@@ -259,7 +290,7 @@ pub fn start_with(kind: &ServerKind, bins: &Binaries, extra: &[String]) -> Resul
     let mut command = match kind {
         ServerKind::Siprtmp(_) => {
             let options = kind.siprtmp_options().expect("a siprtmp server");
-            let mut c = Command::new(&bins.siprtmp);
+            let mut c = Command::new(siprtmp_binary(&options, bins)?);
             c.args(["-i", "127.0.0.1", "-p", &port.to_string(), "-r"])
                 .arg(&dir)
                 .args(["--runtime", options.runtime]);
@@ -406,5 +437,40 @@ mod tests {
         );
         assert_eq!(tick("mio-tickx"), None);
         assert_eq!(ServerKind::Nginx.siprtmp_options(), None);
+        let base = |name: &str| {
+            let kind = ServerKind::Siprtmp(name.into());
+            kind.siprtmp_options()
+                .map(|o| (o.runtime.to_owned(), o.poll_interval_ms, o.baseline))
+        };
+        assert_eq!(
+            base("base:mio-merged-shared-tick20"),
+            Some(("mio".into(), Some(20), true))
+        );
+        assert_eq!(base("mio-tick20"), Some(("mio".into(), Some(20), false)));
+    }
+
+    #[test]
+    fn a_base_server_runs_the_baseline_binary_and_needs_one() {
+        let mut bins = Binaries {
+            siprtmp: "/new/siprtmp".into(),
+            baseline: None,
+            nginx: None,
+            rtmplite: None,
+        };
+        let base = ServerKind::Siprtmp("base:mio-shared".into());
+        let options = base.siprtmp_options().unwrap();
+        let missing = siprtmp_binary(&options, &bins).unwrap_err();
+        assert!(missing.contains("--baseline-bin"), "{missing}");
+        assert!(start(&base, &bins).is_err());
+        bins.baseline = Some("/old/siprtmp".into());
+        assert_eq!(
+            siprtmp_binary(&options, &bins).unwrap(),
+            &PathBuf::from("/old/siprtmp")
+        );
+        let new = ServerKind::Siprtmp("mio-shared".into());
+        assert_eq!(
+            siprtmp_binary(&new.siprtmp_options().unwrap(), &bins).unwrap(),
+            &PathBuf::from("/new/siprtmp")
+        );
     }
 }
