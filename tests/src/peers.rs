@@ -1,7 +1,7 @@
 //! Real peers as child processes: ffmpeg publishers and players, rtmpdump players. Every child
 //! has a deadline and is killed on drop, so a hung peer fails a test instead of hanging it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -9,7 +9,13 @@ use std::time::{Duration, Instant};
 pub struct Peer {
     pub name: String,
     child: Child,
+    /// A log the peer writes that explains its failures (sipp's `-trace_err` file), quoted in
+    /// the panic when it fails.
+    log_on_failure: Option<PathBuf>,
 }
+
+/// How much of the end of a peer's failure log goes into the panic message.
+const FAILURE_LOG_TAIL: usize = 6000;
 
 impl Peer {
     /// Starts `command` as a peer named `name` (stderr captured for failure messages).
@@ -25,6 +31,32 @@ impl Peer {
         Self {
             name: name.to_owned(),
             child,
+            log_on_failure: None,
+        }
+    }
+
+    /// Quotes the end of `log` in the panic if the peer fails: the stderr of some peers says
+    /// only that there were errors, their log says which.
+    pub fn with_log_on_failure(mut self, log: PathBuf) -> Self {
+        self.log_on_failure = Some(log);
+        self
+    }
+
+    /// The last [`FAILURE_LOG_TAIL`] bytes of the failure log, if there is one.
+    fn failure_log(&self) -> String {
+        let Some(path) = &self.log_on_failure else {
+            return String::new();
+        };
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let tail = &bytes[bytes.len().saturating_sub(FAILURE_LOG_TAIL)..];
+                format!(
+                    "\n--- end of {} ---\n{}",
+                    path.display(),
+                    String::from_utf8_lossy(tail)
+                )
+            }
+            Err(e) => format!("\n({}: {e})", path.display()),
         }
     }
 
@@ -56,8 +88,12 @@ impl Peer {
         }
         match status {
             Some(s) if s.success() => err,
-            Some(s) => panic!("{} exited with {s}: {err}", self.name),
-            None => panic!("{} did not finish within {timeout:?}: {err}", self.name),
+            Some(s) => panic!("{} exited with {s}: {err}{}", self.name, self.failure_log()),
+            None => panic!(
+                "{} did not finish within {timeout:?}: {err}{}",
+                self.name,
+                self.failure_log()
+            ),
         }
     }
 

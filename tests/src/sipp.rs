@@ -51,6 +51,11 @@ pub fn start_tcp(name: &str, dir: &Path, port: Option<u16>, args: &[String]) -> 
     start_on(name, dir, port, args, true)
 }
 
+/// sipp's log of unexpected messages and aborted calls (`-trace_err`), in its directory.
+const ERROR_LOG: &str = "errors.log";
+/// Every SIP message sipp sent and received (`-trace_msg`), in its directory.
+const MESSAGE_LOG: &str = "messages.log";
+
 fn start_on(name: &str, dir: &Path, port: Option<u16>, args: &[String], tcp: bool) -> Peer {
     let transport: &[&str] = if tcp { &["-t", "t1"] } else { &[] };
     let peer = Peer::spawn_command(
@@ -60,9 +65,18 @@ fn start_on(name: &str, dir: &Path, port: Option<u16>, args: &[String], tcp: boo
             .args(["-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1"])
             .args(["-timeout", "60s", "-timeout_error"])
             .args(["-trace_stat", "-stf", "stats.csv", "-fd", "1"])
+            .args([
+                "-trace_err",
+                "-error_file",
+                ERROR_LOG,
+                "-trace_msg",
+                "-message_file",
+                MESSAGE_LOG,
+            ])
             .args(transport)
             .args(args),
-    );
+    )
+    .with_log_on_failure(dir.join(ERROR_LOG));
     if let Some(port) = port {
         let deadline = Instant::now() + Duration::from_secs(5);
         // Bound by sipp once our own bind fails (a listening TCP port cannot be bound even
