@@ -56,6 +56,11 @@ const ERROR_LOG: &str = "errors.log";
 /// Every SIP message sipp sent and received (`-trace_msg`), in its directory.
 const MESSAGE_LOG: &str = "messages.log";
 
+/// The log of every SIP message that the sipp started in `dir` sent and received.
+pub fn message_log(dir: &Path) -> PathBuf {
+    dir.join(MESSAGE_LOG)
+}
+
 fn start_on(name: &str, dir: &Path, port: Option<u16>, args: &[String], tcp: bool) -> Peer {
     let transport: &[&str] = if tcp { &["-t", "t1"] } else { &[] };
     let peer = Peer::spawn_command(

@@ -39,15 +39,9 @@ fn node(bind: IpAddr, advertised: Option<IpAddr>, rtp_lo: u16) -> NodeConfig {
     node
 }
 
-/// The first INVITE sipp received, from its `-trace_msg` log in `dir`.
+/// The first INVITE sipp received, from its message log (`-trace_msg`) in `dir`.
 fn received_invite(dir: &Path) -> String {
-    let log = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .find(|p| p.to_string_lossy().ends_with("_messages.log"))
-        .expect("sipp's message log");
-    let text = std::fs::read_to_string(log).unwrap();
+    let text = std::fs::read_to_string(sipp::message_log(dir)).expect("sipp's message log");
     let start = text
         .find("INVITE sip:")
         .expect("an INVITE in sipp's message log");
@@ -106,7 +100,6 @@ fn echo_call_at(
             "-mp".into(),
             media_port.to_string(),
             "-rtp_echo".into(),
-            "-trace_msg".into(),
             "-m".into(),
             "1".into(),
         ],
