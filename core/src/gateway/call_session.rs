@@ -485,11 +485,24 @@ impl GatewaySession {
     /// timer ([`Self::poll_timeout`]) and no media address, so a host need not ask for them
     /// again after it (the RTMP server's gateway host relies on this on every frame).
     pub fn client_media(&mut self, now: Instant, msg: &RtmpMessage) {
+        let mut rtp = std::mem::take(&mut self.rtp_out);
+        self.client_media_into(now, msg, &mut rtp);
+        self.outputs.extend(rtp.drain(..).map(GatewayOutput::Rtp));
+        self.rtp_out = rtp;
+    }
+
+    /// [`Self::client_media`] with the RTP it makes appended to `out` instead of the
+    /// session's outputs (which it leaves alone). A host with many sessions passes one buffer
+    /// of its own for all of them: it stays in the cache, where each session's own queue
+    /// would be a cache miss to write and another to read back on every frame.
+    pub fn client_media_into(
+        &mut self,
+        now: Instant,
+        msg: &RtmpMessage,
+        out: &mut Vec<OutgoingRtp>,
+    ) {
         if let Some(bridge) = &mut self.bridge {
-            bridge.from_client(now, msg, &mut self.rtp_out);
-            for rtp in self.rtp_out.drain(..) {
-                self.outputs.push_back(GatewayOutput::Rtp(rtp));
-            }
+            bridge.from_client(now, msg, out);
         }
     }
 
@@ -568,18 +581,52 @@ impl GatewaySession {
         source: SocketAddr,
         data: Bytes,
     ) -> bool {
+        let mut from_far = std::mem::take(&mut self.from_far);
+        let settled = self.far_end_packet(now, leg, rtcp, source, data, &mut from_far);
+        self.from_far = from_far;
+        self.deliver_far_end();
+        if !settled {
+            self.request_keyframe(now);
+        }
+        settled
+    }
+
+    /// [`Self::rtp_datagram`] with the media and digits for the client appended to `out`
+    /// instead of the session's outputs (see [`Self::client_media_into`] for why). What else
+    /// the packet causes (a keyframe request over SIP) still goes to the session's outputs.
+    pub fn rtp_datagram_into(
+        &mut self,
+        now: Instant,
+        leg: Leg,
+        rtcp: bool,
+        source: SocketAddr,
+        data: Bytes,
+        out: &mut Vec<FromFarEnd>,
+    ) -> bool {
+        let settled = self.far_end_packet(now, leg, rtcp, source, data, out);
+        if !settled {
+            self.request_keyframe(now);
+        }
+        settled
+    }
+
+    /// The bridge's part of [`Self::rtp_datagram`]: whether the packet was settled.
+    fn far_end_packet(
+        &mut self,
+        now: Instant,
+        leg: Leg,
+        rtcp: bool,
+        source: SocketAddr,
+        data: Bytes,
+        out: &mut Vec<FromFarEnd>,
+    ) -> bool {
         let Some(bridge) = &mut self.bridge else {
             return true;
         };
+        // No video on a settled packet's call: no keyframe to ask for.
         let settled = leg == Leg::Audio && !rtcp && bridge.audio_only_and_latched();
-        bridge.from_far_end(now, leg, rtcp, source, data, &mut self.from_far);
-        self.deliver_far_end();
-        if settled {
-            // No video: no keyframe to ask for.
-            return true;
-        }
-        self.request_keyframe(now);
-        false
+        bridge.from_far_end(now, leg, rtcp, source, data, out);
+        settled
     }
 
     fn deliver_far_end(&mut self) {

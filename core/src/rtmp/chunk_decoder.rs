@@ -147,6 +147,11 @@ pub struct ChunkDecoder {
     limits: ChunkLimits,
     chunk_size: u32,
     streams: SmallVec<[ChunkStream; 8]>,
+    /// The index in `streams` of the chunk stream of the last chunk, looked at first: a
+    /// media publisher's chunks mostly follow one another on one chunk stream, which is then
+    /// found without walking the others (one cache line each, cold when many sessions take
+    /// turns).
+    last: usize,
     partial_bytes: usize,
 }
 
@@ -157,6 +162,7 @@ impl ChunkDecoder {
             limits,
             chunk_size: DEFAULT_CHUNK_SIZE,
             streams: SmallVec::new(),
+            last: 0,
             partial_bytes: 0,
         }
     }
@@ -262,9 +268,18 @@ impl ChunkDecoder {
         }
     }
 
+    /// The index of `csid`'s state, if it has one.
+    fn find(&self, csid: u32) -> Option<usize> {
+        if self.streams.get(self.last).is_some_and(|s| s.csid == csid) {
+            return Some(self.last);
+        }
+        self.streams.iter().position(|s| s.csid == csid)
+    }
+
     /// The index of `csid`'s state, creating it (within the limit) on first use.
     fn stream_index(&mut self, csid: u32) -> Result<usize, ChunkError> {
-        if let Some(i) = self.streams.iter().position(|s| s.csid == csid) {
+        if let Some(i) = self.find(csid) {
+            self.last = i;
             return Ok(i);
         }
         if self.streams.len() >= self.limits.max_chunk_streams {
@@ -303,7 +318,7 @@ impl ChunkDecoder {
             },
             id => (u32::from(id), 1),
         };
-        let previous = self.streams.iter().find(|s| s.csid == csid);
+        let previous = self.find(csid).map(|i| &self.streams[i]);
         if fmt != 0 && previous.is_none() {
             return Err(ChunkError::NoPreviousHeader(csid));
         }

@@ -529,7 +529,14 @@ impl RtmpServer {
 
     /// The next output for the driver.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        let output = self.outputs.pop_front();
+        if self.outputs.is_empty() {
+            // Back to the front of the ring: the next outputs are written where the last ones
+            // were, a few cache lines that stay warm, not on around a ring that once grew (a
+            // burst of thousands) through lines long gone from the cache. Free when empty.
+            self.outputs.clear();
+        }
+        output
     }
 
     /// The earliest timer deadline.

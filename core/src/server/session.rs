@@ -67,37 +67,46 @@ pub(crate) enum Phase {
 }
 
 /// One RTMP connection, server side.
+///
+/// The fields are laid out in the order written (`repr(C)`), those every received chunk and
+/// every sent message touch first, so that a media message costs a few adjacent cache lines
+/// of the session rather than one line per field spread over the whole struct (with hundreds
+/// of sessions taking turns, each line is a cache miss). Keep it so when adding fields.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Session {
-    pub id: ConnId,
-    pub peer: SocketAddr,
-    pub phase: Phase,
+    // Every read.
     pub rx: BytesMut,
-    pub decoder: ChunkDecoder,
-    pub encoder: ChunkEncoder,
-    pub out: SendQueue,
+    pub rx_bytes: u64,
+    pub rx_bytes_acked: u64,
+    pub last_rx: Instant,
+    /// A decision the application has not made yet: the connection's messages are not read
+    /// until it is.
+    pub awaiting: Option<RequestId>,
+    pub phase: Phase,
+    /// The peer's window acknowledgement size: we acknowledge every this many bytes.
+    pub peer_window: u32,
+    pub ping_sent: bool,
+    // Every message sent.
     /// A `Transmit` was emitted and the queue has not been emptied since.
     pub transmit_pending: bool,
     /// Merged writes: media is queued but held back, and its `Transmit` is due at this
     /// deadline (the session's live entry in the node's flush schedule).
     pub hold_deadline: Option<Instant>,
+    pub out: SendQueue,
+    pub encoder: ChunkEncoder,
+    pub decoder: ChunkDecoder,
+    // The rest.
+    pub id: ConnId,
+    pub peer: SocketAddr,
     /// The application (scope) from `connect`, once connected.
     pub app: Option<String>,
     /// `connect` asked for AMF3 object encoding.
     pub object_encoding: f64,
     pub streams: SmallVec<[(u32, StreamRole); 2]>,
     pub next_stream_id: u32,
-    pub last_rx: Instant,
     /// The deadline of the connection's one live timer entry (older entries are stale).
     pub next_check: Instant,
-    pub ping_sent: bool,
-    pub rx_bytes: u64,
-    pub rx_bytes_acked: u64,
-    /// The peer's window acknowledgement size: we acknowledge every this many bytes.
-    pub peer_window: u32,
-    /// A decision the application has not made yet: the connection's messages are not read
-    /// until it is.
-    pub awaiting: Option<RequestId>,
 }
 
 impl Session {
