@@ -149,7 +149,11 @@ impl CallState {
 }
 
 /// One gateway client: see the module documentation.
+// The media bridge first, in the order written: every media packet goes through it, and
+// nothing else of the session (see [`MediaBridge`]'s own layout).
+#[repr(C)]
 pub struct GatewaySession {
+    bridge: Option<MediaBridge>,
     ua: UserAgent,
     config: GatewayConfig,
     sockets: SessionSockets,
@@ -161,7 +165,6 @@ pub struct GatewaySession {
     /// gateway that two of its own clients are calling each other.
     peer_session_id: Option<u64>,
     call: Option<CallState>,
-    bridge: Option<MediaBridge>,
     connect_pending: bool,
     outputs: VecDeque<GatewayOutput>,
     rtp_out: Vec<OutgoingRtp>,

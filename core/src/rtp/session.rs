@@ -394,18 +394,22 @@ fn to_ntp(d: Duration) -> u64 {
 /// assert_eq!(report[1], 200); // a sender report, since we sent
 /// ```
 #[derive(Debug, Clone)]
+// In the order written, what each packet sent and received touches first: one or two cache
+// lines per packet instead of fields spread over three (a gateway keeps hundreds of sessions
+// and each packet comes after the others' have gone through the cache).
+#[repr(C)]
 pub struct RtpSession {
-    config: RtpSessionConfig,
-    rng: SeededRng,
-    epoch: Instant,
     ssrc: u32,
     sequence: u16,
+    sent_since_report: bool,
     timestamp_base: u32,
     packets_sent: u32,
     octets_sent: u32,
     last_sent: Option<(Instant, u32)>,
-    sent_since_report: bool,
+    epoch: Instant,
     sources: Vec<(u32, SourceStats)>,
+    config: RtpSessionConfig,
+    rng: SeededRng,
     pending_bye: Option<u32>,
     // RTCP schedule (A.7).
     tp: Instant,

@@ -113,7 +113,9 @@ const MEDIA_ROLES: [Role; 4] = [
 enum State {
     /// Waiting for the driver to bind the sockets.
     Binding {
-        request: ConnectRequest,
+        /// Boxed: the connect's strings would make every state, and so the hot start of
+        /// every [`GatewayConn`], four cache lines long.
+        request: Box<ConnectRequest>,
         tries: u32,
     },
     Active(Box<GatewaySession>),
@@ -122,14 +124,18 @@ enum State {
 }
 
 /// One gateway client in the server.
+///
+/// In the order written: what every media packet reads (the state, the streams, the
+/// sockets) comes first, next to the map's key, in one cache line.
 #[derive(Debug)]
+#[repr(C)]
 pub(super) struct GatewayConn {
     state: State,
-    connect: Command,
-    sockets: Vec<(SocketId, Role, Option<SocketAddr>)>,
-    base_port: u16,
     local_stream: Option<u32>,
     remote_stream: Option<u32>,
+    sockets: Vec<(SocketId, Role, Option<SocketAddr>)>,
+    connect: Command,
+    base_port: u16,
     /// The deadline of the connection's live timer entry.
     next_timer: Option<Instant>,
     /// The address of record, lower-cased: one live connection per address.
@@ -356,7 +362,10 @@ impl RtmpServer {
             conn,
             GatewayConn {
                 aor,
-                state: State::Binding { request, tries: 0 },
+                state: State::Binding {
+                    request: Box::new(request),
+                    tries: 0,
+                },
                 connect: cmd,
                 sockets: Vec::new(),
                 base_port: 0,
