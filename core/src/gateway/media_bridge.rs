@@ -401,7 +401,7 @@ impl MediaBridge {
                 {
                     return;
                 }
-                if let Some(msg) = a.back.translate(&packet, rtmp_now) {
+                if let Some(msg) = a.back.translate(packet, rtmp_now) {
                     out.push(FromFarEnd::Media(msg));
                 }
             }

@@ -203,13 +203,14 @@ impl RtmpToRtpAudio {
 /// use siprtmp_core::media::{RtpToRtmpAudio, RtpAudioFormat};
 /// use siprtmp_core::rtp::RtpPacket;
 /// let mut rx = RtpToRtmpAudio::new(RtpAudioFormat::PCMA);
-/// let p1 = RtpPacket::new(8, 1, 4000, 9, Bytes::from_static(&[0xd5; 160]));
-/// let p2 = RtpPacket::new(8, 2, 4160, 9, Bytes::from_static(&[0xd5; 160]));
-/// let m1 = rx.translate(&p1, 700).unwrap();
-/// let m2 = rx.translate(&p2, 731).unwrap();
+/// let p1 = RtpPacket::new(8, 1, 4000, 9, Bytes::from(vec![0xd5; 160]));
+/// let p2 = RtpPacket::new(8, 2, 4160, 9, Bytes::from(vec![0xd5; 160]));
+/// let sent = p1.payload.as_ptr();
+/// let m1 = rx.translate(p1, 700).unwrap();
+/// let m2 = rx.translate(p2, 731).unwrap();
 /// assert_eq!((m1.timestamp, m2.timestamp), (700, 720)); // anchored, then RTP deltas
 /// assert_eq!(&m1.header[..], [0x72]);
-/// assert_eq!(m1.body, p1.payload); // the same bytes, shared
+/// assert_eq!(m1.body.as_ptr(), sent); // the same bytes, not copied
 /// assert_eq!(m1.len(), 161);
 /// ```
 #[derive(Debug, Clone)]
@@ -243,8 +244,9 @@ impl RtpToRtmpAudio {
     /// The RTMP audio frame for `packet` (the caller sets the stream it goes out on), or
     /// `None` when the packet is of another payload type (telephone-event, comfort noise...)
     /// or empty. `rtmp_now_ms` is the RTMP stream time now, used to anchor the first packet
-    /// and again after an SSRC change.
-    pub fn translate(&mut self, packet: &RtpPacket, rtmp_now_ms: u32) -> Option<MediaFrame> {
+    /// and again after an SSRC change. The packet's payload becomes the frame's body (taken,
+    /// not shared: no reference count to take here and drop with the packet).
+    pub fn translate(&mut self, packet: RtpPacket, rtmp_now_ms: u32) -> Option<MediaFrame> {
         if packet.payload_type != self.format.payload_type || packet.payload.is_empty() {
             return None;
         }
@@ -258,7 +260,7 @@ impl RtpToRtmpAudio {
             type_id::AUDIO,
             timestamp,
             &header,
-            packet.payload.clone(),
+            packet.payload,
         ))
     }
 }
@@ -337,35 +339,29 @@ mod tests {
     fn rtp_to_rtmp_headers_anchor_and_ssrc_change() {
         let mut rx = RtpToRtmpAudio::new(RtpAudioFormat::PCMU);
         let pkt = |seq, ts, ssrc| RtpPacket::new(0, seq, ts, ssrc, Bytes::from_static(&[1, 2]));
-        let m = rx.translate(&pkt(1, 100, 1), 1000).unwrap();
+        let m = rx.translate(pkt(1, 100, 1), 1000).unwrap();
         assert_eq!((m.type_id, m.timestamp), (type_id::AUDIO, 1000));
         assert_eq!(&m.to_message(1).payload[..], &[0x82, 1, 2]);
-        assert_eq!(rx.translate(&pkt(2, 260, 1), 0).unwrap().timestamp, 1020);
+        assert_eq!(rx.translate(pkt(2, 260, 1), 0).unwrap().timestamp, 1020);
         // New SSRC: re-anchored at the time given.
-        assert_eq!(rx.translate(&pkt(9, 7, 2), 5000).unwrap().timestamp, 5000);
-        assert_eq!(rx.translate(&pkt(10, 167, 2), 0).unwrap().timestamp, 5020);
+        assert_eq!(rx.translate(pkt(9, 7, 2), 5000).unwrap().timestamp, 5000);
+        assert_eq!(rx.translate(pkt(10, 167, 2), 0).unwrap().timestamp, 5020);
         // A new play re-anchors too.
         rx.reset();
-        assert_eq!(
-            rx.translate(&pkt(11, 327, 2), 9000).unwrap().timestamp,
-            9000
-        );
+        assert_eq!(rx.translate(pkt(11, 327, 2), 9000).unwrap().timestamp, 9000);
         // Other payload types (telephone-event 101) are not audio.
         let mut dtmf = pkt(12, 327, 2);
         dtmf.payload_type = 101;
-        assert!(rx.translate(&dtmf, 0).is_none());
+        assert!(rx.translate(dtmf, 0).is_none());
 
         let mut rx = RtpToRtmpAudio::new(SPEEX_WB);
         let mut p = pkt(1, 0, 3);
         p.payload_type = 97;
-        let m = rx.translate(&p, 0).unwrap();
+        let sent = p.payload.as_ptr();
+        let m = rx.translate(p.clone(), 0).unwrap();
         assert_eq!(&m.header[..], [0xB2]);
-        assert_eq!(
-            m.body.as_ptr(),
-            p.payload.as_ptr(),
-            "the RTP payload is not copied"
-        );
+        assert_eq!(m.body.as_ptr(), sent, "the RTP payload is not copied");
         p.timestamp = 320;
-        assert_eq!(rx.translate(&p, 0).unwrap().timestamp, 20); // 16 kHz clock
+        assert_eq!(rx.translate(p, 0).unwrap().timestamp, 20); // 16 kHz clock
     }
 }
