@@ -12,7 +12,7 @@
 //! only emits one when that field (a delta, never the absolute timestamp of a format-0 header)
 //! is unchanged.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use smallvec::SmallVec;
 
 use super::chunk_decoder::{DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE};
@@ -101,8 +101,9 @@ impl ChunkEncoder {
     /// and the media it carries) without copying `body`: the chunk headers and `prefix` are
     /// written into `scratch` and split off it, and `emit` gets the wire segments in order
     /// (those header bytes, then slices of `body`, alternating when the message spans
-    /// several chunks). `scratch` is a reusable buffer: it allocates only when it runs out of
-    /// room, not per message.
+    /// several chunks; the last is `body` itself, advanced, so a one-chunk message takes no
+    /// reference count of its own). `scratch` is a reusable buffer: it allocates only when it
+    /// runs out of room, not per message.
     ///
     /// ```
     /// use bytes::{Bytes, BytesMut};
@@ -113,7 +114,7 @@ impl ChunkEncoder {
     /// let (mut scratch, mut wire) = (BytesMut::new(), BytesMut::new());
     /// let body = Bytes::from(vec![7u8; 300]);
     /// let mut segments = 0;
-    /// encoder.encode_parts(4, 8, 1, 20, &[0xb2], &body, &mut scratch, |segment| {
+    /// encoder.encode_parts(4, 8, 1, 20, &[0xb2], body, &mut scratch, |segment| {
     ///     wire.extend_from_slice(&segment);
     ///     segments += 1;
     /// });
@@ -129,7 +130,7 @@ impl ChunkEncoder {
         stream_id: u32,
         timestamp: u32,
         prefix: &[u8],
-        body: &Bytes,
+        mut body: Bytes,
         scratch: &mut BytesMut,
         mut emit: impl FnMut(Bytes),
     ) {
@@ -154,7 +155,15 @@ impl ChunkEncoder {
             let (from, to) = (at.max(prefix.len()), end.max(prefix.len()));
             if from < to {
                 emit(scratch.split().freeze());
-                emit(body.slice(from - prefix.len()..to - prefix.len()));
+                let (from, to) = (from - prefix.len(), to - prefix.len());
+                if to == body.len() {
+                    // The rest of the body: handed over rather than shared once more.
+                    let mut rest = std::mem::take(&mut body);
+                    rest.advance(from);
+                    emit(rest);
+                } else {
+                    emit(body.slice(from..to));
+                }
             }
             at = end;
             if at >= total {
@@ -339,7 +348,7 @@ mod tests {
                 let msg = RtmpMessage::new(8, 1, stamp, payload.clone());
                 whole.encode(4, &msg, &mut expected);
                 let body = Bytes::copy_from_slice(&payload[split..]);
-                parts.encode_parts(4, 8, 1, stamp, &payload[..split], &body, &mut scratch, |s| {
+                parts.encode_parts(4, 8, 1, stamp, &payload[..split], body, &mut scratch, |s| {
                     wire.extend_from_slice(&s)
                 });
             }
@@ -355,11 +364,11 @@ mod tests {
         let body = Bytes::from(vec![1u8; 1000]);
         let range = body.as_ptr() as usize..body.as_ptr() as usize + body.len();
         let mut from_body = 0;
-        encoder.encode_parts(4, 8, 1, 0, &[0xb2], &body, &mut scratch, |segment| {
+        encoder.encode_parts(4, 8, 1, 0, &[0xb2], body, &mut scratch, |segment| {
             if range.contains(&(segment.as_ptr() as usize)) {
                 from_body += segment.len();
             }
         });
-        assert_eq!(from_body, body.len());
+        assert_eq!(from_body, range.len());
     }
 }

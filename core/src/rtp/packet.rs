@@ -131,9 +131,14 @@ impl RtpPacket {
         if data.len() < offset {
             return Err(RtpError::TooShort);
         }
-        let csrcs = (0..csrc_count)
-            .map(|i| be32(RTP_HEADER_LEN + 4 * i))
-            .collect();
+        // Almost every packet has none: no iterator set up for nothing.
+        let csrcs = if csrc_count == 0 {
+            SmallVec::new()
+        } else {
+            (0..csrc_count)
+                .map(|i| be32(RTP_HEADER_LEN + 4 * i))
+                .collect()
+        };
         let extension = if has_extension {
             if data.len() < offset + 4 {
                 return Err(RtpError::TruncatedExtension);
@@ -238,6 +243,40 @@ impl RtpPacket {
             out.put_slice(&ext.data);
         }
         Ok(())
+    }
+
+    /// The fixed 12-byte header of a packet with no CSRCs, extension or padding, which is
+    /// what a sender of its own media writes for every packet: the header
+    /// [`write_header`](Self::write_header) would write for it, without a packet to build.
+    /// `payload_type` above 127 is an error.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use siprtmp_core::rtp::RtpPacket;
+    /// let header = RtpPacket::fixed_header(true, 97, 7, 320, 0xfeed).unwrap();
+    /// let mut packet = RtpPacket::new(97, 7, 320, 0xfeed, Bytes::new());
+    /// packet.marker = true;
+    /// let mut written = Vec::new();
+    /// packet.write_header(&mut written).unwrap();
+    /// assert_eq!(&header[..], &written[..]);
+    /// ```
+    pub fn fixed_header(
+        marker: bool,
+        payload_type: u8,
+        sequence: u16,
+        timestamp: u32,
+        ssrc: u32,
+    ) -> Result<[u8; RTP_HEADER_LEN], RtpError> {
+        if payload_type > 127 {
+            return Err(RtpError::BadPayloadType);
+        }
+        let mut h = [0u8; RTP_HEADER_LEN];
+        h[0] = RTP_VERSION << 6;
+        h[1] = u8::from(marker) << 7 | payload_type;
+        h[2..4].copy_from_slice(&sequence.to_be_bytes());
+        h[4..8].copy_from_slice(&timestamp.to_be_bytes());
+        h[8..12].copy_from_slice(&ssrc.to_be_bytes());
+        Ok(h)
     }
 
     /// Writes the padding that follows the payload (nothing when `padding` is 0).
@@ -392,6 +431,21 @@ mod tests {
                 data[0] = (data[0] & 0x3f) | 0x80;
             }
             let _ = RtpPacket::parse(Bytes::from(data));
+        }
+
+        #[test]
+        fn the_fixed_header_is_what_a_plain_packet_writes(
+            marker in any::<bool>(), pt in 0u8..=255, seq in any::<u16>(),
+            ts in any::<u32>(), ssrc in any::<u32>(),
+        ) {
+            let mut packet = RtpPacket::new(pt, seq, ts, ssrc, Bytes::new());
+            packet.marker = marker;
+            let mut written = Vec::new();
+            match (RtpPacket::fixed_header(marker, pt, seq, ts, ssrc), packet.write_header(&mut written)) {
+                (Ok(fixed), Ok(())) => prop_assert_eq!(&fixed[..], &written[..]),
+                (Err(a), Err(b)) => prop_assert_eq!(a, b),
+                (a, b) => prop_assert!(false, "fixed {:?}, written {:?}", a, b),
+            }
         }
 
         #[test]

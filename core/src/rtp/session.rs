@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use smallvec::SmallVec;
 
-use super::packet::{RtpError, RtpPacket, RTP_HEADER_LEN};
+use super::packet::{RtpError, RtpPacket};
 use super::rtcp::{
     Goodbye, ReceiverReport, ReportBlock, RtcpError, RtcpPacket, SdesChunk, SdesItem, SenderReport,
     SDES_CNAME,
@@ -493,17 +493,9 @@ impl RtpSession {
         payload: Bytes,
     ) -> Result<RtpDatagram, RtpError> {
         let timestamp = self.timestamp_base.wrapping_add(media_time);
-        let mut packet = RtpPacket::new(
-            payload_type,
-            self.sequence,
-            timestamp,
-            self.ssrc,
-            Bytes::new(),
-        );
-        packet.marker = marker;
         // No CSRCs or extension: the header is exactly the fixed 12 bytes.
-        let mut fixed = [0u8; RTP_HEADER_LEN];
-        packet.write_header(&mut &mut fixed[..])?;
+        let fixed =
+            RtpPacket::fixed_header(marker, payload_type, self.sequence, timestamp, self.ssrc)?;
         let header = SmallVec::from_slice(&fixed);
         self.sequence = self.sequence.wrapping_add(1);
         self.packets_sent = self.packets_sent.wrapping_add(1);

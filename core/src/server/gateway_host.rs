@@ -902,7 +902,7 @@ impl RtmpServer {
             match item {
                 FromFarEnd::Media(frame) => {
                     if let Some(stream) = stream {
-                        self.send_remote_media(conn, stream, &frame);
+                        self.send_remote_media(conn, stream, frame);
                     }
                 }
                 FromFarEnd::Dtmf(digit) => {
@@ -1024,7 +1024,7 @@ impl RtmpServer {
     }
 
     /// Media from the far end to the client's `remote` stream `stream`.
-    fn send_remote_media(&mut self, conn: ConnId, stream: u32, frame: &MediaFrame) {
+    fn send_remote_media(&mut self, conn: ConnId, stream: u32, frame: MediaFrame) {
         let channel = if frame.type_id == type_id::VIDEO {
             csid::VIDEO
         } else {
@@ -1070,7 +1070,7 @@ impl RtmpServer {
             }
             GatewayOutput::RemoteMedia(frame) => {
                 if let Some(stream) = self.gateway_conn(conn).and_then(|g| g.remote_stream) {
-                    self.send_remote_media(conn, stream, &frame);
+                    self.send_remote_media(conn, stream, frame);
                 }
             }
             GatewayOutput::SipSend { destination, data } => {

@@ -582,7 +582,7 @@ impl RtmpServer {
         conn: ConnId,
         csid: u32,
         stream_id: u32,
-        frame: &MediaFrame,
+        frame: MediaFrame,
     ) {
         let last_now = self.last_now;
         let Some(session) = self.sessions.get_mut(conn) else {

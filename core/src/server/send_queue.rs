@@ -52,6 +52,12 @@ impl SendQueue {
                 n = 0;
             }
         }
+        if self.segments.is_empty() {
+            // Back to the front of the ring: the next segments go where the last ones were,
+            // not on around a ring of stale lines (held media fills it a little more every
+            // window, and each line it moves on to is a cache miss on every player).
+            self.segments.clear();
+        }
     }
 
     /// Discards everything queued.

@@ -197,7 +197,7 @@ impl Session {
         &mut self,
         csid: u32,
         stream_id: u32,
-        frame: &MediaFrame,
+        frame: MediaFrame,
         headers: &mut BytesMut,
     ) -> SmallVec<[Bytes; 4]> {
         let mut segments = SmallVec::new();
@@ -207,7 +207,7 @@ impl Session {
             stream_id,
             frame.timestamp,
             &frame.header,
-            &frame.body,
+            frame.body,
             headers,
             |segment| segments.push(segment),
         );
