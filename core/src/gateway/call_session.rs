@@ -585,12 +585,9 @@ impl GatewaySession {
         data: Bytes,
     ) -> bool {
         let mut from_far = std::mem::take(&mut self.from_far);
-        let settled = self.far_end_packet(now, leg, rtcp, source, data, &mut from_far);
+        let settled = self.rtp_datagram_into(now, leg, rtcp, source, data, &mut from_far);
         self.from_far = from_far;
         self.deliver_far_end();
-        if !settled {
-            self.request_keyframe(now);
-        }
         settled
     }
 
@@ -606,29 +603,15 @@ impl GatewaySession {
         data: Bytes,
         out: &mut Vec<FromFarEnd>,
     ) -> bool {
-        let settled = self.far_end_packet(now, leg, rtcp, source, data, out);
-        if !settled {
-            self.request_keyframe(now);
-        }
-        settled
-    }
-
-    /// The bridge's part of [`Self::rtp_datagram`]: whether the packet was settled.
-    fn far_end_packet(
-        &mut self,
-        now: Instant,
-        leg: Leg,
-        rtcp: bool,
-        source: SocketAddr,
-        data: Bytes,
-        out: &mut Vec<FromFarEnd>,
-    ) -> bool {
         let Some(bridge) = &mut self.bridge else {
             return true;
         };
         // No video on a settled packet's call: no keyframe to ask for.
         let settled = leg == Leg::Audio && !rtcp && bridge.audio_only_and_latched();
         bridge.from_far_end(now, leg, rtcp, source, data, out);
+        if !settled {
+            self.request_keyframe(now);
+        }
         settled
     }
 
