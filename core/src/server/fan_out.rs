@@ -126,8 +126,7 @@ impl RtmpServer {
                 _ => session.queue(bytes),
             };
             if transmit {
-                self.outputs
-                    .push_back(Output::Transmit { conn: player.conn });
+                self.transmits.push_back(player.conn);
             }
         }
         if metadata {

@@ -80,6 +80,12 @@ pub struct RtmpServer {
     sessions: SessionTable,
     live: HashMap<Arc<str>, LiveStream>,
     outputs: VecDeque<Output>,
+    /// Connections to write ([`Output::Transmit`]), handed out before `outputs`: a live
+    /// message to a thousand players asks for a thousand writes, and as outputs they would
+    /// be a thousand full-sized [`Output`]s written and read back per message (8 bytes each
+    /// here). Writes only ever follow what they carry, so going first reorders nothing that
+    /// matters: a close still writes what is queued.
+    transmits: VecDeque<ConnId>,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     decisions: bool,
     pending: HashMap<RequestId, Pending>,
@@ -120,6 +126,7 @@ impl RtmpServer {
             sessions: SessionTable::default(),
             live: HashMap::new(),
             outputs: VecDeque::new(),
+            transmits: VecDeque::new(),
             timers: BinaryHeap::new(),
             decisions: false,
             pending: HashMap::new(),
@@ -231,7 +238,7 @@ impl RtmpServer {
                     let complete = handshake.is_complete();
                     if let Some(bytes) = reply {
                         if session.queue(bytes) {
-                            self.outputs.push_back(Output::Transmit { conn });
+                            self.transmits.push_back(conn);
                         }
                     }
                     if !complete {
@@ -286,7 +293,7 @@ impl RtmpServer {
         session.rx_bytes_acked = session.rx_bytes;
         let sequence = session.rx_bytes as u32;
         if session.send_control(ProtocolControl::Acknowledgement(sequence)) {
-            self.outputs.push_back(Output::Transmit { conn });
+            self.transmits.push_back(conn);
         }
     }
 
@@ -351,7 +358,7 @@ impl RtmpServer {
         if let UserControl::PingRequest(stamp) = event {
             if let Some(session) = self.sessions.get_mut(conn) {
                 if session.send_user_control(UserControl::PingResponse(stamp)) {
-                    self.outputs.push_back(Output::Transmit { conn });
+                    self.transmits.push_back(conn);
                 }
             }
         }
@@ -383,7 +390,7 @@ impl RtmpServer {
                 session.hold_deadline = None;
             } else if !session.transmit_pending && session.hold_deadline.is_none() {
                 session.transmit_pending = true;
-                self.outputs.push_back(Output::Transmit { conn });
+                self.transmits.push_back(conn);
             }
             if !self.vods.is_empty() {
                 self.vod_drained(now, conn);
@@ -485,7 +492,7 @@ impl RtmpServer {
             }
             session.hold_deadline = None;
             if session.transmit_now() {
-                self.outputs.push_back(Output::Transmit { conn });
+                self.transmits.push_back(conn);
             }
         }
     }
@@ -514,7 +521,7 @@ impl RtmpServer {
                     if !session.ping_sent {
                         session.ping_sent = true;
                         if session.send_user_control(UserControl::PingRequest(ping_stamp)) {
-                            self.outputs.push_back(Output::Transmit { conn });
+                            self.transmits.push_back(conn);
                         }
                     }
                     session.last_rx + config.ping_interval + config.dead_timeout
@@ -529,6 +536,12 @@ impl RtmpServer {
 
     /// The next output for the driver.
     pub fn poll_output(&mut self) -> Option<Output> {
+        if let Some(conn) = self.transmits.pop_front() {
+            if self.transmits.is_empty() {
+                self.transmits.clear(); // back to the front of the ring, as below
+            }
+            return Some(Output::Transmit { conn });
+        }
         let output = self.outputs.pop_front();
         if self.outputs.is_empty() {
             // Back to the front of the ring: the next outputs are written where the last ones
@@ -611,7 +624,7 @@ impl RtmpServer {
 
     pub(crate) fn transmit_if(&mut self, conn: ConnId, needed: bool) {
         if needed {
-            self.outputs.push_back(Output::Transmit { conn });
+            self.transmits.push_back(conn);
         }
     }
 

@@ -10,7 +10,11 @@ use crate::node::ConnId;
 
 #[derive(Debug, Default)]
 pub(crate) struct SessionTable {
-    slots: Vec<(u32, Option<Session>)>,
+    /// Each slot's generation, apart from the sessions: every look-up reads one, and
+    /// packed together they stay in the cache (as a tuple with its session, the compiler put
+    /// the generation after the session's hundreds of bytes, a cache line of its own).
+    generations: Vec<u32>,
+    sessions: Vec<Option<Session>>,
     free: Vec<u32>,
     len: usize,
     /// The worker number, in place (top 8 bits).
@@ -35,8 +39,8 @@ impl SessionTable {
     /// The id the next inserted session will get.
     pub fn next_id(&self) -> ConnId {
         let (index, generation) = match self.free.last() {
-            Some(&i) => (i, self.slots[i as usize].0),
-            None => (self.slots.len() as u32, 0),
+            Some(&i) => (i, self.generations[i as usize]),
+            None => (self.sessions.len() as u32, 0),
         };
         ConnId(self.tag | ((u64::from(generation) << 32) & GENERATION_MASK) | u64::from(index))
     }
@@ -48,39 +52,35 @@ impl SessionTable {
         debug_assert_eq!(id, self.next_id());
         if self.free.last() == Some(&index) {
             self.free.pop();
-            self.slots[index as usize].1 = Some(session);
+            self.sessions[index as usize] = Some(session);
         } else {
-            self.slots.push((0, Some(session)));
+            self.generations.push(0);
+            self.sessions.push(Some(session));
         }
         self.len += 1;
     }
 
-    fn slot(&self, id: ConnId) -> Option<&(u32, Option<Session>)> {
-        let slot = self.slots.get((id.0 & 0xFFFF_FFFF) as usize)?;
-        self.matches(slot.0, id).then_some(slot)
+    /// The slot index of `id`, if it names the slot's current occupant.
+    fn index(&self, id: ConnId) -> Option<usize> {
+        let index = (id.0 & 0xFFFF_FFFF) as usize;
+        let generation = *self.generations.get(index)?;
+        self.matches(generation, id).then_some(index)
     }
 
     pub fn get(&self, id: ConnId) -> Option<&Session> {
-        self.slot(id)?.1.as_ref()
+        self.sessions[self.index(id)?].as_ref()
     }
 
     pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Session> {
-        let generation = self.slots.get((id.0 & 0xFFFF_FFFF) as usize)?.0;
-        if !self.matches(generation, id) {
-            return None;
-        }
-        self.slots[(id.0 & 0xFFFF_FFFF) as usize].1.as_mut()
+        let index = self.index(id)?;
+        self.sessions[index].as_mut()
     }
 
     pub fn remove(&mut self, id: ConnId) -> Option<Session> {
-        let index = (id.0 & 0xFFFF_FFFF) as u32;
-        if !self.matches(self.slots.get(index as usize)?.0, id) {
-            return None;
-        }
-        let slot = &mut self.slots[index as usize];
-        let session = slot.1.take()?;
-        slot.0 = slot.0.wrapping_add(1);
-        self.free.push(index);
+        let index = self.index(id)?;
+        let session = self.sessions[index].take()?;
+        self.generations[index] = self.generations[index].wrapping_add(1);
+        self.free.push(index as u32);
         self.len -= 1;
         Some(session)
     }
