@@ -293,11 +293,6 @@ impl GatewayHost {
         Some((wanted, found))
     }
 
-    /// The shared socket for `role`, with shared RTP ports.
-    fn shared_socket(&self, role: Role) -> Option<SocketId> {
-        shared_socket(self.shared.as_ref(), role)
-    }
-
     fn new_socket(&mut self, conn: ConnId, role: Role) -> SocketId {
         let id = SocketId(self.next_socket);
         self.next_socket += 1;
@@ -864,8 +859,7 @@ impl RtmpServer {
         );
         for rtp in gateway.media_rtp.drain(..) {
             let role = Role::Rtp(rtp.leg, rtp.rtcp);
-            let socket = shared_socket(gateway.shared.as_ref(), role)
-                .or_else(|| gw.sockets.iter().find(|s| s.1 == role).map(|s| s.0));
+            let socket = shared_socket(gateway.shared.as_ref(), role).or_else(|| gw.socket(role));
             if let Some(socket) = socket {
                 self.outputs.push_back(rtp_send(socket, rtp));
             }
@@ -1033,17 +1027,12 @@ impl RtmpServer {
         self.send_media(conn, channel, stream, frame);
     }
 
-    fn socket_for(&mut self, conn: ConnId, role: Role) -> Option<SocketId> {
-        if role != Role::Sip {
-            if let Some(socket) = self.gateway.as_ref().and_then(|g| g.shared_socket(role)) {
-                return Some(socket);
-            }
-        }
-        self.gateway_conn(conn)?
-            .sockets
-            .iter()
-            .find(|s| s.1 == role)
-            .map(|s| s.0)
+    /// The socket `role` goes out from for `conn`: the shared one for media with shared RTP
+    /// ports, else the connection's own.
+    fn socket_for(&self, conn: ConnId, role: Role) -> Option<SocketId> {
+        let gateway = self.gateway.as_ref()?;
+        shared_socket(gateway.shared.as_ref(), role)
+            .or_else(|| gateway.conns.get(&conn)?.socket(role))
     }
 
     fn gateway_output(&mut self, _now: Instant, conn: ConnId, output: GatewayOutput) {
@@ -1098,7 +1087,14 @@ impl RtmpServer {
     }
 }
 
-/// The shared socket for `role`, with shared RTP ports.
+impl GatewayConn {
+    /// The connection's own socket for `role`, if it has one.
+    fn socket(&self, role: Role) -> Option<SocketId> {
+        self.sockets.iter().find(|s| s.1 == role).map(|s| s.0)
+    }
+}
+
+/// The shared socket for `role` (a media role), with shared RTP ports; never for SIP.
 fn shared_socket(shared: Option<&SharedPorts>, role: Role) -> Option<SocketId> {
     let shared = shared?;
     let i = MEDIA_ROLES.iter().position(|r| *r == role)?;

@@ -536,20 +536,10 @@ impl RtmpServer {
 
     /// The next output for the driver.
     pub fn poll_output(&mut self) -> Option<Output> {
-        if let Some(conn) = self.transmits.pop_front() {
-            if self.transmits.is_empty() {
-                self.transmits.clear(); // back to the front of the ring, as below
-            }
+        if let Some(conn) = pop_rewinding(&mut self.transmits) {
             return Some(Output::Transmit { conn });
         }
-        let output = self.outputs.pop_front();
-        if self.outputs.is_empty() {
-            // Back to the front of the ring: the next outputs are written where the last ones
-            // were, a few cache lines that stay warm, not on around a ring that once grew (a
-            // burst of thousands) through lines long gone from the cache. Free when empty.
-            self.outputs.clear();
-        }
-        output
+        pop_rewinding(&mut self.outputs)
     }
 
     /// The earliest timer deadline.
@@ -645,4 +635,16 @@ impl RtmpServer {
             StreamRole::Vod(file) => self.end_vod(file),
         }
     }
+}
+
+/// The front of `queue`; once that empties it, the ring starts again at its front, so the next
+/// items are written where the last ones were (a few cache lines that stay warm), not on
+/// around a ring that once grew (a burst of thousands) through lines long gone from the
+/// cache. Free when empty.
+fn pop_rewinding<T>(queue: &mut VecDeque<T>) -> Option<T> {
+    let front = queue.pop_front();
+    if queue.is_empty() {
+        queue.clear();
+    }
+    front
 }
