@@ -22,17 +22,6 @@ pub struct FlvTag {
     pub body: Bytes,
 }
 
-/// A whole tag waiting in an [`FlvReader`], found by [`FlvReader::peek_at`] and not taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TagSpan {
-    /// [`super::tag::tag_type`].
-    pub tag_type: u8,
-    /// Timestamp in milliseconds.
-    pub timestamp: u32,
-    /// Bytes the tag occupies: header, body and previous-tag-size.
-    pub len: usize,
-}
-
 /// Reads FLV tags from bytes pushed in file order.
 ///
 /// ```
@@ -118,15 +107,14 @@ impl FlvReader {
         self.skip = n - have;
     }
 
-    /// Whether the buffer starts at a tag header: the file header (for a reader at the start of
-    /// a file) and any bytes to skip are behind it.
-    fn at_tag(&mut self) -> Result<bool, FlvError> {
+    /// The next whole tag, `Ok(None)` until enough bytes have been pushed.
+    pub fn next_tag(&mut self) -> Result<Option<FlvTag>, FlvError> {
         if self.skip > 0 {
-            return Ok(false);
+            return Ok(None);
         }
         if self.expect_header {
             let Some(header) = FileHeader::parse(&self.buf)? else {
-                return Ok(false);
+                return Ok(None);
             };
             self.header = Some(header);
             self.expect_header = false;
@@ -134,92 +122,8 @@ impl FlvReader {
             let skip = u64::from(header.data_offset) + PREVIOUS_TAG_SIZE_LEN as u64;
             self.drop_front(skip);
             if self.skip > 0 {
-                return Ok(false);
+                return Ok(None);
             }
-        }
-        Ok(true)
-    }
-
-    /// The whole tag that starts `at` bytes into what is buffered (0: the next tag), its
-    /// previous-tag-size included, without taking it; `Ok(None)` until all of it has been
-    /// pushed. Tags are measured one after another this way, then taken together with
-    /// [`Self::take_tags`].
-    ///
-    /// ```
-    /// use siprtmp_core::flv::reader::FlvReader;
-    /// use siprtmp_core::flv::tag::{encode_tag, tag_type};
-    /// let mut file = encode_tag(tag_type::AUDIO, 20, &[0xAF, 1]).to_vec();
-    /// file.extend_from_slice(&encode_tag(tag_type::VIDEO, 40, &[0x27, 1, 0]));
-    /// let mut reader = FlvReader::at(13, 1 << 20);
-    /// reader.push(&file);
-    /// let first = reader.peek_at(0).unwrap().unwrap();
-    /// let second = reader.peek_at(first.len).unwrap().unwrap();
-    /// assert_eq!((first.len, second.timestamp), (17, 40));
-    /// assert_eq!(reader.peek_at(first.len + second.len).unwrap(), None);
-    /// assert_eq!(&reader.take_tags(first.len + second.len)[..], &file[..]);
-    /// ```
-    pub fn peek_at(&mut self, at: usize) -> Result<Option<TagSpan>, FlvError> {
-        if !self.at_tag()? {
-            return Ok(None);
-        }
-        let Some(head) = self.buf.get(at..at.saturating_add(TAG_HEADER_LEN)) else {
-            return Ok(None);
-        };
-        let header = TagHeader::parse(head.try_into().expect("11 bytes"))?;
-        let size = header.data_size as usize;
-        if size > self.max_tag_body {
-            return Err(FlvError::TagTooLarge(size));
-        }
-        let len = TAG_HEADER_LEN + size + PREVIOUS_TAG_SIZE_LEN;
-        if self.buf.len() - at < len {
-            return Ok(None);
-        }
-        Ok(Some(TagSpan {
-            tag_type: header.tag_type,
-            timestamp: header.timestamp,
-            len,
-        }))
-    }
-
-    /// Takes the first `len` buffered bytes as they are in the file: whole tags measured with
-    /// [`Self::peek_at`], each followed by its previous-tag-size. The bytes are split off the
-    /// buffer, not copied.
-    ///
-    /// # Panics
-    ///
-    /// If fewer than `len` bytes are buffered (`peek_at` said how many there are).
-    pub fn take_tags(&mut self, len: usize) -> BytesMut {
-        assert!(len <= self.buf.len(), "take_tags past the buffered tags");
-        self.cursor += len as u64;
-        self.buf.split_to(len)
-    }
-
-    /// No more bytes will be pushed: a last tag that ends the file without its
-    /// previous-tag-size (some writers leave it off) is given one, so that it can be taken
-    /// with [`Self::take_tags`] like the others.
-    pub fn end_of_file(&mut self) {
-        if !matches!(self.at_tag(), Ok(true)) {
-            return;
-        }
-        let mut pos = 0;
-        while let Some(head) = self.buf.get(pos..pos + TAG_HEADER_LEN) {
-            let Ok(header) = TagHeader::parse(head.try_into().expect("11 bytes")) else {
-                return;
-            };
-            let end = pos + TAG_HEADER_LEN + header.data_size as usize;
-            if end == self.buf.len() {
-                let size = (TAG_HEADER_LEN as u32).saturating_add(header.data_size);
-                self.buf.extend_from_slice(&size.to_be_bytes());
-                return;
-            }
-            pos = end + PREVIOUS_TAG_SIZE_LEN;
-        }
-    }
-
-    /// The next whole tag, `Ok(None)` until enough bytes have been pushed.
-    pub fn next_tag(&mut self) -> Result<Option<FlvTag>, FlvError> {
-        if !self.at_tag()? {
-            return Ok(None);
         }
         let Some(head) = self.buf.get(..TAG_HEADER_LEN) else {
             return Ok(None);

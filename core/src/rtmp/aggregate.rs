@@ -72,34 +72,6 @@ pub fn split_aggregate(msg: &RtmpMessage) -> Result<Vec<RtmpMessage>, AggregateE
     Ok(parts)
 }
 
-/// Readies FLV tags read from a file (header, body, previous-tag-size each) to be sent as the
-/// body of an aggregate message, in place: each tag type keeps only its five type bits, the
-/// stream id is cleared, and each back pointer is set to the sub-message's header and body
-/// size, whatever the file held there (clients check it: ffmpeg copies it into its FLV
-/// output, rtmpdump rewrites it when it is wrong). Stops at a tag that does not fit.
-///
-/// ```
-/// use siprtmp_core::rtmp::aggregate::normalize_tags;
-/// // An audio tag with the filter bit's neighbour set, stream id 7 and a wrong back pointer.
-/// let mut tag = [0x48, 0, 0, 1, 0, 0, 20, 0, 0, 0, 7, 0xaf, 0, 0, 0, 99];
-/// normalize_tags(&mut tag);
-/// assert_eq!(tag, [8, 0, 0, 1, 0, 0, 20, 0, 0, 0, 0, 0xaf, 0, 0, 0, 12]);
-/// ```
-pub fn normalize_tags(body: &mut [u8]) {
-    let mut pos = 0;
-    while let Some(h) = body.get_mut(pos..pos + 11) {
-        let size = (usize::from(h[1]) << 16) | (usize::from(h[2]) << 8) | usize::from(h[3]);
-        h[0] &= 0x1f;
-        h[8..11].fill(0);
-        let back = pos + 11 + size;
-        let Some(pointer) = body.get_mut(back..back + 4) else {
-            return;
-        };
-        pointer.copy_from_slice(&(11 + size as u32).to_be_bytes());
-        pos = back + 4;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,45 +99,6 @@ mod tests {
         );
         assert_eq!((parts[1].type_id, parts[1].timestamp), (8, 7021));
         assert_eq!(&parts[1].payload[..], &[0xaf, 1]);
-    }
-
-    proptest::proptest! {
-        /// Whatever the bytes, normalizing never panics; for whole tags it keeps every
-        /// sub-message's type, timestamp and payload and fixes each back pointer.
-        #[test]
-        fn normalized_tags_split_into_the_same_messages(
-            tags in proptest::collection::vec(
-                (0u8..=255, proptest::prelude::any::<u32>(), proptest::collection::vec(0u8..=255, 0..40), proptest::prelude::any::<u32>()),
-                0..6,
-            ),
-            noise in proptest::collection::vec(0u8..=255, 0..64),
-        ) {
-            let mut body = Vec::new();
-            for (type_byte, ts, payload, back) in &tags {
-                let mut t = tag(*type_byte, *ts, payload);
-                t[10] = *type_byte; // a stray stream id byte
-                let n = t.len();
-                t[n - 4..].copy_from_slice(&back.to_be_bytes());
-                body.extend(t);
-            }
-            let mut normalized = body.clone();
-            normalize_tags(&mut normalized);
-            let parts = split_aggregate(&RtmpMessage::new(22, 1, 0, normalized.clone())).unwrap();
-            let mut pos = 0;
-            for (part, (type_byte, ts, payload, _)) in parts.iter().zip(&tags) {
-                proptest::prop_assert_eq!(part.type_id, type_byte & 0x1f);
-                proptest::prop_assert_eq!(part.timestamp, ts.wrapping_sub(tags[0].1));
-                proptest::prop_assert_eq!(&part.payload[..], &payload[..]);
-                let end = pos + 11 + payload.len();
-                proptest::prop_assert_eq!(&normalized[pos + 8..pos + 11], &[0, 0, 0]);
-                proptest::prop_assert_eq!(&normalized[end..end + 4], &(11 + payload.len() as u32).to_be_bytes());
-                pos = end + 4;
-            }
-            let mut hostile = noise.clone();
-            normalize_tags(&mut hostile);
-            body.extend(noise);
-            normalize_tags(&mut body);
-        }
     }
 
     #[test]

@@ -3,13 +3,12 @@
 //! Used by the load generators, the benchmarks, the simulation harness and the gateway's
 //! tests (the VideoPhone role). It does the handshake, `connect`, `createStream`, `publish` and
 //! `play`, sends media, acknowledges and answers pings, and reports what the server sends as
-//! [`ClientEvent`]s (the sub-messages of an aggregate one by one).
+//! [`ClientEvent`]s.
 
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
-use super::aggregate::{split_aggregate, AggregateError};
 use super::chunk_decoder::{ChunkDecoder, ChunkLimits};
 use super::chunk_encoder::ChunkEncoder;
 use super::command::{Command, CommandError};
@@ -47,8 +46,6 @@ pub enum ClientError {
     Chunk(String),
     /// A command could not be decoded.
     Command(CommandError),
-    /// An aggregate message's sub-messages did not add up.
-    Aggregate(AggregateError),
 }
 
 impl std::fmt::Display for ClientError {
@@ -57,7 +54,6 @@ impl std::fmt::Display for ClientError {
             ClientError::Handshake(e) => write!(f, "handshake: {e}"),
             ClientError::Chunk(e) => write!(f, "chunk stream: {e}"),
             ClientError::Command(e) => write!(f, "command: {e}"),
-            ClientError::Aggregate(e) => write!(f, "aggregate: {e}"),
         }
     }
 }
@@ -297,17 +293,6 @@ impl RtmpClient {
             }
             type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0 | type_id::DATA_AMF3 => {
                 self.events.push_back(ClientEvent::Media(msg))
-            }
-            // Recorded streams come as aggregates: their sub-messages, each on its own.
-            type_id::AGGREGATE => {
-                for part in split_aggregate(&msg).map_err(ClientError::Aggregate)? {
-                    if matches!(
-                        part.type_id,
-                        type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0 | type_id::DATA_AMF3
-                    ) {
-                        self.events.push_back(ClientEvent::Media(part));
-                    }
-                }
             }
             type_id::COMMAND_AMF0 | type_id::COMMAND_AMF3 => {
                 let cmd = Command::parse(&msg).map_err(ClientError::Command)?;

@@ -7,37 +7,23 @@
 //! out when the play clock reaches its timestamp minus `vod_burst`, so a player gets a small
 //! buffer at once and then real time, never the whole file as fast as the socket takes it.
 //! `seek` lands on the keyframe at or before the target; `pause` stops the clock.
-//!
-//! Tags carry the file's own timestamps, after a start position and a seek as before them,
-//! and go out as aggregate messages (type 22): the tags due at one moment, as they lie in the
-//! file, in one message stamped with the first one's time. That is how Flash Media Server
-//! delivers files, and it is what lets librtmp clients record a play with a start right:
-//! rtmpdump adds its `--start` to the timestamp of every single audio, video or data message
-//! it writes (it assumes the server restarts the stream clock there), but writes the tags of
-//! an aggregate with their own timestamps. Aggregates are split off the file buffer, not
-//! copied; the aggregate size is bounded like Flash Media Server's.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::amf::Value;
 use crate::flv::index::{FileScanner, FileSummary};
-use crate::flv::reader::FlvReader;
-use crate::flv::tag::{encode_tag, tag_type, FlvError};
+use crate::flv::reader::{FlvReader, FlvTag};
+use crate::flv::tag::tag_type;
 use crate::node::{ConnId, Event, Output};
-use crate::rtmp::aggregate::normalize_tags;
 use crate::rtmp::chunk_encoder::encode_fmt0;
 use crate::rtmp::command::{data_message, status_object};
 use crate::rtmp::control::UserControl;
-use crate::rtmp::message::{type_id, RtmpMessage};
+use crate::rtmp::message::RtmpMessage;
 use crate::storage::{FileError, FileErrorKind, FileId, FileOp, FileReply, FileRequest, OpenMode};
 
 use super::session::{csid, StreamRole};
 use super::{RtmpServer, Timer};
-
-/// Tags gathered into one aggregate message stop growing past this many bytes (Flash Media
-/// Server's default `MaxAggMsgSize`); a larger tag goes alone.
-const MAX_AGGREGATE: usize = 64 * 1024;
 
 /// Where a file player is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +66,7 @@ pub(crate) struct VodPlayer {
     read_pending: Option<(u64, usize)>,
     /// The reader's last read reached the end of the file.
     eof: bool,
+    peeked: Option<FlvTag>,
     /// The play clock: at `.0` the player is at media time `.1` (ms).
     clock: (Instant, u32),
     end_at: Option<u32>,
@@ -119,6 +106,7 @@ impl RtmpServer {
                 reader: FlvReader::at(0, max_tag),
                 read_pending: None,
                 eof: false,
+                peeked: None,
                 clock: (now, 0),
                 end_at: None,
                 last_sent: 0,
@@ -232,9 +220,6 @@ impl RtmpServer {
                 if offset == vod.reader.wanted_offset() {
                     vod.eof = data.len() < len || offset + data.len() as u64 >= vod.size;
                     vod.reader.push(&data);
-                    if vod.eof {
-                        vod.reader.end_of_file();
-                    }
                 }
                 self.vod_pump(now, file);
             }
@@ -345,42 +330,52 @@ impl RtmpServer {
             _ => (0, summary.first_tag),
         };
         vod.reader = FlvReader::at(offset, max_tag);
+        vod.peeked = None;
         vod.eof = offset >= vod.size;
         vod.clock = (now, timestamp);
         vod.last_sent = timestamp;
         if offset > summary.first_tag {
-            // What a decoder needs that lies before the keyframe, at the keyframe's time: one
-            // small aggregate per seek.
             let before = [
                 &summary.metadata,
                 &summary.video_config,
                 &summary.audio_config,
             ];
-            let mut tags = bytes::BytesMut::new();
-            for tag in before.into_iter().flatten().filter(|t| t.offset < offset) {
-                tags.extend_from_slice(&encode_tag(tag.tag_type, timestamp, &tag.body));
-            }
-            if !tags.is_empty() {
-                self.vod_send_tags(file, timestamp, tags.freeze());
+            let tags: Vec<FlvTag> = before
+                .into_iter()
+                .flatten()
+                .filter(|tag| tag.offset < offset)
+                .map(|tag| FlvTag {
+                    timestamp,
+                    ..tag.clone()
+                })
+                .collect();
+            for tag in tags {
+                self.vod_send(file, &tag);
             }
         }
     }
 
-    /// Sends whole FLV tags (previous-tag-sizes included, headers normalized) to the player as
-    /// one aggregate message stamped with the first tag's `timestamp`.
-    fn vod_send_tags(&mut self, file: FileId, timestamp: u32, tags: bytes::Bytes) {
+    /// Sends one tag to the player.
+    fn vod_send(&mut self, file: FileId, tag: &FlvTag) -> bool {
         let Some(vod) = self.vods.get_mut(&file) else {
-            return;
+            return false;
         };
         let Some(session) = self.sessions.get_mut(vod.conn) else {
-            return;
+            return false;
         };
-        vod.bytes_sent += tags.len() as u64;
-        let msg = RtmpMessage::new(type_id::AGGREGATE, vod.stream_id, timestamp, tags);
-        let bytes = encode_fmt0(csid::VIDEO, &msg, session.encoder.chunk_size());
+        let (type_id, chunk_stream) = match tag.tag_type {
+            tag_type::AUDIO => (crate::rtmp::message::type_id::AUDIO, csid::AUDIO),
+            tag_type::VIDEO => (crate::rtmp::message::type_id::VIDEO, csid::VIDEO),
+            tag_type::SCRIPT => (crate::rtmp::message::type_id::DATA_AMF0, csid::DATA),
+            _ => return true,
+        };
+        let msg = RtmpMessage::new(type_id, vod.stream_id, tag.timestamp, tag.body.clone());
+        let bytes = encode_fmt0(chunk_stream, &msg, session.encoder.chunk_size());
+        vod.bytes_sent += tag.body.len() as u64;
         let notify = session.queue(bytes);
         let conn = vod.conn;
         self.transmit_if(conn, notify);
+        true
     }
 
     /// Sends every tag that is due, reads ahead, and arms the timer for the next one.
@@ -404,7 +399,16 @@ impl RtmpServer {
                 return;
             }
             vod.blocked = false;
-            let next = vod.next_run(now, burst);
+            let tag = match vod.peeked.take() {
+                Some(tag) => Some(tag),
+                None => match vod.reader.next_tag() {
+                    Ok(tag) => tag,
+                    Err(e) => {
+                        let text = format!("{}: {e}", vod.request.name);
+                        return self.vod_failed(file, &text);
+                    }
+                },
+            };
             if vod.read_pending.is_none() && !vod.eof && vod.reader.buffered() < read_size {
                 let offset = vod.reader.wanted_offset();
                 vod.read_pending = Some((offset, read_size));
@@ -419,42 +423,32 @@ impl RtmpServer {
             let Some(vod) = self.vods.get_mut(&file) else {
                 return;
             };
-            match next {
-                Err(e) => {
-                    let text = format!("{}: {e}", vod.request.name);
-                    return self.vod_failed(file, &text);
+            let Some(tag) = tag else {
+                if vod.eof && vod.read_pending.is_none() {
+                    self.vod_complete(file);
                 }
-                Ok(Run::Send {
-                    len,
-                    timestamp,
-                    newest,
-                }) => {
-                    if let Some(newest) = newest {
-                        vod.last_sent = vod.last_sent.max(newest);
-                    }
-                    let mut tags = vod.reader.take_tags(len);
-                    normalize_tags(&mut tags);
-                    self.vod_send_tags(file, timestamp, tags.freeze());
-                }
-                Ok(Run::Skip(len)) => {
-                    vod.reader.take_tags(len);
-                }
-                Ok(Run::Wait(due)) => {
-                    if vod.timer.is_none_or(|t| t > due) {
-                        vod.timer = Some(due);
-                        self.timers
-                            .push(std::cmp::Reverse((due, Timer::Vod(file.0))));
-                    }
-                    return;
-                }
-                Ok(Run::End) => return self.vod_complete(file),
-                Ok(Run::Starved) => {
-                    if vod.eof && vod.read_pending.is_none() {
-                        self.vod_complete(file);
-                    }
-                    return;
-                }
+                return;
+            };
+            let media = matches!(tag.tag_type, tag_type::AUDIO | tag_type::VIDEO);
+            if media && vod.end_at.is_some_and(|end| tag.timestamp > end) {
+                return self.vod_complete(file);
             }
+            // Due when the play clock reaches the tag's timestamp, less the burst.
+            let ahead = u64::from(tag.timestamp.saturating_sub(vod.clock.1));
+            let due = vod.clock.0 + Duration::from_millis(ahead.saturating_sub(burst));
+            if due > now {
+                vod.peeked = Some(tag);
+                if vod.timer.is_none_or(|t| t > due) {
+                    vod.timer = Some(due);
+                    self.timers
+                        .push(std::cmp::Reverse((due, Timer::Vod(file.0))));
+                }
+                return;
+            }
+            if media {
+                vod.last_sent = vod.last_sent.max(tag.timestamp);
+            }
+            self.vod_send(file, &tag);
         }
     }
 
@@ -464,6 +458,7 @@ impl RtmpServer {
             return;
         };
         vod.state = VodState::Ended;
+        vod.peeked = None;
         let (conn, stream_id) = (vod.conn, vod.stream_id);
         let duration = vod
             .summary
@@ -599,87 +594,6 @@ impl RtmpServer {
                 self.vod_pump(now, file);
             }
         }
-    }
-}
-
-/// What a file player's buffered tags allow now (see [`VodPlayer::next_run`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Run {
-    /// Send the first `len` buffered bytes, whole tags, as one aggregate stamped `timestamp`
-    /// (the first tag's); `newest` is the latest audio or video timestamp among them.
-    Send {
-        len: usize,
-        timestamp: u32,
-        newest: Option<u32>,
-    },
-    /// Drop the next `len` bytes: a tag of a kind players do not take.
-    Skip(usize),
-    /// The next tag is due at this instant.
-    Wait(Instant),
-    /// The next tag is past the duration `play` asked for.
-    End,
-    /// No whole tag is buffered.
-    Starved,
-}
-
-impl VodPlayer {
-    /// When a tag at `timestamp` is due: when the play clock reaches it, less the burst.
-    fn due(&self, timestamp: u32, burst: u64) -> Instant {
-        let ahead = u64::from(timestamp.saturating_sub(self.clock.1));
-        self.clock.0 + Duration::from_millis(ahead.saturating_sub(burst))
-    }
-
-    /// Whether a tag at `timestamp` lies past the duration `play` asked for (only audio and
-    /// video count).
-    fn past_end(&self, media: bool, timestamp: u32) -> bool {
-        media && self.end_at.is_some_and(|end| timestamp > end)
-    }
-
-    /// The buffered tags to send as one aggregate now: those due, in file order, up to
-    /// [`MAX_AGGREGATE`] bytes (a first tag larger than that goes alone).
-    ///
-    /// ffmpeg re-stamps the tags of an aggregate from the aggregate's timestamp by their
-    /// differences, but takes a first tag at time 0 for "no time yet" and so shifts the tags
-    /// after it: an aggregate that starts at 0 holds only tags at 0.
-    fn next_run(&mut self, now: Instant, burst: u64) -> Result<Run, FlvError> {
-        let mut len = 0;
-        let mut first: Option<u32> = None;
-        let mut newest: Option<u32> = None;
-        while let Some(tag) = self.reader.peek_at(len)? {
-            let media = matches!(tag.tag_type, tag_type::AUDIO | tag_type::VIDEO);
-            let stop = if !media && tag.tag_type != tag_type::SCRIPT {
-                Some(Run::Skip(tag.len))
-            } else if self.past_end(media, tag.timestamp) {
-                Some(Run::End)
-            } else {
-                let due = self.due(tag.timestamp, burst);
-                (due > now).then_some(Run::Wait(due))
-            };
-            if let Some(stop) = stop {
-                if first.is_none() {
-                    return Ok(stop);
-                }
-                break;
-            }
-            if let Some(first) = first {
-                if (first == 0 && tag.timestamp != 0) || len + tag.len > MAX_AGGREGATE {
-                    break;
-                }
-            }
-            first.get_or_insert(tag.timestamp);
-            if media {
-                newest = Some(newest.map_or(tag.timestamp, |n| n.max(tag.timestamp)));
-            }
-            len += tag.len;
-        }
-        Ok(match first {
-            Some(timestamp) => Run::Send {
-                len,
-                timestamp,
-                newest,
-            },
-            None => Run::Starved,
-        })
     }
 }
 
