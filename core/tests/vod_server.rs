@@ -379,6 +379,44 @@ fn start_and_seek_land_on_the_keyframe_at_or_before_the_target() {
     assert_eq!(first_video_after_seek, Some((1000, 0x17)));
 }
 
+/// After a start and after seeks back and forth, every tag carries the file's own timestamp
+/// from the keyframe playback landed on (the decoder configurations first, stamped with the
+/// keyframe's time), never a time counted from the start or the seek target: players show
+/// the file's position, and recorders write the file's times.
+#[test]
+fn a_start_and_seeks_either_way_send_the_files_own_timestamps() {
+    let mut f = Fixture::new();
+    let file = file_media(&f.record("show", 4));
+    let landed_on = |keyframe: u32| {
+        if keyframe == 0 {
+            return file.clone();
+        }
+        let at = file
+            .iter()
+            .position(|m| m.0 == type_id::VIDEO && m.1 == keyframe && m.2[0] == 0x17)
+            .expect("a keyframe");
+        let mut expected = vec![
+            (type_id::VIDEO, keyframe, AVC_CONFIG.to_vec()),
+            (type_id::AUDIO, keyframe, AAC_CONFIG.to_vec()),
+        ];
+        expected.extend_from_slice(&file[at..]);
+        expected
+    };
+    let (c, s) = f.play("show", 2500.0);
+    f.run_for(Duration::from_millis(300));
+    let got = f.media(c);
+    assert!(got.len() > 10, "only {} tags", got.len());
+    assert!(landed_on(2000).starts_with(&got), "play from 2500 ms");
+    for (target, keyframe) in [(1200.0, 1000), (3999.0, 3000), (500.0, 0)] {
+        let before = f.media(c).len();
+        f.call(c, s, "seek", vec![Value::Number(target)]);
+        f.run_for(Duration::from_millis(300));
+        let got = f.media(c)[before..].to_vec();
+        assert!(got.len() > 10, "seek to {target}: only {} tags", got.len());
+        assert!(landed_on(keyframe).starts_with(&got), "seek to {target} ms");
+    }
+}
+
 #[test]
 fn pause_holds_the_file_and_unpause_continues_where_it_stopped() {
     let mut f = Fixture::new();

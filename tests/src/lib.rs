@@ -1,9 +1,11 @@
 //! Test harness for the black-box suites: a server on loopback in this process, real peers
-//! (ffmpeg, ffprobe, rtmpdump) as child processes with deadlines, and a blocking RTMP client
+//! (ffmpeg, ffprobe, rtmpdump) as child processes with deadlines, nginx-rtmp as a reference
+//! server, and a blocking RTMP client
 //! built on the core's client machine; the SIP-RTMP gateway's
 //! phone and sipp as its far end.
 
 pub mod gateway;
+pub mod nginx;
 pub mod peers;
 pub mod probe;
 pub mod server;

@@ -52,7 +52,7 @@ impl TcpRtmpClient {
     pub fn until(
         &mut self,
         timeout: Duration,
-        pred: impl Fn(&ClientEvent) -> bool,
+        mut pred: impl FnMut(&ClientEvent) -> bool,
     ) -> Option<ClientEvent> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -82,8 +82,39 @@ impl TcpRtmpClient {
         }
     }
 
+    /// Every event up to and including the first that `stop` accepts, or up to `timeout`.
+    pub fn collect(
+        &mut self,
+        timeout: Duration,
+        mut stop: impl FnMut(&ClientEvent) -> bool,
+    ) -> Vec<ClientEvent> {
+        let mut seen = Vec::new();
+        // `until` hands over only the event it stops at, so the predicate keeps the rest.
+        let mut stopped = false;
+        self.until(timeout, |e| {
+            if !stopped {
+                stopped = stop(e);
+                seen.push(e.clone());
+            }
+            stopped
+        });
+        seen
+    }
+
     /// Handshake, connect, createStream and play `name`; returns once Play.Start arrives.
     pub fn play(addr: SocketAddr, app: &str, name: &str, recv_buffer: Option<usize>) -> Self {
+        Self::play_from(addr, app, name, -2.0, recv_buffer).0
+    }
+
+    /// Handshake, connect, createStream and `play(name, start)`; returns the client and its
+    /// stream id once Play.Start arrives.
+    pub fn play_from(
+        addr: SocketAddr,
+        app: &str,
+        name: &str,
+        start: f64,
+        recv_buffer: Option<usize>,
+    ) -> (Self, u32) {
         let mut client = Self::connect(addr, app, recv_buffer);
         let t = Duration::from_secs(5);
         client
@@ -96,7 +127,7 @@ impl TcpRtmpClient {
         else {
             panic!("no stream created");
         };
-        client.machine.play(id, name, -2.0);
+        client.machine.play(id, name, start);
         client.flush();
         client
             .until(
@@ -104,6 +135,6 @@ impl TcpRtmpClient {
                 |e| matches!(e, ClientEvent::Status(_, code) if code == "NetStream.Play.Start"),
             )
             .expect("Play.Start");
-        client
+        (client, id)
     }
 }
