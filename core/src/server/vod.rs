@@ -7,6 +7,11 @@
 //! out when the play clock reaches its timestamp minus `vod_burst`, so a player gets a small
 //! buffer at once and then real time, never the whole file as fast as the socket takes it.
 //! `seek` lands on the keyframe at or before the target; `pause` stops the clock.
+//!
+//! Tags keep the file's own timestamps after a start position and a seek (so players show the
+//! file's position, as with nginx-rtmp), each message with a full format-0 header, so a jump
+//! back or forth needs no state in the receiver's decoder. (rtmpdump's `--start` adds the start
+//! to every timestamp it records, whatever the server: its recordings are shifted by it.)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
