@@ -1,7 +1,7 @@
 //! The SIP-RTMP gateway's settings: the `[gateway]` section of the config file, the flags
 //! that override it (`--gateway`/`--no-gateway`, `--int-ip`, `--ext-ip`, `--registrar`,
-//! `--proxy`, `--rtp-ports`, `--shared-rtp-ports`, `--sip-transport`), and the default local
-//! address.
+//! `--proxy`, `--rtp-ports`, `--shared-rtp-ports`, `--sip-transport`, `--rtp-source`), and the
+//! default local address.
 //!
 //! The gateway is on by default: it needs no setup, and opens sockets only for clients that
 //! connect to its application (`sip`). Its SIP and RTP sockets bind on `--int-ip`, which is
@@ -30,6 +30,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 
 use serde::Deserialize;
 use siprtmp_core::gateway::call_session::GatewayConfig;
+use siprtmp_core::rtp::SourcePolicy;
 use siprtmp_core::server::GatewayNodeConfig;
 use siprtmp_core::sip::Transport;
 
@@ -66,6 +67,9 @@ pub struct GatewaySection {
     pub replace_existing: Option<bool>,
     /// What SIP goes over: `udp` (default) or `tcp` (`--sip-transport`).
     pub transport: Option<String>,
+    /// Where a call's media is accepted from besides its SDP's address: `strict`,
+    /// `learn-port` (default) or `learn-any` (`--rtp-source`).
+    pub rtp_source: Option<String>,
     /// UDP GSO for the gateway's sends where the kernel has it (default true;
     /// `--no-udp-gso`).
     pub udp_gso: Option<bool>,
@@ -87,6 +91,15 @@ pub struct GatewayFlags {
     pub shared_rtp_ports: bool,
     /// `--sip-transport`.
     pub transport: Option<String>,
+    /// `--rtp-source`.
+    pub rtp_source: Option<String>,
+}
+
+/// `strict`, `learn-port` or `learn-any` as where a call's media is accepted from.
+pub fn parse_rtp_source(text: &str) -> Result<SourcePolicy, String> {
+    SourcePolicy::parse(&text.to_ascii_lowercase()).ok_or_else(|| {
+        format!("bad RTP source policy {text:?}: expected strict, learn-port or learn-any")
+    })
 }
 
 /// `udp` or `tcp` (any case) as the SIP transport.
@@ -206,6 +219,10 @@ pub fn node_config(
         Some(text) => parse_transport(text)?,
         None => session_defaults.transport,
     };
+    let rtp_source = match flags.rtp_source.as_deref().or(file.rtp_source.as_deref()) {
+        Some(text) => parse_rtp_source(text)?,
+        None => session_defaults.rtp_source,
+    };
     Ok(Some(GatewayNodeConfig {
         app: file.app.clone().unwrap_or(defaults.app),
         bind_ip,
@@ -221,6 +238,7 @@ pub fn node_config(
                 .unwrap_or(session_defaults.register_expires),
             mtu: file.mtu.unwrap_or(session_defaults.mtu),
             transport,
+            rtp_source,
             ..session_defaults
         },
         replace_existing: file.replace_existing.unwrap_or(defaults.replace_existing),

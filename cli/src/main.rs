@@ -101,6 +101,13 @@ struct Flags {
     /// [default: udp].
     #[arg(long = "sip-transport", value_name = "udp|tcp")]
     sip_transport: Option<String>,
+    /// Where a call's media is accepted from besides the address the far end's SDP gives:
+    /// strict (nowhere else), learn-port (another port of that IP, learned from 4 packets in
+    /// sequence in the call's first 5 s: port-translating NATs), learn-any (any address so
+    /// learned: far ends whose SDP carries a private address; a stranger who wins that race
+    /// gets the call's media). Everything else is dropped and logged [default: learn-port].
+    #[arg(long = "rtp-source", value_name = "strict|learn-port|learn-any")]
+    rtp_source: Option<String>,
     /// Merged writes: hold each player's live media (and a gateway call's far-end media) up to
     /// MS milliseconds (1-1000; 100 is SRS's default) so that several messages leave in one
     /// write, for far less CPU per player; 0 turns it off [default: `merge_writes_ms` in the
@@ -170,6 +177,7 @@ fn run(flags: Flags) -> Result<(), String> {
         rtp_ports: flags.rtp_ports.clone(),
         shared_rtp_ports: flags.shared_rtp_ports,
         transport: flags.sip_transport.clone(),
+        rtp_source: flags.rtp_source.clone(),
     };
     node_config.server.gateway = gateway::node_config(&file.gateway, &gateway_flags)?;
     let gateway_line = node_config.server.gateway.as_ref().map(|g| {

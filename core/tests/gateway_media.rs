@@ -38,6 +38,7 @@ fn setup(audio: Option<CodecToken>, video: Option<CodecToken>, remote_base: u16)
             remote: addr(remote_base + 2),
         }),
         mtu: 1200,
+        source_policy: Default::default(),
     }
 }
 
@@ -71,14 +72,14 @@ fn deliver(
     got: &mut Vec<FromFarEnd>,
 ) {
     for d in rtp.drain(..) {
-        b.from_far_end(
-            now,
-            d.leg,
-            d.rtcp,
-            d.destination,
-            d.datagram.to_bytes(),
-            got,
-        );
+        // The datagram comes from where B's SDP says A's media is (RTCP from the port above).
+        let rtp = b.remote(d.leg).unwrap();
+        let source = if d.rtcp {
+            SocketAddr::new(rtp.ip(), rtp.port() + 1)
+        } else {
+            rtp
+        };
+        let _ = b.from_far_end(now, d.leg, d.rtcp, source, d.datagram.to_bytes(), got);
     }
 }
 

@@ -37,7 +37,10 @@ use crate::sip::{SipUri, Uri};
 
 use super::client_api::{ClientCall, ClientCallback, ConnectRequest};
 use super::codecs::{capabilities, legacy_tokens, CodecToken};
-use super::media_bridge::{BridgeSetup, FromFarEnd, Leg, LegSetup, MediaBridge, OutgoingRtp};
+use super::media_bridge::{
+    BridgeSetup, Dropped, FromFarEnd, Leg, LegSetup, MediaBridge, OutgoingRtp,
+};
+use crate::rtp::source_filter::SourcePolicy;
 
 /// Settings shared by every gateway session.
 #[derive(Debug, Clone)]
@@ -57,6 +60,9 @@ pub struct GatewayConfig {
     /// What SIP is carried over: UDP (the default) or TCP (`;transport=tcp` in Via and
     /// Contact, connections opened by the caller; see the module documentation).
     pub transport: Transport,
+    /// Where a call's media is accepted from besides the address the far end's SDP gives
+    /// (`--rtp-source`; see [`crate::rtp::source_filter`]).
+    pub rtp_source: SourcePolicy,
 }
 
 impl Default for GatewayConfig {
@@ -69,6 +75,7 @@ impl Default for GatewayConfig {
             timers: TimerConfig::default(),
             mtu: 1200,
             transport: Transport::Udp,
+            rtp_source: SourcePolicy::default(),
         }
     }
 }
@@ -178,7 +185,13 @@ pub struct GatewaySession {
     /// answer walks the transaction timers, keyed by branch, so it is not free). Cleared by
     /// [`GatewaySession::pump`], which every path that touches the user agent ends with.
     ua_timeout: Option<Option<Instant>>,
+    /// When dropped far-end datagrams may next be logged, and how many were logged so far
+    /// (one notice per [`DROP_NOTICE_INTERVAL`] at most: a flood must not flood the logs).
+    drop_notice: (Option<Instant>, u64),
 }
+
+/// The least time between two notices of dropped far-end datagrams of one session.
+pub const DROP_NOTICE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl std::fmt::Debug for GatewaySession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -271,6 +284,7 @@ impl GatewaySession {
             cname: request.aor.clone(),
             stream_failure: None,
             ua_timeout: None,
+            drop_notice: (None, 0),
         };
         if request.auth_pass.is_some() {
             session.connect_pending = true;
@@ -457,7 +471,7 @@ impl GatewaySession {
         negotiated: &[Option<NegotiatedMedia>],
         report_tokens: bool,
     ) {
-        let setup = bridge_setup(negotiated, self.config.mtu);
+        let setup = bridge_setup(negotiated, self.config.mtu, self.config.rtp_source);
         let audio = setup.audio.as_ref().map(|l| l.codec);
         let video = setup.video.as_ref().map(|l| l.codec);
         self.bridge = MediaBridge::new(&setup, &self.cname, &mut self.rng, now);
@@ -608,11 +622,51 @@ impl GatewaySession {
         };
         // No video on a settled packet's call: no keyframe to ask for.
         let settled = leg == Leg::Audio && !rtcp && bridge.audio_only_and_latched();
-        bridge.from_far_end(now, leg, rtcp, source, data, out);
+        if let Err(reason) = bridge.from_far_end(now, leg, rtcp, source, data, out) {
+            return !self.media_dropped(now, leg, rtcp, source, reason);
+        }
         if !settled {
             self.request_keyframe(now);
         }
         settled
+    }
+
+    /// Logs dropped far-end datagrams, at most once per [`DROP_NOTICE_INTERVAL`]; true when
+    /// a notice was queued.
+    #[cold]
+    fn media_dropped(
+        &mut self,
+        now: Instant,
+        leg: Leg,
+        rtcp: bool,
+        source: SocketAddr,
+        reason: Dropped,
+    ) -> bool {
+        let (next, logged) = self.drop_notice;
+        if next.is_some_and(|next| now < next) {
+            return false;
+        }
+        let Some(total) = self.bridge.as_ref().map(|b| b.drops().total()) else {
+            return false;
+        };
+        let kind = match (leg, rtcp) {
+            (Leg::Audio, false) => "audio RTP",
+            (Leg::Audio, true) => "audio RTCP",
+            (Leg::Video, false) => "video RTP",
+            (Leg::Video, true) => "video RTCP",
+        };
+        let why = match reason {
+            Dropped::UnknownSource => "not from the far end's address",
+            Dropped::Undecodable => "not RTP",
+            Dropped::UnexpectedPayload => "payload type not negotiated",
+            Dropped::UnexpectedSsrc => "unexpected SSRC",
+        };
+        self.drop_notice = (Some(now + DROP_NOTICE_INTERVAL), total);
+        self.outputs.push_back(GatewayOutput::Notice(format!(
+            "dropped {} far-end datagram(s) since the last notice; last: {kind} from {source}, {why}",
+            total - logged
+        )));
+        true
     }
 
     fn deliver_far_end(&mut self) {
@@ -898,7 +952,7 @@ impl GatewaySession {
                     .find(|n| n.kind == m)
                     .and_then(|n| n.remote);
                 if let Some(remote) = remote.filter(|r| !r.ip().is_unspecified()) {
-                    bridge.set_remote(leg, remote);
+                    bridge.move_remote(now, leg, remote);
                 }
             }
         }
@@ -910,12 +964,17 @@ impl GatewaySession {
 }
 
 /// The bridge setup from what was negotiated per m-line.
-fn bridge_setup(negotiated: &[Option<NegotiatedMedia>], mtu: usize) -> BridgeSetup {
+fn bridge_setup(
+    negotiated: &[Option<NegotiatedMedia>],
+    mtu: usize,
+    source_policy: SourcePolicy,
+) -> BridgeSetup {
     let mut setup = BridgeSetup {
         audio: None,
         dtmf: None,
         video: None,
         mtu,
+        source_policy,
     };
     for m in negotiated.iter().flatten() {
         let Some(codec) = CodecToken::from_rtpmap(&m.codec.encoding_name, m.codec.clock_rate)

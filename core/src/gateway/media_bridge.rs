@@ -24,6 +24,7 @@ use crate::rtmp::message::{type_id, RtmpMessage};
 use crate::rtp::dtmf::{encode_digit, DtmfReceiver};
 use crate::rtp::packet::RtpPacket;
 use crate::rtp::session::{ReceiveOutcome, RtpDatagram, RtpSession, RtpSessionConfig};
+use crate::rtp::source_filter::{SourceFilter, SourcePolicy, SourceVerdict};
 
 use super::codecs::CodecToken;
 
@@ -60,6 +61,9 @@ pub struct BridgeSetup {
     pub video: Option<LegSetup>,
     /// The RTP payload size limit for video.
     pub mtu: usize,
+    /// Where the far end's media is accepted from besides the address its SDP gives (see
+    /// [`crate::rtp::source_filter`]).
+    pub source_policy: SourcePolicy,
 }
 
 /// A datagram for the driver to send from the leg's RTP (or RTCP) socket.
@@ -89,6 +93,7 @@ enum VideoIn {
 /// fields are next to each other.
 #[repr(C)]
 struct AudioLeg {
+    source: SourceFilter,
     setup: LegSetup,
     out: RtmpToRtpAudio,
     back: RtpToRtmpAudio,
@@ -96,10 +101,54 @@ struct AudioLeg {
 }
 
 struct VideoLeg {
+    source: SourceFilter,
     setup: LegSetup,
     session: RtpSession,
     out: VideoOut,
     back: VideoIn,
+}
+
+/// Why a datagram from the far end was not used (see [`MediaBridge::from_far_end`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// It came from an address that is not the leg's far end (see
+    /// [`crate::rtp::source_filter`]).
+    UnknownSource,
+    /// It is not an RTP (or RTCP) packet.
+    Undecodable,
+    /// A payload type the call did not negotiate, or for a leg the call does not have.
+    UnexpectedPayload,
+    /// Its SSRC is not the stream the leg receives (a collision, a stale stream).
+    UnexpectedSsrc,
+}
+
+/// Datagrams from the far end a bridge did not use, by reason (see [`Dropped`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DropCounts {
+    /// From an address that is not the far end's.
+    pub unknown_source: u64,
+    /// Not RTP or RTCP.
+    pub undecodable: u64,
+    /// A payload type not negotiated, or a leg the call does not have.
+    pub unexpected_payload: u64,
+    /// An SSRC the leg does not receive.
+    pub unexpected_ssrc: u64,
+}
+
+impl DropCounts {
+    /// Every datagram dropped, whatever the reason.
+    pub fn total(&self) -> u64 {
+        self.unknown_source + self.undecodable + self.unexpected_payload + self.unexpected_ssrc
+    }
+
+    fn count(&mut self, reason: Dropped) {
+        *match reason {
+            Dropped::UnknownSource => &mut self.unknown_source,
+            Dropped::Undecodable => &mut self.undecodable,
+            Dropped::UnexpectedPayload => &mut self.unexpected_payload,
+            Dropped::UnexpectedSsrc => &mut self.unexpected_ssrc,
+        } += 1;
+    }
 }
 
 /// What came back from the far end for the client.
@@ -122,8 +171,6 @@ pub enum FromFarEnd {
 pub struct MediaBridge {
     /// False while the far end holds the call (we must not send).
     sending: bool,
-    /// Whether each leg has latched to the source of the far end's first packet.
-    latched: [bool; 2],
     /// No video leg (it is set once, at creation): read on every packet, where `video`'s own
     /// discriminant is a cache line away.
     audio_only: bool,
@@ -136,6 +183,7 @@ pub struct MediaBridge {
     /// Telephone-event packets waiting for their send time.
     dtmf_pending: Vec<(Instant, bool, Bytes, u32)>,
     scratch: Vec<RtpPayload>,
+    drops: DropCounts,
 }
 
 impl std::fmt::Debug for MediaBridge {
@@ -183,6 +231,7 @@ impl MediaBridge {
                 let send = audio_format(leg.codec, leg.send_pt)?;
                 let receive = audio_format(leg.codec, leg.receive_pt)?;
                 Some(AudioLeg {
+                    source: SourceFilter::new(setup.source_policy, leg.remote, now),
                     setup: leg.clone(),
                     session: session(rng, now, send.codec.clock_rate(), cname),
                     out: RtmpToRtpAudio::new(send, 0),
@@ -215,6 +264,7 @@ impl MediaBridge {
                     _ => return None,
                 };
                 Some(VideoLeg {
+                    source: SourceFilter::new(setup.source_policy, leg.remote, now),
                     setup: leg.clone(),
                     session: session(rng, now, clock, cname),
                     out,
@@ -234,7 +284,7 @@ impl MediaBridge {
             last_audio_rtp: 0,
             scratch: Vec::new(),
             sending: true,
-            latched: [false; 2],
+            drops: DropCounts::default(),
         })
     }
 
@@ -259,20 +309,30 @@ impl MediaBridge {
         }
     }
 
-    /// Sends `leg`'s RTP somewhere else (a re-INVITE moved it).
-    pub fn set_remote(&mut self, leg: Leg, remote: SocketAddr) {
-        match leg {
-            Leg::Audio => {
-                if let Some(a) = &mut self.audio {
-                    a.setup.remote = remote;
-                }
-            }
-            Leg::Video => {
-                if let Some(v) = &mut self.video {
-                    v.setup.remote = remote;
-                }
-            }
+    /// The far end's SDP names `remote` for `leg` (a re-INVITE). When that moves the leg, its
+    /// media goes there and is taken only from there, or from what a new learning phase
+    /// learns (see [`crate::rtp::source_filter`]); the same address as before changes nothing
+    /// (a hold keeps the latch onto a far end behind NAT).
+    pub fn move_remote(&mut self, now: Instant, leg: Leg, remote: SocketAddr) {
+        let (setup, source) = match leg {
+            Leg::Audio => match &mut self.audio {
+                Some(a) => (&mut a.setup, &mut a.source),
+                None => return,
+            },
+            Leg::Video => match &mut self.video {
+                Some(v) => (&mut v.setup, &mut v.source),
+                None => return,
+            },
+        };
+        if source.expected() != remote {
+            setup.remote = remote;
+            source.reset(remote, now);
         }
+    }
+
+    /// Datagrams from the far end dropped so far, by reason.
+    pub fn drops(&self) -> DropCounts {
+        self.drops
     }
 
     /// Milliseconds since the bridge started: the clock of the client's `remote` stream.
@@ -348,7 +408,9 @@ impl MediaBridge {
         true
     }
 
-    /// An RTP (or RTCP, on the odd port) datagram from the far end on `leg`.
+    /// An RTP (or RTCP, on the odd port) datagram on `leg`'s socket from `source`: media and
+    /// digits for the client go to `out`. A datagram that is not the far end's media is
+    /// dropped, counted ([`MediaBridge::drops`]) and its reason returned.
     pub fn from_far_end(
         &mut self,
         now: Instant,
@@ -357,36 +419,51 @@ impl MediaBridge {
         source: SocketAddr,
         data: Bytes,
         out: &mut Vec<FromFarEnd>,
-    ) {
+    ) -> Result<(), Dropped> {
+        let result = self.receive(now, leg, rtcp, source, data, out);
+        if let Err(reason) = result {
+            self.drops.count(reason);
+        }
+        result
+    }
+
+    fn receive(
+        &mut self,
+        now: Instant,
+        leg: Leg,
+        rtcp: bool,
+        source: SocketAddr,
+        data: Bytes,
+        out: &mut Vec<FromFarEnd>,
+    ) -> Result<(), Dropped> {
         let rtmp_now = self.rtmp_now(now);
-        // Symmetric RTP (peers behind NAT): the first valid RTP packet on a leg decides where
-        // that leg's media goes, whatever the SDP said.
-        let slot = leg as usize;
-        if !rtcp && !self.latched[slot] && RtpPacket::parse(data.clone()).is_ok() {
-            self.latched[slot] = true;
-            self.set_remote(leg, source);
-        }
         if rtcp {
-            match leg {
-                Leg::Audio => {
-                    if let Some(a) = &mut self.audio {
-                        let _ = a.session.receive_rtcp(now, data);
-                    }
-                }
-                Leg::Video => {
-                    if let Some(v) = &mut self.video {
-                        let _ = v.session.receive_rtcp(now, data);
-                    }
-                }
+            let (filter, session) = match leg {
+                Leg::Audio => self.audio.as_mut().map(|a| (&mut a.source, &mut a.session)),
+                Leg::Video => self.video.as_mut().map(|v| (&mut v.source, &mut v.session)),
             }
-            return;
+            .ok_or(Dropped::UnexpectedPayload)?;
+            if !filter.check_rtcp(source) {
+                return Err(Dropped::UnknownSource);
+            }
+            return session
+                .receive_rtcp(now, data)
+                .map(drop)
+                .map_err(|_| Dropped::Undecodable);
         }
-        let Ok(packet) = RtpPacket::parse(data) else {
-            return;
-        };
+        let packet = RtpPacket::parse(data).map_err(|_| Dropped::Undecodable)?;
         match leg {
             Leg::Audio => {
-                let Some(a) = &mut self.audio else { return };
+                let a = self.audio.as_mut().ok_or(Dropped::UnexpectedPayload)?;
+                match a
+                    .source
+                    .check_rtp(now, source, packet.ssrc, packet.sequence)
+                {
+                    SourceVerdict::Accept => {}
+                    // Symmetric RTP: our media goes where the far end's comes from.
+                    SourceVerdict::Learned(from) => a.setup.remote = from,
+                    SourceVerdict::Drop => return Err(Dropped::UnknownSource),
+                }
                 if self.dtmf.is_some_and(|(_, rx)| rx == packet.payload_type) {
                     if let Ok(Some(event)) = self.dtmf_rx.receive(packet.timestamp, &packet.payload)
                     {
@@ -394,23 +471,33 @@ impl MediaBridge {
                             out.push(FromFarEnd::Dtmf(d));
                         }
                     }
-                    return;
+                    return Ok(());
                 }
-                if packet.payload_type != a.setup.receive_pt
-                    || !accept(&mut a.session, now, &packet)
-                {
-                    return;
+                if packet.payload_type != a.setup.receive_pt {
+                    return Err(Dropped::UnexpectedPayload);
+                }
+                if !accept(&mut a.session, now, &packet) {
+                    return Err(Dropped::UnexpectedSsrc);
                 }
                 if let Some(msg) = a.back.translate(packet, rtmp_now) {
                     out.push(FromFarEnd::Media(msg));
                 }
             }
             Leg::Video => {
-                let Some(v) = &mut self.video else { return };
-                if packet.payload_type != v.setup.receive_pt
-                    || !accept(&mut v.session, now, &packet)
+                let v = self.video.as_mut().ok_or(Dropped::UnexpectedPayload)?;
+                match v
+                    .source
+                    .check_rtp(now, source, packet.ssrc, packet.sequence)
                 {
-                    return;
+                    SourceVerdict::Accept => {}
+                    SourceVerdict::Learned(from) => v.setup.remote = from,
+                    SourceVerdict::Drop => return Err(Dropped::UnknownSource),
+                }
+                if packet.payload_type != v.setup.receive_pt {
+                    return Err(Dropped::UnexpectedPayload);
+                }
+                if !accept(&mut v.session, now, &packet) {
+                    return Err(Dropped::UnexpectedSsrc);
                 }
                 match &mut v.back {
                     VideoIn::H264(d) => {
@@ -427,6 +514,7 @@ impl MediaBridge {
                 }
             }
         }
+        Ok(())
     }
 
     /// Whether the far end should be asked for a keyframe now (at most once a second).
@@ -441,7 +529,11 @@ impl MediaBridge {
     /// (see [`MediaBridge::from_far_end`]): then an audio RTP packet moves neither a timer nor
     /// a media address.
     pub fn audio_only_and_latched(&self) -> bool {
-        self.audio_only && self.latched[Leg::Audio as usize]
+        self.audio_only
+            && self
+                .audio
+                .as_ref()
+                .is_some_and(|a| a.source.latched().is_some())
     }
 
     /// The earliest time [`MediaBridge::poll`] has work.
