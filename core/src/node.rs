@@ -180,6 +180,14 @@ pub enum Event {
         /// What happened.
         message: String,
     },
+    /// Datagrams came to the gateway's shared RTP ports from addresses no call expects media
+    /// from (see [`crate::rtp::source_filter`]) and were dropped; told at most every 10 s.
+    UnroutedMedia {
+        /// Datagrams dropped since the last such event.
+        dropped: u64,
+        /// Where the last one came from.
+        last_source: SocketAddr,
+    },
     /// A gateway client's UDP sockets are bound (its `connect` is answered next, or after its
     /// REGISTER): where SIP requests for it go, and the first of its four RTP ports.
     GatewayBound {

@@ -106,6 +106,13 @@ pub fn log_event(event: &Event) {
         Event::PlayStarted { conn, stream } => tracing::info!("{conn}: play started: {stream}"),
         Event::Closing { conn, reason } => tracing::info!("{conn}: closing: {reason}"),
         Event::Gateway { conn, message } => tracing::info!("{conn}: gateway: {message}"),
+        Event::UnroutedMedia {
+            dropped,
+            last_source,
+        } => tracing::warn!(
+            "gateway: dropped {dropped} datagram(s) on the shared RTP ports from no call's far \
+             end (last from {last_source})"
+        ),
         Event::GatewayBound {
             conn,
             aor,

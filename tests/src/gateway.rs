@@ -327,6 +327,13 @@ impl Phone {
         self.stream(type_id::AUDIO, frames, linger);
     }
 
+    /// [`Phone::stream_audio`] of a part of a stream: the timestamps stay those of the
+    /// frames (relative to `base`, the first frame of the whole stream), so that a stream
+    /// published in parts is one stream to the far end.
+    pub fn stream_audio_part(&mut self, frames: &[(u32, Bytes)], base: u32, linger: Duration) {
+        self.stream_from(type_id::AUDIO, frames, base, linger);
+    }
+
     /// Publishes video `frames` (FLV video tag bodies) on `local` like
     /// [`Phone::stream_audio`].
     pub fn stream_video(&mut self, frames: &[(u32, Bytes)], linger: Duration) {
@@ -336,6 +343,12 @@ impl Phone {
     /// Publishes `frames` of message type `kind` on `local` in real time, timestamps made
     /// relative to the first frame's.
     fn stream(&mut self, kind: u8, frames: &[(u32, Bytes)], linger: Duration) {
+        let first = frames.first().map_or(0, |f| f.0);
+        self.stream_from(kind, frames, first, linger);
+    }
+
+    /// [`Phone::stream`] with timestamps relative to `base` (paced from the first frame).
+    fn stream_from(&mut self, kind: u8, frames: &[(u32, Bytes)], base: u32, linger: Duration) {
         let local = self.local.expect("open_streams first");
         let start = Instant::now();
         let first = frames.first().map_or(0, |f| f.0);
@@ -344,7 +357,7 @@ impl Phone {
             while Instant::now() < due {
                 self.pump();
             }
-            let msg = RtmpMessage::new(kind, local, ts - first, payload.clone());
+            let msg = RtmpMessage::new(kind, local, ts - base, payload.clone());
             self.machine.send_media(&msg);
             self.flush();
         }
@@ -376,7 +389,8 @@ pub enum EchoMedia {
 }
 
 impl EchoMedia {
-    fn tokens(self) -> Vec<Value> {
+    /// The codec tokens the phone's `invite` offers.
+    pub fn tokens(self) -> Vec<Value> {
         match self {
             EchoMedia::Wideband => vec![s("wideband"), s("dtmf")],
             EchoMedia::Narrowband => vec![s("narrowband")],
@@ -384,7 +398,8 @@ impl EchoMedia {
         }
     }
 
-    fn frames(self, count: usize) -> Vec<(u32, Bytes)> {
+    /// The first `count` frames the phone publishes.
+    pub fn frames(self, count: usize) -> Vec<(u32, Bytes)> {
         let mut frames = match self {
             EchoMedia::Wideband => flv_audio(&crate::media("speex16k_audio_20s.flv")),
             EchoMedia::Narrowband => flv_audio(&crate::media("speex8k_audio_20s.flv")),
@@ -396,7 +411,7 @@ impl EchoMedia {
     }
 
     /// Where the comparison starts: Speex after the FLV header, G.711 whole.
-    fn compare_from(self) -> usize {
+    pub fn compare_from(self) -> usize {
         match self {
             EchoMedia::Pcmu => 0,
             _ => 1,

@@ -5,6 +5,7 @@
 //! phone and sipp as its far end.
 
 pub mod gateway;
+pub mod hostile;
 pub mod nginx;
 pub mod peers;
 pub mod probe;

@@ -37,6 +37,7 @@ use crate::sip::{SipUri, Uri};
 
 use super::client_api::{ClientCall, ClientCallback, ConnectRequest};
 use super::codecs::{capabilities, legacy_tokens, CodecToken};
+use super::drop_notice::DropNotice;
 use super::media_bridge::{
     BridgeSetup, Dropped, FromFarEnd, Leg, LegSetup, MediaBridge, OutgoingRtp,
 };
@@ -185,13 +186,9 @@ pub struct GatewaySession {
     /// answer walks the transaction timers, keyed by branch, so it is not free). Cleared by
     /// [`GatewaySession::pump`], which every path that touches the user agent ends with.
     ua_timeout: Option<Option<Instant>>,
-    /// When dropped far-end datagrams may next be logged, and how many were logged so far
-    /// (one notice per [`DROP_NOTICE_INTERVAL`] at most: a flood must not flood the logs).
-    drop_notice: (Option<Instant>, u64),
+    /// When dropped far-end datagrams may next be logged (a flood must not flood the logs).
+    drop_notice: DropNotice,
 }
-
-/// The least time between two notices of dropped far-end datagrams of one session.
-pub const DROP_NOTICE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl std::fmt::Debug for GatewaySession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -284,7 +281,7 @@ impl GatewaySession {
             cname: request.aor.clone(),
             stream_failure: None,
             ua_timeout: None,
-            drop_notice: (None, 0),
+            drop_notice: DropNotice::default(),
         };
         if request.auth_pass.is_some() {
             session.connect_pending = true;
@@ -631,8 +628,8 @@ impl GatewaySession {
         settled
     }
 
-    /// Logs dropped far-end datagrams, at most once per [`DROP_NOTICE_INTERVAL`]; true when
-    /// a notice was queued.
+    /// Logs dropped far-end datagrams, at most once per [`DropNotice::INTERVAL`]; true when a
+    /// notice was queued.
     #[cold]
     fn media_dropped(
         &mut self,
@@ -642,11 +639,10 @@ impl GatewaySession {
         source: SocketAddr,
         reason: Dropped,
     ) -> bool {
-        let (next, logged) = self.drop_notice;
-        if next.is_some_and(|next| now < next) {
-            return false;
-        }
         let Some(total) = self.bridge.as_ref().map(|b| b.drops().total()) else {
+            return false;
+        };
+        let Some(count) = self.drop_notice.due(now, total) else {
             return false;
         };
         let kind = match (leg, rtcp) {
@@ -661,10 +657,9 @@ impl GatewaySession {
             Dropped::UnexpectedPayload => "payload type not negotiated",
             Dropped::UnexpectedSsrc => "unexpected SSRC",
         };
-        self.drop_notice = (Some(now + DROP_NOTICE_INTERVAL), total);
         self.outputs.push_back(GatewayOutput::Notice(format!(
-            "dropped {} far-end datagram(s) since the last notice; last: {kind} from {source}, {why}",
-            total - logged
+            "dropped {count} far-end datagram(s) since the last notice; last: {kind} from \
+             {source}, {why}"
         )));
         true
     }

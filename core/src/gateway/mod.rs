@@ -5,11 +5,13 @@
 //! - [`client_api`]: what the client sends (`connect` arguments, `invite`, `accept`...) and the
 //!   callbacks it receives (`invited`, `accepted`, `byed`...).
 //! - [`codecs`]: the client's codec tokens and their SDP form.
-//!
-//! The per-connection call machine that joins these to the SIP user agent
-//! ([`crate::sip`]) and the media translators ([`crate::media`]) is being built on top.
+//! - [`call_session`]: one client's session, joining these to the SIP user agent
+//!   ([`crate::sip`]) and its call's media.
+//! - [`media_bridge`]: one call's media translation, RTMP to RTP and back.
+//! - [`drop_notice`]: how often media dropped from strangers is told to the operator.
 
 pub mod call_session;
 pub mod client_api;
 pub mod codecs;
+pub mod drop_notice;
 pub mod media_bridge;

@@ -27,6 +27,7 @@ use smallvec::SmallVec;
 use crate::amf::Value;
 use crate::gateway::call_session::{GatewayConfig, GatewayOutput, GatewaySession, SessionSockets};
 use crate::gateway::client_api::{ClientCall, ClientCallback, ConnectRequest};
+use crate::gateway::drop_notice::DropNotice;
 use crate::gateway::media_bridge::{FromFarEnd, Leg, OutgoingRtp};
 use crate::id_hash::IdHashMap;
 use crate::media::frame::MediaFrame;
@@ -197,6 +198,9 @@ pub(super) struct GatewayHost {
     /// Empty between inputs.
     media_rtp: Vec<OutgoingRtp>,
     media_far: Vec<FromFarEnd>,
+    /// With shared RTP ports: datagrams from addresses no call expects, and when they may
+    /// next be logged.
+    unrouted: (u64, DropNotice),
 }
 
 impl GatewayHost {
@@ -215,6 +219,7 @@ impl GatewayHost {
             routes: MediaRoutes::default(),
             media_rtp: Vec::new(),
             media_far: Vec::new(),
+            unrouted: (0, DropNotice::default()),
         }
     }
 
@@ -496,6 +501,14 @@ impl RtmpServer {
                     return;
                 };
                 let Some(conn) = gateway.routes.route(leg, rtcp, source, &data) else {
+                    let (total, notice) = &mut gateway.unrouted;
+                    *total += 1;
+                    if let Some(dropped) = notice.due(now, *total) {
+                        self.outputs.push_back(Output::Event(Event::UnroutedMedia {
+                            dropped,
+                            last_source: source,
+                        }));
+                    }
                     return;
                 };
                 self.far_end_datagram(now, conn, leg, rtcp, source, data);

@@ -1,0 +1,151 @@
+//! Hostile peers for the hardening suites: attackers written here, on raw sockets, that do
+//! what a stranger on the network would do to a server exposed to it.
+//!
+//! [`RtpSprayer`] sends RTP to ports it guesses (a gateway's RTP port blocks are easy to
+//! guess), as an attacker who wants to hear or inject a call's audio would, and counts what
+//! the gateway sends back to it.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The first byte of every payload a [`RtpSprayer`] sends: a client that receives a frame
+/// starting with it heard the attacker.
+pub const SPRAY_MARK: u8 = 0xA5;
+
+/// A thread that sends one RTP packet every 20 ms to each of its targets from its own socket
+/// (payload type, SSRC and sequence numbers as a real stream would have), and counts the
+/// datagrams it receives: what the gateway mistook it for the far end and sent it.
+pub struct RtpSprayer {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    received: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+    /// Where the attacker sends from.
+    pub addr: SocketAddr,
+}
+
+/// What a [`RtpSprayer`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SprayTotals {
+    /// RTP packets sent (all targets).
+    pub sent: u64,
+    /// Datagrams received from anyone.
+    pub received: u64,
+}
+
+impl RtpSprayer {
+    /// Starts spraying `targets` from an ephemeral port of `from` with payload type
+    /// `payload_type` and SSRC `ssrc`, each packet's payload [`SPRAY_MARK`] and 39 bytes.
+    pub fn start(from: IpAddr, targets: Vec<SocketAddr>, payload_type: u8, ssrc: u32) -> Self {
+        let socket = UdpSocket::bind(SocketAddr::new(from, 0)).expect("bind the attacker");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(2)))
+            .unwrap();
+        let addr = socket.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let received = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let (stop, sent, received) = (stop.clone(), sent.clone(), received.clone());
+            std::thread::spawn(move || {
+                let mut sequence: u16 = 1;
+                let mut timestamp: u32 = 0;
+                let mut next = Instant::now();
+                let mut buf = [0u8; 2048];
+                while !stop.load(Ordering::Relaxed) {
+                    if Instant::now() >= next {
+                        let packet = rtp(payload_type, sequence, timestamp, ssrc);
+                        for target in &targets {
+                            if socket.send_to(&packet, target).is_ok() {
+                                sent.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        sequence = sequence.wrapping_add(1);
+                        timestamp = timestamp.wrapping_add(320);
+                        next += Duration::from_millis(20);
+                    }
+                    // Drain what comes back (a closed port's ICMP shows up as an error).
+                    while let Ok((_, _)) = socket.recv_from(&mut buf) {
+                        received.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        };
+        Self {
+            stop,
+            sent,
+            received,
+            thread: Some(thread),
+            addr,
+        }
+    }
+
+    /// Packets sent so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Stops the thread; what it did.
+    pub fn stop(mut self) -> SprayTotals {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("attacker thread");
+        }
+        SprayTotals {
+            sent: self.sent.load(Ordering::Relaxed),
+            received: self.received.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for RtpSprayer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// An RTP packet (RFC 3550 fixed header, no CSRC) with a 40-byte payload starting with
+/// [`SPRAY_MARK`].
+fn rtp(payload_type: u8, sequence: u16, timestamp: u32, ssrc: u32) -> Vec<u8> {
+    let mut packet = Vec::with_capacity(52);
+    packet.push(0x80);
+    packet.push(payload_type & 0x7f);
+    packet.extend_from_slice(&sequence.to_be_bytes());
+    packet.extend_from_slice(&timestamp.to_be_bytes());
+    packet.extend_from_slice(&ssrc.to_be_bytes());
+    packet.push(SPRAY_MARK);
+    packet.extend_from_slice(&[0x11; 39]);
+    packet
+}
+
+/// The first port of `count` consecutive free UDP ports on `ip`, even (RTP ports come in
+/// pairs), in the dynamic range; each was bound and released, so another process may take
+/// one in between: tests use the block at once.
+pub fn free_udp_block(ip: IpAddr, count: u16) -> u16 {
+    // Start from a port the kernel picks (so parallel tests start apart) and walk up.
+    let mut start = UdpSocket::bind(SocketAddr::new(ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        & !1;
+    for _ in 0..200 {
+        if u32::from(start) + u32::from(count) >= 65_535 {
+            start = 20_000;
+        }
+        let held: Vec<UdpSocket> = (start..start + count)
+            .map_while(|p| UdpSocket::bind(SocketAddr::new(ip, p)).ok())
+            .collect();
+        if held.len() == usize::from(count) {
+            return start;
+        }
+        start += count + 2;
+    }
+    panic!("no {count} free consecutive UDP ports on {ip}");
+}
