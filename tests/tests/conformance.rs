@@ -493,6 +493,7 @@ fn status_codes_and_media_are_the_same(runtime: Runtime) {
             Event::RecordStopped { .. } => "record stopped",
             Event::Gateway { .. } => "gateway",
             Event::GatewayBound { .. } => "gateway-bound",
+            Event::UnroutedMedia { .. } => "unrouted media",
         })
         .collect();
     assert_eq!(
