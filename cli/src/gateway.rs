@@ -70,6 +70,10 @@ pub struct GatewaySection {
     /// Where a call's media is accepted from besides its SDP's address: `strict`,
     /// `learn-port` (default) or `learn-any` (`--rtp-source`).
     pub rtp_source: Option<String>,
+    /// Gateway clients at once (each holds a SIP socket; default 4096).
+    pub max_clients: Option<usize>,
+    /// Gateway clients at once from one IP address (default 64).
+    pub max_clients_per_ip: Option<usize>,
     /// UDP GSO for the gateway's sends where the kernel has it (default true;
     /// `--no-udp-gso`).
     pub udp_gso: Option<bool>,
@@ -242,6 +246,10 @@ pub fn node_config(
             ..session_defaults
         },
         replace_existing: file.replace_existing.unwrap_or(defaults.replace_existing),
+        max_clients: file.max_clients.unwrap_or(defaults.max_clients),
+        max_clients_per_ip: file
+            .max_clients_per_ip
+            .unwrap_or(defaults.max_clients_per_ip),
     }))
 }
 

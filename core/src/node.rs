@@ -188,8 +188,9 @@ pub enum Event {
         /// Where the last one came from.
         last_source: SocketAddr,
     },
-    /// A gateway client's UDP sockets are bound (its `connect` is answered next, or after its
-    /// REGISTER): where SIP requests for it go, and the first of its four RTP ports.
+    /// A gateway client's SIP socket is bound (its `connect` is answered next, or after its
+    /// REGISTER): where SIP requests for it go, and with shared RTP ports the first of the
+    /// four its calls use.
     GatewayBound {
         /// The client's connection.
         conn: ConnId,
@@ -197,8 +198,9 @@ pub enum Event {
         aor: String,
         /// The bound address of its SIP socket (with SIP over TCP, of its SIP listener).
         sip: SocketAddr,
-        /// Its audio RTP port (audio RTCP, video RTP and video RTCP follow).
-        rtp_port: u16,
+        /// With shared RTP ports, the shared audio RTP port (audio RTCP, video RTP and video
+        /// RTCP follow); `None` when each call takes ports of its own.
+        rtp_port: Option<u16>,
     },
     /// A connection was closed by the server, with the reason.
     Closing {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use siprtmp_core::gateway::call_session::{
-    GatewayConfig, GatewayOutput, GatewaySession, SessionSockets,
+    GatewayConfig, GatewayOutput, GatewaySession, MediaPorts, SessionSockets,
 };
 use siprtmp_core::gateway::client_api::{ClientCall, ClientCallback, ConnectRequest};
 use siprtmp_core::gateway::codecs::CodecToken;
@@ -71,8 +71,10 @@ impl Call {
         let request = ConnectRequest::parse("sip/alice@10.0.0.1", &[]).unwrap();
         let sockets = SessionSockets {
             sip: a(GW_SIP),
-            audio_port: 4000,
-            video_port: 4002,
+            media: Some(MediaPorts {
+                audio: 4000,
+                video: 4002,
+            }),
         };
         let gw = GatewaySession::new(now, &request, GatewayConfig::default(), sockets, 1).unwrap();
         let far_config = UaConfig::new("sip:bob@10.0.0.2".parse().unwrap(), a(FAR_SIP));
@@ -393,8 +395,10 @@ fn a_failed_registration_refresh_is_reported_to_the_client() {
     };
     let sockets = SessionSockets {
         sip: a(GW_SIP),
-        audio_port: 4000,
-        video_port: 4002,
+        media: Some(MediaPorts {
+            audio: 4000,
+            video: 4002,
+        }),
     };
     let mut gw = GatewaySession::new(now, &request, config, sockets, 1).unwrap();
     let mut outputs = Vec::new();

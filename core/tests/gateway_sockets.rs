@@ -35,14 +35,14 @@ fn phone(net: &mut MemoryNet, now: Instant) -> usize {
 }
 
 #[test]
-fn a_clients_five_sockets_are_announced_and_closed_at_once_when_nothing_is_pending() {
+fn a_client_without_a_call_holds_only_its_sip_socket_which_goes_with_it() {
     let now = Instant::now();
     let mut net = gateway_net(now);
     let i = phone(&mut net, now);
     assert_eq!(
         net.udp.open_sockets(),
-        5,
-        "SIP plus audio and video RTP/RTCP"
+        1,
+        "SIP only: RTP ports come with a call"
     );
     let announced = net.node_events.iter().find_map(|e| match e {
         Event::GatewayBound {
@@ -53,7 +53,7 @@ fn a_clients_five_sockets_are_announced_and_closed_at_once_when_nothing_is_pendi
     let (aor, sip, rtp_port) = announced.expect("GatewayBound event");
     assert_eq!(aor, "alice@127.0.0.1");
     assert_eq!(sip.ip(), IpAddr::from([127, 0, 0, 1]));
-    assert_eq!(rtp_port, 20000);
+    assert_eq!(rtp_port, None, "no shared ports, none of its own yet");
     let conn = net.clients[i].conn;
     net.node.handle(now, Input::Closed { conn });
     net.pump(now);
@@ -61,6 +61,96 @@ fn a_clients_five_sockets_are_announced_and_closed_at_once_when_nothing_is_pendi
         net.udp.open_sockets(),
         0,
         "no call, no registration: the SIP socket goes with the client"
+    );
+}
+
+/// Hundreds of clients that connect and never call (the port exhaustion of the hardening
+/// issue) take no RTP port: a real call still gets its ports afterwards.
+#[test]
+fn idle_clients_take_no_rtp_ports_from_callers() {
+    let now = Instant::now();
+    let mut net = gateway_net(now);
+    for n in 0..60 {
+        let c = net.connect(now, &format!("sip/idle{n}@127.0.0.1"));
+        net.pump(now);
+        assert!(net.events(c).contains(&ClientEvent::Connected), "idle{n}");
+    }
+    assert_eq!(net.udp.open_sockets(), 60, "one SIP socket each");
+    let i = phone(&mut net, now);
+    let far: SocketAddr = "127.0.0.1:5099".parse().unwrap();
+    net.clients[i].client.call(
+        0,
+        "invite",
+        vec![
+            Value::string(format!("sip:bob@{far}")),
+            Value::string("pcmu"),
+        ],
+    );
+    net.pump(now);
+    assert!(
+        net.udp.outbox.iter().any(|(_, to, _)| *to == far),
+        "the INVITE went out: the call got its ports"
+    );
+    assert_eq!(net.udp.open_sockets(), 61 + 4);
+}
+
+/// Connect limits per address and in total: a connect beyond gets a clear `503`, and a place
+/// freed is taken again.
+#[test]
+fn gateway_clients_are_limited_per_address_and_in_total() {
+    let now = Instant::now();
+    let mut config = NodeConfig {
+        server: ServerConfig {
+            gateway: Some(GatewayNodeConfig {
+                bind_ip: IpAddr::from([127, 0, 0, 1]),
+                rtp_ports: (20000, 20099),
+                max_clients_per_ip: 2,
+                ..GatewayNodeConfig::default()
+            }),
+            ..ServerConfig::default()
+        },
+        ..NodeConfig::default()
+    };
+    let mut net = MemoryNet::new(Node::new(config.clone(), now, 1));
+    let a = net.connect(now, "sip/a@127.0.0.1");
+    let _b = net.connect(now, "sip/b@127.0.0.1");
+    let c = net.connect(now, "sip/c@127.0.0.1");
+    net.pump(now);
+    let refusal = |net: &MemoryNet, c: usize| {
+        net.clients[c].client.connect_info().and_then(|(_, info)| {
+            info.get("description")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+    };
+    assert!(net.events(a).contains(&ClientEvent::Connected));
+    assert!(net
+        .events(c)
+        .iter()
+        .any(|e| matches!(e, ClientEvent::ConnectRejected(_))));
+    assert_eq!(
+        refusal(&net, c).as_deref(),
+        Some("503 127.0.0.1 has its 2 gateway clients")
+    );
+    // A place freed is a place taken.
+    let conn = net.clients[a].conn;
+    net.node.handle(now, Input::Closed { conn });
+    net.pump(now);
+    let d = net.connect(now, "sip/d@127.0.0.1");
+    net.pump(now);
+    assert!(net.events(d).contains(&ClientEvent::Connected));
+
+    if let Some(g) = config.server.gateway.as_mut() {
+        g.max_clients_per_ip = 64;
+        g.max_clients = 1;
+    }
+    let mut net = MemoryNet::new(Node::new(config, now, 1));
+    net.connect(now, "sip/a@127.0.0.1");
+    let b = net.connect(now, "sip/b@127.0.0.1");
+    net.pump(now);
+    assert_eq!(
+        refusal(&net, b).as_deref(),
+        Some("503 the gateway has its 1 clients")
     );
 }
 

@@ -431,9 +431,14 @@ fn a_registered_client_calls_over_tcp_and_the_far_ends_bye_comes_on_the_same_con
         register.contains(&format!("<sip:alice@{listener};transport=tcp>")),
         "{register}"
     );
-    assert_eq!(w.net.udp.open_sockets(), 4, "RTP/RTCP only: SIP is on TCP");
+    assert_eq!(
+        w.net.udp.open_sockets(),
+        0,
+        "SIP is on TCP, and RTP ports come with a call"
+    );
 
     w.invite(c, "bob@10.0.0.2:5060");
+    assert_eq!(w.net.udp.open_sockets(), 4, "the call's RTP/RTCP");
     let names: Vec<String> = w.commands(c).into_iter().map(|(n, _)| n).collect();
     assert!(names.contains(&"ringing".into()), "{names:?}");
     assert!(names.contains(&"accepted".into()), "{names:?}");

@@ -118,7 +118,12 @@ pub fn log_event(event: &Event) {
             aor,
             sip,
             rtp_port,
-        } => tracing::info!("{conn}: gateway client {aor}: SIP on {sip}, RTP from port {rtp_port}"),
+        } => match rtp_port {
+            Some(port) => {
+                tracing::info!("{conn}: gateway client {aor}: SIP on {sip}, RTP on port {port}")
+            }
+            None => tracing::info!("{conn}: gateway client {aor}: SIP on {sip}"),
+        },
         Event::Disconnected { conn } => tracing::debug!("{conn}: disconnected"),
         Event::Decide { request, question } => {
             tracing::debug!("{request}: asking the application: {question:?}")

@@ -86,10 +86,18 @@ impl Default for GatewayConfig {
 pub struct SessionSockets {
     /// The SIP socket's bound address (over TCP: the address the session listens on).
     pub sip: SocketAddr,
-    /// RTP port of the audio leg (RTCP on the next port).
-    pub audio_port: u16,
-    /// RTP port of the video leg (RTCP on the next port).
-    pub video_port: u16,
+    /// The call's RTP ports, or `None` until the caller binds them for a call
+    /// ([`GatewaySession::set_media_ports`]): a client without a call holds no media port.
+    pub media: Option<MediaPorts>,
+}
+
+/// The RTP ports of a session's call (RTCP on the port above each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaPorts {
+    /// RTP port of the audio leg.
+    pub audio: u16,
+    /// RTP port of the video leg.
+    pub video: u16,
 }
 
 /// What the session asks of its caller.
@@ -313,13 +321,53 @@ impl GatewaySession {
         }
     }
 
-    fn caps(&self, tokens: &[CodecToken]) -> LocalCapabilities {
-        capabilities(
+    /// What we offer or answer with `tokens`, on our media ports (`None` without them).
+    fn caps(&self, tokens: &[CodecToken]) -> Option<LocalCapabilities> {
+        let ports = self.sockets.media?;
+        Some(capabilities(
             tokens,
             self.media_ip(),
-            self.sockets.audio_port,
-            self.sockets.video_port,
-        )
+            ports.audio,
+            ports.video,
+        ))
+    }
+
+    /// The caller bound the RTP ports a call needs (before passing on the client's `invite`
+    /// or `accept`), or released them after the call (`None`).
+    pub fn set_media_ports(&mut self, ports: Option<MediaPorts>) {
+        self.sockets.media = ports;
+    }
+
+    /// Whether the session has a call (placed, ringing, or established): while it has none,
+    /// it needs no media port.
+    pub fn has_call(&self) -> bool {
+        self.call.is_some() || self.bridge.is_some()
+    }
+
+    /// Whether the client's `call` would start a call's media and so needs the call's RTP
+    /// ports first: an `invite` while there is no call, an `accept` of a ringing call.
+    pub fn needs_media_ports(&self, call: &ClientCall) -> bool {
+        match call {
+            ClientCall::Invite { .. } => self.call.is_none(),
+            ClientCall::Accept { .. } => matches!(self.call, Some(CallState::Incoming { .. })),
+            _ => false,
+        }
+    }
+
+    /// The caller could not bind RTP ports for the client's `call` (an `invite` or `accept`):
+    /// the client hears why, and an incoming call it wanted to accept is refused.
+    pub fn media_ports_failed(&mut self, now: Instant, call: ClientCall, reason: &str) {
+        match call {
+            ClientCall::Invite { .. } => {}
+            ClientCall::Accept { .. } => {
+                if let Some(CallState::Incoming { call, .. }) = self.call.take() {
+                    let _ = self.ua.reject(now, call, 503, "Service Unavailable");
+                }
+            }
+            other => return self.client_call(now, other),
+        }
+        self.callback(ClientCallback::Rejected(format!("503 {reason}")));
+        self.pump(now);
     }
 
     /// Every codec the gateway can bridge: what an incoming offer is checked against.
@@ -376,8 +424,12 @@ impl GatewaySession {
         } else {
             codecs
         };
+        let Some(caps) = self.caps(&tokens) else {
+            self.callback(ClientCallback::Rejected("503 no RTP ports".into()));
+            return;
+        };
         let origin = self.origin();
-        let offer = create_offer(&self.caps(&tokens), &origin);
+        let offer = create_offer(&caps, &origin);
         match self.ua.invite(now, target, Bytes::from(offer.serialize())) {
             Ok(call) => {
                 self.call = Some(CallState::Outgoing {
@@ -401,8 +453,13 @@ impl GatewaySession {
         } else {
             codecs
         };
+        let Some(caps) = self.caps(&tokens) else {
+            let _ = self.ua.reject(now, call, 503, "Service Unavailable");
+            self.callback(ClientCallback::Rejected("503 no RTP ports".into()));
+            return;
+        };
         let origin = self.origin();
-        let local = match answer(&offer, &self.caps(&tokens), &origin) {
+        let local = match answer(&offer, &caps, &origin) {
             Ok(local) => local,
             Err(_) => {
                 let _ = self.ua.reject(now, call, 488, "Not Acceptable Here");
@@ -733,12 +790,14 @@ impl GatewaySession {
         self.pump(now);
     }
 
-    /// After [`GatewaySession::close`]: nothing is left to do (no call, no transaction, no
-    /// output), so the SIP socket can go.
+    /// After [`GatewaySession::close`]: nothing is left to do (no call, no transaction
+    /// waiting for an answer, no output), so the SIP socket can go. Transactions that only
+    /// absorb retransmissions of what was already answered (for up to 32 s over UDP) do not
+    /// hold it: a far end whose retransmission finds the port closed has its answer already.
     pub fn is_finished(&self) -> bool {
         self.call.is_none()
             && self.ua.call_count() == 0
-            && self.ua.transaction_count() == 0
+            && self.ua.open_transaction_count() == 0
             && self.outputs.is_empty()
     }
 
@@ -847,9 +906,11 @@ impl GatewaySession {
             let _ = self.ua.reject(now, call, 488, "Not Acceptable Here");
             return;
         };
-        // Refuse before alerting when nothing in the offer can be bridged.
+        // Refuse before alerting when nothing in the offer can be bridged. (The call's ports
+        // are bound when the client accepts: any port will do for this check.)
         let origin = self.origin();
-        if answer(&offer, &self.caps(&self.all_tokens()), &origin).is_err() {
+        let caps = capabilities(&self.all_tokens(), self.media_ip(), 9, 9);
+        if answer(&offer, &caps, &origin).is_err() {
             let _ = self.ua.reject(now, call, 488, "Not Acceptable Here");
             self.outputs.push_back(GatewayOutput::Notice(format!(
                 "refused a call from {from}: no common codec"
@@ -916,7 +977,10 @@ impl GatewaySession {
             return;
         };
         let origin = self.origin();
-        let Ok(local) = answer(&offer, &self.caps(&tokens), &origin) else {
+        let local = self
+            .caps(&tokens)
+            .and_then(|caps| answer(&offer, &caps, &origin).ok());
+        let Some(local) = local else {
             let _ = self.ua.reject(now, call, 488, "Not Acceptable Here");
             return;
         };

@@ -25,7 +25,9 @@ use bytes::Bytes;
 use smallvec::SmallVec;
 
 use crate::amf::Value;
-use crate::gateway::call_session::{GatewayConfig, GatewayOutput, GatewaySession, SessionSockets};
+use crate::gateway::call_session::{
+    GatewayConfig, GatewayOutput, GatewaySession, MediaPorts, SessionSockets,
+};
 use crate::gateway::client_api::{ClientCall, ClientCallback, ConnectRequest};
 use crate::gateway::drop_notice::DropNotice;
 use crate::gateway::media_bridge::{FromFarEnd, Leg, OutgoingRtp};
@@ -41,17 +43,24 @@ use crate::udp::{SocketId, UdpCommand, UdpEvent};
 
 use super::session::csid;
 use media_routes::{Expect, MediaRoutes};
+use port_blocks::PortBlocks;
 use sip_tcp::SipStreams;
 
 mod media_routes;
+mod port_blocks;
 mod sip_tcp;
 use super::{RtmpServer, Timer};
 
 /// How long the SIP socket of a departed client stays open for its last transactions.
 pub const LINGER: Duration = Duration::from_secs(32);
 
-/// Binding attempts for a session's RTP ports before the connect is refused.
+/// Binding attempts for a call's RTP ports (a block another program holds is passed over)
+/// before the call is refused.
 const MAX_PORT_TRIES: u32 = 16;
+
+/// Client calls kept while a call's RTP ports are being bound (the `invite` or `accept` that
+/// needs them and what follows it); more is refused with `_error`.
+const MAX_QUEUED_CALLS: usize = 16;
 
 /// The receive buffer asked for a shared RTP socket: it queues every call's packets, where a
 /// call's own socket would queue one call's (Linux's default, about 208 KiB, is a few
@@ -67,7 +76,8 @@ pub struct GatewayNodeConfig {
     /// and SDP say unless `session.advertised_ip` is set, so a wildcard (`0.0.0.0`, `::`)
     /// needs `advertised_ip`: SDP would read a wildcard connection address as "on hold".
     pub bind_ip: IpAddr,
-    /// RTP ports are taken from this range, four per session (audio RTP/RTCP, video RTP/RTCP).
+    /// RTP ports are taken from this range, four per call (audio RTP/RTCP, video RTP/RTCP),
+    /// when the call starts and given back when it ends: the range bounds concurrent calls.
     pub rtp_ports: (u16, u16),
     /// Every call's media on the same four ports (the first free block of `rtp_ports`),
     /// told apart by the far end's address and SSRC (see `media_routes`), instead of four
@@ -81,6 +91,11 @@ pub struct GatewayNodeConfig {
     /// one (closed, its call ended, as a phone moved to another device); when false the newer
     /// one is refused instead.
     pub replace_existing: bool,
+    /// Gateway clients at once (each holds a SIP socket); a connect beyond is refused with
+    /// `503`.
+    pub max_clients: usize,
+    /// Gateway clients at once from one IP address; a connect beyond is refused with `503`.
+    pub max_clients_per_ip: usize,
 }
 
 impl Default for GatewayNodeConfig {
@@ -92,6 +107,8 @@ impl Default for GatewayNodeConfig {
             shared_rtp_ports: false,
             session: GatewayConfig::default(),
             replace_existing: true,
+            max_clients: 4096,
+            max_clients_per_ip: 64,
         }
     }
 }
@@ -117,11 +134,22 @@ enum State {
         /// Boxed: the connect's strings would make every state, and so the hot start of
         /// every [`GatewayConn`], four cache lines long.
         request: Box<ConnectRequest>,
-        tries: u32,
     },
     Active(Box<GatewaySession>),
     /// The client left; the SIP socket stays for the last transactions.
     Lingering(Box<GatewaySession>, Instant),
+}
+
+/// A connection's own RTP ports (without shared ports): taken for a call, given back after it.
+#[derive(Debug)]
+enum CallPorts {
+    /// None held.
+    Idle,
+    /// A block is being bound; `queued` are the client's calls waiting for it (the `invite` or
+    /// `accept` that needs the ports first), passed on in order once it is bound.
+    Binding { tries: u32, queued: Vec<ClientCall> },
+    /// The block from the connection's `base_port` is bound.
+    Held,
 }
 
 /// One gateway client in the server.
@@ -136,7 +164,11 @@ pub(super) struct GatewayConn {
     remote_stream: Option<u32>,
     sockets: Vec<(SocketId, Role, Option<SocketAddr>)>,
     connect: Command,
+    /// The first of the connection's own RTP ports, while it has them (see `ports`).
     base_port: u16,
+    ports: CallPorts,
+    /// The client's IP address (for the per-address limit).
+    ip: IpAddr,
     /// The deadline of the connection's live timer entry.
     next_timer: Option<Instant>,
     /// The address of record, lower-cased: one live connection per address.
@@ -183,7 +215,8 @@ pub(super) struct GatewayHost {
     /// Each socket's connection and what the socket is for.
     sockets: IdHashMap<SocketId, (ConnId, Role)>,
     next_socket: u64,
-    next_port: u16,
+    /// The RTP port blocks calls (or, with shared ports, the shared sockets) hold.
+    blocks: PortBlocks,
     /// SIP over TCP: whose each listener and stream is.
     listeners: IdHashMap<ListenerId, ConnId>,
     streams: IdHashMap<StreamId, ConnId>,
@@ -205,13 +238,12 @@ pub(super) struct GatewayHost {
 
 impl GatewayHost {
     pub fn new(config: GatewayNodeConfig) -> Self {
-        let next_port = config.rtp_ports.0 & !1;
         Self {
+            blocks: PortBlocks::new(config.rtp_ports),
             config,
             conns: IdHashMap::default(),
             sockets: IdHashMap::default(),
             next_socket: 1,
-            next_port,
             listeners: IdHashMap::default(),
             streams: IdHashMap::default(),
             next_tcp_id: 1,
@@ -229,18 +261,6 @@ impl GatewayHost {
             || app
                 .strip_prefix(self.config.app.as_str())
                 .is_some_and(|rest| rest.starts_with('/'))
-    }
-
-    /// The next block of four ports, cycling through the range.
-    fn take_ports(&mut self) -> u16 {
-        let (lo, hi) = self.config.rtp_ports;
-        let lo = lo & !1;
-        if self.next_port < lo || u32::from(self.next_port) + 3 > u32::from(hi) {
-            self.next_port = lo;
-        }
-        let base = self.next_port;
-        self.next_port = self.next_port.wrapping_add(4);
-        base
     }
 
     /// Whether SIP goes over TCP.
@@ -352,6 +372,31 @@ impl RtmpServer {
             self.reject_connect(conn, &cmd, &reason, None);
             return true;
         }
+        let Some(ip) = self.sessions.get(conn).map(|s| s.peer.ip()) else {
+            return true;
+        };
+        let replaced = older.len();
+        let (total, from_ip) = gateway.conns.values().fold((0, 0), |(total, from_ip), g| {
+            (total + 1, from_ip + usize::from(g.ip == ip))
+        });
+        // The connections this one replaces free their place only once their SIP is done.
+        let refusal = if total >= gateway.config.max_clients + replaced {
+            Some(format!(
+                "503 the gateway has its {} clients",
+                gateway.config.max_clients
+            ))
+        } else if from_ip >= gateway.config.max_clients_per_ip + replaced {
+            Some(format!(
+                "503 {ip} has its {} gateway clients",
+                gateway.config.max_clients_per_ip
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            self.reject_connect(conn, &cmd, &reason, None);
+            return true;
+        }
         for old in older {
             self.close(old, format!("replaced by a newer connection for {aor}"));
         }
@@ -364,11 +409,12 @@ impl RtmpServer {
                 aor,
                 state: State::Binding {
                     request: Box::new(request),
-                    tries: 0,
                 },
                 connect: cmd,
                 sockets: Vec::new(),
                 base_port: 0,
+                ports: CallPorts::Idle,
+                ip,
                 local_stream: None,
                 remote_stream: None,
                 next_timer: None,
@@ -377,53 +423,144 @@ impl RtmpServer {
                 hairpin_peer: None,
             },
         );
-        self.bind_sockets(conn, true);
+        self.bind_sip(conn);
         true
     }
 
-    /// Asks for the SIP socket (when `sip`) and a fresh block of RTP ports.
-    fn bind_sockets(&mut self, conn: ConnId, sip: bool) {
+    /// Asks for the client's SIP socket (over TCP, its SIP listener), and with shared RTP
+    /// ports for the shared sockets if nobody has yet. Its own RTP ports, without shared
+    /// ports, come with a call ([`Self::bind_call_ports`]).
+    fn bind_sip(&mut self, conn: ConnId) {
         let Some(gateway) = self.gateway.as_mut() else {
             return;
         };
         let ip = gateway.config.bind_ip;
-        let shared = gateway.config.shared_rtp_ports;
-        let base = if shared { 0 } else { gateway.take_ports() };
-        let mut binds = Vec::new();
-        let tcp = gateway.tcp();
-        if sip && !tcp {
-            let socket = gateway.new_socket(conn, Role::Sip);
-            binds.push((socket, Role::Sip, SocketAddr::new(ip, 0)));
-        }
-        if !shared {
-            for (i, role) in MEDIA_ROLES.into_iter().enumerate() {
-                let port = base + i as u16;
-                binds.push((
-                    gateway.new_socket(conn, role),
-                    role,
-                    SocketAddr::new(ip, port),
-                ));
-            }
-        } else if gateway.shared.is_none() {
+        if gateway.config.shared_rtp_ports && gateway.shared.is_none() {
             self.bind_shared(0);
         }
+        let Some(gateway) = self.gateway.as_mut() else {
+            return;
+        };
+        if gateway.tcp() {
+            self.sip_listen(conn, SocketAddr::new(ip, 0));
+            return;
+        }
+        let socket = gateway.new_socket(conn, Role::Sip);
+        let Some(gw) = gateway.conns.get_mut(&conn) else {
+            return;
+        };
+        gw.sockets.push((socket, Role::Sip, None));
+        self.outputs.push_back(Output::Udp(UdpCommand::Bind {
+            socket,
+            addr: SocketAddr::new(ip, 0),
+            receive_buffer: None,
+        }));
+    }
+
+    /// Asks for a block of RTP ports for `conn`'s call (try `tries`, counting from 0), the
+    /// client's `queued` calls waiting for it; refuses them at once when every block of the
+    /// range is held.
+    fn bind_call_ports(&mut self, now: Instant, conn: ConnId, tries: u32, queued: Vec<ClientCall>) {
+        let Some(gateway) = self.gateway.as_mut() else {
+            return;
+        };
+        let ip = gateway.config.bind_ip;
+        let Some(base) = gateway.blocks.take() else {
+            let capacity = gateway.blocks.capacity();
+            let reason = format!("all {capacity} RTP port blocks of the gateway are in use");
+            return self.call_ports_failed(now, conn, queued, &reason);
+        };
+        let binds: Vec<(SocketId, Role)> = MEDIA_ROLES
+            .into_iter()
+            .map(|role| (gateway.new_socket(conn, role), role))
+            .collect();
+        let Some(gw) = gateway.conns.get_mut(&conn) else {
+            gateway.blocks.release(base);
+            return;
+        };
+        gw.base_port = base;
+        gw.ports = CallPorts::Binding { tries, queued };
+        for (i, (socket, role)) in binds.into_iter().enumerate() {
+            gw.sockets.push((socket, role, None));
+            self.outputs.push_back(Output::Udp(UdpCommand::Bind {
+                socket,
+                addr: SocketAddr::new(ip, base + i as u16),
+                receive_buffer: None,
+            }));
+        }
+    }
+
+    /// `conn`'s call ports are bound: the session learns them and gets the calls that waited.
+    fn call_ports_bound(&mut self, now: Instant, conn: ConnId) {
+        let Some(gw) = self.gateway_conn(conn) else {
+            return;
+        };
+        let CallPorts::Binding { queued, .. } = std::mem::replace(&mut gw.ports, CallPorts::Held)
+        else {
+            return;
+        };
+        let base = gw.base_port;
+        if let State::Active(session) = &mut gw.state {
+            session.set_media_ports(Some(MediaPorts {
+                audio: base,
+                video: base + 2,
+            }));
+            for call in queued {
+                session.client_call(now, call);
+            }
+        }
+        self.gateway_pump(now, conn);
+    }
+
+    /// No RTP ports for `conn`'s call: the calls that waited for them are refused (the rest
+    /// passed on).
+    fn call_ports_failed(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        queued: Vec<ClientCall>,
+        reason: &str,
+    ) {
+        let Some(gw) = self.gateway_conn(conn) else {
+            return;
+        };
+        gw.ports = CallPorts::Idle;
+        if let State::Active(session) = &mut gw.state {
+            for call in queued {
+                session.media_ports_failed(now, call, reason);
+            }
+        }
+        let message = format!("a call was refused: {reason}");
+        self.outputs
+            .push_back(Output::Event(Event::Gateway { conn, message }));
+        self.gateway_pump(now, conn);
+    }
+
+    /// Closes `conn`'s call ports (the call ended, the client left) and gives their block back.
+    fn release_call_ports(&mut self, conn: ConnId) {
         let Some(gateway) = self.gateway.as_mut() else {
             return;
         };
         let Some(gw) = gateway.conns.get_mut(&conn) else {
             return;
         };
-        gw.base_port = base;
-        for (socket, role, addr) in binds {
-            gw.sockets.push((socket, role, None));
-            self.outputs.push_back(Output::Udp(UdpCommand::Bind {
-                socket,
-                addr,
-                receive_buffer: None,
-            }));
+        if matches!(gw.ports, CallPorts::Idle) {
+            return;
         }
-        if sip && tcp {
-            self.sip_listen(conn, SocketAddr::new(ip, 0));
+        gw.ports = CallPorts::Idle;
+        gateway.blocks.release(gw.base_port);
+        if let State::Active(session) | State::Lingering(session, _) = &mut gw.state {
+            session.set_media_ports(None);
+        }
+        let media: Vec<SocketId> = gw
+            .sockets
+            .iter()
+            .filter(|s| s.1 != Role::Sip)
+            .map(|s| s.0)
+            .collect();
+        gw.sockets.retain(|s| s.1 == Role::Sip);
+        for socket in media {
+            self.unbind(socket);
         }
     }
 
@@ -433,7 +570,10 @@ impl RtmpServer {
             return;
         };
         let ip = gateway.config.bind_ip;
-        let base_port = gateway.take_ports();
+        // Held for the life of the node.
+        let Some(base_port) = gateway.blocks.take() else {
+            return self.shared_ports_failed("every block of the range was tried");
+        };
         let mut sockets = [(SocketId(0), None); 4];
         for (i, s) in sockets.iter_mut().enumerate() {
             s.0 = SocketId(gateway.next_socket + i as u64);
@@ -477,6 +617,8 @@ impl RtmpServer {
                 let Some(shared) = gateway.shared.take() else {
                     return;
                 };
+                // Given back: the next try takes the next block in turn.
+                gateway.blocks.release(shared.base_port);
                 for (socket, _) in shared.sockets {
                     self.outputs
                         .push_back(Output::Udp(UdpCommand::Unbind { socket }));
@@ -486,15 +628,7 @@ impl RtmpServer {
                     self.bind_shared(tries);
                     return;
                 }
-                // No free block: refuse everyone waiting; the next connect starts over.
-                for conn in gateway.binding_conns() {
-                    let cmd = self.gateway_conn(conn).map(|g| g.connect.clone());
-                    self.drop_gateway(conn);
-                    if let Some(cmd) = cmd {
-                        let reason = format!("503 cannot bind shared RTP ports: {e}");
-                        self.reject_connect(conn, &cmd, &reason, None);
-                    }
-                }
+                self.shared_ports_failed(&e);
             }
             UdpEvent::Datagram { source, data, .. } => {
                 let Role::Rtp(leg, rtcp) = role else {
@@ -512,6 +646,22 @@ impl RtmpServer {
                     return;
                 };
                 self.far_end_datagram(now, conn, leg, rtcp, source, data);
+            }
+        }
+    }
+
+    /// No block for the shared RTP ports: everyone waiting for them is refused; the next
+    /// connect tries again.
+    fn shared_ports_failed(&mut self, why: &str) {
+        let Some(gateway) = self.gateway.as_ref() else {
+            return;
+        };
+        for conn in gateway.binding_conns() {
+            let cmd = self.gateway_conn(conn).map(|g| g.connect.clone());
+            self.drop_gateway(conn);
+            if let Some(cmd) = cmd {
+                let reason = format!("503 cannot bind shared RTP ports: {why}");
+                self.reject_connect(conn, &cmd, &reason, None);
             }
         }
     }
@@ -627,41 +777,38 @@ impl RtmpServer {
             return;
         };
         let role = gw.sockets[index].1;
-        match result {
-            Ok(addr) => {
+        match (result, role) {
+            (Ok(addr), Role::Sip) => {
                 gw.sockets[index].2 = Some(addr);
                 self.start_session_if_bound(now, conn);
             }
-            Err(e) => {
-                let State::Binding { tries, .. } = &mut gw.state else {
+            (Ok(addr), Role::Rtp(..)) => {
+                gw.sockets[index].2 = Some(addr);
+                let media = gw.sockets.iter().filter(|s| s.1 != Role::Sip);
+                if media.clone().count() == 4 && media.clone().all(|s| s.2.is_some()) {
+                    self.call_ports_bound(now, conn);
+                }
+            }
+            (Err(e), Role::Sip) => {
+                let cmd = gw.connect.clone();
+                self.drop_gateway(conn);
+                let reason = format!("503 cannot bind a SIP socket: {e}");
+                self.reject_connect(conn, &cmd, &reason, None);
+            }
+            (Err(e), Role::Rtp(..)) => {
+                // Another program holds a port of the block: close it and try the next one.
+                // Held for the release that follows: it closes the block's sockets.
+                let CallPorts::Binding { tries, queued } =
+                    std::mem::replace(&mut gw.ports, CallPorts::Held)
+                else {
                     return;
                 };
-                *tries += 1;
-                let give_up = role == Role::Sip || *tries >= MAX_PORT_TRIES;
-                // Drop this block of media sockets and try the next one.
-                let media: Vec<SocketId> = gw
-                    .sockets
-                    .iter()
-                    .filter(|s| s.1 != Role::Sip)
-                    .map(|s| s.0)
-                    .collect();
-                gw.sockets.retain(|s| s.1 == Role::Sip);
-                for s in media {
-                    self.unbind(s);
-                }
-                if give_up {
-                    let cmd = self.gateway_conn(conn).map(|g| g.connect.clone());
-                    self.drop_gateway(conn);
-                    if let Some(cmd) = cmd {
-                        self.reject_connect(
-                            conn,
-                            &cmd,
-                            &format!("503 cannot bind sockets: {e}"),
-                            None,
-                        );
-                    }
+                self.release_call_ports(conn);
+                if tries + 1 < MAX_PORT_TRIES {
+                    self.bind_call_ports(now, conn, tries + 1, queued);
                 } else {
-                    self.bind_sockets(conn, false);
+                    let reason = format!("cannot bind RTP ports: {e}");
+                    self.call_ports_failed(now, conn, queued, &reason);
                 }
             }
         }
@@ -686,33 +833,28 @@ impl RtmpServer {
                 .find(|s| s.1 == Role::Sip)
                 .and_then(|s| s.2),
         };
-        let (media_bound, base_port) = match shared {
-            Some(Some(bound_and_base)) => bound_and_base,
-            Some(None) => (false, 0),
-            None => (
-                gw.sockets.iter().filter(|s| s.1 != Role::Sip).count() == 4
-                    && gw.sockets.iter().all(|s| s.2.is_some()),
-                gw.base_port,
-            ),
+        // Shared RTP ports are the session's for its life; its own come with each call.
+        let media = match shared {
+            Some(Some((true, base))) => Some(MediaPorts {
+                audio: base,
+                video: base + 2,
+            }),
+            Some(_) => return,
+            None => None,
         };
-        let (Some(sip), true) = (sip, media_bound) else {
+        let Some(sip) = sip else {
             return;
         };
         let State::Binding { request, .. } = &gw.state else {
             return;
         };
-        let sockets = SessionSockets {
-            sip,
-            audio_port: base_port,
-            video_port: base_port + 2,
-        };
+        let sockets = SessionSockets { sip, media };
         let request = request.clone();
-        let audio_port = sockets.audio_port;
         self.outputs.push_back(Output::Event(Event::GatewayBound {
             conn,
             aor: request.aor.clone(),
             sip,
-            rtp_port: audio_port,
+            rtp_port: media.map(|m| m.audio),
         }));
         let config = self
             .gateway
@@ -753,6 +895,9 @@ impl RtmpServer {
         let Some(gw) = gateway.conns.remove(&conn) else {
             return;
         };
+        if !matches!(gw.ports, CallPorts::Idle) {
+            gateway.blocks.release(gw.base_port);
+        }
         for (i, leg) in [Leg::Audio, Leg::Video].into_iter().enumerate() {
             if let Some((remote, _)) = gw.routed[i] {
                 gateway.routes.remove(leg, remote, conn);
@@ -779,9 +924,38 @@ impl RtmpServer {
                     let notify = session.send_command(0, answer, cmd.amf3);
                     self.transmit_if(conn, notify);
                 }
-                if let Some(State::Active(session)) = self.gateway_conn(conn).map(|g| &mut g.state)
-                {
-                    session.client_call(now, call);
+                let shared = self
+                    .gateway
+                    .as_ref()
+                    .is_some_and(|g| g.config.shared_rtp_ports);
+                let Some(gw) = self.gateway_conn(conn) else {
+                    return true;
+                };
+                let State::Active(session) = &mut gw.state else {
+                    return true;
+                };
+                match &mut gw.ports {
+                    // What the client says while its call's ports are bound waits for them.
+                    CallPorts::Binding { queued, .. } => {
+                        if queued.len() < MAX_QUEUED_CALLS {
+                            queued.push(call);
+                        } else {
+                            self.call_failed(conn, cmd);
+                        }
+                        return true;
+                    }
+                    CallPorts::Idle
+                        if !shared
+                            && matches!(
+                                call,
+                                ClientCall::Invite { .. } | ClientCall::Accept { .. }
+                            )
+                            && session.needs_media_ports(&call) =>
+                    {
+                        self.bind_call_ports(now, conn, 0, vec![call]);
+                        return true;
+                    }
+                    _ => session.client_call(now, call),
                 }
                 self.gateway_pump(now, conn);
             }
@@ -935,18 +1109,17 @@ impl RtmpServer {
             State::Active(mut session) => {
                 session.close(now);
                 gw.state = State::Lingering(session, now + LINGER);
-                // The media sockets go now; SIP stays for the goodbyes.
-                let (sip, media): (Vec<_>, Vec<_>) =
-                    gw.sockets.into_iter().partition(|s| s.1 == Role::Sip);
-                gw.sockets = sip;
                 gw.local_stream = None;
                 gw.remote_stream = None;
-                for (socket, ..) in media {
-                    self.unbind(socket);
+                // Calls that waited for ports are moot: the session has hung up.
+                if let CallPorts::Binding { .. } = gw.ports {
+                    gw.ports = CallPorts::Held;
                 }
                 if let Some(g) = self.gateway.as_mut() {
                     g.conns.insert(conn, gw);
                 }
+                // The media sockets go now; SIP stays for the goodbyes.
+                self.release_call_ports(conn);
                 self.gateway_pump(now, conn);
             }
             State::Lingering(..) => {
@@ -989,10 +1162,19 @@ impl RtmpServer {
         self.gateway_pump(now, conn);
     }
 
-    /// Carries out what a session asks for and re-arms its timer.
+    /// Carries out what a session asks for, gives back its call's ports once it has no call,
+    /// and re-arms its timer.
     fn gateway_pump(&mut self, now: Instant, conn: ConnId) {
         self.gateway_outputs(now, conn);
         self.sync_routes(conn);
+        let Some(gw) = self.gateway_conn(conn) else {
+            return;
+        };
+        if let (CallPorts::Held, State::Active(session)) = (&gw.ports, &gw.state) {
+            if !session.has_call() {
+                self.release_call_ports(conn);
+            }
+        }
         let Some(gw) = self.gateway_conn(conn) else {
             return;
         };

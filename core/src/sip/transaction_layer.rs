@@ -101,6 +101,18 @@ impl Entry {
         }
     }
 
+    /// Whether the transaction still has something to say or hear: a request without its
+    /// final response, or an INVITE server's non-2xx final without its ACK. The rest
+    /// (Completed, Accepted, Confirmed) only absorb retransmissions until their timers end.
+    fn is_open(&self) -> bool {
+        use TransactionState::*;
+        match self.state() {
+            Calling | Trying | Proceeding => true,
+            Completed => matches!(self.machine, Machine::InviteServer(_)),
+            Accepted | Confirmed => false,
+        }
+    }
+
     fn armed(&self) -> &Armed {
         match &self.machine {
             Machine::InviteClient(t) => t.armed(),
@@ -203,6 +215,12 @@ impl TransactionLayer {
     /// Number of live transactions.
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Number of transactions still open (see `Entry::is_open`): those that are not merely
+    /// absorbing retransmissions until their timers end.
+    pub fn open_count(&self) -> usize {
+        self.entries.values().filter(|e| e.is_open()).count()
     }
 
     /// True when no transaction is alive.

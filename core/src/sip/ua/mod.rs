@@ -422,6 +422,12 @@ impl UserAgent {
         self.layer.len()
     }
 
+    /// Transactions still waiting for a final response (or an INVITE server's for its ACK):
+    /// the rest only absorb retransmissions until their timers end, for up to 32 s over UDP.
+    pub fn open_transaction_count(&self) -> usize {
+        self.layer.open_count()
+    }
+
     /// The SIP Call-ID of `call`, for logs.
     pub fn sip_call_id(&self, call: CallId) -> Option<&str> {
         self.calls.get(&call).map(|c| c.sip_call_id.as_str())
