@@ -51,9 +51,12 @@ seconds=20
 video=(-f lavfi -i "testsrc2=size=320x240:rate=12:duration=$seconds")
 tone() { echo "sine=frequency=440:beep_factor=4:sample_rate=$1:duration=$seconds"; }
 # H.264 Constrained Baseline as a live encoder sends it: a keyframe every 2 s (24 frames),
-# no B-frames, a steady 150 kbit/s.
-h264=(-c:v libx264 -preset veryfast -tune zerolatency -profile:v baseline -pix_fmt yuv420p
-    -g 24 -keyint_min 24 -sc_threshold 0 -bf 0 -b:v 150k -maxrate 150k -bufsize 300k)
+# no B-frames, a steady 150 kbit/s. One encoder thread: x264's sliced threads (zerolatency)
+# with rate control give different bytes from run to run, and a slice per core would make
+# the file depend on the machine.
+h264=(-c:v libx264 -threads:v 1 -preset veryfast -tune zerolatency -profile:v baseline
+    -pix_fmt yuv420p -g 24 -keyint_min 24 -sc_threshold 0 -bf 0 -b:v 150k -maxrate 150k
+    -bufsize 300k)
 speex16k=(-c:a libspeex -ar 16000 -ac 1)
 
 made=0
