@@ -2,7 +2,7 @@
 # Runs the whole test suite. First installs, when missing, the real peers the interop tests
 # talk to (Debian packages): ffmpeg/ffprobe, rtmpdump, sipp (sip-tester), Kamailio, and nginx with its rtmp
 # module and the Python port of the original server, rtmplite3 from PyPI (bench-compare quick
-# mode measures both beside siprtmp).
+# mode measures both beside siprtmp); then makes the test media (scripts/make-test-media.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,8 @@ missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v rtmpdump >/dev/null 2>&1 || missing+=(rtmpdump)
+# scripts/make-test-media.sh remuxes narrowband Speex into FLV with a Python script.
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 # The registrar and proxy of tests/tests/kamailio_interop.rs.
 command -v kamailio >/dev/null 2>&1 || missing+=(kamailio)
@@ -19,7 +21,6 @@ command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 # rtmplite3 goes into its own virtualenv (bench-compare looks there): Python 3 with venv.
 rtmplite_venv="${XDG_CACHE_HOME:-$HOME/.cache}/siprtmp/rtmplite3"
 if ! command -v rtmplite3 >/dev/null 2>&1 && [ ! -x "$rtmplite_venv/bin/rtmplite3" ]; then
-    command -v python3 >/dev/null 2>&1 || missing+=(python3)
     python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 fi
 if ((${#missing[@]})); then
@@ -39,5 +40,8 @@ if ! command -v rtmplite3 >/dev/null 2>&1 && [ ! -x "$rtmplite_venv/bin/rtmplite
         rm -rf "$rtmplite_venv"
     fi
 fi
+
+# The media files the tests read, generated into the build area (kept while unchanged).
+scripts/make-test-media.sh
 
 cargo test --workspace --locked

@@ -77,7 +77,7 @@ impl GatewayCodec {
     /// The looped media of the calls, from `media_dir`.
     pub fn load_media(self, media_dir: &Path) -> Result<Arc<MediaLoop>, String> {
         let path = media_dir.join(self.media_file());
-        let data = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let data = crate::read_media(&path)?;
         let tags = flv::parse_tags(&data).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(Arc::new(MediaLoop::new(tags)?))
     }
@@ -422,13 +422,10 @@ mod tests {
     }
 
     #[test]
-    fn the_codec_files_are_the_shared_media_and_frames_are_what_the_plan_assumes() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/media");
-        if !dir.join(GatewayCodec::Narrowband.media_file()).exists() {
-            eprintln!("skipped: no shared media at {}", dir.display());
-            return;
-        }
-        let data = std::fs::read(dir.join(GatewayCodec::Narrowband.media_file())).unwrap();
+    fn the_codec_files_are_the_test_media_and_frames_are_what_the_plan_assumes() {
+        let dir = crate::test_inputs::media_dir();
+        let narrowband = crate::test_inputs::media(GatewayCodec::Narrowband.media_file());
+        let data = std::fs::read(narrowband).unwrap();
         let tags = flv::parse_tags(&data).unwrap();
         let audio: Vec<_> = tags.iter().filter(|t| t.type_id == 8).collect();
         assert!(!audio.is_empty());

@@ -17,6 +17,12 @@ mod report;
 mod server;
 mod stats;
 mod svg;
+// Where the generated test media and the sipp scenarios are is known in one file, the test
+// crate's `locate` module; compiled here as a module rather than depending on that crate
+// (and, through it, on every runtime).
+#[allow(dead_code)] // only the directories are used here
+#[path = "../../tests/src/locate.rs"]
+mod test_inputs;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -85,8 +91,10 @@ struct Flags {
     /// the same machine.
     #[arg(long)]
     baseline_bin: Option<PathBuf>,
-    /// Directory holding speex16k_audio_20s.flv and h264_speex16k_320x240_12fps_20s.flv.
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/media"))]
+    /// Directory holding speex16k_audio_20s.flv, speex8k_audio_20s.flv and
+    /// h264_speex16k_320x240_12fps_20s.flv (the build area's test-media/, which
+    /// scripts/make-test-media.sh fills).
+    #[arg(long, default_value_os_t = test_inputs::media_dir())]
     media_dir: PathBuf,
     /// Measure the SIP-RTMP gateway instead: CPU per concurrent call (Speex to an echoing
     /// sipp), per runtime (`nginx` does not apply and is skipped).
@@ -101,7 +109,7 @@ struct Flags {
     #[arg(long, value_delimiter = ',')]
     codecs: Option<Vec<String>>,
     /// The sipp scenario of the far end (answers every call, echoes RTP with -rtp_echo).
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/sipp/uas_echo_any.xml"))]
+    #[arg(long, default_value_os_t = test_inputs::sipp_dir().join("uas_echo_any.xml"))]
     sipp_scenario: PathBuf,
     /// Internal: run as the gateway floor's server, sending RTP to this address (see
     /// `floor`); bench-compare starts itself so for `--runtimes floor`.
@@ -173,6 +181,16 @@ fn default_server_bin() -> Result<PathBuf, String> {
         })
 }
 
+/// A media file's bytes; when it cannot be read, an error that says how the files are made.
+fn read_media(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| {
+        format!(
+            "{}: {e} (the test media is made by scripts/make-test-media.sh)",
+            path.display()
+        )
+    })
+}
+
 fn load_scenario(name: &str, media_dir: &std::path::Path) -> Result<Scenario, String> {
     let (file, description) = match name {
         "audio" => (
@@ -186,7 +204,7 @@ fn load_scenario(name: &str, media_dir: &std::path::Path) -> Result<Scenario, St
         other => return Err(format!("unknown scenario {other:?} (audio, av)")),
     };
     let path = media_dir.join(file);
-    let data = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let data = read_media(&path)?;
     let tags = flv::parse_tags(&data).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(Scenario {
         name: name.to_owned(),

@@ -361,7 +361,8 @@ pub fn start_with(kind: &ServerKind, bins: &Binaries, extra: &[String]) -> Resul
     }
 }
 
-/// A minimal single-process nginx-rtmp configuration (see ../shared/PEERS.md).
+/// A minimal nginx-rtmp configuration: one process in the foreground (the one whose CPU is
+/// measured), a live application that records nothing.
 fn nginx_conf(module: &Path, dir: &Path, port: u16) -> String {
     format!(
         "load_module {module};\n\

@@ -6,6 +6,7 @@
 
 pub mod gateway;
 pub mod hostile;
+pub mod locate;
 pub mod nginx;
 pub mod peers;
 pub mod probe;
@@ -14,18 +15,8 @@ pub mod sip_runner;
 pub mod sipp;
 pub mod tcp_client;
 
-/// The shared test media directory (`../shared/media` beside the repository).
-pub fn media(name: &str) -> std::path::PathBuf {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let candidates = [root.join("../shared/media"), root.join("shared/media")];
-    for dir in candidates {
-        let path = dir.join(name);
-        if path.exists() {
-            return path;
-        }
-    }
-    panic!("test media {name} not found under ../shared/media");
-}
+/// The generated test media file `name` (see [`locate::media`]).
+pub use locate::media;
 
 /// A fresh scratch directory for one test's output files.
 pub fn scratch_dir(test: &str) -> std::path::PathBuf {

@@ -1,6 +1,6 @@
 //! sipp (Debian `sip-tester`) as a far end: started with a global timeout that counts as an
-//! error and its statistics file, killed on drop (it is a [`Peer`]), scenarios found in the
-//! repository's `tests/sipp/` or the shared `../shared/sipp/`.
+//! error and its statistics file, killed on drop (it is a [`Peer`]), scenarios from the
+//! repository's `tests/sipp/`.
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -23,20 +23,8 @@ pub fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|a| a.to_string()).collect()
 }
 
-/// The scenario file `name`, from `tests/sipp/` or else `../shared/sipp/`.
-pub fn scenario(name: &str) -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let root = here.join("..");
-    [
-        here.join("sipp"),
-        root.join("../shared/sipp"),
-        root.join("shared/sipp"),
-    ]
-    .into_iter()
-    .map(|d| d.join(name))
-    .find(|p| p.exists())
-    .unwrap_or_else(|| panic!("sipp scenario {name} not found"))
-}
+/// The scenario file `name` from `tests/sipp/` (see [`crate::locate::sipp_scenario`]).
+pub use crate::locate::sipp_scenario as scenario;
 
 /// Starts sipp on loopback in `dir` (its logs and `stats.csv` go there) with `args` after the
 /// common ones (`-nostdin`, addresses, a 60 s global timeout that fails it, statistics).

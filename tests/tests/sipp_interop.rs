@@ -8,10 +8,11 @@
 //! columns are checked along with its exit code.
 
 use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use siprtmp_tests::locate::sipp_scenario;
 use siprtmp_tests::peers::Peer;
 use siprtmp_tests::sip_runner::{Counters, RunnerConfig, SipRunner};
 use siprtmp_tests::{media, scratch_dir};
@@ -57,20 +58,10 @@ fn get(c: &std::sync::atomic::AtomicU64) -> u64 {
     Counters::get(c)
 }
 
-/// A copy of a shared scenario with its media path made absolute.
-fn shared_scenario(name: &str, dir: &Path) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let src = [root.join("../shared/sipp"), root.join("shared/sipp")]
-        .into_iter()
-        .map(|d| d.join(name))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("scenario {name} not found under ../shared/sipp"));
-    let text = std::fs::read_to_string(src).unwrap();
-    let audio = media("pcmu_8k_20s.ul");
-    let text = text.replace("../media/pcmu_8k_20s.ul", audio.to_str().unwrap());
-    let out = dir.join(name);
-    std::fs::write(&out, text).unwrap();
-    out
+/// `uac_rtpstream_pcmu.xml` streams `pcmu_8k_20s.ul` from sipp's working directory: a copy
+/// of the generated file goes into `dir`.
+fn stream_audio_into(dir: &Path) {
+    std::fs::copy(media("pcmu_8k_20s.ul"), dir.join("pcmu_8k_20s.ul")).expect("copy audio");
 }
 
 #[test]
@@ -79,7 +70,8 @@ fn sipp_calls_us_with_rtp_and_we_echo() {
     let mut config = RunnerConfig::new("echo");
     config.lifetime = Duration::from_secs(70);
     let runner = SipRunner::start(config);
-    let scenario = shared_scenario("uac_rtpstream_pcmu.xml", &dir);
+    stream_audio_into(&dir);
+    let scenario = sipp_scenario("uac_rtpstream_pcmu.xml");
     let target = runner.addr().to_string();
     let peer = sipp(
         "sipp uac",
@@ -127,7 +119,7 @@ fn sipp_calls_us_with_rtp_and_we_echo() {
 #[test]
 fn we_call_sipp_which_echoes_rtp() {
     let dir = scratch_dir("sipp_uas_from_runner");
-    let scenario = shared_scenario("uas_echo_any.xml", &dir);
+    let scenario = sipp_scenario("uas_echo_any.xml");
     let port = free_udp_port();
     let peer = sipp(
         "sipp uas",

@@ -1,20 +1,20 @@
-//! Helpers shared by core's integration tests: the shared test media, read from disk here
-//! (the core library itself never touches files), and a minimal FLV tag splitter.
-
-use std::path::PathBuf;
+//! Helpers of core's integration tests: the generated test media, read from disk here (the
+//! core library itself never touches files), and a minimal FLV tag splitter.
 
 use bytes::Bytes;
 
-/// The bytes of a file from the shared test media (`../shared/media`).
+// Where the media lives is known in one file, the test crate's `locate` module. Core cannot
+// depend on that crate (it depends on core), so the file is compiled here as a module too.
+#[allow(dead_code)] // the sipp scenario half is not used by core's tests
+#[path = "../../../tests/src/locate.rs"]
+mod locate;
+
+/// The bytes of the generated test media file `name` (`scripts/make-test-media.sh`); panics,
+/// saying how to make it, when it is missing.
 pub fn media(name: &str) -> Bytes {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for dir in ["../../shared/media", "../shared/media"] {
-        let p = root.join(dir).join(name);
-        if let Ok(data) = std::fs::read(&p) {
-            return Bytes::from(data);
-        }
-    }
-    panic!("test media {name} not found under ../../shared/media");
+    let path = locate::media(name);
+    let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Bytes::from(data)
 }
 
 /// (tag type, timestamp, body) of every tag of an FLV file.
