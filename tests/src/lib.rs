@@ -20,10 +20,9 @@ pub use locate::media;
 
 /// A fresh scratch directory for one test's output files.
 pub fn scratch_dir(test: &str) -> std::path::PathBuf {
-    // Under target/ so CI's clean clone starts empty; the variable is set for test binaries.
-    let root = std::env::var_os("CARGO_TARGET_TMPDIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("siprtmp-tests"));
+    // Under this checkout's target directory: a clean clone starts empty, and two checkouts
+    // testing on one machine do not share (and delete) each other's files.
+    let root = locate::target_dir().join("tmp/siprtmp-tests");
     let dir = root.join(test);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create scratch dir");

@@ -77,7 +77,7 @@ type Ready = (SocketAddr, Stopper, Arc<UdpStats>, Arc<TcpStats>);
 
 /// Where servers started without a root of their own keep files.
 fn default_root() -> PathBuf {
-    std::env::temp_dir().join("siprtmp-tests-media")
+    crate::locate::target_dir().join("tmp/siprtmp-tests-media")
 }
 
 /// A running server; stopped and joined on drop.
