@@ -376,4 +376,10 @@ impl Node {
     pub fn connection_count(&self) -> usize {
         self.server.connection_count()
     }
+
+    /// Recordings that stopped on an error (a full disk, a file that cannot be written)
+    /// since the node started; each is also told by [`Event::RecordStopped`] with its error.
+    pub fn recordings_failed(&self) -> u64 {
+        self.server.recordings_failed()
+    }
 }

@@ -1,5 +1,5 @@
 //! File access as data: the requests the node makes of a driver's file executor (open, read,
-//! write, truncate, close) and the replies it expects back, plus the validation of the paths
+//! write, truncate, close, remove) and the replies it expects back, plus the validation of the paths
 //! it asks for. The core never touches a file system; recording and video on demand are built
 //! on these requests only.
 //!
@@ -76,6 +76,9 @@ pub enum FileOp {
     },
     /// Closes the file.
     Close,
+    /// Closes the file and deletes it (a recording that failed before any media reached it:
+    /// an empty file is worth nothing to anyone). Answered with [`FileReply::Done`].
+    Remove,
 }
 
 /// A file request: which file, and what to do with it.
@@ -97,7 +100,7 @@ pub enum FileReply {
     },
     /// Bytes read (shorter than asked only at the end of the file).
     Read(Bytes),
-    /// A write, truncate or close completed.
+    /// A write, truncate, close or remove completed.
     Done,
 }
 
@@ -154,14 +157,21 @@ impl std::fmt::Display for BadPath {
 /// Longest relative path the node asks for.
 pub const MAX_PATH_LEN: usize = 512;
 
+/// Longest component of a path the node asks for, in bytes: the file-name limit of the
+/// common file systems (ext4, XFS, btrfs, NTFS, APFS). A stream name's last part is at most
+/// this less `.flv`.
+pub const MAX_COMPONENT_LEN: usize = 255;
+
 /// True for a relative `/`-separated path whose every component is a plain name: not empty,
 /// not `.` or `..`, not hidden (leading `.`), without `\`, `:`, control characters or
-/// the characters Windows forbids (`*?"<>|`); and at most [`MAX_PATH_LEN`] bytes.
+/// the characters Windows forbids (`*?"<>|`), at most [`MAX_COMPONENT_LEN`] bytes; and at
+/// most [`MAX_PATH_LEN`] bytes in all.
 pub fn is_safe_relative_path(path: &str) -> bool {
     !path.is_empty()
         && path.len() <= MAX_PATH_LEN
         && path.split('/').all(|component| {
             !component.is_empty()
+                && component.len() <= MAX_COMPONENT_LEN
                 && !component.starts_with('.')
                 && component.chars().all(|c| {
                     !c.is_control() && !matches!(c, '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|')
@@ -207,6 +217,10 @@ mod tests {
         assert!(media_path("..", "x").is_err());
         assert!(media_path("/abs", "x").is_err());
         assert!(media_path("live", &"n".repeat(600)).is_err());
+        // A file name is at most 255 bytes, `.flv` included.
+        assert!(media_path("live", &"n".repeat(251)).is_ok());
+        assert!(media_path("live", &"n".repeat(252)).is_err());
+        assert!(media_path("live", &format!("{}/x", "n".repeat(256))).is_err());
     }
 
     #[test]

@@ -130,6 +130,11 @@ impl MemoryFs {
                 self.open.remove(&file);
                 Ok(FileReply::Done)
             }
+            FileOp::Remove => {
+                let (path, _) = self.open.remove(&file).ok_or_else(not_open)?;
+                self.files.remove(&path);
+                Ok(FileReply::Done)
+            }
         }
     }
 }

@@ -275,10 +275,12 @@ fn a_recorded_file_has_patched_metadata_and_timestamps_from_zero() {
 fn ffmpeg_style_live_publishes_are_recorded_when_the_app_records_all() {
     let mut f = Fixture::recording_all("vod");
     let (p, s) = f.publish("cam", "live");
-    assert_eq!(
-        f.statuses(p),
-        vec!["NetStream.Publish.Start", "NetStream.Record.Start"]
-    );
+    // The publisher did not ask: it hears nothing of the recording (the log does).
+    assert_eq!(f.statuses(p), vec!["NetStream.Publish.Start"]);
+    assert!(f
+        .node_events()
+        .iter()
+        .any(|e| matches!(e, Event::RecordStarted { path, .. } if path == "vod/cam.flv")));
     f.send_all(p, s, &stream(1));
     f.call(p, s, "closeStream", vec![]);
     assert_eq!(
@@ -822,4 +824,118 @@ fn messages_sent_while_a_decision_is_pending_wait_for_it() {
         Decision::Redirect("rtmp://x/y".into()),
     );
     assert!(err.is_err());
+}
+
+/// Media after [`stream`]'s first `from` seconds up to `to` (no decoder configurations: an
+/// encoder sends those once).
+fn stream_between(from: u32, to: u32) -> Vec<(u8, u32, Vec<u8>)> {
+    stream(to)
+        .into_iter()
+        .skip(2)
+        .filter(|(_, ts, _)| *ts >= BASE + from * 1000)
+        .collect()
+}
+
+/// The hardening issue's full disk under `record-all`: the encoder (ffmpeg aborts on an error
+/// status) hears nothing of the recording the application chose, its players keep every
+/// message, the failure is counted and logged, and once there is room again the recording
+/// goes on in a new file that starts cleanly (metadata, decoder configurations, a keyframe).
+#[test]
+fn with_record_all_a_full_disk_neither_ends_the_stream_nor_the_recording() {
+    let mut f = Fixture::recording_all("vod");
+    f.net.fs.capacity = Some(1500);
+    let (live_player, _) = f.play("show", -1000.0);
+    let (p, s) = f.publish("show", "live");
+    f.send_metadata(p, s);
+    f.send_all(p, s, &stream(3));
+    assert_eq!(
+        f.statuses(p),
+        vec!["NetStream.Publish.Start"],
+        "no Record.Start, no Record.Failed"
+    );
+    assert_eq!(f.net.node.recordings_failed(), 1);
+    let error = f.node_events().iter().find_map(|e| match e {
+        Event::RecordStopped { error, .. } => error.clone(),
+        _ => None,
+    });
+    assert!(error.unwrap().contains("No space"));
+    let first = f.net.fs.files["vod/show.flv"].clone();
+    assert!(!file_media(&first).is_empty(), "kept up to the failure");
+
+    // Room again: within the 10 s wait nothing is tried, then the next keyframe opens a new
+    // file.
+    f.net.fs.capacity = None;
+    f.send_all(p, s, &stream_between(3, 12));
+    assert!(
+        !f.net.fs.files.contains_key("vod/show-1.flv"),
+        "still waiting"
+    );
+    f.send_all(p, s, &stream_between(12, 16));
+    f.call(p, s, "closeStream", vec![]);
+    assert!(
+        f.statuses(p).iter().all(|code| !code.contains("Record")),
+        "{:?}",
+        f.statuses(p)
+    );
+    let resumed = f.net.fs.files["vod/show-1.flv"].clone();
+    let tags = tags(&resumed);
+    assert_eq!(
+        metadata_of(&tags[0]).get("width"),
+        Some(&Value::Number(320.0))
+    );
+    let media = file_media(&resumed);
+    assert_eq!(media[0].2, AVC_CONFIG, "decoder configurations first");
+    assert_eq!(media[1].2, AAC_CONFIG);
+    assert_eq!(media[2].2[0], 0x17, "then a keyframe");
+    assert_eq!(media[0].1, 0, "timestamps from 0");
+    // From 13 s (the first keyframe at or after 3 s + the first message + 10 s) to the end.
+    let expected = stream_between(13, 16).len();
+    assert_eq!(media.len(), 2 + expected);
+    // The live stream went on all along.
+    assert_eq!(
+        f.media(live_player).len(),
+        stream(3).len() + stream_between(3, 16).len()
+    );
+}
+
+/// A publish while the disk is full: the stream goes live as ever, and the recording that
+/// could not write even its header leaves no empty file behind.
+#[test]
+fn with_record_all_a_publish_onto_a_full_disk_goes_live_and_leaves_no_empty_file() {
+    let mut f = Fixture::recording_all("vod");
+    f.net.fs.capacity = Some(0);
+    let (live_player, _) = f.play("show", -1000.0);
+    let (p, s) = f.publish("show", "live");
+    f.send_all(p, s, &stream(1));
+    assert_eq!(f.statuses(p), vec!["NetStream.Publish.Start"]);
+    assert!(
+        !f.net.fs.files.contains_key("vod/show.flv"),
+        "the empty file was removed"
+    );
+    assert_eq!(f.media(live_player).len(), stream(1).len());
+    assert_eq!(f.net.node.recordings_failed(), 1);
+}
+
+/// Hardening issue, defect 7: a name that cannot be a file name is refused at publish, with
+/// a clear status, recorded or not.
+#[test]
+fn a_stream_name_too_long_for_a_file_is_refused_at_publish() {
+    let mut f = Fixture::new();
+    let long = "n".repeat(252);
+    let (p, _) = f.publish(&long, "live");
+    assert_eq!(f.statuses(p), vec!["NetStream.Publish.BadName"]);
+    let description = f.net.clients[p].events.iter().find_map(|e| match e {
+        ClientEvent::Status(_, code) if code == "NetStream.Publish.BadName" => Some(()),
+        _ => None,
+    });
+    assert!(description.is_some());
+    let fits = "n".repeat(251);
+    let (p, s) = f.publish(&fits, "record");
+    assert_eq!(
+        f.statuses(p),
+        vec!["NetStream.Publish.Start", "NetStream.Record.Start"]
+    );
+    f.send_all(p, s, &stream(1));
+    f.call(p, s, "closeStream", vec![]);
+    assert!(f.net.fs.files.contains_key(&format!("vod/{fits}.flv")));
 }

@@ -177,7 +177,7 @@ impl Drop for FileExecutor {
 }
 
 fn worker(root: PathBuf, inbox: Receiver<FileRequest>, done: Sender<Completion>, wake: impl Fn()) {
-    let mut files: HashMap<FileId, File> = HashMap::new();
+    let mut files: HashMap<FileId, (File, PathBuf)> = HashMap::new();
     while let Ok(first) = inbox.recv() {
         let mut next = Some(first);
         let mut batch = 0;
@@ -226,7 +226,7 @@ fn resolve(root: &Path, path: &str) -> Result<PathBuf, FileError> {
 
 fn execute(
     root: &Path,
-    files: &mut HashMap<FileId, File>,
+    files: &mut HashMap<FileId, (File, PathBuf)>,
     id: FileId,
     op: FileOp,
 ) -> Result<FileReply, FileError> {
@@ -255,11 +255,11 @@ fn execute(
             }
             .map_err(error)?;
             let size = file.metadata().map_err(error)?.len();
-            files.insert(id, file);
+            files.insert(id, (file, full));
             Ok(FileReply::Opened { size })
         }
         FileOp::Read { offset, len } => {
-            let file = files.get(&id).ok_or_else(not_open)?;
+            let (file, _) = files.get(&id).ok_or_else(not_open)?;
             let mut buf = vec![0u8; len.min(MAX_READ)];
             let mut filled = 0;
             while filled < buf.len() {
@@ -274,17 +274,23 @@ fn execute(
             Ok(FileReply::Read(Bytes::from(buf)))
         }
         FileOp::Write { offset, data } => {
-            let file = files.get(&id).ok_or_else(not_open)?;
+            let (file, _) = files.get(&id).ok_or_else(not_open)?;
             write_all_at(file, &data, offset).map_err(error)?;
             Ok(FileReply::Done)
         }
         FileOp::Truncate { len } => {
-            let file = files.get(&id).ok_or_else(not_open)?;
+            let (file, _) = files.get(&id).ok_or_else(not_open)?;
             file.set_len(len).map_err(error)?;
             Ok(FileReply::Done)
         }
         FileOp::Close => {
             files.remove(&id);
+            Ok(FileReply::Done)
+        }
+        FileOp::Remove => {
+            let (file, path) = files.remove(&id).ok_or_else(not_open)?;
+            drop(file);
+            std::fs::remove_file(path).map_err(error)?;
             Ok(FileReply::Done)
         }
     }
@@ -390,6 +396,31 @@ mod tests {
             done[6].1.as_ref().unwrap_err().kind,
             FileErrorKind::NotFound
         );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn remove_closes_and_deletes_the_file() {
+        let dir = root("remove");
+        let mut files = FileExecutor::start(dir.clone(), || {}).unwrap();
+        let req = |op| FileRequest {
+            file: FileId(3),
+            op,
+        };
+        let done = run(
+            &mut files,
+            vec![
+                req(FileOp::Open {
+                    path: "live/empty.flv".into(),
+                    mode: OpenMode::Create,
+                }),
+                req(FileOp::Remove),
+                req(FileOp::Remove),
+            ],
+        );
+        assert_eq!(done[1].1, Ok(FileReply::Done));
+        assert!(!dir.join("live/empty.flv").exists());
+        assert!(done[2].1.is_err(), "no longer open");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -704,9 +704,11 @@ fn stopping_the_server_finishes_the_recording(runtime: Runtime) {
     };
     publisher.machine.publish(id, "live-at-stop");
     publisher.flush();
+    // The application records every publish: the publisher is not told, the operator is.
     publisher
-        .until(STARTUP, is_status("NetStream.Record.Start"))
-        .expect("recording started");
+        .until(STARTUP, is_status("NetStream.Publish.Start"))
+        .expect("publishing");
+    assert!(server.wait_for(1, STARTUP, |e| matches!(e, Event::RecordStarted { .. })));
     for i in 0..50u32 {
         let payload: &[u8] = if i == 0 {
             &[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65]

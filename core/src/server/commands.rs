@@ -9,6 +9,7 @@ use smallvec::SmallVec;
 
 use super::decisions::Pending;
 use super::live_stream::Player;
+use super::record_resume::RecordResume;
 use super::recorder::Recorder;
 use super::session::{Session, StreamRole};
 use super::vod::PlayRequest;
@@ -24,6 +25,10 @@ use crate::storage::media_path;
 const MAX_STREAMS_PER_CONNECTION: usize = 64;
 /// Longest stream or application name accepted.
 const MAX_NAME_LEN: usize = 1024;
+
+/// Longest part (between `/`) of a published stream's name, in bytes: a file name (at most
+/// [`crate::storage::MAX_COMPONENT_LEN`] bytes) less `.flv`.
+const MAX_STREAM_NAME_PART: usize = crate::storage::MAX_COMPONENT_LEN - ".flv".len();
 
 /// The stream name without its query string (`name?token=...`).
 pub(crate) fn bare_stream_name(name: &str) -> &str {
@@ -338,19 +343,33 @@ impl RtmpServer {
         if self.recording_path(session, name, mode).is_err() {
             return Some("Invalid stream name for a file.".into());
         }
+        // Refused whether or not this publish is recorded, so that a name is valid or not
+        // whatever the application's settings (a file name is at most 255 bytes).
+        if let Some(part) = bare_stream_name(name)
+            .split('/')
+            .find(|part| part.len() > MAX_STREAM_NAME_PART)
+        {
+            return Some(format!(
+                "Stream name too long: each part is at most {MAX_STREAM_NAME_PART} bytes, \
+                 one is {}.",
+                part.len()
+            ));
+        }
         if self.live.get(&*key).is_some_and(|s| s.publisher.is_some()) {
             return Some(format!("{name} is already being published."));
         }
         None
     }
 
-    /// The file a publish records to: `Ok(None)` when it is not recorded.
+    /// The file a publish records to, whether it appends, and whether the publisher asked
+    /// for it (`record`, `append`) rather than the application (`record-all`): `Ok(None)` when
+    /// it is not recorded.
     fn recording_path(
         &self,
         session: &Session,
         name: &str,
         mode: PublishMode,
-    ) -> Result<Option<(String, bool)>, ()> {
+    ) -> Result<Option<(String, bool, bool)>, ()> {
         let app = session.app.as_deref().ok_or(())?;
         let append = match (mode, self.config.app(app).record) {
             (PublishMode::Live, RecordPolicy::Off) => return Ok(None),
@@ -358,7 +377,7 @@ impl RtmpServer {
             _ => false,
         };
         let path = media_path(app, bare_stream_name(name)).map_err(|_| ())?;
-        Ok(Some((path, append)))
+        Ok(Some((path, append, mode != PublishMode::Live)))
     }
 
     fn publish(&mut self, now: Instant, conn: ConnId, stream_id: u32, cmd: Command) {
@@ -455,8 +474,8 @@ impl RtmpServer {
             stream: key.to_string(),
         }));
         self.announce(&key, bare_stream_name(&name));
-        if let Some((path, append)) = recording {
-            self.start_recording(conn, stream_id, key, path, append);
+        if let Some((path, append, requested)) = recording {
+            self.start_recording(conn, stream_id, key, path, append, requested);
         }
     }
 
@@ -483,17 +502,23 @@ impl RtmpServer {
         }
     }
 
-    fn start_recording(
+    /// Starts recording `key` to `path`; `requested` when the publisher asked for it (and so
+    /// hears how it goes), not the application.
+    pub(super) fn start_recording(
         &mut self,
         conn: ConnId,
         stream_id: u32,
         key: Arc<str>,
         path: String,
         append: bool,
+        requested: bool,
     ) {
         if self.recorders.values().any(|r| r.path == path) {
             let text = format!("{path} is still being written.");
-            return self.status(conn, stream_id, "error", "NetStream.Record.NoAccess", &text);
+            if requested {
+                self.status(conn, stream_id, "error", "NetStream.Record.NoAccess", &text);
+            }
+            return;
         }
         let file = self.next_file_id();
         self.file_cache.remove(&path);
@@ -504,6 +529,7 @@ impl RtmpServer {
             key.clone(),
             path.clone(),
             append,
+            requested,
             self.config.max_record_backlog,
             self.config.chunk_limits.max_message_size as usize,
             &mut self.outputs,
@@ -512,13 +538,15 @@ impl RtmpServer {
         if let Some(stream) = self.live.get_mut(&*key) {
             stream.recorder = Some(file);
         }
-        self.status(
-            conn,
-            stream_id,
-            "status",
-            "NetStream.Record.Start",
-            &format!("Recording {path}."),
-        );
+        if requested {
+            self.status(
+                conn,
+                stream_id,
+                "status",
+                "NetStream.Record.Start",
+                &format!("Recording {path}."),
+            );
+        }
         self.outputs.push_back(Output::Event(Event::RecordStarted {
             conn,
             stream: key.to_string(),
@@ -526,7 +554,11 @@ impl RtmpServer {
         }));
     }
 
-    /// A recording stopped early: the publisher is told, the live stream goes on unrecorded.
+    /// A recording stopped early; the live stream goes on unrecorded. A publisher that asked
+    /// for the recording is told; one the application records (`record-all`) is not (an
+    /// encoder may end its stream on an error status), and the recording resumes in a new file
+    /// later ([`RecordResume`]). Either way the failure is counted, and logged with the
+    /// recording's `RecordStopped` event.
     pub(super) fn recording_failed(
         &mut self,
         file: crate::storage::FileId,
@@ -536,11 +568,22 @@ impl RtmpServer {
         let Some(recorder) = self.recorders.get(&file) else {
             return;
         };
+        self.recordings_failed += 1;
         let (conn, stream_id, key) = (recorder.conn, recorder.stream_id, recorder.stream.clone());
+        let requested = recorder.requested;
         if let Some(stream) = self.live.get_mut(&*key) {
             if stream.recorder == Some(file) {
                 stream.recorder = None;
+                if !requested {
+                    stream.record_resume = Some(RecordResume::after_failure(
+                        stream.record_resume.take(),
+                        (conn, stream_id),
+                    ));
+                }
             }
+        }
+        if !requested {
+            return;
         }
         let publishing = self
             .sessions

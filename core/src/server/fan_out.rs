@@ -20,6 +20,7 @@ use super::RtmpServer;
 use crate::amf::Value;
 use crate::flv::metadata::properties_of;
 use crate::node::{ConnId, Event, Output};
+use crate::rtmp::command::message_values;
 use crate::rtmp::control::UserControl;
 use crate::rtmp::message::{type_id, RtmpMessage};
 
@@ -141,10 +142,28 @@ impl RtmpServer {
         }
     }
 
-    /// Writes an audio or video message to the stream's recording, if it has one.
+    /// Writes an audio or video message to the stream's recording, if it has one (or starts
+    /// the next file of a failed one, when due).
     fn record_media(&mut self, key: &str, msg: &RtmpMessage) {
-        let Some(file) = self.live.get(key).and_then(|s| s.recorder) else {
+        let Some(stream) = self.live.get_mut(key) else {
             return;
+        };
+        let file = match (stream.recorder, &mut stream.record_resume) {
+            (Some(file), _) => file,
+            (None, Some(resume)) => {
+                let clean_start = match media_kind(msg) {
+                    MediaKind::Keyframe => true,
+                    _ => msg.type_id == type_id::AUDIO && stream.video_config.is_none(),
+                };
+                if !resume.due(msg.timestamp, clean_start) {
+                    return;
+                }
+                let Some(file) = self.resume_recording(key, msg.timestamp) else {
+                    return;
+                };
+                file
+            }
+            (None, None) => return,
         };
         let Some(recorder) = self.recorders.get_mut(&file) else {
             return;
@@ -153,6 +172,43 @@ impl RtmpServer {
         if let Some(error) = failed {
             self.recording_failed(file, "NetStream.Record.Failed", &error);
         }
+    }
+
+    /// Starts the next file of `key`'s failed recording, with the stream's metadata and
+    /// decoder configurations (cached) first, stamped `timestamp`; its file id.
+    #[cold]
+    fn resume_recording(&mut self, key: &str, timestamp: u32) -> Option<crate::storage::FileId> {
+        let stream = self.live.get_mut(key)?;
+        let resume = stream.record_resume.as_mut()?;
+        let (conn, stream_id) = resume.publisher;
+        let path = resume.next_path(key);
+        let metadata = stream.metadata.as_ref().map(|m| m.msg.clone());
+        let configs: SmallVec<[RtmpMessage; 2]> = [&stream.video_config, &stream.audio_config]
+            .into_iter()
+            .flatten()
+            .map(|c| c.msg.clone())
+            .collect();
+        if !crate::storage::is_safe_relative_path(&path) {
+            stream.record_resume = None;
+            return None;
+        }
+        let key: Arc<str> = Arc::from(key);
+        self.start_recording(conn, stream_id, key.clone(), path, false, false);
+        let file = self.live.get(&*key)?.recorder?;
+        let recorder = self.recorders.get_mut(&file)?;
+        if let Some(metadata) = metadata {
+            let values = message_values(&metadata).unwrap_or_default();
+            recorder.on_metadata(&properties_of(values.get(1)), &mut self.outputs);
+        }
+        for config in configs {
+            recorder.on_media(
+                config.type_id,
+                timestamp,
+                &config.payload,
+                &mut self.outputs,
+            );
+        }
+        Some(file)
     }
 
     /// New metadata from a publisher: replaces the cached copy and goes to every player (and
@@ -211,14 +267,17 @@ impl RtmpServer {
             return;
         }
         stream.publisher = None;
+        stream.record_resume = None;
         let recorder = stream.recorder.take();
         self.end_publication(key);
         self.withdraw(key);
         if let Some(file) = recorder {
             if let Some(recorder) = self.recorders.get_mut(&file) {
                 recorder.finish(&mut self.outputs);
-                let text = format!("Stopped recording {}.", recorder.path);
-                self.status(conn, stream_id, "status", "NetStream.Record.Stop", &text);
+                if recorder.requested {
+                    let text = format!("Stopped recording {}.", recorder.path);
+                    self.status(conn, stream_id, "status", "NetStream.Record.Stop", &text);
+                }
             }
         }
         self.outputs.push_back(Output::Event(Event::PublishStopped {

@@ -148,6 +148,8 @@ pub(crate) struct LiveStream {
     gop_bytes: usize,
     /// The recording of this stream, while one runs.
     pub recorder: Option<crate::storage::FileId>,
+    /// An application-chosen recording that failed, waiting to start again.
+    pub record_resume: Option<super::record_resume::RecordResume>,
 }
 
 impl LiveStream {

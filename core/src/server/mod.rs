@@ -14,6 +14,7 @@ mod fan_out;
 mod gateway_host;
 mod live_stream;
 mod merge;
+mod record_resume;
 mod recorder;
 mod relay;
 mod send_queue;
@@ -92,6 +93,8 @@ pub struct RtmpServer {
     next_request: u64,
     next_file: u64,
     recorders: HashMap<FileId, Recorder>,
+    /// Recordings that stopped on an error, since the start.
+    recordings_failed: u64,
     vods: HashMap<FileId, VodPlayer>,
     /// What files hold (keyframe index, metadata, configs), by path, with the size it was
     /// computed for.
@@ -133,6 +136,7 @@ impl RtmpServer {
             next_request: 0,
             next_file: 0,
             recorders: HashMap::new(),
+            recordings_failed: 0,
             vods: HashMap::new(),
             file_cache: HashMap::new(),
             gateway: config_gateway,
@@ -175,7 +179,11 @@ impl RtmpServer {
                 let Some(recorder) = self.recorders.remove(&file) else {
                     return;
                 };
-                self.cache_summary(recorder.path.clone(), recorder.bytes(), recorder.summary());
+                if recorder.removed {
+                    self.file_cache.remove(&recorder.path);
+                } else {
+                    self.cache_summary(recorder.path.clone(), recorder.bytes(), recorder.summary());
+                }
                 self.outputs.push_back(Output::Event(Event::RecordStopped {
                     stream: recorder.stream.to_string(),
                     path: recorder.path.clone(),
@@ -575,6 +583,11 @@ impl RtmpServer {
     /// Connections currently known.
     pub fn connection_count(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// Recordings that stopped on an error (a full disk) since the start.
+    pub fn recordings_failed(&self) -> u64 {
+        self.recordings_failed
     }
 
     /// Sends a media frame to one connection on `stream_id` (the gateway's far-end media),

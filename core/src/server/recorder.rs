@@ -7,7 +7,8 @@
 //! grows the bytes in flight; past `max_backlog` the recording stops rather than hold more.
 //! When a write fails (a full disk), the file is cut back to the end of the last write that
 //! completed, its metadata is patched to match, and it is closed: nothing already written is
-//! lost and the file stays playable.
+//! lost and the file stays playable. A new file that no media reached is removed instead: an
+//! empty recording helps nobody and hides the failure.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -72,6 +73,14 @@ pub(crate) struct Recorder {
     pub stream: Arc<str>,
     pub path: String,
     pub error: Option<String>,
+    /// Whether the publisher asked for the recording (`record`, `append`) rather than the
+    /// application recording every publish: only then is it told how the recording goes.
+    pub requested: bool,
+    /// Whether the file was removed (see the module documentation).
+    pub removed: bool,
+    append: bool,
+    /// Whether a media tag was confirmed written.
+    media_confirmed: bool,
     state: State,
     in_flight: VecDeque<InFlight>,
     max_backlog: usize,
@@ -106,6 +115,7 @@ impl Recorder {
         stream: Arc<str>,
         path: String,
         append: bool,
+        requested: bool,
         max_backlog: usize,
         max_tag: usize,
         out: &mut VecDeque<Output>,
@@ -122,6 +132,10 @@ impl Recorder {
             stream,
             path: path.clone(),
             error: None,
+            requested,
+            removed: false,
+            append,
+            media_confirmed: false,
             state: State::Opening,
             in_flight: VecDeque::new(),
             max_backlog,
@@ -359,7 +373,11 @@ impl Recorder {
         }
         self.error = Some(error.clone());
         self.held.clear();
-        if self.is_writing() {
+        if !self.append && !self.media_confirmed {
+            self.state = State::Closing;
+            self.removed = true;
+            self.request(FileOp::Remove, InFlight::Close, out);
+        } else if self.is_writing() {
             let keep = self.confirmed;
             if keep < self.write_at {
                 self.request(FileOp::Truncate { len: keep }, InFlight::Other, out);
@@ -386,7 +404,11 @@ impl Recorder {
             Ok(reply) => reply,
             Err(e) => {
                 return match what {
-                    InFlight::Close => RecorderNote::Closed,
+                    // A file that could not be removed was still closed.
+                    InFlight::Close => {
+                        self.removed = false;
+                        RecorderNote::Closed
+                    }
                     _ => match self.fail(format!("{}: {e}", self.path), out) {
                         Some(error) if matches!(what, InFlight::Open) => {
                             RecorderNote::NoAccess(error)
@@ -432,6 +454,7 @@ impl Recorder {
                 self.confirmed = self.confirmed.max(end);
                 if media {
                     self.confirmed_timestamp = self.confirmed_timestamp.max(timestamp);
+                    self.media_confirmed = true;
                 }
             }
             (InFlight::Close, _) => return RecorderNote::Closed,
