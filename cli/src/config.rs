@@ -104,7 +104,7 @@ impl FileConfig {
             path: path.to_owned(),
             error,
         })?;
-        Ok(SourceFile::new(path.to_owned(), text))
+        Ok(SourceFile::new(path.to_owned(), text).with_top_level_keys(TOP_LEVEL_KEYS))
     }
 
     /// The settings of `file`'s text: a type error or an unknown key is an error.
@@ -112,6 +112,16 @@ impl FileConfig {
         toml::from_str(file.text()).map_err(ConfigError::Toml)
     }
 }
+
+/// The keys [`FileConfig`] takes outside any `[section]` (a misplaced one is named as such).
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "host",
+    "port",
+    "root",
+    "seed",
+    "poll_interval_ms",
+    "log_format",
+];
 
 /// Longest merge window accepted, in milliseconds (past a second, players stall).
 pub const MAX_MERGE_WRITES_MS: u64 = 1000;
@@ -279,14 +289,15 @@ impl FileConfig {
             };
             let path = KeyPath::new("apps").key(app).key(key);
             let nets = list.iter().enumerate().map(|(i, s)| {
-                s.parse::<IpNet>().map_err(|problem| ConfigError::Value {
+                s.parse::<IpNet>().map_err(|problem: String| ConfigError::Value {
                     origin: Origin::Key {
                         key: path.index(i),
                         flag: None,
                     },
                     value: format!("{s:?}"),
                     problem: format!(
-                        "{problem}: expected an address or block (\"10.0.0.0/8\", \"::1\")"
+                        "{}: expected an address or block (\"10.0.0.0/8\", \"::1\")",
+                        problem.strip_prefix(&format!("{s}: ")).unwrap_or(&problem)
                     ),
                 })
             });

@@ -215,6 +215,8 @@ pub struct SourceFile {
     path: PathBuf,
     text: String,
     entries: Vec<Entry>,
+    /// Keys that belong outside any `[section]`, to spot one written below a header.
+    top_level: &'static [&'static str],
 }
 
 impl SourceFile {
@@ -229,7 +231,16 @@ impl SourceFile {
             path,
             text,
             entries,
+            top_level: &[],
         }
+    }
+
+    /// Names the keys that belong outside any `[section]`: an unknown key in a section that
+    /// is one of them is reported as misplaced (a common TOML slip: top-level keys written
+    /// after a header belong to that header's table).
+    pub fn with_top_level_keys(mut self, keys: &'static [&'static str]) -> Self {
+        self.top_level = keys;
+        self
     }
 
     /// The file's text.
@@ -288,7 +299,15 @@ impl SourceFile {
     fn toml_error(&self, error: &toml::de::Error) -> String {
         let span = error.span();
         let key = span.as_ref().and_then(|s| self.entry_at(s)).map(|e| &e.path);
-        let message = error.message().trim_end();
+        // One line: toml puts what it expected on a line of its own.
+        let message = error
+            .message()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(": ");
+        let message = message.as_str();
         let text = match (key, unknown_name(message, "unknown field `")) {
             (Some(key), Some((name, known))) => {
                 let table = key.parent();
@@ -297,7 +316,13 @@ impl SourceFile {
                 } else {
                     format!("[{table}]")
                 };
-                let hint = did_you_mean(&name, &known);
+                let hint = if !table.0.is_empty() && self.top_level.contains(&name.as_str()) {
+                    format!(
+                        " (`{name}` is a top-level key: move it above the first [section])"
+                    )
+                } else {
+                    did_you_mean(&name, &known)
+                };
                 let takes = if known.is_empty() {
                     "takes no keys".to_owned()
                 } else {
@@ -441,6 +466,9 @@ fn rephrase(message: &str) -> String {
             accepted.join(" or ")
         );
     }
+    if message == "invalid IP address syntax" {
+        return format!("expected {}", expected_in_words("IP address"));
+    }
     let found_expected = message
         .strip_prefix("invalid type: ")
         .or_else(|| message.strip_prefix("invalid value: "))
@@ -533,6 +561,45 @@ mod tests {
         assert_eq!(did_you_mean("chunk", &known), "");
         assert_eq!(edit_distance("chunk_sise", "chunk_size"), 1);
         assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn a_top_level_key_under_a_section_is_called_misplaced() {
+        let f = file("[rtmp]\nport = 1935\n").with_top_level_keys(&["host", "port"]);
+        let error = toml::from_str::<Strict>(f.text()).unwrap_err();
+        let text = ConfigError::Toml(error).render(Some(&f));
+        assert!(
+            text.starts_with(
+                "site.toml:2:1: unknown key `rtmp.port` (`port` is a top-level key: move it \
+                 above the first [section]); [rtmp] takes chunk_size"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_keep_their_place_on_one_line() {
+        let f = file("[rtmp\n");
+        let error = toml::from_str::<Strict>(f.text()).unwrap_err();
+        let text = ConfigError::Toml(error).render(Some(&f));
+        let first = text.lines().next().unwrap();
+        assert!(first.starts_with("site.toml:1:6: invalid table header: expected"), "{text}");
+    }
+
+    /// A stand-in for the real config: one section with one key.
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Strict {
+        port: Option<u16>,
+        rtmp: Option<StrictRtmp>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct StrictRtmp {
+        chunk_size: Option<u32>,
     }
 
     #[test]

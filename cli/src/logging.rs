@@ -26,9 +26,12 @@ pub fn init(format: LogFormat, verbose: bool) {
     let default_level = if verbose { "debug" } else { "info" };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    // A log line that cannot be written (stderr closed: the collector went away) is dropped;
+    // reporting it would print to that same stderr, which panics.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     match format {
         LogFormat::Text => {
             let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();

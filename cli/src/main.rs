@@ -49,9 +49,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// Prints the one error message and gives the failing exit status.
+/// Prints the one error message and gives the failing exit status (also when stderr is
+/// closed, where `eprintln!` would panic).
 fn fail(message: &str) -> ExitCode {
-    eprintln!("siprtmp: {message}");
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "siprtmp: {message}");
     ExitCode::FAILURE
 }
 
@@ -124,22 +126,18 @@ impl Setup {
             Some((ms, origin)) => config::poll_interval(*ms, origin.clone())?,
             None => None,
         };
-        if poll_interval.is_some() && flags.runtime != Runtime::Mio {
-            let given = if flags.poll_interval.is_some() {
-                "--poll-interval".to_owned()
-            } else {
-                let place = flags
-                    .config
-                    .as_ref()
-                    .map_or_else(String::new, |p| format!(" in {}", p.display()));
-                format!("poll_interval_ms{place}")
-            };
-            return Err(ConfigError::Combination(format!(
-                "{given} needs --runtime mio, not --runtime {runtime} (the {runtime} driver has \
-                 no wake-up moderation): drop --runtime, or turn it off with --poll-interval 0 \
-                 (config key poll_interval_ms)",
-                runtime = flags.runtime.name()
-            )));
+        if let (Some(_), Some((ms, origin))) = (poll_interval, poll) {
+            if flags.runtime != Runtime::Mio {
+                return Err(ConfigError::value(
+                    origin,
+                    ms,
+                    format!(
+                        "needs --runtime mio, not --runtime {runtime} (the {runtime} driver has \
+                         no wake-up moderation); drop --runtime, or 0 turns it off",
+                        runtime = flags.runtime.name()
+                    ),
+                ));
+            }
         }
         if flags.workers > 1 && !matches!(flags.runtime, Runtime::Mio | Runtime::Tokio) {
             return Err(ConfigError::Combination(format!(
@@ -250,8 +248,9 @@ fn stop_on_signals(stopper: Stopper) -> Result<(), String> {
     .map_err(|e| format!("signal handlers: {e}"))?;
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
-            tracing::info!("signal {signal}: shutting down");
+            // Stop first: nothing that logging does (a closed stderr) may keep the server up.
             stopper.stop();
+            tracing::info!("signal {signal}: shutting down");
         }
     });
     Ok(())
