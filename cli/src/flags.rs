@@ -30,9 +30,11 @@ impl Runtime {
     }
 }
 
-/// RTMP media server (live publish and play, recording, video on demand) and SIP-RTMP
-/// gateway (RTMP clients calling SIP phones), with a sans-IO core. Every flag overrides the
-/// config file key named in its help.
+/// RTMP media server and SIP-RTMP gateway.
+///
+/// Live publish and play, recording and video on demand over RTMP, and RTMP clients calling
+/// SIP phones through the gateway (application `sip`). Every flag overrides the config file
+/// key named in its help; an error in the file names its line and key.
 #[derive(Debug, Parser)]
 #[command(name = "siprtmp", version)]
 pub struct Flags {

@@ -194,6 +194,8 @@ fn serve(setup: Setup) -> Result<(), String> {
         .merge_writes
         .map_or_else(|| "off".to_owned(), |w| format!("{} ms", w.as_millis()));
     let serve = |bound: SocketAddr, stopper: Stopper| -> Result<(), String> {
+        // Handlers first: a SIGTERM sent once the log says "listening" must stop it cleanly.
+        stop_on_signals(stopper)?;
         tracing::info!(
             port = bound.port(),
             "RTMP listening on {bound} (runtime {}, root {}, merged writes {}, poll interval {})",
@@ -205,7 +207,7 @@ fn serve(setup: Setup) -> Result<(), String> {
         if let Some(line) = &gateway_line {
             tracing::info!("{line}");
         }
-        stop_on_signals(stopper)
+        Ok(())
     };
     if workers > 1 {
         let count = usize::from(workers);
