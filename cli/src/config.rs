@@ -189,7 +189,10 @@ impl RtmpSection {
         let d = ServerConfig::default();
         let mut limits = d.chunk_limits;
         at_least_one("max_message_size", self.max_message_size)?;
-        at_least_one("max_chunk_streams", self.max_chunk_streams.map(|v| v as u64))?;
+        at_least_one(
+            "max_chunk_streams",
+            self.max_chunk_streams.map(|v| v as u64),
+        )?;
         at_least_one("window_ack_size", self.window_ack_size)?;
         if let Some(v) = self.max_message_size {
             limits.max_message_size = v;
@@ -213,7 +216,11 @@ impl RtmpSection {
             player_soft_backlog: self.player_soft_backlog.unwrap_or(d.player_soft_backlog),
             player_hard_backlog: self.player_hard_backlog.unwrap_or(d.player_hard_backlog),
             max_gop_cache_bytes: self.max_gop_cache_bytes.unwrap_or(d.max_gop_cache_bytes),
-            ping_interval: secs("ping_interval_secs", self.ping_interval_secs, d.ping_interval)?,
+            ping_interval: secs(
+                "ping_interval_secs",
+                self.ping_interval_secs,
+                d.ping_interval,
+            )?,
             dead_timeout: secs("dead_timeout_secs", self.dead_timeout_secs, d.dead_timeout)?,
             handshake_timeout: secs(
                 "handshake_timeout_secs",
@@ -289,17 +296,18 @@ impl FileConfig {
             };
             let path = KeyPath::new("apps").key(app).key(key);
             let nets = list.iter().enumerate().map(|(i, s)| {
-                s.parse::<IpNet>().map_err(|problem: String| ConfigError::Value {
-                    origin: Origin::Key {
-                        key: path.index(i),
-                        flag: None,
-                    },
-                    value: format!("{s:?}"),
-                    problem: format!(
-                        "{}: expected an address or block (\"10.0.0.0/8\", \"::1\")",
-                        problem.strip_prefix(&format!("{s}: ")).unwrap_or(&problem)
-                    ),
-                })
+                s.parse::<IpNet>()
+                    .map_err(|problem: String| ConfigError::Value {
+                        origin: Origin::Key {
+                            key: path.index(i),
+                            flag: None,
+                        },
+                        value: format!("{s:?}"),
+                        problem: format!(
+                            "{}: expected an address or block (\"10.0.0.0/8\", \"::1\")",
+                            problem.strip_prefix(&format!("{s}: ")).unwrap_or(&problem)
+                        ),
+                    })
             });
             nets.collect::<Result<Vec<IpNet>, _>>().map(Some)
         };
@@ -367,6 +375,30 @@ mod tests {
         assert!(toml::from_str::<FileConfig>("[apps.live]\nrecord = \"sometimes\"").is_err());
     }
 
+    /// `TOP_LEVEL_KEYS` is every key serde accepts at the top level but the sections.
+    #[test]
+    fn top_level_keys_are_the_ones_serde_takes() {
+        let error = toml::from_str::<FileConfig>("no_such_key = 1").unwrap_err();
+        let message = error.message();
+        let taken: Vec<&str> = message
+            .split_once("expected one of ")
+            .unwrap()
+            .1
+            .split(", ")
+            .map(|k| k.trim_matches('`'))
+            .filter(|k| !["rtmp", "auth", "apps", "gateway"].contains(k))
+            .collect();
+        assert_eq!(taken, TOP_LEVEL_KEYS);
+    }
+
+    #[test]
+    fn the_service_config_parses_and_is_valid() {
+        let text = include_str!("../../contrib/systemd/siprtmp.toml");
+        let file: FileConfig = toml::from_str(text).unwrap();
+        assert_eq!(file.log_format, Some(LogFormat::Text));
+        assert!(file.node_config(&[]).is_ok());
+    }
+
     #[test]
     fn poll_interval_ms_is_read_and_bounded() {
         let file: FileConfig = toml::from_str("poll_interval_ms = 20").unwrap();
@@ -400,12 +432,21 @@ mod tests {
             ("chunk_size = 64", "rtmp.chunk_size"),
             ("ping_interval_secs = 0", "rtmp.ping_interval_secs"),
             ("dead_timeout_secs = -1", "rtmp.dead_timeout_secs"),
-            ("handshake_timeout_secs = 1e30", "rtmp.handshake_timeout_secs"),
-            ("handshake_timeout_secs = nan", "rtmp.handshake_timeout_secs"),
+            (
+                "handshake_timeout_secs = 1e30",
+                "rtmp.handshake_timeout_secs",
+            ),
+            (
+                "handshake_timeout_secs = nan",
+                "rtmp.handshake_timeout_secs",
+            ),
             ("max_message_size = 0", "rtmp.max_message_size"),
             ("max_chunk_streams = 0", "rtmp.max_chunk_streams"),
             ("window_ack_size = 0", "rtmp.window_ack_size"),
-            ("player_soft_backlog = 999999999", "rtmp.player_soft_backlog"),
+            (
+                "player_soft_backlog = 999999999",
+                "rtmp.player_soft_backlog",
+            ),
             ("player_hard_backlog = 1", "rtmp.player_hard_backlog"),
         ];
         for (line, key) in cases {

@@ -24,12 +24,7 @@ impl KeyPath {
     /// The path of dotted bare keys (`"rtmp.chunk_size"`); for names with dots, build it
     /// with [`KeyPath::key`].
     pub fn new(dotted: &str) -> Self {
-        Self(
-            dotted
-                .split('.')
-                .map(|k| Step::Key(k.to_owned()))
-                .collect(),
-        )
+        Self(dotted.split('.').map(|k| Step::Key(k.to_owned())).collect())
     }
 
     /// This path followed by the key `name`.
@@ -136,7 +131,10 @@ pub enum ConfigError {
     /// Settings that cannot go together; the message names every flag and key involved.
     Combination(String),
     /// The config file cannot be read.
-    Read { path: PathBuf, error: std::io::Error },
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     /// toml refused the file (syntax, a type, an unknown key).
     Toml(toml::de::Error),
 }
@@ -298,7 +296,10 @@ impl SourceFile {
     /// toml's error, rephrased with the key's path.
     fn toml_error(&self, error: &toml::de::Error) -> String {
         let span = error.span();
-        let key = span.as_ref().and_then(|s| self.entry_at(s)).map(|e| &e.path);
+        let key = span
+            .as_ref()
+            .and_then(|s| self.entry_at(s))
+            .map(|e| &e.path);
         // One line: toml puts what it expected on a line of its own.
         let message = error
             .message()
@@ -317,9 +318,7 @@ impl SourceFile {
                     format!("[{table}]")
                 };
                 let hint = if !table.0.is_empty() && self.top_level.contains(&name.as_str()) {
-                    format!(
-                        " (`{name}` is a top-level key: move it above the first [section])"
-                    )
+                    format!(" (`{name}` is a top-level key: move it above the first [section])")
                 } else {
                     did_you_mean(&name, &known)
                 };
@@ -474,7 +473,9 @@ fn rephrase(message: &str) -> String {
         .or_else(|| message.strip_prefix("invalid value: "))
         .and_then(|rest| rest.rsplit_once(", expected "));
     match found_expected {
-        Some((found, expected)) => format!("expected {}, found {found}", expected_in_words(expected)),
+        Some((found, expected)) => {
+            format!("expected {}, found {found}", expected_in_words(expected))
+        }
         None => message.to_owned(),
     }
 }
@@ -537,21 +538,21 @@ mod tests {
     #[test]
     fn keys_in_inline_tables_arrays_and_quoted_names_are_found() {
         let f = file("[apps.\"my.app\"]\npublish_allow = [\"10.0.0.0/8\", \"bad\"]\n");
-        let key = KeyPath::new("apps").key("my.app").key("publish_allow").index(1);
+        let key = KeyPath::new("apps")
+            .key("my.app")
+            .key("publish_allow")
+            .index(1);
         assert_eq!(key.to_string(), "apps.\"my.app\".publish_allow[1]");
-        let error = ConfigError::value(
-            Origin::Key { key, flag: None },
-            "\"bad\"",
-            "not an address",
-        );
+        let error =
+            ConfigError::value(Origin::Key { key, flag: None }, "\"bad\"", "not an address");
         let text = error.render(Some(&f));
         assert!(text.starts_with("site.toml:2:32: apps"), "{text}");
-        assert!(text.ends_with("|                                ^^^^^"), "{text}");
-        let f = file("rtmp = { chunk_size = 1 }\n");
-        assert_eq!(
-            f.locate(&KeyPath::new("rtmp.chunk_size")),
-            Some(22..23)
+        assert!(
+            text.ends_with("|                                ^^^^^"),
+            "{text}"
         );
+        let f = file("rtmp = { chunk_size = 1 }\n");
+        assert_eq!(f.locate(&KeyPath::new("rtmp.chunk_size")), Some(22..23));
     }
 
     #[test]
@@ -583,7 +584,10 @@ mod tests {
         let error = toml::from_str::<Strict>(f.text()).unwrap_err();
         let text = ConfigError::Toml(error).render(Some(&f));
         let first = text.lines().next().unwrap();
-        assert!(first.starts_with("site.toml:1:6: invalid table header: expected"), "{text}");
+        assert!(
+            first.starts_with("site.toml:1:6: invalid table header: expected"),
+            "{text}"
+        );
     }
 
     /// A stand-in for the real config: one section with one key.
@@ -600,6 +604,35 @@ mod tests {
     #[allow(dead_code)]
     struct StrictRtmp {
         chunk_size: Option<u32>,
+    }
+
+    proptest::proptest! {
+        /// Whatever the file holds (any bytes of UTF-8, multi-byte characters, CRLF), its
+        /// error renders without panicking, as `PATH:LINE:COL: ...` or `PATH: ...`, and the
+        /// line and column point into the file.
+        #[test]
+        fn any_file_renders_its_error(text in "(\\PC|[\\[\\]=\"'.\r\n\t #]){0,80}") {
+            let f = file(&text);
+            if let Err(error) = toml::from_str::<Strict>(f.text()) {
+                let rendered = ConfigError::Toml(error).render(Some(&f));
+                let first = rendered.lines().next().unwrap_or_default();
+                proptest::prop_assert!(first.starts_with("site.toml:"), "{}", rendered);
+                let place: Vec<&str> = first.splitn(4, ':').collect();
+                if let (Ok(line), Ok(_)) = (place[1].parse::<usize>(), place[2].parse::<usize>()) {
+                    proptest::prop_assert!(line >= 1 && line <= text.split('\n').count());
+                }
+            }
+        }
+
+        /// Any key path and any span render; a located value quotes its line.
+        #[test]
+        fn any_key_renders(text in "[a-z_ =\"0-9\\[\\]\n]{0,60}", key in "[a-z_]{1,8}(\\.[a-z_]{1,8}){0,2}") {
+            let f = file(&text);
+            let error = ConfigError::value(Origin::key(&key, Some("--flag")), 1, "bad");
+            let rendered = error.render(Some(&f));
+            proptest::prop_assert!(rendered.starts_with("site.toml:"), "{}", rendered);
+            proptest::prop_assert!(rendered.contains(&format!("{key} = ")), "{}", rendered);
+        }
     }
 
     #[test]

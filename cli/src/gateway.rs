@@ -145,7 +145,9 @@ pub fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
         return Err("LO is 0: expected LO-HI with LO from 1 to 65535".to_owned());
     }
     if hi < lo {
-        return Err(format!("reversed: LO must not exceed HI (did you mean {hi}-{lo}?)"));
+        return Err(format!(
+            "reversed: LO must not exceed HI (did you mean {hi}-{lo}?)"
+        ));
     }
     if u32::from(lo & !1) + 3 > u32::from(hi) {
         let first = lo & !1;
@@ -355,6 +357,22 @@ mod tests {
             "fewer than four ports"
         );
         assert!(parse_port_range("0-100").is_err());
+    }
+
+    proptest::proptest! {
+        /// Any text: a range accepted holds four ports from an even one, and a refusal says
+        /// what was expected.
+        #[test]
+        fn any_port_range(text in "[0-9 -]{0,14}|\\PC{0,14}") {
+            match parse_port_range(&text) {
+                Ok((lo, hi)) => {
+                    proptest::prop_assert!(lo >= 1 && lo <= hi);
+                    proptest::prop_assert!(u32::from(lo & !1) + 3 <= u32::from(hi));
+                }
+                Err(problem) => proptest::prop_assert!(problem.contains("expected")
+                    || problem.starts_with("reversed") || problem.starts_with("too small")),
+            }
+        }
     }
 
     #[test]

@@ -92,7 +92,11 @@ fn an_unknown_key_is_named_with_a_suggestion() {
         "{stderr}"
     );
     // A top-level key written under a section belongs to that section in TOML.
-    let path = config_file("misplaced_key", "site.toml", "[rtmp]\nchunk_size = 4096\nport = 1\n");
+    let path = config_file(
+        "misplaced_key",
+        "site.toml",
+        "[rtmp]\nchunk_size = 4096\nport = 1\n",
+    );
     let (code, stderr) = refused(&[], Some(&path));
     let first = one_message(code, &stderr);
     assert!(
@@ -131,16 +135,14 @@ fn values_out_of_range_name_the_key_or_the_flag_and_the_range() {
     );
     let (code, stderr) = refused(&["--rtp-ports", "17000-16000"], None);
     assert!(
-        one_message(code, &stderr).starts_with(
-            "siprtmp: --rtp-ports 17000-16000: reversed: LO must not exceed HI"
-        ),
+        one_message(code, &stderr)
+            .starts_with("siprtmp: --rtp-ports 17000-16000: reversed: LO must not exceed HI"),
         "{stderr}"
     );
     let (code, stderr) = refused(&["--rtp-ports", "16000-16002"], None);
     assert!(
-        one_message(code, &stderr).starts_with(
-            "siprtmp: --rtp-ports 16000-16002: too small: a client takes four ports"
-        ),
+        one_message(code, &stderr)
+            .starts_with("siprtmp: --rtp-ports 16000-16002: too small: a client takes four ports"),
         "{stderr}"
     );
     let path = config_file(
@@ -204,9 +206,9 @@ fn a_bad_flag_combination_names_the_flags_and_keys() {
     }
     let (code, stderr) = refused(&["--gateway", "--no-gateway"], None);
     assert!(
-        one_message(code, &stderr).starts_with(
-            "siprtmp: --gateway and --no-gateway contradict each other"
-        ) && stderr.contains("gateway.enabled"),
+        one_message(code, &stderr)
+            .starts_with("siprtmp: --gateway and --no-gateway contradict each other")
+            && stderr.contains("gateway.enabled"),
         "{stderr}"
     );
 }
@@ -240,7 +242,10 @@ fn a_missing_config_file_is_named_with_its_full_path() {
 /// `--help` says what the binary is, and each flag with a config key names it.
 #[test]
 fn help_describes_the_server_and_names_each_flags_config_key() {
-    let output = siprtmp().arg("--help").output().expect("run siprtmp --help");
+    let output = siprtmp()
+        .arg("--help")
+        .output()
+        .expect("run siprtmp --help");
     assert!(output.status.success());
     let help = String::from_utf8(output.stdout).unwrap();
     let first = help.lines().next().unwrap();
@@ -277,7 +282,10 @@ fn help_describes_the_server_and_names_each_flags_config_key() {
     for (flag, key) in keys {
         let block = blocks
             .iter()
-            .find(|b| b.split([' ', ',']).any(|w| w == flag || w.starts_with(&format!("{flag}="))))
+            .find(|b| {
+                b.split([' ', ','])
+                    .any(|w| w == flag || w.starts_with(&format!("{flag}=")))
+            })
             .unwrap_or_else(|| panic!("{flag} in {help}"));
         assert!(block.contains(key), "{flag}: {block}");
     }

@@ -59,7 +59,10 @@ fn stop(child: Child, lines: &mpsc::Receiver<String>) -> Vec<String> {
 fn json_line(line: &str) -> serde_json::Map<String, serde_json::Value> {
     let value: serde_json::Value =
         serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-    let object = value.as_object().unwrap_or_else(|| panic!("not an object: {line}")).clone();
+    let object = value
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {line}"))
+        .clone();
     let text = |key: &str| {
         object
             .get(key)
@@ -112,7 +115,11 @@ fn json_logs_are_one_object_per_line_with_the_bound_port() {
     let signal = rest
         .iter()
         .map(|l| json_line(l))
-        .find(|o| o["message"].as_str().is_some_and(|m| m.contains("signal 15")))
+        .find(|o| {
+            o["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("signal 15"))
+        })
         .unwrap_or_else(|| panic!("no signal line in {rest:?}"));
     assert_eq!(signal["level"], "INFO");
 }
@@ -131,7 +138,10 @@ fn the_config_key_log_format_turns_json_on_and_errors_stay_json() {
             .args(["-i", "127.0.0.1", "-p", &port, "--no-gateway", "-c", config])
             .output()
             .expect("run siprtmp");
-        (output.status.code(), String::from_utf8(output.stderr).unwrap())
+        (
+            output.status.code(),
+            String::from_utf8(output.stderr).unwrap(),
+        )
     };
     assert_eq!(code, Some(1), "{stderr}");
     let line = stderr.trim_end();
@@ -149,7 +159,10 @@ fn the_config_key_log_format_turns_json_on_and_errors_stay_json() {
     // A config error comes before logging, as a plain message whatever the format.
     let (code, stderr) = refused(&["--log-format", "json", "--merge-writes", "2000"], None);
     assert_eq!(code, 1);
-    assert!(stderr.starts_with("siprtmp: --merge-writes 2000: "), "{stderr}");
+    assert!(
+        stderr.starts_with("siprtmp: --merge-writes 2000: "),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -157,8 +170,14 @@ fn text_logs_off_a_terminal_have_no_colours() {
     let (child, lines) = start(&[]);
     let mut log = until(&lines, "RTMP listening on");
     log.extend(stop(child, &lines));
-    let listening = log.iter().find(|l| l.contains("RTMP listening on")).unwrap();
-    assert!(listening.contains(" INFO siprtmp: RTMP listening on 127.0.0.1:"), "{listening}");
+    let listening = log
+        .iter()
+        .find(|l| l.contains("RTMP listening on"))
+        .unwrap();
+    assert!(
+        listening.contains(" INFO siprtmp: RTMP listening on 127.0.0.1:"),
+        "{listening}"
+    );
     assert!(listening.contains(" port="), "{listening}");
     for line in &log {
         assert!(!line.contains('\u{1b}'), "an escape code in {line:?}");
