@@ -418,7 +418,7 @@ fn unknown_name(message: &str, prefix: &str) -> Option<(String, Vec<String>)> {
 
 /// ` (did you mean `x`?)` for the closest of `known` to `name`, if it is close.
 fn did_you_mean(name: &str, known: &[String]) -> String {
-    let limit = (name.chars().count() + 2) / 3;
+    let limit = name.chars().count().div_ceil(3);
     known
         .iter()
         .map(|k| (edit_distance(name, k), k))
@@ -436,8 +436,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {

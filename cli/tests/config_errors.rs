@@ -30,7 +30,7 @@ fn one_message(code: i32, stderr: &str) -> &str {
 #[test]
 fn a_type_error_names_file_line_column_and_key_and_quotes_the_line() {
     let path = config_file(
-        "type_error",
+        "cli_type_error",
         "site.toml",
         "# comment\nhost = \"127.0.0.1\"\nport = \"abc\"\n",
     );
@@ -48,7 +48,7 @@ fn a_type_error_names_file_line_column_and_key_and_quotes_the_line() {
 
     // A nested key is named by its dotted path.
     let path = config_file(
-        "type_error_nested",
+        "cli_type_error_nested",
         "site.toml",
         "[rtmp]\nchunk_size = 4096\nping_interval_secs = \"soon\"\n",
     );
@@ -65,7 +65,7 @@ fn a_type_error_names_file_line_column_and_key_and_quotes_the_line() {
 
 #[test]
 fn an_unknown_key_is_named_with_a_suggestion() {
-    let path = config_file("unknown_key", "site.toml", "prot = 1935\n");
+    let path = config_file("cli_unknown_key", "site.toml", "prot = 1935\n");
     let (code, stderr) = refused(&[], Some(&path));
     let first = one_message(code, &stderr);
     assert!(
@@ -77,7 +77,7 @@ fn an_unknown_key_is_named_with_a_suggestion() {
         "{stderr}"
     );
     let path = config_file(
-        "unknown_key_nested",
+        "cli_unknown_key_nested",
         "site.toml",
         "[gateway]\nenabled = true\nrtp_port = \"16000-17999\"\n",
     );
@@ -93,7 +93,7 @@ fn an_unknown_key_is_named_with_a_suggestion() {
     );
     // A top-level key written under a section belongs to that section in TOML.
     let path = config_file(
-        "misplaced_key",
+        "cli_misplaced_key",
         "site.toml",
         "[rtmp]\nchunk_size = 4096\nport = 1\n",
     );
@@ -108,7 +108,7 @@ fn an_unknown_key_is_named_with_a_suggestion() {
 #[test]
 fn values_out_of_range_name_the_key_or_the_flag_and_the_range() {
     let path = config_file(
-        "out_of_range",
+        "cli_out_of_range",
         "site.toml",
         "[rtmp]\nmerge_writes_ms = 5000\n",
     );
@@ -146,7 +146,7 @@ fn values_out_of_range_name_the_key_or_the_flag_and_the_range() {
         "{stderr}"
     );
     let path = config_file(
-        "out_of_range_gateway",
+        "cli_out_of_range_gateway",
         "site.toml",
         "[gateway]\nregistrar = \"127.0.0.1:0\"\n",
     );
@@ -160,7 +160,7 @@ fn values_out_of_range_name_the_key_or_the_flag_and_the_range() {
         )
     );
     let path = config_file(
-        "out_of_range_allow",
+        "cli_out_of_range_allow",
         "site.toml",
         "[apps.live]\npublish_allow = [\"10.0.0.0/8\", \"10.0.0.0/40\"]\n",
     );
@@ -184,7 +184,7 @@ fn a_bad_flag_combination_names_the_flags_and_keys() {
          driver has no wake-up moderation); drop --runtime, or 0 turns it off (config key \
          poll_interval_ms)"
     );
-    let path = config_file("combination", "site.toml", "poll_interval_ms = 20\n");
+    let path = config_file("cli_combination", "site.toml", "poll_interval_ms = 20\n");
     let (code, stderr) = refused(&["--runtime", "threads"], Some(&path));
     assert!(
         one_message(code, &stderr).starts_with(&format!(
@@ -215,7 +215,7 @@ fn a_bad_flag_combination_names_the_flags_and_keys() {
 
 #[test]
 fn a_missing_config_file_is_named_with_its_full_path() {
-    let dir = siprtmp_tests::scratch_dir("missing_file");
+    let dir = siprtmp_tests::scratch_dir("cli_missing_file");
     let path = dir.join("absent.toml");
     let (code, stderr) = refused(&[], Some(&path));
     assert_eq!(

@@ -126,7 +126,7 @@ fn json_logs_are_one_object_per_line_with_the_bound_port() {
 
 #[test]
 fn the_config_key_log_format_turns_json_on_and_errors_stay_json() {
-    let path = config_file("log_format_key", "site.toml", "log_format = \"json\"\n");
+    let path = config_file("cli_log_format_key", "site.toml", "log_format = \"json\"\n");
     let config = path.to_str().unwrap();
     let (child, lines) = start(&["-c", config]);
     let startup = until(&lines, "RTMP listening on");

@@ -110,7 +110,7 @@ fn systemd_analyze_verify_has_nothing_to_say() {
     }
     let text = std::fs::read_to_string(contrib("siprtmp.service")).unwrap();
     let binary = env!("CARGO_BIN_EXE_siprtmp");
-    let dir = siprtmp_tests::scratch_dir("systemd_unit");
+    let dir = siprtmp_tests::scratch_dir("cli_systemd_unit");
     let unit = dir.join("siprtmp.service");
     std::fs::write(&unit, text.replace("/usr/local/bin/siprtmp", binary)).unwrap();
     let output = Command::new("systemd-analyze")
@@ -129,7 +129,7 @@ fn systemd_analyze_verify_has_nothing_to_say() {
 fn the_service_config_starts_the_server() {
     let config = std::fs::read_to_string(contrib("siprtmp.toml")).unwrap();
     assert!(config.contains("root = \"/var/lib/siprtmp/media\""));
-    let dir = siprtmp_tests::scratch_dir("service_config");
+    let dir = siprtmp_tests::scratch_dir("cli_service_config");
     let mut child = siprtmp()
         .arg("--config")
         .arg(contrib("siprtmp.toml"))
