@@ -1,8 +1,9 @@
-//! The configuration file (TOML) and how flags override it.
+//! The configuration file (TOML): its sections, reading it, and checking its values (each
+//! error names its key; see `diagnostics`).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -10,7 +11,9 @@ use siprtmp_core::node::NodeConfig;
 use siprtmp_core::server::{AppConfig, RecordPolicy, ServerConfig};
 
 use crate::auth::{IpNet, Rules};
+use crate::diagnostics::{ConfigError, KeyPath, Origin, SourceFile};
 use crate::gateway::GatewaySection;
+use crate::logging::LogFormat;
 
 /// Everything the config file may set; every field is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -23,6 +26,8 @@ pub struct FileConfig {
     /// Wake-up moderation of the mio runtime: poll at most once per this many milliseconds
     /// (0 or absent: off).
     pub poll_interval_ms: Option<u64>,
+    /// How log lines are written (`--log-format`): `text` or `json`.
+    pub log_format: Option<LogFormat>,
     #[serde(default)]
     pub rtmp: RtmpSection,
     #[serde(default)]
@@ -93,12 +98,30 @@ pub struct RtmpSection {
 }
 
 impl FileConfig {
-    pub fn load(path: &std::path::Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    /// Reads the config file at `path` (its text is kept to say where a later error is).
+    pub fn read(path: &Path) -> Result<SourceFile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        Ok(SourceFile::new(path.to_owned(), text).with_top_level_keys(TOP_LEVEL_KEYS))
+    }
+
+    /// The settings of `file`'s text: a type error or an unknown key is an error.
+    pub fn parse(file: &SourceFile) -> Result<Self, ConfigError> {
+        toml::from_str(file.text()).map_err(ConfigError::Toml)
     }
 }
+
+/// The keys [`FileConfig`] takes outside any `[section]` (a misplaced one is named as such).
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "host",
+    "port",
+    "root",
+    "seed",
+    "poll_interval_ms",
+    "log_format",
+];
 
 /// Longest merge window accepted, in milliseconds (past a second, players stall).
 pub const MAX_MERGE_WRITES_MS: u64 = 1000;
@@ -106,39 +129,71 @@ pub const MAX_MERGE_WRITES_MS: u64 = 1000;
 /// Longest poll interval accepted, in milliseconds (every hop waits up to it).
 pub const MAX_POLL_INTERVAL_MS: u64 = 100;
 
-/// The mio loop's poll interval for `ms` milliseconds: 0 is off.
-pub fn poll_interval(ms: u64) -> Result<Option<Duration>, String> {
+/// Longest timer accepted in `[rtmp]`, in seconds (a day; far past any useful value, and
+/// short of overflowing the clock).
+pub const MAX_TIMER_SECS: f64 = 86_400.0;
+
+/// The mio loop's poll interval for `ms` milliseconds (from `origin`): 0 is off.
+pub fn poll_interval(ms: u64, origin: Origin) -> Result<Option<Duration>, ConfigError> {
     match ms {
         0 => Ok(None),
         1..=MAX_POLL_INTERVAL_MS => Ok(Some(Duration::from_millis(ms))),
-        _ => Err(format!(
-            "poll interval {ms} ms is outside 0..={MAX_POLL_INTERVAL_MS} (0: off)"
+        _ => Err(ConfigError::value(
+            origin,
+            ms,
+            format!("out of range: expected 0 (off) to {MAX_POLL_INTERVAL_MS} milliseconds"),
         )),
     }
 }
 
-/// The merged-writes window for `ms` milliseconds: 0 is off.
-pub fn merge_window(ms: u64) -> Result<Option<Duration>, String> {
+/// The merged-writes window for `ms` milliseconds (from `origin`): 0 is off.
+pub fn merge_window(ms: u64, origin: Origin) -> Result<Option<Duration>, ConfigError> {
     match ms {
         0 => Ok(None),
         1..=MAX_MERGE_WRITES_MS => Ok(Some(Duration::from_millis(ms))),
-        _ => Err(format!(
-            "merge writes {ms} ms is outside 0..={MAX_MERGE_WRITES_MS} (0: off)"
+        _ => Err(ConfigError::value(
+            origin,
+            ms,
+            format!("out of range: expected 0 (off) to {MAX_MERGE_WRITES_MS} milliseconds"),
         )),
     }
 }
 
-fn secs(value: Option<f64>, default: Duration) -> Result<Duration, String> {
+/// `[rtmp].<key>` in seconds: more than 0 and at most a day.
+fn secs(key: &str, value: Option<f64>, default: Duration) -> Result<Duration, ConfigError> {
     match value {
         None => Ok(default),
-        Some(s) => Duration::try_from_secs_f64(s).map_err(|e| format!("bad duration {s}: {e}")),
+        Some(s) if s > 0.0 && s <= MAX_TIMER_SECS => Ok(Duration::from_secs_f64(s)),
+        Some(s) => Err(ConfigError::value(
+            Origin::key(&format!("rtmp.{key}"), None),
+            s,
+            format!("out of range: expected seconds, more than 0 and at most {MAX_TIMER_SECS}"),
+        )),
+    }
+}
+
+/// `[rtmp].<key>`, which 0 would break: at least 1.
+fn at_least_one<T: Copy + Into<u64>>(key: &str, value: Option<T>) -> Result<(), ConfigError> {
+    match value {
+        Some(v) if v.into() == 0 => Err(ConfigError::value(
+            Origin::key(&format!("rtmp.{key}"), None),
+            0,
+            "out of range: expected 1 or more",
+        )),
+        _ => Ok(()),
     }
 }
 
 impl RtmpSection {
-    pub fn node_config(&self) -> Result<NodeConfig, String> {
+    pub fn node_config(&self) -> Result<NodeConfig, ConfigError> {
         let d = ServerConfig::default();
         let mut limits = d.chunk_limits;
+        at_least_one("max_message_size", self.max_message_size)?;
+        at_least_one(
+            "max_chunk_streams",
+            self.max_chunk_streams.map(|v| v as u64),
+        )?;
+        at_least_one("window_ack_size", self.window_ack_size)?;
         if let Some(v) = self.max_message_size {
             limits.max_message_size = v;
         }
@@ -147,7 +202,11 @@ impl RtmpSection {
         }
         let chunk_size = self.chunk_size.unwrap_or(d.chunk_size);
         if !(128..=0xFF_FFFF).contains(&chunk_size) {
-            return Err(format!("chunk_size {chunk_size} is outside 128..=16777215"));
+            return Err(ConfigError::value(
+                Origin::key("rtmp.chunk_size", None),
+                chunk_size,
+                "out of range: expected 128 to 16777215 bytes",
+            ));
         }
         let server = ServerConfig {
             chunk_size,
@@ -157,14 +216,43 @@ impl RtmpSection {
             player_soft_backlog: self.player_soft_backlog.unwrap_or(d.player_soft_backlog),
             player_hard_backlog: self.player_hard_backlog.unwrap_or(d.player_hard_backlog),
             max_gop_cache_bytes: self.max_gop_cache_bytes.unwrap_or(d.max_gop_cache_bytes),
-            ping_interval: secs(self.ping_interval_secs, d.ping_interval)?,
-            dead_timeout: secs(self.dead_timeout_secs, d.dead_timeout)?,
-            handshake_timeout: secs(self.handshake_timeout_secs, d.handshake_timeout)?,
-            merge_writes: merge_window(self.merge_writes_ms.unwrap_or(0))?,
+            ping_interval: secs(
+                "ping_interval_secs",
+                self.ping_interval_secs,
+                d.ping_interval,
+            )?,
+            dead_timeout: secs("dead_timeout_secs", self.dead_timeout_secs, d.dead_timeout)?,
+            handshake_timeout: secs(
+                "handshake_timeout_secs",
+                self.handshake_timeout_secs,
+                d.handshake_timeout,
+            )?,
+            merge_writes: merge_window(
+                self.merge_writes_ms.unwrap_or(0),
+                Origin::key("rtmp.merge_writes_ms", Some("--merge-writes")),
+            )?,
             ..d
         };
-        if server.player_soft_backlog > server.player_hard_backlog {
-            return Err("player_soft_backlog must not exceed player_hard_backlog".into());
+        let (soft, hard) = (server.player_soft_backlog, server.player_hard_backlog);
+        if soft > hard {
+            // Blame the key the file gave (the soft one when it gave both).
+            let error = if self.player_soft_backlog.is_some() {
+                ConfigError::value(
+                    Origin::key("rtmp.player_soft_backlog", None),
+                    soft,
+                    format!("out of range: must not exceed rtmp.player_hard_backlog ({hard})"),
+                )
+            } else {
+                ConfigError::value(
+                    Origin::key("rtmp.player_hard_backlog", None),
+                    hard,
+                    format!(
+                        "out of range: must be at least rtmp.player_soft_backlog ({soft}, \
+                         the default)"
+                    ),
+                )
+            };
+            return Err(error);
         }
         Ok(NodeConfig {
             server,
@@ -176,7 +264,7 @@ impl RtmpSection {
 impl FileConfig {
     /// The node's settings: `[rtmp]` limits, per-application recording, and decisions on
     /// when any access rule is set.
-    pub fn node_config(&self, record_all: &[String]) -> Result<NodeConfig, String> {
+    pub fn node_config(&self, record_all: &[String]) -> Result<NodeConfig, ConfigError> {
         let mut config = self.rtmp.node_config()?;
         for (app, section) in &self.apps {
             if section.record == RecordSetting::All {
@@ -201,11 +289,27 @@ impl FileConfig {
     }
 
     /// The access rules of `[auth]` and `[apps.*]`.
-    pub fn rules(&self) -> Result<Rules, String> {
-        let parse = |list: &Option<Vec<String>>| -> Result<Option<Vec<IpNet>>, String> {
-            list.as_ref()
-                .map(|l| l.iter().map(|s| s.parse()).collect())
-                .transpose()
+    pub fn rules(&self) -> Result<Rules, ConfigError> {
+        let parse = |app: &str, key: &str, list: &Option<Vec<String>>| {
+            let Some(list) = list else {
+                return Ok(None);
+            };
+            let path = KeyPath::new("apps").key(app).key(key);
+            let nets = list.iter().enumerate().map(|(i, s)| {
+                s.parse::<IpNet>()
+                    .map_err(|problem: String| ConfigError::Value {
+                        origin: Origin::Key {
+                            key: path.index(i),
+                            flag: None,
+                        },
+                        value: format!("{s:?}"),
+                        problem: format!(
+                            "{}: expected an address or block (\"10.0.0.0/8\", \"::1\")",
+                            problem.strip_prefix(&format!("{s}: ")).unwrap_or(&problem)
+                        ),
+                    })
+            });
+            nets.collect::<Result<Vec<IpNet>, _>>().map(Some)
         };
         let mut rules = Rules {
             publish_token: self.auth.publish_token.clone(),
@@ -215,10 +319,10 @@ impl FileConfig {
             ..Rules::default()
         };
         for (app, section) in &self.apps {
-            if let Some(nets) = parse(&section.publish_allow)? {
+            if let Some(nets) = parse(app, "publish_allow", &section.publish_allow)? {
                 rules.publish_allow.insert(app.clone(), nets);
             }
-            if let Some(nets) = parse(&section.play_allow)? {
+            if let Some(nets) = parse(app, "play_allow", &section.play_allow)? {
                 rules.play_allow.insert(app.clone(), nets);
             }
         }
@@ -271,13 +375,41 @@ mod tests {
         assert!(toml::from_str::<FileConfig>("[apps.live]\nrecord = \"sometimes\"").is_err());
     }
 
+    /// `TOP_LEVEL_KEYS` is every key serde accepts at the top level but the sections.
+    #[test]
+    fn top_level_keys_are_the_ones_serde_takes() {
+        let error = toml::from_str::<FileConfig>("no_such_key = 1").unwrap_err();
+        let message = error.message();
+        let taken: Vec<&str> = message
+            .split_once("expected one of ")
+            .unwrap()
+            .1
+            .split(", ")
+            .map(|k| k.trim_matches('`'))
+            .filter(|k| !["rtmp", "auth", "apps", "gateway"].contains(k))
+            .collect();
+        assert_eq!(taken, TOP_LEVEL_KEYS);
+    }
+
+    #[test]
+    fn the_service_config_parses_and_is_valid() {
+        let text = include_str!("../../contrib/systemd/siprtmp.toml");
+        let file: FileConfig = toml::from_str(text).unwrap();
+        assert_eq!(file.log_format, Some(LogFormat::Text));
+        assert!(file.node_config(&[]).is_ok());
+    }
+
     #[test]
     fn poll_interval_ms_is_read_and_bounded() {
         let file: FileConfig = toml::from_str("poll_interval_ms = 20").unwrap();
         assert_eq!(file.poll_interval_ms, Some(20));
-        assert_eq!(poll_interval(20), Ok(Some(Duration::from_millis(20))));
-        assert_eq!(poll_interval(0), Ok(None));
-        assert!(poll_interval(MAX_POLL_INTERVAL_MS + 1).is_err());
+        let origin = || Origin::key("poll_interval_ms", Some("--poll-interval"));
+        assert_eq!(
+            poll_interval(20, origin()).unwrap(),
+            Some(Duration::from_millis(20))
+        );
+        assert_eq!(poll_interval(0, origin()).unwrap(), None);
+        assert!(poll_interval(MAX_POLL_INTERVAL_MS + 1, origin()).is_err());
     }
 
     #[test]
@@ -291,5 +423,39 @@ mod tests {
         assert_eq!(default.node_config(&[]).unwrap().server.merge_writes, None);
         let long: FileConfig = toml::from_str("[rtmp]\nmerge_writes_ms = 5000").unwrap();
         assert!(long.node_config(&[]).is_err());
+    }
+
+    /// Each `[rtmp]` value that would break the server is refused, naming its key.
+    #[test]
+    fn rtmp_values_out_of_range_name_their_key() {
+        let cases = [
+            ("chunk_size = 64", "rtmp.chunk_size"),
+            ("ping_interval_secs = 0", "rtmp.ping_interval_secs"),
+            ("dead_timeout_secs = -1", "rtmp.dead_timeout_secs"),
+            (
+                "handshake_timeout_secs = 1e30",
+                "rtmp.handshake_timeout_secs",
+            ),
+            (
+                "handshake_timeout_secs = nan",
+                "rtmp.handshake_timeout_secs",
+            ),
+            ("max_message_size = 0", "rtmp.max_message_size"),
+            ("max_chunk_streams = 0", "rtmp.max_chunk_streams"),
+            ("window_ack_size = 0", "rtmp.window_ack_size"),
+            (
+                "player_soft_backlog = 999999999",
+                "rtmp.player_soft_backlog",
+            ),
+            ("player_hard_backlog = 1", "rtmp.player_hard_backlog"),
+        ];
+        for (line, key) in cases {
+            let file: FileConfig = toml::from_str(&format!("[rtmp]\n{line}")).unwrap();
+            let error = file.node_config(&[]).expect_err(line).render(None);
+            assert!(error.starts_with(&format!("{key} = ")), "{line}: {error}");
+            assert!(error.contains("out of range"), "{line}: {error}");
+        }
+        let fine: FileConfig = toml::from_str("[rtmp]\nping_interval_secs = 0.5").unwrap();
+        assert!(fine.node_config(&[]).is_ok());
     }
 }

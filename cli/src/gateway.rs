@@ -34,8 +34,17 @@ use siprtmp_core::rtp::SourcePolicy;
 use siprtmp_core::server::GatewayNodeConfig;
 use siprtmp_core::sip::Transport;
 
+use crate::diagnostics::{pick, ConfigError, Origin};
+
 /// The SIP port when `HOST` is given without one.
 const SIP_PORT: u16 = 5060;
+
+/// Smallest `mtu` accepted: room for an RTP payload header and some media.
+const MIN_MTU: usize = 64;
+
+/// Largest `mtu` accepted: a UDP datagram over IPv4 holds 65507 bytes, 12 of them the RTP
+/// header.
+const MAX_MTU: usize = 65_495;
 
 /// `[gateway]`: every key is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -106,44 +115,64 @@ pub fn parse_rtp_source(text: &str) -> Result<SourcePolicy, String> {
     })
 }
 
-/// `udp` or `tcp` (any case) as the SIP transport.
+/// `udp` or `tcp` (any case) as the SIP transport; the error says what is expected.
 pub fn parse_transport(text: &str) -> Result<Transport, String> {
     match text.to_ascii_lowercase().as_str() {
         "udp" => Ok(Transport::Udp),
         "tcp" => Ok(Transport::Tcp),
-        _ => Err(format!("bad SIP transport {text:?}: expected udp or tcp")),
+        _ => Err("unknown SIP transport: expected udp or tcp".to_owned()),
     }
 }
 
-/// `HOST[:PORT]` (port 5060 when absent; a name is resolved now) as a socket address.
+/// `HOST[:PORT]` (port 5060 when absent; a name is resolved now) as a socket address; the
+/// error says what is wrong with it.
 pub fn parse_host_port(text: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    if let Ok(ip) = text.trim_matches(['[', ']']).parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, SIP_PORT));
-    }
-    let with_port = if text.contains(':') {
-        text.to_owned()
+    let addr = if let Ok(addr) = text.parse::<SocketAddr>() {
+        addr
+    } else if let Ok(ip) = text.trim_matches(['[', ']']).parse::<IpAddr>() {
+        SocketAddr::new(ip, SIP_PORT)
     } else {
-        format!("{text}:{SIP_PORT}")
+        let with_port = if text.contains(':') {
+            text.to_owned()
+        } else {
+            format!("{text}:{SIP_PORT}")
+        };
+        with_port
+            .to_socket_addrs()
+            .map_err(|e| format!("expected HOST[:PORT] that resolves: {e}"))?
+            .next()
+            .ok_or_else(|| "expected HOST[:PORT]: the name has no address".to_owned())?
     };
-    with_port
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {text}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{text} has no address"))
+    if addr.port() == 0 {
+        return Err(format!(
+            "port 0 is out of range: expected 1 to 65535 (without a port: {SIP_PORT})"
+        ));
+    }
+    Ok(addr)
 }
 
-/// `LO-HI` as an inclusive port range with room for at least one client (four ports).
+/// `LO-HI` as an inclusive port range with room for at least one client (four ports from an
+/// even one); the error says what is wrong with it.
 pub fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
-    let bad = || format!("bad port range {text:?}: expected LO-HI, e.g. 16000-17999");
+    let bad = || "expected LO-HI, two ports from 1 to 65535, e.g. 16000-17999".to_owned();
     let (lo, hi) = text.split_once('-').ok_or_else(bad)?;
     let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
     let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
-    if lo == 0 || u32::from(lo & !1) + 3 > u32::from(hi) {
+    if lo == 0 {
+        return Err("LO is 0: expected LO-HI with LO from 1 to 65535".to_owned());
+    }
+    if hi < lo {
         return Err(format!(
-            "port range {text:?} must hold four ports from an even one"
+            "reversed: LO must not exceed HI (did you mean {hi}-{lo}?)"
+        ));
+    }
+    if u32::from(lo & !1) + 3 > u32::from(hi) {
+        let first = lo & !1;
+        return Err(format!(
+            "too small: a client takes four ports from an even one, so HI must be at least \
+             {} (e.g. {first}-{})",
+            u32::from(first) + 3,
+            u32::from(first) + 3,
         ));
     }
     Ok((lo, hi))
@@ -173,11 +202,19 @@ pub fn default_int_ip(towards: Option<SocketAddr>) -> IpAddr {
         .unwrap_or(IpAddr::from(Ipv4Addr::LOCALHOST))
 }
 
-/// The node's gateway settings from the file and the flags; `None` when it is off.
+/// The node's gateway settings from the file and the flags; `None` when it is off. An
+/// error names the flag or key that gave the bad value.
 pub fn node_config(
     file: &GatewaySection,
     flags: &GatewayFlags,
-) -> Result<Option<GatewayNodeConfig>, String> {
+) -> Result<Option<GatewayNodeConfig>, ConfigError> {
+    if flags.on && flags.off {
+        return Err(ConfigError::Combination(
+            "--gateway and --no-gateway contradict each other: give one of them (or neither, \
+             and set gateway.enabled in the config file)"
+                .to_owned(),
+        ));
+    }
     let enabled = if flags.on {
         true
     } else if flags.off {
@@ -188,27 +225,57 @@ pub fn node_config(
     if !enabled {
         return Ok(None);
     }
-    let registrar = flags
-        .registrar
-        .as_deref()
-        .or(file.registrar.as_deref())
-        .map(parse_host_port)
-        .transpose()?;
-    let proxy = flags
-        .proxy
-        .as_deref()
-        .or(file.proxy.as_deref())
-        .map(parse_host_port)
-        .transpose()?;
-    let defaults = GatewayNodeConfig::default();
-    let rtp_ports = match flags.rtp_ports.as_deref().or(file.rtp_ports.as_deref()) {
-        Some(text) => parse_port_range(text)?,
-        None => defaults.rtp_ports,
-    };
-    let ext_ip = flags.ext_ip.or(file.ext_ip);
-    if ext_ip.is_some_and(|ip| ip.is_unspecified()) {
-        return Err("--ext-ip must be an address peers can reach, not a wildcard".into());
+    // Parses a value from a flag or the file, blaming whichever gave it.
+    fn parsed<T>(
+        given: Option<(&str, Origin)>,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ConfigError> {
+        given
+            .map(|(text, origin)| {
+                parse(text).map_err(|problem| ConfigError::value(origin, text, problem))
+            })
+            .transpose()
     }
+    let registrar = parsed(
+        pick(
+            flags.registrar.as_deref(),
+            "--registrar",
+            file.registrar.as_deref(),
+            "gateway.registrar",
+        ),
+        parse_host_port,
+    )?;
+    let proxy = parsed(
+        pick(
+            flags.proxy.as_deref(),
+            "--proxy",
+            file.proxy.as_deref(),
+            "gateway.proxy",
+        ),
+        parse_host_port,
+    )?;
+    let defaults = GatewayNodeConfig::default();
+    let rtp_ports = parsed(
+        pick(
+            flags.rtp_ports.as_deref(),
+            "--rtp-ports",
+            file.rtp_ports.as_deref(),
+            "gateway.rtp_ports",
+        ),
+        parse_port_range,
+    )?
+    .unwrap_or(defaults.rtp_ports);
+    let ext_ip = pick(flags.ext_ip, "--ext-ip", file.ext_ip, "gateway.ext_ip");
+    if let Some((ip, origin)) = &ext_ip {
+        if ip.is_unspecified() {
+            return Err(ConfigError::value(
+                origin.clone(),
+                ip,
+                "a wildcard: expected an address that peers can reach",
+            ));
+        }
+    }
+    let ext_ip = ext_ip.map(|(ip, _)| ip);
     let int_ip = flags.int_ip.or(file.int_ip);
     let bind_ip = int_ip.unwrap_or_else(|| default_int_ip(proxy.or(registrar)));
     // A wildcard bind says nothing about where peers should send: advertise the routed
@@ -219,14 +286,47 @@ pub fn node_config(
         None => None,
     };
     let session_defaults = GatewayConfig::default();
-    let transport = match flags.transport.as_deref().or(file.transport.as_deref()) {
-        Some(text) => parse_transport(text)?,
-        None => session_defaults.transport,
-    };
-    let rtp_source = match flags.rtp_source.as_deref().or(file.rtp_source.as_deref()) {
-        Some(text) => parse_rtp_source(text)?,
-        None => session_defaults.rtp_source,
-    };
+    let transport = parsed(
+        pick(
+            flags.transport.as_deref(),
+            "--sip-transport",
+            file.transport.as_deref(),
+            "gateway.transport",
+        ),
+        parse_transport,
+    )?
+    .unwrap_or(session_defaults.transport);
+    let rtp_source = parsed(
+        pick(
+            flags.rtp_source.as_deref(),
+            "--rtp-source",
+            file.rtp_source.as_deref(),
+            "gateway.rtp_source",
+        ),
+        parse_rtp_source,
+    )?
+    .unwrap_or(session_defaults.rtp_source);
+    if file.register_expires == Some(0) {
+        return Err(ConfigError::value(
+            Origin::key("gateway.register_expires", None),
+            0,
+            "out of range: expected 1 or more seconds (0 would unregister)",
+        ));
+    }
+    if let Some(mtu) = file.mtu.filter(|m| !(MIN_MTU..=MAX_MTU).contains(m)) {
+        return Err(ConfigError::value(
+            Origin::key("gateway.mtu", None),
+            mtu,
+            format!("out of range: expected {MIN_MTU} to {MAX_MTU} bytes"),
+        ));
+    }
+    if file.app.as_deref() == Some("") {
+        return Err(ConfigError::value(
+            Origin::key("gateway.app", None),
+            "\"\"",
+            "empty: expected an application name such as \"sip\"",
+        ));
+    }
     Ok(Some(GatewayNodeConfig {
         app: file.app.clone().unwrap_or(defaults.app),
         bind_ip,
@@ -289,6 +389,22 @@ mod tests {
             "fewer than four ports"
         );
         assert!(parse_port_range("0-100").is_err());
+    }
+
+    proptest::proptest! {
+        /// Any text: a range accepted holds four ports from an even one, and a refusal says
+        /// what was expected.
+        #[test]
+        fn any_port_range(text in "[0-9 -]{0,14}|\\PC{0,14}") {
+            match parse_port_range(&text) {
+                Ok((lo, hi)) => {
+                    proptest::prop_assert!(lo >= 1 && lo <= hi);
+                    proptest::prop_assert!(u32::from(lo & !1) + 3 <= u32::from(hi));
+                }
+                Err(problem) => proptest::prop_assert!(problem.contains("expected")
+                    || problem.starts_with("reversed") || problem.starts_with("too small")),
+            }
+        }
     }
 
     #[test]

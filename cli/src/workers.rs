@@ -11,7 +11,7 @@ use siprtmp_core::node::{Event, NodeConfig, WorkerId};
 use siprtmp_driver_common::{Decider, DriverConfig, Stopper, Workers};
 
 use crate::auth::{Authorizer, Rules};
-use crate::Runtime;
+use crate::flags::Runtime;
 
 /// Runs `count` workers of `runtime` until `serve`'s signal handler stops them.
 pub(crate) fn run(

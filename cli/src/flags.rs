@@ -1,0 +1,138 @@
+//! The command line: every flag, its help line (which names the config key that sets the same
+//! thing, and the default), and the runtimes `--runtime` chooses from. Flags override the
+//! config file; the names follow the original Python server's (`-i`, `-p`, `-r`, `-d`).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+use crate::logging::LogFormat;
+
+/// Which event loop runs the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Runtime {
+    /// One thread, one mio Poll.
+    Mio,
+    /// A current-thread tokio runtime.
+    Tokio,
+    /// Blocking sockets: a reader and a writer thread per connection, one node thread.
+    Threads,
+    /// async-std (discontinued upstream; kept for the runtime comparison).
+    AsyncStd,
+}
+
+impl Runtime {
+    /// The name the `--runtime` flag takes.
+    pub fn name(self) -> String {
+        self.to_possible_value()
+            .map_or_else(|| format!("{self:?}"), |v| v.get_name().to_owned())
+    }
+}
+
+/// RTMP media server and SIP-RTMP gateway.
+///
+/// Live publish and play, recording and video on demand over RTMP, and RTMP clients calling
+/// SIP phones through the gateway (application `sip`). Every flag overrides the config file
+/// key named in its help; an error in the file names its line and key.
+#[derive(Debug, Parser)]
+#[command(name = "siprtmp", version)]
+pub struct Flags {
+    /// Address to listen on for RTMP [default: 0.0.0.0; config: host].
+    #[arg(short = 'i', long = "host", value_name = "IP")]
+    pub host: Option<IpAddr>,
+    /// RTMP port; 0 picks a free one (the log says which) [default: 1935; config: port].
+    #[arg(short = 'p', long = "port")]
+    pub port: Option<u16>,
+    /// Directory of recorded and played files, as APP/NAME.flv [default: ./media; config:
+    /// root].
+    #[arg(short = 'r', long = "root", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Debug-level logs (RUST_LOG overrides either) [default: info; no config key].
+    #[arg(short = 'd', long = "verbose")]
+    pub verbose: bool,
+    /// TOML config file with any of the keys named here (see siprtmp.example.toml); flags
+    /// override it [default: none].
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Record every publish to APP as ROOT/APP/NAME.flv; repeatable [config: record = "all"
+    /// in [apps.APP]].
+    #[arg(long = "record-all", value_name = "APP")]
+    pub record_all: Vec<String>,
+    /// Event loop to run on [no config key].
+    #[arg(long, value_enum, default_value_t = Runtime::Mio)]
+    pub runtime: Runtime,
+    /// Nodes to run, 1-256, one per thread, sharing the port (SO_REUSEPORT) and their live
+    /// streams; mio and tokio only [no config key].
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: u16,
+    /// Log lines on stderr: text (coloured only on a terminal) or json (one object per line)
+    /// [default: text; config: log_format].
+    #[arg(long = "log-format", value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Run the SIP-RTMP gateway (app `sip`) even if the config file turns it off
+    /// [default: on; config: gateway.enabled].
+    #[arg(long)]
+    pub gateway: bool,
+    /// Turn the SIP-RTMP gateway off [config: gateway.enabled = false].
+    #[arg(long)]
+    pub no_gateway: bool,
+    /// Local address of the gateway's SIP and RTP sockets; 0.0.0.0 binds every address (then
+    /// --ext-ip, or the routed address, is advertised) [default: the address that routes to
+    /// the proxy or registrar, else the primary one, else 127.0.0.1; config: gateway.int_ip].
+    #[arg(long = "int-ip", value_name = "IP")]
+    pub int_ip: Option<IpAddr>,
+    /// Address to advertise in SIP and SDP instead of --int-ip (behind NAT) [default: none;
+    /// config: gateway.ext_ip].
+    #[arg(long = "ext-ip", value_name = "IP")]
+    pub ext_ip: Option<IpAddr>,
+    /// SIP registrar for clients that connect with a password [default: the AOR's domain;
+    /// config: gateway.registrar].
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub registrar: Option<String>,
+    /// Outbound proxy for the gateway's SIP requests [default: none; config: gateway.proxy].
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub proxy: Option<String>,
+    /// RTP port range of the gateway, four ports per client [default: 16000-17999; config:
+    /// gateway.rtp_ports].
+    #[arg(long = "rtp-ports", value_name = "LO-HI")]
+    pub rtp_ports: Option<String>,
+    /// Every call's media on the same four ports (the first free block of --rtp-ports), told
+    /// apart by the far end's address and SSRC: fewer system calls per packet, no limit on
+    /// clients from the range; far ends must send from the address their SDP gives
+    /// [default: four ports per client; config: gateway.shared_rtp_ports].
+    #[arg(long = "shared-rtp-ports")]
+    pub shared_rtp_ports: bool,
+    /// What the gateway's SIP goes over: udp, or tcp (each client listens on a TCP port of
+    /// its own; RTP stays UDP) [default: udp; config: gateway.transport].
+    #[arg(long = "sip-transport", value_name = "udp|tcp")]
+    pub sip_transport: Option<String>,
+    /// Where a call's media is accepted from besides the address the far end's SDP gives:
+    /// strict (nowhere else), learn-port (another port of that IP, learned from 4 packets in
+    /// sequence in the call's first 5 s: port-translating NATs), learn-any (any address so
+    /// learned: far ends whose SDP carries a private address; a stranger who wins that race
+    /// gets the call's media). Everything else is dropped and logged [default: learn-port;
+    /// config: gateway.rtp_source].
+    #[arg(long = "rtp-source", value_name = "strict|learn-port|learn-any")]
+    pub rtp_source: Option<String>,
+    /// Merged writes: hold each player's live media (and a gateway call's far-end media) up
+    /// to MS milliseconds, 1-1000, so several messages leave in one write, for far less CPU
+    /// per player; 0 is off [default: off; config: rtmp.merge_writes_ms].
+    #[arg(long = "merge-writes", value_name = "MS")]
+    pub merge_writes: Option<u64>,
+    /// TCP_NODELAY on client sockets: each write leaves at once (no Nagle); lower latency for
+    /// small messages, more CPU with bulk readers unless merged writes are on [default: off;
+    /// config: rtmp.tcp_nodelay].
+    #[arg(long = "tcp-nodelay")]
+    pub tcp_nodelay: bool,
+    /// Wake-up moderation, mio only: take socket events at most once per MS milliseconds,
+    /// 1-100, so one wake-up serves many busy connections; every hop waits up to MS more;
+    /// 0 is off [default: off; config: poll_interval_ms].
+    #[arg(long = "poll-interval", value_name = "MS")]
+    pub poll_interval: Option<u64>,
+    /// Send the gateway's UDP one datagram at a time, without UDP GSO (which sends a burst of
+    /// equal datagrams as one segmented message; the far end gets the same datagrams)
+    /// [default: GSO on where the kernel has it; config: gateway.udp_gso = false].
+    #[arg(long = "no-udp-gso")]
+    pub no_udp_gso: bool,
+}
