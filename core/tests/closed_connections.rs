@@ -49,7 +49,10 @@ fn a_recording_publisher_that_disconnects_gets_no_output_after_it() {
             _ => false,
         })
         .collect();
-    assert!(about_conn.is_empty(), "output for a closed connection: {about_conn:?}");
+    assert!(
+        about_conn.is_empty(),
+        "output for a closed connection: {about_conn:?}"
+    );
     assert!(after.contains(&Output::Event(Event::Disconnected { conn })));
     assert_eq!(net.node.connection_count(), 0);
 }
