@@ -37,9 +37,7 @@ use siprtmp_core::sip::{
     parse_datagram, Algorithm, Authorization, Challenge, Credentials, DigestRequest,
 };
 use siprtmp_fuzz::frames::join;
-use siprtmp_fuzz::node_ops::{
-    App, Command, Data, Encoder, FileAnswer, MediaKind, Op, Peer, Setup,
-};
+use siprtmp_fuzz::node_ops::{App, Command, Data, Encoder, FileAnswer, MediaKind, Op, Peer, Setup};
 
 const HANDSHAKE: usize = 1 + 1536 + 1536;
 /// The largest seed written (libFuzzer's -max_len follows the largest seed).
@@ -208,7 +206,10 @@ fn corpus(input: &Path, out_dir: &Path) {
     let speex_tags = flv_tags(&speex);
     let pcmu_tags = flv_tags(&pcmu);
     assert!(!av_tags.is_empty() && !speex_tags.is_empty() && !pcmu_tags.is_empty());
-    assert!(c2s.len() > HANDSHAKE && s2c.len() > HANDSHAKE, "capture too short");
+    assert!(
+        c2s.len() > HANDSHAKE && s2c.len() > HANDSHAKE,
+        "capture too short"
+    );
 
     // FLV files: the reader, the scanner (a few read sizes / body limits each).
     for file in [&av, &speex, &pcmu] {
@@ -235,7 +236,11 @@ fn corpus(input: &Path, out_dir: &Path) {
         }
     }
     // Speex packets (the FLV body after its one-byte header).
-    for tag in speex_tags.iter().filter(|t| t.tag_type == tag_type::AUDIO).take(20) {
+    for tag in speex_tags
+        .iter()
+        .filter(|t| t.tag_type == tag_type::AUDIO)
+        .take(20)
+    {
         out.put("speex", &tag.body[1..]);
     }
 
@@ -248,7 +253,10 @@ fn corpus(input: &Path, out_dir: &Path) {
         seed.extend_from_slice(&s2c[..HANDSHAKE]);
         out.put("rtmp_handshake", &seed);
     }
-    for (stream, modes) in [(&c2s[HANDSHAKE..], [0u8, 200]), (&s2c[HANDSHAKE..], [3, 255])] {
+    for (stream, modes) in [
+        (&c2s[HANDSHAKE..], [0u8, 200]),
+        (&s2c[HANDSHAKE..], [3, 255]),
+    ] {
         for mode in modes {
             let mut seed = vec![mode];
             seed.extend_from_slice(&stream[..stream.len().min(MAX_SEED - 1)]);
@@ -277,7 +285,11 @@ fn corpus(input: &Path, out_dir: &Path) {
     }
     // An aggregate of the first audio and video tags, as a server sends it.
     let mut aggregate = vec![type_id::AGGREGATE];
-    for tag in av_tags.iter().filter(|t| t.tag_type != tag_type::SCRIPT).take(6) {
+    for tag in av_tags
+        .iter()
+        .filter(|t| t.tag_type != tag_type::SCRIPT)
+        .take(6)
+    {
         aggregate.extend_from_slice(&siprtmp_core::flv::tag::encode_tag(
             tag.tag_type,
             tag.timestamp,
@@ -296,9 +308,16 @@ fn corpus(input: &Path, out_dir: &Path) {
     );
     let mut h264_packets = Vec::new();
     let mut seq = 100u16;
-    for tag in av_tags.iter().filter(|t| t.tag_type == tag_type::VIDEO).take(12) {
+    for tag in av_tags
+        .iter()
+        .filter(|t| t.tag_type == tag_type::VIDEO)
+        .take(12)
+    {
         let mut payloads = Vec::new();
-        if packetizer.push(&tag.body, tag.timestamp, &mut payloads).is_err() {
+        if packetizer
+            .push(&tag.body, tag.timestamp, &mut payloads)
+            .is_err()
+        {
             continue;
         }
         for (i, p) in payloads.iter().enumerate() {
@@ -318,7 +337,11 @@ fn corpus(input: &Path, out_dir: &Path) {
     }
     let tunnel = FlvTunnelSender::new(1000, 0);
     let mut tunnel_packets = Vec::new();
-    for tag in av_tags.iter().filter(|t| t.tag_type != tag_type::SCRIPT).take(16) {
+    for tag in av_tags
+        .iter()
+        .filter(|t| t.tag_type != tag_type::SCRIPT)
+        .take(16)
+    {
         let msg = RtmpMessage::new(tag.tag_type, 0, tag.timestamp, tag.body.clone());
         let mut payloads = Vec::new();
         if tunnel.push(&msg, &mut payloads).is_ok() {
@@ -338,7 +361,13 @@ fn corpus(input: &Path, out_dir: &Path) {
         .take(4)
         .enumerate()
     {
-        let wire = rtp(0, 500 + i as u16, i as u32 * 160, i == 0, tag.body.slice(1..));
+        let wire = rtp(
+            0,
+            500 + i as u16,
+            i as u32 * 160,
+            i == 0,
+            tag.body.slice(1..),
+        );
         out.put("rtp_packet", &wire);
         pcmu_rtp.push(wire);
     }
@@ -417,7 +446,13 @@ fn corpus(input: &Path, out_dir: &Path) {
         if let siprtmp_core::sip::SipMessage::Request(r) = &msg {
             out.put("sip_values", &value(0, &r.uri.to_string()));
         }
-        for (k, name) in [(1u8, "From"), (1, "To"), (1, "Contact"), (2, "Via"), (6, "CSeq")] {
+        for (k, name) in [
+            (1u8, "From"),
+            (1, "To"),
+            (1, "Contact"),
+            (2, "Via"),
+            (6, "CSeq"),
+        ] {
             for v in h.get_all(name) {
                 out.put("sip_values", &value(k, v));
             }
@@ -426,7 +461,11 @@ fn corpus(input: &Path, out_dir: &Path) {
             out.put("sdp", msg.body());
         }
     }
-    let challenge = Challenge::new("siprtmp.test", "dcd98b7102dd2f0e8b11d0f600bfb0c093", Algorithm::Md5);
+    let challenge = Challenge::new(
+        "siprtmp.test",
+        "dcd98b7102dd2f0e8b11d0f600bfb0c093",
+        Algorithm::Md5,
+    );
     let mut seed = vec![4u8];
     seed.extend_from_slice(challenge.to_string().as_bytes());
     out.put("sip_values", &seed);
@@ -467,7 +506,15 @@ fn corpus(input: &Path, out_dir: &Path) {
     };
     out.put("sdp", create_offer(&caps, &origin).serialize().as_bytes());
 
-    node_seeds(&mut out, &av, &av_tags, &c2s, &pcmu_tags, &pcmu_rtp, &h264_packets);
+    node_seeds(
+        &mut out,
+        &av,
+        &av_tags,
+        &c2s,
+        &pcmu_tags,
+        &pcmu_rtp,
+        &h264_packets,
+    );
     println!("wrote {} seeds to {}", out.count, out_dir.display());
 }
 
@@ -677,7 +724,12 @@ fn node_seeds(
                     start: -2,
                 },
             });
-            for (i, t) in pcmu_tags.iter().filter(|t| t.tag_type == tag_type::AUDIO).take(4).enumerate() {
+            for (i, t) in pcmu_tags
+                .iter()
+                .filter(|t| t.tag_type == tag_type::AUDIO)
+                .take(4)
+                .enumerate()
+            {
                 e.op(Op::Media {
                     conn: 0,
                     kind: MediaKind::Audio,

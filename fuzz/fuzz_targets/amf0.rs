@@ -24,7 +24,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(values) = decode_all(data) else {
         return;
     };
-    assert!(same_all(&values, &streamed), "decode_all and the streaming decoder differ");
+    assert!(
+        same_all(&values, &streamed),
+        "decode_all and the streaming decoder differ"
+    );
     // AMF0 writes AMF3-only values (through the avmplus marker) as their closest AMF0
     // equivalent, so the first re-encoding may normalise; from then on it must be exact.
     let once = encode_all(&values);
@@ -32,5 +35,8 @@ fuzz_target!(|data: &[u8]| {
     let twice = encode_all(&again);
     assert_eq!(once, twice, "encode(decode(encode(v))) != encode(v)");
     let third = decode_all(&twice).expect("decodes");
-    assert!(same_all(&again, &third), "values changed across a round trip");
+    assert!(
+        same_all(&again, &third),
+        "values changed across a round trip"
+    );
 });

@@ -13,7 +13,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if config.sps.is_empty() || config.pps.is_empty() {
-        assert!(config.to_bytes().is_err(), "a record without parameter sets written");
+        assert!(
+            config.to_bytes().is_err(),
+            "a record without parameter sets written"
+        );
         return;
     }
     let wire = config.to_bytes().expect("a parsed record writes");

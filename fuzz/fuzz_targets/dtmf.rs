@@ -20,7 +20,11 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(p) = EventPayload::parse(payload) {
             let bytes = p.to_bytes();
             assert_eq!(bytes[0], payload[0]);
-            assert_eq!(bytes[1], payload[1] & 0xbf, "only the reserved bit may change");
+            assert_eq!(
+                bytes[1],
+                payload[1] & 0xbf,
+                "only the reserved bit may change"
+            );
             assert_eq!(bytes[2..], payload[2..4]);
             assert_eq!(EventPayload::parse(&bytes), Ok(p));
         }
@@ -29,7 +33,10 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(event.digit, event_digit(event.event));
             // Reported again only once the receiver has forgotten it (it remembers the last 8).
             let recent = reported.iter().rev().take(8);
-            assert!(!recent.clone().any(|&t| t == timestamp), "event at {timestamp} reported twice");
+            assert!(
+                !recent.clone().any(|&t| t == timestamp),
+                "event at {timestamp} reported twice"
+            );
             reported.push(timestamp);
         }
     }

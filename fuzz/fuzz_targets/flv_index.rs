@@ -21,7 +21,10 @@ fuzz_target!(|data: &[u8]| {
         // Forward only: a later offset, or the same one with a longer read (a tag larger
         // than one scanning block).
         if let Some(prev) = last {
-            assert!((offset, len) > prev, "the scan read {offset}+{len} after {prev:?}");
+            assert!(
+                (offset, len) > prev,
+                "the scan read {offset}+{len} after {prev:?}"
+            );
         }
         last = Some((offset, len));
         let start = (offset as usize).min(file.len());
@@ -37,7 +40,11 @@ fuzz_target!(|data: &[u8]| {
     let summary = scanner.finish();
     let size = file.len() as u64;
     if done {
-        assert!(summary.end <= size, "end {} past the file ({size})", summary.end);
+        assert!(
+            summary.end <= size,
+            "end {} past the file ({size})",
+            summary.end
+        );
         assert!(summary.first_tag <= size.max(13));
     }
     let entries = summary.index.entries();
@@ -51,9 +58,13 @@ fuzz_target!(|data: &[u8]| {
         assert!(summary.index.seek(ts).is_some());
         assert!(summary.index.seek(u32::MAX).is_some());
     }
-    for tag in [&summary.metadata, &summary.video_config, &summary.audio_config]
-        .into_iter()
-        .flatten()
+    for tag in [
+        &summary.metadata,
+        &summary.video_config,
+        &summary.audio_config,
+    ]
+    .into_iter()
+    .flatten()
     {
         assert!(tag.body.len() <= max_tag_body);
         assert!(tag.offset < size);

@@ -12,7 +12,10 @@ fuzz_target!(|body: &[u8]| {
     let found = locate(body);
     assert_eq!(&found.body[..], body);
     for at in [found.duration_at, found.filesize_at].into_iter().flatten() {
-        assert!(at >= 1 && at + 8 <= body.len(), "number at {at} outside the body");
+        assert!(
+            at >= 1 && at + 8 <= body.len(),
+            "number at {at} outside the body"
+        );
         assert_eq!(body[at - 1], 0, "not an AMF0 number marker before {at}");
     }
     let Ok(values) = decode_all(body) else {

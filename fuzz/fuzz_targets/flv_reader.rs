@@ -40,7 +40,10 @@ fuzz_target!(|data: &[u8]| {
     }
     let (whole, whole_err) = read(file, file.len().max(1));
     let (pieces, pieces_err) = read(file, usize::from(mode) + 1);
-    assert_eq!(whole, pieces, "tags depend on how the file was split into reads");
+    assert_eq!(
+        whole, pieces,
+        "tags depend on how the file was split into reads"
+    );
     assert_eq!(whole_err, pieces_err);
     for tag in &whole {
         match tag.tag_type {
@@ -68,6 +71,9 @@ fuzz_target!(|data: &[u8]| {
     assert!(!err, "a re-encoded file fails to read");
     assert_eq!(again.len(), whole.len());
     for (a, b) in again.iter().zip(&whole) {
-        assert_eq!((a.tag_type, a.timestamp, &a.body), (b.tag_type, b.timestamp, &b.body));
+        assert_eq!(
+            (a.tag_type, a.timestamp, &a.body),
+            (b.tag_type, b.timestamp, &b.body)
+        );
     }
 });

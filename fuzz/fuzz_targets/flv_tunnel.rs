@@ -24,7 +24,11 @@ fuzz_target!(|data: &[u8]| {
         last_seq = rtp.sequence;
         last_ts = rtp.timestamp;
         if let Ok(Some(msg)) = rx.push(&rtp) {
-            assert!(msg.payload.len() <= MAX, "{} byte message", msg.payload.len());
+            assert!(
+                msg.payload.len() <= MAX,
+                "{} byte message",
+                msg.payload.len()
+            );
         }
     }
     // Messages sent properly after whatever came before: after a loss the receiver drops

@@ -40,8 +40,15 @@ fuzz_target!(|data: &[u8]| {
         let _ = depacketizer.keyframe_needed(now);
         while let Some(msg) = depacketizer.poll_message() {
             assert_eq!(msg.type_id, type_id::VIDEO);
-            assert!(msg.payload.len() <= MAX_FRAME + 64, "{} byte frame", msg.payload.len());
-            assert!(msg.payload.len() >= 5, "an AVC video tag has a 5-byte header");
+            assert!(
+                msg.payload.len() <= MAX_FRAME + 64,
+                "{} byte frame",
+                msg.payload.len()
+            );
+            assert!(
+                msg.payload.len() >= 5,
+                "an AVC video tag has a 5-byte header"
+            );
             assert_eq!(msg.payload[0] & 0x0f, 7, "codec id AVC");
         }
     }

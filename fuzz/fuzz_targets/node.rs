@@ -26,5 +26,9 @@ fuzz_target!(|data: &[u8]| {
     // two of the input.
     let per_conn = HARD_BACKLOG + 2 * MAX_MESSAGE as usize + 256 * 1024;
     let ceiling = MAX_CONNS * per_conn + 6 * HARD_BACKLOG + (16 << 20) + 64 * data.len();
-    assert!(used <= ceiling, "{used} bytes live at once for a {} byte input (ceiling {ceiling})", data.len());
+    assert!(
+        used <= ceiling,
+        "{used} bytes live at once for a {} byte input (ceiling {ceiling})",
+        data.len()
+    );
 });

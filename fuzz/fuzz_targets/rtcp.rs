@@ -28,7 +28,10 @@ fuzz_target!(|data: &[u8]| {
     let wire = match serialize_compound(&packets) {
         Ok(wire) => wire,
         Err(RtcpError::BadAlignment) => {
-            assert!(padded(data), "an unpadded compound parsed but does not serialise");
+            assert!(
+                padded(data),
+                "an unpadded compound parsed but does not serialise"
+            );
             return;
         }
         Err(e) => panic!("parsed packets do not serialise: {e:?}"),

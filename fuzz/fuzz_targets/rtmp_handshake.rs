@@ -38,7 +38,10 @@ fuzz_target!(|data: &[u8]| {
                 return;
             }
         }
-        assert!(fed < HANDSHAKE, "{fed} bytes fed and the handshake is not complete");
+        assert!(
+            fed < HANDSHAKE,
+            "{fed} bytes fed and the handshake is not complete"
+        );
     } else {
         let (mut client, c0c1) = ClientHandshake::new(&mut rng, 0, mode & 0x40 != 0);
         assert_eq!(c0c1.len(), 1 + 1536);

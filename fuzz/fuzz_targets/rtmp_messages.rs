@@ -45,7 +45,11 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(once.amf3, cmd.amf3);
             let wire = once.to_message(1);
             let twice = Command::parse(&wire).expect("parses");
-            assert_eq!(twice.to_message(1).payload, wire.payload, "not a fixed point");
+            assert_eq!(
+                twice.to_message(1).payload,
+                wire.payload,
+                "not a fixed point"
+            );
             assert!(
                 twice.transaction_id.to_bits() == once.transaction_id.to_bits()
                     || (twice.transaction_id.is_nan() && once.transaction_id.is_nan())

@@ -13,7 +13,11 @@ fuzz_target!(|data: &[u8]| {
     assert!(packet.header_len() <= data.len());
     assert!(packet.payload_type < 128);
     let wire = packet.serialize().expect("a parsed packet serialises");
-    assert_eq!(wire.len(), packet.len(), "len() differs from the serialised size");
+    assert_eq!(
+        wire.len(),
+        packet.len(),
+        "len() differs from the serialised size"
+    );
     let again = RtpPacket::parse(wire).expect("a serialised packet parses");
     assert_eq!(again, packet);
 });

@@ -5,8 +5,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use siprtmp_core::sdp::{
-    answer, negotiated_media, process_answer, reoffer, Codec, LocalCapabilities,
-    MediaCapability, Origin, SessionDescription,
+    answer, negotiated_media, process_answer, reoffer, Codec, LocalCapabilities, MediaCapability,
+    Origin, SessionDescription,
 };
 
 fn local() -> LocalCapabilities {
@@ -26,7 +26,9 @@ fn local() -> LocalCapabilities {
             MediaCapability::new(
                 "video",
                 4002,
-                vec![Codec::new(97, "H264", 90000, None).with_param("packetization-mode", Some("1"))],
+                vec![
+                    Codec::new(97, "H264", 90000, None).with_param("packetization-mode", Some("1"))
+                ],
             ),
         ],
     }
@@ -66,7 +68,10 @@ fuzz_target!(|data: &[u8]| {
     let caps = local();
     if let Ok(ans) = answer(&sdp, &caps, &origin()) {
         let ans_text = ans.serialize();
-        assert!(SessionDescription::parse(ans_text.as_bytes()).is_ok(), "our answer does not parse");
+        assert!(
+            SessionDescription::parse(ans_text.as_bytes()).is_ok(),
+            "our answer does not parse"
+        );
         let _ = negotiated_media(&ans, &sdp, true);
     }
     // As an answer to our own offer.

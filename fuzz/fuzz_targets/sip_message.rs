@@ -8,8 +8,8 @@
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use siprtmp_core::sip::{
-    fill_received_in, parse_datagram, response_destination, Authorization, Challenge,
-    ParseLimits, SipMessage, StreamFramer, Transport,
+    fill_received_in, parse_datagram, response_destination, Authorization, Challenge, ParseLimits,
+    SipMessage, StreamFramer, Transport,
 };
 
 fn exercise(msg: &SipMessage) {
@@ -71,10 +71,17 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(msg) = parse_datagram(data) {
         exercise(&msg);
-        assert_eq!(&msg.wire_bytes()[..], data, "an unchanged message is forwarded as is");
+        assert_eq!(
+            &msg.wire_bytes()[..],
+            data,
+            "an unchanged message is forwarded as is"
+        );
         let wire = msg.to_bytes();
         let again = parse_datagram(&wire).unwrap_or_else(|e| {
-            panic!("re-serialised message does not parse: {e:?}\n{}", String::from_utf8_lossy(&wire))
+            panic!(
+                "re-serialised message does not parse: {e:?}\n{}",
+                String::from_utf8_lossy(&wire)
+            )
         });
         assert_eq!(again.method(), msg.method());
         assert_eq!(again.status(), msg.status());
@@ -83,6 +90,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let (whole, whole_err) = frame_all(data, data.len().max(1));
     let (split, split_err) = frame_all(data, usize::from(mode) + 1);
-    assert_eq!(whole, split, "framed messages depend on how the stream was split");
+    assert_eq!(
+        whole, split,
+        "framed messages depend on how the stream was split"
+    );
     assert_eq!(whole_err, split_err);
 });

@@ -12,12 +12,17 @@ use siprtmp_core::rtp::RtpPacket;
 fuzz_target!(|data: &[u8]| {
     let walked: Vec<_> = frames(data).collect();
     let ok = walked.iter().take_while(|f| f.is_ok()).count();
-    assert!(walked.iter().skip(ok).count() <= 1, "an error is yielded once, then the walk stops");
+    assert!(
+        walked.iter().skip(ok).count() <= 1,
+        "an error is yielded once, then the walk stops"
+    );
     let mut out = BytesMut::new();
     match wideband_to_narrowband(data, &mut out) {
         Ok(n) => {
             assert_eq!(n, ok, "frames stripped differ from frames walked");
-            let nb: Vec<_> = frames(&out).collect::<Result<_, _>>().expect("narrowband output walks");
+            let nb: Vec<_> = frames(&out)
+                .collect::<Result<_, _>>()
+                .expect("narrowband output walks");
             assert_eq!(nb.len(), n);
             assert!(nb.iter().all(|f| f.wb_layers == 0), "a wideband layer left");
             assert!(out.len() <= data.len(), "stripping made the packet longer");

@@ -59,8 +59,7 @@ pub fn same(a: &Value, b: &Value) -> bool {
         (Dictionary(x, w1), Dictionary(y, w2)) => {
             w1 == w2
                 && x.len() == y.len()
-                && x
-                    .iter()
+                && x.iter()
                     .zip(y)
                     .all(|(p, q)| same(&p.0, &q.0) && same(&p.1, &q.1))
         }

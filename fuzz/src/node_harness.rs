@@ -39,9 +39,7 @@ use siprtmp_core::tcp::{TcpCommand, TcpEvent};
 use siprtmp_core::testkit::MemoryFs;
 use siprtmp_core::udp::{SocketId, UdpCommand, UdpEvent};
 
-use crate::node_ops::{
-    Answer, App, Command, FileAnswer, MediaKind, Op, Peer, Script, Setup,
-};
+use crate::node_ops::{Answer, App, Command, FileAnswer, MediaKind, Op, Peer, Script, Setup};
 
 /// At most this many connections are open at once (each may hold up to the hard backlog).
 pub const MAX_CONNS: usize = 12;
@@ -235,7 +233,8 @@ impl Harness {
             if n == 0 {
                 break;
             }
-            self.node.handle(self.now, Input::Drained { conn: id, bytes: n });
+            self.node
+                .handle(self.now, Input::Drained { conn: id, bytes: n });
             taken += n;
         }
         let c = &mut self.conns[i];
@@ -379,7 +378,10 @@ impl Harness {
     }
 
     fn check_conn_event(&self, conn: ConnId, what: &Event) {
-        assert!(self.known.contains(&conn), "event about unknown {conn}: {what:?}");
+        assert!(
+            self.known.contains(&conn),
+            "event about unknown {conn}: {what:?}"
+        );
         assert!(
             !self.disconnected.contains(&conn),
             "event about {conn} after its Disconnected: {what:?}"
@@ -389,7 +391,12 @@ impl Harness {
     fn output(&mut self, out: Output) {
         if self.trace {
             match &out {
-                Output::Udp(UdpCommand::SendTo { socket, destination, head, body }) => eprintln!(
+                Output::Udp(UdpCommand::SendTo {
+                    socket,
+                    destination,
+                    head,
+                    body,
+                }) => eprintln!(
                     "  < udp {socket:?} -> {destination}: {} bytes",
                     head.len() + body.len()
                 ),
@@ -464,7 +471,11 @@ impl Harness {
 
     fn file_request(&mut self, request: FileRequest) {
         let state = self.files.entry(request.file).or_default();
-        assert!(!state.closed, "request for {} after its Close: {request:?}", request.file);
+        assert!(
+            !state.closed,
+            "request for {} after its Close: {request:?}",
+            request.file
+        );
         let fresh = state.pending.is_empty() && !self.fs.log.iter().any(|r| r.file == request.file);
         match &request.op {
             FileOp::Open { path, .. } => {
@@ -491,7 +502,13 @@ impl Harness {
             return;
         }
         let id = ids[usize::from(which) % ids.len()];
-        let request = self.files.get_mut(&id).unwrap().pending.pop_front().unwrap();
+        let request = self
+            .files
+            .get_mut(&id)
+            .unwrap()
+            .pending
+            .pop_front()
+            .unwrap();
         let result = match (how, &request.op) {
             (_, FileOp::Close) => self.fs.execute(&request),
             (FileAnswer::Fail, _) => {
@@ -501,11 +518,14 @@ impl Harness {
             (FileAnswer::Bytes(data), FileOp::Read { len, .. }) => {
                 self.fs.log.push(request.clone());
                 let n = data.0.len().min(*len);
-                Ok(siprtmp_core::node::FileReply::Read(Bytes::copy_from_slice(&data.0[..n])))
+                Ok(siprtmp_core::node::FileReply::Read(Bytes::copy_from_slice(
+                    &data.0[..n],
+                )))
             }
             _ => self.fs.execute(&request),
         };
-        self.node.handle(self.now, Input::FileDone { file: id, result });
+        self.node
+            .handle(self.now, Input::FileDone { file: id, result });
     }
 
     fn udp(&mut self, command: UdpCommand) {
@@ -514,7 +534,10 @@ impl Harness {
                 socket, mut addr, ..
             } => {
                 self.requested.insert(socket);
-                assert!(!self.sockets.contains_key(&socket), "{socket:?} bound twice");
+                assert!(
+                    !self.sockets.contains_key(&socket),
+                    "{socket:?} bound twice"
+                );
                 if addr.port() == 0 {
                     self.next_port += 1;
                     addr.set_port(self.next_port);
@@ -544,8 +567,7 @@ impl Harness {
                     if let Some(far) = &mut self.far {
                         far.handle_datagram(self.now, from, data);
                     }
-                } else if let Some((&to, _)) =
-                    self.sockets.iter().find(|(_, a)| **a == destination)
+                } else if let Some((&to, _)) = self.sockets.iter().find(|(_, a)| **a == destination)
                 {
                     self.node.handle(
                         self.now,
@@ -558,7 +580,10 @@ impl Harness {
                 }
             }
             UdpCommand::Unbind { socket } => {
-                assert!(self.requested.contains(&socket), "unbind of unknown {socket:?}");
+                assert!(
+                    self.requested.contains(&socket),
+                    "unbind of unknown {socket:?}"
+                );
                 self.sockets.remove(&socket);
             }
         }
@@ -606,7 +631,8 @@ impl Harness {
                 s.extend_from_slice(seg);
             }
             let n = s.len();
-            self.node.handle(self.now, Input::Drained { conn: id, bytes: n });
+            self.node
+                .handle(self.now, Input::Drained { conn: id, bytes: n });
             if let Ok(Some(c2)) = hs.receive(&mut s) {
                 self.receive(id, &c2);
             }
@@ -622,9 +648,10 @@ impl Harness {
         let s = |x: &str| Value::string(x);
         match command {
             Command::CreateStream => client.create_stream(),
-            Command::Publish { stream, name } => {
-                client.publish(u32::from(stream % 4), NAMES[usize::from(name) % NAMES.len()])
-            }
+            Command::Publish { stream, name } => client.publish(
+                u32::from(stream % 4),
+                NAMES[usize::from(name) % NAMES.len()],
+            ),
             Command::Play {
                 stream,
                 name,
@@ -639,24 +666,36 @@ impl Harness {
                 "pause",
                 vec![Value::Boolean(pause), Value::Number(f64::from(ms))],
             ),
-            Command::Seek { stream, ms } => {
-                client.call(u32::from(stream % 4), "seek", vec![Value::Number(f64::from(ms))])
-            }
+            Command::Seek { stream, ms } => client.call(
+                u32::from(stream % 4),
+                "seek",
+                vec![Value::Number(f64::from(ms))],
+            ),
             Command::CloseStream { stream, delete } => {
                 if delete {
-                    client.call(0, "deleteStream", vec![Value::Number(f64::from(stream % 4))])
+                    client.call(
+                        0,
+                        "deleteStream",
+                        vec![Value::Number(f64::from(stream % 4))],
+                    )
                 } else {
                     client.call(u32::from(stream % 4), "closeStream", vec![])
                 }
             }
             Command::Invite { codec } => {
                 let mut args = vec![s("bob@10.0.0.2:5060")];
-                args.extend(CODECS[usize::from(codec) % CODECS.len()].iter().map(|c| s(c)));
+                args.extend(
+                    CODECS[usize::from(codec) % CODECS.len()]
+                        .iter()
+                        .map(|c| s(c)),
+                );
                 args.push(s("dtmf"));
                 client.call(0, "invite", args)
             }
             Command::Accept { codec } => {
-                let args = CODECS[usize::from(codec) % CODECS.len()].iter().map(|c| s(c));
+                let args = CODECS[usize::from(codec) % CODECS.len()]
+                    .iter()
+                    .map(|c| s(c));
                 client.call(0, "accept", args.collect())
             }
             Command::Reject => client.call(0, "reject", vec![s("busy")]),
@@ -695,7 +734,10 @@ impl Harness {
         let mut spins = 0;
         while self.node.poll_timeout().is_some_and(|t| t <= self.now) {
             spins += 1;
-            assert!(spins < 100, "a timer stays due after Timeout: the driver would spin");
+            assert!(
+                spins < 100,
+                "a timer stays due after Timeout: the driver would spin"
+            );
             self.node.handle(self.now, Input::Timeout);
             self.pump();
         }
@@ -748,7 +790,11 @@ impl Harness {
             }
             Op::Drain { conn, max } => {
                 if let Some(i) = self.open_conn(conn) {
-                    let max = if max == 0 { usize::MAX } else { usize::from(max) };
+                    let max = if max == 0 {
+                        usize::MAX
+                    } else {
+                        usize::from(max)
+                    };
                     self.drain(i, max);
                 }
             }
@@ -764,7 +810,9 @@ impl Harness {
             Op::PutFile { name, data } => {
                 let name = NAMES[usize::from(name) % NAMES.len()];
                 for app in ["live", "vod"] {
-                    self.fs.files.insert(format!("{app}/{name}.flv"), data.0.to_vec());
+                    self.fs
+                        .files
+                        .insert(format!("{app}/{name}.flv"), data.0.to_vec());
                 }
             }
             Op::Datagram { socket, from, data } => {
@@ -830,7 +878,11 @@ impl Harness {
             }
             let queued = self.node.queued_bytes(c.id);
             let segments: usize = self.node.queued_segments(c.id).map(|s| s.len()).sum();
-            assert_eq!(queued, segments, "{}: queued_bytes and segments differ", c.id);
+            assert_eq!(
+                queued, segments,
+                "{}: queued_bytes and segments differ",
+                c.id
+            );
             assert!(
                 queued <= HARD_BACKLOG + slack,
                 "{}: {queued} bytes queued, past the hard backlog",
@@ -871,7 +923,10 @@ impl Harness {
         }
         assert_eq!(self.node.connection_count(), 0);
         for id in &self.known {
-            assert!(self.disconnected.contains(id), "{id} never got its Disconnected");
+            assert!(
+                self.disconnected.contains(id),
+                "{id} never got its Disconnected"
+            );
         }
         for (id, state) in &self.files {
             assert!(state.closed, "{id} left open after every connection closed");
