@@ -173,7 +173,7 @@ fn sip_messages(log: &str) -> Vec<Vec<u8>> {
     // A message ends with its blank line (and body, if any): trim what sipp adds after.
     out.into_iter()
         .map(|m| {
-            let text = String::from_utf8_lossy(&m).trim_end().to_string();
+            let text = String::from_utf8_lossy(&m).trim().to_string();
             let mut text = text.replace("\r\n", "\n").replace('\n', "\r\n");
             if !text.contains("\r\n\r\n") {
                 text.push_str("\r\n");
@@ -610,6 +610,10 @@ fn node_seeds(
         e.op(Op::Open {
             handshake: true,
             app: App::Live,
+        });
+        e.op(Op::Command {
+            conn: 1,
+            command: Command::CreateStream,
         });
         e.op(Op::Command {
             conn: 1,
