@@ -407,7 +407,7 @@ fn corpus(input: &Path, out_dir: &Path) {
                 rtp_timestamp: 160_000,
                 packet_count: 1000,
                 octet_count: 160_000,
-                reports: vec![block.clone()],
+                reports: vec![block],
                 profile_extension: Bytes::new(),
             }),
             sdes.clone(),

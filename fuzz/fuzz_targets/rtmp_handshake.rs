@@ -8,7 +8,8 @@ use libfuzzer_sys::fuzz_target;
 use siprtmp_core::rng::SeededRng;
 use siprtmp_core::rtmp::handshake::{ClientHandshake, ServerHandshake};
 
-const HANDSHAKE: usize = 1 + 1536 + 1536;
+const C0C1: usize = 1 + 1536;
+const HANDSHAKE: usize = C0C1 + 1536;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
@@ -27,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
             match server.receive(&mut buf) {
                 Ok(Some(reply)) => {
                     assert_eq!(reply.len(), HANDSHAKE, "S0+S1+S2");
-                    assert!(fed >= 1 + 1536, "answered before C0+C1 arrived");
+                    assert!(fed >= C0C1, "answered before C0+C1 arrived");
                 }
                 Ok(None) => {}
                 Err(_) => return,
@@ -44,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
         );
     } else {
         let (mut client, c0c1) = ClientHandshake::new(&mut rng, 0, mode & 0x40 != 0);
-        assert_eq!(c0c1.len(), 1 + 1536);
+        assert_eq!(c0c1.len(), C0C1);
         let mut buf = BytesMut::new();
         for chunk in rest.chunks(piece) {
             buf.extend_from_slice(chunk);

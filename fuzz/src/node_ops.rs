@@ -339,7 +339,7 @@ impl Encoder {
     /// Variant `index` of an enum of `count` variants, as the derive reads it: a u32 `x`
     /// with `(x * count) >> 32 == index`.
     fn variant(&mut self, index: u32, count: u32) {
-        let x = ((u64::from(index) << 32) + u64::from(count) - 1) / u64::from(count);
+        let x = (u64::from(index) << 32).div_ceil(u64::from(count));
         self.out.extend_from_slice(&(x as u32).to_le_bytes());
     }
 
