@@ -199,6 +199,12 @@ impl FileScanner {
             };
             self.header_done = true;
             self.next = u64::from(header.data_offset) + PREVIOUS_TAG_SIZE_LEN as u64;
+            // A header whose tags would start past the end of the file is corrupt: taken at
+            // its word, `end` (where an append writes) would lie up to 4 GiB past the file.
+            if self.next > self.size {
+                self.done = true;
+                return Err(FlvError::BadDataOffset(header.data_offset));
+            }
             self.summary.first_tag = self.next;
             self.summary.end = self.next;
             self.need = 0;
@@ -355,6 +361,25 @@ mod tests {
         assert_eq!(s.index.entries(), &[(0, key1), (80, key2)]);
         assert_eq!(s.last_timestamp, 80);
         assert_eq!(s.end, end);
+    }
+
+    #[test]
+    fn a_data_offset_past_the_end_of_the_file_is_an_error() {
+        // Found by the flv_index fuzz target: the header's data offset (0xffff0009) put
+        // `end`, where the recorder appends, 4 GiB past this 13-byte file.
+        let file = b"FLV\x01\x05\xff\xff\x00\x09\x00\x00\x00\x00";
+        let mut scanner = FileScanner::new(file.len() as u64, 1 << 20);
+        assert_eq!(scanner.wanted().map(|w| w.0), Some(0));
+        assert_eq!(
+            scanner.feed(0, file),
+            Err(FlvError::BadDataOffset(0xffff_0009))
+        );
+        assert!(scanner.is_done());
+        // A file that is only a header still scans, with its end at its size.
+        let mut scanner = FileScanner::new(13, 1 << 20);
+        scanner.feed(0, &header()).unwrap();
+        assert!(scanner.is_done());
+        assert_eq!(scanner.finish().end, 13);
     }
 
     #[test]

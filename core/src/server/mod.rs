@@ -417,6 +417,9 @@ impl RtmpServer {
         }
         self.gateway_closed(self.last_now, conn);
         self.sessions.remove(conn);
+        // Ending its streams may have queued a status to the connection itself (a recording
+        // publisher's unpublish): the driver must hear nothing more about it.
+        self.transmits.retain(|c| *c != conn);
         self.outputs
             .push_back(Output::Event(Event::Disconnected { conn }));
     }
