@@ -9,7 +9,11 @@
 //!
 //! The decoder keeps per-chunk-stream state and the partial message of each chunk stream. All
 //! of it is bounded by [`ChunkLimits`], because every number in a chunk header comes from the
-//! peer: a hostile header can only make the decoder return a [`ChunkError`].
+//! peer: a hostile header can only make the decoder return a [`ChunkError`]. Memory is taken
+//! as bytes arrive, never for what a header announces: a partial message grows (at most
+//! doubling, never past its length) with the bytes received, and a chunk longer than
+//! [`STREAMED_CHUNK`] (a peer may announce chunks of up to 16 MiB) is taken in as it arrives
+//! instead of waiting whole in the input buffer.
 
 use std::fmt;
 
@@ -25,6 +29,11 @@ pub const DEFAULT_CHUNK_SIZE: u32 = 128;
 /// (its length field has 24 bits), so larger chunks are never needed.
 pub const MAX_CHUNK_SIZE: u32 = 0x00FF_FFFF;
 
+/// Chunks longer than this are taken into their message as their bytes arrive; shorter ones
+/// wait whole in the input, so that a message in one chunk (most audio and video at the
+/// usual chunk sizes) is split off the input without a copy.
+pub const STREAMED_CHUNK: usize = 64 * 1024;
+
 /// Bounds on what one peer can make the decoder hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkLimits {
@@ -32,17 +41,20 @@ pub struct ChunkLimits {
     pub max_message_size: u32,
     /// How many distinct chunk stream ids one peer may use.
     pub max_chunk_streams: usize,
-    /// Bytes of unfinished messages held at once, over all chunk streams.
+    /// Bytes of unfinished messages held at once, over all chunk streams (the buffers'
+    /// capacity, which is what they cost).
     pub max_partial_bytes: usize,
 }
 
 impl Default for ChunkLimits {
-    /// 8 MiB messages (a 4K keyframe fits), 64 chunk streams, 16 MiB of partial messages.
+    /// 8 MiB messages (a 4K keyframe at 50 Mbit/s is 1-3 MiB), 64 chunk streams, and 9 MiB of
+    /// partial messages: one message of the largest size on one chunk stream (an encoder
+    /// interleaves one video message with audio, whose messages are small) and 1 MiB more.
     fn default() -> Self {
         Self {
             max_message_size: 8 * 1024 * 1024,
             max_chunk_streams: 64,
-            max_partial_bytes: 16 * 1024 * 1024,
+            max_partial_bytes: 9 * 1024 * 1024,
         }
     }
 }
@@ -153,6 +165,9 @@ pub struct ChunkDecoder {
     /// turns).
     last: usize,
     partial_bytes: usize,
+    /// A long chunk being taken in as it arrives: its chunk stream's index and the payload
+    /// bytes still to come.
+    in_chunk: Option<(usize, usize)>,
 }
 
 impl ChunkDecoder {
@@ -164,6 +179,7 @@ impl ChunkDecoder {
             streams: SmallVec::new(),
             last: 0,
             partial_bytes: 0,
+            in_chunk: None,
         }
     }
 
@@ -184,9 +200,11 @@ impl ChunkDecoder {
 
     /// Applies an Abort Message: drops the unfinished message of chunk stream `csid`.
     pub fn abort(&mut self, csid: u32) {
+        // (An abort cannot arrive in the middle of a chunk being taken in: that chunk's bytes
+        // come first on the wire.)
         if let Some(stream) = self.streams.iter_mut().find(|s| s.csid == csid) {
             if let Some(partial) = stream.partial.take() {
-                self.partial_bytes -= partial.len();
+                self.partial_bytes -= partial.capacity();
             }
         }
     }
@@ -200,6 +218,19 @@ impl ChunkDecoder {
     /// input holds no further whole chunk (`Ok(None)`; the rest stays in `input`).
     pub fn decode(&mut self, input: &mut BytesMut) -> Result<Option<RtmpMessage>, ChunkError> {
         loop {
+            if let Some((index, remaining)) = self.in_chunk {
+                if input.is_empty() {
+                    return Ok(None);
+                }
+                let take = remaining.min(input.len());
+                self.append(index, &input[..take])?;
+                input.advance(take);
+                self.in_chunk = (take < remaining).then_some((index, remaining - take));
+                if let Some(message) = self.complete(index) {
+                    return Ok(Some(message));
+                }
+                continue;
+            }
             let Some(header) = self.parse_header(input)? else {
                 return Ok(None);
             };
@@ -222,7 +253,10 @@ impl ChunkDecoder {
             }
             let held = stream.partial.as_ref().map_or(0, BytesMut::len);
             let chunk_len = (length as usize - held).min(self.chunk_size as usize);
-            if input.len() < header.header_len + chunk_len {
+            let whole = input.len() >= header.header_len + chunk_len;
+            // A long chunk starts being taken in once its header and a first byte are here.
+            let streamed = !whole && chunk_len > STREAMED_CHUNK && input.len() > header.header_len;
+            if !whole && !streamed {
                 return Ok(None);
             }
             // The whole chunk is here: commit the header to the chunk stream's state.
@@ -243,29 +277,61 @@ impl ChunkDecoder {
             }
             input.advance(header.header_len);
             let whole_in_one_chunk = starts_message && chunk_len == length as usize;
-            if whole_in_one_chunk {
+            if whole_in_one_chunk && whole {
                 // The common case for audio and small video: no reassembly, no copy.
                 let payload = input.split_to(chunk_len).freeze();
                 return Ok(Some(stream.message(payload)));
             }
-            if self.partial_bytes + chunk_len > self.limits.max_partial_bytes {
+            if stream.partial.is_none() {
+                stream.partial = Some(BytesMut::new());
+            }
+            let take = chunk_len.min(input.len());
+            self.append(index, &input[..take])?;
+            input.advance(take);
+            if take < chunk_len {
+                self.in_chunk = Some((index, chunk_len - take));
+                continue;
+            }
+            if let Some(message) = self.complete(index) {
+                return Ok(Some(message));
+            }
+        }
+    }
+
+    /// Appends `bytes` to the partial message of chunk stream `index`, growing its buffer by
+    /// at most doubling and never past the message's length, within the partial-bytes limit.
+    fn append(&mut self, index: usize, bytes: &[u8]) -> Result<(), ChunkError> {
+        let stream = &mut self.streams[index];
+        let length = stream.length as usize;
+        let partial = stream.partial.get_or_insert_with(BytesMut::new);
+        let (len, capacity) = (partial.len(), partial.capacity());
+        if capacity - len < bytes.len() {
+            // Grow with the data actually received, not with the peer's claim.
+            let target = (capacity * 2).max(len + bytes.len()).max(4096).min(length);
+            if self.partial_bytes - capacity + target > self.limits.max_partial_bytes {
                 return Err(ChunkError::PartialBytesExceeded(
                     self.limits.max_partial_bytes,
                 ));
             }
-            let partial = stream.partial.get_or_insert_with(|| {
-                // Grow with the data actually received, not with the peer's claim.
-                BytesMut::with_capacity((length as usize).min(64 * 1024))
-            });
-            partial.extend_from_slice(&input[..chunk_len]);
-            input.advance(chunk_len);
-            self.partial_bytes += chunk_len;
-            if partial.len() == length as usize {
-                let payload = stream.partial.take().expect("partial exists").freeze();
-                self.partial_bytes -= payload.len();
-                return Ok(Some(stream.message(payload)));
-            }
+            let mut bigger = BytesMut::with_capacity(target);
+            bigger.extend_from_slice(partial);
+            // `with_capacity` may round up: account for what was really taken.
+            self.partial_bytes = self.partial_bytes - capacity + bigger.capacity();
+            *partial = bigger;
         }
+        partial.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// The message of chunk stream `index`, if its partial message is now complete.
+    fn complete(&mut self, index: usize) -> Option<RtmpMessage> {
+        let stream = &mut self.streams[index];
+        if stream.partial.as_ref()?.len() < stream.length as usize {
+            return None;
+        }
+        let payload = stream.partial.take()?;
+        self.partial_bytes -= payload.capacity();
+        Some(stream.message(payload.freeze()))
     }
 
     /// The index of `csid`'s state, if it has one.

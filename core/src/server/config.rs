@@ -29,6 +29,15 @@ pub struct ServerConfig {
     pub peer_bandwidth: u32,
     /// Bounds on what a peer may make the chunk decoder hold.
     pub chunk_limits: ChunkLimits,
+    /// Bytes of unfinished messages all connections together may hold (each also within
+    /// [`ChunkLimits::max_partial_bytes`]): the connection whose bytes would pass it is
+    /// closed, so that many connections each within their own limit cannot exhaust memory.
+    pub max_total_partial_bytes: usize,
+    /// Connections at once (0: no limit); a connection beyond is closed as it is accepted.
+    pub max_connections: usize,
+    /// Connections at once from one IP address (0: no limit); a connection beyond is closed
+    /// as it is accepted.
+    pub max_connections_per_ip: usize,
     /// Backlog (bytes queued but not yet taken by the kernel) past which a player's non-key
     /// video is dropped until the next keyframe.
     pub player_soft_backlog: usize,
@@ -101,6 +110,9 @@ impl Default for ServerConfig {
             window_ack_size: 2_500_000,
             peer_bandwidth: 2_500_000,
             chunk_limits: ChunkLimits::default(),
+            max_total_partial_bytes: 256 * 1024 * 1024,
+            max_connections: 10_000,
+            max_connections_per_ip: 128,
             player_soft_backlog: 1024 * 1024,
             player_hard_backlog: 8 * 1024 * 1024,
             max_gop_cache_bytes: 32 * 1024 * 1024,

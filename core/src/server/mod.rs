@@ -44,6 +44,7 @@ use crate::media::frame::MediaFrame;
 use crate::node::{ConnId, Event, Output};
 use crate::rng::SeededRng;
 use crate::rtmp::aggregate::split_aggregate;
+use crate::rtmp::chunk_decoder::ChunkDecoder;
 use crate::rtmp::command::{message_values, status_object, Command};
 use crate::rtmp::control::{ProtocolControl, UserControl};
 use crate::rtmp::handshake::ServerHandshake;
@@ -95,6 +96,11 @@ pub struct RtmpServer {
     recorders: HashMap<FileId, Recorder>,
     /// Recordings that stopped on an error, since the start.
     recordings_failed: u64,
+    /// Unfinished-message bytes of every connection (their `partial_counted`), against
+    /// [`ServerConfig::max_total_partial_bytes`].
+    partial_total: usize,
+    /// Connections per peer IP address, against [`ServerConfig::max_connections_per_ip`].
+    per_ip: HashMap<std::net::IpAddr, u32>,
     vods: HashMap<FileId, VodPlayer>,
     /// What files hold (keyframe index, metadata, configs), by path, with the size it was
     /// computed for.
@@ -137,6 +143,8 @@ impl RtmpServer {
             next_file: 0,
             recorders: HashMap::new(),
             recordings_failed: 0,
+            partial_total: 0,
+            per_ip: HashMap::new(),
             vods: HashMap::new(),
             file_cache: HashMap::new(),
             gateway: config_gateway,
@@ -207,10 +215,52 @@ impl RtmpServer {
         let mut session = Session::new(id, peer, handshake, self.config.chunk_limits, now);
         let deadline = now + self.config.handshake_timeout;
         session.next_check = deadline;
+        let total = self.sessions.len();
         self.sessions.insert(session);
         self.timers
             .push(Reverse((deadline, Timer::Connection(id.0))));
+        let from_ip = self.per_ip.entry(peer.ip()).or_default();
+        *from_ip += 1;
+        let (max, max_per_ip) = (
+            self.config.max_connections,
+            self.config.max_connections_per_ip,
+        );
+        if max > 0 && total >= max {
+            self.close(id, format!("the server has its {max} connections"));
+        } else if max_per_ip > 0 && *from_ip as usize > max_per_ip {
+            let ip = peer.ip();
+            self.close(id, format!("{ip} has its {max_per_ip} connections"));
+        }
         id
+    }
+
+    /// Counts `conn`'s unfinished-message bytes in the server's total; closes it when they
+    /// would take the total past [`ServerConfig::max_total_partial_bytes`].
+    fn count_partial(&mut self, conn: ConnId) {
+        let Some(session) = self.sessions.get_mut(conn) else {
+            return;
+        };
+        let now = session.decoder.partial_bytes();
+        let before = std::mem::replace(&mut session.partial_counted, now);
+        self.partial_total = self.partial_total - before + now;
+        if now > before && self.partial_total > self.config.max_total_partial_bytes {
+            let budget = self.config.max_total_partial_bytes;
+            self.close(
+                conn,
+                format!("the server's {budget} bytes for unfinished messages are in use"),
+            );
+        }
+    }
+
+    /// Forgets `conn`'s unfinished messages (it is closing): their memory goes now, and out
+    /// of the server's total.
+    fn release_partial(&mut self, conn: ConnId) {
+        let Some(session) = self.sessions.get_mut(conn) else {
+            return;
+        };
+        self.partial_total -= std::mem::take(&mut session.partial_counted);
+        session.decoder = ChunkDecoder::new(self.config.chunk_limits);
+        session.rx = BytesMut::new();
     }
 
     /// Bytes arrived on `conn`.
@@ -266,6 +316,7 @@ impl RtmpServer {
             }
         }
         self.decode_messages(now, conn);
+        self.count_partial(conn);
         self.acknowledge(conn);
     }
 
@@ -416,6 +467,16 @@ impl RtmpServer {
             self.detach(conn);
         }
         self.gateway_closed(self.last_now, conn);
+        self.release_partial(conn);
+        if let Some(peer) = self.sessions.get(conn).map(|s| s.peer.ip()) {
+            if let std::collections::hash_map::Entry::Occupied(mut count) = self.per_ip.entry(peer)
+            {
+                *count.get_mut() -= 1;
+                if *count.get() == 0 {
+                    count.remove();
+                }
+            }
+        }
         self.sessions.remove(conn);
         // Ending its streams may have queued a status to the connection itself (a recording
         // publisher's unpublish): the driver must hear nothing more about it.
@@ -434,6 +495,7 @@ impl RtmpServer {
         }
         self.detach(conn);
         self.gateway_closed(self.last_now, conn);
+        self.release_partial(conn);
         if let Some(session) = self.sessions.get_mut(conn) {
             if session.is_active() && session.app.is_some() {
                 // Best effort: the driver writes what it can before it closes the socket.
