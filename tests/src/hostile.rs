@@ -149,3 +149,50 @@ pub fn free_udp_block(ip: IpAddr, count: u16) -> u16 {
     }
     panic!("no {count} free consecutive UDP ports on {ip}");
 }
+
+/// An RTMP peer on a raw socket that completes the handshake, announces a Set Chunk Size of
+/// 8,388,000 and an 8 MiB video message, sends `body` bytes of it and holds the rest back:
+/// the hardening issue's memory bomb. Returns the open socket (drop it to leave), or the
+/// error when the server closed it first.
+pub fn memory_bomb(server: SocketAddr, body: usize) -> std::io::Result<std::net::TcpStream> {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(server)?;
+    socket.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut c0c1 = vec![3u8];
+    c0c1.resize(1 + 1536, 0x42);
+    socket.write_all(&c0c1)?;
+    let mut s0s1s2 = vec![0u8; 1 + 1536 + 1536];
+    socket.read_exact(&mut s0s1s2)?;
+    // C2 echoes S1.
+    socket.write_all(&s0s1s2[1..1 + 1536])?;
+    let mut wire = vec![0x02, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0];
+    wire.extend_from_slice(&8_388_000u32.to_be_bytes());
+    wire.extend_from_slice(&[3, 0, 0, 0, 0x80, 0, 0, 9, 1, 0, 0, 0]);
+    socket.write_all(&wire)?;
+    let block = vec![0x55u8; 64 * 1024];
+    let mut left = body;
+    while left > 0 {
+        let n = left.min(block.len());
+        socket.write_all(&block[..n])?;
+        left -= n;
+    }
+    Ok(socket)
+}
+
+/// The resident memory of process `pid`, in bytes (`VmRSS` of `/proc/PID/status`).
+pub fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+        .expect("VmRSS")
+}
+
+/// Open descriptors of process `pid` (entries of `/proc/PID/fd`).
+pub fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
