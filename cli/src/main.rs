@@ -2,6 +2,7 @@
 //! before anything starts (an error names its flag, or its file, line and key), sets up
 //! logging, and runs the node on the chosen driver until SIGINT or SIGTERM.
 
+mod allocator;
 mod auth;
 mod config;
 mod diagnostics;
@@ -23,6 +24,7 @@ use siprtmp_core::node::NodeConfig;
 use siprtmp_driver_common::{Decider, DriverConfig, Stopper};
 
 fn main() -> ExitCode {
+    allocator::configure();
     let flags = Flags::parse();
     let source = match flags.config.as_deref().map(FileConfig::read).transpose() {
         Ok(source) => source,
