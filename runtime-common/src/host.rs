@@ -617,7 +617,8 @@ mod tests {
             else {
                 unreachable!()
             };
-            self.client.publish(id, name);
+            // As `record`: the publisher asks for the recording, and so hears how it goes.
+            self.client.publish_as(id, name, "record");
             (id, self.until(|e| matches!(e, ClientEvent::Status(..))))
         }
     }

@@ -201,8 +201,14 @@ impl RtmpClient {
 
     /// Sends `publish(name, "live")` on `stream_id`.
     pub fn publish(&mut self, stream_id: u32, name: &str) {
+        self.publish_as(stream_id, name, "live");
+    }
+
+    /// Sends `publish(name, kind)` on `stream_id`: `kind` is `live`, `record` (the server
+    /// records it, and says how that goes) or `append`.
+    pub fn publish_as(&mut self, stream_id: u32, name: &str, kind: &str) {
         let t = self.transaction();
-        let args = vec![Value::string(name), Value::string("live")];
+        let args = vec![Value::string(name), Value::string(kind)];
         self.send_command(stream_id, Command::new("publish", t, Value::Null, args));
     }
 
