@@ -467,7 +467,7 @@ impl Harness {
                 assert!(self.setup.decisions, "a question with decisions off");
                 self.questions.push(*request);
             }
-            Event::RecordStopped { .. } => {}
+            Event::RecordStopped { .. } | Event::UnroutedMedia { .. } => {}
         }
     }
 
@@ -486,7 +486,7 @@ impl Harness {
             }
             _ => assert!(!fresh, "{} used before its Open: {request:?}", request.file),
         }
-        if matches!(request.op, FileOp::Close) {
+        if matches!(request.op, FileOp::Close | FileOp::Remove) {
             state.closed = true;
         }
         state.pending.push_back(request);
