@@ -91,21 +91,23 @@ enum VideoIn {
 
 /// In the order written (see [`MediaBridge`]): the translators and the session's per-packet
 /// fields are next to each other.
+/// The source check comes last: a packet from the latched source is told by the bridge's
+/// `latched` flag and `setup.remote`, which it reads anyway.
 #[repr(C)]
 struct AudioLeg {
-    source: SourceFilter,
     setup: LegSetup,
     out: RtmpToRtpAudio,
     back: RtpToRtmpAudio,
     session: RtpSession,
+    source: SourceFilter,
 }
 
 struct VideoLeg {
-    source: SourceFilter,
     setup: LegSetup,
     session: RtpSession,
     out: VideoOut,
     back: VideoIn,
+    source: SourceFilter,
 }
 
 /// Why a datagram from the far end was not used (see [`MediaBridge::from_far_end`]).
@@ -171,6 +173,10 @@ pub enum FromFarEnd {
 pub struct MediaBridge {
     /// False while the far end holds the call (we must not send).
     sending: bool,
+    /// Whether each leg has latched onto its far end's source (see
+    /// [`crate::rtp::source_filter`]), which is then the leg's `setup.remote`: a packet from
+    /// there is taken without a look at the leg's filter.
+    latched: [bool; 2],
     /// No video leg (it is set once, at creation): read on every packet, where `video`'s own
     /// discriminant is a cache line away.
     audio_only: bool,
@@ -284,6 +290,7 @@ impl MediaBridge {
             last_audio_rtp: 0,
             scratch: Vec::new(),
             sending: true,
+            latched: [false; 2],
             drops: DropCounts::default(),
         })
     }
@@ -327,6 +334,7 @@ impl MediaBridge {
         if source.expected() != remote {
             setup.remote = remote;
             source.reset(remote, now);
+            self.latched[leg as usize] = false;
         }
     }
 
@@ -455,14 +463,9 @@ impl MediaBridge {
         match leg {
             Leg::Audio => {
                 let a = self.audio.as_mut().ok_or(Dropped::UnexpectedPayload)?;
-                match a
-                    .source
-                    .check_rtp(now, source, packet.ssrc, packet.sequence)
-                {
-                    SourceVerdict::Accept => {}
-                    // Symmetric RTP: our media goes where the far end's comes from.
-                    SourceVerdict::Learned(from) => a.setup.remote = from,
-                    SourceVerdict::Drop => return Err(Dropped::UnknownSource),
+                let latched = &mut self.latched[Leg::Audio as usize];
+                if !(*latched && source == a.setup.remote) {
+                    check_source(&mut a.source, &mut a.setup, latched, now, source, &packet)?;
                 }
                 if self.dtmf.is_some_and(|(_, rx)| rx == packet.payload_type) {
                     if let Ok(Some(event)) = self.dtmf_rx.receive(packet.timestamp, &packet.payload)
@@ -485,13 +488,9 @@ impl MediaBridge {
             }
             Leg::Video => {
                 let v = self.video.as_mut().ok_or(Dropped::UnexpectedPayload)?;
-                match v
-                    .source
-                    .check_rtp(now, source, packet.ssrc, packet.sequence)
-                {
-                    SourceVerdict::Accept => {}
-                    SourceVerdict::Learned(from) => v.setup.remote = from,
-                    SourceVerdict::Drop => return Err(Dropped::UnknownSource),
+                let latched = &mut self.latched[Leg::Video as usize];
+                if !(*latched && source == v.setup.remote) {
+                    check_source(&mut v.source, &mut v.setup, latched, now, source, &packet)?;
                 }
                 if packet.payload_type != v.setup.receive_pt {
                     return Err(Dropped::UnexpectedPayload);
@@ -529,11 +528,7 @@ impl MediaBridge {
     /// (see [`MediaBridge::from_far_end`]): then an audio RTP packet moves neither a timer nor
     /// a media address.
     pub fn audio_only_and_latched(&self) -> bool {
-        self.audio_only
-            && self
-                .audio
-                .as_ref()
-                .is_some_and(|a| a.source.latched().is_some())
+        self.audio_only && self.latched[Leg::Audio as usize]
     }
 
     /// The earliest time [`MediaBridge::poll`] has work.
@@ -620,6 +615,32 @@ impl MediaBridge {
                 VideoIn::Tunnel(t) => t.reset(),
             }
         }
+    }
+}
+
+/// A packet from another source than the one `setup.remote` names, or before the leg latched:
+/// the leg's filter decides, and what it latches onto becomes where the leg's media goes
+/// (symmetric RTP).
+#[cold]
+fn check_source(
+    filter: &mut SourceFilter,
+    setup: &mut LegSetup,
+    latched: &mut bool,
+    now: Instant,
+    source: SocketAddr,
+    packet: &RtpPacket,
+) -> Result<(), Dropped> {
+    match filter.check_rtp(now, source, packet.ssrc, packet.sequence) {
+        SourceVerdict::Accept => {
+            *latched = filter.latched() == Some(setup.remote);
+            Ok(())
+        }
+        SourceVerdict::Learned(from) => {
+            setup.remote = from;
+            *latched = true;
+            Ok(())
+        }
+        SourceVerdict::Drop => Err(Dropped::UnknownSource),
     }
 }
 

@@ -154,20 +154,27 @@ struct ChunkHeader {
 /// assert_eq!(decoder.decode(&mut wire).unwrap(), Some(msg));
 /// assert!(wire.is_empty());
 /// ```
+///
+/// The fields every chunk reads come first, in the order written (`repr(C)`), before the
+/// chunk streams' states: one cache line of the decoder per chunk.
 #[derive(Debug)]
+#[repr(C)]
 pub struct ChunkDecoder {
-    limits: ChunkLimits,
     chunk_size: u32,
-    streams: SmallVec<[ChunkStream; 8]>,
+    /// A long chunk being taken in as it arrives: the payload bytes still to come (0: none),
+    /// and its chunk stream's index.
+    in_chunk: u32,
+    in_chunk_stream: u32,
     /// The index in `streams` of the chunk stream of the last chunk, looked at first: a
     /// media publisher's chunks mostly follow one another on one chunk stream, which is then
     /// found without walking the others (one cache line each, cold when many sessions take
     /// turns).
     last: usize,
     partial_bytes: usize,
-    /// A long chunk being taken in as it arrives: its chunk stream's index and the payload
-    /// bytes still to come.
-    in_chunk: Option<(usize, usize)>,
+    /// `partial_bytes` when [`ChunkDecoder::take_partial_change`] was last called.
+    partial_reported: usize,
+    limits: ChunkLimits,
+    streams: SmallVec<[ChunkStream; 8]>,
 }
 
 impl ChunkDecoder {
@@ -179,7 +186,9 @@ impl ChunkDecoder {
             streams: SmallVec::new(),
             last: 0,
             partial_bytes: 0,
-            in_chunk: None,
+            partial_reported: 0,
+            in_chunk: 0,
+            in_chunk_stream: 0,
         }
     }
 
@@ -214,22 +223,30 @@ impl ChunkDecoder {
         self.partial_bytes
     }
 
+    /// The bytes of unfinished messages held now and when this was last called (for a budget
+    /// over many decoders, kept up to date after each input).
+    ///
+    /// ```
+    /// use siprtmp_core::rtmp::chunk_decoder::{ChunkDecoder, ChunkLimits};
+    /// let mut decoder = ChunkDecoder::new(ChunkLimits::default());
+    /// assert_eq!(decoder.take_partial_change(), (0, 0));
+    /// ```
+    #[inline]
+    pub fn take_partial_change(&mut self) -> (usize, usize) {
+        let before = std::mem::replace(&mut self.partial_reported, self.partial_bytes);
+        (before, self.partial_bytes)
+    }
+
     /// Consumes whole chunks from `input` until one message is complete (returned), or the
     /// input holds no further whole chunk (`Ok(None)`; the rest stays in `input`).
     pub fn decode(&mut self, input: &mut BytesMut) -> Result<Option<RtmpMessage>, ChunkError> {
         loop {
-            if let Some((index, remaining)) = self.in_chunk {
-                if input.is_empty() {
-                    return Ok(None);
+            if self.in_chunk > 0 {
+                match self.continue_chunk(input)? {
+                    Some(message) => return Ok(Some(message)),
+                    None if self.in_chunk > 0 => return Ok(None),
+                    None => continue,
                 }
-                let take = remaining.min(input.len());
-                self.append(index, &input[..take])?;
-                input.advance(take);
-                self.in_chunk = (take < remaining).then_some((index, remaining - take));
-                if let Some(message) = self.complete(index) {
-                    return Ok(Some(message));
-                }
-                continue;
             }
             let Some(header) = self.parse_header(input)? else {
                 return Ok(None);
@@ -255,8 +272,7 @@ impl ChunkDecoder {
             let chunk_len = (length as usize - held).min(self.chunk_size as usize);
             let whole = input.len() >= header.header_len + chunk_len;
             // A long chunk starts being taken in once its header and a first byte are here.
-            let streamed = !whole && chunk_len > STREAMED_CHUNK && input.len() > header.header_len;
-            if !whole && !streamed {
+            if !whole && (chunk_len <= STREAMED_CHUNK || input.len() <= header.header_len) {
                 return Ok(None);
             }
             // The whole chunk is here: commit the header to the chunk stream's state.
@@ -282,20 +298,33 @@ impl ChunkDecoder {
                 let payload = input.split_to(chunk_len).freeze();
                 return Ok(Some(stream.message(payload)));
             }
-            if stream.partial.is_none() {
-                stream.partial = Some(BytesMut::new());
-            }
             let take = chunk_len.min(input.len());
             self.append(index, &input[..take])?;
             input.advance(take);
             if take < chunk_len {
-                self.in_chunk = Some((index, chunk_len - take));
+                // At most 16 MiB - 1 (the chunk size's bound).
+                self.in_chunk = (chunk_len - take) as u32;
+                self.in_chunk_stream = index as u32;
                 continue;
             }
             if let Some(message) = self.complete(index) {
                 return Ok(Some(message));
             }
         }
+    }
+
+    /// Takes in more of a long chunk being received: the message, if this completed it.
+    #[cold]
+    fn continue_chunk(&mut self, input: &mut BytesMut) -> Result<Option<RtmpMessage>, ChunkError> {
+        let index = self.in_chunk_stream as usize;
+        let take = (self.in_chunk as usize).min(input.len());
+        self.append(index, &input[..take])?;
+        input.advance(take);
+        self.in_chunk -= take as u32;
+        if self.in_chunk > 0 {
+            return Ok(None);
+        }
+        Ok(self.complete(index))
     }
 
     /// Appends `bytes` to the partial message of chunk stream `index`, growing its buffer by

@@ -92,9 +92,10 @@ pub struct GatewayNodeConfig {
     /// one is refused instead.
     pub replace_existing: bool,
     /// Gateway clients at once (each holds a SIP socket); a connect beyond is refused with
-    /// `503`.
+    /// `503`. 0: no limit.
     pub max_clients: usize,
     /// Gateway clients at once from one IP address; a connect beyond is refused with `503`.
+    /// 0: no limit (clients behind one proxy or NAT).
     pub max_clients_per_ip: usize,
 }
 
@@ -380,12 +381,16 @@ impl RtmpServer {
             (total + 1, from_ip + usize::from(g.ip == ip))
         });
         // The connections this one replaces free their place only once their SIP is done.
-        let refusal = if total >= gateway.config.max_clients + replaced {
+        let (max, max_per_ip) = (
+            gateway.config.max_clients,
+            gateway.config.max_clients_per_ip,
+        );
+        let refusal = if max > 0 && total >= max + replaced {
             Some(format!(
                 "503 the gateway has its {} clients",
                 gateway.config.max_clients
             ))
-        } else if from_ip >= gateway.config.max_clients_per_ip + replaced {
+        } else if max_per_ip > 0 && from_ip >= max_per_ip + replaced {
             Some(format!(
                 "503 {ip} has its {} gateway clients",
                 gateway.config.max_clients_per_ip

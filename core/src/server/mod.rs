@@ -96,7 +96,7 @@ pub struct RtmpServer {
     recorders: HashMap<FileId, Recorder>,
     /// Recordings that stopped on an error, since the start.
     recordings_failed: u64,
-    /// Unfinished-message bytes of every connection (their `partial_counted`), against
+    /// Unfinished-message bytes of every connection (as their decoders last reported), against
     /// [`ServerConfig::max_total_partial_bytes`].
     partial_total: usize,
     /// Connections per peer IP address, against [`ServerConfig::max_connections_per_ip`].
@@ -240,8 +240,10 @@ impl RtmpServer {
         let Some(session) = self.sessions.get_mut(conn) else {
             return;
         };
-        let now = session.decoder.partial_bytes();
-        let before = std::mem::replace(&mut session.partial_counted, now);
+        let (before, now) = session.decoder.take_partial_change();
+        if before == now {
+            return;
+        }
         self.partial_total = self.partial_total - before + now;
         if now > before && self.partial_total > self.config.max_total_partial_bytes {
             let budget = self.config.max_total_partial_bytes;
@@ -258,7 +260,8 @@ impl RtmpServer {
         let Some(session) = self.sessions.get_mut(conn) else {
             return;
         };
-        self.partial_total -= std::mem::take(&mut session.partial_counted);
+        let (counted, _) = session.decoder.take_partial_change();
+        self.partial_total -= counted;
         session.decoder = ChunkDecoder::new(self.config.chunk_limits);
         session.rx = BytesMut::new();
     }

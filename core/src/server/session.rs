@@ -107,8 +107,6 @@ pub(crate) struct Session {
     pub next_stream_id: u32,
     /// The deadline of the connection's one live timer entry (older entries are stale).
     pub next_check: Instant,
-    /// The decoder's unfinished-message bytes as last counted in the server's total.
-    pub partial_counted: usize,
 }
 
 impl Session {
@@ -140,7 +138,6 @@ impl Session {
             rx_bytes_acked: 0,
             peer_window: 0,
             awaiting: None,
-            partial_counted: 0,
         }
     }
 

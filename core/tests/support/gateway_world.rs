@@ -73,6 +73,8 @@ impl World {
             bind_ip: "10.0.0.1".parse().unwrap(),
             rtp_ports,
             shared_rtp_ports: shared,
+            // Every client of this world comes from 127.0.0.1.
+            max_clients_per_ip: 0,
             ..GatewayNodeConfig::default()
         });
         let far = UserAgent::new(
