@@ -82,6 +82,14 @@ pub struct RtmpSection {
     pub window_ack_size: Option<u32>,
     pub max_message_size: Option<u32>,
     pub max_chunk_streams: Option<usize>,
+    /// Bytes of unfinished messages one connection may hold (default 9 MiB).
+    pub max_partial_bytes: Option<usize>,
+    /// Bytes of unfinished messages all connections together may hold (default 256 MiB).
+    pub max_total_partial_bytes: Option<usize>,
+    /// Connections at once, counted as they are accepted (default 10000; 0: no limit).
+    pub max_connections: Option<usize>,
+    /// Connections at once from one IP address (default 128; 0: no limit).
+    pub max_connections_per_ip: Option<usize>,
     pub player_soft_backlog: Option<usize>,
     pub player_hard_backlog: Option<usize>,
     pub max_gop_cache_bytes: Option<usize>,
@@ -200,6 +208,13 @@ impl RtmpSection {
         if let Some(v) = self.max_chunk_streams {
             limits.max_chunk_streams = v;
         }
+        at_least_one(
+            "max_partial_bytes",
+            self.max_partial_bytes.map(|v| v as u64),
+        )?;
+        if let Some(v) = self.max_partial_bytes {
+            limits.max_partial_bytes = v;
+        }
         let chunk_size = self.chunk_size.unwrap_or(d.chunk_size);
         if !(128..=0xFF_FFFF).contains(&chunk_size) {
             return Err(ConfigError::value(
@@ -213,6 +228,13 @@ impl RtmpSection {
             window_ack_size: self.window_ack_size.unwrap_or(d.window_ack_size),
             peer_bandwidth: d.peer_bandwidth,
             chunk_limits: limits,
+            max_total_partial_bytes: self
+                .max_total_partial_bytes
+                .unwrap_or(d.max_total_partial_bytes),
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            max_connections_per_ip: self
+                .max_connections_per_ip
+                .unwrap_or(d.max_connections_per_ip),
             player_soft_backlog: self.player_soft_backlog.unwrap_or(d.player_soft_backlog),
             player_hard_backlog: self.player_hard_backlog.unwrap_or(d.player_hard_backlog),
             max_gop_cache_bytes: self.max_gop_cache_bytes.unwrap_or(d.max_gop_cache_bytes),
