@@ -171,6 +171,10 @@ fn siprtmp_binary<'a>(
     }
 }
 
+/// The config file of a measured siprtmp: its per-address limits off, since every client of a
+/// benchmark comes from one address.
+const UNLIMITED_PER_ADDRESS: &str = "[rtmp]\nmax_connections_per_ip = 0\nmax_connections = 0\n\n[gateway]\nmax_clients_per_ip = 0\nmax_clients = 0\n";
+
 /// A running server; killed when dropped.
 pub struct Running {
     child: Child,
@@ -308,6 +312,13 @@ pub fn start_with(kind: &ServerKind, bins: &Binaries, extra: &[String]) -> Resul
             }
             if !options.udp_gso {
                 c.arg("--no-udp-gso");
+            }
+            if !options.baseline {
+                // Every load generator connects from 127.0.0.1: no per-address limits (a
+                // baseline build from before they existed would refuse the keys).
+                let config = dir.join("siprtmp.toml");
+                std::fs::write(&config, UNLIMITED_PER_ADDRESS).map_err(|e| e.to_string())?;
+                c.arg("--config").arg(config);
             }
             c.args(extra).env("RUST_LOG", "warn");
             c
