@@ -187,3 +187,68 @@ fn connections_are_limited_per_address_and_in_total() {
     net.pump(now);
     assert!(!net.clients[again].closed);
 }
+
+/// A publisher on `live/<name>`: (client index, stream id).
+fn publisher_of(net: &mut MemoryNet, now: Instant, name: &str) -> (usize, u32) {
+    let p = net.connect(now, "live");
+    net.pump(now);
+    net.clients[p].client.create_stream();
+    net.pump(now);
+    let id = net
+        .events(p)
+        .iter()
+        .find_map(|e| match e {
+            ClientEvent::StreamCreated(id) => Some(*id),
+            _ => None,
+        })
+        .unwrap();
+    net.clients[p].client.publish(id, name);
+    net.pump(now);
+    (p, id)
+}
+
+/// A late player of `live/<name>`: the video it gets at once (its GOP from the cache).
+fn late_joiner_video(net: &mut MemoryNet, now: Instant, name: &str) -> usize {
+    let c = net.connect(now, "live");
+    net.pump(now);
+    net.clients[c].client.create_stream();
+    net.pump(now);
+    let id = net
+        .events(c)
+        .iter()
+        .find_map(|e| match e {
+            ClientEvent::StreamCreated(id) => Some(*id),
+            _ => None,
+        })
+        .unwrap();
+    net.clients[c].client.play(id, name, -1000.0);
+    net.pump(now);
+    net.media(c)
+        .into_iter()
+        .filter(|m| m.0 == type_id::VIDEO)
+        .count()
+}
+
+#[test]
+fn gop_caches_stop_at_the_servers_budget() {
+    let (mut net, now) = net(ServerConfig {
+        max_total_gop_cache_bytes: 100_000,
+        ..ServerConfig::default()
+    });
+    // Two publishers, a keyframe then 9 frames of 6 KB each: 60 KB of GOP apiece.
+    for name in ["one", "two"] {
+        let (p, id) = publisher_of(&mut net, now, name);
+        for i in 0..10u32 {
+            let key = if i == 0 { 0x17 } else { 0x27 };
+            let mut body = vec![key, 1, 0, 0, 0];
+            body.resize(6000, i as u8);
+            let msg = RtmpMessage::new(type_id::VIDEO, id, i * 83, body);
+            net.clients[p].client.send_media(&msg);
+        }
+        net.pump(now);
+    }
+    // The first stream's GOP fits and a late joiner gets it at once; the second passed the
+    // budget, so its late joiners wait for its next keyframe.
+    assert_eq!(late_joiner_video(&mut net, now, "one"), 10);
+    assert_eq!(late_joiner_video(&mut net, now, "two"), 0);
+}

@@ -46,6 +46,10 @@ pub struct ServerConfig {
     /// Largest amount of media (bytes) the cache of the current GOP may hold per stream; past
     /// it the cache is dropped until the next keyframe (late players then wait for it).
     pub max_gop_cache_bytes: usize,
+    /// Bytes all streams' GOP caches together may hold: the stream whose cache would pass it
+    /// drops its cache (as past `max_gop_cache_bytes`), so that many publishers cannot make
+    /// the server hold their GOPs beyond it.
+    pub max_total_gop_cache_bytes: usize,
     /// A client silent for this long is sent a ping.
     pub ping_interval: Duration,
     /// A client silent for `ping_interval + dead_timeout` is closed as dead.
@@ -116,6 +120,7 @@ impl Default for ServerConfig {
             player_soft_backlog: 1024 * 1024,
             player_hard_backlog: 8 * 1024 * 1024,
             max_gop_cache_bytes: 32 * 1024 * 1024,
+            max_total_gop_cache_bytes: 512 * 1024 * 1024,
             ping_interval: Duration::from_secs(30),
             dead_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),

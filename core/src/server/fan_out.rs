@@ -133,7 +133,15 @@ impl RtmpServer {
         if metadata {
             stream.metadata = Some(shared.clone());
         }
+        let before = stream.gop_bytes();
         stream.cache(kind, shared, max_gop);
+        let after = stream.gop_bytes();
+        self.gop_total = self.gop_total - before + after;
+        if after > before && self.gop_total > self.config.max_total_gop_cache_bytes {
+            // Every stream's late joiners may wait for a keyframe rather than the server hold
+            // more: the stream whose GOP passed the budget gives its up.
+            self.gop_total -= stream.clear_gop();
+        }
         for player in evict {
             if let Some(session) = self.sessions.get_mut(player) {
                 session.out.clear();
@@ -293,7 +301,7 @@ impl RtmpServer {
         let Some(stream) = self.live.get_mut(&**key) else {
             return;
         };
-        stream.clear_cache();
+        self.gop_total -= stream.clear_cache();
         let players: SmallVec<[(ConnId, u32); 8]> = stream
             .players
             .iter()

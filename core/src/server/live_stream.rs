@@ -187,13 +187,24 @@ impl LiveStream {
         self.gop.push(shared.clone());
     }
 
-    /// Forgets everything cached from the previous publisher.
-    pub fn clear_cache(&mut self) {
+    /// Forgets everything cached from the previous publisher; the bytes of GOP it held.
+    pub fn clear_cache(&mut self) -> usize {
         self.metadata = None;
         self.video_config = None;
         self.audio_config = None;
+        self.clear_gop()
+    }
+
+    /// Bytes of media the GOP cache holds.
+    pub fn gop_bytes(&self) -> usize {
+        self.gop_bytes
+    }
+
+    /// Forgets the cached GOP (late players then wait for the next keyframe); the bytes it
+    /// held.
+    pub fn clear_gop(&mut self) -> usize {
         self.gop.clear();
-        self.gop_bytes = 0;
+        std::mem::take(&mut self.gop_bytes)
     }
 
     pub fn player_mut(&mut self, conn: ConnId, stream_id: u32) -> Option<&mut Player> {

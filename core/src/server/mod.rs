@@ -99,6 +99,9 @@ pub struct RtmpServer {
     /// Unfinished-message bytes of every connection (as their decoders last reported), against
     /// [`ServerConfig::max_total_partial_bytes`].
     partial_total: usize,
+    /// Bytes of every live stream's GOP cache, against
+    /// [`ServerConfig::max_total_gop_cache_bytes`].
+    gop_total: usize,
     /// Connections per peer IP address, against [`ServerConfig::max_connections_per_ip`].
     per_ip: HashMap<std::net::IpAddr, u32>,
     vods: HashMap<FileId, VodPlayer>,
@@ -144,6 +147,7 @@ impl RtmpServer {
             recorders: HashMap::new(),
             recordings_failed: 0,
             partial_total: 0,
+            gop_total: 0,
             per_ip: HashMap::new(),
             vods: HashMap::new(),
             file_cache: HashMap::new(),

@@ -374,7 +374,7 @@ impl RtmpServer {
         }
         remote.subscription = Subscription::None;
         let (worker, publication) = (remote.worker, remote.publication);
-        stream.clear_cache();
+        self.gop_total -= stream.clear_cache();
         self.relay_send(
             RelayTarget::Worker(worker),
             RelayMessage::Unsubscribe {
