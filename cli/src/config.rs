@@ -93,6 +93,10 @@ pub struct RtmpSection {
     pub player_soft_backlog: Option<usize>,
     pub player_hard_backlog: Option<usize>,
     pub max_gop_cache_bytes: Option<usize>,
+    /// Bytes all streams' GOP caches together may hold (default 512 MiB).
+    pub max_total_gop_cache_bytes: Option<usize>,
+    /// Bytes a recording may have waiting for the disk before it stops (default 16 MiB).
+    pub max_record_backlog: Option<usize>,
     pub ping_interval_secs: Option<f64>,
     pub dead_timeout_secs: Option<f64>,
     pub handshake_timeout_secs: Option<f64>,
@@ -238,6 +242,10 @@ impl RtmpSection {
             player_soft_backlog: self.player_soft_backlog.unwrap_or(d.player_soft_backlog),
             player_hard_backlog: self.player_hard_backlog.unwrap_or(d.player_hard_backlog),
             max_gop_cache_bytes: self.max_gop_cache_bytes.unwrap_or(d.max_gop_cache_bytes),
+            max_total_gop_cache_bytes: self
+                .max_total_gop_cache_bytes
+                .unwrap_or(d.max_total_gop_cache_bytes),
+            max_record_backlog: self.max_record_backlog.unwrap_or(d.max_record_backlog),
             ping_interval: secs(
                 "ping_interval_secs",
                 self.ping_interval_secs,
