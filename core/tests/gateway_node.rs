@@ -258,6 +258,16 @@ fn with_merged_writes_the_far_ends_media_reaches_the_client_in_a_few_writes() {
     );
 }
 
+/// Client `c` calls bob with PCMU.
+fn invite_bob(w: &mut World, c: usize) {
+    let args = vec![
+        Value::string(format!("sip:bob@{FAR_SIP}")),
+        Value::string("pcmu"),
+    ];
+    w.net.clients[c].client.call(0, "invite", args);
+    w.pump();
+}
+
 /// The range's only block is held by another program: the client connects (it needs no
 /// port for that), and its call is refused with a clear reason, nothing left bound for it.
 #[test]
@@ -272,15 +282,7 @@ fn a_call_that_cannot_get_ports_is_refused_with_the_reason() {
     let c = w.net.connect(w.now, "sip/alice@10.0.0.1");
     w.pump();
     assert!(w.net.events(c).contains(&ClientEvent::Connected));
-    w.net.clients[c].client.call(
-        0,
-        "invite",
-        vec![
-            Value::string(format!("sip:bob@{FAR_SIP}")),
-            Value::string("pcmu"),
-        ],
-    );
-    w.pump();
+    invite_bob(&mut w, c);
     let rejected = w.commands(c).into_iter().find(|(n, _)| n == "rejected");
     let reason = rejected.and_then(|(_, args)| args.first()?.as_str().map(str::to_owned));
     assert!(
@@ -302,18 +304,7 @@ fn the_port_range_bounds_concurrent_calls_and_ports_come_back() {
     assert_eq!(w.net.udp.open_sockets(), 2 + 8);
     let dave = w.net.connect(w.now, "sip/dave@10.0.0.1");
     w.pump();
-    let invite = |w: &mut World, c: usize| {
-        w.net.clients[c].client.call(
-            0,
-            "invite",
-            vec![
-                Value::string(format!("sip:bob@{FAR_SIP}")),
-                Value::string("pcmu"),
-            ],
-        );
-        w.pump();
-    };
-    invite(&mut w, dave);
+    invite_bob(&mut w, dave);
     let reasons = |w: &World, c: usize| -> Vec<String> {
         w.commands(c)
             .into_iter()
@@ -333,7 +324,7 @@ fn the_port_range_bounds_concurrent_calls_and_ports_come_back() {
         3 + 4,
         "three SIP sockets, carol's call"
     );
-    invite(&mut w, dave);
+    invite_bob(&mut w, dave);
     assert!(
         w.commands(dave).iter().any(|(n, _)| n == "accepted"),
         "{:?}",

@@ -26,6 +26,16 @@ fn gateway_net(now: Instant) -> MemoryNet {
     MemoryNet::new(Node::new(config, now, 1))
 }
 
+/// Client `i` calls bob at `far` with PCMU.
+fn invite(net: &mut MemoryNet, now: Instant, i: usize, far: SocketAddr) {
+    let args = vec![
+        Value::string(format!("sip:bob@{far}")),
+        Value::string("pcmu"),
+    ];
+    net.clients[i].client.call(0, "invite", args);
+    net.pump(now);
+}
+
 /// Connects a phone without a password; returns its index once connected.
 fn phone(net: &mut MemoryNet, now: Instant) -> usize {
     let i = net.connect(now, "sip/alice@127.0.0.1");
@@ -78,15 +88,7 @@ fn idle_clients_take_no_rtp_ports_from_callers() {
     assert_eq!(net.udp.open_sockets(), 60, "one SIP socket each");
     let i = phone(&mut net, now);
     let far: SocketAddr = "127.0.0.1:5099".parse().unwrap();
-    net.clients[i].client.call(
-        0,
-        "invite",
-        vec![
-            Value::string(format!("sip:bob@{far}")),
-            Value::string("pcmu"),
-        ],
-    );
-    net.pump(now);
+    invite(&mut net, now, i, far);
     assert!(
         net.udp.outbox.iter().any(|(_, to, _)| *to == far),
         "the INVITE went out: the call got its ports"
@@ -161,15 +163,7 @@ fn a_departed_clients_sip_socket_stays_for_its_last_transaction_and_no_longer() 
     let i = phone(&mut net, now);
     // An INVITE to a far end that never answers: the transaction runs until Timer B.
     let far: SocketAddr = "127.0.0.1:5099".parse().unwrap();
-    net.clients[i].client.call(
-        0,
-        "invite",
-        vec![
-            Value::string(format!("sip:bob@{far}")),
-            Value::string("pcmu"),
-        ],
-    );
-    net.pump(now);
+    invite(&mut net, now, i, far);
     assert!(
         net.udp.outbox.iter().any(|(_, to, _)| *to == far),
         "INVITE sent"

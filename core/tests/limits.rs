@@ -28,27 +28,8 @@ fn net(server: ServerConfig) -> (MemoryNet, Instant) {
     (MemoryNet::new(node), now)
 }
 
-/// A connected client that publishes `live/show`; its index and stream id.
-fn publisher(net: &mut MemoryNet, now: Instant) -> (usize, u32) {
-    let p = net.connect(now, "live");
-    net.pump(now);
-    net.clients[p].client.create_stream();
-    net.pump(now);
-    let id = net
-        .events(p)
-        .iter()
-        .find_map(|e| match e {
-            ClientEvent::StreamCreated(id) => Some(*id),
-            _ => None,
-        })
-        .unwrap();
-    net.clients[p].client.publish(id, "show");
-    net.pump(now);
-    (p, id)
-}
-
-/// A connected client that plays `live/show`.
-fn player(net: &mut MemoryNet, now: Instant) -> usize {
+/// A client connected to `live` with a stream created: its index and the stream's id.
+fn client_with_stream(net: &mut MemoryNet, now: Instant) -> (usize, u32) {
     let c = net.connect(now, "live");
     net.pump(now);
     net.clients[c].client.create_stream();
@@ -61,7 +42,21 @@ fn player(net: &mut MemoryNet, now: Instant) -> usize {
             _ => None,
         })
         .unwrap();
-    net.clients[c].client.play(id, "show", -1000.0);
+    (c, id)
+}
+
+/// A client that publishes `live/<name>`: its index and stream id.
+fn publisher_of(net: &mut MemoryNet, now: Instant, name: &str) -> (usize, u32) {
+    let (p, id) = client_with_stream(net, now);
+    net.clients[p].client.publish(id, name);
+    net.pump(now);
+    (p, id)
+}
+
+/// A client that plays `live/<name>`.
+fn player_of(net: &mut MemoryNet, now: Instant, name: &str) -> usize {
+    let (c, id) = client_with_stream(net, now);
+    net.clients[c].client.play(id, name, -1000.0);
     net.pump(now);
     c
 }
@@ -108,8 +103,8 @@ fn many_connections_holding_unfinished_messages_stop_at_the_servers_budget() {
         max_total_partial_bytes: 24 * MIB,
         ..ServerConfig::default()
     });
-    let (p, id) = publisher(&mut net, now);
-    let watcher = player(&mut net, now);
+    let (p, id) = publisher_of(&mut net, now, "show");
+    let watcher = player_of(&mut net, now, "show");
     send_frames(&mut net, now, p, id, 0, 24);
     // Ten attackers, each 4 MiB into an 8 MiB message (within its own 9 MiB limit).
     let mut attackers = Vec::new();
@@ -188,41 +183,9 @@ fn connections_are_limited_per_address_and_in_total() {
     assert!(!net.clients[again].closed);
 }
 
-/// A publisher on `live/<name>`: (client index, stream id).
-fn publisher_of(net: &mut MemoryNet, now: Instant, name: &str) -> (usize, u32) {
-    let p = net.connect(now, "live");
-    net.pump(now);
-    net.clients[p].client.create_stream();
-    net.pump(now);
-    let id = net
-        .events(p)
-        .iter()
-        .find_map(|e| match e {
-            ClientEvent::StreamCreated(id) => Some(*id),
-            _ => None,
-        })
-        .unwrap();
-    net.clients[p].client.publish(id, name);
-    net.pump(now);
-    (p, id)
-}
-
 /// A late player of `live/<name>`: the video it gets at once (its GOP from the cache).
 fn late_joiner_video(net: &mut MemoryNet, now: Instant, name: &str) -> usize {
-    let c = net.connect(now, "live");
-    net.pump(now);
-    net.clients[c].client.create_stream();
-    net.pump(now);
-    let id = net
-        .events(c)
-        .iter()
-        .find_map(|e| match e {
-            ClientEvent::StreamCreated(id) => Some(*id),
-            _ => None,
-        })
-        .unwrap();
-    net.clients[c].client.play(id, name, -1000.0);
-    net.pump(now);
+    let c = player_of(net, now, name);
     net.media(c)
         .into_iter()
         .filter(|m| m.0 == type_id::VIDEO)

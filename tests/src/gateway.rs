@@ -463,28 +463,7 @@ pub fn echo_call_on(
     let (sip_port, media_port, _) = ports;
     let dir = crate::scratch_dir(name);
     let server = crate::server::TestServer::start_on(runtime, node, None);
-    let start = match transport {
-        Transport::Udp => crate::sipp::start,
-        Transport::Tcp => crate::sipp::start_tcp,
-    };
-    let sipp = start(
-        "sipp uas (echo)",
-        &dir,
-        Some(sip_port),
-        &[
-            "-sf".into(),
-            crate::sipp::scenario("uas_echo_any.xml")
-                .display()
-                .to_string(),
-            "-p".into(),
-            sip_port.to_string(),
-            "-mp".into(),
-            media_port.to_string(),
-            "-rtp_echo".into(),
-            "-m".into(),
-            "1".into(),
-        ],
-    );
+    let sipp = crate::sipp::echo_uas("sipp uas (echo)", &dir, sip_port, media_port, 1, transport);
     let t = Duration::from_secs(10);
     let mut phone = Phone::connect(server.addr, "alice@127.0.0.1", vec![]).expect("connect");
     let mut invite = vec![s(&format!("sip:service@127.0.0.1:{sip_port}"))];

@@ -39,6 +39,36 @@ pub fn start_tcp(name: &str, dir: &Path, port: Option<u16>, args: &[String]) -> 
     start_on(name, dir, port, args, true)
 }
 
+/// sipp answering `calls` calls on SIP port `port` with the first codec offered and echoing
+/// every RTP packet back from `media_port` (`uas_echo_any.xml -rtp_echo`), over `transport`.
+pub fn echo_uas(
+    name: &str,
+    dir: &Path,
+    port: u16,
+    media_port: u16,
+    calls: u32,
+    transport: siprtmp_core::sip::Transport,
+) -> Peer {
+    let args = args(&[
+        "-sf",
+        &scenario("uas_echo_any.xml").display().to_string(),
+        "-p",
+        &port.to_string(),
+        "-mp",
+        &media_port.to_string(),
+        "-rtp_echo",
+        "-m",
+        &calls.to_string(),
+    ]);
+    start_on(
+        name,
+        dir,
+        Some(port),
+        &args,
+        transport == siprtmp_core::sip::Transport::Tcp,
+    )
+}
+
 /// sipp's log of unexpected messages and aborted calls (`-trace_err`), in its directory.
 const ERROR_LOG: &str = "errors.log";
 /// Every SIP message sipp sent and received (`-trace_msg`), in its directory.

@@ -395,22 +395,7 @@ fn registration_with_digest_decides_the_connect() {
 
 /// sipp answering `calls` calls on `port` and echoing their RTP from `media_port`.
 fn echo_uas(name: &str, dir: &std::path::Path, port: u16, media_port: u16, calls: u32) -> Peer {
-    sipp::start(
-        name,
-        dir,
-        Some(port),
-        &sipp::args(&[
-            "-sf",
-            &sipp::scenario("uas_echo_any.xml").display().to_string(),
-            "-p",
-            &port.to_string(),
-            "-mp",
-            &media_port.to_string(),
-            "-rtp_echo",
-            "-m",
-            &calls.to_string(),
-        ]),
-    )
+    sipp::echo_uas(name, dir, port, media_port, calls, Transport::Udp)
 }
 
 /// One short call through the echoing sipp: invite, accepted, three G.711 frames out and at

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use siprtmp_core::gateway::codecs::CodecToken;
 use siprtmp_core::node::{Event, NodeConfig};
 use siprtmp_core::rtp::SourcePolicy;
+use siprtmp_core::sip::Transport;
 use siprtmp_tests::gateway::{echo_matches, gateway_node, s, EchoMedia, Phone};
 use siprtmp_tests::hostile::{free_udp_block, RtpSprayer, SPRAY_MARK};
 use siprtmp_tests::server::TestServer;
@@ -55,21 +56,13 @@ fn call_under_attack(name: &str, attack: Attack, configure: impl FnOnce(&mut Nod
 
     let sip_port = sipp::free_udp_port();
     let media_port = free_udp_block(LOOPBACK, 4);
-    let sipp = sipp::start(
+    let sipp = sipp::echo_uas(
         "sipp uas (echo)",
         &dir,
-        Some(sip_port),
-        &[
-            "-sf".into(),
-            sipp::scenario("uas_echo_any.xml").display().to_string(),
-            "-p".into(),
-            sip_port.to_string(),
-            "-mp".into(),
-            media_port.to_string(),
-            "-rtp_echo".into(),
-            "-m".into(),
-            "1".into(),
-        ],
+        sip_port,
+        media_port,
+        1,
+        Transport::Udp,
     );
     // The attackers before the call have had time to be taken for the far end.
     wait_until(
