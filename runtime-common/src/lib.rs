@@ -62,6 +62,8 @@ mod tcp;
 mod udp;
 mod udp_poll;
 mod udp_send;
+#[cfg(all(test, target_os = "linux"))]
+mod udp_send_faults;
 mod workers;
 
 pub use accept_backoff::{AcceptBackoff, FIRST_PAUSE, MAX_PAUSE};
