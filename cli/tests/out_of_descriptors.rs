@@ -170,7 +170,7 @@ impl Holder {
 }
 
 fn runs_out_of_descriptors_and_recovers(runtime: &str) {
-    let dir = scratch_dir(&format!("out-of-descriptors-{runtime}"));
+    let dir = scratch_dir(&format!("cli_out_of_descriptors_{runtime}"));
     let mut server = Server::start(runtime, &dir);
     let listening = server.line("RTMP listening on ");
     let addr: SocketAddr = listening
