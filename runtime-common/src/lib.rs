@@ -59,6 +59,8 @@ mod relay;
 mod socket;
 mod stopper;
 mod tcp;
+#[cfg(test)]
+mod test_rerun;
 mod udp;
 mod udp_poll;
 mod udp_send;

@@ -16,7 +16,6 @@
 //! sends again once the kernel has room.
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -24,46 +23,24 @@ use bytes::Bytes;
 use mio::Poll;
 use siprtmp_core::node::{Node, NodeConfig, SocketId, UdpCommand};
 
+use crate::test_rerun::rerun_under;
 use crate::udp::UdpExecutor;
 
-/// Set in the environment of the test binary run inside the namespace.
-const INSIDE: &str = "SIPRTMP_TEST_IN_NETNS";
-
-/// Whether the calling test is the copy inside its namespace (then it runs its body). If not,
-/// runs `test` (this module's function name) again inside a new user and network namespace
-/// after `setup` (shell commands, run as the namespace's root), asserts that it passed, and
-/// returns false.
+/// Whether the calling test is the copy inside its namespace; if not, runs `test` (a function
+/// of this module) again in a user and network namespace of its own, after `setup` (shell
+/// commands run as the namespace's root), and returns false once it passed.
 fn inside_namespace(test: &str, setup: &str) -> bool {
-    if std::env::var_os(INSIDE).is_some() {
-        return true;
-    }
-    let name = format!("udp_send_faults::{test}");
-    let script = format!("{setup} && exec \"$0\" --exact {name} --nocapture --test-threads=1");
-    let mut child = Command::new("unshare")
-        .args(["--user", "--map-root-user", "--net", "sh", "-c", &script])
-        .arg(std::env::current_exe().expect("this test binary"))
-        .env(INSIDE, "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run unshare");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let output = child.wait_with_output().expect("output");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains("1 passed"),
-        "{name} in its namespace: {}\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    false
+    let script = format!("{setup} && exec \"$0\" \"$@\"");
+    let wrapper = [
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "--net",
+        "sh",
+        "-c",
+        &script,
+    ];
+    rerun_under(&wrapper, &format!("udp_send_faults::{test}"))
 }
 
 /// A far end that names each datagram by its first byte.
