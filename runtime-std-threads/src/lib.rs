@@ -9,7 +9,8 @@
 //!   thread over a bounded `std::sync::mpsc` channel;
 //! - a **writer thread** per connection blocks in `write_all` on batches the node thread
 //!   copies out of the connection's queue, and reports each written batch back as a drained
-//!   count;
+//!   count (reader, writer and node thread share the one socket: one descriptor a
+//!   connection);
 //! - the **node thread** (the caller of [`ThreadsDriver::run`]) owns the node: it waits on the
 //!   channel with `recv_timeout` until the node's deadline, feeds each message in, and hands
 //!   each connection with queued bytes its next batch;
