@@ -79,7 +79,7 @@ pub struct ServerConfig {
     pub merge_max_bytes: usize,
     /// The SIP-RTMP gateway, when enabled (`None`: connects to its application are ordinary
     /// RTMP connects).
-    pub gateway: Option<super::gateway_host::GatewayNodeConfig>,
+    pub gateway: Option<crate::gateway::host::GatewayNodeConfig>,
 }
 
 /// Whether an application records what is published to it.
