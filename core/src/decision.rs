@@ -9,17 +9,8 @@
 use std::net::SocketAddr;
 
 use crate::amf::Value;
-use crate::node::ConnId;
-
-/// Identifies one pending decision (never reused).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RequestId(pub u64);
-
-impl std::fmt::Display for RequestId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "r{}", self.0)
-    }
-}
+use crate::ids::ConnId;
+pub use crate::ids::RequestId;
 
 /// How a publisher asked to publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

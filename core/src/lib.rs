@@ -104,6 +104,8 @@ pub mod decision;
 pub mod flv;
 pub mod gateway;
 pub mod id_hash;
+pub mod ids;
+pub mod io;
 pub mod media;
 pub mod node;
 pub mod relay;

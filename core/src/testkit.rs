@@ -25,7 +25,9 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::node::{ConnId, Event, Input, Node, Output};
+use crate::ids::ConnId;
+use crate::io::{Event, Input, Output};
+use crate::node::Node;
 use crate::rng::SeededRng;
 use crate::rtmp::client::{ClientEvent, RtmpClient};
 use crate::storage::{
