@@ -36,7 +36,7 @@ pub enum Input {
         /// The connection.
         conn: ConnId,
     },
-    /// The deadline from [`Node::poll_timeout`] has passed.
+    /// The deadline from [`Node::poll_timeout`](crate::node::Node::poll_timeout) has passed.
     Timeout,
     /// A file request ([`Output::File`]) completed.
     FileDone {

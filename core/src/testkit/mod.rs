@@ -1,4 +1,4 @@
-//! In-memory wiring of [`RtmpClient`]s to a [`Node`], with no sockets and no disk: the base of
+//! In-memory wiring of [`RtmpClient`](crate::rtmp::client::RtmpClient)s to a [`Node`](crate::node::Node), with no sockets and no disk: the base of
 //! the benchmarks, the simulation harness and the embedding example.
 //!
 //! [`MemoryNet::pump`] moves bytes both ways until nothing moves: client output becomes

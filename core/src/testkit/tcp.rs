@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 /// [`listen`](MemoryTcp::listen)s on and is refused otherwise; what the node sends waits in
 /// [`MemoryTcp::outbox`]; the test answers with [`MemoryTcp::send`], closes with
 /// [`MemoryTcp::close`], and connects to the node's listeners with [`MemoryTcp::connect`].
-/// Events reach the node on the next [`MemoryNet::pump`], in order.
+/// Events reach the node on the next [`MemoryNet::pump`](super::MemoryNet::pump), in order.
 #[derive(Debug, Default)]
 pub struct MemoryTcp {
     /// Addresses where test peers accept connections.
