@@ -742,21 +742,12 @@ fn stopping_the_server_finishes_the_recording(runtime: Runtime) {
 /// The gateway's scenario (1) on this driver: a phone calls a sipp UAS that echoes RTP and
 /// gets 2 s of Speex 16 kHz back byte for byte (the driver's UDP sockets carry SIP and RTP).
 fn gateway_call_echoes_speex(runtime: Runtime) {
-    // sipp SIP port, sipp media port, gateway RTP range: distinct per driver, below the
-    // ephemeral port range.
-    let ports = match runtime {
-        Runtime::Mio => (26060, 26100, 26200),
-        Runtime::Tokio => (26360, 26400, 26500),
-        Runtime::Threads => (26660, 26700, 26800),
-        Runtime::AsyncStd => (25560, 25600, 25700),
-    };
     let name = format!("conformance-gateway-{runtime:?}");
-    siprtmp_tests::gateway::echo_call(
+    siprtmp_tests::gateway_scenarios::echo_call(
         runtime,
         &name,
         siprtmp_tests::gateway::EchoMedia::Wideband,
         100,
-        ports,
     );
 }
 
@@ -764,20 +755,13 @@ fn gateway_call_echoes_speex(runtime: Runtime) {
 /// carries the INVITE, the answer and the BYE, its UDP sockets the RTP; every connection and
 /// listener is closed once the phone has left.
 fn gateway_call_over_tcp_echoes_speex(runtime: Runtime) {
-    let ports = match runtime {
-        Runtime::Mio => (28160, 28200, 28300),
-        Runtime::Tokio => (28460, 28500, 28600),
-        Runtime::Threads => (28760, 28800, 28900),
-        Runtime::AsyncStd => (29060, 29100, 29200),
-    };
     let name = format!("conformance-gateway-tcp-{runtime:?}");
-    siprtmp_tests::gateway::echo_call_over(
+    siprtmp_tests::gateway_scenarios::echo_call_over(
         siprtmp_core::sip::Transport::Tcp,
         runtime,
         &name,
         siprtmp_tests::gateway::EchoMedia::Wideband,
         100,
-        ports,
     );
 }
 
