@@ -3,6 +3,8 @@
 //! paced, seek, pause, the end of a file, a full disk, appending, names that try to leave the
 //! media root, and connects, publishes and plays accepted, rejected or redirected.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -17,6 +19,7 @@ use siprtmp_core::rtmp::control::{ProtocolControl, UserControl};
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
 use siprtmp_core::server::{AppConfig, RecordPolicy, ServerConfig};
 use siprtmp_core::testkit::MemoryNet;
+use support::rtmp_clients::Driven;
 
 const AVC_CONFIG: &[u8] = &[0x17, 0x00, 0, 0, 0, 0x01, 0x42, 0xc0, 0x1e];
 const AAC_CONFIG: &[u8] = &[0xaf, 0x00, 0x12, 0x10];
@@ -46,6 +49,12 @@ struct Fixture {
     now: Instant,
 }
 
+impl Driven for Fixture {
+    fn node(&mut self) -> (&mut MemoryNet, Instant) {
+        (&mut self.net, self.now)
+    }
+}
+
 impl Fixture {
     fn new() -> Self {
         Self::with(NodeConfig::default())
@@ -72,27 +81,6 @@ impl Fixture {
         Self { net, now }
     }
 
-    fn pump(&mut self) {
-        self.net.pump(self.now);
-    }
-
-    fn client_with_stream(&mut self) -> (usize, u32) {
-        let c = self.net.connect(self.now, "vod");
-        self.pump();
-        assert!(self.events(c).contains(&ClientEvent::Connected));
-        self.net.clients[c].client.create_stream();
-        self.pump();
-        let id = self
-            .events(c)
-            .iter()
-            .find_map(|e| match e {
-                ClientEvent::StreamCreated(id) => Some(*id),
-                _ => None,
-            })
-            .expect("stream created");
-        (c, id)
-    }
-
     fn call(&mut self, c: usize, stream: u32, name: &str, args: Vec<Value>) {
         self.net.clients[c].client.call(stream, name, args);
         self.pump();
@@ -100,7 +88,7 @@ impl Fixture {
 
     /// A publisher of `name` with `kind` ("live", "record", "append").
     fn publish(&mut self, name: &str, kind: &str) -> (usize, u32) {
-        let (c, id) = self.client_with_stream();
+        let (c, id) = self.client_with_stream("vod");
         self.call(
             c,
             id,
@@ -149,7 +137,7 @@ impl Fixture {
     }
 
     fn play(&mut self, name: &str, start: f64) -> (usize, u32) {
-        let (c, id) = self.client_with_stream();
+        let (c, id) = self.client_with_stream("vod");
         self.call(
             c,
             id,
@@ -451,7 +439,7 @@ fn pause_holds_the_file_and_unpause_continues_where_it_stopped() {
 fn a_duration_ends_playback_early() {
     let mut f = Fixture::new();
     f.record("show", 3);
-    let (c, _) = f.client_with_stream();
+    let (c, _) = f.client_with_stream("vod");
     f.call(
         c,
         1,
@@ -651,7 +639,7 @@ fn append_continues_after_the_last_timestamp() {
 fn stream_length_reports_a_recorded_duration() {
     let mut f = Fixture::new();
     f.record("show", 2);
-    let (c, _) = f.client_with_stream();
+    let (c, _) = f.client_with_stream("vod");
     f.call(c, 0, "getStreamLength", vec![Value::string("show")]);
     let length = f.events(c).iter().find_map(|e| match e {
         ClientEvent::Command(cmd) if cmd.name == "_result" => cmd.args.first().cloned(),

@@ -59,9 +59,15 @@ pub trait Driven {
         (c, id)
     }
 
-    /// A client playing `app/name` from `start` (RTMP's: -2 live or recorded, -1 live only,
-    /// else seconds into a recording): (index, stream id).
-    fn player(&mut self, app: &str, name: &str, start: f64) -> (usize, u32) {
+    /// A client playing `app/name` as Flash does by default (start -2: live if published,
+    /// else the recording, else wait for a publisher): (index, stream id).
+    fn player(&mut self, app: &str, name: &str) -> (usize, u32) {
+        self.player_from(app, name, -2.0)
+    }
+
+    /// A client playing `app/name` from `start` (milliseconds on the wire: -2 and -2000 any,
+    /// -1 and -1000 live only, else a position in the recording): (index, stream id).
+    fn player_from(&mut self, app: &str, name: &str, start: f64) -> (usize, u32) {
         let (c, id) = self.client_with_stream(app);
         self.node().0.clients[c].client.play(id, name, start);
         self.pump();
