@@ -5,11 +5,13 @@
 //! phone and sipp as its far end, the gateway scenarios several suites run, free ports from
 //! the OS and waits with deadlines.
 
+pub mod events;
 pub mod gateway;
 pub mod gateway_scenarios;
 pub mod hostile;
 pub mod locate;
 pub mod nginx;
+pub mod nodes;
 pub mod peers;
 pub mod ports;
 pub mod probe;
