@@ -13,7 +13,7 @@ use siprtmp_core::rtmp::client::ClientEvent;
 use siprtmp_core::rtmp::command::{data_message, message_values};
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
 use siprtmp_core::testkit::MemoryNet;
-use support::rtmp_clients::Driven;
+use support::rtmp_clients::{Driven, InMemory};
 
 const AVC_CONFIG: &[u8] = &[0x17, 0x00, 0, 0, 0, 0x01, 0x42, 0xc0, 0x1e];
 const AAC_CONFIG: &[u8] = &[0xaf, 0x00, 0x12, 0x10];
@@ -30,43 +30,18 @@ fn aac(n: u8) -> Vec<u8> {
     vec![0xaf, 0x01, n, n]
 }
 
-struct Fixture {
-    net: MemoryNet,
-    now: Instant,
-}
-
-impl Driven for Fixture {
-    fn node(&mut self) -> (&mut MemoryNet, Instant) {
-        (&mut self.net, self.now)
-    }
-}
+/// A node in memory (see `support::rtmp_clients`), with this suite's own steps.
+type Fixture = InMemory;
 
 impl Fixture {
     fn new() -> Self {
-        let now = Instant::now();
-        let node = Node::new(NodeConfig::default(), now, 7);
-        Self {
-            net: MemoryNet::new(node),
-            now,
-        }
+        Self::start(NodeConfig::default(), 7)
     }
 
     fn send(&mut self, c: usize, stream: u32, type_id: u8, timestamp: u32, payload: &[u8]) {
         let msg = RtmpMessage::new(type_id, stream, timestamp, payload.to_vec());
         self.net.clients[c].client.send_media(&msg);
         self.pump();
-    }
-
-    fn events(&self, c: usize) -> &[ClientEvent] {
-        self.net.events(c)
-    }
-
-    fn statuses(&self, c: usize) -> Vec<String> {
-        self.net.statuses(c)
-    }
-
-    fn media(&self, c: usize) -> Vec<(u8, u32, Vec<u8>)> {
-        self.net.media(c)
     }
 
     fn advance(&mut self, by: Duration) {

@@ -5,21 +5,20 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use siprtmp_core::amf::{amf0, Value};
 use siprtmp_core::flv::reader::{FlvReader, FlvTag};
 use siprtmp_core::flv::tag::tag_type;
-use siprtmp_core::node::{Decision, Event, Node, NodeConfig, PublishMode, Question};
+use siprtmp_core::node::{Decision, Event, NodeConfig, PublishMode, Question};
 use siprtmp_core::rtmp::chunk_decoder::{ChunkDecoder, ChunkLimits};
 use siprtmp_core::rtmp::client::ClientEvent;
 use siprtmp_core::rtmp::command::{data_message, message_values};
 use siprtmp_core::rtmp::control::{ProtocolControl, UserControl};
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
 use siprtmp_core::server::{AppConfig, RecordPolicy, ServerConfig};
-use siprtmp_core::testkit::MemoryNet;
-use support::rtmp_clients::Driven;
+use support::rtmp_clients::{Driven, InMemory};
 
 const AVC_CONFIG: &[u8] = &[0x17, 0x00, 0, 0, 0, 0x01, 0x42, 0xc0, 0x1e];
 const AAC_CONFIG: &[u8] = &[0xaf, 0x00, 0x12, 0x10];
@@ -44,16 +43,8 @@ fn stream(seconds: u32) -> Vec<(u8, u32, Vec<u8>)> {
     out
 }
 
-struct Fixture {
-    net: MemoryNet,
-    now: Instant,
-}
-
-impl Driven for Fixture {
-    fn node(&mut self) -> (&mut MemoryNet, Instant) {
-        (&mut self.net, self.now)
-    }
-}
+/// A node in memory (see `support::rtmp_clients`), with this suite's own steps.
+type Fixture = InMemory;
 
 impl Fixture {
     fn new() -> Self {
@@ -75,10 +66,9 @@ impl Fixture {
     }
 
     fn with(config: NodeConfig) -> Self {
-        let now = Instant::now();
-        let mut net = MemoryNet::new(Node::new(config, now, 7));
-        net.keep_raw = true;
-        Self { net, now }
+        let mut f = Self::start(config, 7);
+        f.net.keep_raw = true;
+        f
     }
 
     fn call(&mut self, c: usize, stream: u32, name: &str, args: Vec<Value>) {
@@ -145,18 +135,6 @@ impl Fixture {
             vec![Value::string(name), Value::Number(start)],
         );
         (c, id)
-    }
-
-    fn events(&self, c: usize) -> &[ClientEvent] {
-        self.net.events(c)
-    }
-
-    fn statuses(&self, c: usize) -> Vec<String> {
-        self.net.statuses(c)
-    }
-
-    fn media(&self, c: usize) -> Vec<(u8, u32, Vec<u8>)> {
-        self.net.media(c)
     }
 
     /// Names of the data messages received (`onMetaData`, `onPlayStatus`...), with their

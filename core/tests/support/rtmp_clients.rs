@@ -1,12 +1,52 @@
 //! RTMP clients of a node in memory ([`MemoryNet`]), set up the way most tests need them:
 //! connected to an application with a stream created, publishing or playing on it. A test's
 //! fixture says where its node is and how it moves bytes by implementing [`Driven`]; the
-//! set-up steps are that trait's provided methods.
+//! set-up steps are that trait's provided methods. [`InMemory`] is the fixture of the tests
+//! that need nothing more than a node and the time (they add their own methods to it).
 
 use std::time::Instant;
 
+use siprtmp_core::node::{Node, NodeConfig};
 use siprtmp_core::rtmp::client::ClientEvent;
 use siprtmp_core::testkit::MemoryNet;
+
+/// A node in memory, with its clients, and the virtual time.
+pub struct InMemory {
+    pub net: MemoryNet,
+    pub now: Instant,
+}
+
+impl InMemory {
+    /// A node configured by `config`, its random choices seeded with `seed`, from now on.
+    pub fn start(config: NodeConfig, seed: u64) -> Self {
+        let now = Instant::now();
+        Self {
+            net: MemoryNet::new(Node::new(config, now, seed)),
+            now,
+        }
+    }
+
+    /// Everything client `c` has seen.
+    pub fn events(&self, c: usize) -> &[ClientEvent] {
+        self.net.events(c)
+    }
+
+    /// The status codes client `c` was sent, in order.
+    pub fn statuses(&self, c: usize) -> Vec<String> {
+        self.net.statuses(c)
+    }
+
+    /// The media client `c` received: (type, timestamp, payload).
+    pub fn media(&self, c: usize) -> Vec<(u8, u32, Vec<u8>)> {
+        self.net.media(c)
+    }
+}
+
+impl Driven for InMemory {
+    fn node(&mut self) -> (&mut MemoryNet, Instant) {
+        (&mut self.net, self.now)
+    }
+}
 
 /// A node in memory that a test drives.
 pub trait Driven {
