@@ -20,7 +20,7 @@ use support::gateway_world::*;
 
 #[test]
 fn with_shared_ports_calls_to_one_far_end_each_hear_their_own_echo() {
-    let mut w = World::with_shared_ports((23000, 23099));
+    let mut w = World::with_shared_ports();
     let alice = call_as(&mut w, "alice");
     let carol = call_as(&mut w, "carol");
     // Both calls' media goes to bob's one RTP address and comes back from it: only the
@@ -45,7 +45,7 @@ fn with_shared_ports_calls_to_one_far_end_each_hear_their_own_echo() {
     }
 
     // A stranger's packets on the shared port reach nobody and harm no call.
-    let shared_audio = SocketAddr::new("10.0.0.1".parse().unwrap(), 23000);
+    let shared_audio = SocketAddr::new(NODE_IP.parse().unwrap(), RTP_PORTS.0);
     let mut stranger = vec![0x80, 0, 0, 1, 0, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef];
     stranger.extend_from_slice(&[0xff; 160]);
     w.net
@@ -81,7 +81,7 @@ fn with_shared_ports_calls_to_one_far_end_each_hear_their_own_echo() {
 /// calls' media goes to the shared port itself, and each must hear the other, not itself.
 #[test]
 fn with_shared_ports_two_clients_of_the_gateway_call_each_other() {
-    let mut w = World::with_shared_ports((23100, 23199));
+    let mut w = World::with_shared_ports();
     let alice = w.client("alice", None);
     let carol = w.client("carol", None);
     let carol_sip = w
@@ -132,11 +132,14 @@ fn with_shared_ports_two_clients_of_the_gateway_call_each_other() {
 
 #[test]
 fn with_shared_ports_a_client_that_cannot_get_them_is_refused() {
-    let mut w = World::with_shared_ports((30000, 30003));
+    // A range of one block, a port of which another program holds.
+    let mut w = World::configured(Transport::Udp, (30000, 30003), |c| {
+        gateway(c).shared_rtp_ports = true;
+    });
     w.net
         .udp
         .taken
-        .insert(SocketAddr::new("10.0.0.1".parse().unwrap(), 30002));
+        .insert(SocketAddr::new(NODE_IP.parse().unwrap(), 30002));
     let c = w.client("alice", None);
     let rejected = w.net.events(c).iter().any(|e| {
         matches!(e, ClientEvent::ConnectRejected(code) if code == "NetConnection.Connect.Rejected")
@@ -152,7 +155,7 @@ fn with_shared_ports_a_client_that_cannot_get_them_is_refused() {
 
 #[test]
 fn a_client_calls_through_the_node_and_hears_its_echo() {
-    let mut w = World::new((20000, 20099));
+    let mut w = World::new();
     let c = established_call(&mut w);
     let frames: Vec<RtmpMessage> = (0..50u32).map(frame).collect();
     for f in &frames {
@@ -188,7 +191,7 @@ fn a_client_calls_through_the_node_and_hears_its_echo() {
 /// how many writes the client got in that second, and the longest any echo waited in the
 /// node (from the RTP datagram's arrival to the write that carried it).
 fn one_second_of_echo(merge: Option<Duration>) -> (usize, Duration) {
-    let mut w = World::with_merge((20000, 20099), merge);
+    let mut w = World::with_merge(merge);
     let c = established_call(&mut w);
     let writes_before = w.net.clients[c].writes;
     let start = w.now;
@@ -258,12 +261,12 @@ fn invite_bob(w: &mut World, c: usize) {
 /// port for that), and its call is refused with a clear reason, nothing left bound for it.
 #[test]
 fn a_call_that_cannot_get_ports_is_refused_with_the_reason() {
-    let mut w = World::new((30000, 30003));
+    let mut w = World::with_ports((30000, 30003));
     for port in 30000..=30003 {
         w.net
             .udp
             .taken
-            .insert(SocketAddr::new("10.0.0.1".parse().unwrap(), port));
+            .insert(SocketAddr::new(NODE_IP.parse().unwrap(), port));
     }
     let c = w.client("alice", None);
     assert!(w.net.events(c).contains(&ClientEvent::Connected));
@@ -283,7 +286,7 @@ fn a_call_that_cannot_get_ports_is_refused_with_the_reason() {
 /// told the range is full, and calls again once a call has ended and given its ports back.
 #[test]
 fn the_port_range_bounds_concurrent_calls_and_ports_come_back() {
-    let mut w = World::new((30000, 30007));
+    let mut w = World::with_ports((30000, 30007));
     let alice = call_as(&mut w, "alice");
     let carol = call_as(&mut w, "carol");
     assert_eq!(w.net.udp.open_sockets(), 2 + 8);
@@ -320,7 +323,7 @@ fn the_port_range_bounds_concurrent_calls_and_ports_come_back() {
 
 #[test]
 fn a_connect_without_an_address_of_record_is_refused() {
-    let mut w = World::new((20100, 20199));
+    let mut w = World::new();
     let c = w.net.connect(w.now, "sip");
     w.pump();
     assert!(matches!(
@@ -331,7 +334,7 @@ fn a_connect_without_an_address_of_record_is_refused() {
 
 #[test]
 fn gateway_calls_are_refused_on_other_applications() {
-    let mut w = World::new((20200, 20299));
+    let mut w = World::new();
     let c = w.net.connect(w.now, "live");
     w.pump();
     w.net.clients[c]
@@ -346,7 +349,7 @@ fn gateway_calls_are_refused_on_other_applications() {
 /// SIP and RTP alike: it completes (retransmissions), most media gets through, and the same
 /// seed replays the same run.
 fn lossy_call(seed: u64) -> (u64, usize, bool) {
-    let mut w = World::new((21000, 21099));
+    let mut w = World::new();
     w.lossy = Some(SeededRng::new(seed));
     let c = w.client("alice", None);
     let client = &mut w.net.clients[c].client;
@@ -390,7 +393,7 @@ fn calls_complete_over_a_lossy_reordering_network_and_replay_by_seed() {
 
 #[test]
 fn a_newer_connection_for_the_same_address_replaces_the_older() {
-    let mut w = World::new((22000, 22099));
+    let mut w = World::new();
     let first = w.client("alice", None);
     assert!(w.net.events(first).contains(&ClientEvent::Connected));
     let second = w.client("Alice", None);
@@ -403,7 +406,7 @@ fn a_newer_connection_for_the_same_address_replaces_the_older() {
 
 #[test]
 fn with_replacement_off_the_newer_connection_is_refused() {
-    let mut w = World::configured(Transport::Udp, (22100, 22199), |c| {
+    let mut w = World::configured(Transport::Udp, RTP_PORTS, |c| {
         gateway(c).replace_existing = false;
     });
     let first = w.client("alice", None);

@@ -17,11 +17,6 @@ use std::time::Duration;
 use support::gateway_world::registrar::PASSWORD;
 use support::gateway_world::{a, far_origin, World, FAR_OUT, FAR_SIP, NODE_IP, REGISTRAR};
 
-/// A world with SIP over TCP; `rtp_ports` are virtual (no socket is bound).
-fn tcp_world(rtp_ports: (u16, u16)) -> World {
-    World::over(Transport::Tcp, rtp_ports)
-}
-
 /// A client without a password, and bob's INVITE to it on its listener (pumped through).
 fn far_calls_a_client(w: &mut World) -> (usize, CallId) {
     let c = w.client("alice", None);
@@ -41,7 +36,7 @@ fn far_calls_a_client(w: &mut World) -> (usize, CallId) {
 
 #[test]
 fn a_registered_client_calls_over_tcp_and_the_far_ends_bye_comes_on_the_same_connection() {
-    let mut w = tcp_world((20000, 20099));
+    let mut w = World::over(Transport::Tcp);
     let c = w.client("alice", Some(PASSWORD));
     assert!(
         w.net.events(c).contains(&ClientEvent::Connected),
@@ -126,7 +121,7 @@ fn a_registered_client_calls_over_tcp_and_the_far_ends_bye_comes_on_the_same_con
 
 #[test]
 fn the_far_end_calls_a_client_directly_on_its_listener() {
-    let mut w = tcp_world((20100, 20199));
+    let mut w = World::over(Transport::Tcp);
     let (c, call) = far_calls_a_client(&mut w);
     assert!(
         w.commands(c).iter().any(|(n, _)| n == "invited"),
@@ -161,7 +156,7 @@ fn the_far_end_calls_a_client_directly_on_its_listener() {
 /// from, the port in its sent-by), not to the closed connection's ephemeral port.
 #[test]
 fn an_answer_whose_connection_broke_goes_to_the_via_on_a_new_connection() {
-    let mut w = tcp_world((20300, 20399));
+    let mut w = World::over(Transport::Tcp);
     let (c, call) = far_calls_a_client(&mut w);
     assert!(w.commands(c).iter().any(|(n, _)| n == "invited"));
     // Bob's connection (from his ephemeral port) breaks while the client's phone rings.
@@ -198,7 +193,7 @@ fn an_answer_whose_connection_broke_goes_to_the_via_on_a_new_connection() {
 #[test]
 fn a_refused_or_broken_connection_reaches_the_client_as_a_clear_refusal() {
     // The registrar refuses the connection: the connect is rejected with why.
-    let mut w = tcp_world((20200, 20299));
+    let mut w = World::over(Transport::Tcp);
     w.net.tcp.listening.remove(&a(REGISTRAR));
     let c = w.client("alice", Some(PASSWORD));
     assert_eq!(

@@ -42,6 +42,9 @@ pub const FAR_OUT: &str = "10.0.0.2:40001";
 pub const FAR_RTP: &str = "10.0.0.2:6000";
 /// The registrar's address (SIP over TCP).
 pub const REGISTRAR: &str = "10.0.0.3:5060";
+/// The gateway's RTP range unless a test needs another (virtual: no socket is bound). With
+/// shared ports, its first four are the shared ones.
+pub const RTP_PORTS: (u16, u16) = (20000, 20099);
 
 pub fn a(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -74,25 +77,31 @@ pub struct World {
 }
 
 impl World {
-    /// SIP over UDP, the gateway's RTP ports from `rtp_ports`.
-    pub fn new(rtp_ports: (u16, u16)) -> Self {
-        Self::over(Transport::Udp, rtp_ports)
+    /// SIP over UDP, the gateway's RTP ports [`RTP_PORTS`].
+    pub fn new() -> Self {
+        Self::over(Transport::Udp)
     }
 
     /// SIP over `transport`; over TCP, the node's clients register with the registrar.
-    pub fn over(transport: Transport, rtp_ports: (u16, u16)) -> Self {
-        Self::configured(transport, rtp_ports, |_| {})
+    pub fn over(transport: Transport) -> Self {
+        Self::configured(transport, RTP_PORTS, |_| {})
+    }
+
+    /// SIP over UDP, the gateway's RTP ports from `rtp_ports` (for the tests of the range).
+    pub fn with_ports(rtp_ports: (u16, u16)) -> Self {
+        Self::configured(Transport::Udp, rtp_ports, |_| {})
     }
 
     /// With `merge_writes` set as given; the client is then written only when the node asks
     /// (as a real driver does), so that holding media shows in its write count.
-    pub fn with_merge(rtp_ports: (u16, u16), merge: Option<Duration>) -> Self {
-        Self::with_options(rtp_ports, merge, false)
+    pub fn with_merge(merge: Option<Duration>) -> Self {
+        Self::with_options(RTP_PORTS, merge, false)
     }
 
-    /// Every call's media on the same four ports (`shared_rtp_ports`).
-    pub fn with_shared_ports(rtp_ports: (u16, u16)) -> Self {
-        Self::configured(Transport::Udp, rtp_ports, |c| {
+    /// Every call's media on the same four ports (`shared_rtp_ports`), the first of
+    /// [`RTP_PORTS`].
+    pub fn with_shared_ports() -> Self {
+        Self::configured(Transport::Udp, RTP_PORTS, |c| {
             gateway(c).shared_rtp_ports = true;
         })
     }
