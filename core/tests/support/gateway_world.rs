@@ -42,6 +42,8 @@ pub const FAR_OUT: &str = "10.0.0.2:40001";
 pub const FAR_RTP: &str = "10.0.0.2:6000";
 /// The registrar's address (SIP over TCP).
 pub const REGISTRAR: &str = "10.0.0.3:5060";
+/// A SIP address where nobody listens: a far end that never answers.
+pub const NOBODY: &str = "10.0.0.9:5060";
 /// The gateway's RTP range unless a test needs another (virtual: no socket is bound). With
 /// shared ports, its first four are the shared ones.
 pub const RTP_PORTS: (u16, u16) = (20000, 20099);
@@ -64,6 +66,9 @@ pub struct World {
     /// The registrar listening over TCP.
     pub registrar: Option<Registrar>,
     pub echoed: usize,
+    /// Where the node sent datagrams that nobody here listens for (a far end that never
+    /// answers, such as [`NOBODY`]), in order.
+    pub unheard: Vec<SocketAddr>,
     /// A seeded lossy network for datagrams both ways: 5 % dropped, 10 % held back one round
     /// (reordered behind later ones).
     pub lossy: Option<SeededRng>,
@@ -157,6 +162,7 @@ impl World {
             far_inbox: HashMap::new(),
             registrar,
             echoed: 0,
+            unheard: Vec::new(),
             lossy: None,
             held: Vec::new(),
             trace: 0xcbf2_9ce4_8422_2325,
@@ -201,6 +207,8 @@ impl World {
         } else if to == a(FAR_RTP) {
             self.echoed += 1;
             self.net.udp.send(a(FAR_RTP), from, data);
+        } else {
+            self.unheard.push(to);
         }
     }
 
