@@ -132,8 +132,9 @@ impl Sipp {
     }
 
     /// Starts sipp, named `name` in failures, in `dir` (its logs and statistics go there), on a
-    /// free SIP port and four free media ports (`-mp`: audio and video, RTP and RTCP) of its
-    /// own; a UAS is listening once this returns.
+    /// free SIP port and a block of four free media ports of its own (`-mp`: sipp binds audio
+    /// there and video two above; it binds them even when it does not echo, 6000 and 6002
+    /// unless told); a UAS is listening once this returns.
     pub fn start(self, name: &str, dir: &Path) -> SippPeer {
         let tcp = self.transport == Transport::Tcp;
         let port = if tcp {
