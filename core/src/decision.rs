@@ -25,6 +25,7 @@ pub enum PublishMode {
 
 /// What the node asks.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Question {
     /// A client's `connect`.
     Connect {
@@ -94,6 +95,7 @@ pub enum Decision {
 
 /// Why [`crate::node::Node::decide`] refused an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DecideError {
     /// No such request is pending: never asked, already answered, or its connection closed.
     UnknownRequest(RequestId),

@@ -16,6 +16,7 @@ use crate::udp::{UdpCommand, UdpEvent};
 
 /// What a driver tells the node.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Input {
     /// Bytes read from a connection.
     Received {
@@ -56,6 +57,7 @@ pub enum Input {
 
 /// What the node asks a driver to do.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Output {
     /// The connection has queued bytes: write them ([`Node::io_slices`](crate::node::Node::io_slices)) when the socket is
     /// writable, then report [`Input::Drained`]. Emitted once each time the queue goes from
@@ -86,6 +88,7 @@ pub enum Output {
 
 /// Application events, for logs and for embedding applications.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Event {
     /// A client's `connect` was accepted.
     Connected {

@@ -33,10 +33,12 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 pub use crate::decision::{DecideError, Decision, PublishMode, Question};
+pub use crate::gateway::GatewayNodeConfig;
 pub use crate::ids::{ConnId, FileId, ListenerId, RequestId, SocketId, StreamId, WorkerId};
 pub use crate::io::{Event, Input, Output};
 pub use crate::relay::{RelayIn, RelayOut};
-use crate::server::{RtmpServer, ServerConfig};
+use crate::server::RtmpServer;
+pub use crate::server::{AppConfig, RecordPolicy, ServerConfig};
 pub use crate::storage::{FileError, FileReply, FileRequest};
 pub use crate::tcp::{TcpCommand, TcpEvent};
 pub use crate::udp::{UdpCommand, UdpEvent};

@@ -9,9 +9,9 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::BytesMut;
+use siprtmp_core::node::ServerConfig;
 use siprtmp_core::node::{ConnId, Event, Input, Node, NodeConfig};
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
-use siprtmp_core::server::ServerConfig;
 use siprtmp_core::testkit::MemoryNet;
 use support::rtmp_clients::Driven;
 

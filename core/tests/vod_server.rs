@@ -11,13 +11,13 @@ use bytes::BytesMut;
 use siprtmp_core::amf::{amf0, Value};
 use siprtmp_core::flv::reader::{FlvReader, FlvTag};
 use siprtmp_core::flv::tag::tag_type;
+use siprtmp_core::node::{AppConfig, RecordPolicy, ServerConfig};
 use siprtmp_core::node::{Decision, Event, NodeConfig, PublishMode, Question};
 use siprtmp_core::rtmp::chunk_decoder::{ChunkDecoder, ChunkLimits};
 use siprtmp_core::rtmp::client::ClientEvent;
 use siprtmp_core::rtmp::command::{data_message, message_values};
 use siprtmp_core::rtmp::control::{ProtocolControl, UserControl};
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
-use siprtmp_core::server::{AppConfig, RecordPolicy, ServerConfig};
 use support::rtmp_clients::{Driven, InMemory};
 
 const AVC_CONFIG: &[u8] = &[0x17, 0x00, 0, 0, 0, 0x01, 0x42, 0xc0, 0x1e];

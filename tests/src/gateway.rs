@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use siprtmp_core::amf::Value;
 use siprtmp_core::node::NodeConfig;
+use siprtmp_core::node::{GatewayNodeConfig, ServerConfig};
 use siprtmp_core::rng::SeededRng;
 use siprtmp_core::rtmp::client::{ClientEvent, RtmpClient};
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
-use siprtmp_core::server::{GatewayNodeConfig, ServerConfig};
 use siprtmp_core::sip::Transport;
 
 use crate::ports::{free_udp_range, LOOPBACK};

@@ -2,7 +2,7 @@
 //! [`crate::gateway`]).
 
 use siprtmp_core::node::NodeConfig;
-use siprtmp_core::server::{AppConfig, RecordPolicy, ServerConfig};
+use siprtmp_core::node::{AppConfig, RecordPolicy, ServerConfig};
 
 /// Application `vod` records every publish; `decisions`: the application is asked about every
 /// connect, publish and play (a decider answers).

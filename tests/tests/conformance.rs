@@ -18,10 +18,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use siprtmp_core::node::ServerConfig;
 use siprtmp_core::node::{Decision, Event, NodeConfig, Question};
 use siprtmp_core::rtmp::client::ClientEvent;
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
-use siprtmp_core::server::ServerConfig;
 use siprtmp_tests::events::conn_of;
 use siprtmp_tests::nodes::recording_node;
 use siprtmp_tests::peers::{ffmpeg_clip, ffmpeg_play, ffmpeg_publish, rtmpdump_play};
@@ -460,6 +460,7 @@ fn status_codes_and_media_are_the_same(runtime: Runtime) {
             Event::Gateway { .. } => "gateway",
             Event::GatewayBound { .. } => "gateway-bound",
             Event::UnroutedMedia { .. } => "unrouted media",
+            _ => "another event",
         })
         .collect();
     assert_eq!(
@@ -621,6 +622,7 @@ fn a_publish_refused_by_the_decider_records_nothing(runtime: Runtime) {
                 Question::Connect { .. } => "connect",
                 Question::Publish { .. } => "publish",
                 Question::Play { .. } => "play",
+                _ => "another question",
             }),
             _ => None,
         })

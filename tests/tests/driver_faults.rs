@@ -18,10 +18,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use siprtmp_core::node::ServerConfig;
 use siprtmp_core::node::{ConnId, Event, NodeConfig};
 use siprtmp_core::rtmp::client::ClientEvent;
 use siprtmp_core::rtmp::message::type_id;
-use siprtmp_core::server::ServerConfig;
 use siprtmp_tests::events::conn_of;
 use siprtmp_tests::peers::{ffmpeg_clip, ffmpeg_play, ffmpeg_publish};
 use siprtmp_tests::probe::{assert_receives_everything, packets};

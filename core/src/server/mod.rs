@@ -31,9 +31,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-pub use crate::gateway::host::GatewayNodeConfig;
 pub use config::{AppConfig, RecordPolicy, ServerConfig};
-pub use send_queue::SendQueue;
 
 use crate::amf::Value;
 use crate::decision::RequestId;

@@ -26,6 +26,7 @@ use super::request_build::{creates_dialog, new_request_shell};
 
 /// Why a dialog could not be created or a message does not fit it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DialogError {
     /// A header needed here is missing or malformed.
     Sip(SipError),

@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use siprtmp_core::amf::Value;
+use siprtmp_core::node::GatewayNodeConfig;
 use siprtmp_core::node::{Input, Node, NodeConfig};
 use siprtmp_core::rng::SeededRng;
 use siprtmp_core::rtmp::client::ClientEvent;
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
 use siprtmp_core::sdp::offer_answer::answer;
 use siprtmp_core::sdp::{Codec, LocalCapabilities, MediaCapability, Origin, SessionDescription};
-use siprtmp_core::server::GatewayNodeConfig;
 use siprtmp_core::sip::ua::{UaConfig, UaEvent, UserAgent};
 use siprtmp_core::sip::Transport;
 use siprtmp_core::tcp::StreamId;

@@ -42,6 +42,7 @@ pub use verify::{verify, verify_with_body};
 
 /// Why a challenge or credentials header could not be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DigestError {
     /// The scheme is not `Digest` (`Basic`, `Bearer`, ...): SIP forbids Basic (RFC 3261 22.1).
     NotDigest,
