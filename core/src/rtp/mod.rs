@@ -11,7 +11,7 @@ pub mod rtcp;
 pub mod session;
 pub mod source_filter;
 
-pub use packet::{HeaderExtension, RtpError, RtpPacket};
+pub use packet::{FixedHeader, HeaderExtension, RtpError, RtpPacket};
 pub use rtcp::{RtcpError, RtcpPacket};
 pub use session::{ReceiveOutcome, RtpDatagram, RtpSession, RtpSessionConfig};
 pub use source_filter::{SourceFilter, SourcePolicy};

@@ -246,40 +246,6 @@ impl RtpPacket {
         Ok(())
     }
 
-    /// The fixed 12-byte header of a packet with no CSRCs, extension or padding, which is
-    /// what a sender of its own media writes for every packet: the header
-    /// [`write_header`](Self::write_header) would write for it, without a packet to build.
-    /// `payload_type` above 127 is an error.
-    ///
-    /// ```
-    /// use bytes::Bytes;
-    /// use siprtmp_core::rtp::RtpPacket;
-    /// let header = RtpPacket::fixed_header(true, 97, 7, 320, 0xfeed).unwrap();
-    /// let mut packet = RtpPacket::new(97, 7, 320, 0xfeed, Bytes::new());
-    /// packet.marker = true;
-    /// let mut written = Vec::new();
-    /// packet.write_header(&mut written).unwrap();
-    /// assert_eq!(&header[..], &written[..]);
-    /// ```
-    pub fn fixed_header(
-        marker: bool,
-        payload_type: u8,
-        sequence: u16,
-        timestamp: u32,
-        ssrc: u32,
-    ) -> Result<[u8; RTP_HEADER_LEN], RtpError> {
-        if payload_type > 127 {
-            return Err(RtpError::BadPayloadType);
-        }
-        let mut h = [0u8; RTP_HEADER_LEN];
-        h[0] = RTP_VERSION << 6;
-        h[1] = u8::from(marker) << 7 | payload_type;
-        h[2..4].copy_from_slice(&sequence.to_be_bytes());
-        h[4..8].copy_from_slice(&timestamp.to_be_bytes());
-        h[8..12].copy_from_slice(&ssrc.to_be_bytes());
-        Ok(h)
-    }
-
     /// Writes the padding that follows the payload (nothing when `padding` is 0).
     pub fn write_padding(&self, out: &mut impl BufMut) {
         if self.padding > 0 {
@@ -296,6 +262,50 @@ impl RtpPacket {
         out.put_slice(&self.payload);
         self.write_padding(&mut out);
         Ok(out.freeze())
+    }
+}
+
+/// The fixed 12-byte header of a packet with no CSRCs, extension or padding, which is what a
+/// sender of its own media writes for every packet: what
+/// [`RtpPacket::write_header`] would write, without a packet to build.
+///
+/// ```
+/// use bytes::Bytes;
+/// use siprtmp_core::rtp::{FixedHeader, RtpPacket};
+/// let header = FixedHeader { marker: true, payload_type: 97, sequence: 7, timestamp: 320, ssrc: 0xfeed };
+/// let mut packet = RtpPacket::new(97, 7, 320, 0xfeed, Bytes::new());
+/// packet.marker = true;
+/// let mut written = Vec::new();
+/// packet.write_header(&mut written).unwrap();
+/// assert_eq!(&header.encode().unwrap()[..], &written[..]);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FixedHeader {
+    /// The marker bit (the first packet of a talkspurt, the last of a video frame).
+    pub marker: bool,
+    /// The payload type, 0 to 127.
+    pub payload_type: u8,
+    /// The sequence number.
+    pub sequence: u16,
+    /// The media timestamp.
+    pub timestamp: u32,
+    /// The synchronisation source.
+    pub ssrc: u32,
+}
+
+impl FixedHeader {
+    /// The header's 12 bytes; a payload type above 127 is an error.
+    pub fn encode(&self) -> Result<[u8; RTP_HEADER_LEN], RtpError> {
+        if self.payload_type > 127 {
+            return Err(RtpError::BadPayloadType);
+        }
+        let mut h = [0u8; RTP_HEADER_LEN];
+        h[0] = RTP_VERSION << 6;
+        h[1] = u8::from(self.marker) << 7 | self.payload_type;
+        h[2..4].copy_from_slice(&self.sequence.to_be_bytes());
+        h[4..8].copy_from_slice(&self.timestamp.to_be_bytes());
+        h[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
+        Ok(h)
     }
 }
 
@@ -442,7 +452,8 @@ mod tests {
             let mut packet = RtpPacket::new(pt, seq, ts, ssrc, Bytes::new());
             packet.marker = marker;
             let mut written = Vec::new();
-            match (RtpPacket::fixed_header(marker, pt, seq, ts, ssrc), packet.write_header(&mut written)) {
+            let fixed = FixedHeader { marker, payload_type: pt, sequence: seq, timestamp: ts, ssrc };
+            match (fixed.encode(), packet.write_header(&mut written)) {
                 (Ok(fixed), Ok(())) => prop_assert_eq!(&fixed[..], &written[..]),
                 (Err(a), Err(b)) => prop_assert_eq!(a, b),
                 (a, b) => prop_assert!(false, "fixed {:?}, written {:?}", a, b),

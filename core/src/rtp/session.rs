@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use smallvec::SmallVec;
 
-use super::packet::{RtpError, RtpPacket};
+use super::packet::{FixedHeader, RtpError, RtpPacket};
 use super::rtcp::{
     Goodbye, ReceiverReport, ReportBlock, RtcpError, RtcpPacket, SdesChunk, SdesItem, SenderReport,
     SDES_CNAME,
@@ -494,8 +494,14 @@ impl RtpSession {
     ) -> Result<RtpDatagram, RtpError> {
         let timestamp = self.timestamp_base.wrapping_add(media_time);
         // No CSRCs or extension: the header is exactly the fixed 12 bytes.
-        let fixed =
-            RtpPacket::fixed_header(marker, payload_type, self.sequence, timestamp, self.ssrc)?;
+        let fixed = FixedHeader {
+            marker,
+            payload_type,
+            sequence: self.sequence,
+            timestamp,
+            ssrc: self.ssrc,
+        }
+        .encode()?;
         let header = SmallVec::from_slice(&fixed);
         self.sequence = self.sequence.wrapping_add(1);
         self.packets_sent = self.packets_sent.wrapping_add(1);
