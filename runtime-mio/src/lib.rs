@@ -24,9 +24,9 @@
 //! [`siprtmp_driver_common::UdpExecutor`] registers them under UDP tokens of the poll's
 //! [`PollTokens`] (which keep them apart from the connections' tokens, whatever the worker
 //! number in the connection ids), and a readable one is drained straight into the node, with
-//! no thread hop; sends are non-blocking vectored `sendmsg`s from the loop. The node's own TCP (the
-//! gateway's SIP over TCP) runs on [`siprtmp_driver_common::TcpExecutor`]'s I/O thread, which
-//! wakes the poll through the same waker when it has events for the node.
+//! no thread hop; sends are non-blocking vectored `sendmsg`s from the loop. The node's own
+//! TCP (the gateway's SIP over TCP) runs on [`siprtmp_driver_common::TcpExecutor`]'s I/O
+//! thread, which wakes the poll through the same waker when it has events for the node.
 //! Decisions ([`siprtmp_core::node::Event::Decide`]) are answered by the decider installed
 //! with [`Driver::with_decider`] (everything is accepted without one). On stop, every
 //! connection is closed and recordings are finished before [`Driver::run`] returns.
@@ -286,7 +286,8 @@ impl MioDriver {
                     {
                         tracing::warn!("socket options for {peer}: {e}");
                     }
-                    // The token is the node's id for the connection, so register after accept.
+                    // The token carries the node's id for the connection, so register after
+                    // accept.
                     let conn = self.host.accept(now, peer, MioConnection(socket));
                     let interest = Interest::READABLE | Interest::WRITABLE;
                     let Some(token) = self.tokens.conn(conn) else {

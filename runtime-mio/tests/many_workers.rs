@@ -54,5 +54,8 @@ fn every_worker_of_a_large_group_answers_its_connections() {
         .count();
     workers.stopper().stop();
     workers.join().expect("workers run");
-    assert_eq!(unanswered, 0, "{unanswered} of {CLIENTS} connections never answered");
+    assert_eq!(
+        unanswered, 0,
+        "{unanswered} of {CLIENTS} connections never answered"
+    );
 }
