@@ -15,71 +15,28 @@
 //! Loopback only; every wait is for an event or a peer's exit, with a deadline.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use siprtmp_core::node::ServerConfig;
 use siprtmp_core::node::{ConnId, Event, NodeConfig};
 use siprtmp_core::rtmp::client::ClientEvent;
 use siprtmp_core::rtmp::message::type_id;
-use siprtmp_core::server::ServerConfig;
-use siprtmp_tests::peers::{ffmpeg_play, ffmpeg_publish, Peer};
-use siprtmp_tests::probe::{assert_receives_all_from_join, count, packets, Packet};
+use siprtmp_tests::events::conn_of;
+use siprtmp_tests::peers::{ffmpeg_clip, ffmpeg_play, ffmpeg_publish};
+use siprtmp_tests::probe::{assert_receives_everything, packets};
 use siprtmp_tests::server::{Runtime, TestServer};
 use siprtmp_tests::tcp_client::TcpRtmpClient;
 use siprtmp_tests::{media, scratch_dir};
 
 const STARTUP: Duration = Duration::from_secs(15);
+/// The clips played are the first 4 s of the test media.
+const CLIP_SECONDS: u32 = 4;
 /// The clips are 4 s long and go out in real time; this is that plus slack.
 const PLAY_TIME: Duration = Duration::from_secs(30);
 
-/// The first 4 s of a test media file, stream-copied to `out`.
-fn clip(file: &str, out: &Path) {
-    Peer::spawn_command(
-        "ffmpeg clip",
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
-            .arg(media(file))
-            .args(["-t", "4", "-c", "copy", "-f", "flv"])
-            .arg(out),
-    )
-    .finish(STARTUP);
-}
-
 fn scratch(scenario: &str, runtime: Runtime) -> PathBuf {
     scratch_dir(&format!("driver-faults-{scenario}-{runtime:?}"))
-}
-
-/// Asserts that `got` is the whole of `source`, frame for frame.
-fn assert_receives_everything(who: &str, source: &[Packet], got: &[Packet]) {
-    for kind in ["audio", "video"] {
-        assert_eq!(
-            count(got, kind),
-            count(source, kind),
-            "{who}: {kind} frames"
-        );
-    }
-    assert_receives_all_from_join(who, source, got);
-}
-
-/// The connection the server gave the client whose local address is `client`.
-fn conn_of(server: &mut TestServer, client: SocketAddr) -> ConnId {
-    assert!(
-        server.wait_for(
-            1,
-            STARTUP,
-            |e| matches!(e, Event::Connected { peer, .. } if *peer == client)
-        ),
-        "no Connected event for {client}"
-    );
-    server
-        .events()
-        .iter()
-        .find_map(|e| match e {
-            Event::Connected { conn, peer, .. } if *peer == client => Some(*conn),
-            _ => None,
-        })
-        .unwrap()
 }
 
 /// The connection an event is about, if it is about one.
@@ -105,7 +62,7 @@ fn conn_in(event: &Event) -> Option<ConnId> {
 fn a_player_reset_mid_write_goes_alone(runtime: Runtime) {
     let dir = scratch("reset", runtime);
     let source_file = dir.join("clip.flv");
-    clip("h264_aac_320x240_12fps_20s.flv", &source_file);
+    ffmpeg_clip("h264_aac_320x240_12fps_20s.flv", CLIP_SECONDS, &source_file);
     let source = packets(&source_file);
     // A small send buffer: the server's queue, not the kernel, holds the backlog.
     let mut server = TestServer::start_on(runtime, NodeConfig::default(), Some(8 * 1024));
@@ -185,17 +142,7 @@ fn a_player_reset_mid_write_goes_alone(runtime: Runtime) {
 
 /// Plays `app/name` from `start` on a fresh connection and returns the first status.
 fn play_status(server: SocketAddr, app: &str, name: &str, start: f64) -> String {
-    let mut client = TcpRtmpClient::connect(server, app, None);
-    client
-        .until(STARTUP, |e| *e == ClientEvent::Connected)
-        .expect("connected");
-    client.machine.create_stream();
-    client.flush();
-    let Some(ClientEvent::StreamCreated(id)) =
-        client.until(STARTUP, |e| matches!(e, ClientEvent::StreamCreated(_)))
-    else {
-        panic!("no stream created");
-    };
+    let (mut client, id) = TcpRtmpClient::with_stream(server, app, None);
     client.machine.play(id, name, start);
     client.flush();
     match client.until(STARTUP, |e| matches!(e, ClientEvent::Status(..))) {
@@ -212,7 +159,7 @@ fn a_file_removed_while_it_plays_plays_to_its_end(runtime: Runtime) {
     let root = dir.join("media");
     std::fs::create_dir_all(root.join("vod")).unwrap();
     let file = root.join("vod/clip.flv");
-    clip("h264_aac_320x240_12fps_20s.flv", &file);
+    ffmpeg_clip("h264_aac_320x240_12fps_20s.flv", CLIP_SECONDS, &file);
     let source = packets(&file);
     let mut server =
         TestServer::start_on_with(runtime, NodeConfig::default(), None, root.clone(), None);
@@ -245,7 +192,7 @@ fn a_file_truncated_while_it_plays_ends_cleanly(runtime: Runtime) {
     let cut = root.join("vod/cut.flv");
     std::fs::copy(media("h264_aac_320x240_12fps_20s.flv"), &cut).unwrap();
     let other = root.join("vod/other.flv");
-    clip("h264_aac_320x240_12fps_20s.flv", &other);
+    ffmpeg_clip("h264_aac_320x240_12fps_20s.flv", CLIP_SECONDS, &other);
     let other_source = packets(&other);
     let config = NodeConfig {
         server: ServerConfig {

@@ -6,20 +6,19 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use siprtmp_core::sip::Transport;
-use siprtmp_tests::gateway::{echo_matches, gateway_node, s, EchoMedia, Phone};
-use siprtmp_tests::hostile::free_udp_block;
+use siprtmp_tests::gateway::{assert_hears_its_echo, gateway_node_with_ports, s, EchoMedia, Phone};
+use siprtmp_tests::ports::{free_udp_range, LOOPBACK};
 use siprtmp_tests::server::TestServer;
-use siprtmp_tests::{scratch_dir, sipp};
+use siprtmp_tests::sipp::Sipp;
+use siprtmp_tests::{scratch_dir, wait};
 
 #[test]
 fn idle_gateway_clients_leave_the_ports_to_calls() {
     let dir = scratch_dir("hostile-gateway-ports");
-    let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
     // 40 ports: ten calls' worth, four times fewer than the idle clients below.
-    let rtp_base = free_udp_block(loopback, 40);
-    let mut node = gateway_node((rtp_base, rtp_base + 39));
+    let rtp_ports = free_udp_range(LOOPBACK, 40);
+    let mut node = gateway_node_with_ports(Transport::Udp, rtp_ports);
     if let Some(g) = node.server.gateway.as_mut() {
         g.max_clients_per_ip = 50;
     }
@@ -45,10 +44,8 @@ fn idle_gateway_clients_leave_the_ports_to_calls() {
 
     // The call gets its ports and hears its own echo.
     let mut caller = caller;
-    let sip_port = sipp::free_udp_port();
-    let media_port = free_udp_block(loopback, 4);
-    let far = sipp::echo_uas("sipp uas", &dir, sip_port, media_port, 1, Transport::Udp);
-    let mut invite = vec![s(&format!("sip:echo@127.0.0.1:{sip_port}"))];
+    let far = Sipp::echo_uas(1).start("sipp uas", &dir);
+    let mut invite = vec![s(&far.uri("echo"))];
     invite.extend(EchoMedia::Wideband.tokens());
     caller.call("invite", invite);
     caller
@@ -56,23 +53,20 @@ fn idle_gateway_clients_leave_the_ports_to_calls() {
         .expect("the call is accepted");
     assert_eq!(server.udp.open(), 50 + 4, "the call's four RTP sockets");
     caller.open_streams();
-    let frames = EchoMedia::Wideband.frames(100);
-    caller.stream_audio(&frames, Duration::from_millis(500));
-    let sent: Vec<Bytes> = frames.into_iter().map(|f| f.1).collect();
-    let (matched, stray) = echo_matches(
-        &sent,
-        &caller.remote_audio(),
-        EchoMedia::Wideband.compare_from(),
+    assert_hears_its_echo(
+        &mut caller,
+        EchoMedia::Wideband,
+        100,
+        Duration::from_millis(500),
+        "the call beside idle clients",
     );
-    assert_eq!(stray, 0);
-    assert!(matched >= 99, "{matched} of 100 frames echoed");
     caller.call("bye", vec![]);
     far.finish(Duration::from_secs(20));
     // The call's ports go back as it ends; the caller stays connected.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while server.udp.open() > 50 && std::time::Instant::now() < deadline {
+    wait::until(Duration::from_secs(5), || {
         caller.pump();
-    }
+        server.udp.open() <= 50
+    });
     assert_eq!(server.udp.open(), 50, "the call's ports were given back");
     drop(idle);
 }

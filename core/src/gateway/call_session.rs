@@ -209,6 +209,7 @@ impl std::fmt::Debug for GatewaySession {
 
 /// Why a session could not start.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum GatewayError {
     /// The address of record is not a SIP URI.
     BadAddress(String),

@@ -8,7 +8,7 @@ use crate::rtmp::chunk_decoder::ChunkLimits;
 /// Settings of the RTMP server application. `Default` gives safe production values.
 ///
 /// ```
-/// use siprtmp_core::server::ServerConfig;
+/// use siprtmp_core::node::ServerConfig;
 /// let config = ServerConfig { player_hard_backlog: 4 * 1024 * 1024, ..ServerConfig::default() };
 /// assert!(config.player_soft_backlog < config.player_hard_backlog);
 ///

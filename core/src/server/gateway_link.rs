@@ -6,8 +6,8 @@ use std::cmp::Reverse;
 use std::time::Instant;
 
 use crate::gateway::host::{GatewayHost, RemoteMediaSink, ToServer};
+use crate::ids::ConnId;
 use crate::media::frame::MediaFrame;
-use crate::node::ConnId;
 use crate::rtmp::command::Command;
 use crate::rtmp::control::UserControl;
 use crate::rtmp::message::{type_id, RtmpMessage};

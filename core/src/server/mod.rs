@@ -31,17 +31,14 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-pub use crate::gateway::host::GatewayNodeConfig;
 pub use config::{AppConfig, RecordPolicy, ServerConfig};
-pub use send_queue::SendQueue;
-
-pub(crate) use live_stream::SharedMessage;
 
 use crate::amf::Value;
 use crate::decision::RequestId;
 use crate::flv::index::FileSummary;
+use crate::ids::ConnId;
+use crate::io::{Event, Output};
 use crate::media::frame::MediaFrame;
-use crate::node::{ConnId, Event, Output};
 use crate::rng::SeededRng;
 use crate::rtmp::aggregate::split_aggregate;
 use crate::rtmp::chunk_decoder::ChunkDecoder;

@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::gateway::call_session::GatewaySession;
 use crate::gateway::client_api::{ClientCall, ConnectRequest};
 use crate::gateway::media_bridge::Leg;
-use crate::node::ConnId;
+use crate::ids::ConnId;
 use crate::rtmp::command::Command;
 use crate::udp::SocketId;
 

@@ -9,7 +9,8 @@ use std::time::Instant;
 use crate::gateway::call_session::{GatewaySession, MediaPorts, SessionSockets};
 use crate::gateway::client_api::ClientCall;
 use crate::gateway::media_bridge::Leg;
-use crate::node::{ConnId, Event, Output};
+use crate::ids::ConnId;
+use crate::io::{Event, Output};
 use crate::udp::{SocketId, UdpCommand, UdpEvent};
 
 use super::client::{CallPorts, ClientSocket, Role, State, MEDIA_ROLES};

@@ -12,8 +12,8 @@
 
 use std::time::Instant;
 
+use crate::ids::ConnId;
 use crate::media::frame::MediaFrame;
-use crate::node::ConnId;
 use crate::rtmp::command::Command;
 
 /// One thing the gateway asks of the RTMP server, about one of the gateway's connections.

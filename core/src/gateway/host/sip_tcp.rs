@@ -18,7 +18,8 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::node::{ConnId, Event, Output};
+use crate::ids::ConnId;
+use crate::io::{Event, Output};
 use crate::tcp::{ListenerId, StreamId, TcpCommand, TcpEvent};
 
 use super::client::State;
