@@ -1,34 +1,15 @@
 //! The command line: every flag, its help line (which names the config key that sets the same
-//! thing, and the default), and the runtimes `--runtime` chooses from. Flags override the
-//! config file; the names follow the original Python server's (`-i`, `-p`, `-r`, `-d`).
+//! thing, and the default). `--runtime` chooses from `siprtmp_drivers::Runtime` (names and
+//! help lines are that crate's). Flags override the config file; the names follow the
+//! original Python server's (`-i`, `-p`, `-r`, `-d`).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+use siprtmp_drivers::Runtime;
 
 use crate::logging::LogFormat;
-
-/// Which event loop runs the node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Runtime {
-    /// One thread, one mio Poll.
-    Mio,
-    /// A current-thread tokio runtime.
-    Tokio,
-    /// Blocking sockets: a reader and a writer thread per connection, one node thread.
-    Threads,
-    /// async-std (discontinued upstream; kept for the runtime comparison).
-    AsyncStd,
-}
-
-impl Runtime {
-    /// The name the `--runtime` flag takes.
-    pub fn name(self) -> String {
-        self.to_possible_value()
-            .map_or_else(|| format!("{self:?}"), |v| v.get_name().to_owned())
-    }
-}
 
 /// RTMP media server and SIP-RTMP gateway.
 ///
@@ -135,4 +116,21 @@ pub struct Flags {
     /// [default: GSO on where the kernel has it; config: gateway.udp_gso = false].
     #[arg(long = "no-udp-gso")]
     pub no_udp_gso: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    /// The names `--runtime` takes are the ones the error messages and the log use.
+    #[test]
+    fn the_runtime_flag_takes_each_runtimes_name() {
+        for runtime in Runtime::ALL {
+            let value = runtime.to_possible_value().expect("not hidden");
+            assert_eq!(value.get_name(), runtime.name());
+            let flags = Flags::try_parse_from(["siprtmp", "--runtime", runtime.name()]).unwrap();
+            assert_eq!(flags.runtime, runtime);
+        }
+    }
 }

@@ -18,10 +18,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use config::FileConfig;
 use diagnostics::{pick, ConfigError};
-use flags::{Flags, Runtime};
+use flags::Flags;
 use logging::LogFormat;
 use siprtmp_core::node::NodeConfig;
-use siprtmp_driver_common::{Decider, DriverConfig, Stopper};
+use siprtmp_drivers::{Decider, DriverConfig, Runtime, Stopper};
 
 fn main() -> ExitCode {
     allocator::configure();
@@ -130,7 +130,7 @@ impl Setup {
             None => None,
         };
         if let (Some(_), Some((ms, origin))) = (poll_interval, poll) {
-            if flags.runtime != Runtime::Mio {
+            if !flags.runtime.moderates_wakeups() {
                 return Err(ConfigError::value(
                     origin,
                     ms,
@@ -142,7 +142,7 @@ impl Setup {
                 ));
             }
         }
-        if flags.workers > 1 && !matches!(flags.runtime, Runtime::Mio | Runtime::Tokio) {
+        if flags.workers > 1 && !flags.runtime.runs_workers() {
             return Err(ConfigError::Combination(format!(
                 "--workers {} needs --runtime mio or tokio, not --runtime {runtime} (the \
                  {runtime} driver runs one node): drop --workers, or pick --runtime mio",
@@ -223,25 +223,16 @@ fn serve(setup: Setup) -> Result<(), String> {
             serve,
         );
     }
-    // Each driver has the same shape: bind, report, run until a signal stops it.
-    macro_rules! run_driver {
-        ($driver:ty) => {{
-            let mut driver = <$driver>::bind(driver_config, node_config)
-                .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-            if let Some(decider) = decider {
-                driver = driver.with_decider(decider);
-            }
-            let bound = driver.local_addr().map_err(|e| e.to_string())?;
-            serve(bound, driver.stopper())?;
-            driver.run().map_err(|e| format!("event loop: {e}"))
-        }};
+    // Bind, report, run until a signal stops it.
+    let mut driver = runtime
+        .bind(driver_config, node_config)
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    if let Some(decider) = decider {
+        driver.set_decider(decider);
     }
-    match runtime {
-        Runtime::Mio => run_driver!(siprtmp_mio::MioDriver),
-        Runtime::Tokio => run_driver!(siprtmp_tokio::TokioDriver),
-        Runtime::Threads => run_driver!(siprtmp_threads::ThreadsDriver),
-        Runtime::AsyncStd => run_driver!(siprtmp_async_std::AsyncStdDriver),
-    }
+    let bound = driver.local_addr().map_err(|e| e.to_string())?;
+    serve(bound, driver.stopper())?;
+    driver.run().map_err(|e| format!("event loop: {e}"))
 }
 
 /// Stops the driver on the first SIGINT or SIGTERM (from a thread of its own).

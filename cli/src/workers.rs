@@ -1,17 +1,16 @@
 //! `--workers N`: N nodes, one per thread, on one port (`SO_REUSEPORT`), sharing their live
-//! streams through the relay between workers. Only the mio and tokio drivers run as workers;
-//! the access rules are one [`Authorizer`] shared by every worker (behind a mutex: it is asked
-//! once per connect, publish and play, never per packet), so connection limits count the
-//! whole server.
+//! streams through the relay between workers. Only the mio and tokio drivers run as workers
+//! ([`Runtime::runs_workers`]); the access rules are one [`Authorizer`] shared by every worker
+//! (behind a mutex: it is asked once per connect, publish and play, never per packet), so
+//! connection limits count the whole server.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use siprtmp_core::node::{Event, NodeConfig, WorkerId};
-use siprtmp_driver_common::{Decider, DriverConfig, Stopper, Workers};
+use siprtmp_drivers::{Decider, DriverConfig, Runtime, Stopper};
 
 use crate::auth::{Authorizer, Rules};
-use crate::flags::Runtime;
 
 /// Runs `count` workers of `runtime` until `serve`'s signal handler stops them.
 pub(crate) fn run(
@@ -35,20 +34,9 @@ pub(crate) fn run(
         }))
     };
     let listen = config.listen;
-    let started = match runtime {
-        Runtime::Mio => Workers::start::<siprtmp_mio::MioDriver>(config, node, count, decider),
-        Runtime::Tokio => {
-            Workers::start::<siprtmp_tokio::TokioDriver>(config, node, count, decider)
-        }
-        Runtime::Threads | Runtime::AsyncStd => {
-            return Err(format!(
-                "--workers {count} needs --runtime mio or tokio (the {} driver runs one node)",
-                runtime.name()
-            ))
-        }
-    };
-    let workers =
-        started.map_err(|e| format!("cannot listen on {listen} with {count} workers: {e}"))?;
+    let workers = runtime
+        .start_workers(config, node, count, decider)
+        .map_err(|e| format!("cannot listen on {listen} with {count} workers: {e}"))?;
     tracing::info!("{count} workers share the port and their live streams");
     serve(workers.local_addr(), workers.stopper())?;
     workers.join().map_err(|e| format!("event loop: {e}"))

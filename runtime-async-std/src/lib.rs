@@ -8,7 +8,7 @@
 //! The shape is the tokio driver's:
 //!
 //! - one **node task**, run by `async_std::task::block_on` on the thread that calls
-//!   [`AsyncStdDriver::run`], owns the node. It waits for a control message (stop, a writable
+//!   [`Driver::run`], owns the node. It waits for a control message (stop, a writable
 //!   socket, completed file requests), a message from a reader, a new connection from the
 //!   listener, or the node's deadline; then drains whatever else is queued and takes one
 //!   [`NodeHost::turn`]: file completions, timer, outputs, one vectored write per dirty
@@ -38,18 +38,18 @@
 //! (async-io) watches; when it turns readable the node task drains the ready sockets straight
 //! into the node, with no receive thread or channel in the way. The node's own TCP (the gateway's SIP over TCP) runs on
 //! [`siprtmp_driver_common::TcpExecutor`]'s I/O thread, which posts the same control message.
-//! Decisions are answered by the decider installed with [`AsyncStdDriver::with_decider`]
+//! Decisions are answered by the decider installed with [`Driver::with_decider`]
 //! (everything is accepted without one). On stop, every connection is closed and recordings
-//! are finished before [`AsyncStdDriver::run`] returns.
+//! are finished before [`Driver::run`] returns.
 //!
 //! ```no_run
-//! use siprtmp_async_std::{AsyncStdDriver, DriverConfig};
+//! use siprtmp_async_std::{AsyncStdDriver, Driver, DriverConfig};
 //! use siprtmp_core::node::NodeConfig;
 //! let config = DriverConfig { listen: "127.0.0.1:1935".parse().unwrap(), ..DriverConfig::default() };
 //! let driver = AsyncStdDriver::bind(config, NodeConfig::default()).unwrap();
 //! let stop = driver.stopper();
 //! std::thread::spawn(move || { std::thread::sleep(std::time::Duration::from_secs(1)); stop.stop(); });
-//! driver.run().unwrap();
+//! Box::new(driver).run().unwrap();
 //! ```
 
 use std::future::{poll_fn, Future};
@@ -71,7 +71,7 @@ use siprtmp_driver_common::{
 };
 
 pub use siprtmp_driver_common::{
-    Decider, DriverConfig, Stopper, TcpStats, UdpStats, READS_PER_TURN,
+    Decider, Driver, DriverConfig, Stopper, TcpStats, UdpStats, READS_PER_TURN,
 };
 
 /// What wakers, the file thread and the stopper tell the node task (never refused: the
@@ -141,9 +141,8 @@ pub struct AsyncStdDriver {
     decider: Option<Decider>,
 }
 
-impl AsyncStdDriver {
-    /// Binds the listening socket and builds the node.
-    pub fn bind(config: DriverConfig, node_config: NodeConfig) -> io::Result<Self> {
+impl Driver for AsyncStdDriver {
+    fn bind(config: DriverConfig, node_config: NodeConfig) -> io::Result<Self> {
         config.refuse_poll_interval("async-std")?;
         let listener = bind_listener(config.listen, true)?;
         let node = Node::new(node_config, Instant::now(), config.seed);
@@ -173,30 +172,23 @@ impl AsyncStdDriver {
         })
     }
 
-    /// Installs the decider that answers [`siprtmp_core::node::Event::Decide`] (use with
-    /// [`NodeConfig::decisions`] on).
-    pub fn with_decider(mut self, decider: Decider) -> Self {
+    fn set_decider(&mut self, decider: Decider) {
         self.decider = Some(decider);
-        self
     }
 
-    /// The address actually bound (useful with port 0).
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
-    /// The UDP executor's counters (sockets open, datagrams sent and dropped...).
-    pub fn udp_stats(&self) -> Arc<UdpStats> {
+    fn udp_stats(&self) -> Arc<UdpStats> {
         self.udp.stats()
     }
 
-    /// The TCP executor's counters (the node's own connections and listeners).
-    pub fn tcp_stats(&self) -> Arc<TcpStats> {
+    fn tcp_stats(&self) -> Arc<TcpStats> {
         self.tcp.stats()
     }
 
-    /// A handle that stops [`Self::run`], from any thread.
-    pub fn stopper(&self) -> Stopper {
+    fn stopper(&self) -> Stopper {
         let tx = self.control_tx.clone();
         Stopper::new(move || {
             // Closed: the driver has returned already.
@@ -205,10 +197,12 @@ impl AsyncStdDriver {
     }
 
     /// Runs the node task on the calling thread until stopped.
-    pub fn run(self) -> io::Result<()> {
-        async_std::task::block_on(self.node_task())
+    fn run(self: Box<Self>) -> io::Result<()> {
+        async_std::task::block_on((*self).node_task())
     }
+}
 
+impl AsyncStdDriver {
     async fn node_task(self) -> io::Result<()> {
         let listener = TcpListener::from(self.listener);
         let send_buffer = self.config.send_buffer;

@@ -29,7 +29,7 @@ use crate::events::{Decider, EventRouter};
 use crate::file_io::{FileExecutor, SHUTDOWN_FILE_GRACE};
 use crate::relay::RelayLink;
 use crate::tcp::TcpExecutor;
-use crate::udp::UdpExecutor;
+use crate::udp::{UdpExecutor, UdpSlot};
 
 /// Most segments handed to one vectored write (Linux `IOV_MAX` is 1024).
 pub const MAX_IOVECS: usize = 512;
@@ -138,7 +138,7 @@ impl<T: Transport> NodeHost<T> {
 
     /// Gives the node UDP sockets through `udp` (in own-thread mode its wake-up must make the
     /// driver take a [`Self::turn`]; in driver's-poll mode the driver reports readable UDP
-    /// tokens with [`Self::udp_readable`]).
+    /// sockets with [`Self::udp_readable`]).
     pub fn with_udp(mut self, udp: UdpExecutor) -> Self {
         self.udp = Some(udp);
         self
@@ -151,11 +151,12 @@ impl<T: Transport> NodeHost<T> {
         self
     }
 
-    /// A UDP token from the driver's poll is readable: its datagrams go to the node now.
-    /// Returns false if `token` is not a UDP token.
-    pub fn udp_readable(&mut self, now: Instant, token: mio::Token) -> bool {
+    /// A UDP socket in the driver's poll is readable (its token decoded to `slot`, see
+    /// [`crate::mio_poll::PollTokens`]): its datagrams go to the node now. Returns false
+    /// without a driver's-poll executor.
+    pub fn udp_readable(&mut self, now: Instant, slot: UdpSlot) -> bool {
         match &mut self.udp {
-            Some(udp) => udp.readable(&mut self.node, now, token),
+            Some(udp) => udp.readable(&mut self.node, now, slot),
             None => false,
         }
     }
@@ -163,9 +164,14 @@ impl<T: Transport> NodeHost<T> {
     /// Answers the node's [`Event::Decide`]s with `decider` (if given).
     pub fn with_decider(mut self, decider: Option<Decider>) -> Self {
         if let Some(decider) = decider {
-            self.router.set_decider(decider);
+            self.set_decider(decider);
         }
         self
+    }
+
+    /// Answers the node's [`Event::Decide`]s with `decider` from now on.
+    pub fn set_decider(&mut self, decider: Decider) {
+        self.router.set_decider(decider);
     }
 
     /// The node (for queries such as [`Node::queued_bytes`]).

@@ -13,7 +13,8 @@
 //!   the driver supplies;
 //! - [`UdpExecutor`]: the node's UDP sockets (the gateway's SIP and RTP): binds and vectored
 //!   sends on the event-loop thread (never blocking), receiving either on a background thread
-//!   (datagrams queued, the driver woken as for files) or in the driver's own mio poll;
+//!   (datagrams queued, the driver woken as for files) or in the driver's own mio poll
+//!   ([`mio_poll`]);
 //! - [`UdpPoll`]: those sockets in a poll of their own whose descriptor an async runtime's
 //!   reactor watches, so the tokio and async-std drivers receive without a thread;
 //! - [`TcpExecutor`]: the node's own TCP connections and listeners (the gateway's SIP over
@@ -28,8 +29,13 @@
 //!   executors and its event router, carrying out every [`siprtmp_core::node::Output`] for
 //!   the event-loop drivers (the thread driver writes from writer threads and keeps its own
 //!   bookkeeping, but uses the same executors and router);
+//! - [`Driver`]: the interface every driver implements (bind, decider, address, stopper,
+//!   counters, run), so that embedders pick a driver by value;
 //! - [`Workers`], [`WorkerDriver`] and [`RelayLink`]: several nodes on several threads sharing
-//!   one port (`SO_REUSEPORT`) and their live streams (the relay between workers).
+//!   one port (`SO_REUSEPORT`) and their live streams (the relay between workers);
+//! - [`mio_poll`]: the only mio types in this API, for the mio driver's poll: the tokens that
+//!   tell its connections, the node's UDP sockets and its own wake-ups apart, and the UDP
+//!   executor whose sockets it watches.
 //!
 //! The event loops differ only in how they wait; a turn of any of them is:
 //!
@@ -48,9 +54,11 @@
 mod accept_backoff;
 mod config;
 mod conn_wakers;
+mod driver;
 mod events;
 mod file_io;
 mod host;
+pub mod mio_poll;
 pub mod mmsg;
 mod node_reads;
 #[cfg(target_os = "linux")]
@@ -71,6 +79,7 @@ mod workers;
 pub use accept_backoff::{AcceptBackoff, FIRST_PAUSE, MAX_PAUSE};
 pub use config::DriverConfig;
 pub use conn_wakers::{ConnWakers, SocketReady};
+pub use driver::Driver;
 pub use events::{log_event, Decider, EventRouter};
 pub use file_io::{Completion, FileExecutor, SHUTDOWN_FILE_GRACE};
 pub use host::{NodeHost, Transport, MAX_IOVECS};
@@ -79,6 +88,6 @@ pub use relay::RelayLink;
 pub use socket::{bind_listener, configure_stream, shutdown_stream};
 pub use stopper::Stopper;
 pub use tcp::{TcpExecutor, TcpStats, MAX_QUEUED_SEND, MAX_READ_AHEAD};
-pub use udp::{UdpExecutor, UdpStats, UDP_TOKEN_BASE};
+pub use udp::{UdpExecutor, UdpSlot, UdpStats};
 pub use udp_poll::UdpPoll;
 pub use workers::{bind_shared_listeners, WorkerDriver, WorkerSeat, Workers};

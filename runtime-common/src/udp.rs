@@ -21,11 +21,12 @@
 //!   it drops and counts, as the kernel would), and calls the driver's wake-up once per batch,
 //!   the file executor's pattern. The driver feeds the batches in on its next turn
 //!   ([`UdpExecutor::feed`]). Used by the thread driver.
-//! - **driver's poll** ([`UdpExecutor::with_registry`]): the sockets are registered in the
-//!   driver's own `mio::Poll` under tokens at and above [`UDP_TOKEN_BASE`]; the driver calls
-//!   [`UdpExecutor::readable`] for such a token, which drains the socket straight into the
-//!   node: no thread, no queue, no wake-up. Used by the mio driver, and by the tokio and
-//!   async-std drivers through a poll of its own ([`crate::UdpPoll`]) that their reactor watches.
+//! - **driver's poll** ([`crate::mio_poll::udp_executor`]): the sockets are registered in the
+//!   driver's own `mio::Poll` under [`PollTokens::udp`] tokens; the driver decodes such a
+//!   token to the socket's [`UdpSlot`] and calls [`UdpExecutor::readable`], which drains the
+//!   socket straight into the node: no thread, no queue, no wake-up. Used by the mio driver,
+//!   and by the tokio and async-std drivers through a poll of its own ([`crate::UdpPoll`])
+//!   that their reactor watches.
 //!
 //! Draining a socket on Linux is `recvmmsg` of up to [`RECV_BATCH`] datagrams per call, and
 //! a call that returns fewer than it asked for ends the drain: the socket was empty, and with
@@ -51,7 +52,9 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use siprtmp_core::id_hash::IdHashMap;
 use siprtmp_core::node::{Input, Node, SocketId, UdpCommand, UdpEvent};
+use siprtmp_core::relay::WorkerId;
 
+use crate::mio_poll::{PollTokens, Watched};
 #[cfg(target_os = "linux")]
 use crate::mmsg::recv_batch;
 use crate::mmsg::{GSO_BATCH, RECV_BATCH};
@@ -59,9 +62,11 @@ use crate::mmsg::{GSO_BATCH, RECV_BATCH};
 use crate::recv_slot::{RecvSlot, SLOT_MIN};
 use crate::udp_send::UdpSender;
 
-/// Tokens at and above this one are UDP sockets when the executor shares a driver's poll
-/// ([`UdpExecutor::with_registry`]); connection tokens (the node's connection ids) stay below.
-pub const UDP_TOKEN_BASE: usize = 1 << (usize::BITS - 2);
+/// One of the executor's sockets as its poll names it (its place in the executor's table):
+/// what a driver's poll reports readable ([`crate::mio_poll::Watched::Udp`]) and hands to
+/// [`UdpExecutor::readable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UdpSlot(pub(crate) usize);
 
 /// Datagrams the receive thread may have waiting for the driver before it drops (about 2 s
 /// of 50 calls' audio and video).
@@ -71,7 +76,7 @@ const RECV_CHUNK: usize = 256 * 1024;
 /// Room for one datagram (the largest UDP payload is 65507 bytes).
 const MAX_DATAGRAM: usize = 64 * 1024;
 /// The receive thread's own waker (stop).
-const STOP: Token = Token(usize::MAX);
+const STOP: Token = PollTokens::control(0);
 
 /// What the executor did, for metrics and for tests that check nothing leaks.
 #[derive(Debug, Default)]
@@ -117,7 +122,7 @@ impl UdpStats {
 /// A datagram read from a socket, not yet fed to the node.
 type Received = (SocketId, SocketAddr, Bytes);
 
-/// The sockets by slot; a socket's token is its slot plus the executor's token base.
+/// The sockets by slot; a socket's token is its slot's [`PollTokens::udp`].
 type Slots = Vec<Option<(SocketId, Arc<UdpSocket>)>>;
 
 /// The receive side.
@@ -165,13 +170,12 @@ enum Mode {
 pub struct UdpExecutor {
     /// Where sockets are registered for readability.
     registry: Registry,
-    /// The sockets by slot (token minus `token_base`).
+    /// The sockets by slot ([`UdpSlot`]).
     slots: Slots,
     /// Slots free for the next bind.
     free: Vec<usize>,
     /// Each socket's slot, looked up for every send.
     by_id: IdHashMap<SocketId, usize>,
-    token_base: usize,
     /// Datagrams to send at the next [`Self::flush`], with their socket's slot.
     pending: Vec<(usize, UdpCommand)>,
     /// Sends each socket's run of datagrams.
@@ -209,7 +213,6 @@ impl UdpExecutor {
         };
         Ok(Self::new(
             registry,
-            0,
             Mode::Thread {
                 table,
                 queue,
@@ -224,11 +227,11 @@ impl UdpExecutor {
     }
 
     /// Driver's-poll mode: sockets are registered in `registry` (the driver's poll) under
-    /// tokens from [`UDP_TOKEN_BASE`] up, and the driver calls [`Self::readable`] for them.
-    pub fn with_registry(registry: Registry) -> Self {
+    /// [`PollTokens::udp`] tokens, and the driver calls [`Self::readable`] for them (public as
+    /// [`crate::mio_poll::udp_executor`]).
+    pub(crate) fn in_poll(registry: Registry) -> Self {
         Self::new(
             registry,
-            UDP_TOKEN_BASE,
             Mode::Driver {
                 reader: Reader::default(),
             },
@@ -236,13 +239,12 @@ impl UdpExecutor {
         )
     }
 
-    fn new(registry: Registry, token_base: usize, mode: Mode, stats: Arc<UdpStats>) -> Self {
+    fn new(registry: Registry, mode: Mode, stats: Arc<UdpStats>) -> Self {
         Self {
             registry,
             slots: Vec::new(),
             free: Vec::new(),
             by_id: IdHashMap::default(),
-            token_base,
             pending: Vec::new(),
             sender: UdpSender::new(),
             mode,
@@ -324,7 +326,7 @@ impl UdpExecutor {
         let mut udp = UdpSocket::from_std(raw.into());
         let local = udp.local_addr()?;
         let slot = self.free.last().copied().unwrap_or(self.slots.len());
-        let token = Token(self.token_base + slot);
+        let token = PollTokens::udp(UdpSlot(slot));
         let entry = match &self.mode {
             Mode::Thread { table, .. } => {
                 // Registered under the table's lock, so the receive thread finds the socket
@@ -465,10 +467,10 @@ impl UdpExecutor {
         UdpStats::add(&self.stats.receive_dropped, dropped);
     }
 
-    /// Driver's-poll mode: the socket registered under `token` is readable; drains it into
-    /// `node`. Returns false if `token` is not one of this executor's (or is gone).
-    pub fn readable(&mut self, node: &mut Node, now: Instant, token: Token) -> bool {
-        self.readable_with(token, |socket, source, data| {
+    /// Driver's-poll mode: the socket in `slot` is readable; drains it into `node`. Returns
+    /// false in own-thread mode (whose sockets no driver's poll reports).
+    pub fn readable(&mut self, node: &mut Node, now: Instant, slot: UdpSlot) -> bool {
+        self.readable_with(slot, |socket, source, data| {
             node.handle(
                 now,
                 Input::Udp(UdpEvent::Datagram {
@@ -483,16 +485,13 @@ impl UdpExecutor {
     /// [`Self::readable`], handing each datagram to `deliver`.
     fn readable_with(
         &mut self,
-        token: Token,
+        slot: UdpSlot,
         mut deliver: impl FnMut(SocketId, SocketAddr, Bytes),
     ) -> bool {
         let Mode::Driver { reader } = &mut self.mode else {
             return false;
         };
-        if token.0 < UDP_TOKEN_BASE {
-            return false;
-        }
-        let Some(Some((socket, udp))) = self.slots.get(token.0 - UDP_TOKEN_BASE) else {
+        let Some(Some((socket, udp))) = self.slots.get(slot.0) else {
             // A socket closed since the event was reported.
             return true;
         };
@@ -685,6 +684,8 @@ struct Shared {
 
 fn receive_thread(mut poll: Poll, shared: Shared, wake: impl Fn()) {
     let mut events = Events::with_capacity(1024);
+    // Any worker: this poll holds no connection, only the sockets and STOP.
+    let tokens = PollTokens::new(WorkerId(0));
     let mut reader = Reader::default();
     let mut batch: Vec<Received> = Vec::new();
     loop {
@@ -705,8 +706,11 @@ fn receive_thread(mut poll: Poll, shared: Shared, wake: impl Fn()) {
             let table = shared.table.lock().unwrap_or_else(|e| e.into_inner());
             let room = QUEUE_DEPTH.saturating_sub(shared.waiting.load(Ordering::Relaxed));
             for event in events.iter() {
-                let Some(Some((socket, udp))) = table.get(event.token().0) else {
-                    continue; // STOP, or a socket closed meanwhile
+                let Watched::Udp(slot) = tokens.decode(event.token()) else {
+                    continue; // STOP
+                };
+                let Some(Some((socket, udp))) = table.get(slot.0) else {
+                    continue; // a socket closed meanwhile
                 };
                 reader.drain(udp, &mut calls, |source, data| {
                     if batch.len() < room {
@@ -748,6 +752,14 @@ mod tests {
 
     fn node() -> Node {
         Node::new(NodeConfig::default(), Instant::now(), 1)
+    }
+
+    /// The slot a readiness event of the driver's poll names (the test polls hold only UDP).
+    fn udp_slot(token: Token) -> UdpSlot {
+        match PollTokens::new(WorkerId(0)).decode(token) {
+            Watched::Udp(slot) => slot,
+            other => panic!("not a UDP token: {other:?}"),
+        }
     }
 
     fn bind(udp: &mut UdpExecutor, node: &mut Node, id: u64, addr: &str) -> SocketAddr {
@@ -954,7 +966,7 @@ mod tests {
     #[test]
     fn a_burst_to_many_sockets_arrives_whole_and_in_order_per_socket_in_the_drivers_poll() {
         let mut poll = Poll::new().unwrap();
-        let mut udp = UdpExecutor::with_registry(poll.registry().try_clone().unwrap());
+        let mut udp = UdpExecutor::in_poll(poll.registry().try_clone().unwrap());
         let mut node = node();
         let sockets = 40;
         let addrs: Vec<SocketAddr> = (0..sockets)
@@ -970,10 +982,12 @@ mod tests {
             poll.poll(&mut events, Some(Duration::from_millis(100)))
                 .unwrap();
             for event in events.iter() {
-                assert!(udp.readable_with(event.token(), |socket, source, data| {
-                    assert_eq!(source, peer.local_addr().unwrap());
-                    got[(socket.0 - 100) as usize].push(data);
-                }));
+                assert!(
+                    udp.readable_with(udp_slot(event.token()), |socket, source, data| {
+                        assert_eq!(source, peer.local_addr().unwrap());
+                        got[(socket.0 - 100) as usize].push(data);
+                    })
+                );
             }
         }
         assert_eq!(got, sent);
@@ -1014,8 +1028,7 @@ mod tests {
 
     #[test]
     fn a_bind_that_asks_for_a_receive_buffer_gets_more_than_the_default() {
-        let mut udp =
-            UdpExecutor::with_registry(Poll::new().unwrap().registry().try_clone().unwrap());
+        let mut udp = UdpExecutor::in_poll(Poll::new().unwrap().registry().try_clone().unwrap());
         let mut node = node();
         bind(&mut udp, &mut node, 1, "127.0.0.1:0");
         let addr = "127.0.0.1:0".parse().unwrap();
@@ -1116,7 +1129,7 @@ mod tests {
     #[test]
     fn in_the_drivers_poll_a_readable_token_is_drained_into_the_node() {
         let mut poll = Poll::new().unwrap();
-        let mut udp = UdpExecutor::with_registry(poll.registry().try_clone().unwrap());
+        let mut udp = UdpExecutor::in_poll(poll.registry().try_clone().unwrap());
         let mut node = node();
         let local = bind(&mut udp, &mut node, 7, "127.0.0.1:0");
         let peer = peer();
@@ -1126,9 +1139,8 @@ mod tests {
         let mut events = Events::with_capacity(8);
         poll.poll(&mut events, Some(Duration::from_secs(5)))
             .unwrap();
-        let token = events.iter().next().expect("readable").token();
-        assert!(token.0 >= UDP_TOKEN_BASE);
-        assert!(udp.readable(&mut node, Instant::now(), token));
+        let slot = udp_slot(events.iter().next().expect("readable").token());
+        assert!(udp.readable(&mut node, Instant::now(), slot));
         let stats = udp.stats();
         assert_eq!(
             stats.received.load(Ordering::Relaxed),
@@ -1142,10 +1154,6 @@ mod tests {
                 "one recvmmsg"
             );
         }
-        assert!(
-            !udp.readable(&mut node, Instant::now(), Token(3)),
-            "not a UDP token"
-        );
         udp.execute(
             &mut node,
             Instant::now(),
@@ -1154,8 +1162,13 @@ mod tests {
             },
         );
         assert!(
-            udp.readable(&mut node, Instant::now(), token),
-            "a gone socket's token is still UDP's"
+            udp.readable(&mut node, Instant::now(), slot),
+            "a gone socket's slot is still UDP's"
+        );
+        assert_eq!(
+            stats.received.load(Ordering::Relaxed),
+            5,
+            "nothing from a gone socket"
         );
     }
 }

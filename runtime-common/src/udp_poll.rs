@@ -37,8 +37,10 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll};
+use siprtmp_core::relay::WorkerId;
 
 use crate::host::{NodeHost, Transport};
+use crate::mio_poll::{PollTokens, Watched};
 use crate::udp::UdpExecutor;
 
 /// Readiness events taken per `epoll_wait`; a fuller batch is followed by another at once.
@@ -52,10 +54,10 @@ pub struct UdpPoll {
 
 impl UdpPoll {
     /// A new poll and the executor whose sockets it watches (receiving in the driver, as with
-    /// [`UdpExecutor::with_registry`]).
+    /// [`crate::mio_poll::udp_executor`]).
     pub fn new() -> io::Result<(Self, UdpExecutor)> {
         let poll = Poll::new()?;
-        let udp = UdpExecutor::with_registry(poll.registry().try_clone()?);
+        let udp = UdpExecutor::in_poll(poll.registry().try_clone()?);
         let events = Events::with_capacity(EVENTS);
         Ok((Self { poll, events }, udp))
     }
@@ -76,10 +78,14 @@ impl UdpPoll {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
+            // Any worker: this poll holds no connection, only the executor's sockets.
+            let tokens = PollTokens::new(WorkerId(0));
             let mut count = 0;
             for event in self.events.iter() {
                 count += 1;
-                host.udp_readable(now, event.token());
+                if let Watched::Udp(slot) = tokens.decode(event.token()) {
+                    host.udp_readable(now, slot);
+                }
             }
             // Fewer than asked for: that was every ready socket.
             if count < EVENTS {

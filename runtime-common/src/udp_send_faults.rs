@@ -65,7 +65,7 @@ fn receive(far: &std::net::UdpSocket, count: usize) -> Vec<u8> {
 /// An executor on the driver's-poll path (the poll is kept alive with it) and a node.
 fn executor() -> (UdpExecutor, Poll, Node) {
     let poll = Poll::new().unwrap();
-    let udp = UdpExecutor::with_registry(poll.registry().try_clone().unwrap());
+    let udp = UdpExecutor::in_poll(poll.registry().try_clone().unwrap());
     (
         udp,
         poll,

@@ -3,7 +3,8 @@
 //! the sockets share the port with `SO_REUSEPORT`, so the kernel spreads new connections over
 //! the workers, and the workers share live streams through a [`RelayLink`] each.
 //!
-//! A driver takes part by implementing [`WorkerDriver`] (the mio and tokio drivers do).
+//! A driver takes part by implementing [`WorkerDriver`] besides [`Driver`] (the mio and tokio
+//! drivers do).
 //!
 //! ```no_run
 //! # fn demo<D: siprtmp_driver_common::WorkerDriver>() -> std::io::Result<()> {
@@ -25,7 +26,7 @@ use std::thread::JoinHandle;
 
 use siprtmp_core::node::{NodeConfig, WorkerId};
 
-use crate::{Decider, DriverConfig, RelayLink, Stopper};
+use crate::{Decider, Driver, DriverConfig, RelayLink, Stopper};
 
 /// Pending connections each worker's socket may hold before `accept`.
 const LISTEN_BACKLOG: i32 = 1024;
@@ -40,16 +41,12 @@ pub struct WorkerSeat {
     pub relay: RelayLink,
 }
 
-/// A driver that can run as one worker of a group.
-pub trait WorkerDriver: Sized {
-    /// Builds the driver on the thread that will run it.
+/// A driver that can also run as one worker of a group (the rest of its interface is
+/// [`Driver`]'s).
+pub trait WorkerDriver: Driver + Sized {
+    /// Builds the driver on the thread that will run it, around `seat`'s listener and relay
+    /// (instead of binding `config.listen`).
     fn bind_worker(config: DriverConfig, node: NodeConfig, seat: WorkerSeat) -> io::Result<Self>;
-    /// Installs the decider that answers the worker's node's decisions.
-    fn with_decider(self, decider: Decider) -> Self;
-    /// A handle that stops [`Self::run`].
-    fn stopper(&self) -> Stopper;
-    /// Runs until stopped.
-    fn run(self) -> io::Result<()>;
 }
 
 /// Binds `count` non-blocking listening sockets to `addr` with `SO_REUSEPORT` (the first
@@ -135,19 +132,18 @@ impl Workers {
                 .name(format!("worker-{}", worker.0))
                 .spawn(move || {
                     let seat = WorkerSeat { listener, relay };
-                    let driver = match D::bind_worker(worker_config, node, seat) {
+                    let mut driver = match D::bind_worker(worker_config, node, seat) {
                         Ok(driver) => driver,
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
                             return Ok(());
                         }
                     };
-                    let driver = match decider {
-                        Some(decider) => driver.with_decider(decider),
-                        None => driver,
-                    };
+                    if let Some(decider) = decider {
+                        driver.set_decider(decider);
+                    }
                     let _ = ready_tx.send(Ok(driver.stopper()));
-                    driver.run()
+                    Box::new(driver).run()
                 });
             let started = match thread {
                 Ok(thread) => {

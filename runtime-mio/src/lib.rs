@@ -21,26 +21,27 @@
 //! ([`siprtmp_driver_common::FileExecutor`], files under [`DriverConfig::root`]), which wakes
 //! the poll through the same `mio::Waker` as the [`Stopper`] when requests complete.
 //! The node's UDP sockets (the SIP-RTMP gateway's SIP and RTP) live in the same poll:
-//! [`siprtmp_driver_common::UdpExecutor`] registers them under tokens from
-//! [`UDP_TOKEN_BASE`] up, and a readable one is drained straight into the node, with no thread
-//! hop; sends are non-blocking vectored `sendmsg`s from the loop. The node's own TCP (the
-//! gateway's SIP over TCP) runs on [`siprtmp_driver_common::TcpExecutor`]'s I/O thread, which
-//! wakes the poll through the same waker when it has events for the node.
+//! [`siprtmp_driver_common::UdpExecutor`] registers them under UDP tokens of the poll's
+//! [`PollTokens`] (which keep them apart from the connections' tokens, whatever the worker
+//! number in the connection ids), and a readable one is drained straight into the node, with
+//! no thread hop; sends are non-blocking vectored `sendmsg`s from the loop. The node's own
+//! TCP (the gateway's SIP over TCP) runs on [`siprtmp_driver_common::TcpExecutor`]'s I/O
+//! thread, which wakes the poll through the same waker when it has events for the node.
 //! Decisions ([`siprtmp_core::node::Event::Decide`]) are answered by the decider installed
-//! with [`MioDriver::with_decider`] (everything is accepted without one). On stop, every
-//! connection is closed and recordings are finished before [`MioDriver::run`] returns.
+//! with [`Driver::with_decider`] (everything is accepted without one). On stop, every
+//! connection is closed and recordings are finished before [`Driver::run`] returns.
 //!
 //! Several workers (one driver per thread, sharing the port and their live streams) run with
 //! [`siprtmp_driver_common::Workers`]; see [`worker`].
 //!
 //! ```no_run
-//! use siprtmp_mio::{MioDriver, DriverConfig};
+//! use siprtmp_mio::{Driver, DriverConfig, MioDriver};
 //! use siprtmp_core::node::NodeConfig;
 //! let config = DriverConfig { listen: "127.0.0.1:1935".parse().unwrap(), ..DriverConfig::default() };
 //! let driver = MioDriver::bind(config, NodeConfig::default()).unwrap();
 //! let stop = driver.stopper();
 //! std::thread::spawn(move || { std::thread::sleep(std::time::Duration::from_secs(1)); stop.stop(); });
-//! driver.run().unwrap();
+//! Box::new(driver).run().unwrap();
 //! ```
 
 use std::io::{self, IoSlice, Read, Write};
@@ -53,17 +54,19 @@ use bytes::BytesMut;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use siprtmp_core::node::{ConnId, Node, NodeConfig};
+use siprtmp_core::relay::WorkerId;
+use siprtmp_driver_common::mio_poll::{self, PollTokens, Watched};
 use siprtmp_driver_common::{
     bind_listener, configure_stream, AcceptBackoff, FileExecutor, NodeHost, RelayLink, TcpExecutor,
-    Transport, UdpExecutor, UDP_TOKEN_BASE,
+    Transport,
 };
 
-pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper, TcpStats, UdpStats};
+pub use siprtmp_driver_common::{Decider, Driver, DriverConfig, Stopper, TcpStats, UdpStats};
 
 pub mod worker;
 
-const LISTENER: Token = Token(usize::MAX - 1);
-const WAKER: Token = Token(usize::MAX - 2);
+const LISTENER: Token = PollTokens::control(1);
+const WAKER: Token = PollTokens::control(2);
 /// Read buffer granularity: one allocation serves many reads.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -98,19 +101,49 @@ pub struct MioDriver {
     tcp_stats: Arc<TcpStats>,
     /// Accepting paused after a failed accept (out of descriptors), and until when.
     accept_backoff: AcceptBackoff,
+    /// What each of the poll's tokens names (the connections' tokens carry this node's ids
+    /// without their worker byte).
+    tokens: PollTokens,
 }
 
-fn token(conn: ConnId) -> Token {
-    Token(conn.0 as usize)
-}
-
-impl MioDriver {
-    /// Binds the listening socket and builds the node.
-    pub fn bind(config: DriverConfig, node_config: NodeConfig) -> io::Result<Self> {
+impl Driver for MioDriver {
+    fn bind(config: DriverConfig, node_config: NodeConfig) -> io::Result<Self> {
         let listener = bind_listener(config.listen, true)?;
         Self::build(config, node_config, listener, None)
     }
 
+    fn set_decider(&mut self, decider: Decider) {
+        self.host.set_decider(decider);
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    fn udp_stats(&self) -> Arc<UdpStats> {
+        self.udp_stats.clone()
+    }
+
+    fn tcp_stats(&self) -> Arc<TcpStats> {
+        self.tcp_stats.clone()
+    }
+
+    fn stopper(&self) -> Stopper {
+        let waker = self.waker.clone();
+        let stop = self.stop.clone();
+        Stopper::new(move || {
+            stop.store(true, Ordering::SeqCst);
+            // A failed wake means the poll is gone already: nothing left to stop.
+            let _ = waker.wake();
+        })
+    }
+
+    fn run(self: Box<Self>) -> io::Result<()> {
+        (*self).event_loop()
+    }
+}
+
+impl MioDriver {
     /// Builds the driver around a bound non-blocking `listener`; with `relay`, its node is
     /// one worker of a group (see [`worker`]).
     fn build(
@@ -125,6 +158,7 @@ impl MioDriver {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let mut node = Node::new(node_config, Instant::now(), config.seed);
+        let tokens = PollTokens::new(relay.as_ref().map_or(WorkerId(0), RelayLink::worker));
         if let Some(relay) = &relay {
             node = node.with_relay(relay.worker());
             // Other workers' messages wake the poll like file completions; the turn feeds both.
@@ -138,7 +172,7 @@ impl MioDriver {
             // A failed wake means the poll is gone: nobody is waiting for the completion.
             let _ = files_waker.wake();
         })?;
-        let mut udp = UdpExecutor::with_registry(poll.registry().try_clone()?);
+        let mut udp = mio_poll::udp_executor(poll.registry())?;
         udp.set_gso(config.udp_gso);
         let udp_stats = udp.stats();
         let tcp_waker = waker.clone();
@@ -161,44 +195,12 @@ impl MioDriver {
             read_buf: BytesMut::zeroed(READ_CHUNK),
             stop: Arc::new(AtomicBool::new(false)),
             accept_backoff: AcceptBackoff::default(),
+            tokens,
         })
     }
 
-    /// Installs the decider that answers [`siprtmp_core::node::Event::Decide`] (use with
-    /// [`NodeConfig::decisions`] on).
-    pub fn with_decider(mut self, decider: Decider) -> Self {
-        self.host = self.host.with_decider(Some(decider));
-        self
-    }
-
-    /// The address actually bound (useful with port 0).
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    /// The UDP executor's counters (sockets open, datagrams sent and dropped...).
-    pub fn udp_stats(&self) -> Arc<UdpStats> {
-        self.udp_stats.clone()
-    }
-
-    /// The TCP executor's counters (the node's own connections and listeners).
-    pub fn tcp_stats(&self) -> Arc<TcpStats> {
-        self.tcp_stats.clone()
-    }
-
-    /// A handle that stops [`Self::run`].
-    pub fn stopper(&self) -> Stopper {
-        let waker = self.waker.clone();
-        let stop = self.stop.clone();
-        Stopper::new(move || {
-            stop.store(true, Ordering::SeqCst);
-            // A failed wake means the poll is gone already: nothing left to stop.
-            let _ = waker.wake();
-        })
-    }
-
-    /// Runs until stopped.
-    pub fn run(mut self) -> io::Result<()> {
+    /// Runs until stopped ([`Driver::run`]).
+    fn event_loop(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         let mut last_poll = Instant::now();
         // Whether the last poll filled `events`: more sockets are ready than one poll reports.
@@ -234,18 +236,19 @@ impl MioDriver {
             events_full =
                 self.config.poll_interval.is_some() && events.iter().count() >= events.capacity();
             for event in events.iter() {
-                match event.token() {
+                match self.tokens.decode(event.token()) {
                     // While accepting is paused the event is dropped: the retry drains the
                     // backlog.
-                    LISTENER if self.accept_backoff.ready(now) => self.accept_all(now),
-                    LISTENER => {}
-                    // Stop (checked below) or file completions (fed in by the turn).
-                    WAKER => {}
-                    Token(raw) if raw >= UDP_TOKEN_BASE => {
-                        self.host.udp_readable(now, Token(raw));
+                    Watched::Other(LISTENER) if self.accept_backoff.ready(now) => {
+                        self.accept_all(now)
                     }
-                    Token(raw) => {
-                        let conn = ConnId(raw as u64);
+                    // LISTENER while paused; WAKER: stop (checked below) or file completions
+                    // (fed in by the turn).
+                    Watched::Other(_) => {}
+                    Watched::Udp(slot) => {
+                        self.host.udp_readable(now, slot);
+                    }
+                    Watched::Conn(conn) => {
                         if event.is_readable() || event.is_read_closed() {
                             self.read_all(now, conn, event.is_read_closed());
                         }
@@ -283,14 +286,19 @@ impl MioDriver {
                     {
                         tracing::warn!("socket options for {peer}: {e}");
                     }
-                    // The token is the node's id for the connection, so register after accept.
+                    // The token carries the node's id for the connection, so register after
+                    // accept.
                     let conn = self.host.accept(now, peer, MioConnection(socket));
                     let interest = Interest::READABLE | Interest::WRITABLE;
+                    let Some(token) = self.tokens.conn(conn) else {
+                        // Another worker's id, or one too wide for this system's tokens.
+                        tracing::warn!("{conn}: no poll token for {peer}");
+                        self.host.peer_closed(now, conn);
+                        self.host.take_closed().for_each(drop);
+                        continue;
+                    };
                     let registered = match self.host.transport_mut(conn) {
-                        Some(c) => self
-                            .poll
-                            .registry()
-                            .register(&mut c.0, token(conn), interest),
+                        Some(c) => self.poll.registry().register(&mut c.0, token, interest),
                         None => continue,
                     };
                     if let Err(e) = registered {

@@ -15,24 +15,12 @@
 use std::io;
 
 use siprtmp_core::node::NodeConfig;
-use siprtmp_driver_common::{Decider, DriverConfig, Stopper, WorkerDriver, WorkerSeat};
+use siprtmp_driver_common::{DriverConfig, WorkerDriver, WorkerSeat};
 
 use crate::MioDriver;
 
 impl WorkerDriver for MioDriver {
     fn bind_worker(config: DriverConfig, node: NodeConfig, seat: WorkerSeat) -> io::Result<Self> {
         MioDriver::build(config, node, seat.listener, Some(seat.relay))
-    }
-
-    fn with_decider(self, decider: Decider) -> Self {
-        MioDriver::with_decider(self, decider)
-    }
-
-    fn stopper(&self) -> Stopper {
-        MioDriver::stopper(self)
-    }
-
-    fn run(self) -> io::Result<()> {
-        MioDriver::run(self)
     }
 }

@@ -11,7 +11,7 @@
 //!   copies out of the connection's queue, and reports each written batch back as a drained
 //!   count (reader, writer and node thread share the one socket: one descriptor a
 //!   connection);
-//! - the **node thread** (the caller of [`ThreadsDriver::run`]) owns the node: it waits on the
+//! - the **node thread** (the caller of [`Driver::run`]) owns the node: it waits on the
 //!   channel with `recv_timeout` until the node's deadline, feeds each message in, and hands
 //!   each connection with queued bytes its next batch;
 //! - a **file thread** ([`siprtmp_driver_common::FileExecutor`], files under
@@ -23,8 +23,8 @@
 //!   threads, which post the same wake-up.
 //!
 //! Decisions are answered on the node thread by the decider installed with
-//! [`ThreadsDriver::with_decider`] (everything is accepted without one). On stop, every
-//! connection is closed and recordings are finished before [`ThreadsDriver::run`] returns.
+//! [`Driver::with_decider`] (everything is accepted without one). On stop, every
+//! connection is closed and recordings are finished before [`Driver::run`] returns.
 //!
 //! A slow reader blocks only its own writer thread. The node counts the batch in flight as
 //! still queued until the writer reports it written, so its backpressure (drop to keyframes,
@@ -35,13 +35,13 @@
 //! pair of threads per connection.
 //!
 //! ```no_run
-//! use siprtmp_threads::{DriverConfig, ThreadsDriver};
+//! use siprtmp_threads::{Driver, DriverConfig, ThreadsDriver};
 //! use siprtmp_core::node::NodeConfig;
 //! let config = DriverConfig { listen: "127.0.0.1:1935".parse().unwrap(), ..DriverConfig::default() };
 //! let driver = ThreadsDriver::bind(config, NodeConfig::default()).unwrap();
 //! let stop = driver.stopper();
 //! std::thread::spawn(move || { std::thread::sleep(std::time::Duration::from_secs(1)); stop.stop(); });
-//! driver.run().unwrap();
+//! Box::new(driver).run().unwrap();
 //! ```
 
 mod workers;
@@ -62,7 +62,7 @@ use siprtmp_driver_common::{
 };
 use workers::{spawn_reader, spawn_writer, Batch, Job, Message};
 
-pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper, TcpStats, UdpStats};
+pub use siprtmp_driver_common::{Decider, Driver, DriverConfig, Stopper, TcpStats, UdpStats};
 
 /// Messages the node thread may have pending before readers wait.
 const CHANNEL_DEPTH: usize = 1024;
@@ -99,9 +99,8 @@ pub struct ThreadsDriver {
     decider: Option<Decider>,
 }
 
-impl ThreadsDriver {
-    /// Binds the listening socket and builds the node.
-    pub fn bind(config: DriverConfig, node_config: NodeConfig) -> io::Result<Self> {
+impl Driver for ThreadsDriver {
+    fn bind(config: DriverConfig, node_config: NodeConfig) -> io::Result<Self> {
         config.refuse_poll_interval("threads")?;
         let listener = bind_listener(config.listen, false)?;
         let node = Node::new(node_config, Instant::now(), config.seed);
@@ -136,30 +135,23 @@ impl ThreadsDriver {
         })
     }
 
-    /// Installs the decider that answers [`siprtmp_core::node::Event::Decide`] (use with
-    /// [`NodeConfig::decisions`] on).
-    pub fn with_decider(mut self, decider: Decider) -> Self {
+    fn set_decider(&mut self, decider: Decider) {
         self.decider = Some(decider);
-        self
     }
 
-    /// The address actually bound (useful with port 0).
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
-    /// The UDP executor's counters (sockets open, datagrams sent and dropped...).
-    pub fn udp_stats(&self) -> Arc<UdpStats> {
+    fn udp_stats(&self) -> Arc<UdpStats> {
         self.udp.stats()
     }
 
-    /// The TCP executor's counters (the node's own connections and listeners).
-    pub fn tcp_stats(&self) -> Arc<TcpStats> {
+    fn tcp_stats(&self) -> Arc<TcpStats> {
         self.tcp.stats()
     }
 
-    /// A handle that stops [`Self::run`], from any thread.
-    pub fn stopper(&self) -> Stopper {
+    fn stopper(&self) -> Stopper {
         let stop = self.stop.clone();
         let tx = self.tx.clone();
         Stopper::new(move || {
@@ -170,7 +162,14 @@ impl ThreadsDriver {
     }
 
     /// Runs the node on the calling thread until stopped.
-    pub fn run(self) -> io::Result<()> {
+    fn run(self: Box<Self>) -> io::Result<()> {
+        (*self).run_node()
+    }
+}
+
+impl ThreadsDriver {
+    /// [`Driver::run`].
+    fn run_node(self) -> io::Result<()> {
         let addr = self.listener.local_addr()?;
         let acceptor = {
             let listener = self.listener;

@@ -5,7 +5,7 @@
 //! decision is the node's, and carrying out its outputs is [`NodeHost`] (shared with the mio
 //! and async-std drivers).
 //!
-//! One **node task**, on the thread that calls [`TokioDriver::run`], owns the node and does
+//! One **node task**, on the thread that calls [`Driver::run`], owns the node and does
 //! every read and write itself. It waits (`select!`) for a stop request, a readable or
 //! writable socket (ids posted by per-connection wakers), a new connection, completed file
 //! requests, or the node's deadline (`sleep_until`); then it drains whatever else is already
@@ -32,13 +32,13 @@
 //! costs the node task nothing until its backlog passes the node's limits.
 //!
 //! ```no_run
-//! use siprtmp_tokio::{DriverConfig, TokioDriver};
+//! use siprtmp_tokio::{Driver, DriverConfig, TokioDriver};
 //! use siprtmp_core::node::NodeConfig;
 //! let config = DriverConfig { listen: "127.0.0.1:1935".parse().unwrap(), ..DriverConfig::default() };
 //! let driver = TokioDriver::bind(config, NodeConfig::default()).unwrap();
 //! let stop = driver.stopper();
 //! std::thread::spawn(move || { std::thread::sleep(std::time::Duration::from_secs(1)); stop.stop(); });
-//! driver.run().unwrap();
+//! Box::new(driver).run().unwrap();
 //! ```
 
 use std::io::{self, IoSlice};
@@ -58,7 +58,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 
 pub use siprtmp_driver_common::{
-    Decider, DriverConfig, Stopper, TcpStats, UdpStats, READS_PER_TURN,
+    Decider, Driver, DriverConfig, Stopper, TcpStats, UdpStats, READS_PER_TURN,
 };
 
 pub mod worker;
@@ -134,13 +134,46 @@ pub struct TokioDriver {
     relay: Option<RelayLink>,
 }
 
-impl TokioDriver {
-    /// Binds the listening socket and builds the node (the runtime is built by [`Self::run`]).
-    pub fn bind(config: DriverConfig, node_config: NodeConfig) -> io::Result<Self> {
+/// The runtime itself is built by [`Driver::run`], on the thread that runs the node.
+impl Driver for TokioDriver {
+    fn bind(config: DriverConfig, node_config: NodeConfig) -> io::Result<Self> {
         let listener = bind_listener(config.listen, true)?;
         Self::build(config, node_config, listener, None)
     }
 
+    fn set_decider(&mut self, decider: Decider) {
+        self.decider = Some(decider);
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    fn udp_stats(&self) -> Arc<UdpStats> {
+        self.udp.stats()
+    }
+
+    fn tcp_stats(&self) -> Arc<TcpStats> {
+        self.tcp.stats()
+    }
+
+    fn stopper(&self) -> Stopper {
+        let stop = self.stop.clone();
+        // `notify_one` keeps a permit if the node task is not waiting yet.
+        Stopper::new(move || stop.notify_one())
+    }
+
+    /// Builds a current-thread runtime and runs the node on it until stopped.
+    fn run(self: Box<Self>) -> io::Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()?;
+        runtime.block_on((*self).node_task())
+    }
+}
+
+impl TokioDriver {
     /// Builds the driver around a bound non-blocking `listener`; with `relay`, its node is
     /// one worker of a group (see [`worker`]).
     fn build(
@@ -179,44 +212,6 @@ impl TokioDriver {
             decider: None,
             relay,
         })
-    }
-
-    /// Installs the decider that answers [`siprtmp_core::node::Event::Decide`] (use with
-    /// [`NodeConfig::decisions`] on).
-    pub fn with_decider(mut self, decider: Decider) -> Self {
-        self.decider = Some(decider);
-        self
-    }
-
-    /// The address actually bound (useful with port 0).
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    /// The UDP executor's counters (sockets open, datagrams sent and dropped...).
-    pub fn udp_stats(&self) -> Arc<UdpStats> {
-        self.udp.stats()
-    }
-
-    /// The TCP executor's counters (the node's own connections and listeners).
-    pub fn tcp_stats(&self) -> Arc<TcpStats> {
-        self.tcp.stats()
-    }
-
-    /// A handle that stops [`Self::run`], from any thread.
-    pub fn stopper(&self) -> Stopper {
-        let stop = self.stop.clone();
-        // `notify_one` keeps a permit if the node task is not waiting yet.
-        Stopper::new(move || stop.notify_one())
-    }
-
-    /// Builds a current-thread runtime and runs the node on it until stopped.
-    pub fn run(self) -> io::Result<()> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .build()?;
-        runtime.block_on(self.node_task())
     }
 
     async fn node_task(self) -> io::Result<()> {

@@ -15,24 +15,12 @@
 use std::io;
 
 use siprtmp_core::node::NodeConfig;
-use siprtmp_driver_common::{Decider, DriverConfig, Stopper, WorkerDriver, WorkerSeat};
+use siprtmp_driver_common::{DriverConfig, WorkerDriver, WorkerSeat};
 
 use crate::TokioDriver;
 
 impl WorkerDriver for TokioDriver {
     fn bind_worker(config: DriverConfig, node: NodeConfig, seat: WorkerSeat) -> io::Result<Self> {
         TokioDriver::build(config, node, seat.listener, Some(seat.relay))
-    }
-
-    fn with_decider(self, decider: Decider) -> Self {
-        TokioDriver::with_decider(self, decider)
-    }
-
-    fn stopper(&self) -> Stopper {
-        TokioDriver::stopper(self)
-    }
-
-    fn run(self) -> io::Result<()> {
-        TokioDriver::run(self)
     }
 }

@@ -1,5 +1,5 @@
-//! A server under test: any of the four drivers on an ephemeral loopback port, in a thread,
-//! with its application events observable.
+//! A server under test: any of the four drivers (picked by value, [`Runtime`]) on an
+//! ephemeral loopback port, in a thread, with its application events observable.
 
 use std::io;
 use std::net::SocketAddr;
@@ -10,66 +10,36 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use siprtmp_core::node::{Event, NodeConfig};
-use siprtmp_driver_common::{Decider, DriverConfig, Stopper, TcpStats, UdpStats, Workers};
+use siprtmp_drivers::{Decider, DriverConfig, Stopper, TcpStats, UdpStats};
 
 /// The drivers a [`TestServer`] can run on; the conformance suite runs every scenario on each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Runtime {
-    /// `siprtmp-mio`: one thread, one mio Poll.
-    Mio,
-    /// `siprtmp-tokio`: a current-thread tokio runtime.
-    Tokio,
-    /// `siprtmp-threads`: blocking sockets, reader and writer threads per connection.
-    Threads,
-    /// `siprtmp-async-std`: async-std (discontinued upstream, kept for the comparison).
-    AsyncStd,
-}
+pub use siprtmp_drivers::Runtime;
 
-impl Runtime {
-    /// Every driver.
-    pub const ALL: [Runtime; 4] = [
-        Runtime::Mio,
-        Runtime::Tokio,
-        Runtime::Threads,
-        Runtime::AsyncStd,
-    ];
-
-    /// Binds the driver (with `decider`, if any), reports its address and stopper over
-    /// `ready`, then runs it.
-    fn serve(
-        self,
-        config: DriverConfig,
-        node: NodeConfig,
-        decider: Option<Decider>,
-        ready: std::sync::mpsc::Sender<io::Result<Ready>>,
-    ) -> io::Result<()> {
-        macro_rules! serve {
-            ($driver:ty) => {{
-                let mut driver = match <$driver>::bind(config, node) {
-                    Ok(driver) => driver,
-                    Err(e) => {
-                        let _ = ready.send(Err(e));
-                        return Ok(());
-                    }
-                };
-                if let Some(decider) = decider {
-                    driver = driver.with_decider(decider);
-                }
-                let _ = ready.send(
-                    driver
-                        .local_addr()
-                        .map(|a| (a, driver.stopper(), driver.udp_stats(), driver.tcp_stats())),
-                );
-                driver.run()
-            }};
+/// Binds `runtime`'s driver (with `decider`, if any), reports its address, stopper and
+/// counters over `ready`, then runs it.
+fn serve(
+    runtime: Runtime,
+    config: DriverConfig,
+    node: NodeConfig,
+    decider: Option<Decider>,
+    ready: std::sync::mpsc::Sender<io::Result<Ready>>,
+) -> io::Result<()> {
+    let mut driver = match runtime.bind(config, node) {
+        Ok(driver) => driver,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return Ok(());
         }
-        match self {
-            Runtime::Mio => serve!(siprtmp_mio::MioDriver),
-            Runtime::Tokio => serve!(siprtmp_tokio::TokioDriver),
-            Runtime::Threads => serve!(siprtmp_threads::ThreadsDriver),
-            Runtime::AsyncStd => serve!(siprtmp_async_std::AsyncStdDriver),
-        }
+    };
+    if let Some(decider) = decider {
+        driver.set_decider(decider);
     }
+    let _ = ready.send(
+        driver
+            .local_addr()
+            .map(|a| (a, driver.stopper(), driver.udp_stats(), driver.tcp_stats())),
+    );
+    driver.run()
 }
 
 /// What a started driver reports: its address, stopper, and UDP and TCP counters.
@@ -165,9 +135,7 @@ impl TestServer {
             .spawn(move || {
                 // "PID/task/TID" on Linux.
                 let _ = task_tx.send(std::fs::read_link("/proc/thread-self").ok());
-                runtime
-                    .serve(config, node, decider, ready_tx)
-                    .expect("driver run")
+                serve(runtime, config, node, decider, ready_tx).expect("driver run")
             })
             .expect("spawn server thread");
         let node_task = task
@@ -199,8 +167,8 @@ impl TestServer {
         Some(Duration::from_nanos(nanos))
     }
 
-    /// Starts `workers` nodes of `runtime` (mio or tokio) on one port, sharing their live
-    /// streams ([`siprtmp_driver_common::Workers`]); each event's connection id tells which
+    /// Starts `workers` nodes of `runtime` (one that [`Runtime::runs_workers`]) on one port,
+    /// sharing their live streams ([`siprtmp_drivers::Workers`]); each event's connection id tells which
     /// worker emitted it ([`siprtmp_core::node::ConnId::worker`]).
     pub fn start_workers(runtime: Runtime, node: NodeConfig, workers: usize) -> Self {
         let (tx, events) = channel();
@@ -212,16 +180,9 @@ impl TestServer {
             root: default_root(),
             ..DriverConfig::default()
         };
-        let started = match runtime {
-            Runtime::Mio => {
-                Workers::start::<siprtmp_mio::MioDriver>(config, node, workers, |_, _| None)
-            }
-            Runtime::Tokio => {
-                Workers::start::<siprtmp_tokio::TokioDriver>(config, node, workers, |_, _| None)
-            }
-            other => panic!("{other:?} does not run as several workers"),
-        };
-        let group = started.expect("start workers");
+        let group = runtime
+            .start_workers(config, node, workers, |_, _| None)
+            .unwrap_or_else(|e| panic!("{runtime:?} workers: {e}"));
         let (addr, stopper) = (group.local_addr(), group.stopper());
         let thread = std::thread::Builder::new()
             .name(format!("{runtime:?} workers"))

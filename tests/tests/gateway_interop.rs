@@ -431,6 +431,7 @@ fn with_a_poll_interval_concurrent_calls_each_hear_all_of_their_own_echo() {
 /// The drivers without wake-up moderation refuse a poll interval rather than ignore it.
 #[test]
 fn only_mio_takes_a_poll_interval() {
+    use siprtmp_driver_common::Driver;
     let config = siprtmp_driver_common::DriverConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         poll_interval: Some(Duration::from_millis(20)),
