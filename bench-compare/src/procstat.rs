@@ -56,6 +56,27 @@ pub fn peak_rss_kib(pid: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Resident set size now (`VmRSS`) of `pid`, in KiB.
+pub fn rss_kib(pid: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Open file descriptors of `pid` (entries of `/proc/PID/fd`).
+pub fn open_fds(pid: &str) -> Option<u64> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(dir.count() as u64)
+}
+
+/// The system's load averages (`/proc/loadavg`: 1, 5 and 15 minutes), as written there.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// Clock ticks per second from `getconf CLK_TCK`; 100 (with a note) if that fails.
 pub fn clock_ticks() -> (u64, Option<String>) {
     let out = Command::new("getconf").arg("CLK_TCK").output();
@@ -100,5 +121,11 @@ mod tests {
     fn own_process_is_readable() {
         assert!(cpu_ticks("self").is_ok());
         assert!(peak_rss_kib("self").unwrap() > 0);
+        let rss = rss_kib("self").unwrap();
+        assert!(rss > 0 && rss <= peak_rss_kib("self").unwrap());
+        // Standard input, output and error at least (other tests open files meanwhile, so
+        // no exact count).
+        assert!(open_fds("self").unwrap() >= 3);
+        assert_eq!(load_average().split(' ').count(), 3);
     }
 }

@@ -23,12 +23,18 @@ fn churning_calls_and_players_over_a_lossy_network_lose_no_delivered_frame_and_l
     let report = soak::run(&config, |_| {});
     let summary = report.summary();
     println!("{summary}");
-    assert!(soak::alloc::installed(), "the counting allocator is in place");
+    assert!(
+        soak::alloc::installed(),
+        "the counting allocator is in place"
+    );
     assert_eq!(report.failures.count, 0, "{summary}");
 
     // The calls: every session accepted and ended, in each of the three ways.
     let calls = &report.calls;
-    assert!(calls.started > u64::from(config.calls) * 3, "slots churned: {summary}");
+    assert!(
+        calls.started > u64::from(config.calls) * 3,
+        "slots churned: {summary}"
+    );
     assert_eq!(calls.accepted, calls.started, "{summary}");
     assert_eq!(calls.ended.iter().sum::<u64>(), calls.started, "{summary}");
     assert!(calls.ended.iter().all(|&n| n > 0), "{summary}");
@@ -44,7 +50,10 @@ fn churning_calls_and_players_over_a_lossy_network_lose_no_delivered_frame_and_l
 
     // The players: every session got every message that had time to reach it.
     let players = &report.players;
-    assert!(players.sessions > u64::from(config.players) * 3, "{summary}");
+    assert!(
+        players.sessions > u64::from(config.players) * 3,
+        "{summary}"
+    );
     assert_eq!(players.completed, players.sessions, "{summary}");
     assert_eq!(players.missing, 0);
     assert!(players.delivered > players.published, "{summary}");

@@ -13,8 +13,8 @@
 //! closed, and the call ends one of three ways in turn: the client's `bye`, bob's BYE, or
 //! the client simply disconnecting. The next session starts after a pause.
 
-use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -33,9 +33,15 @@ use super::wire::ConnRef;
 use super::Failures;
 
 /// Bob's SIP address.
-pub const FAR_SIP: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2)), 5060);
+pub const FAR_SIP: SocketAddr = SocketAddr::new(
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2)),
+    5060,
+);
 /// Bob's RTP address (RTCP would go to the next port; bob ignores it).
-pub const FAR_RTP: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2)), 6000);
+pub const FAR_RTP: SocketAddr = SocketAddr::new(
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2)),
+    6000,
+);
 
 /// A frame's RTP payload: its slot, session and index (4 bytes each), then this many bytes
 /// of a fixed pattern (160 bytes in all: 20 ms of G.711).
@@ -254,7 +260,12 @@ impl Calls {
             .enumerate()
             .filter(|(_, s)| s.phase != Phase::Done)
             .take(5)
-            .map(|(i, s)| format!("slot {i} session {} {:?} {:?} far done {}", s.session, s.phase, s.ending, s.far_done))
+            .map(|(i, s)| {
+                format!(
+                    "slot {i} session {} {:?} {:?} far done {}",
+                    s.session, s.phase, s.ending, s.far_done
+                )
+            })
             .collect();
         list.join("; ")
     }
@@ -352,7 +363,10 @@ impl Calls {
                 }
                 let session = self.next_session;
                 self.next_session += 1;
-                let conn = net.connect(&format!("sip/s{slot}n{session}@10.0.0.1"), Owner::Call(slot));
+                let conn = net.connect(
+                    &format!("sip/s{slot}n{session}@10.0.0.1"),
+                    Owner::Call(slot),
+                );
                 let s = &mut self.slots[slot as usize];
                 s.session = session;
                 s.conn = Some(conn);
@@ -387,7 +401,10 @@ impl Calls {
     fn hang_up(&mut self, net: &mut Net, slot: u32, failures: &mut Failures) {
         let s = &mut self.slots[slot as usize];
         if let Some(problem) = s.frames.imbalance() {
-            failures.note(format!("call session {}: frames do not add up: {problem}", s.session));
+            failures.note(format!(
+                "call session {}: frames do not add up: {problem}",
+                s.session
+            ));
         }
         if !s.expected.is_empty() {
             failures.note(format!(
@@ -454,7 +471,13 @@ impl Calls {
     }
 
     /// What the client of `slot` heard.
-    pub fn client_event(&mut self, net: &mut Net, slot: u32, event: ClientEvent, failures: &mut Failures) {
+    pub fn client_event(
+        &mut self,
+        net: &mut Net,
+        slot: u32,
+        event: ClientEvent,
+        failures: &mut Failures,
+    ) {
         let s = &mut self.slots[slot as usize];
         let Some(conn) = s.conn else { return };
         match event {
@@ -462,10 +485,7 @@ impl Calls {
                 let client = net.client(conn);
                 client.create_stream();
                 client.create_stream();
-                let args = vec![
-                    Value::string("bob@10.0.0.2:5060"),
-                    Value::string("pcmu"),
-                ];
+                let args = vec![Value::string("bob@10.0.0.2:5060"), Value::string("pcmu")];
                 client.call(0, "invite", args);
                 net.flush_client(conn);
                 self.set_phase(slot, Phase::Inviting);
@@ -503,7 +523,10 @@ impl Calls {
                 self.echo_received(slot, &m.payload, failures);
             }
             ClientEvent::ConnectRejected(code) => {
-                failures.note(format!("call session {}: connect rejected: {code}", s.session));
+                failures.note(format!(
+                    "call session {}: connect rejected: {code}",
+                    s.session
+                ));
                 self.abandon(net, slot);
             }
             _ => {}
@@ -529,7 +552,10 @@ impl Calls {
     /// The node's client of `slot` lost its connection (the node closed it).
     pub fn connection_lost(&mut self, net: &mut Net, slot: u32, failures: &mut Failures) {
         let s = &self.slots[slot as usize];
-        failures.note(format!("call session {}: the node closed the connection in {:?}", s.session, s.phase));
+        failures.note(format!(
+            "call session {}: the node closed the connection in {:?}",
+            s.session, s.phase
+        ));
         self.abandon(net, slot);
     }
 
@@ -558,7 +584,14 @@ impl Calls {
     }
 
     /// A datagram reached bob (SIP) or his echo (RTP).
-    pub fn to_far(&mut self, net: &mut Net, from: SocketAddr, to: SocketAddr, data: Bytes, failures: &mut Failures) {
+    pub fn to_far(
+        &mut self,
+        net: &mut Net,
+        from: SocketAddr,
+        to: SocketAddr,
+        data: Bytes,
+        failures: &mut Failures,
+    ) {
         if to == FAR_RTP {
             let slot = self.slot_of(&data);
             if let Some(slot) = slot {
@@ -625,20 +658,26 @@ impl Calls {
         let now = net.now();
         while let Some(event) = self.far.poll_event() {
             match event {
-                UaEvent::IncomingCall { call, from, offer, .. } => {
+                UaEvent::IncomingCall {
+                    call, from, offer, ..
+                } => {
                     let slot = match &from.uri {
                         Uri::Sip(uri) => uri.user.as_deref().and_then(parse_user),
                         Uri::Other(_) => None,
                     }
                     .filter(|&(slot, session)| {
-                        self.slots.get(slot as usize).is_some_and(|s| s.session == session && s.phase == Phase::Inviting)
+                        self.slots
+                            .get(slot as usize)
+                            .is_some_and(|s| s.session == session && s.phase == Phase::Inviting)
                     });
                     let Some((slot, _)) = slot else {
                         failures.note(format!("bob: a call from an unknown caller {from:?}"));
                         let _ = self.far.reject(now, call, 404, "Not Found");
                         continue;
                     };
-                    let sdp = offer.as_deref().and_then(|o| SessionDescription::parse(o).ok());
+                    let sdp = offer
+                        .as_deref()
+                        .and_then(|o| SessionDescription::parse(o).ok());
                     let Some(answer) = sdp.and_then(|offer| bob_answer(&offer)) else {
                         failures.note(format!("bob: no answer to the offer of slot {slot}"));
                         let _ = self.far.reject(now, call, 488, "Not Acceptable Here");

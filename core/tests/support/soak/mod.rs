@@ -222,7 +222,11 @@ impl SoakReport {
         let mean_x = xs.iter().sum::<f64>() / n.max(1.0);
         let mean = ys.iter().sum::<f64>() / n.max(1.0);
         let sxx: f64 = xs.iter().map(|x| (x - mean_x).powi(2)).sum();
-        let sxy: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mean_x) * (y - mean)).sum();
+        let sxy: f64 = xs
+            .iter()
+            .zip(&ys)
+            .map(|(x, y)| (x - mean_x) * (y - mean))
+            .sum();
         let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
         let span = xs.last().zip(xs.first()).map_or(0.0, |(l, f)| l - f);
         MemoryTrend {
@@ -400,9 +404,10 @@ impl World {
 
     fn lost(&mut self, owner: Owner) {
         match owner {
-            Owner::Call(slot) => self
-                .calls
-                .connection_lost(&mut self.net, slot, &mut self.failures),
+            Owner::Call(slot) => {
+                self.calls
+                    .connection_lost(&mut self.net, slot, &mut self.failures)
+            }
             other => self.players.connection_lost(other, &mut self.failures),
         }
     }

@@ -397,8 +397,9 @@ impl Net {
             let data = self.arena.carve(slices[..n].iter().map(|s| &**s)).freeze();
             let bytes = data.len();
             if !c.client_closed {
-                self.wire
-                    .tcp(now_ms, &mut c.down, data, move |b| Packet::ToClient(conn, b));
+                self.wire.tcp(now_ms, &mut c.down, data, move |b| {
+                    Packet::ToClient(conn, b)
+                });
             }
             self.node.handle(now, Input::Drained { conn: c.id, bytes });
         }
@@ -471,7 +472,10 @@ impl Net {
                 body,
             } => {
                 if let Some(&from) = self.addresses.get(&socket) {
-                    let data = self.arena.carve([&head[..], &body[..]].into_iter()).freeze();
+                    let data = self
+                        .arena
+                        .carve([&head[..], &body[..]].into_iter())
+                        .freeze();
                     self.datagrams.push(NodeDatagram {
                         from,
                         to: destination,

@@ -70,8 +70,18 @@ impl Schedule {
             let i = self.video;
             self.video += 1;
             let key = i % u64::from(GOP) == 0;
-            let head: &[u8] = if key { &[0x17, 1, 0, 0, 0] } else { &[0x27, 1, 0, 0, 0] };
-            (type_id::VIDEO, head, i, video_at, if key { KEY_SIZE } else { INTER_SIZE })
+            let head: &[u8] = if key {
+                &[0x17, 1, 0, 0, 0]
+            } else {
+                &[0x27, 1, 0, 0, 0]
+            };
+            (
+                type_id::VIDEO,
+                head,
+                i,
+                video_at,
+                if key { KEY_SIZE } else { INTER_SIZE },
+            )
         } else {
             let j = self.audio;
             self.audio += 1;
@@ -109,7 +119,13 @@ impl Watch {
         let head = match (msg.type_id, p.first()) {
             (type_id::VIDEO, Some(0x17 | 0x27)) => 5,
             (type_id::AUDIO, Some(0xaf)) => 2,
-            _ => return Err(format!("an unknown message {} ({} bytes)", msg.type_id, p.len())),
+            _ => {
+                return Err(format!(
+                    "an unknown message {} ({} bytes)",
+                    msg.type_id,
+                    p.len()
+                ))
+            }
         };
         let id = p.get(head..head + ID_LEN).ok_or("a message too short")?;
         let of = u32::from_be_bytes(id[0..4].try_into().unwrap());
@@ -138,9 +154,7 @@ impl Watch {
             None if !(msg.type_id == type_id::VIDEO && p[0] == 0x17) => {
                 return Err(format!("started on message {seq}, not a keyframe"))
             }
-            Some(next) if seq != next => {
-                return Err(format!("message {seq} where {next} was due"))
-            }
+            Some(next) if seq != next => return Err(format!("message {seq} where {next} was due")),
             _ => {}
         }
         self.next = Some(seq + 1);
@@ -290,7 +304,11 @@ impl Players {
             watch: (ms(watch.0), ms(watch.1)),
             pause: (ms(pause.0), ms(pause.1)),
             lag,
-            filler: Bytes::from((0..KEY_SIZE).map(|i| (i * 131 + 7) as u8).collect::<Vec<u8>>()),
+            filler: Bytes::from(
+                (0..KEY_SIZE)
+                    .map(|i| (i * 131 + 7) as u8)
+                    .collect::<Vec<u8>>(),
+            ),
             winding_down: false,
             watching: 0,
             totals: PlayerTotals::default(),
@@ -363,7 +381,11 @@ impl Players {
             if sent {
                 net.flush_client(p.conn);
                 p.history.push_back((now, p.schedule.seq));
-                while p.history.front().is_some_and(|(t, _)| *t + HISTORY_MS < now) {
+                while p
+                    .history
+                    .front()
+                    .is_some_and(|(t, _)| *t + HISTORY_MS < now)
+                {
                     p.history.pop_front();
                 }
             }
@@ -435,7 +457,9 @@ impl Players {
             _ => failures.note(format!(
                 "player {slot}: never got to play (conn {:?}: {:?})",
                 p.conn,
-                p.conn.and_then(|c| net.conn(c)).map(|c| (c.id, c.client.connect_info().is_some()))
+                p.conn
+                    .and_then(|c| net.conn(c))
+                    .map(|c| (c.id, c.client.connect_info().is_some()))
             )),
         }
         self.totals.delivered += p.watch.frames;
@@ -455,7 +479,13 @@ impl Players {
     }
 
     /// What a publisher's client heard.
-    pub fn publisher_event(&mut self, net: &mut Net, k: u32, event: ClientEvent, failures: &mut Failures) {
+    pub fn publisher_event(
+        &mut self,
+        net: &mut Net,
+        k: u32,
+        event: ClientEvent,
+        failures: &mut Failures,
+    ) {
         let p = &mut self.publishers[k as usize];
         match event {
             ClientEvent::Connected => {
@@ -483,7 +513,13 @@ impl Players {
     }
 
     /// What a player's client heard.
-    pub fn player_event(&mut self, net: &mut Net, slot: u32, event: ClientEvent, failures: &mut Failures) {
+    pub fn player_event(
+        &mut self,
+        net: &mut Net,
+        slot: u32,
+        event: ClientEvent,
+        failures: &mut Failures,
+    ) {
         let p = &mut self.players[slot as usize];
         let Some(conn) = p.conn else { return };
         match event {

@@ -182,7 +182,13 @@ impl Wire {
     }
 
     /// Sends `data` at `now` (ms) over TCP in direction `lane`; `packet` wraps each segment.
-    pub fn tcp(&mut self, now: u64, lane: &mut Lane, data: Bytes, packet: impl Fn(Bytes) -> Packet) {
+    pub fn tcp(
+        &mut self,
+        now: u64,
+        lane: &mut Lane,
+        data: Bytes,
+        packet: impl Fn(Bytes) -> Packet,
+    ) {
         let mut rest = data;
         self.stats.tcp_bytes += rest.len() as u64;
         while !rest.is_empty() {
@@ -224,7 +230,11 @@ impl Wire {
         let mut delay = ms(self.config.latency).max(1) + self.below_ms(self.config.jitter);
         if self.chance(self.config.udp_reorder) {
             self.stats.datagrams_held += 1;
-            delay += 1 + self.below_ms(self.config.reorder_delay.saturating_sub(Duration::from_millis(1)));
+            delay += 1 + self.below_ms(
+                self.config
+                    .reorder_delay
+                    .saturating_sub(Duration::from_millis(1)),
+            );
         }
         self.schedule(now + delay, Packet::Datagram { from, to, data });
         true
