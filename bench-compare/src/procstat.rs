@@ -69,6 +69,39 @@ pub fn open_fds(pid: &str) -> Option<u64> {
     Some(dir.count() as u64)
 }
 
+/// Datagrams the kernel dropped on the UDP sockets `pid` holds because their receive buffer
+/// was full (the `drops` column of `/proc/net/udp` for the sockets among `/proc/PID/fd`); the
+/// count lives and dies with each socket, so read it while they are open.
+pub fn udp_drops(pid: &str) -> Option<u64> {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/udp").ok()?;
+    Some(udp_drops_of(&table, &inodes))
+}
+
+/// The drops of the sockets in `inodes` from a `/proc/net/udp` table (inode: field 10,
+/// drops: the last).
+fn udp_drops_of(table: &str, inodes: &std::collections::HashSet<String>) -> u64 {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let inode = fields.get(9)?;
+            inodes
+                .contains(*inode)
+                .then(|| fields.last()?.parse::<u64>().ok())?
+        })
+        .sum()
+}
+
 /// The system's load averages (`/proc/loadavg`: 1, 5 and 15 minutes), as written there.
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -115,6 +148,19 @@ mod tests {
         let line = "4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 37 12 0 0 20 0 1 0";
         assert_eq!(parse_stat_ticks(line), Some(49));
         assert_eq!(parse_stat_ticks("1 (x) S 1"), None);
+    }
+
+    #[test]
+    fn udp_drops_are_summed_over_the_process_sockets_only() {
+        let table = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+            \x20 1: 0100007F:6590 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1001 2 0000000000000000 7\n\
+            \x20 2: 0100007F:6594 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1002 2 0000000000000000 5\n\
+            \x20 3: 0100007F:13C4 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 2001 2 0000000000000000 100\n";
+        let ours: std::collections::HashSet<String> = ["1001", "1002"].map(String::from).into();
+        assert_eq!(udp_drops_of(table, &ours), 12);
+        assert_eq!(udp_drops_of(table, &Default::default()), 0);
+        // Our own process holds no UDP socket here: nothing dropped on it.
+        assert_eq!(udp_drops("self"), Some(0));
     }
 
     #[test]

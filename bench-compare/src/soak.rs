@@ -82,6 +82,9 @@ pub struct SoakResult {
     pub peak_rss_kib: u64,
     /// Load averages when the load was set up and when it ended.
     pub load_average: (String, String),
+    /// Datagrams the kernel dropped for a full receive buffer on the server's sockets and on
+    /// sipp's, at the end (`None`: unreadable).
+    pub udp_drops: (Option<u64>, Option<u64>),
 }
 
 /// The trend of one series after the settling time.
@@ -237,6 +240,7 @@ pub fn run(spec: &SoakSpec<'_>) -> Result<SoakResult, String> {
         .join()
         .map_err(|_| "the players' thread panicked".to_string())??;
     let peak_rss_kib = procstat::peak_rss_kib(&pid).unwrap_or(0);
+    let udp_drops = (procstat::udp_drops(&pid), procstat::udp_drops(&sipp.pid()));
     srv.stop();
     drop(sipp);
     eprintln!();
@@ -247,6 +251,7 @@ pub fn run(spec: &SoakSpec<'_>) -> Result<SoakResult, String> {
         after_setup,
         peak_rss_kib,
         load_average: (load_start, load_end),
+        udp_drops,
     })
 }
 
@@ -336,9 +341,10 @@ fn report(command: &str, spec: &SoakSpec<'_>, settle: f64, r: &SoakResult) -> St
     );
     let _ = writeln!(
         md,
-        "Load: {} ({}), {} gateway calls ({}, `{}` to an echoing sipp) and one publisher with {} players ({}), for {:.0} s after the set-up.\n",
+        "Load: {} (siprtmp --int-ip 127.0.0.1 --rtp-ports {}-{}), {} gateway calls ({}, `{}` to an echoing sipp) and one publisher with {} players ({}), for {:.0} s after the set-up.\n",
         spec.kind.label(),
-        "siprtmp --int-ip 127.0.0.1 --rtp-ports 26000-29999",
+        RTP_PORTS.0,
+        RTP_PORTS.1,
         spec.calls,
         spec.codec.label(),
         spec.codec.token(),
@@ -367,6 +373,13 @@ fn report(command: &str, spec: &SoakSpec<'_>, settle: f64, r: &SoakResult) -> St
         e.worst_ratio() * 100.0,
         e.calls.iter().map(|c| c.disorder).sum::<u64>(),
         e.failure.as_ref().map(|f| format!("; failure: {f}")).unwrap_or_default()
+    );
+    let count = |n: Option<u64>| n.map_or("unknown".to_string(), |n| n.to_string());
+    let _ = writeln!(
+        md,
+        "- UDP datagrams the kernel dropped for a full receive buffer (`/proc/net/udp`): {} on the server's sockets, {} on sipp's.",
+        count(r.udp_drops.0),
+        count(r.udp_drops.1)
     );
     let _ = writeln!(
         md,
@@ -459,6 +472,7 @@ mod tests {
             after_setup: (0, 0),
             peak_rss_kib: 0,
             load_average: (String::new(), String::new()),
+            udp_drops: (None, None),
         }
     }
 

@@ -560,7 +560,7 @@ impl Calls {
     }
 
     /// A datagram the node sent: accounted for, then onto the wire (or to nobody).
-    pub fn from_node(&mut self, net: &mut Net, from: SocketAddr, to: SocketAddr, data: Bytes) {
+    pub fn node_sent(&mut self, net: &mut Net, from: SocketAddr, to: SocketAddr, data: Bytes) {
         if to == FAR_RTP {
             let slot = self.slot_of(&data);
             if let Some(slot) = slot {
@@ -584,7 +584,7 @@ impl Calls {
     }
 
     /// A datagram reached bob (SIP) or his echo (RTP).
-    pub fn to_far(
+    pub fn far_received(
         &mut self,
         net: &mut Net,
         from: SocketAddr,

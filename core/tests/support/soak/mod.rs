@@ -358,11 +358,11 @@ struct World {
 impl World {
     fn deliver(&mut self, packet: Packet) {
         match packet {
-            Packet::ToNode(conn, data) => self.net.to_node(conn, data),
+            Packet::ToNode(conn, data) => self.net.deliver_to_node(conn, data),
             Packet::Fin(conn) => self.net.fin(conn),
             Packet::ToClient(conn, data) => {
                 let mut events = std::mem::take(&mut self.events);
-                match self.net.to_client(conn, &data, &mut events) {
+                match self.net.deliver_to_client(conn, &data, &mut events) {
                     Ok(Some(owner)) => {
                         // What the client machine answers by itself (C2, acknowledgements).
                         self.net.flush_client(conn);
@@ -382,11 +382,11 @@ impl World {
             Packet::Datagram { from, to, data } => {
                 if to.ip() == calls::FAR_SIP.ip() {
                     self.calls
-                        .to_far(&mut self.net, from, to, data, &mut self.failures);
+                        .far_received(&mut self.net, from, to, data, &mut self.failures);
                 } else {
                     let bound = self.net.is_bound(to);
                     self.calls.delivered_to_node(from, &data, bound);
-                    self.net.to_node_udp(from, to, data);
+                    self.net.deliver_datagram(from, to, data);
                 }
             }
         }
@@ -417,7 +417,7 @@ impl World {
         while self.net.has_datagrams() || self.net.has_lost() {
             let mut datagrams = self.net.take_datagrams();
             for d in datagrams.drain(..) {
-                self.calls.from_node(&mut self.net, d.from, d.to, d.data);
+                self.calls.node_sent(&mut self.net, d.from, d.to, d.data);
             }
             self.net.give_back(datagrams);
             for owner in self.net.take_lost() {
@@ -482,16 +482,7 @@ pub fn run(config: &SoakConfig, mut on_sample: impl FnMut(&Sample)) -> SoakRepor
         tcp_max.max(udp_max),
         config.seed ^ 0x5eed_0004,
     );
-    let players = Players::new(
-        &mut net,
-        config.streams,
-        config.players,
-        config.watch,
-        config.player_pause,
-        config.ramp,
-        tcp_max,
-        config.seed ^ 0x5eed_0005,
-    );
+    let players = Players::new(&mut net, config);
     let mut world = World {
         net,
         calls,

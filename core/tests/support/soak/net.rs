@@ -247,7 +247,7 @@ impl Net {
     }
 
     /// A segment reached the node.
-    pub fn to_node(&mut self, conn: ConnRef, data: Bytes) {
+    pub fn deliver_to_node(&mut self, conn: ConnRef, data: Bytes) {
         let Some(c) = self.conns[conn.index as usize].as_ref() else {
             return;
         };
@@ -279,7 +279,7 @@ impl Net {
     /// A segment reached a client: it is fed to the client machine, whose events are
     /// appended to `events`. Returns the connection's owner (`None` when the client has
     /// closed it), or how the client failed.
-    pub fn to_client(
+    pub fn deliver_to_client(
         &mut self,
         conn: ConnRef,
         data: &[u8],
@@ -308,7 +308,7 @@ impl Net {
 
     /// A datagram from `from` reached the node's address `to`; false when nothing is bound
     /// there.
-    pub fn to_node_udp(&mut self, from: SocketAddr, to: SocketAddr, data: Bytes) -> bool {
+    pub fn deliver_datagram(&mut self, from: SocketAddr, to: SocketAddr, data: Bytes) -> bool {
         let Some(&socket) = self.bound.get(&to) else {
             self.stats.unbound_arrivals += 1;
             return false;
@@ -455,12 +455,15 @@ impl Net {
                     let port = self.free_ports.pop_front().expect("a free ephemeral port");
                     addr.set_port(port);
                 }
-                let result = if self.bound.contains_key(&addr) {
-                    Err(format!("{addr}: address in use"))
-                } else {
-                    self.bound.insert(addr, socket);
-                    self.addresses.insert(socket, addr);
-                    Ok(addr)
+                let result = match self.bound.entry(addr) {
+                    std::collections::hash_map::Entry::Occupied(_) => {
+                        Err(format!("{addr}: address in use"))
+                    }
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(socket);
+                        self.addresses.insert(socket, addr);
+                        Ok(addr)
+                    }
                 };
                 let event = UdpEvent::Bound { socket, result };
                 self.node.handle(now, Input::Udp(event));

@@ -22,7 +22,7 @@ use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
 
 use super::net::{Net, Owner};
 use super::wire::ConnRef;
-use super::Failures;
+use super::{Failures, SoakConfig};
 
 /// Video frames a second, and every how many frames a keyframe.
 const FPS: u64 = 12;
@@ -69,7 +69,9 @@ impl Schedule {
         let (kind, head, index, at, size): (u8, &[u8], u64, u64, usize) = if video_at <= audio_at {
             let i = self.video;
             self.video += 1;
-            let key = i % u64::from(GOP) == 0;
+            // (A remainder compared, not `is_multiple_of`: the crate's MSRV predates it.)
+            let in_gop = i % u64::from(GOP);
+            let key = in_gop == 0;
             let head: &[u8] = if key {
                 &[0x17, 1, 0, 0, 0]
             } else {
@@ -132,7 +134,8 @@ impl Watch {
         let seq = u64::from_be_bytes(id[4..12].try_into().unwrap());
         let index = u64::from(u32::from_be_bytes(id[12..16].try_into().unwrap()));
         let (size, at) = if msg.type_id == type_id::VIDEO {
-            let key = index % u64::from(GOP) == 0;
+            let in_gop = index % u64::from(GOP);
+            let key = in_gop == 0;
             if key != (p[0] == 0x17) {
                 return Err(format!("video frame {index}: wrong frame type"));
             }
@@ -253,19 +256,14 @@ pub struct Players {
 const HISTORY_MS: u64 = 5_000;
 
 impl Players {
-    /// `streams` publishers (started at once) and `slots` players, each starting within
-    /// `ramp` (after a second, when the streams are up), watching for a time in `watch` and
-    /// pausing for one in `pause`. `tcp_max_ms` is the longest a segment can take.
-    pub fn new(
-        net: &mut Net,
-        streams: u32,
-        slots: u32,
-        watch: (Duration, Duration),
-        pause: (Duration, Duration),
-        ramp: Duration,
-        tcp_max_ms: u64,
-        seed: u64,
-    ) -> Self {
+    /// `config.streams` publishers (started at once) and `config.players` players, each
+    /// starting within the ramp (after a second, when the streams are up), watching for a
+    /// time in `config.watch` and pausing for one in `config.player_pause`.
+    pub fn new(net: &mut Net, config: &SoakConfig) -> Self {
+        let (streams, slots) = (config.streams, config.players);
+        let (watch, pause, ramp) = (config.watch, config.player_pause, config.ramp);
+        let tcp_max_ms = config.net.tcp_max_ms();
+        let seed = config.seed ^ 0x5eed_0005;
         let mut rng = SeededRng::new(seed);
         let publishers = (0..streams)
             .map(|k| Publisher {
