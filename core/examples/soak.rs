@@ -3,9 +3,11 @@
 //!
 //! `cargo run --release -p siprtmp-core --example soak -- [--minutes M] [--calls C] [--players P] [--seed S]`
 //!
-//! Defaults: 60 minutes, 1,000 call slots, 1,000 player slots. Prints each heap sample as it
-//! is taken, then the report; exits 1 when a frame went missing, something was left behind,
-//! or the heap grew after the warm-up.
+//! Defaults: 60 minutes, 1,000 call slots, 1,000 player slots (calls of 30 s to 5 min,
+//! viewings of 30 s to 10 min). `--short-sessions` takes the test's shape instead (sessions
+//! of seconds, the heap sampled every 10 s). Prints each heap sample as it is taken, then the
+//! report; exits 1 when a frame went missing, something was left behind, or the heap grew
+//! after the warm-up.
 
 #[path = "../tests/support/soak/mod.rs"]
 mod soak;
@@ -20,11 +22,18 @@ fn main() {
     let mut calls = 1000u32;
     let mut players = 1000u32;
     let mut seed = 1u64;
+    let mut short = false;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
+        if flag == "--short-sessions" {
+            short = true;
+            continue;
+        }
         let value = args.next().unwrap_or_default();
         let bad = || -> ! {
-            eprintln!("usage: soak [--minutes M] [--calls C] [--players P] [--seed S]");
+            eprintln!(
+                "usage: soak [--minutes M] [--calls C] [--players P] [--seed S] [--short-sessions]"
+            );
             std::process::exit(2)
         };
         match flag.as_str() {
@@ -35,12 +44,18 @@ fn main() {
             _ => bad(),
         }
     }
-    let mut config = soak::SoakConfig::long(Duration::from_secs(60 * minutes), calls, players);
+    let duration = Duration::from_secs(60 * minutes);
+    let mut config = if short {
+        soak::SoakConfig::short(duration, calls, players)
+    } else {
+        soak::SoakConfig::long(duration, calls, players)
+    };
     config.seed = seed;
     let report = soak::run(&config, |s| {
         println!(
-            "minute {:>3}: {:>8.1} MiB live, {:>5} connections, {:>5} sockets, {:>7} packets in flight, {:>6.1} s wall",
+            "{:>3}:{:02}: {:>8.1} MiB live, {:>5} connections, {:>5} sockets, {:>7} packets in flight, {:>6.1} s wall",
             s.at.as_secs() / 60,
+            s.at.as_secs() % 60,
             s.live_bytes as f64 / 1048576.0,
             s.connections,
             s.sockets,

@@ -433,10 +433,9 @@ impl World {
     fn tick(&mut self, now_ms: u64) {
         self.net.now_ms = now_ms;
         let mut due = self.net.wire.take_due(now_ms);
-        for packet in due.drain(..) {
+        while let Some(packet) = self.net.wire.next_due(&mut due) {
             self.deliver(packet);
         }
-        self.net.wire.recycle(due);
         self.net.timers();
         self.route();
         self.calls.far_timers(&mut self.net, &mut self.failures);

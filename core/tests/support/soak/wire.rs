@@ -8,9 +8,11 @@
 //! (SIP and RTP) loses datagrams for good and reorders them: each gets its own jitter, and
 //! some are held back a while longer.
 //!
-//! A wheel instead of a priority queue because the soak moves a billion packets an hour: a
-//! slot is a plain vector, filled and emptied in order, its capacity kept for the next turn
-//! (so that the network itself allocates nothing once warm).
+//! A wheel instead of a priority queue because the soak moves a billion packets an hour. Its
+//! slots are lists threaded through one pool of entries, not a vector each: the pool's size
+//! is the most packets ever in flight at once, which levels off, where a vector per slot would
+//! keep the capacity of the busiest millisecond it ever served and creep up all run long
+//! (the soak measures the heap, the network's included).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -129,13 +131,30 @@ pub struct WireStats {
     pub datagrams_held: u64,
 }
 
+/// No entry.
+const NONE: u32 = u32::MAX;
+
+/// A packet in flight and the next in its slot.
+#[derive(Debug)]
+struct Entry {
+    packet: Option<Packet>,
+    next: u32,
+}
+
+/// What arrives in one slot: a list detached from the wheel, read with [`Wire::next_due`].
+#[derive(Debug)]
+pub struct Due(u32);
+
 /// The network: a timing wheel of what is in flight.
 #[derive(Debug)]
 pub struct Wire {
     config: NetConfig,
     rng: SeededRng,
-    slots: Vec<Vec<Packet>>,
-    spare: Vec<Packet>,
+    /// Per slot, the first and last entry (`NONE` when empty).
+    slots: Vec<(u32, u32)>,
+    pool: Vec<Entry>,
+    /// The first free entry of the pool.
+    free: u32,
     /// Packets in flight.
     in_flight: usize,
     /// What went through.
@@ -146,12 +165,12 @@ impl Wire {
     /// An empty network; every random choice comes from `seed`.
     pub fn new(config: NetConfig, seed: u64) -> Self {
         let span = config.tcp_max_ms().max(config.udp_max_ms()) + 2;
-        let slots = (0..span.next_power_of_two()).map(|_| Vec::new()).collect();
         Self {
             config,
             rng: SeededRng::new(seed),
-            slots,
-            spare: Vec::new(),
+            slots: vec![(NONE, NONE); span.next_power_of_two() as usize],
+            pool: Vec::new(),
+            free: NONE,
             in_flight: 0,
             stats: WireStats::default(),
         }
@@ -176,8 +195,27 @@ impl Wire {
     }
 
     fn schedule(&mut self, at: u64, packet: Packet) {
+        let entry = Entry {
+            packet: Some(packet),
+            next: NONE,
+        };
+        let index = if self.free == NONE {
+            self.pool.push(entry);
+            (self.pool.len() - 1) as u32
+        } else {
+            let index = self.free;
+            self.free = self.pool[index as usize].next;
+            self.pool[index as usize] = entry;
+            index
+        };
         let mask = self.slots.len() as u64 - 1;
-        self.slots[(at & mask) as usize].push(packet);
+        let slot = &mut self.slots[(at & mask) as usize];
+        if slot.1 == NONE {
+            slot.0 = index;
+        } else {
+            self.pool[slot.1 as usize].next = index;
+        }
+        slot.1 = index;
         self.in_flight += 1;
     }
 
@@ -240,21 +278,32 @@ impl Wire {
         true
     }
 
-    /// Takes what arrives at `now` (ms), in the order it was sent. Give the vector back with
-    /// [`Wire::recycle`] once done, so that its capacity serves the next slot.
-    pub fn take_due(&mut self, now: u64) -> Vec<Packet> {
+    /// Takes what arrives at `now` (ms): read it with [`Wire::next_due`], in the order it
+    /// was sent. (What is sent meanwhile arrives a millisecond later at the earliest, in
+    /// another slot.)
+    pub fn take_due(&mut self, now: u64) -> Due {
         let mask = self.slots.len() as u64 - 1;
-        let slot = &mut self.slots[(now & mask) as usize];
-        let due = std::mem::replace(slot, std::mem::take(&mut self.spare));
-        self.in_flight -= due.len();
-        due
+        let slot = std::mem::replace(&mut self.slots[(now & mask) as usize], (NONE, NONE));
+        Due(slot.0)
     }
 
-    /// Returns a vector from [`Wire::take_due`], emptied.
-    pub fn recycle(&mut self, mut due: Vec<Packet>) {
-        due.clear();
-        if due.capacity() > self.spare.capacity() {
-            self.spare = due;
+    /// The next packet of `due`, its entry given back to the pool.
+    pub fn next_due(&mut self, due: &mut Due) -> Option<Packet> {
+        if due.0 == NONE {
+            return None;
         }
+        let index = due.0;
+        let entry = &mut self.pool[index as usize];
+        let packet = entry.packet.take();
+        due.0 = entry.next;
+        entry.next = self.free;
+        self.free = index;
+        self.in_flight -= 1;
+        packet
+    }
+
+    /// Entries the pool holds: the most packets that were ever in flight at once.
+    pub fn pool_size(&self) -> usize {
+        self.pool.len()
     }
 }
