@@ -73,4 +73,24 @@ fn churning_calls_and_players_over_a_lossy_network_lose_no_delivered_frame_and_l
     assert_eq!(report.leftovers.far_calls, 0);
     let trend = report.memory_trend();
     assert!(trend.is_flat(0.05), "{trend:?}\n{summary}");
+
+    // What is left once every client has gone does not grow with the sessions there were:
+    // the same load for half as long leaves as much (a leak of a kilobyte a session would
+    // add over 150 KiB here).
+    let half = soak::run(&SoakConfig::short(config.duration / 2, 16, 16), |_| {});
+    assert_eq!(half.failures.count, 0, "{}", half.summary());
+    let sessions = |r: &soak::SoakReport| r.calls.started + r.players.sessions;
+    assert!(sessions(&report) > sessions(&half) * 3 / 2);
+    let (left, left_half) = (report.leftovers.grown_bytes, half.leftovers.grown_bytes);
+    println!(
+        "left after the wind-down: {left} bytes after {} sessions, {left_half} after {}",
+        sessions(&report),
+        sessions(&half)
+    );
+    assert!(
+        left <= left_half + 32 * 1024,
+        "{left} bytes left after {} sessions, {left_half} after {}",
+        sessions(&report),
+        sessions(&half)
+    );
 }

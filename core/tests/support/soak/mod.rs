@@ -155,6 +155,9 @@ pub struct Leftovers {
     pub far_calls: usize,
     /// Live heap bytes then.
     pub live_bytes: usize,
+    /// Live heap bytes then, less those before the run began: what the run left behind (the
+    /// counts are process-wide, so a run after another does not see the first's).
+    pub grown_bytes: isize,
 }
 
 /// How the heap moved after the warm-up.
@@ -293,11 +296,12 @@ impl SoakReport {
         let l = &self.leftovers;
         let _ = writeln!(
             s,
-            "after the wind-down: {} connections, {} sockets, {} far-end calls, {:.1} MiB live",
+            "after the wind-down: {} connections, {} sockets, {} far-end calls, {} KiB live ({:+} KiB since the start)",
             l.connections,
             l.sockets,
             l.far_calls,
-            l.live_bytes as f64 / 1048576.0
+            l.live_bytes / 1024,
+            l.grown_bytes / 1024
         );
         let _ = writeln!(s, "heap (live MiB) every {:?}:", c.sample_every);
         for (i, chunk) in self.samples.chunks(10).enumerate() {
@@ -467,6 +471,7 @@ const WIND_DOWN_MS: u64 = 120_000;
 /// Runs the soak; `on_sample` sees each heap sample as it is taken.
 pub fn run(config: &SoakConfig, mut on_sample: impl FnMut(&Sample)) -> SoakReport {
     let started = Instant::now();
+    let live_before = alloc::live_bytes();
     let origin = started;
     let wire = Wire::new(config.net.clone(), config.seed ^ 0x5eed_0001);
     let node = Node::new(node_config(config.calls), origin, config.seed ^ 0x5eed_0002);
@@ -532,6 +537,7 @@ pub fn run(config: &SoakConfig, mut on_sample: impl FnMut(&Sample)) -> SoakRepor
         sockets: world.net.open_sockets(),
         far_calls: world.calls.far_calls(),
         live_bytes: alloc::live_bytes(),
+        grown_bytes: alloc::live_bytes() as isize - live_before as isize,
     };
     if leftovers.connections + leftovers.sockets + leftovers.far_calls > 0 {
         world
