@@ -140,6 +140,9 @@ pub struct CallTotals {
     pub sip_lost: u64,
     /// RTCP datagrams the node sent to bob (who ignores them).
     pub rtcp_to_far: u64,
+    /// RTP datagrams to or from bob that belong to no current session (none expected: the
+    /// quiet time before each hangup lets every frame of a session arrive first).
+    pub stray_rtp: u64,
 }
 
 #[derive(Debug)]
@@ -563,8 +566,9 @@ impl Calls {
     pub fn node_sent(&mut self, net: &mut Net, from: SocketAddr, to: SocketAddr, data: Bytes) {
         if to == FAR_RTP {
             let slot = self.slot_of(&data);
-            if let Some(slot) = slot {
-                self.slots[slot as usize].frames.rtp_out += 1;
+            match slot {
+                Some(slot) => self.slots[slot as usize].frames.rtp_out += 1,
+                None => self.totals.stray_rtp += 1,
             }
             let now = net.now_ms;
             if !net.wire.udp(now, from, to, data) {
@@ -594,8 +598,9 @@ impl Calls {
     ) {
         if to == FAR_RTP {
             let slot = self.slot_of(&data);
-            if let Some(slot) = slot {
-                self.slots[slot as usize].frames.echoed += 1;
+            match slot {
+                Some(slot) => self.slots[slot as usize].frames.echoed += 1,
+                None => self.totals.stray_rtp += 1,
             }
             let now = net.now_ms;
             if !net.wire.udp(now, FAR_RTP, from, data) {
@@ -618,6 +623,7 @@ impl Calls {
             return;
         }
         let Some(slot) = self.slot_of(data) else {
+            self.totals.stray_rtp += 1;
             return;
         };
         let Some((_, _, index)) = parse_frame(&data[12..]) else {

@@ -272,8 +272,8 @@ impl SoakReport {
         );
         let _ = writeln!(
             s,
-            "SIP: {} datagrams, {} lost; {} RTCP to the far end",
-            self.calls.sip_datagrams, self.calls.sip_lost, self.calls.rtcp_to_far
+            "SIP: {} datagrams, {} lost; {} RTCP to the far end; {} RTP datagrams of no current call",
+            self.calls.sip_datagrams, self.calls.sip_lost, self.calls.rtcp_to_far, self.calls.stray_rtp
         );
         let _ = writeln!(
             s,
@@ -425,9 +425,6 @@ impl World {
             }
             self.net.give_back(datagrams);
             for owner in self.net.take_lost() {
-                if let Some(why) = self.net.closings.last() {
-                    self.failures.note(format!("{owner:?}: {why}"));
-                }
                 self.lost(owner);
             }
         }
@@ -543,6 +540,12 @@ pub fn run(config: &SoakConfig, mut on_sample: impl FnMut(&Sample)) -> SoakRepor
         world
             .failures
             .note(format!("left after every client went: {leftovers:?}"));
+    }
+    if world.calls.totals.stray_rtp > 0 {
+        let stray = world.calls.totals.stray_rtp;
+        world
+            .failures
+            .note(format!("{stray} RTP datagrams belonged to no current call"));
     }
     if let Some(closing) = world.net.closings.first() {
         world.failures.note(format!(
