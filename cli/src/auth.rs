@@ -181,6 +181,8 @@ impl Authorizer {
                 query,
                 "play",
             ),
+            // A question these rules do not cover is not theirs to refuse.
+            _ => Decision::Accept,
         }
     }
 }

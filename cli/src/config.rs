@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use siprtmp_core::node::NodeConfig;
-use siprtmp_core::server::{AppConfig, RecordPolicy, ServerConfig};
+use siprtmp_core::node::{AppConfig, RecordPolicy, ServerConfig};
 
 use crate::auth::{IpNet, Rules};
 use crate::diagnostics::{ConfigError, KeyPath, Origin, SourceFile};

@@ -30,8 +30,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 
 use serde::Deserialize;
 use siprtmp_core::gateway::call_session::GatewayConfig;
+use siprtmp_core::node::GatewayNodeConfig;
 use siprtmp_core::rtp::SourcePolicy;
-use siprtmp_core::server::GatewayNodeConfig;
 use siprtmp_core::sip::Transport;
 
 use crate::diagnostics::{pick, ConfigError, Origin};

@@ -5,6 +5,8 @@
 //! a few seconds in: ffmpeg must keep publishing to the end (it aborts on an error status),
 //! the player must get the whole stream, the file must be playable up to the failure, and
 //! once the test makes room (removes the ballast) the recording must go on in a new file.
+//! The same under each runtime (`--runtime`): the file requests run on the driver-independent
+//! file thread, but what reaches the publisher and the player goes through each driver.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -24,14 +26,15 @@ struct Server {
 }
 
 impl Server {
-    /// `siprtmp` with its media root `root` on a 4 MiB tmpfs of its own, `free_kib` of it
-    /// free (the rest is the file `ballast`).
-    fn start_on_tmpfs(root: &Path, free_kib: u32) -> Self {
+    /// `siprtmp` on `runtime` with its media root `root` on a 4 MiB tmpfs of its own,
+    /// `free_kib` of it free (the rest is the file `ballast`).
+    fn start_on_tmpfs(root: &Path, free_kib: u32, runtime: &str) -> Self {
         let ballast = 4096 - free_kib;
         let script = format!(
             "mount -t tmpfs -o size=4m tmpfs \"$1\" && \
              dd if=/dev/zero of=\"$1/ballast\" bs=1k count={ballast} 2>/dev/null && \
-             exec \"$2\" -i 127.0.0.1 -p 0 -r \"$1\" --record-all live --no-gateway"
+             exec \"$2\" -i 127.0.0.1 -p 0 -r \"$1\" --record-all live --no-gateway \
+             --runtime {runtime}"
         );
         let mut child = Command::new("unshare")
             .args([
@@ -94,10 +97,29 @@ impl Drop for Server {
 
 #[test]
 fn with_record_all_a_full_disk_ends_neither_the_stream_nor_the_recording() {
-    let dir = scratch_dir("full-disk");
+    a_full_disk_ends_neither_the_stream_nor_the_recording("mio");
+}
+
+#[test]
+fn under_tokio_a_full_disk_ends_neither_the_stream_nor_the_recording() {
+    a_full_disk_ends_neither_the_stream_nor_the_recording("tokio");
+}
+
+#[test]
+fn under_threads_a_full_disk_ends_neither_the_stream_nor_the_recording() {
+    a_full_disk_ends_neither_the_stream_nor_the_recording("threads");
+}
+
+#[test]
+fn under_async_std_a_full_disk_ends_neither_the_stream_nor_the_recording() {
+    a_full_disk_ends_neither_the_stream_nor_the_recording("async-std");
+}
+
+fn a_full_disk_ends_neither_the_stream_nor_the_recording(runtime: &str) {
+    let dir = scratch_dir(&format!("full-disk-{runtime}"));
     let root = dir.join("media");
     std::fs::create_dir_all(&root).unwrap();
-    let mut server = Server::start_on_tmpfs(&root, 96);
+    let mut server = Server::start_on_tmpfs(&root, 96, runtime);
     let listening = server.line("RTMP listening on ");
     let addr = listening
         .split("RTMP listening on ")

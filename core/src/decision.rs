@@ -9,17 +9,8 @@
 use std::net::SocketAddr;
 
 use crate::amf::Value;
-use crate::node::ConnId;
-
-/// Identifies one pending decision (never reused).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RequestId(pub u64);
-
-impl std::fmt::Display for RequestId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "r{}", self.0)
-    }
-}
+use crate::ids::ConnId;
+pub use crate::ids::RequestId;
 
 /// How a publisher asked to publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +25,7 @@ pub enum PublishMode {
 
 /// What the node asks.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Question {
     /// A client's `connect`.
     Connect {
@@ -103,6 +95,7 @@ pub enum Decision {
 
 /// Why [`crate::node::Node::decide`] refused an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DecideError {
     /// No such request is pending: never asked, already answered, or its connection closed.
     UnknownRequest(RequestId),

@@ -92,8 +92,9 @@
 //!
 //! ## Embedding 2: no sockets at all
 //!
-//! [`testkit::MemoryNet`] wires clients to a node in memory, and [`sim::SimNet`] does so over
-//! a seeded network with latency, jitter, loss and segmentation in virtual time: the base of
+//! With the `testkit` feature, `testkit::MemoryNet` wires clients to a node in memory, and
+//! `sim::SimNet` does so over a seeded network with latency, jitter, loss and segmentation in
+//! virtual time: the base of
 //! deterministic simulation tests (the same seed replays byte for byte). See
 //! `examples/sim_live.rs` for ten minutes of media to 100 players in a few seconds, and
 //! `examples/soak.rs` for an hour of churning gateway calls and players over a lossy,
@@ -106,6 +107,8 @@ pub mod decision;
 pub mod flv;
 pub mod gateway;
 pub mod id_hash;
+pub mod ids;
+pub mod io;
 pub mod media;
 pub mod node;
 pub mod relay;
@@ -113,11 +116,13 @@ pub mod rng;
 pub mod rtmp;
 pub mod rtp;
 pub mod sdp;
-pub mod server;
+pub(crate) mod server;
+#[cfg(feature = "testkit")]
 pub mod sim;
 pub mod sip;
 pub mod storage;
 pub mod tcp;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod udp;
-pub mod wire_hash;
+pub(crate) mod wire_hash;

@@ -57,22 +57,10 @@
 
 use std::sync::Arc;
 
-use crate::decision::RequestId;
+use crate::ids::RequestId;
+pub use crate::ids::WorkerId;
 use crate::rtmp::message::RtmpMessage;
-use crate::server::SharedMessage;
-
-/// One worker (one node) of a group that shares live streams; at most 256 per group.
-///
-/// A worker's [`ConnId`](crate::node::ConnId)s carry its id in their top byte, so connection
-/// ids are unique across the group (see [`ConnId::worker`](crate::node::ConnId::worker)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct WorkerId(pub u8);
-
-impl std::fmt::Display for WorkerId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "w{}", self.0)
-    }
-}
+use crate::rtmp::shared_message::SharedMessage;
 
 /// Where a [`RelayMessage`] goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

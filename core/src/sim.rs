@@ -34,7 +34,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::node::{ConnId, Input, Node, NodeConfig, Output};
+use crate::ids::ConnId;
+use crate::io::{Input, Output};
+use crate::node::{Node, NodeConfig};
 use crate::rng::SeededRng;
 use crate::rtmp::client::{ClientEvent, RtmpClient};
 use crate::testkit::MemoryFs;

@@ -22,17 +22,8 @@
 //! assert!(!is_safe_relative_path("/etc/passwd"));
 //! ```
 
+pub use crate::ids::FileId;
 use bytes::Bytes;
-
-/// Identifies one open file of the node (never reused).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FileId(pub u64);
-
-impl std::fmt::Display for FileId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "f{}", self.0)
-    }
-}
 
 /// How to open a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

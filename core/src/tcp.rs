@@ -36,49 +36,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+pub use crate::ids::{ListenerId, StreamId};
 use bytes::{Bytes, BytesMut};
 
 /// The least a driver buffers for a stream's unsent bytes before closing it.
 pub const MAX_QUEUED_SEND: usize = 1 << 20;
-
-/// One TCP stream: chosen by the node for its connects, by the driver (top bit set) for
-/// accepted connections. Unique for the life of the node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StreamId(pub u64);
-
-impl StreamId {
-    const ACCEPTED: u64 = 1 << 63;
-
-    /// The id of the `n`th connection a driver accepted.
-    pub fn accepted(n: u64) -> StreamId {
-        StreamId(n | Self::ACCEPTED)
-    }
-
-    /// Whether the driver chose this id (an accepted connection).
-    pub fn is_accepted(self) -> bool {
-        self.0 & Self::ACCEPTED != 0
-    }
-}
-
-impl std::fmt::Display for StreamId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.is_accepted() {
-            write!(f, "a{}", self.0 & !Self::ACCEPTED)
-        } else {
-            write!(f, "t{}", self.0)
-        }
-    }
-}
-
-/// One TCP listener the node asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ListenerId(pub u64);
-
-impl std::fmt::Display for ListenerId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "l{}", self.0)
-    }
-}
 
 /// What the node asks of the driver's TCP.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,18 +13,9 @@
 
 use std::net::SocketAddr;
 
+pub use crate::ids::SocketId;
 use bytes::Bytes;
 use smallvec::SmallVec;
-
-/// One UDP socket the node asked for, unique for the life of the node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SocketId(pub u64);
-
-impl std::fmt::Display for SocketId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "u{}", self.0)
-    }
-}
 
 /// What the node asks of the driver's UDP sockets.
 #[derive(Debug, Clone, PartialEq, Eq)]

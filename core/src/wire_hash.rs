@@ -21,13 +21,6 @@ fn folded_multiply(a: u64, b: u64) -> u64 {
 }
 
 /// Builds [`WireHasher`]s with one map's secrets; see the module documentation.
-///
-/// ```
-/// use siprtmp_core::wire_hash::WireHashMap;
-/// let mut by_ssrc: WireHashMap<u32, &str> = WireHashMap::default();
-/// by_ssrc.insert(0x1234_5678, "call 1");
-/// assert_eq!(by_ssrc.get(&0x1234_5678), Some(&"call 1"));
-/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct WireBuildHasher {
     seed: u64,
@@ -113,6 +106,16 @@ pub type WireHashMap<K, V> = HashMap<K, V, WireBuildHasher>;
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_map_finds_what_was_inserted() {
+        let mut by_ssrc: WireHashMap<u32, &str> = WireHashMap::default();
+        by_ssrc.insert(0x1234_5678, "call 1");
+        by_ssrc.insert(0x1234_5679, "call 2");
+        assert_eq!(by_ssrc.get(&0x1234_5678), Some(&"call 1"));
+        assert_eq!(by_ssrc.get(&0x1234_5679), Some(&"call 2"));
+        assert_eq!(by_ssrc.get(&0x1234_567a), None);
+    }
 
     #[test]
     fn two_maps_hash_the_same_key_differently() {

@@ -5,9 +5,9 @@
 
 use std::time::Instant;
 
+use siprtmp_core::node::{AppConfig, RecordPolicy};
 use siprtmp_core::node::{Event, Input, Node, NodeConfig, Output};
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
-use siprtmp_core::server::{AppConfig, RecordPolicy};
 use siprtmp_core::testkit::MemoryNet;
 
 #[test]

@@ -1,27 +1,26 @@
-//! The gateway inside the node, in memory and virtual time: an RTMP client (the VideoPhone
-//! role) connects to `sip/alice@...`, calls a far-end SIP user agent that echoes RTP, and
-//! hears its own media back on `remote`; the node's UDP sockets come and go with the client.
+//! The gateway inside the node, in memory and virtual time, with SIP over UDP: an RTMP client
+//! (the VideoPhone role) connects to `sip/alice@...`, calls a far-end SIP user agent that
+//! echoes RTP, and hears its own media back on `remote`; the node's UDP sockets come and go
+//! with the client. The same world with SIP over TCP is `gateway_tcp.rs`.
 
-#[path = "support/gateway_world.rs"]
-mod gateway_world;
+mod support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use gateway_world::*;
 use siprtmp_core::amf::Value;
-use siprtmp_core::node::{Event, Input, Node, NodeConfig};
+use siprtmp_core::node::{Event, Input};
 use siprtmp_core::rng::SeededRng;
 use siprtmp_core::rtmp::client::ClientEvent;
-use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
-use siprtmp_core::server::GatewayNodeConfig;
+use siprtmp_core::rtmp::message::RtmpMessage;
 use siprtmp_core::sip::ua::UaEvent;
-use siprtmp_core::testkit::MemoryNet;
+use siprtmp_core::sip::Transport;
+use support::gateway_world::*;
 
 #[test]
 fn with_shared_ports_calls_to_one_far_end_each_hear_their_own_echo() {
-    let mut w = World::with_shared_ports((23000, 23099));
+    let mut w = World::with_shared_ports();
     let alice = call_as(&mut w, "alice");
     let carol = call_as(&mut w, "carol");
     // Both calls' media goes to bob's one RTP address and comes back from it: only the
@@ -46,7 +45,7 @@ fn with_shared_ports_calls_to_one_far_end_each_hear_their_own_echo() {
     }
 
     // A stranger's packets on the shared port reach nobody and harm no call.
-    let shared_audio = SocketAddr::new("10.0.0.1".parse().unwrap(), 23000);
+    let shared_audio = SocketAddr::new(NODE_IP.parse().unwrap(), RTP_PORTS.0);
     let mut stranger = vec![0x80, 0, 0, 1, 0, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef];
     stranger.extend_from_slice(&[0xff; 160]);
     w.net
@@ -82,10 +81,9 @@ fn with_shared_ports_calls_to_one_far_end_each_hear_their_own_echo() {
 /// calls' media goes to the shared port itself, and each must hear the other, not itself.
 #[test]
 fn with_shared_ports_two_clients_of_the_gateway_call_each_other() {
-    let mut w = World::with_shared_ports((23100, 23199));
-    let alice = w.net.connect(w.now, "sip/alice@10.0.0.1");
-    let carol = w.net.connect(w.now, "sip/carol@10.0.0.1");
-    w.pump();
+    let mut w = World::with_shared_ports();
+    let alice = w.client("alice", None);
+    let carol = w.client("carol", None);
     let carol_sip = w
         .net
         .node_events
@@ -101,12 +99,7 @@ fn with_shared_ports_two_clients_of_the_gateway_call_each_other() {
     }
     w.pump();
     let to_carol = format!("carol@{carol_sip}");
-    w.net.clients[alice].client.call(
-        0,
-        "invite",
-        vec![Value::string(&to_carol), Value::string("pcmu")],
-    );
-    w.pump();
+    w.invite(alice, &to_carol);
     assert!(w.commands(carol).iter().any(|(n, _)| n == "invited"));
     w.net.clients[carol]
         .client
@@ -139,13 +132,15 @@ fn with_shared_ports_two_clients_of_the_gateway_call_each_other() {
 
 #[test]
 fn with_shared_ports_a_client_that_cannot_get_them_is_refused() {
-    let mut w = World::with_shared_ports((30000, 30003));
+    // A range of one block, a port of which another program holds.
+    let mut w = World::configured(Transport::Udp, (30000, 30003), |c| {
+        gateway(c).shared_rtp_ports = true;
+    });
     w.net
         .udp
         .taken
-        .insert(SocketAddr::new("10.0.0.1".parse().unwrap(), 30002));
-    let c = w.net.connect(w.now, "sip/alice@10.0.0.1");
-    w.pump();
+        .insert(SocketAddr::new(NODE_IP.parse().unwrap(), 30002));
+    let c = w.client("alice", None);
     let rejected = w.net.events(c).iter().any(|e| {
         matches!(e, ClientEvent::ConnectRejected(code) if code == "NetConnection.Connect.Rejected")
     });
@@ -153,15 +148,14 @@ fn with_shared_ports_a_client_that_cannot_get_them_is_refused() {
     assert_eq!(w.net.udp.open_sockets(), 0, "nothing left bound");
     // Once the port is free, the next client gets the shared ports.
     w.net.udp.taken.clear();
-    let c = w.net.connect(w.now, "sip/carol@10.0.0.1");
-    w.pump();
+    let c = w.client("carol", None);
     assert!(w.net.events(c).contains(&ClientEvent::Connected));
     assert_eq!(w.net.udp.open_sockets(), 5);
 }
 
 #[test]
 fn a_client_calls_through_the_node_and_hears_its_echo() {
-    let mut w = World::new((20000, 20099));
+    let mut w = World::new();
     let c = established_call(&mut w);
     let frames: Vec<RtmpMessage> = (0..50u32).map(frame).collect();
     for f in &frames {
@@ -197,7 +191,7 @@ fn a_client_calls_through_the_node_and_hears_its_echo() {
 /// how many writes the client got in that second, and the longest any echo waited in the
 /// node (from the RTP datagram's arrival to the write that carried it).
 fn one_second_of_echo(merge: Option<Duration>) -> (usize, Duration) {
-    let mut w = World::with_merge((20000, 20099), merge);
+    let mut w = World::with_merge(merge);
     let c = established_call(&mut w);
     let writes_before = w.net.clients[c].writes;
     let start = w.now;
@@ -258,29 +252,25 @@ fn with_merged_writes_the_far_ends_media_reaches_the_client_in_a_few_writes() {
     );
 }
 
+/// Client `c` calls bob with PCMU.
+fn invite_bob(w: &mut World, c: usize) {
+    w.invite(c, &format!("sip:bob@{FAR_SIP}"));
+}
+
 /// The range's only block is held by another program: the client connects (it needs no
 /// port for that), and its call is refused with a clear reason, nothing left bound for it.
 #[test]
 fn a_call_that_cannot_get_ports_is_refused_with_the_reason() {
-    let mut w = World::new((30000, 30003));
+    let mut w = World::with_ports((30000, 30003));
     for port in 30000..=30003 {
         w.net
             .udp
             .taken
-            .insert(SocketAddr::new("10.0.0.1".parse().unwrap(), port));
+            .insert(SocketAddr::new(NODE_IP.parse().unwrap(), port));
     }
-    let c = w.net.connect(w.now, "sip/alice@10.0.0.1");
-    w.pump();
+    let c = w.client("alice", None);
     assert!(w.net.events(c).contains(&ClientEvent::Connected));
-    w.net.clients[c].client.call(
-        0,
-        "invite",
-        vec![
-            Value::string(format!("sip:bob@{FAR_SIP}")),
-            Value::string("pcmu"),
-        ],
-    );
-    w.pump();
+    invite_bob(&mut w, c);
     let rejected = w.commands(c).into_iter().find(|(n, _)| n == "rejected");
     let reason = rejected.and_then(|(_, args)| args.first()?.as_str().map(str::to_owned));
     assert!(
@@ -296,24 +286,12 @@ fn a_call_that_cannot_get_ports_is_refused_with_the_reason() {
 /// told the range is full, and calls again once a call has ended and given its ports back.
 #[test]
 fn the_port_range_bounds_concurrent_calls_and_ports_come_back() {
-    let mut w = World::new((30000, 30007));
+    let mut w = World::with_ports((30000, 30007));
     let alice = call_as(&mut w, "alice");
     let carol = call_as(&mut w, "carol");
     assert_eq!(w.net.udp.open_sockets(), 2 + 8);
-    let dave = w.net.connect(w.now, "sip/dave@10.0.0.1");
-    w.pump();
-    let invite = |w: &mut World, c: usize| {
-        w.net.clients[c].client.call(
-            0,
-            "invite",
-            vec![
-                Value::string(format!("sip:bob@{FAR_SIP}")),
-                Value::string("pcmu"),
-            ],
-        );
-        w.pump();
-    };
-    invite(&mut w, dave);
+    let dave = w.client("dave", None);
+    invite_bob(&mut w, dave);
     let reasons = |w: &World, c: usize| -> Vec<String> {
         w.commands(c)
             .into_iter()
@@ -333,7 +311,7 @@ fn the_port_range_bounds_concurrent_calls_and_ports_come_back() {
         3 + 4,
         "three SIP sockets, carol's call"
     );
-    invite(&mut w, dave);
+    invite_bob(&mut w, dave);
     assert!(
         w.commands(dave).iter().any(|(n, _)| n == "accepted"),
         "{:?}",
@@ -345,7 +323,7 @@ fn the_port_range_bounds_concurrent_calls_and_ports_come_back() {
 
 #[test]
 fn a_connect_without_an_address_of_record_is_refused() {
-    let mut w = World::new((20100, 20199));
+    let mut w = World::new();
     let c = w.net.connect(w.now, "sip");
     w.pump();
     assert!(matches!(
@@ -356,7 +334,7 @@ fn a_connect_without_an_address_of_record_is_refused() {
 
 #[test]
 fn gateway_calls_are_refused_on_other_applications() {
-    let mut w = World::new((20200, 20299));
+    let mut w = World::new();
     let c = w.net.connect(w.now, "live");
     w.pump();
     w.net.clients[c]
@@ -371,19 +349,13 @@ fn gateway_calls_are_refused_on_other_applications() {
 /// SIP and RTP alike: it completes (retransmissions), most media gets through, and the same
 /// seed replays the same run.
 fn lossy_call(seed: u64) -> (u64, usize, bool) {
-    let mut w = World::new((21000, 21099));
+    let mut w = World::new();
     w.lossy = Some(SeededRng::new(seed));
-    let c = w.net.connect(w.now, "sip/alice@10.0.0.1");
-    w.pump();
+    let c = w.client("alice", None);
     let client = &mut w.net.clients[c].client;
     client.create_stream();
     client.create_stream();
-    client.call(
-        0,
-        "invite",
-        vec![Value::string("bob@10.0.0.2:5060"), Value::string("pcmu")],
-    );
-    w.pump();
+    w.invite(c, &format!("bob@{FAR_SIP}"));
     w.advance(Duration::from_secs(10));
     assert!(
         w.commands(c).iter().any(|(n, _)| n == "accepted"),
@@ -394,18 +366,10 @@ fn lossy_call(seed: u64) -> (u64, usize, bool) {
     w.pump();
     for i in 0..100u32 {
         w.now += Duration::from_millis(20);
-        let mut body = vec![0x82];
-        body.extend((0..160).map(|j| (i as u8) ^ j as u8));
-        let msg = RtmpMessage::new(type_id::AUDIO, 1, i * 20, body);
-        w.net.clients[c].client.send_media(&msg);
+        w.net.clients[c].client.send_media(&frame(i));
         w.pump();
     }
-    let back = w
-        .net
-        .events(c)
-        .iter()
-        .filter(|e| matches!(e, ClientEvent::Media(m) if m.type_id == type_id::AUDIO && m.stream_id == 2))
-        .count();
+    let back = echoes(&w, c).len();
     w.net.clients[c].client.call(0, "bye", vec![]);
     w.pump();
     w.advance(Duration::from_secs(40));
@@ -429,12 +393,10 @@ fn calls_complete_over_a_lossy_reordering_network_and_replay_by_seed() {
 
 #[test]
 fn a_newer_connection_for_the_same_address_replaces_the_older() {
-    let mut w = World::new((22000, 22099));
-    let first = w.net.connect(w.now, "sip/alice@10.0.0.1");
-    w.pump();
+    let mut w = World::new();
+    let first = w.client("alice", None);
     assert!(w.net.events(first).contains(&ClientEvent::Connected));
-    let second = w.net.connect(w.now, "sip/Alice@10.0.0.1");
-    w.pump();
+    let second = w.client("Alice", None);
     assert!(
         w.net.clients[first].closed,
         "the older connection is closed"
@@ -444,22 +406,14 @@ fn a_newer_connection_for_the_same_address_replaces_the_older() {
 
 #[test]
 fn with_replacement_off_the_newer_connection_is_refused() {
-    let now = Instant::now();
-    let mut config = NodeConfig::default();
-    config.server.gateway = Some(GatewayNodeConfig {
-        bind_ip: "10.0.0.1".parse().unwrap(),
-        rtp_ports: (22100, 22199),
-        replace_existing: false,
-        ..GatewayNodeConfig::default()
+    let mut w = World::configured(Transport::Udp, RTP_PORTS, |c| {
+        gateway(c).replace_existing = false;
     });
-    let mut net = MemoryNet::new(Node::new(config, now, 9));
-    let first = net.connect(now, "sip/alice@10.0.0.1");
-    net.pump(now);
-    let second = net.connect(now, "sip/alice@10.0.0.1");
-    net.pump(now);
-    assert!(!net.clients[first].closed);
+    let first = w.client("alice", None);
+    let second = w.client("alice", None);
+    assert!(!w.net.clients[first].closed);
     assert!(matches!(
-        net.events(second).last(),
+        w.net.events(second).last(),
         Some(ClientEvent::ConnectRejected(_))
     ));
 }

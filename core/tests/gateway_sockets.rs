@@ -2,63 +2,53 @@
 //! its bound SIP address is announced (`Event::GatewayBound`), and after it leaves its SIP
 //! socket stays only as long as a SIP transaction still needs it.
 
-use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+mod support;
 
-use siprtmp_core::amf::Value;
-use siprtmp_core::node::{Event, Input, Node, NodeConfig};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use siprtmp_core::node::{Event, Input};
 use siprtmp_core::rtmp::client::ClientEvent;
-use siprtmp_core::server::{GatewayNodeConfig, ServerConfig};
-use siprtmp_core::testkit::MemoryNet;
-
-fn gateway_net(now: Instant) -> MemoryNet {
-    let config = NodeConfig {
-        server: ServerConfig {
-            gateway: Some(GatewayNodeConfig {
-                bind_ip: IpAddr::from([127, 0, 0, 1]),
-                rtp_ports: (20000, 20099),
-                ..GatewayNodeConfig::default()
-            }),
-            ..ServerConfig::default()
-        },
-        ..NodeConfig::default()
-    };
-    MemoryNet::new(Node::new(config, now, 1))
-}
+use siprtmp_core::sip::Transport;
+use support::gateway_world::{a, gateway, World, NOBODY, NODE_IP, RTP_PORTS};
 
 /// Connects a phone without a password; returns its index once connected.
-fn phone(net: &mut MemoryNet, now: Instant) -> usize {
-    let i = net.connect(now, "sip/alice@127.0.0.1");
-    net.pump(now);
-    assert!(net.events(i).contains(&ClientEvent::Connected));
-    i
+fn phone(w: &mut World, user: &str) -> usize {
+    let c = w.client(user, None);
+    assert!(w.net.events(c).contains(&ClientEvent::Connected), "{user}");
+    c
+}
+
+/// A far end that never answers is invited by client `c`: the INVITE goes out.
+fn invite_nobody(w: &mut World, c: usize) {
+    w.invite(c, &format!("sip:bob@{NOBODY}"));
+    assert!(w.unheard.contains(&a(NOBODY)), "the INVITE went out");
 }
 
 #[test]
 fn a_client_without_a_call_holds_only_its_sip_socket_which_goes_with_it() {
-    let now = Instant::now();
-    let mut net = gateway_net(now);
-    let i = phone(&mut net, now);
+    let mut w = World::new();
+    let i = phone(&mut w, "alice");
     assert_eq!(
-        net.udp.open_sockets(),
+        w.net.udp.open_sockets(),
         1,
         "SIP only: RTP ports come with a call"
     );
-    let announced = net.node_events.iter().find_map(|e| match e {
+    let announced = w.net.node_events.iter().find_map(|e| match e {
         Event::GatewayBound {
             aor, sip, rtp_port, ..
         } => Some((aor.clone(), *sip, *rtp_port)),
         _ => None,
     });
     let (aor, sip, rtp_port) = announced.expect("GatewayBound event");
-    assert_eq!(aor, "alice@127.0.0.1");
-    assert_eq!(sip.ip(), IpAddr::from([127, 0, 0, 1]));
+    assert_eq!(aor, format!("alice@{NODE_IP}"));
+    assert_eq!(sip.ip(), NODE_IP.parse::<IpAddr>().unwrap());
     assert_eq!(rtp_port, None, "no shared ports, none of its own yet");
-    let conn = net.clients[i].conn;
-    net.node.handle(now, Input::Closed { conn });
-    net.pump(now);
+    let conn = w.net.clients[i].conn;
+    w.net.node.handle(w.now, Input::Closed { conn });
+    w.pump();
     assert_eq!(
-        net.udp.open_sockets(),
+        w.net.udp.open_sockets(),
         0,
         "no call, no registration: the SIP socket goes with the client"
     );
@@ -68,121 +58,68 @@ fn a_client_without_a_call_holds_only_its_sip_socket_which_goes_with_it() {
 /// issue) take no RTP port: a real call still gets its ports afterwards.
 #[test]
 fn idle_clients_take_no_rtp_ports_from_callers() {
-    let now = Instant::now();
-    let mut net = gateway_net(now);
+    let mut w = World::new();
     for n in 0..60 {
-        let c = net.connect(now, &format!("sip/idle{n}@127.0.0.1"));
-        net.pump(now);
-        assert!(net.events(c).contains(&ClientEvent::Connected), "idle{n}");
+        phone(&mut w, &format!("idle{n}"));
     }
-    assert_eq!(net.udp.open_sockets(), 60, "one SIP socket each");
-    let i = phone(&mut net, now);
-    let far: SocketAddr = "127.0.0.1:5099".parse().unwrap();
-    net.clients[i].client.call(
-        0,
-        "invite",
-        vec![
-            Value::string(format!("sip:bob@{far}")),
-            Value::string("pcmu"),
-        ],
-    );
-    net.pump(now);
-    assert!(
-        net.udp.outbox.iter().any(|(_, to, _)| *to == far),
-        "the INVITE went out: the call got its ports"
-    );
-    assert_eq!(net.udp.open_sockets(), 61 + 4);
+    assert_eq!(w.net.udp.open_sockets(), 60, "one SIP socket each");
+    let i = phone(&mut w, "alice");
+    // The call got its ports: its INVITE went out.
+    invite_nobody(&mut w, i);
+    assert_eq!(w.net.udp.open_sockets(), 61 + 4);
 }
 
 /// Connect limits per address and in total: a connect beyond gets a clear `503`, and a place
 /// freed is taken again.
 #[test]
 fn gateway_clients_are_limited_per_address_and_in_total() {
-    let now = Instant::now();
-    let mut config = NodeConfig {
-        server: ServerConfig {
-            gateway: Some(GatewayNodeConfig {
-                bind_ip: IpAddr::from([127, 0, 0, 1]),
-                rtp_ports: (20000, 20099),
-                max_clients_per_ip: 2,
-                ..GatewayNodeConfig::default()
-            }),
-            ..ServerConfig::default()
-        },
-        ..NodeConfig::default()
-    };
-    let mut net = MemoryNet::new(Node::new(config.clone(), now, 1));
-    let a = net.connect(now, "sip/a@127.0.0.1");
-    let _b = net.connect(now, "sip/b@127.0.0.1");
-    let c = net.connect(now, "sip/c@127.0.0.1");
-    net.pump(now);
-    let refusal = |net: &MemoryNet, c: usize| {
-        net.clients[c].client.connect_info().and_then(|(_, info)| {
-            info.get("description")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
-    };
-    assert!(net.events(a).contains(&ClientEvent::Connected));
-    assert!(net
+    let mut w = World::configured(Transport::Udp, RTP_PORTS, |c| {
+        gateway(c).max_clients_per_ip = 2;
+    });
+    let a = phone(&mut w, "a");
+    let _b = phone(&mut w, "b");
+    let c = w.client("c", None);
+    assert!(w
+        .net
         .events(c)
         .iter()
         .any(|e| matches!(e, ClientEvent::ConnectRejected(_))));
     assert_eq!(
-        refusal(&net, c).as_deref(),
-        Some("503 127.0.0.1 has its 2 gateway clients")
+        w.connect_description(c),
+        "503 127.0.0.1 has its 2 gateway clients"
     );
     // A place freed is a place taken.
-    let conn = net.clients[a].conn;
-    net.node.handle(now, Input::Closed { conn });
-    net.pump(now);
-    let d = net.connect(now, "sip/d@127.0.0.1");
-    net.pump(now);
-    assert!(net.events(d).contains(&ClientEvent::Connected));
+    let conn = w.net.clients[a].conn;
+    w.net.node.handle(w.now, Input::Closed { conn });
+    w.pump();
+    phone(&mut w, "d");
 
-    if let Some(g) = config.server.gateway.as_mut() {
-        g.max_clients_per_ip = 64;
-        g.max_clients = 1;
-    }
-    let mut net = MemoryNet::new(Node::new(config, now, 1));
-    net.connect(now, "sip/a@127.0.0.1");
-    let b = net.connect(now, "sip/b@127.0.0.1");
-    net.pump(now);
+    let mut w = World::configured(Transport::Udp, RTP_PORTS, |c| {
+        gateway(c).max_clients_per_ip = 64;
+        gateway(c).max_clients = 1;
+    });
+    phone(&mut w, "a");
+    let b = w.client("b", None);
     assert_eq!(
-        refusal(&net, b).as_deref(),
-        Some("503 the gateway has its 1 clients")
+        w.connect_description(b),
+        "503 the gateway has its 1 clients"
     );
 }
 
 #[test]
 fn a_departed_clients_sip_socket_stays_for_its_last_transaction_and_no_longer() {
-    let mut now = Instant::now();
-    let mut net = gateway_net(now);
-    let i = phone(&mut net, now);
+    let mut w = World::new();
+    let i = phone(&mut w, "alice");
     // An INVITE to a far end that never answers: the transaction runs until Timer B.
-    let far: SocketAddr = "127.0.0.1:5099".parse().unwrap();
-    net.clients[i].client.call(
-        0,
-        "invite",
-        vec![
-            Value::string(format!("sip:bob@{far}")),
-            Value::string("pcmu"),
-        ],
-    );
-    net.pump(now);
-    assert!(
-        net.udp.outbox.iter().any(|(_, to, _)| *to == far),
-        "INVITE sent"
-    );
-    let conn = net.clients[i].conn;
-    net.node.handle(now, Input::Closed { conn });
-    net.pump(now);
+    invite_nobody(&mut w, i);
+    let conn = w.net.clients[i].conn;
+    w.net.node.handle(w.now, Input::Closed { conn });
+    w.pump();
     assert_eq!(
-        net.udp.open_sockets(),
+        w.net.udp.open_sockets(),
         1,
         "the SIP socket stays for the INVITE"
     );
-    let later = now + Duration::from_secs(40);
-    net.run_until(&mut now, later);
-    assert_eq!(net.udp.open_sockets(), 0, "and goes once it has ended");
+    w.advance(Duration::from_secs(40));
+    assert_eq!(w.net.udp.open_sockets(), 0, "and goes once it has ended");
 }

@@ -3,17 +3,21 @@
 //! bomb: many connections, each within its own limits, that announce large messages and hold
 //! them unfinished). A legitimate stream and its player go on beside every attack.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::BytesMut;
+use siprtmp_core::node::ServerConfig;
 use siprtmp_core::node::{ConnId, Event, Input, Node, NodeConfig};
-use siprtmp_core::rtmp::client::ClientEvent;
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
-use siprtmp_core::server::ServerConfig;
 use siprtmp_core::testkit::MemoryNet;
+use support::rtmp_clients::Driven;
 
 const MIB: usize = 1024 * 1024;
+/// `play`'s start for live only (as librtmp and ffmpeg send it).
+const LIVE_ONLY: f64 = -1000.0;
 
 fn net(server: ServerConfig) -> (MemoryNet, Instant) {
     let now = Instant::now();
@@ -26,44 +30,6 @@ fn net(server: ServerConfig) -> (MemoryNet, Instant) {
         3,
     );
     (MemoryNet::new(node), now)
-}
-
-/// A connected client that publishes `live/show`; its index and stream id.
-fn publisher(net: &mut MemoryNet, now: Instant) -> (usize, u32) {
-    let p = net.connect(now, "live");
-    net.pump(now);
-    net.clients[p].client.create_stream();
-    net.pump(now);
-    let id = net
-        .events(p)
-        .iter()
-        .find_map(|e| match e {
-            ClientEvent::StreamCreated(id) => Some(*id),
-            _ => None,
-        })
-        .unwrap();
-    net.clients[p].client.publish(id, "show");
-    net.pump(now);
-    (p, id)
-}
-
-/// A connected client that plays `live/show`.
-fn player(net: &mut MemoryNet, now: Instant) -> usize {
-    let c = net.connect(now, "live");
-    net.pump(now);
-    net.clients[c].client.create_stream();
-    net.pump(now);
-    let id = net
-        .events(c)
-        .iter()
-        .find_map(|e| match e {
-            ClientEvent::StreamCreated(id) => Some(*id),
-            _ => None,
-        })
-        .unwrap();
-    net.clients[c].client.play(id, "show", -1000.0);
-    net.pump(now);
-    c
 }
 
 fn send_frames(net: &mut MemoryNet, now: Instant, p: usize, id: u32, from: u32, count: u32) {
@@ -108,8 +74,8 @@ fn many_connections_holding_unfinished_messages_stop_at_the_servers_budget() {
         max_total_partial_bytes: 24 * MIB,
         ..ServerConfig::default()
     });
-    let (p, id) = publisher(&mut net, now);
-    let watcher = player(&mut net, now);
+    let (p, id) = (&mut net, now).publisher("live", "show");
+    let (watcher, _) = (&mut net, now).player_from("live", "show", LIVE_ONLY);
     send_frames(&mut net, now, p, id, 0, 24);
     // Ten attackers, each 4 MiB into an 8 MiB message (within its own 9 MiB limit).
     let mut attackers = Vec::new();
@@ -188,41 +154,9 @@ fn connections_are_limited_per_address_and_in_total() {
     assert!(!net.clients[again].closed);
 }
 
-/// A publisher on `live/<name>`: (client index, stream id).
-fn publisher_of(net: &mut MemoryNet, now: Instant, name: &str) -> (usize, u32) {
-    let p = net.connect(now, "live");
-    net.pump(now);
-    net.clients[p].client.create_stream();
-    net.pump(now);
-    let id = net
-        .events(p)
-        .iter()
-        .find_map(|e| match e {
-            ClientEvent::StreamCreated(id) => Some(*id),
-            _ => None,
-        })
-        .unwrap();
-    net.clients[p].client.publish(id, name);
-    net.pump(now);
-    (p, id)
-}
-
 /// A late player of `live/<name>`: the video it gets at once (its GOP from the cache).
 fn late_joiner_video(net: &mut MemoryNet, now: Instant, name: &str) -> usize {
-    let c = net.connect(now, "live");
-    net.pump(now);
-    net.clients[c].client.create_stream();
-    net.pump(now);
-    let id = net
-        .events(c)
-        .iter()
-        .find_map(|e| match e {
-            ClientEvent::StreamCreated(id) => Some(*id),
-            _ => None,
-        })
-        .unwrap();
-    net.clients[c].client.play(id, name, -1000.0);
-    net.pump(now);
+    let (c, _) = (&mut *net, now).player_from("live", name, LIVE_ONLY);
     net.media(c)
         .into_iter()
         .filter(|m| m.0 == type_id::VIDEO)
@@ -237,7 +171,7 @@ fn gop_caches_stop_at_the_servers_budget() {
     });
     // Two publishers, a keyframe then 9 frames of 6 KB each: 60 KB of GOP apiece.
     for name in ["one", "two"] {
-        let (p, id) = publisher_of(&mut net, now, name);
+        let (p, id) = (&mut net, now).publisher("live", name);
         for i in 0..10u32 {
             let key = if i == 0 { 0x17 } else { 0x27 };
             let mut body = vec![key, 1, 0, 0, 0];

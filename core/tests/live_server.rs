@@ -2,6 +2,8 @@
 //! in order, what a late player receives first, pause and receiveVideo, unpublish, pings and
 //! timeouts, and one misbehaving client among well-behaved ones.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -11,6 +13,7 @@ use siprtmp_core::rtmp::client::ClientEvent;
 use siprtmp_core::rtmp::command::{data_message, message_values};
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
 use siprtmp_core::testkit::MemoryNet;
+use support::rtmp_clients::{Driven, InMemory};
 
 const AVC_CONFIG: &[u8] = &[0x17, 0x00, 0, 0, 0, 0x01, 0x42, 0xc0, 0x1e];
 const AAC_CONFIG: &[u8] = &[0xaf, 0x00, 0x12, 0x10];
@@ -27,77 +30,18 @@ fn aac(n: u8) -> Vec<u8> {
     vec![0xaf, 0x01, n, n]
 }
 
-struct Fixture {
-    net: MemoryNet,
-    now: Instant,
-}
+/// A node in memory (see `support::rtmp_clients`), with this suite's own steps.
+type Fixture = InMemory;
 
 impl Fixture {
     fn new() -> Self {
-        let now = Instant::now();
-        let node = Node::new(NodeConfig::default(), now, 7);
-        Self {
-            net: MemoryNet::new(node),
-            now,
-        }
-    }
-
-    fn pump(&mut self) {
-        self.net.pump(self.now);
-    }
-
-    /// A connected client with one created stream; returns (client index, stream id).
-    fn client_with_stream(&mut self) -> (usize, u32) {
-        let c = self.net.connect(self.now, "live");
-        self.pump();
-        assert!(self.events(c).contains(&ClientEvent::Connected));
-        self.net.clients[c].client.create_stream();
-        self.pump();
-        let id = self
-            .events(c)
-            .iter()
-            .find_map(|e| match e {
-                ClientEvent::StreamCreated(id) => Some(*id),
-                _ => None,
-            })
-            .expect("stream created");
-        (c, id)
-    }
-
-    fn publisher(&mut self, name: &str) -> (usize, u32) {
-        let (c, id) = self.client_with_stream();
-        self.net.clients[c].client.publish(id, name);
-        self.pump();
-        assert_eq!(
-            self.statuses(c).last().map(String::as_str),
-            Some("NetStream.Publish.Start")
-        );
-        (c, id)
-    }
-
-    fn player(&mut self, name: &str) -> (usize, u32) {
-        let (c, id) = self.client_with_stream();
-        self.net.clients[c].client.play(id, name, -2.0);
-        self.pump();
-        (c, id)
+        Self::start(NodeConfig::default(), 7)
     }
 
     fn send(&mut self, c: usize, stream: u32, type_id: u8, timestamp: u32, payload: &[u8]) {
         let msg = RtmpMessage::new(type_id, stream, timestamp, payload.to_vec());
         self.net.clients[c].client.send_media(&msg);
         self.pump();
-    }
-
-    fn events(&self, c: usize) -> &[ClientEvent] {
-        self.net.events(c)
-    }
-
-    fn statuses(&self, c: usize) -> Vec<String> {
-        self.net.statuses(c)
-    }
-
-    fn media(&self, c: usize) -> Vec<(u8, u32, Vec<u8>)> {
-        self.net.media(c)
     }
 
     fn advance(&mut self, by: Duration) {
@@ -110,7 +54,7 @@ impl Fixture {
 #[test]
 fn publish_and_play_report_the_standard_status_codes_in_order() {
     let mut f = Fixture::new();
-    let (player, _) = f.player("cam");
+    let (player, _) = f.player("live", "cam");
     assert_eq!(
         f.statuses(player),
         vec!["NetStream.Play.Reset", "NetStream.Play.Start"]
@@ -122,14 +66,14 @@ fn publish_and_play_report_the_standard_status_codes_in_order() {
         _ => false,
     });
     assert!(sample_access, "player gets |RtmpSampleAccess");
-    let _publisher = f.publisher("cam");
+    let _publisher = f.publisher("live", "cam");
     assert_eq!(
         f.statuses(player).last().unwrap(),
         "NetStream.Play.PublishNotify"
     );
 
     // The same name cannot be published twice.
-    let (second, id) = f.client_with_stream();
+    let (second, id) = f.client_with_stream("live");
     f.net.clients[second].client.publish(id, "cam");
     f.pump();
     assert_eq!(f.statuses(second), vec!["NetStream.Publish.BadName"]);
@@ -138,7 +82,7 @@ fn publish_and_play_report_the_standard_status_codes_in_order() {
 #[test]
 fn a_late_player_starts_with_metadata_configs_and_a_keyframe() {
     let mut f = Fixture::new();
-    let (p, s) = f.publisher("cam");
+    let (p, s) = f.publisher("live", "cam");
     let meta = data_message(
         s,
         0,
@@ -156,7 +100,7 @@ fn a_late_player_starts_with_metadata_configs_and_a_keyframe() {
     f.send(p, s, type_id::AUDIO, 45, &aac(1));
     f.send(p, s, type_id::VIDEO, 80, &inter(2));
 
-    let (late, _) = f.player("cam");
+    let (late, _) = f.player("live", "cam");
     let got = f.events(late).iter().find_map(|e| match e {
         ClientEvent::Media(m) if m.type_id == type_id::DATA_AMF0 => {
             let v = message_values(m).unwrap();
@@ -186,8 +130,8 @@ fn a_late_player_starts_with_metadata_configs_and_a_keyframe() {
 #[test]
 fn a_waiting_player_starts_at_the_first_keyframe() {
     let mut f = Fixture::new();
-    let (early, _) = f.player("cam");
-    let (p, s) = f.publisher("cam");
+    let (early, _) = f.player("live", "cam");
+    let (p, s) = f.publisher("live", "cam");
     f.send(p, s, type_id::VIDEO, 0, AVC_CONFIG);
     f.send(p, s, type_id::VIDEO, 0, &inter(0));
     f.send(p, s, type_id::AUDIO, 10, &aac(0));
@@ -206,8 +150,8 @@ fn a_waiting_player_starts_at_the_first_keyframe() {
 #[test]
 fn unpublish_tells_players_and_the_publisher() {
     let mut f = Fixture::new();
-    let (player, _) = f.player("cam");
-    let (p, s) = f.publisher("cam");
+    let (player, _) = f.player("live", "cam");
+    let (p, s) = f.publisher("live", "cam");
     f.net.clients[p].client.call(s, "closeStream", vec![]);
     f.pump();
     assert_eq!(f.statuses(p).last().unwrap(), "NetStream.Unpublish.Success");
@@ -224,7 +168,7 @@ fn unpublish_tells_players_and_the_publisher() {
 #[test]
 fn playing_a_missing_recorded_stream_is_not_found() {
     let mut f = Fixture::new();
-    let (c, id) = f.client_with_stream();
+    let (c, id) = f.client_with_stream("live");
     f.net.clients[c].client.play(id, "nothing", 0.0);
     f.pump();
     assert_eq!(f.statuses(c), vec!["NetStream.Play.StreamNotFound"]);
@@ -233,7 +177,7 @@ fn playing_a_missing_recorded_stream_is_not_found() {
 #[test]
 fn unknown_calls_get_an_error_and_known_ones_a_result() {
     let mut f = Fixture::new();
-    let (c, _) = f.client_with_stream();
+    let (c, _) = f.client_with_stream("live");
     f.net.clients[c].client.call(0, "noSuchMethod", vec![]);
     f.net.clients[c]
         .client
@@ -261,9 +205,9 @@ fn unknown_calls_get_an_error_and_known_ones_a_result() {
 #[test]
 fn pause_stops_media_and_unpause_resumes_at_a_keyframe() {
     let mut f = Fixture::new();
-    let (p, s) = f.publisher("cam");
+    let (p, s) = f.publisher("live", "cam");
     f.send(p, s, type_id::VIDEO, 0, &keyframe(0));
-    let (player, ps) = f.player("cam");
+    let (player, ps) = f.player("live", "cam");
     f.net.clients[player]
         .client
         .call(ps, "pause", vec![Value::Boolean(true), Value::Number(0.0)]);
@@ -289,8 +233,8 @@ fn pause_stops_media_and_unpause_resumes_at_a_keyframe() {
 #[test]
 fn receive_video_false_leaves_only_audio() {
     let mut f = Fixture::new();
-    let (p, s) = f.publisher("cam");
-    let (player, ps) = f.player("cam");
+    let (p, s) = f.publisher("live", "cam");
+    let (player, ps) = f.player("live", "cam");
     f.net.clients[player]
         .client
         .call(ps, "receiveVideo", vec![Value::Boolean(false)]);
@@ -303,8 +247,8 @@ fn receive_video_false_leaves_only_audio() {
 #[test]
 fn larger_chunk_sizes_from_the_publisher_are_honoured() {
     let mut f = Fixture::new();
-    let (p, s) = f.publisher("cam");
-    let (player, _) = f.player("cam");
+    let (p, s) = f.publisher("live", "cam");
+    let (player, _) = f.player("live", "cam");
     f.net.clients[p].client.set_chunk_size(4096);
     let mut big = keyframe(9);
     big.resize(10_000, 0x5a);
@@ -315,8 +259,8 @@ fn larger_chunk_sizes_from_the_publisher_are_honoured() {
 #[test]
 fn idle_clients_are_pinged_and_silent_ones_closed() {
     let mut f = Fixture::new();
-    let (alive, _) = f.client_with_stream();
-    let (silent, _) = f.client_with_stream();
+    let (alive, _) = f.client_with_stream("live");
+    let (silent, _) = f.client_with_stream("live");
     f.net.clients[silent].muted = true;
     let config = NodeConfig::default().server;
     // Past the ping interval: both are pinged; the live one answers.
@@ -371,9 +315,9 @@ fn encrypted_rtmp_is_refused_with_a_close() {
 #[test]
 fn garbage_from_one_client_closes_only_that_client() {
     let mut f = Fixture::new();
-    let (p, s) = f.publisher("cam");
-    let (player, _) = f.player("cam");
-    let (bad, _) = f.client_with_stream();
+    let (p, s) = f.publisher("live", "cam");
+    let (player, _) = f.player("live", "cam");
+    let (bad, _) = f.client_with_stream("live");
     let conn = f.net.clients[bad].conn;
     // A 16 MiB message header: beyond the default limit.
     let data = BytesMut::from(&[0x04u8, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0x09, 1, 0, 0, 0][..]);
@@ -422,9 +366,9 @@ fn a_backlogged_player_skips_to_the_next_keyframe_then_is_dropped_past_the_hard_
         net: MemoryNet::new(Node::new(config, now, 7)),
         now,
     };
-    let (p, s) = f.publisher("cam");
-    let (slow, _) = f.player("cam");
-    let (fast, _) = f.player("cam");
+    let (p, s) = f.publisher("live", "cam");
+    let (slow, _) = f.player("live", "cam");
+    let (fast, _) = f.player("live", "cam");
     let slow_conn = f.net.clients[slow].conn;
     f.net.clients[slow].muted = true;
     let frame = |first: u8, n: u8| {
@@ -483,7 +427,7 @@ fn the_first_ping_follows_the_ping_interval_not_the_handshake_timeout() {
         net: MemoryNet::new(Node::new(config, now, 7)),
         now,
     };
-    let (silent, _) = f.client_with_stream();
+    let (silent, _) = f.client_with_stream("live");
     f.net.clients[silent].muted = true;
     let deadline = f.net.node.poll_timeout().expect("a liveness timer");
     assert!(

@@ -4,6 +4,8 @@
 //! write per window instead of one per message; and a frozen player is still dropped at the
 //! backlog limit without holding up the others.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use siprtmp_core::amf::Value;
@@ -11,6 +13,7 @@ use siprtmp_core::node::{Event, Input, Node, NodeConfig};
 use siprtmp_core::rtmp::client::ClientEvent;
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
 use siprtmp_core::testkit::MemoryNet;
+use support::rtmp_clients::Driven;
 
 const WINDOW: Duration = Duration::from_millis(100);
 const AUDIO_EVERY: Duration = Duration::from_millis(20);
@@ -42,11 +45,6 @@ impl Fixture {
         }
     }
 
-    fn pump(&mut self) {
-        self.net.pump(self.now);
-        self.record_arrivals();
-    }
-
     /// Notes the arrival time of media that came in since the last look.
     fn record_arrivals(&mut self) {
         self.arrivals.resize(self.net.clients.len(), Vec::new());
@@ -72,38 +70,14 @@ impl Fixture {
         self.pump();
     }
 
-    fn client_with_stream(&mut self) -> (usize, u32) {
-        let c = self.net.connect(self.now, "live");
-        self.pump();
-        self.net.clients[c].client.create_stream();
-        self.pump();
-        let id = self
-            .net
-            .events(c)
-            .iter()
-            .find_map(|e| match e {
-                ClientEvent::StreamCreated(id) => Some(*id),
-                _ => None,
-            })
-            .expect("stream created at once");
-        (c, id)
+    /// The publisher of `live/cam`.
+    fn cam_publisher(&mut self) -> (usize, u32) {
+        self.publisher("live", "cam")
     }
 
-    fn publisher(&mut self) -> (usize, u32) {
-        let (c, id) = self.client_with_stream();
-        self.net.clients[c].client.publish(id, "cam");
-        self.pump();
-        assert_eq!(
-            self.net.statuses(c).last().map(String::as_str),
-            Some("NetStream.Publish.Start")
-        );
-        (c, id)
-    }
-
-    fn player(&mut self) -> (usize, u32) {
-        let (c, id) = self.client_with_stream();
-        self.net.clients[c].client.play(id, "cam", -2.0);
-        self.pump();
+    /// A player of `live/cam`, answered at once.
+    fn cam_player(&mut self) -> (usize, u32) {
+        let (c, id) = self.player("live", "cam");
         assert!(
             self.net
                 .statuses(c)
@@ -117,6 +91,18 @@ impl Fixture {
         let msg = RtmpMessage::new(type_id, stream, timestamp, payload);
         self.net.clients[c].client.send_media(&msg);
         self.pump();
+    }
+}
+
+impl Driven for Fixture {
+    fn node(&mut self) -> (&mut MemoryNet, Instant) {
+        (&mut self.net, self.now)
+    }
+
+    /// Moves bytes and notes when media arrived.
+    fn pump(&mut self) {
+        self.net.pump(self.now);
+        self.record_arrivals();
     }
 }
 
@@ -161,8 +147,8 @@ fn one_second_of_audio(
 #[test]
 fn every_message_arrives_in_order_within_the_window_in_about_one_write_per_window() {
     let mut f = Fixture::new(Some(WINDOW));
-    let publisher = f.publisher();
-    let players: Vec<usize> = (0..3).map(|_| f.player().0).collect();
+    let publisher = f.cam_publisher();
+    let players: Vec<usize> = (0..3).map(|_| f.cam_player().0).collect();
     let (sent, sent_at, writes) = one_second_of_audio(&mut f, publisher, &players);
     for &p in &players {
         assert_eq!(f.net.media(p), sent, "player {p}: every message, in order");
@@ -187,8 +173,8 @@ fn every_message_arrives_in_order_within_the_window_in_about_one_write_per_windo
 #[test]
 fn without_merging_every_message_is_a_write_of_its_own() {
     let mut f = Fixture::new(None);
-    let publisher = f.publisher();
-    let players: Vec<usize> = (0..2).map(|_| f.player().0).collect();
+    let publisher = f.cam_publisher();
+    let players: Vec<usize> = (0..2).map(|_| f.cam_player().0).collect();
     let (sent, sent_at, writes) = one_second_of_audio(&mut f, publisher, &players);
     for &p in &players {
         assert_eq!(f.net.media(p), sent);
@@ -200,8 +186,8 @@ fn without_merging_every_message_is_a_write_of_its_own() {
 #[test]
 fn the_first_media_after_play_and_commands_and_status_are_not_held() {
     let mut f = Fixture::new(Some(WINDOW));
-    let publisher = f.publisher();
-    let (player, player_stream) = f.player();
+    let publisher = f.cam_publisher();
+    let (player, player_stream) = f.cam_player();
     // The player's first media goes at once.
     f.send(publisher, type_id::AUDIO, 0, aac(0));
     assert_eq!(f.net.media(player).len(), 1);
@@ -253,7 +239,7 @@ fn the_first_media_after_play_and_commands_and_status_are_not_held() {
     let mut key = vec![0x17, 0x01, 0, 0, 0];
     key.resize(2000, 7);
     f.send(publisher, type_id::VIDEO, 60, key.clone());
-    let (late, _) = f.player();
+    let (late, _) = f.cam_player();
     let late_video: Vec<_> = f
         .net
         .media(late)
@@ -269,8 +255,8 @@ fn held_bytes_past_the_size_limit_are_written_at_once() {
     config.server.merge_writes = Some(WINDOW);
     config.server.merge_max_bytes = 64 * 1024;
     let mut f = Fixture::with_config(config);
-    let publisher = f.publisher();
-    let (player, _) = f.player();
+    let publisher = f.cam_publisher();
+    let (player, _) = f.cam_player();
     let frame = |first: u8, n: u8| {
         let mut v = vec![first, 0x01, 0, 0, 0, n];
         v.resize(30_000, n);
@@ -292,9 +278,9 @@ fn a_frozen_player_is_still_dropped_at_the_hard_limit_and_others_get_everything(
     config.server.player_soft_backlog = 20_000;
     config.server.player_hard_backlog = 100_000;
     let mut f = Fixture::with_config(config);
-    let publisher = f.publisher();
-    let (slow, _) = f.player();
-    let (fast, _) = f.player();
+    let publisher = f.cam_publisher();
+    let (slow, _) = f.cam_player();
+    let (fast, _) = f.cam_player();
     f.net.clients[slow].muted = true;
     let slow_conn = f.net.clients[slow].conn;
     let start = f.now;

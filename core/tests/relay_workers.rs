@@ -5,6 +5,8 @@
 //! GOP cache, unpublishing reaches every worker, a name published on one worker is refused on
 //! another (even when both publishes race), and an unwatched stream is never relayed.
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +18,7 @@ use siprtmp_core::rtmp::client::ClientEvent;
 use siprtmp_core::rtmp::command::data_message;
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
 use siprtmp_core::testkit::{synthetic_av, MediaChecker, MemoryNet};
+use support::rtmp_clients::Driven;
 
 /// A relayed media message as the pump saw it: (from, to, type, timestamp, payload address).
 type Relayed = (usize, usize, u8, u32, usize);
@@ -106,40 +109,22 @@ impl Group {
         }
     }
 
+    /// Worker `w`, for setting up its clients.
+    fn on(&mut self, w: usize) -> OnWorker<'_> {
+        OnWorker { group: self, w }
+    }
+
     /// A client of worker `w` with one created stream: (client index, stream id).
     fn client(&mut self, w: usize) -> (usize, u32) {
-        let c = self.nets[w].connect(self.now, "live");
-        self.pump();
-        self.nets[w].clients[c].client.create_stream();
-        self.pump();
-        let id = self.nets[w]
-            .events(c)
-            .iter()
-            .find_map(|e| match e {
-                ClientEvent::StreamCreated(id) => Some(*id),
-                _ => None,
-            })
-            .expect("stream created");
-        (c, id)
+        self.on(w).client_with_stream("live")
     }
 
     fn publisher(&mut self, w: usize, name: &str) -> (usize, u32) {
-        let (c, id) = self.client(w);
-        self.nets[w].clients[c].client.publish(id, name);
-        self.pump();
-        assert_eq!(
-            self.statuses(w, c).last().map(String::as_str),
-            Some("NetStream.Publish.Start"),
-            "publish on worker {w}"
-        );
-        (c, id)
+        self.on(w).publisher("live", name)
     }
 
     fn player(&mut self, w: usize, name: &str) -> usize {
-        let (c, id) = self.client(w);
-        self.nets[w].clients[c].client.play(id, name, -2.0);
-        self.pump();
-        c
+        self.on(w).player("live", name).0
     }
 
     fn send(&mut self, w: usize, c: usize, msg: &RtmpMessage) {
@@ -171,6 +156,22 @@ impl Group {
 
     fn media_relayed_to(&self, to: usize) -> usize {
         self.relayed.iter().filter(|r| r.1 == to).count()
+    }
+}
+
+/// One worker of a [`Group`], whose clients' bytes move with the whole group's.
+struct OnWorker<'a> {
+    group: &'a mut Group,
+    w: usize,
+}
+
+impl Driven for OnWorker<'_> {
+    fn node(&mut self) -> (&mut MemoryNet, Instant) {
+        (&mut self.group.nets[self.w], self.group.now)
+    }
+
+    fn pump(&mut self) {
+        self.group.pump();
     }
 }
 

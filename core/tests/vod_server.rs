@@ -3,20 +3,22 @@
 //! paced, seek, pause, the end of a file, a full disk, appending, names that try to leave the
 //! media root, and connects, publishes and plays accepted, rejected or redirected.
 
-use std::time::{Duration, Instant};
+mod support;
+
+use std::time::Duration;
 
 use bytes::BytesMut;
 use siprtmp_core::amf::{amf0, Value};
 use siprtmp_core::flv::reader::{FlvReader, FlvTag};
 use siprtmp_core::flv::tag::tag_type;
-use siprtmp_core::node::{Decision, Event, Node, NodeConfig, PublishMode, Question};
+use siprtmp_core::node::{AppConfig, RecordPolicy, ServerConfig};
+use siprtmp_core::node::{Decision, Event, NodeConfig, PublishMode, Question};
 use siprtmp_core::rtmp::chunk_decoder::{ChunkDecoder, ChunkLimits};
 use siprtmp_core::rtmp::client::ClientEvent;
 use siprtmp_core::rtmp::command::{data_message, message_values};
 use siprtmp_core::rtmp::control::{ProtocolControl, UserControl};
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
-use siprtmp_core::server::{AppConfig, RecordPolicy, ServerConfig};
-use siprtmp_core::testkit::MemoryNet;
+use support::rtmp_clients::{Driven, InMemory};
 
 const AVC_CONFIG: &[u8] = &[0x17, 0x00, 0, 0, 0, 0x01, 0x42, 0xc0, 0x1e];
 const AAC_CONFIG: &[u8] = &[0xaf, 0x00, 0x12, 0x10];
@@ -41,10 +43,8 @@ fn stream(seconds: u32) -> Vec<(u8, u32, Vec<u8>)> {
     out
 }
 
-struct Fixture {
-    net: MemoryNet,
-    now: Instant,
-}
+/// A node in memory (see `support::rtmp_clients`), with this suite's own steps.
+type Fixture = InMemory;
 
 impl Fixture {
     fn new() -> Self {
@@ -66,31 +66,9 @@ impl Fixture {
     }
 
     fn with(config: NodeConfig) -> Self {
-        let now = Instant::now();
-        let mut net = MemoryNet::new(Node::new(config, now, 7));
-        net.keep_raw = true;
-        Self { net, now }
-    }
-
-    fn pump(&mut self) {
-        self.net.pump(self.now);
-    }
-
-    fn client_with_stream(&mut self) -> (usize, u32) {
-        let c = self.net.connect(self.now, "vod");
-        self.pump();
-        assert!(self.events(c).contains(&ClientEvent::Connected));
-        self.net.clients[c].client.create_stream();
-        self.pump();
-        let id = self
-            .events(c)
-            .iter()
-            .find_map(|e| match e {
-                ClientEvent::StreamCreated(id) => Some(*id),
-                _ => None,
-            })
-            .expect("stream created");
-        (c, id)
+        let mut f = Self::start(config, 7);
+        f.net.keep_raw = true;
+        f
     }
 
     fn call(&mut self, c: usize, stream: u32, name: &str, args: Vec<Value>) {
@@ -100,7 +78,7 @@ impl Fixture {
 
     /// A publisher of `name` with `kind` ("live", "record", "append").
     fn publish(&mut self, name: &str, kind: &str) -> (usize, u32) {
-        let (c, id) = self.client_with_stream();
+        let (c, id) = self.client_with_stream("vod");
         self.call(
             c,
             id,
@@ -149,7 +127,7 @@ impl Fixture {
     }
 
     fn play(&mut self, name: &str, start: f64) -> (usize, u32) {
-        let (c, id) = self.client_with_stream();
+        let (c, id) = self.client_with_stream("vod");
         self.call(
             c,
             id,
@@ -157,18 +135,6 @@ impl Fixture {
             vec![Value::string(name), Value::Number(start)],
         );
         (c, id)
-    }
-
-    fn events(&self, c: usize) -> &[ClientEvent] {
-        self.net.events(c)
-    }
-
-    fn statuses(&self, c: usize) -> Vec<String> {
-        self.net.statuses(c)
-    }
-
-    fn media(&self, c: usize) -> Vec<(u8, u32, Vec<u8>)> {
-        self.net.media(c)
     }
 
     /// Names of the data messages received (`onMetaData`, `onPlayStatus`...), with their
@@ -451,7 +417,7 @@ fn pause_holds_the_file_and_unpause_continues_where_it_stopped() {
 fn a_duration_ends_playback_early() {
     let mut f = Fixture::new();
     f.record("show", 3);
-    let (c, _) = f.client_with_stream();
+    let (c, _) = f.client_with_stream("vod");
     f.call(
         c,
         1,
@@ -651,7 +617,7 @@ fn append_continues_after_the_last_timestamp() {
 fn stream_length_reports_a_recorded_duration() {
     let mut f = Fixture::new();
     f.record("show", 2);
-    let (c, _) = f.client_with_stream();
+    let (c, _) = f.client_with_stream("vod");
     f.call(c, 0, "getStreamLength", vec![Value::string("show")]);
     let length = f.events(c).iter().find_map(|e| match e {
         ClientEvent::Command(cmd) if cmd.name == "_result" => cmd.args.first().cloned(),

@@ -32,7 +32,7 @@ use siprtmp_core::rtmp::handshake::ClientHandshake;
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
 use siprtmp_core::sdp::offer_answer::{answer, create_offer};
 use siprtmp_core::sdp::{Codec, LocalCapabilities, MediaCapability, Origin, SessionDescription};
-use siprtmp_core::server::{AppConfig, GatewayNodeConfig, RecordPolicy};
+use siprtmp_core::node::{AppConfig, GatewayNodeConfig, RecordPolicy};
 use siprtmp_core::sip::ua::{CallId, UaConfig, UaEvent, UserAgent};
 use siprtmp_core::storage::{is_safe_relative_path, FileErrorKind, FileOp, FileRequest};
 use siprtmp_core::tcp::{TcpCommand, TcpEvent};
@@ -439,6 +439,7 @@ impl Harness {
             },
             Output::Relay(r) => panic!("relay output from a node that is no worker: {r:?}"),
             Output::Event(event) => self.event(event),
+            other => panic!("an output the harness does not know: {other:?}"),
         }
     }
 
@@ -468,6 +469,7 @@ impl Harness {
                 self.questions.push(*request);
             }
             Event::RecordStopped { .. } | Event::UnroutedMedia { .. } => {}
+            other => panic!("an event the harness does not know: {other:?}"),
         }
     }
 

@@ -22,6 +22,9 @@
 //!   turn, so one publisher cannot starve the others; a fast publisher is read only as fast as
 //!   the node handles its data, so memory stays bounded.
 //!
+//! A failed accept (out of descriptors) leaves the listener unpolled until a retry time that
+//! the node task's timer includes ([`AcceptBackoff`]); the node task never sleeps on it.
+//!
 //! Writes never wait: the node task polls `poll_write_vectored` on the shared `&TcpStream`
 //! with the same kind of waker; `Pending` means async-std's reactor will call that waker when
 //! the socket drains, and the waker posts the connection's id back to the node task.
@@ -55,7 +58,7 @@ use std::net::SocketAddr;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_std::channel::{self, Receiver, Sender};
 use async_std::io::{Read, Write};
@@ -63,8 +66,8 @@ use async_std::net::{TcpListener, TcpStream};
 use async_std::stream::Stream;
 use siprtmp_core::node::{ConnId, Node, NodeConfig};
 use siprtmp_driver_common::{
-    bind_listener, configure_stream, ConnWakers, FileExecutor, NodeHost, NodeReads, SocketReady,
-    TcpExecutor, Transport, UdpExecutor, UdpPoll,
+    bind_listener, configure_stream, AcceptBackoff, ConnWakers, FileExecutor, NodeHost, NodeReads,
+    SocketReady, TcpExecutor, Transport, UdpExecutor, UdpPoll,
 };
 
 pub use siprtmp_driver_common::{
@@ -221,8 +224,16 @@ impl AsyncStdDriver {
         let mut incoming = pin!(listener.incoming());
         let mut timer: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
         let mut armed: Option<Instant> = None;
+        // Accepting paused after a failed accept (out of descriptors): the listener is not
+        // polled and the timer wakes the task at the retry time; everything else goes on.
+        let mut backoff = AcceptBackoff::default();
         loop {
-            let deadline = host.poll_timeout();
+            // The clock is read only while paused.
+            let accepting = backoff.retry_at().is_none() || backoff.ready(Instant::now());
+            let deadline = match (host.poll_timeout(), backoff.retry_at()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             if deadline != armed {
                 timer = deadline.map(|at| {
                     let wait = at.saturating_duration_since(Instant::now());
@@ -238,8 +249,10 @@ impl AsyncStdDriver {
                 if let Poll::Ready(Some(c)) = control.as_mut().poll_next(cx) {
                     return Poll::Ready(Woke::Control(c));
                 }
-                if let Poll::Ready(Some(a)) = incoming.as_mut().poll_next(cx) {
-                    return Poll::Ready(Woke::Accepted(a));
+                if accepting {
+                    if let Poll::Ready(Some(a)) = incoming.as_mut().poll_next(cx) {
+                        return Poll::Ready(Woke::Accepted(a));
+                    }
                 }
                 // Ready once per event; the next poll re-arms it (level-triggered), so a
                 // datagram that arrives during the drain is seen.
@@ -285,6 +298,7 @@ impl AsyncStdDriver {
                 }
                 Woke::Again => {}
                 Woke::Accepted(Ok(stream)) => {
+                    backoff.accepted(now);
                     if let Err(e) = configure_stream(&stream, send_buffer, nodelay) {
                         tracing::warn!("socket options: {e}");
                     }
@@ -293,10 +307,10 @@ impl AsyncStdDriver {
                         reads.read(&mut host, now, conn, AsyncStdConnection::poll_read);
                     }
                 }
+                // EMFILE and friends: pause accepting rather than spin on the listener (or
+                // sleep, which would stall every connection).
                 Woke::Accepted(Err(e)) => {
-                    // EMFILE and friends: back off rather than spin on the listener.
-                    tracing::warn!("accept: {e}");
-                    async_std::task::sleep(Duration::from_millis(10)).await;
+                    backoff.failed(now, &e);
                 }
             }
             // Take whatever else is already waiting, then write once per connection.

@@ -144,5 +144,6 @@ pub fn log_event(event: &Event) {
             ),
             Some(e) => tracing::warn!("recording of {stream} to {path} failed: {e}"),
         },
+        other => tracing::info!("{other:?}"),
     }
 }

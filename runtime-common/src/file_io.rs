@@ -151,6 +151,8 @@ impl FileExecutor {
                     | Output::Udp(_)
                     | Output::Tcp(_)
                     | Output::Relay(_) => {}
+                    // Whatever a newer core asks at shutdown waits for nobody either.
+                    _ => {}
                 }
             }
             if self.outstanding() == 0 {

@@ -314,6 +314,8 @@ impl<T: Transport> NodeHost<T> {
                     Some(relay) => relay.execute(&mut self.node, now, out),
                     None => crate::relay::without_link(&mut self.node, now, out),
                 },
+                // The enum grows: an output this driver does not know is one it cannot do.
+                other => tracing::warn!("an output this driver does not carry out: {other:?}"),
             }
         }
         // The datagrams of this batch, a socket's run in one call.
@@ -433,11 +435,11 @@ pub(crate) fn refuse_tcp(node: &mut Node, now: Instant, command: TcpCommand) {
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use siprtmp_core::node::{AppConfig, RecordPolicy, ServerConfig};
     use siprtmp_core::node::{Decision, NodeConfig, Question};
     use siprtmp_core::rng::SeededRng;
     use siprtmp_core::rtmp::client::{ClientEvent, RtmpClient};
     use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
-    use siprtmp_core::server::{AppConfig, RecordPolicy, ServerConfig};
     use std::time::Duration;
 
     /// A socket whose kernel buffer takes `budget` more bytes, then says `WouldBlock` (or

@@ -21,6 +21,9 @@
 //!   wake-up as for files;
 //! - [`bind_listener`], [`configure_stream`], [`shutdown_stream`]: socket options through
 //!   `socket2`;
+//! - [`AcceptBackoff`]: a failed `accept` (out of descriptors) pauses accepting for a few
+//!   milliseconds, with a wake-up at the end of the pause, instead of spinning or waiting for
+//!   the next connection;
 //! - [`NodeHost`] and [`Transport`]: the node plus its connections, its file and UDP
 //!   executors and its event router, carrying out every [`siprtmp_core::node::Output`] for
 //!   the event-loop drivers (the thread driver writes from writer threads and keeps its own
@@ -42,6 +45,7 @@
 //! on stop: host.shutdown(now) // close everything, let recordings finish
 //! ```
 
+mod accept_backoff;
 mod config;
 mod conn_wakers;
 mod events;
@@ -55,11 +59,16 @@ mod relay;
 mod socket;
 mod stopper;
 mod tcp;
+#[cfg(test)]
+mod test_rerun;
 mod udp;
 mod udp_poll;
 mod udp_send;
+#[cfg(all(test, target_os = "linux"))]
+mod udp_send_faults;
 mod workers;
 
+pub use accept_backoff::{AcceptBackoff, FIRST_PAUSE, MAX_PAUSE};
 pub use config::DriverConfig;
 pub use conn_wakers::{ConnWakers, SocketReady};
 pub use events::{log_event, Decider, EventRouter};

@@ -16,6 +16,10 @@
 //! bytes wait in the queue for the driver, after which the thread stops reading (TCP flow
 //! control pushes back on the peer) until the driver has fed the queue.
 //!
+//! A failed accept (out of descriptors) pauses accepting on every listener for a few
+//! milliseconds ([`crate::AcceptBackoff`]) and the thread wakes itself to retry, since the
+//! connections left in a backlog raise no new edge-triggered event.
+//!
 //! `Close` and `Unlisten` forget the socket at once: nothing more is reported for it, and
 //! what was queued for it and not yet fed is dropped when fed.
 
@@ -30,6 +34,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use mio::net::{TcpListener, TcpStream};
+
+use crate::accept_backoff::AcceptBackoff;
 use mio::{Events, Interest, Poll, Token, Waker};
 use siprtmp_core::node::{Input, ListenerId, Node, StreamId, TcpCommand, TcpEvent};
 pub use siprtmp_core::tcp::MAX_QUEUED_SEND;
@@ -54,6 +60,9 @@ pub struct TcpStats {
     pub opened: AtomicU64,
     /// Connects that failed.
     pub connect_failed: AtomicU64,
+    /// Accepts that failed for want of descriptors or memory (each pauses accepting a
+    /// little: see [`crate::AcceptBackoff`]).
+    pub accept_failed: AtomicU64,
     /// Connections closed (by the node, the peer, or an error).
     pub closed: AtomicU64,
     /// Listeners listening.
@@ -173,6 +182,7 @@ impl TcpExecutor {
                         paused: Vec::new(),
                         queued: false,
                         connect_timeout,
+                        accept_backoff: AcceptBackoff::default(),
                     }
                     .run(&wake)
                 })?
@@ -319,19 +329,24 @@ struct IoThread {
     queued: bool,
     /// See [`CONNECT_TIMEOUT`].
     connect_timeout: Duration,
+    /// Accepting (on every listener: descriptors are the process's) paused after a failure.
+    accept_backoff: AcceptBackoff,
 }
 
 impl IoThread {
     fn run(mut self, wake: &dyn Fn()) {
         let mut events = Events::with_capacity(256);
         loop {
-            // Connects are few (SIP signalling): a scan per turn finds the next deadline.
+            // Connects are few (SIP signalling): a scan per turn finds the next deadline. A
+            // paused accept wakes the thread too: the backlog raises no new event.
             let timeout = self
                 .streams
                 .values()
                 .filter(|c| c.connecting)
-                .map(|c| c.connect_deadline.saturating_duration_since(Instant::now()))
-                .min();
+                .map(|c| c.connect_deadline)
+                .chain(self.accept_backoff.retry_at())
+                .min()
+                .map(|deadline| deadline.saturating_duration_since(Instant::now()));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -348,15 +363,29 @@ impl IoThread {
                 }
                 return;
             }
+            let now = Instant::now();
             for event in events.iter() {
                 let token = event.token();
                 if token == WAKE {
                     continue;
                 }
                 if self.listeners.contains_key(&token) {
-                    self.accept(token);
+                    // While paused the event is dropped: the retry tries every listener.
+                    if self.accept_backoff.retry_at().is_none() {
+                        self.accept(token);
+                    }
                 } else {
                     self.stream_ready(token, event.is_writable() || event.is_error());
+                }
+            }
+            if self.accept_backoff.pause_over(now) {
+                let listening: Vec<Token> = self.listeners.keys().copied().collect();
+                for token in listening {
+                    // Paused again: the others would fail alike.
+                    if self.accept_backoff.retry_at().is_some() {
+                        break;
+                    }
+                    self.accept(token);
                 }
             }
             for token in std::mem::take(&mut self.paused) {
@@ -503,6 +532,7 @@ impl IoThread {
             let listener = *listener;
             match socket.accept() {
                 Ok((mut socket, remote)) => {
+                    self.accept_backoff.accepted(Instant::now());
                     let _ = socket.set_nodelay(true);
                     self.accepted += 1;
                     let stream = StreamId::accepted(self.accepted);
@@ -539,10 +569,14 @@ impl IoThread {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // Out of descriptors: pause accepting (the thread wakes up to retry); a
+                // connection reset while queued: the next one.
                 Err(e) => {
-                    // Out of descriptors, a connection reset while queued...: try later.
-                    tracing::debug!("{listener}: accept: {e}");
-                    return;
+                    if self.accept_backoff.failed(Instant::now(), &e) {
+                        TcpStats::add(&self.shared.stats.accept_failed, 1);
+                        tracing::debug!("{listener}: accept: {e}");
+                        return;
+                    }
                 }
             }
         }
@@ -806,6 +840,63 @@ mod tests {
         });
         until(&mut tcp, &woken, &mut node, |s| s.open_listeners() == 0);
         assert!(std::net::TcpStream::connect(addr).is_err(), "closed");
+    }
+
+    /// Out of descriptors, a connection waiting on a listener is accepted by itself once one
+    /// is free, within the accept pause: no other connection has to arrive (the listener's
+    /// edge-triggered event came, and went, while accept failed). Runs alone in a process
+    /// limited to 64 descriptors.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn out_of_descriptors_a_waiting_connection_is_accepted_once_one_is_free() {
+        if !crate::test_rerun::rerun_under(
+            &["prlimit", "--nofile=64:64"],
+            "tcp::tests::out_of_descriptors_a_waiting_connection_is_accepted_once_one_is_free",
+        ) {
+            return;
+        }
+        let (mut tcp, woken) = executor();
+        let mut node = node();
+        tcp.execute(TcpCommand::Listen {
+            listener: ListenerId(1),
+            addr: "127.0.0.1:0".parse().unwrap(),
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let addr = loop {
+            assert!(Instant::now() < deadline);
+            let _ = woken.recv_timeout(Duration::from_millis(50));
+            if let Ok(Report::Event(TcpEvent::Listening { result, .. })) = tcp.events.try_recv() {
+                break result.unwrap();
+            }
+        };
+        // Every descriptor left but one, which the client takes: none for the accept.
+        let mut fillers = Vec::new();
+        let exhausted = loop {
+            match std::fs::File::open("/dev/null") {
+                Ok(file) => fillers.push(file),
+                Err(e) => break e,
+            }
+            assert!(fillers.len() < 64, "the descriptor limit does not hold");
+        };
+        assert_eq!(exhausted.raw_os_error(), Some(24), "{exhausted}");
+        fillers.pop();
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        until(&mut tcp, &woken, &mut node, |s| {
+            s.accept_failed.load(Ordering::Relaxed) >= 1
+        });
+        assert_eq!(tcp.stats().opened.load(Ordering::Relaxed), 0);
+        fillers.pop();
+        let freed = Instant::now();
+        until(&mut tcp, &woken, &mut node, |s| {
+            s.opened.load(Ordering::Relaxed) == 1
+        });
+        eprintln!(
+            "accepted {:?} after a descriptor was freed",
+            freed.elapsed()
+        );
+        assert!(freed.elapsed() < Duration::from_secs(1));
+        let failed = tcp.stats().accept_failed.load(Ordering::Relaxed);
+        assert!(failed < 20, "{failed} attempts: it spun");
     }
 
     #[test]

@@ -88,7 +88,8 @@ pub struct UdpStats {
     pub send_calls: AtomicU64,
     /// Datagrams of [`Self::sent`] that left in UDP GSO messages of two or more.
     pub segmented: AtomicU64,
-    /// Datagrams dropped because the socket buffer was full (`WouldBlock`).
+    /// Datagrams dropped because the socket buffer was full (`WouldBlock`) or the kernel had
+    /// no buffers for them (`ENOBUFS`); the socket stays open.
     pub send_dropped: AtomicU64,
     /// Sends that failed otherwise (unreachable destination...).
     pub send_errors: AtomicU64,
@@ -254,7 +255,7 @@ impl UdpExecutor {
         self.stats.clone()
     }
 
-    fn socket(&self, socket: SocketId) -> Option<&Arc<UdpSocket>> {
+    pub(crate) fn socket(&self, socket: SocketId) -> Option<&Arc<UdpSocket>> {
         let slot = *self.by_id.get(&socket)?;
         Some(&self.slots[slot].as_ref()?.1)
     }

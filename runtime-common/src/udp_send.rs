@@ -21,7 +21,11 @@
 //! not Linux) a run is `sendmmsg` of up to [`SEND_BATCH`] datagrams (a lone one `sendmsg`).
 //!
 //! Head and body are always two iovecs: a media payload is never copied. A full socket
-//! buffer drops what did not fit and counts it, as UDP does.
+//! buffer (`EAGAIN`), or a datagram the kernel has no buffers for (`ENOBUFS`), drops what did
+//! not go and counts it (`send_dropped`), as UDP does: the loop never waits, the socket stays
+//! open, and the next datagram is sent as usual. A GSO group is one send: it goes or is
+//! dropped whole (in a full buffer its datagrams one by one would not fare better).
+//! `crate::udp_send_faults` produces both errors for real.
 
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
@@ -164,7 +168,7 @@ impl UdpSender {
                     next += went;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                Err(e) if no_room(&e) => {
                     UdpStats::add(&stats.send_dropped, len as u64);
                     next += 1;
                 }
@@ -257,6 +261,19 @@ fn lacks_gso(e: &io::Error) -> bool {
     )
 }
 
+/// Whether a send failed for want of room, now: the socket's send buffer is full
+/// (`WouldBlock`), or the kernel had no buffers for this datagram (`ENOBUFS`: its fragments
+/// need more than the socket may hold, or memory is short). Either drops the datagram alone,
+/// counted as dropped like a loss on the way; the next one may well go. Any other error is
+/// about the destination (`send_errors`).
+fn no_room(e: &io::Error) -> bool {
+    #[cfg(target_os = "linux")]
+    if e.raw_os_error() == Some(libc::ENOBUFS) {
+        return true;
+    }
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
 /// Sends `datagrams` to `addrs` without GSO: `sendmmsg` of up to [`SEND_BATCH`] (Linux), a
 /// lone one with `sendmsg`.
 fn send_each(
@@ -284,7 +301,7 @@ fn send_each(
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             // UDP semantics: a full buffer loses the datagram, the loop never waits.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            Err(e) if no_room(&e) => {
                 UdpStats::add(&stats.send_dropped, 1);
                 done += 1;
             }

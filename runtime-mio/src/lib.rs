@@ -8,6 +8,10 @@
 //! With [`DriverConfig::poll_interval`], the loop polls at most once per interval and sleeps
 //! in between (wake-up moderation: fewer, fuller wake-ups, at up to the interval of latency).
 //!
+//! A failed `accept` (out of descriptors) pauses accepting ([`AcceptBackoff`]): the poll's
+//! timeout then includes the retry time, because the connections left in the backlog raise no
+//! new edge-triggered event and would otherwise wait for the next client to arrive.
+//!
 //! Per wake-up: read every readable socket to `WouldBlock` and feed the bytes in; mark
 //! writable sockets dirty; then [`NodeHost::turn`]: feed completed file requests in, fire the
 //! node's timer if due, and write each connection that has queued segments with one `writev`,
@@ -50,8 +54,8 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use siprtmp_core::node::{ConnId, Node, NodeConfig};
 use siprtmp_driver_common::{
-    bind_listener, configure_stream, FileExecutor, NodeHost, RelayLink, TcpExecutor, Transport,
-    UdpExecutor, UDP_TOKEN_BASE,
+    bind_listener, configure_stream, AcceptBackoff, FileExecutor, NodeHost, RelayLink, TcpExecutor,
+    Transport, UdpExecutor, UDP_TOKEN_BASE,
 };
 
 pub use siprtmp_driver_common::{Decider, DriverConfig, Stopper, TcpStats, UdpStats};
@@ -92,6 +96,8 @@ pub struct MioDriver {
     stop: Arc<AtomicBool>,
     udp_stats: Arc<UdpStats>,
     tcp_stats: Arc<TcpStats>,
+    /// Accepting paused after a failed accept (out of descriptors), and until when.
+    accept_backoff: AcceptBackoff,
 }
 
 fn token(conn: ConnId) -> Token {
@@ -154,6 +160,7 @@ impl MioDriver {
             config,
             read_buf: BytesMut::zeroed(READ_CHUNK),
             stop: Arc::new(AtomicBool::new(false)),
+            accept_backoff: AcceptBackoff::default(),
         })
     }
 
@@ -211,9 +218,12 @@ impl MioDriver {
             let timeout = if self.host.has_pending_writes() {
                 Some(std::time::Duration::ZERO)
             } else {
-                self.host
-                    .poll_timeout()
-                    .map(|deadline| deadline.saturating_duration_since(Instant::now()))
+                // A paused accept loop wakes itself up: the backlog raises no new event.
+                let deadline = match (self.host.poll_timeout(), self.accept_backoff.retry_at()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()))
             };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
@@ -225,7 +235,10 @@ impl MioDriver {
                 self.config.poll_interval.is_some() && events.iter().count() >= events.capacity();
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept_all(now),
+                    // While accepting is paused the event is dropped: the retry drains the
+                    // backlog.
+                    LISTENER if self.accept_backoff.ready(now) => self.accept_all(now),
+                    LISTENER => {}
                     // Stop (checked below) or file completions (fed in by the turn).
                     WAKER => {}
                     Token(raw) if raw >= UDP_TOKEN_BASE => {
@@ -252,6 +265,9 @@ impl MioDriver {
                 }
                 return Ok(());
             }
+            if self.accept_backoff.pause_over(now) {
+                self.accept_all(now);
+            }
             self.host.turn(now);
             self.deregister_closed();
         }
@@ -261,6 +277,7 @@ impl MioDriver {
         loop {
             match self.listener.accept() {
                 Ok((socket, peer)) => {
+                    self.accept_backoff.accepted(now);
                     if let Err(e) =
                         configure_stream(&socket, self.config.send_buffer, self.config.tcp_nodelay)
                     {
@@ -285,10 +302,12 @@ impl MioDriver {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // EMFILE and friends: pause accepting (the loop wakes up at the retry time),
+                // unless only this connection failed.
                 Err(e) => {
-                    // EMFILE and friends: stop accepting for this wake-up rather than spin.
-                    tracing::warn!("accept: {e}");
-                    return;
+                    if self.accept_backoff.failed(now, &e) {
+                        return;
+                    }
                 }
             }
         }

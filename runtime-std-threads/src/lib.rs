@@ -2,12 +2,15 @@
 //!
 //! Runs a [`siprtmp_core::node::Node`] with blocking std sockets and no async anywhere:
 //!
-//! - an **acceptor thread** blocks in `accept` and hands each connection to the node thread;
+//! - an **acceptor thread** blocks in `accept` and hands each connection to the node thread
+//!   (after a failed accept, out of descriptors, it sleeps until [`AcceptBackoff`]'s retry
+//!   time: it has nothing else to do);
 //! - a **reader thread** per connection blocks in `read` and sends the bytes to the node
 //!   thread over a bounded `std::sync::mpsc` channel;
 //! - a **writer thread** per connection blocks in `write_all` on batches the node thread
 //!   copies out of the connection's queue, and reports each written batch back as a drained
-//!   count;
+//!   count (reader, writer and node thread share the one socket: one descriptor a
+//!   connection);
 //! - the **node thread** (the caller of [`ThreadsDriver::run`]) owns the node: it waits on the
 //!   channel with `recv_timeout` until the node's deadline, feeds each message in, and hands
 //!   each connection with queued bytes its next batch;
@@ -54,8 +57,8 @@ use std::time::{Duration, Instant};
 
 use siprtmp_core::node::{ConnId, Input, Node, NodeConfig, Output};
 use siprtmp_driver_common::{
-    bind_listener, configure_stream, shutdown_stream, EventRouter, FileExecutor, TcpExecutor,
-    UdpExecutor, MAX_IOVECS, SHUTDOWN_FILE_GRACE,
+    bind_listener, configure_stream, shutdown_stream, AcceptBackoff, EventRouter, FileExecutor,
+    TcpExecutor, UdpExecutor, MAX_IOVECS, SHUTDOWN_FILE_GRACE,
 };
 use workers::{spawn_reader, spawn_writer, Batch, Job, Message};
 
@@ -72,8 +75,8 @@ const CLOSE_TAIL: usize = 64 * 1024;
 
 /// A connection as the node thread holds it.
 struct Connection {
-    /// A handle for shutting the socket down under the reader and the writer.
-    stream: TcpStream,
+    /// The socket, shared with the reader and the writer: for shutting it down under them.
+    stream: Arc<TcpStream>,
     jobs: Sender<Job>,
     /// Bytes handed to the writer and not yet reported written.
     in_flight: usize,
@@ -194,7 +197,7 @@ impl ThreadsDriver {
         let mut threads = Vec::new();
         let now = Instant::now();
         for (conn, c) in connections {
-            shutdown_stream(&c.stream);
+            shutdown_stream(&*c.stream);
             threads.extend(c.threads);
             node_thread.node.handle(now, Input::Closed { conn });
         }
@@ -240,13 +243,16 @@ fn accept_loop(
     stop: Arc<AtomicBool>,
     (send_buffer, nodelay): (Option<usize>, bool),
 ) {
+    let mut backoff = AcceptBackoff::default();
     loop {
         let accepted = listener.accept();
         if stop.load(Ordering::SeqCst) {
             return;
         }
+        let now = Instant::now();
         match accepted {
             Ok((stream, peer)) => {
+                backoff.accepted(now);
                 if let Err(e) = configure_stream(&stream, send_buffer, nodelay) {
                     tracing::warn!("socket options for {peer}: {e}");
                 }
@@ -256,9 +262,13 @@ fn accept_loop(
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
-                // EMFILE and friends: back off rather than spin.
-                tracing::warn!("accept: {e}");
-                std::thread::sleep(Duration::from_millis(10));
+                // EMFILE and friends: this thread only accepts, so it pauses by sleeping (the
+                // connections already open have threads of their own).
+                if backoff.failed(now, &e) {
+                    if let Some(at) = backoff.retry_at() {
+                        std::thread::sleep(at.saturating_duration_since(now));
+                    }
+                }
             }
         }
     }
@@ -349,16 +359,13 @@ impl NodeThread {
     }
 
     fn accept(&mut self, now: Instant, stream: TcpStream, peer: SocketAddr) {
-        let (Ok(read_half), Ok(write_half)) = (stream.try_clone(), stream.try_clone()) else {
-            tracing::warn!("{peer}: cannot duplicate the socket");
-            return;
-        };
+        let stream = Arc::new(stream);
         let conn = self.node.accept(now, peer);
         let (jobs, job_rx) = mpsc::channel();
-        let threads = spawn_reader(conn, read_half, self.tx.clone()).and_then(|reader| {
-            let writer = spawn_writer(conn, write_half, job_rx, self.tx.clone());
+        let threads = spawn_reader(conn, stream.clone(), self.tx.clone()).and_then(|reader| {
+            let writer = spawn_writer(conn, stream.clone(), job_rx, self.tx.clone());
             if writer.is_err() {
-                shutdown_stream(&stream);
+                shutdown_stream(&*stream);
             }
             Ok([reader, writer?])
         });
@@ -394,6 +401,8 @@ impl NodeThread {
                 Output::Event(event) => self.router.route(&mut self.node, now, event),
                 // This driver runs one node, never a worker of a group: nothing is relayed.
                 Output::Relay(_) => {}
+                // The enum grows: an output this driver does not know is one it cannot do.
+                other => tracing::warn!("an output this driver does not carry out: {other:?}"),
             }
         }
         // The datagrams of this batch, a socket's run in one call.
@@ -454,7 +463,7 @@ impl NodeThread {
     fn remove(&mut self, now: Instant, conn: ConnId, shutdown: bool) {
         if let Some(c) = self.connections.remove(&conn) {
             if shutdown {
-                shutdown_stream(&c.stream);
+                shutdown_stream(&*c.stream);
             }
             self.node.handle(now, Input::Closed { conn });
         }

@@ -5,6 +5,7 @@
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use bytes::{Bytes, BytesMut};
@@ -83,7 +84,7 @@ impl Batch {
     }
 
     /// Writes every byte (blocking), one `writev` per call of the kernel.
-    fn write_all(&self, stream: &mut TcpStream) -> io::Result<()> {
+    fn write_all(&self, mut stream: &TcpStream) -> io::Result<()> {
         let mut slices: SmallVec<[IoSlice<'_>; BATCH_INLINE]> =
             self.segments.iter().map(|s| IoSlice::new(s)).collect();
         let mut rest = &mut slices[..];
@@ -100,17 +101,20 @@ impl Batch {
 
     /// One vectored write of what goes without blocking (the caller made the socket
     /// non-blocking).
-    fn write_once(&self, stream: &mut TcpStream) {
+    fn write_once(&self, mut stream: &TcpStream) {
         let slices: SmallVec<[IoSlice<'_>; BATCH_INLINE]> =
             self.segments.iter().map(|s| IoSlice::new(s)).collect();
         let _ = stream.write_vectored(&slices);
     }
 }
 
-/// Starts the reader thread of `conn`.
+/// Starts the reader thread of `conn`. The reader, the writer and the node thread share one
+/// socket (`&TcpStream` reads and writes), so a connection costs one descriptor, not a
+/// duplicate for each thread: a server short of descriptors either accepts a connection whole
+/// or leaves it in the backlog, never accepts it and then drops it for want of a duplicate.
 pub(crate) fn spawn_reader(
     conn: ConnId,
-    stream: TcpStream,
+    stream: Arc<TcpStream>,
     tx: SyncSender<Message>,
 ) -> io::Result<JoinHandle<()>> {
     thread::Builder::new()
@@ -122,7 +126,7 @@ pub(crate) fn spawn_reader(
 /// Starts the writer thread of `conn`.
 pub(crate) fn spawn_writer(
     conn: ConnId,
-    stream: TcpStream,
+    stream: Arc<TcpStream>,
     jobs: Receiver<Job>,
     tx: SyncSender<Message>,
 ) -> io::Result<JoinHandle<()>> {
@@ -132,7 +136,7 @@ pub(crate) fn spawn_writer(
         .spawn(move || write_loop(conn, stream, jobs, tx))
 }
 
-fn read_loop(conn: ConnId, mut stream: TcpStream, tx: SyncSender<Message>) {
+fn read_loop(conn: ConnId, stream: Arc<TcpStream>, tx: SyncSender<Message>) {
     // Kept initialised to its full length, so it is zeroed once per READ_CHUNK received, not
     // once per read.
     let mut buf = BytesMut::zeroed(READ_CHUNK);
@@ -140,7 +144,7 @@ fn read_loop(conn: ConnId, mut stream: TcpStream, tx: SyncSender<Message>) {
         if buf.len() < READ_CHUNK / 4 {
             buf = BytesMut::zeroed(READ_CHUNK);
         }
-        match stream.read(&mut buf) {
+        match (&*stream).read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
                 // Blocks while the node thread is behind: a fast publisher waits here, so the
@@ -159,11 +163,11 @@ fn read_loop(conn: ConnId, mut stream: TcpStream, tx: SyncSender<Message>) {
     let _ = tx.send(Message::Closed(conn));
 }
 
-fn write_loop(conn: ConnId, mut stream: TcpStream, jobs: Receiver<Job>, tx: SyncSender<Message>) {
+fn write_loop(conn: ConnId, stream: Arc<TcpStream>, jobs: Receiver<Job>, tx: SyncSender<Message>) {
     // Ends when the node thread drops the job sender (connection removed or shutdown).
     while let Ok(job) = jobs.recv() {
         match job {
-            Job::Write(batch) => match batch.write_all(&mut stream) {
+            Job::Write(batch) => match batch.write_all(&stream) {
                 Ok(()) => {
                     if tx.send(Message::Drained(conn, batch.len())).is_err() {
                         return;
@@ -179,7 +183,7 @@ fn write_loop(conn: ConnId, mut stream: TcpStream, jobs: Receiver<Job>, tx: Sync
                 // Non-blocking for this last write only: a closing peer that does not read
                 // must not keep the thread. The reader is about to be shut down anyway.
                 if !last.is_empty() && stream.set_nonblocking(true).is_ok() {
-                    last.write_once(&mut stream);
+                    last.write_once(&stream);
                 }
                 let _ = stream.shutdown(std::net::Shutdown::Both);
                 return;

@@ -12,6 +12,9 @@
 //! queued and takes one [`NodeHost::turn`]: file completions, timer, outputs, one
 //! `try_write_vectored` per dirty connection with the drained count fed back.
 //!
+//! A failed accept (out of descriptors) turns the accept branch off until a retry time that the
+//! node task's timer includes ([`AcceptBackoff`]); the node task never sleeps on it.
+//!
 //! Reads: `poll_read_ready` with the connection's waker and `try_read`, by
 //! [`NodeReads`] (at most [`READS_PER_TURN`] reads per connection per turn, so one publisher
 //! cannot starve the others). A reader task per connection, as before, cost a task switch
@@ -46,8 +49,8 @@ use std::time::{Duration, Instant};
 
 use siprtmp_core::node::{ConnId, Node, NodeConfig};
 use siprtmp_driver_common::{
-    bind_listener, configure_stream, ConnWakers, FileExecutor, NodeHost, NodeReads, RelayLink,
-    SocketReady, TcpExecutor, Transport, UdpExecutor, UdpPoll,
+    bind_listener, configure_stream, AcceptBackoff, ConnWakers, FileExecutor, NodeHost, NodeReads,
+    RelayLink, SocketReady, TcpExecutor, Transport, UdpExecutor, UdpPoll,
 };
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -235,8 +238,16 @@ impl TokioDriver {
         let sleep = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(sleep);
         let mut armed: Option<Instant> = None;
+        // Accepting paused after a failed accept (out of descriptors): the accept branch is off
+        // and the timer wakes the task at the retry time; everything else goes on.
+        let mut backoff = AcceptBackoff::default();
         loop {
-            let deadline = host.poll_timeout();
+            // The clock is read only while paused.
+            let accepting = backoff.retry_at().is_none() || backoff.ready(Instant::now());
+            let deadline = match (host.poll_timeout(), backoff.retry_at()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             if deadline != armed {
                 if let Some(at) = deadline {
                     sleep.as_mut().reset(at.into());
@@ -261,7 +272,7 @@ impl TokioDriver {
                         Woke::Udp
                     }
                     _ = self.files_ready.notified() => Woke::Again,
-                    accepted = listener.accept() => Woke::Accepted(accepted),
+                    accepted = listener.accept(), if accepting => Woke::Accepted(accepted),
                     _ = &mut sleep, if armed.is_some() => Woke::Again,
                 }
             };
@@ -283,6 +294,7 @@ impl TokioDriver {
                 }
                 Woke::Socket(ready) => socket_ready(&mut host, &mut reads, now, ready),
                 Woke::Accepted(Ok((stream, peer))) => {
+                    backoff.accepted(now);
                     if let Err(e) = configure_stream(&stream, send_buffer, nodelay) {
                         tracing::warn!("socket options for {peer}: {e}");
                     }
@@ -291,10 +303,10 @@ impl TokioDriver {
                         reads.read(&mut host, now, conn, TokioConnection::poll_read);
                     }
                 }
+                // EMFILE and friends: pause accepting rather than spin on the listener (or
+                // sleep, which would stall every connection).
                 Woke::Accepted(Err(e)) => {
-                    // EMFILE and friends: back off rather than spin on the listener.
-                    tracing::warn!("accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    backoff.failed(now, &e);
                 }
             }
             // Take whatever else is already waiting, then write once per connection.

@@ -7,42 +7,45 @@
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use siprtmp_core::amf::Value;
 use siprtmp_core::node::NodeConfig;
+use siprtmp_core::node::{GatewayNodeConfig, ServerConfig};
 use siprtmp_core::rng::SeededRng;
 use siprtmp_core::rtmp::client::{ClientEvent, RtmpClient};
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
-use siprtmp_core::server::{GatewayNodeConfig, ServerConfig};
 use siprtmp_core::sip::Transport;
 
-/// A node whose gateway (app `sip`) binds on 127.0.0.1 and takes RTP ports from
-/// `rtp_ports` (four per client).
-pub fn gateway_node(rtp_ports: (u16, u16)) -> NodeConfig {
+use crate::ports::{free_udp_range, LOOPBACK};
+
+/// How many RTP ports a suite's gateway gets unless its test says otherwise: 25 calls' worth.
+pub const RTP_PORTS: u16 = 100;
+
+/// A node whose gateway (app `sip`) binds on 127.0.0.1, speaks SIP over `transport` and takes
+/// RTP ports (four per call) from [`RTP_PORTS`] free ones.
+pub fn gateway_node(transport: Transport) -> NodeConfig {
+    gateway_node_with_ports(transport, free_udp_range(LOOPBACK, RTP_PORTS))
+}
+
+/// [`gateway_node`] with the RTP range `rtp_ports` (first and last port).
+pub fn gateway_node_with_ports(transport: Transport, rtp_ports: (u16, u16)) -> NodeConfig {
+    let mut gateway = GatewayNodeConfig {
+        bind_ip: LOOPBACK,
+        rtp_ports,
+        ..GatewayNodeConfig::default()
+    };
+    gateway.session.transport = transport;
     NodeConfig {
         server: ServerConfig {
-            gateway: Some(GatewayNodeConfig {
-                bind_ip: IpAddr::from([127, 0, 0, 1]),
-                rtp_ports,
-                ..GatewayNodeConfig::default()
-            }),
+            gateway: Some(gateway),
             ..ServerConfig::default()
         },
         ..NodeConfig::default()
     }
-}
-
-/// [`gateway_node`] with the gateway's SIP over `transport`.
-pub fn gateway_node_over(transport: Transport, rtp_ports: (u16, u16)) -> NodeConfig {
-    let mut node = gateway_node(rtp_ports);
-    if let Some(g) = node.server.gateway.as_mut() {
-        g.session.transport = transport;
-    }
-    node
 }
 
 /// The bound address of the gateway's SIP socket for the client whose AOR is `aor` (from
@@ -389,12 +392,20 @@ pub enum EchoMedia {
 }
 
 impl EchoMedia {
+    /// The codec's token in the client API: what the phone offers and `accepted` names.
+    pub fn codec(self) -> &'static str {
+        match self {
+            EchoMedia::Wideband => "wideband",
+            EchoMedia::Narrowband => "narrowband",
+            EchoMedia::Pcmu => "pcmu",
+        }
+    }
+
     /// The codec tokens the phone's `invite` offers.
     pub fn tokens(self) -> Vec<Value> {
         match self {
-            EchoMedia::Wideband => vec![s("wideband"), s("dtmf")],
-            EchoMedia::Narrowband => vec![s("narrowband")],
-            EchoMedia::Pcmu => vec![s("pcmu")],
+            EchoMedia::Wideband => vec![s(self.codec()), s("dtmf")],
+            _ => vec![s(self.codec())],
         }
     }
 
@@ -419,138 +430,45 @@ impl EchoMedia {
     }
 }
 
-/// Scenario (1) of the gateway suite, on any driver: a phone connects to a gateway node (no
-/// password), invites a sipp UAS that answers with the first offered codec and echoes RTP
-/// (`uas_echo_any.xml -rtp_echo`), gets `ringing` and `accepted`, publishes `frames` audio
-/// frames in real time on `local`, and must get at least 99 % of them back on `remote`, byte
-/// for byte; then `bye`, and sipp must exit 0 with one successful call. `ports` is
-/// (sipp's SIP port, sipp's media port, the gateway's first RTP port): distinct per test.
-pub fn echo_call(
-    runtime: crate::server::Runtime,
-    name: &str,
-    media: EchoMedia,
-    frames: usize,
-    ports: (u16, u16, u16),
-) {
-    echo_call_over(Transport::Udp, runtime, name, media, frames, ports);
+/// What came back of an echo: see [`assert_hears_its_echo`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Echo {
+    /// Frames published.
+    pub sent: usize,
+    /// Audio frames received on `remote`.
+    pub received: usize,
+    /// Received frames that are sent ones, in order.
+    pub matched: usize,
 }
 
-/// [`echo_call`] with the gateway's SIP over `transport` (sipp with `-t t1` for TCP; RTP is
-/// UDP either way). Over TCP, once the phone has left, the driver must have closed every
-/// connection and listener it opened for it.
-pub fn echo_call_over(
-    transport: Transport,
-    runtime: crate::server::Runtime,
-    name: &str,
+/// The phone of a call whose far end echoes its RTP publishes the first `count` frames of
+/// `media` in real time on `local` and keeps reading for `linger`; then what its user would
+/// notice is asserted (`what` names the case): every frame heard on `remote` is one it sent,
+/// byte for byte (from [`EchoMedia::compare_from`] on), and at least 99 % of them came back.
+pub fn assert_hears_its_echo(
+    phone: &mut Phone,
     media: EchoMedia,
-    frames: usize,
-    ports: (u16, u16, u16),
-) {
-    let node = gateway_node_over(transport, (ports.2, ports.2 + 99));
-    echo_call_on(node, transport, runtime, name, media, frames, ports);
-}
-
-/// [`echo_call_over`] on a node configured as given (its gateway's RTP ports from `ports.2`).
-pub fn echo_call_on(
-    node: NodeConfig,
-    transport: Transport,
-    runtime: crate::server::Runtime,
-    name: &str,
-    media: EchoMedia,
-    frames: usize,
-    ports: (u16, u16, u16),
-) {
-    let (sip_port, media_port, _) = ports;
-    let dir = crate::scratch_dir(name);
-    let server = crate::server::TestServer::start_on(runtime, node, None);
-    let start = match transport {
-        Transport::Udp => crate::sipp::start,
-        Transport::Tcp => crate::sipp::start_tcp,
-    };
-    let sipp = start(
-        "sipp uas (echo)",
-        &dir,
-        Some(sip_port),
-        &[
-            "-sf".into(),
-            crate::sipp::scenario("uas_echo_any.xml")
-                .display()
-                .to_string(),
-            "-p".into(),
-            sip_port.to_string(),
-            "-mp".into(),
-            media_port.to_string(),
-            "-rtp_echo".into(),
-            "-m".into(),
-            "1".into(),
-        ],
-    );
-    let t = Duration::from_secs(10);
-    let mut phone = Phone::connect(server.addr, "alice@127.0.0.1", vec![]).expect("connect");
-    let mut invite = vec![s(&format!("sip:service@127.0.0.1:{sip_port}"))];
-    invite.extend(media.tokens());
-    phone.call("invite", invite);
-    let ringing = phone.callback("ringing", t).expect("ringing callback");
-    assert_eq!(ringing, vec![s("180 Ringing")]);
-    let accepted = phone.callback("accepted", t).expect("accepted callback");
-    let expected = match media {
-        EchoMedia::Wideband => "wideband",
-        EchoMedia::Narrowband => "narrowband",
-        EchoMedia::Pcmu => "pcmu",
-    };
-    assert_eq!(
-        accepted.first(),
-        Some(&s(expected)),
-        "accepted({accepted:?})"
-    );
-    phone.open_streams();
-    let sent = media.frames(frames);
-    let started = Instant::now();
-    phone.stream_audio(&sent, Duration::from_millis(600));
-    let sent: Vec<Bytes> = sent.into_iter().map(|f| f.1).collect();
+    count: usize,
+    linger: Duration,
+    what: &str,
+) -> Echo {
+    let frames = media.frames(count);
+    phone.stream_audio(&frames, linger);
+    let sent: Vec<Bytes> = frames.into_iter().map(|f| f.1).collect();
     let got = phone.remote_audio();
     let (matched, stray) = echo_matches(&sent, &got, media.compare_from());
-    eprintln!(
-        "{name} on {runtime:?}: sent {} frames in {:?}, received {} on remote, {matched} matched, {stray} stray",
-        sent.len(),
-        started.elapsed(),
-        got.len()
-    );
     assert_eq!(
         stray, 0,
-        "every echoed frame is one that was sent, byte for byte"
+        "{what}: every echoed frame is one that was sent, byte for byte"
     );
     assert!(
-        matched * 100 >= sent.len() * 99,
-        "only {matched} of {} frames came back",
-        sent.len()
+        matched * 100 >= count * 99,
+        "{what}: only {matched} of {count} frames came back"
     );
-    phone.call("bye", vec![]);
-    sipp.finish(Duration::from_secs(20));
-    assert_eq!(
-        crate::sipp::totals(&dir),
-        (1, 0),
-        "sipp: one successful call"
-    );
-    assert!(phone.pending_callbacks().iter().all(|c| c != "rejected"));
-    if transport == Transport::Tcp {
-        assert!(
-            server.tcp.opened.load(std::sync::atomic::Ordering::Relaxed) >= 1,
-            "SIP went over TCP"
-        );
-        drop(phone);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while (server.tcp.open_streams() > 0 || server.tcp.open_listeners() > 0)
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert_eq!(
-            (server.tcp.open_streams(), server.tcp.open_listeners()),
-            (0, 0),
-            "{runtime:?}: TCP left open after the phone left: {:?}",
-            server.tcp
-        );
+    Echo {
+        sent: count,
+        received: got.len(),
+        matched,
     }
 }
 

@@ -124,32 +124,6 @@ fn rtp(payload_type: u8, sequence: u16, timestamp: u32, ssrc: u32) -> Vec<u8> {
     packet
 }
 
-/// The first port of `count` consecutive free UDP ports on `ip`, even (RTP ports come in
-/// pairs), in the dynamic range; each was bound and released, so another process may take
-/// one in between: tests use the block at once.
-pub fn free_udp_block(ip: IpAddr, count: u16) -> u16 {
-    // Start from a port the kernel picks (so parallel tests start apart) and walk up.
-    let mut start = UdpSocket::bind(SocketAddr::new(ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        & !1;
-    for _ in 0..200 {
-        if u32::from(start) + u32::from(count) >= 65_535 {
-            start = 20_000;
-        }
-        let held: Vec<UdpSocket> = (start..start + count)
-            .map_while(|p| UdpSocket::bind(SocketAddr::new(ip, p)).ok())
-            .collect();
-        if held.len() == usize::from(count) {
-            return start;
-        }
-        start += count + 2;
-    }
-    panic!("no {count} free consecutive UDP ports on {ip}");
-}
-
 /// An RTMP peer on a raw socket that completes the handshake, announces a Set Chunk Size of
 /// 8,388,000 and an 8 MiB video message, sends `body` bytes of it and holds the rest back:
 /// the hardening issue's memory bomb. Returns the open socket (drop it to leave), or the

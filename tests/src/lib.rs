@@ -2,18 +2,24 @@
 //! (ffmpeg, ffprobe, rtmpdump) as child processes with deadlines, nginx-rtmp as a reference
 //! server, and a blocking RTMP client
 //! built on the core's client machine; the SIP-RTMP gateway's
-//! phone and sipp as its far end.
+//! phone and sipp as its far end, the gateway scenarios several suites run, free ports from
+//! the OS and waits with deadlines.
 
+pub mod events;
 pub mod gateway;
+pub mod gateway_scenarios;
 pub mod hostile;
 pub mod locate;
 pub mod nginx;
+pub mod nodes;
 pub mod peers;
+pub mod ports;
 pub mod probe;
 pub mod server;
 pub mod sip_runner;
 pub mod sipp;
 pub mod tcp_client;
+pub mod wait;
 
 /// The generated test media file `name` (see [`locate::media`]).
 pub use locate::media;

@@ -1,5 +1,6 @@
-//! Real peers as child processes: ffmpeg publishers and players, rtmpdump players. Every child
-//! has a deadline and is killed on drop, so a hung peer fails a test instead of hanging it.
+//! Real peers as child processes: ffmpeg publishers, players and clip cutters, rtmpdump
+//! players. Every child has a deadline and is killed on drop, so a hung peer fails a test
+//! instead of hanging it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -116,6 +117,24 @@ impl Drop for Peer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// How long ffmpeg may take to cut a clip.
+const CLIP_WITHIN: Duration = Duration::from_secs(15);
+
+/// Stream-copies the first `seconds` of the generated test media file `file` to `out` with
+/// ffmpeg (waiting for it, up to 15 s); returns `out`.
+pub fn ffmpeg_clip(file: &str, seconds: u32, out: &Path) -> PathBuf {
+    Peer::spawn_command(
+        "ffmpeg clip",
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+            .arg(crate::media(file))
+            .args(["-t", &seconds.to_string(), "-c", "copy", "-f", "flv"])
+            .arg(out),
+    )
+    .finish(CLIP_WITHIN);
+    out.to_path_buf()
 }
 
 /// `ffmpeg -re -i FILE -c copy -f flv URL`: publishes a file in real time.

@@ -72,6 +72,19 @@ pub fn duration(file: &Path) -> f64 {
         .unwrap_or_else(|_| panic!("no duration for {}", file.display()))
 }
 
+/// Asserts that `got` is the whole of `source`, frame for frame: as many audio and video
+/// frames, and every one from the start on (see [`assert_receives_all_from_join`]).
+pub fn assert_receives_everything(who: &str, source: &[Packet], got: &[Packet]) {
+    for kind in ["audio", "video"] {
+        assert_eq!(
+            count(got, kind),
+            count(source, kind),
+            "{who}: {kind} frames"
+        );
+    }
+    assert_receives_all_from_join(who, source, got);
+}
+
 /// Asserts that `got` holds every packet of `source` from its first packet's timestamp on,
 /// in order, with identical payloads, starting on a keyframe (a player that joined live).
 pub fn assert_receives_all_from_join(who: &str, source: &[Packet], got: &[Packet]) {

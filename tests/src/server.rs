@@ -92,6 +92,9 @@ pub struct TestServer {
     seen: Vec<Event>,
     stopper: Stopper,
     thread: Option<JoinHandle<()>>,
+    /// `/proc/self/task/TID` of the thread that runs the driver (its node thread), where the
+    /// system says.
+    node_task: Option<PathBuf>,
 }
 
 impl TestServer {
@@ -154,16 +157,24 @@ impl TestServer {
         };
         configure(&mut config);
         let (ready_tx, ready) = channel();
+        let (task_tx, task) = channel();
         // Each driver is built on the thread that runs it (so none needs to be `Send`); the
         // test only needs its address and stopper back.
         let thread = std::thread::Builder::new()
             .name(format!("{runtime:?} server"))
             .spawn(move || {
+                // "PID/task/TID" on Linux.
+                let _ = task_tx.send(std::fs::read_link("/proc/thread-self").ok());
                 runtime
                     .serve(config, node, decider, ready_tx)
                     .expect("driver run")
             })
             .expect("spawn server thread");
+        let node_task = task
+            .recv_timeout(Duration::from_secs(10))
+            .ok()
+            .flatten()
+            .map(|task| PathBuf::from("/proc").join(task));
         let (addr, stopper, udp, tcp) = ready
             .recv_timeout(Duration::from_secs(10))
             .expect("server thread started")
@@ -176,7 +187,16 @@ impl TestServer {
             seen: Vec::new(),
             stopper,
             thread: Some(thread),
+            node_task,
         }
+    }
+
+    /// CPU time the driver's node thread has used (its `schedstat`), for tests that check a
+    /// fault does not make the server spin; `None` where the system does not say.
+    pub fn node_cpu(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(self.node_task.as_ref()?.join("schedstat")).ok()?;
+        let nanos = stat.split_whitespace().next()?.parse().ok()?;
+        Some(Duration::from_nanos(nanos))
     }
 
     /// Starts `workers` nodes of `runtime` (mio or tokio) on one port, sharing their live
@@ -216,6 +236,7 @@ impl TestServer {
             seen: Vec::new(),
             stopper,
             thread: Some(thread),
+            node_task: None,
         }
     }
 

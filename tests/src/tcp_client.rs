@@ -10,6 +10,9 @@ use bytes::BytesMut;
 use siprtmp_core::rng::SeededRng;
 use siprtmp_core::rtmp::client::{ClientEvent, RtmpClient};
 
+/// How long each step of setting a client up may take.
+const SET_UP_WITHIN: Duration = Duration::from_secs(15);
+
 /// A connected client.
 pub struct TcpRtmpClient {
     pub socket: TcpStream,
@@ -101,6 +104,23 @@ impl TcpRtmpClient {
         seen
     }
 
+    /// Handshake, connect to `app` and createStream (each answered within 15 s): the client and
+    /// its stream id.
+    pub fn with_stream(addr: SocketAddr, app: &str, recv_buffer: Option<usize>) -> (Self, u32) {
+        let mut client = Self::connect(addr, app, recv_buffer);
+        client
+            .until(SET_UP_WITHIN, |e| *e == ClientEvent::Connected)
+            .expect("connected");
+        client.machine.create_stream();
+        client.flush();
+        let Some(ClientEvent::StreamCreated(id)) = client.until(SET_UP_WITHIN, |e| {
+            matches!(e, ClientEvent::StreamCreated(_))
+        }) else {
+            panic!("no stream created");
+        };
+        (client, id)
+    }
+
     /// Handshake, connect, createStream and play `name`; returns once Play.Start arrives.
     pub fn play(addr: SocketAddr, app: &str, name: &str, recv_buffer: Option<usize>) -> Self {
         Self::play_from(addr, app, name, -2.0, recv_buffer).0
@@ -115,23 +135,12 @@ impl TcpRtmpClient {
         start: f64,
         recv_buffer: Option<usize>,
     ) -> (Self, u32) {
-        let mut client = Self::connect(addr, app, recv_buffer);
-        let t = Duration::from_secs(5);
-        client
-            .until(t, |e| *e == ClientEvent::Connected)
-            .expect("connected");
-        client.machine.create_stream();
-        client.flush();
-        let Some(ClientEvent::StreamCreated(id)) =
-            client.until(t, |e| matches!(e, ClientEvent::StreamCreated(_)))
-        else {
-            panic!("no stream created");
-        };
+        let (mut client, id) = Self::with_stream(addr, app, recv_buffer);
         client.machine.play(id, name, start);
         client.flush();
         client
             .until(
-                t,
+                SET_UP_WITHIN,
                 |e| matches!(e, ClientEvent::Status(_, code) if code == "NetStream.Play.Start"),
             )
             .expect("Play.Start");

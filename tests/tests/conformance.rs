@@ -14,27 +14,28 @@
 //! stays alive while pings are due), never waits hoping that something has happened.
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use siprtmp_core::node::{ConnId, Decision, Event, NodeConfig, Question};
+use siprtmp_core::node::ServerConfig;
+use siprtmp_core::node::{Decision, Event, NodeConfig, Question};
 use siprtmp_core::rtmp::client::ClientEvent;
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
-use siprtmp_core::server::{AppConfig, RecordPolicy, ServerConfig};
-use siprtmp_tests::peers::{ffmpeg_play, ffmpeg_publish, rtmpdump_play, Peer};
-use siprtmp_tests::probe::{assert_receives_all_from_join, count, duration, packets, Packet};
+use siprtmp_tests::events::conn_of;
+use siprtmp_tests::nodes::recording_node;
+use siprtmp_tests::peers::{ffmpeg_clip, ffmpeg_play, ffmpeg_publish, rtmpdump_play};
+use siprtmp_tests::probe::{assert_receives_all_from_join, assert_receives_everything};
+use siprtmp_tests::probe::{duration, packets};
+use siprtmp_tests::scratch_dir;
 use siprtmp_tests::server::{Runtime, TestServer};
 use siprtmp_tests::tcp_client::TcpRtmpClient;
-use siprtmp_tests::{media, scratch_dir};
 
 const STARTUP: Duration = Duration::from_secs(15);
 /// The clips are 4 s long; publishing in real time takes that, plus slack.
 const PUBLISH_TIME: Duration = Duration::from_secs(30);
 /// Length of the published clips: two GOPs of the 2 s-GOP test media.
-const CLIP_SECONDS: &str = "4";
+const CLIP_SECONDS: u32 = 4;
 /// The late player joins once the stream has passed this media time (after the second
 /// keyframe, at 2023 ms).
 const LATE_JOIN_MS: u32 = 2200;
@@ -47,56 +48,9 @@ fn is_publish_started(e: &Event) -> bool {
     matches!(e, Event::PublishStarted { .. })
 }
 
-/// The first `CLIP_SECONDS` of a test media file, stream-copied into `dir`.
-fn clip(file: &str, dir: &Path) -> PathBuf {
-    let out = dir.join(format!("clip-{file}"));
-    Peer::spawn_command(
-        "ffmpeg clip",
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
-            .arg(media(file))
-            .args(["-t", CLIP_SECONDS, "-c", "copy", "-f", "flv"])
-            .arg(&out),
-    )
-    .finish(STARTUP);
-    out
-}
-
 /// A scratch directory per scenario and runtime.
 fn scratch(scenario: &str, runtime: Runtime) -> PathBuf {
     scratch_dir(&format!("conformance-{scenario}-{runtime:?}"))
-}
-
-/// The connection the server gave the client whose local address is `client`.
-fn conn_of(server: &mut TestServer, client: SocketAddr) -> ConnId {
-    assert!(
-        server.wait_for(
-            1,
-            STARTUP,
-            |e| matches!(e, Event::Connected { peer, .. } if *peer == client)
-        ),
-        "no Connected event for {client}"
-    );
-    server
-        .events()
-        .iter()
-        .find_map(|e| match e {
-            Event::Connected { conn, peer, .. } if *peer == client => Some(*conn),
-            _ => None,
-        })
-        .unwrap()
-}
-
-/// Asserts that `got` is the whole of `source`, frame for frame.
-fn assert_receives_everything(who: &str, source: &[Packet], got: &[Packet]) {
-    for kind in ["audio", "video"] {
-        assert_eq!(
-            count(got, kind),
-            count(source, kind),
-            "{who}: {kind} frames"
-        );
-    }
-    assert_receives_all_from_join(who, source, got);
 }
 
 /// ffmpeg publishes; an ffmpeg and an rtmpdump player waiting beforehand receive every frame;
@@ -104,7 +58,11 @@ fn assert_receives_everything(who: &str, source: &[Packet], got: &[Packet]) {
 /// everything from there.
 fn ffmpeg_publish_reaches_every_player(runtime: Runtime) {
     let dir = scratch("publish", runtime);
-    let clip = clip("h264_aac_320x240_12fps_20s.flv", &dir);
+    let clip = ffmpeg_clip(
+        "h264_aac_320x240_12fps_20s.flv",
+        CLIP_SECONDS,
+        &dir.join("clip.flv"),
+    );
     let source = packets(&clip);
     let mut server = TestServer::start_on(runtime, NodeConfig::default(), None);
     let url = server.url("live/s1");
@@ -153,7 +111,11 @@ fn ffmpeg_publish_reaches_every_player(runtime: Runtime) {
 fn bad_bytes_close_only_that_client(runtime: Runtime) {
     use std::io::Write;
     let dir = scratch("bad_bytes", runtime);
-    let clip = clip("h264_speex16k_320x240_12fps_20s.flv", &dir);
+    let clip = ffmpeg_clip(
+        "h264_speex16k_320x240_12fps_20s.flv",
+        CLIP_SECONDS,
+        &dir.join("clip.flv"),
+    );
     let source = packets(&clip);
     let mut server = TestServer::start_on(runtime, NodeConfig::default(), None);
     let url = server.url("live/s1");
@@ -199,7 +161,11 @@ fn bad_bytes_close_only_that_client(runtime: Runtime) {
 /// the publisher and a reading player go on: the reader gets every frame.
 fn stalled_player_is_dropped_and_harms_nobody(runtime: Runtime) {
     let dir = scratch("stalled", runtime);
-    let clip = clip("h264_aac_320x240_12fps_20s.flv", &dir);
+    let clip = ffmpeg_clip(
+        "h264_aac_320x240_12fps_20s.flv",
+        CLIP_SECONDS,
+        &dir.join("clip.flv"),
+    );
     let source = packets(&clip);
     // Soft limit = hard limit: no frame dropping, so the stalled player's backlog grows at the
     // stream's full rate (about 30 KB/s) and passes the limit well within the clip.
@@ -494,6 +460,7 @@ fn status_codes_and_media_are_the_same(runtime: Runtime) {
             Event::Gateway { .. } => "gateway",
             Event::GatewayBound { .. } => "gateway-bound",
             Event::UnroutedMedia { .. } => "unrouted media",
+            _ => "another event",
         })
         .collect();
     assert_eq!(
@@ -510,24 +477,16 @@ fn status_codes_and_media_are_the_same(runtime: Runtime) {
     );
 }
 
-/// Node settings with application `vod` recording every publish, and decisions on if asked.
-fn recording_node(decisions: bool) -> NodeConfig {
-    let mut server = ServerConfig::default();
-    server.apps.insert(
-        "vod".into(),
-        AppConfig {
-            record: RecordPolicy::All,
-        },
-    );
-    NodeConfig { server, decisions }
-}
-
 /// ffmpeg publishes a 4 s clip to an application that records everything; the recorded file
 /// holds every frame of the clip (ffprobe: timestamps and payload hashes) and its duration;
 /// then an ffmpeg player plays the recording back from the file and receives every frame.
 fn ffmpeg_publish_is_recorded_and_played_back(runtime: Runtime) {
     let dir = scratch("record", runtime);
-    let clip = clip("h264_aac_320x240_12fps_20s.flv", &dir);
+    let clip = ffmpeg_clip(
+        "h264_aac_320x240_12fps_20s.flv",
+        CLIP_SECONDS,
+        &dir.join("clip.flv"),
+    );
     let source = packets(&clip);
     let root = dir.join("media");
     let mut server =
@@ -600,17 +559,7 @@ fn a_publish_refused_by_the_decider_records_nothing(runtime: Runtime) {
     );
 
     let publish = |name: &str| {
-        let mut client = TcpRtmpClient::connect(server.addr, "vod", None);
-        client
-            .until(t, |e| *e == ClientEvent::Connected)
-            .expect("connected");
-        client.machine.create_stream();
-        client.flush();
-        let Some(ClientEvent::StreamCreated(id)) =
-            client.until(t, |e| matches!(e, ClientEvent::StreamCreated(_)))
-        else {
-            panic!("no stream created");
-        };
+        let (mut client, id) = TcpRtmpClient::with_stream(server.addr, "vod", None);
         client.machine.publish(id, name);
         client.flush();
         let status = client.until(t, |e| matches!(e, ClientEvent::Status(..)));
@@ -673,6 +622,7 @@ fn a_publish_refused_by_the_decider_records_nothing(runtime: Runtime) {
                 Question::Connect { .. } => "connect",
                 Question::Publish { .. } => "publish",
                 Question::Play { .. } => "play",
+                _ => "another question",
             }),
             _ => None,
         })
@@ -691,17 +641,7 @@ fn stopping_the_server_finishes_the_recording(runtime: Runtime) {
     let root = dir.join("media");
     let mut server =
         TestServer::start_on_with(runtime, recording_node(false), None, root.clone(), None);
-    let mut publisher = TcpRtmpClient::connect(server.addr, "vod", None);
-    publisher
-        .until(STARTUP, |e| *e == ClientEvent::Connected)
-        .expect("connected");
-    publisher.machine.create_stream();
-    publisher.flush();
-    let Some(ClientEvent::StreamCreated(id)) =
-        publisher.until(STARTUP, |e| matches!(e, ClientEvent::StreamCreated(_)))
-    else {
-        panic!("no stream created");
-    };
+    let (mut publisher, id) = TcpRtmpClient::with_stream(server.addr, "vod", None);
     publisher.machine.publish(id, "live-at-stop");
     publisher.flush();
     // The application records every publish: the publisher is not told, the operator is.
@@ -742,21 +682,12 @@ fn stopping_the_server_finishes_the_recording(runtime: Runtime) {
 /// The gateway's scenario (1) on this driver: a phone calls a sipp UAS that echoes RTP and
 /// gets 2 s of Speex 16 kHz back byte for byte (the driver's UDP sockets carry SIP and RTP).
 fn gateway_call_echoes_speex(runtime: Runtime) {
-    // sipp SIP port, sipp media port, gateway RTP range: distinct per driver, below the
-    // ephemeral port range.
-    let ports = match runtime {
-        Runtime::Mio => (26060, 26100, 26200),
-        Runtime::Tokio => (26360, 26400, 26500),
-        Runtime::Threads => (26660, 26700, 26800),
-        Runtime::AsyncStd => (25560, 25600, 25700),
-    };
     let name = format!("conformance-gateway-{runtime:?}");
-    siprtmp_tests::gateway::echo_call(
+    siprtmp_tests::gateway_scenarios::echo_call(
         runtime,
         &name,
         siprtmp_tests::gateway::EchoMedia::Wideband,
         100,
-        ports,
     );
 }
 
@@ -764,20 +695,13 @@ fn gateway_call_echoes_speex(runtime: Runtime) {
 /// carries the INVITE, the answer and the BYE, its UDP sockets the RTP; every connection and
 /// listener is closed once the phone has left.
 fn gateway_call_over_tcp_echoes_speex(runtime: Runtime) {
-    let ports = match runtime {
-        Runtime::Mio => (28160, 28200, 28300),
-        Runtime::Tokio => (28460, 28500, 28600),
-        Runtime::Threads => (28760, 28800, 28900),
-        Runtime::AsyncStd => (29060, 29100, 29200),
-    };
     let name = format!("conformance-gateway-tcp-{runtime:?}");
-    siprtmp_tests::gateway::echo_call_over(
+    siprtmp_tests::gateway_scenarios::echo_call_over(
         siprtmp_core::sip::Transport::Tcp,
         runtime,
         &name,
         siprtmp_tests::gateway::EchoMedia::Wideband,
         100,
-        ports,
     );
 }
 

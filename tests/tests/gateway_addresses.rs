@@ -13,26 +13,32 @@
 //! The rows of the full table (every flag combination -> bind and advertised address) are unit
 //! tests of the flags in `cli/src/gateway.rs`.
 //!
-//! Ports: sipp SIP/media and gateway RTP ranges in 19xxx and 20xxx, apart from the other suites.
+//! Ports: sipp's and the gateway's RTP range are free ones from the OS, on the address each binds.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use siprtmp_core::node::NodeConfig;
-use siprtmp_tests::gateway::{echo_matches, flv_audio, gateway_node, gateway_sip, s, Phone};
+use siprtmp_core::sip::Transport;
+use siprtmp_tests::gateway::{
+    assert_hears_its_echo, gateway_node_with_ports, gateway_sip, s, EchoMedia, Phone, RTP_PORTS,
+};
+use siprtmp_tests::ports::{free_udp_range, LOOPBACK};
+use siprtmp_tests::scratch_dir;
 use siprtmp_tests::server::TestServer;
-use siprtmp_tests::{media, scratch_dir, sipp};
+use siprtmp_tests::sipp::{self, Sipp};
 
 const T: Duration = Duration::from_secs(10);
 const AOR: &str = "alice@127.0.0.1";
 /// The "external" address advertised in these tests.
 const EXT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 5));
 
-/// A gateway node binding on `bind` and advertising `advertised` (when set).
-fn node(bind: IpAddr, advertised: Option<IpAddr>, rtp_lo: u16) -> NodeConfig {
-    let mut node = gateway_node((rtp_lo, rtp_lo + 99));
+/// A gateway node binding on `bind` (its RTP range free there) and advertising `advertised`
+/// (when set).
+fn node(bind: IpAddr, advertised: Option<IpAddr>) -> NodeConfig {
+    let rtp_ports = free_udp_range(bind, RTP_PORTS);
+    let mut node = gateway_node_with_ports(Transport::Udp, rtp_ports);
     let gateway = node.server.gateway.as_mut().unwrap();
     gateway.bind_ip = bind;
     gateway.session.advertised_ip = advertised;
@@ -64,71 +70,24 @@ fn header<'a>(message: &'a str, name: &str) -> &'a str {
 
 /// A call from a phone on `server` to a sipp UAS echoing RTP on 127.0.0.1: 3 s of Speex
 /// 16 kHz must come back byte for byte. Returns the INVITE as sipp received it.
-fn echo_call(server: &TestServer, name: &str, sip_port: u16, media_port: u16) -> String {
-    echo_call_at(
-        server,
-        name,
-        IpAddr::from([127, 0, 0, 1]),
-        sip_port,
-        media_port,
-    )
+fn echo_call(server: &TestServer, name: &str) -> String {
+    echo_call_at(server, name, LOOPBACK)
 }
 
 /// [`echo_call`] with sipp on `sipp_ip`.
-fn echo_call_at(
-    server: &TestServer,
-    name: &str,
-    sipp_ip: IpAddr,
-    sip_port: u16,
-    media_port: u16,
-) -> String {
+fn echo_call_at(server: &TestServer, name: &str, sipp_ip: IpAddr) -> String {
     let dir = scratch_dir(name);
-    let sipp = sipp::start(
-        "sipp uas (echo)",
-        &dir,
-        None,
-        &[
-            // After sipp::start's own loopback addresses: the last ones count.
-            "-i".into(),
-            sipp_ip.to_string(),
-            "-mi".into(),
-            sipp_ip.to_string(),
-            "-sf".into(),
-            sipp::scenario("uas_echo_any.xml").display().to_string(),
-            "-p".into(),
-            sip_port.to_string(),
-            "-mp".into(),
-            media_port.to_string(),
-            "-rtp_echo".into(),
-            "-m".into(),
-            "1".into(),
-        ],
-    );
-    let deadline = Instant::now() + T;
-    // Bound by sipp once our own bind fails.
-    while UdpSocket::bind((sipp_ip, sip_port)).is_ok() {
-        assert!(
-            Instant::now() < deadline,
-            "sipp did not bind {sipp_ip}:{sip_port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let sipp = Sipp::echo_uas(1).on(sipp_ip).start("sipp uas (echo)", &dir);
     let mut phone = Phone::connect(server.addr, AOR, vec![]).expect("connect");
-    // host:port as SIP writes it ([v6]:port).
-    let target = format!("sip:service@{}", SocketAddr::new(sipp_ip, sip_port));
-    phone.call("invite", vec![s(&target), s("wideband")]);
+    phone.call("invite", vec![s(&sipp.uri("service")), s("wideband")]);
     phone.callback("accepted", T).expect("accepted callback");
     phone.open_streams();
-    let mut sent = flv_audio(&media("speex16k_audio_20s.flv"));
-    sent.truncate(150);
-    phone.stream_audio(&sent, Duration::from_millis(600));
-    let sent: Vec<Bytes> = sent.into_iter().map(|f| f.1).collect();
-    let (matched, stray) = echo_matches(&sent, &phone.remote_audio(), 1);
-    assert_eq!(stray, 0, "every echoed frame is one that was sent");
-    assert!(
-        matched * 100 >= sent.len() * 99,
-        "{name}: only {matched} of {} frames came back",
-        sent.len()
+    assert_hears_its_echo(
+        &mut phone,
+        EchoMedia::Wideband,
+        150,
+        Duration::from_millis(600),
+        name,
     );
     phone.call("bye", vec![]);
     sipp.finish(Duration::from_secs(20));
@@ -155,8 +114,8 @@ fn assert_advertises(invite: &str, ip: IpAddr, sip_port: u16) {
 #[test]
 fn int_ip_alone_is_bound_and_advertised() {
     let bind = IpAddr::from([127, 0, 0, 1]);
-    let mut server = TestServer::start(node(bind, None, 20200), None);
-    let invite = echo_call(&server, "gw-addr-int", 20060, 20100);
+    let mut server = TestServer::start(node(bind, None), None);
+    let invite = echo_call(&server, "gw-addr-int");
     let sip = gateway_sip(&mut server, AOR);
     assert_eq!(sip.ip(), bind);
     assert_advertises(&invite, bind, sip.port());
@@ -165,8 +124,8 @@ fn int_ip_alone_is_bound_and_advertised() {
 #[test]
 fn int_ip_and_ext_ip_bind_one_and_advertise_the_other() {
     let bind = IpAddr::from([127, 0, 0, 1]);
-    let mut server = TestServer::start(node(bind, Some(EXT), 20500), None);
-    let invite = echo_call(&server, "gw-addr-int-ext", 20360, 20400);
+    let mut server = TestServer::start(node(bind, Some(EXT)), None);
+    let invite = echo_call(&server, "gw-addr-int-ext");
     let sip = gateway_sip(&mut server, AOR);
     assert_eq!(sip.ip(), bind, "sockets bind on --int-ip");
     assert_advertises(&invite, EXT, sip.port());
@@ -175,8 +134,8 @@ fn int_ip_and_ext_ip_bind_one_and_advertise_the_other() {
 #[test]
 fn a_wildcard_int_ip_binds_every_address_and_the_ext_ip_reaches_it() {
     let bind = IpAddr::from([0, 0, 0, 0]);
-    let mut server = TestServer::start(node(bind, Some(EXT), 20800), None);
-    let invite = echo_call(&server, "gw-addr-any-ext", 20660, 20700);
+    let mut server = TestServer::start(node(bind, Some(EXT)), None);
+    let invite = echo_call(&server, "gw-addr-any-ext");
     let sip = gateway_sip(&mut server, AOR);
     assert_eq!(sip.ip(), bind, "sockets bind on the wildcard");
     assert_advertises(&invite, EXT, sip.port());
@@ -222,8 +181,8 @@ fn a_wildcard_int_ip_binds_every_address_and_the_ext_ip_reaches_it() {
 #[test]
 fn an_ipv6_int_ip_is_bound_and_advertised_to_an_ipv6_far_end() {
     let bind = IpAddr::from(std::net::Ipv6Addr::LOCALHOST);
-    let mut server = TestServer::start(node(bind, None, 19800), None);
-    let invite = echo_call_at(&server, "gw-addr-v6", bind, 19960, 19980);
+    let mut server = TestServer::start(node(bind, None), None);
+    let invite = echo_call_at(&server, "gw-addr-v6", bind);
     let sip = gateway_sip(&mut server, AOR);
     assert_eq!(sip.ip(), bind);
     assert_advertises(&invite, bind, sip.port());

@@ -3,10 +3,10 @@
 //! VideoPhone ([`Phone`]), and sipp (Debian `sip-tester`) as the SIP far end, all on loopback.
 //!
 //! Every wait has a deadline; sipp runs with a global timeout that fails it and is killed on
-//! drop, and its statistics file gives the successful and failed call counts. Ports: each test
-//! has its own sipp SIP and media ports and gateway RTP range (21xxx-25xxx and 27xxx, below
-//! the ephemeral range; sipp's own client ports are chosen free), so the tests run in
-//! parallel.
+//! drop, and its statistics file gives the successful and failed call counts. Every port (sipp's
+//! SIP and media ports, the gateway's RTP range) is a free one from the OS, so the tests run in
+//! parallel, with the other suites and with other checkouts. The scenarios that the SIP over
+//! TCP suite (`gateway_tcp_interop.rs`) runs too are in `siprtmp_tests::gateway_scenarios`.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,12 +17,16 @@ use bytes::Bytes;
 use siprtmp_core::node::NodeConfig;
 use siprtmp_core::sip::Transport;
 use siprtmp_tests::gateway::{
-    accept_pcmu, assert_phones_hear_each_other, echo_call, echo_call_on, echo_matches, flv_video,
-    g711_frames, gateway_node, gateway_sip, s, EchoMedia, Phone,
+    accept_pcmu, assert_phones_hear_each_other, echo_matches, flv_video, g711_frames, gateway_node,
+    gateway_node_with_ports, gateway_sip, s, EchoMedia, Phone,
 };
-use siprtmp_tests::peers::Peer;
+use siprtmp_tests::gateway_scenarios::{
+    a_registration_decides_the_connect, echo_call, echo_call_on, sipp_calls_a_client_that_accepts,
+};
+use siprtmp_tests::ports::{free_udp_range, LOOPBACK};
 use siprtmp_tests::server::{Runtime, TestServer};
-use siprtmp_tests::{media, scratch_dir, sipp};
+use siprtmp_tests::sipp::{self, Sipp};
+use siprtmp_tests::{media, scratch_dir, wait};
 
 const T: Duration = Duration::from_secs(10);
 const AOR: &str = "alice@127.0.0.1";
@@ -30,9 +34,7 @@ const AOR: &str = "alice@127.0.0.1";
 /// Waits until the driver has closed every UDP socket it opened; returns how long that took.
 fn assert_no_udp_socket_left(server: &TestServer, within: Duration) -> Duration {
     let start = Instant::now();
-    while server.udp.open() > 0 && start.elapsed() < within {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait::until(within, || server.udp.open() == 0);
     assert_eq!(
         server.udp.open(),
         0,
@@ -45,9 +47,9 @@ fn assert_no_udp_socket_left(server: &TestServer, within: Duration) -> Duration 
 /// A gateway node for the load tests, with SIP timers for loopback: T1 = 50 ms (the RTT is
 /// microseconds) and T4 = 500 ms, so a departed client's last transactions (64·T1 for an
 /// answered INVITE, T4 for a BYE) end, and its SIP socket closes, within seconds rather than
-/// the half minute that real networks need.
-fn loopback_gateway_node(rtp_ports: (u16, u16)) -> NodeConfig {
-    let mut node = gateway_node(rtp_ports);
+/// the half minute that real networks need. Its RTP range is `rtp_ports` free ports.
+fn loopback_gateway_node(rtp_ports: u16) -> NodeConfig {
+    let mut node = gateway_node_with_ports(Transport::Udp, free_udp_range(LOOPBACK, rtp_ports));
     if let Some(g) = node.server.gateway.as_mut() {
         g.session.timers.t1 = Duration::from_millis(50);
         g.session.timers.t4 = Duration::from_millis(500);
@@ -58,25 +60,16 @@ fn loopback_gateway_node(rtp_ports: (u16, u16)) -> NodeConfig {
 #[test]
 fn a_call_to_sipp_echoes_speex_wideband_byte_for_byte() {
     // 5 s of Speex 16 kHz (250 frames).
-    let ports = (21060, 21100, 21200);
-    echo_call(
-        Runtime::Mio,
-        "gw-echo-wideband",
-        EchoMedia::Wideband,
-        250,
-        ports,
-    );
+    echo_call(Runtime::Mio, "gw-echo-wideband", EchoMedia::Wideband, 250);
 }
 
 #[test]
 fn a_call_to_sipp_echoes_speex_narrowband_byte_for_byte() {
-    let ports = (21360, 21400, 21500);
     echo_call(
         Runtime::Mio,
         "gw-echo-narrowband",
         EchoMedia::Narrowband,
         150,
-        ports,
     );
 }
 
@@ -85,105 +78,31 @@ fn a_call_to_sipp_echoes_speex_narrowband_byte_for_byte() {
 /// socket writable, do not defeat the hold is runtime-common's host test.)
 #[test]
 fn with_merged_writes_every_echoed_frame_still_reaches_the_client() {
-    for (runtime, ports) in [
-        (Runtime::Mio, (23460, 23500, 23600)),
-        (Runtime::Tokio, (23760, 23800, 23860)),
-    ] {
-        let mut node = gateway_node((ports.2, ports.2 + 99));
+    for runtime in [Runtime::Mio, Runtime::Tokio] {
+        let mut node = gateway_node(Transport::Udp);
         node.server.merge_writes = Some(Duration::from_millis(100));
         let name = format!("gw-echo-merged-{runtime:?}");
-        echo_call_on(
-            node,
-            Transport::Udp,
-            runtime,
-            &name,
-            EchoMedia::Wideband,
-            150,
-            ports,
-        );
+        echo_call_on(node, runtime, &name, EchoMedia::Wideband, 150);
     }
 }
 
 #[test]
 fn a_call_to_sipp_echoes_g711_with_its_flv_header() {
-    let ports = (21660, 21700, 21800);
-    echo_call(Runtime::Mio, "gw-echo-pcmu", EchoMedia::Pcmu, 150, ports);
+    echo_call(Runtime::Mio, "gw-echo-pcmu", EchoMedia::Pcmu, 150);
 }
 
 #[test]
 fn sipp_calls_the_client_which_accepts_hears_its_echo_and_is_byed() {
-    let dir = scratch_dir("gw-incoming");
-    let mut server = TestServer::start(gateway_node((22200, 22299)), None);
-    let mut phone = Phone::connect(server.addr, AOR, vec![]).expect("connect");
-    let sip = gateway_sip(&mut server, AOR);
-    let sipp = sipp::start(
-        "sipp uac (echo)",
-        &dir,
-        None,
-        &[
-            sip.to_string(),
-            "-s".into(),
-            "alice".into(),
-            "-sf".into(),
-            sipp::scenario("uac_echo_pcmu.xml").display().to_string(),
-            "-p".into(),
-            sipp::free_udp_port().to_string(),
-            "-mp".into(),
-            "22100".into(),
-            "-rtp_echo".into(),
-            "-d".into(),
-            "4000".into(),
-            "-m".into(),
-            "1".into(),
-        ],
-    );
-    let invited = phone.callback("invited", T).expect("invited callback");
-    assert_eq!(invited.len(), 2, "invited(from, to): {invited:?}");
-    let from = invited[0].as_str().unwrap_or_default().to_owned();
-    assert!(from.contains("sipp@127.0.0.1"), "from: {from}");
-    phone.open_streams();
-    phone.call("accept", vec![s("pcmu")]);
-    // sipp hangs up 4 s after its ACK; 2 s of G.711 fit well before.
-    let sent = g711_frames(&media("pcmu_8k_20s.ul"), 0x82, 100);
-    phone.stream_audio(&sent, Duration::from_millis(500));
-    let sent: Vec<Bytes> = sent.into_iter().map(|f| f.1).collect();
-    let got = phone.remote_audio();
-    let (matched, stray) = echo_matches(&sent, &got, 0);
-    eprintln!(
-        "incoming call: {} sent, {} received, {matched} matched",
-        sent.len(),
-        got.len()
-    );
-    assert_eq!(stray, 0);
-    assert!(matched >= 99, "only {matched} of 100 frames came back");
-    assert!(phone.callback("byed", T).is_some(), "sipp's BYE gives byed");
-    sipp.finish(Duration::from_secs(20));
-    assert_eq!(sipp::totals(&dir), (1, 0));
+    sipp_calls_a_client_that_accepts(Transport::Udp, "gw-incoming");
 }
 
 #[test]
 fn hanging_up_while_ringing_sends_cancel() {
     let dir = scratch_dir("gw-cancel");
-    let server = TestServer::start(gateway_node((22400, 22499)), None);
-    let port = 22360;
-    let sipp = sipp::start(
-        "sipp uas (ring, cancel)",
-        &dir,
-        Some(port),
-        &sipp::args(&[
-            "-sf",
-            &sipp::scenario("uas_ring_cancel.xml").display().to_string(),
-            "-p",
-            &port.to_string(),
-            "-m",
-            "1",
-        ]),
-    );
+    let server = TestServer::start(gateway_node(Transport::Udp), None);
+    let sipp = Sipp::uas("uas_ring_cancel.xml").start("sipp uas (ring, cancel)", &dir);
     let mut phone = Phone::connect(server.addr, AOR, vec![]).expect("connect");
-    phone.call(
-        "invite",
-        vec![s(&format!("sip:service@127.0.0.1:{port}")), s("pcmu")],
-    );
+    phone.call("invite", vec![s(&sipp.uri("service")), s("pcmu")]);
     assert!(phone.callback("ringing", T).is_some());
     phone.call("bye", vec![]);
     sipp.finish(Duration::from_secs(20));
@@ -198,25 +117,12 @@ fn hanging_up_while_ringing_sends_cancel() {
 #[test]
 fn rejecting_an_incoming_call_sends_the_clients_status() {
     let dir = scratch_dir("gw-reject");
-    let mut server = TestServer::start(gateway_node((22600, 22699)), None);
+    let mut server = TestServer::start(gateway_node(Transport::Udp), None);
     let mut phone = Phone::connect(server.addr, AOR, vec![]).expect("connect");
     let sip = gateway_sip(&mut server, AOR);
-    let sipp = sipp::start(
-        "sipp uac (expects 486)",
-        &dir,
-        None,
-        &[
-            sip.to_string(),
-            "-s".into(),
-            "alice".into(),
-            "-sf".into(),
-            sipp::scenario("uac_expect_486.xml").display().to_string(),
-            "-p".into(),
-            sipp::free_udp_port().to_string(),
-            "-m".into(),
-            "1".into(),
-        ],
-    );
+    let sipp = Sipp::uac("uac_expect_486.xml", sip)
+        .user("alice")
+        .start("sipp uac (expects 486)", &dir);
     assert!(phone.callback("invited", T).is_some());
     phone.call("reject", vec![s("486 Busy Here")]);
     sipp.finish(Duration::from_secs(20));
@@ -226,28 +132,10 @@ fn rejecting_an_incoming_call_sends_the_clients_status() {
 #[test]
 fn hold_and_resume_send_re_invites_with_the_direction() {
     let dir = scratch_dir("gw-hold");
-    let server = TestServer::start(gateway_node((22800, 22899)), None);
-    let port = 22760;
-    let sipp = sipp::start(
-        "sipp uas (hold)",
-        &dir,
-        Some(port),
-        &sipp::args(&[
-            "-sf",
-            &sipp::scenario("uas_hold.xml").display().to_string(),
-            "-p",
-            &port.to_string(),
-            "-mp",
-            "22700",
-            "-m",
-            "1",
-        ]),
-    );
+    let server = TestServer::start(gateway_node(Transport::Udp), None);
+    let sipp = Sipp::uas("uas_hold.xml").start("sipp uas (hold)", &dir);
     let mut phone = Phone::connect(server.addr, AOR, vec![]).expect("connect");
-    phone.call(
-        "invite",
-        vec![s(&format!("sip:service@127.0.0.1:{port}")), s("pcmu")],
-    );
+    phone.call("invite", vec![s(&sipp.uri("service")), s("pcmu")]);
     assert!(phone.callback("accepted", T).is_some());
     // Each re-INVITE is answered by sipp at once; the pauses only keep them in order.
     phone.call("hold", vec![siprtmp_core::amf::Value::Boolean(true)]);
@@ -275,37 +163,19 @@ fn rtp(packet: &[u8]) -> Option<(u8, bool, u32, &[u8])> {
 #[test]
 fn dtmf_goes_out_as_rfc4733_and_comes_back_as_a_callback() {
     let dir = scratch_dir("gw-dtmf");
-    let server = TestServer::start(gateway_node((23000, 23099)), None);
+    let server = TestServer::start(gateway_node(Transport::Udp), None);
     // The far end's RTP is this socket: sipp only signals.
     let far = UdpSocket::bind("127.0.0.1:0").unwrap();
     far.set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
     let far_port = far.local_addr().unwrap().port();
-    let port = 22960;
-    let sipp = sipp::start(
-        "sipp uas (dtmf)",
-        &dir,
-        Some(port),
-        &sipp::args(&[
-            "-sf",
-            &sipp::scenario("uas_dtmf.xml").display().to_string(),
-            "-p",
-            &port.to_string(),
-            "-key",
-            "rtp_port",
-            &far_port.to_string(),
-            "-m",
-            "1",
-        ]),
-    );
+    let sipp = Sipp::uas("uas_dtmf.xml")
+        .key("rtp_port", far_port)
+        .start("sipp uas (dtmf)", &dir);
     let mut phone = Phone::connect(server.addr, AOR, vec![]).expect("connect");
     phone.call(
         "invite",
-        vec![
-            s(&format!("sip:service@127.0.0.1:{port}")),
-            s("pcmu"),
-            s("dtmf"),
-        ],
+        vec![s(&sipp.uri("service")), s("pcmu"), s("dtmf")],
     );
     let accepted = phone.callback("accepted", T).expect("accepted");
     assert_eq!(accepted.first(), Some(&s("pcmu")));
@@ -361,80 +231,26 @@ fn dtmf_goes_out_as_rfc4733_and_comes_back_as_a_callback() {
 
 #[test]
 fn registration_with_digest_decides_the_connect() {
-    let dir = scratch_dir("gw-register");
-    let port = 23160;
-    let sipp = sipp::start(
-        "sipp registrar",
-        &dir,
-        Some(port),
-        &sipp::args(&[
-            "-sf",
-            &sipp::scenario("uas_register_401.xml").display().to_string(),
-            "-p",
-            &port.to_string(),
-            "-m",
-            "2",
-        ]),
-    );
-    let mut node: NodeConfig = gateway_node((23200, 23299));
-    if let Some(g) = node.server.gateway.as_mut() {
-        g.session.registrar = Some(SocketAddr::from(([127, 0, 0, 1], port)));
-    }
-    let server = TestServer::start(node, None);
-    let good = Phone::connect(server.addr, AOR, vec![s("alice"), s("secret"), s("Alice")]);
-    assert!(good.is_ok(), "registered client connects: {:?}", good.err());
-    let bad = Phone::connect(server.addr, AOR, vec![s("alice"), s("wrong")]);
-    assert_eq!(
-        bad.err().as_deref(),
-        Some("403 Forbidden"),
-        "the rejection's description is the registrar's answer"
-    );
-    sipp.finish(Duration::from_secs(20));
-    assert_eq!(sipp::totals(&dir), (2, 0));
-}
-
-/// sipp answering `calls` calls on `port` and echoing their RTP from `media_port`.
-fn echo_uas(name: &str, dir: &std::path::Path, port: u16, media_port: u16, calls: u32) -> Peer {
-    sipp::start(
-        name,
-        dir,
-        Some(port),
-        &sipp::args(&[
-            "-sf",
-            &sipp::scenario("uas_echo_any.xml").display().to_string(),
-            "-p",
-            &port.to_string(),
-            "-mp",
-            &media_port.to_string(),
-            "-rtp_echo",
-            "-m",
-            &calls.to_string(),
-        ]),
-    )
+    a_registration_decides_the_connect(Transport::Udp, "gw-register");
 }
 
 /// One short call through the echoing sipp: invite, accepted, three G.711 frames out and at
 /// least one back, bye. Returns an error instead of panicking (for the load tests' counts).
-fn short_call(
-    server: SocketAddr,
-    aor: &str,
-    sipp_port: u16,
-    frames: usize,
-) -> Result<usize, String> {
-    short_call_marked(server, aor, sipp_port, frames, None)
+fn short_call(server: SocketAddr, aor: &str, sipp: &str, frames: usize) -> Result<usize, String> {
+    short_call_marked(server, aor, sipp, frames, None)
 }
 
 /// [`short_call`], with every frame's last byte set to `mark` when given, so that a frame
-/// echoed to the wrong call counts as stray.
+/// echoed to the wrong call counts as stray. `sipp` is the far end's URI.
 fn short_call_marked(
     server: SocketAddr,
     aor: &str,
-    sipp_port: u16,
+    sipp: &str,
     frames: usize,
     mark: Option<u8>,
 ) -> Result<usize, String> {
     let mut phone = Phone::connect(server, aor, vec![])?;
-    let invite = vec![s(&format!("sip:service@127.0.0.1:{sipp_port}")), s("pcmu")];
+    let invite = vec![s(sipp), s("pcmu")];
     phone.call("invite", invite);
     phone.callback("accepted", T).ok_or("no accepted")?;
     phone.open_streams();
@@ -466,13 +282,13 @@ fn short_call_marked(
 #[test]
 fn a_hundred_sequential_calls_leave_no_socket_behind() {
     let dir = scratch_dir("gw-sequential");
-    let server = TestServer::start(loopback_gateway_node((24000, 24399)), None);
-    let port = 23960;
-    let sipp = echo_uas("sipp uas (100 calls)", &dir, port, 23900, 100);
+    let server = TestServer::start(loopback_gateway_node(400), None);
+    let sipp = Sipp::echo_uas(100).start("sipp uas (100 calls)", &dir);
+    let target = sipp.uri("service");
     let start = Instant::now();
     let mut echoed = 0;
     for i in 0..100 {
-        match short_call(server.addr, AOR, port, 3) {
+        match short_call(server.addr, AOR, &target, 3) {
             Ok(matched) => echoed += matched,
             Err(e) => panic!("call {i} failed: {e}"),
         }
@@ -495,12 +311,11 @@ fn a_hundred_sequential_calls_leave_no_socket_behind() {
 #[test]
 fn fifty_concurrent_calls_leave_no_socket_behind() {
     let dir = scratch_dir("gw-concurrent");
-    let server = TestServer::start(loopback_gateway_node((25000, 25399)), None);
-    let port = 24960;
-    let sipp = echo_uas("sipp uas (50 concurrent)", &dir, port, 24900, 50);
+    let server = TestServer::start(loopback_gateway_node(400), None);
+    let sipp = Sipp::echo_uas(50).start("sipp uas (50 concurrent)", &dir);
     let start = Instant::now();
     // One second of G.711 each, all at once.
-    let (echoed, failures) = concurrent_calls(server.addr, port, 50, false);
+    let (echoed, failures) = concurrent_calls(server.addr, &sipp.uri("service"), 50, false);
     let calls = start.elapsed();
     let drained = assert_no_udp_socket_left(&server, Duration::from_secs(15));
     sipp.finish(Duration::from_secs(30));
@@ -515,11 +330,11 @@ fn fifty_concurrent_calls_leave_no_socket_behind() {
 }
 
 /// `calls` short calls of 50 frames at once, each from its own client (`userI@...`) and
-/// thread, to the echoing sipp on `sipp_port`, each call's frames marked with its index when
+/// thread, to the echoing sipp at URI `sipp`, each call's frames marked with its index when
 /// `marked`: the frames echoed in all, and what failed.
 fn concurrent_calls(
     server: SocketAddr,
-    sipp_port: u16,
+    sipp: &str,
     calls: u8,
     marked: bool,
 ) -> (usize, Vec<String>) {
@@ -527,10 +342,11 @@ fn concurrent_calls(
     let threads: Vec<_> = (0..calls)
         .map(|i| {
             let barrier = barrier.clone();
+            let sipp = sipp.to_owned();
             std::thread::spawn(move || {
                 barrier.wait();
                 let aor = format!("user{i}@127.0.0.1");
-                short_call_marked(server, &aor, sipp_port, 50, marked.then_some(i))
+                short_call_marked(server, &aor, &sipp, 50, marked.then_some(i))
             })
         })
         .collect();
@@ -545,34 +361,22 @@ fn concurrent_calls(
     (echoed, failures)
 }
 
-/// Ten concurrent calls through `server` to an echoing sipp (SIP on `port`, media on
-/// `media_port`, files in `dir`), each frame marked with its call: every call must succeed,
-/// sipp must count ten calls and no failure, and 99 % of the 500 frames must come back to
-/// their own call (`what` names the case in failures).
-fn ten_calls_each_hear_their_own_echo(
-    server: &TestServer,
-    dir: &std::path::Path,
-    port: u16,
-    media_port: u16,
-    what: &str,
-) {
-    let sipp = echo_uas(
-        &format!("sipp uas (10 concurrent, {what})"),
-        dir,
-        port,
-        media_port,
-        10,
-    );
-    let (echoed, failures) = concurrent_calls(server.addr, port, 10, true);
+/// Ten concurrent calls through `server` to an echoing sipp (files in `dir`), each frame marked
+/// with its call: every call must succeed, sipp must count ten calls and no failure, and 99 %
+/// of the 500 frames must come back to their own call (`what` names the case in failures).
+fn ten_calls_each_hear_their_own_echo(server: &TestServer, dir: &std::path::Path, what: &str) {
+    let name = format!("sipp uas (10 concurrent, {what})");
+    let sipp = Sipp::echo_uas(10).start(&name, dir);
+    let (echoed, failures) = concurrent_calls(server.addr, &sipp.uri("service"), 10, true);
     sipp.finish(Duration::from_secs(30));
     assert!(failures.is_empty(), "{what}: {failures:?}");
     assert_eq!(sipp::totals(dir), (10, 0), "{what}");
     assert!(echoed * 100 >= 500 * 99, "{what}: echoed {echoed} of 500");
 }
 
-/// [`loopback_gateway_node`] with every call's media on the four ports of `rtp_ports`.
-fn shared_ports_node(rtp_ports: (u16, u16)) -> NodeConfig {
-    let mut node = loopback_gateway_node(rtp_ports);
+/// [`loopback_gateway_node`] with every call's media on four free ports.
+fn shared_ports_node() -> NodeConfig {
+    let mut node = loopback_gateway_node(4);
     if let Some(g) = node.server.gateway.as_mut() {
         g.shared_rtp_ports = true;
     }
@@ -584,27 +388,12 @@ fn shared_ports_node(rtp_ports: (u16, u16)) -> NodeConfig {
 /// other call's, under every runtime; the four shared sockets outlive the clients.
 #[test]
 fn with_shared_rtp_ports_concurrent_calls_each_hear_only_their_own_echo() {
-    for (runtime, port, media_port) in [
-        (Runtime::Mio, 27460, 27400),
-        (Runtime::Tokio, 27560, 27500),
-        (Runtime::Threads, 27660, 27600),
-        (Runtime::AsyncStd, 27760, 27700),
-    ] {
+    for runtime in Runtime::ALL {
         let dir = scratch_dir(&format!("gw-shared-{runtime:?}"));
-        let node = shared_ports_node((media_port + 50, media_port + 53));
-        let server = TestServer::start_on(runtime, node, None);
-        ten_calls_each_hear_their_own_echo(
-            &server,
-            &dir,
-            port,
-            media_port,
-            &format!("{runtime:?}"),
-        );
+        let server = TestServer::start_on(runtime, shared_ports_node(), None);
+        ten_calls_each_hear_their_own_echo(&server, &dir, &format!("{runtime:?}"));
         // Clients gone: their SIP sockets close, the shared media sockets stay.
-        let start = Instant::now();
-        while server.udp.open() > 4 && start.elapsed() < Duration::from_secs(15) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait::until(Duration::from_secs(15), || server.udp.open() <= 4);
         assert_eq!(server.udp.open(), 4, "{runtime:?}: {:?}", server.udp);
         assert_eq!(
             server.udp.bound.load(Ordering::Relaxed),
@@ -622,14 +411,13 @@ fn with_shared_rtp_ports_concurrent_calls_each_hear_only_their_own_echo() {
 /// separate datagrams they were.
 #[test]
 fn with_a_poll_interval_concurrent_calls_each_hear_all_of_their_own_echo() {
-    let (port, media_port) = (29460, 29400);
     let dir = scratch_dir("gw-poll-interval");
-    let mut node = shared_ports_node((media_port + 50, media_port + 53));
+    let mut node = shared_ports_node();
     node.server.merge_writes = Some(Duration::from_millis(100));
     let server = TestServer::start_configured(Runtime::Mio, node, None, |config| {
         config.poll_interval = Some(Duration::from_millis(20));
     });
-    ten_calls_each_hear_their_own_echo(&server, &dir, port, media_port, "poll interval");
+    ten_calls_each_hear_their_own_echo(&server, &dir, "poll interval");
     if cfg!(target_os = "linux") {
         let segmented = server.udp.segmented.load(Ordering::Relaxed);
         assert!(
@@ -668,7 +456,7 @@ fn only_mio_takes_a_poll_interval() {
 /// real sockets, and each client hears the other's frames, not its own.
 #[test]
 fn with_shared_rtp_ports_two_clients_of_the_gateway_hear_each_other() {
-    let mut server = TestServer::start(shared_ports_node((27850, 27853)), None);
+    let mut server = TestServer::start(shared_ports_node(), None);
     let mut alice = Phone::connect(server.addr, "alice@127.0.0.1", vec![]).expect("alice");
     let mut carol = Phone::connect(server.addr, "carol@127.0.0.1", vec![]).expect("carol");
     let carol_sip = gateway_sip(&mut server, "carol@127.0.0.1");
@@ -815,38 +603,19 @@ fn depacketize(frame: &[RtpPacket]) -> Vec<Vec<u8>> {
 #[test]
 fn an_h264_call_reaches_the_rtp_side_as_valid_nal_units() {
     let dir = scratch_dir("gw-h264");
-    let (sip_port, media_port, video_port) = (27460, 27500, 27560);
     // The far end's video RTP is this socket: sipp only signals (and takes the audio).
-    let far = UdpSocket::bind(("127.0.0.1", video_port)).unwrap();
+    let far = UdpSocket::bind((LOOPBACK, 0)).unwrap();
     far.set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
-    let server = TestServer::start(gateway_node((27600, 27699)), None);
-    let sipp = sipp::start(
-        "sipp uas (h264)",
-        &dir,
-        Some(sip_port),
-        &sipp::args(&[
-            "-sf",
-            &sipp::scenario("uas_h264.xml").display().to_string(),
-            "-p",
-            &sip_port.to_string(),
-            "-mp",
-            &media_port.to_string(),
-            "-key",
-            "video_port",
-            &video_port.to_string(),
-            "-m",
-            "1",
-        ]),
-    );
+    let video_port = far.local_addr().unwrap().port();
+    let server = TestServer::start(gateway_node(Transport::Udp), None);
+    let sipp = Sipp::uas("uas_h264.xml")
+        .key("video_port", video_port)
+        .start("sipp uas (h264)", &dir);
     let mut phone = Phone::connect(server.addr, AOR, vec![]).expect("connect");
     phone.call(
         "invite",
-        vec![
-            s(&format!("sip:service@127.0.0.1:{sip_port}")),
-            s("pcmu"),
-            s("h264"),
-        ],
+        vec![s(&sipp.uri("service")), s("pcmu"), s("h264")],
     );
     let accepted = phone.callback("accepted", T).expect("accepted");
     assert_eq!(accepted, vec![s("pcmu"), s("h264")]);

@@ -6,19 +6,21 @@
 //! the attackers must receive nothing, and the gateway must say it dropped their packets.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use siprtmp_core::gateway::codecs::CodecToken;
 use siprtmp_core::node::{Event, NodeConfig};
 use siprtmp_core::rtp::SourcePolicy;
-use siprtmp_tests::gateway::{echo_matches, gateway_node, s, EchoMedia, Phone};
-use siprtmp_tests::hostile::{free_udp_block, RtpSprayer, SPRAY_MARK};
+use siprtmp_core::sip::Transport;
+use siprtmp_tests::gateway::{echo_matches, gateway_node_with_ports, s, EchoMedia, Phone};
+use siprtmp_tests::hostile::{RtpSprayer, SPRAY_MARK};
+use siprtmp_tests::ports::{free_udp_range, LOOPBACK};
 use siprtmp_tests::server::TestServer;
-use siprtmp_tests::{scratch_dir, sipp};
+use siprtmp_tests::sipp::{self, Sipp};
+use siprtmp_tests::{scratch_dir, wait};
 
 const T: Duration = Duration::from_secs(10);
-const LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 /// Another loopback address: a host other than the far end's.
 const OTHER_HOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
 
@@ -29,12 +31,13 @@ struct Attack {
 }
 
 /// Runs one echo call of 150 Speex frames (3 s) with `attack` going on, on a gateway node that
-/// `configure` adjusts (its RTP range is free ports starting at the returned block), and
-/// checks what the issue's users would notice.
+/// `configure` adjusts (its RTP range is 40 free ports), and checks what the issue's users
+/// would notice.
 fn call_under_attack(name: &str, attack: Attack, configure: impl FnOnce(&mut NodeConfig)) {
     let dir = scratch_dir(name);
-    let rtp_base = free_udp_block(LOOPBACK, 40);
-    let mut node = gateway_node((rtp_base, rtp_base + 39));
+    let rtp_ports = free_udp_range(LOOPBACK, 40);
+    let rtp_base = rtp_ports.0;
+    let mut node = gateway_node_with_ports(Transport::Udp, rtp_ports);
     configure(&mut node);
     let mut server = TestServer::start(node, None);
     // The audio RTP port of each of the first four clients (and the shared block's, the
@@ -53,24 +56,7 @@ fn call_under_attack(name: &str, attack: Attack, configure: impl FnOnce(&mut Nod
         .map(|(i, ip)| spray(ip, i as u32))
         .collect();
 
-    let sip_port = sipp::free_udp_port();
-    let media_port = free_udp_block(LOOPBACK, 4);
-    let sipp = sipp::start(
-        "sipp uas (echo)",
-        &dir,
-        Some(sip_port),
-        &[
-            "-sf".into(),
-            sipp::scenario("uas_echo_any.xml").display().to_string(),
-            "-p".into(),
-            sip_port.to_string(),
-            "-mp".into(),
-            media_port.to_string(),
-            "-rtp_echo".into(),
-            "-m".into(),
-            "1".into(),
-        ],
-    );
+    let sipp = Sipp::echo_uas(1).start("sipp uas (echo)", &dir);
     // The attackers before the call have had time to be taken for the far end.
     wait_until(
         || attackers.iter().all(|a| a.sent() >= 20),
@@ -78,7 +64,7 @@ fn call_under_attack(name: &str, attack: Attack, configure: impl FnOnce(&mut Nod
     );
 
     let mut phone = Phone::connect(server.addr, "alice@127.0.0.1", vec![]).expect("connect");
-    let mut invite = vec![s(&format!("sip:service@127.0.0.1:{sip_port}"))];
+    let mut invite = vec![s(&sipp.uri("service"))];
     invite.extend(EchoMedia::Wideband.tokens());
     phone.call("invite", invite);
     phone.callback("accepted", T).expect("accepted callback");
@@ -136,12 +122,8 @@ fn call_under_attack(name: &str, attack: Attack, configure: impl FnOnce(&mut Nod
     assert!(told, "{name}: no notice of the dropped packets");
 }
 
-fn wait_until(mut done: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + T;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+fn wait_until(done: impl FnMut() -> bool, what: &str) {
+    assert!(wait::until(T, done), "timed out waiting: {what}");
 }
 
 /// Defects 1 and 2 of the hardening issue, with the default source policy: a host other than

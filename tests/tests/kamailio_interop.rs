@@ -12,12 +12,15 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use siprtmp_tests::gateway::{accept_pcmu, assert_phones_hear_each_other, gateway_node, s, Phone};
+use siprtmp_core::sip::Transport;
+use siprtmp_tests::gateway::{
+    accept_pcmu, assert_phones_hear_each_other, gateway_node_with_ports, s, Phone,
+};
+use siprtmp_tests::ports::{free_udp_port, free_udp_range, LOOPBACK};
 use siprtmp_tests::scratch_dir;
 use siprtmp_tests::server::TestServer;
 
 const T: Duration = Duration::from_secs(10);
-const KAMAILIO_PORT: u16 = 27960;
 
 /// Kamailio as registrar and record-routing proxy on `port`; stopped (SIGTERM, which it
 /// passes to its worker processes) when dropped.
@@ -138,20 +141,21 @@ request_route {{
 #[test]
 fn two_clients_registered_with_kamailio_call_each_other_through_it() {
     let dir = scratch_dir("gw-kamailio");
-    let kamailio = Kamailio::start(&dir, KAMAILIO_PORT);
+    let port = free_udp_port(LOOPBACK);
+    let kamailio = Kamailio::start(&dir, port);
+    let proxy = SocketAddr::new(LOOPBACK, port);
     // Per-client RTP ports, then every call on the shared ones (the two calls' media then
     // meets on the gateway's own port, paired by the SDP that crossed Kamailio).
-    for (shared, rtp_ports) in [(false, (27900, 27949)), (true, (27950, 27953))] {
-        call_through_kamailio(shared, rtp_ports);
+    for (shared, rtp_ports) in [(false, 50), (true, 4)] {
+        call_through_kamailio(proxy, shared, free_udp_range(LOOPBACK, rtp_ports));
     }
     drop(kamailio);
 }
 
 /// Alice and carol (`aliceN`, `carolN`: fresh names per gateway, so Kamailio's location table
-/// holds one contact each) register, call, talk and hang up.
-fn call_through_kamailio(shared_rtp_ports: bool, rtp_ports: (u16, u16)) {
-    let proxy = SocketAddr::from(([127, 0, 0, 1], KAMAILIO_PORT));
-    let mut node = gateway_node(rtp_ports);
+/// holds one contact each) register with the Kamailio at `proxy`, call, talk and hang up.
+fn call_through_kamailio(proxy: SocketAddr, shared_rtp_ports: bool, rtp_ports: (u16, u16)) {
+    let mut node = gateway_node_with_ports(Transport::Udp, rtp_ports);
     if let Some(g) = node.server.gateway.as_mut() {
         g.session.registrar = Some(proxy);
         g.session.outbound_proxy = Some(proxy);

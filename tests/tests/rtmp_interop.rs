@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use siprtmp_core::node::ServerConfig;
 use siprtmp_core::node::{Event, NodeConfig};
-use siprtmp_core::server::ServerConfig;
 use siprtmp_tests::peers::{ffmpeg_play, ffmpeg_publish, rtmpdump_play};
 use siprtmp_tests::probe::{assert_receives_all_from_join, count, packets};
 use siprtmp_tests::server::TestServer;

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use siprtmp_core::node::{Decision, Event, NodeConfig, Question};
-use siprtmp_core::server::{AppConfig, RecordPolicy, ServerConfig};
+use siprtmp_core::node::{Decision, Event, Question};
+use siprtmp_tests::nodes::recording_node;
 use siprtmp_tests::peers::{ffmpeg_play, Peer};
 use siprtmp_tests::probe::{count, duration, packets, Packet};
 use siprtmp_tests::server::TestServer;
@@ -65,18 +65,7 @@ fn record_then_play(file: &str, test: &str) {
     let source = media(file);
     let dir = scratch_dir(test);
     let root = dir.join("media");
-    let mut server_config = ServerConfig::default();
-    server_config.apps.insert(
-        "vod".into(),
-        AppConfig {
-            record: RecordPolicy::All,
-        },
-    );
-    let node = NodeConfig {
-        server: server_config,
-        ..NodeConfig::default()
-    };
-    let mut server = TestServer::start_in(node, None, root.clone());
+    let mut server = TestServer::start_in(recording_node(false), None, root.clone());
     let url = server.url("vod/clip");
 
     // What ffmpeg itself writes for the same 5 s of input: the reference.
@@ -157,17 +146,7 @@ fn a_publish_refused_by_the_application_records_nothing() {
     let source = media("h264_speex16k_320x240_12fps_20s.flv");
     let dir = scratch_dir("vod_refused");
     let root = dir.join("media");
-    let mut server_config = ServerConfig::default();
-    server_config.apps.insert(
-        "vod".into(),
-        AppConfig {
-            record: RecordPolicy::All,
-        },
-    );
-    let node = NodeConfig {
-        server: server_config,
-        decisions: true,
-    };
+    let node = recording_node(true);
     let decider = Box::new(|event: &Event| match event {
         Event::Decide {
             request,

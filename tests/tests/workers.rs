@@ -10,35 +10,19 @@
 //! on average, and the cap of 16 fails by chance once in 32768 runs.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use siprtmp_core::node::{Event, NodeConfig, WorkerId};
-use siprtmp_tests::peers::{ffmpeg_play, ffmpeg_publish, rtmpdump_play, Peer};
+use siprtmp_tests::peers::{ffmpeg_clip, ffmpeg_play, ffmpeg_publish, rtmpdump_play, Peer};
 use siprtmp_tests::probe::{count, packets, Packet};
+use siprtmp_tests::scratch_dir;
 use siprtmp_tests::server::{Runtime, TestServer};
-use siprtmp_tests::{media, scratch_dir};
 
 const STARTUP: Duration = Duration::from_secs(15);
 const PUBLISH_TIME: Duration = Duration::from_secs(30);
 const WORKERS: usize = 2;
 const MAX_PLAYERS: usize = 16;
-
-/// The first 4 s of a test clip (two GOPs), stream-copied into `dir`.
-fn clip(file: &str, dir: &Path) -> PathBuf {
-    let out = dir.join(format!("clip-{file}"));
-    Peer::spawn_command(
-        "ffmpeg clip",
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
-            .arg(media(file))
-            .args(["-t", "4", "-c", "copy", "-f", "flv"])
-            .arg(&out),
-    )
-    .finish(STARTUP);
-    out
-}
 
 /// Asserts that `got` holds every audio and video packet of `source`, in order, with
 /// identical timestamps and payloads.
@@ -78,7 +62,8 @@ fn player_workers(server: &mut TestServer) -> Vec<WorkerId> {
 
 fn ffmpeg_publish_reaches_players_on_every_worker(runtime: Runtime) {
     let dir = scratch_dir(&format!("workers-{runtime:?}"));
-    let clip = clip("h264_aac_320x240_12fps_20s.flv", &dir);
+    // The first 4 s: two GOPs.
+    let clip = ffmpeg_clip("h264_aac_320x240_12fps_20s.flv", 4, &dir.join("clip.flv"));
     let source = packets(&clip);
     let mut server = TestServer::start_workers(runtime, NodeConfig::default(), WORKERS);
     let url = server.url("live/s1");

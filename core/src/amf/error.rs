@@ -5,6 +5,7 @@ use std::fmt;
 /// A decoding or encoding failure. Decoders never panic on hostile bytes; they return one of
 /// these.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AmfError {
     /// The input ended inside a value.
     UnexpectedEof,

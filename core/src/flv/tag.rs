@@ -39,6 +39,7 @@ pub struct FileHeader {
 
 /// Why FLV bytes were rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FlvError {
     /// The file does not start with `FLV`.
     NotFlv,

@@ -209,6 +209,7 @@ impl std::fmt::Debug for GatewaySession {
 
 /// Why a session could not start.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum GatewayError {
     /// The address of record is not a SIP URI.
     BadAddress(String),
@@ -552,26 +553,13 @@ impl GatewaySession {
         self.outputs.push_back(GatewayOutput::Callback(callback));
     }
 
-    /// A message the client published on `local`: RTP outputs, nothing else. It moves no
-    /// timer ([`Self::poll_timeout`]) and no media address, so a host need not ask for them
-    /// again after it (the RTMP server's gateway host relies on this on every frame).
-    pub fn client_media(&mut self, now: Instant, msg: &RtmpMessage) {
-        let mut rtp = std::mem::take(&mut self.rtp_out);
-        self.client_media_into(now, msg, &mut rtp);
-        self.outputs.extend(rtp.drain(..).map(GatewayOutput::Rtp));
-        self.rtp_out = rtp;
-    }
-
-    /// [`Self::client_media`] with the RTP it makes appended to `out` instead of the
-    /// session's outputs (which it leaves alone). A host with many sessions passes one buffer
-    /// of its own for all of them: it stays in the cache, where each session's own queue
-    /// would be a cache miss to write and another to read back on every frame.
-    pub fn client_media_into(
-        &mut self,
-        now: Instant,
-        msg: &RtmpMessage,
-        out: &mut Vec<OutgoingRtp>,
-    ) {
+    /// A message the client published on `local`: the RTP it makes is appended to `out`, and
+    /// nothing else happens. It moves no timer ([`Self::poll_timeout`]) and no media address,
+    /// so a host need not ask for them again after it (the gateway host relies on this on
+    /// every frame). A host with many sessions passes one buffer of its own for all of them:
+    /// it stays in the cache, where each session's own queue would be a cache miss to write
+    /// and another to read back on every frame.
+    pub fn client_media(&mut self, now: Instant, msg: &RtmpMessage, out: &mut Vec<OutgoingRtp>) {
         if let Some(bridge) = &mut self.bridge {
             bridge.from_client(now, msg, out);
         }
@@ -639,30 +627,15 @@ impl GatewaySession {
         self.bridge.as_ref()?.ssrc(leg)
     }
 
-    /// A datagram on one of the RTP (or RTCP) sockets. True when it could only produce media
-    /// and callbacks for the client: an audio RTP packet of an audio-only call whose far end's
-    /// address is latched moves no timer ([`Self::poll_timeout`]) and no media address, so a
-    /// host need not ask for them again (the RTMP server's gateway host relies on this on
-    /// every frame). RTCP, video and the first packet (which latches) may move them.
+    /// A datagram on one of the RTP (or RTCP) sockets: the media and digits it makes for the
+    /// client are appended to `out` (for the reason [`Self::client_media`] gives); what else
+    /// it causes (a keyframe request over SIP, a notice) goes to the session's outputs. True
+    /// when it could only produce media and callbacks for the client: an audio RTP packet of
+    /// an audio-only call whose far end's address is latched moves no timer
+    /// ([`Self::poll_timeout`]) and no media address, so a host need not ask for them again
+    /// (the gateway host relies on this on every frame). RTCP, video and the first packet
+    /// (which latches) may move them.
     pub fn rtp_datagram(
-        &mut self,
-        now: Instant,
-        leg: Leg,
-        rtcp: bool,
-        source: SocketAddr,
-        data: Bytes,
-    ) -> bool {
-        let mut from_far = std::mem::take(&mut self.from_far);
-        let settled = self.rtp_datagram_into(now, leg, rtcp, source, data, &mut from_far);
-        self.from_far = from_far;
-        self.deliver_far_end();
-        settled
-    }
-
-    /// [`Self::rtp_datagram`] with the media and digits for the client appended to `out`
-    /// instead of the session's outputs (see [`Self::client_media_into`] for why). What else
-    /// the packet causes (a keyframe request over SIP) still goes to the session's outputs.
-    pub fn rtp_datagram_into(
         &mut self,
         now: Instant,
         leg: Leg,

@@ -26,6 +26,7 @@ pub struct ConnectRequest {
 
 /// Why a `connect` to the gateway is refused before any SIP is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConnectError {
     /// The URL does not name `user@domain` after the application.
     MissingAddress,
@@ -109,6 +110,7 @@ pub enum ClientCall {
 
 /// Why a client call is refused (answered with `_error`).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CallError {
     /// Not one of the gateway's calls.
     NotCallable(String),

@@ -9,9 +9,14 @@
 //!   ([`crate::sip`]) and its call's media.
 //! - [`media_bridge`]: one call's media translation, RTMP to RTP and back.
 //! - [`drop_notice`]: how often media dropped from strangers is told to the operator.
+//! - `host`: the gateway in a node: its clients' sessions, sockets and media routes
+//!   (configured by [`GatewayNodeConfig`]).
 
 pub mod call_session;
 pub mod client_api;
 pub mod codecs;
 pub mod drop_notice;
+pub(crate) mod host;
 pub mod media_bridge;
+
+pub use host::GatewayNodeConfig;

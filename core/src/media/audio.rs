@@ -97,6 +97,7 @@ impl RtpAudioFormat {
 
 /// Why an FLV audio body cannot be sent as RTP in the negotiated format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AudioError {
     /// The body is empty or holds only the FLV header.
     Empty,

@@ -17,6 +17,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 /// Why bytes are not an AVCDecoderConfigurationRecord.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AvcConfigError {
     /// The record ends before a field or parameter set it declares.
     Truncated,

@@ -52,6 +52,7 @@ pub const MIN_TUNNEL_MTU: usize = TUNNEL_HEADER_LEN + 1;
 
 /// Why a message cannot be sent, or packets cannot be reassembled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FlvTunnelError {
     /// Sending: the body is longer than the 24-bit length allows.
     TooLong(usize),

@@ -75,6 +75,7 @@ impl Default for H264PacketizerConfig {
 
 /// Why an FLV video tag cannot be packetized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum H264Error {
     /// The tag is not AVC (legacy codec id, or an enhanced-RTMP header): the codec id.
     NotAvc(u8),

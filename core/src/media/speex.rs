@@ -38,6 +38,7 @@ pub const WB_SUBMODE_BITS: [u16; 5] = [4, 36, 112, 192, 352];
 
 /// Why a Speex packet cannot be walked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SpeexError {
     /// A frame, layer or request runs past the end of the packet (bit offset of its start).
     Truncated(usize),

@@ -11,6 +11,7 @@ use super::message::RtmpMessage;
 
 /// An aggregate whose framing does not add up.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AggregateError {
     /// A sub-message header or body runs past the end of the aggregate.
     Truncated {

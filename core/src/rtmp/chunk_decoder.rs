@@ -61,6 +61,7 @@ impl Default for ChunkLimits {
 
 /// Why the chunk stream cannot be decoded. The connection should be closed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ChunkError {
     /// A message header announced a message longer than [`ChunkLimits::max_message_size`].
     MessageTooLarge {

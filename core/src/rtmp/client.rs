@@ -39,6 +39,7 @@ pub enum ClientEvent {
 
 /// Why the client gave up on the connection.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum ClientError {
     /// The handshake failed.
     Handshake(HandshakeError),

@@ -23,6 +23,7 @@ pub struct Command {
 
 /// Why a command or data message could not be decoded.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum CommandError {
     /// The message is not a command (or data) message.
     NotACommand(u8),

@@ -12,6 +12,7 @@ use super::message::{type_id, RtmpMessage};
 
 /// A control body too short for its type, or a message that is not a control message.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ControlError {
     /// The body is shorter than the type requires.
     Truncated {

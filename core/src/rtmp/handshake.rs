@@ -82,6 +82,7 @@ const fn concat<const A: usize, const B: usize, const N: usize>(
 
 /// Why a handshake failed. Every variant means the connection should be closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HandshakeError {
     /// The peer's version byte (C0 or S0) is neither 3 nor an encryption request.
     UnsupportedVersion(u8),

@@ -1,5 +1,5 @@
-//! RTMP: the handshake, the chunk stream, protocol-control messages, commands, and the client
-//! machine.
+//! RTMP: the handshake, the chunk stream, protocol-control messages, commands, the client
+//! machine, and a message's chunk encodings shared between receivers.
 
 pub mod aggregate;
 pub mod chunk_decoder;
@@ -7,5 +7,7 @@ pub mod chunk_encoder;
 pub mod client;
 pub mod command;
 pub mod control;
+pub(crate) mod csid;
 pub mod handshake;
 pub mod message;
+pub(crate) mod shared_message;

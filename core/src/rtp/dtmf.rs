@@ -18,6 +18,7 @@ pub const END_PACKET_COPIES: usize = 3;
 
 /// Why a telephone-event could not be encoded or decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DtmfError {
     /// Not one of `0-9 * # A-D`.
     UnknownDigit(char),

@@ -18,6 +18,7 @@ pub const MAX_CSRCS: usize = 15;
 
 /// Why bytes are not a valid RTP packet, or a packet cannot be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RtpError {
     /// Shorter than the header it declares.
     TooShort,

@@ -27,6 +27,7 @@ const MAX_COUNT: usize = 31;
 
 /// Why bytes are not a valid RTCP compound packet, or packets cannot be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RtcpError {
     /// The input is empty or ends inside a header or a field.
     TooShort,

@@ -17,6 +17,7 @@ pub const MAX_LINE_LEN: usize = 4096;
 
 /// Why a session description could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SdpError {
     /// The input is larger than [`MAX_SDP_LEN`].
     TooLong,

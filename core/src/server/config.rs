@@ -8,7 +8,7 @@ use crate::rtmp::chunk_decoder::ChunkLimits;
 /// Settings of the RTMP server application. `Default` gives safe production values.
 ///
 /// ```
-/// use siprtmp_core::server::ServerConfig;
+/// use siprtmp_core::node::ServerConfig;
 /// let config = ServerConfig { player_hard_backlog: 4 * 1024 * 1024, ..ServerConfig::default() };
 /// assert!(config.player_soft_backlog < config.player_hard_backlog);
 ///
@@ -79,7 +79,7 @@ pub struct ServerConfig {
     pub merge_max_bytes: usize,
     /// The SIP-RTMP gateway, when enabled (`None`: connects to its application are ordinary
     /// RTMP connects).
-    pub gateway: Option<super::gateway_host::GatewayNodeConfig>,
+    pub gateway: Option<crate::gateway::host::GatewayNodeConfig>,
 }
 
 /// Whether an application records what is published to it.

@@ -6,7 +6,8 @@ use std::time::Instant;
 use super::RtmpServer;
 use crate::amf::Value;
 use crate::decision::{DecideError, Decision, Question, RequestId};
-use crate::node::{ConnId, Event, Output};
+use crate::ids::ConnId;
+use crate::io::{Event, Output};
 use crate::rtmp::command::{status_object, Command};
 
 /// A question asked and not yet answered, with what is needed to carry on.

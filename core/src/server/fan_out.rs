@@ -14,15 +14,17 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
-use super::live_stream::{media_kind, MediaKind, SharedMessage};
+use super::live_stream::{media_kind, MediaKind};
 use super::session::{Held, StreamRole};
 use super::RtmpServer;
 use crate::amf::Value;
 use crate::flv::metadata::properties_of;
-use crate::node::{ConnId, Event, Output};
+use crate::ids::ConnId;
+use crate::io::{Event, Output};
 use crate::rtmp::command::message_values;
 use crate::rtmp::control::UserControl;
 use crate::rtmp::message::{type_id, RtmpMessage};
+use crate::rtmp::shared_message::SharedMessage;
 
 impl RtmpServer {
     /// The live stream key `conn` publishes on message stream `stream_id`, if any.

@@ -2,16 +2,13 @@
 //! joining late needs to start decoding at once (metadata, decoder configuration, and the
 //! group of pictures since the last keyframe).
 
-use bytes::Bytes;
 use smallvec::SmallVec;
 
 use crate::flv::media::{classify_audio, classify_video};
-use crate::node::ConnId;
+use crate::ids::ConnId;
 use crate::relay::WorkerId;
-use crate::rtmp::chunk_encoder::encode_fmt0;
 use crate::rtmp::message::{type_id, RtmpMessage};
-
-use super::session::csid;
+use crate::rtmp::shared_message::SharedMessage;
 
 /// A player of a live stream and its per-player delivery state.
 #[derive(Debug, Clone)]
@@ -28,52 +25,6 @@ pub(crate) struct Player {
     /// With merged writes: the next message goes out at once, not held (the first after a
     /// play, a resume or a new publisher, when the viewer is waiting for the picture).
     pub flush_next: bool,
-}
-
-/// A media or data message as published, with its chunk encodings shared by every player that
-/// has the same chunk size and message stream id.
-#[derive(Debug, Clone)]
-pub(crate) struct SharedMessage {
-    pub msg: RtmpMessage,
-    encodings: SmallVec<[(u32, u32, Bytes); 1]>,
-}
-
-impl SharedMessage {
-    pub fn new(msg: RtmpMessage) -> Self {
-        Self {
-            msg,
-            encodings: SmallVec::new(),
-        }
-    }
-
-    /// The chunk stream id this kind of message travels on.
-    fn csid(&self) -> u32 {
-        match self.msg.type_id {
-            type_id::AUDIO => csid::AUDIO,
-            type_id::VIDEO => csid::VIDEO,
-            _ => csid::DATA,
-        }
-    }
-
-    /// The message chunk-encoded for (chunk size, stream id), encoding it on first use only.
-    pub fn encoded(&mut self, chunk_size: u32, stream_id: u32) -> Bytes {
-        if let Some((_, _, bytes)) = self
-            .encodings
-            .iter()
-            .find(|(c, s, _)| *c == chunk_size && *s == stream_id)
-        {
-            return bytes.clone();
-        }
-        let mut msg = self.msg.clone();
-        msg.stream_id = stream_id;
-        let bytes = encode_fmt0(self.csid(), &msg, chunk_size);
-        self.encodings.push((chunk_size, stream_id, bytes.clone()));
-        bytes
-    }
-
-    pub fn len(&self) -> usize {
-        self.msg.payload.len()
-    }
 }
 
 /// How a published media message changes what the stream caches.

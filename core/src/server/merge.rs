@@ -17,7 +17,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::node::ConnId;
+use crate::ids::ConnId;
 
 /// Held connections in deadline order.
 #[derive(Debug)]

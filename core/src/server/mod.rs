@@ -11,7 +11,7 @@ mod commands;
 mod config;
 mod decisions;
 mod fan_out;
-mod gateway_host;
+mod gateway_link;
 mod live_stream;
 mod merge;
 mod record_resume;
@@ -32,16 +32,13 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 pub use config::{AppConfig, RecordPolicy, ServerConfig};
-pub use gateway_host::GatewayNodeConfig;
-pub use send_queue::SendQueue;
-
-pub(crate) use live_stream::SharedMessage;
 
 use crate::amf::Value;
 use crate::decision::RequestId;
 use crate::flv::index::FileSummary;
+use crate::ids::ConnId;
+use crate::io::{Event, Output};
 use crate::media::frame::MediaFrame;
-use crate::node::{ConnId, Event, Output};
 use crate::rng::SeededRng;
 use crate::rtmp::aggregate::split_aggregate;
 use crate::rtmp::chunk_decoder::ChunkDecoder;
@@ -109,7 +106,7 @@ pub struct RtmpServer {
     /// computed for.
     file_cache: HashMap<String, (u64, Arc<FileSummary>)>,
     /// The SIP-RTMP gateway's sessions and sockets, when enabled.
-    gateway: Option<gateway_host::GatewayHost>,
+    gateway: Option<crate::gateway::host::GatewayHost>,
     /// The latest time an input brought (for work started by a close, which has none).
     last_now: Instant,
     /// The relay to the other workers of a group, when this node is one.
@@ -127,14 +124,18 @@ pub struct RtmpServer {
 impl RtmpServer {
     /// A server with `config`, timestamps counted from `epoch`, randomness from `seed`.
     pub fn new(config: ServerConfig, epoch: Instant, seed: u64) -> Self {
-        let config_gateway = config.gateway.clone().map(gateway_host::GatewayHost::new);
+        let mut rng = SeededRng::new(seed);
+        let config_gateway = config
+            .gateway
+            .clone()
+            .map(|g| crate::gateway::host::GatewayHost::new(g, rng.next_u64()));
         let merge = config
             .merge_writes
             .map(|window| FlushSchedule::new(window, config.merge_max_bytes));
         Self {
             config,
             epoch,
-            rng: SeededRng::new(seed),
+            rng,
             sessions: SessionTable::default(),
             live: HashMap::new(),
             outputs: VecDeque::new(),
@@ -619,7 +620,7 @@ impl RtmpServer {
         if let Some(conn) = pop_rewinding(&mut self.transmits) {
             return Some(Output::Transmit { conn });
         }
-        pop_rewinding(&mut self.outputs)
+        pop_rewinding(&mut self.outputs).or_else(|| self.gateway.as_mut()?.poll_output())
     }
 
     /// The earliest timer deadline.
@@ -662,39 +663,16 @@ impl RtmpServer {
         self.recordings_failed
     }
 
-    /// Sends a media frame to one connection on `stream_id` (the gateway's far-end media),
-    /// its body not copied: at once, or held for the merge window when merged writes are on,
-    /// as live players' media is.
-    pub(crate) fn send_media(
-        &mut self,
-        conn: ConnId,
-        csid: u32,
-        stream_id: u32,
-        frame: MediaFrame,
-    ) {
-        let last_now = self.last_now;
-        let Some(session) = self.sessions.get_mut(conn) else {
-            return;
-        };
-        let segments = session.encode_frame(csid, stream_id, frame, &mut self.frame_headers);
-        let mut transmit = false;
-        for bytes in segments {
-            transmit |= match &mut self.merge {
-                Some(schedule) => {
-                    let deadline = schedule.deadline(last_now);
-                    match session.queue_held(bytes, deadline, schedule.max_bytes()) {
-                        Held::Nothing => false,
-                        Held::Started => {
-                            schedule.hold(deadline, conn);
-                            false
-                        }
-                        Held::Transmit => true,
-                    }
-                }
-                None => session.queue(bytes),
-            };
+    /// The send side of the connections, apart from the rest of the server: where the
+    /// gateway's far-end media goes (see [`MediaSender::send`]).
+    pub(crate) fn media_sender(&mut self) -> MediaSender<'_> {
+        MediaSender {
+            sessions: &mut self.sessions,
+            frame_headers: &mut self.frame_headers,
+            merge: &mut self.merge,
+            transmits: &mut self.transmits,
+            last_now: self.last_now,
         }
-        self.transmit_if(conn, transmit);
     }
 
     pub(crate) fn transmit_if(&mut self, conn: ConnId, needed: bool) {
@@ -732,4 +710,46 @@ fn pop_rewinding<T>(queue: &mut VecDeque<T>) -> Option<T> {
         queue.clear();
     }
     front
+}
+
+/// The connections' send side: what sending a media frame to a connection touches (see
+/// [`RtmpServer::media_sender`]).
+pub(crate) struct MediaSender<'a> {
+    sessions: &'a mut SessionTable,
+    frame_headers: &'a mut BytesMut,
+    merge: &'a mut Option<FlushSchedule>,
+    transmits: &'a mut VecDeque<ConnId>,
+    last_now: Instant,
+}
+
+impl MediaSender<'_> {
+    /// Sends a media frame to `conn` on `stream_id` (the gateway's far-end media), its body
+    /// not copied: at once, or held for the merge window when merged writes are on, as live
+    /// players' media is.
+    pub fn send(&mut self, conn: ConnId, csid: u32, stream_id: u32, frame: MediaFrame) {
+        let Some(session) = self.sessions.get_mut(conn) else {
+            return;
+        };
+        let segments = session.encode_frame(csid, stream_id, frame, self.frame_headers);
+        let mut transmit = false;
+        for bytes in segments {
+            transmit |= match self.merge {
+                Some(schedule) => {
+                    let deadline = schedule.deadline(self.last_now);
+                    match session.queue_held(bytes, deadline, schedule.max_bytes()) {
+                        Held::Nothing => false,
+                        Held::Started => {
+                            schedule.hold(deadline, conn);
+                            false
+                        }
+                        Held::Transmit => true,
+                    }
+                }
+                None => session.queue(bytes),
+            };
+        }
+        if transmit {
+            self.transmits.push_back(conn);
+        }
+    }
 }

@@ -9,7 +9,7 @@
 //! no media is removed by the recorder, so a disk that stays full leaves no trail of empty
 //! files, only a log line per try.
 
-use crate::node::ConnId;
+use crate::ids::ConnId;
 
 /// The wait after the first failure, in media milliseconds.
 const FIRST_WAIT_MS: u32 = 10_000;

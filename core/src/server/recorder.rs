@@ -21,7 +21,8 @@ use crate::flv::media::{classify_audio, classify_video};
 use crate::flv::metadata::{build, locate, patch_number};
 use crate::flv::reader::FlvTag;
 use crate::flv::tag::{encode_tag, tag_type, FileHeader, FIRST_TAG_OFFSET, TAG_HEADER_LEN};
-use crate::node::{ConnId, Output};
+use crate::ids::ConnId;
+use crate::io::Output;
 use crate::rtmp::message::type_id;
 use crate::storage::{FileError, FileId, FileOp, FileReply, FileRequest, OpenMode};
 

@@ -8,12 +8,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::commands::{bare_stream_name, first_string, publish_mode};
-use super::live_stream::{RemotePublisher, SharedMessage, Subscription};
+use super::live_stream::{RemotePublisher, Subscription};
 use super::RtmpServer;
 use crate::decision::RequestId;
-use crate::node::{ConnId, Output};
+use crate::ids::ConnId;
+use crate::io::Output;
 use crate::relay::{RelayIn, RelayMessage, RelayOut, RelayTarget, RelayedMedia, WorkerId};
 use crate::rtmp::command::Command;
+use crate::rtmp::shared_message::SharedMessage;
 
 /// A publish waiting for the registry's answer.
 #[derive(Debug)]

@@ -11,8 +11,8 @@ use smallvec::SmallVec;
 use super::send_queue::SendQueue;
 use crate::amf::Value;
 use crate::decision::RequestId;
+use crate::ids::ConnId;
 use crate::media::frame::MediaFrame;
-use crate::node::ConnId;
 use crate::rtmp::chunk_decoder::{ChunkDecoder, ChunkLimits};
 use crate::rtmp::chunk_encoder::ChunkEncoder;
 use crate::rtmp::command::{status_object, Command};
@@ -21,16 +21,7 @@ use crate::rtmp::handshake::ServerHandshake;
 use crate::rtmp::message::RtmpMessage;
 use crate::storage::FileId;
 
-/// Chunk stream ids the server sends on. Control and commands use the session's stateful
-/// encoder; audio, video and data use self-contained fmt-0 chunks shared between players.
-pub(crate) mod csid {
-    pub const CONTROL: u32 = 2;
-    pub const COMMAND: u32 = 3;
-    pub const AUDIO: u32 = 4;
-    pub const STATUS: u32 = 5;
-    pub const VIDEO: u32 = 6;
-    pub const DATA: u32 = 8;
-}
+pub(crate) use crate::rtmp::csid;
 
 /// What queueing media under merged writes asks of the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

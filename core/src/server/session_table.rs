@@ -6,7 +6,7 @@
 //! are unique across the workers of a group).
 
 use super::session::Session;
-use crate::node::ConnId;
+use crate::ids::ConnId;
 
 #[derive(Debug, Default)]
 pub(crate) struct SessionTable {

@@ -19,6 +19,7 @@ pub enum Limit {
 /// A parse or typed-access failure. The parser never panics on hostile bytes; it returns one of
 /// these, and the caller decides whether to answer 400, 505 or simply drop the datagram.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SipError {
     /// The input ended before the blank line that terminates the header section.
     Incomplete,

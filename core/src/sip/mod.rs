@@ -49,6 +49,7 @@ mod message;
 mod name_addr;
 mod params;
 mod parser;
+pub mod request_build;
 mod server_transaction;
 mod timers;
 mod transaction;

@@ -132,6 +132,7 @@ pub enum TransactionState {
 
 /// Misuse of the layer's API (never caused by a peer).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TxError {
     /// No live transaction has this id.
     UnknownTransaction,

@@ -1,29 +1,52 @@
-//! The gateway inside the node, in memory and virtual time, for the tests and benchmarks
-//! that need a call: a [`World`] holds the node (behind a [`MemoryNet`]) and a far-end SIP
-//! user agent (bob) that answers every call with PCMU (or, [`World::wideband`], Speex 16 kHz)
-//! and echoes every RTP datagram; [`call_as`] connects an RTMP client to `sip/USER` and calls bob through it.
+//! The gateway inside the node, in memory and virtual time, for the tests and benchmarks that
+//! need a call, with the SIP transport as a parameter: a [`World`] holds the node (behind a
+//! [`MemoryNet`]) and a far-end SIP user agent (bob) that answers every call with PCMU (or,
+//! [`World::wideband`], Speex 16 kHz) and echoes every RTP datagram. Over UDP bob's SIP and the
+//! RTP may cross a seeded lossy network; over TCP bob listens for the node's connections (and
+//! opens his own to its listener), and so does a Digest [`Registrar`] the node's clients
+//! register with. [`call_as`] connects an RTMP client to `sip/USER` and calls bob through it.
 //!
-//! Included by path (`#[path = ...] mod gateway_world;`) from core/tests/gateway_node.rs and
-//! core/benches/gateway_call.rs; each uses part of it.
+//! Part of `support` for the gateway tests, and included by path (`#[path = ...] mod
+//! gateway_world;`) from core/benches/gateway_call.rs; each uses part of it.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use siprtmp_core::amf::Value;
+use siprtmp_core::node::GatewayNodeConfig;
 use siprtmp_core::node::{Input, Node, NodeConfig};
 use siprtmp_core::rng::SeededRng;
 use siprtmp_core::rtmp::client::ClientEvent;
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
 use siprtmp_core::sdp::offer_answer::answer;
 use siprtmp_core::sdp::{Codec, LocalCapabilities, MediaCapability, Origin, SessionDescription};
-use siprtmp_core::server::GatewayNodeConfig;
 use siprtmp_core::sip::ua::{UaConfig, UaEvent, UserAgent};
+use siprtmp_core::sip::Transport;
+use siprtmp_core::tcp::StreamId;
 use siprtmp_core::testkit::MemoryNet;
 
+#[path = "registrar.rs"]
+pub mod registrar;
+use registrar::Registrar;
+
+/// The node's (and its gateway's) address.
+pub const NODE_IP: &str = "10.0.0.1";
+/// Bob's SIP address (over TCP, where he listens).
 pub const FAR_SIP: &str = "10.0.0.2:5060";
+/// Where bob's own connections to the node come from (SIP over TCP).
+pub const FAR_OUT: &str = "10.0.0.2:40001";
+/// Bob's RTP address, which echoes every datagram.
 pub const FAR_RTP: &str = "10.0.0.2:6000";
+/// The registrar's address (SIP over TCP).
+pub const REGISTRAR: &str = "10.0.0.3:5060";
+/// A SIP address where nobody listens: a far end that never answers.
+pub const NOBODY: &str = "10.0.0.9:5060";
+/// The gateway's RTP range unless a test needs another (virtual: no socket is bound). With
+/// shared ports, its first four are the shared ones.
+pub const RTP_PORTS: (u16, u16) = (20000, 20099);
 
 pub fn a(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -32,66 +55,118 @@ pub fn a(s: &str) -> SocketAddr {
 pub struct World {
     pub now: Instant,
     pub net: MemoryNet,
+    /// SIP between the node and bob (and the registrar) goes over this.
+    pub transport: Transport,
     pub far: UserAgent,
     pub far_events: Vec<UaEvent>,
+    /// Bob answers incoming calls at once (else he lets them ring).
+    pub far_answers: bool,
+    /// What the node sent bob on each TCP connection, not yet a whole message.
+    far_inbox: HashMap<StreamId, BytesMut>,
+    /// The registrar listening over TCP.
+    pub registrar: Option<Registrar>,
     pub echoed: usize,
+    /// Where the node sent datagrams that nobody here listens for (a far end that never
+    /// answers, such as [`NOBODY`]), in order.
+    pub unheard: Vec<SocketAddr>,
     /// A seeded lossy network for datagrams both ways: 5 % dropped, 10 % held back one round
     /// (reordered behind later ones).
     pub lossy: Option<SeededRng>,
     pub held: Vec<(SocketAddr, SocketAddr, Bytes, bool)>,
     /// Every datagram delivered, hashed: equal for equal seeds.
     pub trace: u64,
+    /// The first line of every SIP message the node sent over TCP, with its stream.
+    pub wire: Vec<(StreamId, String)>,
     /// The codec clients ask for (the client API's token) and bob answers with.
     pub codec: (&'static str, Codec),
 }
 
 impl World {
-    pub fn new(rtp_ports: (u16, u16)) -> Self {
-        let mut w = Self::with_merge(rtp_ports, None);
-        w.net.transmit_driven = false;
-        w
+    /// SIP over UDP, the gateway's RTP ports [`RTP_PORTS`].
+    pub fn new() -> Self {
+        Self::over(Transport::Udp)
+    }
+
+    /// SIP over `transport`; over TCP, the node's clients register with the registrar.
+    pub fn over(transport: Transport) -> Self {
+        Self::configured(transport, RTP_PORTS, |_| {})
+    }
+
+    /// SIP over UDP, the gateway's RTP ports from `rtp_ports` (for the tests of the range).
+    pub fn with_ports(rtp_ports: (u16, u16)) -> Self {
+        Self::configured(Transport::Udp, rtp_ports, |_| {})
     }
 
     /// With `merge_writes` set as given; the client is then written only when the node asks
     /// (as a real driver does), so that holding media shows in its write count.
-    pub fn with_merge(rtp_ports: (u16, u16), merge: Option<Duration>) -> Self {
-        Self::with_options(rtp_ports, merge, false)
+    pub fn with_merge(merge: Option<Duration>) -> Self {
+        Self::with_options(RTP_PORTS, merge, false)
     }
 
-    /// Every call's media on the same four ports (`shared_rtp_ports`).
-    pub fn with_shared_ports(rtp_ports: (u16, u16)) -> Self {
-        let mut w = Self::with_options(rtp_ports, None, true);
-        w.net.transmit_driven = false;
+    /// Every call's media on the same four ports (`shared_rtp_ports`), the first of
+    /// [`RTP_PORTS`].
+    pub fn with_shared_ports() -> Self {
+        Self::configured(Transport::Udp, RTP_PORTS, |c| {
+            gateway(c).shared_rtp_ports = true;
+        })
+    }
+
+    /// SIP over UDP, merged writes and shared ports as given, written only when the node asks.
+    pub fn with_options(rtp_ports: (u16, u16), merge: Option<Duration>, shared: bool) -> Self {
+        let mut w = Self::configured(Transport::Udp, rtp_ports, |c| {
+            c.server.merge_writes = merge;
+            gateway(c).shared_rtp_ports = shared;
+        });
+        w.net.transmit_driven = true;
         w
     }
 
-    pub fn with_options(rtp_ports: (u16, u16), merge: Option<Duration>, shared: bool) -> Self {
+    /// SIP over `transport`, the gateway's RTP ports from `rtp_ports`, the node's configuration
+    /// then adjusted by `configure` (see [`gateway`]).
+    pub fn configured(
+        transport: Transport,
+        rtp_ports: (u16, u16),
+        configure: impl FnOnce(&mut NodeConfig),
+    ) -> Self {
         let now = Instant::now();
-        let mut config = NodeConfig::default();
-        config.server.merge_writes = merge;
-        config.server.gateway = Some(GatewayNodeConfig {
-            bind_ip: "10.0.0.1".parse().unwrap(),
+        let mut gateway = GatewayNodeConfig {
+            bind_ip: NODE_IP.parse().unwrap(),
             rtp_ports,
-            shared_rtp_ports: shared,
             // Every client of this world comes from 127.0.0.1.
             max_clients_per_ip: 0,
             ..GatewayNodeConfig::default()
-        });
-        let far = UserAgent::new(
-            UaConfig::new("sip:bob@10.0.0.2".parse().unwrap(), a(FAR_SIP)),
-            3,
-        );
+        };
+        gateway.session.transport = transport;
+        let mut far = UaConfig::new("sip:bob@10.0.0.2".parse().unwrap(), a(FAR_SIP));
+        far.transport = transport;
+        let mut registrar = None;
+        if transport == Transport::Tcp {
+            gateway.session.registrar = Some(a(REGISTRAR));
+            registrar = Some(Registrar::new(a(REGISTRAR)));
+        }
+        let mut config = NodeConfig::default();
+        config.server.gateway = Some(gateway);
+        configure(&mut config);
         let mut net = MemoryNet::new(Node::new(config, now, 9));
-        net.transmit_driven = true;
+        if transport == Transport::Tcp {
+            net.tcp.listen(a(FAR_SIP));
+            net.tcp.listen(a(REGISTRAR));
+        }
         Self {
             now,
             net,
-            far,
+            transport,
+            far: UserAgent::new(far, 3),
             far_events: Vec::new(),
+            far_answers: true,
+            far_inbox: HashMap::new(),
+            registrar,
             echoed: 0,
+            unheard: Vec::new(),
             lossy: None,
             held: Vec::new(),
             trace: 0xcbf2_9ce4_8422_2325,
+            wire: Vec::new(),
             codec: ("pcmu", Codec::new(0, "PCMU", 8000, None)),
         }
     }
@@ -132,10 +207,87 @@ impl World {
         } else if to == a(FAR_RTP) {
             self.echoed += 1;
             self.net.udp.send(a(FAR_RTP), from, data);
+        } else {
+            self.unheard.push(to);
         }
     }
 
-    /// Moves RTMP bytes, the node's datagrams and the far end's until quiet.
+    /// Bytes the node sent on TCP connection `stream`: to the registrar or to bob.
+    fn deliver_on_stream(&mut self, stream: StreamId, data: Bytes) {
+        let line = String::from_utf8_lossy(&data)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        self.wire.push((stream, line));
+        let Some((node_end, peer)) = self.net.tcp.addresses(stream) else {
+            return;
+        };
+        match &mut self.registrar {
+            Some(registrar) if peer == a(REGISTRAR) => {
+                registrar.received(self.now, &mut self.net, stream, node_end, &data)
+            }
+            _ => {
+                let inbox = self.far_inbox.entry(stream).or_default();
+                inbox.extend_from_slice(&data);
+                assert!(self.far.handle_stream(self.now, node_end, inbox));
+            }
+        }
+    }
+
+    /// Bob's TCP connections with the node: the ones the node opened to him and his own.
+    pub fn far_streams(&self) -> Vec<StreamId> {
+        self.net
+            .tcp
+            .open_streams()
+            .into_iter()
+            .filter(|s| {
+                self.net
+                    .tcp
+                    .addresses(*s)
+                    .is_some_and(|(_, peer)| peer.ip() == a(FAR_SIP).ip())
+            })
+            .collect()
+    }
+
+    /// The connection bob sends a message for `to` on: the one whose node end is `to`
+    /// (responses), else, for the node's listener (a client's Contact), an open one (as sipp
+    /// and most proxies reuse connections), else a new connection to the listener.
+    fn far_route(&mut self, to: SocketAddr) -> StreamId {
+        let streams = self.far_streams();
+        let at_to = streams.iter().find(|s| {
+            self.net
+                .tcp
+                .addresses(**s)
+                .is_some_and(|(node, _)| node == to)
+        });
+        if let Some(s) = at_to.or(streams.first()) {
+            return *s;
+        }
+        self.net
+            .tcp
+            .connect(a(FAR_OUT), to)
+            .expect("the node listens there")
+    }
+
+    /// What bob answers (or offers) with: the world's codec and telephone-event, media at
+    /// [`FAR_RTP`].
+    pub fn far_capabilities(&self) -> LocalCapabilities {
+        LocalCapabilities {
+            address: a(FAR_RTP).ip(),
+            session_name: "bob".into(),
+            media: vec![MediaCapability::new(
+                "audio",
+                a(FAR_RTP).port(),
+                vec![
+                    self.codec.1.clone(),
+                    Codec::new(101, "telephone-event", 8000, None),
+                ],
+            )],
+        }
+    }
+
+    /// Moves RTMP bytes, the node's datagrams and connections' bytes, and bob's, until quiet.
     pub fn pump(&mut self) {
         for _ in 0..1000 {
             self.net.pump(self.now);
@@ -149,6 +301,10 @@ impl World {
                     self.net.udp.send(from, to, data);
                 }
             }
+            while let Some((stream, data)) = self.net.tcp.outbox.pop_front() {
+                moved = true;
+                self.deliver_on_stream(stream, data);
+            }
             while let Some((from, to, data)) = self.net.udp.outbox.pop_front() {
                 moved = true;
                 if self.network(from, to, &data, true) {
@@ -157,40 +313,24 @@ impl World {
             }
             while let Some((to, data)) = self.far.poll_transmit() {
                 moved = true;
-                if self.network(a(FAR_SIP), to, &data, false) {
+                if self.transport == Transport::Tcp {
+                    let stream = self.far_route(to);
+                    self.net.tcp.send(stream, &data);
+                } else if self.network(a(FAR_SIP), to, &data, false) {
                     self.net.udp.send(a(FAR_SIP), to, data);
                 }
             }
             while let Some(e) = self.far.poll_event() {
                 moved = true;
                 if let UaEvent::IncomingCall { call, offer, .. } = &e {
-                    // Bob answers at once with the codec and telephone-event, media at FAR_RTP.
-                    let offer = SessionDescription::parse(offer.as_ref().unwrap()).unwrap();
-                    let caps = LocalCapabilities {
-                        address: a(FAR_RTP).ip(),
-                        session_name: "bob".into(),
-                        media: vec![MediaCapability::new(
-                            "audio",
-                            a(FAR_RTP).port(),
-                            vec![
-                                self.codec.1.clone(),
-                                Codec::new(101, "telephone-event", 8000, None),
-                            ],
-                        )],
-                    };
-                    let origin = Origin {
-                        username: "-".into(),
-                        session_id: 1,
-                        session_version: 1,
-                        nettype: "IN".into(),
-                        addrtype: "IP4".into(),
-                        address: "10.0.0.2".into(),
-                    };
-                    let ans = answer(&offer, &caps, &origin).unwrap();
                     self.far.ringing(self.now, *call).unwrap();
-                    self.far
-                        .answer(self.now, *call, Bytes::from(ans.serialize()))
-                        .unwrap();
+                    if self.far_answers {
+                        let offer = SessionDescription::parse(offer.as_ref().unwrap()).unwrap();
+                        let ans = answer(&offer, &self.far_capabilities(), &far_origin()).unwrap();
+                        self.far
+                            .answer(self.now, *call, Bytes::from(ans.serialize()))
+                            .unwrap();
+                    }
                 }
                 self.far_events.push(e);
             }
@@ -201,14 +341,38 @@ impl World {
         panic!("never quiet");
     }
 
+    /// Moves virtual time on by `by`, half a second at a time, firing every timer.
     pub fn advance(&mut self, by: Duration) {
         let end = self.now + by;
         while self.now < end {
             self.now += Duration::from_millis(500).min(end - self.now);
             self.net.node.handle(self.now, Input::Timeout);
             self.far.handle_timeout(self.now);
+            if let Some(registrar) = &mut self.registrar {
+                registrar.handle_timeout(self.now);
+            }
             self.pump();
         }
+    }
+
+    /// A client of `sip/USER@10.0.0.1`, with a password (it registers first) or without,
+    /// pumped until its connect is answered.
+    pub fn client(&mut self, user: &str, password: Option<&str>) -> usize {
+        let c = self.net.connect(self.now, &format!("sip/{user}@{NODE_IP}"));
+        if let Some(p) = password {
+            self.net.clients[c]
+                .client
+                .set_connect_args(vec![Value::string(user), Value::string(p)]);
+        }
+        self.pump();
+        c
+    }
+
+    /// Client `c` invites `dest` with PCMU.
+    pub fn invite(&mut self, c: usize, dest: &str) {
+        let args = vec![Value::string(dest), Value::string("pcmu")];
+        self.net.clients[c].client.call(0, "invite", args);
+        self.pump();
     }
 
     pub fn commands(&self, c: usize) -> Vec<(String, Vec<Value>)> {
@@ -220,6 +384,72 @@ impl World {
                 _ => None,
             })
             .collect()
+    }
+
+    /// The text of client `c`'s last `name` callback's first argument.
+    pub fn callback(&self, c: usize, name: &str) -> Option<String> {
+        self.commands(c)
+            .into_iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, args)| {
+                args.first()
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+    }
+
+    /// Every REGISTER the registrar saw: (connection, request text, had valid credentials).
+    pub fn registers(&self) -> &[(StreamId, String, bool)] {
+        self.registrar.as_ref().map_or(&[], |r| &r.seen)
+    }
+
+    /// The description of the answer to client `c`'s connect.
+    pub fn connect_description(&self, c: usize) -> String {
+        let (_, info) = self.net.clients[c].client.connect_info().expect("answered");
+        info.get("description")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Client `c`, in a call, creates its two streams, publishes `local`, plays `remote` and
+    /// sends `n` audio frames 20 ms apart; how many came back on `remote`, byte-identical.
+    pub fn talk(&mut self, c: usize, n: u32) -> usize {
+        let client = &mut self.net.clients[c].client;
+        client.create_stream();
+        client.create_stream();
+        self.pump();
+        open_media(self, c);
+        self.pump();
+        for i in 0..n {
+            self.now += Duration::from_millis(20);
+            self.net.clients[c].client.send_media(&frame(i));
+            self.pump();
+        }
+        let back = echoes(self, c);
+        (0..n)
+            .zip(&back)
+            .filter(|(i, got)| **got == frame(*i).payload)
+            .count()
+    }
+}
+
+/// The gateway's part of a node's configuration.
+pub fn gateway(config: &mut NodeConfig) -> &mut GatewayNodeConfig {
+    config.server.gateway.as_mut().expect("a gateway node")
+}
+
+/// Bob's SDP origin.
+pub fn far_origin() -> Origin {
+    Origin {
+        username: "-".into(),
+        session_id: 1,
+        session_version: 1,
+        nettype: "IN".into(),
+        addrtype: "IP4".into(),
+        address: "10.0.0.2".into(),
     }
 }
 
@@ -238,8 +468,7 @@ pub fn established_call(w: &mut World) -> usize {
 /// Connects client `sip/USER`, calls bob (the world's codec), and publishes `local` and plays
 /// `remote` once accepted; returns the client's index.
 pub fn call_as(w: &mut World, user: &str) -> usize {
-    let c = w.net.connect(w.now, &format!("sip/{user}@10.0.0.1"));
-    w.pump();
+    let c = w.client(user, None);
     assert!(
         w.net.events(c).contains(&ClientEvent::Connected),
         "connect answered once bound"
@@ -249,7 +478,7 @@ pub fn call_as(w: &mut World, user: &str) -> usize {
     client.create_stream();
     client.create_stream();
     let args = vec![
-        Value::string("bob@10.0.0.2:5060"),
+        Value::string(format!("bob@{FAR_SIP}")),
         Value::string(w.codec.0),
         Value::string("dtmf"),
     ];

@@ -1,11 +1,17 @@
-//! Helpers of core's integration tests: the generated test media, read from disk here (the
-//! core library itself never touches files), and a minimal FLV tag splitter.
+//! Helpers of core's integration tests, one concept a file: the generated test media, read from
+//! disk here (the core library itself never touches files), and a minimal FLV tag splitter;
+//! RTMP clients of a node in memory set up the way most tests need them
+//! ([`rtmp_clients`]); the gateway in a world of far ends, with the SIP transport as a
+//! parameter ([`gateway_world`]). Each test binary uses part of it.
+#![allow(dead_code)]
 
 use bytes::Bytes;
 
+pub mod gateway_world;
+pub mod rtmp_clients;
+
 // Where the media lives is known in one file, the test crate's `locate` module. Core cannot
 // depend on that crate (it depends on core), so the file is compiled here as a module too.
-#[allow(dead_code)] // the sipp scenario half is not used by core's tests
 #[path = "../../../tests/src/locate.rs"]
 mod locate;
 

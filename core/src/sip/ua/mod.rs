@@ -15,9 +15,9 @@
 //! deadline come out. Randomness (tags, Call-IDs, branches, cnonces) comes from the seed.
 //!
 //! The work is split by concern: this file owns the configuration, the public vocabulary
-//! and the event pump; [`registration`] the REGISTER cycle; [`call`] the per-call state;
-//! [`uac`] and [`uas`] the two sides of INVITE and the in-dialog requests; [`response_route`]
-//! where responses go over TCP once their request's connection is gone.
+//! and the event pump; `registration` the REGISTER cycle; `call` the per-call state; `uac`
+//! and `uas` the two sides of INVITE and the in-dialog requests; `response_route` where
+//! responses go over TCP once their request's connection is gone.
 //!
 //! ```
 //! use std::time::Instant;
@@ -256,6 +256,7 @@ pub enum UaEvent {
 
 /// Misuse of the [`UserAgent`] API.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum UaError {
     /// No live call has this handle (or the application already ended it).
     UnknownCall,

@@ -1,6 +1,5 @@
-//! SIP over TCP for the gateway's clients (`transport = tcp`): the TCP side of
-//! [`GatewayHost`](super::GatewayHost), asked of the driver with `Output::Tcp` (see
-//! [`crate::tcp`]).
+//! SIP over TCP for the gateway's clients (`transport = tcp`): the TCP side of the gateway
+//! host, asked of the driver with `Output::Tcp` (see [`crate::tcp`]).
 //!
 //! Each client listens on a port of its own ([`SipStreams::listener`]): that address is its
 //! Via and Contact, so a far end that calls it directly, or a registrar's proxy that does not
@@ -19,15 +18,16 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::node::{ConnId, Event, Output};
-use crate::server::RtmpServer;
+use crate::ids::ConnId;
+use crate::io::{Event, Output};
 use crate::tcp::{ListenerId, StreamId, TcpCommand, TcpEvent};
 
-use super::State;
+use super::client::State;
+use super::GatewayHost;
 
 /// A client's SIP listener and connections.
 #[derive(Debug)]
-pub(super) struct SipStreams {
+pub(crate) struct SipStreams {
     /// The listener (its address is the session's SIP address).
     pub listener: ListenerId,
     /// Where it listens, once the driver said.
@@ -68,16 +68,13 @@ impl SipStreams {
     }
 }
 
-impl RtmpServer {
+impl GatewayHost {
     /// Asks for the client's SIP listener on `addr` (its session starts once it listens).
     pub(super) fn sip_listen(&mut self, conn: ConnId, addr: SocketAddr) {
-        let Some(gateway) = self.gateway.as_mut() else {
-            return;
-        };
-        let listener = ListenerId(gateway.next_tcp_id);
-        gateway.next_tcp_id += 1;
-        gateway.listeners.insert(listener, conn);
-        if let Some(gw) = gateway.conns.get_mut(&conn) {
+        let listener = ListenerId(self.next_tcp_id);
+        self.next_tcp_id += 1;
+        self.listeners.insert(listener, conn);
+        if let Some(gw) = self.conns.get_mut(&conn) {
             gw.sip_tcp = Some(SipStreams::new(listener));
         }
         self.outputs
@@ -86,11 +83,9 @@ impl RtmpServer {
 
     /// Closes a client's SIP listener and connections.
     pub(super) fn close_sip_streams(&mut self, tcp: SipStreams) {
-        if let Some(g) = self.gateway.as_mut() {
-            g.listeners.remove(&tcp.listener);
-            for stream in tcp.streams.keys() {
-                g.streams.remove(stream);
-            }
+        self.listeners.remove(&tcp.listener);
+        for stream in tcp.streams.keys() {
+            self.streams.remove(stream);
         }
         self.outputs.push_back(Output::Tcp(TcpCommand::Unlisten {
             listener: tcp.listener,
@@ -105,24 +100,17 @@ impl RtmpServer {
 
     /// Sends a SIP message to `destination` on the connection to it, opening one if needed.
     pub(super) fn sip_tcp_send(&mut self, conn: ConnId, destination: SocketAddr, data: Bytes) {
-        let Some(gateway) = self.gateway.as_mut() else {
-            return;
-        };
-        let bind_ip = gateway.config.bind_ip;
-        let next = StreamId(gateway.next_tcp_id);
-        let Some(tcp) = gateway
-            .conns
-            .get_mut(&conn)
-            .and_then(|g| g.sip_tcp.as_mut())
-        else {
+        let bind_ip = self.config.bind_ip;
+        let next = StreamId(self.next_tcp_id);
+        let Some(tcp) = self.conns.get_mut(&conn).and_then(|g| g.sip_tcp.as_mut()) else {
             return;
         };
         let stream = match tcp.by_peer.get(&destination) {
             Some(&stream) => stream,
             None => {
                 tcp.add(next, destination);
-                gateway.next_tcp_id += 1;
-                gateway.streams.insert(next, conn);
+                self.next_tcp_id += 1;
+                self.streams.insert(next, conn);
                 self.outputs.push_back(Output::Tcp(TcpCommand::Connect {
                     stream: next,
                     remote: destination,
@@ -136,29 +124,27 @@ impl RtmpServer {
     }
 
     /// Input from the driver about a TCP stream or listener of the node's.
-    pub fn tcp(&mut self, now: Instant, event: TcpEvent) {
-        let Some(gateway) = self.gateway.as_mut() else {
-            return;
-        };
+    pub fn tcp_event(&mut self, now: Instant, event: TcpEvent) {
         match event {
             TcpEvent::Listening { listener, result } => {
-                let Some(&conn) = gateway.listeners.get(&listener) else {
+                let Some(&conn) = self.listeners.get(&listener) else {
                     return;
                 };
                 match result {
                     Ok(addr) => {
-                        if let Some(tcp) = self.gateway_conn(conn).and_then(|g| g.sip_tcp.as_mut())
+                        if let Some(tcp) =
+                            self.conns.get_mut(&conn).and_then(|g| g.sip_tcp.as_mut())
                         {
                             tcp.local = Some(addr);
                         }
                         self.start_session_if_bound(now, conn);
                     }
                     Err(e) => {
-                        let cmd = self.gateway_conn(conn).map(|g| g.connect.clone());
-                        self.drop_gateway(conn);
+                        let cmd = self.conns.get(&conn).map(|g| g.connect.clone());
+                        self.drop_client(conn);
                         if let Some(cmd) = cmd {
                             let reason = format!("503 cannot listen for SIP over TCP: {e}");
-                            self.reject_connect(conn, &cmd, &reason, None);
+                            self.reject(conn, cmd, reason);
                         }
                     }
                 }
@@ -168,8 +154,8 @@ impl RtmpServer {
                 stream,
                 remote,
             } => {
-                let conn = gateway.listeners.get(&listener).copied();
-                let tcp = conn.and_then(|c| gateway.conns.get_mut(&c)).and_then(|g| {
+                let conn = self.listeners.get(&listener).copied();
+                let tcp = conn.and_then(|c| self.conns.get_mut(&c)).and_then(|g| {
                     // Only a running session takes calls.
                     match g.state {
                         State::Binding { .. } => None,
@@ -179,7 +165,7 @@ impl RtmpServer {
                 match (conn, tcp) {
                     (Some(conn), Some(tcp)) => {
                         tcp.add(stream, remote);
-                        gateway.streams.insert(stream, conn);
+                        self.streams.insert(stream, conn);
                     }
                     _ => self
                         .outputs
@@ -199,14 +185,10 @@ impl RtmpServer {
     }
 
     fn sip_stream_received(&mut self, now: Instant, stream: StreamId, data: BytesMut) {
-        let Some(conn) = self
-            .gateway
-            .as_ref()
-            .and_then(|g| g.streams.get(&stream).copied())
-        else {
+        let Some(&conn) = self.streams.get(&stream) else {
             return;
         };
-        let Some(gw) = self.gateway_conn(conn) else {
+        let Some(gw) = self.conns.get_mut(&conn) else {
             return;
         };
         let (Some(tcp), State::Active(session) | State::Lingering(session, _)) =
@@ -230,19 +212,15 @@ impl RtmpServer {
             self.sip_stream_gone(now, stream, "malformed SIP");
             return;
         }
-        self.gateway_pump(now, conn);
+        self.pump(now, conn);
     }
 
     /// A connection failed or closed: forget it and fail what was waiting on it.
     fn sip_stream_gone(&mut self, now: Instant, stream: StreamId, error: &str) {
-        let Some(conn) = self
-            .gateway
-            .as_mut()
-            .and_then(|g| g.streams.remove(&stream))
-        else {
+        let Some(conn) = self.streams.remove(&stream) else {
             return;
         };
-        let Some(gw) = self.gateway_conn(conn) else {
+        let Some(gw) = self.conns.get_mut(&conn) else {
             return;
         };
         let Some(peer) = gw.sip_tcp.as_mut().and_then(|t| t.remove(stream)) else {
@@ -255,6 +233,6 @@ impl RtmpServer {
             conn,
             message: format!("SIP connection {stream} to {peer}: {error}"),
         }));
-        self.gateway_pump(now, conn);
+        self.pump(now, conn);
     }
 }

@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use smallvec::SmallVec;
 
 use crate::gateway::media_bridge::Leg;
-use crate::node::ConnId;
+use crate::ids::ConnId;
 use crate::wire_hash::WireHashMap;
 
 /// What a call expects from an address.

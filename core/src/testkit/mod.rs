@@ -1,0 +1,36 @@
+//! In-memory wiring of [`RtmpClient`](crate::rtmp::client::RtmpClient)s to a [`Node`](crate::node::Node), with no sockets and no disk: the base of
+//! the benchmarks, the simulation harness and the embedding example.
+//!
+//! [`MemoryNet::pump`] moves bytes both ways until nothing moves: client output becomes
+//! `Input::Received`, and the node's queued segments are "drained" into the client as if the
+//! kernel had taken them at once. File requests run against a [`MemoryFs`], at once or, with
+//! [`MemoryFs::hold`], when the test releases them (a slow disk).
+//!
+//! ```
+//! use std::time::Instant;
+//! use siprtmp_core::node::{Node, NodeConfig};
+//! use siprtmp_core::rtmp::client::ClientEvent;
+//! use siprtmp_core::testkit::MemoryNet;
+//!
+//! let now = Instant::now();
+//! let mut net = MemoryNet::new(Node::new(NodeConfig::default(), now, 1));
+//! let player = net.connect(now, "live");
+//! net.pump(now);
+//! assert!(net.events(player).contains(&ClientEvent::Connected));
+//! ```
+
+mod arena;
+mod checker;
+mod fs;
+mod media;
+mod net;
+mod tcp;
+mod udp;
+
+use arena::Arena;
+pub use checker::MediaChecker;
+pub use fs::MemoryFs;
+pub use media::synthetic_av;
+pub use net::{drain_into, MemoryClient, MemoryNet};
+pub use tcp::MemoryTcp;
+pub use udp::MemoryUdp;
