@@ -25,8 +25,7 @@ mod wire;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use siprtmp_core::node::{Node, NodeConfig};
-use siprtmp_core::server::GatewayNodeConfig;
+use siprtmp_core::node::{GatewayNodeConfig, Node, NodeConfig};
 
 pub use calls::CallTotals;
 pub use net::NetStats;
