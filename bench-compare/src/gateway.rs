@@ -86,7 +86,7 @@ impl GatewayCodec {
 /// Share of its window frames every call must get back.
 pub const MIN_ECHO: f64 = 0.99;
 /// The gateway's RTP ports (four per call), below the ephemeral range.
-const RTP_PORTS: (u16, u16) = (26000, 29999);
+pub const RTP_PORTS: (u16, u16) = (26000, 29999);
 /// Where sipp's media port is looked for (it needs two free ports: audio and video echo).
 const SIPP_MEDIA_PORTS: std::ops::Range<u16> = 25000..25998;
 
@@ -134,6 +134,11 @@ pub struct Sipp {
 }
 
 impl Sipp {
+    /// Its SIP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// The PID to measure.
     pub fn pid(&self) -> String {
         self.child.id().to_string()

@@ -15,6 +15,7 @@ mod measure;
 mod procstat;
 mod report;
 mod server;
+mod soak;
 mod stats;
 mod svg;
 // Where the generated test media and the sipp scenarios are is known in one file, the test
@@ -111,6 +112,20 @@ struct Flags {
     /// The sipp scenario of the far end (answers every call, echoes RTP with -rtp_echo).
     #[arg(long, default_value_os_t = test_inputs::sipp_dir().join("uas_echo_any.xml"))]
     sipp_scenario: PathBuf,
+    /// Soak instead: one siprtmp server (the first of `--runtimes`) with the first of
+    /// `--calls` gateway calls [default 300] and the first of `--players` players [default
+    /// 500] of the first of `--scenarios` [default av] for `--duration` seconds, sampling its
+    /// resident memory, descriptors and CPU every second; writes soak.csv, soak-rss.svg,
+    /// soak-fds.svg and report.md. Exits 2 unless every frame was delivered and memory and
+    /// descriptors stayed flat after `--settle`.
+    #[arg(long)]
+    soak: bool,
+    /// Length of the soak in seconds.
+    #[arg(long, default_value_t = 1800.0)]
+    duration: f64,
+    /// Seconds of the soak left out of the flatness verdict (the server's memory settles).
+    #[arg(long, default_value_t = 300.0)]
+    settle: f64,
     /// Internal: run as the gateway floor's server, sending RTP to this address (see
     /// `floor`); bench-compare starts itself so for `--runtimes floor`.
     #[arg(long, hide = true)]
@@ -220,6 +235,9 @@ fn run(flags: Flags) -> Result<bool, String> {
         floor::server::serve(far_end, merge, tick, flags.floor_gso)
             .map_err(|e| format!("floor server: {e}"))?;
         return Ok(true);
+    }
+    if flags.soak {
+        return run_soak(flags);
     }
     if flags.gateway {
         return run_gateway(flags);
@@ -706,4 +724,98 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
         eprintln!("bench-compare: FAILED {f}");
     }
     Ok(failures.is_empty())
+}
+
+/// `--soak`: one server under calls and players for `--duration` (see [`soak`]).
+fn run_soak(flags: Flags) -> Result<bool, String> {
+    let calls = flags
+        .calls
+        .as_ref()
+        .and_then(|c| c.first())
+        .copied()
+        .unwrap_or(300);
+    let players = flags
+        .players
+        .as_ref()
+        .and_then(|p| p.first())
+        .copied()
+        .unwrap_or(500);
+    let runtime = flags
+        .runtimes
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "mio".into());
+    if runtime == "nginx" || runtime == "rtmplite3" || floor::FloorKind::parse(&runtime).is_some() {
+        return Err(format!("--soak runs siprtmp, not {runtime}"));
+    }
+    let kind = ServerKind::Siprtmp(runtime);
+    let scenario_name = flags
+        .scenarios
+        .as_ref()
+        .and_then(|s| s.first())
+        .cloned()
+        .unwrap_or_else(|| "av".into());
+    let scenario = load_scenario(&scenario_name, &flags.media_dir)?;
+    let codec_name = flags
+        .codecs
+        .as_ref()
+        .and_then(|c| c.first())
+        .cloned()
+        .unwrap_or_else(|| "wideband".into());
+    let codec = gateway::GatewayCodec::parse(&codec_name)?;
+    let call_media = codec.load_media(&flags.media_dir)?;
+    gateway::sipp_available()?;
+    let bins = Binaries {
+        siprtmp: match &flags.server_bin {
+            Some(p) => p.clone(),
+            None => default_server_bin()?,
+        },
+        baseline: flags.baseline_bin.clone(),
+        nginx: None,
+        rtmplite: None,
+    };
+    if let Some(note) = gateway::raise_fd_limit(calls as u64 * 8 + players as u64 * 2 + 256) {
+        eprintln!("bench-compare: {note}");
+    }
+    let (clk_tck, _) = procstat::clock_ticks();
+    let spec = soak::SoakSpec {
+        kind: &kind,
+        bins: &bins,
+        sipp_scenario: &flags.sipp_scenario,
+        codec,
+        call_media,
+        scenario: &scenario,
+        calls,
+        players,
+        duration: secs(flags.duration)?,
+        setup_timeout: Duration::from_secs(120),
+        drain_timeout: Duration::from_secs(10),
+        clk_tck,
+    };
+    eprintln!(
+        "bench-compare: soak of {} with {calls} calls and {players} players for {:.0} s (load averages {})",
+        kind.label(),
+        flags.duration,
+        procstat::load_average()
+    );
+    let result = soak::run(&spec)?;
+    std::fs::create_dir_all(&flags.out).map_err(|e| format!("{}: {e}", flags.out.display()))?;
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    soak::write_files(&flags.out, &command, &spec, flags.settle, &result)?;
+    let (rss, fds, flat) = soak::flat(&result, flags.settle);
+    let delivered = soak::delivered_all(&result);
+    if let (Some(rss), Some(fds)) = (rss, fds) {
+        eprintln!(
+            "bench-compare: from {:.0} s on, VmRSS {:+.1} KiB/min (max - min {:.0} KiB), descriptors {:+.3}/min (max - min {:.0}); {}; {}; report in {}",
+            flags.settle,
+            rss.per_minute,
+            rss.max - rss.min,
+            fds.per_minute,
+            fds.max - fds.min,
+            if flat { "flat" } else { "NOT FLAT" },
+            if delivered { "every frame delivered" } else { "FRAMES MISSING" },
+            flags.out.join("report.md").display()
+        );
+    }
+    Ok(flat && delivered)
 }

@@ -56,6 +56,60 @@ pub fn peak_rss_kib(pid: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Resident set size now (`VmRSS`) of `pid`, in KiB.
+pub fn rss_kib(pid: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Open file descriptors of `pid` (entries of `/proc/PID/fd`).
+pub fn open_fds(pid: &str) -> Option<u64> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(dir.count() as u64)
+}
+
+/// Datagrams the kernel dropped on the UDP sockets `pid` holds because their receive buffer
+/// was full (the `drops` column of `/proc/net/udp` for the sockets among `/proc/PID/fd`); the
+/// count lives and dies with each socket, so read it while they are open.
+pub fn udp_drops(pid: &str) -> Option<u64> {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/udp").ok()?;
+    Some(udp_drops_of(&table, &inodes))
+}
+
+/// The drops of the sockets in `inodes` from a `/proc/net/udp` table (inode: field 10,
+/// drops: the last).
+fn udp_drops_of(table: &str, inodes: &std::collections::HashSet<String>) -> u64 {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let inode = fields.get(9)?;
+            inodes
+                .contains(*inode)
+                .then(|| fields.last()?.parse::<u64>().ok())?
+        })
+        .sum()
+}
+
+/// The system's load averages (`/proc/loadavg`: 1, 5 and 15 minutes), as written there.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// Clock ticks per second from `getconf CLK_TCK`; 100 (with a note) if that fails.
 pub fn clock_ticks() -> (u64, Option<String>) {
     let out = Command::new("getconf").arg("CLK_TCK").output();
@@ -97,8 +151,27 @@ mod tests {
     }
 
     #[test]
+    fn udp_drops_are_summed_over_the_process_sockets_only() {
+        let table = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+            \x20 1: 0100007F:6590 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1001 2 0000000000000000 7\n\
+            \x20 2: 0100007F:6594 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1002 2 0000000000000000 5\n\
+            \x20 3: 0100007F:13C4 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 2001 2 0000000000000000 100\n";
+        let ours: std::collections::HashSet<String> = ["1001", "1002"].map(String::from).into();
+        assert_eq!(udp_drops_of(table, &ours), 12);
+        assert_eq!(udp_drops_of(table, &Default::default()), 0);
+        // Our own process holds no UDP socket here: nothing dropped on it.
+        assert_eq!(udp_drops("self"), Some(0));
+    }
+
+    #[test]
     fn own_process_is_readable() {
         assert!(cpu_ticks("self").is_ok());
         assert!(peak_rss_kib("self").unwrap() > 0);
+        let rss = rss_kib("self").unwrap();
+        assert!(rss > 0 && rss <= peak_rss_kib("self").unwrap());
+        // Standard input, output and error at least (other tests open files meanwhile, so
+        // no exact count).
+        assert!(open_fds("self").unwrap() >= 3);
+        assert_eq!(load_average().split(' ').count(), 3);
     }
 }

@@ -1,5 +1,6 @@
 //! Line plots as hand-written SVG: one line per server, players on a log(1+N) axis (the
-//! counts run from 0 to 1000), CPU on a linear axis from zero.
+//! counts run from 0 to 1000), CPU on a linear axis from zero; or, for the soak, a time series
+//! (seconds on a linear axis, [`XAxis::Linear`]).
 
 use std::fmt::Write as _;
 
@@ -44,8 +45,32 @@ fn tick_step(max: f64) -> f64 {
         .unwrap_or(10.0 * power)
 }
 
-/// The SVG document for `series`.
+/// How the x axis maps values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XAxis {
+    /// log(1 + x), a tick at every x of the data (player and call counts).
+    Log1p,
+    /// x itself from zero, ticks at round steps (a time series); points are marked only
+    /// when there are few.
+    Linear,
+}
+
+/// Past this many points a line's points are not marked with circles.
+const MARKED_POINTS: usize = 60;
+
+/// The SVG document for `series`, players (or calls) on a log(1+N) axis.
 pub fn plot(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
+    plot_on(XAxis::Log1p, title, x_label, y_label, series)
+}
+
+/// The SVG document for `series` with the x axis `axis`.
+pub fn plot_on(
+    axis: XAxis,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+) -> String {
     let mut xs: Vec<usize> = series
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.0))
@@ -59,13 +84,30 @@ pub fn plot(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Str
         .max(1e-3);
     let step = tick_step(y_max);
     let y_top = (y_max / step).ceil() * step;
-    let x_top = ((*xs.last().unwrap_or(&1) + 1) as f64).ln().max(1e-9);
+    let x_max = *xs.last().unwrap_or(&1);
+    let (x_step, x_top) = match axis {
+        XAxis::Log1p => (0.0, ((x_max + 1) as f64).ln().max(1e-9)),
+        XAxis::Linear => {
+            let step = tick_step((x_max as f64).max(1.0));
+            (step, ((x_max as f64) / step).ceil().max(1.0) * step)
+        }
+    };
+    let x_ticks: Vec<usize> = match axis {
+        XAxis::Log1p => xs.clone(),
+        XAxis::Linear => (0..)
+            .map(|k| (k as f64 * x_step) as usize)
+            .take_while(|&x| x as f64 <= x_top)
+            .collect(),
+    };
     let longest = series.iter().map(|s| s.label.chars().count()).max();
     let right = MIN_RIGHT.max(40.0 + CHAR_WIDTH * longest.unwrap_or(0) as f64);
     let plot_w = PLOT_WIDTH;
     let width = LEFT + plot_w + right;
     let plot_h = HEIGHT - TOP - BOTTOM;
-    let px = |n: usize| LEFT + ((n + 1) as f64).ln() / x_top * plot_w;
+    let px = |n: usize| match axis {
+        XAxis::Log1p => LEFT + ((n + 1) as f64).ln() / x_top * plot_w,
+        XAxis::Linear => LEFT + n as f64 / x_top * plot_w,
+    };
     let py = |v: f64| TOP + plot_h - v / y_top * plot_h;
 
     let mut s = String::new();
@@ -94,7 +136,7 @@ pub fn plot(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Str
         );
         v += step;
     }
-    for &n in &xs {
+    for &n in &x_ticks {
         let x = px(n);
         let _ = writeln!(
             s,
@@ -107,9 +149,13 @@ pub fn plot(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Str
         s,
         r#"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="black"/>"#
     );
+    let scale = match axis {
+        XAxis::Log1p => " (log scale of 1+N)",
+        XAxis::Linear => "",
+    };
     let _ = writeln!(
         s,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{} (log scale of 1+N)</text>"#,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}{scale}</text>"#,
         LEFT + plot_w / 2.0,
         HEIGHT - 12.0,
         escape(x_label)
@@ -137,7 +183,12 @@ pub fn plot(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Str
             r#"<polyline fill="none" stroke="{colour}"{dash} stroke-width="2" points="{}"/>"#,
             pts.join(" ")
         );
-        for &(n, v) in &line.points {
+        let marked = if line.points.len() <= MARKED_POINTS {
+            &line.points[..]
+        } else {
+            &[]
+        };
+        for &(n, v) in marked {
             let _ = writeln!(
                 s,
                 r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{colour}"/>"#,
@@ -198,6 +249,31 @@ mod tests {
         assert!(svg.trim_end().ends_with("</svg>"));
         assert_eq!(svg.matches("<polyline").count(), 2);
         assert!(svg.contains("a&lt;b"));
+        assert!(!svg.contains("NaN"));
+    }
+
+    #[test]
+    fn a_time_series_has_round_ticks_and_unmarked_dense_lines() {
+        let series = vec![Series {
+            label: "RSS".into(),
+            points: (0..=1800).map(|t| (t, 40.0 + (t % 7) as f64)).collect(),
+        }];
+        let svg = plot_on(XAxis::Linear, "t", "seconds", "MiB", &series);
+        assert_eq!(svg.matches("<polyline").count(), 1);
+        assert_eq!(
+            svg.matches("<circle").count(),
+            0,
+            "1801 points are not marked"
+        );
+        assert!(!svg.contains("log scale"));
+        // Ticks every 500 s up to 2000, not one per point.
+        for tick in [">0</text>", ">500</text>", ">1000</text>", ">2000</text>"] {
+            assert!(svg.contains(tick), "{tick}");
+        }
+        assert!(!svg.contains(">1</text>"));
+        // The last point lies inside the plot, at 1800 of 2000 s.
+        let x_last = LEFT + 1800.0 / 2000.0 * PLOT_WIDTH;
+        assert!(svg.contains(&format!("{x_last:.1},")), "{x_last}");
         assert!(!svg.contains("NaN"));
     }
 

@@ -96,7 +96,9 @@
 //! `sim::SimNet` does so over a seeded network with latency, jitter, loss and segmentation in
 //! virtual time: the base of
 //! deterministic simulation tests (the same seed replays byte for byte). See
-//! `examples/sim_live.rs` for ten minutes of media to 100 players in a few seconds.
+//! `examples/sim_live.rs` for ten minutes of media to 100 players in a few seconds, and
+//! `examples/soak.rs` for an hour of churning gateway calls and players over a lossy,
+//! reordering network with every frame accounted for and the heap counted.
 
 #![forbid(unsafe_code)]
 
