@@ -1,5 +1,5 @@
 //! The command line: every flag, its help line (which names the config key that sets the same
-//! thing, and the default). `--runtime` chooses from `siprtmp_drivers::Runtime` (names and
+//! thing, and the default). `--runtime` chooses from `siprtmp_runtime_drivers::Runtime` (names and
 //! help lines are that crate's). Flags override the config file; the names follow the
 //! original Python server's (`-i`, `-p`, `-r`, `-d`).
 
@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use siprtmp_drivers::Runtime;
+use siprtmp_runtime_drivers::Runtime;
 
 use crate::logging::LogFormat;
 

@@ -21,7 +21,7 @@ use diagnostics::{pick, ConfigError};
 use flags::Flags;
 use logging::LogFormat;
 use siprtmp_core::node::NodeConfig;
-use siprtmp_drivers::{Decider, DriverConfig, Runtime, Stopper};
+use siprtmp_runtime_drivers::{Decider, DriverConfig, Runtime, Stopper};
 
 fn main() -> ExitCode {
     allocator::configure();

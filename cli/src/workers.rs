@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use siprtmp_core::node::{Event, NodeConfig, WorkerId};
-use siprtmp_drivers::{Decider, DriverConfig, Runtime, Stopper};
+use siprtmp_runtime_drivers::{Decider, DriverConfig, Runtime, Stopper};
 
 use crate::auth::{Authorizer, Rules};
 

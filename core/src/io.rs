@@ -9,10 +9,10 @@ use bytes::BytesMut;
 
 use crate::decision::Question;
 use crate::ids::{ConnId, FileId, RequestId};
-use crate::relay::{RelayIn, RelayOut};
 use crate::storage::{FileError, FileReply, FileRequest};
 use crate::tcp::{TcpCommand, TcpEvent};
 use crate::udp::{UdpCommand, UdpEvent};
+use crate::worker_relay::{RelayIn, RelayOut};
 
 /// What a driver tells the node.
 #[derive(Debug)]
@@ -51,7 +51,7 @@ pub enum Input {
     /// Something happened on a TCP stream or listener the node asked for ([`Output::Tcp`]).
     Tcp(TcpEvent),
     /// From the relay between workers (only for a node made a worker with
-    /// [`Node::with_relay`](crate::node::Node::with_relay)); see [`crate::relay`].
+    /// [`Node::with_relay`](crate::node::Node::with_relay)); see [`crate::worker_relay`].
     Relay(RelayIn),
 }
 
@@ -82,7 +82,7 @@ pub enum Output {
     /// Something an operator or embedding application may want to know.
     Event(Event),
     /// For the relay between workers (only from a node made a worker with
-    /// [`Node::with_relay`](crate::node::Node::with_relay)); see [`crate::relay`].
+    /// [`Node::with_relay`](crate::node::Node::with_relay)); see [`crate::worker_relay`].
     Relay(RelayOut),
 }
 

@@ -36,12 +36,12 @@ pub use crate::decision::{DecideError, Decision, PublishMode, Question};
 pub use crate::gateway::GatewayNodeConfig;
 pub use crate::ids::{ConnId, FileId, ListenerId, RequestId, SocketId, StreamId, WorkerId};
 pub use crate::io::{Event, Input, Output};
-pub use crate::relay::{RelayIn, RelayOut};
 use crate::server::RtmpServer;
 pub use crate::server::{AppConfig, RecordPolicy, ServerConfig};
 pub use crate::storage::{FileError, FileReply, FileRequest};
 pub use crate::tcp::{TcpCommand, TcpEvent};
 pub use crate::udp::{UdpCommand, UdpEvent};
+pub use crate::worker_relay::{RelayIn, RelayOut};
 
 /// Settings of a node.
 #[derive(Debug, Clone, Default)]
@@ -91,7 +91,7 @@ impl Node {
     }
 
     /// Makes this node worker `worker` of a group whose nodes share live streams through the
-    /// driver's relay ([`crate::relay`]): its publishes are claimed from the group's registry
+    /// driver's relay ([`crate::worker_relay`]): its publishes are claimed from the group's registry
     /// and announced, its players may watch streams published on other workers, and its
     /// connection ids carry `worker` (unique across the group). Call before the first
     /// [`Node::accept`].
@@ -99,7 +99,7 @@ impl Node {
     /// ```
     /// use std::time::Instant;
     /// use siprtmp_core::node::{Node, NodeConfig};
-    /// use siprtmp_core::relay::WorkerId;
+    /// use siprtmp_core::worker_relay::WorkerId;
     /// let now = Instant::now();
     /// let mut node = Node::new(NodeConfig::default(), now, 1).with_relay(WorkerId(2));
     /// let conn = node.accept(now, "127.0.0.1:50000".parse().unwrap());

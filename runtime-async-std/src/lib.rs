@@ -1,4 +1,4 @@
-//! # siprtmp-async-std
+//! # siprtmp-runtime-async-std
 //!
 //! Runs a [`siprtmp_core::node::Node`] on async-std. **async-std is discontinued upstream**
 //! (its authors point to `smol`; tokio is the other choice); this driver exists because the
@@ -30,20 +30,20 @@
 //! the socket drains, and the waker posts the connection's id back to the node task.
 //!
 //! File requests (recording, video on demand) run on the driver's background file thread
-//! ([`siprtmp_driver_common::FileExecutor`], files under [`DriverConfig::root`]), never on the
+//! ([`siprtmp_runtime_common::FileExecutor`], files under [`DriverConfig::root`]), never on the
 //! executor; after each batch of completions it posts a control message to the node task.
 //! The node's UDP sockets (the SIP-RTMP gateway's SIP and RTP) are
-//! [`siprtmp_driver_common::UdpExecutor`]'s: binds and vectored sends happen in the node task
+//! [`siprtmp_runtime_common::UdpExecutor`]'s: binds and vectored sends happen in the node task
 //! without waiting. They are registered in a [`UdpPoll`] whose descriptor async-std's reactor
 //! (async-io) watches; when it turns readable the node task drains the ready sockets straight
 //! into the node, with no receive thread or channel in the way. The node's own TCP (the gateway's SIP over TCP) runs on
-//! [`siprtmp_driver_common::TcpExecutor`]'s I/O thread, which posts the same control message.
+//! [`siprtmp_runtime_common::TcpExecutor`]'s I/O thread, which posts the same control message.
 //! Decisions are answered by the decider installed with [`Driver::with_decider`]
 //! (everything is accepted without one). On stop, every connection is closed and recordings
 //! are finished before [`Driver::run`] returns.
 //!
 //! ```no_run
-//! use siprtmp_async_std::{AsyncStdDriver, Driver, DriverConfig};
+//! use siprtmp_runtime_async_std::{AsyncStdDriver, Driver, DriverConfig};
 //! use siprtmp_core::node::NodeConfig;
 //! let config = DriverConfig { listen: "127.0.0.1:1935".parse().unwrap(), ..DriverConfig::default() };
 //! let driver = AsyncStdDriver::bind(config, NodeConfig::default()).unwrap();
@@ -65,12 +65,12 @@ use async_std::io::{Read, Write};
 use async_std::net::{TcpListener, TcpStream};
 use async_std::stream::Stream;
 use siprtmp_core::node::{ConnId, Node, NodeConfig};
-use siprtmp_driver_common::{
+use siprtmp_runtime_common::{
     bind_listener, configure_stream, AcceptBackoff, ConnWakers, FileExecutor, NodeHost, NodeReads,
     SocketReady, TcpExecutor, Transport, UdpExecutor, UdpPoll,
 };
 
-pub use siprtmp_driver_common::{
+pub use siprtmp_runtime_common::{
     Decider, Driver, DriverConfig, Stopper, TcpStats, UdpStats, READS_PER_TURN,
 };
 

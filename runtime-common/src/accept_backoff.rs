@@ -35,7 +35,7 @@ const REMINDER: Duration = Duration::from_secs(30);
 /// ```
 /// use std::io;
 /// use std::time::Instant;
-/// use siprtmp_driver_common::AcceptBackoff;
+/// use siprtmp_runtime_common::AcceptBackoff;
 ///
 /// let mut backoff = AcceptBackoff::default();
 /// let now = Instant::now();

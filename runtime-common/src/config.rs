@@ -13,7 +13,7 @@ use siprtmp_core::node::Event;
 /// Settings of a driver.
 ///
 /// ```
-/// use siprtmp_driver_common::DriverConfig;
+/// use siprtmp_runtime_common::DriverConfig;
 /// let config = DriverConfig { listen: "127.0.0.1:0".parse().unwrap(), ..DriverConfig::default() };
 /// assert_eq!(config.send_buffer, None);
 /// ```
@@ -59,7 +59,7 @@ impl DriverConfig {
     /// [`DriverConfig::poll_interval`] asks for it, rather than ignoring the setting.
     ///
     /// ```
-    /// use siprtmp_driver_common::DriverConfig;
+    /// use siprtmp_runtime_common::DriverConfig;
     /// let moderated = DriverConfig { poll_interval: Some(std::time::Duration::from_millis(10)), ..DriverConfig::default() };
     /// assert!(moderated.refuse_poll_interval("tokio").is_err());
     /// assert!(DriverConfig::default().refuse_poll_interval("tokio").is_ok());

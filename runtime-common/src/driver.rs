@@ -1,6 +1,6 @@
 //! [`Driver`]: what every driver offers its embedder (bind, decider, address, stopper,
 //! counters, run), so that the binary and the tests handle the four alike and pick one by
-//! value (`siprtmp-drivers`' `Runtime`) rather than by type.
+//! value (`siprtmp-runtime-drivers`' `Runtime`) rather than by type.
 //!
 //! Only the start goes through the trait: once [`Driver::run`] is called, the driver's own
 //! event loop runs with no dynamic dispatch in it, whether the driver was reached through a
@@ -19,7 +19,7 @@ use crate::{Decider, DriverConfig, Stopper, TcpStats, UdpStats};
 /// The trait is dyn-compatible (`bind` aside), so one value can hold any driver:
 ///
 /// ```
-/// use siprtmp_driver_common::Driver;
+/// use siprtmp_runtime_common::Driver;
 /// fn serve(driver: Box<dyn Driver>) -> std::io::Result<()> {
 ///     println!("listening on {}", driver.local_addr()?);
 ///     let stop = driver.stopper();

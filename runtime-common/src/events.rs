@@ -13,7 +13,7 @@ use siprtmp_core::node::{Decision, Event, Node, RequestId};
 ///
 /// ```
 /// use siprtmp_core::node::{Decision, Event, Question};
-/// use siprtmp_driver_common::Decider;
+/// use siprtmp_runtime_common::Decider;
 /// // Refuse every publish, accept everything else.
 /// let decider: Decider = Box::new(|event| match event {
 ///     Event::Decide { request, question: Question::Publish { .. } } => {
@@ -33,7 +33,7 @@ pub type Decider = Box<dyn FnMut(&Event) -> Option<(RequestId, Decision)> + Send
 /// ```
 /// use std::time::Instant;
 /// use siprtmp_core::node::{ConnId, Event, Node, NodeConfig};
-/// use siprtmp_driver_common::EventRouter;
+/// use siprtmp_runtime_common::EventRouter;
 /// let (tx, rx) = std::sync::mpsc::channel();
 /// let mut router = EventRouter::new(Some(tx), None);
 /// let mut node = Node::new(NodeConfig::default(), Instant::now(), 1);

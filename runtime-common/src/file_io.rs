@@ -40,7 +40,7 @@ pub type Completion = (FileId, Result<FileReply, FileError>);
 /// The background file executor.
 ///
 /// ```
-/// use siprtmp_driver_common::FileExecutor;
+/// use siprtmp_runtime_common::FileExecutor;
 /// use siprtmp_core::storage::{FileId, FileOp, FileReply, FileRequest, OpenMode};
 /// let root = std::env::temp_dir().join(format!("siprtmp-doc-{}", std::process::id()));
 /// let mut files = FileExecutor::start(root.clone(), || {}).unwrap();

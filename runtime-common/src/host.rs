@@ -27,9 +27,9 @@ use siprtmp_core::storage::FileErrorKind;
 
 use crate::events::{Decider, EventRouter};
 use crate::file_io::{FileExecutor, SHUTDOWN_FILE_GRACE};
-use crate::relay::RelayLink;
-use crate::tcp::TcpExecutor;
-use crate::udp::{UdpExecutor, UdpSlot};
+use crate::relay_link::RelayLink;
+use crate::tcp_executor::TcpExecutor;
+use crate::udp_executor::{UdpExecutor, UdpSlot};
 
 /// Most segments handed to one vectored write (Linux `IOV_MAX` is 1024).
 pub const MAX_IOVECS: usize = 512;
@@ -65,7 +65,7 @@ struct Slot<T> {
 /// use std::io::{self, IoSlice};
 /// use std::time::Instant;
 /// use siprtmp_core::node::{Node, NodeConfig};
-/// use siprtmp_driver_common::{NodeHost, Transport};
+/// use siprtmp_runtime_common::{NodeHost, Transport};
 ///
 /// /// A socket that takes everything: collects what the node sends.
 /// struct Sink(Vec<u8>);
@@ -318,7 +318,7 @@ impl<T: Transport> NodeHost<T> {
                 Output::Event(event) => self.router.route(&mut self.node, now, event),
                 Output::Relay(out) => match &mut self.relay {
                     Some(relay) => relay.execute(&mut self.node, now, out),
-                    None => crate::relay::without_link(&mut self.node, now, out),
+                    None => crate::relay_link::without_link(&mut self.node, now, out),
                 },
                 // The enum grows: an output this driver does not know is one it cannot do.
                 other => tracing::warn!("an output this driver does not carry out: {other:?}"),

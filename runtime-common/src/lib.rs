@@ -1,4 +1,4 @@
-//! # siprtmp-driver-common
+//! # siprtmp-runtime-common
 //!
 //! What the siprtmp drivers (mio, tokio, async-std, std threads) share, so that each driver
 //! crate is only its event loop:
@@ -63,13 +63,13 @@ pub mod mmsg;
 mod node_reads;
 #[cfg(target_os = "linux")]
 mod recv_slot;
-mod relay;
+mod relay_link;
 mod socket;
 mod stopper;
-mod tcp;
+mod tcp_executor;
 #[cfg(test)]
 mod test_rerun;
-mod udp;
+mod udp_executor;
 mod udp_poll;
 mod udp_send;
 #[cfg(all(test, target_os = "linux"))]
@@ -84,10 +84,10 @@ pub use events::{log_event, Decider, EventRouter};
 pub use file_io::{Completion, FileExecutor, SHUTDOWN_FILE_GRACE};
 pub use host::{NodeHost, Transport, MAX_IOVECS};
 pub use node_reads::{NodeReads, READS_PER_TURN};
-pub use relay::RelayLink;
+pub use relay_link::RelayLink;
 pub use socket::{bind_listener, configure_stream, shutdown_stream};
 pub use stopper::Stopper;
-pub use tcp::{TcpExecutor, TcpStats, MAX_QUEUED_SEND, MAX_READ_AHEAD};
-pub use udp::{UdpExecutor, UdpSlot, UdpStats};
+pub use tcp_executor::{TcpExecutor, TcpStats, MAX_QUEUED_SEND, MAX_READ_AHEAD};
+pub use udp_executor::{UdpExecutor, UdpSlot, UdpStats};
 pub use udp_poll::UdpPoll;
 pub use workers::{bind_shared_listeners, WorkerDriver, WorkerSeat, Workers};

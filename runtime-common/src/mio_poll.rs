@@ -31,9 +31,9 @@ use std::io;
 
 use mio::{Registry, Token};
 use siprtmp_core::node::ConnId;
-use siprtmp_core::relay::WorkerId;
+use siprtmp_core::worker_relay::WorkerId;
 
-use crate::udp::{UdpExecutor, UdpSlot};
+use crate::udp_executor::{UdpExecutor, UdpSlot};
 
 /// Bits of a token below its two kind bits.
 const PAYLOAD_BITS: u32 = usize::BITS - 2;
@@ -68,8 +68,8 @@ pub enum Watched {
 ///
 /// ```
 /// use siprtmp_core::node::ConnId;
-/// use siprtmp_core::relay::WorkerId;
-/// use siprtmp_driver_common::mio_poll::{PollTokens, Watched};
+/// use siprtmp_core::worker_relay::WorkerId;
+/// use siprtmp_runtime_common::mio_poll::{PollTokens, Watched};
 /// let tokens = PollTokens::new(WorkerId(200));
 /// let conn = ConnId((200 << 56) | 7);
 /// let token = tokens.conn(conn).unwrap();

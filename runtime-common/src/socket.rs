@@ -17,7 +17,7 @@ const LISTEN_BACKLOG: i32 = 1024;
 /// (the event-loop drivers) or blocking (the thread-per-connection driver).
 ///
 /// ```
-/// let listener = siprtmp_driver_common::bind_listener("127.0.0.1:0".parse().unwrap(), false).unwrap();
+/// let listener = siprtmp_runtime_common::bind_listener("127.0.0.1:0".parse().unwrap(), false).unwrap();
 /// assert_ne!(listener.local_addr().unwrap().port(), 0);
 /// ```
 pub fn bind_listener(addr: SocketAddr, nonblocking: bool) -> io::Result<TcpListener> {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 /// ```
 /// use std::sync::atomic::{AtomicBool, Ordering};
 /// use std::sync::Arc;
-/// use siprtmp_driver_common::Stopper;
+/// use siprtmp_runtime_common::Stopper;
 /// let flag = Arc::new(AtomicBool::new(false));
 /// let seen = flag.clone();
 /// let stopper = Stopper::new(move || seen.store(true, Ordering::SeqCst));

@@ -9,6 +9,14 @@ use std::time::{Duration, Instant};
 /// Set in the environment of the copy that runs under the wrapper.
 const RERUN: &str = "SIPRTMP_TEST_RERUN";
 
+/// The path of test `function` in module `module` (what `module_path!()` gives there) as the
+/// test harness names it: without the crate's name, so that renaming a module cannot leave
+/// the rerun pointing at a test that no longer exists.
+pub(crate) fn test_path(module: &str, function: &str) -> String {
+    let in_crate = module.split_once("::").map_or("", |(_, rest)| rest);
+    format!("{in_crate}::{function}")
+}
+
 /// Whether the calling test is the copy under its wrapper (then it runs its body). If not,
 /// runs the test `name` (its path in this crate, `module::function`) of this binary again,
 /// alone, as `wrapper... THIS_BINARY --exact name ...`, asserts that it passed (within a

@@ -13,7 +13,7 @@
 //!
 //! ```
 //! use siprtmp_core::node::{Node, NodeConfig};
-//! use siprtmp_driver_common::{NodeHost, Transport, UdpPoll};
+//! use siprtmp_runtime_common::{NodeHost, Transport, UdpPoll};
 //! use std::io::{self, IoSlice};
 //! use std::time::Instant;
 //!
@@ -37,11 +37,11 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll};
-use siprtmp_core::relay::WorkerId;
+use siprtmp_core::worker_relay::WorkerId;
 
 use crate::host::{NodeHost, Transport};
 use crate::mio_poll::{PollTokens, Watched};
-use crate::udp::UdpExecutor;
+use crate::udp_executor::UdpExecutor;
 
 /// Readiness events taken per `epoll_wait`; a fuller batch is followed by another at once.
 const EVENTS: usize = 256;

@@ -36,7 +36,7 @@ use siprtmp_core::node::{SocketId, UdpCommand};
 use crate::mmsg::{extends_segment_group, send_batch, GSO_BATCH};
 #[cfg(target_os = "linux")]
 use crate::mmsg::{send_segmented, SegmentGroup, SEND_BATCH};
-use crate::udp::UdpStats;
+use crate::udp_executor::UdpStats;
 
 /// The sending half of the executor: the buffers one run needs, kept for their allocation,
 /// and whether to use GSO.

@@ -23,8 +23,8 @@ use bytes::Bytes;
 use mio::Poll;
 use siprtmp_core::node::{Node, NodeConfig, SocketId, UdpCommand};
 
-use crate::test_rerun::rerun_under;
-use crate::udp::UdpExecutor;
+use crate::test_rerun::{rerun_under, test_path};
+use crate::udp_executor::UdpExecutor;
 
 /// Whether the calling test is the copy inside its namespace; if not, runs `test` (a function
 /// of this module) again in a user and network namespace of its own, after `setup` (shell
@@ -40,7 +40,7 @@ fn inside_namespace(test: &str, setup: &str) -> bool {
         "-c",
         &script,
     ];
-    rerun_under(&wrapper, &format!("udp_send_faults::{test}"))
+    rerun_under(&wrapper, &test_path(module_path!(), test))
 }
 
 /// A far end that names each datagram by its first byte.

@@ -7,9 +7,9 @@
 //! drivers do).
 //!
 //! ```no_run
-//! # fn demo<D: siprtmp_driver_common::WorkerDriver>() -> std::io::Result<()> {
+//! # fn demo<D: siprtmp_runtime_common::WorkerDriver>() -> std::io::Result<()> {
 //! use siprtmp_core::node::NodeConfig;
-//! use siprtmp_driver_common::{DriverConfig, Workers};
+//! use siprtmp_runtime_common::{DriverConfig, Workers};
 //! let config = DriverConfig { listen: "127.0.0.1:1935".parse().unwrap(), ..DriverConfig::default() };
 //! // Four workers of driver `D`, without deciders.
 //! let workers = Workers::start::<D>(config, NodeConfig::default(), 4, |_, _| None)?;
@@ -53,7 +53,7 @@ pub trait WorkerDriver: Driver + Sized {
 /// decides the port when `addr`'s is 0).
 ///
 /// ```
-/// let listeners = siprtmp_driver_common::bind_shared_listeners("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+/// let listeners = siprtmp_runtime_common::bind_shared_listeners("127.0.0.1:0".parse().unwrap(), 2).unwrap();
 /// assert_eq!(listeners[0].local_addr().unwrap(), listeners[1].local_addr().unwrap());
 /// ```
 #[cfg(unix)]

@@ -1,13 +1,13 @@
-//! # siprtmp-drivers
+//! # siprtmp-runtime-drivers
 //!
 //! Every siprtmp driver behind one value: [`Runtime`] names a driver (mio, tokio, threads,
 //! async-std), [`Runtime::bind`] binds it as a [`Driver`] object, and [`Runtime::start_workers`]
 //! starts a group of workers on it. The binary's `--runtime` and the test harness pick a
 //! driver this way, by value; what differs between the drivers stays behind the [`Driver`]
-//! trait of `siprtmp-driver-common`.
+//! trait of `siprtmp-runtime-common`.
 //!
 //! This is a crate of its own because it depends on all four drivers, which all depend on
-//! `siprtmp-driver-common` (so the choice cannot live there), and both the binary and the
+//! `siprtmp-runtime-common` (so the choice cannot live there), and both the binary and the
 //! test harness need it (neither can depend on the other).
 //!
 //! The choice costs one dynamic call per accessor at start and one into [`Driver::run`]; the
@@ -15,7 +15,7 @@
 //!
 //! ```no_run
 //! use siprtmp_core::node::NodeConfig;
-//! use siprtmp_drivers::{DriverConfig, Runtime};
+//! use siprtmp_runtime_drivers::{DriverConfig, Runtime};
 //! let config = DriverConfig { listen: "127.0.0.1:1935".parse().unwrap(), ..DriverConfig::default() };
 //! let driver = Runtime::Tokio.bind(config, NodeConfig::default()).unwrap();
 //! let stop = driver.stopper();
@@ -25,14 +25,14 @@
 
 use std::io;
 
-use siprtmp_async_std::AsyncStdDriver;
 use siprtmp_core::node::NodeConfig;
-use siprtmp_core::relay::WorkerId;
-use siprtmp_mio::MioDriver;
-use siprtmp_threads::ThreadsDriver;
-use siprtmp_tokio::TokioDriver;
+use siprtmp_core::worker_relay::WorkerId;
+use siprtmp_runtime_async_std::AsyncStdDriver;
+use siprtmp_runtime_mio::MioDriver;
+use siprtmp_runtime_std_threads::ThreadsDriver;
+use siprtmp_runtime_tokio::TokioDriver;
 
-pub use siprtmp_driver_common::{
+pub use siprtmp_runtime_common::{
     Decider, Driver, DriverConfig, Stopper, TcpStats, UdpStats, WorkerDriver, Workers,
 };
 
@@ -63,7 +63,7 @@ impl Runtime {
     /// The name the binary's `--runtime` flag takes.
     ///
     /// ```
-    /// use siprtmp_drivers::Runtime;
+    /// use siprtmp_runtime_drivers::Runtime;
     /// assert_eq!(Runtime::AsyncStd.name(), "async-std");
     /// ```
     pub fn name(self) -> &'static str {

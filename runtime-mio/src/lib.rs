@@ -1,9 +1,9 @@
-//! # siprtmp-mio
+//! # siprtmp-runtime-mio
 //!
 //! Runs a [`siprtmp_core::node::Node`] on one thread with one `mio::Poll`. The driver only
 //! moves bytes, drained counts and timer expiry between sockets and the node; every protocol
 //! decision is the node's, and everything that does not depend on mio (carrying out the
-//! node's outputs, one `writev` per dirty connection) is [`siprtmp_driver_common::NodeHost`].
+//! node's outputs, one `writev` per dirty connection) is [`siprtmp_runtime_common::NodeHost`].
 //!
 //! With [`DriverConfig::poll_interval`], the loop polls at most once per interval and sleeps
 //! in between (wake-up moderation: fewer, fuller wake-ups, at up to the interval of latency).
@@ -18,24 +18,24 @@
 //! reporting how many bytes the kernel took.
 //!
 //! File requests (recording, video on demand) run on the driver's background file thread
-//! ([`siprtmp_driver_common::FileExecutor`], files under [`DriverConfig::root`]), which wakes
+//! ([`siprtmp_runtime_common::FileExecutor`], files under [`DriverConfig::root`]), which wakes
 //! the poll through the same `mio::Waker` as the [`Stopper`] when requests complete.
 //! The node's UDP sockets (the SIP-RTMP gateway's SIP and RTP) live in the same poll:
-//! [`siprtmp_driver_common::UdpExecutor`] registers them under UDP tokens of the poll's
+//! [`siprtmp_runtime_common::UdpExecutor`] registers them under UDP tokens of the poll's
 //! [`PollTokens`] (which keep them apart from the connections' tokens, whatever the worker
 //! number in the connection ids), and a readable one is drained straight into the node, with
 //! no thread hop; sends are non-blocking vectored `sendmsg`s from the loop. The node's own
-//! TCP (the gateway's SIP over TCP) runs on [`siprtmp_driver_common::TcpExecutor`]'s I/O
+//! TCP (the gateway's SIP over TCP) runs on [`siprtmp_runtime_common::TcpExecutor`]'s I/O
 //! thread, which wakes the poll through the same waker when it has events for the node.
 //! Decisions ([`siprtmp_core::node::Event::Decide`]) are answered by the decider installed
 //! with [`Driver::with_decider`] (everything is accepted without one). On stop, every
 //! connection is closed and recordings are finished before [`Driver::run`] returns.
 //!
 //! Several workers (one driver per thread, sharing the port and their live streams) run with
-//! [`siprtmp_driver_common::Workers`]; see [`worker`].
+//! [`siprtmp_runtime_common::Workers`]; see [`worker`].
 //!
 //! ```no_run
-//! use siprtmp_mio::{Driver, DriverConfig, MioDriver};
+//! use siprtmp_runtime_mio::{Driver, DriverConfig, MioDriver};
 //! use siprtmp_core::node::NodeConfig;
 //! let config = DriverConfig { listen: "127.0.0.1:1935".parse().unwrap(), ..DriverConfig::default() };
 //! let driver = MioDriver::bind(config, NodeConfig::default()).unwrap();
@@ -54,14 +54,14 @@ use bytes::BytesMut;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use siprtmp_core::node::{ConnId, Node, NodeConfig};
-use siprtmp_core::relay::WorkerId;
-use siprtmp_driver_common::mio_poll::{self, PollTokens, Watched};
-use siprtmp_driver_common::{
+use siprtmp_core::worker_relay::WorkerId;
+use siprtmp_runtime_common::mio_poll::{self, PollTokens, Watched};
+use siprtmp_runtime_common::{
     bind_listener, configure_stream, AcceptBackoff, FileExecutor, NodeHost, RelayLink, TcpExecutor,
     Transport,
 };
 
-pub use siprtmp_driver_common::{Decider, Driver, DriverConfig, Stopper, TcpStats, UdpStats};
+pub use siprtmp_runtime_common::{Decider, Driver, DriverConfig, Stopper, TcpStats, UdpStats};
 
 pub mod worker;
 

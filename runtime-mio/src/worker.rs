@@ -1,11 +1,11 @@
-//! The mio driver as one worker of a group ([`siprtmp_driver_common::Workers`]): its own
+//! The mio driver as one worker of a group ([`siprtmp_runtime_common::Workers`]): its own
 //! thread, poll and node, a listening socket sharing the port with the other workers', and
 //! the relay to them woken through the poll's `Waker`.
 //!
 //! ```no_run
 //! use siprtmp_core::node::NodeConfig;
-//! use siprtmp_driver_common::{DriverConfig, Workers};
-//! use siprtmp_mio::MioDriver;
+//! use siprtmp_runtime_common::{DriverConfig, Workers};
+//! use siprtmp_runtime_mio::MioDriver;
 //! let config = DriverConfig { listen: "127.0.0.1:1935".parse().unwrap(), ..DriverConfig::default() };
 //! let workers = Workers::start::<MioDriver>(config, NodeConfig::default(), 2, |_, _| None).unwrap();
 //! workers.stopper().stop();
@@ -15,7 +15,7 @@
 use std::io;
 
 use siprtmp_core::node::NodeConfig;
-use siprtmp_driver_common::{DriverConfig, WorkerDriver, WorkerSeat};
+use siprtmp_runtime_common::{DriverConfig, WorkerDriver, WorkerSeat};
 
 use crate::MioDriver;
 

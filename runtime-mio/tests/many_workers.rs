@@ -8,8 +8,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use siprtmp_core::node::NodeConfig;
-use siprtmp_driver_common::{DriverConfig, Workers};
-use siprtmp_mio::MioDriver;
+use siprtmp_runtime_common::{DriverConfig, Workers};
+use siprtmp_runtime_mio::MioDriver;
 
 /// Workers 64 to 99 are past the old collision: 36% of the group.
 const WORKERS: usize = 100;

@@ -1,4 +1,4 @@
-//! # siprtmp-threads
+//! # siprtmp-runtime-std-threads
 //!
 //! Runs a [`siprtmp_core::node::Node`] with blocking std sockets and no async anywhere:
 //!
@@ -14,12 +14,12 @@
 //! - the **node thread** (the caller of [`Driver::run`]) owns the node: it waits on the
 //!   channel with `recv_timeout` until the node's deadline, feeds each message in, and hands
 //!   each connection with queued bytes its next batch;
-//! - a **file thread** ([`siprtmp_driver_common::FileExecutor`], files under
+//! - a **file thread** ([`siprtmp_runtime_common::FileExecutor`], files under
 //!   [`DriverConfig::root`]) runs the node's file requests (recording, video on demand) and,
 //!   after each batch of completions, posts a wake-up on the node thread's channel; the node
 //!   thread feeds the completions in on its next turn;
 //! - the node's UDP sockets and its own TCP (the SIP-RTMP gateway's SIP and RTP) run on the
-//!   [`siprtmp_driver_common::UdpExecutor`] and [`siprtmp_driver_common::TcpExecutor`]
+//!   [`siprtmp_runtime_common::UdpExecutor`] and [`siprtmp_runtime_common::TcpExecutor`]
 //!   threads, which post the same wake-up.
 //!
 //! Decisions are answered on the node thread by the decider installed with
@@ -35,7 +35,7 @@
 //! pair of threads per connection.
 //!
 //! ```no_run
-//! use siprtmp_threads::{Driver, DriverConfig, ThreadsDriver};
+//! use siprtmp_runtime_std_threads::{Driver, DriverConfig, ThreadsDriver};
 //! use siprtmp_core::node::NodeConfig;
 //! let config = DriverConfig { listen: "127.0.0.1:1935".parse().unwrap(), ..DriverConfig::default() };
 //! let driver = ThreadsDriver::bind(config, NodeConfig::default()).unwrap();
@@ -56,13 +56,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use siprtmp_core::node::{ConnId, Input, Node, NodeConfig, Output};
-use siprtmp_driver_common::{
+use siprtmp_runtime_common::{
     bind_listener, configure_stream, shutdown_stream, AcceptBackoff, EventRouter, FileExecutor,
     TcpExecutor, UdpExecutor, MAX_IOVECS, SHUTDOWN_FILE_GRACE,
 };
 use workers::{spawn_reader, spawn_writer, Batch, Job, Message};
 
-pub use siprtmp_driver_common::{Decider, Driver, DriverConfig, Stopper, TcpStats, UdpStats};
+pub use siprtmp_runtime_common::{Decider, Driver, DriverConfig, Stopper, TcpStats, UdpStats};
 
 /// Messages the node thread may have pending before readers wait.
 const CHANNEL_DEPTH: usize = 1024;

@@ -1,4 +1,4 @@
-//! # siprtmp-tokio
+//! # siprtmp-runtime-tokio
 //!
 //! Runs a [`siprtmp_core::node::Node`] on a current-thread tokio runtime. The driver only moves
 //! bytes, drained counts and timer expiry between sockets and the node; every protocol
@@ -21,7 +21,7 @@
 //! and a channel message per read.
 //!
 //! The node's UDP sockets (the SIP-RTMP gateway's SIP and RTP) are
-//! [`siprtmp_driver_common::UdpExecutor`]'s: binds and vectored sends happen in the node task
+//! [`siprtmp_runtime_common::UdpExecutor`]'s: binds and vectored sends happen in the node task
 //! without waiting. They are registered in a [`UdpPoll`] whose descriptor tokio's reactor
 //! watches (`AsyncFd`): when it turns readable the node task drains the ready sockets straight
 //! into the node, with no receive thread, channel or cross-thread wake-up in the way.
@@ -32,7 +32,7 @@
 //! costs the node task nothing until its backlog passes the node's limits.
 //!
 //! ```no_run
-//! use siprtmp_tokio::{Driver, DriverConfig, TokioDriver};
+//! use siprtmp_runtime_tokio::{Driver, DriverConfig, TokioDriver};
 //! use siprtmp_core::node::NodeConfig;
 //! let config = DriverConfig { listen: "127.0.0.1:1935".parse().unwrap(), ..DriverConfig::default() };
 //! let driver = TokioDriver::bind(config, NodeConfig::default()).unwrap();
@@ -48,7 +48,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use siprtmp_core::node::{ConnId, Node, NodeConfig};
-use siprtmp_driver_common::{
+use siprtmp_runtime_common::{
     bind_listener, configure_stream, AcceptBackoff, ConnWakers, FileExecutor, NodeHost, NodeReads,
     RelayLink, SocketReady, TcpExecutor, Transport, UdpExecutor, UdpPoll,
 };
@@ -57,7 +57,7 @@ use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 
-pub use siprtmp_driver_common::{
+pub use siprtmp_runtime_common::{
     Decider, Driver, DriverConfig, Stopper, TcpStats, UdpStats, READS_PER_TURN,
 };
 

@@ -10,10 +10,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use siprtmp_core::node::{Event, NodeConfig};
-use siprtmp_drivers::{Decider, DriverConfig, Stopper, TcpStats, UdpStats};
+use siprtmp_runtime_drivers::{Decider, DriverConfig, Stopper, TcpStats, UdpStats};
 
 /// The drivers a [`TestServer`] can run on; the conformance suite runs every scenario on each.
-pub use siprtmp_drivers::Runtime;
+pub use siprtmp_runtime_drivers::Runtime;
 
 /// Binds `runtime`'s driver (with `decider`, if any), reports its address, stopper and
 /// counters over `ready`, then runs it.
@@ -168,7 +168,7 @@ impl TestServer {
     }
 
     /// Starts `workers` nodes of `runtime` (one that [`Runtime::runs_workers`]) on one port,
-    /// sharing their live streams ([`siprtmp_drivers::Workers`]); each event's connection id tells which
+    /// sharing their live streams ([`siprtmp_runtime_drivers::Workers`]); each event's connection id tells which
     /// worker emitted it ([`siprtmp_core::node::ConnId::worker`]).
     pub fn start_workers(runtime: Runtime, node: NodeConfig, workers: usize) -> Self {
         let (tx, events) = channel();

@@ -431,8 +431,8 @@ fn with_a_poll_interval_concurrent_calls_each_hear_all_of_their_own_echo() {
 /// The drivers without wake-up moderation refuse a poll interval rather than ignore it.
 #[test]
 fn only_mio_takes_a_poll_interval() {
-    use siprtmp_driver_common::Driver;
-    let config = siprtmp_driver_common::DriverConfig {
+    use siprtmp_runtime_common::Driver;
+    let config = siprtmp_runtime_common::DriverConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         poll_interval: Some(Duration::from_millis(20)),
         ..Default::default()
@@ -441,15 +441,15 @@ fn only_mio_takes_a_poll_interval() {
     let unsupported =
         |r: std::io::Result<()>| matches!(r, Err(e) if e.kind() == std::io::ErrorKind::Unsupported);
     assert!(unsupported(
-        siprtmp_tokio::TokioDriver::bind(config.clone(), node()).map(drop)
+        siprtmp_runtime_tokio::TokioDriver::bind(config.clone(), node()).map(drop)
     ));
     assert!(unsupported(
-        siprtmp_threads::ThreadsDriver::bind(config.clone(), node()).map(drop)
+        siprtmp_runtime_std_threads::ThreadsDriver::bind(config.clone(), node()).map(drop)
     ));
     assert!(unsupported(
-        siprtmp_async_std::AsyncStdDriver::bind(config.clone(), node()).map(drop)
+        siprtmp_runtime_async_std::AsyncStdDriver::bind(config.clone(), node()).map(drop)
     ));
-    assert!(siprtmp_mio::MioDriver::bind(config, node()).is_ok());
+    assert!(siprtmp_runtime_mio::MioDriver::bind(config, node()).is_ok());
 }
 
 /// With `--shared-rtp-ports`, two clients of the gateway call each other (no SIP server:

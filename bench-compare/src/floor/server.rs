@@ -7,11 +7,11 @@
 //! - a readable client is read until a read comes back short (the mio driver's rule), and
 //!   every complete record becomes an RTP datagram (12-byte header, the record's payload);
 //! - the datagrams of one wake-up leave in `sendmmsg` batches
-//!   ([`siprtmp_driver_common::mmsg::send_batch`], the gateway's own call), or with `-gso`
+//!   ([`siprtmp_runtime_common::mmsg::send_batch`], the gateway's own call), or with `-gso`
 //!   each run of equal-length datagrams as one UDP GSO message
-//!   ([`siprtmp_driver_common::mmsg::send_segmented`], as the gateway does by default);
+//!   ([`siprtmp_runtime_common::mmsg::send_segmented`], as the gateway does by default);
 //! - the UDP socket (8 MiB receive buffer, as the gateway's shared RTP ports ask) is drained
-//!   with `recvmmsg` ([`siprtmp_driver_common::mmsg::recv_batch`]); each datagram goes back to
+//!   with `recvmmsg` ([`siprtmp_runtime_common::mmsg::recv_batch`]); each datagram goes back to
 //!   the client its SSRC names, as a record;
 //! - each client with records waiting gets one `write` per wake-up, or with a merge window,
 //!   one when its oldest waiting record is that old (the gateway's `--merge-writes`);
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
-use siprtmp_driver_common::mmsg::{
+use siprtmp_runtime_common::mmsg::{
     extends_segment_group, recv_batch, send_batch, send_segmented, SegmentGroup, GSO_BATCH,
     RECV_BATCH, SEND_BATCH,
 };

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use smallvec::SmallVec;
 
-use super::decisions::Pending;
 use super::live_stream::Player;
+use super::pending_decisions::Pending;
 use super::record_resume::RecordResume;
 use super::recorder::Recorder;
 use super::session::{Session, StreamRole};

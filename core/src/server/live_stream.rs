@@ -6,9 +6,9 @@ use smallvec::SmallVec;
 
 use crate::flv::media::{classify_audio, classify_video};
 use crate::ids::ConnId;
-use crate::relay::WorkerId;
 use crate::rtmp::message::{type_id, RtmpMessage};
 use crate::rtmp::shared_message::SharedMessage;
+use crate::worker_relay::WorkerId;
 
 /// A player of a live stream and its per-player delivery state.
 #[derive(Debug, Clone)]

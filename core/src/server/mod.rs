@@ -9,18 +9,18 @@
 
 mod commands;
 mod config;
-mod decisions;
 mod fan_out;
 mod gateway_link;
 mod live_stream;
 mod merge;
+mod pending_decisions;
 mod record_resume;
 mod recorder;
-mod relay;
 mod send_queue;
 mod session;
 mod session_table;
 mod vod;
+mod worker_streams;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -47,9 +47,9 @@ use crate::rtmp::control::{ProtocolControl, UserControl};
 use crate::rtmp::handshake::ServerHandshake;
 use crate::rtmp::message::{type_id, RtmpMessage};
 use crate::storage::{FileError, FileId, FileReply};
-use decisions::Pending;
 use live_stream::LiveStream;
 use merge::FlushSchedule;
+use pending_decisions::Pending;
 use recorder::{Recorder, RecorderNote};
 use session::{Held, Phase, Session, StreamRole};
 use session_table::SessionTable;
@@ -110,7 +110,7 @@ pub struct RtmpServer {
     /// The latest time an input brought (for work started by a close, which has none).
     last_now: Instant,
     /// The relay to the other workers of a group, when this node is one.
-    relay: Option<relay::RelayState>,
+    relay: Option<worker_streams::RelayState>,
     /// Players whose media is held for merged writes, when enabled.
     merge: Option<FlushSchedule>,
     /// Where [`Session::encode_frame`] writes every session's chunk headers, split off per

@@ -58,7 +58,7 @@ pub struct MemoryNet {
     pub tcp: MemoryTcp,
     /// What the node asked of the relay between workers (a node made a worker with
     /// [`Node::with_relay`]), in order, for the test to carry out.
-    pub relay_out: Vec<crate::relay::RelayOut>,
+    pub relay_out: Vec<crate::worker_relay::RelayOut>,
     /// Write to a client only when the node asked ([`Output::Transmit`]), as a real driver
     /// does, instead of whenever something is queued (for tests of when writes happen).
     pub transmit_driven: bool,

@@ -1,5 +1,5 @@
 //! [`RelayLink`]: one worker's end of the relay between the nodes of a group
-//! ([`siprtmp_core::relay`]): a channel per worker, the group's registry of published names,
+//! ([`siprtmp_core::worker_relay`]): a channel per worker, the group's registry of published names,
 //! and a wake-up per worker.
 //!
 //! The node's relay outputs are carried out on the worker's own thread: a claim or release
@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use siprtmp_core::node::{Input, Node, RelayIn, RelayOut, WorkerId};
-use siprtmp_core::relay::{RelayMessage, RelayTarget};
+use siprtmp_core::worker_relay::{RelayMessage, RelayTarget};
 
 /// Relay messages fed to the node per turn; past this the worker wakes itself to take another
 /// turn (so a flood from other workers cannot starve its own sockets).
@@ -56,7 +56,7 @@ impl Mailbox {
 /// ```
 /// use std::time::Instant;
 /// use siprtmp_core::node::{Node, NodeConfig};
-/// use siprtmp_driver_common::RelayLink;
+/// use siprtmp_runtime_common::RelayLink;
 /// let mut links = RelayLink::group(2);
 /// let now = Instant::now();
 /// let mut node = Node::new(NodeConfig::default(), now, 1).with_relay(links[0].worker());

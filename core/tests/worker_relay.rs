@@ -1,4 +1,4 @@
-//! Several worker nodes sharing live streams through the relay ([`siprtmp_core::relay`]),
+//! Several worker nodes sharing live streams through the relay ([`siprtmp_core::worker_relay`]),
 //! wired in memory by a small relay pump with a registry of published names (what the
 //! drivers' relay does with channels and a mutex): a stream published on one worker plays on
 //! the others with every frame in order, a late player starts at a keyframe from the relayed
@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use siprtmp_core::amf::Value;
 use siprtmp_core::node::{ConnId, Event, Input, Node, NodeConfig};
-use siprtmp_core::relay::{RelayIn, RelayMessage, RelayOut, RelayTarget, WorkerId};
 use siprtmp_core::rtmp::client::ClientEvent;
 use siprtmp_core::rtmp::command::data_message;
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
 use siprtmp_core::testkit::{synthetic_av, MediaChecker, MemoryNet};
+use siprtmp_core::worker_relay::{RelayIn, RelayMessage, RelayOut, RelayTarget, WorkerId};
 use support::rtmp_clients::Driven;
 
 /// A relayed media message as the pump saw it: (from, to, type, timestamp, payload address).

@@ -1,4 +1,4 @@
-//! The server's side of the relay between workers ([`crate::relay`]): claiming a name before
+//! The server's side of the relay between workers ([`crate::worker_relay`]): claiming a name before
 //! a publish goes live, announcing and withdrawing local publications, serving subscriptions
 //! (catch-up, then every message) to the workers that have players, and playing streams
 //! published on other workers as if they were local.
@@ -13,9 +13,9 @@ use super::RtmpServer;
 use crate::decision::RequestId;
 use crate::ids::ConnId;
 use crate::io::Output;
-use crate::relay::{RelayIn, RelayMessage, RelayOut, RelayTarget, RelayedMedia, WorkerId};
 use crate::rtmp::command::Command;
 use crate::rtmp::shared_message::SharedMessage;
+use crate::worker_relay::{RelayIn, RelayMessage, RelayOut, RelayTarget, RelayedMedia, WorkerId};
 
 /// A publish waiting for the registry's answer.
 #[derive(Debug)]

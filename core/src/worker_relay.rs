@@ -40,7 +40,7 @@
 //! ```
 //! use std::time::Instant;
 //! use siprtmp_core::node::{Node, NodeConfig, Output};
-//! use siprtmp_core::relay::{RelayIn, RelayMessage, WorkerId};
+//! use siprtmp_core::worker_relay::{RelayIn, RelayMessage, WorkerId};
 //!
 //! let now = Instant::now();
 //! let mut b = Node::new(NodeConfig::default(), now, 2).with_relay(WorkerId(1));
@@ -75,7 +75,7 @@ pub enum RelayTarget {
 /// shared, not copied) and the chunk encodings the publishing worker already made.
 ///
 /// ```
-/// use siprtmp_core::relay::RelayedMedia;
+/// use siprtmp_core::worker_relay::RelayedMedia;
 /// use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
 /// let media = RelayedMedia::new(RtmpMessage::new(type_id::AUDIO, 1, 20, vec![0xaf, 1, 2]), false);
 /// let copy = media.clone();

@@ -116,7 +116,7 @@ enum Report {
 /// use std::sync::mpsc;
 /// use std::time::{Duration, Instant};
 /// use siprtmp_core::node::{Node, NodeConfig, StreamId, TcpCommand};
-/// use siprtmp_driver_common::TcpExecutor;
+/// use siprtmp_runtime_common::TcpExecutor;
 ///
 /// let peer = TcpListener::bind("127.0.0.1:0").unwrap();
 /// let (woken_tx, woken) = mpsc::channel();
@@ -851,7 +851,10 @@ mod tests {
     fn out_of_descriptors_a_waiting_connection_is_accepted_once_one_is_free() {
         if !crate::test_rerun::rerun_under(
             &["prlimit", "--nofile=64:64"],
-            "tcp::tests::out_of_descriptors_a_waiting_connection_is_accepted_once_one_is_free",
+            &crate::test_rerun::test_path(
+                module_path!(),
+                "out_of_descriptors_a_waiting_connection_is_accepted_once_one_is_free",
+            ),
         ) {
             return;
         }

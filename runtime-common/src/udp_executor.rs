@@ -52,7 +52,7 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use siprtmp_core::id_hash::IdHashMap;
 use siprtmp_core::node::{Input, Node, SocketId, UdpCommand, UdpEvent};
-use siprtmp_core::relay::WorkerId;
+use siprtmp_core::worker_relay::WorkerId;
 
 use crate::mio_poll::{PollTokens, Watched};
 #[cfg(target_os = "linux")]
@@ -150,7 +150,7 @@ enum Mode {
 /// ```
 /// use std::time::Instant;
 /// use siprtmp_core::node::{Node, NodeConfig, SocketId, UdpCommand};
-/// use siprtmp_driver_common::UdpExecutor;
+/// use siprtmp_runtime_common::UdpExecutor;
 /// let (woken_tx, woken) = std::sync::mpsc::channel();
 /// let mut udp = UdpExecutor::start(move || { let _ = woken_tx.send(()); }).unwrap();
 /// let mut node = Node::new(NodeConfig::default(), Instant::now(), 1);
