@@ -8,6 +8,11 @@
 //! system. Bytes and time go in, actions come out; a driver (mio, tokio, threads, async-std, or
 //! your own loop) moves them between the machine and the operating system.
 //!
+//! What a driver owes the node (drain `poll_output` before it waits, `Transmit` is
+//! edge-triggered, `Close` is answered with `Closed`, time and timers, two-phase decisions) is
+//! set out, with the crate's layers and data paths, in `ARCHITECTURE.md` at the root of the
+//! repository.
+//!
 //! ## Embedding 1: your own loop over std sockets
 //!
 //! A driver is a loop that feeds the [`node::Node`] what happened and does what it asks. This
