@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 
 use bytes::BytesMut;
 
+use crate::close_reason::CloseReason;
 use crate::decision::Question;
 use crate::ids::{ConnId, FileId, RequestId};
 use crate::storage::{FileError, FileReply, FileRequest};
@@ -155,7 +156,7 @@ pub enum Event {
         /// The connection.
         conn: ConnId,
         /// Why (a protocol error, a slow player, an idle timeout...).
-        reason: String,
+        reason: CloseReason,
     },
     /// A connection is gone (whoever closed it); the last event about it.
     Disconnected {

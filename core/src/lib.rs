@@ -108,6 +108,7 @@
 #![forbid(unsafe_code)]
 
 pub mod amf;
+pub mod close_reason;
 pub mod decision;
 pub mod flv;
 pub mod gateway;

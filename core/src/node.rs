@@ -32,6 +32,7 @@ use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+pub use crate::close_reason::CloseReason;
 pub use crate::decision::{DecideError, Decision, PublishMode, Question};
 pub use crate::gateway::GatewayNodeConfig;
 pub use crate::ids::{ConnId, FileId, ListenerId, RequestId, SocketId, StreamId, WorkerId};

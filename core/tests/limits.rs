@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use siprtmp_core::node::ServerConfig;
-use siprtmp_core::node::{ConnId, Event, Input, Node, NodeConfig};
+use siprtmp_core::node::{CloseReason, ConnId, Event, Input, Node, NodeConfig};
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
 use siprtmp_core::testkit::MemoryNet;
 use support::rtmp_clients::Driven;
@@ -58,7 +58,7 @@ fn bomb(net: &mut MemoryNet, now: Instant, conn: ConnId, body: usize) {
     net.pump(now);
 }
 
-fn closing_reasons(net: &MemoryNet) -> Vec<(ConnId, String)> {
+fn closing_reasons(net: &MemoryNet) -> Vec<(ConnId, CloseReason)> {
     net.node_events
         .iter()
         .filter_map(|e| match e {
@@ -98,7 +98,7 @@ fn many_connections_holding_unfinished_messages_stop_at_the_servers_budget() {
     let reasons = closing_reasons(&net);
     assert!(reasons
         .iter()
-        .any(|(_, r)| r.contains("bytes for unfinished messages are in use")));
+        .any(|(_, r)| *r == CloseReason::UnfinishedMessagesBudget { budget: 24 * MIB }));
     // The legitimate stream went on, every frame to its player.
     assert!(!net.clients[p].closed && !net.clients[watcher].closed);
     let video = net
@@ -129,9 +129,11 @@ fn connections_are_limited_per_address_and_in_total() {
     net.pump(now);
     assert!(first[..3].iter().all(|c| !net.clients[*c].closed));
     assert!(net.clients[first[3]].closed, "a fourth from 127.0.0.1");
-    assert!(closing_reasons(&net)
-        .iter()
-        .any(|(_, r)| r == "127.0.0.1 has its 3 connections"));
+    assert!(closing_reasons(&net).iter().any(|(_, r)| *r
+        == CloseReason::AddressFull {
+            ip: [127, 0, 0, 1].into(),
+            max: 3
+        }));
     // Another address is counted apart, up to the total.
     let other: SocketAddr = "192.0.2.7:5000".parse().unwrap();
     let (b, c, d) = (
@@ -144,7 +146,7 @@ fn connections_are_limited_per_address_and_in_total() {
     assert!(!reasons.iter().any(|(conn, _)| *conn == b || *conn == c));
     assert!(reasons
         .iter()
-        .any(|(conn, r)| *conn == d && r == "the server has its 5 connections"));
+        .any(|(conn, r)| *conn == d && *r == CloseReason::ServerFull { max: 5 }));
     // A place freed is taken again.
     let conn = net.clients[first[0]].conn;
     net.node.handle(now, Input::Closed { conn });

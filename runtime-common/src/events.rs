@@ -32,12 +32,12 @@ pub type Decider = Box<dyn FnMut(&Event) -> Option<(RequestId, Decision)> + Send
 ///
 /// ```
 /// use std::time::Instant;
-/// use siprtmp_core::node::{ConnId, Event, Node, NodeConfig};
+/// use siprtmp_core::node::{CloseReason, ConnId, Event, Node, NodeConfig};
 /// use siprtmp_runtime_common::EventRouter;
 /// let (tx, rx) = std::sync::mpsc::channel();
 /// let mut router = EventRouter::new(Some(tx), None);
 /// let mut node = Node::new(NodeConfig::default(), Instant::now(), 1);
-/// let event = Event::Closing { conn: ConnId(1), reason: "test".into() };
+/// let event = Event::Closing { conn: ConnId(1), reason: CloseReason::HandshakeTimeout };
 /// router.route(&mut node, Instant::now(), event.clone());
 /// assert_eq!(rx.recv().unwrap(), event);
 /// ```

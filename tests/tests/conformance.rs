@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use siprtmp_core::node::ServerConfig;
-use siprtmp_core::node::{Decision, Event, NodeConfig, Question};
+use siprtmp_core::node::{CloseReason, Decision, Event, NodeConfig, Question};
 use siprtmp_core::rtmp::client::ClientEvent;
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
 use siprtmp_tests::events::conn_of;
@@ -188,7 +188,7 @@ fn stalled_player_is_dropped_and_harms_nobody(runtime: Runtime) {
     );
     let publisher = ffmpeg_publish(&clip, &url);
     let dropped = server.wait_for(1, PUBLISH_TIME, |e| {
-        matches!(e, Event::Closing { conn, reason } if *conn == stalled_conn && reason.contains("backlog"))
+        matches!(e, Event::Closing { conn, reason: CloseReason::PlayerBacklog { .. } } if *conn == stalled_conn)
     });
     assert!(
         dropped,
@@ -242,7 +242,7 @@ fn silent_client_is_closed_by_the_ping_timeout(runtime: Runtime) {
 
     assert!(
         server.wait_for(1, STARTUP, |e| {
-            matches!(e, Event::Closing { conn, reason } if *conn == silent_conn && reason.contains("silent"))
+            matches!(e, Event::Closing { conn, reason: CloseReason::Silent { .. } } if *conn == silent_conn)
         }),
         "the silent client was not closed: {:?}",
         server.events()

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use siprtmp_core::node::ServerConfig;
-use siprtmp_core::node::{Event, NodeConfig};
+use siprtmp_core::node::{CloseReason, Event, NodeConfig};
 use siprtmp_tests::peers::{ffmpeg_play, ffmpeg_publish, rtmpdump_play};
 use siprtmp_tests::probe::{assert_receives_all_from_join, count, packets};
 use siprtmp_tests::server::TestServer;
@@ -134,10 +134,15 @@ fn a_player_that_never_reads_is_dropped_and_does_not_harm_the_others() {
     let got = packets(&dir.join("good.flv"));
     assert_receives_all_from_join("reading player", &source, &got);
     assert_eq!(count(&got, "video"), count(&source, "video"));
-    let dropped = server
-        .events()
-        .iter()
-        .any(|e| matches!(e, Event::Closing { reason, .. } if reason.contains("backlog")));
+    let dropped = server.events().iter().any(|e| {
+        matches!(
+            e,
+            Event::Closing {
+                reason: CloseReason::PlayerBacklog { .. },
+                ..
+            }
+        )
+    });
     assert!(
         dropped,
         "the stalled player was not disconnected: {:?}",

@@ -15,6 +15,7 @@ use super::session::{Session, StreamRole};
 use super::vod::PlayRequest;
 use super::{RecordPolicy, RtmpServer};
 use crate::amf::Value;
+use crate::close_reason::CloseReason;
 use crate::decision::{PublishMode, Question};
 use crate::ids::ConnId;
 use crate::io::{Event, Output};
@@ -111,7 +112,8 @@ impl RtmpServer {
         };
         let connected = session.app.is_some();
         if !connected && cmd.name != "connect" {
-            return self.close(conn, format!("'{}' before connect", cmd.name));
+            let command = cmd.name;
+            return self.close(conn, CloseReason::CommandBeforeConnect { command });
         }
         if self.gateway_command(now, conn, &cmd) {
             return;

@@ -18,6 +18,7 @@ use super::live_stream::{media_kind, MediaKind};
 use super::session::{Held, StreamRole};
 use super::RtmpServer;
 use crate::amf::Value;
+use crate::close_reason::CloseReason;
 use crate::flv::metadata::properties_of;
 use crate::ids::ConnId;
 use crate::io::{Event, Output};
@@ -148,7 +149,7 @@ impl RtmpServer {
             if let Some(session) = self.sessions.get_mut(player) {
                 session.out.clear();
             }
-            self.close(player, format!("player backlog above {hard} bytes"));
+            self.close(player, CloseReason::PlayerBacklog { limit: hard });
         }
     }
 

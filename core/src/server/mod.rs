@@ -34,6 +34,7 @@ use bytes::{Bytes, BytesMut};
 pub use config::{AppConfig, RecordPolicy, ServerConfig};
 
 use crate::amf::Value;
+use crate::close_reason::CloseReason;
 use crate::decision::RequestId;
 use crate::flv::index::FileSummary;
 use crate::ids::ConnId;
@@ -231,10 +232,11 @@ impl RtmpServer {
             self.config.max_connections_per_ip,
         );
         if max > 0 && total >= max {
-            self.close(id, format!("the server has its {max} connections"));
+            self.close(id, CloseReason::ServerFull { max });
         } else if max_per_ip > 0 && *from_ip as usize > max_per_ip {
             let ip = peer.ip();
-            self.close(id, format!("{ip} has its {max_per_ip} connections"));
+            let max = max_per_ip;
+            self.close(id, CloseReason::AddressFull { ip, max });
         }
         id
     }
@@ -252,10 +254,7 @@ impl RtmpServer {
         self.partial_total = self.partial_total - before + now;
         if now > before && self.partial_total > self.config.max_total_partial_bytes {
             let budget = self.config.max_total_partial_bytes;
-            self.close(
-                conn,
-                format!("the server's {budget} bytes for unfinished messages are in use"),
-            );
+            self.close(conn, CloseReason::UnfinishedMessagesBudget { budget });
         }
     }
 
@@ -294,7 +293,7 @@ impl RtmpServer {
         }
         if session.awaiting.is_some() {
             if session.rx.len() > MAX_INPUT_WHILE_AWAITING {
-                self.close(conn, "too much input while a decision is pending".into());
+                self.close(conn, CloseReason::InputWhileDeciding);
             }
             return;
         }
@@ -318,7 +317,7 @@ impl RtmpServer {
                         .push(Reverse((session.next_check, Timer::Connection(conn.0))));
                 }
                 Err(e) => {
-                    self.close(conn, format!("handshake failed: {e}"));
+                    self.close(conn, CloseReason::Handshake(e));
                     return;
                 }
             }
@@ -340,7 +339,7 @@ impl RtmpServer {
                 Ok(Some(msg)) => self.handle_message(now, conn, msg),
                 Ok(None) => return,
                 Err(e) => {
-                    self.close(conn, format!("chunk stream error: {e}"));
+                    self.close(conn, CloseReason::ChunkStream(e));
                     return;
                 }
             }
@@ -379,7 +378,7 @@ impl RtmpServer {
             type_id::DATA_AMF0 | type_id::DATA_AMF3 => self.handle_data(conn, msg),
             type_id::COMMAND_AMF0 | type_id::COMMAND_AMF3 => match Command::parse(&msg) {
                 Ok(cmd) => self.handle_command(now, conn, msg.stream_id, cmd),
-                Err(e) => self.close(conn, format!("bad command: {e}")),
+                Err(e) => self.close(conn, CloseReason::Command(e)),
             },
             type_id::AGGREGATE => match split_aggregate(&msg) {
                 Ok(parts) => {
@@ -391,7 +390,7 @@ impl RtmpServer {
                         }
                     }
                 }
-                Err(e) => self.close(conn, format!("bad aggregate message: {e}")),
+                Err(e) => self.close(conn, CloseReason::Aggregate(e)),
             },
             // Shared objects and unknown types are not supported: ignored, as FMS peers expect.
             _ => {}
@@ -401,7 +400,7 @@ impl RtmpServer {
     fn handle_protocol_control(&mut self, conn: ConnId, msg: &RtmpMessage) {
         let control = match ProtocolControl::parse(msg) {
             Ok(c) => c,
-            Err(e) => return self.close(conn, format!("bad protocol control message: {e}")),
+            Err(e) => return self.close(conn, CloseReason::ProtocolControl(e)),
         };
         let Some(session) = self.sessions.get_mut(conn) else {
             return;
@@ -409,7 +408,7 @@ impl RtmpServer {
         match control {
             ProtocolControl::SetChunkSize(size) => {
                 if let Err(e) = session.decoder.set_chunk_size(size) {
-                    self.close(conn, format!("bad chunk size: {e}"));
+                    self.close(conn, CloseReason::ChunkStream(e));
                 }
             }
             ProtocolControl::Abort(csid) => session.decoder.abort(csid),
@@ -419,8 +418,9 @@ impl RtmpServer {
     }
 
     fn handle_user_control(&mut self, conn: ConnId, msg: &RtmpMessage) {
-        let Ok(event) = UserControl::parse(&msg.payload) else {
-            return self.close(conn, "bad user control message".into());
+        let event = match UserControl::parse(&msg.payload) {
+            Ok(event) => event,
+            Err(e) => return self.close(conn, CloseReason::UserControl(e)),
         };
         if let UserControl::PingRequest(stamp) = event {
             if let Some(session) = self.sessions.get_mut(conn) {
@@ -433,8 +433,9 @@ impl RtmpServer {
 
     /// `@setDataFrame` / `onMetaData` from a publisher: cached and forwarded as `onMetaData`.
     fn handle_data(&mut self, conn: ConnId, msg: RtmpMessage) {
-        let Ok(values) = message_values(&msg) else {
-            return self.close(conn, "malformed data message".into());
+        let values = match message_values(&msg) {
+            Ok(values) => values,
+            Err(e) => return self.close(conn, CloseReason::DataMessage(e)),
         };
         let values = match values.first().and_then(|v| v.as_str()) {
             Some("@setDataFrame") => values[1..].to_vec(),
@@ -494,7 +495,7 @@ impl RtmpServer {
     }
 
     /// Closes `conn` from the server side: its streams end, and the driver is told to close.
-    pub(crate) fn close(&mut self, conn: ConnId, reason: String) {
+    pub(crate) fn close(&mut self, conn: ConnId, reason: CloseReason) {
         let Some(session) = self.sessions.get(conn) else {
             return;
         };
@@ -507,7 +508,11 @@ impl RtmpServer {
         if let Some(session) = self.sessions.get_mut(conn) {
             if session.is_active() && session.app.is_some() {
                 // Best effort: the driver writes what it can before it closes the socket.
-                let info = status_object("status", "NetConnection.Connect.Closed", &reason);
+                let info = status_object(
+                    "status",
+                    "NetConnection.Connect.Closed",
+                    &reason.to_string(),
+                );
                 let closed = Command::new("onStatus", 0.0, Value::Null, vec![info]);
                 session.send_command(0, closed, false);
             }
@@ -590,13 +595,13 @@ impl RtmpServer {
             Phase::Closing => return,
             Phase::Handshake(_) => {
                 if idle >= config.handshake_timeout {
-                    return self.close(conn, "handshake timed out".into());
+                    return self.close(conn, CloseReason::HandshakeTimeout);
                 }
                 session.last_rx + config.handshake_timeout
             }
             Phase::Active => {
                 if idle >= config.ping_interval + config.dead_timeout {
-                    return self.close(conn, format!("peer silent for {} s", idle.as_secs()));
+                    return self.close(conn, CloseReason::Silent { idle });
                 }
                 if idle >= config.ping_interval {
                     if !session.ping_sent {

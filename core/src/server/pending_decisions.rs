@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use super::RtmpServer;
 use crate::amf::Value;
+use crate::close_reason::CloseReason;
 use crate::decision::{DecideError, Decision, Question, RequestId};
 use crate::ids::ConnId;
 use crate::io::{Event, Output};
@@ -153,8 +154,10 @@ impl RtmpServer {
         let notify = session.send_command(0, error, cmd.amf3);
         self.transmit_if(conn, notify);
         let why = match redirect {
-            Some(url) => format!("connect redirected to {url}"),
-            None => format!("connect rejected: {reason}"),
+            Some(url) => CloseReason::ConnectRedirected { url: url.into() },
+            None => CloseReason::ConnectRejected {
+                reason: reason.into(),
+            },
         };
         self.close(conn, why);
     }

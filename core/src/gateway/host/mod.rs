@@ -34,6 +34,7 @@ use bytes::Bytes;
 use smallvec::SmallVec;
 
 use crate::amf::Value;
+use crate::close_reason::CloseReason;
 use crate::gateway::call_session::{GatewayOutput, GatewaySession};
 use crate::gateway::client_api::{ClientCall, ClientCallback, ConnectRequest};
 use crate::gateway::drop_notice::DropNotice;
@@ -191,7 +192,7 @@ impl GatewayHost {
             return true;
         }
         for old in older {
-            let reason = format!("replaced by a newer connection for {aor}");
+            let reason = CloseReason::ReplacedByNewer { aor: aor.clone() };
             self.requests
                 .push_back(ToServer::Close { conn: old, reason });
         }

@@ -12,6 +12,7 @@
 
 use std::time::Instant;
 
+use crate::close_reason::CloseReason;
 use crate::ids::ConnId;
 use crate::media::frame::MediaFrame;
 use crate::rtmp::command::Command;
@@ -53,7 +54,7 @@ pub(crate) enum ToServer {
         reason: String,
     },
     /// Close the connection (a newer one for the same address of record replaced it).
-    Close { conn: ConnId, reason: String },
+    Close { conn: ConnId, reason: CloseReason },
     /// Call the gateway's `timer` for `conn` at `at`.
     Timer { conn: ConnId, at: Instant },
 }
