@@ -5,8 +5,8 @@
 //! a threshold that it raises, by default, to the size of every mmapped block freed, up to
 //! 32 MiB. A server that has held many unfinished 8 MiB messages (a memory bomb, or many 4K
 //! publishers) thus serves later blocks of that size from its heap, and after the connections
-//! close the heap keeps the memory: the hardening issue measured 4.3 GB resident after 200
-//! such connections had gone. A fixed threshold keeps large blocks (partial messages,
+//! close the heap keeps the memory (gigabytes resident after a few hundred such connections had
+//! gone: `bench-compare/results/design-figures.md`). A fixed threshold keeps large blocks (partial messages,
 //! keyframes in GOP caches, file reads) in `mmap`, so they go back when freed; the blocks of
 //! the data path (read buffers of 64 KiB, chunk headers, small messages) stay in the heap.
 

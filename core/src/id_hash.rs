@@ -2,8 +2,8 @@
 //! ids, poll tokens), for the maps looked up once or more per media packet.
 //!
 //! The standard `HashMap` hashes with SipHash-1-3, keyed at random, so that keys chosen by an
-//! attacker cannot pile up in one bucket. That costs about a hundred instructions per lookup,
-//! and the gateway looks up several maps per packet. Ids that the node or a driver assigns
+//! attacker cannot pile up in one bucket. That costs about a hundred instructions per lookup
+//! (`bench-compare/results/design-figures.md`), and the gateway looks up several maps per packet. Ids that the node or a driver assigns
 //! (counters, slot indexes) cannot be chosen from outside, so a multiply-xorshift is enough to
 //! spread them: consecutive ids land in consecutive-looking but distinct buckets, and the top
 //! bits (which the table uses as a tag) depend on every bit of the id.

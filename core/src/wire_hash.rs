@@ -3,8 +3,8 @@
 //!
 //! Such keys are chosen by whoever sends the packets, so a fixed hash would let a peer pile
 //! them into one bucket (hash flooding). The standard `HashMap`'s SipHash-1-3 defends against
-//! that at about 110 instructions per lookup; the gateway's shared-port routing did two per
-//! RTP datagram. This hasher is a folded multiply (the full 128-bit product of the key and
+//! that at a cost per lookup many times a multiply's (`bench-compare/results/design-figures.md`),
+//! and the gateway's shared-port routing did two per RTP datagram. This hasher is a folded multiply (the full 128-bit product of the key and
 //! a secret, its halves xored), with both secrets drawn at random per map from the standard
 //! library's random hash keys: a peer that cannot see the secrets cannot aim at a bucket, and
 //! every bit of the key reaches both the bucket index (low bits) and the tag (top bits). It

@@ -17,8 +17,8 @@
 //!   per-connection waker until `Pending`; the reactor calls that waker when data arrives and
 //!   the waker posts the connection's id to the node task, which reads again. No reader task
 //!   and no channel of bytes: a reader task on async-std's executor threads put a
-//!   cross-thread hop between every read and the node (measured: 2.7x mio's CPU per gateway
-//!   call). A connection that keeps delivering is read at most [`READS_PER_TURN`] times per
+//!   cross-thread hop between every read and the node, which cost a multiple of mio's CPU
+//!   per gateway call (`bench-compare/results/design-figures.md`). A connection that keeps delivering is read at most [`READS_PER_TURN`] times per
 //!   turn, so one publisher cannot starve the others; a fast publisher is read only as fast as
 //!   the node handles its data, so memory stays bounded.
 //!

@@ -4,9 +4,9 @@
 //! A batched receive must say beforehand where each datagram may land, so datagram `i` gets
 //! the `i`-th slot of the buffer whatever its length, and the rest of a slot is skipped. With
 //! one fixed slot big enough for video RTP (2 KiB), a Speex frame's 60-byte datagram used 3 %
-//! of its slot: a gateway with 300 calls went through 600 KiB of fresh buffer per wake-up
-//! (zeroed first, then cold in the cache when the datagram is translated), and zeroing it was
-//! 2.5 % of the gateway's CPU. The slot therefore follows the datagrams: it grows at once to
+//! of its slot: a gateway with hundreds of calls went through hundreds of KiB of fresh buffer
+//! per wake-up (zeroed first, then cold in the cache when the datagram is translated), and
+//! zeroing it showed in the gateway's CPU profile (`bench-compare/results/design-figures.md`). The slot therefore follows the datagrams: it grows at once to
 //! fit the longest datagram of a batch (those that did not fit were joined from the slot's
 //! overflow, a copy, so growing fast keeps copies to the batch that revealed the need) and
 //! shrinks, to the longest datagram seen meanwhile, only after [`SHRINK_AFTER`] batches in a

@@ -34,11 +34,10 @@ pub fn bind_listener(addr: SocketAddr, nonblocking: bool) -> io::Result<TcpListe
 /// `SO_SNDBUF` if given, on an accepted socket of any runtime.
 ///
 /// Why Nagle on by default: with it every per-message `writev` to a player becomes its own TCP
-/// segment, and a player that reads in bulk (`SO_RCVLOWAT`) made the server pay 1.12 MHz per
-/// player against nginx-rtmp's 0.25; with Nagle the kernel coalesces them and we pay 0.29
-/// (`bench-compare --runtimes mio,nginx --players 0,200,500 --window 5 --repeats 1
-/// --scenarios audio --readers bulk`, one run, same machine). Players that read every message
-/// cost the same either way (0.78 vs nginx-rtmp's 0.77 MHz).
+/// segment, and a player that reads in bulk (`SO_RCVLOWAT`) made the server pay several times
+/// nginx-rtmp's CPU per player; with Nagle the kernel coalesces them and we pay about what
+/// nginx-rtmp does. Players that read every message cost the same either way. (The run and
+/// its figures: `bench-compare/results/design-figures.md`.)
 pub fn configure_stream<S: AsSocket>(
     socket: &S,
     send_buffer: Option<usize>,

@@ -117,8 +117,9 @@ pub struct RtmpServer {
     /// Where [`Session::encode_frame`] writes every session's chunk headers, split off per
     /// message: one allocation serves many messages, and the reference count that each
     /// split and each written header touches is one hot cache line rather than one per
-    /// session (at 300 gateway calls, shared-buffer reference counts, these among them, took
-    /// about 5 % of the CPU, mostly in cache misses).
+    /// session (with hundreds of gateway calls, shared-buffer reference counts, these among
+    /// them, were a visible share of the CPU, mostly in cache misses: see
+    /// `bench-compare/results/design-figures.md`).
     frame_headers: BytesMut,
 }
 

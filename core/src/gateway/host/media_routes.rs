@@ -112,8 +112,8 @@ impl std::hash::Hash for SourceKey {
 /// The calls expecting media from each far-end address, per leg. See the module documentation.
 ///
 /// Keys come off the wire (SDP, RTP), so the maps hash with secrets drawn per map
-/// ([`WireHashMap`]), two rounds of a multiply per datagram where SipHash took 330
-/// instructions.
+/// ([`WireHashMap`]): two rounds of a multiply per datagram, a fraction of what SipHash
+/// costs (figures in `bench-compare/results/design-figures.md`).
 #[derive(Debug, Default)]
 pub(crate) struct MediaRoutes {
     by_source: WireHashMap<SourceKey, Group>,
