@@ -62,7 +62,7 @@ impl SendTally {
     }
 }
 
-/// What one call received of its window, as [`EchoLoad::received`] reports it.
+/// What one call received of its window, as [`EchoLoad::calls`] reports it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Received {
     /// Window frames that came back.
