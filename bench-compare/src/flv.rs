@@ -21,7 +21,7 @@ pub struct FlvTag {
 
 /// Parses every audio and video tag of `data` (script tags are skipped: the load generator
 /// publishes media only, as the original benchmark's Flash publisher did).
-pub fn parse_tags(data: &[u8]) -> Result<Vec<FlvTag>, String> {
+pub(crate) fn parse_tags(data: &[u8]) -> Result<Vec<FlvTag>, String> {
     if data.len() < 9 || &data[..3] != b"FLV" {
         return Err("not an FLV file".into());
     }

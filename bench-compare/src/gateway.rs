@@ -20,7 +20,7 @@ use crate::server::{self, Binaries, ServerKind};
 /// What the calls of a point speak: the codec token every call offers (alone) and the file
 /// its frames come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GatewayCodec {
+pub(crate) enum GatewayCodec {
     /// Speex 16 kHz (`wideband`, what Flash sends), passed through both ways.
     Wideband,
     /// Speex 8 kHz (`narrowband`): the gateway walks each frame to strip wideband layers on
@@ -30,7 +30,7 @@ pub enum GatewayCodec {
 
 impl GatewayCodec {
     /// From its `--codecs` name: the client's codec token.
-    pub fn parse(name: &str) -> Result<Self, String> {
+    pub(crate) fn parse(name: &str) -> Result<Self, String> {
         match name {
             "wideband" => Ok(Self::Wideband),
             "narrowband" => Ok(Self::Narrowband),
@@ -39,7 +39,7 @@ impl GatewayCodec {
     }
 
     /// The token the calls offer in `invite`.
-    pub fn token(self) -> &'static str {
+    pub(crate) fn token(self) -> &'static str {
         match self {
             Self::Wideband => "wideband",
             Self::Narrowband => "narrowband",
@@ -47,7 +47,7 @@ impl GatewayCodec {
     }
 
     /// For reports.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Self::Wideband => "Speex 16 kHz",
             Self::Narrowband => "Speex 8 kHz",
@@ -55,7 +55,7 @@ impl GatewayCodec {
     }
 
     /// The media file in `--media-dir`.
-    pub fn media_file(self) -> &'static str {
+    pub(crate) fn media_file(self) -> &'static str {
         match self {
             Self::Wideband => "speex16k_audio_20s.flv",
             Self::Narrowband => "speex8k_audio_20s.flv",
@@ -67,7 +67,7 @@ impl GatewayCodec {
     /// it: in the 8 kHz file each packet is one 300-bit frame (mode 5) in 38 bytes, so the
     /// last byte's low 4 bits are padding and come back as `0111` (a 0, then 1s). Numbers
     /// that end in those bits (7, 23, 39...) come back unchanged.
-    pub fn seq_plan(self) -> SeqPlan {
+    pub(crate) fn seq_plan(self) -> SeqPlan {
         match self {
             Self::Wideband => SeqPlan::CONSECUTIVE,
             Self::Narrowband => SeqPlan { first: 7, step: 16 },
@@ -75,7 +75,7 @@ impl GatewayCodec {
     }
 
     /// The looped media of the calls, from `media_dir`.
-    pub fn load_media(self, media_dir: &Path) -> Result<Arc<MediaLoop>, String> {
+    pub(crate) fn load_media(self, media_dir: &Path) -> Result<Arc<MediaLoop>, String> {
         let path = media_dir.join(self.media_file());
         let data = crate::read_media(&path)?;
         let tags = flv::parse_tags(&data).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -84,15 +84,15 @@ impl GatewayCodec {
 }
 
 /// Share of its window frames every call must get back.
-pub const MIN_ECHO: f64 = 0.99;
+pub(crate) const MIN_ECHO: f64 = 0.99;
 /// The gateway's RTP ports (four per call), below the ephemeral range.
-pub const RTP_PORTS: (u16, u16) = (26000, 29999);
+pub(crate) const RTP_PORTS: (u16, u16) = (26000, 29999);
 /// Where sipp's media port is looked for (it needs two free ports: audio and video echo).
 const SIPP_MEDIA_PORTS: std::ops::Range<u16> = 25000..25998;
 
 /// What one gateway point measured.
 #[derive(Debug, Clone)]
-pub struct GatewayPoint {
+pub(crate) struct GatewayPoint {
     /// What the calls spoke.
     pub codec: GatewayCodec,
     /// Number of concurrent calls.
@@ -119,13 +119,13 @@ pub struct GatewayPoint {
 
 impl GatewayPoint {
     /// The curve the point belongs to: runtime and codec.
-    pub fn series(&self) -> String {
+    pub(crate) fn series(&self) -> String {
         format!("{}, {}", self.server, self.codec.label())
     }
 }
 
 /// sipp as the far end; killed when dropped.
-pub struct Sipp {
+pub(crate) struct Sipp {
     child: Child,
     /// Its SIP port on 127.0.0.1.
     port: u16,
@@ -135,12 +135,12 @@ pub struct Sipp {
 
 impl Sipp {
     /// Its SIP port on 127.0.0.1.
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.port
     }
 
     /// The PID to measure.
-    pub fn pid(&self) -> String {
+    pub(crate) fn pid(&self) -> String {
         self.child.id().to_string()
     }
 }
@@ -168,7 +168,7 @@ fn free_media_port() -> Result<u16, String> {
 
 /// Starts sipp with `scenario` on free ports of 127.0.0.1, echoing RTP (`-rtp_echo`: whatever
 /// arrives on its media port goes back to its source, call or no call).
-pub fn start_sipp(scenario: &Path) -> Result<Sipp, String> {
+pub(crate) fn start_sipp(scenario: &Path) -> Result<Sipp, String> {
     let port = free_udp_port()?;
     let media = free_media_port()?;
     let child = Command::new("sipp")
@@ -208,7 +208,7 @@ pub fn start_sipp(scenario: &Path) -> Result<Sipp, String> {
 /// Raises the soft limit of open files to the hard one (sipp, the server and the loader
 /// inherit it: a call costs the server a TCP and five UDP sockets, the loader a TCP socket).
 /// Returns a note when even the hard limit is below `needed`.
-pub fn raise_fd_limit(needed: u64) -> Option<String> {
+pub(crate) fn raise_fd_limit(needed: u64) -> Option<String> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -239,7 +239,7 @@ pub fn raise_fd_limit(needed: u64) -> Option<String> {
 }
 
 /// Checks that sipp is installed (for the run's notes).
-pub fn sipp_available() -> Result<(), String> {
+pub(crate) fn sipp_available() -> Result<(), String> {
     Command::new("sipp")
         .arg("-v")
         .stdout(Stdio::null())
@@ -250,7 +250,7 @@ pub fn sipp_available() -> Result<(), String> {
 }
 
 /// What one gateway point runs, whichever server it measures (siprtmp or the floor).
-pub struct PointSpec<'a> {
+pub(crate) struct PointSpec<'a> {
     /// The far end: sipp with this scenario.
     pub sipp_scenario: &'a Path,
     pub codec: GatewayCodec,
@@ -266,7 +266,7 @@ pub struct PointSpec<'a> {
 
 /// Runs one gateway point; `Err` if a process or the call setup failed (frames not echoed is
 /// not an error here: it is in the result).
-pub fn run_point(
+pub(crate) fn run_point(
     kind: &ServerKind,
     bins: &Binaries,
     spec: &PointSpec<'_>,
@@ -319,7 +319,7 @@ pub fn run_point(
 }
 
 /// What one window measured, before the point is labelled.
-pub struct WindowMeasure {
+pub(crate) struct WindowMeasure {
     server_cpu: f64,
     server_cpu_ns: f64,
     sipp_cpu: f64,
@@ -330,7 +330,7 @@ pub struct WindowMeasure {
 
 impl WindowMeasure {
     /// The point these figures belong to.
-    pub fn point(
+    pub(crate) fn point(
         self,
         codec: GatewayCodec,
         calls: usize,
@@ -356,7 +356,7 @@ impl WindowMeasure {
 
 /// The warm-up, then the CPU window of the server `pid`, of sipp and of this process (the
 /// loader), then the echo check.
-pub fn measure_window(
+pub(crate) fn measure_window(
     load: &mut impl EchoLoad,
     pid: &str,
     sipp_pid: &str,

@@ -98,7 +98,11 @@ fn saturated(m: &[Medians]) -> Vec<usize> {
 }
 
 /// One line per server for the terminal: MHz per call beside the original's figure.
-pub fn summary_lines(info: &RunInfo, calls: &[usize], points: &[GatewayPoint]) -> Vec<String> {
+pub(crate) fn summary_lines(
+    info: &RunInfo,
+    calls: &[usize],
+    points: &[GatewayPoint],
+) -> Vec<String> {
     per_server(info, calls, points)
         .iter()
         .map(|(s, m)| match slope(m, |p| p.1) {
@@ -118,7 +122,7 @@ pub fn summary_lines(info: &RunInfo, calls: &[usize], points: &[GatewayPoint]) -
 }
 
 /// The markdown section for `points` (servers in `info.servers` order, `calls` as measured).
-pub fn section(info: &RunInfo, calls: &[usize], points: &[GatewayPoint]) -> String {
+pub(crate) fn section(info: &RunInfo, calls: &[usize], points: &[GatewayPoint]) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
@@ -274,7 +278,7 @@ fn csv(points: &[GatewayPoint]) -> String {
 }
 
 /// Writes gateway.csv and cpu-gateway.svg into `dir`.
-pub fn write_files(
+pub(crate) fn write_files(
     dir: &Path,
     info: &RunInfo,
     calls: &[usize],

@@ -21,7 +21,9 @@ mod svg;
 // Where the generated test media and the sipp scenarios are is known in one file, the test
 // crate's `locate` module; compiled here as a module rather than depending on that crate
 // (and, through it, on every runtime).
-#[allow(dead_code)] // only the directories are used here
+// Only the directories are used here (dead_code); its functions are `pub` because they are
+// the test crate's public API, but private in this crate (unreachable_pub).
+#[allow(dead_code, unreachable_pub)]
 #[path = "../../tests/src/locate.rs"]
 mod test_inputs;
 

@@ -35,7 +35,7 @@ pub struct Timing {
 
 /// What one point measured.
 #[derive(Debug, Clone)]
-pub struct PointResult {
+pub(crate) struct PointResult {
     /// Scenario name.
     pub scenario: String,
     /// How the players read.
@@ -63,7 +63,7 @@ pub struct PointResult {
 /// Runs one point; `Err` if the server or the setup failed (frames lost is not an error
 /// here: it is in the result).
 #[allow(clippy::too_many_arguments)]
-pub fn run_point(
+pub(crate) fn run_point(
     kind: &ServerKind,
     bins: &Binaries,
     scenario: &Scenario,

@@ -5,7 +5,7 @@ use std::process::Command;
 
 /// CPU consumed by a process so far.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct CpuSample {
+pub(crate) struct CpuSample {
     /// utime + stime in clock ticks (`/proc/PID/stat`, all threads).
     pub ticks: u64,
     /// On-CPU nanoseconds summed over the process's threads (`/proc/PID/task/*/schedstat`),
@@ -14,7 +14,7 @@ pub struct CpuSample {
 }
 
 /// utime + stime of `pid` (use "self" for this process), in clock ticks.
-pub fn cpu_ticks(pid: &str) -> Result<u64, String> {
+pub(crate) fn cpu_ticks(pid: &str) -> Result<u64, String> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
     parse_stat_ticks(&text).ok_or_else(|| format!("/proc/{pid}/stat: unexpected format"))
@@ -42,7 +42,7 @@ fn on_cpu_ns(pid: &str) -> u64 {
 }
 
 /// Both CPU counters of `pid` at once.
-pub fn sample(pid: &str) -> Result<CpuSample, String> {
+pub(crate) fn sample(pid: &str) -> Result<CpuSample, String> {
     Ok(CpuSample {
         ticks: cpu_ticks(pid)?,
         on_cpu_ns: on_cpu_ns(pid),
@@ -50,21 +50,21 @@ pub fn sample(pid: &str) -> Result<CpuSample, String> {
 }
 
 /// Peak resident set size (`VmHWM`) of `pid`, in KiB.
-pub fn peak_rss_kib(pid: &str) -> Option<u64> {
+pub(crate) fn peak_rss_kib(pid: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Resident set size now (`VmRSS`) of `pid`, in KiB.
-pub fn rss_kib(pid: &str) -> Option<u64> {
+pub(crate) fn rss_kib(pid: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Open file descriptors of `pid` (entries of `/proc/PID/fd`).
-pub fn open_fds(pid: &str) -> Option<u64> {
+pub(crate) fn open_fds(pid: &str) -> Option<u64> {
     let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
     Some(dir.count() as u64)
 }
@@ -72,7 +72,7 @@ pub fn open_fds(pid: &str) -> Option<u64> {
 /// Datagrams the kernel dropped on the UDP sockets `pid` holds because their receive buffer
 /// was full (the `drops` column of `/proc/net/udp` for the sockets among `/proc/PID/fd`); the
 /// count lives and dies with each socket, so read it while they are open.
-pub fn udp_drops(pid: &str) -> Option<u64> {
+pub(crate) fn udp_drops(pid: &str) -> Option<u64> {
     let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .ok()?
         .filter_map(Result::ok)
@@ -103,7 +103,7 @@ fn udp_drops_of(table: &str, inodes: &std::collections::HashSet<String>) -> u64 
 }
 
 /// The system's load averages (`/proc/loadavg`: 1, 5 and 15 minutes), as written there.
-pub fn load_average() -> String {
+pub(crate) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -111,7 +111,7 @@ pub fn load_average() -> String {
 }
 
 /// Clock ticks per second from `getconf CLK_TCK`; 100 (with a note) if that fails.
-pub fn clock_ticks() -> (u64, Option<String>) {
+pub(crate) fn clock_ticks() -> (u64, Option<String>) {
     let out = Command::new("getconf").arg("CLK_TCK").output();
     match out
         .ok()
@@ -127,7 +127,7 @@ pub fn clock_ticks() -> (u64, Option<String>) {
 }
 
 /// The core clock in MHz (first "cpu MHz" in /proc/cpuinfo) and the CPU model name.
-pub fn core_mhz() -> (Option<f64>, String) {
+pub(crate) fn core_mhz() -> (Option<f64>, String) {
     let text = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let field = |name: &str| {
         text.lines()

@@ -76,7 +76,7 @@ fn reader_text(reader: ReaderKind) -> String {
 }
 
 /// Writes report.md, results.csv and the plots into `dir`.
-pub fn write_all(
+pub(crate) fn write_all(
     dir: &Path,
     info: &RunInfo,
     results: &[PointResult],
@@ -168,7 +168,7 @@ pub fn write_all(
 }
 
 /// "No failures." or the list of failures.
-pub fn failures_section(failures: &[String]) -> String {
+pub(crate) fn failures_section(failures: &[String]) -> String {
     let mut md = String::new();
     if failures.is_empty() {
         let _ = writeln!(md, "\nNo failures.");

@@ -16,38 +16,38 @@ use std::time::{Duration, Instant};
 /// Ending of a server name that runs siprtmp with merged writes: `mio-merged` is
 /// `siprtmp --runtime mio --merge-writes MERGED_WINDOW_MS`, `mio-merged20` the same with a
 /// 20 ms window.
-pub const MERGED_SUFFIX: &str = "-merged";
+pub(crate) const MERGED_SUFFIX: &str = "-merged";
 
 /// The merge window of a `-merged` server, in milliseconds (SRS's default `mw_latency`).
-pub const MERGED_WINDOW_MS: u64 = 100;
+pub(crate) const MERGED_WINDOW_MS: u64 = 100;
 
 /// Ending of a server name that runs siprtmp with `--tcp-nodelay` (after `-merged` if both:
 /// `mio-merged-nodelay`).
-pub const NODELAY_SUFFIX: &str = "-nodelay";
+pub(crate) const NODELAY_SUFFIX: &str = "-nodelay";
 
 /// Ending of a server name that runs siprtmp with `--shared-rtp-ports` (every gateway call's
 /// media on four shared ports; last if combined: `mio-merged-shared`, `mio-nodelay-shared`).
-pub const SHARED_SUFFIX: &str = "-shared";
+pub(crate) const SHARED_SUFFIX: &str = "-shared";
 
 /// Ending of a floor's name that sends its RTP with UDP GSO (before `-tickN`, last
 /// otherwise); siprtmp does by default.
-pub const GSO_SUFFIX: &str = "-gso";
+pub(crate) const GSO_SUFFIX: &str = "-gso";
 
 /// Ending of a server name that runs siprtmp with `--no-udp-gso` (before `-tickN`, last
 /// otherwise: `mio-merged-shared-nogso-tick20`).
-pub const NOGSO_SUFFIX: &str = "-nogso";
+pub(crate) const NOGSO_SUFFIX: &str = "-nogso";
 
 /// Start of a server name that runs the `--baseline-bin` binary instead of `--server-bin`
 /// with the options the rest of the name asks for (`base:mio-merged-shared-tick20`): the
 /// build before a change, measured in the same run as the build after it.
-pub const BASELINE_PREFIX: &str = "base:";
+pub(crate) const BASELINE_PREFIX: &str = "base:";
 
 /// Ending of a server name that runs siprtmp with `--poll-interval N` (wake-up moderation,
 /// mio only; last of all: `mio-merged-shared-tick20`). The gateway floor takes it too.
-pub const TICK_SUFFIX: &str = "-tick";
+pub(crate) const TICK_SUFFIX: &str = "-tick";
 
 /// `name` without a `-tickN` ending, and N; `None` when the ending is malformed.
-pub fn strip_tick(name: &str) -> Option<(&str, Option<u64>)> {
+pub(crate) fn strip_tick(name: &str) -> Option<(&str, Option<u64>)> {
     match name.rfind(TICK_SUFFIX) {
         Some(at) => Some((
             &name[..at],
@@ -59,7 +59,7 @@ pub fn strip_tick(name: &str) -> Option<(&str, Option<u64>)> {
 
 /// How a siprtmp server under test runs, from its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SiprtmpOptions<'a> {
+pub(crate) struct SiprtmpOptions<'a> {
     /// `--runtime`.
     pub runtime: &'a str,
     /// `--merge-writes`, when merged.
@@ -78,7 +78,7 @@ pub struct SiprtmpOptions<'a> {
 
 /// A server implementation to measure.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServerKind {
+pub(crate) enum ServerKind {
     /// `siprtmp --runtime <name>`, with merged writes and/or `TCP_NODELAY` when the name ends
     /// in [`MERGED_SUFFIX`] and/or [`NODELAY_SUFFIX`].
     Siprtmp(String),
@@ -90,7 +90,7 @@ pub enum ServerKind {
 
 impl ServerKind {
     /// The name used in flags, tables and plots.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         match self {
             ServerKind::Siprtmp(r) => r.clone(),
             ServerKind::Nginx => "nginx-rtmp".into(),
@@ -99,7 +99,7 @@ impl ServerKind {
     }
 
     /// For siprtmp: the runtime and options its name asks for.
-    pub fn siprtmp_options(&self) -> Option<SiprtmpOptions<'_>> {
+    pub(crate) fn siprtmp_options(&self) -> Option<SiprtmpOptions<'_>> {
         let ServerKind::Siprtmp(name) = self else {
             return None;
         };
@@ -146,7 +146,7 @@ impl ServerKind {
 
 /// Where the binaries are.
 #[derive(Debug, Clone)]
-pub struct Binaries {
+pub(crate) struct Binaries {
     /// The `siprtmp` binary.
     pub siprtmp: PathBuf,
     /// The siprtmp binary of the `base:` servers (`--baseline-bin`), if given.
@@ -176,7 +176,7 @@ fn siprtmp_binary<'a>(
 const UNLIMITED_PER_ADDRESS: &str = "[rtmp]\nmax_connections_per_ip = 0\nmax_connections = 0\n\n[gateway]\nmax_clients_per_ip = 0\nmax_clients = 0\n";
 
 /// A running server; killed when dropped.
-pub struct Running {
+pub(crate) struct Running {
     child: Child,
     /// Its RTMP address.
     pub addr: SocketAddr,
@@ -185,12 +185,12 @@ pub struct Running {
 
 impl Running {
     /// The PID to measure.
-    pub fn pid(&self) -> String {
+    pub(crate) fn pid(&self) -> String {
         self.child.id().to_string()
     }
 
     /// Stops the server with SIGTERM (SIGKILL after 3 s) and removes its directory.
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         self.terminate();
     }
 
@@ -220,7 +220,7 @@ impl Drop for Running {
 }
 
 /// Finds nginx and its RTMP module (`dpkg -L libnginx-mod-rtmp`, then the usual path).
-pub fn find_nginx() -> Option<(PathBuf, PathBuf)> {
+pub(crate) fn find_nginx() -> Option<(PathBuf, PathBuf)> {
     let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"]
         .iter()
         .map(PathBuf::from)
@@ -243,7 +243,7 @@ pub fn find_nginx() -> Option<(PathBuf, PathBuf)> {
 
 /// Finds the `rtmplite3` script: `$RTMPLITE3`, then `PATH`, then the virtualenv that
 /// scripts/test.sh installs it into (`${XDG_CACHE_HOME:-~/.cache}/siprtmp/rtmplite3`).
-pub fn find_rtmplite() -> Option<PathBuf> {
+pub(crate) fn find_rtmplite() -> Option<PathBuf> {
     let from_env = std::env::var_os("RTMPLITE3").map(PathBuf::from);
     let on_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
@@ -277,12 +277,16 @@ fn scratch_dir(label: &str) -> Result<PathBuf, String> {
 }
 
 /// Starts `kind` on a free loopback port and waits until it accepts connections.
-pub fn start(kind: &ServerKind, bins: &Binaries) -> Result<Running, String> {
+pub(crate) fn start(kind: &ServerKind, bins: &Binaries) -> Result<Running, String> {
     start_with(kind, bins, &[])
 }
 
 /// [`start`] with extra command-line arguments for siprtmp (the gateway's flags).
-pub fn start_with(kind: &ServerKind, bins: &Binaries, extra: &[String]) -> Result<Running, String> {
+pub(crate) fn start_with(
+    kind: &ServerKind,
+    bins: &Binaries,
+    extra: &[String],
+) -> Result<Running, String> {
     if let Some(options) = kind.siprtmp_options() {
         siprtmp_binary(&options, bins)?;
     }

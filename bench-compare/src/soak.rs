@@ -27,7 +27,7 @@ use crate::stats::least_squares;
 use crate::svg::{plot_on, Series, XAxis};
 
 /// What a soak runs.
-pub struct SoakSpec<'a> {
+pub(crate) struct SoakSpec<'a> {
     /// The server (a siprtmp runtime).
     pub kind: &'a ServerKind,
     /// Where the binaries are.
@@ -56,7 +56,7 @@ pub struct SoakSpec<'a> {
 
 /// One second's sample of the server.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Sample {
+pub(crate) struct Sample {
     /// Seconds since the load was set up.
     pub at: f64,
     /// Resident memory, KiB.
@@ -69,7 +69,7 @@ pub struct Sample {
 
 /// What a soak measured.
 #[derive(Debug, Clone)]
-pub struct SoakResult {
+pub(crate) struct SoakResult {
     /// Every second.
     pub samples: Vec<Sample>,
     /// The calls' echo over the whole run.
@@ -89,7 +89,7 @@ pub struct SoakResult {
 
 /// The trend of one series after the settling time.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Trend {
+pub(crate) struct Trend {
     /// Samples in the fit.
     pub samples: usize,
     /// Least-squares slope per minute.
@@ -106,7 +106,7 @@ pub struct Trend {
 
 impl Trend {
     /// The trend of `(seconds, value)` points from `from` seconds on.
-    pub fn of(points: impl Iterator<Item = (f64, f64)>, from: f64) -> Option<Trend> {
+    pub(crate) fn of(points: impl Iterator<Item = (f64, f64)>, from: f64) -> Option<Trend> {
         let pts: Vec<(f64, f64)> = points
             .filter(|p| p.0 >= from)
             .map(|(t, v)| (t / 60.0, v))
@@ -124,13 +124,13 @@ impl Trend {
     }
 
     /// What the slope adds over the span.
-    pub fn growth(&self) -> f64 {
+    pub(crate) fn growth(&self) -> f64 {
         self.per_minute * self.minutes
     }
 }
 
 /// Runs the soak.
-pub fn run(spec: &SoakSpec<'_>) -> Result<SoakResult, String> {
+pub(crate) fn run(spec: &SoakSpec<'_>) -> Result<SoakResult, String> {
     let shared = spec
         .kind
         .siprtmp_options()
@@ -256,7 +256,7 @@ pub fn run(spec: &SoakSpec<'_>) -> Result<SoakResult, String> {
 }
 
 /// Whether the players got everything and every call got every frame back.
-pub fn delivered_all(r: &SoakResult) -> bool {
+pub(crate) fn delivered_all(r: &SoakResult) -> bool {
     r.delivery.is_complete()
         && r.echo.failure.is_none()
         && r.echo.echoed() == r.echo.sent()
@@ -265,12 +265,12 @@ pub fn delivered_all(r: &SoakResult) -> bool {
 }
 
 /// The share of its mean a series may grow by, as a trend, and still be flat.
-pub const FLAT_SHARE: f64 = 0.05;
+pub(crate) const FLAT_SHARE: f64 = 0.05;
 
 /// Whether resident memory and descriptors stayed flat after `settle` seconds: the
 /// trend's growth within [`FLAT_SHARE`] of the mean, and not a descriptor more at the end
 /// than at the start of the fit.
-pub fn flat(r: &SoakResult, settle: f64) -> (Option<Trend>, Option<Trend>, bool) {
+pub(crate) fn flat(r: &SoakResult, settle: f64) -> (Option<Trend>, Option<Trend>, bool) {
     let rss = Trend::of(r.samples.iter().map(|s| (s.at, s.rss_kib as f64)), settle);
     let fds = Trend::of(r.samples.iter().map(|s| (s.at, s.fds as f64)), settle);
     let ok = rss.is_some_and(|t| t.growth() <= FLAT_SHARE * t.mean)
@@ -279,7 +279,7 @@ pub fn flat(r: &SoakResult, settle: f64) -> (Option<Trend>, Option<Trend>, bool)
 }
 
 /// Writes `soak.csv`, `soak-rss.svg`, `soak-fds.svg` and `report.md` into `out`.
-pub fn write_files(
+pub(crate) fn write_files(
     out: &Path,
     command: &str,
     spec: &SoakSpec<'_>,

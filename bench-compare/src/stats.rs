@@ -2,7 +2,7 @@
 //! per-player cost is the slope, the publisher's the value at zero players.
 
 /// The median of `values` (mean of the middle two for an even count); `None` if empty.
-pub fn median(values: &[f64]) -> Option<f64> {
+pub(crate) fn median(values: &[f64]) -> Option<f64> {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
     if v.is_empty() {
         return None;
@@ -18,7 +18,7 @@ pub fn median(values: &[f64]) -> Option<f64> {
 
 /// A fitted line `y = intercept + slope * x`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Line {
+pub(crate) struct Line {
     /// Value at x = 0.
     pub intercept: f64,
     /// Change of y per unit of x.
@@ -26,7 +26,7 @@ pub struct Line {
 }
 
 /// Ordinary least squares through `points`; `None` with fewer than two distinct x.
-pub fn least_squares(points: &[(f64, f64)]) -> Option<Line> {
+pub(crate) fn least_squares(points: &[(f64, f64)]) -> Option<Line> {
     let n = points.len() as f64;
     let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
     let my = points.iter().map(|p| p.1).sum::<f64>() / n;

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 /// One line of a plot.
 #[derive(Debug, Clone)]
-pub struct Series {
+pub(crate) struct Series {
     /// Legend text.
     pub label: String,
     /// (players, value) points in increasing player order.
@@ -47,7 +47,7 @@ fn tick_step(max: f64) -> f64 {
 
 /// How the x axis maps values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum XAxis {
+pub(crate) enum XAxis {
     /// log(1 + x), a tick at every x of the data (player and call counts).
     Log1p,
     /// x itself from zero, ticks at round steps (a time series); points are marked only
@@ -59,12 +59,12 @@ pub enum XAxis {
 const MARKED_POINTS: usize = 60;
 
 /// The SVG document for `series`, players (or calls) on a log(1+N) axis.
-pub fn plot(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
+pub(crate) fn plot(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
     plot_on(XAxis::Log1p, title, x_label, y_label, series)
 }
 
 /// The SVG document for `series` with the x axis `axis`.
-pub fn plot_on(
+pub(crate) fn plot_on(
     axis: XAxis,
     title: &str,
     x_label: &str,

@@ -15,7 +15,7 @@
 const MMAP_THRESHOLD: libc::c_int = 256 * 1024;
 
 /// Sets the policy; call once, first thing in `main`.
-pub fn configure() {
+pub(crate) fn configure() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; it is called before any other thread
     // exists, with a parameter and a value glibc documents.

@@ -10,7 +10,7 @@ use siprtmp_core::node::{Decision, Event, Question, RequestId};
 
 /// An address block: `10.0.0.0/8`, `::1/128`, or a single address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
+pub(crate) struct IpNet {
     addr: IpAddr,
     prefix: u8,
 }
@@ -38,7 +38,7 @@ impl std::str::FromStr for IpNet {
 
 impl IpNet {
     /// Whether `ip` is in the block (IPv4-mapped IPv6 addresses count as IPv4).
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
         let (net, ip, bits) = match (self.addr, ip) {
             (IpAddr::V4(n), IpAddr::V4(i)) => {
@@ -57,7 +57,7 @@ impl IpNet {
 
 /// The configured rules; an empty `Rules` accepts everything.
 #[derive(Debug, Clone, Default)]
-pub struct Rules {
+pub(crate) struct Rules {
     /// Token required to publish (`name?token=...`).
     pub publish_token: Option<String>,
     /// Token required to play.
@@ -74,7 +74,7 @@ pub struct Rules {
 
 impl Rules {
     /// True when some rule is set (the node then asks before every connect, publish, play).
-    pub fn is_active(&self) -> bool {
+    pub(crate) fn is_active(&self) -> bool {
         self.publish_token.is_some()
             || self.play_token.is_some()
             || self.max_connections.is_some()
@@ -85,7 +85,7 @@ impl Rules {
 }
 
 /// Compares in time that depends only on the lengths, not on where the bytes differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = u8::from(a.len() != b.len());
     for i in 0..a.len().max(b.len()) {
         let x = a.get(i).copied().unwrap_or(0);
@@ -104,7 +104,7 @@ fn token(query: &str) -> Option<&str> {
 
 /// Applies [`Rules`] to the node's events, keeping the connection counts.
 #[derive(Debug, Default)]
-pub struct Authorizer {
+pub(crate) struct Authorizer {
     rules: Rules,
     connections: HashMap<siprtmp_core::node::ConnId, IpAddr>,
     per_ip: HashMap<IpAddr, usize>,
@@ -112,7 +112,7 @@ pub struct Authorizer {
 
 impl Authorizer {
     /// An authorizer for `rules`.
-    pub fn new(rules: Rules) -> Self {
+    pub(crate) fn new(rules: Rules) -> Self {
         Self {
             rules,
             ..Self::default()
@@ -120,7 +120,7 @@ impl Authorizer {
     }
 
     /// Sees one event; answers decision events.
-    pub fn on_event(&mut self, event: &Event) -> Option<(RequestId, Decision)> {
+    pub(crate) fn on_event(&mut self, event: &Event) -> Option<(RequestId, Decision)> {
         match event {
             Event::Decide { request, question } => Some((*request, self.decide(question))),
             Event::Disconnected { conn } => {

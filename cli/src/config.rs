@@ -18,7 +18,7 @@ use crate::logging::LogFormat;
 /// Everything the config file may set; every field is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
+pub(crate) struct FileConfig {
     pub host: Option<IpAddr>,
     pub port: Option<u16>,
     pub root: Option<PathBuf>,
@@ -43,7 +43,7 @@ pub struct FileConfig {
 /// `[auth]`: who may connect, publish and play.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AuthSection {
+pub(crate) struct AuthSection {
     /// Secret a publisher must give as `name?token=...`.
     pub publish_token: Option<String>,
     /// Secret a player must give as `name?token=...`.
@@ -55,7 +55,7 @@ pub struct AuthSection {
 /// `record = "all" | "off"`.
 #[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum RecordSetting {
+pub(crate) enum RecordSetting {
     All,
     #[default]
     Off,
@@ -64,7 +64,7 @@ pub enum RecordSetting {
 /// `[apps.<name>]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AppSection {
+pub(crate) struct AppSection {
     /// Record every publish to this application (ffmpeg and OBS always publish as `live`).
     #[serde(default)]
     pub record: RecordSetting,
@@ -77,7 +77,7 @@ pub struct AppSection {
 /// `[rtmp]`: the server's limits and timers.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RtmpSection {
+pub(crate) struct RtmpSection {
     pub chunk_size: Option<u32>,
     pub window_ack_size: Option<u32>,
     pub max_message_size: Option<u32>,
@@ -111,7 +111,7 @@ pub struct RtmpSection {
 
 impl FileConfig {
     /// Reads the config file at `path` (its text is kept to say where a later error is).
-    pub fn read(path: &Path) -> Result<SourceFile, ConfigError> {
+    pub(crate) fn read(path: &Path) -> Result<SourceFile, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
             error,
@@ -120,13 +120,13 @@ impl FileConfig {
     }
 
     /// The settings of `file`'s text: a type error or an unknown key is an error.
-    pub fn parse(file: &SourceFile) -> Result<Self, ConfigError> {
+    pub(crate) fn parse(file: &SourceFile) -> Result<Self, ConfigError> {
         toml::from_str(file.text()).map_err(ConfigError::Toml)
     }
 }
 
 /// The keys [`FileConfig`] takes outside any `[section]` (a misplaced one is named as such).
-pub const TOP_LEVEL_KEYS: &[&str] = &[
+pub(crate) const TOP_LEVEL_KEYS: &[&str] = &[
     "host",
     "port",
     "root",
@@ -136,17 +136,17 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
 ];
 
 /// Longest merge window accepted, in milliseconds (past a second, players stall).
-pub const MAX_MERGE_WRITES_MS: u64 = 1000;
+pub(crate) const MAX_MERGE_WRITES_MS: u64 = 1000;
 
 /// Longest poll interval accepted, in milliseconds (every hop waits up to it).
-pub const MAX_POLL_INTERVAL_MS: u64 = 100;
+pub(crate) const MAX_POLL_INTERVAL_MS: u64 = 100;
 
 /// Longest timer accepted in `[rtmp]`, in seconds (a day; far past any useful value, and
 /// short of overflowing the clock).
-pub const MAX_TIMER_SECS: f64 = 86_400.0;
+pub(crate) const MAX_TIMER_SECS: f64 = 86_400.0;
 
 /// The mio loop's poll interval for `ms` milliseconds (from `origin`): 0 is off.
-pub fn poll_interval(ms: u64, origin: Origin) -> Result<Option<Duration>, ConfigError> {
+pub(crate) fn poll_interval(ms: u64, origin: Origin) -> Result<Option<Duration>, ConfigError> {
     match ms {
         0 => Ok(None),
         1..=MAX_POLL_INTERVAL_MS => Ok(Some(Duration::from_millis(ms))),
@@ -159,7 +159,7 @@ pub fn poll_interval(ms: u64, origin: Origin) -> Result<Option<Duration>, Config
 }
 
 /// The merged-writes window for `ms` milliseconds (from `origin`): 0 is off.
-pub fn merge_window(ms: u64, origin: Origin) -> Result<Option<Duration>, ConfigError> {
+pub(crate) fn merge_window(ms: u64, origin: Origin) -> Result<Option<Duration>, ConfigError> {
     match ms {
         0 => Ok(None),
         1..=MAX_MERGE_WRITES_MS => Ok(Some(Duration::from_millis(ms))),
@@ -197,7 +197,7 @@ fn at_least_one<T: Copy + Into<u64>>(key: &str, value: Option<T>) -> Result<(), 
 }
 
 impl RtmpSection {
-    pub fn node_config(&self) -> Result<NodeConfig, ConfigError> {
+    pub(crate) fn node_config(&self) -> Result<NodeConfig, ConfigError> {
         let d = ServerConfig::default();
         let mut limits = d.chunk_limits;
         at_least_one("max_message_size", self.max_message_size)?;
@@ -294,7 +294,7 @@ impl RtmpSection {
 impl FileConfig {
     /// The node's settings: `[rtmp]` limits, per-application recording, and decisions on
     /// when any access rule is set.
-    pub fn node_config(&self, record_all: &[String]) -> Result<NodeConfig, ConfigError> {
+    pub(crate) fn node_config(&self, record_all: &[String]) -> Result<NodeConfig, ConfigError> {
         let mut config = self.rtmp.node_config()?;
         for (app, section) in &self.apps {
             if section.record == RecordSetting::All {
@@ -319,7 +319,7 @@ impl FileConfig {
     }
 
     /// The access rules of `[auth]` and `[apps.*]`.
-    pub fn rules(&self) -> Result<Rules, ConfigError> {
+    pub(crate) fn rules(&self) -> Result<Rules, ConfigError> {
         let parse = |app: &str, key: &str, list: &Option<Vec<String>>| {
             let Some(list) = list else {
                 return Ok(None);
@@ -361,7 +361,7 @@ impl FileConfig {
 }
 
 /// The listening address from flags, else the file, else 0.0.0.0:1935.
-pub fn listen_addr(
+pub(crate) fn listen_addr(
     flag_host: Option<IpAddr>,
     flag_port: Option<u16>,
     file: &FileConfig,

@@ -11,31 +11,31 @@ use std::path::{Path, PathBuf};
 
 /// One step of a key path: a table key or an array index.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     Key(String),
     Index(usize),
 }
 
 /// A key of the config file as a path from the top (`rtmp.chunk_size`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeyPath(pub Vec<Step>);
+pub(crate) struct KeyPath(pub Vec<Step>);
 
 impl KeyPath {
     /// The path of dotted bare keys (`"rtmp.chunk_size"`); for names with dots, build it
     /// with [`KeyPath::key`].
-    pub fn new(dotted: &str) -> Self {
+    pub(crate) fn new(dotted: &str) -> Self {
         Self(dotted.split('.').map(|k| Step::Key(k.to_owned())).collect())
     }
 
     /// This path followed by the key `name`.
-    pub fn key(&self, name: &str) -> Self {
+    pub(crate) fn key(&self, name: &str) -> Self {
         let mut steps = self.0.clone();
         steps.push(Step::Key(name.to_owned()));
         Self(steps)
     }
 
     /// This path followed by the array index `i`.
-    pub fn index(&self, i: usize) -> Self {
+    pub(crate) fn index(&self, i: usize) -> Self {
         let mut steps = self.0.clone();
         steps.push(Step::Index(i));
         Self(steps)
@@ -75,7 +75,7 @@ impl fmt::Display for KeyPath {
 
 /// Where a bad value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     /// A flag; `key` is the config key that sets the same thing, if there is one.
     Flag {
         flag: &'static str,
@@ -90,7 +90,7 @@ pub enum Origin {
 
 impl Origin {
     /// The value came from `flag` (config key `key`).
-    pub fn flag(flag: &'static str, key: &str) -> Self {
+    pub(crate) fn flag(flag: &'static str, key: &str) -> Self {
         Self::Flag {
             flag,
             key: Some(KeyPath::new(key)),
@@ -98,7 +98,7 @@ impl Origin {
     }
 
     /// The value came from the config key `key` (overridden by `flag`).
-    pub fn key(key: &str, flag: Option<&'static str>) -> Self {
+    pub(crate) fn key(key: &str, flag: Option<&'static str>) -> Self {
         Self::Key {
             key: KeyPath::new(key),
             flag,
@@ -107,7 +107,7 @@ impl Origin {
 }
 
 /// The flag's value if given, else the config file's, with where it came from.
-pub fn pick<T>(
+pub(crate) fn pick<T>(
     flag_value: Option<T>,
     flag: &'static str,
     file_value: Option<T>,
@@ -121,7 +121,7 @@ pub fn pick<T>(
 
 /// A setting that stops the server from starting.
 #[derive(Debug)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     /// A value that is malformed or out of range: `problem` says what was expected.
     Value {
         origin: Origin,
@@ -141,7 +141,11 @@ pub enum ConfigError {
 
 impl ConfigError {
     /// A value error.
-    pub fn value(origin: Origin, value: impl fmt::Display, problem: impl Into<String>) -> Self {
+    pub(crate) fn value(
+        origin: Origin,
+        value: impl fmt::Display,
+        problem: impl Into<String>,
+    ) -> Self {
         Self::Value {
             origin,
             value: value.to_string(),
@@ -150,7 +154,7 @@ impl ConfigError {
     }
 
     /// The one message an operator reads, with the file's text when there is one.
-    pub fn render(&self, file: Option<&SourceFile>) -> String {
+    pub(crate) fn render(&self, file: Option<&SourceFile>) -> String {
         match self {
             Self::Combination(message) => message.clone(),
             Self::Read { path, error } => read_error(path, error),
@@ -209,7 +213,7 @@ struct Entry {
 
 /// The config file's text and the place of each of its keys.
 #[derive(Debug)]
-pub struct SourceFile {
+pub(crate) struct SourceFile {
     path: PathBuf,
     text: String,
     entries: Vec<Entry>,
@@ -220,7 +224,7 @@ pub struct SourceFile {
 impl SourceFile {
     /// Indexes `text`, read from `path` (a file that does not parse indexes nothing; toml's
     /// error then says where).
-    pub fn new(path: PathBuf, text: String) -> Self {
+    pub(crate) fn new(path: PathBuf, text: String) -> Self {
         let mut entries = Vec::new();
         if let Ok(doc) = toml_edit::ImDocument::parse(text.as_str()) {
             walk_table(doc.as_table(), &KeyPath::default(), &mut entries);
@@ -236,13 +240,13 @@ impl SourceFile {
     /// Names the keys that belong outside any `[section]`: an unknown key in a section that
     /// is one of them is reported as misplaced (a common TOML slip: top-level keys written
     /// after a header belong to that header's table).
-    pub fn with_top_level_keys(mut self, keys: &'static [&'static str]) -> Self {
+    pub(crate) fn with_top_level_keys(mut self, keys: &'static [&'static str]) -> Self {
         self.top_level = keys;
         self
     }
 
     /// The file's text.
-    pub fn text(&self) -> &str {
+    pub(crate) fn text(&self) -> &str {
         &self.text
     }
 

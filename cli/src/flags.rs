@@ -18,7 +18,7 @@ use crate::logging::LogFormat;
 /// key named in its help; an error in the file names its line and key.
 #[derive(Debug, Parser)]
 #[command(name = "siprtmp", version)]
-pub struct Flags {
+pub(crate) struct Flags {
     /// Address to listen on for RTMP [default: 0.0.0.0; config: host].
     #[arg(short = 'i', long = "host", value_name = "IP")]
     pub host: Option<IpAddr>,

@@ -49,7 +49,7 @@ const MAX_MTU: usize = 65_495;
 /// `[gateway]`: every key is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GatewaySection {
+pub(crate) struct GatewaySection {
     /// `false` turns the gateway off (default on).
     pub enabled: Option<bool>,
     /// RTMP application of the gateway (default `sip`).
@@ -90,7 +90,7 @@ pub struct GatewaySection {
 
 /// The gateway flags as parsed (each overrides its `[gateway]` key).
 #[derive(Debug, Default, Clone)]
-pub struct GatewayFlags {
+pub(crate) struct GatewayFlags {
     /// `--gateway`: on, whatever the file says.
     pub on: bool,
     /// `--no-gateway`: off.
@@ -109,14 +109,14 @@ pub struct GatewayFlags {
 }
 
 /// `strict`, `learn-port` or `learn-any` as where a call's media is accepted from.
-pub fn parse_rtp_source(text: &str) -> Result<SourcePolicy, String> {
+pub(crate) fn parse_rtp_source(text: &str) -> Result<SourcePolicy, String> {
     SourcePolicy::parse(&text.to_ascii_lowercase()).ok_or_else(|| {
         format!("bad RTP source policy {text:?}: expected strict, learn-port or learn-any")
     })
 }
 
 /// `udp` or `tcp` (any case) as the SIP transport; the error says what is expected.
-pub fn parse_transport(text: &str) -> Result<Transport, String> {
+pub(crate) fn parse_transport(text: &str) -> Result<Transport, String> {
     match text.to_ascii_lowercase().as_str() {
         "udp" => Ok(Transport::Udp),
         "tcp" => Ok(Transport::Tcp),
@@ -126,7 +126,7 @@ pub fn parse_transport(text: &str) -> Result<Transport, String> {
 
 /// `HOST[:PORT]` (port 5060 when absent; a name is resolved now) as a socket address; the
 /// error says what is wrong with it.
-pub fn parse_host_port(text: &str) -> Result<SocketAddr, String> {
+pub(crate) fn parse_host_port(text: &str) -> Result<SocketAddr, String> {
     let addr = if let Ok(addr) = text.parse::<SocketAddr>() {
         addr
     } else if let Ok(ip) = text.trim_matches(['[', ']']).parse::<IpAddr>() {
@@ -153,7 +153,7 @@ pub fn parse_host_port(text: &str) -> Result<SocketAddr, String> {
 
 /// `LO-HI` as an inclusive port range with room for at least one client (four ports from an
 /// even one); the error says what is wrong with it.
-pub fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
+pub(crate) fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
     let bad = || "expected LO-HI, two ports from 1 to 65535, e.g. 16000-17999".to_owned();
     let (lo, hi) = text.split_once('-').ok_or_else(bad)?;
     let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
@@ -192,7 +192,7 @@ fn source_address_towards(target: SocketAddr) -> Option<IpAddr> {
 }
 
 /// The default `--int-ip`: see the module documentation.
-pub fn default_int_ip(towards: Option<SocketAddr>) -> IpAddr {
+pub(crate) fn default_int_ip(towards: Option<SocketAddr>) -> IpAddr {
     // A documentation address (TEST-NET-1) stands for "the Internet": only the route to it
     // is looked up.
     let internet = SocketAddr::from(([192, 0, 2, 1], SIP_PORT));
@@ -204,7 +204,7 @@ pub fn default_int_ip(towards: Option<SocketAddr>) -> IpAddr {
 
 /// The node's gateway settings from the file and the flags; `None` when it is off. An
 /// error names the flag or key that gave the bad value.
-pub fn node_config(
+pub(crate) fn node_config(
     file: &GatewaySection,
     flags: &GatewayFlags,
 ) -> Result<Option<GatewayNodeConfig>, ConfigError> {
@@ -354,7 +354,7 @@ pub fn node_config(
 }
 
 /// Whether the gateway's UDP sends use GSO: on unless `--no-udp-gso` or `udp_gso = false`.
-pub fn udp_gso(file: &GatewaySection, no_udp_gso: bool) -> bool {
+pub(crate) fn udp_gso(file: &GatewaySection, no_udp_gso: bool) -> bool {
     !no_udp_gso && file.udp_gso.unwrap_or(true)
 }
 

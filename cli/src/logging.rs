@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// `TIMESTAMP LEVEL TARGET: message key=value`, for people.
     #[default]
     Text,
@@ -22,7 +22,7 @@ pub enum LogFormat {
 
 /// Installs the global subscriber: `info` (or `debug` when `verbose`) unless `RUST_LOG`
 /// says otherwise.
-pub fn init(format: LogFormat, verbose: bool) {
+pub(crate) fn init(format: LogFormat, verbose: bool) {
     let default_level = if verbose { "debug" } else { "info" };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));

@@ -22,7 +22,7 @@ fn folded_multiply(a: u64, b: u64) -> u64 {
 
 /// Builds [`WireHasher`]s with one map's secrets; see the module documentation.
 #[derive(Debug, Clone, Copy)]
-pub struct WireBuildHasher {
+pub(crate) struct WireBuildHasher {
     seed: u64,
     multiplier: u64,
 }
@@ -53,7 +53,7 @@ impl BuildHasher for WireBuildHasher {
 
 /// One hash in progress; see the module documentation.
 #[derive(Debug, Clone, Copy)]
-pub struct WireHasher {
+pub(crate) struct WireHasher {
     state: u64,
     multiplier: u64,
 }
@@ -100,7 +100,7 @@ impl Hasher for WireHasher {
 }
 
 /// A `HashMap` keyed by integers off the wire, on a per-packet path.
-pub type WireHashMap<K, V> = HashMap<K, V, WireBuildHasher>;
+pub(crate) type WireHashMap<K, V> = HashMap<K, V, WireBuildHasher>;
 
 #[cfg(test)]
 mod tests {

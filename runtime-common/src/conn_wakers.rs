@@ -15,14 +15,20 @@ use siprtmp_core::node::ConnId;
 /// A connection the runtime found ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SocketReady {
+    /// The connection's socket may have bytes to read (or EOF, or an error): the node task
+    /// reads from it again.
     Readable(ConnId),
+    /// The connection's socket may take more bytes: the node task resumes the write that
+    /// stopped on `Pending`.
     Writable(ConnId),
 }
 
 /// A connection's readable and writable wakers.
 #[derive(Debug, Clone)]
 pub struct ConnWakers {
+    /// The waker to poll reads with; wakes with [`SocketReady::Readable`].
     pub readable: Waker,
+    /// The waker to poll writes with; wakes with [`SocketReady::Writable`].
     pub writable: Waker,
 }
 

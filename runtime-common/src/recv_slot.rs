@@ -14,16 +14,16 @@
 //! video between two frames).
 
 /// The smallest slot: an RTP header and a G.711 or Speex frame, with room to spare.
-pub const SLOT_MIN: usize = 256;
+pub(crate) const SLOT_MIN: usize = 256;
 /// The largest slot: an RTP packet from a 1500-byte MTU fits. Longer datagrams always take
 /// the overflow path.
-pub const SLOT_MAX: usize = 2048;
+pub(crate) const SLOT_MAX: usize = 2048;
 /// Consecutive batches that would all have fitted a smaller slot before the slot shrinks.
-pub const SHRINK_AFTER: u32 = 64;
+pub(crate) const SHRINK_AFTER: u32 = 64;
 
 /// The slot size of one receive loop; see the module documentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecvSlot {
+pub(crate) struct RecvSlot {
     size: usize,
     /// Batches in a row whose datagrams all fitted a slot smaller than `size`.
     small_batches: u32,
@@ -45,12 +45,12 @@ impl Default for RecvSlot {
 impl RecvSlot {
     /// Bytes of the buffer each datagram of the next batch lands in (its rest, if any, in its
     /// overflow).
-    pub fn size(&self) -> usize {
+    pub(crate) fn size(&self) -> usize {
         self.size
     }
 
     /// Learns from a batch whose longest datagram was `longest` bytes.
-    pub fn observe(&mut self, longest: usize) {
+    pub(crate) fn observe(&mut self, longest: usize) {
         let fit = fitting(longest);
         if fit >= self.size {
             // Grow at once (a datagram overflowed, or exactly filled its slot).

@@ -51,7 +51,7 @@ const MAX_SLICES: usize = 64;
 /// How long a connect may wait for the peer's answer before it is reported failed: a host
 /// that drops SYNs (down, firewalled) would otherwise leave the connect pending until the
 /// kernel gives up (minutes), and the SIP transaction only until its own Timer B/F (32 s).
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the executor did, for metrics and for tests that check nothing leaks.
 #[derive(Debug, Default)]

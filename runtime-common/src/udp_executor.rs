@@ -70,7 +70,7 @@ pub struct UdpSlot(pub(crate) usize);
 
 /// Datagrams the receive thread may have waiting for the driver before it drops (about 2 s
 /// of 50 calls' audio and video).
-pub const QUEUE_DEPTH: usize = 16 * 1024;
+pub(crate) const QUEUE_DEPTH: usize = 16 * 1024;
 /// Receive buffer allocation: many datagrams share one.
 const RECV_CHUNK: usize = 256 * 1024;
 /// Room for one datagram (the largest UDP payload is 65507 bytes).

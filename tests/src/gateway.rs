@@ -380,7 +380,8 @@ impl Phone {
     }
 }
 
-/// What the far end is offered and what the phone publishes in [`echo_call`].
+/// What the far end is offered and what the phone publishes in
+/// [`echo_call`](crate::gateway_scenarios::echo_call).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EchoMedia {
     /// `["wideband", "dtmf"]`, Speex 16 kHz from the shared FLV.

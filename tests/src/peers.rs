@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 /// A child process that is killed when dropped.
 pub struct Peer {
+    /// What the peer is ("ffmpeg publisher", "rtmpdump player"), for its panic messages.
     pub name: String,
     child: Child,
     /// A log the peer writes that explains its failures (sipp's `-trace_err` file), quoted in
@@ -107,6 +108,7 @@ impl Peer {
         assert!(status.success());
     }
 
+    /// The process id of the child.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

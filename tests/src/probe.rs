@@ -11,6 +11,7 @@ pub struct Packet {
     pub kind: String,
     /// Timestamp in milliseconds (FLV time base).
     pub pts: i64,
+    /// Whether ffprobe flags the packet as a keyframe (`K`).
     pub keyframe: bool,
     /// MD5 of the payload as ffprobe computes it.
     pub hash: String,

@@ -52,6 +52,7 @@ fn default_root() -> PathBuf {
 
 /// A running server; stopped and joined on drop.
 pub struct TestServer {
+    /// The address the server's RTMP listener is bound to (an OS-chosen loopback port).
     pub addr: SocketAddr,
     /// The driver's UDP counters (the gateway's sockets).
     pub udp: Arc<UdpStats>,

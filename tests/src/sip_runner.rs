@@ -52,12 +52,14 @@ pub struct Counters {
     pub rtp_received: AtomicU64,
     /// Registered events.
     pub registered: AtomicU64,
-    /// RegistrationFailed events, and the last status.
+    /// RegistrationFailed events.
     pub registration_failed: AtomicU64,
+    /// The SIP status code of the last RegistrationFailed event (0 before any).
     pub last_registration_status: AtomicU64,
 }
 
 impl Counters {
+    /// The current value of one of the counters (a relaxed load).
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
@@ -85,6 +87,8 @@ pub struct RunnerConfig {
 }
 
 impl RunnerConfig {
+    /// A runner for `user` on an OS-chosen loopback port, that does not register, has no
+    /// credentials and no media, and stops after 60 s.
     pub fn new(user: &str) -> Self {
         RunnerConfig {
             bind: "127.0.0.1:0".parse().unwrap(),
@@ -118,6 +122,7 @@ pub struct SipRunner {
 }
 
 impl SipRunner {
+    /// Binds the SIP socket and starts the runner's thread.
     pub fn start(config: RunnerConfig) -> SipRunner {
         let socket = UdpSocket::bind(config.bind).expect("bind SIP socket");
         socket.set_nonblocking(true).unwrap();
@@ -145,6 +150,7 @@ impl SipRunner {
         self.addr
     }
 
+    /// What the runner has counted so far.
     pub fn counters(&self) -> &Counters {
         &self.counters
     }

@@ -15,7 +15,9 @@ const SET_UP_WITHIN: Duration = Duration::from_secs(15);
 
 /// A connected client.
 pub struct TcpRtmpClient {
+    /// The connection to the server (blocking, with a 200 ms read timeout).
     pub socket: TcpStream,
+    /// The client's protocol state; tests drive it directly to send commands or misbehave.
     pub machine: RtmpClient,
     buf: BytesMut,
 }

@@ -34,7 +34,7 @@ struct Client {
 }
 
 /// The floor server's clients for one measurement point.
-pub struct FloorLoad {
+pub(crate) struct FloorLoad {
     poll: Poll,
     events: Events,
     clients: Vec<Client>,
@@ -47,7 +47,7 @@ impl FloorLoad {
     /// Connects `calls` clients to the floor server at `addr`; they send `media` (its audio
     /// frames) tagged per `seq`, the first at once and the others spread over one frame
     /// interval.
-    pub fn start(
+    pub(crate) fn start(
         addr: SocketAddr,
         media: Arc<MediaLoop>,
         seq: SeqPlan,

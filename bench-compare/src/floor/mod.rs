@@ -18,8 +18,8 @@
 //! the system calls and of the kernel work they do on loopback (both ends' TCP and UDP
 //! processing, waking the peers), which no user-space design with this I/O removes.
 
-pub mod load;
-pub mod server;
+pub(crate) mod load;
+pub(crate) mod server;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -29,17 +29,17 @@ use crate::procstat;
 use crate::server::{strip_tick, GSO_SUFFIX, MERGED_SUFFIX, MERGED_WINDOW_MS, TICK_SUFFIX};
 
 /// Bytes before each record's payload: its length, big-endian.
-pub const RECORD_HEADER: usize = 2;
+pub(crate) const RECORD_HEADER: usize = 2;
 /// Bytes of the RTP header the floor puts before a payload (no CSRC, no extension).
-pub const RTP_HEADER: usize = 12;
+pub(crate) const RTP_HEADER: usize = 12;
 /// The server name of the floor.
-pub const FLOOR: &str = "floor";
+pub(crate) const FLOOR: &str = "floor";
 
 /// A floor to measure: `floor` (written per wake-up) or `floor-merged[N]` (N ms, default
 /// 100, as siprtmp's `-merged` servers), either with `-gso` (UDP GSO sends) and then
 /// `-tickM` (polls at most every M ms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FloorKind {
+pub(crate) struct FloorKind {
     /// The merge window, when merged.
     pub merge_ms: Option<u64>,
     /// The poll interval, when ticking.
@@ -50,7 +50,7 @@ pub struct FloorKind {
 
 impl FloorKind {
     /// From a `--runtimes` name; `None` when the name is not a floor's.
-    pub fn parse(name: &str) -> Option<Self> {
+    pub(crate) fn parse(name: &str) -> Option<Self> {
         let rest = name.strip_prefix(FLOOR)?;
         let (rest, tick_ms) = strip_tick(rest)?;
         let (rest, gso) = match rest.strip_suffix(GSO_SUFFIX) {
@@ -77,7 +77,7 @@ impl FloorKind {
     }
 
     /// The name in tables and plots.
-    pub fn label(self) -> String {
+    pub(crate) fn label(self) -> String {
         let merged = match self.merge_ms {
             None => String::new(),
             Some(MERGED_WINDOW_MS) => MERGED_SUFFIX.into(),
@@ -140,7 +140,7 @@ fn start_server(kind: FloorKind, far_end: std::net::SocketAddr) -> Result<FloorP
 }
 
 /// Runs one floor point: sipp echoing, the floor server, `calls` clients sending `media`.
-pub fn run_point(kind: FloorKind, spec: &PointSpec<'_>) -> Result<GatewayPoint, String> {
+pub(crate) fn run_point(kind: FloorKind, spec: &PointSpec<'_>) -> Result<GatewayPoint, String> {
     let &PointSpec {
         sipp_scenario,
         codec,

@@ -81,7 +81,7 @@ struct Floor {
 /// Serves on 127.0.0.1 (a free port, printed on stdout as `LISTEN <port>`) until killed,
 /// sending RTP to `far_end`, writing to clients per wake-up or after `merge`, polling at most
 /// once per `tick`.
-pub fn serve(
+pub(crate) fn serve(
     far_end: SocketAddr,
     merge: Option<Duration>,
     tick: Option<Duration>,

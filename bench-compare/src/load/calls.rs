@@ -31,7 +31,7 @@ const MAX_SETTING_UP: usize = 16;
 
 /// Sent and echoed frames of one call over the window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CallCount {
+pub(crate) struct CallCount {
     /// Frames the call published during the window.
     pub sent: u64,
     /// Of those, frames that came back on `remote`.
@@ -42,7 +42,7 @@ pub struct CallCount {
 
 /// The echo check over all calls.
 #[derive(Debug, Clone, Default)]
-pub struct EchoSummary {
+pub(crate) struct EchoSummary {
     /// Per call, in call order.
     pub calls: Vec<CallCount>,
     /// The first connection failure, if any.
@@ -51,17 +51,17 @@ pub struct EchoSummary {
 
 impl EchoSummary {
     /// Frames sent by all calls.
-    pub fn sent(&self) -> u64 {
+    pub(crate) fn sent(&self) -> u64 {
         self.calls.iter().map(|c| c.sent).sum()
     }
 
     /// Frames echoed back to all calls.
-    pub fn echoed(&self) -> u64 {
+    pub(crate) fn echoed(&self) -> u64 {
         self.calls.iter().map(|c| c.echoed).sum()
     }
 
     /// The lowest echoed/sent ratio of any call (1.0 with no calls).
-    pub fn worst_ratio(&self) -> f64 {
+    pub(crate) fn worst_ratio(&self) -> f64 {
         self.calls
             .iter()
             .map(|c| c.echoed as f64 / c.sent.max(1) as f64)
@@ -69,14 +69,14 @@ impl EchoSummary {
     }
 
     /// Whether every call got at least `ratio` of its window frames back and none failed.
-    pub fn all_at_least(&self, ratio: f64) -> bool {
+    pub(crate) fn all_at_least(&self, ratio: f64) -> bool {
         self.failure.is_none() && self.worst_ratio() >= ratio
     }
 }
 
 /// Which sequence numbers tag a call's frames: `first`, `first + step`, ...
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SeqPlan {
+pub(crate) struct SeqPlan {
     /// The first frame's number.
     pub first: u32,
     /// The distance between two frames' numbers (at least 1).
@@ -85,7 +85,7 @@ pub struct SeqPlan {
 
 impl SeqPlan {
     /// 1, 2, 3...
-    pub const CONSECUTIVE: SeqPlan = SeqPlan { first: 1, step: 1 };
+    pub(crate) const CONSECUTIVE: SeqPlan = SeqPlan { first: 1, step: 1 };
 }
 
 /// One call's sender state.
@@ -97,7 +97,7 @@ struct Sender {
 }
 
 /// The gateway calls of one measurement point.
-pub struct CallLoad {
+pub(crate) struct CallLoad {
     poll: Poll,
     events: Events,
     conns: Vec<Conn>,
@@ -113,7 +113,7 @@ impl CallLoad {
     /// Places `calls` calls through the gateway at `addr` to `dest` (a SIP URI) offering
     /// `codecs`, tagging frames per `seq`, and runs until every call publishes and plays, or
     /// `timeout` passes.
-    pub fn start(
+    pub(crate) fn start(
         addr: SocketAddr,
         dest: &str,
         codecs: &[&str],

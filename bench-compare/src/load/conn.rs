@@ -15,7 +15,7 @@ use super::media::read_tag;
 
 /// Where a connection is in its setup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Handshake and `connect` in progress.
     Connecting,
     /// A gateway caller: `invite` sent, waiting for `accepted`.
@@ -30,7 +30,7 @@ pub enum Phase {
 
 /// The sequence range a player counts: `lo..=hi` (hi is `u32::MAX` while the window is open).
 #[derive(Debug, Clone, Copy)]
-pub struct Window {
+pub(crate) struct Window {
     /// First sequence number sent in the window (`u32::MAX` before it opens).
     pub lo: u32,
     /// Last sequence number sent in the window.
@@ -38,7 +38,7 @@ pub struct Window {
 }
 
 /// One connection of the load generator.
-pub struct Conn {
+pub(crate) struct Conn {
     stream: TcpStream,
     machine: RtmpClient,
     inbuf: BytesMut,
@@ -66,7 +66,7 @@ pub struct Conn {
 
 impl Conn {
     /// Wraps a connecting socket and queues the handshake.
-    pub fn new(stream: TcpStream, machine: RtmpClient, publisher: bool) -> Self {
+    pub(crate) fn new(stream: TcpStream, machine: RtmpClient, publisher: bool) -> Self {
         let mut conn = Self {
             stream,
             machine,
@@ -89,13 +89,13 @@ impl Conn {
 
     /// Makes this connection a gateway caller: once connected it calls `invite(args...)`,
     /// and once `accepted` it publishes `local` and plays `remote` (it must be a publisher).
-    pub fn set_invite(&mut self, args: Vec<Value>) {
+    pub(crate) fn set_invite(&mut self, args: Vec<Value>) {
         self.invite = Some(args);
     }
 
     /// Sets SO_RCVLOWAT: the kernel reports the socket readable only once `bytes` are queued
     /// (a player that reads in bulk, as a buffering media player does).
-    pub fn set_recv_low_water(&self, bytes: i32) -> io::Result<()> {
+    pub(crate) fn set_recv_low_water(&self, bytes: i32) -> io::Result<()> {
         // SAFETY: a valid open descriptor, and a pointer to an int of the size passed.
         let rc = unsafe {
             libc::setsockopt(
@@ -114,7 +114,7 @@ impl Conn {
     }
 
     /// Queues a media message (publisher) and writes what the socket takes.
-    pub fn send_media(&mut self, msg: &siprtmp_core::rtmp::message::RtmpMessage) {
+    pub(crate) fn send_media(&mut self, msg: &siprtmp_core::rtmp::message::RtmpMessage) {
         let mut msg = msg.clone();
         msg.stream_id = self.stream_id;
         self.machine.send_media(&msg);
@@ -129,7 +129,7 @@ impl Conn {
     }
 
     /// Writes queued bytes until the socket would block.
-    pub fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         while let Some(front) = self.out.front() {
             match self.stream.write(&front[self.out_offset..]) {
                 Ok(0) => {
@@ -163,7 +163,7 @@ impl Conn {
 
     /// Reads until the socket would block, runs the machine and the setup steps, and counts
     /// window frames. `name` is the stream name to publish or play.
-    pub fn read(&mut self, scratch: &mut [u8], name: &str, window: Window) {
+    pub(crate) fn read(&mut self, scratch: &mut [u8], name: &str, window: Window) {
         if self.failed.is_some() {
             return;
         }

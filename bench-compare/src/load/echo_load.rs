@@ -12,7 +12,7 @@ use super::conn::Window;
 
 /// One call's numbering of the frames it sends, and which of them are the window's.
 #[derive(Debug, Clone, Copy)]
-pub struct SendTally {
+pub(crate) struct SendTally {
     /// The number the next frame gets.
     pub next_seq: u32,
     /// The window's numbers (empty until it opens).
@@ -24,7 +24,7 @@ pub struct SendTally {
 
 impl SendTally {
     /// Numbering from `plan.first`, no window yet.
-    pub fn new(plan: SeqPlan) -> Self {
+    pub(crate) fn new(plan: SeqPlan) -> Self {
         Self {
             next_seq: plan.first,
             window: Window {
@@ -37,7 +37,7 @@ impl SendTally {
     }
 
     /// The number for the frame being sent now, counted when the window is open.
-    pub fn take(&mut self, plan: SeqPlan) -> u32 {
+    pub(crate) fn take(&mut self, plan: SeqPlan) -> u32 {
         let seq = self.next_seq;
         self.next_seq += plan.step;
         if self.counting {
@@ -62,9 +62,9 @@ impl SendTally {
     }
 }
 
-/// What one call received of its window, as [`EchoLoad::received`] reports it.
+/// What one call received of its window, as [`EchoLoad::calls`] reports it.
 #[derive(Debug, Clone, Copy)]
-pub struct Received {
+pub(crate) struct Received {
     /// Window frames that came back.
     pub counted: u64,
     /// Window frames that came back out of order or twice.
@@ -72,7 +72,7 @@ pub struct Received {
 }
 
 /// The calls of a gateway point, as the measurement drives them.
-pub trait EchoLoad {
+pub(crate) trait EchoLoad {
     /// Sends the frames that are due, waits for events up to `until` (or the next frame) and
     /// handles them.
     fn step(&mut self, until: Instant) -> io::Result<()>;

@@ -22,7 +22,7 @@ const STREAM: &str = "bench";
 /// Players in setup at once (keeps the servers' accept backlogs from overflowing).
 const MAX_CONNECTING: usize = 64;
 /// SO_RCVLOWAT of a bulk reader.
-pub const BULK_LOW_WATER: i32 = 16 * 1024;
+pub(crate) const BULK_LOW_WATER: i32 = 16 * 1024;
 
 /// How players read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +45,7 @@ impl ReaderKind {
 
 /// What a closed window delivered.
 #[derive(Debug, Clone, Default)]
-pub struct Delivery {
+pub(crate) struct Delivery {
     /// Counted frames the publisher sent during the window.
     pub sent: u64,
     /// The fewest window frames any player received.
@@ -60,13 +60,13 @@ pub struct Delivery {
 
 impl Delivery {
     /// Whether every player received every frame sent during the window.
-    pub fn is_complete(&self) -> bool {
+    pub(crate) fn is_complete(&self) -> bool {
         self.failure.is_none() && self.complete == self.players && self.sent > 0
     }
 }
 
 /// The load generator for one measurement point.
-pub struct Load {
+pub(crate) struct Load {
     poll: Poll,
     events: Events,
     conns: Vec<Conn>,
@@ -86,7 +86,7 @@ pub struct Load {
 impl Load {
     /// Connects the publisher and then `players` players to `addr`, and runs until all of
     /// them publish or play, or `timeout` passes.
-    pub fn start(
+    pub(crate) fn start(
         addr: SocketAddr,
         media: Arc<MediaLoop>,
         players: usize,
@@ -161,7 +161,7 @@ impl Load {
     }
 
     /// Runs the publisher and players until `until`.
-    pub fn run_until(&mut self, until: Instant) -> io::Result<()> {
+    pub(crate) fn run_until(&mut self, until: Instant) -> io::Result<()> {
         while Instant::now() < until {
             self.step(until)?;
         }
@@ -169,7 +169,7 @@ impl Load {
     }
 
     /// Starts counting: frames sent from now on are the window's.
-    pub fn open_window(&mut self) {
+    pub(crate) fn open_window(&mut self) {
         self.window = Window {
             lo: self.next_seq,
             hi: u32::MAX,
@@ -177,13 +177,13 @@ impl Load {
     }
 
     /// Stops counting: frames sent from now on are not the window's.
-    pub fn close_window(&mut self) {
+    pub(crate) fn close_window(&mut self) {
         self.window.hi = self.next_seq - 1;
     }
 
     /// After [`Load::close_window`], keeps the stream going and reads every player socket
     /// (ignoring SO_RCVLOWAT) until each player has the whole window or `timeout` passes.
-    pub fn drain(&mut self, timeout: Duration) -> io::Result<Delivery> {
+    pub(crate) fn drain(&mut self, timeout: Duration) -> io::Result<Delivery> {
         let sent = u64::from(self.window.hi + 1 - self.window.lo);
         let deadline = Instant::now() + timeout;
         loop {

@@ -135,7 +135,7 @@ impl MediaLoop {
 }
 
 /// `body` with its last 8 bytes replaced by the sequence tag for `seq`.
-pub fn tag_payload(body: &[u8], seq: u32) -> Bytes {
+pub(crate) fn tag_payload(body: &[u8], seq: u32) -> Bytes {
     let mut out = BytesMut::from(body);
     let at = out.len() - TAG_LEN;
     out[at..at + 4].copy_from_slice(&MAGIC);
@@ -144,7 +144,7 @@ pub fn tag_payload(body: &[u8], seq: u32) -> Bytes {
 }
 
 /// The sequence number tagged into `payload`, if any.
-pub fn read_tag(payload: &[u8]) -> Option<u32> {
+pub(crate) fn read_tag(payload: &[u8]) -> Option<u32> {
     let at = payload.len().checked_sub(TAG_LEN)?;
     if payload[at..at + 4] != MAGIC {
         return None;

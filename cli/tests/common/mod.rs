@@ -8,21 +8,21 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The binary under test.
-pub fn siprtmp() -> Command {
+pub(crate) fn siprtmp() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_siprtmp"));
     command.stdin(Stdio::null()).env_remove("RUST_LOG");
     command
 }
 
 /// Writes `text` as `name` in a fresh scratch directory for `test`; returns its path.
-pub fn config_file(test: &str, name: &str, text: &str) -> PathBuf {
+pub(crate) fn config_file(test: &str, name: &str, text: &str) -> PathBuf {
     let path = siprtmp_tests::scratch_dir(test).join(name);
     std::fs::write(&path, text).expect("write config");
     path
 }
 
 /// Waits for `child` to exit, at most `limit`; kills it and panics if it does not.
-pub fn wait_exit(mut child: Child, limit: Duration, what: &str) -> Output {
+pub(crate) fn wait_exit(mut child: Child, limit: Duration, what: &str) -> Output {
     let deadline = Instant::now() + limit;
     loop {
         if child.try_wait().expect("wait").is_some() {
@@ -42,7 +42,7 @@ pub fn wait_exit(mut child: Child, limit: Duration, what: &str) -> Output {
 
 /// Runs the binary with `args` (and `-c config` when given) expecting it to refuse to start:
 /// its exit status and stderr.
-pub fn refused(args: &[&str], config: Option<&Path>) -> (i32, String) {
+pub(crate) fn refused(args: &[&str], config: Option<&Path>) -> (i32, String) {
     let mut command = siprtmp();
     command
         .args(["-i", "127.0.0.1", "-p", "0"])
@@ -60,7 +60,7 @@ pub fn refused(args: &[&str], config: Option<&Path>) -> (i32, String) {
 }
 
 /// Sends SIGTERM to `child`.
-pub fn sigterm(child: &Child) {
+pub(crate) fn sigterm(child: &Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

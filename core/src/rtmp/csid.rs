@@ -3,14 +3,14 @@
 //! ([`super::shared_message`]).
 
 /// Protocol control and user control messages.
-pub const CONTROL: u32 = 2;
+pub(crate) const CONTROL: u32 = 2;
 /// Commands (`_result`, callbacks).
-pub const COMMAND: u32 = 3;
+pub(crate) const COMMAND: u32 = 3;
 /// Audio.
-pub const AUDIO: u32 = 4;
+pub(crate) const AUDIO: u32 = 4;
 /// `onStatus` and access messages.
-pub const STATUS: u32 = 5;
+pub(crate) const STATUS: u32 = 5;
 /// Video.
-pub const VIDEO: u32 = 6;
+pub(crate) const VIDEO: u32 = 6;
 /// Data messages (`onMetaData`).
-pub const DATA: u32 = 8;
+pub(crate) const DATA: u32 = 8;

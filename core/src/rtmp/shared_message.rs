@@ -18,7 +18,7 @@ pub(crate) struct SharedMessage {
 }
 
 impl SharedMessage {
-    pub fn new(msg: RtmpMessage) -> Self {
+    pub(crate) fn new(msg: RtmpMessage) -> Self {
         Self {
             msg,
             encodings: SmallVec::new(),
@@ -35,7 +35,7 @@ impl SharedMessage {
     }
 
     /// The message chunk-encoded for (chunk size, stream id), encoding it on first use only.
-    pub fn encoded(&mut self, chunk_size: u32, stream_id: u32) -> Bytes {
+    pub(crate) fn encoded(&mut self, chunk_size: u32, stream_id: u32) -> Bytes {
         if let Some((_, _, bytes)) = self
             .encodings
             .iter()
@@ -50,7 +50,7 @@ impl SharedMessage {
         bytes
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.msg.payload.len()
     }
 }

@@ -82,7 +82,7 @@ impl RtmpServer {
 
     /// Input from the driver about a UDP socket (the gateway's): the far end's media goes to
     /// the connections as the gateway makes it.
-    pub fn udp(&mut self, now: Instant, event: UdpEvent) {
+    pub(crate) fn udp(&mut self, now: Instant, event: UdpEvent) {
         self.last_now = self.last_now.max(now);
         // The connections' send side and the gateway are borrowed apart.
         let mut sender = MediaSender {
@@ -101,7 +101,7 @@ impl RtmpServer {
 
     /// Input from the driver about a TCP stream or listener of the node's (the gateway's SIP
     /// over TCP).
-    pub fn tcp(&mut self, now: Instant, event: TcpEvent) {
+    pub(crate) fn tcp(&mut self, now: Instant, event: TcpEvent) {
         self.last_now = self.last_now.max(now);
         self.with_gateway(|g| g.tcp_event(now, event));
     }

@@ -105,7 +105,7 @@ pub(crate) struct LiveStream {
 
 impl LiveStream {
     /// Records a published message in the caches, given its kind.
-    pub fn cache(&mut self, kind: MediaKind, shared: &SharedMessage, max_gop_bytes: usize) {
+    pub(crate) fn cache(&mut self, kind: MediaKind, shared: &SharedMessage, max_gop_bytes: usize) {
         match kind {
             MediaKind::Config => {
                 if shared.msg.type_id == type_id::VIDEO {
@@ -139,7 +139,7 @@ impl LiveStream {
     }
 
     /// Forgets everything cached from the previous publisher; the bytes of GOP it held.
-    pub fn clear_cache(&mut self) -> usize {
+    pub(crate) fn clear_cache(&mut self) -> usize {
         self.metadata = None;
         self.video_config = None;
         self.audio_config = None;
@@ -147,35 +147,35 @@ impl LiveStream {
     }
 
     /// Bytes of media the GOP cache holds.
-    pub fn gop_bytes(&self) -> usize {
+    pub(crate) fn gop_bytes(&self) -> usize {
         self.gop_bytes
     }
 
     /// Forgets the cached GOP (late players then wait for the next keyframe); the bytes it
     /// held.
-    pub fn clear_gop(&mut self) -> usize {
+    pub(crate) fn clear_gop(&mut self) -> usize {
         self.gop.clear();
         std::mem::take(&mut self.gop_bytes)
     }
 
-    pub fn player_mut(&mut self, conn: ConnId, stream_id: u32) -> Option<&mut Player> {
+    pub(crate) fn player_mut(&mut self, conn: ConnId, stream_id: u32) -> Option<&mut Player> {
         self.players
             .iter_mut()
             .find(|p| p.conn == conn && p.stream_id == stream_id)
     }
 
-    pub fn remove_player(&mut self, conn: ConnId, stream_id: u32) {
+    pub(crate) fn remove_player(&mut self, conn: ConnId, stream_id: u32) {
         self.players
             .retain(|p| !(p.conn == conn && p.stream_id == stream_id));
     }
 
     /// True while someone publishes it, here or on another worker.
-    pub fn is_live(&self) -> bool {
+    pub(crate) fn is_live(&self) -> bool {
         self.publisher.is_some() || self.remote.is_some()
     }
 
     /// True when nobody publishes or plays it any more.
-    pub fn is_unused(&self) -> bool {
+    pub(crate) fn is_unused(&self) -> bool {
         !self.is_live() && self.players.is_empty()
     }
 }

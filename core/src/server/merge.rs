@@ -34,7 +34,7 @@ pub(crate) struct FlushSchedule {
 
 impl FlushSchedule {
     /// Holds for at most `window`, or until `max_bytes` are held.
-    pub fn new(window: Duration, max_bytes: usize) -> Self {
+    pub(crate) fn new(window: Duration, max_bytes: usize) -> Self {
         Self {
             window,
             coalesce: window / 16,
@@ -44,18 +44,18 @@ impl FlushSchedule {
     }
 
     /// The deadline of a hold that starts at `now`.
-    pub fn deadline(&self, now: Instant) -> Instant {
+    pub(crate) fn deadline(&self, now: Instant) -> Instant {
         now + self.window
     }
 
     /// Held bytes past which a connection transmits at once.
-    pub fn max_bytes(&self) -> usize {
+    pub(crate) fn max_bytes(&self) -> usize {
         self.max_bytes
     }
 
     /// Puts `conn` on the list with `deadline` (from [`Self::deadline`], so never earlier than
     /// the entries already listed).
-    pub fn hold(&mut self, deadline: Instant, conn: ConnId) {
+    pub(crate) fn hold(&mut self, deadline: Instant, conn: ConnId) {
         if let Some((last, _)) = self.entries.back() {
             debug_assert!(*last <= deadline, "deadlines are appended in order");
         }
@@ -63,12 +63,12 @@ impl FlushSchedule {
     }
 
     /// When the earliest entry is due.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.entries.front().map(|(deadline, _)| *deadline)
     }
 
     /// Takes the next entry that is due at `now` (or close enough to share this wake-up).
-    pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, ConnId)> {
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, ConnId)> {
         let (deadline, _) = *self.entries.front()?;
         if deadline > now + self.coalesce {
             return None;

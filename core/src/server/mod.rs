@@ -73,7 +73,7 @@ const MAX_INPUT_WHILE_AWAITING: usize = 1024 * 1024;
 
 /// The RTMP server application state machine.
 #[derive(Debug)]
-pub struct RtmpServer {
+pub(crate) struct RtmpServer {
     config: ServerConfig,
     epoch: Instant,
     rng: SeededRng,
@@ -125,7 +125,7 @@ pub struct RtmpServer {
 
 impl RtmpServer {
     /// A server with `config`, timestamps counted from `epoch`, randomness from `seed`.
-    pub fn new(config: ServerConfig, epoch: Instant, seed: u64) -> Self {
+    pub(crate) fn new(config: ServerConfig, epoch: Instant, seed: u64) -> Self {
         let mut rng = SeededRng::new(seed);
         let config_gateway = config
             .gateway
@@ -163,7 +163,7 @@ impl RtmpServer {
     }
 
     /// With `on`, connects, publishes and plays wait for [`Self::decide`].
-    pub fn with_decisions(mut self, on: bool) -> Self {
+    pub(crate) fn with_decisions(mut self, on: bool) -> Self {
         self.decisions = on;
         self
     }
@@ -174,7 +174,12 @@ impl RtmpServer {
     }
 
     /// A file request completed.
-    pub fn file_done(&mut self, now: Instant, file: FileId, result: Result<FileReply, FileError>) {
+    pub(crate) fn file_done(
+        &mut self,
+        now: Instant,
+        file: FileId,
+        result: Result<FileReply, FileError>,
+    ) {
         self.last_now = self.last_now.max(now);
         if self.vods.contains_key(&file) {
             return self.vod_file_done(now, file, result);
@@ -215,7 +220,7 @@ impl RtmpServer {
     }
 
     /// Registers an accepted connection.
-    pub fn accept(&mut self, now: Instant, peer: SocketAddr) -> ConnId {
+    pub(crate) fn accept(&mut self, now: Instant, peer: SocketAddr) -> ConnId {
         let id = self.sessions.next_id();
         let time = self.millis_since_epoch(now);
         let handshake = ServerHandshake::new(&mut self.rng, time);
@@ -272,7 +277,7 @@ impl RtmpServer {
     }
 
     /// Bytes arrived on `conn`.
-    pub fn received(&mut self, now: Instant, conn: ConnId, data: BytesMut) {
+    pub(crate) fn received(&mut self, now: Instant, conn: ConnId, data: BytesMut) {
         self.last_now = self.last_now.max(now);
         let Some(session) = self.sessions.get_mut(conn) else {
             return;
@@ -449,7 +454,7 @@ impl RtmpServer {
     }
 
     /// The kernel took `bytes` of `conn`'s queue.
-    pub fn drained(&mut self, now: Instant, conn: ConnId, bytes: usize) {
+    pub(crate) fn drained(&mut self, now: Instant, conn: ConnId, bytes: usize) {
         self.last_now = self.last_now.max(now);
         if let Some(session) = self.sessions.get_mut(conn) {
             session.out.advance(bytes);
@@ -468,7 +473,7 @@ impl RtmpServer {
     }
 
     /// The connection is gone.
-    pub fn closed(&mut self, conn: ConnId) {
+    pub(crate) fn closed(&mut self, conn: ConnId) {
         let closing = match self.sessions.get(conn) {
             Some(session) => matches!(session.phase, Phase::Closing),
             None => return,
@@ -539,7 +544,7 @@ impl RtmpServer {
     }
 
     /// Timers that are due.
-    pub fn timeout(&mut self, now: Instant) {
+    pub(crate) fn timeout(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
         while let Some(Reverse((deadline, timer))) = self.timers.peek().copied() {
             if deadline > now {
@@ -622,7 +627,7 @@ impl RtmpServer {
     }
 
     /// The next output for the driver.
-    pub fn poll_output(&mut self) -> Option<Output> {
+    pub(crate) fn poll_output(&mut self) -> Option<Output> {
         if let Some(conn) = pop_rewinding(&mut self.transmits) {
             return Some(Output::Transmit { conn });
         }
@@ -630,7 +635,7 @@ impl RtmpServer {
     }
 
     /// The earliest timer deadline.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let timer = self.timers.peek().map(|Reverse((t, _))| *t);
         let flush = self.merge.as_ref().and_then(FlushSchedule::next_deadline);
         match (timer, flush) {
@@ -640,14 +645,14 @@ impl RtmpServer {
     }
 
     /// The connection's queued segments as I/O slices.
-    pub fn io_slices<'a>(&'a self, conn: ConnId, slices: &mut [IoSlice<'a>]) -> usize {
+    pub(crate) fn io_slices<'a>(&'a self, conn: ConnId, slices: &mut [IoSlice<'a>]) -> usize {
         self.sessions
             .get(conn)
             .map_or(0, |s| s.out.io_slices(slices))
     }
 
     /// The segments queued for `conn`, front first (none for an unknown connection).
-    pub fn queued_segments(&self, conn: ConnId) -> impl Iterator<Item = &Bytes> {
+    pub(crate) fn queued_segments(&self, conn: ConnId) -> impl Iterator<Item = &Bytes> {
         self.sessions
             .get(conn)
             .into_iter()
@@ -655,17 +660,17 @@ impl RtmpServer {
     }
 
     /// Bytes queued for `conn`.
-    pub fn queued_bytes(&self, conn: ConnId) -> usize {
+    pub(crate) fn queued_bytes(&self, conn: ConnId) -> usize {
         self.sessions.get(conn).map_or(0, |s| s.out.queued_bytes())
     }
 
     /// Connections currently known.
-    pub fn connection_count(&self) -> usize {
+    pub(crate) fn connection_count(&self) -> usize {
         self.sessions.len()
     }
 
     /// Recordings that stopped on an error (a full disk) since the start.
-    pub fn recordings_failed(&self) -> u64 {
+    pub(crate) fn recordings_failed(&self) -> u64 {
         self.recordings_failed
     }
 
@@ -732,7 +737,7 @@ impl MediaSender<'_> {
     /// Sends a media frame to `conn` on `stream_id` (the gateway's far-end media), its body
     /// not copied: at once, or held for the merge window when merged writes are on, as live
     /// players' media is.
-    pub fn send(&mut self, conn: ConnId, csid: u32, stream_id: u32, frame: MediaFrame) {
+    pub(crate) fn send(&mut self, conn: ConnId, csid: u32, stream_id: u32, frame: MediaFrame) {
         let Some(session) = self.sessions.get_mut(conn) else {
             return;
         };

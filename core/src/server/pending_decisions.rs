@@ -56,7 +56,7 @@ impl RtmpServer {
     }
 
     /// The application's answer to `request`.
-    pub fn decide(
+    pub(crate) fn decide(
         &mut self,
         now: Instant,
         request: RequestId,

@@ -32,7 +32,7 @@ pub(crate) struct RecordResume {
 
 impl RecordResume {
     /// The state after a failure, given the one before it (a failed retry) if any.
-    pub fn after_failure(previous: Option<Self>, publisher: (ConnId, u32)) -> Self {
+    pub(crate) fn after_failure(previous: Option<Self>, publisher: (ConnId, u32)) -> Self {
         let (failures, part) = previous.map_or((1, 1), |p| (p.failures + 1, p.part));
         Self {
             publisher,
@@ -51,14 +51,14 @@ impl RecordResume {
 
     /// Whether a message at media time `timestamp` starts the next file; `clean_start` when
     /// a recording can begin with it (a keyframe, or audio of a stream without video).
-    pub fn due(&mut self, timestamp: u32, clean_start: bool) -> bool {
+    pub(crate) fn due(&mut self, timestamp: u32, clean_start: bool) -> bool {
         let wait = self.wait_ms();
         let at = *self.at.get_or_insert(timestamp.saturating_add(wait));
         clean_start && timestamp >= at
     }
 
     /// The next file of the stream `key` (`app/name`): `app/name-N.flv`.
-    pub fn next_path(&mut self, key: &str) -> String {
+    pub(crate) fn next_path(&mut self, key: &str) -> String {
         let path = format!("{key}-{}.flv", self.part);
         self.part += 1;
         path

@@ -109,7 +109,7 @@ pub(crate) struct Recorder {
 impl Recorder {
     /// Opens `path` and starts a recording (`append` keeps what the file holds).
     #[allow(clippy::too_many_arguments)]
-    pub fn start(
+    pub(crate) fn start(
         file: FileId,
         conn: ConnId,
         stream_id: u32,
@@ -216,7 +216,11 @@ impl Recorder {
 
     /// The publisher's `onMetaData` properties. Only metadata that comes before the first
     /// media is written (as the file's first tag); later updates are not recorded.
-    pub fn on_metadata(&mut self, properties: &[(String, Value)], out: &mut VecDeque<Output>) {
+    pub(crate) fn on_metadata(
+        &mut self,
+        properties: &[(String, Value)],
+        out: &mut VecDeque<Output>,
+    ) {
         match self.state {
             State::Opening | State::Scanning(_) => {
                 self.held_metadata = Some(properties.to_vec());
@@ -244,7 +248,7 @@ impl Recorder {
 
     /// An audio or video message from the publisher. Returns an error when the recording
     /// had to stop (the disk does not keep up).
-    pub fn on_media(
+    pub(crate) fn on_media(
         &mut self,
         kind: u8,
         timestamp: u32,
@@ -308,7 +312,7 @@ impl Recorder {
     }
 
     /// The publisher stopped: patch `duration` and `filesize`, then close.
-    pub fn finish(&mut self, out: &mut VecDeque<Output>) {
+    pub(crate) fn finish(&mut self, out: &mut VecDeque<Output>) {
         match self.state {
             State::Opening | State::Scanning(_) => {
                 self.finish_requested = true;
@@ -393,7 +397,7 @@ impl Recorder {
     }
 
     /// A completion for this file.
-    pub fn on_done(
+    pub(crate) fn on_done(
         &mut self,
         result: Result<FileReply, FileError>,
         out: &mut VecDeque<Output>,
@@ -500,12 +504,12 @@ impl Recorder {
     }
 
     /// Bytes written (or being written) so far.
-    pub fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         self.write_at
     }
 
     /// The last media timestamp written, in ms.
-    pub fn duration_ms(&self) -> u32 {
+    pub(crate) fn duration_ms(&self) -> u32 {
         if self.error.is_some() {
             self.confirmed_timestamp
         } else {
@@ -514,7 +518,7 @@ impl Recorder {
     }
 
     /// What the closed file holds: metadata, configurations, keyframe index.
-    pub fn summary(&self) -> Arc<FileSummary> {
+    pub(crate) fn summary(&self) -> Arc<FileSummary> {
         Arc::new(self.summary.clone())
     }
 }

@@ -12,14 +12,14 @@ use bytes::{Buf, Bytes};
 
 /// A FIFO of byte segments with a running byte count.
 #[derive(Debug, Default)]
-pub struct SendQueue {
+pub(crate) struct SendQueue {
     segments: VecDeque<Bytes>,
     queued: usize,
 }
 
 impl SendQueue {
     /// Appends a segment (empty segments are ignored).
-    pub fn push(&mut self, segment: Bytes) {
+    pub(crate) fn push(&mut self, segment: Bytes) {
         if !segment.is_empty() {
             self.queued += segment.len();
             self.segments.push_back(segment);
@@ -27,17 +27,17 @@ impl SendQueue {
     }
 
     /// Bytes queued and not yet drained.
-    pub fn queued_bytes(&self) -> usize {
+    pub(crate) fn queued_bytes(&self) -> usize {
         self.queued
     }
 
     /// True when nothing is queued.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.queued == 0
     }
 
     /// Drops `n` bytes from the front, as the kernel took them (clamped to what is queued).
-    pub fn advance(&mut self, mut n: usize) {
+    pub(crate) fn advance(&mut self, mut n: usize) {
         n = n.min(self.queued);
         self.queued -= n;
         while n > 0 {
@@ -61,13 +61,13 @@ impl SendQueue {
     }
 
     /// Discards everything queued.
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.segments.clear();
         self.queued = 0;
     }
 
     /// Fills `slices` with the queued segments, front first; returns how many were filled.
-    pub fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+    pub(crate) fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
         for (slot, segment) in slices.iter_mut().zip(self.segments.iter()) {
             *slot = IoSlice::new(segment);
@@ -77,7 +77,7 @@ impl SendQueue {
     }
 
     /// The queued segments, front first.
-    pub fn segments(&self) -> impl Iterator<Item = &Bytes> {
+    pub(crate) fn segments(&self) -> impl Iterator<Item = &Bytes> {
         self.segments.iter()
     }
 }

@@ -101,7 +101,7 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub fn new(
+    pub(crate) fn new(
         id: ConnId,
         peer: SocketAddr,
         handshake: ServerHandshake,
@@ -134,14 +134,14 @@ impl Session {
 
     /// Queues raw bytes. Returns true when the queue went from empty to non-empty and no
     /// `Transmit` is outstanding, i.e. the driver must be told.
-    pub fn queue(&mut self, bytes: Bytes) -> bool {
+    pub(crate) fn queue(&mut self, bytes: Bytes) -> bool {
         self.out.push(bytes);
         self.transmit_now()
     }
 
     /// Marks a `Transmit` as emitted if one is needed (something queued and none
     /// outstanding); returns whether it is. Anything held goes with it.
-    pub fn transmit_now(&mut self) -> bool {
+    pub(crate) fn transmit_now(&mut self) -> bool {
         if !self.transmit_pending && !self.out.is_empty() {
             self.transmit_pending = true;
             self.hold_deadline = None;
@@ -152,7 +152,7 @@ impl Session {
 
     /// Queues media under merged writes: held until `deadline` unless a write is already
     /// under way (the bytes join it) or more than `max_bytes` are queued (written at once).
-    pub fn queue_held(&mut self, bytes: Bytes, deadline: Instant, max_bytes: usize) -> Held {
+    pub(crate) fn queue_held(&mut self, bytes: Bytes, deadline: Instant, max_bytes: usize) -> Held {
         self.out.push(bytes);
         if self.transmit_pending || self.out.is_empty() {
             Held::Nothing
@@ -168,7 +168,7 @@ impl Session {
     }
 
     /// Encodes `msg` on `csid` with the session's stateful encoder and queues it.
-    pub fn send_message(&mut self, csid: u32, msg: &RtmpMessage) -> bool {
+    pub(crate) fn send_message(&mut self, csid: u32, msg: &RtmpMessage) -> bool {
         let bytes = self.encode(csid, msg);
         self.queue(bytes)
     }
@@ -184,7 +184,7 @@ impl Session {
     /// order: chunk headers and the tag header split off `headers` (the server's, shared by
     /// every session), the body as
     /// slices of the frame's own (no copy, and no allocation for a one-chunk message).
-    pub fn encode_frame(
+    pub(crate) fn encode_frame(
         &mut self,
         csid: u32,
         stream_id: u32,
@@ -205,19 +205,24 @@ impl Session {
         segments
     }
 
-    pub fn send_control(&mut self, control: ProtocolControl) -> bool {
+    pub(crate) fn send_control(&mut self, control: ProtocolControl) -> bool {
         if let ProtocolControl::SetChunkSize(size) = control {
             self.encoder.set_chunk_size(size);
         }
         self.send_message(csid::CONTROL, &control.to_message())
     }
 
-    pub fn send_user_control(&mut self, event: UserControl) -> bool {
+    pub(crate) fn send_user_control(&mut self, event: UserControl) -> bool {
         self.send_message(csid::CONTROL, &event.to_message())
     }
 
     /// Sends a command on message stream `stream_id`, in the encoding the client used.
-    pub fn send_command(&mut self, stream_id: u32, mut command: Command, amf3: bool) -> bool {
+    pub(crate) fn send_command(
+        &mut self,
+        stream_id: u32,
+        mut command: Command,
+        amf3: bool,
+    ) -> bool {
         command.amf3 = amf3;
         let csid = if stream_id == 0 {
             csid::COMMAND
@@ -228,7 +233,7 @@ impl Session {
     }
 
     /// `onStatus(0, null, {level, code, description})` on `stream_id`.
-    pub fn send_status(
+    pub(crate) fn send_status(
         &mut self,
         stream_id: u32,
         level: &str,
@@ -243,14 +248,14 @@ impl Session {
         self.send_command(stream_id, cmd, false)
     }
 
-    pub fn role(&self, stream_id: u32) -> Option<&StreamRole> {
+    pub(crate) fn role(&self, stream_id: u32) -> Option<&StreamRole> {
         self.streams
             .iter()
             .find(|(id, _)| *id == stream_id)
             .map(|(_, role)| role)
     }
 
-    pub fn set_role(&mut self, stream_id: u32, role: StreamRole) {
+    pub(crate) fn set_role(&mut self, stream_id: u32, role: StreamRole) {
         if let Some(slot) = self.streams.iter_mut().find(|(id, _)| *id == stream_id) {
             slot.1 = role;
         } else {
@@ -258,7 +263,7 @@ impl Session {
         }
     }
 
-    pub fn is_active(&self) -> bool {
+    pub(crate) fn is_active(&self) -> bool {
         matches!(self.phase, Phase::Active)
     }
 }

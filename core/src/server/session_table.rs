@@ -26,7 +26,7 @@ const GENERATION_MASK: u64 = 0x00FF_FFFF << 32;
 
 impl SessionTable {
     /// Ids from now on carry `worker` in their top byte.
-    pub fn set_worker(&mut self, worker: u8) {
+    pub(crate) fn set_worker(&mut self, worker: u8) {
         self.tag = u64::from(worker) << 56;
     }
 
@@ -37,7 +37,7 @@ impl SessionTable {
     }
 
     /// The id the next inserted session will get.
-    pub fn next_id(&self) -> ConnId {
+    pub(crate) fn next_id(&self) -> ConnId {
         let (index, generation) = match self.free.last() {
             Some(&i) => (i, self.generations[i as usize]),
             None => (self.sessions.len() as u32, 0),
@@ -46,7 +46,7 @@ impl SessionTable {
     }
 
     /// Inserts a session built for the id [`Self::next_id`] returned.
-    pub fn insert(&mut self, session: Session) {
+    pub(crate) fn insert(&mut self, session: Session) {
         let id = session.id;
         let index = (id.0 & 0xFFFF_FFFF) as u32;
         debug_assert_eq!(id, self.next_id());
@@ -67,16 +67,16 @@ impl SessionTable {
         self.matches(generation, id).then_some(index)
     }
 
-    pub fn get(&self, id: ConnId) -> Option<&Session> {
+    pub(crate) fn get(&self, id: ConnId) -> Option<&Session> {
         self.sessions[self.index(id)?].as_ref()
     }
 
-    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Session> {
+    pub(crate) fn get_mut(&mut self, id: ConnId) -> Option<&mut Session> {
         let index = self.index(id)?;
         self.sessions[index].as_mut()
     }
 
-    pub fn remove(&mut self, id: ConnId) -> Option<Session> {
+    pub(crate) fn remove(&mut self, id: ConnId) -> Option<Session> {
         let index = self.index(id)?;
         let session = self.sessions[index].take()?;
         self.generations[index] = self.generations[index].wrapping_add(1);
@@ -85,7 +85,7 @@ impl SessionTable {
         Some(session)
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 }

@@ -43,7 +43,7 @@ impl RelayState {
 
 impl RtmpServer {
     /// Makes the server worker `worker` of a group sharing streams through a relay.
-    pub fn enable_relay(&mut self, worker: WorkerId) {
+    pub(crate) fn enable_relay(&mut self, worker: WorkerId) {
         self.sessions.set_worker(worker.0);
         self.relay = Some(RelayState::default());
     }
@@ -54,7 +54,7 @@ impl RtmpServer {
     }
 
     /// Something from the driver's relay.
-    pub fn relay_input(&mut self, now: Instant, input: RelayIn) {
+    pub(crate) fn relay_input(&mut self, now: Instant, input: RelayIn) {
         self.last_now = self.last_now.max(now);
         if self.relay.is_none() {
             return; // not a worker of a group: nothing was asked, nothing is shared

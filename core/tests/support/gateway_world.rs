@@ -29,30 +29,30 @@ use siprtmp_core::tcp::StreamId;
 use siprtmp_core::testkit::MemoryNet;
 
 #[path = "registrar.rs"]
-pub mod registrar;
+pub(crate) mod registrar;
 use registrar::Registrar;
 
 /// The node's (and its gateway's) address.
-pub const NODE_IP: &str = "10.0.0.1";
+pub(crate) const NODE_IP: &str = "10.0.0.1";
 /// Bob's SIP address (over TCP, where he listens).
-pub const FAR_SIP: &str = "10.0.0.2:5060";
+pub(crate) const FAR_SIP: &str = "10.0.0.2:5060";
 /// Where bob's own connections to the node come from (SIP over TCP).
-pub const FAR_OUT: &str = "10.0.0.2:40001";
+pub(crate) const FAR_OUT: &str = "10.0.0.2:40001";
 /// Bob's RTP address, which echoes every datagram.
-pub const FAR_RTP: &str = "10.0.0.2:6000";
+pub(crate) const FAR_RTP: &str = "10.0.0.2:6000";
 /// The registrar's address (SIP over TCP).
-pub const REGISTRAR: &str = "10.0.0.3:5060";
+pub(crate) const REGISTRAR: &str = "10.0.0.3:5060";
 /// A SIP address where nobody listens: a far end that never answers.
-pub const NOBODY: &str = "10.0.0.9:5060";
+pub(crate) const NOBODY: &str = "10.0.0.9:5060";
 /// The gateway's RTP range unless a test needs another (virtual: no socket is bound). With
 /// shared ports, its first four are the shared ones.
-pub const RTP_PORTS: (u16, u16) = (20000, 20099);
+pub(crate) const RTP_PORTS: (u16, u16) = (20000, 20099);
 
-pub fn a(s: &str) -> SocketAddr {
+pub(crate) fn a(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
-pub struct World {
+pub(crate) struct World {
     pub now: Instant,
     pub net: MemoryNet,
     /// SIP between the node and bob (and the registrar) goes over this.
@@ -83,36 +83,40 @@ pub struct World {
 
 impl World {
     /// SIP over UDP, the gateway's RTP ports [`RTP_PORTS`].
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::over(Transport::Udp)
     }
 
     /// SIP over `transport`; over TCP, the node's clients register with the registrar.
-    pub fn over(transport: Transport) -> Self {
+    pub(crate) fn over(transport: Transport) -> Self {
         Self::configured(transport, RTP_PORTS, |_| {})
     }
 
     /// SIP over UDP, the gateway's RTP ports from `rtp_ports` (for the tests of the range).
-    pub fn with_ports(rtp_ports: (u16, u16)) -> Self {
+    pub(crate) fn with_ports(rtp_ports: (u16, u16)) -> Self {
         Self::configured(Transport::Udp, rtp_ports, |_| {})
     }
 
     /// With `merge_writes` set as given; the client is then written only when the node asks
     /// (as a real driver does), so that holding media shows in its write count.
-    pub fn with_merge(merge: Option<Duration>) -> Self {
+    pub(crate) fn with_merge(merge: Option<Duration>) -> Self {
         Self::with_options(RTP_PORTS, merge, false)
     }
 
     /// Every call's media on the same four ports (`shared_rtp_ports`), the first of
     /// [`RTP_PORTS`].
-    pub fn with_shared_ports() -> Self {
+    pub(crate) fn with_shared_ports() -> Self {
         Self::configured(Transport::Udp, RTP_PORTS, |c| {
             gateway(c).shared_rtp_ports = true;
         })
     }
 
     /// SIP over UDP, merged writes and shared ports as given, written only when the node asks.
-    pub fn with_options(rtp_ports: (u16, u16), merge: Option<Duration>, shared: bool) -> Self {
+    pub(crate) fn with_options(
+        rtp_ports: (u16, u16),
+        merge: Option<Duration>,
+        shared: bool,
+    ) -> Self {
         let mut w = Self::configured(Transport::Udp, rtp_ports, |c| {
             c.server.merge_writes = merge;
             gateway(c).shared_rtp_ports = shared;
@@ -123,7 +127,7 @@ impl World {
 
     /// SIP over `transport`, the gateway's RTP ports from `rtp_ports`, the node's configuration
     /// then adjusted by `configure` (see [`gateway`]).
-    pub fn configured(
+    pub(crate) fn configured(
         transport: Transport,
         rtp_ports: (u16, u16),
         configure: impl FnOnce(&mut NodeConfig),
@@ -172,13 +176,13 @@ impl World {
     }
 
     /// Calls speak Speex 16 kHz (`wideband`, what Flash sends) instead of PCMU.
-    pub fn wideband(mut self) -> Self {
+    pub(crate) fn wideband(mut self) -> Self {
         self.codec = ("wideband", Codec::new(96, "speex", 16000, None));
         self
     }
 
     /// Whether the network lets this datagram through now; held ones come back next round.
-    pub fn network(
+    pub(crate) fn network(
         &mut self,
         from: SocketAddr,
         to: SocketAddr,
@@ -201,7 +205,7 @@ impl World {
         }
     }
 
-    pub fn deliver_to_far(&mut self, from: SocketAddr, to: SocketAddr, data: Bytes) {
+    pub(crate) fn deliver_to_far(&mut self, from: SocketAddr, to: SocketAddr, data: Bytes) {
         if to == a(FAR_SIP) {
             self.far.handle_datagram(self.now, from, data);
         } else if to == a(FAR_RTP) {
@@ -236,7 +240,7 @@ impl World {
     }
 
     /// Bob's TCP connections with the node: the ones the node opened to him and his own.
-    pub fn far_streams(&self) -> Vec<StreamId> {
+    pub(crate) fn far_streams(&self) -> Vec<StreamId> {
         self.net
             .tcp
             .open_streams()
@@ -272,7 +276,7 @@ impl World {
 
     /// What bob answers (or offers) with: the world's codec and telephone-event, media at
     /// [`FAR_RTP`].
-    pub fn far_capabilities(&self) -> LocalCapabilities {
+    pub(crate) fn far_capabilities(&self) -> LocalCapabilities {
         LocalCapabilities {
             address: a(FAR_RTP).ip(),
             session_name: "bob".into(),
@@ -288,7 +292,7 @@ impl World {
     }
 
     /// Moves RTMP bytes, the node's datagrams and connections' bytes, and bob's, until quiet.
-    pub fn pump(&mut self) {
+    pub(crate) fn pump(&mut self) {
         for _ in 0..1000 {
             self.net.pump(self.now);
             let mut moved = false;
@@ -342,7 +346,7 @@ impl World {
     }
 
     /// Moves virtual time on by `by`, half a second at a time, firing every timer.
-    pub fn advance(&mut self, by: Duration) {
+    pub(crate) fn advance(&mut self, by: Duration) {
         let end = self.now + by;
         while self.now < end {
             self.now += Duration::from_millis(500).min(end - self.now);
@@ -357,7 +361,7 @@ impl World {
 
     /// A client of `sip/USER@10.0.0.1`, with a password (it registers first) or without,
     /// pumped until its connect is answered.
-    pub fn client(&mut self, user: &str, password: Option<&str>) -> usize {
+    pub(crate) fn client(&mut self, user: &str, password: Option<&str>) -> usize {
         let c = self.net.connect(self.now, &format!("sip/{user}@{NODE_IP}"));
         if let Some(p) = password {
             self.net.clients[c]
@@ -369,13 +373,13 @@ impl World {
     }
 
     /// Client `c` invites `dest` with PCMU.
-    pub fn invite(&mut self, c: usize, dest: &str) {
+    pub(crate) fn invite(&mut self, c: usize, dest: &str) {
         let args = vec![Value::string(dest), Value::string("pcmu")];
         self.net.clients[c].client.call(0, "invite", args);
         self.pump();
     }
 
-    pub fn commands(&self, c: usize) -> Vec<(String, Vec<Value>)> {
+    pub(crate) fn commands(&self, c: usize) -> Vec<(String, Vec<Value>)> {
         self.net
             .events(c)
             .iter()
@@ -387,7 +391,7 @@ impl World {
     }
 
     /// The text of client `c`'s last `name` callback's first argument.
-    pub fn callback(&self, c: usize, name: &str) -> Option<String> {
+    pub(crate) fn callback(&self, c: usize, name: &str) -> Option<String> {
         self.commands(c)
             .into_iter()
             .rev()
@@ -401,12 +405,12 @@ impl World {
     }
 
     /// Every REGISTER the registrar saw: (connection, request text, had valid credentials).
-    pub fn registers(&self) -> &[(StreamId, String, bool)] {
+    pub(crate) fn registers(&self) -> &[(StreamId, String, bool)] {
         self.registrar.as_ref().map_or(&[], |r| &r.seen)
     }
 
     /// The description of the answer to client `c`'s connect.
-    pub fn connect_description(&self, c: usize) -> String {
+    pub(crate) fn connect_description(&self, c: usize) -> String {
         let (_, info) = self.net.clients[c].client.connect_info().expect("answered");
         info.get("description")
             .and_then(Value::as_str)
@@ -416,7 +420,7 @@ impl World {
 
     /// Client `c`, in a call, creates its two streams, publishes `local`, plays `remote` and
     /// sends `n` audio frames 20 ms apart; how many came back on `remote`, byte-identical.
-    pub fn talk(&mut self, c: usize, n: u32) -> usize {
+    pub(crate) fn talk(&mut self, c: usize, n: u32) -> usize {
         let client = &mut self.net.clients[c].client;
         client.create_stream();
         client.create_stream();
@@ -437,12 +441,12 @@ impl World {
 }
 
 /// The gateway's part of a node's configuration.
-pub fn gateway(config: &mut NodeConfig) -> &mut GatewayNodeConfig {
+pub(crate) fn gateway(config: &mut NodeConfig) -> &mut GatewayNodeConfig {
     config.server.gateway.as_mut().expect("a gateway node")
 }
 
 /// Bob's SDP origin.
-pub fn far_origin() -> Origin {
+pub(crate) fn far_origin() -> Origin {
     Origin {
         username: "-".into(),
         session_id: 1,
@@ -455,7 +459,7 @@ pub fn far_origin() -> Origin {
 
 /// Connects client `sip/alice`, calls bob (PCMU), and publishes `local` and plays `remote`
 /// once accepted; returns the client's index.
-pub fn established_call(w: &mut World) -> usize {
+pub(crate) fn established_call(w: &mut World) -> usize {
     let c = call_as(w, "alice");
     assert_eq!(
         w.net.udp.open_sockets(),
@@ -467,7 +471,7 @@ pub fn established_call(w: &mut World) -> usize {
 
 /// Connects client `sip/USER`, calls bob (the world's codec), and publishes `local` and plays
 /// `remote` once accepted; returns the client's index.
-pub fn call_as(w: &mut World, user: &str) -> usize {
+pub(crate) fn call_as(w: &mut World, user: &str) -> usize {
     let c = w.client(user, None);
     assert!(
         w.net.events(c).contains(&ClientEvent::Connected),
@@ -499,21 +503,21 @@ pub fn call_as(w: &mut World, user: &str) -> usize {
 }
 
 /// Client `c` publishes `local` (stream 1) and plays `remote` (stream 2).
-pub fn open_media(w: &mut World, c: usize) {
+pub(crate) fn open_media(w: &mut World, c: usize) {
     let client = &mut w.net.clients[c].client;
     client.publish(1, "local");
     client.play(2, "remote", -2.0);
 }
 
 /// Speex-like audio frame `i` for stream 1, 20 ms apart.
-pub fn frame(i: u32) -> RtmpMessage {
+pub(crate) fn frame(i: u32) -> RtmpMessage {
     let mut body = vec![0x82];
     body.extend((0..160).map(|j| (i as u8).wrapping_mul(3) ^ j as u8));
     RtmpMessage::new(type_id::AUDIO, 1, i * 20, body)
 }
 
 /// The payloads the client got back on `remote`.
-pub fn echoes(w: &World, c: usize) -> Vec<Bytes> {
+pub(crate) fn echoes(w: &World, c: usize) -> Vec<Bytes> {
     w.net
         .events(c)
         .iter()

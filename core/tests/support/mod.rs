@@ -7,24 +7,26 @@
 
 use bytes::Bytes;
 
-pub mod gateway_world;
-pub mod rtmp_clients;
+pub(crate) mod gateway_world;
+pub(crate) mod rtmp_clients;
 
 // Where the media lives is known in one file, the test crate's `locate` module. Core cannot
 // depend on that crate (it depends on core), so the file is compiled here as a module too.
+// Its functions are `pub` because they are the test crate's public API; here they are private.
+#[allow(unreachable_pub)]
 #[path = "../../../tests/src/locate.rs"]
 mod locate;
 
 /// The bytes of the generated test media file `name` (`scripts/make-test-media.sh`); panics,
 /// saying how to make it, when it is missing.
-pub fn media(name: &str) -> Bytes {
+pub(crate) fn media(name: &str) -> Bytes {
     let path = locate::media(name);
     let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     Bytes::from(data)
 }
 
 /// (tag type, timestamp, body) of every tag of an FLV file.
-pub fn flv_tags(file: &Bytes) -> Vec<(u8, u32, Bytes)> {
+pub(crate) fn flv_tags(file: &Bytes) -> Vec<(u8, u32, Bytes)> {
     assert_eq!(&file[..3], b"FLV");
     let mut at = u32::from_be_bytes(file[5..9].try_into().unwrap()) as usize + 4;
     let mut tags = Vec::new();

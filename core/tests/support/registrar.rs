@@ -16,10 +16,10 @@ use siprtmp_core::tcp::StreamId;
 use siprtmp_core::testkit::MemoryNet;
 
 /// The password the registrar takes.
-pub const PASSWORD: &str = "s3cret";
+pub(crate) const PASSWORD: &str = "s3cret";
 
 /// See the module documentation.
-pub struct Registrar {
+pub(crate) struct Registrar {
     layer: TransactionLayer,
     framers: HashMap<StreamId, (StreamFramer, BytesMut)>,
     /// Every REGISTER: (stream, request text, had valid credentials).
@@ -28,7 +28,7 @@ pub struct Registrar {
 
 impl Registrar {
     /// A registrar at `addr` (its Via sent-by).
-    pub fn new(addr: SocketAddr) -> Self {
+    pub(crate) fn new(addr: SocketAddr) -> Self {
         Self {
             layer: TransactionLayer::new(TransactionConfig::new(sent_by_of(addr)), 5),
             framers: HashMap::new(),
@@ -37,7 +37,7 @@ impl Registrar {
     }
 
     /// Bytes from the node on `stream` (the node's end at `source`); responses go back on it.
-    pub fn received(
+    pub(crate) fn received(
         &mut self,
         now: Instant,
         net: &mut MemoryNet,
@@ -96,7 +96,7 @@ impl Registrar {
     }
 
     /// Runs the registrar's transaction timers up to `now`.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         self.layer.handle_timeout(now);
     }
 }

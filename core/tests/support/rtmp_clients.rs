@@ -11,14 +11,14 @@ use siprtmp_core::rtmp::client::ClientEvent;
 use siprtmp_core::testkit::MemoryNet;
 
 /// A node in memory, with its clients, and the virtual time.
-pub struct InMemory {
+pub(crate) struct InMemory {
     pub net: MemoryNet,
     pub now: Instant,
 }
 
 impl InMemory {
     /// A node configured by `config`, its random choices seeded with `seed`, from now on.
-    pub fn start(config: NodeConfig, seed: u64) -> Self {
+    pub(crate) fn start(config: NodeConfig, seed: u64) -> Self {
         let now = Instant::now();
         Self {
             net: MemoryNet::new(Node::new(config, now, seed)),
@@ -27,17 +27,17 @@ impl InMemory {
     }
 
     /// Everything client `c` has seen.
-    pub fn events(&self, c: usize) -> &[ClientEvent] {
+    pub(crate) fn events(&self, c: usize) -> &[ClientEvent] {
         self.net.events(c)
     }
 
     /// The status codes client `c` was sent, in order.
-    pub fn statuses(&self, c: usize) -> Vec<String> {
+    pub(crate) fn statuses(&self, c: usize) -> Vec<String> {
         self.net.statuses(c)
     }
 
     /// The media client `c` received: (type, timestamp, payload).
-    pub fn media(&self, c: usize) -> Vec<(u8, u32, Vec<u8>)> {
+    pub(crate) fn media(&self, c: usize) -> Vec<(u8, u32, Vec<u8>)> {
         self.net.media(c)
     }
 }
@@ -49,7 +49,7 @@ impl Driven for InMemory {
 }
 
 /// A node in memory that a test drives.
-pub trait Driven {
+pub(crate) trait Driven {
     /// The network of the node (and its clients) the set-up is for, and the virtual time now.
     fn node(&mut self) -> (&mut MemoryNet, Instant);
 

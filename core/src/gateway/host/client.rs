@@ -120,7 +120,7 @@ pub(super) struct GatewayConn {
 
 impl GatewayConn {
     /// A client whose `connect` (`cmd`, parsed as `request`) waits for its sockets.
-    pub fn new(request: ConnectRequest, cmd: Command, aor: String, ip: IpAddr) -> Self {
+    pub(crate) fn new(request: ConnectRequest, cmd: Command, aor: String, ip: IpAddr) -> Self {
         Self {
             state: State::Binding {
                 request: Box::new(request),
@@ -141,12 +141,12 @@ impl GatewayConn {
     }
 
     /// The connection's own socket for `role`, if it has one.
-    pub fn socket(&self, role: Role) -> Option<SocketId> {
+    pub(crate) fn socket(&self, role: Role) -> Option<SocketId> {
         self.sockets.iter().find(|s| s.role == role).map(|s| s.id)
     }
 
     /// Whether the client's call has its four RTP sockets bound.
-    pub fn media_bound(&self) -> bool {
+    pub(crate) fn media_bound(&self) -> bool {
         let mut media = self.sockets.iter().filter(|s| s.role != Role::Sip);
         media.clone().count() == 4 && media.all(|s| s.bound.is_some())
     }

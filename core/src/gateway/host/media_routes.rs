@@ -121,7 +121,7 @@ pub(crate) struct MediaRoutes {
 
 impl MediaRoutes {
     /// `conn` expects `leg`'s media from `remote`, as `expect` says.
-    pub fn insert(&mut self, leg: Leg, remote: SocketAddr, conn: ConnId, expect: Expect) {
+    pub(crate) fn insert(&mut self, leg: Leg, remote: SocketAddr, conn: ConnId, expect: Expect) {
         let group = self
             .by_source
             .entry(SourceKey { leg, addr: remote })
@@ -150,7 +150,7 @@ impl MediaRoutes {
     }
 
     /// `conn` no longer expects `leg`'s media from `remote`.
-    pub fn remove(&mut self, leg: Leg, remote: SocketAddr, conn: ConnId) {
+    pub(crate) fn remove(&mut self, leg: Leg, remote: SocketAddr, conn: ConnId) {
         let key = SourceKey { leg, addr: remote };
         let Some(group) = self.by_source.get_mut(&key) else {
             return;
@@ -167,12 +167,12 @@ impl MediaRoutes {
 
     /// Addresses with at least one call.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.by_source.len()
     }
 
     /// The call a datagram from `source` on `leg`'s RTP (or RTCP) port is for, if any.
-    pub fn route(
+    pub(crate) fn route(
         &mut self,
         leg: Leg,
         rtcp: bool,

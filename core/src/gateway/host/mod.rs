@@ -59,14 +59,14 @@ pub(crate) use requests::{RemoteMediaSink, ToServer};
 
 mod client;
 mod config;
-pub mod media_routes;
-pub mod port_blocks;
+pub(crate) mod media_routes;
+pub(crate) mod port_blocks;
 mod ports;
-pub mod requests;
-pub mod sip_tcp;
+pub(crate) mod requests;
+pub(crate) mod sip_tcp;
 
 /// How long the SIP socket of a departed client stays open for its last transactions.
-pub const LINGER: Duration = Duration::from_secs(32);
+pub(crate) const LINGER: Duration = Duration::from_secs(32);
 
 /// Client calls kept while a call's RTP ports are being bound (the `invite` or `accept` that
 /// needs them and what follows it); more is refused with `_error`.
@@ -116,7 +116,7 @@ pub(crate) struct GatewayHost {
 
 impl GatewayHost {
     /// A gateway with `config`, its randomness from `seed`.
-    pub fn new(config: GatewayNodeConfig, seed: u64) -> Self {
+    pub(crate) fn new(config: GatewayNodeConfig, seed: u64) -> Self {
         Self {
             blocks: PortBlocks::new(config.rtp_ports),
             config,
@@ -138,17 +138,17 @@ impl GatewayHost {
     }
 
     /// The next socket command or event for the driver.
-    pub fn poll_output(&mut self) -> Option<Output> {
+    pub(crate) fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
     }
 
     /// The next request for the RTMP server.
-    pub fn pop_request(&mut self) -> Option<ToServer> {
+    pub(crate) fn pop_request(&mut self) -> Option<ToServer> {
         self.requests.pop_front()
     }
 
     /// Whether `app` (from connect) belongs to the gateway.
-    pub fn owns_app(&self, app: &str) -> bool {
+    pub(crate) fn owns_app(&self, app: &str) -> bool {
         app == self.config.app
             || app
                 .strip_prefix(self.config.app.as_str())
@@ -156,14 +156,14 @@ impl GatewayHost {
     }
 
     /// Whether `conn` is a client of the gateway (from its `connect` on).
-    pub fn is_client(&self, conn: ConnId) -> bool {
+    pub(crate) fn is_client(&self, conn: ConnId) -> bool {
         self.conns.contains_key(&conn)
     }
 
     /// A `connect` to the gateway's application from `peer`: parsed, checked against the
     /// limits, and held until the client's SIP socket is bound (and its REGISTER, if any,
     /// completed). False when `app` is not the gateway's.
-    pub fn connect(&mut self, conn: ConnId, peer: IpAddr, app: &str, cmd: Command) -> bool {
+    pub(crate) fn connect(&mut self, conn: ConnId, peer: IpAddr, app: &str, cmd: Command) -> bool {
         if !self.owns_app(app) {
             return false;
         }
@@ -236,7 +236,7 @@ impl GatewayHost {
     }
 
     /// A call from a client that is not one of RTMP's own; true when handled.
-    pub fn command(&mut self, now: Instant, conn: ConnId, cmd: &Command) -> bool {
+    pub(crate) fn command(&mut self, now: Instant, conn: ConnId, cmd: &Command) -> bool {
         if !self.is_client(conn) || !GATEWAY_CALLS.contains(&cmd.name.as_str()) {
             return false;
         }
@@ -287,7 +287,7 @@ impl GatewayHost {
 
     /// `publish` on a client's connection: only `local`, which feeds the call. False when
     /// `conn` is not a client.
-    pub fn publish(&mut self, conn: ConnId, stream_id: u32, name: &str) -> bool {
+    pub(crate) fn publish(&mut self, conn: ConnId, stream_id: u32, name: &str) -> bool {
         let Some(gw) = self.conns.get_mut(&conn) else {
             return false;
         };
@@ -310,7 +310,7 @@ impl GatewayHost {
 
     /// `play` on a client's connection: only `remote`, which carries the far end's media.
     /// False when `conn` is not a client.
-    pub fn play(&mut self, now: Instant, conn: ConnId, stream_id: u32, name: &str) -> bool {
+    pub(crate) fn play(&mut self, now: Instant, conn: ConnId, stream_id: u32, name: &str) -> bool {
         let Some(gw) = self.conns.get_mut(&conn) else {
             return false;
         };
@@ -342,7 +342,7 @@ impl GatewayHost {
 
     /// Audio or video from a client: to its call, if it is on `local`. False when `conn` is
     /// not a client (its media is the live server's).
-    pub fn client_media(&mut self, now: Instant, conn: ConnId, msg: &RtmpMessage) -> bool {
+    pub(crate) fn client_media(&mut self, now: Instant, conn: ConnId, msg: &RtmpMessage) -> bool {
         let Some(gw) = self.conns.get_mut(&conn) else {
             return false;
         };
@@ -423,7 +423,7 @@ impl GatewayHost {
     }
 
     /// The client left: end its call, unregister, keep the SIP socket for a while.
-    pub fn closed(&mut self, now: Instant, conn: ConnId) {
+    pub(crate) fn closed(&mut self, now: Instant, conn: ConnId) {
         let Some(mut gw) = self.conns.remove(&conn) else {
             return;
         };
@@ -461,7 +461,7 @@ impl GatewayHost {
     }
 
     /// A client's timer (asked for with [`ToServer::Timer`]) fired at `deadline`.
-    pub fn timer(&mut self, now: Instant, conn: ConnId, deadline: Instant) {
+    pub(crate) fn timer(&mut self, now: Instant, conn: ConnId, deadline: Instant) {
         let Some(gw) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -484,7 +484,7 @@ impl GatewayHost {
     }
 
     /// Input from the driver about a UDP socket; the far end's media it makes goes to `sink`.
-    pub fn udp(&mut self, now: Instant, event: UdpEvent, sink: &mut impl RemoteMediaSink) {
+    pub(crate) fn udp(&mut self, now: Instant, event: UdpEvent, sink: &mut impl RemoteMediaSink) {
         let socket = match &event {
             UdpEvent::Bound { socket, .. } | UdpEvent::Datagram { socket, .. } => *socket,
         };

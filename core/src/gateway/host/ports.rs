@@ -41,7 +41,7 @@ impl SharedPorts {
     }
 
     /// Which of the four `socket` is, and its role.
-    pub fn role(&self, socket: SocketId) -> Option<(usize, Role)> {
+    pub(crate) fn role(&self, socket: SocketId) -> Option<(usize, Role)> {
         let i = self.sockets.iter().position(|s| s.0 == socket)?;
         Some((i, MEDIA_ROLES[i]))
     }

@@ -124,7 +124,7 @@ impl GatewayHost {
     }
 
     /// Input from the driver about a TCP stream or listener of the node's.
-    pub fn tcp_event(&mut self, now: Instant, event: TcpEvent) {
+    pub(crate) fn tcp_event(&mut self, now: Instant, event: TcpEvent) {
         match event {
             TcpEvent::Listening { listener, result } => {
                 let Some(&conn) = self.listeners.get(&listener) else {

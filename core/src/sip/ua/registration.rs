@@ -55,7 +55,7 @@ impl Registration {
 
 /// When to refresh a binding granted for `expires` seconds: at half its life or 32 s
 /// before it ends, whichever is earlier, but not sooner than 1 s.
-pub fn refresh_delay(expires: u32) -> Duration {
+pub(crate) fn refresh_delay(expires: u32) -> Duration {
     let half = expires / 2;
     let early = expires.saturating_sub(32);
     let secs = if early == 0 { half } else { half.min(early) };

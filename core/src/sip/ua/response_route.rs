@@ -39,7 +39,7 @@ pub(super) struct ResponseRoutes {
 
 impl ResponseRoutes {
     /// A request arrived on `transport` from `source` and started server transaction `id`.
-    pub fn request(
+    pub(crate) fn request(
         &mut self,
         id: TransactionId,
         request: &Request,
@@ -69,7 +69,7 @@ impl ResponseRoutes {
     }
 
     /// The connection to `peer` closed or failed.
-    pub fn connection_lost(&mut self, peer: SocketAddr) {
+    pub(crate) fn connection_lost(&mut self, peer: SocketAddr) {
         for route in self.routes.values_mut() {
             if route.connection == peer {
                 route.gone = true;
@@ -78,7 +78,7 @@ impl ResponseRoutes {
     }
 
     /// Where a message of transaction `id` bound for `destination` goes.
-    pub fn route(&self, id: TransactionId, destination: SocketAddr) -> SocketAddr {
+    pub(crate) fn route(&self, id: TransactionId, destination: SocketAddr) -> SocketAddr {
         match self.routes.get(&id) {
             Some(route) if route.gone && route.connection == destination => route.fallback,
             _ => destination,
@@ -86,18 +86,18 @@ impl ResponseRoutes {
     }
 
     /// Whether transaction `id`'s messages go elsewhere now that its connection is gone.
-    pub fn reroutes(&self, id: TransactionId) -> bool {
+    pub(crate) fn reroutes(&self, id: TransactionId) -> bool {
         self.routes.get(&id).is_some_and(|route| route.gone)
     }
 
     /// Transaction `id` is over.
-    pub fn forget(&mut self, id: TransactionId) {
+    pub(crate) fn forget(&mut self, id: TransactionId) {
         self.routes.remove(&id);
     }
 
     /// Routes held (for tests of boundedness).
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.routes.len()
     }
 }

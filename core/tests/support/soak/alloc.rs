@@ -19,7 +19,7 @@ static PEAK: AtomicUsize = AtomicUsize::new(0);
 static COUNT: AtomicU64 = AtomicU64::new(0);
 
 /// The system allocator, counted.
-pub struct Counting;
+pub(crate) struct Counting;
 
 impl Counting {
     fn grew(by: usize) {
@@ -77,21 +77,21 @@ unsafe impl GlobalAlloc for Counting {
 }
 
 /// Heap bytes allocated and not yet freed (0 when [`Counting`] is not the global allocator).
-pub fn live_bytes() -> usize {
+pub(crate) fn live_bytes() -> usize {
     LIVE.load(Ordering::Relaxed)
 }
 
 /// The most [`live_bytes`] has been.
-pub fn peak_bytes() -> usize {
+pub(crate) fn peak_bytes() -> usize {
     PEAK.load(Ordering::Relaxed)
 }
 
 /// Allocations (and reallocations) so far.
-pub fn allocations() -> u64 {
+pub(crate) fn allocations() -> u64 {
     COUNT.load(Ordering::Relaxed)
 }
 
 /// Whether the counting allocator is installed (something was counted).
-pub fn installed() -> bool {
+pub(crate) fn installed() -> bool {
     allocations() > 0
 }

@@ -33,12 +33,12 @@ use super::wire::ConnRef;
 use super::Failures;
 
 /// Bob's SIP address.
-pub const FAR_SIP: SocketAddr = SocketAddr::new(
+pub(crate) const FAR_SIP: SocketAddr = SocketAddr::new(
     std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2)),
     5060,
 );
 /// Bob's RTP address (RTCP would go to the next port; bob ignores it).
-pub const FAR_RTP: SocketAddr = SocketAddr::new(
+pub(crate) const FAR_RTP: SocketAddr = SocketAddr::new(
     std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2)),
     6000,
 );
@@ -79,7 +79,7 @@ enum Ending {
 
 /// One session's frames.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct FrameLedger {
+pub(crate) struct FrameLedger {
     /// Frames the client sent on `local`.
     pub sent: u64,
     /// RTP datagrams the node sent to bob for them.
@@ -112,7 +112,7 @@ impl FrameLedger {
 
     /// What does not add up, if anything: every frame sent went out as RTP, every datagram
     /// was lost or echoed, every echo lost or delivered, and every delivered echo received.
-    pub fn imbalance(&self) -> Option<String> {
+    pub(crate) fn imbalance(&self) -> Option<String> {
         let ok = self.rtp_out == self.sent
             && self.lost_out + self.echoed == self.rtp_out
             && self.lost_back + self.delivered_back == self.echoed
@@ -123,7 +123,7 @@ impl FrameLedger {
 
 /// Totals over every call.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct CallTotals {
+pub(crate) struct CallTotals {
     /// Sessions started (client connected).
     pub started: u64,
     /// Sessions whose call was accepted.
@@ -165,7 +165,7 @@ struct Slot {
 }
 
 /// The gateway calls and bob.
-pub struct Calls {
+pub(crate) struct Calls {
     slots: Vec<Slot>,
     /// Slots talking, by the millisecond (mod 20) their frames go.
     phases: [Vec<u32>; 20],
@@ -193,7 +193,7 @@ impl Calls {
     /// `slots` call slots; each starts within `ramp`, talks for a time in `talk` and pauses for
     /// one in `pause` between sessions. `max_flight_ms` is the longest anything takes to
     /// cross the network (the quiet time before a hangup is twice a round trip of it).
-    pub fn new(
+    pub(crate) fn new(
         slots: u32,
         talk: (Duration, Duration),
         pause: (Duration, Duration),
@@ -246,17 +246,17 @@ impl Calls {
     }
 
     /// Calls bob still holds (after the run: none).
-    pub fn far_calls(&self) -> usize {
+    pub(crate) fn far_calls(&self) -> usize {
         self.far.call_count()
     }
 
     /// Whether every slot is done (after [`Calls::wind_down`]).
-    pub fn all_done(&self) -> bool {
+    pub(crate) fn all_done(&self) -> bool {
         self.slots.iter().all(|s| s.phase == Phase::Done)
     }
 
     /// The slots not done, with their state (the first few).
-    pub fn pending(&self) -> String {
+    pub(crate) fn pending(&self) -> String {
         let list: Vec<String> = self
             .slots
             .iter()
@@ -274,7 +274,7 @@ impl Calls {
     }
 
     /// No new sessions; talking calls stop now and hang up as usual.
-    pub fn wind_down(&mut self, net: &mut Net) {
+    pub(crate) fn wind_down(&mut self, net: &mut Net) {
         self.winding_down = true;
         for slot in 0..self.slots.len() as u32 {
             let s = &mut self.slots[slot as usize];
@@ -309,7 +309,7 @@ impl Calls {
 
     /// One millisecond of scripted work: due steps, and the frames of this millisecond's
     /// talkers.
-    pub fn tick(&mut self, net: &mut Net, failures: &mut Failures) {
+    pub(crate) fn tick(&mut self, net: &mut Net, failures: &mut Failures) {
         let now = net.now_ms;
         while let Some(&Reverse((at, slot, token))) = self.agenda.peek() {
             if at > now {
@@ -474,7 +474,7 @@ impl Calls {
     }
 
     /// What the client of `slot` heard.
-    pub fn client_event(
+    pub(crate) fn client_event(
         &mut self,
         net: &mut Net,
         slot: u32,
@@ -553,7 +553,7 @@ impl Calls {
     }
 
     /// The node's client of `slot` lost its connection (the node closed it).
-    pub fn connection_lost(&mut self, net: &mut Net, slot: u32, failures: &mut Failures) {
+    pub(crate) fn connection_lost(&mut self, net: &mut Net, slot: u32, failures: &mut Failures) {
         let s = &self.slots[slot as usize];
         failures.note(format!(
             "call session {}: the node closed the connection in {:?}",
@@ -563,7 +563,13 @@ impl Calls {
     }
 
     /// A datagram the node sent: accounted for, then onto the wire (or to nobody).
-    pub fn node_sent(&mut self, net: &mut Net, from: SocketAddr, to: SocketAddr, data: Bytes) {
+    pub(crate) fn node_sent(
+        &mut self,
+        net: &mut Net,
+        from: SocketAddr,
+        to: SocketAddr,
+        data: Bytes,
+    ) {
         if to == FAR_RTP {
             let slot = self.slot_of(&data);
             match slot {
@@ -588,7 +594,7 @@ impl Calls {
     }
 
     /// A datagram reached bob (SIP) or his echo (RTP).
-    pub fn far_received(
+    pub(crate) fn far_received(
         &mut self,
         net: &mut Net,
         from: SocketAddr,
@@ -618,7 +624,7 @@ impl Calls {
 
     /// A datagram from bob reached the node (already handed to the node by the caller when
     /// `bound`): an echo is accounted for.
-    pub fn delivered_to_node(&mut self, from: SocketAddr, data: &[u8], bound: bool) {
+    pub(crate) fn delivered_to_node(&mut self, from: SocketAddr, data: &[u8], bound: bool) {
         if from != FAR_RTP {
             return;
         }
@@ -641,7 +647,7 @@ impl Calls {
     }
 
     /// Bob's timers.
-    pub fn far_timers(&mut self, net: &mut Net, failures: &mut Failures) {
+    pub(crate) fn far_timers(&mut self, net: &mut Net, failures: &mut Failures) {
         let now = net.now();
         if self.far.poll_timeout().is_some_and(|t| t <= now) {
             self.far.handle_timeout(now);

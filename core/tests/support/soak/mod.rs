@@ -16,7 +16,7 @@
 //! Included by path from core/examples/soak.rs and core/tests/soak.rs.
 #![allow(dead_code)]
 
-pub mod alloc;
+pub(crate) mod alloc;
 mod calls;
 mod net;
 mod players;
@@ -27,10 +27,10 @@ use std::time::{Duration, Instant};
 
 use siprtmp_core::node::{GatewayNodeConfig, Node, NodeConfig};
 
-pub use calls::CallTotals;
-pub use net::NetStats;
-pub use players::PlayerTotals;
-pub use wire::{NetConfig, WireStats};
+pub(crate) use calls::CallTotals;
+pub(crate) use net::NetStats;
+pub(crate) use players::PlayerTotals;
+pub(crate) use wire::{NetConfig, WireStats};
 
 use calls::Calls;
 use net::{Net, Owner};
@@ -39,7 +39,7 @@ use wire::{Packet, Wire};
 
 /// What to run.
 #[derive(Debug, Clone)]
-pub struct SoakConfig {
+pub(crate) struct SoakConfig {
     /// Seed of every random choice.
     pub seed: u64,
     /// Simulated time under load (the wind-down follows).
@@ -72,7 +72,7 @@ impl SoakConfig {
     /// The hour-long shape: calls of 30 s to 5 min and viewings of 30 s to 10 min with
     /// pauses of 1 to 10 s, a streams per 100 players, slots starting over the first minute,
     /// the heap sampled every minute, the first 10 minutes (or third of the run) warm-up.
-    pub fn long(duration: Duration, calls: u32, players: u32) -> Self {
+    pub(crate) fn long(duration: Duration, calls: u32, players: u32) -> Self {
         Self {
             seed: 1,
             duration,
@@ -92,7 +92,7 @@ impl SoakConfig {
 
     /// The few-minutes shape of the test: sessions of seconds, so that slots churn many
     /// times, the heap sampled every 10 s, the first minute warm-up.
-    pub fn short(duration: Duration, calls: u32, players: u32) -> Self {
+    pub(crate) fn short(duration: Duration, calls: u32, players: u32) -> Self {
         Self {
             streams: players.div_ceil(10).max(1),
             talk: (Duration::from_secs(4), Duration::from_secs(20)),
@@ -109,7 +109,7 @@ impl SoakConfig {
 
 /// Problems found, counted; the first few told in full.
 #[derive(Debug, Default, Clone)]
-pub struct Failures {
+pub(crate) struct Failures {
     /// How many.
     pub count: u64,
     /// The first 20.
@@ -118,7 +118,7 @@ pub struct Failures {
 
 impl Failures {
     /// Notes one.
-    pub fn note(&mut self, what: String) {
+    pub(crate) fn note(&mut self, what: String) {
         self.count += 1;
         if self.first.len() < 20 {
             self.first.push(what);
@@ -128,7 +128,7 @@ impl Failures {
 
 /// The heap and the load at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sample {
+pub(crate) struct Sample {
     /// Simulated time since the start.
     pub at: Duration,
     /// Live heap bytes (the whole process: node, clients, far end, network, ledgers).
@@ -145,7 +145,7 @@ pub struct Sample {
 
 /// What is left once every client is gone.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Leftovers {
+pub(crate) struct Leftovers {
     /// Connections the node still has.
     pub connections: usize,
     /// UDP sockets the node still holds.
@@ -161,7 +161,7 @@ pub struct Leftovers {
 
 /// How the heap moved after the warm-up.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MemoryTrend {
+pub(crate) struct MemoryTrend {
     /// Samples after the warm-up.
     pub samples: usize,
     /// Their mean, least and largest live bytes.
@@ -180,14 +180,14 @@ impl MemoryTrend {
     /// Whether the trend's growth over the span stays within `share` of the mean (a leak of
     /// a few hundred bytes per session shows as a steady climb; noise from what happens to
     /// be in flight at a sample does not make a trend).
-    pub fn is_flat(&self, share: f64) -> bool {
+    pub(crate) fn is_flat(&self, share: f64) -> bool {
         self.samples >= 3 && self.growth <= share * self.mean
     }
 }
 
 /// Everything a run measured.
 #[derive(Debug, Clone)]
-pub struct SoakReport {
+pub(crate) struct SoakReport {
     /// What ran.
     pub config: SoakConfig,
     /// The heap, every `sample_every`.
@@ -212,7 +212,7 @@ pub struct SoakReport {
 
 impl SoakReport {
     /// The heap's trend after the warm-up.
-    pub fn memory_trend(&self) -> MemoryTrend {
+    pub(crate) fn memory_trend(&self) -> MemoryTrend {
         let after: Vec<&Sample> = self
             .samples
             .iter()
@@ -242,7 +242,7 @@ impl SoakReport {
     }
 
     /// A human summary.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let c = &self.config;
         let f = &self.calls.frames;
         let p = &self.players;
@@ -465,7 +465,7 @@ const LINGER_MS: u64 = 40_000;
 const WIND_DOWN_MS: u64 = 120_000;
 
 /// Runs the soak; `on_sample` sees each heap sample as it is taken.
-pub fn run(config: &SoakConfig, mut on_sample: impl FnMut(&Sample)) -> SoakReport {
+pub(crate) fn run(config: &SoakConfig, mut on_sample: impl FnMut(&Sample)) -> SoakReport {
     let started = Instant::now();
     let live_before = alloc::live_bytes();
     let origin = started;

@@ -22,7 +22,7 @@ use super::wire::{ConnRef, Lane, Packet, Wire};
 
 /// Who drives a connection's client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Owner {
+pub(crate) enum Owner {
     /// Gateway call slot.
     Call(u32),
     /// Player slot.
@@ -33,7 +33,7 @@ pub enum Owner {
 
 /// One RTMP connection: the node's id for it and the client at the other end.
 #[derive(Debug)]
-pub struct Conn {
+pub(crate) struct Conn {
     generation: u32,
     /// The node's id.
     pub id: ConnId,
@@ -73,7 +73,7 @@ impl Arena {
 
 /// A datagram the node sent.
 #[derive(Debug)]
-pub struct NodeDatagram {
+pub(crate) struct NodeDatagram {
     /// The node's socket address.
     pub from: SocketAddr,
     /// Destination.
@@ -84,7 +84,7 @@ pub struct NodeDatagram {
 
 /// Counts of the node's side.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct NetStats {
+pub(crate) struct NetStats {
     /// Connections opened.
     pub connections: u64,
     /// Connections the node closed by itself (none expected: every client behaves).
@@ -96,7 +96,7 @@ pub struct NetStats {
 }
 
 /// The node, its connections and its sockets.
-pub struct Net {
+pub(crate) struct Net {
     /// The node under test.
     pub node: Node,
     /// The network.
@@ -126,7 +126,7 @@ pub struct Net {
 
 impl Net {
     /// The node, over `wire`, from `origin`.
-    pub fn new(node: Node, wire: Wire, origin: Instant, seed: u64) -> Self {
+    pub(crate) fn new(node: Node, wire: Wire, origin: Instant, seed: u64) -> Self {
         Self {
             node,
             wire,
@@ -150,22 +150,22 @@ impl Net {
     }
 
     /// The virtual instant now.
-    pub fn now(&self) -> Instant {
+    pub(crate) fn now(&self) -> Instant {
         self.origin + Duration::from_millis(self.now_ms)
     }
 
     /// Connections open on the client side.
-    pub fn open_connections(&self) -> usize {
+    pub(crate) fn open_connections(&self) -> usize {
         self.by_id.len()
     }
 
     /// Sockets the node holds.
-    pub fn open_sockets(&self) -> usize {
+    pub(crate) fn open_sockets(&self) -> usize {
         self.addresses.len()
     }
 
     /// Opens a connection to `app` for `owner`.
-    pub fn connect(&mut self, app: &str, owner: Owner) -> ConnRef {
+    pub(crate) fn connect(&mut self, app: &str, owner: Owner) -> ConnRef {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -201,26 +201,26 @@ impl Net {
     }
 
     /// The connection `conn`, while its client has not closed it.
-    pub fn conn(&mut self, conn: ConnRef) -> Option<&mut Conn> {
+    pub(crate) fn conn(&mut self, conn: ConnRef) -> Option<&mut Conn> {
         self.conns[conn.index as usize]
             .as_mut()
             .filter(|c| c.generation == conn.generation && !c.client_closed)
     }
 
     /// Whether the node closed `conn` by itself.
-    pub fn closed_by_node(&self, conn: ConnRef) -> bool {
+    pub(crate) fn closed_by_node(&self, conn: ConnRef) -> bool {
         self.conns[conn.index as usize]
             .as_ref()
             .is_some_and(|c| c.generation == conn.generation && c.node_closed)
     }
 
     /// The client of `conn` (which must be open).
-    pub fn client(&mut self, conn: ConnRef) -> &mut RtmpClient {
+    pub(crate) fn client(&mut self, conn: ConnRef) -> &mut RtmpClient {
         &mut self.conn(conn).expect("open connection").client
     }
 
     /// Sends what the client of `conn` has queued.
-    pub fn flush_client(&mut self, conn: ConnRef) {
+    pub(crate) fn flush_client(&mut self, conn: ConnRef) {
         let now = self.now_ms;
         let Some(c) = self.conns[conn.index as usize].as_mut() else {
             return;
@@ -235,7 +235,7 @@ impl Net {
     }
 
     /// The client closes `conn`: its FIN follows what it sent.
-    pub fn close(&mut self, conn: ConnRef) {
+    pub(crate) fn close(&mut self, conn: ConnRef) {
         self.flush_client(conn);
         let now = self.now_ms;
         if let Some(c) = self.conns[conn.index as usize].as_mut() {
@@ -247,7 +247,7 @@ impl Net {
     }
 
     /// A segment reached the node.
-    pub fn deliver_to_node(&mut self, conn: ConnRef, data: Bytes) {
+    pub(crate) fn deliver_to_node(&mut self, conn: ConnRef, data: Bytes) {
         let Some(c) = self.conns[conn.index as usize].as_ref() else {
             return;
         };
@@ -262,7 +262,7 @@ impl Net {
     }
 
     /// The client's FIN reached the node: the connection is gone.
-    pub fn fin(&mut self, conn: ConnRef) {
+    pub(crate) fn fin(&mut self, conn: ConnRef) {
         let Some(c) = self.conns[conn.index as usize].take_if(|c| c.generation == conn.generation)
         else {
             return;
@@ -279,7 +279,7 @@ impl Net {
     /// A segment reached a client: it is fed to the client machine, whose events are
     /// appended to `events`. Returns the connection's owner (`None` when the client has
     /// closed it), or how the client failed.
-    pub fn deliver_to_client(
+    pub(crate) fn deliver_to_client(
         &mut self,
         conn: ConnRef,
         data: &[u8],
@@ -302,13 +302,18 @@ impl Net {
     }
 
     /// Whether the node has a socket on `addr`.
-    pub fn is_bound(&self, addr: SocketAddr) -> bool {
+    pub(crate) fn is_bound(&self, addr: SocketAddr) -> bool {
         self.bound.contains_key(&addr)
     }
 
     /// A datagram from `from` reached the node's address `to`; false when nothing is bound
     /// there.
-    pub fn deliver_datagram(&mut self, from: SocketAddr, to: SocketAddr, data: Bytes) -> bool {
+    pub(crate) fn deliver_datagram(
+        &mut self,
+        from: SocketAddr,
+        to: SocketAddr,
+        data: Bytes,
+    ) -> bool {
         let Some(&socket) = self.bound.get(&to) else {
             self.stats.unbound_arrivals += 1;
             return false;
@@ -325,7 +330,7 @@ impl Net {
     }
 
     /// Fires the node's timers if due.
-    pub fn timers(&mut self) {
+    pub(crate) fn timers(&mut self) {
         let now = self.now();
         if self.node.poll_timeout().is_some_and(|t| t <= now) {
             self.node.handle(now, Input::Timeout);
@@ -335,12 +340,12 @@ impl Net {
 
     /// Datagrams the node sent since the last call; hand the vector back with
     /// [`Net::give_back`] once emptied.
-    pub fn take_datagrams(&mut self) -> Vec<NodeDatagram> {
+    pub(crate) fn take_datagrams(&mut self) -> Vec<NodeDatagram> {
         std::mem::take(&mut self.datagrams)
     }
 
     /// Returns the vector of [`Net::take_datagrams`] (keeping its capacity).
-    pub fn give_back(&mut self, mut datagrams: Vec<NodeDatagram>) {
+    pub(crate) fn give_back(&mut self, mut datagrams: Vec<NodeDatagram>) {
         if self.datagrams.is_empty() {
             datagrams.clear();
             self.datagrams = datagrams;
@@ -348,22 +353,22 @@ impl Net {
     }
 
     /// Whether the node sent datagrams not yet taken.
-    pub fn has_datagrams(&self) -> bool {
+    pub(crate) fn has_datagrams(&self) -> bool {
         !self.datagrams.is_empty()
     }
 
     /// Whether the node closed connections whose owners are not yet told.
-    pub fn has_lost(&self) -> bool {
+    pub(crate) fn has_lost(&self) -> bool {
         !self.lost.is_empty()
     }
 
     /// The owners of the connections the node closed by itself since the last call.
-    pub fn take_lost(&mut self) -> Vec<Owner> {
+    pub(crate) fn take_lost(&mut self) -> Vec<Owner> {
         std::mem::take(&mut self.lost)
     }
 
     /// Writes everything queued for the connections the node asked to write.
-    pub fn write_all(&mut self) {
+    pub(crate) fn write_all(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty);
         for &index in &dirty {
             self.write(index);
@@ -407,7 +412,7 @@ impl Net {
     }
 
     /// Carries out the node's outputs.
-    pub fn after_node(&mut self) {
+    pub(crate) fn after_node(&mut self) {
         let now = self.now();
         while let Some(out) = self.node.poll_output() {
             match out {
@@ -501,7 +506,7 @@ impl Net {
     }
 
     /// Whether `ip` is the node's.
-    pub fn is_node(ip: IpAddr) -> bool {
+    pub(crate) fn is_node(ip: IpAddr) -> bool {
         ip == IpAddr::from([10, 0, 0, 1])
     }
 }

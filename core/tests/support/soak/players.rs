@@ -218,7 +218,7 @@ struct Player {
 
 /// Totals over every player.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct PlayerTotals {
+pub(crate) struct PlayerTotals {
     /// Player sessions started.
     pub sessions: u64,
     /// Sessions that left having received every message due.
@@ -237,7 +237,7 @@ pub struct PlayerTotals {
 }
 
 /// The publishers and players.
-pub struct Players {
+pub(crate) struct Players {
     publishers: Vec<Publisher>,
     players: Vec<Player>,
     agenda: BinaryHeap<Reverse<(u64, u32, u32)>>,
@@ -259,7 +259,7 @@ impl Players {
     /// `config.streams` publishers (started at once) and `config.players` players, each
     /// starting within the ramp (after a second, when the streams are up), watching for a
     /// time in `config.watch` and pausing for one in `config.player_pause`.
-    pub fn new(net: &mut Net, config: &SoakConfig) -> Self {
+    pub(crate) fn new(net: &mut Net, config: &SoakConfig) -> Self {
         let (streams, slots) = (config.streams, config.players);
         let (watch, pause, ramp) = (config.watch, config.player_pause, config.ramp);
         let tcp_max_ms = config.net.tcp_max_ms();
@@ -315,7 +315,7 @@ impl Players {
 
     /// No new players; the ones watching leave once everything published reached them;
     /// publishers stop now.
-    pub fn wind_down(&mut self, net: &mut Net) {
+    pub(crate) fn wind_down(&mut self, net: &mut Net) {
         self.winding_down = true;
         for p in &mut self.publishers {
             if p.phase == PublisherPhase::Live {
@@ -337,12 +337,12 @@ impl Players {
     }
 
     /// Whether every player has left (after [`Players::wind_down`]).
-    pub fn all_done(&self) -> bool {
+    pub(crate) fn all_done(&self) -> bool {
         self.players.iter().all(|p| p.phase == PlayerPhase::Done)
     }
 
     /// The players not done (the first few).
-    pub fn pending(&self) -> String {
+    pub(crate) fn pending(&self) -> String {
         let list: Vec<String> = self
             .players
             .iter()
@@ -355,14 +355,14 @@ impl Players {
     }
 
     /// The publishers close their connections (after every player left).
-    pub fn close_publishers(&mut self, net: &mut Net) {
+    pub(crate) fn close_publishers(&mut self, net: &mut Net) {
         for p in &self.publishers {
             net.close(p.conn);
         }
     }
 
     /// One millisecond: publishers send what is due, players join and leave.
-    pub fn tick(&mut self, net: &mut Net, failures: &mut Failures) {
+    pub(crate) fn tick(&mut self, net: &mut Net, failures: &mut Failures) {
         let now = net.now_ms;
         for (k, p) in self.publishers.iter_mut().enumerate() {
             if p.phase != PublisherPhase::Live {
@@ -477,7 +477,7 @@ impl Players {
     }
 
     /// What a publisher's client heard.
-    pub fn publisher_event(
+    pub(crate) fn publisher_event(
         &mut self,
         net: &mut Net,
         k: u32,
@@ -511,7 +511,7 @@ impl Players {
     }
 
     /// What a player's client heard.
-    pub fn player_event(
+    pub(crate) fn player_event(
         &mut self,
         net: &mut Net,
         slot: u32,
@@ -543,7 +543,7 @@ impl Players {
     }
 
     /// The node closed a publisher's or player's connection.
-    pub fn connection_lost(&mut self, owner: Owner, failures: &mut Failures) {
+    pub(crate) fn connection_lost(&mut self, owner: Owner, failures: &mut Failures) {
         failures.note(format!("{owner:?}: the node closed the connection"));
     }
 }

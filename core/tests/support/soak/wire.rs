@@ -22,7 +22,7 @@ use siprtmp_core::rng::SeededRng;
 
 /// The network's behaviour.
 #[derive(Debug, Clone)]
-pub struct NetConfig {
+pub(crate) struct NetConfig {
     /// One-way latency.
     pub latency: Duration,
     /// Extra delay per segment or datagram, uniform in `0..=jitter`.
@@ -64,12 +64,12 @@ impl Default for NetConfig {
 impl NetConfig {
     /// The longest a TCP segment can take, in milliseconds (ordering never adds to it: a
     /// segment waits at most for one sent before it, which took no longer).
-    pub fn tcp_max_ms(&self) -> u64 {
+    pub(crate) fn tcp_max_ms(&self) -> u64 {
         ms(self.latency) + ms(self.jitter) + ms(self.retransmit_timeout)
     }
 
     /// The longest a datagram can take, in milliseconds.
-    pub fn udp_max_ms(&self) -> u64 {
+    pub(crate) fn udp_max_ms(&self) -> u64 {
         ms(self.latency) + ms(self.jitter) + ms(self.reorder_delay)
     }
 }
@@ -81,7 +81,7 @@ fn ms(d: Duration) -> u64 {
 /// A connection's slot in the world's table and the generation that used it: packets for a
 /// connection that has since closed (and whose slot was reused) are recognised and dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnRef {
+pub(crate) struct ConnRef {
     /// Index in the table.
     pub index: u32,
     /// Generation of the slot.
@@ -90,7 +90,7 @@ pub struct ConnRef {
 
 /// Something in flight.
 #[derive(Debug)]
-pub enum Packet {
+pub(crate) enum Packet {
     /// A TCP segment from a client to the node.
     ToNode(ConnRef, Bytes),
     /// A TCP segment from the node to a client.
@@ -110,13 +110,13 @@ pub enum Packet {
 
 /// One direction of a TCP connection: when its last segment arrives (order is kept).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Lane {
+pub(crate) struct Lane {
     last_arrival: u64,
 }
 
 /// What the network carried.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct WireStats {
+pub(crate) struct WireStats {
     /// TCP segments sent.
     pub segments: u64,
     /// TCP payload bytes sent.
@@ -143,11 +143,11 @@ struct Entry {
 
 /// What arrives in one slot: a list detached from the wheel, read with [`Wire::next_due`].
 #[derive(Debug)]
-pub struct Due(u32);
+pub(crate) struct Due(u32);
 
 /// The network: a timing wheel of what is in flight.
 #[derive(Debug)]
-pub struct Wire {
+pub(crate) struct Wire {
     config: NetConfig,
     rng: SeededRng,
     /// Per slot, the first and last entry (`NONE` when empty).
@@ -163,7 +163,7 @@ pub struct Wire {
 
 impl Wire {
     /// An empty network; every random choice comes from `seed`.
-    pub fn new(config: NetConfig, seed: u64) -> Self {
+    pub(crate) fn new(config: NetConfig, seed: u64) -> Self {
         let span = config.tcp_max_ms().max(config.udp_max_ms()) + 2;
         Self {
             config,
@@ -177,12 +177,12 @@ impl Wire {
     }
 
     /// The configuration.
-    pub fn config(&self) -> &NetConfig {
+    pub(crate) fn config(&self) -> &NetConfig {
         &self.config
     }
 
     /// Packets in flight.
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.in_flight
     }
 
@@ -220,7 +220,7 @@ impl Wire {
     }
 
     /// Sends `data` at `now` (ms) over TCP in direction `lane`; `packet` wraps each segment.
-    pub fn tcp(
+    pub(crate) fn tcp(
         &mut self,
         now: u64,
         lane: &mut Lane,
@@ -241,7 +241,7 @@ impl Wire {
     }
 
     /// The client's FIN at `now`, behind everything it sent on `lane`.
-    pub fn fin(&mut self, now: u64, lane: &mut Lane, conn: ConnRef) {
+    pub(crate) fn fin(&mut self, now: u64, lane: &mut Lane, conn: ConnRef) {
         let at = self.tcp_arrival(now, lane);
         self.schedule(at, Packet::Fin(conn));
     }
@@ -259,7 +259,7 @@ impl Wire {
     }
 
     /// Sends a datagram at `now` (ms); false when the network loses it.
-    pub fn udp(&mut self, now: u64, from: SocketAddr, to: SocketAddr, data: Bytes) -> bool {
+    pub(crate) fn udp(&mut self, now: u64, from: SocketAddr, to: SocketAddr, data: Bytes) -> bool {
         self.stats.datagrams += 1;
         if self.chance(self.config.udp_loss) {
             self.stats.datagrams_lost += 1;
@@ -281,14 +281,14 @@ impl Wire {
     /// Takes what arrives at `now` (ms): read it with [`Wire::next_due`], in the order it
     /// was sent. (What is sent meanwhile arrives a millisecond later at the earliest, in
     /// another slot.)
-    pub fn take_due(&mut self, now: u64) -> Due {
+    pub(crate) fn take_due(&mut self, now: u64) -> Due {
         let mask = self.slots.len() as u64 - 1;
         let slot = std::mem::replace(&mut self.slots[(now & mask) as usize], (NONE, NONE));
         Due(slot.0)
     }
 
     /// The next packet of `due`, its entry given back to the pool.
-    pub fn next_due(&mut self, due: &mut Due) -> Option<Packet> {
+    pub(crate) fn next_due(&mut self, due: &mut Due) -> Option<Packet> {
         if due.0 == NONE {
             return None;
         }
@@ -303,7 +303,7 @@ impl Wire {
     }
 
     /// Entries the pool holds: the most packets that were ever in flight at once.
-    pub fn pool_size(&self) -> usize {
+    pub(crate) fn pool_size(&self) -> usize {
         self.pool.len()
     }
 }
