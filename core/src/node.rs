@@ -55,7 +55,9 @@ pub struct NodeConfig {
     pub decisions: bool,
 }
 
-/// One event loop's worth of siprtmp: today the live RTMP server.
+/// One event loop's worth of siprtmp: the RTMP server (live, recording, VOD) and, when
+/// [`ServerConfig::gateway`] is set, the SIP-RTMP gateway beside it. See the crate documentation
+/// for the contract a driver follows.
 #[derive(Debug)]
 pub struct Node {
     server: RtmpServer,
