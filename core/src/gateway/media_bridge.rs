@@ -187,9 +187,21 @@ pub struct MediaBridge {
     video: Option<VideoLeg>,
     dtmf_rx: DtmfReceiver,
     /// Telephone-event packets waiting for their send time.
-    dtmf_pending: Vec<(Instant, bool, Bytes, u32)>,
+    dtmf_pending: Vec<ScheduledEvent>,
     scratch: Vec<RtpPayload>,
     drops: DropCounts,
+}
+
+/// A telephone-event (RFC 4733) packet of a digit the client sent, waiting for its send time.
+struct ScheduledEvent {
+    /// When it goes out.
+    send_at: Instant,
+    /// The RTP marker bit (set on the event's first packet).
+    marker: bool,
+    /// The telephone-event payload.
+    payload: Bytes,
+    /// The RTP timestamp: the event's start, the same for all its packets.
+    timestamp: u32,
 }
 
 impl std::fmt::Debug for MediaBridge {
@@ -410,8 +422,12 @@ impl MediaBridge {
         // The event shares the audio clock; it starts at the current audio position.
         let start = self.last_audio_rtp;
         for p in packets {
-            self.dtmf_pending
-                .push((now + p.send_at, p.marker, p.payload, start));
+            self.dtmf_pending.push(ScheduledEvent {
+                send_at: now + p.send_at,
+                marker: p.marker,
+                payload: p.payload,
+                timestamp: start,
+            });
         }
         true
     }
@@ -537,7 +553,7 @@ impl MediaBridge {
         // only, no DTMF pending) in two.
         let mut next = self.audio.as_ref().and_then(|a| a.session.poll_timeout());
         for pending in &self.dtmf_pending {
-            next = earliest(next, Some(pending.0));
+            next = earliest(next, Some(pending.send_at));
         }
         if let Some(video) = &self.video {
             next = earliest(next, video.session.poll_timeout());
@@ -553,12 +569,12 @@ impl MediaBridge {
         if let (Some(a), Some((pt, _)), true) = (&mut self.audio, self.dtmf, self.sending) {
             let mut i = 0;
             while i < self.dtmf_pending.len() {
-                if self.dtmf_pending[i].0 > now {
+                if self.dtmf_pending[i].send_at > now {
                     i += 1;
                     continue;
                 }
-                let (_, marker, payload, start) = self.dtmf_pending.remove(i);
-                let payload = RtpPayload::new(start, marker, payload);
+                let event = self.dtmf_pending.remove(i);
+                let payload = RtpPayload::new(event.timestamp, event.marker, event.payload);
                 if let Ok(datagram) = send(&mut a.session, now, pt, payload) {
                     out.push(OutgoingRtp {
                         leg: Leg::Audio,
