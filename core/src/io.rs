@@ -10,6 +10,7 @@ use bytes::BytesMut;
 use crate::close_reason::CloseReason;
 use crate::decision::Question;
 use crate::ids::{ConnId, FileId, RequestId};
+use crate::record_error::RecordError;
 use crate::storage::{FileError, FileReply, FileRequest};
 use crate::tcp::{TcpCommand, TcpEvent};
 use crate::udp::{UdpCommand, UdpEvent};
@@ -191,6 +192,6 @@ pub enum Event {
         duration_ms: u32,
         /// Why it ended early (a full disk, a write error), or `None` when the publisher
         /// stopped.
-        error: Option<String>,
+        error: Option<RecordError>,
     },
 }

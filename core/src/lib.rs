@@ -117,6 +117,7 @@ pub mod ids;
 pub mod io;
 pub mod media;
 pub mod node;
+pub mod record_error;
 pub mod rng;
 pub mod rtmp;
 pub mod rtp;

@@ -12,12 +12,13 @@ use siprtmp_core::amf::{amf0, Value};
 use siprtmp_core::flv::reader::{FlvReader, FlvTag};
 use siprtmp_core::flv::tag::tag_type;
 use siprtmp_core::node::{AppConfig, RecordPolicy, ServerConfig};
-use siprtmp_core::node::{Decision, Event, NodeConfig, PublishMode, Question};
+use siprtmp_core::node::{Decision, Event, NodeConfig, PublishMode, Question, RecordError};
 use siprtmp_core::rtmp::chunk_decoder::{ChunkDecoder, ChunkLimits};
 use siprtmp_core::rtmp::client::ClientEvent;
 use siprtmp_core::rtmp::command::{data_message, message_values};
 use siprtmp_core::rtmp::control::{ProtocolControl, UserControl};
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
+use siprtmp_core::storage::{FileError, FileErrorKind};
 use support::rtmp_clients::{Driven, InMemory};
 
 const AVC_CONFIG: &[u8] = &[0x17, 0x00, 0, 0, 0, 0x01, 0x42, 0xc0, 0x1e];
@@ -538,7 +539,13 @@ fn a_full_disk_ends_the_recording_and_keeps_what_was_written() {
         Event::RecordStopped { error, .. } => error.clone(),
         _ => None,
     });
-    assert!(error.unwrap().contains("No space"));
+    assert!(matches!(
+        error,
+        Some(RecordError::File(FileError {
+            kind: FileErrorKind::NoSpace,
+            ..
+        }))
+    ));
     // The live stream goes on.
     assert_eq!(f.media(live_player).len(), source.len());
 }
@@ -824,7 +831,13 @@ fn with_record_all_a_full_disk_neither_ends_the_stream_nor_the_recording() {
         Event::RecordStopped { error, .. } => error.clone(),
         _ => None,
     });
-    assert!(error.unwrap().contains("No space"));
+    assert!(matches!(
+        error,
+        Some(RecordError::File(FileError {
+            kind: FileErrorKind::NoSpace,
+            ..
+        }))
+    ));
     let first = f.net.fs.files["vod/show.flv"].clone();
     assert!(!file_media(&first).is_empty(), "kept up to the failure");
 

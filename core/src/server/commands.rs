@@ -566,7 +566,7 @@ impl RtmpServer {
         &mut self,
         file: crate::storage::FileId,
         code: &str,
-        error: &str,
+        error: &crate::record_error::RecordError,
     ) {
         let Some(recorder) = self.recorders.get(&file) else {
             return;
@@ -594,7 +594,7 @@ impl RtmpServer {
             .and_then(|s| s.role(stream_id))
             .is_some_and(|role| *role == StreamRole::Publishing(key.clone()));
         if publishing {
-            self.status(conn, stream_id, "error", code, error);
+            self.status(conn, stream_id, "error", code, &error.to_string());
         }
     }
 

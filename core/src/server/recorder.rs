@@ -23,6 +23,7 @@ use crate::flv::reader::FlvTag;
 use crate::flv::tag::{encode_tag, tag_type, FileHeader, FIRST_TAG_OFFSET, TAG_HEADER_LEN};
 use crate::ids::ConnId;
 use crate::io::Output;
+use crate::record_error::RecordError;
 use crate::rtmp::message::type_id;
 use crate::storage::{FileError, FileId, FileOp, FileReply, FileRequest, OpenMode};
 
@@ -58,9 +59,9 @@ enum State {
 pub(crate) enum RecorderNote {
     Nothing,
     /// The recording failed (first failure only).
-    Failed(String),
+    Failed(RecordError),
     /// The file could not be opened for writing.
-    NoAccess(String),
+    NoAccess(RecordError),
     /// The file is closed: the recorder can be dropped.
     Closed,
 }
@@ -73,7 +74,7 @@ pub(crate) struct Recorder {
     pub stream_id: u32,
     pub stream: Arc<str>,
     pub path: String,
-    pub error: Option<String>,
+    pub error: Option<RecordError>,
     /// Whether the publisher asked for the recording (`record`, `append`) rather than the
     /// application recording every publish: only then is it told how the recording goes.
     pub requested: bool,
@@ -254,13 +255,13 @@ impl Recorder {
         timestamp: u32,
         payload: &Bytes,
         out: &mut VecDeque<Output>,
-    ) -> Option<String> {
+    ) -> Option<RecordError> {
         match self.state {
             State::Opening | State::Scanning(_) => {
                 self.held_bytes += payload.len();
                 self.held.push((kind, timestamp, payload.clone()));
                 if self.held_bytes > self.max_backlog {
-                    return self.fail("the file could not be opened in time".into(), out);
+                    return self.fail(RecordError::OpenTimedOut, out);
                 }
                 return None;
             }
@@ -303,10 +304,7 @@ impl Recorder {
         self.write(encode_tag(kind, file_ts, payload), Some(file_ts), out);
         let backlog = self.write_at - self.confirmed;
         if backlog > self.max_backlog as u64 {
-            return self.fail(
-                format!("the disk does not keep up ({backlog} bytes waiting to be written)"),
-                out,
-            );
+            return self.fail(RecordError::DiskTooSlow { waiting: backlog }, out);
         }
         None
     }
@@ -372,7 +370,7 @@ impl Recorder {
 
     /// Stops recording after an error: cut the file back to what was written completely,
     /// patch its metadata accordingly, close it.
-    fn fail(&mut self, error: String, out: &mut VecDeque<Output>) -> Option<String> {
+    fn fail(&mut self, error: RecordError, out: &mut VecDeque<Output>) -> Option<RecordError> {
         if self.error.is_some() || matches!(self.state, State::Closing) {
             return None;
         }
@@ -414,7 +412,7 @@ impl Recorder {
                         self.removed = false;
                         RecorderNote::Closed
                     }
-                    _ => match self.fail(format!("{}: {e}", self.path), out) {
+                    _ => match self.fail(RecordError::File(e), out) {
                         Some(error) if matches!(what, InFlight::Open) => {
                             RecorderNote::NoAccess(error)
                         }
@@ -439,8 +437,7 @@ impl Recorder {
             (InFlight::Scan(offset), FileReply::Read(data)) => {
                 if let State::Scanning(scanner) = &mut self.state {
                     if scanner.feed(offset, &data).is_err() {
-                        let e = format!("{}: the existing file is not FLV", self.path);
-                        return match self.fail(e, out) {
+                        return match self.fail(RecordError::NotFlv, out) {
                             Some(error) => RecorderNote::Failed(error),
                             None => RecorderNote::Nothing,
                         };
