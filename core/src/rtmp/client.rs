@@ -9,7 +9,8 @@ use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
-use super::chunk_decoder::{ChunkDecoder, ChunkLimits};
+use super::aggregate::{split_aggregate, AggregateError};
+use super::chunk_decoder::{ChunkDecoder, ChunkError, ChunkLimits};
 use super::chunk_encoder::ChunkEncoder;
 use super::command::{Command, CommandError};
 use super::control::{ProtocolControl, UserControl};
@@ -44,7 +45,9 @@ pub enum ClientError {
     /// The handshake failed.
     Handshake(HandshakeError),
     /// The chunk stream was malformed.
-    Chunk(String),
+    Chunk(ChunkError),
+    /// An aggregate message did not split into whole messages.
+    Aggregate(AggregateError),
     /// A command could not be decoded.
     Command(CommandError),
 }
@@ -55,6 +58,7 @@ impl std::fmt::Display for ClientError {
             ClientError::Handshake(e) => write!(f, "handshake: {e}"),
             ClientError::Chunk(e) => write!(f, "chunk stream: {e}"),
             ClientError::Command(e) => write!(f, "command: {e}"),
+            ClientError::Aggregate(e) => write!(f, "aggregate message: {e}"),
         }
     }
 }
@@ -265,11 +269,7 @@ impl RtmpClient {
             connect.amf3 = self.object_encoding == 3.0;
             self.send_command(0, connect);
         }
-        while let Some(msg) = self
-            .decoder
-            .decode(buf)
-            .map_err(|e| ClientError::Chunk(e.to_string()))?
-        {
+        while let Some(msg) = self.decoder.decode(buf).map_err(ClientError::Chunk)? {
             self.handle(msg)?;
         }
         if self.window > 0 && self.rx_bytes - self.acked >= u64::from(self.window) {
@@ -284,10 +284,9 @@ impl RtmpClient {
         match msg.type_id {
             type_id::SET_CHUNK_SIZE | type_id::WINDOW_ACK_SIZE | type_id::ABORT => {
                 match ProtocolControl::parse(&msg) {
-                    Ok(ProtocolControl::SetChunkSize(n)) => self
-                        .decoder
-                        .set_chunk_size(n)
-                        .map_err(|e| ClientError::Chunk(e.to_string()))?,
+                    Ok(ProtocolControl::SetChunkSize(n)) => {
+                        self.decoder.set_chunk_size(n).map_err(ClientError::Chunk)?
+                    }
                     Ok(ProtocolControl::WindowAckSize(n)) => self.window = n,
                     Ok(ProtocolControl::Abort(csid)) => self.decoder.abort(csid),
                     _ => {}
@@ -304,6 +303,19 @@ impl RtmpClient {
             type_id::COMMAND_AMF0 | type_id::COMMAND_AMF3 => {
                 let cmd = Command::parse(&msg).map_err(ClientError::Command)?;
                 self.handle_command(msg.stream_id, cmd);
+            }
+            // Servers that batch media (Flash Media Server, Wowza) send audio, video and data
+            // as aggregates: each part is delivered as the message it would have been. Parts
+            // that are themselves aggregates are not opened, so nesting cannot recurse.
+            type_id::AGGREGATE => {
+                for part in split_aggregate(&msg).map_err(ClientError::Aggregate)? {
+                    if matches!(
+                        part.type_id,
+                        type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0 | type_id::DATA_AMF3
+                    ) {
+                        self.events.push_back(ClientEvent::Media(part));
+                    }
+                }
             }
             _ => {}
         }
@@ -340,5 +352,84 @@ impl RtmpClient {
             }
             _ => self.events.push_back(ClientEvent::Command(cmd)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtmp::handshake::ServerHandshake;
+
+    /// A client past its handshake with the core's own server handshake.
+    fn handshaken() -> RtmpClient {
+        let mut rng = SeededRng::new(7);
+        let mut client = RtmpClient::new(&mut rng, "live", "rtmp://127.0.0.1/live");
+        let mut server = ServerHandshake::new(&mut rng, 0);
+        let mut to_server = BytesMut::new();
+        while let Some(bytes) = client.take_output() {
+            to_server.extend_from_slice(&bytes);
+        }
+        let s0s1s2 = server.receive(&mut to_server).unwrap().expect("S0+S1+S2");
+        client
+            .received(&mut BytesMut::from(&s0s1s2[..]))
+            .expect("handshake");
+        while client.take_output().is_some() {}
+        client
+    }
+
+    /// An FLV-framed sub-message of an aggregate.
+    fn tag(type_id: u8, timestamp: u32, body: &[u8]) -> Vec<u8> {
+        let mut t = vec![type_id];
+        t.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+        t.extend_from_slice(&timestamp.to_be_bytes()[1..]);
+        t.push((timestamp >> 24) as u8);
+        t.extend_from_slice(&[0, 0, 0]);
+        t.extend_from_slice(body);
+        t.extend_from_slice(&(11 + body.len() as u32).to_be_bytes());
+        t
+    }
+
+    fn media_events(client: &mut RtmpClient) -> Vec<(u8, u32, Vec<u8>)> {
+        let mut media = Vec::new();
+        while let Some(event) = client.poll_event() {
+            if let ClientEvent::Media(m) = event {
+                media.push((m.type_id, m.timestamp, m.payload.to_vec()));
+            }
+        }
+        media
+    }
+
+    #[test]
+    fn an_aggregate_from_the_server_is_delivered_as_its_messages() {
+        let mut client = handshaken();
+        let mut body = tag(type_id::AUDIO, 1000, &[0xaf, 0x01, 7]);
+        body.extend(tag(type_id::VIDEO, 1040, &[0x17, 0x01, 9, 9]));
+        // A nested aggregate is not opened (no recursion on hostile nesting).
+        body.extend(tag(type_id::AGGREGATE, 1050, &tag(type_id::AUDIO, 0, &[1])));
+        let aggregate = RtmpMessage::new(type_id::AGGREGATE, 1, 5000, body);
+        let mut wire = BytesMut::new();
+        ChunkEncoder::new().encode(6, &aggregate, &mut wire);
+        client.received(&mut wire).unwrap();
+        assert_eq!(
+            media_events(&mut client),
+            vec![
+                (type_id::AUDIO, 5000, vec![0xaf, 0x01, 7]),
+                (type_id::VIDEO, 5040, vec![0x17, 0x01, 9, 9]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_truncated_aggregate_is_an_error() {
+        let mut client = handshaken();
+        let mut body = tag(type_id::AUDIO, 0, &[0xaf, 0x01, 7]);
+        body.truncate(body.len() - 6);
+        let mut wire = BytesMut::new();
+        let aggregate = RtmpMessage::new(type_id::AGGREGATE, 1, 0, body);
+        ChunkEncoder::new().encode(6, &aggregate, &mut wire);
+        assert!(matches!(
+            client.received(&mut wire),
+            Err(ClientError::Aggregate(_))
+        ));
     }
 }
