@@ -538,12 +538,10 @@ impl IoThread {
                     let stream = StreamId::accepted(self.accepted);
                     let token = self.token();
                     let interest = Interest::READABLE | Interest::WRITABLE;
-                    if self
-                        .poll
-                        .registry()
-                        .register(&mut socket, token, interest)
-                        .is_err()
-                    {
+                    if let Err(e) = self.poll.registry().register(&mut socket, token, interest) {
+                        // The socket closes as it drops: the peer sees a refused connection
+                        // and the node never hears of it, so the operator must.
+                        tracing::warn!("SIP over TCP: connection from {remote} dropped: {e}");
                         continue;
                     }
                     TcpStats::add(&self.shared.stats.opened, 1);
