@@ -183,4 +183,12 @@ impl Node {
     pub fn recordings_failed(&self) -> u64 {
         self.server.recordings_failed()
     }
+
+    /// Frames of the gateway's far-end media dropped since the node started because their
+    /// client had fallen behind (its backlog past
+    /// [`ServerConfig::player_soft_backlog`]); a client that stays behind is closed with
+    /// [`CloseReason::ClientBacklog`].
+    pub fn far_media_dropped(&self) -> u64 {
+        self.server.far_media_dropped()
+    }
 }

@@ -4,9 +4,11 @@
 //! [`RtmpServer`] is driven through [`crate::node::Node`]; the files beside this one each own
 //! one part of it: `session` (one connection), `commands` (NetConnection and NetStream
 //! calls), `fan_out` (delivering published media to players, with backpressure),
-//! `live_stream` (per-stream caches) and `merge` (merged writes: media held for a window so
-//! that several messages leave in one write).
+//! `live_stream` (per-stream caches), `merge` (merged writes: media held for a window so
+//! that several messages leave in one write) and `client_backlog` (backpressure on everything
+//! else a connection is sent: the gateway's far-end media, replies).
 
+mod client_backlog;
 mod commands;
 mod config;
 mod fan_out;
@@ -48,6 +50,7 @@ use crate::rtmp::control::{ProtocolControl, UserControl};
 use crate::rtmp::handshake::ServerHandshake;
 use crate::rtmp::message::{type_id, RtmpMessage};
 use crate::storage::{FileError, FileId, FileReply};
+use client_backlog::{Admit, ClientBacklog};
 use live_stream::LiveStream;
 use merge::FlushSchedule;
 use pending_decisions::Pending;
@@ -120,6 +123,9 @@ pub struct RtmpServer {
     /// session (at 300 gateway calls, shared-buffer reference counts, these among them, took
     /// about 5 % of the CPU, mostly in cache misses).
     frame_headers: BytesMut,
+    /// Backpressure on the gateway's far-end media: the limits, the frames dropped, the
+    /// connections to close.
+    client_backlog: ClientBacklog,
 }
 
 impl RtmpServer {
@@ -133,6 +139,8 @@ impl RtmpServer {
         let merge = config
             .merge_writes
             .map(|window| FlushSchedule::new(window, config.merge_max_bytes));
+        let client_backlog =
+            ClientBacklog::new(config.player_soft_backlog, config.player_hard_backlog);
         Self {
             config,
             epoch,
@@ -158,6 +166,7 @@ impl RtmpServer {
             relay: None,
             merge,
             frame_headers: BytesMut::new(),
+            client_backlog,
         }
     }
 
@@ -334,6 +343,11 @@ impl RtmpServer {
             };
             if !session.is_active() || session.awaiting.is_some() {
                 return;
+            }
+            // Before each message, so also after the last: what the previous one made us
+            // queue (a reply, a pong) must not pile up on a client that does not read.
+            if session.out.queued_bytes() > self.config.player_hard_backlog {
+                return self.close_for_backlog(conn);
             }
             match session.decoder.decode(&mut session.rx) {
                 Ok(Some(msg)) => self.handle_message(now, conn, msg),
@@ -677,7 +691,56 @@ impl RtmpServer {
             merge: &mut self.merge,
             transmits: &mut self.transmits,
             last_now: self.last_now,
+            backlog: &mut self.client_backlog,
         }
+    }
+
+    /// Closes `conn` if its queue is past the hard backlog (it does not read what it is sent).
+    pub(crate) fn check_backlog(&mut self, conn: ConnId) {
+        let over = self
+            .sessions
+            .get(conn)
+            .is_some_and(|s| s.out.queued_bytes() > self.config.player_hard_backlog);
+        if over {
+            self.close_for_backlog(conn);
+        }
+    }
+
+    /// Closes the connections far-end media found past the hard backlog.
+    pub(crate) fn close_backlogged(&mut self) {
+        while let Some(conn) = self.client_backlog.evict.pop() {
+            self.close_for_backlog(conn);
+        }
+    }
+
+    /// Closes `conn`, which is past the hard backlog: what it has queued is dropped now (it
+    /// would not read it), as a player's is (as a player, if it plays a live stream).
+    #[cold]
+    fn close_for_backlog(&mut self, conn: ConnId) {
+        let limit = self.config.player_hard_backlog;
+        let Some(session) = self.sessions.get_mut(conn) else {
+            return;
+        };
+        if matches!(session.phase, Phase::Closing) {
+            return;
+        }
+        session.out.clear();
+        let player = session
+            .streams
+            .iter()
+            .any(|(_, role)| matches!(role, StreamRole::Playing(_)));
+        let reason = if player {
+            CloseReason::PlayerBacklog { limit }
+        } else {
+            CloseReason::ClientBacklog { limit }
+        };
+        self.close(conn, reason);
+    }
+
+    /// Far-end frames of the gateway dropped because their client was behind (past the soft
+    /// backlog), since the start.
+    pub fn far_media_dropped(&self) -> u64 {
+        self.client_backlog.dropped
     }
 
     pub(crate) fn transmit_if(&mut self, conn: ConnId, needed: bool) {
@@ -725,16 +788,35 @@ pub(crate) struct MediaSender<'a> {
     merge: &'a mut Option<FlushSchedule>,
     transmits: &'a mut VecDeque<ConnId>,
     last_now: Instant,
+    backlog: &'a mut ClientBacklog,
 }
 
 impl MediaSender<'_> {
     /// Sends a media frame to `conn` on `stream_id` (the gateway's far-end media), its body
     /// not copied: at once, or held for the merge window when merged writes are on, as live
-    /// players' media is.
+    /// players' media is. A connection behind is sent less, or listed to close (see
+    /// `client_backlog`).
     pub fn send(&mut self, conn: ConnId, csid: u32, stream_id: u32, frame: MediaFrame) {
         let Some(session) = self.sessions.get_mut(conn) else {
             return;
         };
+        let backlog = session.out.queued_bytes();
+        // Before encoding: the chunk encoder's header compression must not count a frame that
+        // never leaves.
+        match session
+            .far_gate
+            .admit(backlog, self.backlog.soft, self.backlog.hard, &frame)
+        {
+            Admit::Queue => {}
+            Admit::Drop => {
+                self.backlog.dropped += 1;
+                return;
+            }
+            Admit::Evict => {
+                self.backlog.evict.push(conn);
+                return;
+            }
+        }
         let segments = session.encode_frame(csid, stream_id, frame, self.frame_headers);
         let mut transmit = false;
         for bytes in segments {

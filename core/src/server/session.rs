@@ -8,6 +8,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
+use super::client_backlog::FarMediaGate;
 use super::send_queue::SendQueue;
 use crate::amf::Value;
 use crate::decision::RequestId;
@@ -84,6 +85,8 @@ pub(crate) struct Session {
     /// Merged writes: media is queued but held back, and its `Transmit` is due at this
     /// deadline (the session's live entry in the node's flush schedule).
     pub hold_deadline: Option<Instant>,
+    /// The gateway's far-end media under backpressure (see `client_backlog`).
+    pub far_gate: FarMediaGate,
     pub out: SendQueue,
     pub encoder: ChunkEncoder,
     pub decoder: ChunkDecoder,
@@ -118,6 +121,7 @@ impl Session {
             out: SendQueue::default(),
             transmit_pending: false,
             hold_deadline: None,
+            far_gate: FarMediaGate::default(),
             app: None,
             object_encoding: 0.0,
             streams: SmallVec::new(),
