@@ -113,7 +113,10 @@ impl Node {
 
     /// Answers the [`Event::Decide`] with id `request`. Rejections send the client the
     /// matching status (`NetConnection.Connect.Rejected`, `NetStream.Publish.Denied`,
-    /// `NetStream.Play.Failed`); a redirect is only valid for a connect.
+    /// `NetStream.Play.Failed`); a redirect is only valid for a connect. A question not
+    /// answered within [`ServerConfig::decision_timeout`] is refused by the node itself (the
+    /// same status, then the connection is closed with [`CloseReason::DecisionTimeout`]), and
+    /// an answer to it after that is refused with [`DecideError::UnknownRequest`].
     ///
     /// ```
     /// use std::time::Instant;

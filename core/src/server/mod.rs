@@ -25,7 +25,7 @@ mod vod;
 mod worker_streams;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -71,7 +71,8 @@ pub(crate) enum Timer {
 }
 
 /// Most bytes a connection may send while a decision about it is pending (it is not read
-/// meanwhile; past this it is closed).
+/// meanwhile; past this it is closed). They count in the server's budget for unfinished
+/// messages too ([`ServerConfig::max_total_partial_bytes`]).
 const MAX_INPUT_WHILE_AWAITING: usize = 1024 * 1024;
 
 /// The RTMP server application state machine.
@@ -91,13 +92,17 @@ pub struct RtmpServer {
     transmits: VecDeque<ConnId>,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     decisions: bool,
-    pending: HashMap<RequestId, Pending>,
+    /// Questions asked and not yet answered, with the time each is refused at: with one
+    /// timeout for all, the oldest (the first) is the first due, and an answered question
+    /// leaves nothing behind.
+    pending: BTreeMap<RequestId, (Instant, Pending)>,
     next_request: u64,
     next_file: u64,
     recorders: HashMap<FileId, Recorder>,
     /// Recordings that stopped on an error, since the start.
     recordings_failed: u64,
-    /// Unfinished-message bytes of every connection (as their decoders last reported), against
+    /// Unfinished-message bytes of every connection (as their decoders last reported), and the
+    /// input connections hold while decisions about them are pending, against
     /// [`ServerConfig::max_total_partial_bytes`].
     partial_total: usize,
     /// Bytes of every live stream's GOP cache, against
@@ -151,7 +156,7 @@ impl RtmpServer {
             transmits: VecDeque::new(),
             timers: BinaryHeap::new(),
             decisions: false,
-            pending: HashMap::new(),
+            pending: BTreeMap::new(),
             next_request: 0,
             next_file: 0,
             recorders: HashMap::new(),
@@ -267,14 +272,39 @@ impl RtmpServer {
         }
     }
 
-    /// Forgets `conn`'s unfinished messages (it is closing): their memory goes now, and out
-    /// of the server's total.
+    /// Counts the input `conn` holds undecoded while a decision about it is pending in the
+    /// server's total for unfinished messages (it is memory a peer makes the server hold just
+    /// the same); closes it when that would take the total past
+    /// [`ServerConfig::max_total_partial_bytes`]. Once the question is answered it counts
+    /// for nothing.
+    fn count_held_input(&mut self, conn: ConnId) {
+        let Some(session) = self.sessions.get_mut(conn) else {
+            return;
+        };
+        let held = if session.awaiting.is_some() {
+            session.rx.len()
+        } else {
+            0
+        };
+        let before = std::mem::replace(&mut session.held_input, held);
+        if held == before {
+            return;
+        }
+        self.partial_total = self.partial_total - before + held;
+        if held > before && self.partial_total > self.config.max_total_partial_bytes {
+            let budget = self.config.max_total_partial_bytes;
+            self.close(conn, CloseReason::UnfinishedMessagesBudget { budget });
+        }
+    }
+
+    /// Forgets `conn`'s unfinished messages and held input (it is closing): their memory goes
+    /// now, and out of the server's total.
     fn release_partial(&mut self, conn: ConnId) {
         let Some(session) = self.sessions.get_mut(conn) else {
             return;
         };
         let (counted, _) = session.decoder.take_partial_change();
-        self.partial_total -= counted;
+        self.partial_total -= counted + std::mem::take(&mut session.held_input);
         session.decoder = ChunkDecoder::new(self.config.chunk_limits);
         session.rx = BytesMut::new();
     }
@@ -303,6 +333,8 @@ impl RtmpServer {
         if session.awaiting.is_some() {
             if session.rx.len() > MAX_INPUT_WHILE_AWAITING {
                 self.close(conn, CloseReason::InputWhileDeciding);
+            } else {
+                self.count_held_input(conn);
             }
             return;
         }
@@ -333,6 +365,8 @@ impl RtmpServer {
         }
         self.decode_messages(now, conn);
         self.count_partial(conn);
+        // A question asked on the way holds the rest of the input.
+        self.count_held_input(conn);
         self.acknowledge(conn);
     }
 
@@ -574,6 +608,7 @@ impl RtmpServer {
                 Timer::Gateway(raw) => self.gateway_timer(now, ConnId(raw), deadline),
             }
         }
+        self.expire_decisions(now);
         self.flush_held(now);
     }
 
@@ -646,10 +681,8 @@ impl RtmpServer {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let timer = self.timers.peek().map(|Reverse((t, _))| *t);
         let flush = self.merge.as_ref().and_then(FlushSchedule::next_deadline);
-        match (timer, flush) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let decision = self.pending.first_key_value().map(|(_, (t, _))| *t);
+        [timer, flush, decision].into_iter().flatten().min()
     }
 
     /// The connection's queued segments as I/O slices.

@@ -101,6 +101,9 @@ pub(crate) struct Session {
     pub next_stream_id: u32,
     /// The deadline of the connection's one live timer entry (older entries are stale).
     pub next_check: Instant,
+    /// Bytes of `rx` counted in the server's budget for unfinished messages while a decision
+    /// is pending.
+    pub held_input: usize,
 }
 
 impl Session {
@@ -133,6 +136,7 @@ impl Session {
             rx_bytes_acked: 0,
             peer_window: 0,
             awaiting: None,
+            held_input: 0,
         }
     }
 
