@@ -365,8 +365,11 @@ impl RtmpServer {
         }
         self.decode_messages(now, conn);
         self.count_partial(conn);
-        // A question asked on the way holds the rest of the input.
-        self.count_held_input(conn);
+        // A question asked on the way holds the rest of the input (without decisions there
+        // are no questions: one look-up saved per read).
+        if self.decisions {
+            self.count_held_input(conn);
+        }
         self.acknowledge(conn);
     }
 
