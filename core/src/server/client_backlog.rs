@@ -203,7 +203,8 @@ mod tests {
             assert_eq!(gate.admit(SOFT + 1, SOFT, HARD, &audio(100)), Admit::Drop);
         }
         assert_eq!(gate.admit(SOFT, SOFT, HARD, &audio(100)), Admit::Queue);
-        // 2000 bytes were dropped before: without the reset, 10 more would evict.
+        // 2000 bytes were dropped before: without the reset, the eleventh drop here would
+        // be an eviction (1001 queued + 3000 dropped).
         for _ in 0..25 {
             assert_eq!(gate.admit(SOFT + 1, SOFT, HARD, &audio(100)), Admit::Drop);
         }
