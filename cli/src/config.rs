@@ -100,6 +100,9 @@ pub(crate) struct RtmpSection {
     pub ping_interval_secs: Option<f64>,
     pub dead_timeout_secs: Option<f64>,
     pub handshake_timeout_secs: Option<f64>,
+    /// A connect, publish or play the access rules have not decided within this many seconds
+    /// is refused and its connection closed (default 10).
+    pub decision_timeout_secs: Option<f64>,
     /// SO_SNDBUF for client sockets, in bytes (default: the kernel's autotuning).
     pub send_buffer: Option<usize>,
     /// TCP_NODELAY on client sockets (default off: Nagle's algorithm on).
@@ -256,6 +259,11 @@ impl RtmpSection {
                 "handshake_timeout_secs",
                 self.handshake_timeout_secs,
                 d.handshake_timeout,
+            )?,
+            decision_timeout: secs(
+                "decision_timeout_secs",
+                self.decision_timeout_secs,
+                d.decision_timeout,
             )?,
             merge_writes: merge_window(
                 self.merge_writes_ms.unwrap_or(0),
@@ -470,6 +478,7 @@ mod tests {
                 "handshake_timeout_secs = nan",
                 "rtmp.handshake_timeout_secs",
             ),
+            ("decision_timeout_secs = 0", "rtmp.decision_timeout_secs"),
             ("max_message_size = 0", "rtmp.max_message_size"),
             ("max_chunk_streams = 0", "rtmp.max_chunk_streams"),
             ("window_ack_size = 0", "rtmp.window_ack_size"),
@@ -487,5 +496,14 @@ mod tests {
         }
         let fine: FileConfig = toml::from_str("[rtmp]\nping_interval_secs = 0.5").unwrap();
         assert!(fine.node_config(&[]).is_ok());
+    }
+
+    #[test]
+    fn decision_timeout_secs_sets_how_long_a_question_waits() {
+        let file: FileConfig = toml::from_str("[rtmp]\ndecision_timeout_secs = 2.5").unwrap();
+        let server = file.node_config(&[]).unwrap().server;
+        assert_eq!(server.decision_timeout, Duration::from_millis(2500));
+        let default = FileConfig::default().node_config(&[]).unwrap().server;
+        assert_eq!(default.decision_timeout, Duration::from_secs(10));
     }
 }

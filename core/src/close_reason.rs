@@ -79,6 +79,22 @@ pub enum CloseReason {
         /// The backlog limit, in bytes.
         limit: usize,
     },
+    /// A connection other than a live player fell behind by more than the hard backlog
+    /// ([`ServerConfig::player_hard_backlog`](crate::node::ServerConfig::player_hard_backlog)):
+    /// a gateway client that does not read its far end's media, or any client that sends
+    /// requests and does not read the replies.
+    ClientBacklog {
+        /// The backlog limit, in bytes.
+        limit: usize,
+    },
+    /// The application did not answer a question about the connection
+    /// ([`Event::Decide`](crate::node::Event::Decide)) within
+    /// [`ServerConfig::decision_timeout`](crate::node::ServerConfig::decision_timeout); the
+    /// client was told as for a refusal.
+    DecisionTimeout {
+        /// How long the question waited.
+        after: Duration,
+    },
     /// The application redirected the `connect` (the client was told where to go).
     ConnectRedirected {
         /// Where to.
@@ -116,6 +132,8 @@ impl CloseReason {
             Self::UserControl(_) => "user_control",
             Self::CommandBeforeConnect { .. } => "command_before_connect",
             Self::PlayerBacklog { .. } => "player_backlog",
+            Self::ClientBacklog { .. } => "client_backlog",
+            Self::DecisionTimeout { .. } => "decision_timeout",
             Self::ConnectRedirected { .. } => "connect_redirected",
             Self::ConnectRejected { .. } => "connect_rejected",
             Self::ReplacedByNewer { .. } => "replaced_by_newer",
@@ -160,6 +178,10 @@ impl fmt::Display for CloseReason {
             Self::UserControl(e) => write!(f, "bad user control message: {e}"),
             Self::CommandBeforeConnect { command } => write!(f, "'{command}' before connect"),
             Self::PlayerBacklog { limit } => write!(f, "player backlog above {limit} bytes"),
+            Self::ClientBacklog { limit } => write!(f, "client backlog above {limit} bytes"),
+            Self::DecisionTimeout { after } => {
+                write!(f, "no decision within {} s", after.as_secs_f64())
+            }
             Self::ConnectRedirected { url } => write!(f, "connect redirected to {url}"),
             Self::ConnectRejected { reason } => write!(f, "connect rejected: {reason}"),
             Self::ReplacedByNewer { aor } => write!(f, "replaced by a newer connection for {aor}"),
@@ -183,5 +205,15 @@ mod tests {
         };
         assert!(!refused.is_protocol_error());
         assert_eq!(refused.to_string(), "connect rejected: no token");
+        let unread = CloseReason::ClientBacklog { limit: 1 << 20 };
+        assert!(!unread.is_protocol_error());
+        assert_eq!(unread.kind(), "client_backlog");
+        assert_eq!(unread.to_string(), "client backlog above 1048576 bytes");
+        let unanswered = CloseReason::DecisionTimeout {
+            after: Duration::from_millis(2500),
+        };
+        assert!(!unanswered.is_protocol_error());
+        assert_eq!(unanswered.kind(), "decision_timeout");
+        assert_eq!(unanswered.to_string(), "no decision within 2.5 s");
     }
 }

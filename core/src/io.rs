@@ -164,7 +164,9 @@ pub enum Event {
         /// The connection.
         conn: ConnId,
     },
-    /// The embedding application must answer `question` with [`Node::decide`](crate::node::Node::decide).
+    /// The embedding application must answer `question` with [`Node::decide`](crate::node::Node::decide),
+    /// within [`ServerConfig::decision_timeout`](crate::node::ServerConfig::decision_timeout)
+    /// (past it the node refuses on its own and closes the connection).
     Decide {
         /// The id to answer with.
         request: RequestId,

@@ -116,7 +116,10 @@ impl Node {
 
     /// Answers the [`Event::Decide`] with id `request`. Rejections send the client the
     /// matching status (`NetConnection.Connect.Rejected`, `NetStream.Publish.Denied`,
-    /// `NetStream.Play.Failed`); a redirect is only valid for a connect.
+    /// `NetStream.Play.Failed`); a redirect is only valid for a connect. A question not
+    /// answered within [`ServerConfig::decision_timeout`] is refused by the node itself (the
+    /// same status, then the connection is closed with [`CloseReason::DecisionTimeout`]), and
+    /// an answer to it after that is refused with [`DecideError::UnknownRequest`].
     ///
     /// ```
     /// use std::time::Instant;
@@ -185,5 +188,13 @@ impl Node {
     /// since the node started; each is also told by [`Event::RecordStopped`] with its error.
     pub fn recordings_failed(&self) -> u64 {
         self.server.recordings_failed()
+    }
+
+    /// Frames of the gateway's far-end media dropped since the node started because their
+    /// client had fallen behind (its backlog past
+    /// [`ServerConfig::player_soft_backlog`]); a client that stays behind is closed with
+    /// [`CloseReason::ClientBacklog`].
+    pub fn far_media_dropped(&self) -> u64 {
+        self.server.far_media_dropped()
     }
 }

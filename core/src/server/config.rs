@@ -39,9 +39,15 @@ pub struct ServerConfig {
     /// as it is accepted.
     pub max_connections_per_ip: usize,
     /// Backlog (bytes queued but not yet taken by the kernel) past which a player's non-key
-    /// video is dropped until the next keyframe.
+    /// video is dropped until the next keyframe. A gateway client's far-end media is dropped
+    /// past it too: audio frame by frame, video until a keyframe that finds the backlog back
+    /// under this limit.
     pub player_soft_backlog: usize,
-    /// Backlog past which a player (or any connection) is disconnected.
+    /// Backlog past which a player, or any other connection, is disconnected: a gateway client
+    /// (whose backlog also counts the far-end media dropped since it was last under the soft
+    /// limit, so that one that never reads is closed as a player would be, while holding no
+    /// more than the soft limit), or a client whose replies pile up because it sends requests
+    /// and does not read.
     pub player_hard_backlog: usize,
     /// Largest amount of media (bytes) the cache of the current GOP may hold per stream; past
     /// it the cache is dropped until the next keyframe (late players then wait for it).
@@ -56,6 +62,12 @@ pub struct ServerConfig {
     pub dead_timeout: Duration,
     /// A handshake not finished within this time is closed.
     pub handshake_timeout: Duration,
+    /// With decisions on ([`NodeConfig::decisions`](crate::node::NodeConfig::decisions)): a
+    /// question the application has not answered within this time is answered as a refusal
+    /// (the client gets the status a rejection gives) and the connection is closed, so that an
+    /// application that never answers cannot leave connections, and the input they send
+    /// meanwhile, held for ever. An answer after that is refused as for an unknown request.
+    pub decision_timeout: Duration,
     /// Per-application settings, by application name; applications not listed get
     /// [`AppConfig::default`].
     pub apps: HashMap<String, AppConfig>,
@@ -124,6 +136,7 @@ impl Default for ServerConfig {
             ping_interval: Duration::from_secs(30),
             dead_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
+            decision_timeout: Duration::from_secs(10),
             apps: HashMap::new(),
             vod_burst: Duration::from_millis(500),
             vod_read_size: 64 * 1024,

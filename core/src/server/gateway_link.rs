@@ -91,6 +91,7 @@ impl RtmpServer {
             merge: &mut self.merge,
             transmits: &mut self.transmits,
             last_now: self.last_now,
+            backlog: &mut self.client_backlog,
         };
         let Some(gateway) = self.gateway.as_mut() else {
             return;
@@ -108,11 +109,13 @@ impl RtmpServer {
 
     /// Carries out what the gateway asked of its clients' connections (a request that closes
     /// a connection may come back in here: the queue stays the gateway's, so whatever is left
-    /// is carried out by whichever loop comes first).
+    /// is carried out by whichever loop comes first), then closes the clients its far-end
+    /// media found past the hard backlog.
     fn gateway_requests(&mut self) {
         while let Some(request) = self.gateway.as_mut().and_then(GatewayHost::pop_request) {
             self.gateway_request(request);
         }
+        self.close_backlogged();
     }
 
     fn gateway_request(&mut self, request: ToServer) {
@@ -121,6 +124,9 @@ impl RtmpServer {
                 if let Some(session) = self.sessions.get_mut(conn) {
                     let notify = session.send_command(0, *cmd, amf3);
                     self.transmit_if(conn, notify);
+                    // Callbacks (a far end's DTMF...) must not pile up on a client that does
+                    // not read either.
+                    self.check_backlog(conn);
                 }
             }
             ToServer::Status {
@@ -140,6 +146,7 @@ impl RtmpServer {
                         notify |= session.send_status(stream_id, level, code, &description);
                     }
                     self.transmit_if(conn, notify);
+                    self.check_backlog(conn);
                 }
             }
             ToServer::Media {

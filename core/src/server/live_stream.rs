@@ -42,17 +42,22 @@ pub(crate) enum MediaKind {
 
 pub(crate) fn media_kind(msg: &RtmpMessage) -> MediaKind {
     match msg.type_id {
-        type_id::VIDEO => match classify_video(&msg.payload) {
-            Some(v) if v.sequence_header => MediaKind::Config,
-            Some(v) if v.keyframe => MediaKind::Keyframe,
-            Some(v) if v.command_frame => MediaKind::Other,
-            _ => MediaKind::InterFrame,
-        },
+        type_id::VIDEO => video_kind(&msg.payload),
         type_id::AUDIO => match classify_audio(&msg.payload) {
             Some(a) if a.sequence_header => MediaKind::Config,
             _ => MediaKind::Other,
         },
         _ => MediaKind::Other,
+    }
+}
+
+/// The kind of a video message from the start of its payload (its first two bytes suffice).
+pub(crate) fn video_kind(payload: &[u8]) -> MediaKind {
+    match classify_video(payload) {
+        Some(v) if v.sequence_header => MediaKind::Config,
+        Some(v) if v.keyframe => MediaKind::Keyframe,
+        Some(v) if v.command_frame => MediaKind::Other,
+        _ => MediaKind::InterFrame,
     }
 }
 

@@ -4,9 +4,11 @@
 //! [`RtmpServer`] is driven through [`crate::node::Node`]; the files beside this one each own
 //! one part of it: `session` (one connection), `commands` (NetConnection and NetStream
 //! calls), `fan_out` (delivering published media to players, with backpressure),
-//! `live_stream` (per-stream caches) and `merge` (merged writes: media held for a window so
-//! that several messages leave in one write).
+//! `live_stream` (per-stream caches), `merge` (merged writes: media held for a window so
+//! that several messages leave in one write) and `client_backlog` (backpressure on everything
+//! else a connection is sent: the gateway's far-end media, replies).
 
+mod client_backlog;
 mod commands;
 mod config;
 mod fan_out;
@@ -23,7 +25,7 @@ mod vod;
 mod worker_streams;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,6 +50,7 @@ use crate::rtmp::control::{ProtocolControl, UserControl};
 use crate::rtmp::handshake::ServerHandshake;
 use crate::rtmp::message::{type_id, RtmpMessage};
 use crate::storage::{FileError, FileId, FileReply};
+use client_backlog::{Admit, ClientBacklog};
 use live_stream::LiveStream;
 use merge::FlushSchedule;
 use pending_decisions::Pending;
@@ -68,7 +71,8 @@ pub(crate) enum Timer {
 }
 
 /// Most bytes a connection may send while a decision about it is pending (it is not read
-/// meanwhile; past this it is closed).
+/// meanwhile; past this it is closed). They count in the server's budget for unfinished
+/// messages too ([`ServerConfig::max_total_partial_bytes`]).
 const MAX_INPUT_WHILE_AWAITING: usize = 1024 * 1024;
 
 /// The RTMP server application state machine.
@@ -88,13 +92,17 @@ pub(crate) struct RtmpServer {
     transmits: VecDeque<ConnId>,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     decisions: bool,
-    pending: HashMap<RequestId, Pending>,
+    /// Questions asked and not yet answered, with the time each is refused at: with one
+    /// timeout for all, the oldest (the first) is the first due, and an answered question
+    /// leaves nothing behind.
+    pending: BTreeMap<RequestId, (Instant, Pending)>,
     next_request: u64,
     next_file: u64,
     recorders: HashMap<FileId, Recorder>,
     /// Recordings that stopped on an error, since the start.
     recordings_failed: u64,
-    /// Unfinished-message bytes of every connection (as their decoders last reported), against
+    /// Unfinished-message bytes of every connection (as their decoders last reported), and the
+    /// input connections hold while decisions about them are pending, against
     /// [`ServerConfig::max_total_partial_bytes`].
     partial_total: usize,
     /// Bytes of every live stream's GOP cache, against
@@ -121,6 +129,9 @@ pub(crate) struct RtmpServer {
     /// them, were a visible share of the CPU, mostly in cache misses: see
     /// `bench-compare/results/design-figures.md`).
     frame_headers: BytesMut,
+    /// Backpressure on the gateway's far-end media: the limits, the frames dropped, the
+    /// connections to close.
+    client_backlog: ClientBacklog,
 }
 
 impl RtmpServer {
@@ -134,6 +145,8 @@ impl RtmpServer {
         let merge = config
             .merge_writes
             .map(|window| FlushSchedule::new(window, config.merge_max_bytes));
+        let client_backlog =
+            ClientBacklog::new(config.player_soft_backlog, config.player_hard_backlog);
         Self {
             config,
             epoch,
@@ -144,7 +157,7 @@ impl RtmpServer {
             transmits: VecDeque::new(),
             timers: BinaryHeap::new(),
             decisions: false,
-            pending: HashMap::new(),
+            pending: BTreeMap::new(),
             next_request: 0,
             next_file: 0,
             recorders: HashMap::new(),
@@ -159,6 +172,7 @@ impl RtmpServer {
             relay: None,
             merge,
             frame_headers: BytesMut::new(),
+            client_backlog,
         }
     }
 
@@ -264,14 +278,39 @@ impl RtmpServer {
         }
     }
 
-    /// Forgets `conn`'s unfinished messages (it is closing): their memory goes now, and out
-    /// of the server's total.
+    /// Counts the input `conn` holds undecoded while a decision about it is pending in the
+    /// server's total for unfinished messages (it is memory a peer makes the server hold just
+    /// the same); closes it when that would take the total past
+    /// [`ServerConfig::max_total_partial_bytes`]. Once the question is answered it counts
+    /// for nothing.
+    fn count_held_input(&mut self, conn: ConnId) {
+        let Some(session) = self.sessions.get_mut(conn) else {
+            return;
+        };
+        let held = if session.awaiting.is_some() {
+            session.rx.len()
+        } else {
+            0
+        };
+        let before = std::mem::replace(&mut session.held_input, held);
+        if held == before {
+            return;
+        }
+        self.partial_total = self.partial_total - before + held;
+        if held > before && self.partial_total > self.config.max_total_partial_bytes {
+            let budget = self.config.max_total_partial_bytes;
+            self.close(conn, CloseReason::UnfinishedMessagesBudget { budget });
+        }
+    }
+
+    /// Forgets `conn`'s unfinished messages and held input (it is closing): their memory goes
+    /// now, and out of the server's total.
     fn release_partial(&mut self, conn: ConnId) {
         let Some(session) = self.sessions.get_mut(conn) else {
             return;
         };
         let (counted, _) = session.decoder.take_partial_change();
-        self.partial_total -= counted;
+        self.partial_total -= counted + std::mem::take(&mut session.held_input);
         session.decoder = ChunkDecoder::new(self.config.chunk_limits);
         session.rx = BytesMut::new();
     }
@@ -300,6 +339,8 @@ impl RtmpServer {
         if session.awaiting.is_some() {
             if session.rx.len() > MAX_INPUT_WHILE_AWAITING {
                 self.close(conn, CloseReason::InputWhileDeciding);
+            } else {
+                self.count_held_input(conn);
             }
             return;
         }
@@ -330,6 +371,11 @@ impl RtmpServer {
         }
         self.decode_messages(now, conn);
         self.count_partial(conn);
+        // A question asked on the way holds the rest of the input (without decisions there
+        // are no questions: one look-up saved per read).
+        if self.decisions {
+            self.count_held_input(conn);
+        }
         self.acknowledge(conn);
     }
 
@@ -340,6 +386,11 @@ impl RtmpServer {
             };
             if !session.is_active() || session.awaiting.is_some() {
                 return;
+            }
+            // Before each message, so also after the last: what the previous one made us
+            // queue (a reply, a pong) must not pile up on a client that does not read.
+            if session.out.queued_bytes() > self.config.player_hard_backlog {
+                return self.close_for_backlog(conn);
             }
             match session.decoder.decode(&mut session.rx) {
                 Ok(Some(msg)) => self.handle_message(now, conn, msg),
@@ -566,6 +617,7 @@ impl RtmpServer {
                 Timer::Gateway(raw) => self.gateway_timer(now, ConnId(raw), deadline),
             }
         }
+        self.expire_decisions(now);
         self.flush_held(now);
     }
 
@@ -638,10 +690,8 @@ impl RtmpServer {
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let timer = self.timers.peek().map(|Reverse((t, _))| *t);
         let flush = self.merge.as_ref().and_then(FlushSchedule::next_deadline);
-        match (timer, flush) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let decision = self.pending.first_key_value().map(|(_, (t, _))| *t);
+        [timer, flush, decision].into_iter().flatten().min()
     }
 
     /// The connection's queued segments as I/O slices.
@@ -683,7 +733,56 @@ impl RtmpServer {
             merge: &mut self.merge,
             transmits: &mut self.transmits,
             last_now: self.last_now,
+            backlog: &mut self.client_backlog,
         }
+    }
+
+    /// Closes `conn` if its queue is past the hard backlog (it does not read what it is sent).
+    pub(crate) fn check_backlog(&mut self, conn: ConnId) {
+        let over = self
+            .sessions
+            .get(conn)
+            .is_some_and(|s| s.out.queued_bytes() > self.config.player_hard_backlog);
+        if over {
+            self.close_for_backlog(conn);
+        }
+    }
+
+    /// Closes the connections far-end media found past the hard backlog.
+    pub(crate) fn close_backlogged(&mut self) {
+        while let Some(conn) = self.client_backlog.evict.pop() {
+            self.close_for_backlog(conn);
+        }
+    }
+
+    /// Closes `conn`, which is past the hard backlog: what it has queued is dropped now (it
+    /// would not read it), as a player's is (as a player, if it plays a live stream).
+    #[cold]
+    fn close_for_backlog(&mut self, conn: ConnId) {
+        let limit = self.config.player_hard_backlog;
+        let Some(session) = self.sessions.get_mut(conn) else {
+            return;
+        };
+        if matches!(session.phase, Phase::Closing) {
+            return;
+        }
+        session.out.clear();
+        let player = session
+            .streams
+            .iter()
+            .any(|(_, role)| matches!(role, StreamRole::Playing(_)));
+        let reason = if player {
+            CloseReason::PlayerBacklog { limit }
+        } else {
+            CloseReason::ClientBacklog { limit }
+        };
+        self.close(conn, reason);
+    }
+
+    /// Far-end frames of the gateway dropped because their client was behind (past the soft
+    /// backlog), since the start.
+    pub(crate) fn far_media_dropped(&self) -> u64 {
+        self.client_backlog.dropped
     }
 
     pub(crate) fn transmit_if(&mut self, conn: ConnId, needed: bool) {
@@ -731,16 +830,35 @@ pub(crate) struct MediaSender<'a> {
     merge: &'a mut Option<FlushSchedule>,
     transmits: &'a mut VecDeque<ConnId>,
     last_now: Instant,
+    backlog: &'a mut ClientBacklog,
 }
 
 impl MediaSender<'_> {
     /// Sends a media frame to `conn` on `stream_id` (the gateway's far-end media), its body
     /// not copied: at once, or held for the merge window when merged writes are on, as live
-    /// players' media is.
+    /// players' media is. A connection behind is sent less, or listed to close (see
+    /// `client_backlog`).
     pub(crate) fn send(&mut self, conn: ConnId, csid: u32, stream_id: u32, frame: MediaFrame) {
         let Some(session) = self.sessions.get_mut(conn) else {
             return;
         };
+        let backlog = session.out.queued_bytes();
+        // Before encoding: the chunk encoder's header compression must not count a frame that
+        // never leaves.
+        match session
+            .far_gate
+            .admit(backlog, self.backlog.soft, self.backlog.hard, &frame)
+        {
+            Admit::Queue => {}
+            Admit::Drop => {
+                self.backlog.dropped += 1;
+                return;
+            }
+            Admit::Evict => {
+                self.backlog.evict.push(conn);
+                return;
+            }
+        }
         let segments = session.encode_frame(csid, stream_id, frame, self.frame_headers);
         let mut transmit = false;
         for bytes in segments {

@@ -1,5 +1,8 @@
 //! Two-phase decisions in the server: asking ([`crate::node::Event::Decide`]) while the
-//! connection's input waits, and carrying out the answer from [`RtmpServer::decide`].
+//! connection's input waits, and carrying out the answer from [`RtmpServer::decide`], or a
+//! refusal once [`ServerConfig::decision_timeout`](super::ServerConfig::decision_timeout) has
+//! passed without one. The input held meanwhile counts in the server's budget for unfinished
+//! messages (`RtmpServer::count_held_input`).
 
 use std::time::Instant;
 
@@ -41,7 +44,8 @@ impl Pending {
 }
 
 impl RtmpServer {
-    /// Asks the application; the connection's messages wait until it answers.
+    /// Asks the application; the connection's messages wait until it answers, or until the
+    /// decision timeout.
     pub(super) fn ask(&mut self, question: Question, pending: Pending) {
         let conn = pending.conn();
         let Some(session) = self.sessions.get_mut(conn) else {
@@ -50,7 +54,10 @@ impl RtmpServer {
         self.next_request += 1;
         let request = RequestId(self.next_request);
         session.awaiting = Some(request);
-        self.pending.insert(request, pending);
+        // Asked while an input is handled, whose time is the latest: deadlines grow with the
+        // request ids.
+        let deadline = self.last_now + self.config.decision_timeout;
+        self.pending.insert(request, (deadline, pending));
         self.outputs
             .push_back(Output::Event(Event::Decide { request, question }));
     }
@@ -62,14 +69,15 @@ impl RtmpServer {
         request: RequestId,
         decision: Decision,
     ) -> Result<(), DecideError> {
-        let Some(pending) = self.pending.get(&request) else {
+        self.last_now = self.last_now.max(now);
+        let Some((_, pending)) = self.pending.get(&request) else {
             return Err(DecideError::UnknownRequest(request));
         };
         if matches!(decision, Decision::Redirect(_)) && !matches!(pending, Pending::Connect { .. })
         {
             return Err(DecideError::RedirectNotAllowed(request));
         }
-        let pending = self.pending.remove(&request).expect("checked above");
+        let (_, pending) = self.pending.remove(&request).expect("checked above");
         let conn = pending.conn();
         if let Some(session) = self.sessions.get_mut(conn) {
             session.awaiting = None;
@@ -123,14 +131,86 @@ impl RtmpServer {
                 self.status(conn, stream_id, "error", "NetStream.Play.Failed", &reason);
             }
         }
-        // Messages that arrived meanwhile are read now.
+        // Messages that arrived meanwhile are read now (and what they leave unfinished, or
+        // hold for another question, is counted).
         self.decode_messages(now, conn);
+        self.count_partial(conn);
+        self.count_held_input(conn);
         self.acknowledge(conn);
         Ok(())
     }
 
+    /// Refuses every question unanswered at its deadline (see [`Self::decision_timed_out`]).
+    pub(super) fn expire_decisions(&mut self, now: Instant) {
+        while let Some((&request, &(deadline, _))) = self.pending.first_key_value() {
+            if deadline > now {
+                break;
+            }
+            self.decision_timed_out(request);
+        }
+    }
+
+    /// The application has not answered `request` within the decision timeout: the client is
+    /// told as for a refusal and the connection closed.
+    fn decision_timed_out(&mut self, request: RequestId) {
+        let Some((_, pending)) = self.pending.remove(&request) else {
+            return;
+        };
+        let reason = CloseReason::DecisionTimeout {
+            after: self.config.decision_timeout,
+        };
+        let description = reason.to_string();
+        let conn = pending.conn();
+        if let Some(session) = self.sessions.get_mut(conn) {
+            session.awaiting = None;
+        }
+        match pending {
+            Pending::Connect { conn, cmd } => {
+                self.send_connect_rejected(conn, &cmd, &description, None)
+            }
+            Pending::Publish {
+                conn, stream_id, ..
+            } => self.status(
+                conn,
+                stream_id,
+                "error",
+                "NetStream.Publish.Denied",
+                &description,
+            ),
+            Pending::Play {
+                conn, stream_id, ..
+            } => self.status(
+                conn,
+                stream_id,
+                "error",
+                "NetStream.Play.Failed",
+                &description,
+            ),
+        }
+        self.close(conn, reason);
+    }
+
     /// `_error` with `NetConnection.Connect.Rejected` (and a redirect target), then close.
     pub(super) fn reject_connect(
+        &mut self,
+        conn: ConnId,
+        cmd: &Command,
+        reason: &str,
+        redirect: Option<&str>,
+    ) {
+        self.send_connect_rejected(conn, cmd, reason, redirect);
+        let why = match redirect {
+            Some(url) => CloseReason::ConnectRedirected { url: url.into() },
+            None => CloseReason::ConnectRejected {
+                reason: reason.into(),
+            },
+        };
+        self.close(conn, why);
+    }
+
+    /// `_error` with `NetConnection.Connect.Rejected`, `reason` as its description (and a
+    /// redirect target).
+    fn send_connect_rejected(
         &mut self,
         conn: ConnId,
         cmd: &Command,
@@ -153,13 +233,6 @@ impl RtmpServer {
         let error = Command::new("_error", cmd.transaction_id, Value::Null, vec![info]);
         let notify = session.send_command(0, error, cmd.amf3);
         self.transmit_if(conn, notify);
-        let why = match redirect {
-            Some(url) => CloseReason::ConnectRedirected { url: url.into() },
-            None => CloseReason::ConnectRejected {
-                reason: reason.into(),
-            },
-        };
-        self.close(conn, why);
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
+use super::client_backlog::FarMediaGate;
 use super::send_queue::SendQueue;
 use crate::amf::Value;
 use crate::decision::RequestId;
@@ -84,6 +85,8 @@ pub(crate) struct Session {
     /// Merged writes: media is queued but held back, and its `Transmit` is due at this
     /// deadline (the session's live entry in the node's flush schedule).
     pub hold_deadline: Option<Instant>,
+    /// The gateway's far-end media under backpressure (see `client_backlog`).
+    pub far_gate: FarMediaGate,
     pub out: SendQueue,
     pub encoder: ChunkEncoder,
     pub decoder: ChunkDecoder,
@@ -98,6 +101,9 @@ pub(crate) struct Session {
     pub next_stream_id: u32,
     /// The deadline of the connection's one live timer entry (older entries are stale).
     pub next_check: Instant,
+    /// Bytes of `rx` counted in the server's budget for unfinished messages while a decision
+    /// is pending.
+    pub held_input: usize,
 }
 
 impl Session {
@@ -118,6 +124,7 @@ impl Session {
             out: SendQueue::default(),
             transmit_pending: false,
             hold_deadline: None,
+            far_gate: FarMediaGate::default(),
             app: None,
             object_encoding: 0.0,
             streams: SmallVec::new(),
@@ -129,6 +136,7 @@ impl Session {
             rx_bytes_acked: 0,
             peer_window: 0,
             awaiting: None,
+            held_input: 0,
         }
     }
 

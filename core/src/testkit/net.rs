@@ -27,6 +27,9 @@ pub struct MemoryClient {
     pub closed: bool,
     /// A muted client neither sends nor reads: a peer that went silent (or a frozen reader).
     pub muted: bool,
+    /// A deaf client sends but never reads: a peer that stopped reading its socket and goes
+    /// on writing (so that the node's liveness checks see it alive).
+    pub deaf: bool,
     /// Every byte the node sent this client, when [`MemoryNet::keep_raw`] is set.
     pub raw: Vec<u8>,
     /// Writes to this client that moved bytes (each a `writev` for a real driver).
@@ -130,6 +133,7 @@ impl MemoryNet {
             events: Vec::new(),
             closed: false,
             muted: false,
+            deaf: false,
             raw: Vec::new(),
             writes: 0,
             wants_write: false,
@@ -198,7 +202,7 @@ impl MemoryNet {
                     Output::Close { conn } => {
                         if let Some(c) = self.clients.iter_mut().find(|c| c.conn == conn) {
                             // As a driver does: what is queued is written before the close.
-                            if !c.muted && !c.closed {
+                            if !c.muted && !c.deaf && !c.closed {
                                 let before = c.inbox.len();
                                 drain_into(&mut self.node, now, c.conn, &mut c.inbox);
                                 if self.keep_raw {
@@ -242,7 +246,7 @@ impl MemoryNet {
                 }
             }
             for c in &mut self.clients {
-                if c.closed || c.muted || (self.transmit_driven && !c.wants_write) {
+                if c.closed || c.muted || c.deaf || (self.transmit_driven && !c.wants_write) {
                     continue;
                 }
                 c.wants_write = false;
