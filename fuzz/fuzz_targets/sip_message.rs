@@ -8,8 +8,8 @@
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use siprtmp_core::sip::{
-    fill_received_in, parse_datagram, response_destination, Authorization, Challenge, ParseLimits,
-    SipMessage, StreamFramer, Transport,
+    fill_received_in, parse_datagram, parse_datagram_with, response_destination, Authorization,
+    Challenge, ParseLimits, SipMessage, StreamFramer, Transport,
 };
 
 fn exercise(msg: &SipMessage) {
@@ -82,7 +82,15 @@ fuzz_target!(|data: &[u8]| {
             "an unchanged message is not forwarded as received"
         );
         let wire = msg.to_bytes();
-        let again = parse_datagram(&wire).unwrap_or_else(|e| {
+        // Serialising adds Content-Length when the message had none (stream transports need
+        // it), so a message received at the header limit goes out one header over it: the
+        // re-parse allows that one.
+        let limits = ParseLimits::default();
+        let one_more = ParseLimits {
+            max_headers: limits.max_headers + 1,
+            ..limits
+        };
+        let again = parse_datagram_with(&wire, &one_more).unwrap_or_else(|e| {
             panic!(
                 "re-serialised message does not parse: {e:?}\n{}",
                 String::from_utf8_lossy(&wire)

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use siprtmp_core::amf::Value;
+use siprtmp_core::node::{AppConfig, GatewayNodeConfig, RecordPolicy};
 use siprtmp_core::node::{
     ConnId, Decision, Event, FileError, FileId, Input, Node, NodeConfig, Output, RequestId,
 };
@@ -32,7 +33,6 @@ use siprtmp_core::rtmp::handshake::ClientHandshake;
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
 use siprtmp_core::sdp::offer_answer::{answer, create_offer};
 use siprtmp_core::sdp::{Codec, LocalCapabilities, MediaCapability, Origin, SessionDescription};
-use siprtmp_core::node::{AppConfig, GatewayNodeConfig, RecordPolicy};
 use siprtmp_core::sip::ua::{CallId, UaConfig, UaEvent, UserAgent};
 use siprtmp_core::storage::{is_safe_relative_path, FileErrorKind, FileOp, FileRequest};
 use siprtmp_core::tcp::{TcpCommand, TcpEvent};
