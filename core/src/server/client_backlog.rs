@@ -47,7 +47,13 @@ impl FarMediaGate {
     /// Whether `frame` goes to a connection with `backlog` bytes queued, under the `soft` and
     /// `hard` limits.
     #[inline]
-    pub(crate) fn admit(&mut self, backlog: usize, soft: usize, hard: usize, frame: &MediaFrame) -> Admit {
+    pub(crate) fn admit(
+        &mut self,
+        backlog: usize,
+        soft: usize,
+        hard: usize,
+        frame: &MediaFrame,
+    ) -> Admit {
         let video = frame.type_id == type_id::VIDEO;
         if backlog <= soft {
             self.behind = 0;

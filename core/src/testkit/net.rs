@@ -14,6 +14,10 @@ use crate::rtmp::client::{ClientEvent, RtmpClient};
 
 use super::{Arena, MemoryFs, MemoryTcp, MemoryUdp};
 
+/// How many `Timeout`s at one instant [`MemoryNet::run_until`] feeds before it calls the
+/// node's timer stuck (a node does a bounded amount of work per instant).
+const STUCK_TIMER_TURNS: u32 = 10_000;
+
 /// One in-memory client connection.
 #[derive(Debug)]
 pub struct MemoryClient {
@@ -110,9 +114,22 @@ impl MemoryNet {
     /// deadline and pumping after each.
     pub fn run_until(&mut self, now: &mut Instant, until: Instant) {
         self.pump(*now);
+        // A node whose timer does not move when it is fed `Timeout` at its deadline would loop
+        // here for ever: a test should fail on that, not hang.
+        let mut same_instant = 0u32;
         while let Some(deadline) = self.node.poll_timeout() {
             if deadline > until {
                 break;
+            }
+            if deadline <= *now {
+                same_instant += 1;
+                assert!(
+                    same_instant < STUCK_TIMER_TURNS,
+                    "the node's timer at {deadline:?} does not move: {STUCK_TIMER_TURNS} \
+                     Input::Timeout at {now:?} left it due"
+                );
+            } else {
+                same_instant = 0;
             }
             *now = deadline.max(*now);
             self.node.handle(*now, Input::Timeout);
