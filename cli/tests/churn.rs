@@ -4,10 +4,10 @@
 //! whole, and once the churn is over the server's descriptors must be back where they were
 //! and its memory near it.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use siprtmp_tests::hostile::{open_descriptors, resident_bytes};
@@ -32,34 +32,10 @@ fn handshake_and_leave(addr: SocketAddr) -> std::io::Result<()> {
 #[test]
 fn churn_and_half_open_connections_leave_nothing_behind() {
     let dir = scratch_dir("churn");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_siprtmp"))
-        .args(["-i", "127.0.0.1", "-p", "0", "--no-gateway", "-r"])
-        .arg(&dir)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start siprtmp");
-    let pid = server.id();
-    let (tx, lines) = mpsc::channel();
-    let stderr = server.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let line = |needle: &str| loop {
-        let line = lines.recv_timeout(Duration::from_secs(30)).expect(needle);
-        if line.contains(needle) {
-            return line;
-        }
-    };
-    let addr: SocketAddr = line("RTMP listening on ")
-        .split("RTMP listening on ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap();
+    let server = common::LoggingServer::start(&dir);
+    let pid = server.pid();
+    let line = |needle: &str| server.wait_line(needle);
+    let addr = server.rtmp_addr();
     let url = format!("rtmp://{addr}/live/show");
     let player = ffmpeg_play(&url, &dir.join("watched.flv"));
     line("play started");
@@ -112,6 +88,5 @@ fn churn_and_half_open_connections_leave_nothing_behind() {
         count(&packets(&source), "video"),
         "the legitimate stream reached its player whole"
     );
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }

@@ -5,10 +5,8 @@
 //! must reach its player whole, and once the attackers leave, the memory must go back to near
 //! what the server used before.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use siprtmp_tests::hostile::{memory_bomb, resident_bytes};
@@ -21,35 +19,10 @@ const MIB: u64 = 1024 * 1024;
 #[test]
 fn unfinished_messages_from_many_connections_stay_within_the_budget_and_memory_comes_back() {
     let dir = scratch_dir("memory-bomb");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_siprtmp"))
-        .args(["-i", "127.0.0.1", "-p", "0", "--no-gateway", "-r"])
-        .arg(&dir)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start siprtmp");
-    let pid = server.id();
-    let (tx, lines) = mpsc::channel();
-    let stderr = server.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let line = |needle: &str| loop {
-        let line = lines.recv_timeout(Duration::from_secs(30)).expect(needle);
-        if line.contains(needle) {
-            return line;
-        }
-    };
-    let listening = line("RTMP listening on ");
-    let addr: SocketAddr = listening
-        .split("RTMP listening on ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap();
+    let server = common::LoggingServer::start(&dir);
+    let pid = server.pid();
+    let line = |needle: &str| server.wait_line(needle);
+    let addr = server.rtmp_addr();
     let url = format!("rtmp://{addr}/live/show");
     let player = ffmpeg_play(&url, &dir.join("watched.flv"));
     line("play started");
@@ -110,6 +83,5 @@ fn unfinished_messages_from_many_connections_stay_within_the_budget_and_memory_c
         count(&packets(&source), "video"),
         "the legitimate stream reached its player whole"
     );
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }

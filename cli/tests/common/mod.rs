@@ -67,3 +67,72 @@ pub(crate) fn sigterm(child: &Child) {
         .expect("run kill");
     assert!(status.success());
 }
+
+/// A `siprtmp` serving live streams into a scratch directory, logging at info level; the test
+/// waits on its log lines. Killed when dropped.
+pub(crate) struct LoggingServer {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl LoggingServer {
+    /// Starts `siprtmp -i 127.0.0.1 -p 0 --no-gateway -r ROOT` (a port from the OS).
+    pub(crate) fn start(root: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_siprtmp"))
+            .args(["-i", "127.0.0.1", "-p", "0", "--no-gateway", "-r"])
+            .arg(root)
+            .stdin(Stdio::null())
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start siprtmp");
+        let (tx, lines) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().expect("piped stderr");
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits (30 s at most) for a log line containing `needle`; returns it.
+    pub(crate) fn wait_line(&self, needle: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("no log line with {needle:?} within 30 s"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    /// Waits for the RTMP listener's log line; returns its address.
+    pub(crate) fn rtmp_addr(&self) -> std::net::SocketAddr {
+        let marker = "RTMP listening on ";
+        let line = self.wait_line(marker);
+        line.split(marker)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+    }
+}
+
+impl Drop for LoggingServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
