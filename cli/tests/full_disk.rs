@@ -8,7 +8,8 @@
 //! The same under each runtime (`--runtime`): the file requests run on the driver-independent
 //! file thread, but what reaches the publisher and the player goes through each driver.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -52,13 +53,7 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start siprtmp under unshare");
-        let (tx, lines) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let lines = common::log_lines(&mut child);
         Self {
             child,
             lines,

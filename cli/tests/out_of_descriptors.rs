@@ -11,7 +11,9 @@
 //!   and a new client must be served too;
 //! - the stream's player must get every frame.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -60,13 +62,7 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start siprtmp under prlimit");
-        let (tx, lines) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let lines = common::log_lines(&mut child);
         Self {
             child,
             lines,

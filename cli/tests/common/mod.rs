@@ -86,17 +86,7 @@ impl LoggingServer {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start siprtmp");
-        let (tx, lines) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().expect("piped stderr");
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let _ = tx.send(line);
-            }
-        });
+        let lines = log_lines(&mut child);
         Self { child, lines }
     }
 
@@ -135,4 +125,20 @@ impl Drop for LoggingServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The lines `child` writes to its (piped) stderr, as they come, read by a thread of their own.
+pub(crate) fn log_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().expect("piped stderr");
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    lines
 }
