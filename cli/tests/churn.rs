@@ -11,9 +11,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use siprtmp_tests::hostile::{open_descriptors, resident_bytes};
-use siprtmp_tests::peers::{ffmpeg_play, ffmpeg_publish};
-use siprtmp_tests::probe::{count, packets};
-use siprtmp_tests::{media, scratch_dir};
+use siprtmp_tests::scratch_dir;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -34,14 +32,8 @@ fn churn_and_half_open_connections_leave_nothing_behind() {
     let dir = scratch_dir("churn");
     let server = common::LoggingServer::start(&dir);
     let pid = server.pid();
-    let line = |needle: &str| server.wait_line(needle);
     let addr = server.rtmp_addr();
-    let url = format!("rtmp://{addr}/live/show");
-    let player = ffmpeg_play(&url, &dir.join("watched.flv"));
-    line("play started");
-    let source = media("h264_aac_320x240_12fps_20s.flv");
-    let publisher = ffmpeg_publish(&source, &url);
-    line("publish started");
+    let stream = common::WatchedStream::start(&server, addr, &dir);
     let (fds, rss) = (open_descriptors(pid), resident_bytes(pid));
 
     // 100 half-open handshakes, held (the server closes them after 10 s).
@@ -80,13 +72,6 @@ fn churn_and_half_open_connections_leave_nothing_behind() {
         rss / MIB
     );
 
-    publisher.finish(Duration::from_secs(40));
-    player.finish(Duration::from_secs(20));
-    let watched = packets(&dir.join("watched.flv"));
-    assert_eq!(
-        count(&watched, "video"),
-        count(&packets(&source), "video"),
-        "the legitimate stream reached its player whole"
-    );
+    stream.assert_whole();
     drop(server);
 }

@@ -10,9 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use siprtmp_tests::hostile::{memory_bomb, resident_bytes};
-use siprtmp_tests::peers::{ffmpeg_play, ffmpeg_publish};
-use siprtmp_tests::probe::{count, packets};
-use siprtmp_tests::{media, scratch_dir};
+use siprtmp_tests::scratch_dir;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -21,14 +19,8 @@ fn unfinished_messages_from_many_connections_stay_within_the_budget_and_memory_c
     let dir = scratch_dir("memory-bomb");
     let server = common::LoggingServer::start(&dir);
     let pid = server.pid();
-    let line = |needle: &str| server.wait_line(needle);
     let addr = server.rtmp_addr();
-    let url = format!("rtmp://{addr}/live/show");
-    let player = ffmpeg_play(&url, &dir.join("watched.flv"));
-    line("play started");
-    let source = media("h264_aac_320x240_12fps_20s.flv");
-    let publisher = ffmpeg_publish(&source, &url);
-    line("publish started");
+    let stream = common::WatchedStream::start(&server, addr, &dir);
     std::thread::sleep(Duration::from_millis(500));
     let idle = resident_bytes(pid);
 
@@ -75,13 +67,6 @@ fn unfinished_messages_from_many_connections_stay_within_the_budget_and_memory_c
         idle / MIB
     );
 
-    publisher.finish(Duration::from_secs(40));
-    player.finish(Duration::from_secs(20));
-    let watched = packets(&dir.join("watched.flv"));
-    assert_eq!(
-        count(&watched, "video"),
-        count(&packets(&source), "video"),
-        "the legitimate stream reached its player whole"
-    );
+    stream.assert_whole();
     drop(server);
 }

@@ -142,3 +142,45 @@ pub(crate) fn log_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> 
     });
     lines
 }
+
+/// A live stream beside an attack: ffmpeg publishes a 20 s H.264 + AAC file to `live/show` on
+/// a [`LoggingServer`] and ffmpeg watches it into the scratch directory; at the end the
+/// player must have received every video frame, so the attack harmed no one else.
+pub(crate) struct WatchedStream {
+    publisher: siprtmp_tests::peers::Peer,
+    player: siprtmp_tests::peers::Peer,
+    source: PathBuf,
+    watched: PathBuf,
+}
+
+impl WatchedStream {
+    /// Starts the player, then the publisher, each once the server logged it.
+    pub(crate) fn start(server: &LoggingServer, addr: std::net::SocketAddr, dir: &Path) -> Self {
+        use siprtmp_tests::peers::{ffmpeg_play, ffmpeg_publish};
+        let url = format!("rtmp://{addr}/live/show");
+        let watched = dir.join("watched.flv");
+        let player = ffmpeg_play(&url, &watched);
+        server.wait_line("play started");
+        let source = siprtmp_tests::media("h264_aac_320x240_12fps_20s.flv");
+        let publisher = ffmpeg_publish(&source, &url);
+        server.wait_line("publish started");
+        Self {
+            publisher,
+            player,
+            source,
+            watched,
+        }
+    }
+
+    /// Waits for both ends and asserts that the player got every video frame of the file.
+    pub(crate) fn assert_whole(self) {
+        use siprtmp_tests::probe::{count, packets};
+        self.publisher.finish(Duration::from_secs(40));
+        self.player.finish(Duration::from_secs(20));
+        assert_eq!(
+            count(&packets(&self.watched), "video"),
+            count(&packets(&self.source), "video"),
+            "the legitimate stream reached its player whole"
+        );
+    }
+}
