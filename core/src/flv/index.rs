@@ -219,11 +219,11 @@ impl FileScanner {
         loop {
             let pos = (self.next - offset) as usize;
             let rest = &data[pos.min(data.len())..];
-            let Some(head) = rest.get(..TAG_HEADER_LEN) else {
+            let Some(head) = rest.first_chunk::<TAG_HEADER_LEN>() else {
                 self.need = TAG_HEADER_LEN + 2;
                 break;
             };
-            let header = TagHeader::parse(head.try_into().expect("11 bytes"))?;
+            let header = TagHeader::parse(head)?;
             let body_len = header.data_size as usize;
             let tag_end = self.next + header.total_len();
             if self.next + (TAG_HEADER_LEN + body_len) as u64 > self.size {

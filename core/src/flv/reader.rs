@@ -125,10 +125,10 @@ impl FlvReader {
                 return Ok(None);
             }
         }
-        let Some(head) = self.buf.get(..TAG_HEADER_LEN) else {
+        let Some(head) = self.buf.first_chunk::<TAG_HEADER_LEN>() else {
             return Ok(None);
         };
-        let header = TagHeader::parse(head.try_into().expect("11 bytes"))?;
+        let header = TagHeader::parse(head)?;
         let size = header.data_size as usize;
         if size > self.max_tag_body {
             return Err(FlvError::TagTooLarge(size));

@@ -70,14 +70,16 @@ impl RtmpServer {
         decision: Decision,
     ) -> Result<(), DecideError> {
         self.last_now = self.last_now.max(now);
-        let Some((_, pending)) = self.pending.get(&request) else {
-            return Err(DecideError::UnknownRequest(request));
+        let is_connect = match self.pending.get(&request) {
+            Some((_, pending)) => matches!(pending, Pending::Connect { .. }),
+            None => return Err(DecideError::UnknownRequest(request)),
         };
-        if matches!(decision, Decision::Redirect(_)) && !matches!(pending, Pending::Connect { .. })
-        {
+        if matches!(decision, Decision::Redirect(_)) && !is_connect {
             return Err(DecideError::RedirectNotAllowed(request));
         }
-        let (_, pending) = self.pending.remove(&request).expect("checked above");
+        let Some((_, pending)) = self.pending.remove(&request) else {
+            return Err(DecideError::UnknownRequest(request));
+        };
         let conn = pending.conn();
         if let Some(session) = self.sessions.get_mut(conn) {
             session.awaiting = None;

@@ -261,7 +261,9 @@ impl RtmpServer {
             self.file_request(file, FileOp::Read { offset, len });
             return;
         }
-        let summary = Arc::new(vod.scanner.take().expect("scanning").finish());
+        let Some(summary) = vod.scanner.take().map(|scanner| Arc::new(scanner.finish())) else {
+            return;
+        };
         vod.summary = Some(summary.clone());
         let key = vod.request.path.clone();
         self.cache_summary(key, vod_size(&self.vods, file), summary);

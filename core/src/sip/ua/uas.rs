@@ -308,13 +308,11 @@ impl UserAgent {
             return;
         };
         let tag = c.local_tag.clone();
-        if c.server_tx.as_ref().map(|(t, _)| *t) == invite {
-            let (tx, request) = c.server_tx.take().expect("checked above");
+        if let Some((tx, request)) = c.server_tx.take_if(|(t, _)| Some(*t) == invite) {
             let resp = crate::sip::make_response(&request, 487, "Request Terminated", Some(&tag));
             self.respond(now, tx, resp);
             self.finish(call, UaEvent::Cancelled { call });
-        } else if c.reinvite_in.as_ref().map(|(t, _)| *t) == invite {
-            let (tx, request) = c.reinvite_in.take().expect("checked above");
+        } else if let Some((tx, request)) = c.reinvite_in.take_if(|(t, _)| Some(*t) == invite) {
             let resp = crate::sip::make_response(&request, 487, "Request Terminated", None);
             self.respond(now, tx, resp);
         }
