@@ -74,10 +74,12 @@ pub fn split_aggregate(msg: &RtmpMessage) -> Result<Vec<RtmpMessage>, AggregateE
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn tag(type_id: u8, timestamp: u32, body: &[u8]) -> Vec<u8> {
+    /// One sub-message of an aggregate, framed like an FLV tag (for tests here and of the
+    /// client).
+    pub(crate) fn tag(type_id: u8, timestamp: u32, body: &[u8]) -> Vec<u8> {
         let mut t = vec![type_id];
         t.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
         t.extend_from_slice(&timestamp.to_be_bytes()[1..]);

@@ -358,6 +358,7 @@ impl RtmpClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rtmp::aggregate::tests::tag;
     use crate::rtmp::handshake::ServerHandshake;
 
     /// A client past its handshake with the core's own server handshake.
@@ -375,18 +376,6 @@ mod tests {
             .expect("handshake");
         while client.take_output().is_some() {}
         client
-    }
-
-    /// An FLV-framed sub-message of an aggregate.
-    fn tag(type_id: u8, timestamp: u32, body: &[u8]) -> Vec<u8> {
-        let mut t = vec![type_id];
-        t.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-        t.extend_from_slice(&timestamp.to_be_bytes()[1..]);
-        t.push((timestamp >> 24) as u8);
-        t.extend_from_slice(&[0, 0, 0]);
-        t.extend_from_slice(body);
-        t.extend_from_slice(&(11 + body.len() as u32).to_be_bytes());
-        t
     }
 
     fn media_events(client: &mut RtmpClient) -> Vec<(u8, u32, Vec<u8>)> {
