@@ -807,24 +807,28 @@ mod tests {
         assert_eq!(tcp.stats().open_streams(), 0);
     }
 
-    #[test]
-    fn listens_accepts_reads_and_reports_the_peers_close() {
-        let (mut tcp, woken) = executor();
-        let mut node = node();
+    /// Listens on a free loopback port as listener 1; returns its address, read from the
+    /// event queue directly (the node ignores events for listeners it never asked for).
+    fn listen_on_loopback(tcp: &mut TcpExecutor, woken: &Receiver<()>) -> SocketAddr {
         tcp.execute(TcpCommand::Listen {
             listener: ListenerId(1),
             addr: "127.0.0.1:0".parse().unwrap(),
         });
-        // The node ignores events for listeners it never asked for, so read the address from
-        // the event queue directly.
         let deadline = Instant::now() + Duration::from_secs(5);
-        let addr = loop {
-            assert!(Instant::now() < deadline);
+        loop {
+            assert!(Instant::now() < deadline, "no Listening event within 5 s");
             let _ = woken.recv_timeout(Duration::from_millis(50));
             if let Ok(Report::Event(TcpEvent::Listening { result, .. })) = tcp.events.try_recv() {
-                break result.unwrap();
+                return result.unwrap();
             }
-        };
+        }
+    }
+
+    #[test]
+    fn listens_accepts_reads_and_reports_the_peers_close() {
+        let (mut tcp, woken) = executor();
+        let mut node = node();
+        let addr = listen_on_loopback(&mut tcp, &woken);
         let mut peer = std::net::TcpStream::connect(addr).unwrap();
         peer.write_all(b"INVITE sip:a@b SIP/2.0\r\n").unwrap();
         until(&mut tcp, &woken, &mut node, |s| {
@@ -858,18 +862,7 @@ mod tests {
         }
         let (mut tcp, woken) = executor();
         let mut node = node();
-        tcp.execute(TcpCommand::Listen {
-            listener: ListenerId(1),
-            addr: "127.0.0.1:0".parse().unwrap(),
-        });
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let addr = loop {
-            assert!(Instant::now() < deadline);
-            let _ = woken.recv_timeout(Duration::from_millis(50));
-            if let Ok(Report::Event(TcpEvent::Listening { result, .. })) = tcp.events.try_recv() {
-                break result.unwrap();
-            }
-        };
+        let addr = listen_on_loopback(&mut tcp, &woken);
         // Every descriptor left but one, which the client takes: none for the accept.
         let mut fillers = Vec::new();
         let exhausted = loop {
