@@ -12,8 +12,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use siprtmp_tests::peers::{ffmpeg_play, ffmpeg_publish};
 use siprtmp_tests::probe::{count, packets};
@@ -22,8 +21,7 @@ use siprtmp_tests::{media, scratch_dir};
 /// The log of a server in its own namespaces, line by line.
 struct Server {
     child: std::process::Child,
-    lines: mpsc::Receiver<String>,
-    log: Vec<String>,
+    log: common::ChildLog,
 }
 
 impl Server {
@@ -53,27 +51,13 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start siprtmp under unshare");
-        let lines = common::log_lines(&mut child);
-        Self {
-            child,
-            lines,
-            log: Vec::new(),
-        }
+        let log = common::ChildLog::of(&mut child);
+        Self { child, log }
     }
 
     /// The first log line containing `needle` (waiting up to 30 s).
     fn line(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(line) = self.log.iter().find(|l| l.contains(needle)) {
-                return line.clone();
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.log.push(line),
-                Err(_) => panic!("no log line with {needle:?} in {:#?}", self.log),
-            }
-        }
+        self.log.line(needle)
     }
 
     /// `path` inside the server's mount namespace (its tmpfs), seen from here.

@@ -17,7 +17,6 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use siprtmp_core::rtmp::client::ClientEvent;
@@ -45,8 +44,7 @@ const FAULT_CPU_MARGIN: f64 = 0.10;
 /// The server under its descriptor limit, its log read line by line.
 struct Server {
     child: Child,
-    lines: mpsc::Receiver<String>,
-    log: Vec<String>,
+    log: common::ChildLog,
 }
 
 impl Server {
@@ -62,12 +60,8 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start siprtmp under prlimit");
-        let lines = common::log_lines(&mut child);
-        Self {
-            child,
-            lines,
-            log: Vec::new(),
-        }
+        let log = common::ChildLog::of(&mut child);
+        Self { child, log }
     }
 
     fn pid(&self) -> u32 {
@@ -76,25 +70,12 @@ impl Server {
 
     /// Takes in every log line written so far.
     fn read_log(&mut self) -> &[String] {
-        while let Ok(line) = self.lines.try_recv() {
-            self.log.push(line);
-        }
-        &self.log
+        self.log.read()
     }
 
     /// The first log line containing `needle` (waiting up to 30 s).
     fn line(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(line) = self.log.iter().find(|l| l.contains(needle)) {
-                return line.clone();
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.log.push(line),
-                Err(_) => panic!("no log line with {needle:?} in {:#?}", self.log),
-            }
-        }
+        self.log.line(needle)
     }
 
     /// Log lines about failed accepts.
@@ -218,7 +199,7 @@ fn runs_out_of_descriptors_and_recovers(runtime: &str) {
     assert!(
         logged <= 2,
         "{runtime}: {logged} log lines about failed accepts in {WINDOW:?}: {:#?}",
-        server.log
+        server.read_log()
     );
 
     // Room again: the waiting connections are served without anything new arriving.

@@ -184,3 +184,43 @@ impl WatchedStream {
         );
     }
 }
+
+/// A child's log: the lines of its stderr as they come, kept, so a test can wait for one and
+/// look back over all of them.
+pub(crate) struct ChildLog {
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl ChildLog {
+    /// Starts reading `child`'s (piped) stderr.
+    pub(crate) fn of(child: &mut Child) -> Self {
+        Self {
+            lines: log_lines(child),
+            seen: Vec::new(),
+        }
+    }
+
+    /// Every line written so far.
+    pub(crate) fn read(&mut self) -> &[String] {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        &self.seen
+    }
+
+    /// The first line containing `needle` (waiting up to 30 s).
+    pub(crate) fn line(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+                return line.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!("no log line with {needle:?} in {:#?}", self.seen),
+            }
+        }
+    }
+}
