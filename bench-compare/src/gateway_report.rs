@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::gateway::{GatewayPoint, MIN_ECHO};
+use crate::load::delay::DelayHistogram;
 use crate::stats::{least_squares, median};
 use crate::svg::{self, Series};
 use crate::RunInfo;
@@ -107,12 +108,14 @@ pub(crate) fn summary_lines(
         .iter()
         .map(|(s, m)| match slope(m, |p| p.1) {
             Some(k) => format!(
-                "gateway {s}: {} MHz per call ({k:.3} % of a core{}); original: {PYTHON_GEVENT_CALL:.0} MHz under gevent, {:.0}-{:.0} under multitask",
+                "gateway {s}: {} MHz per call ({k:.3} % of a core{}), round trip p50/p99/max {} ms at {} calls; original: {PYTHON_GEVENT_CALL:.0} MHz under gevent, {:.0}-{:.0} under multitask",
                 mhz(info, k),
                 match saturated(m).as_slice() {
                     [] => String::new(),
                     lost => format!("; {lost:?} calls lost frames, not fitted"),
                 },
+                merged_delay(points, s, m.last().map_or(0, |p| p.0)).table_cell(),
+                m.last().map_or(0, |p| p.0),
                 PYTHON_GEVENT_CALL * MULTITASK_FACTOR.0,
                 PYTHON_GEVENT_CALL * MULTITASK_FACTOR.1
             ),
@@ -222,6 +225,30 @@ pub(crate) fn section(info: &RunInfo, calls: &[usize], points: &[GatewayPoint]) 
         PYTHON_GEVENT_CALL * MULTITASK_FACTOR.1
     );
 
+    // Delay: the round trip of every window frame, all repeats of a point merged.
+    let _ = write!(
+        md,
+        "\nRound trip of the window frames (the loader's write to its read of the echo: \
+         client -> gateway -> sipp -> gateway -> client), ms, p50 / p99 / max over every frame \
+         of every repeat; the kernel floor's rows are what the same path costs with no \
+         gateway work, so a server's added delay is its figure minus the floor's:\n\n| calls |"
+    );
+    for (s, _) in &per_server {
+        let _ = write!(md, " {s} |");
+    }
+    let _ = write!(md, "\n|---:|");
+    for _ in &per_server {
+        let _ = write!(md, "---:|");
+    }
+    let _ = writeln!(md);
+    for &n in calls {
+        let _ = write!(md, "| {n} |");
+        for (s, _) in &per_server {
+            let _ = write!(md, " {} |", merged_delay(points, s, n).table_cell());
+        }
+        let _ = writeln!(md);
+    }
+
     // Echo check and the other processes' CPU.
     let _ = writeln!(
         md,
@@ -249,15 +276,27 @@ pub(crate) fn section(info: &RunInfo, calls: &[usize], points: &[GatewayPoint]) 
     md
 }
 
+/// The delays of every repeat of `series` at `calls` calls, merged.
+fn merged_delay(points: &[GatewayPoint], series: &str, calls: usize) -> DelayHistogram {
+    let mut all = DelayHistogram::default();
+    for p in points
+        .iter()
+        .filter(|p| p.calls == calls && p.series() == series)
+    {
+        all.merge(&p.echo.delay);
+    }
+    all
+}
+
 /// Every point of every repeat.
 fn csv(points: &[GatewayPoint]) -> String {
     let mut out = String::from(
-        "server,calls,repeat,window_secs,server_cpu_pct,server_cpu_schedstat_pct,sipp_cpu_pct,loader_cpu_pct,peak_rss_kib,frames_sent,frames_echoed,worst_call_ratio,failure,codec\n",
+        "server,calls,repeat,window_secs,server_cpu_pct,server_cpu_schedstat_pct,sipp_cpu_pct,loader_cpu_pct,peak_rss_kib,frames_sent,frames_echoed,worst_call_ratio,failure,codec,delay_p50_ms,delay_p99_ms,delay_max_ms\n",
     );
     for p in points {
         let _ = writeln!(
             out,
-            "{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{},{:.4},{},{}",
+            "{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{},{:.4},{},{},{}",
             p.server,
             p.calls,
             p.repeat + 1,
@@ -271,7 +310,8 @@ fn csv(points: &[GatewayPoint]) -> String {
             p.echo.echoed(),
             p.echo.worst_ratio(),
             p.echo.failure.as_deref().unwrap_or("").replace(',', ";"),
-            p.codec.token()
+            p.codec.token(),
+            p.echo.delay.csv_fields(),
         );
     }
     out

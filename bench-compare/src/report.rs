@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::load::delay::DelayHistogram;
 use crate::load::generator::{ReaderKind, BULK_LOW_WATER};
 use crate::measure::PointResult;
 use crate::stats::{least_squares, median, Line};
@@ -154,6 +155,7 @@ pub(crate) fn write_all(
         by_schedstat,
     );
     memory_table(&mut md, info, results);
+    delay_table(&mut md, info, results);
     let _ = writeln!(md, "\n## Delivery\n");
     let sent: u64 = results.iter().map(|r| r.delivery.sent).sum();
     let complete = results.iter().filter(|r| r.delivery.is_complete()).count();
@@ -368,6 +370,45 @@ fn ratio_table(md: &mut String, info: &RunInfo, results: &[PointResult]) {
     }
 }
 
+/// Publish-to-player delay at the largest player count: every window frame at every player,
+/// all repeats merged.
+fn delay_table(md: &mut String, info: &RunInfo, results: &[PointResult]) {
+    let top = info.players.iter().copied().max().unwrap_or(0);
+    let _ = writeln!(
+        md,
+        "\n## Publish-to-player delay at {top} players, ms (p50 / p99 / max)\n\n\
+         From the loader's write of a frame as publisher to its read at each player, every \
+         window frame at every player, all repeats merged. A bulk reader's figure includes \
+         the wait for 16 KiB to be queued (SO_RCVLOWAT), whatever the server.\n"
+    );
+    let mut cols = Vec::new();
+    for scenario in &info.scenarios {
+        for reader in &info.readers {
+            cols.push(format!("{} / {}", scenario.name, reader.name()));
+        }
+    }
+    let _ = writeln!(md, "| server | {} |", cols.join(" | "));
+    let _ = writeln!(md, "|---|{}", "---:|".repeat(cols.len()));
+    for server in &info.servers {
+        let mut cells = Vec::new();
+        for scenario in &info.scenarios {
+            for &reader in &info.readers {
+                let mut all = DelayHistogram::default();
+                for r in results.iter().filter(|r| {
+                    &r.server == server
+                        && r.scenario == scenario.name
+                        && r.reader == reader
+                        && r.players == top
+                }) {
+                    all.merge(&r.delivery.delay);
+                }
+                cells.push(all.table_cell());
+            }
+        }
+        let _ = writeln!(md, "| {server} | {} |", cells.join(" | "));
+    }
+}
+
 fn memory_table(md: &mut String, info: &RunInfo, results: &[PointResult]) {
     let _ = writeln!(
         md,
@@ -423,12 +464,12 @@ fn csv(results: &[PointResult]) -> String {
     let mut out = String::from(
         "scenario,reader,players,server,repeat,server_cpu_pct,server_cpu_pct_schedstat,\
          loader_cpu_pct,window_s,peak_rss_kib,frames_sent,min_frames_received,\
-         players_complete,failure\n",
+         players_complete,failure,delay_p50_ms,delay_p99_ms,delay_max_ms\n",
     );
     for r in results {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{:.4},{:.4},{:.3},{:.3},{},{},{},{},{}",
+            "{},{},{},{},{},{:.4},{:.4},{:.3},{:.3},{},{},{},{},{},{}",
             r.scenario,
             r.reader.name(),
             r.players,
@@ -446,7 +487,8 @@ fn csv(results: &[PointResult]) -> String {
                 .failure
                 .as_deref()
                 .unwrap_or("")
-                .replace([',', '\n'], ";")
+                .replace([',', '\n'], ";"),
+            r.delivery.delay.csv_fields(),
         );
     }
     out

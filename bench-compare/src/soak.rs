@@ -522,6 +522,7 @@ mod tests {
             complete: 2,
             players: 2,
             failure: None,
+            delay: Default::default(),
         };
         r.echo.calls = vec![CallCount {
             sent: 50,

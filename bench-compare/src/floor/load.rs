@@ -14,6 +14,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::RECORD_HEADER;
 use crate::load::calls::SeqPlan;
+use crate::load::delay::DelayHistogram;
 use crate::load::echo_load::{EchoLoad, Received, SendTally};
 use crate::load::media::{read_tag, tag_payload, Cursor, MediaLoop};
 
@@ -41,6 +42,7 @@ pub(crate) struct FloorLoad {
     media: Arc<MediaLoop>,
     seq: SeqPlan,
     scratch: Vec<u8>,
+    delays: DelayHistogram,
 }
 
 impl FloorLoad {
@@ -87,6 +89,7 @@ impl FloorLoad {
                 ..seq
             },
             scratch: vec![0; 64 * 1024],
+            delays: DelayHistogram::default(),
         })
     }
 
@@ -105,7 +108,7 @@ impl FloorLoad {
         }
         for event in self.events.iter() {
             if let Some(client) = self.clients.get_mut(event.token().0) {
-                client.read(&mut self.scratch);
+                client.read(&mut self.scratch, &mut self.delays);
             }
         }
         Ok(())
@@ -130,7 +133,7 @@ impl FloorLoad {
                 if frame.type_id != 8 || !frame.counted {
                     continue;
                 }
-                let payload = tag_payload(&frame.body, c.tally.take(self.seq));
+                let payload = tag_payload(&frame.body, c.tally.take(self.seq, now));
                 c.output
                     .extend_from_slice(&(payload.len() as u16).to_be_bytes());
                 c.output.extend_from_slice(&payload);
@@ -152,6 +155,14 @@ impl EchoLoad for FloorLoad {
 
     fn tallies(&mut self) -> Vec<&mut SendTally> {
         self.clients.iter_mut().map(|c| &mut c.tally).collect()
+    }
+
+    fn delays(&self) -> &DelayHistogram {
+        &self.delays
+    }
+
+    fn reset_delays(&mut self) {
+        self.delays = DelayHistogram::default();
     }
 
     fn calls(&self) -> Vec<(&SendTally, Received, Option<&String>)> {
@@ -180,8 +191,8 @@ impl Client {
         }
     }
 
-    /// Reads until `WouldBlock` and counts the window's records.
-    fn read(&mut self, scratch: &mut [u8]) {
+    /// Reads until `WouldBlock`, counts the window's records and how long each took.
+    fn read(&mut self, scratch: &mut [u8], delays: &mut DelayHistogram) {
         loop {
             match self.stream.read(scratch) {
                 Ok(0) => {
@@ -198,6 +209,7 @@ impl Client {
                 }
             }
         }
+        let now = Instant::now();
         let mut at = 0;
         while let Some(header) = self.input.get(at..at + RECORD_HEADER) {
             let len = usize::from(u16::from_be_bytes([header[0], header[1]]));
@@ -207,6 +219,9 @@ impl Client {
             if let Some(seq) = read_tag(payload) {
                 if seq >= self.tally.window.lo && seq <= self.tally.window.hi {
                     self.counted += 1;
+                    if let Some(sent) = self.tally.times.sent_at(seq) {
+                        delays.record(now.saturating_duration_since(sent));
+                    }
                     if self.last_seq.is_some_and(|last| seq <= last) {
                         self.disorder += 1;
                     }

@@ -21,7 +21,8 @@ use siprtmp_core::rng::SeededRng;
 use siprtmp_core::rtmp::client::RtmpClient;
 use siprtmp_core::rtmp::message::RtmpMessage;
 
-use super::conn::{Conn, Phase};
+use super::conn::{Conn, DelayProbe, Phase};
+use super::delay::DelayHistogram;
 use super::echo_load::{EchoLoad, Received, SendTally};
 use super::media::{tag_payload, Cursor, MediaLoop};
 
@@ -47,6 +48,8 @@ pub(crate) struct EchoSummary {
     pub calls: Vec<CallCount>,
     /// The first connection failure, if any.
     pub failure: Option<String>,
+    /// How long the window frames that came back took, sent to echoed.
+    pub delay: DelayHistogram,
 }
 
 impl EchoSummary {
@@ -107,6 +110,7 @@ pub(crate) struct CallLoad {
     rng: SeededRng,
     scratch: Vec<u8>,
     seq: SeqPlan,
+    delays: DelayHistogram,
 }
 
 impl CallLoad {
@@ -135,6 +139,7 @@ impl CallLoad {
                 step: seq.step.max(1),
                 ..seq
             },
+            delays: DelayHistogram::default(),
         };
         let mut invite = vec![Value::string(dest)];
         invite.extend(codecs.iter().map(|c| Value::string(*c)));
@@ -211,7 +216,11 @@ impl CallLoad {
                 conn.flush();
             }
             if event.is_readable() || event.is_read_closed() || event.is_error() {
-                conn.read(&mut self.scratch, "", sender.tally.window);
+                let probe = DelayProbe {
+                    sent: &sender.tally.times,
+                    into: &mut self.delays,
+                };
+                conn.read(&mut self.scratch, "", sender.tally.window, Some(probe));
                 if conn.phase == Phase::Running && sender.start.is_none() {
                     sender.start = Some(Instant::now());
                 }
@@ -236,7 +245,7 @@ impl CallLoad {
                     break;
                 }
                 let payload = if frame.counted {
-                    tag_payload(&frame.body, s.tally.take(self.seq))
+                    tag_payload(&frame.body, s.tally.take(self.seq, now))
                 } else {
                     frame.body.clone()
                 };
@@ -259,6 +268,14 @@ impl EchoLoad for CallLoad {
 
     fn tallies(&mut self) -> Vec<&mut SendTally> {
         self.senders.iter_mut().map(|s| &mut s.tally).collect()
+    }
+
+    fn delays(&self) -> &DelayHistogram {
+        &self.delays
+    }
+
+    fn reset_delays(&mut self) {
+        self.delays = DelayHistogram::default();
     }
 
     fn calls(&self) -> Vec<(&SendTally, Received, Option<&String>)> {
@@ -296,6 +313,7 @@ mod tests {
                 },
             ],
             failure: None,
+            delay: DelayHistogram::default(),
         };
         assert_eq!((summary.sent(), summary.echoed()), (500, 497));
         assert!((summary.worst_ratio() - 0.988).abs() < 1e-9);

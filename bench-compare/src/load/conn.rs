@@ -11,7 +11,16 @@ use mio::net::TcpStream;
 use siprtmp_core::amf::Value;
 use siprtmp_core::rtmp::client::{ClientEvent, RtmpClient};
 
+use super::delay::{DelayHistogram, SendTimes};
 use super::media::read_tag;
+
+/// Where a receiver learns when its frames were sent and counts how long they took.
+pub(crate) struct DelayProbe<'a> {
+    /// The sender's send times.
+    pub sent: &'a SendTimes,
+    /// Where the delays of window frames go.
+    pub into: &'a mut DelayHistogram,
+}
 
 /// Where a connection is in its setup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,8 +171,15 @@ impl Conn {
     }
 
     /// Reads until the socket would block, runs the machine and the setup steps, and counts
-    /// window frames. `name` is the stream name to publish or play.
-    pub(crate) fn read(&mut self, scratch: &mut [u8], name: &str, window: Window) {
+    /// window frames (and, with a `probe`, how long each took since it was sent). `name` is
+    /// the stream name to publish or play.
+    pub(crate) fn read(
+        &mut self,
+        scratch: &mut [u8],
+        name: &str,
+        window: Window,
+        mut probe: Option<DelayProbe<'_>>,
+    ) {
         if self.failed.is_some() {
             return;
         }
@@ -190,35 +206,45 @@ impl Conn {
             self.fail(format!("protocol: {e}"));
             return;
         }
+        let now = std::time::Instant::now();
         while let Some(event) = self.machine.poll_event() {
-            self.on_event(event, name, window);
+            if let Some(seq) = self.on_event(event, name, window) {
+                if let Some(p) = probe.as_mut() {
+                    if let Some(sent) = p.sent.sent_at(seq) {
+                        p.into.record(now.saturating_duration_since(sent));
+                    }
+                }
+            }
         }
         self.collect_output();
         self.flush();
     }
 
-    fn on_event(&mut self, event: ClientEvent, name: &str, window: Window) {
+    /// Handles one event of the machine; returns the sequence number of a window frame it
+    /// counted.
+    fn on_event(&mut self, event: ClientEvent, name: &str, window: Window) -> Option<u32> {
         match event {
             ClientEvent::Media(msg) => {
                 if self.invite.is_some() && Some(msg.stream_id) != self.remote_id {
-                    return;
+                    return None;
                 }
-                if let Some(seq) = read_tag(&msg.payload) {
-                    if seq >= window.lo && seq <= window.hi {
-                        self.counted += 1;
-                        if self.last_seq.is_some_and(|last| seq <= last) {
-                            self.disorder += 1;
-                        }
+                let seq = read_tag(&msg.payload)?;
+                let in_window = seq >= window.lo && seq <= window.hi;
+                if in_window {
+                    self.counted += 1;
+                    if self.last_seq.is_some_and(|last| seq <= last) {
+                        self.disorder += 1;
                     }
-                    self.last_seq = Some(seq);
                 }
+                self.last_seq = Some(seq);
+                return in_window.then_some(seq);
             }
             ClientEvent::Connected => {
                 if let Some(args) = self.invite.clone() {
                     // The Flash VideoPhone's chunk size stays at 128: its frames are small.
                     self.machine.call(0, "invite", args);
                     self.phase = Phase::Inviting;
-                    return;
+                    return None;
                 }
                 if self.publisher {
                     // As ffmpeg does: large chunks for the media it sends.
@@ -270,5 +296,6 @@ impl Conn {
             },
             _ => {}
         }
+        None
     }
 }

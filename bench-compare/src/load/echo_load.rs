@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use super::calls::{CallCount, EchoSummary, SeqPlan};
 use super::conn::Window;
+use super::delay::{DelayHistogram, SendTimes};
 
 /// One call's numbering of the frames it sends, and which of them are the window's.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct SendTally {
     /// The number the next frame gets.
     pub next_seq: u32,
@@ -19,6 +20,8 @@ pub(crate) struct SendTally {
     pub window: Window,
     /// Frames sent while the window was open.
     pub window_sent: u64,
+    /// When each recent frame was sent, for the delay of its echo.
+    pub times: SendTimes,
     counting: bool,
 }
 
@@ -32,13 +35,15 @@ impl SendTally {
                 hi: u32::MAX,
             },
             window_sent: 0,
+            times: SendTimes::default(),
             counting: false,
         }
     }
 
-    /// The number for the frame being sent now, counted when the window is open.
-    pub(crate) fn take(&mut self, plan: SeqPlan) -> u32 {
+    /// The number for the frame being sent `at`, counted when the window is open.
+    pub(crate) fn take(&mut self, plan: SeqPlan, at: Instant) -> u32 {
         let seq = self.next_seq;
+        self.times.record(seq, at);
         self.next_seq += plan.step;
         if self.counting {
             self.window_sent += 1;
@@ -82,6 +87,10 @@ pub(crate) trait EchoLoad {
     fn tallies(&mut self) -> Vec<&mut SendTally>;
     /// Every call's tally, what it received, and why it failed (if it did), in call order.
     fn calls(&self) -> Vec<(&SendTally, Received, Option<&String>)>;
+    /// The delays of the window frames that came back so far (sent to echoed, all calls).
+    fn delays(&self) -> &DelayHistogram;
+    /// Forgets the delays counted so far.
+    fn reset_delays(&mut self);
 
     /// Keeps the calls going until `until`.
     fn run_until(&mut self, until: Instant) -> io::Result<()> {
@@ -94,6 +103,7 @@ pub(crate) trait EchoLoad {
     /// Starts counting: each call's frames sent from now on are the window's.
     fn open_window(&mut self) {
         self.tallies().into_iter().for_each(SendTally::open);
+        self.reset_delays();
     }
 
     /// Stops counting: frames sent from now on are not the window's.
@@ -129,6 +139,7 @@ pub(crate) trait EchoLoad {
                 })
                 .collect(),
             failure: calls.iter().find_map(|(_, _, f)| f.cloned()),
+            delay: self.delays().clone(),
         })
     }
 }
@@ -140,12 +151,13 @@ mod tests {
     #[test]
     fn a_tally_counts_the_frames_sent_between_open_and_close() {
         let plan = SeqPlan { first: 7, step: 16 };
+        let t0 = Instant::now();
         let mut tally = SendTally::new(plan);
-        assert_eq!(tally.take(plan), 7);
+        assert_eq!(tally.take(plan, t0), 7);
         tally.open();
-        assert_eq!((tally.take(plan), tally.take(plan)), (23, 39));
+        assert_eq!((tally.take(plan, t0), tally.take(plan, t0)), (23, 39));
         tally.close(plan);
-        assert_eq!(tally.take(plan), 55);
+        assert_eq!(tally.take(plan, t0), 55);
         assert_eq!(tally.window_sent, 2);
         assert_eq!((tally.window.lo, tally.window.hi), (23, 39));
         // Closed before anything was sent: the window counts nothing.

@@ -14,7 +14,8 @@ use siprtmp_core::rng::SeededRng;
 use siprtmp_core::rtmp::client::RtmpClient;
 use siprtmp_core::rtmp::message::RtmpMessage;
 
-use super::conn::{Conn, Phase, Window};
+use super::conn::{Conn, DelayProbe, Phase, Window};
+use super::delay::{DelayHistogram, SendTimes};
 use super::media::{tag_payload, Cursor, MediaLoop};
 
 /// The stream every point publishes and plays.
@@ -56,6 +57,8 @@ pub(crate) struct Delivery {
     pub players: usize,
     /// The first failure, if any connection failed.
     pub failure: Option<String>,
+    /// How long the window frames took, publisher's write to each player's read.
+    pub delay: DelayHistogram,
 }
 
 impl Delivery {
@@ -81,6 +84,8 @@ pub(crate) struct Load {
     next_seq: u32,
     window: Window,
     scratch: Vec<u8>,
+    sent: SendTimes,
+    delays: DelayHistogram,
 }
 
 impl Load {
@@ -110,6 +115,8 @@ impl Load {
                 hi: u32::MAX,
             },
             scratch: vec![0; 64 * 1024],
+            sent: SendTimes::default(),
+            delays: DelayHistogram::default(),
         };
         load.connect(true).map_err(|e| format!("connect: {e}"))?;
         let deadline = Instant::now() + timeout;
@@ -174,6 +181,7 @@ impl Load {
             lo: self.next_seq,
             hi: u32::MAX,
         };
+        self.delays = DelayHistogram::default();
     }
 
     /// Stops counting: frames sent from now on are not the window's.
@@ -190,7 +198,11 @@ impl Load {
             self.step(Instant::now() + Duration::from_millis(10))?;
             // Reading a socket below its low-water mark returns what is there.
             for conn in self.conns.iter_mut().filter(|c| !c.publisher) {
-                conn.read(&mut self.scratch, STREAM, self.window);
+                let probe = DelayProbe {
+                    sent: &self.sent,
+                    into: &mut self.delays,
+                };
+                conn.read(&mut self.scratch, STREAM, self.window, Some(probe));
             }
             let done = self
                 .conns
@@ -211,6 +223,7 @@ impl Load {
                 .count(),
             players: self.players,
             failure: self.conns.iter().find_map(|c| c.failed.clone()),
+            delay: self.delays.clone(),
         })
     }
 
@@ -235,7 +248,11 @@ impl Load {
             }
             if event.is_readable() || event.is_read_closed() || event.is_error() {
                 let was_running = conn.phase == Phase::Running;
-                conn.read(&mut self.scratch, STREAM, self.window);
+                let probe = DelayProbe {
+                    sent: &self.sent,
+                    into: &mut self.delays,
+                };
+                conn.read(&mut self.scratch, STREAM, self.window, Some(probe));
                 if conn.phase == Phase::Running && !was_running {
                     if conn.publisher {
                         self.start = Some(Instant::now());
@@ -261,6 +278,7 @@ impl Load {
             let payload = if frame.counted {
                 let seq = self.next_seq;
                 self.next_seq += 1;
+                self.sent.record(seq, now);
                 tag_payload(&frame.body, seq)
             } else {
                 frame.body.clone()
