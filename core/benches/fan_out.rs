@@ -31,7 +31,10 @@ fn stream_id(events: &[ClientEvent]) -> u32 {
 }
 
 /// A node with one publisher on live/bench and `PLAYERS` players, all in memory.
-fn setup(now: Instant, config: NodeConfig) -> (Node, ConnId, Vec<ConnId>) {
+fn setup(now: Instant, mut config: NodeConfig) -> (Node, ConnId, Vec<ConnId>) {
+    // Every in-memory client comes from the same address: the per-address cap (a defence
+    // against one host taking every slot) would refuse most of the players.
+    config.server.max_connections_per_ip = PLAYERS + 1;
     let mut net = MemoryNet::new(Node::new(config, now, 1));
     let publisher = net.connect(now, "live");
     let players: Vec<usize> = (0..PLAYERS).map(|_| net.connect(now, "live")).collect();

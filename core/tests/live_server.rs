@@ -417,6 +417,61 @@ fn a_backlogged_player_skips_to_the_next_keyframe_then_is_dropped_past_the_hard_
 }
 
 #[test]
+fn a_player_that_never_reads_a_video_only_stream_is_closed_once_its_drops_reach_the_hard_limit() {
+    // Video only: past the soft limit every frame is dropped, so the backlog itself never
+    // grows to the hard limit; what was dropped counts toward it.
+    let now = Instant::now();
+    let mut config = NodeConfig::default();
+    config.server.player_soft_backlog = 20_000;
+    config.server.player_hard_backlog = 100_000;
+    let mut f = Fixture {
+        net: MemoryNet::new(Node::new(config, now, 7)),
+        now,
+    };
+    let (p, s) = f.publisher("live", "cam");
+    let (deaf, _) = f.player("live", "cam");
+    let (slow, _) = f.player("live", "cam");
+    let (fast, _) = f.player("live", "cam");
+    f.net.clients[deaf].muted = true;
+    let frame = |t: u32| {
+        let first = if t % 10 == 0 { 0x17 } else { 0x27 };
+        let mut v = vec![first, 0x01, 0, 0, 0, t as u8];
+        v.resize(5_000, t as u8);
+        v
+    };
+    let mut sent = 0u32;
+    while !f.net.clients[deaf].closed && sent < 200 {
+        f.send(p, s, type_id::VIDEO, sent * 40, &frame(sent));
+        sent += 1;
+        // The slow player reads now and then: it falls behind and catches up, and its
+        // drops are forgiven each time it is back within the soft limit.
+        f.net.clients[slow].muted = sent % 8 != 0;
+        if sent % 8 == 0 {
+            f.pump();
+        }
+    }
+    assert!(f.net.clients[deaf].closed, "the deaf player is closed");
+    // About (hard - soft) / 5,000 frames after it passed the soft limit (4 frames), not
+    // at once and not never.
+    assert!((15..=30).contains(&sent), "closed after {sent} frames");
+    f.net.clients[slow].muted = false;
+    for t in sent..sent + 40 {
+        f.send(p, s, type_id::VIDEO, t * 40, &frame(t));
+    }
+    f.pump();
+    assert!(
+        !f.net.clients[slow].closed,
+        "a reader that catches up stays"
+    );
+    assert!(!f.net.clients[fast].closed);
+    assert_eq!(
+        f.media(fast).len() as u32,
+        sent + 40,
+        "the reading player got every frame"
+    );
+}
+
+#[test]
 fn the_first_ping_follows_the_ping_interval_not_the_handshake_timeout() {
     let now = Instant::now();
     let mut config = NodeConfig::default();

@@ -761,6 +761,7 @@ impl RtmpServer {
                 receive_video: true,
                 need_keyframe: true,
                 flush_next: true,
+                behind: 0,
             });
         self.subscribe_if_remote(key);
         if live {

@@ -3,7 +3,8 @@
 //! A published message is chunk-encoded once per (chunk size, message stream id) and the same
 //! `Bytes` is queued on every player; per-player work is a backlog check and a queue push.
 //! Backpressure: past the soft backlog limit a player's non-key video is dropped until the next
-//! keyframe; past the hard limit the player is disconnected. The publisher and the other players
+//! keyframe; past the hard limit (counting the video dropped since the player was last within
+//! the soft one) the player is disconnected. The publisher and the other players
 //! never wait for a slow one.
 //!
 //! With merged writes on (`ServerConfig::merge_writes`), media for an idle player is held
@@ -90,7 +91,9 @@ impl RtmpServer {
                 continue;
             };
             let backlog = session.out.queued_bytes();
-            if backlog > hard {
+            if backlog <= soft {
+                player.behind = 0;
+            } else if backlog.saturating_add(player.behind) > hard {
                 evict.push(player.conn);
                 continue;
             }
@@ -98,6 +101,7 @@ impl RtmpServer {
                 match kind {
                     MediaKind::Keyframe if player.need_keyframe => {
                         if backlog > soft {
+                            player.behind += shared.msg.payload.len();
                             continue;
                         }
                         player.need_keyframe = false;
@@ -106,6 +110,7 @@ impl RtmpServer {
                     MediaKind::InterFrame => {
                         if backlog > soft {
                             player.need_keyframe = true;
+                            player.behind += shared.msg.payload.len();
                         }
                         if player.need_keyframe {
                             continue;

@@ -25,6 +25,10 @@ pub(crate) struct Player {
     /// With merged writes: the next message goes out at once, not held (the first after a
     /// play, a resume or a new publisher, when the viewer is waiting for the picture).
     pub flush_next: bool,
+    /// Payload bytes of video dropped since the backlog was last within the soft limit: they
+    /// count toward the hard limit, so a player that never reads a video-only stream (whose
+    /// backlog the drops keep at the soft limit) is closed as one that far behind would be.
+    pub behind: usize,
 }
 
 /// How a published media message changes what the stream caches.
