@@ -58,8 +58,22 @@ fn a_late_player_gets_every_tracks_configuration_then_a_primary_keyframe() {
     send(&mut f, p, s, type_id::AUDIO, 0, &channels);
     // Before the first primary keyframe: never cached. A keyframe of track 1 alone does not
     // start a GOP.
-    send(&mut f, p, s, type_id::VIDEO, 10, &video(2, 3, b"hvc1", &[0]));
-    send(&mut f, p, s, type_id::VIDEO, 20, &track_video(1, 3, 1, &[0]));
+    send(
+        &mut f,
+        p,
+        s,
+        type_id::VIDEO,
+        10,
+        &video(2, 3, b"hvc1", &[0]),
+    );
+    send(
+        &mut f,
+        p,
+        s,
+        type_id::VIDEO,
+        20,
+        &track_video(1, 3, 1, &[0]),
+    );
     let key = video(1, 3, b"hvc1", &[7, 7]);
     let key_track1 = track_video(1, 3, 1, &[7]);
     let frames = [
@@ -119,9 +133,30 @@ fn a_waiting_player_starts_at_a_primary_keyframe_behind_a_mod_ex_prefix() {
     let mut f = InMemory::start(NodeConfig::default(), 13);
     let (early, _) = f.player("live", "cam");
     let (p, s) = f.publisher("live", "cam");
-    send(&mut f, p, s, type_id::VIDEO, 0, &video(1, 0, b"av01", &[0x81]));
-    send(&mut f, p, s, type_id::VIDEO, 10, &video(2, 1, b"av01", &[0, 0, 0, 1]));
-    send(&mut f, p, s, type_id::VIDEO, 20, &track_video(1, 3, 1, &[2]));
+    send(
+        &mut f,
+        p,
+        s,
+        type_id::VIDEO,
+        0,
+        &video(1, 0, b"av01", &[0x81]),
+    );
+    send(
+        &mut f,
+        p,
+        s,
+        type_id::VIDEO,
+        10,
+        &video(2, 1, b"av01", &[0, 0, 0, 1]),
+    );
+    send(
+        &mut f,
+        p,
+        s,
+        type_id::VIDEO,
+        20,
+        &track_video(1, 3, 1, &[2]),
+    );
     // Keyframe | ModEx: 3 bytes of nanosecond offset, then [TimestampOffsetNano | CodedFramesX].
     let mut key = vec![0x97, 2, 0, 0, 9, 0x03];
     key.extend_from_slice(b"av01");
@@ -146,7 +181,11 @@ fn a_multitrack_only_publisher_starts_gops_at_its_lowest_configured_track() {
     send(&mut f, p, s, type_id::VIDEO, 40, &key);
     let (late, _) = f.player("live", "cam");
     let got: Vec<_> = f.media(late).into_iter().map(|m| m.1).collect();
-    assert_eq!(got, vec![0, 0, 40], "two configurations, then the cached GOP");
+    assert_eq!(
+        got,
+        vec![0, 0, 40],
+        "two configurations, then the cached GOP"
+    );
 }
 
 /// The properties of the `_result` to a `connect` carrying `extra`.

@@ -151,7 +151,10 @@ impl FileSummary {
         if let Some((tag_type::VIDEO, true, tracks)) = config_slot(tag.tag_type, &tag.body) {
             let first = tracks.first().unwrap_or(0);
             let had_one = self.configs.iter().any(|c| {
-                matches!(config_slot(c.tag_type, &c.body), Some((tag_type::VIDEO, true, _)))
+                matches!(
+                    config_slot(c.tag_type, &c.body),
+                    Some((tag_type::VIDEO, true, _))
+                )
             });
             if !had_one || first < self.primary_video_track {
                 self.primary_video_track = first;
@@ -408,7 +411,10 @@ mod tests {
         assert_eq!(&s.metadata.unwrap().body[..], b"meta");
         assert_eq!(s.configs.len(), 2);
         assert_eq!(&s.configs[0].body[..], &[0x17, 0x00, 1, 2]);
-        assert_eq!(s.configs[1].offset, 13 + meta.len() as u64 + avc.len() as u64);
+        assert_eq!(
+            s.configs[1].offset,
+            13 + meta.len() as u64 + avc.len() as u64
+        );
         assert_eq!(s.index.entries(), &[(0, key1), (80, key2)]);
         assert_eq!(s.last_timestamp, 80);
         assert_eq!(s.end, end);
@@ -430,14 +436,22 @@ mod tests {
             file.extend_from_slice(&encode_tag(kind, 0, body));
         }
         let key = file.len() as u64;
-        file.extend_from_slice(&encode_tag(tag_type::VIDEO, 0, &[0x93, b'h', b'v', b'c', b'1', 9]));
+        file.extend_from_slice(&encode_tag(
+            tag_type::VIDEO,
+            0,
+            &[0x93, b'h', b'v', b'c', b'1', 9],
+        ));
         // A keyframe of track 1 only: no place to start the primary track.
         file.extend_from_slice(&encode_tag(
             tag_type::VIDEO,
             40,
             &[0x96, 0x03, b'a', b'v', b'c', b'1', 1, 9],
         ));
-        file.extend_from_slice(&encode_tag(tag_type::VIDEO, 40, &[0xA3, b'h', b'v', b'c', b'1', 9]));
+        file.extend_from_slice(&encode_tag(
+            tag_type::VIDEO,
+            40,
+            &[0xA3, b'h', b'v', b'c', b'1', 9],
+        ));
         // Keyframe behind a ModEx prefix (3 bytes of nanosecond offset).
         let key2 = file.len() as u64;
         file.extend_from_slice(&encode_tag(
