@@ -7,6 +7,12 @@
 # beeps once a second), 20 s long; about 1.2 MB in all. Needs ffmpeg with libx264 and libspeex
 # (Debian's ffmpeg package), and python3 for speex-ogg-to-flv.py.
 #
+# The enhanced-RTMP clips (HEVC, AV1, VP9, Opus, two video tracks; 4 s each, about 400 kB in
+# all) need an ffmpeg recent enough to write enhanced FLV with those encoders: the static build
+# in the PyPI package imageio-ffmpeg, installed here when missing into its own virtualenv
+# (${XDG_CACHE_HOME:-~/.cache}/siprtmp/imageio-ffmpeg) and linked as ffmpeg9 beside the media,
+# where the interop tests find it. Without PyPI they are skipped, with a warning.
+#
 # Cheap to run again: the directory carries a stamp with the hash of this script, its helper
 # and the ffmpeg version; with the same stamp, files already there are kept, otherwise the
 # directory is made afresh. Each file is written under a temporary name and renamed when
@@ -27,6 +33,23 @@ for tool in ffmpeg python3; do
     }
 done
 
+# imageio-ffmpeg's ffmpeg (version 9), for the enhanced-RTMP clips and the tests that play them.
+imageio_version=0.8.1
+imageio_venv="${XDG_CACHE_HOME:-$HOME/.cache}/siprtmp/imageio-ffmpeg"
+ffmpeg9_path() {
+    "$imageio_venv/bin/python" -c 'import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())' 2>/dev/null
+}
+ffmpeg9=$(ffmpeg9_path || true)
+if [[ -z $ffmpeg9 ]]; then
+    echo "installing imageio-ffmpeg into $imageio_venv"
+    if ! { python3 -m venv "$imageio_venv" &&
+        "$imageio_venv/bin/pip" install --quiet "imageio-ffmpeg==$imageio_version"; }; then
+        echo "warning: imageio-ffmpeg could not be installed; the enhanced-RTMP clips are skipped" >&2
+        rm -rf "$imageio_venv"
+    fi
+    ffmpeg9=$(ffmpeg9_path || true)
+fi
+
 mkdir -p "$target"
 # One run at a time per build area (cargo test in two terminals, say).
 if command -v flock >/dev/null 2>&1; then
@@ -34,7 +57,11 @@ if command -v flock >/dev/null 2>&1; then
     flock 9
 fi
 
-stamp=$( { cat "$0" "$helper"; ffmpeg -hide_banner -version | head -n 1; } | sha256sum | cut -d' ' -f1)
+stamp=$( {
+    cat "$0" "$helper"
+    ffmpeg -hide_banner -version | head -n 1
+    [[ -z $ffmpeg9 ]] || "$ffmpeg9" -hide_banner -version | head -n 1
+} | sha256sum | cut -d' ' -f1)
 if [[ ! -f $out/.stamp || $(cat "$out/.stamp") != "$stamp" ]]; then
     rm -rf "$out"
     mkdir -p "$out"
@@ -88,5 +115,36 @@ make speex8k_audio_20s.flv python3 "$helper" "$out/speex8k_audio_20s.ogg"
 # G.711 mu-law 8 kHz without a header (.ul): 160 bytes are one 20 ms RTP payload.
 make pcmu_8k_20s.ul "${ff[@]}" -f lavfi -i "$(tone 8000)" \
     -c:a pcm_mulaw -ar 8000 -ac 1 "${exact[@]}" -f mulaw
+
+# Enhanced RTMP as ffmpeg 9 publishes it: 4 s at 12 fps, a keyframe every second, no
+# reordering, small pictures; one thread per encoder so that the bytes do not depend on the
+# machine. ffmpeg 9 writes HEVC/AV1/VP9 and Opus with FourCC headers (Opus also with a
+# MultichannelConfig, AV1/VP9 with a video Metadata packet) and a second video track as
+# multitrack messages.
+if [[ -n $ffmpeg9 ]]; then
+    ln -sfn "$ffmpeg9" "$out/ffmpeg9"
+    ff9=("$ffmpeg9" -nostdin -hide_banner -loglevel error -y)
+    short=4
+    small=(-f lavfi -i "testsrc2=size=160x120:rate=12:duration=$short")
+    beep() { echo "sine=frequency=440:beep_factor=4:sample_rate=$1:duration=$short"; }
+    opus=(-c:a libopus -b:a 32k -ac 1)
+    aac=(-c:a aac -b:a 32k -ac 1)
+    make hevc_aac_160x120_12fps_4s.flv "${ff9[@]}" "${small[@]}" -f lavfi -i "$(beep 44100)" \
+        -c:v libx265 -x265-params \
+        pools=1:frame-threads=1:keyint=12:min-keyint=12:scenecut=0:bframes=0:log-level=error \
+        "${aac[@]}" "${exact[@]}" -f flv
+    # SVT-AV1 logs to stderr unless told otherwise; low delay (pred-struct 1): no reordering.
+    make av1_opus_160x120_12fps_4s.flv env SVT_LOG=1 "${ff9[@]}" "${small[@]}" \
+        -f lavfi -i "$(beep 48000)" -c:v libsvtav1 -preset 10 \
+        -svtav1-params lp=1:keyint=12:pred-struct=1 "${opus[@]}" "${exact[@]}" -f flv
+    make vp9_opus_160x120_12fps_4s.flv "${ff9[@]}" "${small[@]}" -f lavfi -i "$(beep 48000)" \
+        -c:v libvpx-vp9 -threads 1 -g 12 -deadline realtime -cpu-used 8 -b:v 150k \
+        "${opus[@]}" "${exact[@]}" -f flv
+    # H.264 with a second, smaller video track (an ABR ladder's lower rung) and AAC.
+    make h264x2_aac_12fps_4s.flv "${ff9[@]}" "${small[@]}" \
+        -f lavfi -i "testsrc=size=96x64:rate=12:duration=$short" -f lavfi -i "$(beep 44100)" \
+        -map 0:v -map 1:v -map 2:a -c:v libx264 -threads:v 1 -preset veryfast -tune zerolatency \
+        -g 12 -bf 0 "${aac[@]}" "${exact[@]}" -f flv
+fi
 
 echo "test media in $out ($made made, $(($(ls "$out" | wc -l) - made)) kept)"

@@ -58,14 +58,8 @@ fuzz_target!(|data: &[u8]| {
         assert!(summary.index.seek(ts).is_some());
         assert!(summary.index.seek(u32::MAX).is_some());
     }
-    for tag in [
-        &summary.metadata,
-        &summary.video_config,
-        &summary.audio_config,
-    ]
-    .into_iter()
-    .flatten()
-    {
+    assert!(summary.configs.len() <= siprtmp_core::flv::index::MAX_CONFIGS);
+    for tag in summary.metadata.iter().chain(summary.configs.iter()) {
         assert!(tag.body.len() <= max_tag_body);
         assert!(tag.offset < size);
     }

@@ -6,6 +6,7 @@
 //! the OS and waits with deadlines.
 
 pub mod events;
+pub mod ffmpeg9;
 pub mod gateway;
 pub mod gateway_scenarios;
 pub mod hostile;

@@ -1,5 +1,5 @@
 //! Where the test inputs live: the media files `scripts/make-test-media.sh` generates into the
-//! build area (`<target>/test-media`), and the sipp scenarios kept in the repository
+//! build area (`<target>/test-media`) with the ffmpeg 9 it links there, and the sipp scenarios kept in the repository
 //! (`tests/sipp/`). The only place that knows these locations.
 //!
 //! Standard library only and free of `crate::` paths, because two crates that cannot depend
@@ -43,6 +43,20 @@ pub fn media(name: &str) -> PathBuf {
         panic!(
             "test media {} is missing: run scripts/make-test-media.sh \
              (scripts/test.sh runs it before cargo test)",
+            path.display()
+        );
+    }
+    path
+}
+
+/// ffmpeg 9 (imageio-ffmpeg's static build, for enhanced RTMP), which
+/// `scripts/make-test-media.sh` links beside the media; panics, saying how to get it, when it
+/// is not there.
+pub fn ffmpeg9() -> PathBuf {
+    let path = media_dir().join("ffmpeg9");
+    if !path.is_file() {
+        panic!(
+            "{} is missing: run scripts/make-test-media.sh (it installs imageio-ffmpeg)",
             path.display()
         );
     }

@@ -3,6 +3,7 @@
 //! headers of a file in large reads (skipping the bodies it does not need) and also collects
 //! what playback needs up front: `onMetaData`, the decoder configurations, the duration.
 
+use super::enhanced::TrackSet;
 use super::media::{classify_audio, classify_video};
 use super::reader::FlvTag;
 use super::tag::{
@@ -97,12 +98,78 @@ pub struct FileSummary {
     pub has_media: bool,
     /// The first script tag (normally `onMetaData`), when it fits the scanner's limit.
     pub metadata: Option<FlvTag>,
-    /// The first video decoder configuration (AVC/HEVC sequence header).
-    pub video_config: Option<FlvTag>,
-    /// The first audio decoder configuration (AAC AudioSpecificConfig).
-    pub audio_config: Option<FlvTag>,
+    /// What a decoder needs before a frame it may start at: the first decoder configuration
+    /// (AVC/AAC sequence header, enhanced SequenceStart) and the first side information
+    /// (enhanced video Metadata, audio MultichannelConfig) of every track of both media, in
+    /// file order, at most [`MAX_CONFIGS`].
+    pub configs: Vec<FlvTag>,
+    /// The video track whose keyframes the index holds: the lowest track with a decoder
+    /// configuration (0 before any, and for codecs without one).
+    pub primary_video_track: u8,
     /// Keyframes.
     pub index: KeyframeIndex,
+}
+
+/// Most configuration tags a summary keeps (a file could hold one for every track id).
+pub const MAX_CONFIGS: usize = 32;
+
+/// Bytes of a tag body enough to classify it: a first byte, a ModEx prefix with a nanosecond
+/// offset, a multitrack header, a FourCC and a track id. (A longer ModEx prefix hides a tag
+/// from the index, never makes it misread.)
+pub const CLASSIFY_BYTES: usize = 32;
+
+/// What configuration a tag is: its media, whether a decoder configuration (else side
+/// information), and its tracks; `None` for a frame.
+fn config_slot(tag_type: u8, head: &[u8]) -> Option<(u8, bool, TrackSet)> {
+    match tag_type {
+        tag_type::VIDEO => classify_video(head)
+            .filter(|v| v.sequence_header || v.metadata)
+            .map(|v| (tag_type, v.sequence_header, v.tracks)),
+        tag_type::AUDIO => classify_audio(head)
+            .filter(|a| a.sequence_header || a.multichannel_config)
+            .map(|a| (tag_type, a.sequence_header, a.tracks)),
+        _ => None,
+    }
+}
+
+impl FileSummary {
+    /// Whether a tag starting with `head` is a configuration the summary does not hold yet
+    /// (and has room for).
+    pub fn wants_config(&self, tag_type: u8, head: &[u8]) -> bool {
+        let Some(slot) = config_slot(tag_type, head) else {
+            return false;
+        };
+        self.configs.len() < MAX_CONFIGS
+            && !self
+                .configs
+                .iter()
+                .any(|c| config_slot(c.tag_type, &c.body) == Some(slot))
+    }
+
+    /// Keeps a configuration tag (one [`Self::wants_config`] asked for).
+    pub fn keep_config(&mut self, tag: FlvTag) {
+        if let Some((tag_type::VIDEO, true, tracks)) = config_slot(tag.tag_type, &tag.body) {
+            let first = tracks.first().unwrap_or(0);
+            let had_one = self.configs.iter().any(|c| {
+                matches!(
+                    config_slot(c.tag_type, &c.body),
+                    Some((tag_type::VIDEO, true, _))
+                )
+            });
+            if !had_one || first < self.primary_video_track {
+                self.primary_video_track = first;
+            }
+        }
+        self.configs.push(tag);
+    }
+
+    /// Whether a video tag starting with `head` is a keyframe of the primary track: where
+    /// playback may start.
+    pub fn is_keyframe(&self, head: &[u8]) -> bool {
+        classify_video(head).is_some_and(|v| {
+            v.keyframe && !v.sequence_header && v.tracks.contains(self.primary_video_track)
+        })
+    }
 }
 
 /// Walks a file's tags with large reads to build a [`FileSummary`].
@@ -168,19 +235,7 @@ impl FileScanner {
         }
         match header.tag_type {
             tag_type::SCRIPT => self.summary.metadata.is_none(),
-            tag_type::VIDEO => {
-                self.summary.video_config.is_none()
-                    && first
-                        .and_then(classify_video)
-                        .is_some_and(|v| v.sequence_header)
-            }
-            tag_type::AUDIO => {
-                self.summary.audio_config.is_none()
-                    && first
-                        .and_then(classify_audio)
-                        .is_some_and(|a| a.sequence_header)
-            }
-            _ => false,
+            kind => first.is_some_and(|head| self.summary.wants_config(kind, head)),
         }
     }
 
@@ -232,17 +287,18 @@ impl FileScanner {
                 return Ok(());
             }
             let body_in_data = rest.get(TAG_HEADER_LEN..TAG_HEADER_LEN + body_len);
-            let first_two = rest.get(TAG_HEADER_LEN..TAG_HEADER_LEN + body_len.min(2));
-            if first_two.is_none() {
-                self.need = TAG_HEADER_LEN + body_len.min(2);
+            let head_len = body_len.min(CLASSIFY_BYTES);
+            let head = rest.get(TAG_HEADER_LEN..TAG_HEADER_LEN + head_len);
+            if head.is_none() {
+                self.need = TAG_HEADER_LEN + head_len;
                 break;
             }
-            let wants_body = self.wants_body(&header, first_two);
+            let wants_body = self.wants_body(&header, head);
             if wants_body && body_in_data.is_none() {
                 self.need = TAG_HEADER_LEN + body_len;
                 break;
             }
-            self.note(&header, first_two.unwrap_or(&[]), body_in_data, wants_body);
+            self.note(&header, head.unwrap_or(&[]), body_in_data, wants_body);
             self.next = tag_end;
             if tag_end <= self.size {
                 self.summary.end = tag_end;
@@ -272,15 +328,15 @@ impl FileScanner {
             tag_type::VIDEO => {
                 self.media(header.timestamp);
                 if keep {
-                    self.summary.video_config = Some(tag());
-                } else if classify_video(first).is_some_and(|v| v.keyframe && !v.sequence_header) {
+                    self.summary.keep_config(tag());
+                } else if self.summary.is_keyframe(first) {
                     self.summary.index.push(header.timestamp, self.next);
                 }
             }
             tag_type::AUDIO => {
                 self.media(header.timestamp);
                 if keep {
-                    self.summary.audio_config = Some(tag());
+                    self.summary.keep_config(tag());
                 }
             }
             _ => {}
@@ -353,14 +409,61 @@ mod tests {
         let s = scan(&file, 1024).unwrap();
         assert_eq!(s.first_tag, 13);
         assert_eq!(&s.metadata.unwrap().body[..], b"meta");
-        assert_eq!(&s.video_config.unwrap().body[..], &[0x17, 0x00, 1, 2]);
+        assert_eq!(s.configs.len(), 2);
+        assert_eq!(&s.configs[0].body[..], &[0x17, 0x00, 1, 2]);
         assert_eq!(
-            s.audio_config.unwrap().offset,
+            s.configs[1].offset,
             13 + meta.len() as u64 + avc.len() as u64
         );
         assert_eq!(s.index.entries(), &[(0, key1), (80, key2)]);
         assert_eq!(s.last_timestamp, 80);
         assert_eq!(s.end, end);
+    }
+
+    #[test]
+    fn enhanced_configurations_of_every_track_and_primary_keyframes() {
+        let mut file = header();
+        let hevc = [0x90, b'h', b'v', b'c', b'1', 1, 2];
+        let opus = [0x90, b'O', b'p', b'u', b's', 1, 2];
+        // Multitrack OneTrack SequenceStart "avc1" track 1, as ffmpeg writes a second track.
+        let second = [0x96, 0x00, b'a', b'v', b'c', b'1', 1, 1, 0x64];
+        for (kind, body) in [
+            (tag_type::VIDEO, &hevc[..]),
+            (tag_type::AUDIO, &opus[..]),
+            (tag_type::VIDEO, &second[..]),
+            (tag_type::VIDEO, &hevc[..]), // a repeat: the first is kept
+        ] {
+            file.extend_from_slice(&encode_tag(kind, 0, body));
+        }
+        let key = file.len() as u64;
+        file.extend_from_slice(&encode_tag(
+            tag_type::VIDEO,
+            0,
+            &[0x93, b'h', b'v', b'c', b'1', 9],
+        ));
+        // A keyframe of track 1 only: no place to start the primary track.
+        file.extend_from_slice(&encode_tag(
+            tag_type::VIDEO,
+            40,
+            &[0x96, 0x03, b'a', b'v', b'c', b'1', 1, 9],
+        ));
+        file.extend_from_slice(&encode_tag(
+            tag_type::VIDEO,
+            40,
+            &[0xA3, b'h', b'v', b'c', b'1', 9],
+        ));
+        // Keyframe behind a ModEx prefix (3 bytes of nanosecond offset).
+        let key2 = file.len() as u64;
+        file.extend_from_slice(&encode_tag(
+            tag_type::VIDEO,
+            80,
+            &[0x97, 2, 0, 0, 1, 0x03, b'h', b'v', b'c', b'1', 9],
+        ));
+        let s = scan(&file, 1024).unwrap();
+        let bodies: Vec<&[u8]> = s.configs.iter().map(|c| &c.body[..]).collect();
+        assert_eq!(bodies, vec![&hevc[..], &opus[..], &second[..]]);
+        assert_eq!(s.primary_video_track, 0);
+        assert_eq!(s.index.entries(), &[(0, key), (80, key2)]);
     }
 
     #[test]

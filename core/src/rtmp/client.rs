@@ -95,6 +95,8 @@ pub struct RtmpClient {
     object_encoding: f64,
     connect_info: Option<(bool, Value)>,
     connect_args: Vec<Value>,
+    connect_properties: Vec<(String, Value)>,
+    server_properties: Option<Value>,
     pending_create: VecDeque<f64>,
     rx_bytes: u64,
     acked: u64,
@@ -121,6 +123,8 @@ impl RtmpClient {
             object_encoding: 0.0,
             connect_info: None,
             connect_args: Vec::new(),
+            connect_properties: Vec::new(),
+            server_properties: None,
             pending_create: VecDeque::new(),
             rx_bytes: 0,
             acked: 0,
@@ -157,6 +161,18 @@ impl RtmpClient {
     /// ```
     pub fn set_connect_args(&mut self, args: Vec<Value>) {
         self.connect_args = args;
+    }
+
+    /// Properties added to `connect`'s command object (an enhanced-RTMP client's `fourCcList`,
+    /// `capsEx`...); call before the handshake completes.
+    pub fn set_connect_properties(&mut self, properties: Vec<(String, Value)>) {
+        self.connect_properties = properties;
+    }
+
+    /// The properties object of the server's `_result` to `connect` (`fmsVer`,
+    /// `capabilities`...), once accepted.
+    pub fn server_properties(&self) -> Option<&Value> {
+        self.server_properties.as_ref()
     }
 
     /// The server's answer to `connect`, accepted (`_result`) or refused (`_error`): whether
@@ -252,7 +268,7 @@ impl RtmpClient {
             }
             self.handshake = None;
             self.events.push_back(ClientEvent::HandshakeDone);
-            let object = Value::object([
+            let mut object = Value::object([
                 ("app", Value::string(self.app.clone())),
                 ("flashVer", Value::string("LNX 9,0,124,2")),
                 ("tcUrl", Value::string(self.tc_url.clone())),
@@ -263,6 +279,9 @@ impl RtmpClient {
                 ("videoFunction", Value::Number(1.0)),
                 ("objectEncoding", Value::Number(self.object_encoding)),
             ]);
+            if let Value::Object { properties, .. } = &mut object {
+                properties.extend(self.connect_properties.iter().cloned());
+            }
             let t = self.connect_transaction;
             let mut connect = Command::new("connect", t, object, self.connect_args.clone());
             // Flash Player sends connect as an AMF3 command when it asks for AMF3.
@@ -333,6 +352,7 @@ impl RtmpClient {
             "_result" if cmd.transaction_id == self.connect_transaction => {
                 let info = cmd.args.first().cloned().unwrap_or(Value::Null);
                 self.connect_info = Some((cmd.amf3, info));
+                self.server_properties = Some(cmd.command_object);
                 self.events.push_back(ClientEvent::Connected)
             }
             "_error" if cmd.transaction_id == self.connect_transaction => {

@@ -66,7 +66,7 @@ impl FarMediaGate {
                     Admit::Queue
                 }
                 MediaKind::InterFrame => Admit::Drop,
-                MediaKind::Config | MediaKind::Other => Admit::Queue,
+                MediaKind::Config(_) | MediaKind::Other => Admit::Queue,
             };
         }
         if backlog.saturating_add(self.behind) > hard {
@@ -75,7 +75,7 @@ impl FarMediaGate {
         if video {
             match frame_kind(frame) {
                 // A decoder cannot do without its configuration; command frames are tiny.
-                MediaKind::Config | MediaKind::Other => return Admit::Queue,
+                MediaKind::Config(_) | MediaKind::Other => return Admit::Queue,
                 MediaKind::Keyframe | MediaKind::InterFrame => self.wait_keyframe = true,
             }
         }
@@ -92,7 +92,8 @@ fn frame_kind(frame: &MediaFrame) -> MediaKind {
         start[n] = *byte;
         n += 1;
     }
-    video_kind(&start[..n])
+    // Far-end video is legacy H.264 (single track): track 0's keyframes count.
+    video_kind(&start[..n], 0)
 }
 
 /// The server's side of far-end media backpressure: the limits, the frames dropped, and the

@@ -252,11 +252,16 @@ impl RtmpServer {
             limit_type: 2,
         });
         notify |= session.send_control(ProtocolControl::SetChunkSize(config.chunk_size));
-        let properties = Value::object([
+        let mut properties = Value::object([
             ("fmsVer", Value::string("FMS/3,5,7,7009")),
             ("capabilities", Value::Number(31.0)),
             ("mode", Value::Number(1.0)),
         ]);
+        if super::enhanced_caps::declares_enhanced(&cmd.command_object) {
+            if let Value::Object { properties, .. } = &mut properties {
+                properties.extend(super::enhanced_caps::server_properties());
+            }
+        }
         let mut info = status_object(
             "status",
             "NetConnection.Connect.Success",

@@ -60,7 +60,6 @@ impl RtmpServer {
     /// Delivers a published message (from a publisher here or relayed from another worker)
     /// to the stream's players, then caches it for late players.
     pub(super) fn deliver(&mut self, key: &str, shared: &mut SharedMessage, metadata: bool) {
-        let kind = media_kind(&shared.msg);
         let (soft, hard, max_gop) = (
             self.config.player_soft_backlog,
             self.config.player_hard_backlog,
@@ -69,6 +68,7 @@ impl RtmpServer {
         let Some(stream) = self.live.get_mut(key) else {
             return;
         };
+        let kind = media_kind(&shared.msg, stream.primary_video_track);
         // One deadline for every player this message is held on.
         let last_now = self.last_now;
         let mut merge = self.merge.as_mut().map(|m| {
@@ -164,12 +164,16 @@ impl RtmpServer {
         let Some(stream) = self.live.get_mut(key) else {
             return;
         };
+        // Only a failed recording waiting to resume looks at the configurations.
+        let resuming = stream.recorder.is_none() && stream.record_resume.is_some();
+        let has_video_config = resuming && stream.has_video_config();
+        let primary = stream.primary_video_track;
         let file = match (stream.recorder, &mut stream.record_resume) {
             (Some(file), _) => file,
             (None, Some(resume)) => {
-                let clean_start = match media_kind(msg) {
+                let clean_start = match media_kind(msg, primary) {
                     MediaKind::Keyframe => true,
-                    _ => msg.type_id == type_id::AUDIO && stream.video_config.is_none(),
+                    _ => msg.type_id == type_id::AUDIO && !has_video_config,
                 };
                 if !resume.due(msg.timestamp, clean_start) {
                     return;
@@ -199,10 +203,10 @@ impl RtmpServer {
         let (conn, stream_id) = resume.publisher;
         let path = resume.next_path(key);
         let metadata = stream.metadata.as_ref().map(|m| m.msg.clone());
-        let configs: SmallVec<[RtmpMessage; 2]> = [&stream.video_config, &stream.audio_config]
-            .into_iter()
-            .flatten()
-            .map(|c| c.msg.clone())
+        let configs: SmallVec<[RtmpMessage; 4]> = stream
+            .configs
+            .iter()
+            .map(|c| c.message.msg.clone())
             .collect();
         if !crate::storage::is_safe_relative_path(&path) {
             stream.record_resume = None;
@@ -246,8 +250,8 @@ impl RtmpServer {
         self.publish_shared(conn, msg, true);
     }
 
-    /// Sends a joining player what it needs to start decoding at once: metadata, decoder
-    /// configuration, and the GOP since the last keyframe. Without a cached GOP the player
+    /// Sends a joining player what it needs to start decoding at once: metadata, the decoder
+    /// configuration and side information of every track, and the GOP since the last keyframe. Without a cached GOP the player
     /// waits for the next keyframe.
     pub(super) fn start_player(&mut self, conn: ConnId, stream_id: u32, key: &str) {
         let Some(stream) = self.live.get_mut(key) else {
@@ -261,8 +265,7 @@ impl RtmpServer {
         let cached = stream
             .metadata
             .iter_mut()
-            .chain(stream.video_config.iter_mut())
-            .chain(stream.audio_config.iter_mut())
+            .chain(stream.configs.iter_mut().map(|c| &mut c.message))
             .chain(stream.gop.iter_mut());
         for shared in cached {
             notify |= session.queue(shared.encoded(chunk_size, stream_id));

@@ -1,9 +1,10 @@
 //! [`LiveStream`]: one published live stream: its publisher, its players, and what a player
-//! joining late needs to start decoding at once (metadata, decoder configuration, and the
-//! group of pictures since the last keyframe).
+//! joining late needs to start decoding at once (metadata, the decoder configuration and side
+//! information of every track, and the group of pictures since the last keyframe).
 
 use smallvec::SmallVec;
 
+use crate::flv::enhanced::TrackSet;
 use crate::flv::media::{classify_audio, classify_video};
 use crate::ids::ConnId;
 use crate::rtmp::message::{type_id, RtmpMessage};
@@ -34,35 +35,74 @@ pub(crate) struct Player {
 /// How a published media message changes what the stream caches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum MediaKind {
-    /// Decoder configuration (AVC/HEVC/AAC sequence header): cached, sent to every player.
-    Config,
-    /// A video keyframe: starts a new cached GOP; a player waiting for one may start here.
+    /// Something every player needs before the frames it applies to (a decoder configuration,
+    /// enhanced video Metadata, an audio MultichannelConfig): cached per track, sent to every
+    /// player.
+    Config(ConfigSlot),
+    /// A keyframe of the stream's primary video track: starts a new cached GOP; a player
+    /// waiting for one may start here.
     Keyframe,
-    /// Any other video frame: droppable under backpressure.
+    /// Any other video frame (keyframes of other tracks included): droppable under
+    /// backpressure.
     InterFrame,
     /// Audio or data: never dropped.
     Other,
 }
 
-pub(crate) fn media_kind(msg: &RtmpMessage) -> MediaKind {
+/// What a configuration message configures: the media, the kind of configuration and the
+/// tracks. A newer one replaces a cached one whose tracks it covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConfigSlot {
+    pub video: bool,
+    /// A decoder configuration (sequence header / SequenceStart), as opposed to the side
+    /// information that stays valid until replaced (video Metadata, MultichannelConfig).
+    pub decoder: bool,
+    pub tracks: TrackSet,
+}
+
+/// The kind of a published message; `primary_video_track` is the track whose keyframes
+/// start a GOP (see [`LiveStream::primary_video_track`]).
+pub(crate) fn media_kind(msg: &RtmpMessage, primary_video_track: u8) -> MediaKind {
     match msg.type_id {
-        type_id::VIDEO => video_kind(&msg.payload),
+        type_id::VIDEO => video_kind(&msg.payload, primary_video_track),
         type_id::AUDIO => match classify_audio(&msg.payload) {
-            Some(a) if a.sequence_header => MediaKind::Config,
+            Some(a) if a.sequence_header || a.multichannel_config => {
+                MediaKind::Config(ConfigSlot {
+                    video: false,
+                    decoder: a.sequence_header,
+                    tracks: a.tracks,
+                })
+            }
             _ => MediaKind::Other,
         },
         _ => MediaKind::Other,
     }
 }
 
-/// The kind of a video message from the start of its payload (its first two bytes suffice).
-pub(crate) fn video_kind(payload: &[u8]) -> MediaKind {
+/// The kind of a video message from its headers (for a legacy message, its first two bytes
+/// suffice).
+pub(crate) fn video_kind(payload: &[u8], primary_video_track: u8) -> MediaKind {
     match classify_video(payload) {
-        Some(v) if v.sequence_header => MediaKind::Config,
-        Some(v) if v.keyframe => MediaKind::Keyframe,
+        Some(v) if v.sequence_header || v.metadata => MediaKind::Config(ConfigSlot {
+            video: true,
+            decoder: v.sequence_header,
+            tracks: v.tracks,
+        }),
+        Some(v) if v.keyframe && v.tracks.contains(primary_video_track) => MediaKind::Keyframe,
         Some(v) if v.command_frame => MediaKind::Other,
         _ => MediaKind::InterFrame,
     }
+}
+
+/// Most configurations a stream keeps (a hostile publisher could otherwise announce a
+/// configuration for every track id of both media): past it the oldest is forgotten.
+pub(crate) const MAX_CONFIGS: usize = 32;
+
+/// A cached configuration message.
+#[derive(Debug, Clone)]
+pub(crate) struct CachedConfig {
+    pub slot: ConfigSlot,
+    pub message: SharedMessage,
 }
 
 /// A stream published on another worker, as this worker knows it.
@@ -101,8 +141,12 @@ pub(crate) struct LiveStream {
     pub players: Vec<Player>,
     /// `onMetaData` (without the `@setDataFrame` wrapper).
     pub metadata: Option<SharedMessage>,
-    pub video_config: Option<SharedMessage>,
-    pub audio_config: Option<SharedMessage>,
+    /// Decoder configurations and side information of every track, in the order they came
+    /// (a late player gets them in that order, so a newer one applies over an older one).
+    pub configs: SmallVec<[CachedConfig; 4]>,
+    /// The video track whose keyframes start a GOP: the lowest track with a cached decoder
+    /// configuration (0 before any, and for codecs without one).
+    pub primary_video_track: u8,
     /// Everything since the last keyframe, keyframe first (empty until one arrives).
     pub gop: Vec<SharedMessage>,
     gop_bytes: usize,
@@ -116,13 +160,7 @@ impl LiveStream {
     /// Records a published message in the caches, given its kind.
     pub(crate) fn cache(&mut self, kind: MediaKind, shared: &SharedMessage, max_gop_bytes: usize) {
         match kind {
-            MediaKind::Config => {
-                if shared.msg.type_id == type_id::VIDEO {
-                    self.video_config = Some(shared.clone());
-                } else {
-                    self.audio_config = Some(shared.clone());
-                }
-            }
+            MediaKind::Config(slot) => self.cache_config(slot, shared),
             MediaKind::Keyframe => {
                 self.gop.clear();
                 self.gop_bytes = 0;
@@ -134,6 +172,36 @@ impl LiveStream {
                 }
             }
         }
+    }
+
+    /// Keeps a configuration, replacing the cached ones of the same media and kind whose tracks
+    /// it covers.
+    #[cold]
+    fn cache_config(&mut self, slot: ConfigSlot, shared: &SharedMessage) {
+        self.configs.retain(|c| {
+            !(c.slot.video == slot.video
+                && c.slot.decoder == slot.decoder
+                && c.slot.tracks.is_subset_of(&slot.tracks))
+        });
+        if self.configs.len() >= MAX_CONFIGS {
+            self.configs.remove(0);
+        }
+        self.configs.push(CachedConfig {
+            slot,
+            message: shared.clone(),
+        });
+        self.primary_video_track = self
+            .configs
+            .iter()
+            .filter(|c| c.slot.video && c.slot.decoder)
+            .filter_map(|c| c.slot.tracks.first())
+            .min()
+            .unwrap_or(0);
+    }
+
+    /// Whether a video decoder configuration is cached.
+    pub(crate) fn has_video_config(&self) -> bool {
+        self.configs.iter().any(|c| c.slot.video && c.slot.decoder)
     }
 
     fn push_gop(&mut self, shared: &SharedMessage, max_gop_bytes: usize) {
@@ -150,8 +218,8 @@ impl LiveStream {
     /// Forgets everything cached from the previous publisher; the bytes of GOP it held.
     pub(crate) fn clear_cache(&mut self) -> usize {
         self.metadata = None;
-        self.video_config = None;
-        self.audio_config = None;
+        self.configs.clear();
+        self.primary_video_track = 0;
         self.clear_gop()
     }
 

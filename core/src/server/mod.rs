@@ -11,6 +11,7 @@
 mod client_backlog;
 mod commands;
 mod config;
+mod enhanced_caps;
 mod fan_out;
 mod gateway_link;
 mod live_stream;

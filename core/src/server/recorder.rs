@@ -16,8 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::amf::Value;
-use crate::flv::index::{FileScanner, FileSummary};
-use crate::flv::media::{classify_audio, classify_video};
+use crate::flv::index::{FileScanner, FileSummary, CLASSIFY_BYTES};
 use crate::flv::metadata::{build, locate, patch_number};
 use crate::flv::reader::FlvTag;
 use crate::flv::tag::{encode_tag, tag_type, FileHeader, FIRST_TAG_OFFSET, TAG_HEADER_LEN};
@@ -286,19 +285,11 @@ impl Recorder {
             timestamp: file_ts,
             body: payload.clone(),
         };
-        if kind == type_id::VIDEO {
-            match classify_video(payload) {
-                Some(v) if v.sequence_header && self.summary.video_config.is_none() => {
-                    self.summary.video_config = Some(tag());
-                }
-                Some(v) if v.sequence_header => {}
-                Some(v) if v.keyframe => self.summary.index.push(file_ts, tag_at),
-                _ => {}
-            }
-        } else if classify_audio(payload).is_some_and(|a| a.sequence_header)
-            && self.summary.audio_config.is_none()
-        {
-            self.summary.audio_config = Some(tag());
+        let head = &payload[..payload.len().min(CLASSIFY_BYTES)];
+        if self.summary.wants_config(kind, head) {
+            self.summary.keep_config(tag());
+        } else if kind == type_id::VIDEO && self.summary.is_keyframe(head) {
+            self.summary.index.push(file_ts, tag_at);
         }
         self.last_timestamp = self.last_timestamp.max(file_ts);
         self.write(encode_tag(kind, file_ts, payload), Some(file_ts), out);

@@ -343,14 +343,10 @@ impl RtmpServer {
         vod.clock = (now, timestamp);
         vod.last_sent = timestamp;
         if offset > summary.first_tag {
-            let before = [
-                &summary.metadata,
-                &summary.video_config,
-                &summary.audio_config,
-            ];
-            let tags: Vec<FlvTag> = before
-                .into_iter()
-                .flatten()
+            let tags: Vec<FlvTag> = summary
+                .metadata
+                .iter()
+                .chain(summary.configs.iter())
                 .filter(|tag| tag.offset < offset)
                 .map(|tag| FlvTag {
                     timestamp,

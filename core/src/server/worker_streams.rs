@@ -268,9 +268,9 @@ impl RtmpServer {
         }));
         let metadata = stream.metadata.iter().map(|m| (m, true));
         let rest = stream
-            .video_config
+            .configs
             .iter()
-            .chain(stream.audio_config.iter())
+            .map(|c| &c.message)
             .chain(stream.gop.iter())
             .map(|m| (m, false));
         for (shared, metadata) in metadata.chain(rest) {
