@@ -98,6 +98,7 @@ impl RtmpServer {
                 match kind {
                     MediaKind::Keyframe if player.need_keyframe => {
                         if backlog > soft {
+                            self.counters.player_messages_dropped += 1;
                             continue;
                         }
                         player.need_keyframe = false;
@@ -106,6 +107,7 @@ impl RtmpServer {
                     MediaKind::InterFrame => {
                         if backlog > soft {
                             player.need_keyframe = true;
+                            self.counters.player_messages_dropped += 1;
                         }
                         if player.need_keyframe {
                             continue;
