@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use siprtmp_core::node::{HttpConfig, NodeConfig};
 use siprtmp_core::node::{AppConfig, RecordPolicy, ServerConfig};
+use siprtmp_core::node::{HttpConfig, NodeConfig};
 
 use crate::auth::{IpNet, Rules};
 use crate::diagnostics::{ConfigError, KeyPath, Origin, SourceFile};

@@ -32,14 +32,14 @@ use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use crate::admin::HttpFront;
 pub use crate::close_reason::CloseReason;
 pub use crate::decision::{DecideError, Decision, PublishMode, Question};
 pub use crate::gateway::GatewayNodeConfig;
+pub use crate::http::HttpConfig;
 pub use crate::ids::{ConnId, FileId, ListenerId, RequestId, SocketId, StreamId, WorkerId};
 pub use crate::io::{Event, Input, Output};
 pub use crate::record_error::RecordError;
-use crate::admin::HttpFront;
-pub use crate::http::HttpConfig;
 use crate::server::RtmpServer;
 pub use crate::server::{AppConfig, RecordPolicy, ServerConfig};
 pub use crate::storage::{FileError, FileReply, FileRequest};

@@ -95,7 +95,8 @@ impl HttpFront {
     pub(crate) fn tcp(&mut self, now: Instant, event: TcpEvent, server: &mut RtmpServer) {
         match event {
             TcpEvent::Listening { result, .. } => {
-                let result = result.map_err(|e| format!("cannot listen on {}: {e}", self.config.listen));
+                let result =
+                    result.map_err(|e| format!("cannot listen on {}: {e}", self.config.listen));
                 self.outputs
                     .push_back(Output::Event(Event::HttpListening { result }));
             }

@@ -156,7 +156,10 @@ mod tests {
     use crate::node::ServerConfig;
 
     fn request(text: &str) -> Request {
-        parse(text.as_bytes(), &Limits::default()).unwrap().unwrap().0
+        parse(text.as_bytes(), &Limits::default())
+            .unwrap()
+            .unwrap()
+            .0
     }
 
     fn answer(text: &str, token: Option<&str>) -> Response {
@@ -211,10 +214,12 @@ mod tests {
         assert_eq!(response.status, 200);
         let outputs: Vec<_> = std::iter::from_fn(|| server.poll_output()).collect();
         assert!(outputs.contains(&crate::io::Output::Close { conn }));
-        assert!(outputs.contains(&crate::io::Output::Event(crate::io::Event::Closing {
-            conn,
-            reason: CloseReason::DroppedByOperator
-        })));
+        assert!(
+            outputs.contains(&crate::io::Output::Event(crate::io::Event::Closing {
+                conn,
+                reason: CloseReason::DroppedByOperator
+            }))
+        );
         assert_eq!(server.counters().closed_by("dropped_by_operator"), 1);
     }
 }

@@ -231,7 +231,8 @@ fn request_line_parts(line: &[u8]) -> Result<(&str, &str, u8), ParseError> {
         _ => return Err(ParseError::Malformed("version")),
     };
     // Both were checked to be ASCII.
-    let (Ok(method), Ok(target)) = (std::str::from_utf8(method), std::str::from_utf8(target)) else {
+    let (Ok(method), Ok(target)) = (std::str::from_utf8(method), std::str::from_utf8(target))
+    else {
         return Err(ParseError::Malformed("not ASCII"));
     };
     Ok((method, target, minor_version))
@@ -250,10 +251,7 @@ fn header_line(line: &[u8]) -> Result<(String, String), ParseError> {
         return Err(ParseError::Malformed("header name"));
     }
     let value = line[colon + 1..].trim_ascii();
-    if value
-        .iter()
-        .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
-    {
+    if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
         return Err(ParseError::Malformed("control character in a header"));
     }
     Ok((
@@ -308,7 +306,10 @@ mod tests {
             (b"GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n", 400),
             (b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
             (b"GET / HTTP/1.1\r\nContent-Length: 99999\r\n\r\n", 413),
-            (b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
+            (
+                b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                400,
+            ),
             (b"GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
         ];
         for (bytes, status) in cases {
@@ -325,7 +326,9 @@ mod tests {
         assert_eq!(parse(&long, &limits), Ok(None));
         long.push(b'a');
         assert_eq!(parse(&long, &limits), Err(ParseError::HeadTooLarge));
-        let many: String = (0..=limits.max_headers).map(|i| format!("H{i}: v\r\n")).collect();
+        let many: String = (0..=limits.max_headers)
+            .map(|i| format!("H{i}: v\r\n"))
+            .collect();
         let request = format!("GET / HTTP/1.1\r\n{many}\r\n");
         assert_eq!(
             parse(request.as_bytes(), &limits),

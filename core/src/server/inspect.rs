@@ -132,9 +132,9 @@ impl RtmpServer {
                     .and_then(|m| audio_codec_name(&m.msg.payload));
                 StreamView {
                     key: key.to_string(),
-                    publisher: stream.publisher.and_then(|(conn, _)| {
-                        self.sessions.get(conn).map(|s| (conn, s.peer))
-                    }),
+                    publisher: stream
+                        .publisher
+                        .and_then(|(conn, _)| self.sessions.get(conn).map(|s| (conn, s.peer))),
                     remote: stream.remote.is_some(),
                     video,
                     audio,

@@ -35,8 +35,8 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-pub(crate) use counters::{Counters, CLOSE_KINDS};
 pub use config::{AppConfig, RecordPolicy, ServerConfig};
+pub(crate) use counters::{Counters, CLOSE_KINDS};
 
 use crate::amf::Value;
 use crate::close_reason::CloseReason;

@@ -183,7 +183,8 @@ impl GatewayHost {
                     aor: g.aor.clone(),
                     state,
                     call: session.and_then(|s| s.call_state()),
-                    far_end: session.and_then(|s| s.media_remote(crate::gateway::media_bridge::Leg::Audio)),
+                    far_end: session
+                        .and_then(|s| s.media_remote(crate::gateway::media_bridge::Leg::Audio)),
                 }
             })
             .collect();
