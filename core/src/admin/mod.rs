@@ -213,3 +213,128 @@ impl HttpFront {
         self.outputs.pop_front()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::{Input, Node, NodeConfig};
+    use std::time::Duration;
+
+    fn node(max_connections: usize) -> (Node, Instant) {
+        let now = Instant::now();
+        let mut config = NodeConfig::default();
+        config.server.http = Some(HttpConfig {
+            max_connections,
+            ..HttpConfig::default()
+        });
+        let mut node = Node::new(config, now, 3);
+        assert_eq!(node.poll_timeout(), Some(now), "the listen is due at once");
+        let listen = node.poll_output();
+        assert!(matches!(
+            listen,
+            Some(Output::Tcp(TcpCommand::Listen {
+                listener: LISTENER,
+                ..
+            }))
+        ));
+        (node, now)
+    }
+
+    fn accept(node: &mut Node, now: Instant, n: u64) -> StreamId {
+        let stream = StreamId::accepted(n);
+        let remote = "127.0.0.1:40000".parse().unwrap();
+        node.handle(
+            now,
+            Input::Tcp(TcpEvent::Accepted {
+                listener: LISTENER,
+                stream,
+                remote,
+            }),
+        );
+        stream
+    }
+
+    fn sent(node: &mut Node) -> Vec<TcpCommand> {
+        std::iter::from_fn(|| node.poll_output())
+            .filter_map(|o| match o {
+                Output::Tcp(command) => Some(command),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_slow_client_is_closed_at_its_deadline_whatever_it_trickles() {
+        let (mut node, start) = node(4);
+        let stream = accept(&mut node, start, 1);
+        for (i, byte) in b"GET /metr".iter().enumerate() {
+            let now = start + Duration::from_secs(i as u64);
+            let data = bytes::BytesMut::from(&[*byte][..]);
+            node.handle(now, Input::Tcp(TcpEvent::Received { stream, data }));
+            assert!(sent(&mut node).is_empty());
+        }
+        let deadline = node.poll_timeout().expect("a deadline");
+        assert_eq!(deadline, start + HttpConfig::default().request_timeout);
+        node.handle(deadline, Input::Timeout);
+        assert_eq!(sent(&mut node), [TcpCommand::Close { stream }]);
+        assert_eq!(node.poll_timeout(), None);
+    }
+
+    #[test]
+    fn past_the_cap_a_connection_is_answered_503_and_closed() {
+        let (mut node, now) = node(1);
+        let first = accept(&mut node, now, 1);
+        assert!(sent(&mut node).is_empty());
+        let second = accept(&mut node, now, 2);
+        let commands = sent(&mut node);
+        assert!(matches!(&commands[0], TcpCommand::Send { stream, data }
+            if *stream == second && data.starts_with(b"HTTP/1.1 503")));
+        assert_eq!(commands[1], TcpCommand::Close { stream: second });
+        // The first is served, kept alive, and answers in order.
+        let two = "GET /metrics HTTP/1.1\r\n\r\nGET /nothing HTTP/1.1\r\n\r\n";
+        let data = bytes::BytesMut::from(two.as_bytes());
+        node.handle(
+            now,
+            Input::Tcp(TcpEvent::Received {
+                stream: first,
+                data,
+            }),
+        );
+        let statuses: Vec<&[u8]> = sent(&mut node)
+            .iter()
+            .map(|c| match c {
+                TcpCommand::Send { data, .. } => {
+                    if data.starts_with(b"HTTP/1.1 200") {
+                        &b"200"[..]
+                    } else {
+                        &b"other"[..]
+                    }
+                }
+                _ => &b"not a send"[..],
+            })
+            .collect();
+        assert_eq!(statuses, [&b"200"[..], &b"other"[..]]);
+    }
+
+    #[test]
+    fn a_malformed_request_is_answered_and_nothing_after_it_is_read() {
+        let (mut node, now) = node(4);
+        let stream = accept(&mut node, now, 1);
+        let data =
+            bytes::BytesMut::from(&b"\x00\x01garbage\r\n\r\nGET /metrics HTTP/1.1\r\n\r\n"[..]);
+        node.handle(now, Input::Tcp(TcpEvent::Received { stream, data }));
+        let commands = sent(&mut node);
+        assert_eq!(commands.len(), 1, "{commands:?}");
+        assert!(matches!(&commands[0], TcpCommand::Send { data, .. }
+            if data.starts_with(b"HTTP/1.1 400") && data.windows(17).any(|w| w == b"Connection: close")));
+        // It lingers until the client closes (or the deadline).
+        node.handle(
+            now,
+            Input::Tcp(TcpEvent::Closed {
+                stream,
+                error: None,
+            }),
+        );
+        assert_eq!(node.poll_timeout(), None);
+    }
+}
