@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use siprtmp_core::node::NodeConfig;
 use siprtmp_core::node::{AppConfig, RecordPolicy, ServerConfig};
+use siprtmp_core::node::{HttpConfig, NodeConfig};
 
 use crate::auth::{IpNet, Rules};
 use crate::diagnostics::{ConfigError, KeyPath, Origin, SourceFile};
@@ -28,6 +28,11 @@ pub(crate) struct FileConfig {
     pub poll_interval_ms: Option<u64>,
     /// How log lines are written (`--log-format`): `text` or `json`.
     pub log_format: Option<LogFormat>,
+    /// Where the HTTP listener (metrics and API) listens (`--http-listen`); off when absent.
+    pub http_listen: Option<SocketAddr>,
+    /// The bearer token every HTTP request must carry (`--http-token`); required for an
+    /// `http_listen` that is not a loopback address.
+    pub http_token: Option<String>,
     #[serde(default)]
     pub rtmp: RtmpSection,
     #[serde(default)]
@@ -136,6 +141,8 @@ pub(crate) const TOP_LEVEL_KEYS: &[&str] = &[
     "seed",
     "poll_interval_ms",
     "log_format",
+    "http_listen",
+    "http_token",
 ];
 
 /// Longest merge window accepted, in milliseconds (past a second, players stall).
@@ -159,6 +166,40 @@ pub(crate) fn poll_interval(ms: u64, origin: Origin) -> Result<Option<Duration>,
             format!("out of range: expected 0 (off) to {MAX_POLL_INTERVAL_MS} milliseconds"),
         )),
     }
+}
+
+/// The HTTP listener's settings: `listen` (where it was given) and the token, if any. An
+/// address other than loopback needs a token (anyone who reaches it could read the API and
+/// drop connections); an empty token is refused.
+pub(crate) fn http_config(
+    listen: Option<(SocketAddr, Origin)>,
+    token: Option<(String, Origin)>,
+) -> Result<Option<HttpConfig>, ConfigError> {
+    if let Some((token, origin)) = &token {
+        if token.trim().is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ConfigError::value(
+                origin.clone(),
+                "(hidden)",
+                "expected a token without spaces or control characters",
+            ));
+        }
+    }
+    let Some((addr, origin)) = listen else {
+        return Ok(None);
+    };
+    if !addr.ip().is_loopback() && token.is_none() {
+        return Err(ConfigError::value(
+            origin,
+            addr,
+            "not a loopback address: set http_token (--http-token) too, so that only \
+             holders of the token can read the API and drop connections",
+        ));
+    }
+    Ok(Some(HttpConfig {
+        listen: addr,
+        token: token.map(|(t, _)| t),
+        ..HttpConfig::default()
+    }))
 }
 
 /// The merged-writes window for `ms` milliseconds (from `origin`): 0 is off.
@@ -435,6 +476,24 @@ mod tests {
         let file: FileConfig = toml::from_str(text).unwrap();
         assert_eq!(file.log_format, Some(LogFormat::Text));
         assert!(file.node_config(&[]).is_ok());
+    }
+
+    #[test]
+    fn a_public_http_listener_needs_a_token() {
+        let file: FileConfig =
+            toml::from_str("http_listen = \"0.0.0.0:8080\"\nhttp_token = \"t0k\"").unwrap();
+        let origin = || Origin::key("http_listen", Some("--http-listen"));
+        let listen = file.http_listen.map(|a| (a, origin()));
+        let token = file.http_token.clone().map(|t| (t, origin()));
+        let config = http_config(listen.clone(), token).unwrap().unwrap();
+        assert_eq!(config.token.as_deref(), Some("t0k"));
+        let refused = http_config(listen, None).unwrap_err().render(None);
+        assert!(refused.contains("http_token"), "{refused}");
+        let loopback = Some(("127.0.0.1:0".parse().unwrap(), origin()));
+        assert!(http_config(loopback.clone(), None).unwrap().is_some());
+        let blank = Some(("a b".to_string(), origin()));
+        assert!(http_config(loopback, blank).is_err());
+        assert_eq!(http_config(None, None).unwrap(), None);
     }
 
     #[test]

@@ -111,6 +111,15 @@ pub(crate) struct Flags {
     /// 0 is off [default: off; config: poll_interval_ms].
     #[arg(long = "poll-interval", value_name = "MS")]
     pub poll_interval: Option<u64>,
+    /// Serve Prometheus metrics (/metrics) and the JSON API (/api/v1/...) over HTTP on
+    /// ADDR, e.g. 127.0.0.1:8080; an address other than loopback needs --http-token
+    /// [default: off; config: http_listen].
+    #[arg(long = "http-listen", value_name = "ADDR")]
+    pub http_listen: Option<std::net::SocketAddr>,
+    /// Every HTTP request must carry `Authorization: Bearer TOKEN` [default: none;
+    /// config: http_token].
+    #[arg(long = "http-token", value_name = "TOKEN")]
+    pub http_token: Option<String>,
     /// Send the gateway's UDP one datagram at a time, without UDP GSO (which sends a burst of
     /// equal datagrams as one segmented message; the far end gets the same datagrams)
     /// [default: GSO on where the kernel has it; config: gateway.udp_gso = false].

@@ -101,6 +101,20 @@ impl Setup {
         };
         node.server.gateway = gateway::node_config(&file.gateway, &gateway_flags)?;
         let udp_gso = gateway::udp_gso(&file.gateway, flags.no_udp_gso);
+        node.server.http = config::http_config(
+            pick(
+                flags.http_listen,
+                "--http-listen",
+                file.http_listen,
+                "http_listen",
+            ),
+            pick(
+                flags.http_token.clone(),
+                "--http-token",
+                file.http_token.clone(),
+                "http_token",
+            ),
+        )?;
         let gateway_line = node.server.gateway.as_ref().map(|g| {
             let show =
                 |a: Option<SocketAddr>| a.map_or_else(|| "none".to_owned(), |a| a.to_string());

@@ -110,6 +110,8 @@ pub enum CloseReason {
         /// The address of record (`user@domain`).
         aor: String,
     },
+    /// An operator dropped the connection through the node's HTTP API.
+    DroppedByOperator,
 }
 
 impl CloseReason {
@@ -137,6 +139,7 @@ impl CloseReason {
             Self::ConnectRedirected { .. } => "connect_redirected",
             Self::ConnectRejected { .. } => "connect_rejected",
             Self::ReplacedByNewer { .. } => "replaced_by_newer",
+            Self::DroppedByOperator => "dropped_by_operator",
         }
     }
 
@@ -185,6 +188,7 @@ impl fmt::Display for CloseReason {
             Self::ConnectRedirected { url } => write!(f, "connect redirected to {url}"),
             Self::ConnectRejected { reason } => write!(f, "connect rejected: {reason}"),
             Self::ReplacedByNewer { aor } => write!(f, "replaced by a newer connection for {aor}"),
+            Self::DroppedByOperator => f.write_str("dropped by an operator"),
         }
     }
 }

@@ -152,6 +152,12 @@ pub enum Event {
         /// RTCP follow); `None` when each call takes ports of its own.
         rtp_port: Option<u16>,
     },
+    /// The node's HTTP listener (`ServerConfig::http`) is listening on the address given, or
+    /// could not listen (why).
+    HttpListening {
+        /// The bound address, or why listening failed.
+        result: Result<SocketAddr, String>,
+    },
     /// A connection was closed by the server, with the reason.
     Closing {
         /// The connection.

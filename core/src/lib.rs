@@ -107,11 +107,13 @@
 
 #![forbid(unsafe_code)]
 
+pub(crate) mod admin;
 pub mod amf;
 pub mod close_reason;
 pub mod decision;
 pub mod flv;
 pub mod gateway;
+pub mod http;
 pub mod id_hash;
 pub mod ids;
 pub mod io;

@@ -32,9 +32,11 @@ use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use crate::admin::HttpFront;
 pub use crate::close_reason::CloseReason;
 pub use crate::decision::{DecideError, Decision, PublishMode, Question};
 pub use crate::gateway::GatewayNodeConfig;
+pub use crate::http::HttpConfig;
 pub use crate::ids::{ConnId, FileId, ListenerId, RequestId, SocketId, StreamId, WorkerId};
 pub use crate::io::{Event, Input, Output};
 pub use crate::record_error::RecordError;
@@ -62,13 +64,21 @@ pub struct NodeConfig {
 #[derive(Debug)]
 pub struct Node {
     server: RtmpServer,
+    /// The HTTP listener for metrics and the API, when [`ServerConfig::http`] asks for one.
+    http: Option<HttpFront>,
 }
 
 impl Node {
     /// A node whose RTMP timestamps count from `epoch` and whose randomness comes from `seed`.
     pub fn new(config: NodeConfig, epoch: Instant, seed: u64) -> Self {
+        let http = config
+            .server
+            .http
+            .clone()
+            .map(|http| HttpFront::new(http, epoch));
         Self {
             server: RtmpServer::new(config.server, epoch, seed).with_decisions(config.decisions),
+            http,
         }
     }
 
@@ -86,9 +96,17 @@ impl Node {
             Input::Received { conn, data } => self.server.received(now, conn, data),
             Input::Drained { conn, bytes } => self.server.drained(now, conn, bytes),
             Input::Closed { conn } => self.server.closed(conn),
-            Input::Timeout => self.server.timeout(now),
+            Input::Timeout => {
+                self.server.timeout(now);
+                if let Some(http) = &mut self.http {
+                    http.timeout(now);
+                }
+            }
             Input::Udp(event) => self.server.udp(now, event),
-            Input::Tcp(event) => self.server.tcp(now, event),
+            Input::Tcp(event) => match &mut self.http {
+                Some(http) if http.owns(&event) => http.tcp(now, event, &mut self.server),
+                _ => self.server.tcp(now, event),
+            },
             Input::FileDone { file, result } => self.server.file_done(now, file, result),
             Input::Relay(input) => self.server.relay_input(now, input),
         }
@@ -109,8 +127,14 @@ impl Node {
     /// let conn = node.accept(now, "127.0.0.1:50000".parse().unwrap());
     /// assert_eq!(conn.worker(), WorkerId(2));
     /// ```
+    ///
+    /// Only worker 0 keeps the HTTP listener of [`ServerConfig::http`] (its metrics and API
+    /// show worker 0's node).
     pub fn with_relay(mut self, worker: WorkerId) -> Self {
         self.server.enable_relay(worker);
+        if worker != WorkerId(0) {
+            self.http = None;
+        }
         self
     }
 
@@ -139,12 +163,19 @@ impl Node {
 
     /// The next thing to do, if any.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.server.poll_output()
+        match self.server.poll_output() {
+            Some(output) => Some(output),
+            None => self.http.as_mut()?.poll_output(),
+        }
     }
 
     /// The earliest deadline at which [`Input::Timeout`] must be fed, if any.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.server.poll_timeout()
+        let server = self.server.poll_timeout();
+        match self.http.as_ref().and_then(HttpFront::poll_timeout) {
+            Some(http) => Some(server.map_or(http, |s| s.min(http))),
+            None => server,
+        }
     }
 
     /// Fills `slices` with the connection's queued segments; returns how many were filled.

@@ -144,6 +144,10 @@ pub fn log_event(event: &Event) {
             ),
             Some(e) => tracing::warn!("recording of {stream} to {path} failed: {e}"),
         },
+        Event::HttpListening { result } => match result {
+            Ok(addr) => tracing::info!("HTTP listening on {addr} (metrics and API)"),
+            Err(e) => tracing::error!("HTTP listener failed: {e}"),
+        },
         other => tracing::info!("{other:?}"),
     }
 }

@@ -612,6 +612,16 @@ impl GatewaySession {
         self.bridge.as_ref()?.remote(leg)
     }
 
+    /// The call's state, if there is a call: `outgoing` (our INVITE is out), `incoming`
+    /// (the client was told of an INVITE) or `established`.
+    pub fn call_state(&self) -> Option<&'static str> {
+        Some(match self.call.as_ref()? {
+            CallState::Outgoing { .. } => "outgoing",
+            CallState::Incoming { .. } => "incoming",
+            CallState::Established { .. } => "established",
+        })
+    }
+
     /// Our SDP session id (`o=`), the same in every offer and answer of this client.
     pub fn sdp_session_id(&self) -> u64 {
         self.session_id

@@ -465,6 +465,7 @@ impl RtmpServer {
         let recording = self.recording_path(session, &name, mode).ok().flatten();
         let stream = self.live.entry(key.clone()).or_default();
         stream.publisher = Some((conn, stream_id));
+        stream.since = Some(self.last_now);
         if let Some(session) = self.sessions.get_mut(conn) {
             session.set_role(stream_id, StreamRole::Publishing(key.clone()));
             let mut notify = session.send_user_control(UserControl::StreamBegin(stream_id));
@@ -477,6 +478,7 @@ impl RtmpServer {
             self.transmit_if(conn, notify);
         }
         self.notify_published(&key, &name);
+        self.counters.publishes += 1;
         self.outputs.push_back(Output::Event(Event::PublishStarted {
             conn,
             stream: key.to_string(),
@@ -779,6 +781,7 @@ impl RtmpServer {
             );
             self.start_player(conn, stream_id, key);
         }
+        self.counters.plays += 1;
         self.outputs.push_back(Output::Event(Event::PlayStarted {
             conn,
             stream: key.to_string(),

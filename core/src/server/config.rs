@@ -92,6 +92,8 @@ pub struct ServerConfig {
     /// The SIP-RTMP gateway, when enabled (`None`: connects to its application are ordinary
     /// RTMP connects).
     pub gateway: Option<crate::gateway::host::GatewayNodeConfig>,
+    /// The node's HTTP listener for metrics and the API, when enabled (off by default).
+    pub http: Option<crate::http::HttpConfig>,
 }
 
 /// Whether an application records what is published to it.
@@ -144,6 +146,7 @@ impl Default for ServerConfig {
             merge_writes: None,
             merge_max_bytes: 64 * 1024,
             gateway: None,
+            http: None,
         }
     }
 }

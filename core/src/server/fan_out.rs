@@ -102,6 +102,7 @@ impl RtmpServer {
                     MediaKind::Keyframe if player.need_keyframe => {
                         if backlog > soft {
                             player.behind += shared.msg.payload.len();
+                            self.counters.player_messages_dropped += 1;
                             continue;
                         }
                         player.need_keyframe = false;
@@ -111,6 +112,7 @@ impl RtmpServer {
                         if backlog > soft {
                             player.need_keyframe = true;
                             player.behind += shared.msg.payload.len();
+                            self.counters.player_messages_dropped += 1;
                         }
                         if player.need_keyframe {
                             continue;

@@ -154,6 +154,8 @@ pub(crate) struct LiveStream {
     pub recorder: Option<crate::storage::FileId>,
     /// An application-chosen recording that failed, waiting to start again.
     pub record_resume: Option<super::record_resume::RecordResume>,
+    /// When the local publisher went live (for the HTTP API).
+    pub since: Option<std::time::Instant>,
 }
 
 impl LiveStream {

@@ -11,9 +11,11 @@
 mod client_backlog;
 mod commands;
 mod config;
+mod counters;
 mod enhanced_caps;
 mod fan_out;
 mod gateway_link;
+mod inspect;
 mod live_stream;
 mod merge;
 mod pending_decisions;
@@ -35,6 +37,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 pub use config::{AppConfig, RecordPolicy, ServerConfig};
+pub(crate) use counters::{Counters, CLOSE_KINDS};
 
 use crate::amf::Value;
 use crate::close_reason::CloseReason;
@@ -133,6 +136,8 @@ pub(crate) struct RtmpServer {
     /// Backpressure on the gateway's far-end media: the limits, the frames dropped, the
     /// connections to close.
     client_backlog: ClientBacklog,
+    /// What the metrics count (plain adds where the events happen).
+    counters: Counters,
 }
 
 impl RtmpServer {
@@ -174,6 +179,7 @@ impl RtmpServer {
             merge,
             frame_headers: BytesMut::new(),
             client_backlog,
+            counters: Counters::default(),
         }
     }
 
@@ -219,6 +225,7 @@ impl RtmpServer {
                 } else {
                     self.cache_summary(recorder.path.clone(), recorder.bytes(), recorder.summary());
                 }
+                self.counters.record_bytes_finished += recorder.bytes();
                 self.outputs.push_back(Output::Event(Event::RecordStopped {
                     stream: recorder.stream.to_string(),
                     path: recorder.path.clone(),
@@ -244,6 +251,7 @@ impl RtmpServer {
         session.next_check = deadline;
         let total = self.sessions.len();
         self.sessions.insert(session);
+        self.counters.accepted += 1;
         self.timers
             .push(Reverse((deadline, Timer::Connection(id.0))));
         let from_ip = self.per_ip.entry(peer.ip()).or_default();
@@ -332,6 +340,7 @@ impl RtmpServer {
         }
         session.ping_sent = false;
         session.rx_bytes += data.len() as u64;
+        self.counters.bytes_received += data.len() as u64;
         if session.rx.is_empty() {
             session.rx = data;
         } else {
@@ -509,6 +518,7 @@ impl RtmpServer {
     pub(crate) fn drained(&mut self, now: Instant, conn: ConnId, bytes: usize) {
         self.last_now = self.last_now.max(now);
         if let Some(session) = self.sessions.get_mut(conn) {
+            self.counters.bytes_sent += bytes as u64;
             session.out.advance(bytes);
             if session.out.is_empty() {
                 session.transmit_pending = false;
@@ -531,6 +541,7 @@ impl RtmpServer {
             None => return,
         };
         if !closing {
+            self.counters.count_close_kind(counters::PEER_CLOSED);
             self.detach(conn);
         }
         self.gateway_closed(self.last_now, conn);
@@ -576,6 +587,7 @@ impl RtmpServer {
             }
             session.phase = Phase::Closing;
         }
+        self.counters.count_close(&reason);
         self.outputs
             .push_back(Output::Event(Event::Closing { conn, reason }));
         self.outputs.push_back(Output::Close { conn });

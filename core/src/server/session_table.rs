@@ -88,4 +88,9 @@ impl SessionTable {
     pub(crate) fn len(&self) -> usize {
         self.len
     }
+
+    /// Every live session, in slot order (for the HTTP API and the metrics, never per packet).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Session> {
+        self.sessions.iter().flatten()
+    }
 }

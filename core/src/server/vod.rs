@@ -308,6 +308,7 @@ impl RtmpServer {
         );
         notify |= session.send_message(csid::STATUS, &access);
         self.transmit_if(conn, notify);
+        self.counters.plays += 1;
         self.outputs.push_back(Output::Event(Event::PlayStarted {
             conn,
             stream: request.key.to_string(),

@@ -76,6 +76,16 @@ const MAX_QUEUED_CALLS: usize = 16;
 /// refused as on any connection).
 const GATEWAY_CALLS: [&str; 6] = ["invite", "accept", "reject", "bye", "sendDTMF", "hold"];
 
+/// One gateway client, as the HTTP API shows it ([`GatewayHost::client_views`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClientView {
+    pub conn: ConnId,
+    pub aor: String,
+    pub state: &'static str,
+    pub call: Option<&'static str>,
+    pub far_end: Option<SocketAddr>,
+}
+
 /// The gateway of a node. See the module documentation.
 ///
 /// Both maps are looked up for every media packet, and their keys are ids the node hands out
@@ -153,6 +163,38 @@ impl GatewayHost {
             || app
                 .strip_prefix(self.config.app.as_str())
                 .is_some_and(|rest| rest.starts_with('/'))
+    }
+
+    /// Every client, for the HTTP API and the metrics: its connection, address of record,
+    /// state (`binding`, `active`, `lingering`), its call's state if it has one, and the call's
+    /// far end (its audio media address) while it has media.
+    pub(crate) fn client_views(&self) -> Vec<ClientView> {
+        let mut views: Vec<ClientView> = self
+            .conns
+            .iter()
+            .map(|(conn, g)| {
+                let (state, session) = match &g.state {
+                    State::Binding { .. } => ("binding", None),
+                    State::Active(s) => ("active", Some(s)),
+                    State::Lingering(s, _) => ("lingering", Some(s)),
+                };
+                ClientView {
+                    conn: *conn,
+                    aor: g.aor.clone(),
+                    state,
+                    call: session.and_then(|s| s.call_state()),
+                    far_end: session
+                        .and_then(|s| s.media_remote(crate::gateway::media_bridge::Leg::Audio)),
+                }
+            })
+            .collect();
+        views.sort_by_key(|v| v.conn);
+        views
+    }
+
+    /// Datagrams dropped on the shared RTP ports because no call expects their source.
+    pub(crate) fn unrouted_dropped(&self) -> u64 {
+        self.unrouted.0
     }
 
     /// Whether `conn` is a client of the gateway (from its `connect` on).

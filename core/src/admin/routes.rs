@@ -1,0 +1,225 @@
+//! Which request gets which answer: the token check, then `/metrics` and the JSON API
+//! (`/api/v1/streams`, `/api/v1/connections`, `/api/v1/calls`,
+//! `POST /api/v1/connections/{id}/drop`).
+
+use std::time::Instant;
+
+use crate::close_reason::CloseReason;
+use crate::http::request::Request;
+use crate::http::response::Response;
+use crate::ids::ConnId;
+use crate::server::RtmpServer;
+
+use super::json::Json;
+use super::metrics::{self, Exposition};
+
+/// The answer to `request`. `token`: the bearer token every request must carry, if any.
+pub(crate) fn respond(
+    request: &Request,
+    server: &mut RtmpServer,
+    now: Instant,
+    token: Option<&str>,
+) -> Response {
+    if let Some(token) = token {
+        if !authorized(request, token) {
+            return Response::text(401, "a bearer token is required\n")
+                .with_header("WWW-Authenticate", "Bearer realm=\"siprtmp\"");
+        }
+    }
+    let read = matches!(request.method.as_str(), "GET" | "HEAD");
+    let path = request.path.as_str();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["metrics"] if read => {
+            let mut out = Exposition::default();
+            metrics::render_server(server, &mut out);
+            super::gateway_metrics::render(server, &mut out);
+            Response::new(200, metrics::CONTENT_TYPE, out.finish())
+        }
+        ["api", "v1", "streams"] if read => Response::json(200, streams(server, now)),
+        ["api", "v1", "connections"] if read => Response::json(200, connections(server)),
+        ["api", "v1", "calls"] if read => {
+            Response::json(200, super::gateway_metrics::calls_json(server, now))
+        }
+        ["metrics"] | ["api", "v1", "streams" | "connections" | "calls"] => {
+            Response::text(405, "method not allowed\n").with_header("Allow", "GET, HEAD")
+        }
+        ["api", "v1", "connections", id, "drop"] => {
+            if request.method != "POST" {
+                return Response::text(405, "method not allowed\n").with_header("Allow", "POST");
+            }
+            match id.parse::<u64>().map(ConnId) {
+                Ok(conn) if server.has_conn(conn) => {
+                    server.close(conn, CloseReason::DroppedByOperator);
+                    let mut json = Json::default();
+                    json.open_object()
+                        .key("dropped")
+                        .string(&conn.0.to_string())
+                        .close_object();
+                    Response::json(200, json.finish())
+                }
+                _ => Response::text(404, "no such connection\n"),
+            }
+        }
+        _ => Response::text(404, "not found\n"),
+    }
+}
+
+/// Whether `request` carries `Authorization: Bearer token`, compared in constant time.
+fn authorized(request: &Request, token: &str) -> bool {
+    let Some(value) = request.header("authorization") else {
+        return false;
+    };
+    let Some((scheme, given)) = value.split_once(' ') else {
+        return false;
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return false;
+    }
+    let (given, token) = (given.trim().as_bytes(), token.as_bytes());
+    // Every byte compared whatever the first difference, so the time says nothing of where.
+    let differ = given
+        .iter()
+        .zip(token)
+        .fold(given.len() ^ token.len(), |acc, (a, b)| {
+            acc | usize::from(a ^ b)
+        });
+    differ == 0
+}
+
+/// `GET /api/v1/streams`.
+fn streams(server: &RtmpServer, now: Instant) -> String {
+    let mut json = Json::default();
+    json.open_object().key("streams").open_array();
+    for stream in server.stream_views() {
+        let (app, name) = stream.key.split_once('/').unwrap_or(("", &stream.key));
+        json.open_object();
+        json.key("app").string(app).key("name").string(name);
+        json.key("publisher");
+        match stream.publisher {
+            Some((conn, peer)) => {
+                json.open_object()
+                    .key("id")
+                    .string(&conn.0.to_string())
+                    .key("address")
+                    .string(&peer.to_string())
+                    .close_object();
+            }
+            None => {
+                json.null();
+            }
+        }
+        json.key("remote").boolean(stream.remote);
+        json.key("video_codec").opt_string(stream.video.as_deref());
+        json.key("audio_codec").opt_string(stream.audio.as_deref());
+        json.key("players").integer(stream.players as u64);
+        json.key("recording").boolean(stream.recording);
+        json.key("live_seconds");
+        match stream.since {
+            Some(since) => json.number(now.saturating_duration_since(since).as_secs_f64()),
+            None => json.null(),
+        };
+        json.close_object();
+    }
+    json.close_array().close_object();
+    json.finish()
+}
+
+/// `GET /api/v1/connections`.
+fn connections(server: &RtmpServer) -> String {
+    let mut json = Json::default();
+    json.open_object().key("connections").open_array();
+    for conn in server.conn_views() {
+        json.open_object();
+        json.key("id").string(&conn.id.0.to_string());
+        json.key("name").string(&conn.id.to_string());
+        json.key("address").string(&conn.peer.to_string());
+        json.key("state").string(conn.state);
+        json.key("app").opt_string(conn.app.as_deref());
+        json.key("streams").open_array();
+        for role in &conn.streams {
+            json.string(role);
+        }
+        json.close_array();
+        json.key("received_bytes").integer(conn.bytes_received);
+        json.key("queued_bytes").integer(conn.queued_bytes as u64);
+        json.close_object();
+    }
+    json.close_array().close_object();
+    json.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::request::{parse, Limits};
+    use crate::node::ServerConfig;
+
+    fn request(text: &str) -> Request {
+        parse(text.as_bytes(), &Limits::default())
+            .unwrap()
+            .unwrap()
+            .0
+    }
+
+    fn answer(text: &str, token: Option<&str>) -> Response {
+        let now = Instant::now();
+        let mut server = RtmpServer::new(ServerConfig::default(), now, 1);
+        respond(&request(text), &mut server, now, token)
+    }
+
+    #[test]
+    fn the_token_is_required_when_configured() {
+        let get = "GET /metrics HTTP/1.1\r\n";
+        assert_eq!(answer(&format!("{get}\r\n"), Some("s3cret")).status, 401);
+        let wrong = format!("{get}Authorization: Bearer s3cre\r\n\r\n");
+        assert_eq!(answer(&wrong, Some("s3cret")).status, 401);
+        let basic = format!("{get}Authorization: Basic s3cret\r\n\r\n");
+        assert_eq!(answer(&basic, Some("s3cret")).status, 401);
+        let right = format!("{get}Authorization: bearer s3cret\r\n\r\n");
+        assert_eq!(answer(&right, Some("s3cret")).status, 200);
+        assert_eq!(answer(&format!("{get}\r\n"), None).status, 200);
+    }
+
+    #[test]
+    fn routes_and_methods() {
+        let status = |text: &str| answer(text, None).status;
+        assert_eq!(status("GET /api/v1/streams HTTP/1.1\r\n\r\n"), 200);
+        assert_eq!(status("HEAD /api/v1/connections HTTP/1.1\r\n\r\n"), 200);
+        assert_eq!(status("GET /api/v1/calls HTTP/1.1\r\n\r\n"), 200);
+        assert_eq!(status("POST /metrics HTTP/1.1\r\n\r\n"), 405);
+        assert_eq!(
+            status("GET /api/v1/connections/1/drop HTTP/1.1\r\n\r\n"),
+            405
+        );
+        assert_eq!(
+            status("POST /api/v1/connections/1/drop HTTP/1.1\r\n\r\n"),
+            404
+        );
+        assert_eq!(
+            status("POST /api/v1/connections/x/drop HTTP/1.1\r\n\r\n"),
+            404
+        );
+        assert_eq!(status("GET /nothing HTTP/1.1\r\n\r\n"), 404);
+    }
+
+    #[test]
+    fn dropping_a_connection_closes_it_with_the_operators_reason() {
+        let now = Instant::now();
+        let mut server = RtmpServer::new(ServerConfig::default(), now, 1);
+        let conn = server.accept(now, "127.0.0.1:5000".parse().unwrap());
+        while server.poll_output().is_some() {}
+        let text = format!("POST /api/v1/connections/{}/drop HTTP/1.1\r\n\r\n", conn.0);
+        let response = respond(&request(&text), &mut server, now, None);
+        assert_eq!(response.status, 200);
+        let outputs: Vec<_> = std::iter::from_fn(|| server.poll_output()).collect();
+        assert!(outputs.contains(&crate::io::Output::Close { conn }));
+        assert!(
+            outputs.contains(&crate::io::Output::Event(crate::io::Event::Closing {
+                conn,
+                reason: CloseReason::DroppedByOperator
+            }))
+        );
+        assert_eq!(server.counters().closed_by("dropped_by_operator"), 1);
+    }
+}

@@ -1,0 +1,281 @@
+//! What the HTTP API and the metrics (`crate::admin`) read off the RTMP server: its
+//! connections and live streams as plain views, its counters and its memory accounting.
+//! Everything here runs once per HTTP request, never on the media path.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::flv::enhanced::{audio_packet, video_packet, walk};
+use crate::flv::media::{audio_codec, classify_audio, classify_video};
+use crate::ids::ConnId;
+use crate::rtmp::message::type_id;
+
+use super::session::{Phase, StreamRole};
+use super::{Counters, RtmpServer};
+
+/// One live stream, as the HTTP API shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StreamView {
+    /// `app/name`.
+    pub key: String,
+    /// The local publisher's connection and address.
+    pub publisher: Option<(ConnId, SocketAddr)>,
+    /// Published on another worker of the group.
+    pub remote: bool,
+    /// Video and audio codec names, when known from what the stream caches.
+    pub video: Option<String>,
+    pub audio: Option<String>,
+    /// Players of this node.
+    pub players: usize,
+    /// When the local publisher went live.
+    pub since: Option<Instant>,
+    /// A recording runs.
+    pub recording: bool,
+}
+
+/// One connection, as the HTTP API shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ConnView {
+    pub id: ConnId,
+    pub peer: SocketAddr,
+    /// `handshake`, `rtmp`, `gateway` (a gateway client) or `closing`.
+    pub state: &'static str,
+    pub app: Option<String>,
+    /// What its streams do: `publishing app/name`, `playing app/name`, `vod`.
+    pub streams: Vec<String>,
+    pub bytes_received: u64,
+    /// Bytes queued for it and not yet written.
+    pub queued_bytes: usize,
+}
+
+/// Connections by state, for the metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConnStates {
+    pub handshake: u64,
+    pub rtmp: u64,
+    pub gateway: u64,
+    pub closing: u64,
+}
+
+/// The node's own memory accounting, in bytes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MemoryView {
+    /// Unfinished messages and input held while decisions are pending.
+    pub partial: u64,
+    /// Bytes queued to connections and not yet written.
+    pub backlog: u64,
+    /// Every live stream's GOP cache.
+    pub gop_cache: u64,
+}
+
+impl RtmpServer {
+    /// The counters since the start.
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Bytes written by recordings, ended and running.
+    pub(crate) fn record_bytes(&self) -> u64 {
+        self.counters.record_bytes_finished
+            + self.recorders.values().map(|r| r.bytes()).sum::<u64>()
+    }
+
+    /// Recordings running now.
+    pub(crate) fn recordings_running(&self) -> usize {
+        self.recorders.len()
+    }
+
+    /// Connections by state.
+    pub(crate) fn conn_states(&self) -> ConnStates {
+        let mut states = ConnStates::default();
+        for session in self.sessions.iter() {
+            match session.phase {
+                Phase::Handshake(_) => states.handshake += 1,
+                Phase::Closing => states.closing += 1,
+                Phase::Active if self.is_gateway_conn(session.id) => states.gateway += 1,
+                Phase::Active => states.rtmp += 1,
+            }
+        }
+        states
+    }
+
+    /// The node's memory accounting.
+    pub(crate) fn memory(&self) -> MemoryView {
+        MemoryView {
+            partial: self.partial_total as u64,
+            backlog: self
+                .sessions
+                .iter()
+                .map(|s| s.out.queued_bytes() as u64)
+                .sum(),
+            gop_cache: self.gop_total as u64,
+        }
+    }
+
+    /// Every live stream, by key.
+    pub(crate) fn stream_views(&self) -> Vec<StreamView> {
+        let mut views: Vec<StreamView> = self
+            .live
+            .iter()
+            .filter(|(_, s)| s.publisher.is_some() || s.remote.is_some() || !s.players.is_empty())
+            .map(|(key, stream)| {
+                // The cached decoder configurations first (every track's), then the GOP.
+                let messages = || {
+                    stream
+                        .configs
+                        .iter()
+                        .map(|c| &c.message)
+                        .chain(stream.gop.iter())
+                };
+                let video = messages()
+                    .filter(|m| m.msg.type_id == type_id::VIDEO)
+                    .find_map(|m| video_codec_name(&m.msg.payload));
+                let audio = messages()
+                    .filter(|m| m.msg.type_id == type_id::AUDIO)
+                    .find_map(|m| audio_codec_name(&m.msg.payload));
+                StreamView {
+                    key: key.to_string(),
+                    publisher: stream
+                        .publisher
+                        .and_then(|(conn, _)| self.sessions.get(conn).map(|s| (conn, s.peer))),
+                    remote: stream.remote.is_some(),
+                    video,
+                    audio,
+                    players: stream.players.len(),
+                    since: stream.since.filter(|_| stream.publisher.is_some()),
+                    recording: stream.recorder.is_some(),
+                }
+            })
+            .collect();
+        views.sort_by(|a, b| a.key.cmp(&b.key));
+        views
+    }
+
+    /// Every connection, in id order.
+    pub(crate) fn conn_views(&self) -> Vec<ConnView> {
+        let mut views: Vec<ConnView> = self
+            .sessions
+            .iter()
+            .map(|s| ConnView {
+                id: s.id,
+                peer: s.peer,
+                state: match s.phase {
+                    Phase::Handshake(_) => "handshake",
+                    Phase::Closing => "closing",
+                    Phase::Active if self.is_gateway_conn(s.id) => "gateway",
+                    Phase::Active => "rtmp",
+                },
+                app: s.app.clone(),
+                streams: s
+                    .streams
+                    .iter()
+                    .filter_map(|(_, role)| match role {
+                        StreamRole::Idle => None,
+                        StreamRole::Publishing(key) => Some(format!("publishing {key}")),
+                        StreamRole::Playing(key) => Some(format!("playing {key}")),
+                        StreamRole::Vod(_) => Some("vod".to_string()),
+                    })
+                    .collect(),
+                bytes_received: s.rx_bytes,
+                queued_bytes: s.out.queued_bytes(),
+            })
+            .collect();
+        views.sort_by_key(|v| v.id);
+        views
+    }
+
+    /// The gateway's clients, when there is a gateway.
+    pub(crate) fn gateway_clients(&self) -> Option<Vec<crate::gateway::host::ClientView>> {
+        self.gateway.as_ref().map(|g| g.client_views())
+    }
+
+    /// Datagrams the gateway's shared RTP ports dropped for an unknown source.
+    pub(crate) fn gateway_unrouted_dropped(&self) -> u64 {
+        self.gateway.as_ref().map_or(0, |g| g.unrouted_dropped())
+    }
+
+    /// Whether `conn` is a live connection (one the HTTP API may drop).
+    pub(crate) fn has_conn(&self, conn: ConnId) -> bool {
+        self.sessions.get(conn).is_some()
+    }
+}
+
+/// A video tag body's codec, as operators name it.
+fn video_codec_name(body: &[u8]) -> Option<String> {
+    let info = classify_video(body)?;
+    let name = match info.codec {
+        2 => "h263",
+        3 => "screen",
+        4 => "vp6",
+        5 => "vp6a",
+        6 => "screen2",
+        7 => "h264",
+        12 => "hevc",
+        0xFF => {
+            // Enhanced RTMP: the FourCC after any ModEx prefixes and multitrack header.
+            let (first, rest) = body.split_first()?;
+            let header = walk(first & 0x0F, rest, video_packet::MULTITRACK)?;
+            return fourcc_name(header.fourcc?);
+        }
+        _ => return None,
+    };
+    Some(name.to_string())
+}
+
+/// A FourCC as text, when it is one (printable letters and digits, as the spec's are:
+/// `hvc1`, `av01`, `Opus`, `.mp3`, `ac-3`).
+fn fourcc_name(fourcc: [u8; 4]) -> Option<String> {
+    fourcc
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))
+        .then(|| String::from_utf8_lossy(&fourcc).into_owned())
+}
+
+/// An audio tag body's codec, as operators name it.
+fn audio_codec_name(body: &[u8]) -> Option<String> {
+    let name = match classify_audio(body)?.codec {
+        audio_codec::EX_HEADER => {
+            let (first, rest) = body.split_first()?;
+            let header = walk(first & 0x0F, rest, audio_packet::MULTITRACK)?;
+            return fourcc_name(header.fourcc?);
+        }
+        0 | 3 => "pcm",
+        1 => "adpcm",
+        2 | 14 => "mp3",
+        4..=6 => "nellymoser",
+        7 => "pcma",
+        8 => "pcmu",
+        10 => "aac",
+        11 => "speex",
+        _ => return None,
+    };
+    Some(name.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codec_names_from_tag_bodies() {
+        assert_eq!(video_codec_name(&[0x17, 0]).as_deref(), Some("h264"));
+        assert_eq!(
+            video_codec_name(&[0x90, b'h', b'v', b'c', b'1']).as_deref(),
+            Some("hvc1")
+        );
+        assert_eq!(video_codec_name(&[0x90, 0, 1]), None);
+        assert_eq!(audio_codec_name(&[0xAF, 0]).as_deref(), Some("aac"));
+        assert_eq!(audio_codec_name(&[0xB2]).as_deref(), Some("speex"));
+        // Enhanced audio: Opus sequence start; multitrack video with its FourCC after the
+        // track header.
+        assert_eq!(
+            audio_codec_name(&[0x90, b'O', b'p', b'u', b's']).as_deref(),
+            Some("Opus")
+        );
+        assert_eq!(
+            video_codec_name(&[0x96, 0x03, b'a', b'v', b'0', b'1', 1]).as_deref(),
+            Some("av01")
+        );
+        assert_eq!(audio_codec_name(&[]), None);
+    }
+}
