@@ -434,7 +434,7 @@ fn a_player_that_never_reads_a_video_only_stream_is_closed_once_its_drops_reach_
     let (fast, _) = f.player("live", "cam");
     f.net.clients[deaf].muted = true;
     let frame = |t: u32| {
-        let first = if t % 10 == 0 { 0x17 } else { 0x27 };
+        let first = if t.is_multiple_of(10) { 0x17 } else { 0x27 };
         let mut v = vec![first, 0x01, 0, 0, 0, t as u8];
         v.resize(5_000, t as u8);
         v
@@ -445,8 +445,8 @@ fn a_player_that_never_reads_a_video_only_stream_is_closed_once_its_drops_reach_
         sent += 1;
         // The slow player reads now and then: it falls behind and catches up, and its
         // drops are forgiven each time it is back within the soft limit.
-        f.net.clients[slow].muted = sent % 8 != 0;
-        if sent % 8 == 0 {
+        f.net.clients[slow].muted = !sent.is_multiple_of(8);
+        if sent.is_multiple_of(8) {
             f.pump();
         }
     }

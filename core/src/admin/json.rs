@@ -4,9 +4,10 @@
 use std::fmt::Write;
 
 /// JSON text being written: objects and arrays opened and closed in order, commas placed by
-/// the writer.
+/// the writer. The type is crate-private, so the example is not a doc test: the unit tests
+/// below check the same.
 ///
-/// ```ignore
+/// ```text
 /// let mut json = Json::default();
 /// json.open_object();
 /// json.key("name").string("a\"b");
