@@ -623,6 +623,9 @@ mod tests {
         writes: usize,
         fail: bool,
         zero: bool,
+        /// The descriptor a batched turn asks for.
+        #[cfg(unix)]
+        fd: std::os::fd::RawFd,
     }
 
     impl Transport for FakeSocket {
@@ -687,6 +690,94 @@ mod tests {
         assert_eq!(socket.written.len(), HANDSHAKE_REPLY);
         assert_eq!(socket.written[0], 3, "S0 first: the bytes go out in order");
         assert_eq!(host.node().queued_bytes(conn), 0);
+    }
+
+    #[cfg(unix)]
+    impl std::os::fd::AsRawFd for FakeSocket {
+        fn as_raw_fd(&self) -> std::os::fd::RawFd {
+            self.fd
+        }
+    }
+
+    /// A batch that gives each descriptor `budgets[fd]` more bytes, then says `WouldBlock`;
+    /// records what each submission held.
+    #[cfg(unix)]
+    #[derive(Default)]
+    struct FakeBatch {
+        budgets: std::collections::HashMap<std::os::fd::RawFd, usize>,
+        written: std::collections::HashMap<std::os::fd::RawFd, usize>,
+        /// The descriptors written by each submission.
+        submissions: Vec<Vec<std::os::fd::RawFd>>,
+    }
+
+    #[cfg(unix)]
+    impl crate::BatchIo for FakeBatch {
+        fn submit<'a>(
+            &mut self,
+            writes: &[crate::ConnWrite],
+            slices: &[IoSlice<'_>],
+            sends: impl ExactSizeIterator<Item = crate::DatagramSend<'a>>,
+            results: &mut Vec<io::Result<usize>>,
+        ) {
+            results.clear();
+            self.submissions.push(writes.iter().map(|w| w.fd).collect());
+            for w in writes {
+                let offered: usize = slices[w.first..w.first + w.count]
+                    .iter()
+                    .map(|s| s.len())
+                    .sum();
+                let budget = self.budgets.entry(w.fd).or_default();
+                let n = offered.min(*budget);
+                *budget -= n;
+                *self.written.entry(w.fd).or_default() += n;
+                results.push(if n == 0 {
+                    Err(io::ErrorKind::WouldBlock.into())
+                } else {
+                    Ok(n)
+                });
+            }
+            results.extend(sends.map(|d| Ok(d.head.len() + d.body.len())));
+        }
+    }
+
+    /// The batched turn writes every dirty connection in one submission, a second round only
+    /// for the one whose write was partial (to reach `WouldBlock`), and resumes it once told
+    /// it is writable, as the synchronous turn does.
+    #[cfg(unix)]
+    #[test]
+    fn a_batched_turn_writes_every_connection_at_once_and_resumes_a_full_one() {
+        let now = Instant::now();
+        let mut host = NodeHost::new(Node::new(NodeConfig::default(), now, 9), None);
+        let mut c0c1 = vec![3u8];
+        c0c1.extend_from_slice(&[0; 1536]);
+        let mut conns = Vec::new();
+        for fd in [10, 11] {
+            let socket = FakeSocket {
+                fd,
+                ..FakeSocket::default()
+            };
+            let conn = host.accept(now, "127.0.0.1:4000".parse().unwrap(), socket);
+            host.received(now, conn, c0c1.as_slice().into());
+            conns.push(conn);
+        }
+        let mut batch = FakeBatch::default();
+        batch.budgets.insert(10, 1000);
+        batch.budgets.insert(11, usize::MAX);
+        host.turn_batched(now, &mut batch);
+        assert_eq!(batch.submissions, [vec![10, 11], vec![10]]);
+        assert_eq!(batch.written[&11], HANDSHAKE_REPLY);
+        assert_eq!(host.node().queued_bytes(conns[1]), 0);
+        assert_eq!(host.node().queued_bytes(conns[0]), HANDSHAKE_REPLY - 1000);
+        assert!(!host.has_pending_writes());
+        host.turn_batched(now, &mut batch);
+        assert_eq!(batch.submissions.len(), 2, "wrote without being told");
+
+        batch.budgets.insert(10, usize::MAX);
+        host.writable(conns[0]);
+        host.turn_batched(now, &mut batch);
+        assert_eq!(batch.submissions[2], [10]);
+        assert_eq!(batch.written[&10], HANDSHAKE_REPLY);
+        assert_eq!(host.node().queued_bytes(conns[0]), 0);
     }
 
     #[test]

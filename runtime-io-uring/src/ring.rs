@@ -274,3 +274,172 @@ fn write_sockaddr(addr: &SocketAddr, out: &mut libc::sockaddr_storage) -> libc::
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::net::{TcpListener, TcpStream, UdpSocket};
+    use std::time::Duration;
+
+    fn udp() -> UdpSocket {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        socket
+    }
+
+    /// Datagrams from three sockets, each to its own peer, leave in one `io_uring_enter`
+    /// (what `sendmmsg` cannot do), each exactly as head then body.
+    #[test]
+    fn datagrams_of_several_sockets_leave_in_one_submission() {
+        let mut ring = Ring::new().unwrap();
+        let senders: Vec<UdpSocket> = (0..3).map(|_| udp()).collect();
+        let peers: Vec<UdpSocket> = (0..3).map(|_| udp()).collect();
+        let bodies: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 100 + usize::from(i)]).collect();
+        let sends = senders
+            .iter()
+            .zip(&peers)
+            .zip(&bodies)
+            .map(|((from, to), body)| DatagramSend {
+                fd: from.as_raw_fd(),
+                destination: to.local_addr().unwrap(),
+                head: b"head",
+                body,
+            });
+        let mut results = Vec::new();
+        ring.submit(&[], &[], sends.collect::<Vec<_>>().into_iter(), &mut results);
+        assert_eq!(ring.enters(), 1);
+        for (i, peer) in peers.iter().enumerate() {
+            assert_eq!(results[i].as_ref().ok(), Some(&(4 + bodies[i].len())));
+            let mut got = [0u8; 512];
+            let (n, from) = peer.recv_from(&mut got).unwrap();
+            assert_eq!(from, senders[i].local_addr().unwrap());
+            assert_eq!(&got[..4], b"head");
+            assert_eq!(&got[4..n], &bodies[i][..]);
+        }
+    }
+
+    /// A socket that cannot take more answers `WouldBlock` at once (the ring does not park
+    /// the write until it can), and the bytes it did take arrive in order; writes of two
+    /// connections go in the same submission.
+    #[test]
+    fn a_full_socket_answers_would_block_and_a_partial_write_counts_what_went() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let full = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut full_peer, _) = listener.accept().unwrap();
+        let other = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut other_peer, _) = listener.accept().unwrap();
+        full.set_nonblocking(true).unwrap();
+        other.set_nonblocking(true).unwrap();
+        let block = vec![7u8; 1 << 20];
+        let mut ring = Ring::new().unwrap();
+        let mut results = Vec::new();
+        let mut taken = 0;
+        // Fill the first socket (nobody reads it) until it refuses.
+        let refused = loop {
+            let slices = [IoSlice::new(&block), IoSlice::new(b"x")];
+            let writes = [ConnWrite {
+                fd: full.as_raw_fd(),
+                first: 0,
+                count: 2,
+            }];
+            ring.submit(&writes, &slices, std::iter::empty(), &mut results);
+            match results.pop().unwrap() {
+                Ok(n) => taken += n,
+                Err(e) => break e,
+            }
+            assert!(taken < 1 << 30, "the socket never filled");
+        };
+        assert_eq!(refused.kind(), io::ErrorKind::WouldBlock, "{refused}");
+        let before = ring.enters();
+        let slices = [IoSlice::new(b"abc"), IoSlice::new(b"more")];
+        let writes = [
+            ConnWrite {
+                fd: full.as_raw_fd(),
+                first: 0,
+                count: 1,
+            },
+            ConnWrite {
+                fd: other.as_raw_fd(),
+                first: 0,
+                count: 2,
+            },
+        ];
+        ring.submit(&writes, &slices, std::iter::empty(), &mut results);
+        assert_eq!(ring.enters(), before + 1);
+        assert_eq!(
+            results[0].as_ref().map_err(io::Error::kind).err(),
+            Some(io::ErrorKind::WouldBlock)
+        );
+        assert_eq!(results[1].as_ref().ok(), Some(&7));
+        let mut got = [0u8; 7];
+        other_peer.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"abcmore");
+        // What the full socket took is what its peer reads.
+        drop(full);
+        let mut all = Vec::new();
+        full_peer.read_to_end(&mut all).unwrap();
+        assert_eq!(all.len(), taken);
+    }
+
+    /// Reads of several sockets in one submission: each buffer gets its socket's bytes, an
+    /// empty socket answers `WouldBlock`, a closed one 0.
+    #[test]
+    fn reads_of_several_sockets_complete_in_one_submission() {
+        use std::io::Write as _;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut pairs = Vec::new();
+        for _ in 0..3 {
+            let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (server, _) = listener.accept().unwrap();
+            server.set_nonblocking(true).unwrap();
+            pairs.push((client, server));
+        }
+        pairs[0].0.write_all(b"first").unwrap();
+        drop(std::mem::replace(
+            &mut pairs[2].0,
+            TcpStream::connect(listener.local_addr().unwrap()).unwrap(),
+        ));
+        // Loopback delivers before `write` returns; the close likewise.
+        let mut bufs = [[0u8; 64]; 3];
+        let mut ring = Ring::new().unwrap();
+        let mut results = Vec::new();
+        let reads = pairs
+            .iter()
+            .zip(bufs.iter_mut())
+            .map(|((_, server), buf)| (server.as_raw_fd(), &mut buf[..]));
+        ring.recv_all(reads, &mut results);
+        assert_eq!(ring.enters(), 1);
+        assert_eq!(results[0].as_ref().ok(), Some(&5));
+        assert_eq!(&bufs[0][..5], b"first");
+        assert_eq!(
+            results[1].as_ref().map_err(io::Error::kind).err(),
+            Some(io::ErrorKind::WouldBlock)
+        );
+        assert_eq!(results[2].as_ref().ok(), Some(&0));
+    }
+
+    /// A batch larger than the submission queue goes in several submissions, and every
+    /// operation still gets its result.
+    #[test]
+    fn a_batch_larger_than_the_queue_goes_in_several_submissions() {
+        let mut ring = Ring::new().unwrap();
+        let from = udp();
+        let to = udp().local_addr().unwrap();
+        let count = ENTRIES as usize + 10;
+        let sends = (0..count).map(|_| DatagramSend {
+            fd: from.as_raw_fd(),
+            destination: to,
+            head: b"h",
+            body: b"b",
+        });
+        let mut results = Vec::new();
+        ring.submit(&[], &[], sends, &mut results);
+        assert_eq!(results.len(), count);
+        assert!(results.iter().all(|r| r.as_ref().ok() == Some(&2)));
+        assert_eq!(ring.enters(), 2);
+    }
+}
