@@ -505,7 +505,9 @@ impl<T: Transport + std::os::fd::AsRawFd> NodeHost<T> {
                         std::mem::transmute::<IoSlice<'_>, IoSlice<'static>>(*slice)
                     });
                 }
-                batch.writes.push(crate::batch_io::ConnWrite { fd, first, count });
+                batch
+                    .writes
+                    .push(crate::batch_io::ConnWrite { fd, first, count });
                 batch.conns.push((conn, total));
             }
             let sends = round == 0 && self.udp.as_ref().is_some_and(|u| u.has_pending_sends());

@@ -80,9 +80,9 @@ mod udp_send;
 mod udp_send_faults;
 mod workers;
 
+pub use accept_backoff::{AcceptBackoff, FIRST_PAUSE, MAX_PAUSE};
 #[cfg(unix)]
 pub use batch_io::{BatchIo, ConnWrite, DatagramSend};
-pub use accept_backoff::{AcceptBackoff, FIRST_PAUSE, MAX_PAUSE};
 pub use config::DriverConfig;
 pub use conn_wakers::{ConnWakers, SocketReady};
 pub use driver::Driver;

@@ -40,8 +40,8 @@
 //! ```
 
 use std::io::{self, IoSlice, Write};
-use std::os::fd::{AsRawFd, RawFd};
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -345,7 +345,8 @@ impl UringDriver {
                 if self.read_buf.len() < part {
                     self.read_buf = BytesMut::zeroed(READ_CHUNK);
                 }
-                self.reads.push((conn, closed, self.read_buf.split_to(part)));
+                self.reads
+                    .push((conn, closed, self.read_buf.split_to(part)));
             }
             let host = &mut self.host;
             let reads = self.reads.iter_mut().map(|(conn, _, buf)| {
@@ -354,7 +355,9 @@ impl UringDriver {
                 (fd, &mut buf[..])
             });
             self.ring.recv_all(reads, &mut self.results);
-            for ((conn, closed, mut data), result) in self.reads.drain(..).zip(self.results.drain(..)) {
+            for ((conn, closed, mut data), result) in
+                self.reads.drain(..).zip(self.results.drain(..))
+            {
                 match result {
                     Ok(0) => self.host.peer_closed(now, conn),
                     Ok(n) => {

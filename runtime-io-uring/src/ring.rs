@@ -251,7 +251,8 @@ fn write_sockaddr(addr: &SocketAddr, out: &mut libc::sockaddr_storage) -> libc::
     match addr {
         SocketAddr::V4(v4) => {
             // SAFETY: `sockaddr_storage` is large and aligned enough for any socket address.
-            let sin = unsafe { &mut *(out as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let sin =
+                unsafe { &mut *(out as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
             sin.sin_family = libc::AF_INET as libc::sa_family_t;
             sin.sin_port = v4.port().to_be();
             sin.sin_addr = libc::in_addr {
@@ -279,8 +280,8 @@ fn write_sockaddr(addr: &SocketAddr, out: &mut libc::sockaddr_storage) -> libc::
 mod tests {
     use super::*;
     use std::io::Read;
-    use std::os::fd::AsRawFd;
     use std::net::{TcpListener, TcpStream, UdpSocket};
+    use std::os::fd::AsRawFd;
     use std::time::Duration;
 
     fn udp() -> UdpSocket {
@@ -310,7 +311,12 @@ mod tests {
                 body,
             });
         let mut results = Vec::new();
-        ring.submit(&[], &[], sends.collect::<Vec<_>>().into_iter(), &mut results);
+        ring.submit(
+            &[],
+            &[],
+            sends.collect::<Vec<_>>().into_iter(),
+            &mut results,
+        );
         assert_eq!(ring.enters(), 1);
         for (i, peer) in peers.iter().enumerate() {
             assert_eq!(results[i].as_ref().ok(), Some(&(4 + bodies[i].len())));
