@@ -158,7 +158,7 @@ impl Setup {
         }
         if flags.workers > 1 && !flags.runtime.runs_workers() {
             return Err(ConfigError::Combination(format!(
-                "--workers {} needs --runtime mio or tokio, not --runtime {runtime} (the \
+                "--workers {} needs --runtime mio, tokio or io-uring, not --runtime {runtime} (the \
                  {runtime} driver runs one node): drop --workers, or pick --runtime mio",
                 flags.workers,
                 runtime = flags.runtime.name()

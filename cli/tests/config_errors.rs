@@ -199,7 +199,7 @@ fn a_bad_flag_combination_names_the_flags_and_keys() {
         assert_eq!(
             one_message(code, &stderr),
             format!(
-                "siprtmp: --workers 2 needs --runtime mio or tokio, not --runtime {runtime} \
+                "siprtmp: --workers 2 needs --runtime mio, tokio or io-uring, not --runtime {runtime} \
                  (the {runtime} driver runs one node): drop --workers, or pick --runtime mio"
             )
         );

@@ -102,6 +102,24 @@ pub struct NodeHost<T> {
     router: EventRouter,
     /// The relay to the other workers of a group, when the node is one.
     relay: Option<RelayLink>,
+    /// What [`Self::turn_batched`] keeps between turns for its allocations.
+    batch: BatchState,
+}
+
+/// The storage of a batched flush ([`NodeHost::turn_batched`]), kept for its allocations.
+#[derive(Default)]
+struct BatchState {
+    /// The writes of one batch.
+    writes: Vec<crate::batch_io::ConnWrite>,
+    /// Each write's connection and the bytes it offers.
+    conns: Vec<(ConnId, usize)>,
+    /// Every write's segments, one after the other. Empty between batches: while filled, its
+    /// slices borrow the node's queued segments (see `NodeHost::flush_batched`).
+    slices: Vec<IoSlice<'static>>,
+    /// One result per write, then one per datagram.
+    results: Vec<io::Result<usize>>,
+    /// Connections to write once more in the batch's second round.
+    again: Vec<ConnId>,
 }
 
 impl<T: Transport> NodeHost<T> {
@@ -119,6 +137,7 @@ impl<T: Transport> NodeHost<T> {
             tcp: None,
             router: EventRouter::new(events, None),
             relay: None,
+            batch: BatchState::default(),
         }
     }
 
@@ -239,6 +258,16 @@ impl<T: Transport> NodeHost<T> {
     /// After a batch of inputs: feeds completed file requests in, fires the node's timer if
     /// due, carries out its outputs, and gives each dirty connection one vectored write.
     pub fn turn(&mut self, now: Instant) {
+        self.feed_and_fire(now);
+        self.process_outputs(now);
+        self.flush_dirty(now);
+        // Drained counts can release more work (a resumed player, a close).
+        self.process_outputs(now);
+    }
+
+    /// Feeds completed file requests, relay messages, queued datagrams and TCP events in, and
+    /// fires the node's timer if due.
+    fn feed_and_fire(&mut self, now: Instant) {
         if let Some(files) = &mut self.files {
             files.feed(&mut self.node, now);
         }
@@ -258,10 +287,6 @@ impl<T: Transport> NodeHost<T> {
         {
             self.node.handle(now, Input::Timeout);
         }
-        self.process_outputs(now);
-        self.flush_dirty(now);
-        // Drained counts can release more work (a resumed player, a close).
-        self.process_outputs(now);
     }
 
     /// Transports dropped since the last call, for the driver to deregister or cancel.
@@ -292,6 +317,15 @@ impl<T: Transport> NodeHost<T> {
     }
 
     fn process_outputs(&mut self, now: Instant) {
+        self.carry_out_outputs(now);
+        // The datagrams of this batch, a socket's run in one call.
+        if let Some(udp) = &mut self.udp {
+            udp.flush();
+        }
+    }
+
+    /// Carries out the node's queued outputs; datagrams stay queued in the UDP executor.
+    fn carry_out_outputs(&mut self, now: Instant) {
         while let Some(output) = self.node.poll_output() {
             match output {
                 Output::Transmit { conn } => self.mark_dirty(conn),
@@ -323,10 +357,6 @@ impl<T: Transport> NodeHost<T> {
                 // The enum grows: an output this driver does not know is one it cannot do.
                 other => tracing::warn!("an output this driver does not carry out: {other:?}"),
             }
-        }
-        // The datagrams of this batch, a socket's run in one call.
-        if let Some(udp) = &mut self.udp {
-            udp.flush();
         }
     }
 
@@ -413,6 +443,144 @@ impl<T: Transport> NodeHost<T> {
     }
 }
 
+#[cfg(unix)]
+impl<T: Transport + std::os::fd::AsRawFd> NodeHost<T> {
+    /// [`Self::turn`] with the turn's system calls made through `io` in one batch: the
+    /// datagrams the outputs queued and one vectored write per dirty connection go in one
+    /// [`BatchIo::submit`](crate::BatchIo::submit) (a second round only for the connections
+    /// whose write was partial, to reach `WouldBlock` as [`Self::turn`] does). The results are
+    /// those of the synchronous calls, so the node sees the same drained counts, the same
+    /// `WouldBlock`s and the same errors.
+    pub fn turn_batched(&mut self, now: Instant, io: &mut impl crate::BatchIo) {
+        self.feed_and_fire(now);
+        self.carry_out_outputs(now);
+        self.flush_batched(now, io);
+        // Drained counts can release more work (a resumed player, a close); what it sends
+        // goes in a batch of its own, without writes (the connections it dirtied are written
+        // on the next turn, as with `turn`).
+        self.carry_out_outputs(now);
+        if self.udp.as_ref().is_some_and(|u| u.has_pending_sends()) {
+            let dirty = std::mem::take(&mut self.dirty);
+            self.flush_batched(now, io);
+            self.dirty = dirty;
+        }
+    }
+
+    /// Writes every dirty connection and sends every queued datagram in one batch; see
+    /// [`Self::turn_batched`].
+    fn flush_batched(&mut self, now: Instant, io: &mut impl crate::BatchIo) {
+        let mut batch = std::mem::take(&mut self.batch);
+        let mut list = std::mem::take(&mut self.dirty);
+        for round in 0..2 {
+            batch.writes.clear();
+            batch.conns.clear();
+            for &conn in &list {
+                let Some(slot) = self.conns.get_mut(&conn) else {
+                    continue;
+                };
+                slot.dirty = false;
+                let fd = slot.transport.as_raw_fd();
+                let mut few = [IoSlice::new(&[]); FEW_IOVECS];
+                let mut many: [IoSlice<'_>; MAX_IOVECS];
+                let mut count = self.node.io_slices(conn, &mut few);
+                let slices = if count < FEW_IOVECS {
+                    &few[..count]
+                } else {
+                    many = [IoSlice::new(&[]); MAX_IOVECS];
+                    count = self.node.io_slices(conn, &mut many);
+                    &many[..count]
+                };
+                if count == 0 {
+                    continue;
+                }
+                let first = batch.slices.len();
+                let mut total = 0;
+                for slice in slices {
+                    total += slice.len();
+                    // SAFETY: the slice points into a segment the node holds queued for
+                    // `conn`. The node is not changed (no `&mut self.node`) until
+                    // `batch.slices` is cleared below, right after the batch is submitted,
+                    // so the segment outlives every use of the extended borrow.
+                    batch.slices.push(unsafe {
+                        std::mem::transmute::<IoSlice<'_>, IoSlice<'static>>(*slice)
+                    });
+                }
+                batch
+                    .writes
+                    .push(crate::batch_io::ConnWrite { fd, first, count });
+                batch.conns.push((conn, total));
+            }
+            let sends = round == 0 && self.udp.as_ref().is_some_and(|u| u.has_pending_sends());
+            if batch.writes.is_empty() && !sends {
+                break;
+            }
+            match (&self.udp, sends) {
+                (Some(udp), true) => io.submit(
+                    &batch.writes,
+                    &batch.slices,
+                    udp.pending_sends(),
+                    &mut batch.results,
+                ),
+                _ => io.submit(
+                    &batch.writes,
+                    &batch.slices,
+                    std::iter::empty(),
+                    &mut batch.results,
+                ),
+            }
+            batch.slices.clear();
+            let writes = batch.writes.len();
+            if sends {
+                if let Some(udp) = &mut self.udp {
+                    udp.sent_batch(batch.results.get(writes..).unwrap_or_default());
+                }
+            }
+            batch.again.clear();
+            for (i, &(conn, total)) in batch.conns.iter().enumerate() {
+                let result = batch
+                    .results
+                    .get_mut(i)
+                    .map(|r| std::mem::replace(r, Ok(0)))
+                    .unwrap_or(Ok(0));
+                match result {
+                    // Nothing taken, no writability promise: the next turn tries again.
+                    Ok(0) => self.mark_dirty(conn),
+                    Ok(n) => {
+                        self.node.handle(now, Input::Drained { conn, bytes: n });
+                        if n < total || self.node.queued_bytes(conn) > 0 {
+                            batch.again.push(conn);
+                        }
+                    }
+                    // The driver's poll reports writability.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        if let Some(slot) = self.conns.get_mut(&conn) {
+                            slot.blocked = true;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => batch.again.push(conn),
+                    Err(e) => {
+                        tracing::debug!("{conn}: write error: {e}");
+                        self.remove(now, conn);
+                    }
+                }
+            }
+            list.clear();
+            std::mem::swap(&mut list, &mut batch.again);
+        }
+        // Still queued without a writability promise after two rounds (as `write`): the next
+        // turn tries again.
+        for &conn in &list {
+            self.mark_dirty(conn);
+        }
+        list.clear();
+        // Keep the allocations for the next turn (`self.dirty` may have been refilled).
+        if self.dirty.is_empty() {
+            self.dirty = list;
+        }
+        self.batch = batch;
+    }
+}
+
 /// Without a UDP executor: binds fail with a clear reason (the gateway then refuses its
 /// connects), nothing else happens.
 fn refuse_udp(node: &mut Node, now: Instant, command: UdpCommand) {
@@ -457,6 +625,9 @@ mod tests {
         writes: usize,
         fail: bool,
         zero: bool,
+        /// The descriptor a batched turn asks for.
+        #[cfg(unix)]
+        fd: std::os::fd::RawFd,
     }
 
     impl Transport for FakeSocket {
@@ -521,6 +692,94 @@ mod tests {
         assert_eq!(socket.written.len(), HANDSHAKE_REPLY);
         assert_eq!(socket.written[0], 3, "S0 first: the bytes go out in order");
         assert_eq!(host.node().queued_bytes(conn), 0);
+    }
+
+    #[cfg(unix)]
+    impl std::os::fd::AsRawFd for FakeSocket {
+        fn as_raw_fd(&self) -> std::os::fd::RawFd {
+            self.fd
+        }
+    }
+
+    /// A batch that gives each descriptor `budgets[fd]` more bytes, then says `WouldBlock`;
+    /// records what each submission held.
+    #[cfg(unix)]
+    #[derive(Default)]
+    struct FakeBatch {
+        budgets: std::collections::HashMap<std::os::fd::RawFd, usize>,
+        written: std::collections::HashMap<std::os::fd::RawFd, usize>,
+        /// The descriptors written by each submission.
+        submissions: Vec<Vec<std::os::fd::RawFd>>,
+    }
+
+    #[cfg(unix)]
+    impl crate::BatchIo for FakeBatch {
+        fn submit<'a>(
+            &mut self,
+            writes: &[crate::ConnWrite],
+            slices: &[IoSlice<'_>],
+            sends: impl ExactSizeIterator<Item = crate::DatagramSend<'a>>,
+            results: &mut Vec<io::Result<usize>>,
+        ) {
+            results.clear();
+            self.submissions.push(writes.iter().map(|w| w.fd).collect());
+            for w in writes {
+                let offered: usize = slices[w.first..w.first + w.count]
+                    .iter()
+                    .map(|s| s.len())
+                    .sum();
+                let budget = self.budgets.entry(w.fd).or_default();
+                let n = offered.min(*budget);
+                *budget -= n;
+                *self.written.entry(w.fd).or_default() += n;
+                results.push(if n == 0 {
+                    Err(io::ErrorKind::WouldBlock.into())
+                } else {
+                    Ok(n)
+                });
+            }
+            results.extend(sends.map(|d| Ok(d.head.len() + d.body.len())));
+        }
+    }
+
+    /// The batched turn writes every dirty connection in one submission, a second round only
+    /// for the one whose write was partial (to reach `WouldBlock`), and resumes it once told
+    /// it is writable, as the synchronous turn does.
+    #[cfg(unix)]
+    #[test]
+    fn a_batched_turn_writes_every_connection_at_once_and_resumes_a_full_one() {
+        let now = Instant::now();
+        let mut host = NodeHost::new(Node::new(NodeConfig::default(), now, 9), None);
+        let mut c0c1 = vec![3u8];
+        c0c1.extend_from_slice(&[0; 1536]);
+        let mut conns = Vec::new();
+        for fd in [10, 11] {
+            let socket = FakeSocket {
+                fd,
+                ..FakeSocket::default()
+            };
+            let conn = host.accept(now, "127.0.0.1:4000".parse().unwrap(), socket);
+            host.received(now, conn, c0c1.as_slice().into());
+            conns.push(conn);
+        }
+        let mut batch = FakeBatch::default();
+        batch.budgets.insert(10, 1000);
+        batch.budgets.insert(11, usize::MAX);
+        host.turn_batched(now, &mut batch);
+        assert_eq!(batch.submissions, [vec![10, 11], vec![10]]);
+        assert_eq!(batch.written[&11], HANDSHAKE_REPLY);
+        assert_eq!(host.node().queued_bytes(conns[1]), 0);
+        assert_eq!(host.node().queued_bytes(conns[0]), HANDSHAKE_REPLY - 1000);
+        assert!(!host.has_pending_writes());
+        host.turn_batched(now, &mut batch);
+        assert_eq!(batch.submissions.len(), 2, "wrote without being told");
+
+        batch.budgets.insert(10, usize::MAX);
+        host.writable(conns[0]);
+        host.turn_batched(now, &mut batch);
+        assert_eq!(batch.submissions[2], [10]);
+        assert_eq!(batch.written[&10], HANDSHAKE_REPLY);
+        assert_eq!(host.node().queued_bytes(conns[0]), 0);
     }
 
     #[test]

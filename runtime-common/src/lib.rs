@@ -29,6 +29,8 @@
 //!   executors and its event router, carrying out every [`siprtmp_core::node::Output`] for
 //!   the event-loop drivers (the thread driver writes from writer threads and keeps its own
 //!   bookkeeping, but uses the same executors and router);
+//! - [`BatchIo`] and [`NodeHost::turn_batched`]: a turn whose writes and datagram sends go to
+//!   the driver as one batch (the io_uring driver makes them in one system call);
 //! - [`Driver`]: the interface every driver implements (bind, decider, address, stopper,
 //!   counters, run), so that embedders pick a driver by value;
 //! - [`Workers`], [`WorkerDriver`] and [`RelayLink`]: several nodes on several threads sharing
@@ -52,6 +54,8 @@
 //! ```
 
 mod accept_backoff;
+#[cfg(unix)]
+mod batch_io;
 mod config;
 mod conn_wakers;
 mod driver;
@@ -77,6 +81,8 @@ mod udp_send_faults;
 mod workers;
 
 pub use accept_backoff::{AcceptBackoff, FIRST_PAUSE, MAX_PAUSE};
+#[cfg(unix)]
+pub use batch_io::{BatchIo, ConnWrite, DatagramSend};
 pub use config::DriverConfig;
 pub use conn_wakers::{ConnWakers, SocketReady};
 pub use driver::Driver;

@@ -403,6 +403,79 @@ impl UdpExecutor {
         }
     }
 
+    /// Whether datagrams wait for [`Self::flush`] (or a batch).
+    pub(crate) fn has_pending_sends(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// The datagrams queued since the last flush, in order, for a [`crate::BatchIo`] that sends
+    /// them all in one batch; [`Self::sent_batch`] then takes the results. (A datagram whose
+    /// socket is gone cannot be queued: `Unbind` flushes first; should one be, its descriptor
+    /// is -1, which the kernel refuses, counted as a send error.)
+    #[cfg(unix)]
+    pub(crate) fn pending_sends(
+        &self,
+    ) -> impl ExactSizeIterator<Item = crate::batch_io::DatagramSend<'_>> {
+        use std::os::fd::AsRawFd;
+        self.pending.iter().map(|(slot, command)| {
+            let fd = self.slots[*slot]
+                .as_ref()
+                .map_or(-1, |(_, udp)| udp.as_raw_fd());
+            match command {
+                UdpCommand::SendTo {
+                    destination,
+                    head,
+                    body,
+                    ..
+                } => crate::batch_io::DatagramSend {
+                    fd,
+                    destination: *destination,
+                    head,
+                    body,
+                },
+                // Only sends are queued.
+                _ => crate::batch_io::DatagramSend {
+                    fd: -1,
+                    destination: SocketAddr::from(([0, 0, 0, 0], 0)),
+                    head: &[],
+                    body: &[],
+                },
+            }
+        })
+    }
+
+    /// The results of the batch that sent [`Self::pending_sends`], one per datagram in the
+    /// same order: counted as [`UdpSender`] counts its own sends (a full buffer or `ENOBUFS`
+    /// drops the datagram), and the queue emptied.
+    pub(crate) fn sent_batch(&mut self, results: &[io::Result<usize>]) {
+        let (mut sent, mut dropped, mut errors) = (0, 0, 0);
+        for (result, (_, command)) in results.iter().zip(&self.pending) {
+            match result {
+                Ok(_) => sent += 1,
+                Err(e) if crate::udp_send::no_room(e) => dropped += 1,
+                Err(e) => {
+                    errors += 1;
+                    if let UdpCommand::SendTo {
+                        socket,
+                        destination,
+                        ..
+                    } = command
+                    {
+                        tracing::debug!("{socket}: send to {destination}: {e}");
+                    }
+                }
+            }
+        }
+        UdpStats::add(&self.stats.sent, sent);
+        UdpStats::add(&self.stats.send_dropped, dropped);
+        UdpStats::add(&self.stats.send_errors, errors);
+        if !results.is_empty() {
+            // One batch, however many datagrams: as one `sendmmsg` counts once.
+            UdpStats::add(&self.stats.send_calls, 1);
+        }
+        self.pending.clear();
+    }
+
     /// Sends `run`, datagrams all from the socket in `slot`.
     fn send_run(&mut self, slot: usize, run: &[(usize, UdpCommand)]) {
         if let Some((socket, udp)) = &self.slots[slot] {

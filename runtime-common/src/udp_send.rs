@@ -266,7 +266,7 @@ fn lacks_gso(e: &io::Error) -> bool {
 /// need more than the socket may hold, or memory is short). Either drops the datagram alone,
 /// counted as dropped like a loss on the way; the next one may well go. Any other error is
 /// about the destination (`send_errors`).
-fn no_room(e: &io::Error) -> bool {
+pub(crate) fn no_room(e: &io::Error) -> bool {
     #[cfg(target_os = "linux")]
     if e.raw_os_error() == Some(libc::ENOBUFS) {
         return true;

@@ -1,12 +1,12 @@
 //! # siprtmp-runtime-drivers
 //!
 //! Every siprtmp driver behind one value: [`Runtime`] names a driver (mio, tokio, threads,
-//! async-std), [`Runtime::bind`] binds it as a [`Driver`] object, and [`Runtime::start_workers`]
+//! async-std, io-uring), [`Runtime::bind`] binds it as a [`Driver`] object, and [`Runtime::start_workers`]
 //! starts a group of workers on it. The binary's `--runtime` and the test harness pick a
 //! driver this way, by value; what differs between the drivers stays behind the [`Driver`]
 //! trait of `siprtmp-runtime-common`.
 //!
-//! This is a crate of its own because it depends on all four drivers, which all depend on
+//! This is a crate of its own because it depends on all five drivers, which all depend on
 //! `siprtmp-runtime-common` (so the choice cannot live there), and both the binary and the
 //! test harness need it (neither can depend on the other).
 //!
@@ -28,6 +28,7 @@ use std::io;
 use siprtmp_core::node::NodeConfig;
 use siprtmp_core::worker_relay::WorkerId;
 use siprtmp_runtime_async_std::AsyncStdDriver;
+use siprtmp_runtime_io_uring::UringDriver;
 use siprtmp_runtime_mio::MioDriver;
 use siprtmp_runtime_std_threads::ThreadsDriver;
 use siprtmp_runtime_tokio::TokioDriver;
@@ -49,15 +50,19 @@ pub enum Runtime {
     Threads,
     /// async-std (discontinued upstream; kept for the runtime comparison).
     AsyncStd,
+    /// One thread, one mio Poll, the system calls of each wake-up batched through io_uring
+    /// (Linux 5.19 or later, or 5.6 without the cooperative task-run setting).
+    IoUring,
 }
 
 impl Runtime {
     /// Every driver.
-    pub const ALL: [Runtime; 4] = [
+    pub const ALL: [Runtime; 5] = [
         Runtime::Mio,
         Runtime::Tokio,
         Runtime::Threads,
         Runtime::AsyncStd,
+        Runtime::IoUring,
     ];
 
     /// The name the binary's `--runtime` flag takes.
@@ -72,6 +77,7 @@ impl Runtime {
             Runtime::Tokio => "tokio",
             Runtime::Threads => "threads",
             Runtime::AsyncStd => "async-std",
+            Runtime::IoUring => "io-uring",
         }
     }
 
@@ -84,7 +90,7 @@ impl Runtime {
     /// Whether the driver runs as several workers sharing a port ([`Self::start_workers`]);
     /// the others run one node.
     pub fn runs_workers(self) -> bool {
-        matches!(self, Runtime::Mio | Runtime::Tokio)
+        matches!(self, Runtime::Mio | Runtime::Tokio | Runtime::IoUring)
     }
 
     /// Binds this runtime's driver on `config.listen` around a node built from `node` (see
@@ -98,6 +104,7 @@ impl Runtime {
             Runtime::Tokio => TokioDriver::bind(config, node).map(boxed),
             Runtime::Threads => ThreadsDriver::bind(config, node).map(boxed),
             Runtime::AsyncStd => AsyncStdDriver::bind(config, node).map(boxed),
+            Runtime::IoUring => UringDriver::bind(config, node).map(boxed),
         }
     }
 
@@ -114,6 +121,7 @@ impl Runtime {
         match self {
             Runtime::Mio => Workers::start::<MioDriver>(config, node, count, setup),
             Runtime::Tokio => Workers::start::<TokioDriver>(config, node, count, setup),
+            Runtime::IoUring => Workers::start::<UringDriver>(config, node, count, setup),
             Runtime::Threads | Runtime::AsyncStd => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 format!("the {} driver runs one node, not workers", self.name()),

@@ -764,4 +764,4 @@ macro_rules! conformance {
     )*};
 }
 
-conformance!(mio => Mio, tokio => Tokio, threads => Threads, async_std => AsyncStd);
+conformance!(mio => Mio, tokio => Tokio, threads => Threads, async_std => AsyncStd, io_uring => IoUring);

@@ -303,4 +303,4 @@ macro_rules! faults {
     )*};
 }
 
-faults!(mio => Mio, tokio => Tokio, threads => Threads, async_std => AsyncStd);
+faults!(mio => Mio, tokio => Tokio, threads => Threads, async_std => AsyncStd, io_uring => IoUring);

@@ -78,7 +78,7 @@ fn a_call_to_sipp_echoes_speex_narrowband_byte_for_byte() {
 /// socket writable, do not defeat the hold is runtime-common's host test.)
 #[test]
 fn with_merged_writes_every_echoed_frame_still_reaches_the_client() {
-    for runtime in [Runtime::Mio, Runtime::Tokio] {
+    for runtime in [Runtime::Mio, Runtime::Tokio, Runtime::IoUring] {
         let mut node = gateway_node(Transport::Udp);
         node.server.merge_writes = Some(Duration::from_millis(100));
         let name = format!("gw-echo-merged-{runtime:?}");
@@ -401,6 +401,25 @@ fn with_shared_rtp_ports_concurrent_calls_each_hear_only_their_own_echo() {
             "{runtime:?}: ten SIP sockets and four shared media sockets, not forty"
         );
     }
+}
+
+/// With a socket per call (the default) under the io-uring driver, which sends the datagrams
+/// of every call and writes every client in shared batches: concurrent calls each hear every
+/// frame of their own echo and none of another call's, no send fails, and every socket is
+/// closed once the clients have left.
+#[test]
+fn under_io_uring_concurrent_calls_on_their_own_sockets_each_hear_their_own_echo() {
+    let dir = scratch_dir("gw-io-uring-per-call");
+    let server = TestServer::start_on(Runtime::IoUring, loopback_gateway_node(40), None);
+    ten_calls_each_hear_their_own_echo(&server, &dir, "io-uring, per-call sockets");
+    wait::until(Duration::from_secs(15), || server.udp.open() == 0);
+    assert_eq!(server.udp.open(), 0, "{:?}", server.udp);
+    assert_eq!(
+        server.udp.send_errors.load(Ordering::Relaxed),
+        0,
+        "{:?}",
+        server.udp
+    );
 }
 
 /// With wake-up moderation (`--poll-interval 20`, mio), merged writes and shared ports, the

@@ -124,3 +124,10 @@ mod tokio {
         super::ffmpeg_publish_reaches_players_on_every_worker(super::Runtime::Tokio);
     }
 }
+
+mod io_uring {
+    #[test]
+    fn ffmpeg_publish_reaches_players_on_every_worker() {
+        super::ffmpeg_publish_reaches_players_on_every_worker(super::Runtime::IoUring);
+    }
+}

@@ -1,0 +1,389 @@
+//! # siprtmp-runtime-io-uring
+//!
+//! Runs a [`siprtmp_core::node::Node`] on one thread like the mio driver (one `mio::Poll` for
+//! readiness, the node's timer as the poll's timeout, the UDP sockets in the same poll, the
+//! file and TCP executors of [`siprtmp_runtime_common`]), but makes the system calls of a
+//! wake-up in batches through io_uring ([`ring`]): the mio driver costs one system call per
+//! socket and per direction, which with one RTP socket per gateway call is about four per
+//! Speex frame round trip, and `sendmmsg`/`recvmmsg` cannot help across sockets.
+//!
+//! Per wake-up:
+//!
+//! 1. the poll reports ready sockets; a readable UDP socket is drained into the node at once
+//!    (`recvmmsg`, as mio), the readable connections are collected;
+//! 2. one io_uring submission reads every readable connection (a `recv` each into its own
+//!    part of a shared read block, split off without a copy); a connection whose part came
+//!    back full (or that the peer closed) is read again in a further batch with larger parts;
+//! 3. [`NodeHost::turn_batched`]: the node's outputs are carried out, and one submission makes
+//!    every dirty connection's vectored write and every datagram the node queued (a
+//!    `sendmsg` each, head and body as two iovecs).
+//!
+//! Every operation carries `MSG_DONTWAIT`, and each submission waits for all of its
+//! completions before returning: io_uring is used as a batched system call with the
+//! semantics of the non-blocking calls it replaces (bytes taken, `WouldBlock`), so the
+//! buffers it points into (the node's queued segments) need live only for the call, and
+//! readiness stays epoll's. Without io_uring (an old kernel, or one where it is turned off),
+//! [`Driver::bind`] fails and says why.
+//!
+//! Several workers run with [`siprtmp_runtime_common::Workers`] as the mio driver's do (each
+//! worker its own thread, poll and ring). [`DriverConfig::poll_interval`] is refused (only the
+//! mio driver moderates wake-ups).
+//!
+//! ```no_run
+//! use siprtmp_runtime_io_uring::{Driver, DriverConfig, UringDriver};
+//! use siprtmp_core::node::NodeConfig;
+//! let config = DriverConfig { listen: "127.0.0.1:1935".parse().unwrap(), ..DriverConfig::default() };
+//! let driver = UringDriver::bind(config, NodeConfig::default()).unwrap();
+//! let stop = driver.stopper();
+//! std::thread::spawn(move || { std::thread::sleep(std::time::Duration::from_secs(1)); stop.stop(); });
+//! Box::new(driver).run().unwrap();
+//! ```
+
+use std::io::{self, IoSlice, Write};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use siprtmp_core::node::{ConnId, Node, NodeConfig};
+use siprtmp_core::worker_relay::WorkerId;
+use siprtmp_runtime_common::mio_poll::{self, PollTokens, Watched};
+use siprtmp_runtime_common::{
+    bind_listener, configure_stream, AcceptBackoff, FileExecutor, NodeHost, RelayLink, TcpExecutor,
+    Transport,
+};
+
+pub use siprtmp_runtime_common::{Decider, Driver, DriverConfig, Stopper, TcpStats, UdpStats};
+
+mod ring;
+pub mod worker;
+
+use ring::Ring;
+
+const LISTENER: Token = PollTokens::control(1);
+const WAKER: Token = PollTokens::control(2);
+/// Read buffer granularity: one allocation serves many reads.
+const READ_CHUNK: usize = 64 * 1024;
+/// Each readable connection's part of the read block in a wake-up's first batch of reads: a
+/// gateway client's Speex frame (about 100 bytes) or a few, with room for bursts. A connection
+/// that fills it is read again with [`READ_CHUNK`].
+const FIRST_READ: usize = 2 * 1024;
+
+/// A connection's socket; writability comes back as a mio event. The turn's writes go
+/// through the ring ([`NodeHost::turn_batched`] asks for its descriptor); the host's own
+/// synchronous write (the last one before a close) is a plain `writev`.
+struct UringConnection(TcpStream);
+
+impl Transport for UringConnection {
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.0.write_vectored(bufs)
+    }
+}
+
+impl AsRawFd for UringConnection {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+/// The event loop around one node: mio for readiness, io_uring for the system calls.
+pub struct UringDriver {
+    poll: Poll,
+    /// The batched system calls.
+    ring: Ring,
+    /// Connections reported readable in this wake-up (and whether the peer closed), read in
+    /// one batch.
+    readable: Vec<(ConnId, bool)>,
+    /// The batch of reads being made: each connection and its part of the read block.
+    reads: Vec<(ConnId, bool, BytesMut)>,
+    /// Results of a batch.
+    results: Vec<io::Result<usize>>,
+    listener: TcpListener,
+    waker: Arc<Waker>,
+    host: NodeHost<UringConnection>,
+    config: DriverConfig,
+    read_buf: BytesMut,
+    /// Set by the [`Stopper`] before it wakes the poll (the waker also reports file
+    /// completions).
+    stop: Arc<AtomicBool>,
+    udp_stats: Arc<UdpStats>,
+    tcp_stats: Arc<TcpStats>,
+    /// Accepting paused after a failed accept (out of descriptors), and until when.
+    accept_backoff: AcceptBackoff,
+    /// What each of the poll's tokens names (the connections' tokens carry this node's ids
+    /// without their worker byte).
+    tokens: PollTokens,
+}
+
+impl Driver for UringDriver {
+    fn bind(config: DriverConfig, node_config: NodeConfig) -> io::Result<Self> {
+        let listener = bind_listener(config.listen, true)?;
+        Self::build(config, node_config, listener, None)
+    }
+
+    fn set_decider(&mut self, decider: Decider) {
+        self.host.set_decider(decider);
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    fn udp_stats(&self) -> Arc<UdpStats> {
+        self.udp_stats.clone()
+    }
+
+    fn tcp_stats(&self) -> Arc<TcpStats> {
+        self.tcp_stats.clone()
+    }
+
+    fn stopper(&self) -> Stopper {
+        let waker = self.waker.clone();
+        let stop = self.stop.clone();
+        Stopper::new(move || {
+            stop.store(true, Ordering::SeqCst);
+            // A failed wake means the poll is gone already: nothing left to stop.
+            let _ = waker.wake();
+        })
+    }
+
+    fn run(self: Box<Self>) -> io::Result<()> {
+        (*self).event_loop()
+    }
+}
+
+impl UringDriver {
+    /// Builds the driver around a bound non-blocking `listener`; with `relay`, its node is
+    /// one worker of a group (see [`worker`]).
+    fn build(
+        config: DriverConfig,
+        node_config: NodeConfig,
+        listener: std::net::TcpListener,
+        relay: Option<RelayLink>,
+    ) -> io::Result<Self> {
+        config.refuse_poll_interval("io-uring")?;
+        // First, so that a system without io_uring fails before anything else starts.
+        let ring = Ring::new()?;
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::from_std(listener);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let mut node = Node::new(node_config, Instant::now(), config.seed);
+        let tokens = PollTokens::new(relay.as_ref().map_or(WorkerId(0), RelayLink::worker));
+        if let Some(relay) = &relay {
+            node = node.with_relay(relay.worker());
+            // Other workers' messages wake the poll like file completions; the turn feeds both.
+            let relay_waker = waker.clone();
+            relay.set_waker(move || {
+                let _ = relay_waker.wake();
+            });
+        }
+        let files_waker = waker.clone();
+        let files = FileExecutor::start(config.root.clone(), move || {
+            // A failed wake means the poll is gone: nobody is waiting for the completion.
+            let _ = files_waker.wake();
+        })?;
+        let mut udp = mio_poll::udp_executor(poll.registry())?;
+        udp.set_gso(config.udp_gso);
+        let udp_stats = udp.stats();
+        let tcp_waker = waker.clone();
+        let tcp = TcpExecutor::start(move || {
+            let _ = tcp_waker.wake();
+        })?;
+        let tcp_stats = tcp.stats();
+        Ok(Self {
+            poll,
+            ring,
+            readable: Vec::new(),
+            reads: Vec::new(),
+            results: Vec::new(),
+            listener,
+            waker,
+            host: NodeHost::new(node, config.events.clone())
+                .with_files(files)
+                .with_relay(relay)
+                .with_udp(udp)
+                .with_tcp(tcp),
+            udp_stats,
+            tcp_stats,
+            config,
+            read_buf: BytesMut::zeroed(READ_CHUNK),
+            stop: Arc::new(AtomicBool::new(false)),
+            accept_backoff: AcceptBackoff::default(),
+            tokens,
+        })
+    }
+
+    /// Runs until stopped ([`Driver::run`]).
+    fn event_loop(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = if self.host.has_pending_writes() {
+                Some(std::time::Duration::ZERO)
+            } else {
+                // A paused accept loop wakes itself up: the backlog raises no new event.
+                let deadline = match (self.host.poll_timeout(), self.accept_backoff.retry_at()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()))
+            };
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match self.tokens.decode(event.token()) {
+                    // While accepting is paused the event is dropped: the retry drains the
+                    // backlog.
+                    Watched::Other(LISTENER) if self.accept_backoff.ready(now) => {
+                        self.accept_all(now)
+                    }
+                    // LISTENER while paused; WAKER: stop (checked below) or file completions
+                    // (fed in by the turn).
+                    Watched::Other(_) => {}
+                    Watched::Udp(slot) => {
+                        self.host.udp_readable(now, slot);
+                    }
+                    Watched::Conn(conn) => {
+                        if event.is_readable() || event.is_read_closed() {
+                            self.readable.push((conn, event.is_read_closed()));
+                        }
+                        if event.is_writable() {
+                            self.host.writable(conn);
+                        }
+                    }
+                }
+            }
+            self.read_batches(now);
+            if self.stop.load(Ordering::SeqCst) {
+                tracing::info!(
+                    "shutting down: closing {} connections",
+                    self.host.connection_count()
+                );
+                for (_, mut c) in self.host.shutdown(now) {
+                    let _ = self.poll.registry().deregister(&mut c.0);
+                }
+                return Ok(());
+            }
+            if self.accept_backoff.pause_over(now) {
+                self.accept_all(now);
+            }
+            self.host.turn_batched(now, &mut self.ring);
+            self.deregister_closed();
+        }
+    }
+
+    fn accept_all(&mut self, now: Instant) {
+        loop {
+            match self.listener.accept() {
+                Ok((socket, peer)) => {
+                    self.accept_backoff.accepted(now);
+                    if let Err(e) =
+                        configure_stream(&socket, self.config.send_buffer, self.config.tcp_nodelay)
+                    {
+                        tracing::warn!("socket options for {peer}: {e}");
+                    }
+                    // The token carries the node's id for the connection, so register after
+                    // accept.
+                    let conn = self.host.accept(now, peer, UringConnection(socket));
+                    let interest = Interest::READABLE | Interest::WRITABLE;
+                    let Some(token) = self.tokens.conn(conn) else {
+                        // Another worker's id, or one too wide for this system's tokens.
+                        tracing::warn!("{conn}: no poll token for {peer}");
+                        self.host.peer_closed(now, conn);
+                        self.host.take_closed().for_each(drop);
+                        continue;
+                    };
+                    let registered = match self.host.transport_mut(conn) {
+                        Some(c) => self.poll.registry().register(&mut c.0, token, interest),
+                        None => continue,
+                    };
+                    if let Err(e) = registered {
+                        tracing::warn!("register {peer}: {e}");
+                        self.host.peer_closed(now, conn);
+                        // Never registered: nothing to deregister.
+                        self.host.take_closed().for_each(drop);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // EMFILE and friends: pause accepting (the loop wakes up at the retry time),
+                // unless only this connection failed.
+                Err(e) => {
+                    if self.accept_backoff.failed(now, &e) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads every connection of [`Self::readable`] in batches: first a [`FIRST_READ`] part
+    /// of the read block each, one submission for all; then, for those that filled their part
+    /// (more may be waiting) or whose peer closed (its end of stream raised no event of its
+    /// own), [`READ_CHUNK`] parts, until each has given less than its part. As in the mio
+    /// driver, a read that fills less than its buffer emptied the socket: with epoll's
+    /// edge-triggered registration, data arriving later raises a new event.
+    fn read_batches(&mut self, now: Instant) {
+        let mut part = FIRST_READ;
+        while !self.readable.is_empty() {
+            self.reads.clear();
+            for (conn, closed) in self.readable.drain(..) {
+                if self.host.transport_mut(conn).is_none() {
+                    continue;
+                }
+                // `read_buf` is kept initialised to its full length, so it is zeroed once per
+                // READ_CHUNK of parts handed out, not once per read.
+                if self.read_buf.len() < part {
+                    self.read_buf = BytesMut::zeroed(READ_CHUNK);
+                }
+                self.reads
+                    .push((conn, closed, self.read_buf.split_to(part)));
+            }
+            let host = &mut self.host;
+            let reads = self.reads.iter_mut().map(|(conn, _, buf)| {
+                // A connection removed since it was listed cannot be: nothing ran in between.
+                let fd = host.transport_mut(*conn).map_or(-1, |c| c.as_raw_fd());
+                (fd, &mut buf[..])
+            });
+            self.ring.recv_all(reads, &mut self.results);
+            for ((conn, closed, mut data), result) in
+                self.reads.drain(..).zip(self.results.drain(..))
+            {
+                match result {
+                    Ok(0) => self.host.peer_closed(now, conn),
+                    Ok(n) => {
+                        data.truncate(n);
+                        self.host.received(now, conn, data);
+                        if n == part || closed {
+                            self.readable.push((conn, closed));
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                        self.readable.push((conn, closed))
+                    }
+                    Err(e) => {
+                        tracing::debug!("{conn}: read error: {e}");
+                        self.host.peer_closed(now, conn);
+                    }
+                }
+            }
+            part = READ_CHUNK;
+        }
+    }
+
+    fn deregister_closed(&mut self) {
+        for (_, mut c) in self.host.take_closed() {
+            let _ = self.poll.registry().deregister(&mut c.0);
+        }
+    }
+}
