@@ -1,5 +1,6 @@
-//! The servers under test as child processes: `siprtmp --runtime R` (named `R`, or
-//! `R-merged` for `siprtmp --runtime R --merge-writes 100`, `R-shared` for the gateway's
+//! The servers under test as child processes: `siprtmp --runtime R` (named `R`: the binary's
+//! defaults, players' merged writes of 40 ms among them; `R-merged` for `--merge-writes 100
+//! --gateway-merge-writes 100`, `R-merged0` for neither, `R-shared` for the gateway's
 //! `--shared-rtp-ports`), nginx with the RTMP module (one
 //! process: `master_process off`, so the measured PID is the one doing the work), and
 //! rtmplite3, the Python 3 port of the original project's RTMP server (one process on the
@@ -304,6 +305,11 @@ pub(crate) fn start_with(
                 .args(["--runtime", options.runtime]);
             if let Some(ms) = options.merge_ms {
                 c.args(["--merge-writes", &ms.to_string()]);
+                // Since the players' and the calls' windows were split, a merged server merges
+                // both; a baseline build from before the split has only the one flag.
+                if !options.baseline {
+                    c.args(["--gateway-merge-writes", &ms.to_string()]);
+                }
             }
             if options.shared_rtp_ports {
                 c.arg("--shared-rtp-ports");

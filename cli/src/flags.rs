@@ -96,11 +96,16 @@ pub(crate) struct Flags {
     /// config: gateway.rtp_source].
     #[arg(long = "rtp-source", value_name = "strict|learn-port|learn-any")]
     pub rtp_source: Option<String>,
-    /// Merged writes: hold each player's live media (and a gateway call's far-end media) up
-    /// to MS milliseconds, 1-1000, so several messages leave in one write, for far less CPU
-    /// per player; 0 is off [default: off; config: rtmp.merge_writes_ms].
+    /// Merged writes: hold each player's live media up to MS milliseconds, 1-1000, so several
+    /// messages leave in one write, for far less CPU per player at up to MS more delay; 0 is
+    /// off [default: 40; config: rtmp.merge_writes_ms].
     #[arg(long = "merge-writes", value_name = "MS")]
     pub merge_writes: Option<u64>,
+    /// Merged writes for gateway calls: hold the far end's media for a client up to MS
+    /// milliseconds, 1-1000; every hop of a call's audio waits up to MS more; 0 is off
+    /// [default: off; config: gateway.merge_writes_ms].
+    #[arg(long = "gateway-merge-writes", value_name = "MS")]
+    pub gateway_merge_writes: Option<u64>,
     /// TCP_NODELAY on client sockets: each write leaves at once (no Nagle); lower latency for
     /// small messages, more CPU with bulk readers unless merged writes are on [default: off;
     /// config: rtmp.tcp_nodelay].

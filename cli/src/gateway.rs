@@ -67,6 +67,9 @@ pub(crate) struct GatewaySection {
     /// Every call's media on the same four ports, the first free block of the range
     /// (`--shared-rtp-ports`, default false).
     pub shared_rtp_ports: Option<bool>,
+    /// Merged writes for the far end's media to the client, milliseconds
+    /// (`--gateway-merge-writes`; absent or 0: off, every frame written as it arrives).
+    pub merge_writes_ms: Option<u64>,
     /// REGISTER lifetime asked for, seconds (default 3600).
     pub register_expires: Option<u32>,
     /// Largest RTP payload for video, bytes (default 1200).

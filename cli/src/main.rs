@@ -87,6 +87,16 @@ impl Setup {
                 diagnostics::Origin::flag("--merge-writes", "rtmp.merge_writes_ms"),
             )?;
         }
+        node.server.gateway_merge_writes = match flags.gateway_merge_writes {
+            Some(ms) => config::merge_window(
+                ms,
+                diagnostics::Origin::flag("--gateway-merge-writes", "gateway.merge_writes_ms"),
+            )?,
+            None => config::merge_window(
+                file.gateway.merge_writes_ms.unwrap_or(0),
+                diagnostics::Origin::key("gateway.merge_writes_ms", Some("--gateway-merge-writes")),
+            )?,
+        };
         let gateway_flags = gateway::GatewayFlags {
             on: flags.gateway,
             off: flags.no_gateway,
@@ -206,10 +216,14 @@ fn serve(setup: Setup) -> Result<(), String> {
         let mut authorizer = auth::Authorizer::new(rules);
         Box::new(move |event: &siprtmp_core::node::Event| authorizer.on_event(event)) as Decider
     });
-    let merge_line = node_config
-        .server
-        .merge_writes
-        .map_or_else(|| "off".to_owned(), |w| format!("{} ms", w.as_millis()));
+    let window = |w: Option<std::time::Duration>| {
+        w.map_or_else(|| "off".to_owned(), |w| format!("{} ms", w.as_millis()))
+    };
+    let merge_line = format!(
+        "{} (calls: {})",
+        window(node_config.server.merge_writes),
+        window(node_config.server.gateway_merge_writes)
+    );
     let serve = |bound: SocketAddr, stopper: Stopper| -> Result<(), String> {
         // Handlers first: a SIGTERM sent once the log says "listening" must stop it cleanly.
         stop_on_signals(stopper)?;

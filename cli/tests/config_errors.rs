@@ -270,6 +270,7 @@ fn help_describes_the_server_and_names_each_flags_config_key() {
         ("--shared-rtp-ports", "config: gateway.shared_rtp_ports]"),
         ("--sip-transport", "config: gateway.transport]"),
         ("--merge-writes", "config: rtmp.merge_writes_ms]"),
+        ("--gateway-merge-writes", "config: gateway.merge_writes_ms]"),
         ("--tcp-nodelay", "config: rtmp.tcp_nodelay]"),
         ("--poll-interval", "config: poll_interval_ms]"),
         ("--no-udp-gso", "config: gateway.udp_gso = false]"),

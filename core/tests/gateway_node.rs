@@ -187,11 +187,15 @@ fn a_client_calls_through_the_node_and_hears_its_echo() {
     assert_eq!(w.net.udp.open_sockets(), 0, "no socket left");
 }
 
-/// One second of 20 ms frames through an echoing far end with merged writes set to `merge`:
-/// how many writes the client got in that second, and the longest any echo waited in the
-/// node (from the RTP datagram's arrival to the write that carried it).
+/// One second of 20 ms frames through an echoing far end with the gateway's merged writes set
+/// to `merge`: how many writes the client got in that second, and the longest any echo waited
+/// in the node (from the RTP datagram's arrival to the write that carried it).
 fn one_second_of_echo(merge: Option<Duration>) -> (usize, Duration) {
-    let mut w = World::with_merge(merge);
+    one_second_of_echo_in(World::with_merge(merge))
+}
+
+/// [`one_second_of_echo`] in the world given.
+fn one_second_of_echo_in(mut w: World) -> (usize, Duration) {
     let c = established_call(&mut w);
     let writes_before = w.net.clients[c].writes;
     let start = w.now;
@@ -250,6 +254,19 @@ fn with_merged_writes_the_far_ends_media_reaches_the_client_in_a_few_writes() {
         longest <= window,
         "no echo held longer than the window: {longest:?}"
     );
+}
+
+/// The players' merged writes (`merge_writes`, on by default in the binary) leave a call's
+/// media alone: only `gateway_merge_writes` holds it.
+#[test]
+fn the_players_merge_window_does_not_hold_a_calls_media() {
+    let mut w = World::configured(Transport::Udp, RTP_PORTS, |c| {
+        c.server.merge_writes = Some(Duration::from_millis(100));
+    });
+    w.net.transmit_driven = true;
+    let (writes, longest) = one_second_of_echo_in(w);
+    assert!(writes >= 50, "one write per echoed frame: {writes}");
+    assert_eq!(longest, Duration::ZERO, "nothing held");
 }
 
 /// Client `c` calls bob with PCMU.

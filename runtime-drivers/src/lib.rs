@@ -51,7 +51,7 @@ pub enum Runtime {
     /// async-std (discontinued upstream; kept for the runtime comparison).
     AsyncStd,
     /// One thread, one mio Poll, the system calls of each wake-up batched through io_uring
-    /// (Linux 5.19 or later, or 5.6 without the cooperative task-run setting).
+    /// (Linux 5.19 and newer, or from 5.6 without the cooperative task-run setting).
     IoUring,
 }
 

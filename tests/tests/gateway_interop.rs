@@ -80,7 +80,7 @@ fn a_call_to_sipp_echoes_speex_narrowband_byte_for_byte() {
 fn with_merged_writes_every_echoed_frame_still_reaches_the_client() {
     for runtime in [Runtime::Mio, Runtime::Tokio, Runtime::IoUring] {
         let mut node = gateway_node(Transport::Udp);
-        node.server.merge_writes = Some(Duration::from_millis(100));
+        node.server.gateway_merge_writes = Some(Duration::from_millis(100));
         let name = format!("gw-echo-merged-{runtime:?}");
         echo_call_on(node, runtime, &name, EchoMedia::Wideband, 150);
     }
@@ -432,7 +432,7 @@ fn under_io_uring_concurrent_calls_on_their_own_sockets_each_hear_their_own_echo
 fn with_a_poll_interval_concurrent_calls_each_hear_all_of_their_own_echo() {
     let dir = scratch_dir("gw-poll-interval");
     let mut node = shared_ports_node();
-    node.server.merge_writes = Some(Duration::from_millis(100));
+    node.server.gateway_merge_writes = Some(Duration::from_millis(100));
     let server = TestServer::start_configured(Runtime::Mio, node, None, |config| {
         config.poll_interval = Some(Duration::from_millis(20));
     });

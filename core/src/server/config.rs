@@ -81,11 +81,14 @@ pub struct ServerConfig {
     pub max_record_backlog: usize,
     /// Merged writes: when set, live media for a player is held for up to this long so that
     /// several messages leave in one write (as SRS's `mw_latency`), trading that much latency
-    /// for far fewer system calls per player. The gateway's far-end media to its RTMP client is
-    /// held the same way. Commands, status, control messages and the
-    /// first media after a play or resume still go out at once. `None` (the default): every
-    /// message is written as soon as it arrives.
+    /// for far fewer system calls per player. Commands, status, control messages and the
+    /// first media after a play or resume still go out at once. `None` (the default here; the
+    /// `siprtmp` binary's default is 40 ms): every message is written as soon as it arrives.
     pub merge_writes: Option<Duration>,
+    /// Merged writes for the gateway's far-end media to its RTMP clients, apart from the
+    /// players' window: a phone call feels every millisecond a live viewer does not, so it
+    /// has its own setting. `None` (the default, also the binary's): written as it arrives.
+    pub gateway_merge_writes: Option<Duration>,
     /// With merged writes, held media bytes past which a player's queue is written at once,
     /// without waiting for the rest of the window (so bulk video does not pile up in memory).
     pub merge_max_bytes: usize,
@@ -144,6 +147,7 @@ impl Default for ServerConfig {
             vod_read_size: 64 * 1024,
             max_record_backlog: 16 * 1024 * 1024,
             merge_writes: None,
+            gateway_merge_writes: None,
             merge_max_bytes: 64 * 1024,
             gateway: None,
             http: None,

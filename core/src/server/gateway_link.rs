@@ -88,7 +88,7 @@ impl RtmpServer {
         let mut sender = MediaSender {
             sessions: &mut self.sessions,
             frame_headers: &mut self.frame_headers,
-            merge: &mut self.merge,
+            merge: &mut self.gateway_merge,
             transmits: &mut self.transmits,
             last_now: self.last_now,
             backlog: &mut self.client_backlog,

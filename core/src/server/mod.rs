@@ -126,6 +126,9 @@ pub(crate) struct RtmpServer {
     relay: Option<worker_streams::RelayState>,
     /// Players whose media is held for merged writes, when enabled.
     merge: Option<FlushSchedule>,
+    /// Gateway clients whose far-end media is held for merged writes, when enabled (a
+    /// window of its own, so a list of its own: each list's deadlines come in order).
+    gateway_merge: Option<FlushSchedule>,
     /// Where [`Session::encode_frame`] writes every session's chunk headers, split off per
     /// message: one allocation serves many messages, and the reference count that each
     /// split and each written header touches is one hot cache line rather than one per
@@ -150,6 +153,9 @@ impl RtmpServer {
             .map(|g| crate::gateway::host::GatewayHost::new(g, rng.next_u64()));
         let merge = config
             .merge_writes
+            .map(|window| FlushSchedule::new(window, config.merge_max_bytes));
+        let gateway_merge = config
+            .gateway_merge_writes
             .map(|window| FlushSchedule::new(window, config.merge_max_bytes));
         let client_backlog =
             ClientBacklog::new(config.player_soft_backlog, config.player_hard_backlog);
@@ -177,6 +183,7 @@ impl RtmpServer {
             last_now: epoch,
             relay: None,
             merge,
+            gateway_merge,
             frame_headers: BytesMut::new(),
             client_backlog,
             counters: Counters::default(),
@@ -636,11 +643,23 @@ impl RtmpServer {
 
     /// Merged writes: emits the `Transmit` of every connection whose held media is due.
     fn flush_held(&mut self, now: Instant) {
-        let Some(merge) = &mut self.merge else {
-            return;
-        };
+        for merge in [&mut self.merge, &mut self.gateway_merge]
+            .into_iter()
+            .flatten()
+        {
+            Self::flush_due(merge, &mut self.sessions, &mut self.transmits, now);
+        }
+    }
+
+    /// The due entries of one merged-writes list.
+    fn flush_due(
+        merge: &mut FlushSchedule,
+        sessions: &mut SessionTable,
+        transmits: &mut VecDeque<ConnId>,
+        now: Instant,
+    ) {
         while let Some((deadline, conn)) = merge.pop_due(now) {
-            let Some(session) = self.sessions.get_mut(conn) else {
+            let Some(session) = sessions.get_mut(conn) else {
                 continue; // gone since
             };
             // A stale entry: the connection transmitted (and maybe held again) since.
@@ -649,7 +668,7 @@ impl RtmpServer {
             }
             session.hold_deadline = None;
             if session.transmit_now() {
-                self.transmits.push_back(conn);
+                transmits.push_back(conn);
             }
         }
     }
@@ -703,8 +722,15 @@ impl RtmpServer {
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let timer = self.timers.peek().map(|Reverse((t, _))| *t);
         let flush = self.merge.as_ref().and_then(FlushSchedule::next_deadline);
+        let gateway_flush = self
+            .gateway_merge
+            .as_ref()
+            .and_then(FlushSchedule::next_deadline);
         let decision = self.pending.first_key_value().map(|(_, (t, _))| *t);
-        [timer, flush, decision].into_iter().flatten().min()
+        [timer, flush, gateway_flush, decision]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The connection's queued segments as I/O slices.
@@ -743,7 +769,7 @@ impl RtmpServer {
         MediaSender {
             sessions: &mut self.sessions,
             frame_headers: &mut self.frame_headers,
-            merge: &mut self.merge,
+            merge: &mut self.gateway_merge,
             transmits: &mut self.transmits,
             last_now: self.last_now,
             backlog: &mut self.client_backlog,

@@ -97,7 +97,7 @@ impl World {
         Self::configured(Transport::Udp, rtp_ports, |_| {})
     }
 
-    /// With `merge_writes` set as given; the client is then written only when the node asks
+    /// With `gateway_merge_writes` set as given; the client is then written only when the node asks
     /// (as a real driver does), so that holding media shows in its write count.
     pub(crate) fn with_merge(merge: Option<Duration>) -> Self {
         Self::with_options(RTP_PORTS, merge, false)
@@ -118,7 +118,7 @@ impl World {
         shared: bool,
     ) -> Self {
         let mut w = Self::configured(Transport::Udp, rtp_ports, |c| {
-            c.server.merge_writes = merge;
+            c.server.gateway_merge_writes = merge;
             gateway(c).shared_rtp_ports = shared;
         });
         w.net.transmit_driven = true;
