@@ -323,13 +323,32 @@ fn run(flags: Flags) -> Result<bool, String> {
             Ok(running) => {
                 running.stop();
                 if let Some(o) = kind.siprtmp_options() {
-                    if let Some(ms) = o.merge_ms {
-                        notes.push(format!(
-                            "{}: siprtmp --runtime {} --merge-writes {ms} (merged writes: a \
-                             player's media is held up to {ms} ms and written in one writev)",
+                    match o.merge_ms {
+                        Some(0) => notes.push(format!(
+                            "{}: siprtmp --runtime {} --merge-writes 0 (every message written \
+                             as it arrives: the default before merged writes became one)",
                             kind.label(),
                             o.runtime
-                        ));
+                        )),
+                        Some(ms) => notes.push(format!(
+                            "{}: siprtmp --runtime {} --merge-writes {ms}{} (merged writes: a \
+                             player's or a call's media is held up to {ms} ms and written in \
+                             one writev)",
+                            kind.label(),
+                            o.runtime,
+                            if o.baseline {
+                                String::new()
+                            } else {
+                                format!(" --gateway-merge-writes {ms}")
+                            }
+                        )),
+                        None if o.baseline => {}
+                        None => notes.push(format!(
+                            "{}: siprtmp --runtime {} with its default flags (players' media \
+                             merged over 40 ms, calls' written as it arrives)",
+                            kind.label(),
+                            o.runtime
+                        )),
                     }
                     if o.nodelay {
                         notes.push(format!("{}: with --tcp-nodelay", kind.label()));
