@@ -32,6 +32,8 @@ pub(crate) struct CallbacksSection {
     pub on_record_done: Option<String>,
     pub on_update: Option<String>,
     pub on_register: Option<String>,
+    pub on_call: Option<String>,
+    pub on_call_done: Option<String>,
     /// Time a callback has to answer, in milliseconds (default 3000).
     pub timeout_ms: Option<u64>,
     /// What a deciding callback that cannot answer means (default `refuse`).
@@ -79,6 +81,8 @@ impl CallbacksSection {
             on_record_done: url("on_record_done", &self.on_record_done)?,
             on_update: url("on_update", &self.on_update)?,
             on_register: url("on_register", &self.on_register)?,
+            on_call: url("on_call", &self.on_call)?,
+            on_call_done: url("on_call_done", &self.on_call_done)?,
             timeout: match self.timeout_ms {
                 None => d.timeout,
                 Some(ms @ 1..=MAX_TIMEOUT_MS) => Duration::from_millis(ms),
@@ -128,6 +132,8 @@ impl CallbacksSection {
             &config.on_record_done,
             &config.on_update,
             &config.on_register,
+            &config.on_call,
+            &config.on_call_done,
         ]
         .iter()
         .any(|u| u.is_some());
@@ -182,11 +188,20 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key_and_no_url_means_no_callbacks() {
-        assert_eq!(section("timeout_ms = 5").node_config(&no_dns).unwrap(), None);
+        assert_eq!(
+            section("timeout_ms = 5").node_config(&no_dns).unwrap(),
+            None
+        );
         for (text, key) in [
-            ("on_publish = \"https://127.0.0.1/p\"", "callbacks.on_publish"),
+            (
+                "on_publish = \"https://127.0.0.1/p\"",
+                "callbacks.on_publish",
+            ),
             ("on_play = \"http://nowhere.test/p\"", "callbacks.on_play"),
-            ("on_done = \"http://1.2.3.4/\"\ntimeout_ms = 0", "callbacks.timeout_ms"),
+            (
+                "on_done = \"http://1.2.3.4/\"\ntimeout_ms = 0",
+                "callbacks.timeout_ms",
+            ),
             (
                 "on_done = \"http://1.2.3.4/\"\nmax_in_flight = 0",
                 "callbacks.max_in_flight",

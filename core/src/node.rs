@@ -39,7 +39,7 @@ pub use crate::decision::{DecideError, Decision, PublishMode, Question};
 pub use crate::gateway::GatewayNodeConfig;
 pub use crate::http::{CallbackUrl, CallbacksConfig, FailurePolicy, HttpConfig};
 pub use crate::ids::{ConnId, FileId, ListenerId, RequestId, SocketId, StreamId, WorkerId};
-pub use crate::io::{Event, Input, Output};
+pub use crate::io::{CallPhase, Event, Input, Output};
 pub use crate::record_error::RecordError;
 use crate::server::RtmpServer;
 pub use crate::server::{AppConfig, RecordPolicy, ServerConfig};

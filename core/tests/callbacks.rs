@@ -98,7 +98,10 @@ fn requests(f: &mut InMemory) -> Vec<Sent> {
         if !by_stream.contains_key(&stream) {
             order.push(stream);
         }
-        by_stream.entry(stream).or_default().extend_from_slice(&data);
+        by_stream
+            .entry(stream)
+            .or_default()
+            .extend_from_slice(&data);
     }
     order
         .into_iter()
@@ -258,7 +261,9 @@ fn a_backend_that_closes_early_or_answers_garbage_gets_the_failure_policy() {
         };
         let closed = failing(policy, |f, sent| {
             let sent = sent.expect("sent");
-            f.net.tcp.send(sent.stream, b"HTTP/1.1 200 OK\r\nContent-Le");
+            f.net
+                .tcp
+                .send(sent.stream, b"HTTP/1.1 200 OK\r\nContent-Le");
             f.net.tcp.close(sent.stream, None);
         });
         assert_eq!(closed, [expected], "closed early, {policy:?}");
@@ -321,7 +326,9 @@ fn the_ends_of_publishes_and_plays_are_told_with_their_names_and_args() {
     f.pump();
     let sent = requests(&mut f).pop().expect("play asked");
     answer(&mut f, &sent, OK);
-    assert!(f.statuses(player).contains(&"NetStream.Play.Start".to_string()));
+    assert!(f
+        .statuses(player)
+        .contains(&"NetStream.Play.Start".to_string()));
 
     // The player leaves, then the publisher stops.
     let player_conn = f.net.clients[player].conn;
@@ -350,10 +357,15 @@ fn the_ends_of_publishes_and_plays_are_told_with_their_names_and_args() {
             ("/done", Some("done"), Some("show"), Some("me")),
         ]
     );
-    assert_eq!(done[0].field("clientid"), Some(player_conn.to_string().as_str()));
-    f.net.clients[publisher]
-        .client
-        .call(p_id, "deleteStream", vec![siprtmp_core::amf::Value::Number(f64::from(p_id))]);
+    assert_eq!(
+        done[0].field("clientid"),
+        Some(player_conn.to_string().as_str())
+    );
+    f.net.clients[publisher].client.call(
+        p_id,
+        "deleteStream",
+        vec![siprtmp_core::amf::Value::Number(f64::from(p_id))],
+    );
     f.pump();
     let done = requests(&mut f);
     let calls: Vec<(&str, Option<&str>, Option<&str>)> = done
@@ -377,7 +389,10 @@ fn the_applications_decision_comes_first_and_a_refusal_makes_no_request() {
     // The connect: no on_connect configured, so the application's acceptance is final.
     let asked = take_questions(&mut f);
     assert_eq!(asked.len(), 1);
-    f.net.node.decide(f.now, asked[0], Decision::Accept).unwrap();
+    f.net
+        .node
+        .decide(f.now, asked[0], Decision::Accept)
+        .unwrap();
     f.pump();
     assert!(f.events(c).contains(&ClientEvent::Connected));
     f.net.clients[c].client.create_stream();
@@ -399,15 +414,25 @@ fn the_applications_decision_comes_first_and_a_refusal_makes_no_request() {
         .decide(f.now, asked[0], Decision::Reject("rules".into()))
         .unwrap();
     f.pump();
-    assert!(requests(&mut f).is_empty(), "refused by the rules: no callback");
+    assert!(
+        requests(&mut f).is_empty(),
+        "refused by the rules: no callback"
+    );
     assert_eq!(f.statuses(c), ["NetStream.Publish.Denied"]);
 
     f.net.clients[c].client.publish(id, "show");
     f.pump();
     let asked = take_questions(&mut f);
-    f.net.node.decide(f.now, asked[0], Decision::Accept).unwrap();
+    f.net
+        .node
+        .decide(f.now, asked[0], Decision::Accept)
+        .unwrap();
     // Answered once: a second answer is refused while the callback decides.
-    assert!(f.net.node.decide(f.now, asked[0], Decision::Accept).is_err());
+    assert!(f
+        .net
+        .node
+        .decide(f.now, asked[0], Decision::Accept)
+        .is_err());
     f.pump();
     let sent = requests(&mut f).pop().expect("now the callback");
     answer(&mut f, &sent, OK);

@@ -72,9 +72,7 @@ fn backend() -> (SocketAddr, Arc<Mutex<Vec<Got>>>) {
 }
 
 fn serve(stream: TcpStream) -> Option<Got> {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut reader = BufReader::new(stream.try_clone().ok()?);
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
@@ -200,7 +198,10 @@ fn callbacks(runtime: Runtime) {
         (Some("play"), Some("alias"))
     );
     for field in ["start", "duration", "reset", "clientid"] {
-        assert!(play.field(field).is_some(), "{runtime:?}: {field} in {play:?}");
+        assert!(
+            play.field(field).is_some(),
+            "{runtime:?}: {field} in {play:?}"
+        );
     }
 
     // Refused: ffmpeg fails.
@@ -209,7 +210,10 @@ fn callbacks(runtime: Runtime) {
         &server.url("live/refused"),
     );
     let status = refused.wait(STARTUP).expect("a refused ffmpeg exits");
-    assert!(!status.success(), "{runtime:?}: a refused publish succeeded");
+    assert!(
+        !status.success(),
+        "{runtime:?}: a refused publish succeeded"
+    );
     assert!(
         !server
             .events()

@@ -92,6 +92,18 @@ struct Client {
     asked: Option<(String, String)>,
     publishing: Option<Activity>,
     playing: Option<Activity>,
+    /// A gateway call: the caller and callee of an incoming one (empty for an outgoing one)
+    /// and, once established, since when.
+    call: Option<GatewayCall>,
+}
+
+/// A gateway client's call, from its invitation or establishment to its end.
+#[derive(Debug, Clone, Default)]
+struct GatewayCall {
+    from: String,
+    to: String,
+    incoming: bool,
+    established: Option<Instant>,
 }
 
 /// What the node must do to the server after a callback.
@@ -122,7 +134,10 @@ pub(crate) struct Callbacks {
 impl Callbacks {
     /// Callbacks per `config`; `on_update` first fires one interval after `now`.
     pub(crate) fn new(config: CallbacksConfig, now: Instant) -> Self {
-        let next_update = config.on_update.as_ref().map(|_| now + config.update_interval);
+        let next_update = config
+            .on_update
+            .as_ref()
+            .map(|_| now + config.update_interval);
         Self {
             config,
             limits: ResponseLimits::default(),
@@ -324,7 +339,9 @@ impl Callbacks {
     fn failure(&self, why: &str) -> Decision {
         match self.config.on_failure {
             FailurePolicy::Allow => Decision::Accept,
-            FailurePolicy::Refuse => Decision::Reject(format!("Authorization unavailable ({why}).")),
+            FailurePolicy::Refuse => {
+                Decision::Reject(format!("Authorization unavailable ({why})."))
+            }
         }
     }
 
@@ -421,15 +438,16 @@ impl Callbacks {
                 }
             }
             Event::PublishStopped { conn, .. } => {
-                let ended = self
-                    .clients
-                    .get_mut(conn)
-                    .and_then(|c| c.publishing.take());
+                let ended = self.clients.get_mut(conn).and_then(|c| c.publishing.take());
                 if let Some(activity) = ended {
                     self.done(now, *conn, &activity, true);
                 }
             }
             Event::Disconnected { conn } => {
+                let ended_call = crate::io::CallPhase::Ended {
+                    reason: "disconnected".into(),
+                };
+                self.call_phase(now, *conn, &ended_call);
                 let ended = self
                     .clients
                     .get(conn)
@@ -474,6 +492,7 @@ impl Callbacks {
                 let url = self.config.on_record_done.clone();
                 self.notify(now, url, form, Purpose::Notify);
             }
+            Event::GatewayCall { conn, phase } => self.call_phase(now, *conn, phase),
             Event::GatewayBound { conn, aor, sip, .. } => {
                 let mut form = Form::default();
                 self.session(&mut form, *conn);
@@ -484,6 +503,52 @@ impl Callbacks {
                 self.notify(now, url, form, Purpose::Notify);
             }
             _ => {}
+        }
+    }
+
+    /// A gateway call's phase: `on_call` once established, `on_call_done` once it ends
+    /// (after an invitation or an establishment; an end without either is not told).
+    fn call_phase(&mut self, now: Instant, conn: ConnId, phase: &crate::io::CallPhase) {
+        use crate::io::CallPhase;
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return;
+        };
+        match phase {
+            CallPhase::Invited { from, to } => {
+                client.call = Some(GatewayCall {
+                    from: from.clone(),
+                    to: to.clone(),
+                    incoming: true,
+                    established: None,
+                });
+            }
+            CallPhase::Established => {
+                let call = client.call.get_or_insert_with(GatewayCall::default);
+                call.established = Some(now);
+                let call = call.clone();
+                let mut form = Form::default();
+                self.session(&mut form, conn);
+                form.field("call", "call");
+                call_fields(&mut form, &call);
+                let url = self.config.on_call.clone();
+                self.notify(now, url, form, Purpose::Notify);
+            }
+            CallPhase::Ended { reason } => {
+                let Some(call) = client.call.take() else {
+                    return;
+                };
+                let mut form = Form::default();
+                self.session(&mut form, conn);
+                form.field("call", "call_done");
+                call_fields(&mut form, &call);
+                form.field("reason", reason);
+                let duration = call
+                    .established
+                    .map_or(0, |at| now.saturating_duration_since(at).as_secs());
+                form.field("duration", &duration.to_string());
+                let url = self.config.on_call_done.clone();
+                self.notify(now, url, form, Purpose::Notify);
+            }
         }
     }
 
@@ -639,6 +704,13 @@ fn answer(response: &ParsedResponse, connect: bool) -> Decision {
     }
 }
 
+/// A gateway call's fields: direction, and the caller and callee of an incoming call.
+fn call_fields(form: &mut Form, call: &GatewayCall) {
+    form.field("direction", if call.incoming { "in" } else { "out" });
+    form.field("from", &call.from);
+    form.field("to", &call.to);
+}
+
 /// A form body being built: `name=value` pairs joined by `&`.
 #[derive(Debug, Default)]
 struct Form(String);
@@ -681,5 +753,112 @@ fn encode_into(out: &mut String, value: &str) {
         } else {
             let _ = write!(out, "%{b:02X}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::CallPhase;
+
+    /// The form bodies the callbacks sent, by target.
+    fn sent(callbacks: &mut Callbacks) -> Vec<(String, String)> {
+        std::iter::from_fn(|| callbacks.poll_output())
+            .filter_map(|o| match o {
+                Output::Tcp(TcpCommand::Send { data, .. }) => {
+                    let text = String::from_utf8(data.to_vec()).unwrap();
+                    let target = text.split(' ').nth(1).unwrap().to_string();
+                    let body = text.split_once("\r\n\r\n").unwrap().1.to_string();
+                    Some((target, body))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn gateway_registrations_and_calls_are_told_in_the_same_style() {
+        let url = |p: &str| Some(CallbackUrl::parse(&format!("http://127.0.0.1:9/{p}")).unwrap());
+        let config = CallbacksConfig {
+            on_register: url("register"),
+            on_call: url("call"),
+            on_call_done: url("call_done"),
+            ..CallbacksConfig::default()
+        };
+        let start = Instant::now();
+        let mut callbacks = Callbacks::new(config, start);
+        let conn = ConnId(4);
+        let question = Question::Connect {
+            conn,
+            peer: "192.0.2.1:5000".parse().unwrap(),
+            app: "sip".into(),
+            tc_url: Some("rtmp://h/sip/alice@example.net".into()),
+            args: vec![Value::object([("flashVer", Value::string("LNX 9,0"))])],
+        };
+        callbacks.asked(start, RequestId(1), question, false);
+        assert_eq!(
+            callbacks.poll_verdict(),
+            Some(Verdict::Decide(RequestId(1), Decision::Accept)),
+            "no on_connect: accepted at once"
+        );
+        callbacks.observe(
+            start,
+            &Event::GatewayBound {
+                conn,
+                aor: "alice@example.net".into(),
+                sip: "127.0.0.1:5070".parse().unwrap(),
+                rtp_port: None,
+            },
+        );
+        let phases = [
+            CallPhase::Invited {
+                from: "<sip:bob@example.net>".into(),
+                to: "<sip:alice@example.net>".into(),
+            },
+            CallPhase::Established,
+        ];
+        for phase in phases {
+            callbacks.observe(start, &Event::GatewayCall { conn, phase });
+        }
+        callbacks.observe(
+            start + Duration::from_secs(7),
+            &Event::GatewayCall {
+                conn,
+                phase: CallPhase::Ended {
+                    reason: "bye".into(),
+                },
+            },
+        );
+        // An end with no call (a second `bye`) is not told.
+        callbacks.observe(
+            start + Duration::from_secs(8),
+            &Event::Disconnected { conn },
+        );
+        let session = "app=sip&flashver=LNX%209%2C0&swfurl=&tcurl=rtmp%3A%2F%2Fh%2Fsip%2Falice%40example.net&pageurl=&addr=192.0.2.1&clientid=c4";
+        assert_eq!(
+            sent(&mut callbacks),
+            [
+                (
+                    "/register".to_string(),
+                    format!("{session}&call=register&aor=alice%40example.net&sip=127.0.0.1%3A5070")
+                ),
+                (
+                    "/call".to_string(),
+                    format!("{session}&call=call&direction=in&from=%3Csip%3Abob%40example.net%3E&to=%3Csip%3Aalice%40example.net%3E")
+                ),
+                (
+                    "/call_done".to_string(),
+                    format!("{session}&call=call_done&direction=in&from=%3Csip%3Abob%40example.net%3E&to=%3Csip%3Aalice%40example.net%3E&reason=bye&duration=7")
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn form_values_are_percent_encoded_and_raw_queries_kept_well_formed() {
+        let mut form = Form::default();
+        form.field("name", "a b&c=d/é");
+        form.raw("token=x y#z&k=v");
+        assert_eq!(form.0, "name=a%20b%26c%3Dd%2F%C3%A9&token=x%20y%23z&k=v");
     }
 }

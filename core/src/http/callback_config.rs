@@ -132,6 +132,10 @@ pub struct CallbacksConfig {
     pub on_update: Option<CallbackUrl>,
     /// A gateway client's SIP identity is bound (`call=register`).
     pub on_register: Option<CallbackUrl>,
+    /// A gateway client's call is established (`call=call`).
+    pub on_call: Option<CallbackUrl>,
+    /// A gateway client's call ended or failed (`call=call_done`).
+    pub on_call_done: Option<CallbackUrl>,
     /// Time a callback has to answer completely (from the connect); past it the request is
     /// abandoned and [`Self::on_failure`] decides.
     pub timeout: Duration,
@@ -156,6 +160,8 @@ impl Default for CallbacksConfig {
             on_record_done: None,
             on_update: None,
             on_register: None,
+            on_call: None,
+            on_call_done: None,
             timeout: Duration::from_secs(3),
             on_failure: FailurePolicy::Refuse,
             update_interval: Duration::from_secs(30),

@@ -198,9 +198,7 @@ fn status_line(line: &[u8]) -> Result<u16, ResponseError> {
     if rest.len() > 3 && rest[3] != b' ' {
         return Err(malformed);
     }
-    Ok(code
-        .iter()
-        .fold(0u16, |n, d| n * 10 + u16::from(d - b'0')))
+    Ok(code.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0')))
 }
 
 /// `Name: value`.
@@ -338,7 +336,8 @@ mod tests {
             parse_response(long, false, &limits),
             Err(ResponseError::BodyTooLarge)
         );
-        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n12345678\r\n8\r\n";
+        let chunked =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n12345678\r\n8\r\n";
         assert_eq!(
             parse_response(chunked, false, &limits),
             Err(ResponseError::BodyTooLarge)
