@@ -486,3 +486,42 @@ fn a_refused_update_ends_the_connection() {
     answer(&mut f, &sent, "HTTP/1.1 404 Not Found\r\n\r\n");
     assert!(f.net.clients[publisher].closed, "a refused update closes");
 }
+
+#[test]
+fn on_connect_gets_the_connects_fields_and_a_3xx_redirects_the_client() {
+    let callbacks = CallbacksConfig {
+        on_connect: url("/connect"),
+        ..config(FailurePolicy::Refuse)
+    };
+    let mut f = start(callbacks, false, true);
+    let allowed = f.net.connect(f.now, "live?k=v");
+    f.pump();
+    let sent = requests(&mut f).pop().expect("on_connect");
+    let names: Vec<&str> = sent.fields.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["app", "flashver", "swfurl", "tcurl", "pageurl", "addr", "epoch", "call", "k"]
+    );
+    assert_eq!(sent.field("app"), Some("live"));
+    assert_eq!(sent.field("call"), Some("connect"));
+    assert!(!f.events(allowed).contains(&ClientEvent::Connected));
+    answer(&mut f, &sent, OK);
+    assert!(f.events(allowed).contains(&ClientEvent::Connected));
+
+    let redirected = f.net.connect(f.now, "live");
+    f.pump();
+    let sent = requests(&mut f).pop().expect("on_connect");
+    answer(
+        &mut f,
+        &sent,
+        "HTTP/1.1 302 Found\r\nLocation: rtmp://10.0.0.2/live\r\n\r\n",
+    );
+    assert!(f.events(redirected).contains(&ClientEvent::ConnectRejected(
+        "NetConnection.Connect.Rejected".into()
+    )));
+    assert!(f.net.node_events.iter().any(|e| matches!(
+        e,
+        Event::Closing { reason: siprtmp_core::node::CloseReason::ConnectRedirected { url }, .. }
+            if url == "rtmp://10.0.0.2/live"
+    )));
+}

@@ -2,7 +2,9 @@
 //! std `TcpListener` on a thread that records the form fields of every request), under every
 //! runtime: an allowed publish plays, a refused publish makes ffmpeg fail, a play redirected
 //! by a 3xx plays the other stream, and the `on_play_done`, `on_publish_done` and `on_done`
-//! notifications arrive with nginx-rtmp's field names and the right values.
+//! notifications arrive with nginx-rtmp's field names and the right values; a backend that
+//! never answers or is down gets the failure policy (allow lets ffmpeg publish, refuse makes
+//! it fail).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -63,15 +65,15 @@ fn backend() -> (SocketAddr, Arc<Mutex<Vec<Got>>>) {
     let log = Arc::clone(&got);
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            if let Some(request) = serve(stream) {
-                log.lock().unwrap().push(request);
-            }
+            serve(stream, &log);
         }
     });
     (addr, got)
 }
 
-fn serve(stream: TcpStream) -> Option<Got> {
+/// Reads one request, records it, then answers (recorded first, so that whatever the answer
+/// lets happen finds the request recorded).
+fn serve(stream: TcpStream, log: &Mutex<Vec<Got>>) -> Option<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut reader = BufReader::new(stream.try_clone().ok()?);
     let mut line = String::new();
@@ -109,9 +111,9 @@ fn serve(stream: TcpStream) -> Option<Got> {
         }
         _ => "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
     };
+    log.lock().unwrap().push(got);
     let mut stream = reader.into_inner();
-    stream.write_all(response.as_bytes()).ok()?;
-    Some(got)
+    stream.write_all(response.as_bytes()).ok()
 }
 
 fn callbacks(runtime: Runtime) {
@@ -267,5 +269,74 @@ fn callbacks(runtime: Runtime) {
 fn callbacks_on_every_runtime() {
     for runtime in Runtime::ALL {
         callbacks(runtime);
+    }
+}
+
+/// A backend that accepts connections and never answers (it holds them open).
+fn silent_backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    addr
+}
+
+/// An address where nothing listens: a port the OS gave and that is closed again.
+fn down_backend() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .unwrap()
+}
+
+fn failure_policy(runtime: Runtime) {
+    for (backend, policy) in [
+        (silent_backend(), FailurePolicy::Allow),
+        (down_backend(), FailurePolicy::Refuse),
+    ] {
+        let mut config = NodeConfig::default();
+        config.server.callbacks = Some(CallbacksConfig {
+            on_publish: Some(CallbackUrl::parse(&format!("http://{backend}/publish")).unwrap()),
+            timeout: Duration::from_millis(500),
+            on_failure: policy,
+            ..CallbacksConfig::default()
+        });
+        let mut server = TestServer::start_on(runtime, config, None);
+        let mut publisher = ffmpeg_publish(
+            &media("h264_aac_320x240_12fps_20s.flv"),
+            &server.url("live/cam"),
+        );
+        match policy {
+            FailurePolicy::Allow => assert!(
+                server.wait_for(1, STARTUP, |e| matches!(e, Event::PublishStarted { .. })),
+                "{runtime:?}: a silent backend under allow: the publish did not start"
+            ),
+            FailurePolicy::Refuse => {
+                let status = publisher.wait(STARTUP).expect("a refused ffmpeg exits");
+                assert!(
+                    !status.success(),
+                    "{runtime:?}: published with the backend down"
+                );
+                assert!(
+                    !server
+                        .events()
+                        .iter()
+                        .any(|e| matches!(e, Event::PublishStarted { .. })),
+                    "{runtime:?}: the publish went live with the backend down"
+                );
+            }
+        }
+        server.stop();
+    }
+}
+
+#[test]
+fn failure_policy_on_every_runtime() {
+    for runtime in Runtime::ALL {
+        failure_policy(runtime);
     }
 }
