@@ -681,6 +681,9 @@ impl Callbacks {
     }
 }
 
+/// Longest stream name a redirect may give.
+const MAX_NAME: usize = 1024;
+
 /// A deciding callback's answer: 2xx accepts; 3xx with `Location` renames a publish or play
 /// (a location that is an `rtmp://` URL keeps its last path segment) or redirects a connect,
 /// and without one accepts (as nginx-rtmp does); anything else refuses.
@@ -697,6 +700,11 @@ fn answer(response: &ParsedResponse, connect: bool) -> Decision {
                 } else {
                     location
                 };
+                // The server checks the name as any other; this keeps out what no client
+                // could have sent.
+                if name.is_empty() || name.len() > MAX_NAME || name.bytes().any(|b| b < b' ') {
+                    return Decision::Reject("Bad redirect from the authorization backend.".into());
+                }
                 Decision::Rename(name.to_string())
             }
         },
@@ -852,6 +860,42 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn answers_map_to_decisions_as_nginx_rtmp_reads_them() {
+        let response = |status: u16, location: Option<&str>| ParsedResponse {
+            status,
+            headers: location
+                .map(|l| ("Location".to_string(), l.to_string()))
+                .into_iter()
+                .collect(),
+            body: Bytes::new(),
+        };
+        let rename = |s: &str| Decision::Rename(s.into());
+        assert_eq!(answer(&response(204, None), false), Decision::Accept);
+        assert_eq!(answer(&response(302, None), false), Decision::Accept);
+        assert_eq!(answer(&response(302, Some("b")), false), rename("b"));
+        assert_eq!(
+            answer(&response(307, Some("rtmp://10.0.0.1/live/c")), false),
+            rename("c")
+        );
+        assert_eq!(
+            answer(&response(302, Some("rtmp://10.0.0.1/live")), true),
+            Decision::Redirect("rtmp://10.0.0.1/live".into())
+        );
+        for refused in [
+            response(101, None),
+            response(403, None),
+            response(500, Some("b")),
+            response(302, Some("rtmp://10.0.0.1/live/")),
+            response(302, Some("a\u{1}b")),
+        ] {
+            assert!(
+                matches!(answer(&refused, false), Decision::Reject(_)),
+                "{refused:?}"
+            );
+        }
     }
 
     #[test]
