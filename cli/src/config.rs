@@ -11,6 +11,7 @@ use siprtmp_core::node::{AppConfig, RecordPolicy, ServerConfig};
 use siprtmp_core::node::{HttpConfig, NodeConfig};
 
 use crate::auth::{IpNet, Rules};
+use crate::callbacks::CallbacksSection;
 use crate::diagnostics::{ConfigError, KeyPath, Origin, SourceFile};
 use crate::gateway::GatewaySection;
 use crate::logging::LogFormat;
@@ -43,6 +44,9 @@ pub(crate) struct FileConfig {
     /// `[gateway]`: the SIP-RTMP gateway.
     #[serde(default)]
     pub gateway: GatewaySection,
+    /// `[callbacks]`: nginx-rtmp-style HTTP callbacks.
+    #[serde(default)]
+    pub callbacks: CallbacksSection,
 }
 
 /// `[auth]`: who may connect, publish and play.
@@ -474,7 +478,7 @@ mod tests {
             .1
             .split(", ")
             .map(|k| k.trim_matches('`'))
-            .filter(|k| !["rtmp", "auth", "apps", "gateway"].contains(k))
+            .filter(|k| !["rtmp", "auth", "apps", "gateway", "callbacks"].contains(k))
             .collect();
         assert_eq!(taken, TOP_LEVEL_KEYS);
     }

@@ -4,6 +4,7 @@
 
 mod allocator;
 mod auth;
+mod callbacks;
 mod config;
 mod diagnostics;
 mod flags;
@@ -125,6 +126,7 @@ impl Setup {
                 "http_token",
             ),
         )?;
+        node.server.callbacks = file.callbacks.node_config(&callbacks::resolve)?;
         let gateway_line = node.server.gateway.as_ref().map(|g| {
             let show =
                 |a: Option<SocketAddr>| a.map_or_else(|| "none".to_owned(), |a| a.to_string());

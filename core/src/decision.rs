@@ -91,6 +91,9 @@ pub enum Decision {
     /// Send the client elsewhere (`connect` only): `NetConnection.Connect.Rejected` carrying
     /// `ex: {code: 302, redirect: url}`, as Flash Media Server and Wowza do.
     Redirect(String),
+    /// Go ahead under another stream name (`publish` or `play` only): the name, query
+    /// included, is replaced, as nginx-rtmp does on an `on_publish`/`on_play` redirect.
+    Rename(String),
 }
 
 /// Why [`crate::node::Node::decide`] refused an answer.
@@ -99,7 +102,8 @@ pub enum Decision {
 pub enum DecideError {
     /// No such request is pending: never asked, already answered, or its connection closed.
     UnknownRequest(RequestId),
-    /// A redirect answered a publish or play question; the request stays pending.
+    /// A redirect answered a publish or play question, or a rename a connect; the request
+    /// stays pending.
     RedirectNotAllowed(RequestId),
 }
 
@@ -108,7 +112,10 @@ impl std::fmt::Display for DecideError {
         match self {
             DecideError::UnknownRequest(r) => write!(f, "no pending decision {r}"),
             DecideError::RedirectNotAllowed(r) => {
-                write!(f, "decision {r}: only a connect can be redirected")
+                write!(
+                    f,
+                    "decision {r}: only a connect can be redirected, only a publish or play renamed"
+                )
             }
         }
     }

@@ -88,6 +88,27 @@ pub enum Output {
     Relay(RelayOut),
 }
 
+/// A phase of a gateway client's call ([`Event::GatewayCall`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallPhase {
+    /// An incoming call rings the client.
+    Invited {
+        /// The caller's From.
+        from: String,
+        /// The To.
+        to: String,
+    },
+    /// The call was answered (either way) and media flows.
+    Established,
+    /// The call ended or failed: `bye`, `cancelled`, or the SIP final response
+    /// (`486 Busy Here`).
+    Ended {
+        /// Why.
+        reason: String,
+    },
+}
+
 /// Application events, for logs and for embedding applications.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -129,6 +150,14 @@ pub enum Event {
         conn: ConnId,
         /// What happened.
         message: String,
+    },
+    /// A gateway client's call changed phase (for the `on_call` and `on_call_done`
+    /// callbacks and the logs).
+    GatewayCall {
+        /// The client's connection.
+        conn: ConnId,
+        /// What happened.
+        phase: CallPhase,
     },
     /// Datagrams came to the gateway's shared RTP ports from addresses no call expects media
     /// from (see [`crate::rtp::source_filter`]) and were dropped; told at most every 10 s.

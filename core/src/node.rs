@@ -32,13 +32,14 @@ use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use crate::admin::callbacks::{Callbacks, Verdict};
 use crate::admin::HttpFront;
 pub use crate::close_reason::CloseReason;
 pub use crate::decision::{DecideError, Decision, PublishMode, Question};
 pub use crate::gateway::GatewayNodeConfig;
-pub use crate::http::HttpConfig;
+pub use crate::http::{CallbackUrl, CallbacksConfig, FailurePolicy, HttpConfig};
 pub use crate::ids::{ConnId, FileId, ListenerId, RequestId, SocketId, StreamId, WorkerId};
-pub use crate::io::{Event, Input, Output};
+pub use crate::io::{CallPhase, Event, Input, Output};
 pub use crate::record_error::RecordError;
 use crate::server::RtmpServer;
 pub use crate::server::{AppConfig, RecordPolicy, ServerConfig};
@@ -66,6 +67,14 @@ pub struct Node {
     server: RtmpServer,
     /// The HTTP listener for metrics and the API, when [`ServerConfig::http`] asks for one.
     http: Option<HttpFront>,
+    /// The HTTP callbacks, when [`ServerConfig::callbacks`] asks for them: they take the
+    /// server's questions (after the application's answer when it decides too).
+    callbacks: Option<Callbacks>,
+    /// Whether the embedding application answers questions ([`NodeConfig::decisions`]).
+    app_decides: bool,
+    /// The latest time given by the driver (callbacks started while outputs are polled
+    /// count their deadlines from it).
+    now: Instant,
 }
 
 impl Node {
@@ -76,14 +85,26 @@ impl Node {
             .http
             .clone()
             .map(|http| HttpFront::new(http, epoch));
+        let callbacks = config
+            .server
+            .callbacks
+            .clone()
+            .map(|c| Callbacks::new(c, epoch));
+        // With callbacks the server always asks: the callbacks answer what the application
+        // does not, and the connect's question carries the fields later callbacks send.
+        let decisions = config.decisions || callbacks.is_some();
         Self {
-            server: RtmpServer::new(config.server, epoch, seed).with_decisions(config.decisions),
+            server: RtmpServer::new(config.server, epoch, seed).with_decisions(decisions),
             http,
+            callbacks,
+            app_decides: config.decisions,
+            now: epoch,
         }
     }
 
     /// Registers a newly accepted TCP connection from `peer`.
     pub fn accept(&mut self, now: Instant, peer: SocketAddr) -> ConnId {
+        self.now = self.now.max(now);
         self.server.accept(now, peer)
     }
 
@@ -92,6 +113,7 @@ impl Node {
     // (the benchmarks' callgrind recipes toggle on this function) get a stable frame.
     #[inline(never)]
     pub fn handle(&mut self, now: Instant, input: Input) {
+        self.now = self.now.max(now);
         match input {
             Input::Received { conn, data } => self.server.received(now, conn, data),
             Input::Drained { conn, bytes } => self.server.drained(now, conn, bytes),
@@ -101,8 +123,18 @@ impl Node {
                 if let Some(http) = &mut self.http {
                     http.timeout(now);
                 }
+                if let Some(callbacks) = &mut self.callbacks {
+                    callbacks.timeout(now);
+                    self.carry_out_verdicts();
+                }
             }
             Input::Udp(event) => self.server.udp(now, event),
+            Input::Tcp(event) if self.callbacks.is_some() && Callbacks::owns(&event) => {
+                if let Some(callbacks) = &mut self.callbacks {
+                    callbacks.tcp(event);
+                }
+                self.carry_out_verdicts();
+            }
             Input::Tcp(event) => match &mut self.http {
                 Some(http) if http.owns(&event) => http.tcp(now, event, &mut self.server),
                 _ => self.server.tcp(now, event),
@@ -158,24 +190,90 @@ impl Node {
         request: RequestId,
         decision: Decision,
     ) -> Result<(), DecideError> {
+        self.now = self.now.max(now);
+        if let Some(callbacks) = self.callbacks.as_mut().filter(|c| c.holds(request)) {
+            if callbacks.consulting(request) {
+                // Answered already; the callback decides now.
+                return Err(DecideError::UnknownRequest(request));
+            }
+            if decision == Decision::Accept {
+                callbacks.app_accepted(now, request);
+                self.carry_out_verdicts();
+                return Ok(());
+            }
+            self.server.decide(now, request, decision)?;
+            if let Some(callbacks) = &mut self.callbacks {
+                callbacks.app_refused(request);
+            }
+            return Ok(());
+        }
         self.server.decide(now, request, decision)
+    }
+
+    /// What the callbacks decided: answers to the server's questions, connections to end.
+    fn carry_out_verdicts(&mut self) {
+        let now = self.now;
+        while let Some(verdict) = self.callbacks.as_mut().and_then(Callbacks::poll_verdict) {
+            match verdict {
+                // An answer after the server's own decision timeout finds no question.
+                Verdict::Decide(request, decision) => {
+                    let _ = self.server.decide(now, request, decision);
+                }
+                Verdict::Close(conn) => self.server.close(conn, CloseReason::DroppedByOperator),
+            }
+        }
     }
 
     /// The next thing to do, if any.
     pub fn poll_output(&mut self) -> Option<Output> {
-        match self.server.poll_output() {
-            Some(output) => Some(output),
-            None => self.http.as_mut()?.poll_output(),
+        loop {
+            let output = match self.server.poll_output() {
+                Some(output) => output,
+                None => match self.http.as_mut().and_then(HttpFront::poll_output) {
+                    Some(output) => output,
+                    None => return self.callbacks.as_mut()?.poll_output(),
+                },
+            };
+            let Some(callbacks) = &mut self.callbacks else {
+                return Some(output);
+            };
+            match output {
+                Output::Event(Event::Decide { request, question }) => {
+                    if self.app_decides {
+                        callbacks.asked(self.now, request, question.clone(), true);
+                        return Some(Output::Event(Event::Decide { request, question }));
+                    }
+                    // The callback (or, without one for this question, an acceptance)
+                    // answers; the server's outputs that follow are polled next.
+                    callbacks.asked(self.now, request, question, false);
+                    self.carry_out_verdicts();
+                }
+                Output::Event(event) => {
+                    callbacks.observe(self.now, &event);
+                    self.carry_out_verdicts();
+                    return Some(Output::Event(event));
+                }
+                output => return Some(output),
+            }
         }
     }
 
     /// The earliest deadline at which [`Input::Timeout`] must be fed, if any.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let server = self.server.poll_timeout();
-        match self.http.as_ref().and_then(HttpFront::poll_timeout) {
-            Some(http) => Some(server.map_or(http, |s| s.min(http))),
-            None => server,
-        }
+        [
+            self.server.poll_timeout(),
+            self.http.as_ref().and_then(HttpFront::poll_timeout),
+            self.callbacks.as_ref().and_then(Callbacks::poll_timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Callback notifications (`on_done`...) dropped since the node started because
+    /// [`CallbacksConfig::max_in_flight`] callbacks were in flight.
+    pub fn callbacks_dropped(&self) -> u64 {
+        self.callbacks.as_ref().map_or(0, Callbacks::dropped)
     }
 
     /// Fills `slices` with the connection's queued segments; returns how many were filled.

@@ -106,6 +106,7 @@ pub fn log_event(event: &Event) {
         Event::PlayStarted { conn, stream } => tracing::info!("{conn}: play started: {stream}"),
         Event::Closing { conn, reason } => tracing::info!("{conn}: closing: {reason}"),
         Event::Gateway { conn, message } => tracing::info!("{conn}: gateway: {message}"),
+        Event::GatewayCall { conn, phase } => tracing::info!("{conn}: gateway call: {phase:?}"),
         Event::UnroutedMedia {
             dropped,
             last_source,

@@ -12,6 +12,7 @@
 //! for the client to close, up to the same timeout, rather than close at once: the driver's
 //! `Close` writes only what goes without blocking, which could cut a large response short.
 
+pub(crate) mod callbacks;
 mod gateway_metrics;
 mod json;
 mod metrics;

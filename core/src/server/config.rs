@@ -97,6 +97,11 @@ pub struct ServerConfig {
     pub gateway: Option<crate::gateway::host::GatewayNodeConfig>,
     /// The node's HTTP listener for metrics and the API, when enabled (off by default).
     pub http: Option<crate::http::HttpConfig>,
+    /// nginx-rtmp-style HTTP callbacks (`on_publish`, `on_play`, `on_done`...), when set:
+    /// the node asks the backend itself before a connect, publish or play, after the
+    /// embedding application's own decision if [`NodeConfig::decisions`](crate::node::NodeConfig::decisions)
+    /// is on (off by default).
+    pub callbacks: Option<crate::http::CallbacksConfig>,
 }
 
 /// Whether an application records what is published to it.
@@ -151,6 +156,7 @@ impl Default for ServerConfig {
             merge_max_bytes: 64 * 1024,
             gateway: None,
             http: None,
+            callbacks: None,
         }
     }
 }

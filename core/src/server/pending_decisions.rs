@@ -74,7 +74,12 @@ impl RtmpServer {
             Some((_, pending)) => matches!(pending, Pending::Connect { .. }),
             None => return Err(DecideError::UnknownRequest(request)),
         };
-        if matches!(decision, Decision::Redirect(_)) && !is_connect {
+        let misfit = match decision {
+            Decision::Redirect(_) => !is_connect,
+            Decision::Rename(_) => is_connect,
+            Decision::Accept | Decision::Reject(_) => false,
+        };
+        if misfit {
             return Err(DecideError::RedirectNotAllowed(request));
         }
         let Some((_, pending)) = self.pending.remove(&request) else {
@@ -92,6 +97,24 @@ impl RtmpServer {
             (Pending::Connect { conn, cmd }, Decision::Redirect(url)) => {
                 self.reject_connect(conn, &cmd, "Redirected.", Some(&url))
             }
+            // Refused above.
+            (Pending::Connect { .. }, Decision::Rename(_)) => {}
+            (
+                Pending::Publish {
+                    conn,
+                    stream_id,
+                    cmd,
+                },
+                Decision::Rename(name),
+            ) => self.begin_publish(now, conn, stream_id, &renamed(cmd, name)),
+            (
+                Pending::Play {
+                    conn,
+                    stream_id,
+                    cmd,
+                },
+                Decision::Rename(name),
+            ) => self.begin_play(now, conn, stream_id, &renamed(cmd, name)),
             (
                 Pending::Publish {
                     conn,
@@ -241,6 +264,15 @@ impl RtmpServer {
 fn reason_of(decision: Decision) -> String {
     match decision {
         Decision::Reject(reason) => reason,
-        Decision::Accept | Decision::Redirect(_) => String::new(),
+        Decision::Accept | Decision::Redirect(_) | Decision::Rename(_) => String::new(),
     }
+}
+
+/// A `publish` or `play` with its stream name (the first argument) replaced.
+fn renamed(mut cmd: Command, name: String) -> Command {
+    match cmd.args.first_mut() {
+        Some(first) => *first = Value::string(name),
+        None => cmd.args.push(Value::string(name)),
+    }
+    cmd
 }

@@ -310,7 +310,22 @@ impl GatewayHost {
                 self.bind_call_ports(now, conn, 0, vec![call]);
                 return true;
             }
-            _ => session.client_call(now, call),
+            _ => {
+                // The client ending its call is told no callback; the phase is told here.
+                let ended = match &call {
+                    ClientCall::Bye => Some("bye from client"),
+                    ClientCall::Reject { .. } => Some("rejected by client"),
+                    _ => None,
+                };
+                session.client_call(now, call);
+                if let Some(reason) = ended {
+                    let phase = crate::io::CallPhase::Ended {
+                        reason: reason.into(),
+                    };
+                    self.outputs
+                        .push_back(Output::Event(Event::GatewayCall { conn, phase }));
+                }
+            }
         }
         self.pump(now, conn);
         true
@@ -720,6 +735,10 @@ impl GatewayHost {
                 }
             }
             GatewayOutput::Callback(callback) => {
+                if let Some(phase) = call_phase(&callback) {
+                    self.outputs
+                        .push_back(Output::Event(Event::GatewayCall { conn, phase }));
+                }
                 let (name, args) = callback.to_call();
                 let amf3 = self.conns.get(&conn).is_some_and(|g| g.connect.amf3);
                 self.send_command(conn, Command::new(name, 0.0, Value::Null, args), amf3);
@@ -801,4 +820,26 @@ fn session_rtp(
         );
     }
     settled
+}
+
+/// The call phase a callback to the client tells, if any (for [`Event::GatewayCall`]).
+fn call_phase(callback: &ClientCallback) -> Option<crate::io::CallPhase> {
+    use crate::io::CallPhase;
+    Some(match callback {
+        ClientCallback::Invited { from, to } => CallPhase::Invited {
+            from: from.clone(),
+            to: to.clone(),
+        },
+        ClientCallback::Accepted { .. } => CallPhase::Established,
+        ClientCallback::Rejected(reason) => CallPhase::Ended {
+            reason: reason.clone(),
+        },
+        ClientCallback::Cancelled { .. } => CallPhase::Ended {
+            reason: "cancelled".into(),
+        },
+        ClientCallback::Byed => CallPhase::Ended {
+            reason: "bye".into(),
+        },
+        _ => return None,
+    })
 }

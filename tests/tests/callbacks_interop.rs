@@ -1,0 +1,342 @@
+//! nginx-rtmp-style HTTP callbacks against ffmpeg and a small HTTP backend written here (a
+//! std `TcpListener` on a thread that records the form fields of every request), under every
+//! runtime: an allowed publish plays, a refused publish makes ffmpeg fail, a play redirected
+//! by a 3xx plays the other stream, and the `on_play_done`, `on_publish_done` and `on_done`
+//! notifications arrive with nginx-rtmp's field names and the right values; a backend that
+//! never answers or is down gets the failure policy (allow lets ffmpeg publish, refuse makes
+//! it fail).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use siprtmp_core::node::{CallbackUrl, CallbacksConfig, Event, FailurePolicy, NodeConfig};
+use siprtmp_runtime_drivers::Runtime;
+use siprtmp_tests::peers::{ffmpeg_play, ffmpeg_publish};
+use siprtmp_tests::server::TestServer;
+use siprtmp_tests::{media, scratch_dir, wait};
+
+const STARTUP: Duration = Duration::from_secs(15);
+
+/// One request the backend got: its path and its form fields, decoded, in order.
+#[derive(Debug, Clone)]
+struct Got {
+    path: String,
+    fields: Vec<(String, String)>,
+}
+
+impl Got {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn names(&self) -> Vec<&str> {
+        self.fields.iter().map(|(n, _)| n.as_str()).collect()
+    }
+}
+
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("3F");
+            out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
+            i += 3;
+        } else {
+            out.push(if b[i] == b'+' { b' ' } else { b[i] });
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The backend: refuses a publish named `refused`, redirects a play of `alias` to `cam`,
+/// allows the rest; records everything.
+fn backend() -> (SocketAddr, Arc<Mutex<Vec<Got>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&got);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            serve(stream, &log);
+        }
+    });
+    (addr, got)
+}
+
+/// Reads one request, records it, then answers (recorded first, so that whatever the answer
+/// lets happen finds the request recorded).
+fn serve(stream: TcpStream, log: &Mutex<Vec<Got>>) -> Option<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let path = line.split_whitespace().nth(1)?.to_string();
+    let mut length = 0;
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).ok()?;
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().ok()?;
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    let fields = String::from_utf8_lossy(&body)
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (n, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(n), decode(v))
+        })
+        .collect();
+    let got = Got { path, fields };
+    let response = match (got.path.as_str(), got.field("name")) {
+        ("/publish", Some("refused")) => "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n",
+        ("/play", Some("alias")) => {
+            "HTTP/1.1 302 Found\r\nLocation: cam\r\nContent-Length: 0\r\n\r\n"
+        }
+        _ => "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    };
+    log.lock().unwrap().push(got);
+    let mut stream = reader.into_inner();
+    stream.write_all(response.as_bytes()).ok()
+}
+
+fn callbacks(runtime: Runtime) {
+    let dir = scratch_dir(&format!("callbacks-{}", runtime.name()));
+    let (addr, got) = backend();
+    let url = |path: &str| Some(CallbackUrl::parse(&format!("http://{addr}{path}")).unwrap());
+    let mut config = NodeConfig::default();
+    config.server.callbacks = Some(CallbacksConfig {
+        on_publish: url("/publish"),
+        on_play: url("/play"),
+        on_done: url("/done"),
+        on_publish_done: url("/publish_done"),
+        on_play_done: url("/play_done"),
+        timeout: Duration::from_secs(5),
+        on_failure: FailurePolicy::Refuse,
+        ..CallbacksConfig::default()
+    });
+    let mut server = TestServer::start_on(runtime, config, None);
+    let requests = |path: &str| -> Vec<Got> {
+        got.lock()
+            .unwrap()
+            .iter()
+            .filter(|g| g.path == path)
+            .cloned()
+            .collect()
+    };
+
+    // Allowed: the publish goes live.
+    let publisher = ffmpeg_publish(
+        &media("h264_aac_320x240_12fps_20s.flv"),
+        &server.url("live/cam?token=t1"),
+    );
+    assert!(
+        server.wait_for(1, STARTUP, |e| matches!(
+            e,
+            Event::PublishStarted { stream, .. } if stream == "live/cam"
+        )),
+        "{runtime:?}: the allowed publish did not start"
+    );
+    let publish = requests("/publish").pop().expect("on_publish");
+    assert_eq!(
+        publish.names(),
+        [
+            "app", "flashver", "swfurl", "tcurl", "pageurl", "addr", "clientid", "call", "name",
+            "type", "token"
+        ],
+        "{runtime:?}: nginx-rtmp's fields, then the query's"
+    );
+    assert_eq!(publish.field("call"), Some("publish"));
+    assert_eq!(publish.field("app"), Some("live"));
+    assert_eq!(publish.field("name"), Some("cam"));
+    assert_eq!(publish.field("type"), Some("live"));
+    assert_eq!(publish.field("token"), Some("t1"));
+    assert_eq!(publish.field("addr"), Some("127.0.0.1"));
+    assert!(
+        publish.field("flashver").is_some_and(|v| !v.is_empty()),
+        "{publish:?}"
+    );
+    assert!(
+        publish
+            .field("tcurl")
+            .is_some_and(|v| v.starts_with("rtmp://127.0.0.1:")),
+        "{publish:?}"
+    );
+
+    // Redirected: a play of `alias` plays `cam`, and media arrives.
+    let out = dir.join("alias.flv");
+    let player = ffmpeg_play(&server.url("live/alias"), &out);
+    assert!(
+        server.wait_for(1, STARTUP, |e| matches!(
+            e,
+            Event::PlayStarted { stream, .. } if stream == "live/cam"
+        )),
+        "{runtime:?}: the redirected play did not start on live/cam"
+    );
+    assert!(
+        wait::until(STARTUP, || std::fs::metadata(&out)
+            .is_ok_and(|m| m.len() > 20_000)),
+        "{runtime:?}: the redirected player received no media"
+    );
+    let play = requests("/play").pop().expect("on_play");
+    assert_eq!(
+        (play.field("call"), play.field("name")),
+        (Some("play"), Some("alias"))
+    );
+    for field in ["start", "duration", "reset", "clientid"] {
+        assert!(
+            play.field(field).is_some(),
+            "{runtime:?}: {field} in {play:?}"
+        );
+    }
+
+    // Refused: ffmpeg fails.
+    let mut refused = ffmpeg_publish(
+        &media("h264_aac_320x240_12fps_20s.flv"),
+        &server.url("live/refused"),
+    );
+    let status = refused.wait(STARTUP).expect("a refused ffmpeg exits");
+    assert!(
+        !status.success(),
+        "{runtime:?}: a refused publish succeeded"
+    );
+    assert!(
+        !server
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::PublishStarted { stream, .. } if stream == "live/refused")),
+        "{runtime:?}: the refused publish went live"
+    );
+
+    // The player leaves, then the publisher: the ends are told.
+    player.signal("-KILL");
+    assert!(
+        wait::until(STARTUP, || !requests("/play_done").is_empty()),
+        "{runtime:?}: no on_play_done"
+    );
+    let play_done = requests("/play_done").pop().unwrap();
+    assert_eq!(play_done.field("call"), Some("play_done"));
+    assert_eq!(play_done.field("name"), Some("cam"));
+    assert_eq!(play_done.field("app"), Some("live"));
+    assert_eq!(play_done.field("clientid"), play.field("clientid"));
+    publisher.signal("-KILL");
+    assert!(
+        wait::until(STARTUP, || !requests("/publish_done").is_empty()
+            && requests("/done").len() >= 2),
+        "{runtime:?}: no on_publish_done or on_done"
+    );
+    let publish_done = requests("/publish_done").pop().unwrap();
+    assert_eq!(publish_done.field("call"), Some("publish_done"));
+    assert_eq!(publish_done.field("name"), Some("cam"));
+    assert_eq!(publish_done.field("token"), Some("t1"));
+    let done: Vec<(Option<String>, Option<String>)> = requests("/done")
+        .iter()
+        .map(|g| {
+            (
+                g.field("call").map(str::to_owned),
+                g.field("clientid").map(str::to_owned),
+            )
+        })
+        .collect();
+    let done_of = |clientid: Option<&str>| {
+        done.iter()
+            .any(|(call, id)| call.as_deref() == Some("done") && id.as_deref() == clientid)
+    };
+    assert!(
+        done_of(play.field("clientid")) && done_of(publish.field("clientid")),
+        "{runtime:?}: on_done for both: {done:?}"
+    );
+    server.stop();
+}
+
+#[test]
+fn callbacks_on_every_runtime() {
+    for runtime in Runtime::ALL {
+        callbacks(runtime);
+    }
+}
+
+/// A backend that accepts connections and never answers (it holds them open).
+fn silent_backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    addr
+}
+
+/// An address where nothing listens: a port the OS gave and that is closed again.
+fn down_backend() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .unwrap()
+}
+
+fn failure_policy(runtime: Runtime) {
+    for (backend, policy) in [
+        (silent_backend(), FailurePolicy::Allow),
+        (down_backend(), FailurePolicy::Refuse),
+    ] {
+        let mut config = NodeConfig::default();
+        config.server.callbacks = Some(CallbacksConfig {
+            on_publish: Some(CallbackUrl::parse(&format!("http://{backend}/publish")).unwrap()),
+            timeout: Duration::from_millis(500),
+            on_failure: policy,
+            ..CallbacksConfig::default()
+        });
+        let mut server = TestServer::start_on(runtime, config, None);
+        let mut publisher = ffmpeg_publish(
+            &media("h264_aac_320x240_12fps_20s.flv"),
+            &server.url("live/cam"),
+        );
+        match policy {
+            FailurePolicy::Allow => assert!(
+                server.wait_for(1, STARTUP, |e| matches!(e, Event::PublishStarted { .. })),
+                "{runtime:?}: a silent backend under allow: the publish did not start"
+            ),
+            FailurePolicy::Refuse => {
+                let status = publisher.wait(STARTUP).expect("a refused ffmpeg exits");
+                assert!(
+                    !status.success(),
+                    "{runtime:?}: published with the backend down"
+                );
+                assert!(
+                    !server
+                        .events()
+                        .iter()
+                        .any(|e| matches!(e, Event::PublishStarted { .. })),
+                    "{runtime:?}: the publish went live with the backend down"
+                );
+            }
+        }
+        server.stop();
+    }
+}
+
+#[test]
+fn failure_policy_on_every_runtime() {
+    for runtime in Runtime::ALL {
+        failure_policy(runtime);
+    }
+}
