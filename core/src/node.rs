@@ -99,7 +99,7 @@ impl Node {
             Input::Timeout => {
                 self.server.timeout(now);
                 if let Some(http) = &mut self.http {
-                    http.timeout(now);
+                    http.timeout(now, &mut self.server);
                 }
             }
             Input::Udp(event) => self.server.udp(now, event),
@@ -109,6 +109,16 @@ impl Node {
             },
             Input::FileDone { file, result } => self.server.file_done(now, file, result),
             Input::Relay(input) => self.server.relay_input(now, input),
+        }
+        self.reap_http(now);
+    }
+
+    /// Tells the HTTP listener about the HTTP-FLV connections the server ended, if any.
+    fn reap_http(&mut self, now: Instant) {
+        if self.server.has_flv_ended() {
+            if let Some(http) = &mut self.http {
+                http.reap(now, &mut self.server);
+            }
         }
     }
 
@@ -158,7 +168,9 @@ impl Node {
         request: RequestId,
         decision: Decision,
     ) -> Result<(), DecideError> {
-        self.server.decide(now, request, decision)
+        let result = self.server.decide(now, request, decision);
+        self.reap_http(now);
+        result
     }
 
     /// The next thing to do, if any.

@@ -229,9 +229,9 @@ impl TcpExecutor {
                     fed_bytes += data.len();
                     Some(*stream)
                 }
-                TcpEvent::Closed { stream, .. } | TcpEvent::Connected { stream, .. } => {
-                    Some(*stream)
-                }
+                TcpEvent::Closed { stream, .. }
+                | TcpEvent::Connected { stream, .. }
+                | TcpEvent::Sent { stream, .. } => Some(*stream),
                 _ => None,
             };
             if stream.is_some_and(|s| self.gone.contains(&s)) {
@@ -277,8 +277,9 @@ struct Conn {
 }
 
 impl Conn {
-    /// Writes what the socket takes now.
-    fn flush(&mut self, stats: &TcpStats) -> io::Result<()> {
+    /// Writes what the socket takes now; how many bytes it took.
+    fn flush(&mut self, stats: &TcpStats) -> io::Result<usize> {
+        let mut written = 0;
         while !self.out.is_empty() {
             // On the stack: no allocation per write.
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
@@ -290,6 +291,7 @@ impl Conn {
             match self.socket.write_vectored(&slices[..count]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(mut n) => {
+                    written += n;
                     TcpStats::add(&stats.bytes_sent, n as u64);
                     self.out_bytes -= n;
                     while n > 0 {
@@ -303,12 +305,12 @@ impl Conn {
                         }
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(written),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        Ok(written)
     }
 }
 
@@ -452,8 +454,10 @@ impl IoThread {
                         Some("send queue full: the peer does not read".into()),
                     );
                 } else if !conn.connecting {
-                    if let Err(e) = conn.flush(&self.shared.stats) {
-                        self.close(token, Some(e.to_string()));
+                    match conn.flush(&self.shared.stats) {
+                        Ok(0) => {}
+                        Ok(bytes) => self.report(TcpEvent::Sent { stream, bytes }),
+                        Err(e) => self.close(token, Some(e.to_string())),
                     }
                 }
             }
@@ -621,9 +625,14 @@ impl IoThread {
         let Some(conn) = self.streams.get_mut(&token) else {
             return;
         };
-        if let Err(e) = conn.flush(&self.shared.stats) {
-            self.close(token, Some(e.to_string()));
-            return;
+        let stream = conn.id;
+        match conn.flush(&self.shared.stats) {
+            Ok(0) => {}
+            Ok(bytes) => self.report(TcpEvent::Sent { stream, bytes }),
+            Err(e) => {
+                self.close(token, Some(e.to_string()));
+                return;
+            }
         }
         self.read(token);
     }
