@@ -69,8 +69,19 @@ mod tests {
     fn only_app_slash_name_dot_flv_is_a_play() {
         let t = target_of("GET /live/cam.flv?token=x HTTP/1.1\r\n\r\n").unwrap();
         assert_eq!((t.app.as_str(), t.name.as_str()), ("live", "cam?token=x"));
-        for path in ["/cam.flv", "/live/.flv", "//cam.flv", "/a/b/c.flv", "/live/cam", "/api/v1/streams"] {
-            assert_eq!(target_of(&format!("GET {path} HTTP/1.1\r\n\r\n")), None, "{path}");
+        for path in [
+            "/cam.flv",
+            "/live/.flv",
+            "//cam.flv",
+            "/a/b/c.flv",
+            "/live/cam",
+            "/api/v1/streams",
+        ] {
+            assert_eq!(
+                target_of(&format!("GET {path} HTTP/1.1\r\n\r\n")),
+                None,
+                "{path}"
+            );
         }
     }
 }

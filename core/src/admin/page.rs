@@ -26,7 +26,11 @@ pub(super) fn respond(request: &Request) -> Option<Response> {
     if !matches!(request.method.as_str(), "GET" | "HEAD") {
         return Some(Response::text(405, "method not allowed\n").with_header("Allow", "GET, HEAD"));
     }
-    Some(Response::new(200, content_type, bytes::Bytes::from_static(body)))
+    Some(Response::new(
+        200,
+        content_type,
+        bytes::Bytes::from_static(body),
+    ))
 }
 
 #[cfg(test)]
@@ -36,7 +40,12 @@ mod tests {
 
     fn get(path: &str) -> Option<Response> {
         let text = format!("GET {path} HTTP/1.1\r\n\r\n");
-        respond(&parse(text.as_bytes(), &Limits::default()).unwrap().unwrap().0)
+        respond(
+            &parse(text.as_bytes(), &Limits::default())
+                .unwrap()
+                .unwrap()
+                .0,
+        )
     }
 
     #[test]
@@ -46,7 +55,10 @@ mod tests {
         let html = std::str::from_utf8(&page.body).unwrap();
         // The page loads the library from this server, not from a CDN.
         assert!(html.contains("src=\"/mpegts.js\""));
-        assert!(!html.contains("://"), "the page must not fetch anything from elsewhere");
+        assert!(
+            !html.contains("://"),
+            "the page must not fetch anything from elsewhere"
+        );
         let js = get("/mpegts.js").unwrap();
         assert!(js.content_type.starts_with("text/javascript"));
         assert!(js.body.len() > 100_000);

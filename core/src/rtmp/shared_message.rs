@@ -117,7 +117,8 @@ mod tests {
     #[test]
     fn the_flv_tag_is_encoded_once_and_the_bare_tag_is_a_slice_of_the_chunk() {
         let payload = Bytes::from_static(b"\x17\x01\x00\x00\x00frame");
-        let mut shared = SharedMessage::new(RtmpMessage::new(type_id::VIDEO, 1, 0x0102_0304, payload));
+        let mut shared =
+            SharedMessage::new(RtmpMessage::new(type_id::VIDEO, 1, 0x0102_0304, payload));
         let chunk = shared.flv_tag(true).unwrap();
         let text = std::str::from_utf8(&chunk[..CHUNK_HEAD]).unwrap();
         assert_eq!(text, "000001f\r\n"); // 11 + 10 + 4 = 31
@@ -129,7 +130,8 @@ mod tests {
         // Shared: the same memory for every player.
         assert_eq!(shared.flv_tag(true).unwrap().as_ptr(), chunk.as_ptr());
         assert_eq!(tag.as_ptr(), chunk[CHUNK_HEAD..].as_ptr());
-        let mut control = SharedMessage::new(RtmpMessage::new(type_id::DATA_AMF3, 1, 0, Bytes::new()));
+        let mut control =
+            SharedMessage::new(RtmpMessage::new(type_id::DATA_AMF3, 1, 0, Bytes::new()));
         assert!(control.flv_tag(true).is_none());
     }
 }

@@ -257,7 +257,8 @@ impl RtmpServer {
         };
         let head = response_head(chunked);
         let mut queued = head.len();
-        self.outputs.push_back(Output::Tcp(TcpCommand::Send { stream, data: head }));
+        self.outputs
+            .push_back(Output::Tcp(TcpCommand::Send { stream, data: head }));
         let gop_bytes: usize = live.gop.iter().map(SharedMessage::len).sum();
         // A GOP that alone would put the player past the soft limit is not sent: the player
         // starts at the next keyframe, as one that fell that far behind would.
@@ -294,7 +295,13 @@ impl RtmpServer {
     }
 
     /// Takes HTTP stream `stream` over only to refuse it with `status`.
-    pub(crate) fn flv_refuse_now(&mut self, stream: StreamId, chunked: bool, status: u16, text: &str) {
+    pub(crate) fn flv_refuse_now(
+        &mut self,
+        stream: StreamId,
+        chunked: bool,
+        status: u16,
+        text: &str,
+    ) {
         self.flv_conns.insert(
             stream,
             FlvConn {
@@ -307,7 +314,8 @@ impl RtmpServer {
 
     /// Answers `status` (403, 404, 503) and finishes the connection.
     pub(super) fn flv_refuse(&mut self, stream: StreamId, status: u16, text: &str) {
-        let data = crate::http::response::Response::text(status, text.to_owned()).encode(false, false);
+        let data =
+            crate::http::response::Response::text(status, text.to_owned()).encode(false, false);
         self.finish_flv(stream, Some(data));
     }
 
