@@ -121,7 +121,7 @@ mod tests {
             SharedMessage::new(RtmpMessage::new(type_id::VIDEO, 1, 0x0102_0304, payload));
         let chunk = shared.flv_tag(true).unwrap();
         let text = std::str::from_utf8(&chunk[..CHUNK_HEAD]).unwrap();
-        assert_eq!(text, "000001f\r\n"); // 11 + 10 + 4 = 31
+        assert_eq!(text, "0000019\r\n"); // 11 + 10 + 4 = 25
         assert!(chunk.ends_with(b"\r\n"));
         let tag = shared.flv_tag(false).unwrap();
         assert_eq!(&tag[..11], b"\x09\x00\x00\x0a\x02\x03\x04\x01\x00\x00\x00");
