@@ -41,8 +41,11 @@ use std::net::{IpAddr, SocketAddr};
 pub use crate::ids::{ListenerId, StreamId};
 use bytes::{Bytes, BytesMut};
 
-/// The least a driver buffers for a stream's unsent bytes before closing it.
-pub const MAX_QUEUED_SEND: usize = 1 << 20;
+/// The least a driver buffers for a stream's unsent bytes before closing it. SIP messages
+/// never come near it; HTTP-FLV players (`server::http_flv`) do: their backlog, bounded by the
+/// live players' soft and hard limits (1 and 8 MiB by default), waits here, so it is twice the
+/// default hard limit.
+pub const MAX_QUEUED_SEND: usize = 16 << 20;
 
 /// What the node asks of the driver's TCP.
 #[derive(Debug, Clone, PartialEq, Eq)]

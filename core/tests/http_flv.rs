@@ -8,7 +8,10 @@ mod support;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use siprtmp_core::node::{HttpConfig, Input, NodeConfig, TcpEvent};
+use siprtmp_core::node::{
+    Decision, Event, HttpConfig, Input, NodeConfig, Question, RequestId, TcpEvent,
+};
+use siprtmp_core::rtmp::client::ClientEvent;
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
 use siprtmp_core::tcp::StreamId;
 use support::rtmp_clients::{Driven, InMemory};
@@ -29,7 +32,10 @@ fn inter(n: u8, len: usize) -> Vec<u8> {
 }
 
 fn fixture() -> (InMemory, SocketAddr) {
-    let mut config = NodeConfig::default();
+    fixture_with(NodeConfig::default())
+}
+
+fn fixture_with(mut config: NodeConfig) -> (InMemory, SocketAddr) {
     config.server.http = Some(HttpConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         ..HttpConfig::default()
@@ -220,7 +226,10 @@ fn every_http_player_gets_the_same_encoding_of_a_tag() {
 
 #[test]
 fn an_http_player_that_does_not_read_is_closed_and_one_that_reads_is_not() {
-    let (mut f, listen) = fixture();
+    let mut config = NodeConfig::default();
+    config.server.player_soft_backlog = 200_000;
+    config.server.player_hard_backlog = 1_000_000;
+    let (mut f, listen) = fixture_with(config);
     let (p, id) = f.publisher("live", "cam");
     send(&mut f, p, id, type_id::VIDEO, 0, &keyframe(1, 1000));
     let deaf = http(&mut f, listen, "GET /live/cam.flv HTTP/1.1\r\n\r\n");
@@ -240,9 +249,14 @@ fn an_http_player_that_does_not_read_is_closed_and_one_that_reads_is_not() {
         assert_eq!(got.len(), 1, "the reader gets frame {n}");
         read(&mut f, reader, &got);
     }
-    // 4 MB were published: the deaf player got some (up to the soft limit), then none, then
-    // was closed; the reader is still there.
-    assert!(deaf_frames > 10 && deaf_frames < 100, "{deaf_frames}");
+    // 4 MB were published: the deaf player got frames up to the soft limit (20 of 10 KB),
+    // then none, and was closed once that and what it missed passed the hard limit; the
+    // reader is still there.
+    assert_eq!(
+        deaf_frames,
+        2 + 20,
+        "the head and the cached keyframe, then 20 frames"
+    );
     let open = f.net.tcp.open_streams();
     assert!(!open.contains(&deaf), "the deaf player is closed");
     assert!(open.contains(&reader));
@@ -270,4 +284,95 @@ fn a_stream_nobody_publishes_is_404_and_other_methods_are_refused() {
     );
     let post = http(&mut f, listen, "POST /live/nobody.flv HTTP/1.1\r\n\r\n");
     assert!(concat(&take(&mut f, post)).starts_with(b"HTTP/1.1 405"));
+}
+
+/// The questions the node asked so far: (request, app, name, query).
+fn plays_asked(f: &mut InMemory) -> Vec<(RequestId, String, String, String)> {
+    f.net
+        .node_events
+        .drain(..)
+        .filter_map(|e| match e {
+            Event::Decide {
+                request,
+                question:
+                    Question::Play {
+                        app, name, query, ..
+                    },
+            } => Some((request, app, name, query)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_http_play_is_decided_like_an_rtmp_play() {
+    let (mut f, listen) = fixture_with(NodeConfig {
+        decisions: true,
+        ..NodeConfig::default()
+    });
+    f.net.record_events = true;
+    // The publisher's connect and publish are decided too: both accepted.
+    let accept_next = |f: &mut InMemory| {
+        let request = f
+            .net
+            .node_events
+            .drain(..)
+            .find_map(|e| match e {
+                Event::Decide { request, .. } => Some(request),
+                _ => None,
+            })
+            .expect("a question");
+        f.net.node.decide(f.now, request, Decision::Accept).unwrap();
+        f.pump();
+    };
+    let c = f.net.connect(f.now, "live");
+    f.pump();
+    accept_next(&mut f);
+    f.net.clients[c].client.create_stream();
+    f.pump();
+    let id = f
+        .events(c)
+        .iter()
+        .find_map(|e| match e {
+            ClientEvent::StreamCreated(id) => Some(*id),
+            _ => None,
+        })
+        .expect("a stream");
+    f.net.clients[c].client.publish(id, "cam");
+    f.pump();
+    accept_next(&mut f);
+    send(&mut f, c, id, type_id::VIDEO, 0, &keyframe(1, 50));
+
+    let refused = http(
+        &mut f,
+        listen,
+        "GET /live/cam.flv?token=bad HTTP/1.1\r\n\r\n",
+    );
+    let allowed = http(
+        &mut f,
+        listen,
+        "GET /live/cam.flv?token=good HTTP/1.1\r\n\r\n",
+    );
+    let questions = plays_asked(&mut f);
+    let queries: Vec<(&str, &str, &str)> = questions
+        .iter()
+        .map(|(_, app, name, query)| (app.as_str(), name.as_str(), query.as_str()))
+        .collect();
+    assert_eq!(
+        queries,
+        [("live", "cam", "token=bad"), ("live", "cam", "token=good")]
+    );
+    // Nothing is answered before the decision.
+    assert!(take(&mut f, refused).is_empty() && take(&mut f, allowed).is_empty());
+    let reject = Decision::Reject("Bad or missing token.".into());
+    f.net.node.decide(f.now, questions[0].0, reject).unwrap();
+    f.net
+        .node
+        .decide(f.now, questions[1].0, Decision::Accept)
+        .unwrap();
+    f.pump();
+    assert!(concat(&take(&mut f, refused)).starts_with(b"HTTP/1.1 403"));
+    let (head, body, _) = response(&concat(&take(&mut f, allowed)));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(tags(&body), [(9, 0, keyframe(1, 50))]);
 }

@@ -903,6 +903,48 @@ mod tests {
     }
 
     #[test]
+    fn what_the_socket_takes_is_reported_as_sent_in_total() {
+        let (mut tcp, woken) = executor();
+        let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = StreamId(3);
+        tcp.execute(TcpCommand::Connect {
+            stream,
+            remote: peer.local_addr().unwrap(),
+            local_ip: None,
+        });
+        let (mut held, _) = peer.accept().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            held.read_to_end(&mut got).map(|_| got.len())
+        });
+        // More than the socket buffers take at once: part is written later, when writable
+        // (and the first sends may find the connect still pending).
+        let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+        let total = 48 * chunk.len();
+        for _ in 0..48 {
+            tcp.execute(TcpCommand::Send {
+                stream,
+                data: chunk.clone(),
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut sent = 0;
+        while sent < total {
+            assert!(Instant::now() < deadline, "{sent} of {total} reported sent");
+            let _ = woken.recv_timeout(Duration::from_millis(50));
+            while let Ok(report) = tcp.events.try_recv() {
+                if let Report::Event(TcpEvent::Sent { stream: s, bytes }) = report {
+                    assert_eq!(s, stream);
+                    sent += bytes;
+                }
+            }
+        }
+        assert_eq!(sent, total);
+        tcp.execute(TcpCommand::Close { stream });
+        assert_eq!(reader.join().unwrap().unwrap(), total);
+    }
+
+    #[test]
     fn a_peer_that_does_not_read_gets_its_stream_closed_not_unbounded_memory() {
         let (mut tcp, woken) = executor();
         let mut node = node();

@@ -101,8 +101,9 @@ pub(crate) enum FlvEnd {
     Finishing(StreamId),
 }
 
-/// The soft and hard backlog limits of an HTTP-FLV player: the configured ones, clamped
-/// below what the driver buffers per stream before it closes one on its own.
+/// The soft and hard backlog limits of an HTTP-FLV player: the configured ones (the defaults
+/// pass unchanged), clamped below what the driver buffers per stream before it closes one on
+/// its own, with room for the message that crosses the hard limit.
 pub(crate) fn flv_limits(soft: usize, hard: usize) -> (usize, usize) {
     (soft.min(MAX_QUEUED_SEND / 4), hard.min(MAX_QUEUED_SEND / 2))
 }
