@@ -1,8 +1,9 @@
 //! HTTP-FLV against real clients, under every runtime: ffmpeg publishes over RTMP, an ffmpeg
 //! reads `http://HOST:PORT/live/cam.flv` and saves what it gets, and the saved file holds
 //! every frame from its join point on, starting on a keyframe; the response ends when the
-//! publisher stops (the reader exits on its own). `curl` gets 404 for a stream nobody
-//! publishes.
+//! publisher stops (the reader exits on its own). `curl --http1.0` reads the same stream
+//! close-delimited (no chunked encoding) with the same result, and gets 404 for a stream
+//! nobody publishes.
 //!
 //! How the frames are counted (`probe::assert_receives_all_from_join`): ffprobe lists the
 //! audio and video packets of the source file and of the saved one (timestamp, keyframe flag,
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use siprtmp_core::node::{Event, HttpConfig, NodeConfig};
 use siprtmp_runtime_drivers::Runtime;
-use siprtmp_tests::peers::{ffmpeg_play, ffmpeg_publish};
+use siprtmp_tests::peers::{ffmpeg_play, ffmpeg_publish, Peer};
 use siprtmp_tests::probe::{assert_receives_all_from_join, count, packets};
 use siprtmp_tests::server::TestServer;
 use siprtmp_tests::{media, scratch_dir};
@@ -64,9 +65,18 @@ fn http_flv(runtime: Runtime) {
     );
     let out = dir.join("http-player.flv");
     let mut player = ffmpeg_play(&format!("http://{addr}/live/cam.flv"), &out);
+    // An HTTP/1.0 client: no chunked encoding, the body ends with the connection.
+    let out_10 = dir.join("http10-player.flv");
+    let mut curl_10 = Peer::spawn_command(
+        "curl --http1.0",
+        Command::new("curl")
+            .args(["-s", "-S", "-f", "--http1.0", "-m", "60", "-o"])
+            .arg(&out_10)
+            .arg(format!("http://{addr}/live/cam.flv")),
+    );
     assert!(
-        server.wait_for(1, STARTUP, |e| matches!(e, Event::PlayStarted { .. })),
-        "{runtime:?}: the HTTP play did not start"
+        server.wait_for(2, STARTUP, |e| matches!(e, Event::PlayStarted { .. })),
+        "{runtime:?}: the HTTP plays did not start"
     );
     assert!(
         publisher.wait(PUBLISH_TIME).is_some_and(|s| s.success()),
@@ -78,14 +88,21 @@ fn http_flv(runtime: Runtime) {
         status.is_some_and(|s| s.success()),
         "{runtime:?}: the HTTP reader did not end with the stream: {status:?}"
     );
-    let source = packets(&media(FILE));
-    let got = packets(&out);
+    let status = curl_10.wait(STARTUP);
     assert!(
-        count(&got, "video") > 100,
-        "{runtime:?}: {} video frames",
-        count(&got, "video")
+        status.is_some_and(|s| s.success()),
+        "{runtime:?}: the HTTP/1.0 reader did not end with the stream: {status:?}"
     );
-    assert_receives_all_from_join(&format!("{runtime:?} HTTP-FLV ffmpeg"), &source, &got);
+    let source = packets(&media(FILE));
+    for (who, file) in [("ffmpeg", &out), ("curl --http1.0", &out_10)] {
+        let got = packets(file);
+        assert!(
+            count(&got, "video") > 100,
+            "{runtime:?} {who}: {} video frames",
+            count(&got, "video")
+        );
+        assert_receives_all_from_join(&format!("{runtime:?} HTTP-FLV {who}"), &source, &got);
+    }
     server.stop();
 }
 

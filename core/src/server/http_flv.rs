@@ -48,11 +48,7 @@ const MAX_NAME_LEN: usize = 1024;
 
 /// The connection id of the HTTP-FLV player on HTTP stream `stream`: its bits, so the ids
 /// never meet those of RTMP connections (an accepted stream's top bit is set; a worker
-/// number in a connection id's top byte stays below 128).
-///
-/// ```ignore
-/// assert_eq!(flv_conn_id(StreamId::accepted(5)).0, StreamId::accepted(5).0);
-/// ```
+/// number in a connection id's top byte stays below 128; such an id shows as `w128c...`).
 pub(crate) fn flv_conn_id(stream: StreamId) -> ConnId {
     ConnId(stream.0)
 }
@@ -137,7 +133,6 @@ fn response_head(chunked: bool) -> Bytes {
 
 /// Delivers a published message to a stream's HTTP-FLV players (the RTMP players' rules, see
 /// [`super::fan_out`]); the players past the hard backlog go to `evict`.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn deliver_flv(
     players: &mut [FlvPlayer],
     shared: &mut SharedMessage,
