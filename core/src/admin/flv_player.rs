@@ -65,6 +65,31 @@ mod tests {
         target(&request)
     }
 
+    proptest::proptest! {
+        /// Whatever the path and query: no panic, and a play names one application and one
+        /// stream, neither empty nor holding a slash.
+        #[test]
+        fn any_target_is_a_play_of_one_app_and_one_name_or_none(
+            path in "/[ -~]{0,60}",
+            query in proptest::option::of("[!-~]{0,20}"),
+        ) {
+            let path: String = path.chars().filter(|c| *c != ' ' && *c != '?').collect();
+            let line = match &query {
+                Some(q) => format!("GET {path}?{q} HTTP/1.1\r\n\r\n"),
+                None => format!("GET {path} HTTP/1.1\r\n\r\n"),
+            };
+            let Ok(Some((request, _))) = parse(line.as_bytes(), &Limits::default()) else {
+                return Ok(());
+            };
+            if let Some(t) = target(&request) {
+                proptest::prop_assert!(!t.app.is_empty() && !t.app.contains('/'));
+                let bare = t.name.split_once('?').map_or(t.name.as_str(), |(n, _)| n);
+                proptest::prop_assert!(!bare.is_empty() && !bare.contains('/'));
+                proptest::prop_assert!(request.path.ends_with(".flv"));
+            }
+        }
+    }
+
     #[test]
     fn only_app_slash_name_dot_flv_is_a_play() {
         let t = target_of("GET /live/cam.flv?token=x HTTP/1.1\r\n\r\n").unwrap();
