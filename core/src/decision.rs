@@ -55,9 +55,11 @@ pub enum Question {
         /// Live, record or append.
         mode: PublishMode,
     },
-    /// A `play` on a connected client.
+    /// A `play` on a connected client, or an HTTP-FLV request (`GET /APP/NAME.flv?QUERY` on
+    /// the HTTP listener), which is decided the same way.
     Play {
-        /// The connection.
+        /// The connection (for HTTP-FLV, an id of its own made from the HTTP stream's, with
+        /// the top bit set: it never names an RTMP connection).
         conn: ConnId,
         /// The client's address.
         peer: SocketAddr,

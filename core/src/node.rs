@@ -121,7 +121,7 @@ impl Node {
             Input::Timeout => {
                 self.server.timeout(now);
                 if let Some(http) = &mut self.http {
-                    http.timeout(now);
+                    http.timeout(now, &mut self.server);
                 }
                 if let Some(callbacks) = &mut self.callbacks {
                     callbacks.timeout(now);
@@ -141,6 +141,16 @@ impl Node {
             },
             Input::FileDone { file, result } => self.server.file_done(now, file, result),
             Input::Relay(input) => self.server.relay_input(now, input),
+        }
+        self.reap_http(now);
+    }
+
+    /// Tells the HTTP listener about the HTTP-FLV connections the server ended, if any.
+    fn reap_http(&mut self, now: Instant) {
+        if self.server.has_flv_ended() {
+            if let Some(http) = &mut self.http {
+                http.reap(now, &mut self.server);
+            }
         }
     }
 
@@ -190,6 +200,19 @@ impl Node {
         request: RequestId,
         decision: Decision,
     ) -> Result<(), DecideError> {
+        let result = self.decide_now(now, request, decision);
+        self.reap_http(now);
+        result
+    }
+
+    /// [`Self::decide`] before the HTTP listener hears of what it ended: the callbacks hold a
+    /// question the application answered first; everything else goes to the server.
+    fn decide_now(
+        &mut self,
+        now: Instant,
+        request: RequestId,
+        decision: Decision,
+    ) -> Result<(), DecideError> {
         self.now = self.now.max(now);
         if let Some(callbacks) = self.callbacks.as_mut().filter(|c| c.holds(request)) {
             if callbacks.consulting(request) {
@@ -222,6 +245,8 @@ impl Node {
                 Verdict::Close(conn) => self.server.close(conn, CloseReason::DroppedByOperator),
             }
         }
+        // A verdict may have ended an HTTP-FLV player (a refused play over HTTP).
+        self.reap_http(now);
     }
 
     /// The next thing to do, if any.

@@ -23,6 +23,8 @@
 //!   `Accepted` with a stream id **the driver chooses**, with the top bit set
 //!   ([`StreamId::is_accepted`]), so it never collides with the ids the node chooses for its
 //!   connects (top bit clear). `Unlisten` closes the listener; streams it accepted stay.
+//! - Each write that the socket takes is reported as `Sent` with its byte count (any
+//!   grouping: what matters is the total), until the stream is closed.
 //! - Every read is fed as `Received` (any split: the node frames the bytes itself), in
 //!   order. The peer closing, or a read or write error, is reported once as `Closed`.
 //!   The driver bounds what it reads ahead of the node.
@@ -39,8 +41,11 @@ use std::net::{IpAddr, SocketAddr};
 pub use crate::ids::{ListenerId, StreamId};
 use bytes::{Bytes, BytesMut};
 
-/// The least a driver buffers for a stream's unsent bytes before closing it.
-pub const MAX_QUEUED_SEND: usize = 1 << 20;
+/// The least a driver buffers for a stream's unsent bytes before closing it. SIP messages
+/// never come near it; HTTP-FLV players (`server::http_flv`) do: their backlog, bounded by the
+/// live players' soft and hard limits (1 and 8 MiB by default), waits here, so it is twice the
+/// default hard limit.
+pub const MAX_QUEUED_SEND: usize = 16 << 20;
 
 /// What the node asks of the driver's TCP.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +124,14 @@ pub enum TcpEvent {
         stream: StreamId,
         /// The bytes.
         data: BytesMut,
+    },
+    /// The socket took `bytes` more of what was sent on the stream (reported as writes
+    /// happen, so the node can tell how far behind a peer is; a node may ignore it).
+    Sent {
+        /// The stream.
+        stream: StreamId,
+        /// How many bytes.
+        bytes: usize,
     },
     /// The stream is gone: the peer closed it, or an error (given) ended it.
     Closed {

@@ -158,6 +158,7 @@ impl Callbacks {
             TcpEvent::Connected { stream, .. }
             | TcpEvent::ConnectFailed { stream, .. }
             | TcpEvent::Received { stream, .. }
+            | TcpEvent::Sent { stream, .. }
             | TcpEvent::Closed { stream, .. } => *stream,
             TcpEvent::Listening { .. } | TcpEvent::Accepted { .. } => return false,
         };
@@ -555,8 +556,11 @@ impl Callbacks {
     /// Input about a callback's connection ([`Self::owns`]).
     pub(crate) fn tcp(&mut self, event: TcpEvent) {
         match event {
-            TcpEvent::Connected { .. } | TcpEvent::Listening { .. } | TcpEvent::Accepted { .. } => {
-            }
+            // A request is small and sent once: what the socket took says nothing here.
+            TcpEvent::Connected { .. }
+            | TcpEvent::Listening { .. }
+            | TcpEvent::Accepted { .. }
+            | TcpEvent::Sent { .. } => {}
             TcpEvent::ConnectFailed { stream, error } => {
                 self.finish(stream, Err(format!("cannot connect: {error}")));
             }

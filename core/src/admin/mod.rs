@@ -11,14 +11,22 @@
 //! After a response that ends the connection (an error, `Connection: close`), the front waits
 //! for the client to close, up to the same timeout, rather than close at once: the driver's
 //! `Close` writes only what goes without blocking, which could cut a large response short.
+//!
+//! A `GET /APP/NAME.flv` is handed to the server ([`flv_player`]), which answers it and owns
+//! the connection's output from then on (HTTP-FLV, see `server::http_flv`); the front only
+//! forwards what the driver reports about it and closes it if, once its response is complete,
+//! the client neither reads the rest nor closes within the request timeout.
 
 pub(crate) mod callbacks;
+mod flv_player;
 mod gateway_metrics;
 mod json;
 mod metrics;
+mod page;
 mod routes;
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -28,7 +36,7 @@ use crate::http::response::Response;
 use crate::http::HttpConfig;
 use crate::id_hash::IdHashMap;
 use crate::io::{Event, Output};
-use crate::server::RtmpServer;
+use crate::server::{FlvEnd, RtmpServer};
 use crate::tcp::{ListenerId, StreamId, TcpCommand, TcpEvent};
 
 /// The HTTP listener's id (the gateway numbers its own listeners up from 1).
@@ -48,6 +56,10 @@ struct HttpConn {
     deadline: Instant,
     /// The last response ended it: waiting for the client to close.
     lingering: bool,
+    /// An HTTP-FLV response the server owns: no deadline until it is complete.
+    flv: bool,
+    /// The client's address (an HTTP-FLV play is decided on it, as an RTMP play is).
+    peer: SocketAddr,
 }
 
 /// The node's HTTP listener and its connections; see the module documentation.
@@ -85,9 +97,9 @@ impl HttpFront {
             TcpEvent::Listening { listener, .. } | TcpEvent::Accepted { listener, .. } => {
                 *listener == LISTENER
             }
-            TcpEvent::Received { stream, .. } | TcpEvent::Closed { stream, .. } => {
-                self.conns.contains_key(stream)
-            }
+            TcpEvent::Received { stream, .. }
+            | TcpEvent::Closed { stream, .. }
+            | TcpEvent::Sent { stream, .. } => self.conns.contains_key(stream),
             TcpEvent::Connected { .. } | TcpEvent::ConnectFailed { .. } => false,
         }
     }
@@ -101,16 +113,23 @@ impl HttpFront {
                 self.outputs
                     .push_back(Output::Event(Event::HttpListening { result }));
             }
-            TcpEvent::Accepted { stream, .. } => self.accepted(now, stream),
+            TcpEvent::Accepted { stream, remote, .. } => self.accepted(now, stream, remote),
             TcpEvent::Received { stream, data } => self.received(now, stream, &data, server),
             TcpEvent::Closed { stream, .. } => {
-                self.conns.remove(&stream);
+                if self.conns.remove(&stream).is_some_and(|c| c.flv) {
+                    server.flv_closed(stream);
+                }
+            }
+            TcpEvent::Sent { stream, bytes } => {
+                if self.conns.get(&stream).is_some_and(|c| c.flv) {
+                    server.flv_sent(stream, bytes);
+                }
             }
             TcpEvent::Connected { .. } | TcpEvent::ConnectFailed { .. } => {}
         }
     }
 
-    fn accepted(&mut self, now: Instant, stream: StreamId) {
+    fn accepted(&mut self, now: Instant, stream: StreamId, peer: SocketAddr) {
         if self.conns.len() >= self.config.max_connections {
             let busy = Response::text(503, "too many HTTP connections\n").encode(false, false);
             self.outputs
@@ -125,6 +144,8 @@ impl HttpFront {
                 buf: BytesMut::new(),
                 deadline: now + self.config.request_timeout,
                 lingering: false,
+                flv: false,
+                peer,
             },
         );
     }
@@ -133,8 +154,8 @@ impl HttpFront {
         let Some(conn) = self.conns.get_mut(&stream) else {
             return;
         };
-        if conn.lingering {
-            return; // whatever follows the last answer is not read
+        if conn.lingering || conn.flv {
+            return; // whatever follows the last answer (or an HTTP-FLV request) is not read
         }
         conn.buf.extend_from_slice(data);
         for _ in 0..MAX_PIPELINED {
@@ -145,6 +166,12 @@ impl HttpFront {
                 Ok(None) => return,
                 Ok(Some((request, used))) => {
                     let _ = conn.buf.split_to(used);
+                    if let Some(target) = flv_player::target(&request) {
+                        conn.flv = true;
+                        conn.buf = BytesMut::new();
+                        let peer = conn.peer;
+                        return flv_player::hand_over(stream, peer, target, &request, server);
+                    }
                     let keep_alive = request.keep_alive();
                     let response =
                         routes::respond(&request, server, now, self.config.token.as_deref());
@@ -186,17 +213,37 @@ impl HttpFront {
     }
 
     /// Closes the connections whose deadline has passed.
-    pub(crate) fn timeout(&mut self, now: Instant) {
+    pub(crate) fn timeout(&mut self, now: Instant, server: &mut RtmpServer) {
         let expired: Vec<StreamId> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.deadline <= now)
+            .filter(|(_, c)| c.deadline <= now && (!c.flv || c.lingering))
             .map(|(s, _)| *s)
             .collect();
         for stream in expired {
-            self.conns.remove(&stream);
+            if self.conns.remove(&stream).is_some_and(|c| c.flv) {
+                server.flv_closed(stream);
+            }
             self.outputs
                 .push_back(Output::Tcp(TcpCommand::Close { stream }));
+        }
+    }
+
+    /// Learns what the server did with the HTTP-FLV connections it owns: closed ones are
+    /// forgotten, finished ones get the request timeout to drain.
+    pub(crate) fn reap(&mut self, now: Instant, server: &mut RtmpServer) {
+        for end in server.take_flv_ended() {
+            match end {
+                FlvEnd::Closed(stream) => {
+                    self.conns.remove(&stream);
+                }
+                FlvEnd::Finishing(stream) => {
+                    if let Some(conn) = self.conns.get_mut(&stream) {
+                        conn.lingering = true;
+                        conn.deadline = now + self.config.request_timeout;
+                    }
+                }
+            }
         }
     }
 
@@ -206,7 +253,11 @@ impl HttpFront {
         if !self.outputs.is_empty() {
             return Some(self.start);
         }
-        self.conns.values().map(|c| c.deadline).min()
+        self.conns
+            .values()
+            .filter(|c| !c.flv || c.lingering)
+            .map(|c| c.deadline)
+            .min()
     }
 
     /// The next command or event for the driver.

@@ -1,6 +1,7 @@
 //! Which request gets which answer: the token check, then `/metrics` and the JSON API
 //! (`/api/v1/streams`, `/api/v1/connections`, `/api/v1/calls`,
-//! `POST /api/v1/connections/{id}/drop`).
+//! `POST /api/v1/connections/{id}/drop`), after the web page (`admin::page`). HTTP-FLV
+//! (`/APP/NAME.flv`) never comes here: the front hands it to the server (`admin::flv_player`).
 
 use std::time::Instant;
 
@@ -20,6 +21,11 @@ pub(crate) fn respond(
     now: Instant,
     token: Option<&str>,
 ) -> Response {
+    // The page and its player library hold no secret, and a browser cannot send a bearer
+    // token when it navigates: they are served to anyone (the page asks for the token).
+    if let Some(static_file) = super::page::respond(request) {
+        return static_file;
+    }
     if let Some(token) = token {
         if !authorized(request, token) {
             return Response::text(401, "a bearer token is required\n")

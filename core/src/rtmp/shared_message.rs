@@ -1,8 +1,9 @@
 //! [`SharedMessage`]: a message as published, with its chunk encodings, made once and shared
 //! by every receiver that has the same chunk size and message stream id (the players of a live
-//! stream, the workers it is relayed to).
+//! stream, the workers it is relayed to), and its FLV tag for HTTP-FLV players, made once on
+//! first use and shared by all of them.
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use smallvec::SmallVec;
 
 use super::chunk_encoder::encode_fmt0;
@@ -15,13 +16,22 @@ use super::message::{type_id, RtmpMessage};
 pub(crate) struct SharedMessage {
     pub msg: RtmpMessage,
     encodings: SmallVec<[(u32, u32, Bytes); 1]>,
+    /// The FLV tag (header, body, previous tag size) framed as one HTTP/1.1 chunk, once an
+    /// HTTP-FLV player has asked for it; `None` before, or for a message FLV cannot carry.
+    flv: Option<Bytes>,
 }
+
+/// Bytes of the HTTP chunk-size line in front of an FLV tag: the size in hexadecimal, padded
+/// with zeros to a fixed width (a chunk can be at most 16 + 2^24 + 4 bytes, seven digits), so
+/// the tag starts at the same offset in every encoding.
+const CHUNK_HEAD: usize = 7 + 2;
 
 impl SharedMessage {
     pub(crate) fn new(msg: RtmpMessage) -> Self {
         Self {
             msg,
             encodings: SmallVec::new(),
+            flv: None,
         }
     }
 
@@ -50,7 +60,78 @@ impl SharedMessage {
         bytes
     }
 
+    /// The message as an FLV tag for HTTP-FLV players (`chunked`: framed as one HTTP/1.1
+    /// chunk; else the bare tag, for a close-delimited HTTP/1.0 response), encoded on first
+    /// use only: every player gets the same bytes (the bare tag is a slice of the chunk).
+    /// `None` for a message FLV has no tag type for (only audio, video and AMF0 data do).
+    pub(crate) fn flv_tag(&mut self, chunked: bool) -> Option<Bytes> {
+        if self.flv.is_none() {
+            self.flv = Some(self.encode_flv()?);
+        }
+        let framed = self.flv.as_ref()?;
+        if chunked {
+            Some(framed.clone())
+        } else {
+            Some(framed.slice(CHUNK_HEAD..framed.len() - 2))
+        }
+    }
+
+    #[cold]
+    fn encode_flv(&self) -> Option<Bytes> {
+        use crate::flv::tag::{tag_type, PREVIOUS_TAG_SIZE_LEN, TAG_HEADER_LEN};
+        let tag_type = match self.msg.type_id {
+            type_id::AUDIO => tag_type::AUDIO,
+            type_id::VIDEO => tag_type::VIDEO,
+            type_id::DATA_AMF0 => tag_type::SCRIPT,
+            _ => return None,
+        };
+        let body = &self.msg.payload;
+        if body.len() > crate::flv::tag::MAX_TAG_BODY {
+            return None;
+        }
+        let tag_len = TAG_HEADER_LEN + body.len();
+        let chunk_len = tag_len + PREVIOUS_TAG_SIZE_LEN;
+        let mut out = BytesMut::with_capacity(CHUNK_HEAD + chunk_len + 2);
+        out.put_slice(format!("{chunk_len:07x}\r\n").as_bytes());
+        out.put_u8(tag_type);
+        out.put_uint(body.len() as u64, 3);
+        let ts = self.msg.timestamp;
+        out.put_uint(u64::from(ts & 0x00FF_FFFF), 3);
+        out.put_u8((ts >> 24) as u8);
+        out.put_uint(0, 3);
+        out.put_slice(body);
+        out.put_u32(tag_len as u32);
+        out.put_slice(b"\r\n");
+        Some(out.freeze())
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.msg.payload.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flv_tag_is_encoded_once_and_the_bare_tag_is_a_slice_of_the_chunk() {
+        let payload = Bytes::from_static(b"\x17\x01\x00\x00\x00frame");
+        let mut shared =
+            SharedMessage::new(RtmpMessage::new(type_id::VIDEO, 1, 0x0102_0304, payload));
+        let chunk = shared.flv_tag(true).unwrap();
+        let text = std::str::from_utf8(&chunk[..CHUNK_HEAD]).unwrap();
+        assert_eq!(text, "0000019\r\n"); // 11 + 10 + 4 = 25
+        assert!(chunk.ends_with(b"\r\n"));
+        let tag = shared.flv_tag(false).unwrap();
+        assert_eq!(&tag[..11], b"\x09\x00\x00\x0a\x02\x03\x04\x01\x00\x00\x00");
+        assert_eq!(&tag[11..21], b"\x17\x01\x00\x00\x00frame");
+        assert_eq!(&tag[21..], 21u32.to_be_bytes());
+        // Shared: the same memory for every player.
+        assert_eq!(shared.flv_tag(true).unwrap().as_ptr(), chunk.as_ptr());
+        assert_eq!(tag.as_ptr(), chunk[CHUNK_HEAD..].as_ptr());
+        let mut control =
+            SharedMessage::new(RtmpMessage::new(type_id::DATA_AMF3, 1, 0, Bytes::new()));
+        assert!(control.flv_tag(true).is_none());
     }
 }

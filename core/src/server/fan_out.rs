@@ -140,6 +140,19 @@ impl RtmpServer {
                 self.transmits.push_back(player.conn);
             }
         }
+        let mut evict_flv: SmallVec<[crate::tcp::StreamId; 4]> = SmallVec::new();
+        let flv_limits = super::http_flv::flv_limits(soft, hard);
+        if !stream.flv_players.is_empty() {
+            super::http_flv::deliver_flv(
+                &mut stream.flv_players,
+                shared,
+                kind,
+                flv_limits,
+                &mut self.outputs,
+                &mut self.counters.player_messages_dropped,
+                &mut evict_flv,
+            );
+        }
         if metadata {
             stream.metadata = Some(shared.clone());
         }
@@ -157,6 +170,9 @@ impl RtmpServer {
                 session.out.clear();
             }
             self.close(player, CloseReason::PlayerBacklog { limit: hard });
+        }
+        if !evict_flv.is_empty() {
+            self.evict_flv(&evict_flv, flv_limits.1);
         }
     }
 
@@ -315,6 +331,10 @@ impl RtmpServer {
             return;
         };
         self.gop_total -= stream.clear_cache();
+        self.end_flv_players(key);
+        let Some(stream) = self.live.get_mut(&**key) else {
+            return;
+        };
         let players: SmallVec<[(ConnId, u32); 8]> = stream
             .players
             .iter()

@@ -117,7 +117,12 @@ impl RtmpServer {
         let mut views: Vec<StreamView> = self
             .live
             .iter()
-            .filter(|(_, s)| s.publisher.is_some() || s.remote.is_some() || !s.players.is_empty())
+            .filter(|(_, s)| {
+                s.publisher.is_some()
+                    || s.remote.is_some()
+                    || !s.players.is_empty()
+                    || !s.flv_players.is_empty()
+            })
             .map(|(key, stream)| {
                 // The cached decoder configurations first (every track's), then the GOP.
                 let messages = || {
@@ -141,7 +146,7 @@ impl RtmpServer {
                     remote: stream.remote.is_some(),
                     video,
                     audio,
-                    players: stream.players.len(),
+                    players: stream.players.len() + stream.flv_players.len(),
                     since: stream.since.filter(|_| stream.publisher.is_some()),
                     recording: stream.recorder.is_some(),
                 }

@@ -139,6 +139,8 @@ pub(crate) struct LiveStream {
     pub publication: u64,
     pub subscribers: SmallVec<[WorkerId; 4]>,
     pub players: Vec<Player>,
+    /// Its HTTP-FLV players (see `http_flv`).
+    pub flv_players: Vec<super::http_flv::FlvPlayer>,
     /// `onMetaData` (without the `@setDataFrame` wrapper).
     pub metadata: Option<SharedMessage>,
     /// Decoder configurations and side information of every track, in the order they came
@@ -255,6 +257,6 @@ impl LiveStream {
 
     /// True when nobody publishes or plays it any more.
     pub(crate) fn is_unused(&self) -> bool {
-        !self.is_live() && self.players.is_empty()
+        !self.is_live() && self.players.is_empty() && self.flv_players.is_empty()
     }
 }

@@ -15,6 +15,7 @@ mod counters;
 mod enhanced_caps;
 mod fan_out;
 mod gateway_link;
+mod http_flv;
 mod inspect;
 mod live_stream;
 mod merge;
@@ -38,6 +39,7 @@ use bytes::{Bytes, BytesMut};
 
 pub use config::{AppConfig, RecordPolicy, ServerConfig};
 pub(crate) use counters::{Counters, CLOSE_KINDS};
+pub(crate) use http_flv::FlvEnd;
 
 use crate::amf::Value;
 use crate::close_reason::CloseReason;
@@ -141,6 +143,10 @@ pub(crate) struct RtmpServer {
     client_backlog: ClientBacklog,
     /// What the metrics count (plain adds where the events happen).
     counters: Counters,
+    /// The HTTP connections taken over for HTTP-FLV (see `http_flv`).
+    flv_conns: HashMap<crate::tcp::StreamId, http_flv::FlvConn>,
+    /// What the HTTP listener must learn about them.
+    flv_ended: Vec<http_flv::FlvEnd>,
 }
 
 impl RtmpServer {
@@ -187,6 +193,8 @@ impl RtmpServer {
             frame_headers: BytesMut::new(),
             client_backlog,
             counters: Counters::default(),
+            flv_conns: HashMap::new(),
+            flv_ended: Vec::new(),
         }
     }
 
@@ -839,7 +847,7 @@ impl RtmpServer {
                     stream.remove_player(conn, stream_id);
                     if stream.is_unused() {
                         self.live.remove(&*key);
-                    } else if stream.players.is_empty() {
+                    } else if stream.players.is_empty() && stream.flv_players.is_empty() {
                         self.unsubscribe_if_remote(&key);
                     }
                 }

@@ -31,6 +31,10 @@ pub(crate) enum Pending {
         stream_id: u32,
         cmd: Command,
     },
+    /// An HTTP-FLV play (the connection is the HTTP stream's, not an RTMP session).
+    FlvPlay {
+        stream: crate::tcp::StreamId,
+    },
 }
 
 impl Pending {
@@ -39,6 +43,7 @@ impl Pending {
             Pending::Connect { conn, .. }
             | Pending::Publish { conn, .. }
             | Pending::Play { conn, .. } => *conn,
+            Pending::FlvPlay { stream } => super::http_flv::flv_conn_id(*stream),
         }
     }
 }
@@ -48,12 +53,14 @@ impl RtmpServer {
     /// decision timeout.
     pub(super) fn ask(&mut self, question: Question, pending: Pending) {
         let conn = pending.conn();
-        let Some(session) = self.sessions.get_mut(conn) else {
-            return;
-        };
         self.next_request += 1;
         let request = RequestId(self.next_request);
-        session.awaiting = Some(request);
+        match self.sessions.get_mut(conn) {
+            Some(session) => session.awaiting = Some(request),
+            // An HTTP-FLV play has no session: its HTTP connection reads nothing meanwhile.
+            None if matches!(pending, Pending::FlvPlay { .. }) => {}
+            None => return,
+        }
         // Asked while an input is handled, whose time is the latest: deadlines grow with the
         // request ids.
         let deadline = self.last_now + self.config.decision_timeout;
@@ -90,6 +97,14 @@ impl RtmpServer {
             session.awaiting = None;
         }
         match (pending, decision) {
+            (Pending::FlvPlay { stream }, Decision::Accept) => {
+                self.begin_flv_play(stream);
+                return Ok(());
+            }
+            (Pending::FlvPlay { stream }, _) => {
+                self.flv_refuse(stream, 403, "play refused\n");
+                return Ok(());
+            }
             (Pending::Connect { conn, cmd }, Decision::Accept) => self.accept_connect(conn, cmd),
             (Pending::Connect { conn, cmd }, Decision::Reject(reason)) => {
                 self.reject_connect(conn, &cmd, &reason, None)
@@ -190,6 +205,10 @@ impl RtmpServer {
             session.awaiting = None;
         }
         match pending {
+            Pending::FlvPlay { stream } => {
+                self.counters.count_close(&reason);
+                return self.flv_refuse(stream, 503, "no decision in time\n");
+            }
             Pending::Connect { conn, cmd } => {
                 self.send_connect_rejected(conn, &cmd, &description, None)
             }

@@ -346,7 +346,9 @@ impl RtmpServer {
         let Some(remote) = &mut stream.remote else {
             return;
         };
-        if stream.players.is_empty() || remote.subscription != Subscription::None {
+        if (stream.players.is_empty() && stream.flv_players.is_empty())
+            || remote.subscription != Subscription::None
+        {
             return;
         }
         let subscription = relay.next();
@@ -371,7 +373,10 @@ impl RtmpServer {
         let Some(remote) = &mut stream.remote else {
             return;
         };
-        if !stream.players.is_empty() || remote.subscription == Subscription::None {
+        if !stream.players.is_empty()
+            || !stream.flv_players.is_empty()
+            || remote.subscription == Subscription::None
+        {
             return;
         }
         remote.subscription = Subscription::None;

@@ -172,7 +172,7 @@ impl GatewayHost {
                         .push_back(Output::Tcp(TcpCommand::Close { stream })),
                 }
             }
-            TcpEvent::Connected { .. } => {}
+            TcpEvent::Connected { .. } | TcpEvent::Sent { .. } => {}
             TcpEvent::Received { stream, data } => self.sip_stream_received(now, stream, data),
             TcpEvent::ConnectFailed { stream, error } => {
                 self.sip_stream_gone(now, stream, &error);
