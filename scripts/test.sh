@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. First installs, when missing, the real peers the interop tests
-# talk to (Debian packages): ffmpeg/ffprobe, rtmpdump, sipp (sip-tester), Kamailio, promtool (prometheus), and nginx with its rtmp
+# talk to (Debian packages): ffmpeg/ffprobe, rtmpdump, sipp (sip-tester), Kamailio, promtool (prometheus), libspeex-dev, and nginx with its rtmp
 # module and the Python port of the original server, rtmplite3 from PyPI (bench-compare quick
 # mode measures both beside siprtmp); then makes the test media (scripts/make-test-media.sh).
 set -euo pipefail
@@ -20,6 +20,8 @@ command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || missing+=(libnginx-mod-rtmp)
 # promtool (package prometheus) checks the HTTP listener's /metrics in tests/tests/http_metrics.rs.
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+# codec-speex links the system libspeex (the gateway's Speex <-> G.711 transcoding).
+[ -e /usr/include/speex/speex.h ] || missing+=(libspeex-dev)
 # rtmplite3 goes into its own virtualenv (bench-compare looks there): Python 3 with venv.
 rtmplite_venv="${XDG_CACHE_HOME:-$HOME/.cache}/siprtmp/rtmplite3"
 if ! command -v rtmplite3 >/dev/null 2>&1 && [ ! -x "$rtmplite_venv/bin/rtmplite3" ]; then
