@@ -343,6 +343,7 @@ pub(crate) fn node_config(
             mtu: file.mtu.unwrap_or(session_defaults.mtu),
             transport,
             rtp_source,
+            transcoder: transcoder(),
             ..session_defaults
         },
         replace_existing: file.replace_existing.unwrap_or(defaults.replace_existing),
@@ -351,6 +352,18 @@ pub(crate) fn node_config(
             .max_clients_per_ip
             .unwrap_or(defaults.max_clients_per_ip),
     }))
+}
+
+/// The Speex codec for transcoding to G.711: libspeex with the `speex` feature (default).
+#[cfg(feature = "speex")]
+fn transcoder() -> Option<std::sync::Arc<dyn siprtmp_core::media::transcode::SpeexCodecs>> {
+    Some(std::sync::Arc::new(siprtmp_codec_speex::gateway::Codecs))
+}
+
+/// Without the `speex` feature: pass-through only.
+#[cfg(not(feature = "speex"))]
+fn transcoder() -> Option<std::sync::Arc<dyn siprtmp_core::media::transcode::SpeexCodecs>> {
+    None
 }
 
 /// Whether the gateway's UDP sends use GSO: on unless `--no-udp-gso` or `udp_gso = false`.

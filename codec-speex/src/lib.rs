@@ -1,10 +1,13 @@
 //! A safe wrapper over the system libspeex: [`Encoder`] and [`Decoder`] for narrowband (8 kHz)
 //! and wideband (16 kHz) Speex, 20 ms frames. The crate owns the FFI declarations
-//! ([`ffi`]) and the rules that keep hostile packets inside bounds (see the README).
+//! ([`ffi`]) and the rules that keep hostile packets inside bounds (see the README). With
+//! the `gateway` feature, [`gateway::Codecs`] is the gateway's transcoding codec.
 
 use std::fmt;
 
 mod ffi;
+#[cfg(feature = "gateway")]
+pub mod gateway;
 
 /// The longest packet a [`Decoder`] accepts, in bytes: a 20 ms wideband frame at the highest
 /// quality is 106 bytes, so this allows several frames and refuses datagram-sized garbage.
