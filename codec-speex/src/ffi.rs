@@ -48,20 +48,28 @@ extern "C" {
     pub(crate) fn speex_lib_get_mode(mode: c_int) -> *const SpeexMode;
     pub(crate) fn speex_encoder_init(mode: *const SpeexMode) -> *mut c_void;
     pub(crate) fn speex_encoder_destroy(state: *mut c_void);
-    pub(crate) fn speex_encoder_ctl(state: *mut c_void, request: c_int, ptr: *mut c_void)
-        -> c_int;
-    pub(crate) fn speex_encode_int(state: *mut c_void, input: *mut i16, bits: *mut SpeexBits)
-        -> c_int;
+    pub(crate) fn speex_encoder_ctl(state: *mut c_void, request: c_int, ptr: *mut c_void) -> c_int;
+    pub(crate) fn speex_encode_int(
+        state: *mut c_void,
+        input: *mut i16,
+        bits: *mut SpeexBits,
+    ) -> c_int;
     pub(crate) fn speex_decoder_init(mode: *const SpeexMode) -> *mut c_void;
     pub(crate) fn speex_decoder_destroy(state: *mut c_void);
-    pub(crate) fn speex_decode_int(state: *mut c_void, bits: *mut SpeexBits, out: *mut i16)
-        -> c_int;
+    pub(crate) fn speex_decode_int(
+        state: *mut c_void,
+        bits: *mut SpeexBits,
+        out: *mut i16,
+    ) -> c_int;
     pub(crate) fn speex_bits_init(bits: *mut SpeexBits);
     pub(crate) fn speex_bits_destroy(bits: *mut SpeexBits);
     pub(crate) fn speex_bits_reset(bits: *mut SpeexBits);
     pub(crate) fn speex_bits_read_from(bits: *mut SpeexBits, bytes: *const c_char, len: c_int);
-    pub(crate) fn speex_bits_write(bits: *mut SpeexBits, bytes: *mut c_char, max_len: c_int)
-        -> c_int;
+    pub(crate) fn speex_bits_write(
+        bits: *mut SpeexBits,
+        bytes: *mut c_char,
+        max_len: c_int,
+    ) -> c_int;
     pub(crate) fn speex_bits_nbytes(bits: *mut SpeexBits) -> c_int;
     pub(crate) fn speex_bits_remaining(bits: *mut SpeexBits) -> c_int;
     pub(crate) fn speex_bits_insert_terminator(bits: *mut SpeexBits);

@@ -480,7 +480,10 @@ impl SpeexCodec for PlainCodec {
     fn decode(&mut self, packet: &[u8], pcm: &mut Vec<i16>) -> usize {
         match packet.get(2..) {
             Some(body) if body.len() == 2 * self.0 => {
-                pcm.extend(body.chunks_exact(2).map(|b| i16::from_be_bytes([b[0], b[1]])));
+                pcm.extend(
+                    body.chunks_exact(2)
+                        .map(|b| i16::from_be_bytes([b[0], b[1]])),
+                );
                 1
             }
             _ => 0,
@@ -523,8 +526,14 @@ fn call_a_g711_only_phone(c: &mut Call) -> CallId {
     let (call, offer) = c.far_incoming().expect("far end got the INVITE");
     let offer = SessionDescription::parse(&offer).unwrap();
     match answer(&offer, &far_caps(pcmu_dtmf()), &origin(1)) {
-        Ok(ans) => c.far.answer(c.now, call, Bytes::from(ans.serialize())).unwrap(),
-        Err(_) => c.far.reject(c.now, call, 488, "Not Acceptable Here").unwrap(),
+        Ok(ans) => c
+            .far
+            .answer(c.now, call, Bytes::from(ans.serialize()))
+            .unwrap(),
+        Err(_) => c
+            .far
+            .reject(c.now, call, 488, "Not Acceptable Here")
+            .unwrap(),
     }
     c.pump();
     call
@@ -598,13 +607,18 @@ fn a_far_end_that_shares_speex_is_passed_through_even_with_a_transcoder() {
     });
     let (call, offer) = c.far_incoming().unwrap();
     let text = String::from_utf8(offer.to_vec()).unwrap();
-    assert!(text.contains("m=audio 4000 RTP/AVP 96 0 8 101\r\n"), "{text}");
+    assert!(
+        text.contains("m=audio 4000 RTP/AVP 96 0 8 101\r\n"),
+        "{text}"
+    );
     let offer = SessionDescription::parse(&offer).unwrap();
     // Bob speaks both; he answers in our order of preference: Speex.
     let mut codecs = vec![Codec::new(96, "speex", 16000, None)];
     codecs.extend(pcmu_dtmf());
     let ans = answer(&offer, &far_caps(codecs), &origin(1)).unwrap();
-    c.far.answer(c.now, call, Bytes::from(ans.serialize())).unwrap();
+    c.far
+        .answer(c.now, call, Bytes::from(ans.serialize()))
+        .unwrap();
     c.pump();
     let f = speex_frame(7);
     c.now += Duration::from_millis(20);

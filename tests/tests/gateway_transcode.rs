@@ -24,9 +24,9 @@ use bytes::Bytes;
 use siprtmp_codec_speex::{Band, Decoder, Encoder};
 use siprtmp_core::sip::Transport;
 use siprtmp_tests::gateway::{gateway_node, s, Phone};
+use siprtmp_tests::scratch_dir;
 use siprtmp_tests::server::{Runtime, TestServer};
 use siprtmp_tests::sipp::{self, Sipp};
-use siprtmp_tests::scratch_dir;
 
 const T: Duration = Duration::from_secs(10);
 const AOR: &str = "alice@127.0.0.1";

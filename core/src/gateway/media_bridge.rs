@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::flv::media::audio_codec;
 use crate::media::audio::{RtmpToRtpAudio, RtpAudioCodec, RtpAudioFormat, RtpToRtmpAudio};
 use crate::media::flv_tunnel::{FlvTunnelReceiver, FlvTunnelSender};
 use crate::media::frame::MediaFrame;
@@ -24,7 +25,6 @@ use crate::media::payload::RtpPayload;
 use crate::media::timestamp::rtmp_to_rtp;
 use crate::media::transcode::{G711Law, SpeexBand, SpeexCodecs, SpeexG711};
 use crate::rng::SeededRng;
-use crate::flv::media::audio_codec;
 use crate::rtmp::message::{type_id, RtmpMessage};
 use crate::rtp::dtmf::{encode_digit, DtmfReceiver};
 use crate::rtp::packet::RtpPacket;

@@ -216,7 +216,10 @@ pub(crate) mod tests {
             if body.len() != 2 * n {
                 return 0;
             }
-            pcm.extend(body.chunks_exact(2).map(|b| i16::from_be_bytes([b[0], b[1]])));
+            pcm.extend(
+                body.chunks_exact(2)
+                    .map(|b| i16::from_be_bytes([b[0], b[1]])),
+            );
             1
         }
 
@@ -272,6 +275,8 @@ pub(crate) mod tests {
         // Nine mode-0 frames (5 bits each), more than MAX_FRAMES.
         assert!(t.client_to_far(&[0; 6]).is_none());
         // Valid framing but the codec finds nothing.
-        assert!(t.client_to_far(&[PLAIN_FRAMING[0], PLAIN_FRAMING[1], 1]).is_none());
+        assert!(t
+            .client_to_far(&[PLAIN_FRAMING[0], PLAIN_FRAMING[1], 1])
+            .is_none());
     }
 }
