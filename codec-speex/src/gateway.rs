@@ -21,8 +21,10 @@ struct Pair {
 }
 
 impl SpeexCodec for Pair {
-    fn decode(&mut self, packet: &[u8], pcm: &mut Vec<i16>) -> usize {
-        self.decoder.decode(packet, pcm).unwrap_or(0)
+    fn decode(&mut self, packet: &[u8], frames: usize, pcm: &mut Vec<i16>) -> usize {
+        self.decoder
+            .decode_at_most(packet, frames, pcm)
+            .unwrap_or(0)
     }
 
     fn encode(&mut self, frame: &[i16], out: &mut Vec<u8>) {

@@ -137,6 +137,19 @@ impl Decoder {
     /// the packet's end, its terminator, or the first corrupt frame: an error only if no frame
     /// at all was good.
     pub fn decode(&mut self, packet: &[u8], pcm: &mut Vec<i16>) -> Result<usize, DecodeError> {
+        self.decode_at_most(packet, MAX_FRAMES_PER_PACKET, pcm)
+    }
+
+    /// [`Decoder::decode`] of the first `max_frames` frames only (never more than
+    /// [`MAX_FRAMES_PER_PACKET`]): libspeex does not read what follows them. A caller that
+    /// has walked the packet's framing passes the number of well-formed frames, so a corrupt
+    /// tail is never decoded (libspeex prints a warning on stderr for each corrupt frame).
+    pub fn decode_at_most(
+        &mut self,
+        packet: &[u8],
+        max_frames: usize,
+        pcm: &mut Vec<i16>,
+    ) -> Result<usize, DecodeError> {
         if packet.is_empty() || packet.len() > MAX_PACKET {
             return Err(DecodeError::BadLength(packet.len()));
         }
@@ -152,7 +165,7 @@ impl Decoder {
             )
         };
         let mut frames = 0;
-        while frames < MAX_FRAMES_PER_PACKET {
+        while frames < max_frames.min(MAX_FRAMES_PER_PACKET) {
             // Fewer than 5 bits cannot hold a frame: it is the padding of the last byte.
             // SAFETY: `bits` is initialised.
             if unsafe { ffi::speex_bits_remaining(bits) } < 5 {

@@ -477,7 +477,7 @@ const FRAMING: [u8; 2] = [0b0000_0011, 0b1100_0000];
 struct PlainCodec(usize);
 
 impl SpeexCodec for PlainCodec {
-    fn decode(&mut self, packet: &[u8], pcm: &mut Vec<i16>) -> usize {
+    fn decode(&mut self, packet: &[u8], _frames: usize, pcm: &mut Vec<i16>) -> usize {
         match packet.get(2..) {
             Some(body) if body.len() == 2 * self.0 => {
                 pcm.extend(
@@ -588,7 +588,7 @@ fn with_a_transcoder_a_speex_client_calling_a_g711_phone_is_transcoded_both_ways
         assert_eq!(m.payload[0], 0xB2);
         assert_eq!(&m.payload[1..3], &FRAMING);
         let mut pcm = Vec::new();
-        PlainCodec(320).decode(&m.payload[1..], &mut pcm);
+        PlainCodec(320).decode(&m.payload[1..], 1, &mut pcm);
         let level = i32::from((i as i16 - 50) * 200);
         let got = i32::from(pcm[200]);
         assert!(

@@ -6,9 +6,9 @@
 //! factory the binary provides, built on the system libspeex) and [`SpeexCodec`] (one call's
 //! encoder and decoder). G.711 ([`super::g711`]) and the resampler are plain Rust here.
 //! Everything is per call ([`SpeexG711`]) and bounded: a client packet is walked with
-//! [`super::speex::frames`] before the codec sees it (malformed framing, or more than
-//! [`MAX_FRAMES`] frames, is dropped), and far-end audio waiting for a whole Speex frame is
-//! less than one frame.
+//! [`super::speex::frames`] before the codec sees it, and the codec decodes only the
+//! well-formed frames at its start (at most [`MAX_FRAMES`]; a packet with none is dropped);
+//! far-end audio waiting for a whole Speex frame is less than one frame.
 //!
 //! Timing: client -> far end, one RTP packet per client message, its RTP timestamp the RTMP
 //! timestamp at 8 kHz. Far end -> client, one RTMP message per 20 ms Speex frame, timestamped
@@ -46,10 +46,11 @@ impl SpeexBand {
 
 /// One call's Speex encoder and decoder (see the module documentation).
 pub trait SpeexCodec: Send {
-    /// Decodes the frames of one Speex packet, appending their samples (at the band's rate)
-    /// to `pcm`; the number of frames, 0 when nothing in it could be decoded. Must not panic
-    /// whatever the bytes.
-    fn decode(&mut self, packet: &[u8], pcm: &mut Vec<i16>) -> usize;
+    /// Decodes the first `frames` frames of one Speex packet (the caller has checked their
+    /// framing; what follows them may be corrupt and must not be read), appending their
+    /// samples (at the band's rate) to `pcm`; the number of frames decoded, 0 when none could
+    /// be. Must not panic whatever the bytes.
+    fn decode(&mut self, packet: &[u8], frames: usize, pcm: &mut Vec<i16>) -> usize;
     /// Encodes one frame of [`SpeexBand::frame_samples`] samples, appending the packet to
     /// `out`.
     fn encode(&mut self, frame: &[i16], out: &mut Vec<u8>);
@@ -131,19 +132,16 @@ impl SpeexG711 {
     /// `None` when it is malformed or holds no frame.
     pub fn client_to_far(&mut self, packet: &[u8]) -> Option<Bytes> {
         // Check the framing ourselves: libspeex would print a warning per malformed frame.
-        let mut count = 0;
-        for frame in speex::frames(packet) {
-            frame.ok()?;
-            count += 1;
-            if count > MAX_FRAMES {
-                return None;
-            }
-        }
+        // The well-formed frames before any error are decoded, as a decoder would.
+        let count = speex::frames(packet)
+            .take(MAX_FRAMES)
+            .take_while(Result::is_ok)
+            .count();
         if count == 0 {
             return None;
         }
         self.pcm.clear();
-        if self.codec.decode(packet, &mut self.pcm) == 0 {
+        if self.codec.decode(packet, count, &mut self.pcm) == 0 {
             return None;
         }
         let pcm = &self.pcm[..self.pcm.len().min(MAX_FRAMES * self.band.frame_samples())];
@@ -208,7 +206,7 @@ pub(crate) mod tests {
     struct Plain(SpeexBand);
 
     impl SpeexCodec for Plain {
-        fn decode(&mut self, packet: &[u8], pcm: &mut Vec<i16>) -> usize {
+        fn decode(&mut self, packet: &[u8], _frames: usize, pcm: &mut Vec<i16>) -> usize {
             let Some(body) = packet.get(PLAIN_FRAMING.len()..) else {
                 return 0;
             };
@@ -272,8 +270,26 @@ pub(crate) mod tests {
         assert!(t.client_to_far(&[]).is_none());
         // Mode 9 is invalid.
         assert!(t.client_to_far(&[0b0100_1000]).is_none());
-        // Nine mode-0 frames (5 bits each), more than MAX_FRAMES.
-        assert!(t.client_to_far(&[0; 6]).is_none());
+        // Two mode-0 frames ("0 0000" twice), then an invalid mode 9 ("0 1001"): the codec
+        // is asked for the two frames only.
+        struct Count(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+        impl SpeexCodec for Count {
+            fn decode(&mut self, _: &[u8], frames: usize, pcm: &mut Vec<i16>) -> usize {
+                self.0.store(frames, std::sync::atomic::Ordering::Relaxed);
+                pcm.extend(std::iter::repeat_n(0, 160 * frames));
+                frames
+            }
+            fn encode(&mut self, _: &[i16], _: &mut Vec<u8>) {}
+        }
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut counted = SpeexG711::new(
+            SpeexBand::Narrowband,
+            G711Law::Ulaw,
+            Box::new(Count(asked.clone())),
+        );
+        let g711 = counted.client_to_far(&[0x00, 0x12]).unwrap();
+        assert_eq!(asked.load(std::sync::atomic::Ordering::Relaxed), 2);
+        assert_eq!(g711.len(), 320);
         // Valid framing but the codec finds nothing.
         assert!(t
             .client_to_far(&[PLAIN_FRAMING[0], PLAIN_FRAMING[1], 1])
