@@ -1,7 +1,7 @@
 //! A safe wrapper over the system libspeex: [`Encoder`] and [`Decoder`] for narrowband (8 kHz)
-//! and wideband (16 kHz) Speex, 20 ms frames. The crate owns the FFI declarations
-//! ([`ffi`]) and the rules that keep hostile packets inside bounds (see the README). With
-//! the `gateway` feature, [`gateway::Codecs`] is the gateway's transcoding codec.
+//! and wideband (16 kHz) Speex, 20 ms frames. The crate owns the FFI declarations (the
+//! private `ffi` module) and the rules that keep hostile packets inside bounds (see the
+//! README). With the `gateway` feature, `gateway::Codecs` is the gateway's transcoding codec.
 
 use std::fmt;
 
