@@ -260,6 +260,32 @@ pub(crate) mod tests {
         assert!(got.iter().all(|g| g.1 == 642));
     }
 
+    proptest::proptest! {
+        /// Hostile input both ways: any client packet, any far-end payload. No panic; what
+        /// goes out is bounded by the frame limit, and the far end's audio is regrouped into
+        /// whole frames with less than one frame left over.
+        #[test]
+        fn arbitrary_input_either_way_stays_bounded(
+            client in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1600),
+            far in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1500),
+            wide in proptest::prelude::any::<bool>(),
+        ) {
+            let band = if wide { SpeexBand::Wideband } else { SpeexBand::Narrowband };
+            let mut t = SpeexG711::new(band, G711Law::Alaw, PlainCodecs.open(band).unwrap());
+            if let Some(g711) = t.client_to_far(&client) {
+                proptest::prop_assert!(g711.len() <= MAX_FRAMES * 160);
+            }
+            let mut frames = 0;
+            t.far_to_client(&far, 0, |_, p| {
+                frames += 1;
+                assert_eq!(p.len(), 2 + 2 * band.frame_samples());
+            });
+            let samples = far.len() * if wide { 2 } else { 1 };
+            proptest::prop_assert_eq!(frames, samples / band.frame_samples());
+            proptest::prop_assert!(t.pending.len() < band.frame_samples());
+        }
+    }
+
     #[test]
     fn malformed_or_oversized_client_packets_are_dropped() {
         let mut t = SpeexG711::new(
