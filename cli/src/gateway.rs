@@ -346,6 +346,7 @@ pub(crate) fn node_config(
             mtu: file.mtu.unwrap_or(session_defaults.mtu),
             transport,
             rtp_source,
+            transcoder: transcoder(),
             ..session_defaults
         },
         replace_existing: file.replace_existing.unwrap_or(defaults.replace_existing),
@@ -354,6 +355,26 @@ pub(crate) fn node_config(
             .max_clients_per_ip
             .unwrap_or(defaults.max_clients_per_ip),
     }))
+}
+
+/// The Speex codec for transcoding to G.711: libspeex with the `speex` feature (default),
+/// when the build found the library.
+#[cfg(feature = "speex")]
+fn transcoder() -> Option<std::sync::Arc<dyn siprtmp_core::media::transcode::SpeexCodecs>> {
+    if !siprtmp_codec_speex::is_available() {
+        tracing::warn!(
+            "built without libspeex (Debian: libspeex-dev): calls to far ends without Speex \
+             get 488 instead of being transcoded to G.711"
+        );
+        return None;
+    }
+    Some(std::sync::Arc::new(siprtmp_codec_speex::gateway::Codecs))
+}
+
+/// Without the `speex` feature: pass-through only.
+#[cfg(not(feature = "speex"))]
+fn transcoder() -> Option<std::sync::Arc<dyn siprtmp_core::media::transcode::SpeexCodecs>> {
+    None
 }
 
 /// Whether the gateway's UDP sends use GSO: on unless `--no-udp-gso` or `udp_gso = false`.

@@ -38,6 +38,7 @@ fn setup(audio: Option<CodecToken>, video: Option<CodecToken>, remote_base: u16)
             remote: addr(remote_base + 2),
         }),
         mtu: 1200,
+        transcode: None,
         source_policy: Default::default(),
     }
 }
@@ -97,8 +98,8 @@ fn bridges(
 ) -> (MediaBridge, MediaBridge, Instant) {
     let now = Instant::now();
     let mut rng = SeededRng::new(5);
-    let a = MediaBridge::new(&setup(audio, video, 6000), "a@gw", &mut rng, now).unwrap();
-    let b = MediaBridge::new(&setup(audio, video, 7000), "b@gw", &mut rng, now).unwrap();
+    let a = MediaBridge::new(&setup(audio, video, 6000), "a@gw", &mut rng, now, None).unwrap();
+    let b = MediaBridge::new(&setup(audio, video, 7000), "b@gw", &mut rng, now, None).unwrap();
     (a, b, now)
 }
 

@@ -11,6 +11,8 @@ use siprtmp_core::gateway::call_session::{
 use siprtmp_core::gateway::client_api::{ClientCall, ClientCallback, ConnectRequest};
 use siprtmp_core::gateway::codecs::CodecToken;
 use siprtmp_core::gateway::media_bridge::{FromFarEnd, OutgoingRtp};
+use siprtmp_core::media::g711;
+use siprtmp_core::media::transcode::{SpeexBand, SpeexCodec, SpeexCodecs};
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
 use siprtmp_core::rtp::RtpPacket;
 use siprtmp_core::sdp::offer_answer::{answer, create_offer, reoffer};
@@ -68,6 +70,10 @@ struct Call {
 
 impl Call {
     fn new() -> Self {
+        Self::with_config(GatewayConfig::default())
+    }
+
+    fn with_config(config: GatewayConfig) -> Self {
         let now = Instant::now();
         let request = ConnectRequest::parse("sip/alice@10.0.0.1", &[]).unwrap();
         let sockets = SessionSockets {
@@ -77,7 +83,7 @@ impl Call {
                 video: 4002,
             }),
         };
-        let gw = GatewaySession::new(now, &request, GatewayConfig::default(), sockets, 1).unwrap();
+        let gw = GatewaySession::new(now, &request, config, sockets, 1).unwrap();
         let far_config = UaConfig::new("sip:bob@10.0.0.2".parse().unwrap(), a(FAR_SIP));
         let mut call = Self {
             now,
@@ -458,4 +464,191 @@ fn a_failed_registration_refresh_is_reported_to_the_client() {
         _ => None,
     });
     assert_eq!(lost.as_deref(), Some("408 Request Timeout"), "{outputs:?}");
+}
+
+/// A stand-in Speex codec: a "packet" is valid Speex framing (one mode-0 narrowband frame,
+/// "0 0000", then the terminator "0 1111") followed by the frame's samples, big-endian, so
+/// the gateway's framing check passes and the audio is carried exactly.
+#[derive(Debug)]
+struct PlainSpeex;
+
+const FRAMING: [u8; 2] = [0b0000_0011, 0b1100_0000];
+
+struct PlainCodec(usize);
+
+impl SpeexCodec for PlainCodec {
+    fn decode(&mut self, packet: &[u8], _frames: usize, pcm: &mut Vec<i16>) -> usize {
+        match packet.get(2..) {
+            Some(body) if body.len() == 2 * self.0 => {
+                pcm.extend(
+                    body.chunks_exact(2)
+                        .map(|b| i16::from_be_bytes([b[0], b[1]])),
+                );
+                1
+            }
+            _ => 0,
+        }
+    }
+
+    fn encode(&mut self, frame: &[i16], out: &mut Vec<u8>) {
+        out.extend_from_slice(&FRAMING);
+        out.extend(frame.iter().flat_map(|s| s.to_be_bytes()));
+    }
+}
+
+impl SpeexCodecs for PlainSpeex {
+    fn open(&self, band: SpeexBand) -> Option<Box<dyn SpeexCodec>> {
+        Some(Box::new(PlainCodec(band.frame_samples())))
+    }
+}
+
+fn transcoding() -> GatewayConfig {
+    GatewayConfig {
+        transcoder: Some(std::sync::Arc::new(PlainSpeex)),
+        ..GatewayConfig::default()
+    }
+}
+
+/// The client's "Speex wideband" frame `i`: a constant level, different per frame.
+fn speex_frame(i: u32) -> RtmpMessage {
+    let mut body = vec![0xB2];
+    PlainCodec(320).encode(&[(i as i16 - 50) * 200; 320], &mut body);
+    RtmpMessage::new(type_id::AUDIO, 1, i * 20, body)
+}
+
+/// The client (legacy Speex wideband, telephone-event) calls bob, who speaks only PCMU and
+/// answers if he can, else refuses with 488 as a phone would.
+fn call_a_g711_only_phone(c: &mut Call) -> CallId {
+    c.client(ClientCall::Invite {
+        dest: "bob@10.0.0.2:5060".into(),
+        codecs: vec![CodecToken::Wideband, CodecToken::Dtmf],
+    });
+    let (call, offer) = c.far_incoming().expect("far end got the INVITE");
+    let offer = SessionDescription::parse(&offer).unwrap();
+    match answer(&offer, &far_caps(pcmu_dtmf()), &origin(1)) {
+        Ok(ans) => c
+            .far
+            .answer(c.now, call, Bytes::from(ans.serialize()))
+            .unwrap(),
+        Err(_) => c
+            .far
+            .reject(c.now, call, 488, "Not Acceptable Here")
+            .unwrap(),
+    }
+    c.pump();
+    call
+}
+
+#[test]
+fn without_a_transcoder_a_speex_client_calling_a_g711_phone_gets_488() {
+    let mut c = Call::new();
+    call_a_g711_only_phone(&mut c);
+    assert_eq!(
+        c.callbacks.last(),
+        Some(&ClientCallback::Rejected("488 Not Acceptable Here".into()))
+    );
+}
+
+#[test]
+fn with_a_transcoder_a_speex_client_calling_a_g711_phone_is_transcoded_both_ways() {
+    let mut c = Call::with_config(transcoding());
+    call_a_g711_only_phone(&mut c);
+    // The client is told its own codec: it keeps sending and receiving Speex.
+    assert_eq!(
+        c.callbacks.last(),
+        Some(&ClientCallback::Accepted {
+            codecs: Some((Some(CodecToken::Wideband), None))
+        })
+    );
+    let frames: Vec<RtmpMessage> = (0..50).map(speex_frame).collect();
+    for f in &frames {
+        c.now += Duration::from_millis(20);
+        c.client_media(f);
+        c.pump();
+    }
+    // The far end gets PCMU at 8 kHz: 160 bytes per 20 ms, the level of each frame (after
+    // the resampler's 1.5 ms delay settles) as mu-law.
+    assert_eq!(c.far_rtp.len(), 50);
+    assert!(c.far_rtp.iter().all(|p| p.payload_type == 0));
+    assert!(c.far_rtp.iter().all(|p| p.payload.len() == 160));
+    assert!(c.far_rtp[0].marker && !c.far_rtp[1].marker);
+    let step = c.far_rtp[1].timestamp.wrapping_sub(c.far_rtp[0].timestamp);
+    assert_eq!(step, 160);
+    for (i, p) in c.far_rtp.iter().enumerate() {
+        let level = (i as i16 - 50) * 200;
+        let got = g711::ulaw_to_linear(p.payload[100]);
+        assert!(
+            (i32::from(got) - i32::from(level)).abs() <= i32::from(level).abs() / 16 + 8,
+            "frame {i}: {got} for {level}"
+        );
+    }
+    // Echoed back, it reaches the client as Speex (0xB2) frames of the same levels.
+    assert_eq!(c.remote_media.len(), 50);
+    for (i, m) in c.remote_media.iter().enumerate() {
+        assert_eq!(m.payload[0], 0xB2);
+        assert_eq!(&m.payload[1..3], &FRAMING);
+        let mut pcm = Vec::new();
+        PlainCodec(320).decode(&m.payload[1..], 1, &mut pcm);
+        let level = i32::from((i as i16 - 50) * 200);
+        let got = i32::from(pcm[200]);
+        assert!(
+            (got - level).abs() <= level.abs() / 8 + 16,
+            "frame {i}: {got} for {level}"
+        );
+    }
+}
+
+#[test]
+fn a_far_end_that_shares_speex_is_passed_through_even_with_a_transcoder() {
+    let mut c = Call::with_config(transcoding());
+    c.client(ClientCall::Invite {
+        dest: "bob@10.0.0.2:5060".into(),
+        codecs: vec![CodecToken::Wideband, CodecToken::Dtmf],
+    });
+    let (call, offer) = c.far_incoming().unwrap();
+    let text = String::from_utf8(offer.to_vec()).unwrap();
+    assert!(
+        text.contains("m=audio 4000 RTP/AVP 96 0 8 101\r\n"),
+        "{text}"
+    );
+    let offer = SessionDescription::parse(&offer).unwrap();
+    // Bob speaks both; he answers in our order of preference: Speex.
+    let mut codecs = vec![Codec::new(96, "speex", 16000, None)];
+    codecs.extend(pcmu_dtmf());
+    let ans = answer(&offer, &far_caps(codecs), &origin(1)).unwrap();
+    c.far
+        .answer(c.now, call, Bytes::from(ans.serialize()))
+        .unwrap();
+    c.pump();
+    let f = speex_frame(7);
+    c.now += Duration::from_millis(20);
+    c.client_media(&f);
+    c.pump();
+    assert_eq!(c.far_rtp[0].payload_type, 96);
+    assert_eq!(&c.far_rtp[0].payload[..], &f.payload[1..], "byte for byte");
+}
+
+#[test]
+fn an_incoming_g711_call_is_accepted_by_a_speex_client_only_with_a_transcoder() {
+    for (config, accepted) in [(GatewayConfig::default(), false), (transcoding(), true)] {
+        let mut c = Call::with_config(config);
+        let offer = create_offer(&far_caps(pcmu_dtmf()), &origin(1));
+        let target = Uri::parse("sip:alice@10.0.0.1:5060").unwrap();
+        let far_call = c
+            .far
+            .invite(c.now, target, Bytes::from(offer.serialize()))
+            .unwrap();
+        c.pump();
+        // The client accepts with the legacy set: Speex only.
+        c.client(ClientCall::Accept { codecs: vec![] });
+        let answered = c
+            .far_events
+            .iter()
+            .any(|e| matches!(e, UaEvent::Answered { call, .. } if *call == far_call));
+        let refused = c
+            .far_events
+            .iter()
+            .any(|e| matches!(e, UaEvent::Rejected { call, status: 488, .. } if *call == far_call));
+        assert_eq!((answered, refused), (accepted, !accepted));
+    }
 }

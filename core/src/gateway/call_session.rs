@@ -13,6 +13,11 @@
 //! arrives with [`GatewaySession::sip_stream`], and reports a connection that failed or
 //! closed with [`GatewaySession::sip_stream_failed`], which fails the transactions using it.
 //!
+//! Codecs: pass-through whenever the far end shares a codec with the client. With a Speex
+//! codec from the host ([`GatewayConfig::transcoder`]), a client that sends Speex also offers
+//! (or accepts) PCMU and PCMA, after its own codecs, and a call that settles on G.711 is
+//! transcoded by its media bridge; without one, such a call gets 488 as before.
+//!
 //! What the original gateway left out is done here: 180 Ringing on an incoming INVITE; 488
 //! before alerting when no codec matches; CANCEL of a pending outgoing INVITE and rejection of
 //! a pending incoming one when the client disconnects; hold and resume understood from
@@ -20,11 +25,13 @@
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
 use crate::media::frame::MediaFrame;
+use crate::media::transcode::{SpeexBand, SpeexCodecs};
 use crate::rng::SeededRng;
 use crate::rtmp::message::RtmpMessage;
 use crate::sdp::offer_answer::{answer, create_offer, negotiated_media, process_answer, reoffer};
@@ -64,6 +71,9 @@ pub struct GatewayConfig {
     /// Where a call's media is accepted from besides the address the far end's SDP gives
     /// (`--rtp-source`; see [`crate::rtp::source_filter`]).
     pub rtp_source: SourcePolicy,
+    /// The Speex codec for transcoding to G.711 (see the module documentation); `None`:
+    /// pass-through only.
+    pub transcoder: Option<Arc<dyn SpeexCodecs>>,
 }
 
 impl Default for GatewayConfig {
@@ -77,6 +87,7 @@ impl Default for GatewayConfig {
             mtu: 1200,
             transport: Transport::Udp,
             rtp_source: SourcePolicy::default(),
+            transcoder: None,
         }
     }
 }
@@ -371,6 +382,27 @@ impl GatewaySession {
         self.pump(now);
     }
 
+    /// What we offer or accept for a client naming `tokens`: its own codecs, and when it sends
+    /// Speex and the host can transcode, PCMU and PCMA after its audio codecs (so a far end
+    /// that shares a codec with the client still picks that one: pass-through).
+    fn offered_tokens(&self, tokens: &[CodecToken]) -> Vec<CodecToken> {
+        let mut out = tokens.to_vec();
+        if self.config.transcoder.is_none() || speex_band(tokens).is_none() {
+            return out;
+        }
+        let mut at = out
+            .iter()
+            .rposition(|t| !t.is_video() && *t != CodecToken::Dtmf)
+            .map_or(0, |i| i + 1);
+        for g711 in [CodecToken::Pcmu, CodecToken::Pcma] {
+            if !out.contains(&g711) {
+                out.insert(at, g711);
+                at += 1;
+            }
+        }
+        out
+    }
+
     /// Every codec the gateway can bridge: what an incoming offer is checked against.
     fn all_tokens(&self) -> Vec<CodecToken> {
         let speex = if self.narrowband {
@@ -425,7 +457,7 @@ impl GatewaySession {
         } else {
             codecs
         };
-        let Some(caps) = self.caps(&tokens) else {
+        let Some(caps) = self.caps(&self.offered_tokens(&tokens)) else {
             self.callback(ClientCallback::Rejected("503 no RTP ports".into()));
             return;
         };
@@ -454,7 +486,7 @@ impl GatewaySession {
         } else {
             codecs
         };
-        let Some(caps) = self.caps(&tokens) else {
+        let Some(caps) = self.caps(&self.offered_tokens(&tokens)) else {
             let _ = self.ua.reject(now, call, 503, "Service Unavailable");
             self.callback(ClientCallback::Rejected("503 no RTP ports".into()));
             return;
@@ -526,10 +558,29 @@ impl GatewaySession {
         negotiated: &[Option<NegotiatedMedia>],
         report_tokens: bool,
     ) {
-        let setup = bridge_setup(negotiated, self.config.mtu, self.config.rtp_source);
-        let audio = setup.audio.as_ref().map(|l| l.codec);
+        let mut setup = bridge_setup(negotiated, self.config.mtu, self.config.rtp_source);
+        // G.711 the client did not name: it is there because we transcode.
+        if let Some(leg) = &setup.audio {
+            if matches!(leg.codec, CodecToken::Pcmu | CodecToken::Pcma)
+                && !tokens.contains(&leg.codec)
+            {
+                setup.transcode = speex_band(&tokens);
+            }
+        }
+        let audio = match setup.transcode {
+            // The client hears and speaks its Speex.
+            Some(SpeexBand::Wideband) => Some(CodecToken::Wideband),
+            Some(SpeexBand::Narrowband) => Some(CodecToken::Narrowband),
+            None => setup.audio.as_ref().map(|l| l.codec),
+        };
         let video = setup.video.as_ref().map(|l| l.codec);
-        self.bridge = MediaBridge::new(&setup, &self.cname, &mut self.rng, now);
+        self.bridge = MediaBridge::new(
+            &setup,
+            &self.cname,
+            &mut self.rng,
+            now,
+            self.config.transcoder.as_deref(),
+        );
         self.call = Some(CallState::Established {
             call,
             local,
@@ -961,7 +1012,7 @@ impl GatewaySession {
         };
         let origin = self.origin();
         let local = self
-            .caps(&tokens)
+            .caps(&self.offered_tokens(&tokens))
             .and_then(|caps| answer(&offer, &caps, &origin).ok());
         let Some(local) = local else {
             let _ = self.ua.reject(now, call, 488, "Not Acceptable Here");
@@ -1017,6 +1068,7 @@ fn bridge_setup(
         video: None,
         mtu,
         source_policy,
+        transcode: None,
     };
     for m in negotiated.iter().flatten() {
         let Some(codec) = CodecToken::from_rtpmap(&m.codec.encoding_name, m.codec.clock_rate)
@@ -1038,4 +1090,13 @@ fn bridge_setup(
         }
     }
     setup
+}
+
+/// The Speex the client sends, by its first Speex token.
+fn speex_band(tokens: &[CodecToken]) -> Option<SpeexBand> {
+    tokens.iter().find_map(|t| match t {
+        CodecToken::Wideband => Some(SpeexBand::Wideband),
+        CodecToken::Narrowband => Some(SpeexBand::Narrowband),
+        _ => None,
+    })
 }

@@ -4,7 +4,9 @@
 //! `wideband`, `narrowband`, `pcmu`, `pcma` (and the aliases `ulaw`, `alaw`), `dtmf`, `h264`
 //! and `flv`. Each maps to one rtpmap with the payload type the original gateway used, so
 //! offers look the same on the wire as they always did. Without tokens the legacy offer is
-//! used: Speex at the connection's rate, telephone-event, and the x-flv video tunnel.
+//! used: Speex at the connection's rate, telephone-event, and the x-flv video tunnel. (With
+//! transcoding available, a Speex client's offer also lists PCMU and PCMA after its own audio
+//! codecs: see [`super::call_session`].)
 
 use std::net::IpAddr;
 

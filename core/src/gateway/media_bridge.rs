@@ -1,9 +1,11 @@
 //! [`MediaBridge`]: one call's media, both ways, between the RTMP client's streams and the
 //! far end's RTP: the client's `local` stream becomes RTP per the negotiated codecs, and RTP
-//! from the far end becomes the messages of the client's `remote` stream. No transcoding.
+//! from the far end becomes the messages of the client's `remote` stream.
 //!
 //! Audio: Speex wideband passes through (or loses its wideband layer for a narrowband peer),
-//! G.711 passes through. Video: H.264 per RFC 6184, or the x-flv tunnel to another gateway.
+//! G.711 passes through. Only when the far end speaks G.711 and the client Speex
+//! ([`BridgeSetup::transcode`]) is audio transcoded, by the call's own
+//! [`SpeexG711`] with the codec the host provides ([`SpeexCodecs`]). Video: H.264 per RFC 6184, or the x-flv tunnel to another gateway.
 //! Telephone-events (RFC 4733) go out from `sendDTMF` and come in as `dtmf` callbacks. RTP
 //! timestamps come from the RTMP timestamps; RTMP timestamps on the way back are anchored at
 //! the first packet. Each leg has its own RTP session (SSRC, sequence, RTCP reports).
@@ -13,12 +15,15 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::flv::media::audio_codec;
 use crate::media::audio::{RtmpToRtpAudio, RtpAudioCodec, RtpAudioFormat, RtpToRtmpAudio};
 use crate::media::flv_tunnel::{FlvTunnelReceiver, FlvTunnelSender};
 use crate::media::frame::MediaFrame;
 use crate::media::h264_depacketizer::{H264Depacketizer, H264DepacketizerConfig};
 use crate::media::h264_packetizer::{H264Packetizer, H264PacketizerConfig};
 use crate::media::payload::RtpPayload;
+use crate::media::timestamp::rtmp_to_rtp;
+use crate::media::transcode::{G711Law, SpeexBand, SpeexCodecs, SpeexG711};
 use crate::rng::SeededRng;
 use crate::rtmp::message::{type_id, RtmpMessage};
 use crate::rtp::dtmf::{encode_digit, DtmfReceiver};
@@ -64,6 +69,9 @@ pub struct BridgeSetup {
     /// Where the far end's media is accepted from besides the address its SDP gives (see
     /// [`crate::rtp::source_filter`]).
     pub source_policy: SourcePolicy,
+    /// The client's Speex band when the audio leg's codec (G.711) is not what the client
+    /// sends: the bridge transcodes between the two. `None`: pass-through.
+    pub transcode: Option<SpeexBand>,
 }
 
 /// A datagram for the driver to send from the leg's RTP (or RTCP) socket.
@@ -100,6 +108,10 @@ struct AudioLeg {
     back: RtpToRtmpAudio,
     session: RtpSession,
     source: SourceFilter,
+    /// The call's transcoder, when the client's codec is not the far end's.
+    transcoder: Option<Box<SpeexG711>>,
+    /// Whether a transcoded packet went out yet (the first carries the marker bit).
+    transcoded_started: bool,
 }
 
 struct VideoLeg {
@@ -236,19 +248,36 @@ fn session(rng: &mut SeededRng, now: Instant, clock_rate: u32, cname: &str) -> R
 }
 
 impl MediaBridge {
-    /// A bridge for the negotiated `setup`; `cname` names us in RTCP. `None` when the audio
-    /// leg names a video codec (or the reverse): the negotiation was inconsistent.
+    /// A bridge for the negotiated `setup`; `cname` names us in RTCP; `codecs` makes the
+    /// Speex codec when `setup` asks for transcoding. `None` when the audio leg names a video
+    /// codec (or the reverse): the negotiation was inconsistent; or when transcoding is asked
+    /// for but the leg is not G.711 or no codec can be made.
     pub fn new(
         setup: &BridgeSetup,
         cname: &str,
         rng: &mut SeededRng,
         now: Instant,
+        codecs: Option<&dyn SpeexCodecs>,
     ) -> Option<Self> {
         let audio = match &setup.audio {
             Some(leg) => {
                 let send = audio_format(leg.codec, leg.send_pt)?;
                 let receive = audio_format(leg.codec, leg.receive_pt)?;
+                let transcoder = match setup.transcode {
+                    Some(band) => {
+                        let law = match leg.codec {
+                            CodecToken::Pcmu => G711Law::Ulaw,
+                            CodecToken::Pcma => G711Law::Alaw,
+                            _ => return None,
+                        };
+                        let codec = codecs?.open(band)?;
+                        Some(Box::new(SpeexG711::new(band, law, codec)))
+                    }
+                    None => None,
+                };
                 Some(AudioLeg {
+                    transcoder,
+                    transcoded_started: false,
                     source: SourceFilter::new(setup.source_policy, leg.remote, now),
                     setup: leg.clone(),
                     session: session(rng, now, send.codec.clock_rate(), cname),
@@ -368,10 +397,26 @@ impl MediaBridge {
         match msg.type_id {
             type_id::AUDIO => {
                 let Some(leg) = &mut self.audio else { return };
-                // A frame the negotiated codec cannot carry (the client switched codecs) is
-                // dropped: no transcoding.
-                let Ok(payload) = leg.out.translate(&msg.payload, msg.timestamp) else {
-                    return;
+                let payload = match &mut leg.transcoder {
+                    // A frame the negotiated codec cannot carry (the client switched codecs)
+                    // is dropped: only Speex is transcoded.
+                    None => match leg.out.translate(&msg.payload, msg.timestamp) {
+                        Ok(payload) => payload,
+                        Err(_) => return,
+                    },
+                    Some(t) => {
+                        let Some((&header, speex)) = msg.payload.split_first() else {
+                            return;
+                        };
+                        if header >> 4 != audio_codec::SPEEX {
+                            return;
+                        }
+                        let Some(g711) = t.client_to_far(speex) else {
+                            return;
+                        };
+                        let marker = !std::mem::replace(&mut leg.transcoded_started, true);
+                        RtpPayload::new(rtmp_to_rtp(msg.timestamp, 8000, 0), marker, g711)
+                    }
                 };
                 self.last_audio_rtp = payload.timestamp;
                 if let Ok(datagram) = send(&mut leg.session, now, leg.setup.send_pt, payload) {
@@ -499,7 +544,19 @@ impl MediaBridge {
                     return Err(Dropped::UnexpectedSsrc);
                 }
                 if let Some(msg) = a.back.translate(packet, rtmp_now) {
-                    out.push(FromFarEnd::Media(msg));
+                    match &mut a.transcoder {
+                        None => out.push(FromFarEnd::Media(msg)),
+                        Some(t) => t.far_to_client(&msg.body, msg.timestamp, |ms, speex| {
+                            // 0xB2: Speex, as the original gateway wrote it.
+                            let header = [RtpAudioCodec::SpeexWideband.flv_header()];
+                            out.push(FromFarEnd::Media(MediaFrame::new(
+                                type_id::AUDIO,
+                                ms,
+                                &header,
+                                speex,
+                            )));
+                        }),
+                    }
                 }
             }
             Leg::Video => {
@@ -624,6 +681,9 @@ impl MediaBridge {
         self.epoch = now;
         if let Some(a) = &mut self.audio {
             a.back.reset();
+            if let Some(t) = &mut a.transcoder {
+                t.reset();
+            }
         }
         if let Some(v) = &mut self.video {
             match &mut v.back {
