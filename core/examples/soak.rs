@@ -53,11 +53,12 @@ fn main() {
     config.seed = seed;
     let report = soak::run(&config, |s| {
         println!(
-            "{:>3}:{:02}: {:>8.1} MiB live, {:>5} connections, {:>5} sockets, {:>7} packets in flight, {:>6.1} s wall",
+            "{:>3}:{:02}: {:>8.1} MiB live, {:>5} connections (peak {:>5}), {:>5} sockets, {:>7} packets in flight, {:>6.1} s wall",
             s.at.as_secs() / 60,
             s.at.as_secs() % 60,
             s.live_bytes as f64 / 1048576.0,
             s.connections,
+            s.peak_connections,
             s.sockets,
             s.in_flight,
             s.wall.as_secs_f64()

@@ -135,6 +135,10 @@ pub(crate) struct Sample {
     pub live_bytes: usize,
     /// The node's connections.
     pub connections: usize,
+    /// The most connections open at once so far: tables sized by concurrency (the node's
+    /// sessions, the clients') double their capacity when it passes a power of two, a step
+    /// in the heap that is not a leak.
+    pub peak_connections: usize,
     /// The node's UDP sockets.
     pub sockets: usize,
     /// Packets in flight on the wire.
@@ -451,6 +455,7 @@ impl World {
             at: Duration::from_millis(at),
             live_bytes: alloc::live_bytes(),
             connections: self.net.node.connection_count(),
+            peak_connections: self.net.peak_connections(),
             sockets: self.net.open_sockets(),
             in_flight: self.net.wire.in_flight(),
             wall: started.elapsed(),

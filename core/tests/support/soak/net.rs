@@ -159,6 +159,12 @@ impl Net {
         self.by_id.len()
     }
 
+    /// The most connections open at once so far (slots are reused, so the slot list is as
+    /// long as the peak).
+    pub(crate) fn peak_connections(&self) -> usize {
+        self.conns.len()
+    }
+
     /// Sockets the node holds.
     pub(crate) fn open_sockets(&self) -> usize {
         self.addresses.len()
