@@ -53,7 +53,7 @@ fn main() {
     config.seed = seed;
     let report = soak::run(&config, |s| {
         println!(
-            "{:>3}:{:02}: {:>8.1} MiB live, {:>5} connections (peak {:>5}), {:>5} sockets, {:>7} packets in flight, {:>6.1} s wall",
+            "{:>3}:{:02}: {:>8.1} MiB live, {:>5} connections (peak {:>5}), {:>5} sockets, {:>7} packets in flight (peak {:>6}, pool {:>5.1} MiB), {:>6.1} s wall",
             s.at.as_secs() / 60,
             s.at.as_secs() % 60,
             s.live_bytes as f64 / 1048576.0,
@@ -61,6 +61,8 @@ fn main() {
             s.peak_connections,
             s.sockets,
             s.in_flight,
+            s.peak_in_flight.0,
+            s.peak_in_flight.1 as f64 / 1048576.0,
             s.wall.as_secs_f64()
         );
     });

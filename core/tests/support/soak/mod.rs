@@ -143,6 +143,9 @@ pub(crate) struct Sample {
     pub sockets: usize,
     /// Packets in flight on the wire.
     pub in_flight: usize,
+    /// The most packets in flight at once so far, and the bytes the wire's entry pool (sized
+    /// by that peak) takes.
+    pub peak_in_flight: (usize, usize),
     /// Wall time since the start.
     pub wall: Duration,
 }
@@ -458,6 +461,7 @@ impl World {
             peak_connections: self.net.peak_connections(),
             sockets: self.net.open_sockets(),
             in_flight: self.net.wire.in_flight(),
+            peak_in_flight: self.net.wire.peak_in_flight(),
             wall: started.elapsed(),
         }
     }

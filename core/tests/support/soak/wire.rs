@@ -186,6 +186,15 @@ impl Wire {
         self.in_flight
     }
 
+    /// The most packets in flight at once so far (entries are reused, so the pool is as long
+    /// as the peak), and the bytes the pool's capacity takes.
+    pub(crate) fn peak_in_flight(&self) -> (usize, usize) {
+        (
+            self.pool.len(),
+            self.pool.capacity() * std::mem::size_of::<Entry>(),
+        )
+    }
+
     fn chance(&mut self, p: f64) -> bool {
         p > 0.0 && (self.rng.next_u32() as f64) < p * f64::from(u32::MAX)
     }
