@@ -203,7 +203,10 @@ mod tests {
         let (hz, note) = clock_ticks();
         assert!(hz >= 100 && note.is_none(), "{hz}");
         let ticks_ms = (after.ticks - before.ticks) * 1000 / hz;
-        assert!(ticks_ms >= 200, "{ticks_ms} ms in ticks, {on_cpu_ms} ms on CPU");
+        assert!(
+            ticks_ms >= 200,
+            "{ticks_ms} ms in ticks, {on_cpu_ms} ms on CPU"
+        );
         assert!(sample("99999999").is_err());
         assert!(sample("not-a-pid").is_err());
     }

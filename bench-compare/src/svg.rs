@@ -138,12 +138,12 @@ pub(crate) fn plot_on(
     series: &[Series],
 ) -> String {
     let longest = series.iter().map(|s| s.label.chars().count()).max();
-    let right = MIN_RIGHT.max(40.0 + CHAR_WIDTH * longest.unwrap_or(0) as f64);
+    let right = MIN_RIGHT.max(50.0 + CHAR_WIDTH * longest.unwrap_or(0) as f64);
     let width = LEFT + PLOT_WIDTH + right;
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (width as u32, HEIGHT as u32))
-            .into_drawing_area();
+        let root =
+            SVGBackend::with_string(&mut svg, (width as u32, HEIGHT as u32)).into_drawing_area();
         // Drawing into a String cannot fail but for a plotters bug; a plot is a by-product
         // of the report, so a failure leaves whatever was drawn rather than stopping a run.
         let _ = draw(&root, axis, title, x_label, y_label, series);
@@ -228,11 +228,7 @@ fn draw(
     for (i, line) in series.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
         let style = colour.stroke_width(2);
-        let points: Vec<(f64, f64)> = line
-            .points
-            .iter()
-            .map(|&(x, v)| (axis.map(x), v))
-            .collect();
+        let points: Vec<(f64, f64)> = line.points.iter().map(|&(x, v)| (axis.map(x), v)).collect();
         if i < COLOURS.len() {
             chart.draw_series(LineSeries::new(points.iter().copied(), style))?;
         } else {
@@ -254,7 +250,7 @@ fn draw(
         let colour = COLOURS[i % COLOURS.len()];
         let style = colour.stroke_width(2);
         let y = (TOP + 10.0 + i as f64 * 20.0) as i32;
-        let x = 12;
+        let x = 4;
         let stroke = vec![(x, y), (x + 20, y)];
         if i < COLOURS.len() {
             legend_area.draw(&PathElement::new(stroke, style))?;
@@ -332,12 +328,7 @@ mod tests {
             {
                 return None;
             }
-            attrs
-                .strip_prefix("x=\"")?
-                .split('"')
-                .next()?
-                .parse()
-                .ok()
+            attrs.strip_prefix("x=\"")?.split('"').next()?.parse().ok()
         })
     }
 
@@ -369,7 +360,10 @@ mod tests {
         let (x0, x5, x1000) = (first[0][0].0, first[0][1].0, first[0][2].0);
         for (n, x) in [("0", x0), ("5", x5), ("1000", x1000)] {
             let label = label_x(&svg, n).unwrap_or_else(|| panic!("no tick {n}"));
-            assert!((label - x).abs() <= 1.0, "tick {n} at {label}, point at {x}");
+            assert!(
+                (label - x).abs() <= 1.0,
+                "tick {n} at {label}, point at {x}"
+            );
         }
         let share = (x5 - x0) / (x1000 - x0);
         let expected = 6f64.ln() / 1001f64.ln();
@@ -377,7 +371,11 @@ mod tests {
         // Higher values are drawn higher.
         assert!(first[0][2].1 < first[0][0].1);
         // The legend lies right of every data point.
-        let data_right = first[0].iter().chain(&second[0]).map(|p| p.0).fold(0.0, f64::max);
+        let data_right = first[0]
+            .iter()
+            .chain(&second[0])
+            .map(|p| p.0)
+            .fold(0.0, f64::max);
         for legend in [&first[1], &second[1]] {
             assert!(legend.iter().all(|p| p.0 > data_right + 5.0), "{legend:?}");
         }
