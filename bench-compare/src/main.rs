@@ -13,6 +13,7 @@ mod gateway_report;
 mod load;
 mod measure;
 mod procstat;
+mod progress;
 mod report;
 mod server;
 mod soak;
@@ -27,7 +28,6 @@ mod svg;
 #[path = "../../tests/src/locate.rs"]
 mod test_inputs;
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -37,6 +37,7 @@ use clap::Parser;
 use load::generator::ReaderKind;
 use load::media::MediaLoop;
 use measure::{PointResult, Scenario, Timing};
+use progress::Progress;
 use server::{Binaries, ServerKind};
 
 /// CPU per publisher and per player: siprtmp under each runtime against nginx-rtmp.
@@ -396,19 +397,18 @@ fn run(flags: Flags) -> Result<bool, String> {
     let mut results: Vec<PointResult> = Vec::with_capacity(total);
     let mut failures = Vec::new();
     let started = Instant::now();
-    let mut done = 0;
+    let progress = Progress::points(total);
     for repeat in 0..repeats {
         for scenario in &scenarios {
             for &reader in &readers {
                 for &n in &players {
                     for kind in &servers {
-                        done += 1;
                         if *kind == ServerKind::Rtmplite && n > flags.rtmplite_max_players {
+                            progress.step();
                             continue;
                         }
-                        progress(&format!(
-                            "[{done}/{total}] {:.0}s repeat {} {} {} N={n} {} ...",
-                            started.elapsed().as_secs_f64(),
+                        progress.note(format!(
+                            "repeat {} {} {} N={n} {} ...",
                             repeat + 1,
                             scenario.name,
                             reader.name(),
@@ -437,8 +437,8 @@ fn run(flags: Flags) -> Result<bool, String> {
                                             .unwrap_or_default()
                                     ));
                                 }
-                                progress(&format!(
-                                    "[{done}/{total}] {} {} N={n} {}: {:.2}% core, loader {:.1}%, frames {}/{}",
+                                progress.note(format!(
+                                    "{} {} N={n} {}: {:.2}% core, loader {:.1}%, frames {}/{}",
                                     scenario.name,
                                     reader.name(),
                                     kind.label(),
@@ -457,6 +457,7 @@ fn run(flags: Flags) -> Result<bool, String> {
                                 repeat + 1
                             )),
                         }
+                        progress.step();
                     }
                 }
             }
@@ -469,7 +470,7 @@ fn run(flags: Flags) -> Result<bool, String> {
         match gateway::sipp_available() {
             Err(e) => notes.push(format!("gateway point skipped: {e}")),
             Ok(()) => {
-                progress("gateway calls=1 mio ...");
+                progress.note("gateway calls=1 mio ...".into());
                 let spec = gateway::PointSpec {
                     sipp_scenario: &flags.sipp_scenario,
                     codec: gateway::GatewayCodec::Wideband,
@@ -500,7 +501,7 @@ fn run(flags: Flags) -> Result<bool, String> {
             }
         }
     }
-    eprintln!();
+    progress.finish();
 
     let info = RunInfo {
         command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -542,13 +543,6 @@ fn run(flags: Flags) -> Result<bool, String> {
 
 fn secs(s: f64) -> Result<Duration, String> {
     Duration::try_from_secs_f64(s).map_err(|e| format!("bad duration {s}: {e}"))
-}
-
-/// One progress line on stderr, rewritten in place.
-fn progress(line: &str) {
-    let mut err = std::io::stderr().lock();
-    let _ = write!(err, "\r\x1b[2K{line}");
-    let _ = err.flush();
 }
 
 /// A server of `--gateway`: siprtmp under a runtime, or the kernel floor ([`floor`]).
@@ -646,15 +640,13 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
     let mut points = Vec::with_capacity(total);
     let mut failures = Vec::new();
     let started = Instant::now();
-    let mut done = 0;
+    let progress = Progress::points(total);
     for repeat in 0..repeats {
         for (codec, media) in &codecs {
             for &n in &calls {
                 for kind in &servers {
-                    done += 1;
-                    progress(&format!(
-                        "[{done}/{total}] {:.0}s repeat {} gateway {} calls={n} {} ...",
-                        started.elapsed().as_secs_f64(),
+                    progress.note(format!(
+                        "repeat {} gateway {} calls={n} {} ...",
                         repeat + 1,
                         codec.token(),
                         kind.label()
@@ -685,8 +677,8 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
                                     p.echo.failure.as_ref().map(|f| format!(" ({f})")).unwrap_or_default()
                                 ));
                             }
-                            progress(&format!(
-                                "[{done}/{total}] gateway calls={n} {}: {:.2}% core, sipp {:.1}%, loader {:.1}%, echoed {}/{}",
+                            progress.note(format!(
+                                "gateway calls={n} {}: {:.2}% core, sipp {:.1}%, loader {:.1}%, echoed {}/{}",
                                 p.series(), p.server_cpu, p.sipp_cpu, p.loader_cpu, p.echo.echoed(), p.echo.sent()
                             ));
                             points.push(p);
@@ -698,11 +690,12 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
                             repeat + 1
                         )),
                     }
+                    progress.step();
                 }
             }
         }
     }
-    eprintln!();
+    progress.finish();
     let info = RunInfo {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         servers: servers.iter().map(GatewayServer::label).collect(),

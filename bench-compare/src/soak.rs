@@ -22,6 +22,7 @@ use crate::load::generator::{Delivery, Load, ReaderKind};
 use crate::load::media::MediaLoop;
 use crate::measure::Scenario;
 use crate::procstat;
+use crate::progress::Progress;
 use crate::server::{self, Binaries, ServerKind};
 use crate::stats::least_squares;
 use crate::svg::{plot_on, Series, XAxis};
@@ -195,6 +196,7 @@ pub(crate) fn run(spec: &SoakSpec<'_>) -> Result<SoakResult, String> {
     });
 
     let mut samples = Vec::new();
+    let progress = Progress::soak(spec.duration);
     let mut ticks = procstat::cpu_ticks(&pid)?;
     let mut last = t0;
     let mut next = t0 + Duration::from_secs(1);
@@ -219,12 +221,10 @@ pub(crate) fn run(spec: &SoakSpec<'_>) -> Result<SoakResult, String> {
             fds,
             cpu: (t - ticks) as f64 / spec.clk_tck as f64 / secs * 100.0,
         });
-        if samples.len() % 60 == 0 {
-            crate::progress(&format!(
-                "soak {:.0}/{:.0} s: {} KiB resident, {fds} descriptors, {:.1} % of a core",
-                samples.len(),
-                spec.duration.as_secs_f64(),
-                rss_kib,
+        progress.set_done(samples.len() as u64);
+        if samples.len() % 10 == 1 {
+            progress.note(format!(
+                "{rss_kib} KiB resident, {fds} descriptors, {:.1} % of a core",
                 samples.last().map_or(0.0, |s| s.cpu)
             ));
         }
@@ -243,7 +243,7 @@ pub(crate) fn run(spec: &SoakSpec<'_>) -> Result<SoakResult, String> {
     let udp_drops = (procstat::udp_drops(&pid), procstat::udp_drops(&sipp.pid()));
     srv.stop();
     drop(sipp);
-    eprintln!();
+    progress.finish();
     Ok(SoakResult {
         samples,
         echo,

@@ -41,6 +41,13 @@ fn quick_mode_delivers_every_frame() {
         "bench-compare --quick failed ({}):\n{stderr}",
         output.status
     );
+    // stderr is a pipe here, as in a log file: no progress line redrawn with carriage
+    // returns or escape sequences, but the summary line is there.
+    assert!(
+        !stderr.contains('\r') && !stderr.contains('\x1b'),
+        "terminal control characters in a piped stderr:\n{stderr:?}"
+    );
+    assert!(stderr.contains(" points in "), "no summary line:\n{stderr}");
     assert!(
         started.elapsed() < Duration::from_secs(60),
         "quick mode took {:?}",
