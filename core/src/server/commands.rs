@@ -9,6 +9,7 @@ use smallvec::SmallVec;
 
 use super::live_stream::Player;
 use super::pending_decisions::Pending;
+use super::player_backpressure::PlayerBackpressure;
 use super::record_resume::RecordResume;
 use super::recorder::Recorder;
 use super::session::{Session, StreamRole};
@@ -497,7 +498,7 @@ impl RtmpServer {
         };
         let mut waiting: SmallVec<[(ConnId, u32); 8]> = SmallVec::new();
         for player in &mut stream.players {
-            player.need_keyframe = true;
+            player.backpressure.need_keyframe = true;
             player.flush_next = true;
             waiting.push((player.conn, player.stream_id));
         }
@@ -766,9 +767,8 @@ impl RtmpServer {
                 paused: false,
                 receive_audio: true,
                 receive_video: true,
-                need_keyframe: true,
+                backpressure: PlayerBackpressure::waiting_for_keyframe(),
                 flush_next: true,
-                behind: 0,
             });
         self.subscribe_if_remote(key);
         if live {
@@ -819,7 +819,7 @@ impl RtmpServer {
         {
             player.paused = pause;
             // Live resumes at the next keyframe: the frames in between were never sent.
-            player.need_keyframe |= !pause;
+            player.backpressure.need_keyframe |= !pause;
             player.flush_next |= !pause;
         }
         let (code, what) = if pause {
@@ -849,7 +849,7 @@ impl RtmpServer {
             if cmd.name == "receiveAudio" {
                 player.receive_audio = on;
             } else {
-                player.need_keyframe |= on && !player.receive_video;
+                player.backpressure.need_keyframe |= on && !player.receive_video;
                 player.receive_video = on;
             }
         }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use super::live_stream::{media_kind, MediaKind};
+use super::player_backpressure::Admit;
 use super::session::{Held, StreamRole};
 use super::RtmpServer;
 use crate::amf::Value;
@@ -76,6 +77,7 @@ impl RtmpServer {
             (m, deadline)
         });
         let is_video = shared.msg.type_id == type_id::VIDEO;
+        let len = shared.msg.payload.len();
         let mut evict: SmallVec<[ConnId; 4]> = SmallVec::new();
         for player in stream.players.iter_mut() {
             let mut at_once = player.flush_next;
@@ -91,34 +93,19 @@ impl RtmpServer {
                 continue;
             };
             let backlog = session.out.queued_bytes();
-            if backlog <= soft {
-                player.behind = 0;
-            } else if backlog.saturating_add(player.behind) > hard {
-                evict.push(player.conn);
-                continue;
-            }
-            if is_video {
-                match kind {
-                    MediaKind::Keyframe if player.need_keyframe => {
-                        if backlog > soft {
-                            player.behind += shared.msg.payload.len();
-                            self.counters.player_messages_dropped += 1;
-                            continue;
-                        }
-                        player.need_keyframe = false;
-                        at_once = true;
-                    }
-                    MediaKind::InterFrame => {
-                        if backlog > soft {
-                            player.need_keyframe = true;
-                            player.behind += shared.msg.payload.len();
-                            self.counters.player_messages_dropped += 1;
-                        }
-                        if player.need_keyframe {
-                            continue;
-                        }
-                    }
-                    _ => {}
+            match player
+                .backpressure
+                .admit(backlog, (soft, hard), is_video, kind, len)
+            {
+                Admit::Send { keyframe_start } => at_once |= keyframe_start,
+                Admit::Wait => continue,
+                Admit::Drop => {
+                    self.counters.player_messages_dropped += 1;
+                    continue;
+                }
+                Admit::Evict => {
+                    evict.push(player.conn);
+                    continue;
                 }
             }
             let bytes = shared.encoded(player.chunk_size, player.stream_id);
@@ -290,7 +277,7 @@ impl RtmpServer {
         }
         let has_gop = !stream.gop.is_empty();
         if let Some(player) = stream.player_mut(conn, stream_id) {
-            player.need_keyframe = !has_gop;
+            player.backpressure.need_keyframe = !has_gop;
         }
         self.transmit_if(conn, notify);
     }

@@ -25,6 +25,7 @@
 //! encoding), and the connection is closed once the client has taken everything; the HTTP
 //! listener closes it at its request timeout if the client stops reading meanwhile.
 
+use super::player_backpressure::{Admit, PlayerBackpressure};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -61,11 +62,9 @@ pub(crate) struct FlvPlayer {
     pub chunked: bool,
     /// Bytes sent to the driver and not yet reported taken by the socket: the backlog.
     pub queued: usize,
-    /// Drop video until a keyframe (joined without a GOP, or fell behind).
-    pub need_keyframe: bool,
-    /// Video bytes dropped since the backlog was last within the soft limit (they count
-    /// toward the hard one, as for RTMP players).
-    pub behind: usize,
+    /// Waiting for a keyframe, and the video dropped for its backlog (the RTMP players'
+    /// rule).
+    pub backpressure: PlayerBackpressure,
 }
 
 /// Where an HTTP-FLV connection stands.
@@ -143,35 +142,21 @@ pub(crate) fn deliver_flv(
     evict: &mut SmallVec<[StreamId; 4]>,
 ) {
     let is_video = shared.msg.type_id == type_id::VIDEO;
+    let len = shared.msg.payload.len();
     for player in players.iter_mut() {
-        let backlog = player.queued;
-        if backlog <= soft {
-            player.behind = 0;
-        } else if backlog.saturating_add(player.behind) > hard {
-            evict.push(player.stream);
-            continue;
-        }
-        if is_video {
-            match kind {
-                MediaKind::Keyframe if player.need_keyframe => {
-                    if backlog > soft {
-                        player.behind += shared.msg.payload.len();
-                        *dropped += 1;
-                        continue;
-                    }
-                    player.need_keyframe = false;
-                }
-                MediaKind::InterFrame => {
-                    if backlog > soft {
-                        player.need_keyframe = true;
-                        player.behind += shared.msg.payload.len();
-                        *dropped += 1;
-                    }
-                    if player.need_keyframe {
-                        continue;
-                    }
-                }
-                _ => {}
+        match player
+            .backpressure
+            .admit(player.queued, (soft, hard), is_video, kind, len)
+        {
+            Admit::Send { .. } => {}
+            Admit::Wait => continue,
+            Admit::Drop => {
+                *dropped += 1;
+                continue;
+            }
+            Admit::Evict => {
+                evict.push(player.stream);
+                continue;
             }
         }
         let Some(data) = shared.flv_tag(player.chunked) else {
@@ -276,8 +261,10 @@ impl RtmpServer {
             stream,
             chunked,
             queued,
-            need_keyframe: !send_gop,
-            behind: 0,
+            backpressure: PlayerBackpressure {
+                need_keyframe: !send_gop,
+                behind: 0,
+            },
         });
         if let Some(flv) = self.flv_conns.get_mut(&stream) {
             flv.state = FlvState::Playing(key.clone());

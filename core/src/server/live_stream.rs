@@ -2,6 +2,7 @@
 //! joining late needs to start decoding at once (metadata, the decoder configuration and side
 //! information of every track, and the group of pictures since the last keyframe).
 
+use super::player_backpressure::PlayerBackpressure;
 use smallvec::SmallVec;
 
 use crate::flv::enhanced::TrackSet;
@@ -20,16 +21,11 @@ pub(crate) struct Player {
     pub paused: bool,
     pub receive_audio: bool,
     pub receive_video: bool,
-    /// Drop video until a keyframe (just joined without a cached GOP, resumed, or fell
-    /// behind past the soft backlog limit).
-    pub need_keyframe: bool,
+    /// Waiting for a keyframe, and the video dropped for its backlog.
+    pub backpressure: PlayerBackpressure,
     /// With merged writes: the next message goes out at once, not held (the first after a
     /// play, a resume or a new publisher, when the viewer is waiting for the picture).
     pub flush_next: bool,
-    /// Payload bytes of video dropped since the backlog was last within the soft limit: they
-    /// count toward the hard limit, so a player that never reads a video-only stream (whose
-    /// backlog the drops keep at the soft limit) is closed as one that far behind would be.
-    pub behind: usize,
 }
 
 /// How a published media message changes what the stream caches.

@@ -20,6 +20,7 @@ mod inspect;
 mod live_stream;
 mod merge;
 mod pending_decisions;
+mod player_backpressure;
 mod record_resume;
 mod recorder;
 mod send_queue;
