@@ -131,8 +131,8 @@ pub(crate) fn section(info: &RunInfo, calls: &[usize], points: &[GatewayPoint]) 
         md,
         "\n## SIP-RTMP gateway: CPU per call\n\n\
          Each point: a fresh `siprtmp --int-ip 127.0.0.1 --rtp-ports 26000-29999` and a fresh \
-         sipp UAS (`uas_echo_any.xml -rtp_echo`: answers every call with the first offered \
-         codec and sends every RTP packet back). The load generator (one mio thread) places N \
+         sipp UAS (`{} -rtp_echo`: the project's `uas_echo_any.xml` answers every call with \
+         the first offered codec; each sends every RTP packet back). The load generator (one mio thread) places N \
          calls, each its own RTMP client `rtmp://127.0.0.1/sip/callerI@127.0.0.1`: \
          `invite(\"sip:echo@127.0.0.1:PORT\", CODEC)`, `accepted`, publish `local`, \
          play `remote`, then the Speex frames of the codec's file (`wideband`: Speex 16 kHz, \
@@ -144,6 +144,7 @@ pub(crate) fn section(info: &RunInfo, calls: &[usize], points: &[GatewayPoint]) 
          RTMP) and must get at least {:.0} % of them. MHz per call = least-squares slope of \
          the medians (of {} repeat(s)) over N = {:?}, leaving out the call counts where a call \
          got less back (the two cores were saturated: see the last table).\n",
+        info.sipp_scenario,
         info.timing.warmup.as_secs_f64(),
         info.timing.window.as_secs_f64(),
         MIN_ECHO * 100.0,

@@ -168,10 +168,16 @@ pub struct RunInfo {
     pub cpu_model: String,
     /// Logical CPUs.
     pub cpus: usize,
+    /// The far end's sipp scenario (its file name), for the gateway's report.
+    pub sipp_scenario: String,
 }
 
 fn main() -> ExitCode {
-    let flags = Flags::parse();
+    let mut flags = Flags::parse();
+    // sipp runs in a scratch directory: a relative scenario path would not be found there.
+    if let Ok(path) = std::path::absolute(&flags.sipp_scenario) {
+        flags.sipp_scenario = path;
+    }
     match run(flags) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(2),
@@ -515,6 +521,10 @@ fn run(flags: Flags) -> Result<bool, String> {
         core_mhz,
         cpu_model,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        sipp_scenario: flags
+            .sipp_scenario
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
     };
     std::fs::create_dir_all(&flags.out).map_err(|e| format!("{}: {e}", flags.out.display()))?;
     report::write_all(&flags.out, &info, &results, &failures)?;
@@ -708,6 +718,10 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
         core_mhz,
         cpu_model,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        sipp_scenario: flags
+            .sipp_scenario
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
     };
     std::fs::create_dir_all(&flags.out).map_err(|e| format!("{}: {e}", flags.out.display()))?;
     let mut md = String::from("# bench-compare --gateway: CPU per SIP-RTMP call\n\n");
