@@ -227,6 +227,18 @@ impl TestServer {
         }
     }
 
+    /// The address the node's HTTP listener (metrics, API, page, HTTP-FLV) bound, as
+    /// `IP:PORT`, once it reports it (up to `timeout`); `None` when it did not start.
+    pub fn http_listening(&mut self, timeout: Duration) -> Option<String> {
+        self.wait_for(1, timeout, |e| {
+            matches!(e, Event::HttpListening { result: Ok(_) })
+        });
+        self.events().iter().find_map(|e| match e {
+            Event::HttpListening { result: Ok(addr) } => Some(addr.to_string()),
+            _ => None,
+        })
+    }
+
     /// Every event received so far (drains pending ones first).
     pub fn events(&mut self) -> &[Event] {
         while let Ok(event) = self.events.try_recv() {

@@ -76,21 +76,9 @@ fn metrics_and_api(runtime: Runtime) {
         ..HttpConfig::default()
     });
     let mut server = TestServer::start_on(runtime, config, None);
-    assert!(
-        server.wait_for(1, STARTUP, |e| matches!(
-            e,
-            Event::HttpListening { result: Ok(_) }
-        )),
-        "{runtime:?}: the HTTP listener did not start"
-    );
     let addr = server
-        .events()
-        .iter()
-        .find_map(|e| match e {
-            Event::HttpListening { result: Ok(addr) } => Some(addr.to_string()),
-            _ => None,
-        })
-        .unwrap();
+        .http_listening(STARTUP)
+        .unwrap_or_else(|| panic!("{runtime:?}: the HTTP listener did not start"));
     assert_eq!(
         curl(&addr, "GET", "/metrics", false).0,
         401,

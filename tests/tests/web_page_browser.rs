@@ -46,18 +46,9 @@ fn the_page_lists_the_stream_and_its_player_plays_it() {
         ..HttpConfig::default()
     });
     let mut server = TestServer::start_on(Runtime::Mio, config, None);
-    assert!(server.wait_for(1, STARTUP, |e| matches!(
-        e,
-        Event::HttpListening { result: Ok(_) }
-    )));
     let addr = server
-        .events()
-        .iter()
-        .find_map(|e| match e {
-            Event::HttpListening { result: Ok(addr) } => Some(addr.to_string()),
-            _ => None,
-        })
-        .unwrap();
+        .http_listening(STARTUP)
+        .expect("the HTTP listener did not start");
     let _publisher = ffmpeg_publish(
         &media("h264_aac_320x240_12fps_20s.flv"),
         &server.url("live/cam"),
