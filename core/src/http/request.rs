@@ -191,8 +191,9 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)>, Pa
     Ok(Some((request, head_len + length)))
 }
 
-/// The length of the head, blank line included, if it ends within `buf`.
-fn head_end(buf: &[u8]) -> Option<usize> {
+/// The length of the head, blank line included, if it ends within `buf` (requests and the
+/// callbacks' responses alike).
+pub(super) fn head_end(buf: &[u8]) -> Option<usize> {
     let mut line_start = 0;
     for (i, &b) in buf.iter().enumerate() {
         if b == b'\n' {

@@ -8,6 +8,7 @@
 //! together). The caller re-parses the whole buffer as bytes arrive: a callback response is
 //! small and the connection carries only one.
 
+use super::request::head_end;
 use bytes::Bytes;
 
 /// Bounds on what one response may be.
@@ -163,21 +164,6 @@ pub fn parse_response(
         headers,
         body,
     }))
-}
-
-/// The length of the head, blank line included, if it ends within `buf`.
-fn head_end(buf: &[u8]) -> Option<usize> {
-    let mut line_start = 0;
-    for (i, &b) in buf.iter().enumerate() {
-        if b == b'\n' {
-            let line = &buf[line_start..i];
-            if (line.is_empty() || line == b"\r") && line_start > 0 {
-                return Some(i + 1);
-            }
-            line_start = i + 1;
-        }
-    }
-    None
 }
 
 /// `HTTP/1.x NNN reason`: the status code.
