@@ -47,6 +47,21 @@ pub(crate) const BASELINE_PREFIX: &str = "base:";
 /// mio only; last of all: `mio-merged-shared-tick20`). The gateway floor takes it too.
 pub(crate) const TICK_SUFFIX: &str = "-tick";
 
+/// Ending of a server name that runs siprtmp with `--workers N` (N nodes on N threads sharing
+/// the port; before `-tickN`, last otherwise: `mio-workers2`, `mio-merged-workers2-tick20`).
+pub(crate) const WORKERS_SUFFIX: &str = "-workers";
+
+/// `name` without a `-workersN` ending, and N; `None` when the ending is malformed.
+pub(crate) fn strip_workers(name: &str) -> Option<(&str, Option<u16>)> {
+    match name.rfind(WORKERS_SUFFIX) {
+        Some(at) => Some((
+            &name[..at],
+            Some(name[at + WORKERS_SUFFIX.len()..].parse().ok()?),
+        )),
+        None => Some((name, None)),
+    }
+}
+
 /// `name` without a `-tickN` ending, and N; `None` when the ending is malformed.
 pub(crate) fn strip_tick(name: &str) -> Option<(&str, Option<u64>)> {
     match name.rfind(TICK_SUFFIX) {
@@ -73,6 +88,8 @@ pub(crate) struct SiprtmpOptions<'a> {
     pub poll_interval_ms: Option<u64>,
     /// Not `--no-udp-gso`.
     pub udp_gso: bool,
+    /// `--workers`, when more than the binary's default of one.
+    pub workers: Option<u16>,
     /// Runs [`Binaries::baseline`] (the name starts with [`BASELINE_PREFIX`]).
     pub baseline: bool,
 }
@@ -109,6 +126,7 @@ impl ServerKind {
             None => (name.as_str(), false),
         };
         let (rest, poll_interval_ms) = strip_tick(name)?;
+        let (rest, workers) = strip_workers(rest)?;
         let (rest, udp_gso) = match rest.strip_suffix(NOGSO_SUFFIX) {
             Some(rest) => (rest, false),
             None => (rest, true),
@@ -140,6 +158,7 @@ impl ServerKind {
             shared_rtp_ports,
             poll_interval_ms,
             udp_gso,
+            workers,
             baseline,
         })
     }
@@ -323,6 +342,9 @@ pub(crate) fn start_with(
             if !options.udp_gso {
                 c.arg("--no-udp-gso");
             }
+            if let Some(n) = options.workers {
+                c.args(["--workers", &n.to_string()]);
+            }
             if !options.baseline {
                 // Every load generator connects from 127.0.0.1: no per-address limits (a
                 // baseline build from before they existed would refuse the keys).
@@ -469,6 +491,27 @@ mod tests {
             Some(("mio".into(), Some(20), true))
         );
         assert_eq!(base("mio-tick20"), Some(("mio".into(), Some(20), false)));
+        let workers = |name: &str| {
+            let kind = ServerKind::Siprtmp(name.into());
+            kind.siprtmp_options().map(|o| {
+                (
+                    o.runtime.to_owned(),
+                    o.merge_ms,
+                    o.workers,
+                    o.poll_interval_ms,
+                )
+            })
+        };
+        assert_eq!(
+            workers("mio-workers2"),
+            Some(("mio".into(), None, Some(2), None))
+        );
+        assert_eq!(
+            workers("mio-merged-workers2-tick20"),
+            Some(("mio".into(), Some(100), Some(2), Some(20)))
+        );
+        assert_eq!(workers("mio"), Some(("mio".into(), None, None, None)));
+        assert_eq!(workers("mio-workersx"), None);
     }
 
     #[test]
