@@ -116,8 +116,33 @@ impl Got {
         self.fields
             .iter()
             .find(|(n, _)| n == name)
-            .map(|(_, v)| v.replace("%40", "@").replace("%3A", ":").replace('+', " "))
+            .map(|(_, v)| percent_decode(v))
     }
+}
+
+/// A form value as sent (`%XX` escapes, `+` for a space) back to its text.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The backend: refuses the connect of `mallory`'s gateway application and answers every
