@@ -58,8 +58,8 @@
 use std::sync::Arc;
 
 pub use crate::admin::report::{ReportKind, WorkerReport};
-use crate::ids::{ConnId, RequestId};
 pub use crate::ids::WorkerId;
+use crate::ids::{ConnId, RequestId};
 use crate::rtmp::message::RtmpMessage;
 use crate::rtmp::shared_message::SharedMessage;
 

@@ -280,7 +280,10 @@ fn counters_loss_and_round_trip_come_out_of_the_media_and_rtcp() {
     assert_eq!(b_leg.quality.lost, 0);
     // B hears A's count as of A's last report (reports go every few seconds).
     let far = b_leg.quality.far_lost.expect("A reported");
-    assert!((lost as i64 - 3..=lost as i64).contains(&far), "{far} of {lost}");
+    assert!(
+        (lost as i64 - 3..=lost as i64).contains(&far),
+        "{far} of {lost}"
+    );
     assert_eq!(a_leg.quality.far_lost, Some(0));
     for leg in [a_leg, b_leg] {
         let rtt = leg.quality.round_trip.expect("a report on a sender report");

@@ -52,13 +52,19 @@ fn an_echo_call_counts_once_and_its_rtp_moves_both_ways() {
         ),
         0.0
     );
-    assert_eq!(sample(&before, "siprtmp_gateway_call_setup_seconds_count"), 0.0);
+    assert_eq!(
+        sample(&before, "siprtmp_gateway_call_setup_seconds_count"),
+        0.0
+    );
 
     let c = call_as(&mut w, "alice");
     let sent = "siprtmp_gateway_rtp_packets_total{direction=\"sent\",media=\"audio\"}";
     let received = "siprtmp_gateway_rtp_packets_total{direction=\"received\",media=\"audio\"}";
     let during = metrics(&mut w);
-    assert_eq!(sample(&during, "siprtmp_gateway_calls{state=\"established\"}"), 1.0);
+    assert_eq!(
+        sample(&during, "siprtmp_gateway_calls{state=\"established\"}"),
+        1.0
+    );
     assert_eq!(
         sample(
             &during,
@@ -66,7 +72,10 @@ fn an_echo_call_counts_once_and_its_rtp_moves_both_ways() {
         ),
         1.0
     );
-    assert_eq!(sample(&during, "siprtmp_gateway_call_setup_seconds_count"), 1.0);
+    assert_eq!(
+        sample(&during, "siprtmp_gateway_call_setup_seconds_count"),
+        1.0
+    );
     let (sent_before, received_before) = (sample(&during, sent), sample(&during, received));
 
     for i in 0..50 {
@@ -78,7 +87,11 @@ fn an_echo_call_counts_once_and_its_rtp_moves_both_ways() {
     }
     let after = metrics(&mut w);
     assert_eq!(sample(&after, sent) - sent_before, 50.0, "{after}");
-    assert_eq!(sample(&after, received) - received_before, 50.0, "bob echoes each");
+    assert_eq!(
+        sample(&after, received) - received_before,
+        50.0,
+        "bob echoes each"
+    );
     // 12-byte RTP header + the 160 bytes of each frame's G.711 payload, both ways.
     let bytes = "siprtmp_gateway_rtp_bytes_total{direction=\"sent\",media=\"audio\"}";
     assert_eq!(sample(&after, bytes) - sample(&during, bytes), 50.0 * 172.0);
@@ -101,10 +114,16 @@ fn an_echo_call_counts_once_and_its_rtp_moves_both_ways() {
     w.net.clients[c].client.call(0, "bye", vec![]);
     w.pump();
     let ended = metrics(&mut w);
-    assert_eq!(sample(&ended, "siprtmp_gateway_calls{state=\"established\"}"), 0.0);
+    assert_eq!(
+        sample(&ended, "siprtmp_gateway_calls{state=\"established\"}"),
+        0.0
+    );
     assert_eq!(sample(&ended, sent), sample(&later, sent));
     assert_eq!(sample(&ended, received), sample(&later, received));
-    assert_eq!(sample(&ended, "siprtmp_gateway_call_setup_seconds_count"), 1.0);
+    assert_eq!(
+        sample(&ended, "siprtmp_gateway_call_setup_seconds_count"),
+        1.0
+    );
 }
 
 #[test]
@@ -113,14 +132,20 @@ fn outcomes_other_than_answered_count_by_kind() {
     w.far_answers = false;
     let c = w.client("alice", None);
     // Bob lets it ring; the client hangs up: cancelled.
-    let args = vec![Value::string(format!("bob@{FAR_SIP}")), Value::string("pcmu")];
+    let args = vec![
+        Value::string(format!("bob@{FAR_SIP}")),
+        Value::string("pcmu"),
+    ];
     w.net.clients[c].client.call(0, "invite", args);
     w.pump();
     assert!(w.callback(c, "ringing").is_some());
     w.net.clients[c].client.call(0, "bye", vec![]);
     w.pump();
     // Nobody answers at all: timed out (Timer B, 64·T1).
-    let args = vec![Value::string(format!("bob@{NOBODY}")), Value::string("pcmu")];
+    let args = vec![
+        Value::string(format!("bob@{NOBODY}")),
+        Value::string("pcmu"),
+    ];
     w.net.clients[c].client.call(0, "invite", args);
     w.pump();
     w.advance(Duration::from_secs(40));
@@ -153,21 +178,29 @@ fn datagrams_that_are_not_the_calls_media_count_as_dropped_by_reason() {
     w.pump();
     let node_rtp = w.node_rtp.expect("the node sent bob RTP");
     // From bob's address but not RTP; then RTP from a stranger once the call has latched.
-    w.net
-        .udp
-        .send(FAR_RTP.parse().unwrap(), node_rtp, Bytes::from_static(b"\x00junk"));
+    w.net.udp.send(
+        FAR_RTP.parse().unwrap(),
+        node_rtp,
+        Bytes::from_static(b"\x00junk"),
+    );
     let stranger = "10.0.0.66:7000".parse().unwrap();
     let rtp = Bytes::from_static(&[0x80, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9, 0xff]);
     w.net.udp.send(stranger, node_rtp, rtp);
     w.pump();
     let m = metrics(&mut w);
     assert_eq!(
-        sample(&m, "siprtmp_gateway_rtp_dropped_total{reason=\"undecodable\"}"),
+        sample(
+            &m,
+            "siprtmp_gateway_rtp_dropped_total{reason=\"undecodable\"}"
+        ),
         1.0,
         "{m}"
     );
     assert_eq!(
-        sample(&m, "siprtmp_gateway_rtp_dropped_total{reason=\"unknown_source\"}"),
+        sample(
+            &m,
+            "siprtmp_gateway_rtp_dropped_total{reason=\"unknown_source\"}"
+        ),
         1.0,
         "{m}"
     );

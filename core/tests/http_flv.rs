@@ -393,15 +393,27 @@ fn an_http_player_is_listed_with_the_connections_and_can_be_dropped() {
     let id_field = format!("\"id\":\"{}\"", player.0);
     assert!(json.contains(&id_field), "{json}");
     assert!(json.contains("\"state\":\"http_flv\""), "{json}");
-    assert!(json.contains("\"streams\":[\"playing live/cam\"]"), "{json}");
+    assert!(
+        json.contains("\"streams\":[\"playing live/cam\"]"),
+        "{json}"
+    );
     let queued: usize = sent.iter().map(Bytes::len).sum();
-    assert!(json.contains(&format!("\"queued_bytes\":{queued}")), "{json}");
+    assert!(
+        json.contains(&format!("\"queued_bytes\":{queued}")),
+        "{json}"
+    );
 
-    let drop = format!("POST /api/v1/connections/{}/drop HTTP/1.1\r\n\r\n", player.0);
+    let drop = format!(
+        "POST /api/v1/connections/{}/drop HTTP/1.1\r\n\r\n",
+        player.0
+    );
     let answer = http(&mut f, listen, &drop);
     let reply = String::from_utf8(concat(&take(&mut f, answer))).unwrap();
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
-    assert!(!f.net.tcp.open_streams().contains(&player), "the player's connection is closed");
+    assert!(
+        !f.net.tcp.open_streams().contains(&player),
+        "the player's connection is closed"
+    );
     let api = http(&mut f, listen, "GET /api/v1/streams HTTP/1.1\r\n\r\n");
     let json = String::from_utf8(concat(&take(&mut f, api))).unwrap();
     assert!(json.contains("\"players\":0"), "{json}");

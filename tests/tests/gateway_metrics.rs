@@ -46,7 +46,8 @@ fn value(exposition: &str, name: &str) -> f64 {
 #[test]
 fn a_scrape_during_an_echo_call_passes_promtool_and_its_figures_move_with_the_call() {
     let dir = scratch_dir("gw-metrics-echo");
-    let mut server = TestServer::start_on(Runtime::Mio, with_http(gateway_node(Transport::Udp)), None);
+    let mut server =
+        TestServer::start_on(Runtime::Mio, with_http(gateway_node(Transport::Udp)), None);
     let http = server.http_listening(T).expect("the HTTP listener");
     let sipp = Sipp::echo_uas(1).start("sipp uas (echo)", &dir);
     let mut phone = Phone::connect(server.addr, AOR, vec![]).expect("connect");
@@ -61,7 +62,10 @@ fn a_scrape_during_an_echo_call_passes_promtool_and_its_figures_move_with_the_ca
     let sent = "siprtmp_gateway_rtp_packets_total{direction=\"sent\",media=\"audio\"}";
     let received = "siprtmp_gateway_rtp_packets_total{direction=\"received\",media=\"audio\"}";
     let first = scrape(&http);
-    assert_eq!(value(&first, "siprtmp_gateway_calls{state=\"established\"}"), 1.0);
+    assert_eq!(
+        value(&first, "siprtmp_gateway_calls{state=\"established\"}"),
+        1.0
+    );
     assert_eq!(
         value(
             &first,
@@ -69,11 +73,17 @@ fn a_scrape_during_an_echo_call_passes_promtool_and_its_figures_move_with_the_ca
         ),
         1.0
     );
-    assert_eq!(value(&first, "siprtmp_gateway_call_setup_seconds_count"), 1.0);
+    assert_eq!(
+        value(&first, "siprtmp_gateway_call_setup_seconds_count"),
+        1.0
+    );
     assert!(value(&first, sent) >= 100.0, "{first}");
     assert!(value(&first, received) >= 99.0, "sipp echoes: {first}");
     assert!(value(&first, "process_open_fds") >= 5.0, "{first}");
-    assert!(value(&first, "process_resident_memory_bytes") > 1e6, "{first}");
+    assert!(
+        value(&first, "process_resident_memory_bytes") > 1e6,
+        "{first}"
+    );
 
     let (status, calls) = curl(&http, "GET", "/api/v1/calls", None);
     assert_eq!(status, 200);
@@ -89,8 +99,14 @@ fn a_scrape_during_an_echo_call_passes_promtool_and_its_figures_move_with_the_ca
 
     phone.stream_audio_part(&frames[100..], 0, Duration::from_millis(400));
     let second = scrape(&http);
-    assert!(value(&second, sent) - value(&first, sent) >= 100.0, "{second}");
-    assert!(value(&second, received) - value(&first, received) >= 99.0, "{second}");
+    assert!(
+        value(&second, sent) - value(&first, sent) >= 100.0,
+        "{second}"
+    );
+    assert!(
+        value(&second, received) - value(&first, received) >= 99.0,
+        "{second}"
+    );
     let bytes = "siprtmp_gateway_rtp_bytes_total{direction=\"received\",media=\"audio\"}";
     assert!(value(&second, bytes) >= 199.0 * 172.0, "{second}");
 
@@ -100,7 +116,10 @@ fn a_scrape_during_an_echo_call_passes_promtool_and_its_figures_move_with_the_ca
     let ended = |m: &str| sample(m, "siprtmp_gateway_calls{state=\"established\"}") == Some(0.0);
     assert!(wait::until(T, || ended(&scrape(&http))), "the call ended");
     let last = scrape(&http);
-    assert!(value(&last, sent) >= value(&second, sent), "counters never go back");
+    assert!(
+        value(&last, sent) >= value(&second, sent),
+        "counters never go back"
+    );
     drop(server);
 }
 
@@ -126,7 +145,9 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
-        let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
         match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
             (b'%', Some(byte)) => {
                 out.push(byte);
@@ -267,7 +288,10 @@ fn the_gateway_callbacks_reach_the_backend_and_its_refusals_do_what_they_say() {
     let frames = EchoMedia::Pcmu.frames(100);
     phone.stream_audio(&frames, Duration::from_millis(400));
     let heard = phone.remote_audio().len();
-    assert!(heard >= 99, "the refused on_call ended nothing: {heard} of 100 heard");
+    assert!(
+        heard >= 99,
+        "the refused on_call ended nothing: {heard} of 100 heard"
+    );
     assert!(requests("/call_done").is_empty(), "no end before the bye");
 
     phone.call("bye", vec![]);
@@ -277,7 +301,10 @@ fn the_gateway_callbacks_reach_the_backend_and_its_refusals_do_what_they_say() {
     assert_eq!(done.field("direction").as_deref(), Some("out"));
     assert_eq!(done.field("reason").as_deref(), Some("bye from client"));
     let duration: u64 = done.field("duration").unwrap().parse().unwrap();
-    assert!((1..=30).contains(&duration), "established 2 s or so: {duration}");
+    assert!(
+        (1..=30).contains(&duration),
+        "established 2 s or so: {duration}"
+    );
     sipp.finish(Duration::from_secs(20));
     assert_eq!(sipp::totals(&dir), (1, 0));
 }
@@ -311,17 +338,35 @@ fn with_two_workers_the_metrics_and_the_api_describe_the_whole_server() {
 
     // Drop one on worker 1 if the kernel put one there (with 8 connections and 2 workers it
     // almost always does), else one on worker 0.
-    let id = ids.iter().copied().find(|id| id >> 56 == 1).unwrap_or(ids[0]);
-    let (status, body) = curl(&http, "POST", &format!("/api/v1/connections/{id}/drop"), None);
+    let id = ids
+        .iter()
+        .copied()
+        .find(|id| id >> 56 == 1)
+        .unwrap_or(ids[0]);
+    let (status, body) = curl(
+        &http,
+        "POST",
+        &format!("/api/v1/connections/{id}/drop"),
+        None,
+    );
     assert!(status == 200 || status == 202, "{status} {body}");
     let closed = |m: &str| {
-        sample(m, "siprtmp_connections_closed_total{reason=\"dropped_by_operator\"}") == Some(1.0)
+        sample(
+            m,
+            "siprtmp_connections_closed_total{reason=\"dropped_by_operator\"}",
+        ) == Some(1.0)
     };
-    assert!(wait::until(T, || closed(&scrape(&http))), "{}", scrape(&http));
+    assert!(
+        wait::until(T, || closed(&scrape(&http))),
+        "{}",
+        scrape(&http)
+    );
     // One of the sockets reads the end of its connection.
     let mut ended = 0;
     for socket in &mut sockets {
-        socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let mut buf = [0u8; 16];
         if matches!(socket.read(&mut buf), Ok(0)) {
             ended += 1;

@@ -30,7 +30,10 @@ pub(crate) fn render(stats: &NodeStats, out: &mut Exposition) {
         "gauge",
         "Gateway clients now, by state (binding: sockets being bound; active; lingering: gone, last SIP transactions running).",
     );
-    for (state, n) in ["binding", "active", "lingering"].iter().zip(gateway.clients) {
+    for (state, n) in ["binding", "active", "lingering"]
+        .iter()
+        .zip(gateway.clients)
+    {
         out.sample("siprtmp_gateway_clients", &[("state", state)], n);
     }
     out.single(
@@ -172,7 +175,11 @@ pub(crate) fn render(stats: &NodeStats, out: &mut Exposition) {
         ("undecodable", drops.undecodable),
         ("unexpected_payload", drops.unexpected_payload),
     ] {
-        out.sample("siprtmp_gateway_rtp_dropped_total", &[("reason", reason)], n);
+        out.sample(
+            "siprtmp_gateway_rtp_dropped_total",
+            &[("reason", reason)],
+            n,
+        );
     }
     out.single(
         "siprtmp_gateway_far_media_dropped_total",
@@ -212,7 +219,8 @@ pub(crate) fn calls_json(clients: &[ClientView], now: Instant) -> String {
 fn call_json(json: &mut Json, call: &CallView, now: Instant) {
     let age = now.saturating_duration_since(call.since).as_secs_f64();
     json.open_object();
-    json.key("direction").string(DIRECTIONS[call.direction as usize]);
+    json.key("direction")
+        .string(DIRECTIONS[call.direction as usize]);
     json.key("established").boolean(call.established);
     // Seconds established, or (before) seconds since the INVITE.
     json.key(if call.established {

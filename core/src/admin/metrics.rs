@@ -55,7 +55,12 @@ impl Exposition {
     }
 
     /// One sample with a fractional value (a histogram's sum, in seconds).
-    pub(crate) fn sample_f64(&mut self, name: &str, labels: &[(&str, &str)], value: f64) -> &mut Self {
+    pub(crate) fn sample_f64(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) -> &mut Self {
         self.out.push_str(name);
         self.labels(labels);
         let _ = writeln!(self.out, " {value}");

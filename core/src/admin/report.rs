@@ -151,11 +151,15 @@ mod tests {
 
     #[test]
     fn streams_merge_by_key_and_counters_add_up() {
-        let mut mine = WorkerReport::default();
-        mine.streams = vec![stream("live/a", 2, false)];
+        let mut mine = WorkerReport {
+            streams: vec![stream("live/a", 2, false)],
+            ..WorkerReport::default()
+        };
         mine.stats.counters.accepted = 3;
-        let mut theirs = WorkerReport::default();
-        theirs.streams = vec![stream("live/a", 1, true), stream("live/b", 4, true)];
+        let mut theirs = WorkerReport {
+            streams: vec![stream("live/a", 1, true), stream("live/b", 4, true)],
+            ..WorkerReport::default()
+        };
         theirs.stats.counters.accepted = 5;
         theirs.stats.counters.closed[0] = 1;
         let merged = mine.merged(&[Arc::new(theirs)]);

@@ -209,8 +209,8 @@ fn connections(views: &[ConnView]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::request::{parse, Limits};
     use crate::close_reason::CloseReason;
+    use crate::http::request::{parse, Limits};
     use crate::node::ServerConfig;
 
     fn request(text: &str) -> Request {

@@ -461,7 +461,8 @@ impl GatewaySession {
             ClientCall::Reject { status, reason } => {
                 if let Some(CallState::Incoming { call, .. }) = self.call.take() {
                     let _ = self.ua.reject(now, call, status, &reason);
-                    self.stats.call(CallDirection::Incoming, call_outcome(status));
+                    self.stats
+                        .call(CallDirection::Incoming, call_outcome(status));
                 }
             }
             ClientCall::Bye => self.hang_up(now),
@@ -557,7 +558,15 @@ impl GatewaySession {
         let negotiated = negotiated_media(&local, &offer, true);
         self.peer_session_id = Some(offer.origin.session_id);
         let started = (since, CallDirection::Incoming);
-        self.start_media(now, call, started, local, tokens, &negotiated, report_tokens);
+        self.start_media(
+            now,
+            call,
+            started,
+            local,
+            tokens,
+            &negotiated,
+            report_tokens,
+        );
     }
 
     fn hang_up(&mut self, now: Instant) {
@@ -740,8 +749,12 @@ impl GatewaySession {
     /// The call for the HTTP API, if there is one.
     pub(crate) fn call_view(&self) -> Option<CallView> {
         let (direction, since, established, codecs) = match self.call.as_ref()? {
-            CallState::Outgoing { since, .. } => (CallDirection::Outgoing, *since, false, (None, None)),
-            CallState::Incoming { since, .. } => (CallDirection::Incoming, *since, false, (None, None)),
+            CallState::Outgoing { since, .. } => {
+                (CallDirection::Outgoing, *since, false, (None, None))
+            }
+            CallState::Incoming { since, .. } => {
+                (CallDirection::Incoming, *since, false, (None, None))
+            }
             CallState::Established {
                 since,
                 direction,
@@ -1003,7 +1016,8 @@ impl GatewaySession {
             } => {
                 if self.call.as_ref().map(CallState::id) == Some(call) {
                     self.call = None;
-                    self.stats.call(CallDirection::Outgoing, call_outcome(status));
+                    self.stats
+                        .call(CallDirection::Outgoing, call_outcome(status));
                     let text = self.final_text(status, &reason);
                     self.callback(ClientCallback::Rejected(text));
                 }
@@ -1101,7 +1115,15 @@ impl GatewaySession {
                 Ok(negotiated) => {
                     self.peer_session_id = Some(remote.origin.session_id);
                     let started = (since, CallDirection::Outgoing);
-                    self.start_media(now, call, started, offer, tokens, &negotiated, report_tokens)
+                    self.start_media(
+                        now,
+                        call,
+                        started,
+                        offer,
+                        tokens,
+                        &negotiated,
+                        report_tokens,
+                    )
                 }
                 Err(_) => {
                     let _ = self.ua.hangup(now, call);

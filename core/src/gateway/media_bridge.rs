@@ -869,7 +869,13 @@ impl RtcpRecord {
 
     /// The far end's RTCP on `leg`: its report blocks on our stream give what it lost of it,
     /// its jitter and (when it names one of our sender reports) the round-trip time.
-    fn far_reports(&mut self, now: Instant, leg: Leg, session: &RtpSession, packets: &[RtcpPacket]) {
+    fn far_reports(
+        &mut self,
+        now: Instant,
+        leg: Leg,
+        session: &RtpSession,
+        packets: &[RtcpPacket],
+    ) {
         let blocks = packets.iter().flat_map(|p| match p {
             RtcpPacket::SenderReport(sr) => &sr.reports[..],
             RtcpPacket::ReceiverReport(rr) => &rr.reports[..],

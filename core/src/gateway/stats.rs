@@ -41,7 +41,10 @@ impl Histogram {
     pub(crate) fn observe(&mut self, bounds: &[f64], value: Duration) {
         debug_assert!(bounds.len() < MAX_BUCKETS);
         let secs = value.as_secs_f64();
-        let bucket = bounds.iter().position(|b| secs <= *b).unwrap_or(bounds.len());
+        let bucket = bounds
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(bounds.len());
         self.counts[bucket] += 1;
         self.count += 1;
         self.sum_micros = self

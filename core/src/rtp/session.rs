@@ -483,7 +483,10 @@ impl RtpSession {
             .filter(|(_, s)| s.is_valid())
             .fold(None, |acc, (_, s)| {
                 let (lost, jitter) = acc.unwrap_or((0, 0));
-                Some((lost + i64::from(s.cumulative_lost()), jitter.max(s.jitter())))
+                Some((
+                    lost + i64::from(s.cumulative_lost()),
+                    jitter.max(s.jitter()),
+                ))
             })
     }
 

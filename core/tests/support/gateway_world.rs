@@ -187,13 +187,17 @@ impl World {
     pub(crate) fn http_get(&mut self, path: &str) -> (u16, String) {
         self.pump(); // the listen, at the first request
         let listen = self.net.tcp.node_listeners()[0];
-        let from = SocketAddr::new(HTTP_CLIENT.parse().unwrap(), 41000 + self.http_inbox.len() as u16);
+        let from = SocketAddr::new(
+            HTTP_CLIENT.parse().unwrap(),
+            41000 + self.http_inbox.len() as u16,
+        );
         let stream = self.net.tcp.connect(from, listen).unwrap();
         self.pump();
         let request = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n");
         self.net.tcp.send(stream, request.as_bytes());
         self.pump();
-        let answer = String::from_utf8(self.http_inbox.get(&stream).cloned().unwrap_or_default()).unwrap();
+        let answer =
+            String::from_utf8(self.http_inbox.get(&stream).cloned().unwrap_or_default()).unwrap();
         let (head, body) = answer.split_once("\r\n\r\n").expect("a whole response");
         let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
         (status, body.to_owned())
@@ -253,7 +257,10 @@ impl World {
             return;
         };
         if peer.ip().to_string() == HTTP_CLIENT {
-            self.http_inbox.entry(stream).or_default().extend_from_slice(&data);
+            self.http_inbox
+                .entry(stream)
+                .or_default()
+                .extend_from_slice(&data);
             return;
         }
         match &mut self.registrar {
