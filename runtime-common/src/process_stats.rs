@@ -92,11 +92,10 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn this_process_has_descriptors_and_memory() {
+        // Other tests open and close descriptors in parallel: no exact count, only what
+        // must hold (stdin, stdout, stderr at least; memory; a limit above the count).
         let stats = read();
-        let file = std::fs::File::open("/proc/self/status").unwrap();
-        let with_one_more = read();
-        drop(file);
-        assert_eq!(with_one_more.open_fds, stats.open_fds.map(|n| n + 1));
+        assert!(stats.open_fds.unwrap() >= 3, "{stats:?}");
         assert!(stats.max_fds.unwrap() >= stats.open_fds.unwrap());
         assert!(stats.resident_memory_bytes.unwrap() > 0);
         assert!(stats.virtual_memory_bytes.unwrap() >= stats.resident_memory_bytes.unwrap());
