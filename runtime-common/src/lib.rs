@@ -35,6 +35,8 @@
 //!   counters, run), so that embedders pick a driver by value;
 //! - [`Workers`], [`WorkerDriver`] and [`RelayLink`]: several nodes on several threads sharing
 //!   one port (`SO_REUSEPORT`) and their live streams (the relay between workers);
+//! - [`process_stats`]: the process's own figures (descriptors, memory) for `/metrics`, read
+//!   when an HTTP request arrives and given to the node;
 //! - [`mio_poll`]: the only mio types in this API, for the mio driver's poll: the tokens that
 //!   tell its connections, the node's UDP sockets and its own wake-ups apart, and the UDP
 //!   executor whose sockets it watches.
@@ -65,6 +67,7 @@ mod host;
 pub mod mio_poll;
 pub mod mmsg;
 mod node_reads;
+pub mod process_stats;
 #[cfg(target_os = "linux")]
 mod recv_slot;
 mod relay_link;
