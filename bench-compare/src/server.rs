@@ -345,9 +345,10 @@ pub(crate) fn start_with(
             if let Some(n) = options.workers {
                 c.args(["--workers", &n.to_string()]);
             }
-            if !options.baseline {
-                // Every load generator connects from 127.0.0.1: no per-address limits (a
-                // baseline build from before they existed would refuse the keys).
+            {
+                // Every load generator connects from 127.0.0.1: no per-address limits, for a
+                // baseline build too (one from before the limits' keys existed, aa80097,
+                // refuses them and fails its points with a clear error).
                 let config = dir.join("siprtmp.toml");
                 std::fs::write(&config, UNLIMITED_PER_ADDRESS).map_err(|e| e.to_string())?;
                 c.arg("--config").arg(config);
