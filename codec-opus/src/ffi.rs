@@ -20,6 +20,7 @@ pub(crate) const OPUS_OK: c_int = 0;
 pub(crate) const OPUS_APPLICATION_VOIP: c_int = 2048;
 pub(crate) const OPUS_APPLICATION_AUDIO: c_int = 2049;
 pub(crate) const OPUS_SET_BITRATE_REQUEST: c_int = 4002;
+pub(crate) const OPUS_SET_MAX_BANDWIDTH_REQUEST: c_int = 4004;
 pub(crate) const OPUS_SET_COMPLEXITY_REQUEST: c_int = 4010;
 pub(crate) const OPUS_SET_SIGNAL_REQUEST: c_int = 4024;
 pub(crate) const OPUS_SIGNAL_VOICE: c_int = 3001;

@@ -53,6 +53,33 @@ pub enum Application {
     Audio,
 }
 
+/// An audio bandwidth Opus codes (`OPUS_BANDWIDTH_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bandwidth {
+    /// 4 kHz (8 kHz sampling).
+    Narrowband,
+    /// 6 kHz (12 kHz sampling).
+    Mediumband,
+    /// 8 kHz (16 kHz sampling).
+    Wideband,
+    /// 12 kHz (24 kHz sampling).
+    SuperWideband,
+    /// 20 kHz (48 kHz sampling).
+    Fullband,
+}
+
+impl Bandwidth {
+    fn code(self) -> i32 {
+        match self {
+            Bandwidth::Narrowband => 1101,
+            Bandwidth::Mediumband => 1102,
+            Bandwidth::Wideband => 1103,
+            Bandwidth::SuperWideband => 1104,
+            Bandwidth::Fullband => 1105,
+        }
+    }
+}
+
 /// Why a packet could not be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -257,6 +284,13 @@ impl Encoder {
     /// Sets the complexity, 0 (cheapest) to 10 (best; clamped); false if refused.
     pub fn set_complexity(&mut self, complexity: u8) -> bool {
         self.set(ffi::OPUS_SET_COMPLEXITY_REQUEST, complexity.min(10).into())
+    }
+
+    /// Caps the audio bandwidth coded: for input that has nothing above it (audio that was
+    /// 8 or 16 kHz before), a narrower band lets libopus use its speech coder alone, at a
+    /// fraction of the CPU of its full-band modes.
+    pub fn set_max_bandwidth(&mut self, bandwidth: Bandwidth) -> bool {
+        self.set(ffi::OPUS_SET_MAX_BANDWIDTH_REQUEST, bandwidth.code())
     }
 
     /// Tells the encoder its input is speech (it then favours its speech mode).
