@@ -172,5 +172,11 @@ fn frames(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, frames);
-criterion_main!(benches);
+// `criterion_group!` defines a `pub fn` without a doc comment: inside a private module it is
+// not public, so needs none (as in core's benches).
+mod group {
+    use super::*;
+    criterion_group!(benches, frames);
+}
+
+criterion_main!(group::benches);

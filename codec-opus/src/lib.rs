@@ -311,7 +311,7 @@ impl Encoder {
         let valid = [25, 50, 100, 200, 400, 600]
             .iter()
             .any(|&t| self.samples_in(t) == per_channel);
-        if pcm.len() % channels != 0 || !valid {
+        if per_channel * channels != pcm.len() || !valid {
             return Err(EncodeError::FrameSize(pcm.len()));
         }
         let start = out.len();
