@@ -884,3 +884,44 @@ fn opus_passes_through_to_a_far_end_that_speaks_it() {
     assert_eq!(c.remote_media.len(), 8);
     assert_eq!(c.remote_media[6].payload[..5], opus::SEQUENCE_START_HEADER);
 }
+
+#[test]
+fn an_incoming_g711_call_is_accepted_by_an_opus_client_only_with_an_opus_codec() {
+    for (config, accepted) in [
+        (opus_transcoding(false), true),
+        (transcoding(), false),
+        (GatewayConfig::default(), false),
+    ] {
+        let mut c = Call::with_config(config);
+        let offer = create_offer(&far_caps(pcmu_dtmf()), &origin(1));
+        let target = Uri::parse("sip:alice@10.0.0.1:5060").unwrap();
+        let far_call = c
+            .far
+            .invite(c.now, target, Bytes::from(offer.serialize()))
+            .unwrap();
+        c.pump();
+        c.client(ClientCall::Accept {
+            codecs: vec![CodecToken::Opus, CodecToken::Dtmf],
+        });
+        let answered = c
+            .far_events
+            .iter()
+            .any(|e| matches!(e, UaEvent::Answered { call, .. } if *call == far_call));
+        assert_eq!(answered, accepted);
+        if accepted {
+            // The client hears and speaks Opus; the far end's PCMU reaches it as Opus.
+            assert_eq!(
+                c.callbacks.last(),
+                Some(&ClientCallback::Accepted {
+                    codecs: Some((Some(CodecToken::Opus), None))
+                })
+            );
+            c.now += Duration::from_millis(20);
+            c.client_media(&opus_frame(3));
+            c.pump();
+            assert_eq!(c.far_rtp.len(), 1);
+            assert_eq!(c.far_rtp[0].payload_type, 0);
+            assert_eq!(c.remote_media.len(), 2, "sequence start and frame");
+        }
+    }
+}
