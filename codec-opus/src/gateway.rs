@@ -68,6 +68,52 @@ impl OpusCodecs for Codecs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use siprtmp_core::media::opus::CODED_FRAMES_HEADER;
+    use siprtmp_core::media::transcode::{
+        ClientCodec, CodecLibraries, FarCodec, G711Law, SpeexBand, Transcoder, MAX_OPUS_SAMPLES,
+    };
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+        /// A hostile Opus client and far end through a real call's transcoder (libopus, and
+        /// libspeex for a Speex far end): any bytes behind the client's Opus header, any
+        /// far-end payload. No panic; what comes out is bounded by what went in.
+        #[test]
+        fn arbitrary_input_through_a_real_transcoder_stays_bounded(
+            client in proptest::collection::vec(any::<u8>(), 0..1600),
+            far in proptest::collection::vec(any::<u8>(), 0..1500),
+            speex in any::<bool>(),
+        ) {
+            let far_codec = if speex {
+                FarCodec::Speex(SpeexBand::Wideband)
+            } else {
+                FarCodec::G711(G711Law::Ulaw)
+            };
+            let libraries = CodecLibraries {
+                speex: Some(&siprtmp_codec_speex::gateway::Codecs),
+                opus: Some(&Codecs),
+            };
+            let mut t = Transcoder::new(ClientCodec::Opus, far_codec, libraries).unwrap();
+            let mut body = CODED_FRAMES_HEADER.to_vec();
+            body.extend_from_slice(&client);
+            let mut sent = 0;
+            t.client_to_far(&body, 0, |_, p| {
+                sent += 1;
+                assert!(!p.is_empty() && p.len() <= MAX_OPUS_SAMPLES / 6);
+            });
+            // At most 120 ms: six 20 ms frames for Speex, one G.711 payload.
+            prop_assert!(sent <= 6);
+            let mut frames = 0;
+            t.far_to_client(&far, 0, |_, p| {
+                frames += 1;
+                assert!(!p.is_empty() && p.len() < 1500);
+            });
+            // G.711: one sample a byte; Speex: at most 8 frames of 20 ms a packet.
+            let most = if speex { 8 } else { far.len() / 160 };
+            prop_assert!(frames <= most, "{} frames from {} bytes", frames, far.len());
+        }
+    }
 
     #[test]
     fn a_call_pair_codes_20ms_frames_at_48k() {
