@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. First installs, when missing, the real peers the interop tests
 # talk to (Debian packages): ffmpeg/ffprobe, rtmpdump, sipp (sip-tester), Kamailio, promtool
-# (prometheus), chromium, libspeex-dev (the gateway's transcoding links libspeex), and nginx
-# with its rtmp module and the Python port of the original server, rtmplite3 from PyPI (bench-compare quick
-# mode measures both beside siprtmp); then makes the test media (scripts/make-test-media.sh).
+# (prometheus), chromium, libspeex-dev and libopus-dev (the gateway's transcoding links libspeex
+# and libopus), and nginx with its rtmp module and the Python port of the original server,
+# rtmplite3 from PyPI (bench-compare quick mode measures both beside siprtmp); then makes the
+# test media (scripts/make-test-media.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,8 @@ command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 # codec-speex links the system libspeex (the gateway's Speex <-> G.711 transcoding).
 [ -e /usr/include/speex/speex.h ] || missing+=(libspeex-dev)
+# codec-opus links the system libopus (the gateway's Opus <-> G.711/Speex transcoding).
+[ -e /usr/include/opus/opus.h ] || missing+=(libopus-dev)
 # rtmplite3 goes into its own virtualenv (bench-compare looks there): Python 3 with venv.
 rtmplite_venv="${XDG_CACHE_HOME:-$HOME/.cache}/siprtmp/rtmplite3"
 if ! command -v rtmplite3 >/dev/null 2>&1 && [ ! -x "$rtmplite_venv/bin/rtmplite3" ]; then

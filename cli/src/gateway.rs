@@ -347,6 +347,7 @@ pub(crate) fn node_config(
             transport,
             rtp_source,
             transcoder: transcoder(),
+            opus: opus_transcoder(),
             ..session_defaults
         },
         replace_existing: file.replace_existing.unwrap_or(defaults.replace_existing),
@@ -374,6 +375,26 @@ fn transcoder() -> Option<std::sync::Arc<dyn siprtmp_core::media::transcode::Spe
 /// Without the `speex` feature: pass-through only.
 #[cfg(not(feature = "speex"))]
 fn transcoder() -> Option<std::sync::Arc<dyn siprtmp_core::media::transcode::SpeexCodecs>> {
+    None
+}
+
+/// The Opus codec for transcoding an Opus client's audio: libopus with the `opus` feature
+/// (default), when the build found the library.
+#[cfg(feature = "opus")]
+fn opus_transcoder() -> Option<std::sync::Arc<dyn siprtmp_core::media::transcode::OpusCodecs>> {
+    if !siprtmp_codec_opus::is_available() {
+        tracing::warn!(
+            "built without libopus (Debian: libopus-dev): calls of Opus clients to far ends \
+             without Opus get 488 instead of being transcoded"
+        );
+        return None;
+    }
+    Some(std::sync::Arc::new(siprtmp_codec_opus::gateway::Codecs))
+}
+
+/// Without the `opus` feature: Opus passes through only.
+#[cfg(not(feature = "opus"))]
+fn opus_transcoder() -> Option<std::sync::Arc<dyn siprtmp_core::media::transcode::OpusCodecs>> {
     None
 }
 

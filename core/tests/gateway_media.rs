@@ -98,8 +98,22 @@ fn bridges(
 ) -> (MediaBridge, MediaBridge, Instant) {
     let now = Instant::now();
     let mut rng = SeededRng::new(5);
-    let a = MediaBridge::new(&setup(audio, video, 6000), "a@gw", &mut rng, now, None).unwrap();
-    let b = MediaBridge::new(&setup(audio, video, 7000), "b@gw", &mut rng, now, None).unwrap();
+    let a = MediaBridge::new(
+        &setup(audio, video, 6000),
+        "a@gw",
+        &mut rng,
+        now,
+        Default::default(),
+    )
+    .unwrap();
+    let b = MediaBridge::new(
+        &setup(audio, video, 7000),
+        "b@gw",
+        &mut rng,
+        now,
+        Default::default(),
+    )
+    .unwrap();
     (a, b, now)
 }
 

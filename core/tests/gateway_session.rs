@@ -12,7 +12,8 @@ use siprtmp_core::gateway::client_api::{ClientCall, ClientCallback, ConnectReque
 use siprtmp_core::gateway::codecs::CodecToken;
 use siprtmp_core::gateway::media_bridge::{FromFarEnd, OutgoingRtp};
 use siprtmp_core::media::g711;
-use siprtmp_core::media::transcode::{SpeexBand, SpeexCodec, SpeexCodecs};
+use siprtmp_core::media::opus;
+use siprtmp_core::media::transcode::{OpusCodec, OpusCodecs, SpeexBand, SpeexCodec, SpeexCodecs};
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
 use siprtmp_core::rtp::RtpPacket;
 use siprtmp_core::sdp::offer_answer::{answer, create_offer, reoffer};
@@ -650,5 +651,277 @@ fn an_incoming_g711_call_is_accepted_by_a_speex_client_only_with_a_transcoder() 
             .iter()
             .any(|e| matches!(e, UaEvent::Rejected { call, status: 488, .. } if *call == far_call));
         assert_eq!((answered, refused), (accepted, !accepted));
+    }
+}
+
+/// A stand-in Opus codec: a "packet" is the frame's 960 samples at 48 kHz, each as one byte
+/// (the sample / 64, so a level of a few thousand survives), so the audio is carried closely.
+#[derive(Debug)]
+struct PlainOpus;
+
+struct PlainOpusCodec;
+
+impl OpusCodec for PlainOpusCodec {
+    fn decode(&mut self, packet: &[u8], pcm: &mut Vec<i16>) -> usize {
+        pcm.extend(packet.iter().map(|&b| i16::from(b as i8) * 64));
+        packet.len()
+    }
+
+    fn encode(&mut self, frame: &[i16], out: &mut Vec<u8>) {
+        assert_eq!(frame.len(), opus::FRAME_SAMPLES);
+        out.extend(frame.iter().map(|&s| (s / 64) as i8 as u8));
+    }
+}
+
+impl OpusCodecs for PlainOpus {
+    fn open(&self) -> Option<Box<dyn OpusCodec>> {
+        Some(Box::new(PlainOpusCodec))
+    }
+}
+
+fn opus_transcoding(speex: bool) -> GatewayConfig {
+    GatewayConfig {
+        transcoder: speex.then(|| std::sync::Arc::new(PlainSpeex) as _),
+        opus: Some(std::sync::Arc::new(PlainOpus)),
+        ..GatewayConfig::default()
+    }
+}
+
+/// The client's Opus frame `i` as an enhanced-RTMP message: 20 ms at a level per frame.
+fn opus_frame(i: u32) -> RtmpMessage {
+    let mut body = opus::CODED_FRAMES_HEADER.to_vec();
+    PlainOpusCodec.encode(&[(i as i16 - 25) * 200; 960], &mut body);
+    RtmpMessage::new(type_id::AUDIO, 1, i * 20, body)
+}
+
+/// The client (tokens `opus`, `dtmf`) calls bob, who answers with what `codecs` and our offer
+/// share, or 488; returns our offer's audio m-line.
+fn opus_client_calls(c: &mut Call, codecs: Vec<Codec>) -> String {
+    c.client(ClientCall::Invite {
+        dest: "bob@10.0.0.2:5060".into(),
+        codecs: vec![CodecToken::Opus, CodecToken::Dtmf],
+    });
+    let (call, offer) = c.far_incoming().expect("far end got the INVITE");
+    let text = String::from_utf8(offer.to_vec()).unwrap();
+    let offer = SessionDescription::parse(&offer).unwrap();
+    match answer(&offer, &far_caps(codecs), &origin(1)) {
+        Ok(ans) => c
+            .far
+            .answer(c.now, call, Bytes::from(ans.serialize()))
+            .unwrap(),
+        Err(_) => c
+            .far
+            .reject(c.now, call, 488, "Not Acceptable Here")
+            .unwrap(),
+    }
+    c.pump();
+    text.lines()
+        .find(|l| l.starts_with("m=audio"))
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn an_opus_client_offers_what_it_can_be_transcoded_to_after_opus() {
+    for (config, line) in [
+        (GatewayConfig::default(), "m=audio 4000 RTP/AVP 111 101"),
+        (opus_transcoding(false), "m=audio 4000 RTP/AVP 111 0 8 101"),
+        (
+            opus_transcoding(true),
+            "m=audio 4000 RTP/AVP 111 96 0 8 98 101",
+        ),
+    ] {
+        let mut c = Call::with_config(config);
+        assert_eq!(opus_client_calls(&mut c, pcmu_dtmf()), line);
+    }
+}
+
+#[test]
+fn an_opus_client_calling_a_g711_phone_is_transcoded_both_ways() {
+    let mut c = Call::with_config(opus_transcoding(true));
+    opus_client_calls(&mut c, pcmu_dtmf());
+    // The client is told its own codec: it keeps sending and hearing Opus.
+    assert_eq!(
+        c.callbacks.last(),
+        Some(&ClientCallback::Accepted {
+            codecs: Some((Some(CodecToken::Opus), None))
+        })
+    );
+    // What ffmpeg sends before the frames carries no audio: nothing goes out for it.
+    let start = opus::sequence_start(0, 1).to_message(1);
+    c.client_media(&start);
+    assert!(c.far_rtp.is_empty());
+    for i in 0..50 {
+        c.now += Duration::from_millis(20);
+        c.client_media(&opus_frame(i));
+        c.pump();
+    }
+    // The far end gets PCMU: 160 bytes per 20 ms at 8 kHz, timestamps 160 apart, the level
+    // of each frame (past the resampler's delay).
+    assert_eq!(c.far_rtp.len(), 50);
+    assert!(c.far_rtp.iter().all(|p| p.payload_type == 0));
+    assert!(c.far_rtp.iter().all(|p| p.payload.len() == 160));
+    assert!(c.far_rtp[0].marker && !c.far_rtp[1].marker);
+    for (i, p) in c.far_rtp.iter().enumerate() {
+        assert_eq!(
+            p.timestamp.wrapping_sub(c.far_rtp[0].timestamp),
+            160 * i as u32
+        );
+        let level = i32::from((i as i16 - 25) * 200);
+        let got = i32::from(g711::ulaw_to_linear(p.payload[100]));
+        assert!(
+            (got - level).abs() <= level.abs() / 16 + 80,
+            "frame {i}: {got} for {level}"
+        );
+    }
+    // Echoed back, it reaches the client as the Opus sequence start, then one Opus frame per
+    // 20 ms of the same levels.
+    assert_eq!(c.remote_media.len(), 51);
+    let head = &c.remote_media[0].payload;
+    assert_eq!(head[..], *opus::sequence_start(0, 1).to_message(1).payload);
+    for (i, m) in c.remote_media[1..].iter().enumerate() {
+        assert_eq!(m.payload[..5], opus::CODED_FRAMES_HEADER);
+        assert_eq!(m.payload.len(), 5 + 960);
+        assert_eq!(
+            m.timestamp.wrapping_sub(c.remote_media[1].timestamp),
+            20 * i as u32
+        );
+        let level = i32::from((i as i16 - 25) * 200);
+        let got = i32::from(m.payload[5 + 600] as i8) * 64;
+        assert!(
+            (got - level).abs() <= level.abs() / 8 + 160,
+            "frame {i}: {got} for {level}"
+        );
+    }
+}
+
+#[test]
+fn an_opus_client_calling_a_speex_only_phone_is_transcoded_to_speex() {
+    let mut c = Call::with_config(opus_transcoding(true));
+    opus_client_calls(&mut c, vec![Codec::new(96, "speex", 16000, None)]);
+    assert_eq!(
+        c.callbacks.last(),
+        Some(&ClientCallback::Accepted {
+            codecs: Some((Some(CodecToken::Opus), None))
+        })
+    );
+    for i in 0..10 {
+        c.now += Duration::from_millis(20);
+        c.client_media(&opus_frame(i));
+        c.pump();
+    }
+    // One Speex wideband frame per Opus frame, on the 16 kHz clock.
+    assert_eq!(c.far_rtp.len(), 10);
+    assert!(c.far_rtp.iter().all(|p| p.payload_type == 96));
+    assert!(c.far_rtp.iter().all(|p| p.payload[..2] == FRAMING));
+    assert_eq!(
+        c.far_rtp[1].timestamp.wrapping_sub(c.far_rtp[0].timestamp),
+        320
+    );
+    assert_eq!(
+        c.remote_media.len(),
+        11,
+        "the sequence start and ten frames"
+    );
+}
+
+#[test]
+fn without_an_opus_codec_an_opus_client_calling_a_g711_phone_gets_488() {
+    let mut c = Call::with_config(GatewayConfig {
+        transcoder: Some(std::sync::Arc::new(PlainSpeex)),
+        ..GatewayConfig::default()
+    });
+    opus_client_calls(&mut c, pcmu_dtmf());
+    assert_eq!(
+        c.callbacks.last(),
+        Some(&ClientCallback::Rejected("488 Not Acceptable Here".into()))
+    );
+}
+
+#[test]
+fn opus_passes_through_to_a_far_end_that_speaks_it() {
+    let mut c = Call::with_config(opus_transcoding(true));
+    let mut codecs = vec![Codec::new(107, "opus", 48000, Some(2))];
+    codecs.extend(pcmu_dtmf());
+    opus_client_calls(&mut c, codecs);
+    assert_eq!(
+        c.callbacks.last(),
+        Some(&ClientCallback::Accepted {
+            codecs: Some((Some(CodecToken::Opus), None))
+        })
+    );
+    let frames: Vec<RtmpMessage> = (0..5).map(opus_frame).collect();
+    for f in &frames {
+        c.now += Duration::from_millis(20);
+        c.client_media(f);
+        c.pump();
+    }
+    // Byte for byte, on the 48 kHz clock, with our offer's payload type (its answer keeps it).
+    assert_eq!(c.far_rtp.len(), 5);
+    for (p, f) in c.far_rtp.iter().zip(&frames) {
+        assert_eq!(p.payload_type, 111);
+        assert_eq!(p.payload[..], f.payload[5..]);
+    }
+    assert_eq!(
+        c.far_rtp[1].timestamp.wrapping_sub(c.far_rtp[0].timestamp),
+        960
+    );
+    // Back: a stereo sequence start (RFC 7587's streams may be stereo), then the frames as
+    // they were sent.
+    assert_eq!(c.remote_media.len(), 6);
+    assert_eq!(
+        c.remote_media[0].payload[..],
+        *opus::sequence_start(0, 2).to_message(1).payload
+    );
+    for (m, f) in c.remote_media[1..].iter().zip(&frames) {
+        assert_eq!(m.payload, f.payload);
+    }
+    // A new play of `remote` starts with the sequence start again.
+    c.gw.remote_play_started(c.now);
+    c.now += Duration::from_millis(20);
+    c.client_media(&opus_frame(5));
+    c.pump();
+    assert_eq!(c.remote_media.len(), 8);
+    assert_eq!(c.remote_media[6].payload[..5], opus::SEQUENCE_START_HEADER);
+}
+
+#[test]
+fn an_incoming_g711_call_is_accepted_by_an_opus_client_only_with_an_opus_codec() {
+    for (config, accepted) in [
+        (opus_transcoding(false), true),
+        (transcoding(), false),
+        (GatewayConfig::default(), false),
+    ] {
+        let mut c = Call::with_config(config);
+        let offer = create_offer(&far_caps(pcmu_dtmf()), &origin(1));
+        let target = Uri::parse("sip:alice@10.0.0.1:5060").unwrap();
+        let far_call = c
+            .far
+            .invite(c.now, target, Bytes::from(offer.serialize()))
+            .unwrap();
+        c.pump();
+        c.client(ClientCall::Accept {
+            codecs: vec![CodecToken::Opus, CodecToken::Dtmf],
+        });
+        let answered = c
+            .far_events
+            .iter()
+            .any(|e| matches!(e, UaEvent::Answered { call, .. } if *call == far_call));
+        assert_eq!(answered, accepted);
+        if accepted {
+            // The client hears and speaks Opus; the far end's PCMU reaches it as Opus.
+            assert_eq!(
+                c.callbacks.last(),
+                Some(&ClientCallback::Accepted {
+                    codecs: Some((Some(CodecToken::Opus), None))
+                })
+            );
+            c.now += Duration::from_millis(20);
+            c.client_media(&opus_frame(3));
+            c.pump();
+            assert_eq!(c.far_rtp.len(), 1);
+            assert_eq!(c.far_rtp[0].payload_type, 0);
+            assert_eq!(c.remote_media.len(), 2, "sequence start and frame");
+        }
     }
 }

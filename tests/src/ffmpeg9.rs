@@ -1,10 +1,13 @@
 //! ffmpeg 9 (imageio-ffmpeg's static build) as an enhanced-RTMP peer: publisher, player, and
 //! the probe of what it saved (Debian's ffprobe 5.1 cannot read enhanced FLV). Packets are
 //! listed with ffmpeg's `framecrc` muxer: stream, timestamp, size, CRC and key flag of every
-//! packet, stream-copied with the file's own timestamps.
+//! packet, stream-copied with the file's own timestamps. Also its Opus, with its libopus, as
+//! an enhanced-RTMP client's microphone ([`opus_flv`]) and ear ([`decode_audio_tags`]).
 
 use std::path::Path;
 use std::process::Command;
+
+use bytes::Bytes;
 
 use crate::locate::ffmpeg9;
 use crate::peers::Peer;
@@ -138,4 +141,73 @@ pub fn play(url: &str, out: &Path) -> Peer {
             .args(["-map", "0", "-c", "copy", "-copyts", "-f", "flv"])
             .arg(out),
     )
+}
+
+/// `pcm` (mono at `rate` Hz) encoded by ffmpeg 9's libopus at `bitrate` (`"32k"`) into an FLV
+/// in `dir`: its audio tags (timestamp in ms, body), as ffmpeg publishes them over RTMP (a
+/// SequenceStart with the Opus ID header, a MultichannelConfig, then one 20 ms CodedFrames
+/// message per packet).
+pub fn opus_flv(pcm: &[i16], rate: u32, bitrate: &str, dir: &Path) -> Vec<(u32, Bytes)> {
+    let raw = dir.join("opus-input.s16");
+    let flv = dir.join("opus-input.flv");
+    let bytes: Vec<u8> = pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
+    std::fs::write(&raw, bytes).expect("write PCM");
+    let output = Command::new(ffmpeg9())
+        .args(["-nostdin", "-v", "error", "-y", "-f", "s16le", "-ar"])
+        .arg(rate.to_string())
+        .args(["-ac", "1", "-i"])
+        .arg(&raw)
+        .args(["-c:a", "libopus", "-b:a", bitrate, "-f", "flv"])
+        .arg(&flv)
+        .output()
+        .expect("run ffmpeg 9");
+    assert!(
+        output.status.success(),
+        "ffmpeg 9 Opus encode: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    crate::gateway::flv_audio(&flv)
+}
+
+/// Audio tag bodies with their timestamps (in ms) as an FLV file at `path`.
+pub fn write_audio_flv(path: &Path, tags: &[(u32, Bytes)]) {
+    // Header: "FLV", version 1, audio only, header size 9; then the first PreviousTagSize.
+    let mut out = b"FLV\x01\x04\x00\x00\x00\x09\x00\x00\x00\x00".to_vec();
+    for (ts, body) in tags {
+        let size = body.len() as u32;
+        out.push(8);
+        out.extend_from_slice(&size.to_be_bytes()[1..]);
+        out.extend_from_slice(&ts.to_be_bytes()[1..]);
+        out.push((ts >> 24) as u8);
+        out.extend_from_slice(&[0, 0, 0]);
+        out.extend_from_slice(body);
+        out.extend_from_slice(&(size + 11).to_be_bytes());
+    }
+    std::fs::write(path, out).expect("write FLV");
+}
+
+/// Decodes audio tags (timestamp in ms, body: what a client received) with ffmpeg 9, written
+/// as an FLV in `dir`, to mono PCM at `rate` Hz; the samples, and the errors ffmpeg printed
+/// (empty when it decoded cleanly).
+pub fn decode_audio_tags(tags: &[(u32, Bytes)], rate: u32, dir: &Path) -> (Vec<i16>, String) {
+    let flv = dir.join("received.flv");
+    write_audio_flv(&flv, tags);
+    let output = Command::new(ffmpeg9())
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(&flv)
+        .args(["-f", "s16le", "-ac", "1", "-ar"])
+        .arg(rate.to_string())
+        .arg("-")
+        .output()
+        .expect("run ffmpeg 9");
+    let mut errors = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success() {
+        errors.push_str(&format!("exit {}", output.status));
+    }
+    let pcm = output
+        .stdout
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    (pcm, errors)
 }

@@ -27,6 +27,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use siprtmp_codec_speex::{Band, Decoder, Encoder};
 use siprtmp_core::sip::Transport;
+use siprtmp_tests::audio_measure::{self, best_correlation};
 use siprtmp_tests::gateway::{gateway_node, s, Phone};
 use siprtmp_tests::scratch_dir;
 use siprtmp_tests::server::{Runtime, TestServer};
@@ -49,17 +50,7 @@ fn sweep(band: Band) -> Vec<i16> {
 
 /// A logarithmic sweep from `f0` to `f1` Hz over [`FRAMES`] frames at `band`'s rate.
 fn sweep_from(f0: f64, f1: f64, band: Band) -> Vec<i16> {
-    let rate = f64::from(band.sample_rate());
-    let n = FRAMES * band.frame_samples();
-    let duration = n as f64 / rate;
-    let k = (f1 / f0).ln() / duration;
-    (0..n)
-        .map(|i| {
-            let t = i as f64 / rate;
-            let phase = 2.0 * std::f64::consts::PI * f0 * ((k * t).exp() - 1.0) / k;
-            (8000.0 * phase.sin()) as i16
-        })
-        .collect()
+    audio_measure::sweep(f0, f1, band.sample_rate(), FRAMES * band.frame_samples())
 }
 
 /// The client's FLV audio bodies: `0xB2` then one Speex frame of `band`, every 20 ms.
@@ -73,30 +64,6 @@ fn speex_frames(pcm: &[i16], band: Band) -> Vec<(u32, Bytes)> {
             (i as u32 * 20, Bytes::from(body))
         })
         .collect()
-}
-
-/// The best normalised cross-correlation of `got` against `sent` over lags 0 to `max_lag`
-/// samples (`got` late), and that lag.
-fn best_correlation(sent: &[i16], got: &[i16], max_lag: usize) -> (f64, usize) {
-    let mut best = (f64::MIN, 0);
-    for lag in 0..=max_lag.min(got.len()) {
-        let n = sent.len().min(got.len() - lag);
-        if n < sent.len() / 2 {
-            break;
-        }
-        let (mut xy, mut xx, mut yy) = (0f64, 0f64, 0f64);
-        for (&x, &y) in sent[..n].iter().zip(&got[lag..lag + n]) {
-            let (x, y) = (f64::from(x), f64::from(y));
-            xy += x * y;
-            xx += x * x;
-            yy += y * y;
-        }
-        let c = xy / (xx * yy).sqrt().max(1.0);
-        if c > best.0 {
-            best = (c, lag);
-        }
-    }
-    best
 }
 
 /// The sweep through `passes` Speex encode/decode passes of `band`, no gateway.

@@ -13,10 +13,14 @@
 //! arrives with [`GatewaySession::sip_stream`], and reports a connection that failed or
 //! closed with [`GatewaySession::sip_stream_failed`], which fails the transactions using it.
 //!
-//! Codecs: pass-through whenever the far end shares a codec with the client. With a Speex
-//! codec from the host ([`GatewayConfig::transcoder`]), a client that sends Speex also offers
-//! (or accepts) PCMU and PCMA, after its own codecs, and a call that settles on G.711 is
-//! transcoded by its media bridge; without one, such a call gets 488 as before.
+//! Codecs: pass-through whenever the far end shares a codec with the client. With codec
+//! libraries from the host ([`GatewayConfig::transcoder`] for Speex, [`GatewayConfig::opus`]),
+//! a client also offers (or accepts), after its own codecs, what the gateway can transcode its
+//! audio to, and a call that settles on one of those is transcoded by its media bridge: a
+//! Speex client PCMU and PCMA (with Speex); an Opus client Speex wideband (with Speex),
+//! PCMU, PCMA and Speex narrowband (with Speex), in that order, the better sound first
+//! (16 kHz Speex, then 8 kHz G.711, then 8 kHz Speex at a fifth of G.711's rate). Without the
+//! library, such a call gets 488 as before.
 //!
 //! What the original gateway left out is done here: 180 Ringing on an incoming INVITE; 488
 //! before alerting when no codec matches; CANCEL of a pending outgoing INVITE and rejection of
@@ -31,7 +35,9 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use crate::media::frame::MediaFrame;
-use crate::media::transcode::{SpeexBand, SpeexCodecs};
+use crate::media::transcode::{
+    ClientCodec, CodecLibraries, FarCodec, G711Law, OpusCodecs, SpeexBand, SpeexCodecs,
+};
 use crate::rng::SeededRng;
 use crate::rtmp::message::RtmpMessage;
 use crate::sdp::offer_answer::{answer, create_offer, negotiated_media, process_answer, reoffer};
@@ -74,9 +80,22 @@ pub struct GatewayConfig {
     /// Where a call's media is accepted from besides the address the far end's SDP gives
     /// (`--rtp-source`; see [`crate::rtp::source_filter`]).
     pub rtp_source: SourcePolicy,
-    /// The Speex codec for transcoding to G.711 (see the module documentation); `None`:
-    /// pass-through only.
+    /// The Speex codec for transcoding (see the module documentation); `None`: no
+    /// transcoding to or from Speex.
     pub transcoder: Option<Arc<dyn SpeexCodecs>>,
+    /// The Opus codec for transcoding an Opus client's audio (see the module
+    /// documentation); `None`: Opus is passed through only.
+    pub opus: Option<Arc<dyn OpusCodecs>>,
+}
+
+impl GatewayConfig {
+    /// The codec libraries the transcoders are made with.
+    pub fn libraries(&self) -> CodecLibraries<'_> {
+        CodecLibraries {
+            speex: self.transcoder.as_deref(),
+            opus: self.opus.as_deref(),
+        }
+    }
 }
 
 impl Default for GatewayConfig {
@@ -91,6 +110,7 @@ impl Default for GatewayConfig {
             transport: Transport::Udp,
             rtp_source: SourcePolicy::default(),
             transcoder: None,
+            opus: None,
         }
     }
 }
@@ -415,27 +435,43 @@ impl GatewaySession {
     }
 
     /// What we offer or accept for a client naming `tokens`: its own codecs, and when it sends
-    /// Speex and the host can transcode, PCMU and PCMA after its audio codecs (so a far end
-    /// that shares a codec with the client still picks that one: pass-through).
+    /// Speex or Opus, what the host can transcode that to, after its audio codecs (so a far
+    /// end that shares a codec with the client still picks that one: pass-through). See the
+    /// module documentation for the order.
     fn offered_tokens(&self, tokens: &[CodecToken]) -> Vec<CodecToken> {
         let mut out = tokens.to_vec();
-        if self.config.transcoder.is_none() || speex_band(tokens).is_none() {
+        let Some(client) = client_codec(tokens) else {
             return out;
-        }
+        };
+        let targets: &[CodecToken] = match client {
+            ClientCodec::Speex(_) => &[CodecToken::Pcmu, CodecToken::Pcma],
+            ClientCodec::Opus => &[
+                CodecToken::Wideband,
+                CodecToken::Pcmu,
+                CodecToken::Pcma,
+                CodecToken::Narrowband,
+            ],
+        };
+        let libraries = self.config.libraries();
         let mut at = out
             .iter()
             .rposition(|t| !t.is_video() && *t != CodecToken::Dtmf)
             .map_or(0, |i| i + 1);
-        for g711 in [CodecToken::Pcmu, CodecToken::Pcma] {
-            if !out.contains(&g711) {
-                out.insert(at, g711);
+        for &target in targets {
+            let possible =
+                far_codec(target).is_some_and(|far| libraries.can_transcode(client, far));
+            if possible && !out.contains(&target) {
+                out.insert(at, target);
                 at += 1;
             }
         }
         out
     }
 
-    /// Every codec the gateway can bridge: what an incoming offer is checked against.
+    /// Every codec the gateway can bridge for any client: what an incoming offer is checked
+    /// against before the client is alerted. Not Opus: only an enhanced-RTMP client can take
+    /// an Opus call, and which kind of client this is shows only when it accepts (an offer
+    /// with Opus and G.711 passes on its G.711).
     fn all_tokens(&self) -> Vec<CodecToken> {
         let speex = if self.narrowband {
             [CodecToken::Narrowband, CodecToken::Wideband]
@@ -623,18 +659,17 @@ impl GatewaySession {
         report_tokens: bool,
     ) {
         let mut setup = bridge_setup(negotiated, self.config.mtu, self.config.rtp_source);
-        // G.711 the client did not name: it is there because we transcode.
+        // An audio codec the client did not name: it is there because we transcode.
         if let Some(leg) = &setup.audio {
-            if matches!(leg.codec, CodecToken::Pcmu | CodecToken::Pcma)
-                && !tokens.contains(&leg.codec)
-            {
-                setup.transcode = speex_band(&tokens);
+            if !tokens.contains(&leg.codec) {
+                setup.transcode = client_codec(&tokens);
             }
         }
         let audio = match setup.transcode {
-            // The client hears and speaks its Speex.
-            Some(SpeexBand::Wideband) => Some(CodecToken::Wideband),
-            Some(SpeexBand::Narrowband) => Some(CodecToken::Narrowband),
+            // The client hears and speaks its own codec.
+            Some(ClientCodec::Speex(SpeexBand::Wideband)) => Some(CodecToken::Wideband),
+            Some(ClientCodec::Speex(SpeexBand::Narrowband)) => Some(CodecToken::Narrowband),
+            Some(ClientCodec::Opus) => Some(CodecToken::Opus),
             None => setup.audio.as_ref().map(|l| l.codec),
         };
         let video = setup.video.as_ref().map(|l| l.codec);
@@ -643,7 +678,7 @@ impl GatewaySession {
             &self.cname,
             &mut self.rng,
             now,
-            self.config.transcoder.as_deref(),
+            self.config.libraries(),
         );
         let (since, direction) = started;
         self.stats.call(direction, "answered");
@@ -1247,11 +1282,23 @@ fn bridge_setup(
     setup
 }
 
-/// The Speex the client sends, by its first Speex token.
-fn speex_band(tokens: &[CodecToken]) -> Option<SpeexBand> {
+/// The transcodable codec the client sends, by its first Speex or Opus token.
+fn client_codec(tokens: &[CodecToken]) -> Option<ClientCodec> {
     tokens.iter().find_map(|t| match t {
-        CodecToken::Wideband => Some(SpeexBand::Wideband),
-        CodecToken::Narrowband => Some(SpeexBand::Narrowband),
+        CodecToken::Wideband => Some(ClientCodec::Speex(SpeexBand::Wideband)),
+        CodecToken::Narrowband => Some(ClientCodec::Speex(SpeexBand::Narrowband)),
+        CodecToken::Opus => Some(ClientCodec::Opus),
         _ => None,
+    })
+}
+
+/// What the far end speaks when the call settles on `token` and is transcoded.
+fn far_codec(token: CodecToken) -> Option<FarCodec> {
+    Some(match token {
+        CodecToken::Pcmu => FarCodec::G711(G711Law::Ulaw),
+        CodecToken::Pcma => FarCodec::G711(G711Law::Alaw),
+        CodecToken::Wideband => FarCodec::Speex(SpeexBand::Wideband),
+        CodecToken::Narrowband => FarCodec::Speex(SpeexBand::Narrowband),
+        _ => return None,
     })
 }

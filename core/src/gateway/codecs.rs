@@ -3,10 +3,12 @@
 //! A Flash client names the codecs it can send and receive with tokens, most preferred first:
 //! `wideband`, `narrowband`, `pcmu`, `pcma` (and the aliases `ulaw`, `alaw`), `dtmf`, `h264`
 //! and `flv`. Each maps to one rtpmap with the payload type the original gateway used, so
-//! offers look the same on the wire as they always did. Without tokens the legacy offer is
-//! used: Speex at the connection's rate, telephone-event, and the x-flv video tunnel. (With
-//! transcoding available, a Speex client's offer also lists PCMU and PCMA after its own audio
-//! codecs: see [`super::call_session`].)
+//! offers look the same on the wire as they always did. An enhanced-RTMP client that sends
+//! and hears Opus (FourCC `Opus`, 48 kHz) names `opus`: `opus/48000/2` (RFC 7587) with payload
+//! type 111, the one most SIP and WebRTC peers use. Without tokens the legacy offer is used:
+//! Speex at the connection's rate, telephone-event, and the x-flv video tunnel. (With
+//! transcoding available, a Speex or Opus client's offer also lists the codecs the gateway
+//! can transcode it to after its own audio codecs: see [`super::call_session`].)
 
 use std::net::IpAddr;
 
@@ -23,6 +25,8 @@ pub enum CodecToken {
     Pcmu,
     /// G.711 A-law (payload type 8; also `alaw`).
     Pcma,
+    /// Opus, 48 kHz, enhanced RTMP's FourCC `Opus` (payload type 111, `opus/48000/2`).
+    Opus,
     /// RFC 4733 telephone-events (payload type 101).
     Dtmf,
     /// H.264, packetization-mode 1, profile-level-id 420014 (payload type 99).
@@ -37,7 +41,8 @@ impl CodecToken {
     /// ```
     /// use siprtmp_core::gateway::codecs::CodecToken;
     /// assert_eq!(CodecToken::parse("ULAW"), Some(CodecToken::Pcmu));
-    /// assert_eq!(CodecToken::parse("opus"), None);
+    /// assert_eq!(CodecToken::parse("Opus"), Some(CodecToken::Opus));
+    /// assert_eq!(CodecToken::parse("g729"), None);
     /// ```
     pub fn parse(token: &str) -> Option<Self> {
         Some(match token.to_ascii_lowercase().as_str() {
@@ -45,6 +50,7 @@ impl CodecToken {
             "narrowband" => CodecToken::Narrowband,
             "pcmu" | "ulaw" => CodecToken::Pcmu,
             "pcma" | "alaw" => CodecToken::Pcma,
+            "opus" => CodecToken::Opus,
             "dtmf" => CodecToken::Dtmf,
             "h264" => CodecToken::H264,
             "flv" => CodecToken::Flv,
@@ -59,6 +65,7 @@ impl CodecToken {
             CodecToken::Narrowband => "narrowband",
             CodecToken::Pcmu => "pcmu",
             CodecToken::Pcma => "pcma",
+            CodecToken::Opus => "opus",
             CodecToken::Dtmf => "dtmf",
             CodecToken::H264 => "h264",
             CodecToken::Flv => "flv",
@@ -77,6 +84,7 @@ impl CodecToken {
             CodecToken::Narrowband => Codec::new(98, "speex", 8000, None),
             CodecToken::Pcmu => Codec::new(0, "PCMU", 8000, None),
             CodecToken::Pcma => Codec::new(8, "PCMA", 8000, None),
+            CodecToken::Opus => Codec::new(111, "opus", 48000, Some(2)),
             CodecToken::Dtmf => {
                 Codec::new(101, "telephone-event", 8000, None).with_param("0-15", None)
             }
@@ -95,6 +103,7 @@ impl CodecToken {
             ("speex", 8000) => CodecToken::Narrowband,
             ("pcmu", 8000) => CodecToken::Pcmu,
             ("pcma", 8000) => CodecToken::Pcma,
+            ("opus", 48000) => CodecToken::Opus,
             ("telephone-event", _) => CodecToken::Dtmf,
             ("h264", 90000) => CodecToken::H264,
             ("x-flv", _) => CodecToken::Flv,
@@ -204,11 +213,12 @@ mod tests {
 
     #[test]
     fn tokens_keep_order_drop_unknowns_and_duplicates() {
-        let t = parse_tokens(["PCMA", "opus", "alaw", "wideband", "h264", "dtmf"]);
+        let t = parse_tokens(["PCMA", "g729", "alaw", "opus", "wideband", "h264", "dtmf"]);
         assert_eq!(
             t,
             vec![
                 CodecToken::Pcma,
+                CodecToken::Opus,
                 CodecToken::Wideband,
                 CodecToken::H264,
                 CodecToken::Dtmf

@@ -3,9 +3,12 @@
 //! from the far end becomes the messages of the client's `remote` stream.
 //!
 //! Audio: Speex wideband passes through (or loses its wideband layer for a narrowband peer),
-//! G.711 passes through. Only when the far end speaks G.711 and the client Speex
-//! ([`BridgeSetup::transcode`]) is audio transcoded, by the call's own
-//! [`SpeexG711`] with the codec the host provides ([`SpeexCodecs`]). Video: H.264 per RFC 6184, or the x-flv tunnel to another gateway.
+//! G.711 and Opus pass through. Only when the far end does not speak the client's codec
+//! ([`BridgeSetup::transcode`]: a Speex client and a G.711 far end, an Opus client and a
+//! G.711 or Speex far end) is audio transcoded, by the call's own [`Transcoder`] with the
+//! codecs the host provides ([`CodecLibraries`]). A client that hears Opus gets the Opus
+//! sequence start before the first frame of each play. Video: H.264 per RFC 6184, or the
+//! x-flv tunnel to another gateway.
 //! Telephone-events (RFC 4733) go out from `sendDTMF` and come in as `dtmf` callbacks. RTP
 //! timestamps come from the RTMP timestamps; RTMP timestamps on the way back are anchored at
 //! the first packet. Each leg has its own RTP session (SSRC, sequence, RTCP reports).
@@ -15,15 +18,17 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::flv::media::audio_codec;
 use crate::media::audio::{RtmpToRtpAudio, RtpAudioCodec, RtpAudioFormat, RtpToRtmpAudio};
 use crate::media::flv_tunnel::{FlvTunnelReceiver, FlvTunnelSender};
 use crate::media::frame::MediaFrame;
 use crate::media::h264_depacketizer::{H264Depacketizer, H264DepacketizerConfig};
 use crate::media::h264_packetizer::{H264Packetizer, H264PacketizerConfig};
+use crate::media::opus;
 use crate::media::payload::RtpPayload;
 use crate::media::timestamp::rtmp_to_rtp;
-use crate::media::transcode::{G711Law, SpeexBand, SpeexCodecs, SpeexG711};
+use crate::media::transcode::{
+    ClientCodec, CodecLibraries, FarCodec, G711Law, SpeexBand, Transcoder,
+};
 use crate::rng::SeededRng;
 use crate::rtmp::message::{type_id, RtmpMessage};
 use crate::rtp::dtmf::{encode_digit, DtmfReceiver};
@@ -73,9 +78,9 @@ pub struct BridgeSetup {
     /// Where the far end's media is accepted from besides the address its SDP gives (see
     /// [`crate::rtp::source_filter`]).
     pub source_policy: SourcePolicy,
-    /// The client's Speex band when the audio leg's codec (G.711) is not what the client
-    /// sends: the bridge transcodes between the two. `None`: pass-through.
-    pub transcode: Option<SpeexBand>,
+    /// The client's codec when the audio leg's codec is not what the client sends: the
+    /// bridge transcodes between the two. `None`: pass-through.
+    pub transcode: Option<ClientCodec>,
 }
 
 /// A datagram for the driver to send from the leg's RTP (or RTCP) socket.
@@ -115,9 +120,12 @@ struct AudioLeg {
     counters: LegCounters,
     source: SourceFilter,
     /// The call's transcoder, when the client's codec is not the far end's.
-    transcoder: Option<Box<SpeexG711>>,
+    transcoder: Option<Box<Transcoder>>,
     /// Whether a transcoded packet went out yet (the first carries the marker bit).
     transcoded_started: bool,
+    /// The client hears Opus: the channel count of its sequence start, and whether that is
+    /// due before the next frame.
+    opus_head: Option<(u8, bool)>,
 }
 
 struct VideoLeg {
@@ -262,6 +270,7 @@ fn audio_format(token: CodecToken, payload_type: u8) -> Option<RtpAudioFormat> {
         CodecToken::Narrowband => RtpAudioCodec::SpeexNarrowband,
         CodecToken::Pcmu => RtpAudioCodec::Pcmu,
         CodecToken::Pcma => RtpAudioCodec::Pcma,
+        CodecToken::Opus => RtpAudioCodec::Opus,
         _ => return None,
     };
     Some(RtpAudioFormat {
@@ -279,35 +288,43 @@ fn session(rng: &mut SeededRng, now: Instant, clock_rate: u32, cname: &str) -> R
 
 impl MediaBridge {
     /// A bridge for the negotiated `setup`; `cname` names us in RTCP; `codecs` makes the
-    /// Speex codec when `setup` asks for transcoding. `None` when the audio leg names a video
-    /// codec (or the reverse): the negotiation was inconsistent; or when transcoding is asked
-    /// for but the leg is not G.711 or no codec can be made.
+    /// transcoder when `setup` asks for one. `None` when the audio leg names a video codec
+    /// (or the reverse): the negotiation was inconsistent; or when transcoding is asked for
+    /// but the leg's codec cannot be transcoded to or no codec can be made.
     pub fn new(
         setup: &BridgeSetup,
         cname: &str,
         rng: &mut SeededRng,
         now: Instant,
-        codecs: Option<&dyn SpeexCodecs>,
+        codecs: CodecLibraries<'_>,
     ) -> Option<Self> {
         let audio = match &setup.audio {
             Some(leg) => {
                 let send = audio_format(leg.codec, leg.send_pt)?;
                 let receive = audio_format(leg.codec, leg.receive_pt)?;
                 let transcoder = match setup.transcode {
-                    Some(band) => {
-                        let law = match leg.codec {
-                            CodecToken::Pcmu => G711Law::Ulaw,
-                            CodecToken::Pcma => G711Law::Alaw,
+                    Some(client) => {
+                        let far = match leg.codec {
+                            CodecToken::Pcmu => FarCodec::G711(G711Law::Ulaw),
+                            CodecToken::Pcma => FarCodec::G711(G711Law::Alaw),
+                            CodecToken::Wideband => FarCodec::Speex(SpeexBand::Wideband),
+                            CodecToken::Narrowband => FarCodec::Speex(SpeexBand::Narrowband),
                             _ => return None,
                         };
-                        let codec = codecs?.open(band)?;
-                        Some(Box::new(SpeexG711::new(band, law, codec)))
+                        Some(Box::new(Transcoder::new(client, far, codecs)?))
                     }
                     None => None,
+                };
+                // Our encoder codes mono; a far end's Opus may be stereo (RFC 7587).
+                let opus_head = match (setup.transcode, leg.codec) {
+                    (Some(ClientCodec::Opus), _) => Some((1, true)),
+                    (None, CodecToken::Opus) => Some((2, true)),
+                    _ => None,
                 };
                 Some(AudioLeg {
                     transcoder,
                     transcoded_started: false,
+                    opus_head,
                     source: SourceFilter::new(setup.source_policy, leg.remote, now),
                     setup: leg.clone(),
                     session: session(rng, now, send.codec.clock_rate(), cname),
@@ -471,37 +488,43 @@ impl MediaBridge {
         match msg.type_id {
             type_id::AUDIO => {
                 let Some(leg) = &mut self.audio else { return };
-                let payload = match &mut leg.transcoder {
-                    // A frame the negotiated codec cannot carry (the client switched codecs)
-                    // is dropped: only Speex is transcoded.
-                    None => match leg.out.translate(&msg.payload, msg.timestamp) {
-                        Ok(payload) => payload,
-                        Err(_) => return,
-                    },
-                    Some(t) => {
-                        let Some((&header, speex)) = msg.payload.split_first() else {
-                            return;
-                        };
-                        if header >> 4 != audio_codec::SPEEX {
-                            return;
-                        }
-                        let Some(g711) = t.client_to_far(speex) else {
-                            return;
-                        };
-                        let marker = !std::mem::replace(&mut leg.transcoded_started, true);
-                        RtpPayload::new(rtmp_to_rtp(msg.timestamp, 8000, 0), marker, g711)
+                let Some(t) = &mut leg.transcoder else {
+                    // A frame the negotiated codec cannot carry (the client switched codecs, a
+                    // sequence start) is dropped.
+                    let Ok(payload) = leg.out.translate(&msg.payload, msg.timestamp) else {
+                        return;
+                    };
+                    self.last_audio_rtp = payload.timestamp;
+                    if let Ok(datagram) = send(&mut leg.session, now, leg.setup.send_pt, payload) {
+                        leg.counters.sent(&datagram);
+                        out.push(OutgoingRtp {
+                            leg: Leg::Audio,
+                            rtcp: false,
+                            destination: leg.setup.remote,
+                            datagram,
+                        });
                     }
+                    return;
                 };
-                self.last_audio_rtp = payload.timestamp;
-                if let Ok(datagram) = send(&mut leg.session, now, leg.setup.send_pt, payload) {
-                    leg.counters.sent(&datagram);
-                    out.push(OutgoingRtp {
-                        leg: Leg::Audio,
-                        rtcp: false,
-                        destination: leg.setup.remote,
-                        datagram,
-                    });
-                }
+                // Only the client's own codec is transcoded; anything else is dropped in there.
+                let clock = leg.out.format().codec.clock_rate();
+                let (session, setup, counters) = (&mut leg.session, &leg.setup, &mut leg.counters);
+                let started = &mut leg.transcoded_started;
+                let last_rtp = &mut self.last_audio_rtp;
+                t.client_to_far(&msg.payload, msg.timestamp, |ms, body| {
+                    let marker = !std::mem::replace(started, true);
+                    let payload = RtpPayload::new(rtmp_to_rtp(ms, clock, 0), marker, body);
+                    *last_rtp = payload.timestamp;
+                    if let Ok(datagram) = send(session, now, setup.send_pt, payload) {
+                        counters.sent(&datagram);
+                        out.push(OutgoingRtp {
+                            leg: Leg::Audio,
+                            rtcp: false,
+                            destination: setup.remote,
+                            datagram,
+                        });
+                    }
+                });
             }
             type_id::VIDEO => {
                 let Some(leg) = &mut self.video else { return };
@@ -624,18 +647,16 @@ impl MediaBridge {
                 }
                 a.counters.received(bytes);
                 if let Some(msg) = a.back.translate(packet, rtmp_now) {
+                    let head = &mut a.opus_head;
                     match &mut a.transcoder {
-                        None => out.push(FromFarEnd::Media(msg)),
-                        Some(t) => t.far_to_client(&msg.body, msg.timestamp, |ms, speex| {
-                            // 0xB2: Speex, as the original gateway wrote it.
-                            let header = [RtpAudioCodec::SpeexWideband.flv_header()];
-                            out.push(FromFarEnd::Media(MediaFrame::new(
-                                type_id::AUDIO,
-                                ms,
-                                &header,
-                                speex,
-                            )));
-                        }),
+                        None => to_client(head, msg, out),
+                        Some(t) => {
+                            let header = t.client_codec().flv_tag_header();
+                            t.far_to_client(&msg.body, msg.timestamp, |ms, packet| {
+                                let frame = MediaFrame::new(type_id::AUDIO, ms, header, packet);
+                                to_client(head, frame, out);
+                            });
+                        }
                     }
                 }
             }
@@ -768,6 +789,10 @@ impl MediaBridge {
             if let Some(t) = &mut a.transcoder {
                 t.reset();
             }
+            // The new play needs the Opus sequence start again.
+            if let Some((_, due)) = &mut a.opus_head {
+                *due = true;
+            }
         }
         if let Some(v) = &mut self.video {
             match &mut v.back {
@@ -776,6 +801,19 @@ impl MediaBridge {
             }
         }
     }
+}
+
+/// An audio frame for the client: after the Opus sequence start when that is due (`head`: its
+/// channel count and whether it is due; see [`AudioLeg`]).
+fn to_client(head: &mut Option<(u8, bool)>, frame: MediaFrame, out: &mut Vec<FromFarEnd>) {
+    if let Some((channels, due @ true)) = head {
+        *due = false;
+        out.push(FromFarEnd::Media(opus::sequence_start(
+            frame.timestamp,
+            *channels,
+        )));
+    }
+    out.push(FromFarEnd::Media(frame));
 }
 
 /// A packet from another source than the one `setup.remote` names, or before the leg latched:

@@ -1,20 +1,22 @@
 //! Audio between the RTMP side (FLV audio tag bodies) and the SIP side (RTP payloads):
-//! Speex and G.711, never transcoded.
+//! Speex, G.711 and Opus, passed through (transcoding is [`super::transcode`]).
 //!
-//! RTMP→RTP ([`RtmpToRtpAudio`]): the 1-byte FLV audio header is stripped and the rest is the
-//! RTP payload (a zero-copy slice), except for Speex sent to a narrowband peer, whose
-//! wideband layers are stripped bit by bit (see [`super::speex`]). RTP timestamps are the
-//! RTMP timestamps scaled to the clock rate plus a base, so they follow the publisher's clock.
+//! RTMP→RTP ([`RtmpToRtpAudio`]): the FLV audio header (1 byte; 5 for Opus, see
+//! [`super::opus`]) is stripped and the rest is the RTP payload (a zero-copy slice), except
+//! for Speex sent to a narrowband peer, whose wideband layers are stripped bit by bit (see
+//! [`super::speex`]). RTP timestamps are the RTMP timestamps scaled to the clock rate plus a
+//! base, so they follow the publisher's clock.
 //!
 //! RTP→RTMP ([`RtpToRtmpAudio`]): the payload gets the FLV audio header the original gateway
-//! used (`0xB2` Speex, `0x82` PCMU, `0x72` PCMA) and an RTMP timestamp anchored at the first
-//! packet of the source ([`RtpTimeline`]).
+//! used (`0xB2` Speex, `0x82` PCMU, `0x72` PCMA; Opus the enhanced-RTMP CodedFrames header)
+//! and an RTMP timestamp anchored at the first packet of the source ([`RtpTimeline`]).
 
 use std::fmt;
 
 use bytes::{Bytes, BytesMut};
 
 use super::frame::MediaFrame;
+use super::opus;
 use super::payload::RtpPayload;
 use super::speex::{self, SpeexError};
 use super::timestamp::{rtmp_to_rtp, RtpTimeline};
@@ -33,6 +35,8 @@ pub enum RtpAudioCodec {
     Pcmu,
     /// G.711 A-law ("PCMA/8000", static payload type 8).
     Pcma,
+    /// Opus ("opus/48000/2", RFC 7587): enhanced RTMP's Opus, passed through.
+    Opus,
 }
 
 impl RtpAudioCodec {
@@ -40,6 +44,7 @@ impl RtpAudioCodec {
     pub fn clock_rate(self) -> u32 {
         match self {
             RtpAudioCodec::SpeexWideband => 16_000,
+            RtpAudioCodec::Opus => opus::SAMPLE_RATE,
             _ => 8000,
         }
     }
@@ -59,16 +64,25 @@ impl RtpAudioCodec {
             RtpAudioCodec::SpeexWideband | RtpAudioCodec::SpeexNarrowband => audio_codec::SPEEX,
             RtpAudioCodec::Pcmu => audio_codec::PCMU,
             RtpAudioCodec::Pcma => audio_codec::PCMA,
+            RtpAudioCodec::Opus => audio_codec::EX_HEADER,
         }
     }
 
-    /// The FLV audio header byte put in front of RTP payloads, as the original gateway wrote
-    /// it: Speex `0xB2` (16 kHz by definition), PCMU `0x82`, PCMA `0x72`.
+    /// The first byte of the FLV audio header put in front of RTP payloads, as the original
+    /// gateway wrote it: Speex `0xB2` (16 kHz by definition), PCMU `0x82`, PCMA `0x72`; Opus
+    /// `0x91` (the whole header is [`RtpAudioCodec::flv_tag_header`]).
     pub fn flv_header(self) -> u8 {
+        self.flv_tag_header()[0]
+    }
+
+    /// The whole FLV audio header put in front of RTP payloads: the byte of
+    /// [`RtpAudioCodec::flv_header`], and for Opus the FourCC after it.
+    pub fn flv_tag_header(self) -> &'static [u8] {
         match self {
-            RtpAudioCodec::SpeexWideband | RtpAudioCodec::SpeexNarrowband => 0xB2,
-            RtpAudioCodec::Pcmu => 0x82,
-            RtpAudioCodec::Pcma => 0x72,
+            RtpAudioCodec::SpeexWideband | RtpAudioCodec::SpeexNarrowband => &[0xB2],
+            RtpAudioCodec::Pcmu => &[0x82],
+            RtpAudioCodec::Pcma => &[0x72],
+            RtpAudioCodec::Opus => &opus::CODED_FRAMES_HEADER,
         }
     }
 }
@@ -108,6 +122,9 @@ pub enum AudioError {
     },
     /// The Speex bit-stream could not be walked to strip the wideband layers.
     Speex(SpeexError),
+    /// An enhanced-RTMP message that holds no Opus packet: a sequence start, a channel
+    /// configuration, another FourCC (see [`super::opus`]).
+    NoOpusFrame,
 }
 
 impl fmt::Display for AudioError {
@@ -121,6 +138,7 @@ impl fmt::Display for AudioError {
                 )
             }
             AudioError::Speex(e) => write!(f, "Speex: {e}"),
+            AudioError::NoOpusFrame => f.write_str("no Opus frame in the enhanced audio message"),
         }
     }
 }
@@ -186,6 +204,10 @@ impl RtmpToRtpAudio {
                 speex::wideband_to_narrowband(&body[1..], &mut self.scratch)
                     .map_err(AudioError::Speex)?;
                 self.scratch.split().freeze()
+            }
+            RtpAudioCodec::Opus => {
+                opus::coded_frame(body).ok_or(AudioError::NoOpusFrame)?;
+                body.slice(opus::CODED_FRAMES_HEADER.len()..)
             }
             _ => body.slice(1..),
         };
@@ -256,11 +278,10 @@ impl RtpToRtmpAudio {
             self.ssrc = Some(packet.ssrc);
         }
         let timestamp = self.timeline.to_rtmp(packet.timestamp, rtmp_now_ms);
-        let header = [self.format.codec.flv_header()];
         Some(MediaFrame::new(
             type_id::AUDIO,
             timestamp,
-            &header,
+            self.format.codec.flv_tag_header(),
             packet.payload,
         ))
     }
@@ -275,7 +296,7 @@ mod tests {
         #[test]
         fn arbitrary_bodies_never_panic(data in proptest::collection::vec(any::<u8>(), 0..120)) {
             let body = Bytes::from(data);
-            for format in [SPEEX_WB, SPEEX_NB, RtpAudioFormat::PCMU, RtpAudioFormat::PCMA] {
+            for format in [SPEEX_WB, SPEEX_NB, RtpAudioFormat::PCMU, RtpAudioFormat::PCMA, OPUS] {
                 let mut tx = RtmpToRtpAudio::new(format, 0);
                 if let Ok(p) = tx.translate(&body, 0) {
                     prop_assert!(p.body.len() < body.len());
@@ -292,6 +313,40 @@ mod tests {
         codec: RtpAudioCodec::SpeexNarrowband,
         payload_type: 98,
     };
+    const OPUS: RtpAudioFormat = RtpAudioFormat {
+        codec: RtpAudioCodec::Opus,
+        payload_type: 111,
+    };
+
+    #[test]
+    fn opus_passes_through_with_its_enhanced_header_and_48k_clock() {
+        let mut tx = RtmpToRtpAudio::new(OPUS, 0);
+        // ffmpeg 9's first messages: SequenceStart (OpusHead), MultichannelConfig, a frame.
+        let start = Bytes::from_static(b"\x90OpusOpusHead\x01\x01\x38\x01\x80\xbb\0\0\0\0\0");
+        assert_eq!(tx.translate(&start, 0), Err(AudioError::NoOpusFrame));
+        let config = Bytes::from_static(b"\x94Opus\x01\x01\0\0\0\x04");
+        assert_eq!(tx.translate(&config, 0), Err(AudioError::NoOpusFrame));
+        let frame = Bytes::from_static(b"\x91Opus\x78\x9e\x1e");
+        let p = tx.translate(&frame, 21).unwrap();
+        assert_eq!((p.timestamp, p.marker), (21 * 48, true));
+        assert_eq!(p.body.as_ptr(), frame[5..].as_ptr(), "not copied");
+        // Speex where Opus was negotiated is another codec.
+        assert!(matches!(
+            tx.translate(&Bytes::from_static(&[0xB2, 1]), 40),
+            Err(AudioError::CodecMismatch { .. })
+        ));
+
+        let mut rx = RtpToRtmpAudio::new(OPUS);
+        let packet = RtpPacket::new(111, 1, 960, 5, Bytes::from_static(&[0x78, 1]));
+        let m = rx.translate(packet, 100).unwrap();
+        assert_eq!(&m.to_message(1).payload[..], b"\x91Opus\x78\x01");
+        let packet = RtpPacket::new(111, 2, 1920, 5, Bytes::from_static(&[0x78, 2]));
+        assert_eq!(
+            rx.translate(packet, 0).unwrap().timestamp,
+            120,
+            "48 kHz clock"
+        );
+    }
 
     #[test]
     fn speex_passthrough_strips_header_without_copy() {

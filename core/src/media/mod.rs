@@ -9,13 +9,15 @@
 //! - [`frame`]: [`MediaFrame`], what every RTP→RTMP translator produces (a tag header plus
 //!   a zero-copy body).
 //! - [`speex`]: the Speex bit-stream walker and the wideband→narrowband layer stripper.
-//! - [`audio`]: Speex and G.711 audio in both directions.
+//! - [`opus`]: Opus in enhanced RTMP (the ExAudioTagHeader with FourCC `Opus`).
+//! - [`audio`]: Speex, G.711 and Opus audio in both directions, passed through.
 //! - [`avc_config`]: the AVCDecoderConfigurationRecord (FLV AVC sequence header).
 //! - [`h264_packetizer`]: FLV AVC tags to RFC 6184 RTP payloads.
 //! - [`h264_depacketizer`]: RFC 6184 RTP packets back to FLV AVC tags.
 //! - [`g711`]: G.711 mu-law and A-law to linear PCM and back.
-//! - [`resample`]: 16 kHz <-> 8 kHz polyphase FIR resampling.
-//! - [`transcode`]: one call's Speex <-> G.711 transcoder, the Speex codec behind a trait.
+//! - [`resample`]: polyphase FIR resampling by a whole factor (8, 16 and 48 kHz).
+//! - [`transcode`]: one call's transcoder (Speex or Opus <-> G.711, Opus <-> Speex), the
+//!   codec libraries behind traits.
 //! - [`flv_tunnel`]: whole RTMP media messages carried over RTP between two gateways.
 
 pub mod audio;
@@ -25,6 +27,7 @@ pub mod frame;
 pub mod g711;
 pub mod h264_depacketizer;
 pub mod h264_packetizer;
+pub mod opus;
 pub mod payload;
 pub mod resample;
 pub mod speex;
@@ -39,4 +42,7 @@ pub use h264_depacketizer::{H264Depacketizer, H264DepacketizerConfig};
 pub use h264_packetizer::{H264Error, H264Packetizer, H264PacketizerConfig};
 pub use payload::RtpPayload;
 pub use timestamp::{rtmp_to_rtp, RtpTimeline};
-pub use transcode::{G711Law, SpeexBand, SpeexCodec, SpeexCodecs, SpeexG711};
+pub use transcode::{
+    ClientCodec, CodecLibraries, FarCodec, G711Law, OpusCodec, OpusCodecs, SpeexBand, SpeexCodec,
+    SpeexCodecs, Transcoder,
+};
