@@ -413,10 +413,10 @@ fn nginx_conf(module: &Path, dir: &Path, port: u16) -> String {
          daemon off;\n\
          master_process off;\n\
          worker_processes 1;\n\
-         worker_rlimit_nofile 16384;\n\
+         worker_rlimit_nofile 20000;\n\
          pid {dir}/nginx.pid;\n\
          error_log {dir}/error.log warn;\n\
-         events {{ worker_connections 8192; }}\n\
+         events {{ worker_connections 16384; }}\n\
          rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n\
          \x20   application live {{ live on; record off; }} }} }}\n",
         module = module.display(),
