@@ -5,6 +5,7 @@
 //! phone and sipp as its far end, the gateway scenarios several suites run, free ports from
 //! the OS and waits with deadlines.
 
+pub mod callback_backend;
 pub mod devtools;
 pub mod events;
 pub mod ffmpeg9;
