@@ -442,6 +442,28 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever path a client sends under the API, with whatever method: an answer, never
+        /// a panic, and never a success for something that is not there (the server has no
+        /// connection, call or stream).
+        #[test]
+        fn any_api_path_gets_an_answer(
+            method in "(GET|HEAD|POST|PUT|DELETE)",
+            segments in proptest::collection::vec(
+                "(api|v1|streams|calls|connections|applications|record|stop|end|drop|[0-9]{1,20}|[a-z%0-9]{0,6})",
+                0..9,
+            ),
+        ) {
+            let path = format!("/api/v1/{}", segments.join("/"));
+            let response = answer(&format!("{method} {path} HTTP/1.1\r\n\r\n"), None);
+            let listing = response.status == 200 && method != "POST";
+            proptest::prop_assert!(
+                listing || [400, 404, 405].contains(&response.status),
+                "{} {} -> {}", method, path, response.status
+            );
+        }
+    }
+
     #[test]
     fn the_token_guards_the_actions_too() {
         let token = Some("s3cret");
