@@ -358,15 +358,14 @@ impl FileConfig {
     /// when any access rule is set.
     pub(crate) fn node_config(&self, record_all: &[String]) -> Result<NodeConfig, ConfigError> {
         let mut config = self.rtmp.node_config()?;
+        // Every `[apps.NAME]`, whatever it sets: the HTTP API lists the configured
+        // applications (`GET /api/v1/applications`).
         for (app, section) in &self.apps {
-            if section.record == RecordSetting::All {
-                config.server.apps.insert(
-                    app.clone(),
-                    AppConfig {
-                        record: RecordPolicy::All,
-                    },
-                );
-            }
+            let record = match section.record {
+                RecordSetting::All => RecordPolicy::All,
+                RecordSetting::Off => RecordPolicy::Off,
+            };
+            config.server.apps.insert(app.clone(), AppConfig { record });
         }
         for app in record_all {
             config.server.apps.insert(
@@ -449,11 +448,15 @@ mod tests {
             [apps.live]
             record = "all"
             publish_allow = ["127.0.0.1", "10.0.0.0/8"]
+            [apps.cams]
+            play_allow = ["127.0.0.1"]
             "#,
         )
         .unwrap();
         let node = file.node_config(&["tv".to_string()]).unwrap();
         assert_eq!(node.server.app("live").record, RecordPolicy::All);
+        // Configured without recording: known all the same (the HTTP API lists it).
+        assert_eq!(node.server.apps["cams"].record, RecordPolicy::Off);
         assert_eq!(node.server.app("tv").record, RecordPolicy::All);
         assert_eq!(node.server.app("other").record, RecordPolicy::Off);
         assert!(node.decisions);

@@ -153,7 +153,8 @@ impl Node {
 
     /// A relay message for the HTTP listener's bookkeeping: a report asked of this worker
     /// (answered at once from its own state), one answered to worker 0's listener, or an
-    /// operator's drop of one of this worker's connections.
+    /// operator's action on one of this worker's connections or streams (drop a connection,
+    /// end a call, stop a recording).
     fn admin_relay(&mut self, now: Instant, from: WorkerId, message: RelayMessage) {
         match message {
             RelayMessage::Report { query, kind } => {
@@ -170,6 +171,12 @@ impl Node {
             }
             RelayMessage::Drop { conn } => {
                 self.server.drop_conn(conn);
+            }
+            RelayMessage::EndCall { conn } => {
+                self.server.end_call(now, conn);
+            }
+            RelayMessage::StopRecording { stream } => {
+                self.server.stop_recording(&stream);
             }
             _ => {}
         }

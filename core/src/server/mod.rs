@@ -5,8 +5,9 @@
 //! one part of it: `session` (one connection), `commands` (NetConnection and NetStream
 //! calls), `fan_out` (delivering published media to players, with backpressure),
 //! `live_stream` (per-stream caches), `merge` (merged writes: media held for a window so
-//! that several messages leave in one write) and `client_backlog` (backpressure on everything
-//! else a connection is sent: the gateway's far-end media, replies).
+//! that several messages leave in one write), `client_backlog` (backpressure on everything
+//! else a connection is sent: the gateway's far-end media, replies), `inspect` (what the HTTP
+//! API and the metrics read) and `operator` (what the HTTP API's actions do).
 
 mod client_backlog;
 mod commands;
@@ -19,6 +20,7 @@ mod http_flv;
 mod inspect;
 mod live_stream;
 mod merge;
+mod operator;
 mod pending_decisions;
 mod player_backpressure;
 mod record_resume;
@@ -41,7 +43,8 @@ use bytes::{Bytes, BytesMut};
 pub use config::{AppConfig, RecordPolicy, ServerConfig};
 pub(crate) use counters::{Counters, CLOSE_KINDS};
 pub(crate) use http_flv::FlvEnd;
-pub(crate) use inspect::{ConnStates, ConnView, MemoryView, StreamView};
+pub(crate) use inspect::{AppView, ConnStates, ConnView, MemoryView, StreamView};
+pub(crate) use operator::StopRecording;
 
 use crate::amf::Value;
 use crate::close_reason::CloseReason;
