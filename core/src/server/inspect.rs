@@ -103,11 +103,7 @@ impl RtmpServer {
     pub(crate) fn memory(&self) -> MemoryView {
         MemoryView {
             partial: self.partial_total as u64,
-            backlog: self
-                .sessions
-                .iter()
-                .map(|s| s.out.queued_bytes() as u64)
-                .sum(),
+            backlog: self.sessions.iter().map(|s| s.backlog() as u64).sum(),
             gop_cache: self.gop_total as u64,
         }
     }
@@ -182,7 +178,7 @@ impl RtmpServer {
                     })
                     .collect(),
                 bytes_received: s.rx_bytes,
-                queued_bytes: s.out.queued_bytes(),
+                queued_bytes: s.backlog(),
             })
             .collect();
         views.sort_by_key(|v| v.id);

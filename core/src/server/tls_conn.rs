@@ -1,0 +1,99 @@
+//! RTMPS in the server: a connection accepted on the TLS listener gets a
+//! [`TlsLayer`](crate::tls::layer::TlsLayer); its input is decrypted before the RTMP handshake
+//! sees it, and what it has queued is sealed into records when the driver is about to write
+//! (a `Transmit` handed out, a queue drained, a close).
+//!
+//! What the TLS layer holds of a peer's input (during the handshake everything received, then
+//! an unfinished record) counts against the same limits as unfinished RTMP messages: with the
+//! connection's own against [`ChunkLimits::max_partial_bytes`](crate::rtmp::chunk_decoder::ChunkLimits::max_partial_bytes),
+//! and in the server's total against
+//! [`ServerConfig::max_total_partial_bytes`](crate::node::ServerConfig::max_total_partial_bytes).
+//! The handshake's time counts against the RTMP handshake's deadline: the RTMP handshake
+//! cannot begin before the TLS one ends, and the deadline runs from the accept.
+
+use bytes::BytesMut;
+
+use super::session::Session;
+use super::RtmpServer;
+use crate::close_reason::CloseReason;
+use crate::ids::ConnId;
+use crate::rtmp::chunk_decoder::ChunkError;
+use crate::tls::layer::TlsLayer;
+
+impl RtmpServer {
+    /// Gives a new session its TLS layer; the error, if the server has no TLS configuration
+    /// or rustls refuses it (the connection is then closed at once).
+    pub(super) fn attach_tls(&mut self, session: &mut Session) -> Option<String> {
+        let Some(config) = &self.config.tls else {
+            return Some("this server has no TLS configuration".into());
+        };
+        match TlsLayer::new(config) {
+            Ok(layer) => {
+                session.tls = Some(Box::new(layer));
+                self.tls_sessions += 1;
+                None
+            }
+            Err(error) => Some(error),
+        }
+    }
+
+    /// Decrypts `data`, the records `conn` sent; returns the plaintext for the RTMP side
+    /// (`None` when the connection was closed, for a TLS error or a limit). Records the TLS
+    /// layer has to send (the handshake's, an alert) are queued for the driver.
+    pub(super) fn tls_received(&mut self, conn: ConnId, data: BytesMut) -> Option<BytesMut> {
+        let session = self.sessions.get_mut(conn)?;
+        let tls = session.tls.as_mut()?;
+        let mut plain = BytesMut::new();
+        let result = tls.receive(&data, &mut plain);
+        if session.take_tls_records() {
+            self.transmits.push_back(conn);
+        }
+        if let Err(error) = result {
+            self.close(conn, CloseReason::Tls { error });
+            return None;
+        }
+        self.count_tls_held(conn);
+        // Nothing for the RTMP side yet (a handshake under way, half a record), or the
+        // connection closed for a limit.
+        let open = self
+            .sessions
+            .get(conn)
+            .is_some_and(|s| !matches!(s.phase, super::session::Phase::Closing));
+        (open && !plain.is_empty()).then_some(plain)
+    }
+
+    /// Counts what `conn`'s TLS layer holds in the server's budget for unfinished messages
+    /// and in the connection's own; closes it when either would be exceeded.
+    fn count_tls_held(&mut self, conn: ConnId) {
+        let Some(session) = self.sessions.get_mut(conn) else {
+            return;
+        };
+        let held = session.tls.as_ref().map_or(0, |tls| tls.held());
+        let before = std::mem::replace(&mut session.tls_held, held);
+        if held == before {
+            return;
+        }
+        self.partial_total = self.partial_total - before + held;
+        if held <= before {
+            return;
+        }
+        let own = self.config.chunk_limits.max_partial_bytes;
+        if session.decoder.partial_bytes() + held > own {
+            self.close(
+                conn,
+                CloseReason::ChunkStream(ChunkError::PartialBytesExceeded(own)),
+            );
+        } else if self.partial_total > self.config.max_total_partial_bytes {
+            let budget = self.config.max_total_partial_bytes;
+            self.close(conn, CloseReason::UnfinishedMessagesBudget { budget });
+        }
+    }
+
+    /// A `Transmit` for `conn` is being handed out: an RTMPS connection's plaintext is sealed
+    /// now, so the driver finds records to write.
+    pub(super) fn seal_for_driver(&mut self, conn: ConnId) {
+        if let Some(session) = self.sessions.get_mut(conn) {
+            session.seal();
+        }
+    }
+}
