@@ -17,6 +17,7 @@ pub mod nodes;
 pub mod peers;
 pub mod ports;
 pub mod probe;
+pub mod rtmps;
 pub mod server;
 pub mod sip_runner;
 pub mod sipp;
