@@ -202,11 +202,7 @@ impl Fixture {
         while let Some(output) = self.node.poll_output() {
             moved = true;
             match output {
-                Output::Transmit { conn } => {
-                    if !self.dirty.contains(&conn) {
-                        self.dirty.push(conn);
-                    }
-                }
+                Output::Transmit { conn } if !self.dirty.contains(&conn) => self.dirty.push(conn),
                 Output::Close { conn } => {
                     self.write(conn, true);
                     self.closed.push(conn);
