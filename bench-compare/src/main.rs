@@ -377,6 +377,12 @@ fn run(flags: Flags) -> Result<bool, String> {
                     if !o.udp_gso {
                         notes.push(format!("{}: with --no-udp-gso", kind.label()));
                     }
+                    if o.tls {
+                        notes.push(format!(
+                            "{}: with --rtmps-port: the publisher and every player over RTMPS                              (TLS 1.3, a certificate made for the run; the gateway's calls stay                              on RTMP)",
+                            kind.label()
+                        ));
+                    }
                 }
                 servers.push(kind);
             }

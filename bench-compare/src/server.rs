@@ -1,7 +1,8 @@
 //! The servers under test as child processes: `siprtmp --runtime R` (named `R`: the binary's
 //! defaults, players' merged writes of 40 ms among them; `R-merged` for `--merge-writes 100
 //! --gateway-merge-writes 100`, `R-merged0` for neither, `R-shared` for the gateway's
-//! `--shared-rtp-ports`), nginx with the RTMP module (one
+//! `--shared-rtp-ports`, `R-tls` for every load connection over RTMPS), nginx with the RTMP
+//! module (one
 //! process: `master_process off`, so the measured PID is the one doing the work), and
 //! rtmplite3, the Python 3 port of the original project's RTMP server (one process on the
 //! original's generator-based `multitask` scheduler).
@@ -38,6 +39,11 @@ pub(crate) const GSO_SUFFIX: &str = "-gso";
 /// otherwise: `mio-merged-shared-nogso-tick20`).
 pub(crate) const NOGSO_SUFFIX: &str = "-nogso";
 
+/// Ending of a server name that runs siprtmp with an RTMPS listener (a certificate made for
+/// the run) and puts every load connection on it (after `-nogso`, before `-tickN`:
+/// `mio-tls`, `mio-merged0-tls`).
+pub(crate) const TLS_SUFFIX: &str = "-tls";
+
 /// Start of a server name that runs the `--baseline-bin` binary instead of `--server-bin`
 /// with the options the rest of the name asks for (`base:mio-merged-shared-tick20`): the
 /// build before a change, measured in the same run as the build after it.
@@ -73,6 +79,8 @@ pub(crate) struct SiprtmpOptions<'a> {
     pub poll_interval_ms: Option<u64>,
     /// Not `--no-udp-gso`.
     pub udp_gso: bool,
+    /// `--rtmps-port`, the load over RTMPS.
+    pub tls: bool,
     /// Runs [`Binaries::baseline`] (the name starts with [`BASELINE_PREFIX`]).
     pub baseline: bool,
 }
@@ -109,6 +117,10 @@ impl ServerKind {
             None => (name.as_str(), false),
         };
         let (rest, poll_interval_ms) = strip_tick(name)?;
+        let (rest, tls) = match rest.strip_suffix(TLS_SUFFIX) {
+            Some(rest) => (rest, true),
+            None => (rest, false),
+        };
         let (rest, udp_gso) = match rest.strip_suffix(NOGSO_SUFFIX) {
             Some(rest) => (rest, false),
             None => (rest, true),
@@ -140,6 +152,7 @@ impl ServerKind {
             shared_rtp_ports,
             poll_interval_ms,
             udp_gso,
+            tls,
             baseline,
         })
     }
@@ -181,6 +194,9 @@ pub(crate) struct Running {
     child: Child,
     /// Its RTMP address.
     pub addr: SocketAddr,
+    /// Its RTMPS address, for an `R-tls` server: the players and publishers of the load
+    /// connect there (the gateway's calls stay on RTMP).
+    pub tls_addr: Option<SocketAddr>,
     dir: PathBuf,
 }
 
@@ -293,6 +309,7 @@ pub(crate) fn start_with(
     }
     let port = free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut tls_addr = None;
     let dir = scratch_dir(&kind.label())?;
     let log_path = dir.join("server.log");
     let log = File::create(&log_path).map_err(|e| e.to_string())?;
@@ -322,6 +339,15 @@ pub(crate) fn start_with(
             }
             if !options.udp_gso {
                 c.arg("--no-udp-gso");
+            }
+            if options.tls {
+                let tls_port = free_port()?;
+                let (cert, key) = crate::load::tls::server_files(&dir)?;
+                c.args(["--rtmps-port", &tls_port.to_string(), "--tls-cert"])
+                    .arg(cert)
+                    .arg("--tls-key")
+                    .arg(key);
+                tls_addr = Some(SocketAddr::from(([127, 0, 0, 1], tls_port)));
             }
             if !options.baseline {
                 // Every load generator connects from 127.0.0.1: no per-address limits (a
@@ -361,7 +387,12 @@ pub(crate) fn start_with(
         .stderr(log)
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", kind.label()))?;
-    let mut running = Running { child, addr, dir };
+    let mut running = Running {
+        child,
+        addr,
+        tls_addr,
+        dir,
+    };
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         if let Ok(Some(status)) = running.child.try_wait() {
