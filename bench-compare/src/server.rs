@@ -503,6 +503,21 @@ mod tests {
     }
 
     #[test]
+    fn a_tls_name_runs_rtmps_with_the_rest_of_its_options() {
+        let tls = |name: &str| {
+            let kind = ServerKind::Siprtmp(name.into());
+            kind.siprtmp_options()
+                .map(|o| (o.runtime.to_owned(), o.merge_ms, o.tls, o.poll_interval_ms))
+        };
+        assert_eq!(tls("mio-tls"), Some(("mio".into(), None, true, None)));
+        assert_eq!(tls("mio"), Some(("mio".into(), None, false, None)));
+        assert_eq!(
+            tls("tokio-merged0-tls-tick20"),
+            Some(("tokio".into(), Some(0), true, Some(20)))
+        );
+    }
+
+    #[test]
     fn a_base_server_runs_the_baseline_binary_and_needs_one() {
         let mut bins = Binaries {
             siprtmp: "/new/siprtmp".into(),
