@@ -16,6 +16,7 @@ use crate::load::media::MediaLoop;
 use crate::measure::Timing;
 use crate::procstat;
 use crate::server::{self, Binaries, ServerKind};
+use crate::syscalls::SyscallCounter;
 
 /// What the calls of a point speak: the codec token every call offers (alone) and the file
 /// its frames come from.
@@ -105,6 +106,10 @@ pub(crate) struct GatewayPoint {
     pub server_cpu: f64,
     /// Server CPU in % of one core from schedstat on-CPU time.
     pub server_cpu_ns: f64,
+    /// The kernel's part of `server_cpu` (stime), in % of one core.
+    pub server_sys_cpu: f64,
+    /// The server's system calls per second over the window (`--syscalls`), all threads.
+    pub server_syscalls_per_sec: Option<f64>,
     /// The far end's (sipp's) CPU in % of one core.
     pub sipp_cpu: f64,
     /// The load generator's own CPU in % of one core.
@@ -262,6 +267,8 @@ pub(crate) struct PointSpec<'a> {
     pub timing: Timing,
     /// The kernel's clock ticks per second (/proc CPU times).
     pub clk_tck: u64,
+    /// Count the server's system calls over the window (`--syscalls`).
+    pub count_syscalls: bool,
 }
 
 /// Runs one gateway point; `Err` if a process or the call setup failed (frames not echoed is
@@ -279,6 +286,7 @@ pub(crate) fn run_point(
         repeat,
         timing,
         clk_tck,
+        count_syscalls,
     } = spec;
     let shared = kind.siprtmp_options().is_some_and(|o| o.shared_rtp_ports);
     if !shared && calls * 4 > usize::from(RTP_PORTS.1 - RTP_PORTS.0 + 1) {
@@ -310,7 +318,7 @@ pub(crate) fn run_point(
         calls,
         timing.setup_timeout,
     )?;
-    let window = measure_window(&mut load, &pid, &sipp_pid, timing, clk_tck)?;
+    let window = measure_window(&mut load, &pid, &sipp_pid, timing, clk_tck, count_syscalls)?;
     let peak_rss_kib = procstat::peak_rss_kib(&pid).unwrap_or(0);
     drop(load);
     srv.stop();
@@ -322,6 +330,8 @@ pub(crate) fn run_point(
 pub(crate) struct WindowMeasure {
     server_cpu: f64,
     server_cpu_ns: f64,
+    server_sys_cpu: f64,
+    server_syscalls_per_sec: Option<f64>,
     sipp_cpu: f64,
     loader_cpu: f64,
     window_secs: f64,
@@ -345,6 +355,8 @@ impl WindowMeasure {
             repeat,
             server_cpu: self.server_cpu,
             server_cpu_ns: self.server_cpu_ns,
+            server_sys_cpu: self.server_sys_cpu,
+            server_syscalls_per_sec: self.server_syscalls_per_sec,
             sipp_cpu: self.sipp_cpu,
             loader_cpu: self.loader_cpu,
             window_secs: self.window_secs,
@@ -355,16 +367,21 @@ impl WindowMeasure {
 }
 
 /// The warm-up, then the CPU window of the server `pid`, of sipp and of this process (the
-/// loader), then the echo check.
+/// loader), with the server's system calls counted over it when `count_syscalls`, then the
+/// echo check.
 pub(crate) fn measure_window(
     load: &mut impl EchoLoad,
     pid: &str,
     sipp_pid: &str,
     timing: Timing,
     clk_tck: u64,
+    count_syscalls: bool,
 ) -> Result<WindowMeasure, String> {
     let io = |e: std::io::Error| format!("load generator: {e}");
     load.run_until(Instant::now() + timing.warmup).map_err(io)?;
+    let syscalls = count_syscalls
+        .then(|| SyscallCounter::start(pid))
+        .transpose()?;
     let s0 = procstat::sample(pid)?;
     let p0 = procstat::sample(sipp_pid)?;
     let l0 = procstat::sample("self")?;
@@ -376,12 +393,20 @@ pub(crate) fn measure_window(
     let p1 = procstat::sample(sipp_pid)?;
     let l1 = procstat::sample("self")?;
     let secs = t0.elapsed().as_secs_f64();
+    // perf's count runs from its start to here, a little longer than the window (its attach
+    // before t0, the samples above): a rate over `secs` errs high by that much.
+    let server_syscalls_per_sec = syscalls
+        .map(SyscallCounter::finish)
+        .transpose()?
+        .map(|n| n as f64 / secs);
     let echo = load.drain(timing.drain_timeout).map_err(io)?;
     let pct_ticks = |a: u64, b: u64| (b - a) as f64 / clk_tck as f64 / secs * 100.0;
     let pct_ns = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1e9 / secs * 100.0;
     Ok(WindowMeasure {
         server_cpu: pct_ticks(s0.ticks, s1.ticks),
         server_cpu_ns: pct_ns(s0.on_cpu_ns, s1.on_cpu_ns),
+        server_sys_cpu: pct_ticks(s0.sys_ticks, s1.sys_ticks),
+        server_syscalls_per_sec,
         sipp_cpu: pct_ticks(p0.ticks, p1.ticks),
         loader_cpu: pct_ticks(l0.ticks, l1.ticks),
         window_secs: secs,

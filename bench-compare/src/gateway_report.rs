@@ -250,6 +250,8 @@ pub(crate) fn section(info: &RunInfo, calls: &[usize], points: &[GatewayPoint]) 
         let _ = writeln!(md);
     }
 
+    where_the_time_goes(&mut md, points, calls);
+
     // Echo check and the other processes' CPU.
     let _ = writeln!(
         md,
@@ -277,6 +279,51 @@ pub(crate) fn section(info: &RunInfo, calls: &[usize], points: &[GatewayPoint]) 
     md
 }
 
+/// The kernel's share of each server's CPU and, with `--syscalls`, its system calls per
+/// call-second: medians over the repeats of each point.
+fn where_the_time_goes(md: &mut String, points: &[GatewayPoint], calls: &[usize]) {
+    let counted = points.iter().any(|p| p.server_syscalls_per_sec.is_some());
+    let _ = writeln!(
+        md,
+        "\nWhere the server's time goes (medians over the repeats): its CPU, the part of it \
+         spent in the kernel (stime){}:\n\n\
+         | server | calls | % core | of which kernel | system calls per second | per call-second |\n\
+         |---|---:|---:|---:|---:|---:|",
+        if counted {
+            ", and its system calls (perf stat, raw_syscalls:sys_enter, every thread)"
+        } else {
+            "; run with --syscalls for its system calls"
+        }
+    );
+    for s in series(points) {
+        for &n in calls {
+            let at: Vec<&GatewayPoint> = points
+                .iter()
+                .filter(|p| p.calls == n && p.series() == s)
+                .collect();
+            if at.is_empty() {
+                continue;
+            }
+            let cpu = median(&at.iter().map(|p| p.server_cpu).collect::<Vec<_>>()).unwrap_or(0.0);
+            let sys =
+                median(&at.iter().map(|p| p.server_sys_cpu).collect::<Vec<_>>()).unwrap_or(0.0);
+            let rates: Vec<f64> = at
+                .iter()
+                .filter_map(|p| p.server_syscalls_per_sec)
+                .collect();
+            let (rate, per_call) = match median(&rates) {
+                Some(r) => (format!("{r:.0}"), format!("{:.1}", r / n.max(1) as f64)),
+                None => ("-".to_owned(), "-".to_owned()),
+            };
+            let share = if cpu > 0.0 { sys / cpu * 100.0 } else { 0.0 };
+            let _ = writeln!(
+                md,
+                "| {s} | {n} | {cpu:.2} | {share:.0} % | {rate} | {per_call} |"
+            );
+        }
+    }
+}
+
 /// The delays of every repeat of `series` at `calls` calls, merged.
 fn merged_delay(points: &[GatewayPoint], series: &str, calls: usize) -> DelayHistogram {
     let mut all = DelayHistogram::default();
@@ -292,12 +339,12 @@ fn merged_delay(points: &[GatewayPoint], series: &str, calls: usize) -> DelayHis
 /// Every point of every repeat.
 fn csv(points: &[GatewayPoint]) -> String {
     let mut out = String::from(
-        "server,calls,repeat,window_secs,server_cpu_pct,server_cpu_schedstat_pct,sipp_cpu_pct,loader_cpu_pct,peak_rss_kib,frames_sent,frames_echoed,worst_call_ratio,failure,codec,delay_p50_ms,delay_p99_ms,delay_max_ms\n",
+        "server,calls,repeat,window_secs,server_cpu_pct,server_cpu_schedstat_pct,sipp_cpu_pct,loader_cpu_pct,peak_rss_kib,frames_sent,frames_echoed,worst_call_ratio,failure,codec,delay_p50_ms,delay_p99_ms,delay_max_ms,server_sys_cpu_pct,server_syscalls_per_sec\n",
     );
     for p in points {
         let _ = writeln!(
             out,
-            "{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{},{:.4},{},{},{}",
+            "{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{},{:.4},{},{},{},{:.3},{}",
             p.server,
             p.calls,
             p.repeat + 1,
@@ -313,6 +360,9 @@ fn csv(points: &[GatewayPoint]) -> String {
             p.echo.failure.as_deref().unwrap_or("").replace(',', ";"),
             p.codec.token(),
             p.echo.delay.csv_fields(),
+            p.server_sys_cpu,
+            p.server_syscalls_per_sec
+                .map_or(String::new(), |r| format!("{r:.0}")),
         );
     }
     out

@@ -19,6 +19,7 @@ mod server;
 mod soak;
 mod stats;
 mod svg;
+mod syscalls;
 // Where the generated test media and the sipp scenarios are is known in one file, the test
 // crate's `locate` module; compiled here as a module rather than depending on that crate
 // (and, through it, on every runtime).
@@ -123,6 +124,11 @@ struct Flags {
     /// descriptors stayed flat after `--settle`.
     #[arg(long)]
     soak: bool,
+    /// With `--gateway`: count the server's system calls over every window (`perf stat` on
+    /// the `raw_syscalls:sys_enter` tracepoint; a few tens of ns per call to the server) and
+    /// report them per call-second beside the kernel's share of its CPU.
+    #[arg(long)]
+    syscalls: bool,
     /// Length of the soak in seconds.
     #[arg(long, default_value_t = 1800.0)]
     duration: f64,
@@ -377,9 +383,18 @@ fn run(flags: Flags) -> Result<bool, String> {
                     if !o.udp_gso {
                         notes.push(format!("{}: with --no-udp-gso", kind.label()));
                     }
+                    if let Some(n) = o.workers {
+                        notes.push(format!(
+                            "{}: with --workers {n} ({n} nodes on {n} threads sharing the \
+                             port; CPU is the whole process's)",
+                            kind.label()
+                        ));
+                    }
                     if o.tls {
                         notes.push(format!(
-                            "{}: with --rtmps-port: the publisher and every player over RTMPS                              (TLS 1.3, a certificate made for the run; the gateway's calls stay                              on RTMP)",
+                            "{}: with --rtmps-port: the publisher and every player over RTMPS \
+                             (a certificate made for the run; the gateway's calls stay on \
+                             RTMP)",
                             kind.label()
                         ));
                     }
@@ -491,6 +506,7 @@ fn run(flags: Flags) -> Result<bool, String> {
                     repeat: 0,
                     timing,
                     clk_tck,
+                    count_syscalls: false,
                 };
                 let point = gateway::run_point(&mio, &bins, &spec);
                 match point {
@@ -675,6 +691,7 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
                         repeat,
                         timing,
                         clk_tck,
+                        count_syscalls: flags.syscalls,
                     };
                     let point = match kind {
                         GatewayServer::Siprtmp(kind) => gateway::run_point(kind, &bins, &spec),

@@ -15,6 +15,8 @@ use procfs::Current;
 pub(crate) struct CpuSample {
     /// utime + stime in clock ticks (`/proc/PID/stat`, all threads).
     pub ticks: u64,
+    /// stime alone: the part spent in the kernel on the process's behalf.
+    pub sys_ticks: u64,
     /// On-CPU nanoseconds summed over the process's threads (`/proc/PID/task/*/schedstat`),
     /// a finer-grained cross-check of `ticks`.
     pub on_cpu_ns: u64,
@@ -58,8 +60,10 @@ fn on_cpu_ns(proc: &Process) -> u64 {
 /// Both CPU counters of `pid` at once.
 pub(crate) fn sample(pid: &str) -> Result<CpuSample, String> {
     let proc = process(pid)?;
+    let stat = proc.stat().map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
     Ok(CpuSample {
-        ticks: ticks_of(&proc, pid)?,
+        ticks: stat.utime + stat.stime,
+        sys_ticks: stat.stime,
         on_cpu_ns: on_cpu_ns(&proc),
     })
 }

@@ -40,8 +40,8 @@ pub(crate) const GSO_SUFFIX: &str = "-gso";
 pub(crate) const NOGSO_SUFFIX: &str = "-nogso";
 
 /// Ending of a server name that runs siprtmp with an RTMPS listener (a certificate made for
-/// the run) and puts every load connection on it (after `-nogso`, before `-tickN`:
-/// `mio-tls`, `mio-merged0-tls`).
+/// the run) and puts every load connection on it (after `-nogso` and `-workersN`, before
+/// `-tickN`: `mio-tls`, `mio-merged0-tls`, `mio-workers2-tls`).
 pub(crate) const TLS_SUFFIX: &str = "-tls";
 
 /// Start of a server name that runs the `--baseline-bin` binary instead of `--server-bin`
@@ -52,6 +52,21 @@ pub(crate) const BASELINE_PREFIX: &str = "base:";
 /// Ending of a server name that runs siprtmp with `--poll-interval N` (wake-up moderation,
 /// mio only; last of all: `mio-merged-shared-tick20`). The gateway floor takes it too.
 pub(crate) const TICK_SUFFIX: &str = "-tick";
+
+/// Ending of a server name that runs siprtmp with `--workers N` (N nodes on N threads sharing
+/// the port; before `-tickN`, last otherwise: `mio-workers2`, `mio-merged-workers2-tick20`).
+pub(crate) const WORKERS_SUFFIX: &str = "-workers";
+
+/// `name` without a `-workersN` ending, and N; `None` when the ending is malformed.
+pub(crate) fn strip_workers(name: &str) -> Option<(&str, Option<u16>)> {
+    match name.rfind(WORKERS_SUFFIX) {
+        Some(at) => Some((
+            &name[..at],
+            Some(name[at + WORKERS_SUFFIX.len()..].parse().ok()?),
+        )),
+        None => Some((name, None)),
+    }
+}
 
 /// `name` without a `-tickN` ending, and N; `None` when the ending is malformed.
 pub(crate) fn strip_tick(name: &str) -> Option<(&str, Option<u64>)> {
@@ -79,6 +94,8 @@ pub(crate) struct SiprtmpOptions<'a> {
     pub poll_interval_ms: Option<u64>,
     /// Not `--no-udp-gso`.
     pub udp_gso: bool,
+    /// `--workers`, when more than the binary's default of one.
+    pub workers: Option<u16>,
     /// `--rtmps-port`, the load over RTMPS.
     pub tls: bool,
     /// Runs [`Binaries::baseline`] (the name starts with [`BASELINE_PREFIX`]).
@@ -121,6 +138,7 @@ impl ServerKind {
             Some(rest) => (rest, true),
             None => (rest, false),
         };
+        let (rest, workers) = strip_workers(rest)?;
         let (rest, udp_gso) = match rest.strip_suffix(NOGSO_SUFFIX) {
             Some(rest) => (rest, false),
             None => (rest, true),
@@ -152,6 +170,7 @@ impl ServerKind {
             shared_rtp_ports,
             poll_interval_ms,
             udp_gso,
+            workers,
             tls,
             baseline,
         })
@@ -349,9 +368,13 @@ pub(crate) fn start_with(
                     .arg(key);
                 tls_addr = Some(SocketAddr::from(([127, 0, 0, 1], tls_port)));
             }
-            if !options.baseline {
-                // Every load generator connects from 127.0.0.1: no per-address limits (a
-                // baseline build from before they existed would refuse the keys).
+            if let Some(n) = options.workers {
+                c.args(["--workers", &n.to_string()]);
+            }
+            {
+                // Every load generator connects from 127.0.0.1: no per-address limits, for a
+                // baseline build too (one from before the limits' keys existed, aa80097,
+                // refuses them and fails its points with a clear error).
                 let config = dir.join("siprtmp.toml");
                 std::fs::write(&config, UNLIMITED_PER_ADDRESS).map_err(|e| e.to_string())?;
                 c.arg("--config").arg(config);
@@ -500,6 +523,27 @@ mod tests {
             Some(("mio".into(), Some(20), true))
         );
         assert_eq!(base("mio-tick20"), Some(("mio".into(), Some(20), false)));
+        let workers = |name: &str| {
+            let kind = ServerKind::Siprtmp(name.into());
+            kind.siprtmp_options().map(|o| {
+                (
+                    o.runtime.to_owned(),
+                    o.merge_ms,
+                    o.workers,
+                    o.poll_interval_ms,
+                )
+            })
+        };
+        assert_eq!(
+            workers("mio-workers2"),
+            Some(("mio".into(), None, Some(2), None))
+        );
+        assert_eq!(
+            workers("mio-merged-workers2-tick20"),
+            Some(("mio".into(), Some(100), Some(2), Some(20)))
+        );
+        assert_eq!(workers("mio"), Some(("mio".into(), None, None, None)));
+        assert_eq!(workers("mio-workersx"), None);
     }
 
     #[test]

@@ -16,6 +16,21 @@ use crate::tcp::{TcpCommand, TcpEvent};
 use crate::udp::{UdpCommand, UdpEvent};
 use crate::worker_relay::{RelayIn, RelayOut};
 
+/// What the driver read of its own process for `/metrics` (the node reads no system state
+/// itself): each figure `None` when it could not be read. Given with
+/// [`crate::node::Node::set_process_stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcessStats {
+    /// Open file descriptors.
+    pub open_fds: Option<u64>,
+    /// The limit of open file descriptors (the soft `RLIMIT_NOFILE`).
+    pub max_fds: Option<u64>,
+    /// Resident memory, bytes.
+    pub resident_memory_bytes: Option<u64>,
+    /// Virtual memory, bytes.
+    pub virtual_memory_bytes: Option<u64>,
+}
+
 /// What a driver tells the node.
 #[derive(Debug)]
 #[non_exhaustive]

@@ -30,16 +30,18 @@
 
 use std::io::IoSlice;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::admin::callbacks::{Callbacks, Verdict};
+use crate::admin::report::WorkerReport;
 use crate::admin::HttpFront;
 pub use crate::close_reason::CloseReason;
 pub use crate::decision::{DecideError, Decision, PublishMode, Question};
 pub use crate::gateway::GatewayNodeConfig;
 pub use crate::http::{CallbackUrl, CallbacksConfig, FailurePolicy, HttpConfig};
 pub use crate::ids::{ConnId, FileId, ListenerId, RequestId, SocketId, StreamId, WorkerId};
-pub use crate::io::{CallPhase, Event, Input, Output};
+pub use crate::io::{CallPhase, Event, Input, Output, ProcessStats};
 pub use crate::record_error::RecordError;
 use crate::server::RtmpServer;
 pub use crate::server::{AppConfig, RecordPolicy, ServerConfig};
@@ -47,6 +49,7 @@ pub use crate::storage::{FileError, FileReply, FileRequest};
 pub use crate::tcp::{TcpCommand, TcpEvent};
 pub use crate::udp::{UdpCommand, UdpEvent};
 pub use crate::worker_relay::{RelayIn, RelayOut};
+use crate::worker_relay::{RelayMessage, RelayTarget};
 
 /// Settings of a node.
 #[derive(Debug, Clone, Default)]
@@ -153,9 +156,36 @@ impl Node {
                 _ => self.server.tcp(now, event),
             },
             Input::FileDone { file, result } => self.server.file_done(now, file, result),
+            Input::Relay(RelayIn::Received { from, message }) if message.is_admin() => {
+                self.admin_relay(now, from, message);
+            }
             Input::Relay(input) => self.server.relay_input(now, input),
         }
         self.reap_http(now);
+    }
+
+    /// A relay message for the HTTP listener's bookkeeping: a report asked of this worker
+    /// (answered at once from its own state), one answered to worker 0's listener, or an
+    /// operator's drop of one of this worker's connections.
+    fn admin_relay(&mut self, now: Instant, from: WorkerId, message: RelayMessage) {
+        match message {
+            RelayMessage::Report { query, kind } => {
+                let report = Arc::new(WorkerReport::of(&self.server, kind));
+                self.server.push_output(Output::Relay(RelayOut::Send {
+                    to: RelayTarget::Worker(from),
+                    message: RelayMessage::Reported { query, report },
+                }));
+            }
+            RelayMessage::Reported { query, report } => {
+                if let Some(http) = &mut self.http {
+                    http.reported(now, query, report, &mut self.server);
+                }
+            }
+            RelayMessage::Drop { conn } => {
+                self.server.drop_conn(conn);
+            }
+            _ => {}
+        }
     }
 
     /// Tells the HTTP listener about the HTTP-FLV connections the server ended, if any.
@@ -183,14 +213,41 @@ impl Node {
     /// assert_eq!(conn.worker(), WorkerId(2));
     /// ```
     ///
-    /// Only worker 0 keeps the HTTP listener of [`ServerConfig::http`] (its metrics and API
-    /// show worker 0's node).
+    /// Only worker 0 keeps the HTTP listener of [`ServerConfig::http`]; once told how many
+    /// workers the group has ([`Node::set_worker_count`]), its metrics and API describe the
+    /// whole group (it asks the others for their figures over the relay).
     pub fn with_relay(mut self, worker: WorkerId) -> Self {
         self.server.enable_relay(worker);
         if worker != WorkerId(0) {
             self.http = None;
         }
         self
+    }
+
+    /// Tells a worker made with [`Node::with_relay`] how many workers its group has, so that
+    /// worker 0's HTTP listener waits for every other worker's report before it answers
+    /// `/metrics` or the JSON API (without it, worker 0 describes itself alone).
+    pub fn set_worker_count(&mut self, workers: usize) {
+        if let Some(http) = &mut self.http {
+            http.set_group(workers);
+        }
+    }
+
+    /// Whether the driver should read its process's figures ([`ProcessStats`]) and give them
+    /// with [`Node::set_process_stats`] before it feeds `event`: true for the bytes of an
+    /// HTTP request, which may be a `/metrics` scrape. The node reads no system state of its
+    /// own (it stays sans-IO); reading when a request arrives, rather than on a timer, costs
+    /// nothing while nobody asks and gives a scrape figures as fresh as the request.
+    pub fn process_stats_wanted(&self, event: &TcpEvent) -> bool {
+        self.http.as_ref().is_some_and(|h| h.reads_request(event))
+    }
+
+    /// What the driver read of its process, for `/metrics` (`process_open_fds`,
+    /// `process_resident_memory_bytes`...); see [`Node::process_stats_wanted`].
+    pub fn set_process_stats(&mut self, stats: ProcessStats) {
+        if let Some(http) = &mut self.http {
+            http.set_process(stats);
+        }
     }
 
     /// Answers the [`Event::Decide`] with id `request`. Rejections send the client the

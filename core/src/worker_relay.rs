@@ -57,8 +57,9 @@
 
 use std::sync::Arc;
 
-use crate::ids::RequestId;
+pub use crate::admin::report::{ReportKind, WorkerReport};
 pub use crate::ids::WorkerId;
+use crate::ids::{ConnId, RequestId};
 use crate::rtmp::message::RtmpMessage;
 use crate::rtmp::shared_message::SharedMessage;
 
@@ -123,7 +124,8 @@ impl PartialEq for RelayedMedia {
     }
 }
 
-/// What travels between workers, always about one live stream (`app/name`).
+/// What travels between workers: about one live stream (`app/name`), or, for the HTTP
+/// listener of worker 0, the other workers' reports.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RelayMessage {
     /// The sender's publication `publication` of `stream` went live.
@@ -171,6 +173,36 @@ pub enum RelayMessage {
         /// The message, its payload shared.
         media: RelayedMedia,
     },
+    /// Worker 0's HTTP listener asks the receiver for its figures (`/metrics`) or lists (the
+    /// JSON API), to answer for the whole server (see `crate::admin::report`).
+    Report {
+        /// Numbers the request (echoed in [`RelayMessage::Reported`]).
+        query: u64,
+        /// What the request wants.
+        kind: ReportKind,
+    },
+    /// The answer to [`RelayMessage::Report`]: the sender's report, made on its own thread.
+    Reported {
+        /// The request answered.
+        query: u64,
+        /// The report.
+        report: Arc<WorkerReport>,
+    },
+    /// The HTTP API drops one of the receiver's connections (`POST .../drop`).
+    Drop {
+        /// The connection.
+        conn: ConnId,
+    },
+}
+
+impl RelayMessage {
+    /// Whether it is for the HTTP listener's bookkeeping rather than about a live stream.
+    pub(crate) fn is_admin(&self) -> bool {
+        matches!(
+            self,
+            RelayMessage::Report { .. } | RelayMessage::Reported { .. } | RelayMessage::Drop { .. }
+        )
+    }
 }
 
 /// What a worker node asks of its driver's relay ([`crate::node::Output::Relay`]).

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use siprtmp_core::gateway::codecs::CodecToken;
 use siprtmp_core::gateway::media_bridge::{
-    BridgeSetup, FromFarEnd, LegSetup, MediaBridge, OutgoingRtp,
+    BridgeSetup, FromFarEnd, Leg, LegSetup, MediaBridge, OutgoingRtp,
 };
 use siprtmp_core::media::AvcDecoderConfig;
 use siprtmp_core::rng::SeededRng;
@@ -224,4 +224,73 @@ fn a_dtmf_digit_arrives_once() {
         })
         .collect();
     assert_eq!(digits, vec!['7']);
+}
+
+/// Two bridges talk G.711 both ways for 20 s, RTCP taking 30 ms each way and every 50th of
+/// B's RTP packets lost: each leg counts its packets and bytes, A counts B's losses, B hears
+/// them from A's reports, and both measure the 60 ms round trip from the reports on their
+/// sender reports.
+#[test]
+fn counters_loss_and_round_trip_come_out_of_the_media_and_rtcp() {
+    let (mut a, mut b, start) = bridges(Some(CodecToken::Pcmu), None);
+    let delay = Duration::from_millis(30);
+    // RTCP in flight: (due, to A?, datagram).
+    let mut flight: Vec<(Instant, bool, OutgoingRtp)> = Vec::new();
+    let (mut lost, mut b_sent, mut got) = (0u64, 0u64, Vec::new());
+    for i in 0..1000u32 {
+        let now = start + Duration::from_millis(u64::from(i) * 20);
+        let mut body = vec![0x82];
+        body.extend((0..160).map(|j| (i as u8) ^ j as u8));
+        let frame = RtmpMessage::new(type_id::AUDIO, 1, i * 20, body);
+        let (mut from_a, mut from_b) = (Vec::new(), Vec::new());
+        a.from_client(now, &frame, &mut from_a);
+        b.from_client(now, &frame, &mut from_b);
+        a.poll(now, &mut from_a, &mut Vec::new());
+        b.poll(now, &mut from_b, &mut Vec::new());
+        for (to_a, out) in [(false, from_a), (true, from_b)] {
+            for d in out {
+                if d.rtcp {
+                    flight.push((now + delay, to_a, d));
+                } else if to_a {
+                    b_sent += 1;
+                    if b_sent % 50 == 25 {
+                        lost += 1;
+                    } else {
+                        deliver(&mut a, now, &mut vec![d], &mut got);
+                    }
+                } else {
+                    deliver(&mut b, now, &mut vec![d], &mut got);
+                }
+            }
+        }
+        let (due, later): (Vec<_>, Vec<_>) = flight.drain(..).partition(|(at, _, _)| *at <= now);
+        flight = later;
+        for (at, to_a, d) in due {
+            let target = if to_a { &mut a } else { &mut b };
+            deliver(target, at, &mut vec![d], &mut got);
+        }
+    }
+    let a_leg = a.leg_view(Leg::Audio).unwrap();
+    let b_leg = b.leg_view(Leg::Audio).unwrap();
+    assert_eq!(a_leg.counters.sent_packets, 1000);
+    assert_eq!(a_leg.counters.sent_bytes, 1000 * (12 + 160));
+    assert_eq!(a_leg.counters.received_packets, 1000 - lost);
+    assert_eq!(b_leg.counters.received_packets, 1000);
+    assert_eq!(a_leg.quality.lost, lost as i64, "A counts what never came");
+    assert_eq!(b_leg.quality.lost, 0);
+    // B hears A's count as of A's last report (reports go every few seconds).
+    let far = b_leg.quality.far_lost.expect("A reported");
+    assert!(
+        (lost as i64 - 3..=lost as i64).contains(&far),
+        "{far} of {lost}"
+    );
+    assert_eq!(a_leg.quality.far_lost, Some(0));
+    for leg in [a_leg, b_leg] {
+        let rtt = leg.quality.round_trip.expect("a report on a sender report");
+        assert!(
+            (Duration::from_millis(55)..=Duration::from_millis(65)).contains(&rtt),
+            "{rtt:?}"
+        );
+        assert!(leg.quality.far_jitter.is_some());
+    }
 }

@@ -376,3 +376,45 @@ fn an_http_play_is_decided_like_an_rtmp_play() {
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(tags(&body), [(9, 0, keyframe(1, 50))]);
 }
+
+/// The API lists an HTTP player beside the RTMP connections (state `http_flv`, what it plays,
+/// its backlog), and the operator's drop ends it like an RTMP player's.
+#[test]
+fn an_http_player_is_listed_with_the_connections_and_can_be_dropped() {
+    let (mut f, listen) = fixture();
+    let (p, id) = f.publisher("live", "cam");
+    send(&mut f, p, id, type_id::VIDEO, 0, AVC_CONFIG);
+    send(&mut f, p, id, type_id::VIDEO, 40, &keyframe(1, 30));
+    let player = http(&mut f, listen, "GET /live/cam.flv HTTP/1.1\r\n\r\n");
+    let sent = take(&mut f, player);
+    assert!(!sent.is_empty());
+    let api = http(&mut f, listen, "GET /api/v1/connections HTTP/1.1\r\n\r\n");
+    let json = String::from_utf8(concat(&take(&mut f, api))).unwrap();
+    let id_field = format!("\"id\":\"{}\"", player.0);
+    assert!(json.contains(&id_field), "{json}");
+    assert!(json.contains("\"state\":\"http_flv\""), "{json}");
+    assert!(
+        json.contains("\"streams\":[\"playing live/cam\"]"),
+        "{json}"
+    );
+    let queued: usize = sent.iter().map(Bytes::len).sum();
+    assert!(
+        json.contains(&format!("\"queued_bytes\":{queued}")),
+        "{json}"
+    );
+
+    let drop = format!(
+        "POST /api/v1/connections/{}/drop HTTP/1.1\r\n\r\n",
+        player.0
+    );
+    let answer = http(&mut f, listen, &drop);
+    let reply = String::from_utf8(concat(&take(&mut f, answer))).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(
+        !f.net.tcp.open_streams().contains(&player),
+        "the player's connection is closed"
+    );
+    let api = http(&mut f, listen, "GET /api/v1/streams HTTP/1.1\r\n\r\n");
+    let json = String::from_utf8(concat(&take(&mut f, api))).unwrap();
+    assert!(json.contains("\"players\":0"), "{json}");
+}

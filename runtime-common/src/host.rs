@@ -144,6 +144,11 @@ impl<T: Transport> NodeHost<T> {
     /// Carries the node's relay messages over `relay` (for a node made a worker with
     /// `Node::with_relay`; the link's waker must make the driver take a [`Self::turn`]).
     pub fn with_relay(mut self, relay: Option<RelayLink>) -> Self {
+        // Worker 0's HTTP listener answers for the whole group: it must know how many
+        // reports to wait for.
+        if let Some(relay) = &relay {
+            self.node.set_worker_count(relay.workers());
+        }
         self.relay = relay;
         self
     }

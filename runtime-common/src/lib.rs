@@ -39,6 +39,8 @@
 //!   RTMPS listener's certificate, checked at load, swapped on reload, and the TLS
 //!   configuration the node's RTMPS connections use ([`cert_validity`] reads a certificate's
 //!   validity period for the check);
+//! - [`process_stats`]: the process's own figures (descriptors, memory) for `/metrics`, read
+//!   when an HTTP request arrives and given to the node;
 //! - [`mio_poll`]: the only mio types in this API, for the mio driver's poll: the tokens that
 //!   tell its connections, the node's UDP sockets and its own wake-ups apart, and the UDP
 //!   executor whose sockets it watches.
@@ -70,6 +72,7 @@ mod host;
 pub mod mio_poll;
 pub mod mmsg;
 mod node_reads;
+pub mod process_stats;
 #[cfg(target_os = "linux")]
 mod recv_slot;
 mod relay_link;

@@ -95,6 +95,11 @@ impl RelayLink {
             .collect()
     }
 
+    /// How many workers the group has.
+    pub fn workers(&self) -> usize {
+        self.hub.workers.len()
+    }
+
     /// This worker's id (give it to [`Node::with_relay`]).
     pub fn worker(&self) -> WorkerId {
         self.me

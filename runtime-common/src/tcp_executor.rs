@@ -36,6 +36,7 @@ use bytes::{Bytes, BytesMut};
 use mio::net::{TcpListener, TcpStream};
 
 use crate::accept_backoff::AcceptBackoff;
+use crate::process_stats::ProcessReader;
 use mio::{Events, Interest, Poll, Token, Waker};
 use siprtmp_core::node::{Input, ListenerId, Node, StreamId, TcpCommand, TcpEvent};
 pub use siprtmp_core::tcp::MAX_QUEUED_SEND;
@@ -143,6 +144,8 @@ pub struct TcpExecutor {
     gone: HashSet<StreamId>,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    /// Reads the process's figures for an HTTP request (see `crate::process_stats`).
+    process: ProcessReader,
 }
 
 impl TcpExecutor {
@@ -194,6 +197,7 @@ impl TcpExecutor {
             gone: HashSet::new(),
             shared,
             thread: Some(thread),
+            process: ProcessReader::default(),
         })
     }
 
@@ -236,6 +240,13 @@ impl TcpExecutor {
             };
             if stream.is_some_and(|s| self.gone.contains(&s)) {
                 continue;
+            }
+            // The HTTP listener's connections are the node's own TCP, so every driver feeds
+            // their bytes here: the one place to supply the process's figures to a scrape.
+            if node.process_stats_wanted(&event) {
+                if let Some(stats) = self.process.read_if_due(now) {
+                    node.set_process_stats(stats);
+                }
             }
             node.handle(now, Input::Tcp(event));
         }

@@ -52,6 +52,18 @@ pub trait WorkerDriver: Driver + Sized {
     fn bind_worker(config: DriverConfig, node: NodeConfig, seat: WorkerSeat) -> io::Result<Self>;
 }
 
+/// The node settings of `worker` of `count`: the group's, except that each worker runs a
+/// gateway of its own on the same address, so each takes its own slice of the RTP ports and
+/// its share of the gateway's client limits (`GatewayNodeConfig::worker_share`); without
+/// that, one worker's calls bind ports another worker's calls hold and are refused.
+fn node_of_worker(node: &NodeConfig, worker: WorkerId, count: usize) -> NodeConfig {
+    let mut node = node.clone();
+    if let Some(gateway) = node.server.gateway.as_mut() {
+        *gateway = gateway.worker_share(usize::from(worker.0), count);
+    }
+    node
+}
+
 /// Binds `count` non-blocking listening sockets to `addr` with `SO_REUSEPORT` (the first
 /// decides the port when `addr`'s is 0).
 ///
@@ -143,7 +155,7 @@ impl Workers {
             let tls_listener = tls_listeners.remove(0);
             worker_config.seed = config.seed.wrapping_add(u64::from(worker.0));
             let decider = setup(worker, &mut worker_config);
-            let node = node.clone();
+            let node = node_of_worker(&node, worker, count);
             let (ready_tx, ready) = sync_channel(1);
             // Each driver is built on the thread that runs it, so none needs to be `Send`.
             let thread = std::thread::Builder::new()
@@ -226,5 +238,32 @@ impl Workers {
             }
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use siprtmp_core::node::GatewayNodeConfig;
+
+    #[test]
+    fn each_workers_gateway_binds_its_own_rtp_ports() {
+        let mut node = NodeConfig::default();
+        node.server.gateway = Some(GatewayNodeConfig {
+            rtp_ports: (20000, 20399),
+            ..GatewayNodeConfig::default()
+        });
+        let ports = |w: u8| {
+            let n = node_of_worker(&node, WorkerId(w), 2);
+            n.server.gateway.expect("a gateway").rtp_ports
+        };
+        assert_eq!(ports(0), (20000, 20199));
+        assert_eq!(ports(1), (20200, 20399));
+        // Without a gateway nothing changes.
+        node.server.gateway = None;
+        assert!(node_of_worker(&node, WorkerId(1), 2)
+            .server
+            .gateway
+            .is_none());
     }
 }

@@ -18,6 +18,7 @@ pub mod peers;
 pub mod ports;
 pub mod probe;
 pub mod rtmps;
+pub mod scrape;
 pub mod server;
 pub mod sip_runner;
 pub mod sipp;

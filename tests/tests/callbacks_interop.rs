@@ -1,8 +1,9 @@
 //! nginx-rtmp-style HTTP callbacks against ffmpeg and a small HTTP backend written here (a
 //! std `TcpListener` on a thread that records the form fields of every request), under every
 //! runtime: an allowed publish plays, a refused publish makes ffmpeg fail, a play redirected
-//! by a 3xx plays the other stream, and the `on_play_done`, `on_publish_done` and `on_done`
-//! notifications arrive with nginx-rtmp's field names and the right values; a backend that
+//! by a 3xx plays the other stream, and the `on_play_done`, `on_publish_done`, `on_done` and
+//! `on_record_done` notifications arrive with nginx-rtmp's field names and the right values
+//! (the recording's path names a file ffprobe reads); a backend that
 //! never answers or is down gets the failure policy (allow lets ffmpeg publish, refuse makes
 //! it fail).
 
@@ -11,9 +12,12 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use siprtmp_core::node::{CallbackUrl, CallbacksConfig, Event, FailurePolicy, NodeConfig};
+use siprtmp_core::node::{
+    AppConfig, CallbackUrl, CallbacksConfig, Event, FailurePolicy, NodeConfig, RecordPolicy,
+};
 use siprtmp_runtime_drivers::Runtime;
 use siprtmp_tests::peers::{ffmpeg_play, ffmpeg_publish};
+use siprtmp_tests::probe::{count, packets};
 use siprtmp_tests::server::TestServer;
 use siprtmp_tests::{media, scratch_dir, wait};
 
@@ -127,11 +131,21 @@ fn callbacks(runtime: Runtime) {
         on_done: url("/done"),
         on_publish_done: url("/publish_done"),
         on_play_done: url("/play_done"),
+        on_record_done: url("/record_done"),
         timeout: Duration::from_secs(5),
         on_failure: FailurePolicy::Refuse,
         ..CallbacksConfig::default()
     });
-    let mut server = TestServer::start_on(runtime, config, None);
+    // `live` records every publish (nginx-rtmp's `record all`), into this test's own root.
+    config.server.apps.insert(
+        "live".into(),
+        AppConfig {
+            record: RecordPolicy::All,
+        },
+    );
+    let root = dir.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut server = TestServer::start_on_with(runtime, config, None, root.clone(), None);
     let requests = |path: &str| -> Vec<Got> {
         got.lock()
             .unwrap()
@@ -261,6 +275,34 @@ fn callbacks(runtime: Runtime) {
     assert!(
         done_of(play.field("clientid")) && done_of(publish.field("clientid")),
         "{runtime:?}: on_done for both: {done:?}"
+    );
+
+    // The recording of the publish is closed and named to the backend; the file it names
+    // is the stream, as ffprobe reads it.
+    assert!(
+        wait::until(STARTUP, || !requests("/record_done").is_empty()),
+        "{runtime:?}: no on_record_done"
+    );
+    let record_done = requests("/record_done").pop().unwrap();
+    assert_eq!(record_done.field("call"), Some("record_done"));
+    assert_eq!(record_done.field("app"), Some("live"));
+    assert_eq!(record_done.field("name"), Some("cam"));
+    assert_eq!(record_done.field("recorder"), Some(""));
+    assert_eq!(record_done.field("token"), Some("t1"), "{record_done:?}");
+    let path = record_done.field("path").expect("a path");
+    let file = root.join(path);
+    let recorded = packets(&file);
+    assert!(
+        count(&recorded, "video") > 10 && count(&recorded, "audio") > 10,
+        "{runtime:?}: {} holds {} video and {} audio packets",
+        file.display(),
+        count(&recorded, "video"),
+        count(&recorded, "audio")
+    );
+    assert_eq!(
+        requests("/record_done").len(),
+        1,
+        "{runtime:?}: one recording, one notification"
     );
     server.stop();
 }

@@ -2,12 +2,12 @@
 //! plays, `curl` scrapes `/metrics` (which `promtool check metrics` must accept) and reads the
 //! JSON API, and dropping the player through the API ends its connection.
 
-use std::process::Command;
 use std::time::Duration;
 
 use siprtmp_core::node::{CloseReason, ConnId, Event, HttpConfig, NodeConfig};
 use siprtmp_runtime_drivers::Runtime;
 use siprtmp_tests::peers::{ffmpeg_play, ffmpeg_publish};
+use siprtmp_tests::scrape::{self, promtool_check};
 use siprtmp_tests::server::TestServer;
 use siprtmp_tests::{media, scratch_dir, wait};
 
@@ -16,55 +16,12 @@ const TOKEN: &str = "metrics-test-token";
 
 /// `curl` with the token (or without it), the status code and body.
 fn curl(addr: &str, method: &str, path: &str, token: bool) -> (u16, String) {
-    let mut command = Command::new("curl");
-    command.args(["-s", "-m", "10", "-X", method, "-w", "\n%{http_code}"]);
-    if token {
-        command.args(["-H", &format!("Authorization: Bearer {TOKEN}")]);
-    }
-    let output = command
-        .arg(format!("http://{addr}{path}"))
-        .output()
-        .expect("curl runs");
-    let text = String::from_utf8(output.stdout).expect("UTF-8");
-    let (body, status) = text.rsplit_once('\n').expect("a status line");
-    (status.parse().expect("a status"), body.to_string())
+    scrape::curl(addr, method, path, token.then_some(TOKEN))
 }
 
 /// The value of the sample `name` (with its labels, as written) in an exposition.
 fn sample(exposition: &str, name: &str) -> Option<u64> {
-    exposition.lines().find_map(|line| {
-        let (key, value) = line.rsplit_once(' ')?;
-        (key == name).then(|| value.parse().ok())?
-    })
-}
-
-/// `promtool check metrics` on `exposition`: its complaints, if any.
-fn promtool_check(exposition: &str) -> Result<(), String> {
-    use std::io::Write;
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool runs (Debian package prometheus; scripts/test.sh installs it)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(exposition.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    if output.status.success() && said.trim().is_empty() {
-        Ok(())
-    } else {
-        Err(said)
-    }
+    scrape::sample(exposition, name).map(|v| v as u64)
 }
 
 fn metrics_and_api(runtime: Runtime) {

@@ -149,6 +149,7 @@ pub(crate) fn run_point(kind: FloorKind, spec: &PointSpec<'_>) -> Result<Gateway
         repeat,
         timing,
         clk_tck,
+        count_syscalls,
     } = spec;
     let sipp = gateway::start_sipp(sipp_scenario)?;
     let far_end = ([127, 0, 0, 1], sipp.media_port).into();
@@ -156,7 +157,14 @@ pub(crate) fn run_point(kind: FloorKind, spec: &PointSpec<'_>) -> Result<Gateway
     let pid = srv.child.id().to_string();
     let addr = ([127, 0, 0, 1], srv.port).into();
     let mut load = load::FloorLoad::start(addr, media.clone(), codec.seq_plan(), calls)?;
-    let window = gateway::measure_window(&mut load, &pid, &sipp.pid(), timing, clk_tck)?;
+    let window = gateway::measure_window(
+        &mut load,
+        &pid,
+        &sipp.pid(),
+        timing,
+        clk_tck,
+        count_syscalls,
+    )?;
     let peak_rss_kib = procstat::peak_rss_kib(&pid).unwrap_or(0);
     drop(load);
     drop(srv);

@@ -69,6 +69,17 @@ struct Call {
     deadline: Instant,
 }
 
+/// Who a recording belongs to, taken when it starts: its file is closed after the publish
+/// has ended (the publisher may be gone), and `on_record_done` still carries the publisher's
+/// session fields, name and query, as nginx-rtmp's does.
+#[derive(Debug)]
+struct RecordingOrigin {
+    /// The session's fields (`app` ... `clientid`).
+    session: Form,
+    name: String,
+    args: String,
+}
+
 /// A live publish or play of a client.
 #[derive(Debug, Clone)]
 struct Activity {
@@ -124,6 +135,9 @@ pub(crate) struct Callbacks {
     next_stream: u64,
     asked: BTreeMap<RequestId, Asked>,
     clients: IdHashMap<ConnId, Client>,
+    /// Recordings running, by stream key (one per published stream at most), while
+    /// `on_record_done` is set.
+    recordings: BTreeMap<String, RecordingOrigin>,
     outputs: VecDeque<Output>,
     verdicts: VecDeque<Verdict>,
     next_update: Option<Instant>,
@@ -145,6 +159,7 @@ impl Callbacks {
             next_stream: 0,
             asked: BTreeMap::new(),
             clients: IdHashMap::default(),
+            recordings: BTreeMap::new(),
             outputs: VecDeque::new(),
             verdicts: VecDeque::new(),
             next_update,
@@ -467,22 +482,30 @@ impl Callbacks {
                     Asked::Consulting => true,
                 });
             }
+            Event::RecordStarted { conn, stream, .. } => {
+                if self.config.on_record_done.is_none() {
+                    return;
+                }
+                let activity = self.clients.get(conn).and_then(|c| c.publishing.clone());
+                if let Some(activity) = activity {
+                    let mut session = Form::default();
+                    self.session(&mut session, *conn);
+                    let origin = RecordingOrigin {
+                        session,
+                        name: activity.name,
+                        args: activity.args,
+                    };
+                    self.recordings.insert(stream.clone(), origin);
+                }
+            }
             Event::RecordStopped { stream, path, .. } => {
-                let publisher = self.clients.iter().find_map(|(conn, c)| {
-                    let activity = c.publishing.as_ref()?;
-                    (format!("{}/{}", c.app, activity.name) == *stream)
-                        .then(|| (*conn, activity.clone()))
-                });
-                let mut form = Form::default();
-                let (name, args) = match &publisher {
-                    Some((conn, activity)) => {
-                        self.session(&mut form, *conn);
-                        (activity.name.clone(), activity.args.clone())
-                    }
+                let (mut form, name, args) = match self.recordings.remove(stream) {
+                    Some(origin) => (origin.session, origin.name, origin.args),
                     None => {
+                        let mut form = Form::default();
                         let (app, name) = stream.split_once('/').unwrap_or(("", stream));
                         form.field("app", app);
-                        (name.to_string(), String::new())
+                        (form, name.to_string(), String::new())
                     }
                 };
                 form.field("call", "record_done");
@@ -724,7 +747,7 @@ fn call_fields(form: &mut Form, call: &GatewayCall) {
 }
 
 /// A form body being built: `name=value` pairs joined by `&`.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Form(String);
 
 impl Form {

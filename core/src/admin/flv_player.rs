@@ -50,7 +50,7 @@ pub(super) fn hand_over(
 ) {
     let chunked = request.minor_version >= 1;
     if request.method != "GET" {
-        return server.flv_refuse_now(stream, chunked, 405, "only GET plays a stream\n");
+        return server.flv_refuse_now(stream, peer, chunked, 405, "only GET plays a stream\n");
     }
     server.flv_request(stream, peer, &target.app, &target.name, chunked);
 }

@@ -5,7 +5,12 @@
 
 use std::fmt::Write;
 
-use crate::server::{RtmpServer, CLOSE_KINDS};
+use crate::gateway::stats::Histogram;
+
+use crate::io::ProcessStats;
+use crate::server::CLOSE_KINDS;
+
+use super::report::WorkerReport;
 
 /// The content type of the exposition.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -27,6 +32,13 @@ impl Exposition {
     /// One sample of the current family, with labels (values escaped).
     pub(crate) fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) -> &mut Self {
         self.out.push_str(name);
+        self.labels(labels);
+        let _ = writeln!(self.out, " {value}");
+        self
+    }
+
+    /// `{label="value",...}`, if there are labels.
+    fn labels(&mut self, labels: &[(&str, &str)]) {
         if !labels.is_empty() {
             self.out.push('{');
             for (i, (label, value)) in labels.iter().enumerate() {
@@ -40,8 +52,45 @@ impl Exposition {
             }
             self.out.push('}');
         }
+    }
+
+    /// One sample with a fractional value (a histogram's sum, in seconds).
+    pub(crate) fn sample_f64(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) -> &mut Self {
+        self.out.push_str(name);
+        self.labels(labels);
         let _ = writeln!(self.out, " {value}");
         self
+    }
+
+    /// A histogram's samples under `name` (its family started): cumulative `_bucket`s up to
+    /// `+Inf`, `_sum` in seconds and `_count`, each with `labels`.
+    pub(crate) fn histogram(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        bounds: &[f64],
+        histogram: &Histogram,
+    ) -> &mut Self {
+        let bucket = format!("{name}_bucket");
+        let mut cumulative = 0;
+        for (i, bound) in bounds.iter().enumerate() {
+            cumulative += histogram.counts[i];
+            let le = bound.to_string();
+            let mut with_le = labels.to_vec();
+            with_le.push(("le", &le));
+            self.sample(&bucket, &with_le, cumulative);
+        }
+        let mut with_le = labels.to_vec();
+        with_le.push(("le", "+Inf"));
+        self.sample(&bucket, &with_le, histogram.count);
+        let sum = histogram.sum_micros as f64 / 1e6;
+        self.sample_f64(&format!("{name}_sum"), labels, sum);
+        self.sample(&format!("{name}_count"), labels, histogram.count)
     }
 
     /// A family of one unlabelled sample.
@@ -66,10 +115,12 @@ fn escape_label_value(out: &mut String, value: &str) {
     }
 }
 
-/// The RTMP server's families (the gateway's follow, see `super::gateway_metrics`).
-pub(crate) fn render_server(server: &RtmpServer, out: &mut Exposition) {
-    let counters = server.counters();
-    let states = server.conn_states();
+/// The RTMP server's families, from the whole server's report (the gateway's and the
+/// process's follow, see `super::gateway_metrics` and [`render_process`]).
+pub(crate) fn render_server(report: &WorkerReport, out: &mut Exposition) {
+    let stats = &report.stats;
+    let counters = &stats.counters;
+    let states = &stats.states;
     out.family(
         "siprtmp_connections",
         "gauge",
@@ -97,13 +148,13 @@ pub(crate) fn render_server(server: &RtmpServer, out: &mut Exposition) {
     for (kind, n) in CLOSE_KINDS.iter().zip(counters.closed) {
         out.sample("siprtmp_connections_closed_total", &[("reason", kind)], n);
     }
-    let streams = server.stream_views();
+    let streams = &report.streams;
     let publishers = streams.iter().filter(|s| s.publisher.is_some()).count();
     let players: usize = streams.iter().map(|s| s.players).sum();
     out.single(
         "siprtmp_publishers",
         "gauge",
-        "Live streams published on this node now.",
+        "Live streams published now.",
         publishers as u64,
     );
     out.single(
@@ -117,7 +168,7 @@ pub(crate) fn render_server(server: &RtmpServer, out: &mut Exposition) {
         "gauge",
         "Players of each live stream now.",
     );
-    for stream in &streams {
+    for stream in streams {
         let (app, name) = stream.key.split_once('/').unwrap_or(("", &stream.key));
         out.sample(
             "siprtmp_stream_players",
@@ -165,21 +216,21 @@ pub(crate) fn render_server(server: &RtmpServer, out: &mut Exposition) {
         "siprtmp_recordings",
         "gauge",
         "Recordings running now.",
-        server.recordings_running() as u64,
+        stats.recordings,
     );
     out.single(
         "siprtmp_recording_written_bytes_total",
         "counter",
         "Bytes written to recordings.",
-        server.record_bytes(),
+        stats.record_bytes,
     );
     out.single(
         "siprtmp_recording_failures_total",
         "counter",
         "Recordings that stopped on an error (a full disk, a write error).",
-        server.recordings_failed(),
+        stats.record_failures,
     );
-    let memory = server.memory();
+    let memory = &stats.memory;
     out.single(
         "siprtmp_memory_partial_message_bytes",
         "gauge",
@@ -198,6 +249,42 @@ pub(crate) fn render_server(server: &RtmpServer, out: &mut Exposition) {
         "Bytes held by the live streams' GOP caches.",
         memory.gop_cache,
     );
+}
+
+/// The process's families, named as Prometheus's client libraries name them, from what the
+/// driver read last (nothing when it reads nothing: another system than Linux, or a driver
+/// that does not supply them).
+pub(crate) fn render_process(process: Option<&ProcessStats>, out: &mut Exposition) {
+    let Some(process) = process else {
+        return;
+    };
+    let families = [
+        (
+            "process_open_fds",
+            "Open file descriptors of the process.",
+            process.open_fds,
+        ),
+        (
+            "process_max_fds",
+            "The process's limit of open file descriptors.",
+            process.max_fds,
+        ),
+        (
+            "process_resident_memory_bytes",
+            "Resident memory of the process, in bytes.",
+            process.resident_memory_bytes,
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "Virtual memory of the process, in bytes.",
+            process.virtual_memory_bytes,
+        ),
+    ];
+    for (name, help, value) in families {
+        if let Some(value) = value {
+            out.single(name, "gauge", help, value);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -23,11 +23,13 @@ mod gateway_metrics;
 mod json;
 mod metrics;
 mod page;
+pub(crate) mod report;
 mod routes;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
@@ -35,9 +37,12 @@ use crate::http::request::{parse, Limits};
 use crate::http::response::Response;
 use crate::http::HttpConfig;
 use crate::id_hash::IdHashMap;
-use crate::io::{Event, Output};
+use crate::io::{Event, Output, ProcessStats};
 use crate::server::{FlvEnd, RtmpServer};
 use crate::tcp::{ListenerId, StreamId, TcpCommand, TcpEvent};
+use crate::worker_relay::{RelayMessage, RelayOut, RelayTarget};
+use report::{ReportKind, WorkerReport};
+use routes::Route;
 
 /// The HTTP listener's id (the gateway numbers its own listeners up from 1).
 pub(crate) const LISTENER: ListenerId = ListenerId(u64::MAX);
@@ -45,6 +50,27 @@ pub(crate) const LISTENER: ListenerId = ListenerId(u64::MAX);
 /// Requests answered from one read before the rest of a pipelined burst is refused: a
 /// client cannot make one read cost more than this many responses.
 const MAX_PIPELINED: usize = 8;
+
+/// How long worker 0 waits for the other workers' reports before it answers 503: a worker
+/// whose loop is that late is a fault to see, and a partial sum would look to Prometheus like
+/// counters reset.
+const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Bytes a connection may send while its request waits for the workers' reports (what
+/// follows a request is the next request: a pipelining client sends little).
+const MAX_BUFFERED_WHILE_GATHERING: usize = 64 * 1024;
+
+/// A request waiting for the other workers' reports.
+#[derive(Debug)]
+struct Gathering {
+    stream: StreamId,
+    kind: ReportKind,
+    keep_alive: bool,
+    head_only: bool,
+    reports: Vec<Arc<WorkerReport>>,
+    /// Answered 503 if the reports are not all in by then.
+    deadline: Instant,
+}
 
 /// One HTTP connection.
 #[derive(Debug)]
@@ -60,6 +86,8 @@ struct HttpConn {
     flv: bool,
     /// The client's address (an HTTP-FLV play is decided on it, as an RTMP play is).
     peer: SocketAddr,
+    /// Its request waits for the other workers' reports: what follows waits in `buf`.
+    gathering: bool,
 }
 
 /// The node's HTTP listener and its connections; see the module documentation.
@@ -72,6 +100,13 @@ pub(crate) struct HttpFront {
     /// The time the front was made: the deadline that gets the driver to drain the first
     /// command (the listen) when nothing else would wake it.
     start: Instant,
+    /// Workers in this node's group (1: a node alone); see [`report`].
+    group: usize,
+    /// Requests waiting for the other workers' reports, by query number.
+    gatherings: HashMap<u64, Gathering>,
+    next_query: u64,
+    /// What the driver last read of the process ([`crate::node::Node::set_process_stats`]).
+    process: Option<ProcessStats>,
 }
 
 impl HttpFront {
@@ -88,6 +123,30 @@ impl HttpFront {
             conns: IdHashMap::default(),
             outputs,
             start: now,
+            group: 1,
+            gatherings: HashMap::new(),
+            next_query: 0,
+            process: None,
+        }
+    }
+
+    /// This node is one of `workers` sharing the server: requests that describe the server
+    /// gather every worker's report first.
+    pub(crate) fn set_group(&mut self, workers: usize) {
+        self.group = workers.max(1);
+    }
+
+    /// What the driver read of the process.
+    pub(crate) fn set_process(&mut self, process: ProcessStats) {
+        self.process = Some(process);
+    }
+
+    /// Whether `event` brings bytes of a request (not of an HTTP-FLV connection): the
+    /// driver's cue to read the process's figures (see `Node::process_stats_wanted`).
+    pub(crate) fn reads_request(&self, event: &TcpEvent) -> bool {
+        match event {
+            TcpEvent::Received { stream, .. } => self.conns.get(stream).is_some_and(|c| !c.flv),
+            _ => false,
         }
     }
 
@@ -146,6 +205,7 @@ impl HttpFront {
                 lingering: false,
                 flv: false,
                 peer,
+                gathering: false,
             },
         );
     }
@@ -157,7 +217,21 @@ impl HttpFront {
         if conn.lingering || conn.flv {
             return; // whatever follows the last answer (or an HTTP-FLV request) is not read
         }
+        if conn.gathering && conn.buf.len() + data.len() > MAX_BUFFERED_WHILE_GATHERING {
+            self.conns.remove(&stream);
+            self.outputs
+                .push_back(Output::Tcp(TcpCommand::Close { stream }));
+            return;
+        }
         conn.buf.extend_from_slice(data);
+        if !conn.gathering {
+            self.serve(now, stream, server);
+        }
+    }
+
+    /// Answers the requests buffered on `stream`, in order, until one is incomplete, ends
+    /// the connection, or waits for the workers' reports.
+    fn serve(&mut self, now: Instant, stream: StreamId, server: &mut RtmpServer) {
         for _ in 0..MAX_PIPELINED {
             let Some(conn) = self.conns.get_mut(&stream) else {
                 return;
@@ -173,9 +247,29 @@ impl HttpFront {
                         return flv_player::hand_over(stream, peer, target, &request, server);
                     }
                     let keep_alive = request.keep_alive();
+                    let head_only = request.method == "HEAD";
                     let response =
-                        routes::respond(&request, server, now, self.config.token.as_deref());
-                    (response, keep_alive, request.method == "HEAD")
+                        match routes::route(&request, server, self.config.token.as_deref()) {
+                            Route::Answer(response) => response,
+                            Route::Report(kind) if self.group > 1 => {
+                                return self.gather(now, stream, kind, keep_alive, head_only);
+                            }
+                            Route::Report(kind) => {
+                                let report = WorkerReport::of(server, kind);
+                                routes::render(kind, &report, now, self.process.as_ref())
+                            }
+                            Route::DropElsewhere(conn)
+                                if usize::from(conn.worker().0) < self.group =>
+                            {
+                                self.outputs.push_back(Output::Relay(RelayOut::Send {
+                                    to: RelayTarget::Worker(conn.worker()),
+                                    message: RelayMessage::Drop { conn },
+                                }));
+                                routes::dropped("dropping", conn, 202)
+                            }
+                            Route::DropElsewhere(_) => Response::text(404, "no such connection\n"),
+                        };
+                    (response, keep_alive, head_only)
                 }
                 Err(e) => (Response::text(e.status(), format!("{e}\n")), false, false),
             };
@@ -187,6 +281,85 @@ impl HttpFront {
         // More requests than one read may cost: the rest are refused.
         let refusal = Response::text(503, "too many pipelined requests\n");
         self.answer(now, stream, &refusal, false, false);
+    }
+
+    /// Asks every other worker for its report for the request on `stream`, which is answered
+    /// when all are in ([`Self::reported`]) or at [`GATHER_TIMEOUT`].
+    fn gather(
+        &mut self,
+        now: Instant,
+        stream: StreamId,
+        kind: ReportKind,
+        keep_alive: bool,
+        head_only: bool,
+    ) {
+        let Some(conn) = self.conns.get_mut(&stream) else {
+            return;
+        };
+        conn.gathering = true;
+        conn.deadline = now + self.config.request_timeout;
+        self.next_query += 1;
+        let query = self.next_query;
+        self.gatherings.insert(
+            query,
+            Gathering {
+                stream,
+                kind,
+                keep_alive,
+                head_only,
+                reports: Vec::with_capacity(self.group - 1),
+                deadline: now + GATHER_TIMEOUT,
+            },
+        );
+        self.outputs.push_back(Output::Relay(RelayOut::Send {
+            to: RelayTarget::All,
+            message: RelayMessage::Report { query, kind },
+        }));
+    }
+
+    /// Another worker's report for `query`: the request is answered once all are in, and
+    /// the requests that followed it on its connection are served.
+    pub(crate) fn reported(
+        &mut self,
+        now: Instant,
+        query: u64,
+        report: Arc<WorkerReport>,
+        server: &mut RtmpServer,
+    ) {
+        let Some(gathering) = self.gatherings.get_mut(&query) else {
+            return; // answered already (timed out), or its client left
+        };
+        gathering.reports.push(report);
+        if gathering.reports.len() + 1 < self.group {
+            return;
+        }
+        let Some(gathering) = self.gatherings.remove(&query) else {
+            return;
+        };
+        let kind = gathering.kind;
+        let report = WorkerReport::of(server, kind).merged(&gathering.reports);
+        let response = routes::render(kind, &report, now, self.process.as_ref());
+        self.finish_gathering(now, gathering, &response, server);
+    }
+
+    /// Answers a gathered request and serves what followed it.
+    fn finish_gathering(
+        &mut self,
+        now: Instant,
+        gathering: Gathering,
+        response: &Response,
+        server: &mut RtmpServer,
+    ) {
+        let stream = gathering.stream;
+        let Some(conn) = self.conns.get_mut(&stream) else {
+            return;
+        };
+        conn.gathering = false;
+        let keep_alive = gathering.keep_alive;
+        self.answer(now, stream, response, keep_alive, gathering.head_only);
+        if keep_alive {
+            self.serve(now, stream, server);
+        }
     }
 
     /// Sends `response`; then either waits for the next request or lingers until the client
@@ -212,8 +385,23 @@ impl HttpFront {
         }
     }
 
-    /// Closes the connections whose deadline has passed.
+    /// Closes the connections whose deadline has passed, and answers 503 to the requests
+    /// whose workers' reports are late.
     pub(crate) fn timeout(&mut self, now: Instant, server: &mut RtmpServer) {
+        let late: Vec<u64> = self
+            .gatherings
+            .iter()
+            .filter(|(_, g)| g.deadline <= now)
+            .map(|(q, _)| *q)
+            .collect();
+        for query in late {
+            if let Some(gathering) = self.gatherings.remove(&query) {
+                let missing = self.group - 1 - gathering.reports.len();
+                let text = format!("{missing} worker(s) did not answer in time\n");
+                let response = Response::text(503, text);
+                self.finish_gathering(now, gathering, &response, server);
+            }
+        }
         let expired: Vec<StreamId> = self
             .conns
             .iter()
@@ -253,10 +441,12 @@ impl HttpFront {
         if !self.outputs.is_empty() {
             return Some(self.start);
         }
+        let gathering = self.gatherings.values().map(|g| g.deadline).min();
         self.conns
             .values()
             .filter(|c| !c.flv || c.lingering)
             .map(|c| c.deadline)
+            .chain(gathering)
             .min()
     }
 

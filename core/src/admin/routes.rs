@@ -1,73 +1,124 @@
 //! Which request gets which answer: the token check, then `/metrics` and the JSON API
 //! (`/api/v1/streams`, `/api/v1/connections`, `/api/v1/calls`,
-//! `POST /api/v1/connections/{id}/drop`), after the web page (`admin::page`). HTTP-FLV
+//! `POST /api/v1/connections/{id}/drop`), after the web page (`admin::page`). What describes
+//! the server is rendered from its report (`admin::report`), gathered from every worker first
+//! when there are several. HTTP-FLV
 //! (`/APP/NAME.flv`) never comes here: the front hands it to the server (`admin::flv_player`).
 
 use std::time::Instant;
 
-use crate::close_reason::CloseReason;
 use crate::http::request::Request;
 use crate::http::response::Response;
 use crate::ids::ConnId;
-use crate::server::RtmpServer;
+use crate::io::ProcessStats;
+use crate::server::{ConnView, RtmpServer, StreamView};
 
 use super::json::Json;
 use super::metrics::{self, Exposition};
+use super::report::{ReportKind, WorkerReport};
 
-/// The answer to `request`. `token`: the bearer token every request must carry, if any.
-pub(crate) fn respond(
-    request: &Request,
-    server: &mut RtmpServer,
-    now: Instant,
-    token: Option<&str>,
-) -> Response {
+/// What to do with a request.
+#[derive(Debug)]
+pub(crate) enum Route {
+    /// Answer this.
+    Answer(Response),
+    /// Answer from the whole server's report of this kind (asked of the other workers first,
+    /// when there are any: see `super::gathering`).
+    Report(ReportKind),
+    /// Drop a connection of another worker (its id names the worker): the front forwards it
+    /// and answers 202.
+    DropElsewhere(ConnId),
+}
+
+/// Where `request` goes. `token`: the bearer token every request must carry, if any.
+pub(crate) fn route(request: &Request, server: &mut RtmpServer, token: Option<&str>) -> Route {
     // The page and its player library hold no secret, and a browser cannot send a bearer
     // token when it navigates: they are served to anyone (the page asks for the token).
     if let Some(static_file) = super::page::respond(request) {
-        return static_file;
+        return Route::Answer(static_file);
     }
     if let Some(token) = token {
         if !authorized(request, token) {
-            return Response::text(401, "a bearer token is required\n")
-                .with_header("WWW-Authenticate", "Bearer realm=\"siprtmp\"");
+            return Route::Answer(
+                Response::text(401, "a bearer token is required\n")
+                    .with_header("WWW-Authenticate", "Bearer realm=\"siprtmp\""),
+            );
         }
     }
     let read = matches!(request.method.as_str(), "GET" | "HEAD");
     let path = request.path.as_str();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
-        ["metrics"] if read => {
-            let mut out = Exposition::default();
-            metrics::render_server(server, &mut out);
-            super::gateway_metrics::render(server, &mut out);
-            Response::new(200, metrics::CONTENT_TYPE, out.finish())
-        }
-        ["api", "v1", "streams"] if read => Response::json(200, streams(server, now)),
-        ["api", "v1", "connections"] if read => Response::json(200, connections(server)),
-        ["api", "v1", "calls"] if read => {
-            Response::json(200, super::gateway_metrics::calls_json(server, now))
-        }
-        ["metrics"] | ["api", "v1", "streams" | "connections" | "calls"] => {
-            Response::text(405, "method not allowed\n").with_header("Allow", "GET, HEAD")
-        }
+        ["metrics"] if read => Route::Report(ReportKind::Metrics),
+        ["api", "v1", "streams"] if read => Route::Report(ReportKind::Streams),
+        ["api", "v1", "connections"] if read => Route::Report(ReportKind::Connections),
+        ["api", "v1", "calls"] if read => Route::Report(ReportKind::Calls),
+        ["metrics"] | ["api", "v1", "streams" | "connections" | "calls"] => Route::Answer(
+            Response::text(405, "method not allowed\n").with_header("Allow", "GET, HEAD"),
+        ),
         ["api", "v1", "connections", id, "drop"] => {
             if request.method != "POST" {
-                return Response::text(405, "method not allowed\n").with_header("Allow", "POST");
+                return Route::Answer(
+                    Response::text(405, "method not allowed\n").with_header("Allow", "POST"),
+                );
             }
             match id.parse::<u64>().map(ConnId) {
-                Ok(conn) if server.has_conn(conn) => {
-                    server.close(conn, CloseReason::DroppedByOperator);
-                    let mut json = Json::default();
-                    json.open_object()
-                        .key("dropped")
-                        .string(&conn.0.to_string())
-                        .close_object();
-                    Response::json(200, json.finish())
-                }
-                _ => Response::text(404, "no such connection\n"),
+                Ok(conn) if server.drop_conn(conn) => Route::Answer(dropped("dropped", conn, 200)),
+                Ok(conn) if server.is_other_worker(conn) => Route::DropElsewhere(conn),
+                _ => Route::Answer(Response::text(404, "no such connection\n")),
             }
         }
-        _ => Response::text(404, "not found\n"),
+        _ => Route::Answer(Response::text(404, "not found\n")),
+    }
+}
+
+/// `{"<key>": "<id>"}` with `status`.
+pub(crate) fn dropped(key: &str, conn: ConnId, status: u16) -> Response {
+    let mut json = Json::default();
+    json.open_object()
+        .key(key)
+        .string(&conn.0.to_string())
+        .close_object();
+    Response::json(status, json.finish())
+}
+
+/// The answer to a [`Route::Report`] from the whole server's `report` (and, for
+/// `/metrics`, what the driver last read of the process).
+pub(crate) fn render(
+    kind: ReportKind,
+    report: &WorkerReport,
+    now: Instant,
+    process: Option<&ProcessStats>,
+) -> Response {
+    match kind {
+        ReportKind::Metrics => {
+            let mut out = Exposition::default();
+            metrics::render_server(report, &mut out);
+            super::gateway_metrics::render(&report.stats, &mut out);
+            metrics::render_process(process, &mut out);
+            Response::new(200, metrics::CONTENT_TYPE, out.finish())
+        }
+        ReportKind::Streams => Response::json(200, streams(&report.streams, now)),
+        ReportKind::Connections => Response::json(200, connections(&report.conns)),
+        ReportKind::Calls => {
+            let clients = report.clients.as_deref().unwrap_or_default();
+            Response::json(200, super::gateway_metrics::calls_json(clients, now))
+        }
+    }
+}
+
+/// The answer to `request` from this node alone (a node that is no worker of a group).
+#[cfg(test)]
+pub(crate) fn respond(
+    request: &Request,
+    server: &mut RtmpServer,
+    now: Instant,
+    token: Option<&str>,
+) -> Response {
+    match route(request, server, token) {
+        Route::Answer(response) => response,
+        Route::Report(kind) => render(kind, &WorkerReport::of(server, kind), now, None),
+        Route::DropElsewhere(conn) => dropped("dropping", conn, 202),
     }
 }
 
@@ -94,10 +145,10 @@ fn authorized(request: &Request, token: &str) -> bool {
 }
 
 /// `GET /api/v1/streams`.
-fn streams(server: &RtmpServer, now: Instant) -> String {
+fn streams(views: &[StreamView], now: Instant) -> String {
     let mut json = Json::default();
     json.open_object().key("streams").open_array();
-    for stream in server.stream_views() {
+    for stream in views {
         let (app, name) = stream.key.split_once('/').unwrap_or(("", &stream.key));
         json.open_object();
         json.key("app").string(app).key("name").string(name);
@@ -132,10 +183,10 @@ fn streams(server: &RtmpServer, now: Instant) -> String {
 }
 
 /// `GET /api/v1/connections`.
-fn connections(server: &RtmpServer) -> String {
+fn connections(views: &[ConnView]) -> String {
     let mut json = Json::default();
     json.open_object().key("connections").open_array();
-    for conn in server.conn_views() {
+    for conn in views {
         json.open_object();
         json.key("id").string(&conn.id.0.to_string());
         json.key("name").string(&conn.id.to_string());
@@ -158,6 +209,7 @@ fn connections(server: &RtmpServer) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::close_reason::CloseReason;
     use crate::http::request::{parse, Limits};
     use crate::node::ServerConfig;
 

@@ -48,6 +48,9 @@ use super::drop_notice::DropNotice;
 use super::media_bridge::{
     BridgeSetup, Dropped, FromFarEnd, Leg, LegSetup, MediaBridge, OutgoingRtp,
 };
+use super::stats::{
+    call_outcome, register_outcome, CallDirection, LegView, SessionStats, SETUP_BOUNDS,
+};
 use crate::rtp::source_filter::SourcePolicy;
 
 /// Settings shared by every gateway session.
@@ -144,6 +147,8 @@ enum CallState {
     /// We sent an INVITE.
     Outgoing {
         call: CallId,
+        /// When the INVITE went out.
+        since: Instant,
         tokens: Vec<CodecToken>,
         report_tokens: bool,
         offer: SessionDescription,
@@ -151,6 +156,8 @@ enum CallState {
     /// An INVITE came in and the client was told (`invited`).
     Incoming {
         call: CallId,
+        /// When the INVITE came in.
+        since: Instant,
         offer: SessionDescription,
         from: String,
         to: String,
@@ -158,6 +165,11 @@ enum CallState {
     /// Answered either way.
     Established {
         call: CallId,
+        /// When it was established, which way it went, and the codecs the client hears and
+        /// speaks (audio, video).
+        since: Instant,
+        direction: CallDirection,
+        codecs: (Option<CodecToken>, Option<CodecToken>),
         local: SessionDescription,
         tokens: Vec<CodecToken>,
         /// Our re-INVITE for hold/resume waits for its answer.
@@ -207,6 +219,9 @@ pub struct GatewaySession {
     ua_timeout: Option<Option<Instant>>,
     /// When dropped far-end datagrams may next be logged (a flood must not flood the logs).
     drop_notice: DropNotice,
+    /// What the session counted (its ended calls' media included; see
+    /// [`super::stats`]).
+    stats: SessionStats,
 }
 
 impl std::fmt::Debug for GatewaySession {
@@ -216,6 +231,21 @@ impl std::fmt::Debug for GatewaySession {
             .field("call", &self.call)
             .finish()
     }
+}
+
+/// A session's call, as the HTTP API shows it ([`GatewaySession::call_view`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CallView {
+    pub direction: CallDirection,
+    /// When the INVITE went out or came in, or, once established, when it was.
+    pub since: Instant,
+    pub established: bool,
+    /// The codecs the client hears and speaks, once established.
+    pub audio_codec: Option<&'static str>,
+    pub video_codec: Option<&'static str>,
+    /// Each leg's RTP, while the call has media.
+    pub audio: Option<LegView>,
+    pub video: Option<LegView>,
 }
 
 /// Why a session could not start.
@@ -302,6 +332,7 @@ impl GatewaySession {
             stream_failure: None,
             ua_timeout: None,
             drop_notice: DropNotice::default(),
+            stats: SessionStats::default(),
         };
         if request.auth_pass.is_some() {
             session.connect_pending = true;
@@ -370,10 +401,11 @@ impl GatewaySession {
     /// the client hears why, and an incoming call it wanted to accept is refused.
     pub fn media_ports_failed(&mut self, now: Instant, call: ClientCall, reason: &str) {
         match call {
-            ClientCall::Invite { .. } => {}
+            ClientCall::Invite { .. } => self.stats.call(CallDirection::Outgoing, "failed"),
             ClientCall::Accept { .. } => {
                 if let Some(CallState::Incoming { call, .. }) = self.call.take() {
                     let _ = self.ua.reject(now, call, 503, "Service Unavailable");
+                    self.stats.call(CallDirection::Incoming, "failed");
                 }
             }
             other => return self.client_call(now, other),
@@ -429,6 +461,8 @@ impl GatewaySession {
             ClientCall::Reject { status, reason } => {
                 if let Some(CallState::Incoming { call, .. }) = self.call.take() {
                     let _ = self.ua.reject(now, call, status, &reason);
+                    self.stats
+                        .call(CallDirection::Incoming, call_outcome(status));
                 }
             }
             ClientCall::Bye => self.hang_up(now),
@@ -443,11 +477,14 @@ impl GatewaySession {
     }
 
     fn invite(&mut self, now: Instant, dest: &str, codecs: Vec<CodecToken>) {
+        // Every way out but the INVITE sent is a call the gateway could not place.
         if self.call.is_some() {
+            self.stats.call(CallDirection::Outgoing, "failed");
             self.callback(ClientCallback::Rejected("486 Busy Here".into()));
             return;
         }
         let Some(target) = sip_uri(dest) else {
+            self.stats.call(CallDirection::Outgoing, "failed");
             self.callback(ClientCallback::Rejected("400 Bad Destination".into()));
             return;
         };
@@ -458,6 +495,7 @@ impl GatewaySession {
             codecs
         };
         let Some(caps) = self.caps(&self.offered_tokens(&tokens)) else {
+            self.stats.call(CallDirection::Outgoing, "failed");
             self.callback(ClientCallback::Rejected("503 no RTP ports".into()));
             return;
         };
@@ -467,17 +505,24 @@ impl GatewaySession {
             Ok(call) => {
                 self.call = Some(CallState::Outgoing {
                     call,
+                    since: now,
                     tokens,
                     report_tokens,
                     offer,
                 })
             }
-            Err(e) => self.callback(ClientCallback::Rejected(format!("500 {e}"))),
+            Err(e) => {
+                self.stats.call(CallDirection::Outgoing, "failed");
+                self.callback(ClientCallback::Rejected(format!("500 {e}")));
+            }
         }
     }
 
     fn accept(&mut self, now: Instant, codecs: Vec<CodecToken>) {
-        let Some(CallState::Incoming { call, offer, .. }) = self.call.take() else {
+        let Some(CallState::Incoming {
+            call, offer, since, ..
+        }) = self.call.take()
+        else {
             return;
         };
         let report_tokens = !codecs.is_empty();
@@ -488,6 +533,7 @@ impl GatewaySession {
         };
         let Some(caps) = self.caps(&self.offered_tokens(&tokens)) else {
             let _ = self.ua.reject(now, call, 503, "Service Unavailable");
+            self.stats.call(CallDirection::Incoming, "failed");
             self.callback(ClientCallback::Rejected("503 no RTP ports".into()));
             return;
         };
@@ -496,6 +542,7 @@ impl GatewaySession {
             Ok(local) => local,
             Err(_) => {
                 let _ = self.ua.reject(now, call, 488, "Not Acceptable Here");
+                self.stats.call(CallDirection::Incoming, "failed");
                 self.callback(ClientCallback::Rejected("488 Not Acceptable Here".into()));
                 return;
             }
@@ -505,19 +552,33 @@ impl GatewaySession {
             .answer(now, call, Bytes::from(local.serialize()))
             .is_err()
         {
+            self.stats.call(CallDirection::Incoming, "failed");
             return;
         }
         let negotiated = negotiated_media(&local, &offer, true);
         self.peer_session_id = Some(offer.origin.session_id);
-        self.start_media(now, call, local, tokens, &negotiated, report_tokens);
+        let started = (since, CallDirection::Incoming);
+        self.start_media(
+            now,
+            call,
+            started,
+            local,
+            tokens,
+            &negotiated,
+            report_tokens,
+        );
     }
 
     fn hang_up(&mut self, now: Instant) {
         match self.call.take() {
             Some(CallState::Incoming { call, .. }) => {
                 let _ = self.ua.reject(now, call, 603, "Decline");
+                self.stats.call(CallDirection::Incoming, call_outcome(603));
             }
             Some(state) => {
+                if let CallState::Outgoing { .. } = state {
+                    self.stats.call(CallDirection::Outgoing, "cancelled");
+                }
                 let _ = self.ua.hangup(now, state.id());
                 self.stop_media(now);
             }
@@ -548,11 +609,14 @@ impl GatewaySession {
         }
     }
 
-    /// The bridge for a negotiated call, and the `accepted` callback.
+    /// The bridge for a negotiated call, and the `accepted` callback; the call counts as
+    /// answered, its setup time (from `started`, its INVITE) observed.
+    #[allow(clippy::too_many_arguments)]
     fn start_media(
         &mut self,
         now: Instant,
         call: CallId,
+        started: (Instant, CallDirection),
         local: SessionDescription,
         tokens: Vec<CodecToken>,
         negotiated: &[Option<NegotiatedMedia>],
@@ -581,8 +645,16 @@ impl GatewaySession {
             now,
             self.config.transcoder.as_deref(),
         );
+        let (since, direction) = started;
+        self.stats.call(direction, "answered");
+        self.stats
+            .setup
+            .observe(SETUP_BOUNDS, now.saturating_duration_since(since));
         self.call = Some(CallState::Established {
             call,
+            since: now,
+            direction,
+            codecs: (audio, video),
             local,
             tokens,
             pending_offer: None,
@@ -594,6 +666,7 @@ impl GatewaySession {
     fn stop_media(&mut self, now: Instant) {
         self.peer_session_id = None;
         if let Some(mut bridge) = self.bridge.take() {
+            self.stats.media.add(&bridge.totals());
             for rtp in bridge.close(now) {
                 self.outputs.push_back(GatewayOutput::Rtp(rtp));
             }
@@ -671,6 +744,49 @@ impl GatewaySession {
             CallState::Incoming { .. } => "incoming",
             CallState::Established { .. } => "established",
         })
+    }
+
+    /// The call for the HTTP API, if there is one.
+    pub(crate) fn call_view(&self) -> Option<CallView> {
+        let (direction, since, established, codecs) = match self.call.as_ref()? {
+            CallState::Outgoing { since, .. } => {
+                (CallDirection::Outgoing, *since, false, (None, None))
+            }
+            CallState::Incoming { since, .. } => {
+                (CallDirection::Incoming, *since, false, (None, None))
+            }
+            CallState::Established {
+                since,
+                direction,
+                codecs,
+                ..
+            } => (*direction, *since, true, *codecs),
+        };
+        let bridge = self.bridge.as_ref();
+        Some(CallView {
+            direction,
+            since,
+            established,
+            audio_codec: codecs.0.map(CodecToken::name),
+            video_codec: codecs.1.map(CodecToken::name),
+            audio: bridge.and_then(|b| b.leg_view(Leg::Audio)),
+            video: bridge.and_then(|b| b.leg_view(Leg::Video)),
+        })
+    }
+
+    /// What the session counted, its call's media so far included.
+    pub(crate) fn stats(&self) -> SessionStats {
+        let mut stats = self.stats;
+        stats.register_attempts = self.ua.register_attempts();
+        if let Some(bridge) = &self.bridge {
+            stats.media.add(&bridge.totals());
+        }
+        stats
+    }
+
+    /// Whether the client's address of record is registered now.
+    pub(crate) fn registered(&self) -> bool {
+        self.ua.is_registered()
     }
 
     /// Our SDP session id (`o=`), the same in every offer and answer of this client.
@@ -811,8 +927,12 @@ impl GatewaySession {
         match self.call.take() {
             Some(CallState::Incoming { call, .. }) => {
                 let _ = self.ua.reject(now, call, 480, "Temporarily Unavailable");
+                self.stats.call(CallDirection::Incoming, call_outcome(480));
             }
             Some(state) => {
+                if let CallState::Outgoing { .. } = state {
+                    self.stats.call(CallDirection::Outgoing, "cancelled");
+                }
                 let _ = self.ua.hangup(now, state.id());
             }
             None => {}
@@ -858,11 +978,13 @@ impl GatewaySession {
     fn on_ua_event(&mut self, now: Instant, event: UaEvent) {
         match event {
             UaEvent::Registered { .. } => {
+                self.stats.registration("registered");
                 if std::mem::take(&mut self.connect_pending) {
                     self.outputs.push_back(GatewayOutput::ConnectResult(Ok(())));
                 }
             }
             UaEvent::RegistrationFailed { status, reason } => {
+                self.stats.registration(register_outcome(status));
                 let text = self.final_text(status, &reason);
                 if std::mem::take(&mut self.connect_pending) {
                     self.outputs
@@ -894,6 +1016,8 @@ impl GatewaySession {
             } => {
                 if self.call.as_ref().map(CallState::id) == Some(call) {
                     self.call = None;
+                    self.stats
+                        .call(CallDirection::Outgoing, call_outcome(status));
                     let text = self.final_text(status, &reason);
                     self.callback(ClientCallback::Rejected(text));
                 }
@@ -902,12 +1026,22 @@ impl GatewaySession {
                 if let Some(CallState::Incoming { from, to, .. }) =
                     self.call.take_if(|c| c.id() == call)
                 {
+                    self.stats.call(CallDirection::Incoming, "cancelled");
                     self.callback(ClientCallback::Cancelled { from, to });
                 }
             }
             UaEvent::Ended { call } => {
                 if self.call.as_ref().map(CallState::id) == Some(call) {
-                    self.call = None;
+                    // Ended before it was established: it failed.
+                    match self.call.take() {
+                        Some(CallState::Outgoing { .. }) => {
+                            self.stats.call(CallDirection::Outgoing, "failed")
+                        }
+                        Some(CallState::Incoming { .. }) => {
+                            self.stats.call(CallDirection::Incoming, "failed")
+                        }
+                        _ => {}
+                    }
                     self.stop_media(now);
                     self.callback(ClientCallback::Byed);
                 }
@@ -932,12 +1066,14 @@ impl GatewaySession {
     ) {
         if self.call.is_some() {
             let _ = self.ua.reject(now, call, 486, "Busy Here");
+            self.stats.call(CallDirection::Incoming, "busy");
             return;
         }
         let offer = offer.and_then(|o| SessionDescription::parse(&o).ok());
         let Some(offer) = offer else {
             // Offerless INVITEs (offer in the ACK) are not bridged.
             let _ = self.ua.reject(now, call, 488, "Not Acceptable Here");
+            self.stats.call(CallDirection::Incoming, "failed");
             return;
         };
         // Refuse before alerting when nothing in the offer can be bridged. (The call's ports
@@ -946,6 +1082,7 @@ impl GatewaySession {
         let caps = capabilities(&self.all_tokens(), self.media_ip(), 9, 9);
         if answer(&offer, &caps, &origin).is_err() {
             let _ = self.ua.reject(now, call, 488, "Not Acceptable Here");
+            self.stats.call(CallDirection::Incoming, "failed");
             self.outputs.push_back(GatewayOutput::Notice(format!(
                 "refused a call from {from}: no common codec"
             )));
@@ -954,6 +1091,7 @@ impl GatewaySession {
         let _ = self.ua.ringing(now, call);
         self.call = Some(CallState::Incoming {
             call,
+            since: now,
             offer,
             from: from.clone(),
             to: to.clone(),
@@ -969,21 +1107,35 @@ impl GatewaySession {
         match self.call.take() {
             Some(CallState::Outgoing {
                 call: c,
+                since,
                 tokens,
                 report_tokens,
                 offer,
             }) if c == call => match process_answer(&offer, &remote) {
                 Ok(negotiated) => {
                     self.peer_session_id = Some(remote.origin.session_id);
-                    self.start_media(now, call, offer, tokens, &negotiated, report_tokens)
+                    let started = (since, CallDirection::Outgoing);
+                    self.start_media(
+                        now,
+                        call,
+                        started,
+                        offer,
+                        tokens,
+                        &negotiated,
+                        report_tokens,
+                    )
                 }
                 Err(_) => {
                     let _ = self.ua.hangup(now, call);
+                    self.stats.call(CallDirection::Outgoing, "failed");
                     self.callback(ClientCallback::Rejected("488 Not Acceptable Here".into()));
                 }
             },
             Some(CallState::Established {
                 call: c,
+                since,
+                direction,
+                codecs,
                 tokens,
                 pending_offer: Some(offer),
                 ..
@@ -991,6 +1143,9 @@ impl GatewaySession {
                 // Our hold/resume re-INVITE was answered: the new offer is the session.
                 self.call = Some(CallState::Established {
                     call,
+                    since,
+                    direction,
+                    codecs,
                     local: offer,
                     tokens,
                     pending_offer: None,

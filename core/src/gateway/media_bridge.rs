@@ -28,10 +28,14 @@ use crate::rng::SeededRng;
 use crate::rtmp::message::{type_id, RtmpMessage};
 use crate::rtp::dtmf::{encode_digit, DtmfReceiver};
 use crate::rtp::packet::RtpPacket;
+use crate::rtp::rtcp::RtcpPacket;
 use crate::rtp::session::{ReceiveOutcome, RtpDatagram, RtpSession, RtpSessionConfig};
 use crate::rtp::source_filter::{SourceFilter, SourcePolicy, SourceVerdict};
 
 use super::codecs::CodecToken;
+use super::stats::{
+    Histogram, LegCounters, LegQuality, LegView, MediaTotals, JITTER_BOUNDS, RTT_BOUNDS,
+};
 
 /// Which media line a packet belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -107,6 +111,8 @@ struct AudioLeg {
     out: RtmpToRtpAudio,
     back: RtpToRtmpAudio,
     session: RtpSession,
+    /// What the leg's packets add up to (next to the session, which each packet touches).
+    counters: LegCounters,
     source: SourceFilter,
     /// The call's transcoder, when the client's codec is not the far end's.
     transcoder: Option<Box<SpeexG711>>,
@@ -117,6 +123,7 @@ struct AudioLeg {
 struct VideoLeg {
     setup: LegSetup,
     session: RtpSession,
+    counters: LegCounters,
     out: VideoOut,
     back: VideoIn,
     source: SourceFilter,
@@ -153,6 +160,14 @@ impl DropCounts {
     /// Every datagram dropped, whatever the reason.
     pub fn total(&self) -> u64 {
         self.unknown_source + self.undecodable + self.unexpected_payload + self.unexpected_ssrc
+    }
+
+    /// Adds `other`'s counts.
+    pub(crate) fn add(&mut self, other: &DropCounts) {
+        self.unknown_source += other.unknown_source;
+        self.undecodable += other.undecodable;
+        self.unexpected_payload += other.unexpected_payload;
+        self.unexpected_ssrc += other.unexpected_ssrc;
     }
 
     fn count(&mut self, reason: Dropped) {
@@ -202,6 +217,21 @@ pub struct MediaBridge {
     dtmf_pending: Vec<ScheduledEvent>,
     scratch: Vec<RtpPayload>,
     drops: DropCounts,
+    /// What RTCP told, per leg and over the call (cold: a few times per call).
+    rtcp: RtcpRecord,
+}
+
+/// What the far end's RTCP reports told of a call, and the histograms its reports and ours
+/// feed (see [`crate::gateway::stats`]).
+#[derive(Debug, Default)]
+struct RtcpRecord {
+    /// The far end's last report on our stream, per leg: (lost, jitter).
+    far: [Option<(i64, Duration)>; 2],
+    /// The last round-trip time, per leg.
+    round_trip: [Option<Duration>; 2],
+    round_trips: Histogram,
+    jitter_received: Histogram,
+    jitter_sent: Histogram,
 }
 
 /// A telephone-event (RFC 4733) packet of a digit the client sent, waiting for its send time.
@@ -281,6 +311,7 @@ impl MediaBridge {
                     source: SourceFilter::new(setup.source_policy, leg.remote, now),
                     setup: leg.clone(),
                     session: session(rng, now, send.codec.clock_rate(), cname),
+                    counters: LegCounters::default(),
                     out: RtmpToRtpAudio::new(send, 0),
                     back: RtpToRtmpAudio::new(receive),
                 })
@@ -314,6 +345,7 @@ impl MediaBridge {
                     source: SourceFilter::new(setup.source_policy, leg.remote, now),
                     setup: leg.clone(),
                     session: session(rng, now, clock, cname),
+                    counters: LegCounters::default(),
                     out,
                     back,
                 })
@@ -333,6 +365,7 @@ impl MediaBridge {
             sending: true,
             latched: [false; 2],
             drops: DropCounts::default(),
+            rtcp: RtcpRecord::default(),
         })
     }
 
@@ -384,6 +417,47 @@ impl MediaBridge {
         self.drops
     }
 
+    /// `leg`'s counters and RTCP figures, if the call has the leg.
+    pub fn leg_view(&self, leg: Leg) -> Option<LegView> {
+        let (counters, session) = match leg {
+            Leg::Audio => self.audio.as_ref().map(|a| (a.counters, &a.session)),
+            Leg::Video => self.video.as_ref().map(|v| (v.counters, &v.session)),
+        }?;
+        let (lost, jitter) = session.reception().unwrap_or((0, 0));
+        let far = self.rtcp.far[leg as usize];
+        Some(LegView {
+            counters,
+            quality: LegQuality {
+                lost,
+                jitter: timestamp_duration(jitter, session.clock_rate()),
+                far_lost: far.map(|(lost, _)| lost),
+                far_jitter: far.map(|(_, jitter)| jitter),
+                round_trip: self.rtcp.round_trip[leg as usize],
+            },
+        })
+    }
+
+    /// The call's media figures as totals (for the metrics, and folded into the session's
+    /// when the bridge goes).
+    pub(crate) fn totals(&self) -> MediaTotals {
+        let mut totals = MediaTotals {
+            drops: self.drops,
+            round_trip: self.rtcp.round_trips,
+            jitter_received: self.rtcp.jitter_received,
+            jitter_sent: self.rtcp.jitter_sent,
+            ..MediaTotals::default()
+        };
+        for leg in [Leg::Audio, Leg::Video] {
+            if let Some(view) = self.leg_view(leg) {
+                let i = leg as usize;
+                totals.legs[i] = view.counters;
+                totals.lost_received[i] = view.quality.lost.max(0) as u64;
+                totals.lost_sent[i] = view.quality.far_lost.unwrap_or(0).max(0) as u64;
+            }
+        }
+        totals
+    }
+
     /// Milliseconds since the bridge started: the clock of the client's `remote` stream.
     fn rtmp_now(&self, now: Instant) -> u32 {
         now.saturating_duration_since(self.epoch).as_millis() as u32
@@ -420,6 +494,7 @@ impl MediaBridge {
                 };
                 self.last_audio_rtp = payload.timestamp;
                 if let Ok(datagram) = send(&mut leg.session, now, leg.setup.send_pt, payload) {
+                    leg.counters.sent(&datagram);
                     out.push(OutgoingRtp {
                         leg: Leg::Audio,
                         rtcp: false,
@@ -442,6 +517,7 @@ impl MediaBridge {
                 }
                 for payload in self.scratch.drain(..) {
                     if let Ok(datagram) = send(&mut leg.session, now, leg.setup.send_pt, payload) {
+                        leg.counters.sent(&datagram);
                         out.push(OutgoingRtp {
                             leg: Leg::Video,
                             rtcp: false,
@@ -515,11 +591,13 @@ impl MediaBridge {
             if !filter.check_rtcp(source) {
                 return Err(Dropped::UnknownSource);
             }
-            return session
+            let packets = session
                 .receive_rtcp(now, data)
-                .map(drop)
-                .map_err(|_| Dropped::Undecodable);
+                .map_err(|_| Dropped::Undecodable)?;
+            self.rtcp.far_reports(now, leg, session, &packets);
+            return Ok(());
         }
+        let bytes = data.len() as u64;
         let packet = RtpPacket::parse(data).map_err(|_| Dropped::Undecodable)?;
         match leg {
             Leg::Audio => {
@@ -529,6 +607,7 @@ impl MediaBridge {
                     check_source(&mut a.source, &mut a.setup, latched, now, source, &packet)?;
                 }
                 if self.dtmf.is_some_and(|(_, rx)| rx == packet.payload_type) {
+                    a.counters.received(bytes);
                     if let Ok(Some(event)) = self.dtmf_rx.receive(packet.timestamp, &packet.payload)
                     {
                         if let Some(d) = event.digit {
@@ -543,6 +622,7 @@ impl MediaBridge {
                 if !accept(&mut a.session, now, &packet) {
                     return Err(Dropped::UnexpectedSsrc);
                 }
+                a.counters.received(bytes);
                 if let Some(msg) = a.back.translate(packet, rtmp_now) {
                     match &mut a.transcoder {
                         None => out.push(FromFarEnd::Media(msg)),
@@ -571,6 +651,7 @@ impl MediaBridge {
                 if !accept(&mut v.session, now, &packet) {
                     return Err(Dropped::UnexpectedSsrc);
                 }
+                v.counters.received(bytes);
                 match &mut v.back {
                     VideoIn::H264(d) => {
                         d.push(now, rtmp_now, &packet);
@@ -633,6 +714,7 @@ impl MediaBridge {
                 let event = self.dtmf_pending.remove(i);
                 let payload = RtpPayload::new(event.timestamp, event.marker, event.payload);
                 if let Ok(datagram) = send(&mut a.session, now, pt, payload) {
+                    a.counters.sent(&datagram);
                     out.push(OutgoingRtp {
                         leg: Leg::Audio,
                         rtcp: false,
@@ -645,6 +727,7 @@ impl MediaBridge {
         if let Some(a) = &mut self.audio {
             if a.session.poll_timeout().is_some_and(|t| t <= now) {
                 if let Some(report) = a.session.handle_timeout(now) {
+                    self.rtcp.reported(&a.session);
                     out.push(rtcp(Leg::Audio, a.setup.remote, report));
                 }
             }
@@ -652,6 +735,7 @@ impl MediaBridge {
         if let Some(v) = &mut self.video {
             if v.session.poll_timeout().is_some_and(|t| t <= now) {
                 if let Some(report) = v.session.handle_timeout(now) {
+                    self.rtcp.reported(&v.session);
                     out.push(rtcp(Leg::Video, v.setup.remote, report));
                 }
             }
@@ -756,6 +840,62 @@ fn send(
     )?;
     datagram.header.extend_from_slice(&payload.header);
     Ok(datagram)
+}
+
+impl LegCounters {
+    /// Counts a packet sent.
+    #[inline]
+    fn sent(&mut self, datagram: &RtpDatagram) {
+        self.sent_packets += 1;
+        self.sent_bytes += datagram.len() as u64;
+    }
+
+    /// Counts a packet received and used.
+    #[inline]
+    fn received(&mut self, bytes: u64) {
+        self.received_packets += 1;
+        self.received_bytes += bytes;
+    }
+}
+
+impl RtcpRecord {
+    /// We sent a report on `session`: our jitter of what we receive is observed.
+    fn reported(&mut self, session: &RtpSession) {
+        if let Some((_, jitter)) = session.reception() {
+            let jitter = timestamp_duration(jitter, session.clock_rate());
+            self.jitter_received.observe(JITTER_BOUNDS, jitter);
+        }
+    }
+
+    /// The far end's RTCP on `leg`: its report blocks on our stream give what it lost of it,
+    /// its jitter and (when it names one of our sender reports) the round-trip time.
+    fn far_reports(
+        &mut self,
+        now: Instant,
+        leg: Leg,
+        session: &RtpSession,
+        packets: &[RtcpPacket],
+    ) {
+        let blocks = packets.iter().flat_map(|p| match p {
+            RtcpPacket::SenderReport(sr) => &sr.reports[..],
+            RtcpPacket::ReceiverReport(rr) => &rr.reports[..],
+            _ => &[],
+        });
+        for block in blocks.filter(|b| b.ssrc == session.ssrc()) {
+            let jitter = timestamp_duration(block.jitter, session.clock_rate());
+            self.far[leg as usize] = Some((i64::from(block.cumulative_lost), jitter));
+            self.jitter_sent.observe(JITTER_BOUNDS, jitter);
+            if let Some(rtt) = session.round_trip(now, block) {
+                self.round_trip[leg as usize] = Some(rtt);
+                self.round_trips.observe(RTT_BOUNDS, rtt);
+            }
+        }
+    }
+}
+
+/// `units` of a `clock_rate` clock as a duration.
+fn timestamp_duration(units: u32, clock_rate: u32) -> Duration {
+    Duration::from_nanos(u64::from(units) * 1_000_000_000 / u64::from(clock_rate.max(1)))
 }
 
 /// The earlier of two optional deadlines.

@@ -474,6 +474,46 @@ impl RtpSession {
         (self.packets_sent, self.octets_sent)
     }
 
+    /// Our reception of the far end, summed over the valid remote sources: packets lost
+    /// (RFC 3550's cumulative count) and the largest interarrival jitter, in timestamp units.
+    /// `None` before any source is valid.
+    pub fn reception(&self) -> Option<(i64, u32)> {
+        self.sources
+            .iter()
+            .filter(|(_, s)| s.is_valid())
+            .fold(None, |acc, (_, s)| {
+                let (lost, jitter) = acc.unwrap_or((0, 0));
+                Some((
+                    lost + i64::from(s.cumulative_lost()),
+                    jitter.max(s.jitter()),
+                ))
+            })
+    }
+
+    /// The clock rate of the session's timestamps (jitter's unit).
+    pub fn clock_rate(&self) -> u32 {
+        self.config.clock_rate
+    }
+
+    /// The round-trip time a report block received at `now` gives (RFC 3550 6.4.1: arrival
+    /// minus the LSR and DLSR it carries), when it is about one of our sender reports; `None`
+    /// when it is not about us, names no SR, or the figures make no sense (a negative time).
+    pub fn round_trip(&self, now: Instant, block: &ReportBlock) -> Option<Duration> {
+        if block.ssrc != self.ssrc || block.last_sr == 0 {
+            return None;
+        }
+        let ntp = self
+            .config
+            .ntp_origin
+            .wrapping_add(to_ntp(now.saturating_duration_since(self.epoch)));
+        let arrival = (ntp >> 16) as u32;
+        let rtt = arrival
+            .wrapping_sub(block.last_sr)
+            .wrapping_sub(block.delay_since_last_sr);
+        // A "negative" time (a wrong LSR, clocks moved) is no figure.
+        (rtt < 1 << 31).then(|| Duration::from_nanos(u64::from(rtt) * 1_000_000_000 / 65536))
+    }
+
     /// Statistics of remote source `ssrc`, if tracked.
     pub fn source(&self, ssrc: u32) -> Option<&SourceStats> {
         self.sources

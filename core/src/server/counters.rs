@@ -36,7 +36,7 @@ pub(crate) const CLOSE_KINDS: [&str; 23] = [
 pub(crate) const PEER_CLOSED: &str = "peer";
 
 /// The server's counters since it started.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Counters {
     /// Connections accepted.
     pub accepted: u64,
@@ -57,6 +57,20 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    /// Adds `other`'s counts (another worker's).
+    pub(crate) fn add(&mut self, other: &Counters) {
+        self.accepted += other.accepted;
+        self.bytes_received += other.bytes_received;
+        self.bytes_sent += other.bytes_sent;
+        self.player_messages_dropped += other.player_messages_dropped;
+        self.record_bytes_finished += other.record_bytes_finished;
+        self.publishes += other.publishes;
+        self.plays += other.plays;
+        for (a, b) in self.closed.iter_mut().zip(other.closed) {
+            *a += b;
+        }
+    }
+
     /// Counts a close by the server for `reason`.
     pub(crate) fn count_close(&mut self, reason: &CloseReason) {
         self.count_close_kind(reason.kind());

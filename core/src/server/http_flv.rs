@@ -32,6 +32,7 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use smallvec::SmallVec;
 
+use super::inspect::ConnView;
 use super::live_stream::MediaKind;
 use super::pending_decisions::Pending;
 use super::RtmpServer;
@@ -83,6 +84,8 @@ enum FlvState {
 pub(crate) struct FlvConn {
     chunked: bool,
     state: FlvState,
+    /// The client's address (for the HTTP API's connection list).
+    peer: SocketAddr,
 }
 
 /// What the HTTP listener must learn about a connection the server took over
@@ -197,13 +200,14 @@ impl RtmpServer {
             && bare.len() <= MAX_NAME_LEN)
             .then(|| Arc::from(format!("{app}/{bare}")));
         let Some(key) = key else {
-            return self.flv_refuse_now(stream, chunked, 404, "no such stream\n");
+            return self.flv_refuse_now(stream, peer, chunked, 404, "no such stream\n");
         };
         self.flv_conns.insert(
             stream,
             FlvConn {
                 chunked,
                 state: FlvState::Deciding(key),
+                peer,
             },
         );
         if self.decisions {
@@ -281,6 +285,7 @@ impl RtmpServer {
     pub(crate) fn flv_refuse_now(
         &mut self,
         stream: StreamId,
+        peer: SocketAddr,
         chunked: bool,
         status: u16,
         text: &str,
@@ -290,6 +295,7 @@ impl RtmpServer {
             FlvConn {
                 chunked,
                 state: FlvState::Deciding(Arc::from("")),
+                peer,
             },
         );
         self.flv_refuse(stream, status, text);
@@ -438,6 +444,49 @@ impl RtmpServer {
                 conn: flv_conn_id(stream),
             }));
         }
+    }
+
+    /// The HTTP-FLV players, as the HTTP API lists them beside the RTMP connections (state
+    /// `http_flv`; their ids are [`flv_conn_id`]s).
+    pub(crate) fn flv_views(&self) -> impl Iterator<Item = ConnView> + '_ {
+        self.flv_conns.iter().map(|(stream, flv)| {
+            let (role, queued) = match &flv.state {
+                FlvState::Deciding(_) => (None, 0),
+                FlvState::Playing(key) => {
+                    let queued = self
+                        .live
+                        .get(&**key)
+                        .and_then(|l| l.flv_players.iter().find(|p| p.stream == *stream))
+                        .map_or(0, |p| p.queued);
+                    (Some(format!("playing {key}")), queued)
+                }
+                FlvState::Finishing { queued } => (None, *queued),
+            };
+            ConnView {
+                id: flv_conn_id(*stream),
+                peer: flv.peer,
+                state: "http_flv",
+                app: None,
+                streams: role.into_iter().collect(),
+                bytes_received: 0,
+                queued_bytes: queued,
+            }
+        })
+    }
+
+    /// Drops the HTTP-FLV player whose id is `conn` (the operator's `drop`), if there is one:
+    /// the connection closes at once, counted as dropped by the operator.
+    pub(crate) fn drop_flv(&mut self, conn: ConnId) -> bool {
+        let stream = StreamId(conn.0);
+        if !self.flv_conns.contains_key(&stream) {
+            return false;
+        }
+        let reason = CloseReason::DroppedByOperator;
+        self.counters.count_close(&reason);
+        self.outputs
+            .push_back(Output::Event(Event::Closing { conn, reason }));
+        self.close_flv(stream);
+        true
     }
 
     /// The HTTP connections the server ended or finished since the last call (the HTTP

@@ -11,7 +11,8 @@ use crate::ids::ConnId;
 use crate::rtmp::message::type_id;
 
 use super::session::{Phase, StreamRole};
-use super::{Counters, RtmpServer};
+use super::RtmpServer;
+use crate::admin::report::NodeStats;
 
 /// One live stream, as the HTTP API shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +58,16 @@ pub(crate) struct ConnStates {
     pub closing: u64,
 }
 
+impl ConnStates {
+    /// Adds `other`'s (another worker's).
+    pub(crate) fn add(&mut self, other: &ConnStates) {
+        self.handshake += other.handshake;
+        self.rtmp += other.rtmp;
+        self.gateway += other.gateway;
+        self.closing += other.closing;
+    }
+}
+
 /// The node's own memory accounting, in bytes.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct MemoryView {
@@ -68,9 +79,33 @@ pub(crate) struct MemoryView {
     pub gop_cache: u64,
 }
 
+impl MemoryView {
+    /// Adds `other`'s (another worker's).
+    pub(crate) fn add(&mut self, other: &MemoryView) {
+        self.partial += other.partial;
+        self.backlog += other.backlog;
+        self.gop_cache += other.gop_cache;
+    }
+}
+
 impl RtmpServer {
+    /// Everything `/metrics` counts, as plain data (see `crate::admin::report`).
+    pub(crate) fn node_stats(&self) -> NodeStats {
+        NodeStats {
+            counters: self.counters.clone(),
+            states: self.conn_states(),
+            memory: self.memory(),
+            recordings: self.recorders.len() as u64,
+            record_bytes: self.record_bytes(),
+            record_failures: self.recordings_failed(),
+            far_media_dropped: self.far_media_dropped(),
+            gateway: self.gateway.as_ref().map(|g| g.stats()),
+        }
+    }
+
     /// The counters since the start.
-    pub(crate) fn counters(&self) -> &Counters {
+    #[cfg(test)]
+    pub(crate) fn counters(&self) -> &super::Counters {
         &self.counters
     }
 
@@ -78,11 +113,6 @@ impl RtmpServer {
     pub(crate) fn record_bytes(&self) -> u64 {
         self.counters.record_bytes_finished
             + self.recorders.values().map(|r| r.bytes()).sum::<u64>()
-    }
-
-    /// Recordings running now.
-    pub(crate) fn recordings_running(&self) -> usize {
-        self.recorders.len()
     }
 
     /// Connections by state.
@@ -180,6 +210,7 @@ impl RtmpServer {
                 bytes_received: s.rx_bytes,
                 queued_bytes: s.backlog(),
             })
+            .chain(self.flv_views())
             .collect();
         views.sort_by_key(|v| v.id);
         views
@@ -190,9 +221,21 @@ impl RtmpServer {
         self.gateway.as_ref().map(|g| g.client_views())
     }
 
-    /// Datagrams the gateway's shared RTP ports dropped for an unknown source.
-    pub(crate) fn gateway_unrouted_dropped(&self) -> u64 {
-        self.gateway.as_ref().map_or(0, |g| g.unrouted_dropped())
+    /// Drops `conn` for the operator (the HTTP API's `drop`): an RTMP connection or an
+    /// HTTP-FLV player of this node. False when it has none such.
+    pub(crate) fn drop_conn(&mut self, conn: ConnId) -> bool {
+        if self.has_conn(conn) {
+            self.close(conn, crate::close_reason::CloseReason::DroppedByOperator);
+            return true;
+        }
+        self.drop_flv(conn)
+    }
+
+    /// Whether `conn`'s id names another worker of this node's group (where the HTTP API's
+    /// `drop` is forwarded).
+    pub(crate) fn is_other_worker(&self, conn: ConnId) -> bool {
+        self.worker()
+            .is_some_and(|me| me != conn.worker() && usize::from(conn.worker().0) < 128)
     }
 
     /// Whether `conn` is a live connection (one the HTTP API may drop).

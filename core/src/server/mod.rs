@@ -42,6 +42,7 @@ use bytes::{Bytes, BytesMut};
 pub use config::{AppConfig, RecordPolicy, ServerConfig};
 pub(crate) use counters::{Counters, CLOSE_KINDS};
 pub(crate) use http_flv::FlvEnd;
+pub(crate) use inspect::{ConnStates, ConnView, MemoryView, StreamView};
 
 use crate::amf::Value;
 use crate::close_reason::CloseReason;
@@ -880,6 +881,11 @@ impl RtmpServer {
 
     /// Far-end frames of the gateway dropped because their client was behind (past the soft
     /// backlog), since the start.
+    /// Queues `output` for the driver (an answer the node makes for the HTTP listener).
+    pub(crate) fn push_output(&mut self, output: Output) {
+        self.outputs.push_back(output);
+    }
+
     pub(crate) fn far_media_dropped(&self) -> u64 {
         self.client_backlog.dropped
     }

@@ -29,6 +29,8 @@ struct Claim {
 /// The relay state of a node that is one worker of a group.
 #[derive(Debug, Default)]
 pub(crate) struct RelayState {
+    /// This worker's id (0 when not set: [`RtmpServer::enable_relay`] sets it).
+    worker: u8,
     claims: HashMap<RequestId, Claim>,
     /// Numbers this worker's publications and subscriptions (never reused).
     next_number: u64,
@@ -45,7 +47,15 @@ impl RtmpServer {
     /// Makes the server worker `worker` of a group sharing streams through a relay.
     pub(crate) fn enable_relay(&mut self, worker: WorkerId) {
         self.sessions.set_worker(worker.0);
-        self.relay = Some(RelayState::default());
+        self.relay = Some(RelayState {
+            worker: worker.0,
+            ..RelayState::default()
+        });
+    }
+
+    /// This node's worker id, when it is a worker of a group.
+    pub(crate) fn worker(&self) -> Option<WorkerId> {
+        self.relay.as_ref().map(|r| WorkerId(r.worker))
     }
 
     fn relay_send(&mut self, to: RelayTarget, message: RelayMessage) {
@@ -82,6 +92,10 @@ impl RtmpServer {
                     subscription,
                 } => self.subscription_started(from, &stream, subscription),
                 RelayMessage::Media { stream, media } => self.remote_media(from, &stream, media),
+                // The node hands these to its HTTP listener before the server sees them.
+                RelayMessage::Report { .. }
+                | RelayMessage::Reported { .. }
+                | RelayMessage::Drop { .. } => {}
             },
         }
     }

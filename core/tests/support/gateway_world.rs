@@ -42,6 +42,8 @@ pub(crate) const FAR_OUT: &str = "10.0.0.2:40001";
 pub(crate) const FAR_RTP: &str = "10.0.0.2:6000";
 /// The registrar's address (SIP over TCP).
 pub(crate) const REGISTRAR: &str = "10.0.0.3:5060";
+/// Where the tests' HTTP client connects from (to the node's HTTP listener, when configured).
+pub(crate) const HTTP_CLIENT: &str = "10.0.0.7";
 /// A SIP address where nobody listens: a far end that never answers.
 pub(crate) const NOBODY: &str = "10.0.0.9:5060";
 /// The gateway's RTP range unless a test needs another (virtual: no socket is bound). With
@@ -79,6 +81,10 @@ pub(crate) struct World {
     pub wire: Vec<(StreamId, String)>,
     /// The codec clients ask for (the client API's token) and bob answers with.
     pub codec: (&'static str, Codec),
+    /// What the node answered on each HTTP connection of [`World::http_get`].
+    http_inbox: HashMap<StreamId, Vec<u8>>,
+    /// The node's address of the last RTP datagram it sent bob.
+    pub node_rtp: Option<SocketAddr>,
 }
 
 impl World {
@@ -172,7 +178,29 @@ impl World {
             trace: 0xcbf2_9ce4_8422_2325,
             wire: Vec::new(),
             codec: ("pcmu", Codec::new(0, "PCMU", 8000, None)),
+            http_inbox: HashMap::new(),
+            node_rtp: None,
         }
+    }
+
+    /// `GET path` on the node's HTTP listener (configured by the test); the status and body.
+    pub(crate) fn http_get(&mut self, path: &str) -> (u16, String) {
+        self.pump(); // the listen, at the first request
+        let listen = self.net.tcp.node_listeners()[0];
+        let from = SocketAddr::new(
+            HTTP_CLIENT.parse().unwrap(),
+            41000 + self.http_inbox.len() as u16,
+        );
+        let stream = self.net.tcp.connect(from, listen).unwrap();
+        self.pump();
+        let request = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n");
+        self.net.tcp.send(stream, request.as_bytes());
+        self.pump();
+        let answer =
+            String::from_utf8(self.http_inbox.get(&stream).cloned().unwrap_or_default()).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").expect("a whole response");
+        let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (status, body.to_owned())
     }
 
     /// Calls speak Speex 16 kHz (`wideband`, what Flash sends) instead of PCMU.
@@ -210,6 +238,7 @@ impl World {
             self.far.handle_datagram(self.now, from, data);
         } else if to == a(FAR_RTP) {
             self.echoed += 1;
+            self.node_rtp = Some(from);
             self.net.udp.send(a(FAR_RTP), from, data);
         } else {
             self.unheard.push(to);
@@ -227,6 +256,13 @@ impl World {
         let Some((node_end, peer)) = self.net.tcp.addresses(stream) else {
             return;
         };
+        if peer.ip().to_string() == HTTP_CLIENT {
+            self.http_inbox
+                .entry(stream)
+                .or_default()
+                .extend_from_slice(&data);
+            return;
+        }
         match &mut self.registrar {
             Some(registrar) if peer == a(REGISTRAR) => {
                 registrar.received(self.now, &mut self.net, stream, node_end, &data)

@@ -37,6 +37,52 @@ pub struct GatewayNodeConfig {
     pub max_clients_per_ip: usize,
 }
 
+impl GatewayNodeConfig {
+    /// The settings of worker `index` of `count` (`--workers`): every worker's node runs a
+    /// gateway of its own on the same address, so each takes its own contiguous slice of
+    /// `rtp_ports` (whole four-port blocks; the last worker also takes what is left), and the
+    /// client limits are shared out so that all workers together admit what one node would.
+    /// Without slices the workers bind each other's ports and calls fail with `503 cannot
+    /// bind RTP ports`.
+    ///
+    /// ```
+    /// use siprtmp_core::node::GatewayNodeConfig;
+    ///
+    /// let one = GatewayNodeConfig::default(); // ports 16000-17999, 4096 clients
+    /// let first = one.worker_share(0, 2);
+    /// let second = one.worker_share(1, 2);
+    /// assert_eq!((first.rtp_ports, second.rtp_ports), ((16000, 16999), (17000, 17999)));
+    /// assert_eq!(first.max_clients + second.max_clients, 4096);
+    /// ```
+    pub fn worker_share(&self, index: usize, count: usize) -> Self {
+        let count = count.max(1);
+        let index = index.min(count - 1);
+        let mut share = self.clone();
+        let first = self.rtp_ports.0 & !1;
+        let blocks = (usize::from(self.rtp_ports.1) + 1).saturating_sub(usize::from(first)) / 4;
+        let per_worker = blocks / count;
+        let lo = usize::from(first) + 4 * per_worker * index;
+        let hi = if index + 1 == count {
+            usize::from(self.rtp_ports.1)
+        } else {
+            (lo + 4 * per_worker).saturating_sub(1)
+        };
+        // Fewer blocks than workers: the slice is empty (lo > hi), and that worker's calls
+        // are refused as when the range is used up.
+        share.rtp_ports = (
+            u16::try_from(lo).unwrap_or(u16::MAX),
+            u16::try_from(hi).unwrap_or(u16::MAX),
+        );
+        let split = |limit: usize| match limit {
+            0 => 0, // no limit stays no limit
+            n => (n / count + usize::from(index < n % count)).max(1),
+        };
+        share.max_clients = split(self.max_clients);
+        share.max_clients_per_ip = split(self.max_clients_per_ip);
+        share
+    }
+}
+
 impl Default for GatewayNodeConfig {
     fn default() -> Self {
         Self {
@@ -48,6 +94,56 @@ impl Default for GatewayNodeConfig {
             replace_existing: true,
             max_clients: 4096,
             max_clients_per_ip: 64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The workers' slices never overlap, stay inside the range, and cover every block
+        /// of it; their client limits add up to the node's.
+        #[test]
+        fn worker_slices_partition_the_range(
+            lo in 1024u16..60000,
+            len in 0u16..5000,
+            count in 1usize..16,
+            max_clients in 0usize..10000,
+        ) {
+            let mut config = GatewayNodeConfig {
+                rtp_ports: (lo, lo.saturating_add(len)),
+                max_clients,
+                ..GatewayNodeConfig::default()
+            };
+            config.max_clients_per_ip = max_clients / 3;
+            let shares: Vec<_> = (0..count).map(|i| config.worker_share(i, count)).collect();
+            let blocks = |c: &GatewayNodeConfig| {
+                let first = c.rtp_ports.0 & !1;
+                (u32::from(c.rtp_ports.1) + 1).saturating_sub(u32::from(first)) / 4
+            };
+            let total: u32 = shares.iter().map(blocks).sum();
+            prop_assert_eq!(total, blocks(&config));
+            for pair in shares.windows(2) {
+                if blocks(&pair[0]) > 0 && blocks(&pair[1]) > 0 {
+                    prop_assert!(pair[0].rtp_ports.1 < pair[1].rtp_ports.0);
+                }
+            }
+            for s in &shares {
+                if blocks(s) > 0 {
+                    prop_assert!(s.rtp_ports.0 >= config.rtp_ports.0 & !1);
+                    prop_assert!(s.rtp_ports.1 <= config.rtp_ports.1);
+                    prop_assert_eq!(s.rtp_ports.0 % 4, (config.rtp_ports.0 & !1) % 4);
+                }
+            }
+            if max_clients >= count {
+                prop_assert_eq!(shares.iter().map(|s| s.max_clients).sum::<usize>(), max_clients);
+            }
+            if max_clients == 0 {
+                prop_assert!(shares.iter().all(|s| s.max_clients == 0));
+            }
         }
     }
 }

@@ -35,10 +35,11 @@ use smallvec::SmallVec;
 
 use crate::amf::Value;
 use crate::close_reason::CloseReason;
-use crate::gateway::call_session::{GatewayOutput, GatewaySession};
+use crate::gateway::call_session::{CallView, GatewayOutput, GatewaySession};
 use crate::gateway::client_api::{ClientCall, ClientCallback, ConnectRequest};
 use crate::gateway::drop_notice::DropNotice;
 use crate::gateway::media_bridge::{FromFarEnd, Leg, OutgoingRtp};
+use crate::gateway::stats::SessionStats;
 use crate::id_hash::IdHashMap;
 use crate::ids::ConnId;
 use crate::io::{Event, Output};
@@ -77,13 +78,46 @@ const MAX_QUEUED_CALLS: usize = 16;
 const GATEWAY_CALLS: [&str; 6] = ["invite", "accept", "reject", "bye", "sendDTMF", "hold"];
 
 /// One gateway client, as the HTTP API shows it ([`GatewayHost::client_views`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ClientView {
     pub conn: ConnId,
     pub aor: String,
     pub state: &'static str,
+    /// Whether its address of record is registered now.
+    pub registered: bool,
     pub call: Option<&'static str>,
     pub far_end: Option<SocketAddr>,
+    /// Its call's direction, times, codecs and RTP.
+    pub call_view: Option<CallView>,
+}
+
+/// The gateway's figures for the metrics ([`GatewayHost::stats`]): gauges read off its
+/// state, and the counters of every session it has had.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct GatewayStats {
+    /// Clients `binding`, `active`, `lingering`.
+    pub clients: [u64; 3],
+    /// Calls `outgoing`, `incoming`, `established`.
+    pub calls: [u64; 3],
+    /// Clients whose address of record is registered now.
+    pub registered: u64,
+    /// Every session's counts, those gone included.
+    pub sessions: SessionStats,
+    /// Datagrams on the shared RTP ports from sources no call expects.
+    pub unrouted: u64,
+}
+
+impl GatewayStats {
+    /// Adds `other` (another worker's).
+    pub(crate) fn add(&mut self, other: &GatewayStats) {
+        for i in 0..3 {
+            self.clients[i] += other.clients[i];
+            self.calls[i] += other.calls[i];
+        }
+        self.registered += other.registered;
+        self.sessions.add(&other.sessions);
+        self.unrouted += other.unrouted;
+    }
 }
 
 /// The gateway of a node. See the module documentation.
@@ -118,6 +152,8 @@ pub(crate) struct GatewayHost {
     unrouted: (u64, DropNotice),
     /// Each session's randomness (SSRCs, tags, branches) comes from here.
     rng: SeededRng,
+    /// The counts of the sessions that have gone (see [`crate::gateway::stats`]).
+    finished: SessionStats,
     /// For the driver: socket commands and log events.
     outputs: VecDeque<Output>,
     /// For the RTMP server, carried out as soon as each call into the host returns.
@@ -142,6 +178,7 @@ impl GatewayHost {
             media_far: Vec::new(),
             unrouted: (0, DropNotice::default()),
             rng: SeededRng::new(seed),
+            finished: SessionStats::default(),
             outputs: VecDeque::new(),
             requests: VecDeque::new(),
         }
@@ -182,9 +219,11 @@ impl GatewayHost {
                     conn: *conn,
                     aor: g.aor.clone(),
                     state,
+                    registered: session.is_some_and(|s| s.registered()),
                     call: session.and_then(|s| s.call_state()),
                     far_end: session
                         .and_then(|s| s.media_remote(crate::gateway::media_bridge::Leg::Audio)),
+                    call_view: session.and_then(|s| s.call_view()),
                 }
             })
             .collect();
@@ -192,9 +231,46 @@ impl GatewayHost {
         views
     }
 
-    /// Datagrams dropped on the shared RTP ports because no call expects their source.
-    pub(crate) fn unrouted_dropped(&self) -> u64 {
-        self.unrouted.0
+    /// The figures of the metrics: one walk over the clients, each session's plain counters
+    /// summed (nothing is counted here that a packet pays for twice).
+    pub(crate) fn stats(&self) -> GatewayStats {
+        let mut stats = GatewayStats {
+            sessions: self.finished,
+            unrouted: self.unrouted.0,
+            ..GatewayStats::default()
+        };
+        for g in self.conns.values() {
+            let session = match &g.state {
+                State::Binding { .. } => {
+                    stats.clients[0] += 1;
+                    continue;
+                }
+                State::Active(s) => {
+                    stats.clients[1] += 1;
+                    s
+                }
+                State::Lingering(s, _) => {
+                    stats.clients[2] += 1;
+                    s
+                }
+            };
+            match session.call_state() {
+                Some("outgoing") => stats.calls[0] += 1,
+                Some("incoming") => stats.calls[1] += 1,
+                Some(_) => stats.calls[2] += 1,
+                None => {}
+            }
+            stats.registered += u64::from(session.registered());
+            stats.sessions.add(&session.stats());
+        }
+        stats
+    }
+
+    /// A client's session is going: its counts join those of the sessions gone.
+    fn keep_counts(&mut self, gw: &GatewayConn) {
+        if let State::Active(s) | State::Lingering(s, _) = &gw.state {
+            self.finished.add(&s.stats());
+        }
     }
 
     /// Whether `conn` is a client of the gateway (from its `connect` on).

@@ -431,6 +431,7 @@ impl GatewayHost {
         let Some(gw) = self.conns.remove(&conn) else {
             return;
         };
+        self.keep_counts(&gw);
         if !matches!(gw.ports, CallPorts::Idle) {
             self.blocks.release(gw.base_port);
         }

@@ -34,6 +34,8 @@ pub(super) struct Registration {
     /// When to refresh the binding.
     pub(super) refresh_at: Option<Instant>,
     brief_retries: u8,
+    /// REGISTERs sent asking for a binding (see [`UserAgent::register_attempts`]).
+    attempts: u64,
 }
 
 impl Registration {
@@ -47,6 +49,7 @@ impl Registration {
             tx: None,
             request: None,
             expires: 0,
+            attempts: 0,
             refresh_at: None,
             brief_retries: 0,
         }
@@ -81,6 +84,12 @@ impl UserAgent {
         self.pump(now);
     }
 
+    /// REGISTERs sent asking for a binding so far (the first and every refresh; not the
+    /// resend that answers a challenge, nor an un-REGISTER).
+    pub fn register_attempts(&self) -> u64 {
+        self.registration.attempts
+    }
+
     /// True while a binding is believed to be in place (a refresh is scheduled).
     pub fn is_registered(&self) -> bool {
         self.registration.refresh_at.is_some()
@@ -99,6 +108,12 @@ impl UserAgent {
             self.registration_failed(0, "no registrar configured");
             return;
         };
+        if expires > 0 {
+            self.registration.attempts += 1;
+        }
+        if expires > 0 {
+            self.registration.attempts += 1;
+        }
         self.registration.cseq = self.registration.cseq.wrapping_add(1).max(1);
         self.registration.expires = expires;
         self.registration.brief_retries = 0;
