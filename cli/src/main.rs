@@ -243,9 +243,7 @@ fn serve(setup: Setup) -> Result<(), String> {
         // Handlers first: a SIGTERM sent once the log says "listening" must stop it cleanly
         // (and a SIGHUP must reload, not kill).
         stop_on_signals(stopper)?;
-        if let Some(rtmps) = &rtmps {
-            rtmps::reload_on_sighup(rtmps.cert.clone())?;
-        }
+        rtmps::reload_on_sighup(rtmps.as_ref().map(|r| r.cert.clone()))?;
         tracing::info!(
             port = bound.port(),
             "RTMP listening on {bound} (runtime {}, root {}, merged writes {}, poll interval {})",

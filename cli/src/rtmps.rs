@@ -97,15 +97,21 @@ fn both(flag: &str, key: &str) -> String {
     format!("{flag} (config: {key})")
 }
 
-/// Reloads the certificate on every SIGHUP, from a thread of its own; a reload that fails
-/// (a file being rewritten, a bad pair) keeps the certificate in use and says why.
-pub(crate) fn reload_on_sighup(cert: Arc<ReloadableCert>) -> Result<(), String> {
+/// Handles SIGHUP from a thread of its own: the RTMPS certificate, if there is one, is read
+/// again (a reload that fails, a file being rewritten or a bad pair, keeps the certificate in
+/// use and says why); without one there is nothing to reload, which the log says. Either way
+/// the signal no longer ends the process (its default), so `systemctl reload` is safe.
+pub(crate) fn reload_on_sighup(cert: Option<Arc<ReloadableCert>>) -> Result<(), String> {
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
         .map_err(|e| format!("SIGHUP handler: {e}"))?;
     std::thread::Builder::new()
-        .name("rtmps-reload".into())
+        .name("sighup".into())
         .spawn(move || {
             for _ in signals.forever() {
+                let Some(cert) = &cert else {
+                    tracing::info!("SIGHUP: nothing to reload (no RTMPS certificate)");
+                    continue;
+                };
                 match cert.reload() {
                     Ok(()) => tracing::info!(
                         "SIGHUP: RTMPS certificate reloaded from {} (new connections get it)",

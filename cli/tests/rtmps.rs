@@ -2,7 +2,7 @@
 //! the start with exit status 1 and one message naming the file and the problem (missing,
 //! expired, a key that is not the certificate's, a port without a certificate); and SIGHUP
 //! swaps the certificate: a new connection is shown the new one while a player that connected
-//! before keeps playing to the end, every frame.
+//! before keeps playing to the end, every frame. Without RTMPS, SIGHUP is harmless.
 
 mod common;
 
@@ -136,4 +136,23 @@ fn sighup_serves_the_new_certificate_to_new_connections_and_keeps_the_old_ones()
     publisher.finish(Duration::from_secs(40));
     player.finish(Duration::from_secs(20));
     assert_receives_everything("the player from before the reload", &source, &packets(&out));
+}
+
+/// Without RTMPS there is nothing to reload: SIGHUP is logged and the server serves on (the
+/// example unit's `systemctl reload` sends it whatever the configuration).
+#[test]
+fn sighup_without_rtmps_does_not_stop_the_server() {
+    let dir = scratch_dir("cli_rtmps_sighup_plain");
+    let server = LoggingServer::start(&dir.join("media"));
+    let addr = server.rtmp_addr();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    server.wait_line("SIGHUP: nothing to reload");
+    // Still serving: a client connects and gets a stream (each step answered in time).
+    let (_client, stream) =
+        siprtmp_tests::tcp_client::TcpRtmpClient::with_stream(addr, "live", None);
+    assert!(stream > 0);
 }
