@@ -186,9 +186,32 @@ impl TestServer {
     /// sharing their live streams ([`siprtmp_runtime_drivers::Workers`]); each event's connection id tells which
     /// worker emitted it ([`siprtmp_core::node::ConnId::worker`]).
     pub fn start_workers(runtime: Runtime, node: NodeConfig, workers: usize) -> Self {
+        Self::start_workers_with(runtime, node, workers, None)
+    }
+
+    /// [`Self::start_workers`] with an RTMPS listener too, shared by the workers, whose TLS
+    /// configuration is `tls`.
+    pub fn start_workers_tls(
+        runtime: Runtime,
+        node: NodeConfig,
+        workers: usize,
+        tls: siprtmp_core::tls::TlsConfig,
+    ) -> Self {
+        Self::start_workers_with(runtime, node, workers, Some(tls))
+    }
+
+    fn start_workers_with(
+        runtime: Runtime,
+        mut node: NodeConfig,
+        workers: usize,
+        tls: Option<siprtmp_core::tls::TlsConfig>,
+    ) -> Self {
         let (tx, events) = channel();
+        let tls_listen = tls.as_ref().map(|_| "127.0.0.1:0".parse().unwrap());
+        node.server.tls = tls;
         let config = DriverConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
+            tls_listen,
             send_buffer: None,
             seed: 7,
             events: Some(tx),
@@ -198,14 +221,15 @@ impl TestServer {
         let group = runtime
             .start_workers(config, node, workers, |_, _| None)
             .unwrap_or_else(|e| panic!("{runtime:?} workers: {e}"));
-        let (addr, stopper) = (group.local_addr(), group.stopper());
+        let (addr, tls_addr, stopper) =
+            (group.local_addr(), group.tls_local_addr(), group.stopper());
         let thread = std::thread::Builder::new()
             .name(format!("{runtime:?} workers"))
             .spawn(move || group.join().expect("workers run"))
             .expect("spawn workers thread");
         Self {
             addr,
-            tls_addr: None,
+            tls_addr,
             // Each worker has its own UDP counters; the group's are not gathered here.
             udp: Arc::new(UdpStats::default()),
             tcp: Arc::new(TcpStats::default()),

@@ -3,7 +3,8 @@
 //! stream, verifying the server against a CA made in the test; ffprobe checks that every
 //! player saved every frame of the source, identical. A client that speaks plain RTMP to the
 //! TLS port is closed (as a TLS error) while a TLS stream on the same server goes on intact,
-//! and a TLS handshake that never finishes is closed at the handshake deadline.
+//! a TLS handshake that never finishes is closed at the handshake deadline, and workers share
+//! the RTMPS port and its streams as they share RTMP's.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -241,5 +242,54 @@ fn a_tls_handshake_that_stalls_is_closed_at_the_handshake_deadline() {
             "{runtime}: {:?}",
             server.events()
         );
+    }
+}
+
+/// Two workers share the RTMPS port: ffmpeg players over TLS land on both, an ffmpeg
+/// publisher over TLS lands on one, and every player gets every frame through the relay.
+#[test]
+fn workers_share_the_rtmps_port_and_its_streams() {
+    const WORKERS: usize = 2;
+    let dir = scratch_dir("rtmps_workers");
+    let source_path = clip(&media("h264_aac_320x240_12fps_20s.flv"), SECONDS, &dir);
+    let source = packets(&source_path);
+    let (ca, tls) = test_tls(&dir);
+    let mut server =
+        TestServer::start_workers_tls(Runtime::Mio, NodeConfig::default(), WORKERS, tls);
+    let url = server.tls_url("live/w");
+    let mut players = Vec::new();
+    let workers = |server: &mut TestServer| -> std::collections::BTreeSet<_> {
+        server
+            .events()
+            .iter()
+            .filter_map(|e| match e {
+                Event::PlayStarted { conn, .. } => Some(conn.worker()),
+                _ => None,
+            })
+            .collect()
+    };
+    // The kernel spreads connections over the workers' sockets: a few players reach both.
+    while players.len() < 8 && workers(&mut server).len() < WORKERS {
+        let i = players.len();
+        let build = Ffmpeg::BOTH[i % 2];
+        let out = dir.join(format!("player{i}.flv"));
+        players.push((build.play(&url, &ca, &out), out, build));
+        assert!(
+            server.wait_for(i + 1, STARTUP, play_started),
+            "player {i} did not start"
+        );
+    }
+    assert_eq!(
+        workers(&mut server).len(),
+        WORKERS,
+        "the players all on one worker"
+    );
+    let publisher = Ffmpeg::Nine.publish(&source_path, &url, &ca);
+    assert!(server.wait_for(1, STARTUP, publish_started), "no publish");
+    publisher.finish(PUBLISH_TIME);
+    for (i, (peer, out, build)) in players.into_iter().enumerate() {
+        peer.finish(STARTUP);
+        let who = format!("{} player {i}", build.name());
+        assert_receives_everything(&who, &source, &packets(&out));
     }
 }
