@@ -644,3 +644,75 @@ fn a_tls_player_that_never_reads_is_dropped_at_the_backlog_limit() {
     );
     assert_eq!(f.media(good).len(), sent.len());
 }
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Any bytes, in any pieces, on a TLS connection: the node never panics, never answers
+        /// with anything but TLS records (no RTMP in the clear), and the connection is either
+        /// still waiting within the limits or closed for a TLS error or a limit.
+        #[test]
+        fn hostile_bytes_on_a_tls_connection_are_contained(
+            pieces in proptest::collection::vec(
+                prop_oneof![
+                    proptest::collection::vec(any::<u8>(), 0..300),
+                    // Something that starts like a TLS record, to get past the first byte.
+                    proptest::collection::vec(any::<u8>(), 0..300).prop_map(|mut v| {
+                        v.splice(0..0, [22u8, 3, 1, 1, 0]);
+                        v
+                    }),
+                ],
+                1..6,
+            ),
+        ) {
+            let mut config = ServerConfig::default();
+            config.chunk_limits.max_partial_bytes = 4096;
+            let mut f = Fixture::new(config);
+            let conn = f.node.accept_tls(f.now, Fixture::peer());
+            let mut written = Vec::new();
+            let mut closed = false;
+            for piece in pieces {
+                if closed {
+                    break;
+                }
+                f.node.handle(f.now, Input::Received { conn, data: BytesMut::from(&piece[..]) });
+                while let Some(output) = f.node.poll_output() {
+                    match output {
+                        Output::Transmit { conn: c } | Output::Close { conn: c } if c == conn => {
+                            let bytes: Vec<u8> =
+                                f.node.queued_segments(conn).flat_map(|s| s.to_vec()).collect();
+                            let n = bytes.len();
+                            written.extend(bytes);
+                            f.node.handle(f.now, Input::Drained { conn, bytes: n });
+                        }
+                        Output::Event(Event::Closing { reason, .. }) => {
+                            prop_assert!(
+                                matches!(
+                                    reason,
+                                    CloseReason::Tls { .. } | CloseReason::ChunkStream(_)
+                                ),
+                                "{reason:?}"
+                            );
+                            closed = true;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            // Whatever went back is whole TLS records (handshake, alert), never RTMP.
+            let mut rest = &written[..];
+            while !rest.is_empty() {
+                prop_assert!(rest.len() >= 5 && matches!(rest[0], 20..=23), "{:?}", &rest[..rest.len().min(8)]);
+                let len = usize::from(u16::from_be_bytes([rest[3], rest[4]]));
+                prop_assert!(rest.len() >= 5 + len);
+                rest = &rest[5 + len..];
+            }
+            f.node.handle(f.now, Input::Closed { conn });
+            prop_assert_eq!(f.node.connection_count(), 0);
+        }
+    }
+}
