@@ -47,6 +47,8 @@ pub(crate) struct ConnView {
     pub bytes_received: u64,
     /// Bytes queued for it and not yet written.
     pub queued_bytes: usize,
+    /// It came through the RTMPS listener.
+    pub tls: bool,
 }
 
 /// Connections by state, for the metrics.
@@ -209,6 +211,7 @@ impl RtmpServer {
                     .collect(),
                 bytes_received: s.rx_bytes,
                 queued_bytes: s.backlog(),
+                tls: s.tls.is_some(),
             })
             .chain(self.flv_views())
             .collect();

@@ -97,3 +97,59 @@ impl RtmpServer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use bytes::BytesMut;
+
+    use crate::node::ServerConfig;
+    use crate::server::RtmpServer;
+
+    /// A self-signed certificate's configuration, with ring (the crate's tests' provider).
+    #[allow(deprecated)]
+    fn tls_config() -> crate::tls::TlsConfig {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let der = rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], der.into())
+        .unwrap();
+        Arc::new(config)
+    }
+
+    /// The API's connection list tells RTMPS connections from RTMP ones, and an RTMPS
+    /// connection's handshake bytes are counted while it lasts and given back at its close.
+    #[test]
+    fn rtmps_connections_are_listed_as_such_and_their_held_bytes_come_back() {
+        let now = Instant::now();
+        let config = ServerConfig {
+            tls: Some(tls_config()),
+            ..ServerConfig::default()
+        };
+        let mut server = RtmpServer::new(config, now, 1);
+        let peer = "127.0.0.1:5000".parse().unwrap();
+        let plain = server.accept(now, peer);
+        let tls = server.accept_with(now, peer, true);
+        let views = server.conn_views();
+        let flag = |id| views.iter().find(|v| v.id == id).map(|v| v.tls);
+        assert_eq!((flag(plain), flag(tls)), (Some(false), Some(true)));
+
+        // Half a ClientHello: held by the TLS layer, counted in the server's budget.
+        server.received(now, tls, BytesMut::from(&[22u8, 3, 1, 2, 0, 1, 0][..]));
+        assert_eq!(server.partial_total, 7);
+        server.closed(tls);
+        assert_eq!(server.partial_total, 0, "given back at the close");
+        assert_eq!(server.tls_sessions, 0);
+    }
+}
