@@ -22,6 +22,12 @@ use crate::logging::LogFormat;
 pub(crate) struct FileConfig {
     pub host: Option<IpAddr>,
     pub port: Option<u16>,
+    /// The RTMPS listener's port (`--rtmps-port`); off when absent.
+    pub rtmps_port: Option<u16>,
+    /// The RTMPS certificate chain, PEM (`--tls-cert`).
+    pub tls_cert: Option<PathBuf>,
+    /// The RTMPS certificate's private key, PEM (`--tls-key`).
+    pub tls_key: Option<PathBuf>,
     pub root: Option<PathBuf>,
     pub seed: Option<u64>,
     /// Wake-up moderation of the mio runtime: poll at most once per this many milliseconds
@@ -141,6 +147,9 @@ impl FileConfig {
 pub(crate) const TOP_LEVEL_KEYS: &[&str] = &[
     "host",
     "port",
+    "rtmps_port",
+    "tls_cert",
+    "tls_key",
     "root",
     "seed",
     "poll_interval_ms",

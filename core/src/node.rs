@@ -111,6 +111,19 @@ impl Node {
         self.server.accept(now, peer)
     }
 
+    /// Registers a connection from `peer` accepted on the RTMPS listener: its bytes are TLS
+    /// records, which the node decrypts with [`ServerConfig::tls`] before the RTMP handshake
+    /// sees them, and the bytes it queues for the connection ([`Node::io_slices`],
+    /// [`Node::queued_segments`]) are records too, sealed when a `Transmit` is handed out or a
+    /// drained count empties the queue. Otherwise the contract is the plain one: the driver
+    /// moves bytes and reports `Received`, `Drained` and `Closed` as for [`Node::accept`].
+    /// Without a TLS configuration the connection is closed at once
+    /// ([`CloseReason::Tls`]).
+    pub fn accept_tls(&mut self, now: Instant, peer: SocketAddr) -> ConnId {
+        self.now = self.now.max(now);
+        self.server.accept_with(now, peer, true)
+    }
+
     /// Feeds one input at time `now`.
     // Never inlined: one call per input costs nothing next to the input's work, and profilers
     // (the benchmarks' callgrind recipes toggle on this function) get a stable frame.

@@ -19,6 +19,7 @@ pub mod nodes;
 pub mod peers;
 pub mod ports;
 pub mod probe;
+pub mod rtmps;
 pub mod scrape;
 pub mod server;
 pub mod sip_runner;

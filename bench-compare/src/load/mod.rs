@@ -7,3 +7,4 @@ pub(crate) mod delay;
 pub(crate) mod echo_load;
 pub(crate) mod generator;
 pub(crate) mod media;
+pub(crate) mod tls;

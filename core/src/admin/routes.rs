@@ -351,6 +351,7 @@ fn connections(views: &[ConnView]) -> String {
         json.close_array();
         json.key("received_bytes").integer(conn.bytes_received);
         json.key("queued_bytes").integer(conn.queued_bytes as u64);
+        json.key("tls").boolean(conn.tls);
         json.close_object();
     }
     json.close_array().close_object();

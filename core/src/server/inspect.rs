@@ -48,6 +48,8 @@ pub(crate) struct ConnView {
     pub bytes_received: u64,
     /// Bytes queued for it and not yet written.
     pub queued_bytes: usize,
+    /// It came through the RTMPS listener.
+    pub tls: bool,
 }
 
 /// One application, as the HTTP API shows it: its settings and what it serves now.
@@ -180,11 +182,7 @@ impl RtmpServer {
     pub(crate) fn memory(&self) -> MemoryView {
         MemoryView {
             partial: self.partial_total as u64,
-            backlog: self
-                .sessions
-                .iter()
-                .map(|s| s.out.queued_bytes() as u64)
-                .sum(),
+            backlog: self.sessions.iter().map(|s| s.backlog() as u64).sum(),
             gop_cache: self.gop_total as u64,
         }
     }
@@ -259,7 +257,8 @@ impl RtmpServer {
                     })
                     .collect(),
                 bytes_received: s.rx_bytes,
-                queued_bytes: s.out.queued_bytes(),
+                queued_bytes: s.backlog(),
+                tls: s.tls.is_some(),
             })
             .chain(self.flv_views())
             .collect();
