@@ -1,6 +1,8 @@
-//! [`Backend`]: a small HTTP backend for the node's nginx-rtmp-style callbacks, as a test
-//! needs one that only listens: a std `TcpListener` on a thread, answering every request
-//! `200 OK` and recording its path and form fields (decoded), in order.
+//! [`Backend`]: a small HTTP backend for the node's nginx-rtmp-style callbacks: a std
+//! `TcpListener` on a thread that records every request's path and form fields (decoded), in
+//! order, and answers what the test's answer function says (`200 OK` for [`Backend::start`]).
+//! A request is recorded before it is answered, so whatever the answer lets happen finds the
+//! request recorded.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -26,7 +28,21 @@ impl Got {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
+
+    /// The fields' names, in order.
+    pub fn names(&self) -> Vec<&str> {
+        self.fields.iter().map(|(n, _)| n.as_str()).collect()
+    }
 }
+
+/// The whole HTTP response a backend gives a request.
+pub type Answer = fn(&Got) -> &'static str;
+
+/// `200 OK`, empty.
+pub const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+
+/// `403 Forbidden`, empty.
+pub const FORBIDDEN: &str = "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n";
 
 /// A running backend (its thread lives as long as the test process).
 pub struct Backend {
@@ -36,15 +52,20 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// Starts listening.
+    /// Starts listening, answering every request `200 OK`.
     pub fn start() -> Self {
+        Self::answering(|_| OK)
+    }
+
+    /// Starts listening, answering each request what `answer` gives.
+    pub fn answering(answer: Answer) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the backend");
         let addr = listener.local_addr().unwrap();
         let got = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&got);
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                serve(stream, &log);
+                serve(stream, &log, answer);
             }
         });
         Self { addr, got }
@@ -62,8 +83,8 @@ impl Backend {
     }
 }
 
-/// Reads one request, records it, answers 200.
-fn serve(stream: TcpStream, log: &Mutex<Vec<Got>>) -> Option<()> {
+/// Reads one request, records it, answers it.
+fn serve(stream: TcpStream, log: &Mutex<Vec<Got>>, answer: Answer) -> Option<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut reader = BufReader::new(stream.try_clone().ok()?);
     let mut line = String::new();
@@ -93,11 +114,11 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Got>>) -> Option<()> {
             (decode(n), decode(v))
         })
         .collect();
-    log.lock().unwrap().push(Got { path, fields });
+    let got = Got { path, fields };
+    let response = answer(&got);
+    log.lock().unwrap().push(got);
     let mut stream = reader.into_inner();
-    stream
-        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-        .ok()
+    stream.write_all(response.as_bytes()).ok()
 }
 
 /// A form value (`%XX` escapes, `+` for a space) back to its text.

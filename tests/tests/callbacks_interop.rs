@@ -7,15 +7,14 @@
 //! never answers or is down gets the failure policy (allow lets ffmpeg publish, refuse makes
 //! it fail).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 use siprtmp_core::node::{
     AppConfig, CallbackUrl, CallbacksConfig, Event, FailurePolicy, NodeConfig, RecordPolicy,
 };
 use siprtmp_runtime_drivers::Runtime;
+use siprtmp_tests::callback_backend::{Backend, Got, FORBIDDEN, OK};
 use siprtmp_tests::peers::{ffmpeg_play, ffmpeg_publish};
 use siprtmp_tests::probe::{count, packets};
 use siprtmp_tests::server::TestServer;
@@ -23,107 +22,22 @@ use siprtmp_tests::{media, scratch_dir, wait};
 
 const STARTUP: Duration = Duration::from_secs(15);
 
-/// One request the backend got: its path and its form fields, decoded, in order.
-#[derive(Debug, Clone)]
-struct Got {
-    path: String,
-    fields: Vec<(String, String)>,
-}
-
-impl Got {
-    fn field(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn names(&self) -> Vec<&str> {
-        self.fields.iter().map(|(n, _)| n.as_str()).collect()
-    }
-}
-
-fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("3F");
-            out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
-            i += 3;
-        } else {
-            out.push(if b[i] == b'+' { b' ' } else { b[i] });
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The backend: refuses a publish named `refused`, redirects a play of `alias` to `cam`,
-/// allows the rest; records everything.
-fn backend() -> (SocketAddr, Arc<Mutex<Vec<Got>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().unwrap();
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let log = Arc::clone(&got);
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            serve(stream, &log);
-        }
-    });
-    (addr, got)
-}
-
-/// Reads one request, records it, then answers (recorded first, so that whatever the answer
-/// lets happen finds the request recorded).
-fn serve(stream: TcpStream, log: &Mutex<Vec<Got>>) -> Option<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let path = line.split_whitespace().nth(1)?.to_string();
-    let mut length = 0;
-    loop {
-        let mut header = String::new();
-        reader.read_line(&mut header).ok()?;
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse().ok()?;
-            }
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    let fields = String::from_utf8_lossy(&body)
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (n, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(n), decode(v))
-        })
-        .collect();
-    let got = Got { path, fields };
-    let response = match (got.path.as_str(), got.field("name")) {
-        ("/publish", Some("refused")) => "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n",
+/// The backend's answers: refuses the publish of `refused`, redirects the play of `alias` to
+/// `cam` (a 302 with a Location), allows the rest.
+fn answer(got: &Got) -> &'static str {
+    match (got.path.as_str(), got.field("name")) {
+        ("/publish", Some("refused")) => FORBIDDEN,
         ("/play", Some("alias")) => {
             "HTTP/1.1 302 Found\r\nLocation: cam\r\nContent-Length: 0\r\n\r\n"
         }
-        _ => "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
-    };
-    log.lock().unwrap().push(got);
-    let mut stream = reader.into_inner();
-    stream.write_all(response.as_bytes()).ok()
+        _ => OK,
+    }
 }
 
 fn callbacks(runtime: Runtime) {
     let dir = scratch_dir(&format!("callbacks-{}", runtime.name()));
-    let (addr, got) = backend();
-    let url = |path: &str| Some(CallbackUrl::parse(&format!("http://{addr}{path}")).unwrap());
+    let backend = Backend::answering(answer);
+    let url = |path: &str| Some(backend.url(path));
     let mut config = NodeConfig::default();
     config.server.callbacks = Some(CallbacksConfig {
         on_publish: url("/publish"),
@@ -146,14 +60,7 @@ fn callbacks(runtime: Runtime) {
     let root = dir.join("root");
     std::fs::create_dir_all(&root).unwrap();
     let mut server = TestServer::start_on_with(runtime, config, None, root.clone(), None);
-    let requests = |path: &str| -> Vec<Got> {
-        got.lock()
-            .unwrap()
-            .iter()
-            .filter(|g| g.path == path)
-            .cloned()
-            .collect()
-    };
+    let requests = |path: &str| backend.requests(path);
 
     // Allowed: the publish goes live.
     let publisher = ffmpeg_publish(

@@ -6,13 +6,13 @@
 //! `on_call`, `on_call_done`) reach a small HTTP backend written here. With two workers,
 //! `/metrics` and the API describe the whole server.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::io::Read;
+use std::net::TcpStream;
 use std::time::Duration;
 
-use siprtmp_core::node::{CallbackUrl, CallbacksConfig, FailurePolicy, HttpConfig, NodeConfig};
+use siprtmp_core::node::{CallbacksConfig, FailurePolicy, HttpConfig, NodeConfig};
 use siprtmp_core::sip::Transport;
+use siprtmp_tests::callback_backend::{Backend, Got, FORBIDDEN, OK};
 use siprtmp_tests::gateway::{gateway_node, gateway_sip, s, EchoMedia, Phone};
 use siprtmp_tests::scrape::{curl, promtool_check, sample};
 use siprtmp_tests::server::{Runtime, TestServer};
@@ -123,115 +123,26 @@ fn a_scrape_during_an_echo_call_passes_promtool_and_its_figures_move_with_the_ca
     drop(server);
 }
 
-/// One request the backend got: its path and form fields, in order (values as sent).
-#[derive(Debug, Clone)]
-struct Got {
-    path: String,
-    fields: Vec<(String, String)>,
-}
-
-impl Got {
-    fn field(&self, name: &str) -> Option<String> {
-        self.fields
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| percent_decode(v))
-    }
-}
-
-/// A form value as sent (`%XX` escapes, `+` for a space) back to its text.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        let hex = b
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The backend: refuses the connect of `mallory`'s gateway application and answers every
-/// `on_call` 403 (a notification: it must change nothing); allows the rest; records all.
-fn backend() -> (SocketAddr, Arc<Mutex<Vec<Got>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().unwrap();
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let log = Arc::clone(&got);
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            serve(stream, &log);
-        }
-    });
-    (addr, got)
-}
-
-fn serve(stream: TcpStream, log: &Mutex<Vec<Got>>) -> Option<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let path = line.split_whitespace().nth(1)?.to_string();
-    let mut length = 0;
-    loop {
-        let mut header = String::new();
-        reader.read_line(&mut header).ok()?;
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse().ok()?;
-            }
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    let fields = String::from_utf8_lossy(&body)
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (n, v) = p.split_once('=').unwrap_or((p, ""));
-            (n.to_string(), v.to_string())
-        })
-        .collect();
-    let got = Got { path, fields };
+/// The backend's answers: refuses the connect of `mallory`'s gateway application and answers
+/// every `on_call` 403 (a notification: it must change nothing); allows the rest.
+fn answer(got: &Got) -> &'static str {
     let refuse = match got.path.as_str() {
         "/connect" => got.field("app").is_some_and(|a| a.contains("mallory")),
         "/call" => true,
         _ => false,
     };
-    log.lock().unwrap().push(got);
-    let response = if refuse {
-        "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"
+    if refuse {
+        FORBIDDEN
     } else {
-        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
-    };
-    let mut stream = reader.into_inner();
-    stream.write_all(response.as_bytes()).ok()
+        OK
+    }
 }
 
 #[test]
 fn the_gateway_callbacks_reach_the_backend_and_its_refusals_do_what_they_say() {
     let dir = scratch_dir("gw-callbacks");
-    let (backend, got) = backend();
-    let url = |path: &str| Some(CallbackUrl::parse(&format!("http://{backend}{path}")).unwrap());
+    let backend = Backend::answering(answer);
+    let url = |path: &str| Some(backend.url(path));
     let mut node = gateway_node(Transport::Udp);
     node.server.callbacks = Some(CallbacksConfig {
         on_connect: url("/connect"),
@@ -243,14 +154,7 @@ fn the_gateway_callbacks_reach_the_backend_and_its_refusals_do_what_they_say() {
         ..CallbacksConfig::default()
     });
     let mut server = TestServer::start_on(Runtime::Mio, node, None);
-    let requests = |path: &str| -> Vec<Got> {
-        got.lock()
-            .unwrap()
-            .iter()
-            .filter(|g| g.path == path)
-            .cloned()
-            .collect()
-    };
+    let requests = |path: &str| backend.requests(path);
 
     // Refused: the backend says no to mallory's connect; nothing is bound for it.
     let refused = Phone::connect(server.addr, "mallory@127.0.0.1", vec![]);
@@ -262,13 +166,13 @@ fn the_gateway_callbacks_reach_the_backend_and_its_refusals_do_what_they_say() {
     let sip = gateway_sip(&mut server, AOR);
     assert!(wait::until(T, || !requests("/register").is_empty()));
     let register = &requests("/register")[0];
-    assert_eq!(register.field("call").as_deref(), Some("register"));
-    assert_eq!(register.field("aor").as_deref(), Some(AOR));
-    assert_eq!(register.field("sip"), Some(sip.to_string()));
+    assert_eq!(register.field("call"), Some("register"));
+    assert_eq!(register.field("aor"), Some(AOR));
+    assert_eq!(register.field("sip"), Some(sip.to_string().as_str()));
     assert!(
         requests("/register")
             .iter()
-            .all(|r| r.field("aor").as_deref() == Some(AOR)),
+            .all(|r| r.field("aor") == Some(AOR)),
         "mallory was never bound"
     );
 
@@ -281,8 +185,8 @@ fn the_gateway_callbacks_reach_the_backend_and_its_refusals_do_what_they_say() {
     phone.callback("accepted", T).expect("accepted");
     assert!(wait::until(T, || !requests("/call").is_empty()));
     let call = &requests("/call")[0];
-    assert_eq!(call.field("call").as_deref(), Some("call"));
-    assert_eq!(call.field("direction").as_deref(), Some("out"));
+    assert_eq!(call.field("call"), Some("call"));
+    assert_eq!(call.field("direction"), Some("out"));
     assert!(call.field("clientid").is_some());
     phone.open_streams();
     let frames = EchoMedia::Pcmu.frames(100);
@@ -297,9 +201,9 @@ fn the_gateway_callbacks_reach_the_backend_and_its_refusals_do_what_they_say() {
     phone.call("bye", vec![]);
     assert!(wait::until(T, || !requests("/call_done").is_empty()));
     let done = &requests("/call_done")[0];
-    assert_eq!(done.field("call").as_deref(), Some("call_done"));
-    assert_eq!(done.field("direction").as_deref(), Some("out"));
-    assert_eq!(done.field("reason").as_deref(), Some("bye from client"));
+    assert_eq!(done.field("call"), Some("call_done"));
+    assert_eq!(done.field("direction"), Some("out"));
+    assert_eq!(done.field("reason"), Some("bye from client"));
     let duration: u64 = done.field("duration").unwrap().parse().unwrap();
     assert!(
         (1..=30).contains(&duration),
