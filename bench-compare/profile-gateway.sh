@@ -25,13 +25,12 @@ trap 'sysctl -qw net.core.rmem_default=$old_rmem' EXIT
 "$bin" --gateway --runtimes "$server" --calls "$calls" --codecs wideband --repeats 1 \
     --warmup 4 --window 20 --out "$out/bench" >"$out/bench.log" 2>&1 &
 bench=$!
-# The server is the newest siprtmp (or floor) child of that bench-compare, once the calls
-# are up: wait for the warm-up to have started.
+# The server is bench-compare's child with siprtmp's gateway flags (or the floor's server):
+# wait for it to start.
 pid=
 for _ in $(seq 1 300); do
-    pid=$(pgrep -n -P "$bench" || true)
-    [ -n "$pid" ] && [ "$(ps -o comm= -p "$pid")" != sipp ] && break
-    pid=
+    pid=$(pgrep -n -P "$bench" -f -- '--int-ip|--floor-server' || true)
+    [ -n "$pid" ] && break
     sleep 0.2
 done
 [ -n "$pid" ] || { echo "no server process under bench-compare $bench" >&2; exit 1; }

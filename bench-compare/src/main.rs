@@ -397,6 +397,14 @@ fn run(flags: Flags) -> Result<bool, String> {
                             kind.label()
                         ));
                     }
+                    if o.tls {
+                        notes.push(format!(
+                            "{}: with --rtmps-port: the publisher and every player over RTMPS \
+                             (a certificate made for the run; the gateway's calls stay on \
+                             RTMP)",
+                            kind.label()
+                        ));
+                    }
                 }
                 servers.push(kind);
             }

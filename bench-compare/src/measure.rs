@@ -76,7 +76,8 @@ pub(crate) fn run_point(
     let srv = server::start(kind, bins)?;
     let pid = srv.pid();
     let mut load = Load::start(
-        srv.addr,
+        srv.tls_addr.unwrap_or(srv.addr),
+        srv.tls_addr.is_some(),
         scenario.media.clone(),
         players,
         reader,

@@ -1,7 +1,8 @@
 //! The servers under test as child processes: `siprtmp --runtime R` (named `R`: the binary's
 //! defaults, players' merged writes of 40 ms among them; `R-merged` for `--merge-writes 100
 //! --gateway-merge-writes 100`, `R-merged0` for neither, `R-shared` for the gateway's
-//! `--shared-rtp-ports`), nginx with the RTMP module (one
+//! `--shared-rtp-ports`, `R-tls` for every load connection over RTMPS), nginx with the RTMP
+//! module (one
 //! process: `master_process off`, so the measured PID is the one doing the work), and
 //! rtmplite3, the Python 3 port of the original project's RTMP server (one process on the
 //! original's generator-based `multitask` scheduler).
@@ -37,6 +38,11 @@ pub(crate) const GSO_SUFFIX: &str = "-gso";
 /// Ending of a server name that runs siprtmp with `--no-udp-gso` (before `-tickN`, last
 /// otherwise: `mio-merged-shared-nogso-tick20`).
 pub(crate) const NOGSO_SUFFIX: &str = "-nogso";
+
+/// Ending of a server name that runs siprtmp with an RTMPS listener (a certificate made for
+/// the run) and puts every load connection on it (after `-nogso` and `-workersN`, before
+/// `-tickN`: `mio-tls`, `mio-merged0-tls`, `mio-workers2-tls`).
+pub(crate) const TLS_SUFFIX: &str = "-tls";
 
 /// Start of a server name that runs the `--baseline-bin` binary instead of `--server-bin`
 /// with the options the rest of the name asks for (`base:mio-merged-shared-tick20`): the
@@ -90,6 +96,8 @@ pub(crate) struct SiprtmpOptions<'a> {
     pub udp_gso: bool,
     /// `--workers`, when more than the binary's default of one.
     pub workers: Option<u16>,
+    /// `--rtmps-port`, the load over RTMPS.
+    pub tls: bool,
     /// Runs [`Binaries::baseline`] (the name starts with [`BASELINE_PREFIX`]).
     pub baseline: bool,
 }
@@ -126,6 +134,10 @@ impl ServerKind {
             None => (name.as_str(), false),
         };
         let (rest, poll_interval_ms) = strip_tick(name)?;
+        let (rest, tls) = match rest.strip_suffix(TLS_SUFFIX) {
+            Some(rest) => (rest, true),
+            None => (rest, false),
+        };
         let (rest, workers) = strip_workers(rest)?;
         let (rest, udp_gso) = match rest.strip_suffix(NOGSO_SUFFIX) {
             Some(rest) => (rest, false),
@@ -159,6 +171,7 @@ impl ServerKind {
             poll_interval_ms,
             udp_gso,
             workers,
+            tls,
             baseline,
         })
     }
@@ -200,6 +213,9 @@ pub(crate) struct Running {
     child: Child,
     /// Its RTMP address.
     pub addr: SocketAddr,
+    /// Its RTMPS address, for an `R-tls` server: the players and publishers of the load
+    /// connect there (the gateway's calls stay on RTMP).
+    pub tls_addr: Option<SocketAddr>,
     dir: PathBuf,
 }
 
@@ -312,6 +328,7 @@ pub(crate) fn start_with(
     }
     let port = free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut tls_addr = None;
     let dir = scratch_dir(&kind.label())?;
     let log_path = dir.join("server.log");
     let log = File::create(&log_path).map_err(|e| e.to_string())?;
@@ -341,6 +358,15 @@ pub(crate) fn start_with(
             }
             if !options.udp_gso {
                 c.arg("--no-udp-gso");
+            }
+            if options.tls {
+                let tls_port = free_port()?;
+                let (cert, key) = crate::load::tls::server_files(&dir)?;
+                c.args(["--rtmps-port", &tls_port.to_string(), "--tls-cert"])
+                    .arg(cert)
+                    .arg("--tls-key")
+                    .arg(key);
+                tls_addr = Some(SocketAddr::from(([127, 0, 0, 1], tls_port)));
             }
             if let Some(n) = options.workers {
                 c.args(["--workers", &n.to_string()]);
@@ -384,7 +410,12 @@ pub(crate) fn start_with(
         .stderr(log)
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", kind.label()))?;
-    let mut running = Running { child, addr, dir };
+    let mut running = Running {
+        child,
+        addr,
+        tls_addr,
+        dir,
+    };
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         if let Ok(Some(status)) = running.child.try_wait() {
@@ -413,10 +444,10 @@ fn nginx_conf(module: &Path, dir: &Path, port: u16) -> String {
          daemon off;\n\
          master_process off;\n\
          worker_processes 1;\n\
-         worker_rlimit_nofile 16384;\n\
+         worker_rlimit_nofile 20000;\n\
          pid {dir}/nginx.pid;\n\
          error_log {dir}/error.log warn;\n\
-         events {{ worker_connections 8192; }}\n\
+         events {{ worker_connections 16384; }}\n\
          rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n\
          \x20   application live {{ live on; record off; }} }} }}\n",
         module = module.display(),
@@ -513,6 +544,21 @@ mod tests {
         );
         assert_eq!(workers("mio"), Some(("mio".into(), None, None, None)));
         assert_eq!(workers("mio-workersx"), None);
+    }
+
+    #[test]
+    fn a_tls_name_runs_rtmps_with_the_rest_of_its_options() {
+        let tls = |name: &str| {
+            let kind = ServerKind::Siprtmp(name.into());
+            kind.siprtmp_options()
+                .map(|o| (o.runtime.to_owned(), o.merge_ms, o.tls, o.poll_interval_ms))
+        };
+        assert_eq!(tls("mio-tls"), Some(("mio".into(), None, true, None)));
+        assert_eq!(tls("mio"), Some(("mio".into(), None, false, None)));
+        assert_eq!(
+            tls("tokio-merged0-tls-tick20"),
+            Some(("tokio".into(), Some(0), true, Some(20)))
+        );
     }
 
     #[test]

@@ -166,7 +166,8 @@ pub(crate) fn run(spec: &SoakSpec<'_>) -> Result<SoakResult, String> {
         spec.setup_timeout,
     )?;
     let mut players = Load::start(
-        srv.addr,
+        srv.tls_addr.unwrap_or(srv.addr),
+        srv.tls_addr.is_some(),
         spec.scenario.media.clone(),
         spec.players,
         ReaderKind::Eager,

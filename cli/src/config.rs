@@ -22,6 +22,12 @@ use crate::logging::LogFormat;
 pub(crate) struct FileConfig {
     pub host: Option<IpAddr>,
     pub port: Option<u16>,
+    /// The RTMPS listener's port (`--rtmps-port`); off when absent.
+    pub rtmps_port: Option<u16>,
+    /// The RTMPS certificate chain, PEM (`--tls-cert`).
+    pub tls_cert: Option<PathBuf>,
+    /// The RTMPS certificate's private key, PEM (`--tls-key`).
+    pub tls_key: Option<PathBuf>,
     pub root: Option<PathBuf>,
     pub seed: Option<u64>,
     /// Wake-up moderation of the mio runtime: poll at most once per this many milliseconds
@@ -141,6 +147,9 @@ impl FileConfig {
 pub(crate) const TOP_LEVEL_KEYS: &[&str] = &[
     "host",
     "port",
+    "rtmps_port",
+    "tls_cert",
+    "tls_key",
     "root",
     "seed",
     "poll_interval_ms",
@@ -358,15 +367,14 @@ impl FileConfig {
     /// when any access rule is set.
     pub(crate) fn node_config(&self, record_all: &[String]) -> Result<NodeConfig, ConfigError> {
         let mut config = self.rtmp.node_config()?;
+        // Every `[apps.NAME]`, whatever it sets: the HTTP API lists the configured
+        // applications (`GET /api/v1/applications`).
         for (app, section) in &self.apps {
-            if section.record == RecordSetting::All {
-                config.server.apps.insert(
-                    app.clone(),
-                    AppConfig {
-                        record: RecordPolicy::All,
-                    },
-                );
-            }
+            let record = match section.record {
+                RecordSetting::All => RecordPolicy::All,
+                RecordSetting::Off => RecordPolicy::Off,
+            };
+            config.server.apps.insert(app.clone(), AppConfig { record });
         }
         for app in record_all {
             config.server.apps.insert(
@@ -449,11 +457,15 @@ mod tests {
             [apps.live]
             record = "all"
             publish_allow = ["127.0.0.1", "10.0.0.0/8"]
+            [apps.cams]
+            play_allow = ["127.0.0.1"]
             "#,
         )
         .unwrap();
         let node = file.node_config(&["tv".to_string()]).unwrap();
         assert_eq!(node.server.app("live").record, RecordPolicy::All);
+        // Configured without recording: known all the same (the HTTP API lists it).
+        assert_eq!(node.server.apps["cams"].record, RecordPolicy::Off);
         assert_eq!(node.server.app("tv").record, RecordPolicy::All);
         assert_eq!(node.server.app("other").record, RecordPolicy::Off);
         assert!(node.decisions);

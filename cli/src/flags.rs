@@ -25,6 +25,18 @@ pub(crate) struct Flags {
     /// RTMP port; 0 picks a free one (the log says which) [default: 1935; config: port].
     #[arg(short = 'p', long = "port")]
     pub port: Option<u16>,
+    /// RTMPS port: a TLS listener beside the RTMP one, on the same address (needs --tls-cert
+    /// and --tls-key); 0 picks a free one [default: off; config: rtmps_port].
+    #[arg(long = "rtmps-port", value_name = "PORT")]
+    pub rtmps_port: Option<u16>,
+    /// PEM certificate chain of the RTMPS listener, the server's certificate first; reread
+    /// on SIGHUP [config: tls_cert].
+    #[arg(long = "tls-cert", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of that certificate (PKCS#8, PKCS#1 or SEC1); reread on SIGHUP
+    /// [config: tls_key].
+    #[arg(long = "tls-key", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
     /// Directory of recorded and played files, as APP/NAME.flv [default: ./media; config:
     /// root].
     #[arg(short = 'r', long = "root", value_name = "DIR")]

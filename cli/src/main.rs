@@ -1,6 +1,7 @@
 //! The `siprtmp` binary: reads flags and the optional config file, checks every setting
 //! before anything starts (an error names its flag, or its file, line and key), sets up
-//! logging, and runs the node on the chosen driver until SIGINT or SIGTERM.
+//! logging, and runs the node on the chosen driver until SIGINT or SIGTERM (SIGHUP reloads
+//! the RTMPS certificate).
 
 mod allocator;
 mod auth;
@@ -10,6 +11,7 @@ mod diagnostics;
 mod flags;
 mod gateway;
 mod logging;
+mod rtmps;
 mod workers;
 
 use std::net::SocketAddr;
@@ -70,6 +72,8 @@ struct Setup {
     rules: auth::Rules,
     /// The startup log's description of the gateway, when it is on.
     gateway_line: Option<String>,
+    /// The RTMPS listener, when `rtmps_port` asks for one.
+    rtmps: Option<rtmps::Rtmps>,
 }
 
 impl Setup {
@@ -82,6 +86,8 @@ impl Setup {
             .or_else(|| file.root.clone())
             .unwrap_or_else(|| PathBuf::from("media"));
         let mut node = file.node_config(&flags.record_all)?;
+        let rtmps = rtmps::setup(flags, file, listen.ip())?;
+        node.server.tls = rtmps.as_ref().map(|r| r.config.clone());
         if let Some(ms) = flags.merge_writes {
             node.server.merge_writes = config::merge_window(
                 ms,
@@ -178,6 +184,7 @@ impl Setup {
         }
         let driver = DriverConfig {
             listen,
+            tls_listen: rtmps.as_ref().map(|r| r.listen),
             send_buffer: file.rtmp.send_buffer,
             tcp_nodelay: flags.tcp_nodelay || file.rtmp.tcp_nodelay.unwrap_or(false),
             seed: file.seed.unwrap_or_else(seed_from_os),
@@ -194,6 +201,7 @@ impl Setup {
             node,
             rules,
             gateway_line,
+            rtmps,
         })
     }
 }
@@ -207,9 +215,11 @@ fn serve(setup: Setup) -> Result<(), String> {
         node: node_config,
         rules,
         gateway_line,
+        rtmps,
         ..
     } = setup;
     let listen = driver_config.listen;
+    let tls_listen = driver_config.tls_listen;
     let root = driver_config.root.clone();
     let poll_interval = driver_config.poll_interval;
     let worker_rules = rules.clone();
@@ -226,9 +236,14 @@ fn serve(setup: Setup) -> Result<(), String> {
         window(node_config.server.merge_writes),
         window(node_config.server.gateway_merge_writes)
     );
-    let serve = |bound: SocketAddr, stopper: Stopper| -> Result<(), String> {
-        // Handlers first: a SIGTERM sent once the log says "listening" must stop it cleanly.
+    let serve = |bound: SocketAddr,
+                 tls_bound: Option<SocketAddr>,
+                 stopper: Stopper|
+     -> Result<(), String> {
+        // Handlers first: a SIGTERM sent once the log says "listening" must stop it cleanly
+        // (and a SIGHUP must reload, not kill).
         stop_on_signals(stopper)?;
+        rtmps::reload_on_sighup(rtmps.as_ref().map(|r| r.cert.clone()))?;
         tracing::info!(
             port = bound.port(),
             "RTMP listening on {bound} (runtime {}, root {}, merged writes {}, poll interval {})",
@@ -237,6 +252,13 @@ fn serve(setup: Setup) -> Result<(), String> {
             merge_line,
             poll_interval.map_or_else(|| "off".to_owned(), |i| format!("{} ms", i.as_millis())),
         );
+        if let (Some(rtmps), Some(tls_bound)) = (&rtmps, tls_bound) {
+            tracing::info!(
+                tls_port = tls_bound.port(),
+                "RTMPS listening on {tls_bound} (certificate {}, reloaded on SIGHUP)",
+                rtmps::cert_path(rtmps).display()
+            );
+        }
         if let Some(line) = &gateway_line {
             tracing::info!("{line}");
         }
@@ -256,12 +278,15 @@ fn serve(setup: Setup) -> Result<(), String> {
     // Bind, report, run until a signal stops it.
     let mut driver = runtime
         .bind(driver_config, node_config)
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        .map_err(|e| match tls_listen {
+            Some(tls) => format!("cannot listen on {listen} and {tls}: {e}"),
+            None => format!("cannot listen on {listen}: {e}"),
+        })?;
     if let Some(decider) = decider {
         driver.set_decider(decider);
     }
     let bound = driver.local_addr().map_err(|e| e.to_string())?;
-    serve(bound, driver.stopper())?;
+    serve(bound, driver.tls_local_addr(), driver.stopper())?;
     driver.run().map_err(|e| format!("event loop: {e}"))
 }
 

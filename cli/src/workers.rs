@@ -19,7 +19,7 @@ pub(crate) fn run(
     config: DriverConfig,
     node: NodeConfig,
     rules: Rules,
-    serve: impl FnOnce(SocketAddr, Stopper) -> Result<(), String>,
+    serve: impl FnOnce(SocketAddr, Option<SocketAddr>, Stopper) -> Result<(), String>,
 ) -> Result<(), String> {
     let authorizer = rules
         .is_active()
@@ -38,6 +38,10 @@ pub(crate) fn run(
         .start_workers(config, node, count, decider)
         .map_err(|e| format!("cannot listen on {listen} with {count} workers: {e}"))?;
     tracing::info!("{count} workers share the port and their live streams");
-    serve(workers.local_addr(), workers.stopper())?;
+    serve(
+        workers.local_addr(),
+        workers.tls_local_addr(),
+        workers.stopper(),
+    )?;
     workers.join().map_err(|e| format!("event loop: {e}"))
 }

@@ -65,6 +65,8 @@ fn the_unit_has_what_a_server_needs() {
     let exec: Vec<&str> = one("ExecStart").split_whitespace().collect();
     assert!(exec[0].ends_with("/siprtmp"), "{exec:?}");
     assert_eq!(&exec[1..], ["--config", "/etc/siprtmp/siprtmp.toml"]);
+    // `systemctl reload`: SIGHUP rereads the RTMPS certificate (and is harmless without one).
+    assert_eq!(one("ExecReload"), "/bin/kill -HUP $MAINPID");
     // A user of its own, never root.
     assert!(
         one("DynamicUser") == "yes" || service.get("User").is_some_and(|u| u[0] != "root"),

@@ -49,8 +49,16 @@ pub enum CloseReason {
     InputWhileDeciding,
     /// The RTMP handshake was malformed.
     Handshake(HandshakeError),
-    /// The handshake did not finish in time.
+    /// The handshake did not finish in time (with RTMPS, the TLS and the RTMP handshake
+    /// together).
     HandshakeTimeout,
+    /// RTMPS: the TLS layer failed: a client that does not speak TLS (plain RTMP on the TLS
+    /// port), a failed TLS handshake, a record that does not decrypt, or a server without a
+    /// TLS configuration.
+    Tls {
+        /// What rustls said.
+        error: String,
+    },
     /// The client sent nothing, not even an answer to a ping, for this long.
     Silent {
         /// How long it was silent.
@@ -125,6 +133,7 @@ impl CloseReason {
             Self::InputWhileDeciding => "input_while_deciding",
             Self::Handshake(_) => "handshake",
             Self::HandshakeTimeout => "handshake_timeout",
+            Self::Tls { .. } => "tls",
             Self::Silent { .. } => "silent",
             Self::ChunkStream(_) => "chunk_stream",
             Self::Command(_) => "command",
@@ -149,6 +158,7 @@ impl CloseReason {
         matches!(
             self,
             Self::Handshake(_)
+                | Self::Tls { .. }
                 | Self::ChunkStream(_)
                 | Self::Command(_)
                 | Self::DataMessage(_)
@@ -172,6 +182,7 @@ impl fmt::Display for CloseReason {
             Self::InputWhileDeciding => f.write_str("too much input while a decision is pending"),
             Self::Handshake(e) => write!(f, "handshake failed: {e}"),
             Self::HandshakeTimeout => f.write_str("handshake timed out"),
+            Self::Tls { error } => write!(f, "TLS failed: {error}"),
             Self::Silent { idle } => write!(f, "peer silent for {} s", idle.as_secs()),
             Self::ChunkStream(e) => write!(f, "chunk stream error: {e}"),
             Self::Command(e) => write!(f, "bad command: {e}"),

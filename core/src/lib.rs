@@ -132,6 +132,7 @@ pub mod storage;
 pub mod tcp;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod tls;
 pub mod udp;
 pub(crate) mod wire_hash;
 pub mod worker_relay;

@@ -111,6 +111,19 @@ impl Node {
         self.server.accept(now, peer)
     }
 
+    /// Registers a connection from `peer` accepted on the RTMPS listener: its bytes are TLS
+    /// records, which the node decrypts with [`ServerConfig::tls`] before the RTMP handshake
+    /// sees them, and the bytes it queues for the connection ([`Node::io_slices`],
+    /// [`Node::queued_segments`]) are records too, sealed when a `Transmit` is handed out or a
+    /// drained count empties the queue. Otherwise the contract is the plain one: the driver
+    /// moves bytes and reports `Received`, `Drained` and `Closed` as for [`Node::accept`].
+    /// Without a TLS configuration the connection is closed at once
+    /// ([`CloseReason::Tls`]).
+    pub fn accept_tls(&mut self, now: Instant, peer: SocketAddr) -> ConnId {
+        self.now = self.now.max(now);
+        self.server.accept_with(now, peer, true)
+    }
+
     /// Feeds one input at time `now`.
     // Never inlined: one call per input costs nothing next to the input's work, and profilers
     // (the benchmarks' callgrind recipes toggle on this function) get a stable frame.
@@ -153,7 +166,8 @@ impl Node {
 
     /// A relay message for the HTTP listener's bookkeeping: a report asked of this worker
     /// (answered at once from its own state), one answered to worker 0's listener, or an
-    /// operator's drop of one of this worker's connections.
+    /// operator's action on one of this worker's connections or streams (drop a connection,
+    /// end a call, stop a recording).
     fn admin_relay(&mut self, now: Instant, from: WorkerId, message: RelayMessage) {
         match message {
             RelayMessage::Report { query, kind } => {
@@ -170,6 +184,12 @@ impl Node {
             }
             RelayMessage::Drop { conn } => {
                 self.server.drop_conn(conn);
+            }
+            RelayMessage::EndCall { conn } => {
+                self.server.end_call(now, conn);
+            }
+            RelayMessage::StopRecording { stream } => {
+                self.server.stop_recording(&stream);
             }
             _ => {}
         }

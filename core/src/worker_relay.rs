@@ -193,6 +193,18 @@ pub enum RelayMessage {
         /// The connection.
         conn: ConnId,
     },
+    /// The HTTP API ends the call of one of the receiver's gateway clients
+    /// (`POST /api/v1/calls/{id}/end`).
+    EndCall {
+        /// The client's connection.
+        conn: ConnId,
+    },
+    /// The HTTP API stops the recording of a stream the receiver publishes
+    /// (`POST /api/v1/streams/{app}/{name}/record/stop`).
+    StopRecording {
+        /// The stream's key.
+        stream: Arc<str>,
+    },
 }
 
 impl RelayMessage {
@@ -200,7 +212,11 @@ impl RelayMessage {
     pub(crate) fn is_admin(&self) -> bool {
         matches!(
             self,
-            RelayMessage::Report { .. } | RelayMessage::Reported { .. } | RelayMessage::Drop { .. }
+            RelayMessage::Report { .. }
+                | RelayMessage::Reported { .. }
+                | RelayMessage::Drop { .. }
+                | RelayMessage::EndCall { .. }
+                | RelayMessage::StopRecording { .. }
         )
     }
 }

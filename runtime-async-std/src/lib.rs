@@ -129,6 +129,8 @@ impl Drop for AsyncStdConnection {
 /// The async-std driver around one node.
 pub struct AsyncStdDriver {
     listener: std::net::TcpListener,
+    /// The RTMPS listener, if any: its connections go to the node with `accept_tls`.
+    tls_listener: Option<std::net::TcpListener>,
     node: Node,
     config: DriverConfig,
     control_tx: Sender<Control>,
@@ -145,6 +147,10 @@ impl Driver for AsyncStdDriver {
     fn bind(config: DriverConfig, node_config: NodeConfig) -> io::Result<Self> {
         config.refuse_poll_interval("async-std")?;
         let listener = bind_listener(config.listen, true)?;
+        let tls_listener = config
+            .tls_listen
+            .map(|addr| bind_listener(addr, true))
+            .transpose()?;
         let node = Node::new(node_config, Instant::now(), config.seed);
         let (control_tx, control_rx) = channel::unbounded();
         let files_tx = control_tx.clone();
@@ -160,6 +166,7 @@ impl Driver for AsyncStdDriver {
         })?;
         Ok(Self {
             listener,
+            tls_listener,
             node,
             config,
             control_tx,
@@ -178,6 +185,10 @@ impl Driver for AsyncStdDriver {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.tls_listener.as_ref()?.local_addr().ok()
     }
 
     fn udp_stats(&self) -> Arc<UdpStats> {
@@ -205,6 +216,7 @@ impl Driver for AsyncStdDriver {
 impl AsyncStdDriver {
     async fn node_task(self) -> io::Result<()> {
         let listener = TcpListener::from(self.listener);
+        let tls_listener = self.tls_listener.map(TcpListener::from);
         let send_buffer = self.config.send_buffer;
         let nodelay = self.config.tcp_nodelay;
         let mut host: NodeHost<AsyncStdConnection> = NodeHost::new(self.node, self.config.events)
@@ -216,6 +228,7 @@ impl AsyncStdDriver {
         let mut reads = NodeReads::default();
         let mut control = pin!(self.control_rx);
         let mut incoming = pin!(listener.incoming());
+        let mut tls_incoming = tls_listener.as_ref().map(|l| Box::pin(l.incoming()));
         let mut timer: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
         let mut armed: Option<Instant> = None;
         // Accepting paused after a failed accept (out of descriptors): the listener is not
@@ -245,7 +258,12 @@ impl AsyncStdDriver {
                 }
                 if accepting {
                     if let Poll::Ready(Some(a)) = incoming.as_mut().poll_next(cx) {
-                        return Poll::Ready(Woke::Accepted(a));
+                        return Poll::Ready(Woke::Accepted(a, false));
+                    }
+                    if let Some(tls) = tls_incoming.as_mut() {
+                        if let Poll::Ready(Some(a)) = tls.as_mut().poll_next(cx) {
+                            return Poll::Ready(Woke::Accepted(a, true));
+                        }
                     }
                 }
                 // Ready once per event; the next poll re-arms it (level-triggered), so a
@@ -291,19 +309,19 @@ impl AsyncStdDriver {
                     }
                 }
                 Woke::Again => {}
-                Woke::Accepted(Ok(stream)) => {
+                Woke::Accepted(Ok(stream), tls) => {
                     backoff.accepted(now);
                     if let Err(e) = configure_stream(&stream, send_buffer, nodelay) {
                         tracing::warn!("socket options: {e}");
                     }
-                    if let Some(conn) = accept(&mut host, now, stream, &self.control_tx) {
+                    if let Some(conn) = accept(&mut host, now, stream, tls, &self.control_tx) {
                         // Data may be there already; reading also arms the reactor.
                         reads.read(&mut host, now, conn, AsyncStdConnection::poll_read);
                     }
                 }
                 // EMFILE and friends: pause accepting rather than spin on the listener (or
                 // sleep, which would stall every connection).
-                Woke::Accepted(Err(e)) => {
+                Woke::Accepted(Err(e), _) => {
                     backoff.failed(now, &e);
                 }
             }
@@ -332,7 +350,8 @@ enum Woke {
     Again,
     /// The UDP poll turned readable (or its registration failed).
     Udp(io::Result<()>),
-    Accepted(io::Result<TcpStream>),
+    /// A connection accepted, on the RTMPS listener if the flag says so.
+    Accepted(io::Result<TcpStream>, bool),
 }
 
 /// A waker's report: read the connection, or resume its write.
@@ -353,6 +372,7 @@ fn accept(
     host: &mut NodeHost<AsyncStdConnection>,
     now: Instant,
     stream: TcpStream,
+    tls: bool,
     control_tx: &Sender<Control>,
 ) -> Option<ConnId> {
     let peer = match stream.peer_addr() {
@@ -366,7 +386,11 @@ fn accept(
         stream,
         wakers: None,
     };
-    let conn = host.accept(now, peer, transport);
+    let conn = if tls {
+        host.accept_tls(now, peer, transport)
+    } else {
+        host.accept(now, peer, transport)
+    };
     let transport = host.transport_mut(conn)?;
     // The node names the connection; the wakers need that name.
     let control_tx = control_tx.clone();

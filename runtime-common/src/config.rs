@@ -21,6 +21,9 @@ use siprtmp_core::node::Event;
 pub struct DriverConfig {
     /// Address to listen on for RTMP.
     pub listen: SocketAddr,
+    /// Address to listen on for RTMPS, if at all: connections accepted there go to the node
+    /// with `Node::accept_tls` and are decrypted with the node's `ServerConfig::tls`.
+    pub tls_listen: Option<SocketAddr>,
     /// `SO_SNDBUF` for accepted sockets; `None` leaves the kernel's autotuning on. A small value
     /// makes backpressure visible to the node sooner (the kernel holds less).
     pub send_buffer: Option<usize>,
@@ -79,6 +82,7 @@ impl Default for DriverConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 1935)),
+            tls_listen: None,
             send_buffer: None,
             tcp_nodelay: false,
             seed: 0x5eed,

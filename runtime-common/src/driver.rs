@@ -28,7 +28,8 @@ use crate::{Decider, DriverConfig, Stopper, TcpStats, UdpStats};
 /// }
 /// ```
 pub trait Driver {
-    /// Binds the listening socket (`config.listen`) and builds the node. A driver refuses
+    /// Binds the listening socket (`config.listen`, and `config.tls_listen` for RTMPS) and
+    /// builds the node. A driver refuses
     /// settings it cannot honour (an `Unsupported` error) rather than ignore them, such as a
     /// [`DriverConfig::poll_interval`] without wake-up moderation.
     fn bind(config: DriverConfig, node: NodeConfig) -> io::Result<Self>
@@ -50,6 +51,10 @@ pub trait Driver {
 
     /// The address actually bound (useful with port 0).
     fn local_addr(&self) -> io::Result<SocketAddr>;
+
+    /// The address the RTMPS listener is bound to, when [`DriverConfig::tls_listen`] asked
+    /// for one.
+    fn tls_local_addr(&self) -> Option<SocketAddr>;
 
     /// A handle that stops [`Self::run`], from any thread.
     fn stopper(&self) -> Stopper;

@@ -218,6 +218,23 @@ impl<T: Transport> NodeHost<T> {
         conn
     }
 
+    /// Registers a connection accepted on the RTMPS listener and its transport: the node
+    /// decrypts what it reads and encrypts what it writes (`Node::accept_tls`); the host moves
+    /// bytes exactly as for [`Self::accept`].
+    pub fn accept_tls(&mut self, now: Instant, peer: SocketAddr, transport: T) -> ConnId {
+        let conn = self.node.accept_tls(now, peer);
+        tracing::debug!("{conn}: accepted {peer} (RTMPS)");
+        self.conns.insert(
+            conn,
+            Slot {
+                transport,
+                dirty: false,
+                blocked: false,
+            },
+        );
+        conn
+    }
+
     /// The transport of `conn`, if it is live (for reading from it).
     pub fn transport_mut(&mut self, conn: ConnId) -> Option<&mut T> {
         self.conns.get_mut(&conn).map(|slot| &mut slot.transport)

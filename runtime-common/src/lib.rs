@@ -35,6 +35,10 @@
 //!   counters, run), so that embedders pick a driver by value;
 //! - [`Workers`], [`WorkerDriver`] and [`RelayLink`]: several nodes on several threads sharing
 //!   one port (`SO_REUSEPORT`) and their live streams (the relay between workers);
+//! - [`TlsFiles`], [`load_certified_key`], [`ReloadableCert`] and [`server_config`]: the
+//!   RTMPS listener's certificate, checked at load, swapped on reload, and the TLS
+//!   configuration the node's RTMPS connections use ([`cert_validity`] reads a certificate's
+//!   validity period for the check);
 //! - [`process_stats`]: the process's own figures (descriptors, memory) for `/metrics`, read
 //!   when an HTTP request arrives and given to the node;
 //! - [`mio_poll`]: the only mio types in this API, for the mio driver's poll: the tokens that
@@ -58,6 +62,7 @@
 mod accept_backoff;
 #[cfg(unix)]
 mod batch_io;
+pub mod cert_validity;
 mod config;
 mod conn_wakers;
 mod driver;
@@ -76,6 +81,7 @@ mod stopper;
 mod tcp_executor;
 #[cfg(test)]
 mod test_rerun;
+mod tls;
 mod udp_executor;
 mod udp_poll;
 mod udp_send;
@@ -97,6 +103,9 @@ pub use relay_link::RelayLink;
 pub use socket::{bind_listener, configure_stream, shutdown_stream};
 pub use stopper::Stopper;
 pub use tcp_executor::{TcpExecutor, TcpStats, MAX_QUEUED_SEND, MAX_READ_AHEAD};
+pub use tls::{
+    crypto_provider, load_certified_key, server_config, ReloadableCert, TlsFiles, TlsLoadError,
+};
 pub use udp_executor::{UdpExecutor, UdpSlot, UdpStats};
 pub use udp_poll::UdpPoll;
 pub use workers::{bind_shared_listeners, WorkerDriver, WorkerSeat, Workers};

@@ -35,6 +35,9 @@ const LISTEN_BACKLOG: i32 = 1024;
 pub struct WorkerSeat {
     /// The worker's listening socket (non-blocking, sharing its port with the other workers').
     pub listener: TcpListener,
+    /// The worker's RTMPS listening socket, when [`DriverConfig::tls_listen`] asks for one
+    /// (shared the same way).
+    pub tls_listener: Option<TcpListener>,
     /// The worker's end of the relay (the driver makes its node a worker with
     /// [`siprtmp_core::node::Node::with_relay`], wakes its loop with
     /// [`RelayLink::set_waker`], and hosts the link with `NodeHost::with_relay`).
@@ -103,6 +106,7 @@ pub fn bind_shared_listeners(addr: SocketAddr, count: usize) -> io::Result<Vec<T
 /// A running group of workers.
 pub struct Workers {
     addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     stoppers: Vec<Stopper>,
     threads: Vec<JoinHandle<io::Result<()>>>,
 }
@@ -126,8 +130,20 @@ impl Workers {
         }
         let listeners = bind_shared_listeners(config.listen, count)?;
         let addr = listeners[0].local_addr()?;
+        let mut tls_listeners: Vec<Option<TcpListener>> = match config.tls_listen {
+            Some(tls) => bind_shared_listeners(tls, count)?
+                .into_iter()
+                .map(Some)
+                .collect(),
+            None => (0..count).map(|_| None).collect(),
+        };
+        let tls_addr = match tls_listeners.first() {
+            Some(Some(listener)) => Some(listener.local_addr()?),
+            _ => None,
+        };
         let mut workers = Self {
             addr,
+            tls_addr,
             stoppers: Vec::with_capacity(count),
             threads: Vec::with_capacity(count),
         };
@@ -135,6 +151,8 @@ impl Workers {
             let worker = relay.worker();
             let mut worker_config = config.clone();
             worker_config.listen = addr;
+            worker_config.tls_listen = tls_addr;
+            let tls_listener = tls_listeners.remove(0);
             worker_config.seed = config.seed.wrapping_add(u64::from(worker.0));
             let decider = setup(worker, &mut worker_config);
             let node = node_of_worker(&node, worker, count);
@@ -143,7 +161,11 @@ impl Workers {
             let thread = std::thread::Builder::new()
                 .name(format!("worker-{}", worker.0))
                 .spawn(move || {
-                    let seat = WorkerSeat { listener, relay };
+                    let seat = WorkerSeat {
+                        listener,
+                        tls_listener,
+                        relay,
+                    };
                     let mut driver = match D::bind_worker(worker_config, node, seat) {
                         Ok(driver) => driver,
                         Err(e) => {
@@ -181,6 +203,11 @@ impl Workers {
     /// The address every worker listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address every worker's RTMPS listener is bound to, if they have one.
+    pub fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// Number of workers.

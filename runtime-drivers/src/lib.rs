@@ -34,7 +34,8 @@ use siprtmp_runtime_std_threads::ThreadsDriver;
 use siprtmp_runtime_tokio::TokioDriver;
 
 pub use siprtmp_runtime_common::{
-    Decider, Driver, DriverConfig, Stopper, TcpStats, UdpStats, WorkerDriver, Workers,
+    crypto_provider, load_certified_key, server_config, Decider, Driver, DriverConfig,
+    ReloadableCert, Stopper, TcpStats, TlsFiles, TlsLoadError, UdpStats, WorkerDriver, Workers,
 };
 
 /// Which event loop runs the node. (With the `clap` feature, a `clap::ValueEnum`: the

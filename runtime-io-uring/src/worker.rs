@@ -22,6 +22,12 @@ use crate::UringDriver;
 
 impl WorkerDriver for UringDriver {
     fn bind_worker(config: DriverConfig, node: NodeConfig, seat: WorkerSeat) -> io::Result<Self> {
-        UringDriver::build(config, node, seat.listener, Some(seat.relay))
+        UringDriver::build(
+            config,
+            node,
+            seat.listener,
+            seat.tls_listener,
+            Some(seat.relay),
+        )
     }
 }

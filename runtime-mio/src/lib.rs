@@ -67,6 +67,7 @@ pub mod worker;
 
 const LISTENER: Token = PollTokens::control(1);
 const WAKER: Token = PollTokens::control(2);
+const TLS_LISTENER: Token = PollTokens::control(3);
 /// Read buffer granularity: one allocation serves many reads.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -90,6 +91,8 @@ impl Transport for MioConnection {
 pub struct MioDriver {
     poll: Poll,
     listener: TcpListener,
+    /// The RTMPS listener, if any: its connections go to the node with `accept_tls`.
+    tls_listener: Option<TcpListener>,
     waker: Arc<Waker>,
     host: NodeHost<MioConnection>,
     config: DriverConfig,
@@ -109,7 +112,11 @@ pub struct MioDriver {
 impl Driver for MioDriver {
     fn bind(config: DriverConfig, node_config: NodeConfig) -> io::Result<Self> {
         let listener = bind_listener(config.listen, true)?;
-        Self::build(config, node_config, listener, None)
+        let tls_listener = config
+            .tls_listen
+            .map(|addr| bind_listener(addr, true))
+            .transpose()?;
+        Self::build(config, node_config, listener, tls_listener, None)
     }
 
     fn set_decider(&mut self, decider: Decider) {
@@ -118,6 +125,10 @@ impl Driver for MioDriver {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.tls_listener.as_ref()?.local_addr().ok()
     }
 
     fn udp_stats(&self) -> Arc<UdpStats> {
@@ -150,12 +161,18 @@ impl MioDriver {
         config: DriverConfig,
         node_config: NodeConfig,
         listener: std::net::TcpListener,
+        tls_listener: Option<std::net::TcpListener>,
         relay: Option<RelayLink>,
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut tls_listener = tls_listener.map(TcpListener::from_std);
+        if let Some(tls_listener) = &mut tls_listener {
+            poll.registry()
+                .register(tls_listener, TLS_LISTENER, Interest::READABLE)?;
+        }
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let mut node = Node::new(node_config, Instant::now(), config.seed);
         let tokens = PollTokens::new(relay.as_ref().map_or(WorkerId(0), RelayLink::worker));
@@ -183,6 +200,7 @@ impl MioDriver {
         Ok(Self {
             poll,
             listener,
+            tls_listener,
             waker,
             host: NodeHost::new(node, config.events.clone())
                 .with_files(files)
@@ -240,7 +258,10 @@ impl MioDriver {
                     // While accepting is paused the event is dropped: the retry drains the
                     // backlog.
                     Watched::Other(LISTENER) if self.accept_backoff.ready(now) => {
-                        self.accept_all(now)
+                        self.accept_all(now, false)
+                    }
+                    Watched::Other(TLS_LISTENER) if self.accept_backoff.ready(now) => {
+                        self.accept_all(now, true)
                     }
                     // LISTENER while paused; WAKER: stop (checked below) or file completions
                     // (fed in by the turn).
@@ -269,16 +290,23 @@ impl MioDriver {
                 return Ok(());
             }
             if self.accept_backoff.pause_over(now) {
-                self.accept_all(now);
+                self.accept_all(now, false);
+                self.accept_all(now, true);
             }
             self.host.turn(now);
             self.deregister_closed();
         }
     }
 
-    fn accept_all(&mut self, now: Instant) {
+    /// Accepts every pending connection of the plain listener, or of the RTMPS one if `tls`.
+    fn accept_all(&mut self, now: Instant, tls: bool) {
         loop {
-            match self.listener.accept() {
+            let accepted = match (tls, &self.tls_listener) {
+                (false, _) => self.listener.accept(),
+                (true, Some(listener)) => listener.accept(),
+                (true, None) => return,
+            };
+            match accepted {
                 Ok((socket, peer)) => {
                     self.accept_backoff.accepted(now);
                     if let Err(e) =
@@ -288,7 +316,11 @@ impl MioDriver {
                     }
                     // The token carries the node's id for the connection, so register after
                     // accept.
-                    let conn = self.host.accept(now, peer, MioConnection(socket));
+                    let conn = if tls {
+                        self.host.accept_tls(now, peer, MioConnection(socket))
+                    } else {
+                        self.host.accept(now, peer, MioConnection(socket))
+                    };
                     let interest = Interest::READABLE | Interest::WRITABLE;
                     let Some(token) = self.tokens.conn(conn) else {
                         // Another worker's id, or one too wide for this system's tokens.

@@ -21,6 +21,12 @@ use crate::MioDriver;
 
 impl WorkerDriver for MioDriver {
     fn bind_worker(config: DriverConfig, node: NodeConfig, seat: WorkerSeat) -> io::Result<Self> {
-        MioDriver::build(config, node, seat.listener, Some(seat.relay))
+        MioDriver::build(
+            config,
+            node,
+            seat.listener,
+            seat.tls_listener,
+            Some(seat.relay),
+        )
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Runs a [`siprtmp_core::node::Node`] with blocking std sockets and no async anywhere:
 //!
-//! - an **acceptor thread** blocks in `accept` and hands each connection to the node thread
+//! - an **acceptor thread** (two with an RTMPS listener) blocks in `accept` and hands each
+//!   connection to the node thread
 //!   (after a failed accept, out of descriptors, it sleeps until [`AcceptBackoff`]'s retry
 //!   time: it has nothing else to do);
 //! - a **reader thread** per connection blocks in `read` and sends the bytes to the node
@@ -88,6 +89,8 @@ struct Connection {
 /// The thread-per-connection driver around one node.
 pub struct ThreadsDriver {
     listener: TcpListener,
+    /// The RTMPS listener, if any: its connections go to the node with `accept_tls`.
+    tls_listener: Option<TcpListener>,
     node: Node,
     config: DriverConfig,
     tx: SyncSender<Message>,
@@ -103,6 +106,10 @@ impl Driver for ThreadsDriver {
     fn bind(config: DriverConfig, node_config: NodeConfig) -> io::Result<Self> {
         config.refuse_poll_interval("threads")?;
         let listener = bind_listener(config.listen, false)?;
+        let tls_listener = config
+            .tls_listen
+            .map(|addr| bind_listener(addr, false))
+            .transpose()?;
         let node = Node::new(node_config, Instant::now(), config.seed);
         let (tx, rx) = mpsc::sync_channel(CHANNEL_DEPTH);
         let files_tx = tx.clone();
@@ -123,6 +130,7 @@ impl Driver for ThreadsDriver {
         })?;
         Ok(Self {
             listener,
+            tls_listener,
             node,
             config,
             tx,
@@ -141,6 +149,10 @@ impl Driver for ThreadsDriver {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.tls_listener.as_ref()?.local_addr().ok()
     }
 
     fn udp_stats(&self) -> Arc<UdpStats> {
@@ -170,16 +182,21 @@ impl Driver for ThreadsDriver {
 impl ThreadsDriver {
     /// [`Driver::run`].
     fn run_node(self) -> io::Result<()> {
-        let addr = self.listener.local_addr()?;
-        let acceptor = {
-            let listener = self.listener;
+        let options = (self.config.send_buffer, self.config.tcp_nodelay);
+        let mut acceptors = Vec::new();
+        for (listener, tls) in [(Some(self.listener), false), (self.tls_listener, true)] {
+            let Some(listener) = listener else {
+                continue;
+            };
+            let addr = listener.local_addr()?;
             let tx = self.tx.clone();
             let stop = self.stop.clone();
-            let options = (self.config.send_buffer, self.config.tcp_nodelay);
-            std::thread::Builder::new()
-                .name("rtmp-accept".into())
-                .spawn(move || accept_loop(listener, tx, stop, options))?
-        };
+            let name = if tls { "rtmps-accept" } else { "rtmp-accept" };
+            let thread = std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || accept_loop(listener, tls, tx, stop, options))?;
+            acceptors.push((addr, thread));
+        }
         let mut node_thread = NodeThread {
             node: self.node,
             connections: HashMap::new(),
@@ -212,9 +229,11 @@ impl ThreadsDriver {
         files.finish(&mut node, &mut router, SHUTDOWN_FILE_GRACE);
         // Dropping the receiver releases an acceptor blocked on a full channel.
         drop(self.rx);
-        // Wake the acceptor out of `accept`; it sees the stop flag.
-        if wake_acceptor(addr) {
-            let _ = acceptor.join();
+        // Wake the acceptors out of `accept`; they see the stop flag.
+        for (addr, acceptor) in acceptors {
+            if wake_acceptor(addr) {
+                let _ = acceptor.join();
+            }
         }
         // Shut down sockets make both workers return promptly.
         for thread in threads {
@@ -236,8 +255,10 @@ fn wake_acceptor(addr: SocketAddr) -> bool {
     TcpStream::connect_timeout(&target, Duration::from_secs(1)).is_ok()
 }
 
+/// Accepts on `listener` (the RTMPS one if `tls`) until stopped.
 fn accept_loop(
     listener: TcpListener,
+    tls: bool,
     tx: SyncSender<Message>,
     stop: Arc<AtomicBool>,
     (send_buffer, nodelay): (Option<usize>, bool),
@@ -255,7 +276,7 @@ fn accept_loop(
                 if let Err(e) = configure_stream(&stream, send_buffer, nodelay) {
                     tracing::warn!("socket options for {peer}: {e}");
                 }
-                if tx.send(Message::Accepted(stream, peer)).is_err() {
+                if tx.send(Message::Accepted(stream, peer, tls)).is_err() {
                     return;
                 }
             }
@@ -334,7 +355,7 @@ impl NodeThread {
 
     fn handle(&mut self, now: Instant, message: Message) {
         match message {
-            Message::Accepted(stream, peer) => self.accept(now, stream, peer),
+            Message::Accepted(stream, peer, tls) => self.accept(now, stream, peer, tls),
             Message::Received(conn, data) => {
                 if self.connections.contains_key(&conn) {
                     self.node.handle(now, Input::Received { conn, data });
@@ -357,9 +378,13 @@ impl NodeThread {
         }
     }
 
-    fn accept(&mut self, now: Instant, stream: TcpStream, peer: SocketAddr) {
+    fn accept(&mut self, now: Instant, stream: TcpStream, peer: SocketAddr, tls: bool) {
         let stream = Arc::new(stream);
-        let conn = self.node.accept(now, peer);
+        let conn = if tls {
+            self.node.accept_tls(now, peer)
+        } else {
+            self.node.accept(now, peer)
+        };
         let (jobs, job_rx) = mpsc::channel();
         let threads = spawn_reader(conn, stream.clone(), self.tx.clone()).and_then(|reader| {
             let writer = spawn_writer(conn, stream.clone(), job_rx, self.tx.clone());

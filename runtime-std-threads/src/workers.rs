@@ -23,8 +23,8 @@ const WORKER_STACK: usize = 256 * 1024;
 
 /// What the other threads tell the node thread.
 pub(crate) enum Message {
-    /// The acceptor thread accepted a connection.
-    Accepted(TcpStream, SocketAddr),
+    /// An acceptor thread accepted a connection (on the RTMPS listener if the flag says so).
+    Accepted(TcpStream, SocketAddr, bool),
     /// A reader thread read bytes.
     Received(ConnId, BytesMut),
     /// A reader thread saw end of stream or an error.

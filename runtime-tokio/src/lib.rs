@@ -119,6 +119,8 @@ impl Transport for TokioConnection {
 /// The tokio driver around one node.
 pub struct TokioDriver {
     listener: std::net::TcpListener,
+    /// The RTMPS listener, if any.
+    tls_listener: Option<std::net::TcpListener>,
     node: Node,
     config: DriverConfig,
     stop: Arc<Notify>,
@@ -138,7 +140,11 @@ pub struct TokioDriver {
 impl Driver for TokioDriver {
     fn bind(config: DriverConfig, node_config: NodeConfig) -> io::Result<Self> {
         let listener = bind_listener(config.listen, true)?;
-        Self::build(config, node_config, listener, None)
+        let tls_listener = config
+            .tls_listen
+            .map(|addr| bind_listener(addr, true))
+            .transpose()?;
+        Self::build(config, node_config, listener, tls_listener, None)
     }
 
     fn set_decider(&mut self, decider: Decider) {
@@ -147,6 +153,10 @@ impl Driver for TokioDriver {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.tls_listener.as_ref()?.local_addr().ok()
     }
 
     fn udp_stats(&self) -> Arc<UdpStats> {
@@ -180,6 +190,7 @@ impl TokioDriver {
         config: DriverConfig,
         node_config: NodeConfig,
         listener: std::net::TcpListener,
+        tls_listener: Option<std::net::TcpListener>,
         relay: Option<RelayLink>,
     ) -> io::Result<Self> {
         config.refuse_poll_interval("tokio")?;
@@ -201,6 +212,7 @@ impl TokioDriver {
         let tcp = TcpExecutor::start(move || notify.notify_one())?;
         Ok(Self {
             listener,
+            tls_listener,
             node,
             config,
             stop: Arc::new(Notify::new()),
@@ -216,6 +228,7 @@ impl TokioDriver {
 
     async fn node_task(self) -> io::Result<()> {
         let listener = TcpListener::from_std(self.listener)?;
+        let tls_listener = self.tls_listener.map(TcpListener::from_std).transpose()?;
         let send_buffer = self.config.send_buffer;
         let nodelay = self.config.tcp_nodelay;
         let mut host: NodeHost<TokioConnection> = NodeHost::new(self.node, self.config.events)
@@ -267,7 +280,8 @@ impl TokioDriver {
                         Woke::Udp
                     }
                     _ = self.files_ready.notified() => Woke::Again,
-                    accepted = listener.accept(), if accepting => Woke::Accepted(accepted),
+                    accepted = listener.accept(), if accepting => Woke::Accepted(accepted, false),
+                    accepted = accept_tls(&tls_listener), if accepting => Woke::Accepted(accepted, true),
                     _ = &mut sleep, if armed.is_some() => Woke::Again,
                 }
             };
@@ -288,19 +302,19 @@ impl TokioDriver {
                     }
                 }
                 Woke::Socket(ready) => socket_ready(&mut host, &mut reads, now, ready),
-                Woke::Accepted(Ok((stream, peer))) => {
+                Woke::Accepted(Ok((stream, peer)), tls) => {
                     backoff.accepted(now);
                     if let Err(e) = configure_stream(&stream, send_buffer, nodelay) {
                         tracing::warn!("socket options for {peer}: {e}");
                     }
-                    if let Some(conn) = accept(&mut host, now, stream, peer, &ready_tx) {
+                    if let Some(conn) = accept(&mut host, now, stream, peer, tls, &ready_tx) {
                         // Data may be there already; reading also arms tokio's waker.
                         reads.read(&mut host, now, conn, TokioConnection::poll_read);
                     }
                 }
                 // EMFILE and friends: pause accepting rather than spin on the listener (or
                 // sleep, which would stall every connection).
-                Woke::Accepted(Err(e)) => {
+                Woke::Accepted(Err(e), _) => {
                     backoff.failed(now, &e);
                 }
             }
@@ -322,7 +336,16 @@ enum Woke {
     /// A UDP socket is readable.
     Udp,
     Socket(SocketReady),
-    Accepted(io::Result<(TcpStream, SocketAddr)>),
+    /// A connection accepted, on the RTMPS listener if the flag says so.
+    Accepted(io::Result<(TcpStream, SocketAddr)>, bool),
+}
+
+/// The next connection on the RTMPS listener; never, without one.
+async fn accept_tls(listener: &Option<TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// A waker's report: read the connection, or resume its write.
@@ -344,13 +367,18 @@ fn accept(
     now: Instant,
     stream: TcpStream,
     peer: SocketAddr,
+    tls: bool,
     ready_tx: &mpsc::UnboundedSender<SocketReady>,
 ) -> Option<ConnId> {
     let transport = TokioConnection {
         stream,
         wakers: None,
     };
-    let conn = host.accept(now, peer, transport);
+    let conn = if tls {
+        host.accept_tls(now, peer, transport)
+    } else {
+        host.accept(now, peer, transport)
+    };
     let transport = host.transport_mut(conn)?;
     // The node names the connection; the wakers need that name.
     let ready_tx = ready_tx.clone();

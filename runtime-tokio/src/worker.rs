@@ -21,6 +21,12 @@ use crate::TokioDriver;
 
 impl WorkerDriver for TokioDriver {
     fn bind_worker(config: DriverConfig, node: NodeConfig, seat: WorkerSeat) -> io::Result<Self> {
-        TokioDriver::build(config, node, seat.listener, Some(seat.relay))
+        TokioDriver::build(
+            config,
+            node,
+            seat.listener,
+            seat.tls_listener,
+            Some(seat.relay),
+        )
     }
 }

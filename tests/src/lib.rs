@@ -6,6 +6,7 @@
 //! the OS and waits with deadlines.
 
 pub mod audio_measure;
+pub mod callback_backend;
 pub mod devtools;
 pub mod events;
 pub mod ffmpeg9;
@@ -18,6 +19,7 @@ pub mod nodes;
 pub mod peers;
 pub mod ports;
 pub mod probe;
+pub mod rtmps;
 pub mod scrape;
 pub mod server;
 pub mod sip_runner;

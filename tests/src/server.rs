@@ -34,16 +34,27 @@ fn serve(
     if let Some(decider) = decider {
         driver.set_decider(decider);
     }
-    let _ = ready.send(
-        driver
-            .local_addr()
-            .map(|a| (a, driver.stopper(), driver.udp_stats(), driver.tcp_stats())),
-    );
+    let _ = ready.send(driver.local_addr().map(|a| {
+        (
+            a,
+            driver.tls_local_addr(),
+            driver.stopper(),
+            driver.udp_stats(),
+            driver.tcp_stats(),
+        )
+    }));
     driver.run()
 }
 
-/// What a started driver reports: its address, stopper, and UDP and TCP counters.
-type Ready = (SocketAddr, Stopper, Arc<UdpStats>, Arc<TcpStats>);
+/// What a started driver reports: its address (and its RTMPS listener's), stopper, and UDP
+/// and TCP counters.
+type Ready = (
+    SocketAddr,
+    Option<SocketAddr>,
+    Stopper,
+    Arc<UdpStats>,
+    Arc<TcpStats>,
+);
 
 /// Where servers started without a root of their own keep files.
 fn default_root() -> PathBuf {
@@ -54,6 +65,8 @@ fn default_root() -> PathBuf {
 pub struct TestServer {
     /// The address the server's RTMP listener is bound to (an OS-chosen loopback port).
     pub addr: SocketAddr,
+    /// The address of the RTMPS listener, when the server has one ([`Self::start_tls`]).
+    pub tls_addr: Option<SocketAddr>,
     /// The driver's UDP counters (the gateway's sockets).
     pub udp: Arc<UdpStats>,
     /// The driver's counters of the node's own TCP (the gateway's SIP over TCP).
@@ -144,12 +157,13 @@ impl TestServer {
             .ok()
             .flatten()
             .map(|task| PathBuf::from("/proc").join(task));
-        let (addr, stopper, udp, tcp) = ready
+        let (addr, tls_addr, stopper, udp, tcp) = ready
             .recv_timeout(Duration::from_secs(10))
             .expect("server thread started")
             .expect("bind test server");
         Self {
             addr,
+            tls_addr,
             udp,
             tcp,
             events,
@@ -172,9 +186,32 @@ impl TestServer {
     /// sharing their live streams ([`siprtmp_runtime_drivers::Workers`]); each event's connection id tells which
     /// worker emitted it ([`siprtmp_core::node::ConnId::worker`]).
     pub fn start_workers(runtime: Runtime, node: NodeConfig, workers: usize) -> Self {
+        Self::start_workers_with(runtime, node, workers, None)
+    }
+
+    /// [`Self::start_workers`] with an RTMPS listener too, shared by the workers, whose TLS
+    /// configuration is `tls`.
+    pub fn start_workers_tls(
+        runtime: Runtime,
+        node: NodeConfig,
+        workers: usize,
+        tls: siprtmp_core::tls::TlsConfig,
+    ) -> Self {
+        Self::start_workers_with(runtime, node, workers, Some(tls))
+    }
+
+    fn start_workers_with(
+        runtime: Runtime,
+        mut node: NodeConfig,
+        workers: usize,
+        tls: Option<siprtmp_core::tls::TlsConfig>,
+    ) -> Self {
         let (tx, events) = channel();
+        let tls_listen = tls.as_ref().map(|_| "127.0.0.1:0".parse().unwrap());
+        node.server.tls = tls;
         let config = DriverConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
+            tls_listen,
             send_buffer: None,
             seed: 7,
             events: Some(tx),
@@ -184,13 +221,15 @@ impl TestServer {
         let group = runtime
             .start_workers(config, node, workers, |_, _| None)
             .unwrap_or_else(|e| panic!("{runtime:?} workers: {e}"));
-        let (addr, stopper) = (group.local_addr(), group.stopper());
+        let (addr, tls_addr, stopper) =
+            (group.local_addr(), group.tls_local_addr(), group.stopper());
         let thread = std::thread::Builder::new()
             .name(format!("{runtime:?} workers"))
             .spawn(move || group.join().expect("workers run"))
             .expect("spawn workers thread");
         Self {
             addr,
+            tls_addr,
             // Each worker has its own UDP counters; the group's are not gathered here.
             udp: Arc::new(UdpStats::default()),
             tcp: Arc::new(TcpStats::default()),
@@ -205,6 +244,29 @@ impl TestServer {
     /// `rtmp://127.0.0.1:PORT/path`.
     pub fn url(&self, path: &str) -> String {
         format!("rtmp://{}/{}", self.addr, path)
+    }
+
+    /// Starts a server on `runtime` with an RTMPS listener too (an OS-chosen loopback port)
+    /// whose TLS configuration is `tls`.
+    pub fn start_tls(
+        runtime: Runtime,
+        mut node: NodeConfig,
+        tls: siprtmp_core::tls::TlsConfig,
+    ) -> Self {
+        node.server.tls = Some(tls);
+        Self::start_configured(runtime, node, None, |config| {
+            config.tls_listen = Some("127.0.0.1:0".parse().unwrap());
+        })
+    }
+
+    /// The RTMPS listener's address; panics without one.
+    pub fn tls_addr(&self) -> SocketAddr {
+        self.tls_addr.expect("the server has an RTMPS listener")
+    }
+
+    /// `rtmps://127.0.0.1:PORT/path` (the RTMPS listener).
+    pub fn tls_url(&self, path: &str) -> String {
+        format!("rtmps://{}/{}", self.tls_addr(), path)
     }
 
     /// Waits (up to `timeout`) until `count` events matching `pred` have been seen in total.

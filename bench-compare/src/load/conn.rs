@@ -1,8 +1,8 @@
-//! One load-generator connection: a non-blocking mio `TcpStream` driving an [`RtmpClient`]
-//! machine, with the role-specific steps (publish, play, or a gateway call: invite, then
-//! publish `local` and play `remote`) and the frame counter of what it plays: frames are
-//! recognised by their sequence tag or, for a transcoded gateway call, by their timestamp
-//! (see [`super::echo_match`]).
+//! One load-generator connection: a non-blocking mio `TcpStream` (over TLS for an `R-tls`
+//! server) driving an [`RtmpClient`] machine, with the role-specific steps (publish, play, or
+//! a gateway call: invite, then publish `local` and play `remote`) and the frame counter of
+//! what it plays: frames are recognised by their sequence tag or, for a transcoded gateway
+//! call, by their timestamp (see [`super::echo_match`]).
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -53,6 +53,8 @@ pub(crate) struct Window {
 /// One connection of the load generator.
 pub(crate) struct Conn {
     stream: TcpStream,
+    /// RTMPS: the TLS between the machine and the socket.
+    tls: Option<Box<rustls::ClientConnection>>,
     machine: RtmpClient,
     inbuf: BytesMut,
     out: VecDeque<Bytes>,
@@ -83,8 +85,19 @@ pub(crate) struct Conn {
 impl Conn {
     /// Wraps a connecting socket and queues the handshake.
     pub(crate) fn new(stream: TcpStream, machine: RtmpClient, publisher: bool) -> Self {
+        Self::with_tls(stream, None, machine, publisher)
+    }
+
+    /// [`Self::new`] over TLS when `tls` is given (RTMPS).
+    pub(crate) fn with_tls(
+        stream: TcpStream,
+        tls: Option<rustls::ClientConnection>,
+        machine: RtmpClient,
+        publisher: bool,
+    ) -> Self {
         let mut conn = Self {
             stream,
+            tls: tls.map(Box::new),
             machine,
             inbuf: BytesMut::with_capacity(8 * 1024),
             out: VecDeque::new(),
@@ -141,7 +154,57 @@ impl Conn {
 
     fn collect_output(&mut self) {
         while let Some(bytes) = self.machine.take_output() {
-            self.out.push_back(bytes);
+            match &mut self.tls {
+                // Until the handshake ends, rustls keeps the plaintext and sends it after.
+                Some(tls) => {
+                    if let Err(e) = tls.writer().write_all(&bytes) {
+                        self.failed.get_or_insert(format!("TLS write: {e}"));
+                    }
+                }
+                None => self.out.push_back(bytes),
+            }
+        }
+        if let Some(tls) = &mut self.tls {
+            while tls.wants_write() {
+                let mut records = Vec::new();
+                if tls.write_tls(&mut records).is_err() || records.is_empty() {
+                    break;
+                }
+                self.out.push_back(records.into());
+            }
+        }
+    }
+
+    /// RTMPS: decrypts what arrived into `inbuf`.
+    fn unseal(&mut self, mut data: &[u8]) {
+        let Some(tls) = &mut self.tls else {
+            self.inbuf.extend_from_slice(data);
+            return;
+        };
+        while !data.is_empty() {
+            match tls.read_tls(&mut data) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    self.failed.get_or_insert(format!("TLS read: {e}"));
+                    return;
+                }
+            }
+            match tls.process_new_packets() {
+                Ok(state) => {
+                    let n = state.plaintext_bytes_to_read();
+                    let start = self.inbuf.len();
+                    self.inbuf.resize(start + n, 0);
+                    if let Err(e) = tls.reader().read_exact(&mut self.inbuf[start..]) {
+                        self.failed.get_or_insert(format!("TLS read: {e}"));
+                        return;
+                    }
+                }
+                Err(e) => {
+                    self.failed.get_or_insert(format!("TLS: {e}"));
+                    return;
+                }
+            }
         }
     }
 
@@ -199,7 +262,7 @@ impl Conn {
                     self.fail("closed by the server".into());
                     break;
                 }
-                Ok(n) => self.inbuf.extend_from_slice(&scratch[..n]),
+                Ok(n) => self.unseal(&scratch[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -210,6 +273,11 @@ impl Conn {
             }
         }
         if self.inbuf.is_empty() {
+            // RTMPS: the handshake may have something to answer.
+            if self.tls.is_some() && self.failed.is_none() {
+                self.collect_output();
+                self.flush();
+            }
             return;
         }
         if let Err(e) = self.machine.received(&mut self.inbuf) {

@@ -74,6 +74,8 @@ pub(crate) struct Load {
     events: Events,
     conns: Vec<Conn>,
     addr: SocketAddr,
+    /// Every connection over RTMPS.
+    tls: bool,
     players: usize,
     reader: ReaderKind,
     media: Arc<MediaLoop>,
@@ -93,6 +95,7 @@ impl Load {
     /// them publish or play, or `timeout` passes.
     pub(crate) fn start(
         addr: SocketAddr,
+        tls: bool,
         media: Arc<MediaLoop>,
         players: usize,
         reader: ReaderKind,
@@ -103,6 +106,7 @@ impl Load {
             events: Events::with_capacity(1024),
             conns: Vec::with_capacity(players + 1),
             addr,
+            tls,
             players,
             reader,
             media,
@@ -161,9 +165,12 @@ impl Load {
             token,
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        let url = format!("rtmp://{}/live", self.addr);
+        let scheme = if self.tls { "rtmps" } else { "rtmp" };
+        let url = format!("{scheme}://{}/live", self.addr);
         let machine = RtmpClient::new(&mut self.rng, "live", &url);
-        self.conns.push(Conn::new(stream, machine, publisher));
+        let tls = self.tls.then(super::tls::client);
+        self.conns
+            .push(Conn::with_tls(stream, tls, machine, publisher));
         Ok(())
     }
 

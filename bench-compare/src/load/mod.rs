@@ -8,3 +8,4 @@ pub(crate) mod echo_load;
 pub(crate) mod echo_match;
 pub(crate) mod generator;
 pub(crate) mod media;
+pub(crate) mod tls;

@@ -248,27 +248,26 @@ impl HttpFront {
                     }
                     let keep_alive = request.keep_alive();
                     let head_only = request.method == "HEAD";
-                    let response =
-                        match routes::route(&request, server, self.config.token.as_deref()) {
-                            Route::Answer(response) => response,
-                            Route::Report(kind) if self.group > 1 => {
-                                return self.gather(now, stream, kind, keep_alive, head_only);
-                            }
-                            Route::Report(kind) => {
-                                let report = WorkerReport::of(server, kind);
-                                routes::render(kind, &report, now, self.process.as_ref())
-                            }
-                            Route::DropElsewhere(conn)
-                                if usize::from(conn.worker().0) < self.group =>
-                            {
-                                self.outputs.push_back(Output::Relay(RelayOut::Send {
-                                    to: RelayTarget::Worker(conn.worker()),
-                                    message: RelayMessage::Drop { conn },
-                                }));
-                                routes::dropped("dropping", conn, 202)
-                            }
-                            Route::DropElsewhere(_) => Response::text(404, "no such connection\n"),
-                        };
+                    let route = routes::route(&request, server, self.config.token.as_deref(), now);
+                    let response = match route {
+                        Route::Answer(response) => response,
+                        Route::Report(kind) if self.group > 1 => {
+                            return self.gather(now, stream, kind, keep_alive, head_only);
+                        }
+                        Route::Report(kind) => {
+                            let report = WorkerReport::of(server, kind);
+                            routes::render(kind, &report, now, self.process.as_ref())
+                        }
+                        Route::Forward(forward) if usize::from(forward.to.0) < self.group => {
+                            let response = forward.accepted();
+                            self.outputs.push_back(Output::Relay(RelayOut::Send {
+                                to: RelayTarget::Worker(forward.to),
+                                message: forward.message,
+                            }));
+                            response
+                        }
+                        Route::Forward(forward) => forward.unknown(),
+                    };
                     (response, keep_alive, head_only)
                 }
                 Err(e) => (Response::text(e.status(), format!("{e}\n")), false, false),

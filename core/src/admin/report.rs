@@ -7,13 +7,13 @@
 //! thread with a report of its own state ([`crate::worker_relay::RelayMessage::Reported`]),
 //! and worker 0 answers once it has them all (see `super::gathering`). Counters and gauges
 //! are summed; live streams are merged by key (a stream published on one worker and played
-//! on others is one stream with every worker's players); connections and gateway clients
-//! are listed from every worker.
+//! on others is one stream with every worker's players); applications are merged by name
+//! (their counts summed); connections and gateway clients are listed from every worker.
 
 use std::sync::Arc;
 
 use crate::gateway::host::{ClientView, GatewayStats};
-use crate::server::{ConnStates, ConnView, Counters, MemoryView, RtmpServer, StreamView};
+use crate::server::{AppView, ConnStates, ConnView, Counters, MemoryView, RtmpServer, StreamView};
 
 /// What a request wants of each worker (so a scrape does not list every connection).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +26,8 @@ pub enum ReportKind {
     Connections,
     /// `/api/v1/calls`.
     Calls,
+    /// `/api/v1/applications`.
+    Applications,
 }
 
 /// One node's figures, summable across workers.
@@ -68,6 +70,8 @@ pub struct WorkerReport {
     pub(crate) conns: Vec<ConnView>,
     /// `None` without a gateway.
     pub(crate) clients: Option<Vec<ClientView>>,
+    /// By name.
+    pub(crate) apps: Vec<AppView>,
 }
 
 impl WorkerReport {
@@ -82,6 +86,7 @@ impl WorkerReport {
             ReportKind::Streams => report.streams = server.stream_views(),
             ReportKind::Connections => report.conns = server.conn_views(),
             ReportKind::Calls => report.clients = server.gateway_clients(),
+            ReportKind::Applications => report.apps = server.app_views(),
         }
         report
     }
@@ -97,6 +102,12 @@ impl WorkerReport {
                 }
             }
             self.conns.extend(other.conns.iter().cloned());
+            for app in &other.apps {
+                match self.apps.iter_mut().find(|a| a.name == app.name) {
+                    Some(mine) => mine.add(app),
+                    None => self.apps.push(app.clone()),
+                }
+            }
             if let Some(theirs) = &other.clients {
                 self.clients
                     .get_or_insert_with(Vec::new)
@@ -106,6 +117,7 @@ impl WorkerReport {
         if !others.is_empty() {
             self.streams.sort_by(|a, b| a.key.cmp(&b.key));
             self.conns.sort_by_key(|c| c.id);
+            self.apps.sort_by(|a, b| a.name.cmp(&b.name));
             if let Some(clients) = &mut self.clients {
                 clients.sort_by_key(|c| c.conn);
             }

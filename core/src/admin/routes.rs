@@ -1,17 +1,23 @@
 //! Which request gets which answer: the token check, then `/metrics` and the JSON API
-//! (`/api/v1/streams`, `/api/v1/connections`, `/api/v1/calls`,
-//! `POST /api/v1/connections/{id}/drop`), after the web page (`admin::page`). What describes
-//! the server is rendered from its report (`admin::report`), gathered from every worker first
-//! when there are several. HTTP-FLV
+//! (`/api/v1/applications`, `/api/v1/streams`, `/api/v1/connections`, `/api/v1/calls`) and
+//! the operator's actions (`POST /api/v1/connections/{id}/drop`,
+//! `POST /api/v1/calls/{id}/end`, `POST /api/v1/streams/{app}/{name}/record/stop`), after the
+//! web page (`admin::page`). What describes the server is rendered from its report
+//! (`admin::report`), gathered from every worker first when there are several; an action on
+//! what another worker holds is forwarded to it ([`Route::Forward`]). HTTP-FLV
 //! (`/APP/NAME.flv`) never comes here: the front hands it to the server (`admin::flv_player`).
 
+use std::sync::Arc;
 use std::time::Instant;
 
+use crate::gateway::host::EndCall;
+use crate::http::percent::decode_segment;
 use crate::http::request::Request;
 use crate::http::response::Response;
-use crate::ids::ConnId;
+use crate::ids::{ConnId, WorkerId};
 use crate::io::ProcessStats;
-use crate::server::{ConnView, RtmpServer, StreamView};
+use crate::server::{AppView, ConnView, RecordPolicy, RtmpServer, StopRecording, StreamView};
+use crate::worker_relay::RelayMessage;
 
 use super::json::Json;
 use super::metrics::{self, Exposition};
@@ -25,13 +31,49 @@ pub(crate) enum Route {
     /// Answer from the whole server's report of this kind (asked of the other workers first,
     /// when there are any: see `super::gathering`).
     Report(ReportKind),
-    /// Drop a connection of another worker (its id names the worker): the front forwards it
-    /// and answers 202.
-    DropElsewhere(ConnId),
+    /// An action on a connection or stream another worker holds: the front forwards it
+    /// and answers 202 (404 when no such worker is in the group).
+    Forward(Forward),
 }
 
-/// Where `request` goes. `token`: the bearer token every request must carry, if any.
-pub(crate) fn route(request: &Request, server: &mut RtmpServer, token: Option<&str>) -> Route {
+/// An operator's action for another worker ([`Route::Forward`]).
+#[derive(Debug)]
+pub(crate) struct Forward {
+    /// The worker that holds the connection or publishes the stream.
+    pub to: WorkerId,
+    /// What it is asked to do.
+    pub message: RelayMessage,
+}
+
+impl Forward {
+    /// The answer once it is forwarded: 202 with what is being done.
+    pub(crate) fn accepted(&self) -> Response {
+        match &self.message {
+            RelayMessage::Drop { conn } => id_answer(202, "dropping", *conn),
+            RelayMessage::EndCall { conn } => id_answer(202, "ending", *conn),
+            RelayMessage::StopRecording { stream } => stream_answer(202, "stopping", stream, None),
+            _ => Response::text(202, "forwarded\n"),
+        }
+    }
+
+    /// The answer when the worker it names is not in the group: 404, as for any unknown id.
+    pub(crate) fn unknown(&self) -> Response {
+        match &self.message {
+            RelayMessage::EndCall { .. } => no_client(),
+            RelayMessage::StopRecording { .. } => not_recorded(),
+            _ => Response::text(404, "no such connection\n"),
+        }
+    }
+}
+
+/// Where `request` goes, at `now`. `token`: the bearer token every request must carry, if
+/// any.
+pub(crate) fn route(
+    request: &Request,
+    server: &mut RtmpServer,
+    token: Option<&str>,
+    now: Instant,
+) -> Route {
     // The page and its player library hold no secret, and a browser cannot send a bearer
     // token when it navigates: they are served to anyone (the page asks for the token).
     if let Some(static_file) = super::page::respond(request) {
@@ -46,39 +88,120 @@ pub(crate) fn route(request: &Request, server: &mut RtmpServer, token: Option<&s
         }
     }
     let read = matches!(request.method.as_str(), "GET" | "HEAD");
+    let post = request.method == "POST";
     let path = request.path.as_str();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
         ["metrics"] if read => Route::Report(ReportKind::Metrics),
+        ["api", "v1", "applications"] if read => Route::Report(ReportKind::Applications),
         ["api", "v1", "streams"] if read => Route::Report(ReportKind::Streams),
         ["api", "v1", "connections"] if read => Route::Report(ReportKind::Connections),
         ["api", "v1", "calls"] if read => Route::Report(ReportKind::Calls),
-        ["metrics"] | ["api", "v1", "streams" | "connections" | "calls"] => Route::Answer(
-            Response::text(405, "method not allowed\n").with_header("Allow", "GET, HEAD"),
-        ),
-        ["api", "v1", "connections", id, "drop"] => {
-            if request.method != "POST" {
-                return Route::Answer(
-                    Response::text(405, "method not allowed\n").with_header("Allow", "POST"),
-                );
+        ["metrics"] | ["api", "v1", "applications" | "streams" | "connections" | "calls"] => {
+            Route::Answer(method_not_allowed("GET, HEAD"))
+        }
+        ["api", "v1", "connections", _, "drop"]
+        | ["api", "v1", "calls", _, "end"]
+        | ["api", "v1", "streams", .., "record", "stop"]
+            if !post =>
+        {
+            Route::Answer(method_not_allowed("POST"))
+        }
+        ["api", "v1", "connections", id, "drop"] => match id.parse::<u64>().map(ConnId) {
+            Ok(conn) if server.drop_conn(conn) => Route::Answer(id_answer(200, "dropped", conn)),
+            Ok(conn) if server.is_other_worker(conn) => Route::Forward(Forward {
+                to: conn.worker(),
+                message: RelayMessage::Drop { conn },
+            }),
+            _ => Route::Answer(Response::text(404, "no such connection\n")),
+        },
+        ["api", "v1", "calls", id, "end"] => {
+            let Ok(conn) = id.parse::<u64>().map(ConnId) else {
+                return Route::Answer(no_client());
+            };
+            match server.end_call(now, conn) {
+                EndCall::Ended(state) => {
+                    let mut json = Json::default();
+                    json.open_object()
+                        .key("ended")
+                        .string(&conn.0.to_string())
+                        .key("call")
+                        .string(state)
+                        .close_object();
+                    Route::Answer(Response::json(200, json.finish()))
+                }
+                EndCall::NoCall => Route::Answer(Response::text(
+                    409,
+                    "the gateway client has no call to end\n",
+                )),
+                EndCall::NoClient if server.is_other_worker(conn) => Route::Forward(Forward {
+                    to: conn.worker(),
+                    message: RelayMessage::EndCall { conn },
+                }),
+                EndCall::NoClient => Route::Answer(no_client()),
             }
-            match id.parse::<u64>().map(ConnId) {
-                Ok(conn) if server.drop_conn(conn) => Route::Answer(dropped("dropped", conn, 200)),
-                Ok(conn) if server.is_other_worker(conn) => Route::DropElsewhere(conn),
-                _ => Route::Answer(Response::text(404, "no such connection\n")),
+        }
+        ["api", "v1", "streams", key @ .., "record", "stop"] => {
+            // `{app}/{name}`: an application or a name may hold slashes of its own, and the
+            // stream's key is the two joined with one, so the segments in between are the
+            // key whatever the split.
+            let Some(key) = key
+                .iter()
+                .map(|segment| decode_segment(segment))
+                .collect::<Option<Vec<String>>>()
+                .map(|segments| segments.join("/"))
+            else {
+                return Route::Answer(Response::text(400, "malformed percent-encoding\n"));
+            };
+            match server.stop_recording(&key) {
+                StopRecording::Stopped { path } => {
+                    Route::Answer(stream_answer(200, "stopped", &key, Some(path.as_deref())))
+                }
+                StopRecording::Elsewhere(to) => Route::Forward(Forward {
+                    to,
+                    message: RelayMessage::StopRecording {
+                        stream: Arc::from(key),
+                    },
+                }),
+                StopRecording::NotRecording | StopRecording::NoStream => {
+                    Route::Answer(not_recorded())
+                }
             }
         }
         _ => Route::Answer(Response::text(404, "not found\n")),
     }
 }
 
+fn method_not_allowed(allow: &'static str) -> Response {
+    Response::text(405, "method not allowed\n").with_header("Allow", allow)
+}
+
+fn no_client() -> Response {
+    Response::text(404, "no such gateway client\n")
+}
+
+fn not_recorded() -> Response {
+    Response::text(404, "no such stream being recorded\n")
+}
+
 /// `{"<key>": "<id>"}` with `status`.
-pub(crate) fn dropped(key: &str, conn: ConnId, status: u16) -> Response {
+fn id_answer(status: u16, key: &str, conn: ConnId) -> Response {
     let mut json = Json::default();
     json.open_object()
         .key(key)
         .string(&conn.0.to_string())
         .close_object();
+    Response::json(status, json.finish())
+}
+
+/// `{"<key>": "app/name"}`, and `"path"` (the file, or null) when `path` is given.
+fn stream_answer(status: u16, key: &str, stream: &str, path: Option<Option<&str>>) -> Response {
+    let mut json = Json::default();
+    json.open_object().key(key).string(stream);
+    if let Some(path) = path {
+        json.key("path").opt_string(path);
+    }
+    json.close_object();
     Response::json(status, json.finish())
 }
 
@@ -104,6 +227,7 @@ pub(crate) fn render(
             let clients = report.clients.as_deref().unwrap_or_default();
             Response::json(200, super::gateway_metrics::calls_json(clients, now))
         }
+        ReportKind::Applications => Response::json(200, applications(&report.apps)),
     }
 }
 
@@ -115,10 +239,10 @@ pub(crate) fn respond(
     now: Instant,
     token: Option<&str>,
 ) -> Response {
-    match route(request, server, token) {
+    match route(request, server, token, now) {
         Route::Answer(response) => response,
         Route::Report(kind) => render(kind, &WorkerReport::of(server, kind), now, None),
-        Route::DropElsewhere(conn) => dropped("dropping", conn, 202),
+        Route::Forward(forward) => forward.accepted(),
     }
 }
 
@@ -182,6 +306,33 @@ fn streams(views: &[StreamView], now: Instant) -> String {
     json.finish()
 }
 
+/// `GET /api/v1/applications`.
+fn applications(views: &[AppView]) -> String {
+    let mut json = Json::default();
+    json.open_object().key("applications").open_array();
+    for app in views {
+        json.open_object();
+        json.key("name").string(&app.name);
+        json.key("configured").boolean(app.configured);
+        json.key("record").string(match app.record {
+            RecordPolicy::All => "all",
+            RecordPolicy::Off => "off",
+        });
+        json.key("gateway").boolean(app.gateway);
+        json.key("connections").integer(app.connections);
+        json.key("publishers").integer(app.publishers);
+        json.key("players").integer(app.players);
+        json.key("calls");
+        match app.calls {
+            Some(calls) => json.integer(calls),
+            None => json.null(),
+        };
+        json.close_object();
+    }
+    json.close_array().close_object();
+    json.finish()
+}
+
 /// `GET /api/v1/connections`.
 fn connections(views: &[ConnView]) -> String {
     let mut json = Json::default();
@@ -200,6 +351,7 @@ fn connections(views: &[ConnView]) -> String {
         json.close_array();
         json.key("received_bytes").integer(conn.bytes_received);
         json.key("queued_bytes").integer(conn.queued_bytes as u64);
+        json.key("tls").boolean(conn.tls);
         json.close_object();
     }
     json.close_array().close_object();
@@ -259,6 +411,80 @@ mod tests {
             404
         );
         assert_eq!(status("GET /nothing HTTP/1.1\r\n\r\n"), 404);
+    }
+
+    #[test]
+    fn the_new_routes_and_their_methods() {
+        let status = |text: &str| answer(text, None).status;
+        assert_eq!(status("GET /api/v1/applications HTTP/1.1\r\n\r\n"), 200);
+        assert_eq!(status("HEAD /api/v1/applications HTTP/1.1\r\n\r\n"), 200);
+        assert_eq!(status("POST /api/v1/applications HTTP/1.1\r\n\r\n"), 405);
+        // Ending a call: POST only; no gateway, no client: 404.
+        assert_eq!(status("GET /api/v1/calls/1/end HTTP/1.1\r\n\r\n"), 405);
+        assert_eq!(status("DELETE /api/v1/calls/1/end HTTP/1.1\r\n\r\n"), 405);
+        assert_eq!(status("POST /api/v1/calls/1/end HTTP/1.1\r\n\r\n"), 404);
+        assert_eq!(status("POST /api/v1/calls/-1/end HTTP/1.1\r\n\r\n"), 404);
+        assert_eq!(status("POST /api/v1/calls//end HTTP/1.1\r\n\r\n"), 404);
+        // Stopping a recording: POST only; nothing published: 404; a bad escape: 400.
+        let stop = "/api/v1/streams/live/cam/record/stop";
+        assert_eq!(status(&format!("GET {stop} HTTP/1.1\r\n\r\n")), 405);
+        assert_eq!(status(&format!("POST {stop} HTTP/1.1\r\n\r\n")), 404);
+        let nested = "/api/v1/streams/live/sub/cam/record/stop";
+        assert_eq!(status(&format!("POST {nested} HTTP/1.1\r\n\r\n")), 404);
+        let bad = "/api/v1/streams/live/c%zzam/record/stop";
+        assert_eq!(status(&format!("POST {bad} HTTP/1.1\r\n\r\n")), 400);
+        assert_eq!(
+            status("POST /api/v1/streams/record/stop HTTP/1.1\r\n\r\n"),
+            404
+        );
+        assert_eq!(
+            status("POST /api/v1/streams/x/record/go HTTP/1.1\r\n\r\n"),
+            404
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever path a client sends under the API, with whatever method: an answer, never
+        /// a panic, and never a success for something that is not there (the server has no
+        /// connection, call or stream).
+        #[test]
+        fn any_api_path_gets_an_answer(
+            method in "(GET|HEAD|POST|PUT|DELETE)",
+            segments in proptest::collection::vec(
+                "(api|v1|streams|calls|connections|applications|record|stop|end|drop|[0-9]{1,20}|[a-z%0-9]{0,6})",
+                0..9,
+            ),
+        ) {
+            let path = format!("/api/v1/{}", segments.join("/"));
+            let response = answer(&format!("{method} {path} HTTP/1.1\r\n\r\n"), None);
+            let listing = response.status == 200 && method != "POST";
+            proptest::prop_assert!(
+                listing || [400, 404, 405].contains(&response.status),
+                "{} {} -> {}", method, path, response.status
+            );
+        }
+    }
+
+    #[test]
+    fn the_token_guards_the_actions_too() {
+        let token = Some("s3cret");
+        for path in [
+            "/api/v1/applications",
+            "/api/v1/calls/1/end",
+            "/api/v1/streams/live/cam/record/stop",
+        ] {
+            let method = if path.ends_with("applications") {
+                "GET"
+            } else {
+                "POST"
+            };
+            let bare = format!("{method} {path} HTTP/1.1\r\n\r\n");
+            assert_eq!(answer(&bare, token).status, 401, "{path}");
+            let wrong = format!("{method} {path} HTTP/1.1\r\nAuthorization: Bearer nope\r\n\r\n");
+            assert_eq!(answer(&wrong, token).status, 401, "{path}");
+            let right = format!("{method} {path} HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n");
+            assert_ne!(answer(&right, token).status, 401, "{path}");
+        }
     }
 
     #[test]

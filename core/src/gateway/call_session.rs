@@ -622,6 +622,29 @@ impl GatewaySession {
         }
     }
 
+    /// The operator ends the call (the HTTP API's `end`): as the client's own `bye` would, an
+    /// established call gets a BYE, a call we placed that is not answered yet a CANCEL, a
+    /// ringing incoming call a 603 Decline; the outcome is counted as for the client's `bye`.
+    /// Returns the callback that tells the client, as when the far end ends a call (`byed`;
+    /// `rejected("487 Request Terminated")`, what the far end answers a cancelled INVITE;
+    /// `cancelled(from, to)`, as when the caller gives up), for the caller to send with its
+    /// own account of why; `None` when there is no call (nothing is done).
+    pub fn end_call(&mut self, now: Instant) -> Option<ClientCallback> {
+        let callback = match self.call.as_ref()? {
+            CallState::Established { .. } => ClientCallback::Byed,
+            CallState::Outgoing { .. } => {
+                ClientCallback::Rejected("487 Request Terminated".to_owned())
+            }
+            CallState::Incoming { from, to, .. } => ClientCallback::Cancelled {
+                from: from.clone(),
+                to: to.clone(),
+            },
+        };
+        self.hang_up(now);
+        self.pump(now);
+        Some(callback)
+    }
+
     fn hold(&mut self, now: Instant, hold: bool) {
         let Some(CallState::Established {
             call,

@@ -1,5 +1,6 @@
 //! HTTP/1.1 as much as the node's own HTTP listener needs (`crate::admin`): a bounded request
-//! parser ([`request`]) and a response writer ([`response`]). No sockets: bytes in, a parsed
+//! parser ([`request`]), a path segment's percent-decoding ([`percent`]) and a response
+//! writer ([`response`]). No sockets: bytes in, a parsed
 //! request or an error out; a response in, bytes out.
 //!
 //! Only what a metrics scraper, `curl` or a small API client sends is accepted: a request line
@@ -11,6 +12,7 @@
 
 mod callback_config;
 mod config;
+pub mod percent;
 pub mod request;
 pub mod response;
 pub mod response_parser;

@@ -102,6 +102,10 @@ pub struct ServerConfig {
     /// embedding application's own decision if [`NodeConfig::decisions`](crate::node::NodeConfig::decisions)
     /// is on (off by default).
     pub callbacks: Option<crate::http::CallbacksConfig>,
+    /// RTMPS: the TLS configuration of the connections a driver accepts with
+    /// [`Node::accept_tls`](crate::node::Node::accept_tls) (its RTMPS listener). `None` (the
+    /// default): such connections are closed at once with [`CloseReason::Tls`](crate::node::CloseReason::Tls).
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 /// Whether an application records what is published to it.
@@ -157,6 +161,7 @@ impl Default for ServerConfig {
             gateway: None,
             http: None,
             callbacks: None,
+            tls: None,
         }
     }
 }

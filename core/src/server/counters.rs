@@ -6,13 +6,14 @@
 use crate::close_reason::CloseReason;
 
 /// Labels of [`Counters::closed`]: every [`CloseReason::kind`], then the peer's own close.
-pub(crate) const CLOSE_KINDS: [&str; 22] = [
+pub(crate) const CLOSE_KINDS: [&str; 23] = [
     "server_full",
     "address_full",
     "unfinished_messages_budget",
     "input_while_deciding",
     "handshake",
     "handshake_timeout",
+    "tls",
     "silent",
     "chunk_stream",
     "command",

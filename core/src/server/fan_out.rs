@@ -92,7 +92,7 @@ impl RtmpServer {
             let Some(session) = self.sessions.get_mut(player.conn) else {
                 continue;
             };
-            let backlog = session.out.queued_bytes();
+            let backlog = session.backlog();
             match player
                 .backpressure
                 .admit(backlog, (soft, hard), is_video, kind, len)
@@ -154,7 +154,7 @@ impl RtmpServer {
         }
         for player in evict {
             if let Some(session) = self.sessions.get_mut(player) {
-                session.out.clear();
+                session.clear_queue();
             }
             self.close(player, CloseReason::PlayerBacklog { limit: hard });
         }

@@ -5,7 +5,7 @@
 use std::cmp::Reverse;
 use std::time::Instant;
 
-use crate::gateway::host::{GatewayHost, RemoteMediaSink, ToServer};
+use crate::gateway::host::{EndCall, GatewayHost, RemoteMediaSink, ToServer};
 use crate::ids::ConnId;
 use crate::media::frame::MediaFrame;
 use crate::rtmp::command::Command;
@@ -73,6 +73,11 @@ impl RtmpServer {
     /// A connection is gone or going.
     pub(super) fn gateway_closed(&mut self, now: Instant, conn: ConnId) {
         self.with_gateway(|g| g.closed(now, conn));
+    }
+
+    /// The operator ends a gateway client's call (`None` without a gateway).
+    pub(super) fn gateway_end_call(&mut self, now: Instant, conn: ConnId) -> Option<EndCall> {
+        self.with_gateway(|g| g.end_call(now, conn))
     }
 
     /// A gateway client's timer fired.

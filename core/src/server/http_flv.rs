@@ -470,6 +470,7 @@ impl RtmpServer {
                 streams: role.into_iter().collect(),
                 bytes_received: 0,
                 queued_bytes: queued,
+                tls: false,
             }
         })
     }

@@ -2,6 +2,7 @@
 //! connections and live streams as plain views, its counters and its memory accounting.
 //! Everything here runs once per HTTP request, never on the media path.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -11,7 +12,7 @@ use crate::ids::ConnId;
 use crate::rtmp::message::type_id;
 
 use super::session::{Phase, StreamRole};
-use super::RtmpServer;
+use super::{RecordPolicy, RtmpServer};
 use crate::admin::report::NodeStats;
 
 /// One live stream, as the HTTP API shows it.
@@ -47,6 +48,54 @@ pub(crate) struct ConnView {
     pub bytes_received: u64,
     /// Bytes queued for it and not yet written.
     pub queued_bytes: usize,
+    /// It came through the RTMPS listener.
+    pub tls: bool,
+}
+
+/// One application, as the HTTP API shows it: its settings and what it serves now.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AppView {
+    pub name: String,
+    /// Listed in the server's per-application settings (`[apps.NAME]`).
+    pub configured: bool,
+    pub record: RecordPolicy,
+    /// The gateway's application.
+    pub gateway: bool,
+    /// RTMP connections whose `connect` named it (for the gateway: its clients).
+    pub connections: u64,
+    /// Live streams published here.
+    pub publishers: u64,
+    /// Players of its live streams here, RTMP (waiting ones included) and HTTP-FLV.
+    pub players: u64,
+    /// The gateway's calls now (`None` for any other application).
+    pub calls: Option<u64>,
+}
+
+impl AppView {
+    fn new(name: &str, record: RecordPolicy) -> Self {
+        Self {
+            name: name.to_owned(),
+            configured: false,
+            record,
+            gateway: false,
+            connections: 0,
+            publishers: 0,
+            players: 0,
+            calls: None,
+        }
+    }
+
+    /// Adds `other`'s counts (another worker's view of the same application).
+    pub(crate) fn add(&mut self, other: &AppView) {
+        self.configured |= other.configured;
+        self.gateway |= other.gateway;
+        self.connections += other.connections;
+        self.publishers += other.publishers;
+        self.players += other.players;
+        if let Some(theirs) = other.calls {
+            *self.calls.get_or_insert(0) += theirs;
+        }
+    }
 }
 
 /// Connections by state, for the metrics.
@@ -133,11 +182,7 @@ impl RtmpServer {
     pub(crate) fn memory(&self) -> MemoryView {
         MemoryView {
             partial: self.partial_total as u64,
-            backlog: self
-                .sessions
-                .iter()
-                .map(|s| s.out.queued_bytes() as u64)
-                .sum(),
+            backlog: self.sessions.iter().map(|s| s.backlog() as u64).sum(),
             gop_cache: self.gop_total as u64,
         }
     }
@@ -212,7 +257,8 @@ impl RtmpServer {
                     })
                     .collect(),
                 bytes_received: s.rx_bytes,
-                queued_bytes: s.out.queued_bytes(),
+                queued_bytes: s.backlog(),
+                tls: s.tls.is_some(),
             })
             .chain(self.flv_views())
             .collect();
@@ -220,31 +266,61 @@ impl RtmpServer {
         views
     }
 
+    /// Every application this node knows: those configured, the gateway's, and those with
+    /// connections or live streams now, by name.
+    pub(crate) fn app_views(&self) -> Vec<AppView> {
+        let mut apps: BTreeMap<String, AppView> = BTreeMap::new();
+        for name in self.config.apps.keys() {
+            self.app_view(&mut apps, name).configured = true;
+        }
+        let gateway = self.gateway.as_ref();
+        if let Some(gateway) = gateway {
+            let view = self.app_view(&mut apps, gateway.app());
+            view.gateway = true;
+            let calls = gateway.stats().calls.iter().sum();
+            view.calls = Some(calls);
+        }
+        for session in self.sessions.iter() {
+            let Some(app) = session.app.as_deref() else {
+                continue;
+            };
+            // A gateway client's application is `sip/<user@domain>`: it counts as the
+            // gateway's.
+            let app = match gateway {
+                Some(g) if g.owns_app(app) => g.app(),
+                _ => app,
+            };
+            let view = self.app_view(&mut apps, app);
+            view.connections += 1;
+            for (_, role) in session.streams.iter() {
+                match role {
+                    StreamRole::Publishing(_) => view.publishers += 1,
+                    StreamRole::Playing(_) => view.players += 1,
+                    StreamRole::Idle | StreamRole::Vod(_) => {}
+                }
+            }
+        }
+        // HTTP-FLV players: their application is the stream's first segment (an HTTP-FLV
+        // path names one application segment and one stream name).
+        for (key, stream) in &self.live {
+            if stream.flv_players.is_empty() {
+                continue;
+            }
+            let app = key.split_once('/').map_or(&**key, |(app, _)| app);
+            self.app_view(&mut apps, app).players += stream.flv_players.len() as u64;
+        }
+        apps.into_values().collect()
+    }
+
+    /// `name`'s entry in `apps`, made with its settings if it is not there yet.
+    fn app_view<'a>(&self, apps: &'a mut BTreeMap<String, AppView>, name: &str) -> &'a mut AppView {
+        apps.entry(name.to_owned())
+            .or_insert_with(|| AppView::new(name, self.config.app(name).record))
+    }
+
     /// The gateway's clients, when there is a gateway.
     pub(crate) fn gateway_clients(&self) -> Option<Vec<crate::gateway::host::ClientView>> {
         self.gateway.as_ref().map(|g| g.client_views())
-    }
-
-    /// Drops `conn` for the operator (the HTTP API's `drop`): an RTMP connection or an
-    /// HTTP-FLV player of this node. False when it has none such.
-    pub(crate) fn drop_conn(&mut self, conn: ConnId) -> bool {
-        if self.has_conn(conn) {
-            self.close(conn, crate::close_reason::CloseReason::DroppedByOperator);
-            return true;
-        }
-        self.drop_flv(conn)
-    }
-
-    /// Whether `conn`'s id names another worker of this node's group (where the HTTP API's
-    /// `drop` is forwarded).
-    pub(crate) fn is_other_worker(&self, conn: ConnId) -> bool {
-        self.worker()
-            .is_some_and(|me| me != conn.worker() && usize::from(conn.worker().0) < 128)
-    }
-
-    /// Whether `conn` is a live connection (one the HTTP API may drop).
-    pub(crate) fn has_conn(&self, conn: ConnId) -> bool {
-        self.sessions.get(conn).is_some()
     }
 }
 

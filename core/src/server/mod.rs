@@ -5,8 +5,9 @@
 //! one part of it: `session` (one connection), `commands` (NetConnection and NetStream
 //! calls), `fan_out` (delivering published media to players, with backpressure),
 //! `live_stream` (per-stream caches), `merge` (merged writes: media held for a window so
-//! that several messages leave in one write) and `client_backlog` (backpressure on everything
-//! else a connection is sent: the gateway's far-end media, replies).
+//! that several messages leave in one write), `client_backlog` (backpressure on everything
+//! else a connection is sent: the gateway's far-end media, replies), `inspect` (what the HTTP
+//! API and the metrics read) and `operator` (what the HTTP API's actions do).
 
 mod client_backlog;
 mod commands;
@@ -19,6 +20,7 @@ mod http_flv;
 mod inspect;
 mod live_stream;
 mod merge;
+mod operator;
 mod pending_decisions;
 mod player_backpressure;
 mod record_resume;
@@ -26,6 +28,7 @@ mod recorder;
 mod send_queue;
 mod session;
 mod session_table;
+mod tls_conn;
 mod vod;
 mod worker_streams;
 
@@ -41,7 +44,8 @@ use bytes::{Bytes, BytesMut};
 pub use config::{AppConfig, RecordPolicy, ServerConfig};
 pub(crate) use counters::{Counters, CLOSE_KINDS};
 pub(crate) use http_flv::FlvEnd;
-pub(crate) use inspect::{ConnStates, ConnView, MemoryView, StreamView};
+pub(crate) use inspect::{AppView, ConnStates, ConnView, MemoryView, StreamView};
+pub(crate) use operator::StopRecording;
 
 use crate::amf::Value;
 use crate::close_reason::CloseReason;
@@ -149,6 +153,9 @@ pub(crate) struct RtmpServer {
     flv_conns: HashMap<crate::tcp::StreamId, http_flv::FlvConn>,
     /// What the HTTP listener must learn about them.
     flv_ended: Vec<http_flv::FlvEnd>,
+    /// RTMPS connections open: while there are none, a `Transmit` costs no session look-up
+    /// for sealing (see `tls_conn`).
+    tls_sessions: usize,
 }
 
 impl RtmpServer {
@@ -197,6 +204,7 @@ impl RtmpServer {
             counters: Counters::default(),
             flv_conns: HashMap::new(),
             flv_ended: Vec::new(),
+            tls_sessions: 0,
         }
     }
 
@@ -260,12 +268,22 @@ impl RtmpServer {
 
     /// Registers an accepted connection.
     pub(crate) fn accept(&mut self, now: Instant, peer: SocketAddr) -> ConnId {
+        self.accept_with(now, peer, false)
+    }
+
+    /// Registers an accepted connection, with TLS if `tls` (RTMPS).
+    pub(crate) fn accept_with(&mut self, now: Instant, peer: SocketAddr, tls: bool) -> ConnId {
         let id = self.sessions.next_id();
         let time = self.millis_since_epoch(now);
         let handshake = ServerHandshake::new(&mut self.rng, time);
         let mut session = Session::new(id, peer, handshake, self.config.chunk_limits, now);
         let deadline = now + self.config.handshake_timeout;
         session.next_check = deadline;
+        let tls_failed = if tls {
+            self.attach_tls(&mut session)
+        } else {
+            None
+        };
         let total = self.sessions.len();
         self.sessions.insert(session);
         self.counters.accepted += 1;
@@ -277,7 +295,9 @@ impl RtmpServer {
             self.config.max_connections,
             self.config.max_connections_per_ip,
         );
-        if max > 0 && total >= max {
+        if let Some(error) = tls_failed {
+            self.close(id, CloseReason::Tls { error });
+        } else if max > 0 && total >= max {
             self.close(id, CloseReason::ServerFull { max });
         } else if max_per_ip > 0 && *from_ip as usize > max_per_ip {
             let ip = peer.ip();
@@ -336,7 +356,9 @@ impl RtmpServer {
             return;
         };
         let (counted, _) = session.decoder.take_partial_change();
-        self.partial_total -= counted + std::mem::take(&mut session.held_input);
+        self.partial_total -= counted
+            + std::mem::take(&mut session.held_input)
+            + std::mem::take(&mut session.tls_held);
         session.decoder = ChunkDecoder::new(self.config.chunk_limits);
         session.rx = BytesMut::new();
     }
@@ -350,6 +372,19 @@ impl RtmpServer {
         if matches!(session.phase, Phase::Closing) {
             return;
         }
+        let data = if session.tls.is_some() {
+            self.counters.bytes_received += data.len() as u64;
+            match self.tls_received(conn, data) {
+                Some(plain) => plain,
+                None => return,
+            }
+        } else {
+            self.counters.bytes_received += data.len() as u64;
+            data
+        };
+        let Some(session) = self.sessions.get_mut(conn) else {
+            return;
+        };
         // During the handshake `last_rx` stays at the accept time, so the handshake timeout
         // bounds the whole handshake, not the gap between bytes (no slow-loris).
         if session.is_active() {
@@ -357,7 +392,6 @@ impl RtmpServer {
         }
         session.ping_sent = false;
         session.rx_bytes += data.len() as u64;
-        self.counters.bytes_received += data.len() as u64;
         if session.rx.is_empty() {
             session.rx = data;
         } else {
@@ -416,7 +450,7 @@ impl RtmpServer {
             }
             // Before each message, so also after the last: what the previous one made us
             // queue (a reply, a pong) must not pile up on a client that does not read.
-            if session.out.queued_bytes() > self.config.player_hard_backlog {
+            if session.backlog() > self.config.player_hard_backlog {
                 return self.close_for_backlog(conn);
             }
             match session.decoder.decode(&mut session.rx) {
@@ -537,7 +571,13 @@ impl RtmpServer {
         if let Some(session) = self.sessions.get_mut(conn) {
             self.counters.bytes_sent += bytes as u64;
             session.out.advance(bytes);
-            if session.out.is_empty() {
+            if session.out.is_empty() && !session.plain.is_empty() {
+                // RTMPS: what was queued while these records were written goes next, held
+                // media with it (as without TLS, where the driver's write takes it along).
+                session.seal();
+                session.hold_deadline = None;
+            }
+            if session.backlog() == 0 {
                 session.transmit_pending = false;
                 // Held media written along with something else: nothing is held any more.
                 session.hold_deadline = None;
@@ -563,6 +603,9 @@ impl RtmpServer {
         }
         self.gateway_closed(self.last_now, conn);
         self.release_partial(conn);
+        if self.sessions.get(conn).is_some_and(|s| s.tls.is_some()) {
+            self.tls_sessions -= 1;
+        }
         if let Some(peer) = self.sessions.get(conn).map(|s| s.peer.ip()) {
             if let std::collections::hash_map::Entry::Occupied(mut count) = self.per_ip.entry(peer)
             {
@@ -601,6 +644,14 @@ impl RtmpServer {
                 );
                 let closed = Command::new("onStatus", 0.0, Value::Null, vec![info]);
                 session.send_command(0, closed, false);
+            }
+            // RTMPS: the last words sealed, then the TLS session ended cleanly.
+            if session.tls.is_some() {
+                session.seal();
+                if let Some(tls) = &mut session.tls {
+                    tls.close_notify();
+                }
+                session.take_tls_records();
             }
             session.phase = Phase::Closing;
         }
@@ -723,6 +774,9 @@ impl RtmpServer {
     /// The next output for the driver.
     pub(crate) fn poll_output(&mut self) -> Option<Output> {
         if let Some(conn) = pop_rewinding(&mut self.transmits) {
+            if self.tls_sessions > 0 {
+                self.seal_for_driver(conn);
+            }
             return Some(Output::Transmit { conn });
         }
         pop_rewinding(&mut self.outputs).or_else(|| self.gateway.as_mut()?.poll_output())
@@ -760,7 +814,7 @@ impl RtmpServer {
 
     /// Bytes queued for `conn`.
     pub(crate) fn queued_bytes(&self, conn: ConnId) -> usize {
-        self.sessions.get(conn).map_or(0, |s| s.out.queued_bytes())
+        self.sessions.get(conn).map_or(0, |s| s.backlog())
     }
 
     /// Connections currently known.
@@ -791,7 +845,7 @@ impl RtmpServer {
         let over = self
             .sessions
             .get(conn)
-            .is_some_and(|s| s.out.queued_bytes() > self.config.player_hard_backlog);
+            .is_some_and(|s| s.backlog() > self.config.player_hard_backlog);
         if over {
             self.close_for_backlog(conn);
         }
@@ -815,7 +869,7 @@ impl RtmpServer {
         if matches!(session.phase, Phase::Closing) {
             return;
         }
-        session.out.clear();
+        session.clear_queue();
         let player = session
             .streams
             .iter()
@@ -896,7 +950,7 @@ impl MediaSender<'_> {
         let Some(session) = self.sessions.get_mut(conn) else {
             return;
         };
-        let backlog = session.out.queued_bytes();
+        let backlog = session.backlog();
         // Before encoding: the chunk encoder's header compression must not count a frame that
         // never leaves.
         match session

@@ -21,6 +21,7 @@ use crate::rtmp::control::{ProtocolControl, UserControl};
 use crate::rtmp::handshake::ServerHandshake;
 use crate::rtmp::message::RtmpMessage;
 use crate::storage::FileId;
+use crate::tls::layer::TlsLayer;
 
 pub(crate) use crate::rtmp::csid;
 
@@ -104,6 +105,14 @@ pub(crate) struct Session {
     /// Bytes of `rx` counted in the server's budget for unfinished messages while a decision
     /// is pending.
     pub held_input: usize,
+    /// RTMPS: the connection's TLS. Then `out` holds records for the driver, and what the
+    /// server queues waits in `plain` until it is sealed (see `Session::seal`).
+    pub tls: Option<Box<TlsLayer>>,
+    /// RTMPS: plaintext queued and not sealed yet (always empty without TLS).
+    pub plain: SendQueue,
+    /// RTMPS: bytes the TLS layer holds, as counted in the server's budget for unfinished
+    /// messages.
+    pub tls_held: usize,
 }
 
 impl Session {
@@ -137,20 +146,79 @@ impl Session {
             peer_window: 0,
             awaiting: None,
             held_input: 0,
+            tls: None,
+            plain: SendQueue::default(),
+            tls_held: 0,
+        }
+    }
+
+    /// Bytes queued for the connection and not yet taken by the kernel: its backlog (with
+    /// TLS, sealed records and plaintext not sealed yet).
+    #[inline]
+    pub(crate) fn backlog(&self) -> usize {
+        self.out.queued_bytes() + self.plain.queued_bytes()
+    }
+
+    /// Where the server's bytes for the connection go: the driver's queue, or with TLS the
+    /// plaintext that waits to be sealed.
+    #[inline]
+    fn sink(&mut self) -> &mut SendQueue {
+        if self.tls.is_some() {
+            &mut self.plain
+        } else {
+            &mut self.out
+        }
+    }
+
+    /// Drops everything queued (sealed or not).
+    pub(crate) fn clear_queue(&mut self) {
+        self.out.clear();
+        self.plain.clear();
+    }
+
+    /// RTMPS: seals the plaintext queued since the last call into records on `out`, one
+    /// buffer for all of it (as few records as the record size allows). Called when the driver
+    /// is about to write (a `Transmit` handed out, a queue drained) and on close; nothing
+    /// happens without TLS or without plaintext.
+    pub(crate) fn seal(&mut self) {
+        let Some(tls) = &mut self.tls else {
+            return;
+        };
+        if self.plain.is_empty() {
+            return;
+        }
+        if let Some(records) = tls.seal(self.plain.segments()) {
+            self.out.push(records);
+        }
+        self.plain.clear();
+    }
+
+    /// RTMPS: moves the records the TLS layer has ready by itself (handshake messages,
+    /// alerts) to `out`; returns whether a `Transmit` is due.
+    pub(crate) fn take_tls_records(&mut self) -> bool {
+        let Some(tls) = &mut self.tls else {
+            return false;
+        };
+        match tls.take_records(0) {
+            Some(records) => {
+                self.out.push(records);
+                self.transmit_now()
+            }
+            None => false,
         }
     }
 
     /// Queues raw bytes. Returns true when the queue went from empty to non-empty and no
     /// `Transmit` is outstanding, i.e. the driver must be told.
     pub(crate) fn queue(&mut self, bytes: Bytes) -> bool {
-        self.out.push(bytes);
+        self.sink().push(bytes);
         self.transmit_now()
     }
 
     /// Marks a `Transmit` as emitted if one is needed (something queued and none
     /// outstanding); returns whether it is. Anything held goes with it.
     pub(crate) fn transmit_now(&mut self) -> bool {
-        if !self.transmit_pending && !self.out.is_empty() {
+        if !self.transmit_pending && self.backlog() > 0 {
             self.transmit_pending = true;
             self.hold_deadline = None;
             return true;
@@ -161,10 +229,11 @@ impl Session {
     /// Queues media under merged writes: held until `deadline` unless a write is already
     /// under way (the bytes join it) or more than `max_bytes` are queued (written at once).
     pub(crate) fn queue_held(&mut self, bytes: Bytes, deadline: Instant, max_bytes: usize) -> Held {
-        self.out.push(bytes);
-        if self.transmit_pending || self.out.is_empty() {
+        self.sink().push(bytes);
+        let backlog = self.backlog();
+        if self.transmit_pending || backlog == 0 {
             Held::Nothing
-        } else if self.out.queued_bytes() > max_bytes {
+        } else if backlog > max_bytes {
             self.transmit_now();
             Held::Transmit
         } else if self.hold_deadline.is_none() {

@@ -395,10 +395,7 @@ impl RtmpServer {
             if vod.state != VodState::Playing {
                 return;
             }
-            let backlog = self
-                .sessions
-                .get(vod.conn)
-                .map_or(0, |s| s.out.queued_bytes());
+            let backlog = self.sessions.get(vod.conn).map_or(0, |s| s.backlog());
             if backlog > soft {
                 vod.blocked = true;
                 return;
@@ -583,7 +580,7 @@ impl RtmpServer {
         let Some(session) = self.sessions.get(conn) else {
             return;
         };
-        if session.out.queued_bytes() > self.config.player_soft_backlog {
+        if session.backlog() > self.config.player_soft_backlog {
             return;
         }
         let files: smallvec::SmallVec<[FileId; 2]> = session

@@ -95,7 +95,9 @@ impl RtmpServer {
                 // The node hands these to its HTTP listener before the server sees them.
                 RelayMessage::Report { .. }
                 | RelayMessage::Reported { .. }
-                | RelayMessage::Drop { .. } => {}
+                | RelayMessage::Drop { .. }
+                | RelayMessage::EndCall { .. }
+                | RelayMessage::StopRecording { .. } => {}
             },
         }
     }

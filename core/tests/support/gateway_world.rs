@@ -185,6 +185,12 @@ impl World {
 
     /// `GET path` on the node's HTTP listener (configured by the test); the status and body.
     pub(crate) fn http_get(&mut self, path: &str) -> (u16, String) {
+        self.http("GET", path)
+    }
+
+    /// `method path` on the node's HTTP listener (configured by the test); the status and
+    /// body.
+    pub(crate) fn http(&mut self, method: &str, path: &str) -> (u16, String) {
         self.pump(); // the listen, at the first request
         let listen = self.net.tcp.node_listeners()[0];
         let from = SocketAddr::new(
@@ -193,7 +199,7 @@ impl World {
         );
         let stream = self.net.tcp.connect(from, listen).unwrap();
         self.pump();
-        let request = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n");
+        let request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n\r\n");
         self.net.tcp.send(stream, request.as_bytes());
         self.pump();
         let answer =

@@ -91,6 +91,17 @@ pub(crate) struct ClientView {
     pub call_view: Option<CallView>,
 }
 
+/// What came of the operator's ending a client's call ([`GatewayHost::end_call`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EndCall {
+    /// The call, in this state (`outgoing`, `incoming`, `established`), is being ended.
+    Ended(&'static str),
+    /// The client has no call (or is not active: still binding, or gone).
+    NoCall,
+    /// No such client.
+    NoClient,
+}
+
 /// The gateway's figures for the metrics ([`GatewayHost::stats`]): gauges read off its
 /// state, and the counters of every session it has had.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -192,6 +203,11 @@ impl GatewayHost {
     /// The next request for the RTMP server.
     pub(crate) fn pop_request(&mut self) -> Option<ToServer> {
         self.requests.pop_front()
+    }
+
+    /// The gateway's application (`sip` by default).
+    pub(crate) fn app(&self) -> &str {
+        &self.config.app
     }
 
     /// Whether `app` (from connect) belongs to the gateway.
@@ -405,6 +421,35 @@ impl GatewayHost {
         }
         self.pump(now, conn);
         true
+    }
+
+    /// The operator ends `conn`'s call (the HTTP API's `end`; see
+    /// [`GatewaySession::end_call`]): the client hears it as when the far end ends a call,
+    /// and the call's end is told with reason `ended by operator`.
+    pub(crate) fn end_call(&mut self, now: Instant, conn: ConnId) -> EndCall {
+        let Some(gw) = self.conns.get_mut(&conn) else {
+            return EndCall::NoClient;
+        };
+        let State::Active(session) = &mut gw.state else {
+            // Binding: no call yet; lingering: the client left and its call ended with it.
+            return EndCall::NoCall;
+        };
+        let Some(state) = session.call_state() else {
+            return EndCall::NoCall;
+        };
+        let Some(callback) = session.end_call(now) else {
+            return EndCall::NoCall;
+        };
+        let amf3 = gw.connect.amf3;
+        let (name, args) = callback.to_call();
+        self.send_command(conn, Command::new(name, 0.0, Value::Null, args), amf3);
+        let phase = crate::io::CallPhase::Ended {
+            reason: "ended by operator".into(),
+        };
+        self.outputs
+            .push_back(Output::Event(Event::GatewayCall { conn, phase }));
+        self.pump(now, conn);
+        EndCall::Ended(state)
     }
 
     /// `_error` for a call that cannot be made.
