@@ -145,6 +145,10 @@ if [[ -n $ffmpeg9 ]]; then
         -f lavfi -i "testsrc=size=96x64:rate=12:duration=$short" -f lavfi -i "$(beep 44100)" \
         -map 0:v -map 1:v -map 2:a -c:v libx264 -threads:v 1 -preset veryfast -tune zerolatency \
         -g 12 -bf 0 "${aac[@]}" "${exact[@]}" -f flv
+    # An enhanced-RTMP phone's microphone for bench-compare's Opus gateway calls: Opus only,
+    # 20 s, 20 ms a message (libopus's default frame).
+    make opus_audio_20s.flv "${ff9[@]}" -f lavfi -i "$(tone 48000)" "${opus[@]}" "${exact[@]}" \
+        -f flv
 fi
 
 echo "test media in $out ($made made, $(($(ls "$out" | wc -l) - made)) kept)"

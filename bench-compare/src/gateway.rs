@@ -1,7 +1,8 @@
 //! The gateway scenario's measurement point: a fresh `siprtmp` with its SIP-RTMP gateway on
-//! loopback, a fresh sipp UAS that answers every call and echoes its RTP, N calls from the
-//! load generator ([`CallLoad`]) in one codec ([`GatewayCodec`]), a warm-up, the CPU window
-//! of the server (and of sipp and the loader), then the echo check and the server's peak RSS.
+//! loopback, a fresh sipp UAS that answers every call and echoes its RTP (with the client's
+//! codec, or only the G.711 or Speex the gateway then transcodes to), N calls from the load
+//! generator ([`CallLoad`]) in one codec ([`GatewayCodec`]), a warm-up, the CPU window of the
+//! server (and of sipp and the loader), then the echo check and the server's peak RSS.
 
 use std::net::UdpSocket;
 use std::path::Path;
@@ -9,80 +10,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::flv;
-use crate::load::calls::{CallLoad, EchoSummary, SeqPlan};
+pub(crate) use crate::gateway_codec::GatewayCodec;
+use crate::load::calls::{CallLoad, EchoSummary};
 use crate::load::echo_load::EchoLoad;
 use crate::load::media::MediaLoop;
 use crate::measure::Timing;
 use crate::procstat;
 use crate::server::{self, Binaries, ServerKind};
 use crate::syscalls::SyscallCounter;
-
-/// What the calls of a point speak: the codec token every call offers (alone) and the file
-/// its frames come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum GatewayCodec {
-    /// Speex 16 kHz (`wideband`, what Flash sends), passed through both ways.
-    Wideband,
-    /// Speex 8 kHz (`narrowband`): the gateway walks each frame to strip wideband layers on
-    /// the way out (there are none in this file: it rewrites each frame's padding only).
-    Narrowband,
-}
-
-impl GatewayCodec {
-    /// From its `--codecs` name: the client's codec token.
-    pub(crate) fn parse(name: &str) -> Result<Self, String> {
-        match name {
-            "wideband" => Ok(Self::Wideband),
-            "narrowband" => Ok(Self::Narrowband),
-            other => Err(format!("unknown codec {other:?} (wideband, narrowband)")),
-        }
-    }
-
-    /// The token the calls offer in `invite`.
-    pub(crate) fn token(self) -> &'static str {
-        match self {
-            Self::Wideband => "wideband",
-            Self::Narrowband => "narrowband",
-        }
-    }
-
-    /// For reports.
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Self::Wideband => "Speex 16 kHz",
-            Self::Narrowband => "Speex 8 kHz",
-        }
-    }
-
-    /// The media file in `--media-dir`.
-    pub(crate) fn media_file(self) -> &'static str {
-        match self {
-            Self::Wideband => "speex16k_audio_20s.flv",
-            Self::Narrowband => "speex8k_audio_20s.flv",
-        }
-    }
-
-    /// Sequence numbers for the frames' tags (the last 8 bytes, the number's low byte
-    /// last). The narrowband rewrite keeps every bit of a frame but redoes the padding after
-    /// it: in the 8 kHz file each packet is one 300-bit frame (mode 5) in 38 bytes, so the
-    /// last byte's low 4 bits are padding and come back as `0111` (a 0, then 1s). Numbers
-    /// that end in those bits (7, 23, 39...) come back unchanged.
-    pub(crate) fn seq_plan(self) -> SeqPlan {
-        match self {
-            Self::Wideband => SeqPlan::CONSECUTIVE,
-            Self::Narrowband => SeqPlan { first: 7, step: 16 },
-        }
-    }
-
-    /// The looped media of the calls, from `media_dir`.
-    pub(crate) fn load_media(self, media_dir: &Path) -> Result<Arc<MediaLoop>, String> {
-        let path = media_dir.join(self.media_file());
-        let data = crate::read_media(&path)?;
-        let tags = flv::parse_tags(&data).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(Arc::new(MediaLoop::new(tags)?))
-    }
-}
 
 /// Share of its window frames every call must get back.
 pub(crate) const MIN_ECHO: f64 = 0.99;
@@ -256,7 +191,7 @@ pub(crate) fn sipp_available() -> Result<(), String> {
 
 /// What one gateway point runs, whichever server it measures (siprtmp or the floor).
 pub(crate) struct PointSpec<'a> {
-    /// The far end: sipp with this scenario.
+    /// The far end: sipp with this scenario (see [`GatewayCodec::far_end`]).
     pub sipp_scenario: &'a Path,
     pub codec: GatewayCodec,
     /// The codec's frames, looped.
@@ -315,6 +250,7 @@ pub(crate) fn run_point(
         &[codec.token()],
         media.clone(),
         codec.seq_plan(),
+        codec.echo_match(),
         calls,
         timing.setup_timeout,
     )?;
@@ -412,60 +348,4 @@ pub(crate) fn measure_window(
         window_secs: secs,
         echo,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::load::media::{read_tag, tag_payload};
-    use bytes::BytesMut;
-    use siprtmp_core::media::speex::wideband_to_narrowband;
-
-    /// A 38-byte narrowband packet as the 8 kHz file has them: one mode-5 frame (300 bits:
-    /// wideband flag 0, mode 0101, then 295 bits of codec data), padded with 0111.
-    fn mode5_packet() -> Vec<u8> {
-        let mut p: Vec<u8> = (0..38u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
-        p[0] = (p[0] & 0x07) | (5 << 3);
-        p[37] = (p[37] & 0xf0) | 0x07;
-        p
-    }
-
-    #[test]
-    fn narrowband_tags_come_back_from_the_gateways_rewrite_unchanged() {
-        let plan = GatewayCodec::Narrowband.seq_plan();
-        for k in 0..64u32 {
-            let seq = plan.first + k * plan.step;
-            // The FLV body: audio header byte, then the Speex packet with its tag.
-            let mut body = vec![0xb2];
-            body.extend(mode5_packet());
-            let tagged = tag_payload(&body, seq);
-            let mut out = BytesMut::new();
-            assert_eq!(wideband_to_narrowband(&tagged[1..], &mut out), Ok(1));
-            assert_eq!(&out[..], &tagged[1..], "seq {seq}");
-            assert_eq!(read_tag(&tagged), Some(seq));
-        }
-        // Any other number loses its tag: the padding comes back as 0111.
-        let tagged = tag_payload(&[[0xb2].as_slice(), &mode5_packet()].concat(), 8);
-        let mut out = BytesMut::new();
-        wideband_to_narrowband(&tagged[1..], &mut out).unwrap();
-        assert_ne!(&out[..], &tagged[1..]);
-    }
-
-    #[test]
-    fn the_codec_files_are_the_test_media_and_frames_are_what_the_plan_assumes() {
-        let dir = crate::test_inputs::media_dir();
-        let narrowband = crate::test_inputs::media(GatewayCodec::Narrowband.media_file());
-        let data = std::fs::read(narrowband).unwrap();
-        let tags = flv::parse_tags(&data).unwrap();
-        let audio: Vec<_> = tags.iter().filter(|t| t.type_id == 8).collect();
-        assert!(!audio.is_empty());
-        // One mode-5 frame (first bit 0, mode 5) in 38 bytes, after the FLV audio byte.
-        assert!(audio
-            .iter()
-            .all(|t| t.body.len() == 39 && t.body[1] >> 3 == 5));
-        for codec in [GatewayCodec::Wideband, GatewayCodec::Narrowband] {
-            assert!(codec.load_media(&dir).is_ok());
-            assert_eq!(GatewayCodec::parse(codec.token()), Ok(codec));
-        }
-    }
 }

@@ -131,20 +131,24 @@ pub(crate) fn section(info: &RunInfo, calls: &[usize], points: &[GatewayPoint]) 
         md,
         "\n## SIP-RTMP gateway: CPU per call\n\n\
          Each point: a fresh `siprtmp --int-ip 127.0.0.1 --rtp-ports 26000-29999` and a fresh \
-         sipp UAS (`{} -rtp_echo`: the project's `uas_echo_any.xml` answers every call with \
-         the first offered codec; each sends every RTP packet back). The load generator (one mio thread) places N \
+         sipp UAS with `-rtp_echo` (it sends every RTP packet back), answering with the \
+         client's codec (`{}`: the first offered) or, for a transcoded codec, only the codec \
+         named after the dash (`uas_echo_pcmu_only.xml`, `uas_echo_pcma_only.xml`, \
+         `uas_echo_speex_only.xml`). The load generator (one mio thread) places N \
          calls, each its own RTMP client `rtmp://127.0.0.1/sip/callerI@127.0.0.1`: \
          `invite(\"sip:echo@127.0.0.1:PORT\", CODEC)`, `accepted`, publish `local`, \
-         play `remote`, then the Speex frames of the codec's file (`wideband`: Speex 16 kHz, \
-         speex16k_audio_20s.flv; `narrowband`: Speex 8 kHz, speex8k_audio_20s.flv, which the \
-         gateway walks frame by frame on the way out), one message per 20 ms, looped, a \
-         sequence number in each frame's last 8 bytes. After {:.1} s of \
+         play `remote`, then the frames of the codec's file, one message per 20 ms, looped \
+         (the codecs: {}). Passed through, each frame carries a sequence number in its last 8 \
+         bytes; transcoded, the frames go out as the file has them and an echoed frame is told \
+         by its RTMP timestamp, which the gateway gives back as the frame's own plus a constant \
+         of the call (learnt from the call's first frame, sent alone). After {:.1} s of \
          warm-up the server's utime+stime is read over a {:.1} s window; every call counts \
          which of its window's frames came back on `remote` (RTMP -> RTP -> sipp -> RTP -> \
          RTMP) and must get at least {:.0} % of them. MHz per call = least-squares slope of \
          the medians (of {} repeat(s)) over N = {:?}, leaving out the call counts where a call \
          got less back (the two cores were saturated: see the last table).\n",
         info.sipp_scenario,
+        codecs_described(info),
         info.timing.warmup.as_secs_f64(),
         info.timing.window.as_secs_f64(),
         MIN_ECHO * 100.0,
@@ -255,28 +259,39 @@ pub(crate) fn section(info: &RunInfo, calls: &[usize], points: &[GatewayPoint]) 
     // Echo check and the other processes' CPU.
     let _ = writeln!(
         md,
-        "\nFrames sent vs echoed back in the window (all calls of each point and repeat), \
-         and the CPU of the far end (sipp) and of the loader, % of one core:\n\n\
-         | server | calls | repeat | sent | echoed | worst call | out of order | sipp % | loader % |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "\nFrames sent vs echoed back in the window (all calls of each point and repeat; \
+         unmatched: frames that came back, window or not, as the echo of no frame sent), and \
+         the CPU of the far end (sipp) and of the loader, % of one core:\n\n\
+         | series | calls | repeat | sent | echoed | worst call | out of order | unmatched | sipp % | loader % |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for p in points {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {:.1} % | {} | {:.1} | {:.1} |",
-            p.server,
+            "| {} | {} | {} | {} | {} | {:.1} % | {} | {} | {:.1} | {:.1} |",
+            p.series(),
             p.calls,
             p.repeat + 1,
             p.echo.sent(),
             p.echo.echoed(),
             p.echo.worst_ratio() * 100.0,
             p.echo.calls.iter().map(|c| c.disorder).sum::<u64>(),
+            p.echo.unmatched(),
             p.sipp_cpu,
             p.loader_cpu
         );
     }
     let _ = writeln!(md, "\n![Server CPU vs calls](cpu-gateway.svg)");
     md
+}
+
+/// The codecs of the run, each with its file and far end, for the section's text.
+fn codecs_described(info: &RunInfo) -> String {
+    info.scenarios
+        .iter()
+        .map(|s| format!("`{}`: {}", s.name, s.description))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The kernel's share of each server's CPU and, with `--syscalls`, its system calls per
@@ -339,12 +354,12 @@ fn merged_delay(points: &[GatewayPoint], series: &str, calls: usize) -> DelayHis
 /// Every point of every repeat.
 fn csv(points: &[GatewayPoint]) -> String {
     let mut out = String::from(
-        "server,calls,repeat,window_secs,server_cpu_pct,server_cpu_schedstat_pct,sipp_cpu_pct,loader_cpu_pct,peak_rss_kib,frames_sent,frames_echoed,worst_call_ratio,failure,codec,delay_p50_ms,delay_p99_ms,delay_max_ms,server_sys_cpu_pct,server_syscalls_per_sec\n",
+        "server,calls,repeat,window_secs,server_cpu_pct,server_cpu_schedstat_pct,sipp_cpu_pct,loader_cpu_pct,peak_rss_kib,frames_sent,frames_echoed,worst_call_ratio,failure,codec,delay_p50_ms,delay_p99_ms,delay_max_ms,server_sys_cpu_pct,server_syscalls_per_sec,frames_unmatched\n",
     );
     for p in points {
         let _ = writeln!(
             out,
-            "{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{},{:.4},{},{},{},{:.3},{}",
+            "{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{},{:.4},{},{},{},{:.3},{},{}",
             p.server,
             p.calls,
             p.repeat + 1,
@@ -358,11 +373,12 @@ fn csv(points: &[GatewayPoint]) -> String {
             p.echo.echoed(),
             p.echo.worst_ratio(),
             p.echo.failure.as_deref().unwrap_or("").replace(',', ";"),
-            p.codec.token(),
+            p.codec.name(),
             p.echo.delay.csv_fields(),
             p.server_sys_cpu,
             p.server_syscalls_per_sec
                 .map_or(String::new(), |r| format!("{r:.0}")),
+            p.echo.unmatched(),
         );
     }
     out
@@ -389,7 +405,7 @@ pub(crate) fn write_files(
     write(
         "cpu-gateway.svg",
         &svg::plot(
-            "Server CPU vs concurrent calls: SIP-RTMP gateway, Speex echo",
+            "Server CPU vs concurrent calls: SIP-RTMP gateway, echo",
             "calls",
             "% of one core",
             &series,

@@ -9,6 +9,7 @@
 mod floor;
 mod flv;
 mod gateway;
+mod gateway_codec;
 mod gateway_report;
 mod load;
 mod measure;
@@ -108,12 +109,18 @@ struct Flags {
     /// Concurrent call counts of `--gateway` [default: 1,10,100,1000; quick: 1,10].
     #[arg(long, value_delimiter = ',')]
     calls: Option<Vec<usize>>,
-    /// Codecs of `--gateway`, comma-separated: `wideband` (Speex 16 kHz,
-    /// speex16k_audio_20s.flv) and `narrowband` (Speex 8 kHz, speex8k_audio_20s.flv)
+    /// Codecs of `--gateway`, comma-separated, each its own series: the client's codec,
+    /// passed through: `wideband` (Speex 16 kHz, speex16k_audio_20s.flv), `narrowband`
+    /// (Speex 8 kHz, speex8k_audio_20s.flv), `opus` (enhanced RTMP, opus_audio_20s.flv); or
+    /// transcoded, to a far end that answers only `-pcmu`, `-pcma` (or, for `opus`,
+    /// `-speex`, Speex 16 kHz): `wideband-pcmu`, `wideband-pcma`, `narrowband-pcmu`,
+    /// `narrowband-pcma`, `opus-pcmu`, `opus-pcma`, `opus-speex`
     /// [default: wideband,narrowband; quick: wideband].
     #[arg(long, value_delimiter = ',')]
     codecs: Option<Vec<String>>,
-    /// The sipp scenario of the far end (answers every call, echoes RTP with -rtp_echo).
+    /// The sipp scenario of the far end of the codecs passed through (answers every call,
+    /// echoes RTP with -rtp_echo); a transcoded codec's far end is the project's scenario
+    /// that answers only its codec (tests/sipp/uas_echo_pcmu_only.xml and the like).
     #[arg(long, default_value_os_t = test_inputs::sipp_dir().join("uas_echo_any.xml"))]
     sipp_scenario: PathBuf,
     /// Soak instead: one siprtmp server (the first of `--runtimes`) with the first of
@@ -500,7 +507,7 @@ fn run(flags: Flags) -> Result<bool, String> {
                 progress.note("gateway calls=1 mio ...".into());
                 let spec = gateway::PointSpec {
                     sipp_scenario: &flags.sipp_scenario,
-                    codec: gateway::GatewayCodec::Wideband,
+                    codec: gateway::GatewayCodec::WIDEBAND,
                     media: &scenarios[0].media,
                     calls: 1,
                     repeat: 0,
@@ -551,8 +558,14 @@ fn run(flags: Flags) -> Result<bool, String> {
     std::fs::create_dir_all(&flags.out).map_err(|e| format!("{}: {e}", flags.out.display()))?;
     report::write_all(&flags.out, &info, &results, &failures)?;
     if !gateway_points.is_empty() {
+        let wideband = gateway::GatewayCodec::WIDEBAND;
         let gw_info = RunInfo {
             servers: vec![mio.label()],
+            scenarios: vec![Scenario {
+                name: wideband.name(),
+                description: format!("{} ({})", wideband.label(), wideband.media_file()),
+                media: info.scenarios[0].media.clone(),
+            }],
             ..info
         };
         let path = flags.out.join("report.md");
@@ -622,12 +635,20 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
     for name in &codec_names {
         let codec = gateway::GatewayCodec::parse(name)?;
         let media = codec.load_media(&flags.media_dir)?;
+        let far_end = codec.far_end(&flags.sipp_scenario);
         scenarios.push(Scenario {
-            name: codec.token().to_owned(),
-            description: format!("{} ({})", codec.label(), codec.media_file()),
+            name: codec.name(),
+            description: format!(
+                "{} ({}; far end {})",
+                codec.label(),
+                codec.media_file(),
+                far_end
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+            ),
             media: media.clone(),
         });
-        codecs.push((codec, media));
+        codecs.push((codec, media, far_end));
     }
     gateway::sipp_available()?;
     let bins = Binaries {
@@ -668,23 +689,42 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
     if servers.is_empty() {
         return Err("no server to measure".into());
     }
-    let total = repeats * codecs.len() * calls.len() * servers.len();
+    // The floor passes the client's frames to the far end as they are: it has nothing to say
+    // about a transcoded call.
+    let floor_codec = |kind: &GatewayServer, codec: &gateway::GatewayCodec| {
+        !(matches!(kind, GatewayServer::Floor(_)) && codec.transcoded())
+    };
+    if codecs
+        .iter()
+        .any(|(c, _, _)| servers.iter().any(|k| !floor_codec(k, c)))
+    {
+        notes.push(
+            "the kernel floor is not measured with transcoded codecs (it does not transcode)"
+                .into(),
+        );
+    }
+    let total = repeats
+        * calls.len()
+        * codecs
+            .iter()
+            .map(|(c, _, _)| servers.iter().filter(|k| floor_codec(k, c)).count())
+            .sum::<usize>();
     let mut points = Vec::with_capacity(total);
     let mut failures = Vec::new();
     let started = Instant::now();
     let progress = Progress::points(total);
     for repeat in 0..repeats {
-        for (codec, media) in &codecs {
+        for (codec, media, far_end) in &codecs {
             for &n in &calls {
-                for kind in &servers {
+                for kind in servers.iter().filter(|k| floor_codec(k, codec)) {
                     progress.note(format!(
                         "repeat {} gateway {} calls={n} {} ...",
                         repeat + 1,
-                        codec.token(),
+                        codec.name(),
                         kind.label()
                     ));
                     let spec = gateway::PointSpec {
-                        sipp_scenario: &flags.sipp_scenario,
+                        sipp_scenario: far_end,
                         codec: *codec,
                         media,
                         calls: n,
@@ -719,7 +759,7 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
                         Err(e) => failures.push(format!(
                             "{} {} calls={n} repeat {}: {e}",
                             kind.label(),
-                            codec.token(),
+                            codec.name(),
                             repeat + 1
                         )),
                     }
@@ -815,6 +855,7 @@ fn run_soak(flags: Flags) -> Result<bool, String> {
         .unwrap_or_else(|| "wideband".into());
     let codec = gateway::GatewayCodec::parse(&codec_name)?;
     let call_media = codec.load_media(&flags.media_dir)?;
+    let far_end = codec.far_end(&flags.sipp_scenario);
     gateway::sipp_available()?;
     let bins = Binaries {
         siprtmp: match &flags.server_bin {
@@ -832,7 +873,7 @@ fn run_soak(flags: Flags) -> Result<bool, String> {
     let spec = soak::SoakSpec {
         kind: &kind,
         bins: &bins,
-        sipp_scenario: &flags.sipp_scenario,
+        sipp_scenario: &far_end,
         codec,
         call_media,
         scenario: &scenario,

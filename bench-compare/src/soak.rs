@@ -161,6 +161,7 @@ pub(crate) fn run(spec: &SoakSpec<'_>) -> Result<SoakResult, String> {
         &[spec.codec.token()],
         spec.call_media.clone(),
         spec.codec.seq_plan(),
+        spec.codec.echo_match(),
         spec.calls,
         spec.setup_timeout,
     )?;
@@ -529,6 +530,7 @@ mod tests {
             sent: 50,
             echoed: 50,
             disorder: 0,
+            unmatched: 0,
         }];
         assert!(delivered_all(&r));
         r.echo.calls[0].echoed = 49;

@@ -1,6 +1,6 @@
 //! One call's media through two gateway bridges facing each other: what the first client
 //! publishes reaches the second client's `remote` stream unchanged (Speex, G.711, H.264, the
-//! x-flv tunnel), and DTMF digits arrive once.
+//! x-flv tunnel), and DTMF digits arrive once, counted in their telephone-event's clock.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -8,11 +8,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use siprtmp_core::gateway::codecs::CodecToken;
 use siprtmp_core::gateway::media_bridge::{
-    BridgeSetup, FromFarEnd, Leg, LegSetup, MediaBridge, OutgoingRtp,
+    BridgeSetup, DtmfSetup, FromFarEnd, Leg, LegSetup, MediaBridge, OutgoingRtp,
 };
-use siprtmp_core::media::AvcDecoderConfig;
+use siprtmp_core::media::{opus, AvcDecoderConfig};
 use siprtmp_core::rng::SeededRng;
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
+use siprtmp_core::rtp::dtmf::EventPayload;
+use siprtmp_core::rtp::RtpPacket;
 use support::{flv_tags, media};
 
 mod support;
@@ -30,7 +32,11 @@ fn setup(audio: Option<CodecToken>, video: Option<CodecToken>, remote_base: u16)
             receive_pt: pt(t),
             remote: addr(remote_base),
         }),
-        dtmf: Some((101, 101)),
+        dtmf: Some(DtmfSetup {
+            send_pt: 101,
+            receive_pt: 101,
+            clock_rate: 8000,
+        }),
         video: video.map(|t| LegSetup {
             codec: t,
             send_pt: pt(t),
@@ -306,5 +312,95 @@ fn counters_loss_and_round_trip_come_out_of_the_media_and_rtcp() {
             "{rtt:?}"
         );
         assert!(leg.quality.far_jitter.is_some());
+    }
+}
+
+/// A digit goes out at the negotiated telephone-event's clock (RFC 4733 section 2.1): with its
+/// payload type, its durations counted in that clock's units (160 ms: 1280 at 8 kHz, 2560 at
+/// 16 kHz, 7680 at 48 kHz), and its timestamp where the audio stream it goes with is.
+#[test]
+fn a_dtmf_digit_counts_in_the_telephone_events_clock() {
+    let opus = [&opus::CODED_FRAMES_HEADER[..], &[0x78, 1, 2, 3]].concat();
+    for (codec, body, te_pt, rate) in [
+        (
+            CodecToken::Pcmu,
+            [&[0x82][..], &[0x55; 160]].concat(),
+            101,
+            8000,
+        ),
+        (
+            CodecToken::Wideband,
+            [&[0xb2][..], &[0x1f; 60]].concat(),
+            100,
+            16000,
+        ),
+        (CodecToken::Opus, opus, 110, 48000),
+    ] {
+        let mut s = setup(Some(codec), None, 6000);
+        s.dtmf = Some(DtmfSetup {
+            send_pt: te_pt,
+            receive_pt: te_pt,
+            clock_rate: rate,
+        });
+        let start = Instant::now();
+        let mut a = MediaBridge::new(
+            &s,
+            "a@gw",
+            &mut SeededRng::new(5),
+            start,
+            Default::default(),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        // One second of audio, 20 ms a frame.
+        for i in 0..50u32 {
+            let msg = RtmpMessage::new(8, 1, 20 * i, Bytes::from(body.clone()));
+            let now = start + Duration::from_millis(u64::from(20 * i));
+            a.from_client(now, &msg, &mut out);
+        }
+        let packets = |out: &[OutgoingRtp]| -> Vec<RtpPacket> {
+            out.iter()
+                .filter(|o| !o.rtcp)
+                .map(|o| RtpPacket::parse(o.datagram.to_bytes()).unwrap())
+                .collect()
+        };
+        let audio = packets(&out);
+        assert_eq!(audio.len(), 50, "{codec:?}");
+        let last = audio[49].timestamp;
+        assert_eq!(last.wrapping_sub(audio[0].timestamp), 980 * rate / 1000);
+        let now = start + Duration::from_millis(1000);
+        assert!(a.send_dtmf(now, '4'));
+        let mut sent = Vec::new();
+        while let Some(t) = a
+            .poll_timeout()
+            .filter(|t| *t <= now + Duration::from_secs(1))
+        {
+            a.poll(t.max(now), &mut sent, &mut Vec::new());
+        }
+        let events: Vec<RtpPacket> = packets(&sent)
+            .into_iter()
+            .filter(|p| p.payload_type == te_pt)
+            .collect();
+        assert!(events.len() >= 4, "{codec:?}: {} packets", events.len());
+        assert!(events.iter().all(|p| p.timestamp == last), "{codec:?}");
+        let payloads: Vec<EventPayload> = events
+            .iter()
+            .map(|p| EventPayload::parse(&p.payload).unwrap())
+            .collect();
+        assert!(payloads.iter().all(|e| e.event == 4));
+        let ends: Vec<u16> = payloads
+            .iter()
+            .filter(|e| e.end)
+            .map(|e| e.duration)
+            .collect();
+        let full = (160 * rate / 1000) as u16;
+        assert_eq!(ends, [full; 3], "{codec:?}");
+        // The updates count up in the same units, 50 ms at a time.
+        let step = (50 * rate / 1000) as u16;
+        assert_eq!(
+            (payloads[0].duration, payloads[1].duration),
+            (step, 2 * step),
+            "{codec:?}"
+        );
     }
 }

@@ -609,7 +609,7 @@ fn a_far_end_that_shares_speex_is_passed_through_even_with_a_transcoder() {
     let (call, offer) = c.far_incoming().unwrap();
     let text = String::from_utf8(offer.to_vec()).unwrap();
     assert!(
-        text.contains("m=audio 4000 RTP/AVP 96 0 8 101\r\n"),
+        text.contains("m=audio 4000 RTP/AVP 96 0 8 100 101\r\n"),
         "{text}"
     );
     let offer = SessionDescription::parse(&offer).unwrap();
@@ -724,11 +724,14 @@ fn opus_client_calls(c: &mut Call, codecs: Vec<Codec>) -> String {
 #[test]
 fn an_opus_client_offers_what_it_can_be_transcoded_to_after_opus() {
     for (config, line) in [
-        (GatewayConfig::default(), "m=audio 4000 RTP/AVP 111 101"),
-        (opus_transcoding(false), "m=audio 4000 RTP/AVP 111 0 8 101"),
+        (GatewayConfig::default(), "m=audio 4000 RTP/AVP 111 110 101"),
+        (
+            opus_transcoding(false),
+            "m=audio 4000 RTP/AVP 111 0 8 110 101",
+        ),
         (
             opus_transcoding(true),
-            "m=audio 4000 RTP/AVP 111 96 0 8 98 101",
+            "m=audio 4000 RTP/AVP 111 96 0 8 98 110 100 101",
         ),
     ] {
         let mut c = Call::with_config(config);

@@ -162,7 +162,29 @@ fn rtp(packet: &[u8]) -> Option<(u8, bool, u32, &[u8])> {
 
 #[test]
 fn dtmf_goes_out_as_rfc4733_and_comes_back_as_a_callback() {
-    let dir = scratch_dir("gw-dtmf");
+    dtmf_both_ways("pcmu", (0, "PCMU/8000"), 101, 8000);
+}
+
+/// A Speex wideband call whose far end answers the telephone-event at Speex's clock
+/// (`telephone-event/16000`, RFC 4733 section 7.1.1): digits go out in 16 kHz units.
+#[test]
+fn dtmf_runs_at_16_khz_beside_speex_wideband() {
+    dtmf_both_ways("wideband", (96, "speex/16000"), 100, 16000);
+}
+
+/// An Opus call whose far end answers `telephone-event/48000`, as most Opus peers do.
+#[test]
+fn dtmf_runs_at_48_khz_beside_opus() {
+    dtmf_both_ways("opus", (111, "opus/48000/2"), 110, 48000);
+}
+
+/// A client offering `token` and `dtmf` calls sipp, which answers the codec `audio` (payload
+/// type, rtpmap) and the telephone-event at `te_rate` as payload type `te_pt` (the one the
+/// gateway offers at that rate), with the media address of a socket of this test: `sendDTMF`
+/// goes out as RFC 4733 events with that payload type and durations in that clock's units,
+/// and events sent back come to the client as a `dtmf` callback.
+fn dtmf_both_ways(token: &str, audio: (u8, &str), te_pt: u8, te_rate: u32) {
+    let dir = scratch_dir(&format!("gw-dtmf-{token}"));
     let server = TestServer::start(gateway_node(Transport::Udp), None);
     // The far end's RTP is this socket: sipp only signals.
     let far = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -171,14 +193,15 @@ fn dtmf_goes_out_as_rfc4733_and_comes_back_as_a_callback() {
     let far_port = far.local_addr().unwrap().port();
     let sipp = Sipp::uas("uas_dtmf.xml")
         .key("rtp_port", far_port)
+        .key("audio_pt", audio.0)
+        .key("audio_rtpmap", audio.1)
+        .key("te_pt", te_pt)
+        .key("te_rate", te_rate)
         .start("sipp uas (dtmf)", &dir);
     let mut phone = Phone::connect(server.addr, AOR, vec![]).expect("connect");
-    phone.call(
-        "invite",
-        vec![s(&sipp.uri("service")), s("pcmu"), s("dtmf")],
-    );
+    phone.call("invite", vec![s(&sipp.uri("service")), s(token), s("dtmf")]);
     let accepted = phone.callback("accepted", T).expect("accepted");
-    assert_eq!(accepted.first(), Some(&s("pcmu")));
+    assert_eq!(accepted.first(), Some(&s(token)));
     phone.call("sendDTMF", vec![s("5")]);
     // Collect the telephone-event packets until the end packets have come.
     let mut events = Vec::new();
@@ -187,35 +210,49 @@ fn dtmf_goes_out_as_rfc4733_and_comes_back_as_a_callback() {
     let mut buf = [0u8; 1500];
     while Instant::now() < deadline {
         let Ok((n, from)) = far.recv_from(&mut buf) else {
-            if events.iter().any(|(_, _, end, _)| *end) {
+            if events.iter().any(|(_, _, end, _, _)| *end) {
                 break;
             }
             continue;
         };
-        if let Some((101, marker, ts, payload)) = rtp(&buf[..n]) {
+        if let Some((pt, marker, ts, payload)) = rtp(&buf[..n]) {
+            assert_eq!(
+                pt, te_pt,
+                "only telephone-events are sent, with the answered type"
+            );
             gateway_rtp = Some(from);
             assert!(payload.len() >= 4, "a telephone-event payload is 4 bytes");
-            events.push((payload[0], marker, payload[1] & 0x80 != 0, ts));
+            let duration = u16::from_be_bytes([payload[2], payload[3]]);
+            events.push((payload[0], marker, payload[1] & 0x80 != 0, ts, duration));
         }
     }
     eprintln!("telephone-event packets: {events:?}");
     assert!(!events.is_empty(), "no RFC 4733 packet arrived");
     assert!(events.iter().all(|e| e.0 == 5), "every packet is event 5");
     assert!(events[0].1, "the first packet has the marker bit");
-    assert!(events.iter().any(|e| e.2), "an end packet was sent");
     assert!(
         events.iter().all(|e| e.3 == events[0].3),
         "one event, one timestamp"
     );
+    // 160 ms counted in the telephone-event's clock, the first update after 50 ms.
+    let ends: Vec<u16> = events.iter().filter(|e| e.2).map(|e| e.4).collect();
+    assert!(!ends.is_empty(), "an end packet was sent");
+    assert!(
+        ends.iter().all(|&d| u32::from(d) == 160 * te_rate / 1000),
+        "end durations {ends:?} at {te_rate} Hz"
+    );
+    assert_eq!(u32::from(events[0].4), 50 * te_rate / 1000);
 
-    // The far end sends digit 7 back: the client hears dtmf("7").
+    // The far end sends digit 7 back (80 ms in its units): the client hears dtmf("7").
     let to = gateway_rtp.unwrap();
+    let duration = (80 * te_rate / 1000) as u16;
     for (seq, end) in [(100u16, false), (101, true), (102, true), (103, true)] {
-        let mut packet = vec![0x80, 101 | if seq == 100 { 0x80 } else { 0 }];
+        let mut packet = vec![0x80, te_pt | if seq == 100 { 0x80 } else { 0 }];
         packet.extend_from_slice(&seq.to_be_bytes());
-        packet.extend_from_slice(&16000u32.to_be_bytes());
+        packet.extend_from_slice(&(2 * te_rate).to_be_bytes());
         packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
-        packet.extend_from_slice(&[7, if end { 0x8a } else { 0x0a }, 0x03, 0x20]);
+        packet.extend_from_slice(&[7, if end { 0x8a } else { 0x0a }]);
+        packet.extend_from_slice(&duration.to_be_bytes());
         far.send_to(&packet, to).unwrap();
     }
     let dtmf = phone.callback("dtmf", T).expect("dtmf callback");

@@ -30,6 +30,8 @@ struct Client {
     input: Vec<u8>,
     counted: u64,
     disorder: u64,
+    /// Records without a sequence tag.
+    unmatched: u64,
     last_seq: Option<u32>,
     failed: Option<String>,
 }
@@ -75,6 +77,7 @@ impl FloorLoad {
                 input: Vec::with_capacity(4096),
                 counted: 0,
                 disorder: 0,
+                unmatched: 0,
                 last_seq: None,
                 failed: None,
             });
@@ -172,6 +175,7 @@ impl EchoLoad for FloorLoad {
                 let received = Received {
                     counted: c.counted,
                     disorder: c.disorder,
+                    unmatched: c.unmatched,
                 };
                 (&c.tally, received, c.failed.as_ref())
             })
@@ -227,6 +231,8 @@ impl Client {
                     }
                 }
                 self.last_seq = Some(seq);
+            } else {
+                self.unmatched += 1;
             }
             at += RECORD_HEADER + len;
         }

@@ -1,13 +1,16 @@
 //! [`CallLoad`]: N concurrent SIP-RTMP gateway calls from one thread and one mio `Poll`. Each
 //! call is one RTMP connection to `rtmp://HOST/sip/<user>@127.0.0.1` that invites the far end
-//! (an echoing sipp), publishes its own looped Speex stream on `local` (paced in real time
-//! from its own publish start, sequence-tagged as the RTMP scenarios' frames are) and plays
-//! `remote`, counting which of its own window frames came back.
+//! (an echoing sipp), publishes its own looped Speex or Opus stream on `local` (paced in real
+//! time from its own publish start) and plays `remote`, counting which of its own window
+//! frames came back.
 //!
-//! The sequence numbers a call tags its frames with are every `step`-th from `first`
-//! ([`SeqPlan`]): all of them for Speex 16 kHz; for Speex 8 kHz only those whose last byte
-//! ends in the bits the gateway's narrowband rewrite pads a frame with (see
-//! `gateway::GatewayCodec::seq_plan`), so the tag survives the round trip byte for byte.
+//! How a call tells its frames ([`EchoMatch`]): passed through, each frame carries a sequence
+//! tag as the RTMP scenarios' frames do; the numbers are every `step`-th from `first`
+//! ([`SeqPlan`]): all of them for Speex 16 kHz and Opus; for Speex 8 kHz only those whose last
+//! byte ends in the bits the gateway's narrowband rewrite pads a frame with (see
+//! `gateway_codec::GatewayCodec::seq_plan`), so the tag survives the round trip byte for byte.
+//! Transcoded, frames go out as the file has them (the codecs decode them) and are told by
+//! their timestamps ([`TimestampMatch`]), after a probe frame that goes out alone.
 
 use std::io;
 use std::net::SocketAddr;
@@ -24,6 +27,7 @@ use siprtmp_core::rtmp::message::RtmpMessage;
 use super::conn::{Conn, DelayProbe, Phase};
 use super::delay::DelayHistogram;
 use super::echo_load::{EchoLoad, Received, SendTally};
+use super::echo_match::{EchoMatch, Gate, TimestampMatch};
 use super::media::{tag_payload, Cursor, MediaLoop};
 
 /// Calls in setup at once: each costs the gateway a SIP socket, RTP sockets and an INVITE
@@ -39,6 +43,8 @@ pub(crate) struct CallCount {
     pub echoed: u64,
     /// Window frames that came back out of order or twice.
     pub disorder: u64,
+    /// Frames (of the whole call) that came back as the echo of no frame it sent.
+    pub unmatched: u64,
 }
 
 /// The echo check over all calls.
@@ -56,6 +62,11 @@ impl EchoSummary {
     /// Frames sent by all calls.
     pub(crate) fn sent(&self) -> u64 {
         self.calls.iter().map(|c| c.sent).sum()
+    }
+
+    /// Frames that came back to all calls as the echo of no frame sent.
+    pub(crate) fn unmatched(&self) -> u64 {
+        self.calls.iter().map(|c| c.unmatched).sum()
     }
 
     /// Frames echoed back to all calls.
@@ -97,6 +108,16 @@ struct Sender {
     start: Option<Instant>,
     cursor: Cursor,
     tally: SendTally,
+    /// Transcoded: how echoes are matched to the frames sent (`None`: by their tags).
+    by_timestamp: Option<TimestampMatch>,
+}
+
+impl Sender {
+    /// Whether the call is sending its stream: it publishes and plays, and (matching echoes by
+    /// timestamp) its probe came back.
+    fn running(&self) -> bool {
+        self.start.is_some() && self.by_timestamp.as_ref().is_none_or(|m| m.anchored())
+    }
 }
 
 /// The gateway calls of one measurement point.
@@ -110,19 +131,23 @@ pub(crate) struct CallLoad {
     rng: SeededRng,
     scratch: Vec<u8>,
     seq: SeqPlan,
+    echo: EchoMatch,
     delays: DelayHistogram,
 }
 
 impl CallLoad {
     /// Places `calls` calls through the gateway at `addr` to `dest` (a SIP URI) offering
-    /// `codecs`, tagging frames per `seq`, and runs until every call publishes and plays, or
-    /// `timeout` passes.
+    /// `codecs`, numbering frames per `seq` and telling their echoes per `echo`, and runs
+    /// until every call publishes and plays (and, matching by timestamp, has its probe back),
+    /// or `timeout` passes.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
         addr: SocketAddr,
         dest: &str,
         codecs: &[&str],
         media: Arc<MediaLoop>,
         seq: SeqPlan,
+        echo: EchoMatch,
         calls: usize,
         timeout: Duration,
     ) -> Result<Self, String> {
@@ -139,6 +164,7 @@ impl CallLoad {
                 step: seq.step.max(1),
                 ..seq
             },
+            echo,
             delays: DelayHistogram::default(),
         };
         let mut invite = vec![Value::string(dest)];
@@ -148,7 +174,7 @@ impl CallLoad {
             if let Some(why) = load.conns.iter().find_map(|c| c.failed.clone()) {
                 return Err(why);
             }
-            let running = load.senders.iter().filter(|s| s.start.is_some()).count();
+            let running = load.senders.iter().filter(|s| s.running()).count();
             if running == calls {
                 return Ok(load);
             }
@@ -188,6 +214,7 @@ impl CallLoad {
             start: None,
             cursor: Cursor::default(),
             tally: SendTally::new(self.seq),
+            by_timestamp: (self.echo == EchoMatch::Timestamp).then(TimestampMatch::default),
         });
         Ok(())
     }
@@ -220,7 +247,14 @@ impl CallLoad {
                     sent: &sender.tally.times,
                     into: &mut self.delays,
                 };
-                conn.read(&mut self.scratch, "", sender.tally.window, Some(probe));
+                let by_timestamp = sender.by_timestamp.as_mut();
+                conn.read(
+                    &mut self.scratch,
+                    "",
+                    sender.tally.window,
+                    Some(probe),
+                    by_timestamp,
+                );
                 if conn.phase == Phase::Running && sender.start.is_none() {
                     sender.start = Some(Instant::now());
                 }
@@ -244,10 +278,24 @@ impl CallLoad {
                     next = Some(next.map_or(due, |n| n.min(due)));
                     break;
                 }
-                let payload = if frame.counted {
-                    tag_payload(&frame.body, s.tally.take(self.seq, now))
-                } else {
-                    frame.body.clone()
+                let payload = match (&mut s.by_timestamp, frame.counted) {
+                    (_, false) => frame.body.clone(),
+                    (None, true) => tag_payload(&frame.body, s.tally.take(self.seq, now)),
+                    // Transcoded: the codec's own bytes, told apart by their timestamps.
+                    (Some(m), true) => match m.gate(due, now) {
+                        Gate::Send => {
+                            m.sent(ts, s.tally.take(self.seq, now), now);
+                            frame.body.clone()
+                        }
+                        Gate::Skip => {
+                            self.media.advance(&mut s.cursor);
+                            continue;
+                        }
+                        Gate::Hold(until) => {
+                            next = Some(next.map_or(until, |n| n.min(until)));
+                            break;
+                        }
+                    },
                 };
                 conn.send_media(&RtmpMessage::new(frame.type_id, 0, ts, payload));
                 self.media.advance(&mut s.cursor);
@@ -286,6 +334,7 @@ impl EchoLoad for CallLoad {
                 let received = Received {
                     counted: c.counted,
                     disorder: c.disorder,
+                    unmatched: c.unmatched,
                 };
                 (&s.tally, received, c.failed.as_ref())
             })
@@ -305,11 +354,13 @@ mod tests {
                     sent: 250,
                     echoed: 250,
                     disorder: 0,
+                    unmatched: 0,
                 },
                 CallCount {
                     sent: 250,
                     echoed: 247,
                     disorder: 1,
+                    unmatched: 0,
                 },
             ],
             failure: None,

@@ -1,6 +1,8 @@
 //! One load-generator connection: a non-blocking mio `TcpStream` (over TLS for an `R-tls`
-//! server) driving an [`RtmpClient`] machine, with the role-specific steps (publish, play, or a gateway call: invite, then
-//! publish `local` and play `remote`) and the frame counter of what it plays.
+//! server) driving an [`RtmpClient`] machine, with the role-specific steps (publish, play, or
+//! a gateway call: invite, then publish `local` and play `remote`) and the frame counter of
+//! what it plays: frames are recognised by their sequence tag or, for a transcoded gateway
+//! call, by their timestamp (see [`super::echo_match`]).
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -10,9 +12,11 @@ use bytes::{Bytes, BytesMut};
 use mio::net::TcpStream;
 use siprtmp_core::amf::Value;
 use siprtmp_core::rtmp::client::{ClientEvent, RtmpClient};
+use siprtmp_core::rtmp::message::type_id;
 
 use super::delay::{DelayHistogram, SendTimes};
-use super::media::read_tag;
+use super::echo_match::TimestampMatch;
+use super::media::{is_audio_frame, read_tag};
 
 /// Where a receiver learns when its frames were sent and counts how long they took.
 pub(crate) struct DelayProbe<'a> {
@@ -70,6 +74,9 @@ pub(crate) struct Conn {
     pub counted: u64,
     /// Window frames that arrived out of order or twice (players).
     pub disorder: u64,
+    /// A gateway caller: frames of audio on `remote` that are the echo of no frame it sent
+    /// (no sequence tag, or a timestamp that matches none).
+    pub unmatched: u64,
     last_seq: Option<u32>,
     /// Why the connection failed, if it did.
     pub failed: Option<String>,
@@ -102,6 +109,7 @@ impl Conn {
             remote_id: None,
             counted: 0,
             disorder: 0,
+            unmatched: 0,
             last_seq: None,
             failed: None,
         };
@@ -235,13 +243,15 @@ impl Conn {
 
     /// Reads until the socket would block, runs the machine and the setup steps, and counts
     /// window frames (and, with a `probe`, how long each took since it was sent). `name` is
-    /// the stream name to publish or play.
+    /// the stream name to publish or play. Frames are recognised by their sequence tag, or by
+    /// their timestamp with `by_timestamp` (a transcoded gateway call's echo).
     pub(crate) fn read(
         &mut self,
         scratch: &mut [u8],
         name: &str,
         window: Window,
         mut probe: Option<DelayProbe<'_>>,
+        mut by_timestamp: Option<&mut TimestampMatch>,
     ) {
         if self.failed.is_some() {
             return;
@@ -276,7 +286,7 @@ impl Conn {
         }
         let now = std::time::Instant::now();
         while let Some(event) = self.machine.poll_event() {
-            if let Some(seq) = self.on_event(event, name, window) {
+            if let Some(seq) = self.on_event(event, name, window, by_timestamp.as_deref_mut()) {
                 if let Some(p) = probe.as_mut() {
                     if let Some(sent) = p.sent.sent_at(seq) {
                         p.into.record(now.saturating_duration_since(sent));
@@ -290,13 +300,33 @@ impl Conn {
 
     /// Handles one event of the machine; returns the sequence number of a window frame it
     /// counted.
-    fn on_event(&mut self, event: ClientEvent, name: &str, window: Window) -> Option<u32> {
+    fn on_event(
+        &mut self,
+        event: ClientEvent,
+        name: &str,
+        window: Window,
+        by_timestamp: Option<&mut TimestampMatch>,
+    ) -> Option<u32> {
         match event {
             ClientEvent::Media(msg) => {
-                if self.invite.is_some() && Some(msg.stream_id) != self.remote_id {
+                let caller = self.invite.is_some();
+                if caller && Some(msg.stream_id) != self.remote_id {
                     return None;
                 }
-                let seq = read_tag(&msg.payload)?;
+                // A caller's echo is audio frames; the Opus sequence start before them is not.
+                if caller && !(msg.type_id == type_id::AUDIO && is_audio_frame(&msg.payload)) {
+                    return None;
+                }
+                let seq = match by_timestamp {
+                    Some(m) => m.echoed(msg.timestamp),
+                    None => read_tag(&msg.payload),
+                };
+                let Some(seq) = seq else {
+                    if caller {
+                        self.unmatched += 1;
+                    }
+                    return None;
+                };
                 let in_window = seq >= window.lo && seq <= window.hi;
                 if in_window {
                     self.counted += 1;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 /// Sequence numbers remembered per sender: 20 s of a 50 frames/s stream, far more than any
 /// frame spends in flight before it counts as lost.
-const REMEMBERED: usize = 1024;
+pub(crate) const REMEMBERED: usize = 1024;
 
 /// When a sender's last [`REMEMBERED`] sequence numbers were sent.
 #[derive(Debug, Clone)]

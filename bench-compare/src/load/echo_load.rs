@@ -1,5 +1,6 @@
-//! What a gateway point drives ([`EchoLoad`]): calls that send sequence-tagged frames and
-//! count which of their measurement window's frames come back, whether through the gateway
+//! What a gateway point drives ([`EchoLoad`]): calls that send numbered frames (tagged, or
+//! told by their timestamps: see `super::echo_match`) and count which of their measurement
+//! window's frames come back, whether through the gateway
 //! (`calls::CallLoad`) or through its kernel floor (`crate::floor::load::FloorLoad`). Each
 //! call numbers its frames with a [`SendTally`]; the window, the drain and the summary are the
 //! same for both.
@@ -74,6 +75,9 @@ pub(crate) struct Received {
     pub counted: u64,
     /// Window frames that came back out of order or twice.
     pub disorder: u64,
+    /// Frames (of the whole call, window or not) that came back as the echo of no frame
+    /// sent (see [`super::echo_match`]).
+    pub unmatched: u64,
 }
 
 /// The calls of a gateway point, as the measurement drives them.
@@ -136,6 +140,7 @@ pub(crate) trait EchoLoad {
                     sent: t.window_sent,
                     echoed: r.counted.min(t.window_sent),
                     disorder: r.disorder,
+                    unmatched: r.unmatched,
                 })
                 .collect(),
             failure: calls.iter().find_map(|(_, _, f)| f.cloned()),

@@ -209,7 +209,7 @@ impl Load {
                     sent: &self.sent,
                     into: &mut self.delays,
                 };
-                conn.read(&mut self.scratch, STREAM, self.window, Some(probe));
+                conn.read(&mut self.scratch, STREAM, self.window, Some(probe), None);
             }
             let done = self
                 .conns
@@ -259,7 +259,7 @@ impl Load {
                     sent: &self.sent,
                     into: &mut self.delays,
                 };
-                conn.read(&mut self.scratch, STREAM, self.window, Some(probe));
+                conn.read(&mut self.scratch, STREAM, self.window, Some(probe), None);
                 if conn.phase == Phase::Running && !was_running {
                     if conn.publisher {
                         self.start = Some(Instant::now());

@@ -54,6 +54,9 @@ impl MediaLoop {
         let mut frames = Vec::new();
         for tag in tags {
             let (counted, first_loop_only) = match tag.type_id {
+                // Enhanced audio that is not a frame (Opus's sequence start, ffmpeg's channel
+                // configuration) goes once, as a publisher sends it, and is not counted.
+                8 if !is_audio_frame(&tag.body) => (false, true),
                 8 => (tag.body.len() > TAG_LEN + 1, false),
                 9 => match tag.body.get(1) {
                     Some(0) => (false, true),
@@ -134,6 +137,20 @@ impl MediaLoop {
     }
 }
 
+/// Whether an FLV audio body is a frame of audio: any legacy sound format, or an enhanced
+/// (ExHeader) message of packet type CodedFrames (not a sequence start or a configuration).
+pub(crate) fn is_audio_frame(body: &[u8]) -> bool {
+    match body.first() {
+        Some(&first) if first >> 4 == EX_HEADER => first & 0x0f == CODED_FRAMES,
+        Some(_) => true,
+        None => false,
+    }
+}
+
+/// The FLV sound format of enhanced audio, and its CodedFrames packet type.
+const EX_HEADER: u8 = 9;
+const CODED_FRAMES: u8 = 1;
+
 /// `body` with its last 8 bytes replaced by the sequence tag for `seq`.
 pub(crate) fn tag_payload(body: &[u8], seq: u32) -> Bytes {
     let mut out = BytesMut::from(body);
@@ -174,6 +191,40 @@ mod tests {
         assert_eq!(read_tag(&tagged), Some(0x0102_0304));
         assert_eq!(read_tag(&body), None);
         assert_eq!(read_tag(b"SQN"), None);
+    }
+
+    #[test]
+    fn enhanced_audio_that_is_not_a_frame_goes_once_and_is_not_counted() {
+        let start = [&[0x90][..], b"Opus", &[1; 19]].concat();
+        let config = [&[0x94][..], b"Opus", &[1; 6]].concat();
+        let frame = [&[0x91][..], b"Opus", &[7; 60]].concat();
+        assert!(!is_audio_frame(&start) && !is_audio_frame(&config) && !is_audio_frame(&[]));
+        assert!(is_audio_frame(&frame) && is_audio_frame(&[0xb2, 1]));
+        let media = MediaLoop::new(vec![
+            tag(8, 0, &start),
+            tag(8, 0, &config),
+            tag(8, 0, &frame),
+            tag(8, 20, &frame),
+        ])
+        .unwrap();
+        let mut c = Cursor::default();
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            let (f, ts) = media.at(c);
+            seen.push((ts, f.counted, f.body[0]));
+            media.advance(&mut c);
+        }
+        assert_eq!(
+            seen,
+            [
+                (0, false, 0x90),
+                (0, false, 0x94),
+                (0, true, 0x91),
+                (20, true, 0x91),
+                (40, true, 0x91),
+                (60, true, 0x91)
+            ]
+        );
     }
 
     #[test]

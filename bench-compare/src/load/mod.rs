@@ -5,6 +5,7 @@ pub(crate) mod calls;
 pub(crate) mod conn;
 pub(crate) mod delay;
 pub(crate) mod echo_load;
+pub(crate) mod echo_match;
 pub(crate) mod generator;
 pub(crate) mod media;
 pub(crate) mod tls;

@@ -52,7 +52,7 @@ use super::client_api::{ClientCall, ClientCallback, ConnectRequest};
 use super::codecs::{capabilities, legacy_tokens, CodecToken};
 use super::drop_notice::DropNotice;
 use super::media_bridge::{
-    BridgeSetup, Dropped, FromFarEnd, Leg, LegSetup, MediaBridge, OutgoingRtp,
+    BridgeSetup, Dropped, DtmfSetup, FromFarEnd, Leg, LegSetup, MediaBridge, OutgoingRtp,
 };
 use super::stats::{
     call_outcome, register_outcome, CallDirection, LegView, SessionStats, SETUP_BOUNDS,
@@ -1296,7 +1296,11 @@ fn bridge_setup(
             remote,
         };
         if m.kind == "audio" && setup.audio.is_none() && !codec.is_video() {
-            setup.dtmf = m.telephone_event.map(|t| (t.send, t.receive));
+            setup.dtmf = m.telephone_event.map(|t| DtmfSetup {
+                send_pt: t.payload_types.send,
+                receive_pt: t.payload_types.receive,
+                clock_rate: t.clock_rate,
+            });
             setup.audio = Some(leg);
         } else if m.kind == "video" && setup.video.is_none() && codec.is_video() {
             setup.video = Some(leg);

@@ -9,7 +9,11 @@
 //! codecs the host provides ([`CodecLibraries`]). A client that hears Opus gets the Opus
 //! sequence start before the first frame of each play. Video: H.264 per RFC 6184, or the
 //! x-flv tunnel to another gateway.
-//! Telephone-events (RFC 4733) go out from `sendDTMF` and come in as `dtmf` callbacks. RTP
+//! Telephone-events (RFC 4733) go out from `sendDTMF` and come in as `dtmf` callbacks, at the
+//! negotiated telephone-event's clock rate ([`DtmfSetup`]: the audio codec's when the far end
+//! has it, else 8 kHz): a digit's duration is counted in that clock's units, and it starts at
+//! the audio stream's current RTP timestamp (the two share the stream's clock when the rates
+//! match, as RFC 4733 section 2.1 wants). RTP
 //! timestamps come from the RTMP timestamps; RTMP timestamps on the way back are anchored at
 //! the first packet. Each leg has its own RTP session (SSRC, sequence, RTCP reports).
 
@@ -64,13 +68,24 @@ pub struct LegSetup {
     pub remote: SocketAddr,
 }
 
+/// The negotiated telephone-event (RFC 4733) of the audio line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DtmfSetup {
+    /// Payload type we send events with.
+    pub send_pt: u8,
+    /// Payload type we receive events with.
+    pub receive_pt: u8,
+    /// Its RTP clock rate: the unit of an event's duration.
+    pub clock_rate: u32,
+}
+
 /// The negotiated call: which legs exist and how they are coded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BridgeSetup {
     /// The audio line, if accepted.
     pub audio: Option<LegSetup>,
-    /// Telephone-event payload types (send, receive) on the audio line.
-    pub dtmf: Option<(u8, u8)>,
+    /// The telephone-event on the audio line, if negotiated.
+    pub dtmf: Option<DtmfSetup>,
     /// The video line, if accepted.
     pub video: Option<LegSetup>,
     /// The RTP payload size limit for video.
@@ -215,7 +230,7 @@ pub struct MediaBridge {
     /// No video leg (it is set once, at creation): read on every packet, where `video`'s own
     /// discriminant is a cache line away.
     audio_only: bool,
-    dtmf: Option<(u8, u8)>,
+    dtmf: Option<DtmfSetup>,
     last_audio_rtp: u32,
     epoch: Instant,
     audio: Option<AudioLeg>,
@@ -560,7 +575,11 @@ impl MediaBridge {
         if self.dtmf.is_none() || self.audio.is_none() {
             return false;
         }
-        let Ok(packets) = encode_digit(digit, Duration::from_millis(160), 10, 8000) else {
+        let Some(dtmf) = self.dtmf else {
+            return false;
+        };
+        let Ok(packets) = encode_digit(digit, Duration::from_millis(160), 10, dtmf.clock_rate)
+        else {
             return false;
         };
         // The event shares the audio clock; it starts at the current audio position.
@@ -629,7 +648,10 @@ impl MediaBridge {
                 if !(*latched && source == a.setup.remote) {
                     check_source(&mut a.source, &mut a.setup, latched, now, source, &packet)?;
                 }
-                if self.dtmf.is_some_and(|(_, rx)| rx == packet.payload_type) {
+                if self
+                    .dtmf
+                    .is_some_and(|d| d.receive_pt == packet.payload_type)
+                {
                     a.counters.received(bytes);
                     if let Ok(Some(event)) = self.dtmf_rx.receive(packet.timestamp, &packet.payload)
                     {
@@ -725,7 +747,9 @@ impl MediaBridge {
 
     /// Due work: telephone-event packets, RTCP reports, and video frames held for reordering.
     pub fn poll(&mut self, now: Instant, out: &mut Vec<OutgoingRtp>, back: &mut Vec<FromFarEnd>) {
-        if let (Some(a), Some((pt, _)), true) = (&mut self.audio, self.dtmf, self.sending) {
+        if let (Some(a), Some(DtmfSetup { send_pt: pt, .. }), true) =
+            (&mut self.audio, self.dtmf, self.sending)
+        {
             let mut i = 0;
             while i < self.dtmf_pending.len() {
                 if self.dtmf_pending[i].send_at > now {

@@ -13,7 +13,7 @@ pub mod session;
 pub use attributes::{Direction, Fmtp, RtpMap, TelephoneEvents};
 pub use offer_answer::{
     answer, create_offer, negotiated_media, process_answer, reoffer, Codec, LocalCapabilities,
-    MediaCapability, NegotiatedMedia, NoMatch, PayloadTypes,
+    MediaCapability, NegotiatedMedia, NoMatch, PayloadTypes, TelephoneEvent,
 };
 pub use session::{
     Attribute, Bandwidth, Connection, MediaDescription, Origin, Repeat, SdpError,

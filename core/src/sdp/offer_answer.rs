@@ -8,7 +8,10 @@
 //! - common codecs are listed in local preference order with the offer's payload type numbers
 //!   (dynamic numbers are the offerer's to choose);
 //! - `telephone-event` and `CN` ride along but never make a line acceptable on their own; the
-//!   telephone-event list is the intersection of both sides' lists (0-15 when absent);
+//!   telephone-event list is the intersection of both sides' lists (0-15 when absent). Only
+//!   one telephone-event is answered: the one at the clock rate of the line's first codec
+//!   (RFC 4733 section 7.1.1: events share the audio's clock), or, when the offer has none at
+//!   that rate, the first one common to both sides;
 //! - H.264 keeps the offer's `fmtp` (profile, packetization mode), and only matches a local
 //!   H.264 entry with the same packetization mode;
 //! - direction is mirrored (`sendonly` -> `recvonly`, `inactive` -> `inactive`), and a
@@ -156,6 +159,16 @@ pub struct PayloadTypes {
     pub receive: u8,
 }
 
+/// The telephone-event format of an m-line: its payload types and its clock rate (RFC 4733:
+/// the duration field and the timestamp count this clock's units).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TelephoneEvent {
+    /// Its payload type numbers.
+    pub payload_types: PayloadTypes,
+    /// Its RTP clock rate (8000, or the audio codec's when both sides have that).
+    pub clock_rate: u32,
+}
+
 /// What one accepted m-line settled on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NegotiatedMedia {
@@ -169,8 +182,9 @@ pub struct NegotiatedMedia {
     pub payload_types: PayloadTypes,
     /// The answer's format parameters for the codec.
     pub fmtp: Option<Fmtp>,
-    /// Telephone-event payload types, when both sides agreed on it.
-    pub telephone_event: Option<PayloadTypes>,
+    /// Telephone-event, when both sides agreed on it: the one at the codec's clock rate if
+    /// the answer has it, else the answer's first.
+    pub telephone_event: Option<TelephoneEvent>,
     /// Where to send RTP; `None` when the remote address is the hold address or a host name.
     pub remote: Option<SocketAddr>,
     /// The remote connection address as written (for host names).
@@ -274,9 +288,22 @@ fn answer_media(
         };
         chosen.push((map, fmtp));
     }
-    if !chosen.iter().any(|(m, _)| !is_auxiliary(m)) {
-        return None;
-    }
+    let primary_rate = chosen
+        .iter()
+        .find(|(m, _)| !is_auxiliary(m))
+        .map(|(m, _)| m.clock_rate)?;
+    // One telephone-event: at the audio's clock if the offer has it, else the first common.
+    let events: Vec<u8> = chosen
+        .iter()
+        .filter(|(m, _)| is_telephone_event(m))
+        .map(|(m, _)| m.payload_type)
+        .collect();
+    let keep = chosen
+        .iter()
+        .find(|(m, _)| is_telephone_event(m) && m.clock_rate == primary_rate)
+        .or_else(|| chosen.iter().find(|(m, _)| is_telephone_event(m)))
+        .map(|(m, _)| m.payload_type);
+    chosen.retain(|(m, _)| !events.contains(&m.payload_type) || Some(m.payload_type) == keep);
     let mut m = MediaDescription::new(offered.media.clone(), cap.port, offered.proto.clone());
     for (map, fmtp) in &chosen {
         m.formats.push(map.payload_type.to_string());
@@ -491,12 +518,21 @@ fn negotiate_line(
         .iter()
         .filter(|(_, m, _)| !is_auxiliary(m))
         .find_map(|(_, m, f)| Some((m, both(m)?, f)))?;
+    // The answer's telephone-event at the codec's clock, else its first (max_by_key keeps the
+    // last of equal keys: reversed, the first).
     let telephone_event = answer_formats
         .iter()
+        .rev()
         .filter(|(_, m, _)| is_telephone_event(m))
-        .filter_map(|(_, m, _)| Some((m.clock_rate == codec.clock_rate, both(m)?)))
+        .filter_map(|(_, m, _)| {
+            let event = TelephoneEvent {
+                payload_types: both(m)?,
+                clock_rate: m.clock_rate,
+            };
+            Some((m.clock_rate == codec.clock_rate, event))
+        })
         .max_by_key(|(same_rate, _)| *same_rate)
-        .map(|(_, pts)| pts);
+        .map(|(_, event)| event);
     let conn = remote.media_connection(index);
     let remote_host = conn.map(|c| c.address.clone()).unwrap_or_default();
     let remote_ip = conn.filter(|c| !c.is_hold()).and_then(Connection::ip);
@@ -662,6 +698,101 @@ mod tests {
         assert_eq!(ans.media[0].fmtp(100).unwrap().to_string(), "100 0-15");
     }
 
+    /// Local capabilities of a wideband Speex client that can be transcoded to G.711, with a
+    /// telephone-event at each clock rate, as the gateway offers them.
+    fn wideband_local() -> LocalCapabilities {
+        LocalCapabilities {
+            address: "192.0.2.1".parse().unwrap(),
+            session_name: "-".into(),
+            media: vec![MediaCapability::new(
+                "audio",
+                4000,
+                vec![
+                    Codec::new(96, "speex", 16000, None),
+                    Codec::new(0, "PCMU", 8000, None),
+                    Codec::new(100, "telephone-event", 16000, None).with_param("0-15", None),
+                    Codec::new(101, "telephone-event", 8000, None).with_param("0-15", None),
+                ],
+            )],
+        }
+    }
+
+    #[test]
+    fn the_answer_keeps_the_telephone_event_at_the_codecs_clock() {
+        // Offered at 8 and 16 kHz: the Speex answer keeps 16 kHz, the PCMU answer 8 kHz.
+        let offer = sdp(
+            "m=audio 6000 RTP/AVP 97 0 110 111\r\na=rtpmap:97 speex/16000\r\n\
+                         a=rtpmap:110 telephone-event/8000\r\n\
+                         a=rtpmap:111 telephone-event/16000\r\n",
+        );
+        let ans = answer(&offer, &wideband_local(), &origin()).unwrap();
+        assert_eq!(ans.media[0].formats, ["97", "0", "111"]);
+        let audio = negotiated_media(&ans, &offer, true)[0].clone().unwrap();
+        assert_eq!(audio.codec.clock_rate, 16000);
+        let event = audio.telephone_event.unwrap();
+        assert_eq!((event.payload_types.send, event.clock_rate), (111, 16000));
+        let offer = sdp("m=audio 6000 RTP/AVP 0 110 111\r\n\
+                         a=rtpmap:110 telephone-event/8000\r\n\
+                         a=rtpmap:111 telephone-event/16000\r\n");
+        let ans = answer(&offer, &wideband_local(), &origin()).unwrap();
+        assert_eq!(ans.media[0].formats, ["0", "110"]);
+        // Only at another rate than the codec's: that one (as a legacy peer offers it).
+        let offer = sdp("m=audio 6000 RTP/AVP 97 110\r\na=rtpmap:97 speex/16000\r\n\
+                         a=rtpmap:110 telephone-event/8000\r\n");
+        let ans = answer(&offer, &wideband_local(), &origin()).unwrap();
+        assert_eq!(ans.media[0].formats, ["97", "110"]);
+        let audio = negotiated_media(&ans, &offer, true)[0].clone().unwrap();
+        assert_eq!(audio.telephone_event.unwrap().clock_rate, 8000);
+        // A rate we do not offer is not answered.
+        let offer = sdp("m=audio 6000 RTP/AVP 97 112\r\na=rtpmap:97 speex/16000\r\n\
+                         a=rtpmap:112 telephone-event/48000\r\n");
+        let ans = answer(&offer, &wideband_local(), &origin()).unwrap();
+        assert_eq!(ans.media[0].formats, ["97"]);
+    }
+
+    #[test]
+    fn an_answer_telephone_event_is_taken_at_the_chosen_codecs_rate() {
+        let ours = create_offer(&wideband_local(), &origin());
+        assert_eq!(ours.media[0].formats, ["96", "0", "100", "101"]);
+        for (answer_body, codec_rate, event) in [
+            // Speex with its own telephone-event, listed after the 8 kHz one.
+            (
+                "m=audio 7000 RTP/AVP 96 101 100\r\na=rtpmap:96 speex/16000\r\n\
+                 a=rtpmap:101 telephone-event/8000\r\na=rtpmap:100 telephone-event/16000\r\n",
+                16000,
+                Some((100, 16000)),
+            ),
+            // PCMU with the 8 kHz one under the peer's own number.
+            (
+                "m=audio 7000 RTP/AVP 0 120\r\na=rtpmap:120 telephone-event/8000\r\n",
+                8000,
+                Some((120, 8000)),
+            ),
+            // Speex with only the 8 kHz one: taken (what older peers answer).
+            (
+                "m=audio 7000 RTP/AVP 96 101\r\na=rtpmap:96 speex/16000\r\n\
+                 a=rtpmap:101 telephone-event/8000\r\n",
+                16000,
+                Some((101, 8000)),
+            ),
+            // A telephone-event at a rate we did not offer is not one we can use.
+            (
+                "m=audio 7000 RTP/AVP 96 102\r\na=rtpmap:96 speex/16000\r\n\
+                 a=rtpmap:102 telephone-event/48000\r\n",
+                16000,
+                None,
+            ),
+        ] {
+            let media = process_answer(&ours, &sdp(answer_body)).unwrap();
+            let audio = media[0].as_ref().unwrap();
+            assert_eq!(audio.codec.clock_rate, codec_rate, "{answer_body}");
+            let got = audio
+                .telephone_event
+                .map(|e| (e.payload_types.send, e.clock_rate));
+            assert_eq!(got, event, "{answer_body}");
+        }
+    }
+
     #[test]
     fn offer_answer_round_and_reoffer() {
         let ours = create_offer(&local(), &origin());
@@ -688,9 +819,12 @@ mod tests {
         );
         assert_eq!(
             audio.telephone_event,
-            Some(PayloadTypes {
-                send: 102,
-                receive: 101
+            Some(TelephoneEvent {
+                payload_types: PayloadTypes {
+                    send: 102,
+                    receive: 101
+                },
+                clock_rate: 8000
             })
         );
         assert_eq!(audio.remote, Some("198.51.100.7:7000".parse().unwrap()));
@@ -742,9 +876,12 @@ mod tests {
         );
         assert_eq!(
             audio.telephone_event,
-            Some(PayloadTypes {
-                send: 110,
-                receive: 110
+            Some(TelephoneEvent {
+                payload_types: PayloadTypes {
+                    send: 110,
+                    receive: 110
+                },
+                clock_rate: 8000
             })
         );
         assert_eq!(audio.direction, Direction::RecvOnly);
