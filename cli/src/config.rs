@@ -364,6 +364,7 @@ impl FileConfig {
                     app.clone(),
                     AppConfig {
                         record: RecordPolicy::All,
+                        ..AppConfig::default()
                     },
                 );
             }
@@ -373,6 +374,7 @@ impl FileConfig {
                 app.clone(),
                 AppConfig {
                     record: RecordPolicy::All,
+                    ..AppConfig::default()
                 },
             );
         }

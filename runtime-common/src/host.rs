@@ -901,6 +901,7 @@ mod tests {
             "live".into(),
             AppConfig {
                 record: RecordPolicy::All,
+                ..AppConfig::default()
             },
         );
         let config = NodeConfig { server, decisions };

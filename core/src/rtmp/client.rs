@@ -99,6 +99,9 @@ pub struct RtmpClient {
     server_properties: Option<Value>,
     pending_create: VecDeque<f64>,
     rx_bytes: u64,
+    /// Bytes left in the caller's buffer by the previous [`Self::received`] (an unfinished
+    /// chunk), counted then: a caller that keeps its buffer hands them in again.
+    unread: usize,
     acked: u64,
     window: u32,
     chunk_size: u32,
@@ -107,12 +110,18 @@ pub struct RtmpClient {
 impl RtmpClient {
     /// A client for `app` at `tc_url`; C0+C1 are queued at once.
     pub fn new(rng: &mut SeededRng, app: &str, tc_url: &str) -> Self {
+        Self::with_limits(rng, app, tc_url, ChunkLimits::default())
+    }
+
+    /// [`Self::new`] whose chunk decoder holds what the server sends within `limits` (a
+    /// server's own relays use its configured limits, as its clients' connections do).
+    pub fn with_limits(rng: &mut SeededRng, app: &str, tc_url: &str, limits: ChunkLimits) -> Self {
         let (handshake, c0c1) = ClientHandshake::new(rng, 0, false);
         let mut out = VecDeque::new();
         out.push_back(c0c1);
         Self {
             handshake: Some(handshake),
-            decoder: ChunkDecoder::new(ChunkLimits::default()),
+            decoder: ChunkDecoder::new(limits),
             encoder: ChunkEncoder::new(),
             out,
             events: VecDeque::new(),
@@ -127,6 +136,7 @@ impl RtmpClient {
             server_properties: None,
             pending_create: VecDeque::new(),
             rx_bytes: 0,
+            unread: 0,
             acked: 0,
             window: 0,
             chunk_size: 128,
@@ -180,6 +190,17 @@ impl RtmpClient {
     /// `objectEncoding`...).
     pub fn connect_info(&self) -> Option<&(bool, Value)> {
         self.connect_info.as_ref()
+    }
+
+    /// The bytes of unfinished messages the decoder held after the previous call, and now
+    /// (see [`ChunkDecoder::take_partial_change`]): for a server that budgets them.
+    pub fn take_partial_change(&mut self) -> (usize, usize) {
+        self.decoder.take_partial_change()
+    }
+
+    /// The chunk size the client sends with (128 until [`Self::set_chunk_size`]).
+    pub fn chunk_size(&self) -> u32 {
+        self.encoder.chunk_size()
     }
 
     /// Bytes to send, in order.
@@ -256,9 +277,17 @@ impl RtmpClient {
         self.send(csid, msg);
     }
 
-    /// Feeds bytes from the server.
+    /// Feeds bytes from the server. What it cannot use yet (an unfinished chunk) stays in
+    /// `buf`: hand it in again with the bytes that follow appended (those are the only ones
+    /// counted toward acknowledgements the second time).
     pub fn received(&mut self, buf: &mut BytesMut) -> Result<(), ClientError> {
-        self.rx_bytes += buf.len() as u64;
+        self.rx_bytes += buf.len().saturating_sub(self.unread) as u64;
+        let result = self.receive_all(buf);
+        self.unread = buf.len();
+        result
+    }
+
+    fn receive_all(&mut self, buf: &mut BytesMut) -> Result<(), ClientError> {
         if let Some(handshake) = &mut self.handshake {
             if let Some(c2) = handshake.receive(buf).map_err(ClientError::Handshake)? {
                 self.out.push_back(c2);

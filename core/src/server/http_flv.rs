@@ -359,6 +359,7 @@ impl RtmpServer {
         } else {
             if live_unwatched(self, key) {
                 self.unsubscribe_if_remote(key);
+                self.pull_player_left(key);
             }
         }
         queued

@@ -23,6 +23,7 @@ mod pending_decisions;
 mod player_backpressure;
 mod record_resume;
 mod recorder;
+mod relay;
 mod send_queue;
 mod session;
 mod session_table;
@@ -42,6 +43,11 @@ pub use config::{AppConfig, RecordPolicy, ServerConfig};
 pub(crate) use counters::{Counters, CLOSE_KINDS};
 pub(crate) use http_flv::FlvEnd;
 pub(crate) use inspect::{ConnStates, ConnView, MemoryView, StreamView};
+pub(crate) use relay::{
+    RelayCounters, RelayView, FAILURE_KINDS as RELAY_FAILURE_KINDS,
+    SESSION_STATES as RELAY_SESSION_STATES,
+};
+pub use relay::{RelayLimits, RelayUrl};
 
 use crate::amf::Value;
 use crate::close_reason::CloseReason;
@@ -76,6 +82,8 @@ pub(crate) enum Timer {
     Vod(u64),
     /// A gateway session has work due (the raw id of its RTMP connection).
     Gateway(u64),
+    /// A relay session has work due (its id).
+    Relay(u64),
 }
 
 /// Most bytes a connection may send while a decision about it is pending (it is not read
@@ -149,6 +157,8 @@ pub(crate) struct RtmpServer {
     flv_conns: HashMap<crate::tcp::StreamId, http_flv::FlvConn>,
     /// What the HTTP listener must learn about them.
     flv_ended: Vec<http_flv::FlvEnd>,
+    /// The relay sessions: pushes and pulls (see `relay`).
+    relays: relay::Relays,
 }
 
 impl RtmpServer {
@@ -197,6 +207,7 @@ impl RtmpServer {
             counters: Counters::default(),
             flv_conns: HashMap::new(),
             flv_ended: Vec::new(),
+            relays: relay::Relays::default(),
         }
     }
 
@@ -645,6 +656,7 @@ impl RtmpServer {
                 }
                 Timer::Vod(raw) => self.vod_timer(now, FileId(raw)),
                 Timer::Gateway(raw) => self.gateway_timer(now, ConnId(raw), deadline),
+                Timer::Relay(id) => self.relay_timer(now, id, deadline),
             }
         }
         self.expire_decisions(now);
@@ -856,6 +868,7 @@ impl RtmpServer {
                         self.live.remove(&*key);
                     } else if stream.players.is_empty() && stream.flv_players.is_empty() {
                         self.unsubscribe_if_remote(&key);
+                        self.pull_player_left(&key);
                     }
                 }
             }
