@@ -216,15 +216,6 @@ impl World {
             .map(|(at, _)| at)
             .collect()
     }
-
-    /// Plays counted by the upstream's node.
-    fn upstream_plays(&self) -> usize {
-        self.upstream
-            .node_events
-            .iter()
-            .filter(|e| matches!(e, Event::PlayStarted { .. }))
-            .count()
-    }
 }
 
 /// One side of a [`World`] as the shared client set-up sees it.
@@ -415,5 +406,261 @@ fn a_failed_push_is_retried_on_the_backoff_schedule_and_nobody_waits_for_it() {
         "upstream player",
         &published,
         world.upstream.events(far_player),
+    );
+}
+
+/// A push whose upstream stops reading: past the soft backlog its video is left out until a
+/// keyframe finds it caught up (audio goes on), so the upstream's player resumes at a
+/// keyframe without a gap in its audio; one that stays behind past the hard backlog is
+/// dropped and connects again. The local player gets every frame throughout.
+#[test]
+fn a_push_behind_drops_video_to_the_next_keyframe_then_reconnects() {
+    let mut edge = relaying(true, "rtmp://10.0.0.1:1935/live");
+    edge.server.player_soft_backlog = 30_000;
+    edge.server.player_hard_backlog = 60_000;
+    let mut world = World::new(edge, NodeConfig::default());
+    let (local_player, _) = world.on(false).player("live", "cam");
+    let (far_player, _) = world.on(true).player("live", "cam");
+    let (publisher, id) = world.on(false).publisher("live", "cam");
+    let published = synthetic_av(id, Duration::from_secs(24));
+    let from = world.now;
+    let mut second_player = None;
+    world.publish_on(false, publisher, &published, from, |w, _| {
+        let t = w.now - from;
+        // Stalled for 3 s: behind, not past the hard limit.
+        w.bridge.stalled = (ms(3_000)..ms(6_000)).contains(&t);
+        // Stalled from 10 s until the push gives up on the connection.
+        let failed = w
+            .relay_times(|p| matches!(p, RelayPhase::Failed { .. }))
+            .len();
+        if t >= ms(10_000) && failed == 0 {
+            w.bridge.stalled = true;
+        }
+        if failed == 1 && second_player.is_none() {
+            let (c, _) = w.on(true).player("live", "cam");
+            second_player = Some(c);
+        }
+    });
+    check("local player", &published, world.edge.events(local_player));
+    // The first upstream player: all audio frames until the push gave up, video with a gap
+    // that ends at a keyframe.
+    let far = media_of(world.upstream.events(far_player));
+    let audio = |msgs: &[RtmpMessage], until: u32| {
+        msgs.iter()
+            .filter(|m| m.type_id == type_id::AUDIO && m.payload[1] == 1 && m.timestamp < until)
+            .count()
+    };
+    assert_eq!(
+        audio(&far, 9_000),
+        audio(&published, 9_000),
+        "no audio left out"
+    );
+    let video: Vec<&RtmpMessage> = far.iter().filter(|m| m.type_id == type_id::VIDEO).collect();
+    let gap = video
+        .windows(2)
+        .find(|w| w[1].timestamp - w[0].timestamp > 100)
+        .expect("video left out while behind");
+    assert!(
+        gap[0].timestamp >= 3_000 && gap[1].timestamp <= 8_000,
+        "{gap:?}"
+    );
+    assert_eq!(gap[1].payload[0] >> 4, 1, "video resumes at a keyframe");
+    let events = world.relay_events();
+    let failures: Vec<&RelayPhase> = events
+        .iter()
+        .map(|(_, p)| p)
+        .filter(|p| matches!(p, RelayPhase::Failed { .. }))
+        .collect();
+    assert_eq!(failures.len(), 1, "{events:?}");
+    assert!(
+        matches!(failures[0], RelayPhase::Failed { error, .. } if error.contains("behind")),
+        "{events:?}"
+    );
+    // After the reconnection, a new player upstream gets every frame from its keyframe on.
+    let second = second_player.expect("the push failed once");
+    world.bridge.stalled = false;
+    check(
+        "upstream player after the reconnection",
+        &published,
+        world.upstream.events(second),
+    );
+    let lives = world.relay_times(|p| *p == RelayPhase::Live);
+    assert_eq!(lives.len(), 2, "{events:?}");
+}
+
+/// A pull edge: three players asking for the same name at once share one upstream session
+/// (the first upstream of the list refuses connections: the next is tried at once), each gets
+/// every frame from its join; the session stays while anyone plays, survives a player that
+/// comes back within the idle time, and closes exactly the idle time after the last left.
+#[test]
+fn one_pull_per_name_shared_by_its_players_and_closed_when_idle() {
+    let mut edge = relaying(false, "rtmp://10.0.0.2:1935/live");
+    edge.server
+        .apps
+        .get_mut("live")
+        .unwrap()
+        .pull
+        .push(RelayUrl::parse("rtmp://10.0.0.1/live").unwrap());
+    let mut world = World::new(edge, NodeConfig::default());
+    let (publisher, id) = world.on(true).publisher("live", "cam");
+    let players: Vec<(usize, u32)> = (0..3)
+        .map(|_| world.on(false).client_with_stream("live"))
+        .collect();
+    for &(c, stream) in &players {
+        world.edge.clients[c].client.play(stream, "cam", -2.0);
+    }
+    world.pump();
+    assert_eq!(world.bridge.connections, 1, "one upstream session");
+    let upstream_plays = world
+        .upstream
+        .node_events
+        .iter()
+        .filter(|e| matches!(e, Event::PlayStarted { .. }))
+        .count();
+    assert_eq!(upstream_plays, 1);
+    let events = world.relay_events();
+    assert!(
+        matches!(&events[1].1, RelayPhase::Failed { retry_in: Some(d), .. } if d.is_zero()),
+        "{events:?}"
+    );
+    assert_eq!(events.last().unwrap().1, RelayPhase::Live, "{events:?}");
+    let published = synthetic_av(id, Duration::from_secs(8));
+    let from = world.now;
+    let mut left: Vec<Duration> = Vec::new();
+    let mut late = None;
+    world.publish_on(true, publisher, &published, from, |w, _| {
+        let t = w.now - from;
+        // Players 0 and 1 leave at 2 s; player 2 at 4 s, and a new one joins at 5 s.
+        for (i, at) in [(0, 2_000), (1, 2_000), (2, 4_000)] {
+            if t >= ms(at) && left.len() == i {
+                let (c, stream) = players[i];
+                let delete = vec![siprtmp_core::amf::Value::Number(f64::from(stream))];
+                w.edge.clients[c].client.call(0, "deleteStream", delete);
+                w.pump();
+                left.push(w.now - w.start);
+            }
+        }
+        if t >= ms(5_000) && late.is_none() {
+            late = Some(w.on(false).player("live", "cam").0);
+        }
+    });
+    assert_eq!(
+        world.bridge.connections, 1,
+        "the late player reused the session"
+    );
+    let late = late.unwrap();
+    check("late player", &published, world.edge.events(late));
+    for (i, &(c, _)) in players.iter().enumerate() {
+        let got = media_of(world.edge.events(c));
+        assert!(got.len() > 20, "player {i} got {} messages", got.len());
+    }
+    // The late player leaves: the session closes 3 s later, not before.
+    let (c, _) = players[0];
+    let _ = c;
+    world.edge.node.handle(
+        world.now,
+        siprtmp_core::node::Input::Closed {
+            conn: world.edge.clients[late].conn,
+        },
+    );
+    world.edge.clients[late].closed = true;
+    let gone = world.now;
+    world.run_until(gone + ms(2_999));
+    assert_eq!(world.bridge.open(), 1, "still open within the idle time");
+    world.run_until(gone + ms(3_000));
+    assert_eq!(world.bridge.open(), 0, "closed at the idle time");
+    let ended = world.relay_events().last().cloned().unwrap();
+    assert!(
+        matches!(&ended.1, RelayPhase::Ended { reason } if reason.starts_with("idle")),
+        "{ended:?}"
+    );
+    assert_eq!(ended.0, gone + ms(3_000) - world.start);
+}
+
+/// An upstream that lacks the name (it does not wait for publishers: `idle_streams` off)
+/// makes the edge's players' plays fail with `StreamNotFound` at once; the pull ends.
+#[test]
+fn a_name_the_upstream_lacks_fails_the_play_with_stream_not_found() {
+    let mut origin = NodeConfig::default();
+    origin.server.apps.insert(
+        "live".into(),
+        AppConfig {
+            idle_streams: false,
+            ..AppConfig::default()
+        },
+    );
+    let mut world = World::new(relaying(false, "rtmp://10.0.0.1/live"), origin);
+    let (player, _) = world.on(false).player("live", "nothing");
+    let statuses = world.edge.statuses(player);
+    assert_eq!(
+        statuses.last().map(String::as_str),
+        Some("NetStream.Play.StreamNotFound"),
+        "{statuses:?}"
+    );
+    assert_eq!(world.bridge.open(), 0);
+    let ended = world.relay_events().last().cloned().unwrap().1;
+    assert!(
+        matches!(&ended, RelayPhase::Ended { reason } if reason.contains("no upstream")),
+        "{ended:?}"
+    );
+}
+
+/// The upstream breaks while players watch: they hear `UnpublishNotify` and keep waiting;
+/// the pull retries on the backoff schedule (the upstream refuses for a while), and when it
+/// is back they hear `PublishNotify` and get the stream again from a keyframe.
+#[test]
+fn a_broken_upstream_is_retried_while_players_wait() {
+    let mut world = World::new(
+        relaying(false, "rtmp://10.0.0.1/live"),
+        NodeConfig::default(),
+    );
+    let (publisher, id) = world.on(true).publisher("live", "cam");
+    let (player, _) = world.on(false).player("live", "cam");
+    let published = synthetic_av(id, Duration::from_secs(12));
+    let from = world.now;
+    let addr = world.bridge.addr;
+    let mut broke_at = None;
+    world.publish_on(true, publisher, &published, from, |w, _| {
+        let t = w.now - from;
+        if t >= ms(3_000) && broke_at.is_none() {
+            let (edge, upstream) = (&mut w.edge, &mut w.upstream);
+            w.bridge.cut(w.now, edge, upstream);
+            w.edge.tcp.listening.remove(&addr);
+            broke_at = Some(w.now - w.start);
+        }
+        if t >= ms(5_000) {
+            w.edge.tcp.listen(addr);
+        }
+    });
+    let statuses = world.edge.statuses(player);
+    let unpublished = statuses
+        .iter()
+        .position(|s| s == "NetStream.Play.UnpublishNotify")
+        .expect("told the publisher left");
+    let republished = statuses
+        .iter()
+        .rposition(|s| s == "NetStream.Play.PublishNotify")
+        .expect("told it is back");
+    assert!(unpublished < republished, "{statuses:?}");
+    // Retries at 0.5, 1.5 and 3.5 s after the break; the one at 3.5 s (5 s in) finds it back.
+    let connects: Vec<Duration> = world
+        .relay_times(|p| *p == RelayPhase::Connecting)
+        .into_iter()
+        .skip(1)
+        .map(|t| t - broke_at.unwrap())
+        .collect();
+    let s = Duration::from_secs_f64;
+    assert_eq!(connects, [s(0.5), s(1.5), s(3.5)]);
+    let media = media_of(world.edge.events(player));
+    let after: Vec<&RtmpMessage> = media
+        .iter()
+        .skip_while(|m| m.timestamp < 4_000)
+        .filter(|m| m.type_id == type_id::VIDEO)
+        .collect();
+    assert_eq!(after[0].payload[0] >> 4, 1, "back at a keyframe");
+    let last_video = published.iter().rfind(|m| m.type_id == type_id::VIDEO);
+    assert_eq!(
+        after.last().unwrap().timestamp,
+        last_video.unwrap().timestamp
     );
 }

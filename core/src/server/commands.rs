@@ -735,7 +735,8 @@ impl RtmpServer {
         let live = self.live.get(&**key).is_some_and(|s| s.is_live());
         // Nobody publishes it here: a pull may play it from upstream, or the application may
         // refuse to wait for a publisher.
-        if !live && !self.pull_for_player(key) && !self.waits_for_publishers(key) {
+        let pulled = self.pull_for_player(key);
+        if !live && !pulled && !self.waits_for_publishers(key) {
             return self.status(
                 conn,
                 stream_id,

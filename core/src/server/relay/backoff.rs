@@ -58,7 +58,8 @@ mod tests {
         assert_eq!(backoff.failed(ms(0)), ms(200));
         // Many failures never overflow.
         for _ in 0..100 {
-            assert_eq!(backoff.failed(Duration::ZERO).min(ms(1000)), ms(1000));
+            backoff.failed(Duration::ZERO);
         }
+        assert_eq!(backoff.failed(Duration::ZERO), ms(1000));
     }
 }

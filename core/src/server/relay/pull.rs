@@ -27,11 +27,14 @@ use crate::rtmp::message::{type_id, RtmpMessage};
 use crate::rtmp::shared_message::SharedMessage;
 
 impl RtmpServer {
-    /// A player wants `key` (`app/name`), which is not live here: whether a pull feeds it
-    /// (one already open, kept from closing; or one opened now, when the application pulls
-    /// and the limits allow).
+    /// A player joined, or wants, `key` (`app/name`): whether a pull feeds it (one already
+    /// open, kept from closing now that it has a player; or, when nobody publishes the name
+    /// here, one opened now if the application pulls and the limits allow).
     pub(in crate::server) fn pull_for_player(&mut self, key: &Arc<str>) -> bool {
-        let existing = self.live.get(&**key).and_then(|s| s.relay.pull);
+        let (existing, live) = match self.live.get(&**key) {
+            Some(stream) => (stream.relay.pull, stream.is_live()),
+            None => (None, false),
+        };
         if let Some(id) = existing {
             if let Some(session) = self.relays.sessions.get_mut(&id) {
                 if session.idle_since.take().is_some() {
@@ -39,6 +42,9 @@ impl RtmpServer {
                 }
             }
             return true;
+        }
+        if live {
+            return false;
         }
         let Some((app, name)) = key.split_once('/') else {
             return false;
