@@ -10,6 +10,7 @@ mod diagnostics;
 mod flags;
 mod gateway;
 mod logging;
+mod relay;
 mod workers;
 
 use std::net::SocketAddr;
@@ -70,6 +71,8 @@ struct Setup {
     rules: auth::Rules,
     /// The startup log's description of the gateway, when it is on.
     gateway_line: Option<String>,
+    /// The startup log's description of each application's relays.
+    relay_lines: Vec<String>,
 }
 
 impl Setup {
@@ -127,6 +130,13 @@ impl Setup {
             ),
         )?;
         node.server.callbacks = file.callbacks.node_config(&callbacks::resolve)?;
+        relay::apply(
+            &file.relay,
+            &file.apps,
+            &mut node.server,
+            &callbacks::resolve,
+        )?;
+        let relay_lines = relay::startup_lines(&node.server);
         let gateway_line = node.server.gateway.as_ref().map(|g| {
             let show =
                 |a: Option<SocketAddr>| a.map_or_else(|| "none".to_owned(), |a| a.to_string());
@@ -194,6 +204,7 @@ impl Setup {
             node,
             rules,
             gateway_line,
+            relay_lines,
         })
     }
 }
@@ -207,6 +218,7 @@ fn serve(setup: Setup) -> Result<(), String> {
         node: node_config,
         rules,
         gateway_line,
+        relay_lines,
         ..
     } = setup;
     let listen = driver_config.listen;
@@ -238,6 +250,9 @@ fn serve(setup: Setup) -> Result<(), String> {
             poll_interval.map_or_else(|| "off".to_owned(), |i| format!("{} ms", i.as_millis())),
         );
         if let Some(line) = &gateway_line {
+            tracing::info!("{line}");
+        }
+        for line in &relay_lines {
             tracing::info!("{line}");
         }
         Ok(())
