@@ -99,6 +99,28 @@ impl Peer {
         }
     }
 
+    /// Waits for the peer to fail (exit unsuccessfully) within `timeout`, and returns its
+    /// stderr; panics if it succeeded or was still running (a play that should have been
+    /// refused, or that hangs).
+    pub fn fails_within(mut self, timeout: Duration) -> String {
+        let status = self.wait(timeout);
+        let mut err = String::new();
+        if status.is_some() {
+            if let Some(mut stderr) = self.child.stderr.take() {
+                use std::io::Read;
+                let _ = stderr.read_to_string(&mut err);
+            }
+        }
+        match status {
+            Some(s) if !s.success() => err,
+            Some(s) => panic!("{} exited with {s}, expected a failure: {err}", self.name),
+            None => panic!(
+                "{} still runs after {timeout:?}, expected a failure",
+                self.name
+            ),
+        }
+    }
+
     /// Stops (SIGSTOP) or resumes (SIGCONT) the process: a player that stops reading.
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
@@ -157,6 +179,26 @@ pub fn ffmpeg_play(url: &str, out: &Path) -> Peer {
         Command::new("ffmpeg")
             .args(["-hide_banner", "-loglevel", "error", "-y", "-i", url])
             .args(["-c", "copy", "-copyts", "-f", "flv"])
+            .arg(out),
+    )
+}
+
+/// `ffmpeg -i URL -t SECONDS -c copy -copyts -f flv OUT`: a player that saves `seconds` of
+/// what it receives, then leaves on its own.
+pub fn ffmpeg_play_for(url: &str, out: &Path, seconds: u32) -> Peer {
+    Peer::spawn_command(
+        "ffmpeg player",
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-i", url])
+            .args([
+                "-t",
+                &seconds.to_string(),
+                "-c",
+                "copy",
+                "-copyts",
+                "-f",
+                "flv",
+            ])
             .arg(out),
     )
 }
