@@ -99,25 +99,27 @@ impl Peer {
         }
     }
 
-    /// Waits for the peer to fail (exit unsuccessfully) within `timeout`, and returns its
-    /// stderr; panics if it succeeded or was still running (a play that should have been
-    /// refused, or that hangs).
-    pub fn fails_within(mut self, timeout: Duration) -> String {
-        let status = self.wait(timeout);
+    /// Waits for the peer to exit within `timeout`: its status and stderr; panics if it is
+    /// still running (a play that should have ended, or been refused, hangs).
+    pub fn exits_within(mut self, timeout: Duration) -> (ExitStatus, String) {
+        let Some(status) = self.wait(timeout) else {
+            panic!("{} still runs after {timeout:?}", self.name);
+        };
         let mut err = String::new();
-        if status.is_some() {
-            if let Some(mut stderr) = self.child.stderr.take() {
-                use std::io::Read;
-                let _ = stderr.read_to_string(&mut err);
-            }
+        if let Some(mut stderr) = self.child.stderr.take() {
+            use std::io::Read;
+            let _ = stderr.read_to_string(&mut err);
         }
-        match status {
-            Some(s) if !s.success() => err,
-            Some(s) => panic!("{} exited with {s}, expected a failure: {err}", self.name),
-            None => panic!(
-                "{} still runs after {timeout:?}, expected a failure",
-                self.name
-            ),
+        (status, err)
+    }
+
+    /// Waits for the peer to fail (exit unsuccessfully) within `timeout`, and returns its
+    /// stderr; panics if it succeeded or was still running.
+    pub fn fails_within(self, timeout: Duration) -> String {
+        let name = self.name.clone();
+        match self.exits_within(timeout) {
+            (s, err) if !s.success() => err,
+            (s, err) => panic!("{name} exited with {s}, expected a failure: {err}"),
         }
     }
 

@@ -36,6 +36,9 @@ pub enum ClientEvent {
     Media(RtmpMessage),
     /// Any other command from the server.
     Command(Command),
+    /// User control Stream EOF for a stream: the server has no more data for it (only after
+    /// [`RtmpClient::report_stream_eof`]; nginx-rtmp says a publisher left this way only).
+    StreamEof(u32),
 }
 
 /// Why the client gave up on the connection.
@@ -105,6 +108,7 @@ pub struct RtmpClient {
     acked: u64,
     window: u32,
     chunk_size: u32,
+    report_stream_eof: bool,
 }
 
 impl RtmpClient {
@@ -140,7 +144,14 @@ impl RtmpClient {
             acked: 0,
             window: 0,
             chunk_size: 128,
+            report_stream_eof: false,
         }
+    }
+
+    /// Reports Stream EOF user control events ([`ClientEvent::StreamEof`]); by default they
+    /// are not reported.
+    pub fn report_stream_eof(&mut self) {
+        self.report_stream_eof = true;
     }
 
     /// Asks for a larger outgoing chunk size (sent as Set Chunk Size).
@@ -340,11 +351,15 @@ impl RtmpClient {
                     _ => {}
                 }
             }
-            type_id::USER_CONTROL => {
-                if let Ok(UserControl::PingRequest(stamp)) = UserControl::parse(&msg.payload) {
+            type_id::USER_CONTROL => match UserControl::parse(&msg.payload) {
+                Ok(UserControl::PingRequest(stamp)) => {
                     self.send(CSID_CONTROL, &UserControl::PingResponse(stamp).to_message());
                 }
-            }
+                Ok(UserControl::StreamEof(stream)) if self.report_stream_eof => {
+                    self.events.push_back(ClientEvent::StreamEof(stream));
+                }
+                _ => {}
+            },
             type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0 | type_id::DATA_AMF3 => {
                 self.events.push_back(ClientEvent::Media(msg))
             }

@@ -511,6 +511,10 @@ impl RtmpServer {
             }
             Note::Status(_) => {}
             Note::Media(msg) => self.pull_media(id, msg),
+            Note::StreamEof => {
+                let key = session.key.clone();
+                self.pull_lost(&key);
+            }
         }
     }
 

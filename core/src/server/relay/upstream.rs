@@ -60,6 +60,9 @@ pub(crate) enum Note {
     Status(String),
     /// Audio, video or data from a pull's upstream.
     Media(RtmpMessage),
+    /// A pull's upstream has no more data for the stream (user control Stream EOF: its
+    /// publisher left; how nginx-rtmp tells its players, without a status by default).
+    StreamEof,
 }
 
 /// Most media messages whose timestamps a push remembers to tell how far behind it is (past
@@ -113,7 +116,10 @@ impl Upstream {
         chunk_size: u32,
         now: Instant,
     ) -> Self {
-        let client = RtmpClient::with_limits(rng, &url.connect_app(), &url.tc_url(), limits);
+        let mut client = RtmpClient::with_limits(rng, &url.connect_app(), &url.tc_url(), limits);
+        if role == Role::Pull {
+            client.report_stream_eof();
+        }
         Self {
             stream,
             role,
@@ -200,6 +206,9 @@ impl Upstream {
             ClientEvent::Status(_, code) => self.status(code, notes),
             ClientEvent::Media(msg) if self.role == Role::Pull && self.phase == Phase::Started => {
                 notes.push(Note::Media(msg))
+            }
+            ClientEvent::StreamEof(id) if id == self.stream_id && self.phase == Phase::Started => {
+                notes.push(Note::StreamEof)
             }
             _ => {}
         }
