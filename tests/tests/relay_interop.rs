@@ -19,7 +19,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use siprtmp_core::node::{
-    AppConfig, Event, NodeConfig, RelayLimits, RelayPhase, RelayUrl, ServerConfig,
+    AppConfig, Event, HttpConfig, NodeConfig, RelayLimits, RelayPhase, RelayUrl, ServerConfig,
 };
 use siprtmp_core::rtmp::client::ClientEvent;
 use siprtmp_core::rtmp::message::type_id;
@@ -31,7 +31,7 @@ use siprtmp_tests::peers::{
 use siprtmp_tests::probe::{assert_receives_everything, assert_receives_from_keyframe, packets};
 use siprtmp_tests::server::TestServer;
 use siprtmp_tests::tcp_client::TcpRtmpClient;
-use siprtmp_tests::{media, scratch_dir, wait};
+use siprtmp_tests::{media, scrape, scratch_dir, wait};
 
 const STARTUP: Duration = Duration::from_secs(15);
 /// The media file is 20 s long; publishing in real time takes that, plus slack.
@@ -75,6 +75,34 @@ fn relaying(apps: &[(&str, &[String], &[String])]) -> NodeConfig {
         server,
         ..NodeConfig::default()
     }
+}
+
+/// [`relaying`] with the HTTP listener (metrics and API) on a free loopback port.
+fn relaying_with_http(apps: &[(&str, &[String], &[String])]) -> NodeConfig {
+    let mut config = relaying(apps);
+    config.server.http = Some(HttpConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..HttpConfig::default()
+    });
+    config
+}
+
+/// The value of the sample `name` (labels as written) on the server's `/metrics`, which
+/// `promtool check metrics` must accept.
+fn metric(http: &str, name: &str) -> Option<f64> {
+    let (status, exposition) = scrape::curl(http, "GET", "/metrics", None);
+    assert_eq!(status, 200, "{exposition}");
+    if let Err(complaints) = scrape::promtool_check(&exposition) {
+        panic!("promtool check metrics: {complaints}\n{exposition}");
+    }
+    scrape::sample(&exposition, name)
+}
+
+/// `GET /api/v1/streams`.
+fn streams_api(http: &str) -> String {
+    let (status, body) = scrape::curl(http, "GET", "/api/v1/streams", None);
+    assert_eq!(status, 200, "{body}");
+    body
 }
 
 /// A siprtmp origin (mio) on `addr`, whose application `strict` answers a name nobody
@@ -203,7 +231,8 @@ fn push_through_an_upstream_restart(nginx: bool) {
     let source = packets(&source_path);
     let mut upstream = Upstream::start(nginx, &dir);
     let push = [upstream.url("live")];
-    let mut server = TestServer::start(relaying(&[("live", &push, &[])]), None);
+    let mut server = TestServer::start(relaying_with_http(&[("live", &push, &[])]), None);
+    let http = server.http_listening(STARTUP).expect("the HTTP listener");
     let url = server.url("live/cam");
     let local = ffmpeg_play(&url, &dir.join("local.flv"));
     assert!(server.wait_for(1, STARTUP, play_started), "local player");
@@ -216,6 +245,27 @@ fn push_through_an_upstream_restart(nginx: bool) {
     );
     let far_first = ffmpeg_play(&upstream.url("live/cam"), &dir.join("far-first.flv"));
     upstream.wait_players(1);
+    // The API and the metrics say the stream is pushed, where, and how far behind.
+    let api = streams_api(&http);
+    let pushed = format!(
+        r#""relays":[{{"direction":"push","upstream":"{}","state":"live","backlog_bytes":"#,
+        push[0]
+    );
+    assert!(api.contains(&pushed), "{api}");
+    assert!(api.contains(r#""behind_ms":"#), "{api}");
+    let live = r#"siprtmp_relay_sessions{direction="push",state="live"}"#;
+    assert_eq!(metric(&http, live), Some(1.0));
+    let backlog = format!(
+        r#"siprtmp_relay_push_backlog_bytes{{app="live",stream="cam",upstream="{}"}}"#,
+        push[0]
+    );
+    assert!(metric(&http, &backlog).is_some(), "{backlog}");
+    let sent = r#"siprtmp_relay_sent_bytes_total{direction="push"}"#;
+    let before = metric(&http, sent).unwrap();
+    assert!(
+        wait::until(STARTUP, || metric(&http, sent).unwrap() > before),
+        "bytes to the upstream do not grow"
+    );
     // Five seconds of the stream, then the upstream crashes and comes back on its port once
     // the push has noticed.
     std::thread::sleep(Duration::from_secs(5));
@@ -232,6 +282,10 @@ fn push_through_an_upstream_restart(nginx: bool) {
     );
     let far_second = ffmpeg_play(&upstream.url("live/cam"), &dir.join("far-second.flv"));
     upstream.wait_players(1);
+    let broken = r#"siprtmp_relay_failures_total{direction="push",reason="broken"}"#;
+    assert!(metric(&http, broken).unwrap() >= 1.0, "the crash counted");
+    let started = r#"siprtmp_relay_started_total{direction="push"}"#;
+    assert_eq!(metric(&http, started), Some(2.0));
 
     publisher.finish(PUBLISH_TIME);
     local.finish(STARTUP);
@@ -334,7 +388,7 @@ fn edge_for(origin: &Origin) -> TestServer {
     let live = [origin.url("live")];
     let strict = [origin.url("strict")];
     TestServer::start(
-        relaying(&[("live", &[], &live), ("strict", &[], &strict)]),
+        relaying_with_http(&[("live", &[], &live), ("strict", &[], &strict)]),
         None,
     )
 }
@@ -364,6 +418,17 @@ fn pull_shared_idle_and_not_found(nginx: bool) {
         wait::until(STARTUP, || origin.plays() == 1),
         "{which}: the origin serves the edge's one play"
     );
+    // The edge's API and metrics: one pulled stream, from where, with its two players.
+    let http = edge.http_listening(STARTUP).expect("the HTTP listener");
+    let api = streams_api(&http);
+    assert!(api.contains(r#""players":2,"#), "{api}");
+    let relay = format!(
+        r#""relays":[{{"direction":"pull","upstream":"{}","state":"live""#,
+        origin.url("live")
+    );
+    assert!(api.contains(&relay), "{api}");
+    let pulls = r#"siprtmp_relay_sessions{direction="pull",state="live"}"#;
+    assert_eq!(metric(&http, pulls), Some(1.0));
     first.finish(STARTUP);
     second.finish(STARTUP);
     assert_eq!(
