@@ -664,3 +664,74 @@ fn a_broken_upstream_is_retried_while_players_wait() {
         last_video.unwrap().timestamp
     );
 }
+
+/// Relay sessions are bounded per application (and in all): a publication past the limit is
+/// not pushed (said in an event), and is served here all the same; a play past it waits as
+/// for any name nobody publishes, or fails at once where the application does not wait.
+#[test]
+fn sessions_past_the_limits_are_not_started_and_nothing_else_suffers() {
+    let mut edge = relaying(true, "rtmp://10.0.0.1:1935/live");
+    edge.server.relay.max_sessions_per_app = 1;
+    let mut world = World::new(edge, NodeConfig::default());
+    world.on(false).publisher("live", "one");
+    let (second_publisher, second) = world.on(false).publisher("live", "two");
+    let (player, _) = world.on(false).player("live", "two");
+    let events = world.relay_events();
+    let refused = events.iter().any(|(_, p)| {
+        matches!(p, RelayPhase::Ended { reason } if reason.contains("max_sessions_per_app"))
+    });
+    assert!(refused, "{events:?}");
+    assert_eq!(world.bridge.connections, 1, "one push only");
+    let published = synthetic_av(second, Duration::from_secs(3));
+    let from = world.now;
+    world.publish(second_publisher, &published, from);
+    check(
+        "player of the stream not pushed",
+        &published,
+        world.edge.events(player),
+    );
+
+    // A pull past the limit, where names nobody publishes are refused: StreamNotFound.
+    let mut edge = relaying(false, "rtmp://10.0.0.1/live");
+    edge.server.relay.max_sessions = 1;
+    edge.server.apps.get_mut("live").unwrap().idle_streams = false;
+    let mut world = World::new(edge, NodeConfig::default());
+    let (first, _) = world.on(false).player("live", "a");
+    let (second, _) = world.on(false).player("live", "b");
+    assert_eq!(world.bridge.connections, 1);
+    assert_eq!(
+        world.edge.statuses(first).last().unwrap(),
+        "NetStream.Play.Start"
+    );
+    assert_eq!(
+        world.edge.statuses(second).last().unwrap(),
+        "NetStream.Play.StreamNotFound"
+    );
+}
+
+/// What an upstream sends passes the server's chunk limits: a pulled message larger than
+/// `max_message_size` drops the session (and its players hear the publisher left), to be
+/// tried again after the backoff, as a client past the limit is closed.
+#[test]
+fn an_upstream_past_the_chunk_limits_is_dropped_and_retried() {
+    let mut edge = relaying(false, "rtmp://10.0.0.1/live");
+    edge.server.chunk_limits.max_message_size = 4_000;
+    let mut world = World::new(edge, NodeConfig::default());
+    let (publisher, id) = world.on(true).publisher("live", "cam");
+    let (player, _) = world.on(false).player("live", "cam");
+    // Sequence headers and audio pass; the first keyframe (6,000 bytes) is too large.
+    let published = synthetic_av(id, Duration::from_secs(1));
+    let from = world.now;
+    world.publish_on(true, publisher, &published, from, |_, _| {});
+    let failed = world.relay_events().into_iter().find_map(|(_, p)| match p {
+        RelayPhase::Failed { error, retry_in } => Some((error, retry_in)),
+        _ => None,
+    });
+    let (error, retry_in) = failed.expect("the session failed");
+    assert!(error.contains("chunk"), "{error}");
+    assert_eq!(retry_in, Some(ms(500)));
+    assert!(world
+        .edge
+        .statuses(player)
+        .contains(&"NetStream.Play.UnpublishNotify".to_string()));
+}

@@ -239,7 +239,10 @@ impl Relays {
     pub(crate) fn views(&self, ids: impl Iterator<Item = u64>) -> Vec<RelayView> {
         ids.filter_map(|id| self.sessions.get(&id))
             .map(|session| {
-                let up = session.upstream();
+                // A pull's own sends are replies and acknowledgements: no backlog to speak of.
+                let up = session
+                    .upstream()
+                    .filter(|_| session.direction == RelayDirection::Push);
                 RelayView {
                     direction: session.direction,
                     upstream: session.url(),

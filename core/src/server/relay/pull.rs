@@ -55,6 +55,10 @@ impl RtmpServer {
         };
         self.live.entry(key.clone()).or_default();
         let Some(id) = self.relay_open(key, name, RelayDirection::Pull, targets) else {
+            // Refused for the limits: the entry made for it goes unless someone uses it.
+            if self.live.get(&**key).is_some_and(|s| s.is_unused()) {
+                self.live.remove(&**key);
+            }
             return false;
         };
         if let Some(stream) = self.live.get_mut(&**key) {
