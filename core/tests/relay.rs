@@ -735,3 +735,61 @@ fn an_upstream_past_the_chunk_limits_is_dropped_and_retried() {
         .statuses(player)
         .contains(&"NetStream.Play.UnpublishNotify".to_string()));
 }
+
+/// What the publisher sends while its push is still being set up waits for it: the upstream's
+/// player gets the stream from its very first message, audio before the first keyframe
+/// included; held beyond the soft backlog, it starts at a keyframe instead, as a late player.
+#[test]
+fn a_push_slow_to_set_up_still_starts_from_the_first_message() {
+    for (soft, from_the_start) in [(1 << 20, true), (20_000, false)] {
+        let mut edge = relaying(true, "rtmp://10.0.0.1:1935/live");
+        edge.server.player_soft_backlog = soft;
+        let mut world = World::new(edge, NodeConfig::default());
+        let (far_player, _) = world.on(true).player("live", "cam");
+        world.bridge.stalled = true;
+        let (publisher, id) = world.on(false).publisher("live", "cam");
+        // Audio first, then the stream: the first keyframe comes 100 ms in.
+        let mut published = synthetic_av(id, Duration::from_secs(6));
+        for m in published.iter_mut().skip(2) {
+            m.timestamp += 100;
+        }
+        let audio_first: Vec<RtmpMessage> = (0..5)
+            .map(|i| RtmpMessage::new(type_id::AUDIO, id, i * 20, vec![0xaf, 1, i as u8, 7]))
+            .collect();
+        published.splice(2..2, audio_first);
+        let from = world.now;
+        world.publish_on(false, publisher, &published, from, |w, _| {
+            // The upstream answers only 2 s in.
+            w.bridge.stalled = w.now - from < ms(2_000);
+        });
+        let av = |m: &&RtmpMessage| matches!(m.type_id, type_id::AUDIO | type_id::VIDEO);
+        let got: Vec<RtmpMessage> = media_of(world.upstream.events(far_player))
+            .into_iter()
+            .filter(|m| av(&m))
+            .collect();
+        let first_audio_frame = got
+            .iter()
+            .find(|m| m.type_id == type_id::AUDIO && m.payload[1] == 1)
+            .unwrap();
+        if from_the_start {
+            assert_eq!(
+                got.len(),
+                published.iter().filter(av).count(),
+                "every message"
+            );
+            assert_eq!(first_audio_frame.timestamp, 0);
+        } else {
+            // From the cached GOP: its keyframe (100 ms in) first, the audio before it lost.
+            assert_eq!(first_audio_frame.timestamp, 100, "{first_audio_frame:?}");
+            let first_video = got
+                .iter()
+                .find(|m| m.type_id == type_id::VIDEO && m.payload[1] == 1);
+            assert_eq!(first_video.unwrap().payload[0] >> 4, 1, "from a keyframe");
+        }
+        check(
+            "upstream player",
+            &published,
+            world.upstream.events(far_player),
+        );
+    }
+}

@@ -162,6 +162,10 @@ struct RelaySession {
     idle_since: Option<Instant>,
     /// A push's media under backpressure, as a player's.
     backpressure: PlayerBackpressure,
+    /// A push's first attempt, begun with the publication: what the publisher sends while it
+    /// is set up waits here (within the soft backlog), so that the upstream gets the stream
+    /// from its very start (see `push`). `None` once it started, failed or overflowed.
+    from_start: Option<push::Pending>,
     /// The deadline of the session's live timer entry (older ones are stale).
     armed: Option<Instant>,
     failures: u64,
@@ -320,6 +324,7 @@ impl RtmpServer {
                 since: None,
                 idle_since: None,
                 backpressure: PlayerBackpressure::waiting_for_keyframe(),
+                from_start: (direction == RelayDirection::Push).then(push::Pending::default),
                 armed: None,
                 failures: 0,
             },
@@ -532,6 +537,7 @@ impl RtmpServer {
         let direction = session.direction;
         self.relays.counters.failures[dir(direction)][failure as usize] += 1;
         session.failures += 1;
+        session.from_start = None;
         let up_for = session
             .since
             .take()

@@ -2,9 +2,11 @@
 //! republished to each of them by a relay session of its own, for as long as the publication
 //! lasts.
 //!
-//! Once the upstream takes the publish, it gets what a late player gets (the metadata, every
-//! track's decoder configuration, the cached GOP), then every message the publisher sends,
-//! as the same chunk encodings the players share (`SharedMessage::encoded` for the upstream
+//! A push starts with the publication, and what the publisher sends while the upstream
+//! connection is set up waits for it (up to the soft backlog), so the upstream gets the stream
+//! from its very first message. A push that (re)connects later gets what a late player gets
+//! (the metadata, every track's decoder configuration, the cached GOP). Then it gets every
+//! message the publisher sends, as the same chunk encodings the players share (`SharedMessage::encoded` for the upstream
 //! connection's chunk size and stream id: a push costs a reference count and a TCP `Send`
 //! per message, no copy). Its backlog (handed to the driver, not yet written) is held like a
 //! player's: past the soft limit video waits for a keyframe, past the hard one the connection
@@ -19,11 +21,34 @@ use super::super::http_flv::flv_limits;
 use super::super::live_stream::media_kind;
 use super::super::player_backpressure::{Admit, PlayerBackpressure};
 use super::super::RtmpServer;
-use super::{Failure, Link, Phase};
+use super::{Failure, Link, Phase, RelaySession};
 use crate::io::{Output, RelayDirection};
 use crate::rtmp::message::type_id;
 use crate::rtmp::shared_message::SharedMessage;
 use crate::tcp::TcpCommand;
+
+/// The messages a push's first attempt holds until the upstream takes the publish.
+#[derive(Debug, Default)]
+pub(super) struct Pending {
+    messages: Vec<SharedMessage>,
+    bytes: usize,
+}
+
+impl RelaySession {
+    /// Holds `shared` for a push still being set up, if it is its first attempt and the held
+    /// messages stay within `limit` bytes (past it the push starts like a late player).
+    fn hold(&mut self, shared: &SharedMessage, limit: usize) {
+        let Some(pending) = &mut self.from_start else {
+            return;
+        };
+        pending.bytes += shared.len();
+        if pending.bytes > limit {
+            self.from_start = None;
+        } else {
+            pending.messages.push(shared.clone());
+        }
+    }
+}
 
 impl RtmpServer {
     /// The local publication of `key` (`app/name`) went live: one push per upstream of its
@@ -54,9 +79,9 @@ impl RtmpServer {
         }
     }
 
-    /// Push `id` was taken upstream: the stream's metadata, decoder configurations and cached
-    /// GOP go first; live media follows from the next message (its video from a keyframe
-    /// when no GOP was cached).
+    /// Push `id` was taken upstream. Its first attempt sends what the publisher sent so far;
+    /// a later one the stream's metadata, decoder configurations and cached GOP. Live media
+    /// follows from the next message (its video from a keyframe when nothing was cached).
     pub(super) fn push_started(&mut self, id: u64) {
         let Some(session) = self.relays.sessions.get_mut(&id) else {
             return;
@@ -68,6 +93,18 @@ impl RtmpServer {
             return;
         };
         let (chunk_size, stream_id) = (up.chunk_size(), up.stream_id);
+        if let Some(pending) = session.from_start.take() {
+            for mut shared in pending.messages {
+                let timestamp = shared.msg.timestamp;
+                let data = up.media(shared.encoded(chunk_size, stream_id), timestamp);
+                self.outputs.push_back(Output::Tcp(TcpCommand::Send {
+                    stream: up.stream,
+                    data,
+                }));
+            }
+            session.backpressure = PlayerBackpressure::default();
+            return;
+        }
         let cached = stream
             .metadata
             .iter_mut()
@@ -111,6 +148,7 @@ impl RtmpServer {
                 continue;
             };
             if up.phase != Phase::Started {
+                session.hold(shared, limits.0);
                 continue;
             }
             match session
