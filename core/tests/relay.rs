@@ -72,6 +72,10 @@ struct World {
     stamped: Vec<(Duration, Event)>,
     /// The upstream's questions (with decisions on), each accepted as it comes.
     questions: Vec<siprtmp_core::node::Question>,
+    /// The edge's access rules (with decisions on there): the answer to each question.
+    edge_rules: fn(&siprtmp_core::node::Question) -> siprtmp_core::node::Decision,
+    /// The edge's questions answered so far.
+    edge_answered: usize,
 }
 
 impl World {
@@ -85,6 +89,8 @@ impl World {
             now,
             stamped: Vec::new(),
             questions: Vec::new(),
+            edge_rules: |_| siprtmp_core::node::Decision::Accept,
+            edge_answered: 0,
         };
         world.edge.tcp.listen(world.bridge.addr);
         world
@@ -114,6 +120,22 @@ impl World {
                     .node
                     .decide(self.now, request, accept)
                     .unwrap();
+                moved = true;
+            }
+            let asked: Vec<_> = self
+                .edge
+                .node_events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Decide { request, question } => Some((*request, question.clone())),
+                    _ => None,
+                })
+                .skip(self.edge_answered)
+                .collect();
+            for (request, question) in asked {
+                self.edge_answered += 1;
+                let decision = (self.edge_rules)(&question);
+                self.edge.node.decide(self.now, request, decision).unwrap();
                 moved = true;
             }
             let at = self.now - self.start;
@@ -792,4 +814,35 @@ fn a_push_slow_to_set_up_still_starts_from_the_first_message() {
             world.upstream.events(far_player),
         );
     }
+}
+
+/// An edge's access rules decide its players of a pulled stream as any play, before any
+/// upstream session: a refused player opens none and gets `NetStream.Play.Failed`; an
+/// accepted one opens the pull.
+#[test]
+fn the_edge_decides_its_players_before_pulling() {
+    use siprtmp_core::node::{Decision, Question};
+    let mut edge = relaying(false, "rtmp://10.0.0.1/live");
+    edge.decisions = true;
+    let mut world = World::new(edge, NodeConfig::default());
+    world.edge_rules = |question| match question {
+        Question::Play { query, .. } if query != "token=ok" => Decision::Reject("no token".into()),
+        _ => Decision::Accept,
+    };
+    world.on(true).publisher("live", "cam");
+    let (refused, _) = world.on(false).player("live", "cam");
+    assert_eq!(
+        world.edge.statuses(refused).last().map(String::as_str),
+        Some("NetStream.Play.Failed")
+    );
+    assert_eq!(
+        world.bridge.connections, 0,
+        "no upstream session for a refused play"
+    );
+    let (accepted, _) = world.on(false).player("live", "cam?token=ok");
+    assert!(world
+        .edge
+        .statuses(accepted)
+        .contains(&"NetStream.Play.Start".to_string()));
+    assert_eq!(world.bridge.connections, 1);
 }
