@@ -78,8 +78,15 @@ pub(crate) struct LoggingServer {
 impl LoggingServer {
     /// Starts `siprtmp -i 127.0.0.1 -p 0 --no-gateway -r ROOT` (a port from the OS).
     pub(crate) fn start(root: &Path) -> Self {
+        Self::start_with(root, &[])
+    }
+
+    /// [`Self::start`] with more flags (`--config FILE`...).
+    pub(crate) fn start_with(root: &Path, args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_siprtmp"))
-            .args(["-i", "127.0.0.1", "-p", "0", "--no-gateway", "-r"])
+            .args(["-i", "127.0.0.1", "-p", "0", "--no-gateway"])
+            .args(args)
+            .arg("-r")
             .arg(root)
             .stdin(Stdio::null())
             .env("RUST_LOG", "info")
