@@ -5,8 +5,9 @@
 //! one part of it: `session` (one connection), `commands` (NetConnection and NetStream
 //! calls), `fan_out` (delivering published media to players, with backpressure),
 //! `live_stream` (per-stream caches), `merge` (merged writes: media held for a window so
-//! that several messages leave in one write) and `client_backlog` (backpressure on everything
-//! else a connection is sent: the gateway's far-end media, replies).
+//! that several messages leave in one write), `client_backlog` (backpressure on everything
+//! else a connection is sent: the gateway's far-end media, replies) and `relay` (streams
+//! pushed to and pulled from other servers).
 
 mod client_backlog;
 mod commands;
