@@ -15,6 +15,7 @@ use crate::callbacks::CallbacksSection;
 use crate::diagnostics::{ConfigError, KeyPath, Origin, SourceFile};
 use crate::gateway::GatewaySection;
 use crate::logging::LogFormat;
+use crate::relay::{OneOrMany, RelaySection};
 
 /// Everything the config file may set; every field is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -53,6 +54,9 @@ pub(crate) struct FileConfig {
     /// `[callbacks]`: nginx-rtmp-style HTTP callbacks.
     #[serde(default)]
     pub callbacks: CallbacksSection,
+    /// `[relay]`: bounds of the relay sessions (`push` and `pull` are per application).
+    #[serde(default)]
+    pub relay: RelaySection,
 }
 
 /// `[auth]`: who may connect, publish and play.
@@ -87,6 +91,13 @@ pub(crate) struct AppSection {
     pub publish_allow: Option<Vec<String>>,
     /// Addresses or blocks that may play; absent: anyone.
     pub play_allow: Option<Vec<String>>,
+    /// Upstreams every stream published here is republished to (`rtmp://` URLs).
+    pub push: Option<Vec<String>>,
+    /// Upstream(s) a name nobody publishes here is played from, tried in order.
+    pub pull: Option<OneOrMany>,
+    /// A play of a name nobody publishes waits for a publisher (default true); false
+    /// answers it `NetStream.Play.StreamNotFound`.
+    pub idle_streams: Option<bool>,
 }
 
 /// `[rtmp]`: the server's limits and timers.
@@ -374,13 +385,20 @@ impl FileConfig {
                 RecordSetting::All => RecordPolicy::All,
                 RecordSetting::Off => RecordPolicy::Off,
             };
-            config.server.apps.insert(app.clone(), AppConfig { record });
+            config.server.apps.insert(
+                app.clone(),
+                AppConfig {
+                    record,
+                    ..AppConfig::default()
+                },
+            );
         }
         for app in record_all {
             config.server.apps.insert(
                 app.clone(),
                 AppConfig {
                     record: RecordPolicy::All,
+                    ..AppConfig::default()
                 },
             );
         }
@@ -490,7 +508,7 @@ mod tests {
             .1
             .split(", ")
             .map(|k| k.trim_matches('`'))
-            .filter(|k| !["rtmp", "auth", "apps", "gateway", "callbacks"].contains(k))
+            .filter(|k| !["rtmp", "auth", "apps", "gateway", "callbacks", "relay"].contains(k))
             .collect();
         assert_eq!(taken, TOP_LEVEL_KEYS);
     }

@@ -11,6 +11,7 @@ mod diagnostics;
 mod flags;
 mod gateway;
 mod logging;
+mod relay;
 mod rtmps;
 mod workers;
 
@@ -74,6 +75,8 @@ struct Setup {
     gateway_line: Option<String>,
     /// The RTMPS listener, when `rtmps_port` asks for one.
     rtmps: Option<rtmps::Rtmps>,
+    /// The startup log's description of each application's relays.
+    relay_lines: Vec<String>,
 }
 
 impl Setup {
@@ -133,6 +136,13 @@ impl Setup {
             ),
         )?;
         node.server.callbacks = file.callbacks.node_config(&callbacks::resolve)?;
+        relay::apply(
+            &file.relay,
+            &file.apps,
+            &mut node.server,
+            &callbacks::resolve,
+        )?;
+        let relay_lines = relay::startup_lines(&node.server);
         let gateway_line = node.server.gateway.as_ref().map(|g| {
             let show =
                 |a: Option<SocketAddr>| a.map_or_else(|| "none".to_owned(), |a| a.to_string());
@@ -202,6 +212,7 @@ impl Setup {
             rules,
             gateway_line,
             rtmps,
+            relay_lines,
         })
     }
 }
@@ -216,6 +227,7 @@ fn serve(setup: Setup) -> Result<(), String> {
         rules,
         gateway_line,
         rtmps,
+        relay_lines,
         ..
     } = setup;
     let listen = driver_config.listen;
@@ -260,6 +272,9 @@ fn serve(setup: Setup) -> Result<(), String> {
             );
         }
         if let Some(line) = &gateway_line {
+            tracing::info!("{line}");
+        }
+        for line in &relay_lines {
             tracing::info!("{line}");
         }
         Ok(())

@@ -173,6 +173,21 @@ fn values_out_of_range_name_the_key_or_the_flag_and_the_range() {
         )),
         "{stderr}"
     );
+    // A relay's upstream is named by its place in the application's list.
+    let path = config_file(
+        "cli_out_of_range_push",
+        "site.toml",
+        "[apps.live]\npush = [\"rtmp://127.0.0.1/live\", \"rtmp://127.0.0.1:99999/live\"]\n",
+    );
+    let (code, stderr) = refused(&[], Some(&path));
+    assert!(
+        one_message(code, &stderr).starts_with(&format!(
+            "siprtmp: {}:2:34: apps.live.push[1] = \"rtmp://127.0.0.1:99999/live\": \"99999\" \
+             is not a port (1 to 65535): expected rtmp://host[:port]/app[/name][?query]",
+            path.display()
+        )),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! See [`crate::node`] for the contract around them.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::BytesMut;
 
@@ -196,6 +197,18 @@ pub enum Event {
         /// RTCP follow); `None` when each call takes ports of its own.
         rtp_port: Option<u16>,
     },
+    /// A relay session (a push of a stream published here, or the pull of a stream from
+    /// upstream) changed: see [`RelayPhase`].
+    Relay {
+        /// The local stream's key: `app/name`.
+        stream: String,
+        /// Push or pull.
+        direction: RelayDirection,
+        /// The upstream's URL, without its query (which may carry credentials).
+        upstream: String,
+        /// What happened.
+        phase: RelayPhase,
+    },
     /// The node's HTTP listener (`ServerConfig::http`) is listening on the address given, or
     /// could not listen (why).
     HttpListening {
@@ -245,5 +258,48 @@ pub enum Event {
         /// Why it ended early (a full disk, a write error), or `None` when the publisher
         /// stopped.
         error: Option<RecordError>,
+    },
+}
+
+/// Which way a relay carries a stream ([`Event::Relay`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RelayDirection {
+    /// A stream published here, republished upstream.
+    Push,
+    /// A stream played here, played from upstream.
+    Pull,
+}
+
+impl RelayDirection {
+    /// `push` or `pull`, as the API and the metrics say.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelayDirection::Push => "push",
+            RelayDirection::Pull => "pull",
+        }
+    }
+}
+
+/// What happened to a relay session ([`Event::Relay`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RelayPhase {
+    /// A connection attempt to the upstream started.
+    Connecting,
+    /// The upstream took the publish (push) or the play (pull).
+    Live,
+    /// The attempt failed, or the started session broke: why, and how long until the next
+    /// attempt (`None`: none; the session ends, as the next event says).
+    Failed {
+        /// What went wrong (the connect's error, the upstream's refusal, a timeout...).
+        error: String,
+        /// The wait before the next attempt (zero: the next upstream of a pull's list).
+        retry_in: Option<Duration>,
+    },
+    /// The session ended (the publication ended, the pull's players left, no upstream has the
+    /// stream, or the limits did not let it start): why.
+    Ended {
+        /// Why.
+        reason: String,
     },
 }

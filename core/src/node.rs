@@ -41,10 +41,11 @@ pub use crate::decision::{DecideError, Decision, PublishMode, Question};
 pub use crate::gateway::GatewayNodeConfig;
 pub use crate::http::{CallbackUrl, CallbacksConfig, FailurePolicy, HttpConfig};
 pub use crate::ids::{ConnId, FileId, ListenerId, RequestId, SocketId, StreamId, WorkerId};
-pub use crate::io::{CallPhase, Event, Input, Output, ProcessStats};
+pub use crate::io::{CallPhase, Event, Input, Output, ProcessStats, RelayDirection, RelayPhase};
 pub use crate::record_error::RecordError;
+pub use crate::rtmp::url::RtmpUrl;
 use crate::server::RtmpServer;
-pub use crate::server::{AppConfig, RecordPolicy, ServerConfig};
+pub use crate::server::{AppConfig, RecordPolicy, RelayLimits, RelayUrl, ServerConfig};
 pub use crate::storage::{FileError, FileReply, FileRequest};
 pub use crate::tcp::{TcpCommand, TcpEvent};
 pub use crate::udp::{UdpCommand, UdpEvent};
@@ -150,6 +151,9 @@ impl Node {
                     callbacks.tcp(event);
                 }
                 self.carry_out_verdicts();
+            }
+            Input::Tcp(event) if RtmpServer::relay_owns(&event) => {
+                self.server.relay_tcp(now, event)
             }
             Input::Tcp(event) => match &mut self.http {
                 Some(http) if http.owns(&event) => http.tcp(now, event, &mut self.server),

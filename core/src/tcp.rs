@@ -1,5 +1,6 @@
 //! TCP as the node asks for it: connections the node opens itself and listeners it asks for
-//! (the gateway's SIP over TCP), as opposed to the RTMP connections the driver accepts on its
+//! (the gateway's SIP over TCP, the HTTP listener and callbacks, relays to other RTMP
+//! servers), as opposed to the RTMP connections the driver accepts on its
 //! own listener and feeds as `Input::Received`. The node asks with [`TcpCommand`]s (carried by
 //! `Output::Tcp`); what happens on those sockets comes back as [`TcpEvent`]s (`Input::Tcp`).
 //!
@@ -42,9 +43,9 @@ pub use crate::ids::{ListenerId, StreamId};
 use bytes::{Bytes, BytesMut};
 
 /// The least a driver buffers for a stream's unsent bytes before closing it. SIP messages
-/// never come near it; HTTP-FLV players (`server::http_flv`) do: their backlog, bounded by the
-/// live players' soft and hard limits (1 and 8 MiB by default), waits here, so it is twice the
-/// default hard limit.
+/// never come near it; HTTP-FLV players (`server::http_flv`) and relay pushes do: their
+/// backlog, bounded by the live players' soft and hard limits (1 and 8 MiB by default), waits
+/// here, so it is twice the default hard limit.
 pub const MAX_QUEUED_SEND: usize = 16 << 20;
 
 /// What the node asks of the driver's TCP.

@@ -18,6 +18,7 @@ fn a_recording_publisher_that_disconnects_gets_no_output_after_it() {
         "live".into(),
         AppConfig {
             record: RecordPolicy::All,
+            ..AppConfig::default()
         },
     );
     let mut net = MemoryNet::new(Node::new(config, now, 1));

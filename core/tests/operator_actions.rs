@@ -212,6 +212,7 @@ fn recording_node() -> InMemory {
         "vod".into(),
         AppConfig {
             record: RecordPolicy::All,
+            ..AppConfig::default()
         },
     );
     server.http = Some(http_config());
@@ -430,6 +431,7 @@ impl Workers {
                 "vod".into(),
                 AppConfig {
                     record: RecordPolicy::All,
+                    ..AppConfig::default()
                 },
             );
             server.http = Some(http_config());

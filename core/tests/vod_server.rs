@@ -58,6 +58,7 @@ impl Fixture {
             app.into(),
             AppConfig {
                 record: RecordPolicy::All,
+                ..AppConfig::default()
             },
         );
         Self::with(NodeConfig {

@@ -96,6 +96,7 @@ pub fn node_config(setup: &Setup) -> NodeConfig {
             "live".into(),
             AppConfig {
                 record: RecordPolicy::All,
+                ..AppConfig::default()
             },
         );
     }

@@ -5,7 +5,7 @@
 use std::sync::mpsc::Sender;
 use std::time::Instant;
 
-use siprtmp_core::node::{Decision, Event, Node, RequestId};
+use siprtmp_core::node::{Decision, Event, Node, RelayPhase, RequestId};
 
 /// Answers [`Event::Decide`] events: it sees every event (to count connections, say) and
 /// returns an answer for the decisions it can make at once. It runs on the driver's node
@@ -149,6 +149,35 @@ pub fn log_event(event: &Event) {
             Ok(addr) => tracing::info!("HTTP listening on {addr} (metrics and API)"),
             Err(e) => tracing::error!("HTTP listener failed: {e}"),
         },
+        Event::Relay {
+            stream,
+            direction,
+            upstream,
+            phase,
+        } => {
+            let direction = direction.as_str();
+            match phase {
+                RelayPhase::Connecting => {
+                    tracing::debug!("{direction} {stream}: connecting to {upstream}")
+                }
+                RelayPhase::Live => tracing::info!("{direction} {stream}: live with {upstream}"),
+                RelayPhase::Failed {
+                    error,
+                    retry_in: Some(wait),
+                } => tracing::warn!(
+                    "{direction} {stream}: {upstream}: {error}; trying again in {} s",
+                    wait.as_secs_f64()
+                ),
+                RelayPhase::Failed {
+                    error,
+                    retry_in: None,
+                } => tracing::warn!("{direction} {stream}: {upstream}: {error}"),
+                RelayPhase::Ended { reason } => {
+                    tracing::info!("{direction} {stream}: {upstream}: ended: {reason}")
+                }
+                other => tracing::info!("{direction} {stream}: {upstream}: {other:?}"),
+            }
+        }
         other => tracing::info!("{other:?}"),
     }
 }

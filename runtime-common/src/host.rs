@@ -918,6 +918,7 @@ mod tests {
             "live".into(),
             AppConfig {
                 record: RecordPolicy::All,
+                ..AppConfig::default()
             },
         );
         let config = NodeConfig { server, decisions };

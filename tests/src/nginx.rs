@@ -1,5 +1,7 @@
 //! nginx with the RTMP module as a reference server: one process on a free loopback port,
-//! playing files from a directory (`application APP { play DIR; }`), killed when dropped.
+//! playing files from a directory (`application APP { play DIR; }`) or serving live
+//! applications with an HTTP statistics page ([`Nginx::live`], restartable on the same ports),
+//! killed when dropped.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -40,39 +42,93 @@ pub struct Nginx {
     child: Child,
     /// Its RTMP address.
     pub addr: SocketAddr,
+    /// Its HTTP statistics page (`rtmp_stat all`), for [`Nginx::live`] ones.
+    pub stat: Option<SocketAddr>,
+    /// Its configuration, logs and pid file.
+    dir: PathBuf,
+}
+
+/// A free loopback address for nginx to bind itself.
+fn free_loopback() -> SocketAddr {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 impl Nginx {
     /// Starts nginx-rtmp serving the `.flv` files of `media` as `rtmp://ADDR/APP/NAME`; its
     /// configuration, logs and pid file go to `dir`.
     pub fn play_files(app: &str, media: &Path, dir: &Path) -> Self {
-        let (nginx, module) = find_nginx();
+        let addr = free_loopback();
+        let apps = format!("application {app} {{ play {}; }}", media.display());
+        Self::start(dir, addr, None, &apps)
+    }
+
+    /// Starts nginx-rtmp with live applications, each `(name, directives)` becoming
+    /// `application NAME { live on; DIRECTIVES }`, and a statistics page
+    /// ([`Nginx::stream_clients`]).
+    pub fn live(apps: &[(&str, &str)], dir: &Path) -> Self {
+        let apps = apps
+            .iter()
+            .map(|(name, directives)| format!("application {name} {{ live on; {directives} }}"))
+            .collect::<Vec<_>>()
+            .join("\n    ");
+        Self::start(dir, free_loopback(), Some(free_loopback()), &apps)
+    }
+
+    /// Stops this nginx (as a crash would: killed) and starts it again with the same
+    /// configuration on the same ports.
+    pub fn restart(mut self) -> Self {
+        self.kill();
+        let conf = std::fs::read_to_string(self.dir.join("nginx.conf")).expect("nginx.conf");
+        let (addr, stat, dir) = (self.addr, self.stat, self.dir.clone());
+        let child = Self::spawn(&dir);
+        std::mem::forget(self);
+        let _ = conf;
+        Self::wait_listening(child, addr, stat, dir)
+    }
+
+    /// Kills the process now (it is not restarted).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn start(dir: &Path, addr: SocketAddr, stat: Option<SocketAddr>, apps: &str) -> Self {
+        let (_, module) = find_nginx();
         std::fs::create_dir_all(dir).expect("nginx dir");
-        // nginx binds the port itself; the OS picks one that is free now.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let http = match stat {
+            Some(stat) => format!(
+                "http {{ access_log off; server {{ listen {stat}; \
+                 location /stat {{ rtmp_stat all; }} }} }}\n"
+            ),
+            None => String::new(),
+        };
         let conf = format!(
             "load_module {module};\n\
              daemon off;\n\
              master_process off;\n\
              worker_processes 1;\n\
              pid {dir}/nginx.pid;\n\
-             error_log {dir}/error.log warn;\n\
-             events {{ worker_connections 64; }}\n\
+             error_log {dir}/error.log info;\n\
+             events {{ worker_connections 256; }}\n\
              rtmp {{ server {{ listen {addr}; chunk_size 4096;\n\
-             \x20   application {app} {{ play {media}; }} }} }}\n",
+             \x20   {apps} }} }}\n{http}",
             module = module.display(),
             dir = dir.display(),
-            media = media.display(),
         );
-        let conf_path = dir.join("nginx.conf");
-        std::fs::write(&conf_path, conf).expect("write nginx.conf");
-        let mut child = Command::new(nginx)
+        std::fs::write(dir.join("nginx.conf"), conf).expect("write nginx.conf");
+        let child = Self::spawn(dir);
+        Self::wait_listening(child, addr, stat, dir.to_path_buf())
+    }
+
+    fn spawn(dir: &Path) -> Child {
+        let (nginx, _) = find_nginx();
+        Command::new(nginx)
             .arg("-c")
-            .arg(&conf_path)
+            .arg(dir.join("nginx.conf"))
             .arg("-p")
             .arg(dir)
             .arg("-e")
@@ -81,15 +137,30 @@ impl Nginx {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start nginx");
+            .expect("start nginx")
+    }
+
+    fn wait_listening(
+        mut child: Child,
+        addr: SocketAddr,
+        stat: Option<SocketAddr>,
+        dir: PathBuf,
+    ) -> Self {
         let deadline = Instant::now() + STARTUP;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
                 let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
                 panic!("nginx exited ({status}): {log}");
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-                return Self { child, addr };
+            let up =
+                |a: &SocketAddr| TcpStream::connect_timeout(a, Duration::from_millis(100)).is_ok();
+            if up(&addr) && stat.as_ref().is_none_or(up) {
+                return Self {
+                    child,
+                    addr,
+                    stat,
+                    dir,
+                };
             }
             assert!(
                 Instant::now() < deadline,
@@ -102,6 +173,35 @@ impl Nginx {
     /// `rtmp://127.0.0.1:PORT/path`.
     pub fn url(&self, path: &str) -> String {
         format!("rtmp://{}/{}", self.addr, path)
+    }
+
+    /// The statistics page's XML (`rtmp_stat all`).
+    pub fn stat_xml(&self) -> String {
+        let stat = self.stat.expect("a live nginx has a statistics page");
+        let (status, body) = crate::scrape::curl(&stat.to_string(), "GET", "/stat", None);
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// The clients (publisher and players) of the live stream `app/name` on the statistics
+    /// page; `None` when nginx has no such stream.
+    pub fn stream_clients(&self, app: &str, name: &str) -> Option<usize> {
+        let xml = self.stat_xml();
+        let application = xml
+            .split("<application>")
+            .find(|a| a.trim_start().starts_with(&format!("<name>{app}</name>")))?;
+        let stream = application
+            .split("<stream>")
+            .skip(1)
+            .find(|s| s.trim_start().starts_with(&format!("<name>{name}</name>")))?;
+        let count = stream.split("<nclients>").nth(1)?.split('<').next()?;
+        count.trim().parse().ok()
+    }
+
+    /// The end of nginx's error log (`info` level: sessions, commands), for failure messages.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default();
+        log[log.len().saturating_sub(4000)..].to_string()
     }
 }
 

@@ -12,6 +12,7 @@ pub fn recording_node(decisions: bool) -> NodeConfig {
         "vod".into(),
         AppConfig {
             record: RecordPolicy::All,
+            ..AppConfig::default()
         },
     );
     NodeConfig { server, decisions }

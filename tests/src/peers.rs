@@ -99,6 +99,30 @@ impl Peer {
         }
     }
 
+    /// Waits for the peer to exit within `timeout`: its status and stderr; panics if it is
+    /// still running (a play that should have ended, or been refused, hangs).
+    pub fn exits_within(mut self, timeout: Duration) -> (ExitStatus, String) {
+        let Some(status) = self.wait(timeout) else {
+            panic!("{} still runs after {timeout:?}", self.name);
+        };
+        let mut err = String::new();
+        if let Some(mut stderr) = self.child.stderr.take() {
+            use std::io::Read;
+            let _ = stderr.read_to_string(&mut err);
+        }
+        (status, err)
+    }
+
+    /// Waits for the peer to fail (exit unsuccessfully) within `timeout`, and returns its
+    /// stderr; panics if it succeeded or was still running.
+    pub fn fails_within(self, timeout: Duration) -> String {
+        let name = self.name.clone();
+        match self.exits_within(timeout) {
+            (s, err) if !s.success() => err,
+            (s, err) => panic!("{name} exited with {s}, expected a failure: {err}"),
+        }
+    }
+
     /// Stops (SIGSTOP) or resumes (SIGCONT) the process: a player that stops reading.
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
@@ -157,6 +181,26 @@ pub fn ffmpeg_play(url: &str, out: &Path) -> Peer {
         Command::new("ffmpeg")
             .args(["-hide_banner", "-loglevel", "error", "-y", "-i", url])
             .args(["-c", "copy", "-copyts", "-f", "flv"])
+            .arg(out),
+    )
+}
+
+/// `ffmpeg -i URL -t SECONDS -c copy -copyts -f flv OUT`: a player that saves `seconds` of
+/// what it receives, then leaves on its own.
+pub fn ffmpeg_play_for(url: &str, out: &Path, seconds: u32) -> Peer {
+    Peer::spawn_command(
+        "ffmpeg player",
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-i", url])
+            .args([
+                "-t",
+                &seconds.to_string(),
+                "-c",
+                "copy",
+                "-copyts",
+                "-f",
+                "flv",
+            ])
             .arg(out),
     )
 }

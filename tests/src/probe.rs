@@ -120,3 +120,52 @@ pub fn assert_receives_all_from_join(who: &str, source: &[Packet], got: &[Packet
         );
     }
 }
+
+/// Asserts that `got` holds every packet of `source` from the first keyframe it received on,
+/// in order, with identical payloads: up to the end of `source` (`to_end`), or up to the last
+/// packet of each kind it has (a player that left, or was cut off, before the end). What it
+/// received before that keyframe (audio a server let through while the picture waited for a
+/// keyframe) is not counted: the join point is where the picture starts.
+pub fn assert_receives_from_keyframe(who: &str, source: &[Packet], got: &[Packet], to_end: bool) {
+    let join = got
+        .iter()
+        .find(|p| p.kind == "video" && p.keyframe)
+        .unwrap_or_else(|| panic!("{who}: no keyframe"))
+        .pts;
+    let first_video = got.iter().find(|p| p.kind == "video").unwrap();
+    assert!(
+        first_video.keyframe,
+        "{who}: first video frame is not a keyframe: {first_video:?}"
+    );
+    for kind in ["audio", "video"] {
+        let received: Vec<(&i64, &String)> = got
+            .iter()
+            .filter(|p| p.kind == kind && p.pts >= join)
+            .map(|p| (&p.pts, &p.hash))
+            .collect();
+        let last = match (to_end, received.last()) {
+            (false, Some((pts, _))) => **pts,
+            _ => i64::MAX,
+        };
+        let expected: Vec<(&i64, &String)> = source
+            .iter()
+            .filter(|p| p.kind == kind && p.pts >= join && p.pts <= last)
+            .map(|p| (&p.pts, &p.hash))
+            .collect();
+        assert!(
+            received.len() > 10,
+            "{who}: only {} {kind} packets from {join} ms",
+            received.len()
+        );
+        assert_eq!(
+            expected.len(),
+            received.len(),
+            "{who}: {kind} packet count from {join} ms{}",
+            if to_end { " to the end" } else { "" }
+        );
+        assert!(
+            expected == received,
+            "{who}: {kind} packets differ from the source"
+        );
+    }
+}

@@ -55,6 +55,7 @@ fn callbacks(runtime: Runtime) {
         "live".into(),
         AppConfig {
             record: RecordPolicy::All,
+            ..AppConfig::default()
         },
     );
     let root = dir.join("root");

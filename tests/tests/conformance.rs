@@ -287,6 +287,7 @@ fn describe(event: &ClientEvent, sent: &[RtmpMessage]) -> String {
             }
         }
         ClientEvent::Command(c) => format!("command {}", c.name),
+        ClientEvent::StreamEof(id) => format!("stream eof {id}"),
     }
 }
 

@@ -204,6 +204,7 @@ fn a_recording_stopped_through_the_api_is_closed_and_the_stream_goes_on() {
         "rec".into(),
         AppConfig {
             record: RecordPolicy::All,
+            ..AppConfig::default()
         },
     );
     node.server.callbacks = Some(CallbacksConfig {
@@ -325,6 +326,7 @@ fn applications(workers: usize) {
         "rec".into(),
         AppConfig {
             record: RecordPolicy::All,
+            ..AppConfig::default()
         },
     );
     let mut server = if workers == 1 {

@@ -23,6 +23,7 @@ mod gateway_metrics;
 mod json;
 mod metrics;
 mod page;
+mod relay_metrics;
 pub(crate) mod report;
 mod routes;
 

@@ -13,7 +13,10 @@
 use std::sync::Arc;
 
 use crate::gateway::host::{ClientView, GatewayStats};
-use crate::server::{AppView, ConnStates, ConnView, Counters, MemoryView, RtmpServer, StreamView};
+use crate::server::{
+    AppView, ConnStates, ConnView, Counters, MemoryView, RelayCounters, RtmpServer, StreamView,
+    RELAY_SESSION_STATES,
+};
 
 /// What a request wants of each worker (so a scrape does not list every connection).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +45,9 @@ pub(crate) struct NodeStats {
     pub far_media_dropped: u64,
     /// The gateway's, when it is on.
     pub gateway: Option<GatewayStats>,
+    /// The relays' counters, and their sessions now by direction and state.
+    pub relay: RelayCounters,
+    pub relay_sessions: [[u64; RELAY_SESSION_STATES.len()]; 2],
 }
 
 impl NodeStats {
@@ -53,6 +59,12 @@ impl NodeStats {
         self.record_bytes += other.record_bytes;
         self.record_failures += other.record_failures;
         self.far_media_dropped += other.far_media_dropped;
+        self.relay.add(&other.relay);
+        for (mine, theirs) in self.relay_sessions.iter_mut().zip(other.relay_sessions) {
+            for (a, b) in mine.iter_mut().zip(theirs) {
+                *a += b;
+            }
+        }
         match (&mut self.gateway, &other.gateway) {
             (Some(mine), Some(theirs)) => mine.add(theirs),
             (None, Some(theirs)) => self.gateway = Some(*theirs),
@@ -130,6 +142,8 @@ impl WorkerReport {
 /// everyone's players.
 fn merge_stream(mine: &mut StreamView, theirs: &StreamView) {
     mine.players += theirs.players;
+    // Each worker's own: the publisher's pushes, every worker's pull.
+    mine.relays.extend(theirs.relays.iter().cloned());
     if theirs.publisher.is_some() {
         mine.publisher = theirs.publisher;
         mine.since = theirs.since;
@@ -158,6 +172,7 @@ mod tests {
             players,
             since: None,
             recording: false,
+            relays: Vec::new(),
         }
     }
 

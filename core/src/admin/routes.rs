@@ -218,6 +218,7 @@ pub(crate) fn render(
             let mut out = Exposition::default();
             metrics::render_server(report, &mut out);
             super::gateway_metrics::render(&report.stats, &mut out);
+            super::relay_metrics::render(&report.stats, &report.streams, &mut out);
             metrics::render_process(process, &mut out);
             Response::new(200, metrics::CONTENT_TYPE, out.finish())
         }
@@ -300,6 +301,7 @@ fn streams(views: &[StreamView], now: Instant) -> String {
             Some(since) => json.number(now.saturating_duration_since(since).as_secs_f64()),
             None => json.null(),
         };
+        super::relay_metrics::relays_json(&mut json, &stream.relays, now);
         json.close_object();
     }
     json.close_array().close_object();

@@ -36,6 +36,9 @@ pub enum ClientEvent {
     Media(RtmpMessage),
     /// Any other command from the server.
     Command(Command),
+    /// User control Stream EOF for a stream: the server has no more data for it (only after
+    /// [`RtmpClient::report_stream_eof`]; nginx-rtmp says a publisher left this way only).
+    StreamEof(u32),
 }
 
 /// Why the client gave up on the connection.
@@ -99,20 +102,30 @@ pub struct RtmpClient {
     server_properties: Option<Value>,
     pending_create: VecDeque<f64>,
     rx_bytes: u64,
+    /// Bytes left in the caller's buffer by the previous [`Self::received`] (an unfinished
+    /// chunk), counted then: a caller that keeps its buffer hands them in again.
+    unread: usize,
     acked: u64,
     window: u32,
     chunk_size: u32,
+    report_stream_eof: bool,
 }
 
 impl RtmpClient {
     /// A client for `app` at `tc_url`; C0+C1 are queued at once.
     pub fn new(rng: &mut SeededRng, app: &str, tc_url: &str) -> Self {
+        Self::with_limits(rng, app, tc_url, ChunkLimits::default())
+    }
+
+    /// [`Self::new`] whose chunk decoder holds what the server sends within `limits` (a
+    /// server's own relays use its configured limits, as its clients' connections do).
+    pub fn with_limits(rng: &mut SeededRng, app: &str, tc_url: &str, limits: ChunkLimits) -> Self {
         let (handshake, c0c1) = ClientHandshake::new(rng, 0, false);
         let mut out = VecDeque::new();
         out.push_back(c0c1);
         Self {
             handshake: Some(handshake),
-            decoder: ChunkDecoder::new(ChunkLimits::default()),
+            decoder: ChunkDecoder::new(limits),
             encoder: ChunkEncoder::new(),
             out,
             events: VecDeque::new(),
@@ -127,10 +140,18 @@ impl RtmpClient {
             server_properties: None,
             pending_create: VecDeque::new(),
             rx_bytes: 0,
+            unread: 0,
             acked: 0,
             window: 0,
             chunk_size: 128,
+            report_stream_eof: false,
         }
+    }
+
+    /// Reports Stream EOF user control events ([`ClientEvent::StreamEof`]); by default they
+    /// are not reported.
+    pub fn report_stream_eof(&mut self) {
+        self.report_stream_eof = true;
     }
 
     /// Asks for a larger outgoing chunk size (sent as Set Chunk Size).
@@ -180,6 +201,17 @@ impl RtmpClient {
     /// `objectEncoding`...).
     pub fn connect_info(&self) -> Option<&(bool, Value)> {
         self.connect_info.as_ref()
+    }
+
+    /// The bytes of unfinished messages the decoder held after the previous call, and now
+    /// (see [`ChunkDecoder::take_partial_change`]): for a server that budgets them.
+    pub fn take_partial_change(&mut self) -> (usize, usize) {
+        self.decoder.take_partial_change()
+    }
+
+    /// The chunk size the client sends with (128 until [`Self::set_chunk_size`]).
+    pub fn chunk_size(&self) -> u32 {
+        self.encoder.chunk_size()
     }
 
     /// Bytes to send, in order.
@@ -256,9 +288,17 @@ impl RtmpClient {
         self.send(csid, msg);
     }
 
-    /// Feeds bytes from the server.
+    /// Feeds bytes from the server. What it cannot use yet (an unfinished chunk) stays in
+    /// `buf`: hand it in again with the bytes that follow appended (those are the only ones
+    /// counted toward acknowledgements the second time).
     pub fn received(&mut self, buf: &mut BytesMut) -> Result<(), ClientError> {
-        self.rx_bytes += buf.len() as u64;
+        self.rx_bytes += buf.len().saturating_sub(self.unread) as u64;
+        let result = self.receive_all(buf);
+        self.unread = buf.len();
+        result
+    }
+
+    fn receive_all(&mut self, buf: &mut BytesMut) -> Result<(), ClientError> {
         if let Some(handshake) = &mut self.handshake {
             if let Some(c2) = handshake.receive(buf).map_err(ClientError::Handshake)? {
                 self.out.push_back(c2);
@@ -311,11 +351,15 @@ impl RtmpClient {
                     _ => {}
                 }
             }
-            type_id::USER_CONTROL => {
-                if let Ok(UserControl::PingRequest(stamp)) = UserControl::parse(&msg.payload) {
+            type_id::USER_CONTROL => match UserControl::parse(&msg.payload) {
+                Ok(UserControl::PingRequest(stamp)) => {
                     self.send(CSID_CONTROL, &UserControl::PingResponse(stamp).to_message());
                 }
-            }
+                Ok(UserControl::StreamEof(stream)) if self.report_stream_eof => {
+                    self.events.push_back(ClientEvent::StreamEof(stream));
+                }
+                _ => {}
+            },
             type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0 | type_id::DATA_AMF3 => {
                 self.events.push_back(ClientEvent::Media(msg))
             }

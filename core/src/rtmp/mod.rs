@@ -1,5 +1,5 @@
 //! RTMP: the handshake, the chunk stream, protocol-control messages, commands, the client
-//! machine, and a message's chunk encodings shared between receivers.
+//! machine, a message's chunk encodings shared between receivers, and `rtmp://` URLs.
 
 pub mod aggregate;
 pub mod chunk_decoder;
@@ -11,3 +11,4 @@ pub(crate) mod csid;
 pub mod handshake;
 pub mod message;
 pub(crate) mod shared_message;
+pub mod url;

@@ -380,7 +380,12 @@ impl RtmpServer {
         mode: PublishMode,
     ) -> Result<Option<(String, bool, bool)>, ()> {
         let app = session.app.as_deref().ok_or(())?;
-        let append = match (mode, self.config.app(app).record) {
+        let record = self
+            .config
+            .apps
+            .get(app)
+            .map_or(RecordPolicy::Off, |a| a.record);
+        let append = match (mode, record) {
             (PublishMode::Live, RecordPolicy::Off) => return Ok(None),
             (PublishMode::Append, _) => true,
             _ => false,
@@ -464,6 +469,8 @@ impl RtmpServer {
             return;
         };
         let recording = self.recording_path(session, &name, mode).ok().flatten();
+        // A publisher here takes the name from a pull that fed it.
+        self.end_pull(&key);
         let stream = self.live.entry(key.clone()).or_default();
         stream.publisher = Some((conn, stream_id));
         stream.since = Some(self.last_now);
@@ -485,6 +492,7 @@ impl RtmpServer {
             stream: key.to_string(),
         }));
         self.announce(&key, bare_stream_name(&name));
+        self.start_pushes(&key);
         if let Some((path, append, requested)) = recording {
             self.start_recording(conn, stream_id, key, path, append, requested);
         }
@@ -725,6 +733,18 @@ impl RtmpServer {
         reset: bool,
     ) {
         let live = self.live.get(&**key).is_some_and(|s| s.is_live());
+        // Nobody publishes it here: a pull may play it from upstream, or the application may
+        // refuse to wait for a publisher.
+        let pulled = self.pull_for_player(key);
+        if !live && !pulled && !self.waits_for_publishers(key) {
+            return self.status(
+                conn,
+                stream_id,
+                "error",
+                "NetStream.Play.StreamNotFound",
+                &format!("{name} not found."),
+            );
+        }
         let Some(session) = self.sessions.get_mut(conn) else {
             return;
         };
@@ -786,6 +806,13 @@ impl RtmpServer {
             conn,
             stream: key.to_string(),
         }));
+    }
+
+    /// Whether a play of `key` (`app/name`) that nobody publishes waits for a publisher
+    /// ([`super::AppConfig::idle_streams`]).
+    fn waits_for_publishers(&self, key: &str) -> bool {
+        let app = key.split_once('/').map_or(key, |(app, _)| app);
+        self.config.apps.get(app).is_none_or(|a| a.idle_streams)
     }
 
     /// The live stream a player plays on `stream_id`, if any.

@@ -106,6 +106,8 @@ pub struct ServerConfig {
     /// [`Node::accept_tls`](crate::node::Node::accept_tls) (its RTMPS listener). `None` (the
     /// default): such connections are closed at once with [`CloseReason::Tls`](crate::node::CloseReason::Tls).
     pub tls: Option<crate::tls::TlsConfig>,
+    /// Bounds and timers of relay sessions (the applications' `push` and `pull`).
+    pub relay: super::relay::RelayLimits,
 }
 
 /// Whether an application records what is published to it.
@@ -120,10 +122,41 @@ pub enum RecordPolicy {
 }
 
 /// Settings of one application (scope).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// ```
+/// use siprtmp_core::node::{AppConfig, RelayUrl};
+/// let edge = AppConfig {
+///     pull: vec![RelayUrl::parse("rtmp://10.0.0.1:1935/live").unwrap()],
+///     ..AppConfig::default()
+/// };
+/// assert!(edge.idle_streams && edge.push.is_empty());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppConfig {
     /// Recording of publishes.
     pub record: RecordPolicy,
+    /// Upstreams every stream published to the application is republished to (nginx-rtmp's
+    /// `push`), each by a relay session of its own while the publication lasts.
+    pub push: Vec<super::relay::RelayUrl>,
+    /// Upstreams a name nobody publishes here is played from when a player asks for it
+    /// (nginx-rtmp's `pull`), tried in order; one session per name, shared by its players.
+    pub pull: Vec<super::relay::RelayUrl>,
+    /// A live play of a name nobody publishes (here, on another worker, or upstream through
+    /// a pull) waits for a publisher (`true`, the default); `false` answers it
+    /// `NetStream.Play.StreamNotFound` at once (nginx-rtmp's `idle_streams off`), so that a
+    /// player, or an edge pulling from this server, learns the stream is not there.
+    pub idle_streams: bool,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        Self {
+            record: RecordPolicy::Off,
+            push: Vec::new(),
+            pull: Vec::new(),
+            idle_streams: true,
+        }
+    }
 }
 
 impl ServerConfig {
@@ -162,6 +195,7 @@ impl Default for ServerConfig {
             http: None,
             callbacks: None,
             tls: None,
+            relay: super::relay::RelayLimits::default(),
         }
     }
 }

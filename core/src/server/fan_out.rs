@@ -53,21 +53,31 @@ impl RtmpServer {
             self.record_media(&key, &msg);
         }
         let mut shared = SharedMessage::new(msg);
-        self.deliver(&key, &mut shared, metadata);
-        // After the players here, so the relayed copy carries their chunk encodings.
+        let pushed = self.deliver(&key, &mut shared, metadata);
+        // After the players here, so the pushes and the relayed copy share their chunk
+        // encodings.
+        if pushed {
+            self.push_media(&key, &mut shared);
+        }
         self.relay_media(&key, &shared, metadata);
     }
 
-    /// Delivers a published message (from a publisher here or relayed from another worker)
-    /// to the stream's players, then caches it for late players.
-    pub(super) fn deliver(&mut self, key: &str, shared: &mut SharedMessage, metadata: bool) {
+    /// Delivers a published message (from a publisher here, relayed from another worker, or
+    /// pulled from upstream) to the stream's players, then caches it for late players; whether
+    /// the stream has pushes (they get it next, from [`Self::publish_shared`]).
+    pub(super) fn deliver(
+        &mut self,
+        key: &str,
+        shared: &mut SharedMessage,
+        metadata: bool,
+    ) -> bool {
         let (soft, hard, max_gop) = (
             self.config.player_soft_backlog,
             self.config.player_hard_backlog,
             self.config.max_gop_cache_bytes,
         );
         let Some(stream) = self.live.get_mut(key) else {
-            return;
+            return false;
         };
         let kind = media_kind(&shared.msg, stream.primary_video_track);
         // One deadline for every player this message is held on.
@@ -152,6 +162,7 @@ impl RtmpServer {
             // more: the stream whose GOP passed the budget gives its up.
             self.gop_total -= stream.clear_gop();
         }
+        let pushed = !stream.relay.pushes.is_empty();
         for player in evict {
             if let Some(session) = self.sessions.get_mut(player) {
                 session.clear_queue();
@@ -161,6 +172,7 @@ impl RtmpServer {
         if !evict_flv.is_empty() {
             self.evict_flv(&evict_flv, flv_limits.1);
         }
+        pushed
     }
 
     /// Writes an audio or video message to the stream's recording, if it has one (or starts
@@ -293,6 +305,7 @@ impl RtmpServer {
         stream.publisher = None;
         stream.record_resume = None;
         let recorder = stream.recorder.take();
+        self.end_pushes(key);
         self.end_publication(key);
         self.withdraw(key);
         if let Some(file) = recorder {

@@ -273,6 +273,8 @@ impl RtmpServer {
         if let Some(flv) = self.flv_conns.get_mut(&stream) {
             flv.state = FlvState::Playing(key.clone());
         }
+        // A pulled stream's session is kept from closing while it has players.
+        self.pull_for_player(&key);
         self.subscribe_if_remote(&key);
         self.counters.plays += 1;
         self.outputs.push_back(Output::Event(Event::PlayStarted {
@@ -359,6 +361,7 @@ impl RtmpServer {
         } else {
             if live_unwatched(self, key) {
                 self.unsubscribe_if_remote(key);
+                self.pull_player_left(key);
             }
         }
         queued

@@ -33,6 +33,8 @@ pub(crate) struct StreamView {
     pub since: Option<Instant>,
     /// A recording runs.
     pub recording: bool,
+    /// Its relay sessions: the pushes of its local publication, or the pull that feeds it.
+    pub relays: Vec<super::RelayView>,
 }
 
 /// One connection, as the HTTP API shows it.
@@ -149,6 +151,8 @@ impl RtmpServer {
             record_failures: self.recordings_failed(),
             far_media_dropped: self.far_media_dropped(),
             gateway: self.gateway.as_ref().map(|g| g.stats()),
+            relay: self.relays.counters.clone(),
+            relay_sessions: self.relays.session_counts(),
         }
     }
 
@@ -195,6 +199,7 @@ impl RtmpServer {
             .filter(|(_, s)| {
                 s.publisher.is_some()
                     || s.remote.is_some()
+                    || s.relay.pull.is_some()
                     || !s.players.is_empty()
                     || !s.flv_players.is_empty()
             })
@@ -222,8 +227,11 @@ impl RtmpServer {
                     video,
                     audio,
                     players: stream.players.len() + stream.flv_players.len(),
-                    since: stream.since.filter(|_| stream.publisher.is_some()),
+                    since: stream
+                        .since
+                        .filter(|_| stream.publisher.is_some() || stream.relay.pulled),
                     recording: stream.recorder.is_some(),
+                    relays: self.relay_views(key),
                 }
             })
             .collect();

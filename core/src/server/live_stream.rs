@@ -152,8 +152,22 @@ pub(crate) struct LiveStream {
     pub recorder: Option<crate::storage::FileId>,
     /// An application-chosen recording that failed, waiting to start again.
     pub record_resume: Option<super::record_resume::RecordResume>,
-    /// When the local publisher went live (for the HTTP API).
+    /// When the local publisher (or a pull's upstream) went live (for the HTTP API).
     pub since: Option<std::time::Instant>,
+    /// The relay sessions of this stream (see `relay`).
+    pub relay: RelayLinks,
+}
+
+/// A live stream's relay sessions: the pushes of its local publication, or the pull that
+/// plays it from upstream.
+#[derive(Debug, Default)]
+pub(crate) struct RelayLinks {
+    /// The pushes of the local publication.
+    pub pushes: SmallVec<[u64; 2]>,
+    /// The pull that feeds the stream, while one is open (live upstream or not).
+    pub pull: Option<u64>,
+    /// The pull's upstream is live: the stream is published, from upstream.
+    pub pulled: bool,
 }
 
 impl LiveStream {
@@ -246,13 +260,16 @@ impl LiveStream {
             .retain(|p| !(p.conn == conn && p.stream_id == stream_id));
     }
 
-    /// True while someone publishes it, here or on another worker.
+    /// True while someone publishes it, here, on another worker or upstream (a pull).
     pub(crate) fn is_live(&self) -> bool {
-        self.publisher.is_some() || self.remote.is_some()
+        self.publisher.is_some() || self.remote.is_some() || self.relay.pulled
     }
 
-    /// True when nobody publishes or plays it any more.
+    /// True when nobody publishes or plays it any more, and no pull is open for it.
     pub(crate) fn is_unused(&self) -> bool {
-        !self.is_live() && self.players.is_empty() && self.flv_players.is_empty()
+        !self.is_live()
+            && self.players.is_empty()
+            && self.flv_players.is_empty()
+            && self.relay.pull.is_none()
     }
 }

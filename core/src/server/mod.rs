@@ -7,7 +7,8 @@
 //! `live_stream` (per-stream caches), `merge` (merged writes: media held for a window so
 //! that several messages leave in one write), `client_backlog` (backpressure on everything
 //! else a connection is sent: the gateway's far-end media, replies), `inspect` (what the HTTP
-//! API and the metrics read) and `operator` (what the HTTP API's actions do).
+//! API and the metrics read), `operator` (what the HTTP API's actions do) and `relay`
+//! (streams pushed to and pulled from other servers).
 
 mod client_backlog;
 mod commands;
@@ -25,6 +26,7 @@ mod pending_decisions;
 mod player_backpressure;
 mod record_resume;
 mod recorder;
+mod relay;
 mod send_queue;
 mod session;
 mod session_table;
@@ -46,6 +48,11 @@ pub(crate) use counters::{Counters, CLOSE_KINDS};
 pub(crate) use http_flv::FlvEnd;
 pub(crate) use inspect::{AppView, ConnStates, ConnView, MemoryView, StreamView};
 pub(crate) use operator::StopRecording;
+pub(crate) use relay::{
+    RelayCounters, RelayView, FAILURE_KINDS as RELAY_FAILURE_KINDS,
+    SESSION_STATES as RELAY_SESSION_STATES,
+};
+pub use relay::{RelayLimits, RelayUrl};
 
 use crate::amf::Value;
 use crate::close_reason::CloseReason;
@@ -80,6 +87,8 @@ pub(crate) enum Timer {
     Vod(u64),
     /// A gateway session has work due (the raw id of its RTMP connection).
     Gateway(u64),
+    /// A relay session has work due (its id).
+    Relay(u64),
 }
 
 /// Most bytes a connection may send while a decision about it is pending (it is not read
@@ -156,6 +165,8 @@ pub(crate) struct RtmpServer {
     /// RTMPS connections open: while there are none, a `Transmit` costs no session look-up
     /// for sealing (see `tls_conn`).
     tls_sessions: usize,
+    /// The relay sessions: pushes and pulls (see `relay`).
+    relays: relay::Relays,
 }
 
 impl RtmpServer {
@@ -205,6 +216,7 @@ impl RtmpServer {
             flv_conns: HashMap::new(),
             flv_ended: Vec::new(),
             tls_sessions: 0,
+            relays: relay::Relays::default(),
         }
     }
 
@@ -696,6 +708,7 @@ impl RtmpServer {
                 }
                 Timer::Vod(raw) => self.vod_timer(now, FileId(raw)),
                 Timer::Gateway(raw) => self.gateway_timer(now, ConnId(raw), deadline),
+                Timer::Relay(id) => self.relay_timer(now, id, deadline),
             }
         }
         self.expire_decisions(now);
@@ -910,6 +923,7 @@ impl RtmpServer {
                         self.live.remove(&*key);
                     } else if stream.players.is_empty() && stream.flv_players.is_empty() {
                         self.unsubscribe_if_remote(&key);
+                        self.pull_player_left(&key);
                     }
                 }
             }

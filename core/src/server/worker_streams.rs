@@ -321,6 +321,8 @@ impl RtmpServer {
             Some(stream) if stream.remote.is_some() => self.end_remote(&key),
             _ => {}
         }
+        // The other worker's publisher takes the name from a pull that fed it here.
+        self.end_pull(&key);
         let stream = self.live.entry(key.clone()).or_default();
         stream.remote = Some(RemotePublisher {
             worker: from,

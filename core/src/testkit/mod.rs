@@ -20,6 +20,7 @@
 //! ```
 
 mod arena;
+mod bridge;
 mod checker;
 mod fs;
 mod media;
@@ -28,6 +29,7 @@ mod tcp;
 mod udp;
 
 use arena::Arena;
+pub use bridge::TcpBridge;
 pub use checker::MediaChecker;
 pub use fs::MemoryFs;
 pub use media::synthetic_av;

@@ -42,6 +42,15 @@ impl MemoryTcp {
         }
     }
 
+    /// The test peer's socket took `bytes` more of what the node sent on `stream` (reported
+    /// to the node as `TcpEvent::Sent`, as a driver does; ignored if it is closed).
+    pub fn sent(&mut self, stream: crate::tcp::StreamId, bytes: usize) {
+        if self.streams.contains_key(&stream) {
+            self.inbound
+                .push_back(crate::tcp::TcpEvent::Sent { stream, bytes });
+        }
+    }
+
     /// The test peer of `stream` closes it (with `error`, as a reset, or cleanly).
     pub fn close(&mut self, stream: crate::tcp::StreamId, error: Option<&str>) {
         if self.streams.remove(&stream).is_some() {
