@@ -76,7 +76,8 @@ fn churning_calls_and_players_over_a_lossy_network_lose_no_delivered_frame_and_l
 
     // What is left once every client has gone does not grow with the sessions there were:
     // the same load for half as long leaves as much (a leak of a kilobyte a session would
-    // add over 150 KiB here).
+    // add over 150 KiB here). The allowance is 64 KiB: what the allocator keeps varies by
+    // tens of KiB from run to run (32 KiB failed about one run in ten).
     let half = soak::run(&SoakConfig::short(config.duration / 2, 16, 16), |_| {});
     assert_eq!(half.failures.count, 0, "{}", half.summary());
     let sessions = |r: &soak::SoakReport| r.calls.started + r.players.sessions;
@@ -88,7 +89,7 @@ fn churning_calls_and_players_over_a_lossy_network_lose_no_delivered_frame_and_l
         sessions(&half)
     );
     assert!(
-        left <= left_half + 32 * 1024,
+        left <= left_half + 64 * 1024,
         "{left} bytes left after {} sessions, {left_half} after {}",
         sessions(&report),
         sessions(&half)
