@@ -142,3 +142,20 @@ pub enum TcpEvent {
         error: Option<String>,
     },
 }
+
+impl TcpEvent {
+    /// The stream of an event about a connection the node opened itself
+    /// ([`TcpCommand::Connect`]: callbacks, relays, SIP over TCP); `None` for listeners and
+    /// accepted connections. The node's parts tell their own streams apart by id bits.
+    pub(crate) fn opened_stream(&self) -> Option<StreamId> {
+        let stream = match self {
+            TcpEvent::Connected { stream, .. }
+            | TcpEvent::ConnectFailed { stream, .. }
+            | TcpEvent::Received { stream, .. }
+            | TcpEvent::Sent { stream, .. }
+            | TcpEvent::Closed { stream, .. } => *stream,
+            TcpEvent::Listening { .. } | TcpEvent::Accepted { .. } => return None,
+        };
+        (!stream.is_accepted()).then_some(stream)
+    }
+}

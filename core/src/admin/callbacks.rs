@@ -169,15 +169,9 @@ impl Callbacks {
 
     /// Whether `event` is about a callback's connection.
     pub(crate) fn owns(event: &TcpEvent) -> bool {
-        let stream = match event {
-            TcpEvent::Connected { stream, .. }
-            | TcpEvent::ConnectFailed { stream, .. }
-            | TcpEvent::Received { stream, .. }
-            | TcpEvent::Sent { stream, .. }
-            | TcpEvent::Closed { stream, .. } => *stream,
-            TcpEvent::Listening { .. } | TcpEvent::Accepted { .. } => return false,
-        };
-        !stream.is_accepted() && stream.0 & CALLBACK_STREAM != 0
+        event
+            .opened_stream()
+            .is_some_and(|stream| stream.0 & CALLBACK_STREAM != 0)
     }
 
     /// Notifications dropped because [`CallbacksConfig::max_in_flight`] were in flight.

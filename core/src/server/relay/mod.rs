@@ -215,15 +215,9 @@ pub(crate) struct Relays {
 impl Relays {
     /// Whether `event` is about a relay session's TCP stream.
     pub(crate) fn owns(event: &TcpEvent) -> bool {
-        let stream = match event {
-            TcpEvent::Connected { stream, .. }
-            | TcpEvent::ConnectFailed { stream, .. }
-            | TcpEvent::Received { stream, .. }
-            | TcpEvent::Sent { stream, .. }
-            | TcpEvent::Closed { stream, .. } => *stream,
-            TcpEvent::Listening { .. } | TcpEvent::Accepted { .. } => return false,
-        };
-        !stream.is_accepted() && stream.0 & RELAY_STREAM != 0
+        event
+            .opened_stream()
+            .is_some_and(|stream| stream.0 & RELAY_STREAM != 0)
     }
 
     /// Sessions now, by direction and [`SESSION_STATES`].
