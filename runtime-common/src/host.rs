@@ -207,14 +207,7 @@ impl<T: Transport> NodeHost<T> {
     pub fn accept(&mut self, now: Instant, peer: SocketAddr, transport: T) -> ConnId {
         let conn = self.node.accept(now, peer);
         tracing::debug!("{conn}: accepted {peer}");
-        self.conns.insert(
-            conn,
-            Slot {
-                transport,
-                dirty: false,
-                blocked: false,
-            },
-        );
+        self.register(conn, transport);
         conn
     }
 
@@ -224,15 +217,18 @@ impl<T: Transport> NodeHost<T> {
     pub fn accept_tls(&mut self, now: Instant, peer: SocketAddr, transport: T) -> ConnId {
         let conn = self.node.accept_tls(now, peer);
         tracing::debug!("{conn}: accepted {peer} (RTMPS)");
-        self.conns.insert(
-            conn,
-            Slot {
-                transport,
-                dirty: false,
-                blocked: false,
-            },
-        );
+        self.register(conn, transport);
         conn
+    }
+
+    /// The slot of a connection the node has just accepted: nothing to write, not blocked.
+    fn register(&mut self, conn: ConnId, transport: T) {
+        let slot = Slot {
+            transport,
+            dirty: false,
+            blocked: false,
+        };
+        self.conns.insert(conn, slot);
     }
 
     /// The transport of `conn`, if it is live (for reading from it).
