@@ -20,6 +20,7 @@ pub mod peers;
 pub mod ports;
 pub mod probe;
 pub mod rtmps;
+pub mod runtimes;
 pub mod scrape;
 pub mod server;
 pub mod sip_runner;

@@ -17,6 +17,7 @@ use siprtmp_runtime_drivers::Runtime;
 use siprtmp_tests::callback_backend::{Backend, Got, FORBIDDEN, OK};
 use siprtmp_tests::peers::{ffmpeg_play, ffmpeg_publish};
 use siprtmp_tests::probe::{count, packets};
+use siprtmp_tests::runtimes::on_every_runtime_at_once;
 use siprtmp_tests::server::TestServer;
 use siprtmp_tests::{media, scratch_dir, wait};
 
@@ -217,9 +218,7 @@ fn callbacks(runtime: Runtime) {
 
 #[test]
 fn callbacks_on_every_runtime() {
-    for runtime in Runtime::ALL {
-        callbacks(runtime);
-    }
+    on_every_runtime_at_once(callbacks);
 }
 
 /// A backend that accepts connections and never answers (it holds them open).
@@ -286,7 +285,5 @@ fn failure_policy(runtime: Runtime) {
 
 #[test]
 fn failure_policy_on_every_runtime() {
-    for runtime in Runtime::ALL {
-        failure_policy(runtime);
-    }
+    on_every_runtime_at_once(failure_policy);
 }

@@ -20,6 +20,7 @@ use siprtmp_core::rtmp::client::ClientEvent;
 use siprtmp_tests::ffmpeg9::{self, decode_errors, probe, Probe9};
 use siprtmp_tests::nodes::recording_node;
 use siprtmp_tests::peers::{rtmpdump_play, Peer};
+use siprtmp_tests::runtimes::on_every_runtime_at_once;
 use siprtmp_tests::server::{Runtime, TestServer};
 use siprtmp_tests::tcp_client::TcpRtmpClient;
 use siprtmp_tests::{media, scratch_dir};
@@ -263,15 +264,15 @@ fn av1_opus_late_player_recording_and_playback() {
 
 #[test]
 fn vp9_opus_late_player_recording_and_playback_on_every_runtime() {
-    for runtime in Runtime::ALL {
+    on_every_runtime_at_once(|runtime| {
         publish_join_late_and_record(
             runtime,
             "vp9_opus_160x120_12fps_4s.flv",
             &["vp9", "opus"],
             (b"vp09", b"Opus"),
             &format!("ertmp_vp9_opus_{runtime:?}"),
-        );
-    }
+        )
+    });
 }
 
 /// ffmpeg 9 publishes a second video track as multitrack messages (OneTrack, track 1): the

@@ -20,6 +20,7 @@ use siprtmp_core::node::{Event, HttpConfig, NodeConfig};
 use siprtmp_runtime_drivers::Runtime;
 use siprtmp_tests::peers::{ffmpeg_play, ffmpeg_publish, Peer};
 use siprtmp_tests::probe::{assert_receives_all_from_join, count, packets};
+use siprtmp_tests::runtimes::on_every_runtime_at_once;
 use siprtmp_tests::server::TestServer;
 use siprtmp_tests::{media, scratch_dir};
 
@@ -96,7 +97,5 @@ fn http_flv(runtime: Runtime) {
 
 #[test]
 fn ffmpeg_reads_http_flv_with_every_frame_from_its_join_on_every_runtime() {
-    for runtime in Runtime::ALL {
-        http_flv(runtime);
-    }
+    on_every_runtime_at_once(http_flv);
 }

@@ -29,6 +29,7 @@ use siprtmp_tests::peers::{
     ffmpeg_clip, ffmpeg_play, ffmpeg_play_for, ffmpeg_publish, rtmpdump_play, Peer,
 };
 use siprtmp_tests::probe::{assert_receives_everything, assert_receives_from_keyframe, packets};
+use siprtmp_tests::runtimes::on_every_runtime_at_once;
 use siprtmp_tests::server::TestServer;
 use siprtmp_tests::tcp_client::TcpRtmpClient;
 use siprtmp_tests::{media, scrape, scratch_dir, wait};
@@ -611,7 +612,7 @@ fn push_and_pull_on_every_runtime() {
     let dir = scratch_dir("relay-every-runtime");
     let clip = ffmpeg_clip(FILE, 5, &dir.join("clip.flv"));
     let source = packets(&clip);
-    for runtime in Runtime::ALL {
+    on_every_runtime_at_once(|runtime| {
         let name = runtime.name();
         let mut origin = TestServer::start(NodeConfig::default(), None);
         let to_origin = [origin.url("live")];
@@ -644,5 +645,5 @@ fn push_and_pull_on_every_runtime() {
         );
         pusher.stop();
         edge.stop();
-    }
+    });
 }
