@@ -54,4 +54,8 @@ fi
 # The media files the tests read, generated into the build area (kept while unchanged).
 scripts/make-test-media.sh
 
+# Four tests at a time in each test binary on a two-core machine: the interop tests spend most
+# of their time waiting on real-time media and on peers, not on the CPU (21 -> ~14 min in CI).
+# RUST_TEST_THREADS set by the caller wins.
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 cargo test --workspace --locked
