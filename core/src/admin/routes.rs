@@ -29,7 +29,7 @@ pub(crate) enum Route {
     /// Answer this.
     Answer(Response),
     /// Answer from the whole server's report of this kind (asked of the other workers first,
-    /// when there are any: see `super::gathering`).
+    /// when there are any: see `super::HttpFront`'s gatherings).
     Report(ReportKind),
     /// An action on a connection or stream another worker holds: the front forwards it
     /// and answers 202 (404 when no such worker is in the group).
