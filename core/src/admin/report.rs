@@ -5,8 +5,8 @@
 //! for each request that describes the server it asks every other worker for its report over
 //! the relay ([`crate::worker_relay::RelayMessage::Report`]), each answers from its own
 //! thread with a report of its own state ([`crate::worker_relay::RelayMessage::Reported`]),
-//! and worker 0 answers once it has them all (see the gatherings of `super::HttpFront`). Counters and gauges
-//! are summed; live streams are merged by key (a stream published on one worker and played
+//! and worker 0 answers once it has them all (see the gatherings of `super::HttpFront`).
+//! Counters and gauges are summed; live streams are merged by key (a stream published on one worker and played
 //! on others is one stream with every worker's players); applications are merged by name
 //! (their counts summed); connections and gateway clients are listed from every worker.
 
