@@ -979,13 +979,26 @@ impl GatewaySession {
         self.pump(now);
     }
 
-    /// The client went away: CANCEL or BYE the call, refuse a pending incoming one, and
-    /// unregister.
+    /// The client went away: CANCEL or BYE the call, refuse a pending incoming one (480
+    /// Temporarily Unavailable), and unregister.
     pub fn close(&mut self, now: Instant) {
+        self.close_refusing(now, 480, "Temporarily Unavailable");
+    }
+
+    /// The gateway is shutting down: as [`GatewaySession::close`], but a call still ringing
+    /// in is refused with 486 Busy Here. Busy, not unavailable: this gateway will take no
+    /// call, while 486 is not a global failure, so a forking proxy still tries the user's
+    /// other contacts (another gateway of the farm).
+    pub fn shut_down(&mut self, now: Instant) {
+        self.close_refusing(now, 486, "Busy Here");
+    }
+
+    fn close_refusing(&mut self, now: Instant, status: u16, reason: &str) {
         match self.call.take() {
             Some(CallState::Incoming { call, .. }) => {
-                let _ = self.ua.reject(now, call, 480, "Temporarily Unavailable");
-                self.stats.call(CallDirection::Incoming, call_outcome(480));
+                let _ = self.ua.reject(now, call, status, reason);
+                self.stats
+                    .call(CallDirection::Incoming, call_outcome(status));
             }
             Some(state) => {
                 if let CallState::Outgoing { .. } = state {
