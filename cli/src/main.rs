@@ -107,6 +107,14 @@ impl Setup {
                 diagnostics::Origin::key("gateway.merge_writes_ms", Some("--gateway-merge-writes")),
             )?,
         };
+        if let Some((secs, origin)) = pick(
+            flags.shutdown_grace,
+            "--shutdown-grace",
+            file.shutdown_grace_secs,
+            "shutdown_grace_secs",
+        ) {
+            node.server.shutdown_grace = config::shutdown_grace(secs, origin)?;
+        }
         let gateway_flags = gateway::GatewayFlags {
             on: flags.gateway,
             off: flags.no_gateway,
