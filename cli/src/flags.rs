@@ -147,6 +147,11 @@ pub(crate) struct Flags {
     /// clients are closed at once [default: 5; config: shutdown_grace_secs].
     #[arg(long = "shutdown-grace", value_name = "SECS")]
     pub shutdown_grace: Option<f64>,
+    /// Check the flags and the config file as a start would, then exit without serving:
+    /// status 0 and "configuration ok" when the server would start with them, else the
+    /// error a start would give.
+    #[arg(long = "check-config")]
+    pub check_config: bool,
 }
 
 #[cfg(test)]

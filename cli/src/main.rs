@@ -42,6 +42,10 @@ fn main() -> ExitCode {
         Ok(setup) => setup,
         Err(e) => return fail(&e.render(source.as_ref())),
     };
+    if flags.check_config {
+        println!("siprtmp: configuration ok");
+        return ExitCode::SUCCESS;
+    }
     let json = setup.log_format == LogFormat::Json;
     logging::init(setup.log_format, flags.verbose);
     match serve(setup) {
