@@ -562,6 +562,21 @@ mod tests {
     }
 
     #[test]
+    fn shutdown_grace_secs_is_read_and_bounded() {
+        let file: FileConfig = toml::from_str("shutdown_grace_secs = 2.5").unwrap();
+        assert_eq!(file.shutdown_grace_secs, Some(2.5));
+        let origin = || Origin::key("shutdown_grace_secs", Some("--shutdown-grace"));
+        assert_eq!(shutdown_grace(0.0, origin()).unwrap(), Duration::ZERO);
+        assert_eq!(
+            shutdown_grace(MAX_SHUTDOWN_GRACE_SECS, origin()).unwrap(),
+            Duration::from_secs(60)
+        );
+        for bad in [-1.0, MAX_SHUTDOWN_GRACE_SECS + 0.5, f64::NAN, f64::INFINITY] {
+            assert!(shutdown_grace(bad, origin()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn poll_interval_ms_is_read_and_bounded() {
         let file: FileConfig = toml::from_str("poll_interval_ms = 20").unwrap();
         assert_eq!(file.poll_interval_ms, Some(20));
