@@ -2,7 +2,8 @@
 //! (ffmpeg, ffprobe, rtmpdump) as child processes with deadlines, nginx-rtmp as a reference
 //! server, and a blocking RTMP client
 //! built on the core's client machine; the SIP-RTMP gateway's
-//! phone and sipp as its far end, the gateway scenarios several suites run, free ports from
+//! phone and sipp as its far end, Kamailio with the deployment's configuration, the gateway
+//! scenarios several suites run, free ports from
 //! the OS and waits with deadlines.
 
 pub mod audio_measure;
