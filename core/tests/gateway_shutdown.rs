@@ -163,3 +163,33 @@ fn the_grace_bounds_the_drain_when_nobody_answers() {
     w.advance(Duration::from_millis(500));
     assert!(w.net.node.is_drained(w.now), "the grace is over");
 }
+
+#[test]
+fn a_registration_still_in_flight_at_the_shutdown_is_undone_once_granted() {
+    let mut w = World::over(Transport::Tcp);
+    let c = w.net.connect(w.now, &format!("sip/alice@{NODE_IP}"));
+    w.net.clients[c]
+        .client
+        .set_connect_args(vec![Value::string("alice"), Value::string(PASSWORD)]);
+    // The node sends the REGISTER; the registrar has not seen it yet.
+    for _ in 0..10 {
+        w.net.pump(w.now);
+    }
+    assert!(w.registers().is_empty(), "not delivered yet");
+
+    w.net.node.handle(w.now, Input::Shutdown);
+    w.pump();
+    let registers = w.registers();
+    assert!(
+        registers
+            .iter()
+            .any(|(_, text, ok)| *ok && !text.contains("Expires: 0")),
+        "the registration was granted: {registers:?}"
+    );
+    let last = registers.last().unwrap();
+    assert!(
+        last.2 && last.1.contains("Expires: 0"),
+        "and then removed, with credentials: {last:?}"
+    );
+    assert!(w.net.node.is_drained(w.now));
+}
