@@ -41,6 +41,9 @@ pub(crate) struct FileConfig {
     /// The bearer token every HTTP request must carry (`--http-token`); required for an
     /// `http_listen` that is not a loopback address.
     pub http_token: Option<String>,
+    /// How long a stop (SIGTERM, SIGINT) waits for the gateway's goodbyes (BYE, CANCEL,
+    /// un-REGISTER) to be answered, in seconds (`--shutdown-grace`; default 5, 0: not at all).
+    pub shutdown_grace_secs: Option<f64>,
     #[serde(default)]
     pub rtmp: RtmpSection,
     #[serde(default)]
@@ -167,6 +170,7 @@ pub(crate) const TOP_LEVEL_KEYS: &[&str] = &[
     "log_format",
     "http_listen",
     "http_token",
+    "shutdown_grace_secs",
 ];
 
 /// Longest merge window accepted, in milliseconds (past a second, players stall).
@@ -224,6 +228,24 @@ pub(crate) fn http_config(
         token: token.map(|(t, _)| t),
         ..HttpConfig::default()
     }))
+}
+
+/// Longest shutdown grace accepted, in seconds: a service manager kills a stop that takes
+/// longer than its own timeout (systemd's default is 90 s).
+pub(crate) const MAX_SHUTDOWN_GRACE_SECS: f64 = 60.0;
+
+/// The graceful stop's grace for `secs` seconds (from `origin`): 0 to
+/// [`MAX_SHUTDOWN_GRACE_SECS`].
+pub(crate) fn shutdown_grace(secs: f64, origin: Origin) -> Result<Duration, ConfigError> {
+    if (0.0..=MAX_SHUTDOWN_GRACE_SECS).contains(&secs) {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        Err(ConfigError::value(
+            origin,
+            secs,
+            format!("out of range: expected 0 to {MAX_SHUTDOWN_GRACE_SECS} seconds"),
+        ))
+    }
 }
 
 /// The merged-writes window for `ms` milliseconds (from `origin`): 0 is off.
@@ -537,6 +559,21 @@ mod tests {
         let blank = Some(("a b".to_string(), origin()));
         assert!(http_config(loopback, blank).is_err());
         assert_eq!(http_config(None, None).unwrap(), None);
+    }
+
+    #[test]
+    fn shutdown_grace_secs_is_read_and_bounded() {
+        let file: FileConfig = toml::from_str("shutdown_grace_secs = 2.5").unwrap();
+        assert_eq!(file.shutdown_grace_secs, Some(2.5));
+        let origin = || Origin::key("shutdown_grace_secs", Some("--shutdown-grace"));
+        assert_eq!(shutdown_grace(0.0, origin()).unwrap(), Duration::ZERO);
+        assert_eq!(
+            shutdown_grace(MAX_SHUTDOWN_GRACE_SECS, origin()).unwrap(),
+            Duration::from_secs(60)
+        );
+        for bad in [-1.0, MAX_SHUTDOWN_GRACE_SECS + 0.5, f64::NAN, f64::INFINITY] {
+            assert!(shutdown_grace(bad, origin()).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -142,6 +142,16 @@ pub(crate) struct Flags {
     /// [default: GSO on where the kernel has it; config: gateway.udp_gso = false].
     #[arg(long = "no-udp-gso")]
     pub no_udp_gso: bool,
+    /// On SIGTERM or SIGINT, wait up to SECS seconds (0-60) for the gateway's goodbyes to be
+    /// answered (each call's BYE or CANCEL, each client's un-REGISTER) before exiting; RTMP
+    /// clients are closed at once [default: 5; config: shutdown_grace_secs].
+    #[arg(long = "shutdown-grace", value_name = "SECS")]
+    pub shutdown_grace: Option<f64>,
+    /// Check the flags and the config file as a start would, then exit without serving:
+    /// status 0 and "configuration ok" when the server would start with them, else the
+    /// error a start would give.
+    #[arg(long = "check-config")]
+    pub check_config: bool,
 }
 
 #[cfg(test)]

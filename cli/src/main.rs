@@ -42,6 +42,10 @@ fn main() -> ExitCode {
         Ok(setup) => setup,
         Err(e) => return fail(&e.render(source.as_ref())),
     };
+    if flags.check_config {
+        println!("siprtmp: configuration ok");
+        return ExitCode::SUCCESS;
+    }
     let json = setup.log_format == LogFormat::Json;
     logging::init(setup.log_format, flags.verbose);
     match serve(setup) {
@@ -107,6 +111,14 @@ impl Setup {
                 diagnostics::Origin::key("gateway.merge_writes_ms", Some("--gateway-merge-writes")),
             )?,
         };
+        if let Some((secs, origin)) = pick(
+            flags.shutdown_grace,
+            "--shutdown-grace",
+            file.shutdown_grace_secs,
+            "shutdown_grace_secs",
+        ) {
+            node.server.shutdown_grace = config::shutdown_grace(secs, origin)?;
+        }
         let gateway_flags = gateway::GatewayFlags {
             on: flags.gateway,
             off: flags.no_gateway,

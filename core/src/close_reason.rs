@@ -120,6 +120,9 @@ pub enum CloseReason {
     },
     /// An operator dropped the connection through the node's HTTP API.
     DroppedByOperator,
+    /// The node is shutting down ([`Input::Shutdown`](crate::node::Input::Shutdown)): open
+    /// connections are closed, and connections that arrive while it drains are refused.
+    Shutdown,
 }
 
 impl CloseReason {
@@ -149,6 +152,7 @@ impl CloseReason {
             Self::ConnectRejected { .. } => "connect_rejected",
             Self::ReplacedByNewer { .. } => "replaced_by_newer",
             Self::DroppedByOperator => "dropped_by_operator",
+            Self::Shutdown => "shutdown",
         }
     }
 
@@ -200,6 +204,7 @@ impl fmt::Display for CloseReason {
             Self::ConnectRejected { reason } => write!(f, "connect rejected: {reason}"),
             Self::ReplacedByNewer { aor } => write!(f, "replaced by a newer connection for {aor}"),
             Self::DroppedByOperator => f.write_str("dropped by an operator"),
+            Self::Shutdown => f.write_str("the server is shutting down"),
         }
     }
 }

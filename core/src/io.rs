@@ -71,6 +71,14 @@ pub enum Input {
     /// From the relay between workers (only for a node made a worker with
     /// [`Node::with_relay`](crate::node::Node::with_relay)); see [`crate::worker_relay`].
     Relay(RelayIn),
+    /// Begin a graceful stop (the driver was asked to stop: SIGTERM, SIGINT): every RTMP
+    /// connection is closed with `NetConnection.Connect.Closed`, every gateway client's call
+    /// is ended (BYE, CANCEL, or a refusal of a call still ringing in) and its address of
+    /// record unregistered, and new connections are refused. The driver keeps serving until
+    /// [`Node::is_drained`](crate::node::Node::is_drained) says the goodbyes were answered or
+    /// [`ServerConfig::shutdown_grace`](crate::node::ServerConfig::shutdown_grace) has passed
+    /// (the node's deadline includes it), then stops. A second one changes nothing.
+    Shutdown,
 }
 
 /// What the node asks a driver to do.

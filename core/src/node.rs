@@ -164,8 +164,17 @@ impl Node {
                 self.admin_relay(now, from, message);
             }
             Input::Relay(input) => self.server.relay_input(now, input),
+            Input::Shutdown => self.server.begin_shutdown(now),
         }
         self.reap_http(now);
+    }
+
+    /// After [`Input::Shutdown`]: true once the node has nothing left to wait for (every
+    /// connection closed, every gateway client's goodbyes answered or given up on), or once
+    /// [`ServerConfig::shutdown_grace`] has passed since the shutdown began. The driver then
+    /// stops. False before any shutdown.
+    pub fn is_drained(&self, now: Instant) -> bool {
+        self.server.is_drained(now)
     }
 
     /// A relay message for the HTTP listener's bookkeeping: a report asked of this worker
@@ -368,6 +377,7 @@ impl Node {
     pub fn poll_timeout(&self) -> Option<Instant> {
         [
             self.server.poll_timeout(),
+            self.server.shutdown_deadline(),
             self.http.as_ref().and_then(HttpFront::poll_timeout),
             self.callbacks.as_ref().and_then(Callbacks::poll_timeout),
         ]

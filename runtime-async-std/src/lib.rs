@@ -287,15 +287,9 @@ impl AsyncStdDriver {
             .await;
             let now = Instant::now();
             match woke {
-                Woke::Control(Control::Stop) => {
-                    tracing::info!(
-                        "shutting down: closing {} connections",
-                        host.connection_count()
-                    );
-                    // Dropping the transports shuts the sockets down, which ends the readers.
-                    drop(host.shutdown(now));
-                    return Ok(());
-                }
+                // A graceful stop first: the node says goodbye and the task serves on until
+                // the answers are in or the grace is over (checked after the turn).
+                Woke::Control(Control::Stop) => host.begin_stop(now),
                 Woke::Control(Control::Socket(ready)) => {
                     socket_ready(&mut host, &mut reads, now, ready)
                 }
@@ -338,8 +332,18 @@ impl AsyncStdDriver {
                 }
             }
             reads.again(&mut host, now, AsyncStdConnection::poll_read);
-            host.turn(Instant::now());
+            let now = Instant::now();
+            host.turn(now);
             host.take_closed().for_each(drop);
+            if host.stop_done(now) {
+                tracing::info!(
+                    "shutting down: closing {} connections",
+                    host.connection_count()
+                );
+                // Dropping the transports shuts the sockets down, which ends the readers.
+                drop(host.shutdown(now));
+                return Ok(());
+            }
         }
     }
 }

@@ -104,6 +104,8 @@ pub struct NodeHost<T> {
     relay: Option<RelayLink>,
     /// What [`Self::turn_batched`] keeps between turns for its allocations.
     batch: BatchState,
+    /// When the driver was asked to stop ([`Self::begin_stop`]), if it was.
+    stopping: Option<Instant>,
 }
 
 /// The storage of a batched flush ([`NodeHost::turn_batched`]), kept for its allocations.
@@ -138,6 +140,7 @@ impl<T: Transport> NodeHost<T> {
             router: EventRouter::new(events, None),
             relay: None,
             batch: BatchState::default(),
+            stopping: None,
         }
     }
 
@@ -258,9 +261,38 @@ impl<T: Transport> NodeHost<T> {
         }
     }
 
-    /// The node's next deadline.
+    /// The node's next deadline; once a stop has drained the node, a deadline already past,
+    /// so that the driver comes round to [`Self::stop_done`] without waiting.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if let Some(since) = self.stopping {
+            if self.node.is_drained(since) {
+                return Some(since);
+            }
+        }
         self.node.poll_timeout()
+    }
+
+    /// The driver was asked to stop (its [`crate::Stopper`]): begins the node's graceful stop
+    /// (`Input::Shutdown`: connections closed, the gateway's calls ended and its clients
+    /// unregistered, newcomers refused), whose goodbyes the next turn sends. The driver goes
+    /// on serving until [`Self::stop_done`], then calls [`Self::shutdown`]. Calling it again
+    /// changes nothing.
+    pub fn begin_stop(&mut self, now: Instant) {
+        if self.stopping.is_some() {
+            return;
+        }
+        self.stopping = Some(now);
+        tracing::info!(
+            "stopping: closing {} connections, waiting for the gateway's goodbyes to be answered",
+            self.conns.len()
+        );
+        self.node.handle(now, Input::Shutdown);
+    }
+
+    /// After [`Self::begin_stop`]: whether the node is drained (every goodbye answered, or
+    /// its grace over), so that the driver may call [`Self::shutdown`] and return.
+    pub fn stop_done(&self, now: Instant) -> bool {
+        self.stopping.is_some() && self.node.is_drained(now)
     }
 
     /// Connections still to be written: the driver must not sleep before the next turn.

@@ -56,7 +56,8 @@
 //!                         // (binds and sends of UDP at once), one writev per dirty
 //!                         // connection
 //! for t in host.take_closed() { dispose of t }
-//! on stop: host.shutdown(now) // close everything, let recordings finish
+//! on stop: host.begin_stop(now) // the node's graceful stop: goodbyes, then keep serving
+//! once host.stop_done(now): host.shutdown(now) // close everything, let recordings finish
 //! ```
 
 mod accept_backoff;

@@ -280,6 +280,11 @@ impl MioDriver {
                 }
             }
             if self.stop.load(Ordering::SeqCst) {
+                // A graceful stop first: the node says goodbye and the loop serves on until
+                // the answers are in or the grace is over.
+                self.host.begin_stop(now);
+            }
+            if self.host.stop_done(now) {
                 tracing::info!(
                     "shutting down: closing {} connections",
                     self.host.connection_count()

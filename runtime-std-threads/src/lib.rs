@@ -313,9 +313,27 @@ struct NodeThread {
 
 impl NodeThread {
     fn run(&mut self, rx: &Receiver<Message>, stop: &AtomicBool) {
+        let mut stopping = false;
         loop {
             if stop.load(Ordering::SeqCst) {
-                return;
+                let now = Instant::now();
+                if !stopping {
+                    // A graceful stop first: the node says goodbye (sent by this turn's
+                    // outputs) and the thread serves on until the answers are in or the
+                    // grace is over. The acceptors stop at the flag.
+                    stopping = true;
+                    tracing::info!(
+                        "stopping: closing {} connections, waiting for the gateway's goodbyes",
+                        self.connections.len()
+                    );
+                    self.node.handle(now, Input::Shutdown);
+                    self.process_outputs(now);
+                    self.flush_dirty(now);
+                    self.process_outputs(now);
+                }
+                if self.node.is_drained(now) {
+                    return;
+                }
             }
             let first = match self.node.poll_timeout() {
                 Some(deadline) => {

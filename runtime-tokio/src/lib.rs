@@ -287,14 +287,9 @@ impl TokioDriver {
             };
             let now = Instant::now();
             match woke {
-                Woke::Stop => {
-                    tracing::info!(
-                        "shutting down: closing {} connections",
-                        host.connection_count()
-                    );
-                    drop(host.shutdown(now));
-                    return Ok(());
-                }
+                // A graceful stop first: the node says goodbye and the task serves on until
+                // the answers are in or the grace is over (checked after the turn).
+                Woke::Stop => host.begin_stop(now),
                 Woke::Again => {}
                 Woke::Udp => {
                     if let Err(e) = udp_poll.get_mut().drain(&mut host, now) {
@@ -323,8 +318,17 @@ impl TokioDriver {
                 socket_ready(&mut host, &mut reads, now, ready);
             }
             reads.again(&mut host, now, TokioConnection::poll_read);
-            host.turn(Instant::now());
+            let now = Instant::now();
+            host.turn(now);
             host.take_closed().for_each(drop);
+            if host.stop_done(now) {
+                tracing::info!(
+                    "shutting down: closing {} connections",
+                    host.connection_count()
+                );
+                drop(host.shutdown(now));
+                return Ok(());
+            }
         }
     }
 }

@@ -2,7 +2,8 @@
 //! (ffmpeg, ffprobe, rtmpdump) as child processes with deadlines, nginx-rtmp as a reference
 //! server, and a blocking RTMP client
 //! built on the core's client machine; the SIP-RTMP gateway's
-//! phone and sipp as its far end, the gateway scenarios several suites run, free ports from
+//! phone and sipp as its far end, Kamailio with the deployment's configuration, the gateway
+//! scenarios several suites run, free ports from
 //! the OS and waits with deadlines.
 
 pub mod audio_measure;
@@ -13,6 +14,7 @@ pub mod ffmpeg9;
 pub mod gateway;
 pub mod gateway_scenarios;
 pub mod hostile;
+pub mod kamailio;
 pub mod locate;
 pub mod nginx;
 pub mod nodes;

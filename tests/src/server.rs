@@ -125,7 +125,28 @@ impl TestServer {
 
     /// Starts a server on `runtime` with `node` settings, `decider` (if any), and the driver
     /// settings that `configure` makes (on loopback, port 0, files under a shared root).
+    ///
+    /// It stops at once when asked (no shutdown grace): most tests end with far ends that are
+    /// already gone, whose goodbyes nobody would answer. [`Self::start_graceful`] keeps the
+    /// node's grace.
     pub fn start_configured(
+        runtime: Runtime,
+        mut node: NodeConfig,
+        decider: Option<Decider>,
+        configure: impl FnOnce(&mut DriverConfig),
+    ) -> Self {
+        node.server.shutdown_grace = Duration::ZERO;
+        Self::start_driver(runtime, node, decider, configure)
+    }
+
+    /// A mio server with `node` settings, its shutdown grace as they say: a stop waits for
+    /// the gateway's goodbyes to be answered (see [`Self::stop_within`]). `configure` adjusts
+    /// the driver's settings.
+    pub fn start_graceful(node: NodeConfig, configure: impl FnOnce(&mut DriverConfig)) -> Self {
+        Self::start_driver(Runtime::Mio, node, None, configure)
+    }
+
+    fn start_driver(
         runtime: Runtime,
         node: NodeConfig,
         decider: Option<Decider>,
@@ -206,6 +227,7 @@ impl TestServer {
         workers: usize,
         tls: Option<siprtmp_core::tls::TlsConfig>,
     ) -> Self {
+        node.server.shutdown_grace = Duration::ZERO;
         let (tx, events) = channel();
         let tls_listen = tls.as_ref().map(|_| "127.0.0.1:0".parse().unwrap());
         node.server.tls = tls;
@@ -319,6 +341,26 @@ impl TestServer {
             thread.join().expect("server thread");
         }
         self.events().to_vec()
+    }
+}
+
+impl TestServer {
+    /// Asks the server to stop (what the binary does on SIGTERM) and waits for its `run` to
+    /// return, at most `limit`: how long it took, or `None` if it was still running then (it
+    /// is joined in the drop).
+    pub fn stop_within(&mut self, limit: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        self.stopper.stop();
+        let thread = self.thread.take()?;
+        while !thread.is_finished() {
+            if start.elapsed() > limit {
+                self.thread = Some(thread);
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        thread.join().expect("server thread");
+        Some(start.elapsed())
     }
 }
 

@@ -225,6 +225,9 @@ pub struct GatewaySession {
     peer_session_id: Option<u64>,
     call: Option<CallState>,
     connect_pending: bool,
+    /// The client has gone (or the gateway is stopping): a registration granted from now on
+    /// (one in flight at the close) is removed at once.
+    closed: bool,
     outputs: VecDeque<GatewayOutput>,
     rtp_out: Vec<OutgoingRtp>,
     from_far: Vec<FromFarEnd>,
@@ -345,6 +348,7 @@ impl GatewaySession {
             call: None,
             bridge: None,
             connect_pending: false,
+            closed: false,
             outputs: VecDeque::new(),
             rtp_out: Vec::new(),
             from_far: Vec::new(),
@@ -979,13 +983,27 @@ impl GatewaySession {
         self.pump(now);
     }
 
-    /// The client went away: CANCEL or BYE the call, refuse a pending incoming one, and
-    /// unregister.
+    /// The client went away: CANCEL or BYE the call, refuse a pending incoming one (480
+    /// Temporarily Unavailable), and unregister.
     pub fn close(&mut self, now: Instant) {
+        self.close_refusing(now, 480, "Temporarily Unavailable");
+    }
+
+    /// The gateway is shutting down: as [`GatewaySession::close`], but a call still ringing
+    /// in is refused with 486 Busy Here. Busy, not unavailable: this gateway will take no
+    /// call, while 486 is not a global failure, so a forking proxy still tries the user's
+    /// other contacts (another gateway of the farm).
+    pub fn shut_down(&mut self, now: Instant) {
+        self.close_refusing(now, 486, "Busy Here");
+    }
+
+    fn close_refusing(&mut self, now: Instant, status: u16, reason: &str) {
+        self.closed = true;
         match self.call.take() {
             Some(CallState::Incoming { call, .. }) => {
-                let _ = self.ua.reject(now, call, 480, "Temporarily Unavailable");
-                self.stats.call(CallDirection::Incoming, call_outcome(480));
+                let _ = self.ua.reject(now, call, status, reason);
+                self.stats
+                    .call(CallDirection::Incoming, call_outcome(status));
             }
             Some(state) => {
                 if let CallState::Outgoing { .. } = state {
@@ -1037,7 +1055,12 @@ impl GatewaySession {
         match event {
             UaEvent::Registered { .. } => {
                 self.stats.registration("registered");
-                if std::mem::take(&mut self.connect_pending) {
+                if self.closed {
+                    // The REGISTER was in flight when the client left: nobody is there to
+                    // take calls, so the binding goes again (else it would last its expiry).
+                    self.connect_pending = false;
+                    self.ua.unregister(now);
+                } else if std::mem::take(&mut self.connect_pending) {
                     self.outputs.push_back(GatewayOutput::ConnectResult(Ok(())));
                 }
             }

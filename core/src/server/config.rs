@@ -108,6 +108,11 @@ pub struct ServerConfig {
     pub tls: Option<crate::tls::TlsConfig>,
     /// Bounds and timers of relay sessions (the applications' `push` and `pull`).
     pub relay: super::relay::RelayLimits,
+    /// How long a graceful stop ([`Input::Shutdown`](crate::node::Input::Shutdown)) waits
+    /// for the gateway's goodbyes to be answered (BYE, CANCEL, un-REGISTER) before the node
+    /// reports itself drained anyway ([`Node::is_drained`](crate::node::Node::is_drained)).
+    /// Zero: the node is drained as soon as the goodbyes are sent.
+    pub shutdown_grace: Duration,
 }
 
 /// Whether an application records what is published to it.
@@ -196,6 +201,7 @@ impl Default for ServerConfig {
             callbacks: None,
             tls: None,
             relay: super::relay::RelayLimits::default(),
+            shutdown_grace: Duration::from_secs(5),
         }
     }
 }

@@ -6,7 +6,7 @@
 use crate::close_reason::CloseReason;
 
 /// Labels of [`Counters::closed`]: every [`CloseReason::kind`], then the peer's own close.
-pub(crate) const CLOSE_KINDS: [&str; 23] = [
+pub(crate) const CLOSE_KINDS: [&str; 24] = [
     "server_full",
     "address_full",
     "unfinished_messages_budget",
@@ -29,6 +29,7 @@ pub(crate) const CLOSE_KINDS: [&str; 23] = [
     "connect_rejected",
     "replaced_by_newer",
     "dropped_by_operator",
+    "shutdown",
     PEER_CLOSED,
 ];
 

@@ -30,6 +30,7 @@ mod relay;
 mod send_queue;
 mod session;
 mod session_table;
+mod shutdown;
 mod tls_conn;
 mod vod;
 mod worker_streams;
@@ -167,6 +168,8 @@ pub(crate) struct RtmpServer {
     tls_sessions: usize,
     /// The relay sessions: pushes and pulls (see `relay`).
     relays: relay::Relays,
+    /// Once a graceful stop has begun: when it gives up waiting (see `shutdown`).
+    shutdown: Option<Instant>,
 }
 
 impl RtmpServer {
@@ -217,6 +220,7 @@ impl RtmpServer {
             flv_ended: Vec::new(),
             tls_sessions: 0,
             relays: relay::Relays::default(),
+            shutdown: None,
         }
     }
 
@@ -309,6 +313,8 @@ impl RtmpServer {
         );
         if let Some(error) = tls_failed {
             self.close(id, CloseReason::Tls { error });
+        } else if self.shutdown.is_some() {
+            self.close(id, CloseReason::Shutdown);
         } else if max > 0 && total >= max {
             self.close(id, CloseReason::ServerFull { max });
         } else if max_per_ip > 0 && *from_ip as usize > max_per_ip {

@@ -169,6 +169,8 @@ pub(crate) struct GatewayHost {
     outputs: VecDeque<Output>,
     /// For the RTMP server, carried out as soon as each call into the host returns.
     requests: VecDeque<ToServer>,
+    /// The node is stopping: clients that leave now refuse a ringing call as busy.
+    shutting_down: bool,
 }
 
 impl GatewayHost {
@@ -192,6 +194,7 @@ impl GatewayHost {
             finished: SessionStats::default(),
             outputs: VecDeque::new(),
             requests: VecDeque::new(),
+            shutting_down: false,
         }
     }
 
@@ -607,7 +610,11 @@ impl GatewayHost {
         };
         match gw.state {
             State::Active(mut session) => {
-                session.close(now);
+                if self.shutting_down {
+                    session.shut_down(now);
+                } else {
+                    session.close(now);
+                }
                 gw.state = State::Lingering(session, now + LINGER);
                 gw.local_stream = None;
                 gw.remote_stream = None;
@@ -636,6 +643,18 @@ impl GatewayHost {
                 }
             }
         }
+    }
+
+    /// The node begins a graceful stop; its clients are closed next (see
+    /// `server::shutdown`).
+    pub(crate) fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+    }
+
+    /// Clients held in any state, those whose SIP socket lingers for their goodbyes'
+    /// answers included: none left means the gateway has nothing more to say.
+    pub(crate) fn client_count(&self) -> usize {
+        self.conns.len()
     }
 
     /// A client's timer (asked for with [`ToServer::Timer`]) fired at `deadline`.
