@@ -315,6 +315,11 @@ fn registers_with_digest_refreshes_and_unregisters() {
     assert_eq!(seen.len(), 2, "401 challenge then the authorised retry");
     assert!(!seen[0].2 && seen[1].2);
     assert_eq!(seen[1].1, 120);
+    assert_eq!(
+        w.alice.register_attempts(),
+        1,
+        "one attempt: the retry that answers the challenge is not another"
+    );
 
     // Granted 100 s: refresh at min(50, 68) = 50 s, reusing the nonce (no new 401).
     w.run(Duration::from_secs(49));
@@ -332,6 +337,7 @@ fn registers_with_digest_refreshes_and_unregisters() {
     // And again 50 s later.
     w.run(Duration::from_secs(50));
     assert_eq!(w.alice_event(), Some(UaEvent::Registered { expires: 100 }));
+    assert_eq!(w.alice.register_attempts(), 3, "the first and two refreshes");
 
     w.alice.unregister(w.now);
     w.run(Duration::from_millis(10));
@@ -343,6 +349,7 @@ fn registers_with_digest_refreshes_and_unregisters() {
     w.run(Duration::from_secs(300));
     assert_eq!(w.registrar.as_ref().unwrap().seen.len(), n);
     assert_eq!(w.alice_event(), None);
+    assert_eq!(w.alice.register_attempts(), 3, "an un-REGISTER is not an attempt");
 }
 
 #[test]

@@ -111,9 +111,6 @@ impl UserAgent {
         if expires > 0 {
             self.registration.attempts += 1;
         }
-        if expires > 0 {
-            self.registration.attempts += 1;
-        }
         self.registration.cseq = self.registration.cseq.wrapping_add(1).max(1);
         self.registration.expires = expires;
         self.registration.brief_retries = 0;
