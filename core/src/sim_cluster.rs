@@ -16,6 +16,10 @@
 //! fails. [`SimCluster::stall`] makes everything one node sends another stop arriving, to
 //! see what a stalled link does to everything else.
 //!
+//! Nodes may also be the workers of one server ([`SimCluster::add_workers`]): their relay
+//! ([`crate::worker_relay`]) is carried as the drivers carry it, claims answered by one
+//! registry of names per group, messages in order from one worker to another, at once.
+//!
 //! Nothing reads a clock: the run is a function of the seed, and [`SimCluster::trace_hash`]
 //! proves it.
 //!
@@ -54,6 +58,7 @@ use crate::rtmp::client::{ClientEvent, RtmpClient};
 use crate::sim::SimConfig;
 use crate::tcp::{StreamId, TcpCommand, TcpEvent};
 use crate::testkit::MemoryFs;
+use crate::worker_relay::{RelayIn, RelayMessage, RelayOut, RelayTarget, WorkerId};
 
 /// The simulated network of a cluster.
 #[derive(Debug, Clone)]
@@ -88,6 +93,8 @@ pub struct SimNode {
     conns: BTreeMap<ConnId, usize>,
     /// The TCP streams it opened: the pipe of each.
     streams: BTreeMap<StreamId, usize>,
+    /// Its group of workers and its id there, when it is a worker.
+    group: Option<(usize, WorkerId)>,
 }
 
 /// One simulated RTMP client.
@@ -176,6 +183,10 @@ pub struct SimCluster {
     rng: SeededRng,
     queue: BinaryHeap<Reverse<(Instant, u64, Arrival)>>,
     sequence: u64,
+    /// Each group of workers: its nodes (by worker id) and its registry of claimed names.
+    groups: Vec<(Vec<usize>, BTreeMap<std::sync::Arc<str>, WorkerId>)>,
+    /// Relay messages between workers not yet handed over: (to node, from worker, message).
+    relay_queue: VecDeque<(usize, WorkerId, RelayMessage)>,
     trace: u64,
     delivered_bytes: u64,
 }
@@ -197,6 +208,8 @@ impl SimCluster {
             rng,
             queue: BinaryHeap::new(),
             sequence: 0,
+            groups: Vec::new(),
+            relay_queue: VecDeque::new(),
             trace: 0xcbf2_9ce4_8422_2325,
             delivered_bytes: 0,
         }
@@ -211,8 +224,40 @@ impl SimCluster {
             events: Vec::new(),
             conns: BTreeMap::new(),
             streams: BTreeMap::new(),
+            group: None,
         });
         self.nodes.len() - 1
+    }
+
+    /// `count` new nodes that are the workers of one server (each made one with
+    /// [`Node::with_relay`]); returns their indices, in worker id order. Each listens at its
+    /// own [`Self::addr`] (the kernel would spread one port's connections over them: here the
+    /// test chooses).
+    pub fn add_workers(&mut self, config: NodeConfig, count: usize) -> Vec<usize> {
+        let group = self.groups.len();
+        let nodes: Vec<usize> = (0..count)
+            .map(|w| {
+                let node = Node::new(config.clone(), self.now, self.rng.next_u64())
+                    .with_relay(WorkerId(w as u8));
+                self.nodes.push(SimNode {
+                    node,
+                    fs: MemoryFs::default(),
+                    events: Vec::new(),
+                    conns: BTreeMap::new(),
+                    streams: BTreeMap::new(),
+                    group: Some((group, WorkerId(w as u8))),
+                });
+                self.nodes.len() - 1
+            })
+            .collect();
+        self.groups.push((nodes.clone(), BTreeMap::new()));
+        nodes
+    }
+
+    /// Which worker of its group holds the name `stream` (`app/name`) in the registry.
+    pub fn claimed_by(&self, node: usize, stream: &str) -> Option<WorkerId> {
+        let (group, _) = self.nodes[node].group?;
+        self.groups[group].1.get(stream).copied()
     }
 
     /// Where node `index` listens for RTMP: `10.0.0.{index + 1}:1935`.
@@ -259,6 +304,19 @@ impl SimCluster {
     /// is sent at the next [`Self::run_for`] / [`Self::run_until`].
     pub fn client(&mut self, index: usize) -> &mut RtmpClient {
         &mut self.clients[index].client
+    }
+
+    /// Client `index` closes its connection (what it queued is sent first); the node hears
+    /// of it after the bytes before it.
+    pub fn disconnect(&mut self, index: usize) {
+        self.flush_client(index);
+        let p = self.clients[index].pipe;
+        self.clients[index].closed = true;
+        if !self.pipes[p].opener_closed {
+            self.pipes[p].opener_closed = true;
+            let at = self.arrival_time(p, true);
+            self.schedule(at, Arrival::CloseUp(p));
+        }
     }
 
     /// Takes the events client `index` has seen so far, each with its virtual time.
@@ -320,6 +378,7 @@ impl SimCluster {
                 {
                     self.nodes[i].node.handle(self.now, Input::Timeout);
                     self.after_node(i);
+                    self.pump_relay();
                 }
             }
             while self
@@ -331,9 +390,63 @@ impl SimCluster {
                     break;
                 };
                 self.arrive(arrival);
+                self.pump_relay();
             }
         }
         self.now = self.now.max(until);
+    }
+
+    /// Hands the workers the relay messages sent to them, in the order they were sent.
+    fn pump_relay(&mut self) {
+        while let Some((to, from, message)) = self.relay_queue.pop_front() {
+            let input = Input::Relay(RelayIn::Received { from, message });
+            self.nodes[to].node.handle(self.now, input);
+            self.after_node(to);
+        }
+    }
+
+    /// Carries out worker `n`'s relay output as a driver's relay link does.
+    fn relay(&mut self, n: usize, out: RelayOut) {
+        let Some((group, me)) = self.nodes[n].group else {
+            // A lone node owns every name.
+            if let RelayOut::Claim { request, .. } = out {
+                let input = Input::Relay(RelayIn::Claimed {
+                    request,
+                    granted: true,
+                });
+                self.nodes[n].node.handle(self.now, input);
+            }
+            return;
+        };
+        match out {
+            RelayOut::Claim { request, stream } => {
+                let registry = &mut self.groups[group].1;
+                let granted = !registry.contains_key(&stream);
+                if granted {
+                    registry.insert(stream, me);
+                }
+                let input = Input::Relay(RelayIn::Claimed { request, granted });
+                self.nodes[n].node.handle(self.now, input);
+            }
+            RelayOut::Release { stream } => {
+                let registry = &mut self.groups[group].1;
+                if registry.get(&stream) == Some(&me) {
+                    registry.remove(&stream);
+                }
+            }
+            RelayOut::Send { to, message } => {
+                let members = &self.groups[group].0;
+                for (w, &node) in members.iter().enumerate() {
+                    let wanted = match to {
+                        RelayTarget::All => w != usize::from(me.0),
+                        RelayTarget::Worker(id) => usize::from(id.0) == w,
+                    };
+                    if wanted {
+                        self.relay_queue.push_back((node, me, message.clone()));
+                    }
+                }
+            }
+        }
     }
 
     fn mix(&mut self, data: &[u8]) {
@@ -548,8 +661,8 @@ impl SimCluster {
                 }
                 Output::Tcp(command) => self.tcp(n, command),
                 Output::Event(event) => self.nodes[n].events.push((self.now, event)),
-                // Not workers of a group: nothing goes between threads.
-                Output::Udp(_) | Output::Relay(_) => {}
+                Output::Relay(out) => self.relay(n, out),
+                Output::Udp(_) => {}
             }
         }
     }
