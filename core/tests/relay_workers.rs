@@ -5,7 +5,8 @@
 //! other worker's players watch, though the owning worker's players left, and closes the idle
 //! time after the last player of either worker left; the owner's pull ending (the origin's
 //! publisher leaving, or no such stream there) reaches the other worker's players as
-//! `UnpublishNotify` / `StreamNotFound`.
+//! `UnpublishNotify` / `StreamNotFound`, and when it closes for good the other worker pulls
+//! for its players that still wait.
 
 use std::time::{Duration, Instant};
 
@@ -63,6 +64,12 @@ fn edge_config() -> NodeConfig {
 
 impl World {
     fn new(seed: u64) -> Self {
+        Self::with_origin(seed, false)
+    }
+
+    /// `waits`: the origin keeps a player of a name nobody publishes waiting for a publisher
+    /// (otherwise it says at once that there is no such stream).
+    fn with_origin(seed: u64, waits: bool) -> Self {
         let config = ClusterConfig {
             net: SimConfig {
                 seed,
@@ -71,12 +78,11 @@ impl World {
             ..ClusterConfig::default()
         };
         let mut sim = SimCluster::new(config, Instant::now());
-        // The origin says so at once when it has no such stream (no waiting for publishers).
         let mut origin_config = NodeConfig::default();
         origin_config.server.apps.insert(
             "live".into(),
             AppConfig {
-                idle_streams: false,
+                idle_streams: waits,
                 ..AppConfig::default()
             },
         );
@@ -343,4 +349,43 @@ fn the_owners_pull_ending_reaches_the_other_workers_players() {
     // One pull of each name for the two workers, and the names are free again.
     assert_eq!(world.pulls_opened(0) + world.pulls_opened(1), 2);
     assert_eq!(world.sim.claimed_by(world.workers[0], "live/nothing"), None);
+}
+
+#[test]
+fn when_the_owners_pull_closes_the_other_worker_pulls_for_its_waiting_players() {
+    let mut world = World::with_origin(13, true);
+    let publisher = world.publisher("cam");
+    let media = synthetic_av(1, Duration::from_secs(3));
+    let a = world.player(0, "cam", &media);
+    world.publish(publisher, &media, |_, _| {});
+    // Worker 1's player joins the live stream (worker 0 pulls it).
+    let b = world.player(1, "cam", &media);
+    world.run(Duration::from_secs(1));
+    assert_eq!(world.pulls_opened(1), 0);
+    // The origin's publisher leaves, then worker 0's player: worker 0's pull has nobody to
+    // wait for and closes; worker 1's player still waits.
+    world.sim.disconnect(publisher);
+    world.run(Duration::from_millis(500));
+    world.sim.disconnect(world.players[a].client);
+    world.run(IDLE + Duration::from_secs(2));
+    assert_eq!(world.pulls_ended(0).len(), 1, "{:?}", world.pulls_ended(0));
+    assert_eq!(world.pulls_opened(1), 1, "worker 1 pulls for its player");
+    // The stream comes back at the origin: worker 1's player gets it through its own pull.
+    let before = world.players[b].frames;
+    let publisher = world.publisher("cam");
+    world.publish(publisher, &media, |_, _| {});
+    world.run(Duration::from_secs(1));
+    let p = &world.players[b];
+    let notified = p
+        .statuses
+        .iter()
+        .filter(|s| *s == "NetStream.Play.PublishNotify")
+        .count();
+    assert_eq!(notified, 2, "{:?}", p.statuses);
+    assert!(p.frames > before + 100, "{} {before}", p.frames);
+    assert_eq!(
+        world.origin_plays("live/cam"),
+        2,
+        "one play per pull, one pull at a time"
+    );
 }

@@ -141,11 +141,10 @@ impl RtmpServer {
         let Some(stream) = self.live.get_mut(&**key) else {
             return;
         };
-        if !stream.relay.elsewhere {
-            return; // not waiting for another worker's pull
-        }
+        // Whether the players here were refused the name or joined while the other worker's
+        // pull was live, they wait for it now.
         stream.relay.elsewhere = false;
-        if stream.is_live() {
+        if stream.is_live() || stream.relay.pull.is_some() || stream.relay.claiming {
             return;
         }
         let name = key.split_once('/').map_or("", |(_, n)| n).to_owned();
