@@ -165,6 +165,9 @@ enum Arrival {
     Refused(usize, StreamId),
 }
 
+/// A group of workers: its nodes (by worker id), and its registry of claimed names.
+type Group = (Vec<usize>, BTreeMap<std::sync::Arc<str>, WorkerId>);
+
 /// Several nodes, their clients and the network between them, in virtual time.
 #[derive(Debug)]
 pub struct SimCluster {
@@ -184,7 +187,7 @@ pub struct SimCluster {
     queue: BinaryHeap<Reverse<(Instant, u64, Arrival)>>,
     sequence: u64,
     /// Each group of workers: its nodes (by worker id) and its registry of claimed names.
-    groups: Vec<(Vec<usize>, BTreeMap<std::sync::Arc<str>, WorkerId>)>,
+    groups: Vec<Group>,
     /// Relay messages between workers not yet handed over: (to node, from worker, message).
     relay_queue: VecDeque<(usize, WorkerId, RelayMessage)>,
     trace: u64,

@@ -24,8 +24,8 @@ const PLAYERS: usize = 300;
 const MEDIA: Duration = Duration::from_secs(6);
 /// When a stall begins, from the first frame.
 const STALL_AT: Duration = Duration::from_secs(3);
-/// The network's worst case per hop: a segment handed to it arrives within latency + jitter
-/// + one retransmission (a segment behind a lost one waits for it, but no longer: TCP keeps
+/// The network's worst case per hop: a segment handed to it arrives within the latency, the
+/// jitter and one retransmission timeout (a segment behind a lost one waits for it, but no longer: TCP keeps
 /// order, and the retransmission is due by then). A frame crosses three hops (publisher to
 /// origin, origin to edge, edge to player) and the nodes pass it on as it arrives, so no
 /// frame may take longer than three of those; what a stall elsewhere added would be seconds.

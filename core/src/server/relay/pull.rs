@@ -216,7 +216,7 @@ impl RtmpServer {
 
     /// The plays of `key` here fail with `NetStream.Play.StreamNotFound`.
     pub(super) fn players_not_found(&mut self, key: &Arc<str>, name: &str) {
-        let players: SmallVec<[(ConnId, u32); 8]> = match self.live.get_mut(&*key) {
+        let players: SmallVec<[(ConnId, u32); 8]> = match self.live.get_mut(&**key) {
             Some(stream) => stream
                 .players
                 .drain(..)
