@@ -154,8 +154,7 @@ pub enum RelayMessage {
         /// The stream's key.
         stream: Arc<str>,
     },
-    /// The sender's pull of `stream` (an edge's upstream session, see
-    /// [`crate::server`]'s relays) is over and the name is free again: the receiver's players
+    /// The sender's pull of `stream` (an edge's upstream session for the name) is over and the name is free again: the receiver's players
     /// waiting for it are told the stream does not exist (`not_found`: every upstream said
     /// so), or the receiver pulls it itself for them.
     PullEnded {
