@@ -68,6 +68,9 @@ struct Outcome {
     players: Vec<Player>,
     /// Plays at the origin, by the address of the edge and the stream.
     origin_plays: BTreeMap<(IpAddr, String), usize>,
+    /// What the origin holds, at the end, for the network to take to each edge (its plays'
+    /// connections), by the edge's address.
+    origin_queued: BTreeMap<IpAddr, usize>,
 }
 
 /// Stream `s`'s media: the synthetic stream, each frame marked with the stream so that a
@@ -116,8 +119,9 @@ fn run(seed: u64, stall: Stall) -> Outcome {
             loss: 0.02,
             retransmit_timeout: RTO,
         },
-        // Small enough that a stalled link fills it within the run.
-        window: 64 << 10,
+        // Small enough that a stalled link fills it within the run (a stream is about
+        // 17 kB/s), large enough for a GOP of catch-up at once.
+        window: 32 << 10,
     };
     let mut sim = SimCluster::new(config, Instant::now());
     let origin = sim.add_node(NodeConfig::default());
@@ -219,7 +223,9 @@ fn run(seed: u64, stall: Stall) -> Outcome {
 
     let mut peers = BTreeMap::new();
     let mut origin_plays = BTreeMap::new();
-    for (_, event) in &sim.nodes[origin].events {
+    let mut origin_queued = BTreeMap::new();
+    let origin_node = &sim.nodes[origin];
+    for (_, event) in &origin_node.events {
         match event {
             Event::Connected { conn, peer, .. } => {
                 peers.insert(*conn, peer.ip());
@@ -228,6 +234,8 @@ fn run(seed: u64, stall: Stall) -> Outcome {
                 *origin_plays
                     .entry((peers[conn], stream.clone()))
                     .or_insert(0) += 1;
+                *origin_queued.entry(peers[conn]).or_insert(0) +=
+                    origin_node.node.queued_bytes(*conn);
             }
             _ => {}
         }
@@ -236,6 +244,7 @@ fn run(seed: u64, stall: Stall) -> Outcome {
         trace: sim.trace_hash(),
         players,
         origin_plays,
+        origin_queued,
     }
 }
 
@@ -320,4 +329,15 @@ fn a_stalled_link_to_one_edge_delays_no_player_of_the_others() {
         }
     }
     assert_eq!(stalled, PLAYERS / EDGES);
+    // The stall reached the origin: the network took no more for that edge (its window is
+    // full), the origin holds the rest; for the other edges it holds nothing.
+    let stalled_ip = SimCluster::addr(edge).ip();
+    for (ip, queued) in &outcome.origin_queued {
+        if *ip == stalled_ip {
+            assert!(*queued > 0, "nothing held for the stalled edge");
+        } else {
+            assert_eq!(*queued, 0, "held for {ip}");
+        }
+    }
+    assert_eq!(outcome.origin_queued.len(), EDGES);
 }
