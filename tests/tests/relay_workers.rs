@@ -1,4 +1,5 @@
-//! An edge of two workers (`siprtmp --workers 2`, mio) pulling from an nginx-rtmp origin:
+//! An edge of two workers (`siprtmp --workers 2`, under mio and tokio) pulling from an
+//! nginx-rtmp origin:
 //! ffmpeg publishes to nginx, ffmpeg and rtmpdump players connect to the edge until both
 //! workers have one, and nginx's statistics page counts one play of the stream from the edge
 //! (not one per worker) while every player, whichever worker it landed on, gets the stream
@@ -80,17 +81,15 @@ fn pulls_opened(edge: &mut TestServer) -> usize {
         .count()
 }
 
-#[test]
-fn an_edge_with_two_workers_pulls_a_name_from_nginx_rtmp_once() {
-    let dir = scratch_dir("relay-workers");
+fn an_edge_with_two_workers_pulls_a_name_from_nginx_rtmp_once(runtime: Runtime) {
+    let dir = scratch_dir(&format!("relay-workers-{runtime:?}"));
     let source_path = media(FILE);
     let source = packets(&source_path);
     let nginx = Nginx::live(
         &[("live", "wait_key on; wait_video on;")],
         &dir.join("nginx"),
     );
-    let mut edge =
-        TestServer::start_workers(Runtime::Mio, edge_config(&nginx.url("live")), WORKERS);
+    let mut edge = TestServer::start_workers(runtime, edge_config(&nginx.url("live")), WORKERS);
     let publisher = ffmpeg_publish(&source_path, &nginx.url("live/cam"));
     assert!(
         wait::until(STARTUP, || nginx.stream_clients("live", "cam") == Some(1)),
@@ -150,4 +149,18 @@ fn an_edge_with_two_workers_pulls_a_name_from_nginx_rtmp_once() {
     }
     // Not one per worker, not a second one racing the first: one pull in all the run.
     assert_eq!(pulls_opened(&mut edge), 1, "one pull for the edge");
+}
+
+mod mio {
+    #[test]
+    fn an_edge_with_two_workers_pulls_a_name_from_nginx_rtmp_once() {
+        super::an_edge_with_two_workers_pulls_a_name_from_nginx_rtmp_once(super::Runtime::Mio);
+    }
+}
+
+mod tokio {
+    #[test]
+    fn an_edge_with_two_workers_pulls_a_name_from_nginx_rtmp_once() {
+        super::an_edge_with_two_workers_pulls_a_name_from_nginx_rtmp_once(super::Runtime::Tokio);
+    }
 }
