@@ -171,9 +171,6 @@ pub(crate) struct RelayLinks {
     /// In a group of workers: this worker asked the registry for the name to pull it, and
     /// waits for the answer.
     pub claiming: bool,
-    /// In a group of workers: another worker holds the name for its pull; the players here
-    /// wait for its announce.
-    pub elsewhere: bool,
 }
 
 impl LiveStream {

@@ -29,11 +29,13 @@ pub(in crate::server) enum PullEnd {
 
 impl RtmpServer {
     /// A player here wants `key`, which nobody publishes and no pull of this worker feeds,
-    /// in an application that pulls: the registry is asked for the name (once), and the
-    /// player waits for the answer, or for the announce of the worker that pulls it already.
+    /// in an application that pulls: the registry is asked for the name (one claim at a
+    /// time), and the player waits for the answer, or for the announce of the worker that
+    /// pulls it already. (A player that comes while another worker holds the name asks again:
+    /// the registry, not what this worker last heard, knows whether that is still so.)
     pub(super) fn pull_claim(&mut self, key: &Arc<str>) {
         let stream = self.live.entry(key.clone()).or_default();
-        if stream.relay.claiming || stream.relay.elsewhere {
+        if stream.relay.claiming {
             return;
         }
         let Some(relay) = &mut self.relay else {
@@ -70,10 +72,7 @@ impl RtmpServer {
             None => (false, false),
         };
         if !granted {
-            if let Some(stream) = self.live.get_mut(&*key) {
-                stream.relay.elsewhere = !taken;
-            }
-            return true;
+            return true; // the players wait for the announce of the worker that holds it
         }
         let targets = key
             .split_once('/')
@@ -138,12 +137,11 @@ impl RtmpServer {
     /// Another worker's pull of `key` is over: the players here waiting for it are told the
     /// stream does not exist, or this worker pulls it for them.
     pub(in crate::server) fn remote_pull_ended(&mut self, key: &Arc<str>, not_found: bool) {
-        let Some(stream) = self.live.get_mut(&**key) else {
+        let Some(stream) = self.live.get(&**key) else {
             return;
         };
         // Whether the players here were refused the name or joined while the other worker's
         // pull was live, they wait for it now.
-        stream.relay.elsewhere = false;
         if stream.is_live() || stream.relay.pull.is_some() || stream.relay.claiming {
             return;
         }
