@@ -6,7 +6,8 @@
 //! time after the last player of either worker left; the owner's pull ending (the origin's
 //! publisher leaving, or no such stream there) reaches the other worker's players as
 //! `UnpublishNotify` / `StreamNotFound`, and when it closes for good the other worker pulls
-//! for its players that still wait.
+//! for its players that still wait. A publisher on the pulling worker takes the name over
+//! (as on a single node); one on the other worker is refused while the pull holds it.
 
 use std::time::{Duration, Instant};
 
@@ -98,7 +99,12 @@ impl World {
 
     /// A publisher of `name` at the origin, live once this returns.
     fn publisher(&mut self, name: &str) -> usize {
-        let c = self.sim.connect(self.origin, "live");
+        self.publisher_on(self.origin, name)
+    }
+
+    /// A publisher of `name` on node `node`, answered once this returns.
+    fn publisher_on(&mut self, node: usize, name: &str) -> usize {
+        let c = self.sim.connect(node, "live");
         self.run(Duration::from_millis(300));
         self.sim.client(c).create_stream();
         self.run(Duration::from_millis(300));
@@ -388,4 +394,59 @@ fn when_the_owners_pull_closes_the_other_worker_pulls_for_its_waiting_players() 
         2,
         "one play per pull, one pull at a time"
     );
+}
+
+/// The statuses client `c` (not a player the world drives) has seen so far.
+fn statuses_of(world: &mut World, c: usize) -> Vec<String> {
+    world
+        .sim
+        .take_events(c)
+        .into_iter()
+        .filter_map(|(_, e)| match e {
+            ClientEvent::Status(_, code) => Some(code),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_publisher_on_the_pulling_worker_takes_the_name_over_one_on_another_is_refused() {
+    let mut world = World::new(17);
+    let publisher = world.publisher("cam");
+    let media = synthetic_av(1, Duration::from_secs(2));
+    world.player(0, "cam", &media);
+    world.run(Duration::from_millis(500));
+    let watcher = world.player(1, "cam", &media);
+    world.publish(publisher, &media, |_, _| {});
+    world.run(Duration::from_millis(500));
+    assert_eq!(
+        world.sim.claimed_by(world.workers[0], "live/cam"),
+        Some(siprtmp_core::worker_relay::WorkerId(0))
+    );
+    // On worker 1, while worker 0 pulls the name: refused.
+    let refused = world.publisher_on(world.workers[1], "cam");
+    let said = statuses_of(&mut world, refused);
+    assert_eq!(
+        said.last().map(String::as_str),
+        Some("NetStream.Publish.BadName"),
+        "{said:?}"
+    );
+    // On worker 0: the pull gives way, the publication goes live, and worker 1's player
+    // hears of it and gets its media.
+    let local = world.publisher_on(world.workers[0], "cam");
+    let said = statuses_of(&mut world, local);
+    assert_eq!(
+        said.last().map(String::as_str),
+        Some("NetStream.Publish.Start"),
+        "{said:?}"
+    );
+    let ended = world.pulls_ended(0);
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert!(ended[0].1.contains("published here"), "{ended:?}");
+    let before = world.players[watcher].frames;
+    world.publish(local, &media, |_, _| {});
+    world.run(Duration::from_millis(500));
+    let p = &world.players[watcher];
+    assert!(p.frames > before + 50, "{} {before}", p.frames);
+    assert_eq!(world.pulls_opened(0) + world.pulls_opened(1), 1);
 }
