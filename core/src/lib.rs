@@ -100,7 +100,9 @@
 //! With the `testkit` feature, `testkit::MemoryNet` wires clients to a node in memory, and
 //! `sim::SimNet` does so over a seeded network with latency, jitter, loss and segmentation in
 //! virtual time: the base of
-//! deterministic simulation tests (the same seed replays byte for byte). See
+//! deterministic simulation tests (the same seed replays byte for byte);
+//! `sim_cluster::SimCluster` does it for several nodes whose relays connect to each other
+//! (an origin and its edges). See
 //! `examples/sim_live.rs` for ten minutes of media to 100 players in a few seconds, and
 //! `examples/soak.rs` for an hour of churning gateway calls and players over a lossy,
 //! reordering network with every frame accounted for and the heap counted.
@@ -127,6 +129,8 @@ pub mod sdp;
 pub(crate) mod server;
 #[cfg(feature = "testkit")]
 pub mod sim;
+#[cfg(feature = "testkit")]
+pub mod sim_cluster;
 pub mod sip;
 pub mod storage;
 pub mod tcp;

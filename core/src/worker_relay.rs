@@ -31,6 +31,18 @@
 //!   if it had been published there (chunk-encoding it only for a (chunk size, stream id) the
 //!   publishing worker did not already encode).
 //!
+//! - **Pulls.** On an edge (an application with `pull` upstreams) a name is pulled once per
+//!   server, not once per worker: a worker that would open a pull claims the name first, as a
+//!   publish does. The worker granted it opens the upstream session, announces the stream
+//!   when the upstream's goes live and withdraws it when that ends (so another worker's
+//!   players see a publication, and subscribe to it, exactly as for a local publisher); its
+//!   players and the workers subscribed keep the session open. A worker refused the name
+//!   keeps its players waiting for that announce. When the pull is over the owner gives the
+//!   name back and says so ([`RelayMessage::PullEnded`]): the other workers' waiting players
+//!   hear `NetStream.Play.StreamNotFound` if no upstream has the stream, and are otherwise
+//!   pulled for by their own worker. While a worker pulls a name, a publish of it on another
+//!   worker is refused (`BadName`), where a lone node's publisher would take it over.
+//!
 //! Messages between two workers arrive in the order they were sent, but messages from
 //! different workers may interleave in any order; the node copes: a withdraw or media from a
 //! worker that no longer owns a stream is ignored, a subscription to a publication that is over
@@ -141,6 +153,15 @@ pub enum RelayMessage {
     Withdraw {
         /// The stream's key.
         stream: Arc<str>,
+    },
+    /// The sender's pull of `stream` (an edge's upstream session for the name) is over and the name is free again: the receiver's players
+    /// waiting for it are told the stream does not exist (`not_found`: every upstream said
+    /// so), or the receiver pulls it itself for them.
+    PullEnded {
+        /// The stream's key.
+        stream: Arc<str>,
+        /// Every upstream said it has no such stream.
+        not_found: bool,
     },
     /// The sender has players of `stream` and wants its media.
     Subscribe {

@@ -168,6 +168,9 @@ pub(crate) struct RelayLinks {
     pub pull: Option<u64>,
     /// The pull's upstream is live: the stream is published, from upstream.
     pub pulled: bool,
+    /// In a group of workers: this worker asked the registry for the name to pull it, and
+    /// waits for the answer.
+    pub claiming: bool,
 }
 
 impl LiveStream {

@@ -32,6 +32,8 @@ pub(crate) struct RelayState {
     /// This worker's id (0 when not set: [`RtmpServer::enable_relay`] sets it).
     worker: u8,
     claims: HashMap<RequestId, Claim>,
+    /// The names this worker asked for to pull them (see `relay::pull_workers`).
+    pub(in crate::server) pull_claims: HashMap<RequestId, Arc<str>>,
     /// Numbers this worker's publications and subscriptions (never reused).
     next_number: u64,
 }
@@ -70,7 +72,11 @@ impl RtmpServer {
             return; // not a worker of a group: nothing was asked, nothing is shared
         }
         match input {
-            RelayIn::Claimed { request, granted } => self.claimed(now, request, granted),
+            RelayIn::Claimed { request, granted } => {
+                if !self.pull_claimed(request, granted) {
+                    self.claimed(now, request, granted);
+                }
+            }
             RelayIn::Received { from, message } => match message {
                 RelayMessage::Announce {
                     stream,
@@ -78,6 +84,9 @@ impl RtmpServer {
                     publication,
                 } => self.remote_announced(from, stream, &name, publication),
                 RelayMessage::Withdraw { stream } => self.remote_withdrawn(from, &stream),
+                RelayMessage::PullEnded { stream, not_found } => {
+                    self.remote_pull_ended(&stream, not_found)
+                }
                 RelayMessage::Subscribe {
                     stream,
                     publication,
@@ -110,6 +119,14 @@ impl RtmpServer {
             return;
         };
         let Some(key) = Self::stream_key(session, &first_string(cmd)) else {
+            return;
+        };
+        // This worker's pull of the name holds it in the registry: the publisher here takes
+        // it over, as on a lone node (the pull gives the name back before the claim).
+        if self.live.get(&*key).is_some_and(|s| s.relay.pull.is_some()) {
+            self.end_pull(&key);
+        }
+        let Some(session) = self.sessions.get_mut(conn) else {
             return;
         };
         let Some(relay) = &mut self.relay else {
@@ -192,7 +209,8 @@ impl RtmpServer {
         self.acknowledge(conn);
     }
 
-    fn release(&mut self, key: Arc<str>) {
+    /// Gives the name `key` back to the registry.
+    pub(in crate::server) fn release(&mut self, key: Arc<str>) {
         self.outputs
             .push_back(Output::Relay(RelayOut::Release { stream: key }));
     }
@@ -223,6 +241,16 @@ impl RtmpServer {
         if self.relay.is_none() {
             return;
         }
+        self.unannounce(key);
+        self.release(key.clone());
+    }
+
+    /// A publication here (a local publisher's, or a pull's) ended: the other workers hear of
+    /// it, and the subscriptions to it are over.
+    pub(in crate::server) fn unannounce(&mut self, key: &Arc<str>) {
+        if self.relay.is_none() {
+            return;
+        }
         if let Some(stream) = self.live.get_mut(&**key) {
             stream.subscribers.clear();
         }
@@ -232,7 +260,6 @@ impl RtmpServer {
                 stream: key.clone(),
             },
         );
-        self.release(key.clone());
     }
 
     /// A published message goes to every subscribed worker: one relay message each, sharing
@@ -267,13 +294,16 @@ impl RtmpServer {
         let Some(stream) = self.live.get_mut(&**key) else {
             return;
         };
-        if stream.publisher.is_none()
-            || stream.publication != publication
-            || stream.subscribers.contains(&from)
-        {
+        // A local publisher's publication, or the stream of this worker's pull.
+        let published = stream.publisher.is_some() || stream.relay.pulled;
+        if !published || stream.publication != publication || stream.subscribers.contains(&from) {
             return; // a publication that is over, or a repeat
         }
         stream.subscribers.push(from);
+        self.pull_subscribed(key);
+        let Some(stream) = self.live.get(&**key) else {
+            return;
+        };
         let to = RelayTarget::Worker(from);
         self.outputs.push_back(Output::Relay(RelayOut::Send {
             to,
@@ -302,8 +332,11 @@ impl RtmpServer {
 
     fn unsubscribed_by(&mut self, from: WorkerId, key: &Arc<str>, publication: u64) {
         if let Some(stream) = self.live.get_mut(&**key) {
-            if stream.publisher.is_some() && stream.publication == publication {
+            let published = stream.publisher.is_some() || stream.relay.pulled;
+            if published && stream.publication == publication {
                 stream.subscribers.retain(|w| *w != from);
+                // The other worker's players counted as the pull's: the idle time may start.
+                self.pull_player_left(key);
             }
         }
     }

@@ -19,6 +19,7 @@
 mod backoff;
 mod config;
 mod pull;
+mod pull_workers;
 mod push;
 mod upstream;
 
@@ -169,6 +170,8 @@ struct RelaySession {
     /// The deadline of the session's live timer entry (older ones are stale).
     armed: Option<Instant>,
     failures: u64,
+    /// A pull: how it ends, when it does (for the other workers of a group).
+    pull_end: pull_workers::PullEnd,
 }
 
 impl RelaySession {
@@ -321,6 +324,7 @@ impl RtmpServer {
                 from_start: (direction == RelayDirection::Push).then(push::Pending::default),
                 armed: None,
                 failures: 0,
+                pull_end: pull_workers::PullEnd::Over,
             },
         );
         self.relay_connect(self.last_now, id);
@@ -620,7 +624,7 @@ impl RtmpServer {
                     stream.relay.pushes.retain(|p| *p != id);
                 }
             }
-            RelayDirection::Pull => self.pull_forget(&key, id),
+            RelayDirection::Pull => self.pull_forget(&key, id, session.pull_end),
         }
         let reason = reason.to_owned();
         self.relay_event(

@@ -18,6 +18,7 @@ use smallvec::SmallVec;
 
 use super::super::session::StreamRole;
 use super::super::RtmpServer;
+use super::pull_workers::PullEnd;
 use super::Failure;
 use crate::amf::Value;
 use crate::ids::ConnId;
@@ -36,11 +37,7 @@ impl RtmpServer {
             None => (None, false),
         };
         if let Some(id) = existing {
-            if let Some(session) = self.relays.sessions.get_mut(&id) {
-                if session.idle_since.take().is_some() {
-                    self.relay_arm(id);
-                }
-            }
+            self.pull_keep(id);
             return true;
         }
         if live {
@@ -53,6 +50,11 @@ impl RtmpServer {
             Some(app) if !app.pull.is_empty() => app.pull.clone(),
             _ => return false,
         };
+        if self.relay.is_some() {
+            // One pull per server: the registry decides which worker opens it.
+            self.pull_claim(key);
+            return true;
+        }
         self.live.entry(key.clone()).or_default();
         let Some(id) = self.relay_open(key, name, RelayDirection::Pull, targets) else {
             // Refused for the limits: the entry made for it goes unless someone uses it.
@@ -67,18 +69,24 @@ impl RtmpServer {
         true
     }
 
-    /// A player of `key` left: if a pull feeds it and nobody else plays it, the idle time
-    /// starts.
+    /// Pull `id` has a player (again): its idle time, if it began, is over.
+    pub(super) fn pull_keep(&mut self, id: u64) {
+        if let Some(session) = self.relays.sessions.get_mut(&id) {
+            if session.idle_since.take().is_some() {
+                self.relay_arm(id);
+            }
+        }
+    }
+
+    /// A player of `key` left (or, in a group of workers, another worker unsubscribed): if
+    /// a pull feeds it and nobody else plays it, the idle time starts.
     pub(in crate::server) fn pull_player_left(&mut self, key: &str) {
-        let Some(stream) = self.live.get(key) else {
-            return;
-        };
-        let Some(id) = stream.relay.pull else {
-            return;
-        };
-        if !stream.players.is_empty() || !stream.flv_players.is_empty() {
+        if self.pull_has_players(key) {
             return;
         }
+        let Some(id) = self.live.get(key).and_then(|s| s.relay.pull) else {
+            return;
+        };
         if let Some(session) = self.relays.sessions.get_mut(&id) {
             if session.idle_since.is_none() {
                 session.idle_since = Some(self.last_now);
@@ -87,16 +95,20 @@ impl RtmpServer {
         }
     }
 
-    /// Whether anyone plays `key` here.
+    /// Whether anyone plays `key` here, or (in a group of workers) on a worker subscribed to
+    /// it.
     pub(super) fn pull_has_players(&self, key: &str) -> bool {
-        self.live
-            .get(key)
-            .is_some_and(|s| !s.players.is_empty() || !s.flv_players.is_empty())
+        self.live.get(key).is_some_and(|s| {
+            !s.players.is_empty() || !s.flv_players.is_empty() || !s.subscribers.is_empty()
+        })
     }
 
     /// A publisher here (or on another worker) takes `key`: a pull that fed it ends.
     pub(in crate::server) fn end_pull(&mut self, key: &str) {
         if let Some(id) = self.live.get(key).and_then(|s| s.relay.pull) {
+            if let Some(session) = self.relays.sessions.get_mut(&id) {
+                session.pull_end = PullEnd::Taken;
+            }
             self.relay_end(id, "published here");
         }
     }
@@ -133,6 +145,7 @@ impl RtmpServer {
         stream.relay.pulled = true;
         stream.since = Some(self.last_now);
         self.notify_published(&key, &name);
+        self.pull_announce(&key, &name);
     }
 
     /// The upstream's publisher left, or the connection to it broke: the local players are
@@ -144,6 +157,7 @@ impl RtmpServer {
         if stream.relay.pulled {
             stream.relay.pulled = false;
             self.end_publication(key);
+            self.pull_unannounce(key);
         }
     }
 
@@ -179,6 +193,9 @@ impl RtmpServer {
         if pulled {
             let mut shared = SharedMessage::new(msg);
             self.deliver(&key, &mut shared, metadata);
+            // In a group of workers, to those subscribed to it (after the players here, so
+            // they share their chunk encodings).
+            self.relay_media(&key, &shared, metadata);
         }
     }
 
@@ -190,7 +207,16 @@ impl RtmpServer {
             return;
         };
         let (key, name) = (session.key.clone(), session.name.clone());
-        let players: SmallVec<[(ConnId, u32); 8]> = match self.live.get_mut(&*key) {
+        self.players_not_found(&key, &name);
+        if let Some(session) = self.relays.sessions.get_mut(&id) {
+            session.pull_end = PullEnd::NotFound;
+        }
+        self.relay_end(id, "no upstream has the stream");
+    }
+
+    /// The plays of `key` here fail with `NetStream.Play.StreamNotFound`.
+    pub(super) fn players_not_found(&mut self, key: &Arc<str>, name: &str) {
+        let players: SmallVec<[(ConnId, u32); 8]> = match self.live.get_mut(&**key) {
             Some(stream) => stream
                 .players
                 .drain(..)
@@ -210,23 +236,26 @@ impl RtmpServer {
                 &format!("{name} not found."),
             );
         }
-        self.relay_end(id, "no upstream has the stream");
     }
 
-    /// Pull `id` of `key` ended: the local stream forgets it (its players, if any, are told
-    /// its publisher left) and is forgotten itself if nobody plays it.
-    pub(super) fn pull_forget(&mut self, key: &Arc<str>, id: u64) {
-        let Some(stream) = self.live.get_mut(&**key) else {
-            return;
-        };
-        if stream.relay.pull == Some(id) {
-            stream.relay.pull = None;
+    /// Pull `id` of `key` ended (`end` says how): the local stream forgets it (its players,
+    /// if any, are told its publisher left) and is forgotten itself if nobody plays it; in a
+    /// group of workers, the name goes back and the other workers hear of it.
+    pub(super) fn pull_forget(&mut self, key: &Arc<str>, id: u64, end: PullEnd) {
+        if let Some(stream) = self.live.get_mut(&**key) {
+            if stream.relay.pull == Some(id) {
+                stream.relay.pull = None;
+            }
+            if stream.relay.pulled {
+                stream.relay.pulled = false;
+                self.end_publication(key);
+                // Withdrawn before the name goes back: another worker hears the publication
+                // ended before it hears it may pull the name itself.
+                self.pull_unannounce(key);
+            } else if stream.is_unused() {
+                self.live.remove(&**key);
+            }
         }
-        if stream.relay.pulled {
-            stream.relay.pulled = false;
-            self.end_publication(key);
-        } else if stream.is_unused() {
-            self.live.remove(&**key);
-        }
+        self.pull_release(key, end);
     }
 }
