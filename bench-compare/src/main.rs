@@ -918,10 +918,11 @@ fn run_relay(flags: Flags) -> Result<bool, String> {
         labels.edges, flags.edges, labels.origin
     ));
     if players.iter().any(|&n| n > 0 && n < flags.edges) {
-        notes.push(format!(
+        notes.push(
             "at fewer players than edges, some edges have no player and do not pull: those \
              counts are left out of the origin's figure per edge"
-        ));
+                .into(),
+        );
     }
     let most = players.iter().max().copied().unwrap_or(0) as u64;
     notes.extend(gateway::raise_fd_limit(most * 4 + 256));
