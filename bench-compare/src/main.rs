@@ -5,6 +5,10 @@
 //! Order of work: for each repeat, scenario, reader kind and player count, every server is
 //! measured in turn (so slow drifts of the machine spread over all servers); the report takes
 //! medians over repeats and fits CPU against players by least squares.
+//!
+//! Other modes: `--gateway` (CPU per SIP-RTMP call), `--soak` (one server under load for a
+//! long time) and `--relay` (an origin and its edges against one server with the same
+//! players, [`relay`]).
 
 mod floor;
 mod flv;
