@@ -5,6 +5,10 @@
 //! Order of work: for each repeat, scenario, reader kind and player count, every server is
 //! measured in turn (so slow drifts of the machine spread over all servers); the report takes
 //! medians over repeats and fits CPU against players by least squares.
+//!
+//! Other modes: `--gateway` (CPU per SIP-RTMP call), `--soak` (one server under load for a
+//! long time) and `--relay` (an origin and its edges against one server with the same
+//! players, [`relay`]).
 
 mod floor;
 mod flv;
@@ -15,6 +19,8 @@ mod load;
 mod measure;
 mod procstat;
 mod progress;
+mod relay;
+mod relay_report;
 mod report;
 mod server;
 mod soak;
@@ -136,6 +142,16 @@ struct Flags {
     /// report them per call-second beside the kernel's share of its CPU.
     #[arg(long)]
     syscalls: bool,
+    /// Measure a relay instead: the load publishes to a siprtmp origin, `--edges` siprtmp
+    /// edges pull from it and the players are spread over them; the CPU of the edges per
+    /// player and of the origin per edge, in the same run as the single siprtmp (the first
+    /// siprtmp of `--runtimes`) with the same players [players default: 0,20,100,200; quick:
+    /// 0,4,20]. Exits non-zero unless every player received every window frame.
+    #[arg(long)]
+    relay: bool,
+    /// Edge servers of `--relay`.
+    #[arg(long, default_value_t = 2)]
+    edges: usize,
     /// Length of the soak in seconds.
     #[arg(long, default_value_t = 1800.0)]
     duration: f64,
@@ -263,6 +279,9 @@ fn run(flags: Flags) -> Result<bool, String> {
     }
     if flags.gateway {
         return run_gateway(flags);
+    }
+    if flags.relay {
+        return run_relay(flags);
     }
     let quick = flags.quick;
     let players = flags.players.clone().unwrap_or_else(|| {
@@ -810,6 +829,236 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
         points.len(),
         started.elapsed().as_secs_f64(),
         flags.out.join("report.md").display()
+    );
+    for f in &failures {
+        eprintln!("bench-compare: FAILED {f}");
+    }
+    Ok(failures.is_empty())
+}
+
+/// `--relay`: per player count, the single siprtmp and then the origin with its edges, each
+/// point on fresh processes (see [`relay`]).
+fn run_relay(flags: Flags) -> Result<bool, String> {
+    let quick = flags.quick;
+    let players = flags.players.clone().unwrap_or_else(|| {
+        if quick {
+            vec![0, 4, 20]
+        } else {
+            vec![0, 20, 100, 200]
+        }
+    });
+    let timing = Timing {
+        warmup: secs(flags.warmup.unwrap_or(if quick { 0.4 } else { 3.0 }))?,
+        window: secs(flags.window.unwrap_or(if quick { 1.2 } else { 10.0 }))?,
+        setup_timeout: Duration::from_secs(30),
+        drain_timeout: Duration::from_secs(5),
+    };
+    let repeats = flags.repeats.unwrap_or(if quick { 1 } else { 3 }).max(1);
+    let scenario_names = flags.scenarios.clone().unwrap_or_else(|| {
+        if quick {
+            vec!["audio".into()]
+        } else {
+            vec!["audio".into(), "av".into()]
+        }
+    });
+    let scenarios = scenario_names
+        .iter()
+        .map(|n| load_scenario(n, &flags.media_dir))
+        .collect::<Result<Vec<_>, _>>()?;
+    let readers = flags
+        .readers
+        .iter()
+        .map(|r| match r.as_str() {
+            "reader" => Ok(ReaderKind::Eager),
+            "bulk" => Ok(ReaderKind::Bulk),
+            other => Err(format!("unknown reader kind {other:?} (reader, bulk)")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if flags.edges == 0 {
+        return Err("--edges must be at least 1".into());
+    }
+    let bins = Binaries {
+        siprtmp: match &flags.server_bin {
+            Some(p) => p.clone(),
+            None => default_server_bin()?,
+        },
+        baseline: flags.baseline_bin.clone(),
+        nginx: None,
+        rtmplite: None,
+    };
+    // The first siprtmp of --runtimes (its options, e.g. `mio-merged`, apply to every process).
+    let name = flags
+        .runtimes
+        .iter()
+        .find(|n| *n != "nginx" && *n != "rtmplite3" && floor::FloorKind::parse(n).is_none())
+        .cloned()
+        .ok_or("--relay measures siprtmp: name a siprtmp runtime in --runtimes")?;
+    let kind = ServerKind::Siprtmp(name);
+    if kind.siprtmp_options().is_some_and(|o| o.tls) {
+        return Err("--relay runs its load over RTMP: drop -tls".into());
+    }
+    server::start(&kind, &bins)?.stop();
+    let labels = relay_report::RelayLabels {
+        single: kind.label(),
+        edges: relay::edges_label(&kind, flags.edges),
+        origin: relay::origin_label(&kind),
+        edge_count: flags.edges,
+    };
+    let mut notes = Vec::new();
+    let (clk_tck, tick_note) = procstat::clock_ticks();
+    notes.extend(tick_note);
+    let (core_mhz, cpu_model) = procstat::core_mhz();
+    if core_mhz.is_none() {
+        notes.push("no \"cpu MHz\" in /proc/cpuinfo: MHz figures omitted".into());
+    }
+    notes.push(format!(
+        "{}: one siprtmp --runtime {} serving the publisher and every player",
+        labels.single,
+        kind.siprtmp_options().map_or("?", |o| o.runtime)
+    ));
+    notes.push(format!(
+        "{}: the CPU of {} edge(s) summed, each a siprtmp pulling the stream from the origin, \
+         the players spread over them in turn; {}: the origin, with the publisher",
+        labels.edges, flags.edges, labels.origin
+    ));
+    if players.iter().any(|&n| n > 0 && n < flags.edges) {
+        notes.push(
+            "at fewer players than edges, some edges have no player and do not pull: those \
+             counts are left out of the origin's figure per edge"
+                .into(),
+        );
+    }
+    let most = players.iter().max().copied().unwrap_or(0) as u64;
+    notes.extend(gateway::raise_fd_limit(most * 4 + 256));
+
+    let total = repeats * scenarios.len() * readers.len() * players.len() * 2;
+    let mut results: Vec<PointResult> = Vec::with_capacity(total / 2 * 3);
+    let mut failures = Vec::new();
+    let started = Instant::now();
+    let progress = Progress::points(total);
+    let check = |failures: &mut Vec<String>, r: &PointResult| {
+        if !r.delivery.is_complete() {
+            failures.push(format!(
+                "{} {} {} N={} repeat {}: {} of {} players complete, fewest frames {} of {}{}",
+                r.server,
+                r.scenario,
+                r.reader.name(),
+                r.players,
+                r.repeat + 1,
+                r.delivery.complete,
+                r.players,
+                r.delivery.min_received,
+                r.delivery.sent,
+                r.delivery
+                    .failure
+                    .as_ref()
+                    .map(|f| format!(" ({f})"))
+                    .unwrap_or_default()
+            ));
+        }
+    };
+    for repeat in 0..repeats {
+        for scenario in &scenarios {
+            for &reader in &readers {
+                for &n in &players {
+                    let what = format!("{} {} N={n}", scenario.name, reader.name());
+                    progress.note(format!(
+                        "repeat {} {what} {} ...",
+                        repeat + 1,
+                        labels.single
+                    ));
+                    match measure::run_point(
+                        &kind, &bins, scenario, reader, n, repeat, timing, clk_tck,
+                    ) {
+                        Ok(r) => {
+                            check(&mut failures, &r);
+                            progress.note(format!(
+                                "{what} {}: {:.2}% core, loader {:.1}%, frames {}/{}",
+                                r.server,
+                                r.server_cpu,
+                                r.loader_cpu,
+                                r.delivery.min_received,
+                                r.delivery.sent
+                            ));
+                            results.push(r);
+                        }
+                        Err(e) => failures.push(format!(
+                            "{} {what} repeat {}: {e}",
+                            labels.single,
+                            repeat + 1
+                        )),
+                    }
+                    progress.step();
+                    progress.note(format!("repeat {} {what} {} ...", repeat + 1, labels.edges));
+                    let spec = relay::RelaySpec {
+                        kind: &kind,
+                        bins: &bins,
+                        scenario,
+                        reader,
+                        edges: flags.edges,
+                        timing,
+                        clk_tck,
+                    };
+                    match relay::run_point(&spec, n, repeat) {
+                        Ok(p) => {
+                            check(&mut failures, &p.edges);
+                            progress.note(format!(
+                                "{what} {}: {:.2}% core, {}: {:.2}% core, loader {:.1}%, frames {}/{}",
+                                p.edges.server,
+                                p.edges.server_cpu,
+                                p.origin.server,
+                                p.origin.server_cpu,
+                                p.edges.loader_cpu,
+                                p.edges.delivery.min_received,
+                                p.edges.delivery.sent
+                            ));
+                            results.push(p.edges);
+                            results.push(p.origin);
+                        }
+                        Err(e) => failures.push(format!(
+                            "{} {what} repeat {}: {e}",
+                            labels.edges,
+                            repeat + 1
+                        )),
+                    }
+                    progress.step();
+                }
+            }
+        }
+    }
+    progress.finish();
+    let info = RunInfo {
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        servers: vec![
+            labels.single.clone(),
+            labels.edges.clone(),
+            labels.origin.clone(),
+        ],
+        notes,
+        scenarios,
+        readers,
+        players,
+        repeats,
+        timing,
+        core_mhz,
+        cpu_model,
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        sipp_scenario: String::new(),
+    };
+    std::fs::create_dir_all(&flags.out).map_err(|e| format!("{}: {e}", flags.out.display()))?;
+    report::write_all(&flags.out, &info, &results, &failures)?;
+    let path = flags.out.join("report.md");
+    let mut md = std::fs::read_to_string(&path).map_err(|e| format!("report.md: {e}"))?;
+    md.push_str(&relay_report::section(&info, &labels, &results));
+    std::fs::write(&path, md).map_err(|e| format!("report.md: {e}"))?;
+    for line in relay_report::summary_lines(&info, &labels, &results) {
+        eprintln!("bench-compare: {line}");
+    }
+    eprintln!(
+        "bench-compare: {} points in {:.0} s; report in {}",
+        results.len(),
+        started.elapsed().as_secs_f64(),
+        path.display()
     );
     for f in &failures {
         eprintln!("bench-compare: FAILED {f}");

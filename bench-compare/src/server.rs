@@ -323,6 +323,18 @@ pub(crate) fn start_with(
     bins: &Binaries,
     extra: &[String],
 ) -> Result<Running, String> {
+    start_configured(kind, bins, extra, "")
+}
+
+/// [`start_with`] with `config` appended to siprtmp's config file (TOML sections of its
+/// own, such as a relay edge's `[apps.live]`); ignored for the other servers.
+pub(crate) fn start_configured(
+    kind: &ServerKind,
+    bins: &Binaries,
+    extra: &[String],
+    config: &str,
+) -> Result<Running, String> {
+    let extra_config = config;
     if let Some(options) = kind.siprtmp_options() {
         siprtmp_binary(&options, bins)?;
     }
@@ -376,7 +388,8 @@ pub(crate) fn start_with(
                 // baseline build too (one from before the limits' keys existed, aa80097,
                 // refuses them and fails its points with a clear error).
                 let config = dir.join("siprtmp.toml");
-                std::fs::write(&config, UNLIMITED_PER_ADDRESS).map_err(|e| e.to_string())?;
+                std::fs::write(&config, format!("{UNLIMITED_PER_ADDRESS}{extra_config}"))
+                    .map_err(|e| e.to_string())?;
                 c.arg("--config").arg(config);
             }
             c.args(extra).env("RUST_LOG", "warn");

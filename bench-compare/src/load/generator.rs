@@ -73,7 +73,11 @@ pub(crate) struct Load {
     poll: Poll,
     events: Events,
     conns: Vec<Conn>,
+    /// Where the publisher publishes.
     addr: SocketAddr,
+    /// Where the players play, taken in turn: the publisher's server, or the edges of a
+    /// relay.
+    play_addrs: Vec<SocketAddr>,
     /// Every connection over RTMPS.
     tls: bool,
     players: usize,
@@ -101,11 +105,29 @@ impl Load {
         reader: ReaderKind,
         timeout: Duration,
     ) -> Result<Self, String> {
+        Self::start_spread(addr, vec![addr], tls, media, players, reader, timeout)
+    }
+
+    /// [`Load::start`] with the publisher on `addr` and the players spread over `play_addrs`
+    /// in turn (player `i` on `play_addrs[i % len]`): an origin and its edges.
+    pub(crate) fn start_spread(
+        addr: SocketAddr,
+        play_addrs: Vec<SocketAddr>,
+        tls: bool,
+        media: Arc<MediaLoop>,
+        players: usize,
+        reader: ReaderKind,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        if play_addrs.is_empty() {
+            return Err("no server for the players".into());
+        }
         let mut load = Self {
             poll: Poll::new().map_err(|e| e.to_string())?,
             events: Events::with_capacity(1024),
             conns: Vec::with_capacity(players + 1),
             addr,
+            play_addrs,
             tls,
             players,
             reader,
@@ -157,7 +179,12 @@ impl Load {
     }
 
     fn connect(&mut self, publisher: bool) -> io::Result<()> {
-        let mut stream = TcpStream::connect(self.addr)?;
+        // The publisher is connection 0; player k (from 1) goes to the servers in turn.
+        let addr = match self.conns.len() {
+            0 => self.addr,
+            k => self.play_addrs[(k - 1) % self.play_addrs.len()],
+        };
+        let mut stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
         let token = Token(self.conns.len());
         self.poll.registry().register(
@@ -166,7 +193,7 @@ impl Load {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         let scheme = if self.tls { "rtmps" } else { "rtmp" };
-        let url = format!("{scheme}://{}/live", self.addr);
+        let url = format!("{scheme}://{addr}/live");
         let machine = RtmpClient::new(&mut self.rng, "live", &url);
         let tls = self.tls.then(super::tls::client);
         self.conns
