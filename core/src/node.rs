@@ -134,7 +134,7 @@ impl Node {
         match input {
             Input::Received { conn, data } => self.server.received(now, conn, data),
             Input::Drained { conn, bytes } => self.server.drained(now, conn, bytes),
-            Input::Closed { conn } => self.server.closed(conn),
+            Input::Closed { conn } => self.server.closed(now, conn),
             Input::Timeout => {
                 self.server.timeout(now);
                 if let Some(http) = &mut self.http {

@@ -337,7 +337,11 @@ fn registers_with_digest_refreshes_and_unregisters() {
     // And again 50 s later.
     w.run(Duration::from_secs(50));
     assert_eq!(w.alice_event(), Some(UaEvent::Registered { expires: 100 }));
-    assert_eq!(w.alice.register_attempts(), 3, "the first and two refreshes");
+    assert_eq!(
+        w.alice.register_attempts(),
+        3,
+        "the first and two refreshes"
+    );
 
     w.alice.unregister(w.now);
     w.run(Duration::from_millis(10));
@@ -349,7 +353,11 @@ fn registers_with_digest_refreshes_and_unregisters() {
     w.run(Duration::from_secs(300));
     assert_eq!(w.registrar.as_ref().unwrap().seen.len(), n);
     assert_eq!(w.alice_event(), None);
-    assert_eq!(w.alice.register_attempts(), 3, "an un-REGISTER is not an attempt");
+    assert_eq!(
+        w.alice.register_attempts(),
+        3,
+        "an un-REGISTER is not an attempt"
+    );
 }
 
 #[test]

@@ -609,8 +609,11 @@ impl RtmpServer {
         }
     }
 
-    /// The connection is gone.
-    pub(crate) fn closed(&mut self, conn: ConnId) {
+    /// The connection is gone. `now` counts as the server's time from here on: what the
+    /// close starts (a pull's idle time, once its last player left) runs from it, not from
+    /// the last input that carried a time, which on a quiet node may be long past.
+    pub(crate) fn closed(&mut self, now: Instant, conn: ConnId) {
+        self.last_now = self.last_now.max(now);
         let closing = match self.sessions.get(conn) {
             Some(session) => matches!(session.phase, Phase::Closing),
             None => return,

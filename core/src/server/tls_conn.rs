@@ -148,7 +148,7 @@ mod tests {
         // Half a ClientHello: held by the TLS layer, counted in the server's budget.
         server.received(now, tls, BytesMut::from(&[22u8, 3, 1, 2, 0, 1, 0][..]));
         assert_eq!(server.partial_total, 7);
-        server.closed(tls);
+        server.closed(now, tls);
         assert_eq!(server.partial_total, 0, "given back at the close");
         assert_eq!(server.tls_sessions, 0);
     }
