@@ -128,6 +128,7 @@ pub(crate) mod server;
 #[cfg(feature = "testkit")]
 pub mod sim;
 pub mod sip;
+pub mod srtp;
 pub mod storage;
 pub mod tcp;
 #[cfg(feature = "testkit")]
