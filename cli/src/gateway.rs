@@ -30,6 +30,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 
 use serde::Deserialize;
 use siprtmp_core::gateway::call_session::GatewayConfig;
+use siprtmp_core::gateway::srtp_policy::SrtpMode;
 use siprtmp_core::node::GatewayNodeConfig;
 use siprtmp_core::rtp::SourcePolicy;
 use siprtmp_core::sip::Transport;
@@ -82,6 +83,12 @@ pub(crate) struct GatewaySection {
     /// Where a call's media is accepted from besides its SDP's address: `strict`,
     /// `learn-port` (default) or `learn-any` (`--rtp-source`).
     pub rtp_source: Option<String>,
+    /// SRTP with SDES keys to the far ends: `off` (default), `offer` or `require`
+    /// (`--srtp`).
+    pub srtp: Option<String>,
+    /// SDES keys may go in SDP over plain (not TLS) SIP (default false;
+    /// `--srtp-over-plain-sip`).
+    pub srtp_over_plain_sip: Option<bool>,
     /// Gateway clients at once (each holds a SIP socket; default 4096).
     pub max_clients: Option<usize>,
     /// Gateway clients at once from one IP address (default 64).
@@ -109,6 +116,10 @@ pub(crate) struct GatewayFlags {
     pub transport: Option<String>,
     /// `--rtp-source`.
     pub rtp_source: Option<String>,
+    /// `--srtp`.
+    pub srtp: Option<String>,
+    /// `--srtp-over-plain-sip`: on, whatever the file says.
+    pub srtp_over_plain_sip: bool,
 }
 
 /// `strict`, `learn-port` or `learn-any` as where a call's media is accepted from.
@@ -309,6 +320,20 @@ pub(crate) fn node_config(
         parse_rtp_source,
     )?
     .unwrap_or(session_defaults.rtp_source);
+    let srtp = parsed(
+        pick(
+            flags.srtp.as_deref(),
+            "--srtp",
+            file.srtp.as_deref(),
+            "gateway.srtp",
+        ),
+        |text: &str| text.parse::<SrtpMode>(),
+    )?
+    .unwrap_or(session_defaults.srtp);
+    let srtp_over_plain_sip = flags.srtp_over_plain_sip
+        || file
+            .srtp_over_plain_sip
+            .unwrap_or(session_defaults.srtp_over_plain_sip);
     if file.register_expires == Some(0) {
         return Err(ConfigError::value(
             Origin::key("gateway.register_expires", None),
@@ -346,6 +371,8 @@ pub(crate) fn node_config(
             mtu: file.mtu.unwrap_or(session_defaults.mtu),
             transport,
             rtp_source,
+            srtp,
+            srtp_over_plain_sip,
             transcoder: transcoder(),
             opus: opus_transcoder(),
             ..session_defaults
