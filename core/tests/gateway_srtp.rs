@@ -123,7 +123,7 @@ impl Call {
                     GatewayOutput::SipSend { data, .. } => {
                         self.far.handle_datagram(self.now, a(GW_SIP), data)
                     }
-                    GatewayOutput::Rtp(rtp) => self.to_far(rtp),
+                    GatewayOutput::Rtp(rtp) => self.carry_to_far(rtp),
                     GatewayOutput::Notice(n) => self.notices.push(n),
                     GatewayOutput::ConnectResult(_) => {}
                 }
@@ -143,7 +143,7 @@ impl Call {
         panic!("no quiet");
     }
 
-    fn to_far(&mut self, rtp: OutgoingRtp) {
+    fn carry_to_far(&mut self, rtp: OutgoingRtp) {
         if !rtp.rtcp && rtp.destination == a(FAR_RTP) {
             self.far_wire.push(rtp.datagram.to_bytes());
         }
@@ -198,7 +198,7 @@ impl Call {
 
     /// A datagram from the far end's RTP address to the gateway's audio port; true when it
     /// produced media for the client.
-    fn from_far(&mut self, bytes: Bytes) -> bool {
+    fn far_sends(&mut self, bytes: Bytes) -> bool {
         let before = self.remote_media.len();
         let mut back = Vec::new();
         self.gw
@@ -221,7 +221,7 @@ impl Call {
         let mut rtp = Vec::new();
         self.gw.client_media(self.now, &msg, &mut rtp);
         for r in rtp {
-            self.to_far(r);
+            self.carry_to_far(r);
         }
     }
 }
@@ -250,7 +250,10 @@ fn a_required_srtp_call_is_protected_both_ways_and_forgeries_never_reach_the_cli
     let offer = c.call_out(true);
     assert_eq!(offer.media[0].proto, "RTP/SAVP");
     assert_eq!(offer.media[0].crypto().count(), 2, "both suites offered");
-    assert!(matches!(c.callbacks.last(), Some(ClientCallback::Accepted { .. })));
+    assert!(matches!(
+        c.callbacks.last(),
+        Some(ClientCallback::Accepted { .. })
+    ));
     // Client to far end: what goes on the wire is SRTP the far end opens with our key.
     for i in 0..50 {
         c.publish(i);
@@ -261,14 +264,21 @@ fn a_required_srtp_call_is_protected_both_ways_and_forgeries_never_reach_the_cli
         let mut buf = wire.to_vec();
         assert_eq!(buf.len(), 12 + 160 + 10, "an 80-bit tag on every packet");
         let expected: Vec<u8> = (0..160).map(|j| (i as u8) ^ (j as u8)).collect();
-        assert_ne!(buf[12..172], expected[..], "the payload is not in the clear");
+        assert_ne!(
+            buf[12..172],
+            expected[..],
+            "the payload is not in the clear"
+        );
         let n = far.rx.unprotect(&mut buf).unwrap();
         assert_eq!(buf[12..n], expected[..]);
     }
     // Far end to client: every protected packet arrives, decrypted.
     for s in 0..50u16 {
         let payload = vec![s as u8; 160];
-        assert!(c.from_far(far_protect(&mut far, s, &payload)), "packet {s}");
+        assert!(
+            c.far_sends(far_protect(&mut far, s, &payload)),
+            "packet {s}"
+        );
         assert_eq!(c.remote_media.last().unwrap().payload[1..], payload[..]);
     }
     let good = c.remote_media.len();
@@ -276,14 +286,16 @@ fn a_required_srtp_call_is_protected_both_ways_and_forgeries_never_reach_the_cli
     // reaches the client.
     let mut tampered = far_protect(&mut far, 50, &[1; 160]).to_vec();
     *tampered.last_mut().unwrap() ^= 0xff;
-    assert!(!c.from_far(Bytes::from(tampered)));
-    assert!(!c.from_far(Bytes::from(plain_rtp(51, &[2; 160]))));
+    assert!(!c.far_sends(Bytes::from(tampered)));
+    assert!(!c.far_sends(Bytes::from(plain_rtp(51, &[2; 160]))));
     let replay = far_protect(&mut far, 52, &[3; 160]);
-    assert!(c.from_far(replay.clone()));
-    assert!(!c.from_far(replay));
+    assert!(c.far_sends(replay.clone()));
+    assert!(!c.far_sends(replay));
     assert_eq!(c.remote_media.len(), good + 1);
     assert!(
-        c.notices.iter().any(|n| n.contains("SRTP authentication failed")),
+        c.notices
+            .iter()
+            .any(|n| n.contains("SRTP authentication failed")),
         "{:?}",
         c.notices
     );
@@ -310,13 +322,19 @@ fn a_required_srtp_call_answered_without_crypto_is_ended_and_the_client_told() {
 fn offered_srtp_is_best_effort_and_takes_a_plain_answer() {
     let mut c = Call::new(config(SrtpMode::Offer, true));
     let offer = c.call_out(false);
-    assert_eq!(offer.media[0].proto, "RTP/AVP", "a plain far end can still answer");
+    assert_eq!(
+        offer.media[0].proto, "RTP/AVP",
+        "a plain far end can still answer"
+    );
     assert_eq!(offer.media[0].crypto().count(), 2);
-    assert!(matches!(c.callbacks.last(), Some(ClientCallback::Accepted { .. })));
+    assert!(matches!(
+        c.callbacks.last(),
+        Some(ClientCallback::Accepted { .. })
+    ));
     c.publish(0);
     let packet = RtpPacket::parse(c.far_wire[0].clone()).unwrap();
     assert_eq!(packet.payload.len(), 160, "plain RTP, no tag");
-    assert!(c.from_far(Bytes::from(plain_rtp(1, &[7; 160]))));
+    assert!(c.far_sends(Bytes::from(plain_rtp(1, &[7; 160]))));
 }
 
 #[test]
@@ -326,7 +344,10 @@ fn required_srtp_places_no_call_over_plain_sip_without_the_override() {
         dest: "bob@10.0.0.2:5060".into(),
         codecs: vec![CodecToken::Pcmu],
     });
-    assert!(c.far_incoming().is_none(), "no INVITE carried keys in the clear");
+    assert!(
+        c.far_incoming().is_none(),
+        "no INVITE carried keys in the clear"
+    );
     assert!(matches!(c.callbacks.last(),
         Some(ClientCallback::Rejected(why)) if why.contains("TLS")));
     // Offer mode over plain SIP offers plain RTP: no keys in the SDP.
@@ -359,7 +380,11 @@ fn incoming_offers_get_488_when_the_policy_cannot_take_them() {
     let mut c = Call::new(config(SrtpMode::Off, false));
     assert_eq!(call_in(&mut c, &secure), Some(488), "off: SRTP only");
     let mut c = Call::new(config(SrtpMode::Require, false));
-    assert_eq!(call_in(&mut c, &secure), Some(488), "require over plain SIP");
+    assert_eq!(
+        call_in(&mut c, &secure),
+        Some(488),
+        "require over plain SIP"
+    );
     assert!(c.callbacks.is_empty(), "the client is never alerted");
     let mut c = Call::new(config(SrtpMode::Off, false));
     assert_eq!(call_in(&mut c, &plain), None, "off: plain RTP as before");
@@ -371,7 +396,10 @@ fn an_incoming_srtp_call_is_answered_with_our_own_key_and_media_flows() {
     let mut offer = create_offer(&far_caps(), &origin());
     secure_offer(&mut offer, &mut SeededRng::new(4), true);
     assert_eq!(call_in(&mut c, &offer), None);
-    assert!(matches!(c.callbacks.last(), Some(ClientCallback::Invited { .. })));
+    assert!(matches!(
+        c.callbacks.last(),
+        Some(ClientCallback::Invited { .. })
+    ));
     c.client(ClientCall::Accept {
         codecs: vec![CodecToken::Pcmu],
     });
@@ -385,7 +413,10 @@ fn an_incoming_srtp_call_is_answered_with_our_own_key_and_media_flows() {
         .expect("the far end got our answer");
     assert_eq!(reply.media[0].proto, "RTP/SAVP");
     let keys = negotiated_keys(&offer, &reply, false, 0).unwrap().unwrap();
-    assert_ne!(keys.ours, keys.theirs, "the gateway answered with a key of its own");
+    assert_ne!(
+        keys.ours, keys.theirs,
+        "the gateway answered with a key of its own"
+    );
     let mut far = FarSrtp {
         rx: SrtpContext::new(keys.suite, &keys.theirs),
         tx: SrtpContext::new(keys.suite, &keys.ours),
@@ -393,7 +424,7 @@ fn an_incoming_srtp_call_is_answered_with_our_own_key_and_media_flows() {
     c.publish(0);
     let mut wire = c.far_wire[0].to_vec();
     assert!(far.rx.unprotect(&mut wire).is_ok());
-    assert!(c.from_far(far_protect(&mut far, 0, &[5; 160])));
+    assert!(c.far_sends(far_protect(&mut far, 0, &[5; 160])));
     // What the gateway sends cannot be opened with the far end's own key.
     let mut wrong = SrtpContext::new(keys.suite, &keys.ours);
     assert_eq!(

@@ -63,7 +63,9 @@ impl Baresip {
             .stdout(out)
             .stderr(err)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start baresip: {e} (scripts/test.sh installs baresip-core)"));
+            .unwrap_or_else(|e| {
+                panic!("cannot start baresip: {e} (scripts/test.sh installs baresip-core)")
+            });
         let mut peer = Self { child, sip, log };
         let ready = crate::wait::until(Duration::from_secs(10), || {
             peer.log().contains("baresip is ready")

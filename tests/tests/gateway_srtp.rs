@@ -39,8 +39,14 @@ fn srtp_node() -> NodeConfig {
 
 /// The gateway's audio RTP port, from the first SDP in baresip's SIP trace (our INVITE's).
 fn our_audio_port(trace: &str) -> u16 {
-    let line = trace.lines().find(|l| l.starts_with("m=audio ")).expect("an m=audio line");
-    line.split(' ').nth(1).and_then(|p| p.parse().ok()).expect("its port")
+    let line = trace
+        .lines()
+        .find(|l| l.starts_with("m=audio "))
+        .expect("an m=audio line");
+    line.split(' ')
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("its port")
 }
 
 fn metric(http: &str, name: &str) -> f64 {
@@ -65,7 +71,10 @@ fn a_required_srtp_call_to_baresip_echoes_and_forged_packets_are_dropped_and_cou
         log.matches("m=audio").count() >= 2 && log.matches("RTP/SAVP").count() >= 2,
         "SRTP offered and answered:\n{log}"
     );
-    assert!(log.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"), "{log}");
+    assert!(
+        log.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
+        "{log}"
+    );
 
     // 3 s of G.711 out and back through baresip's decoder and encoder (mu-law survives the
     // round trip byte for byte).
@@ -79,7 +88,10 @@ fn a_required_srtp_call_to_baresip_echoes_and_forged_packets_are_dropped_and_cou
     // heard (the test tone repeats frames, so they are matched by content, not position).
     let silence = |p: &Bytes| p.len() == 161 && p[1..].iter().all(|&b| b == 0xff || b == 0x7f);
     let missing = sent.iter().filter(|f| !got.contains(f)).count();
-    let strays = got.iter().filter(|g| !sent.contains(g) && !silence(g)).count();
+    let strays = got
+        .iter()
+        .filter(|g| !sent.contains(g) && !silence(g))
+        .count();
     let (in_order, _) = echo_matches(&sent, &got, 1);
     eprintln!(
         "echo through baresip: {} sent, {} heard, {missing} missing, {in_order} in order, \
@@ -87,20 +99,29 @@ fn a_required_srtp_call_to_baresip_echoes_and_forged_packets_are_dropped_and_cou
         sent.len(),
         got.len()
     );
-    assert_eq!(strays, 0, "nothing but our audio and baresip's silence is heard");
+    assert_eq!(
+        strays, 0,
+        "nothing but our audio and baresip's silence is heard"
+    );
     assert!(
         missing * 50 <= sent.len(),
         "{missing} of {} frames never came back",
         sent.len()
     );
-    assert_eq!(metric(&http, AUTH), 0.0, "every genuine SRTP packet authenticated");
+    assert_eq!(
+        metric(&http, AUTH),
+        0.0,
+        "every genuine SRTP packet authenticated"
+    );
     let received = metric(&http, RECEIVED);
     assert!(received >= 135.0, "{received} packets received");
 
     // A forged SRTP packet (plausible header, bad tag) to the gateway's audio RTP port, from
     // the far end's IP address (another port: baresip holds its own).
     let gateway_rtp = (LOOPBACK, our_audio_port(&log));
-    let mut forged = vec![0x80, 0x00, 0x12, 0x34, 0, 0, 0x40, 0, 0x5e, 0xc2, 0xe7, 0x00];
+    let mut forged = vec![
+        0x80, 0x00, 0x12, 0x34, 0, 0, 0x40, 0, 0x5e, 0xc2, 0xe7, 0x00,
+    ];
     forged.extend_from_slice(&[0xaa; 160]);
     forged.extend_from_slice(&[0x55; 10]);
     let socket = UdpSocket::bind((LOOPBACK, 0)).unwrap();

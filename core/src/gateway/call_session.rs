@@ -556,7 +556,9 @@ impl GatewaySession {
             (SrtpMode::Off, _) | (SrtpMode::Offer, false) => {}
             (SrtpMode::Require, false) => {
                 self.stats.call(CallDirection::Outgoing, "failed");
-                self.callback(ClientCallback::Rejected(format!("488 {NO_KEYS_OVER_PLAIN}")));
+                self.callback(ClientCallback::Rejected(format!(
+                    "488 {NO_KEYS_OVER_PLAIN}"
+                )));
                 return;
             }
             (mode, true) => secure_offer(&mut offer, &mut self.rng, mode == SrtpMode::Require),

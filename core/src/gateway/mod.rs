@@ -21,8 +21,8 @@ pub mod codecs;
 pub mod drop_notice;
 pub(crate) mod host;
 pub mod media_bridge;
-pub mod srtp_policy;
 pub(crate) mod srtp_leg;
+pub mod srtp_policy;
 pub mod stats;
 
 pub use host::GatewayNodeConfig;

@@ -145,8 +145,14 @@ mod tests {
             let opened = them.open(false, p.clone()).unwrap();
             assert_eq!(opened, datagram(s as u16).to_bytes());
         }
-        assert_eq!(them.open(false, sealed[199].clone()), Err(OpenError::Replay));
+        assert_eq!(
+            them.open(false, sealed[199].clone()),
+            Err(OpenError::Replay)
+        );
         // We cannot open what we sent: the far end's key is not ours.
-        assert_eq!(us.open(false, sealed[0].clone()), Err(OpenError::Authentication));
+        assert_eq!(
+            us.open(false, sealed[0].clone()),
+            Err(OpenError::Authentication)
+        );
     }
 }

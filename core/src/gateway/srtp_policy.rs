@@ -61,11 +61,7 @@ impl fmt::Display for SrtpMode {
 /// transport added later (SIP over TLS) is taken to be: a new transport either is TLS or must
 /// be listed here.
 pub fn signalling_is_confidential(transport: Transport) -> bool {
-    #[allow(unreachable_patterns)]
-    match transport {
-        Transport::Udp | Transport::Tcp => false,
-        _ => true,
-    }
+    !matches!(transport, Transport::Udp | Transport::Tcp)
 }
 
 /// Whether SDES keys may be put in SDP sent over `transport`: over confidential signalling,

@@ -59,7 +59,9 @@ fn digits(s: &str, max: usize) -> Option<&str> {
 
 fn parse_lifetime(s: &str) -> Option<Lifetime> {
     match s.strip_prefix("2^") {
-        Some(n) => Some(Lifetime::PowerOfTwo(digits(n, 2)?.parse().ok().filter(|&n| n <= 64)?)),
+        Some(n) => Some(Lifetime::PowerOfTwo(
+            digits(n, 2)?.parse().ok().filter(|&n| n <= 64)?,
+        )),
         None => Some(Lifetime::Packets(digits(s, 19)?.parse().ok()?)),
     }
 }
@@ -78,7 +80,10 @@ fn parse_key_param(text: &str, suite: Option<Suite>) -> Option<KeyParam> {
         match part.split_once(':') {
             Some((value, length)) if mki.is_none() => {
                 let value = digits(value, 19)?.parse().ok()?;
-                let length: u8 = digits(length, 3)?.parse().ok().filter(|&l| (1..=128).contains(&l))?;
+                let length: u8 = digits(length, 3)?
+                    .parse()
+                    .ok()
+                    .filter(|&l| (1..=128).contains(&l))?;
                 mki = Some((value, length));
             }
             None if lifetime.is_none() && mki.is_none() => lifetime = Some(parse_lifetime(part)?),
@@ -100,7 +105,10 @@ impl CryptoAttribute {
         let mut fields = value.split_ascii_whitespace();
         let tag = digits(fields.next()?, 9)?.parse().ok()?;
         let suite_name = fields.next()?;
-        if !suite_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        if !suite_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
             return None;
         }
         let suite = Suite::from_name(suite_name);
@@ -146,7 +154,15 @@ impl CryptoAttribute {
     /// SRTP runs: unencrypted or unauthenticated SRTP, a key derivation rate, FEC order).
     pub fn usable(&self) -> Option<(Suite, &MasterKey)> {
         match (&self.suite, &self.keys[..], self.session_params.is_empty()) {
-            (Some(suite), [KeyParam { key: Some(key), mki: None, .. }], true) => Some((*suite, key)),
+            (
+                Some(suite),
+                [KeyParam {
+                    key: Some(key),
+                    mki: None,
+                    ..
+                }],
+                true,
+            ) => Some((*suite, key)),
             _ => None,
         }
     }

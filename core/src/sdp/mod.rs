@@ -17,11 +17,11 @@ pub mod session;
 
 pub use attributes::{Direction, Fmtp, RtpMap, TelephoneEvents};
 pub use crypto::{CryptoAttribute, KeyParam, Lifetime};
-pub use sdes::SrtpKeys;
 pub use offer_answer::{
     answer, create_offer, negotiated_media, process_answer, reoffer, Codec, LocalCapabilities,
     MediaCapability, NegotiatedMedia, NoMatch, PayloadTypes, TelephoneEvent,
 };
+pub use sdes::SrtpKeys;
 pub use session::{
     Attribute, Bandwidth, Connection, MediaDescription, Origin, Repeat, SdpError,
     SessionDescription, TimeZoneAdjustment, Timing,

@@ -69,7 +69,8 @@ pub fn secure_offer(offer: &mut SessionDescription, rng: &mut SeededRng, require
         }
         for (tag, suite) in (1..).zip(Suite::ALL) {
             let line = CryptoAttribute::new(tag, suite, fresh_key(rng));
-            m.attributes.push(Attribute::new("crypto", line.to_string()));
+            m.attributes
+                .push(Attribute::new("crypto", line.to_string()));
         }
     }
 }
@@ -115,7 +116,8 @@ pub fn answer_secure(
         };
         let (suite, _) = theirs.usable().expect("chosen as usable");
         let ours = CryptoAttribute::new(theirs.tag, suite, fresh_key(rng));
-        m.attributes.push(Attribute::new("crypto", ours.to_string()));
+        m.attributes
+            .push(Attribute::new("crypto", ours.to_string()));
     }
     Ok(sdp)
 }
@@ -198,7 +200,10 @@ mod tests {
         assert_eq!(offer.media[0].proto, "RTP/SAVP");
         let lines: Vec<_> = offer.media[0].crypto().collect();
         assert_eq!(lines.len(), 2);
-        assert_eq!((lines[0].tag, lines[0].suite), (1, Some(Suite::AesCm128HmacSha1_80)));
+        assert_eq!(
+            (lines[0].tag, lines[0].suite),
+            (1, Some(Suite::AesCm128HmacSha1_80))
+        );
         assert_ne!(lines[0].keys[0].key, lines[1].keys[0].key, "a key per line");
         // The far end answers from the offer text.
         let offer: SessionDescription = offer.to_string().parse().unwrap();
@@ -221,18 +226,21 @@ mod tests {
              a=crypto:2 F8_128_HMAC_SHA1_80 inline:QUJD\r\n\
              a=crypto:3 AES_CM_128_HMAC_SHA1_32 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj\r\n",
         );
-        let reply =
-            answer_secure(&offer, &local(4000), &origin(), &mut SeededRng::new(3)).unwrap();
+        let reply = answer_secure(&offer, &local(4000), &origin(), &mut SeededRng::new(3)).unwrap();
         let lines: Vec<_> = reply.media[0].crypto().collect();
         assert_eq!(lines.len(), 1);
-        assert_eq!((lines[0].tag, lines[0].suite), (3, Some(Suite::AesCm128HmacSha1_32)));
+        assert_eq!(
+            (lines[0].tag, lines[0].suite),
+            (3, Some(Suite::AesCm128HmacSha1_32))
+        );
         let keys = negotiated_keys(&offer, &reply, true, 0).unwrap().unwrap();
         assert_eq!(keys.theirs.key[0], b'7');
     }
 
     #[test]
     fn a_secure_line_without_usable_crypto_is_rejected_and_plain_stays_plain() {
-        let offer = sdp("m=audio 6000 RTP/SAVP 0\r\na=crypto:1 F8_128_HMAC_SHA1_80 inline:QUJD\r\n");
+        let offer =
+            sdp("m=audio 6000 RTP/SAVP 0\r\na=crypto:1 F8_128_HMAC_SHA1_80 inline:QUJD\r\n");
         assert!(answer_secure(&offer, &local(4000), &origin(), &mut SeededRng::new(4)).is_err());
         let plain = sdp("m=audio 6000 RTP/AVP 0\r\n");
         let reply = answer_secure(&plain, &local(4000), &origin(), &mut SeededRng::new(4)).unwrap();
@@ -246,7 +254,10 @@ mod tests {
     fn an_answer_naming_no_offered_line_fails() {
         let mut offer = create_offer(&local(4000), &origin());
         secure_offer(&mut offer, &mut SeededRng::new(5), false);
-        assert_eq!(offer.media[0].proto, "RTP/AVP", "best effort keeps the plain profile");
+        assert_eq!(
+            offer.media[0].proto, "RTP/AVP",
+            "best effort keeps the plain profile"
+        );
         let reply = sdp(
             "m=audio 6000 RTP/AVP 0\r\n\
              a=crypto:9 AES_CM_128_HMAC_SHA1_80 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj\r\n",

@@ -216,10 +216,7 @@ impl SrtpContext {
     /// remembered of a packet that fails.
     pub fn unprotect(&mut self, buf: &mut [u8]) -> Result<usize, SrtpError> {
         let tag_len = self.suite.rtp_tag_len();
-        let len = buf
-            .len()
-            .checked_sub(tag_len)
-            .ok_or(SrtpError::Malformed)?;
+        let len = buf.len().checked_sub(tag_len).ok_or(SrtpError::Malformed)?;
         let header = rtp_header_len(&buf[..len]).ok_or(SrtpError::Malformed)?;
         let sequence = u16::from_be_bytes([buf[2], buf[3]]);
         let ssrc = be32(&buf[8..12]);
@@ -335,10 +332,7 @@ impl SrtcpContext {
         let word = be32(&buf[len..len + 4]);
         let (encrypted, index) = (word & E_FLAG != 0, u64::from(word & !E_FLAG));
         let ssrc = be32(&buf[4..8]);
-        let window = self
-            .received
-            .iter()
-            .position(|(s, _)| *s == ssrc);
+        let window = self.received.iter().position(|(s, _)| *s == ssrc);
         if let Some(i) = window {
             if !self.received[i].1.check(index) {
                 return Err(SrtpError::Replay);

@@ -81,7 +81,10 @@ mod tests {
             salt: hex("0EC675AD498AFEEBB6960B3AABE6").try_into().unwrap(),
         };
         let keys = session_keys(&master, false);
-        assert_eq!(keys.encryption.to_vec(), hex("C61E7A93744F39EE10734AFE3FF7A087"));
+        assert_eq!(
+            keys.encryption.to_vec(),
+            hex("C61E7A93744F39EE10734AFE3FF7A087")
+        );
         assert_eq!(keys.salt.to_vec(), hex("30CBBC08863D8C85D49DB34A9AE1"));
         assert_eq!(
             keys.authentication.to_vec(),

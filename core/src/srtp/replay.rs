@@ -37,7 +37,11 @@ impl ReplayWindow {
             }
             Some(highest) if index > highest => {
                 let ahead = index - highest;
-                self.bits = if ahead >= WINDOW { 0 } else { self.bits << ahead };
+                self.bits = if ahead >= WINDOW {
+                    0
+                } else {
+                    self.bits << ahead
+                };
                 self.bits |= 1;
                 self.highest = Some(index);
             }

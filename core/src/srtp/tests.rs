@@ -6,7 +6,9 @@ use proptest::prelude::*;
 use super::*;
 
 fn master(seed: u8) -> MasterKey {
-    let bytes: Vec<u8> = (0..MasterKey::LEN as u8).map(|i| i.wrapping_mul(31) ^ seed).collect();
+    let bytes: Vec<u8> = (0..MasterKey::LEN as u8)
+        .map(|i| i.wrapping_mul(31) ^ seed)
+        .collect();
     MasterKey::from_concatenated(&bytes).unwrap()
 }
 
@@ -54,7 +56,11 @@ fn a_tampered_packet_or_tag_is_rejected() {
         let mut rx = SrtpContext::new(Suite::AesCm128HmacSha1_80, &key);
         let mut bad = packet.clone();
         bad[at] ^= 0x01;
-        assert_eq!(rx.unprotect(&mut bad), Err(SrtpError::Authentication), "byte {at}");
+        assert_eq!(
+            rx.unprotect(&mut bad),
+            Err(SrtpError::Authentication),
+            "byte {at}"
+        );
         // The genuine packet still goes through: the failure left no state behind.
         assert!(rx.unprotect(&mut packet.clone()).is_ok());
     }
@@ -64,7 +70,10 @@ fn a_tampered_packet_or_tag_is_rejected() {
 fn a_wrong_key_is_rejected() {
     let mut tx = SrtpContext::new(Suite::AesCm128HmacSha1_32, &master(3));
     let mut rx = SrtpContext::new(Suite::AesCm128HmacSha1_32, &master(4));
-    assert_eq!(rx.unprotect(&mut protect(&mut tx, 9)), Err(SrtpError::Authentication));
+    assert_eq!(
+        rx.unprotect(&mut protect(&mut tx, 9)),
+        Err(SrtpError::Authentication)
+    );
 }
 
 #[test]
@@ -76,13 +85,22 @@ fn a_replayed_packet_is_rejected_and_reordering_is_not() {
     // 101 before 100: reordering inside the window is fine.
     assert!(rx.unprotect(&mut packets[1].clone()).is_ok());
     assert!(rx.unprotect(&mut packets[0].clone()).is_ok());
-    assert_eq!(rx.unprotect(&mut packets[1].clone()), Err(SrtpError::Replay));
-    assert_eq!(rx.unprotect(&mut packets[0].clone()), Err(SrtpError::Replay));
+    assert_eq!(
+        rx.unprotect(&mut packets[1].clone()),
+        Err(SrtpError::Replay)
+    );
+    assert_eq!(
+        rx.unprotect(&mut packets[0].clone()),
+        Err(SrtpError::Replay)
+    );
     for p in &packets[2..] {
         assert!(rx.unprotect(&mut p.clone()).is_ok());
     }
     // Sequence 130 is 69 behind 199: older than the 64-packet window.
-    assert_eq!(rx.unprotect(&mut packets[30].clone()), Err(SrtpError::Replay));
+    assert_eq!(
+        rx.unprotect(&mut packets[30].clone()),
+        Err(SrtpError::Replay)
+    );
 }
 
 #[test]
@@ -105,7 +123,10 @@ fn the_rollover_counter_follows_a_sequence_wrap_on_both_sides() {
     assert_ne!(protect(&mut fresh, 0), packets[6]);
     // A receiver that never saw the wrap cannot authenticate ROC 1 packets as ROC 0 ones.
     let mut naive = SrtpContext::new(Suite::AesCm128HmacSha1_80, &key);
-    assert_eq!(naive.unprotect(&mut packets[7].clone()), Err(SrtpError::Authentication));
+    assert_eq!(
+        naive.unprotect(&mut packets[7].clone()),
+        Err(SrtpError::Authentication)
+    );
 }
 
 fn rtcp_report(ssrc: u32) -> (Vec<u8>, usize) {
@@ -126,13 +147,20 @@ fn srtcp_round_trip_tamper_and_replay() {
     let mut buf = plain.clone();
     let n = tx.protect(&mut buf, len).unwrap();
     assert_eq!(n, len + 14);
-    assert_ne!(buf[8..len], plain[8..len], "everything after the first 8 bytes is encrypted");
+    assert_ne!(
+        buf[8..len],
+        plain[8..len],
+        "everything after the first 8 bytes is encrypted"
+    );
     let protected = buf[..n].to_vec();
     let mut bad = protected.clone();
     bad[10] ^= 0x80;
     assert_eq!(rx.unprotect(&mut bad), Err(SrtpError::Authentication));
     let mut wrong = SrtcpContext::new(&master(8));
-    assert_eq!(wrong.unprotect(&mut protected.clone()), Err(SrtpError::Authentication));
+    assert_eq!(
+        wrong.unprotect(&mut protected.clone()),
+        Err(SrtpError::Authentication)
+    );
     let mut copy = protected.clone();
     let m = rx.unprotect(&mut copy).unwrap();
     assert_eq!(copy[..m], plain[..len]);
