@@ -570,6 +570,37 @@ mod tests {
         assert!(node_config(&file, &wildcard_ext).is_err());
     }
 
+    #[test]
+    fn srtp_comes_from_the_file_or_the_flags_and_is_off_by_default() {
+        let plain = GatewaySection::default();
+        let config = node_config(&plain, &GatewayFlags::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(config.session.srtp, SrtpMode::Off);
+        assert!(
+            !config.session.srtp_over_plain_sip,
+            "keys only over TLS by default"
+        );
+        let file: GatewaySection =
+            toml::from_str("srtp = \"offer\"\nsrtp_over_plain_sip = true").unwrap();
+        let config = node_config(&file, &GatewayFlags::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(config.session.srtp, SrtpMode::Offer);
+        assert!(config.session.srtp_over_plain_sip);
+        let flags = GatewayFlags {
+            srtp: Some("require".into()),
+            srtp_over_plain_sip: true,
+            ..GatewayFlags::default()
+        };
+        let config = node_config(&plain, &flags).unwrap().unwrap();
+        assert_eq!(config.session.srtp, SrtpMode::Require, "the flag wins");
+        assert!(config.session.srtp_over_plain_sip);
+        let bad: GatewaySection = toml::from_str("srtp = \"sometimes\"").unwrap();
+        let err = node_config(&bad, &GatewayFlags::default()).unwrap_err();
+        assert!(format!("{err:?}").contains("unknown srtp mode"), "{err:?}");
+    }
+
     /// Every combination of `--int-ip` and `--ext-ip` (the table in the module doc): what the
     /// sockets bind on and what SIP and SDP advertise.
     #[test]
