@@ -34,6 +34,7 @@ use siprtmp_core::gateway::srtp_policy::SrtpMode;
 use siprtmp_core::node::GatewayNodeConfig;
 use siprtmp_core::rtp::SourcePolicy;
 use siprtmp_core::sip::Transport;
+use siprtmp_core::srtp::KeySecret;
 
 use crate::diagnostics::{pick, ConfigError, Origin};
 
@@ -120,6 +121,24 @@ pub(crate) struct GatewayFlags {
     pub srtp: Option<String>,
     /// `--srtp-over-plain-sip`: on, whatever the file says.
     pub srtp_over_plain_sip: bool,
+}
+
+/// 256 bits from the operating system that the gateway derives SDES master keys with (see
+/// `siprtmp_core::srtp::key_secret`); `None`, with a warning, when the OS gives none: keys
+/// then come from the node's seeded generator alone.
+fn os_key_secret() -> Option<KeySecret> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    match read {
+        Ok(()) => Some(KeySecret::new(bytes)),
+        Err(e) => {
+            tracing::warn!(
+                "cannot read /dev/urandom ({e}): SRTP keys come from the seeded generator alone"
+            );
+            None
+        }
+    }
 }
 
 /// `strict`, `learn-port` or `learn-any` as where a call's media is accepted from.
@@ -373,6 +392,7 @@ pub(crate) fn node_config(
             rtp_source,
             srtp,
             srtp_over_plain_sip,
+            srtp_key_secret: (srtp != SrtpMode::Off).then(os_key_secret).flatten(),
             transcoder: transcoder(),
             opus: opus_transcoder(),
             ..session_defaults
@@ -596,6 +616,10 @@ mod tests {
         let config = node_config(&plain, &flags).unwrap().unwrap();
         assert_eq!(config.session.srtp, SrtpMode::Require, "the flag wins");
         assert!(config.session.srtp_over_plain_sip);
+        assert!(
+            config.session.srtp_key_secret.is_some(),
+            "keys are derived under a secret from the OS"
+        );
         let bad: GatewaySection = toml::from_str("srtp = \"sometimes\"").unwrap();
         let err = node_config(&bad, &GatewayFlags::default()).unwrap_err();
         assert!(format!("{err:?}").contains("unknown srtp mode"), "{err:?}");

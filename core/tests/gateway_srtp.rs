@@ -24,7 +24,7 @@ use siprtmp_core::sdp::sdes::{answer_secure, negotiated_keys, secure_offer};
 use siprtmp_core::sdp::{Codec, LocalCapabilities, MediaCapability, Origin, SessionDescription};
 use siprtmp_core::sip::ua::{CallId, UaConfig, UaEvent, UserAgent};
 use siprtmp_core::sip::Uri;
-use siprtmp_core::srtp::{SrtpContext, SrtpError};
+use siprtmp_core::srtp::{KeySecret, SrtpContext, SrtpError};
 
 const GW_SIP: &str = "10.0.0.1:5060";
 const FAR_SIP: &str = "10.0.0.2:5060";
@@ -431,4 +431,33 @@ fn an_incoming_srtp_call_is_answered_with_our_own_key_and_media_flows() {
         wrong.unprotect(&mut c.far_wire[0].to_vec()),
         Err(SrtpError::Authentication)
     );
+}
+
+/// The keys of an offer made by a gateway whose secret is `secret`, with the session seed
+/// every `Call` uses.
+fn offered_keys(secret: Option<[u8; 32]>) -> Vec<String> {
+    let mut config = config(SrtpMode::Require, true);
+    config.srtp_key_secret = secret.map(KeySecret::new);
+    let mut c = Call::new(config);
+    let offer = c.call_out(true);
+    offer.media[0]
+        .crypto()
+        .map(|line| line.keys[0].raw.clone())
+        .collect()
+}
+
+#[test]
+fn keys_come_from_the_operators_secret_not_only_from_the_seeded_generator() {
+    // Same seed, so the same SSRCs, tags and Call-IDs on the wire: whoever works out the
+    // generator from them knows the keys of a gateway without a secret, not of one with it.
+    let plain = offered_keys(None);
+    assert_eq!(
+        plain,
+        offered_keys(None),
+        "the generator alone is predictable"
+    );
+    let a = offered_keys(Some([1; 32]));
+    let b = offered_keys(Some([2; 32]));
+    assert_ne!(a, plain);
+    assert_ne!(a, b, "another secret, other keys");
 }

@@ -41,7 +41,9 @@ use crate::media::transcode::{
 use crate::rng::SeededRng;
 use crate::rtmp::message::RtmpMessage;
 use crate::sdp::offer_answer::{answer, create_offer, negotiated_media, process_answer, reoffer};
-use crate::sdp::sdes::{answer_secure, is_secure_profile, negotiated_keys, secure_offer};
+use crate::sdp::sdes::{
+    answer_secure, is_secure_profile, negotiated_keys, secure_offer, KeySupply, SecretKeys,
+};
 use crate::sdp::{
     Direction, LocalCapabilities, NegotiatedMedia, Origin, SessionDescription, SrtpKeys,
 };
@@ -50,6 +52,7 @@ use crate::sip::ua::{CallId, UaConfig, UaEvent, UserAgent};
 use crate::sip::TimerConfig;
 use crate::sip::Transport;
 use crate::sip::{SipUri, Uri};
+use crate::srtp::{KeySecret, MasterKey};
 
 use super::client_api::{ClientCall, ClientCallback, ConnectRequest};
 use super::codecs::{capabilities, legacy_tokens, CodecToken};
@@ -62,6 +65,21 @@ use super::stats::{
     call_outcome, register_outcome, CallDirection, LegView, SessionStats, SETUP_BOUNDS,
 };
 use crate::rtp::source_filter::SourcePolicy;
+
+/// A session's [`KeySupply`]: the configured secret's, or the bare generator's.
+enum SessionKeySupply<'a> {
+    Secret(SecretKeys<'a>),
+    Plain(&'a mut SeededRng),
+}
+
+impl KeySupply for SessionKeySupply<'_> {
+    fn fresh_key(&mut self) -> MasterKey {
+        match self {
+            SessionKeySupply::Secret(keys) => keys.fresh_key(),
+            SessionKeySupply::Plain(rng) => rng.fresh_key(),
+        }
+    }
+}
 
 /// Why a session that requires SRTP places or takes no call over plain SIP.
 const NO_KEYS_OVER_PLAIN: &str =
@@ -99,6 +117,10 @@ pub struct GatewayConfig {
     /// Whether SDES keys may go in SDP over plain (not TLS) SIP (`srtp_over_plain_sip`):
     /// anyone who sees the signalling then has the media keys. Off by default.
     pub srtp_over_plain_sip: bool,
+    /// The secret SDES master keys are derived with (see [`crate::srtp::key_secret`]); the
+    /// binary draws it from the OS. `None`: keys are the session generator's bytes, which
+    /// whoever works out the generator's state can predict.
+    pub srtp_key_secret: Option<KeySecret>,
 }
 
 impl GatewayConfig {
@@ -126,6 +148,7 @@ impl Default for GatewayConfig {
             opus: None,
             srtp: SrtpMode::Off,
             srtp_over_plain_sip: false,
+            srtp_key_secret: None,
         }
     }
 }
@@ -561,7 +584,10 @@ impl GatewaySession {
                 )));
                 return;
             }
-            (mode, true) => secure_offer(&mut offer, &mut self.rng, mode == SrtpMode::Require),
+            (mode, true) => {
+                let mut keys = self.key_supply();
+                secure_offer(&mut offer, &mut keys, mode == SrtpMode::Require)
+            }
         }
         match self.ua.invite(now, target, Bytes::from(offer.serialize())) {
             Ok(call) => {
@@ -698,6 +724,18 @@ impl GatewaySession {
         }
     }
 
+    /// Where this session's fresh SDES keys come from: under the configured secret when
+    /// there is one.
+    fn key_supply(&mut self) -> SessionKeySupply<'_> {
+        match &self.config.srtp_key_secret {
+            Some(secret) => SessionKeySupply::Secret(SecretKeys {
+                secret,
+                rng: &mut self.rng,
+            }),
+            None => SessionKeySupply::Plain(&mut self.rng),
+        }
+    }
+
     /// Whether SDES keys may go in this session's SDP (see [`super::srtp_policy`]).
     fn keys_may_travel(&self) -> bool {
         keys_may_travel(self.config.transport, self.config.srtp_over_plain_sip)
@@ -725,7 +763,8 @@ impl GatewaySession {
             }
             (SrtpMode::Require, false) => Err(NO_KEYS_OVER_PLAIN),
             (mode, true) => {
-                let local = answer_secure(offer, caps, origin, &mut self.rng)
+                let mut keys = self.key_supply();
+                let local = answer_secure(offer, caps, origin, &mut keys)
                     .map_err(|_| "no common codec, or no usable crypto on an SRTP line")?;
                 let plain_line = local
                     .media

@@ -16,7 +16,7 @@
 //! - a crypto line in an answer must name the tag and suite of one we offered.
 
 use crate::rng::SeededRng;
-use crate::srtp::{MasterKey, Suite};
+use crate::srtp::{KeySecret, MasterKey, Suite};
 
 use super::crypto::CryptoAttribute;
 use super::offer_answer::{answer, LocalCapabilities, NoMatch};
@@ -34,11 +34,37 @@ pub struct SrtpKeys {
     pub theirs: MasterKey,
 }
 
-/// A fresh master key and salt from `rng`.
-pub fn fresh_key(rng: &mut SeededRng) -> MasterKey {
-    let mut bytes = [0u8; MasterKey::LEN];
-    rng.fill(&mut bytes);
-    MasterKey::from_concatenated(&bytes).expect("the length is right")
+/// Where the fresh master keys of offers and answers come from.
+pub trait KeySupply {
+    /// A fresh master key and salt.
+    fn fresh_key(&mut self) -> MasterKey;
+}
+
+/// The generator's bytes as the key: predictable to whoever can work out the generator's
+/// state (see [`crate::srtp::key_secret`]); for tests, and embedders without a secret.
+impl KeySupply for SeededRng {
+    fn fresh_key(&mut self) -> MasterKey {
+        let mut bytes = [0u8; MasterKey::LEN];
+        self.fill(&mut bytes);
+        MasterKey::from_concatenated(&bytes).expect("the length is right")
+    }
+}
+
+/// Keys derived under the operator's secret from the generator's bytes (see
+/// [`crate::srtp::key_secret`]).
+pub struct SecretKeys<'a> {
+    /// The secret.
+    pub secret: &'a KeySecret,
+    /// The generator.
+    pub rng: &'a mut SeededRng,
+}
+
+impl KeySupply for SecretKeys<'_> {
+    fn fresh_key(&mut self) -> MasterKey {
+        let mut input = [0u8; 32];
+        self.rng.fill(&mut input);
+        self.secret.derive(&input)
+    }
 }
 
 /// The secure profile for a plain one (`RTP/AVP` -> `RTP/SAVP`, `RTP/AVPF` -> `RTP/SAVPF`),
@@ -60,7 +86,7 @@ pub fn is_secure_profile(proto: &str) -> bool {
 
 /// Adds our crypto lines to every active m-line of `offer` (see the module documentation);
 /// `require` switches the profile to RTP/SAVP(F).
-pub fn secure_offer(offer: &mut SessionDescription, rng: &mut SeededRng, require: bool) {
+pub fn secure_offer(offer: &mut SessionDescription, keys: &mut impl KeySupply, require: bool) {
     for m in offer.media.iter_mut().filter(|m| m.port != 0) {
         if require && !is_secure_profile(&m.proto) {
             if let Some(secure) = swap_profile(&m.proto) {
@@ -68,7 +94,7 @@ pub fn secure_offer(offer: &mut SessionDescription, rng: &mut SeededRng, require
             }
         }
         for (tag, suite) in (1..).zip(Suite::ALL) {
-            let line = CryptoAttribute::new(tag, suite, fresh_key(rng));
+            let line = CryptoAttribute::new(tag, suite, keys.fresh_key());
             m.attributes
                 .push(Attribute::new("crypto", line.to_string()));
         }
@@ -95,7 +121,7 @@ pub fn answer_secure(
     offer: &SessionDescription,
     local: &LocalCapabilities,
     origin: &Origin,
-    rng: &mut SeededRng,
+    keys: &mut impl KeySupply,
 ) -> Result<SessionDescription, NoMatch> {
     // The plain answerer speaks RTP/AVP(F) only: lines we can key are shown to it as plain,
     // and get their profile and crypto back afterwards.
@@ -115,7 +141,7 @@ pub fn answer_secure(
             continue;
         };
         let (suite, _) = theirs.usable().expect("chosen as usable");
-        let ours = CryptoAttribute::new(theirs.tag, suite, fresh_key(rng));
+        let ours = CryptoAttribute::new(theirs.tag, suite, keys.fresh_key());
         m.attributes
             .push(Attribute::new("crypto", ours.to_string()));
     }

@@ -7,6 +7,7 @@
 //! - [`keystream`]: AES in counter mode (RFC 3711 4.1.1) over a kept key schedule.
 //! - [`kdf`]: session key derivation from a master key (RFC 3711 4.3, key derivation rate 0).
 //! - [`index`]: the packet index estimate and rollover counter (RFC 3711 3.3.1, appendix A).
+//! - [`key_secret`]: the operator's secret that SDES master keys are derived with.
 //! - [`replay`]: the 64-packet replay window (RFC 3711 3.3.2).
 //! - [`context`]: [`SrtpContext`] and [`SrtcpContext`], one direction of one session each.
 //!
@@ -16,11 +17,13 @@
 pub mod context;
 pub mod index;
 pub mod kdf;
+pub mod key_secret;
 pub mod keystream;
 pub mod replay;
 pub mod suite;
 
 pub use context::{SrtcpContext, SrtpContext, SrtpError};
+pub use key_secret::KeySecret;
 pub use suite::{MasterKey, Suite};
 
 #[cfg(test)]
