@@ -1,7 +1,8 @@
-//! baresip (Debian's `baresip-core`) as an SRTP-capable far end: a SIP user agent on loopback
-//! whose `echo` module answers every call and sends the audio it decodes back (through its
-//! `aubridge` device), with SDES SRTP mandatory (`mediaenc=srtp-mand`: RTP/SAVP and
-//! `a=crypto` in its SDP, SRTP/SRTCP on the wire). Its SIP trace (`-s`) and log go to a file
+//! baresip (Debian's `baresip-core`) as an SRTP-capable far end, with SDES SRTP mandatory
+//! (`mediaenc=srtp-mand`: RTP/SAVP and `a=crypto` in its SDP, SRTP/SRTCP on the wire): a SIP
+//! user agent on loopback whose `echo` module answers every call and sends the audio it
+//! decodes back (through its `aubridge` device), or one that dials a given URI and plays a
+//! file. Its SIP trace (`-s`) and log go to a file
 //! in the test's scratch directory; the process is killed on drop.
 
 use std::fs::File;
@@ -24,6 +25,35 @@ impl Baresip {
     /// Starts baresip in `dir` answering calls to `bob` with an echo, SRTP required (SDES,
     /// PCMU only), and waits (10 s at most) until it is ready.
     pub fn srtp_echo(dir: &Path) -> Self {
+        Self::start(
+            dir,
+            "bob",
+            "audio_player aubridge,echo\naudio_source aubridge,echo\naudio_alert aubridge,echo\n\
+             audio_srate 8000\n",
+            "module aubridge.so\nmodule_app echo.so\n",
+            None,
+        )
+    }
+
+    /// Starts baresip in `dir` as `carol`, SRTP required (SDES, PCMU only), and has it dial
+    /// `target` (a SIP URI) once ready; what it says is the 8 kHz WAV file `wav` (`aufile`),
+    /// what it hears goes nowhere.
+    pub fn srtp_caller(dir: &Path, target: &str, wav: &Path) -> Self {
+        let audio = format!(
+            "audio_player aubridge,sink\naudio_source aufile,{}\naudio_alert aubridge,sink\n\
+             audio_srate 8000\n",
+            wav.display()
+        );
+        Self::start(
+            dir,
+            "carol",
+            &audio,
+            "module aubridge.so\nmodule aufile.so\nmodule_app menu.so\n",
+            Some(target),
+        )
+    }
+
+    fn start(dir: &Path, user: &str, audio: &str, modules: &str, dial: Option<&str>) -> Self {
         let sip = SocketAddr::new(LOOPBACK, free_udp_port(LOOPBACK));
         let rtp = free_udp_block(LOOPBACK, 20);
         let config = format!(
@@ -31,34 +61,32 @@ impl Baresip {
              sip_listen {sip}\n\
              sip_trans_def udp\n\
              net_interface 127.0.0.1\n\
-             audio_player aubridge,echo\n\
-             audio_source aubridge,echo\n\
-             audio_alert aubridge,echo\n\
-             audio_srate 8000\n\
+             {audio}\
              audio_channels 1\n\
              rtp_ports {}-{}\n\
              module_path /usr/lib/baresip/modules\n\
              module g711.so\n\
-             module aubridge.so\n\
              module srtp.so\n\
-             module_app account.so\n\
-             module_app echo.so\n",
+             {modules}\
+             module_app account.so\n",
             rtp,
             rtp + 19
         );
         std::fs::write(dir.join("config"), config).expect("write baresip config");
         std::fs::write(
             dir.join("accounts"),
-            format!("<sip:bob@{sip}>;regint=0;mediaenc=srtp-mand;audio_codecs=PCMU/8000/1\n"),
+            format!("<sip:{user}@{sip}>;regint=0;mediaenc=srtp-mand;audio_codecs=PCMU/8000/1\n"),
         )
         .expect("write baresip accounts");
         let log = dir.join("baresip.log");
         let out = File::create(&log).expect("create baresip log");
         let err = out.try_clone().expect("clone log handle");
-        let child = Command::new("baresip")
-            .arg("-f")
-            .arg(dir)
-            .arg("-s")
+        let mut command = Command::new("baresip");
+        command.arg("-f").arg(dir).arg("-s");
+        if let Some(target) = dial {
+            command.arg("-e").arg(format!("/dial {target}"));
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -66,16 +94,11 @@ impl Baresip {
             .unwrap_or_else(|e| {
                 panic!("cannot start baresip: {e} (scripts/test.sh installs baresip-core)")
             });
-        let mut peer = Self { child, sip, log };
+        let peer = Self { child, sip, log };
         let ready = crate::wait::until(Duration::from_secs(10), || {
             peer.log().contains("baresip is ready")
         });
         assert!(ready, "baresip did not start:\n{}", peer.log());
-        assert!(
-            peer.child.try_wait().ok().flatten().is_none(),
-            "baresip exited:\n{}",
-            peer.log()
-        );
         peer
     }
 

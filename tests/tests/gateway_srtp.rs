@@ -4,7 +4,8 @@
 //! itself (`mediaenc=srtp-mand`) and echoes the audio it decodes, so every frame that comes
 //! back went gateway -> baresip and baresip -> gateway as SRTP, each side decrypting the
 //! other's. A datagram with a bad authentication tag sent to the gateway's RTP port is
-//! dropped, counted under `srtp_auth`, and never reaches the client.
+//! dropped, counted under `srtp_auth`, and never reaches the client. The other way, baresip
+//! calls the client with SRTP required and the audio it plays reaches the client.
 
 use std::net::UdpSocket;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use siprtmp_core::gateway::srtp_policy::SrtpMode;
 use siprtmp_core::node::{HttpConfig, NodeConfig};
 use siprtmp_core::sip::Transport;
 use siprtmp_tests::baresip::Baresip;
-use siprtmp_tests::gateway::{echo_matches, gateway_node, s, EchoMedia, Phone};
+use siprtmp_tests::gateway::{echo_matches, gateway_node, gateway_sip, s, EchoMedia, Phone};
 use siprtmp_tests::ports::LOOPBACK;
 use siprtmp_tests::scrape::{curl, sample};
 use siprtmp_tests::server::{Runtime, TestServer};
@@ -137,6 +138,94 @@ fn a_required_srtp_call_to_baresip_echoes_and_forged_packets_are_dropped_and_cou
         .any(|p| p.len() == 161 && p[1..].iter().all(|&b| b == 0xaa));
     assert!(!poisoned, "the forged payload never reaches the client");
 
+    phone.call("bye", vec![]);
+    drop(server);
+}
+
+/// The test media's G.711 as an 8 kHz WAV file in `dir` (what baresip's `aufile` plays).
+fn pcmu_wav(dir: &std::path::Path) -> std::path::PathBuf {
+    let wav = dir.join("pcmu.wav");
+    let status = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "mulaw",
+            "-ar",
+            "8000",
+        ])
+        .args(["-ac", "1", "-i"])
+        .arg(siprtmp_tests::media("pcmu_8k_20s.ul"))
+        .args(["-t", "10"])
+        .arg(&wav)
+        .status()
+        .expect("ffmpeg");
+    assert!(status.success(), "ffmpeg made the WAV file");
+    wav
+}
+
+#[test]
+fn baresip_calling_with_required_srtp_is_answered_with_srtp_and_its_audio_reaches_the_client() {
+    let dir = scratch_dir("gw-srtp-baresip-in");
+    let wav = pcmu_wav(&dir);
+    let mut server = TestServer::start_on(Runtime::Mio, srtp_node(), None);
+    let http = server.http_listening(T).expect("the HTTP listener");
+    let mut phone = Phone::connect(server.addr, AOR, vec![]).expect("connect");
+    let sip = gateway_sip(&mut server, AOR);
+    let baresip = Baresip::srtp_caller(&dir, &format!("sip:alice@{sip}"), &wav);
+    let invited = phone.callback("invited", T);
+    assert!(
+        invited.is_some(),
+        "baresip's INVITE reached the client:\n{}",
+        baresip.log()
+    );
+    phone.call("accept", vec![s("pcmu")]);
+    assert!(phone.callback("accepted", T).is_some());
+    phone.open_streams();
+    // baresip plays the test media: mu-law decoded and encoded again is the same bytes, so
+    // what the client hears are frames of the file.
+    let file: Vec<Bytes> = EchoMedia::Pcmu
+        .frames(500)
+        .into_iter()
+        .map(|f| f.1)
+        .collect();
+    let heard = |phone: &Phone| {
+        phone
+            .remote_audio()
+            .iter()
+            .filter(|p| file.contains(p))
+            .count()
+    };
+    let enough = wait::until(T, || {
+        phone.pump();
+        heard(&phone) >= 100
+    });
+    let got = phone.remote_audio();
+    assert!(
+        enough,
+        "{} of {} frames heard are the file's:\n{}",
+        heard(&phone),
+        got.len(),
+        baresip.log()
+    );
+    eprintln!(
+        "from baresip: {} frames heard, {} of them the file's",
+        got.len(),
+        heard(&phone)
+    );
+    let log = baresip.log();
+    assert!(log.contains("SRTP is Enabled"), "{log}");
+    assert!(
+        log.matches("RTP/SAVP").count() >= 2 && log.contains("a=crypto:"),
+        "baresip offered and we answered RTP/SAVP with crypto:\n{log}"
+    );
+    assert_eq!(
+        metric(&http, AUTH),
+        0.0,
+        "every packet of baresip authenticated"
+    );
     phone.call("bye", vec![]);
     drop(server);
 }
