@@ -108,6 +108,17 @@ pub(crate) struct Flags {
     /// config: gateway.rtp_source].
     #[arg(long = "rtp-source", value_name = "strict|learn-port|learn-any")]
     pub rtp_source: Option<String>,
+    /// SRTP (SDES keys, AES_CM_128_HMAC_SHA1_80/32) to the far ends: off (plain RTP; an offer
+    /// of SRTP only gets 488), offer (RTP/AVP with crypto lines: SRTP when the far end takes
+    /// it, plain RTP otherwise), require (RTP/SAVP only: a plain answer is ended with a BYE,
+    /// a plain offer gets 488). Keys travel only over SIP over TLS unless
+    /// --srtp-over-plain-sip [default: off; config: gateway.srtp].
+    #[arg(long = "srtp", value_name = "off|offer|require")]
+    pub srtp: Option<String>,
+    /// Let SDES keys go in SDP over plain (UDP or TCP) SIP, where anyone who sees the
+    /// signalling can read them [default: false; config: gateway.srtp_over_plain_sip].
+    #[arg(long = "srtp-over-plain-sip")]
+    pub srtp_over_plain_sip: bool,
     /// Merged writes: hold each player's live media up to MS milliseconds, 1-1000, so several
     /// messages leave in one write, for far less CPU per player at up to MS more delay; 0 is
     /// off [default: 40; config: rtmp.merge_writes_ms].

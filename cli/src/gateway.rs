@@ -30,9 +30,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 
 use serde::Deserialize;
 use siprtmp_core::gateway::call_session::GatewayConfig;
+use siprtmp_core::gateway::srtp_policy::SrtpMode;
 use siprtmp_core::node::GatewayNodeConfig;
 use siprtmp_core::rtp::SourcePolicy;
 use siprtmp_core::sip::Transport;
+use siprtmp_core::srtp::KeySecret;
 
 use crate::diagnostics::{pick, ConfigError, Origin};
 
@@ -82,6 +84,12 @@ pub(crate) struct GatewaySection {
     /// Where a call's media is accepted from besides its SDP's address: `strict`,
     /// `learn-port` (default) or `learn-any` (`--rtp-source`).
     pub rtp_source: Option<String>,
+    /// SRTP with SDES keys to the far ends: `off` (default), `offer` or `require`
+    /// (`--srtp`).
+    pub srtp: Option<String>,
+    /// SDES keys may go in SDP over plain (not TLS) SIP (default false;
+    /// `--srtp-over-plain-sip`).
+    pub srtp_over_plain_sip: Option<bool>,
     /// Gateway clients at once (each holds a SIP socket; default 4096).
     pub max_clients: Option<usize>,
     /// Gateway clients at once from one IP address (default 64).
@@ -109,6 +117,28 @@ pub(crate) struct GatewayFlags {
     pub transport: Option<String>,
     /// `--rtp-source`.
     pub rtp_source: Option<String>,
+    /// `--srtp`.
+    pub srtp: Option<String>,
+    /// `--srtp-over-plain-sip`: on, whatever the file says.
+    pub srtp_over_plain_sip: bool,
+}
+
+/// 256 bits from the operating system that the gateway derives SDES master keys with (see
+/// `siprtmp_core::srtp::key_secret`); `None`, with a warning, when the OS gives none: keys
+/// then come from the node's seeded generator alone.
+fn os_key_secret() -> Option<KeySecret> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    match read {
+        Ok(()) => Some(KeySecret::new(bytes)),
+        Err(e) => {
+            tracing::warn!(
+                "cannot read /dev/urandom ({e}): SRTP keys come from the seeded generator alone"
+            );
+            None
+        }
+    }
 }
 
 /// `strict`, `learn-port` or `learn-any` as where a call's media is accepted from.
@@ -309,6 +339,20 @@ pub(crate) fn node_config(
         parse_rtp_source,
     )?
     .unwrap_or(session_defaults.rtp_source);
+    let srtp = parsed(
+        pick(
+            flags.srtp.as_deref(),
+            "--srtp",
+            file.srtp.as_deref(),
+            "gateway.srtp",
+        ),
+        |text: &str| text.parse::<SrtpMode>(),
+    )?
+    .unwrap_or(session_defaults.srtp);
+    let srtp_over_plain_sip = flags.srtp_over_plain_sip
+        || file
+            .srtp_over_plain_sip
+            .unwrap_or(session_defaults.srtp_over_plain_sip);
     if file.register_expires == Some(0) {
         return Err(ConfigError::value(
             Origin::key("gateway.register_expires", None),
@@ -346,6 +390,9 @@ pub(crate) fn node_config(
             mtu: file.mtu.unwrap_or(session_defaults.mtu),
             transport,
             rtp_source,
+            srtp,
+            srtp_over_plain_sip,
+            srtp_key_secret: (srtp != SrtpMode::Off).then(os_key_secret).flatten(),
             transcoder: transcoder(),
             opus: opus_transcoder(),
             ..session_defaults
@@ -541,6 +588,41 @@ mod tests {
             ..GatewayFlags::default()
         };
         assert!(node_config(&file, &wildcard_ext).is_err());
+    }
+
+    #[test]
+    fn srtp_comes_from_the_file_or_the_flags_and_is_off_by_default() {
+        let plain = GatewaySection::default();
+        let config = node_config(&plain, &GatewayFlags::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(config.session.srtp, SrtpMode::Off);
+        assert!(
+            !config.session.srtp_over_plain_sip,
+            "keys only over TLS by default"
+        );
+        let file: GatewaySection =
+            toml::from_str("srtp = \"offer\"\nsrtp_over_plain_sip = true").unwrap();
+        let config = node_config(&file, &GatewayFlags::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(config.session.srtp, SrtpMode::Offer);
+        assert!(config.session.srtp_over_plain_sip);
+        let flags = GatewayFlags {
+            srtp: Some("require".into()),
+            srtp_over_plain_sip: true,
+            ..GatewayFlags::default()
+        };
+        let config = node_config(&plain, &flags).unwrap().unwrap();
+        assert_eq!(config.session.srtp, SrtpMode::Require, "the flag wins");
+        assert!(config.session.srtp_over_plain_sip);
+        assert!(
+            config.session.srtp_key_secret.is_some(),
+            "keys are derived under a secret from the OS"
+        );
+        let bad: GatewaySection = toml::from_str("srtp = \"sometimes\"").unwrap();
+        let err = node_config(&bad, &GatewayFlags::default()).unwrap_err();
+        assert!(format!("{err:?}").contains("unknown srtp mode"), "{err:?}");
     }
 
     /// Every combination of `--int-ip` and `--ext-ip` (the table in the module doc): what the

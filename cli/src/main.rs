@@ -130,6 +130,8 @@ impl Setup {
             shared_rtp_ports: flags.shared_rtp_ports,
             transport: flags.sip_transport.clone(),
             rtp_source: flags.rtp_source.clone(),
+            srtp: flags.srtp.clone(),
+            srtp_over_plain_sip: flags.srtp_over_plain_sip,
         };
         node.server.gateway = gateway::node_config(&file.gateway, &gateway_flags)?;
         let udp_gso = gateway::udp_gso(&file.gateway, flags.no_udp_gso);

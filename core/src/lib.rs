@@ -132,6 +132,7 @@ pub mod sim;
 #[cfg(feature = "testkit")]
 pub mod sim_cluster;
 pub mod sip;
+pub mod srtp;
 pub mod storage;
 pub mod tcp;
 #[cfg(feature = "testkit")]

@@ -31,6 +31,7 @@ fn setup(audio: Option<CodecToken>, video: Option<CodecToken>, remote_base: u16)
             send_pt: pt(t),
             receive_pt: pt(t),
             remote: addr(remote_base),
+            srtp: None,
         }),
         dtmf: Some(DtmfSetup {
             send_pt: 101,
@@ -42,6 +43,7 @@ fn setup(audio: Option<CodecToken>, video: Option<CodecToken>, remote_base: u16)
             send_pt: pt(t),
             receive_pt: pt(t),
             remote: addr(remote_base + 2),
+            srtp: None,
         }),
         mtu: 1200,
         transcode: None,

@@ -7,6 +7,7 @@
 //! the OS and waits with deadlines.
 
 pub mod audio_measure;
+pub mod baresip;
 pub mod callback_backend;
 pub mod devtools;
 pub mod events;

@@ -166,7 +166,7 @@ pub(crate) fn render(stats: &NodeStats, out: &mut Exposition) {
     out.family(
         "siprtmp_gateway_rtp_dropped_total",
         "counter",
-        "Datagrams on calls' RTP ports not used, by reason (unknown_source: not from the far end, on a call's or the shared ports; wrong_ssrc; undecodable: not RTP/RTCP; unexpected_payload).",
+        "Datagrams on calls' RTP ports not used, by reason (unknown_source: not from the far end, on a call's or the shared ports; wrong_ssrc; undecodable: not RTP/RTCP; unexpected_payload; srtp_auth: SRTP/SRTCP that did not authenticate; srtp_replay: SRTP/SRTCP replayed).",
     );
     let drops = &media.drops;
     for (reason, n) in [
@@ -174,6 +174,8 @@ pub(crate) fn render(stats: &NodeStats, out: &mut Exposition) {
         ("wrong_ssrc", drops.unexpected_ssrc),
         ("undecodable", drops.undecodable),
         ("unexpected_payload", drops.unexpected_payload),
+        ("srtp_auth", drops.srtp_auth),
+        ("srtp_replay", drops.srtp_replay),
     ] {
         out.sample(
             "siprtmp_gateway_rtp_dropped_total",

@@ -41,12 +41,18 @@ use crate::media::transcode::{
 use crate::rng::SeededRng;
 use crate::rtmp::message::RtmpMessage;
 use crate::sdp::offer_answer::{answer, create_offer, negotiated_media, process_answer, reoffer};
-use crate::sdp::{Direction, LocalCapabilities, NegotiatedMedia, Origin, SessionDescription};
+use crate::sdp::sdes::{
+    answer_secure, is_secure_profile, negotiated_keys, secure_offer, KeySupply, SecretKeys,
+};
+use crate::sdp::{
+    Direction, LocalCapabilities, NegotiatedMedia, Origin, SessionDescription, SrtpKeys,
+};
 use crate::sip::digest::Credentials;
 use crate::sip::ua::{CallId, UaConfig, UaEvent, UserAgent};
 use crate::sip::TimerConfig;
 use crate::sip::Transport;
 use crate::sip::{SipUri, Uri};
+use crate::srtp::{KeySecret, MasterKey};
 
 use super::client_api::{ClientCall, ClientCallback, ConnectRequest};
 use super::codecs::{capabilities, legacy_tokens, CodecToken};
@@ -54,10 +60,30 @@ use super::drop_notice::DropNotice;
 use super::media_bridge::{
     BridgeSetup, Dropped, DtmfSetup, FromFarEnd, Leg, LegSetup, MediaBridge, OutgoingRtp,
 };
+use super::srtp_policy::{keys_may_travel, SrtpMode};
 use super::stats::{
     call_outcome, register_outcome, CallDirection, LegView, SessionStats, SETUP_BOUNDS,
 };
 use crate::rtp::source_filter::SourcePolicy;
+
+/// A session's [`KeySupply`]: the configured secret's, or the bare generator's.
+enum SessionKeySupply<'a> {
+    Secret(SecretKeys<'a>),
+    Plain(&'a mut SeededRng),
+}
+
+impl KeySupply for SessionKeySupply<'_> {
+    fn fresh_key(&mut self) -> MasterKey {
+        match self {
+            SessionKeySupply::Secret(keys) => keys.fresh_key(),
+            SessionKeySupply::Plain(rng) => rng.fresh_key(),
+        }
+    }
+}
+
+/// Why a session that requires SRTP places or takes no call over plain SIP.
+const NO_KEYS_OVER_PLAIN: &str =
+    "SRTP required but SIP is not over TLS (keys would travel in the clear; see srtp_over_plain_sip)";
 
 /// Settings shared by every gateway session.
 #[derive(Debug, Clone)]
@@ -86,6 +112,15 @@ pub struct GatewayConfig {
     /// The Opus codec for transcoding an Opus client's audio (see the module
     /// documentation); `None`: Opus is passed through only.
     pub opus: Option<Arc<dyn OpusCodecs>>,
+    /// SRTP with SDES keys (`--srtp`; see [`super::srtp_policy`]).
+    pub srtp: SrtpMode,
+    /// Whether SDES keys may go in SDP over plain (not TLS) SIP (`srtp_over_plain_sip`):
+    /// anyone who sees the signalling then has the media keys. Off by default.
+    pub srtp_over_plain_sip: bool,
+    /// The secret SDES master keys are derived with (see [`crate::srtp::key_secret`]); the
+    /// binary draws it from the OS. `None`: keys are the session generator's bytes, which
+    /// whoever works out the generator's state can predict.
+    pub srtp_key_secret: Option<KeySecret>,
 }
 
 impl GatewayConfig {
@@ -111,6 +146,9 @@ impl Default for GatewayConfig {
             rtp_source: SourcePolicy::default(),
             transcoder: None,
             opus: None,
+            srtp: SrtpMode::Off,
+            srtp_over_plain_sip: false,
+            srtp_key_secret: None,
         }
     }
 }
@@ -540,7 +578,21 @@ impl GatewaySession {
             return;
         };
         let origin = self.origin();
-        let offer = create_offer(&caps, &origin);
+        let mut offer = create_offer(&caps, &origin);
+        match (self.config.srtp, self.keys_may_travel()) {
+            (SrtpMode::Off, _) | (SrtpMode::Offer, false) => {}
+            (SrtpMode::Require, false) => {
+                self.stats.call(CallDirection::Outgoing, "failed");
+                self.callback(ClientCallback::Rejected(format!(
+                    "488 {NO_KEYS_OVER_PLAIN}"
+                )));
+                return;
+            }
+            (mode, true) => {
+                let mut keys = self.key_supply();
+                secure_offer(&mut offer, &mut keys, mode == SrtpMode::Require)
+            }
+        }
         match self.ua.invite(now, target, Bytes::from(offer.serialize())) {
             Ok(call) => {
                 self.call = Some(CallState::Outgoing {
@@ -578,8 +630,13 @@ impl GatewaySession {
             return;
         };
         let origin = self.origin();
-        let local = match answer(&offer, &caps, &origin) {
-            Ok(local) => local,
+        let settled = self.answer_offer(&offer, &caps, &origin).and_then(|local| {
+            let negotiated = negotiated_media(&local, &offer, true);
+            let keys = self.settle_srtp(&offer, &local, true, &negotiated)?;
+            Ok((local, negotiated, keys))
+        });
+        let (local, negotiated, keys) = match settled {
+            Ok(settled) => settled,
             Err(_) => {
                 let _ = self.ua.reject(now, call, 488, "Not Acceptable Here");
                 self.stats.call(CallDirection::Incoming, "failed");
@@ -595,7 +652,6 @@ impl GatewaySession {
             self.stats.call(CallDirection::Incoming, "failed");
             return;
         }
-        let negotiated = negotiated_media(&local, &offer, true);
         self.peer_session_id = Some(offer.origin.session_id);
         let started = (since, CallDirection::Incoming);
         self.start_media(
@@ -604,7 +660,7 @@ impl GatewaySession {
             started,
             local,
             tokens,
-            &negotiated,
+            (&negotiated, &keys),
             report_tokens,
         );
     }
@@ -672,6 +728,85 @@ impl GatewaySession {
         }
     }
 
+    /// Where this session's fresh SDES keys come from: under the configured secret when
+    /// there is one.
+    fn key_supply(&mut self) -> SessionKeySupply<'_> {
+        match &self.config.srtp_key_secret {
+            Some(secret) => SessionKeySupply::Secret(SecretKeys {
+                secret,
+                rng: &mut self.rng,
+            }),
+            None => SessionKeySupply::Plain(&mut self.rng),
+        }
+    }
+
+    /// Whether SDES keys may go in this session's SDP (see [`super::srtp_policy`]).
+    fn keys_may_travel(&self) -> bool {
+        keys_may_travel(self.config.transport, self.config.srtp_over_plain_sip)
+    }
+
+    /// Our answer to `offer` under the session's SRTP policy (see [`super::srtp_policy`]), or
+    /// why there is none (the far end gets 488).
+    fn answer_offer(
+        &mut self,
+        offer: &SessionDescription,
+        caps: &LocalCapabilities,
+        origin: &Origin,
+    ) -> Result<SessionDescription, &'static str> {
+        let secure_only = offer
+            .media
+            .iter()
+            .filter(|m| m.port != 0)
+            .all(|m| is_secure_profile(&m.proto));
+        match (self.config.srtp, self.keys_may_travel()) {
+            (SrtpMode::Off, _) | (SrtpMode::Offer, false) => {
+                answer(offer, caps, origin).map_err(|_| match secure_only {
+                    true => "only SRTP offered, and SRTP is off here",
+                    false => "no common codec",
+                })
+            }
+            (SrtpMode::Require, false) => Err(NO_KEYS_OVER_PLAIN),
+            (mode, true) => {
+                let mut keys = self.key_supply();
+                let local = answer_secure(offer, caps, origin, &mut keys)
+                    .map_err(|_| "no common codec, or no usable crypto on an SRTP line")?;
+                let plain_line = local
+                    .media
+                    .iter()
+                    .any(|m| m.port != 0 && m.crypto().next().is_none());
+                if mode == SrtpMode::Require && plain_line {
+                    return Err("SRTP required but the offer has no usable crypto");
+                }
+                Ok(local)
+            }
+        }
+    }
+
+    /// The SRTP keys of each m-line (by index) an offer/answer exchange settled on; all
+    /// `None` while the session does not key SRTP. Fails when the answer's crypto matches
+    /// nothing offered, or when SRTP is required and a line was answered without it.
+    fn settle_srtp(
+        &self,
+        offer: &SessionDescription,
+        answer: &SessionDescription,
+        local_is_answer: bool,
+        negotiated: &[Option<NegotiatedMedia>],
+    ) -> Result<Vec<Option<SrtpKeys>>, &'static str> {
+        let mut keys = vec![None; answer.media.len()];
+        if self.config.srtp == SrtpMode::Off || !self.keys_may_travel() {
+            return Ok(keys);
+        }
+        for m in negotiated.iter().flatten() {
+            let found = negotiated_keys(offer, answer, local_is_answer, m.index)
+                .map_err(|_| "the far end's crypto answer matches no offered key")?;
+            if found.is_none() && self.config.srtp == SrtpMode::Require {
+                return Err("SRTP required but the far end answered without crypto");
+            }
+            keys[m.index] = found;
+        }
+        Ok(keys)
+    }
+
     /// The bridge for a negotiated call, and the `accepted` callback; the call counts as
     /// answered, its setup time (from `started`, its INVITE) observed.
     #[allow(clippy::too_many_arguments)]
@@ -682,10 +817,10 @@ impl GatewaySession {
         started: (Instant, CallDirection),
         local: SessionDescription,
         tokens: Vec<CodecToken>,
-        negotiated: &[Option<NegotiatedMedia>],
+        (negotiated, srtp): (&[Option<NegotiatedMedia>], &[Option<SrtpKeys>]),
         report_tokens: bool,
     ) {
-        let mut setup = bridge_setup(negotiated, self.config.mtu, self.config.rtp_source);
+        let mut setup = bridge_setup(negotiated, srtp, self.config.mtu, self.config.rtp_source);
         // An audio codec the client did not name: it is there because we transcode.
         if let Some(leg) = &setup.audio {
             if !tokens.contains(&leg.codec) {
@@ -925,6 +1060,8 @@ impl GatewaySession {
             Dropped::Undecodable => "not RTP",
             Dropped::UnexpectedPayload => "payload type not negotiated",
             Dropped::UnexpectedSsrc => "unexpected SSRC",
+            Dropped::SrtpAuthentication => "SRTP authentication failed",
+            Dropped::SrtpReplay => "SRTP replay",
         };
         self.outputs.push_back(GatewayOutput::Notice(format!(
             "dropped {count} far-end datagram(s) since the last notice; last: {kind} from \
@@ -1161,11 +1298,11 @@ impl GatewaySession {
         // are bound when the client accepts: any port will do for this check.)
         let origin = self.origin();
         let caps = capabilities(&self.all_tokens(), self.media_ip(), 9, 9);
-        if answer(&offer, &caps, &origin).is_err() {
+        if let Err(why) = self.answer_offer(&offer, &caps, &origin) {
             let _ = self.ua.reject(now, call, 488, "Not Acceptable Here");
             self.stats.call(CallDirection::Incoming, "failed");
             self.outputs.push_back(GatewayOutput::Notice(format!(
-                "refused a call from {from}: no common codec"
+                "refused a call from {from}: {why}"
             )));
             return;
         }
@@ -1192,26 +1329,36 @@ impl GatewaySession {
                 tokens,
                 report_tokens,
                 offer,
-            }) if c == call => match process_answer(&offer, &remote) {
-                Ok(negotiated) => {
-                    self.peer_session_id = Some(remote.origin.session_id);
-                    let started = (since, CallDirection::Outgoing);
-                    self.start_media(
-                        now,
-                        call,
-                        started,
-                        offer,
-                        tokens,
-                        &negotiated,
-                        report_tokens,
-                    )
+            }) if c == call => {
+                let settled = process_answer(&offer, &remote)
+                    .map_err(|_| "Not Acceptable Here")
+                    .and_then(|negotiated| {
+                        let keys = self.settle_srtp(&offer, &remote, false, &negotiated)?;
+                        Ok((negotiated, keys))
+                    });
+                match settled {
+                    Ok((negotiated, keys)) => {
+                        self.peer_session_id = Some(remote.origin.session_id);
+                        let started = (since, CallDirection::Outgoing);
+                        self.start_media(
+                            now,
+                            call,
+                            started,
+                            offer,
+                            tokens,
+                            (&negotiated, &keys),
+                            report_tokens,
+                        )
+                    }
+                    Err(why) => {
+                        // Answered: the far end's 200 is acknowledged and the call ended
+                        // with a BYE.
+                        let _ = self.ua.hangup(now, call);
+                        self.stats.call(CallDirection::Outgoing, "failed");
+                        self.callback(ClientCallback::Rejected(format!("488 {why}")));
+                    }
                 }
-                Err(_) => {
-                    let _ = self.ua.hangup(now, call);
-                    self.stats.call(CallDirection::Outgoing, "failed");
-                    self.callback(ClientCallback::Rejected("488 Not Acceptable Here".into()));
-                }
-            },
+            }
             Some(CallState::Established {
                 call: c,
                 since,
@@ -1221,7 +1368,12 @@ impl GatewaySession {
                 pending_offer: Some(offer),
                 ..
             }) if c == call => {
-                // Our hold/resume re-INVITE was answered: the new offer is the session.
+                // Our hold/resume re-INVITE was answered: the new offer is the session, and
+                // the far end may have changed its key.
+                let negotiated = negotiated_media(&offer, &remote, false);
+                if let Ok(keys) = self.settle_srtp(&offer, &remote, false, &negotiated) {
+                    self.rekey(&negotiated, &keys);
+                }
                 self.call = Some(CallState::Established {
                     call,
                     since,
@@ -1236,6 +1388,19 @@ impl GatewaySession {
         }
     }
 
+    /// The call's legs take the keys a new exchange settled on (the first audio and video
+    /// lines, as [`bridge_setup`] picks them).
+    fn rekey(&mut self, negotiated: &[Option<NegotiatedMedia>], keys: &[Option<SrtpKeys>]) {
+        let Some(bridge) = &mut self.bridge else {
+            return;
+        };
+        for (leg, kind) in [(Leg::Audio, "audio"), (Leg::Video, "video")] {
+            if let Some(m) = negotiated.iter().flatten().find(|n| n.kind == kind) {
+                bridge.rekey(leg, keys.get(m.index).and_then(Option::as_ref));
+            }
+        }
+    }
+
     fn reinvited(&mut self, now: Instant, call: CallId, offer: Bytes) {
         let Some(CallState::Established { tokens, .. }) = &self.call else {
             let _ = self.ua.reject(now, call, 488, "Not Acceptable Here");
@@ -1247,10 +1412,19 @@ impl GatewaySession {
             return;
         };
         let origin = self.origin();
-        let local = self
-            .caps(&self.offered_tokens(&tokens))
-            .and_then(|caps| answer(&offer, &caps, &origin).ok());
-        let Some(local) = local else {
+        let local = match self.caps(&self.offered_tokens(&tokens)) {
+            Some(caps) => self.answer_offer(&offer, &caps, &origin).ok(),
+            None => None,
+        };
+        let negotiated = local.as_ref().map(|l| negotiated_media(l, &offer, true));
+        let settled = match (local, negotiated) {
+            (Some(local), Some(negotiated)) => self
+                .settle_srtp(&offer, &local, true, &negotiated)
+                .ok()
+                .map(|keys| (local, negotiated, keys)),
+            _ => None,
+        };
+        let Some((local, negotiated, keys)) = settled else {
             let _ = self.ua.reject(now, call, 488, "Not Acceptable Here");
             return;
         };
@@ -1269,7 +1443,7 @@ impl GatewaySession {
             .unwrap_or_default();
         let zeroed = offer.media_connection(0).is_some_and(|c| c.is_hold());
         let held = zeroed || matches!(direction, Direction::SendOnly | Direction::Inactive);
-        let negotiated = negotiated_media(&local, &offer, true);
+        self.rekey(&negotiated, &keys);
         if let Some(bridge) = &mut self.bridge {
             // We may send only if the far end receives: its offer is sendrecv or recvonly.
             let far_receives = matches!(direction, Direction::SendRecv | Direction::RecvOnly);
@@ -1292,9 +1466,10 @@ impl GatewaySession {
     }
 }
 
-/// The bridge setup from what was negotiated per m-line.
+/// The bridge setup from what was negotiated per m-line, and each m-line's SRTP keys.
 fn bridge_setup(
     negotiated: &[Option<NegotiatedMedia>],
+    srtp: &[Option<SrtpKeys>],
     mtu: usize,
     source_policy: SourcePolicy,
 ) -> BridgeSetup {
@@ -1317,6 +1492,7 @@ fn bridge_setup(
             send_pt: m.payload_types.send,
             receive_pt: m.payload_types.receive,
             remote,
+            srtp: srtp.get(m.index).cloned().flatten(),
         };
         if m.kind == "audio" && setup.audio.is_none() && !codec.is_video() {
             setup.dtmf = m.telephone_event.map(|t| DtmfSetup {

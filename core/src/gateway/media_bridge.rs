@@ -40,8 +40,10 @@ use crate::rtp::packet::RtpPacket;
 use crate::rtp::rtcp::RtcpPacket;
 use crate::rtp::session::{ReceiveOutcome, RtpDatagram, RtpSession, RtpSessionConfig};
 use crate::rtp::source_filter::{SourceFilter, SourcePolicy, SourceVerdict};
+use crate::sdp::SrtpKeys;
 
 use super::codecs::CodecToken;
+use super::srtp_leg::{LegSrtp, OpenError};
 use super::stats::{
     Histogram, LegCounters, LegQuality, LegView, MediaTotals, JITTER_BOUNDS, RTT_BOUNDS,
 };
@@ -66,6 +68,9 @@ pub struct LegSetup {
     pub receive_pt: u8,
     /// Where the far end wants RTP (RTCP goes to the next port).
     pub remote: SocketAddr,
+    /// The leg's SRTP keys, when SDES settled on SRTP for it: every RTP and RTCP packet is
+    /// protected on the way out and must authenticate on the way in.
+    pub srtp: Option<SrtpKeys>,
 }
 
 /// The negotiated telephone-event (RFC 4733) of the audio line.
@@ -141,6 +146,8 @@ struct AudioLeg {
     /// The client hears Opus: the channel count of its sequence start, and whether that is
     /// due before the next frame.
     opus_head: Option<(u8, bool)>,
+    /// SRTP, when the leg is secure.
+    srtp: Option<Box<LegSrtp>>,
 }
 
 struct VideoLeg {
@@ -150,6 +157,7 @@ struct VideoLeg {
     out: VideoOut,
     back: VideoIn,
     source: SourceFilter,
+    srtp: Option<Box<LegSrtp>>,
 }
 
 /// Why a datagram from the far end was not used (see [`MediaBridge::from_far_end`]).
@@ -164,6 +172,10 @@ pub enum Dropped {
     UnexpectedPayload,
     /// Its SSRC is not the stream the leg receives (a collision, a stale stream).
     UnexpectedSsrc,
+    /// On an SRTP leg: its authentication tag is wrong (a wrong key, or altered on the way).
+    SrtpAuthentication,
+    /// On an SRTP leg: already received, or older than the replay window.
+    SrtpReplay,
 }
 
 /// Datagrams from the far end a bridge did not use, by reason (see [`Dropped`]).
@@ -177,12 +189,21 @@ pub struct DropCounts {
     pub unexpected_payload: u64,
     /// An SSRC the leg does not receive.
     pub unexpected_ssrc: u64,
+    /// SRTP or SRTCP that did not authenticate.
+    pub srtp_auth: u64,
+    /// SRTP or SRTCP replayed (or too old for the replay window).
+    pub srtp_replay: u64,
 }
 
 impl DropCounts {
     /// Every datagram dropped, whatever the reason.
     pub fn total(&self) -> u64 {
-        self.unknown_source + self.undecodable + self.unexpected_payload + self.unexpected_ssrc
+        self.unknown_source
+            + self.undecodable
+            + self.unexpected_payload
+            + self.unexpected_ssrc
+            + self.srtp_auth
+            + self.srtp_replay
     }
 
     /// Adds `other`'s counts.
@@ -191,6 +212,8 @@ impl DropCounts {
         self.undecodable += other.undecodable;
         self.unexpected_payload += other.unexpected_payload;
         self.unexpected_ssrc += other.unexpected_ssrc;
+        self.srtp_auth += other.srtp_auth;
+        self.srtp_replay += other.srtp_replay;
     }
 
     fn count(&mut self, reason: Dropped) {
@@ -199,6 +222,8 @@ impl DropCounts {
             Dropped::Undecodable => &mut self.undecodable,
             Dropped::UnexpectedPayload => &mut self.unexpected_payload,
             Dropped::UnexpectedSsrc => &mut self.unexpected_ssrc,
+            Dropped::SrtpAuthentication => &mut self.srtp_auth,
+            Dropped::SrtpReplay => &mut self.srtp_replay,
         } += 1;
     }
 }
@@ -346,6 +371,7 @@ impl MediaBridge {
                     counters: LegCounters::default(),
                     out: RtmpToRtpAudio::new(send, 0),
                     back: RtpToRtmpAudio::new(receive),
+                    srtp: leg.srtp.as_ref().map(|k| Box::new(LegSrtp::new(k))),
                 })
             }
             None => None,
@@ -380,6 +406,7 @@ impl MediaBridge {
                     counters: LegCounters::default(),
                     out,
                     back,
+                    srtp: leg.srtp.as_ref().map(|k| Box::new(LegSrtp::new(k))),
                 })
             }
             None => None,
@@ -497,6 +524,66 @@ impl MediaBridge {
 
     /// A message the client published on `local`: the RTP packets it becomes.
     pub fn from_client(&mut self, now: Instant, msg: &RtmpMessage, out: &mut Vec<OutgoingRtp>) {
+        let start = out.len();
+        self.translate_client(now, msg, out);
+        self.seal(out, start);
+    }
+
+    /// Protects the datagrams from `start` on in `out` of the legs that run SRTP; one that
+    /// cannot be protected is not sent. Plain calls pay one test.
+    #[inline]
+    fn seal(&mut self, out: &mut Vec<OutgoingRtp>, start: usize) {
+        let secure = self.audio.as_ref().is_some_and(|a| a.srtp.is_some())
+            || self.video.as_ref().is_some_and(|v| v.srtp.is_some());
+        if secure && out.len() > start {
+            self.seal_slow(out, start);
+        }
+    }
+
+    #[cold]
+    fn seal_slow(&mut self, out: &mut Vec<OutgoingRtp>, start: usize) {
+        let mut i = start;
+        while i < out.len() {
+            let rtp = &mut out[i];
+            let srtp = match rtp.leg {
+                Leg::Audio => self.audio.as_mut().and_then(|a| a.srtp.as_deref_mut()),
+                Leg::Video => self.video.as_mut().and_then(|v| v.srtp.as_deref_mut()),
+            };
+            let sealed = match srtp {
+                Some(srtp) => srtp.seal(rtp.rtcp, &mut rtp.datagram),
+                None => true,
+            };
+            if sealed {
+                i += 1;
+            } else {
+                out.remove(i);
+            }
+        }
+    }
+
+    /// The leg's SRTP keys, when it runs SRTP.
+    pub fn srtp_keys(&self, leg: Leg) -> Option<&SrtpKeys> {
+        match leg {
+            Leg::Audio => self.audio.as_ref()?.srtp.as_deref().map(LegSrtp::keys),
+            Leg::Video => self.video.as_ref()?.srtp.as_deref().map(LegSrtp::keys),
+        }
+    }
+
+    /// New SRTP keys for `leg` (a re-INVITE changed them): its contexts start afresh. Keys
+    /// equal to the running ones change nothing.
+    pub fn rekey(&mut self, leg: Leg, keys: Option<&SrtpKeys>) {
+        let srtp = match leg {
+            Leg::Audio => self.audio.as_mut().map(|a| &mut a.srtp),
+            Leg::Video => self.video.as_mut().map(|v| &mut v.srtp),
+        };
+        if let Some(srtp) = srtp {
+            if srtp.as_deref().map(LegSrtp::keys) != keys {
+                *srtp = keys.map(|k| Box::new(LegSrtp::new(k)));
+            }
+        }
+    }
+
+    fn translate_client(&mut self, now: Instant, msg: &RtmpMessage, out: &mut Vec<OutgoingRtp>) {
         if !self.sending {
             return;
         }
@@ -624,6 +711,20 @@ impl MediaBridge {
         out: &mut Vec<FromFarEnd>,
     ) -> Result<(), Dropped> {
         let rtmp_now = self.rtmp_now(now);
+        let srtp = match leg {
+            Leg::Audio => self.audio.as_mut().and_then(|a| a.srtp.as_deref_mut()),
+            Leg::Video => self.video.as_mut().and_then(|v| v.srtp.as_deref_mut()),
+        };
+        // A secure leg authenticates before anything else looks at the packet: a forged one
+        // must not latch a source, move a session or reach the client.
+        let data = match srtp {
+            Some(srtp) => srtp.open(rtcp, data).map_err(|e| match e {
+                OpenError::Authentication => Dropped::SrtpAuthentication,
+                OpenError::Replay => Dropped::SrtpReplay,
+                OpenError::Malformed => Dropped::Undecodable,
+            })?,
+            None => data,
+        };
         if rtcp {
             let (filter, session) = match leg {
                 Leg::Audio => self.audio.as_mut().map(|a| (&mut a.source, &mut a.session)),
@@ -747,6 +848,12 @@ impl MediaBridge {
 
     /// Due work: telephone-event packets, RTCP reports, and video frames held for reordering.
     pub fn poll(&mut self, now: Instant, out: &mut Vec<OutgoingRtp>, back: &mut Vec<FromFarEnd>) {
+        let start = out.len();
+        self.poll_due(now, out, back);
+        self.seal(out, start);
+    }
+
+    fn poll_due(&mut self, now: Instant, out: &mut Vec<OutgoingRtp>, back: &mut Vec<FromFarEnd>) {
         if let (Some(a), Some(DtmfSetup { send_pt: pt, .. }), true) =
             (&mut self.audio, self.dtmf, self.sending)
         {
@@ -802,6 +909,7 @@ impl MediaBridge {
         if let Some(v) = &mut self.video {
             out.push(rtcp(Leg::Video, v.setup.remote, v.session.close(now, None)));
         }
+        self.seal(&mut out, 0);
         out
     }
 
