@@ -21,4 +21,4 @@ pub(crate) mod host;
 pub mod media_bridge;
 pub mod stats;
 
-pub use host::GatewayNodeConfig;
+pub use host::{GatewayNodeConfig, SipTlsSettings};

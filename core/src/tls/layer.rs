@@ -1,5 +1,8 @@
-//! [`TlsLayer`]: one RTMPS connection's TLS, between the bytes the driver moves and the
-//! session's RTMP bytes.
+//! [`TlsLayer`]: one connection's TLS, between the bytes the driver moves and the plaintext
+//! a protocol above reads and writes: the server side of an RTMPS connection (the session's
+//! RTMP bytes), or the client side of a connection the node opened (SIP over TLS to a
+//! registrar or proxy). Both sides are the same transform; only the rustls connection made
+//! at the start differs.
 //!
 //! In: the records the peer sent are handed to rustls, which decrypts them (and answers the
 //! handshake); the plaintext is appended to the session's input. Out: the plaintext segments
@@ -15,7 +18,7 @@ use std::io::{self, IoSlice, Read, Write};
 use bytes::{Bytes, BytesMut};
 
 use super::records::RecordScan;
-use super::TlsConfig;
+use super::{ClientTlsConfig, TlsConfig};
 
 /// Bytes a sealed record adds to its plaintext at most (header, content type, tag and some
 /// slack), to size the buffer of a sealing before it is filled.
@@ -26,7 +29,8 @@ const RECORD_PLAINTEXT: usize = 16 * 1024;
 /// One connection's TLS state.
 #[derive(Debug)]
 pub(crate) struct TlsLayer {
-    conn: rustls::ServerConnection,
+    /// A server or a client connection: everything below is the same for both.
+    conn: rustls::Connection,
     /// The framing of what the peer sent: how much of an unfinished record rustls holds.
     records: RecordScan,
     /// Bytes received while the handshake is under way: rustls may hold all of them (a
@@ -37,15 +41,37 @@ pub(crate) struct TlsLayer {
 impl TlsLayer {
     /// A server-side TLS connection with `config`'s certificate and settings.
     pub(crate) fn new(config: &TlsConfig) -> Result<Self, String> {
-        let mut conn = rustls::ServerConnection::new(config.clone()).map_err(|e| e.to_string())?;
-        // Sealed records are taken out at once (`take_records`): the session's own backlog
+        let conn = rustls::ServerConnection::new(config.clone()).map_err(|e| e.to_string())?;
+        Ok(Self::with(conn.into()))
+    }
+
+    /// A client-side TLS connection to the server `name` (what its certificate must be
+    /// for), verified as `config` says. Its ClientHello is ready at once
+    /// ([`Self::take_records`]); plaintext sealed before the handshake ends waits in rustls
+    /// and goes out as records once it has (take them after each [`Self::receive`]).
+    pub(crate) fn client(
+        config: &ClientTlsConfig,
+        name: rustls::pki_types::ServerName<'static>,
+    ) -> Result<Self, String> {
+        let conn =
+            rustls::ClientConnection::new(config.clone(), name).map_err(|e| e.to_string())?;
+        Ok(Self::with(conn.into()))
+    }
+
+    fn with(mut conn: rustls::Connection) -> Self {
+        // Sealed records are taken out at once (`take_records`): the owner's own backlog
         // limits bound what is queued, not rustls's buffer.
         conn.set_buffer_limit(None);
-        Ok(Self {
+        Self {
             conn,
             records: RecordScan::default(),
             handshake_received: 0,
-        })
+        }
+    }
+
+    /// True until the TLS handshake has completed (what a handshake deadline watches).
+    pub(crate) fn is_handshaking(&self) -> bool {
+        self.conn.is_handshaking()
     }
 
     /// Hands the peer's `data` to rustls and appends the plaintext it yields to `plain`. An
