@@ -13,6 +13,7 @@ pub mod ffmpeg9;
 pub mod gateway;
 pub mod gateway_scenarios;
 pub mod hostile;
+pub mod kamailio;
 pub mod locate;
 pub mod nginx;
 pub mod nodes;

@@ -1,0 +1,112 @@
+//! Kamailio (Debian `kamailio`, with `kamailio-tls-modules` for SIP over TLS) as a child
+//! process with a configuration the test writes: started in the foreground with its runtime
+//! files in the test's scratch directory, stopped (SIGTERM, which it passes to its worker
+//! processes) when dropped.
+
+use std::net::{TcpStream, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long Kamailio has to start answering.
+const READY: Duration = Duration::from_secs(10);
+
+/// A running Kamailio.
+pub struct Kamailio {
+    child: Child,
+}
+
+/// Kamailio's module directory (Debian's multiarch path, or the plain one).
+pub fn modules_dir() -> &'static str {
+    [
+        "/usr/lib/x86_64-linux-gnu/kamailio/modules/",
+        "/usr/lib/aarch64-linux-gnu/kamailio/modules/",
+        "/usr/lib/kamailio/modules/",
+    ]
+    .into_iter()
+    .find(|m| Path::new(m).join("tm.so").exists())
+    .expect("Kamailio's modules (scripts/test.sh installs the kamailio package)")
+}
+
+impl Kamailio {
+    /// Starts Kamailio with `config` (written to `dir/kamailio.cfg`), its runtime files in
+    /// `dir`. Not yet known to be ready: see [`Self::wait_udp`] and [`Self::wait_tcp`].
+    pub fn start(dir: &Path, config: &str) -> Self {
+        let path = dir.join("kamailio.cfg");
+        std::fs::write(&path, config).expect("write config");
+        let log = std::fs::File::create(dir.join("kamailio.log")).expect("kamailio log");
+        let child = Command::new("kamailio")
+            .arg("-f")
+            .arg(&path)
+            .args(["-DD", "-E", "-Y"])
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("kamailio (scripts/test.sh installs it)");
+        Self { child }
+    }
+
+    /// Whether the process is still running (it did not exit or crash).
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Until Kamailio answers a request on UDP `port` (any final response), at most 10 s.
+    pub fn wait_udp(&mut self, port: u16) {
+        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+        probe
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let me = probe.local_addr().unwrap();
+        let options = format!(
+            "OPTIONS sip:nobody@127.0.0.1:{port} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {me};branch=z9hG4bKprobe{}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:probe@{me}>;tag=p\r\nTo: <sip:nobody@127.0.0.1>\r\n\
+             Call-ID: probe@{me}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            std::process::id()
+        );
+        let deadline = Instant::now() + READY;
+        let mut buf = [0u8; 2048];
+        while Instant::now() < deadline && self.running() {
+            let _ = probe.send_to(options.as_bytes(), ("127.0.0.1", port));
+            if let Ok(n) = probe.recv(&mut buf) {
+                if buf[..n].starts_with(b"SIP/2.0 ") {
+                    return;
+                }
+            }
+        }
+        panic!("Kamailio did not answer on UDP port {port}");
+    }
+
+    /// Until Kamailio accepts TCP connections on `port` (its TLS listener), at most 10 s.
+    pub fn wait_tcp(&mut self, port: u16) {
+        let deadline = Instant::now() + READY;
+        while Instant::now() < deadline && self.running() {
+            let addr = ([127, 0, 0, 1], port).into();
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            // Nothing to wait on but the listener's appearance: poll it.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("Kamailio did not listen on TCP port {port}");
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
