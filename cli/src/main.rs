@@ -117,6 +117,8 @@ impl Setup {
             rtp_ports: flags.rtp_ports.clone(),
             shared_rtp_ports: flags.shared_rtp_ports,
             transport: flags.sip_transport.clone(),
+            sip_tls_ca: flags.sip_tls_ca.clone(),
+            sip_tls_server_name: flags.sip_tls_server_name.clone(),
             rtp_source: flags.rtp_source.clone(),
         };
         node.server.gateway = gateway::node_config(&file.gateway, &gateway_flags)?;
