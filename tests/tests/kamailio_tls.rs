@@ -7,7 +7,8 @@
 //! REGISTER opened: Kamailio reuses it through the Via's `alias`), both hear each other, and
 //! the hang-up reaches the other side. The connections are checked to be TLS (`ss` shows
 //! them established to Kamailio's TLS port, the only port it listens on, and plaintext SIP
-//! sent there gets no SIP answer). A gateway trusting only the system's roots fails to register, with the
+//! sent there gets no SIP answer). Once more with `sips:` URIs (a registrar configured as `sips:`).
+//! A gateway trusting only the system's roots fails to register, with the
 //! certificate named as the reason, and neither it nor Kamailio falls over.
 
 use std::io::{Read, Write};
@@ -20,6 +21,7 @@ use siprtmp_core::node::{Event, NodeConfig, SipTlsSettings};
 use siprtmp_core::sip::Transport;
 use siprtmp_core::tls::rustls::pki_types::ServerName;
 use siprtmp_runtime_common::{client_config, load_roots, TlsRoots};
+use siprtmp_runtime_drivers::Runtime;
 use siprtmp_tests::gateway::{
     accept_pcmu, assert_phones_hear_each_other, gateway_node_with_ports, s, Phone,
 };
@@ -158,43 +160,18 @@ fn two_clients_register_over_tls_with_digest_auth_and_call_each_other_through_ka
     assert_plaintext_gets_no_sip(port);
     let proxy = SocketAddr::new(LOOPBACK, port);
 
-    // Kamailio's certificate is verified against the test CA, for the name "localhost".
+    // Kamailio's certificate is verified against the test CA, for the name "localhost";
+    // then again with sips: URIs (a registrar configured as sips:).
     let roots = TlsRoots::CaFile(ca.pem.clone());
-    let server = TestServer::start(tls_gateway(proxy, roots, Some("localhost")), None);
-    let before = established_to(port);
-    let (alice_aor, carol_aor) = ("alice@127.0.0.1", "carol@127.0.0.1");
-    let credentials = |user: &str| vec![s(user), s(PASSWORD), s(user)];
-    // With credentials the connect waits for the REGISTER's answer: a 401 challenge, then
-    // Kamailio's 200 OK to the authorized REGISTER.
-    let mut alice = Phone::connect(server.addr, alice_aor, credentials("alice"))
-        .expect("alice registered over TLS");
-    let mut carol = Phone::connect(server.addr, carol_aor, credentials("carol"))
-        .expect("carol registered over TLS");
-    assert_eq!(
-        established_to(port),
-        before + 2,
-        "one TLS connection to Kamailio per client"
-    );
-
-    // By address of record: Kamailio's location table knows carol by the Contact she
-    // registered, and reaches her over her own connection.
-    alice.call("invite", vec![s(&format!("sip:{carol_aor}")), s("pcmu")]);
-    let invited = carol.callback("invited", T).expect("carol is invited");
-    assert!(
-        format!("{invited:?}").contains(alice_aor),
-        "the caller is alice: {invited:?}"
-    );
-    accept_pcmu(&mut alice, &mut carol);
-    assert_phones_hear_each_other(&mut alice, &mut carol);
-    alice.call("bye", vec![]);
-    carol
-        .callback("byed", T)
-        .expect("carol is told the call ended");
-    assert_eq!(
-        established_to(port),
-        before + 2,
-        "the call reused the clients' connections"
-    );
+    let server = TestServer::start(tls_gateway(proxy, roots.clone(), Some("localhost")), None);
+    call_over_tls(&server, port, "");
+    drop(server);
+    let mut node = tls_gateway(proxy, roots, Some("localhost"));
+    node.server.gateway.as_mut().unwrap().session.sips = true;
+    // Another seed: the same one would make the same branches and Call-IDs, which
+    // Kamailio would take for retransmissions of the first gateway's requests.
+    let server = TestServer::start_configured(Runtime::Mio, node, None, |c| c.seed = 8);
+    call_over_tls(&server, port, "s");
 
     // A wrong password is refused by Kamailio, and the client is told.
     let wrong = vec![s("dave"), s("not the password"), s("dave")];
@@ -211,6 +188,7 @@ fn two_clients_register_over_tls_with_digest_auth_and_call_each_other_through_ka
     // test CA: Kamailio's certificate fails verification, the REGISTER fails with that
     // reason, and nothing falls over.
     let mut server = TestServer::start(tls_gateway(proxy, TlsRoots::System, None), None);
+    let credentials = |user: &str| vec![s(user), s(PASSWORD), s(user)];
     let started = Instant::now();
     let error = Phone::connect(server.addr, "erin@127.0.0.1", credentials("erin"))
         .err()
@@ -233,4 +211,44 @@ fn two_clients_register_over_tls_with_digest_auth_and_call_each_other_through_ka
     assert!(kamailio.running(), "Kamailio is still up");
     drop(server);
     drop(kamailio);
+}
+
+/// Alice and carol (`alice{suffix}`, `carol{suffix}`) register over TLS with the Kamailio on
+/// `port` through `server`'s gateway, call, talk and hang up, on one TLS connection each.
+fn call_over_tls(server: &TestServer, port: u16, suffix: &str) {
+    let before = established_to(port);
+    let alice_aor = format!("alice{suffix}@127.0.0.1");
+    let carol_aor = format!("carol{suffix}@127.0.0.1");
+    let credentials = |user: &str| vec![s(user), s(PASSWORD), s(user)];
+    // With credentials the connect waits for the REGISTER's answer: a 401 challenge, then
+    // Kamailio's 200 OK to the authorized REGISTER.
+    let mut alice = Phone::connect(server.addr, &alice_aor, credentials("alice"))
+        .expect("alice registered over TLS");
+    let mut carol = Phone::connect(server.addr, &carol_aor, credentials("carol"))
+        .expect("carol registered over TLS");
+    assert_eq!(
+        established_to(port),
+        before + 2,
+        "one TLS connection to Kamailio per client"
+    );
+
+    // By address of record: Kamailio's location table knows carol by the Contact she
+    // registered, and reaches her over her own connection.
+    alice.call("invite", vec![s(&format!("sip:{carol_aor}")), s("pcmu")]);
+    let invited = carol.callback("invited", T).expect("carol is invited");
+    assert!(
+        format!("{invited:?}").contains(&alice_aor),
+        "the caller is alice: {invited:?}"
+    );
+    accept_pcmu(&mut alice, &mut carol);
+    assert_phones_hear_each_other(&mut alice, &mut carol);
+    alice.call("bye", vec![]);
+    carol
+        .callback("byed", T)
+        .expect("carol is told the call ended");
+    assert_eq!(
+        established_to(port),
+        before + 2,
+        "the call reused the clients' connections"
+    );
 }
