@@ -47,6 +47,10 @@ use super::GatewayHost;
 /// handshake ends; a server that sends more is cut off. Real chains are a few KiB.
 pub(crate) const MAX_HANDSHAKE_BYTES: usize = 64 * 1024;
 
+/// What a TLS connection to a destination is made with: the client configuration and the
+/// name the server's certificate must be for.
+type TlsTarget = (crate::tls::ClientTlsConfig, ServerName<'static>);
+
 /// One SIP connection of a client.
 #[derive(Debug)]
 struct SipConn {
@@ -238,11 +242,7 @@ impl GatewayHost {
     /// Over TLS, the client configuration and the name `destination`'s certificate must be
     /// for (the configured name for the registrar and the proxy, else its address); `None`
     /// over TCP; an error when TLS is asked for and not configured.
-    #[allow(clippy::type_complexity)]
-    fn tls_settings_for(
-        &self,
-        destination: SocketAddr,
-    ) -> Option<Result<(crate::tls::ClientTlsConfig, ServerName<'static>), String>> {
+    fn tls_settings_for(&self, destination: SocketAddr) -> Option<Result<TlsTarget, String>> {
         if self.config.session.transport != crate::sip::Transport::Tls {
             return None;
         }
