@@ -2,7 +2,9 @@
 //! (`[apps.<name>]`, nginx-rtmp's vocabulary, with its `idle_streams`) and the `[relay]`
 //! section's bounds, checked and turned into the node's settings. An upstream's host name is
 //! resolved here, once at start (the node never resolves names): the first address it
-//! resolves to is used for the life of the process, as for the HTTP callbacks.
+//! resolves to is used for the life of the process, as for the HTTP callbacks. An
+//! `rtmps://` upstream's certificate is verified against the system's roots (read here, once,
+//! when some upstream is `rtmps://`), for the URL's host.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -177,7 +179,7 @@ fn upstream(
         ConfigError::value(
             origin(),
             format!("{text:?}"),
-            format!("{problem}: expected rtmp://host[:port]/app[/name][?query]"),
+            format!("{problem}: expected rtmp[s]://host[:port]/app[/name][?query]"),
         )
     })?;
     let addr = match url.host.parse() {
@@ -238,6 +240,21 @@ pub(crate) fn apply(
         config.push = push;
         config.pull = pull;
         config.idle_streams = section.idle_streams.unwrap_or(true);
+    }
+    let secure = server
+        .apps
+        .values()
+        .flat_map(|a| a.push.iter().chain(&a.pull))
+        .any(|u| u.url.tls);
+    if secure {
+        let roots = siprtmp_runtime_drivers::load_roots(&siprtmp_runtime_drivers::TlsRoots::System)
+            .map_err(|e| {
+                ConfigError::Combination(format!(
+                    "an rtmps:// upstream is verified against the system's roots, which cannot \
+                     be read: {e}"
+                ))
+            })?;
+        server.relay_tls = Some(siprtmp_runtime_drivers::client_config(roots));
     }
     Ok(())
 }
@@ -318,6 +335,16 @@ mod tests {
         assert_eq!(edge.pull[0].addr, "10.0.0.7:1937".parse().unwrap());
         assert!(!edge.idle_streams);
         assert_eq!(server.app("tv").pull[0].addr, "[::1]:1935".parse().unwrap());
+        assert!(server.relay_tls.is_none(), "no TLS roots without rtmps://");
+    }
+
+    #[test]
+    fn an_rtmps_upstream_takes_port_443_and_the_systems_roots() {
+        let server = server("[apps.live]\npush = [\"rtmps://origin.test/live\"]").unwrap();
+        let push = &server.app("live").push[0];
+        assert!(push.url.tls);
+        assert_eq!(push.addr, "10.0.0.7:443".parse().unwrap());
+        assert!(server.relay_tls.is_some());
     }
 
     #[test]
