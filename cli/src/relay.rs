@@ -3,8 +3,8 @@
 //! section's bounds, checked and turned into the node's settings. An upstream's host name is
 //! resolved here, once at start (the node never resolves names): the first address it
 //! resolves to is used for the life of the process, as for the HTTP callbacks. An
-//! `rtmps://` upstream's certificate is verified against the system's roots (read here, once,
-//! when some upstream is `rtmps://`), for the URL's host.
+//! `rtmps://` upstream's certificate is verified against the system's roots, or the CA file
+//! `[relay] tls_ca` (read here, once, when some upstream is `rtmps://`), for the URL's host.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -53,6 +53,9 @@ pub(crate) struct RelaySection {
     pub setup_timeout_secs: Option<f64>,
     /// A pull closes this long after its last player left (default 10 s; 0: at once).
     pub pull_idle_timeout_secs: Option<f64>,
+    /// `rtmps://` upstreams are verified against the CA certificates (PEM) of this file
+    /// instead of the system's roots.
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 /// Most relay sessions accepted for `max_sessions` and `max_sessions_per_app`.
@@ -247,13 +250,25 @@ pub(crate) fn apply(
         .flat_map(|a| a.push.iter().chain(&a.pull))
         .any(|u| u.url.tls);
     if secure {
-        let roots = siprtmp_runtime_drivers::load_roots(&siprtmp_runtime_drivers::TlsRoots::System)
-            .map_err(|e| {
+        use siprtmp_runtime_drivers::{load_roots, TlsRoots};
+        let roots = match &section.tls_ca {
+            Some(path) => load_roots(&TlsRoots::CaFile(path.clone())).map_err(|e| {
+                ConfigError::value(
+                    Origin::Key {
+                        key: KeyPath::new("relay").key("tls_ca"),
+                        flag: None,
+                    },
+                    path.display(),
+                    e.problem,
+                )
+            })?,
+            None => load_roots(&TlsRoots::System).map_err(|e| {
                 ConfigError::Combination(format!(
                     "an rtmps:// upstream is verified against the system's roots, which cannot \
-                     be read: {e}"
+                     be read: {e} (name a CA file with relay.tls_ca)"
                 ))
-            })?;
+            })?,
+        };
         server.relay_tls = Some(siprtmp_runtime_drivers::client_config(roots));
     }
     Ok(())
@@ -340,11 +355,19 @@ mod tests {
 
     #[test]
     fn an_rtmps_upstream_takes_port_443_and_the_systems_roots() {
-        let server = server("[apps.live]\npush = [\"rtmps://origin.test/live\"]").unwrap();
-        let push = &server.app("live").push[0];
+        let secure = server("[apps.live]\npush = [\"rtmps://origin.test/live\"]").unwrap();
+        let push = &secure.app("live").push[0];
         assert!(push.url.tls);
         assert_eq!(push.addr, "10.0.0.7:443".parse().unwrap());
-        assert!(server.relay_tls.is_some());
+        assert!(secure.relay_tls.is_some());
+        let e = server(
+            "[relay]\ntls_ca = \"/nonexistent/ca.pem\"\n[apps.live]\npush = [\"rtmps://origin.test/live\"]",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("relay.tls_ca") && e.contains("cannot read it"),
+            "{e}"
+        );
     }
 
     #[test]
