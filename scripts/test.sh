@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. First installs, when missing, the real peers the interop tests
-# talk to (Debian packages): ffmpeg/ffprobe, rtmpdump, sipp (sip-tester), Kamailio, baresip, promtool
+# talk to (Debian packages): ffmpeg/ffprobe, rtmpdump, sipp (sip-tester), Kamailio (with its tls module),
+# baresip, promtool
 # (prometheus), chromium, libspeex-dev and libopus-dev (the gateway's transcoding links libspeex
 # and libopus), and nginx with its rtmp module and the Python port of the original server,
 # rtmplite3 from PyPI (bench-compare quick mode measures both beside siprtmp); then makes the
@@ -19,6 +20,9 @@ command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v kamailio >/dev/null 2>&1 || missing+=(kamailio)
 # The SRTP-capable far end of tests/tests/gateway_srtp.rs (SDES, echo module).
 command -v baresip >/dev/null 2>&1 || missing+=(baresip-core)
+# Kamailio's tls module: the TLS registrar of tests/tests/kamailio_tls.rs.
+[ -n "$(ls /usr/lib/*/kamailio/modules/tls.so /usr/lib/kamailio/modules/tls.so 2>/dev/null)" ] ||
+    missing+=(kamailio-tls-modules)
 # bench-compare's quick mode measures nginx-rtmp beside siprtmp.
 command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || missing+=(libnginx-mod-rtmp)

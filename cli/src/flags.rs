@@ -96,10 +96,21 @@ pub(crate) struct Flags {
     /// [default: four ports per client; config: gateway.shared_rtp_ports].
     #[arg(long = "shared-rtp-ports")]
     pub shared_rtp_ports: bool,
-    /// What the gateway's SIP goes over: udp, or tcp (each client listens on a TCP port of
-    /// its own; RTP stays UDP) [default: udp; config: gateway.transport].
-    #[arg(long = "sip-transport", value_name = "udp|tcp")]
+    /// What the gateway's SIP goes over: udp, tcp (each client listens on a TCP port of its
+    /// own; RTP stays UDP) or tls (TCP with TLS, port 5061 by default; the server's
+    /// certificate verified against the system's roots or --sip-tls-ca)
+    /// [default: udp, tls for a sips: registrar; config: gateway.transport].
+    #[arg(long = "sip-transport", value_name = "udp|tcp|tls")]
     pub sip_transport: Option<String>,
+    /// SIP over TLS: verify the registrar's and proxy's certificates against the CA
+    /// certificates in FILE (PEM) instead of the system's roots [config: gateway.sip_tls_ca].
+    #[arg(long = "sip-tls-ca", value_name = "FILE")]
+    pub sip_tls_ca: Option<std::path::PathBuf>,
+    /// SIP over TLS: the name the registrar's or proxy's certificate must be for [default:
+    /// the host of --proxy as written, else of --registrar; config:
+    /// gateway.sip_tls_server_name].
+    #[arg(long = "sip-tls-server-name", value_name = "NAME")]
+    pub sip_tls_server_name: Option<String>,
     /// Where a call's media is accepted from besides the address the far end's SDP gives:
     /// strict (nowhere else), learn-port (another port of that IP, learned from 4 packets in
     /// sequence in the call's first 5 s: port-translating NATs), learn-any (any address so

@@ -24,22 +24,33 @@
 //!
 //! SIP goes over UDP by default; with `transport = "tcp"` (`--sip-transport tcp`) each client
 //! listens for SIP on a TCP port of its own on `--int-ip` and opens TCP connections to its
-//! registrar, proxy and call targets; RTP stays on UDP.
+//! registrar, proxy and call targets; RTP stays on UDP. With `transport = "tls"` the
+//! connections are TLS (port 5061 by default): the server's certificate is verified against
+//! the system's roots, or the CA file `sip_tls_ca` (`--sip-tls-ca`), and must be for the
+//! proxy's host as written (else the registrar's), or `sip_tls_server_name`
+//! (`--sip-tls-server-name`). A registrar written `sips:HOST[:PORT]` means TLS and `sips:`
+//! URIs (RFC 5630).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 
 use serde::Deserialize;
 use siprtmp_core::gateway::call_session::GatewayConfig;
 use siprtmp_core::gateway::srtp_policy::SrtpMode;
-use siprtmp_core::node::GatewayNodeConfig;
+use siprtmp_core::node::{GatewayNodeConfig, SipTlsSettings};
 use siprtmp_core::rtp::SourcePolicy;
 use siprtmp_core::sip::Transport;
 use siprtmp_core::srtp::KeySecret;
+use siprtmp_core::tls::rustls::pki_types::ServerName;
+use siprtmp_runtime_drivers::{client_config, load_roots, TlsRoots};
+use std::path::PathBuf;
 
 use crate::diagnostics::{pick, ConfigError, Origin};
 
 /// The SIP port when `HOST` is given without one.
 const SIP_PORT: u16 = 5060;
+
+/// The SIP over TLS port when `HOST` is given without one.
+const SIPS_PORT: u16 = 5061;
 
 /// Smallest `mtu` accepted: room for an RTP payload header and some media.
 const MIN_MTU: usize = 64;
@@ -79,8 +90,14 @@ pub(crate) struct GatewaySection {
     /// A newer connection for an address of record replaces the older one (default true);
     /// false refuses the newer one.
     pub replace_existing: Option<bool>,
-    /// What SIP goes over: `udp` (default) or `tcp` (`--sip-transport`).
+    /// What SIP goes over: `udp` (default), `tcp` or `tls` (`--sip-transport`).
     pub transport: Option<String>,
+    /// SIP over TLS: the CA certificates (PEM) servers are verified against instead of the
+    /// system's roots (`--sip-tls-ca`).
+    pub sip_tls_ca: Option<PathBuf>,
+    /// SIP over TLS: the name the registrar's or proxy's certificate must be for (default:
+    /// the host as written in `proxy`, else `registrar`; `--sip-tls-server-name`).
+    pub sip_tls_server_name: Option<String>,
     /// Where a call's media is accepted from besides its SDP's address: `strict`,
     /// `learn-port` (default) or `learn-any` (`--rtp-source`).
     pub rtp_source: Option<String>,
@@ -115,6 +132,10 @@ pub(crate) struct GatewayFlags {
     pub shared_rtp_ports: bool,
     /// `--sip-transport`.
     pub transport: Option<String>,
+    /// `--sip-tls-ca`.
+    pub sip_tls_ca: Option<PathBuf>,
+    /// `--sip-tls-server-name`.
+    pub sip_tls_server_name: Option<String>,
     /// `--rtp-source`.
     pub rtp_source: Option<String>,
     /// `--srtp`.
@@ -148,27 +169,59 @@ pub(crate) fn parse_rtp_source(text: &str) -> Result<SourcePolicy, String> {
     })
 }
 
-/// `udp` or `tcp` (any case) as the SIP transport; the error says what is expected.
+/// `udp`, `tcp` or `tls` (any case) as the SIP transport; the error says what is expected.
 pub(crate) fn parse_transport(text: &str) -> Result<Transport, String> {
     match text.to_ascii_lowercase().as_str() {
         "udp" => Ok(Transport::Udp),
         "tcp" => Ok(Transport::Tcp),
-        _ => Err("unknown SIP transport: expected udp or tcp".to_owned()),
+        "tls" => Ok(Transport::Tls),
+        _ => Err("unknown SIP transport: expected udp, tcp or tls".to_owned()),
+    }
+}
+
+/// A registrar or proxy as configured: `[sip:|sips:]HOST[:PORT]`, split into whether it
+/// said `sips:` and the rest.
+fn split_scheme(text: &str) -> (bool, &str) {
+    let lower = text.to_ascii_lowercase();
+    if lower.starts_with("sips:") {
+        (true, &text[5..])
+    } else if lower.starts_with("sip:") {
+        (false, &text[4..])
+    } else {
+        (false, text)
+    }
+}
+
+/// The host of `HOST[:PORT]` as written (brackets of an IPv6 address taken off).
+fn host_of(text: &str) -> &str {
+    if let Some(rest) = text.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match text.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.parse::<u16>().is_ok() => host,
+        _ => text,
     }
 }
 
 /// `HOST[:PORT]` (port 5060 when absent; a name is resolved now) as a socket address; the
 /// error says what is wrong with it.
+#[cfg(test)]
 pub(crate) fn parse_host_port(text: &str) -> Result<SocketAddr, String> {
+    parse_host_port_or(text, SIP_PORT)
+}
+
+/// `HOST[:PORT]` (port `default_port` when absent: 5060, or 5061 over TLS; a name is
+/// resolved now) as a socket address; the error says what is wrong with it.
+pub(crate) fn parse_host_port_or(text: &str, default_port: u16) -> Result<SocketAddr, String> {
     let addr = if let Ok(addr) = text.parse::<SocketAddr>() {
         addr
     } else if let Ok(ip) = text.trim_matches(['[', ']']).parse::<IpAddr>() {
-        SocketAddr::new(ip, SIP_PORT)
+        SocketAddr::new(ip, default_port)
     } else {
         let with_port = if text.contains(':') {
             text.to_owned()
         } else {
-            format!("{text}:{SIP_PORT}")
+            format!("{text}:{default_port}")
         };
         with_port
             .to_socket_addrs()
@@ -178,7 +231,7 @@ pub(crate) fn parse_host_port(text: &str) -> Result<SocketAddr, String> {
     };
     if addr.port() == 0 {
         return Err(format!(
-            "port 0 is out of range: expected 1 to 65535 (without a port: {SIP_PORT})"
+            "port 0 is out of range: expected 1 to 65535 (without a port: {default_port})"
         ));
     }
     Ok(addr)
@@ -269,24 +322,95 @@ pub(crate) fn node_config(
             })
             .transpose()
     }
-    let registrar = parsed(
+    let session_defaults = GatewayConfig::default();
+    let registrar_given = pick(
+        flags.registrar.as_deref(),
+        "--registrar",
+        file.registrar.as_deref(),
+        "gateway.registrar",
+    );
+    let proxy_given = pick(
+        flags.proxy.as_deref(),
+        "--proxy",
+        file.proxy.as_deref(),
+        "gateway.proxy",
+    );
+    // A `sips:` registrar means TLS (RFC 5630), and `sips:` URIs.
+    let sips = registrar_given
+        .as_ref()
+        .is_some_and(|(text, _)| split_scheme(text).0);
+    let transport_given = parsed(
         pick(
-            flags.registrar.as_deref(),
-            "--registrar",
-            file.registrar.as_deref(),
-            "gateway.registrar",
+            flags.transport.as_deref(),
+            "--sip-transport",
+            file.transport.as_deref(),
+            "gateway.transport",
         ),
-        parse_host_port,
+        parse_transport,
     )?;
-    let proxy = parsed(
-        pick(
-            flags.proxy.as_deref(),
-            "--proxy",
-            file.proxy.as_deref(),
-            "gateway.proxy",
-        ),
-        parse_host_port,
-    )?;
+    let transport = match transport_given {
+        Some(t) if sips && t != Transport::Tls => {
+            return Err(ConfigError::Combination(format!(
+                "the registrar is a sips: URI, which needs SIP over TLS, but the SIP transport \
+                 (--sip-transport or gateway.transport) is {}",
+                t.uri_param()
+            )));
+        }
+        Some(t) => t,
+        None if sips => Transport::Tls,
+        None => session_defaults.transport,
+    };
+    let default_port = if transport == Transport::Tls {
+        SIPS_PORT
+    } else {
+        SIP_PORT
+    };
+    let host_port = |text: &str| parse_host_port_or(split_scheme(text).1, default_port);
+    let registrar = parsed(registrar_given.clone(), host_port)?;
+    let proxy = parsed(proxy_given.clone(), host_port)?;
+    let sip_tls = if transport == Transport::Tls {
+        // The name certificates must be for: as configured, else the host as written.
+        let named = proxy_given.as_ref().or(registrar_given.as_ref());
+        let name_given = pick(
+            flags.sip_tls_server_name.as_deref(),
+            "--sip-tls-server-name",
+            file.sip_tls_server_name.as_deref(),
+            "gateway.sip_tls_server_name",
+        );
+        let server_name = match (name_given, named) {
+            (Some((name, origin)), _) => {
+                Some(ServerName::try_from(name.to_owned()).map_err(|e| {
+                    ConfigError::value(origin, name, format!("not a host name: {e}"))
+                })?)
+            }
+            (None, Some((text, _))) => {
+                ServerName::try_from(host_of(split_scheme(text).1).to_owned()).ok()
+            }
+            (None, None) => None,
+        };
+        let ca = pick(
+            flags.sip_tls_ca.clone(),
+            "--sip-tls-ca",
+            file.sip_tls_ca.clone(),
+            "gateway.sip_tls_ca",
+        );
+        let roots = match &ca {
+            Some((path, _)) => TlsRoots::CaFile(path.clone()),
+            None => TlsRoots::System,
+        };
+        let roots = load_roots(&roots).map_err(|e| match ca {
+            Some((path, origin)) => ConfigError::value(origin, path.display(), e.problem),
+            None => ConfigError::Combination(format!(
+                "SIP over TLS verifies servers against the system's roots, which cannot be \
+                 read: {e} (name a CA file with --sip-tls-ca or gateway.sip_tls_ca)"
+            )),
+        })?;
+        let mut settings = SipTlsSettings::new(client_config(roots));
+        settings.server_name = server_name;
+        Some(settings)
+    } else {
+        None
+    };
     let defaults = GatewayNodeConfig::default();
     let rtp_ports = parsed(
         pick(
@@ -318,17 +442,6 @@ pub(crate) fn node_config(
         None if bind_ip.is_unspecified() => Some(default_int_ip(proxy.or(registrar))),
         None => None,
     };
-    let session_defaults = GatewayConfig::default();
-    let transport = parsed(
-        pick(
-            flags.transport.as_deref(),
-            "--sip-transport",
-            file.transport.as_deref(),
-            "gateway.transport",
-        ),
-        parse_transport,
-    )?
-    .unwrap_or(session_defaults.transport);
     let rtp_source = parsed(
         pick(
             flags.rtp_source.as_deref(),
@@ -389,6 +502,7 @@ pub(crate) fn node_config(
                 .unwrap_or(session_defaults.register_expires),
             mtu: file.mtu.unwrap_or(session_defaults.mtu),
             transport,
+            sips,
             rtp_source,
             srtp,
             srtp_over_plain_sip,
@@ -397,6 +511,7 @@ pub(crate) fn node_config(
             opus: opus_transcoder(),
             ..session_defaults
         },
+        sip_tls,
         replace_existing: file.replace_existing.unwrap_or(defaults.replace_existing),
         max_clients: file.max_clients.unwrap_or(defaults.max_clients),
         max_clients_per_ip: file
@@ -686,5 +801,72 @@ mod tests {
         assert!(ip.is_loopback(), "{ip}");
         // Without a target: the primary address, or loopback without any route.
         assert!(!default_int_ip(None).is_unspecified());
+    }
+
+    #[test]
+    fn tls_takes_port_5061_its_roots_and_the_name_as_written() {
+        let dir = std::env::temp_dir().join(format!("siprtmp-cli-siptls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, params.self_signed(&key).unwrap().pem()).unwrap();
+
+        let file: GatewaySection = toml::from_str(&format!(
+            "transport = \"tls\"\nregistrar = \"localhost\"\nsip_tls_ca = \"{}\"",
+            ca.display()
+        ))
+        .unwrap();
+        let flags = GatewayFlags::default();
+        let config = node_config(&file, &flags).unwrap().unwrap();
+        assert_eq!(config.session.transport, Transport::Tls);
+        assert_eq!(config.session.registrar.map(|a| a.port()), Some(5061));
+        assert!(!config.session.sips);
+        let tls = config.sip_tls.expect("TLS settings");
+        assert_eq!(
+            tls.server_name,
+            Some(ServerName::try_from("localhost").unwrap()),
+            "the registrar's host as written"
+        );
+        let named = GatewayFlags {
+            sip_tls_server_name: Some("sip.example.com".into()),
+            ..flags.clone()
+        };
+        let config = node_config(&file, &named).unwrap().unwrap();
+        assert_eq!(
+            config.sip_tls.unwrap().server_name,
+            Some(ServerName::try_from("sip.example.com").unwrap())
+        );
+
+        // A sips: registrar means TLS and sips: URIs, and cannot go with another transport.
+        let sips: GatewaySection = toml::from_str(&format!(
+            "registrar = \"sips:127.0.0.1\"\nsip_tls_ca = \"{}\"",
+            ca.display()
+        ))
+        .unwrap();
+        let config = node_config(&sips, &flags).unwrap().unwrap();
+        assert_eq!(config.session.transport, Transport::Tls);
+        assert!(config.session.sips);
+        assert_eq!(
+            config.session.registrar,
+            Some("127.0.0.1:5061".parse().unwrap())
+        );
+        let tcp = GatewayFlags {
+            transport: Some("tcp".into()),
+            ..flags.clone()
+        };
+        let e = node_config(&sips, &tcp).unwrap_err().render(None);
+        assert!(e.contains("sips:") && e.contains("tcp"), "{e}");
+
+        // A CA file that is not there stops the start, naming the key.
+        let missing: GatewaySection =
+            toml::from_str("transport = \"tls\"\nsip_tls_ca = \"/nonexistent/ca.pem\"").unwrap();
+        let e = node_config(&missing, &flags).unwrap_err().render(None);
+        assert!(
+            e.contains("sip_tls_ca") && e.contains("cannot read it"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -129,6 +129,8 @@ impl Setup {
             rtp_ports: flags.rtp_ports.clone(),
             shared_rtp_ports: flags.shared_rtp_ports,
             transport: flags.sip_transport.clone(),
+            sip_tls_ca: flags.sip_tls_ca.clone(),
+            sip_tls_server_name: flags.sip_tls_server_name.clone(),
             rtp_source: flags.rtp_source.clone(),
             srtp: flags.srtp.clone(),
             srtp_over_plain_sip: flags.srtp_over_plain_sip,

@@ -2,7 +2,9 @@
 //! (`[apps.<name>]`, nginx-rtmp's vocabulary, with its `idle_streams`) and the `[relay]`
 //! section's bounds, checked and turned into the node's settings. An upstream's host name is
 //! resolved here, once at start (the node never resolves names): the first address it
-//! resolves to is used for the life of the process, as for the HTTP callbacks.
+//! resolves to is used for the life of the process, as for the HTTP callbacks. An
+//! `rtmps://` upstream's certificate is verified against the system's roots, or the CA file
+//! `[relay] tls_ca` (read here, once, when some upstream is `rtmps://`), for the URL's host.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -51,6 +53,9 @@ pub(crate) struct RelaySection {
     pub setup_timeout_secs: Option<f64>,
     /// A pull closes this long after its last player left (default 10 s; 0: at once).
     pub pull_idle_timeout_secs: Option<f64>,
+    /// `rtmps://` upstreams are verified against the CA certificates (PEM) of this file
+    /// instead of the system's roots.
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 /// Most relay sessions accepted for `max_sessions` and `max_sessions_per_app`.
@@ -177,7 +182,7 @@ fn upstream(
         ConfigError::value(
             origin(),
             format!("{text:?}"),
-            format!("{problem}: expected rtmp://host[:port]/app[/name][?query]"),
+            format!("{problem}: expected rtmp[s]://host[:port]/app[/name][?query]"),
         )
     })?;
     let addr = match url.host.parse() {
@@ -238,6 +243,33 @@ pub(crate) fn apply(
         config.push = push;
         config.pull = pull;
         config.idle_streams = section.idle_streams.unwrap_or(true);
+    }
+    let secure = server
+        .apps
+        .values()
+        .flat_map(|a| a.push.iter().chain(&a.pull))
+        .any(|u| u.url.tls);
+    if secure {
+        use siprtmp_runtime_drivers::{load_roots, TlsRoots};
+        let roots = match &section.tls_ca {
+            Some(path) => load_roots(&TlsRoots::CaFile(path.clone())).map_err(|e| {
+                ConfigError::value(
+                    Origin::Key {
+                        key: KeyPath::new("relay").key("tls_ca"),
+                        flag: None,
+                    },
+                    path.display(),
+                    e.problem,
+                )
+            })?,
+            None => load_roots(&TlsRoots::System).map_err(|e| {
+                ConfigError::Combination(format!(
+                    "an rtmps:// upstream is verified against the system's roots, which cannot \
+                     be read: {e} (name a CA file with relay.tls_ca)"
+                ))
+            })?,
+        };
+        server.relay_tls = Some(siprtmp_runtime_drivers::client_config(roots));
     }
     Ok(())
 }
@@ -318,6 +350,24 @@ mod tests {
         assert_eq!(edge.pull[0].addr, "10.0.0.7:1937".parse().unwrap());
         assert!(!edge.idle_streams);
         assert_eq!(server.app("tv").pull[0].addr, "[::1]:1935".parse().unwrap());
+        assert!(server.relay_tls.is_none(), "no TLS roots without rtmps://");
+    }
+
+    #[test]
+    fn an_rtmps_upstream_takes_port_443_and_the_systems_roots() {
+        let secure = server("[apps.live]\npush = [\"rtmps://origin.test/live\"]").unwrap();
+        let push = &secure.app("live").push[0];
+        assert!(push.url.tls);
+        assert_eq!(push.addr, "10.0.0.7:443".parse().unwrap());
+        assert!(secure.relay_tls.is_some());
+        let e = server(
+            "[relay]\ntls_ca = \"/nonexistent/ca.pem\"\n[apps.live]\npush = [\"rtmps://origin.test/live\"]",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("relay.tls_ca") && e.contains("cannot read it"),
+            "{e}"
+        );
     }
 
     #[test]

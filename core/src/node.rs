@@ -38,7 +38,7 @@ use crate::admin::report::WorkerReport;
 use crate::admin::HttpFront;
 pub use crate::close_reason::CloseReason;
 pub use crate::decision::{DecideError, Decision, PublishMode, Question};
-pub use crate::gateway::GatewayNodeConfig;
+pub use crate::gateway::{GatewayNodeConfig, SipTlsSettings};
 pub use crate::http::{CallbackUrl, CallbacksConfig, FailurePolicy, HttpConfig};
 pub use crate::ids::{ConnId, FileId, ListenerId, RequestId, SocketId, StreamId, WorkerId};
 pub use crate::io::{CallPhase, Event, Input, Output, ProcessStats, RelayDirection, RelayPhase};

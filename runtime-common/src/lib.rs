@@ -39,6 +39,9 @@
 //!   RTMPS listener's certificate, checked at load, swapped on reload, and the TLS
 //!   configuration the node's RTMPS connections use ([`cert_validity`] reads a certificate's
 //!   validity period for the check);
+//! - [`TlsRoots`], [`load_roots`] and [`client_config`]: the roots the gateway's SIP over TLS
+//!   connections verify servers against (the system's PEM bundle or a CA file), and their
+//!   TLS client configuration;
 //! - [`process_stats`]: the process's own figures (descriptors, memory) for `/metrics`, read
 //!   when an HTTP request arrives and given to the node;
 //! - [`mio_poll`]: the only mio types in this API, for the mio driver's poll: the tokens that
@@ -83,6 +86,7 @@ mod tcp_executor;
 #[cfg(test)]
 mod test_rerun;
 mod tls;
+mod tls_client;
 mod udp_executor;
 mod udp_poll;
 mod udp_send;
@@ -107,6 +111,7 @@ pub use tcp_executor::{TcpExecutor, TcpStats, MAX_QUEUED_SEND, MAX_READ_AHEAD};
 pub use tls::{
     crypto_provider, load_certified_key, server_config, ReloadableCert, TlsFiles, TlsLoadError,
 };
+pub use tls_client::{client_config, load_roots, TlsRoots, SYSTEM_BUNDLES};
 pub use udp_executor::{UdpExecutor, UdpSlot, UdpStats};
 pub use udp_poll::UdpPoll;
 pub use workers::{bind_shared_listeners, WorkerDriver, WorkerSeat, Workers};

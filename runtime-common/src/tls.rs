@@ -41,7 +41,7 @@ pub struct TlsLoadError {
 }
 
 impl TlsLoadError {
-    fn new(file: &Path, problem: impl Into<String>) -> Self {
+    pub(crate) fn new(file: &Path, problem: impl Into<String>) -> Self {
         Self {
             file: file.to_owned(),
             problem: problem.into(),

@@ -34,8 +34,9 @@ use siprtmp_runtime_std_threads::ThreadsDriver;
 use siprtmp_runtime_tokio::TokioDriver;
 
 pub use siprtmp_runtime_common::{
-    crypto_provider, load_certified_key, server_config, Decider, Driver, DriverConfig,
-    ReloadableCert, Stopper, TcpStats, TlsFiles, TlsLoadError, UdpStats, WorkerDriver, Workers,
+    client_config, crypto_provider, load_certified_key, load_roots, server_config, Decider, Driver,
+    DriverConfig, ReloadableCert, Stopper, TcpStats, TlsFiles, TlsLoadError, TlsRoots, UdpStats,
+    WorkerDriver, Workers,
 };
 
 /// Which event loop runs the node. (With the `clap` feature, a `clap::ValueEnum`: the

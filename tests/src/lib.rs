@@ -16,6 +16,7 @@ pub mod gateway;
 pub mod gateway_scenarios;
 pub mod hostile;
 pub mod kamailio;
+pub mod kamailio_deployed;
 pub mod locate;
 pub mod nginx;
 pub mod nodes;

@@ -24,7 +24,7 @@ use siprtmp_core::sip::Transport;
 use siprtmp_tests::gateway::{
     accept_pcmu, assert_phones_hear_each_other, gateway_node_with_ports, s, Phone,
 };
-use siprtmp_tests::kamailio::{Kamailio, KamailioSetup};
+use siprtmp_tests::kamailio_deployed::{Kamailio, KamailioSetup};
 use siprtmp_tests::ports::{free_udp_port, free_udp_range, LOOPBACK};
 use siprtmp_tests::scratch_dir;
 use siprtmp_tests::server::TestServer;

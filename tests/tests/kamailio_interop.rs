@@ -7,96 +7,19 @@
 //! sipp plays registrar and far end elsewhere; this is the one test where a SIP server nobody
 //! here wrote routes the calls.
 
-use std::net::{SocketAddr, UdpSocket};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use siprtmp_core::sip::Transport;
 use siprtmp_tests::gateway::{
     accept_pcmu, assert_phones_hear_each_other, gateway_node_with_ports, s, Phone,
 };
+use siprtmp_tests::kamailio::{modules_dir, Kamailio};
 use siprtmp_tests::ports::{free_udp_port, free_udp_range, LOOPBACK};
 use siprtmp_tests::scratch_dir;
 use siprtmp_tests::server::TestServer;
 
 const T: Duration = Duration::from_secs(10);
-
-/// Kamailio as registrar and record-routing proxy on `port`; stopped (SIGTERM, which it
-/// passes to its worker processes) when dropped.
-struct Kamailio {
-    child: Child,
-}
-
-impl Kamailio {
-    fn start(dir: &Path, port: u16) -> Self {
-        let modules = [
-            "/usr/lib/x86_64-linux-gnu/kamailio/modules/",
-            "/usr/lib/kamailio/modules/",
-        ]
-        .into_iter()
-        .find(|m| Path::new(m).join("tm.so").exists())
-        .expect("Kamailio's modules (scripts/test.sh installs the kamailio package)");
-        let config = dir.join("kamailio.cfg");
-        std::fs::write(&config, kamailio_config(modules, port)).expect("write config");
-        let child = Command::new("kamailio")
-            .arg("-f")
-            .arg(&config)
-            .args(["-DD", "-E", "-Y"])
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("kamailio (scripts/test.sh installs it)");
-        let kamailio = Self { child };
-        kamailio.wait_ready(port);
-        kamailio
-    }
-
-    /// Until Kamailio answers a request on `port` (any final response), at most 10 s.
-    fn wait_ready(&self, port: u16) {
-        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-        probe
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let me = probe.local_addr().unwrap();
-        let options = format!(
-            "OPTIONS sip:nobody@127.0.0.1:{port} SIP/2.0\r\n\
-             Via: SIP/2.0/UDP {me};branch=z9hG4bKprobe{}\r\n\
-             Max-Forwards: 70\r\nFrom: <sip:probe@{me}>;tag=p\r\nTo: <sip:nobody@127.0.0.1>\r\n\
-             Call-ID: probe@{me}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
-            std::process::id()
-        );
-        let deadline = Instant::now() + T;
-        let mut buf = [0u8; 2048];
-        while Instant::now() < deadline {
-            let _ = probe.send_to(options.as_bytes(), ("127.0.0.1", port));
-            if let Ok(n) = probe.recv(&mut buf) {
-                if buf[..n].starts_with(b"SIP/2.0 ") {
-                    return;
-                }
-            }
-        }
-        panic!("Kamailio did not answer on port {port}");
-    }
-}
-
-impl Drop for Kamailio {
-    fn drop(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Registrar (location in memory) and stateful proxy that record-routes, so that requests
 /// inside the dialog (ACK, BYE) come back through it.
@@ -142,7 +65,8 @@ request_route {{
 fn two_clients_registered_with_kamailio_call_each_other_through_it() {
     let dir = scratch_dir("gw-kamailio");
     let port = free_udp_port(LOOPBACK);
-    let kamailio = Kamailio::start(&dir, port);
+    let mut kamailio = Kamailio::start(&dir, &kamailio_config(modules_dir(), port));
+    kamailio.wait_udp(port);
     let proxy = SocketAddr::new(LOOPBACK, port);
     // Per-client RTP ports, then every call on the shared ones (the two calls' media then
     // meets on the gateway's own port, paired by the SDP that crossed Kamailio).

@@ -7,8 +7,8 @@
 //! [`GatewayOutput`]s out. The caller owns the sockets (one SIP socket and the RTP/RTCP
 //! sockets of the ports given at creation) and the RTMP connection.
 //!
-//! SIP goes over UDP or TCP ([`GatewayConfig::transport`]); media is RTP over UDP either way.
-//! Over TCP the caller owns the connections: it opens one to each destination of
+//! SIP goes over UDP, TCP or TLS ([`GatewayConfig::transport`]); media is RTP over UDP either
+//! way. Over TCP (and TLS) the caller owns the connections: it opens one to each destination of
 //! [`GatewayOutput::SipSend`] it has none to (or reuses the one the far end opened), feeds what
 //! arrives with [`GatewaySession::sip_stream`], and reports a connection that failed or
 //! closed with [`GatewaySession::sip_stream_failed`], which fails the transactions using it.
@@ -100,9 +100,13 @@ pub struct GatewayConfig {
     pub timers: TimerConfig,
     /// RTP payload size limit (video).
     pub mtu: usize,
-    /// What SIP is carried over: UDP (the default) or TCP (`;transport=tcp` in Via and
-    /// Contact, connections opened by the caller; see the module documentation).
+    /// What SIP is carried over: UDP (the default), TCP (`;transport=tcp` in Contact,
+    /// connections opened by the caller; see the module documentation) or TLS (the same,
+    /// `;transport=tls`, the caller doing TLS on its connections).
     pub transport: Transport,
+    /// `sips:` URIs (the address of record, Contact, the proxy's Route): the registrar was
+    /// configured as a `sips:` URI. Only with [`Transport::Tls`].
+    pub sips: bool,
     /// Where a call's media is accepted from besides the address the far end's SDP gives
     /// (`--rtp-source`; see [`crate::rtp::source_filter`]).
     pub rtp_source: SourcePolicy,
@@ -143,6 +147,7 @@ impl Default for GatewayConfig {
             timers: TimerConfig::default(),
             mtu: 1200,
             transport: Transport::Udp,
+            sips: false,
             rtp_source: SourcePolicy::default(),
             transcoder: None,
             opus: None,
@@ -350,7 +355,8 @@ impl GatewaySession {
         sockets: SessionSockets,
         seed: u64,
     ) -> Result<Self, GatewayError> {
-        let aor: SipUri = format!("sip:{}", request.aor)
+        let scheme = if config.sips { "sips" } else { "sip" };
+        let aor: SipUri = format!("{scheme}:{}", request.aor)
             .parse()
             .map_err(|_| GatewayError::BadAddress(request.aor.clone()))?;
         let mut ua_config = UaConfig::new(aor.clone(), sockets.sip);
@@ -364,6 +370,7 @@ impl GatewaySession {
         ua_config.timers = config.timers;
         ua_config.max_calls = 1;
         ua_config.transport = config.transport;
+        ua_config.sips = config.sips && config.transport == Transport::Tls;
         ua_config.user_agent = "siprtmp gateway".into();
         if let Some(pass) = &request.auth_pass {
             let user = request
@@ -913,7 +920,8 @@ impl GatewaySession {
     /// the transactions that were using it fail at once, the client told why (a REGISTER in
     /// progress rejects the connect, an INVITE is `rejected`, a BYE ends the call).
     pub fn sip_stream_failed(&mut self, now: Instant, peer: SocketAddr, error: &str) {
-        self.stream_failure = Some(format!("SIP over TCP to {peer}: {error}"));
+        let transport = self.config.transport;
+        self.stream_failure = Some(format!("SIP over {transport} to {peer}: {error}"));
         self.ua.stream_failed(now, peer);
         self.pump(now);
         self.stream_failure = None;

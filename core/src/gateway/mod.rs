@@ -25,4 +25,4 @@ pub(crate) mod srtp_leg;
 pub mod srtp_policy;
 pub mod stats;
 
-pub use host::GatewayNodeConfig;
+pub use host::{GatewayNodeConfig, SipTlsSettings};

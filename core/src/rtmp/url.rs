@@ -1,5 +1,5 @@
-//! [`RtmpUrl`]: an `rtmp://host[:port]/app[/name][?query]` URL taken apart, as relays name
-//! their upstreams (nginx-rtmp's `push` and `pull`). Parsing only: the host is kept as
+//! [`RtmpUrl`]: an `rtmp://host[:port]/app[/name][?query]` (or `rtmps://`: RTMP over TLS)
+//! URL taken apart, as relays name their upstreams (nginx-rtmp's `push` and `pull`). Parsing only: the host is kept as
 //! written, and resolving it is the embedding application's business (the core never resolves
 //! names).
 //!
@@ -17,15 +17,20 @@
 /// The port of a URL that names none.
 pub const DEFAULT_PORT: u16 = 1935;
 
+/// The port of an `rtmps://` URL that names none (RTMPS's usual port).
+pub const DEFAULT_TLS_PORT: u16 = 443;
+
 /// Longest URL accepted (the application and stream names' own limit is 1024 bytes each).
 pub const MAX_URL_LEN: usize = 2048;
 
-/// An `rtmp://` URL taken apart.
+/// An `rtmp://` or `rtmps://` URL taken apart.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RtmpUrl {
+    /// `rtmps://`: RTMP over TLS.
+    pub tls: bool,
     /// The host as written (an IPv6 literal without its brackets).
     pub host: String,
-    /// The port (1935 when the URL names none).
+    /// The port (1935 when the URL names none, 443 for `rtmps://`).
     pub port: u16,
     /// The application: the first segment of the path.
     pub app: String,
@@ -36,8 +41,8 @@ pub struct RtmpUrl {
 }
 
 impl RtmpUrl {
-    /// Parses `rtmp://HOST[:PORT]/APP[/NAME][?QUERY]`: a host and an application are required;
-    /// no user part, no fragment, no spaces or control characters.
+    /// Parses `rtmp://HOST[:PORT]/APP[/NAME][?QUERY]` (or `rtmps://...`): a host and an
+    /// application are required; no user part, no fragment, no spaces or control characters.
     ///
     /// ```
     /// use siprtmp_core::rtmp::url::RtmpUrl;
@@ -53,9 +58,11 @@ impl RtmpUrl {
         if text.bytes().any(|b| b <= b' ' || b == 0x7f) {
             return Err("spaces and control characters are not allowed".into());
         }
-        let rest = text
-            .strip_prefix("rtmp://")
-            .ok_or("only rtmp:// URLs are supported")?;
+        let (tls, rest) = match (text.strip_prefix("rtmp://"), text.strip_prefix("rtmps://")) {
+            (Some(rest), _) => (false, rest),
+            (_, Some(rest)) => (true, rest),
+            _ => return Err("only rtmp:// and rtmps:// URLs are supported".into()),
+        };
         if rest.contains('#') {
             return Err("a fragment (#) is not allowed".into());
         }
@@ -67,7 +74,8 @@ impl RtmpUrl {
         if authority.contains('@') {
             return Err("a user part (user@host) is not allowed".into());
         }
-        let (host, port) = split_authority(authority)?;
+        let default_port = if tls { DEFAULT_TLS_PORT } else { DEFAULT_PORT };
+        let (host, port) = split_authority(authority, default_port)?;
         let path = path.trim_end_matches('/');
         let (app, name) = match path.split_once('/') {
             Some((app, name)) => (app, Some(name.to_owned())),
@@ -83,6 +91,7 @@ impl RtmpUrl {
             return Err("empty path segment".into());
         }
         Ok(Self {
+            tls,
             host,
             port,
             app: app.to_owned(),
@@ -109,9 +118,23 @@ impl RtmpUrl {
         }
     }
 
-    /// `connect`'s `tcUrl`: `rtmp://host:port/app`, with the query.
+    /// `rtmp` or `rtmps`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "rtmps"
+        } else {
+            "rtmp"
+        }
+    }
+
+    /// `connect`'s `tcUrl`: `rtmp://host:port/app` (or `rtmps://`), with the query.
     pub fn tc_url(&self) -> String {
-        format!("rtmp://{}/{}", self.authority(), self.connect_app())
+        format!(
+            "{}://{}/{}",
+            self.scheme(),
+            self.authority(),
+            self.connect_app()
+        )
     }
 
     /// The stream name to publish or play upstream: the URL's own name when it has one, else
@@ -128,15 +151,16 @@ impl RtmpUrl {
     /// The URL without its query, for logs, the API and metric labels (the query may carry
     /// credentials).
     pub fn redacted(&self) -> String {
+        let scheme = self.scheme();
         match &self.name {
-            Some(name) => format!("rtmp://{}/{}/{name}", self.authority(), self.app),
-            None => format!("rtmp://{}/{}", self.authority(), self.app),
+            Some(name) => format!("{scheme}://{}/{}/{name}", self.authority(), self.app),
+            None => format!("{scheme}://{}/{}", self.authority(), self.app),
         }
     }
 }
 
 /// `host[:port]` or `[v6][:port]`: the host and the port.
-fn split_authority(authority: &str) -> Result<(String, u16), String> {
+fn split_authority(authority: &str, default_port: u16) -> Result<(String, u16), String> {
     let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
         let (host, after) = bracketed.split_once(']').ok_or("unclosed [ in the host")?;
         let port = match after {
@@ -160,7 +184,7 @@ fn split_authority(authority: &str) -> Result<(String, u16), String> {
         return Err(format!("{host:?} is not a host name or address"));
     }
     let port = match port {
-        None => DEFAULT_PORT,
+        None => default_port,
         Some(p) => match p.parse::<u16>() {
             Ok(0) | Err(_) => return Err(format!("{p:?} is not a port (1 to 65535)")),
             Ok(p) => p,
@@ -181,6 +205,12 @@ mod tests {
         assert_eq!(plain.name, None);
         assert_eq!(plain.tc_url(), "rtmp://127.0.0.1:1935/live");
         assert_eq!(plain.stream_name("cam"), "cam");
+        assert!(!plain.tls);
+        let secure = RtmpUrl::parse("rtmps://cdn.example/live/cam").unwrap();
+        assert!(secure.tls);
+        assert_eq!(secure.port, DEFAULT_TLS_PORT);
+        assert_eq!(secure.tc_url(), "rtmps://cdn.example:443/live");
+        assert_eq!(secure.redacted(), "rtmps://cdn.example:443/live/cam");
         let named = RtmpUrl::parse("rtmp://h:99/app/a/b/?x=1&y=2").unwrap();
         assert_eq!(named.name.as_deref(), Some("a/b"));
         assert_eq!(named.connect_app(), "app?x=1&y=2");
@@ -200,7 +230,7 @@ mod tests {
             "rtmp://h/app//x",
             "rtmp://h/app#frag",
             "rtmp://h/a pp",
-            "rtmps://h/app",
+            "rtmpx://h/app",
         ] {
             assert!(RtmpUrl::parse(bad).is_err(), "{bad}");
         }
@@ -213,7 +243,7 @@ mod tests {
         fn arbitrary_text_parses_or_is_refused_and_round_trips(
             text in prop_oneof![
                 any::<String>(),
-                "rtmp://[a-z0-9.:\\[\\]@]{0,12}(/[a-z0-9?=&/#%]{0,12}){0,3}",
+                "rtmps?://[a-z0-9.:\\[\\]@]{0,12}(/[a-z0-9?=&/#%]{0,12}){0,3}",
             ]
         ) {
             if let Ok(url) = RtmpUrl::parse(&text) {

@@ -106,6 +106,10 @@ pub struct ServerConfig {
     /// [`Node::accept_tls`](crate::node::Node::accept_tls) (its RTMPS listener). `None` (the
     /// default): such connections are closed at once with [`CloseReason::Tls`](crate::node::CloseReason::Tls).
     pub tls: Option<crate::tls::TlsConfig>,
+    /// `rtmps://` relay upstreams: the TLS client configuration their certificates are
+    /// verified with (the host of the URL is the name). `None` (the default): an `rtmps://`
+    /// upstream fails each attempt with that reason.
+    pub relay_tls: Option<crate::tls::ClientTlsConfig>,
     /// Bounds and timers of relay sessions (the applications' `push` and `pull`).
     pub relay: super::relay::RelayLimits,
     /// How long a graceful stop ([`Input::Shutdown`](crate::node::Input::Shutdown)) waits
@@ -200,6 +204,7 @@ impl Default for ServerConfig {
             http: None,
             callbacks: None,
             tls: None,
+            relay_tls: None,
             relay: super::relay::RelayLimits::default(),
             shutdown_grace: Duration::from_secs(5),
         }

@@ -79,7 +79,7 @@ pub use transaction::{TransactionEvent, TransactionId, TransactionState, Transmi
 pub use transaction_layer::{Incoming, TransactionConfig, TransactionLayer};
 pub use transport::{
     fill_received, fill_received_in, response_destination, response_is_ours, sent_by_of, stamp_via,
-    Destination, Transport, DEFAULT_PORT,
+    Destination, Transport, DEFAULT_PORT, DEFAULT_TLS_PORT,
 };
 pub use ua::{CallId, UaConfig, UaError, UaEvent, UaStats, UserAgent};
 pub use uri::{Host, Scheme, SipUri, Uri};

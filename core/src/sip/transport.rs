@@ -18,6 +18,9 @@ use super::via::{RPort, Via};
 /// The default SIP port for UDP and TCP (RFC 3261 19.1.2).
 pub const DEFAULT_PORT: u16 = 5060;
 
+/// The default SIP port for TLS (RFC 3261 19.1.2: `sips:` URIs and `transport=tls`).
+pub const DEFAULT_TLS_PORT: u16 = 5061;
+
 /// The transport a message travels on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
@@ -26,20 +29,41 @@ pub enum Transport {
     /// TCP: reliable, so retransmission timers that only cover packet loss are not run and
     /// the "wait for stragglers" timers (D, I, J, K) are zero.
     Tcp,
+    /// TLS over TCP (RFC 3261 section 26, RFC 5630): reliable like TCP, on connections
+    /// whose bytes are TLS records.
+    Tls,
 }
 
 impl Transport {
-    /// The Via transport token (`UDP`, `TCP`).
+    /// The Via transport token (`UDP`, `TCP`, `TLS`).
     pub fn as_str(self) -> &'static str {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
         }
     }
 
-    /// True for transports that deliver reliably (TCP).
+    /// The `transport` URI parameter (`udp`, `tcp`, `tls`).
+    pub fn uri_param(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+
+    /// True for transports that deliver reliably (TCP, TLS).
     pub fn is_reliable(self) -> bool {
-        matches!(self, Transport::Tcp)
+        matches!(self, Transport::Tcp | Transport::Tls)
+    }
+
+    /// The port a URI or Via without one means on this transport: 5061 for TLS, else 5060.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Transport::Tls => DEFAULT_TLS_PORT,
+            Transport::Udp | Transport::Tcp => DEFAULT_PORT,
+        }
     }
 
     /// The transport a Via token names (case-insensitive), if it is one we speak.
@@ -48,6 +72,8 @@ impl Transport {
             Some(Transport::Udp)
         } else if token.eq_ignore_ascii_case("TCP") {
             Some(Transport::Tcp)
+        } else if token.eq_ignore_ascii_case("TLS") {
+            Some(Transport::Tls)
         } else {
             None
         }
@@ -114,7 +140,8 @@ fn same_host(a: &Host, b: &Host) -> bool {
 
 /// Puts our Via on top of an outgoing request: `SIP/2.0/<transport> host:port;branch=..`,
 /// plus a valueless `;rport` when `rport` is set (RFC 3581: ask the server to answer to the
-/// address and port the request came from, which gets responses through NATs). The topmost
+/// address and port the request came from, which gets responses through NATs), and over TLS
+/// a valueless `;alias` (RFC 5923: requests for us may come back on the connection). The topmost
 /// existing hop, if any, is replaced: for a user agent it is the placeholder that
 /// [`new_request`](super::new_request) wrote before the transport was known. The transport
 /// token of `local` is ignored in favour of `transport`. Returns the Via written.
@@ -139,6 +166,11 @@ pub fn stamp_via(
     via.params.push("branch", Some(branch));
     if rport {
         via.params.push("rport", None);
+    }
+    if transport == Transport::Tls {
+        // RFC 5923: the far end may send its requests for our sent-by over this connection
+        // rather than open one to us (we present no certificate of our own).
+        via.params.push("alias", None);
     }
     let value = via.to_string();
     match headers.get("Via") {

@@ -25,6 +25,7 @@ mod checker;
 mod fs;
 mod media;
 mod net;
+mod sip_tls;
 mod tcp;
 mod udp;
 
@@ -34,5 +35,6 @@ pub use checker::MediaChecker;
 pub use fs::MemoryFs;
 pub use media::synthetic_av;
 pub use net::{drain_into, MemoryClient, MemoryNet};
+pub use sip_tls::SipTlsClient;
 pub use tcp::MemoryTcp;
 pub use udp::MemoryUdp;

@@ -83,6 +83,10 @@ pub(crate) struct World {
     pub codec: (&'static str, Codec),
     /// What the node answered on each HTTP connection of [`World::http_get`].
     http_inbox: HashMap<StreamId, Vec<u8>>,
+    /// Peers that take what the node sends them and never answer (a TLS server that does
+    /// not finish its handshake), and what each connection to them got.
+    pub silent: Vec<SocketAddr>,
+    pub silent_inbox: HashMap<StreamId, Vec<u8>>,
     /// The node's address of the last RTP datagram it sent bob.
     pub node_rtp: Option<SocketAddr>,
 }
@@ -179,6 +183,8 @@ impl World {
             wire: Vec::new(),
             codec: ("pcmu", Codec::new(0, "PCMU", 8000, None)),
             http_inbox: HashMap::new(),
+            silent: Vec::new(),
+            silent_inbox: HashMap::new(),
             node_rtp: None,
         }
     }
@@ -262,6 +268,13 @@ impl World {
         let Some((node_end, peer)) = self.net.tcp.addresses(stream) else {
             return;
         };
+        if self.silent.contains(&peer) {
+            self.silent_inbox
+                .entry(stream)
+                .or_default()
+                .extend_from_slice(&data);
+            return;
+        }
         if peer.ip().to_string() == HTTP_CLIENT {
             self.http_inbox
                 .entry(stream)

@@ -109,6 +109,9 @@ pub(super) struct GatewayConn {
     pub aor: String,
     /// SIP over TCP: the listener and connections (`None` over UDP).
     pub sip_tcp: Option<SipStreams>,
+    /// SIP over TLS: destinations a connection to which could not even start (no TLS
+    /// settings, a bad name), and why; reported to the session at its next pump.
+    pub sip_tls_failures: Vec<(SocketAddr, String)>,
     /// With shared RTP ports: the address (audio, video) this connection's call is routed
     /// from in the host's routes, and what it takes from there.
     pub routed: [Option<(SocketAddr, Expect)>; 2],
@@ -135,6 +138,7 @@ impl GatewayConn {
             next_timer: None,
             aor,
             sip_tcp: None,
+            sip_tls_failures: Vec::new(),
             routed: [None; 2],
             hairpin_peer: None,
         }

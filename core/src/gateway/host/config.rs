@@ -2,8 +2,38 @@
 //! sockets bind, its RTP ports, its limits, and the settings of each client's session.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use crate::gateway::call_session::GatewayConfig;
+use crate::tls::rustls::pki_types::ServerName;
+use crate::tls::ClientTlsConfig;
+
+/// How the gateway's SIP over TLS connections verify the server (`session.transport =
+/// Tls`). The roots are read by the embedder; the node does no file I/O.
+#[derive(Debug, Clone)]
+pub struct SipTlsSettings {
+    /// The rustls client configuration: the roots (the system's, or a configured CA) and
+    /// the crypto provider.
+    pub client: ClientTlsConfig,
+    /// The name the registrar's and the outbound proxy's certificates must be for (their
+    /// host name as configured, or `sip_tls_server_name`). `None`, and for every other
+    /// destination (a call target by address): the destination's IP address.
+    pub server_name: Option<ServerName<'static>>,
+    /// How long a TLS handshake may take from the connect; past it the connection is closed
+    /// and what waited on it fails.
+    pub handshake_timeout: Duration,
+}
+
+impl SipTlsSettings {
+    /// Settings with `client`, no configured name, a 10 s handshake timeout.
+    pub fn new(client: ClientTlsConfig) -> Self {
+        Self {
+            client,
+            server_name: None,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
 
 /// The gateway's settings in the node.
 #[derive(Debug, Clone)]
@@ -23,8 +53,11 @@ pub struct GatewayNodeConfig {
     /// many calls) and no port limit on the number of clients. Far ends must send from the
     /// address their SDP gives: an unknown source cannot be latched onto (NAT).
     pub shared_rtp_ports: bool,
-    /// Registrar, proxy, `--ext-ip`, timers, SIP transport (UDP or TCP)...
+    /// Registrar, proxy, `--ext-ip`, timers, SIP transport (UDP, TCP or TLS)...
     pub session: GatewayConfig,
+    /// SIP over TLS's certificate verification; a client of a gateway whose transport is
+    /// TLS and that has none is refused (`503`).
+    pub sip_tls: Option<SipTlsSettings>,
     /// A newer connection for an address of record already connected replaces the older
     /// one (closed, its call ended, as a phone moved to another device); when false the newer
     /// one is refused instead.
@@ -91,6 +124,7 @@ impl Default for GatewayNodeConfig {
             rtp_ports: (16000, 17999),
             shared_rtp_ports: false,
             session: GatewayConfig::default(),
+            sip_tls: None,
             replace_existing: true,
             max_clients: 4096,
             max_clients_per_ip: 64,

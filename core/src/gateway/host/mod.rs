@@ -19,7 +19,8 @@
 //!
 //! With SIP over TCP (`session.transport`), the client's SIP socket is a TCP listener instead
 //! (its Via and Contact address), and its SIP goes over connections opened as needed; see
-//! [`sip_tcp`].
+//! [`sip_tcp`]. SIP over TLS is the same with TLS on each connection (the gateway is the TLS
+//! client; see [`sip_tcp`]).
 //!
 //! With `shared_rtp_ports`, a client gets no media sockets of its own: the host binds four
 //! for everyone on the first connect (its SDP says their ports), sends every call's RTP from
@@ -46,7 +47,6 @@ use crate::io::{Event, Output};
 use crate::rng::SeededRng;
 use crate::rtmp::command::{status_object, Command};
 use crate::rtmp::message::RtmpMessage;
-use crate::sip::Transport;
 use crate::tcp::{ListenerId, StreamId};
 use crate::udp::{SocketId, UdpCommand, UdpEvent};
 
@@ -55,7 +55,7 @@ use media_routes::{Expect, MediaRoutes};
 use port_blocks::PortBlocks;
 use ports::SharedPorts;
 
-pub use config::GatewayNodeConfig;
+pub use config::{GatewayNodeConfig, SipTlsSettings};
 pub(crate) use requests::{RemoteMediaSink, ToServer};
 
 mod client;
@@ -666,6 +666,15 @@ impl GatewayHost {
             return; // replaced by a later one
         }
         gw.next_timer = None;
+        if self.expire_sip_handshakes(now, conn) {
+            // Their transactions failed, which may have ended a lingering session.
+            if !self.conns.contains_key(&conn) {
+                return;
+            }
+        }
+        let Some(gw) = self.conns.get_mut(&conn) else {
+            return;
+        };
         match &mut gw.state {
             State::Active(session) => session.handle_timeout(now),
             State::Lingering(session, until) => {
@@ -806,6 +815,10 @@ impl GatewayHost {
     /// and re-arms its timer.
     fn pump(&mut self, now: Instant, conn: ConnId) {
         self.session_outputs(conn);
+        // Failing what waited on a TLS connection that could not start makes more outputs.
+        while self.report_sip_tls_failures(now, conn) {
+            self.session_outputs(conn);
+        }
         self.sync_routes(conn);
         let Some(gw) = self.conns.get_mut(&conn) else {
             return;
@@ -828,13 +841,21 @@ impl GatewayHost {
             State::Lingering(s, until) => Some(s.poll_timeout().map_or(*until, |t| t.min(*until))),
             State::Binding { .. } => None,
         };
+        // TLS handshakes under way have a deadline of their own.
+        let handshakes = match (&self.config.sip_tls, gw.sip_tcp.as_mut()) {
+            (Some(tls), Some(tcp)) => tcp.arm_handshakes(now, tls.handshake_timeout),
+            _ => None,
+        };
+        let next = match (next, handshakes) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         if next.is_some() && next != gw.next_timer {
             gw.next_timer = next;
             if let Some(at) = next {
                 self.requests.push_back(ToServer::Timer { conn, at });
             }
         }
-        let _ = now;
     }
 
     /// Carries out what the session of `conn` has to do (sends, callbacks, media).
@@ -920,9 +941,9 @@ impl GatewayHost {
         }
     }
 
-    /// Whether SIP goes over TCP.
+    /// Whether SIP goes over connections (TCP or TLS).
     fn tcp(&self) -> bool {
-        self.config.session.transport == Transport::Tcp
+        self.config.session.transport.is_reliable()
     }
 }
 

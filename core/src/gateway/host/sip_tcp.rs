@@ -11,6 +11,22 @@
 //! A connection that cannot be opened or that breaks fails the transactions that were using
 //! it at once (the client is told why: a rejected connect or call), and nothing else: the next
 //! request opens a new one. Media stays RTP over UDP.
+//!
+//! SIP over TLS (`transport = tls`, RFC 3261 section 26, RFC 5630) is the same with a TLS
+//! client ([`TlsLayer`]) on each connection the client opens: its ClientHello goes out right
+//! after the connect, what the session sends is sealed into records (rustls keeps what is
+//! sealed before the handshake ends and sends it after), and what arrives is decrypted before
+//! the SIP framing sees it. The server's certificate is verified against the roots of
+//! [`super::SipTlsSettings`] and must be for the registrar's or proxy's configured name (by
+//! IP address for other destinations); a certificate that fails is a TLS error, which fails
+//! the transactions on the connection like a broken TCP connection, with the reason
+//! ("invalid peer certificate: UnknownIssuer") in the log and in the client's rejection.
+//! The gateway has no certificate of its own, so a connection accepted on the listener is
+//! closed: requests for the client come over the connections it opened (the registrar reuses
+//! the one the REGISTER came on: the Via's `alias`, RFC 5923). Bounded like TCP: a handshake
+//! has `handshake_timeout` from the moment the connection is asked for, and what rustls holds
+//! of an unfinished handshake is at most [`MAX_HANDSHAKE_BYTES`]; SIP messages themselves
+//! are bounded by the session's stream framing as over TCP.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,9 +37,33 @@ use bytes::{Bytes, BytesMut};
 use crate::ids::ConnId;
 use crate::io::{Event, Output};
 use crate::tcp::{ListenerId, StreamId, TcpCommand, TcpEvent};
+use crate::tls::layer::TlsLayer;
+use crate::tls::rustls::pki_types::ServerName;
 
 use super::client::State;
 use super::GatewayHost;
+
+/// Most bytes of a TLS server's handshake (its certificate chain above all) held before the
+/// handshake ends; a server that sends more is cut off. Real chains are a few KiB.
+pub(crate) const MAX_HANDSHAKE_BYTES: usize = 64 * 1024;
+
+/// What a TLS connection to a destination is made with: the client configuration and the
+/// name the server's certificate must be for.
+type TlsTarget = (crate::tls::ClientTlsConfig, ServerName<'static>);
+
+/// One SIP connection of a client.
+#[derive(Debug)]
+struct SipConn {
+    /// The far end.
+    peer: SocketAddr,
+    /// What arrived (decrypted, over TLS) of a message not yet complete.
+    inbox: BytesMut,
+    /// Over TLS: the connection's TLS client.
+    tls: Option<TlsLayer>,
+    /// Over TLS, while the handshake is under way: when it is given up (set by the first
+    /// `pump` after the connection is asked for, the moment the host learns the time).
+    handshake_deadline: Option<Instant>,
+}
 
 /// A client's SIP listener and connections.
 #[derive(Debug)]
@@ -32,8 +72,8 @@ pub(crate) struct SipStreams {
     pub listener: ListenerId,
     /// Where it listens, once the driver said.
     pub local: Option<SocketAddr>,
-    /// Open connections: the peer, and what arrived of a message not yet complete.
-    streams: HashMap<StreamId, (SocketAddr, BytesMut)>,
+    /// Open connections.
+    streams: HashMap<StreamId, SipConn>,
     /// The connection used for sending to a peer.
     by_peer: HashMap<SocketAddr, StreamId>,
 }
@@ -48,23 +88,64 @@ impl SipStreams {
         }
     }
 
-    fn add(&mut self, stream: StreamId, peer: SocketAddr) {
-        self.streams.insert(stream, (peer, BytesMut::new()));
+    fn add(&mut self, stream: StreamId, peer: SocketAddr, tls: Option<TlsLayer>) {
+        let conn = SipConn {
+            peer,
+            inbox: BytesMut::new(),
+            tls,
+            handshake_deadline: None,
+        };
+        self.streams.insert(stream, conn);
         // The newest connection to a peer is the one we send on.
         self.by_peer.insert(peer, stream);
     }
 
     /// Forgets `stream`; returns its peer.
     fn remove(&mut self, stream: StreamId) -> Option<SocketAddr> {
-        let (peer, _) = self.streams.remove(&stream)?;
+        let peer = self.streams.remove(&stream)?.peer;
         if self.by_peer.get(&peer) == Some(&stream) {
             self.by_peer.remove(&peer);
             // Another connection with the same peer, if any, takes over.
-            if let Some((&other, _)) = self.streams.iter().find(|(_, (p, _))| *p == peer) {
+            if let Some((&other, _)) = self.streams.iter().find(|(_, c)| c.peer == peer) {
                 self.by_peer.insert(peer, other);
             }
         }
         Some(peer)
+    }
+
+    /// Gives every TLS handshake that has no deadline yet one `timeout` from `now`; returns
+    /// the earliest deadline of a handshake under way.
+    pub(crate) fn arm_handshakes(
+        &mut self,
+        now: Instant,
+        timeout: std::time::Duration,
+    ) -> Option<Instant> {
+        let mut earliest: Option<Instant> = None;
+        for conn in self.streams.values_mut() {
+            let Some(tls) = &conn.tls else { continue };
+            if !tls.is_handshaking() {
+                conn.handshake_deadline = None;
+                continue;
+            }
+            let deadline = *conn.handshake_deadline.get_or_insert(now + timeout);
+            earliest = Some(earliest.map_or(deadline, |e| e.min(deadline)));
+        }
+        earliest
+    }
+
+    /// The connections whose TLS handshake is past its deadline at `now`, in id order.
+    pub(crate) fn expired_handshakes(&self, now: Instant) -> Vec<StreamId> {
+        let mut expired: Vec<StreamId> = self
+            .streams
+            .iter()
+            .filter(|(_, c)| {
+                c.handshake_deadline.is_some_and(|d| d <= now)
+                    && c.tls.as_ref().is_some_and(TlsLayer::is_handshaking)
+            })
+            .map(|(&s, _)| s)
+            .collect();
+        expired.sort_unstable();
+        expired
     }
 }
 
@@ -90,25 +171,51 @@ impl GatewayHost {
         self.outputs.push_back(Output::Tcp(TcpCommand::Unlisten {
             listener: tcp.listener,
         }));
-        let mut streams: Vec<StreamId> = tcp.streams.into_keys().collect();
-        streams.sort_unstable();
-        for stream in streams {
+        let mut streams: Vec<(StreamId, SipConn)> = tcp.streams.into_iter().collect();
+        streams.sort_unstable_by_key(|(stream, _)| *stream);
+        for (stream, mut sip) in streams {
+            // A TLS session ends with its close_notify (RFC 8446 6.1), written before the close.
+            if let Some(data) = sip.tls.as_mut().and_then(|tls| {
+                tls.close_notify();
+                tls.take_records(0)
+            }) {
+                self.outputs
+                    .push_back(Output::Tcp(TcpCommand::Send { stream, data }));
+            }
             self.outputs
                 .push_back(Output::Tcp(TcpCommand::Close { stream }));
         }
     }
 
-    /// Sends a SIP message to `destination` on the connection to it, opening one if needed.
+    /// Sends a SIP message to `destination` on the connection to it, opening one if needed
+    /// (over TLS: sealed into records, after the ClientHello of a new connection).
     pub(super) fn sip_tcp_send(&mut self, conn: ConnId, destination: SocketAddr, data: Bytes) {
         let bind_ip = self.config.bind_ip;
         let next = StreamId(self.next_tcp_id);
+        let Some(tcp) = self.conns.get(&conn).and_then(|g| g.sip_tcp.as_ref()) else {
+            return;
+        };
+        let existing = tcp.by_peer.get(&destination).copied();
+        // A new connection over TLS starts with its TLS client (the ClientHello is ready).
+        let layer = match (existing, self.tls_settings_for(destination)) {
+            (None, Some(settings)) => {
+                match settings.and_then(|(config, name)| TlsLayer::client(&config, name)) {
+                    Ok(layer) => Some(layer),
+                    Err(e) => {
+                        self.sip_tls_unusable(conn, destination, &e);
+                        return;
+                    }
+                }
+            }
+            _ => None,
+        };
         let Some(tcp) = self.conns.get_mut(&conn).and_then(|g| g.sip_tcp.as_mut()) else {
             return;
         };
-        let stream = match tcp.by_peer.get(&destination) {
-            Some(&stream) => stream,
+        let stream = match existing {
+            Some(stream) => stream,
             None => {
-                tcp.add(next, destination);
+                tcp.add(next, destination, layer);
                 self.next_tcp_id += 1;
                 self.streams.insert(next, conn);
                 self.outputs.push_back(Output::Tcp(TcpCommand::Connect {
@@ -119,8 +226,88 @@ impl GatewayHost {
                 next
             }
         };
+        let data = match tcp.streams.get_mut(&stream).and_then(|c| c.tls.as_mut()) {
+            None => Some(data),
+            // A new connection's ClientHello comes out with the first seal; over a
+            // connection whose handshake is under way rustls keeps the plaintext until it is
+            // done (and [`Self::sip_stream_received`] sends it then).
+            Some(tls) => tls.seal(std::iter::once(&data)),
+        };
+        if let Some(data) = data {
+            self.outputs
+                .push_back(Output::Tcp(TcpCommand::Send { stream, data }));
+        }
+    }
+
+    /// Over TLS, the client configuration and the name `destination`'s certificate must be
+    /// for (the configured name for the registrar and the proxy, else its address); `None`
+    /// over TCP; an error when TLS is asked for and not configured.
+    fn tls_settings_for(&self, destination: SocketAddr) -> Option<Result<TlsTarget, String>> {
+        if self.config.session.transport != crate::sip::Transport::Tls {
+            return None;
+        }
+        let Some(tls) = &self.config.sip_tls else {
+            return Some(Err(
+                "SIP over TLS is not configured (no roots to verify with)".into(),
+            ));
+        };
+        let session = &self.config.session;
+        let named =
+            session.registrar == Some(destination) || session.outbound_proxy == Some(destination);
+        let name = match (&tls.server_name, named) {
+            (Some(name), true) => name.clone(),
+            _ => ServerName::IpAddress(destination.ip().into()),
+        };
+        Some(Ok((tls.client.clone(), name)))
+    }
+
+    /// A TLS connection to `destination` cannot even start: what waited to go there fails
+    /// (reported the next time the host pumps the session).
+    fn sip_tls_unusable(&mut self, conn: ConnId, destination: SocketAddr, error: &str) {
+        let message = format!("SIP over TLS to {destination}: {error}");
         self.outputs
-            .push_back(Output::Tcp(TcpCommand::Send { stream, data }));
+            .push_back(Output::Event(Event::Gateway { conn, message }));
+        if let Some(gw) = self.conns.get_mut(&conn) {
+            gw.sip_tls_failures.push((destination, error.to_owned()));
+        }
+    }
+
+    /// Fails what waited on connections that could not start (see [`Self::sip_tls_unusable`]).
+    pub(super) fn report_sip_tls_failures(&mut self, now: Instant, conn: ConnId) -> bool {
+        let Some(gw) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        if gw.sip_tls_failures.is_empty() {
+            return false;
+        }
+        let failures = std::mem::take(&mut gw.sip_tls_failures);
+        if let State::Active(session) | State::Lingering(session, _) = &mut gw.state {
+            for (peer, error) in failures {
+                session.sip_stream_failed(now, peer, &error);
+            }
+        }
+        true
+    }
+
+    /// Closes the TLS connections of `conn` whose handshake is past its deadline; returns
+    /// whether any was.
+    pub(super) fn expire_sip_handshakes(&mut self, now: Instant, conn: ConnId) -> bool {
+        let Some(tcp) = self.conns.get(&conn).and_then(|g| g.sip_tcp.as_ref()) else {
+            return false;
+        };
+        let expired = tcp.expired_handshakes(now);
+        let timeout = self
+            .config
+            .sip_tls
+            .as_ref()
+            .map_or(0, |t| t.handshake_timeout.as_secs());
+        for &stream in &expired {
+            self.outputs
+                .push_back(Output::Tcp(TcpCommand::Close { stream }));
+            let error = format!("TLS handshake not done within {timeout} s");
+            self.sip_stream_gone(now, stream, &error);
+        }
+        !expired.is_empty()
     }
 
     /// Input from the driver about a TCP stream or listener of the node's.
@@ -162,10 +349,24 @@ impl GatewayHost {
                         _ => g.sip_tcp.as_mut(),
                     }
                 });
+                let tls = self.config.session.transport == crate::sip::Transport::Tls;
                 match (conn, tcp) {
-                    (Some(conn), Some(tcp)) => {
-                        tcp.add(stream, remote);
+                    (Some(conn), Some(tcp)) if !tls => {
+                        tcp.add(stream, remote, None);
                         self.streams.insert(stream, conn);
+                    }
+                    (Some(conn), Some(_)) => {
+                        // No certificate to serve TLS with: requests for the client come on
+                        // the connections it opened.
+                        self.outputs
+                            .push_back(Output::Tcp(TcpCommand::Close { stream }));
+                        self.outputs.push_back(Output::Event(Event::Gateway {
+                            conn,
+                            message: format!(
+                                "SIP over TLS: connection from {remote} refused (the gateway \
+                                 takes requests only on the connections it opened)"
+                            ),
+                        }));
                     }
                     _ => self
                         .outputs
@@ -196,16 +397,43 @@ impl GatewayHost {
         else {
             return;
         };
-        let Some((peer, inbox)) = tcp.streams.get_mut(&stream) else {
+        let Some(sip) = tcp.streams.get_mut(&stream) else {
             return;
         };
-        let peer = *peer;
-        if inbox.is_empty() {
-            *inbox = data;
-        } else {
-            inbox.extend_from_slice(&data);
+        let peer = sip.peer;
+        let mut tls_error = None;
+        match sip.tls.as_mut() {
+            None if sip.inbox.is_empty() => sip.inbox = data,
+            None => sip.inbox.extend_from_slice(&data),
+            Some(tls) => {
+                let result = tls.receive(&data, &mut sip.inbox);
+                // Handshake messages, alerts and the plaintext that waited for the
+                // handshake, in the order rustls made them.
+                if let Some(records) = tls.take_records(0) {
+                    self.outputs.push_back(Output::Tcp(TcpCommand::Send {
+                        stream,
+                        data: records,
+                    }));
+                }
+                tls_error = match result {
+                    Err(e) => Some(format!("TLS: {e}")),
+                    Ok(()) if tls.is_handshaking() && tls.held() > MAX_HANDSHAKE_BYTES => Some(
+                        format!("TLS: the server's handshake exceeds {MAX_HANDSHAKE_BYTES} bytes"),
+                    ),
+                    Ok(()) => None,
+                };
+                if !tls.is_handshaking() {
+                    sip.handshake_deadline = None;
+                }
+            }
         }
-        if !session.sip_stream(now, peer, inbox) {
+        if let Some(error) = tls_error {
+            self.outputs
+                .push_back(Output::Tcp(TcpCommand::Close { stream }));
+            self.sip_stream_gone(now, stream, &error);
+            return;
+        }
+        if !session.sip_stream(now, peer, &mut sip.inbox) {
             // Not SIP: this connection goes, and with it what was waiting on it.
             self.outputs
                 .push_back(Output::Tcp(TcpCommand::Close { stream }));

@@ -37,6 +37,8 @@ use super::player_backpressure::PlayerBackpressure;
 use super::{RtmpServer, Timer};
 use crate::io::{Event, Output, RelayDirection, RelayPhase};
 use crate::tcp::{StreamId, TcpCommand, TcpEvent};
+use crate::tls::layer::TlsLayer;
+use crate::tls::rustls::pki_types::ServerName;
 use backoff::Backoff;
 use upstream::{Note, Phase, Role, Upstream};
 
@@ -344,6 +346,20 @@ impl RtmpServer {
             RelayDirection::Push => Role::Push,
             RelayDirection::Pull => Role::Pull,
         };
+        let tls = match (target.url.tls, &self.config.relay_tls) {
+            (false, _) => Ok(None),
+            (true, None) => Err("rtmps:// needs the relay's TLS settings (none)".to_owned()),
+            (true, Some(config)) => ServerName::try_from(target.url.host.clone())
+                .map_err(|e| format!("{}: {e}", target.url.host))
+                .and_then(|name| TlsLayer::client(config, name))
+                .map(Some),
+        };
+        let tls = match tls {
+            Ok(tls) => tls,
+            Err(error) => {
+                return self.relay_failed(now, id, Failure::Connect, format!("TLS: {error}"));
+            }
+        };
         let up = Upstream::new(
             stream,
             role,
@@ -353,6 +369,7 @@ impl RtmpServer {
             chunk_limits,
             chunk_size,
             now,
+            tls,
         );
         self.outputs.push_back(Output::Tcp(TcpCommand::Connect {
             stream,

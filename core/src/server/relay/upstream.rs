@@ -13,6 +13,11 @@
 //! it counts what it handed to the driver against what the driver reports written
 //! (`TcpEvent::Sent`): the difference is the push's backlog, and the timestamps of the media
 //! in it say how far behind (in milliseconds) the upstream is.
+//!
+//! An `rtmps://` upstream has a client [`TlsLayer`] between the RTMP client and the stream
+//! (the one the gateway's SIP over TLS uses): what arrives is decrypted before the client
+//! reads it, and what the client and the push's media hand over is sealed first, so the
+//! counts above are of the records the driver writes.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -23,9 +28,10 @@ use crate::amf::Value;
 use crate::ids::StreamId;
 use crate::rng::SeededRng;
 use crate::rtmp::chunk_decoder::ChunkLimits;
-use crate::rtmp::client::{ClientError, ClientEvent, RtmpClient};
+use crate::rtmp::client::{ClientEvent, RtmpClient};
 use crate::rtmp::message::RtmpMessage;
 use crate::rtmp::url::RtmpUrl;
+use crate::tls::layer::TlsLayer;
 
 /// Which way media goes on the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,12 +105,14 @@ pub(crate) struct Upstream {
     /// (end offset in `queued`, timestamp) of the push's media not yet written.
     marks: VecDeque<(u64, u32)>,
     newest_timestamp: u32,
+    /// `rtmps://`: the connection's TLS client.
+    tls: Option<Box<TlsLayer>>,
 }
 
 impl Upstream {
     /// Starts a connection attempt on `stream` to `url`, for the local stream `local_name`
-    /// (the upstream name when the URL has none). The caller connects the stream and sends
-    /// [`Self::output`].
+    /// (the upstream name when the URL has none), over `tls` for an `rtmps://` URL. The
+    /// caller connects the stream and sends [`Self::output`].
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         stream: StreamId,
@@ -115,6 +123,7 @@ impl Upstream {
         limits: ChunkLimits,
         chunk_size: u32,
         now: Instant,
+        tls: Option<TlsLayer>,
     ) -> Self {
         let mut client = RtmpClient::with_limits(rng, &url.connect_app(), &url.tc_url(), limits);
         if role == Role::Pull {
@@ -137,12 +146,19 @@ impl Upstream {
             partial: 0,
             marks: VecDeque::new(),
             newest_timestamp: 0,
+            tls: tls.map(Box::new),
         }
     }
 
     /// The next bytes of the client's own messages to send (counted as handed to the driver).
     pub(crate) fn output(&mut self) -> Option<Bytes> {
-        let bytes = self.client.take_output()?;
+        let plain = self.client.take_output();
+        let bytes = match (&mut self.tls, plain) {
+            (None, plain) => plain?,
+            // Over TLS: sealed, after any handshake records pending.
+            (Some(tls), Some(plain)) => tls.seal(std::iter::once(&plain))?,
+            (Some(tls), None) => tls.take_records(0)?,
+        };
         self.queued += bytes.len() as u64;
         Some(bytes)
     }
@@ -161,16 +177,22 @@ impl Upstream {
         data: BytesMut,
         now: Instant,
         notes: &mut Vec<Note>,
-    ) -> Result<(), ClientError> {
+    ) -> Result<(), String> {
         self.rx_bytes += data.len() as u64;
         self.last_rx = now;
         self.connected();
-        if self.rx.is_empty() {
-            self.rx = data;
-        } else {
-            self.rx.extend_from_slice(&data);
+        match &mut self.tls {
+            // The handshake's answers and alerts leave with the next `output`.
+            Some(tls) => tls
+                .receive(&data, &mut self.rx)
+                .map_err(|e| format!("TLS: {e}"))?,
+            None if self.rx.is_empty() => self.rx = data,
+            None => self.rx.extend_from_slice(&data),
         }
-        let result = self.client.received(&mut self.rx);
+        let result = self
+            .client
+            .received(&mut self.rx)
+            .map_err(|e| e.to_string());
         while let Some(event) = self.client.poll_event() {
             self.on_event(event, notes);
         }
@@ -235,6 +257,11 @@ impl Upstream {
     /// A push's media message, already chunk-encoded for this connection (the fan-out's
     /// shared encoding): counted, and returned to send.
     pub(crate) fn media(&mut self, bytes: Bytes, timestamp: u32) -> Bytes {
+        let bytes = match &mut self.tls {
+            None => bytes,
+            // Media flows once the upstream answered `publish`: after the handshake.
+            Some(tls) => tls.seal(std::iter::once(&bytes)).unwrap_or_default(),
+        };
         self.queued += bytes.len() as u64;
         if self.marks.len() == MAX_MARKS {
             self.marks.pop_front();
@@ -349,6 +376,7 @@ mod tests {
             ChunkLimits::default(),
             4096,
             now,
+            None,
         );
         let handshake = up.output().unwrap().len();
         up.taken(handshake);

@@ -83,7 +83,7 @@ use super::parser::{parse_datagram, ParseLimits, StreamFramer};
 use super::timers::TimerConfig;
 use super::transaction::{TransactionEvent, TransactionId, TxError};
 use super::transaction_layer::{Incoming, TransactionConfig, TransactionLayer};
-use super::transport::{sent_by_of, Destination, Transport, DEFAULT_PORT};
+use super::transport::{sent_by_of, Destination, Transport, DEFAULT_PORT, DEFAULT_TLS_PORT};
 use super::uri::{Host, Scheme, SipUri, Uri};
 use crate::rng::SeededRng;
 
@@ -107,6 +107,9 @@ pub struct UaConfig {
     pub advertised: Option<SocketAddr>,
     /// The transport our requests use.
     pub transport: Transport,
+    /// `sips:` for our Contact, the outbound proxy's Route and the registrar's Request-URI
+    /// (a registrar configured as a `sips:` URI; needs [`Transport::Tls`]).
+    pub sips: bool,
     /// Where REGISTER goes (defaults to the outbound proxy, then the AOR's host if it is an
     /// IP address).
     pub registrar: Option<SocketAddr>,
@@ -136,6 +139,7 @@ impl UaConfig {
             local,
             advertised: None,
             transport: Transport::Udp,
+            sips: false,
             registrar: None,
             outbound_proxy: None,
             credentials: None,
@@ -463,7 +467,14 @@ impl UserAgent {
                 .entry(peer)
                 .or_insert_with(|| StreamFramer::new(ParseLimits::default()));
             match framer.push(buf) {
-                Ok(Some(msg)) => self.handle_message(now, msg, Transport::Tcp, peer),
+                Ok(Some(msg)) => {
+                    // A stream is TCP or TLS: whichever the user agent speaks.
+                    let transport = match self.config.transport {
+                        Transport::Udp => Transport::Tcp,
+                        reliable => reliable,
+                    };
+                    self.handle_message(now, msg, transport, peer)
+                }
                 Ok(None) => return true,
                 Err(_) => {
                     self.stats.malformed += 1;
@@ -662,14 +673,22 @@ impl UserAgent {
         self.layer.config().local.clone()
     }
 
-    /// `sip:user@public-address`, plus `;transport=tcp` over TCP.
+    /// `sip:user@public-address`, plus `;transport=tcp` over TCP and `;transport=tls` over
+    /// TLS; `sips:user@public-address` when the user agent uses `sips:` URIs (RFC 5630: a
+    /// `sips:` URI says TLS by itself, `transport=tls` is not added to it).
     fn contact(&self) -> NameAddr {
         let addr = self.config.public_addr();
-        let mut uri = SipUri::new(Scheme::Sip, host_of(addr.ip()));
+        let scheme = if self.config.sips {
+            Scheme::Sips
+        } else {
+            Scheme::Sip
+        };
+        let mut uri = SipUri::new(scheme, host_of(addr.ip()));
         uri.user = self.config.aor.user.clone();
         uri.port = Some(addr.port());
-        if self.config.transport == Transport::Tcp {
-            uri.params.push("transport", Some("tcp"));
+        if self.config.transport.is_reliable() && !self.config.sips {
+            uri.params
+                .push("transport", Some(self.config.transport.uri_param()));
         }
         NameAddr::new(Uri::Sip(uri))
     }
@@ -684,7 +703,12 @@ impl UserAgent {
     /// `<sip:proxy;lr>` for the outbound proxy, if one is configured.
     fn proxy_route(&self) -> Option<Uri> {
         self.config.outbound_proxy.map(|p| {
-            let mut uri = SipUri::new(Scheme::Sip, host_of(p.ip()));
+            let scheme = if self.config.sips {
+                Scheme::Sips
+            } else {
+                Scheme::Sip
+            };
+            let mut uri = SipUri::new(scheme, host_of(p.ip()));
             uri.port = Some(p.port());
             uri.params.push("lr", None);
             Uri::Sip(uri)
@@ -795,10 +819,18 @@ fn host_of(ip: IpAddr) -> Host {
     }
 }
 
-/// The socket address of a SIP URI with a literal IP host (no DNS here).
+/// The socket address of a SIP URI with a literal IP host (no DNS here); without a port,
+/// 5061 for a `sips:` URI or `transport=tls`, else 5060 (RFC 3261 19.1.2).
 fn uri_addr(uri: &Uri) -> Option<SocketAddr> {
     let u = uri.as_sip()?;
-    let port = u.port.unwrap_or(DEFAULT_PORT);
+    let tls = u.scheme == Scheme::Sips
+        || u.params
+            .get("transport")
+            .flatten()
+            .is_some_and(|t| t.eq_ignore_ascii_case("tls"));
+    let port = u
+        .port
+        .unwrap_or(if tls { DEFAULT_TLS_PORT } else { DEFAULT_PORT });
     match &u.host {
         Host::Ipv4(a) => Some(SocketAddr::new((*a).into(), port)),
         Host::Ipv6(a) => Some(SocketAddr::new((*a).into(), port)),

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 
 use crate::sip::message::Request;
 use crate::sip::transaction::TransactionId;
-use crate::sip::transport::{Transport, DEFAULT_PORT};
+use crate::sip::transport::Transport;
 
 /// One reliable server transaction's route.
 #[derive(Debug, Clone, Copy)]
@@ -54,7 +54,7 @@ impl ResponseRoutes {
             .top_via()
             .ok()
             .and_then(|via| via.port)
-            .unwrap_or(DEFAULT_PORT);
+            .unwrap_or(transport.default_port());
         let fallback = SocketAddr::new(source.ip(), port);
         if fallback != source {
             self.routes.insert(
