@@ -6,7 +6,7 @@
 //! already happens, no lock, no allocation, summed only when the metrics are read. Per-packet
 //! counts live in the call's media bridge next to what the packet touches anyway
 //! ([`LegCounters`]); what happens a few times per call (an outcome, an RTCP report) lands in a
-//! session's [`SessionStats`]. When a call's bridge goes, its figures are folded into its
+//! session's `SessionStats`. When a call's bridge goes, its figures are folded into its
 //! session's; when a client goes, its session's are folded into the host's: every counter stays
 //! monotonic however calls and clients come and go.
 

@@ -20,9 +20,9 @@
 //! system's roots or a configured CA, read from files outside the node), the crypto provider
 //! and the clock certificate validity is checked against. The node never reads a file.
 //!
-//! - [`layer`]: one connection's TLS (`TlsLayer`): records in, plaintext out; plaintext
+//! - `layer`: one connection's TLS (`TlsLayer`): records in, plaintext out; plaintext
 //!   segments in, records out; the bytes it makes the node hold;
-//! - [`records`]: the record framing of what a peer sent, to know how much of an unfinished
+//! - `records`: the record framing of what a peer sent, to know how much of an unfinished
 //!   record the TLS library holds (what a peer makes the server keep in memory).
 
 pub(crate) mod layer;
