@@ -61,6 +61,14 @@ fn default_root() -> PathBuf {
     crate::locate::target_dir().join("tmp/siprtmp-tests-media")
 }
 
+/// A seed for each server this process starts: servers in one test (two gateways behind one
+/// registrar) must not make the same branches, tags and Call-IDs, which a proxy would take
+/// for retransmissions of one another's requests.
+fn next_seed() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(7);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A running server; stopped and joined on drop.
 pub struct TestServer {
     /// The address the server's RTMP listener is bound to (an OS-chosen loopback port).
@@ -155,7 +163,7 @@ impl TestServer {
         let (tx, events) = channel();
         let mut config = DriverConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
-            seed: 7,
+            seed: next_seed(),
             events: Some(tx),
             root: default_root(),
             ..DriverConfig::default()
@@ -235,7 +243,7 @@ impl TestServer {
             listen: "127.0.0.1:0".parse().unwrap(),
             tls_listen,
             send_buffer: None,
-            seed: 7,
+            seed: next_seed(),
             events: Some(tx),
             root: default_root(),
             ..DriverConfig::default()

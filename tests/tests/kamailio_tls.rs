@@ -21,7 +21,6 @@ use siprtmp_core::node::{Event, NodeConfig, SipTlsSettings};
 use siprtmp_core::sip::Transport;
 use siprtmp_core::tls::rustls::pki_types::ServerName;
 use siprtmp_runtime_common::{client_config, load_roots, TlsRoots};
-use siprtmp_runtime_drivers::Runtime;
 use siprtmp_tests::gateway::{
     accept_pcmu, assert_phones_hear_each_other, gateway_node_with_ports, s, Phone,
 };
@@ -168,9 +167,9 @@ fn two_clients_register_over_tls_with_digest_auth_and_call_each_other_through_ka
     drop(server);
     let mut node = tls_gateway(proxy, roots, Some("localhost"));
     node.server.gateway.as_mut().unwrap().session.sips = true;
-    // Another seed: the same one would make the same branches and Call-IDs, which
-    // Kamailio would take for retransmissions of the first gateway's requests.
-    let server = TestServer::start_configured(Runtime::Mio, node, None, |c| c.seed = 8);
+    // Each test server has a seed of its own: the same one would make the same branches and
+    // Call-IDs, which Kamailio would take for retransmissions of the first gateway's requests.
+    let server = TestServer::start(node, None);
     call_over_tls(&server, port, "s");
 
     // A wrong password is refused by Kamailio, and the client is told.
