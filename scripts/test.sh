@@ -64,4 +64,4 @@ scripts/make-test-media.sh
 # of their time waiting on real-time media and on peers, not on the CPU (21 -> ~14 min in CI).
 # RUST_TEST_THREADS set by the caller wins.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast

@@ -183,7 +183,7 @@ fn values_out_of_range_name_the_key_or_the_flag_and_the_range() {
     assert!(
         one_message(code, &stderr).starts_with(&format!(
             "siprtmp: {}:2:34: apps.live.push[1] = \"rtmp://127.0.0.1:99999/live\": \"99999\" \
-             is not a port (1 to 65535): expected rtmp://host[:port]/app[/name][?query]",
+             is not a port (1 to 65535): expected rtmp[s]://host[:port]/app[/name][?query]",
             path.display()
         )),
         "{stderr}"
