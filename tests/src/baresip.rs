@@ -28,7 +28,6 @@ impl Baresip {
     pub fn srtp_echo(dir: &Path) -> Self {
         Self::start(
             dir,
-            "bob",
             "audio_player aubridge,echo\naudio_source aubridge,echo\naudio_alert aubridge,echo\n\
              audio_srate 8000\n",
             "module aubridge.so\nmodule_app echo.so\n",
@@ -160,11 +159,12 @@ impl Baresip {
     }
 
     /// The `a=crypto` value (after `a=crypto:`) of baresip's SDP answer to the last INVITE
-    /// in its trace (the first one after that INVITE's 200 OK): the key it sends with.
+    /// in its trace (the first one after that INVITE's 200, `200 Answering` from the echo):
+    /// the key it sends with.
     pub fn answered_crypto(&self) -> Option<String> {
         let log = self.log();
         let invite = log.rfind("\nINVITE sip:")?;
-        let ok = invite + log[invite..].find("SIP/2.0 200 OK")?;
+        let ok = invite + log[invite..].find("\nSIP/2.0 200 ")?;
         log[ok..]
             .lines()
             .find_map(|l| l.trim_end().strip_prefix("a=crypto:"))

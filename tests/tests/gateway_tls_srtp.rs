@@ -2,8 +2,9 @@
 //! combined scenario of the secure gateway. Kamailio (with `kamailio-tls-modules`) is the
 //! registrar and record-routing proxy, with digest authentication on REGISTER and a server
 //! certificate from a CA made here. baresip registers at it over TLS (digest too) as `bob`,
-//! requires SDES SRTP (`mediaenc=srtp-mand`) and echoes what it hears; Kamailio reaches it over
-//! that TLS connection.
+//! requires SDES SRTP (`mediaenc=srtp-mand`) and echoes what it hears; Kamailio reaches it at
+//! the Contact it registered, a TLS listener of its own (with a certificate from the same CA).
+//! Every SIP message of the call travels over TLS, on both sides of Kamailio.
 //!
 //! A gateway with SIP over TLS (verifying Kamailio's certificate against the CA) and
 //! `srtp = require`, without the plain-SIP override: its client registers with digest and
@@ -12,8 +13,10 @@
 //! baresip's). Then datagrams to the call's RTP port: a bad tag, a packet under a wrong key, and
 //! one under baresip's own key with a payload byte flipped are each dropped and counted under
 //! `srtp_auth`, and their payload never reaches the client; the same packet as the last one
-//! but untouched authenticates (it is not counted under `srtp_auth`), which shows the three
-//! were refused for their keys and tags and nothing else.
+//! but untouched authenticates (it is dropped for its source instead: the call is latched onto
+//! baresip's address), which shows the three were refused for their keys and tags. Once hung
+//! up, the counts add up: one SRTP packet out per frame published, and every packet taken in
+//! while the client played heard by it.
 //!
 //! The same call from a gateway whose SIP to the same Kamailio is plain UDP (registered
 //! there with digest, same SRTP setting, no override) is refused by the gateway before an
@@ -36,7 +39,7 @@ use siprtmp_tests::gateway::{echo_matches, gateway_node, s, tls_gateway_node, Ec
 use siprtmp_tests::kamailio::{modules_dir, registrar_config, tls_cfg, Kamailio};
 use siprtmp_tests::ports::{free_tcp_port, free_udp_port, LOOPBACK};
 use siprtmp_tests::rtmps::TestCa;
-use siprtmp_tests::scrape::{curl, metric};
+use siprtmp_tests::scrape::metric;
 use siprtmp_tests::server::{Runtime, TestServer};
 use siprtmp_tests::{scratch_dir, wait};
 
@@ -48,6 +51,7 @@ const PASSWORD: &str = "tls-srtp-secret";
 const AUTH: &str = "siprtmp_gateway_rtp_dropped_total{reason=\"srtp_auth\"}";
 const RECEIVED: &str = "siprtmp_gateway_rtp_packets_total{direction=\"received\",media=\"audio\"}";
 const SENT: &str = "siprtmp_gateway_rtp_packets_total{direction=\"sent\",media=\"audio\"}";
+const UNKNOWN_SOURCE: &str = "siprtmp_gateway_rtp_dropped_total{reason=\"unknown_source\"}";
 const FAILED: &str = "siprtmp_gateway_calls_total{direction=\"outgoing\",outcome=\"failed\"}";
 
 /// What a forged packet carries: 160 bytes of this, which no G.711 test frame is all of.
@@ -99,20 +103,6 @@ fn heard_forged(phone: &Phone) -> bool {
         .remote_audio()
         .iter()
         .any(|p| p.len() == 161 && p[1..].iter().all(|&b| b == FORGED_BYTE))
-}
-
-/// Every RTP datagram of calls the gateway accounted for other than by `srtp_auth`: received
-/// and used, or dropped for another reason (its source, its SSRC...).
-fn accounted_otherwise(http: &str) -> f64 {
-    let (status, body) = curl(http, "GET", "/metrics", None);
-    assert_eq!(status, 200, "{body}");
-    body.lines()
-        .filter(|l| {
-            (l.starts_with("siprtmp_gateway_rtp_dropped_total{") && !l.contains("srtp_auth"))
-                || l.starts_with("siprtmp_gateway_rtp_packets_total{direction=\"received\"")
-        })
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
 }
 
 /// baresip's certificate and key in one PEM file (its `sip_certificate`), from the CA.
@@ -209,6 +199,8 @@ fn a_client_over_tls_calls_baresip_through_kamailio_with_required_srtp_and_hears
     // besides that, every frame heard is one sent, and every one sent is heard (matched by
     // content: the test tone repeats frames).
     phone.open_streams();
+    // baresip sends from its answer on; the client hears what comes in once it plays.
+    let before_play = metric(&http, RECEIVED);
     let frames = EchoMedia::Pcmu.frames(150);
     phone.stream_audio(&frames, Duration::from_millis(600));
     let sent: Vec<Bytes> = frames.iter().map(|f| f.1.clone()).collect();
@@ -274,19 +266,42 @@ fn a_client_over_tls_calls_baresip_through_kamailio_with_required_srtp_and_hears
 
     // The control: under baresip's key and untouched, the packet authenticates (whatever
     // the gateway then makes of its source and SSRC, it is not an srtp_auth drop).
-    let before = accounted_otherwise(&http);
+    // The call latched onto baresip's address at its first packet, so a packet from anywhere
+    // else that authenticates is then dropped for its source.
+    assert_eq!(metric(&http, UNKNOWN_SOURCE), 0.0);
     let genuine = protected(suite, bob_key, 0x5ec2_e703, 0x4000);
     socket.send_to(&genuine, gateway_rtp).unwrap();
-    let accounted = wait::until(T, || {
-        phone.pump();
-        accounted_otherwise(&http) > before || heard_forged(&phone)
-    });
-    assert!(accounted, "the genuine packet was accounted for");
+    let accounted = wait::until(T, || metric(&http, UNKNOWN_SOURCE) == 1.0);
+    assert!(
+        accounted,
+        "the genuine packet authenticated and was dropped for its source"
+    );
     assert_eq!(metric(&http, AUTH), 3.0, "the genuine packet authenticated");
+    phone.stream_audio(&[], Duration::from_millis(100));
+    assert!(!heard_forged(&phone), "nor does this one reach the client");
 
+    // Hung up, the counts are final: every packet the gateway sent was a frame the client
+    // published, and every packet it took from baresip reached the client as a frame.
     phone.call("bye", vec![]);
     let ended = wait::until(T, || baresip.log().contains("\nBYE sip:"));
     assert!(ended, "the hang-up reached baresip:\n{}", baresip.log());
+    assert_eq!(metric(&http, SENT), 150.0, "one packet per frame published");
+    let received = metric(&http, RECEIVED);
+    let heard = |phone: &Phone| phone.remote_audio().len() as f64;
+    let all_heard = wait::until(T, || {
+        phone.pump();
+        heard(&phone) >= received - before_play
+    });
+    eprintln!(
+        "hung up: {received} packets received ({before_play} before the client played), {} \
+         frames heard",
+        heard(&phone)
+    );
+    assert!(
+        all_heard && heard(&phone) <= received,
+        "{} frames heard of {received} packets received, {before_play} before the client played",
+        heard(&phone)
+    );
     drop(server);
     assert!(kamailio.running(), "Kamailio is still up");
 }
