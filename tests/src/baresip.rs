@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::ports::{free_udp_block, free_udp_port, LOOPBACK};
+use crate::ports::{free_udp_block, LOOPBACK};
 
 /// A running baresip echo user agent.
 pub struct Baresip {
@@ -94,7 +94,11 @@ impl Baresip {
     /// Starts baresip in `dir` with `audio` (and other) config lines, `modules` and the
     /// account line `account`, dialling `dial` if given; waits until it is ready.
     fn start(dir: &Path, audio: &str, modules: &str, account: &str, dial: Option<&str>) -> Self {
-        let sip = SocketAddr::new(LOOPBACK, free_udp_port(LOOPBACK));
+        // baresip listens on its SIP port over UDP and TCP, and for TLS on the port above:
+        // two ports from below the ephemeral range, where no connection's local port (and
+        // no TIME_WAIT left by one) can be in the way, as the port above a port from the
+        // kernel's ephemeral range often was.
+        let sip = SocketAddr::new(LOOPBACK, free_udp_block(LOOPBACK, 2));
         let rtp = free_udp_block(LOOPBACK, 20);
         let config = format!(
             "poll_method epoll\n\

@@ -308,6 +308,13 @@ fn a_client_over_tls_calls_baresip_through_kamailio_with_required_srtp_and_hears
         "{} frames heard of {received} packets received, {before_play} before the client played",
         heard(&phone)
     );
+    // Seconds after the plain gateway's refusal, still one INVITE only (the TLS call's): none
+    // of the plain gateway's was merely slow.
+    assert_eq!(
+        baresip.log().matches("\nINVITE sip:").count(),
+        1,
+        "baresip was invited once"
+    );
     drop(server);
     assert!(kamailio.running(), "Kamailio is still up");
 }
