@@ -66,9 +66,9 @@ impl Baresip {
             &account,
             None,
         );
-        let registered = crate::wait::until(Duration::from_secs(10), || {
-            peer.log().contains("bob@127.0.0.1: {0/TLS/v4} 200 OK")
-        });
+        // What baresip logs of its registration's final answer.
+        let ok = format!("bob@{}: {{0/TLS/v4}} 200 OK", registrar.ip());
+        let registered = crate::wait::until(Duration::from_secs(10), || peer.log().contains(&ok));
         assert!(registered, "baresip did not register:\n{}", peer.log());
         peer
     }

@@ -139,6 +139,11 @@ fn a_client_over_tls_calls_baresip_through_kamailio_with_required_srtp_and_hears
     std::fs::create_dir_all(&bob_dir).unwrap();
     let bundle = baresip_certificate(&ca, &bob_dir);
     let baresip = Baresip::srtp_echo_registered_tls(&bob_dir, over_tls, PASSWORD, &ca.pem, &bundle);
+    let log = baresip.log();
+    assert!(
+        log.contains("SIP/2.0 401 Unauthorized") && log.contains("Authorization: Digest"),
+        "baresip registered by answering Kamailio's digest challenge:\n{log}"
+    );
 
     // Plain UDP SIP, SRTP required, no override: registered (digest over UDP), but the call
     // is refused before any INVITE (and so any key) leaves the gateway.
