@@ -2,7 +2,7 @@
 //! [`Phone`] plays the Flash VideoPhone (connect to `sip/<aor>` with the gateway's arguments,
 //! the calls `invite`, `accept`, `bye`..., the callbacks, `local` published and `remote`
 //! played), on the core's client machine over a std `TcpStream`; plus the node settings of a
-//! gateway on loopback, audio frames read from the shared FLV and raw G.711 media, and the
+//! gateway on loopback (SIP over TLS to a registrar too), audio frames read from the shared FLV and raw G.711 media, and the
 //! check that an echo came back byte for byte.
 
 use std::collections::VecDeque;
@@ -14,11 +14,13 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use siprtmp_core::amf::Value;
 use siprtmp_core::node::NodeConfig;
-use siprtmp_core::node::{GatewayNodeConfig, ServerConfig};
+use siprtmp_core::node::{GatewayNodeConfig, ServerConfig, SipTlsSettings};
 use siprtmp_core::rng::SeededRng;
 use siprtmp_core::rtmp::client::{ClientEvent, RtmpClient};
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
 use siprtmp_core::sip::Transport;
+use siprtmp_core::tls::rustls::pki_types::ServerName;
+use siprtmp_runtime_common::{client_config, load_roots, TlsRoots};
 
 use crate::ports::{free_udp_range, LOOPBACK};
 
@@ -46,6 +48,25 @@ pub fn gateway_node_with_ports(transport: Transport, rtp_ports: (u16, u16)) -> N
         },
         ..NodeConfig::default()
     }
+}
+
+/// A gateway node whose SIP goes over TLS (50 RTP ports) to the registrar and outbound proxy
+/// at `proxy`, trusting `roots` and expecting its certificate to be for `server_name` (for
+/// its address without).
+pub fn tls_gateway_node(
+    proxy: SocketAddr,
+    roots: TlsRoots,
+    server_name: Option<&str>,
+) -> NodeConfig {
+    let mut node = gateway_node_with_ports(Transport::Tls, free_udp_range(LOOPBACK, 50));
+    let roots = load_roots(&roots).expect("the roots load");
+    let mut tls = SipTlsSettings::new(client_config(roots));
+    tls.server_name = server_name.map(|n| ServerName::try_from(n.to_owned()).expect("a name"));
+    let gateway = node.server.gateway.as_mut().expect("a gateway");
+    gateway.session.registrar = Some(proxy);
+    gateway.session.outbound_proxy = Some(proxy);
+    gateway.sip_tls = Some(tls);
+    node
 }
 
 /// The bound address of the gateway's SIP socket for the client whose AOR is `aor` (from

@@ -1,7 +1,8 @@
 //! Kamailio (Debian `kamailio`, with `kamailio-tls-modules` for SIP over TLS) as a child
 //! process with a configuration the test writes: started in the foreground with its runtime
 //! files in the test's scratch directory, stopped (SIGTERM, which it passes to its worker
-//! processes) when dropped.
+//! processes) when dropped; and the configuration the suites give it: a registrar with digest
+//! authentication and a record-routing proxy, on the listeners a test names.
 
 use std::net::{TcpStream, UdpSocket};
 use std::path::Path;
@@ -26,6 +27,84 @@ pub fn modules_dir() -> &'static str {
     .into_iter()
     .find(|m| Path::new(m).join("tm.so").exists())
     .expect("Kamailio's modules (scripts/test.sh installs the kamailio package)")
+}
+
+/// Registrar with digest authentication (every REGISTER checked against `password`, whatever
+/// the user) and record-routing proxy to the registered contacts, listening on `listen`
+/// (Kamailio's `proto:ip:port` spelling, e.g. `tls:127.0.0.1:5061`). With `tls_cfg` (see
+/// [`tls_cfg`]) the tls module is loaded; connections the clients opened are reused for
+/// requests to them (`tcp_accept_aliases`: the Via's `alias` of RFC 5923).
+pub fn registrar_config(
+    modules: &str,
+    listen: &[String],
+    tls_cfg: Option<&Path>,
+    password: &str,
+) -> String {
+    let listen: String = listen.iter().map(|l| format!("listen={l}\n")).collect();
+    let tls = match tls_cfg {
+        Some(cfg) => format!(
+            "loadmodule \"tls.so\"\nmodparam(\"tls\", \"config\", \"{}\")\n",
+            cfg.display()
+        ),
+        None => String::new(),
+    };
+    let enable_tls = if tls_cfg.is_some() { "yes" } else { "no" };
+    format!(
+        r#"#!KAMAILIO
+debug=2
+log_stderror=yes
+fork=yes
+children=1
+tcp_children=2
+enable_tls={enable_tls}
+tcp_accept_aliases=yes
+auto_aliases=no
+{listen}mpath="{modules}"
+{tls}loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "auth.so"
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
+    if (has_totag()) {{
+        if (loose_route()) {{ t_relay(); exit; }}
+        if (is_method("ACK")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+        sl_send_reply("404", "Not here");
+        exit;
+    }}
+    if (is_method("CANCEL")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+    if (is_method("REGISTER")) {{
+        if (!pv_www_authenticate("$td", "{password}", "0")) {{
+            www_challenge("$td", "0");
+            exit;
+        }}
+        save("location");
+        exit;
+    }}
+    if (!lookup("location")) {{ sl_send_reply("404", "Not Found"); exit; }}
+    record_route();
+    t_relay();
+}}
+"#
+    )
+}
+
+/// Kamailio's tls.cfg: its certificate and key, no client certificate asked for (and none
+/// verified when it connects out).
+pub fn tls_cfg(cert: &Path, key: &Path) -> String {
+    format!(
+        "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n\
+         certificate = {}\nprivate_key = {}\n\n[client:default]\nverify_certificate = no\n\
+         require_certificate = no\n",
+        cert.display(),
+        key.display()
+    )
 }
 
 impl Kamailio {

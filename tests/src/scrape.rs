@@ -1,5 +1,5 @@
 //! Reading the node's HTTP listener as an operator's tools do: `curl` for a request, the value
-//! of one sample of a Prometheus exposition, and `promtool check metrics` (Debian package
+//! of one sample of a Prometheus exposition (or of the node's own scrape), and `promtool check metrics` (Debian package
 //! `prometheus`) on a scrape.
 
 use std::io::Write;
@@ -28,6 +28,14 @@ pub fn sample(exposition: &str, name: &str) -> Option<f64> {
         let (key, value) = line.rsplit_once(' ')?;
         (key == name).then(|| value.parse().ok())?
     })
+}
+
+/// The value of the sample `name` (with its labels, as written) in the node's `/metrics` on
+/// the HTTP listener `http`; panics when the scrape fails or has no such sample.
+pub fn metric(http: &str, name: &str) -> f64 {
+    let (status, body) = curl(http, "GET", "/metrics", None);
+    assert_eq!(status, 200, "{body}");
+    sample(&body, name).unwrap_or_else(|| panic!("no {name} in\n{body}"))
 }
 
 /// `promtool check metrics` on `exposition`: its complaints, if any.

@@ -17,7 +17,7 @@ use siprtmp_core::sip::Transport;
 use siprtmp_tests::baresip::Baresip;
 use siprtmp_tests::gateway::{echo_matches, gateway_node, gateway_sip, s, EchoMedia, Phone};
 use siprtmp_tests::ports::LOOPBACK;
-use siprtmp_tests::scrape::{curl, sample};
+use siprtmp_tests::scrape::metric;
 use siprtmp_tests::server::{Runtime, TestServer};
 use siprtmp_tests::{scratch_dir, wait};
 
@@ -36,24 +36,6 @@ fn srtp_node() -> NodeConfig {
         ..HttpConfig::default()
     });
     node
-}
-
-/// The gateway's audio RTP port, from the first SDP in baresip's SIP trace (our INVITE's).
-fn our_audio_port(trace: &str) -> u16 {
-    let line = trace
-        .lines()
-        .find(|l| l.starts_with("m=audio "))
-        .expect("an m=audio line");
-    line.split(' ')
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .expect("its port")
-}
-
-fn metric(http: &str, name: &str) -> f64 {
-    let (status, body) = curl(http, "GET", "/metrics", None);
-    assert_eq!(status, 200, "{body}");
-    sample(&body, name).unwrap_or_else(|| panic!("no {name} in\n{body}"))
 }
 
 #[test]
@@ -119,7 +101,7 @@ fn a_required_srtp_call_to_baresip_echoes_and_forged_packets_are_dropped_and_cou
 
     // A forged SRTP packet (plausible header, bad tag) to the gateway's audio RTP port, from
     // the far end's IP address (another port: baresip holds its own).
-    let gateway_rtp = (LOOPBACK, our_audio_port(&log));
+    let gateway_rtp = (LOOPBACK, baresip.offered_audio_port());
     let mut forged = vec![
         0x80, 0x00, 0x12, 0x34, 0, 0, 0x40, 0, 0x5e, 0xc2, 0xe7, 0x00,
     ];

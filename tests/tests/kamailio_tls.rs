@@ -13,19 +13,16 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use siprtmp_core::node::{Event, NodeConfig, SipTlsSettings};
-use siprtmp_core::sip::Transport;
-use siprtmp_core::tls::rustls::pki_types::ServerName;
-use siprtmp_runtime_common::{client_config, load_roots, TlsRoots};
+use siprtmp_core::node::Event;
+use siprtmp_runtime_common::TlsRoots;
 use siprtmp_tests::gateway::{
-    accept_pcmu, assert_phones_hear_each_other, gateway_node_with_ports, s, Phone,
+    accept_pcmu, assert_phones_hear_each_other, s, tls_gateway_node, Phone,
 };
-use siprtmp_tests::kamailio::{modules_dir, Kamailio};
-use siprtmp_tests::ports::{free_tcp_port, free_udp_range, LOOPBACK};
+use siprtmp_tests::kamailio::{modules_dir, registrar_config, tls_cfg, Kamailio};
+use siprtmp_tests::ports::{free_tcp_port, LOOPBACK};
 use siprtmp_tests::rtmps::TestCa;
 use siprtmp_tests::scratch_dir;
 use siprtmp_tests::server::TestServer;
@@ -34,85 +31,6 @@ const T: Duration = Duration::from_secs(10);
 
 /// The password Kamailio checks every REGISTER against (whatever the user).
 const PASSWORD: &str = "tls-secret";
-
-/// Registrar with digest authentication and record-routing proxy, on TLS only; connections
-/// the clients opened are reused for requests to them (`tcp_accept_aliases`: the Via's
-/// `alias` of RFC 5923).
-fn kamailio_config(modules: &str, port: u16, tls_cfg: &Path) -> String {
-    format!(
-        r#"#!KAMAILIO
-debug=2
-log_stderror=yes
-fork=yes
-children=1
-tcp_children=2
-enable_tls=yes
-tcp_accept_aliases=yes
-auto_aliases=no
-listen=tls:127.0.0.1:{port}
-mpath="{modules}"
-loadmodule "tls.so"
-modparam("tls", "config", "{tls_cfg}")
-loadmodule "tm.so"
-loadmodule "sl.so"
-loadmodule "rr.so"
-loadmodule "pv.so"
-loadmodule "maxfwd.so"
-loadmodule "usrloc.so"
-loadmodule "registrar.so"
-loadmodule "textops.so"
-loadmodule "siputils.so"
-loadmodule "auth.so"
-request_route {{
-    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
-    if (has_totag()) {{
-        if (loose_route()) {{ t_relay(); exit; }}
-        if (is_method("ACK")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
-        sl_send_reply("404", "Not here");
-        exit;
-    }}
-    if (is_method("CANCEL")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
-    if (is_method("REGISTER")) {{
-        if (!pv_www_authenticate("$td", "{PASSWORD}", "0")) {{
-            www_challenge("$td", "0");
-            exit;
-        }}
-        save("location");
-        exit;
-    }}
-    if (!lookup("location")) {{ sl_send_reply("404", "Not Found"); exit; }}
-    record_route();
-    t_relay();
-}}
-"#,
-        tls_cfg = tls_cfg.display(),
-    )
-}
-
-/// Kamailio's tls.cfg: its certificate and key, no client certificate asked for.
-fn tls_cfg(cert: &Path, key: &Path) -> String {
-    format!(
-        "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n\
-         certificate = {}\nprivate_key = {}\n\n[client:default]\nverify_certificate = no\n\
-         require_certificate = no\n",
-        cert.display(),
-        key.display()
-    )
-}
-
-/// A gateway node whose SIP goes over TLS to the Kamailio at `proxy`, trusting `roots` and
-/// expecting Kamailio's certificate to be for `server_name` (its address without).
-fn tls_gateway(proxy: SocketAddr, roots: TlsRoots, server_name: Option<&str>) -> NodeConfig {
-    let mut node = gateway_node_with_ports(Transport::Tls, free_udp_range(LOOPBACK, 50));
-    let roots = load_roots(&roots).expect("the roots load");
-    let mut tls = SipTlsSettings::new(client_config(roots));
-    tls.server_name = server_name.map(|n| ServerName::try_from(n.to_owned()).expect("a name"));
-    let gateway = node.server.gateway.as_mut().expect("a gateway");
-    gateway.session.registrar = Some(proxy);
-    gateway.session.outbound_proxy = Some(proxy);
-    gateway.sip_tls = Some(tls);
-    node
-}
 
 /// Established TCP connections to local port `port`, as `ss` lists them.
 fn established_to(port: u16) -> usize {
@@ -154,7 +72,9 @@ fn two_clients_register_over_tls_with_digest_auth_and_call_each_other_through_ka
     let cfg = dir.join("tls.cfg");
     std::fs::write(&cfg, tls_cfg(&pair.files.cert, &pair.files.key)).unwrap();
     let port = free_tcp_port(LOOPBACK);
-    let mut kamailio = Kamailio::start(&dir, &kamailio_config(modules_dir(), port, &cfg));
+    let listen = [format!("tls:127.0.0.1:{port}")];
+    let config = registrar_config(modules_dir(), &listen, Some(&cfg), PASSWORD);
+    let mut kamailio = Kamailio::start(&dir, &config);
     kamailio.wait_tcp(port);
     assert_plaintext_gets_no_sip(port);
     let proxy = SocketAddr::new(LOOPBACK, port);
@@ -162,10 +82,13 @@ fn two_clients_register_over_tls_with_digest_auth_and_call_each_other_through_ka
     // Kamailio's certificate is verified against the test CA, for the name "localhost";
     // then again with sips: URIs (a registrar configured as sips:).
     let roots = TlsRoots::CaFile(ca.pem.clone());
-    let server = TestServer::start(tls_gateway(proxy, roots.clone(), Some("localhost")), None);
+    let server = TestServer::start(
+        tls_gateway_node(proxy, roots.clone(), Some("localhost")),
+        None,
+    );
     call_over_tls(&server, port, "");
     drop(server);
-    let mut node = tls_gateway(proxy, roots, Some("localhost"));
+    let mut node = tls_gateway_node(proxy, roots, Some("localhost"));
     node.server.gateway.as_mut().unwrap().session.sips = true;
     // Each test server has a seed of its own: the same one would make the same branches and
     // Call-IDs, which Kamailio would take for retransmissions of the first gateway's requests.
@@ -186,7 +109,7 @@ fn two_clients_register_over_tls_with_digest_auth_and_call_each_other_through_ka
     // A gateway that trusts the system's roots (the default), which do not include the
     // test CA: Kamailio's certificate fails verification, the REGISTER fails with that
     // reason, and nothing falls over.
-    let mut server = TestServer::start(tls_gateway(proxy, TlsRoots::System, None), None);
+    let mut server = TestServer::start(tls_gateway_node(proxy, TlsRoots::System, None), None);
     let credentials = |user: &str| vec![s(user), s(PASSWORD), s(user)];
     let started = Instant::now();
     let error = Phone::connect(server.addr, "erin@127.0.0.1", credentials("erin"))
