@@ -18,9 +18,9 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 # The registrar and proxy of tests/tests/kamailio_interop.rs.
 command -v kamailio >/dev/null 2>&1 || missing+=(kamailio)
-# The SRTP-capable far end of tests/tests/gateway_srtp.rs (SDES, echo module).
+# The SRTP-capable far end of tests/tests/gateway_srtp.rs and gateway_tls_srtp.rs (SDES, echo).
 command -v baresip >/dev/null 2>&1 || missing+=(baresip-core)
-# Kamailio's tls module: the TLS registrar of tests/tests/kamailio_tls.rs.
+# Kamailio's tls module: the TLS registrar of tests/tests/kamailio_tls.rs and gateway_tls_srtp.rs.
 [ -n "$(ls /usr/lib/*/kamailio/modules/tls.so /usr/lib/kamailio/modules/tls.so 2>/dev/null)" ] ||
     missing+=(kamailio-tls-modules)
 # bench-compare's quick mode measures nginx-rtmp beside siprtmp.
