@@ -54,7 +54,20 @@ mod tests {
     }
 
     fn rtp(seq: u16, payload: &[u8]) -> Vec<u8> {
-        let mut p = vec![0x80, 96, (seq >> 8) as u8, seq as u8, 0, 0, 1, 0, 0xaa, 0xbb, 0xcc, 1];
+        let mut p = vec![
+            0x80,
+            96,
+            (seq >> 8) as u8,
+            seq as u8,
+            0,
+            0,
+            1,
+            0,
+            0xaa,
+            0xbb,
+            0xcc,
+            1,
+        ];
         p.extend_from_slice(payload);
         p
     }
@@ -97,7 +110,9 @@ mod tests {
         let p = rtp(9, &[9; 40]);
         let mut buf = [0u8; PACKET_BUF];
         buf[..p.len()].copy_from_slice(&p);
-        let sent = SrtpContext::new(suite, &key(3)).protect(&mut buf, p.len()).unwrap();
+        let sent = SrtpContext::new(suite, &key(3))
+            .protect(&mut buf, p.len())
+            .unwrap();
         assert_eq!(echo.echo(&mut buf, sent), Err(SrtpError::Authentication));
     }
 }

@@ -55,6 +55,8 @@ struct EchoServer {
     dialogs: HashMap<String, Dialog>,
     rng: SeededRng,
     port: u16,
+    /// Whether a call was answered with SRTP yet (the first is logged, as proof it was).
+    srtp_seen: bool,
 }
 
 /// Runs the far end until killed: binds its SIP socket, writes `LISTEN <port>` on stdout,
@@ -76,14 +78,12 @@ pub(crate) fn serve() -> io::Result<()> {
         // Keys only need to differ per call here, not to be secret.
         rng: SeededRng::new(u64::from(std::process::id())),
         port,
+        srtp_seen: false,
     };
     let mut events = Events::with_capacity(1024);
     let mut buf = vec![0u8; PACKET_BUF];
     loop {
-        match server
-            .poll
-            .poll(&mut events, Some(Duration::from_secs(1)))
-        {
+        match server.poll.poll(&mut events, Some(Duration::from_secs(1))) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             r => r?,
         }
@@ -143,10 +143,18 @@ impl EchoServer {
         let tag = format!("echo{}", self.dialogs.len() + 1);
         let (slot, response) = match answer(&request.body, media_port, &mut self.rng) {
             Ok(a) => {
-                let slot = self.calls.iter().position(Option::is_none).unwrap_or_else(|| {
-                    self.calls.push(None);
-                    self.calls.len() - 1
-                });
+                if let (Some(keys), false) = (&a.keys, self.srtp_seen) {
+                    eprintln!("echo far end: answering with SRTP ({})", keys.suite);
+                    self.srtp_seen = true;
+                }
+                let slot = self
+                    .calls
+                    .iter()
+                    .position(Option::is_none)
+                    .unwrap_or_else(|| {
+                        self.calls.push(None);
+                        self.calls.len() - 1
+                    });
                 self.poll
                     .registry()
                     .register(&mut socket, Token(slot + 1), Interest::READABLE)?;
@@ -168,7 +176,10 @@ impl EchoServer {
             }
             Err(e) => {
                 eprintln!("echo far end: 488 to {call_id}: {e}");
-                (None, make_response(request, 488, "Not Acceptable Here", Some(&tag)))
+                (
+                    None,
+                    make_response(request, 488, "Not Acceptable Here", Some(&tag)),
+                )
             }
         };
         let response = SipMessage::Response(response).to_bytes();
