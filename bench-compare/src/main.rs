@@ -25,6 +25,7 @@ mod report;
 mod server;
 mod soak;
 mod srtp_echo;
+mod srtp_report;
 mod stats;
 mod svg;
 mod syscalls;
@@ -859,6 +860,7 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
         md.push_str(&format!("\n- {n}"));
     }
     md.push_str(&gateway_report::section(&info, &calls, &points));
+    md.push_str(&srtp_report::section(&calls, &points));
     md.push_str(&report::failures_section(&failures));
     std::fs::write(flags.out.join("report.md"), md).map_err(|e| format!("report.md: {e}"))?;
     gateway_report::write_files(&flags.out, &info, &calls, &points)?;

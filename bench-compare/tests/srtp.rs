@@ -87,4 +87,13 @@ fn srtp_calls_get_every_frame_back_beside_plain_ones_in_one_run() {
     }
     let report = std::fs::read_to_string(out.join("report.md")).expect("report.md");
     assert!(report.contains("mio-srtp, Speex 16 kHz"), "{report}");
+    // The comparison: one row for the runtime, with both slopes (1 and 4 calls: every frame
+    // came back at both, so both fit).
+    let row = report
+        .lines()
+        .find(|l| l.starts_with("| mio, wideband |"))
+        .unwrap_or_else(|| panic!("no SRTP row:\n{report}"));
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    assert!(cells[2].parse::<f64>().is_ok(), "plain slope: {row}");
+    assert!(cells[3].parse::<f64>().is_ok(), "SRTP slope: {row}");
 }
