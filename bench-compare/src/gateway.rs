@@ -213,8 +213,25 @@ pub(crate) fn run_point(
     bins: &Binaries,
     spec: &PointSpec<'_>,
 ) -> Result<GatewayPoint, String> {
+    let sipp = start_sipp(spec.sipp_scenario)?;
+    let point = run_against(kind, bins, spec, sipp.port, &sipp.pid(), &[], kind.label());
+    drop(sipp);
+    point
+}
+
+/// Runs one gateway point against a far end already listening for SIP on 127.0.0.1:`far_port`
+/// (process `far_pid`, measured as sipp is): siprtmp `kind` started with `server_args` beside
+/// the gateway's own, the point labelled `label`.
+pub(crate) fn run_against(
+    kind: &ServerKind,
+    bins: &Binaries,
+    spec: &PointSpec<'_>,
+    far_port: u16,
+    far_pid: &str,
+    server_args: &[&str],
+    label: String,
+) -> Result<GatewayPoint, String> {
     let &PointSpec {
-        sipp_scenario,
         codec,
         media,
         calls,
@@ -222,6 +239,7 @@ pub(crate) fn run_point(
         timing,
         clk_tck,
         count_syscalls,
+        ..
     } = spec;
     let shared = kind.siprtmp_options().is_some_and(|o| o.shared_rtp_ports);
     if !shared && calls * 4 > usize::from(RTP_PORTS.1 - RTP_PORTS.0 + 1) {
@@ -230,7 +248,6 @@ pub(crate) fn run_point(
             RTP_PORTS.0, RTP_PORTS.1
         ));
     }
-    let sipp = start_sipp(sipp_scenario)?;
     let extra: Vec<String> = [
         "--int-ip",
         "127.0.0.1",
@@ -238,12 +255,12 @@ pub(crate) fn run_point(
         &format!("{}-{}", RTP_PORTS.0, RTP_PORTS.1),
     ]
     .iter()
+    .chain(server_args)
     .map(|s| s.to_string())
     .collect();
     let srv = server::start_with(kind, bins, &extra)?;
     let pid = srv.pid();
-    let sipp_pid = sipp.pid();
-    let dest = format!("sip:echo@127.0.0.1:{}", sipp.port);
+    let dest = format!("sip:echo@127.0.0.1:{far_port}");
     let mut load = CallLoad::start(
         srv.addr,
         &dest,
@@ -254,12 +271,11 @@ pub(crate) fn run_point(
         calls,
         timing.setup_timeout,
     )?;
-    let window = measure_window(&mut load, &pid, &sipp_pid, timing, clk_tck, count_syscalls)?;
+    let window = measure_window(&mut load, &pid, far_pid, timing, clk_tck, count_syscalls)?;
     let peak_rss_kib = procstat::peak_rss_kib(&pid).unwrap_or(0);
     drop(load);
     srv.stop();
-    drop(sipp);
-    Ok(window.point(codec, calls, kind.label(), repeat, peak_rss_kib))
+    Ok(window.point(codec, calls, label, repeat, peak_rss_kib))
 }
 
 /// What one window measured, before the point is labelled.

@@ -24,6 +24,8 @@ mod relay_report;
 mod report;
 mod server;
 mod soak;
+mod srtp_echo;
+mod srtp_report;
 mod stats;
 mod svg;
 mod syscalls;
@@ -142,6 +144,14 @@ struct Flags {
     /// report them per call-second beside the kernel's share of its CPU.
     #[arg(long)]
     syscalls: bool,
+    /// With `--gateway`: SRTP against plain RTP in one run. Every siprtmp point's far end is
+    /// this binary's own echo (it answers as the sipp scenario does, with RTP/SAVP and a key of
+    /// its own when the offer has `a=crypto`) instead of sipp, and each runtime R gets the
+    /// series `R-srtp` beside `R`: siprtmp with `--srtp require --srtp-over-plain-sip`, the
+    /// echo unprotecting each packet with the gateway's key and protecting it with its own.
+    /// Codecs passed through only.
+    #[arg(long)]
+    srtp: bool,
     /// Measure a relay instead: the load publishes to a siprtmp origin, `--edges` siprtmp
     /// edges pull from it and the players are spread over them; the CPU of the edges per
     /// player and of the origin per edge, in the same run as the single siprtmp (the first
@@ -171,6 +181,9 @@ struct Flags {
     /// Internal: the floor server sends with UDP GSO.
     #[arg(long, hide = true)]
     floor_gso: bool,
+    /// Internal: run as the gateway's echo far end of `--srtp` (see `srtp_echo`).
+    #[arg(long, hide = true)]
+    echo_server: bool,
 }
 
 /// Everything the run decided before measuring, for the report.
@@ -267,6 +280,10 @@ fn load_scenario(name: &str, media_dir: &std::path::Path) -> Result<Scenario, St
 }
 
 fn run(flags: Flags) -> Result<bool, String> {
+    if flags.echo_server {
+        srtp_echo::server::serve().map_err(|e| format!("echo far end: {e}"))?;
+        return Ok(true);
+    }
     if let Some(far_end) = flags.floor_server {
         let merge = flags.floor_merge_ms.map(Duration::from_millis);
         let tick = flags.floor_tick_ms.map(Duration::from_millis);
@@ -609,9 +626,11 @@ fn secs(s: f64) -> Result<Duration, String> {
     Duration::try_from_secs_f64(s).map_err(|e| format!("bad duration {s}: {e}"))
 }
 
-/// A server of `--gateway`: siprtmp under a runtime, or the kernel floor ([`floor`]).
+/// A server of `--gateway`: siprtmp under a runtime (against sipp, or with `--srtp` against
+/// the echo far end, plain or SRTP), or the kernel floor ([`floor`]).
 enum GatewayServer {
     Siprtmp(ServerKind),
+    Echo { kind: ServerKind, srtp: bool },
     Floor(floor::FloorKind),
 }
 
@@ -619,6 +638,10 @@ impl GatewayServer {
     fn label(&self) -> String {
         match self {
             GatewayServer::Siprtmp(kind) => kind.label(),
+            GatewayServer::Echo { kind, srtp: false } => kind.label(),
+            GatewayServer::Echo { kind, srtp: true } => {
+                format!("{}{}", kind.label(), srtp_echo::SRTP_SUFFIX)
+            }
             GatewayServer::Floor(floor) => floor.label(),
         }
     }
@@ -669,6 +692,14 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
         });
         codecs.push((codec, media, far_end));
     }
+    if flags.srtp {
+        if let Some((c, _, _)) = codecs.iter().find(|(c, _, _)| c.transcoded()) {
+            return Err(format!(
+                "--srtp: the echo far end answers the client's own codec; {} is transcoded",
+                c.name()
+            ));
+        }
+    }
     gateway::sipp_available()?;
     let bins = Binaries {
         siprtmp: match &flags.server_bin {
@@ -700,7 +731,15 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
         match server::start(&kind, &bins) {
             Ok(running) => {
                 running.stop();
-                servers.push(GatewayServer::Siprtmp(kind));
+                if flags.srtp {
+                    servers.push(GatewayServer::Echo {
+                        kind: kind.clone(),
+                        srtp: false,
+                    });
+                    servers.push(GatewayServer::Echo { kind, srtp: true });
+                } else {
+                    servers.push(GatewayServer::Siprtmp(kind));
+                }
             }
             Err(e) => notes.push(format!("{} skipped: {e}", kind.label())),
         }
@@ -754,6 +793,9 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
                     };
                     let point = match kind {
                         GatewayServer::Siprtmp(kind) => gateway::run_point(kind, &bins, &spec),
+                        GatewayServer::Echo { kind, srtp } => {
+                            srtp_echo::run_point(kind, &bins, &spec, *srtp)
+                        }
                         GatewayServer::Floor(floor) => floor::run_point(*floor, &spec),
                     };
                     match point {
@@ -818,6 +860,7 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
         md.push_str(&format!("\n- {n}"));
     }
     md.push_str(&gateway_report::section(&info, &calls, &points));
+    md.push_str(&srtp_report::section(&calls, &points));
     md.push_str(&report::failures_section(&failures));
     std::fs::write(flags.out.join("report.md"), md).map_err(|e| format!("report.md: {e}"))?;
     gateway_report::write_files(&flags.out, &info, &calls, &points)?;
