@@ -301,40 +301,13 @@ fn run(flags: Flags) -> Result<bool, String> {
         return run_relay(flags);
     }
     let quick = flags.quick;
-    let players = flags.players.clone().unwrap_or_else(|| {
-        if quick {
-            vec![0, 5, 20]
-        } else {
-            vec![0, 1, 5, 20, 100, 1000]
-        }
-    });
-    let timing = Timing {
-        warmup: secs(flags.warmup.unwrap_or(if quick { 0.4 } else { 3.0 }))?,
-        window: secs(flags.window.unwrap_or(if quick { 1.2 } else { 10.0 }))?,
-        setup_timeout: Duration::from_secs(30),
-        drain_timeout: Duration::from_secs(5),
-    };
-    let repeats = flags.repeats.unwrap_or(if quick { 1 } else { 3 }).max(1);
-    let scenario_names = flags.scenarios.clone().unwrap_or_else(|| {
-        if quick {
-            vec!["audio".into()]
-        } else {
-            vec!["audio".into(), "av".into()]
-        }
-    });
-    let scenarios = scenario_names
-        .iter()
-        .map(|n| load_scenario(n, &flags.media_dir))
-        .collect::<Result<Vec<_>, _>>()?;
-    let readers = flags
-        .readers
-        .iter()
-        .map(|r| match r.as_str() {
-            "reader" => Ok(ReaderKind::Eager),
-            "bulk" => Ok(ReaderKind::Bulk),
-            other => Err(format!("unknown reader kind {other:?} (reader, bulk)")),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let RtmpPlan {
+        players,
+        timing,
+        repeats,
+        scenarios,
+        readers,
+    } = rtmp_plan(&flags, [vec![0, 5, 20], vec![0, 1, 5, 20, 100, 1000]])?;
     let bins = Binaries {
         siprtmp: match &flags.server_bin {
             Some(p) => p.clone(),
@@ -882,41 +855,13 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
 /// `--relay`: per player count, the single siprtmp and then the origin with its edges, each
 /// point on fresh processes (see [`relay`]).
 fn run_relay(flags: Flags) -> Result<bool, String> {
-    let quick = flags.quick;
-    let players = flags.players.clone().unwrap_or_else(|| {
-        if quick {
-            vec![0, 4, 20]
-        } else {
-            vec![0, 20, 100, 200]
-        }
-    });
-    let timing = Timing {
-        warmup: secs(flags.warmup.unwrap_or(if quick { 0.4 } else { 3.0 }))?,
-        window: secs(flags.window.unwrap_or(if quick { 1.2 } else { 10.0 }))?,
-        setup_timeout: Duration::from_secs(30),
-        drain_timeout: Duration::from_secs(5),
-    };
-    let repeats = flags.repeats.unwrap_or(if quick { 1 } else { 3 }).max(1);
-    let scenario_names = flags.scenarios.clone().unwrap_or_else(|| {
-        if quick {
-            vec!["audio".into()]
-        } else {
-            vec!["audio".into(), "av".into()]
-        }
-    });
-    let scenarios = scenario_names
-        .iter()
-        .map(|n| load_scenario(n, &flags.media_dir))
-        .collect::<Result<Vec<_>, _>>()?;
-    let readers = flags
-        .readers
-        .iter()
-        .map(|r| match r.as_str() {
-            "reader" => Ok(ReaderKind::Eager),
-            "bulk" => Ok(ReaderKind::Bulk),
-            other => Err(format!("unknown reader kind {other:?} (reader, bulk)")),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let RtmpPlan {
+        players,
+        timing,
+        repeats,
+        scenarios,
+        readers,
+    } = rtmp_plan(&flags, [vec![0, 4, 20], vec![0, 20, 100, 200]])?;
     if flags.edges == 0 {
         return Err("--edges must be at least 1".into());
     }
@@ -1202,4 +1147,57 @@ fn run_soak(flags: Flags) -> Result<bool, String> {
         );
     }
     Ok(flat && delivered)
+}
+
+/// What an RTMP run (`--relay` or the default mode) measures, from the flags and the mode's
+/// default player counts (`[quick, full]`).
+struct RtmpPlan {
+    players: Vec<usize>,
+    timing: Timing,
+    repeats: usize,
+    scenarios: Vec<Scenario>,
+    readers: Vec<ReaderKind>,
+}
+
+fn rtmp_plan(flags: &Flags, default_players: [Vec<usize>; 2]) -> Result<RtmpPlan, String> {
+    let quick = flags.quick;
+    let [quick_players, full_players] = default_players;
+    let players = flags
+        .players
+        .clone()
+        .unwrap_or(if quick { quick_players } else { full_players });
+    let timing = Timing {
+        warmup: secs(flags.warmup.unwrap_or(if quick { 0.4 } else { 3.0 }))?,
+        window: secs(flags.window.unwrap_or(if quick { 1.2 } else { 10.0 }))?,
+        setup_timeout: Duration::from_secs(30),
+        drain_timeout: Duration::from_secs(5),
+    };
+    let repeats = flags.repeats.unwrap_or(if quick { 1 } else { 3 }).max(1);
+    let scenario_names = flags.scenarios.clone().unwrap_or_else(|| {
+        if quick {
+            vec!["audio".into()]
+        } else {
+            vec!["audio".into(), "av".into()]
+        }
+    });
+    let scenarios = scenario_names
+        .iter()
+        .map(|n| load_scenario(n, &flags.media_dir))
+        .collect::<Result<Vec<_>, _>>()?;
+    let readers = flags
+        .readers
+        .iter()
+        .map(|r| match r.as_str() {
+            "reader" => Ok(ReaderKind::Eager),
+            "bulk" => Ok(ReaderKind::Bulk),
+            other => Err(format!("unknown reader kind {other:?} (reader, bulk)")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RtmpPlan {
+        players,
+        timing,
+        repeats,
+        scenarios,
+        readers,
+    })
 }
