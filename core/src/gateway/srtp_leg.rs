@@ -14,7 +14,7 @@ use crate::sdp::SrtpKeys;
 use crate::srtp::{SrtcpContext, SrtpContext, SrtpError};
 
 /// Bytes of arena reserved at a time: many packets' worth.
-const ARENA: usize = 16 * 1024;
+const ARENA: usize = 8 * 1024;
 
 /// Why a datagram from the far end could not be opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
