@@ -137,10 +137,14 @@ pub fn answer_secure(
     let mut sdp = answer(&plain, local, origin)?;
     for ((m, offered), crypto) in sdp.media.iter_mut().zip(&offer.media).zip(chosen) {
         m.proto = offered.proto.clone();
-        let Some(theirs) = crypto.filter(|_| m.port != 0) else {
+        // `chosen` holds usable lines only; asking again costs nothing and needs no panic.
+        let Some((theirs, (suite, _))) = crypto
+            .as_ref()
+            .filter(|_| m.port != 0)
+            .and_then(|c| c.usable().map(|u| (c, u)))
+        else {
             continue;
         };
-        let (suite, _) = theirs.usable().expect("chosen as usable");
         let ours = CryptoAttribute::new(theirs.tag, suite, keys.fresh_key());
         m.attributes
             .push(Attribute::new("crypto", ours.to_string()));
