@@ -195,3 +195,30 @@ impl Drop for Baresip {
         let _ = self.child.wait();
     }
 }
+
+/// How G.711 frames sent to baresip's echo came back, matched by content (the test tone
+/// repeats frames, so position says nothing).
+#[derive(Debug, Clone, Copy)]
+pub struct EchoTally {
+    /// Frames sent that were never heard.
+    pub missing: usize,
+    /// Frames heard that are neither one sent nor baresip's silence (what its bridge plays
+    /// when it has nothing to echo: before the first frame and after the last).
+    pub strays: usize,
+    /// Frames heard in the order sent ([`crate::gateway::echo_matches`]).
+    pub in_order: usize,
+}
+
+/// Tallies `heard` (FLV audio payloads, mu-law) against `sent`.
+pub fn tally_echo(sent: &[bytes::Bytes], heard: &[bytes::Bytes]) -> EchoTally {
+    let silence =
+        |p: &bytes::Bytes| p.len() == 161 && p[1..].iter().all(|&b| b == 0xff || b == 0x7f);
+    EchoTally {
+        missing: sent.iter().filter(|f| !heard.contains(f)).count(),
+        strays: heard
+            .iter()
+            .filter(|g| !sent.contains(g) && !silence(g))
+            .count(),
+        in_order: crate::gateway::echo_matches(sent, heard, 1).0,
+    }
+}

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use siprtmp_core::gateway::srtp_policy::SrtpMode;
 use siprtmp_core::node::{HttpConfig, NodeConfig};
 use siprtmp_core::sip::Transport;
-use siprtmp_tests::baresip::Baresip;
-use siprtmp_tests::gateway::{echo_matches, gateway_node, gateway_sip, s, EchoMedia, Phone};
+use siprtmp_tests::baresip::{tally_echo, Baresip, EchoTally};
+use siprtmp_tests::gateway::{gateway_node, gateway_sip, s, EchoMedia, Phone};
 use siprtmp_tests::ports::LOOPBACK;
 use siprtmp_tests::scrape::metric;
 use siprtmp_tests::server::{Runtime, TestServer};
@@ -66,16 +66,12 @@ fn a_required_srtp_call_to_baresip_echoes_and_forged_packets_are_dropped_and_cou
     phone.stream_audio(&frames, Duration::from_millis(600));
     let sent: Vec<Bytes> = frames.iter().map(|f| f.1.clone()).collect();
     let got = phone.remote_audio();
-    // baresip's bridge plays silence when it has nothing to echo (before the first frame and
-    // after the last): besides that, every frame heard is one sent, and every one sent is
-    // heard (the test tone repeats frames, so they are matched by content, not position).
-    let silence = |p: &Bytes| p.len() == 161 && p[1..].iter().all(|&b| b == 0xff || b == 0x7f);
-    let missing = sent.iter().filter(|f| !got.contains(f)).count();
-    let strays = got
-        .iter()
-        .filter(|g| !sent.contains(g) && !silence(g))
-        .count();
-    let (in_order, _) = echo_matches(&sent, &got, 1);
+    // Besides baresip's silence, every frame heard is one sent, and every one sent is heard.
+    let EchoTally {
+        missing,
+        strays,
+        in_order,
+    } = tally_echo(&sent, &got);
     eprintln!(
         "echo through baresip: {} sent, {} heard, {missing} missing, {in_order} in order, \
          {strays} neither sent nor silence",

@@ -34,8 +34,8 @@ use siprtmp_core::sdp::CryptoAttribute;
 use siprtmp_core::sip::Transport;
 use siprtmp_core::srtp::{MasterKey, SrtpContext, Suite};
 use siprtmp_runtime_common::TlsRoots;
-use siprtmp_tests::baresip::Baresip;
-use siprtmp_tests::gateway::{echo_matches, gateway_node, s, tls_gateway_node, EchoMedia, Phone};
+use siprtmp_tests::baresip::{tally_echo, Baresip, EchoTally};
+use siprtmp_tests::gateway::{gateway_node, s, tls_gateway_node, EchoMedia, Phone};
 use siprtmp_tests::kamailio::{modules_dir, registrar_config, tls_cfg, Kamailio};
 use siprtmp_tests::ports::{free_tcp_port, free_udp_port, LOOPBACK};
 use siprtmp_tests::rtmps::TestCa;
@@ -210,13 +210,11 @@ fn a_client_over_tls_calls_baresip_through_kamailio_with_required_srtp_and_hears
     phone.stream_audio(&frames, Duration::from_millis(600));
     let sent: Vec<Bytes> = frames.iter().map(|f| f.1.clone()).collect();
     let got = phone.remote_audio();
-    let silence = |p: &Bytes| p.len() == 161 && p[1..].iter().all(|&b| b == 0xff || b == 0x7f);
-    let missing = sent.iter().filter(|f| !got.contains(f)).count();
-    let strays = got
-        .iter()
-        .filter(|g| !sent.contains(g) && !silence(g))
-        .count();
-    let (in_order, _) = echo_matches(&sent, &got, 1);
+    let EchoTally {
+        missing,
+        strays,
+        in_order,
+    } = tally_echo(&sent, &got);
     let (out, back) = (metric(&http, SENT), metric(&http, RECEIVED));
     eprintln!(
         "TLS + SRTP echo through Kamailio and baresip: {} sent, {} heard, {missing} missing, \
