@@ -139,6 +139,10 @@ pub(crate) struct RtmpSection {
     /// Merged writes: hold a player's media up to this many milliseconds so that several
     /// messages leave in one write (absent: [`DEFAULT_MERGE_WRITES_MS`]; 0: off).
     pub merge_writes_ms: Option<u64>,
+    /// Merged writes that adapt: a player whose application reads late anyway is held up to
+    /// this many milliseconds, no longer than it reads late (absent:
+    /// [`DEFAULT_MERGE_WRITES_MAX_MS`]; 0, or not above `merge_writes_ms`: one window).
+    pub merge_writes_max_ms: Option<u64>,
 }
 
 impl FileConfig {
@@ -257,6 +261,10 @@ pub(crate) fn shutdown_grace(secs: f64, origin: Origin) -> Result<Duration, Conf
 /// which a live viewer's buffer of a second or more does not show. Calls have their own
 /// window, off by default (`gateway.merge_writes_ms`).
 pub(crate) const DEFAULT_MERGE_WRITES_MS: u64 = 40;
+/// The longest a late-reading player's media is held by default (see
+/// `ServerConfig::merge_writes_max`): what brings a player that reads 16 KiB at a time to
+/// a third of nginx-rtmp's cost per player (bench-compare/results/2026-12-06-bulk-window/).
+pub(crate) const DEFAULT_MERGE_WRITES_MAX_MS: u64 = 400;
 
 pub(crate) fn merge_window(ms: u64, origin: Origin) -> Result<Option<Duration>, ConfigError> {
     match ms {
@@ -364,6 +372,11 @@ impl RtmpSection {
             merge_writes: merge_window(
                 self.merge_writes_ms.unwrap_or(DEFAULT_MERGE_WRITES_MS),
                 Origin::key("rtmp.merge_writes_ms", Some("--merge-writes")),
+            )?,
+            merge_writes_max: merge_window(
+                self.merge_writes_max_ms
+                    .unwrap_or(DEFAULT_MERGE_WRITES_MAX_MS),
+                Origin::key("rtmp.merge_writes_max_ms", Some("--merge-writes-max")),
             )?,
             ..d
         };
@@ -607,6 +620,23 @@ mod tests {
         assert_eq!(server.gateway_merge_writes, None);
         let long: FileConfig = toml::from_str("[rtmp]\nmerge_writes_ms = 5000").unwrap();
         assert!(long.node_config(&[]).is_err());
+    }
+
+    #[test]
+    fn late_readers_are_held_up_to_400_ms_by_default_and_the_key_changes_it() {
+        let default = FileConfig::default().node_config(&[]).unwrap().server;
+        assert_eq!(default.merge_writes_max, Some(Duration::from_millis(400)));
+        let set: FileConfig = toml::from_str("[rtmp]\nmerge_writes_max_ms = 200").unwrap();
+        let max = set.node_config(&[]).unwrap().server.merge_writes_max;
+        assert_eq!(max, Some(Duration::from_millis(200)));
+        let off: FileConfig = toml::from_str("[rtmp]\nmerge_writes_max_ms = 0").unwrap();
+        assert_eq!(off.node_config(&[]).unwrap().server.merge_writes_max, None);
+        let long: FileConfig = toml::from_str("[rtmp]\nmerge_writes_max_ms = 5000").unwrap();
+        let error = long.node_config(&[]).unwrap_err().render(None);
+        assert!(
+            error.starts_with("rtmp.merge_writes_max_ms = 5000: out of range"),
+            "{error}"
+        );
     }
 
     /// Each `[rtmp]` value that would break the server is refused, naming its key.

@@ -135,6 +135,13 @@ pub(crate) struct Flags {
     /// off [default: 40; config: rtmp.merge_writes_ms].
     #[arg(long = "merge-writes", value_name = "MS")]
     pub merge_writes: Option<u64>,
+    /// Merged writes that adapt: a player whose application reads late anyway (a buffering
+    /// player that reads 16 KiB at a time) is held longer, up to MS milliseconds, 1-1000, on
+    /// windows doubling from --merge-writes, and never longer than its own read lag, measured
+    /// with RTMP pings; players that read each message keep --merge-writes. 0 is off
+    /// [default: 400; config: rtmp.merge_writes_max_ms].
+    #[arg(long = "merge-writes-max", value_name = "MS")]
+    pub merge_writes_max: Option<u64>,
     /// Merged writes for gateway calls: hold the far end's media for a client up to MS
     /// milliseconds, 1-1000; every hop of a call's audio waits up to MS more; 0 is off
     /// [default: off; config: gateway.merge_writes_ms].

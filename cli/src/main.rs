@@ -101,6 +101,12 @@ impl Setup {
                 diagnostics::Origin::flag("--merge-writes", "rtmp.merge_writes_ms"),
             )?;
         }
+        if let Some(ms) = flags.merge_writes_max {
+            node.server.merge_writes_max = config::merge_window(
+                ms,
+                diagnostics::Origin::flag("--merge-writes-max", "rtmp.merge_writes_max_ms"),
+            )?;
+        }
         node.server.gateway_merge_writes = match flags.gateway_merge_writes {
             Some(ms) => config::merge_window(
                 ms,

@@ -302,3 +302,115 @@ fn a_frozen_player_is_still_dropped_at_the_hard_limit_and_others_get_everything(
     assert_eq!(f.net.media(fast), sent, "the other player got everything");
     assert!(!f.net.clients[fast].closed);
 }
+
+/// The adaptive window's figures: the base window, the longest, and a bulk reader's
+/// low-water mark (as bench-compare's bulk players set it).
+const BASE: Duration = Duration::from_millis(40);
+const LONGEST: Duration = Duration::from_millis(400);
+const LOW_WATER: usize = 16 * 1024;
+
+/// What one player got from [`twelve_seconds_to_an_eager_and_a_bulk_reader`].
+struct Reader {
+    media: Media,
+    /// Publish-to-read delay of each message.
+    delays: Vec<Duration>,
+    /// Writes during the last six seconds.
+    late_writes: usize,
+}
+
+/// Twelve seconds of 50 audio messages a second (640 bytes each, so a bulk reader's 16 KiB
+/// gather in about half a second) to an eager player and a bulk one, merged over `BASE`
+/// and adapting up to `max`; returns what was sent and what each player got.
+fn twelve_seconds_to_an_eager_and_a_bulk_reader(max: Option<Duration>) -> (Media, [Reader; 2]) {
+    let mut config = NodeConfig::default();
+    config.server.merge_writes = Some(BASE);
+    config.server.merge_writes_max = max;
+    let mut f = Fixture::with_config(config);
+    let publisher = f.cam_publisher();
+    let (eager, _) = f.cam_player();
+    let (bulk, _) = f.cam_player();
+    f.net.clients[bulk].low_water = LOW_WATER;
+    let start = f.now;
+    let mut sent = Vec::new();
+    let mut sent_at = Vec::new();
+    let mut writes_at_half = [0; 2];
+    for i in 0..600u32 {
+        f.advance_to(start + AUDIO_EVERY * i);
+        if i == 300 {
+            writes_at_half = [f.net.clients[eager].writes, f.net.clients[bulk].writes];
+        }
+        let mut payload = aac(i);
+        payload.resize(640, i as u8);
+        f.send(publisher, type_id::AUDIO, i * 20, payload.clone());
+        sent.push((type_id::AUDIO, i * 20, payload));
+        sent_at.push(f.now);
+    }
+    f.advance_to(start + Duration::from_secs(12));
+    let late_writes = [
+        f.net.clients[eager].writes - writes_at_half[0],
+        f.net.clients[bulk].writes - writes_at_half[1],
+    ];
+    // The bulk reader reads the tail once the stream ends and it is woken anyway.
+    f.advance_to(f.now + LONGEST);
+    f.net.clients[bulk].low_water = 0;
+    f.net.clients[bulk].client.create_stream(); // any command: its answer wakes the reader
+    f.pump();
+    let reader = |f: &Fixture, c: usize, late_writes: usize| Reader {
+        media: f.net.media(c),
+        delays: f.arrivals[c]
+            .iter()
+            .zip(&sent_at)
+            .map(|(a, s)| *a - *s)
+            .collect(),
+        late_writes,
+    };
+    let readers = [
+        reader(&f, eager, late_writes[0]),
+        reader(&f, bulk, late_writes[1]),
+    ];
+    (sent, readers)
+}
+
+fn median(delays: &[Duration]) -> Duration {
+    let mut sorted = delays.to_vec();
+    sorted.sort();
+    sorted[sorted.len() / 2]
+}
+
+#[test]
+fn a_player_that_reads_late_anyway_is_held_longer_and_an_eager_one_is_not() {
+    let (sent, [eager, bulk]) = twelve_seconds_to_an_eager_and_a_bulk_reader(Some(LONGEST));
+    let (_, [eager_fixed, bulk_fixed]) = twelve_seconds_to_an_eager_and_a_bulk_reader(None);
+    for reader in [&eager, &bulk, &eager_fixed, &bulk_fixed] {
+        assert_eq!(reader.media, sent, "every message, in order");
+    }
+    // The eager player keeps the base window: no message waits longer, and its writes are
+    // one per window, as without adapting (and one more when a probe went).
+    let eager_worst = eager.delays.iter().max().unwrap();
+    assert!(
+        *eager_worst <= BASE,
+        "an eager message waited {eager_worst:?}"
+    );
+    assert!(
+        (145..=155).contains(&eager_fixed.late_writes),
+        "{}",
+        eager_fixed.late_writes
+    );
+    let probes = eager.late_writes - eager_fixed.late_writes;
+    assert!(probes <= 1, "{probes} writes more than without adapting");
+    // The bulk reader, once its lag is known, is written less than a quarter as often.
+    assert!(
+        (145..=155).contains(&bulk_fixed.late_writes),
+        "{}",
+        bulk_fixed.late_writes
+    );
+    assert!(
+        bulk.late_writes * 4 < bulk_fixed.late_writes,
+        "{}",
+        bulk.late_writes
+    );
+    // And its delay grows by much less than it is held: it was waiting for its 16 KiB anyway.
+    let (held, fixed) = (median(&bulk.delays), median(&bulk_fixed.delays));
+    eprintln!("bulk reader's median delay: {fixed:?} with one window, {held:?} adapting");
+    assert!(held < fixed * 3 / 2, "{held:?} against {fixed:?}");
+}

@@ -108,6 +108,14 @@ impl Json {
         }
     }
 
+    /// An integer, or `null` for `None`.
+    pub(crate) fn opt_integer(&mut self, value: Option<u64>) -> &mut Self {
+        match value {
+            Some(v) => self.integer(v),
+            None => self.null(),
+        }
+    }
+
     pub(crate) fn finish(self) -> String {
         self.out
     }

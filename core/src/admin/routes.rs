@@ -354,6 +354,10 @@ fn connections(views: &[ConnView]) -> String {
         json.key("received_bytes").integer(conn.bytes_received);
         json.key("queued_bytes").integer(conn.queued_bytes as u64);
         json.key("tls").boolean(conn.tls);
+        let millis = |d: Option<std::time::Duration>| d.map(|d| d.as_millis() as u64);
+        json.key("merge_window_ms")
+            .opt_integer(millis(conn.merge_window));
+        json.key("read_lag_ms").opt_integer(millis(conn.read_lag));
         json.close_object();
     }
     json.close_array().close_object();

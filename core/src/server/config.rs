@@ -85,6 +85,13 @@ pub struct ServerConfig {
     /// first media after a play or resume still go out at once. `None` (the default here; the
     /// `siprtmp` binary's default is 40 ms): every message is written as soon as it arrives.
     pub merge_writes: Option<Duration>,
+    /// Merged writes that adapt: a player whose application reads late anyway (a buffering
+    /// player woken once 16 KiB are queued, say) is held longer, up to this, on windows
+    /// doubling from `merge_writes`; its lag is measured with RTMP pings that ride on its
+    /// writes, and it is held no longer than it reads late. A player that reads every message
+    /// as it arrives keeps `merge_writes`. `None` (the default here; the `siprtmp` binary's
+    /// default is 400 ms), or not above `merge_writes`: one window for every player.
+    pub merge_writes_max: Option<Duration>,
     /// Merged writes for the gateway's far-end media to its RTMP clients, apart from the
     /// players' window: a phone call feels every millisecond a live viewer does not, so it
     /// has its own setting. `None` (the default, also the binary's): written as it arrives.
@@ -198,6 +205,7 @@ impl Default for ServerConfig {
             vod_read_size: 64 * 1024,
             max_record_backlog: 16 * 1024 * 1024,
             merge_writes: None,
+            merge_writes_max: None,
             gateway_merge_writes: None,
             merge_max_bytes: 64 * 1024,
             gateway: None,

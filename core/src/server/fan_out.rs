@@ -80,12 +80,17 @@ impl RtmpServer {
             return false;
         };
         let kind = media_kind(&shared.msg, stream.primary_video_track);
-        // One deadline for every player this message is held on.
+        // One deadline per lane for every player this message is held on.
         let last_now = self.last_now;
         let mut merge = self.merge.as_mut().map(|m| {
-            let deadline = m.deadline(last_now);
-            (m, deadline)
+            let deadlines = m.deadlines(last_now);
+            (m, deadlines)
         });
+        // With an adaptive window, a player's read-lag probe may go with this message.
+        let probe_stamp = merge
+            .as_ref()
+            .is_some_and(|(m, _)| m.is_adaptive())
+            .then(|| last_now.saturating_duration_since(self.epoch).as_millis() as u32);
         let is_video = shared.msg.type_id == type_id::VIDEO;
         let len = shared.msg.payload.len();
         let mut evict: SmallVec<[ConnId; 4]> = SmallVec::new();
@@ -121,13 +126,25 @@ impl RtmpServer {
             let bytes = shared.encoded(player.chunk_size, player.stream_id);
             player.flush_next = false;
             let transmit = match &mut merge {
-                Some((schedule, deadline)) if !at_once => {
-                    match session.queue_held(bytes, *deadline, schedule.max_bytes()) {
+                Some((schedule, deadlines)) if !at_once => {
+                    let lane = session.merge_lane;
+                    let deadline = deadlines[usize::from(lane)];
+                    match session.queue_held(bytes, deadline, schedule.max_bytes()) {
                         Held::Nothing => false,
-                        Held::Started => {
-                            schedule.hold(*deadline, player.conn);
-                            false
-                        }
+                        // A hold begins just after the player's last write: the moment for
+                        // a probe, which goes at once, alone but for this message, and puts
+                        // the player on the base window until it is answered (see
+                        // `read_lag`).
+                        Held::Started => match probe_stamp {
+                            Some(stamp) if session.read_lag.probe(last_now, stamp) => {
+                                session.merge_lane = 0;
+                                session.send_user_control(UserControl::PingRequest(stamp))
+                            }
+                            _ => {
+                                schedule.hold(lane, deadline, player.conn);
+                                false
+                            }
+                        },
                         Held::Transmit => true,
                     }
                 }

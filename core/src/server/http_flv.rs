@@ -474,6 +474,8 @@ impl RtmpServer {
                 bytes_received: 0,
                 queued_bytes: queued,
                 tls: false,
+                merge_window: None,
+                read_lag: None,
             }
         })
     }

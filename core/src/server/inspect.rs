@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::flv::enhanced::{audio_packet, video_packet, walk};
 use crate::flv::media::{audio_codec, classify_audio, classify_video};
@@ -52,6 +52,11 @@ pub(crate) struct ConnView {
     pub queued_bytes: usize,
     /// It came through the RTMPS listener.
     pub tls: bool,
+    /// A live player under merged writes: how long its media is held (the base window, or a
+    /// longer lane its read lag allows).
+    pub merge_window: Option<Duration>,
+    /// How late its application reads what we write, once measured (see `read_lag`).
+    pub read_lag: Option<Duration>,
 }
 
 /// One application, as the HTTP API shows it: its settings and what it serves now.
@@ -267,6 +272,14 @@ impl RtmpServer {
                 bytes_received: s.rx_bytes,
                 queued_bytes: s.backlog(),
                 tls: s.tls.is_some(),
+                merge_window: self.merge.as_ref().and_then(|merge| {
+                    let playing = s
+                        .streams
+                        .iter()
+                        .any(|(_, role)| matches!(role, StreamRole::Playing(_)));
+                    playing.then(|| merge.window(s.merge_lane))
+                }),
+                read_lag: s.read_lag.estimate(),
             })
             .chain(self.flv_views())
             .collect();

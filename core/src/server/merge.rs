@@ -1,4 +1,4 @@
-//! [`FlushSchedule`]: merged writes, the node-wide list of players whose media is held back so
+//! [`FlushSchedule`]: merged writes, the node-wide lists of players whose media is held back so
 //! that several messages leave in one write.
 //!
 //! Without merging, every media message makes each idle player's queue go from empty to
@@ -8,9 +8,15 @@
 //! the deadline passes (or earlier, when the held bytes pass the size limit or when anything
 //! else—a command response, a control message—makes the connection transmit anyway).
 //!
-//! One list serves the whole node, and it needs no heap: the window is the same for every
-//! connection and the server's `now` never goes back, so deadlines are appended in order and
-//! the front is always the earliest. An entry is a (deadline, connection) pair pushed once
+//! **Lanes.** With an adaptive window (`ServerConfig::merge_writes_max`), a player whose
+//! application reads late anyway (measured by `read_lag`) is held longer: the windows form
+//! lanes, the base window grown by half again until the maximum (40, 60, 90, 135, 202, 303
+//! and 400 ms for 40 and 400), and each player is held on the longest lane its own read lag
+//! covers. Without it there is one lane.
+//!
+//! Each lane needs no heap beyond its queue: its window is the same for every connection on
+//! it and the server's `now` never goes back, so deadlines are appended in order and the
+//! front is always the lane's earliest. An entry is a (deadline, connection) pair pushed once
 //! per hold (not per message); an entry whose connection transmitted meanwhile is stale and
 //! skipped when it comes due (the session remembers the deadline of its live entry).
 
@@ -19,33 +25,105 @@ use std::time::{Duration, Instant};
 
 use crate::ids::ConnId;
 
-/// Held connections in deadline order.
+/// The most lanes a schedule has (a base window grown six times, then the maximum).
+pub(crate) const MAX_LANES: usize = 8;
+
+/// One window's held connections, in deadline order.
 #[derive(Debug)]
-pub(crate) struct FlushSchedule {
+struct Lane {
     window: Duration,
     /// Entries due within this much of the one that woke the timer go with it, so that players
     /// held a few milliseconds apart share one wake-up (they leave early, never late).
     coalesce: Duration,
-    /// Held bytes past which a connection transmits at once (bulk video must not wait for the
-    /// window in memory).
-    max_bytes: usize,
     entries: VecDeque<(Instant, ConnId)>,
 }
 
-impl FlushSchedule {
-    /// Holds for at most `window`, or until `max_bytes` are held.
-    pub(crate) fn new(window: Duration, max_bytes: usize) -> Self {
+impl Lane {
+    fn new(window: Duration) -> Self {
         Self {
             window,
             coalesce: window / 16,
-            max_bytes,
             entries: VecDeque::new(),
         }
     }
+}
 
-    /// The deadline of a hold that starts at `now`.
-    pub(crate) fn deadline(&self, now: Instant) -> Instant {
-        now + self.window
+/// Held connections, per lane in deadline order.
+#[derive(Debug)]
+pub(crate) struct FlushSchedule {
+    /// Shortest window first.
+    lanes: Vec<Lane>,
+    /// Held bytes past which a connection transmits at once (bulk video must not wait for the
+    /// window in memory).
+    max_bytes: usize,
+}
+
+impl FlushSchedule {
+    /// Holds for at most `window`, or until `max_bytes` are held: one lane.
+    pub(crate) fn new(window: Duration, max_bytes: usize) -> Self {
+        Self::adaptive(window, None, max_bytes)
+    }
+
+    /// Holds for `window`, or for longer (up to `max_window`) on the lanes between, each half
+    /// again the one before, or until `max_bytes` are held. A `max_window` of at most `window`
+    /// makes one lane.
+    pub(crate) fn adaptive(
+        window: Duration,
+        max_window: Option<Duration>,
+        max_bytes: usize,
+    ) -> Self {
+        let mut lanes = vec![Lane::new(window)];
+        if let Some(max) = max_window.filter(|max| *max > window && !window.is_zero()) {
+            let mut next = window * 3 / 2;
+            while next < max && lanes.len() < MAX_LANES - 1 {
+                lanes.push(Lane::new(next));
+                next = next * 3 / 2;
+            }
+            lanes.push(Lane::new(max));
+        }
+        Self { lanes, max_bytes }
+    }
+
+    /// Whether players may be held on longer lanes (and their read lag is worth measuring).
+    pub(crate) fn is_adaptive(&self) -> bool {
+        self.lanes.len() > 1
+    }
+
+    /// The lane of a player whose application reads `lag` after a write: the longest window
+    /// not past it (lane 0, the base window, when unknown or shorter).
+    pub(crate) fn lane_for(&self, lag: Option<Duration>) -> u8 {
+        let Some(lag) = lag else { return 0 };
+        let longer = self
+            .lanes
+            .iter()
+            .skip(1)
+            .take_while(|lane| lane.window <= lag);
+        longer.count() as u8
+    }
+
+    /// The window of `lane` (the longest, for a lane past the last).
+    pub(crate) fn window(&self, lane: u8) -> Duration {
+        self.lane(lane).window
+    }
+
+    fn lane(&self, lane: u8) -> &Lane {
+        let last = self.lanes.len() - 1;
+        &self.lanes[usize::from(lane).min(last)]
+    }
+
+    /// The deadline of a hold that starts at `now` on `lane`.
+    pub(crate) fn deadline(&self, now: Instant, lane: u8) -> Instant {
+        now + self.lane(lane).window
+    }
+
+    /// The deadlines of a hold that starts at `now`, by lane (one computation for every player
+    /// a message is held on).
+    pub(crate) fn deadlines(&self, now: Instant) -> [Instant; MAX_LANES] {
+        let mut all = [now; MAX_LANES];
+        for (deadline, lane) in all.iter_mut().zip(&self.lanes) {
+            *deadline = now + lane.window;
+        }
+        all
     }
 
     /// Held bytes past which a connection transmits at once.
@@ -53,27 +131,32 @@ impl FlushSchedule {
         self.max_bytes
     }
 
-    /// Puts `conn` on the list with `deadline` (from [`Self::deadline`], so never earlier than
-    /// the entries already listed).
-    pub(crate) fn hold(&mut self, deadline: Instant, conn: ConnId) {
-        if let Some((last, _)) = self.entries.back() {
-            debug_assert!(*last <= deadline, "deadlines are appended in order");
+    /// Puts `conn` on `lane` with `deadline` (from [`Self::deadline`], so never earlier than
+    /// the entries already on that lane).
+    pub(crate) fn hold(&mut self, lane: u8, deadline: Instant, conn: ConnId) {
+        let last = self.lanes.len() - 1;
+        let entries = &mut self.lanes[usize::from(lane).min(last)].entries;
+        if let Some((latest, _)) = entries.back() {
+            debug_assert!(*latest <= deadline, "deadlines are appended in order");
         }
-        self.entries.push_back((deadline, conn));
+        entries.push_back((deadline, conn));
     }
 
     /// When the earliest entry is due.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.entries.front().map(|(deadline, _)| *deadline)
+        let fronts = self.lanes.iter().filter_map(|lane| lane.entries.front());
+        fronts.map(|(deadline, _)| *deadline).min()
     }
 
     /// Takes the next entry that is due at `now` (or close enough to share this wake-up).
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, ConnId)> {
-        let (deadline, _) = *self.entries.front()?;
-        if deadline > now + self.coalesce {
-            return None;
-        }
-        self.entries.pop_front()
+        self.lanes.iter_mut().find_map(|lane| {
+            let (deadline, _) = *lane.entries.front()?;
+            if deadline > now + lane.coalesce {
+                return None;
+            }
+            lane.entries.pop_front()
+        })
     }
 }
 
@@ -81,17 +164,20 @@ impl FlushSchedule {
 mod tests {
     use super::*;
 
+    const MS: Duration = Duration::from_millis(1);
+
     #[test]
     fn entries_come_due_in_order_and_near_ones_share_a_wake_up() {
         let t0 = Instant::now();
         let mut list = FlushSchedule::new(Duration::from_millis(160), 1000);
+        assert!(!list.is_adaptive());
         assert_eq!(list.next_deadline(), None);
-        let d1 = list.deadline(t0);
-        list.hold(d1, ConnId(1));
-        let d2 = list.deadline(t0 + Duration::from_millis(5));
-        list.hold(d2, ConnId(2));
-        let d3 = list.deadline(t0 + Duration::from_millis(50));
-        list.hold(d3, ConnId(3));
+        let d1 = list.deadline(t0, 0);
+        list.hold(0, d1, ConnId(1));
+        let d2 = list.deadline(t0 + Duration::from_millis(5), 0);
+        list.hold(0, d2, ConnId(2));
+        let d3 = list.deadline(t0 + Duration::from_millis(50), 0);
+        list.hold(0, d3, ConnId(3));
         assert_eq!(list.next_deadline(), Some(t0 + Duration::from_millis(160)));
         assert_eq!(list.pop_due(t0 + Duration::from_millis(100)), None);
         let now = t0 + Duration::from_millis(160);
@@ -100,5 +186,62 @@ mod tests {
         assert_eq!(list.pop_due(now), Some((d2, ConnId(2))));
         assert_eq!(list.pop_due(now), None);
         assert_eq!(list.next_deadline(), Some(d3));
+    }
+
+    #[test]
+    fn lanes_grow_from_the_base_window_up_to_the_maximum() {
+        let windows = |list: &FlushSchedule| -> Vec<u128> {
+            (0..list.lanes.len() as u8)
+                .map(|lane| list.window(lane).as_millis())
+                .collect()
+        };
+        let list = FlushSchedule::adaptive(40 * MS, Some(400 * MS), 1000);
+        assert!(list.is_adaptive());
+        assert_eq!(windows(&list), [40, 60, 90, 135, 202, 303, 400]);
+        let list = FlushSchedule::adaptive(100 * MS, Some(400 * MS), 1000);
+        assert_eq!(windows(&list), [100, 150, 225, 337, 400]);
+        // A maximum far above the base: the last lane jumps to it.
+        let list = FlushSchedule::adaptive(10 * MS, Some(1000 * MS), 1000);
+        assert_eq!(windows(&list), [10, 15, 22, 33, 50, 75, 113, 1000]);
+        // No maximum, or one not above the base: one lane.
+        for max in [None, Some(40 * MS), Some(10 * MS)] {
+            let list = FlushSchedule::adaptive(40 * MS, max, 1000);
+            assert_eq!(windows(&list), [40], "{max:?}");
+        }
+    }
+
+    #[test]
+    fn a_player_gets_the_longest_lane_its_lag_covers() {
+        let list = FlushSchedule::adaptive(40 * MS, Some(400 * MS), 1000);
+        assert_eq!(list.lane_for(None), 0);
+        assert_eq!(list.lane_for(Some(2 * MS)), 0);
+        assert_eq!(list.lane_for(Some(59 * MS)), 0);
+        assert_eq!(list.lane_for(Some(60 * MS)), 1);
+        assert_eq!(list.lane_for(Some(399 * MS)), 5);
+        assert_eq!(list.lane_for(Some(400 * MS)), 6);
+        assert_eq!(list.lane_for(Some(9000 * MS)), 6);
+    }
+
+    #[test]
+    fn lanes_come_due_by_their_own_windows() {
+        let t0 = Instant::now();
+        let mut list = FlushSchedule::adaptive(40 * MS, Some(400 * MS), 1000);
+        let at = list.deadlines(t0);
+        list.hold(6, at[6], ConnId(9));
+        list.hold(0, at[0], ConnId(1));
+        let later = list.deadline(t0 + 100 * MS, 0);
+        list.hold(0, later, ConnId(2));
+        assert_eq!(list.next_deadline(), Some(t0 + 40 * MS));
+        assert_eq!(list.pop_due(t0 + 40 * MS), Some((at[0], ConnId(1))));
+        assert_eq!(list.pop_due(t0 + 40 * MS), None);
+        assert_eq!(list.next_deadline(), Some(t0 + 140 * MS));
+        assert_eq!(list.pop_due(t0 + 140 * MS), Some((later, ConnId(2))));
+        assert_eq!(list.next_deadline(), Some(t0 + 400 * MS));
+        assert_eq!(
+            list.pop_due(t0 + 399 * MS),
+            Some((at[6], ConnId(9))),
+            "within 25 ms"
+        );
+        assert_eq!(list.next_deadline(), None);
     }
 }

@@ -24,6 +24,7 @@ mod merge;
 mod operator;
 mod pending_decisions;
 mod player_backpressure;
+mod read_lag;
 mod record_resume;
 mod recorder;
 mod relay;
@@ -180,9 +181,9 @@ impl RtmpServer {
             .gateway
             .clone()
             .map(|g| crate::gateway::host::GatewayHost::new(g, rng.next_u64()));
-        let merge = config
-            .merge_writes
-            .map(|window| FlushSchedule::new(window, config.merge_max_bytes));
+        let merge = config.merge_writes.map(|window| {
+            FlushSchedule::adaptive(window, config.merge_writes_max, config.merge_max_bytes)
+        });
         let gateway_merge = config
             .gateway_merge_writes
             .map(|window| FlushSchedule::new(window, config.merge_max_bytes));
@@ -428,6 +429,7 @@ impl RtmpServer {
                 Ok(reply) => {
                     let complete = handshake.is_complete();
                     if let Some(bytes) = reply {
+                        session.read_lag.handshake_sent(now);
                         if session.queue(bytes) {
                             self.transmits.push_back(conn);
                         }
@@ -435,6 +437,7 @@ impl RtmpServer {
                     if !complete {
                         return;
                     }
+                    session.read_lag.handshake_done(now);
                     session.phase = Phase::Active;
                     session.last_rx = now;
                     // From now on the ping schedule applies, not the handshake deadline.
@@ -558,12 +561,26 @@ impl RtmpServer {
             Ok(event) => event,
             Err(e) => return self.close(conn, CloseReason::UserControl(e)),
         };
-        if let UserControl::PingRequest(stamp) = event {
-            if let Some(session) = self.sessions.get_mut(conn) {
-                if session.send_user_control(UserControl::PingResponse(stamp)) {
+        let Some(session) = self.sessions.get_mut(conn) else {
+            return;
+        };
+        match event {
+            UserControl::PingRequest(stamp) => {
+                let transmit = session.send_user_control(UserControl::PingResponse(stamp));
+                if transmit {
                     self.transmits.push_back(conn);
                 }
             }
+            // The answer to a read-lag probe: the player's lane may change (see `read_lag`).
+            UserControl::PingResponse(stamp) => {
+                if let Some(merge) = &self.merge {
+                    let spread = self.rng.below(1000) as u32;
+                    if session.read_lag.answered(self.last_now, stamp, spread) {
+                        session.merge_lane = merge.lane_for(session.read_lag.estimate());
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
@@ -995,11 +1012,11 @@ impl MediaSender<'_> {
         for bytes in segments {
             transmit |= match self.merge {
                 Some(schedule) => {
-                    let deadline = schedule.deadline(self.last_now);
+                    let deadline = schedule.deadline(self.last_now, 0);
                     match session.queue_held(bytes, deadline, schedule.max_bytes()) {
                         Held::Nothing => false,
                         Held::Started => {
-                            schedule.hold(deadline, conn);
+                            schedule.hold(0, deadline, conn);
                             false
                         }
                         Held::Transmit => true,

@@ -9,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
 use super::client_backlog::FarMediaGate;
+use super::read_lag::ReadLag;
 use super::send_queue::SendQueue;
 use crate::amf::Value;
 use crate::decision::RequestId;
@@ -86,6 +87,9 @@ pub(crate) struct Session {
     /// Merged writes: media is queued but held back, and its `Transmit` is due at this
     /// deadline (the session's live entry in the node's flush schedule).
     pub hold_deadline: Option<Instant>,
+    /// Merged writes: the flush schedule's lane this connection's media is held on (0, the
+    /// base window, unless its read lag allows a longer one).
+    pub merge_lane: u8,
     /// The gateway's far-end media under backpressure (see `client_backlog`).
     pub far_gate: FarMediaGate,
     pub out: SendQueue,
@@ -113,6 +117,8 @@ pub(crate) struct Session {
     /// RTMPS: bytes the TLS layer holds, as counted in the server's budget for unfinished
     /// messages.
     pub tls_held: usize,
+    /// How late the peer reads what we write (measured when the merge window adapts).
+    pub read_lag: ReadLag,
 }
 
 impl Session {
@@ -133,6 +139,7 @@ impl Session {
             out: SendQueue::default(),
             transmit_pending: false,
             hold_deadline: None,
+            merge_lane: 0,
             far_gate: FarMediaGate::default(),
             app: None,
             object_encoding: 0.0,
@@ -149,6 +156,7 @@ impl Session {
             tls: None,
             plain: SendQueue::default(),
             tls_held: 0,
+            read_lag: ReadLag::default(),
         }
     }
 

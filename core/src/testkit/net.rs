@@ -34,6 +34,10 @@ pub struct MemoryClient {
     /// A deaf client sends but never reads: a peer that stopped reading its socket and goes
     /// on writing (so that the node's liveness checks see it alive).
     pub deaf: bool,
+    /// A bulk reader's low-water mark (SO_RCVLOWAT): what the node writes waits in the
+    /// client's receive buffer until this many bytes have gathered, and only then does the
+    /// client read it (0: it reads every write at once).
+    pub low_water: usize,
     /// Every byte the node sent this client, when [`MemoryNet::keep_raw`] is set.
     pub raw: Vec<u8>,
     /// Writes to this client that moved bytes (each a `writev` for a real driver).
@@ -151,6 +155,7 @@ impl MemoryNet {
             closed: false,
             muted: false,
             deaf: false,
+            low_water: 0,
             raw: Vec::new(),
             writes: 0,
             wants_write: false,
@@ -277,6 +282,9 @@ impl MemoryNet {
                     c.raw.extend_from_slice(&c.inbox[before..]);
                 }
                 moved = true;
+                if c.inbox.len() < c.low_water {
+                    continue; // not woken yet: the bytes wait in its receive buffer
+                }
                 if c.client.received(&mut c.inbox).is_err() {
                     c.closed = true;
                     continue;
