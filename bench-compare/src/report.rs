@@ -247,7 +247,9 @@ fn header(md: &mut String, info: &RunInfo) {
         player_method(md, info);
     }
     if !info.notes.is_empty() {
-        let _ = writeln!(md, "\nNotes:\n");
+        // The machine line ends in a blank line; the method's last paragraph does not.
+        let gap = if info.players.is_empty() { "" } else { "\n" };
+        let _ = writeln!(md, "{gap}Notes:\n");
         for n in &info.notes {
             let _ = writeln!(md, "- {n}");
         }

@@ -431,6 +431,45 @@ mod tests {
         assert_eq!(unread_by_server(&half, publisher, server), None);
     }
 
+    fn speex_loop() -> Arc<MediaLoop> {
+        let tag = crate::flv::FlvTag {
+            type_id: 8,
+            timestamp: 0,
+            body: vec![0xb2; 40].into(),
+        };
+        Arc::new(MediaLoop::new(vec![tag]).unwrap())
+    }
+
+    #[test]
+    fn a_publisher_the_server_drops_during_setup_fails_the_point_by_name() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // The "server" takes the first connection and closes it; the others wait in its
+        // backlog, never answered.
+        let closer = std::thread::spawn(move || drop(listener.accept()));
+        let err = PublisherLoad::start(addr, false, speex_loop(), 3, Duration::from_secs(10))
+            .err()
+            .expect("a dropped publisher must fail the setup");
+        closer.join().unwrap();
+        // Closed with the handshake unread: a reset, or an orderly close if it came first.
+        assert!(
+            err.starts_with("publisher bench-")
+                && (err.ends_with("closed by the server") || err.contains("reset by peer")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn publishers_never_answered_time_out_with_a_count() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let err = PublisherLoad::start(addr, false, speex_loop(), 2, Duration::from_millis(300))
+            .err()
+            .expect("no publish start, no point");
+        assert_eq!(err, "setup timed out: 0 of 2 publishers publishing");
+        drop(listener);
+    }
+
     #[test]
     fn stream_names_are_distinct() {
         let names: std::collections::HashSet<String> = (0..1000).map(stream_name).collect();
