@@ -4,7 +4,9 @@
 //!
 //! Order of work: for each repeat, scenario, reader kind and player count, every server is
 //! measured in turn (so slow drifts of the machine spread over all servers); the report takes
-//! medians over repeats and fits CPU against players by least squares.
+//! medians over repeats and fits CPU against players by least squares. With `--publishers`,
+//! each repeat and scenario also measures N publishers (each on its own stream, no player),
+//! every server in turn at each N, and the report fits CPU against publishers.
 //!
 //! Other modes: `--gateway` (CPU per SIP-RTMP call), `--soak` (one server under load for a
 //! long time) and `--relay` (an origin and its edges against one server with the same
@@ -19,6 +21,7 @@ mod load;
 mod measure;
 mod procstat;
 mod progress;
+mod publisher_report;
 mod relay;
 mod relay_report;
 mod report;
@@ -76,9 +79,15 @@ struct Flags {
     /// original spent 12 MHz of a Core 2 per player, so 1,000 players are beyond one core).
     #[arg(long, default_value_t = 100)]
     rtmplite_max_players: usize,
-    /// Player counts [default: 0,1,5,20,100,1000; quick: 0,5,20].
+    /// Player counts [default: 0,1,5,20,100,1000; quick: 0,5,20; none when `--publishers`
+    /// is given without `--players`].
     #[arg(long, value_delimiter = ',')]
     players: Option<Vec<usize>>,
+    /// Publisher counts of a publisher series (RTMP mode): at each N, N publishers each
+    /// publishing its own stream and no player; CPU per publisher is the slope over N
+    /// [default: none].
+    #[arg(long, value_delimiter = ',')]
+    publishers: Option<Vec<usize>>,
     /// Measurement window in seconds [default: 10; quick: 1.2].
     #[arg(long)]
     window: Option<f64>,
@@ -200,6 +209,8 @@ pub struct RunInfo {
     pub readers: Vec<ReaderKind>,
     /// Player counts.
     pub players: Vec<usize>,
+    /// Publisher counts of the publisher series (empty: none measured).
+    pub publishers: Vec<usize>,
     /// Repeats.
     pub repeats: usize,
     /// Phase lengths.
@@ -303,6 +314,7 @@ fn run(flags: Flags) -> Result<bool, String> {
     let quick = flags.quick;
     let RtmpPlan {
         players,
+        publishers,
         timing,
         repeats,
         scenarios,
@@ -435,8 +447,27 @@ fn run(flags: Flags) -> Result<bool, String> {
             flags.rtmplite_max_players
         ));
     }
+    if servers.contains(&ServerKind::Rtmplite)
+        && publishers.iter().any(|&n| n > flags.rtmplite_max_players)
+    {
+        notes.push(format!(
+            "rtmplite3 measured up to {} publishers only (--rtmplite-max-players)",
+            flags.rtmplite_max_players
+        ));
+    }
+    // A publisher is one socket of the loader and one of the server.
+    let most = publishers
+        .iter()
+        .chain(&players)
+        .max()
+        .copied()
+        .unwrap_or(0) as u64;
+    notes.extend(gateway::raise_fd_limit(most * 2 + 256));
 
-    let total = repeats * scenarios.len() * readers.len() * players.len() * servers.len();
+    let total = repeats
+        * scenarios.len()
+        * (readers.len() * players.len() + publishers.len())
+        * servers.len();
     let mut results: Vec<PointResult> = Vec::with_capacity(total);
     let mut failures = Vec::new();
     let started = Instant::now();
@@ -504,6 +535,46 @@ fn run(flags: Flags) -> Result<bool, String> {
                     }
                 }
             }
+            for &n in &publishers {
+                for kind in &servers {
+                    if *kind == ServerKind::Rtmplite && n > flags.rtmplite_max_players {
+                        progress.step();
+                        continue;
+                    }
+                    let what = format!("{} publishers={n} {}", scenario.name, kind.label());
+                    progress.note(format!("repeat {} {what} ...", repeat + 1));
+                    let point = measure::run_publishers_point(
+                        kind, &bins, scenario, n, repeat, timing, clk_tck,
+                    );
+                    match point {
+                        Ok(r) => {
+                            if !r.is_complete() {
+                                failures.push(format!(
+                                    "{what} repeat {}: {} of {n} publishers published through \
+                                     the window with every byte read by the server ({} of {} \
+                                     window frames){}",
+                                    repeat + 1,
+                                    r.delivery.complete,
+                                    r.delivery.min_received,
+                                    r.delivery.sent,
+                                    r.delivery
+                                        .failure
+                                        .as_ref()
+                                        .map(|f| format!(" ({f})"))
+                                        .unwrap_or_default()
+                                ));
+                            }
+                            progress.note(format!(
+                                "{what}: {:.2}% core, loader {:.1}%, publishers verified {}/{n}",
+                                r.server_cpu, r.loader_cpu, r.delivery.complete
+                            ));
+                            results.push(r);
+                        }
+                        Err(e) => failures.push(format!("{what} repeat {}: {e}", repeat + 1)),
+                    }
+                    progress.step();
+                }
+            }
         }
     }
     // Quick mode's smoke test of the gateway: one call on mio (about 2 s).
@@ -554,6 +625,7 @@ fn run(flags: Flags) -> Result<bool, String> {
         scenarios,
         readers,
         players,
+        publishers,
         repeats,
         timing,
         core_mhz,
@@ -566,6 +638,7 @@ fn run(flags: Flags) -> Result<bool, String> {
     };
     std::fs::create_dir_all(&flags.out).map_err(|e| format!("{}: {e}", flags.out.display()))?;
     report::write_all(&flags.out, &info, &results, &failures)?;
+    let publisher_lines = publisher_report::summary_lines(&info, &results);
     if !gateway_points.is_empty() {
         let wideband = gateway::GatewayCodec::WIDEBAND;
         let gw_info = RunInfo {
@@ -582,6 +655,9 @@ fn run(flags: Flags) -> Result<bool, String> {
         md.push_str(&gateway_report::section(&gw_info, &[1], &gateway_points));
         std::fs::write(&path, md).map_err(|e| format!("report.md: {e}"))?;
         gateway_report::write_files(&flags.out, &gw_info, &[1], &gateway_points)?;
+    }
+    for line in publisher_lines {
+        eprintln!("bench-compare: {line}");
     }
     eprintln!(
         "bench-compare: {} points in {:.0} s; report in {}",
@@ -810,6 +886,7 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
         scenarios,
         readers: vec![ReaderKind::Eager],
         players: Vec::new(),
+        publishers: Vec::new(),
         repeats,
         timing,
         core_mhz,
@@ -855,12 +932,16 @@ fn run_gateway(flags: Flags) -> Result<bool, String> {
 /// `--relay`: per player count, the single siprtmp and then the origin with its edges, each
 /// point on fresh processes (see [`relay`]).
 fn run_relay(flags: Flags) -> Result<bool, String> {
+    if flags.publishers.is_some() {
+        return Err("--publishers is a series of the RTMP mode, not of --relay".into());
+    }
     let RtmpPlan {
         players,
         timing,
         repeats,
         scenarios,
         readers,
+        ..
     } = rtmp_plan(&flags, [vec![0, 4, 20], vec![0, 20, 100, 200]])?;
     if flags.edges == 0 {
         return Err("--edges must be at least 1".into());
@@ -1026,6 +1107,7 @@ fn run_relay(flags: Flags) -> Result<bool, String> {
         scenarios,
         readers,
         players,
+        publishers: Vec::new(),
         repeats,
         timing,
         core_mhz,
@@ -1153,6 +1235,8 @@ fn run_soak(flags: Flags) -> Result<bool, String> {
 /// default player counts (`[quick, full]`).
 struct RtmpPlan {
     players: Vec<usize>,
+    /// Publisher counts of the publisher series (empty: none).
+    publishers: Vec<usize>,
     timing: Timing,
     repeats: usize,
     scenarios: Vec<Scenario>,
@@ -1162,10 +1246,14 @@ struct RtmpPlan {
 fn rtmp_plan(flags: &Flags, default_players: [Vec<usize>; 2]) -> Result<RtmpPlan, String> {
     let quick = flags.quick;
     let [quick_players, full_players] = default_players;
-    let players = flags
-        .players
-        .clone()
-        .unwrap_or(if quick { quick_players } else { full_players });
+    let publishers = flags.publishers.clone().unwrap_or_default();
+    // A publisher series alone measures no player unless players are asked for too.
+    let players = match (&flags.players, &flags.publishers) {
+        (Some(p), _) => p.clone(),
+        (None, Some(_)) => Vec::new(),
+        (None, None) if quick => quick_players,
+        (None, None) => full_players,
+    };
     let timing = Timing {
         warmup: secs(flags.warmup.unwrap_or(if quick { 0.4 } else { 3.0 }))?,
         window: secs(flags.window.unwrap_or(if quick { 1.2 } else { 10.0 }))?,
@@ -1195,6 +1283,7 @@ fn rtmp_plan(flags: &Flags, default_players: [Vec<usize>; 2]) -> Result<RtmpPlan
         .collect::<Result<Vec<_>, _>>()?;
     Ok(RtmpPlan {
         players,
+        publishers,
         timing,
         repeats,
         scenarios,

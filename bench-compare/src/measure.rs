@@ -1,11 +1,14 @@
 //! One measurement point: a fresh server, the load set up, a warm-up, the CPU window of the
-//! server and of the loader, then the delivery check and the server's peak RSS.
+//! server and of the loader, then the delivery check and the server's peak RSS. A player
+//! point has one publisher and N players ([`run_point`]); a publisher point N publishers,
+//! each on its own stream, and no player ([`run_publishers_point`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::load::generator::{Delivery, Load, ReaderKind};
 use crate::load::media::MediaLoop;
+use crate::load::publishers::{PublishCheck, PublisherLoad};
 use crate::procstat;
 use crate::server::{self, Binaries, ServerKind};
 
@@ -42,6 +45,9 @@ pub(crate) struct PointResult {
     pub reader: ReaderKind,
     /// Number of players.
     pub players: usize,
+    /// A publisher point: its number of publishers (and no player); `None` for a player
+    /// point (one publisher).
+    pub publishers: Option<usize>,
     /// Server label.
     pub server: String,
     /// Repeat index (0-based).
@@ -56,8 +62,26 @@ pub(crate) struct PointResult {
     pub window_secs: f64,
     /// Server peak RSS (VmHWM) at the end, KiB.
     pub peak_rss_kib: u64,
-    /// The delivery check.
+    /// The delivery check. For a publisher point: `players` is the publishers, `complete`
+    /// those verified (see [`PublishCheck`]), `sent` the window frames of all publishers and
+    /// `min_received` those of the verified ones.
     pub delivery: Delivery,
+}
+
+impl PointResult {
+    /// Whether the point passed its check: every player got every window frame, or, for a
+    /// publisher point, every publisher published through the window and the server read
+    /// every byte of it.
+    pub(crate) fn is_complete(&self) -> bool {
+        match self.publishers {
+            None => self.delivery.is_complete(),
+            Some(n) => {
+                self.delivery.failure.is_none()
+                    && self.delivery.complete == n
+                    && (n == 0 || self.delivery.sent > 0)
+            }
+        }
+    }
 }
 
 /// Runs one point; `Err` if the server or the setup failed (frames lost is not an error
@@ -84,14 +108,7 @@ pub(crate) fn run_point(
         timing.setup_timeout,
     )?;
     let io = |e: std::io::Error| format!("load generator: {e}");
-    // Every player must be past its first video keyframe before the window opens.
-    let key_gap = scenario
-        .media
-        .max_keyframe_gap()
-        .map_or(Duration::ZERO, |ms| {
-            Duration::from_millis(u64::from(ms) + 500)
-        });
-    let warmup = timing.warmup.max(key_gap);
+    let warmup = timing.warmup.max(key_gap(scenario));
     load.run_until(Instant::now() + warmup).map_err(io)?;
 
     let s0 = procstat::sample(&pid)?;
@@ -115,6 +132,7 @@ pub(crate) fn run_point(
         scenario: scenario.name.clone(),
         reader,
         players,
+        publishers: None,
         server: kind.label(),
         repeat,
         server_cpu: pct_ticks(s0.ticks, s1.ticks),
@@ -124,4 +142,153 @@ pub(crate) fn run_point(
         peak_rss_kib,
         delivery,
     })
+}
+
+/// The shortest warm-up the scenario needs: every player must be past its first video
+/// keyframe before the window opens (nginx-rtmp holds a new player's video until the next
+/// one), and a server's per-stream state (a cached group of pictures) is steady only after
+/// one.
+fn key_gap(scenario: &Scenario) -> Duration {
+    scenario
+        .media
+        .max_keyframe_gap()
+        .map_or(Duration::ZERO, |ms| {
+            Duration::from_millis(u64::from(ms) + 500)
+        })
+}
+
+/// Runs one publisher point: `publishers` publishers, each on its own stream, no player.
+/// `Err` if the server or the setup failed (a publisher refused during setup names itself);
+/// a publisher dropped later, or bytes the server did not read, fail the result's check.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_publishers_point(
+    kind: &ServerKind,
+    bins: &Binaries,
+    scenario: &Scenario,
+    publishers: usize,
+    repeat: usize,
+    timing: Timing,
+    clk_tck: u64,
+) -> Result<PointResult, String> {
+    let srv = server::start(kind, bins)?;
+    let pid = srv.pid();
+    let mut load = PublisherLoad::start(
+        srv.tls_addr.unwrap_or(srv.addr),
+        srv.tls_addr.is_some(),
+        scenario.media.clone(),
+        publishers,
+        timing.setup_timeout,
+    )?;
+    let io = |e: std::io::Error| format!("load generator: {e}");
+    load.run_until(Instant::now() + timing.warmup.max(key_gap(scenario)))
+        .map_err(io)?;
+
+    let s0 = procstat::sample(&pid)?;
+    let l0 = procstat::sample("self")?;
+    let t0 = Instant::now();
+    load.open_window();
+    load.run_until(t0 + timing.window).map_err(io)?;
+    load.close_window();
+    let s1 = procstat::sample(&pid)?;
+    let l1 = procstat::sample("self")?;
+    let secs = t0.elapsed().as_secs_f64();
+
+    let check = load.drain(timing.drain_timeout)?;
+    let peak_rss_kib = procstat::peak_rss_kib(&pid).unwrap_or(0);
+    drop(load);
+    srv.stop();
+
+    let pct_ticks = |a: u64, b: u64| (b - a) as f64 / clk_tck as f64 / secs * 100.0;
+    let pct_ns = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1e9 / secs * 100.0;
+    Ok(PointResult {
+        scenario: scenario.name.clone(),
+        reader: ReaderKind::Eager,
+        players: 0,
+        publishers: Some(publishers),
+        server: kind.label(),
+        repeat,
+        server_cpu: pct_ticks(s0.ticks, s1.ticks),
+        server_cpu_ns: pct_ns(s0.on_cpu_ns, s1.on_cpu_ns),
+        loader_cpu: pct_ticks(l0.ticks, l1.ticks),
+        window_secs: secs,
+        peak_rss_kib,
+        delivery: publish_delivery(&check),
+    })
+}
+
+/// A publisher point's check in the shape of a player point's delivery (see
+/// [`PointResult::delivery`]).
+fn publish_delivery(check: &PublishCheck) -> Delivery {
+    Delivery {
+        sent: check.frames_sent,
+        min_received: check.verified_frames,
+        complete: check.verified,
+        players: check.publishers,
+        failure: check.failure.clone(),
+        delay: Default::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publisher_point(publishers: usize, check: &PublishCheck) -> PointResult {
+        PointResult {
+            scenario: "audio".into(),
+            reader: ReaderKind::Eager,
+            players: 0,
+            publishers: Some(publishers),
+            server: "mio".into(),
+            repeat: 0,
+            server_cpu: 1.0,
+            server_cpu_ns: 1.0,
+            loader_cpu: 1.0,
+            window_secs: 5.0,
+            peak_rss_kib: 0,
+            delivery: publish_delivery(check),
+        }
+    }
+
+    #[test]
+    fn a_publisher_point_passes_only_when_every_publisher_is_verified() {
+        let all = PublishCheck {
+            publishers: 3,
+            frames_sent: 750,
+            verified: 3,
+            verified_frames: 750,
+            ..PublishCheck::default()
+        };
+        assert!(publisher_point(3, &all).is_complete());
+        let one_short = PublishCheck {
+            verified: 2,
+            verified_frames: 500,
+            ..all.clone()
+        };
+        assert!(!publisher_point(3, &one_short).is_complete());
+        let dropped = PublishCheck {
+            failure: Some("publisher bench-1: closed by the server".into()),
+            ..all.clone()
+        };
+        assert!(!publisher_point(3, &dropped).is_complete());
+        // Publishers that sent nothing in the window measured nothing.
+        let silent = PublishCheck {
+            frames_sent: 0,
+            verified_frames: 0,
+            ..all
+        };
+        assert!(!publisher_point(3, &silent).is_complete());
+        // The idle server (no publisher) passes: it is the series' N = 0.
+        assert!(publisher_point(0, &PublishCheck::default()).is_complete());
+    }
+
+    #[test]
+    fn a_player_point_keeps_its_own_check() {
+        let mut p = publisher_point(0, &PublishCheck::default());
+        p.publishers = None;
+        // No frame sent in the window: a player point at N = 0 fails, as before.
+        assert!(!p.is_complete());
+        p.delivery.sent = 60;
+        assert!(p.is_complete());
+    }
 }

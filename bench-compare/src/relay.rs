@@ -139,6 +139,7 @@ pub(crate) fn run_point(
         scenario: spec.scenario.name.clone(),
         reader: spec.reader,
         players,
+        publishers: None,
         server,
         repeat,
         server_cpu: cpu,

@@ -200,6 +200,7 @@ mod tests {
             scenario: "av".into(),
             reader: ReaderKind::Eager,
             players,
+            publishers: None,
             server: server.into(),
             repeat: 0,
             server_cpu: cpu,

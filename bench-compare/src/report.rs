@@ -1,6 +1,7 @@
 //! The written results: `report.md` (tables in the shape of the original project's: players
 //! down, servers across, the original Python figures as the baseline), `results.csv` with
-//! every point of every repeat, and one SVG plot per scenario and reader kind.
+//! every point of every repeat, and one SVG plot per scenario and reader kind. The publisher
+//! series (`--publishers`) has its own section, from [`crate::publisher_report`].
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -8,6 +9,7 @@ use std::path::Path;
 use crate::load::delay::DelayHistogram;
 use crate::load::generator::{ReaderKind, BULK_LOW_WATER};
 use crate::measure::PointResult;
+use crate::publisher_report;
 use crate::stats::{least_squares, median, Line};
 use crate::svg::{self, Series};
 use crate::RunInfo;
@@ -89,6 +91,63 @@ pub(crate) fn write_all(
     write("results.csv", &csv(results))?;
     let mut md = String::new();
     header(&mut md, info);
+    if !info.players.is_empty() {
+        let players: Vec<PointResult> = results
+            .iter()
+            .filter(|r| r.publishers.is_none())
+            .cloned()
+            .collect();
+        player_sections(&mut md, dir, info, &players)?;
+    }
+    md.push_str(&publisher_report::section(info, results));
+    publisher_report::write_plots(dir, info, results)?;
+    let _ = writeln!(md, "\n## Delivery\n");
+    let checked = |publishers: bool| {
+        let mine = results
+            .iter()
+            .filter(|r| r.publishers.is_some() == publishers);
+        (
+            mine.clone().filter(|r| r.is_complete()).count(),
+            mine.count(),
+        )
+    };
+    let (complete, points) = checked(false);
+    if points > 0 {
+        let sent: u64 = results
+            .iter()
+            .filter(|r| r.publishers.is_none())
+            .map(|r| r.delivery.sent)
+            .sum();
+        let _ = writeln!(
+            md,
+            "{complete} of {points} player points delivered every window frame to every player, \
+             in order ({sent} frames published in windows in total; per-point counts in \
+             results.csv).",
+        );
+    }
+    let (complete, points) = checked(true);
+    if points > 0 {
+        let _ = writeln!(
+            md,
+            "{complete} of {points} publisher points had every publisher publishing through the \
+             window and the server reading every byte it sent (per-point counts in results.csv)."
+        );
+    }
+    md.push_str(&failures_section(failures));
+    write("report.md", &md)
+}
+
+/// The sections of the player series: a table and a plot per scenario and reader kind, the
+/// summaries, memory and delay.
+fn player_sections(
+    md: &mut String,
+    dir: &Path,
+    info: &RunInfo,
+    results: &[PointResult],
+) -> Result<(), String> {
+    let write = |name: &str, text: &str| {
+        std::fs::write(dir.join(name), text).map_err(|e| format!("{name}: {e}"))
+    };
     for scenario in &info.scenarios {
         for &reader in &info.readers {
             let name = format!("{}-{}", scenario.name, reader.name());
@@ -114,7 +173,7 @@ pub(crate) fn write_all(
                     (s.clone(), curve(&mine, &info.players, by_ticks))
                 })
                 .collect();
-            table(&mut md, info, &curves);
+            table(md, info, &curves);
             let svg_name = format!("cpu-{name}.svg");
             let series: Vec<Series> = curves
                 .iter()
@@ -140,33 +199,23 @@ pub(crate) fn write_all(
         }
     }
     summary_table(
-        &mut md,
+        md,
         info,
         results,
         "Summary: MHz per publisher / MHz per player",
         by_ticks,
     );
-    ratio_table(&mut md, info, results);
+    ratio_table(md, info, results);
     summary_table(
-        &mut md,
+        md,
         info,
         results,
         "Cross-check: the same from on-CPU nanoseconds (/proc/PID/task/*/schedstat)",
         by_schedstat,
     );
-    memory_table(&mut md, info, results);
-    delay_table(&mut md, info, results);
-    let _ = writeln!(md, "\n## Delivery\n");
-    let sent: u64 = results.iter().map(|r| r.delivery.sent).sum();
-    let complete = results.iter().filter(|r| r.delivery.is_complete()).count();
-    let _ = writeln!(
-        md,
-        "{complete} of {} points delivered every window frame to every player, in order \
-         ({sent} frames published in windows in total; per-point counts in results.csv).",
-        results.len()
-    );
-    md.push_str(&failures_section(failures));
-    write("report.md", &md)
+    memory_table(md, info, results);
+    delay_table(md, info, results);
+    Ok(())
 }
 
 /// "No failures." or the list of failures.
@@ -194,6 +243,20 @@ fn header(md: &mut String, info: &RunInfo) {
         info.core_mhz
             .map_or("unknown".into(), |m| format!("{m:.0} MHz"))
     );
+    if !info.players.is_empty() {
+        player_method(md, info);
+    }
+    if !info.notes.is_empty() {
+        // The machine line ends in a blank line; the method's last paragraph does not.
+        let gap = if info.players.is_empty() { "" } else { "\n" };
+        let _ = writeln!(md, "{gap}Notes:\n");
+        for n in &info.notes {
+            let _ = writeln!(md, "- {n}");
+        }
+    }
+}
+
+fn player_method(md: &mut String, info: &RunInfo) {
     let _ = writeln!(
         md,
         "Method: for each repeat, scenario, reader kind and player count N, each server in turn \
@@ -217,12 +280,6 @@ fn header(md: &mut String, info: &RunInfo) {
          with nginx-rtmp on this machine, in the same run, is the like-for-like one.",
         PYTHON_GEVENT.0, PYTHON_GEVENT.1, MULTITASK_FACTOR.0, MULTITASK_FACTOR.1
     );
-    if !info.notes.is_empty() {
-        let _ = writeln!(md, "\nNotes:\n");
-        for n in &info.notes {
-            let _ = writeln!(md, "- {n}");
-        }
-    }
 }
 
 fn table(md: &mut String, info: &RunInfo, curves: &[(String, Curve)]) {
@@ -275,7 +332,9 @@ fn summary_table(
 ) {
     let _ = writeln!(
         md,
-        "\n## {title}\n\nPublisher = measured at N = 0; player = least-squares slope over N.\n"
+        "\n## {title}\n\nPublisher = measured at N = 0 (one publisher over a window is a tick \
+         or two of /proc: `--publishers` measures the cost per publisher as a slope instead); \
+         player = least-squares slope over N.\n"
     );
     let mut cols = Vec::new();
     for scenario in &info.scenarios {
@@ -464,14 +523,19 @@ fn csv(results: &[PointResult]) -> String {
     let mut out = String::from(
         "scenario,reader,players,server,repeat,server_cpu_pct,server_cpu_pct_schedstat,\
          loader_cpu_pct,window_s,peak_rss_kib,frames_sent,min_frames_received,\
-         players_complete,failure,delay_p50_ms,delay_p99_ms,delay_max_ms\n",
+         players_complete,failure,delay_p50_ms,delay_p99_ms,delay_max_ms,series,publishers\n",
     );
     for r in results {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{:.4},{:.4},{:.3},{:.3},{},{},{},{},{},{}",
+            "{},{},{},{},{},{:.4},{:.4},{:.3},{:.3},{},{},{},{},{},{},{},{}",
             r.scenario,
-            r.reader.name(),
+            // A publisher point has no player, so no reader kind.
+            if r.publishers.is_some() {
+                "-"
+            } else {
+                r.reader.name()
+            },
             r.players,
             r.server,
             r.repeat + 1,
@@ -489,6 +553,12 @@ fn csv(results: &[PointResult]) -> String {
                 .unwrap_or("")
                 .replace([',', '\n'], ";"),
             r.delivery.delay.csv_fields(),
+            if r.publishers.is_some() {
+                "publishers"
+            } else {
+                "players"
+            },
+            r.publishers.unwrap_or(1),
         );
     }
     out

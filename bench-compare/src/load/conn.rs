@@ -235,6 +235,11 @@ impl Conn {
         }
     }
 
+    /// Bytes queued here that the socket has not taken yet.
+    pub(crate) fn queued(&self) -> usize {
+        self.out.iter().map(Bytes::len).sum::<usize>() - self.out_offset
+    }
+
     fn fail(&mut self, why: String) {
         if self.failed.is_none() {
             self.failed = Some(why);
