@@ -21,8 +21,12 @@
 //! random point (an answer comes when the reader reads, so a fixed interval from it would keep
 //! probing a reader on a steady rhythm at the same point of its rhythm).
 //!
-//! The estimate is the second largest of the last four lags, so one late answer (a scheduling
-//! hiccup) does not move an eager reader. Only the answer to the probe in flight counts; a
+//! **The estimate.** A bulk reader's answer comes anywhere between at once and its whole fill
+//! time (how long its mark takes to gather), so its lags spread evenly over that time; what
+//! a window may not pass is the fill time, the longest it reads late. The estimate takes the
+//! second largest of the last four lags, so one late answer (a scheduling hiccup) does not
+//! move an eager reader, and scales it by 5/3, since the second largest of four even draws
+//! falls at three fifths of their span on average. Only the answer to the probe in flight counts; a
 //! client that never answers keeps the base window. Hostile answers can only move the
 //! client's own window, within the maximum.
 
@@ -111,8 +115,8 @@ impl ReadLag {
         true
     }
 
-    /// How late the application reads: the second largest of the last lags, once two are
-    /// known.
+    /// How late the application reads at most (its fill time, for a bulk reader): the second
+    /// largest of the last lags scaled by 5/3, once two are known.
     pub(crate) fn estimate(&self) -> Option<Duration> {
         let known = (self.answered as usize).min(self.recent.len());
         if known < 2 {
@@ -121,7 +125,7 @@ impl ReadLag {
         let mut lags = self.recent;
         let lags = &mut lags[..known];
         lags.sort_unstable();
-        Some(lags[known - 2])
+        Some(lags[known - 2] * 5 / 3)
     }
 }
 
@@ -146,8 +150,8 @@ mod tests {
         for (i, after) in [3, 2, 250, 3, 4].into_iter().enumerate() {
             t = round(&mut lag, t, i as u32, after * MS) + STEADY_INTERVAL;
         }
-        // Lags against the smallest round trip (2 ms): 0 or 1 ms but for the one late answer.
-        assert_eq!(lag.estimate(), Some(2 * MS));
+        // Lags against the smallest round trip (2 ms): 0 to 2 ms but for the one late answer.
+        assert_eq!(lag.estimate(), Some(2 * MS * 5 / 3));
     }
 
     #[test]
@@ -162,8 +166,8 @@ mod tests {
                 assert_eq!(lag.estimate(), None, "one answer is not an estimate");
             }
         }
-        // The last four lags: 645, 295, 475, 115 ms; the second largest.
-        assert_eq!(lag.estimate(), Some(475 * MS));
+        // The last four lags: 645, 295, 475, 115 ms; the second largest, scaled.
+        assert_eq!(lag.estimate(), Some(475 * MS * 5 / 3));
     }
 
     #[test]
@@ -177,7 +181,7 @@ mod tests {
             // Every probe waits 500 ms for the reader's next wake-up.
             t = round(&mut lag, t, i, 520 * MS) + STEADY_INTERVAL;
         }
-        assert_eq!(lag.estimate(), Some(500 * MS));
+        assert_eq!(lag.estimate(), Some(500 * MS * 5 / 3));
         // An eager reader as far away reads at once.
         let mut eager = ReadLag::default();
         eager.handshake_sent(t0);
@@ -185,7 +189,7 @@ mod tests {
         for i in 0..4 {
             t = round(&mut eager, t, i, 21 * MS) + STEADY_INTERVAL;
         }
-        assert_eq!(eager.estimate(), Some(MS));
+        assert_eq!(eager.estimate(), Some(MS * 5 / 3));
     }
 
     #[test]
