@@ -474,6 +474,11 @@ impl RtmpServer {
             if session.backlog() > self.config.player_hard_backlog {
                 return self.close_for_backlog(conn);
             }
+            // Nothing left to decode (a read usually ends with a whole message): no call into
+            // the decoder, which would find no chunk header and change nothing.
+            if session.rx.is_empty() {
+                return;
+            }
             match session.decoder.decode(&mut session.rx) {
                 Ok(Some(msg)) => self.handle_message(now, conn, msg),
                 Ok(None) => return,
