@@ -1008,7 +1008,10 @@ fn send(
         payload.marker,
         payload.body,
     )?;
-    datagram.header.extend_from_slice(&payload.header);
+    // Audio has no payload-format header: no growth check and copy of nothing per frame.
+    if !payload.header.is_empty() {
+        datagram.header.extend_from_slice(&payload.header);
+    }
     Ok(datagram)
 }
 
