@@ -937,6 +937,8 @@ impl MediaBridge {
 
 /// An audio frame for the client: after the Opus sequence start when that is due (`head`: its
 /// channel count and whether it is due; see [`AudioLeg`]).
+// Once per packet: inlined into its caller (no call, no copy of its result).
+#[inline]
 fn to_client(head: &mut Option<(u8, bool)>, frame: MediaFrame, out: &mut Vec<FromFarEnd>) {
     if let Some((channels, due @ true)) = head {
         *due = false;
@@ -995,6 +997,8 @@ fn rtcp(leg: Leg, remote: SocketAddr, report: Bytes) -> OutgoingRtp {
 
 /// Sends `payload` on `session`: the payload-format header (FU-A, tunnel) follows the RTP
 /// header in the same small buffer, the body stays shared.
+// Once per packet: inlined into its caller (no call, no copy of its result).
+#[inline]
 fn send(
     session: &mut RtpSession,
     now: Instant,

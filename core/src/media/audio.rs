@@ -188,6 +188,8 @@ impl RtmpToRtpAudio {
     }
 
     /// Translates one FLV audio body with RTMP timestamp `rtmp_ms` into an RTP payload.
+    // Once per packet: inlined into its caller (no call, no copy of its result).
+    #[inline]
     pub fn translate(&mut self, body: &Bytes, rtmp_ms: u32) -> Result<RtpPayload, AudioError> {
         let first = *body.first().ok_or(AudioError::Empty)?;
         let sound_format = first >> 4;
@@ -269,6 +271,8 @@ impl RtpToRtmpAudio {
     /// or empty. `rtmp_now_ms` is the RTMP stream time now, used to anchor the first packet
     /// and again after an SSRC change. The packet's payload becomes the frame's body (taken,
     /// not shared: no reference count to take here and drop with the packet).
+    // Once per packet: inlined into its caller (no call, no copy of its result).
+    #[inline]
     pub fn translate(&mut self, packet: RtpPacket, rtmp_now_ms: u32) -> Option<MediaFrame> {
         if packet.payload_type != self.format.payload_type || packet.payload.is_empty() {
             return None;

@@ -524,6 +524,8 @@ impl RtpSession {
 
     /// Builds the next packet: `media_time` is in clock-rate units from the start of the
     /// stream (the session adds its random base). The payload is not copied.
+    // Once per packet: inlined into its caller (no call, no copy of its result).
+    #[inline]
     pub fn send(
         &mut self,
         now: Instant,
