@@ -274,6 +274,17 @@ impl RtpToRtmpAudio {
     // Once per packet: inlined into its caller (no call, no copy of its result).
     #[inline]
     pub fn translate(&mut self, packet: RtpPacket, rtmp_now_ms: u32) -> Option<MediaFrame> {
+        self.translate_with(packet, || rtmp_now_ms)
+    }
+
+    /// [`Self::translate`] with the RTMP stream time asked of `rtmp_now_ms` only when the
+    /// packet anchors the timeline (see [`RtpTimeline::to_rtmp_with`]).
+    #[inline]
+    pub(crate) fn translate_with(
+        &mut self,
+        packet: RtpPacket,
+        rtmp_now_ms: impl FnOnce() -> u32,
+    ) -> Option<MediaFrame> {
         if packet.payload_type != self.format.payload_type || packet.payload.is_empty() {
             return None;
         }
@@ -281,7 +292,7 @@ impl RtpToRtmpAudio {
             self.timeline.reset();
             self.ssrc = Some(packet.ssrc);
         }
-        let timestamp = self.timeline.to_rtmp(packet.timestamp, rtmp_now_ms);
+        let timestamp = self.timeline.to_rtmp_with(packet.timestamp, rtmp_now_ms);
         Some(MediaFrame::new(
             type_id::AUDIO,
             timestamp,
