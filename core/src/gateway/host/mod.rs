@@ -563,6 +563,8 @@ impl GatewayHost {
     /// An RTP or RTCP datagram for `conn`'s call: the media it makes goes to the client from
     /// here; the rest (a keyframe request, a latched address, RTCP's timers) through
     /// [`Self::pump`].
+    // Once per datagram: inlined into its two callers (per-call and shared ports).
+    #[inline]
     #[allow(clippy::too_many_arguments)]
     fn far_end_datagram(
         &mut self,
