@@ -278,7 +278,7 @@ impl RtpToRtmpAudio {
     }
 
     /// [`Self::translate`] with the RTMP stream time asked of `rtmp_now_ms` only when the
-    /// packet anchors the timeline (see [`RtpTimeline::to_rtmp_with`]).
+    /// packet anchors the timeline (see [`RtpTimeline::rtmp_time`]).
     #[inline]
     pub(crate) fn translate_with(
         &mut self,
@@ -292,7 +292,7 @@ impl RtpToRtmpAudio {
             self.timeline.reset();
             self.ssrc = Some(packet.ssrc);
         }
-        let timestamp = self.timeline.to_rtmp_with(packet.timestamp, rtmp_now_ms);
+        let timestamp = self.timeline.rtmp_time(packet.timestamp, rtmp_now_ms);
         Some(MediaFrame::new(
             type_id::AUDIO,
             timestamp,
