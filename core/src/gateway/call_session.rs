@@ -887,6 +887,8 @@ impl GatewaySession {
     /// every frame). A host with many sessions passes one buffer of its own for all of them:
     /// it stays in the cache, where each session's own queue would be a cache miss to write
     /// and another to read back on every frame.
+    // Once per packet, from one place: inlined into its caller (no call, no argument copies).
+    #[inline]
     pub fn client_media(&mut self, now: Instant, msg: &RtmpMessage, out: &mut Vec<OutgoingRtp>) {
         if let Some(bridge) = &mut self.bridge {
             bridge.from_client(now, msg, out);
@@ -1017,6 +1019,8 @@ impl GatewaySession {
     /// ([`Self::poll_timeout`]) and no media address, so a host need not ask for them again
     /// (the gateway host relies on this on every frame). RTCP, video and the first packet
     /// (which latches) may move them.
+    // Once per packet, from one place: inlined into its caller (no call, no argument copies).
+    #[inline]
     pub fn rtp_datagram(
         &mut self,
         now: Instant,

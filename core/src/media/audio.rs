@@ -188,6 +188,8 @@ impl RtmpToRtpAudio {
     }
 
     /// Translates one FLV audio body with RTMP timestamp `rtmp_ms` into an RTP payload.
+    // Once per packet: inlined into its caller (no call, no copy of its result).
+    #[inline]
     pub fn translate(&mut self, body: &Bytes, rtmp_ms: u32) -> Result<RtpPayload, AudioError> {
         let first = *body.first().ok_or(AudioError::Empty)?;
         let sound_format = first >> 4;
@@ -269,7 +271,20 @@ impl RtpToRtmpAudio {
     /// or empty. `rtmp_now_ms` is the RTMP stream time now, used to anchor the first packet
     /// and again after an SSRC change. The packet's payload becomes the frame's body (taken,
     /// not shared: no reference count to take here and drop with the packet).
+    // Once per packet: inlined into its caller (no call, no copy of its result).
+    #[inline]
     pub fn translate(&mut self, packet: RtpPacket, rtmp_now_ms: u32) -> Option<MediaFrame> {
+        self.translate_with(packet, || rtmp_now_ms)
+    }
+
+    /// [`Self::translate`] with the RTMP stream time asked of `rtmp_now_ms` only when the
+    /// packet anchors the timeline (see [`RtpTimeline::rtmp_time`]).
+    #[inline]
+    pub(crate) fn translate_with(
+        &mut self,
+        packet: RtpPacket,
+        rtmp_now_ms: impl FnOnce() -> u32,
+    ) -> Option<MediaFrame> {
         if packet.payload_type != self.format.payload_type || packet.payload.is_empty() {
             return None;
         }
@@ -277,7 +292,7 @@ impl RtpToRtmpAudio {
             self.timeline.reset();
             self.ssrc = Some(packet.ssrc);
         }
-        let timestamp = self.timeline.to_rtmp(packet.timestamp, rtmp_now_ms);
+        let timestamp = self.timeline.rtmp_time(packet.timestamp, rtmp_now_ms);
         Some(MediaFrame::new(
             type_id::AUDIO,
             timestamp,

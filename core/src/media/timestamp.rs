@@ -70,8 +70,15 @@ impl RtpTimeline {
     /// The RTMP time of RTP timestamp `rtp`; `rtmp_now_ms` is only used to anchor the first
     /// one. Times before the anchor saturate at 0.
     pub fn to_rtmp(&mut self, rtp: u32, rtmp_now_ms: u32) -> u32 {
-        let a = self.anchor.get_or_insert(Anchor {
-            rtmp_ms: rtmp_now_ms,
+        self.rtmp_time(rtp, || rtmp_now_ms)
+    }
+
+    /// [`Self::to_rtmp`] with the RTMP time asked of `rtmp_now_ms` only when it anchors: a
+    /// caller that reads a clock for it pays that once per anchor, not once per packet.
+    #[inline]
+    pub(crate) fn rtmp_time(&mut self, rtp: u32, rtmp_now_ms: impl FnOnce() -> u32) -> u32 {
+        let a = self.anchor.get_or_insert_with(|| Anchor {
+            rtmp_ms: rtmp_now_ms(),
             last_rtp: rtp,
             offset: 0,
         });

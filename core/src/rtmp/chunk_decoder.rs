@@ -295,8 +295,15 @@ impl ChunkDecoder {
             input.advance(header.header_len);
             let whole_in_one_chunk = starts_message && chunk_len == length as usize;
             if whole_in_one_chunk && whole {
-                // The common case for audio and small video: no reassembly, no copy.
-                let payload = input.split_to(chunk_len).freeze();
+                // The common case for audio and small video: no reassembly, no copy. When the
+                // chunk is all the input holds (a read of one message, the usual case for a
+                // client's audio), the buffer itself becomes the payload: no split, whose
+                // bookkeeping (and the remainder's reference) costs on every message.
+                let payload = if input.len() == chunk_len {
+                    std::mem::take(input).freeze()
+                } else {
+                    input.split_to(chunk_len).freeze()
+                };
                 return Ok(Some(stream.message(payload)));
             }
             let take = chunk_len.min(input.len());

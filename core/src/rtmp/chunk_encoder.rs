@@ -184,6 +184,8 @@ impl ChunkEncoder {
 
     /// The header format and timestamp field for the next message on `csid`, remembered for
     /// the one after.
+    // Once per packet: inlined into its caller (no call, no copy of its result).
+    #[inline]
     fn header(
         &mut self,
         csid: u32,
@@ -242,6 +244,8 @@ pub fn encode_fmt0(csid: u32, msg: &RtmpMessage, chunk_size: u32) -> Bytes {
     out.freeze()
 }
 
+// Once per packet: inlined into its caller (no call, no copy of its result).
+#[inline]
 fn write_basic_header(fmt: u8, csid: u32, out: &mut BytesMut) {
     let fmt = fmt << 6;
     match csid {
@@ -262,6 +266,8 @@ fn write_basic_header(fmt: u8, csid: u32, out: &mut BytesMut) {
 
 /// A message's first chunk header: basic header, the format's message header fields and the
 /// extended timestamp when the field needs one.
+// Once per packet: inlined into its caller (no call, no copy of its result).
+#[inline]
 fn write_message_header(
     fmt: u8,
     csid: u32,

@@ -113,6 +113,8 @@ impl RtpPacket {
     }
 
     /// Parses a packet; the payload and extension data are slices of `data` (no copy).
+    // Once per packet: inlined into its caller (no call, no copy of its result).
+    #[inline]
     pub fn parse(data: Bytes) -> Result<Self, RtpError> {
         if data.len() < RTP_HEADER_LEN {
             return Err(RtpError::TooShort);

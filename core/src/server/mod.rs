@@ -148,7 +148,7 @@ pub(crate) struct RtmpServer {
     /// Gateway clients whose far-end media is held for merged writes, when enabled (a
     /// window of its own, so a list of its own: each list's deadlines come in order).
     gateway_merge: Option<FlushSchedule>,
-    /// Where [`Session::encode_frame`] writes every session's chunk headers, split off per
+    /// Where [`Session::queue_frame`] writes every session's chunk headers, split off per
     /// message: one allocation serves many messages, and the reference count that each
     /// split and each written header touches is one hot cache line rather than one per
     /// session (with hundreds of gateway calls, shared-buffer reference counts, these among
@@ -473,6 +473,11 @@ impl RtmpServer {
             // queue (a reply, a pong) must not pile up on a client that does not read.
             if session.backlog() > self.config.player_hard_backlog {
                 return self.close_for_backlog(conn);
+            }
+            // Nothing left to decode (a read usually ends with a whole message): no call into
+            // the decoder, which would find no chunk header and change nothing.
+            if session.rx.is_empty() {
+                return;
             }
             match session.decoder.decode(&mut session.rx) {
                 Ok(Some(msg)) => self.handle_message(now, conn, msg),
@@ -1007,24 +1012,27 @@ impl MediaSender<'_> {
                 return;
             }
         }
-        let segments = session.encode_frame(csid, stream_id, frame, self.frame_headers);
-        let mut transmit = false;
-        for bytes in segments {
-            transmit |= match self.merge {
-                Some(schedule) => {
-                    let deadline = schedule.deadline(self.last_now, 0);
-                    match session.queue_held(bytes, deadline, schedule.max_bytes()) {
-                        Held::Nothing => false,
-                        Held::Started => {
+        session.queue_frame(csid, stream_id, frame, self.frame_headers);
+        // One decision for the whole frame, once its segments are queued: a hold that its
+        // first segment would start and its last end (past `max_bytes`) is not started, and
+        // the deadline is worked out only when a hold starts.
+        let transmit = match self.merge {
+            Some(schedule) => {
+                let now = self.last_now;
+                match session.hold_queued(schedule.max_bytes(), || schedule.deadline(now, 0)) {
+                    Held::Nothing => false,
+                    Held::Started => {
+                        // The deadline the hold just started with.
+                        if let Some(deadline) = session.hold_deadline {
                             schedule.hold(0, deadline, conn);
-                            false
                         }
-                        Held::Transmit => true,
+                        false
                     }
+                    Held::Transmit => true,
                 }
-                None => session.queue(bytes),
-            };
-        }
+            }
+            None => session.transmit_now(),
+        };
         if transmit {
             self.transmits.push_back(conn);
         }

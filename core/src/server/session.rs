@@ -238,6 +238,18 @@ impl Session {
     /// under way (the bytes join it) or more than `max_bytes` are queued (written at once).
     pub(crate) fn queue_held(&mut self, bytes: Bytes, deadline: Instant, max_bytes: usize) -> Held {
         self.sink().push(bytes);
+        self.hold_queued(max_bytes, || deadline)
+    }
+
+    /// What merged writes make of the bytes just queued: nothing more when a write is under
+    /// way (they join it) or a hold is running, a `Transmit` when more than `max_bytes` are
+    /// queued, else a hold until `deadline()` (asked for only then).
+    #[inline]
+    pub(crate) fn hold_queued(
+        &mut self,
+        max_bytes: usize,
+        deadline: impl FnOnce() -> Instant,
+    ) -> Held {
         let backlog = self.backlog();
         if self.transmit_pending || backlog == 0 {
             Held::Nothing
@@ -245,7 +257,7 @@ impl Session {
             self.transmit_now();
             Held::Transmit
         } else if self.hold_deadline.is_none() {
-            self.hold_deadline = Some(deadline);
+            self.hold_deadline = Some(deadline());
             Held::Started
         } else {
             Held::Nothing
@@ -265,18 +277,24 @@ impl Session {
         buf.freeze()
     }
 
-    /// Encodes `frame` on `csid` and message stream `stream_id` as wire segments to queue in
-    /// order: chunk headers and the tag header split off `headers` (the server's, shared by
-    /// every session), the body as
-    /// slices of the frame's own (no copy, and no allocation for a one-chunk message).
-    pub(crate) fn encode_frame(
+    /// Encodes `frame` on `csid` and message stream `stream_id` and queues its wire segments
+    /// as they come (nothing gathered in between): chunk headers and the tag header split off
+    /// `headers` (the server's, shared by every session), the body as slices of the frame's
+    /// own (no copy, and no allocation for a one-chunk message). Says nothing about writing:
+    /// see [`Self::transmit_now`] and [`Self::hold_queued`].
+    pub(crate) fn queue_frame(
         &mut self,
         csid: u32,
         stream_id: u32,
         frame: MediaFrame,
         headers: &mut BytesMut,
-    ) -> SmallVec<[Bytes; 4]> {
-        let mut segments = SmallVec::new();
+    ) {
+        // The sink borrowed apart from the encoder (what `sink` returns, field by field).
+        let sink = if self.tls.is_some() {
+            &mut self.plain
+        } else {
+            &mut self.out
+        };
         self.encoder.encode_parts(
             csid,
             frame.type_id,
@@ -285,9 +303,8 @@ impl Session {
             &frame.header,
             frame.body,
             headers,
-            |segment| segments.push(segment),
+            |segment| sink.push(segment),
         );
-        segments
     }
 
     pub(crate) fn send_control(&mut self, control: ProtocolControl) -> bool {
