@@ -87,6 +87,11 @@ impl FlushSchedule {
         self.lanes.len() > 1
     }
 
+    /// The longest lane, when players may be held on it (an adaptive schedule).
+    pub(crate) fn longest_lane(&self) -> Option<u8> {
+        self.is_adaptive().then(|| (self.lanes.len() - 1) as u8)
+    }
+
     /// The lane of a player whose application reads `lag` after a write: the longest window
     /// not past it (lane 0, the base window, when unknown or shorter).
     pub(crate) fn lane_for(&self, lag: Option<Duration>) -> u8 {

@@ -775,6 +775,14 @@ impl RtmpServer {
             if session.transmit_now() {
                 transmits.push_back(conn);
             }
+            // A player on the base window while its read-lag probe is out goes back to the
+            // longest once the probe has waited that long (see `read_lag`).
+            if let Some(longest) = merge.longest_lane() {
+                if session.merge_lane == 0 && session.read_lag.waited(now) >= merge.window(longest)
+                {
+                    session.merge_lane = longest;
+                }
+            }
         }
     }
 

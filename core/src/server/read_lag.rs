@@ -22,13 +22,21 @@
 //! probing a reader on a steady rhythm at the same point of its rhythm).
 //!
 //! **The estimate.** A bulk reader's answer comes anywhere between at once and its whole fill
-//! time (how long its mark takes to gather), so its lags spread evenly over that time; what
-//! a window may not pass is the fill time, the longest it reads late. The estimate takes the
-//! second largest of the last four lags, so one late answer (a scheduling hiccup) does not
-//! move an eager reader, and scales it by 5/3, since the second largest of four even draws
-//! falls at three fifths of their span on average. Only the answer to the probe in flight counts; a
-//! client that never answers keeps the base window. Hostile answers can only move the
-//! client's own window, within the maximum.
+//! time (how long its mark takes to gather), so its lags spread evenly over that time; what a
+//! window may not pass is the fill time, the longest it reads late. Among the last eight lags,
+//! once two of them are late (at least [`LATE`]: the application did not read a lone ping at
+//! once), the estimate is the largest: a reader seen late more than once reads up to that late.
+//! Otherwise it is the second largest, so that one late answer (a scheduling hiccup) does not
+//! move an eager reader. A second largest of four scaled up to the span, tried first, left one
+//! bulk reader in eight on the base window at a time, each costing ten times a held one.
+//!
+//! **While a probe is out** the player is on the base window; a probe unanswered for the
+//! longest window already proves the reader that late, and the player goes back to it then
+//! ([`ReadLag::waited`]), without waiting for an answer that a slowly filling reader gives
+//! only seconds later.
+//!
+//! Only the answer to the probe in flight counts; a client that never answers keeps the base
+//! window. Hostile answers can only move the client's own window, within the maximum.
 
 use std::time::{Duration, Instant};
 
@@ -40,6 +48,8 @@ const SETTLING_INTERVAL: Duration = Duration::from_secs(1);
 pub(crate) const STEADY_INTERVAL: Duration = Duration::from_secs(15);
 /// A probe unanswered this long is given up, and another may go.
 const GIVE_UP: Duration = Duration::from_secs(30);
+/// A lag from which a reader counts as late: it did not read a lone ping at once.
+pub(crate) const LATE: Duration = Duration::from_millis(20);
 
 /// One player connection's read lag.
 #[derive(Debug, Clone, Default)]
@@ -57,7 +67,7 @@ pub(crate) struct ReadLag {
     min_rtt: Option<Duration>,
     /// The last lags (round trip less `min_rtt` as it was then), newest at
     /// `answered % len`.
-    recent: [Duration; 4],
+    recent: [Duration; 8],
     answered: u32,
 }
 
@@ -115,8 +125,9 @@ impl ReadLag {
         true
     }
 
-    /// How late the application reads at most (its fill time, for a bulk reader): the second
-    /// largest of the last lags scaled by 5/3, once two are known.
+    /// How late the application reads at most (its fill time, for a bulk reader), once two
+    /// answers are known: the largest of the last lags when two of them are late, else the
+    /// second largest.
     pub(crate) fn estimate(&self) -> Option<Duration> {
         let known = (self.answered as usize).min(self.recent.len());
         if known < 2 {
@@ -125,7 +136,20 @@ impl ReadLag {
         let mut lags = self.recent;
         let lags = &mut lags[..known];
         lags.sort_unstable();
-        Some(lags[known - 2] * 5 / 3)
+        let late = lags.iter().filter(|lag| **lag >= LATE).count();
+        Some(if late >= 2 {
+            lags[known - 1]
+        } else {
+            lags[known - 2]
+        })
+    }
+
+    /// How long the probe in flight has waited at `now` (zero when none is): a lower bound
+    /// of how late the reader reads.
+    pub(crate) fn waited(&self, now: Instant) -> Duration {
+        self.in_flight.map_or(Duration::ZERO, |(_, sent)| {
+            now.saturating_duration_since(sent)
+        })
     }
 }
 
@@ -151,7 +175,7 @@ mod tests {
             t = round(&mut lag, t, i as u32, after * MS) + STEADY_INTERVAL;
         }
         // Lags against the smallest round trip (2 ms): 0 to 2 ms but for the one late answer.
-        assert_eq!(lag.estimate(), Some(2 * MS * 5 / 3));
+        assert_eq!(lag.estimate(), Some(2 * MS));
     }
 
     #[test]
@@ -166,8 +190,8 @@ mod tests {
                 assert_eq!(lag.estimate(), None, "one answer is not an estimate");
             }
         }
-        // The last four lags: 645, 295, 475, 115 ms; the second largest, scaled.
-        assert_eq!(lag.estimate(), Some(475 * MS * 5 / 3));
+        // Lags 0, 645, 295, 475 and 115 ms: late more than once, so up to the largest.
+        assert_eq!(lag.estimate(), Some(645 * MS));
     }
 
     #[test]
@@ -181,7 +205,7 @@ mod tests {
             // Every probe waits 500 ms for the reader's next wake-up.
             t = round(&mut lag, t, i, 520 * MS) + STEADY_INTERVAL;
         }
-        assert_eq!(lag.estimate(), Some(500 * MS * 5 / 3));
+        assert_eq!(lag.estimate(), Some(500 * MS));
         // An eager reader as far away reads at once.
         let mut eager = ReadLag::default();
         eager.handshake_sent(t0);
@@ -189,7 +213,7 @@ mod tests {
         for i in 0..4 {
             t = round(&mut eager, t, i, 21 * MS) + STEADY_INTERVAL;
         }
-        assert_eq!(eager.estimate(), Some(MS * 5 / 3));
+        assert_eq!(eager.estimate(), Some(MS));
     }
 
     #[test]
@@ -207,6 +231,17 @@ mod tests {
         // Never answered: given up after a while, then probed again.
         assert!(!lag.probe(t0 + 20 * 1000 * MS, 10));
         assert!(lag.probe(t0 + 32 * 1000 * MS, 10));
+    }
+
+    #[test]
+    fn a_probe_in_flight_has_waited_since_it_went() {
+        let t0 = Instant::now();
+        let mut lag = ReadLag::default();
+        assert_eq!(lag.waited(t0), Duration::ZERO);
+        assert!(lag.probe(t0, 1));
+        assert_eq!(lag.waited(t0 + 450 * MS), 450 * MS);
+        assert!(lag.answered(t0 + 500 * MS, 1, 0));
+        assert_eq!(lag.waited(t0 + 600 * MS), Duration::ZERO);
     }
 
     #[test]
