@@ -27,7 +27,9 @@
 //! once two of them are late (at least [`LATE`]: the application did not read a lone ping at
 //! once), the estimate is the largest: a reader seen late more than once reads up to that late.
 //! Otherwise it is the second largest, so that one late answer (a scheduling hiccup) does not
-//! move an eager reader. A second largest of four scaled up to the span, tried first, left one
+//! keep an eager reader on the longest window past its next probe. The first answer alone
+//! stands for the estimate until a second comes, so that a bulk reader is held from its
+//! first answer on. A second largest of four scaled up to the span, tried first, left one
 //! bulk reader in eight on the base window at a time, each costing ten times a held one.
 //!
 //! **While a probe is out** the player is on the base window; a probe unanswered for the
@@ -41,7 +43,7 @@
 use std::time::{Duration, Instant};
 
 /// Answers after which probes slow down.
-pub(crate) const SETTLING: u32 = 4;
+pub(crate) const SETTLING: u32 = 2;
 /// Probe interval while settling.
 const SETTLING_INTERVAL: Duration = Duration::from_secs(1);
 /// Probe interval after that.
@@ -125,13 +127,15 @@ impl ReadLag {
         true
     }
 
-    /// How late the application reads at most (its fill time, for a bulk reader), once two
-    /// answers are known: the largest of the last lags when two of them are late, else the
-    /// second largest.
+    /// How late the application reads at most (its fill time, for a bulk reader): the first
+    /// lag alone, then the largest of the last lags when two of them are late, else the second
+    /// largest.
     pub(crate) fn estimate(&self) -> Option<Duration> {
         let known = (self.answered as usize).min(self.recent.len());
-        if known < 2 {
-            return None;
+        match known {
+            0 => return None,
+            1 => return Some(self.recent[0]),
+            _ => {}
         }
         let mut lags = self.recent;
         let lags = &mut lags[..known];
@@ -187,7 +191,11 @@ mod tests {
         for (i, after) in [5, 650, 300, 480, 120].into_iter().enumerate() {
             t = round(&mut lag, t, i as u32, after * MS) + STEADY_INTERVAL;
             if i == 0 {
-                assert_eq!(lag.estimate(), None, "one answer is not an estimate");
+                assert_eq!(
+                    lag.estimate(),
+                    Some(Duration::ZERO),
+                    "the first answer alone"
+                );
             }
         }
         // Lags 0, 645, 295, 475 and 115 ms: late more than once, so up to the largest.
