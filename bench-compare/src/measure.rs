@@ -111,23 +111,18 @@ pub(crate) fn run_point(
     let warmup = timing.warmup.max(key_gap(scenario));
     load.run_until(Instant::now() + warmup).map_err(io)?;
 
-    let s0 = procstat::sample(&pid)?;
-    let l0 = procstat::sample("self")?;
-    let t0 = Instant::now();
-    load.open_window();
-    load.run_until(t0 + timing.window).map_err(io)?;
-    load.close_window();
-    let s1 = procstat::sample(&pid)?;
-    let l1 = procstat::sample("self")?;
-    let secs = t0.elapsed().as_secs_f64();
+    let cpu = WindowCpu::measure(&pid, clk_tck, || {
+        load.open_window();
+        load.run_until(Instant::now() + timing.window).map_err(io)?;
+        load.close_window();
+        Ok(())
+    })?;
 
     let delivery = load.drain(timing.drain_timeout).map_err(io)?;
     let peak_rss_kib = procstat::peak_rss_kib(&pid).unwrap_or(0);
     drop(load);
     srv.stop();
 
-    let pct_ticks = |a: u64, b: u64| (b - a) as f64 / clk_tck as f64 / secs * 100.0;
-    let pct_ns = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1e9 / secs * 100.0;
     Ok(PointResult {
         scenario: scenario.name.clone(),
         reader,
@@ -135,13 +130,49 @@ pub(crate) fn run_point(
         publishers: None,
         server: kind.label(),
         repeat,
-        server_cpu: pct_ticks(s0.ticks, s1.ticks),
-        server_cpu_ns: pct_ns(s0.on_cpu_ns, s1.on_cpu_ns),
-        loader_cpu: pct_ticks(l0.ticks, l1.ticks),
-        window_secs: secs,
+        server_cpu: cpu.server,
+        server_cpu_ns: cpu.server_ns,
+        loader_cpu: cpu.loader,
+        window_secs: cpu.secs,
         peak_rss_kib,
         delivery,
     })
+}
+
+/// The server's and the loader's CPU over a measurement window, in % of one core.
+struct WindowCpu {
+    /// From /proc ticks (utime + stime).
+    server: f64,
+    /// From on-CPU nanoseconds (schedstat), the finer cross-check.
+    server_ns: f64,
+    loader: f64,
+    secs: f64,
+}
+
+impl WindowCpu {
+    /// Samples the server `pid` and this process around `window` (which runs the load
+    /// through the window).
+    fn measure(
+        pid: &str,
+        clk_tck: u64,
+        window: impl FnOnce() -> Result<(), String>,
+    ) -> Result<Self, String> {
+        let s0 = procstat::sample(pid)?;
+        let l0 = procstat::sample("self")?;
+        let t0 = Instant::now();
+        window()?;
+        let s1 = procstat::sample(pid)?;
+        let l1 = procstat::sample("self")?;
+        let secs = t0.elapsed().as_secs_f64();
+        let pct_ticks = |a: u64, b: u64| (b - a) as f64 / clk_tck as f64 / secs * 100.0;
+        let pct_ns = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1e9 / secs * 100.0;
+        Ok(Self {
+            server: pct_ticks(s0.ticks, s1.ticks),
+            server_ns: pct_ns(s0.on_cpu_ns, s1.on_cpu_ns),
+            loader: pct_ticks(l0.ticks, l1.ticks),
+            secs,
+        })
+    }
 }
 
 /// The shortest warm-up the scenario needs: every player must be past its first video
@@ -183,23 +214,18 @@ pub(crate) fn run_publishers_point(
     load.run_until(Instant::now() + timing.warmup.max(key_gap(scenario)))
         .map_err(io)?;
 
-    let s0 = procstat::sample(&pid)?;
-    let l0 = procstat::sample("self")?;
-    let t0 = Instant::now();
-    load.open_window();
-    load.run_until(t0 + timing.window).map_err(io)?;
-    load.close_window();
-    let s1 = procstat::sample(&pid)?;
-    let l1 = procstat::sample("self")?;
-    let secs = t0.elapsed().as_secs_f64();
+    let cpu = WindowCpu::measure(&pid, clk_tck, || {
+        load.open_window();
+        load.run_until(Instant::now() + timing.window).map_err(io)?;
+        load.close_window();
+        Ok(())
+    })?;
 
     let check = load.drain(timing.drain_timeout)?;
     let peak_rss_kib = procstat::peak_rss_kib(&pid).unwrap_or(0);
     drop(load);
     srv.stop();
 
-    let pct_ticks = |a: u64, b: u64| (b - a) as f64 / clk_tck as f64 / secs * 100.0;
-    let pct_ns = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1e9 / secs * 100.0;
     Ok(PointResult {
         scenario: scenario.name.clone(),
         reader: ReaderKind::Eager,
@@ -207,10 +233,10 @@ pub(crate) fn run_publishers_point(
         publishers: Some(publishers),
         server: kind.label(),
         repeat,
-        server_cpu: pct_ticks(s0.ticks, s1.ticks),
-        server_cpu_ns: pct_ns(s0.on_cpu_ns, s1.on_cpu_ns),
-        loader_cpu: pct_ticks(l0.ticks, l1.ticks),
-        window_secs: secs,
+        server_cpu: cpu.server,
+        server_cpu_ns: cpu.server_ns,
+        loader_cpu: cpu.loader,
+        window_secs: cpu.secs,
         peak_rss_kib,
         delivery: publish_delivery(&check),
     })
