@@ -352,12 +352,12 @@ pub(crate) fn start_configured(
                 .arg(&dir)
                 .args(["--runtime", options.runtime]);
             if let Some(ms) = options.merge_ms {
-                c.args(["--merge-writes", &ms.to_string()]);
                 // Since the players' and the calls' windows were split, a merged server merges
-                // both; a baseline build from before the split has only the one flag.
-                if !options.baseline {
-                    c.args(["--gateway-merge-writes", &ms.to_string()]);
-                }
+                // both, a `base:` one too: leaving the calls' flag out for it measured calls
+                // written as they arrive against held ones, under the same name. A baseline
+                // build from before the split refuses the flag, and its points fail, loudly.
+                c.args(["--merge-writes", &ms.to_string()]);
+                c.args(["--gateway-merge-writes", &ms.to_string()]);
             }
             if options.shared_rtp_ports {
                 c.arg("--shared-rtp-ports");
