@@ -92,9 +92,20 @@ fn far_end(name: &str, dir: &Path) -> SippPeer {
     Sipp::echo_uas(100).args(&["-aa"]).start(name, dir)
 }
 
+/// ACKs the far ends in `dirs` have received so far (sipp's message trace).
+fn acks_received(dirs: &[&Path]) -> usize {
+    dirs.iter()
+        .filter_map(|dir| std::fs::read_to_string(dir.join("messages.log")).ok())
+        .map(|log| log.lines().filter(|l| l.starts_with("ACK ")).count())
+        .sum()
+}
+
 /// `phone` calls the outbound number `number` (Kamailio asks for its credentials, then its
-/// dispatcher picks a far end), is answered, and hangs up.
-fn call_outbound(phone: &mut Phone, number: &str) {
+/// dispatcher picks a far end among `far_ends`), is answered, and hangs up once the far end
+/// has the ACK: Kamailio's several UDP workers may forward an ACK and a BYE that follows at
+/// once in either order, and a far end that gets the BYE first fails the call.
+fn call_outbound(phone: &mut Phone, number: &str, far_ends: &[&Path]) {
+    let acks = acks_received(far_ends);
     phone.call(
         "invite",
         vec![s(&format!("sip:{number}@127.0.0.1")), s("pcmu")],
@@ -102,6 +113,10 @@ fn call_outbound(phone: &mut Phone, number: &str) {
     phone
         .callback("accepted", T)
         .unwrap_or_else(|| panic!("the call to {number} was not answered"));
+    assert!(
+        wait::until(T, || acks_received(far_ends) > acks),
+        "the far end of {number} never got the ACK"
+    );
     phone.call("bye", vec![]);
 }
 
@@ -170,8 +185,8 @@ fn a_gateway_farm_behind_kamailio() {
     }
 
     // Outbound calls are spread over both far ends.
-    call_outbound(&mut alice, "9001");
-    call_outbound(&mut alice, "9002");
+    call_outbound(&mut alice, "9001", &[&far1_dir, &far2_dir]);
+    call_outbound(&mut alice, "9002", &[&far1_dir, &far2_dir]);
     assert!(
         wait::until(T, || completed_calls(&far1_dir) == 1
             && completed_calls(&far2_dir) == 1),
@@ -183,8 +198,8 @@ fn a_gateway_farm_behind_kamailio() {
     // a probe or a call to it has gone unanswered).
     drop(far1);
     let start = Instant::now();
-    call_outbound(&mut alice, "9003");
-    call_outbound(&mut alice, "9004");
+    call_outbound(&mut alice, "9003", &[&far1_dir, &far2_dir]);
+    call_outbound(&mut alice, "9004", &[&far1_dir, &far2_dir]);
     assert!(
         wait::until(T, || completed_calls(&far2_dir) == 3),
         "both calls answered by far end 2: {}",
@@ -232,7 +247,7 @@ fn a_gateway_farm_behind_kamailio() {
 
     // Gateway A was not concerned.
     assert!(kamailio.is_registered("alice"));
-    call_outbound(&mut alice, "9005");
+    call_outbound(&mut alice, "9005", &[&far1_dir, &far2_dir]);
     assert!(
         wait::until(T, || completed_calls(&far2_dir) == 4),
         "alice still calls out"
