@@ -21,6 +21,17 @@ pub(crate) struct SharedMessage {
     flv: Option<Bytes>,
 }
 
+/// At most this many chunk encodings are kept with a message; a receiver whose (chunk size,
+/// stream id) pair finds none of them gets an encoding of its own, dropped once written. The
+/// pair is partly the player's choice (each `createStream` gives a new stream id), so without
+/// a bound every play of a stream would keep one more copy of every message its group of
+/// pictures caches, for as long as it caches it.
+const MAX_KEPT_ENCODINGS: usize = 4;
+
+/// The longest payload that can be a slice of a read buffer shared with other bytes: the
+/// largest read any driver makes (mio's and the others' 64 KiB).
+const MAX_SHARED_READ: usize = 64 * 1024;
+
 /// Bytes of the HTTP chunk-size line in front of an FLV tag: the size in hexadecimal, padded
 /// with zeros to a fixed width (a chunk can be at most 16 + 2^24 + 4 bytes, seven digits), so
 /// the tag starts at the same offset in every encoding.
@@ -56,8 +67,35 @@ impl SharedMessage {
         let mut msg = self.msg.clone();
         msg.stream_id = stream_id;
         let bytes = encode_fmt0(self.csid(), &msg, chunk_size);
-        self.encodings.push((chunk_size, stream_id, bytes.clone()));
+        if self.encodings.len() < MAX_KEPT_ENCODINGS {
+            self.encodings.push((chunk_size, stream_id, bytes.clone()));
+        }
         bytes
+    }
+
+    /// Makes the payload hold no bytes but its own, before the message is kept (cached for
+    /// late players, or as the stream's configuration or metadata).
+    ///
+    /// A message that came in one chunk is a slice of the buffer its bytes were read into,
+    /// which the driver shares with the bytes read before and after it, other peers' among
+    /// them; kept as it is, a message of a few bytes would keep the whole buffer (64 KiB
+    /// under mio), and a publisher could make the server keep what everyone sends. An encoding
+    /// that carries the message in one chunk ends with the payload, which then becomes a slice
+    /// of it (no copy); otherwise the payload is copied. A payload longer than a driver's read
+    /// was put together from several reads in a buffer of its own, and is kept as it is.
+    pub(crate) fn own_payload(&mut self) {
+        let len = self.msg.payload.len();
+        if len > MAX_SHARED_READ {
+            return;
+        }
+        let whole = self
+            .encodings
+            .iter()
+            .find(|(chunk_size, _, _)| len <= *chunk_size as usize);
+        self.msg.payload = match whole {
+            Some((_, _, encoding)) => encoding.slice(encoding.len() - len..),
+            None => Bytes::copy_from_slice(&self.msg.payload),
+        };
     }
 
     /// The message as an FLV tag for HTTP-FLV players (`chunked`: framed as one HTTP/1.1
@@ -133,5 +171,70 @@ mod tests {
         let mut control =
             SharedMessage::new(RtmpMessage::new(type_id::DATA_AMF3, 1, 0, Bytes::new()));
         assert!(control.flv_tag(true).is_none());
+    }
+
+    /// Decodes one chunk-encoded message (the receiving side announcing `chunk_size`).
+    fn decode(bytes: &Bytes, chunk_size: u32) -> RtmpMessage {
+        use crate::rtmp::chunk_decoder::{ChunkDecoder, ChunkLimits};
+        let mut decoder = ChunkDecoder::new(ChunkLimits::default());
+        decoder.set_chunk_size(chunk_size).unwrap();
+        let mut input = BytesMut::from(&bytes[..]);
+        let msg = decoder
+            .decode(&mut input)
+            .unwrap()
+            .expect("a whole message");
+        assert!(input.is_empty());
+        msg
+    }
+
+    #[test]
+    fn a_message_keeps_a_few_encodings_and_encodes_for_everyone_else_afresh() {
+        let payload = Bytes::from(vec![0xaf; 300]);
+        let mut shared = SharedMessage::new(RtmpMessage::new(type_id::AUDIO, 1, 40, payload));
+        // A player that plays on stream 1, 2, 3, ... (each createStream a new id).
+        for stream_id in 1..=20 {
+            let bytes = shared.encoded(128, stream_id);
+            let msg = decode(&bytes, 128);
+            assert_eq!((msg.stream_id, msg.timestamp), (stream_id, 40));
+            assert_eq!(msg.payload, shared.msg.payload);
+        }
+        assert_eq!(shared.encodings.len(), MAX_KEPT_ENCODINGS);
+        // The kept ones are shared: the same memory again.
+        let first = shared.encoded(128, 1);
+        assert_eq!(first.as_ptr(), shared.encoded(128, 1).as_ptr());
+        assert_ne!(
+            shared.encoded(128, 20).as_ptr(),
+            shared.encoded(128, 20).as_ptr()
+        );
+    }
+
+    #[test]
+    fn a_kept_payload_is_a_slice_of_a_one_chunk_encoding_or_else_a_copy() {
+        // As a driver hands reads over: a slice of a larger buffer.
+        let read = Bytes::from(vec![7u8; 4096]);
+        let payload = read.slice(100..160);
+        let mut shared = SharedMessage::new(RtmpMessage::new(type_id::AUDIO, 1, 0, payload));
+        let one_chunk = shared.encoded(4096, 1);
+        shared.own_payload();
+        assert_eq!(shared.msg.payload, read.slice(100..160));
+        let at = shared.msg.payload.as_ptr() as usize - one_chunk.as_ptr() as usize;
+        assert_eq!(at, one_chunk.len() - 60, "the encoding's last 60 bytes");
+
+        // Only an encoding in several chunks: copied, out of the read.
+        let mut shared =
+            SharedMessage::new(RtmpMessage::new(type_id::AUDIO, 1, 0, read.slice(0..300)));
+        shared.encoded(128, 1);
+        shared.own_payload();
+        assert_eq!(shared.msg.payload, read.slice(0..300));
+        let (start, end) = (read.as_ptr() as usize, read.as_ptr() as usize + read.len());
+        let kept = shared.msg.payload.as_ptr() as usize;
+        assert!(
+            !(start..end).contains(&kept),
+            "no longer in the read buffer"
+        );
+        assert_eq!(
+            decode(&shared.encoded(128, 1), 128).payload,
+            read.slice(0..300)
+        );
     }
 }

@@ -168,6 +168,7 @@ impl RtmpServer {
             );
         }
         if metadata {
+            shared.own_payload();
             stream.metadata = Some(shared.clone());
         }
         let before = stream.gop_bytes();

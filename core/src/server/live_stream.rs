@@ -174,10 +174,19 @@ pub(crate) struct RelayLinks {
 }
 
 impl LiveStream {
-    /// Records a published message in the caches, given its kind.
-    pub(crate) fn cache(&mut self, kind: MediaKind, shared: &SharedMessage, max_gop_bytes: usize) {
+    /// Records a published message in the caches, given its kind. A message kept holds no
+    /// bytes but its own ([`SharedMessage::own_payload`]).
+    pub(crate) fn cache(
+        &mut self,
+        kind: MediaKind,
+        shared: &mut SharedMessage,
+        max_gop_bytes: usize,
+    ) {
         match kind {
-            MediaKind::Config(slot) => self.cache_config(slot, shared),
+            MediaKind::Config(slot) => {
+                shared.own_payload();
+                self.cache_config(slot, shared)
+            }
             MediaKind::Keyframe => {
                 self.gop.clear();
                 self.gop_bytes = 0;
@@ -221,7 +230,7 @@ impl LiveStream {
         self.configs.iter().any(|c| c.slot.video && c.slot.decoder)
     }
 
-    fn push_gop(&mut self, shared: &SharedMessage, max_gop_bytes: usize) {
+    fn push_gop(&mut self, shared: &mut SharedMessage, max_gop_bytes: usize) {
         self.gop_bytes += shared.len();
         if self.gop_bytes > max_gop_bytes {
             // A GOP too long to hold: late players will wait for the next keyframe instead.
@@ -229,6 +238,7 @@ impl LiveStream {
             self.gop_bytes = 0;
             return;
         }
+        shared.own_payload();
         self.gop.push(shared.clone());
     }
 

@@ -384,6 +384,23 @@ impl RtmpServer {
 
     /// Bytes arrived on `conn`.
     pub(crate) fn received(&mut self, now: Instant, conn: ConnId, data: BytesMut) {
+        let borrowed = self.sessions.get(conn).is_some_and(|s| s.rx.is_empty());
+        self.take_in(now, conn, data);
+        // What a read leaves undecoded (the start of a message, a handshake part) waits for
+        // the next read. When the read itself became the input, that rest is a slice of the
+        // driver's read buffer, which would stay allocated, with everything other peers sent
+        // into it, for as long as this peer takes to send the rest: it is copied out. A rest
+        // of an input already ours (extended by this read) is ours already.
+        if borrowed {
+            if let Some(session) = self.sessions.get_mut(conn) {
+                if !session.rx.is_empty() {
+                    session.rx = BytesMut::from(&session.rx[..]);
+                }
+            }
+        }
+    }
+
+    fn take_in(&mut self, now: Instant, conn: ConnId, data: BytesMut) {
         self.last_now = self.last_now.max(now);
         let Some(session) = self.sessions.get_mut(conn) else {
             return;
