@@ -188,3 +188,30 @@ fn gop_caches_stop_at_the_servers_budget() {
     assert_eq!(late_joiner_video(&mut net, now, "one"), 10);
     assert_eq!(late_joiner_video(&mut net, now, "two"), 0);
 }
+
+#[test]
+fn a_gop_of_tiny_messages_counts_what_keeping_them_costs() {
+    let (mut net, now) = net(ServerConfig {
+        max_gop_cache_bytes: 64 * 1024,
+        ..ServerConfig::default()
+    });
+    // A keyframe, then inter frames of 6 bytes: "few" as payload (100 messages: 600 bytes),
+    // while keeping each costs far more than its payload.
+    let cache_after = |net: &mut MemoryNet, name: &str, frames: u32| {
+        let (p, id) = (&mut *net, now).publisher("live", name);
+        for i in 0..frames {
+            let key = if i == 0 { 0x17 } else { 0x27 };
+            let msg = RtmpMessage::new(type_id::VIDEO, id, i, vec![key, 1, 0, 0, 0, 0]);
+            net.clients[p].client.send_media(&msg);
+        }
+        net.pump(now);
+        late_joiner_video(net, now, name)
+    };
+    assert_eq!(
+        cache_after(&mut net, "few", 100),
+        100,
+        "100 small frames are kept"
+    );
+    // 10,000 of them: 60 KB of payload, but a megabyte or more to keep. Past the limit.
+    assert_eq!(cache_after(&mut net, "many", 10_000), 0);
+}

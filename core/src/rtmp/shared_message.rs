@@ -8,6 +8,7 @@ use smallvec::SmallVec;
 
 use super::chunk_encoder::encode_fmt0;
 use super::csid;
+use super::kept_bytes::KeptBytes;
 use super::message::{type_id, RtmpMessage};
 
 /// A media or data message as published, with its chunk encodings shared by every player that
@@ -81,9 +82,10 @@ impl SharedMessage {
     /// them; kept as it is, a message of a few bytes would keep the whole buffer (64 KiB
     /// under mio), and a publisher could make the server keep what everyone sends. An encoding
     /// that carries the message in one chunk ends with the payload, which then becomes a slice
-    /// of it (no copy); otherwise the payload is copied. A payload longer than a driver's read
-    /// was put together from several reads in a buffer of its own, and is kept as it is.
-    pub(crate) fn own_payload(&mut self) {
+    /// of it (no copy); otherwise the payload is copied into `kept`. A payload longer than a
+    /// driver's read was put together from several reads in a buffer of its own, and is kept
+    /// as it is.
+    pub(crate) fn own_payload(&mut self, kept: &mut KeptBytes) {
         let len = self.msg.payload.len();
         if len > MAX_SHARED_READ {
             return;
@@ -94,7 +96,7 @@ impl SharedMessage {
             .find(|(chunk_size, _, _)| len <= *chunk_size as usize);
         self.msg.payload = match whole {
             Some((_, _, encoding)) => encoding.slice(encoding.len() - len..),
-            None => Bytes::copy_from_slice(&self.msg.payload),
+            None => kept.keep(&self.msg.payload),
         };
     }
 
@@ -215,7 +217,8 @@ mod tests {
         let payload = read.slice(100..160);
         let mut shared = SharedMessage::new(RtmpMessage::new(type_id::AUDIO, 1, 0, payload));
         let one_chunk = shared.encoded(4096, 1);
-        shared.own_payload();
+        let mut kept = KeptBytes::default();
+        shared.own_payload(&mut kept);
         assert_eq!(shared.msg.payload, read.slice(100..160));
         let at = shared.msg.payload.as_ptr() as usize - one_chunk.as_ptr() as usize;
         assert_eq!(at, one_chunk.len() - 60, "the encoding's last 60 bytes");
@@ -224,7 +227,7 @@ mod tests {
         let mut shared =
             SharedMessage::new(RtmpMessage::new(type_id::AUDIO, 1, 0, read.slice(0..300)));
         shared.encoded(128, 1);
-        shared.own_payload();
+        shared.own_payload(&mut kept);
         assert_eq!(shared.msg.payload, read.slice(0..300));
         let (start, end) = (read.as_ptr() as usize, read.as_ptr() as usize + read.len());
         let kept = shared.msg.payload.as_ptr() as usize;

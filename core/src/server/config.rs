@@ -50,7 +50,9 @@ pub struct ServerConfig {
     /// and does not read.
     pub player_hard_backlog: usize,
     /// Largest amount of media (bytes) the cache of the current GOP may hold per stream; past
-    /// it the cache is dropped until the next keyframe (late players then wait for it).
+    /// it the cache is dropped until the next keyframe (late players then wait for it). Each
+    /// message counts its payload and about a hundred bytes of bookkeeping; the chunk
+    /// encodings made for players (at most four per message) come on top.
     pub max_gop_cache_bytes: usize,
     /// Bytes all streams' GOP caches together may hold: the stream whose cache would pass it
     /// drops its cache (as past `max_gop_cache_bytes`), so that many publishers cannot make

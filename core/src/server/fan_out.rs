@@ -168,7 +168,7 @@ impl RtmpServer {
             );
         }
         if metadata {
-            shared.own_payload();
+            shared.own_payload(&mut stream.kept);
             stream.metadata = Some(shared.clone());
         }
         let before = stream.gop_bytes();

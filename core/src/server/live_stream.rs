@@ -8,9 +8,15 @@ use smallvec::SmallVec;
 use crate::flv::enhanced::TrackSet;
 use crate::flv::media::{classify_audio, classify_video};
 use crate::ids::ConnId;
+use crate::rtmp::kept_bytes::KeptBytes;
 use crate::rtmp::message::{type_id, RtmpMessage};
 use crate::rtmp::shared_message::SharedMessage;
 use crate::worker_relay::WorkerId;
+
+/// What the GOP cache counts for a message beyond its payload: the message's own record and
+/// the chunk header of its encoding. Counted, so that a publisher of many tiny messages
+/// reaches the cache's limit as its memory does, not a hundred times later.
+const KEPT_MESSAGE_COST: usize = std::mem::size_of::<SharedMessage>() + 32;
 
 /// A player of a live stream and its per-player delivery state.
 #[derive(Debug, Clone)]
@@ -148,6 +154,8 @@ pub(crate) struct LiveStream {
     /// Everything since the last keyframe, keyframe first (empty until one arrives).
     pub gop: Vec<SharedMessage>,
     gop_bytes: usize,
+    /// Where the payloads of the metadata, configurations and GOP are kept.
+    pub kept: KeptBytes,
     /// The recording of this stream, while one runs.
     pub recorder: Option<crate::storage::FileId>,
     /// An application-chosen recording that failed, waiting to start again.
@@ -184,7 +192,7 @@ impl LiveStream {
     ) {
         match kind {
             MediaKind::Config(slot) => {
-                shared.own_payload();
+                shared.own_payload(&mut self.kept);
                 self.cache_config(slot, shared)
             }
             MediaKind::Keyframe => {
@@ -231,14 +239,14 @@ impl LiveStream {
     }
 
     fn push_gop(&mut self, shared: &mut SharedMessage, max_gop_bytes: usize) {
-        self.gop_bytes += shared.len();
+        self.gop_bytes += shared.len() + KEPT_MESSAGE_COST;
         if self.gop_bytes > max_gop_bytes {
             // A GOP too long to hold: late players will wait for the next keyframe instead.
             self.gop.clear();
             self.gop_bytes = 0;
             return;
         }
-        shared.own_payload();
+        shared.own_payload(&mut self.kept);
         self.gop.push(shared.clone());
     }
 
@@ -246,11 +254,12 @@ impl LiveStream {
     pub(crate) fn clear_cache(&mut self) -> usize {
         self.metadata = None;
         self.configs.clear();
+        self.kept.release();
         self.primary_video_track = 0;
         self.clear_gop()
     }
 
-    /// Bytes of media the GOP cache holds.
+    /// Bytes of media the GOP cache holds, each message counted with what keeping it costs.
     pub(crate) fn gop_bytes(&self) -> usize {
         self.gop_bytes
     }
