@@ -230,7 +230,11 @@ impl H264Packetizer {
             0 => {
                 let cfg = AvcDecoderConfig::parse(&tag.data).map_err(H264Error::Config)?;
                 self.nal_length_size = cfg.nal_length_size;
-                self.parameter_sets = cfg.sps.into_iter().chain(cfg.pps).collect();
+                // Kept for the whole call: copied, not left as slices of the buffer the
+                // message was read into (shared with everything read around it).
+                self.parameter_sets = (cfg.sps.iter().chain(&cfg.pps))
+                    .map(|set| Bytes::copy_from_slice(set))
+                    .collect();
                 return Ok(0);
             }
             1 => {}
@@ -414,6 +418,22 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].body[0], 0x41);
         assert_eq!(out[0].timestamp, 40 * 90);
+    }
+
+    #[test]
+    fn the_parameter_sets_kept_for_the_call_hold_none_of_the_read() {
+        let mut p = H264Packetizer::new(H264PacketizerConfig::default(), 0);
+        let mut out = Vec::new();
+        // The sequence header as a driver hands it over: a slice of a larger read.
+        let mut read = BytesMut::zeroed(100);
+        read.extend_from_slice(&seq_header());
+        let read = read.freeze();
+        p.push(&read.slice(100..), 0, &mut out).unwrap();
+        assert!(read.is_unique(), "nothing else refers to the read");
+        // And they are the same sets: the first keyframe carries them.
+        p.push(&tag(true, 0, &[&nal(0x65, 10)]), 0, &mut out)
+            .unwrap();
+        assert_eq!(&out[0].body[3..8], &[0x67, 0x42, 0xc0, 0x0c, 0xda]);
     }
 
     #[test]
