@@ -289,8 +289,13 @@ impl RtmpServer {
         if session.streams.len() >= MAX_STREAMS_PER_CONNECTION {
             return self.call_failed(conn, &cmd);
         }
+        // Ids are never reused, so a client that creates and deletes streams four billion
+        // times runs out rather than wrap to 0, the control stream's.
         let id = session.next_stream_id;
-        session.next_stream_id += 1;
+        let Some(next) = id.checked_add(1) else {
+            return self.call_failed(conn, &cmd);
+        };
+        session.next_stream_id = next;
         session.set_role(id, StreamRole::Idle);
         self.answer(conn, &cmd, vec![Value::Number(f64::from(id))]);
     }
