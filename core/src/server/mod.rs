@@ -384,23 +384,6 @@ impl RtmpServer {
 
     /// Bytes arrived on `conn`.
     pub(crate) fn received(&mut self, now: Instant, conn: ConnId, data: BytesMut) {
-        let borrowed = self.sessions.get(conn).is_some_and(|s| s.rx.is_empty());
-        self.take_in(now, conn, data);
-        // What a read leaves undecoded (the start of a message, a handshake part) waits for
-        // the next read. When the read itself became the input, that rest is a slice of the
-        // driver's read buffer, which would stay allocated, with everything other peers sent
-        // into it, for as long as this peer takes to send the rest: it is copied out. A rest
-        // of an input already ours (extended by this read) is ours already.
-        if borrowed {
-            if let Some(session) = self.sessions.get_mut(conn) {
-                if !session.rx.is_empty() {
-                    session.rx = BytesMut::from(&session.rx[..]);
-                }
-            }
-        }
-    }
-
-    fn take_in(&mut self, now: Instant, conn: ConnId, data: BytesMut) {
         self.last_now = self.last_now.max(now);
         let Some(session) = self.sessions.get_mut(conn) else {
             return;
@@ -428,15 +411,12 @@ impl RtmpServer {
         }
         session.ping_sent = false;
         session.rx_bytes += data.len() as u64;
-        if session.rx.is_empty() {
-            session.rx = data;
-        } else {
-            session.rx.extend_from_slice(&data);
-        }
+        session.take_read(data);
         if session.awaiting.is_some() {
             if session.rx.len() > MAX_INPUT_WHILE_AWAITING {
                 self.close(conn, CloseReason::InputWhileDeciding);
             } else {
+                session.keep_rest();
                 self.count_held_input(conn);
             }
             return;
@@ -452,6 +432,7 @@ impl RtmpServer {
                         }
                     }
                     if !complete {
+                        session.keep_rest();
                         return;
                     }
                     session.read_lag.handshake_done(now);
@@ -484,7 +465,7 @@ impl RtmpServer {
                 return;
             };
             if !session.is_active() || session.awaiting.is_some() {
-                return;
+                return session.keep_rest();
             }
             // Before each message, so also after the last: what the previous one made us
             // queue (a reply, a pong) must not pile up on a client that does not read.
@@ -498,7 +479,7 @@ impl RtmpServer {
             }
             match session.decoder.decode(&mut session.rx) {
                 Ok(Some(msg)) => self.handle_message(now, conn, msg),
-                Ok(None) => return,
+                Ok(None) => return session.keep_rest(),
                 Err(e) => {
                     self.close(conn, CloseReason::ChunkStream(e));
                     return;

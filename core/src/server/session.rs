@@ -71,6 +71,9 @@ pub(crate) enum Phase {
 pub(crate) struct Session {
     // Every read.
     pub rx: BytesMut,
+    /// `rx` is a read the driver handed over, a slice of its read buffer (see
+    /// [`Session::keep_rest`]).
+    pub rx_borrowed: bool,
     pub rx_bytes: u64,
     pub rx_bytes_acked: u64,
     pub last_rx: Instant,
@@ -134,6 +137,7 @@ impl Session {
             peer,
             phase: Phase::Handshake(Box::new(handshake)),
             rx: BytesMut::new(),
+            rx_borrowed: false,
             decoder: ChunkDecoder::new(limits),
             encoder: ChunkEncoder::new(),
             out: SendQueue::default(),
@@ -305,6 +309,28 @@ impl Session {
             headers,
             |segment| sink.push(segment),
         );
+    }
+
+    /// Takes in a read: it becomes the input when none is left over (no copy), else it is
+    /// appended.
+    pub(crate) fn take_read(&mut self, data: BytesMut) {
+        if self.rx.is_empty() {
+            self.rx = data;
+            self.rx_borrowed = true;
+        } else {
+            self.rx.extend_from_slice(&data);
+        }
+    }
+
+    /// Called when a read has been taken in as far as it goes: what it leaves undecoded (the
+    /// start of a message, a handshake part, input held for a decision) waits for the next
+    /// read. When the read itself became the input, that rest is a slice of the driver's read
+    /// buffer, which would stay allocated, with everything other peers sent into it, for as
+    /// long as this peer takes to send the rest: it is copied out.
+    pub(crate) fn keep_rest(&mut self) {
+        if std::mem::take(&mut self.rx_borrowed) && !self.rx.is_empty() {
+            self.rx = BytesMut::from(&self.rx[..]);
+        }
     }
 
     pub(crate) fn send_control(&mut self, control: ProtocolControl) -> bool {
