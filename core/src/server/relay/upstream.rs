@@ -181,18 +181,27 @@ impl Upstream {
         self.rx_bytes += data.len() as u64;
         self.last_rx = now;
         self.connected();
+        let mut adopted = false;
         match &mut self.tls {
             // The handshake's answers and alerts leave with the next `output`.
             Some(tls) => tls
                 .receive(&data, &mut self.rx)
                 .map_err(|e| format!("TLS: {e}"))?,
-            None if self.rx.is_empty() => self.rx = data,
+            None if self.rx.is_empty() => {
+                self.rx = data;
+                adopted = true;
+            }
             None => self.rx.extend_from_slice(&data),
         }
         let result = self
             .client
             .received(&mut self.rx)
             .map_err(|e| e.to_string());
+        // What waits for the next read is copied out of this one, a slice of the driver's
+        // read buffer (shared with everything read around it), as a session's is.
+        if adopted && !self.rx.is_empty() {
+            self.rx = BytesMut::from(&self.rx[..]);
+        }
         while let Some(event) = self.client.poll_event() {
             self.on_event(event, notes);
         }
@@ -388,5 +397,34 @@ mod tests {
         assert_eq!((up.backlog(), up.behind_ms()), (150, 40));
         up.taken(150);
         assert_eq!((up.backlog(), up.behind_ms()), (0, 0));
+    }
+
+    #[test]
+    fn an_unfinished_read_keeps_none_of_the_read_buffer() {
+        let url = RtmpUrl::parse("rtmp://127.0.0.1/live").unwrap();
+        let now = Instant::now();
+        let mut up = Upstream::new(
+            StreamId(1),
+            Role::Pull,
+            &url,
+            "cam",
+            &mut SeededRng::new(1),
+            ChunkLimits::default(),
+            4096,
+            now,
+            None,
+        );
+        // The start of the upstream's handshake answer (S0 and part of S1), read into a
+        // driver's buffer.
+        let mut buffer = BytesMut::zeroed(64 * 1024);
+        buffer[0] = 3;
+        let data = buffer.split_to(100);
+        up.received(data, now, &mut Vec::new()).unwrap();
+        assert_eq!(up.rx.len(), 100, "the handshake waits for the rest");
+        buffer.clear();
+        assert!(
+            buffer.try_reclaim(64 * 1024),
+            "nothing else refers to the buffer"
+        );
     }
 }
