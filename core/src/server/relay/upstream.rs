@@ -351,6 +351,22 @@ fn is_refusal(code: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// A relay session of stream `cam` with `rtmp://127.0.0.1/live`, before its handshake.
+    fn upstream(role: Role, now: Instant) -> Upstream {
+        let url = RtmpUrl::parse("rtmp://127.0.0.1/live").unwrap();
+        Upstream::new(
+            StreamId(1),
+            role,
+            &url,
+            "cam",
+            &mut SeededRng::new(1),
+            ChunkLimits::default(),
+            4096,
+            now,
+            None,
+        )
+    }
+
     #[test]
     fn refusals_are_told_from_other_statuses() {
         for code in [
@@ -374,19 +390,8 @@ mod tests {
 
     #[test]
     fn the_backlog_and_how_far_behind_follow_what_the_driver_wrote() {
-        let url = RtmpUrl::parse("rtmp://127.0.0.1/live").unwrap();
         let now = Instant::now();
-        let mut up = Upstream::new(
-            StreamId(1),
-            Role::Push,
-            &url,
-            "cam",
-            &mut SeededRng::new(1),
-            ChunkLimits::default(),
-            4096,
-            now,
-            None,
-        );
+        let mut up = upstream(Role::Push, now);
         let handshake = up.output().unwrap().len();
         up.taken(handshake);
         for (ts, len) in [(0, 100), (40, 100), (80, 100)] {
@@ -401,19 +406,8 @@ mod tests {
 
     #[test]
     fn an_unfinished_read_keeps_none_of_the_read_buffer() {
-        let url = RtmpUrl::parse("rtmp://127.0.0.1/live").unwrap();
         let now = Instant::now();
-        let mut up = Upstream::new(
-            StreamId(1),
-            Role::Pull,
-            &url,
-            "cam",
-            &mut SeededRng::new(1),
-            ChunkLimits::default(),
-            4096,
-            now,
-            None,
-        );
+        let mut up = upstream(Role::Pull, now);
         // The start of the upstream's handshake answer (S0 and part of S1), read into a
         // driver's buffer.
         let mut buffer = BytesMut::zeroed(64 * 1024);
