@@ -111,6 +111,7 @@
 
 pub(crate) mod admin;
 pub mod amf;
+pub(crate) mod byte_blocks;
 pub mod close_reason;
 pub mod decision;
 pub mod flv;

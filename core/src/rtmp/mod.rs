@@ -9,7 +9,6 @@ pub mod command;
 pub mod control;
 pub(crate) mod csid;
 pub mod handshake;
-pub(crate) mod kept_bytes;
 pub mod message;
 pub(crate) mod shared_message;
 pub mod url;

@@ -8,8 +8,8 @@ use smallvec::SmallVec;
 
 use super::chunk_encoder::encode_fmt0;
 use super::csid;
-use super::kept_bytes::KeptBytes;
 use super::message::{type_id, RtmpMessage};
+use crate::byte_blocks::ByteBlocks;
 
 /// A media or data message as published, with its chunk encodings shared by every player that
 /// has the same chunk size and message stream id.
@@ -85,7 +85,7 @@ impl SharedMessage {
     /// of it (no copy); otherwise the payload is copied into `kept`. A payload longer than a
     /// driver's read was put together from several reads in a buffer of its own, and is kept
     /// as it is.
-    pub(crate) fn own_payload(&mut self, kept: &mut KeptBytes) {
+    pub(crate) fn own_payload(&mut self, kept: &mut ByteBlocks) {
         let len = self.msg.payload.len();
         if len > MAX_SHARED_READ {
             return;
@@ -217,7 +217,7 @@ mod tests {
         let payload = read.slice(100..160);
         let mut shared = SharedMessage::new(RtmpMessage::new(type_id::AUDIO, 1, 0, payload));
         let one_chunk = shared.encoded(4096, 1);
-        let mut kept = KeptBytes::default();
+        let mut kept = ByteBlocks::default();
         shared.own_payload(&mut kept);
         assert_eq!(shared.msg.payload, read.slice(100..160));
         let at = shared.msg.payload.as_ptr() as usize - one_chunk.as_ptr() as usize;

@@ -5,10 +5,10 @@
 use super::player_backpressure::PlayerBackpressure;
 use smallvec::SmallVec;
 
+use crate::byte_blocks::ByteBlocks;
 use crate::flv::enhanced::TrackSet;
 use crate::flv::media::{classify_audio, classify_video};
 use crate::ids::ConnId;
-use crate::rtmp::kept_bytes::KeptBytes;
 use crate::rtmp::message::{type_id, RtmpMessage};
 use crate::rtmp::shared_message::SharedMessage;
 use crate::worker_relay::WorkerId;
@@ -155,7 +155,7 @@ pub(crate) struct LiveStream {
     pub gop: Vec<SharedMessage>,
     gop_bytes: usize,
     /// Where the payloads of the metadata, configurations and GOP are kept.
-    pub kept: KeptBytes,
+    pub kept: ByteBlocks,
     /// The recording of this stream, while one runs.
     pub recorder: Option<crate::storage::FileId>,
     /// An application-chosen recording that failed, waiting to start again.

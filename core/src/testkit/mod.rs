@@ -19,7 +19,6 @@
 //! assert!(net.events(player).contains(&ClientEvent::Connected));
 //! ```
 
-mod arena;
 mod bridge;
 mod checker;
 mod fs;
@@ -29,7 +28,6 @@ mod sip_tls;
 mod tcp;
 mod udp;
 
-use arena::Arena;
 pub use bridge::TcpBridge;
 pub use checker::MediaChecker;
 pub use fs::MemoryFs;
@@ -38,3 +36,16 @@ pub use net::{drain_into, MemoryClient, MemoryNet};
 pub use sip_tls::SipTlsClient;
 pub use tcp::MemoryTcp;
 pub use udp::MemoryUdp;
+
+/// Received bytes as the drivers hand them to the node: carved from a shared 64 KiB block (a
+/// driver's read buffer, a UDP reader's chunk), so that the node's zero-copy splits and clones
+/// of them cost here what they cost in production. (A fresh `Vec` per delivery would make
+/// each clone allocate, and the benchmarks would measure the harness.)
+#[derive(Debug)]
+struct ReadBlocks(crate::byte_blocks::ByteBlocks);
+
+impl Default for ReadBlocks {
+    fn default() -> Self {
+        Self(crate::byte_blocks::ByteBlocks::with_block_size(64 * 1024))
+    }
+}

@@ -12,7 +12,7 @@ use crate::node::Node;
 use crate::rng::SeededRng;
 use crate::rtmp::client::{ClientEvent, RtmpClient};
 
-use super::{Arena, MemoryFs, MemoryTcp, MemoryUdp};
+use super::{MemoryFs, MemoryTcp, MemoryUdp, ReadBlocks};
 
 /// How many `Timeout`s at one instant [`MemoryNet::run_until`] feeds before it calls the
 /// node's timer stuck (a node does a bounded amount of work per instant).
@@ -74,7 +74,7 @@ pub struct MemoryNet {
     /// does, instead of whenever something is queued (for tests of when writes happen).
     pub transmit_driven: bool,
     /// Where what the clients send is delivered from.
-    arena: Arena,
+    reads: ReadBlocks,
 }
 
 impl MemoryNet {
@@ -92,7 +92,7 @@ impl MemoryNet {
             tcp: MemoryTcp::default(),
             relay_out: Vec::new(),
             transmit_driven: false,
-            arena: Arena::default(),
+            reads: ReadBlocks::default(),
         }
     }
 
@@ -214,7 +214,7 @@ impl MemoryNet {
                         continue;
                     }
                     moved = true;
-                    let data = self.arena.carve(&[&bytes]);
+                    let data = self.reads.0.carve(&[&bytes]);
                     self.node
                         .handle(now, Input::Received { conn: c.conn, data });
                 }

@@ -1,6 +1,6 @@
 //! [`MemoryUdp`]: an in-memory UDP network for the node's sockets (the gateway's SIP and RTP).
 
-use super::Arena;
+use super::ReadBlocks;
 
 /// An in-memory UDP network for the node's sockets (the gateway's SIP and RTP): the node's
 /// binds succeed unless the address is taken, datagrams between the node's own sockets are
@@ -17,7 +17,7 @@ pub struct MemoryUdp {
         std::collections::VecDeque<(std::net::SocketAddr, std::net::SocketAddr, bytes::Bytes)>,
     inbound: std::collections::VecDeque<(std::net::SocketAddr, std::net::SocketAddr, bytes::Bytes)>,
     next_port: u16,
-    arena: Arena,
+    reads: ReadBlocks,
 }
 
 impl MemoryUdp {
@@ -70,7 +70,7 @@ impl MemoryUdp {
                 let Some(from) = self.addresses.get(&socket).copied() else {
                     return Vec::new();
                 };
-                let data = self.arena.carve(&[&head, &body]).freeze();
+                let data = self.reads.0.carve(&[&head, &body]).freeze();
                 match self.bound.get(&destination) {
                     Some(&to) => vec![UdpEvent::Datagram {
                         socket: to,
