@@ -352,15 +352,14 @@ pub(crate) fn measure_window(
         .transpose()?
         .map(|n| n as f64 / secs);
     let echo = load.drain(timing.drain_timeout).map_err(io)?;
-    let pct_ticks = |a: u64, b: u64| (b - a) as f64 / clk_tck as f64 / secs * 100.0;
-    let pct_ns = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1e9 / secs * 100.0;
+    let share = procstat::CoreShare { clk_tck, secs };
     Ok(WindowMeasure {
-        server_cpu: pct_ticks(s0.ticks, s1.ticks),
-        server_cpu_ns: pct_ns(s0.on_cpu_ns, s1.on_cpu_ns),
-        server_sys_cpu: pct_ticks(s0.sys_ticks, s1.sys_ticks),
+        server_cpu: share.ticks(s0.ticks, s1.ticks),
+        server_cpu_ns: share.ns(s0.on_cpu_ns, s1.on_cpu_ns),
+        server_sys_cpu: share.ticks(s0.sys_ticks, s1.sys_ticks),
         server_syscalls_per_sec,
-        sipp_cpu: pct_ticks(p0.ticks, p1.ticks),
-        loader_cpu: pct_ticks(l0.ticks, l1.ticks),
+        sipp_cpu: share.ticks(p0.ticks, p1.ticks),
+        loader_cpu: share.ticks(l0.ticks, l1.ticks),
         window_secs: secs,
         echo,
     })

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::load::generator::{Delivery, Load, ReaderKind};
 use crate::load::media::MediaLoop;
 use crate::load::publishers::{PublishCheck, PublisherLoad};
+use crate::load::WindowedLoad;
 use crate::procstat;
 use crate::server::{self, Binaries, ServerKind};
 
@@ -112,10 +113,7 @@ pub(crate) fn run_point(
     load.run_until(Instant::now() + warmup).map_err(io)?;
 
     let cpu = WindowCpu::measure(&pid, clk_tck, || {
-        load.open_window();
-        load.run_until(Instant::now() + timing.window).map_err(io)?;
-        load.close_window();
-        Ok(())
+        load.run_window(Instant::now() + timing.window).map_err(io)
     })?;
 
     let delivery = load.drain(timing.drain_timeout).map_err(io)?;
@@ -164,12 +162,11 @@ impl WindowCpu {
         let s1 = procstat::sample(pid)?;
         let l1 = procstat::sample("self")?;
         let secs = t0.elapsed().as_secs_f64();
-        let pct_ticks = |a: u64, b: u64| (b - a) as f64 / clk_tck as f64 / secs * 100.0;
-        let pct_ns = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1e9 / secs * 100.0;
+        let share = procstat::CoreShare { clk_tck, secs };
         Ok(Self {
-            server: pct_ticks(s0.ticks, s1.ticks),
-            server_ns: pct_ns(s0.on_cpu_ns, s1.on_cpu_ns),
-            loader: pct_ticks(l0.ticks, l1.ticks),
+            server: share.ticks(s0.ticks, s1.ticks),
+            server_ns: share.ns(s0.on_cpu_ns, s1.on_cpu_ns),
+            loader: share.ticks(l0.ticks, l1.ticks),
             secs,
         })
     }
@@ -215,10 +212,7 @@ pub(crate) fn run_publishers_point(
         .map_err(io)?;
 
     let cpu = WindowCpu::measure(&pid, clk_tck, || {
-        load.open_window();
-        load.run_until(Instant::now() + timing.window).map_err(io)?;
-        load.close_window();
-        Ok(())
+        load.run_window(Instant::now() + timing.window).map_err(io)
     })?;
 
     let check = load.drain(timing.drain_timeout)?;

@@ -22,6 +22,26 @@ pub(crate) struct CpuSample {
     pub on_cpu_ns: u64,
 }
 
+/// Turns what two CPU samples `secs` apart differ by into % of one core.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CoreShare {
+    /// Clock ticks per second (`clock_ticks`).
+    pub clk_tck: u64,
+    pub secs: f64,
+}
+
+impl CoreShare {
+    /// From clock ticks (utime, stime).
+    pub(crate) fn ticks(&self, before: u64, after: u64) -> f64 {
+        after.saturating_sub(before) as f64 / self.clk_tck as f64 / self.secs * 100.0
+    }
+
+    /// From on-CPU nanoseconds.
+    pub(crate) fn ns(&self, before: u64, after: u64) -> f64 {
+        after.saturating_sub(before) as f64 / 1e9 / self.secs * 100.0
+    }
+}
+
 /// The process `pid` names: a number, or "self" for this process.
 fn process(pid: &str) -> Result<Process, String> {
     let found = if pid == "self" {

@@ -12,6 +12,7 @@
 use std::time::{Duration, Instant};
 
 use crate::load::generator::{Load, ReaderKind};
+use crate::load::WindowedLoad;
 use crate::measure::{PointResult, Scenario, Timing};
 use crate::procstat;
 use crate::server::{self, Binaries, Running, ServerKind};
@@ -111,9 +112,7 @@ pub(crate) fn run_point(
     let e0 = sample_edges()?;
     let l0 = procstat::sample("self")?;
     let t0 = Instant::now();
-    load.open_window();
-    load.run_until(t0 + spec.timing.window).map_err(io)?;
-    load.close_window();
+    load.run_window(t0 + spec.timing.window).map_err(io)?;
     let o1 = procstat::sample(&origin.pid())?;
     let e1 = sample_edges()?;
     let l1 = procstat::sample("self")?;
@@ -131,10 +130,11 @@ pub(crate) fn run_point(
     }
     origin.stop();
 
-    let pct_ticks =
-        |a: u64, b: u64| b.saturating_sub(a) as f64 / spec.clk_tck as f64 / secs * 100.0;
-    let pct_ns = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1e9 / secs * 100.0;
-    let loader_cpu = pct_ticks(l0.ticks, l1.ticks);
+    let share = procstat::CoreShare {
+        clk_tck: spec.clk_tck,
+        secs,
+    };
+    let loader_cpu = share.ticks(l0.ticks, l1.ticks);
     let result = |server: String, cpu: f64, cpu_ns: f64, rss: u64| PointResult {
         scenario: spec.scenario.name.clone(),
         reader: spec.reader,
@@ -152,14 +152,14 @@ pub(crate) fn run_point(
     Ok(RelayPoint {
         edges: result(
             edges_label(spec.kind, spec.edges),
-            pct_ticks(e0.0, e1.0),
-            pct_ns(e0.1, e1.1),
+            share.ticks(e0.0, e1.0),
+            share.ns(e0.1, e1.1),
             edges_rss,
         ),
         origin: result(
             origin_label(spec.kind),
-            pct_ticks(o0.ticks, o1.ticks),
-            pct_ns(o0.on_cpu_ns, o1.on_cpu_ns),
+            share.ticks(o0.ticks, o1.ticks),
+            share.ns(o0.on_cpu_ns, o1.on_cpu_ns),
             origin_rss,
         ),
     })

@@ -20,6 +20,7 @@ use crate::load::calls::{CallLoad, EchoSummary};
 use crate::load::echo_load::EchoLoad;
 use crate::load::generator::{Delivery, Load, ReaderKind};
 use crate::load::media::MediaLoop;
+use crate::load::WindowedLoad;
 use crate::measure::Scenario;
 use crate::procstat;
 use crate::progress::Progress;
@@ -191,9 +192,7 @@ pub(crate) fn run(spec: &SoakSpec<'_>) -> Result<SoakResult, String> {
         calls.drain(drain).map_err(io)
     });
     let player_thread = std::thread::spawn(move || -> Result<Delivery, String> {
-        players.open_window();
-        players.run_until(end).map_err(io)?;
-        players.close_window();
+        players.run_window(end).map_err(io)?;
         players.drain(drain).map_err(io)
     });
 
@@ -221,7 +220,11 @@ pub(crate) fn run(spec: &SoakSpec<'_>) -> Result<SoakResult, String> {
             at: now.duration_since(t0).as_secs_f64(),
             rss_kib,
             fds,
-            cpu: (t - ticks) as f64 / spec.clk_tck as f64 / secs * 100.0,
+            cpu: procstat::CoreShare {
+                clk_tck: spec.clk_tck,
+                secs,
+            }
+            .ticks(ticks, t),
         });
         progress.set_done(samples.len() as u64);
         if samples.len() % 10 == 1 {

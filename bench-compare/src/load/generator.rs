@@ -323,3 +323,15 @@ impl Load {
         }
     }
 }
+
+impl super::WindowedLoad for Load {
+    fn run_until(&mut self, until: Instant) -> io::Result<()> {
+        Load::run_until(self, until)
+    }
+    fn open_window(&mut self) {
+        Load::open_window(self)
+    }
+    fn close_window(&mut self) {
+        Load::close_window(self)
+    }
+}

@@ -388,6 +388,18 @@ fn no_window() -> Window {
     }
 }
 
+impl super::WindowedLoad for PublisherLoad {
+    fn run_until(&mut self, until: Instant) -> std::io::Result<()> {
+        PublisherLoad::run_until(self, until)
+    }
+    fn open_window(&mut self) {
+        PublisherLoad::open_window(self)
+    }
+    fn close_window(&mut self) {
+        PublisherLoad::close_window(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
