@@ -110,6 +110,19 @@ pub enum Output {
     /// For the relay between workers (only from a node made a worker with
     /// [`Node::with_relay`](crate::node::Node::with_relay)); see [`crate::worker_relay`].
     Relay(RelayOut),
+    /// How to read the connection (only from a node whose driver said it can pace reads,
+    /// [`Node::enable_read_pacing`](crate::node::Node::enable_read_pacing)). With `every`,
+    /// its bytes may wait in the kernel's buffer and be read once per `every`, all the paced
+    /// connections together on one grid (a publisher: the node writes what such a read
+    /// brings to its players at once, where it would otherwise hold it for a merged write).
+    /// A driver should still read at once when much has arrived (the mio driver: 32 KiB)
+    /// or the peer closed. With `None`, reads go back to as the bytes arrive.
+    ReadPacing {
+        /// The connection.
+        conn: ConnId,
+        /// The grid's interval, or `None` for reads as bytes arrive.
+        every: Option<Duration>,
+    },
 }
 
 /// A phase of a gateway client's call ([`Event::GatewayCall`]).

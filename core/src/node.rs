@@ -244,6 +244,24 @@ impl Node {
         self
     }
 
+    /// Says that the driver can read a connection on a grid when asked
+    /// ([`Output::ReadPacing`]), leaving its bytes in the kernel's buffer in between. The node
+    /// then asks it for publishers, when merged writes are on
+    /// ([`ServerConfig::merge_writes`]): a publisher is read once per merge window, and what
+    /// a read brings is written to its players at once instead of being held for the window.
+    /// Without it the node never asks, and players are held as usual.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use siprtmp_core::node::{Node, NodeConfig};
+    /// let mut node = Node::new(NodeConfig::default(), Instant::now(), 1);
+    /// node.enable_read_pacing();
+    /// // A publisher that goes live now makes an `Output::ReadPacing` with the merge window.
+    /// ```
+    pub fn enable_read_pacing(&mut self) {
+        self.server.enable_read_pacing();
+    }
+
     /// Tells a worker made with [`Node::with_relay`] how many workers its group has, so that
     /// worker 0's HTTP listener waits for every other worker's report before it answers
     /// `/metrics` or the JSON API (without it, worker 0 describes itself alone).

@@ -327,7 +327,10 @@ impl SimNet {
                     self.node.handle(self.now, Input::Tcp(event));
                 }
                 // A lone node: nothing is ever relayed.
-                Output::Udp(_) | Output::Event(_) | Output::Relay(_) => {}
+                Output::Udp(_)
+                | Output::Event(_)
+                | Output::Relay(_)
+                | Output::ReadPacing { .. } => {}
             }
         }
     }

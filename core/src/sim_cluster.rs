@@ -665,7 +665,8 @@ impl SimCluster {
                 Output::Tcp(command) => self.tcp(n, command),
                 Output::Event(event) => self.nodes[n].events.push((self.now, event)),
                 Output::Relay(out) => self.relay(n, out),
-                Output::Udp(_) => {}
+                // The simulated network reads every byte as it arrives.
+                Output::Udp(_) | Output::ReadPacing { .. } => {}
             }
         }
     }

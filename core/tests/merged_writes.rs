@@ -45,6 +45,13 @@ impl Fixture {
         }
     }
 
+    /// With reads paced as the node asks, as the mio driver does (see `MemoryNet::pace_reads`).
+    fn paced(config: NodeConfig) -> Self {
+        let mut f = Self::with_config(config);
+        f.net.pace_reads();
+        f
+    }
+
     /// Notes the arrival time of media that came in since the last look.
     fn record_arrivals(&mut self) {
         self.arrivals.resize(self.net.clients.len(), Vec::new());
@@ -322,10 +329,19 @@ struct Reader {
 /// gather in about half a second) to an eager player and a bulk one, merged over `BASE`
 /// and adapting up to `max`; returns what was sent and what each player got.
 fn twelve_seconds_to_an_eager_and_a_bulk_reader(max: Option<Duration>) -> (Media, [Reader; 2]) {
+    twelve_seconds_to_readers(max, false)
+}
+
+/// [`twelve_seconds_to_an_eager_and_a_bulk_reader`], the publisher read on the grid if `paced`.
+fn twelve_seconds_to_readers(max: Option<Duration>, paced: bool) -> (Media, [Reader; 2]) {
     let mut config = NodeConfig::default();
     config.server.merge_writes = Some(BASE);
     config.server.merge_writes_max = max;
-    let mut f = Fixture::with_config(config);
+    let mut f = if paced {
+        Fixture::paced(config)
+    } else {
+        Fixture::with_config(config)
+    };
     let publisher = f.cam_publisher();
     let (eager, _) = f.cam_player();
     let (bulk, _) = f.cam_player();
@@ -414,4 +430,87 @@ fn a_player_that_reads_late_anyway_is_held_longer_and_an_eager_one_is_not() {
     let (held, fixed) = (median(&bulk.delays), median(&bulk_fixed.delays));
     eprintln!("bulk reader's median delay: {fixed:?} with one window, {held:?} adapting");
     assert!(held < fixed + LONGEST / 2, "{held:?} against {fixed:?}");
+}
+
+/// A node whose driver paces reads, merged over `BASE`.
+fn paced_fixture() -> Fixture {
+    let mut config = NodeConfig::default();
+    config.server.merge_writes = Some(BASE);
+    Fixture::paced(config)
+}
+
+#[test]
+fn a_publisher_read_on_the_grid_costs_one_read_and_one_write_per_player_a_window() {
+    let mut f = paced_fixture();
+    let publisher = f.cam_publisher();
+    let players: Vec<usize> = (0..3).map(|_| f.cam_player().0).collect();
+    let reads_before = f.net.clients[publisher.0].reads;
+    let (sent, sent_at, writes) = one_second_of_audio(&mut f, publisher, &players);
+    // 50 messages in one second came in one read per 40 ms tick, not one read each.
+    let reads = f.net.clients[publisher.0].reads - reads_before;
+    assert!((24..=26).contains(&reads), "{reads} reads of the publisher");
+    for &p in &players {
+        assert_eq!(f.net.media(p), sent, "player {p}: every message, in order");
+        // What a read brings is written at once: a message waits for the tick, never
+        // for a tick and then a hold.
+        for (i, (&arrived, &published)) in f.arrivals[p].iter().zip(&sent_at).enumerate() {
+            let waited = arrived - published;
+            assert!(waited <= BASE, "message {i} waited {waited:?}");
+        }
+    }
+    // One write per player per read.
+    for w in writes {
+        assert!((24..=26).contains(&w), "{w} writes in one second");
+    }
+}
+
+#[test]
+fn a_connection_that_stops_publishing_is_read_as_its_bytes_arrive_again() {
+    let mut f = paced_fixture();
+    let (publisher, stream) = f.cam_publisher();
+    let created = |f: &Fixture| {
+        f.net
+            .events(publisher)
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::StreamCreated(_)))
+            .count()
+    };
+    // While it publishes, a command waits for the tick.
+    f.net.clients[publisher].client.create_stream();
+    f.pump();
+    assert_eq!(created(&f), 1, "held until the tick");
+    f.advance_to(f.now + BASE);
+    assert_eq!(created(&f), 2, "read at the tick");
+    // Once it stops, the next command is read at once.
+    f.net.clients[publisher]
+        .client
+        .call(0, "deleteStream", vec![Value::Number(f64::from(stream))]);
+    f.advance_to(f.now + BASE);
+    f.net.clients[publisher].client.create_stream();
+    f.pump();
+    assert_eq!(created(&f), 3, "no longer paced");
+}
+
+#[test]
+fn with_paced_reads_a_bulk_reader_is_still_held_for_the_longest_window() {
+    let (sent, [eager, bulk]) = twelve_seconds_to_readers(Some(LONGEST), true);
+    assert_eq!(eager.media, sent, "every message, in order");
+    assert_eq!(bulk.media, sent, "every message, in order");
+    let eager_worst = eager.delays.iter().max().unwrap();
+    assert!(
+        *eager_worst <= BASE,
+        "an eager message waited {eager_worst:?}"
+    );
+    // The eager reader is written once per tick (150 in six seconds); the bulk one, held on
+    // the longest lane, less than a quarter as often.
+    assert!(
+        (145..=155).contains(&eager.late_writes),
+        "{}",
+        eager.late_writes
+    );
+    assert!(
+        bulk.late_writes * 4 < eager.late_writes,
+        "{}",
+        bulk.late_writes
+    );
 }

@@ -27,6 +27,7 @@ use siprtmp_core::storage::FileErrorKind;
 
 use crate::events::{Decider, EventRouter};
 use crate::file_io::{FileExecutor, SHUTDOWN_FILE_GRACE};
+use crate::read_grid::ReadGrid;
 use crate::relay_link::RelayLink;
 use crate::tcp_executor::TcpExecutor;
 use crate::udp_executor::{UdpExecutor, UdpSlot};
@@ -106,6 +107,9 @@ pub struct NodeHost<T> {
     batch: BatchState,
     /// When the driver was asked to stop ([`Self::begin_stop`]), if it was.
     stopping: Option<Instant>,
+    /// The connections read on a grid, once the driver said it paces reads
+    /// ([`Self::enable_read_pacing`]).
+    read_grid: Option<ReadGrid>,
 }
 
 /// The storage of a batched flush ([`NodeHost::turn_batched`]), kept for its allocations.
@@ -141,7 +145,22 @@ impl<T: Transport> NodeHost<T> {
             relay: None,
             batch: BatchState::default(),
             stopping: None,
+            read_grid: None,
         }
+    }
+
+    /// The driver reads connections on a grid when the node asks ([`Output::ReadPacing`]):
+    /// the node is told so, and the requests are kept in [`Self::read_grid`]. A driver that
+    /// calls this must read every connection of the grid at each tick, and set its sockets
+    /// up as [`ReadGrid::take_changes`] says after each turn.
+    pub fn enable_read_pacing(&mut self) {
+        self.node.enable_read_pacing();
+        self.read_grid = Some(ReadGrid::default());
+    }
+
+    /// The connections read on a grid (after [`Self::enable_read_pacing`]).
+    pub fn read_grid(&mut self) -> Option<&mut ReadGrid> {
+        self.read_grid.as_mut()
     }
 
     /// Carries the node's relay messages over `relay` (for a node made a worker with
@@ -404,6 +423,13 @@ impl<T: Transport> NodeHost<T> {
                     Some(relay) => relay.execute(&mut self.node, now, out),
                     None => crate::relay_link::without_link(&mut self.node, now, out),
                 },
+                Output::ReadPacing { conn, every } => {
+                    if let Some(grid) = &mut self.read_grid {
+                        if self.conns.contains_key(&conn) {
+                            grid.set(now, conn, every);
+                        }
+                    }
+                }
                 // The enum grows: an output this driver does not know is one it cannot do.
                 other => tracing::warn!("an output this driver does not carry out: {other:?}"),
             }
@@ -487,6 +513,9 @@ impl<T: Transport> NodeHost<T> {
 
     fn remove(&mut self, now: Instant, conn: ConnId) {
         if let Some(slot) = self.conns.remove(&conn) {
+            if let Some(grid) = &mut self.read_grid {
+                grid.remove(conn);
+            }
             self.closed.push((conn, slot.transport));
             self.node.handle(now, Input::Closed { conn });
         }

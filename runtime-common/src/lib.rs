@@ -77,6 +77,7 @@ pub mod mio_poll;
 pub mod mmsg;
 mod node_reads;
 pub mod process_stats;
+mod read_grid;
 #[cfg(target_os = "linux")]
 mod recv_slot;
 mod relay_link;
@@ -104,8 +105,9 @@ pub use events::{log_event, Decider, EventRouter};
 pub use file_io::{Completion, FileExecutor, SHUTDOWN_FILE_GRACE};
 pub use host::{NodeHost, Transport, MAX_IOVECS};
 pub use node_reads::{NodeReads, READS_PER_TURN};
+pub use read_grid::ReadGrid;
 pub use relay_link::RelayLink;
-pub use socket::{bind_listener, configure_stream, shutdown_stream};
+pub use socket::{bind_listener, configure_stream, set_read_low_water, shutdown_stream};
 pub use stopper::Stopper;
 pub use tcp_executor::{TcpExecutor, TcpStats, MAX_QUEUED_SEND, MAX_READ_AHEAD};
 pub use tls::{

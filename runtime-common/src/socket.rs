@@ -51,6 +51,36 @@ pub fn configure_stream<S: AsSocket>(
     Ok(())
 }
 
+/// Sets `SO_RCVLOWAT`: the socket reports itself readable only once `bytes` have arrived (or
+/// the peer closed), and a read still returns what is there. A driver reading a connection on
+/// a grid ([`crate::ReadGrid`]) sets it high, so that the socket raises no event between
+/// ticks unless much arrives, and back to 1 (the default) when the connection is no longer
+/// paced. Linux only (where epoll honours it); elsewhere it does nothing.
+pub fn set_read_low_water<S: AsSocket>(socket: &S, bytes: usize) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        // SAFETY: a valid descriptor (borrowed for the call) and a c_int option value of the
+        // size given.
+        let result = unsafe {
+            libc::setsockopt(
+                socket.as_fd().as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVLOWAT,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if result != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (socket, bytes);
+    Ok(())
+}
+
 /// Shuts both directions of a socket down now, whoever else holds a handle to it: a reader
 /// blocked on it sees end of stream, a writer gets an error. Errors (already closed) are
 /// ignored.

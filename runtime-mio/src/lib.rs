@@ -17,6 +17,13 @@
 //! node's timer if due, and write each connection that has queued segments with one `writev`,
 //! reporting how many bytes the kernel took.
 //!
+//! Publishers are read on a grid when the node asks ([`siprtmp_runtime_common::ReadGrid`],
+//! Linux): their sockets get `SO_RCVLOWAT` of [`PACED_LOW_WATER`], so epoll stays quiet
+//! while a few messages gather, and each tick of the players' merge window reads every
+//! paced socket once, before the turn that writes to the players. One read per window
+//! instead of one per message, at no added delay: the players' writes would have waited for
+//! the window anyway.
+//!
 //! File requests (recording, video on demand) run on the driver's background file thread
 //! ([`siprtmp_runtime_common::FileExecutor`], files under [`DriverConfig::root`]), which wakes
 //! the poll through the same `mio::Waker` as the [`Stopper`] when requests complete.
@@ -57,8 +64,8 @@ use siprtmp_core::node::{ConnId, Node, NodeConfig};
 use siprtmp_core::worker_relay::WorkerId;
 use siprtmp_runtime_common::mio_poll::{self, PollTokens, Watched};
 use siprtmp_runtime_common::{
-    bind_listener, configure_stream, AcceptBackoff, FileExecutor, NodeHost, RelayLink, TcpExecutor,
-    Transport,
+    bind_listener, configure_stream, set_read_low_water, AcceptBackoff, FileExecutor, NodeHost,
+    RelayLink, TcpExecutor, Transport,
 };
 
 pub use siprtmp_runtime_common::{Decider, Driver, DriverConfig, Stopper, TcpStats, UdpStats};
@@ -70,6 +77,9 @@ const WAKER: Token = PollTokens::control(2);
 const TLS_LISTENER: Token = PollTokens::control(3);
 /// Read buffer granularity: one allocation serves many reads.
 const READ_CHUNK: usize = 64 * 1024;
+/// A paced socket's `SO_RCVLOWAT`: more than this, arrived between two ticks (a keyframe of
+/// a high-rate stream), is read at once rather than left waiting for the tick.
+pub const PACED_LOW_WATER: usize = 32 * 1024;
 
 /// A connection's socket; writability comes back as a mio event.
 struct MioConnection(TcpStream);
@@ -107,6 +117,10 @@ pub struct MioDriver {
     /// What each of the poll's tokens names (the connections' tokens carry this node's ids
     /// without their worker byte).
     tokens: PollTokens,
+    /// The paced connections read at a tick (kept for its allocation).
+    sweep: Vec<ConnId>,
+    /// The pacing changes of a turn (kept for its allocation).
+    pacing_changes: Vec<(ConnId, bool)>,
 }
 
 impl Driver for MioDriver {
@@ -197,16 +211,22 @@ impl MioDriver {
             let _ = tcp_waker.wake();
         })?;
         let tcp_stats = tcp.stats();
+        let mut host = NodeHost::new(node, config.events.clone())
+            .with_files(files)
+            .with_relay(relay)
+            .with_udp(udp)
+            .with_tcp(tcp);
+        // epoll honours SO_RCVLOWAT on Linux: elsewhere a paced socket would raise an event per
+        // message anyway.
+        if cfg!(target_os = "linux") {
+            host.enable_read_pacing();
+        }
         Ok(Self {
             poll,
             listener,
             tls_listener,
             waker,
-            host: NodeHost::new(node, config.events.clone())
-                .with_files(files)
-                .with_relay(relay)
-                .with_udp(udp)
-                .with_tcp(tcp),
+            host,
             udp_stats,
             tcp_stats,
             config,
@@ -214,6 +234,8 @@ impl MioDriver {
             stop: Arc::new(AtomicBool::new(false)),
             accept_backoff: AcceptBackoff::default(),
             tokens,
+            sweep: Vec::new(),
+            pacing_changes: Vec::new(),
         })
     }
 
@@ -239,10 +261,15 @@ impl MioDriver {
                 Some(std::time::Duration::ZERO)
             } else {
                 // A paused accept loop wakes itself up: the backlog raises no new event.
-                let deadline = match (self.host.poll_timeout(), self.accept_backoff.retry_at()) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
+                let tick = self.host.read_grid().and_then(|grid| grid.next_tick());
+                let deadline = [
+                    self.host.poll_timeout(),
+                    self.accept_backoff.retry_at(),
+                    tick,
+                ]
+                .into_iter()
+                .flatten()
+                .min();
                 deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()))
             };
             match self.poll.poll(&mut events, timeout) {
@@ -298,8 +325,57 @@ impl MioDriver {
                 self.accept_all(now, false);
                 self.accept_all(now, true);
             }
+            self.read_paced(now);
             self.host.turn(now);
+            self.pace_sockets(now);
             self.deregister_closed();
+        }
+    }
+
+    /// At a tick of the read grid, reads every paced connection (before the turn, so that
+    /// their players are written in it).
+    fn read_paced(&mut self, now: Instant) {
+        let Some(grid) = self.host.read_grid() else {
+            return;
+        };
+        if !grid.tick(now) {
+            return;
+        }
+        let mut sweep = std::mem::take(&mut self.sweep);
+        sweep.clear();
+        sweep.extend_from_slice(grid.conns());
+        for &conn in &sweep {
+            self.read_all(now, conn, false);
+        }
+        self.sweep = sweep;
+    }
+
+    /// Sets the sockets of connections the node paced or stopped pacing in the last turn. One
+    /// back to reads as bytes arrive is read now, with a turn for what that brings: what waited
+    /// below the low-water mark raises no event of its own.
+    fn pace_sockets(&mut self, now: Instant) {
+        let Some(grid) = self.host.read_grid() else {
+            return;
+        };
+        let mut changes = std::mem::take(&mut self.pacing_changes);
+        changes.clear();
+        changes.extend(grid.take_changes());
+        let mut unpaced = false;
+        for &(conn, paced) in &changes {
+            let low_water = if paced { PACED_LOW_WATER } else { 1 };
+            if let Some(c) = self.host.transport_mut(conn) {
+                if let Err(e) = set_read_low_water(&c.0, low_water) {
+                    tracing::debug!("{conn}: SO_RCVLOWAT: {e}");
+                }
+            }
+            if !paced {
+                self.read_all(now, conn, false);
+                unpaced = true;
+            }
+        }
+        self.pacing_changes = changes;
+        if unpaced {
+            self.host.turn(now);
         }
     }
 

@@ -4,7 +4,8 @@
 //! server's bytes only 64 KiB at a time (as a player woken at a 64 KiB low-water mark reads)
 //! is moved to the longest window. `GET /api/v1/connections` shows each player's window and read
 //! lag, and every player still saves every frame of the stream, checked with ffprobe against
-//! the source.
+//! the source. The publisher (ffmpeg) is read once per base window rather than once per
+//! message (paced reads, under the mio driver), and the players' frames still arrive.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -98,26 +99,42 @@ struct PlayerView {
     read_lag_ms: Option<u64>,
 }
 
-/// The players of `stream` in the connections list, by address.
-fn players(http: &str, stream: &str) -> Vec<(String, PlayerView)> {
+/// The connections list's objects, one string each.
+fn connections(http: &str) -> Vec<String> {
     let (status, body) = curl(http, "GET", "/api/v1/connections", None);
     assert_eq!(status, 200, "{body}");
-    let number = |object: &str, key: &str| -> Option<u64> {
-        let at = object.find(&format!("\"{key}\":"))? + key.len() + 3;
-        let digits: String = object[at..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        digits.parse().ok()
-    };
-    body.split("{\"id\":")
+    body.split("{\"id\":").skip(1).map(str::to_string).collect()
+}
+
+/// The number at `key` in a connection's object (`None` for null).
+fn number(object: &str, key: &str) -> Option<u64> {
+    let at = object.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let digits: String = object[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// The publisher of `stream`: its reads so far and its read grid (ms; `None` for null).
+fn publisher_reads(http: &str, stream: &str) -> Option<(u64, Option<u64>)> {
+    let object = connections(http)
+        .into_iter()
+        .find(|object| object.contains(&format!("\"publishing {stream}\"")))?;
+    Some((number(&object, "reads")?, number(&object, "read_every_ms")))
+}
+
+/// The players of `stream` in the connections list, by address.
+fn players(http: &str, stream: &str) -> Vec<(String, PlayerView)> {
+    connections(http)
+        .into_iter()
         .filter(|object| object.contains(&format!("\"playing {stream}\"")))
         .map(|object| {
             let at = object.find("\"address\":\"").expect("an address") + 11;
             let address = object[at..].split('"').next().unwrap().to_string();
             let view = PlayerView {
-                merge_window_ms: number(object, "merge_window_ms"),
-                read_lag_ms: number(object, "read_lag_ms"),
+                merge_window_ms: number(&object, "merge_window_ms"),
+                read_lag_ms: number(&object, "read_lag_ms"),
             };
             (address, view)
         })
@@ -170,6 +187,15 @@ fn eager_players_keep_the_base_window_and_a_bulk_reader_is_held_longer_with_ever
     assert!(
         settled,
         "players' windows: {last:?} (bulk reader at {bulk_addr})"
+    );
+
+    // The publisher (ffmpeg) is read on the players' base window (tests/tests/paced_reads.rs
+    // counts the reads).
+    let publisher_line = publisher_reads(&http, "live/s1").expect("the publisher's line");
+    assert_eq!(
+        publisher_line.1,
+        Some(BASE_MS),
+        "the publisher is read on the merge grid"
     );
 
     publisher.finish(PUBLISH_TIME);

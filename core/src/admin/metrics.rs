@@ -195,6 +195,12 @@ pub(crate) fn render_server(report: &WorkerReport, out: &mut Exposition) {
         counters.bytes_received,
     );
     out.single(
+        "siprtmp_reads_total",
+        "counter",
+        "Reads of RTMP connections (each brings one or more messages).",
+        counters.reads,
+    );
+    out.single(
         "siprtmp_sent_bytes_total",
         "counter",
         "Bytes written to RTMP connections.",

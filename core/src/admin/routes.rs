@@ -358,6 +358,9 @@ fn connections(views: &[ConnView]) -> String {
         json.key("merge_window_ms")
             .opt_integer(millis(conn.merge_window));
         json.key("read_lag_ms").opt_integer(millis(conn.read_lag));
+        json.key("reads").integer(conn.reads);
+        json.key("read_every_ms")
+            .opt_integer(millis(conn.read_every));
         json.close_object();
     }
     json.close_array().close_object();

@@ -490,6 +490,7 @@ impl RtmpServer {
             );
             self.transmit_if(conn, notify);
         }
+        self.pace_publisher_reads(conn);
         self.notify_published(&key, &name);
         self.counters.publishes += 1;
         self.outputs.push_back(Output::Event(Event::PublishStarted {

@@ -43,6 +43,8 @@ pub(crate) struct Counters {
     pub accepted: u64,
     /// Bytes read from connections.
     pub bytes_received: u64,
+    /// Reads the driver handed in (each one or more messages' bytes).
+    pub reads: u64,
     /// Bytes the driver wrote to connections.
     pub bytes_sent: u64,
     /// Live video messages not sent to a player because its backlog was past the soft limit.
@@ -63,6 +65,7 @@ impl Counters {
         self.accepted += other.accepted;
         self.bytes_received += other.bytes_received;
         self.bytes_sent += other.bytes_sent;
+        self.reads += other.reads;
         self.player_messages_dropped += other.player_messages_dropped;
         self.record_bytes_finished += other.record_bytes_finished;
         self.publishes += other.publishes;

@@ -76,6 +76,11 @@ impl RtmpServer {
             self.config.player_hard_backlog,
             self.config.max_gop_cache_bytes,
         );
+        let Some(stream) = self.live.get(key) else {
+            return false;
+        };
+        // Read on the merge grid: the wait a hold would add has passed in the socket.
+        let read_on_grid = self.reads_paced(stream.publisher);
         let Some(stream) = self.live.get_mut(key) else {
             return false;
         };
@@ -126,6 +131,17 @@ impl RtmpServer {
             let bytes = shared.encoded(player.chunk_size, player.stream_id);
             player.flush_next = false;
             let transmit = match &mut merge {
+                // A player on the base lane of a stream read on the grid: written now, and
+                // probed at the start of a write as a hold would be.
+                Some(_) if read_on_grid && session.merge_lane == 0 && !at_once => {
+                    let started = session.queue(bytes);
+                    if let Some(stamp) = probe_stamp.filter(|_| started) {
+                        if session.read_lag.probe(last_now, stamp) {
+                            session.send_user_control(UserControl::PingRequest(stamp));
+                        }
+                    }
+                    started
+                }
                 Some((schedule, deadlines)) if !at_once => {
                     let lane = session.merge_lane;
                     let deadline = deadlines[usize::from(lane)];
@@ -322,6 +338,10 @@ impl RtmpServer {
         }
         stream.publisher = None;
         stream.record_resume = None;
+        self.unpace_reads(conn, stream_id);
+        let Some(stream) = self.live.get_mut(&**key) else {
+            return;
+        };
         let recorder = stream.recorder.take();
         self.end_pushes(key);
         self.end_publication(key);

@@ -472,6 +472,8 @@ impl RtmpServer {
                 app: None,
                 streams: role.into_iter().collect(),
                 bytes_received: 0,
+                reads: 0,
+                read_every: None,
                 queued_bytes: queued,
                 tls: false,
                 merge_window: None,

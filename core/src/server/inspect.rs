@@ -48,6 +48,10 @@ pub(crate) struct ConnView {
     /// What its streams do: `publishing app/name`, `playing app/name`, `vod`.
     pub streams: Vec<String>,
     pub bytes_received: u64,
+    /// Reads of it the driver handed in.
+    pub reads: u64,
+    /// A publisher read on the merge grid: the grid's interval (see `read_pacing`).
+    pub read_every: Option<Duration>,
     /// Bytes queued for it and not yet written.
     pub queued_bytes: usize,
     /// It came through the RTMPS listener.
@@ -270,6 +274,8 @@ impl RtmpServer {
                     })
                     .collect(),
                 bytes_received: s.rx_bytes,
+                reads: s.rx_reads,
+                read_every: self.read_grid().filter(|_| s.reads_paced),
                 queued_bytes: s.backlog(),
                 tls: s.tls.is_some(),
                 merge_window: self.merge.as_ref().and_then(|merge| {

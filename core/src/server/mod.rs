@@ -25,6 +25,7 @@ mod operator;
 mod pending_decisions;
 mod player_backpressure;
 mod read_lag;
+mod read_pacing;
 mod record_resume;
 mod recorder;
 mod relay;
@@ -171,6 +172,8 @@ pub(crate) struct RtmpServer {
     relays: relay::Relays,
     /// Once a graceful stop has begun: when it gives up waiting (see `shutdown`).
     shutdown: Option<Instant>,
+    /// The driver reads publishers on the merge grid when asked (see `read_pacing`).
+    read_pacing: bool,
 }
 
 impl RtmpServer {
@@ -222,6 +225,7 @@ impl RtmpServer {
             tls_sessions: 0,
             relays: relay::Relays::default(),
             shutdown: None,
+            read_pacing: false,
         }
     }
 
@@ -401,6 +405,7 @@ impl RtmpServer {
             self.counters.bytes_received += data.len() as u64;
             data
         };
+        self.counters.reads += 1;
         let Some(session) = self.sessions.get_mut(conn) else {
             return;
         };
@@ -411,6 +416,7 @@ impl RtmpServer {
         }
         session.ping_sent = false;
         session.rx_bytes += data.len() as u64;
+        session.rx_reads += 1;
         session.take_read(data);
         if session.awaiting.is_some() {
             if session.rx.len() > MAX_INPUT_WHILE_AWAITING {

@@ -75,6 +75,8 @@ pub(crate) struct Session {
     /// [`Session::keep_rest`]).
     pub rx_borrowed: bool,
     pub rx_bytes: u64,
+    /// Reads the driver handed in.
+    pub rx_reads: u64,
     pub rx_bytes_acked: u64,
     pub last_rx: Instant,
     /// A decision the application has not made yet: the connection's messages are not read
@@ -93,6 +95,8 @@ pub(crate) struct Session {
     /// Merged writes: the flush schedule's lane this connection's media is held on (0, the
     /// base window, unless its read lag allows a longer one).
     pub merge_lane: u8,
+    /// The driver reads this connection on the merge grid (a publisher; see `read_pacing`).
+    pub reads_paced: bool,
     /// The gateway's far-end media under backpressure (see `client_backlog`).
     pub far_gate: FarMediaGate,
     pub out: SendQueue,
@@ -144,6 +148,7 @@ impl Session {
             transmit_pending: false,
             hold_deadline: None,
             merge_lane: 0,
+            reads_paced: false,
             far_gate: FarMediaGate::default(),
             app: None,
             object_encoding: 0.0,
@@ -153,6 +158,7 @@ impl Session {
             next_check: now,
             ping_sent: false,
             rx_bytes: 0,
+            rx_reads: 0,
             rx_bytes_acked: 0,
             peer_window: 0,
             awaiting: None,

@@ -2,7 +2,7 @@
 //! UDP and TCP of the other modules; [`drain_into`] for a test that drives a node itself.
 
 use std::io::IoSlice;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
@@ -42,6 +42,11 @@ pub struct MemoryClient {
     pub raw: Vec<u8>,
     /// Writes to this client that moved bytes (each a `writev` for a real driver).
     pub writes: usize,
+    /// Reads the node got from this client (each a `read` for a real driver).
+    pub reads: usize,
+    /// The node asked for this client to be read on the grid ([`Output::ReadPacing`]), and
+    /// [`MemoryNet::pace_reads`] honours it: what the client sends waits for the next tick.
+    pub read_on_grid: bool,
     /// The node asked for a write ([`Output::Transmit`]) not yet carried out.
     wants_write: bool,
     inbox: BytesMut,
@@ -75,6 +80,9 @@ pub struct MemoryNet {
     pub transmit_driven: bool,
     /// Where what the clients send is delivered from.
     reads: ReadBlocks,
+    /// Reads are paced as the node asks ([`Self::pace_reads`]): the grid's next tick and
+    /// interval, once a connection is paced.
+    read_pacing: Option<Option<(Instant, Duration)>>,
 }
 
 impl MemoryNet {
@@ -93,7 +101,16 @@ impl MemoryNet {
             relay_out: Vec::new(),
             transmit_driven: false,
             reads: ReadBlocks::default(),
+            read_pacing: None,
         }
+    }
+
+    /// Honours [`Output::ReadPacing`] as a driver that paces reads does (and tells the node
+    /// so, [`Node::enable_read_pacing`]): a paced client's bytes are read on one grid, all
+    /// that it sent since the last tick in one read.
+    pub fn pace_reads(&mut self) {
+        self.node.enable_read_pacing();
+        self.read_pacing = Some(None);
     }
 
     /// Runs up to `count` held file requests (see [`MemoryFs::hold`]) and reports them done.
@@ -158,6 +175,8 @@ impl MemoryNet {
             low_water: 0,
             raw: Vec::new(),
             writes: 0,
+            reads: 0,
+            read_on_grid: false,
             wants_write: false,
             inbox: BytesMut::new(),
         });
@@ -198,6 +217,14 @@ impl MemoryNet {
 
     /// Moves bytes until quiet.
     pub fn pump(&mut self, now: Instant) {
+        // Whether paced clients are read in this pump: the grid's tick has come.
+        let mut tick = false;
+        if let Some(Some((next, every))) = &mut self.read_pacing {
+            while *next <= now {
+                tick = true;
+                *next += *every;
+            }
+        }
         loop {
             let mut moved = false;
             for event in self.udp.take_inbound() {
@@ -209,11 +236,32 @@ impl MemoryNet {
                 self.node.handle(now, Input::Tcp(event));
             }
             for c in self.clients.iter_mut().filter(|c| !c.muted) {
+                if c.read_on_grid {
+                    if !tick {
+                        continue;
+                    }
+                    // Everything since the last tick, in one read.
+                    let mut sent = Vec::new();
+                    while let Some(bytes) = c.client.take_output() {
+                        sent.push(bytes);
+                    }
+                    if sent.is_empty() || c.closed {
+                        continue;
+                    }
+                    moved = true;
+                    c.reads += 1;
+                    let parts: Vec<&[u8]> = sent.iter().map(|b| &b[..]).collect();
+                    let data = self.reads.0.carve(&parts);
+                    self.node
+                        .handle(now, Input::Received { conn: c.conn, data });
+                    continue;
+                }
                 while let Some(bytes) = c.client.take_output() {
                     if c.closed {
                         continue;
                     }
                     moved = true;
+                    c.reads += 1;
                     let data = self.reads.0.carve(&[&bytes]);
                     self.node
                         .handle(now, Input::Received { conn: c.conn, data });
@@ -258,6 +306,20 @@ impl MemoryNet {
                         self.tcp.execute(command);
                     }
                     Output::Relay(out) => self.relay_out.push(out),
+                    Output::ReadPacing { conn, every } => {
+                        let Some(grid) = &mut self.read_pacing else {
+                            continue;
+                        };
+                        if let Some(every) = every {
+                            // The grid starts with the first paced connection.
+                            grid.get_or_insert((now + every, every));
+                        }
+                        if let Some(c) = self.clients.iter_mut().find(|c| c.conn == conn) {
+                            c.read_on_grid = every.is_some();
+                            // Back to reads at once: what waited is read now.
+                            moved |= every.is_none();
+                        }
+                    }
                     Output::Event(event) if self.record_events => self.node_events.push(event),
                     Output::Transmit { conn } => {
                         if let Some(c) = self.clients.iter_mut().find(|c| c.conn == conn) {
