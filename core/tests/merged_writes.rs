@@ -443,7 +443,8 @@ fn paced_fixture() -> Fixture {
 fn a_publisher_read_on_the_grid_costs_one_read_and_one_write_per_player_a_window() {
     let mut f = paced_fixture();
     let publisher = f.cam_publisher();
-    let players: Vec<usize> = (0..3).map(|_| f.cam_player().0).collect();
+    // Two players: the most a stream may have on the base lane and be read on the grid.
+    let players: Vec<usize> = (0..2).map(|_| f.cam_player().0).collect();
     let reads_before = f.net.clients[publisher.0].reads;
     let (sent, sent_at, writes) = one_second_of_audio(&mut f, publisher, &players);
     // 50 messages in one second came in one read per 40 ms tick, not one read each.
@@ -512,5 +513,50 @@ fn with_paced_reads_a_bulk_reader_is_still_held_for_the_longest_window() {
         bulk.late_writes * 4 < eager.late_writes,
         "{}",
         bulk.late_writes
+    );
+}
+
+#[test]
+fn a_stream_with_many_eager_players_holds_them_and_reads_its_publisher_as_bytes_arrive() {
+    let mut f = paced_fixture();
+    let publisher = f.cam_publisher();
+    let players: Vec<(usize, u32)> = (0..3).map(|_| f.cam_player()).collect();
+    let indexes: Vec<usize> = players.iter().map(|p| p.0).collect();
+    // Three eager players: from the first message on, the publisher is read as its bytes
+    // arrive (a read per message) and the players are held, as without pacing.
+    let reads_before = f.net.clients[publisher.0].reads;
+    let (sent, sent_at, writes) = one_second_of_audio(&mut f, publisher, &indexes);
+    let reads = f.net.clients[publisher.0].reads - reads_before;
+    assert!(reads >= 48, "{reads} reads of 50 messages");
+    for &p in &indexes {
+        assert_eq!(f.net.media(p), sent, "player {p}: every message, in order");
+        let worst = f.arrivals[p]
+            .iter()
+            .zip(&sent_at)
+            .map(|(a, s)| *a - *s)
+            .max()
+            .unwrap();
+        assert!(worst <= BASE, "a message waited {worst:?}");
+    }
+    // Held: about one write per window. (In virtual time a hold gathers exactly a window's
+    // messages; in real time it starts at the first message after a write and gathers a
+    // little more, which is why many eager players are held rather than paced.)
+    for w in writes {
+        assert!((24..=26).contains(&w), "{w} writes in one second");
+    }
+    // One leaves: two eager players, and the publisher is paced again.
+    let (gone, gone_stream) = players[2];
+    f.net.clients[gone].client.call(
+        0,
+        "deleteStream",
+        vec![Value::Number(f64::from(gone_stream))],
+    );
+    f.pump();
+    let reads_before = f.net.clients[publisher.0].reads;
+    one_second_of_audio(&mut f, publisher, &indexes[..2]);
+    let reads = f.net.clients[publisher.0].reads - reads_before;
+    assert!(
+        (24..=27).contains(&reads),
+        "{reads} reads once two players are left"
     );
 }

@@ -22,7 +22,8 @@
 //! while a few messages gather, and each tick of the players' merge window reads every
 //! paced socket once, before the turn that writes to the players. One read per window
 //! instead of one per message, at no added delay: the players' writes would have waited for
-//! the window anyway.
+//! the window anyway. A paced socket that had nothing at two ticks in a row goes back to
+//! raising an event per arrival until its next bytes (an idle publisher costs no reads).
 //!
 //! File requests (recording, video on demand) run on the driver's background file thread
 //! ([`siprtmp_runtime_common::FileExecutor`], files under [`DriverConfig::root`]), which wakes
@@ -298,6 +299,7 @@ impl MioDriver {
                     }
                     Watched::Conn(conn) => {
                         if event.is_readable() || event.is_read_closed() {
+                            self.wake_paced(conn);
                             self.read_all(now, conn, event.is_read_closed());
                         }
                         if event.is_writable() {
@@ -333,21 +335,43 @@ impl MioDriver {
     }
 
     /// At a tick of the read grid, reads every paced connection (before the turn, so that
-    /// their players are written in it).
+    /// their players are written in it). One that had nothing twice in a row is left to
+    /// raise an event for its next byte (see `ReadGrid`).
     fn read_paced(&mut self, now: Instant) {
-        let Some(grid) = self.host.read_grid() else {
-            return;
-        };
-        if !grid.tick(now) {
-            return;
-        }
         let mut sweep = std::mem::take(&mut self.sweep);
-        sweep.clear();
-        sweep.extend_from_slice(grid.conns());
-        for &conn in &sweep {
-            self.read_all(now, conn, false);
+        if self
+            .host
+            .read_grid()
+            .is_some_and(|grid| grid.tick(now, &mut sweep))
+        {
+            for &conn in &sweep {
+                let got_bytes = self.read_all(now, conn, false);
+                let sleeps = self
+                    .host
+                    .read_grid()
+                    .is_some_and(|g| g.swept(conn, got_bytes));
+                if sleeps {
+                    self.set_low_water(conn, 1);
+                }
+            }
         }
         self.sweep = sweep;
+    }
+
+    /// A paced connection's socket raised an event: if it was asleep, it goes back on the
+    /// sweep, its socket quiet between ticks again.
+    fn wake_paced(&mut self, conn: ConnId) {
+        if self.host.read_grid().is_some_and(|grid| grid.woke(conn)) {
+            self.set_low_water(conn, PACED_LOW_WATER);
+        }
+    }
+
+    fn set_low_water(&mut self, conn: ConnId, bytes: usize) {
+        if let Some(c) = self.host.transport_mut(conn) {
+            if let Err(e) = set_read_low_water(&c.0, bytes) {
+                tracing::debug!("{conn}: SO_RCVLOWAT: {e}");
+            }
+        }
     }
 
     /// Sets the sockets of connections the node paced or stopped pacing in the last turn. One
@@ -362,12 +386,7 @@ impl MioDriver {
         changes.extend(grid.take_changes());
         let mut unpaced = false;
         for &(conn, paced) in &changes {
-            let low_water = if paced { PACED_LOW_WATER } else { 1 };
-            if let Some(c) = self.host.transport_mut(conn) {
-                if let Err(e) = set_read_low_water(&c.0, low_water) {
-                    tracing::debug!("{conn}: SO_RCVLOWAT: {e}");
-                }
-            }
+            self.set_low_water(conn, if paced { PACED_LOW_WATER } else { 1 });
             if !paced {
                 self.read_all(now, conn, false);
                 unpaced = true;
@@ -438,10 +457,12 @@ impl MioDriver {
     /// it ends the loop without the `WouldBlock` read that would prove it: with epoll's
     /// edge-triggered registration (mio's), data arriving later raises a new event. Not when
     /// the peer closed: its end of stream raised no event of its own, so it is read now.
-    fn read_all(&mut self, now: Instant, conn: ConnId, closed: bool) {
+    /// Whether anything came (bytes, or the end of the stream).
+    fn read_all(&mut self, now: Instant, conn: ConnId, closed: bool) -> bool {
+        let mut got = false;
         loop {
             let Some(c) = self.host.transport_mut(conn) else {
-                return;
+                return got;
             };
             // `read_buf` is kept initialised to its full length, so it is zeroed once per
             // READ_CHUNK of received data, not once per read.
@@ -451,22 +472,23 @@ impl MioDriver {
             match c.0.read(&mut self.read_buf) {
                 Ok(0) => {
                     self.host.peer_closed(now, conn);
-                    return;
+                    return true;
                 }
                 Ok(n) => {
+                    got = true;
                     let drained = n < self.read_buf.len();
                     let data = self.read_buf.split_to(n);
                     self.host.received(now, conn, data);
                     if drained && !closed && cfg!(target_os = "linux") {
-                        return;
+                        return got;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return got,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     tracing::debug!("{conn}: read error: {e}");
                     self.host.peer_closed(now, conn);
-                    return;
+                    return true;
                 }
             }
         }

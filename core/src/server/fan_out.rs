@@ -99,6 +99,9 @@ impl RtmpServer {
         let is_video = shared.msg.type_id == type_id::VIDEO;
         let len = shared.msg.payload.len();
         let mut evict: SmallVec<[ConnId; 4]> = SmallVec::new();
+        // Players on the base lane: whether the publisher is read on the grid from the next
+        // message on (see `read_pacing`).
+        let mut eager_players = 0;
         for player in stream.players.iter_mut() {
             let mut at_once = player.flush_next;
             let wanted = match shared.msg.type_id {
@@ -106,12 +109,18 @@ impl RtmpServer {
                 type_id::VIDEO => player.receive_video,
                 _ => true,
             };
-            if player.paused || !wanted {
+            if player.paused {
                 continue;
             }
             let Some(session) = self.sessions.get_mut(player.conn) else {
                 continue;
             };
+            // Counted whatever this message's type, so that the count holds from one message
+            // to the next.
+            eager_players += usize::from(session.merge_lane == 0);
+            if !wanted {
+                continue;
+            }
             let backlog = session.backlog();
             match player
                 .backpressure
@@ -197,6 +206,7 @@ impl RtmpServer {
             self.gop_total -= stream.clear_gop();
         }
         let pushed = !stream.relay.pushes.is_empty();
+        let publisher = stream.publisher;
         for player in evict {
             if let Some(session) = self.sessions.get_mut(player) {
                 session.clear_queue();
@@ -205,6 +215,9 @@ impl RtmpServer {
         }
         if !evict_flv.is_empty() {
             self.evict_flv(&evict_flv, flv_limits.1);
+        }
+        if let Some((publisher, _)) = publisher.filter(|_| self.read_pacing) {
+            self.pace_for_players(publisher, eager_players);
         }
         pushed
     }

@@ -2,18 +2,30 @@
 //! the players' merge grid, and what a read brings goes to the players at once.
 //!
 //! With merged writes, a player's media waits up to the base window (40 ms) in the server
-//! anyway. Read as it arrives, a publisher still costs one read per message (an audio frame
-//! every 20 ms), which is most of what a publisher costs (kernel time: nginx-rtmp pays the same).
-//! Paced, the same wait moves from the players' queues into the publisher's socket buffer:
-//! one read per window brings every message since the last, and the players are written at
-//! once after it instead of being held. The worst-case delay does not grow; the reads fall
-//! with the messages per window.
+//! anyway. Read as it arrives, a publisher costs one read per message (an audio frame every
+//! 20 ms), which is most of what a publisher costs (kernel time: nginx-rtmp pays the same).
+//! Paced, the wait moves from the players' queues into the publisher's socket buffer: one
+//! read per window brings every message since the last, and the players are written at once
+//! after it instead of being held. The worst-case delay does not grow; the reads fall with
+//! the messages per window.
+//!
+//! **Only while the stream has few eager players** (at most [`PACED_MAX_EAGER_PLAYERS`] on
+//! the base lane). Holding does better per player than the grid: a hold starts at the first
+//! message after a player's last write, so with the window's slack it gathers about three
+//! 20 ms messages per write, where a 40 ms grid brings two. At 1,000 players that was 17
+//! against 25 writes a player a second, and 30-40 % more CPU per player (bench-compare,
+//! `results/2026-12-06-paced-reads/`), while a read saved is worth about two or three
+//! players' extra writes. So a publisher is paced while its stream has at most two eager
+//! players (an ingest, a recording, a relay), and read as its bytes arrive, its players
+//! held, above that; the count is taken as each message is delivered, and the change
+//! applies from the next.
 //!
 //! Only a driver can leave bytes in a socket, so the node asks for pacing
 //! ([`Output::ReadPacing`]) only once the driver has said it honours it
 //! ([`crate::node::Node::enable_read_pacing`]); a driver that never says so sees no such
 //! output and its players stay on merged writes. Players on a longer lane (bulk readers, see
 //! `read_lag`) keep their hold: written at once they would be woken more often than they read.
+//! A connection that publishes more than one stream is not paced.
 
 use std::time::Duration;
 
@@ -21,6 +33,10 @@ use super::session::{Phase, StreamRole};
 use super::RtmpServer;
 use crate::ids::ConnId;
 use crate::io::Output;
+
+/// The most players on the base lane a stream may have for its publisher to be read on the
+/// grid (see the module's notes for why two).
+pub(crate) const PACED_MAX_EAGER_PLAYERS: usize = 2;
 
 impl RtmpServer {
     /// The driver reads connections on a grid when asked ([`Output::ReadPacing`]).
@@ -38,40 +54,54 @@ impl RtmpServer {
         (!window.is_zero()).then_some(window)
     }
 
-    /// `conn` went live as a publisher: its reads go on the grid.
-    pub(super) fn pace_publisher_reads(&mut self, conn: ConnId) {
-        let Some(every) = self.read_grid() else {
-            return;
-        };
+    /// Paces `conn`'s reads or ends their pacing, as `paced` says (an output only on a change;
+    /// pacing only when the driver can and merged writes are on, for a connection that
+    /// publishes one stream and is not on its way out).
+    fn set_reads_paced(&mut self, conn: ConnId, paced: bool) {
+        let every = self.read_grid();
         let Some(session) = self.sessions.get_mut(conn) else {
             return;
         };
-        if !session.reads_paced {
-            session.reads_paced = true;
-            self.outputs.push_back(Output::ReadPacing {
-                conn,
-                every: Some(every),
-            });
+        let publishing = session
+            .streams
+            .iter()
+            .filter(|(_, role)| matches!(role, StreamRole::Publishing(_)))
+            .count();
+        let paced = paced && every.is_some() && publishing == 1;
+        if session.reads_paced == paced || matches!(session.phase, Phase::Closing) {
+            return;
         }
+        session.reads_paced = paced;
+        let every = every.filter(|_| paced);
+        self.outputs.push_back(Output::ReadPacing { conn, every });
     }
 
-    /// `conn` stopped publishing on `stream_id`: once it publishes nothing else, its reads go
-    /// back to as the bytes arrive (a connection that plays next must not wait for its
-    /// commands to be read). Nothing for a connection on its way out.
+    /// `conn` went live as a publisher: its reads go on the grid (until its stream has more
+    /// eager players than [`PACED_MAX_EAGER_PLAYERS`]).
+    pub(super) fn pace_publisher_reads(&mut self, conn: ConnId) {
+        self.set_reads_paced(conn, true);
+    }
+
+    /// A message of `publisher`'s was delivered to a stream with `eager_players` on the base
+    /// lane: its reads are paced from the next message on if that is few enough.
+    pub(super) fn pace_for_players(&mut self, publisher: ConnId, eager_players: usize) {
+        self.set_reads_paced(publisher, eager_players <= PACED_MAX_EAGER_PLAYERS);
+    }
+
+    /// `conn` stopped publishing on `stream_id`: its reads go back to as the bytes arrive (a
+    /// connection that plays next must not wait for its commands to be read).
     pub(super) fn unpace_reads(&mut self, conn: ConnId, stream_id: u32) {
         let Some(session) = self.sessions.get_mut(conn) else {
             return;
         };
+        // Roles are still listed while they end.
         let publishes_more = session
             .streams
             .iter()
             .any(|(id, role)| *id != stream_id && matches!(role, StreamRole::Publishing(_)));
-        if !session.reads_paced || publishes_more || matches!(session.phase, Phase::Closing) {
-            return;
+        if !publishes_more {
+            self.set_reads_paced(conn, false);
         }
-        session.reads_paced = false;
-        self.outputs
-            .push_back(Output::ReadPacing { conn, every: None });
     }
 
     /// Whether the publisher of a stream is read on the grid, so its messages are written to
