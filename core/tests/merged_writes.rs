@@ -387,6 +387,12 @@ fn twelve_seconds_to_readers(max: Option<Duration>, paced: bool) -> (Media, [Rea
     (sent, readers)
 }
 
+/// No message to `reader` waited longer than the base window.
+fn assert_no_wait_past_the_base_window(reader: &Reader) {
+    let worst = reader.delays.iter().max().unwrap();
+    assert!(*worst <= BASE, "an eager message waited {worst:?}");
+}
+
 fn median(delays: &[Duration]) -> Duration {
     let mut sorted = delays.to_vec();
     sorted.sort();
@@ -402,11 +408,7 @@ fn a_player_that_reads_late_anyway_is_held_longer_and_an_eager_one_is_not() {
     }
     // The eager player keeps the base window: no message waits longer, and its writes are
     // one per window, as without adapting (and one more when a probe went).
-    let eager_worst = eager.delays.iter().max().unwrap();
-    assert!(
-        *eager_worst <= BASE,
-        "an eager message waited {eager_worst:?}"
-    );
+    assert_no_wait_past_the_base_window(&eager);
     assert!(
         (145..=155).contains(&eager_fixed.late_writes),
         "{}",
@@ -497,11 +499,7 @@ fn with_paced_reads_a_bulk_reader_is_still_held_for_the_longest_window() {
     let (sent, [eager, bulk]) = twelve_seconds_to_readers(Some(LONGEST), true);
     assert_eq!(eager.media, sent, "every message, in order");
     assert_eq!(bulk.media, sent, "every message, in order");
-    let eager_worst = eager.delays.iter().max().unwrap();
-    assert!(
-        *eager_worst <= BASE,
-        "an eager message waited {eager_worst:?}"
-    );
+    assert_no_wait_past_the_base_window(&eager);
     // The eager reader is written once per tick (150 in six seconds); the bulk one, held on
     // the longest lane, less than a quarter as often.
     assert!(

@@ -22,6 +22,25 @@ pub fn curl(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, 
     (status.parse().expect("a status"), body.to_string())
 }
 
+/// The connections of `GET /api/v1/connections` on the HTTP listener `http`, each its object's
+/// text from its `"id"` on (enough to look a connection up by its streams and read its
+/// numbers with [`json_number`]).
+pub fn connections(http: &str) -> Vec<String> {
+    let (status, body) = curl(http, "GET", "/api/v1/connections", None);
+    assert_eq!(status, 200, "{body}");
+    body.split("{\"id\":").skip(1).map(str::to_string).collect()
+}
+
+/// The unsigned number at `key` in a JSON object's text (`None` for null or no such key).
+pub fn json_number(object: &str, key: &str) -> Option<u64> {
+    let at = object.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let digits: String = object[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
 /// The value of the sample `name` (with its labels, as written) in an exposition.
 pub fn sample(exposition: &str, name: &str) -> Option<f64> {
     exposition.lines().find_map(|line| {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use siprtmp_core::node::{Event, HttpConfig, NodeConfig};
 use siprtmp_tests::peers::{ffmpeg_play, ffmpeg_publish, rtmpdump_play};
 use siprtmp_tests::probe::{assert_receives_everything, packets};
-use siprtmp_tests::scrape::curl;
+use siprtmp_tests::scrape::{connections, json_number};
 use siprtmp_tests::server::TestServer;
 use siprtmp_tests::{media, scratch_dir, wait};
 
@@ -100,29 +100,15 @@ struct PlayerView {
     read_lag_ms: Option<u64>,
 }
 
-/// The connections list's objects, one string each.
-fn connections(http: &str) -> Vec<String> {
-    let (status, body) = curl(http, "GET", "/api/v1/connections", None);
-    assert_eq!(status, 200, "{body}");
-    body.split("{\"id\":").skip(1).map(str::to_string).collect()
-}
-
-/// The number at `key` in a connection's object (`None` for null).
-fn number(object: &str, key: &str) -> Option<u64> {
-    let at = object.find(&format!("\"{key}\":"))? + key.len() + 3;
-    let digits: String = object[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
-}
-
 /// The publisher of `stream`: its reads so far and its read grid (ms; `None` for null).
 fn publisher_reads(http: &str, stream: &str) -> Option<(u64, Option<u64>)> {
     let object = connections(http)
         .into_iter()
         .find(|object| object.contains(&format!("\"publishing {stream}\"")))?;
-    Some((number(&object, "reads")?, number(&object, "read_every_ms")))
+    Some((
+        json_number(&object, "reads")?,
+        json_number(&object, "read_every_ms"),
+    ))
 }
 
 /// The players of `stream` in the connections list, by address.
@@ -134,8 +120,8 @@ fn players(http: &str, stream: &str) -> Vec<(String, PlayerView)> {
             let at = object.find("\"address\":\"").expect("an address") + 11;
             let address = object[at..].split('"').next().unwrap().to_string();
             let view = PlayerView {
-                merge_window_ms: number(&object, "merge_window_ms"),
-                read_lag_ms: number(&object, "read_lag_ms"),
+                merge_window_ms: json_number(&object, "merge_window_ms"),
+                read_lag_ms: json_number(&object, "read_lag_ms"),
             };
             (address, view)
         })

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use siprtmp_core::node::{HttpConfig, NodeConfig};
 use siprtmp_core::rtmp::client::ClientEvent;
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
-use siprtmp_tests::scrape::curl;
+use siprtmp_tests::scrape::{connections, json_number};
 use siprtmp_tests::server::TestServer;
 use siprtmp_tests::tcp_client::TcpRtmpClient;
 
@@ -22,21 +22,14 @@ const EVERY: Duration = Duration::from_millis(10);
 
 /// The publisher of `stream` in the connections list: its reads and its read grid (ms).
 fn publisher_reads(http: &str, stream: &str) -> (u64, Option<u64>) {
-    let (status, body) = curl(http, "GET", "/api/v1/connections", None);
-    assert_eq!(status, 200, "{body}");
-    let object = body
-        .split("{\"id\":")
+    let object = connections(http)
+        .into_iter()
         .find(|object| object.contains(&format!("\"publishing {stream}\"")))
-        .unwrap_or_else(|| panic!("no publisher of {stream} in {body}"));
-    let number = |key: &str| -> Option<u64> {
-        let at = object.find(&format!("\"{key}\":"))? + key.len() + 3;
-        let digits: String = object[at..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        digits.parse().ok()
-    };
-    (number("reads").expect("reads"), number("read_every_ms"))
+        .unwrap_or_else(|| panic!("no publisher of {stream}"));
+    (
+        json_number(&object, "reads").expect("reads"),
+        json_number(&object, "read_every_ms"),
+    )
 }
 
 #[test]
