@@ -20,15 +20,15 @@
 
 use std::time::{Duration, Instant};
 
+use siprtmp_core::id_hash::IdHashMap;
 use siprtmp_core::node::ConnId;
 
 /// Ticks in a row whose read found nothing before a connection sleeps.
 const EMPTY_TICKS_TO_SLEEP: u8 = 2;
 
 /// One paced connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Paced {
-    conn: ConnId,
     /// Ticks in a row whose read found nothing.
     empty_ticks: u8,
     /// Off the sweep until its socket raises an event.
@@ -36,7 +36,8 @@ struct Paced {
 }
 
 /// The paced connections, the grid's next tick, and the changes the driver has yet to carry
-/// out on the sockets.
+/// out on the sockets. Every look-up is by id (a readable event asks whether its connection
+/// slept, a tick's reads report what they found), so none costs more with more publishers.
 ///
 /// ```
 /// use std::time::{Duration, Instant};
@@ -57,7 +58,9 @@ struct Paced {
 pub struct ReadGrid {
     /// The interval and the next tick, set by the first paced connection.
     grid: Option<(Duration, Instant)>,
-    paced: Vec<Paced>,
+    paced: IdHashMap<ConnId, Paced>,
+    /// Paced connections not asleep (the grid ticks only while there are some).
+    awake: usize,
     /// Connections paced (true) or back to reads as bytes arrive (false) since the driver
     /// last looked.
     changes: Vec<(ConnId, bool)>,
@@ -66,39 +69,39 @@ pub struct ReadGrid {
 impl ReadGrid {
     /// The node asked for `conn` to be read every `every`, or (`None`) as its bytes arrive.
     pub fn set(&mut self, now: Instant, conn: ConnId, every: Option<Duration>) {
-        let paced = self.position(conn).is_some();
+        let paced = self.paced.contains_key(&conn);
         match every {
             Some(every) if !paced => {
                 self.grid.get_or_insert((every, now + every));
-                self.paced.push(Paced {
-                    conn,
-                    empty_ticks: 0,
-                    asleep: false,
-                });
+                self.paced.insert(conn, Paced::default());
+                self.awake += 1;
                 self.changes.push((conn, true));
             }
             None if paced => {
-                self.paced.retain(|p| p.conn != conn);
+                self.forget(conn);
                 self.changes.push((conn, false));
             }
             _ => {}
         }
     }
 
-    fn position(&self, conn: ConnId) -> Option<usize> {
-        self.paced.iter().position(|p| p.conn == conn)
+    /// Takes `conn` off the grid.
+    fn forget(&mut self, conn: ConnId) {
+        if let Some(paced) = self.paced.remove(&conn) {
+            self.awake -= usize::from(!paced.asleep);
+        }
     }
 
     /// `conn` is gone: nothing to read or change.
     pub fn remove(&mut self, conn: ConnId) {
-        self.paced.retain(|p| p.conn != conn);
+        self.forget(conn);
         self.changes.retain(|(c, _)| *c != conn);
     }
 
     /// The next tick, while any connection is on the sweep (for the poll's timeout).
     pub fn next_tick(&self) -> Option<Instant> {
         let (_, next) = self.grid?;
-        self.paced.iter().any(|p| !p.asleep).then_some(next)
+        (self.awake > 0).then_some(next)
     }
 
     /// Whether a tick has come at `now`; if so `sweep` is filled with the connections to read
@@ -114,36 +117,37 @@ impl ReadGrid {
         // Ticks missed (a busy or sleeping loop) are not made up: the next is on the grid.
         let behind = now.duration_since(*next).as_nanos() / every.as_nanos().max(1);
         *next += *every * (behind as u32 + 1);
-        sweep.extend(self.paced.iter().filter(|p| !p.asleep).map(|p| p.conn));
+        let awake = self.paced.iter().filter(|(_, p)| !p.asleep);
+        sweep.extend(awake.map(|(conn, _)| *conn));
+        // Ids in order: the sweep reads the same connections in the same order every tick.
+        sweep.sort_unstable();
         !sweep.is_empty()
     }
 
     /// What the read of `conn` at a tick found (`got_bytes`); true when the connection goes to
     /// sleep now: the driver must let its socket raise an event for the next byte.
     pub fn swept(&mut self, conn: ConnId, got_bytes: bool) -> bool {
-        let Some(at) = self.position(conn) else {
+        let Some(paced) = self.paced.get_mut(&conn) else {
             return false;
         };
-        let paced = &mut self.paced[at];
-        if got_bytes {
+        if got_bytes || paced.asleep {
             paced.empty_ticks = 0;
             return false;
         }
         paced.empty_ticks = paced.empty_ticks.saturating_add(1);
         paced.asleep = paced.empty_ticks >= EMPTY_TICKS_TO_SLEEP;
+        self.awake -= usize::from(paced.asleep);
         paced.asleep
     }
 
     /// `conn`'s socket raised an event; true when it was asleep: it is back on the sweep, and
     /// the driver must make its socket quiet between ticks again.
     pub fn woke(&mut self, conn: ConnId) -> bool {
-        let Some(at) = self.position(conn) else {
+        let Some(paced) = self.paced.get_mut(&conn) else {
             return false;
         };
-        let paced = &mut self.paced[at];
-        let was_asleep = paced.asleep;
-        paced.asleep = false;
-        paced.empty_ticks = 0;
+        let was_asleep = std::mem::take(paced).asleep;
+        self.awake += usize::from(was_asleep);
         was_asleep
     }
 
