@@ -76,14 +76,14 @@ impl RtmpServer {
             self.config.player_hard_backlog,
             self.config.max_gop_cache_bytes,
         );
-        let Some(stream) = self.live.get(key) else {
-            return false;
-        };
-        // Read on the merge grid: the wait a hold would add has passed in the socket.
-        let read_on_grid = self.reads_paced(stream.publisher);
         let Some(stream) = self.live.get_mut(key) else {
             return false;
         };
+        // Read on the merge grid: the wait a hold would add has passed in the socket.
+        let read_on_grid = stream
+            .publisher
+            .and_then(|(conn, _)| self.sessions.get(conn))
+            .is_some_and(|session| session.reads_paced);
         let kind = media_kind(&shared.msg, stream.primary_video_track);
         // One deadline per lane for every player this message is held on.
         let last_now = self.last_now;
@@ -216,8 +216,8 @@ impl RtmpServer {
         if !evict_flv.is_empty() {
             self.evict_flv(&evict_flv, flv_limits.1);
         }
-        if let Some((publisher, _)) = publisher.filter(|_| self.read_pacing) {
-            self.pace_for_players(publisher, eager_players);
+        if let Some((publisher, _)) = publisher {
+            self.pace_for_players(publisher, read_on_grid, eager_players);
         }
         pushed
     }

@@ -82,10 +82,19 @@ impl RtmpServer {
         self.set_reads_paced(conn, true);
     }
 
-    /// A message of `publisher`'s was delivered to a stream with `eager_players` on the base
-    /// lane: its reads are paced from the next message on if that is few enough.
-    pub(super) fn pace_for_players(&mut self, publisher: ConnId, eager_players: usize) {
-        self.set_reads_paced(publisher, eager_players <= PACED_MAX_EAGER_PLAYERS);
+    /// A message of `publisher`'s (read on the grid if `paced`) was delivered to a stream with
+    /// `eager_players` on the base lane: its reads are paced from the next message on if that
+    /// is few enough. Nothing to do, and nothing looked up, while that does not change.
+    pub(super) fn pace_for_players(
+        &mut self,
+        publisher: ConnId,
+        paced: bool,
+        eager_players: usize,
+    ) {
+        let wanted = eager_players <= PACED_MAX_EAGER_PLAYERS;
+        if wanted != paced && self.read_grid().is_some() {
+            self.set_reads_paced(publisher, wanted);
+        }
     }
 
     /// `conn` stopped publishing on `stream_id`: its reads go back to as the bytes arrive (a
@@ -102,13 +111,5 @@ impl RtmpServer {
         if !publishes_more {
             self.set_reads_paced(conn, false);
         }
-    }
-
-    /// Whether the publisher of a stream is read on the grid, so its messages are written to
-    /// the players at once.
-    pub(super) fn reads_paced(&self, publisher: Option<(ConnId, u32)>) -> bool {
-        publisher
-            .and_then(|(conn, _)| self.sessions.get(conn))
-            .is_some_and(|session| session.reads_paced)
     }
 }
