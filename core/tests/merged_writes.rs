@@ -314,6 +314,8 @@ fn a_frozen_player_is_still_dropped_at_the_hard_limit_and_others_get_everything(
 /// low-water mark (as bench-compare's bulk players set it).
 const BASE: Duration = Duration::from_millis(40);
 const LONGEST: Duration = Duration::from_millis(400);
+/// How often a publisher nobody watches is read: every tenth tick.
+const UNWATCHED_EVERY: Duration = Duration::from_millis(400);
 const LOW_WATER: usize = 16 * 1024;
 
 /// What one player got from [`twelve_seconds_to_an_eager_and_a_bulk_reader`].
@@ -468,6 +470,50 @@ fn a_publisher_read_on_the_grid_costs_one_read_and_one_write_per_player_a_window
 }
 
 #[test]
+fn a_publisher_nobody_watches_is_read_every_tenth_tick_until_a_player_comes() {
+    let mut f = paced_fixture();
+    let publisher = f.cam_publisher();
+    let reads_before = f.net.clients[publisher.0].reads;
+    let (sent, _, _) = one_second_of_audio(&mut f, publisher, &[]);
+    // 50 messages in one second (and the window after it) in one read per 400 ms.
+    let reads = f.net.clients[publisher.0].reads - reads_before;
+    assert!((2..=3).contains(&reads), "{reads} reads of the publisher");
+    assert_eq!(
+        f.net.clients[publisher.0].read_every,
+        Some(UNWATCHED_EVERY),
+        "the publisher is read every tenth tick"
+    );
+    // A player comes: the publisher is back on the grid before its next message, so the
+    // player's first live message waits no more than a tick.
+    let player = f.cam_player().0;
+    assert_eq!(f.net.clients[publisher.0].read_every, Some(BASE));
+    let reads_before = f.net.clients[publisher.0].reads;
+    let (more, sent_at, writes) = one_second_of_audio(&mut f, publisher, &[player]);
+    let reads = f.net.clients[publisher.0].reads - reads_before;
+    assert!((24..=26).contains(&reads), "{reads} reads of the publisher");
+    assert!((24..=26).contains(&writes[0]), "{} writes", writes[0]);
+    // The player got what had not been read when it came (the last of the first second:
+    // audio alone has no group of pictures to cache), then the second second whole and in
+    // order, each message within a tick.
+    let got = f.net.media(player);
+    let (unread, live) = got.split_at(got.len() - more.len());
+    assert!(live == more, "every message of the second second, in order");
+    assert!(sent.ends_with(unread), "{} unread messages", unread.len());
+    let live_arrivals = &f.arrivals[player][unread.len()..];
+    for (i, (&arrived, &published)) in live_arrivals.iter().zip(&sent_at).enumerate() {
+        let waited = arrived - published;
+        assert!(waited <= BASE, "message {i} waited {waited:?}");
+    }
+    // The player leaves: the publisher goes back to every tenth tick at its next message.
+    f.net.clients[player]
+        .client
+        .call(0, "deleteStream", vec![Value::Number(1.0)]);
+    f.pump();
+    let _ = one_second_of_audio(&mut f, publisher, &[]);
+    assert_eq!(f.net.clients[publisher.0].read_every, Some(UNWATCHED_EVERY));
+}
+
+#[test]
 fn a_connection_that_stops_publishing_is_read_as_its_bytes_arrive_again() {
     let mut f = paced_fixture();
     let (publisher, stream) = f.cam_publisher();
@@ -478,17 +524,17 @@ fn a_connection_that_stops_publishing_is_read_as_its_bytes_arrive_again() {
             .filter(|e| matches!(e, ClientEvent::StreamCreated(_)))
             .count()
     };
-    // While it publishes, a command waits for the tick.
+    // While it publishes (to no one), a command waits for its next read: within ten ticks.
     f.net.clients[publisher].client.create_stream();
     f.pump();
-    assert_eq!(created(&f), 1, "held until the tick");
-    f.advance_to(f.now + BASE);
-    assert_eq!(created(&f), 2, "read at the tick");
+    assert_eq!(created(&f), 1, "held until the read");
+    f.advance_to(f.now + UNWATCHED_EVERY);
+    assert_eq!(created(&f), 2, "read within ten ticks");
     // Once it stops, the next command is read at once.
     f.net.clients[publisher]
         .client
         .call(0, "deleteStream", vec![Value::Number(f64::from(stream))]);
-    f.advance_to(f.now + BASE);
+    f.advance_to(f.now + UNWATCHED_EVERY);
     f.net.clients[publisher].client.create_stream();
     f.pump();
     assert_eq!(created(&f), 3, "no longer paced");

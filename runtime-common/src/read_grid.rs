@@ -2,8 +2,11 @@
 //! their bytes arrive (the node asks with [`Output::ReadPacing`] for publishers; see
 //! [`Node::enable_read_pacing`]).
 //!
-//! The grid is one for all of them: one wake-up per interval reads every paced connection,
-//! and the writes to their players follow in the same turn. A driver that leaves a paced
+//! The grid is one for all of them: one wake-up per interval reads every paced connection
+//! due, and the writes to their players follow in the same turn. Its interval is the shortest
+//! asked; a connection asked to be read less often (a publisher nobody watches, every 400 ms
+//! where the grid is 40 ms) is read every so many ticks, at a phase its id picks, so that the
+//! reads of many spread over the ticks rather than coming all at one. A driver that leaves a paced
 //! socket alone between ticks (the mio driver sets `SO_RCVLOWAT`, so epoll stays quiet until
 //! much has arrived) makes one read per tick where it made one per message.
 //!
@@ -27,12 +30,24 @@ use siprtmp_core::node::ConnId;
 const EMPTY_TICKS_TO_SLEEP: u8 = 2;
 
 /// One paced connection.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct Paced {
-    /// Ticks in a row whose read found nothing.
+    /// How often the node asked for it to be read.
+    every: Duration,
+    /// The grid's ticks from one read to the next (at least one).
+    stride: u32,
+    /// The grid's ticks left before its next read.
+    ticks_to_read: u32,
+    /// Reads in a row that found nothing.
     empty_ticks: u8,
     /// Off the sweep until its socket raises an event.
     asleep: bool,
+}
+
+/// The grid's ticks in `every` (at least one).
+fn stride(every: Duration, interval: Duration) -> u32 {
+    let ticks = every.as_nanos() / interval.as_nanos().max(1);
+    u32::try_from(ticks).unwrap_or(u32::MAX).max(1)
 }
 
 /// The paced connections, the grid's next tick, and the changes the driver has yet to carry
@@ -53,10 +68,17 @@ struct Paced {
 /// assert!(!grid.tick(t0 + every / 2, &mut sweep));
 /// assert!(grid.tick(t0 + every, &mut sweep));
 /// assert_eq!(sweep, [ConnId(7)]);
+/// // Read every fourth tick from now on.
+/// grid.set(t0 + every, ConnId(7), Some(every * 4));
+/// let reads = (2..=9)
+///     .filter(|&n| grid.tick(t0 + every * n, &mut sweep))
+///     .count();
+/// assert_eq!(reads, 2);
 /// ```
 #[derive(Debug, Default)]
 pub struct ReadGrid {
-    /// The interval and the next tick, set by the first paced connection.
+    /// The interval and the next tick, set by the first paced connection (the interval goes
+    /// down to the shortest any asks).
     grid: Option<(Duration, Instant)>,
     paced: IdHashMap<ConnId, Paced>,
     /// Paced connections not asleep (the grid ticks only while there are some).
@@ -68,20 +90,48 @@ pub struct ReadGrid {
 
 impl ReadGrid {
     /// The node asked for `conn` to be read every `every`, or (`None`) as its bytes arrive.
+    /// A connection paced anew is first read within its stride, at a tick its id picks (so
+    /// that connections paced together spread over the ticks); one to be read more often than
+    /// it was is read at the next tick.
     pub fn set(&mut self, now: Instant, conn: ConnId, every: Option<Duration>) {
-        let paced = self.paced.contains_key(&conn);
-        match every {
-            Some(every) if !paced => {
-                self.grid.get_or_insert((every, now + every));
-                self.paced.insert(conn, Paced::default());
-                self.awake += 1;
-                self.changes.push((conn, true));
-            }
-            None if paced => {
+        let Some(every) = every else {
+            if self.paced.contains_key(&conn) {
                 self.forget(conn);
                 self.changes.push((conn, false));
             }
-            _ => {}
+            return;
+        };
+        let (interval, next) = self.grid.get_or_insert((every, now + every));
+        if every < *interval {
+            // A shorter interval than the grid's: the grid takes it, and every stride follows.
+            (*interval, *next) = (every, (*next).min(now + every));
+            for paced in self.paced.values_mut() {
+                paced.stride = stride(paced.every, every);
+                paced.ticks_to_read = paced.ticks_to_read.min(paced.stride - 1);
+            }
+        }
+        let stride = stride(every, *interval);
+        match self.paced.get_mut(&conn) {
+            Some(paced) => {
+                if stride < paced.stride {
+                    paced.ticks_to_read = 0;
+                }
+                (paced.every, paced.stride) = (every, stride);
+            }
+            None => {
+                self.paced.insert(
+                    conn,
+                    Paced {
+                        every,
+                        stride,
+                        ticks_to_read: (conn.0 % u64::from(stride)) as u32,
+                        empty_ticks: 0,
+                        asleep: false,
+                    },
+                );
+                self.awake += 1;
+                self.changes.push((conn, true));
+            }
         }
     }
 
@@ -105,7 +155,8 @@ impl ReadGrid {
     }
 
     /// Whether a tick has come at `now`; if so `sweep` is filled with the connections to read
-    /// (the paced ones not asleep), and the grid moves to its next tick after `now`.
+    /// (the paced ones not asleep whose turn it is), and the grid moves to its next tick
+    /// after `now`.
     pub fn tick(&mut self, now: Instant, sweep: &mut Vec<ConnId>) -> bool {
         sweep.clear();
         let Some((every, next)) = &mut self.grid else {
@@ -116,9 +167,16 @@ impl ReadGrid {
         }
         // Ticks missed (a busy or sleeping loop) are not made up: the next is on the grid.
         let behind = now.duration_since(*next).as_nanos() / every.as_nanos().max(1);
-        *next += *every * (behind as u32 + 1);
-        let awake = self.paced.iter().filter(|(_, p)| !p.asleep);
-        sweep.extend(awake.map(|(conn, _)| *conn));
+        let ticks = u32::try_from(behind).unwrap_or(u32::MAX - 1) + 1;
+        *next += *every * ticks;
+        for (conn, paced) in self.paced.iter_mut().filter(|(_, p)| !p.asleep) {
+            if paced.ticks_to_read < ticks {
+                paced.ticks_to_read = paced.stride - 1;
+                sweep.push(*conn);
+            } else {
+                paced.ticks_to_read -= ticks;
+            }
+        }
         // Ids in order: the sweep reads the same connections in the same order every tick.
         sweep.sort_unstable();
         !sweep.is_empty()
@@ -146,7 +204,9 @@ impl ReadGrid {
         let Some(paced) = self.paced.get_mut(&conn) else {
             return false;
         };
-        let was_asleep = std::mem::take(paced).asleep;
+        let was_asleep = paced.asleep;
+        paced.asleep = false;
+        paced.empty_ticks = 0;
         self.awake += usize::from(was_asleep);
         was_asleep
     }
@@ -242,5 +302,56 @@ mod tests {
         assert_eq!(grid.next_tick(), Some(t0 + 280 * MS));
         assert!(grid.tick(t0 + 280 * MS, &mut sweep));
         assert_eq!(sweep, [ConnId(1)]);
+    }
+
+    #[test]
+    fn a_connection_read_less_often_is_read_every_so_many_ticks_at_its_own_phase() {
+        let t0 = Instant::now();
+        let mut grid = ReadGrid::default();
+        let mut sweep = Vec::new();
+        // The first to ask wants 400 ms: the grid starts at that interval.
+        grid.set(t0, ConnId(13), Some(400 * MS));
+        assert_eq!(grid.next_tick(), Some(t0 + 400 * MS));
+        // A 40 ms connection brings the grid to 40 ms; the first is now read every tenth
+        // tick, at the phase its id picks (13 % 10: the fourth tick).
+        grid.set(t0, ConnId(2), Some(40 * MS));
+        grid.set(t0, ConnId(4), Some(400 * MS));
+        assert_eq!(grid.next_tick(), Some(t0 + 40 * MS));
+        let mut reads: Vec<(u32, ConnId)> = Vec::new();
+        for tick in 1..=20 {
+            grid.tick(t0 + 40 * MS * tick, &mut sweep);
+            reads.extend(
+                sweep
+                    .iter()
+                    .filter(|c| **c != ConnId(2))
+                    .map(|c| (tick, *c)),
+            );
+            assert!(sweep.contains(&ConnId(2)), "the 40 ms one at every tick");
+        }
+        // 13 (first read due before the rebase brought its stride to ten, so within the
+        // first ticks) and 4 (phase 4 % 10: the fifth tick) each read twice in 20 ticks, ten
+        // ticks apart.
+        let of = |conn| -> Vec<u32> {
+            reads
+                .iter()
+                .filter(|(_, c)| *c == conn)
+                .map(|(t, _)| *t)
+                .collect()
+        };
+        assert_eq!(of(ConnId(4)), [5, 15]);
+        assert_eq!(of(ConnId(13)).len(), 2);
+        assert_eq!(of(ConnId(13))[1] - of(ConnId(13))[0], 10);
+        // Asked to be read more often: read at the next tick, then at every one.
+        grid.set(t0 + 40 * MS * 20, ConnId(4), Some(40 * MS));
+        for tick in 21..=23 {
+            grid.tick(t0 + 40 * MS * tick, &mut sweep);
+            assert!(sweep.contains(&ConnId(4)), "tick {tick}");
+        }
+        // The change of interval is no change of the socket's set-up.
+        let changes: Vec<_> = grid.take_changes().collect();
+        assert_eq!(
+            changes,
+            [(ConnId(13), true), (ConnId(2), true), (ConnId(4), true)]
+        );
     }
 }

@@ -490,7 +490,7 @@ impl RtmpServer {
             );
             self.transmit_if(conn, notify);
         }
-        self.pace_publisher_reads(conn);
+        self.pace_publisher_reads(conn, &key);
         self.notify_published(&key, &name);
         self.counters.publishes += 1;
         self.outputs.push_back(Output::Event(Event::PublishStarted {
@@ -796,6 +796,7 @@ impl RtmpServer {
                 backpressure: PlayerBackpressure::waiting_for_keyframe(),
                 flush_next: true,
             });
+        self.audience_joined(key);
         self.subscribe_if_remote(key);
         if live {
             self.status(

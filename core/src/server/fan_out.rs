@@ -17,6 +17,7 @@ use smallvec::SmallVec;
 
 use super::live_stream::{media_kind, MediaKind};
 use super::player_backpressure::Admit;
+use super::read_pacing::ReadPace;
 use super::session::{Held, StreamRole};
 use super::RtmpServer;
 use crate::amf::Value;
@@ -80,10 +81,11 @@ impl RtmpServer {
             return false;
         };
         // Read on the merge grid: the wait a hold would add has passed in the socket.
-        let read_on_grid = stream
+        let read_pace = stream
             .publisher
             .and_then(|(conn, _)| self.sessions.get(conn))
-            .is_some_and(|session| session.reads_paced);
+            .map_or(ReadPace::Arrival, |session| session.read_pace);
+        let read_on_grid = read_pace != ReadPace::Arrival;
         let kind = media_kind(&shared.msg, stream.primary_video_track);
         // One deadline per lane for every player this message is held on.
         let last_now = self.last_now;
@@ -206,6 +208,7 @@ impl RtmpServer {
             self.gop_total -= stream.clear_gop();
         }
         let pushed = !stream.relay.pushes.is_empty();
+        let watched = stream.watched();
         let publisher = stream.publisher;
         for player in evict {
             if let Some(session) = self.sessions.get_mut(player) {
@@ -217,7 +220,7 @@ impl RtmpServer {
             self.evict_flv(&evict_flv, flv_limits.1);
         }
         if let Some((publisher, _)) = publisher {
-            self.pace_for_players(publisher, read_on_grid, eager_players);
+            self.pace_for_audience(publisher, read_pace, watched, eager_players);
         }
         pushed
     }

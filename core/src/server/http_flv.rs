@@ -273,6 +273,7 @@ impl RtmpServer {
         if let Some(flv) = self.flv_conns.get_mut(&stream) {
             flv.state = FlvState::Playing(key.clone());
         }
+        self.audience_joined(&key);
         // A pulled stream's session is kept from closing while it has players.
         self.pull_for_player(&key);
         self.subscribe_if_remote(&key);

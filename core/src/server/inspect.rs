@@ -50,7 +50,8 @@ pub(crate) struct ConnView {
     pub bytes_received: u64,
     /// Reads of it the driver handed in.
     pub reads: u64,
-    /// A publisher read on the merge grid: the grid's interval (see `read_pacing`).
+    /// A publisher read on the merge grid: how often (the grid's interval, or ten of them for
+    /// a publisher nobody watches; see `read_pacing`).
     pub read_every: Option<Duration>,
     /// Bytes queued for it and not yet written.
     pub queued_bytes: usize,
@@ -275,7 +276,7 @@ impl RtmpServer {
                     .collect(),
                 bytes_received: s.rx_bytes,
                 reads: s.rx_reads,
-                read_every: self.read_grid().filter(|_| s.reads_paced),
+                read_every: self.read_every(s.read_pace),
                 queued_bytes: s.backlog(),
                 tls: s.tls.is_some(),
                 merge_window: self.merge.as_ref().and_then(|merge| {

@@ -260,6 +260,16 @@ impl LiveStream {
     }
 
     /// Bytes of media the GOP cache holds, each message counted with what keeping it costs.
+    /// Whether anyone gets the stream's media as it comes: a player (paused or not), an
+    /// HTTP-FLV player, a push, or a worker subscribed to it. The caches and a recording do
+    /// not count: no one waits on them.
+    pub(crate) fn watched(&self) -> bool {
+        !(self.players.is_empty()
+            && self.flv_players.is_empty()
+            && self.relay.pushes.is_empty()
+            && self.subscribers.is_empty())
+    }
+
     pub(crate) fn gop_bytes(&self) -> usize {
         self.gop_bytes
     }

@@ -10,6 +10,7 @@ use smallvec::SmallVec;
 
 use super::client_backlog::FarMediaGate;
 use super::read_lag::ReadLag;
+use super::read_pacing::ReadPace;
 use super::send_queue::SendQueue;
 use crate::amf::Value;
 use crate::decision::RequestId;
@@ -95,8 +96,9 @@ pub(crate) struct Session {
     /// Merged writes: the flush schedule's lane this connection's media is held on (0, the
     /// base window, unless its read lag allows a longer one).
     pub merge_lane: u8,
-    /// The driver reads this connection on the merge grid (a publisher; see `read_pacing`).
-    pub reads_paced: bool,
+    /// How the driver reads this connection (a publisher may be read on the merge grid; see
+    /// `read_pacing`).
+    pub read_pace: ReadPace,
     /// The gateway's far-end media under backpressure (see `client_backlog`).
     pub far_gate: FarMediaGate,
     pub out: SendQueue,
@@ -148,7 +150,7 @@ impl Session {
             transmit_pending: false,
             hold_deadline: None,
             merge_lane: 0,
-            reads_paced: false,
+            read_pace: ReadPace::Arrival,
             far_gate: FarMediaGate::default(),
             app: None,
             object_encoding: 0.0,

@@ -300,6 +300,7 @@ impl RtmpServer {
             return; // a publication that is over, or a repeat
         }
         stream.subscribers.push(from);
+        self.audience_joined(key);
         self.pull_subscribed(key);
         let Some(stream) = self.live.get(&**key) else {
             return;

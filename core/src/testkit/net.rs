@@ -44,9 +44,15 @@ pub struct MemoryClient {
     pub writes: usize,
     /// Reads the node got from this client (each a `read` for a real driver).
     pub reads: usize,
-    /// The node asked for this client to be read on the grid ([`Output::ReadPacing`]), and
-    /// [`MemoryNet::pace_reads`] honours it: what the client sends waits for the next tick.
-    pub read_on_grid: bool,
+    /// The node asked for this client to be read on the grid, this often
+    /// ([`Output::ReadPacing`]), and [`MemoryNet::pace_reads`] honours it: what the client
+    /// sends waits for its next tick.
+    pub read_every: Option<Duration>,
+    /// Paced: the grid's ticks from one read to the next, and those left before the next.
+    read_stride: u32,
+    ticks_to_read: u32,
+    /// Paced and read in this pump.
+    read_due: bool,
     /// The node asked for a write ([`Output::Transmit`]) not yet carried out.
     wants_write: bool,
     inbox: BytesMut,
@@ -106,8 +112,9 @@ impl MemoryNet {
     }
 
     /// Honours [`Output::ReadPacing`] as a driver that paces reads does (and tells the node
-    /// so, [`Node::enable_read_pacing`]): a paced client's bytes are read on one grid, all
-    /// that it sent since the last tick in one read.
+    /// so, [`Node::enable_read_pacing`]): a paced client's bytes are read on one grid (the
+    /// shortest interval asked; a longer one is read every so many ticks), all that it sent
+    /// since its last read in one read.
     pub fn pace_reads(&mut self) {
         self.node.enable_read_pacing();
         self.read_pacing = Some(None);
@@ -176,7 +183,10 @@ impl MemoryNet {
             raw: Vec::new(),
             writes: 0,
             reads: 0,
-            read_on_grid: false,
+            read_every: None,
+            read_stride: 1,
+            ticks_to_read: 0,
+            read_due: false,
             wants_write: false,
             inbox: BytesMut::new(),
         });
@@ -217,13 +227,22 @@ impl MemoryNet {
 
     /// Moves bytes until quiet.
     pub fn pump(&mut self, now: Instant) {
-        // Whether paced clients are read in this pump: the grid's tick has come.
-        let mut tick = false;
+        // The grid's ticks that have come since the last pump; the paced clients due at one
+        // of them are read in this pump.
+        let mut ticks = 0;
         if let Some(Some((next, every))) = &mut self.read_pacing {
             while *next <= now {
-                tick = true;
+                ticks += 1;
                 *next += *every;
             }
+        }
+        for c in self.clients.iter_mut().filter(|c| c.read_every.is_some()) {
+            c.read_due = ticks > c.ticks_to_read;
+            c.ticks_to_read = if c.read_due {
+                c.read_stride - 1
+            } else {
+                c.ticks_to_read - ticks
+            };
         }
         loop {
             let mut moved = false;
@@ -236,11 +255,11 @@ impl MemoryNet {
                 self.node.handle(now, Input::Tcp(event));
             }
             for c in self.clients.iter_mut().filter(|c| !c.muted) {
-                if c.read_on_grid {
-                    if !tick {
+                if c.read_every.is_some() {
+                    if !c.read_due {
                         continue;
                     }
-                    // Everything since the last tick, in one read.
+                    // Everything since the last read, in one read.
                     let mut sent = Vec::new();
                     while let Some(bytes) = c.client.take_output() {
                         sent.push(bytes);
@@ -311,11 +330,25 @@ impl MemoryNet {
                             continue;
                         };
                         if let Some(every) = every {
-                            // The grid starts with the first paced connection.
-                            grid.get_or_insert((now + every, every));
+                            // The grid starts with the first paced connection, and goes to
+                            // the shortest interval asked.
+                            let (next, interval) = grid.get_or_insert((now + every, every));
+                            if every < *interval {
+                                (*next, *interval) = ((now + every).min(*next), every);
+                                for c in self.clients.iter_mut() {
+                                    c.read_stride = stride(c.read_every, every);
+                                }
+                            }
                         }
+                        let interval = grid.map_or(Duration::ZERO, |(_, interval)| interval);
                         if let Some(c) = self.clients.iter_mut().find(|c| c.conn == conn) {
-                            c.read_on_grid = every.is_some();
+                            let stride = stride(every, interval);
+                            // Newly paced, or more often: read at the grid's next tick.
+                            if c.read_every.is_none() || stride < c.read_stride {
+                                c.ticks_to_read = 0;
+                            }
+                            c.read_every = every;
+                            c.read_stride = stride;
                             // Back to reads at once: what waited is read now.
                             moved |= every.is_none();
                         }
@@ -381,4 +414,15 @@ pub fn drain_into(node: &mut Node, now: Instant, conn: ConnId, into: &mut BytesM
         node.handle(now, Input::Drained { conn, bytes });
         total += bytes;
     }
+}
+
+/// The grid's ticks from one read of a connection read every `every` to the next, on a grid
+/// of `interval` (at least one).
+fn stride(every: Option<Duration>, interval: Duration) -> u32 {
+    let (Some(every), false) = (every, interval.is_zero()) else {
+        return 1;
+    };
+    u32::try_from(every.as_nanos() / interval.as_nanos())
+        .unwrap_or(u32::MAX)
+        .max(1)
 }

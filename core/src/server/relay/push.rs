@@ -67,6 +67,7 @@ impl RtmpServer {
                 }
             }
         }
+        self.audience_joined(key);
     }
 
     /// The local publication of `key` ended: so do its pushes, upstream too.
