@@ -134,7 +134,8 @@ pub(crate) struct Flags {
     /// messages leave in one write, for far less CPU per player at up to MS more delay; 0 is
     /// off [default: 40; config: rtmp.merge_writes_ms]. Under the mio runtime (Linux), the
     /// wait moves to the publisher's socket instead: publishers are read once per MS and
-    /// their players written right after, one read per window instead of one per message.
+    /// their players written right after, one read per window instead of one per message;
+    /// a publisher nobody watches is read every tenth window (400 ms at the default).
     #[arg(long = "merge-writes", value_name = "MS")]
     pub merge_writes: Option<u64>,
     /// Merged writes that adapt: a player whose application reads late anyway (a buffering

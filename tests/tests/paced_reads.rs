@@ -1,9 +1,10 @@
 //! Paced reads under the mio driver: a publisher is read once per merge window, not once per
 //! message. A client publishing an audio message every 10 ms, each in a write (and a TCP
 //! segment) of its own, is read at most once per 40 ms tick, as `GET /api/v1/connections`
-//! counts; its player still gets every message, in order. (ffmpeg as the publisher, with
-//! real players, is in `adaptive_merge_interop.rs`; ffmpeg writes a clip's frames in bursts,
-//! so it cannot show the count.)
+//! counts; its player still gets every message, in order. While nobody plays its stream it
+//! is read once per ten ticks, and a player that comes puts it back on every tick. (ffmpeg
+//! as the publisher, with real players, is in `adaptive_merge_interop.rs`; ffmpeg writes a
+//! clip's frames in bursts, so it cannot show the count.)
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -17,8 +18,74 @@ use siprtmp_tests::tcp_client::TcpRtmpClient;
 
 const STARTUP: Duration = Duration::from_secs(15);
 const WINDOW: Duration = Duration::from_millis(40);
+const UNWATCHED_WINDOW: Duration = Duration::from_millis(400);
 const MESSAGES: u32 = 100;
 const EVERY: Duration = Duration::from_millis(10);
+
+/// A server with merged writes over `WINDOW` and the HTTP API; its API's address.
+fn paced_server() -> (TestServer, String) {
+    let mut node = NodeConfig::default();
+    node.server.merge_writes = Some(WINDOW);
+    node.server.http = Some(HttpConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..HttpConfig::default()
+    });
+    let mut server = TestServer::start(node, None);
+    let http = server.http_listening(STARTUP).expect("the HTTP listener");
+    (server, http)
+}
+
+/// A publisher of `live/{name}` whose every message goes in a segment of its own, once it
+/// is live; its message stream id.
+fn publisher(server: &TestServer, name: &str) -> (TcpRtmpClient, u32) {
+    let (mut publisher, stream) = TcpRtmpClient::with_stream(server.addr, "live", None);
+    // Every message its own segment (no Nagle coalescing on the client's side).
+    publisher.socket.set_nodelay(true).unwrap();
+    publisher.machine.publish(stream, name);
+    publisher.flush();
+    let started = publisher.until(
+        STARTUP,
+        |e| matches!(e, ClientEvent::Status(_, code) if code == "NetStream.Publish.Start"),
+    );
+    assert!(started.is_some(), "publish did not start");
+    (publisher, stream)
+}
+
+/// Sends the audio messages numbered `numbers`, one every 10 ms; what was sent: (timestamp,
+/// payload).
+fn send_audio(
+    publisher: &mut TcpRtmpClient,
+    stream: u32,
+    numbers: std::ops::Range<u32>,
+) -> Vec<(u32, Vec<u8>)> {
+    let mut sent = Vec::new();
+    for i in numbers {
+        let payload = vec![0xb2, i as u8, (i >> 8) as u8, 7, 7, 7];
+        let msg = RtmpMessage::new(type_id::AUDIO, stream, i * 10, payload.clone());
+        publisher.machine.send_media(&msg);
+        publisher.flush();
+        sent.push((i * 10, payload));
+        thread::sleep(EVERY);
+    }
+    sent
+}
+
+/// The audio `player` receives until the message stamped `last`: (timestamp, payload).
+fn received_audio(player: &mut TcpRtmpClient, last: u32) -> Vec<(u32, Vec<u8>)> {
+    let events = player.collect(
+        STARTUP,
+        |e| matches!(e, ClientEvent::Media(m) if m.timestamp == last),
+    );
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Media(m) if m.type_id == type_id::AUDIO => {
+                Some((m.timestamp, m.payload.to_vec()))
+            }
+            _ => None,
+        })
+        .collect()
+}
 
 /// The publisher of `stream` in the connections list: its reads and its read grid (ms).
 fn publisher_reads(http: &str, stream: &str) -> (u64, Option<u64>) {
@@ -34,38 +101,14 @@ fn publisher_reads(http: &str, stream: &str) -> (u64, Option<u64>) {
 
 #[test]
 fn a_publisher_is_read_once_per_merge_window_and_its_player_gets_every_message() {
-    let mut node = NodeConfig::default();
-    node.server.merge_writes = Some(WINDOW);
-    node.server.http = Some(HttpConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..HttpConfig::default()
-    });
-    let mut server = TestServer::start(node, None);
-    let http = server.http_listening(STARTUP).expect("the HTTP listener");
+    let (mut server, http) = paced_server();
     let mut player = TcpRtmpClient::play(server.addr, "live", "paced", None);
-    let (mut publisher, stream) = TcpRtmpClient::with_stream(server.addr, "live", None);
-    // Every message its own segment (no Nagle coalescing on the client's side).
-    publisher.socket.set_nodelay(true).unwrap();
-    publisher.machine.publish(stream, "paced");
-    publisher.flush();
-    let started = publisher.until(
-        STARTUP,
-        |e| matches!(e, ClientEvent::Status(_, code) if code == "NetStream.Publish.Start"),
-    );
-    assert!(started.is_some(), "publish did not start");
+    let (mut publisher, stream) = publisher(&server, "paced");
 
     let (before, grid) = publisher_reads(&http, "live/paced");
     assert_eq!(grid, Some(WINDOW.as_millis() as u64), "read on the grid");
     let since = Instant::now();
-    let mut sent = Vec::new();
-    for i in 0..MESSAGES {
-        let payload = vec![0xb2, i as u8, (i >> 8) as u8, 7, 7, 7];
-        let msg = RtmpMessage::new(type_id::AUDIO, stream, i * 10, payload.clone());
-        publisher.machine.send_media(&msg);
-        publisher.flush();
-        sent.push((i * 10, payload));
-        thread::sleep(EVERY);
-    }
+    let sent = send_audio(&mut publisher, stream, 0..MESSAGES);
     // The last tick reads what is left.
     thread::sleep(WINDOW * 2);
     let (after, _) = publisher_reads(&http, "live/paced");
@@ -78,19 +121,40 @@ fn a_publisher_is_read_once_per_merge_window_and_its_player_gets_every_message()
         "{reads} reads of {MESSAGES} messages in {elapsed:?}: more than one per tick"
     );
 
-    let events = player.collect(
-        STARTUP,
-        |e| matches!(e, ClientEvent::Media(m) if m.timestamp == (MESSAGES - 1) * 10),
-    );
-    let got: Vec<(u32, Vec<u8>)> = events
-        .iter()
-        .filter_map(|e| match e {
-            ClientEvent::Media(m) if m.type_id == type_id::AUDIO => {
-                Some((m.timestamp, m.payload.to_vec()))
-            }
-            _ => None,
-        })
-        .collect();
+    let got = received_audio(&mut player, (MESSAGES - 1) * 10);
     assert_eq!(got, sent, "the player got every message, in order");
+    server.stop();
+}
+
+#[test]
+fn a_publisher_nobody_watches_is_read_once_per_ten_windows_until_a_player_comes() {
+    let (mut server, http) = paced_server();
+    let (mut publisher, stream) = publisher(&server, "alone");
+    let (before, grid) = publisher_reads(&http, "live/alone");
+    let unwatched = UNWATCHED_WINDOW.as_millis() as u64;
+    assert_eq!(grid, Some(unwatched), "read once per ten windows");
+    let since = Instant::now();
+    send_audio(&mut publisher, stream, 0..MESSAGES);
+    let (after, _) = publisher_reads(&http, "live/alone");
+    let elapsed = since.elapsed();
+    let reads = after - before;
+    let ticks = (elapsed.as_millis() / UNWATCHED_WINDOW.as_millis()) as u64;
+    eprintln!("{MESSAGES} messages in {reads} reads over {elapsed:?} ({ticks} slow ticks)");
+    assert!(
+        reads <= ticks + 2,
+        "{reads} reads of {MESSAGES} messages in {elapsed:?}: more than one per 400 ms"
+    );
+
+    // A player comes: the publisher is on every tick again, and the player gets what is
+    // sent from then on, in order.
+    let mut player = TcpRtmpClient::play(server.addr, "live", "alone", None);
+    let (_, grid) = publisher_reads(&http, "live/alone");
+    assert_eq!(grid, Some(WINDOW.as_millis() as u64), "back on the grid");
+    let sent = send_audio(&mut publisher, stream, MESSAGES..MESSAGES + 20);
+    let got = received_audio(&mut player, (MESSAGES + 19) * 10);
+    assert!(
+        got.ends_with(&sent),
+        "the player got every message sent since it came, in order"
+    );
     server.stop();
 }
