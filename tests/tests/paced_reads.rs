@@ -101,7 +101,7 @@ fn publisher_reads(http: &str, stream: &str) -> (u64, Option<u64>) {
 
 #[test]
 fn a_publisher_is_read_once_per_merge_window_and_its_player_gets_every_message() {
-    let (mut server, http) = paced_server();
+    let (server, http) = paced_server();
     let mut player = TcpRtmpClient::play(server.addr, "live", "paced", None);
     let (mut publisher, stream) = publisher(&server, "paced");
 
@@ -128,7 +128,7 @@ fn a_publisher_is_read_once_per_merge_window_and_its_player_gets_every_message()
 
 #[test]
 fn a_publisher_nobody_watches_is_read_once_per_ten_windows_until_a_player_comes() {
-    let (mut server, http) = paced_server();
+    let (server, http) = paced_server();
     let (mut publisher, stream) = publisher(&server, "alone");
     let (before, grid) = publisher_reads(&http, "live/alone");
     let unwatched = UNWATCHED_WINDOW.as_millis() as u64;
