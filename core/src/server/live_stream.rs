@@ -259,7 +259,6 @@ impl LiveStream {
         self.clear_gop()
     }
 
-    /// Bytes of media the GOP cache holds, each message counted with what keeping it costs.
     /// Whether anyone gets the stream's media as it comes: a player (paused or not), an
     /// HTTP-FLV player, a push, or a worker subscribed to it. The caches and a recording do
     /// not count: no one waits on them.
@@ -270,6 +269,7 @@ impl LiveStream {
             && self.subscribers.is_empty())
     }
 
+    /// Bytes of media the GOP cache holds, each message counted with what keeping it costs.
     pub(crate) fn gop_bytes(&self) -> usize {
         self.gop_bytes
     }
