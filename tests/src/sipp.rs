@@ -135,14 +135,42 @@ impl Sipp {
     /// free SIP port and a block of four free media ports of its own (`-mp`: sipp binds audio
     /// there and video two above; it binds them even when it does not echo, 6000 and 6002
     /// unless told); a UAS is listening once this returns.
+    ///
+    /// The ports are found free, released, then bound by sipp: another program can take one in
+    /// between, and sipp then exits ("Unable to bind audio RTP socket"). A UAS that exits
+    /// before it listens is started again on other ports, up to [`START_ATTEMPTS`] times.
     pub fn start(self, name: &str, dir: &Path) -> SippPeer {
         let tcp = self.transport == Transport::Tcp;
-        let port = if tcp {
-            free_tcp_port(self.ip)
-        } else {
-            free_udp_port(self.ip)
-        };
-        let media_port = free_udp_block(self.ip, 4);
+        let mut attempt = 1;
+        loop {
+            let port = if tcp {
+                free_tcp_port(self.ip)
+            } else {
+                free_udp_port(self.ip)
+            };
+            let media_port = free_udp_block(self.ip, 4);
+            let mut peer = self.spawn(name, dir, port, media_port);
+            let sip = SocketAddr::new(self.ip, port);
+            if self.target.is_none() && !wait_bound(name, sip, tcp, &mut peer) {
+                if attempt == START_ATTEMPTS {
+                    // Panics with sipp's stderr and the end of its error log.
+                    peer.finish(Duration::ZERO);
+                    panic!("{name} exited before it bound {sip}, {START_ATTEMPTS} times");
+                }
+                attempt += 1;
+                continue;
+            }
+            return SippPeer {
+                peer,
+                sip,
+                media_port,
+            };
+        }
+    }
+
+    /// Spawns sipp on SIP port `port` and media ports from `media_port`.
+    fn spawn(&self, name: &str, dir: &Path, port: u16, media_port: u16) -> Peer {
+        let tcp = self.transport == Transport::Tcp;
         let mut command = Command::new("sipp");
         command.current_dir(dir);
         if let Some((target, user)) = &self.target {
@@ -175,31 +203,30 @@ impl Sipp {
             command.args(["-key", name, value]);
         }
         command.args(&self.extra);
-        let peer = Peer::spawn_command(name, &mut command).with_log_on_failure(dir.join(ERROR_LOG));
-        let sip = SocketAddr::new(self.ip, port);
-        if self.target.is_none() {
-            wait_bound(name, sip, tcp);
-        }
-        SippPeer {
-            peer,
-            sip,
-            media_port,
-        }
+        Peer::spawn_command(name, &mut command).with_log_on_failure(dir.join(ERROR_LOG))
     }
 }
 
-/// Waits until something (sipp) has bound `addr`: until our own bind there fails (a listening
-/// TCP port cannot be bound even with SO_REUSEADDR, which std sets).
-fn wait_bound(name: &str, addr: SocketAddr, tcp: bool) {
+/// Times a UAS is started on fresh ports when it exits before it listens.
+const START_ATTEMPTS: u32 = 3;
+
+/// Waits until `peer` (sipp) has bound `addr`: until our own bind there fails (a listening TCP
+/// port cannot be bound even with SO_REUSEADDR, which std sets). False if the peer exited
+/// first.
+fn wait_bound(name: &str, addr: SocketAddr, tcp: bool, peer: &mut Peer) -> bool {
     let deadline = Instant::now() + BIND_WITHIN;
     let free = || match tcp {
         true => TcpListener::bind(addr).is_ok(),
         false => UdpSocket::bind(addr).is_ok(),
     };
     while free() {
+        if peer.wait(Duration::ZERO).is_some() {
+            return false;
+        }
         assert!(Instant::now() < deadline, "{name} did not bind {addr}");
         std::thread::sleep(Duration::from_millis(20));
     }
+    true
 }
 
 /// A running sipp (see [`Sipp::start`]).
@@ -243,4 +270,22 @@ pub fn totals(dir: &Path) -> (u64, u64) {
         last[i].trim().parse().unwrap()
     };
     (column("SuccessfulCall(C)"), column("FailedCall(C)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiting_for_a_bind_ends_when_the_peer_exits_first() {
+        // A peer that exits at once ("false"), and a port nobody binds.
+        let mut peer = Peer::spawn_command("false", &mut Command::new("false"));
+        let addr = SocketAddr::new(LOOPBACK, free_udp_port(LOOPBACK));
+        let started = Instant::now();
+        assert!(!wait_bound("false", addr, false, &mut peer));
+        assert!(
+            started.elapsed() < BIND_WITHIN,
+            "did not wait out the deadline"
+        );
+    }
 }
