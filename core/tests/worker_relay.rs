@@ -3,7 +3,8 @@
 //! drivers' relay does with channels and a mutex): a stream published on one worker plays on
 //! the others with every frame in order, a late player starts at a keyframe from the relayed
 //! GOP cache, unpublishing reaches every worker, a name published on one worker is refused on
-//! another (even when both publishes race), and an unwatched stream is never relayed.
+//! another (even when both publishes race), an unwatched stream is never relayed, and a
+//! player on another worker puts a publisher nobody watched back on the read grid.
 
 mod support;
 
@@ -35,11 +36,15 @@ struct Group {
 
 impl Group {
     fn new(workers: usize) -> Self {
+        Self::with_config(workers, NodeConfig::default())
+    }
+
+    fn with_config(workers: usize, config: NodeConfig) -> Self {
         let now = Instant::now();
         let nets = (0..workers)
             .map(|w| {
-                let node = Node::new(NodeConfig::default(), now, 10 + w as u64)
-                    .with_relay(WorkerId(w as u8));
+                let node =
+                    Node::new(config.clone(), now, 10 + w as u64).with_relay(WorkerId(w as u8));
                 MemoryNet::new(node)
             })
             .collect();
@@ -393,4 +398,49 @@ fn connection_ids_name_their_worker() {
     let conn = started.expect("publish started");
     assert_eq!(conn.worker(), WorkerId(1));
     assert!(conn.to_string().starts_with("w1c"), "{conn}");
+}
+
+#[test]
+fn a_player_on_another_worker_puts_a_publisher_nobody_watched_back_on_the_read_grid() {
+    const GRID: Duration = Duration::from_millis(40);
+    const UNWATCHED: Duration = Duration::from_millis(400);
+    let mut config = NodeConfig::default();
+    config.server.merge_writes = Some(GRID);
+    let mut g = Group::with_config(2, config);
+    g.nets[0].pace_reads();
+    let (p, s) = g.publisher(0, "cam");
+    let read_every = |g: &Group| g.nets[0].clients[p].read_every;
+    assert_eq!(
+        read_every(&g),
+        Some(UNWATCHED),
+        "nobody watches: every tenth tick"
+    );
+
+    // A player on worker 1: worker 1 subscribes, and the publisher is on every tick at once.
+    let on_1 = g.player(1, "cam");
+    assert_eq!(read_every(&g), Some(GRID), "watched from another worker");
+    let msg = RtmpMessage::new(type_id::AUDIO, s, 0, vec![0xaf, 1, 7]);
+    g.send(0, p, &msg);
+    g.now += GRID;
+    g.pump();
+    assert_eq!(
+        g.nets[1].media(on_1),
+        [(type_id::AUDIO, 0, msg.payload.to_vec())],
+        "read at the next tick"
+    );
+
+    // It leaves: worker 1 unsubscribes, and from its next message the publisher is read every
+    // tenth tick again.
+    let conn: ConnId = g.nets[1].clients[on_1].conn;
+    g.nets[1].node.handle(g.now, Input::Closed { conn });
+    g.nets[1].clients[on_1].closed = true;
+    g.pump();
+    g.send(
+        0,
+        p,
+        &RtmpMessage::new(type_id::AUDIO, s, 20, vec![0xaf, 1, 8]),
+    );
+    g.now += GRID;
+    g.pump();
+    assert_eq!(read_every(&g), Some(UNWATCHED));
 }
