@@ -1,7 +1,8 @@
 //! HTTP-FLV through the node, in memory: what an HTTP player receives (the FLV header, the
 //! cached configurations and GOP, then every live tag), the shared encoding, backpressure on a
 //! player that does not read, 404 for a stream nobody publishes, the end of the response when
-//! the publisher stops, and the players count in the API.
+//! the publisher stops, the players count in the API, and an HTTP player putting a publisher
+//! nobody watched back on the read grid.
 
 mod support;
 
@@ -417,4 +418,35 @@ fn an_http_player_is_listed_with_the_connections_and_can_be_dropped() {
     let api = http(&mut f, listen, "GET /api/v1/streams HTTP/1.1\r\n\r\n");
     let json = String::from_utf8(concat(&take(&mut f, api))).unwrap();
     assert!(json.contains("\"players\":0"), "{json}");
+}
+
+#[test]
+fn an_http_player_puts_a_publisher_nobody_watched_back_on_the_read_grid() {
+    const GRID: std::time::Duration = std::time::Duration::from_millis(40);
+    let mut config = NodeConfig::default();
+    config.server.merge_writes = Some(GRID);
+    let (mut f, listen) = fixture_with(config);
+    f.net.pace_reads();
+    let (p, id) = f.publisher("live", "cam");
+    assert_eq!(
+        f.net.clients[p].read_every,
+        Some(GRID * 10),
+        "nobody watches: every tenth tick"
+    );
+    let stream = http(
+        &mut f,
+        listen,
+        "GET /live/cam.flv HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    assert_eq!(f.net.clients[p].read_every, Some(GRID), "watched over HTTP");
+    // Its next message goes to the HTTP player at the next tick.
+    let before = concat(&take(&mut f, stream)).len();
+    send(&mut f, p, id, type_id::AUDIO, 20, &[0xaf, 0x01, 7]);
+    f.now += GRID;
+    f.pump();
+    let tag = concat(&take(&mut f, stream));
+    assert!(
+        before > 0 && tag.windows(3).any(|w| w == [0xaf, 0x01, 7]),
+        "the audio tag at the next tick"
+    );
 }
