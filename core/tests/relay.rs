@@ -847,3 +847,20 @@ fn the_edge_decides_its_players_before_pulling() {
         .contains(&"NetStream.Play.Start".to_string()));
     assert_eq!(world.bridge.connections, 1);
 }
+
+/// A publisher whose application pushes is watched (the upstream's players wait on the push),
+/// so it is read on the 40 ms grid even with no player here, not every tenth tick.
+#[test]
+fn a_pushed_publisher_is_read_on_the_grid_even_with_no_player_here() {
+    const GRID: Duration = Duration::from_millis(40);
+    let mut edge = relaying(true, "rtmp://10.0.0.1:1935/live/mirror");
+    edge.server.merge_writes = Some(GRID);
+    let mut alone = NodeConfig::default();
+    alone.server.merge_writes = Some(GRID);
+    for (config, every) in [(edge, GRID), (alone, GRID * 10)] {
+        let mut world = World::new(config, NodeConfig::default());
+        world.edge.pace_reads();
+        let (publisher, _) = world.on(false).publisher("live", "cam");
+        assert_eq!(world.edge.clients[publisher].read_every, Some(every));
+    }
+}
