@@ -3,12 +3,14 @@
 //! [`Node::enable_read_pacing`]).
 //!
 //! The grid is one for all of them: one wake-up per interval reads every paced connection
-//! due, and the writes to their players follow in the same turn. Its interval is the shortest
-//! asked; a connection asked to be read less often (a publisher nobody watches, every 400 ms
-//! where the grid is 40 ms) is read every so many ticks, at a phase its id picks, so that the
-//! reads of many spread over the ticks rather than coming all at one. A driver that leaves a paced
-//! socket alone between ticks (the mio driver sets `SO_RCVLOWAT`, so epoll stays quiet until
-//! much has arrived) makes one read per tick where it made one per message.
+//! due, and the writes to their players follow in the same turn. A driver that leaves a
+//! paced socket alone between ticks (the mio driver sets `SO_RCVLOWAT`, so epoll stays quiet
+//! until much has arrived) makes one read per tick where it made one per message.
+//!
+//! **Intervals.** The grid's is the shortest asked, and stays so. A connection asked to be
+//! read less often (a publisher nobody watches: every 400 ms where the grid is 40 ms) is read
+//! every so many ticks, at a phase its id picks, so that the reads of many spread over the
+//! ticks rather than all coming at one.
 //!
 //! **A quiet connection sleeps.** A read at every tick of a connection that sends nothing
 //! would cost a system call per tick for nothing, and a peer could hold thousands of idle
