@@ -3,7 +3,7 @@
 //! applications with an HTTP statistics page ([`Nginx::live`], restartable on the same ports),
 //! killed when dropped.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,6 +48,37 @@ pub struct Nginx {
     dir: PathBuf,
 }
 
+/// Times nginx is started on fresh ports when it cannot bind the ones it was given.
+const START_ATTEMPTS: u32 = 3;
+
+/// Whether process `pid` holds a TCP socket listening on `port` (IPv4, from
+/// `/proc/net/tcp`, whose inodes are matched against the process's descriptors).
+fn listens(pid: u32, port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields.get(1)?.rsplit(':').next()?;
+            let listening = fields.get(3) == Some(&"0A");
+            let inode = fields.get(9)?;
+            (listening && u16::from_str_radix(local_port, 16).ok()? == port)
+                .then(|| format!("socket:[{inode}]"))
+        })
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(Result::ok)
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .any(|link| {
+            inodes
+                .iter()
+                .any(|inode| link.as_os_str() == inode.as_str())
+        })
+}
+
 /// A free loopback address for nginx to bind itself.
 fn free_loopback() -> SocketAddr {
     let port = TcpListener::bind("127.0.0.1:0")
@@ -61,9 +92,8 @@ impl Nginx {
     /// Starts nginx-rtmp serving the `.flv` files of `media` as `rtmp://ADDR/APP/NAME`; its
     /// configuration, logs and pid file go to `dir`.
     pub fn play_files(app: &str, media: &Path, dir: &Path) -> Self {
-        let addr = free_loopback();
         let apps = format!("application {app} {{ play {}; }}", media.display());
-        Self::start(dir, addr, None, &apps)
+        Self::start(dir, false, &apps)
     }
 
     /// Starts nginx-rtmp with live applications, each `(name, directives)` becoming
@@ -75,7 +105,7 @@ impl Nginx {
             .map(|(name, directives)| format!("application {name} {{ live on; {directives} }}"))
             .collect::<Vec<_>>()
             .join("\n    ");
-        Self::start(dir, free_loopback(), Some(free_loopback()), &apps)
+        Self::start(dir, true, &apps)
     }
 
     /// Stops this nginx (as a crash would: killed) and starts it again with the same
@@ -87,7 +117,9 @@ impl Nginx {
         let child = Self::spawn(&dir);
         std::mem::forget(self);
         let _ = conf;
-        Self::wait_listening(child, addr, stat, dir)
+        Self::wait_listening(child, addr, stat, dir).unwrap_or_else(|log| {
+            panic!("nginx could not bind its ports again: {log}");
+        })
     }
 
     /// Kills the process now (it is not restarted).
@@ -96,7 +128,31 @@ impl Nginx {
         let _ = self.child.wait();
     }
 
-    fn start(dir: &Path, addr: SocketAddr, stat: Option<SocketAddr>, apps: &str) -> Self {
+    /// Starts nginx on free loopback ports (with a statistics page if `with_stat`). The ports
+    /// are found free, released, then bound by nginx, and another program can take one in
+    /// between: nginx then cannot bind, and is started again on fresh ports, up to
+    /// [`START_ATTEMPTS`] times.
+    fn start(dir: &Path, with_stat: bool, apps: &str) -> Self {
+        let mut attempt = 1;
+        loop {
+            let addr = free_loopback();
+            let stat = with_stat.then(free_loopback);
+            match Self::start_on(dir, addr, stat, apps) {
+                Ok(nginx) => return nginx,
+                Err(log) if attempt == START_ATTEMPTS => {
+                    panic!("nginx could not bind its ports {START_ATTEMPTS} times: {log}")
+                }
+                Err(_) => attempt += 1,
+            }
+        }
+    }
+
+    fn start_on(
+        dir: &Path,
+        addr: SocketAddr,
+        stat: Option<SocketAddr>,
+        apps: &str,
+    ) -> Result<Self, String> {
         let (_, module) = find_nginx();
         std::fs::create_dir_all(dir).expect("nginx dir");
         let http = match stat {
@@ -120,6 +176,8 @@ impl Nginx {
             dir = dir.display(),
         );
         std::fs::write(dir.join("nginx.conf"), conf).expect("write nginx.conf");
+        // A log from an earlier attempt would look like this one's.
+        let _ = std::fs::remove_file(dir.join("error.log"));
         let child = Self::spawn(dir);
         Self::wait_listening(child, addr, stat, dir.to_path_buf())
     }
@@ -140,27 +198,35 @@ impl Nginx {
             .expect("start nginx")
     }
 
+    /// Waits until nginx itself listens on `addr` (and `stat`): a listener another program
+    /// holds on the port does not count. `Err` with its log if nginx could not bind them.
     fn wait_listening(
         mut child: Child,
         addr: SocketAddr,
         stat: Option<SocketAddr>,
         dir: PathBuf,
-    ) -> Self {
+    ) -> Result<Self, String> {
         let deadline = Instant::now() + STARTUP;
+        let pid = child.id();
         loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
-                panic!("nginx exited ({status}): {log}");
+            let log = || std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+            if log().contains("Address already in use") {
+                // It would retry for 2.5 s, then exit.
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(log());
             }
-            let up =
-                |a: &SocketAddr| TcpStream::connect_timeout(a, Duration::from_millis(100)).is_ok();
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("nginx exited ({status}): {}", log());
+            }
+            let up = |a: &SocketAddr| listens(pid, a.port());
             if up(&addr) && stat.as_ref().is_none_or(up) {
-                return Self {
+                return Ok(Self {
                     child,
                     addr,
                     stat,
                     dir,
-                };
+                });
             }
             assert!(
                 Instant::now() < deadline,
@@ -209,5 +275,21 @@ impl Drop for Nginx {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_counts_only_for_the_process_that_holds_it() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!(listens(std::process::id(), port), "ours");
+        // pid 1 does not hold it.
+        assert!(!listens(1, port), "another process's");
+        drop(listener);
+        assert!(!listens(std::process::id(), port), "closed");
     }
 }
