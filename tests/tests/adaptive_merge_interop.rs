@@ -33,6 +33,12 @@ const LONGEST_MS: u64 = 400;
 const LOW_WATER: usize = 64 * 1024;
 /// Bytes handed on at once first: the handshake, the commands and the start of the stream.
 const EAGER_START: usize = 32 * 1024;
+/// An eager player's measured read lag stays below this: a tenth of the bulk reader's (64 KiB
+/// of this clip take about 2.5 s to gather) and a quarter of the longest window. Not the
+/// estimator's own 20 ms mark for "late": on a loaded two-core CI machine a debug-build server
+/// or a player can be descheduled for a tick twice in a row, and an eager rtmpdump was once
+/// measured 40 ms late (still on the base window, as it should be).
+const EAGER_LAG_BELOW_MS: u64 = LONGEST_MS / 4;
 /// The longest the proxy holds bytes when no more come.
 const QUIET: Duration = Duration::from_secs(1);
 
@@ -157,7 +163,7 @@ fn eager_players_keep_the_base_window_and_a_bulk_reader_is_held_longer_with_ever
     let publisher = ffmpeg_publish(&source_path, &url);
 
     // Within the stream's first 15 s: the bulk reader is on a longer window, and the eager
-    // ones answered their probes at once and kept the base window.
+    // ones answered their probes without delay and kept the base window.
     let mut last = Vec::new();
     let settled = wait::until(Duration::from_secs(15), || {
         last = players(&http, "live/s1");
@@ -167,7 +173,8 @@ fn eager_players_keep_the_base_window_and_a_bulk_reader_is_held_longer_with_ever
         let eager: Vec<_> = last.iter().filter(|(addr, _)| *addr != bulk_addr).collect();
         let eager_kept_base = eager.len() == 2
             && eager.iter().all(|(_, view)| {
-                view.merge_window_ms == Some(BASE_MS) && view.read_lag_ms.is_some_and(|ms| ms < 20)
+                view.merge_window_ms == Some(BASE_MS)
+                    && view.read_lag_ms.is_some_and(|ms| ms < EAGER_LAG_BELOW_MS)
             });
         bulk_held_longer && eager_kept_base
     });
