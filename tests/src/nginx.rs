@@ -3,7 +3,8 @@
 //! applications with an HTTP statistics page ([`Nginx::live`], restartable on the same ports),
 //! killed when dropped.
 
-use std::net::{SocketAddr, TcpListener};
+use crate::ports::{free_tcp_port, LOOPBACK};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -81,11 +82,7 @@ fn listens(pid: u32, port: u16) -> bool {
 
 /// A free loopback address for nginx to bind itself.
 fn free_loopback() -> SocketAddr {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    SocketAddr::from(([127, 0, 0, 1], port))
+    SocketAddr::new(LOOPBACK, free_tcp_port(LOOPBACK))
 }
 
 impl Nginx {
@@ -281,6 +278,7 @@ impl Drop for Nginx {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpListener;
 
     #[test]
     fn a_listener_counts_only_for_the_process_that_holds_it() {

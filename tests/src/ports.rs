@@ -2,11 +2,13 @@
 //! written into the tests, so that the suites run in parallel with each other, with other
 //! checkouts on the machine and with whatever else holds a port.
 //!
-//! A single port ([`free_udp_port`], [`free_tcp_port`]) is one the kernel picked for a bind to
-//! port 0, released for the peer that binds it right after. A block of consecutive ports
-//! ([`free_udp_block`], [`free_udp_range`], for a gateway's RTP range or sipp's media ports) is
-//! one found free below the kernel's ephemeral range, where no bind to port 0 can land on it
-//! later, and never handed out twice by this process.
+//! Every port handed out, alone ([`free_udp_port`], [`free_tcp_port`]) or in a block of
+//! consecutive ports ([`free_udp_block`], [`free_udp_range`], for a gateway's RTP range or
+//! sipp's media ports), is one found free below the kernel's ephemeral range, where no bind to
+//! port 0 and no outgoing connection can land on it later, and is never handed out twice by
+//! this process. A port the kernel picked for a bind to port 0 and released was not safe to
+//! hand on: another test's server binding port 0 got the same one before the peer it was meant
+//! for bound it (CI saw it once with nginx, once with sipp).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::sync::Mutex;
@@ -14,21 +16,24 @@ use std::sync::Mutex;
 /// 127.0.0.1, where the suites' servers and peers meet.
 pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-/// A free UDP port on `ip` (bound and released: the peer given it binds it right after).
+/// A UDP port on `ip` that nothing holds, for a peer to bind (free for TCP too).
 pub fn free_udp_port(ip: IpAddr) -> u16 {
-    UdpSocket::bind(SocketAddr::new(ip, 0))
-        .and_then(|s| s.local_addr())
-        .unwrap_or_else(|e| panic!("no free UDP port on {ip}: {e}"))
-        .port()
+    free_port(ip)
 }
 
-/// A TCP port on `ip` with nothing listening (bound and released): for a peer to listen on, or
-/// as an address that refuses connections.
+/// A TCP port on `ip` with nothing listening, for a peer to listen on or as an address that
+/// refuses connections (free for UDP too).
 pub fn free_tcp_port(ip: IpAddr) -> u16 {
-    TcpListener::bind(SocketAddr::new(ip, 0))
-        .and_then(|s| s.local_addr())
-        .unwrap_or_else(|e| panic!("no free TCP port on {ip}: {e}"))
-        .port()
+    free_port(ip)
+}
+
+/// One port free for both TCP and UDP, so that either name above may give it to a peer that
+/// binds both (a SIP server on UDP and TCP, say).
+fn free_port(ip: IpAddr) -> u16 {
+    find_block(ip, 1, |port| {
+        TcpListener::bind(SocketAddr::new(ip, port)).is_ok()
+            && UdpSocket::bind(SocketAddr::new(ip, port)).is_ok()
+    })
 }
 
 /// Where blocks are looked for: from here up to the kernel's ephemeral range.
@@ -38,11 +43,18 @@ const BLOCKS_FROM: u16 = 20_000;
 /// binary would otherwise find the same free block before either binds it.
 static HANDED_OUT: Mutex<Vec<(u16, u16)>> = Mutex::new(Vec::new());
 
-/// The first port of `count` consecutive free UDP ports on `ip`, even (RTP ports come in pairs).
-/// Each was bound and released, so a program that binds fixed ports may still take one in
-/// between (a gateway then moves on to its next block); no bind to port 0 will, since the block
-/// lies below the ephemeral range, and this process hands out no port twice.
+/// The first port of `count` consecutive free UDP ports on `ip`. Each was bound and released,
+/// so a program that binds fixed ports may still take one in between (a gateway then moves on
+/// to its next block); no bind to port 0 will, and this process hands out no port twice.
 pub fn free_udp_block(ip: IpAddr, count: u16) -> u16 {
+    find_block(ip, count, |port| {
+        UdpSocket::bind(SocketAddr::new(ip, port)).is_ok()
+    })
+}
+
+/// The first port of `count` consecutive ports between [`BLOCKS_FROM`] and the ephemeral
+/// range, each passing `is_free`, none handed out before; even (RTP ports come in pairs).
+fn find_block(ip: IpAddr, count: u16, is_free: impl Fn(u16) -> bool) -> u16 {
     assert!(count > 0, "an empty block");
     let end = ephemeral_start();
     assert!(
@@ -52,28 +64,31 @@ pub fn free_udp_block(ip: IpAddr, count: u16) -> u16 {
     let span = end - BLOCKS_FROM - count;
     // Start at a place the kernel's random port choice gives, so that checkouts testing at the
     // same time look in different places; then walk up, wrapping around, one block at a time.
-    let mut start = BLOCKS_FROM + free_udp_port(ip) % span;
+    let mut start = BLOCKS_FROM + kernel_picked_port(ip) % span;
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
     for _ in 0..(span / (count + 2)).max(1) + 1 {
         start &= !1;
         let overlaps = handed_out
             .iter()
             .any(|&(first, n)| start < first + n && first < start + count);
-        if !overlaps {
-            let held: Vec<UdpSocket> = (start..start + count)
-                .map_while(|p| UdpSocket::bind(SocketAddr::new(ip, p)).ok())
-                .collect();
-            if held.len() == usize::from(count) {
-                handed_out.push((start, count));
-                return start;
-            }
+        if !overlaps && (start..start + count).all(&is_free) {
+            handed_out.push((start, count));
+            return start;
         }
         start += count + 2;
         if start > BLOCKS_FROM + span {
             start = BLOCKS_FROM;
         }
     }
-    panic!("no {count} free consecutive UDP ports on {ip} between {BLOCKS_FROM} and {end}");
+    panic!("no {count} free consecutive ports on {ip} between {BLOCKS_FROM} and {end}");
+}
+
+/// The port the kernel gives a UDP bind to port 0: a random place to start looking.
+fn kernel_picked_port(ip: IpAddr) -> u16 {
+    UdpSocket::bind(SocketAddr::new(ip, 0))
+        .and_then(|s| s.local_addr())
+        .unwrap_or_else(|e| panic!("no UDP socket on {ip}: {e}"))
+        .port()
 }
 
 /// [`free_udp_block`] as an inclusive range, `(first, last)`: a gateway's `rtp_ports`.
@@ -119,6 +134,30 @@ mod tests {
                 .collect();
             drop(bound);
         }
+    }
+
+    #[test]
+    fn single_ports_are_never_handed_out_twice_and_lie_below_the_ephemeral_range() {
+        let ports: Vec<u16> = (0..200)
+            .map(|i| {
+                if i % 2 == 0 {
+                    free_udp_port(LOOPBACK)
+                } else {
+                    free_tcp_port(LOOPBACK)
+                }
+            })
+            .collect();
+        let mut distinct = ports.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), ports.len(), "a port handed out twice");
+        assert!(ports
+            .iter()
+            .all(|&p| (BLOCKS_FROM..ephemeral_start()).contains(&p)));
+        // Both kinds of port are free for both protocols.
+        let port = ports[1];
+        drop(UdpSocket::bind((LOOPBACK, port)).expect("a TCP port is free for UDP"));
+        drop(TcpListener::bind((LOOPBACK, port)).expect("and for TCP"));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use siprtmp_core::node::{
 use siprtmp_runtime_drivers::Runtime;
 use siprtmp_tests::callback_backend::{Backend, Got, FORBIDDEN, OK};
 use siprtmp_tests::peers::{ffmpeg_play, ffmpeg_publish};
+use siprtmp_tests::ports::{free_tcp_port, LOOPBACK};
 use siprtmp_tests::probe::{count, packets};
 use siprtmp_tests::runtimes::on_every_runtime_at_once;
 use siprtmp_tests::server::TestServer;
@@ -234,12 +235,10 @@ fn silent_backend() -> SocketAddr {
     addr
 }
 
-/// An address where nothing listens: a port the OS gave and that is closed again.
+/// An address where nothing listens (and, below the ephemeral range, where no other test's
+/// server will).
 fn down_backend() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .unwrap()
+    SocketAddr::new(LOOPBACK, free_tcp_port(LOOPBACK))
 }
 
 fn failure_policy(runtime: Runtime) {
