@@ -50,7 +50,7 @@ pub(crate) const TLS_SUFFIX: &str = "-tls";
 pub(crate) const BASELINE_PREFIX: &str = "base:";
 
 /// Ending of a server name that runs siprtmp with `--poll-interval N` (wake-up moderation,
-/// mio only; last of all: `mio-merged-shared-tick20`). The gateway floor takes it too.
+/// mio and io-uring; last of all: `mio-merged-shared-tick20`). The gateway floor takes it too.
 pub(crate) const TICK_SUFFIX: &str = "-tick";
 
 /// Ending of a server name that runs siprtmp with `--workers N` (N nodes on N threads sharing

@@ -155,7 +155,7 @@ pub(crate) struct Flags {
     /// config: rtmp.tcp_nodelay].
     #[arg(long = "tcp-nodelay")]
     pub tcp_nodelay: bool,
-    /// Wake-up moderation, mio only: take socket events at most once per MS milliseconds,
+    /// Wake-up moderation, mio and io-uring only: take socket events at most once per MS milliseconds,
     /// 1-100, so one wake-up serves many busy connections; every hop waits up to MS more;
     /// 0 is off [default: off; config: poll_interval_ms].
     #[arg(long = "poll-interval", value_name = "MS")]

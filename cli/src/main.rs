@@ -199,8 +199,8 @@ impl Setup {
                     origin,
                     ms,
                     format!(
-                        "needs --runtime mio, not --runtime {runtime} (the {runtime} driver has \
-                         no wake-up moderation); drop --runtime, or 0 turns it off",
+                        "needs --runtime mio or io-uring, not --runtime {runtime} (the {runtime} \
+                         driver has no wake-up moderation); drop --runtime, or 0 turns it off",
                         runtime = flags.runtime.name()
                     ),
                 ));

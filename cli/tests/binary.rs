@@ -89,10 +89,11 @@ fn serves_ffmpeg_on_the_flag_address_and_exits_cleanly_on_sigterm() {
     assert!(status.success(), "exit status {status}");
 }
 
-/// `--poll-interval` is the mio runtime's: with another runtime the binary says so and exits
-/// with an error instead of running without it; out-of-range values are refused too.
+/// `--poll-interval` is the mio and io-uring runtimes': with another runtime the binary says
+/// so and exits with an error instead of running without it; out-of-range values are refused
+/// too.
 #[test]
-fn poll_interval_needs_the_mio_runtime_and_a_bounded_value() {
+fn poll_interval_needs_a_moderating_runtime_and_a_bounded_value() {
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_siprtmp"))
             .args(["-i", "127.0.0.1", "-p", "0", "--no-gateway"])
@@ -104,7 +105,10 @@ fn poll_interval_needs_the_mio_runtime_and_a_bounded_value() {
     let tokio = run(&["--runtime", "tokio", "--poll-interval", "20"]);
     assert!(!tokio.status.success());
     let stderr = String::from_utf8_lossy(&tokio.stderr);
-    assert!(stderr.contains("needs --runtime mio"), "{stderr}");
+    assert!(
+        stderr.contains("needs --runtime mio or io-uring"),
+        "{stderr}"
+    );
     let too_long = run(&["--poll-interval", "500"]);
     assert!(!too_long.status.success());
     let stderr = String::from_utf8_lossy(&too_long.stderr);

@@ -195,16 +195,16 @@ fn a_bad_flag_combination_names_the_flags_and_keys() {
     let (code, stderr) = refused(&["--runtime", "tokio", "--poll-interval", "20"], None);
     assert_eq!(
         one_message(code, &stderr),
-        "siprtmp: --poll-interval 20: needs --runtime mio, not --runtime tokio (the tokio \
-         driver has no wake-up moderation); drop --runtime, or 0 turns it off (config key \
-         poll_interval_ms)"
+        "siprtmp: --poll-interval 20: needs --runtime mio or io-uring, not --runtime tokio (the \
+         tokio driver has no wake-up moderation); drop --runtime, or 0 turns it off (config \
+         key poll_interval_ms)"
     );
     let path = config_file("cli_combination", "site.toml", "poll_interval_ms = 20\n");
     let (code, stderr) = refused(&["--runtime", "threads"], Some(&path));
     assert!(
         one_message(code, &stderr).starts_with(&format!(
-            "siprtmp: {}:1:20: poll_interval_ms = 20: needs --runtime mio, not --runtime \
-             threads",
+            "siprtmp: {}:1:20: poll_interval_ms = 20: needs --runtime mio or io-uring, not \
+             --runtime threads",
             path.display()
         )),
         "{stderr}"

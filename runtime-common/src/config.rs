@@ -72,7 +72,7 @@ impl DriverConfig {
             None => Ok(()),
             Some(_) => Err(std::io::Error::new(
                 std::io::ErrorKind::Unsupported,
-                format!("the {driver} driver has no poll interval (only mio moderates wake-ups)"),
+                format!("the {driver} driver has no poll interval (only mio and io-uring moderate wake-ups)"),
             )),
         }
     }

@@ -22,6 +22,8 @@
 //!   wake-up as for files;
 //! - [`bind_listener`], [`configure_stream`], [`shutdown_stream`]: socket options through
 //!   `socket2`;
+//! - [`WakeModeration`]: the poll-based drivers' poll interval (fewer, fuller wake-ups under
+//!   load);
 //! - [`AcceptBackoff`]: a failed `accept` (out of descriptors) pauses accepting for a few
 //!   milliseconds, with a wake-up at the end of the pause, instead of spinning or waiting for
 //!   the next connection;
@@ -93,6 +95,7 @@ mod udp_poll;
 mod udp_send;
 #[cfg(all(test, target_os = "linux"))]
 mod udp_send_faults;
+mod wake_moderation;
 mod workers;
 
 pub use accept_backoff::{AcceptBackoff, FIRST_PAUSE, MAX_PAUSE};
@@ -116,4 +119,5 @@ pub use tls::{
 pub use tls_client::{client_config, load_roots, TlsRoots, SYSTEM_BUNDLES};
 pub use udp_executor::{UdpExecutor, UdpSlot, UdpStats};
 pub use udp_poll::UdpPoll;
+pub use wake_moderation::WakeModeration;
 pub use workers::{bind_shared_listeners, WorkerDriver, WorkerSeat, Workers};

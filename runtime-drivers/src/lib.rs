@@ -84,9 +84,9 @@ impl Runtime {
     }
 
     /// Whether the driver moderates its wake-ups, i.e. takes a
-    /// [`DriverConfig::poll_interval`] (only mio; the others refuse one at bind).
+    /// [`DriverConfig::poll_interval`] (mio and io-uring; the others refuse one at bind).
     pub fn moderates_wakeups(self) -> bool {
-        matches!(self, Runtime::Mio)
+        matches!(self, Runtime::Mio | Runtime::IoUring)
     }
 
     /// Whether the driver runs as several workers sharing a port ([`Self::start_workers`]);

@@ -26,8 +26,9 @@
 //! [`Driver::bind`] fails and says why.
 //!
 //! Several workers run with [`siprtmp_runtime_common::Workers`] as the mio driver's do (each
-//! worker its own thread, poll and ring). [`DriverConfig::poll_interval`] is refused (only the
-//! mio driver moderates wake-ups).
+//! worker its own thread, poll and ring). [`DriverConfig::poll_interval`] moderates wake-ups
+//! as in the mio driver ([`siprtmp_runtime_common::WakeModeration`]): fewer wake-ups, each
+//! with more connections in its batches.
 //!
 //! ```no_run
 //! use siprtmp_runtime_io_uring::{Driver, DriverConfig, UringDriver};
@@ -54,7 +55,7 @@ use siprtmp_core::worker_relay::WorkerId;
 use siprtmp_runtime_common::mio_poll::{self, PollTokens, Watched};
 use siprtmp_runtime_common::{
     bind_listener, configure_stream, AcceptBackoff, FileExecutor, NodeHost, RelayLink, TcpExecutor,
-    Transport,
+    Transport, WakeModeration,
 };
 
 pub use siprtmp_runtime_common::{Decider, Driver, DriverConfig, Stopper, TcpStats, UdpStats};
@@ -177,7 +178,6 @@ impl UringDriver {
         tls_listener: Option<std::net::TcpListener>,
         relay: Option<RelayLink>,
     ) -> io::Result<Self> {
-        config.refuse_poll_interval("io-uring")?;
         // First, so that a system without io_uring fails before anything else starts.
         let ring = Ring::new()?;
         let poll = Poll::new()?;
@@ -240,7 +240,11 @@ impl UringDriver {
     /// Runs until stopped ([`Driver::run`]).
     fn event_loop(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        // Wake-up moderation (`--poll-interval`), as in the mio driver: fewer wake-ups, each
+        // with more sockets to read and write in its batches.
+        let mut moderation = WakeModeration::new(self.config.poll_interval);
         loop {
+            moderation.wait_turn();
             let timeout = if self.host.has_pending_writes() {
                 Some(std::time::Duration::ZERO)
             } else {
@@ -257,6 +261,7 @@ impl UringDriver {
                 Err(e) => return Err(e),
             }
             let now = Instant::now();
+            moderation.polled(|| events.iter().count(), events.capacity());
             for event in events.iter() {
                 match self.tokens.decode(event.token()) {
                     // While accepting is paused the event is dropped: the retry drains the

@@ -66,7 +66,7 @@ use siprtmp_core::worker_relay::WorkerId;
 use siprtmp_runtime_common::mio_poll::{self, PollTokens, Watched};
 use siprtmp_runtime_common::{
     bind_listener, configure_stream, set_read_low_water, AcceptBackoff, FileExecutor, NodeHost,
-    RelayLink, TcpExecutor, Transport,
+    RelayLink, TcpExecutor, Transport, WakeModeration,
 };
 
 pub use siprtmp_runtime_common::{Decider, Driver, DriverConfig, Stopper, TcpStats, UdpStats};
@@ -246,21 +246,11 @@ impl MioDriver {
     /// Runs until stopped ([`Driver::run`]).
     fn event_loop(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
-        let mut last_poll = Instant::now();
-        // Whether the last poll filled `events`: more sockets are ready than one poll reports.
-        let mut events_full = false;
+        // Wake-up moderation (`--poll-interval`): what arrives meanwhile waits in the
+        // kernel's buffers and is taken in one wake-up.
+        let mut moderation = WakeModeration::new(self.config.poll_interval);
         loop {
-            if let Some(interval) = self.config.poll_interval {
-                // Wake-up moderation: what arrives meanwhile waits in the kernel's buffers and
-                // is taken in one wake-up. Only a loop that came round sooner than the interval
-                // sleeps: one that blocked in the poll for longer goes straight on, and so does
-                // one whose last poll could not report every ready socket.
-                let since = last_poll.elapsed();
-                if since < interval && !events_full {
-                    std::thread::sleep(interval - since);
-                }
-                last_poll = Instant::now();
-            }
+            moderation.wait_turn();
             let timeout = if self.host.has_pending_writes() {
                 Some(std::time::Duration::ZERO)
             } else {
@@ -282,8 +272,7 @@ impl MioDriver {
                 Err(e) => return Err(e),
             }
             let now = Instant::now();
-            events_full =
-                self.config.poll_interval.is_some() && events.iter().count() >= events.capacity();
+            moderation.polled(|| events.iter().count(), events.capacity());
             for event in events.iter() {
                 match self.tokens.decode(event.token()) {
                     // While accepting is paused the event is dropped: the retry drains the

@@ -459,22 +459,25 @@ fn under_io_uring_concurrent_calls_on_their_own_sockets_each_hear_their_own_echo
     );
 }
 
-/// With wake-up moderation (`--poll-interval 20`, mio), merged writes and shared ports, the
+/// With wake-up moderation (`--poll-interval 20`), merged writes and shared ports, the
 /// configuration that costs the least CPU per call: concurrent calls each still hear every
 /// frame of their own echo and none of another call's (what arrives between two polls waits
-/// in the kernel's buffers, and one wake-up takes it all). The calls' frames of one wake-up
-/// leave through the shared port as UDP GSO messages (Linux), which sipp receives as the
-/// separate datagrams they were.
-#[test]
-fn with_a_poll_interval_concurrent_calls_each_hear_all_of_their_own_echo() {
-    let dir = scratch_dir("gw-poll-interval");
+/// in the kernel's buffers, and one wake-up takes it all). Under mio the calls' frames of one
+/// wake-up leave through the shared port as UDP GSO messages (Linux), which sipp receives as
+/// the separate datagrams they were (io-uring sends each datagram alone in its batch).
+fn with_a_poll_interval_calls_hear_all_of_their_own_echo(runtime: Runtime) {
+    let dir = scratch_dir(&format!("gw-poll-interval-{}", runtime.name()));
     let mut node = shared_ports_node();
     node.server.gateway_merge_writes = Some(Duration::from_millis(100));
-    let server = TestServer::start_configured(Runtime::Mio, node, None, |config| {
+    let server = TestServer::start_configured(runtime, node, None, |config| {
         config.poll_interval = Some(Duration::from_millis(20));
     });
-    ten_calls_each_hear_their_own_echo(&server, &dir, "poll interval");
-    if cfg!(target_os = "linux") {
+    ten_calls_each_hear_their_own_echo(
+        &server,
+        &dir,
+        &format!("poll interval, {}", runtime.name()),
+    );
+    if cfg!(target_os = "linux") && runtime == Runtime::Mio {
         let segmented = server.udp.segmented.load(Ordering::Relaxed);
         assert!(
             segmented > 0,
@@ -484,9 +487,22 @@ fn with_a_poll_interval_concurrent_calls_each_hear_all_of_their_own_echo() {
     }
 }
 
-/// The drivers without wake-up moderation refuse a poll interval rather than ignore it.
 #[test]
-fn only_mio_takes_a_poll_interval() {
+fn with_a_poll_interval_concurrent_calls_each_hear_all_of_their_own_echo() {
+    with_a_poll_interval_calls_hear_all_of_their_own_echo(Runtime::Mio);
+}
+
+/// The same under io-uring, whose batches of reads and writes then carry every connection that
+/// a 20 ms wait made ready.
+#[test]
+fn under_io_uring_with_a_poll_interval_concurrent_calls_each_hear_all_of_their_own_echo() {
+    with_a_poll_interval_calls_hear_all_of_their_own_echo(Runtime::IoUring);
+}
+
+/// The drivers without wake-up moderation refuse a poll interval rather than ignore it; mio
+/// and io-uring take it.
+#[test]
+fn only_the_moderating_drivers_take_a_poll_interval() {
     use siprtmp_runtime_common::Driver;
     let config = siprtmp_runtime_common::DriverConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -505,6 +521,7 @@ fn only_mio_takes_a_poll_interval() {
     assert!(unsupported(
         siprtmp_runtime_async_std::AsyncStdDriver::bind(config.clone(), node()).map(drop)
     ));
+    assert!(Runtime::IoUring.bind(config.clone(), node()).is_ok());
     assert!(siprtmp_runtime_mio::MioDriver::bind(config, node()).is_ok());
 }
 
