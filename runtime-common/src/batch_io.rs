@@ -58,4 +58,11 @@ pub trait BatchIo {
         sends: impl ExactSizeIterator<Item = DatagramSend<'a>>,
         results: &mut Vec<io::Result<usize>>,
     );
+
+    /// How many datagrams left in segmented messages (UDP GSO: a run to one destination as
+    /// one message) since this was last asked, for the UDP counters; none for a batch that
+    /// sends each datagram alone.
+    fn take_segmented(&mut self) -> u64 {
+        0
+    }
 }

@@ -611,7 +611,8 @@ impl<T: Transport + std::os::fd::AsRawFd> NodeHost<T> {
             let writes = batch.writes.len();
             if sends {
                 if let Some(udp) = &mut self.udp {
-                    udp.sent_batch(batch.results.get(writes..).unwrap_or_default());
+                    let segmented = io.take_segmented();
+                    udp.sent_batch(batch.results.get(writes..).unwrap_or_default(), segmented);
                 }
             }
             batch.again.clear();

@@ -172,12 +172,42 @@ pub fn extends_segment_group(group: &[(&[u8], &[u8])], len: usize) -> bool {
     let (Some(first), Some(last)) = (group.first(), group.last()) else {
         return true;
     };
-    let size = datagram_len(first);
+    joins_segment_group(datagram_len(first), datagram_len(last), group.len(), len)
+}
+
+/// [`extends_segment_group`] on lengths: whether a datagram of `len` bytes may follow a
+/// non-empty group of `count` datagrams whose first is `size` bytes long and last `last`.
+///
+/// ```
+/// use siprtmp_runtime_common::mmsg::joins_segment_group;
+/// assert!(joins_segment_group(100, 100, 3, 100));
+/// assert!(joins_segment_group(100, 100, 3, 60), "a shorter one ends the group");
+/// assert!(!joins_segment_group(100, 60, 4, 60), "nothing after a shorter one");
+/// assert!(!joins_segment_group(100, 100, 3, 101));
+/// ```
+pub fn joins_segment_group(size: usize, last: usize, count: usize, len: usize) -> bool {
     size > 0
-        && datagram_len(last) == size
+        && last == size
         && len <= size
-        && group.len() < GSO_SEGMENTS
-        && (group.len() + 1) * size <= GSO_BYTES
+        && count < GSO_SEGMENTS
+        && (count + 1) * size <= GSO_BYTES
+}
+
+/// Whether a GSO message failed because it was one (its datagrams may go one by one).
+#[cfg(target_os = "linux")]
+pub fn cannot_segment(e: &io::Error) -> bool {
+    lacks_gso(e)
+        || e.raw_os_error() == Some(libc::EINVAL)
+        || e.raw_os_error() == Some(libc::EMSGSIZE)
+}
+
+/// Whether the system lacks GSO for this socket altogether (no use asking again).
+#[cfg(target_os = "linux")]
+pub fn lacks_gso(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EIO) | Some(libc::ENOPROTOOPT) | Some(libc::EOPNOTSUPP)
+    )
 }
 
 /// A two-part datagram's length.

@@ -445,9 +445,9 @@ impl UdpExecutor {
     }
 
     /// The results of the batch that sent [`Self::pending_sends`], one per datagram in the
-    /// same order: counted as [`UdpSender`] counts its own sends (a full buffer or `ENOBUFS`
-    /// drops the datagram), and the queue emptied.
-    pub(crate) fn sent_batch(&mut self, results: &[io::Result<usize>]) {
+    /// same order, `segmented` of them in segmented messages: counted as [`UdpSender`] counts
+    /// its own sends (a full buffer or `ENOBUFS` drops the datagram), and the queue emptied.
+    pub(crate) fn sent_batch(&mut self, results: &[io::Result<usize>], segmented: u64) {
         let (mut sent, mut dropped, mut errors) = (0, 0, 0);
         for (result, (_, command)) in results.iter().zip(&self.pending) {
             match result {
@@ -469,6 +469,7 @@ impl UdpExecutor {
         UdpStats::add(&self.stats.sent, sent);
         UdpStats::add(&self.stats.send_dropped, dropped);
         UdpStats::add(&self.stats.send_errors, errors);
+        UdpStats::add(&self.stats.segmented, segmented);
         if !results.is_empty() {
             // One batch, however many datagrams: as one `sendmmsg` counts once.
             UdpStats::add(&self.stats.send_calls, 1);

@@ -33,9 +33,9 @@ use std::net::SocketAddr;
 use mio::net::UdpSocket;
 use siprtmp_core::node::{SocketId, UdpCommand};
 
-use crate::mmsg::{extends_segment_group, send_batch, GSO_BATCH};
 #[cfg(target_os = "linux")]
-use crate::mmsg::{send_segmented, SegmentGroup, SEND_BATCH};
+use crate::mmsg::{cannot_segment, lacks_gso, send_segmented, SegmentGroup, SEND_BATCH};
+use crate::mmsg::{extends_segment_group, send_batch, GSO_BATCH};
 use crate::udp_executor::UdpStats;
 
 /// The sending half of the executor: the buffers one run needs, kept for their allocation,
@@ -242,23 +242,6 @@ fn set_int_option(
     } else {
         Err(io::Error::last_os_error())
     }
-}
-
-/// Whether a GSO message failed because it was one (the datagrams may go one by one).
-#[cfg(target_os = "linux")]
-fn cannot_segment(e: &io::Error) -> bool {
-    lacks_gso(e)
-        || e.raw_os_error() == Some(libc::EINVAL)
-        || e.raw_os_error() == Some(libc::EMSGSIZE)
-}
-
-/// Whether the system lacks GSO for this socket altogether (no use asking again).
-#[cfg(target_os = "linux")]
-fn lacks_gso(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EIO) | Some(libc::ENOPROTOOPT) | Some(libc::EOPNOTSUPP)
-    )
 }
 
 /// Whether a send failed for want of room, now: the socket's send buffer is full

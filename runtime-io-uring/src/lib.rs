@@ -16,7 +16,8 @@
 //!    back full (or that the peer closed) is read again in a further batch with larger parts;
 //! 3. [`NodeHost::turn_batched`]: the node's outputs are carried out, and one submission makes
 //!    every dirty connection's vectored write and every datagram the node queued (a
-//!    `sendmsg` each, head and body as two iovecs).
+//!    `sendmsg` each, head and body as two iovecs; a run of them from one socket to one
+//!    destination as one UDP GSO message, as the mio driver sends them).
 //!
 //! Every operation carries `MSG_DONTWAIT`, and each submission waits for all of its
 //! completions before returning: io_uring is used as a batched system call with the
@@ -179,7 +180,7 @@ impl UringDriver {
         relay: Option<RelayLink>,
     ) -> io::Result<Self> {
         // First, so that a system without io_uring fails before anything else starts.
-        let ring = Ring::new()?;
+        let mut ring = Ring::new()?;
         let poll = Poll::new()?;
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
@@ -207,6 +208,8 @@ impl UringDriver {
         })?;
         let mut udp = mio_poll::udp_executor(poll.registry())?;
         udp.set_gso(config.udp_gso);
+        // The ring sends the datagrams: segmented where the executor found the system able.
+        ring.set_gso(udp.gso());
         let udp_stats = udp.stats();
         let tcp_waker = waker.clone();
         let tcp = TcpExecutor::start(move || {

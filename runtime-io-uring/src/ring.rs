@@ -18,6 +18,7 @@ use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 
 use io_uring::{opcode, squeue, types, IoUring};
+use siprtmp_runtime_common::mmsg::{cannot_segment, joins_segment_group, lacks_gso};
 use siprtmp_runtime_common::{BatchIo, ConnWrite, DatagramSend};
 
 /// Submission queue entries: a batch larger than this goes in several submissions.
@@ -37,8 +38,37 @@ pub(crate) struct Ring {
     pairs: Vec<[libc::iovec; 2]>,
     /// Each datagram's destination.
     addrs: Vec<libc::sockaddr_storage>,
+    /// Each group's `UDP_SEGMENT` control message (see [`Self::set_gso`]).
+    controls: Vec<[u64; CONTROL_WORDS]>,
+    /// The batch's datagrams as messages: a run of datagrams from one socket to one
+    /// destination that may leave as one segmented message, or a datagram alone.
+    groups: Vec<Group>,
+    /// Each datagram's length (head and body).
+    lens: Vec<usize>,
+    /// Each message's result, before it is spread over its datagrams.
+    group_results: Vec<io::Result<usize>>,
+    /// Groups the kernel would not segment: their datagrams go again one by one.
+    retry: Vec<Group>,
+    /// Whether a run of datagrams to one destination leaves as one UDP GSO message.
+    gso: bool,
+    /// Datagrams sent in segmented messages since [`BatchIo::take_segmented`] last asked.
+    segmented: u64,
     /// Submissions made (`io_uring_enter` calls), for tests and metrics.
     enters: u64,
+}
+
+/// `CMSG_SPACE(sizeof(u16))` on 64-bit Linux in u64 words (the alignment a `cmsghdr` needs):
+/// a 16-byte header and the segment size, padded.
+const CONTROL_WORDS: usize = 3;
+
+/// Datagrams of a batch that leave as one message: `count` of them from `first` on, all from
+/// `fd` to the address at `addrs[first]` (`namelen` bytes of it).
+#[derive(Debug, Clone, Copy)]
+struct Group {
+    first: usize,
+    count: usize,
+    fd: i32,
+    namelen: libc::socklen_t,
 }
 
 impl Ring {
@@ -75,8 +105,26 @@ impl Ring {
             headers: Vec::new(),
             pairs: Vec::new(),
             addrs: Vec::new(),
+            controls: Vec::new(),
+            groups: Vec::new(),
+            lens: Vec::new(),
+            group_results: Vec::new(),
+            retry: Vec::new(),
+            gso: false,
+            segmented: 0,
             enters: 0,
         })
+    }
+
+    /// Turns UDP GSO on or off (off at first): on, a run of datagrams of one batch from one
+    /// socket to one destination, each as long as the first but the last (the kernel's rule,
+    /// [`joins_segment_group`]), leaves as one `sendmsg` with a `UDP_SEGMENT` control
+    /// message, as the mio driver's sends do; the far end gets the same datagrams. The driver
+    /// turns it on when the UDP executor found the system able to (`--no-udp-gso` says
+    /// not to). A group the kernel refuses goes again one datagram at a time, and a system
+    /// that lacks GSO turns it off for good.
+    pub(crate) fn set_gso(&mut self, on: bool) {
+        self.gso = on;
     }
 
     /// Submissions made so far.
@@ -184,6 +232,7 @@ impl BatchIo for Ring {
             .resize(writes.len() + datagrams, unsafe { std::mem::zeroed() });
         self.pairs.resize(datagrams, [empty_iovec(); 2]);
         self.addrs.resize(datagrams, unsafe { std::mem::zeroed() });
+        self.controls.resize(datagrams, [0; CONTROL_WORDS]);
         for (i, write) in writes.iter().enumerate() {
             let segments = &slices[write.first..write.first + write.count];
             let entry = match segments {
@@ -202,6 +251,9 @@ impl BatchIo for Ring {
                     header.msg_iovlen = segments.len() as _;
                     header.msg_name = std::ptr::null_mut();
                     header.msg_namelen = 0;
+                    // Headers are reused across batches: this one may have carried a group.
+                    header.msg_control = std::ptr::null_mut();
+                    header.msg_controllen = 0;
                     opcode::SendMsg::new(types::Fd(write.fd), header)
                         .flags(FLAGS as u32)
                         .build()
@@ -209,27 +261,189 @@ impl BatchIo for Ring {
             };
             self.entries.push(entry.user_data(i as u64));
         }
-        for (j, datagram) in sends.enumerate().take(datagrams) {
-            let i = writes.len() + j;
-            self.pairs[j] = [iovec(datagram.head), iovec(datagram.body)];
-            let namelen = write_sockaddr(&datagram.destination, &mut self.addrs[j]);
-            let header = &mut self.headers[i];
-            header.msg_name = (&mut self.addrs[j] as *mut libc::sockaddr_storage).cast();
-            header.msg_namelen = namelen;
-            header.msg_iov = self.pairs[j].as_mut_ptr();
-            header.msg_iovlen = 2;
+        self.group_datagrams(sends.take(datagrams));
+        for (g, group) in self.groups.iter().enumerate() {
+            let i = writes.len() + g;
             self.entries.push(
-                opcode::SendMsg::new(types::Fd(datagram.fd), header)
-                    .flags(FLAGS as u32)
-                    .build()
-                    .user_data(i as u64),
+                message(
+                    &mut self.headers[i],
+                    &mut self.pairs,
+                    &mut self.addrs,
+                    Some(&mut self.controls[g]),
+                    group,
+                    self.lens[group.first],
+                )
+                .user_data(i as u64),
             );
         }
         // SAFETY: the entries point into `slices` and the datagrams' buffers (borrowed for
-        // this call) and into `headers`, `pairs` and `addrs`, which are not resized before
-        // `run` returns, once every entry has completed.
+        // this call) and into `headers`, `pairs`, `addrs` and `controls`, which are not
+        // resized before `run` returns, once every entry has completed.
         unsafe { self.run(results) };
+        self.spread_group_results(writes.len(), results);
     }
+
+    fn take_segmented(&mut self) -> u64 {
+        std::mem::take(&mut self.segmented)
+    }
+}
+
+impl Ring {
+    /// Fills `pairs`, `addrs` and `lens` from `sends` and splits them into `groups`: with GSO,
+    /// a datagram joins the group before it when it comes from the same socket to the same
+    /// destination and the kernel's rule allows; without, each is a group of its own.
+    fn group_datagrams<'a>(&mut self, sends: impl Iterator<Item = DatagramSend<'a>>) {
+        self.groups.clear();
+        self.lens.clear();
+        let mut last: Option<(i32, SocketAddr)> = None;
+        for (j, datagram) in sends.enumerate() {
+            self.pairs[j] = [iovec(datagram.head), iovec(datagram.body)];
+            let len = datagram.head.len() + datagram.body.len();
+            self.lens.push(len);
+            let namelen = write_sockaddr(&datagram.destination, &mut self.addrs[j]);
+            let joins = self.gso
+                && last == Some((datagram.fd, datagram.destination))
+                && self.groups.last().is_some_and(|group| {
+                    joins_group(&self.lens[group.first..group.first + group.count], len)
+                });
+            match self.groups.last_mut() {
+                Some(group) if joins => group.count += 1,
+                _ => self.groups.push(Group {
+                    first: j,
+                    count: 1,
+                    fd: datagram.fd,
+                    namelen,
+                }),
+            }
+            last = Some((datagram.fd, datagram.destination));
+        }
+    }
+
+    /// `results` holds the writes' results and then one per group: makes it one per datagram
+    /// after the writes, each datagram of a group that went counted as sent whole. A group
+    /// the kernel would not segment goes again, a datagram at a time.
+    fn spread_group_results(&mut self, writes: usize, results: &mut Vec<io::Result<usize>>) {
+        self.group_results.clear();
+        self.group_results.extend(results.drain(writes..));
+        self.retry.clear();
+        for (group, result) in self.groups.iter().zip(self.group_results.drain(..)) {
+            let datagrams = group.first..group.first + group.count;
+            match result {
+                Ok(_) => {
+                    results.extend(self.lens[datagrams].iter().map(|&len| Ok(len)));
+                    if group.count > 1 {
+                        self.segmented += group.count as u64;
+                    }
+                }
+                Err(e) if group.count > 1 && cannot_segment(&e) => {
+                    if lacks_gso(&e) {
+                        tracing::debug!("no UDP GSO here ({e}), sending one by one");
+                        self.gso = false;
+                    }
+                    // Placeholders, replaced below.
+                    results.extend(datagrams.map(|_| Ok(0)));
+                    self.retry.push(*group);
+                }
+                Err(e) => results.extend(datagrams.map(|_| Err(same_error(&e)))),
+            }
+        }
+        if !self.retry.is_empty() {
+            self.send_one_by_one(writes, results);
+        }
+    }
+
+    /// Sends every datagram of the groups in `retry` alone, in one submission; each result
+    /// goes to the datagram's place in `results` (after `writes` writes).
+    fn send_one_by_one(&mut self, writes: usize, results: &mut [io::Result<usize>]) {
+        self.entries.clear();
+        let mut alone = std::mem::take(&mut self.retry);
+        for group in &alone {
+            for j in group.first..group.first + group.count {
+                let single = Group {
+                    first: j,
+                    count: 1,
+                    ..*group
+                };
+                let i = writes + j;
+                self.entries.push(
+                    message(
+                        &mut self.headers[i],
+                        &mut self.pairs,
+                        &mut self.addrs,
+                        None,
+                        &single,
+                        self.lens[j],
+                    )
+                    .user_data(self.entries.len() as u64),
+                );
+            }
+        }
+        let mut singles = std::mem::take(&mut self.group_results);
+        // SAFETY: as in `submit`: the datagrams' buffers are still borrowed by the caller's
+        // call, and the storage the entries point into is not resized before `run` returns.
+        unsafe { self.run(&mut singles) };
+        let places = alone
+            .iter()
+            .flat_map(|group| group.first..group.first + group.count);
+        for (j, result) in places.zip(singles.drain(..)) {
+            results[writes + j] = result;
+        }
+        self.group_results = singles;
+        alone.clear();
+        self.retry = alone;
+    }
+}
+
+/// The `sendmsg` of `group` (its datagrams' iovec pairs, its destination) through `header`;
+/// a group of more than one carries a `UDP_SEGMENT` control message in `control` with the
+/// first datagram's length, `size` (a datagram alone needs no `control`).
+fn message(
+    header: &mut libc::msghdr,
+    pairs: &mut [[libc::iovec; 2]],
+    addrs: &mut [libc::sockaddr_storage],
+    control: Option<&mut [u64; CONTROL_WORDS]>,
+    group: &Group,
+    size: usize,
+) -> squeue::Entry {
+    header.msg_name = (&mut addrs[group.first] as *mut libc::sockaddr_storage).cast();
+    header.msg_namelen = group.namelen;
+    // The pairs of a group are consecutive: one array of `2 * count` iovecs.
+    header.msg_iov = pairs[group.first..].as_mut_ptr().cast::<libc::iovec>();
+    header.msg_iovlen = (2 * group.count) as _;
+    if let Some(control) = control.filter(|_| group.count > 1) {
+        header.msg_control = control.as_mut_ptr().cast();
+        header.msg_controllen = std::mem::size_of_val(control) as _;
+        // SAFETY: `msg_control` points at `control`, big enough for one `cmsghdr` and a u16
+        // (`CMSG_SPACE(2)`) and aligned for it; `CMSG_FIRSTHDR` and `CMSG_DATA` stay inside it.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(header);
+            (*cmsg).cmsg_level = libc::SOL_UDP;
+            (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), size as u16);
+        }
+    } else {
+        header.msg_control = std::ptr::null_mut();
+        header.msg_controllen = 0;
+    }
+    opcode::SendMsg::new(types::Fd(group.fd), header)
+        .flags(FLAGS as u32)
+        .build()
+}
+
+/// Whether a datagram of `len` bytes may join a group of datagrams of `lens` bytes (the
+/// kernel's rule, [`joins_segment_group`]).
+fn joins_group(lens: &[usize], len: usize) -> bool {
+    match (lens.first(), lens.last()) {
+        (Some(&size), Some(&last)) => joins_segment_group(size, last, lens.len(), len),
+        _ => true,
+    }
+}
+
+/// `e` again, for each datagram of a group that failed with it.
+fn same_error(e: &io::Error) -> io::Error {
+    e.raw_os_error()
+        .map_or_else(|| io::Error::from(e.kind()), io::Error::from_raw_os_error)
 }
 
 fn empty_iovec() -> libc::iovec {
@@ -325,6 +539,100 @@ mod tests {
             assert_eq!(from, senders[i].local_addr().unwrap());
             assert_eq!(&got[..4], b"head");
             assert_eq!(&got[4..n], &bodies[i][..]);
+        }
+    }
+
+    /// What `peer` receives next, `count` datagrams, each checked to come from `from`.
+    fn receive(peer: &UdpSocket, from: &UdpSocket, count: usize) -> Vec<Vec<u8>> {
+        (0..count)
+            .map(|_| {
+                let mut got = [0u8; 2048];
+                let (n, sender) = peer.recv_from(&mut got).unwrap();
+                assert_eq!(sender, from.local_addr().unwrap());
+                got[..n].to_vec()
+            })
+            .collect()
+    }
+
+    /// Six datagrams to one peer (five of 104 bytes and a shorter last) and two to another
+    /// (the second longer than the first, so it cannot join), with GSO on: the six leave as
+    /// one segmented message in the same submission as the others, and each peer receives
+    /// exactly the datagrams it was sent; with GSO off, the same arrives, none segmented.
+    #[test]
+    fn with_gso_a_run_to_one_peer_leaves_as_one_message_and_arrives_as_its_datagrams() {
+        let sender = udp();
+        let (a, b) = (udp(), udp());
+        let bodies: Vec<Vec<u8>> = (0..6u8)
+            .map(|i| vec![i; if i == 5 { 50 } else { 100 }])
+            .chain([vec![6; 46], vec![7; 56]])
+            .collect();
+        for gso in [true, false] {
+            let mut ring = Ring::new().unwrap();
+            ring.set_gso(gso);
+            let sends = bodies.iter().enumerate().map(|(i, body)| DatagramSend {
+                fd: sender.as_raw_fd(),
+                destination: if i < 6 {
+                    a.local_addr()
+                } else {
+                    b.local_addr()
+                }
+                .unwrap(),
+                head: b"head",
+                body,
+            });
+            let mut results = Vec::new();
+            ring.submit(&[], &[], sends, &mut results);
+            assert_eq!(ring.enters(), 1);
+            let lens: Vec<_> = results.iter().map(|r| *r.as_ref().unwrap()).collect();
+            let expected: Vec<_> = bodies.iter().map(|body| 4 + body.len()).collect();
+            assert_eq!(lens, expected);
+            assert_eq!(ring.take_segmented(), if gso { 6 } else { 0 });
+            assert_eq!(ring.take_segmented(), 0, "counted once");
+            let got: Vec<_> = receive(&a, &sender, 6)
+                .into_iter()
+                .chain(receive(&b, &sender, 2))
+                .collect();
+            for (datagram, body) in got.iter().zip(&bodies) {
+                assert_eq!(&datagram[..4], b"head");
+                assert_eq!(&datagram[4..], &body[..]);
+            }
+        }
+    }
+
+    /// A group the kernel would not segment (`EINVAL`, here made up) goes again one datagram
+    /// at a time, each result in its place, and GSO stays on; a system that lacks GSO
+    /// (`EIO`) turns it off.
+    #[test]
+    fn a_group_the_kernel_refuses_goes_again_one_by_one() {
+        let sender = udp();
+        let peer = udp();
+        let bodies: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 20]).collect();
+        for (errno, gso_after) in [(libc::EINVAL, true), (libc::EIO, false)] {
+            let mut ring = Ring::new().unwrap();
+            ring.set_gso(true);
+            let sends = bodies.iter().map(|body| DatagramSend {
+                fd: sender.as_raw_fd(),
+                destination: peer.local_addr().unwrap(),
+                head: b"h",
+                body,
+            });
+            ring.pairs.resize(bodies.len(), [empty_iovec(); 2]);
+            // SAFETY: all-zero bytes are a valid `msghdr` and `sockaddr_storage`.
+            ring.addrs
+                .resize(bodies.len(), unsafe { std::mem::zeroed() });
+            ring.headers
+                .resize(bodies.len(), unsafe { std::mem::zeroed() });
+            ring.group_datagrams(sends);
+            assert_eq!(ring.groups.len(), 1, "one group of three");
+            let mut results = vec![Err(io::Error::from_raw_os_error(errno))];
+            ring.spread_group_results(0, &mut results);
+            let lens: Vec<_> = results.iter().map(|r| *r.as_ref().unwrap()).collect();
+            assert_eq!(lens, vec![21; 3]);
+            assert_eq!(ring.gso, gso_after);
+            assert_eq!(ring.take_segmented(), 0);
+            for (datagram, body) in receive(&peer, &sender, 3).iter().zip(&bodies) {
+                assert_eq!(&datagram[1..], &body[..]);
+            }
         }
     }
 

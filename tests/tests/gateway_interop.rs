@@ -462,9 +462,9 @@ fn under_io_uring_concurrent_calls_on_their_own_sockets_each_hear_their_own_echo
 /// With wake-up moderation (`--poll-interval 20`), merged writes and shared ports, the
 /// configuration that costs the least CPU per call: concurrent calls each still hear every
 /// frame of their own echo and none of another call's (what arrives between two polls waits
-/// in the kernel's buffers, and one wake-up takes it all). Under mio the calls' frames of one
-/// wake-up leave through the shared port as UDP GSO messages (Linux), which sipp receives as
-/// the separate datagrams they were (io-uring sends each datagram alone in its batch).
+/// in the kernel's buffers, and one wake-up takes it all). The calls' frames of one wake-up
+/// leave through the shared port as UDP GSO messages (Linux), which sipp receives as the
+/// separate datagrams they were.
 fn with_a_poll_interval_calls_hear_all_of_their_own_echo(runtime: Runtime) {
     let dir = scratch_dir(&format!("gw-poll-interval-{}", runtime.name()));
     let mut node = shared_ports_node();
@@ -477,7 +477,7 @@ fn with_a_poll_interval_calls_hear_all_of_their_own_echo(runtime: Runtime) {
         &dir,
         &format!("poll interval, {}", runtime.name()),
     );
-    if cfg!(target_os = "linux") && runtime == Runtime::Mio {
+    if cfg!(target_os = "linux") {
         let segmented = server.udp.segmented.load(Ordering::Relaxed);
         assert!(
             segmented > 0,
@@ -492,8 +492,8 @@ fn with_a_poll_interval_concurrent_calls_each_hear_all_of_their_own_echo() {
     with_a_poll_interval_calls_hear_all_of_their_own_echo(Runtime::Mio);
 }
 
-/// The same under io-uring, whose batches of reads and writes then carry every connection that
-/// a 20 ms wait made ready.
+/// The same under io-uring, whose batches of reads, writes and GSO messages then carry every
+/// connection that a 20 ms wait made ready.
 #[test]
 fn under_io_uring_with_a_poll_interval_concurrent_calls_each_hear_all_of_their_own_echo() {
     with_a_poll_interval_calls_hear_all_of_their_own_echo(Runtime::IoUring);
