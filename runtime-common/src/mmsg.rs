@@ -215,6 +215,31 @@ fn datagram_len(datagram: &(&[u8], &[u8])) -> usize {
     datagram.0.len() + datagram.1.len()
 }
 
+/// Room for a `UDP_SEGMENT` control message, in u64 words (the alignment a `cmsghdr` needs):
+/// `CMSG_SPACE(sizeof(u16))` on 64-bit Linux, a 16-byte header and the value, padded.
+pub const SEGMENT_CONTROL_WORDS: usize = 3;
+
+/// Makes `header` a UDP GSO message of `size`-byte segments: its control message, written
+/// into `control` (which must outlive every use of `header`), is `UDP_SEGMENT` with `size`.
+#[cfg(target_os = "linux")]
+pub fn set_segment_size(
+    header: &mut libc::msghdr,
+    control: &mut [u64; SEGMENT_CONTROL_WORDS],
+    size: usize,
+) {
+    header.msg_control = control.as_mut_ptr().cast();
+    header.msg_controllen = std::mem::size_of_val(control) as _;
+    // SAFETY: `msg_control` points at `control`, big enough for one `cmsghdr` and a u16
+    // (`CMSG_SPACE(2)`) and aligned for it; `CMSG_FIRSTHDR` and `CMSG_DATA` stay inside it.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(header);
+        (*cmsg).cmsg_level = libc::SOL_UDP;
+        (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), size as u16);
+    }
+}
+
 /// One `sendmmsg(2)` whose messages are `groups`, each sent as one UDP GSO message (a
 /// `UDP_SEGMENT` control message with the first datagram's length; the kernel cuts it into
 /// the datagrams again) when it holds more than one datagram, without waiting. Every group
@@ -233,8 +258,6 @@ pub fn send_segmented(
         groups.iter().all(SegmentGroup::is_valid),
         "a group the kernel refuses"
     );
-    /// `CMSG_SPACE(sizeof(u16))` on 64-bit Linux: a 16-byte header and the value, padded.
-    const CONTROL_WORDS: usize = 3;
     // SAFETY: all-zero bytes are a valid value of `mmsghdr` (null pointers, zero lengths).
     let mut headers: [libc::mmsghdr; SEND_BATCH] = unsafe { std::mem::zeroed() };
     let mut iovecs = [libc::iovec {
@@ -242,7 +265,7 @@ pub fn send_segmented(
         iov_len: 0,
     }; 2 * GSO_BATCH];
     // u64 words: the alignment a `cmsghdr` needs.
-    let mut controls = [[0u64; CONTROL_WORDS]; SEND_BATCH];
+    let mut controls = [[0u64; SEGMENT_CONTROL_WORDS]; SEND_BATCH];
     let mut firsts = [0usize; SEND_BATCH];
     let mut used = 0;
     let mut n = 0;
@@ -268,19 +291,7 @@ pub fn send_segmented(
         header.msg_iovlen = count * 2;
         if count > 1 {
             let size = group.datagrams[0].0.len() + group.datagrams[0].1.len();
-            let control = &mut controls[n];
-            header.msg_control = control.as_mut_ptr().cast();
-            header.msg_controllen = std::mem::size_of_val(control);
-            // SAFETY: `msg_control` points at `control`, big enough for one `cmsghdr` and a
-            // u16 (`CMSG_SPACE(2)`) and aligned for it; `CMSG_FIRSTHDR` and `CMSG_DATA` stay
-            // inside it.
-            unsafe {
-                let cmsg = libc::CMSG_FIRSTHDR(header);
-                (*cmsg).cmsg_level = libc::SOL_UDP;
-                (*cmsg).cmsg_type = libc::UDP_SEGMENT;
-                (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as usize;
-                std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), size as u16);
-            }
+            set_segment_size(header, &mut controls[n], size);
         }
         n += 1;
     }

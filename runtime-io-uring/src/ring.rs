@@ -18,7 +18,9 @@ use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 
 use io_uring::{opcode, squeue, types, IoUring};
-use siprtmp_runtime_common::mmsg::{cannot_segment, joins_segment_group, lacks_gso};
+use siprtmp_runtime_common::mmsg::{
+    cannot_segment, joins_segment_group, lacks_gso, set_segment_size, SEGMENT_CONTROL_WORDS,
+};
 use siprtmp_runtime_common::{BatchIo, ConnWrite, DatagramSend};
 
 /// Submission queue entries: a batch larger than this goes in several submissions.
@@ -39,7 +41,7 @@ pub(crate) struct Ring {
     /// Each datagram's destination.
     addrs: Vec<libc::sockaddr_storage>,
     /// Each group's `UDP_SEGMENT` control message (see [`Self::set_gso`]).
-    controls: Vec<[u64; CONTROL_WORDS]>,
+    controls: Vec<[u64; SEGMENT_CONTROL_WORDS]>,
     /// The batch's datagrams as messages: a run of datagrams from one socket to one
     /// destination that may leave as one segmented message, or a datagram alone.
     groups: Vec<Group>,
@@ -56,10 +58,6 @@ pub(crate) struct Ring {
     /// Submissions made (`io_uring_enter` calls), for tests and metrics.
     enters: u64,
 }
-
-/// `CMSG_SPACE(sizeof(u16))` on 64-bit Linux in u64 words (the alignment a `cmsghdr` needs):
-/// a 16-byte header and the segment size, padded.
-const CONTROL_WORDS: usize = 3;
 
 /// Datagrams of a batch that leave as one message: `count` of them from `first` on, all from
 /// `fd` to the address at `addrs[first]` (`namelen` bytes of it).
@@ -232,7 +230,7 @@ impl BatchIo for Ring {
             .resize(writes.len() + datagrams, unsafe { std::mem::zeroed() });
         self.pairs.resize(datagrams, [empty_iovec(); 2]);
         self.addrs.resize(datagrams, unsafe { std::mem::zeroed() });
-        self.controls.resize(datagrams, [0; CONTROL_WORDS]);
+        self.controls.resize(datagrams, [0; SEGMENT_CONTROL_WORDS]);
         for (i, write) in writes.iter().enumerate() {
             let segments = &slices[write.first..write.first + write.count];
             let entry = match segments {
@@ -401,7 +399,7 @@ fn message(
     header: &mut libc::msghdr,
     pairs: &mut [[libc::iovec; 2]],
     addrs: &mut [libc::sockaddr_storage],
-    control: Option<&mut [u64; CONTROL_WORDS]>,
+    control: Option<&mut [u64; SEGMENT_CONTROL_WORDS]>,
     group: &Group,
     size: usize,
 ) -> squeue::Entry {
@@ -411,17 +409,7 @@ fn message(
     header.msg_iov = pairs[group.first..].as_mut_ptr().cast::<libc::iovec>();
     header.msg_iovlen = (2 * group.count) as _;
     if let Some(control) = control.filter(|_| group.count > 1) {
-        header.msg_control = control.as_mut_ptr().cast();
-        header.msg_controllen = std::mem::size_of_val(control) as _;
-        // SAFETY: `msg_control` points at `control`, big enough for one `cmsghdr` and a u16
-        // (`CMSG_SPACE(2)`) and aligned for it; `CMSG_FIRSTHDR` and `CMSG_DATA` stay inside it.
-        unsafe {
-            let cmsg = libc::CMSG_FIRSTHDR(header);
-            (*cmsg).cmsg_level = libc::SOL_UDP;
-            (*cmsg).cmsg_type = libc::UDP_SEGMENT;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
-            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), size as u16);
-        }
+        set_segment_size(header, control, size);
     } else {
         header.msg_control = std::ptr::null_mut();
         header.msg_controllen = 0;
