@@ -264,7 +264,6 @@ pub fn send_segmented(
         iov_base: std::ptr::null_mut(),
         iov_len: 0,
     }; 2 * GSO_BATCH];
-    // u64 words: the alignment a `cmsghdr` needs.
     let mut controls = [[0u64; SEGMENT_CONTROL_WORDS]; SEND_BATCH];
     let mut firsts = [0usize; SEND_BATCH];
     let mut used = 0;
