@@ -160,6 +160,8 @@ impl World {
         }
         let mut config = NodeConfig::default();
         config.server.gateway = Some(gateway);
+        // Nor does the server limit them (the gateway bench holds 300 calls).
+        config.server.max_connections_per_ip = 0;
         configure(&mut config);
         let mut net = MemoryNet::new(Node::new(config, now, 9));
         if transport == Transport::Tcp {
