@@ -26,6 +26,12 @@
 //! readiness stays epoll's. Without io_uring (an old kernel, or one where it is turned off),
 //! [`Driver::bind`] fails and says why.
 //!
+//! Publishers are read on the node's read grid as in the mio driver
+//! ([`siprtmp_runtime_common::ReadGrid`], Linux): a paced socket has `SO_RCVLOWAT` of
+//! [`siprtmp_runtime_common::PACED_LOW_WATER`], so epoll stays quiet while a few messages
+//! gather, and at each tick of the grid one submission reads every paced connection due
+//! (where the mio driver makes a `recv` each), before the turn that writes to the players.
+//!
 //! Several workers run with [`siprtmp_runtime_common::Workers`] as the mio driver's do (each
 //! worker its own thread, poll and ring). [`DriverConfig::poll_interval`] moderates wake-ups
 //! as in the mio driver ([`siprtmp_runtime_common::WakeModeration`]): fewer wake-ups, each
@@ -55,8 +61,8 @@ use siprtmp_core::node::{ConnId, Node, NodeConfig};
 use siprtmp_core::worker_relay::WorkerId;
 use siprtmp_runtime_common::mio_poll::{self, PollTokens, Watched};
 use siprtmp_runtime_common::{
-    bind_listener, configure_stream, AcceptBackoff, FileExecutor, NodeHost, RelayLink, TcpExecutor,
-    Transport, WakeModeration,
+    bind_listener, configure_stream, set_read_low_water, AcceptBackoff, FileExecutor, NodeHost,
+    RelayLink, TcpExecutor, Transport, WakeModeration, PACED_LOW_WATER,
 };
 
 pub use siprtmp_runtime_common::{Decider, Driver, DriverConfig, Stopper, TcpStats, UdpStats};
@@ -105,6 +111,13 @@ pub struct UringDriver {
     reads: Vec<(ConnId, bool, BytesMut)>,
     /// Results of a batch.
     results: Vec<io::Result<usize>>,
+    /// The connections whose reads in [`Self::read_batches`] brought bytes or their end
+    /// (told to the read grid after a sweep).
+    got: Vec<ConnId>,
+    /// The paced connections read at a tick (kept for its allocation).
+    sweep: Vec<ConnId>,
+    /// The pacing changes of a turn (kept for its allocation).
+    pacing_changes: Vec<(ConnId, bool)>,
     listener: TcpListener,
     /// The RTMPS listener, if any: its connections go to the node with `accept_tls`.
     tls_listener: Option<TcpListener>,
@@ -216,20 +229,26 @@ impl UringDriver {
             let _ = tcp_waker.wake();
         })?;
         let tcp_stats = tcp.stats();
+        let mut host = NodeHost::new(node, config.events.clone())
+            .with_files(files)
+            .with_relay(relay)
+            .with_udp(udp)
+            .with_tcp(tcp);
+        // epoll honours SO_RCVLOWAT on Linux (the only system with io_uring).
+        host.enable_read_pacing();
         Ok(Self {
             poll,
             ring,
             readable: Vec::new(),
             reads: Vec::new(),
             results: Vec::new(),
+            got: Vec::new(),
+            sweep: Vec::new(),
+            pacing_changes: Vec::new(),
             listener,
             tls_listener,
             waker,
-            host: NodeHost::new(node, config.events.clone())
-                .with_files(files)
-                .with_relay(relay)
-                .with_udp(udp)
-                .with_tcp(tcp),
+            host,
             udp_stats,
             tcp_stats,
             config,
@@ -252,10 +271,15 @@ impl UringDriver {
                 Some(std::time::Duration::ZERO)
             } else {
                 // A paused accept loop wakes itself up: the backlog raises no new event.
-                let deadline = match (self.host.poll_timeout(), self.accept_backoff.retry_at()) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
+                let tick = self.host.read_grid().and_then(|grid| grid.next_tick());
+                let deadline = [
+                    self.host.poll_timeout(),
+                    self.accept_backoff.retry_at(),
+                    tick,
+                ]
+                .into_iter()
+                .flatten()
+                .min();
                 deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()))
             };
             match self.poll.poll(&mut events, timeout) {
@@ -283,6 +307,7 @@ impl UringDriver {
                     }
                     Watched::Conn(conn) => {
                         if event.is_readable() || event.is_read_closed() {
+                            self.wake_paced(conn);
                             self.readable.push((conn, event.is_read_closed()));
                         }
                         if event.is_writable() {
@@ -311,8 +336,77 @@ impl UringDriver {
                 self.accept_all(now, false);
                 self.accept_all(now, true);
             }
+            self.read_paced(now);
             self.host.turn_batched(now, &mut self.ring);
+            self.pace_sockets(now);
             self.deregister_closed();
+        }
+    }
+
+    /// At a tick of the read grid, reads every paced connection due, in one batch (before the
+    /// turn, so that their players are written in it). One that had nothing twice in a row
+    /// is left to raise an event for its next byte (see `ReadGrid`).
+    fn read_paced(&mut self, now: Instant) {
+        let mut sweep = std::mem::take(&mut self.sweep);
+        if self
+            .host
+            .read_grid()
+            .is_some_and(|grid| grid.tick(now, &mut sweep))
+        {
+            self.readable
+                .extend(sweep.iter().map(|&conn| (conn, false)));
+            self.read_batches(now);
+            self.got.sort_unstable();
+            for &conn in &sweep {
+                let got_bytes = self.got.binary_search(&conn).is_ok();
+                let sleeps = self
+                    .host
+                    .read_grid()
+                    .is_some_and(|g| g.swept(conn, got_bytes));
+                if sleeps {
+                    self.set_low_water(conn, 1);
+                }
+            }
+        }
+        self.sweep = sweep;
+    }
+
+    /// A paced connection's socket raised an event: if it was asleep, it goes back on the
+    /// sweep, its socket quiet between ticks again.
+    fn wake_paced(&mut self, conn: ConnId) {
+        if self.host.read_grid().is_some_and(|grid| grid.woke(conn)) {
+            self.set_low_water(conn, PACED_LOW_WATER);
+        }
+    }
+
+    fn set_low_water(&mut self, conn: ConnId, bytes: usize) {
+        if let Some(c) = self.host.transport_mut(conn) {
+            if let Err(e) = set_read_low_water(&c.0, bytes) {
+                tracing::debug!("{conn}: SO_RCVLOWAT: {e}");
+            }
+        }
+    }
+
+    /// Sets the sockets of connections the node paced or stopped pacing in the last turn.
+    /// Those back to reads as bytes arrive are read now, in one batch, with a turn for what
+    /// that brings: what waited below the low-water mark raises no event of its own.
+    fn pace_sockets(&mut self, now: Instant) {
+        let Some(grid) = self.host.read_grid() else {
+            return;
+        };
+        let mut changes = std::mem::take(&mut self.pacing_changes);
+        changes.clear();
+        changes.extend(grid.take_changes());
+        for &(conn, paced) in &changes {
+            self.set_low_water(conn, if paced { PACED_LOW_WATER } else { 1 });
+            if !paced {
+                self.readable.push((conn, false));
+            }
+        }
+        self.pacing_changes = changes;
+        if !self.readable.is_empty() {
+            self.read_batches(now);
+            self.host.turn_batched(now, &mut self.ring);
         }
     }
 
@@ -377,7 +471,9 @@ impl UringDriver {
     /// own), [`READ_CHUNK`] parts, until each has given less than its part. As in the mio
     /// driver, a read that fills less than its buffer emptied the socket: with epoll's
     /// edge-triggered registration, data arriving later raises a new event.
+    /// Each connection that got bytes or its end is listed in [`Self::got`].
     fn read_batches(&mut self, now: Instant) {
+        self.got.clear();
         let mut part = FIRST_READ;
         while !self.readable.is_empty() {
             self.reads.clear();
@@ -404,8 +500,12 @@ impl UringDriver {
                 self.reads.drain(..).zip(self.results.drain(..))
             {
                 match result {
-                    Ok(0) => self.host.peer_closed(now, conn),
+                    Ok(0) => {
+                        self.got.push(conn);
+                        self.host.peer_closed(now, conn);
+                    }
                     Ok(n) => {
+                        self.got.push(conn);
                         data.truncate(n);
                         self.host.received(now, conn, data);
                         if n == part || closed {

@@ -69,7 +69,9 @@ use siprtmp_runtime_common::{
     RelayLink, TcpExecutor, Transport, WakeModeration,
 };
 
-pub use siprtmp_runtime_common::{Decider, Driver, DriverConfig, Stopper, TcpStats, UdpStats};
+pub use siprtmp_runtime_common::{
+    Decider, Driver, DriverConfig, Stopper, TcpStats, UdpStats, PACED_LOW_WATER,
+};
 
 pub mod worker;
 
@@ -78,12 +80,6 @@ const WAKER: Token = PollTokens::control(2);
 const TLS_LISTENER: Token = PollTokens::control(3);
 /// Read buffer granularity: one allocation serves many reads.
 const READ_CHUNK: usize = 64 * 1024;
-/// A paced socket's `SO_RCVLOWAT`: more than this, arrived between two ticks (a keyframe of
-/// a high-rate stream), is read at once rather than left waiting for the tick. Not more: Linux
-/// grows a socket's receive buffer to fit the mark and, when it has to, clamps the receive
-/// window to it; a default buffer (`tcp_rmem`'s 128 KiB) fits 32 KiB as it is, so a
-/// publisher's window is left alone.
-pub const PACED_LOW_WATER: usize = 32 * 1024;
 
 /// A connection's socket; writability comes back as a mio event.
 struct MioConnection(TcpStream);

@@ -1,4 +1,4 @@
-//! A server under test: any of the four drivers (picked by value, [`Runtime`]) on an
+//! A server under test: any of the five drivers (picked by value, [`Runtime`]) on an
 //! ephemeral loopback port, in a thread, with its application events observable.
 
 use std::io;

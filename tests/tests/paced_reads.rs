@@ -1,4 +1,4 @@
-//! Paced reads under the mio driver: a publisher is read once per merge window, not once per
+//! Paced reads under the mio and io-uring drivers: a publisher is read once per merge window, not once per
 //! message. A client publishing an audio message every 10 ms, each in a write (and a TCP
 //! segment) of its own, is read at most once per 40 ms tick, as `GET /api/v1/connections`
 //! counts; its player still gets every message, in order. While nobody plays its stream it
@@ -13,7 +13,7 @@ use siprtmp_core::node::{HttpConfig, NodeConfig};
 use siprtmp_core::rtmp::client::ClientEvent;
 use siprtmp_core::rtmp::message::{type_id, RtmpMessage};
 use siprtmp_tests::scrape::{connections, json_number};
-use siprtmp_tests::server::TestServer;
+use siprtmp_tests::server::{Runtime, TestServer};
 use siprtmp_tests::tcp_client::TcpRtmpClient;
 
 const STARTUP: Duration = Duration::from_secs(15);
@@ -22,15 +22,16 @@ const UNWATCHED_WINDOW: Duration = Duration::from_millis(400);
 const MESSAGES: u32 = 100;
 const EVERY: Duration = Duration::from_millis(10);
 
-/// A server with merged writes over `WINDOW` and the HTTP API; its API's address.
-fn paced_server() -> (TestServer, String) {
+/// A server on `runtime` with merged writes over `WINDOW` and the HTTP API; its API's
+/// address.
+fn paced_server(runtime: Runtime) -> (TestServer, String) {
     let mut node = NodeConfig::default();
     node.server.merge_writes = Some(WINDOW);
     node.server.http = Some(HttpConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         ..HttpConfig::default()
     });
-    let mut server = TestServer::start(node, None);
+    let mut server = TestServer::start_on(runtime, node, None);
     let http = server.http_listening(STARTUP).expect("the HTTP listener");
     (server, http)
 }
@@ -110,9 +111,8 @@ fn assert_at_most_one_read_per(every: Duration, reads: u64, elapsed: Duration) {
     );
 }
 
-#[test]
-fn a_publisher_is_read_once_per_merge_window_and_its_player_gets_every_message() {
-    let (server, http) = paced_server();
+fn a_publisher_is_read_once_per_merge_window_and_its_player_gets_every_message(runtime: Runtime) {
+    let (server, http) = paced_server(runtime);
     let mut player = TcpRtmpClient::play(server.addr, "live", "paced", None);
     let (mut publisher, stream) = publisher(&server, "paced");
 
@@ -130,9 +130,8 @@ fn a_publisher_is_read_once_per_merge_window_and_its_player_gets_every_message()
     server.stop();
 }
 
-#[test]
-fn a_publisher_nobody_watches_is_read_once_per_ten_windows_until_a_player_comes() {
-    let (server, http) = paced_server();
+fn a_publisher_nobody_watches_is_read_once_per_ten_windows_until_a_player_comes(runtime: Runtime) {
+    let (server, http) = paced_server(runtime);
     let (mut publisher, stream) = publisher(&server, "alone");
     let (before, grid) = publisher_reads(&http, "live/alone");
     let unwatched = UNWATCHED_WINDOW.as_millis() as u64;
@@ -155,3 +154,28 @@ fn a_publisher_nobody_watches_is_read_once_per_ten_windows_until_a_player_comes(
     );
     server.stop();
 }
+
+/// The same tests for each driver that paces reads.
+macro_rules! paced {
+    ($($name:ident => $runtime:ident),*) => {$(
+        mod $name {
+            use super::Runtime;
+
+            #[test]
+            fn a_publisher_is_read_once_per_merge_window_and_its_player_gets_every_message() {
+                super::a_publisher_is_read_once_per_merge_window_and_its_player_gets_every_message(
+                    Runtime::$runtime,
+                );
+            }
+
+            #[test]
+            fn a_publisher_nobody_watches_is_read_once_per_ten_windows_until_a_player_comes() {
+                super::a_publisher_nobody_watches_is_read_once_per_ten_windows_until_a_player_comes(
+                    Runtime::$runtime,
+                );
+            }
+        }
+    )*};
+}
+
+paced!(mio => Mio, io_uring => IoUring);
