@@ -67,9 +67,11 @@ use siprtmp_runtime_common::{
 
 pub use siprtmp_runtime_common::{Decider, Driver, DriverConfig, Stopper, TcpStats, UdpStats};
 
+mod read_sizes;
 mod ring;
 pub mod worker;
 
+use read_sizes::ReadSizes;
 use ring::Ring;
 
 const LISTENER: Token = PollTokens::control(1);
@@ -77,10 +79,6 @@ const WAKER: Token = PollTokens::control(2);
 const TLS_LISTENER: Token = PollTokens::control(3);
 /// Read buffer granularity: one allocation serves many reads.
 const READ_CHUNK: usize = 64 * 1024;
-/// Each readable connection's part of the read block in a wake-up's first batch of reads: a
-/// gateway client's Speex frame (about 100 bytes) or a few, with room for bursts. A connection
-/// that fills it is read again with [`READ_CHUNK`].
-const FIRST_READ: usize = 2 * 1024;
 
 /// A connection's socket; writability comes back as a mio event. The turn's writes go
 /// through the ring ([`NodeHost::turn_batched`] asks for its descriptor); the host's own
@@ -104,11 +102,14 @@ pub struct UringDriver {
     poll: Poll,
     /// The batched system calls.
     ring: Ring,
-    /// Connections reported readable in this wake-up (and whether the peer closed), read in
-    /// one batch.
-    readable: Vec<(ConnId, bool)>,
-    /// The batch of reads being made: each connection and its part of the read block.
-    reads: Vec<(ConnId, bool, BytesMut)>,
+    /// Connections reported readable in this wake-up (whether the peer closed, and what was
+    /// read of them in this wake-up so far), read in one batch.
+    readable: Vec<(ConnId, bool, usize)>,
+    /// The batch of reads being made: each connection, whether the peer closed, what was read
+    /// before this batch, and its part of the read block.
+    reads: Vec<(ConnId, bool, usize, BytesMut)>,
+    /// How much each connection's reads of a wake-up brought last time.
+    read_sizes: ReadSizes,
     /// Results of a batch.
     results: Vec<io::Result<usize>>,
     /// The connections whose reads in [`Self::read_batches`] brought bytes or their end
@@ -241,6 +242,7 @@ impl UringDriver {
             ring,
             readable: Vec::new(),
             reads: Vec::new(),
+            read_sizes: ReadSizes::default(),
             results: Vec::new(),
             got: Vec::new(),
             sweep: Vec::new(),
@@ -308,7 +310,7 @@ impl UringDriver {
                     Watched::Conn(conn) => {
                         if event.is_readable() || event.is_read_closed() {
                             self.wake_paced(conn);
-                            self.readable.push((conn, event.is_read_closed()));
+                            self.readable.push((conn, event.is_read_closed(), 0));
                         }
                         if event.is_writable() {
                             self.host.writable(conn);
@@ -354,7 +356,7 @@ impl UringDriver {
             .is_some_and(|grid| grid.tick(now, &mut sweep))
         {
             self.readable
-                .extend(sweep.iter().map(|&conn| (conn, false)));
+                .extend(sweep.iter().map(|&conn| (conn, false, 0)));
             self.read_batches(now);
             self.got.sort_unstable();
             for &conn in &sweep {
@@ -400,7 +402,7 @@ impl UringDriver {
         for &(conn, paced) in &changes {
             self.set_low_water(conn, if paced { PACED_LOW_WATER } else { 1 });
             if !paced {
-                self.readable.push((conn, false));
+                self.readable.push((conn, false, 0));
             }
         }
         self.pacing_changes = changes;
@@ -465,38 +467,43 @@ impl UringDriver {
         }
     }
 
-    /// Reads every connection of [`Self::readable`] in batches: first a [`FIRST_READ`] part
-    /// of the read block each, one submission for all; then, for those that filled their part
-    /// (more may be waiting) or whose peer closed (its end of stream raised no event of its
-    /// own), [`READ_CHUNK`] parts, until each has given less than its part. As in the mio
-    /// driver, a read that fills less than its buffer emptied the socket: with epoll's
-    /// edge-triggered registration, data arriving later raises a new event.
-    /// Each connection that got bytes or its end is listed in [`Self::got`].
+    /// Reads every connection of [`Self::readable`] in batches: first a part of the read
+    /// block each, as large as its reads brought last time ([`ReadSizes`]), one submission for
+    /// all; then, for those that filled their part (more may be waiting) or whose peer closed
+    /// (its end of stream raised no event of its own), [`READ_CHUNK`] parts, until each has
+    /// given less than its part. As in the mio driver, a read that fills less than its buffer
+    /// emptied the socket: with epoll's edge-triggered registration, data arriving later
+    /// raises a new event. Each connection that got bytes or its end is listed in
+    /// [`Self::got`].
     fn read_batches(&mut self, now: Instant) {
         self.got.clear();
-        let mut part = FIRST_READ;
         while !self.readable.is_empty() {
             self.reads.clear();
-            for (conn, closed) in self.readable.drain(..) {
+            for (conn, closed, so_far) in self.readable.drain(..) {
                 if self.host.transport_mut(conn).is_none() {
                     continue;
                 }
+                let part = if so_far == 0 {
+                    self.read_sizes.part(conn)
+                } else {
+                    READ_CHUNK
+                };
                 // `read_buf` is kept initialised to its full length, so it is zeroed once per
                 // READ_CHUNK of parts handed out, not once per read.
                 if self.read_buf.len() < part {
                     self.read_buf = BytesMut::zeroed(READ_CHUNK);
                 }
                 self.reads
-                    .push((conn, closed, self.read_buf.split_to(part)));
+                    .push((conn, closed, so_far, self.read_buf.split_to(part)));
             }
             let host = &mut self.host;
-            let reads = self.reads.iter_mut().map(|(conn, _, buf)| {
+            let reads = self.reads.iter_mut().map(|(conn, _, _, buf)| {
                 // A connection removed since it was listed cannot be: nothing ran in between.
                 let fd = host.transport_mut(*conn).map_or(-1, |c| c.as_raw_fd());
                 (fd, &mut buf[..])
             });
             self.ring.recv_all(reads, &mut self.results);
-            for ((conn, closed, mut data), result) in
+            for ((conn, closed, so_far, mut data), result) in
                 self.reads.drain(..).zip(self.results.drain(..))
             {
                 match result {
@@ -506,15 +513,22 @@ impl UringDriver {
                     }
                     Ok(n) => {
                         self.got.push(conn);
+                        let full = n == data.len();
                         data.truncate(n);
                         self.host.received(now, conn, data);
-                        if n == part || closed {
-                            self.readable.push((conn, closed));
+                        if full || closed {
+                            self.readable.push((conn, closed, so_far + n));
+                        } else {
+                            self.read_sizes.read(conn, so_far + n);
                         }
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        if so_far > 0 {
+                            self.read_sizes.read(conn, so_far);
+                        }
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                        self.readable.push((conn, closed))
+                        self.readable.push((conn, closed, so_far))
                     }
                     Err(e) => {
                         tracing::debug!("{conn}: read error: {e}");
@@ -522,12 +536,12 @@ impl UringDriver {
                     }
                 }
             }
-            part = READ_CHUNK;
         }
     }
 
     fn deregister_closed(&mut self) {
-        for (_, mut c) in self.host.take_closed() {
+        for (conn, mut c) in self.host.take_closed() {
+            self.read_sizes.forget(conn);
             let _ = self.poll.registry().deregister(&mut c.0);
         }
     }
