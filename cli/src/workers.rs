@@ -1,8 +1,8 @@
 //! `--workers N`: N nodes, one per thread, on one port (`SO_REUSEPORT`), sharing their live
-//! streams through the relay between workers. Only the mio and tokio drivers run as workers
-//! ([`Runtime::runs_workers`]); the access rules are one [`Authorizer`] shared by every worker
-//! (behind a mutex: it is asked once per connect, publish and play, never per packet), so
-//! connection limits count the whole server.
+//! streams through the relay between workers. Only the mio, tokio and io-uring drivers run as
+//! workers ([`Runtime::runs_workers`]); the access rules are one [`Authorizer`] shared by
+//! every worker (behind a mutex: it is asked once per connect, publish and play, never per
+//! packet), so connection limits count the whole server.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};

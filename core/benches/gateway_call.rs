@@ -15,6 +15,12 @@
 //! ```
 //!
 //! and divide `Node::handle`'s inclusive count by `CALLS` times the seconds.
+//!
+//! For the cache misses that per-call state costs with many calls taking turns, set
+//! `SIPRTMP_BENCH_CALLS=300` and add `--cache-sim=yes --LL=524288,8,64` (a 512 KiB second
+//! level), collecting `Node::handle` and `Node::poll_output`; a run of 0 seconds gives the
+//! set-up's share to subtract (the full recipe is in bench-compare's
+//! `results/2026-12-06-gateway-cache-misses/README.md`).
 
 #[path = "../tests/support/gateway_world.rs"]
 mod gateway_world;
@@ -115,7 +121,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
     {
         // As many calls as the real server's profile (300) shows what per-call state does to
-        // the caches: `--cache-sim=yes --LL=524288,8,64` models a 512 KiB second level.
+        // the caches (see the module comment).
         let calls = std::env::var("SIPRTMP_BENCH_CALLS")
             .ok()
             .and_then(|s| s.parse().ok())
