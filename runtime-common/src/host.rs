@@ -16,7 +16,7 @@
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::mpsc::Sender;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use siprtmp_core::id_hash::IdHashMap;
@@ -47,6 +47,14 @@ pub trait Transport {
     /// connection once the socket can take more. `Ok(0)` means nothing was taken and no such
     /// promise is made; the host then tries again on the next turn.
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+
+    /// Sets the socket's `SO_RCVLOWAT` (see [`crate::set_read_low_water`]), for a driver
+    /// that reads connections on the node's read grid ([`crate::ReadGrid`]); by default
+    /// nothing (such a transport's connection is read as its bytes arrive, paced or not).
+    fn set_read_low_water(&self, bytes: usize) -> io::Result<()> {
+        let _ = bytes;
+        Ok(())
+    }
 }
 
 struct Slot<T> {
@@ -317,6 +325,22 @@ impl<T: Transport> NodeHost<T> {
     /// Connections still to be written: the driver must not sleep before the next turn.
     pub fn has_pending_writes(&self) -> bool {
         !self.dirty.is_empty()
+    }
+
+    /// How long a readiness poll may wait from `now`: not at all while connections are still
+    /// to be written, else until the earliest of the node's next deadline, the read grid's
+    /// next tick and `also` (a deadline of the driver's own, such as a paused accept's
+    /// retry: the backlog raises no new event); `None`, until an event.
+    pub fn poll_wait(&self, now: Instant, also: Option<Instant>) -> Option<Duration> {
+        if self.has_pending_writes() {
+            return Some(Duration::ZERO);
+        }
+        let tick = self.read_grid.as_ref().and_then(ReadGrid::next_tick);
+        [self.poll_timeout(), also, tick]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|deadline| deadline.saturating_duration_since(now))
     }
 
     /// Live connections.

@@ -78,6 +78,7 @@ mod host;
 pub mod mio_poll;
 pub mod mmsg;
 mod node_reads;
+mod paced_sockets;
 pub mod process_stats;
 mod read_grid;
 #[cfg(target_os = "linux")]

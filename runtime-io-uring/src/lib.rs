@@ -62,7 +62,7 @@ use siprtmp_core::worker_relay::WorkerId;
 use siprtmp_runtime_common::mio_poll::{self, PollTokens, Watched};
 use siprtmp_runtime_common::{
     bind_listener, configure_stream, set_read_low_water, AcceptBackoff, FileExecutor, NodeHost,
-    RelayLink, TcpExecutor, Transport, WakeModeration, PACED_LOW_WATER,
+    RelayLink, TcpExecutor, Transport, WakeModeration,
 };
 
 pub use siprtmp_runtime_common::{Decider, Driver, DriverConfig, Stopper, TcpStats, UdpStats};
@@ -88,6 +88,10 @@ struct UringConnection(TcpStream);
 impl Transport for UringConnection {
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         self.0.write_vectored(bufs)
+    }
+
+    fn set_read_low_water(&self, bytes: usize) -> io::Result<()> {
+        set_read_low_water(&self.0, bytes)
     }
 }
 
@@ -269,21 +273,9 @@ impl UringDriver {
         let mut moderation = WakeModeration::new(self.config.poll_interval);
         loop {
             moderation.wait_turn();
-            let timeout = if self.host.has_pending_writes() {
-                Some(std::time::Duration::ZERO)
-            } else {
-                // A paused accept loop wakes itself up: the backlog raises no new event.
-                let tick = self.host.read_grid().and_then(|grid| grid.next_tick());
-                let deadline = [
-                    self.host.poll_timeout(),
-                    self.accept_backoff.retry_at(),
-                    tick,
-                ]
-                .into_iter()
-                .flatten()
-                .min();
-                deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()))
-            };
+            let timeout = self
+                .host
+                .poll_wait(Instant::now(), self.accept_backoff.retry_at());
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -309,7 +301,7 @@ impl UringDriver {
                     }
                     Watched::Conn(conn) => {
                         if event.is_readable() || event.is_read_closed() {
-                            self.wake_paced(conn);
+                            self.host.wake_paced(conn);
                             self.readable.push((conn, event.is_read_closed(), 0));
                         }
                         if event.is_writable() {
@@ -350,61 +342,31 @@ impl UringDriver {
     /// is left to raise an event for its next byte (see `ReadGrid`).
     fn read_paced(&mut self, now: Instant) {
         let mut sweep = std::mem::take(&mut self.sweep);
-        if self
-            .host
-            .read_grid()
-            .is_some_and(|grid| grid.tick(now, &mut sweep))
-        {
+        if self.host.paced_due(now, &mut sweep) {
             self.readable
                 .extend(sweep.iter().map(|&conn| (conn, false, 0)));
             self.read_batches(now);
             self.got.sort_unstable();
             for &conn in &sweep {
                 let got_bytes = self.got.binary_search(&conn).is_ok();
-                let sleeps = self
-                    .host
-                    .read_grid()
-                    .is_some_and(|g| g.swept(conn, got_bytes));
-                if sleeps {
-                    self.set_low_water(conn, 1);
-                }
+                self.host.paced_read(conn, got_bytes);
             }
         }
         self.sweep = sweep;
-    }
-
-    /// A paced connection's socket raised an event: if it was asleep, it goes back on the
-    /// sweep, its socket quiet between ticks again.
-    fn wake_paced(&mut self, conn: ConnId) {
-        if self.host.read_grid().is_some_and(|grid| grid.woke(conn)) {
-            self.set_low_water(conn, PACED_LOW_WATER);
-        }
-    }
-
-    fn set_low_water(&mut self, conn: ConnId, bytes: usize) {
-        if let Some(c) = self.host.transport_mut(conn) {
-            if let Err(e) = set_read_low_water(&c.0, bytes) {
-                tracing::debug!("{conn}: SO_RCVLOWAT: {e}");
-            }
-        }
     }
 
     /// Sets the sockets of connections the node paced or stopped pacing in the last turn.
     /// Those back to reads as bytes arrive are read now, in one batch, with a turn for what
     /// that brings: what waited below the low-water mark raises no event of its own.
     fn pace_sockets(&mut self, now: Instant) {
-        let Some(grid) = self.host.read_grid() else {
-            return;
-        };
         let mut changes = std::mem::take(&mut self.pacing_changes);
-        changes.clear();
-        changes.extend(grid.take_changes());
-        for &(conn, paced) in &changes {
-            self.set_low_water(conn, if paced { PACED_LOW_WATER } else { 1 });
-            if !paced {
-                self.readable.push((conn, false, 0));
-            }
-        }
+        self.host.pace_sockets(&mut changes);
+        self.readable.extend(
+            changes
+                .iter()
+                .filter(|&&(_, paced)| !paced)
+                .map(|&(conn, _)| (conn, false, 0)),
+        );
         self.pacing_changes = changes;
         if !self.readable.is_empty() {
             self.read_batches(now);

@@ -85,6 +85,10 @@ const READ_CHUNK: usize = 64 * 1024;
 struct MioConnection(TcpStream);
 
 impl Transport for MioConnection {
+    fn set_read_low_water(&self, bytes: usize) -> io::Result<()> {
+        set_read_low_water(&self.0, bytes)
+    }
+
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         // On WouldBlock, the edge-triggered WRITABLE registration reports the socket again.
         match bufs {
@@ -247,21 +251,9 @@ impl MioDriver {
         let mut moderation = WakeModeration::new(self.config.poll_interval);
         loop {
             moderation.wait_turn();
-            let timeout = if self.host.has_pending_writes() {
-                Some(std::time::Duration::ZERO)
-            } else {
-                // A paused accept loop wakes itself up: the backlog raises no new event.
-                let tick = self.host.read_grid().and_then(|grid| grid.next_tick());
-                let deadline = [
-                    self.host.poll_timeout(),
-                    self.accept_backoff.retry_at(),
-                    tick,
-                ]
-                .into_iter()
-                .flatten()
-                .min();
-                deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()))
-            };
+            let timeout = self
+                .host
+                .poll_wait(Instant::now(), self.accept_backoff.retry_at());
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -287,7 +279,7 @@ impl MioDriver {
                     }
                     Watched::Conn(conn) => {
                         if event.is_readable() || event.is_read_closed() {
-                            self.wake_paced(conn);
+                            self.host.wake_paced(conn);
                             self.read_all(now, conn, event.is_read_closed());
                         }
                         if event.is_writable() {
@@ -327,54 +319,23 @@ impl MioDriver {
     /// raise an event for its next byte (see `ReadGrid`).
     fn read_paced(&mut self, now: Instant) {
         let mut sweep = std::mem::take(&mut self.sweep);
-        if self
-            .host
-            .read_grid()
-            .is_some_and(|grid| grid.tick(now, &mut sweep))
-        {
+        if self.host.paced_due(now, &mut sweep) {
             for &conn in &sweep {
                 let got_bytes = self.read_all(now, conn, false);
-                let sleeps = self
-                    .host
-                    .read_grid()
-                    .is_some_and(|g| g.swept(conn, got_bytes));
-                if sleeps {
-                    self.set_low_water(conn, 1);
-                }
+                self.host.paced_read(conn, got_bytes);
             }
         }
         self.sweep = sweep;
-    }
-
-    /// A paced connection's socket raised an event: if it was asleep, it goes back on the
-    /// sweep, its socket quiet between ticks again.
-    fn wake_paced(&mut self, conn: ConnId) {
-        if self.host.read_grid().is_some_and(|grid| grid.woke(conn)) {
-            self.set_low_water(conn, PACED_LOW_WATER);
-        }
-    }
-
-    fn set_low_water(&mut self, conn: ConnId, bytes: usize) {
-        if let Some(c) = self.host.transport_mut(conn) {
-            if let Err(e) = set_read_low_water(&c.0, bytes) {
-                tracing::debug!("{conn}: SO_RCVLOWAT: {e}");
-            }
-        }
     }
 
     /// Sets the sockets of connections the node paced or stopped pacing in the last turn. One
     /// back to reads as bytes arrive is read now, with a turn for what that brings: what waited
     /// below the low-water mark raises no event of its own.
     fn pace_sockets(&mut self, now: Instant) {
-        let Some(grid) = self.host.read_grid() else {
-            return;
-        };
         let mut changes = std::mem::take(&mut self.pacing_changes);
-        changes.clear();
-        changes.extend(grid.take_changes());
+        self.host.pace_sockets(&mut changes);
         let mut unpaced = false;
         for &(conn, paced) in &changes {
-            self.set_low_water(conn, if paced { PACED_LOW_WATER } else { 1 });
             if !paced {
                 self.read_all(now, conn, false);
                 unpaced = true;
