@@ -71,7 +71,7 @@ mod read_sizes;
 mod ring;
 pub mod worker;
 
-use read_sizes::ReadSizes;
+use read_sizes::ReadSize;
 use ring::Ring;
 
 const LISTENER: Token = PollTokens::control(1);
@@ -83,21 +83,34 @@ const READ_CHUNK: usize = 64 * 1024;
 /// A connection's socket; writability comes back as a mio event. The turn's writes go
 /// through the ring ([`NodeHost::turn_batched`] asks for its descriptor); the host's own
 /// synchronous write (the last one before a close) is a plain `writev`.
-struct UringConnection(TcpStream);
+struct UringConnection {
+    socket: TcpStream,
+    /// What its reads of a wake-up brought last time: its first part of the read block.
+    read_size: ReadSize,
+}
+
+impl UringConnection {
+    fn new(socket: TcpStream) -> Self {
+        Self {
+            socket,
+            read_size: ReadSize::default(),
+        }
+    }
+}
 
 impl Transport for UringConnection {
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.0.write_vectored(bufs)
+        self.socket.write_vectored(bufs)
     }
 
     fn set_read_low_water(&self, bytes: usize) -> io::Result<()> {
-        set_read_low_water(&self.0, bytes)
+        set_read_low_water(&self.socket, bytes)
     }
 }
 
 impl AsRawFd for UringConnection {
     fn as_raw_fd(&self) -> RawFd {
-        self.0.as_raw_fd()
+        self.socket.as_raw_fd()
     }
 }
 
@@ -112,8 +125,6 @@ pub struct UringDriver {
     /// The batch of reads being made: each connection, whether the peer closed, what was read
     /// before this batch, and its part of the read block.
     reads: Vec<(ConnId, bool, usize, BytesMut)>,
-    /// How much each connection's reads of a wake-up brought last time.
-    read_sizes: ReadSizes,
     /// Results of a batch.
     results: Vec<io::Result<usize>>,
     /// The connections whose reads in [`Self::read_batches`] brought bytes or their end
@@ -246,7 +257,6 @@ impl UringDriver {
             ring,
             readable: Vec::new(),
             reads: Vec::new(),
-            read_sizes: ReadSizes::default(),
             results: Vec::new(),
             got: Vec::new(),
             sweep: Vec::new(),
@@ -322,7 +332,7 @@ impl UringDriver {
                     self.host.connection_count()
                 );
                 for (_, mut c) in self.host.shutdown(now) {
-                    let _ = self.poll.registry().deregister(&mut c.0);
+                    let _ = self.poll.registry().deregister(&mut c.socket);
                 }
                 return Ok(());
             }
@@ -393,9 +403,10 @@ impl UringDriver {
                     // The token carries the node's id for the connection, so register after
                     // accept.
                     let conn = if tls {
-                        self.host.accept_tls(now, peer, UringConnection(socket))
+                        self.host
+                            .accept_tls(now, peer, UringConnection::new(socket))
                     } else {
-                        self.host.accept(now, peer, UringConnection(socket))
+                        self.host.accept(now, peer, UringConnection::new(socket))
                     };
                     let interest = Interest::READABLE | Interest::WRITABLE;
                     let Some(token) = self.tokens.conn(conn) else {
@@ -406,7 +417,10 @@ impl UringDriver {
                         continue;
                     };
                     let registered = match self.host.transport_mut(conn) {
-                        Some(c) => self.poll.registry().register(&mut c.0, token, interest),
+                        Some(c) => self
+                            .poll
+                            .registry()
+                            .register(&mut c.socket, token, interest),
                         None => continue,
                     };
                     if let Err(e) = registered {
@@ -430,7 +444,7 @@ impl UringDriver {
     }
 
     /// Reads every connection of [`Self::readable`] in batches: first a part of the read
-    /// block each, as large as its reads brought last time ([`ReadSizes`]), one submission for
+    /// block each, as large as its reads brought last time ([`ReadSize`]), one submission for
     /// all; then, for those that filled their part (more may be waiting) or whose peer closed
     /// (its end of stream raised no event of its own), [`READ_CHUNK`] parts, until each has
     /// given less than its part. As in the mio driver, a read that fills less than its buffer
@@ -442,11 +456,11 @@ impl UringDriver {
         while !self.readable.is_empty() {
             self.reads.clear();
             for (conn, closed, so_far) in self.readable.drain(..) {
-                if self.host.transport_mut(conn).is_none() {
+                let Some(c) = self.host.transport_mut(conn) else {
                     continue;
-                }
+                };
                 let part = if so_far == 0 {
-                    self.read_sizes.part(conn)
+                    c.read_size.part()
                 } else {
                     READ_CHUNK
                 };
@@ -480,13 +494,13 @@ impl UringDriver {
                         self.host.received(now, conn, data);
                         if full || closed {
                             self.readable.push((conn, closed, so_far + n));
-                        } else {
-                            self.read_sizes.read(conn, so_far + n);
+                        } else if let Some(c) = self.host.transport_mut(conn) {
+                            c.read_size.read(so_far + n);
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        if so_far > 0 {
-                            self.read_sizes.read(conn, so_far);
+                        if let Some(c) = self.host.transport_mut(conn).filter(|_| so_far > 0) {
+                            c.read_size.read(so_far);
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {
@@ -502,9 +516,8 @@ impl UringDriver {
     }
 
     fn deregister_closed(&mut self) {
-        for (conn, mut c) in self.host.take_closed() {
-            self.read_sizes.forget(conn);
-            let _ = self.poll.registry().deregister(&mut c.0);
+        for (_, mut c) in self.host.take_closed() {
+            let _ = self.poll.registry().deregister(&mut c.socket);
         }
     }
 }
