@@ -331,6 +331,26 @@ impl<T: Transport> NodeHost<T> {
     /// to be written, else until the earliest of the node's next deadline, the read grid's
     /// next tick and `also` (a deadline of the driver's own, such as a paused accept's
     /// retry: the backlog raises no new event); `None`, until an event.
+    ///
+    /// ```
+    /// use std::io::{self, IoSlice};
+    /// use std::time::{Duration, Instant};
+    /// use siprtmp_core::node::{Node, NodeConfig};
+    /// use siprtmp_runtime_common::{NodeHost, Transport};
+    ///
+    /// struct Closed;
+    /// impl Transport for Closed {
+    ///     fn write_vectored(&mut self, _: &[IoSlice<'_>]) -> io::Result<usize> {
+    ///         Ok(0)
+    ///     }
+    /// }
+    ///
+    /// let now = Instant::now();
+    /// let host: NodeHost<Closed> = NodeHost::new(Node::new(NodeConfig::default(), now, 1), None);
+    /// // Nothing to write and nothing due sooner: the driver's own deadline bounds the wait.
+    /// let retry = now + Duration::from_millis(250);
+    /// assert_eq!(host.poll_wait(now, Some(retry)), Some(Duration::from_millis(250)));
+    /// ```
     pub fn poll_wait(&self, now: Instant, also: Option<Instant>) -> Option<Duration> {
         if self.has_pending_writes() {
             return Some(Duration::ZERO);
