@@ -1,10 +1,12 @@
-//! Paced reads under the mio and io-uring drivers: a publisher is read once per merge window, not once per
-//! message. A client publishing an audio message every 10 ms, each in a write (and a TCP
-//! segment) of its own, is read at most once per 40 ms tick, as `GET /api/v1/connections`
-//! counts; its player still gets every message, in order. While nobody plays its stream it
-//! is read once per ten ticks, and a player that comes puts it back on every tick. (ffmpeg
-//! as the publisher, with real players, is in `adaptive_merge_interop.rs`; ffmpeg writes a
-//! clip's frames in bursts, so it cannot show the count.)
+//! Paced reads under the mio and io-uring drivers: a publisher is read once per merge
+//! window, not once per message. A client publishing an audio message every 10 ms, each in a
+//! write (and a TCP segment) of its own, is read at most once per 40 ms tick, as
+//! `GET /api/v1/connections` counts; its player still gets every message, in order. While
+//! nobody plays its stream it is read once per ten ticks, and a player that comes puts it
+//! back on every tick. With three players reading every message it is read as its bytes
+//! arrive, and back on the grid when one leaves. (ffmpeg as the publisher, with real
+//! players, is in `adaptive_merge_interop.rs`; ffmpeg writes a clip's frames in bursts, so it
+//! cannot show the count.)
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -155,6 +157,45 @@ fn a_publisher_nobody_watches_is_read_once_per_ten_windows_until_a_player_comes(
     server.stop();
 }
 
+fn three_eager_players_have_their_publisher_read_as_its_bytes_arrive(runtime: Runtime) {
+    let (server, http) = paced_server(runtime);
+    let mut players: Vec<TcpRtmpClient> = (0..3)
+        .map(|_| TcpRtmpClient::play(server.addr, "live", "busy", None))
+        .collect();
+    let (mut publisher, stream) = publisher(&server, "busy");
+    // Three players reading every message: holding them costs more than reading the
+    // publisher as its bytes come, so the node stops pacing it after its first message and
+    // the driver sets its socket back to raising an event per arrival.
+    let (before, _) = publisher_reads(&http, "live/busy");
+    let since = Instant::now();
+    let sent = send_audio(&mut publisher, stream, 0..MESSAGES);
+    let (after, grid) = publisher_reads(&http, "live/busy");
+    assert_eq!(grid, None, "read as its bytes arrive");
+    let ticks = (since.elapsed().as_millis() / WINDOW.as_millis()) as u64;
+    assert!(
+        after - before > ticks + 2,
+        "{} reads of {MESSAGES} messages in {:?}: no more than one per tick, as if paced",
+        after - before,
+        since.elapsed()
+    );
+    for player in &mut players {
+        let got = received_audio(player, (MESSAGES - 1) * 10);
+        assert_eq!(got, sent, "every player got every message, in order");
+    }
+
+    // One leaves: two eager players, and the publisher is back on the grid, its remaining
+    // players still getting every message.
+    drop(players.pop());
+    let more = send_audio(&mut publisher, stream, MESSAGES..MESSAGES + 20);
+    let (_, grid) = publisher_reads(&http, "live/busy");
+    assert_eq!(grid, Some(WINDOW.as_millis() as u64), "back on the grid");
+    for player in &mut players {
+        let got = received_audio(player, (MESSAGES + 19) * 10);
+        assert!(got.ends_with(&more), "the players still get every message");
+    }
+    server.stop();
+}
+
 /// The same tests for each driver that paces reads.
 macro_rules! paced {
     ($($name:ident => $runtime:ident),*) => {$(
@@ -171,6 +212,13 @@ macro_rules! paced {
             #[test]
             fn a_publisher_nobody_watches_is_read_once_per_ten_windows_until_a_player_comes() {
                 super::a_publisher_nobody_watches_is_read_once_per_ten_windows_until_a_player_comes(
+                    Runtime::$runtime,
+                );
+            }
+
+            #[test]
+            fn a_publisher_with_three_eager_players_is_read_as_its_bytes_arrive_until_one_leaves() {
+                super::three_eager_players_have_their_publisher_read_as_its_bytes_arrive(
                     Runtime::$runtime,
                 );
             }
