@@ -23,7 +23,7 @@ impl<T: Transport> NodeHost<T> {
 
     /// Sets `conn`'s `SO_RCVLOWAT` to `bytes`. A failure is logged and otherwise harmless: the
     /// connection is then read as its bytes arrive, as well as at its ticks.
-    pub fn set_conn_low_water(&mut self, conn: ConnId, bytes: usize) {
+    fn set_conn_low_water(&mut self, conn: ConnId, bytes: usize) {
         if let Some(transport) = self.transport_mut(conn) {
             if let Err(e) = transport.set_read_low_water(bytes) {
                 tracing::debug!("{conn}: SO_RCVLOWAT: {e}");

@@ -85,7 +85,7 @@ const READ_CHUNK: usize = 64 * 1024;
 /// synchronous write (the last one before a close) is a plain `writev`.
 struct UringConnection {
     socket: TcpStream,
-    /// What its reads of a wake-up brought last time: its first part of the read block.
+    /// Its first part of the read block in a wake-up, from what its reads brought last time.
     read_size: ReadSize,
 }
 
@@ -114,17 +114,39 @@ impl AsRawFd for UringConnection {
     }
 }
 
+/// A connection to read in this wake-up.
+#[derive(Debug, Clone, Copy)]
+struct PendingRead {
+    conn: ConnId,
+    /// The peer closed: read to the end of the stream, which raises no event of its own.
+    closed: bool,
+    /// What earlier reads of this wake-up brought.
+    so_far: usize,
+    /// The connection's read size when this wake-up began (its first part).
+    size: ReadSize,
+}
+
+impl PendingRead {
+    fn new(conn: ConnId, closed: bool) -> Self {
+        Self {
+            conn,
+            closed,
+            so_far: 0,
+            // Set when the first part is given out.
+            size: ReadSize::default(),
+        }
+    }
+}
+
 /// The event loop around one node: mio for readiness, io_uring for the system calls.
 pub struct UringDriver {
     poll: Poll,
     /// The batched system calls.
     ring: Ring,
-    /// Connections reported readable in this wake-up (whether the peer closed, and what was
-    /// read of them in this wake-up so far), read in one batch.
-    readable: Vec<(ConnId, bool, usize)>,
-    /// The batch of reads being made: each connection, whether the peer closed, what was read
-    /// before this batch, and its part of the read block.
-    reads: Vec<(ConnId, bool, usize, BytesMut)>,
+    /// Connections to read in this wake-up, in one batch.
+    readable: Vec<PendingRead>,
+    /// The batch of reads being made: each connection and its part of the read block.
+    reads: Vec<(PendingRead, BytesMut)>,
     /// Results of a batch.
     results: Vec<io::Result<usize>>,
     /// The connections whose reads in [`Self::read_batches`] brought bytes or their end
@@ -312,7 +334,8 @@ impl UringDriver {
                     Watched::Conn(conn) => {
                         if event.is_readable() || event.is_read_closed() {
                             self.host.wake_paced(conn);
-                            self.readable.push((conn, event.is_read_closed(), 0));
+                            self.readable
+                                .push(PendingRead::new(conn, event.is_read_closed()));
                         }
                         if event.is_writable() {
                             self.host.writable(conn);
@@ -354,7 +377,7 @@ impl UringDriver {
         let mut sweep = std::mem::take(&mut self.sweep);
         if self.host.paced_due(now, &mut sweep) {
             self.readable
-                .extend(sweep.iter().map(|&conn| (conn, false, 0)));
+                .extend(sweep.iter().map(|&conn| PendingRead::new(conn, false)));
             self.read_batches(now);
             self.got.sort_unstable();
             for &conn in &sweep {
@@ -375,7 +398,7 @@ impl UringDriver {
             changes
                 .iter()
                 .filter(|&&(_, paced)| !paced)
-                .map(|&(conn, _)| (conn, false, 0)),
+                .map(|&(conn, _)| PendingRead::new(conn, false)),
         );
         self.pacing_changes = changes;
         if !self.readable.is_empty() {
@@ -455,12 +478,13 @@ impl UringDriver {
         self.got.clear();
         while !self.readable.is_empty() {
             self.reads.clear();
-            for (conn, closed, so_far) in self.readable.drain(..) {
-                let Some(c) = self.host.transport_mut(conn) else {
+            for mut pending in self.readable.drain(..) {
+                let Some(c) = self.host.transport_mut(pending.conn) else {
                     continue;
                 };
-                let part = if so_far == 0 {
-                    c.read_size.part()
+                let part = if pending.so_far == 0 {
+                    pending.size = c.read_size;
+                    pending.size.part()
                 } else {
                     READ_CHUNK
                 };
@@ -469,19 +493,21 @@ impl UringDriver {
                 if self.read_buf.len() < part {
                     self.read_buf = BytesMut::zeroed(READ_CHUNK);
                 }
-                self.reads
-                    .push((conn, closed, so_far, self.read_buf.split_to(part)));
+                self.reads.push((pending, self.read_buf.split_to(part)));
             }
             let host = &mut self.host;
-            let reads = self.reads.iter_mut().map(|(conn, _, _, buf)| {
+            let reads = self.reads.iter_mut().map(|(pending, buf)| {
                 // A connection removed since it was listed cannot be: nothing ran in between.
-                let fd = host.transport_mut(*conn).map_or(-1, |c| c.as_raw_fd());
+                let fd = host
+                    .transport_mut(pending.conn)
+                    .map_or(-1, |c| c.as_raw_fd());
                 (fd, &mut buf[..])
             });
             self.ring.recv_all(reads, &mut self.results);
-            for ((conn, closed, so_far, mut data), result) in
+            for ((mut pending, mut data), result) in
                 self.reads.drain(..).zip(self.results.drain(..))
             {
+                let conn = pending.conn;
                 match result {
                     Ok(0) => {
                         self.got.push(conn);
@@ -492,20 +518,19 @@ impl UringDriver {
                         let full = n == data.len();
                         data.truncate(n);
                         self.host.received(now, conn, data);
-                        if full || closed {
-                            self.readable.push((conn, closed, so_far + n));
-                        } else if let Some(c) = self.host.transport_mut(conn) {
-                            c.read_size.read(so_far + n);
+                        pending.so_far += n;
+                        if full || pending.closed {
+                            self.readable.push(pending);
+                        } else {
+                            emptied(&mut self.host, pending);
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        if let Some(c) = self.host.transport_mut(conn).filter(|_| so_far > 0) {
-                            c.read_size.read(so_far);
+                        if pending.so_far > 0 {
+                            emptied(&mut self.host, pending);
                         }
                     }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                        self.readable.push((conn, closed, so_far))
-                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => self.readable.push(pending),
                     Err(e) => {
                         tracing::debug!("{conn}: read error: {e}");
                         self.host.peer_closed(now, conn);
@@ -518,6 +543,18 @@ impl UringDriver {
     fn deregister_closed(&mut self) {
         for (_, mut c) in self.host.take_closed() {
             let _ = self.poll.registry().deregister(&mut c.socket);
+        }
+    }
+}
+
+/// `pending`'s reads emptied its socket: its next first part follows what they brought.
+/// Only a change costs a second look-up of the connection (a gateway client's reads
+/// never change it).
+fn emptied(host: &mut NodeHost<UringConnection>, pending: PendingRead) {
+    let size = ReadSize::after(pending.so_far);
+    if size != pending.size {
+        if let Some(c) = host.transport_mut(pending.conn) {
+            c.read_size = size;
         }
     }
 }

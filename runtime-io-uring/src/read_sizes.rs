@@ -8,7 +8,7 @@
 //! 64 KiB, cost a 64 KiB memset and fresh pages per read). So a connection's part follows
 //! what its reads of a wake-up brought last time, with half as much again for growth. Each
 //! connection keeps its own in its transport, which the reads look up anyway: no table of
-//! its own, and no cache line more per read.
+//! its own.
 
 use crate::READ_CHUNK;
 
@@ -16,23 +16,31 @@ use crate::READ_CHUNK;
 /// gateway client's Speex frame (about 100 bytes) or a few, with room for bursts.
 pub(crate) const FIRST_READ: usize = 2 * 1024;
 
-/// What a connection's reads of a wake-up brought last time (0: none yet).
-#[derive(Debug, Default, Clone, Copy)]
+/// The part of the read block for a connection's first read in a wake-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ReadSize(usize);
 
+impl Default for ReadSize {
+    fn default() -> Self {
+        Self(FIRST_READ)
+    }
+}
+
 impl ReadSize {
-    /// The part of the read block for the connection's first read in a wake-up: what it
-    /// brought last time and half as much again, rounded up to a power of two, between
-    /// [`FIRST_READ`] and [`READ_CHUNK`].
-    pub(crate) fn part(self) -> usize {
-        (self.0 + self.0 / 2)
-            .next_power_of_two()
-            .clamp(FIRST_READ, READ_CHUNK)
+    /// The part after reads that brought `bytes` in all and emptied the socket: that and half
+    /// as much again, rounded up to a power of two, between [`FIRST_READ`] and
+    /// [`READ_CHUNK`].
+    pub(crate) fn after(bytes: usize) -> Self {
+        Self(
+            (bytes + bytes / 2)
+                .next_power_of_two()
+                .clamp(FIRST_READ, READ_CHUNK),
+        )
     }
 
-    /// The connection's reads of this wake-up brought `bytes` in all, and emptied its socket.
-    pub(crate) fn read(&mut self, bytes: usize) {
-        self.0 = bytes;
+    /// The part, in bytes.
+    pub(crate) fn part(self) -> usize {
+        self.0
     }
 }
 
@@ -42,16 +50,12 @@ mod tests {
 
     #[test]
     fn a_part_follows_the_last_reads_between_the_first_read_and_a_chunk() {
-        let mut size = ReadSize::default();
-        assert_eq!(size.part(), FIRST_READ, "nothing read yet: the first read");
+        assert_eq!(ReadSize::default().part(), FIRST_READ, "nothing read yet");
         // A publisher read every 400 ms: 10,000 bytes, and half again, fit 16 KiB.
-        size.read(10_000);
-        assert_eq!(size.part(), 16 * 1024);
-        // A gateway client's frame: never below the first read.
-        size.read(100);
-        assert_eq!(size.part(), FIRST_READ);
+        assert_eq!(ReadSize::after(10_000).part(), 16 * 1024);
+        // A gateway client's frame: never below the first read, so its size never changes.
+        assert_eq!(ReadSize::after(100), ReadSize::default());
         // A burst larger than a chunk: a chunk, then more chunks in further batches.
-        size.read(1 << 20);
-        assert_eq!(size.part(), READ_CHUNK);
+        assert_eq!(ReadSize::after(1 << 20).part(), READ_CHUNK);
     }
 }
