@@ -22,6 +22,11 @@
 //!   turn, so one publisher cannot starve the others; a fast publisher is read only as fast as
 //!   the node handles its data, so memory stays bounded.
 //!
+//! Publishers are read on the node's read grid, as under mio (on Linux): a paced socket's
+//! `SO_RCVLOWAT` keeps the reactor quiet between ticks, and at each tick
+//! [`NodeReads::read_paced`] reads the connections due (async-io's `poll_read` asks the
+//! socket before it looks at readiness).
+//!
 //! A failed accept (out of descriptors) leaves the listener unpolled until a retry time that
 //! the node task's timer includes ([`AcceptBackoff`]); the node task never sleeps on it.
 //!
@@ -106,6 +111,10 @@ impl AsyncStdConnection {
 }
 
 impl Transport for AsyncStdConnection {
+    fn set_read_low_water(&self, bytes: usize) -> io::Result<()> {
+        siprtmp_runtime_common::set_read_low_water(&self.stream, bytes)
+    }
+
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         let Some(wakers) = &self.wakers else {
             return Ok(0);
@@ -224,6 +233,11 @@ impl AsyncStdDriver {
             .with_udp(self.udp)
             .with_tcp(self.tcp)
             .with_decider(self.decider);
+        // As under mio: epoll honours SO_RCVLOWAT on Linux, so a paced publisher's waker
+        // stays quiet between the grid's ticks (elsewhere it would fire per message anyway).
+        if cfg!(target_os = "linux") {
+            host.enable_read_pacing();
+        }
         let mut udp_poll = async_io::Async::new(self.udp_poll)?;
         let mut reads = NodeReads::default();
         let mut control = pin!(self.control_rx);
@@ -237,10 +251,7 @@ impl AsyncStdDriver {
         loop {
             // The clock is read only while paused.
             let accepting = backoff.retry_at().is_none() || backoff.ready(Instant::now());
-            let deadline = match (host.poll_timeout(), backoff.retry_at()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let deadline = host.wake_at(backoff.retry_at());
             if deadline != armed {
                 timer = deadline.map(|at| {
                     let wait = at.saturating_duration_since(Instant::now());
@@ -333,7 +344,13 @@ impl AsyncStdDriver {
             }
             reads.again(&mut host, now, AsyncStdConnection::poll_read);
             let now = Instant::now();
+            // async-io's `poll_read` asks the socket before it looks at readiness: it reads
+            // a quiet paced socket too.
+            reads.read_paced(&mut host, now, AsyncStdConnection::poll_read);
             host.turn(now);
+            if reads.pace_sockets(&mut host, now, AsyncStdConnection::poll_read) {
+                host.turn(now);
+            }
             host.take_closed().for_each(drop);
             if host.stop_done(now) {
                 tracing::info!(
@@ -366,7 +383,10 @@ fn socket_ready(
     ready: SocketReady,
 ) {
     match ready {
-        SocketReady::Readable(conn) => reads.read(host, now, conn, AsyncStdConnection::poll_read),
+        SocketReady::Readable(conn) => {
+            host.wake_paced(conn);
+            reads.read(host, now, conn, AsyncStdConnection::poll_read);
+        }
         SocketReady::Writable(conn) => host.writable(conn),
     }
 }

@@ -355,12 +355,20 @@ impl<T: Transport> NodeHost<T> {
         if self.has_pending_writes() {
             return Some(Duration::ZERO);
         }
+        self.wake_at(also)
+            .map(|deadline| deadline.saturating_duration_since(now))
+    }
+
+    /// When the driver must wake up even if no event comes: the earliest of the node's next
+    /// deadline ([`Self::poll_timeout`]), the read grid's next tick and `also` (a deadline of
+    /// the driver's own). For the drivers that wait on a timer rather than a poll's timeout
+    /// (tokio, async-std); [`Self::poll_wait`] is this as a wait from `now`.
+    pub fn wake_at(&self, also: Option<Instant>) -> Option<Instant> {
         let tick = self.read_grid.as_ref().and_then(ReadGrid::next_tick);
         [self.poll_timeout(), also, tick]
             .into_iter()
             .flatten()
             .min()
-            .map(|deadline| deadline.saturating_duration_since(now))
     }
 
     /// Live connections.

@@ -111,7 +111,7 @@ pub use host::{NodeHost, Transport, MAX_IOVECS};
 pub use node_reads::{NodeReads, READS_PER_TURN};
 pub use read_grid::{ReadGrid, PACED_LOW_WATER};
 pub use relay_link::RelayLink;
-pub use socket::{bind_listener, configure_stream, set_read_low_water, shutdown_stream};
+pub use socket::{bind_listener, configure_stream, read_now, set_read_low_water, shutdown_stream};
 pub use stopper::Stopper;
 pub use tcp_executor::{TcpExecutor, TcpStats, MAX_QUEUED_SEND, MAX_READ_AHEAD};
 pub use tls::{

@@ -12,6 +12,14 @@
 //! Reading here rather than in a task per connection saves a task switch and a channel
 //! message per read on tokio, and on async-std a cross-thread hop (the figures:
 //! `bench-compare/results/design-figures.md`).
+//!
+//! Paced reads, as under mio ([`crate::ReadGrid`]): a paced connection's socket has a high
+//! `SO_RCVLOWAT`, so its waker stays quiet between ticks; at each tick
+//! [`NodeReads::read_paced`] reads the connections due, and after each turn
+//! [`NodeReads::pace_sockets`] sets the sockets the node paced or stopped pacing. Both read
+//! with the driver's `read_now`, a read that asks the socket itself rather than the
+//! runtime's record of its readiness (tokio's `try_read` returns `WouldBlock` unread while its
+//! record says not ready, which for a quiet paced socket it always does).
 
 use std::collections::VecDeque;
 use std::io;
@@ -37,6 +45,10 @@ pub struct NodeReads {
     /// once per read.
     buf: BytesMut,
     again: VecDeque<ConnId>,
+    /// The paced connections read at a tick (kept for its allocation).
+    sweep: Vec<ConnId>,
+    /// The connections the node paced or stopped pacing in a turn (kept likewise).
+    pacing_changes: Vec<(ConnId, bool)>,
 }
 
 impl Default for NodeReads {
@@ -44,6 +56,8 @@ impl Default for NodeReads {
         Self {
             buf: BytesMut::zeroed(READ_CHUNK),
             again: VecDeque::new(),
+            sweep: Vec::new(),
+            pacing_changes: Vec::new(),
         }
     }
 }
@@ -56,26 +70,27 @@ impl NodeReads {
 
     /// Reads `conn` with `poll_read` (the runtime's non-blocking read that leaves the
     /// connection's waker when it returns `Pending`) and feeds what arrives to the node.
+    /// Returns whether the reads brought anything: bytes, or the end of the stream.
     pub fn read<T: Transport>(
         &mut self,
         host: &mut NodeHost<T>,
         now: Instant,
         conn: ConnId,
         mut poll_read: impl FnMut(&mut T, &mut [u8]) -> Poll<io::Result<usize>>,
-    ) {
+    ) -> bool {
         let mut reads = 0;
         while reads < READS_PER_TURN {
             let Some(transport) = host.transport_mut(conn) else {
-                return; // closed meanwhile: a stale wake-up
+                return reads > 0; // closed meanwhile: a stale wake-up
             };
             if self.buf.len() < READ_CHUNK / 4 {
                 self.buf = BytesMut::zeroed(READ_CHUNK);
             }
             match poll_read(transport, &mut self.buf) {
-                Poll::Pending => return,
+                Poll::Pending => return reads > 0,
                 Poll::Ready(Ok(0)) => {
                     host.peer_closed(now, conn);
-                    return;
+                    return true;
                 }
                 Poll::Ready(Ok(n)) => {
                     reads += 1;
@@ -85,11 +100,54 @@ impl NodeReads {
                 Poll::Ready(Err(e)) => {
                     tracing::debug!("{conn}: read error: {e}");
                     host.peer_closed(now, conn);
-                    return;
+                    return true;
                 }
             }
         }
         self.again.push_back(conn);
+        true
+    }
+
+    /// At a tick of the host's read grid, reads every paced connection due with `read_now`
+    /// (before the turn, so that their players are written in it). One that had nothing
+    /// twice in a row is left to raise an event for its next byte (see [`crate::ReadGrid`]).
+    pub fn read_paced<T: Transport>(
+        &mut self,
+        host: &mut NodeHost<T>,
+        now: Instant,
+        mut read_now: impl FnMut(&mut T, &mut [u8]) -> Poll<io::Result<usize>>,
+    ) {
+        let mut sweep = std::mem::take(&mut self.sweep);
+        if host.paced_due(now, &mut sweep) {
+            for &conn in &sweep {
+                let got_bytes = self.read(host, now, conn, &mut read_now);
+                host.paced_read(conn, got_bytes);
+            }
+        }
+        self.sweep = sweep;
+    }
+
+    /// After a turn: sets the sockets of the connections the node paced or stopped pacing
+    /// in it, and reads those no longer paced at once with `read_now` (what waited below the
+    /// low-water mark raises no event of its own). Returns whether it read any: the driver
+    /// then takes another turn for what they brought.
+    pub fn pace_sockets<T: Transport>(
+        &mut self,
+        host: &mut NodeHost<T>,
+        now: Instant,
+        mut read_now: impl FnMut(&mut T, &mut [u8]) -> Poll<io::Result<usize>>,
+    ) -> bool {
+        let mut changes = std::mem::take(&mut self.pacing_changes);
+        host.pace_sockets(&mut changes);
+        let mut unpaced = false;
+        for &(conn, paced) in &changes {
+            if !paced {
+                self.read(host, now, conn, &mut read_now);
+                unpaced = true;
+            }
+        }
+        self.pacing_changes = changes;
+        unpaced
     }
 
     /// Gives each connection queued by [`Self::read`] its next share.

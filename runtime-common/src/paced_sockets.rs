@@ -1,4 +1,5 @@
-//! The socket side of paced reads for the drivers that wait on readiness (mio, io-uring): a
+//! The socket side of paced reads, for every driver that waits on epoll (mio and io-uring
+//! directly, tokio and async-std through [`crate::NodeReads`]): a
 //! paced connection's socket gets `SO_RCVLOWAT` of [`PACED_LOW_WATER`], so that it raises no
 //! event between ticks of the node's read grid ([`ReadGrid`]) unless much arrives, and back to
 //! 1 when the grid puts it to sleep or the node stops pacing it. How a driver reads (a `recv`

@@ -4,7 +4,7 @@
 //!
 //! The grid is one for all of them: one wake-up per interval reads every paced connection
 //! due, and the writes to their players follow in the same turn. A driver that leaves a
-//! paced socket alone between ticks (the mio and io-uring drivers set `SO_RCVLOWAT` to
+//! paced socket alone between ticks (every epoll driver sets `SO_RCVLOWAT` to
 //! [`PACED_LOW_WATER`], so epoll stays quiet until much has arrived) makes one read per tick
 //! where it made one per message.
 //!
@@ -32,7 +32,7 @@ use siprtmp_core::node::ConnId;
 /// Ticks in a row whose read found nothing before a connection sleeps.
 const EMPTY_TICKS_TO_SLEEP: u8 = 2;
 
-/// A paced socket's `SO_RCVLOWAT` (what the mio and io-uring drivers set): more than this,
+/// A paced socket's `SO_RCVLOWAT` (what the epoll drivers set): more than this,
 /// arrived between two ticks (a keyframe of a high-rate stream), is read at once rather than
 /// left waiting for the tick. Not more: Linux grows a socket's receive buffer to fit the mark
 /// and, when it has to, clamps the receive window to it; a default buffer (`tcp_rmem`'s

@@ -81,6 +81,30 @@ pub fn set_read_low_water<S: AsSocket>(socket: &S, bytes: usize) -> io::Result<(
     Ok(())
 }
 
+/// One read of what `socket` holds, asked of the socket itself (`recv`), whatever a runtime
+/// records about its readiness: `WouldBlock` when nothing is there (the socket must be
+/// non-blocking). For reading a paced connection at its tick, when its low-water mark has
+/// kept the runtime from hearing of the bytes.
+///
+/// ```
+/// use std::io::Write;
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+/// let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+/// let (server, _) = listener.accept().unwrap();
+/// server.set_nonblocking(true).unwrap();
+/// let mut buf = [0u8; 8];
+/// let nothing = siprtmp_runtime_common::read_now(&server, &mut buf).unwrap_err();
+/// assert_eq!(nothing.kind(), std::io::ErrorKind::WouldBlock);
+/// client.write_all(b"hi").unwrap();
+/// server.set_nonblocking(false).unwrap(); // here only, to wait for the bytes
+/// assert_eq!(siprtmp_runtime_common::read_now(&server, &mut buf).unwrap(), 2);
+/// ```
+pub fn read_now<S: AsSocket>(socket: &S, buf: &mut [u8]) -> io::Result<usize> {
+    use std::io::Read;
+    let socket = socket2::SockRef::from(socket);
+    (&*socket).read(buf)
+}
+
 /// Shuts both directions of a socket down now, whoever else holds a handle to it: a reader
 /// blocked on it sees end of stream, a writer gets an error. Errors (already closed) are
 /// ignored.

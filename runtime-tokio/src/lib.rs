@@ -12,6 +12,12 @@
 //! queued and takes one [`NodeHost::turn`]: file completions, timer, outputs, one
 //! `try_write_vectored` per dirty connection with the drained count fed back.
 //!
+//! Publishers are read on the node's read grid, as under mio (on Linux): a paced socket's
+//! `SO_RCVLOWAT` keeps its waker quiet between ticks, and at each tick
+//! [`NodeReads::read_paced`] reads the connections due with a `recv` of their own
+//! (`TokioConnection::read_now`), since tokio's `try_read` would trust its record of
+//! readiness, which the quiet socket never updates.
+//!
 //! A failed accept (out of descriptors) turns the accept branch off until a retry time that the
 //! node task's timer includes ([`AcceptBackoff`]); the node task never sleeps on it.
 //!
@@ -92,7 +98,24 @@ impl TokioConnection {
     }
 }
 
+impl TokioConnection {
+    /// One read of whatever the socket holds, asked of the socket itself: tokio's `try_read`
+    /// would answer `WouldBlock` unread while its record of the socket says not ready, as it
+    /// does for a paced socket, whose low-water mark keeps the reactor quiet. `Pending` when
+    /// nothing is there (the waker stays with tokio as it was).
+    fn read_now(&mut self, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        match siprtmp_runtime_common::read_now(&self.stream, buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
+            result => Poll::Ready(result),
+        }
+    }
+}
+
 impl Transport for TokioConnection {
+    fn set_read_low_water(&self, bytes: usize) -> io::Result<()> {
+        siprtmp_runtime_common::set_read_low_water(&self.stream, bytes)
+    }
+
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         // A few rounds at most: `try_write_vectored` clears tokio's readiness on WouldBlock,
         // so `poll_write_ready` is Pending unless the socket drained in between.
@@ -237,6 +260,11 @@ impl TokioDriver {
             .with_tcp(self.tcp)
             .with_decider(self.decider)
             .with_relay(self.relay);
+        // As under mio: epoll honours SO_RCVLOWAT on Linux, so a paced publisher's waker
+        // stays quiet between the grid's ticks (elsewhere it would fire per message anyway).
+        if cfg!(target_os = "linux") {
+            host.enable_read_pacing();
+        }
         // SAFETY: the descriptor is the poll's own; `UdpPoll` keeps it open and never replaces
         // it while the `AsyncFd` owns the poll (it is closed only when both are dropped).
         let mut udp_poll =
@@ -252,10 +280,7 @@ impl TokioDriver {
         loop {
             // The clock is read only while paused.
             let accepting = backoff.retry_at().is_none() || backoff.ready(Instant::now());
-            let deadline = match (host.poll_timeout(), backoff.retry_at()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let deadline = host.wake_at(backoff.retry_at());
             if deadline != armed {
                 if let Some(at) = deadline {
                     sleep.as_mut().reset(at.into());
@@ -319,7 +344,11 @@ impl TokioDriver {
             }
             reads.again(&mut host, now, TokioConnection::poll_read);
             let now = Instant::now();
+            reads.read_paced(&mut host, now, TokioConnection::read_now);
             host.turn(now);
+            if reads.pace_sockets(&mut host, now, TokioConnection::read_now) {
+                host.turn(now);
+            }
             host.take_closed().for_each(drop);
             if host.stop_done(now) {
                 tracing::info!(
@@ -360,7 +389,10 @@ fn socket_ready(
     ready: SocketReady,
 ) {
     match ready {
-        SocketReady::Readable(conn) => reads.read(host, now, conn, TokioConnection::poll_read),
+        SocketReady::Readable(conn) => {
+            host.wake_paced(conn);
+            reads.read(host, now, conn, TokioConnection::poll_read);
+        }
         SocketReady::Writable(conn) => host.writable(conn),
     }
 }
