@@ -7,7 +7,8 @@
 //!   (after a failed accept, out of descriptors, it sleeps until [`AcceptBackoff`]'s retry
 //!   time: it has nothing else to do);
 //! - a **reader thread** per connection blocks in `read` and sends the bytes to the node
-//!   thread over a bounded `std::sync::mpsc` channel;
+//!   thread over a bounded `std::sync::mpsc` channel; a publisher's reader, paced by the node,
+//!   then waits for the next tick of its interval before it reads again ([`read_pace`]);
 //! - a **writer thread** per connection blocks in `write_all` on batches the node thread
 //!   copies out of the connection's queue, and reports each written batch back as a drained
 //!   count (reader, writer and node thread share the one socket: one descriptor a
@@ -45,6 +46,7 @@
 //! Box::new(driver).run().unwrap();
 //! ```
 
+mod read_pace;
 mod workers;
 
 use std::collections::HashMap;
@@ -56,6 +58,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use read_pace::ReadPace;
 use siprtmp_core::node::{ConnId, Input, Node, NodeConfig, Output};
 use siprtmp_runtime_common::{
     bind_listener, configure_stream, shutdown_stream, AcceptBackoff, EventRouter, FileExecutor,
@@ -83,6 +86,9 @@ struct Connection {
     in_flight: usize,
     /// On the dirty list already.
     dirty: bool,
+    /// How often the reader thread reads (the node paces publishers).
+    pace: Arc<ReadPace>,
+    /// The reader's, then the writer's.
     threads: [JoinHandle<()>; 2],
 }
 
@@ -110,7 +116,10 @@ impl Driver for ThreadsDriver {
             .tls_listen
             .map(|addr| bind_listener(addr, false))
             .transpose()?;
-        let node = Node::new(node_config, Instant::now(), config.seed);
+        let mut node = Node::new(node_config, Instant::now(), config.seed);
+        // Each reader thread waits for its tick itself (`ReadPace`): no socket option needed,
+        // on any system.
+        node.enable_read_pacing();
         let (tx, rx) = mpsc::sync_channel(CHANNEL_DEPTH);
         let files_tx = tx.clone();
         let files = FileExecutor::start(config.root.clone(), move || {
@@ -206,6 +215,7 @@ impl ThreadsDriver {
             udp: self.udp,
             tcp: self.tcp,
             router: EventRouter::new(self.config.events, self.decider),
+            epoch: Instant::now(),
         };
         node_thread.run(&self.rx, &self.stop);
         let connections = std::mem::take(&mut node_thread.connections);
@@ -309,6 +319,8 @@ struct NodeThread {
     tcp: TcpExecutor,
     /// Logs events, answers decisions, forwards events to the embedding application.
     router: EventRouter,
+    /// The origin of the paced readers' common grid.
+    epoch: Instant,
 }
 
 impl NodeThread {
@@ -404,7 +416,9 @@ impl NodeThread {
             self.node.accept(now, peer)
         };
         let (jobs, job_rx) = mpsc::channel();
-        let threads = spawn_reader(conn, stream.clone(), self.tx.clone()).and_then(|reader| {
+        let pace = Arc::new(ReadPace::new(self.epoch));
+        let reader = spawn_reader(conn, stream.clone(), self.tx.clone(), pace.clone());
+        let threads = reader.and_then(|reader| {
             let writer = spawn_writer(conn, stream.clone(), job_rx, self.tx.clone());
             if writer.is_err() {
                 shutdown_stream(&*stream);
@@ -421,6 +435,7 @@ impl NodeThread {
                         jobs,
                         in_flight: 0,
                         dirty: false,
+                        pace,
                         threads,
                     },
                 );
@@ -441,6 +456,13 @@ impl NodeThread {
                 Output::Udp(command) => self.udp.execute(&mut self.node, now, command),
                 Output::Tcp(command) => self.tcp.execute(command),
                 Output::Event(event) => self.router.route(&mut self.node, now, event),
+                Output::ReadPacing { conn, every } => {
+                    if let Some(c) = self.connections.get(&conn) {
+                        c.pace.set(every);
+                        // A reader waiting for its tick looks again.
+                        c.threads[0].thread().unpark();
+                    }
+                }
                 // This driver runs one node, never a worker of a group: nothing is relayed.
                 Output::Relay(_) => {}
                 // The enum grows: an output this driver does not know is one it cannot do.

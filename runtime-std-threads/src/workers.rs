@@ -8,9 +8,13 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
+use std::time::Instant;
+
 use bytes::{Bytes, BytesMut};
 use siprtmp_core::node::ConnId;
 use smallvec::SmallVec;
+
+use crate::read_pace::ReadPace;
 
 /// Read buffer granularity: one allocation serves many reads. Each connection's reader thread
 /// keeps one such block resident (zeroed, so touched), unlike mio's one buffer per node: 16 KiB
@@ -112,15 +116,17 @@ impl Batch {
 /// socket (`&TcpStream` reads and writes), so a connection costs one descriptor, not a
 /// duplicate for each thread: a server short of descriptors either accepts a connection whole
 /// or leaves it in the backlog, never accepts it and then drops it for want of a duplicate.
+/// The reader waits between reads as `pace` says (see [`ReadPace`]).
 pub(crate) fn spawn_reader(
     conn: ConnId,
     stream: Arc<TcpStream>,
     tx: SyncSender<Message>,
+    pace: Arc<ReadPace>,
 ) -> io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name(format!("rtmp-read-{conn}"))
         .stack_size(WORKER_STACK)
-        .spawn(move || read_loop(conn, stream, tx))
+        .spawn(move || read_loop(conn, stream, tx, &pace))
 }
 
 /// Starts the writer thread of `conn`.
@@ -136,7 +142,7 @@ pub(crate) fn spawn_writer(
         .spawn(move || write_loop(conn, stream, jobs, tx))
 }
 
-fn read_loop(conn: ConnId, stream: Arc<TcpStream>, tx: SyncSender<Message>) {
+fn read_loop(conn: ConnId, stream: Arc<TcpStream>, tx: SyncSender<Message>, pace: &ReadPace) {
     // Kept initialised to its full length, so it is zeroed once per READ_CHUNK received, not
     // once per read.
     let mut buf = BytesMut::zeroed(READ_CHUNK);
@@ -149,9 +155,12 @@ fn read_loop(conn: ConnId, stream: Arc<TcpStream>, tx: SyncSender<Message>) {
             Ok(n) => {
                 // Blocks while the node thread is behind: a fast publisher waits here, so the
                 // channel, not memory, absorbs the difference.
+                let read_at = Instant::now();
                 if tx.send(Message::Received(conn, buf.split_to(n))).is_err() {
                     return;
                 }
+                // A paced publisher: what arrives until the next tick waits in the socket.
+                pace.wait_after_read(read_at);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {

@@ -1,4 +1,4 @@
-//! Paced reads under the mio, io-uring, tokio and async-std drivers: a publisher is read once per merge
+//! Paced reads under every driver: a publisher is read once per merge
 //! window, not once per message. A client publishing an audio message every 10 ms, each in a
 //! write (and a TCP segment) of its own, is read at most once per 40 ms tick, as
 //! `GET /api/v1/connections` counts; its player still gets every message, in order. While
@@ -240,4 +240,4 @@ macro_rules! paced {
     )*};
 }
 
-paced!(mio => Mio, io_uring => IoUring, tokio => Tokio, async_std => AsyncStd);
+paced!(mio => Mio, io_uring => IoUring, tokio => Tokio, async_std => AsyncStd, threads => Threads);
