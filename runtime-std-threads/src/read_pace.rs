@@ -9,10 +9,17 @@
 //! The node thread sets the interval and unparks the reader, which looks again: a connection
 //! no longer paced (three players reading its every message) is read at once, not at the tick
 //! it was waiting for.
+//!
+//! A read that brought [`PACED_LOW_WATER`] or more is followed by another at once, as the
+//! event loops read a paced socket at once when that much has arrived: a stream that fills
+//! that much between ticks (a high-rate publisher nobody watches, read every 400 ms) would
+//! otherwise fill the socket's receive window and stall its sender until the tick.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use siprtmp_runtime_common::PACED_LOW_WATER;
 
 /// A connection's read interval, shared by the node thread (which sets it) and the
 /// connection's reader thread (which waits on it).
@@ -59,11 +66,15 @@ impl ReadPace {
         self.epoch + Duration::from_nanos(offset)
     }
 
-    /// Called by the reader thread after a read at `read_at`: returns when the next read may
-    /// be taken, at once if the connection is not paced, else at the grid's first tick after
-    /// `read_at` (or earlier, if the node stops pacing it or shortens its interval
-    /// meanwhile: [`Self::set`] and an unpark).
-    pub(crate) fn wait_after_read(&self, read_at: Instant) {
+    /// Called by the reader thread after a read of `bytes` at `read_at`: returns when the
+    /// next read may be taken, at once if the connection is not paced or the read brought
+    /// [`PACED_LOW_WATER`] or more, else at the grid's first tick after `read_at` (or earlier,
+    /// if the node stops pacing it or shortens its interval meanwhile: [`Self::set`] and an
+    /// unpark).
+    pub(crate) fn wait_after_read(&self, read_at: Instant, bytes: usize) {
+        if bytes >= PACED_LOW_WATER {
+            return;
+        }
         while let Some(every) = self.every() {
             let now = Instant::now();
             let tick = self.next_tick(read_at, every);
@@ -93,7 +104,7 @@ mod tests {
         );
         assert_eq!(pace.next_tick(epoch + every, every), epoch + every * 2);
         let read_at = Instant::now();
-        pace.wait_after_read(read_at);
+        pace.wait_after_read(read_at, 100);
         let after = Instant::now();
         assert!(
             after >= pace.next_tick(read_at, every),
@@ -108,7 +119,19 @@ mod tests {
         pace.set(Some(Duration::from_secs(3600)));
         pace.set(None);
         let before = Instant::now();
-        pace.wait_after_read(before);
+        pace.wait_after_read(before, 100);
+        assert!(
+            before.elapsed() < Duration::from_secs(60),
+            "no wait for the hour's tick"
+        );
+    }
+
+    #[test]
+    fn a_read_that_brought_the_low_water_mark_is_followed_by_another_at_once() {
+        let pace = ReadPace::new(Instant::now());
+        pace.set(Some(Duration::from_secs(3600)));
+        let before = Instant::now();
+        pace.wait_after_read(before, PACED_LOW_WATER);
         assert!(
             before.elapsed() < Duration::from_secs(60),
             "no wait for the hour's tick"
@@ -120,7 +143,7 @@ mod tests {
         let pace = std::sync::Arc::new(ReadPace::new(Instant::now()));
         pace.set(Some(Duration::from_secs(3600)));
         let waiting = pace.clone();
-        let reader = thread::spawn(move || waiting.wait_after_read(Instant::now()));
+        let reader = thread::spawn(move || waiting.wait_after_read(Instant::now(), 100));
         pace.set(None);
         reader.thread().unpark();
         // Joins only if the reader saw the change: a tick an hour away would hang the test.

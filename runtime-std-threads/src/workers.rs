@@ -7,7 +7,6 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -160,7 +159,7 @@ fn read_loop(conn: ConnId, stream: Arc<TcpStream>, tx: SyncSender<Message>, pace
                     return;
                 }
                 // A paced publisher: what arrives until the next tick waits in the socket.
-                pace.wait_after_read(read_at);
+                pace.wait_after_read(read_at, n);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {

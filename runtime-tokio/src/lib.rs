@@ -96,9 +96,7 @@ impl TokioConnection {
             }
         }
     }
-}
 
-impl TokioConnection {
     /// One read of whatever the socket holds, asked of the socket itself: tokio's `try_read`
     /// would answer `WouldBlock` unread while its record of the socket says not ready, as it
     /// does for a paced socket, whose low-water mark keeps the reactor quiet. `Pending` when
