@@ -8,7 +8,7 @@
 //!   time: it has nothing else to do);
 //! - a **reader thread** per connection blocks in `read` and sends the bytes to the node
 //!   thread over a bounded `std::sync::mpsc` channel; a publisher's reader, paced by the node,
-//!   then waits for the next tick of its interval before it reads again ([`read_pace`]);
+//!   waits in each read for the next tick of its interval or for much data ([`read_pace`]);
 //! - a **writer thread** per connection blocks in `write_all` on batches the node thread
 //!   copies out of the connection's queue, and reports each written batch back as a drained
 //!   count (reader, writer and node thread share the one socket: one descriptor a
@@ -117,9 +117,12 @@ impl Driver for ThreadsDriver {
             .map(|addr| bind_listener(addr, false))
             .transpose()?;
         let mut node = Node::new(node_config, Instant::now(), config.seed);
-        // Each reader thread waits for its tick itself (`ReadPace`): no socket option needed,
-        // on any system.
-        node.enable_read_pacing();
+        // A paced reader's blocking read waits for its tick by SO_RCVTIMEO and for much data
+        // by SO_RCVLOWAT (`read_pace`); the latter is set on Linux only, and elsewhere a read
+        // would return at the first byte anyway.
+        if cfg!(target_os = "linux") {
+            node.enable_read_pacing();
+        }
         let (tx, rx) = mpsc::sync_channel(CHANNEL_DEPTH);
         let files_tx = tx.clone();
         let files = FileExecutor::start(config.root.clone(), move || {
@@ -456,11 +459,10 @@ impl NodeThread {
                 Output::Udp(command) => self.udp.execute(&mut self.node, now, command),
                 Output::Tcp(command) => self.tcp.execute(command),
                 Output::Event(event) => self.router.route(&mut self.node, now, event),
+                // The reader takes it at its next read.
                 Output::ReadPacing { conn, every } => {
                     if let Some(c) = self.connections.get(&conn) {
                         c.pace.set(every);
-                        // A reader waiting for its tick looks again.
-                        c.threads[0].thread().unpark();
                     }
                 }
                 // This driver runs one node, never a worker of a group: nothing is relayed.

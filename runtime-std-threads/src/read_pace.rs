@@ -1,28 +1,36 @@
 //! [`ReadPace`]: how often a connection's reader thread reads, as the node asks
-//! ([`siprtmp_core::node::Output::ReadPacing`]). The event-loop drivers read a paced
-//! publisher at the ticks of a grid and keep its socket quiet in between (`SO_RCVLOWAT`);
-//! here each connection has a thread of its own that blocks in `read`, so pacing is simpler:
-//! after a read, a paced reader waits for the next tick of the interval (on a grid common to
-//! every connection, so that the node thread gets the readers of one tick together), then
-//! reads whatever arrived meanwhile in one `read`. One that is not paced reads again at once.
+//! ([`siprtmp_core::node::Output::ReadPacing`]), and the socket options that make its blocking
+//! `read` do so ([`PacedSocket`]).
 //!
-//! The node thread sets the interval and unparks the reader, which looks again: a connection
-//! no longer paced (three players reading its every message) is read at once, not at the tick
-//! it was waiting for.
+//! The event-loop drivers read a paced publisher at the ticks of a grid and keep its socket
+//! quiet in between with `SO_RCVLOWAT`. Here each connection has a thread that blocks in
+//! `read`, and the same two options shape that one call: `SO_RCVLOWAT` of [`PACED_LOW_WATER`]
+//! makes it wait for that much (or a full buffer), and `SO_RCVTIMEO` until the next tick of
+//! the interval makes it return there with whatever arrived. So a paced publisher is read once
+//! per tick, and one that sends more than a read takes between ticks is read as its bytes come,
+//! never held to the ticks with a full receive window. The ticks are on a grid common to every
+//! connection, so that the node thread gets the readers of one tick together.
 //!
-//! A read that brought [`PACED_LOW_WATER`] or more is followed by another at once, as the
-//! event loops read a paced socket at once when that much has arrived: a stream that fills
-//! that much between ticks (a high-rate publisher nobody watches, read every 400 ms) would
-//! otherwise fill the socket's receive window and stall its sender until the tick.
+//! A publisher whose reads found nothing at two ticks in a row sleeps, as on the event loops'
+//! grid: its next `read` waits for its next byte (low-water mark 1, no timeout), and it is
+//! paced again from that read on.
+//!
+//! The node thread changes the interval through [`ReadPace::set`]; the reader, blocked in a
+//! `read` with the old options, takes the new ones at its next read: at most one interval
+//! later (400 ms for a publisher nobody watched).
 
+use std::io;
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread;
 use std::time::{Duration, Instant};
 
-use siprtmp_runtime_common::PACED_LOW_WATER;
+use siprtmp_runtime_common::{set_read_low_water, PACED_LOW_WATER};
+
+/// Ticks in a row whose read found nothing before a reader sleeps (as the event loops' grid).
+const EMPTY_TICKS_TO_SLEEP: u8 = 2;
 
 /// A connection's read interval, shared by the node thread (which sets it) and the
-/// connection's reader thread (which waits on it).
+/// connection's reader thread (which reads by it).
 #[derive(Debug)]
 pub(crate) struct ReadPace {
     /// The grid's origin, the same for every connection of the driver.
@@ -41,7 +49,7 @@ impl ReadPace {
     }
 
     /// The node asked for the connection to be read every `every`, or (`None`) as its bytes
-    /// arrive. The caller then unparks the reader thread, so that it looks again.
+    /// arrive; the reader takes it at its next read.
     pub(crate) fn set(&self, every: Option<Duration>) {
         let nanos = every.map_or(0, |every| {
             u64::try_from(every.as_nanos()).unwrap_or(u64::MAX).max(1)
@@ -65,25 +73,93 @@ impl ReadPace {
         let offset = u64::try_from(ticks.saturating_mul(every_ns)).unwrap_or(u64::MAX);
         self.epoch + Duration::from_nanos(offset)
     }
+}
 
-    /// Called by the reader thread after a read of `bytes` at `read_at`: returns when the
-    /// next read may be taken, at once if the connection is not paced or the read brought
-    /// [`PACED_LOW_WATER`] or more, else at the grid's first tick after `read_at` (or earlier,
-    /// if the node stops pacing it or shortens its interval meanwhile: [`Self::set`] and an
-    /// unpark).
-    pub(crate) fn wait_after_read(&self, read_at: Instant, bytes: usize) {
-        if bytes >= PACED_LOW_WATER {
-            return;
+/// How the next `read` is to wait: for how many bytes, and until when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ReadWait {
+    low_water: usize,
+    /// `None`: until the bytes come, however long.
+    until: Option<Instant>,
+}
+
+/// A reader thread's side of its socket: the options it last set (each set only when it
+/// changes, the timeout before every paced read) and its empty ticks.
+#[derive(Debug)]
+pub(crate) struct PacedSocket {
+    low_water: usize,
+    timeout: bool,
+    empty_ticks: u8,
+}
+
+impl PacedSocket {
+    /// A socket with the options it was accepted with (low-water mark 1, no timeout).
+    pub(crate) fn new() -> Self {
+        Self {
+            low_water: 1,
+            timeout: false,
+            empty_ticks: 0,
         }
-        while let Some(every) = self.every() {
-            let now = Instant::now();
-            let tick = self.next_tick(read_at, every);
-            if now >= tick {
-                return;
+    }
+
+    /// How the next read waits under `pace`, at `now`: a paced one until the grid's first
+    /// tick after `now` (after a read at a tick, the next tick; after a slow turn, never one
+    /// already past).
+    fn wait(&self, pace: &ReadPace, now: Instant) -> ReadWait {
+        match pace.every() {
+            Some(every) if self.empty_ticks < EMPTY_TICKS_TO_SLEEP => ReadWait {
+                low_water: PACED_LOW_WATER,
+                until: Some(pace.next_tick(now, every)),
+            },
+            // Not paced, or asleep until its next byte.
+            _ => ReadWait {
+                low_water: 1,
+                until: None,
+            },
+        }
+    }
+
+    /// Sets `stream` up for the next read under `pace` (the options that changed, and the
+    /// timeout to the next tick when paced).
+    pub(crate) fn prepare(&mut self, stream: &TcpStream, pace: &ReadPace) -> io::Result<()> {
+        let now = Instant::now();
+        let wait = self.wait(pace, now);
+        if wait.low_water != self.low_water {
+            set_read_low_water(stream, wait.low_water)?;
+            self.low_water = wait.low_water;
+        }
+        match wait.until {
+            // A zero timeout would mean none: a tick already passed waits a microsecond.
+            Some(until) => {
+                let timeout = until.saturating_duration_since(now);
+                stream.set_read_timeout(Some(timeout.max(Duration::from_micros(1))))?;
+                self.timeout = true;
             }
-            // An unpark (a new interval), or a spurious wake-up: look again.
-            thread::park_timeout(tick - now);
+            None if self.timeout => {
+                stream.set_read_timeout(None)?;
+                self.timeout = false;
+            }
+            None => {}
         }
+        Ok(())
+    }
+
+    /// The read brought bytes (`got_bytes`) or timed out at its tick with nothing.
+    pub(crate) fn read(&mut self, got_bytes: bool) {
+        self.empty_ticks = if got_bytes {
+            0
+        } else {
+            self.empty_ticks.saturating_add(1)
+        };
+    }
+
+    /// Whether a read error is the timeout of a paced read (an empty tick), not a failure.
+    pub(crate) fn timed_out(&self, error: &io::Error) -> bool {
+        self.timeout
+            && matches!(
+                error.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            )
     }
 }
 
@@ -91,62 +167,65 @@ impl ReadPace {
 mod tests {
     use super::*;
 
+    const EVERY: Duration = Duration::from_millis(40);
+
     #[test]
-    fn a_paced_reader_waits_for_the_next_tick_of_the_common_grid() {
+    fn a_paced_read_waits_for_the_low_water_mark_until_the_next_tick_of_the_common_grid() {
         let epoch = Instant::now();
         let pace = ReadPace::new(epoch);
-        let every = Duration::from_millis(40);
-        pace.set(Some(every));
-        // Read 10 ms into the grid: the next read is at 40 ms, whatever the read time.
         assert_eq!(
-            pace.next_tick(epoch + Duration::from_millis(10), every),
-            epoch + every
+            pace.next_tick(epoch + Duration::from_millis(10), EVERY),
+            epoch + EVERY
         );
-        assert_eq!(pace.next_tick(epoch + every, every), epoch + every * 2);
-        let read_at = Instant::now();
-        pace.wait_after_read(read_at, 100);
-        let after = Instant::now();
-        assert!(
-            after >= pace.next_tick(read_at, every),
-            "no read before the tick"
-        );
-    }
-
-    #[test]
-    fn a_reader_not_paced_reads_again_at_once() {
-        let pace = ReadPace::new(Instant::now());
-        assert_eq!(pace.every(), None);
-        pace.set(Some(Duration::from_secs(3600)));
+        assert_eq!(pace.next_tick(epoch + EVERY, EVERY), epoch + EVERY * 2);
+        let mut socket = PacedSocket::new();
+        let unpaced = ReadWait {
+            low_water: 1,
+            until: None,
+        };
+        assert_eq!(socket.wait(&pace, epoch), unpaced, "not paced yet");
+        pace.set(Some(EVERY));
+        socket.read(true);
+        let now = epoch + Duration::from_millis(5);
+        let wait = socket.wait(&pace, now);
+        assert_eq!(wait.low_water, PACED_LOW_WATER);
+        assert_eq!(wait.until, Some(epoch + EVERY));
         pace.set(None);
-        let before = Instant::now();
-        pace.wait_after_read(before, 100);
-        assert!(
-            before.elapsed() < Duration::from_secs(60),
-            "no wait for the hour's tick"
+        assert_eq!(
+            socket.wait(&pace, now),
+            unpaced,
+            "back to reads as bytes come"
         );
     }
 
     #[test]
-    fn a_read_that_brought_the_low_water_mark_is_followed_by_another_at_once() {
-        let pace = ReadPace::new(Instant::now());
-        pace.set(Some(Duration::from_secs(3600)));
-        let before = Instant::now();
-        pace.wait_after_read(before, PACED_LOW_WATER);
-        assert!(
-            before.elapsed() < Duration::from_secs(60),
-            "no wait for the hour's tick"
+    fn a_reader_that_found_nothing_at_two_ticks_sleeps_until_its_next_byte() {
+        let epoch = Instant::now();
+        let pace = ReadPace::new(epoch);
+        pace.set(Some(EVERY));
+        let mut socket = PacedSocket::new();
+        socket.read(false);
+        assert_eq!(socket.wait(&pace, epoch).low_water, PACED_LOW_WATER);
+        socket.read(false);
+        let asleep = socket.wait(&pace, epoch);
+        assert_eq!((asleep.low_water, asleep.until), (1, None));
+        socket.read(true);
+        assert_eq!(
+            socket.wait(&pace, epoch).low_water,
+            PACED_LOW_WATER,
+            "awake"
         );
     }
 
     #[test]
-    fn a_reader_waiting_for_its_tick_is_released_when_the_node_stops_pacing_it() {
-        let pace = std::sync::Arc::new(ReadPace::new(Instant::now()));
-        pace.set(Some(Duration::from_secs(3600)));
-        let waiting = pace.clone();
-        let reader = thread::spawn(move || waiting.wait_after_read(Instant::now(), 100));
-        pace.set(None);
-        reader.thread().unpark();
-        // Joins only if the reader saw the change: a tick an hour away would hang the test.
-        reader.join().unwrap();
+    fn the_next_read_waits_for_the_tick_after_now_never_one_already_past() {
+        let epoch = Instant::now();
+        let pace = ReadPace::new(epoch);
+        pace.set(Some(EVERY));
+        let socket = PacedSocket::new();
+        // Long after the last tick (a sleep, or a slow turn): the next tick from now.
+        let now = epoch + EVERY * 10 + Duration::from_millis(5);
+        let until = socket.wait(&pace, now).until.unwrap();
+        assert_eq!(until, epoch + EVERY * 11);
     }
 }

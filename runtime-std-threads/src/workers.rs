@@ -7,13 +7,12 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use siprtmp_core::node::ConnId;
 use smallvec::SmallVec;
 
-use crate::read_pace::ReadPace;
+use crate::read_pace::{PacedSocket, ReadPace};
 
 /// Read buffer granularity: one allocation serves many reads. Each connection's reader thread
 /// keeps one such block resident (zeroed, so touched), unlike mio's one buffer per node: 16 KiB
@@ -115,7 +114,7 @@ impl Batch {
 /// socket (`&TcpStream` reads and writes), so a connection costs one descriptor, not a
 /// duplicate for each thread: a server short of descriptors either accepts a connection whole
 /// or leaves it in the backlog, never accepts it and then drops it for want of a duplicate.
-/// The reader waits between reads as `pace` says (see [`ReadPace`]).
+/// The reader waits in each read as `pace` says (see [`ReadPace`]).
 pub(crate) fn spawn_reader(
     conn: ConnId,
     stream: Arc<TcpStream>,
@@ -145,23 +144,27 @@ fn read_loop(conn: ConnId, stream: Arc<TcpStream>, tx: SyncSender<Message>, pace
     // Kept initialised to its full length, so it is zeroed once per READ_CHUNK received, not
     // once per read.
     let mut buf = BytesMut::zeroed(READ_CHUNK);
+    let mut socket = PacedSocket::new();
     loop {
         if buf.len() < READ_CHUNK / 4 {
             buf = BytesMut::zeroed(READ_CHUNK);
         }
+        // A paced publisher's read waits for its tick (or much data): see `read_pace`.
+        if let Err(e) = socket.prepare(&stream, pace) {
+            tracing::debug!("{conn}: socket options for a paced read: {e}");
+        }
         match (&*stream).read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
+                socket.read(true);
                 // Blocks while the node thread is behind: a fast publisher waits here, so the
                 // channel, not memory, absorbs the difference.
-                let read_at = Instant::now();
                 if tx.send(Message::Received(conn, buf.split_to(n))).is_err() {
                     return;
                 }
-                // A paced publisher: what arrives until the next tick waits in the socket.
-                pace.wait_after_read(read_at, n);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if socket.timed_out(&e) => socket.read(false),
             Err(e) => {
                 tracing::debug!("{conn}: read error: {e}");
                 break;

@@ -210,6 +210,47 @@ fn three_eager_players_have_their_publisher_read_as_its_bytes_arrive(runtime: Ru
     server.stop();
 }
 
+/// A publisher nobody watches that sends much faster than one read per tick would carry
+/// (4 MiB at once, where a 400 ms tick empties at most a receive window of some 64 KiB, about
+/// 25 s at that pace): the server reads it as its bytes come once 32 KiB are waiting, as
+/// under a low-water mark, so the sender is never held to the ticks.
+fn a_fast_publisher_nobody_watches_is_read_as_fast_as_it_sends(runtime: Runtime) {
+    const SIZE: usize = 4096;
+    const COUNT: u32 = 1024;
+    let (server, http) = paced_server(runtime);
+    let (mut publisher, stream) = publisher(&server, "fast");
+    let (_, grid) = publisher_reads(&http, "live/fast");
+    assert_eq!(grid, Some(UNWATCHED_WINDOW.as_millis() as u64), "paced");
+    let since = Instant::now();
+    for i in 0..COUNT {
+        let mut payload = vec![0xb2; SIZE];
+        payload[1] = i as u8;
+        publisher
+            .machine
+            .send_media(&RtmpMessage::new(type_id::AUDIO, stream, i * 10, payload));
+        publisher.flush();
+    }
+    let total = u64::from(COUNT) * SIZE as u64;
+    let deadline = since + Duration::from_secs(10);
+    let received = loop {
+        let object = connections(&http)
+            .into_iter()
+            .find(|object| object.contains("\"publishing live/fast\""))
+            .expect("the publisher");
+        let received = json_number(&object, "received_bytes").expect("received_bytes");
+        if received >= total || Instant::now() > deadline {
+            break received;
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        received >= total,
+        "{received} of at least {total} bytes read in {:?}: held to the ticks",
+        since.elapsed()
+    );
+    server.stop();
+}
+
 /// The same tests for each driver that paces reads.
 macro_rules! paced {
     ($($name:ident => $runtime:ident),*) => {$(
@@ -228,6 +269,11 @@ macro_rules! paced {
                 super::a_publisher_nobody_watches_is_read_once_per_ten_windows_until_a_player_comes(
                     Runtime::$runtime,
                 );
+            }
+
+            #[test]
+            fn a_fast_publisher_nobody_watches_is_read_as_fast_as_it_sends() {
+                super::a_fast_publisher_nobody_watches_is_read_as_fast_as_it_sends(Runtime::$runtime);
             }
 
             #[test]
