@@ -109,7 +109,7 @@ pub use events::{log_event, Decider, EventRouter};
 pub use file_io::{Completion, FileExecutor, SHUTDOWN_FILE_GRACE};
 pub use host::{NodeHost, Transport, MAX_IOVECS};
 pub use node_reads::{NodeReads, READS_PER_TURN};
-pub use read_grid::{ReadGrid, PACED_LOW_WATER};
+pub use read_grid::{ReadGrid, EMPTY_TICKS_TO_SLEEP, PACED_LOW_WATER};
 pub use relay_link::RelayLink;
 pub use socket::{bind_listener, configure_stream, read_now, set_read_low_water, shutdown_stream};
 pub use stopper::Stopper;

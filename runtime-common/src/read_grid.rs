@@ -29,8 +29,9 @@ use std::time::{Duration, Instant};
 use siprtmp_core::id_hash::IdHashMap;
 use siprtmp_core::node::ConnId;
 
-/// Ticks in a row whose read found nothing before a connection sleeps.
-const EMPTY_TICKS_TO_SLEEP: u8 = 2;
+/// Ticks in a row whose read found nothing before a connection sleeps (here, and in the
+/// std-threads driver's own pacing).
+pub const EMPTY_TICKS_TO_SLEEP: u8 = 2;
 
 /// A paced socket's `SO_RCVLOWAT` (what the epoll drivers set): more than this,
 /// arrived between two ticks (a keyframe of a high-rate stream), is read at once rather than

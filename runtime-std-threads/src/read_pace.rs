@@ -24,10 +24,7 @@ use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use siprtmp_runtime_common::{set_read_low_water, PACED_LOW_WATER};
-
-/// Ticks in a row whose read found nothing before a reader sleeps (as the event loops' grid).
-const EMPTY_TICKS_TO_SLEEP: u8 = 2;
+use siprtmp_runtime_common::{set_read_low_water, EMPTY_TICKS_TO_SLEEP, PACED_LOW_WATER};
 
 /// A connection's read interval, shared by the node thread (which sets it) and the
 /// connection's reader thread (which reads by it).
@@ -129,7 +126,8 @@ impl PacedSocket {
             self.low_water = wait.low_water;
         }
         match wait.until {
-            // A zero timeout would mean none: a tick already passed waits a microsecond.
+            // The tick is after `now`; the floor only keeps a zero timeout, which would mean
+            // none, from ever being set.
             Some(until) => {
                 let timeout = until.saturating_duration_since(now);
                 stream.set_read_timeout(Some(timeout.max(Duration::from_micros(1))))?;
