@@ -270,6 +270,17 @@ fn serve(setup: Setup) -> Result<(), String> {
         window(node_config.server.merge_writes),
         window(node_config.server.gateway_merge_writes)
     );
+    let gateway_window = gateway_line
+        .is_some()
+        .then_some(node_config.server.gateway_merge_writes)
+        .flatten();
+    let rounded_windows = config::merge_windows_rounded_up(
+        poll_interval,
+        &[
+            ("--merge-writes", node_config.server.merge_writes),
+            ("--gateway-merge-writes", gateway_window),
+        ],
+    );
     let serve = |bound: SocketAddr,
                  tls_bound: Option<SocketAddr>,
                  stopper: Stopper|
@@ -286,6 +297,9 @@ fn serve(setup: Setup) -> Result<(), String> {
             merge_line,
             poll_interval.map_or_else(|| "off".to_owned(), |i| format!("{} ms", i.as_millis())),
         );
+        for warning in &rounded_windows {
+            tracing::warn!("{warning}");
+        }
         if let (Some(rtmps), Some(tls_bound)) = (&rtmps, tls_bound) {
             tracing::info!(
                 tls_port = tls_bound.port(),

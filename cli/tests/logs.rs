@@ -183,3 +183,26 @@ fn text_logs_off_a_terminal_have_no_colours() {
         assert!(!line.contains('\u{1b}'), "an escape code in {line:?}");
     }
 }
+
+/// A merge window the poll interval rounds up is said at startup, with what it becomes, as a
+/// warning; whole numbers of intervals pass without one.
+#[test]
+fn a_merge_window_the_poll_interval_rounds_up_is_warned_of() {
+    let (child, lines) = start(&["--poll-interval", "40", "--merge-writes", "100"]);
+    let mut log = until(&lines, "RTMP listening on");
+    log.extend(stop(child, &lines));
+    let warning = log
+        .iter()
+        .find(|l| l.contains("--merge-writes 100 ms"))
+        .unwrap_or_else(|| panic!("no warning in {log:?}"));
+    assert!(
+        warning.contains(" WARN ")
+            && warning.contains("under --poll-interval 40 ms holds writes up to 120 ms"),
+        "{warning}"
+    );
+
+    let (child, lines) = start(&["--poll-interval", "40", "--merge-writes", "80"]);
+    let mut log = until(&lines, "RTMP listening on");
+    log.extend(stop(child, &lines));
+    assert!(!log.iter().any(|l| l.contains(" WARN ")), "{log:?}");
+}
