@@ -10,7 +10,8 @@
 //!
 //! **Lanes.** With an adaptive window (`ServerConfig::merge_writes_max`), a player whose
 //! application reads late anyway (measured by `read_lag`) is held longer: a second lane holds
-//! for the maximum, and a player goes there once its estimated read lag reaches the maximum.
+//! for the maximum, and a player goes there once its estimated read lag comes within one base
+//! window of the maximum (the lag's grain: see `FlushSchedule::lane_for`).
 //! Windows between the two would hold a bulk reader as little as its lag allows, but they
 //! measured worse: a reader woken once its mark is reached reads at the first flush past it,
 //! so a window that is not a divisor of its fill time adds most of a window to the frames
